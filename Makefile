@@ -1,0 +1,47 @@
+# RadTrust: `make demo` and `make test` are the two set-up commands; both build .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := libharfbuzz-subset0 poppler-utils
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install system-packages demo test serve worker beat clean
+
+install: $(STAMP)
+
+# Debian packages WeasyPrint and the PDF tests need; installed only when missing.
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing system packages: $$missing"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) system-packages
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo
+
+test: install
+	$(BIN)/pytest
+
+serve: install
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+worker: install
+	$(BIN)/celery -A radtrust worker -Q default -l info
+
+beat: install
+	$(BIN)/celery -A radtrust beat -l info
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,70 @@
+"""Compliance records. For now the audit trail; dossiers, documents and feedback follow."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from radtrust.errors import Conflict
+
+
+class ImmutableRecord(Conflict):
+    """Raised on any attempt to change or remove an append-only record."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableRecord("Audit events are append-only: they cannot be updated.", code="immutable")
+
+    def delete(self):
+        raise ImmutableRecord("Audit events are append-only: they cannot be deleted.", code="immutable")
+
+
+class AuditEvent(models.Model):
+    """One append-only, hash-chained entry of the audit trail (AI Act Art. 12).
+
+    ``hash`` covers every field and ``prev_hash``, so altering, removing or
+    reordering any row breaks the chain from that row on (``manage.py verify_audit``).
+    The actor is copied as id and username, not a foreign key, so that removing a
+    user never touches the trail.
+    """
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    occurred_at = models.DateTimeField()
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_username = models.CharField(max_length=150)
+    request_id = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=40)
+    object_type = models.CharField(max_length=100, db_index=True)
+    object_id = models.CharField(max_length=64, db_index=True)
+    object_repr = models.CharField(max_length=300)
+    changes = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["object_type", "object_id", "seq"], name="compliance_audit_object_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id} by {self.actor_username}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableRecord("Audit events are append-only: they cannot be updated.", code="immutable")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRecord("Audit events are append-only: they cannot be deleted.", code="immutable")
+
+
+class AuditHead(models.Model):
+    """The newest sequence number and hash, so that removing the last events is detected too."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="%(app_label)s_%(class)s_singleton")]

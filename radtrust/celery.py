@@ -1,0 +1,33 @@
+"""The Celery application: queues ``default``, ``gpu`` and one ``site.<code>`` queue per site.
+
+Tasks are safe to run twice (acks late, rejected when the worker dies, idempotency
+guards on the rows they write); all ``CELERY_*`` settings live in ``radtrust.settings``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "radtrust.settings")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+app = Celery("radtrust")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+_exchange = Exchange("radtrust", type="direct")
+app.conf.task_queues = (
+    Queue("default", _exchange, routing_key="default"),
+    Queue("gpu", _exchange, routing_key="gpu"),
+)
+app.conf.task_default_exchange = "radtrust"
+app.conf.task_default_routing_key = "default"
+app.autodiscover_tasks()
+
+
+def site_queue(code: str) -> Queue:
+    """The queue a site's own worker or agent consumes; declared on first use."""
+    name = f"site.{code}"
+    return Queue(name, _exchange, routing_key=name)

@@ -1,0 +1,9 @@
+"""Domain errors shared by the apps' services."""
+
+
+class Conflict(Exception):
+    """The request is valid but clashes with the current state (HTTP 409)."""
+
+    def __init__(self, message: str, *, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,145 @@
+"""Who may see and change what: roles (DESIGN.md §1) and the institution rule, in one place.
+
+Every API view and page asks this module. ``POLICY`` names the roles that may read
+and write each resource; ``scope`` narrows a queryset to what the user's role and
+institution allow (objects outside it are not found, never revealed).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from registry.choices import DeploymentStatus, Role
+
+ML, CO, CL, AU, WK = Role.ML_ENGINEER, Role.COMPLIANCE_OFFICER, Role.CLINICIAN, Role.AUDITOR, Role.WORKER
+EVERYONE = frozenset(Role)
+
+# resource -> (roles that may read, roles that may write)
+POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "institution": (EVERYONE, frozenset({CO})),
+    "foundation_model": (EVERYONE, frozenset({ML})),
+    "model_version": (EVERYONE, frozenset({ML})),
+    "model_version.transition": (EVERYONE, frozenset({ML, CO})),
+    "dataset": (frozenset({ML, CO, AU, WK}), frozenset({ML, CO})),
+    "provenance": (frozenset({ML, CO, AU, WK}), frozenset({ML})),
+    "deployment": (EVERYONE, frozenset({CO})),
+    "audit_event": (frozenset({CO, AU}), frozenset()),
+    "user": (frozenset({CO, AU}), frozenset()),
+}
+
+
+def role_of(user) -> str | None:
+    """The user's role, read once per request object."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    if not hasattr(user, "_radtrust_role"):
+        user._radtrust_role = user.role
+    return user._radtrust_role
+
+
+def may(user, resource: str, *, write: bool) -> bool:
+    if getattr(user, "is_superuser", False):
+        return True
+    readers, writers = POLICY[resource]
+    return role_of(user) in (writers if write else readers)
+
+
+def _open_deployments_at(institution_id) -> Q:
+    return Q(status__in=[DeploymentStatus.PLANNED, DeploymentStatus.ACTIVE, DeploymentStatus.SUSPENDED], institution_id=institution_id)
+
+
+def scope(user, queryset: QuerySet) -> QuerySet:
+    """Narrow ``queryset`` to the rows this user's role and institution may see.
+
+    - Compliance officers, auditors and workers see everything.
+    - ML engineers see the models their institution provides (and everything under them),
+      datasets their institution stewards or that feed their models, and every institution.
+    - Clinicians see only their institution, the deployments there and the versions deployed there.
+    """
+    if getattr(user, "is_superuser", False):
+        return queryset
+    role = role_of(user)
+    if role in {CO, AU, WK}:
+        return queryset
+    if role not in {ML, CL}:
+        return queryset.none()
+    inst = user.institution_id
+    label = queryset.model._meta.label_lower
+    from registry.models import Deployment
+
+    site_versions = Deployment.objects.filter(_open_deployments_at(inst)).values("version_id")
+    rules: dict[str, dict[str, Q]] = {
+        ML: {
+            "registry.institution": Q(),
+            "registry.foundationmodel": Q(provider_id=inst),
+            "registry.modelversion": Q(foundation_model__provider_id=inst),
+            "registry.dataset": Q(institution_id=inst) | Q(provenance__version__foundation_model__provider_id=inst),
+            "registry.provenance": Q(version__foundation_model__provider_id=inst),
+            "registry.deployment": Q(version__foundation_model__provider_id=inst) | Q(institution_id=inst),
+        },
+        CL: {
+            "registry.institution": Q(pk=inst),
+            "registry.foundationmodel": Q(versions__in=site_versions),
+            "registry.modelversion": Q(pk__in=site_versions),
+            "registry.deployment": Q(institution_id=inst),
+        },
+    }
+    rule = rules.get(role, {}).get(label)
+    if rule is None:
+        return queryset.none()
+    return queryset.filter(rule).distinct()
+
+
+def owner_institution_id(obj) -> int | None:
+    """The institution that owns a registry object, for the write rule below."""
+    label = obj._meta.label_lower
+    if label == "registry.foundationmodel":
+        return obj.provider_id
+    if label == "registry.modelversion":
+        return obj.foundation_model.provider_id
+    if label == "registry.dataset":
+        return obj.institution_id
+    if label == "registry.provenance":
+        return obj.version.foundation_model.provider_id
+    return None
+
+
+def may_change(user, obj) -> bool:
+    """ML engineers change only what their institution owns; officers act for the provider on everything."""
+    if getattr(user, "is_superuser", False) or role_of(user) != ML:
+        return True
+    return owner_institution_id(obj) == user.institution_id
+
+
+def writable_institutions(user, queryset: QuerySet) -> QuerySet:
+    """Institutions a user may name as owner (provider, data steward) of a new record."""
+    if getattr(user, "is_superuser", False) or role_of(user) != ML:
+        return queryset
+    return queryset.filter(pk=user.institution_id)
+
+
+class RolePermission(BasePermission):
+    """DRF permission: the view names its ``access_resource``; reads and writes are checked by role.
+
+    A view action may name its own resource with ``access_resources = {"transition": ...}``.
+    Object-level institution rules are applied by ``scope`` in ``get_queryset``.
+    """
+
+    message = "Your role does not allow this action."
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        resource = getattr(view, "access_resources", {}).get(getattr(view, "action", None)) or getattr(view, "access_resource", None)
+        if resource is None:
+            return False
+        return may(request.user, resource, write=request.method not in SAFE_METHODS)
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        if not may_change(request.user, obj):
+            self.message = "This record belongs to another institution; you may only change your institution's records."
+            return False
+        return True

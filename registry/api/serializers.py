@@ -1,0 +1,134 @@
+"""Serializers: shape and field checks only; rules live in ``registry.services``."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from registry.access import writable_institutions
+from registry.choices import VersionStatus
+from registry.datasheets import datasheet_completeness
+from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance
+from registry.selectors import dataset_list, foundation_model_list, institution_list, version_list
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class ScopedRelatedField(serializers.PrimaryKeyRelatedField):
+    """A foreign key the user may name: only rows their role and institution can see exist."""
+
+    def __init__(self, *, selector, owner: bool = False, **kwargs):
+        self.selector, self.owner = selector, owner
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        user = self.context["request"].user
+        queryset = self.selector(user=user)
+        return writable_institutions(user, queryset) if self.owner else queryset
+
+    def use_pk_only_optimization(self):
+        return True
+
+
+class InstitutionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Institution
+        fields = ["id", "code", "name", "kind", "country", "address", "contact_email", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class FoundationModelSerializer(serializers.ModelSerializer):
+    provider = ScopedRelatedField(selector=institution_list, owner=True)
+
+    class Meta:
+        model = FoundationModel
+        fields = [
+            "id", "name", "provider", "description", "intended_purpose", "intended_users", "modality",
+            "body_region", "task", "risk_class", "mdr_class", "licence", "created_at", "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "foundation_model", "version", "parent", "status", "release_notes", "output_schema",
+            "preprocessing", "artifact_sha256", "artifact_files", "artifact_size", "opset", "ir_version",
+            "producer", "inputs", "outputs", "parameter_count", "mirror_state", "mirror_error",
+            "mlflow_model_name", "mlflow_version", "mirrored_at", "created_by", "created_at", "updated_at",
+        ]
+        read_only_fields = [f for f in fields if f != "release_notes"]
+
+
+class VersionRegisterSerializer(serializers.Serializer):
+    """Multipart upload of a new version: the ONNX model plus any external data files."""
+
+    foundation_model = ScopedRelatedField(selector=foundation_model_list)
+    version = serializers.CharField(max_length=64)
+    parent = ScopedRelatedField(selector=version_list, required=False, allow_null=True)
+    artifact = serializers.FileField(help_text="The ONNX model (.onnx).")
+    external_data = serializers.ListField(
+        child=serializers.FileField(), required=False, default=list, help_text="The model's external data files, if any."
+    )
+    output_schema = serializers.JSONField(binary=True, required=False, default=dict)
+    preprocessing = serializers.JSONField(binary=True, required=False, default=dict)
+    release_notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate_version(self, value: str) -> str:
+        ModelVersion._meta.get_field("version").run_validators(value)
+        return value
+
+
+class TransitionSerializer(serializers.Serializer):
+    to_status = serializers.ChoiceField(choices=VersionStatus.choices)
+
+
+class LineageEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "version", "status", "artifact_sha256", "parent", "created_at"]
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    institution = ScopedRelatedField(selector=institution_list, owner=True)
+    source_institutions = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Institution.objects.all())
+    completeness = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id", "name", "institution", "description", "source_institutions", "collection_start", "collection_end",
+            "modality", "body_region", "collection_purpose", "patient_count", "study_count", "image_count",
+            "scanners", "protocols", "demographics", "label_source", "rater_count", "rater_agreement",
+            "preparation", "legal_basis", "deidentification", "licence", "known_limitations", "location",
+            "manifest_sha256", "completeness", "created_at", "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def get_completeness(self, obj: Dataset) -> dict:
+        return datasheet_completeness(obj).to_dict()
+
+
+class ProvenanceSerializer(serializers.ModelSerializer):
+    version = ScopedRelatedField(selector=version_list)
+    dataset = ScopedRelatedField(selector=dataset_list)
+
+    class Meta:
+        model = Provenance
+        fields = ["id", "version", "dataset", "role", "notes", "created_at"]
+        read_only_fields = ["created_at"]
+        validators = []  # the service reports duplicates as a 409 with a message
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    version = ScopedRelatedField(selector=version_list)
+    institution = ScopedRelatedField(selector=institution_list)
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "version", "institution", "status", "since", "revalidation_cadence_days", "notes", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        validators = []

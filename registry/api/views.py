@@ -1,0 +1,163 @@
+"""Thin API views: authenticate, scope, validate shape, call a service."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from registry import selectors, services
+from registry.api import serializers as s
+from registry.filtersets import (
+    DatasetFilterSet,
+    DeploymentFilterSet,
+    FoundationModelFilterSet,
+    ModelVersionFilterSet,
+    ProvenanceFilterSet,
+)
+from registry.models import Dataset, FoundationModel, Institution
+
+
+class ScopedViewSet(viewsets.GenericViewSet):
+    """Rows come from a selector, so every list and detail is scoped by role and institution."""
+
+    selector = None
+
+    def get_queryset(self):
+        return type(self).selector(user=self.request.user)
+
+
+class RecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin):
+    """Plain records created and updated through ``services.record_create``/``record_update``."""
+
+    immutable_fields: tuple[str, ...] = ()
+    http_method_names = ["get", "post", "put", "patch", "head", "options"]
+
+    def perform_create(self, serializer):
+        fields, m2m = _split_m2m(serializer)
+        serializer.instance = services.record_create(model=serializer.Meta.model, actor=self.request.user, fields=fields, m2m=m2m)
+
+    def perform_update(self, serializer):
+        fields, m2m = _split_m2m(serializer)
+        changed = {k: v for k, v in fields.items() if getattr(serializer.instance, k) != v}
+        serializer.instance = services.record_update(instance=serializer.instance, fields=changed, m2m=m2m, immutable=self.immutable_fields)
+
+
+def _split_m2m(serializer) -> tuple[dict, dict]:
+    names = {f.name for f in serializer.Meta.model._meta.many_to_many}
+    data = dict(serializer.validated_data)
+    return {k: v for k, v in data.items() if k not in names}, {k: v for k, v in data.items() if k in names}
+
+
+class InstitutionViewSet(RecordViewSet):
+    access_resource = "institution"
+    selector = staticmethod(selectors.institution_list)
+    serializer_class = s.InstitutionSerializer
+    immutable_fields = ("code",)
+    search_fields = ["code", "name"]
+    filterset_fields = ["kind", "country"]
+
+
+class FoundationModelViewSet(RecordViewSet):
+    access_resource = "foundation_model"
+    selector = staticmethod(selectors.foundation_model_list)
+    serializer_class = s.FoundationModelSerializer
+    filterset_class = FoundationModelFilterSet
+    immutable_fields = ("provider", "task")
+    search_fields = ["name", "body_region"]
+
+
+class DatasetViewSet(RecordViewSet):
+    access_resource = "dataset"
+    selector = staticmethod(selectors.dataset_list)
+    serializer_class = s.DatasetSerializer
+    filterset_class = DatasetFilterSet
+    immutable_fields = ("institution",)
+    search_fields = ["name"]
+
+
+class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin):
+    """Versions: register with a multipart upload; only release notes change later; lifecycle by transition."""
+
+    access_resource = "model_version"
+    access_resources = {"transition": "model_version.transition"}
+    selector = staticmethod(selectors.version_list)
+    serializer_class = s.ModelVersionSerializer
+    filterset_class = ModelVersionFilterSet
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    ordering_fields = ["created_at", "version"]
+
+    @extend_schema(request=s.VersionRegisterSerializer, responses={201: s.ModelVersionSerializer})
+    def create(self, request, *args, **kwargs):
+        limit = settings.RADTRUST_MAX_ARTIFACT_BYTES + 1024 * 1024  # form fields on top of the files
+        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+            raise ValidationError({"artifact": f"The upload is larger than the limit of {settings.RADTRUST_MAX_ARTIFACT_BYTES} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."})
+        form = s.VersionRegisterSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        if data["foundation_model"] and not self.get_permissions()[0].has_object_permission(request, self, data["foundation_model"]):
+            self.permission_denied(request, message="This model belongs to another institution; you may only add versions to your institution's models.")
+        version = services.version_register(
+            actor=request.user,
+            foundation_model=data["foundation_model"],
+            version=data["version"],
+            parent=data.get("parent"),
+            model_file=(data["artifact"].name, data["artifact"]),
+            data_files=[(f.name, f) for f in data["external_data"]],
+            output_schema=data["output_schema"],
+            preprocessing=data["preprocessing"],
+            release_notes=data["release_notes"],
+        )
+        return Response(s.ModelVersionSerializer(version, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.record_update(instance=serializer.instance, fields=dict(serializer.validated_data))
+
+    @extend_schema(request=s.TransitionSerializer, responses={200: s.ModelVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def transition(self, request, pk=None):
+        version = self.get_object()
+        form = s.TransitionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        version = services.version_transition(actor=request.user, version=version, to_status=form.validated_data["to_status"])
+        return Response(s.ModelVersionSerializer(version, context=self.get_serializer_context()).data)
+
+    @extend_schema(responses={200: s.LineageEntrySerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def lineage(self, request, pk=None):
+        """The chain from this version back to its base version, newest first."""
+        chain = selectors.version_lineage(self.get_object())
+        return Response(s.LineageEntrySerializer(chain, many=True).data)
+
+
+class ProvenanceViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin):
+    access_resource = "provenance"
+    selector = staticmethod(selectors.provenance_list)
+    serializer_class = s.ProvenanceSerializer
+    filterset_class = ProvenanceFilterSet
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        if not self.get_permissions()[0].has_object_permission(self.request, self, data["version"]):
+            self.permission_denied(self.request, message="This version belongs to another institution's model.")
+        serializer.instance = services.provenance_link(actor=self.request.user, **data)
+
+    def perform_destroy(self, instance):
+        services.provenance_unlink(provenance=instance)
+
+
+class DeploymentViewSet(RecordViewSet):
+    access_resource = "deployment"
+    selector = staticmethod(selectors.deployment_list)
+    serializer_class = s.DeploymentSerializer
+    filterset_class = DeploymentFilterSet
+    immutable_fields = ("version", "institution")
+
+    def perform_create(self, serializer):
+        serializer.instance = services.deployment_create(actor=self.request.user, **serializer.validated_data)

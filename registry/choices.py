@@ -1,0 +1,90 @@
+"""Enumerations of the registry domain."""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    """The Django groups that carry each role's permissions (DESIGN.md §1)."""
+
+    ML_ENGINEER = "ml_engineer", "ML engineer"
+    COMPLIANCE_OFFICER = "compliance_officer", "Compliance officer"
+    CLINICIAN = "clinician", "Clinician"
+    AUDITOR = "auditor", "Auditor"
+    WORKER = "worker", "Worker"
+
+
+class Modality(models.TextChoices):
+    CR = "CR", "Computed radiography"
+    DX = "DX", "Digital radiography"
+    CT = "CT", "Computed tomography"
+    MR = "MR", "Magnetic resonance"
+    MG = "MG", "Mammography"
+    US = "US", "Ultrasound"
+    PT = "PT", "PET"
+    NM = "NM", "Nuclear medicine"
+    MULTI = "multi", "Several modalities"
+
+
+class Task(models.TextChoices):
+    BINARY = "binary", "Binary classification"
+    MULTILABEL = "multilabel", "Multi-label classification"
+    SEGMENTATION = "segmentation", "Segmentation"
+
+
+class RiskClass(models.TextChoices):
+    """AI Act risk class; MDR class IIa and above makes a system high-risk (Art. 6(1))."""
+
+    HIGH = "high", "High-risk (Art. 6)"
+    LIMITED = "limited", "Limited risk (Art. 50)"
+    MINIMAL = "minimal", "Minimal risk"
+    GPAI = "gpai", "General-purpose AI model (Art. 51-55)"
+
+
+class MdrClass(models.TextChoices):
+    NONE = "", "Not a medical device"
+    I = "I", "Class I"
+    IIA = "IIa", "Class IIa"
+    IIB = "IIb", "Class IIb"
+    III = "III", "Class III"
+
+
+class VersionStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_VALIDATION = "in_validation", "In validation"
+    UNDER_REVIEW = "under_review", "Under review"
+    APPROVED = "approved", "Approved"
+    DEPLOYED = "deployed", "Deployed"
+    SUSPENDED = "suspended", "Suspended"
+    RETIRED = "retired", "Retired"
+
+
+class MirrorState(models.TextChoices):
+    """Where the version stands in the MLflow model registry."""
+
+    PENDING = "pending", "Pending"
+    MIRRORED = "mirrored", "Mirrored"
+    FAILED = "failed", "Failed, retrying"
+
+
+class ProvenanceRole(models.TextChoices):
+    PRETRAINING = "pretraining", "Pre-training"
+    FINE_TUNING = "fine_tuning", "Fine-tuning"
+    CALIBRATION = "calibration", "Calibration"
+    INTERNAL_TEST = "internal_test", "Internal test"
+    EXTERNAL_VALIDATION = "external_validation", "External validation"
+
+
+class DeploymentStatus(models.TextChoices):
+    PLANNED = "planned", "Planned"
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    ENDED = "ended", "Ended"
+
+
+class LegalBasis(models.TextChoices):
+    CONSENT = "consent", "Consent (GDPR Art. 6(1)(a), 9(2)(a))"
+    PUBLIC_INTEREST = "public_interest", "Public interest in public health (GDPR Art. 9(2)(i))"
+    RESEARCH = "research", "Scientific research (GDPR Art. 9(2)(j))"
+    CARE = "care", "Provision of health care (GDPR Art. 9(2)(h))"
+    ANONYMOUS = "anonymous", "Anonymous data (outside GDPR)"
+    OTHER = "other", "Other (state it in the notes)"

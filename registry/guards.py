@@ -1,0 +1,91 @@
+"""The version lifecycle: allowed transitions, who may make them, and the guards.
+
+A guard returns ``None`` when the transition may go ahead, or the reason it may
+not. Evidence that lives in later parts of the system (a passing validation run,
+a signed dossier) is asked for through ``EVIDENCE``: the app that owns the
+evidence registers its check in its ``AppConfig.ready``; until one is registered
+the guard refuses and says what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from registry.choices import DeploymentStatus, ProvenanceRole, Role, VersionStatus as S
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.DRAFT: frozenset({S.IN_VALIDATION, S.RETIRED}),
+    S.IN_VALIDATION: frozenset({S.UNDER_REVIEW, S.DRAFT, S.RETIRED}),
+    S.UNDER_REVIEW: frozenset({S.APPROVED, S.IN_VALIDATION, S.RETIRED}),
+    S.APPROVED: frozenset({S.DEPLOYED, S.RETIRED}),
+    S.DEPLOYED: frozenset({S.SUSPENDED, S.RETIRED}),
+    S.SUSPENDED: frozenset({S.DEPLOYED, S.RETIRED}),
+    S.RETIRED: frozenset(),
+}
+
+# Who may move a version into each status.
+TRANSITION_ROLES: dict[str, frozenset[str]] = {
+    S.DRAFT: frozenset({Role.ML_ENGINEER}),
+    S.IN_VALIDATION: frozenset({Role.ML_ENGINEER}),
+    S.UNDER_REVIEW: frozenset({Role.ML_ENGINEER}),
+    S.APPROVED: frozenset({Role.COMPLIANCE_OFFICER}),
+    S.DEPLOYED: frozenset({Role.COMPLIANCE_OFFICER}),
+    S.SUSPENDED: frozenset({Role.COMPLIANCE_OFFICER}),
+    S.RETIRED: frozenset({Role.COMPLIANCE_OFFICER}),
+}
+
+Guard = Callable[[object], str | None]
+
+# name -> check(version) -> None or reason; filled in by the apps that own the evidence.
+EVIDENCE: dict[str, Guard] = {}
+_MISSING_EVIDENCE = {
+    "validation": "No passing validation run is recorded for this version; run and pass validation first.",
+    "dossier": "No signed dossier is recorded for this version; a second compliance officer must sign it first.",
+}
+
+
+def register_evidence_check(name: str, check: Guard) -> None:
+    """Called by the validation and compliance apps to supply the evidence guards."""
+    if name not in _MISSING_EVIDENCE:
+        raise ValueError(f"Unknown evidence check {name!r}")
+    EVIDENCE[name] = check
+
+
+def _evidence(name: str) -> Guard:
+    def guard(version) -> str | None:
+        check = EVIDENCE.get(name)
+        return check(version) if check else _MISSING_EVIDENCE[name]
+
+    guard.__name__ = f"{name}_evidence"
+    return guard
+
+
+def training_provenance_linked(version) -> str | None:
+    roles = set(version.provenance.values_list("role", flat=True))
+    if not roles & {ProvenanceRole.PRETRAINING, ProvenanceRole.FINE_TUNING}:
+        return "Link the dataset(s) this version was pre-trained or fine-tuned on (provenance) before validation."
+    return None
+
+
+def open_deployment_exists(version) -> str | None:
+    if not version.deployments.filter(status__in=[DeploymentStatus.PLANNED, DeploymentStatus.ACTIVE]).exists():
+        return "Create a deployment at an institution before marking the version deployed."
+    return None
+
+
+GUARDS: dict[str, tuple[Guard, ...]] = {
+    S.IN_VALIDATION: (training_provenance_linked,),
+    S.UNDER_REVIEW: (_evidence("validation"),),
+    S.APPROVED: (_evidence("validation"), _evidence("dossier")),
+    S.DEPLOYED: (open_deployment_exists,),
+}
+
+
+def transition_refusals(version, target: str) -> list[str]:
+    """Every reason the version may not move to ``target`` now (empty: it may)."""
+    if target not in TRANSITIONS:
+        return [f"{target!r} is not a lifecycle status."]
+    if target not in TRANSITIONS[version.status]:
+        allowed = ", ".join(sorted(TRANSITIONS[version.status])) or "none (it is final)"
+        return [f"A {version.get_status_display().lower()} version cannot become {target}; allowed next: {allowed}."]
+    return [reason for guard in GUARDS.get(target, ()) if (reason := guard(version))]

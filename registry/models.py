@@ -1,0 +1,265 @@
+"""The registry: foundation models, their versions and artifacts, datasets, sites and deployments."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from registry.datasheets import validate_counts, validate_demographics, validate_scanners
+from registry.choices import (
+    DeploymentStatus,
+    LegalBasis,
+    MdrClass,
+    MirrorState,
+    Modality,
+    ProvenanceRole,
+    RiskClass,
+    Role,
+    Task,
+    VersionStatus,
+)
+
+SEMVER = RegexValidator(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$",
+    "Use a semantic version such as 1.2.0 or 2.0.0-rc.1.",
+)
+SITE_CODE = RegexValidator(r"^[a-z0-9][a-z0-9-]{1,30}$", "Use 2-31 lower-case letters, digits or hyphens.")
+SHA256 = RegexValidator(r"^[0-9a-f]{64}$", "A sha256 is 64 lower-case hex digits.")
+
+
+class Institution(models.Model):
+    """A hospital, vendor or research site; every user and deployment belongs to one."""
+
+    class Kind(models.TextChoices):
+        HOSPITAL = "hospital", "Hospital"
+        PROVIDER = "provider", "Provider (vendor)"
+        RESEARCH = "research", "Research institute"
+
+    code = models.CharField(max_length=31, unique=True, validators=[SITE_CODE], help_text="Short site code; names the site's queue.")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HOSPITAL)
+    country = models.CharField(max_length=2, validators=[RegexValidator(r"^[A-Z]{2}$", "Use an ISO 3166-1 alpha-2 code such as DE.")])
+    address = models.TextField(blank=True)
+    contact_email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class User(AbstractUser):
+    """A person or service account; belongs to exactly one institution, acts in one role."""
+
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, null=True, blank=True, related_name="users")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(is_superuser=True) | Q(institution__isnull=False),
+                name="%(app_label)s_%(class)s_institution_required",
+                violation_error_message="Every user except a superuser belongs to an institution.",
+            )
+        ]
+
+    @property
+    def role(self) -> str | None:
+        """The user's role: the first of their groups that names one."""
+        names = {g.name for g in self.groups.all()}
+        return next((r.value for r in Role if r.value in names), None)
+
+
+class FoundationModel(models.Model):
+    """A radiology model family: what it is for, who provides it, and how the AI Act classes it."""
+
+    name = models.CharField(max_length=120, unique=True)
+    provider = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="foundation_models")
+    description = models.TextField(blank=True)
+    intended_purpose = models.TextField(help_text="Art. 13(3)(b)(i): the clinical purpose, population and setting.")
+    intended_users = models.TextField(blank=True)
+    modality = models.CharField(max_length=10, choices=Modality.choices)
+    body_region = models.CharField(max_length=80)
+    task = models.CharField(max_length=20, choices=Task.choices)
+    risk_class = models.CharField(max_length=10, choices=RiskClass.choices, default=RiskClass.HIGH)
+    mdr_class = models.CharField(max_length=4, choices=MdrClass.choices, blank=True, default=MdrClass.IIA)
+    licence = models.CharField(max_length=120)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One released or candidate version: its ONNX artifact, lineage, outputs and lifecycle state.
+
+    The artifact is immutable once registered: its files are stored content-addressed
+    under ``artifacts/<sha256>/`` and ``artifact_sha256`` hashes the whole set.
+    """
+
+    foundation_model = models.ForeignKey(FoundationModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=64, validators=[SEMVER])
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
+    status = models.CharField(max_length=20, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
+    release_notes = models.TextField(blank=True)
+    output_schema = models.JSONField(default=dict, help_text="class_names and operating thresholds per class.")
+    preprocessing = models.JSONField(default=dict, blank=True, help_text="Resize, intensity normalisation, windowing, channel layout.")
+
+    artifact_sha256 = models.CharField(max_length=64, validators=[SHA256])
+    artifact_files = models.JSONField(default=list, help_text="name, sha256, size and role of each stored file.")
+    artifact_size = models.BigIntegerField(validators=[MinValueValidator(1)])
+    opset = models.PositiveIntegerField()
+    ir_version = models.PositiveIntegerField()
+    producer = models.CharField(max_length=120, blank=True)
+    inputs = models.JSONField(default=list)
+    outputs = models.JSONField(default=list)
+    parameter_count = models.BigIntegerField(validators=[MinValueValidator(0)])
+
+    mirror_state = models.CharField(max_length=10, choices=MirrorState.choices, default=MirrorState.PENDING)
+    mirror_error = models.TextField(blank=True)
+    mlflow_model_name = models.CharField(max_length=200, blank=True)
+    mlflow_version = models.CharField(max_length=20, blank=True)
+    mirrored_at = models.DateTimeField(null=True, blank=True)
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["foundation_model__name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["foundation_model", "version"],
+                name="%(app_label)s_%(class)s_unique_version",
+                violation_error_message="This model already has a version with that number.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(parent=models.F("pk")),
+                name="%(app_label)s_%(class)s_not_own_parent",
+                violation_error_message="A version cannot be its own parent.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.foundation_model.name} {self.version}"
+
+    @property
+    def model_file(self) -> dict:
+        return next(f for f in self.artifact_files if f["role"] == "model")
+
+
+class Dataset(models.Model):
+    """A dataset and its datasheet (Art. 10(2), CLAIM): where the data comes from and what it holds.
+
+    The JSON composition fields hold ``{"category": count}`` mappings or lists of
+    ``{"manufacturer", "model", "count"}`` rows, validated in ``registry.datasheets``.
+    """
+
+    name = models.CharField(max_length=160, unique=True)
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="datasets", help_text="The data steward.")
+    description = models.TextField(blank=True)
+    source_institutions = models.ManyToManyField(Institution, blank=True, related_name="+")
+    collection_start = models.DateField(null=True, blank=True)
+    collection_end = models.DateField(null=True, blank=True)
+    modality = models.CharField(max_length=10, choices=Modality.choices)
+    body_region = models.CharField(max_length=80, blank=True)
+    collection_purpose = models.TextField(blank=True, help_text="Art. 10(2)(b): origin and original purpose of the data.")
+    patient_count = models.PositiveIntegerField(null=True, blank=True)
+    study_count = models.PositiveIntegerField(null=True, blank=True)
+    image_count = models.PositiveIntegerField(null=True, blank=True)
+    scanners = models.JSONField(default=list, blank=True, validators=[validate_scanners])
+    protocols = models.JSONField(default=dict, blank=True, validators=[validate_counts])
+    demographics = models.JSONField(default=dict, blank=True, validators=[validate_demographics], help_text='{"sex": {"F": 10}, "age_band": {...}, "ethnicity": {...}}')
+    label_source = models.TextField(blank=True, help_text="Reference standard and how labels were produced.")
+    rater_count = models.PositiveIntegerField(null=True, blank=True)
+    rater_agreement = models.CharField(max_length=120, blank=True, help_text="For example: Cohen's kappa 0.82.")
+    preparation = models.TextField(blank=True, help_text="Art. 10(2)(c): annotation, cleaning, enrichment.")
+    legal_basis = models.CharField(max_length=20, choices=LegalBasis.choices, blank=True)
+    deidentification = models.TextField(blank=True)
+    licence = models.CharField(max_length=120, blank=True)
+    known_limitations = models.TextField(blank=True, help_text="Art. 10(2)(h): gaps and shortcomings.")
+    location = models.CharField(max_length=500, blank=True, help_text="Where the data lives; data never leaves a site that forbids it.")
+    manifest_sha256 = models.CharField(max_length=64, blank=True, validators=[SHA256])
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(collection_start__isnull=True) | Q(collection_end__isnull=True) | Q(collection_start__lte=models.F("collection_end")),
+                name="%(app_label)s_%(class)s_period_ordered",
+                violation_error_message="The collection period must end after it starts.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Provenance(models.Model):
+    """The role a dataset played for a version (pre-training, fine-tuning, test, ...)."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="provenance")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="provenance")
+    role = models.CharField(max_length=24, choices=ProvenanceRole.choices)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "role"]
+        verbose_name_plural = "provenance"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "dataset", "role"],
+                name="%(app_label)s_%(class)s_unique_role",
+                violation_error_message="This dataset already has that role for this version.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} -> {self.version} ({self.get_role_display()})"
+
+
+class Deployment(models.Model):
+    """A version in clinical use at an institution, revalidated on a cadence."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="deployments")
+    status = models.CharField(max_length=12, choices=DeploymentStatus.choices, default=DeploymentStatus.PLANNED)
+    since = models.DateField(null=True, blank=True)
+    revalidation_cadence_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["institution", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "institution"],
+                condition=~Q(status=DeploymentStatus.ENDED),
+                name="%(app_label)s_%(class)s_one_open_per_site",
+                violation_error_message="This version already has an open deployment at this institution.",
+            ),
+            models.CheckConstraint(
+                condition=Q(revalidation_cadence_days__gte=1),
+                name="%(app_label)s_%(class)s_cadence_positive",
+                violation_error_message="The revalidation cadence is at least one day.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} at {self.institution.code}"

@@ -1,0 +1,234 @@
+"""Writes to the registry. Views, admin actions, tasks and commands call these; none holds rules itself.
+
+Each service validates, writes in one transaction and returns the instance; the
+audit trail is written by ``compliance.audit`` receivers in that same transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+
+from compliance.audit import audit_action
+from radtrust.errors import Conflict
+from registry import artifacts
+from registry.access import role_of
+from registry.choices import DeploymentStatus, MirrorState, Role, VersionStatus
+from registry.guards import TRANSITION_ROLES, transition_refusals
+from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
+
+
+def artifact_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / "artifacts"
+
+
+def _save(instance, *, update_fields: list[str] | None = None):
+    """Validate every field and constraint, then save; integrity races become a 409."""
+    instance.full_clean()
+    try:
+        with transaction.atomic():
+            instance.save(update_fields=update_fields)
+    except IntegrityError as exc:
+        raise Conflict(f"This clashes with an existing record: {exc}", code="integrity") from exc
+    return instance
+
+
+def record_create(*, model, actor, fields: dict, m2m: dict | None = None):
+    """Create a plain registry record (institution, foundation model, dataset): validate, save, audit."""
+    instance = model(**fields)
+    if hasattr(instance, "created_by_id") and actor is not None and actor.is_authenticated:
+        instance.created_by = actor
+    with transaction.atomic():
+        _save(instance)
+        for name, values in (m2m or {}).items():
+            getattr(instance, name).set(values)
+    return instance
+
+
+def record_update(*, instance, fields: dict, m2m: dict | None = None, immutable: tuple[str, ...] = ()):
+    """Update the given fields of a plain registry record; fields in ``immutable`` are refused."""
+    refused = sorted(set(fields) & set(immutable))
+    if refused:
+        raise ValidationError({name: "This field cannot be changed after creation." for name in refused})
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    with transaction.atomic():
+        _save(instance)
+        for name, values in (m2m or {}).items():
+            getattr(instance, name).set(values)
+    return instance
+
+
+# --- Versions ----------------------------------------------------------------------
+
+
+def version_register(
+    *,
+    actor,
+    foundation_model: FoundationModel,
+    version: str,
+    model_file: tuple[str, BinaryIO],
+    data_files: list[tuple[str, BinaryIO]] = (),
+    parent: ModelVersion | None = None,
+    output_schema: dict | None = None,
+    preprocessing: dict | None = None,
+    release_notes: str = "",
+) -> ModelVersion:
+    """Register a version with its ONNX artifact, verified and stored before the row is written.
+
+    The artifact is checked (never executed), hashed as a set with its external data
+    and moved to its content address; then the row is saved and, after commit, the
+    MLflow mirror is queued. A refused upload leaves no file and no row behind.
+    """
+    if parent is not None and parent.foundation_model_id != foundation_model.pk:
+        raise ValidationError({"parent": f"The parent {parent} belongs to another model; a parent must be a version of {foundation_model.name}."})
+    if ModelVersion.objects.filter(foundation_model=foundation_model, version=version).exists():
+        raise Conflict(f"{foundation_model.name} already has version {version}; choose a new version number.", code="duplicate_version")
+    _validate_output_schema(output_schema or {}, foundation_model)
+
+    model_name = artifacts.check_name(model_file[0], field="artifact")
+    if not model_name.lower().endswith(".onnx"):
+        raise ValidationError({"artifact": "Upload the model as an ONNX file (.onnx)."})
+    for name, _ in data_files:
+        artifacts.check_name(name, field="external_data")
+    try:
+        info = artifacts.ingest(artifact_root(), [model_file, *data_files], max_bytes=settings.RADTRUST_MAX_ARTIFACT_BYTES)
+    except artifacts.ArtifactError as exc:
+        raise ValidationError({exc.field: str(exc)}) from exc
+
+    row = ModelVersion(
+        foundation_model=foundation_model,
+        version=version,
+        parent=parent,
+        output_schema=output_schema or {},
+        preprocessing=preprocessing or {},
+        release_notes=release_notes,
+        artifact_sha256=info.sha256,
+        artifact_files=[f.__dict__ for f in info.files],
+        artifact_size=info.size,
+        opset=info.opset,
+        ir_version=info.ir_version,
+        producer=info.producer,
+        inputs=info.inputs,
+        outputs=info.outputs,
+        parameter_count=info.parameter_count,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    with transaction.atomic():
+        _save(row)
+        transaction.on_commit(lambda: _queue_mirror(row.pk))
+    return row
+
+
+def _queue_mirror(version_id: int) -> None:
+    from registry.tasks import version_mirror
+
+    version_mirror.delay(version_id)
+
+
+def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> None:
+    if not schema:
+        return
+    names = schema.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValidationError({"output_schema": 'Give "class_names" as a non-empty list of names.'})
+    if len(set(names)) != len(names):
+        raise ValidationError({"output_schema": "Class names must be unique."})
+    thresholds = schema.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise ValidationError({"output_schema": '"thresholds" maps each class name to a number between 0 and 1.'})
+    for name, value in thresholds.items():
+        if name not in names:
+            raise ValidationError({"output_schema": f"Threshold for unknown class {name!r}."})
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ValidationError({"output_schema": f"Threshold for {name!r} must be a number between 0 and 1."})
+    unknown = set(schema) - {"class_names", "thresholds"}
+    if unknown:
+        raise ValidationError({"output_schema": f"Unknown keys: {', '.join(sorted(unknown))}."})
+
+
+def version_transition(*, actor, version: ModelVersion, to_status: str) -> ModelVersion:
+    """Move a version through its lifecycle, if the actor's role and every guard allow it."""
+    if not actor.is_superuser and role_of(actor) not in TRANSITION_ROLES.get(to_status, ()):
+        raise PermissionDenied(f"Your role may not move a version to {to_status!r}.")
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        refusals = transition_refusals(locked, to_status)
+        if refusals:
+            raise Conflict(" ".join(refusals), code="transition_refused")
+        locked.status = to_status
+        with audit_action("transition"):
+            _save(locked, update_fields=["status", "updated_at"])
+    return locked
+
+
+def version_mirror_state_set(*, version_id: int, state: str, error: str = "", **fields) -> None:
+    """Record the mirror outcome without touching the rest of the row (a worker races nobody)."""
+    from django.utils import timezone
+
+    updates = {"mirror_state": state, "mirror_error": error[:2000], **fields}
+    if state == MirrorState.MIRRORED:
+        updates["mirrored_at"] = timezone.now()
+    version = ModelVersion.objects.get(pk=version_id)
+    for name, value in updates.items():
+        setattr(version, name, value)
+    with transaction.atomic(), audit_action("mirror"):
+        version.save(update_fields=list(updates))
+
+
+# --- Provenance and deployments -------------------------------------------------
+
+
+def provenance_link(*, actor, version: ModelVersion, dataset: Dataset, role: str, notes: str = "") -> Provenance:
+    """Record that ``dataset`` played ``role`` for ``version``; frozen once the version leaves draft."""
+    if version.status not in {VersionStatus.DRAFT, VersionStatus.IN_VALIDATION}:
+        raise Conflict("Training and test data of a version under review or released cannot change; register a new version.", code="version_frozen")
+    if Provenance.objects.filter(version=version, dataset=dataset, role=role).exists():
+        raise Conflict(f"{dataset} is already linked to {version} as {role}.", code="duplicate_provenance")
+    return record_create(model=Provenance, actor=actor, fields={"version": version, "dataset": dataset, "role": role, "notes": notes})
+
+
+def provenance_unlink(*, provenance: Provenance) -> None:
+    if provenance.version.status != VersionStatus.DRAFT:
+        raise Conflict("Provenance can be removed only while the version is a draft.", code="version_frozen")
+    with transaction.atomic():
+        provenance.delete()
+
+
+def deployment_create(*, actor, version: ModelVersion, institution: Institution, **fields) -> Deployment:
+    """Plan a deployment of an approved (or already deployed) version at an institution."""
+    if version.status not in {VersionStatus.APPROVED, VersionStatus.DEPLOYED, VersionStatus.SUSPENDED}:
+        raise Conflict(f"Only an approved version can be deployed; {version} is {version.get_status_display().lower()}.", code="not_approved")
+    if fields.get("status", DeploymentStatus.PLANNED) not in {DeploymentStatus.PLANNED, DeploymentStatus.ACTIVE}:
+        raise ValidationError({"status": "A new deployment starts as planned or active."})
+    if Deployment.objects.filter(version=version, institution=institution).exclude(status=DeploymentStatus.ENDED).exists():
+        raise Conflict(f"{version} already has an open deployment at {institution.code}.", code="duplicate_deployment")
+    return record_create(model=Deployment, actor=actor, fields={"version": version, "institution": institution, **fields})
+
+
+# --- Users ----------------------------------------------------------------------------
+
+
+def user_create(*, username: str, role: str, institution: Institution, email: str = "", password: str | None = None) -> User:
+    """Create a user in one role at one institution (the ``create_user`` command uses it)."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}; use one of {', '.join(Role.values)}."})
+    if User.objects.filter(username=username).exists():
+        raise Conflict(f"A user named {username!r} exists already.", code="duplicate_user")
+    user = User(username=username, email=email, institution=institution)
+    if password:
+        from django.contrib.auth.password_validation import validate_password
+
+        validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    with transaction.atomic():
+        _save(user)
+        user.groups.add(Group.objects.get(name=role))
+    return user

@@ -1,0 +1,1 @@
+"""Validation runs and trust assessments arrive with the validation issues."""
