@@ -108,6 +108,7 @@ USE_TZ = True
 # --- Files --------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"  # never served directly: artifacts go through views that check access
 STORAGES = {
@@ -185,6 +186,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
 )
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for _folder in ("queue", "control", "processed"):
+        (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
@@ -199,6 +203,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TRACK_STARTED = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = TIME_ZONE
+# Synced into django-celery-beat's tables, where the admin can change them.
+CELERY_BEAT_SCHEDULE = {
+    "registry-mirror-sweep": {"task": "registry.tasks.mirror_sweep", "schedule": env_int("RADTRUST_MIRROR_SWEEP_SECONDS", 600, minimum=10)},
+}
 
 # --- MLflow -------------------------------------------------------------------
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI", f"sqlite:///{VAR_DIR / 'mlflow' / 'mlflow.db'}")
@@ -213,5 +221,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("RADTRUST_LOG_LEVEL", "INFO")},
-    "loggers": {"alembic": {"level": "WARNING"}, "mlflow": {"level": "WARNING"}},
+    "loggers": {
+        name: {"level": "WARNING"} for name in ("alembic", "mlflow", "onnxscript", "onnx_ir", "kombu.connection")
+    }
+    | {"torch.onnx": {"level": "ERROR"}},
 }

@@ -88,7 +88,7 @@ class FoundationModel(models.Model):
     risk_class = models.CharField(max_length=10, choices=RiskClass.choices, default=RiskClass.HIGH)
     mdr_class = models.CharField(max_length=4, choices=MdrClass.choices, blank=True, default=MdrClass.IIA)
     licence = models.CharField(max_length=120)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -130,7 +130,7 @@ class ModelVersion(models.Model):
     mlflow_version = models.CharField(max_length=20, blank=True)
     mirrored_at = models.DateTimeField(null=True, blank=True)
 
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -189,7 +189,7 @@ class Dataset(models.Model):
     known_limitations = models.TextField(blank=True, help_text="Art. 10(2)(h): gaps and shortcomings.")
     location = models.CharField(max_length=500, blank=True, help_text="Where the data lives; data never leaves a site that forbids it.")
     manifest_sha256 = models.CharField(max_length=64, blank=True, validators=[SHA256])
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -214,7 +214,7 @@ class Provenance(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="provenance")
     role = models.CharField(max_length=24, choices=ProvenanceRole.choices)
     notes = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -241,7 +241,7 @@ class Deployment(models.Model):
     since = models.DateField(null=True, blank=True)
     revalidation_cadence_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
     notes = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

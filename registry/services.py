@@ -83,24 +83,17 @@ def version_register(
 
     The artifact is checked (never executed), hashed as a set with its external data
     and moved to its content address; then the row is saved and, after commit, the
-    MLflow mirror is queued. A refused upload leaves no file and no row behind.
+    MLflow mirror is queued. A refused upload leaves no file and no row behind: the
+    row's own fields are validated before any file is written.
     """
     if parent is not None and parent.foundation_model_id != foundation_model.pk:
         raise ValidationError({"parent": f"The parent {parent} belongs to another model; a parent must be a version of {foundation_model.name}."})
     if ModelVersion.objects.filter(foundation_model=foundation_model, version=version).exists():
         raise Conflict(f"{foundation_model.name} already has version {version}; choose a new version number.", code="duplicate_version")
+    for name, value in (("output_schema", output_schema), ("preprocessing", preprocessing)):
+        if value is not None and not isinstance(value, dict):
+            raise ValidationError({name: f"Give {name} as a JSON object ({{...}}), not {type(value).__name__}."})
     _validate_output_schema(output_schema or {}, foundation_model)
-
-    model_name = artifacts.check_name(model_file[0], field="artifact")
-    if not model_name.lower().endswith(".onnx"):
-        raise ValidationError({"artifact": "Upload the model as an ONNX file (.onnx)."})
-    for name, _ in data_files:
-        artifacts.check_name(name, field="external_data")
-    try:
-        info = artifacts.ingest(artifact_root(), [model_file, *data_files], max_bytes=settings.RADTRUST_MAX_ARTIFACT_BYTES)
-    except artifacts.ArtifactError as exc:
-        raise ValidationError({exc.field: str(exc)}) from exc
-
     row = ModelVersion(
         foundation_model=foundation_model,
         version=version,
@@ -108,20 +101,34 @@ def version_register(
         output_schema=output_schema or {},
         preprocessing=preprocessing or {},
         release_notes=release_notes,
-        artifact_sha256=info.sha256,
-        artifact_files=[f.__dict__ for f in info.files],
-        artifact_size=info.size,
-        opset=info.opset,
-        ir_version=info.ir_version,
-        producer=info.producer,
-        inputs=info.inputs,
-        outputs=info.outputs,
-        parameter_count=info.parameter_count,
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
+    artifact_fields = ["artifact_sha256", "artifact_files", "artifact_size", "opset", "ir_version", "producer", "inputs", "outputs", "parameter_count"]
+    row.full_clean(exclude=artifact_fields)  # refuse a bad row before any file is written; the artifact fills the rest
+
+    try:
+        model_name = artifacts.check_name(model_file[0], field="artifact")
+        if not model_name.lower().endswith(".onnx"):
+            raise artifacts.ArtifactError("Upload the model as an ONNX file (.onnx).")
+        for name, _ in data_files:
+            artifacts.check_name(name, field="external_data")
+        info = artifacts.ingest(artifact_root(), [model_file, *data_files], max_bytes=settings.RADTRUST_MAX_ARTIFACT_BYTES)
+    except artifacts.ArtifactError as exc:
+        raise ValidationError({exc.field: str(exc)}) from exc
+
+    row.artifact_sha256 = info.sha256
+    row.artifact_files = [f.__dict__ for f in info.files]
+    row.artifact_size = info.size
+    row.opset = info.opset
+    row.ir_version = info.ir_version
+    row.producer = info.producer[: ModelVersion._meta.get_field("producer").max_length]
+    row.inputs = info.inputs
+    row.outputs = info.outputs
+    row.parameter_count = info.parameter_count
     with transaction.atomic():
         _save(row)
-        transaction.on_commit(lambda: _queue_mirror(row.pk))
+        # robust: a broker that is down must not fail the request; the sweeper re-queues later.
+        transaction.on_commit(lambda: _queue_mirror(row.pk), robust=True)
     return row
 
 

@@ -1,0 +1,125 @@
+"""Admin for the registry. Artifacts and lifecycle state are read-only here: they change through services."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from radtrust.errors import Conflict
+from registry import services
+from registry.choices import VersionStatus
+from registry.datasheets import datasheet_completeness
+from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
+
+
+@admin.register(Institution)
+class InstitutionAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "kind", "country"]
+    list_filter = ["kind", "country"]
+    search_fields = ["code", "name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["code"] if obj else []
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ["username", "email", "institution", "role_name", "is_active", "is_staff"]
+    list_filter = ["institution", "groups", "is_active", "is_staff"]
+    fieldsets = BaseUserAdmin.fieldsets + (("Institution", {"fields": ["institution"]}),)
+    add_fieldsets = BaseUserAdmin.add_fieldsets + (("Institution", {"fields": ["institution"]}),)
+
+    @admin.display(description="Role")
+    def role_name(self, obj: User) -> str:
+        return obj.role or "-"
+
+
+class ProvenanceInline(admin.TabularInline):
+    model = Provenance
+    extra = 0
+    fields = ["dataset", "role", "notes", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+class VersionInline(admin.TabularInline):
+    model = ModelVersion
+    extra = 0
+    fields = ["version", "status", "parent", "artifact_sha256", "mirror_state"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(FoundationModel)
+class FoundationModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "provider", "modality", "body_region", "task", "risk_class", "mdr_class"]
+    list_filter = ["modality", "task", "risk_class", "provider"]
+    search_fields = ["name", "body_region", "intended_purpose"]
+    inlines = [VersionInline]
+
+
+def _transition_action(target: str):
+    def run(modeladmin, request, queryset):
+        for version in queryset:
+            try:
+                services.version_transition(actor=request.user, version=version, to_status=target)
+            except (Conflict, PermissionDenied, ValidationError) as exc:
+                modeladmin.message_user(request, f"{version}: {exc}", messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{version} is now {target}.", messages.SUCCESS)
+
+    run.__name__ = f"move_to_{target}"
+    run.short_description = f"Move to {VersionStatus(target).label.lower()}"
+    return run
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """Versions are registered through the API (the upload is verified there); here they are read and moved."""
+
+    list_display = ["__str__", "status", "parent", "opset", "parameter_count", "mirror_state", "created_at"]
+    list_filter = ["status", "mirror_state", "foundation_model"]
+    search_fields = ["version", "foundation_model__name", "artifact_sha256"]
+    list_select_related = ["foundation_model", "parent__foundation_model"]
+    inlines = [ProvenanceInline]
+    actions = [_transition_action(s) for s in VersionStatus.values]
+    readonly_fields = [
+        f.name for f in ModelVersion._meta.fields if f.name not in {"release_notes"}
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "institution", "modality", "patient_count", "completeness"]
+    list_filter = ["modality", "institution", "legal_basis"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["source_institutions"]
+
+    @admin.display(description="Datasheet complete")
+    def completeness(self, obj: Dataset) -> str:
+        return f"{datasheet_completeness(obj).ratio:.0%}"
+
+
+@admin.register(Provenance)
+class ProvenanceAdmin(admin.ModelAdmin):
+    list_display = ["version", "dataset", "role", "created_at"]
+    list_filter = ["role"]
+    list_select_related = ["version__foundation_model", "dataset"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["version", "institution", "status", "since", "revalidation_cadence_days"]
+    list_filter = ["status", "institution"]
+    list_editable = ["revalidation_cadence_days"]
+    list_select_related = ["version__foundation_model", "institution"]

@@ -1,0 +1,134 @@
+"""The role x endpoint matrix, generated from the URL conf: a new endpoint without a rule here fails."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from registry.choices import DeploymentStatus, VersionStatus
+from tests.factories import DatasetFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
+
+ROLES = {"ml_engineer": "engineer", "compliance_officer": "officer", "clinician": "clinician_north", "auditor": "auditor", "worker": "worker"}
+ALL = frozenset(ROLES)
+ML, CO, CL, AU, WK = "ml_engineer", "compliance_officer", "clinician", "auditor", "worker"
+
+# (route basename, action) -> roles allowed. Everyone else must get 403.
+EXPECTED: dict[tuple[str, str], frozenset[str]] = {
+    ("institution", "list"): ALL,
+    ("institution", "retrieve"): ALL,
+    ("institution", "create"): frozenset({CO}),
+    ("institution", "update"): frozenset({CO}),
+    ("institution", "partial_update"): frozenset({CO}),
+    ("foundation-model", "list"): ALL,
+    ("foundation-model", "retrieve"): ALL,
+    ("foundation-model", "create"): frozenset({ML}),
+    ("foundation-model", "update"): frozenset({ML}),
+    ("foundation-model", "partial_update"): frozenset({ML}),
+    ("model-version", "list"): ALL,
+    ("model-version", "retrieve"): ALL,
+    ("model-version", "lineage"): ALL,
+    ("model-version", "create"): frozenset({ML}),
+    ("model-version", "update"): frozenset({ML}),  # PUT is not offered (405): only release notes change, by PATCH
+    ("model-version", "partial_update"): frozenset({ML}),
+    ("model-version", "transition"): frozenset({ML, CO}),
+    ("dataset", "list"): frozenset({ML, CO, AU, WK}),
+    ("dataset", "retrieve"): frozenset({ML, CO, AU, WK}),
+    ("dataset", "create"): frozenset({ML, CO}),
+    ("dataset", "update"): frozenset({ML, CO}),
+    ("dataset", "partial_update"): frozenset({ML, CO}),
+    ("provenance", "list"): frozenset({ML, CO, AU, WK}),
+    ("provenance", "retrieve"): frozenset({ML, CO, AU, WK}),
+    ("provenance", "create"): frozenset({ML}),
+    ("provenance", "destroy"): frozenset({ML}),
+    ("deployment", "list"): ALL,
+    ("deployment", "retrieve"): ALL,
+    ("deployment", "create"): frozenset({CO}),
+    ("deployment", "update"): frozenset({CO}),
+    ("deployment", "partial_update"): frozenset({CO}),
+    ("audit-event", "list"): frozenset({CO, AU}),
+    ("audit-event", "retrieve"): frozenset({CO, AU}),
+}
+
+
+def _viewset_routes():
+    """(basename, action, method, regex) for every DRF viewset route in the URL conf."""
+    found = []
+
+    def walk(patterns, prefix):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, prefix + str(p.pattern))
+            elif isinstance(p, URLPattern) and hasattr(p.callback, "actions"):
+                basename = p.callback.initkwargs.get("basename")
+                for method, action in p.callback.actions.items():
+                    found.append((basename, action, method, prefix + str(p.pattern)))
+
+    walk(get_resolver().url_patterns, "")
+    return sorted(set(found))
+
+
+ROUTES = _viewset_routes()
+
+
+def test_every_endpoint_has_a_rule():
+    missing = sorted({(b, a) for b, a, _, _ in ROUTES} - set(EXPECTED))
+    assert not missing, f"Endpoints without an access rule in EXPECTED: {missing}"
+    assert {(b, a) for b, a, _, _ in ROUTES} == set(EXPECTED), "EXPECTED names endpoints that no longer exist"
+
+
+@pytest.fixture
+def world(institutions):
+    """One of each record, owned by the vendor, with the version deployed at the north hospital."""
+    model = FoundationModelFactory(provider=institutions["vendor"])
+    version = ModelVersionFactory(foundation_model=model, status=VersionStatus.DEPLOYED)
+    DeploymentFactory(version=version, institution=institutions["north"], status=DeploymentStatus.ACTIVE)
+    dataset = DatasetFactory(institution=institutions["vendor"])
+    provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
+    from compliance.models import AuditEvent
+
+    return {
+        "institution": institutions["north"].pk,
+        "foundation-model": model.pk,
+        "model-version": version.pk,
+        "dataset": dataset.pk,
+        "provenance": provenance.pk,
+        "deployment": version.deployments.get().pk,
+        "audit-event": AuditEvent.objects.order_by("seq").first().seq,
+    }
+
+
+def _url(regex: str, pk) -> str:
+    path = regex.replace("^", "").replace("$", "")
+    path = re.sub(r"\(\?P<[a-z_]+>[^)]*\)", str(pk), path)
+    return "/" + path
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("basename,action,method,regex", [r for r in ROUTES if "format" not in r[3]], ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_role_matrix(role, basename, action, method, regex, world, personas, api_client):
+    client = api_client(personas[ROLES[role]])
+    url = _url(regex, world[basename])
+    response = getattr(client, method)(url, {}, format="json") if method != "get" else client.get(url)
+    if role in EXPECTED[(basename, action)]:
+        assert response.status_code not in (401, 403), f"{role} should be allowed {method.upper()} {url}: {response.status_code} {response.content[:200]}"
+        assert response.status_code < 500
+    else:
+        assert response.status_code == 403, f"{role} should be refused {method.upper()} {url}: {response.status_code}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("basename,action,method,regex", [r for r in ROUTES if "format" not in r[3]], ids=lambda v: str(v)[:40])
+def test_anonymous_is_refused_everywhere(basename, action, method, regex, world, api_client):
+    response = getattr(api_client(), method)(_url(regex, world[basename]), {}, format="json")
+    assert response.status_code in (401, 403)
+
+
+@pytest.mark.django_db
+def test_user_without_role_is_refused(world, institutions, api_client):
+    from registry.models import User
+
+    nobody = User.objects.create(username="norole", institution=institutions["north"])
+    assert api_client(nobody).get("/api/institutions/").status_code == 403
