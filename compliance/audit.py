@@ -113,10 +113,33 @@ def _diff(before: dict, after: dict) -> dict:
     return {k: [before.get(k), after.get(k)] for k in sorted(keys) if before.get(k) != after.get(k)}
 
 
+def _canonical(value) -> str:
+    """Compact JSON with sorted keys, ASCII strings and every number written as ``<digits>e<exponent>``.
+
+    Numbers are written by value because the database does not keep their spelling:
+    PostgreSQL's jsonb reads ``1e+16`` back as ``10000000000000000`` and ``-0.0``
+    as ``0.0``, which plain ``json.dumps`` would hash differently.
+    """
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_canonical(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
+        if not number.is_finite():
+            return json.dumps(value)
+        sign, digits, exponent = number.as_tuple()
+        digits_text = "".join(map(str, digits)).lstrip("0")
+        if not digits_text:
+            return "0"
+        stripped = digits_text.rstrip("0")
+        return f"{'-' if sign else ''}{stripped}e{exponent + len(digits_text) - len(stripped)}"
+    return json.dumps(value, ensure_ascii=True)
+
+
 def event_hash(fields: dict) -> str:
-    """sha256 of the canonical JSON of an event's fields, ``prev_hash`` included."""
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """sha256 of the canonical JSON (``_canonical``) of an event's fields, ``prev_hash`` included."""
+    return hashlib.sha256(_canonical(fields).encode()).hexdigest()
 
 
 def _hashed_fields(event: AuditEvent) -> dict:
@@ -184,8 +207,12 @@ def audit_verify_chain() -> ChainVerdict:
         prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
     head = AuditHead.objects.filter(id=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-    if head_seq != checked or head_hash != prev_hash:
+    if head_seq > checked:
         return ChainVerdict(False, checked, checked + 1, f"the chain ends at #{checked} but the head records #{head_seq}: events were removed")
+    if head_seq < checked:
+        return ChainVerdict(False, checked, head_seq + 1, f"the head records #{head_seq} but the chain goes on to #{checked}: events were added behind its back")
+    if head_hash != prev_hash:
+        return ChainVerdict(False, checked, checked, f"the head's hash does not match event #{checked}: the end of the chain was rewritten")
     return ChainVerdict(True, checked)
 
 
@@ -210,11 +237,11 @@ def _before_save(sender, instance, raw=False, **kwargs):
     if raw or instance._state.adding or instance.pk is None:
         instance._audit_before = None
         return
-    old = sender._default_manager.filter(pk=instance.pk).first()
+    old = sender._base_manager.filter(pk=instance.pk).first()
     instance._audit_before = _snapshot(old, _registered[sender]) if old else None
 
 
-def _after_save(sender, instance, created, raw=False, **kwargs):
+def _after_save(sender, instance, created, raw=False, update_fields=None, **kwargs):
     if raw:
         return
     exclude = _registered[sender]
@@ -222,7 +249,13 @@ def _after_save(sender, instance, created, raw=False, **kwargs):
     if created:
         audit_record(action="create", instance=instance, changes=_diff({}, after))
         return
-    changes = _diff(getattr(instance, "_audit_before", None) or {}, after)
+    before = getattr(instance, "_audit_before", None) or {}
+    if update_fields is not None:
+        # Only these columns were written; other in-memory edits did not reach the database.
+        written = {f.attname for f in sender._meta.concrete_fields if f.name in update_fields or f.attname in update_fields}
+        before = {k: v for k, v in before.items() if k in written}
+        after = {k: v for k, v in after.items() if k in written}
+    changes = _diff(before, after)
     if changes:
         audit_record(action=_action.get() or "update", instance=instance, changes=changes)
 
@@ -231,13 +264,40 @@ def _after_delete(sender, instance, **kwargs):
     audit_record(action="delete", instance=instance, changes=_diff(_snapshot(instance, _registered[sender]), {}))
 
 
+def _m2m_links(field, reverse: bool, instance) -> set[tuple[object, object]]:
+    """The (owner pk, target pk) rows of ``field``'s through table that touch ``instance``."""
+    through = field.remote_field.through
+    owner_col = through._meta.get_field(field.m2m_field_name()).attname
+    target_col = through._meta.get_field(field.m2m_reverse_field_name()).attname
+    rows = through._base_manager.filter(**{target_col if reverse else owner_col: instance.pk})
+    return set(rows.values_list(owner_col, target_col))
+
+
 def _m2m_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
-    if reverse or action not in {"post_add", "post_remove", "post_clear"} or type(instance) not in _registered:
+    """Record what an add, remove or clear really changed, on the model that declares the field.
+
+    The signal's ``pk_set`` names what was asked for (an add of a present row, a
+    remove of an absent one), and nothing at all for a clear, so the links are read
+    before and after and the difference is recorded. A change made from the other
+    side (``group.user_set.add(user)``) is recorded on each owner it touched.
+    """
+    owner_model = model if reverse else type(instance)
+    if owner_model not in _registered or action not in {"pre_add", "pre_remove", "pre_clear", "post_add", "post_remove", "post_clear"}:
         return
-    field = next(f for f in type(instance)._meta.local_many_to_many if f.remote_field.through is sender)
-    verb = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}[action]
-    audit_record(
-        action=_action.get() or "update",
-        instance=instance,
-        changes={field.name: {verb: sorted(pk_set or [])}},
-    )
+    field = next(f for f in owner_model._meta.local_many_to_many if f.remote_field.through is sender)
+    pending = instance.__dict__.setdefault("_audit_m2m_before", {})
+    if action.startswith("pre_"):
+        pending[sender] = _m2m_links(field, reverse, instance)
+        return
+    before, after = pending.pop(sender, set()), _m2m_links(field, reverse, instance)
+    by_owner: dict[object, dict[str, list]] = {}
+    for verb, links in (("added", after - before), ("removed", before - after)):
+        for owner_pk, target_pk in links:
+            by_owner.setdefault(owner_pk, {}).setdefault(verb, []).append(target_pk)
+    owners = {instance.pk: instance} if not reverse else owner_model._base_manager.in_bulk(list(by_owner))
+    for owner_pk in sorted(by_owner):
+        audit_record(
+            action=_action.get() or "update",
+            instance=owners[owner_pk],
+            changes={field.name: {verb: sorted(pks) for verb, pks in sorted(by_owner[owner_pk].items())}},
+        )

@@ -11,9 +11,22 @@ class ImmutableRecord(Conflict):
     """Raised on any attempt to change or remove an append-only record."""
 
 
+def _refuse_update() -> ImmutableRecord:
+    return ImmutableRecord("Audit events are append-only: they cannot be updated.", code="immutable")
+
+
 class AuditEventQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        raise ImmutableRecord("Audit events are append-only: they cannot be updated.", code="immutable")
+        raise _refuse_update()
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise _refuse_update()
+
+    def bulk_create(self, objs, batch_size=None, ignore_conflicts=False, update_conflicts=False, **kwargs):
+        # An upsert would overwrite the conflicting rows.
+        if update_conflicts:
+            raise _refuse_update()
+        return super().bulk_create(objs, batch_size=batch_size, ignore_conflicts=ignore_conflicts, **kwargs)
 
     def delete(self):
         raise ImmutableRecord("Audit events are append-only: they cannot be deleted.", code="immutable")
@@ -51,8 +64,10 @@ class AuditEvent(models.Model):
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id} by {self.actor_username}"
 
     def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ImmutableRecord("Audit events are append-only: they cannot be updated.", code="immutable")
+        if not self._state.adding or kwargs.get("update_fields") is not None:
+            raise _refuse_update()
+        # Always INSERT: an unsaved instance carrying an existing primary key would otherwise UPDATE that row.
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

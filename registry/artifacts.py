@@ -26,6 +26,8 @@ _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".npz"
 _ZIP_MAGIC = b"PK\x03\x04"
 # Initializers of these types are shapes, axes and indices (int64 for Reshape), not learned weights.
 _NON_PARAMETER_TYPES = frozenset({6, 7, 9, 12, 13})  # INT32, INT64, BOOL, UINT32, UINT64
+# Types stored packed, several values to a byte: UINT4, INT4, FLOAT4E2M1, UINT2, INT2, FLOAT6E2M3, FLOAT6E3M2.
+_PACKED_BITS = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2, 27: 6, 28: 6}
 
 
 class ArtifactError(ValueError):
@@ -79,7 +81,7 @@ def file_sha256(path: Path) -> str:
 
 def check_name(name: str, *, field: str) -> str:
     base = os.path.basename(name or "")
-    if base != name or not _SAFE_NAME.match(name) or ".." in name:
+    if base != name or not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise ArtifactError(
             f"File name {name!r} is not allowed: use letters, digits, '.', '_' or '-' and no folders.", field=field
         )
@@ -141,7 +143,10 @@ def inspect_onnx(model_path: Path, data_paths: list[Path]) -> ArtifactInfo:
     external = [t for t in tensors if external_data_helper.uses_external_data(t)]
     referenced: dict[str, list] = {}
     for tensor in external:
-        info = external_data_helper.ExternalDataInfo(tensor)
+        try:
+            info = external_data_helper.ExternalDataInfo(tensor)
+        except ValueError as exc:  # a negative or non-integer offset or length
+            raise ArtifactError(f"Tensor {tensor.name!r} has an invalid external data entry: {exc}.") from exc
         location = info.location or ""
         if os.path.basename(location) != location or ".." in location or not location:
             raise ArtifactError(f"Tensor {tensor.name!r} points to external data outside the model folder ({location!r}).")
@@ -156,9 +161,12 @@ def inspect_onnx(model_path: Path, data_paths: list[Path]) -> ArtifactInfo:
     for location, entries in referenced.items():
         size = uploaded[location].stat().st_size
         for tensor, info in entries:
-            end = (info.offset or 0) + (info.length or 0)
-            if info.length is None:
-                end = (info.offset or 0) + _tensor_nbytes(tensor)
+            needed = _tensor_nbytes(tensor)
+            if info.length is not None and needed is not None and info.length != needed:
+                raise ArtifactError(
+                    f"Tensor {tensor.name!r} declares {info.length} bytes of external data, but its shape and type need {needed}: re-export the model."
+                )
+            end = (info.offset or 0) + (info.length if info.length is not None else (needed or 0))
             if end > size:
                 raise ArtifactError(
                     f"External data file {location!r} is too short for tensor {tensor.name!r} (needs {end} bytes, has {size}).",
@@ -199,17 +207,30 @@ def _numel(dims) -> int:
     return count
 
 
-def _tensor_nbytes(tensor) -> int:
-    from onnx import helper
+def _tensor_nbytes(tensor) -> int | None:
+    """Bytes of the tensor's raw data; None where the type has no fixed width (strings, undefined)."""
+    from onnx import TensorProto, helper
 
-    return _numel(tensor.dims) * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    if tensor.data_type in _PACKED_BITS:
+        return -(-_numel(tensor.dims) * _PACKED_BITS[tensor.data_type] // 8)
+    if tensor.data_type == TensorProto.STRING:
+        return None
+    try:
+        return _numel(tensor.dims) * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except KeyError:
+        return None
 
 
 # --- Storage ------------------------------------------------------------------------
 
 
 def stage_uploads(root: Path, uploads: list[tuple[str, BinaryIO]], *, max_bytes: int) -> Path:
-    """Copy uploads into a fresh staging folder, refusing the set as soon as it passes ``max_bytes``."""
+    """Copy uploads into a fresh staging folder, refusing the set as soon as it passes ``max_bytes``.
+
+    The first upload is the model; names are checked here too, so no caller can write outside the folder.
+    """
+    for index, (name, _) in enumerate(uploads):
+        check_name(name, field="external_data" if index else "artifact")
     staging = root / ".staging" / uuid.uuid4().hex
     staging.mkdir(parents=True)
     total = 0
@@ -223,7 +244,7 @@ def stage_uploads(root: Path, uploads: list[tuple[str, BinaryIO]], *, max_bytes:
                             f"The artifact is larger than the limit of {max_bytes} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."
                         )
                     out.write(chunk)
-    except (ArtifactError, FileExistsError) as exc:
+    except BaseException as exc:  # a refusal, a duplicate name or a broken stream: leave nothing behind
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, FileExistsError):
             raise ArtifactError(f"Two uploaded files share the name {exc.filename and Path(exc.filename).name!r}.", field="external_data") from exc

@@ -22,3 +22,4 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilterSet
     lookup_field = "seq"
+    lookup_value_regex = r"[0-9]+"

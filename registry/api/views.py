@@ -27,6 +27,7 @@ class ScopedViewSet(viewsets.GenericViewSet):
     """Rows come from a selector, so every list and detail is scoped by role and institution."""
 
     selector = None
+    lookup_value_regex = r"[0-9]+"  # a non-numeric id is a 404, not a database error
 
     def get_queryset(self):
         return type(self).selector(user=self.request.user)
@@ -97,7 +98,7 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
     def create(self, request, *args, **kwargs):
         limit = settings.RADTRUST_MAX_ARTIFACT_BYTES + 1024 * 1024  # form fields on top of the files
         if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
-            raise ValidationError({"artifact": f"The upload is larger than the limit of {settings.RADTRUST_MAX_ARTIFACT_BYTES} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."})
+            raise ValidationError({"artifact": [f"The upload is larger than the limit of {settings.RADTRUST_MAX_ARTIFACT_BYTES} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."]})
         form = s.VersionRegisterSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -88,3 +88,16 @@ def test_unknown_institution_in_a_deployment_is_a_field_error(deployed, personas
     response = api_client(personas["officer"]).post("/api/deployments/", {"version": deployed["north_version"].pk, "institution": 99999})
     assert response.status_code == 400
     assert "institution" in response.json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/model-versions/abc/", "/api/datasets/1e5/", "/api/audit-events/x/"])
+def test_malformed_ids_are_not_found_not_server_errors(url, personas, api_client):
+    assert api_client(personas["officer"]).get(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_malformed_filter_is_a_field_error(personas, api_client):
+    response = api_client(personas["officer"]).get("/api/model-versions/?foundation_model=abc")
+    assert response.status_code == 400
+    assert "foundation_model" in response.json()

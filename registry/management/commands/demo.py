@@ -236,4 +236,7 @@ class Command(BaseCommand):
         w("")
         w("Next:")
         w("  make serve                          then http://127.0.0.1:8000/admin/ and http://127.0.0.1:8000/api/docs/")
-        w(f"  .venv/bin/mlflow ui --backend-store-uri {settings.MLFLOW_TRACKING_URI}")
+        if settings.MLFLOW_TRACKING_URI.startswith("sqlite:"):
+            w(f"  .venv/bin/mlflow ui --backend-store-uri {settings.MLFLOW_TRACKING_URI}   then http://127.0.0.1:5000/")
+        else:
+            w(f"  MLflow UI at {settings.MLFLOW_TRACKING_URI}")
