@@ -211,7 +211,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- MLflow -------------------------------------------------------------------
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI", f"sqlite:///{VAR_DIR / 'mlflow' / 'mlflow.db'}")
 MLFLOW_REGISTRY_URI = env_str("MLFLOW_REGISTRY_URI", MLFLOW_TRACKING_URI)
-MLFLOW_ARTIFACT_ROOT = env_str("MLFLOW_ARTIFACT_ROOT", str(VAR_DIR / "mlflow" / "artifacts"))
+# With a local store the files go under var/; with an MLflow server, by default, where the server keeps them.
+_LOCAL_MLFLOW = MLFLOW_TRACKING_URI.startswith(("sqlite:", "file:")) or "://" not in MLFLOW_TRACKING_URI
+MLFLOW_ARTIFACT_ROOT = env_str("MLFLOW_ARTIFACT_ROOT", str(VAR_DIR / "mlflow" / "artifacts") if _LOCAL_MLFLOW else "")
 MLFLOW_EXPERIMENT_NAME = env_str("MLFLOW_EXPERIMENT_NAME", "radtrust-registry")
 
 # --- Logging ------------------------------------------------------------------

@@ -8,13 +8,24 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from radtrust.errors import Conflict
 from registry import services
+from registry.access import may_change, scope
 from registry.choices import VersionStatus
 from registry.datasheets import datasheet_completeness
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
 
+class ScopedAdmin(admin.ModelAdmin):
+    """The admin obeys the same institution rules as the API (``registry.access``)."""
+
+    def get_queryset(self, request):
+        return scope(request.user, super().get_queryset(request))
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and (obj is None or may_change(request.user, obj))
+
+
 @admin.register(Institution)
-class InstitutionAdmin(admin.ModelAdmin):
+class InstitutionAdmin(ScopedAdmin):
     list_display = ["code", "name", "kind", "country"]
     list_filter = ["kind", "country"]
     search_fields = ["code", "name"]
@@ -55,7 +66,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(FoundationModel)
-class FoundationModelAdmin(admin.ModelAdmin):
+class FoundationModelAdmin(ScopedAdmin):
     list_display = ["name", "provider", "modality", "body_region", "task", "risk_class", "mdr_class"]
     list_filter = ["modality", "task", "risk_class", "provider"]
     search_fields = ["name", "body_region", "intended_purpose"]
@@ -78,7 +89,7 @@ def _transition_action(target: str):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ScopedAdmin):
     """Versions are registered through the API (the upload is verified there); here they are read and moved."""
 
     list_display = ["__str__", "status", "parent", "opset", "parameter_count", "mirror_state", "created_at"]
@@ -99,7 +110,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ScopedAdmin):
     list_display = ["name", "institution", "modality", "patient_count", "completeness"]
     list_filter = ["modality", "institution", "legal_basis"]
     search_fields = ["name", "description"]
@@ -111,14 +122,14 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(Provenance)
-class ProvenanceAdmin(admin.ModelAdmin):
+class ProvenanceAdmin(ScopedAdmin):
     list_display = ["version", "dataset", "role", "created_at"]
     list_filter = ["role"]
     list_select_related = ["version__foundation_model", "dataset"]
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(ScopedAdmin):
     list_display = ["version", "institution", "status", "since", "revalidation_cadence_days"]
     list_filter = ["status", "institution"]
     list_editable = ["revalidation_cadence_days"]

@@ -23,7 +23,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.RETIRED: frozenset(),
 }
 
-# Who may move a version into each status.
+# Who may move a version into each status; ``REVIEW_RETURN_ROLES`` adds the officer who
+# sends a version under review back to validation (changes requested).
 TRANSITION_ROLES: dict[str, frozenset[str]] = {
     S.DRAFT: frozenset({Role.ML_ENGINEER}),
     S.IN_VALIDATION: frozenset({Role.ML_ENGINEER}),
@@ -33,6 +34,15 @@ TRANSITION_ROLES: dict[str, frozenset[str]] = {
     S.SUSPENDED: frozenset({Role.COMPLIANCE_OFFICER}),
     S.RETIRED: frozenset({Role.COMPLIANCE_OFFICER}),
 }
+REVIEW_RETURN_ROLES = frozenset({Role.ML_ENGINEER, Role.COMPLIANCE_OFFICER})
+
+
+def roles_for(current: str, target: str) -> frozenset[str]:
+    """The roles that may move a version from ``current`` to ``target``."""
+    if (current, target) == (S.UNDER_REVIEW, S.IN_VALIDATION):
+        return REVIEW_RETURN_ROLES
+    return TRANSITION_ROLES.get(target, frozenset())
+
 
 Guard = Callable[[object], str | None]
 

@@ -9,15 +9,28 @@ by its ``radtrust.version_id`` tag and only records it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
 
+from registry.artifacts import ArtifactError, artifact_dir, verify_stored
 from registry.choices import MirrorState
 from registry.models import ModelVersion
 from registry.services import artifact_root, version_mirror_state_set
 
 TAG_VERSION_ID = "radtrust.version_id"
+# MLflow's HTTP client retries a refused connection for about four minutes (7 retries,
+# exponential backoff) and waits 120 s per request. The task already retries with its
+# own backoff and records the failure on the row, so one attempt should fail fast.
+# Defaults only: an operator's environment wins.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+# Characters MLflow refuses in a registered model name.
+_NAME_REFUSED = str.maketrans({"/": "-", ":": "-"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,8 @@ class MirrorResult:
 def mlflow_client():
     """A client on the configured tracking and registry stores (imported late: mlflow is slow to import)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)  # MLflow reads these on every request
     from mlflow import MlflowClient
 
     if settings.MLFLOW_TRACKING_URI.startswith("sqlite:///"):
@@ -41,12 +56,21 @@ def _experiment_id(client) -> str:
     experiment = client.get_experiment_by_name(settings.MLFLOW_EXPERIMENT_NAME)
     if experiment is not None:
         return experiment.experiment_id
-    location = None
-    if "://" not in settings.MLFLOW_ARTIFACT_ROOT or settings.MLFLOW_ARTIFACT_ROOT.startswith("file:"):
-        location = f"file://{os.path.abspath(settings.MLFLOW_ARTIFACT_ROOT.removeprefix('file://'))}"
-    elif settings.MLFLOW_ARTIFACT_ROOT:
-        location = settings.MLFLOW_ARTIFACT_ROOT
-    return client.create_experiment(settings.MLFLOW_EXPERIMENT_NAME, artifact_location=location)
+    return client.create_experiment(settings.MLFLOW_EXPERIMENT_NAME, artifact_location=artifact_location(settings.MLFLOW_ARTIFACT_ROOT))
+
+
+def artifact_location(root: str) -> str | None:
+    """Where a new experiment keeps its files: a local folder as a file URI, any URI as given, or the server's default."""
+    if not root:
+        return None
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", root) and not root.startswith("file:"):
+        return root  # s3://, gs://, mlflow-artifacts:/ ... are the server's business
+    return f"file://{os.path.abspath(root.removeprefix('file://'))}"
+
+
+def mlflow_model_name(version: ModelVersion) -> str:
+    """The registered model name in MLflow: the foundation model's name, less what MLflow refuses."""
+    return version.foundation_model.name.translate(_NAME_REFUSED)
 
 
 def _tags(version: ModelVersion) -> dict[str, str]:
@@ -66,19 +90,24 @@ def version_mirror_to_mlflow(version: ModelVersion) -> MirrorResult:
     from mlflow.exceptions import MlflowException
 
     client = mlflow_client()
-    name = version.foundation_model.name
+    name = mlflow_model_name(version)
     try:
         client.create_registered_model(name, description=version.foundation_model.intended_purpose[:5000])
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    for existing in client.search_model_versions(f"name='{_quoted(name)}'"):
-        if existing.tags.get(TAG_VERSION_ID) == str(version.pk):
+    # Found by its tag, not by name: MLflow's filter grammar cannot quote every name
+    # (``name='O\'Brien'`` matches nothing), and a miss here would mean a duplicate.
+    for existing in client.search_model_versions(f"tags.`{TAG_VERSION_ID}` = '{int(version.pk)}'"):
+        if existing.name == name:
             return MirrorResult(name, str(existing.version), created=False)
 
+    problems = verify_stored(artifact_root(), version.artifact_sha256, version.artifact_files)
+    if problems:  # never publish an artifact that no longer matches its registered hash
+        raise ArtifactError(f"The stored artifact fails verification: {'; '.join(problems)}.")
     tags = _tags(version)
     run = client.create_run(_experiment_id(client), tags=tags, run_name=f"{name} {version.version}")
-    folder = artifact_root() / version.artifact_sha256[:2] / version.artifact_sha256
+    folder = artifact_dir(artifact_root(), version.artifact_sha256)
     client.log_artifacts(run.info.run_id, str(folder), artifact_path="model")
     client.log_param(run.info.run_id, "sha256", version.artifact_sha256)
     client.set_terminated(run.info.run_id)
@@ -90,10 +119,6 @@ def version_mirror_to_mlflow(version: ModelVersion) -> MirrorResult:
         description=version.release_notes[:5000],
     )
     return MirrorResult(name, str(created.version), created=True)
-
-
-def _quoted(name: str) -> str:
-    return name.replace("'", "\\'")
 
 
 def version_mirror(*, version_id: int) -> MirrorResult | None:

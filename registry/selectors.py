@@ -40,3 +40,10 @@ def version_lineage(version: ModelVersion) -> list[ModelVersion]:
         seen.add(current.pk)
         current = ModelVersion.objects.select_related("foundation_model", "parent").filter(pk=current.parent_id).first() if current.parent_id else None
     return chain
+
+
+def versions_awaiting_mirror(*, older_than) -> QuerySet[ModelVersion]:
+    """Versions not yet in MLflow whose last change is older than ``older_than`` (a datetime)."""
+    from registry.choices import MirrorState
+
+    return ModelVersion.objects.exclude(mirror_state=MirrorState.MIRRORED).filter(updated_at__lt=older_than).order_by("pk")

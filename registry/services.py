@@ -19,7 +19,7 @@ from radtrust.errors import Conflict
 from registry import artifacts
 from registry.access import role_of
 from registry.choices import DeploymentStatus, MirrorState, Role, VersionStatus
-from registry.guards import TRANSITION_ROLES, transition_refusals
+from registry.guards import roles_for, transition_refusals
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
 
@@ -161,10 +161,10 @@ def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> 
 
 def version_transition(*, actor, version: ModelVersion, to_status: str) -> ModelVersion:
     """Move a version through its lifecycle, if the actor's role and every guard allow it."""
-    if not actor.is_superuser and role_of(actor) not in TRANSITION_ROLES.get(to_status, ()):
-        raise PermissionDenied(f"Your role may not move a version to {to_status!r}.")
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if not actor.is_superuser and role_of(actor) not in roles_for(locked.status, to_status):
+            raise PermissionDenied(f"Your role may not move a version from {locked.status!r} to {to_status!r}.")
         refusals = transition_refusals(locked, to_status)
         if refusals:
             raise Conflict(" ".join(refusals), code="transition_refused")

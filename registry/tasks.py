@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from compliance.audit import audit_context
+from registry.artifacts import ArtifactError
 
 
 @shared_task(
@@ -12,6 +13,8 @@ from compliance.audit import audit_context
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(Exception,),
+    # A stored artifact that fails its hash check will not heal by waiting: fail at once, visibly.
+    dont_autoretry_for=(ArtifactError,),
     retry_backoff=5,
     retry_backoff_max=600,
     retry_jitter=True,
@@ -25,3 +28,18 @@ def version_mirror(self, version_id: int) -> dict | None:
     with audit_context(label=f"worker:{self.request.hostname or 'local'}"):
         result = mirror(version_id=version_id)
     return None if result is None else {"model_name": result.model_name, "mlflow_version": result.mlflow_version}
+
+
+@shared_task(acks_late=True, soft_time_limit=120)
+def mirror_sweep(stale_after_seconds: int = 300) -> int:
+    """Re-queue the mirror of versions still not in MLflow (a lost message, a broker that was down)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from registry.selectors import versions_awaiting_mirror
+
+    ids = list(versions_awaiting_mirror(older_than=timezone.now() - timedelta(seconds=stale_after_seconds)).values_list("pk", flat=True))
+    for version_id in ids:
+        version_mirror.delay(version_id)
+    return len(ids)

@@ -167,3 +167,21 @@ def test_artifact_fields_cannot_be_changed_through_the_api(version, personas, ap
     version.refresh_from_db()
     assert version.artifact_sha256 != "0" * 64
     assert version.release_notes == "Better notes"
+
+
+@pytest.mark.django_db
+def test_officer_may_send_a_version_under_review_back_to_validation(version, personas, api_client):
+    ProvenanceFactory(version=version, role=ProvenanceRole.FINE_TUNING)
+    version.status = S.UNDER_REVIEW
+    version.save()
+    response = _move(api_client, personas["officer"], version, S.IN_VALIDATION)
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == S.IN_VALIDATION
+
+
+@pytest.mark.django_db
+def test_officer_may_not_start_validation_of_a_draft(version, personas, api_client):
+    ProvenanceFactory(version=version, role=ProvenanceRole.FINE_TUNING)
+    response = _move(api_client, personas["officer"], version, S.IN_VALIDATION)
+    assert response.status_code == 403
+    assert "from 'draft'" in response.json()["detail"]

@@ -1,0 +1,60 @@
+"""The role groups and their model permissions (DESIGN.md §1).
+
+The API's rules are in ``registry.access``; these Django permissions give the admin
+the same shape: who may view, add and change each kind of record. ``roles_sync`` is
+run by the data migration and again after every ``migrate`` (and every test-database
+flush), so the groups always match this table.
+"""
+
+from __future__ import annotations
+
+VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
+REGISTRY = ["institution", "foundationmodel", "modelversion", "dataset", "provenance", "deployment"]
+
+ROLE_PERMISSIONS = {
+    "ml_engineer": {
+        "registry": {
+            "institution": [VIEW],
+            "foundationmodel": [VIEW, ADD, CHANGE],
+            "modelversion": [VIEW, ADD, CHANGE],
+            "dataset": [VIEW, ADD, CHANGE],
+            "provenance": [VIEW, ADD, DELETE],
+            "deployment": [VIEW],
+        },
+    },
+    "compliance_officer": {
+        "registry": {
+            "institution": [VIEW, ADD, CHANGE],
+            "foundationmodel": [VIEW],
+            "modelversion": [VIEW, CHANGE],
+            "dataset": [VIEW, ADD, CHANGE],
+            "provenance": [VIEW],
+            "deployment": [VIEW, ADD, CHANGE],
+        },
+        "compliance": {"auditevent": [VIEW]},
+    },
+    "clinician": {
+        "registry": {"institution": [VIEW], "foundationmodel": [VIEW], "modelversion": [VIEW], "deployment": [VIEW]},
+    },
+    "auditor": {
+        "registry": {name: [VIEW] for name in REGISTRY},
+        "compliance": {"auditevent": [VIEW]},
+    },
+    "worker": {
+        "registry": {"foundationmodel": [VIEW], "modelversion": [VIEW], "dataset": [VIEW], "deployment": [VIEW], "institution": [VIEW]},
+    },
+}
+
+
+
+def roles_sync(group_model, permission_model) -> None:
+    """Create each role's group and set exactly its permissions (models passed in: works in migrations)."""
+    for role, apps_perms in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        wanted = [
+            (app_label, f"{verb}_{model}")
+            for app_label, models in apps_perms.items()
+            for model, verbs in models.items()
+            for verb in verbs
+        ]
+        group.permissions.set([permission_model.objects.get(content_type__app_label=a, codename=c) for a, c in wanted])

@@ -1,0 +1,177 @@
+"""Fixtures that start real processes: a Celery worker on the embedded filesystem broker.
+
+The worker is a separate ``celery -A radtrust worker`` process. It shares the test
+database (a file for SQLite, the test database for PostgreSQL), the test's media
+folder and MLflow store, and a broker folder of its own under the test's tmp_path,
+so tests that use it must commit: mark them ``django_db(transaction=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote, urlencode
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The celery script of the interpreter running the tests (.venv/bin/celery).
+CELERY = Path(sys.executable).with_name("celery")
+WORKER_READY_TIMEOUT = 60.0
+_BROKER_FOLDERS = {"data_folder_in": "queue", "data_folder_out": "queue", "control_folder": "control", "processed_folder": "processed"}
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], *, timeout: float, interval: float = 0.1, describe: Callable[[], str] = lambda: "") -> T:
+    """Call ``probe`` until it returns something truthy; fail with ``describe()`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Gave up after {timeout:.0f} s. {describe()}")
+        time.sleep(interval)
+
+
+def worker_database_url() -> str:
+    """A DATABASE_URL (as ``radtrust.env.database_from_url`` reads it) for the database the tests use now."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    if db["ENGINE"].endswith("postgresql"):
+        options = {key: str(value) for key, value in db["OPTIONS"].items()}
+        host = db["HOST"] or ""
+        if host.startswith("/"):  # a socket folder cannot go in the URL's host part
+            options["host"], host = host, ""
+        if db.get("CONN_MAX_AGE") is not None:
+            options["conn_max_age"] = str(db["CONN_MAX_AGE"])
+        auth = quote(db["USER"] or "", safe="")
+        if db["PASSWORD"]:
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        port = f":{db['PORT']}" if db["PORT"] else ""
+        query = f"?{urlencode(options)}" if options else ""
+        return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}{query}"
+    raise NotImplementedError(f"No worker DATABASE_URL for {db['ENGINE']}")
+
+
+def _point_app_at_broker(app, *, url: str, transport_options: dict) -> None:
+    """Make the next publish from this process use ``url`` and ``transport_options``.
+
+    The app read the broker settings from Django's settings when it was configured,
+    and its connection and producer pools keep connections made with them, so the
+    pools are closed and dropped as well (kombu keys them by the transport options).
+    """
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = transport_options
+
+
+@pytest.fixture
+def celery_broker(tmp_path) -> Iterator[Path]:
+    """A filesystem broker in a fresh folder, used by this process's Celery app for the test."""
+    from radtrust.celery import app
+
+    folder = tmp_path / "broker"
+    options = {**app.conf.broker_transport_options}
+    for option, sub in _BROKER_FOLDERS.items():
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        options[option] = str(folder / sub)
+    previous = {"url": app.conf.broker_url, "transport_options": app.conf.broker_transport_options}
+    _point_app_at_broker(app, url="filesystem://", transport_options=options)
+    try:
+        yield folder
+    finally:
+        _point_app_at_broker(app, **previous)
+
+
+@dataclass
+class WorkerProcess:
+    """A running ``celery worker`` and the file its output goes to."""
+
+    process: subprocess.Popen
+    log_path: Path
+    broker_dir: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def describe(self) -> str:
+        state = "running" if self.process.poll() is None else f"exited with {self.process.returncode}"
+        queued = sorted(p.name for p in (self.broker_dir / "queue").iterdir())
+        return f"Worker {state}; messages still queued: {queued}.\n--- worker log ---\n{self.log()[-6000:]}"
+
+
+@pytest.fixture
+def celery_worker(transactional_db, celery_broker, settings, tmp_path) -> Iterator[WorkerProcess]:
+    """A real worker consuming ``default``, ``gpu`` and the vendor site's queue ``site.vendor``, with this test's database, media and MLflow store.
+
+    Its log is printed at teardown, which pytest shows when the test fails.
+    """
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "radtrust.settings",
+        "DATABASE_URL": worker_database_url(),
+        "RADTRUST_VAR_DIR": str(settings.VAR_DIR),
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_DIR": str(celery_broker),
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
+        "MLFLOW_REGISTRY_URI": settings.MLFLOW_REGISTRY_URI,
+        "MLFLOW_ARTIFACT_ROOT": str(settings.MLFLOW_ARTIFACT_ROOT),
+        "MLFLOW_EXPERIMENT_NAME": settings.MLFLOW_EXPERIMENT_NAME,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in [name for name in env if f"{name}_FILE" in env]:
+        del env[f"{name}_FILE"]  # radtrust.env would read the file instead of our value
+    command = [
+        str(CELERY), "-A", "radtrust", "worker",
+        "--pool", "solo", "-Q", "default,gpu,site.vendor",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-l", "info", "-n", f"test-{os.getpid()}-{tmp_path.name}@%h",
+    ]  # fmt: skip
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = WorkerProcess(process, log_path, celery_broker)
+    try:
+        wait_for(
+            lambda: process.poll() is not None or " ready." in worker.log(),
+            timeout=WORKER_READY_TIMEOUT,
+            describe=worker.describe,
+        )
+        if process.poll() is not None:
+            pytest.fail(f"The worker did not start. {worker.describe()}")
+        yield worker
+    finally:
+        stopping = time.monotonic()
+        _stop(process)
+        stopped = f"exit code {process.returncode} after {time.monotonic() - stopping:.1f} s"
+        print(f"--- celery worker log ({log_path}), {stopped} ---\n{worker.log()}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Warm shutdown (SIGTERM lets the running task finish), then SIGKILL the worker if it hangs."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
