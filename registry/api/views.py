@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -20,7 +19,6 @@ from registry.filtersets import (
     ModelVersionFilterSet,
     ProvenanceFilterSet,
 )
-from registry.models import Dataset, FoundationModel, Institution
 
 
 class ScopedViewSet(viewsets.GenericViewSet):

@@ -8,20 +8,18 @@ to fix, and that nothing was written: no ``ModelVersion`` row and no file under
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pickle
 import stat
-import zipfile
 from pathlib import Path
 
 import onnx
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from onnx import TensorProto, helper
 
 from registry.models import ModelVersion
 from registry.services import artifact_root
+from tests.bad_artifacts import graph_with_undefined_input, png_bytes, torch_save_bytes, zip_bytes
 from tests.factories import FoundationModelFactory
 
 URL = "/api/model-versions/"
@@ -86,34 +84,6 @@ def error(response, field: str) -> str:
     body = response.json()
     assert list(body) == [field], body
     return body[field][0]
-
-
-def graph_with_undefined_input() -> bytes:
-    node = helper.make_node("Relu", ["undefined"], ["y"])
-    graph = helper.make_graph(
-        [node], "broken",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
-
-
-def zip_bytes() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("archive/data.pkl", pickle.dumps({"w": 1}))
-    return buffer.getvalue()
-
-
-def torch_save_bytes() -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(torch.zeros(3), buffer)
-    return buffer.getvalue()
-
-
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00\x00\x00\x00\x00"
 
 
 @pytest.fixture
@@ -220,7 +190,7 @@ def test_upload_with_truncated_external_data_is_refused(engineer, vendor_model, 
     [
         pytest.param(bytes(range(256)) * 16, "not a valid ONNX model: it could not be parsed", id="random-bytes"),
         pytest.param("truncated", "not a valid ONNX model: it could not be parsed", id="truncated-protobuf"),
-        pytest.param(PNG, "not a valid ONNX model: it could not be parsed", id="png"),
+        pytest.param(png_bytes(), "not a valid ONNX model: it could not be parsed", id="png"),
         pytest.param(b"patient_id,label\n1,0\n", "not a valid ONNX model: it could not be parsed", id="text"),
         pytest.param(b"", "The submitted file is empty.", id="empty"),  # DRF's FileField refuses it first
         pytest.param(pickle.dumps({"weights": [1.0, 2.0]}), "This is a Python pickle, which RadTrust never loads", id="pickle"),
