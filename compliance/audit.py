@@ -72,7 +72,6 @@ class AuditContextMiddleware:
 
     def __call__(self, request):
         request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
-        request.audit_request_id = request_id
         token = _context.set(_Context(request=request, request_id=request_id))
         try:
             response = self.get_response(request)

@@ -58,6 +58,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["seq"]
+        base_manager_name = "objects"  # related lookups and internals get the refusing queryset too
         indexes = [models.Index(fields=["object_type", "object_id", "seq"], name="compliance_audit_object_idx")]
 
     def __str__(self) -> str:

@@ -25,7 +25,6 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "provenance": (frozenset({ML, CO, AU, WK}), frozenset({ML})),
     "deployment": (EVERYONE, frozenset({CO})),
     "audit_event": (frozenset({CO, AU}), frozenset()),
-    "user": (frozenset({CO, AU}), frozenset()),
 }
 
 

@@ -15,13 +15,29 @@ from registry.models import Dataset, Deployment, FoundationModel, Institution, M
 
 
 class ScopedAdmin(admin.ModelAdmin):
-    """The admin obeys the same institution rules as the API (``registry.access``)."""
+    """The admin obeys the same institution rules as the API (``registry.access``).
+
+    For everyone but superusers it reads and edits: records are created and removed
+    through the API, whose services hold the rules (upload checks, provenance freeze,
+    deployment guards). Fields that name an owner cannot be changed.
+    """
+
+    owner_fields: tuple[str, ...] = ()
 
     def get_queryset(self, request):
         return scope(request.user, super().get_queryset(request))
 
+    def has_add_permission(self, request, *args) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
     def has_change_permission(self, request, obj=None) -> bool:
         return super().has_change_permission(request, obj) and (obj is None or may_change(request.user, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *(self.owner_fields if obj else ())]
 
 
 @admin.register(Institution)
@@ -29,9 +45,10 @@ class InstitutionAdmin(ScopedAdmin):
     list_display = ["code", "name", "kind", "country"]
     list_filter = ["kind", "country"]
     search_fields = ["code", "name"]
+    owner_fields = ("code",)
 
-    def get_readonly_fields(self, request, obj=None):
-        return ["code"] if obj else []
+    def has_add_permission(self, request, *args) -> bool:
+        return admin.ModelAdmin.has_add_permission(self, request)
 
 
 @admin.register(User)
@@ -50,7 +67,14 @@ class ProvenanceInline(admin.TabularInline):
     model = Provenance
     extra = 0
     fields = ["dataset", "role", "notes", "created_at"]
-    readonly_fields = ["created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class VersionInline(admin.TabularInline):
@@ -70,6 +94,7 @@ class FoundationModelAdmin(ScopedAdmin):
     list_display = ["name", "provider", "modality", "body_region", "task", "risk_class", "mdr_class"]
     list_filter = ["modality", "task", "risk_class", "provider"]
     search_fields = ["name", "body_region", "intended_purpose"]
+    owner_fields = ("provider", "task")
     inlines = [VersionInline]
 
 
@@ -98,14 +123,9 @@ class ModelVersionAdmin(ScopedAdmin):
     list_select_related = ["foundation_model", "parent__foundation_model"]
     inlines = [ProvenanceInline]
     actions = [_transition_action(s) for s in VersionStatus.values]
-    readonly_fields = [
-        f.name for f in ModelVersion._meta.fields if f.name not in {"release_notes"}
-    ]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields]  # release notes change through the API
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request, *args) -> bool:
         return False
 
 
@@ -115,6 +135,7 @@ class DatasetAdmin(ScopedAdmin):
     list_filter = ["modality", "institution", "legal_basis"]
     search_fields = ["name", "description"]
     filter_horizontal = ["source_institutions"]
+    owner_fields = ("institution",)
 
     @admin.display(description="Datasheet complete")
     def completeness(self, obj: Dataset) -> str:
@@ -126,6 +147,7 @@ class ProvenanceAdmin(ScopedAdmin):
     list_display = ["version", "dataset", "role", "created_at"]
     list_filter = ["role"]
     list_select_related = ["version__foundation_model", "dataset"]
+    readonly_fields = ["version", "dataset", "role", "notes", "created_by", "created_at"]
 
 
 @admin.register(Deployment)
@@ -134,3 +156,4 @@ class DeploymentAdmin(ScopedAdmin):
     list_filter = ["status", "institution"]
     list_editable = ["revalidation_cadence_days"]
     list_select_related = ["version__foundation_model", "institution"]
+    owner_fields = ("version", "institution")

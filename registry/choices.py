@@ -64,6 +64,7 @@ class MirrorState(models.TextChoices):
     PENDING = "pending", "Pending"
     MIRRORED = "mirrored", "Mirrored"
     FAILED = "failed", "Failed, retrying"
+    REFUSED = "refused", "Refused: the stored artifact fails verification"
 
 
 class ProvenanceRole(models.TextChoices):

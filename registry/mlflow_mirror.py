@@ -17,7 +17,7 @@ from django.conf import settings
 from registry.artifacts import ArtifactError, artifact_dir, verify_stored
 from registry.choices import MirrorState
 from registry.models import ModelVersion
-from registry.services import artifact_root, version_mirror_state_set
+from registry.services import artifact_root, version_mirror_claim, version_mirror_state_set
 
 TAG_VERSION_ID = "radtrust.version_id"
 # MLflow's HTTP client retries a refused connection for about four minutes (7 retries,
@@ -121,17 +121,24 @@ def version_mirror_to_mlflow(version: ModelVersion) -> MirrorResult:
     return MirrorResult(name, str(created.version), created=True)
 
 
-def version_mirror(*, version_id: int) -> MirrorResult | None:
-    """Mirror one version and record the outcome on its row; re-raises failures so the task retries."""
+def version_mirror(*, version_id: int, lease_seconds: int = 900) -> MirrorResult | None:
+    """Mirror one version and record the outcome on its row; re-raises failures so the task retries.
+
+    Returns ``None`` when there is nothing to do: the version is gone, refused, or another
+    worker holds its lease. A stored artifact that fails verification is marked refused.
+    """
     version = ModelVersion.objects.select_related("foundation_model", "parent").filter(pk=version_id).first()
     if version is None:
         return None
     if version.mirror_state == MirrorState.MIRRORED and version.mlflow_version:
         return MirrorResult(version.mlflow_model_name, version.mlflow_version, created=False)
+    if not version_mirror_claim(version_id=version_id, lease_seconds=lease_seconds):
+        return None
     try:
         result = version_mirror_to_mlflow(version)
     except Exception as exc:
-        version_mirror_state_set(version_id=version_id, state=MirrorState.FAILED, error=f"{exc.__class__.__name__}: {exc}")
+        state = MirrorState.REFUSED if isinstance(exc, ArtifactError) else MirrorState.FAILED
+        version_mirror_state_set(version_id=version_id, state=state, error=f"{exc.__class__.__name__}: {exc}")
         raise
     version_mirror_state_set(
         version_id=version_id,

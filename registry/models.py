@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from registry.datasheets import validate_counts, validate_demographics, validate_scanners
+from registry.validators import validate_json_safe
 from registry.choices import (
     DeploymentStatus,
     LegalBasis,
@@ -111,8 +112,8 @@ class ModelVersion(models.Model):
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     status = models.CharField(max_length=20, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
     release_notes = models.TextField(blank=True)
-    output_schema = models.JSONField(default=dict, help_text="class_names and operating thresholds per class.")
-    preprocessing = models.JSONField(default=dict, blank=True, help_text="Resize, intensity normalisation, windowing, channel layout.")
+    output_schema = models.JSONField(default=dict, validators=[validate_json_safe], help_text="class_names and operating thresholds per class.")
+    preprocessing = models.JSONField(default=dict, blank=True, validators=[validate_json_safe], help_text="Resize, intensity normalisation, windowing, channel layout.")
 
     artifact_sha256 = models.CharField(max_length=64, validators=[SHA256])
     artifact_files = models.JSONField(default=list, help_text="name, sha256, size and role of each stored file.")
@@ -129,6 +130,7 @@ class ModelVersion(models.Model):
     mlflow_model_name = models.CharField(max_length=200, blank=True)
     mlflow_version = models.CharField(max_length=20, blank=True)
     mirrored_at = models.DateTimeField(null=True, blank=True)
+    mirror_lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker holds the mirror until then.")
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -152,10 +154,6 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.foundation_model.name} {self.version}"
 
-    @property
-    def model_file(self) -> dict:
-        return next(f for f in self.artifact_files if f["role"] == "model")
-
 
 class Dataset(models.Model):
     """A dataset and its datasheet (Art. 10(2), CLAIM): where the data comes from and what it holds.
@@ -176,9 +174,9 @@ class Dataset(models.Model):
     patient_count = models.PositiveIntegerField(null=True, blank=True)
     study_count = models.PositiveIntegerField(null=True, blank=True)
     image_count = models.PositiveIntegerField(null=True, blank=True)
-    scanners = models.JSONField(default=list, blank=True, validators=[validate_scanners])
-    protocols = models.JSONField(default=dict, blank=True, validators=[validate_counts])
-    demographics = models.JSONField(default=dict, blank=True, validators=[validate_demographics], help_text='{"sex": {"F": 10}, "age_band": {...}, "ethnicity": {...}}')
+    scanners = models.JSONField(default=list, blank=True, validators=[validate_json_safe, validate_scanners])
+    protocols = models.JSONField(default=dict, blank=True, validators=[validate_json_safe, validate_counts])
+    demographics = models.JSONField(default=dict, blank=True, validators=[validate_json_safe, validate_demographics], help_text='{"sex": {"F": 10}, "age_band": {...}, "ethnicity": {...}}')
     label_source = models.TextField(blank=True, help_text="Reference standard and how labels were produced.")
     rater_count = models.PositiveIntegerField(null=True, blank=True)
     rater_agreement = models.CharField(max_length=120, blank=True, help_text="For example: Cohen's kappa 0.82.")

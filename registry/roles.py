@@ -41,7 +41,7 @@ ROLE_PERMISSIONS = {
         "compliance": {"auditevent": [VIEW]},
     },
     "worker": {
-        "registry": {"foundationmodel": [VIEW], "modelversion": [VIEW], "dataset": [VIEW], "deployment": [VIEW], "institution": [VIEW]},
+        "registry": {"foundationmodel": [VIEW], "modelversion": [VIEW], "dataset": [VIEW], "provenance": [VIEW], "deployment": [VIEW], "institution": [VIEW]},
     },
 }
 

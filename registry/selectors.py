@@ -32,18 +32,26 @@ def deployment_list(*, user) -> QuerySet[Deployment]:
     return scope(user, Deployment.objects.select_related("version__foundation_model", "institution"))
 
 
-def version_lineage(version: ModelVersion) -> list[ModelVersion]:
-    """The chain from ``version`` up to its root (the base), newest first; cycles cannot exist."""
+def version_lineage(version: ModelVersion, *, user) -> list[ModelVersion]:
+    """The chain from ``version`` up to its base, newest first, cut where the user's scope ends."""
+    visible = version_list(user=user)
     chain, seen, current = [], set(), version
     while current is not None and current.pk not in seen:
         chain.append(current)
         seen.add(current.pk)
-        current = ModelVersion.objects.select_related("foundation_model", "parent").filter(pk=current.parent_id).first() if current.parent_id else None
+        current = visible.filter(pk=current.parent_id).first() if current.parent_id else None
     return chain
 
 
 def versions_awaiting_mirror(*, older_than) -> QuerySet[ModelVersion]:
-    """Versions not yet in MLflow whose last change is older than ``older_than`` (a datetime)."""
+    """Versions pending or failed in MLflow, untouched since ``older_than``, that no worker holds."""
+    from django.db.models import Q
+    from django.utils import timezone
+
     from registry.choices import MirrorState
 
-    return ModelVersion.objects.exclude(mirror_state=MirrorState.MIRRORED).filter(updated_at__lt=older_than).order_by("pk")
+    return (
+        ModelVersion.objects.filter(mirror_state__in=[MirrorState.PENDING, MirrorState.FAILED], updated_at__lt=older_than)
+        .filter(Q(mirror_lease_until__isnull=True) | Q(mirror_lease_until__lt=timezone.now()))
+        .order_by("pk")
+    )

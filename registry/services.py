@@ -12,7 +12,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 
 from compliance.audit import audit_action
 from radtrust.errors import Conflict
@@ -35,6 +35,8 @@ def _save(instance, *, update_fields: list[str] | None = None):
             instance.save(update_fields=update_fields)
     except IntegrityError as exc:
         raise Conflict(f"This clashes with an existing record: {exc}", code="integrity") from exc
+    except DataError as exc:  # a value the database refuses that validation did not foresee
+        raise ValidationError({"non_field_errors": [f"The database refused a value: {str(exc).splitlines()[0]}"]}) from exc
     return instance
 
 
@@ -132,6 +134,13 @@ def version_register(
     return row
 
 
+def version_update(*, version: ModelVersion, release_notes: str) -> ModelVersion:
+    """Edit release notes while the version is still being prepared; a version under review or released is frozen."""
+    if version.status not in {VersionStatus.DRAFT, VersionStatus.IN_VALIDATION}:
+        raise Conflict(f"The release notes of a {version.get_status_display().lower()} version are frozen; register a new version.", code="version_frozen")
+    return record_update(instance=version, fields={"release_notes": release_notes})
+
+
 def _queue_mirror(version_id: int) -> None:
     from registry.tasks import version_mirror
 
@@ -174,11 +183,30 @@ def version_transition(*, actor, version: ModelVersion, to_status: str) -> Model
     return locked
 
 
-def version_mirror_state_set(*, version_id: int, state: str, error: str = "", **fields) -> None:
-    """Record the mirror outcome without touching the rest of the row (a worker races nobody)."""
+def version_mirror_claim(*, version_id: int, lease_seconds: int) -> bool:
+    """Take the mirror of a version for ``lease_seconds``; False if it needs none or another worker holds it.
+
+    One conditional UPDATE, so two workers (a redelivered task, the sweeper) never mirror
+    the same version at once. Not audited: a lease is operational state, not a record.
+    """
+    from datetime import timedelta
+
+    from django.db.models import Q
     from django.utils import timezone
 
-    updates = {"mirror_state": state, "mirror_error": error[:2000], **fields}
+    now = timezone.now()
+    return bool(
+        ModelVersion.objects.filter(pk=version_id, mirror_state__in=[MirrorState.PENDING, MirrorState.FAILED])
+        .filter(Q(mirror_lease_until__isnull=True) | Q(mirror_lease_until__lt=now))
+        .update(mirror_lease_until=now + timedelta(seconds=lease_seconds))
+    )
+
+
+def version_mirror_state_set(*, version_id: int, state: str, error: str = "", **fields) -> None:
+    """Record the mirror outcome and release the lease, without touching the rest of the row."""
+    from django.utils import timezone
+
+    updates = {"mirror_state": state, "mirror_error": error[:2000], "mirror_lease_until": None, "updated_at": timezone.now(), **fields}
     if state == MirrorState.MIRRORED:
         updates["mirrored_at"] = timezone.now()
     version = ModelVersion.objects.get(pk=version_id)

@@ -73,7 +73,7 @@ class VersionRegisterSerializer(serializers.Serializer):
     external_data = serializers.ListField(
         child=serializers.FileField(), required=False, default=list, help_text="The model's external data files, if any."
     )
-    output_schema = serializers.JSONField(binary=True, required=False, default=dict)
+    output_schema = serializers.JSONField(binary=True, help_text='{"class_names": [...], "thresholds": {name: 0.5}}')
     preprocessing = serializers.JSONField(binary=True, required=False, default=dict)
     release_notes = serializers.CharField(required=False, allow_blank=True, default="")
 

@@ -116,7 +116,8 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
         return Response(s.ModelVersionSerializer(version, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
-        serializer.instance = services.record_update(instance=serializer.instance, fields=dict(serializer.validated_data))
+        notes = serializer.validated_data.get("release_notes", serializer.instance.release_notes)
+        serializer.instance = services.version_update(version=serializer.instance, release_notes=notes)
 
     @extend_schema(request=s.TransitionSerializer, responses={200: s.ModelVersionSerializer})
     @action(detail=True, methods=["post"])
@@ -130,8 +131,8 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
     @extend_schema(responses={200: s.LineageEntrySerializer(many=True)})
     @action(detail=True, methods=["get"])
     def lineage(self, request, pk=None):
-        """The chain from this version back to its base version, newest first."""
-        chain = selectors.version_lineage(self.get_object())
+        """The chain from this version back to its base version, newest first (as far as the caller may see)."""
+        chain = selectors.version_lineage(self.get_object(), user=request.user)
         return Response(s.LineageEntrySerializer(chain, many=True).data)
 
 

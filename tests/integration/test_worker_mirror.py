@@ -84,7 +84,7 @@ def test_a_task_routed_to_a_gpu_or_site_queue_reaches_a_worker_consuming_it(queu
     result = version_mirror.apply_async((version.pk,), queue=target)
     # The factory's artifact has no files: the worker refuses to publish it, records why, and does not retry.
     failed = wait_for(
-        lambda: ModelVersion.objects.filter(pk=version.pk, mirror_state=MirrorState.FAILED).first(),
+        lambda: ModelVersion.objects.filter(pk=version.pk, mirror_state=MirrorState.REFUSED).first(),
         timeout=TIMEOUT,
         describe=celery_worker.describe,
     )

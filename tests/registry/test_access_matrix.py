@@ -115,6 +115,8 @@ def test_role_matrix(role, basename, action, method, regex, world, personas, api
     if role in EXPECTED[(basename, action)]:
         assert response.status_code not in (401, 403), f"{role} should be allowed {method.upper()} {url}: {response.status_code} {response.content[:200]}"
         assert response.status_code < 500
+        if method == "get":
+            assert response.status_code == 200, f"{role} GET {url}: {response.status_code}"
     else:
         assert response.status_code == 403, f"{role} should be refused {method.upper()} {url}: {response.status_code}"
 

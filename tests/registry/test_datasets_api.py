@@ -72,3 +72,24 @@ def test_steward_institution_cannot_be_changed(institutions, personas, api_clien
     response = api_client(personas["officer"]).patch(f"/api/datasets/{dataset_id}/", {"institution": institutions["north"].pk}, format="json")
     assert response.status_code == 400
     assert "cannot be changed" in str(response.json()["institution"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("protocols,fragment", [('{"PA\\u0000": 1}', "NUL"), ('{"PA": 1e999}', "valid JSON")])
+def test_values_a_json_column_cannot_store_are_field_errors(protocols, fragment, institutions, personas, api_client):
+    body = f'{{"name": "CXR set", "institution": {institutions["vendor"].pk}, "modality": "DX", "protocols": {protocols}}}'
+    response = api_client(personas["engineer"]).post("/api/datasets/", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert fragment in str(response.json()["protocols"])
+
+
+def test_the_json_validator_names_where_the_bad_value_is():
+    from django.core.exceptions import ValidationError
+
+    from registry.validators import validate_json_safe
+
+    validate_json_safe({"a": [1, 2.5, "x"], "b": None})
+    with pytest.raises(ValidationError, match=r"a/b\[1\] is inf"):
+        validate_json_safe({"a": {"b": [0, float("inf")]}})
+    with pytest.raises(ValidationError, match="NUL"):
+        validate_json_safe(["ok", "bad\x00"])

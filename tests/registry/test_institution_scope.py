@@ -101,3 +101,14 @@ def test_malformed_filter_is_a_field_error(personas, api_client):
     response = api_client(personas["officer"]).get("/api/model-versions/?foundation_model=abc")
     assert response.status_code == 400
     assert "foundation_model" in response.json()
+
+
+@pytest.mark.django_db
+def test_lineage_stops_where_the_clinicians_scope_ends(deployed, personas, api_client):
+    base = deployed["south_version"]
+    child = deployed["north_version"]
+    child.parent = base
+    child.save()
+    client = api_client(personas["clinician_north"])
+    assert [row["id"] for row in client.get(f"/api/model-versions/{child.pk}/lineage/").json()] == [child.pk]
+    assert [row["id"] for row in api_client(personas["auditor"]).get(f"/api/model-versions/{child.pk}/lineage/").json()] == [child.pk, base.pk]

@@ -185,3 +185,12 @@ def test_officer_may_not_start_validation_of_a_draft(version, personas, api_clie
     response = _move(api_client, personas["officer"], version, S.IN_VALIDATION)
     assert response.status_code == 403
     assert "from 'draft'" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_release_notes_freeze_once_the_version_is_under_review(version, personas, api_client):
+    version.status = S.UNDER_REVIEW
+    version.save()
+    response = api_client(personas["engineer"]).patch(f"/api/model-versions/{version.pk}/", {"release_notes": "rewritten"})
+    assert response.status_code == 409
+    assert "frozen" in response.json()["detail"]

@@ -27,7 +27,7 @@ def test_only_stale_unmirrored_versions_are_selected():
 
 
 @pytest.mark.django_db
-def test_sweep_task_mirrors_what_it_finds(settings):
+def test_sweep_task_queues_what_it_finds(settings):
     """Run eagerly here: the sweep queues the real mirror task, which writes to a real MLflow store."""
     from radtrust.celery import app
     from registry.tasks import mirror_sweep
@@ -41,6 +41,26 @@ def test_sweep_task_mirrors_what_it_finds(settings):
         app.conf.task_always_eager = False
     assert queued == 1
     version.refresh_from_db()
-    # The factory's artifact has no files on disk: the mirror fails, is recorded, and will be retried.
-    assert version.mirror_state == MirrorState.FAILED
+    # The factory's artifact has no files on disk: the mirror is refused, and says why.
+    assert version.mirror_state == MirrorState.REFUSED
     assert "fails verification" in version.mirror_error
+
+
+@pytest.mark.django_db
+def test_a_mirror_lease_is_taken_once_until_released_or_expired():
+    from registry.services import version_mirror_claim, version_mirror_state_set
+
+    version = ModelVersionFactory(mirror_state=MirrorState.PENDING)
+    assert version_mirror_claim(version_id=version.pk, lease_seconds=60) is True
+    assert version_mirror_claim(version_id=version.pk, lease_seconds=60) is False  # a second worker backs off
+    assert not versions_awaiting_mirror(older_than=timezone.now() + timedelta(hours=1)).filter(pk=version.pk).exists()
+    version_mirror_state_set(version_id=version.pk, state=MirrorState.FAILED, error="boom")
+    assert version_mirror_claim(version_id=version.pk, lease_seconds=-1) is True  # released, then taken with an expired lease
+    assert version_mirror_claim(version_id=version.pk, lease_seconds=60) is True
+
+
+@pytest.mark.django_db
+def test_refused_versions_are_not_swept():
+    version = ModelVersionFactory(mirror_state=MirrorState.REFUSED)
+    ModelVersion.objects.filter(pk=version.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert not versions_awaiting_mirror(older_than=timezone.now()).exists()

@@ -357,3 +357,9 @@ def test_anonymous_upload_is_refused(api_client, vendor_model, onnx_files):
     assert response.status_code == 403
     assert response.json() == {"detail": "Authentication credentials were not provided."}
     assert_nothing_written()
+
+
+def test_non_finite_numbers_in_preprocessing_are_refused_before_anything_is_stored(engineer, vendor_model, onnx_files):
+    response = upload(engineer, vendor_model, files_of(onnx_files["inline"]), preprocessing='{"mean": 1e999}')
+    assert "finite" in error(response, "preprocessing")
+    assert_nothing_written()
