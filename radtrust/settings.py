@@ -126,6 +126,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 10 *
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None
 
+# --- Validation runs ------------------------------------------------------------
+# Workers read dataset files only below these folders (comma-separated absolute paths).
+RADTRUST_DATA_ROOTS = env_list("RADTRUST_DATA_ROOTS", [str(VAR_DIR / "data")])
+RADTRUST_PREFER_GPU = env_bool("RADTRUST_PREFER_GPU", True)
+# A worker renews its lease on the run row every third of this; a run whose lease
+# has expired is given to another worker by the sweeper (brokers do not redeliver reliably).
+RADTRUST_RUN_LEASE_SECONDS = env_int("RADTRUST_RUN_LEASE_SECONDS", 120, minimum=3)
+RADTRUST_RUN_MAX_ATTEMPTS = env_int("RADTRUST_RUN_MAX_ATTEMPTS", 3, minimum=1)
+RADTRUST_RUN_TIME_LIMIT_SECONDS = env_int("RADTRUST_RUN_TIME_LIMIT_SECONDS", 4 * 3600, minimum=10)
+RADTRUST_RUN_UNCLAIMED_SECONDS = env_int("RADTRUST_RUN_UNCLAIMED_SECONDS", 600, minimum=5)
+
 # --- Security (production) ----------------------------------------------------
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
@@ -167,6 +178,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "VersionStatusEnum": "registry.choices.VersionStatus",
         "DeploymentStatusEnum": "registry.choices.DeploymentStatus",
+        "ValidationRunStatusEnum": "validation.choices.RunStatus",
     },
 }
 
@@ -197,6 +209,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Validation runs go to accelerator workers unless a run names its site queue.
+CELERY_TASK_ROUTES = {"validation.tasks.run_execute": {"queue": "gpu"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -206,6 +220,7 @@ CELERY_TIMEZONE = TIME_ZONE
 # Synced into django-celery-beat's tables, where the admin can change them.
 CELERY_BEAT_SCHEDULE = {
     "registry-mirror-sweep": {"task": "registry.tasks.mirror_sweep", "schedule": env_int("RADTRUST_MIRROR_SWEEP_SECONDS", 600, minimum=10)},
+    "validation-run-sweep": {"task": "validation.tasks.run_sweep", "schedule": env_int("RADTRUST_RUN_SWEEP_SECONDS", 60, minimum=5)},
 }
 
 # --- MLflow -------------------------------------------------------------------

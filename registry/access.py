@@ -25,6 +25,7 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "provenance": (frozenset({ML, CO, AU, WK}), frozenset({ML})),
     "deployment": (EVERYONE, frozenset({CO})),
     "audit_event": (frozenset({CO, AU}), frozenset()),
+    "validation_run": (frozenset({ML, CO, AU, WK}), frozenset({ML})),
 }
 
 
@@ -76,6 +77,7 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "registry.dataset": Q(institution_id=inst) | Q(provenance__version__foundation_model__provider_id=inst),
             "registry.provenance": Q(version__foundation_model__provider_id=inst),
             "registry.deployment": Q(version__foundation_model__provider_id=inst) | Q(institution_id=inst),
+            "validation.validationrun": Q(version__foundation_model__provider_id=inst) | Q(dataset__institution_id=inst),
         },
         CL: {
             "registry.institution": Q(pk=inst),
@@ -99,7 +101,7 @@ def owner_institution_id(obj) -> int | None:
         return obj.foundation_model.provider_id
     if label == "registry.dataset":
         return obj.institution_id
-    if label == "registry.provenance":
+    if label in {"registry.provenance", "validation.validationrun"}:
         return obj.version.foundation_model.provider_id
     return None
 

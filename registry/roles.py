@@ -21,6 +21,7 @@ ROLE_PERMISSIONS = {
             "provenance": [VIEW, ADD, DELETE],
             "deployment": [VIEW],
         },
+        "validation": {"validationrun": [VIEW]},
     },
     "compliance_officer": {
         "registry": {
@@ -32,6 +33,7 @@ ROLE_PERMISSIONS = {
             "deployment": [VIEW, ADD, CHANGE],
         },
         "compliance": {"auditevent": [VIEW]},
+        "validation": {"validationrun": [VIEW]},
     },
     "clinician": {
         "registry": {"institution": [VIEW], "foundationmodel": [VIEW], "modelversion": [VIEW], "deployment": [VIEW]},
@@ -39,16 +41,21 @@ ROLE_PERMISSIONS = {
     "auditor": {
         "registry": {name: [VIEW] for name in REGISTRY},
         "compliance": {"auditevent": [VIEW]},
+        "validation": {"validationrun": [VIEW]},
     },
     "worker": {
         "registry": {"foundationmodel": [VIEW], "modelversion": [VIEW], "dataset": [VIEW], "provenance": [VIEW], "deployment": [VIEW], "institution": [VIEW]},
+        "validation": {"validationrun": [VIEW]},
     },
 }
 
 
-
 def roles_sync(group_model, permission_model) -> None:
-    """Create each role's group and set exactly its permissions (models passed in: works in migrations)."""
+    """Create each role's group and set exactly its permissions (models passed in: works in migrations).
+
+    Permissions of models whose tables a migration has not created yet are left out;
+    the ``post_migrate`` run after every migrate completes the groups.
+    """
     for role, apps_perms in ROLE_PERMISSIONS.items():
         group, _ = group_model.objects.get_or_create(name=role)
         wanted = [
@@ -57,4 +64,8 @@ def roles_sync(group_model, permission_model) -> None:
             for model, verbs in models.items()
             for verb in verbs
         ]
-        group.permissions.set([permission_model.objects.get(content_type__app_label=a, codename=c) for a, c in wanted])
+        available = {
+            (p.content_type.app_label, p.codename): p
+            for p in permission_model.objects.filter(codename__in={c for _, c in wanted}).select_related("content_type")
+        }
+        group.permissions.set([available[key] for key in wanted if key in available])

@@ -1,4 +1,4 @@
-"""Shared fixtures: personas, API clients, real ONNX artifacts and isolated file storage."""
+"""Shared fixtures: personas, API clients, real ONNX artifacts, image datasets and isolated file storage."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -18,6 +19,7 @@ def isolated_storage(settings, tmp_path):
     settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     settings.MLFLOW_REGISTRY_URI = settings.MLFLOW_TRACKING_URI
     settings.MLFLOW_ARTIFACT_ROOT = str(tmp_path / "mlflow" / "artifacts")
+    settings.RADTRUST_DATA_ROOTS = [str(tmp_path / "data")]
     return tmp_path
 
 
@@ -112,3 +114,55 @@ def register_version(onnx_files, personas):
                 h.close()
 
     return register
+
+
+MANIFEST_HEADER = "image_path,patient_id,study_date,age,sex,site,pneumothorax"
+
+
+@pytest.fixture
+def write_dataset(isolated_storage):
+    """``write_dataset(name, n=...)`` writes n 64x64 NPY images and a manifest under the data root.
+
+    Positives carry a bright square, so the tiny model's scores still rank; two
+    images per patient, two sites, two sexes, ages 20-89. Returns the folder.
+    """
+
+    def write(name: str = "cxr", *, n: int = 60, seed: int = 0, rows: list[str] | None = None) -> Path:
+        root = Path(isolated_storage) / "data" / name
+        (root / "img").mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        lines = [MANIFEST_HEADER]
+        for i in range(n):
+            label = int(i % 3 == 0)
+            image = rng.normal(0.0, 1.0, (64, 64)).astype(np.float32)
+            if label:
+                image[20:40, 20:40] += 3.0
+            np.save(root / "img" / f"{i}.npy", image)
+            lines.append(f"img/{i}.npy,p{i // 2},2024-01-{1 + i % 28:02d},{20 + (i * 7) % 70},{'FM'[i % 2]},{'AB'[(i // 2) % 2]},{label}")
+        lines.extend(rows or [])
+        (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+        return root
+
+    return write
+
+
+@pytest.fixture
+def run_setup(personas, register_version, write_dataset):
+    """A registered tiny classifier (sigmoid on its logits), and a North hospital dataset folder
+    with its Dataset row, linked to the version as external validation data."""
+    from registry.services import provenance_link, record_create
+    from registry.models import Dataset
+    from tests.factories import FoundationModelFactory
+
+    model = FoundationModelFactory(provider=personas["engineer"].institution)
+    version = register_version(
+        model,
+        output_schema={"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.5}, "activation": "sigmoid"},
+    )
+    root = write_dataset()
+    dataset = record_create(
+        model=Dataset, actor=personas["engineer"],
+        fields={"name": "North test set", "institution": personas["clinician_north"].institution, "modality": "DX", "location": str(root)},
+    )
+    provenance_link(actor=personas["engineer"], version=version, dataset=dataset, role="external_validation")
+    return {"version": version, "dataset": dataset, "root": root, "engineer": personas["engineer"], "model": model}

@@ -1,1 +1,78 @@
-"""Validation runs and trust assessments arrive with the validation issues."""
+"""Validation runs: a model version evaluated on a dataset by a worker, and the evidence it produced."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from registry.validators import validate_json_safe
+from validation.choices import FINISHED, MlflowState, RunStage, RunStatus
+
+
+class ValidationRun(models.Model):
+    """One evaluation of a version on a dataset under a suite config (DESIGN.md §3).
+
+    A worker claims the run (``attempt`` goes up by one, ``lease_until`` is set)
+    and renews the lease with heartbeats while it works; only the holder of the
+    current attempt may write results, so a redelivered task or a second worker
+    never writes a second result. ``results`` hold aggregates only: no pixel
+    data, no patient identifiers.
+    """
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="validation_runs")
+    dataset = models.ForeignKey("registry.Dataset", on_delete=models.PROTECT, related_name="validation_runs")
+    manifest = models.CharField(max_length=300, default="manifest.csv", help_text="The manifest file, relative to the dataset's location.")
+    config = models.JSONField(default=dict, blank=True, validators=[validate_json_safe], help_text="Suite config: attributes, intersections, resamples, seed, ...")
+    queue = models.CharField(max_length=60, default="gpu", help_text="Celery queue: gpu, or site.<code> for a site's own workers.")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="validation_runs")
+
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    stage = models.CharField(max_length=12, choices=RunStage.choices, default=RunStage.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="Share of the current run done, 0 to 1.")
+    cancel_requested = models.BooleanField(default=False)
+
+    attempt = models.PositiveIntegerField(default=0, help_text="How many times a worker has claimed this run.")
+    max_attempts = models.PositiveIntegerField(default=3)
+    worker = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    device = models.JSONField(default=dict, blank=True, help_text="Execution provider(s), device kind and name.")
+    artifact_sha256 = models.CharField(max_length=64, blank=True, help_text="The artifact hash verified before loading.")
+    manifest_sha256 = models.CharField(max_length=64, blank=True, help_text="The manifest hash read by the run.")
+    error_reason = models.CharField(max_length=40, blank=True, help_text="A stable code: bad_manifest, artifact_mismatch, ...")
+    error = models.TextField(blank=True)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    summary = models.JSONField(default=dict, blank=True, help_text="Headline figures: overall metrics with CIs, largest gaps.")
+    results = models.JSONField(null=True, blank=True, help_text="The full report: overall, subgroup and gap results.")
+
+    mlflow_state = models.CharField(max_length=10, choices=MlflowState.choices, default=MlflowState.NOT_YET)
+    mlflow_run_id = models.CharField(max_length=64, blank=True)
+    mlflow_error = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "lease_until"], name="validation_run_status_lease")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0) & models.Q(progress__lte=1),
+                name="%(app_label)s_%(class)s_progress_range",
+                violation_error_message="Progress is a share between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=RunStatus.SUCCEEDED) | models.Q(results__isnull=False),
+                name="%(app_label)s_%(class)s_succeeded_has_results",
+                violation_error_message="A succeeded run carries its results.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.version} on {self.dataset}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED

@@ -1,9 +1,10 @@
 """Fixtures that start real processes: a Celery worker on the embedded filesystem broker.
 
-The worker is a separate ``celery -A radtrust worker`` process. It shares the test
+A worker is a separate ``celery -A radtrust worker`` process. It shares the test
 database (a file for SQLite, the test database for PostgreSQL), the test's media
-folder and MLflow store, and a broker folder of its own under the test's tmp_path,
-so tests that use it must commit: mark them ``django_db(transaction=True)``.
+folder, data root and MLflow store, and a broker: a folder of its own under the
+test's tmp_path, or the Redis server named by ``TEST_CELERY_BROKER_URL``. Tests
+that use it must commit: mark them ``django_db(transaction=True)``.
 """
 
 from __future__ import annotations
@@ -72,28 +73,60 @@ def _point_app_at_broker(app, *, url: str, transport_options: dict) -> None:
     and its connection and producer pools keep connections made with them, so the
     pools are closed and dropped as well (kombu keys them by the transport options).
     """
+    from kombu import pools
+
     if app._pool is not None:
         app._pool.force_close_all()
     app._pool = None
+    pools.reset()  # kombu's global producer pools are keyed by URL and options and would hand out a closed pool
     app.amqp._producer_pool = None
     app.conf.broker_url = url
     app.conf.broker_transport_options = transport_options
 
 
+@dataclass
+class Broker:
+    """The broker a test's workers and this process share: a fresh filesystem folder, or
+    the server named by ``TEST_CELERY_BROKER_URL`` (CI runs the integration tests on Redis too)."""
+
+    url: str
+    transport_options: dict
+    folder: Path | None
+
+    def worker_env(self) -> dict[str, str]:
+        env = {"CELERY_BROKER_URL": self.url}
+        if self.folder is not None:
+            env["CELERY_BROKER_DIR"] = str(self.folder)
+        return env
+
+    def pending(self) -> str:
+        if self.folder is None:
+            return "(server broker)"
+        return str(sorted(p.name for p in (self.folder / "queue").iterdir()))
+
+
 @pytest.fixture
-def celery_broker(tmp_path) -> Iterator[Path]:
-    """A filesystem broker in a fresh folder, used by this process's Celery app for the test."""
+def celery_broker(tmp_path) -> Iterator[Broker]:
+    """The broker for this test, used by this process's Celery app while the test runs."""
     from radtrust.celery import app
 
-    folder = tmp_path / "broker"
+    url = os.environ.get("TEST_CELERY_BROKER_URL", "filesystem://")
     options = {**app.conf.broker_transport_options}
-    for option, sub in _BROKER_FOLDERS.items():
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-        options[option] = str(folder / sub)
+    folder = None
+    if url.startswith("filesystem"):
+        folder = tmp_path / "broker"
+        for option, sub in _BROKER_FOLDERS.items():
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            options[option] = str(folder / sub)
+    elif url.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(url).flushdb()  # a database of its own: no message from an earlier test
+        options = {"visibility_timeout": 60}
     previous = {"url": app.conf.broker_url, "transport_options": app.conf.broker_transport_options}
-    _point_app_at_broker(app, url="filesystem://", transport_options=options)
+    _point_app_at_broker(app, url=url, transport_options=options)
     try:
-        yield folder
+        yield Broker(url, options, folder)
     finally:
         _point_app_at_broker(app, **previous)
 
@@ -104,65 +137,79 @@ class WorkerProcess:
 
     process: subprocess.Popen
     log_path: Path
-    broker_dir: Path
+    broker: Broker
+    name: str
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def describe(self) -> str:
         state = "running" if self.process.poll() is None else f"exited with {self.process.returncode}"
-        queued = sorted(p.name for p in (self.broker_dir / "queue").iterdir())
-        return f"Worker {state}; messages still queued: {queued}.\n--- worker log ---\n{self.log()[-6000:]}"
+        return f"Worker {self.name} {state}; messages still queued: {self.broker.pending()}.\n--- worker log ---\n{self.log()[-6000:]}"
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool at once, as a crash or the OOM killer would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
 
 @pytest.fixture
-def celery_worker(transactional_db, celery_broker, settings, tmp_path) -> Iterator[WorkerProcess]:
-    """A real worker consuming ``default``, ``gpu`` and the vendor site's queue ``site.vendor``, with this test's database, media and MLflow store.
+def start_worker(transactional_db, celery_broker, settings, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start_worker(name, queues=..., env=...)`` starts a real worker with this test's database,
+    media, data root and MLflow store, and waits until it is ready. Logs are printed at teardown,
+    which pytest shows when the test fails."""
+    started: list[WorkerProcess] = []
 
-    Its log is printed at teardown, which pytest shows when the test fails.
-    """
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "radtrust.settings",
-        "DATABASE_URL": worker_database_url(),
-        "RADTRUST_VAR_DIR": str(settings.VAR_DIR),
-        "CELERY_BROKER_URL": "filesystem://",
-        "CELERY_BROKER_DIR": str(celery_broker),
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
-        "MLFLOW_REGISTRY_URI": settings.MLFLOW_REGISTRY_URI,
-        "MLFLOW_ARTIFACT_ROOT": str(settings.MLFLOW_ARTIFACT_ROOT),
-        "MLFLOW_EXPERIMENT_NAME": settings.MLFLOW_EXPERIMENT_NAME,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in [name for name in env if f"{name}_FILE" in env]:
-        del env[f"{name}_FILE"]  # radtrust.env would read the file instead of our value
-    command = [
-        str(CELERY), "-A", "radtrust", "worker",
-        "--pool", "solo", "-Q", "default,gpu,site.vendor",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-l", "info", "-n", f"test-{os.getpid()}-{tmp_path.name}@%h",
-    ]  # fmt: skip
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    worker = WorkerProcess(process, log_path, celery_broker)
-    try:
-        wait_for(
-            lambda: process.poll() is not None or " ready." in worker.log(),
-            timeout=WORKER_READY_TIMEOUT,
-            describe=worker.describe,
-        )
+    def start(name: str = "w1", *, queues: str = "default,gpu,site.vendor", env: dict[str, str] | None = None) -> WorkerProcess:
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "radtrust.settings",
+            "DATABASE_URL": worker_database_url(),
+            "RADTRUST_VAR_DIR": str(settings.VAR_DIR),
+            **celery_broker.worker_env(),
+            "CELERY_TASK_ALWAYS_EAGER": "false",
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "RADTRUST_DATA_ROOTS": ",".join(settings.RADTRUST_DATA_ROOTS),
+            "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
+            "MLFLOW_REGISTRY_URI": settings.MLFLOW_REGISTRY_URI,
+            "MLFLOW_ARTIFACT_ROOT": str(settings.MLFLOW_ARTIFACT_ROOT),
+            "MLFLOW_EXPERIMENT_NAME": settings.MLFLOW_EXPERIMENT_NAME,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        for var in [var for var in environment if f"{var}_FILE" in environment]:
+            del environment[f"{var}_FILE"]  # radtrust.env would read the file instead of our value
+        command = [
+            str(CELERY), "-A", "radtrust", "worker",
+            "--pool", "solo", "-Q", queues,
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-l", "info", "-n", f"{name}-{os.getpid()}-{tmp_path.name}@%h",
+        ]  # fmt: skip
+        log_path = tmp_path / f"worker-{name}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = WorkerProcess(process, log_path, celery_broker, name)
+        started.append(worker)
+        wait_for(lambda: process.poll() is not None or " ready." in worker.log(), timeout=WORKER_READY_TIMEOUT, describe=worker.describe)
         if process.poll() is not None:
             pytest.fail(f"The worker did not start. {worker.describe()}")
-        yield worker
+        return worker
+
+    try:
+        yield start
     finally:
-        stopping = time.monotonic()
-        _stop(process)
-        stopped = f"exit code {process.returncode} after {time.monotonic() - stopping:.1f} s"
-        print(f"--- celery worker log ({log_path}), {stopped} ---\n{worker.log()}")
+        for worker in started:
+            stopping = time.monotonic()
+            _stop(worker.process)
+            stopped = f"exit code {worker.process.returncode} after {time.monotonic() - stopping:.1f} s"
+            print(f"--- celery worker {worker.name} log ({worker.log_path}), {stopped} ---\n{worker.log()}")
+
+
+@pytest.fixture
+def celery_worker(start_worker) -> WorkerProcess:
+    """One real worker consuming ``default``, ``gpu`` and the vendor site's queue ``site.vendor``."""
+    return start_worker()
 
 
 def _stop(process: subprocess.Popen) -> None:

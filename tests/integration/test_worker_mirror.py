@@ -90,5 +90,5 @@ def test_a_task_routed_to_a_gpu_or_site_queue_reaches_a_worker_consuming_it(queu
     )
     assert "fails verification" in failed.mirror_error
     task = wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="FAILURE").first(), timeout=TIMEOUT, describe=celery_worker.describe)
-    assert task.worker.startswith("test-")
+    assert task.worker.startswith("w1-")
     assert "ArtifactError" in task.result

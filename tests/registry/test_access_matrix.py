@@ -8,6 +8,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from registry.choices import DeploymentStatus, VersionStatus
+from registry.models import User
 from tests.factories import DatasetFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
 
 ROLES = {"ml_engineer": "engineer", "compliance_officer": "officer", "clinician": "clinician_north", "auditor": "auditor", "worker": "worker"}
@@ -49,6 +50,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("deployment", "partial_update"): frozenset({CO}),
     ("audit-event", "list"): frozenset({CO, AU}),
     ("audit-event", "retrieve"): frozenset({CO, AU}),
+    ("validation-run", "list"): frozenset({ML, CO, AU, WK}),
+    ("validation-run", "retrieve"): frozenset({ML, CO, AU, WK}),
+    ("validation-run", "create"): frozenset({ML}),
+    ("validation-run", "cancel"): frozenset({ML}),
 }
 
 
@@ -87,7 +92,9 @@ def world(institutions):
     dataset = DatasetFactory(institution=institutions["vendor"])
     provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
     from compliance.models import AuditEvent
+    from validation.models import ValidationRun
 
+    run = ValidationRun.objects.create(version=version, dataset=dataset, requested_by=User.objects.create(username="requester", institution=institutions["vendor"]))
     return {
         "institution": institutions["north"].pk,
         "foundation-model": model.pk,
@@ -96,6 +103,7 @@ def world(institutions):
         "provenance": provenance.pk,
         "deployment": version.deployments.get().pk,
         "audit-event": AuditEvent.objects.order_by("seq").first().seq,
+        "validation-run": run.pk,
     }
 
 
@@ -130,7 +138,5 @@ def test_anonymous_is_refused_everywhere(basename, action, method, regex, world,
 
 @pytest.mark.django_db
 def test_user_without_role_is_refused(world, institutions, api_client):
-    from registry.models import User
-
     nobody = User.objects.create(username="norole", institution=institutions["north"])
     assert api_client(nobody).get("/api/institutions/").status_code == 403

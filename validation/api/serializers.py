@@ -1,0 +1,40 @@
+"""Serializers of validation runs: shape only; rules live in ``validation.services``."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from registry.api.serializers import ScopedRelatedField
+from registry.selectors import dataset_list, version_list
+from validation.models import ValidationRun
+
+_READ = [
+    "id", "version", "dataset", "manifest", "config", "queue", "requested_by", "status", "stage", "progress",
+    "cancel_requested", "attempt", "max_attempts", "worker", "heartbeat_at", "device", "artifact_sha256",
+    "manifest_sha256", "error_reason", "error", "timings", "summary", "mlflow_state", "mlflow_run_id",
+    "created_at", "started_at", "finished_at",
+]
+
+
+class ValidationRunSerializer(serializers.ModelSerializer):
+    """A run as listed and followed: status, progress and headline figures, not the full report."""
+
+    version = ScopedRelatedField(selector=version_list)
+    dataset = ScopedRelatedField(selector=dataset_list)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    on_site = serializers.BooleanField(write_only=True, default=False, help_text="Run on the dataset institution's own workers (site queue).")
+    manifest = serializers.CharField(default="manifest.csv", max_length=300)
+    config = serializers.JSONField(default=dict, help_text="Suite options; omitted ones take their defaults.")
+
+    class Meta:
+        model = ValidationRun
+        fields = [*_READ, "on_site"]
+        read_only_fields = [f for f in _READ if f not in {"version", "dataset", "manifest", "config"}]
+
+
+class ValidationRunDetailSerializer(ValidationRunSerializer):
+    """One run with its full report: overall, subgroup and gap results with CIs."""
+
+    class Meta(ValidationRunSerializer.Meta):
+        fields = [*ValidationRunSerializer.Meta.fields, "results"]
+        read_only_fields = [*ValidationRunSerializer.Meta.read_only_fields, "results"]

@@ -1,0 +1,383 @@
+"""One validation: a model session on a dataset manifest, from image files to the JSON report.
+
+Plain Python (no Django): the Celery task, ``manage.py bench`` and a site
+agent all call ``evaluate`` and get the same report.
+
+Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
+
+1. ``headers``: attributes the manifest leaves empty are read from DICOM headers.
+2. ``inference``: images are read and preprocessed on a producer thread while
+   the model runs (``runner.run_batches``). An unreadable image is skipped and
+   named in the report while the skipped share stays within
+   ``max_unreadable_share``; beyond it the run fails with the list.
+3. ``metrics``: per label (multi-label: each label alone) every metric overall
+   and per subgroup with patient-level bootstrap CIs and the fairness gaps;
+   segmentation: Dice and IoU against the ground-truth masks.
+
+Whatever ``progress`` raises (a cancellation) stops the run between batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from validation.engine.loading import (
+    ATTRIBUTE_COLUMNS,
+    ImageError,
+    Manifest,
+    fill_attributes_from_headers,
+    load_image,
+)
+from validation.engine.preprocessing import Preprocessing, check_against_signature
+from validation.engine.runner import ModelSession, RunnerError, run_batches
+from validation.engine.stratification import age_band, stratified_metrics
+
+TASKS = ("binary", "multilabel", "segmentation")
+ACTIVATIONS = ("none", "sigmoid", "softmax")
+STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
+_FIRST = 10  # how many skipped images a failure message names
+ENGINE_VERSION = "1"
+
+Progress = Callable[[str, float], None]
+
+
+class InputError(RunnerError):
+    """The images do not fit the model: wrong shape after preprocessing, or too many unreadable."""
+
+    reason = "bad_input"
+
+
+class UnreadableImages(RunnerError):
+    """More images could not be read than the suite allows to skip."""
+
+    reason = "unreadable_images"
+
+
+class ModelOutputError(RunnerError):
+    """The model's output cannot be read as the version's output schema says."""
+
+    reason = "output_schema_mismatch"
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """What a run measures and how; stored on the run and in its report."""
+
+    attributes: tuple[str, ...] = ("sex", "age_band", "race_ethnicity", "site", "scanner_manufacturer")
+    intersections: tuple[tuple[str, ...], ...] = (("sex", "age_band"),)
+    age_edges: tuple[float, ...] = (18, 40, 65)
+    n_resamples: int = 1000
+    seed: int = 0
+    min_patients: int = 10
+    confidence: float = 0.95
+    batch_size: int = 32
+    max_unreadable_share: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
+        """A checked config; a bad key or value raises ``ValueError`` naming it."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown suite option(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        defaults = cls()
+        attributes = _names(data.get("attributes", defaults.attributes), "attributes")
+        intersections = data.get("intersections", defaults.intersections)
+        if not isinstance(intersections, (list, tuple)):
+            raise ValueError("suite option 'intersections' must be a list of attribute lists")
+        intersections = tuple(_names(x, "intersections", at_least=2) for x in intersections)
+        edges = data.get("age_edges", defaults.age_edges)
+        if not isinstance(edges, (list, tuple)) or not edges or not all(_is_number(e) for e in edges) or list(edges) != sorted(set(edges)):
+            raise ValueError("suite option 'age_edges' must be an increasing list of ages, e.g. [18, 40, 65]")
+        config = cls(
+            attributes=attributes,
+            intersections=intersections,
+            age_edges=tuple(float(e) for e in edges),
+            n_resamples=_integer(data, "n_resamples", defaults.n_resamples, 0, 100_000),
+            seed=_integer(data, "seed", defaults.seed, 0, 2**32 - 1),
+            min_patients=_integer(data, "min_patients", defaults.min_patients, 1, 1_000_000),
+            confidence=_fraction(data, "confidence", defaults.confidence, open_low=True),
+            batch_size=_integer(data, "batch_size", defaults.batch_size, 1, 4096),
+            max_unreadable_share=_fraction(data, "max_unreadable_share", defaults.max_unreadable_share),
+        )
+        if config.confidence >= 1:
+            raise ValueError("suite option 'confidence' must be below 1, e.g. 0.95")
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attributes"] = list(self.attributes)
+        data["intersections"] = [list(x) for x in self.intersections]
+        data["age_edges"] = list(self.age_edges)
+        return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _names(value: Any, option: str, *, at_least: int = 0) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) < at_least or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"suite option {option!r} must list attribute names" + (f" ({at_least} or more)" if at_least else ""))
+    unknown = [v for v in value if v not in STRATIFIABLE]
+    if unknown:
+        raise ValueError(f"suite option {option!r}: unknown attribute(s) {', '.join(unknown)}; allowed: {', '.join(STRATIFIABLE)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"suite option {option!r} names an attribute twice")
+    return tuple(value)
+
+
+def _integer(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"suite option {key!r} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _fraction(data: Mapping[str, Any], key: str, default: float, *, open_low: bool = False) -> float:
+    value = data.get(key, default)
+    if not _is_number(value) or not (0 < value if open_low else 0 <= value) or value > 1:
+        raise ValueError(f"suite option {key!r} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class Evaluation:
+    """The report (JSON-safe), per-stage seconds, and per-case scores for later analyses."""
+
+    report: dict[str, Any]
+    timings: dict[str, float]
+    scores: np.ndarray = field(repr=False)
+    case_index: np.ndarray = field(repr=False)  # manifest row of each score row
+
+
+# --- Stage 2: images through the model ---------------------------------------------
+
+
+def _image_batches(
+    manifest: Manifest, preprocessing: Preprocessing, model: ModelSession, batch_size: int,
+    skipped: list[dict[str, Any]], allowed_skips: int,
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Read, preprocess and stack images; skip unreadable ones up to the allowance."""
+    ids: list[int] = []
+    tensors: list[np.ndarray] = []
+    checked = False
+    for index in range(len(manifest)):
+        try:
+            image = load_image(manifest.absolute_path(index))
+        except ImageError as exc:
+            skipped.append({"row": index + 1, "image_path": manifest.image_paths[index], "reason": exc.reason})
+            if len(skipped) > allowed_skips:
+                raise UnreadableImages(_unreadable_message(skipped, len(manifest), allowed_skips)) from None
+            continue
+        try:
+            tensor = preprocessing.apply(image.array)
+            if not checked:
+                check_against_signature(tensor.shape, model.input_shape)
+                checked = True
+        except ValueError as exc:
+            raise InputError(f"image {manifest.image_paths[index]!r} (row {index + 1}): {exc}") from None
+        if tensors and tensor.shape != tensors[0].shape:
+            raise InputError(
+                f"image {manifest.image_paths[index]!r} (row {index + 1}) gives {tensor.shape} after preprocessing "
+                f"but earlier images gave {tensors[0].shape}; set 'resize' in the version's preprocessing spec"
+            )
+        ids.append(index)
+        tensors.append(tensor)
+        if len(ids) == batch_size:
+            yield ids, np.stack(tensors)
+            ids, tensors = [], []
+    if ids:
+        yield ids, np.stack(tensors)
+
+
+def _unreadable_message(skipped: list[dict[str, Any]], total: int, allowed: int) -> str:
+    shown = "; ".join(f"{s['image_path']} (row {s['row']}): {s['reason']}" for s in skipped[:_FIRST])
+    return (
+        f"{len(skipped)} of {total} images could not be read (the suite allows {allowed}): {shown}"
+        + (" ..." if len(skipped) > _FIRST else "")
+    )
+
+
+def _scores(output: np.ndarray, n_classes: int, activation: str, task: str) -> np.ndarray:
+    """The model's first output as an (N, classes) array of probabilities."""
+    if task == "segmentation":
+        return output
+    x = np.asarray(output, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim > 2 and all(d == 1 for d in x.shape[2:]):
+        x = x.reshape(x.shape[:2])
+    if x.ndim != 2 or x.shape[1] != n_classes:
+        raise ModelOutputError(
+            f"the model's output has shape {list(output.shape)}, but the output schema names {n_classes} class(es); "
+            "expected (batch, classes)"
+        )
+    if activation == "sigmoid":
+        x = 1.0 / (1.0 + np.exp(-x))
+    elif activation == "softmax":
+        x = np.exp(x - x.max(axis=1, keepdims=True))
+        x /= x.sum(axis=1, keepdims=True)
+    return x
+
+
+# --- Stage 3: metrics --------------------------------------------------------------
+
+
+def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The attribute columns to stratify by (for the evaluated rows), and those never collected."""
+    columns: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for name in dict.fromkeys([*config.attributes, *(a for x in config.intersections for a in x)]):
+        if name == "age_band":
+            values = manifest.attributes["age"]
+            labels = age_band([values[i] for i in rows], config.age_edges)
+        else:
+            values = manifest.attributes[name]
+            labels = np.array(["" if values[i] is None else str(values[i]) for i in rows], dtype=object)
+        if all(values[i] is None for i in rows):
+            missing.append(name)
+        else:
+            columns[name] = labels
+    return columns, missing
+
+
+def _classification_metrics(
+    manifest: Manifest, rows: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
+    thresholds: Mapping[str, float], strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
+    config: SuiteConfig, progress: Progress | None,
+) -> dict[str, Any]:
+    patient_ids = np.asarray([manifest.patient_ids[i] for i in rows])
+    per_label: dict[str, Any] = {}
+    for k, name in enumerate(manifest.label_names):
+        column = list(class_names).index(name)
+        threshold = float(thresholds.get(name, 0.5))
+        report = stratified_metrics(
+            manifest.labels[rows, k], scores[:, column], patient_ids, strata, intersections,
+            threshold=threshold, n_resamples=config.n_resamples, seed=config.seed,
+            min_patients=config.min_patients, confidence=config.confidence,
+        )
+        per_label[name] = report.to_dict()
+        if progress:
+            progress("metrics", (k + 1) / len(manifest.label_names))
+    return per_label
+
+
+def _segmentation_metrics(
+    manifest: Manifest, rows: np.ndarray, output: np.ndarray, threshold: float, activation: str,
+    strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]], config: SuiteConfig,
+) -> dict[str, Any]:
+    from validation.engine.segmentation import fit_mask, masks_from_output, overlap_scores, stratified_segmentation
+
+    predicted = masks_from_output(output, threshold, activation=activation)
+    truth = np.empty(predicted.shape, dtype=bool)
+    for j, row in enumerate(rows):
+        path = manifest.root / manifest.mask_paths[row]
+        try:
+            truth[j] = fit_mask(load_image(path).array, predicted.shape[1:])
+        except ImageError as exc:
+            raise InputError(f"mask of row {row + 1}: {exc}") from None
+        except ValueError as exc:
+            raise InputError(f"mask {manifest.mask_paths[row]!r} (row {row + 1}): {exc}") from None
+    overlap = overlap_scores(predicted, truth)
+    report = stratified_segmentation(
+        overlap.dice, overlap.iou, np.asarray([manifest.patient_ids[i] for i in rows]), strata, intersections,
+        n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
+    )
+    return {"foreground": report.to_dict()}
+
+
+# --- The whole run -----------------------------------------------------------------
+
+
+def evaluate(
+    model: ModelSession,
+    manifest: Manifest,
+    *,
+    task: str,
+    class_names: Sequence[str],
+    thresholds: Mapping[str, float],
+    preprocessing: Preprocessing,
+    config: SuiteConfig,
+    activation: str = "none",
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Evaluate ``model`` on every image of ``manifest`` (see the module docstring)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+    if task == "segmentation" and manifest.mask_paths is None:
+        raise InputError("a segmentation run needs a manifest with a mask column")
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    if progress:
+        progress("headers", 0.0)
+    filled = fill_attributes_from_headers(manifest)
+    manifest = filled.manifest
+    timings["headers"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    skipped: list[dict[str, Any]] = []
+    allowed = int(config.max_unreadable_share * len(manifest))
+    total = len(manifest)
+    if progress:
+        progress("inference", 0.0)
+    output = run_batches(
+        model,
+        _image_batches(manifest, preprocessing, model, config.batch_size, skipped, allowed),
+        on_batch=(lambda done: progress("inference", (done + len(skipped)) / total)) if progress else None,
+    )
+    timings["inference"] = time.perf_counter() - started
+    if not output.ids:
+        raise UnreadableImages(_unreadable_message(skipped, total, allowed) if skipped else "the manifest lists no image")
+
+    started = time.perf_counter()
+    if progress:
+        progress("metrics", 0.0)
+    rows = np.asarray(output.ids, dtype=np.int64)
+    raw = output.outputs[model.output_names[0]]
+    scores = _scores(raw, len(class_names), activation, task)
+    strata, missing = _strata(manifest, rows, config)
+    intersections = [x for x in config.intersections if all(a in strata for a in x)]
+    if task == "segmentation":
+        threshold = float(thresholds.get(class_names[0], 0.5)) if class_names else 0.5
+        results = _segmentation_metrics(manifest, rows, raw, threshold, activation, strata, intersections, config)
+    else:
+        results = _classification_metrics(
+            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress
+        )
+    timings["metrics"] = time.perf_counter() - started
+
+    patients = {manifest.patient_ids[i] for i in rows}
+    report = {
+        "engine_version": ENGINE_VERSION,
+        "task": task,
+        "config": config.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "activation": activation,
+        "model": model.to_dict(),
+        "dataset": {
+            "n_images": total,
+            "n_evaluated": int(rows.size),
+            "n_patients": len(patients),
+            "label_names": list(manifest.label_names),
+            "prevalence": {
+                name: float(manifest.labels[rows, k].mean()) for k, name in enumerate(manifest.label_names)
+            },
+            "attributes_not_collected": missing,
+            "intersections_not_evaluated": [list(x) for x in config.intersections if x not in intersections],
+            "header_fill": filled.to_dict(),
+        },
+        "skipped": skipped,
+        "inference": output.to_dict(),
+        "results": results,
+    }
+    return Evaluation(report=report, timings=timings, scores=scores if task != "segmentation" else np.empty(0), case_index=rows)

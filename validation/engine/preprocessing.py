@@ -1,0 +1,321 @@
+"""A model version's preprocessing spec, checked once and applied the same way everywhere.
+
+The spec is the JSON stored on the version, for example::
+
+    {"window": {"center": 40, "width": 400},
+     "resize": [224, 224],
+     "normalise": {"mean": 0.5, "std": 0.25},
+     "channels": "3xHxW"}
+
+Every key is optional. Steps run in a fixed order, whatever the key order:
+
+1. ``window`` (CT): clip to ``center +- width/2`` and scale to [0, 1].
+2. channel layout: a colour image becomes grey (ITU-R 601 luma) for
+   ``"1xHxW"``; the grey image is replicated after resizing for ``"3xHxW"``.
+   Without ``channels``, grey stays 1 channel and colour 3.
+3. ``resize`` to ``[H, W]``: bilinear, corners aligned; bit for bit what
+   ``scipy.ndimage.zoom(x, f, order=1, mode="nearest", prefilter=False)``
+   returns, computed by ``_zoom_bilinear`` about four times faster (it runs
+   on the loader thread, next to the model).
+4. ``normalise``: ``(x - mean) / std`` (scalars, or one value per channel),
+   or ``"minmax"`` to [0, 1] per image.
+
+Plain Python, NumPy and SciPy (no Django), so a benchmark, a worker, a site
+agent and a notebook produce the same tensor from the same image.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+SPEC_KEYS = ("resize", "window", "normalise", "channels")
+CHANNEL_LAYOUTS = {"1xHxW": 1, "3xHxW": 3}
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"preprocessing {where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _numbers(value: Any, where: str) -> tuple[float, ...]:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"preprocessing {where} must not be an empty list")
+        return tuple(_number(v, where) for v in value)
+    return (_number(value, where),)
+
+
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """A checked preprocessing spec; build it with ``from_spec``."""
+
+    resize: tuple[int, int] | None = None
+    window: Window | None = None
+    normalise: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None  # "minmax" or (mean, std)
+    channels: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> Preprocessing:
+        """Check a spec; unknown keys or bad values raise ``ValueError`` naming them."""
+        spec = dict(spec or {})
+        unknown = [key for key in spec if key not in SPEC_KEYS]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"unknown preprocessing key(s): {', '.join(hints)}; allowed: {', '.join(SPEC_KEYS)}")
+
+        resize = None
+        if "resize" in spec:
+            value = spec["resize"]
+            if (
+                not isinstance(value, (list, tuple))
+                or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+            ):
+                raise ValueError(f"preprocessing 'resize' must be [height, width] of positive integers, got {value!r}")
+            resize = (int(value[0]), int(value[1]))
+
+        window = None
+        if "window" in spec:
+            value = spec["window"]
+            if not isinstance(value, Mapping) or set(value) != {"center", "width"}:
+                raise ValueError(f"preprocessing 'window' must be {{'center': c, 'width': w}}, got {value!r}")
+            width = _number(value["width"], "'window.width'")
+            if width <= 0:
+                raise ValueError(f"preprocessing 'window.width' must be positive, got {value['width']!r}")
+            window = Window(center=_number(value["center"], "'window.center'"), width=width)
+
+        channels = None
+        if "channels" in spec:
+            value = spec["channels"]
+            if value not in CHANNEL_LAYOUTS:
+                raise ValueError(
+                    f"preprocessing 'channels' must be one of {', '.join(CHANNEL_LAYOUTS)}, got {value!r}"
+                )
+            channels = CHANNEL_LAYOUTS[value]
+
+        normalise: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        if "normalise" in spec:
+            value = spec["normalise"]
+            if value == "minmax":
+                normalise = "minmax"
+            elif isinstance(value, Mapping) and set(value) == {"mean", "std"}:
+                mean = _numbers(value["mean"], "'normalise.mean'")
+                std = _numbers(value["std"], "'normalise.std'")
+                if any(s <= 0 for s in std):
+                    raise ValueError(f"preprocessing 'normalise.std' must be positive, got {value['std']!r}")
+                for name, values in (("mean", mean), ("std", std)):
+                    if len(values) not in ((1, channels) if channels else (1, 3)):
+                        raise ValueError(
+                            f"preprocessing 'normalise.{name}' has {len(values)} values; give one, "
+                            f"or one per channel ({channels or 3})"
+                        )
+                normalise = (mean, std)
+            else:
+                raise ValueError(
+                    f"preprocessing 'normalise' must be 'minmax' or {{'mean': m, 'std': s}}, got {value!r}"
+                )
+        return cls(resize=resize, window=window, normalise=normalise, channels=channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical spec, suitable for ``from_spec``."""
+        spec: dict[str, Any] = {}
+        if self.resize is not None:
+            spec["resize"] = list(self.resize)
+        if self.window is not None:
+            spec["window"] = {"center": self.window.center, "width": self.window.width}
+        if self.normalise == "minmax":
+            spec["normalise"] = "minmax"
+        elif self.normalise is not None:
+            mean, std = self.normalise
+            spec["normalise"] = {
+                "mean": mean[0] if len(mean) == 1 else list(mean),
+                "std": std[0] if len(std) == 1 else list(std),
+            }
+        if self.channels is not None:
+            spec["channels"] = f"{self.channels}xHxW"
+        return spec
+
+    def output_shape(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
+        """The (C, H, W) that ``apply`` yields for an image of this shape."""
+        height, width, channels = _layout(tuple(image_shape))
+        if self.resize is not None:
+            height, width = self.resize
+        return (self.channels or channels, height, width)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Preprocess one 2D image ((H, W), (H, W, 3|4) or (1|3, H, W)) to float32 (C, H, W)."""
+        image = np.asarray(image)
+        _layout(image.shape)
+        x = _channels_first(image.astype(np.float32, copy=False))
+
+        if self.window is not None:
+            low = self.window.center - self.window.width / 2
+            x = (np.clip(x, low, low + self.window.width) - np.float32(low)) / np.float32(self.window.width)
+
+        if self.channels == 1 and x.shape[0] == 3:
+            x = np.tensordot(_LUMA, x, axes=1)[None]
+
+        if self.resize is not None and x.shape[1:] != self.resize:
+            x = _zoom_bilinear(x, self.resize)
+            if x.shape[1:] != self.resize:  # zoom rounds the output shape; never off by more than one
+                x = _fit(x, self.resize)
+
+        if self.channels == 3 and x.shape[0] == 1:
+            x = np.repeat(x, 3, axis=0)
+
+        if self.normalise == "minmax":
+            low, high = float(x.min()), float(x.max())
+            x = (x - low) / (high - low) if high > low else np.zeros_like(x)
+        elif self.normalise is not None:
+            mean, std = self.normalise
+            if len(mean) not in (1, x.shape[0]) or len(std) not in (1, x.shape[0]):
+                raise ValueError(
+                    f"preprocessing 'normalise' gives {len(mean)} mean and {len(std)} std values "
+                    f"for an image with {x.shape[0]} channels"
+                )
+            x = (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(H, W, C) of an image shape that ``apply`` accepts, or a ValueError saying why not."""
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        return shape[0], shape[1], 3
+    if len(shape) == 3 and shape[0] in (1, 3):
+        return shape[1], shape[2], shape[0]
+    raise ValueError(
+        f"image of shape {'x'.join(map(str, shape))} is not a 2D image: expected HxW, HxWx3 or 1|3xHxW"
+    )
+
+
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    if x.ndim == 2:
+        return x[None]
+    if x.shape[-1] in (3, 4):
+        return np.moveaxis(x[..., :3], -1, 0)
+    return x
+
+
+def _zoom_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The two source indices and weights of each output sample along one axis,
+    computed the way scipy's ``NI_ZoomShift`` does for order 1, mode "nearest".
+
+    Coordinate ``o * (n_in - 1) / (n_out - 1)``, not clamped (it may pass the
+    last sample by a rounding error); weights ``1 - frac`` and ``1 - (1 - frac)``;
+    a neighbour past the end is the last sample.
+    """
+    zoom = (n_in - 1) / (n_out - 1) if n_out > 1 else 1.0
+    coordinate = np.arange(n_out, dtype=np.float64) * zoom
+    start = np.floor(coordinate)
+    w_low = 1.0 - (coordinate - start)
+    low = np.minimum(start.astype(np.intp), n_in - 1)
+    return low, np.minimum(low + 1, n_in - 1), w_low, 1.0 - w_low
+
+
+@functools.lru_cache(maxsize=8)
+def _zoom_plan(height: int, width: int, out_h: int, out_w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each of the four neighbours, in scipy's order: flat source indices,
+    row weights and column weights of every output pixel (read-only, shared)."""
+    r_low, r_high, wr_low, wr_high = _zoom_taps(height, out_h)
+    c_low, c_high, wc_low, wc_high = _zoom_taps(width, out_w)
+    plan = []
+    for rows, wr in ((r_low, wr_low), (r_high, wr_high)):
+        for cols, wc in ((c_low, wc_low), (c_high, wc_high)):
+            arrays = ((rows[:, None] * width + cols).ravel(), np.repeat(wr, out_w), np.tile(wc, out_h))
+            for array in arrays:
+                array.setflags(write=False)
+            plan.append(arrays)
+    return plan
+
+
+def _zoom_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize float32 (C, H, W) as ``scipy.ndimage.zoom`` (order 1, mode "nearest",
+    no prefilter) does, with identical bits: the same output shape, taps and
+    weights, and the same float64 sum in scipy's order
+    ``(x00 wr0) wc0 + (x01 wr0) wc1 + (x10 wr1) wc0 + (x11 wr1) wc1``, rounded
+    once to float32. Four gathers per channel instead of scipy's per-pixel loop.
+    """
+    out_h, out_w = (int(round(n * (m / n))) for n, m in zip(x.shape[1:], size))  # zoom's own rounding
+    plan = _zoom_plan(x.shape[1], x.shape[2], out_h, out_w)
+    out = np.empty((x.shape[0], out_h * out_w), dtype=np.float32)
+    total, term = np.empty(out_h * out_w), np.empty(out_h * out_w)
+    for channel in range(x.shape[0]):
+        pixels = np.ascontiguousarray(x[channel]).reshape(-1)
+        for k, (index, wr, wc) in enumerate(plan):
+            target = total if k == 0 else term
+            np.multiply(pixels.take(index), wr, out=target)
+            target *= wc
+            if k:
+                total += term
+        out[channel] = total
+    return out.reshape(x.shape[0], out_h, out_w)
+
+
+def _fit(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Crop or edge-pad (C, H, W) to exactly ``size``."""
+    x = x[:, : size[0], : size[1]]
+    pad = ((0, 0), (0, size[0] - x.shape[1]), (0, size[1] - x.shape[2]))
+    return np.pad(x, pad, mode="edge") if any(p[1] for p in pad) else x
+
+
+def _shape_text(shape: Sequence[Any]) -> str:
+    return "x".join("?" if _dynamic(d) else str(d) for d in shape)
+
+
+def _dynamic(dim: Any) -> bool:
+    """A symbolic or unknown ONNX dimension (None, 'batch', -1, 0) matches anything."""
+    return dim is None or isinstance(dim, str) or (isinstance(dim, int) and dim <= 0)
+
+
+def check_against_signature(shape: Sequence[int], model_input_shape: Sequence[Any]) -> None:
+    """Raise ``ValueError`` explaining how a preprocessed (C, H, W) shape differs
+    from the model's input signature (with or without its batch dimension)."""
+    shape = tuple(shape)
+    expected = tuple(model_input_shape)
+    if len(expected) == len(shape) + 1:
+        expected = expected[1:]  # the batch dimension
+    if len(expected) != len(shape):
+        raise ValueError(
+            f"model expects input {_shape_text(model_input_shape)} ({len(model_input_shape)} dimensions) "
+            f"but preprocessing yields {_shape_text(shape)} per image"
+        )
+    names = ("channels", "height", "width") if len(shape) == 3 else tuple(f"dimension {i}" for i in range(len(shape)))
+    problems = [
+        f"{name} {got} != {want}"
+        for name, got, want in zip(names, shape, expected)
+        if not _dynamic(want) and got != want
+    ]
+    if not problems:
+        return
+    hints = []
+    if len(shape) == 3:
+        if not _dynamic(expected[0]) and shape[0] != expected[0] and expected[0] in (1, 3):
+            hints.append(f'"channels": "{expected[0]}xHxW"')
+        if not any(map(_dynamic, expected[1:])) and shape[1:] != expected[1:]:
+            hints.append(f'"resize": [{expected[1]}, {expected[2]}]')
+    message = (
+        f"model expects {_shape_text(expected)} per image but preprocessing yields "
+        f"{_shape_text(shape)}: {'; '.join(problems)}"
+    )
+    if hints:
+        message += f". Set {' and '.join(hints)} in the version's preprocessing spec"
+    raise ValueError(message)

@@ -1,0 +1,118 @@
+"""Copy a finished validation run's evidence to MLflow: one MLflow run per validation run.
+
+The MLflow run carries the suite config and the version's preprocessing as
+params, every overall and subgroup metric with its CI bounds as metrics, the
+JSON report as an artifact, and tags linking it to the RadTrust run and to the
+registered model version (which gets a tag pointing back). Idempotent: a
+retried task finds its MLflow run by the ``radtrust.validation_run_id`` tag.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from registry.choices import MirrorState
+from registry.mlflow_mirror import _experiment_id, mlflow_client
+from validation.choices import MlflowState, RunStatus
+from validation.models import ValidationRun
+from validation.services import run_mlflow_state_set
+
+TAG_RUN_ID = "radtrust.validation_run_id"
+_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+_KEY_REFUSED = re.compile(r"[^A-Za-z0-9_\-. /:]")
+
+
+class VersionNotMirroredYet(Exception):
+    """The version's MLflow model version does not exist yet; the task retries."""
+
+
+def metric_key(*parts: str) -> str:
+    """An MLflow metric key from report names (MLflow refuses '=', ',' and the like)."""
+    return "/".join(_KEY_REFUSED.sub("_", part) for part in parts)
+
+
+def report_metrics(report: dict) -> dict[str, float]:
+    """Every defined metric of a report, overall and per subgroup, with its CI bounds."""
+    metrics: dict[str, float] = {}
+    for label, result in report["results"].items():
+        for group in [result["overall"], *result["subgroups"]]:
+            for name, estimate in (group["metrics"] or {}).items():
+                for suffix, key in (("", "value"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high")):
+                    if estimate.get(key) is not None:
+                        metrics[metric_key(label, group["name"].replace(", ", " x "), name + suffix)] = float(estimate[key])
+        for gap in result["gaps"]:
+            if gap["value"] is not None:
+                metrics[metric_key(label, "gap", gap["grouping"], gap["kind"])] = float(gap["value"])
+    return metrics
+
+
+def _params(run: ValidationRun) -> dict[str, str]:
+    config = run.config
+    return {
+        "dataset": run.dataset.name,
+        "manifest": run.manifest,
+        "manifest_sha256": run.manifest_sha256,
+        "artifact_sha256": run.artifact_sha256,
+        "task": run.version.foundation_model.task,
+        "device": str(run.device.get("kind", "")),
+        "device_name": str(run.device.get("name", ""))[:250],
+        "preprocessing": json.dumps(run.version.preprocessing, sort_keys=True)[:6000],
+        **{f"suite.{k}": json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in config.items()},
+    }
+
+
+def _log(run: ValidationRun) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = mlflow_client()
+    experiment = _experiment_id(client)
+    found = client.search_runs([experiment], filter_string=f"tags.`{TAG_RUN_ID}` = '{int(run.pk)}'", max_results=1)
+    if found and found[0].info.status == "FINISHED":
+        return found[0].info.run_id
+    version = run.version
+    tags = {
+        TAG_RUN_ID: str(run.pk),
+        "radtrust.version_id": str(version.pk),
+        "radtrust.dataset_id": str(run.dataset_id),
+        "radtrust.sha256": run.artifact_sha256,
+        "mlflow.registered_model_name": version.mlflow_model_name,
+        "radtrust.mlflow_model_version": version.mlflow_version,
+    }
+    mlflow_run = found[0] if found else client.create_run(experiment, tags=tags, run_name=f"validation {run.pk}: {version} on {run.dataset.name}")
+    run_id = mlflow_run.info.run_id
+    timestamp = int(run.finished_at.timestamp() * 1000)
+    params = [Param(k, v) for k, v in _params(run).items()]
+    metrics = [Metric(k, v, timestamp, 0) for k, v in sorted(report_metrics(run.results).items())]
+    client.log_batch(run_id, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
+    for start in range(0, len(metrics), _BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "validation_report.json"
+        path.write_text(json.dumps(run.results, indent=1, sort_keys=True))
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id)
+    client.set_model_version_tag(version.mlflow_model_name, version.mlflow_version, f"radtrust.validation_run.{run.pk}", run_id)
+    return run_id
+
+
+def run_log(*, run_id: int) -> str | None:
+    """Log one succeeded run; records the outcome on the row and re-raises failures so the task retries."""
+    run = ValidationRun.objects.select_related("version__foundation_model", "dataset").filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.SUCCEEDED:
+        return None
+    if run.mlflow_state == MlflowState.LOGGED:
+        return run.mlflow_run_id
+    if run.version.mirror_state != MirrorState.MIRRORED:
+        # The run links to the registered model version; wait for the mirror (retried with backoff).
+        run_mlflow_state_set(run_id=run_id, state=MlflowState.FAILED, error="Waiting for the version to be mirrored into MLflow.")
+        raise VersionNotMirroredYet(f"version {run.version_id} is {run.version.mirror_state} in MLflow")
+    try:
+        mlflow_run_id = _log(run)
+    except Exception as exc:
+        run_mlflow_state_set(run_id=run_id, state=MlflowState.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    run_mlflow_state_set(run_id=run_id, state=MlflowState.LOGGED, mlflow_run_id=mlflow_run_id)
+    return mlflow_run_id

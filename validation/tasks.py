@@ -1,0 +1,51 @@
+"""Celery tasks of validation: thin wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from compliance.audit import audit_context
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.RADTRUST_RUN_TIME_LIMIT_SECONDS,
+    time_limit=settings.RADTRUST_RUN_TIME_LIMIT_SECONDS + 60,
+)
+def run_execute(self, run_id: int) -> str | None:
+    """Evaluate a validation run; safe to deliver twice (the run row's claim decides who works)."""
+    from validation import services
+
+    worker = self.request.hostname or "local"
+    with audit_context(label=f"worker:{worker}"):
+        return services.run_execute(run_id=run_id, worker=worker)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=20,
+    soft_time_limit=300,
+)
+def run_log_mlflow(self, run_id: int) -> str | None:
+    """Copy a finished run's evidence to MLflow; if MLflow is down the row says so and the task retries."""
+    from validation.mlflow_log import run_log
+
+    return run_log(run_id=run_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=120)
+def run_sweep() -> dict:
+    """Re-queue runs whose worker died and re-send runs nobody claimed (see ``services.run_sweep``)."""
+    from validation import services
+
+    with audit_context(label="worker:sweeper"):
+        return services.run_sweep()
