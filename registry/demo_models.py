@@ -36,3 +36,27 @@ def export_tiny_classifier(folder: Path, *, name: str = "model.onnx", external_d
     if external_data and data.exists():
         files.append(data)
     return files
+
+
+def export_thresholding_segmenter(folder: Path, *, name: str = "segmenter.onnx", level: float = 1.5, steepness: float = 4.0) -> Path:
+    """A one-layer segmenter: ``sigmoid(steepness * (x - level))`` per pixel, output (batch, 1, H, W).
+
+    Its masks are known in closed form (pixels above ``level``), so tests can check
+    Dice and IoU against an independent computation.
+    """
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Sigmoid()).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(steepness)
+        net[0].bias.fill_(-steepness * level)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    example = torch.zeros(2, 1, 64, 64)
+    program = torch.onnx.export(
+        net, (example,), dynamo=True, input_names=["image"], output_names=["mask"],
+        dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1, max=1024)}}, verbose=False,
+    )
+    program.save(str(path))
+    return path
