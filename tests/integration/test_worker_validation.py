@@ -86,3 +86,19 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_has_exactly_one_result(
     wait_for(lambda: second.log().count("validation.tasks.run_execute[") >= 6, timeout=TIMEOUT, describe=second.describe)
     final = ValidationRun.objects.get(pk=run.pk)
     assert (final.attempt, final.finished_at, final.results) == (2, done.finished_at, done.results)
+
+
+def test_validate_command_waits_with_a_progress_bar_and_prints_the_figures(celery_worker, run_setup, capsys):
+    from django.core.management import call_command
+
+    version = run_setup["version"]
+    call_command("validate", str(version.pk), run_setup["dataset"].name, "--user", "engineer", "--config", '{"n_resamples": 100, "min_patients": 5}', "--wait", "--timeout", "120")
+    out, err = capsys.readouterr()
+    run = ValidationRun.objects.get()
+    assert run.status == RunStatus.SUCCEEDED
+    lines = err.splitlines()
+    assert lines[0].startswith("[..............................]   0% Waiting for a worker")
+    assert lines[-1].startswith("[##############################] 100% Done (attempt 1, w1-")
+    assert f"Run {run.pk}: succeeded on " in out and "60 images evaluated, 0 skipped" in out
+    auroc = run.summary["labels"]["pneumothorax"]["overall"]["auroc"]
+    assert f"auroc {auroc['value']:.3f} [{auroc['ci_low']:.3f}, {auroc['ci_high']:.3f}]" in out

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from compliance.audit import audit_context
 from radtrust.errors import Conflict
+from registry.access import may
 from registry.models import Dataset, ModelVersion, User
 from validation import services
 from validation.choices import RunStatus
 from validation.models import ValidationRun
+from validation.reporting import follow_run, summary_lines
 
 
 def _version(text: str) -> ModelVersion:
@@ -37,13 +37,6 @@ def _dataset(text: str) -> Dataset:
     return found
 
 
-def progress_line(run: ValidationRun, width: int = 30) -> str:
-    """``[#######.....]  42% inference (attempt 1, worker@host)``"""
-    filled = int(round(run.progress * width))
-    where = f"attempt {run.attempt}, {run.worker}" if run.worker else "waiting for a worker"
-    return f"[{'#' * filled}{'.' * (width - filled)}] {run.progress * 100:3.0f}% {run.get_stage_display()} ({where})"
-
-
 class Command(BaseCommand):
     help = "Queue a validation run of a model version on a dataset; with --wait, follow it to the end."
 
@@ -61,6 +54,8 @@ class Command(BaseCommand):
         actor = User.objects.filter(username=user).first()
         if actor is None:
             raise CommandError(f"No user {user!r}.")
+        if not may(actor, "validation_run", write=True):
+            raise CommandError(f"{user} is a {actor.role or 'user without a role'}; only ML engineers start validation runs.")
         try:
             suite = json.loads(config)
         except json.JSONDecodeError as exc:
@@ -75,30 +70,13 @@ class Command(BaseCommand):
         self.stdout.write(f"Queued validation run {run.pk} on queue {run.queue}.")
         if not wait:
             return
-        run = self.follow(run.pk, timeout)
+        try:
+            run = follow_run(run.pk, timeout=timeout)
+        except TimeoutError as exc:
+            raise CommandError(str(exc)) from None
         self.report(run)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"Run {run.pk} {run.status}: [{run.error_reason}] {run.error}")
-
-    def follow(self, run_id: int, timeout: float) -> ValidationRun:
-        """Redraw the progress bar until the run ends (on a terminal in place, elsewhere one line per change)."""
-        deadline = time.monotonic() + timeout
-        interactive = sys.stderr.isatty()
-        last = ""
-        while True:
-            run = ValidationRun.objects.defer("results").get(pk=run_id)
-            line = progress_line(run)
-            if line != last:
-                sys.stderr.write(("\r" + line + "\033[K") if interactive else line + "\n")
-                sys.stderr.flush()
-                last = line
-            if run.finished:
-                if interactive:
-                    sys.stderr.write("\n")
-                return ValidationRun.objects.get(pk=run_id)
-            if time.monotonic() > deadline:
-                raise CommandError(f"Run {run_id} still {run.status} after {timeout:.0f} s; it goes on (follow it in the API).")
-            time.sleep(0.5)
 
     def report(self, run: ValidationRun) -> None:
         w = self.stdout.write
@@ -107,24 +85,3 @@ class Command(BaseCommand):
             return
         for line in summary_lines(run.summary):
             w(line)
-
-
-def _ci(estimate: dict | None) -> str:
-    if not estimate or estimate.get("value") is None:
-        return "n/a"
-    if estimate.get("ci_low") is None:
-        return f"{estimate['value']:.3f}"
-    return f"{estimate['value']:.3f} [{estimate['ci_low']:.3f}, {estimate['ci_high']:.3f}]"
-
-
-def summary_lines(summary: dict) -> list[str]:
-    """The headline figures of a run as text: overall metrics with 95% CIs, then the largest gaps."""
-    lines = [f"  {summary['n_evaluated']} images evaluated, {summary['n_skipped']} skipped"]
-    for label, figures in summary["labels"].items():
-        overall = figures["overall"]
-        shown = ", ".join(f"{name} {_ci(overall.get(name))}" for name in ("auroc", "sensitivity", "specificity", "dice", "iou") if name in overall)
-        lines.append(f"  {label}: {shown}")
-        for kind, gap in figures["largest_gaps"].items():
-            high, low = (", ".join(gap[k] or []) for k in ("group_high", "group_low"))
-            lines.append(f"    largest {kind.replace('_', ' ')}: {_ci(gap)} by {gap['grouping']} ({high} vs {low})")
-    return lines
