@@ -38,7 +38,7 @@ serve: install
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 worker: install
-	$(BIN)/celery -A radtrust worker -Q default -l info
+	$(BIN)/celery -A radtrust worker -Q default,gpu -l info
 
 beat: install
 	$(BIN)/celery -A radtrust beat -l info

@@ -609,3 +609,70 @@ def test_engine_modules_do_not_import_django():
     root = Path(__file__).parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("allocated", "stored", "signed"), [(16, 16, 0), (16, 12, 0), (16, 12, 1), (16, 16, 1), (8, 8, 0), (8, 7, 1)])
+def test_native_pixel_fast_path_equals_pydicom(tmp_path, allocated, stored, signed):
+    """The uncompressed fast path decodes exactly as ``pixel_array`` does, high bits included."""
+    import io
+
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    from validation.engine.loading import _native_pixels
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 7, 5, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, stored, stored - 1, signed
+    raw = np.random.default_rng(allocated + stored + signed).integers(0, 2**allocated, 35, dtype=np.uint64)
+    ds.PixelData = raw.astype(f"<u{allocated // 8}").tobytes()  # every bit set at random, unused ones too
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    buffer.seek(0)
+    read = pydicom.dcmread(buffer)
+    fast = _native_pixels(read)
+    assert fast is not None and fast.dtype == read.pixel_array.dtype
+    np.testing.assert_array_equal(fast, read.pixel_array)
+
+
+def test_native_pixel_fast_path_declines_compressed_and_colour(tmp_path):
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+
+    from validation.engine.loading import _native_pixels
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"  # JPEG baseline
+    ds.Rows = ds.Columns = 2
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.PixelData = b"\x00" * 4
+    assert _native_pixels(ds) is None
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.SamplesPerPixel = 3
+    assert _native_pixels(ds) is None
+
+
+@pytest.mark.parametrize("shape, size", [
+    ((1, 512, 512), (224, 224)), ((3, 336, 503), (125, 390)), ((1, 64, 64), (224, 224)),
+    ((3, 1, 9), (4, 2)), ((1, 2, 2), (5, 5)), ((1, 37, 101), (1, 1)),
+])
+def test_fast_resize_equals_scipy_zoom_within_float32_rounding(shape, size):
+    """The separable resize samples where scipy's zoom does, with its weights and shape."""
+    from scipy import ndimage
+
+    from validation.engine.preprocessing import _zoom_bilinear
+
+    rng = np.random.default_rng(sum(shape) + sum(size))
+    for x in (rng.normal(0, 1000, shape), rng.integers(0, 4096, shape), rng.normal(0, 1e-20, shape)):
+        x = x.astype(np.float32)
+        expected = ndimage.zoom(x, (1.0, size[0] / shape[1], size[1] / shape[2]), order=1, mode="nearest", prefilter=False)
+        got = _zoom_bilinear(x, size)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=0, atol=4 * np.finfo(np.float32).eps * float(np.abs(x).max()))

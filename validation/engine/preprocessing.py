@@ -13,10 +13,12 @@ Every key is optional. Steps run in a fixed order, whatever the key order:
 2. channel layout: a colour image becomes grey (ITU-R 601 luma) for
    ``"1xHxW"``; the grey image is replicated after resizing for ``"3xHxW"``.
    Without ``channels``, grey stays 1 channel and colour 3.
-3. ``resize`` to ``[H, W]``: bilinear, corners aligned; bit for bit what
-   ``scipy.ndimage.zoom(x, f, order=1, mode="nearest", prefilter=False)``
-   returns, computed by ``_zoom_bilinear`` about four times faster (it runs
-   on the loader thread, next to the model).
+3. ``resize`` to ``[H, W]``: bilinear, corners aligned, with the output shape,
+   sample positions and weights of ``scipy.ndimage.zoom(x, f, order=1,
+   mode="nearest", prefilter=False)``, computed separably in float32 by
+   ``_zoom_bilinear`` (rows, then columns): equal to scipy within float32
+   rounding and about eight times faster, which matters because it runs on
+   the loader thread, next to the model.
 4. ``normalise``: ``(x - mean) / std`` (scalars, or one value per channel),
    or ``"minmax"`` to [0, 1] per image.
 
@@ -232,42 +234,30 @@ def _zoom_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 @functools.lru_cache(maxsize=8)
-def _zoom_plan(height: int, width: int, out_h: int, out_w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """For each of the four neighbours, in scipy's order: flat source indices,
-    row weights and column weights of every output pixel (read-only, shared)."""
+def _zoom_plan(height: int, width: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
+    """Row and column taps with float32 weights shaped for broadcasting (read-only, shared)."""
     r_low, r_high, wr_low, wr_high = _zoom_taps(height, out_h)
     c_low, c_high, wc_low, wc_high = _zoom_taps(width, out_w)
-    plan = []
-    for rows, wr in ((r_low, wr_low), (r_high, wr_high)):
-        for cols, wc in ((c_low, wc_low), (c_high, wc_high)):
-            arrays = ((rows[:, None] * width + cols).ravel(), np.repeat(wr, out_w), np.tile(wc, out_h))
-            for array in arrays:
-                array.setflags(write=False)
-            plan.append(arrays)
+    plan = (
+        r_low, r_high, wr_low.astype(np.float32)[:, None], wr_high.astype(np.float32)[:, None],
+        c_low, c_high, wc_low.astype(np.float32), wc_high.astype(np.float32),
+    )
+    for array in plan:
+        array.setflags(write=False)
     return plan
 
 
 def _zoom_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize float32 (C, H, W) as ``scipy.ndimage.zoom`` (order 1, mode "nearest",
-    no prefilter) does, with identical bits: the same output shape, taps and
-    weights, and the same float64 sum in scipy's order
-    ``(x00 wr0) wc0 + (x01 wr0) wc1 + (x10 wr1) wc0 + (x11 wr1) wc1``, rounded
-    once to float32. Four gathers per channel instead of scipy's per-pixel loop.
-    """
+    """Resize float32 (C, H, W) bilinearly as ``scipy.ndimage.zoom`` (order 1, mode
+    "nearest", no prefilter) does: its output shape, taps and weights; rows
+    first, then columns, in float32."""
     out_h, out_w = (int(round(n * (m / n))) for n, m in zip(x.shape[1:], size))  # zoom's own rounding
-    plan = _zoom_plan(x.shape[1], x.shape[2], out_h, out_w)
-    out = np.empty((x.shape[0], out_h * out_w), dtype=np.float32)
-    total, term = np.empty(out_h * out_w), np.empty(out_h * out_w)
-    for channel in range(x.shape[0]):
-        pixels = np.ascontiguousarray(x[channel]).reshape(-1)
-        for k, (index, wr, wc) in enumerate(plan):
-            target = total if k == 0 else term
-            np.multiply(pixels.take(index), wr, out=target)
-            target *= wc
-            if k:
-                total += term
-        out[channel] = total
-    return out.reshape(x.shape[0], out_h, out_w)
+    r_low, r_high, wr_low, wr_high, c_low, c_high, wc_low, wc_high = _zoom_plan(x.shape[1], x.shape[2], out_h, out_w)
+    rows = x[:, r_low] * wr_low
+    rows += x[:, r_high] * wr_high
+    out = rows[:, :, c_low] * wc_low
+    out += rows[:, :, c_high] * wc_high
+    return out
 
 
 def _fit(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:

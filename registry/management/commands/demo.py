@@ -2,9 +2,11 @@
 
 Creates two institutions and a user per role, a foundation model with a base and a
 fine-tuned version (real ONNX files exported with torch), two datasets with
-datasheets and provenance; starts a real Celery worker on the configured broker to
-mirror the versions into MLflow; verifies the audit chain; prints where everything is.
-Running it again reuses what exists.
+datasheets and provenance; generates a multi-site radiograph test set and trains a
+nodule CNN on generated data (``validation.demo``); starts a real Celery worker on
+the configured broker that mirrors the versions into MLflow and validates the nodule
+model on its test set; verifies the audit chain; prints the figures and where
+everything is. Running it again reuses what exists (and validates again).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -42,9 +46,11 @@ class Command(BaseCommand):
     help = "Create demo data, mirror it into MLflow with a real worker, and print a summary."
 
     def add_arguments(self, parser):
-        parser.add_argument("--mirror-timeout", type=float, default=180.0, help="Seconds to wait for the worker to mirror the versions.")
+        parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for the worker to mirror the versions and validate.")
 
-    def handle(self, *args, mirror_timeout: float, **options):
+    def handle(self, *args, timeout: float, **options):
+        from validation.demo import nodule_model_setup
+
         started = time.monotonic()
         with audit_context(label="demo"):
             sites = self._institutions()
@@ -52,11 +58,15 @@ class Command(BaseCommand):
             engineer = User.objects.get(username="demo-engineer")
             base, tuned = self._model_and_versions(sites["radvendor"], engineer)
             self._datasets(sites, engineer, base, tuned)
-        self._mirror(list(ModelVersion.objects.filter(foundation_model__name=MODEL_NAME)), mirror_timeout)
+            nodule, test_set = nodule_model_setup(engineer=engineer, provider=sites["radvendor"], site=sites["st-anna"], out=self.stdout.write)
+        with self._worker(timeout) as deadline:
+            self._mirror([base, tuned, nodule], deadline)
+            run = self._validate(nodule, test_set, engineer, deadline)
         verdict = audit_verify_chain()
         if not verdict.ok:
             raise CommandError(f"The audit chain is broken at event #{verdict.broken_seq}: {verdict.reason}")
         self._summary(base, tuned, credentials, verdict.checked, time.monotonic() - started)
+        self._validation_summary(run)
 
     def _institutions(self) -> dict[str, Institution]:
         specs = {
@@ -182,37 +192,80 @@ class Command(BaseCommand):
             if not Provenance.objects.filter(version=version, dataset=dataset, role=role).exists():
                 services.provenance_link(actor=engineer, version=version, dataset=dataset, role=role)
 
-    def _mirror(self, versions: list[ModelVersion], timeout: float) -> None:
-        """Start a real worker on the configured broker and wait until every version is mirrored."""
-        from registry.tasks import version_mirror
-
-        pending = [v.pk for v in versions if v.mirror_state != MirrorState.MIRRORED]
-        if not pending:
-            return
-        with transaction.atomic():
-            for pk in pending:  # versions created in an earlier, interrupted run may have no message queued
-                transaction.on_commit(lambda pk=pk: version_mirror.delay(pk))
-        self.stdout.write(f"Starting a Celery worker to mirror {len(pending)} version(s) into MLflow ...")
+    @contextmanager
+    def _worker(self, timeout: float) -> Iterator[float]:
+        """A real worker on the configured broker, consuming ``default`` and ``gpu``, for the demo's tasks; yields the deadline."""
         log = Path(settings.VAR_DIR) / "demo-worker.log"
+        self.stdout.write(f"Starting a Celery worker (queues default, gpu; log {log}) ...")
         with open(log, "w") as out:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "radtrust", "worker", "--pool", "solo", "-Q", "default",
+                [sys.executable, "-m", "celery", "-A", "radtrust", "worker", "--pool", "solo", "-Q", "default,gpu",
                  "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info", "-n", "demo@%h"],
                 stdout=out, stderr=subprocess.STDOUT,
             )
+            self._worker_process = worker
             try:
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    if not ModelVersion.objects.filter(pk__in=pending).exclude(mirror_state=MirrorState.MIRRORED).exists():
-                        break
-                    if worker.poll() is not None:
-                        raise CommandError(f"The worker exited early; see {log}")
-                    time.sleep(0.5)
-                else:
-                    raise CommandError(f"Versions were not mirrored within {timeout:.0f} s; see {log}")
+                yield time.monotonic() + timeout
             finally:
                 worker.terminate()
                 worker.wait(timeout=30)
+
+    def _wait(self, done, deadline: float, what: str) -> None:
+        while not done():
+            if self._worker_process.poll() is not None:
+                raise CommandError(f"The worker exited early; see {Path(settings.VAR_DIR) / 'demo-worker.log'}")
+            if time.monotonic() > deadline:
+                raise CommandError(f"Timed out waiting for {what}; see {Path(settings.VAR_DIR) / 'demo-worker.log'}")
+            time.sleep(0.5)
+
+    def _mirror(self, versions: list[ModelVersion], deadline: float) -> None:
+        """Queue the mirror of every version not yet in MLflow and wait for the worker to do it."""
+        from registry.tasks import version_mirror
+
+        pending = [v.pk for v in versions if v.mirror_state != MirrorState.MIRRORED]
+        with transaction.atomic():
+            for pk in pending:  # versions created in an earlier, interrupted run may have no message queued
+                transaction.on_commit(lambda pk=pk: version_mirror.delay(pk))
+        self.stdout.write(f"Mirroring {len(pending)} version(s) into MLflow ...")
+        self._wait(lambda: not ModelVersion.objects.filter(pk__in=pending).exclude(mirror_state=MirrorState.MIRRORED).exists(), deadline, "the MLflow mirror")
+
+    def _validate(self, version, dataset, engineer, deadline: float):
+        """Queue a validation run as the demo engineer, follow its progress, wait for its MLflow copy."""
+        from validation.choices import MlflowState, RunStatus
+        from validation.models import ValidationRun
+        from validation.reporting import follow_run
+        from validation.services import run_create
+
+        with audit_context(user=engineer):
+            run = run_create(actor=engineer, version=version, dataset=dataset)
+        self.stdout.write(f"Validation run {run.pk}: {version} on {dataset.name} ({dataset.image_count} images, 1000 bootstrap resamples) ...")
+        try:
+            run = follow_run(run.pk, timeout=max(deadline - time.monotonic(), 1), stream=sys.stdout)
+        except TimeoutError as exc:
+            raise CommandError(str(exc)) from None
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"Validation run {run.pk} {run.status}: [{run.error_reason}] {run.error}")
+        self._wait(lambda: ValidationRun.objects.filter(pk=run.pk, mlflow_state=MlflowState.LOGGED).exists(), deadline, "the run's MLflow logging")
+        return ValidationRun.objects.get(pk=run.pk)
+
+    def _validation_summary(self, run) -> None:
+        from validation.demo import found_effects_lines
+        from validation.reporting import summary_lines
+
+        w = self.stdout.write
+        total = sum(run.timings.values())
+        stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.timings.items())
+        w("")
+        w(self.style.SUCCESS(f"Validation run {run.pk}: {run.version} on {run.dataset.name}"))
+        w(f"  Device       {run.device.get('name')} ({', '.join(run.device.get('providers', []))}), worker {run.worker}")
+        w(f"  Time         {total:.1f} s: {stages}")
+        for line in summary_lines(run.summary):
+            w(line)
+        w("Planted effects and what the run found:")
+        for line in found_effects_lines(run.summary, run.results):
+            w(line)
+        w(f"  Report       GET /api/validation-runs/{run.pk}/  (MLflow run {run.mlflow_run_id})")
+        w(f"  Again        .venv/bin/python manage.py validate {run.version.foundation_model.name}:{run.version.version} '{run.dataset.name}' --user demo-engineer --wait")
 
     def _summary(self, base, tuned, credentials, audit_events, seconds) -> None:
         from registry.mlflow_mirror import mlflow_client
