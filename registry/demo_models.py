@@ -38,8 +38,9 @@ def export_tiny_classifier(folder: Path, *, name: str = "model.onnx", external_d
     return files
 
 
-def export_thresholding_segmenter(folder: Path, *, name: str = "segmenter.onnx", level: float = 1.5, steepness: float = 4.0) -> Path:
-    """A one-layer segmenter: ``sigmoid(steepness * (x - level))`` per pixel, output (batch, 1, H, W).
+def export_thresholding_segmenter(folder: Path, *, name: str = "segmenter.onnx", level: float = 1.5, steepness: float = 4.0, volume: tuple[int, int, int] | None = None) -> Path:
+    """A one-layer segmenter: ``sigmoid(steepness * (x - level))`` per pixel, output (batch, 1, H, W),
+    or per voxel of a (batch, 1, D, H, W) volume of shape ``volume``.
 
     Its masks are known in closed form (pixels above ``level``), so tests can check
     Dice and IoU against an independent computation.
@@ -47,13 +48,13 @@ def export_thresholding_segmenter(folder: Path, *, name: str = "segmenter.onnx",
     import torch
     from torch import nn
 
-    net = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Sigmoid()).eval()
+    net = nn.Sequential(nn.Conv3d(1, 1, 1) if volume else nn.Conv2d(1, 1, 1), nn.Sigmoid()).eval()
     with torch.no_grad():
         net[0].weight.fill_(steepness)
         net[0].bias.fill_(-steepness * level)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    example = torch.zeros(2, 1, 64, 64)
+    example = torch.zeros(2, 1, *(volume or (64, 64)))
     program = torch.onnx.export(
         net, (example,), dynamo=True, input_names=["image"], output_names=["mask"],
         dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1, max=1024)}}, verbose=False,

@@ -174,3 +174,43 @@ def test_suite_config_errors_name_the_option(options, message):
 def test_suite_config_round_trips():
     config = SuiteConfig.from_dict({"attributes": ["site"], "intersections": [["site", "age_band"]], "n_resamples": 7})
     assert SuiteConfig.from_dict(config.to_dict()) == config
+
+
+def test_nifti_volumes_are_segmented_in_3d(tmp_path):
+    """A volume spec resizes (D, H, W) NIfTI volumes trilinearly; 3D masks are scored as volumes."""
+    import nibabel
+
+    model = export_thresholding_segmenter(tmp_path / "model", volume=(8, 16, 16))
+    rng = np.random.default_rng(5)
+    (tmp_path / "vol").mkdir()
+    rows = ["image_path,mask_path,patient_id"]
+    dice = []
+    for i in range(12):
+        volume = rng.normal(0, 0.3, (16, 32, 32)).astype(np.float32)
+        truth = np.zeros(volume.shape, bool)
+        truth[4:12, 8 + i : 20 + i, 6:22] = True
+        volume[truth] += 3.0
+        nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "vol" / f"{i}.nii.gz")
+        nibabel.save(nibabel.Nifti1Image(truth.astype(np.uint8), np.eye(4)), tmp_path / "vol" / f"{i}-mask.nii.gz")
+        rows.append(f"vol/{i}.nii.gz,vol/{i}-mask.nii.gz,p{i}")
+        small = Preprocessing.from_spec({"resize": [8, 16, 16]}).apply(volume)[0] > 1.5
+        from validation.engine.segmentation import fit_mask
+
+        fitted = fit_mask(truth, (8, 16, 16))
+        dice.append(2 * np.logical_and(small, fitted).sum() / (small.sum() + fitted.sum()))
+    (tmp_path / "m.csv").write_text("\n".join(rows))
+    manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=[], mask_column="mask_path")
+    result = evaluate(
+        _session(model), manifest, task="segmentation", class_names=["lesion"], thresholds={"lesion": 0.5},
+        preprocessing=Preprocessing.from_spec({"resize": [8, 16, 16]}), config=SuiteConfig(n_resamples=20, min_patients=3),
+    )
+    overall = result.report["results"]["foreground"]["overall"]
+    assert overall["n_cases"] == 12 and overall["metrics"]["dice"]["value"] == pytest.approx(np.mean(dice), abs=1e-6)
+    assert 0.5 < overall["metrics"]["dice"]["value"] <= 1.0
+
+
+def test_a_volume_without_a_volume_spec_gets_a_hint():
+    with pytest.raises(ValueError, match=r"give 'resize' as \[depth, height, width\]"):
+        Preprocessing.from_spec({}).apply(np.zeros((16, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="one channel"):
+        Preprocessing.from_spec({"resize": [8, 16, 16], "channels": "3xHxW"})

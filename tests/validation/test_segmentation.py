@@ -185,7 +185,7 @@ def test_fit_mask_squeezes_a_nifti_2d_mask_and_a_channel_first_npy(tmp_path):
     nibabel.save(nibabel.Nifti1Image(mask[:, :, None], affine=np.eye(4)), tmp_path / "m.nii.gz")
     np.save(tmp_path / "m.npy", mask[None])
     from_nifti = load_image(tmp_path / "m.nii.gz").array
-    assert from_nifti.shape == (6, 8, 1)
+    assert from_nifti.shape == (6, 8)  # the loader drops the trailing singleton axis of a 2D NIfTI
     assert np.array_equal(fit_mask(from_nifti, (6, 8)), mask > 0.5)
     from_npy = load_image(tmp_path / "m.npy").array
     assert np.array_equal(fit_mask(from_npy, (12, 15)), fit_mask(mask, (12, 15)))

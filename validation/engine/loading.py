@@ -527,9 +527,12 @@ def _load_nifti(path: Path) -> np.ndarray:
     except ImportError:
         raise ImageError(path, "NIfTI images need nibabel, which is not installed: pip install nibabel") from None
     try:
-        return np.asarray(nibabel.load(path).get_fdata(dtype=np.float32))
+        array = np.asarray(nibabel.load(path).get_fdata(dtype=np.float32))
     except Exception as exc:
         raise ImageError(path, f"unreadable NIfTI: {type(exc).__name__}: {exc}") from None
+    while array.ndim > 2 and array.shape[-1] == 1:
+        array = array[..., 0]  # a 2D image stored as (x, y, 1)
+    return array  # in nibabel's (x, y, z) order, for images and masks alike
 
 
 def load_image(path: str | os.PathLike) -> LoadedImage:

@@ -22,6 +22,11 @@ Every key is optional. Steps run in a fixed order, whatever the key order:
 4. ``normalise``: ``(x - mean) / std`` (scalars, or one value per channel),
    or ``"minmax"`` to [0, 1] per image.
 
+Volumes (CT, MR as NIfTI or NPY): a ``resize`` of three sizes ``[D, H, W]``
+makes the spec a volume spec. ``apply`` then takes a (D, H, W) or
+(1, D, H, W) array and returns float32 (1, D, H, W), resized trilinearly the
+same separable way; volumes have one channel.
+
 Plain Python, NumPy and SciPy (no Django), so a benchmark, a worker, a site
 agent and a notebook produce the same tensor from the same image.
 """
@@ -65,7 +70,7 @@ class Window:
 class Preprocessing:
     """A checked preprocessing spec; build it with ``from_spec``."""
 
-    resize: tuple[int, int] | None = None
+    resize: tuple[int, ...] | None = None  # (H, W), or (D, H, W) for volumes
     window: Window | None = None
     normalise: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None  # "minmax" or (mean, std)
     channels: int | None = None
@@ -87,11 +92,14 @@ class Preprocessing:
             value = spec["resize"]
             if (
                 not isinstance(value, (list, tuple))
-                or len(value) != 2
+                or len(value) not in (2, 3)
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
             ):
-                raise ValueError(f"preprocessing 'resize' must be [height, width] of positive integers, got {value!r}")
-            resize = (int(value[0]), int(value[1]))
+                raise ValueError(
+                    f"preprocessing 'resize' must be [height, width] (or [depth, height, width] for volumes) "
+                    f"of positive integers, got {value!r}"
+                )
+            resize = tuple(int(v) for v in value)
 
         window = None
         if "window" in spec:
@@ -133,6 +141,8 @@ class Preprocessing:
                 raise ValueError(
                     f"preprocessing 'normalise' must be 'minmax' or {{'mean': m, 'std': s}}, got {value!r}"
                 )
+        if resize is not None and len(resize) == 3 and (channels or 1) != 1:
+            raise ValueError("preprocessing for volumes ('resize' of three sizes) has one channel; drop 'channels' or set '1xHxW'")
         return cls(resize=resize, window=window, normalise=normalise, channels=channels)
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,18 +164,32 @@ class Preprocessing:
             spec["channels"] = f"{self.channels}xHxW"
         return spec
 
-    def output_shape(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
-        """The (C, H, W) that ``apply`` yields for an image of this shape."""
+    @property
+    def volume(self) -> bool:
+        return self.resize is not None and len(self.resize) == 3
+
+    def output_shape(self, image_shape: Sequence[int]) -> tuple[int, ...]:
+        """The (C, H, W), or (1, D, H, W) for volumes, that ``apply`` yields for an image of this shape."""
+        if self.volume:
+            return (1, *self.resize)
         height, width, channels = _layout(tuple(image_shape))
         if self.resize is not None:
             height, width = self.resize
         return (self.channels or channels, height, width)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """Preprocess one 2D image ((H, W), (H, W, 3|4) or (1|3, H, W)) to float32 (C, H, W)."""
+        """Preprocess one 2D image ((H, W), (H, W, 3|4) or (1|3, H, W)) to float32 (C, H, W),
+        or, with a volume spec, one volume ((D, H, W) or (1, D, H, W)) to (1, D, H, W)."""
         image = np.asarray(image)
-        _layout(image.shape)
-        x = _channels_first(image.astype(np.float32, copy=False))
+        if self.volume:
+            if image.ndim == 4 and image.shape[0] == 1:
+                image = image[0]
+            if image.ndim != 3:
+                raise ValueError(f"a volume spec needs a DxHxW volume, got an array of shape {'x'.join(map(str, image.shape))}")
+            x = image.astype(np.float32, copy=False)[None]
+        else:
+            _layout(image.shape)
+            x = _channels_first(image.astype(np.float32, copy=False))
 
         if self.window is not None:
             low = self.window.center - self.window.width / 2
@@ -192,7 +216,8 @@ class Preprocessing:
                     f"preprocessing 'normalise' gives {len(mean)} mean and {len(std)} std values "
                     f"for an image with {x.shape[0]} channels"
                 )
-            x = (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+            per_channel = (-1,) + (1,) * (x.ndim - 1)
+            x = (x - np.asarray(mean, np.float32).reshape(per_channel)) / np.asarray(std, np.float32).reshape(per_channel)
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -205,7 +230,8 @@ def _layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) == 3 and shape[0] in (1, 3):
         return shape[1], shape[2], shape[0]
     raise ValueError(
-        f"image of shape {'x'.join(map(str, shape))} is not a 2D image: expected HxW, HxWx3 or 1|3xHxW"
+        f"image of shape {'x'.join(map(str, shape))} is not a 2D image: expected HxW, HxWx3 or 1|3xHxW "
+        "(for volumes, give 'resize' as [depth, height, width])"
     )
 
 
@@ -233,37 +259,37 @@ def _zoom_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return low, np.minimum(low + 1, n_in - 1), w_low, 1.0 - w_low
 
 
-@functools.lru_cache(maxsize=8)
-def _zoom_plan(height: int, width: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
-    """Row and column taps with float32 weights shaped for broadcasting (read-only, shared)."""
-    r_low, r_high, wr_low, wr_high = _zoom_taps(height, out_h)
-    c_low, c_high, wc_low, wc_high = _zoom_taps(width, out_w)
-    plan = (
-        r_low, r_high, wr_low.astype(np.float32)[:, None], wr_high.astype(np.float32)[:, None],
-        c_low, c_high, wc_low.astype(np.float32), wc_high.astype(np.float32),
-    )
+@functools.lru_cache(maxsize=16)
+def _zoom_plan(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One axis's taps and float32 weights (read-only, shared between images)."""
+    low, high, w_low, w_high = _zoom_taps(n_in, n_out)
+    plan = (low, high, w_low.astype(np.float32), w_high.astype(np.float32))
     for array in plan:
         array.setflags(write=False)
     return plan
 
 
-def _zoom_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize float32 (C, H, W) bilinearly as ``scipy.ndimage.zoom`` (order 1, mode
-    "nearest", no prefilter) does: its output shape, taps and weights; rows
-    first, then columns, in float32."""
-    out_h, out_w = (int(round(n * (m / n))) for n, m in zip(x.shape[1:], size))  # zoom's own rounding
-    r_low, r_high, wr_low, wr_high, c_low, c_high, wc_low, wc_high = _zoom_plan(x.shape[1], x.shape[2], out_h, out_w)
-    rows = x[:, r_low] * wr_low
-    rows += x[:, r_high] * wr_high
-    out = rows[:, :, c_low] * wc_low
-    out += rows[:, :, c_high] * wc_high
-    return out
+def _zoom_bilinear(x: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize float32 (C, *spatial) linearly along each spatial axis as ``scipy.ndimage.zoom``
+    (order 1, mode "nearest", no prefilter) does: its output shape, taps and weights;
+    one axis after the other (rows, then columns; depth first for volumes), in float32."""
+    for axis, (n_in, wanted) in enumerate(zip(x.shape[1:], size), start=1):
+        n_out = int(round(n_in * (wanted / n_in)))  # zoom's own rounding
+        if n_out == n_in:
+            continue  # scipy's weights are exactly (1, 0) here
+        low, high, w_low, w_high = _zoom_plan(n_in, n_out)
+        shape = [1] * x.ndim
+        shape[axis] = n_out
+        resized = np.take(x, low, axis=axis) * w_low.reshape(shape)
+        resized += np.take(x, high, axis=axis) * w_high.reshape(shape)
+        x = resized
+    return x
 
 
-def _fit(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Crop or edge-pad (C, H, W) to exactly ``size``."""
-    x = x[:, : size[0], : size[1]]
-    pad = ((0, 0), (0, size[0] - x.shape[1]), (0, size[1] - x.shape[2]))
+def _fit(x: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Crop or edge-pad (C, *spatial) to exactly ``size``."""
+    x = x[(slice(None), *(slice(0, n) for n in size))]
+    pad = ((0, 0), *((0, n - m) for n, m in zip(size, x.shape[1:])))
     return np.pad(x, pad, mode="edge") if any(p[1] for p in pad) else x
 
 
