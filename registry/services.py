@@ -147,11 +147,8 @@ def _queue_mirror(version_id: int) -> None:
     version_mirror.delay(version_id)
 
 
-# "none": the model outputs probabilities; otherwise the function the validation applies to its output.
-OUTPUT_ACTIVATIONS = ("none", "sigmoid", "softmax")
-
-
 def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> None:
+    from validation.engine.segmentation import ACTIVATIONS
     if not schema:
         return
     names = schema.get("class_names")
@@ -167,8 +164,8 @@ def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> 
             raise ValidationError({"output_schema": f"Threshold for unknown class {name!r}."})
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
             raise ValidationError({"output_schema": f"Threshold for {name!r} must be a number between 0 and 1."})
-    if schema.get("activation", "none") not in OUTPUT_ACTIVATIONS:
-        raise ValidationError({"output_schema": f'"activation" is one of {", ".join(OUTPUT_ACTIVATIONS)}: what turns the model\'s raw output into probabilities.'})
+    if schema.get("activation", "none") not in ACTIVATIONS:
+        raise ValidationError({"output_schema": f'"activation" is one of {", ".join(ACTIVATIONS)}: what turns the model\'s raw output into probabilities.'})
     unknown = set(schema) - {"class_names", "thresholds", "activation"}
     if unknown:
         raise ValidationError({"output_schema": f"Unknown keys: {', '.join(sorted(unknown))}."})

@@ -35,10 +35,10 @@ from validation.engine.loading import (
 )
 from validation.engine.preprocessing import Preprocessing, check_against_signature
 from validation.engine.runner import ModelSession, RunnerError, run_batches
+from validation.engine.segmentation import ACTIVATIONS
 from validation.engine.stratification import age_band, stratified_metrics
 
 TASKS = ("binary", "multilabel", "segmentation")
-ACTIVATIONS = ("none", "sigmoid", "softmax")
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
 _FIRST = 10  # how many skipped images a failure message names
 ENGINE_VERSION = "1"

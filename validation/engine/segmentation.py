@@ -30,6 +30,7 @@ from scipy.special import expit
 from validation.engine.metrics import DEFAULT_CHUNK_SIZE, MetricEstimate, _opt, patient_bootstrap_counts
 from validation.engine.stratification import (
     FairnessGap,
+    GroupedReport,
     SubgroupResult,
     _gap_result,
     _Group,
@@ -39,7 +40,8 @@ from validation.engine.stratification import (
 )
 
 SEGMENTATION_METRICS: tuple[str, ...] = ("dice", "iou")
-ACTIVATIONS: tuple[str, ...] = ("sigmoid", "softmax", "none")
+# What turns a model's raw output into probabilities ("none": it outputs them); the output schema names one.
+ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid", "softmax")
 
 
 # ---------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def fit_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SegmentationReport:
+class SegmentationReport(GroupedReport):
     """Mean Dice and IoU overall and per subgroup with CIs, and the Dice gaps.
 
     Each ``SubgroupResult.metrics`` holds ``dice`` and ``iou``; its
@@ -221,37 +223,8 @@ class SegmentationReport:
     ``"dice_gap"``.
     """
 
-    n_resamples: int
-    seed: int | None
-    confidence: float
-    min_patients: int
-    overall: SubgroupResult
-    subgroups: list[SubgroupResult]
-    gaps: list[FairnessGap]
-
-    def subgroup(self, attributes: Sequence[str], values: Sequence[str]) -> SubgroupResult:
-        key = (tuple(attributes), tuple(values))
-        for s in self.subgroups:
-            if (s.attributes, s.values) == key:
-                return s
-        raise KeyError(key)
-
-    def gap(self, attributes: Sequence[str]) -> FairnessGap:
-        for g in self.gaps:
-            if g.attributes == tuple(attributes):
-                return g
-        raise KeyError(tuple(attributes))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_resamples": self.n_resamples,
-            "seed": self.seed,
-            "confidence": self.confidence,
-            "min_patients": self.min_patients,
-            "overall": self.overall.to_dict(),
-            "subgroups": [s.to_dict() for s in self.subgroups],
-            "gaps": [g.to_dict() for g in self.gaps],
-        }
+    def gap(self, attributes: Sequence[str]) -> FairnessGap:  # one kind of gap here
+        return super().gap("dice_gap", attributes)
 
 
 def _check_scores(dice: Any, iou: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -106,10 +106,10 @@ class FairnessGap:
 
 
 @dataclass(frozen=True)
-class StratifiedReport:
-    """Overall and subgroup metrics with CIs, and the fairness gaps."""
+class GroupedReport:
+    """Overall and subgroup results with CIs, and the gaps: what every stratified report holds
+    (classification here, segmentation in ``validation.engine.segmentation``)."""
 
-    threshold: float
     n_resamples: int
     seed: int | None
     confidence: float
@@ -133,7 +133,6 @@ class StratifiedReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "threshold": self.threshold,
             "n_resamples": self.n_resamples,
             "seed": self.seed,
             "confidence": self.confidence,
@@ -142,6 +141,16 @@ class StratifiedReport:
             "subgroups": [s.to_dict() for s in self.subgroups],
             "gaps": [g.to_dict() for g in self.gaps],
         }
+
+
+@dataclass(frozen=True)
+class StratifiedReport(GroupedReport):
+    """Classification metrics at one operating threshold, overall and per subgroup, and the fairness gaps."""
+
+    threshold: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, **super().to_dict()}
 
 
 # ---------------------------------------------------------------------------
