@@ -16,16 +16,20 @@ lesion of random size at a random place in a lung.
 Planted effects (``PLANTED_EFFECTS``, also listed in ``DatasetSummary``):
 
 1. Age: for patients aged 65 or over nodules are drawn at
-   ``AGE_CONTRAST_FACTOR`` of their contrast, so sensitivity and AUROC are
-   lower in the "65+" age band (``stratification.age_band``).
-2. Site: site-c (Vendor B) images have several times the noise and a large
-   intensity shift, so AUROC at site-c is lower.
+   ``AGE_CONTRAST_FACTOR`` (0.4) of their contrast, so sensitivity and AUROC
+   are lower in the "65+" age band (``stratification.age_band``).
+2. Site: site-c (Vendor B) images have 4x site-a's noise and a +400 intensity
+   shift, so AUROC at site-c is lower (and, the shift raising every score
+   there, the false-positive rate higher).
 
 ``train_classifier`` fits its CNN on a population drawn mostly from the
-unaffected groups (under 65, sites a and b), as a fine-tune on a curated set
+unaffected groups (90% under 65, 5% site-c), as a fine-tune on a curated set
 would be, so the effects show up on a generated test set rather than being
-learnt away. Training and dataset writing share ``sample_cases`` and
-``synthesize_image``.
+learnt away. With the defaults and 1500-2000 test images, AUROC is about
+0.85-0.9 overall, about 0.7 in "65+" against 0.95 under 65, and 0.7-0.8 at
+site-c against about 0.9 at sites a and b; both gaps have a patient-level
+bootstrap interval well clear of 0. Training and dataset writing share
+``sample_cases`` and ``synthesize_image``.
 
 Plain Python with NumPy, SciPy and pydicom (no Django); torch is imported
 only when training.
@@ -75,7 +79,7 @@ class Scanner:
 SCANNERS: tuple[Scanner, ...] = (
     Scanner("site-a", "Vendor A", "Aurex DR 500", 2000.0, 200.0, 0.02, 1.0, 0.0),
     Scanner("site-b", "Vendor A", "Aurex DR 700", 2300.0, 120.0, 0.025, 1.0, 0.0),
-    Scanner("site-c", "Vendor B", "Corvia X1", 1700.0, 600.0, 0.07, 0.5, -1024.0),
+    Scanner("site-c", "Vendor B", "Corvia X1", 1700.0, 600.0, 0.08, 0.5, -1024.0),
 )
 _SCANNER_BY_SITE = {s.site: s for s in SCANNERS}
 
@@ -140,8 +144,8 @@ class Case:
 
 def sample_cases(rng: np.random.Generator, n_images: int, population: Population = TEST_POPULATION) -> list[Case]:
     """Patients with 1-3 images each, drawn until ``n_images`` images exist
-    (the last patient may have fewer). A patient stays at one site and keeps
-    their label; later images are follow-ups 1-12 months apart."""
+    (the last patient may have fewer). A patient keeps their site, label and
+    age; later images are follow-ups 1-12 months apart."""
     weights = np.asarray(population.site_weights, dtype=float)
     weights /= weights.sum()
     cases: list[Case] = []
@@ -444,7 +448,7 @@ def train_classifier(
     seed: int = 0,
     n_train: int = 3000,
     image_size: int = 64,
-    epochs: int = 4,
+    epochs: int = 5,
     label: str = "nodule",
 ) -> TrainedModel:
     """Train a small CNN on ``n_train`` synthetic images (mostly unaffected
