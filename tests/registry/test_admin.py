@@ -67,3 +67,17 @@ def test_officer_creates_an_institution_and_it_is_audited(staff, client):
     assert response.status_code == 302
     event = AuditEvent.objects.get(object_type="registry.institution", action="create", changes__code=[None, "east"])
     assert event.actor_username == "officer"
+
+
+@pytest.mark.django_db
+def test_validation_runs_are_read_only_and_scoped_in_the_admin(staff, vendor_records, client):
+    from validation.models import ValidationRun
+
+    run = ValidationRun.objects.create(version=vendor_records["version"], dataset=vendor_records["provenance"].dataset, requested_by=staff["engineer"])
+    client.force_login(staff["officer"])
+    assert client.get("/admin/validation/validationrun/").context["cl"].result_count == 1
+    page = client.get(f"/admin/validation/validationrun/{run.pk}/change/")
+    assert page.status_code == 200 and not page.context["has_change_permission"]
+    assert client.post(f"/admin/validation/validationrun/{run.pk}/change/", {"status": "succeeded"}).status_code == 403
+    client.force_login(staff["engineer_south"])
+    assert client.get("/admin/validation/validationrun/").context["cl"].result_count == 0

@@ -143,3 +143,16 @@ def test_a_failed_run_leaves_other_runs_untouched(run_setup):
     _failed(_run(run_setup), "unreadable_images")
     good.refresh_from_db()
     assert good.status == RunStatus.SUCCEEDED and good.results is not None
+
+
+def test_time_limit_fails_the_run_with_its_reason(run_setup, monkeypatch):
+    """Celery raises SoftTimeLimitExceeded inside the task when the soft limit passes."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import validation.engine.pipeline as pipeline
+
+    def too_slow(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(pipeline, "evaluate", too_slow)
+    _failed(_run(run_setup), "time_limit", "exceeded its time limit")
