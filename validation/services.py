@@ -239,6 +239,8 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
     bad outputs, time limit) ends the run as failed with a stable reason and a
     message that says what to fix; the worker stays up.
     """
+    from celery.exceptions import SoftTimeLimitExceeded
+
     from validation.engine.loading import ManifestError
 
     attempt = run_claim(run_id=run_id, worker=worker)
@@ -247,6 +249,7 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
     reporter = RunReporter(run_id=run_id, attempt=attempt)
     try:
         evaluation, device, manifest_sha = _evaluate(run_id, reporter)
+        reporter.write(stage=RunStage.SAVING, progress=1.0)
     except RunCancelled:
         return _close(run_id, attempt, status=RunStatus.CANCELLED, action="cancel", error_reason="cancelled", error="Cancelled while running.")
     except LeaseLost:
@@ -256,17 +259,19 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
         return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason="bad_manifest", error=str(exc))
     except ValidationError as exc:
         return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason="bad_config", error="; ".join(exc.messages))
+    except SoftTimeLimitExceeded:
+        return _close(
+            run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason="time_limit",
+            error=f"The run exceeded its time limit of {settings.RADTRUST_RUN_TIME_LIMIT_SECONDS} s.",
+        )
     except Exception as exc:
         reason = getattr(exc, "reason", None)
-        if reason is None and type(exc).__name__ == "SoftTimeLimitExceeded":
-            reason, message = "time_limit", f"The run exceeded its time limit of {settings.RADTRUST_RUN_TIME_LIMIT_SECONDS} s."
-        elif reason is None:
+        if reason is None:
             log.exception("Run %s failed unexpectedly", run_id)
             reason, message = "internal_error", f"{type(exc).__name__}: {exc}"
         else:
             message = str(exc)
         return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=reason, error=message)
-    reporter.write(stage=RunStage.SAVING, progress=1.0)
     return _close(
         run_id, attempt, status=RunStatus.SUCCEEDED, action="succeed",
         results=evaluation.report, summary=run_summary(evaluation.report), timings=evaluation.timings,
