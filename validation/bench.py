@@ -252,7 +252,8 @@ def bench_pipeline(cache: Path, sizes: Sizes = Sizes(), *, threads: int | None =
     fair, and the median drops a round that a neighbour disturbed. Best-over-
     best is kept in the details for comparison.
     """
-    from validation.engine.loading import load_image, read_manifest
+    from validation.engine.loading import read_manifest
+    from validation.engine.images import load_image
     from validation.engine.pipeline import evaluate
     from validation.engine.preprocessing import Preprocessing
     from validation.engine.runner import bare_throughput, open_session, select_device

@@ -14,7 +14,8 @@ import pytest
 from django.core.management import call_command
 
 from validation import bench
-from validation.engine.loading import load_image, read_manifest
+from validation.engine.loading import read_manifest
+from validation.engine.images import load_image
 
 KEYS = ("pipeline_vs_bare_ort", "metrics_vs_fairlearn", "max_abs_diff_vs_sklearn", "run_2000_seconds")
 

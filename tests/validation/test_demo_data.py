@@ -23,13 +23,8 @@ from validation.demo_data import (
     synthesize_image,
     train_classifier,
 )
-from validation.engine.loading import (
-    ATTRIBUTE_COLUMNS,
-    fill_attributes_from_headers,
-    load_image,
-    read_dicom_attributes,
-    read_manifest,
-)
+from validation.engine.loading import ATTRIBUTE_COLUMNS, read_manifest
+from validation.engine.images import fill_attributes_from_headers, load_image, read_dicom_attributes
 from validation.engine.metrics import auroc
 from validation.engine.preprocessing import Preprocessing
 from validation.engine.stratification import age_band, stratified_metrics

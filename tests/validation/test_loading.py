@@ -16,15 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from validation.engine.loading import (
-    ImageError,
-    ManifestError,
-    fill_attributes_from_headers,
-    load_image,
-    parse_age,
-    read_dicom_attributes,
-    read_manifest,
-)
+from validation.engine.loading import ManifestError, parse_age, read_manifest
+from validation.engine.images import ImageError, fill_attributes_from_headers, load_image, read_dicom_attributes
 from validation.engine.preprocessing import Preprocessing, check_against_signature
 
 LABELS = ["effusion", "nodule"]
@@ -602,7 +595,8 @@ def test_signature_rank_mismatch():
 
 def test_engine_modules_do_not_import_django():
     code = (
-        "import sys, validation.engine.loading, validation.engine.preprocessing; "
+        "import sys, validation.engine.loading, validation.engine.images, validation.engine.preprocessing, "
+        "validation.engine.runner, validation.engine.pipeline, validation.engine.segmentation; "
         "assert 'django' not in sys.modules, 'django imported'"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
@@ -620,7 +614,7 @@ def test_native_pixel_fast_path_equals_pydicom(tmp_path, allocated, stored, sign
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    from validation.engine.loading import _native_pixels
+    from validation.engine.images import _native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
@@ -645,7 +639,7 @@ def test_native_pixel_fast_path_declines_compressed_and_colour(tmp_path):
     import pydicom
     from pydicom.dataset import FileMetaDataset
 
-    from validation.engine.loading import _native_pixels
+    from validation.engine.images import _native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from validation.engine.loading import load_image
+from validation.engine.images import load_image
 from validation.engine.segmentation import fit_mask, masks_from_output, overlap_scores, stratified_segmentation
 
 

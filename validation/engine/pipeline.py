@@ -26,13 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from validation.engine.loading import (
-    ATTRIBUTE_COLUMNS,
-    ImageError,
-    Manifest,
-    fill_attributes_from_headers,
-    load_image,
-)
+from validation.engine.loading import ATTRIBUTE_COLUMNS, Manifest
+from validation.engine.images import ImageError, fill_attributes_from_headers, load_image
 from validation.engine.preprocessing import Preprocessing, check_against_signature
 from validation.engine.runner import ModelSession, RunnerError, run_batches
 from validation.engine.segmentation import ACTIVATIONS
