@@ -39,8 +39,11 @@ from validation.engine.metrics import METRIC_NAMES
 from validation.engine.stratification import age_band, stratified_metrics
 
 Log = Callable[[str], None]
-FIGURES = ("pipeline_vs_bare_ort", "metrics_vs_fairlearn", "max_abs_diff_vs_sklearn", "run_2000_seconds")
-GOALS = {"pipeline_vs_bare_ort": (">=", 0.9), "metrics_vs_fairlearn": ("<=", 0.01), "max_abs_diff_vs_sklearn": ("<=", 1e-9)}
+FIGURES = ("pipeline_vs_bare_ort", "metrics_vs_fairlearn", "max_abs_diff_vs_sklearn", "run_2000_seconds", "drift_vs_scipy")
+GOALS = {
+    "pipeline_vs_bare_ort": (">=", 0.9), "metrics_vs_fairlearn": ("<=", 0.01), "max_abs_diff_vs_sklearn": ("<=", 1e-9),
+    "drift_vs_scipy": ("<=", 1.0),
+}
 CLASS_NAME = "finding"
 THRESHOLD = 0.5
 INTERSECTION = ("sex", "age_band")
@@ -65,10 +68,13 @@ class Sizes:
     run_threads: int = 2
     train_images: int = 3000  # the demo CNN's training set (not timed)
     train_epochs: int = 6
+    drift_values: int = 1_000_000
+    drift_repeats: int = 5
 
 
 QUICK = Sizes(pipeline_images=24, pipeline_rounds=1, dicom_size=96, input_size=64, resnet_width=8, batch_size=8,
-              predictions=3000, n_resamples=40, fairlearn_resamples=2, run_images=48, train_images=128, train_epochs=1)
+              predictions=3000, n_resamples=40, fairlearn_resamples=2, run_images=48, train_images=128, train_epochs=1,
+              drift_values=20_000, drift_repeats=2)
 
 
 def figure(name: str, value: float, reference: float | str | None, ratio: float | None, unit: str) -> dict[str, Any]:
@@ -518,9 +524,46 @@ def machine() -> dict[str, Any]:
             "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
+def bench_drift(sizes: Sizes = Sizes(), *, log: Log = print) -> dict[str, Any]:
+    """``distribution_drift`` (KS and PSI sharing one sort per sample) on two samples of
+    ``drift_values`` against scipy's ``ks_2samp`` plus a NumPy PSI (decile edges with
+    ``np.quantile``, shares with ``np.histogram``) on the same data; best of ``drift_repeats``."""
+    from scipy import stats
+
+    from validation.engine.drift import PSI_FLOOR, distribution_drift
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.0, 1.0, sizes.drift_values)
+    current = rng.normal(0.1, 1.1, sizes.drift_values)
+    log(f"drift: {sizes.drift_values:,} values per sample, best of {sizes.drift_repeats}")
+
+    def theirs() -> tuple[float, float]:
+        ks = stats.ks_2samp(reference, current)
+        edges = np.concatenate([[-np.inf], np.quantile(reference, np.linspace(0, 1, 11)[1:-1]), [np.inf]])
+        expected = np.maximum(np.histogram(reference, edges)[0] / reference.size, PSI_FLOOR)
+        actual = np.maximum(np.histogram(current, edges)[0] / current.size, PSI_FLOOR)
+        return float(ks.statistic), float(np.sum((actual - expected) * np.log(actual / expected)))
+
+    def best(call) -> tuple[float, Any]:
+        times, value = [], None
+        for _ in range(sizes.drift_repeats):
+            started = time.perf_counter()
+            value = call()
+            times.append(time.perf_counter() - started)
+        return min(times), value
+
+    ours_seconds, ours = best(lambda: distribution_drift(reference, current, feature="bench"))
+    theirs_seconds, (statistic, psi) = best(theirs)
+    return {
+        "figure": figure("drift_vs_scipy", ours_seconds, theirs_seconds, ours_seconds / theirs_seconds, "s"),
+        "values": sizes.drift_values, "ours_seconds": ours_seconds, "scipy_numpy_seconds": theirs_seconds,
+        "ks_statistic_diff": abs(ours.ks_statistic - statistic), "psi_diff": abs(ours.psi - psi),
+    }
+
+
 def run_benchmarks(cache: Path, *, quick: bool = False, only: str | None = None, images: int | None = None,
                    log: Log = print) -> dict[str, Any]:
-    """Every figure (or ``only`` one): the four keys a script reads, with ``figures`` and ``details``."""
+    """Every figure (or ``only`` one): the keys a script reads, with ``figures`` and ``details``."""
     if only is not None and only not in FIGURES:
         raise ValueError(f"unknown figure {only!r}; choose one of {', '.join(FIGURES)}")
     sizes = QUICK if quick else Sizes()
@@ -544,6 +587,10 @@ def run_benchmarks(cache: Path, *, quick: bool = False, only: str | None = None,
         run = bench_run(cache, sizes, log=log)
         figures["run_2000_seconds"] = run.pop("figure")
         details["run"] = run
+    if "drift_vs_scipy" in wanted:
+        drift = bench_drift(sizes, log=log)
+        figures["drift_vs_scipy"] = drift.pop("figure")
+        details["drift"] = drift
     for name, entry in figures.items():
         result[name] = entry["value"] if entry["ratio"] is None else entry["ratio"]
     return {**result, "figures": figures, "details": details}

@@ -1,0 +1,84 @@
+"""Drift statistics against scipy and hand-computed values; drift found for a shifted site, not for an unshifted one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from validation.engine.drift import (
+    PSI_FLOOR,
+    DriftInputError,
+    distribution_drift,
+    image_statistics,
+    prevalence_shift,
+    psi_sorted,
+)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ks_matches_scipy(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0, 1, 20_000)
+    b = rng.normal(0.05 * seed, 1 + 0.05 * seed, 15_000).round(2)  # ties included
+    ours = distribution_drift(a, b, feature="x")
+    theirs = stats.ks_2samp(a, b, method="asymp")
+    assert ours.ks_statistic == pytest.approx(theirs.statistic, abs=1e-12)
+    assert ours.ks_pvalue == pytest.approx(theirs.pvalue, rel=1e-6, abs=1e-300)
+
+
+def test_psi_by_hand():
+    reference = np.sort(np.repeat([1.0, 2.0, 3.0, 4.0], 25))  # quartile edges 2, 3, 4
+    current = np.sort(np.repeat([1.0, 2.0, 3.0, 4.0], [10, 20, 30, 40]))
+    psi, edges, ref_shares, cur_shares = psi_sorted(reference, current, 4)
+    assert edges.tolist() == [2.0, 3.0, 4.0]
+    assert ref_shares.tolist() == [0.25] * 4 and cur_shares.tolist() == [0.1, 0.2, 0.3, 0.4]
+    expected = sum((a - 0.25) * np.log(a / 0.25) for a in (0.1, 0.2, 0.3, 0.4))
+    assert psi == pytest.approx(expected, abs=1e-12)
+
+
+def test_an_empty_current_bin_is_floored_not_infinite():
+    reference = np.sort(np.arange(100.0))
+    psi, _, _, cur_shares = psi_sorted(reference, np.sort(np.full(50, 10.0)), 10)
+    assert cur_shares[0] == 0 and np.isfinite(psi)
+    assert psi == pytest.approx(sum((max(a, PSI_FLOOR) - 0.1) * np.log(max(a, PSI_FLOOR) / 0.1) for a in cur_shares), rel=1e-9)
+
+
+def test_a_shifted_site_drifts_and_an_unshifted_one_does_not():
+    rng = np.random.default_rng(7)
+    baseline = rng.normal(100, 15, 5_000)
+    same_site = rng.normal(100, 15, 3_000)
+    shifted_site = rng.normal(112, 20, 3_000)  # a new detector: brighter and noisier
+    unchanged = distribution_drift(baseline, same_site, feature="image_mean")
+    changed = distribution_drift(baseline, shifted_site, feature="image_mean")
+    assert not unchanged.drifted and unchanged.level == "none" and unchanged.psi < 0.02
+    assert changed.drifted and changed.level == "major" and changed.ks_pvalue < 1e-12
+    assert changed.current_mean > changed.reference_mean
+
+
+def test_significance_alone_is_not_drift():
+    rng = np.random.default_rng(8)
+    result = distribution_drift(rng.normal(0, 1, 400_000), rng.normal(0.02, 1, 400_000), feature="x")
+    assert result.ks_pvalue < 0.01 and result.ks_statistic < 0.1 and not result.drifted
+
+
+def test_bad_samples_are_refused_with_the_reason():
+    with pytest.raises(DriftInputError, match="current sample holds 1 NaN"):
+        distribution_drift(np.arange(50.0), np.r_[np.arange(49.0), np.nan], feature="score")
+    with pytest.raises(DriftInputError, match="has 5 value"):
+        distribution_drift(np.arange(50.0), np.arange(5.0), feature="score")
+
+
+def test_image_statistics_per_image():
+    batch = np.stack([np.full((1, 8, 8), 2.0), np.arange(64.0).reshape(1, 8, 8)]).astype(np.float32)
+    stats_ = image_statistics(batch)
+    assert stats_["image_mean"].tolist() == [2.0, 31.5]
+    assert stats_["image_std"][0] == 0 and stats_["image_p99"][1] == pytest.approx(np.percentile(np.arange(64.0), 99))
+
+
+def test_prevalence_shift_interval():
+    shift = prevalence_shift(np.r_[np.ones(30), np.zeros(70)], np.r_[np.ones(60), np.zeros(40)], label="nodule")
+    assert (shift.reference, shift.current, shift.difference) == pytest.approx((0.3, 0.6, 0.3))
+    assert 0 < shift.ci_low < 0.3 < shift.ci_high < 0.5 and shift.significant
+    same = prevalence_shift(np.r_[np.ones(30), np.zeros(70)], np.r_[np.ones(31), np.zeros(69)], label="nodule")
+    assert not same.significant
