@@ -221,6 +221,10 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "registry-mirror-sweep": {"task": "registry.tasks.mirror_sweep", "schedule": env_int("RADTRUST_MIRROR_SWEEP_SECONDS", 600, minimum=10)},
     "validation-run-sweep": {"task": "validation.tasks.run_sweep", "schedule": env_int("RADTRUST_RUN_SWEEP_SECONDS", 60, minimum=5)},
+    "validation-revalidation-dispatch": {
+        "task": "validation.tasks.revalidation_dispatch",
+        "schedule": env_int("RADTRUST_REVALIDATION_DISPATCH_SECONDS", 3600, minimum=60),
+    },
 }
 
 # --- MLflow -------------------------------------------------------------------

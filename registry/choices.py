@@ -89,3 +89,13 @@ class LegalBasis(models.TextChoices):
     CARE = "care", "Provision of health care (GDPR Art. 9(2)(h))"
     ANONYMOUS = "anonymous", "Anonymous data (outside GDPR)"
     OTHER = "other", "Other (state it in the notes)"
+
+
+class RevalidationState(models.TextChoices):
+    """Where a deployment's latest scheduled revalidation stands."""
+
+    NOT_YET = "not_yet", "Not yet due"
+    QUEUED = "queued", "Queued"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    NO_DATA = "no_data", "No data at the site to revalidate on"

@@ -17,6 +17,7 @@ from registry.choices import (
     MirrorState,
     Modality,
     ProvenanceRole,
+    RevalidationState,
     RiskClass,
     Role,
     Task,
@@ -238,6 +239,12 @@ class Deployment(models.Model):
     status = models.CharField(max_length=12, choices=DeploymentStatus.choices, default=DeploymentStatus.PLANNED)
     since = models.DateField(null=True, blank=True)
     revalidation_cadence_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
+    revalidation_state = models.CharField(
+        max_length=12, choices=RevalidationState.choices, default=RevalidationState.NOT_YET,
+        help_text="Outcome of the latest scheduled revalidation, written by the dispatcher and the run.",
+    )
+    revalidation_note = models.TextField(blank=True)
+    revalidated_at = models.DateTimeField(null=True, blank=True, help_text="When the latest scheduled revalidation ended.")
     notes = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -24,7 +24,15 @@ class ValidationRun(models.Model):
     manifest = models.CharField(max_length=300, default="manifest.csv", help_text="The manifest file, relative to the dataset's location.")
     config = models.JSONField(default=dict, blank=True, validators=[validate_json_safe], help_text="Suite config: attributes, intersections, resamples, seed, ...")
     queue = models.CharField(max_length=60, default="gpu", help_text="Celery queue: gpu, or site.<code> for a site's own workers.")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="validation_runs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="validation_runs", null=True, blank=True,
+        help_text="Empty for a scheduled revalidation, which the dispatcher queues.",
+    )
+    deployment = models.ForeignKey(
+        "registry.Deployment", on_delete=models.PROTECT, related_name="revalidation_runs", null=True, blank=True,
+        help_text="The deployment this run revalidates (scheduled revalidation).",
+    )
+    due_on = models.DateField(null=True, blank=True, help_text="The revalidation due date this run answers.")
 
     status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
     stage = models.CharField(max_length=12, choices=RunStage.choices, default=RunStage.QUEUED)
@@ -62,6 +70,17 @@ class ValidationRun(models.Model):
                 condition=models.Q(progress__gte=0) & models.Q(progress__lte=1),
                 name="%(app_label)s_%(class)s_progress_range",
                 violation_error_message="Progress is a share between 0 and 1.",
+            ),
+            models.UniqueConstraint(
+                fields=["deployment", "due_on"],
+                condition=models.Q(deployment__isnull=False),
+                name="%(app_label)s_%(class)s_one_revalidation_per_due_date",
+                violation_error_message="This deployment already has a revalidation run for that due date.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(deployment__isnull=True) | models.Q(due_on__isnull=False),
+                name="%(app_label)s_%(class)s_revalidation_has_due_date",
+                violation_error_message="A revalidation run names the due date it answers.",
             ),
             models.CheckConstraint(
                 condition=~models.Q(status=RunStatus.SUCCEEDED) | models.Q(results__isnull=False),

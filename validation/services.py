@@ -152,6 +152,10 @@ def _finish(run: ValidationRun, *, status: str, action: str, error_reason: str =
         setattr(run, name, value)
     with audit_action(action):
         run.save(update_fields=["status", "stage", "error_reason", "error", "finished_at", "lease_until", *fields])
+    if run.deployment_id:
+        from validation.revalidation import revalidation_record_outcome
+
+        revalidation_record_outcome(run)
 
 
 # --- Claim, heartbeat, progress --------------------------------------------------------

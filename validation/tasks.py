@@ -49,3 +49,12 @@ def run_sweep() -> dict:
 
     with audit_context(label="worker:sweeper"):
         return services.run_sweep()
+
+
+@shared_task(acks_late=True, soft_time_limit=300)
+def revalidation_dispatch() -> dict:
+    """Queue the scheduled revalidation of every due deployment, once per due date (see ``validation.revalidation``)."""
+    from validation.revalidation import revalidation_dispatch as dispatch
+
+    with audit_context(label="worker:revalidation-dispatcher"):
+        return dispatch()

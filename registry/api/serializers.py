@@ -129,6 +129,9 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "version", "institution", "status", "since", "revalidation_cadence_days", "notes", "created_at", "updated_at"]
-        read_only_fields = ["created_at", "updated_at"]
+        fields = [
+            "id", "version", "institution", "status", "since", "revalidation_cadence_days", "revalidation_state",
+            "revalidation_note", "revalidated_at", "notes", "created_at", "updated_at",
+        ]
+        read_only_fields = ["revalidation_state", "revalidation_note", "revalidated_at", "created_at", "updated_at"]
         validators = []

@@ -1,0 +1,96 @@
+"""Scheduled revalidation: due deployments get exactly one run per due date, even with racing dispatchers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+
+import pytest
+from django.db import connection
+
+from registry.choices import DeploymentStatus, RevalidationState
+from registry.models import Deployment
+from validation import services
+from validation.choices import RunStatus
+from validation.models import ValidationRun
+from validation.revalidation import next_due_on, revalidation_dispatch
+
+TODAY = date(2026, 11, 28)
+
+
+@pytest.fixture
+def deployment(run_setup, personas):
+    from registry.services import deployment_create
+
+    version = run_setup["version"]
+    from registry.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=version.pk).update(status="approved")
+    version.refresh_from_db()
+    deployed = deployment_create(
+        actor=personas["officer"], version=version, institution=personas["clinician_north"].institution,
+        status=DeploymentStatus.ACTIVE, since=TODAY - timedelta(days=40), revalidation_cadence_days=30,
+    )
+    return deployed
+
+
+def test_a_due_deployment_gets_one_run_on_its_sites_newest_data(deployment, run_setup, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "run_enqueue", lambda *, run_id, queue: sent.append((run_id, queue)))
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = revalidation_dispatch(today=TODAY)
+    run = ValidationRun.objects.get()
+    assert outcome == {"queued": [deployment.pk], "no_data": [], "skipped": []}
+    assert (run.deployment, run.dataset, run.due_on, run.requested_by, run.queue) == (deployment, run_setup["dataset"], TODAY - timedelta(days=10), None, "gpu")
+    assert sent == [(run.pk, "gpu")]
+    deployment.refresh_from_db()
+    assert deployment.revalidation_state == RevalidationState.QUEUED and f"Run {run.pk}" in deployment.revalidation_note
+    # Beat fires again the same day: the next due date is a cadence later, nothing new.
+    assert revalidation_dispatch(today=TODAY) == {"queued": [], "no_data": [], "skipped": []}
+    assert next_due_on(deployment) == TODAY + timedelta(days=20)
+
+
+def test_the_runs_end_is_written_on_the_deployment(deployment):
+    revalidation_dispatch(today=TODAY)
+    run = ValidationRun.objects.get()
+    assert services.run_execute(run_id=run.pk, worker="w") == RunStatus.SUCCEEDED
+    deployment.refresh_from_db()
+    assert deployment.revalidation_state == RevalidationState.SUCCEEDED and deployment.revalidated_at is not None
+
+
+def test_not_due_ended_and_dataless_deployments(deployment, run_setup):
+    assert revalidation_dispatch(today=TODAY - timedelta(days=11)) == {"queued": [], "no_data": [], "skipped": []}
+    from registry.models import Dataset
+
+    Dataset.objects.filter(pk=run_setup["dataset"].pk).update(location="")
+    assert revalidation_dispatch(today=TODAY)["no_data"] == [deployment.pk]
+    deployment.refresh_from_db()
+    assert deployment.revalidation_state == RevalidationState.NO_DATA and "no dataset with a location" in deployment.revalidation_note
+    Deployment.objects.filter(pk=deployment.pk).update(status=DeploymentStatus.ENDED)
+    assert revalidation_dispatch(today=TODAY) == {"queued": [], "no_data": [], "skipped": []}
+    assert not ValidationRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_dispatchers_queue_exactly_one_run(deployment):
+    """Two dispatchers in two threads (two database connections) at once: one run."""
+    barrier = threading.Barrier(2)
+    outcomes, errors = [], []
+
+    def dispatch():
+        try:
+            barrier.wait()
+            outcomes.append(revalidation_dispatch(today=TODAY))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=dispatch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert ValidationRun.objects.filter(deployment=deployment).count() == 1
+    assert sum(len(o["queued"]) for o in outcomes) == 1
