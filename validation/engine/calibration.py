@@ -17,7 +17,8 @@ How the calibration report is computed (``calibration_report``):
    (``patient_bootstrap_counts``) expanded to case weights make each
    resample a weighted dataset, so a chunk of resamples is one matrix product
    ``weights @ residual_by_bin``. Bin edges stay those of the full data.
-   Intervals are percentiles of the resampled values.
+   Intervals are percentiles of the resampled values; ECE is biased upward
+   (noise never cancels inside |.|), so its interval can sit above the point.
 
 Undefined values are ``None`` in ``to_dict()``, never NaN.
 """
