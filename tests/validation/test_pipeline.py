@@ -214,3 +214,20 @@ def test_a_volume_without_a_volume_spec_gets_a_hint():
         Preprocessing.from_spec({}).apply(np.zeros((16, 32, 32), np.float32))
     with pytest.raises(ValueError, match="one channel"):
         Preprocessing.from_spec({"resize": [8, 16, 16], "channels": "3xHxW"})
+
+
+def test_calibration_is_reported_per_label_and_logits_say_why_not(models, tmp_path):
+    n = 60
+    _images(tmp_path, n, 4)
+    labels = np.random.default_rng(6).integers(0, 2, n)
+    (tmp_path / "m.csv").write_text("image_path,patient_id,x\n" + "".join(f"img/{i}.npy,p{i // 2},{labels[i]}\n" for i in range(n)))
+    manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=["x"])
+    common = dict(task="binary", class_names=["x"], thresholds={"x": 0.5}, preprocessing=Preprocessing.from_spec({}),
+                  config=SuiteConfig(n_resamples=20, min_patients=5, calibration_bins=5))
+    mapped = evaluate(_session(models["binary"]), manifest, activation="sigmoid", **common).report
+    calibration = mapped["results"]["x"]["calibration"]
+    assert mapped["output_mapping"].startswith("a sigmoid was applied")
+    assert calibration["n_bins"] == 5 and calibration["brier"]["value"] is not None and "uniform" in calibration["binning"]
+    raw = evaluate(_session(models["binary"]), manifest, activation="none", **common).report
+    assert "logits" in raw["results"]["x"]["calibration"]["error"]
+    assert raw["results"]["x"]["overall"]["metrics"]["auroc"]["value"] == mapped["results"]["x"]["overall"]["metrics"]["auroc"]["value"]

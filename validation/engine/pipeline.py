@@ -34,6 +34,12 @@ from validation.engine.segmentation import ACTIVATIONS
 from validation.engine.stratification import age_band, stratified_metrics
 
 TASKS = ("binary", "multilabel", "segmentation")
+_OUTPUT_MAPPING = {
+    "none": "the model's outputs are used as probabilities, as its output schema says",
+    "sigmoid": "a sigmoid was applied to the model's outputs (logits) per class",
+    "softmax": "a softmax across classes was applied to the model's outputs (logits)",
+}
+ANALYSES = ("calibration",)  # beyond the stratified metrics, which every run computes
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
 _FIRST = 10  # how many skipped images a failure message names
 ENGINE_VERSION = "1"
@@ -72,6 +78,8 @@ class SuiteConfig:
     confidence: float = 0.95
     batch_size: int = 32
     max_unreadable_share: float = 0.0
+    analyses: tuple[str, ...] = ("calibration",)
+    calibration_bins: int = 10
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
@@ -100,6 +108,8 @@ class SuiteConfig:
             confidence=_fraction(data, "confidence", defaults.confidence, open_low=True),
             batch_size=_integer(data, "batch_size", defaults.batch_size, 1, 4096),
             max_unreadable_share=_fraction(data, "max_unreadable_share", defaults.max_unreadable_share),
+            analyses=_analyses(data.get("analyses", defaults.analyses)),
+            calibration_bins=_integer(data, "calibration_bins", defaults.calibration_bins, 2, 100),
         )
         if config.confidence >= 1:
             raise ValueError("suite option 'confidence' must be below 1, e.g. 0.95")
@@ -110,6 +120,7 @@ class SuiteConfig:
         data["attributes"] = list(self.attributes)
         data["intersections"] = [list(x) for x in self.intersections]
         data["age_edges"] = list(self.age_edges)
+        data["analyses"] = list(self.analyses)
         return data
 
 
@@ -126,6 +137,15 @@ def _names(value: Any, option: str, *, at_least: int = 0) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise ValueError(f"suite option {option!r} names an attribute twice")
     return tuple(value)
+
+
+def _analyses(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("suite option 'analyses' must list analysis names")
+    unknown = [v for v in value if v not in ANALYSES]
+    if unknown:
+        raise ValueError(f"suite option 'analyses': unknown analysis(es) {', '.join(unknown)}; available: {', '.join(ANALYSES)}")
+    return tuple(dict.fromkeys(value))
 
 
 def _integer(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -259,9 +279,24 @@ def _classification_metrics(
             min_patients=config.min_patients, confidence=config.confidence,
         )
         per_label[name] = report.to_dict()
+        if "calibration" in config.analyses:
+            per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
         if progress:
             progress("metrics", (k + 1) / len(manifest.label_names))
     return per_label
+
+
+def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray, config: SuiteConfig) -> dict[str, Any]:
+    """The label's calibration report, or the reason it could not be computed (the rest of the run goes on)."""
+    from validation.engine.calibration import CalibrationInputError, calibration_report
+
+    try:
+        return calibration_report(
+            y_true, y_prob, n_bins=config.calibration_bins, patient_id=patient_ids,
+            n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
+        ).to_dict()
+    except CalibrationInputError as exc:
+        return {"error": str(exc)}
 
 
 def _segmentation_metrics(
@@ -358,6 +393,7 @@ def evaluate(
         "config": config.to_dict(),
         "preprocessing": preprocessing.to_dict(),
         "activation": activation,
+        "output_mapping": _OUTPUT_MAPPING[activation],
         "model": model.to_dict(),
         "dataset": {
             "n_images": total,
