@@ -42,8 +42,8 @@ from scipy import fft as sfft
 from scipy import ndimage
 
 SEVERITY_LEVELS = (1, 2, 3)
-GHOST_DISPLACEMENT = 0.04  # motion_ghosting: displacement as a fraction of the image height
-KSPACE_CENTRE = 0.08  # kspace_undersampling: share of central phase-encode lines always kept
+GHOST_PERIODS = (3, 4, 5, 6)  # motion_ghosting: every k-th phase-encode line is displaced, k drawn from these
+KSPACE_CENTRE = 0.32  # kspace_undersampling keeps the central KSPACE_CENTRE / R of lines (8% at R=4, as fastMRI)
 
 PerturbationFunction = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -79,10 +79,10 @@ SEVERITIES: dict[str, SeverityScale] = {
     "translation": SeverityScale("in-plane shift, fraction of the image size (direction random)", (0.02, 0.05, 0.1)),
     "bias_field": SeverityScale("peak log-gain a of a smooth field (gain between e^-a and e^a)", (0.1, 0.2, 0.4)),
     "motion_ghosting": SeverityScale(
-        f"share of phase-encode lines acquired displaced by {GHOST_DISPLACEMENT:.0%} of the height", (0.125, 0.25, 0.5)
+        "displacement along H during every k-th phase-encode line, fraction of the height", (0.01, 0.02, 0.04)
     ),
     "kspace_undersampling": SeverityScale(
-        f"acceleration R: 1 in R phase-encode lines kept, the central {KSPACE_CENTRE:.0%} always", (2, 3, 4)
+        f"acceleration R: 1 in R phase-encode lines kept, the central {KSPACE_CENTRE:.0%}/R always", (2, 3, 4)
     ),
 }
 
@@ -148,14 +148,14 @@ def windowing(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
 
 
 def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Contrast raised or lowered (direction random) by a fraction: deviations from the image's mean scaled by 1 +- c."""
+    """Contrast raised or lowered (direction random): deviations from the image's mean scaled by 1 +- c."""
     factor = 1.0 + _random_sign(rng) * SEVERITIES["contrast"].at(severity)
     mean = float(x.mean())
     return ((x - mean) * factor + mean).astype(np.float32)
 
 
 def gamma(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """A non-linear detector or display response: u^gamma on the image scaled to [0, 1] by its min and max, mapped back."""
+    """A non-linear detector or display response: u^gamma on the image scaled to [0, 1] by its min and max."""
     lo, hi = _range(x)
     if hi <= lo:
         return x.copy()
@@ -164,7 +164,7 @@ def gamma(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def intensity_scale_offset(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Scanner calibration: gain 1 +- f above the image's minimum plus an offset of +- f of its range (one random sign)."""
+    """Scanner calibration: gain 1 +- f above the image's minimum plus an offset of +- f of its range (one sign)."""
     f = _random_sign(rng) * SEVERITIES["intensity_scale_offset"].at(severity)
     lo, hi = _range(x)
     return (x + f * ((x - lo) + (hi - lo))).astype(np.float32)
@@ -257,33 +257,37 @@ def motion_ghosting(x: np.ndarray, severity: int, rng: np.random.Generator) -> n
     """MR periodic motion: every k-th phase-encode line acquired with the patient displaced, giving ghosts.
 
     The image above its minimum is Fourier transformed per slice; lines with
-    index = offset (mod k), offset random, get the linear phase of a shift
-    along H of ``GHOST_DISPLACEMENT`` of the height (sign random); the
-    magnitude image is returned. Ghosts repeat every H/k pixels.
+    index = offset (mod k), k in ``GHOST_PERIODS`` and offset random (a
+    breathing cycle), get the linear phase of a shift along H by a fraction of
+    the height (sign random); the magnitude image is returned. Ghosts repeat
+    every H/k pixels and brighten with the displacement.
     """
-    period = round(1 / SEVERITIES["motion_ghosting"].at(severity))
+    fraction = SEVERITIES["motion_ghosting"].at(severity)
     lo = float(x.min())
     height = x.shape[-2]
-    kspace = sfft.fft2(x - lo, axes=(-2, -1))
-    cycles = sfft.fftfreq(height) * height  # cycles per image height of each line
+    period = int(rng.choice(GHOST_PERIODS))
     displaced = np.arange(height) % period == rng.integers(period)
-    shift = _random_sign(rng) * GHOST_DISPLACEMENT * height
+    cycles = sfft.fftfreq(height) * height  # cycles per image height of each line
+    shift = _random_sign(rng) * fraction * height
     phase = np.where(displaced, np.exp(-2j * np.pi * cycles * shift / height), 1.0).astype(np.complex64)
-    return _from_kspace(kspace * phase[:, None], lo)
+    return _from_kspace(sfft.fft2(x - lo, axes=(-2, -1)) * phase[:, None], lo)
 
 
 def kspace_undersampling(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """MR acceleration: keep 1 in R phase-encode lines, always the central ``KSPACE_CENTRE``, the rest at random.
+    """MR acceleration: keep 1 in R phase-encode lines, always the central ``KSPACE_CENTRE / R``, the rest at random.
 
-    Missing lines are zero-filled and the magnitude image returned (the image
-    above its minimum, shifted back): smooth content lives in the kept centre
-    and survives, fine detail aliases or disappears.
+    The centre shrinks as R grows (16%, 11%, 8% of the lines), as in
+    fastMRI's masks; with a fixed centre, luck in which lines next to it were
+    dropped outweighed R, and severity was not monotone. Missing lines are
+    zero-filled and the magnitude image returned (the image above its
+    minimum, shifted back): smooth content lives in the kept centre and
+    survives, fine detail aliases or disappears.
     """
     acceleration = SEVERITIES["kspace_undersampling"].at(severity)
     lo = float(x.min())
     height = x.shape[-2]
     n_keep = max(1, round(height / acceleration))
-    n_centre = min(n_keep, max(1, round(KSPACE_CENTRE * height)))
+    n_centre = min(n_keep, max(1, round(KSPACE_CENTRE / acceleration * height)))
     by_distance = np.argsort(np.abs(sfft.fftfreq(height)), kind="stable")  # DC first
     kept = np.zeros(height, dtype=bool)
     kept[by_distance[:n_centre]] = True
@@ -366,7 +370,7 @@ def image_seed(seed: int, index: int) -> int:
 
 
 def perturb(x: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
-    """One image or volume perturbed: float32, same shape, the input untouched, reproducible from (seed, name, severity).
+    """One image or volume perturbed: float32, same shape, input untouched, the same for the same (seed, name, severity).
 
     Raises ``PerturbationError`` for an unknown name or severity, a bad shape
     or seed, an input with NaN/inf, or a result with NaN/inf (for example
