@@ -331,7 +331,7 @@ def _evaluate(run_id: int, reporter: RunReporter):
     evaluation = evaluate(
         model, manifest, task=task, class_names=class_names, thresholds=schema.get("thresholds", {}),
         preprocessing=preprocessing, config=SuiteConfig.from_dict(run.config),
-        activation=schema.get("activation", "none"), progress=reporter,
+        activation=schema.get("activation", "none"), progress=reporter, modality=version.foundation_model.modality,
     )
     evaluation.timings = {**timings, **evaluation.timings}
     return evaluation, model.device.to_dict(), manifest_sha

@@ -227,3 +227,25 @@ def test_same_seed_trains_the_same_model(tmp_path, manifest):
 def test_unknown_format_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fmt must be one of dicom, png, npy"):
         generate_dataset(tmp_path, n_images=1, fmt="jpeg")
+
+
+def test_robustness_finds_the_noise_drop_on_images_read_once(manifest, trained):
+    """The full run with robustness: noise at 5 dB SNR hurts the nodule CNN, with a paired CI below 0."""
+    from validation.engine.pipeline import SuiteConfig, evaluate
+    from validation.engine.runner import open_session, select_device
+
+    result = evaluate(
+        open_session(trained.onnx_path, select_device(prefer_gpu=False)), manifest, task="binary", class_names=["nodule"],
+        thresholds=trained.output_schema["thresholds"], preprocessing=Preprocessing.from_spec(trained.preprocessing),
+        config=SuiteConfig(attributes=("site",), intersections=(), n_resamples=200, analyses=("robustness",), robustness_max_cases=400),
+        modality="DX",
+    ).report
+    robustness = result["results"]["nodule"]["robustness"]
+    assert result["images_read_per_image"] == 1.0 and robustness["n_cases"] == 400
+    conditions = {c["condition"]: c for c in robustness["conditions"]}
+    assert len(conditions) + len(robustness["failed"]) == 11 * 3  # the MR-only perturbations do not apply to DX
+    noisy = conditions["gaussian_noise@3"]["metrics"]["auroc"]
+    assert noisy["change"] < 0 and noisy["ci_high"] < 0
+    assert conditions["gaussian_noise@1"]["metrics"]["auroc"]["change"] > noisy["change"]
+    worst = robustness["worst_case"]["metrics"]["auroc"]["change"]
+    assert worst == min(c["metrics"]["auroc"]["change"] for c in conditions.values())

@@ -39,7 +39,7 @@ _OUTPUT_MAPPING = {
     "sigmoid": "a sigmoid was applied to the model's outputs (logits) per class",
     "softmax": "a softmax across classes was applied to the model's outputs (logits)",
 }
-ANALYSES = ("calibration",)  # beyond the stratified metrics, which every run computes
+ANALYSES = ("calibration", "robustness")  # beyond the stratified metrics, which every run computes
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
 _FIRST = 10  # how many skipped images a failure message names
 ENGINE_VERSION = "1"
@@ -80,6 +80,7 @@ class SuiteConfig:
     max_unreadable_share: float = 0.0
     analyses: tuple[str, ...] = ("calibration",)
     calibration_bins: int = 10
+    robustness_max_cases: int = 500
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
@@ -110,6 +111,7 @@ class SuiteConfig:
             max_unreadable_share=_fraction(data, "max_unreadable_share", defaults.max_unreadable_share),
             analyses=_analyses(data.get("analyses", defaults.analyses)),
             calibration_bins=_integer(data, "calibration_bins", defaults.calibration_bins, 2, 100),
+            robustness_max_cases=_integer(data, "robustness_max_cases", defaults.robustness_max_cases, 10, 100_000),
         )
         if config.confidence >= 1:
             raise ValueError("suite option 'confidence' must be below 1, e.g. 0.95")
@@ -175,15 +177,28 @@ class Evaluation:
 # --- Stage 2: images through the model ---------------------------------------------
 
 
+@dataclass
+class _Reading:
+    """What the loader thread records while it reads: skipped images, read count, tensors kept for later analyses."""
+
+    allowed_skips: int
+    keep: frozenset[int] = frozenset()
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    kept: dict[int, np.ndarray] = field(default_factory=dict)
+    reads: int = 0
+
+
 def _image_batches(
-    manifest: Manifest, preprocessing: Preprocessing, model: ModelSession, batch_size: int,
-    skipped: list[dict[str, Any]], allowed_skips: int,
+    manifest: Manifest, preprocessing: Preprocessing, model: ModelSession, batch_size: int, reading: _Reading,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Read, preprocess and stack images; skip unreadable ones up to the allowance."""
+    """Read, preprocess and stack images; skip unreadable ones up to the allowance; keep the
+    tensors of the cases later analyses need, so no image is read twice."""
+    skipped, allowed_skips = reading.skipped, reading.allowed_skips
     ids: list[int] = []
     tensors: list[np.ndarray] = []
     checked = False
     for index in range(len(manifest)):
+        reading.reads += 1
         try:
             image = load_image(manifest.absolute_path(index))
         except ImageError as exc:
@@ -205,6 +220,8 @@ def _image_batches(
             )
         ids.append(index)
         tensors.append(tensor)
+        if index in reading.keep:
+            reading.kept[index] = tensor
         if len(ids) == batch_size:
             yield ids, np.stack(tensors)
             ids, tensors = [], []
@@ -266,7 +283,7 @@ def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[
 def _classification_metrics(
     manifest: Manifest, rows: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
     thresholds: Mapping[str, float], strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
-    config: SuiteConfig, progress: Progress | None,
+    config: SuiteConfig, progress: Progress | None, robustness: Callable[[int, int, float], dict[str, Any]] | None,
 ) -> dict[str, Any]:
     patient_ids = np.asarray([manifest.patient_ids[i] for i in rows])
     per_label: dict[str, Any] = {}
@@ -281,9 +298,45 @@ def _classification_metrics(
         per_label[name] = report.to_dict()
         if "calibration" in config.analyses:
             per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
+        if robustness is not None:
+            per_label[name]["robustness"] = robustness(k, column, threshold)
         if progress:
             progress("metrics", (k + 1) / len(manifest.label_names))
     return per_label
+
+
+def _robustness_sample(total: int, config: SuiteConfig) -> frozenset[int]:
+    """The manifest rows whose tensors are kept for the robustness analysis (seeded)."""
+    if total <= config.robustness_max_cases:
+        return frozenset(range(total))
+    rng = np.random.default_rng(config.seed)
+    return frozenset(rng.choice(total, size=config.robustness_max_cases, replace=False).tolist())
+
+
+def _robustness_runner(
+    model: ModelSession, manifest: Manifest, rows: np.ndarray, scores: np.ndarray, reading: _Reading,
+    n_classes: int, activation: str, modality: str, config: SuiteConfig,
+) -> Callable[[int, int, float], dict[str, Any]]:
+    """A function computing one label's robustness report on the tensors kept during inference."""
+    from validation.engine.robustness import robustness_report
+
+    position = {int(row): i for i, row in enumerate(rows)}
+    kept_rows = sorted(r for r in reading.kept if r in position)
+    tensors = np.stack([reading.kept[r] for r in kept_rows]) if kept_rows else np.empty((0,))
+    patient_ids = np.asarray([manifest.patient_ids[r] for r in kept_rows])
+
+    def run(k: int, column: int, threshold: float) -> dict[str, Any]:
+        if not kept_rows:
+            return {"error": "no case was kept for the robustness analysis"}
+        return robustness_report(
+            model, tensors, manifest.labels[kept_rows, k], patient_ids,
+            scores[[position[r] for r in kept_rows], column],
+            to_scores=lambda out: _scores(out, n_classes, activation, "binary")[:, column],
+            threshold=threshold, modality=modality, batch_size=config.batch_size,
+            n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
+        )
+
+    return run
 
 
 def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray, config: SuiteConfig) -> dict[str, Any]:
@@ -337,6 +390,7 @@ def evaluate(
     config: SuiteConfig,
     activation: str = "none",
     progress: Progress | None = None,
+    modality: str = "",
 ) -> Evaluation:
     """Evaluate ``model`` on every image of ``manifest`` (see the module docstring)."""
     if task not in TASKS:
@@ -355,14 +409,17 @@ def evaluate(
     timings["headers"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    skipped: list[dict[str, Any]] = []
     allowed = int(config.max_unreadable_share * len(manifest))
     total = len(manifest)
+    wants_robustness = "robustness" in config.analyses and task != "segmentation"
+    keep = _robustness_sample(total, config) if wants_robustness else frozenset()
+    reading = _Reading(allowed_skips=allowed, keep=keep)
+    skipped = reading.skipped
     if progress:
         progress("inference", 0.0)
     output = run_batches(
         model,
-        _image_batches(manifest, preprocessing, model, config.batch_size, skipped, allowed),
+        _image_batches(manifest, preprocessing, model, config.batch_size, reading),
         on_batch=(lambda done: progress("inference", (done + len(skipped)) / total)) if progress else None,
     )
     timings["inference"] = time.perf_counter() - started
@@ -381,8 +438,11 @@ def evaluate(
         threshold = float(thresholds.get(class_names[0], 0.5)) if class_names else 0.5
         results = _segmentation_metrics(manifest, rows, raw, threshold, activation, strata, intersections, config)
     else:
+        robustness = None
+        if wants_robustness:
+            robustness = _robustness_runner(model, manifest, rows, scores, reading, len(class_names), activation, modality, config)
         results = _classification_metrics(
-            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress
+            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress, robustness
         )
     timings["metrics"] = time.perf_counter() - started
 
@@ -408,6 +468,8 @@ def evaluate(
             "header_fill": filled.to_dict(),
         },
         "skipped": skipped,
+        "images_read": reading.reads,
+        "images_read_per_image": reading.reads / total,
         "inference": output.to_dict(),
         "results": results,
     }
