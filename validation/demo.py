@@ -148,3 +148,26 @@ def found_effects_lines(summary: dict, results: dict) -> list[str]:
             f"{', '.join(gap['group_low'])}, gap {gap['value']:.3f} [{gap['ci_low']:.3f}, {gap['ci_high']:.3f}]"
         )
     return lines
+
+
+def suite_lines(results: dict) -> list[str]:
+    """Calibration and the robustness worst case of the demo label, as printed by the demo."""
+    label = results["results"][LABEL]
+    lines = []
+    calibration = label.get("calibration") or {}
+    if "ece" in calibration:
+        ece, brier = calibration["ece"], calibration["brier"]
+        lines.append(
+            f"  calibration: ECE {ece['value']:.3f} [{ece['ci_low']:.3f}, {ece['ci_high']:.3f}] ({calibration['n_bins']} {calibration['strategy']} bins), "
+            f"Brier {brier['value']:.3f}"
+        )
+    robustness = label.get("robustness") or {}
+    worst = robustness.get("worst_case")
+    if worst:
+        auroc = worst["metrics"]["auroc"]
+        lines.append(
+            f"  robustness on {robustness['n_cases']} cases x {len(robustness['conditions'])} conditions: worst is "
+            f"{worst['perturbation']} at severity {worst['severity']} ({worst['parameter']} {worst['setting']:g}), "
+            f"AUROC {auroc['value']:.3f}, change {auroc['change']:+.3f} [{auroc['ci_low']:+.3f}, {auroc['ci_high']:+.3f}]"
+        )
+    return lines

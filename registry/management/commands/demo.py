@@ -237,7 +237,7 @@ class Command(BaseCommand):
         from validation.services import run_create
 
         with audit_context(user=engineer):
-            run = run_create(actor=engineer, version=version, dataset=dataset)
+            run = run_create(actor=engineer, version=version, dataset=dataset, config={"analyses": ["calibration", "robustness"]})
         self.stdout.write(f"Validation run {run.pk}: {version} on {dataset.name} ({dataset.image_count} images, 1000 bootstrap resamples) ...")
         try:
             run = follow_run(run.pk, timeout=max(deadline - time.monotonic(), 1), stream=sys.stdout)
@@ -249,7 +249,7 @@ class Command(BaseCommand):
         return ValidationRun.objects.get(pk=run.pk)
 
     def _validation_summary(self, run) -> None:
-        from validation.demo import found_effects_lines
+        from validation.demo import found_effects_lines, suite_lines
         from validation.reporting import summary_lines
 
         w = self.stdout.write
@@ -263,6 +263,8 @@ class Command(BaseCommand):
             w(line)
         w("Planted effects and what the run found:")
         for line in found_effects_lines(run.summary, run.results):
+            w(line)
+        for line in suite_lines(run.results):
             w(line)
         w(f"  Report       GET /api/validation-runs/{run.pk}/  (MLflow run {run.mlflow_run_id})")
         w(f"  Again        .venv/bin/python manage.py validate {run.version.foundation_model.name}:{run.version.version} '{run.dataset.name}' --user demo-engineer --wait")
