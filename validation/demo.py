@@ -151,7 +151,7 @@ def found_effects_lines(summary: dict, results: dict) -> list[str]:
 
 
 def suite_lines(results: dict) -> list[str]:
-    """Calibration and the robustness worst case of the demo label, as printed by the demo."""
+    """Calibration, the robustness worst case and the uncertainty referral of the demo label, as printed by the demo."""
     label = results["results"][LABEL]
     lines = []
     calibration = label.get("calibration") or {}
@@ -169,5 +169,12 @@ def suite_lines(results: dict) -> list[str]:
             f"  robustness on {robustness['n_cases']} cases x {len(robustness['conditions'])} conditions: worst is "
             f"{worst['perturbation']} at severity {worst['severity']} ({worst['parameter']} {worst['setting']:g}), "
             f"AUROC {auroc['value']:.3f}, change {auroc['change']:+.3f} [{auroc['ci_low']:+.3f}, {auroc['ci_high']:+.3f}]"
+        )
+    uncertainty = label.get("uncertainty") or {}
+    if "referral" in uncertainty:
+        referral = uncertainty["referral"]
+        lines.append(
+            f"  uncertainty ({len(uncertainty['augmentations'])} test-time augmentations, {uncertainty['n_cases']} cases): "
+            f"{referral['message']}; {uncertainty['n_flagged']} cases flagged for a human read"
         )
     return lines

@@ -237,7 +237,7 @@ def test_robustness_finds_the_noise_drop_on_images_read_once(manifest, trained):
     result = evaluate(
         open_session(trained.onnx_path, select_device(prefer_gpu=False)), manifest, task="binary", class_names=["nodule"],
         thresholds=trained.output_schema["thresholds"], preprocessing=Preprocessing.from_spec(trained.preprocessing),
-        config=SuiteConfig(attributes=("site",), intersections=(), n_resamples=200, analyses=("robustness",), robustness_max_cases=400),
+        config=SuiteConfig(attributes=("site",), intersections=(), n_resamples=200, analyses=("robustness",), sample_max_cases=400),
         modality="DX",
     ).report
     robustness = result["results"]["nodule"]["robustness"]
@@ -249,3 +249,27 @@ def test_robustness_finds_the_noise_drop_on_images_read_once(manifest, trained):
     assert conditions["gaussian_noise@1"]["metrics"]["auroc"]["change"] > noisy["change"]
     worst = robustness["worst_case"]["metrics"]["auroc"]["change"]
     assert worst == min(c["metrics"]["auroc"]["change"] for c in conditions.values())
+
+
+def test_uncertainty_flags_cases_for_a_target_risk(manifest, trained):
+    """TTA on the kept cases: a referral share that meets the target risk, and flagged cases listed."""
+    from validation.engine.pipeline import SuiteConfig, evaluate
+    from validation.engine.runner import open_session, select_device
+
+    report = evaluate(
+        open_session(trained.onnx_path, select_device(prefer_gpu=False)), manifest, task="binary", class_names=["nodule"],
+        thresholds=trained.output_schema["thresholds"], preprocessing=Preprocessing.from_spec(trained.preprocessing),
+        config=SuiteConfig(attributes=("site",), intersections=(), n_resamples=50, analyses=("uncertainty",), sample_max_cases=600, target_risk=0.1),
+    ).report
+    uncertainty = report["results"]["nodule"]["uncertainty"]
+    referral = uncertainty["referral"]
+    assert uncertainty["n_cases"] == 600 and len(uncertainty["augmentations"]) == 8
+    assert referral["reachable"] and referral["risk"] <= 0.1 and 0 < referral["referred_share"] < 1
+    assert uncertainty["n_flagged"] == round(referral["referred_share"] * 600)
+    flagged = uncertainty["flagged_cases"]
+    assert flagged and all(c["uncertainty"] > referral["cutoff"] for c in flagged)
+    assert [c["uncertainty"] for c in flagged] == sorted((c["uncertainty"] for c in flagged), reverse=True)
+    assert manifest.image_paths[flagged[0]["row"] - 1] == flagged[0]["image_path"]
+    curve = uncertainty["coverage_risk"]
+    assert curve["aurc_optimal"] <= curve["aurc"] < curve["risk_full_coverage"]  # confident cases are right more often
+    assert report["images_read_per_image"] == 1.0

@@ -39,7 +39,8 @@ _OUTPUT_MAPPING = {
     "sigmoid": "a sigmoid was applied to the model's outputs (logits) per class",
     "softmax": "a softmax across classes was applied to the model's outputs (logits)",
 }
-ANALYSES = ("calibration", "robustness")  # beyond the stratified metrics, which every run computes
+ANALYSES = ("calibration", "robustness", "uncertainty")
+_SAMPLED = ("robustness", "uncertainty")  # analyses on the cases kept in memory  # beyond the stratified metrics, which every run computes
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
 _FIRST = 10  # how many skipped images a failure message names
 ENGINE_VERSION = "1"
@@ -80,7 +81,9 @@ class SuiteConfig:
     max_unreadable_share: float = 0.0
     analyses: tuple[str, ...] = ("calibration",)
     calibration_bins: int = 10
-    robustness_max_cases: int = 500
+    sample_max_cases: int = 500
+    tta_augmentations: int = 8
+    target_risk: float = 0.1
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
@@ -111,7 +114,9 @@ class SuiteConfig:
             max_unreadable_share=_fraction(data, "max_unreadable_share", defaults.max_unreadable_share),
             analyses=_analyses(data.get("analyses", defaults.analyses)),
             calibration_bins=_integer(data, "calibration_bins", defaults.calibration_bins, 2, 100),
-            robustness_max_cases=_integer(data, "robustness_max_cases", defaults.robustness_max_cases, 10, 100_000),
+            sample_max_cases=_integer(data, "sample_max_cases", defaults.sample_max_cases, 10, 100_000),
+            tta_augmentations=_integer(data, "tta_augmentations", defaults.tta_augmentations, 2, 8),
+            target_risk=_fraction(data, "target_risk", defaults.target_risk, open_low=True),
         )
         if config.confidence >= 1:
             raise ValueError("suite option 'confidence' must be below 1, e.g. 0.95")
@@ -283,7 +288,7 @@ def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[
 def _classification_metrics(
     manifest: Manifest, rows: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
     thresholds: Mapping[str, float], strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
-    config: SuiteConfig, progress: Progress | None, robustness: Callable[[int, int, float], dict[str, Any]] | None,
+    config: SuiteConfig, progress: Progress | None, sampled: Callable[[int, int, float], dict[str, Any]] | None,
 ) -> dict[str, Any]:
     patient_ids = np.asarray([manifest.patient_ids[i] for i in rows])
     per_label: dict[str, Any] = {}
@@ -298,43 +303,59 @@ def _classification_metrics(
         per_label[name] = report.to_dict()
         if "calibration" in config.analyses:
             per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
-        if robustness is not None:
-            per_label[name]["robustness"] = robustness(k, column, threshold)
+        if sampled is not None:
+            per_label[name].update(sampled(k, column, threshold))
         if progress:
             progress("metrics", (k + 1) / len(manifest.label_names))
     return per_label
 
 
-def _robustness_sample(total: int, config: SuiteConfig) -> frozenset[int]:
-    """The manifest rows whose tensors are kept for the robustness analysis (seeded)."""
-    if total <= config.robustness_max_cases:
+def _kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
+    """The manifest rows whose tensors are kept for the robustness and uncertainty analyses (seeded)."""
+    if total <= config.sample_max_cases:
         return frozenset(range(total))
     rng = np.random.default_rng(config.seed)
-    return frozenset(rng.choice(total, size=config.robustness_max_cases, replace=False).tolist())
+    return frozenset(rng.choice(total, size=config.sample_max_cases, replace=False).tolist())
 
 
-def _robustness_runner(
+def _sampled_analyses(
     model: ModelSession, manifest: Manifest, rows: np.ndarray, scores: np.ndarray, reading: _Reading,
     n_classes: int, activation: str, modality: str, config: SuiteConfig,
 ) -> Callable[[int, int, float], dict[str, Any]]:
-    """A function computing one label's robustness report on the tensors kept during inference."""
+    """A function computing one label's robustness and uncertainty reports on the tensors kept during inference."""
     from validation.engine.robustness import robustness_report
+    from validation.engine.uncertainty import uncertainty_report
 
     position = {int(row): i for i, row in enumerate(rows)}
     kept_rows = sorted(r for r in reading.kept if r in position)
     tensors = np.stack([reading.kept[r] for r in kept_rows]) if kept_rows else np.empty((0,))
     patient_ids = np.asarray([manifest.patient_ids[r] for r in kept_rows])
+    paths = [manifest.image_paths[r] for r in kept_rows]
 
     def run(k: int, column: int, threshold: float) -> dict[str, Any]:
+        reports: dict[str, Any] = {}
         if not kept_rows:
-            return {"error": "no case was kept for the robustness analysis"}
-        return robustness_report(
-            model, tensors, manifest.labels[kept_rows, k], patient_ids,
-            scores[[position[r] for r in kept_rows], column],
-            to_scores=lambda out: _scores(out, n_classes, activation, "binary")[:, column],
-            threshold=threshold, modality=modality, batch_size=config.batch_size,
-            n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
-        )
+            return {name: {"error": "no case was kept for this analysis"} for name in _SAMPLED if name in config.analyses}
+        labels = manifest.labels[kept_rows, k]
+
+        def to_scores(out: np.ndarray) -> np.ndarray:
+            return _scores(out, n_classes, activation, "binary")[:, column]
+
+        if "robustness" in config.analyses:
+            reports["robustness"] = robustness_report(
+                model, tensors, labels, patient_ids, scores[[position[r] for r in kept_rows], column],
+                to_scores=to_scores, threshold=threshold, modality=modality, batch_size=config.batch_size,
+                n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
+            )
+        if "uncertainty" in config.analyses:
+            try:
+                reports["uncertainty"] = uncertainty_report(
+                    model, tensors, labels, kept_rows, paths, to_scores=to_scores, threshold=threshold,
+                    batch_size=config.batch_size, n_augmentations=config.tta_augmentations, target_risk=config.target_risk,
+                )
+            except ValueError as exc:  # logits under activation "none", and the like
+                reports["uncertainty"] = {"error": str(exc)}
+        return reports
 
     return run
 
@@ -411,8 +432,8 @@ def evaluate(
     started = time.perf_counter()
     allowed = int(config.max_unreadable_share * len(manifest))
     total = len(manifest)
-    wants_robustness = "robustness" in config.analyses and task != "segmentation"
-    keep = _robustness_sample(total, config) if wants_robustness else frozenset()
+    wants_sample = task != "segmentation" and any(a in config.analyses for a in _SAMPLED)
+    keep = _kept_sample(total, config) if wants_sample else frozenset()
     reading = _Reading(allowed_skips=allowed, keep=keep)
     skipped = reading.skipped
     if progress:
@@ -438,11 +459,11 @@ def evaluate(
         threshold = float(thresholds.get(class_names[0], 0.5)) if class_names else 0.5
         results = _segmentation_metrics(manifest, rows, raw, threshold, activation, strata, intersections, config)
     else:
-        robustness = None
-        if wants_robustness:
-            robustness = _robustness_runner(model, manifest, rows, scores, reading, len(class_names), activation, modality, config)
+        sampled = None
+        if wants_sample:
+            sampled = _sampled_analyses(model, manifest, rows, scores, reading, len(class_names), activation, modality, config)
         results = _classification_metrics(
-            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress, robustness
+            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress, sampled
         )
     timings["metrics"] = time.perf_counter() - started
 
