@@ -27,16 +27,16 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit
 
-from validation.engine.metrics import DEFAULT_CHUNK_SIZE, MetricEstimate, _opt, patient_bootstrap_counts
+from validation.engine.metrics import DEFAULT_CHUNK_SIZE, _opt, patient_bootstrap_counts
 from validation.engine.stratification import (
     FairnessGap,
     GroupedReport,
     SubgroupResult,
     _gap_result,
     _Group,
-    _interval,
     _labels,
     _largest_gap,
+    subgroup_result,
 )
 
 SEGMENTATION_METRICS: tuple[str, ...] = ("dice", "iou")
@@ -367,17 +367,7 @@ def stratified_segmentation(
 
     # 4. Intervals and gaps.
     def result(g: _Group) -> SubgroupResult:
-        metrics = None
-        if not g.suppressed:
-            metrics = {}
-            for m in SEGMENTATION_METRICS:
-                value = _opt(g.point[m])
-                lo, hi, n_valid = (None, None, 0)
-                if value is not None and n_resamples:
-                    lo, hi, n_valid = _interval(g.boot[m], confidence)
-                metrics[m] = MetricEstimate(value, lo, hi, n_valid)
-        return SubgroupResult(g.attributes, g.values, g.n_cases, g.n_patients, g.n_positive,
-                              g.suppressed, metrics)
+        return subgroup_result(g, SEGMENTATION_METRICS, n_resamples, confidence)
 
     gaps = []
     for attrs, groups in by_grouping[1:]:

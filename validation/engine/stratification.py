@@ -251,6 +251,20 @@ def _make_groups(
     return groups
 
 
+def subgroup_result(g: _Group, metric_names: Sequence[str], n_resamples: int, confidence: float) -> SubgroupResult:
+    """A group's point estimates with their percentile intervals; a suppressed group has none."""
+    metrics = None
+    if not g.suppressed:
+        metrics = {}
+        for name in metric_names:
+            value = _opt(g.point[name])
+            lo, hi, n_valid = (None, None, 0)
+            if value is not None and n_resamples:
+                lo, hi, n_valid = _interval(g.boot[name], confidence)
+            metrics[name] = MetricEstimate(value, lo, hi, n_valid)
+    return SubgroupResult(g.attributes, g.values, g.n_cases, g.n_patients, g.n_positive, g.suppressed, metrics)
+
+
 def _interval(samples: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
@@ -402,17 +416,7 @@ def stratified_metrics(
                 g.boot[k][start:stop] = values[k]
 
     def result(g: _Group) -> SubgroupResult:
-        metrics = None
-        if not g.suppressed:
-            metrics = {}
-            for k in METRIC_NAMES:
-                value = _opt(g.point[k])
-                lo, hi, n_valid = (None, None, 0)
-                if value is not None and n_resamples:
-                    lo, hi, n_valid = _interval(g.boot[k], confidence)
-                metrics[k] = MetricEstimate(value, lo, hi, n_valid)
-        return SubgroupResult(g.attributes, g.values, g.n_cases, g.n_patients, g.n_positive,
-                              g.suppressed, metrics)
+        return subgroup_result(g, METRIC_NAMES, n_resamples, confidence)
 
     overall = result(by_grouping[0][1][0])
     subgroups = [result(g) for _, gs in by_grouping[1:] for g in gs]
