@@ -161,6 +161,16 @@ def suite_lines(results: dict) -> list[str]:
             f"  calibration: ECE {ece['value']:.3f} [{ece['ci_low']:.3f}, {ece['ci_high']:.3f}] ({calibration['n_bins']} {calibration['strategy']} bins), "
             f"Brier {brier['value']:.3f}"
         )
+    generalisation = (label.get("generalisation") or {}).get("groupings", {})
+    for grouping, found in generalisation.items():
+        worst = min((g for g in found["groups"] if g["difference_from_pooled"] is not None), key=lambda g: g["difference_from_pooled"], default=None)
+        if worst is not None:
+            spread = found["leave_one_out_spread"]
+            lines.append(
+                f"  generalisation by {grouping}: lowest is {worst['group']}, AUROC {worst['auroc']['value']:.3f} "
+                f"({worst['difference_from_pooled']:+.3f} from pooled); leave-one-out spread "
+                + ("n/a" if spread is None else f"{spread:.3f}")
+            )
     robustness = label.get("robustness") or {}
     worst = robustness.get("worst_case")
     if worst:

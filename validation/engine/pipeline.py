@@ -39,7 +39,7 @@ _OUTPUT_MAPPING = {
     "sigmoid": "a sigmoid was applied to the model's outputs (logits) per class",
     "softmax": "a softmax across classes was applied to the model's outputs (logits)",
 }
-ANALYSES = ("calibration", "robustness", "uncertainty")
+ANALYSES = ("calibration", "generalisation", "robustness", "uncertainty")
 _SAMPLED = ("robustness", "uncertainty")  # analyses on the cases kept in memory  # beyond the stratified metrics, which every run computes
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
 _FIRST = 10  # how many skipped images a failure message names
@@ -79,7 +79,7 @@ class SuiteConfig:
     confidence: float = 0.95
     batch_size: int = 32
     max_unreadable_share: float = 0.0
-    analyses: tuple[str, ...] = ("calibration",)
+    analyses: tuple[str, ...] = ("calibration", "generalisation")
     calibration_bins: int = 10
     sample_max_cases: int = 500
     tta_augmentations: int = 8
@@ -303,6 +303,13 @@ def _classification_metrics(
         per_label[name] = report.to_dict()
         if "calibration" in config.analyses:
             per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
+        if "generalisation" in config.analyses:
+            from validation.engine.generalisation import generalisation_report
+
+            per_label[name]["generalisation"] = generalisation_report(
+                manifest.labels[rows, k], scores[:, column], patient_ids, strata, threshold=threshold,
+                n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
+            )
         if sampled is not None:
             per_label[name].update(sampled(k, column, threshold))
         if progress:

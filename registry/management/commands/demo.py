@@ -237,7 +237,7 @@ class Command(BaseCommand):
         from validation.services import run_create
 
         with audit_context(user=engineer):
-            run = run_create(actor=engineer, version=version, dataset=dataset, config={"analyses": ["calibration", "robustness", "uncertainty"]})
+            run = run_create(actor=engineer, version=version, dataset=dataset, config={"analyses": ["calibration", "generalisation", "robustness", "uncertainty"]})
         self.stdout.write(f"Validation run {run.pk}: {version} on {dataset.name} ({dataset.image_count} images, 1000 bootstrap resamples) ...")
         try:
             run = follow_run(run.pk, timeout=max(deadline - time.monotonic(), 1), stream=sys.stdout)
