@@ -34,8 +34,8 @@ from validation.engine.stratification import (
     SubgroupResult,
     _gap_result,
     _Group,
-    _labels,
     _largest_gap,
+    _strata_setup,
     subgroup_result,
 )
 
@@ -288,22 +288,9 @@ def stratified_segmentation(
     """
     d, j = _check_scores(dice, iou)
     n = d.size
-    pid = np.asarray(patient_id)
-    if pid.shape != (n,):
-        raise ValueError(f"patient_id has shape {pid.shape}, expected ({n},)")
-    if not 0 < confidence < 1:
-        raise ValueError("confidence must be between 0 and 1")
-    if n_resamples < 0 or chunk_size < 1:
-        raise ValueError("n_resamples must be >= 0 and chunk_size >= 1")
-    labels = {name: _labels(v, n, name) for name, v in dict(attributes or {}).items()}
-    inters = [tuple(x) for x in intersections]
-    for inter in inters:
-        if len(inter) < 2 or any(a not in labels for a in inter):
-            raise ValueError(f"intersection {inter} must name two or more declared attributes")
-
-    _, patient_idx = np.unique(pid, return_inverse=True)
-    patient_idx = patient_idx.ravel()
-    n_patients = int(patient_idx.max()) + 1
+    labels, inters, patient_idx, n_patients = _strata_setup(
+        n, patient_id, attributes, intersections, confidence=confidence, n_resamples=n_resamples, chunk_size=chunk_size,
+    )
     defined = ~np.isnan(d)
     sums = (np.where(defined, d, 0.0), np.where(defined, j, 0.0), defined.astype(np.float64))
 

@@ -251,6 +251,29 @@ def _make_groups(
     return groups
 
 
+def _strata_setup(
+    n: int, patient_id: Any, attributes: Mapping[str, Any] | None, intersections: Sequence[Sequence[str]], *,
+    confidence: float, n_resamples: int, chunk_size: int,
+) -> tuple[dict[str, np.ndarray], list[tuple[str, ...]], np.ndarray, int]:
+    """Checked arguments of a stratified bootstrap (classification or segmentation): attribute
+    labels, intersections, each case's patient index and the number of patients."""
+    pid = np.asarray(patient_id)
+    if pid.shape != (n,):
+        raise ValueError(f"patient_id has shape {pid.shape}, expected ({n},)")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be between 0 and 1")
+    if n_resamples < 0 or chunk_size < 1:
+        raise ValueError("n_resamples must be >= 0 and chunk_size >= 1")
+    labels = {name: _labels(v, n, name) for name, v in dict(attributes or {}).items()}
+    inters = [tuple(x) for x in intersections]
+    for inter in inters:
+        if len(inter) < 2 or any(a not in labels for a in inter):
+            raise ValueError(f"intersection {inter} must name two or more declared attributes")
+    _, patient_idx = np.unique(pid, return_inverse=True)
+    patient_idx = patient_idx.ravel()
+    return labels, inters, patient_idx, int(patient_idx.max()) + 1
+
+
 def subgroup_result(g: _Group, metric_names: Sequence[str], n_resamples: int, confidence: float) -> SubgroupResult:
     """A group's point estimates with their percentile intervals; a suppressed group has none."""
     metrics = None
@@ -362,24 +385,9 @@ def stratified_metrics(
     n = s.size
     if n == 0:
         raise ValueError("no cases")
-    pid = np.asarray(patient_id)
-    if pid.shape != (n,):
-        raise ValueError(f"patient_id has shape {pid.shape}, expected ({n},)")
-    if not 0 < confidence < 1:
-        raise ValueError("confidence must be between 0 and 1")
-    if n_resamples < 0 or chunk_size < 1:
-        raise ValueError("n_resamples must be >= 0 and chunk_size >= 1")
-    attributes = dict(attributes or {})
-    labels = {name: _labels(v, n, name) for name, v in attributes.items()}
-    intersections = [tuple(x) for x in intersections]
-    for inter in intersections:
-        missing = [a for a in inter if a not in labels]
-        if missing or len(inter) < 2:
-            raise ValueError(f"intersection {inter} must name two or more declared attributes")
-
-    _, patient_idx = np.unique(pid, return_inverse=True)
-    patient_idx = patient_idx.ravel()
-    n_patients = int(patient_idx.max()) + 1
+    labels, intersections, patient_idx, n_patients = _strata_setup(
+        n, patient_id, attributes, intersections, confidence=confidence, n_resamples=n_resamples, chunk_size=chunk_size,
+    )
 
     order = np.argsort(s, kind="stable")
     s_sorted, y_sorted, pat_sorted = s[order], y[order], patient_idx[order]
