@@ -17,7 +17,7 @@ from validation import bench
 from validation.engine.loading import read_manifest
 from validation.engine.images import load_image
 
-KEYS = ("pipeline_vs_bare_ort", "metrics_vs_fairlearn", "max_abs_diff_vs_sklearn", "run_2000_seconds", "drift_vs_scipy")
+KEYS = bench.FIGURES
 
 
 @pytest.fixture
@@ -52,6 +52,11 @@ def test_quick_command_prints_one_json_object_with_every_figure(bench_var):
     assert details["metrics"]["fairlearn"]["fairlearn_seconds_per_resample"] > 0
     # PSI edges: np.quantile interpolates between order statistics, ours takes the order statistic itself
     assert details["drift"]["ks_statistic_diff"] <= 1e-12 and details["drift"]["psi_diff"] <= 1e-3
+    suite = details["suite"]
+    assert result["images_read_per_image"] == 1.0 and suite["images_read"] == bench.QUICK.run_images  # robustness, TTA, saliency reuse the tensors
+    assert set(suite["stages_seconds"]) >= {"inference", "metrics", *bench.FULL_SUITE}
+    assert suite["robustness_conditions"] == 11 * 3 and suite["tta_augmentations"] == 8 and suite["explained_cases"] == 32
+    assert suite["saliency_files"] == 2 * 32
     assert (bench_var / "bench").is_dir()
 
 

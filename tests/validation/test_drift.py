@@ -82,3 +82,14 @@ def test_prevalence_shift_interval():
     assert 0 < shift.ci_low < 0.3 < shift.ci_high < 0.5 and shift.significant
     same = prevalence_shift(np.r_[np.ones(30), np.zeros(70)], np.r_[np.ones(31), np.zeros(69)], label="nodule")
     assert not same.significant
+
+
+def test_small_samples_rest_on_ks_because_psi_is_biased_upward():
+    rng = np.random.default_rng(9)
+    same = distribution_drift(rng.normal(0, 1, 60), rng.normal(0, 1, 60), feature="x")
+    assert not same.psi_used and same.psi_expected_without_drift == pytest.approx(9 * 2 / 60)
+    assert not same.drifted  # its PSI alone (noise) would often pass 0.1
+    shifted = distribution_drift(rng.normal(0, 1, 60), rng.normal(2, 1, 60), feature="x")
+    assert shifted.drifted and shifted.level == "major" and shifted.ks_pvalue < 0.01
+    large = distribution_drift(rng.normal(0, 1, 5000), rng.normal(0, 1, 5000), feature="x")
+    assert large.psi_used

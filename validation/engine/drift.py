@@ -18,6 +18,11 @@ How one comparison is computed (``distribution_drift``), sorting each sample onc
    ``ks_min_statistic`` (0.1): with tens of thousands of cases every tiny
    difference is significant, so significance alone is not drift. PSI of 0.25
    or more is "major" (the usual credit-scoring bands).
+4. PSI is biased upward in small samples: with no drift at all its expected
+   value is about ``(bins - 1) (1/n + 1/m)`` (its chi-square approximation),
+   0.3 for two samples of 60. When that expectation exceeds half of
+   ``psi_moderate`` the PSI is reported but not used, and drift rests on the
+   KS test alone (``psi_used`` false).
 
 Plain NumPy and SciPy (no Django).
 """
@@ -25,6 +30,7 @@ Plain NumPy and SciPy (no Django).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,6 +64,8 @@ class DriftResult:
     ks_pvalue: float
     level: str  # "none" | "moderate" | "major"
     drifted: bool
+    psi_used: bool  # false when the samples are too small for PSI (step 4)
+    psi_expected_without_drift: float
     bin_edges: list[float]
     reference_shares: list[float]
     current_shares: list[float]
@@ -115,27 +123,43 @@ def distribution_drift(
     cur = np.sort(_clean(current, "current", feature))
     statistic, pvalue = ks_sorted(ref, cur)
     psi, edges, ref_shares, cur_shares = psi_sorted(ref, cur, n_bins)
-    level = "major" if psi >= thresholds.psi_major else "moderate" if psi >= thresholds.psi_moderate else "none"
     ks_drift = pvalue < thresholds.ks_alpha and statistic >= thresholds.ks_min_statistic
+    expected = (len(ref_shares) - 1) * (1 / ref.size + 1 / cur.size)
+    psi_used = expected <= thresholds.psi_moderate / 2
+    level = "major" if psi >= thresholds.psi_major else "moderate" if psi >= thresholds.psi_moderate else "none"
+    if not psi_used:
+        level = "major" if ks_drift else "none"  # KS alone decides; a rejected KS is reported as major
     return DriftResult(
         feature=feature, n_reference=int(ref.size), n_current=int(cur.size), psi=psi,
-        ks_statistic=statistic, ks_pvalue=pvalue, level=level, drifted=level != "none" or ks_drift,
+        ks_statistic=statistic, ks_pvalue=pvalue, level=level, drifted=bool(level != "none" or ks_drift),
+        psi_used=psi_used, psi_expected_without_drift=float(expected),
         bin_edges=edges.tolist(), reference_shares=ref_shares.tolist(), current_shares=cur_shares.tolist(),
         reference_mean=float(ref.mean()), current_mean=float(cur.mean()), thresholds=thresholds,
     )
 
 
-def image_statistics(batch: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image summary statistics of an (N, ...) batch of preprocessed tensors: the inputs whose
-    distributions drift when a scanner, protocol or population changes."""
-    x = np.asarray(batch, dtype=np.float32).reshape(len(batch), -1)
-    low, high = np.percentile(x, [1, 99], axis=1)
-    return {
-        "image_mean": x.mean(axis=1).astype(np.float64),
-        "image_std": x.std(axis=1).astype(np.float64),
-        "image_p01": low.astype(np.float64),
-        "image_p99": high.astype(np.float64),
-    }
+IMAGE_FEATURES = ("image_mean", "image_std", "image_p01", "image_p99")
+_MAX_STATISTIC_PIXELS = 1 << 18
+
+
+def image_statistics(images: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-image summary statistics (``IMAGE_FEATURES``) of images as read, in their own units
+    (after the DICOM rescale, before windowing and normalisation, which would hide a new
+    detector's offset): the inputs whose distributions drift when a scanner, protocol or
+    population changes. Images of any shape; above 2**18 pixels a regular subsample is used."""
+    rows = [image_summary(image) for image in images]
+    table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(IMAGE_FEATURES))
+    return {name: table[:, k] for k, name in enumerate(IMAGE_FEATURES)}
+
+
+def image_summary(image: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean, standard deviation, 1st and 99th percentile of one image (see ``image_statistics``)."""
+    x = np.asarray(image).reshape(-1)
+    if x.size > _MAX_STATISTIC_PIXELS:
+        x = x[:: -(-x.size // _MAX_STATISTIC_PIXELS)]
+    x = x.astype(np.float64, copy=False)
+    low, high = np.percentile(x, [1, 99])
+    return float(x.mean()), float(x.std()), float(low), float(high)
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,25 @@ def average_precision(y_true: Any, y_score: Any, sample_weight: Any = None) -> f
     return binary_metrics(y_true, y_score, 0.5, sample_weight).auprc
 
 
+def roc_points(y_true: Any, y_score: Any, max_points: int = 201) -> dict[str, list[float]] | None:
+    """The ROC curve (one point per distinct score, from the highest down, as scikit-learn's
+    ``roc_curve``), thinned to at most ``max_points`` by keeping evenly spaced points and both
+    ends; None when one class is missing."""
+    y, s = _check_inputs(y_true, y_score)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
+        return None
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    ends = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]
+    tpr = np.r_[0.0, np.cumsum(y)[ends] / n_pos]
+    fpr = np.r_[0.0, np.cumsum(~y)[ends] / n_neg]
+    if tpr.size > max_points:
+        keep = np.unique(np.linspace(0, tpr.size - 1, max_points).round().astype(int))
+        tpr, fpr = tpr[keep], fpr[keep]
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+
+
 # ---------------------------------------------------------------------------
 # Bootstrap weights
 # ---------------------------------------------------------------------------

@@ -12,7 +12,13 @@ Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
    ``max_unreadable_share``; beyond it the run fails with the list.
 3. ``metrics``: per label (multi-label: each label alone) every metric overall
    and per subgroup with patient-level bootstrap CIs and the fairness gaps;
-   segmentation: Dice and IoU against the ground-truth masks.
+   segmentation: Dice and IoU against the ground-truth masks. The analyses the
+   suite names run here too: calibration and generalisation on the scores;
+   robustness, uncertainty and explainability on the tensors of a sample of
+   cases kept from stage 2 (no image is read twice).
+4. ``drift``: the run's per-case table (``Evaluation.cases``: scores, labels,
+   image statistics, pseudonymised patients) against the baseline run's
+   (``validation.engine.baseline``).
 
 Whatever ``progress`` raises (a cancellation) stops the run between batches.
 """
@@ -21,12 +27,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from validation.engine.baseline import Baseline, BaselineError, CaseTable, baseline_comparison, pseudonymise
+from validation.engine.drift import IMAGE_FEATURES, image_summary
 from validation.engine.loading import ATTRIBUTE_COLUMNS, Manifest
+from validation.engine.metrics import roc_points
 from validation.engine.images import ImageError, fill_attributes_from_headers, load_image
 from validation.engine.preprocessing import Preprocessing, check_against_signature
 from validation.engine.runner import ModelSession, RunnerError, run_batches
@@ -39,8 +49,9 @@ _OUTPUT_MAPPING = {
     "sigmoid": "a sigmoid was applied to the model's outputs (logits) per class",
     "softmax": "a softmax across classes was applied to the model's outputs (logits)",
 }
-ANALYSES = ("calibration", "generalisation", "robustness", "uncertainty")
-_SAMPLED = ("robustness", "uncertainty")  # analyses on the cases kept in memory  # beyond the stratified metrics, which every run computes
+# Analyses beyond the stratified metrics, which every run computes.
+ANALYSES = ("calibration", "drift", "explainability", "generalisation", "robustness", "uncertainty")
+_SAMPLED = ("explainability", "robustness", "uncertainty")  # analyses on the cases kept in memory
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
 _FIRST = 10  # how many skipped images a failure message names
 ENGINE_VERSION = "1"
@@ -79,11 +90,14 @@ class SuiteConfig:
     confidence: float = 0.95
     batch_size: int = 32
     max_unreadable_share: float = 0.0
-    analyses: tuple[str, ...] = ("calibration", "generalisation")
+    analyses: tuple[str, ...] = ("calibration", "generalisation", "drift")
     calibration_bins: int = 10
     sample_max_cases: int = 500
     tta_augmentations: int = 8
     target_risk: float = 0.1
+    explain_cases: int = 32
+    rise_masks: int = 500
+    degradation_margin: float = 0.05
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
@@ -117,6 +131,9 @@ class SuiteConfig:
             sample_max_cases=_integer(data, "sample_max_cases", defaults.sample_max_cases, 10, 100_000),
             tta_augmentations=_integer(data, "tta_augmentations", defaults.tta_augmentations, 2, 8),
             target_risk=_fraction(data, "target_risk", defaults.target_risk, open_low=True),
+            explain_cases=_integer(data, "explain_cases", defaults.explain_cases, 1, 256),
+            rise_masks=_integer(data, "rise_masks", defaults.rise_masks, 50, 5000),
+            degradation_margin=_fraction(data, "degradation_margin", defaults.degradation_margin, open_low=True),
         )
         if config.confidence >= 1:
             raise ValueError("suite option 'confidence' must be below 1, e.g. 0.95")
@@ -171,12 +188,14 @@ def _fraction(data: Mapping[str, Any], key: str, default: float, *, open_low: bo
 
 @dataclass
 class Evaluation:
-    """The report (JSON-safe), per-stage seconds, and per-case scores for later analyses."""
+    """The report (JSON-safe), per-stage seconds, per-case values and the files beside the report."""
 
     report: dict[str, Any]
     timings: dict[str, float]
     scores: np.ndarray = field(repr=False)
     case_index: np.ndarray = field(repr=False)  # manifest row of each score row
+    cases: CaseTable | None = field(default=None, repr=False)  # what a later run's drift is computed against
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # saliency overlays (PNG) by relative name
 
 
 # --- Stage 2: images through the model ---------------------------------------------
@@ -191,6 +210,7 @@ class _Reading:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     kept: dict[int, np.ndarray] = field(default_factory=dict)
     reads: int = 0
+    stats: list[tuple[float, float, float, float]] = field(default_factory=list)  # per evaluated image, as read
 
 
 def _image_batches(
@@ -225,6 +245,7 @@ def _image_batches(
             )
         ids.append(index)
         tensors.append(tensor)
+        reading.stats.append(image_summary(image.array))
         if index in reading.keep:
             reading.kept[index] = tensor
         if len(ids) == batch_size:
@@ -289,6 +310,7 @@ def _classification_metrics(
     manifest: Manifest, rows: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
     thresholds: Mapping[str, float], strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
     config: SuiteConfig, progress: Progress | None, sampled: Callable[[int, int, float], dict[str, Any]] | None,
+    timings: dict[str, float],
 ) -> dict[str, Any]:
     patient_ids = np.asarray([manifest.patient_ids[i] for i in rows])
     per_label: dict[str, Any] = {}
@@ -301,20 +323,36 @@ def _classification_metrics(
             min_patients=config.min_patients, confidence=config.confidence,
         )
         per_label[name] = report.to_dict()
+        roc = roc_points(manifest.labels[rows, k], scores[:, column])
+        if roc is not None:
+            auroc = per_label[name]["overall"]["metrics"]["auroc"]
+            per_label[name]["roc"] = {**roc, "auroc": auroc["value"], "ci_low": auroc["ci_low"], "ci_high": auroc["ci_high"]}
         if "calibration" in config.analyses:
-            per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
+            with _timed(timings, "calibration"):
+                per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
         if "generalisation" in config.analyses:
             from validation.engine.generalisation import generalisation_report
 
-            per_label[name]["generalisation"] = generalisation_report(
-                manifest.labels[rows, k], scores[:, column], patient_ids, strata, threshold=threshold,
-                n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
-            )
+            with _timed(timings, "generalisation"):
+                per_label[name]["generalisation"] = generalisation_report(
+                    manifest.labels[rows, k], scores[:, column], patient_ids, strata, threshold=threshold,
+                    n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
+                )
         if sampled is not None:
             per_label[name].update(sampled(k, column, threshold))
         if progress:
             progress("metrics", (k + 1) / len(manifest.label_names))
     return per_label
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the block's seconds to ``timings[stage]`` (an analysis runs once per label)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
 def _kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
@@ -327,9 +365,11 @@ def _kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
 
 def _sampled_analyses(
     model: ModelSession, manifest: Manifest, rows: np.ndarray, scores: np.ndarray, reading: _Reading,
-    n_classes: int, activation: str, modality: str, config: SuiteConfig,
+    n_classes: int, activation: str, modality: str, config: SuiteConfig, files: dict[str, bytes],
+    timings: dict[str, float],
 ) -> Callable[[int, int, float], dict[str, Any]]:
-    """A function computing one label's robustness and uncertainty reports on the tensors kept during inference."""
+    """A function computing one label's robustness, uncertainty and explainability reports on the
+    tensors kept during inference; saliency overlays go to ``files``."""
     from validation.engine.robustness import robustness_report
     from validation.engine.uncertainty import uncertainty_report
 
@@ -349,22 +389,57 @@ def _sampled_analyses(
             return _scores(out, n_classes, activation, "binary")[:, column]
 
         if "robustness" in config.analyses:
-            reports["robustness"] = robustness_report(
-                model, tensors, labels, patient_ids, scores[[position[r] for r in kept_rows], column],
-                to_scores=to_scores, threshold=threshold, modality=modality, batch_size=config.batch_size,
-                n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
-            )
-        if "uncertainty" in config.analyses:
-            try:
-                reports["uncertainty"] = uncertainty_report(
-                    model, tensors, labels, kept_rows, paths, to_scores=to_scores, threshold=threshold,
-                    batch_size=config.batch_size, n_augmentations=config.tta_augmentations, target_risk=config.target_risk,
+            with _timed(timings, "robustness"):
+                reports["robustness"] = robustness_report(
+                    model, tensors, labels, patient_ids, scores[[position[r] for r in kept_rows], column],
+                    to_scores=to_scores, threshold=threshold, modality=modality, batch_size=config.batch_size,
+                    n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
                 )
-            except ValueError as exc:  # logits under activation "none", and the like
-                reports["uncertainty"] = {"error": str(exc)}
+        if "uncertainty" in config.analyses:
+            with _timed(timings, "uncertainty"):
+                try:
+                    reports["uncertainty"] = uncertainty_report(
+                        model, tensors, labels, kept_rows, paths, to_scores=to_scores, threshold=threshold,
+                        batch_size=config.batch_size, n_augmentations=config.tta_augmentations, target_risk=config.target_risk,
+                    )
+                except ValueError as exc:  # logits under activation "none", and the like
+                    reports["uncertainty"] = {"error": str(exc)}
+        if "explainability" in config.analyses:
+            with _timed(timings, "explainability"):
+                reports["explainability"] = _explainability(
+                    model, tensors, labels, kept_rows, paths, to_scores, manifest.label_names[k], config, files,
+                )
         return reports
 
     return run
+
+
+def _explainability(
+    model: ModelSession, tensors: np.ndarray, labels: np.ndarray, kept_rows: list[int], paths: list[str],
+    to_scores: Callable[[np.ndarray], np.ndarray], label: str, config: SuiteConfig, files: dict[str, bytes],
+) -> dict[str, Any]:
+    """One label's saliency faithfulness report; its overlays are added to ``files`` and named in the report."""
+    from validation.engine.explainability import ExplainabilityError, explainability_report, overlay_png
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return to_scores(model.session.run(model.output_names[:1], {model.input_name: batch.astype(model.input_dtype)})[0])
+
+    try:
+        result = explainability_report(
+            predict, tensors, labels, kept_rows, paths, n_cases=config.explain_cases, seed=config.seed,
+            rise_masks=config.rise_masks, batch_size=config.batch_size, confidence=config.confidence,
+            n_resamples=config.n_resamples,
+        )
+    except ExplainabilityError as exc:
+        return {"error": str(exc)}
+    position = {row: i for i, row in enumerate(kept_rows)}
+    overlays = []
+    for method, maps in result.saliency.items():
+        for row, saliency in zip(result.case_rows, maps):
+            name = f"saliency/{label}/{method}/row-{row + 1}.png"
+            files[name] = overlay_png(tensors[position[row]], saliency)
+            overlays.append({"method": method, "row": row + 1, "file": name})
+    return {**result.report, "overlays": overlays}
 
 
 def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray, config: SuiteConfig) -> dict[str, Any]:
@@ -419,6 +494,7 @@ def evaluate(
     activation: str = "none",
     progress: Progress | None = None,
     modality: str = "",
+    baseline: Baseline | None = None,
 ) -> Evaluation:
     """Evaluate ``model`` on every image of ``manifest`` (see the module docstring)."""
     if task not in TASKS:
@@ -458,6 +534,8 @@ def evaluate(
     if progress:
         progress("metrics", 0.0)
     rows = np.asarray(output.ids, dtype=np.int64)
+    files: dict[str, bytes] = {}
+    cases: CaseTable | None = None
     raw = output.outputs[model.output_names[0]]
     scores = _scores(raw, len(class_names), activation, task)
     strata, missing = _strata(manifest, rows, config)
@@ -467,12 +545,24 @@ def evaluate(
         results = _segmentation_metrics(manifest, rows, raw, threshold, activation, strata, intersections, config)
     else:
         sampled = None
-        if wants_sample:
-            sampled = _sampled_analyses(model, manifest, rows, scores, reading, len(class_names), activation, modality, config)
-        results = _classification_metrics(
-            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress, sampled
+        cases = CaseTable(
+            patient_keys=pseudonymise([manifest.patient_ids[i] for i in rows]), label_names=tuple(manifest.label_names),
+            labels=manifest.labels[rows], class_names=tuple(class_names), scores=scores,
+            image_stats={name: np.asarray([s[j] for s in reading.stats]) for j, name in enumerate(IMAGE_FEATURES)},
         )
-    timings["metrics"] = time.perf_counter() - started
+        if wants_sample:
+            sampled = _sampled_analyses(
+                model, manifest, rows, scores, reading, len(class_names), activation, modality, config, files, timings,
+            )
+        results = _classification_metrics(
+            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress, sampled, timings,
+        )
+    analyses_seconds = sum(timings.get(name, 0.0) for name in ANALYSES)
+    timings["metrics"] = time.perf_counter() - started - analyses_seconds  # the stratified metrics alone
+    drift = None
+    if "drift" in config.analyses:
+        with _timed(timings, "drift"):
+            drift = _drift(cases, baseline, thresholds, config)
 
     patients = {manifest.patient_ids[i] for i in rows}
     report = {
@@ -501,4 +591,27 @@ def evaluate(
         "inference": output.to_dict(),
         "results": results,
     }
-    return Evaluation(report=report, timings=timings, scores=scores if task != "segmentation" else np.empty(0), case_index=rows)
+    if drift is not None:
+        report["drift"] = drift
+    return Evaluation(
+        report=report, timings=timings, scores=scores if task != "segmentation" else np.empty(0), case_index=rows,
+        cases=cases, files=files,
+    )
+
+
+def _drift(cases: CaseTable | None, baseline: Baseline | None, thresholds: Mapping[str, float], config: SuiteConfig) -> dict[str, Any]:
+    """The comparison with the baseline run, or the reason there is none (the rest of the report stands)."""
+    source = baseline.source if baseline else {}
+    if cases is None:
+        return {"baseline": source, "error": "drift against a baseline is computed for classification runs only"}
+    if baseline is None or baseline.table is None:
+        problem = baseline.problem if baseline else "no baseline run was given"
+        return {"baseline": source, "error": problem}
+    try:
+        comparison = baseline_comparison(
+            baseline.table, cases, thresholds=thresholds, n_resamples=config.n_resamples, seed=config.seed,
+            confidence=config.confidence, degradation_margin=config.degradation_margin,
+        )
+    except BaselineError as exc:
+        return {"baseline": source, "error": str(exc)}
+    return {"baseline": source, **comparison}

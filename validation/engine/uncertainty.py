@@ -26,7 +26,6 @@ _SHIFT = 2
 AUGMENTATIONS: tuple[str, ...] = (
     "identity", "flip", "shift_right", "shift_left", "shift_down", "shift_up", "flip_shift_right", "flip_shift_down",
 )
-MAX_LISTED_FLAGS = 200
 
 
 def _augment(batch: np.ndarray, name: str) -> np.ndarray:
@@ -78,6 +77,6 @@ def uncertainty_report(
         "flagged_cases": [
             {"row": int(rows[i]) + 1, "image_path": image_paths[i], "uncertainty": float(uncertainty[i]),
              "probability": float(tta.mean_prob[i]), "tta_std": float(tta.std[i])}
-            for i in flagged[:MAX_LISTED_FLAGS]
+            for i in flagged  # at most the kept sample (``sample_max_cases``)
         ],
     }

@@ -1,0 +1,283 @@
+"""Saliency (occlusion, RISE), deletion/insertion faithfulness against a random baseline, and the overlay."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from validation.engine.explainability import (
+    ExplainabilityError,
+    _select_cases,
+    _verdict,
+    deletion_insertion,
+    explainability_report,
+    occlusion_saliency,
+    overlay_png,
+    random_saliency,
+    rise_saliency,
+)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def _blob_images(n: int, size: int = 32, seed: int = 0, radius: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Noise images, half of them with a bright gaussian blob at a random position."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = rng.normal(0, 0.1, (n, 1, size, size)).astype(np.float32)
+    y = np.arange(n) % 2
+    centres = rng.integers(6, size - 6, (n, 2))
+    for i in np.flatnonzero(y):
+        images[i, 0] += np.exp(-((yy - centres[i, 0]) ** 2 + (xx - centres[i, 1]) ** 2) / (2 * radius**2))
+    return images, y, centres
+
+
+def lesion_model(batch: np.ndarray) -> np.ndarray:
+    """Looks at the lesion: logistic of the maximum of the smoothed image."""
+    smoothed = gaussian_filter(batch[:, 0], sigma=(0, 1.5, 1.5))
+    return _sigmoid(12 * (smoothed.reshape(len(batch), -1).max(axis=1) - 0.35))
+
+
+def mean_model(batch: np.ndarray) -> np.ndarray:
+    """Ignores the lesion: every pixel weighs the same in the mean intensity."""
+    return _sigmoid(8 * batch.reshape(len(batch), -1).mean(axis=1))
+
+
+def _report(model, images, y, **kwargs):
+    settings = {"n_cases": 16, "rise_masks": 200, "n_resamples": 500} | kwargs
+    paths = [f"cases/{i:03d}.png" for i in range(len(images))]
+    return explainability_report(model, images, y, list(range(len(images))), paths, **settings)
+
+
+# ---------------------------------------------------------------------------
+# Saliency
+# ---------------------------------------------------------------------------
+
+
+def test_occlusion_equals_a_direct_patch_loop_on_a_non_square_image():
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(1, 10, 13)).astype(np.float32)
+    weights = rng.normal(size=(10, 13))
+    predict = lambda b: np.tanh((b[:, 0] * weights).sum(axis=(1, 2)))  # noqa: E731
+    got = occlusion_saliency(predict, image, patch=4, stride=3, batch_size=5)
+
+    base = predict(image[None])[0]
+    total, covered = np.zeros((10, 13)), np.zeros((10, 13))
+    for y in (0, 3, 6):  # the last origin sits flush with the bottom edge
+        for x in (0, 3, 6, 9):
+            occluded = image.copy()
+            occluded[:, y : y + 4, x : x + 4] = image.mean()
+            total[y : y + 4, x : x + 4] += base - predict(occluded[None])[0]
+            covered[y : y + 4, x : x + 4] += 1
+    assert covered.min() == 1
+    np.testing.assert_allclose(got, total / covered, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise"])
+def test_saliency_peaks_inside_the_lesion(method):
+    images, _, centres = _blob_images(2, size=32, seed=5)
+    image, centre = images[1], centres[1]  # the second image has the blob
+    if method == "occlusion":
+        saliency = occlusion_saliency(lesion_model, image)
+    else:
+        saliency = rise_saliency(lesion_model, image, n_masks=400, seed=0)
+    assert saliency.shape == (32, 32)
+    peak = np.unravel_index(np.argmax(saliency), saliency.shape)
+    assert np.hypot(*(np.asarray(peak) - centre)) <= 6  # inside the visible blob (2 sigma)
+    assert saliency[tuple(centre)] >= 0.9 * saliency.max()  # occlusion's maximum is a stride-wide plateau
+    yy, xx = np.mgrid[:32, :32]
+    distance = np.hypot(yy - centre[0], xx - centre[1])
+    assert saliency[distance <= 3].mean() > saliency[distance > 14].max()  # RISE maps sit on a baseline of about E[P]
+
+
+def test_rise_is_reproducible_from_its_seed_and_independent_of_batch_size():
+    images, _, _ = _blob_images(2, size=32, seed=1)
+    first = rise_saliency(lesion_model, images[1], n_masks=100, seed=7, batch_size=64)
+    np.testing.assert_array_equal(first, rise_saliency(lesion_model, images[1], n_masks=100, seed=7, batch_size=64))
+    np.testing.assert_allclose(first, rise_saliency(lesion_model, images[1], n_masks=100, seed=7, batch_size=9), atol=1e-12)
+    assert not np.allclose(first, rise_saliency(lesion_model, images[1], n_masks=100, seed=8))
+
+
+def test_rise_normalisation_gives_a_constant_model_its_own_value():
+    """sum_i P * mask_i / (n * p) with P = c is c times the mean mask over p, so about c everywhere."""
+    image = np.zeros((1, 32, 32), dtype=np.float32)
+    saliency = rise_saliency(lambda b: np.full(len(b), 0.8), image, n_masks=2000, seed=0)
+    assert saliency.mean() == pytest.approx(0.8, abs=0.02)
+    assert np.abs(saliency - 0.8).max() < 0.1
+
+
+def test_random_saliency_is_seeded_and_smooth():
+    first = random_saliency((64, 48), seed=4)
+    np.testing.assert_array_equal(first, random_saliency((64, 48), seed=4))
+    assert not np.allclose(first, random_saliency((64, 48), seed=5))
+    neighbour_correlation = np.corrcoef(first[:, :-1].ravel(), first[:, 1:].ravel())[0, 1]
+    assert first.shape == (64, 48) and neighbour_correlation > 0.8  # white noise would give about 0
+
+
+# ---------------------------------------------------------------------------
+# Deletion and insertion
+# ---------------------------------------------------------------------------
+
+
+def test_deletion_insertion_areas_match_hand_computed_curves():
+    """8 x 8 noise image, 16 steps of 4 pixels. A model reading the fraction of original pixels has
+    linear curves (area 1/2); one reading 8 'lesion' pixels drops (or rises) within 2 steps when they
+    come first, area 0.5 * 8/64, and only in the last 2 steps when they come last."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 1, 8, 8)).astype(np.float32)
+    lesion = np.zeros((8, 8), dtype=bool)
+    lesion[2:4, 1:5] = True
+
+    def original_fraction(batch, where=np.ones((8, 8), dtype=bool)):
+        return (batch[:, 0] == image[0, 0])[:, where].mean(axis=1)
+
+    def lesion_fraction(batch):
+        return original_fraction(batch, lesion)
+
+    lesion_first = (lesion + rng.uniform(0, 0.5, (8, 8)))[None]
+    deletion, insertion = deletion_insertion(original_fraction, image, lesion_first, steps=16)
+    np.testing.assert_allclose([deletion[0], insertion[0]], [0.5, 0.5], atol=1e-12)
+    deletion, insertion = deletion_insertion(lesion_fraction, image, lesion_first, steps=16, batch_size=5)
+    np.testing.assert_allclose([deletion[0], insertion[0]], [0.0625, 0.9375], atol=1e-12)
+    deletion, insertion = deletion_insertion(lesion_fraction, image, -lesion_first, steps=16)
+    np.testing.assert_allclose([deletion[0], insertion[0]], [0.9375, 0.0625], atol=1e-12)
+
+
+def test_deletion_insertion_scores_cases_independently_of_batching():
+    images, _, _ = _blob_images(6, size=32, seed=2)
+    maps = np.stack([random_saliency((32, 32), seed=i) for i in range(6)])
+    together = deletion_insertion(lesion_model, images, maps, steps=10, batch_size=64)
+    one_by_one = [deletion_insertion(lesion_model, images[i : i + 1], maps[i : i + 1], steps=10, batch_size=7) for i in range(6)]
+    np.testing.assert_allclose(together[0], [d[0][0] for d in one_by_one], atol=1e-12)
+    np.testing.assert_allclose(together[1], [d[1][0] for d in one_by_one], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def test_a_model_that_looks_at_the_lesion_beats_random():
+    images, y, _ = _blob_images(40, seed=0)
+    report = _report(lesion_model, images, y).report
+    random_deletion = report["random_baseline"]["deletion_auc"]
+    random_insertion = report["random_baseline"]["insertion_auc"]
+    for method in ("occlusion", "rise"):
+        entry = report["methods"][method]
+        assert entry["verdict"] == "beats random"
+        assert entry["deletion_auc"] < random_deletion - 0.1
+        assert entry["insertion_auc"] > random_insertion + 0.05
+        assert entry["deletion_difference"]["ci_high"] < 0 < entry["insertion_difference"]["ci_low"]
+        assert entry["deletion_difference"]["value"] == pytest.approx(entry["deletion_auc"] - random_deletion)
+
+
+def test_a_model_that_ignores_the_lesion_is_not_distinguishable_from_random():
+    images, y, _ = _blob_images(40, seed=0)
+    report = _report(mean_model, images, y).report
+    for method in ("occlusion", "rise"):
+        entry = report["methods"][method]
+        assert entry["verdict"] == "not distinguishable from random"
+        assert abs(entry["deletion_difference"]["value"]) < 0.02
+        assert abs(entry["insertion_difference"]["value"]) < 0.02
+    # Occlusion still finds the bright blob that moves the mean a little, consistently enough for a
+    # CI that excludes 0: only the minimum difference keeps that from reading as evidence.
+    strict = _report(mean_model, images, y, methods=("occlusion",), min_difference=0.0).report["methods"]["occlusion"]
+    assert strict["deletion_difference"]["ci_high"] < 0 and strict["verdict"] == "beats random"
+
+
+@pytest.mark.parametrize(("deletion", "insertion", "verdict"), [
+    ((-0.10, -0.15, -0.05), (0.10, 0.05, 0.15), "beats random"),
+    ((-0.10, -0.15, -0.05), (0.00, -0.05, 0.05), "beats random on deletion only"),
+    ((0.10, 0.05, 0.15), (-0.10, -0.15, -0.05), "worse than random"),
+    ((-0.10, -0.15, -0.05), (-0.10, -0.15, -0.05), "mixed: better than random on one curve, worse on the other"),
+    ((-0.01, -0.015, -0.005), (0.01, 0.005, 0.015), "not distinguishable from random"),
+    ((-0.10, None, None), (0.10, None, None), "too few cases to judge"),
+])
+def test_verdict_needs_a_ci_excluding_zero_and_a_difference_that_matters(deletion, insertion, verdict):
+    as_dict = lambda t: dict(zip(("value", "ci_low", "ci_high"), t))  # noqa: E731
+    assert _verdict(as_dict(deletion), as_dict(insertion), 0.02) == verdict
+
+
+def test_report_is_json_safe_balanced_and_reproducible():
+    images, y, _ = _blob_images(40, seed=0)
+    result = _report(lesion_model, images, y, seed=3)
+    report = result.report
+    json.dumps(report, allow_nan=False)
+    assert report["n_cases"] == 16 and report["n_positive"] == report["n_negative"] == 8 and report["notes"] == []
+    assert result.saliency["occlusion"].shape == result.saliency["rise"].shape == (16, 32, 32)
+    assert result.case_rows == sorted(result.case_rows)
+    assert [case["row"] for case in report["cases"]] == [row + 1 for row in result.case_rows]
+    first = report["cases"][0]
+    assert first["image_path"] == f"cases/{result.case_rows[0]:03d}.png" and first["label"] == y[result.case_rows[0]]
+    assert first["probability"] == pytest.approx(lesion_model(images[result.case_rows[:1]])[0])
+    assert set(first["deletion_auc"]) == set(first["insertion_auc"]) == {"occlusion", "rise", "random"}
+    assert report["settings"]["deletion_baseline"].startswith("gaussian blur, sigma 4 px")
+    assert _report(lesion_model, images, y, seed=3).case_rows == result.case_rows
+    assert _report(lesion_model, images, y, seed=4, methods=("occlusion",)).case_rows != result.case_rows
+
+
+def test_selection_keeps_the_minority_class():
+    y = np.zeros(30, dtype=int)
+    y[[4, 17]] = 1
+    chosen = _select_cases(y, 10, seed=0)
+    assert len(chosen) == 10 and set(np.flatnonzero(y)) <= set(chosen)
+    assert len(_select_cases(np.ones(5, dtype=int), 4, seed=0)) == 4  # one class only: all from it
+
+
+def test_fewer_cases_than_asked_uses_them_all_and_says_so():
+    images, y, _ = _blob_images(5, seed=0)
+    result = _report(lesion_model, images, y, n_cases=32, methods=("occlusion",), n_random=2)
+    assert result.report["n_cases"] == 5 and result.case_rows == [0, 1, 2, 3, 4]
+    assert "fewer than the 32 asked" in result.report["notes"][0]
+    assert result.report["methods"]["occlusion"]["verdict"] in {
+        "beats random", "not distinguishable from random", "beats random on deletion only", "beats random on insertion only",
+    }
+
+
+def test_a_model_returning_nan_is_refused_with_a_message():
+    images, y, _ = _blob_images(4, seed=0)
+    with pytest.raises(ExplainabilityError, match="NaN or infinite"):
+        _report(lambda b: np.full(len(b), np.nan), images, y)
+
+
+def test_zero_cases_and_unknown_methods_are_refused():
+    with pytest.raises(ExplainabilityError, match="no cases to explain"):
+        explainability_report(lesion_model, np.zeros((0, 1, 32, 32), np.float32), np.zeros(0), [], [])
+    images, y, _ = _blob_images(4, seed=0)
+    with pytest.raises(ExplainabilityError, match="unknown saliency method"):
+        _report(lesion_model, images, y, methods=("gradcam",))
+
+
+# ---------------------------------------------------------------------------
+# Overlay
+# ---------------------------------------------------------------------------
+
+
+def test_overlay_is_a_deterministic_png_of_the_image_size():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 20, 30)).astype(np.float32)
+    saliency = rng.normal(size=(20, 30))
+    data = overlay_png(image, saliency)
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.format == "PNG" and decoded.size == (30, 20) and decoded.mode == "RGB"
+    assert overlay_png(image, saliency) == data
+    assert overlay_png(image[0], saliency) == data  # (C, H, W) uses the first channel
+
+
+def test_overlay_colours_the_salient_pixel_and_leaves_the_rest_dark_on_a_dark_image():
+    image = np.zeros((16, 16))
+    saliency = np.zeros((16, 16))
+    saliency[5, 9] = 3.0
+    saliency[0, 0] = -1.0  # negative: clipped like zero
+    pixels = np.asarray(Image.open(io.BytesIO(overlay_png(image, saliency, alpha=0.5))))
+    assert pixels[5, 9].tolist() == [126, 127, 82]  # half of inferno's top colour (252, 255, 164)
+    assert pixels[0, 0].tolist() == pixels[15, 15].tolist() and pixels[15, 15].max() <= 2  # inferno's bottom is black
+    with pytest.raises(ExplainabilityError, match="do not match"):
+        overlay_png(image, saliency[:8])

@@ -1,0 +1,425 @@
+"""SVG charts of a validation report, rendered once and reused by the API, the pages and the PDF dossier.
+
+Plain matplotlib (object API, no pyplot, no Django), so a site agent can draw
+the same charts. Each chart is deterministic: the same report gives the same
+bytes (fixed SVG id salt, no date in the metadata), so its sha256 can be
+recorded next to the report it was drawn from.
+
+1. Every figure is 6.5 inches wide (the text width of an A4 page) and drawn
+   inside ``matplotlib.rc_context`` with the house style: text stays text
+   (``svg.fonttype: none``, searchable and readable by assistive tools),
+   Okabe-Ito colours (told apart under the common colour-vision
+   deficiencies), no mathtext (a ``$`` in a label name stays a ``$``).
+2. ``report_charts`` draws every chart a report supports and skips the
+   sections that are missing or carry an ``error``; a malformed section is
+   logged and skipped, so a partial report never fails the page that shows it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+WIDTH = 6.5  # inches: the text width of an A4 page
+HEIGHT = 4.0
+# Okabe & Ito (2008), without yellow, which is too pale on white.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+GREY = "#6E6E6E"
+FOREST_METRICS = ("auroc", "sensitivity", "dice")
+METRIC_TITLES = {
+    "auroc": "AUROC", "auprc": "AUPRC", "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV",
+    "npv": "NPV", "f1": "F1", "fnr": "FNR", "fpr": "FPR", "dice": "Dice", "iou": "IoU",
+}
+_STYLE = {
+    "svg.hashsalt": "radtrust",
+    "svg.fonttype": "none",
+    "text.parse_math": False,
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Verdana", "Arial"],  # metrics are DejaVu's; the others are close in width
+    "font.size": 8.5,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8.5,
+    "figure.titlesize": 10.5,
+    "legend.fontsize": 7.5,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One rendered chart: a slug for its file name, its title, the SVG text and a one-sentence text alternative."""
+
+    name: str
+    title: str
+    svg: str
+    alt: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe, lower-case ASCII form of a label or feature name ("Pneumothorax (left)" -> "pneumothorax-left")."""
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or "unnamed"
+
+
+# --- Drawing helpers ---------------------------------------------------------------
+
+
+@contextmanager
+def _figure(height: float = HEIGHT) -> Iterator[Figure]:
+    """A figure in the house style; ``_chart`` must be called inside the block, where the style holds."""
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(WIDTH, height), layout="constrained")
+        FigureCanvasSVG(figure)
+        yield figure
+
+
+def _chart(figure: Figure, name: str, title: str, alt: str) -> Chart:
+    figure.suptitle(title, fontweight="bold")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Title": title, "Description": alt})
+    return Chart(name=name, title=title, svg=buffer.getvalue().decode("utf-8"), alt=alt)
+
+
+def _num(value: Any) -> float:
+    """A finite float, or NaN for None and undefined values (matplotlib leaves NaN points out)."""
+    if value is None:
+        return math.nan
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
+
+
+def _has(value: Any) -> bool:
+    return not math.isnan(_num(value))
+
+
+def _level(confidence: Any) -> str:
+    """"95% CI" from a confidence of 0.95; plain "CI" when the report does not say."""
+    return f"{float(confidence):.0%} CI" if _has(confidence) else "CI"
+
+
+def _estimate(value: Any, low: Any, high: Any, *, digits: int = 3, signed: bool = False) -> str:
+    """"0.873 (0.810 to 0.921)", the value alone without an interval, or "undefined"."""
+    if not _has(value):
+        return "undefined"
+    form = f"{{:{'+' if signed else ''}.{digits}f}}"
+    text = form.format(float(value))
+    if _has(low) and _has(high):
+        text += f" ({form.format(float(low))} to {form.format(float(high))})"
+    return text
+
+
+def _style(index: int) -> dict[str, Any]:
+    """Colour, marker and line style of the index-th series: 7 colours x 6 markers, dashed after the first 7."""
+    return {
+        "color": PALETTE[index % len(PALETTE)],
+        "marker": MARKERS[index % len(MARKERS)],
+        "linestyle": "-" if index < len(PALETTE) else "--",
+    }
+
+
+# --- The charts ----------------------------------------------------------------------
+
+
+def roc_chart(label: str, roc: Mapping[str, Any]) -> Chart:
+    """The ROC curve of one label against the chance diagonal, with the AUROC and its CI in the legend.
+
+    ``roc``: ``{"fpr": [...], "tpr": [...], "auroc", "ci_low", "ci_high"}`` and optionally ``"confidence"``.
+    """
+    fpr = np.asarray(roc["fpr"], dtype=np.float64)
+    tpr = np.asarray(roc["tpr"], dtype=np.float64)
+    if fpr.shape != tpr.shape or fpr.ndim != 1 or fpr.size < 2:
+        raise ValueError(f"roc of {label!r}: fpr and tpr must be lists of the same length (2 or more)")
+    level = _level(roc.get("confidence"))
+    auroc = _estimate(roc.get("auroc"), roc.get("ci_low"), roc.get("ci_high"))
+    if _has(roc.get("auroc")) and _has(roc.get("ci_low")) and _has(roc.get("ci_high")):
+        auroc += f", {level}"
+    title = f"ROC curve: {label}"
+    with _figure() as figure:
+        ax = figure.add_subplot()
+        ax.plot([0, 1], [0, 1], color=GREY, linestyle=":", linewidth=1, label="chance (AUROC 0.5)")
+        ax.plot(fpr, tpr, color=PALETTE[0], linewidth=1.8, label=f"AUROC {auroc}")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal",
+               xlabel="1 - specificity (false positive rate)", ylabel="Sensitivity (true positive rate)")
+        ax.grid(color="#E5E5E5", linewidth=0.6)
+        ax.legend(loc="lower right")
+        alt = f"ROC curve of the model for {label} against the chance diagonal: AUROC {auroc}."
+        return _chart(figure, f"roc-{slug(label)}", title, alt)
+
+
+def reliability_chart(label: str, calibration: Mapping[str, Any]) -> Chart:
+    """Observed frequency against mean predicted probability per non-empty bin (Wilson CIs), the
+    diagonal of perfect calibration, and the bin counts in a panel below.
+
+    ``calibration``: ``CalibrationReport.to_dict()``.
+    """
+    bins = [b for b in calibration["bins"] if b["count"]]
+    if not bins:
+        raise ValueError(f"calibration of {label!r} has no non-empty bin")
+    level = _level(calibration.get("confidence"))
+    ece = calibration["ece"]
+    ece_text = _estimate(ece.get("value"), ece.get("ci_low"), ece.get("ci_high"))
+    if _has(ece.get("value")) and _has(ece.get("ci_low")) and _has(ece.get("ci_high")):
+        ece_text += f", {level}"
+    binning = f"{calibration['n_bins']} {calibration['strategy']} bins"
+    title = f"Reliability diagram: {label}"
+    with _figure(4.6) as figure:
+        top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+        top.plot([0, 1], [0, 1], color=GREY, linestyle=":", linewidth=1, label="perfect calibration")
+        x = np.array([_num(b["mean_predicted"]) for b in bins])
+        y = np.array([_num(b["observed_frequency"]) for b in bins])
+        low = np.array([_num(b["ci_low"]) for b in bins])
+        high = np.array([_num(b["ci_high"]) for b in bins])
+        yerr = np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0).clip(min=0)
+        sparse = np.array([bool(b.get("sparse")) for b in bins])
+        top.plot(x, y, color=PALETTE[0], linewidth=1, alpha=0.6)
+        top.errorbar(x, y, yerr=yerr, fmt="none", ecolor=PALETTE[0], elinewidth=1, capsize=2)
+        top.plot(x[~sparse], y[~sparse], "o", color=PALETTE[0], label=f"observed frequency (Wilson {level})")
+        if sparse.any():
+            top.plot(x[sparse], y[sparse], "o", markerfacecolor="white", color=PALETTE[0],
+                     label=f"sparse bin (< {calibration.get('min_bin_count', '?')} cases)")
+        top.plot([], [], " ", label=f"ECE {ece_text}")
+        brier = calibration.get("brier") or {}
+        if _has(brier.get("value")):
+            top.plot([], [], " ", label=f"Brier {_estimate(brier.get('value'), brier.get('ci_low'), brier.get('ci_high'))}")
+        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="Observed frequency")
+        top.set_title(f"{binning}, {calibration.get('n', sum(b['count'] for b in bins))} cases; ECE {ece_text}", loc="left")
+        top.grid(color="#E5E5E5", linewidth=0.6)
+        top.legend(loc="upper left")
+        lower = np.array([float(b["lower"]) for b in bins])
+        widths = np.array([float(b["upper"]) for b in bins]) - lower
+        counts = np.array([int(b["count"]) for b in bins])
+        bars = bottom.bar(lower, counts, width=widths, align="edge", color=PALETTE[5], edgecolor="white", linewidth=0.6)
+        bottom.bar_label(bars, fontsize=7, padding=1)
+        bottom.set(ylabel="Cases", xlabel="Mean predicted probability", ylim=(0, counts.max() * 1.3))
+        alt = (f"Reliability diagram for {label}: observed frequency against mean predicted probability in "
+               f"{len(bins)} non-empty of {binning}, with case counts per bin; ECE {ece_text}.")
+        return _chart(figure, f"reliability-{slug(label)}", title, alt)
+
+
+def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Chart:
+    """One metric per subgroup of every grouping with its CI, against the overall value; a suppressed
+    subgroup is listed as "suppressed (n < min)" without a point.
+
+    ``stratified``: a ``GroupedReport.to_dict()`` (classification or segmentation).
+    """
+    overall = (stratified["overall"]["metrics"] or {}).get(metric)
+    if overall is None or not _has(overall["value"]) or not stratified["subgroups"]:
+        raise ValueError(f"the report of {label!r} has no overall {metric!r} or no subgroup")
+    minimum = stratified.get("min_patients", "?")
+    blocks: dict[str, list[Mapping[str, Any]]] = {}
+    for subgroup in stratified["subgroups"]:
+        blocks.setdefault(subgroup["grouping"], []).append(subgroup)
+    rows: list[tuple[str, Mapping[str, Any] | None]] = []  # (grouping, None) heads the grouping's block
+    for grouping, subgroups in blocks.items():
+        rows += [(grouping, None), *((grouping, s) for s in subgroups)]
+    level = _level(stratified.get("confidence"))
+    name = METRIC_TITLES.get(metric, metric)
+    title = f"{name} by subgroup: {label}"
+    height = min(9.5, max(3.0, 1.3 + 0.19 * (len(rows) + 1)))
+    with _figure(height) as figure:
+        ax = figure.add_subplot()
+        y_positions = -np.arange(len(rows), dtype=float)
+        low, high = _num(overall.get("ci_low")), _num(overall.get("ci_high"))
+        if _has(low) and _has(high):
+            ax.axvspan(low, high, color="#D9D9D9", alpha=0.6, linewidth=0, label=f"overall {level}")
+        ax.axvline(_num(overall["value"]), color="black", linestyle="--", linewidth=1,
+                   label=f"overall {_estimate(overall['value'], low, high)}")
+        ticks: list[str] = []
+        for y, (grouping, subgroup) in zip(y_positions, rows):
+            if subgroup is None:
+                ticks.append(grouping)
+                continue
+            value_text = ", ".join(subgroup["values"]) or subgroup["name"]
+            ticks.append(f"{value_text} (n={subgroup['n_patients']})")
+            estimate = None if subgroup["suppressed"] else (subgroup["metrics"] or {}).get(metric)
+            if estimate is None or not _has(estimate.get("value")):
+                note = f"suppressed (n < {minimum})" if subgroup["suppressed"] else "undefined"
+                ax.text(0.01, y, note, va="center", fontsize=7.5, color=GREY, fontstyle="italic")
+                continue
+            value = _num(estimate["value"])
+            err_low, err_high = _num(estimate.get("ci_low")), _num(estimate.get("ci_high"))
+            if _has(err_low) and _has(err_high):
+                ax.errorbar(value, y, xerr=[[max(value - err_low, 0)], [max(err_high - value, 0)]], fmt="o",
+                            color=PALETTE[0], markersize=4, elinewidth=1.2, capsize=2)
+            else:
+                ax.plot(value, y, "o", color=PALETTE[0], markersize=4)
+            ax.text(1.02, y, _estimate(value, err_low, err_high), transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=7.5)
+        ax.set_yticks(y_positions, ticks)
+        for tick, (_, subgroup) in zip(ax.get_yticklabels(), rows):
+            if subgroup is None:
+                tick.set_fontweight("bold")
+        ax.set(xlim=(0, 1), ylim=(y_positions[-1] - 0.7, 0.7), xlabel=f"{name} with {level} (n: patients in the subgroup)")
+        ax.grid(axis="x", color="#E5E5E5", linewidth=0.6)
+        ax.tick_params(axis="y", length=0)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
+        suppressed = sum(1 for _, s in rows if s is not None and s["suppressed"])
+        alt = (f"Forest plot of {name} for {label} per subgroup of {', '.join(blocks)}, "
+               f"each with its {level}, against the overall value {_estimate(overall['value'], low, high)}"
+               f"{f'; {suppressed} subgroup(s) suppressed below {minimum} patients' if suppressed else ''}.")
+        return _chart(figure, f"forest-{slug(metric)}-{slug(label)}", title, alt)
+
+
+def robustness_chart(label: str, robustness: Mapping[str, Any]) -> Chart:
+    """AUROC change against severity, one line per perturbation with its paired-bootstrap CI,
+    the zero line, and the worst condition annotated.
+
+    ``robustness``: ``validation.engine.robustness.robustness_report``.
+    """
+    series: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for condition in robustness["conditions"]:
+        series.setdefault(condition["perturbation"], {})[int(condition["severity"])] = condition["metrics"]["auroc"]
+    if not series:
+        raise ValueError(f"the robustness report of {label!r} has no condition")
+    worst = robustness.get("worst_case")
+    title = f"Robustness to acquisition shift: {label}"
+    with _figure() as figure:
+        ax = figure.add_subplot()
+        ax.axhline(0, color="black", linewidth=0.8)
+        spread = 0.36 / max(len(series) - 1, 1)
+        for index, (perturbation, by_severity) in enumerate(series.items()):
+            severities = sorted(by_severity)
+            x = np.array(severities, dtype=float) + (index - (len(series) - 1) / 2) * spread
+            change = np.array([_num(by_severity[s]["change"]) for s in severities])
+            low = np.array([_num(by_severity[s]["ci_low"]) for s in severities])
+            high = np.array([_num(by_severity[s]["ci_high"]) for s in severities])
+            yerr = np.nan_to_num(np.vstack([change - low, high - change]), nan=0.0).clip(min=0)
+            bars = ax.errorbar(x, change, yerr=yerr, **_style(index), markersize=3.5, linewidth=1.1, elinewidth=0.7,
+                               capsize=1.5, label=perturbation)
+            for lines in bars.lines[2]:
+                lines.set_alpha(0.45)  # the intervals overlap; the lines carry the pattern
+            if worst and worst.get("perturbation") == perturbation and worst.get("severity") in by_severity:
+                at = severities.index(worst["severity"])
+                ax.plot(x[at], change[at], "o", markersize=10, markerfacecolor="none", markeredgecolor="black")
+                below = change[at] <= 0
+                ax.annotate(
+                    f"worst: {worst['condition']}\n{_estimate(change[at], low[at], high[at], signed=True)}",
+                    xy=(x[at], change[at]), xytext=(18, -30 if below else 30), textcoords="offset points",
+                    ha="left", va="top" if below else "bottom", fontsize=7.5,
+                    arrowprops={"arrowstyle": "->", "color": "black", "linewidth": 0.8, "shrinkB": 6},
+                )
+        ax.set_xticks([1, 2, 3], ["1 (mild)", "2 (moderate)", "3 (severe)"])
+        ax.set(xlim=(0.5, 3.5), xlabel="Severity", ylabel="Change in AUROC (paired bootstrap CI)")
+        ax.margins(y=0.25)
+        ax.grid(axis="y", color="#E5E5E5", linewidth=0.6)
+        failed = [f["condition"] for f in robustness.get("failed") or []]
+        subtitle = f"{robustness.get('n_cases', '?')} cases, change from the unperturbed AUROC"
+        ax.set_title(subtitle + (f"; failed: {', '.join(failed)}" if failed else ""), loc="left", wrap=True)
+        figure.legend(loc="outside right upper", title="Perturbation", title_fontsize=7.5)
+        worst_text = ""
+        if worst:
+            metric = worst["metrics"]["auroc"]
+            worst_text = f"; the largest drop is {worst['condition']} ({_estimate(metric['change'], metric['ci_low'], metric['ci_high'], signed=True)})"
+        alt = (f"Line chart of the AUROC change for {label} under {len(series)} acquisition perturbations "
+               f"at severities 1 to 3, with confidence intervals and the zero line{worst_text}.")
+        return _chart(figure, f"robustness-{slug(label)}", title, alt)
+
+
+def drift_chart(feature: str, histogram: Mapping[str, Any]) -> Chart:
+    """The reference and current distributions of one feature as densities on shared bin edges, with KS and PSI.
+
+    ``histogram``: ``{"edges": [...], "reference": [...], "current": [...], "ks", "psi", "drifted"}``
+    (``level`` optional); per-bin counts or densities, both are drawn as densities.
+    """
+    edges = np.asarray(histogram["edges"], dtype=np.float64)
+    widths = np.diff(edges)
+    if edges.ndim != 1 or edges.size < 2 or not np.isfinite(edges).all() or (widths <= 0).any():
+        raise ValueError(f"drift histogram of {feature!r}: edges must be finite and increasing")
+
+    def density(key: str) -> np.ndarray:
+        values = np.asarray(histogram[key], dtype=np.float64)
+        if values.shape != widths.shape:
+            raise ValueError(f"drift histogram of {feature!r}: {values.size} {key} values for {widths.size} bins")
+        area = float((values * widths).sum())
+        return values / area if area > 0 else values
+
+    verdict = "drifted" if histogram.get("drifted") else "no drift"
+    if histogram.get("level") and histogram["level"] != "none":
+        verdict += f", PSI {histogram['level']}"
+    statistics = f"KS {_estimate(histogram.get('ks'), None, None)}, PSI {_estimate(histogram.get('psi'), None, None)} ({verdict})"
+    title = f"Drift of {feature}: {statistics}"
+    with _figure() as figure:
+        ax = figure.add_subplot()
+        ax.stairs(density("reference"), edges, fill=True, color=PALETTE[0], alpha=0.35, label="reference (baseline run)")
+        ax.stairs(density("reference"), edges, color=PALETTE[0], linewidth=1)
+        ax.stairs(density("current"), edges, color=PALETTE[1], linewidth=1.8, label="current run")
+        ax.set(xlim=(edges[0], edges[-1]), xlabel=feature, ylabel="Density")
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="upper right")
+        alt = (f"Overlaid histograms of {feature} in the reference and the current run, as densities on "
+               f"{widths.size} shared bins; {statistics}.")
+        return _chart(figure, f"drift-{slug(feature)}", title, alt)
+
+
+# --- Every chart of a report ---------------------------------------------------------
+
+
+def _usable(section: Any) -> bool:
+    return isinstance(section, Mapping) and "error" not in section
+
+
+def report_charts(report: Mapping[str, Any]) -> list[Chart]:
+    """Every chart ``report`` supports, in a stable order: per label the ROC curve, the reliability
+    diagram, the forest plots and the robustness chart; then one drift chart per feature.
+
+    Missing sections and those with an ``error`` are skipped; a chart whose data is malformed is
+    logged and skipped, never raised: the report's tables stand without it.
+    """
+    plans: list[tuple[str, Callable[[], Chart]]] = []
+    results = report.get("results")
+    for label, result in (results.items() if isinstance(results, Mapping) else ()):
+        if not _usable(result):
+            continue
+        if _usable(result.get("roc")):
+            roc = {"confidence": result.get("confidence"), **result["roc"]}
+            plans.append((f"roc-{label}", lambda label=label, roc=roc: roc_chart(label, roc)))
+        if _usable(result.get("calibration")):
+            plans.append((f"reliability-{label}", lambda label=label, r=result: reliability_chart(label, r["calibration"])))
+        overall = result.get("overall")
+        if isinstance(overall, Mapping) and isinstance(overall.get("metrics"), Mapping) and result.get("subgroups"):
+            for metric in FOREST_METRICS:
+                if _has((overall["metrics"].get(metric) or {}).get("value")):  # undefined: one class only
+                    plans.append((f"forest-{metric}-{label}", lambda label=label, m=metric, r=result: forest_chart(label, m, r)))
+        if _usable(result.get("robustness")):
+            plans.append((f"robustness-{label}", lambda label=label, r=result: robustness_chart(label, r["robustness"])))
+    drift = report.get("drift")
+    histograms = drift.get("histograms") if _usable(drift) else None
+    for feature, histogram in (histograms.items() if isinstance(histograms, Mapping) else ()):
+        if _usable(histogram):
+            plans.append((f"drift-{feature}", lambda f=feature, h=histogram: drift_chart(f, h)))
+
+    charts: list[Chart] = []
+    taken: set[str] = set()
+    for what, draw in plans:
+        try:
+            chart = draw()
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            logger.warning("chart %s skipped: its section of the report is malformed", what, exc_info=True)
+            continue
+        name, n = chart.name, 2
+        while chart.name in taken:  # two labels with the same slug
+            chart = Chart(f"{name}-{n}", chart.title, chart.svg, chart.alt)
+            n += 1
+        taken.add(chart.name)
+        charts.append(chart)
+    return charts
