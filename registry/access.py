@@ -26,6 +26,9 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "deployment": (EVERYONE, frozenset({CO})),
     "audit_event": (frozenset({CO, AU}), frozenset()),
     "validation_run": (frozenset({ML, CO, AU, WK}), frozenset({ML})),
+    "run_file": (frozenset({ML, CO, AU, WK}), frozenset()),
+    "case_flag": (frozenset({ML, CO, AU, WK}), frozenset()),
+    "alert": (EVERYONE, frozenset({CO})),
 }
 
 
@@ -78,12 +81,16 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "registry.provenance": Q(version__foundation_model__provider_id=inst),
             "registry.deployment": Q(version__foundation_model__provider_id=inst) | Q(institution_id=inst),
             "validation.validationrun": Q(version__foundation_model__provider_id=inst) | Q(dataset__institution_id=inst),
+            "validation.runfile": Q(run__version__foundation_model__provider_id=inst) | Q(run__dataset__institution_id=inst),
+            "validation.caseflag": Q(run__version__foundation_model__provider_id=inst) | Q(run__dataset__institution_id=inst),
+            "validation.alert": Q(version__foundation_model__provider_id=inst) | Q(deployment__institution_id=inst),
         },
         CL: {
             "registry.institution": Q(pk=inst),
             "registry.foundationmodel": Q(versions__in=site_versions),
             "registry.modelversion": Q(pk__in=site_versions),
             "registry.deployment": Q(institution_id=inst),
+            "validation.alert": Q(deployment__institution_id=inst),
         },
     }
     rule = rules.get(role, {}).get(label)

@@ -124,17 +124,18 @@ def write_dataset(isolated_storage):
     """``write_dataset(name, n=...)`` writes n 64x64 NPY images and a manifest under the data root.
 
     Positives carry a bright square, so the tiny model's scores still rank; two
-    images per patient, two sites, two sexes, ages 20-89. Returns the folder.
+    images per patient, two sites, two sexes, ages 20-89; ``offset`` shifts every
+    intensity (a miscalibrated detector). Returns the folder.
     """
 
-    def write(name: str = "cxr", *, n: int = 60, seed: int = 0, rows: list[str] | None = None) -> Path:
+    def write(name: str = "cxr", *, n: int = 60, seed: int = 0, rows: list[str] | None = None, offset: float = 0.0) -> Path:
         root = Path(isolated_storage) / "data" / name
         (root / "img").mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed)
         lines = [MANIFEST_HEADER]
         for i in range(n):
             label = int(i % 3 == 0)
-            image = rng.normal(0.0, 1.0, (64, 64)).astype(np.float32)
+            image = rng.normal(offset, 1.0, (64, 64)).astype(np.float32)
             if label:
                 image[20:40, 20:40] += 3.0
             np.save(root / "img" / f"{i}.npy", image)

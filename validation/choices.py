@@ -34,3 +34,28 @@ class MlflowState(models.TextChoices):
 
 
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class RunFileKind(models.TextChoices):
+    CASE_TABLE = "case_table", "Per-case table (scores, labels, image statistics; no pixels)"
+    CHART = "chart", "Chart (SVG)"
+    SALIENCY = "saliency", "Saliency overlay (PNG)"
+
+
+class AlertKind(models.TextChoices):
+    PERFORMANCE_DEGRADATION = "performance_degradation", "Performance degradation"
+    INPUT_DRIFT = "input_drift", "Input drift"
+    OUTPUT_DRIFT = "output_drift", "Output drift"
+    PREVALENCE_SHIFT = "prevalence_shift", "Label-prevalence shift"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"

@@ -24,6 +24,12 @@ LABEL = "nodule"
 TEST_SET = "Nodule multi-site test set (synthetic)"
 TRAINING_SET = "Nodule fine-tuning set (synthetic)"
 TEST_IMAGES = 2000
+# Later data from the hospital, for drift against the go-live baseline: (name, sites, images, seed).
+GO_LIVE_SET = "Nodule go-live set, sites a and b (synthetic)"
+FOLLOW_UP_SETS = (
+    ("Nodule follow-up, sites a and b (synthetic)", (0.55, 0.45, 0.0), 600, 10),
+    ("Nodule follow-up, site c on Vendor B (synthetic)", (0.0, 0.0, 1.0), 600, 11),
+)
 
 
 def _sha256(path: Path) -> str:
@@ -48,6 +54,38 @@ def datasheet_from_manifest(path: Path) -> dict:
             "ethnicity": dict(Counter(r["race_ethnicity"] for r in rows if r["race_ethnicity"])),
         },
     }
+
+
+def _site_dataset(name: str, sites: tuple[float, ...], images: int, seed: int, *, engineer: User, site: Institution, out) -> Dataset:
+    """A generated dataset from the given site mix, documented from its files (reused when it exists)."""
+    from validation.demo_data import Population, generate_dataset
+
+    existing = Dataset.objects.filter(name=name).first()
+    if existing:
+        return existing
+    root = Path(settings.RADTRUST_DATA_ROOTS[0]) / f"demo-nodule-{seed}"
+    manifest = root / "manifest.csv"
+    if not manifest.exists():
+        out(f"Generating {images} DICOM radiographs for {name!r} ...")
+        generate_dataset(root, n_images=images, seed=seed, label=LABEL, population=Population(site_weights=sites))
+    return services.record_create(
+        model=Dataset, actor=engineer,
+        fields={
+            "name": name, "institution": site, "modality": Modality.DX, "body_region": "chest", "legal_basis": "research",
+            "licence": "CC0 (generated data)", "description": f"Generated frontal chest radiographs, site mix {sites} (sites a, b, c).",
+            "collection_purpose": "Generated for the RadTrust demo's drift check; no patient data.",
+            "label_source": "Known by construction.", "deidentification": "Not applicable: synthetic.",
+            "location": str(root), "manifest_sha256": _sha256(manifest), **datasheet_from_manifest(manifest),
+        },
+        m2m={"source_institutions": [site]},
+    )
+
+
+def drift_datasets(*, engineer: User, site: Institution, out=print) -> tuple[Dataset, list[Dataset]]:
+    """The go-live data (sites a and b) the baseline run is made on, and the later data compared with it:
+    the same sites again (no drift expected) and site c's Vendor B detector (drift expected)."""
+    go_live = _site_dataset(GO_LIVE_SET, (0.55, 0.45, 0.0), 600, 8, engineer=engineer, site=site, out=out)
+    return go_live, [_site_dataset(*spec, engineer=engineer, site=site, out=out) for spec in FOLLOW_UP_SETS]
 
 
 def nodule_model_setup(*, engineer: User, provider: Institution, site: Institution, out=print) -> tuple[ModelVersion, Dataset]:
@@ -187,4 +225,33 @@ def suite_lines(results: dict) -> list[str]:
             f"  uncertainty ({len(uncertainty['augmentations'])} test-time augmentations, {uncertainty['n_cases']} cases): "
             f"{referral['message']}; {uncertainty['n_flagged']} cases flagged for a human read"
         )
+    explainability = label.get("explainability") or {}
+    random = explainability.get("random_baseline") or {}
+    for method, found in (explainability.get("methods") or {}).items():
+        lines.append(
+            f"  explainability ({method}, {explainability['n_cases']} cases): deletion AUC {found['deletion_auc']:.3f} vs random "
+            f"{random['deletion_auc']:.3f}, insertion AUC {found['insertion_auc']:.3f} vs random {random['insertion_auc']:.3f}: {found['verdict']}"
+        )
+    return lines
+
+
+def drift_lines(run) -> list[str]:
+    """What a run's comparison with the baseline found, and the alerts it raised."""
+    drift = (run.results or {}).get("drift") or {}
+    if "error" in drift:
+        return [f"  drift: not computed: {drift['error']}"]
+    head = f"  drift vs baseline run {drift['baseline']['run']} ({drift['n_baseline_cases']} -> {drift['n_cases']} cases): "
+    inputs = drift["inputs"].get("image_mean", {})
+    lines = [head + (
+        f"image_mean PSI {inputs['psi']:.2f}, KS {inputs['ks_statistic']:.2f} ({'drifted, ' + inputs['level'] if inputs['drifted'] else 'no drift'})"
+        if "psi" in inputs else "image statistics not compared"
+    )]
+    auroc = next(d for d in drift["performance"][LABEL]["metrics"] if d["metric"] == "auroc")
+    lines.append(
+        f"    AUROC {auroc['baseline']:.3f} -> {auroc['current']:.3f} (change {auroc['delta']:+.3f} "
+        f"[{auroc['ci_low']:+.3f}, {auroc['ci_high']:+.3f}], p={auroc['p_value']:.3g})"
+    )
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    alerts = sorted(run.alerts.all(), key=lambda a: (rank[a.severity], a.kind, a.subject))
+    lines.append(f"    alerts raised: {len(alerts)}" + "".join(f"\n      [{a.severity}] {a.message}" for a in alerts[:6]))
     return lines

@@ -343,6 +343,7 @@ def generate_dataset(
     image_size: int = 64,
     label: str = "nodule",
     fmt: str = "dicom",
+    population: Population = TEST_POPULATION,
 ) -> DatasetSummary:
     """Write ``n_images`` synthetic radiographs under ``root/images/<site>/`` and
     ``root/manifest.csv`` (readable by ``read_manifest`` with ``label_columns=[label]``).
@@ -360,7 +361,7 @@ def generate_dataset(
     root = Path(root)
     case_rng = np.random.default_rng((_DATASET_STREAM, seed, 0))
     image_rng = np.random.default_rng((_DATASET_STREAM, seed, 1))
-    cases = sample_cases(case_rng, n_images, TEST_POPULATION)
+    cases = sample_cases(case_rng, n_images, population)
     rows: list[dict[str, Any]] = []
     missing = 0
     for case in cases:

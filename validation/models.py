@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from registry.validators import validate_json_safe
-from validation.choices import FINISHED, MlflowState, RunStage, RunStatus
+from validation.choices import FINISHED, AlertKind, AlertSeverity, AlertStatus, MlflowState, RunFileKind, RunStage, RunStatus
 
 
 class ValidationRun(models.Model):
@@ -33,6 +33,11 @@ class ValidationRun(models.Model):
         help_text="The deployment this run revalidates (scheduled revalidation).",
     )
     due_on = models.DateField(null=True, blank=True, help_text="The revalidation due date this run answers.")
+    baseline = models.ForeignKey(
+        "self", on_delete=models.PROTECT, related_name="compared_runs", null=True, blank=True,
+        help_text="The run this one's drift and degradation are measured against (the version's baseline when it was queued).",
+    )
+    is_baseline = models.BooleanField(default=False, help_text="The version's baseline run: later runs are compared with it.")
 
     status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
     stage = models.CharField(max_length=12, choices=RunStage.choices, default=RunStage.QUEUED)
@@ -82,6 +87,11 @@ class ValidationRun(models.Model):
                 name="%(app_label)s_%(class)s_revalidation_has_due_date",
                 violation_error_message="A revalidation run names the due date it answers.",
             ),
+            models.UniqueConstraint(
+                fields=["version"], condition=models.Q(is_baseline=True),
+                name="%(app_label)s_%(class)s_one_baseline_per_version",
+                violation_error_message="A version has one baseline run.",
+            ),
             models.CheckConstraint(
                 condition=~models.Q(status=RunStatus.SUCCEEDED) | models.Q(results__isnull=False),
                 name="%(app_label)s_%(class)s_succeeded_has_results",
@@ -95,3 +105,93 @@ class ValidationRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+class RunFile(models.Model):
+    """A file a run produced beside its report: the per-case table later runs are compared
+    with, a chart, a saliency overlay. Kept in the default storage (under MEDIA_ROOT), served
+    only through views that check the run's access rules; no pixel data in the database."""
+
+    run = models.ForeignKey(ValidationRun, on_delete=models.CASCADE, related_name="files")
+    kind = models.CharField(max_length=12, choices=RunFileKind.choices)
+    name = models.CharField(max_length=300, help_text="Name within the run, e.g. charts/roc-nodule.svg.")
+    storage_name = models.CharField(max_length=400, help_text="Where the default storage keeps it.")
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=60)
+    title = models.CharField(max_length=300, blank=True)
+    alt = models.TextField(blank=True, help_text="A text alternative for a chart or an overlay.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "kind", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "name"], name="%(app_label)s_%(class)s_unique_name",
+                violation_error_message="A run has one file of each name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of run {self.run_id}"
+
+
+class CaseFlag(models.Model):
+    """A case the run's uncertainty analysis would refer to a human at the suite's target risk,
+    kept so that pages can show which cases the model was unsure about."""
+
+    run = models.ForeignKey(ValidationRun, on_delete=models.CASCADE, related_name="case_flags")
+    label = models.CharField(max_length=100)
+    row = models.PositiveIntegerField(help_text="The case's row in the manifest (1-based).")
+    image_path = models.CharField(max_length=500)
+    uncertainty = models.FloatField(help_text="Entropy of the mean TTA probability (nats).")
+    probability = models.FloatField()
+    tta_std = models.FloatField()
+    cutoff = models.FloatField(help_text="The uncertainty above which cases are referred.")
+
+    class Meta:
+        ordering = ["run", "label", "-uncertainty"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "label", "row"], name="%(app_label)s_%(class)s_unique_case",
+                violation_error_message="A case is flagged once per label and run.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Row {self.row} ({self.label}) of run {self.run_id}"
+
+
+class Alert(models.Model):
+    """Something a model's monitoring found that a person must look at: a performance drop,
+    input or output drift, a prevalence shift. One list of alerts for every source; each
+    carries its evidence and links to the runs behind it."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="alerts")
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
+    run = models.ForeignKey(ValidationRun, on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
+    baseline_run = models.ForeignKey(ValidationRun, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    kind = models.CharField(max_length=30, choices=AlertKind.choices)
+    severity = models.CharField(max_length=10, choices=AlertSeverity.choices)
+    subject = models.CharField(max_length=200, help_text="What moved: a label and metric, a feature.")
+    message = models.TextField()
+    evidence = models.JSONField(default=dict, validators=[validate_json_safe])
+    status = models.CharField(max_length=12, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    note = models.TextField(blank=True, help_text="What was done about it.")
+    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    handled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "severity"], name="validation_alert_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "kind", "subject"], condition=models.Q(run__isnull=False),
+                name="%(app_label)s_%(class)s_once_per_run_finding",
+                violation_error_message="A run raises each finding once.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_severity_display()}: {self.message[:80]}"

@@ -68,6 +68,7 @@ def _queue_for(dataset: Dataset) -> str:
 def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
     """Queue one revalidation run per due active deployment; ids by outcome."""
     from validation.engine.pipeline import SuiteConfig
+    from validation.evidence import version_baseline
     from validation.services import run_enqueue
 
     today = today or timezone.localdate()
@@ -86,6 +87,7 @@ def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
         run = ValidationRun(
             version=deployment.version, dataset=dataset, deployment=deployment, due_on=due_on,
             config=SuiteConfig().to_dict(), queue=_queue_for(dataset), max_attempts=settings.RADTRUST_RUN_MAX_ATTEMPTS,
+            baseline=version_baseline(deployment.version),
         )
         try:
             with transaction.atomic():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from registry.access import scope
-from validation.models import ValidationRun
+from validation.models import Alert, CaseFlag, RunFile, ValidationRun
 
 
 def run_list(*, user) -> QuerySet[ValidationRun]:
@@ -15,3 +15,15 @@ def run_list(*, user) -> QuerySet[ValidationRun]:
 
 def run_detail(*, user) -> QuerySet[ValidationRun]:
     return scope(user, ValidationRun.objects.select_related("version__foundation_model", "dataset", "requested_by"))
+
+
+def run_file_list(*, user) -> QuerySet[RunFile]:
+    return scope(user, RunFile.objects.select_related("run"))
+
+
+def case_flag_list(*, user) -> QuerySet[CaseFlag]:
+    return scope(user, CaseFlag.objects.all())
+
+
+def alert_list(*, user) -> QuerySet[Alert]:
+    return scope(user, Alert.objects.select_related("version__foundation_model", "deployment__institution", "handled_by"))

@@ -37,6 +37,7 @@ from registry.access import role_of
 from registry.choices import Role, VersionStatus
 from registry.models import Dataset, ModelVersion
 from validation.choices import MlflowState, RunStage, RunStatus
+from validation.evidence import RunOutputs, run_outputs_save, run_outputs_write
 from validation.models import ValidationRun
 
 log = logging.getLogger(__name__)
@@ -82,14 +83,19 @@ def _check_manifest_name(name: str) -> str:
     return name
 
 
-def run_create(*, actor, version: ModelVersion, dataset: Dataset, manifest: str = "manifest.csv", config: dict | None = None, on_site: bool = False) -> ValidationRun:
+def run_create(
+    *, actor, version: ModelVersion, dataset: Dataset, manifest: str = "manifest.csv", config: dict | None = None,
+    on_site: bool = False, baseline: ValidationRun | None = None,
+) -> ValidationRun:
     """Queue a validation of ``version`` on ``dataset``; the task is sent once the row is committed.
 
     ``on_site`` routes the run to the dataset's institution's own queue
-    (``site.<code>``): its data never leaves the site.
+    (``site.<code>``): its data never leaves the site. Drift is measured
+    against ``baseline``, by default the version's baseline run.
     """
     from radtrust.celery import site_queue
     from validation.engine.pipeline import SuiteConfig
+    from validation.evidence import baseline_check, version_baseline
 
     if version.status == VersionStatus.RETIRED:
         raise Conflict("A retired version is not validated any more.", code="version_retired")
@@ -99,6 +105,8 @@ def run_create(*, actor, version: ModelVersion, dataset: Dataset, manifest: str 
         suite = SuiteConfig.from_dict(config)
     except ValueError as exc:
         raise ValidationError({"config": str(exc)}) from None
+    if baseline is not None and (problem := baseline_check(run_version=version, baseline=baseline)):
+        raise ValidationError({"baseline": f"Run {baseline.pk} cannot be this run's baseline: {problem}."})
     run = ValidationRun(
         version=version,
         dataset=dataset,
@@ -107,6 +115,7 @@ def run_create(*, actor, version: ModelVersion, dataset: Dataset, manifest: str 
         queue=site_queue(dataset.institution.code).name if on_site else "gpu",
         requested_by=actor,
         max_attempts=settings.RADTRUST_RUN_MAX_ATTEMPTS,
+        baseline=baseline or version_baseline(version),
     )
     if not on_site:
         dataset_root(dataset)  # on-site data roots are the site worker's business
@@ -254,6 +263,7 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
     try:
         evaluation, device, manifest_sha = _evaluate(run_id, reporter)
         reporter.write(stage=RunStage.SAVING, progress=1.0)
+        outputs = run_outputs_write(run_id=run_id, attempt=attempt, evaluation=evaluation)
     except RunCancelled:
         return _close(run_id, attempt, status=RunStatus.CANCELLED, action="cancel", error_reason="cancelled", error="Cancelled while running.")
     except LeaseLost:
@@ -279,7 +289,7 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
     return _close(
         run_id, attempt, status=RunStatus.SUCCEEDED, action="succeed",
         results=evaluation.report, summary=run_summary(evaluation.report), timings=evaluation.timings,
-        device=device, manifest_sha256=manifest_sha, mlflow_state=MlflowState.PENDING,
+        device=device, manifest_sha256=manifest_sha, mlflow_state=MlflowState.PENDING, outputs=outputs,
     )
 
 
@@ -290,8 +300,9 @@ def _evaluate(run_id: int, reporter: RunReporter):
     from validation.engine.pipeline import SuiteConfig, evaluate
     from validation.engine.preprocessing import Preprocessing
     from validation.engine.runner import load_verified, select_device
+    from validation.evidence import baseline_load
 
-    run = ValidationRun.objects.select_related("version__foundation_model", "dataset").get(pk=run_id)
+    run = ValidationRun.objects.select_related("version__foundation_model", "dataset", "baseline__dataset").get(pk=run_id)
     version = run.version
     timings: dict[str, float] = {}
 
@@ -328,17 +339,22 @@ def _evaluate(run_id: int, reporter: RunReporter):
     )
     timings["manifest"] = time.perf_counter() - started
 
+    suite = SuiteConfig.from_dict(run.config)
     evaluation = evaluate(
         model, manifest, task=task, class_names=class_names, thresholds=schema.get("thresholds", {}),
-        preprocessing=preprocessing, config=SuiteConfig.from_dict(run.config),
-        activation=schema.get("activation", "none"), progress=reporter, modality=version.foundation_model.modality,
+        preprocessing=preprocessing, config=suite, activation=schema.get("activation", "none"), progress=reporter,
+        modality=version.foundation_model.modality, baseline=baseline_load(run) if "drift" in suite.analyses else None,
     )
     evaluation.timings = {**timings, **evaluation.timings}
     return evaluation, model.device.to_dict(), manifest_sha
 
 
-def _close(run_id: int, attempt: int, *, status: str, action: str, error_reason: str = "", error: str = "", **fields) -> str | None:
-    """Write the outcome in one transaction, only if this attempt still holds the run."""
+def _close(
+    run_id: int, attempt: int, *, status: str, action: str, error_reason: str = "", error: str = "",
+    outputs: RunOutputs | None = None, **fields,
+) -> str | None:
+    """Write the outcome in one transaction, only if this attempt still holds the run (with its
+    files, flags and alerts on success)."""
     with transaction.atomic():
         run = ValidationRun.objects.select_for_update().get(pk=run_id)
         if run.attempt != attempt or run.status != RunStatus.RUNNING:
@@ -346,6 +362,8 @@ def _close(run_id: int, attempt: int, *, status: str, action: str, error_reason:
             return None
         _finish(run, status=status, action=action, error_reason=error_reason, error=error, progress=1.0 if status == RunStatus.SUCCEEDED else run.progress, **fields)
         if status == RunStatus.SUCCEEDED:
+            if outputs is not None:
+                run_outputs_save(run, outputs)
             transaction.on_commit(lambda: _enqueue_mlflow(run_id))
     return status
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from registry.choices import DeploymentStatus, VersionStatus
@@ -54,6 +57,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("validation-run", "retrieve"): frozenset({ML, CO, AU, WK}),
     ("validation-run", "create"): frozenset({ML}),
     ("validation-run", "cancel"): frozenset({ML}),
+    ("validation-run", "set_baseline"): frozenset({ML}),
+    ("run-file", "list"): frozenset({ML, CO, AU, WK}),
+    ("run-file", "retrieve"): frozenset({ML, CO, AU, WK}),
+    ("run-file", "content"): frozenset({ML, CO, AU, WK}),
+    ("case-flag", "list"): frozenset({ML, CO, AU, WK}),
+    ("case-flag", "retrieve"): frozenset({ML, CO, AU, WK}),
+    ("alert", "list"): ALL,
+    ("alert", "retrieve"): ALL,
+    ("alert", "acknowledge"): frozenset({CO}),
+    ("alert", "resolve"): frozenset({CO}),
 }
 
 
@@ -92,9 +105,18 @@ def world(institutions):
     dataset = DatasetFactory(institution=institutions["vendor"])
     provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
     from compliance.models import AuditEvent
-    from validation.models import ValidationRun
+    from validation.models import Alert, CaseFlag, RunFile, ValidationRun
 
     run = ValidationRun.objects.create(version=version, dataset=dataset, requested_by=User.objects.create(username="requester", institution=institutions["vendor"]))
+    svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>"
+    stored = default_storage.save(f"runs/{run.pk}/attempt-1/charts/x.svg", ContentFile(svg))
+    run_file = RunFile.objects.create(
+        run=run, kind="chart", name="charts/x.svg", storage_name=stored, sha256=hashlib.sha256(svg).hexdigest(), size=len(svg), content_type="image/svg+xml",
+    )
+    flag = CaseFlag.objects.create(run=run, label="nodule", row=3, image_path="a.dcm", uncertainty=0.6, probability=0.5, tta_std=0.1, cutoff=0.5)
+    alert = Alert.objects.create(
+        version=version, deployment=version.deployments.get(), run=run, kind="input_drift", severity="warning", subject="image_mean", message="drifted",
+    )
     return {
         "institution": institutions["north"].pk,
         "foundation-model": model.pk,
@@ -104,6 +126,9 @@ def world(institutions):
         "deployment": version.deployments.get().pk,
         "audit-event": AuditEvent.objects.order_by("seq").first().seq,
         "validation-run": run.pk,
+        "run-file": run_file.pk,
+        "case-flag": flag.pk,
+        "alert": alert.pk,
     }
 
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+import hashlib
+
+from django.core.files.storage import default_storage
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from radtrust.errors import Conflict
 from registry.api.views import ScopedViewSet
-from validation import selectors, services
+from validation import evidence, selectors, services
 from validation.api import serializers as s
-from validation.filtersets import ValidationRunFilterSet
+from validation.choices import AlertStatus
+from validation.filtersets import AlertFilterSet, CaseFlagFilterSet, RunFileFilterSet, ValidationRunFilterSet
 
 
 class ValidationRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
@@ -22,7 +29,7 @@ class ValidationRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     filterset_class = ValidationRunFilterSet
 
     def get_queryset(self):
-        if self.action in {"retrieve", "cancel"}:
+        if self.action in {"retrieve", "cancel", "set_baseline"}:
             return selectors.run_detail(user=self.request.user)
         return super().get_queryset()
 
@@ -40,3 +47,71 @@ class ValidationRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     def cancel(self, request, pk=None):
         run = services.run_cancel(actor=request.user, run=self.get_object())
         return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses=s.ValidationRunSerializer)
+    @action(detail=True, methods=["post"], url_path="set-baseline")
+    def set_baseline(self, request, pk=None):
+        """Mark this succeeded run as its version's baseline: runs queued later measure drift against it."""
+        run = evidence.run_set_baseline(actor=request.user, run=self.get_object())
+        return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data)
+
+
+class RunFileViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Charts, saliency overlays and case tables of runs; ``content`` serves the bytes after
+    checking them against the sha256 recorded when the run wrote them."""
+
+    access_resource = "run_file"
+    selector = staticmethod(selectors.run_file_list)
+    serializer_class = s.RunFileSerializer
+    filterset_class = RunFileFilterSet
+
+    @extend_schema(responses={(200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @action(detail=True, methods=["get"])
+    def content(self, request, pk=None):
+        stored = self.get_object()
+        try:
+            with default_storage.open(stored.storage_name, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            raise Conflict("The file is missing from storage; the run's evidence is incomplete.", code="file_missing") from None
+        if hashlib.sha256(data).hexdigest() != stored.sha256:
+            raise Conflict("The file no longer matches the sha256 recorded when the run wrote it.", code="file_changed")
+        response = HttpResponse(data, content_type=stored.content_type)
+        response["Content-Disposition"] = f'inline; filename="{stored.name.rsplit("/", 1)[-1]}"'
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+class CaseFlagViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Cases a run's uncertainty analysis would refer to a human, most uncertain first."""
+
+    access_resource = "case_flag"
+    selector = staticmethod(selectors.case_flag_list)
+    serializer_class = s.CaseFlagSerializer
+    filterset_class = CaseFlagFilterSet
+
+
+class AlertViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """One list of alerts (degradation, drift, prevalence shift); officers acknowledge and resolve them."""
+
+    access_resource = "alert"
+    selector = staticmethod(selectors.alert_list)
+    serializer_class = s.AlertSerializer
+    filterset_class = AlertFilterSet
+
+    def _handle(self, request, new_status: str) -> Response:
+        body = s.AlertHandleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        alert = evidence.alert_handle(actor=request.user, alert=self.get_object(), status=new_status, note=body.validated_data["note"])
+        return Response(s.AlertSerializer(alert, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.AlertHandleSerializer, responses=s.AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        return self._handle(request, AlertStatus.ACKNOWLEDGED)
+
+    @extend_schema(request=s.AlertHandleSerializer, responses=s.AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        return self._handle(request, AlertStatus.RESOLVED)

@@ -42,6 +42,9 @@ USERS = {
 }
 
 
+FULL_SUITE = {"analyses": ["calibration", "drift", "explainability", "generalisation", "robustness", "uncertainty"]}
+
+
 class Command(BaseCommand):
     help = "Create demo data, mirror it into MLflow with a real worker, and print a summary."
 
@@ -49,7 +52,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for the worker to mirror the versions and validate.")
 
     def handle(self, *args, timeout: float, **options):
-        from validation.demo import nodule_model_setup
+        from validation.demo import drift_datasets, nodule_model_setup
 
         started = time.monotonic()
         with audit_context(label="demo"):
@@ -59,14 +62,18 @@ class Command(BaseCommand):
             base, tuned = self._model_and_versions(sites["radvendor"], engineer)
             self._datasets(sites, engineer, base, tuned)
             nodule, test_set = nodule_model_setup(engineer=engineer, provider=sites["radvendor"], site=sites["st-anna"], out=self.stdout.write)
+            go_live, follow_ups = drift_datasets(engineer=engineer, site=sites["st-anna"], out=self.stdout.write)
         with self._worker(timeout) as deadline:
             self._mirror([base, tuned, nodule], deadline)
-            run = self._validate(nodule, test_set, engineer, deadline)
+            self._baseline(nodule, go_live, engineer, deadline)
+            run = self._validate(nodule, test_set, engineer, deadline, FULL_SUITE)
+            later = [self._validate(nodule, dataset, engineer, deadline, {"analyses": ["drift"]}) for dataset in follow_ups]
         verdict = audit_verify_chain()
         if not verdict.ok:
             raise CommandError(f"The audit chain is broken at event #{verdict.broken_seq}: {verdict.reason}")
         self._summary(base, tuned, credentials, verdict.checked, time.monotonic() - started)
         self._validation_summary(run)
+        self._drift_summary(later)
 
     def _institutions(self) -> dict[str, Institution]:
         specs = {
@@ -229,7 +236,17 @@ class Command(BaseCommand):
         self.stdout.write(f"Mirroring {len(pending)} version(s) into MLflow ...")
         self._wait(lambda: not ModelVersion.objects.filter(pk__in=pending).exclude(mirror_state=MirrorState.MIRRORED).exists(), deadline, "the MLflow mirror")
 
-    def _validate(self, version, dataset, engineer, deadline: float):
+    def _baseline(self, version, dataset, engineer, deadline: float) -> None:
+        """Validate on the go-live data and mark that run as the version's baseline (once)."""
+        from validation.evidence import run_set_baseline, version_baseline
+
+        if version_baseline(version) is None:
+            run = self._validate(version, dataset, engineer, deadline, {"analyses": ["calibration"]})
+            with audit_context(user=engineer):
+                run_set_baseline(actor=engineer, run=run)
+            self.stdout.write(f"Run {run.pk} on {dataset.name} is the baseline of {version}.")
+
+    def _validate(self, version, dataset, engineer, deadline: float, config: dict):
         """Queue a validation run as the demo engineer, follow its progress, wait for its MLflow copy."""
         from validation.choices import MlflowState, RunStatus
         from validation.models import ValidationRun
@@ -237,7 +254,7 @@ class Command(BaseCommand):
         from validation.services import run_create
 
         with audit_context(user=engineer):
-            run = run_create(actor=engineer, version=version, dataset=dataset, config={"analyses": ["calibration", "generalisation", "robustness", "uncertainty"]})
+            run = run_create(actor=engineer, version=version, dataset=dataset, config=config)
         self.stdout.write(f"Validation run {run.pk}: {version} on {dataset.name} ({dataset.image_count} images, 1000 bootstrap resamples) ...")
         try:
             run = follow_run(run.pk, timeout=max(deadline - time.monotonic(), 1), stream=sys.stdout)
@@ -249,7 +266,7 @@ class Command(BaseCommand):
         return ValidationRun.objects.get(pk=run.pk)
 
     def _validation_summary(self, run) -> None:
-        from validation.demo import found_effects_lines, suite_lines
+        from validation.demo import drift_lines, found_effects_lines, suite_lines
         from validation.reporting import summary_lines
 
         w = self.stdout.write
@@ -266,8 +283,25 @@ class Command(BaseCommand):
             w(line)
         for line in suite_lines(run.results):
             w(line)
+        for line in drift_lines(run):
+            w(line)
+        charts = run.files.filter(kind="chart").count()
+        overlays = run.files.filter(kind="saliency").count()
+        w(f"  Files        {charts} charts (SVG) and {overlays} saliency overlays (PNG): GET /api/run-files/?run={run.pk}")
         w(f"  Report       GET /api/validation-runs/{run.pk}/  (MLflow run {run.mlflow_run_id})")
         w(f"  Again        .venv/bin/python manage.py validate {run.version.foundation_model.name}:{run.version.version} '{run.dataset.name}' --user demo-engineer --wait")
+
+    def _drift_summary(self, runs) -> None:
+        from validation.demo import drift_lines
+
+        w = self.stdout.write
+        w("")
+        w(self.style.SUCCESS("Later data against the go-live baseline (sites a and b):"))
+        for run in runs:
+            w(f"Run {run.pk} on {run.dataset.name}")
+            for line in drift_lines(run):
+                w(line)
+        w("  Alerts       GET /api/alerts/")
 
     def _summary(self, base, tuned, credentials, audit_events, seconds) -> None:
         from registry.mlflow_mirror import mlflow_client
