@@ -11,9 +11,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 install: $(STAMP)
 
-# Debian packages WeasyPrint and the PDF tests need; installed only when missing.
+# Debian packages WeasyPrint and the PDF tests need, and the Chromium the browser tests
+# drive (Playwright's own browser download needs a CDN); installed only when missing.
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing system packages: $$missing"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -1,9 +1,14 @@
-"""Compliance records. For now the audit trail; dossiers, documents and feedback follow."""
+"""Compliance records: the audit trail, clinician feedback and its monitoring, serious incidents."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
+from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
+from compliance.incident_rules import INCIDENT_TYPES, is_overdue
 from radtrust.errors import Conflict
 
 
@@ -84,3 +89,147 @@ class AuditHead(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="%(app_label)s_%(class)s_singleton")]
+
+
+_RATING = [MinValueValidator(1), MaxValueValidator(5)]
+
+
+class Feedback(models.Model):
+    """A clinician's report on one case read with a deployed version at their institution.
+
+    The case is named by a pseudonymous reference only (never a name or a raw patient
+    id). ``institution`` and ``version`` are copied from the deployment at submission, so
+    lists are scoped and grouped without joins and a later change of the deployment never
+    rewrites what was reported. ``submission_key`` makes a double-submitted form one row.
+    """
+
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="feedback")
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="feedback")
+    institution = models.ForeignKey("registry.Institution", on_delete=models.PROTECT, related_name="feedback")
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="feedback")
+    submission_key = models.UUIDField(help_text="One per filled-in form; a second submission of the same form is the same feedback.")
+    case_reference = models.CharField(max_length=64, help_text="The pseudonymous case reference from the reading list, e.g. CASE-7f3a9c.")
+    model_output = models.CharField(max_length=200, help_text="What the model said, e.g. 'nodule 0.82 (flagged)'.")
+    agreement = models.CharField(max_length=10, choices=Agreement.choices)
+    error_type = models.CharField(max_length=24, choices=ErrorType.choices, blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.NONE)
+    minutes_saved = models.SmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(-240), MaxValueValidator(240)],
+        help_text="Minutes the model saved on this case; negative when it cost time.",
+    )
+    explanation_helped = models.PositiveSmallIntegerField(null=True, blank=True, validators=_RATING, help_text="1 (not at all) to 5 (very much).")
+    uncertainty_helped = models.PositiveSmallIntegerField(null=True, blank=True, validators=_RATING, help_text="1 (not at all) to 5 (very much).")
+    fitted_workflow = models.PositiveSmallIntegerField(null=True, blank=True, validators=_RATING, help_text="1 (not at all) to 5 (very much).")
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["deployment", "created_at"], name="feedback_deployment_time"),
+            models.Index(fields=["clinician", "created_at"], name="feedback_clinician_time"),
+            models.Index(fields=["institution", "created_at"], name="feedback_institution_time"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinician", "submission_key"], name="%(app_label)s_%(class)s_one_per_form",
+                violation_error_message="This form was submitted already.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(agreement=Agreement.AGREE) | ~models.Q(error_type=""),
+                name="%(app_label)s_%(class)s_disagreement_has_error_type",
+                violation_error_message="Say what kind of error the model made.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Feedback {self.pk} on {self.case_reference} ({self.agreement})"
+
+
+class DeploymentMonitor(models.Model):
+    """The maintained feedback summary of one deployment and its sequential test (CUSUM) on
+    the disagreement rate: updated in the transaction that stores each feedback, so the
+    monitoring pages read one row instead of aggregating every feedback."""
+
+    deployment = models.OneToOneField("registry.Deployment", on_delete=models.CASCADE, related_name="monitor")
+    n_feedback = models.PositiveIntegerField(default=0)
+    n_agree = models.PositiveIntegerField(default=0)
+    n_partly = models.PositiveIntegerField(default=0)
+    n_disagree = models.PositiveIntegerField(default=0)
+    baseline_sum = models.FloatField(default=0.0, help_text="Disagreements (partly counting one half) among the first feedbacks.")
+    baseline_rate = models.FloatField(null=True, blank=True, help_text="The disagreement rate at deployment (first feedbacks), the test's p0.")
+    design = models.JSONField(default=dict, blank=True, help_text="The CUSUM's parameters: p0, p1, h.")
+    state = models.JSONField(default=dict, blank=True, help_text="The CUSUM statistic and where it alarmed.")
+    tested_n = models.PositiveIntegerField(default=0, help_text="Reports the test has seen since it last started.")
+    tested_sum = models.FloatField(default=0.0, help_text="Their disagreements (partly counting one half).")
+    last_feedback_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Monitor of {self.deployment}"
+
+
+class Incident(models.Model):
+    """A possible serious incident, escalated by an officer from a feedback or an alert, with the
+    reporting route and deadline computed from the rules table (``compliance.incident_rules``)."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="incidents")
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="incidents", null=True, blank=True)
+    feedback = models.OneToOneField(Feedback, on_delete=models.PROTECT, related_name="incident", null=True, blank=True)
+    alert = models.OneToOneField("validation.Alert", on_delete=models.PROTECT, related_name="incident", null=True, blank=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(max_length=10000)
+    incident_type = models.CharField(max_length=30, choices=list(INCIDENT_TYPES.items()))
+    medical_device = models.BooleanField(help_text="Whether the system is a medical device under the MDR (from its MDR class at escalation).")
+    aware_on = models.DateField(help_text="When the provider became aware of the incident.")
+    route = models.CharField(max_length=20)
+    legal_basis = models.CharField(max_length=60)
+    deadline = models.DateField(help_text="The latest date the market surveillance authority must be told.")
+    status = models.CharField(max_length=14, choices=IncidentStatus.choices, default=IncidentStatus.OPEN)
+    reported_on = models.DateField(null=True, blank=True)
+    authority_reference = models.CharField(max_length=120, blank=True)
+    closing_note = models.TextField(blank=True, max_length=4000)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["deadline", "pk"]
+        indexes = [models.Index(fields=["status", "deadline"], name="incident_status_deadline")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(feedback__isnull=True) | models.Q(alert__isnull=True),
+                name="%(app_label)s_%(class)s_one_source",
+                violation_error_message="An incident is escalated from a feedback or from an alert, not both.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=IncidentStatus.REPORTED) | models.Q(reported_on__isnull=False),
+                name="%(app_label)s_%(class)s_reported_has_date",
+                violation_error_message="A reported incident records when it was reported.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Incident {self.pk}: {self.title}"
+
+    @property
+    def overdue(self) -> bool:
+        """Not reported, not closed, and past its deadline."""
+        return self.status != IncidentStatus.CLOSED and is_overdue(self.deadline, reported_on=self.reported_on, today=timezone.localdate())
+
+
+class CorrectiveAction(models.Model):
+    """A measure taken for an incident (suspending the deployment, a field safety notice, ...)."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="actions")
+    kind = models.CharField(max_length=24, choices=CorrectiveActionKind.choices)
+    description = models.TextField(max_length=4000)
+    taken_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    taken_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["taken_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for incident {self.incident_id}"

@@ -69,7 +69,9 @@ ROOT_URLCONF = "radtrust.urls"
 WSGI_APPLICATION = "radtrust.wsgi.application"
 ASGI_APPLICATION = "radtrust.asgi.application"
 AUTH_USER_MODEL = "registry.User"
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "pages:home"
+LOGOUT_REDIRECT_URL = "login"
 
 TEMPLATES = [
     {
@@ -81,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "compliance.views.page_context",
             ]
         },
     }
@@ -134,6 +137,12 @@ RADTRUST_PREFER_GPU = env_bool("RADTRUST_PREFER_GPU", True)
 # has expired is given to another worker by the sweeper (brokers do not redeliver reliably).
 RADTRUST_RUN_LEASE_SECONDS = env_int("RADTRUST_RUN_LEASE_SECONDS", 120, minimum=3)
 RADTRUST_RUN_MAX_ATTEMPTS = env_int("RADTRUST_RUN_MAX_ATTEMPTS", 3, minimum=1)
+
+# --- Feedback and monitoring ------------------------------------------------------
+# A clinician may change their feedback for this many hours; then it is frozen.
+RADTRUST_FEEDBACK_EDIT_HOURS = env_int("RADTRUST_FEEDBACK_EDIT_HOURS", 24, minimum=0)
+# The first reports of a deployment set its disagreement rate at deployment (the CUSUM's p0).
+RADTRUST_MONITOR_BASELINE_FEEDBACK = env_int("RADTRUST_MONITOR_BASELINE_FEEDBACK", 100, minimum=10)
 RADTRUST_RUN_TIME_LIMIT_SECONDS = env_int("RADTRUST_RUN_TIME_LIMIT_SECONDS", 4 * 3600, minimum=10)
 RADTRUST_RUN_UNCLAIMED_SECONDS = env_int("RADTRUST_RUN_UNCLAIMED_SECONDS", 600, minimum=5)
 
@@ -179,6 +188,10 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "registry.choices.VersionStatus",
         "DeploymentStatusEnum": "registry.choices.DeploymentStatus",
         "ValidationRunStatusEnum": "validation.choices.RunStatus",
+        "AlertStatusEnum": "validation.choices.AlertStatus",
+        "AlertSeverityEnum": "validation.choices.AlertSeverity",
+        "IncidentStatusEnum": "compliance.choices.IncidentStatus",
+        "FeedbackSeverityEnum": "compliance.choices.Severity",
     },
 }
 

@@ -29,6 +29,10 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "run_file": (frozenset({ML, CO, AU, WK}), frozenset()),
     "case_flag": (frozenset({ML, CO, AU, WK}), frozenset()),
     "alert": (EVERYONE, frozenset({CO})),
+    "alert.revalidate": (EVERYONE, frozenset({CO, ML})),
+    "feedback": (frozenset({ML, CO, CL, AU}), frozenset({CL})),
+    "monitoring": (frozenset({ML, CO, AU}), frozenset()),
+    "incident": (frozenset({ML, CO, AU}), frozenset({CO})),
 }
 
 
@@ -84,6 +88,8 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "validation.runfile": Q(run__version__foundation_model__provider_id=inst) | Q(run__dataset__institution_id=inst),
             "validation.caseflag": Q(run__version__foundation_model__provider_id=inst) | Q(run__dataset__institution_id=inst),
             "validation.alert": Q(version__foundation_model__provider_id=inst) | Q(deployment__institution_id=inst),
+            "compliance.feedback": Q(version__foundation_model__provider_id=inst),
+            "compliance.incident": Q(version__foundation_model__provider_id=inst),
         },
         CL: {
             "registry.institution": Q(pk=inst),
@@ -91,6 +97,7 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "registry.modelversion": Q(pk__in=site_versions),
             "registry.deployment": Q(institution_id=inst),
             "validation.alert": Q(deployment__institution_id=inst),
+            "compliance.feedback": Q(clinician_id=user.pk),
         },
     }
     rule = rules.get(role, {}).get(label)
@@ -108,7 +115,7 @@ def owner_institution_id(obj) -> int | None:
         return obj.foundation_model.provider_id
     if label == "registry.dataset":
         return obj.institution_id
-    if label in {"registry.provenance", "validation.validationrun"}:
+    if label in {"registry.provenance", "validation.validationrun", "validation.alert"}:
         return obj.version.foundation_model.provider_id
     return None
 

@@ -83,8 +83,16 @@ def open_deployment_exists(version) -> str | None:
     return None
 
 
+def no_unreported_incident(version) -> str | None:
+    """Art. 73(6): the system is not altered in a way that affects the investigation before the authority is told."""
+    if version.incidents.filter(reported_on__isnull=True).exclude(status="closed").exists():
+        return "An incident on this version has not been reported to the authority yet; report or close it before retiring the version."
+    return None
+
+
 GUARDS: dict[str, tuple[Guard, ...]] = {
     S.IN_VALIDATION: (training_provenance_linked,),
+    S.RETIRED: (no_unreported_incident,),
     S.UNDER_REVIEW: (_evidence("validation"),),
     S.APPROVED: (_evidence("validation"), _evidence("dossier")),
     S.DEPLOYED: (open_deployment_exists,),

@@ -84,6 +84,8 @@ class FoundationModel(models.Model):
     description = models.TextField(blank=True)
     intended_purpose = models.TextField(help_text="Art. 13(3)(b)(i): the clinical purpose, population and setting.")
     intended_users = models.TextField(blank=True)
+    instructions_for_use = models.TextField(blank=True, help_text="Art. 13(3): how clinicians use the output, what it is not for, what to do when it looks wrong.")
+    known_limitations = models.TextField(blank=True, help_text="Art. 13(3)(b)(iii)-(v): groups, settings and images where performance is lower or unknown.")
     modality = models.CharField(max_length=10, choices=Modality.choices)
     body_region = models.CharField(max_length=80)
     task = models.CharField(max_length=20, choices=Task.choices)

@@ -167,3 +167,37 @@ def run_setup(personas, register_version, write_dataset):
     )
     provenance_link(actor=personas["engineer"], version=version, dataset=dataset, role="external_validation")
     return {"version": version, "dataset": dataset, "root": root, "engineer": personas["engineer"], "model": model}
+
+
+@pytest.fixture
+def deployed(personas, institutions):
+    """A version deployed at the North and South hospitals, for feedback, monitoring and incidents."""
+    from registry.choices import DeploymentStatus, MdrClass, VersionStatus
+    from tests.factories import DeploymentFactory, FoundationModelFactory, ModelVersionFactory
+
+    model = FoundationModelFactory(
+        provider=institutions["vendor"], mdr_class=MdrClass.IIA, instructions_for_use="Read every flagged film yourself.",
+        known_limitations="Weaker for patients aged 65 and over.",
+    )
+    version = ModelVersionFactory(foundation_model=model, status=VersionStatus.DEPLOYED)
+    return {
+        "version": version,
+        "north": DeploymentFactory(version=version, institution=institutions["north"], status=DeploymentStatus.ACTIVE),
+        "south": DeploymentFactory(version=version, institution=institutions["south"], status=DeploymentStatus.ACTIVE),
+    }
+
+
+@pytest.fixture
+def report(personas, deployed):
+    """``report(agreement, ...)`` submits one feedback through the service as the North clinician."""
+    from compliance.feedback import feedback_submit
+
+    def submit(agreement: str = "agree", *, who: str = "clinician_north", where: str = "north", **fields):
+        fields.setdefault("case_reference", "CASE-7f3a9c")
+        fields.setdefault("model_output", "pneumothorax 0.82 (flagged)")
+        if agreement != "agree":
+            fields.setdefault("error_type", "false_positive")
+        feedback, _ = feedback_submit(actor=personas[who], deployment=deployed[where], agreement=agreement, **fields)
+        return feedback
+
+    return submit

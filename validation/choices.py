@@ -47,6 +47,7 @@ class AlertKind(models.TextChoices):
     INPUT_DRIFT = "input_drift", "Input drift"
     OUTPUT_DRIFT = "output_drift", "Output drift"
     PREVALENCE_SHIFT = "prevalence_shift", "Label-prevalence shift"
+    DISAGREEMENT_RISE = "disagreement_rise", "Clinician disagreement rising"
 
 
 class AlertSeverity(models.TextChoices):

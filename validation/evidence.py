@@ -22,7 +22,7 @@ from django.db import transaction
 from compliance.audit import audit_action
 from radtrust.errors import Conflict
 from registry.models import ModelVersion
-from validation.choices import AlertStatus, RunFileKind, RunStatus
+from validation.choices import AlertKind, AlertStatus, RunFileKind, RunStatus
 from validation.models import Alert, CaseFlag, RunFile, ValidationRun
 
 CASE_TABLE = "cases.npz"
@@ -175,4 +175,8 @@ def alert_handle(*, actor, alert: Alert, status: str, note: str = "") -> Alert:
             locked.note = note[:4000]
         with audit_action(status):
             locked.save(update_fields=["status", "handled_by", "handled_at", "note"])
+        if status == AlertStatus.RESOLVED and locked.kind == AlertKind.DISAGREEMENT_RISE and locked.deployment_id:
+            from compliance.feedback import monitor_reset
+
+            monitor_reset(deployment_id=locked.deployment_id)  # the sequential test starts again
     return locked

@@ -65,12 +65,35 @@ def _queue_for(dataset: Dataset) -> str:
     return "gpu"
 
 
-def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
-    """Queue one revalidation run per due active deployment; ids by outcome."""
+def _queue(deployment: Deployment, due_on: date, reason: str) -> str | ValidationRun:
+    """Queue the deployment's revalidation for ``due_on`` on its site's newest data: the run, or
+    ``"no_data"``, or ``"skipped"`` when a run for that date exists (another dispatcher won)."""
     from validation.engine.pipeline import SuiteConfig
     from validation.evidence import version_baseline
     from validation.services import run_enqueue
 
+    dataset = newest_site_dataset(deployment)
+    if dataset is None:
+        if deployment.revalidation_state != RevalidationState.NO_DATA:
+            _set_state(deployment, RevalidationState.NO_DATA, f"{reason}: {deployment.institution.code} stewards no dataset with a location.")
+        return "no_data"
+    run = ValidationRun(
+        version=deployment.version, dataset=dataset, deployment=deployment, due_on=due_on,
+        config=SuiteConfig().to_dict(), queue=_queue_for(dataset), max_attempts=settings.RADTRUST_RUN_MAX_ATTEMPTS,
+        baseline=version_baseline(deployment.version),
+    )
+    try:
+        with transaction.atomic():
+            run.save()
+            _set_state(deployment, RevalidationState.QUEUED, f"Run {run.pk} on {dataset.name}: {reason}.")
+            transaction.on_commit(lambda r=run: run_enqueue(run_id=r.pk, queue=r.queue))
+    except IntegrityError:
+        return "skipped"
+    return run
+
+
+def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
+    """Queue one revalidation run per due active deployment; ids by outcome."""
     today = today or timezone.localdate()
     outcome: dict[str, list[int]] = {"queued": [], "no_data": [], "skipped": []}
     due = Deployment.objects.filter(status=DeploymentStatus.ACTIVE).select_related("version", "institution")
@@ -78,27 +101,23 @@ def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
         due_on = next_due_on(deployment)
         if due_on > today:
             continue
-        dataset = newest_site_dataset(deployment)
-        if dataset is None:
-            if deployment.revalidation_state != RevalidationState.NO_DATA:
-                _set_state(deployment, RevalidationState.NO_DATA, f"Revalidation due on {due_on}: {deployment.institution.code} stewards no dataset with a location.")
-            outcome["no_data"].append(deployment.pk)
-            continue
-        run = ValidationRun(
-            version=deployment.version, dataset=dataset, deployment=deployment, due_on=due_on,
-            config=SuiteConfig().to_dict(), queue=_queue_for(dataset), max_attempts=settings.RADTRUST_RUN_MAX_ATTEMPTS,
-            baseline=version_baseline(deployment.version),
-        )
-        try:
-            with transaction.atomic():
-                run.save()
-                _set_state(deployment, RevalidationState.QUEUED, f"Run {run.pk} on {dataset.name}, due on {due_on}.")
-                transaction.on_commit(lambda r=run: run_enqueue(run_id=r.pk, queue=r.queue))
-        except IntegrityError:
-            outcome["skipped"].append(deployment.pk)  # another dispatcher queued this due date first
-            continue
-        outcome["queued"].append(deployment.pk)
+        queued = _queue(deployment, due_on, f"revalidation due on {due_on}")
+        outcome["queued" if isinstance(queued, ValidationRun) else queued].append(deployment.pk)
     return outcome
+
+
+def revalidation_queue_now(*, actor, deployment: Deployment, reason: str) -> ValidationRun:
+    """Revalidate a deployment today, out of schedule (an alert proposed it); once per day."""
+    from radtrust.errors import Conflict
+
+    if deployment.status != DeploymentStatus.ACTIVE:
+        raise Conflict(f"The deployment is {deployment.get_status_display().lower()}; only an active deployment is revalidated.", code="not_active")
+    queued = _queue(deployment, timezone.localdate(), f"{reason}, requested by {actor.username}")
+    if queued == "no_data":
+        raise Conflict(f"{deployment.institution.code} stewards no dataset with a location to revalidate on.", code="no_data")
+    if queued == "skipped":
+        raise Conflict("A revalidation of this deployment was queued today already.", code="already_queued")
+    return queued
 
 
 def revalidation_record_outcome(run: ValidationRun) -> None:

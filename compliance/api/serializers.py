@@ -1,6 +1,10 @@
 from rest_framework import serializers
 
-from compliance.models import AuditEvent
+from compliance.choices import IncidentStatus
+from compliance.feedback import feedback_editable_until
+from compliance.models import AuditEvent, CorrectiveAction, Feedback, Incident
+from registry.models import Deployment
+from validation.models import Alert
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -11,3 +15,67 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "object_type", "object_id", "object_repr", "changes", "prev_hash", "hash",
         ]
         read_only_fields = fields
+
+
+class FeedbackSerializer(serializers.ModelSerializer):
+    """A clinician's report; the rules (institution, deployment in use, pseudonymous case) are in
+    ``compliance.feedback``, shared with the pages."""
+
+    deployment = serializers.PrimaryKeyRelatedField(queryset=Deployment.objects.select_related("version", "institution"))
+    clinician = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    submission_key = serializers.UUIDField(required=False, help_text="Send the same key again and the first report is returned, not a second one.")
+    editable_until = serializers.SerializerMethodField()
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    class Meta:
+        model = Feedback
+        fields = [
+            "id", "deployment", "version", "institution", "clinician", "submission_key", "case_reference", "model_output",
+            "agreement", "error_type", "severity", "minutes_saved", "explanation_helped", "uncertainty_helped",
+            "fitted_workflow", "comment", "created_at", "updated_at", "editable_until",
+        ]
+        read_only_fields = ["version", "institution", "created_at", "updated_at"]
+        validators = []  # the one-per-form rule returns the first report instead of failing (the service)
+
+    def get_editable_until(self, obj) -> str:
+        return feedback_editable_until(obj).isoformat()
+
+
+class FeedbackUpdateSerializer(FeedbackSerializer):
+    class Meta(FeedbackSerializer.Meta):
+        read_only_fields = [*FeedbackSerializer.Meta.read_only_fields, "deployment", "submission_key"]
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    feedback = serializers.PrimaryKeyRelatedField(queryset=Feedback.objects.all(), required=False, allow_null=True)
+    alert = serializers.PrimaryKeyRelatedField(queryset=Alert.objects.all(), required=False, allow_null=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    overdue = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Incident
+        fields = [
+            "id", "feedback", "alert", "version", "deployment", "title", "description", "incident_type", "medical_device",
+            "aware_on", "route", "legal_basis", "deadline", "overdue", "status", "reported_on", "authority_reference",
+            "closing_note", "created_by", "created_at", "updated_at",
+        ]
+        read_only_fields = [
+            "version", "deployment", "medical_device", "route", "legal_basis", "deadline", "status", "reported_on",
+            "authority_reference", "closing_note", "created_at", "updated_at",
+        ]
+
+
+class IncidentTransitionSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=IncidentStatus.choices)
+    reported_on = serializers.DateField(required=False, allow_null=True)
+    authority_reference = serializers.CharField(required=False, allow_blank=True, max_length=120, default="")
+    closing_note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+
+class CorrectiveActionSerializer(serializers.ModelSerializer):
+    taken_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = CorrectiveAction
+        fields = ["id", "incident", "kind", "description", "taken_by", "taken_at"]
+        read_only_fields = ["incident", "taken_by", "taken_at"]

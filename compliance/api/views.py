@@ -1,8 +1,22 @@
-from django_filters import rest_framework as filters
-from rest_framework import viewsets
+"""Thin API views of the audit trail, clinician feedback, deployment monitoring and incidents."""
 
-from compliance.api.serializers import AuditEventSerializer
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from compliance import feedback as feedback_services
+from compliance import incidents as incident_services
+from compliance import selectors
+from compliance.api import serializers as s
 from compliance.models import AuditEvent
+from registry.api.views import ScopedViewSet
 
 
 class AuditEventFilterSet(filters.FilterSet):
@@ -19,7 +33,109 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     access_resource = "audit_event"
     queryset = AuditEvent.objects.all()
-    serializer_class = AuditEventSerializer
+    serializer_class = s.AuditEventSerializer
     filterset_class = AuditEventFilterSet
     lookup_field = "seq"
     lookup_value_regex = r"[0-9]+"
+
+
+class NewestFirst(CursorPagination):
+    """Cursor pages: no COUNT over millions of reports, stable under inserts."""
+
+    ordering = ("-created_at", "-pk")
+    page_size = 50
+
+
+class FeedbackFilterSet(filters.FilterSet):
+    given_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = s.Feedback
+        fields = ["deployment", "version", "institution", "agreement", "error_type", "severity"]
+
+
+class FeedbackViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin):
+    """Clinicians report on cases read with a model deployed at their institution and change
+    their own reports while they are editable; officers, auditors and the model's engineers read."""
+
+    access_resource = "feedback"
+    selector = staticmethod(selectors.feedback_list)
+    serializer_class = s.FeedbackSerializer
+    filterset_class = FeedbackFilterSet
+    pagination_class = NewestFirst
+
+    def get_serializer_class(self):
+        return s.FeedbackUpdateSerializer if self.action in {"update", "partial_update"} else s.FeedbackSerializer
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        feedback, created = feedback_services.feedback_submit(actor=request.user, **serializer.validated_data)
+        body = s.FeedbackSerializer(feedback, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def perform_update(self, serializer):
+        serializer.instance = feedback_services.feedback_update(actor=self.request.user, feedback=serializer.instance, fields=dict(serializer.validated_data))
+
+
+class MonitoringViewSet(ScopedViewSet, mixins.RetrieveModelMixin):
+    """A deployment's post-market monitoring: disagreement per week with CIs, error types,
+    severities, usability ratings, time saved, the sequential test, open alerts and runs."""
+
+    access_resource = "monitoring"
+
+    def get_queryset(self):
+        return selectors.monitored_deployments(user=self.request.user)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def retrieve(self, request, *args, **kwargs):
+        return Response(selectors.deployment_monitoring(self.get_object()).to_dict())
+
+
+class IncidentFilterSet(filters.FilterSet):
+    class Meta:
+        model = s.Incident
+        fields = ["status", "version", "deployment", "incident_type"]
+
+
+class IncidentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Officers escalate a feedback or an alert to an incident, move it through its workflow,
+    record corrective actions and export its report (JSON or PDF)."""
+
+    access_resource = "incident"
+    selector = staticmethod(selectors.incident_list)
+    serializer_class = s.IncidentSerializer
+    filterset_class = IncidentFilterSet
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = incident_services.incident_escalate(actor=self.request.user, **data)
+
+    @extend_schema(request=s.IncidentTransitionSerializer, responses=s.IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def transition(self, request, pk=None):
+        body = s.IncidentTransitionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        incident = incident_services.incident_transition(actor=request.user, incident=self.get_object(), to_status=body.validated_data.pop("status"), **body.validated_data)
+        return Response(s.IncidentSerializer(incident, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.CorrectiveActionSerializer, responses=s.CorrectiveActionSerializer)
+    @action(detail=True, methods=["post"], url_path="corrective-actions")
+    def corrective_actions(self, request, pk=None):
+        body = s.CorrectiveActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        taken = incident_services.incident_action_add(actor=request.user, incident=self.get_object(), **body.validated_data)
+        return Response(s.CorrectiveActionSerializer(taken).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        return Response(incident_services.incident_export(self.get_object()))
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @action(detail=True, methods=["get"], url_path="report-pdf")
+    def report_pdf(self, request, pk=None):
+        incident = self.get_object()
+        response = HttpResponse(incident_services.incident_report_pdf(incident), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="incident-{incident.pk}.pdf"'
+        return response

@@ -67,6 +67,20 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("alert", "retrieve"): ALL,
     ("alert", "acknowledge"): frozenset({CO}),
     ("alert", "resolve"): frozenset({CO}),
+    ("alert", "revalidate"): frozenset({CO, ML}),
+    ("feedback", "list"): frozenset({ML, CO, CL, AU}),
+    ("feedback", "retrieve"): frozenset({ML, CO, CL, AU}),
+    ("feedback", "create"): frozenset({CL}),
+    ("feedback", "update"): frozenset({CL}),
+    ("feedback", "partial_update"): frozenset({CL}),
+    ("monitoring", "retrieve"): frozenset({ML, CO, AU}),
+    ("incident", "list"): frozenset({ML, CO, AU}),
+    ("incident", "retrieve"): frozenset({ML, CO, AU}),
+    ("incident", "export"): frozenset({ML, CO, AU}),
+    ("incident", "report_pdf"): frozenset({ML, CO, AU}),
+    ("incident", "create"): frozenset({CO}),
+    ("incident", "transition"): frozenset({CO}),
+    ("incident", "corrective_actions"): frozenset({CO}),
 }
 
 
@@ -97,7 +111,7 @@ def test_every_endpoint_has_a_rule():
 
 
 @pytest.fixture
-def world(institutions):
+def world(institutions, personas):
     """One of each record, owned by the vendor, with the version deployed at the north hospital."""
     model = FoundationModelFactory(provider=institutions["vendor"])
     version = ModelVersionFactory(foundation_model=model, status=VersionStatus.DEPLOYED)
@@ -117,6 +131,18 @@ def world(institutions):
     alert = Alert.objects.create(
         version=version, deployment=version.deployments.get(), run=run, kind="input_drift", severity="warning", subject="image_mean", message="drifted",
     )
+    from django.utils import timezone
+
+    from compliance.feedback import feedback_submit
+    from compliance.incidents import incident_escalate
+
+    feedback, _ = feedback_submit(
+        actor=User.objects.get(username="clinician_north"), deployment=version.deployments.get(), case_reference="CASE-1a2b",
+        model_output="positive", agreement="disagree", error_type="false_positive",
+    )
+    incident = incident_escalate(
+        actor=User.objects.get(username="officer"), feedback=feedback, title="t", description="d", incident_type="other", aware_on=timezone.localdate(),
+    )
     return {
         "institution": institutions["north"].pk,
         "foundation-model": model.pk,
@@ -129,6 +155,9 @@ def world(institutions):
         "run-file": run_file.pk,
         "case-flag": flag.pk,
         "alert": alert.pk,
+        "feedback": feedback.pk,
+        "monitoring": version.deployments.get().pk,
+        "incident": incident.pk,
     }
 
 

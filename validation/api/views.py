@@ -96,6 +96,7 @@ class AlertViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
     """One list of alerts (degradation, drift, prevalence shift); officers acknowledge and resolve them."""
 
     access_resource = "alert"
+    access_resources = {"revalidate": "alert.revalidate"}
     selector = staticmethod(selectors.alert_list)
     serializer_class = s.AlertSerializer
     filterset_class = AlertFilterSet
@@ -115,3 +116,15 @@ class AlertViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         return self._handle(request, AlertStatus.RESOLVED)
+
+    @extend_schema(request=None, responses=s.ValidationRunSerializer)
+    @action(detail=True, methods=["post"])
+    def revalidate(self, request, pk=None):
+        """Queue the revalidation an alert proposes: its deployment on the site's newest data, today."""
+        from validation.revalidation import revalidation_queue_now
+
+        alert = self.get_object()
+        if alert.deployment is None:
+            raise Conflict("This alert names no deployment to revalidate.", code="no_deployment")
+        run = revalidation_queue_now(actor=request.user, deployment=alert.deployment, reason=f"proposed by alert {alert.pk}")
+        return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)

@@ -37,6 +37,7 @@ USERS = {
     "demo-officer": (Role.COMPLIANCE_OFFICER, "radvendor"),
     "demo-officer-2": (Role.COMPLIANCE_OFFICER, "radvendor"),
     "demo-clinician": (Role.CLINICIAN, "st-anna"),
+    "demo-clinician-2": (Role.CLINICIAN, "city-general"),
     "demo-auditor": (Role.AUDITOR, "radvendor"),
     "demo-worker": (Role.WORKER, "radvendor"),
 }
@@ -52,6 +53,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for the worker to mirror the versions and validate.")
 
     def handle(self, *args, timeout: float, **options):
+        from compliance.demo import feedback_demo
         from validation.demo import drift_datasets, nodule_model_setup
 
         started = time.monotonic()
@@ -74,11 +76,19 @@ class Command(BaseCommand):
         self._summary(base, tuned, credentials, verdict.checked, time.monotonic() - started)
         self._validation_summary(run)
         self._drift_summary(later)
+        with audit_context(label="demo"):
+            monitoring = feedback_demo(
+                version=nodule, sites=sites, officer=User.objects.get(username="demo-officer"),
+                clinicians={"st-anna": User.objects.get(username="demo-clinician"), "city-general": User.objects.get(username="demo-clinician-2")},
+                out=self.stdout.write,
+            )
+        self._monitoring_summary(monitoring)
 
     def _institutions(self) -> dict[str, Institution]:
         specs = {
             "radvendor": {"name": "RadVendor GmbH", "kind": Institution.Kind.PROVIDER, "country": "DE", "contact_email": "regulatory@radvendor.example"},
             "st-anna": {"name": "St. Anna University Hospital", "kind": Institution.Kind.HOSPITAL, "country": "NL", "contact_email": "radiology@st-anna.example"},
+            "city-general": {"name": "City General Hospital", "kind": Institution.Kind.HOSPITAL, "country": "BE", "contact_email": "imaging@city-general.example"},
         }
         return {
             code: Institution.objects.filter(code=code).first()
@@ -302,6 +312,25 @@ class Command(BaseCommand):
             for line in drift_lines(run):
                 w(line)
         w("  Alerts       GET /api/alerts/")
+
+    def _monitoring_summary(self, monitoring: dict) -> None:
+        from compliance.models import DeploymentMonitor
+
+        w = self.stdout.write
+        w("")
+        w(self.style.SUCCESS("Clinician feedback and post-market monitoring:"))
+        for code, deployment in monitoring["deployments"].items():
+            m = DeploymentMonitor.objects.get(deployment=deployment)
+            state = "ALARM" if m.state.get("alarmed") else "in control"
+            w(f"  {code:<13} {m.n_feedback} reports ({m.n_disagree} disagree, {m.n_partly} partly); rate at deployment "
+              f"{m.baseline_rate:.1%}; CUSUM {m.state.get('statistic', 0):.2f} of h={m.design['h']:.2f}: {state}   /monitoring/{deployment.pk}/")
+        alert, incident = monitoring["alert"], monitoring["incident"]
+        if alert is None:
+            w("  No alert was raised.")
+            return
+        w(f"  Alert {alert.pk}    [{alert.severity}] {alert.message}")
+        w(f"  Incident {incident.pk} {incident.title}: {incident.legal_basis}, aware {incident.aware_on}, report by {incident.deadline}   /incidents/{incident.pk}/")
+        w("  Pages        make serve, then http://127.0.0.1:8000/ as demo-clinician or demo-clinician-2 (feedback) and demo-officer (monitoring, alerts, incidents)")
 
     def _summary(self, base, tuned, credentials, audit_events, seconds) -> None:
         from registry.mlflow_mirror import mlflow_client

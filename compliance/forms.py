@@ -1,0 +1,67 @@
+"""Forms of the clinician and officer pages: shape only; the rules are the services' (shared with the API)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from compliance.feedback import case_reference_check
+from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
+from compliance.incident_rules import INCIDENT_TYPES
+from compliance.models import Feedback
+
+_RATING_CHOICES = [("", "No answer"), *[(str(i), str(i)) for i in range(1, 6)]]
+
+
+class FeedbackForm(forms.ModelForm):
+    """One case in under 30 seconds: reference, what the model said, agree or not; the rest optional."""
+
+    submission_key = forms.UUIDField(widget=forms.HiddenInput)
+    agreement = forms.ChoiceField(choices=Agreement.choices, widget=forms.RadioSelect, label="Do you agree with the model?")
+    error_type = forms.ChoiceField(choices=[("", "— (I agree)"), *ErrorType.choices], required=False, label="If not, what went wrong?")
+    severity = forms.ChoiceField(choices=Severity.choices, widget=forms.RadioSelect, initial=Severity.NONE, label="Clinical severity")
+    explanation_helped = forms.TypedChoiceField(choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The explanation helped me (1 not at all, 5 very much)")
+    uncertainty_helped = forms.TypedChoiceField(choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The uncertainty flag helped me")
+    fitted_workflow = forms.TypedChoiceField(choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The output fitted my workflow")
+
+    class Meta:
+        model = Feedback
+        fields = [
+            "case_reference", "model_output", "agreement", "error_type", "severity", "minutes_saved",
+            "explanation_helped", "uncertainty_helped", "fitted_workflow", "comment",
+        ]
+        labels = {"case_reference": "Case reference", "model_output": "Model output", "minutes_saved": "Minutes saved (negative if it cost you time)", "comment": "Comment (optional)"}
+        widgets = {
+            "case_reference": forms.TextInput(attrs={"autofocus": True, "autocomplete": "off", "placeholder": "CASE-7f3a9c", "spellcheck": "false"}),
+            "model_output": forms.TextInput(attrs={"placeholder": "nodule 0.82 (flagged)"}),
+            "minutes_saved": forms.NumberInput(attrs={"min": -240, "max": 240, "step": 1, "inputmode": "numeric"}),
+            "comment": forms.Textarea(attrs={"rows": 3, "maxlength": 2000}),
+        }
+
+    def clean_case_reference(self) -> str:
+        try:
+            return case_reference_check(self.cleaned_data.get("case_reference", ""))
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["case_reference"]) from None
+
+    def service_fields(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if k != "submission_key"}
+
+
+class IncidentForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), max_length=10000)
+    incident_type = forms.ChoiceField(choices=list(INCIDENT_TYPES.items()))
+    aware_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Date the provider became aware")
+
+
+class IncidentTransitionForm(forms.Form):
+    status = forms.ChoiceField(choices=IncidentStatus.choices, label="New status")
+    reported_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Reported to the authority on")
+    authority_reference = forms.CharField(required=False, max_length=120, label="Authority's reference")
+    closing_note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+
+
+class CorrectiveActionForm(forms.Form):
+    kind = forms.ChoiceField(choices=CorrectiveActionKind.choices)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)

@@ -1,0 +1,278 @@
+"""Server-rendered pages for clinicians and officers: thin views over the same services,
+selectors and access rules as the API (``registry.access``)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from compliance import feedback as feedback_services
+from compliance import incidents as incident_services
+from compliance import selectors
+from compliance.forms import CorrectiveActionForm, FeedbackForm, IncidentForm, IncidentTransitionForm
+from compliance.incident_rules import rules_table
+from radtrust.errors import Conflict
+from registry.access import may, role_of, scope
+from registry.choices import DeploymentStatus, Role
+from registry.models import Deployment
+
+
+def requires(resource: str, *, write: bool = False):
+    """Log in, then the role rule of ``resource`` (the API's rule); a refusal is a 403 page."""
+
+    def decorate(view):
+        @wraps(view)
+        @login_required
+        def wrapped(request, *args, **kwargs):
+            if not may(request.user, resource, write=write):
+                raise PermissionDenied("Your role does not allow this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+@dataclass
+class Window:
+    """One page of a long list without counting it (a COUNT over a million reports costs more than the page)."""
+
+    items: list
+    number: int
+    has_next: bool
+    query: str = ""
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+
+def _window(request, rows, size: int = 50, **keep) -> Window:
+    try:
+        number = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        number = 1
+    chunk = list(rows[(number - 1) * size : number * size + 1])
+    query = "".join(f"&{k}={v}" for k, v in keep.items() if v)
+    return Window(items=chunk[:size], number=number, has_next=len(chunk) > size, query=query)
+
+
+def _form_errors(form, exc: ValidationError) -> None:
+    """Put a service's field errors on the form (unknown fields become form-wide errors)."""
+    for name, errors in exc.message_dict.items():
+        form.add_error(name if name in form.fields else None, errors)
+
+
+def page_context(request) -> dict:
+    """The user's role (read once per request) and, on every officer page, the overdue incidents."""
+    user = getattr(request, "user", None)
+    role = role_of(user)
+    if role != Role.COMPLIANCE_OFFICER and not getattr(user, "is_superuser", False):
+        return {"role": role}
+    return {"role": role, "overdue_incidents": list(incident_services.overdue_incidents().only("pk", "title", "deadline")[:20])}
+
+
+@login_required
+def home(request):
+    role = role_of(request.user)
+    if role == Role.CLINICIAN:
+        return redirect("pages:clinician-home")
+    if may(request.user, "monitoring", write=False):
+        return redirect("pages:monitoring-list")
+    return redirect("admin:index")
+
+
+# --- Clinicians ------------------------------------------------------------------------
+
+
+@requires("feedback", write=True)
+def clinician_home(request):
+    from validation.choices import AlertStatus
+    from validation.models import Alert
+
+    deployments = (
+        scope(request.user, Deployment.objects.select_related("version__foundation_model", "institution"))
+        .filter(status=DeploymentStatus.ACTIVE, institution_id=request.user.institution_id)
+        .order_by("version__foundation_model__name")
+    )
+    alerts = dict(
+        Alert.objects.filter(deployment__in=deployments).exclude(status=AlertStatus.RESOLVED)
+        .values_list("deployment").annotate(n=Count("pk")).values_list("deployment", "n")
+    )
+    rows = [{"deployment": d, "open_alerts": alerts.get(d.pk, 0)} for d in deployments]
+    return render(request, "compliance/clinician_home.html", {"rows": rows})
+
+
+def _clinician_deployment(request, pk: int) -> Deployment:
+    """A deployment the clinician may report on: scoped like the API (another institution's is not found)."""
+    return get_object_or_404(
+        scope(request.user, Deployment.objects.select_related("version__foundation_model", "institution")), pk=pk,
+    )
+
+
+@requires("feedback", write=True)
+@require_http_methods(["GET", "POST"])
+def feedback_new(request, deployment_id: int):
+    deployment = _clinician_deployment(request, deployment_id)
+    form = FeedbackForm(request.POST or None, initial={"submission_key": uuid.uuid4()})
+    if request.method == "POST" and form.is_valid():
+        try:
+            feedback, created = feedback_services.feedback_submit(
+                actor=request.user, deployment=deployment, submission_key=form.cleaned_data["submission_key"], **form.service_fields(),
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, f"Thank you: feedback on {feedback.case_reference} saved." if created else "This form was sent already; your feedback is saved once.")
+            return redirect("pages:feedback-list")
+    return render(request, "compliance/feedback_form.html", {"form": form, "deployment": deployment}, status=400 if form.errors else 200)
+
+
+@requires("feedback")
+def feedback_list(request):
+    rows = selectors.feedback_list(user=request.user)
+    if role_of(request.user) == Role.CLINICIAN:
+        rows = rows.filter(clinician=request.user)
+    page = _window(request, rows.order_by("-created_at", "-pk"))
+    now = timezone.now()
+    items = [{"feedback": f, "editable": f.clinician_id == request.user.pk and now <= feedback_services.feedback_editable_until(f)} for f in page.items]
+    return render(request, "compliance/feedback_list.html", {"page": page, "items": items, "edit_hours": settings.RADTRUST_FEEDBACK_EDIT_HOURS})
+
+
+@requires("feedback", write=True)
+@require_http_methods(["GET", "POST"])
+def feedback_edit(request, pk: int):
+    feedback = get_object_or_404(selectors.feedback_list(user=request.user), pk=pk, clinician=request.user)
+    form = FeedbackForm(request.POST or None, instance=feedback, initial={"submission_key": feedback.submission_key})
+    if request.method == "POST" and form.is_valid():
+        try:
+            feedback_services.feedback_update(actor=request.user, feedback=feedback, fields=form.service_fields())
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        except Conflict as exc:
+            messages.error(request, str(exc))
+            return redirect("pages:feedback-list")
+        else:
+            messages.success(request, "Feedback updated.")
+            return redirect("pages:feedback-list")
+    return render(request, "compliance/feedback_form.html", {"form": form, "deployment": feedback.deployment, "editing": feedback}, status=400 if form.errors else 200)
+
+
+# --- Officers ------------------------------------------------------------------------------
+
+
+@requires("monitoring")
+def monitoring_list(request):
+    return render(request, "compliance/monitoring_list.html", {"deployments": selectors.monitored_deployments(user=request.user)})
+
+
+@requires("monitoring")
+def monitoring_detail(request, pk: int):
+    deployment = get_object_or_404(selectors.monitored_deployments(user=request.user), pk=pk)
+    return render(request, "compliance/monitoring_detail.html", {"m": selectors.deployment_monitoring(deployment), "deployment": deployment})
+
+
+@requires("alert")
+def alert_list(request):
+    from validation.selectors import alert_list as alerts
+
+    rows = alerts(user=request.user).select_related("run", "incident")
+    status = request.GET.get("status", "")
+    if status:
+        rows = rows.filter(status=status)
+    page = _window(request, rows, status=status)
+    return render(request, "compliance/alert_list.html", {"page": page, "may_escalate": may(request.user, "incident", write=True)})
+
+
+@requires("incident", write=True)
+@require_http_methods(["GET", "POST"])
+def incident_new(request, source: str, pk: int):
+    from validation.selectors import alert_list as alerts
+
+    if source == "alert":
+        origin = get_object_or_404(alerts(user=request.user), pk=pk)
+    else:
+        origin = get_object_or_404(selectors.feedback_list(user=request.user), pk=pk)
+    title = origin.message[:200] if source == "alert" else f"{origin.get_error_type_display() or 'Disagreement'} on {origin.case_reference}"
+    form = IncidentForm(request.POST or None, initial={"aware_on": timezone.localdate(), "title": title})
+    if request.method == "POST" and form.is_valid():
+        try:
+            incident = incident_services.incident_escalate(actor=request.user, **{source: origin}, **form.cleaned_data)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        except Conflict as exc:
+            messages.error(request, str(exc))
+            return redirect("pages:incident-list")
+        else:
+            messages.success(request, f"Incident {incident.pk} opened: report by {incident.deadline:%d %B %Y} ({incident.legal_basis}).")
+            return redirect("pages:incident-detail", pk=incident.pk)
+    return render(request, "compliance/incident_form.html", {"form": form, "source": source, "origin": origin, "rules": rules_table()}, status=400 if form.errors else 200)
+
+
+@requires("incident")
+def incident_list(request):
+    return render(request, "compliance/incident_list.html", {"incidents": selectors.incident_list(user=request.user)[:200]})
+
+
+@requires("incident")
+def incident_detail(request, pk: int):
+    incident = get_object_or_404(selectors.incident_list(user=request.user), pk=pk)
+    return render(request, "compliance/incident_detail.html", {
+        "incident": incident, "actions": incident.actions.select_related("taken_by"),
+        "transition_form": IncidentTransitionForm(), "action_form": CorrectiveActionForm(),
+        "may_change": may(request.user, "incident", write=True),
+    })
+
+
+def _incident_change(request, pk: int, form_class, change, done: str, invalid: str):
+    """Apply one change from a form on the incident page, then back to the page with what happened."""
+    incident = get_object_or_404(selectors.incident_list(user=request.user), pk=pk)
+    form = form_class(request.POST)
+    if not form.is_valid():
+        messages.error(request, invalid)
+        return redirect("pages:incident-detail", pk=pk)
+    try:
+        change(incident, dict(form.cleaned_data))
+        messages.success(request, done)
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    except Conflict as exc:
+        messages.error(request, str(exc))
+    return redirect("pages:incident-detail", pk=pk)
+
+
+@requires("incident", write=True)
+@require_POST
+def incident_transition(request, pk: int):
+    def change(incident, data):
+        incident_services.incident_transition(actor=request.user, incident=incident, to_status=data.pop("status"), **data)
+
+    return _incident_change(request, pk, IncidentTransitionForm, change, "Incident updated.", "Choose a valid status.")
+
+
+@requires("incident", write=True)
+@require_POST
+def incident_action(request, pk: int):
+    def change(incident, data):
+        incident_services.incident_action_add(actor=request.user, incident=incident, **data)
+
+    return _incident_change(request, pk, CorrectiveActionForm, change, "Corrective action recorded.", "Choose the kind of action and describe it.")
+
+
+@requires("incident")
+def incident_pdf(request, pk: int):
+    incident = get_object_or_404(selectors.incident_list(user=request.user), pk=pk)
+    response = HttpResponse(incident_services.incident_report_pdf(incident), content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="incident-{incident.pk}.pdf"'
+    return response

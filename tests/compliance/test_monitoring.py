@@ -1,0 +1,119 @@
+"""Monitoring through real feedback: a rising disagreement raises one alert, a stable stream none;
+resolving the alert restarts the test; the monitoring reads issue a constant number of queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.utils import timezone
+from django.test.utils import CaptureQueriesContext
+
+from compliance.feedback import _in_control_rate
+from compliance.incidents import incident_escalate
+from compliance.models import DeploymentMonitor
+from compliance.monitoring import cusum_path, design_cusum
+from validation.choices import AlertKind
+from validation.evidence import alert_handle
+from validation.models import Alert
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def short_baseline(settings):
+    settings.RADTRUST_MONITOR_BASELINE_FEEDBACK = 100
+
+
+def _stream(report, rates: list[tuple[int, float]], seed: int = 0, where: str = "north") -> None:
+    rng = np.random.default_rng(seed)
+    who = "clinician_north" if where == "north" else "clinician_south"
+    for n, rate in rates:
+        for disagree in rng.random(n) < rate:
+            report("disagree" if disagree else "agree", who=who, where=where)
+
+
+def test_rising_disagreement_raises_one_alert_with_its_evidence(report, deployed):
+    _stream(report, [(100, 0.1), (300, 0.45)])
+    alerts = Alert.objects.filter(kind=AlertKind.DISAGREEMENT_RISE)
+    assert alerts.count() == 1
+    alert = alerts.get()
+    assert alert.deployment == deployed["north"] and alert.version == deployed["version"] and alert.run is None
+    evidence = alert.evidence
+    assert evidence["test"] == "Bernoulli CUSUM" and evidence["proposed_action"] == "revalidation"
+    assert evidence["observed_rate"] > evidence["design"]["p0"] and evidence["ci_low"] < evidence["observed_rate"] < evidence["ci_high"]
+    monitor = DeploymentMonitor.objects.get(deployment=deployed["north"])
+    assert monitor.state["alarmed"] and monitor.n_feedback == 400
+    assert evidence["design"]["p0"] == pytest.approx(_in_control_rate(monitor.baseline_sum, 100), abs=1e-4)
+    assert evidence["design"]["p0"] > monitor.baseline_rate
+
+
+def test_a_stable_stream_raises_no_alert(report, deployed):
+    for i in range(400):  # exactly one report in ten disagrees, before and after the baseline
+        report("disagree" if i % 10 == 9 else "agree")
+    assert not Alert.objects.filter(kind=AlertKind.DISAGREEMENT_RISE).exists()
+    monitor = DeploymentMonitor.objects.get(deployment=deployed["north"])
+    assert monitor.baseline_rate is not None and not monitor.state["alarmed"] and monitor.tested_n == 300
+
+
+def test_the_other_site_is_monitored_on_its_own(report, deployed):
+    _stream(report, [(100, 0.1), (300, 0.45)], where="south")
+    _stream(report, [(100, 0.1)], seed=3)
+    assert list(Alert.objects.values_list("deployment", flat=True)) == [deployed["south"].pk]
+
+
+def test_resolving_the_alert_restarts_the_test(report, deployed, personas):
+    _stream(report, [(100, 0.1), (300, 0.45)])
+    alert = Alert.objects.get(kind=AlertKind.DISAGREEMENT_RISE)
+    alert_handle(actor=personas["officer"], alert=alert, status="resolved", note="Site recalibrated the detector; revalidated.")
+    monitor = DeploymentMonitor.objects.get(deployment=deployed["north"])
+    assert not monitor.state["alarmed"] and monitor.state["statistic"] == 0 and monitor.tested_n == 0
+    _stream(report, [(300, 0.45)], seed=5)
+    assert Alert.objects.filter(kind=AlertKind.DISAGREEMENT_RISE).count() == 2  # the new alarm is a new alert
+
+
+def _queries(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, response.content[:300]
+    return len(captured)
+
+
+def test_monitoring_reads_issue_the_same_number_of_queries_at_any_volume(report, deployed, personas, api_client, client):
+    from registry.models import User
+
+    client.force_login(personas["officer"])
+
+    def api():  # a user object per request, as a real request has (the role is read once per request)
+        return api_client(User.objects.get(pk=personas["officer"].pk))
+
+    urls = [
+        f"/api/monitoring/{deployed['north'].pk}/", "/api/feedback/", "/api/alerts/", "/api/incidents/",
+        f"/monitoring/{deployed['north'].pk}/", "/monitoring/", "/feedback/", "/alerts/", "/incidents/",
+    ]
+    _stream(report, [(5, 0.2)])
+    Alert.objects.create(version=deployed["version"], deployment=deployed["north"], kind="input_drift", severity="info", subject="image_mean", message="m")
+    incident_escalate(actor=personas["officer"], feedback=report("disagree"), title="t", description="d", incident_type="other", aware_on=timezone.localdate())
+    few = {url: _queries(api() if url.startswith("/api/") else client, url) for url in urls}
+    _stream(report, [(95, 0.1), (300, 0.45)], seed=7)
+    _stream(report, [(60, 0.2)], seed=8, where="south")
+    many = {url: _queries(api() if url.startswith("/api/") else client, url) for url in urls}
+    assert few == many
+
+
+
+def test_the_in_control_rate_keeps_false_alarms_rare_and_catches_a_rise():
+    """The whole monitor's rule (p0 from 100 reports at deployment, then the CUSUM), simulated:
+    how often a stable site alarms within 300 reports, and how soon a rise to 30% is caught."""
+    rng = np.random.default_rng(11)
+    false_alarms, caught, delays = 0, 0, []
+    for _ in range(300):
+        p0 = _in_control_rate(float((rng.random(100) < 0.1).sum()), 100)
+        design = design_cusum(p0)
+        false_alarms += bool((cusum_path((rng.random(300) < 0.1).astype(float), design) >= design.h).any())
+        hits = np.flatnonzero(cusum_path((rng.random(300) < 0.3).astype(float), design) >= design.h)
+        if hits.size:
+            caught += 1
+            delays.append(hits[0] + 1)
+    assert false_alarms / 300 < 0.1
+    assert caught / 300 > 0.95 and np.median(delays) < 80
