@@ -1,0 +1,487 @@
+"""The trust scoring rules, policy checks and assessment arithmetic on hand-made evidence (no database):
+each rule with and without evidence, the CI-aware threshold, principle scores and their
+insufficient-evidence status, policy refusals, diffs and the JSON form."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from validation.trust import rules
+from validation.trust.assess import assess, assessment_diff, assessment_to_dict, evidence_strength
+from validation.trust.evidence import (
+    DatasetEvidence,
+    DeploymentEvidence,
+    FeedbackEvidence,
+    Link,
+    RatingEvidence,
+    RunEvidence,
+    VersionEvidence,
+)
+from validation.trust.policy import DEFAULT_POLICY, PRINCIPLES, RULES, PolicyError, rule_params, validate_policy
+
+ROOT = Path(__file__).parents[2]
+SHA = "a" * 64
+
+
+# --- Evidence builders (the real report shape, small) ----------------------------------
+
+
+def subgroup(attribute: str, value: str, n: int = 120, suppressed: bool = False) -> dict:
+    return {"grouping": attribute, "name": f"{attribute}={value}", "attributes": [attribute], "values": [value],
+            "n_cases": 2 * n, "n_patients": n, "n_positive": n // 3, "suppressed": suppressed, "metrics": None if suppressed else {}}
+
+
+def gap(kind: str, attribute: str, value: float, low: float, high: float, groups=("M", "F"), component=None) -> dict:
+    return {"kind": kind, "attributes": [attribute], "component": component, "group_high": [groups[0]], "group_low": [groups[1]],
+            "value": value, "ci_low": low, "ci_high": high, "n_valid": 1000, "n_groups_compared": 2, "grouping": attribute}
+
+
+def label(gaps=(), subgroups=None, **sections) -> dict:
+    groups = [subgroup("sex", "F"), subgroup("sex", "M"), subgroup("age_band", "18-39"), subgroup("age_band", "65+")] if subgroups is None else subgroups
+    return {"overall": {"n_patients": 400}, "subgroups": groups, "gaps": list(gaps), **sections}
+
+
+def report(labels: dict, attributes=("sex", "age_band"), not_collected=(), drift=None, header_filled=0) -> dict:
+    result = {"config": {"attributes": list(attributes), "confidence": 0.95},
+              "dataset": {"n_patients": 400, "attributes_not_collected": list(not_collected),
+                          "header_fill": {"filled": {"scanner_manufacturer": header_filled}, "unreadable": []}},
+              "results": labels}
+    if drift is not None:
+        result["drift"] = drift
+    return result
+
+
+def run(run_id: int, rep: dict, roles=("internal_test",), institution="north", dataset_id=1, sha=SHA) -> RunEvidence:
+    return RunEvidence(id=run_id, dataset_id=dataset_id, dataset_name=f"Set {dataset_id}", roles=roles, institution=institution,
+                       finished_at=f"2026-01-{run_id:02d}T00:00:00", artifact_sha256=sha, report=rep)
+
+
+def dataset(dataset_id=1, roles=("internal_test",), demographics=None, scanners=({"manufacturer": "A", "model": "x", "count": 5},),
+            protocols=None, completeness=1.0, missing=()) -> DatasetEvidence:
+    return DatasetEvidence(id=dataset_id, name=f"Set {dataset_id}", roles=roles, institution="north", completeness=completeness,
+                           missing_items=missing, demographics={"sex": {"F": 5, "M": 5}, "age_band": {"65+": 3}} if demographics is None else demographics,
+                           scanners=scanners, protocols={"PA": 10} if protocols is None else protocols)
+
+
+def deployment(dep_id=1, status="active", local_run=1, before=True, overdue=False, recent=2) -> DeploymentEvidence:
+    return DeploymentEvidence(id=dep_id, institution=f"site{dep_id}", status=status, since="2026-02-01", local_run_id=local_run,
+                              local_run_before_go_live=before, revalidation_overdue=overdue, recent_feedback=recent)
+
+
+def rating(n: int, mean: float, sd: float = 1.0) -> RatingEvidence:
+    return RatingEvidence(n=n, mean=mean, mean_sq=sd * sd * (n - 1) / n + mean * mean)
+
+
+MODEL = {"intended_purpose": "Flag nodules", "intended_users": "Radiologists", "instructions_for_use": "Read the IFU",
+         "known_limitations": "No children", "explainability_needs": "Saliency on request", "body_region": "chest", "modality": "CR",
+         "output_schema": {"class_names": ["nodule"], "thresholds": {"nodule": 0.5}}}
+
+
+def version(**changes) -> VersionEvidence:
+    base = VersionEvidence(
+        version_id=7, label="ChestFM 1.1.0", artifact_sha256=SHA, artifact_format="onnx", model=dict(MODEL),
+        lineage=({"version_id": 7, "label": "ChestFM 1.1.0", "training_provenance": True},), audit_chain_ok=True, audit_events_checked=50,
+        audit_broken_reason="", datasets=(dataset(),), runs=(run(1, report({"nodule": label()})),), deployments=(), feedback=FeedbackEvidence(),
+        baseline_run_id=None, today="2026-03-01",
+    )
+    return replace(base, **changes)
+
+
+EMPTY = VersionEvidence(
+    version_id=1, label="Bare 0.1", artifact_sha256="", artifact_format="onnx", model={}, lineage=(), audit_chain_ok=True, audit_events_checked=0,
+    audit_broken_reason="", datasets=(), runs=(), deployments=(), feedback=FeedbackEvidence(), baseline_run_id=None, today="2026-03-01",
+)
+
+
+def apply(rule: str, evidence: VersionEvidence, **params) -> rules.Outcome:
+    return RULES[rule].function(evidence, {**rule_params(rule, None), **params})
+
+
+# --- The CI-aware threshold ------------------------------------------------------------
+
+
+def test_a_gap_whose_ci_spans_the_threshold_is_uncertain_not_a_pass():
+    assert rules.threshold_verdict(0.04, 0.01, 0.09, 0.05) == (0.5, "uncertain")
+    assert rules.threshold_verdict(0.02, 0.0, 0.04, 0.05) == (1.0, "met")
+    failed, status = rules.threshold_verdict(0.08, 0.06, 0.10, 0.05)
+    worse, _ = rules.threshold_verdict(0.20, 0.15, 0.25, 0.05)
+    assert status == "not_met" and 0 < worse < failed < 0.5
+    assert rules.threshold_verdict(0.06, None, None, 0.05)[1] == "not_met"  # no CI: the point decides
+
+
+def test_auroc_gap_uncertain_case_through_the_rule():
+    evidence = version(runs=(run(3, report({"nodule": label([gap("auroc_gap", "sex", 0.04, 0.01, 0.09)])})),))
+    outcome = apply("largest_auroc_gap", evidence)
+    assert (outcome.value, outcome.status) == (0.5, "uncertain")
+    assert outcome.inputs["observed"] == 0.04 and outcome.inputs["threshold"] == 0.05
+    assert "spans 0.05" in outcome.explanation and outcome.links == (Link("run", 3, "Run 3 on Set 1"),)
+    assert outcome.n == 120 and outcome.ci_width == pytest.approx(0.08)
+
+
+def test_auroc_gap_takes_the_worst_label_and_attribute_and_names_them():
+    labels = {
+        "nodule": label([gap("auroc_gap", "sex", 0.02, 0.0, 0.04), gap("auroc_gap", "age_band", 0.208, 0.159, 0.255, ("40-64", "65+"))]),
+        "effusion": label([gap("auroc_gap", "sex", 0.04, 0.01, 0.09)]),
+        "mass": label([gap("auroc_gap", "site", 0.5, 0.4, 0.6, ("site-a", "site-b"))]),  # site is universality's, not fairness's
+    }
+    outcome = apply("largest_auroc_gap", version(runs=(run(1, report(labels)),)))
+    assert outcome.status == "not_met" and outcome.value == pytest.approx(0.5 * 0.05 / 0.208, abs=1e-4)
+    assert outcome.inputs["label"] == "nodule" and outcome.inputs["attributes"] == ["age_band"]
+    assert "0.208 (95% CI 0.159-0.255) by age_band (65+ lowest)" in outcome.explanation
+    assert "for nodule" in outcome.explanation and "exceeds 0.05" in outcome.explanation
+
+
+def test_gaps_come_from_the_newest_run_that_has_them():
+    newer = run(5, report({"nodule": label(gaps=[])}))
+    older = run(2, report({"nodule": label([gap("fnr_gap", "sex", 0.03, 0.01, 0.05)])}))
+    outcome = apply("largest_fnr_gap", version(runs=(newer, older)))
+    assert outcome.status == "met" and outcome.value == 1.0 and outcome.inputs["run"] == 2
+
+
+def test_fnr_gap_and_equalized_odds_use_their_own_thresholds():
+    section = label([gap("fnr_gap", "sex", 0.42, 0.34, 0.50, ("65+", "40-64")),
+                     gap("equalized_odds_difference", "sex", 0.08, 0.02, 0.09, component="fpr")])
+    evidence = version(runs=(run(1, report({"nodule": section})),))
+    fnr = apply("largest_fnr_gap", evidence)
+    assert fnr.status == "not_met" and "65+ most underdiagnosed" in fnr.explanation
+    odds = apply("equalized_odds_difference", evidence)
+    assert odds.status == "met" and "false-positive rate higher for M" in odds.explanation
+    assert apply("equalized_odds_difference", evidence, threshold=0.05).status == "uncertain"
+
+
+def test_intersections_count_only_when_asked():
+    inter = {**gap("auroc_gap", "sex", 0.3, 0.2, 0.4), "attributes": ["sex", "age_band"], "group_high": ["M", "18-39"], "group_low": ["F", "65+"]}
+    evidence = version(runs=(run(1, report({"nodule": label([gap("auroc_gap", "sex", 0.01, 0.0, 0.02), inter])})),))
+    assert apply("largest_auroc_gap", evidence).status == "met"
+    assert apply("largest_auroc_gap", evidence, include_intersections=1).status == "not_met"
+
+
+# --- Every rule without evidence --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(set(RULES) - {"community_standards"}))
+def test_every_rule_gives_no_value_without_evidence(name):
+    outcome = apply(name, EMPTY)
+    assert outcome.value is None and outcome.status == "no_evidence" and outcome.explanation
+
+
+def test_community_standards_leaves_an_unknown_check_out():
+    outcome = apply("community_standards", EMPTY)
+    assert outcome.inputs["dicom_input"] is None and outcome.value == 0.5  # ONNX yes, no output schema
+    dicom = version(runs=(run(1, report({"nodule": label()}, header_filled=3)),))
+    assert apply("community_standards", dicom).value == 1.0
+
+
+def test_dossier_has_no_value_until_the_dossier_workflow_exists():
+    outcome = apply("dossier_completeness", version())
+    assert outcome.value is None and "no dossier yet" in outcome.explanation.lower()
+
+
+# --- Fairness -------------------------------------------------------------------------
+
+
+def test_subgroup_coverage_is_the_share_of_collected_attributes_evaluated():
+    datasets = (dataset(demographics={"sex": {"F": 1, "M": 1}, "ethnicity": {"A": 1, "B": 1}}),)
+    evidence = version(datasets=datasets, runs=(run(1, report({"nodule": label()}, attributes=("sex", "age_band", "site"))),))
+    outcome = apply("subgroup_coverage", evidence)
+    assert outcome.inputs["collected"] == ["age_band", "race_ethnicity", "sex"]  # site is an acquisition attribute
+    assert outcome.inputs["not_evaluated"] == ["race_ethnicity"] and outcome.value == pytest.approx(2 / 3, abs=1e-4)
+    one_group = label(subgroups=[subgroup("sex", "F"), subgroup("sex", "M", suppressed=True)])
+    single = version(runs=(run(1, report({"nodule": one_group}, attributes=("sex",))),), datasets=(dataset(demographics={}),))
+    assert apply("subgroup_coverage", single).value == 0.0
+
+
+def test_runs_without_subgroups_leave_fairness_insufficient():
+    evidence = version(runs=(run(1, report({"nodule": label(subgroups=[])})),))
+    assert apply("subgroup_coverage", evidence).value is None
+    fairness = assess(evidence, DEFAULT_POLICY)["fairness"]
+    assert fairness.status == "insufficient_evidence" and fairness.score is None and fairness.below_minimum is None
+    assert "Subgroup evaluation" in fairness.summary
+    assert assess(EMPTY, DEFAULT_POLICY)["fairness"].status == "insufficient_evidence"
+
+
+def test_demographic_completeness_names_what_datasheets_lack():
+    evidence = version(datasets=(dataset(1, demographics={"sex": {"F": 1}}), dataset(2, demographics={"sex": {"F": 1}, "age_band": {"x": 1}, "ethnicity": {"y": 1}})))
+    outcome = apply("demographic_completeness", evidence)
+    assert outcome.value == pytest.approx((1 / 3 + 1) / 2, abs=1e-4) and "Set 1 lacks age_band, ethnicity" in outcome.explanation
+
+
+# --- Universality ---------------------------------------------------------------------
+
+
+def test_external_sites_vendors_and_site_gap():
+    external = label(subgroups=[subgroup("site", "a"), subgroup("site", "b"), subgroup("scanner_manufacturer", "GE"), subgroup("scanner_manufacturer", "unknown")],
+                     gaps=[gap("auroc_gap", "site", 0.03, 0.0, 0.07, ("a", "b"))])
+    evidence = version(runs=(run(2, report({"nodule": external}), roles=("external_validation",), institution="south"), run(1, report({"nodule": label()}))))
+    sites = apply("external_sites", evidence)
+    assert sites.inputs["sites"] == 2 and sites.value == pytest.approx(2 / 3, abs=1e-4) and sites.status == "partly"
+    vendors = apply("scanner_vendors", evidence)
+    assert vendors.inputs["vendors"] == ["GE"] and vendors.value == 0.5
+    spread = apply("site_auroc_gap", evidence)
+    assert spread.status == "uncertain" and "between sites" in spread.explanation
+    assert apply("external_sites", version()).value is None  # internal test data only
+
+
+def test_local_validation_before_go_live_at_every_site():
+    deployments = (deployment(1), deployment(2, before=False), deployment(3, status="planned", local_run=None))
+    outcome = apply("local_validation", version(deployments=deployments))
+    assert outcome.value == pytest.approx(1 / 3, abs=1e-4) and outcome.inputs["not_ok"] == ["site2", "site3"]
+    assert {link.type for link in outcome.links} == {"deployment", "run"}
+
+
+def test_clinical_settings_is_the_share_stated():
+    outcome = apply("clinical_settings", version(model={**MODEL, "body_region": "", "modality": ""}))
+    assert outcome.value == 0.5 and outcome.status == "partly" and "body_region" in outcome.explanation
+
+
+# --- Traceability ---------------------------------------------------------------------
+
+
+def test_traceability_rules():
+    mismatched = version(runs=(run(2, report({"nodule": label()}), sha="b" * 64), run(1, report({"nodule": label()}))))
+    assert apply("artifact_verified", mismatched).value == 0.5 and apply("artifact_verified", mismatched).inputs["mismatched_runs"] == [2]
+    broken = apply("audit_chain", version(audit_chain_ok=False, audit_broken_reason="event 12 was altered"))
+    assert broken.value == 0.0 and "event 12 was altered" in broken.explanation
+    lineage = ({"version_id": 7, "label": "1.1", "training_provenance": True}, {"version_id": 3, "label": "1.0", "training_provenance": False})
+    assert apply("lineage_complete", version(lineage=lineage)).value == 0.5
+    datasheets = apply("datasheet_completeness", version(datasets=(dataset(1, completeness=0.6, missing=("licence",)), dataset(2))))
+    assert datasheets.value == 0.8 and "licence" in datasheets.explanation
+    overdue = (deployment(1, overdue=True), deployment(2), deployment(3, status="planned"))
+    assert apply("revalidation_on_schedule", version(deployments=overdue)).value == 0.5
+    assert apply("usage_logging", version(deployments=(deployment(1, recent=0), deployment(2)))).value == 0.5
+
+
+def test_quality_control_counts_uncertainty_drift_and_calibration():
+    qc = label(uncertainty={"referral": {"coverage": 0.8}, "n_flagged": 3}, calibration={"ece": {"value": 0.05, "ci_low": 0.03, "ci_high": 0.07}})
+    partial = version(runs=(run(2, report({"nodule": qc}, drift={"error": "no baseline run was given"})),))
+    outcome = apply("quality_control", partial)
+    assert outcome.value == pytest.approx(2 / 3, abs=1e-4) and outcome.inputs["out_of_distribution_check"] is None
+    full = version(runs=(run(3, report({"nodule": label()}, drift={"findings": []})), *partial.runs))
+    assert apply("quality_control", full).value == 1.0
+
+
+# --- Usability ------------------------------------------------------------------------
+
+
+def test_agreement_rate_needs_enough_reports_and_judges_its_wilson_ci():
+    few = FeedbackEvidence(n=10, n_agree=10)
+    assert apply("agreement_rate", version(feedback=few)).value is None
+    many = FeedbackEvidence(n=200, n_agree=180, n_partly=10, n_disagree=10)
+    outcome = apply("agreement_rate", version(feedback=many))
+    assert outcome.value == pytest.approx(0.925) and outcome.status == "met" and outcome.n == 200
+    assert outcome.inputs["ci_low"] < 0.925 < outcome.inputs["ci_high"] and outcome.ci_width < 0.1
+    borderline = FeedbackEvidence(n=40, n_agree=33, n_disagree=7)
+    assert apply("agreement_rate", version(feedback=borderline)).status == "uncertain"
+
+
+def test_ratings_and_time_saved():
+    feedback = FeedbackEvidence(n=60, n_agree=60, ratings={"fitted_workflow": rating(40, 4.2, 0.5), "uncertainty_helped": rating(20, 3.0, 0.5),
+                                                           "explanation_helped": rating(12, 5.0)}, minutes_saved=rating(50, -3.0, 2.0))
+    evidence = version(feedback=feedback)
+    usability = apply("usability_rating", evidence)
+    assert usability.inputs["mean"] == pytest.approx(3.8) and usability.value == pytest.approx(0.7)
+    assert apply("explanation_rating", evidence).value is None  # 12 ratings < 30
+    assert apply("explanation_rating", evidence, min_n=10).value == 1.0
+    time = apply("minutes_saved", evidence)
+    assert time.value == pytest.approx(0.2) and time.status == "not_met" and "lost 3.0 minutes" in time.explanation
+    assert apply("feedback_interface", evidence).value == 1.0
+    assert apply("feedback_interface", version(deployments=(deployment(),))).value == 0.0
+
+
+# --- Robustness and explainability -----------------------------------------------------------
+
+
+def condition(name: str, change: float, low: float, high: float) -> dict:
+    return {"condition": name, "metrics": {"auroc": {"value": 0.8 + change, "change": change, "ci_low": low, "ci_high": high}}}
+
+
+def test_perturbation_drop_takes_the_worst_condition_of_any_label():
+    a = label(robustness={"n_cases": 500, "conditions": [condition("noise@1", -0.01, -0.02, 0.0), condition("gamma@3", -0.38, -0.45, -0.32)]})
+    b = label(robustness={"n_cases": 500, "conditions": [condition("blur@2", -0.08, -0.15, -0.02)]})
+    outcome = apply("perturbation_drop", version(runs=(run(1, report({"a": a, "b": b})),)))
+    assert outcome.inputs["condition"] == "gamma@3" and outcome.inputs["label"] == "a" and outcome.status == "not_met"
+    assert "0.380 (95% CI 0.320-0.450) under gamma@3 for a exceeds 0.1" in outcome.explanation
+    only_b = apply("perturbation_drop", version(runs=(run(1, report({"b": b})),)))
+    assert only_b.status == "uncertain" and only_b.value == 0.5
+
+
+def test_generalisation_spread_is_judged_on_its_point_estimate():
+    section = label(generalisation={"groupings": {"site": {"groups": [], "leave_one_out_spread": 0.03},
+                                                  "scanner_manufacturer": {"groups": [], "leave_one_out_spread": 0.147}}})
+    outcome = apply("generalisation_spread", version(runs=(run(1, report({"nodule": section})),)))
+    assert outcome.status == "not_met" and outcome.inputs["grouping"] == "scanner_manufacturer" and "no CI" in outcome.explanation
+
+
+def test_variation_sources_and_training_diversity():
+    datasets = (dataset(1, protocols={}), dataset(2, roles=("pretraining",), scanners=({"manufacturer": "GE"}, {"manufacturer": "Siemens"}),
+                                                  protocols={"PA": 1, "AP": 1, "lateral": 1}))
+    evidence = version(datasets=datasets)
+    assert apply("variation_sources", evidence).value == 0.75
+    diversity = apply("training_diversity", evidence)
+    assert diversity.value == pytest.approx((2 / 3 + 1) / 2, abs=1e-4) and diversity.inputs["vendors"] == ["GE", "Siemens"]
+
+
+def explain(deletion: tuple, insertion: tuple, verdict: str = "") -> dict:
+    def diff(v):
+        return {"value": v[0], "ci_low": v[1], "ci_high": v[2]}
+    return {"deletion_difference": diff(deletion), "insertion_difference": diff(insertion), "verdict": verdict}
+
+
+def test_faithfulness_scores_each_curve_against_random():
+    methods = {"occlusion": explain((-0.05, -0.08, -0.02), (0.08, 0.07, 0.10), "beats random"),
+               "rise": explain((-0.008, -0.02, 0.008), (0.06, 0.04, 0.07), "beats random on insertion only")}
+    evidence = version(runs=(run(1, report({"nodule": label(explainability={"n_cases": 32, "methods": methods})})),))
+    best = apply("faithfulness", evidence)
+    assert best.value == 1.0 and best.inputs["method"] == "occlusion" and best.n == 32
+    only_rise = version(runs=(run(1, report({"nodule": label(explainability={"n_cases": 32, "methods": {"rise": methods["rise"]}})})),))
+    assert apply("faithfulness", only_rise).value == 0.75 and apply("faithfulness", only_rise).status == "partly"
+    worse = {"m": explain((0.05, 0.03, 0.08), (-0.05, -0.08, -0.03)), "n": explain((0.01, None, None), (0.01, None, None))}
+    assert apply("faithfulness", version(runs=(run(1, report({"x": label(explainability={"methods": {"m": worse["m"]}})})),))).value == 0.0
+    assert apply("faithfulness", version(runs=(run(1, report({"x": label(explainability={"methods": {"n": worse["n"]}})})),))).status == "uncertain"
+
+
+# --- Principles and the assessment -------------------------------------------------------
+
+
+def full_evidence() -> VersionEvidence:
+    section = label([gap("auroc_gap", "sex", 0.04, 0.01, 0.09), gap("fnr_gap", "sex", 0.2, 0.15, 0.25)],
+                    robustness={"n_cases": 500, "conditions": [condition("noise@1", -0.02, -0.04, -0.01)]},
+                    explainability={"n_cases": 32, "methods": {"occlusion": explain((-0.05, -0.08, -0.02), (0.08, 0.07, 0.10))}})
+    return version(runs=(run(1, report({"nodule": section}), roles=("external_validation",)),))
+
+
+def test_principle_score_is_the_weighted_mean_over_criteria_with_evidence():
+    results = assess(full_evidence(), DEFAULT_POLICY)
+    assert set(results) == set(PRINCIPLES)
+    fairness = results["fairness"]
+    scored = [c for c in fairness.criteria if c.value is not None]
+    assert len(scored) < len(fairness.criteria)  # equalized odds has no gap here: left out, not zero
+    expected = 100 * sum(c.weight * c.value for c in scored) / sum(c.weight for c in scored)
+    assert fairness.status == "assessed" and fairness.score == round(expected, 1)
+    assert fairness.below_minimum == (fairness.score < fairness.minimum)
+    assert "underdiagnosis" in fairness.summary.lower() and "criterion without evidence" in fairness.summary
+
+
+def test_a_required_criterion_without_evidence_makes_the_principle_insufficient():
+    results = assess(replace(full_evidence(), model={**MODEL, "explainability_needs": ""}), DEFAULT_POLICY)
+    explainability = results["explainability"]
+    assert explainability.score is None and explainability.status == "insufficient_evidence"
+    assert "Explainability needs stated" in explainability.summary
+    assert results["robustness"].status == "assessed"
+
+
+def test_evidence_strength_bands():
+    def c(n, width):
+        return replace(assess(full_evidence(), DEFAULT_POLICY)["fairness"].criteria[0], n=n, ci_width=width)
+    assert evidence_strength([c(600, 0.05)]) == "strong"
+    assert evidence_strength([c(600, 0.05), c(150, 0.3)]) == "moderate"
+    assert evidence_strength([c(600, 0.05), c(40, 0.15)]) == "moderate"
+    assert evidence_strength([c(600, 0.05), c(40, 0.3)]) == "weak"
+    assert evidence_strength([c(None, None)]) is None
+
+
+def test_assessment_json_round_trip():
+    stored = assessment_to_dict(assess(full_evidence(), DEFAULT_POLICY))
+    text = json.dumps(stored, allow_nan=False)
+    assert json.loads(text) == stored
+    criterion = stored["fairness"]["criteria"][2]
+    assert {"key", "value", "status", "weight", "required", "inputs", "links", "n", "ci_width", "explanation"} <= set(criterion)
+    assert criterion["links"] == [{"type": "run", "id": 1, "label": "Run 1 on Set 1"}]
+
+
+def test_assessment_diff_names_what_moved_and_why():
+    before = assessment_to_dict(assess(full_evidence(), DEFAULT_POLICY))
+    narrower = label([gap("auroc_gap", "sex", 0.02, 0.0, 0.04), gap("fnr_gap", "sex", 0.2, 0.15, 0.25)])
+    after = assessment_to_dict(assess(replace(full_evidence(), runs=(run(2, report({"nodule": narrower}), roles=("external_validation",)),)), DEFAULT_POLICY))
+    changes = assessment_diff(before, after)
+    gap_change = next(c for c in changes if c["criterion"] == "largest_auroc_gap")
+    assert gap_change["before"] == {"value": 0.5, "status": "uncertain"} and gap_change["after"] == {"value": 1.0, "status": "met"}
+    assert set(gap_change["changed_inputs"]) >= {"observed", "ci_high", "run"} and "observed 0.04 -> 0.02" in gap_change["sentence"]
+    fairness = next(c for c in changes if c["principle"] == "fairness" and c["criterion"] is None)
+    assert fairness["change"] > 0 and "Fairness:" in fairness["sentence"]
+    assert any(c["principle"] == "robustness" and c["criterion"] == "perturbation_drop" for c in changes)  # its section is gone now
+    assert assessment_diff(before, before) == []
+
+
+def test_diff_reports_criteria_a_new_policy_added():
+    policy = copy.deepcopy(DEFAULT_POLICY)
+    policy["principles"]["usability"]["criteria"] = [c for c in policy["principles"]["usability"]["criteria"] if c["key"] != "minutes_saved"]
+    policy["principles"]["usability"]["criteria"][0]["weight"] += 0.2
+    before = assessment_to_dict(assess(full_evidence(), policy))
+    after = assessment_to_dict(assess(full_evidence(), DEFAULT_POLICY))
+    added = next(c for c in assessment_diff(before, after) if c["criterion"] == "minutes_saved")
+    assert added["before"] is None and "new in the policy" in added["sentence"]
+
+
+# --- Policy validation -------------------------------------------------------------------
+
+
+def _policy(edit) -> dict:
+    policy = copy.deepcopy(DEFAULT_POLICY)
+    edit(policy)
+    return policy
+
+
+def _first(policy, principle="fairness"):
+    return policy["principles"][principle]["criteria"][0]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: [c.update(weight=c["weight"] * 0.7) for c in p["principles"]["fairness"]["criteria"]], r"fairness: criterion weights sum to 0\.7; they must sum to 1"),
+    (lambda p: _first(p).update(rule="astrology"), r"unknown rule 'astrology'; known rules: .*largest_auroc_gap"),
+    (lambda p: p["principles"]["fairness"]["criteria"][2]["params"].update(threshold=1.5), r"'largest_auroc_gap': param 'threshold' must be a number from 0\.001 to 1"),
+    (lambda p: p["principles"]["fairness"]["criteria"][2]["params"].update(colour=1), r"rule 'largest_auroc_gap' has no param 'colour'"),
+    (lambda p: p["principles"].pop("robustness"), r"missing principle\(s\) robustness"),
+    (lambda p: p["principles"].update(charisma={"minimum": 0, "criteria": []}), r"unknown principle\(s\) 'charisma'"),
+    (lambda p: p["principles"]["usability"].update(minimum=120), r"usability: minimum must be a number from 0 to 100"),
+    (lambda p: _first(p).update(weight=0), r"weight must be a number above 0"),
+    (lambda p: _first(p, "usability").update(key="subgroup_coverage"), r"duplicate criterion key"),
+    (lambda p: _first(p).update(colour="red"), r"unknown field\(s\) colour"),
+    (lambda p: p["principles"]["traceability"].update(criteria=[]), r"traceability: give at least one criterion"),
+])
+def test_bad_policies_are_refused_with_a_message(edit, message):
+    with pytest.raises(PolicyError, match=message):
+        validate_policy(_policy(edit))
+
+
+def test_default_policy_is_valid_and_weights_sum_to_one():
+    validate_policy(DEFAULT_POLICY)
+    for spec in DEFAULT_POLICY["principles"].values():
+        assert sum(c["weight"] for c in spec["criteria"]) == pytest.approx(1)
+        assert any(c["required"] for c in spec["criteria"])
+    with pytest.raises(PolicyError):
+        assess(EMPTY, _policy(lambda p: _first(p).update(rule="astrology")))
+
+
+# --- Purity ----------------------------------------------------------------------------
+
+
+def test_rules_read_only_the_evidence_object():
+    imports = set()
+    for node in ast.walk(ast.parse((ROOT / "validation/trust/rules.py").read_text())):
+        if isinstance(node, ast.ImportFrom):
+            imports.add(node.module)
+        elif isinstance(node, ast.Import):
+            imports.update(alias.name for alias in node.names)
+    assert imports == {"__future__", "math", "collections.abc", "dataclasses", "typing", "validation.trust.evidence"}
+    evidence = full_evidence()
+    snapshot = copy.deepcopy(evidence)
+    first = assessment_to_dict(assess(evidence, DEFAULT_POLICY))
+    assert evidence == snapshot and assessment_to_dict(assess(evidence, DEFAULT_POLICY)) == first
+
+
+def test_trust_engine_modules_do_not_import_django():
+    code = ("import sys, validation.trust.evidence, validation.trust.policy, validation.trust.rules, validation.trust.assess; "
+            "assert 'django' not in sys.modules, 'django imported'")
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr

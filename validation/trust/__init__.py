@@ -1,0 +1,1 @@
+"""Trust scoring: evidence, policies, rules and assessments of FUTURE-AI trustworthiness."""

@@ -1,0 +1,131 @@
+"""The evidence a trust assessment rests on, as plain frozen dataclasses.
+
+``validation.trust.gather`` fills them from the database (a test or a notebook may build them
+by hand); the scoring rules read nothing else, so an assessment can be recomputed, tested and
+explained from this object alone. Only succeeded runs of the assessed version are ever placed
+in ``VersionEvidence.runs``. No Django import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where a user can open a piece of evidence."""
+
+    type: str  # run | dataset | feedback | audit | deployment | version | model
+    id: int | str | None
+    label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DatasetEvidence:
+    """A dataset linked to the version by provenance, with its datasheet facts."""
+
+    id: int
+    name: str
+    roles: tuple[str, ...]  # pretraining, fine_tuning, calibration, internal_test, external_validation
+    institution: str  # the steward's code
+    completeness: float  # share of required datasheet items filled
+    missing_items: tuple[str, ...]
+    demographics: dict = field(default_factory=dict)  # {"sex": {"F": 10}, "age_band": {...}, "ethnicity": {...}}
+    scanners: tuple[dict, ...] = ()  # {"manufacturer", "model", "count"}
+    protocols: dict = field(default_factory=dict)  # {"PA chest": 800}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """A succeeded validation run of the assessed version and its JSON report."""
+
+    id: int
+    dataset_id: int
+    dataset_name: str
+    roles: tuple[str, ...]
+    institution: str
+    finished_at: str
+    artifact_sha256: str  # what the run verified before loading the model
+    report: dict  # validation.engine.pipeline.evaluate's report
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeploymentEvidence:
+    """A deployment that has not ended, and what is known about its local validation and use."""
+
+    id: int
+    institution: str
+    status: str  # planned | active | suspended
+    since: str | None
+    local_run_id: int | None
+    local_run_before_go_live: bool
+    revalidation_overdue: bool
+    recent_feedback: int  # feedback reports in the last 90 days
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RatingEvidence:
+    """Count, mean and mean of squares of a rating, enough for a normal-approximation CI."""
+
+    n: int
+    mean: float | None
+    mean_sq: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _no_rating() -> RatingEvidence:
+    return RatingEvidence(n=0, mean=None, mean_sq=None)
+
+
+@dataclass(frozen=True)
+class FeedbackEvidence:
+    """Clinicians' feedback on the version: agreement counts and 1-5 ratings (none by default)."""
+
+    n: int = 0
+    n_agree: int = 0
+    n_partly: int = 0
+    n_disagree: int = 0
+    ratings: dict[str, RatingEvidence] = field(default_factory=dict)  # explanation_helped, uncertainty_helped, fitted_workflow
+    minutes_saved: RatingEvidence = field(default_factory=_no_rating)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VersionEvidence:
+    """Everything the rules may use about one model version, read at one moment."""
+
+    version_id: int
+    label: str
+    artifact_sha256: str
+    artifact_format: str
+    model: dict  # intended_purpose, intended_users, instructions_for_use, known_limitations, explainability_needs, ...
+    lineage: tuple[dict, ...]  # {"version_id", "label", "training_provenance"} from this version to the root
+    audit_chain_ok: bool
+    audit_events_checked: int
+    audit_broken_reason: str
+    datasets: tuple[DatasetEvidence, ...]
+    runs: tuple[RunEvidence, ...]  # succeeded runs of this version only, newest first
+    deployments: tuple[DeploymentEvidence, ...]
+    feedback: FeedbackEvidence
+    baseline_run_id: int | None
+    today: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

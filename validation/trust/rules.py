@@ -1,0 +1,705 @@
+"""Scoring rules: each turns a version's evidence into one criterion's value in [0, 1].
+
+A rule is a pure function of ``VersionEvidence`` and its params: it reads nothing else (no
+database, no clock), and where the evidence it needs is missing it returns ``value=None``
+(status ``no_evidence``), never a default number. Runs are read from ``evidence.runs`` only
+(succeeded runs of the assessed version). Multi-label reports: gaps and drops take the
+worst label and name it.
+
+The CI-aware threshold rule (``threshold_verdict``) is used by every gap, drop and spread:
+the CI's upper end below the threshold passes (1.0, "met"); its lower end above fails with
+``0.5 * threshold / observed`` (in (0, 0.5), lower the larger the excess, "not_met"); a CI
+spanning the threshold is "uncertain" (0.5), never a pass. Without a CI the point decides.
+Of several candidates (labels, attributes, conditions) the one scoring lowest counts (ties:
+the larger observed value); the newest run that has the section is used and linked.
+
+Criteria (the rule name is the default policy's key; params in brackets, with defaults):
+
+| Rule                      | FUTURE-AI           | Value                                                                          | Params                    | No evidence (None) when                       |
+|---------------------------|---------------------|--------------------------------------------------------------------------------|---------------------------|-----------------------------------------------|
+| demographic_completeness  | Fairness 1, 2       | mean over linked datasets of the share of sex, age_band, ethnicity with counts | -                         | no linked dataset                             |
+| subgroup_coverage         | Fairness 3          | share of collected individual attributes (datasheets of evaluated data, run   | -                         | no run has subgroups, or no individual        |
+|                           |                     | attributes) with >= 2 reportable groups in a run                               |                           | attribute was collected                       |
+| largest_auroc_gap         | Fairness 3          | threshold rule, worst AUROC gap by an individual attribute (*)                 | threshold 0.05            | no run has such a gap                         |
+| largest_fnr_gap           | Fairness 3          | threshold rule, worst underdiagnosis (FNR) gap (*)                             | threshold 0.10            | no run has such a gap                         |
+| equalized_odds_difference | Fairness 3          | threshold rule, worst equalized-odds difference (*)                            | threshold 0.10            | no run has such a gap                         |
+| clinical_settings         | Universality 1      | share of intended purpose, users, body region, modality stated                 | -                         | none stated                                   |
+| community_standards       | Universality 2      | share of known checks met: ONNX artifact, DICOM input seen in a run, output    | -                         | never (the artifact format is known)          |
+|                           |                     | schema naming classes with thresholds (an unknown check is left out)           |                           |                                               |
+| external_sites            | Universality 3      | min(1, sites / target); sites = max(external institutions, site groups there)  | target_sites 3            | no external_validation run                    |
+| scanner_vendors           | Universality 3      | min(1, vendors with reportable results / target)                               | target_vendors 2          | no run reports results by vendor              |
+| site_auroc_gap            | Universality 3      | threshold rule, largest AUROC gap between sites                                | threshold 0.05            | no run compares sites                         |
+| local_validation          | Universality 4      | share of deployments with a local run before go-live (planned: one exists)     | -                         | not deployed                                  |
+| datasheet_completeness    | Traceability 2      | mean datasheet completeness of the linked datasets                             | -                         | no linked dataset                             |
+| dossier_completeness      | Traceability 2      | -                                                                              | -                         | always: no dossier yet                        |
+| artifact_verified         | Traceability 2      | share of runs that verified this artifact's SHA-256                            | -                         | no run                                        |
+| lineage_complete          | Traceability 2      | share of versions in the lineage with training provenance                      | -                         | lineage not recorded                          |
+| audit_chain               | Traceability 6      | 1 if the audit chain verifies, else 0                                          | -                         | no audit event checked                        |
+| quality_control           | Traceability 3      | share shown by some run: uncertainty flags, OOD (drift vs baseline), ECE       | -                         | no run                                        |
+| revalidation_on_schedule  | Traceability 4      | share of active deployments not overdue                                        | -                         | no active deployment                          |
+| usage_logging             | Traceability 5      | share of active deployments with feedback logged in the last 90 days           | -                         | no active deployment                          |
+| intended_use              | Usability 1         | share of purpose, users, instructions, limitations stated                      | -                         | none stated                                   |
+| feedback_interface        | Usability 2         | 1 if feedback was received, 0 if actively deployed without any                 | -                         | not in use, no feedback                       |
+| agreement_rate            | Usability 4, 5      | (agree + partly / 2) / n; status from its Wilson CI against the target         | target 0.8, min_n 30      | n < min_n                                     |
+| usability_rating          | Usability 4         | (mean - 1) / 4 of fitted_workflow and uncertainty_helped; CI against target    | target 3.5, min_n 30      | n < min_n                                     |
+| minutes_saved             | Usability 5         | clip(0.5 + mean / (2 x scale), 0, 1); met if its CI is above 0                 | scale 5, min_n 30         | n < min_n                                     |
+| variation_sources         | Robustness 1        | per linked dataset: half for scanners, half for protocols recorded; mean       | -                         | no linked dataset                             |
+| training_diversity        | Robustness 2        | mean of min(1, vendors / target) and min(1, protocols / target), training data | target_vendors 3,         | no training datasheet records scanners or     |
+|                           |                     |                                                                                | target_protocols 3        | protocols                                     |
+| perturbation_drop         | Robustness 3        | threshold rule, worst AUROC drop over perturbation conditions                  | threshold 0.10            | no run has robustness                         |
+| generalisation_spread     | Robustness 3        | threshold rule, largest leave-one-out AUROC spread (site, vendor); no CI       | threshold 0.05            | no run has generalisation                     |
+| explainability_needs      | Explainability 1    | 1 if explainability needs are stated                                           | -                         | not stated                                    |
+| faithfulness              | Explainability 2    | per curve: beats random 1, undecided 0.5, worse 0; method = mean of deletion   | min_difference 0.02       | no run has explainability                     |
+|                           |                     | and insertion; the best method, the worst label                                |                           |                                               |
+| explanation_rating        | Explainability 2    | (mean - 1) / 4 of explanation_helped; CI against the target                    | target 3.5, min_n 30      | n < min_n                                     |
+
+(*) Individual attributes only (site and scanner belong to universality and robustness);
+intersections count when the param include_intersections is 1 (default 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from validation.trust.evidence import Link, RatingEvidence, RunEvidence, VersionEvidence
+
+DEMOGRAPHICS = ("sex", "age_band", "ethnicity")  # registry.datasheets.DEMOGRAPHIC_ATTRIBUTES
+RUN_NAME = {"ethnicity": "race_ethnicity"}  # datasheet attribute -> manifest attribute
+ACQUISITION = frozenset({"site", "scanner_manufacturer", "scanner_model", "protocol"})
+MISSING_VALUES = frozenset({"", "unknown"})
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a rule found; ``assess`` adds the policy's key, title and weight."""
+
+    value: float | None
+    status: str  # met | partly | not_met | uncertain | no_evidence
+    inputs: dict[str, Any]
+    explanation: str
+    links: tuple[Link, ...] = ()
+    n: int | None = None
+    ci_width: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule function and its params: name -> (default, lowest allowed, highest allowed)."""
+
+    function: Callable[[VersionEvidence, dict[str, float]], Outcome]
+    params: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+
+RULES: dict[str, Rule] = {}
+
+
+def _rule(name: str, **params: tuple[float, float, float]):
+    def register(function):
+        RULES[name] = Rule(function, params)
+        return function
+    return register
+
+
+# --- Shared helpers ---------------------------------------------------------------
+
+
+def _r(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
+
+
+def _none(explanation: str, **inputs: Any) -> Outcome:
+    return Outcome(value=None, status="no_evidence", inputs=inputs, explanation=explanation)
+
+
+def _share_status(value: float) -> str:
+    return "met" if value >= 1 - 1e-9 else "not_met" if value <= 1e-9 else "partly"
+
+
+def threshold_verdict(observed: float, ci_low: float | None, ci_high: float | None, threshold: float) -> tuple[float, str]:
+    """The CI-aware threshold rule for a quantity that should stay below ``threshold`` (module docstring)."""
+    low = observed if ci_low is None else ci_low
+    high = observed if ci_high is None else ci_high
+    if high < threshold:
+        return 1.0, "met"
+    if low > threshold:
+        return 0.5 * threshold / max(observed, low), "not_met"
+    return 0.5, "uncertain"
+
+
+def _verdict_words(status: str, threshold: float) -> str:
+    return {"met": f"is below {threshold:g} with its whole CI", "not_met": f"exceeds {threshold:g}",
+            "uncertain": f"is uncertain: its CI spans {threshold:g}"}[status]
+
+
+def _ci_text(run: RunEvidence, low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "no CI"
+    confidence = (run.report.get("config") or {}).get("confidence", 0.95)
+    return f"{round(100 * confidence):d}% CI {low:.3f}-{high:.3f}"
+
+
+def _run_link(run: RunEvidence) -> Link:
+    return Link("run", run.id, f"Run {run.id} on {run.dataset_name}")
+
+
+def _labels(run: RunEvidence) -> Iterator[tuple[str, dict]]:
+    for label, section in (run.report.get("results") or {}).items():
+        if isinstance(section, dict):
+            yield label, section
+
+
+def _label_suffix(run: RunEvidence, label: str) -> str:
+    return f" for {label}" if sum(1 for _ in _labels(run)) > 1 else ""
+
+
+def _worst(candidates: list[dict]) -> dict:
+    return min(candidates, key=lambda c: (c["score"], -c["observed"]))
+
+
+def _newest(evidence: VersionEvidence, find: Callable[[RunEvidence], list[dict]]) -> tuple[RunEvidence | None, list[dict]]:
+    """The newest run for which ``find`` returns candidates, and those candidates."""
+    for run in evidence.runs:
+        found = find(run)
+        if found:
+            return run, found
+    return None, []
+
+
+def _threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence: str) -> Outcome:
+    low, high = worst.get("ci_low"), worst.get("ci_high")
+    inputs = {"run": run.id, "label": worst["label"], "observed": _r(worst["observed"]), "ci_low": _r(low), "ci_high": _r(high),
+              "threshold": threshold, **worst.get("extra", {})}
+    explanation = f"{sentence} {worst['observed']:.3f} ({_ci_text(run, low, high)}){worst['where']}{_label_suffix(run, worst['label'])} " \
+                  f"{_verdict_words(worst['status'], threshold)} (run {run.id})."
+    return Outcome(value=_r(worst["score"]), status=worst["status"], inputs=inputs, explanation=explanation,
+                   links=(_run_link(run),), n=worst.get("n"), ci_width=_r(high - low) if low is not None and high is not None else None)
+
+
+def _wilson(successes: float, n: int) -> tuple[float, float]:
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _target_status(low: float, high: float, target: float) -> str:
+    return "met" if low >= target else "not_met" if high < target else "uncertain"
+
+
+def _pooled(ratings: list[RatingEvidence]) -> RatingEvidence:
+    usable = [r for r in ratings if r.n and r.mean is not None and r.mean_sq is not None]
+    n = sum(r.n for r in usable)
+    if not n:
+        return RatingEvidence(n=0, mean=None, mean_sq=None)
+    return RatingEvidence(n=n, mean=sum(r.n * float(r.mean) for r in usable) / n, mean_sq=sum(r.n * float(r.mean_sq) for r in usable) / n)
+
+
+def _mean_ci(rating: RatingEvidence) -> tuple[float, float, float]:
+    mean = float(rating.mean)
+    variance = max(0.0, float(rating.mean_sq) - mean * mean) * rating.n / max(1, rating.n - 1)
+    half = Z95 * math.sqrt(variance / rating.n)
+    return mean, mean - half, mean + half
+
+
+def _documented(evidence: VersionEvidence, fields: tuple[str, ...], what: str) -> Outcome:
+    filled = [f for f in fields if str(evidence.model.get(f) or "").strip()]
+    missing = [f for f in fields if f not in filled]
+    inputs = {"stated": filled, "missing": missing}
+    if not filled:
+        return _none(f"The model record does not state its {what} ({', '.join(fields)}).", **inputs)
+    value = len(filled) / len(fields)
+    gap = f"; missing: {', '.join(missing)}" if missing else ""
+    return Outcome(value=_r(value), status=_share_status(value), inputs=inputs, explanation=f"{len(filled)} of {len(fields)} {what} items stated{gap}.",
+                   links=(Link("version", evidence.version_id, evidence.label),))
+
+
+def _groups(run: RunEvidence, attribute: str) -> set[str]:
+    """Values of ``attribute`` with a non-suppressed single-attribute subgroup in any label of ``run``."""
+    found = set()
+    for _, section in _labels(run):
+        for group in section.get("subgroups") or ():
+            if group.get("attributes") == [attribute] and not group.get("suppressed") and str(group["values"][0]) not in MISSING_VALUES:
+                found.add(str(group["values"][0]))
+    return found
+
+
+def _group_patients(section: dict, attributes: list, values: list) -> int | None:
+    for group in section.get("subgroups") or ():
+        if group.get("attributes") == attributes and group.get("values") == values:
+            return group.get("n_patients")
+    return None
+
+
+def _share_of_deployments(evidence: VersionEvidence, statuses: tuple[str, ...], ok: Callable, what: str, nothing: str) -> Outcome:
+    chosen = [d for d in evidence.deployments if d.status in statuses]
+    if not chosen:
+        return _none(nothing)
+    good = [d for d in chosen if ok(d)]
+    bad = [d.institution for d in chosen if not ok(d)]
+    value = len(good) / len(chosen)
+    tail = f"; not at {', '.join(bad)}" if bad else ""
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"deployments": len(chosen), "ok": len(good), "not_ok": bad},
+                   explanation=f"{len(good)} of {len(chosen)} deployments {what}{tail}.",
+                   links=tuple(Link("deployment", d.id, f"Deployment at {d.institution}") for d in chosen))
+
+
+# --- Fairness -----------------------------------------------------------------------
+
+
+@_rule("demographic_completeness")
+def demographic_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
+    if not evidence.datasets:
+        return _none("No dataset is linked to this version, so no demographic attribute is known to be collected.")
+    missing = {d.name: [a for a in DEMOGRAPHICS if not (d.demographics or {}).get(a)] for d in evidence.datasets}
+    value = sum(1 - len(m) / len(DEMOGRAPHICS) for m in missing.values()) / len(missing)
+    gaps = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in missing.items() if m)
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"missing": missing},
+                   explanation=f"Datasheets record {value:.0%} of the demographic attributes ({', '.join(DEMOGRAPHICS)}) on average"
+                               + (f"; {gaps}." if gaps else "."),
+                   links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
+
+
+@_rule("subgroup_coverage")
+def subgroup_coverage(evidence: VersionEvidence, params: dict) -> Outcome:
+    runs = [r for r in evidence.runs if any(section.get("subgroups") for _, section in _labels(r))]
+    if not runs:
+        return _none("No run of this version has a subgroup analysis.")
+    evaluated_ids = {r.dataset_id for r in evidence.runs}
+    collected = {RUN_NAME.get(a, a) for d in evidence.datasets if d.id in evaluated_ids for a, counts in (d.demographics or {}).items() if counts}
+    for run in evidence.runs:
+        dataset = run.report.get("dataset") or {}
+        collected |= set((run.report.get("config") or {}).get("attributes") or ()) - set(dataset.get("attributes_not_collected") or ())
+    collected -= ACQUISITION
+    if not collected:
+        return _none("No individual attribute (sex, age, ethnicity) was collected for the evaluated data.")
+    evaluated = sorted(a for a in collected if any(len(_groups(r, a)) >= 2 for r in runs))
+    missing = sorted(collected - set(evaluated))
+    value = len(evaluated) / len(collected)
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"collected": sorted(collected), "evaluated": evaluated, "not_evaluated": missing},
+                   explanation=f"{len(evaluated)} of {len(collected)} collected attributes evaluated by subgroup"
+                               + (f"; no two reportable groups for {', '.join(missing)}." if missing else "."),
+                   links=tuple(_run_link(r) for r in runs))
+
+
+_GAP_WORDS = {"auroc_gap": "Largest AUROC gap", "fnr_gap": "Largest underdiagnosis (FNR) gap",
+              "equalized_odds_difference": "Equalized-odds difference"}
+
+
+def _gap_candidates(run: RunEvidence, kind: str, params: dict, attributes: Callable[[list], bool]) -> list[dict]:
+    found = []
+    for label, section in _labels(run):
+        for gap in section.get("gaps") or ():
+            names = gap.get("attributes") or []
+            if gap.get("kind") != kind or gap.get("value") is None or not names or not attributes(names):
+                continue
+            score, status = threshold_verdict(gap["value"], gap.get("ci_low"), gap.get("ci_high"), params["threshold"])
+            sizes = [_group_patients(section, names, g) for g in (gap.get("group_high"), gap.get("group_low"))]
+            high, low = (", ".join(map(str, gap.get(g) or [])) for g in ("group_high", "group_low"))
+            who = {"auroc_gap": f"{low} lowest", "fnr_gap": f"{high} most underdiagnosed"}.get(
+                kind, f"false-positive rate higher for {high}" if gap.get("component") == "fpr" else f"sensitivity lower for {low}")
+            found.append({
+                "label": label, "observed": gap["value"], "ci_low": gap.get("ci_low"), "ci_high": gap.get("ci_high"), "score": score,
+                "status": status, "n": min((s for s in sizes if s is not None), default=None),
+                "where": f" by {' x '.join(names)} ({who})",
+                "extra": {"attributes": names, "group_high": gap.get("group_high"), "group_low": gap.get("group_low"), "component": gap.get("component")},
+            })
+    return found
+
+
+def _fairness_gap(evidence: VersionEvidence, params: dict, kind: str) -> Outcome:
+    def individual(names: list) -> bool:
+        return not set(names) & ACQUISITION and (len(names) == 1 or params["include_intersections"] >= 0.5)
+
+    run, found = _newest(evidence, lambda r: _gap_candidates(r, kind, params, individual))
+    if run is None:
+        return _none(f"No run of this version reports a {_GAP_WORDS[kind][0].lower() + _GAP_WORDS[kind][1:]} by an individual attribute (no subgroup analysis).")
+    return _threshold_outcome(run, _worst(found), params["threshold"], _GAP_WORDS[kind])
+
+
+_GAP_PARAMS = {"include_intersections": (0, 0, 1)}
+
+
+@_rule("largest_auroc_gap", threshold=(0.05, 0.001, 1.0), **_GAP_PARAMS)
+def largest_auroc_gap(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _fairness_gap(evidence, params, "auroc_gap")
+
+
+@_rule("largest_fnr_gap", threshold=(0.10, 0.001, 1.0), **_GAP_PARAMS)
+def largest_fnr_gap(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _fairness_gap(evidence, params, "fnr_gap")
+
+
+@_rule("equalized_odds_difference", threshold=(0.10, 0.001, 1.0), **_GAP_PARAMS)
+def equalized_odds_difference(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _fairness_gap(evidence, params, "equalized_odds_difference")
+
+
+# --- Universality -------------------------------------------------------------------
+
+
+@_rule("clinical_settings")
+def clinical_settings(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _documented(evidence, ("intended_purpose", "intended_users", "body_region", "modality"), "clinical settings")
+
+
+def _dicom_input(run: RunEvidence) -> bool | None:
+    """True when the run read DICOM headers or lists DICOM cases, False when its listed cases are
+    all other formats, None when the report does not show the input format."""
+    if any((run.report.get("dataset") or {}).get("header_fill", {}).get("filled", {}).values()):
+        return True
+    paths = [case.get("image_path", "") for _, section in _labels(run)
+             for case in [*(section.get("uncertainty") or {}).get("flagged_cases", ()), *(section.get("explainability") or {}).get("cases", ())]]
+    return any(p.lower().endswith((".dcm", ".dicom")) for p in paths) if paths else None
+
+
+@_rule("community_standards")
+def community_standards(evidence: VersionEvidence, params: dict) -> Outcome:
+    schema = evidence.model.get("output_schema") or {}
+    names = schema.get("class_names") or []
+    dicom = [d for d in (_dicom_input(r) for r in evidence.runs) if d is not None]
+    checks = {"onnx_artifact": evidence.artifact_format.lower() == "onnx",
+              "dicom_input": any(dicom) if dicom else None,
+              "structured_findings": bool(names) and set(names) <= set(schema.get("thresholds") or {})}
+    known = {k: v for k, v in checks.items() if v is not None}
+    value = sum(known.values()) / len(known)
+    unmet = [k for k, v in known.items() if not v]
+    unknown = [k for k, v in checks.items() if v is None]
+    return Outcome(value=_r(value), status=_share_status(value), inputs=checks,
+                   explanation=f"{sum(known.values())} of {len(known)} community-standard checks met"
+                               + (f"; not met: {', '.join(unmet)}" if unmet else "") + (f"; not shown by any run: {', '.join(unknown)}" if unknown else "") + ".",
+                   links=(Link("version", evidence.version_id, evidence.label),))
+
+
+@_rule("external_sites", target_sites=(3, 1, 50))
+def external_sites(evidence: VersionEvidence, params: dict) -> Outcome:
+    runs = [r for r in evidence.runs if "external_validation" in r.roles]
+    if not runs:
+        return _none("No run of this version on external validation data.")
+    institutions = sorted({r.institution for r in runs})
+    sites = sorted(set().union(*(_groups(r, "site") for r in runs)))
+    count = max(len(institutions), len(sites))
+    newest = {r.dataset_id: r for r in reversed(runs)}
+    patients = sum((r.report.get("dataset") or {}).get("n_patients") or 0 for r in newest.values())
+    value = min(1.0, count / params["target_sites"])
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"sites": count, "institutions": institutions, "site_groups": sites, "target_sites": params["target_sites"]},
+                   explanation=f"Evaluated on {count} external site(s) ({', '.join(sites or institutions)}) against a target of {params['target_sites']:g}.",
+                   links=tuple(_run_link(r) for r in runs), n=patients or None)
+
+
+@_rule("scanner_vendors", target_vendors=(2, 1, 20))
+def scanner_vendors(evidence: VersionEvidence, params: dict) -> Outcome:
+    runs = [r for r in evidence.runs if _groups(r, "scanner_manufacturer")]
+    if not runs:
+        return _none("No run of this version reports results by scanner vendor.")
+    vendors = sorted(set().union(*(_groups(r, "scanner_manufacturer") for r in runs)))
+    value = min(1.0, len(vendors) / params["target_vendors"])
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"vendors": vendors, "target_vendors": params["target_vendors"]},
+                   explanation=f"Evaluated on {len(vendors)} scanner vendor(s) ({', '.join(vendors)}) against a target of {params['target_vendors']:g}.",
+                   links=tuple(_run_link(r) for r in runs))
+
+
+@_rule("site_auroc_gap", threshold=(0.05, 0.001, 1.0))
+def site_auroc_gap(evidence: VersionEvidence, params: dict) -> Outcome:
+    run, found = _newest(evidence, lambda r: _gap_candidates(r, "auroc_gap", params, lambda names: names == ["site"]))
+    if run is None:
+        return _none("No run of this version compares AUROC across two or more sites.")
+    return _threshold_outcome(run, _worst(found), params["threshold"], "Largest AUROC gap between sites")
+
+
+@_rule("local_validation")
+def local_validation(evidence: VersionEvidence, params: dict) -> Outcome:
+    def ok(d) -> bool:
+        return d.local_run_id is not None and (d.status == "planned" or d.local_run_before_go_live)
+
+    outcome = _share_of_deployments(evidence, ("planned", "active", "suspended"), ok, "were validated on local data before go-live",
+                                    "The version is not deployed anywhere yet.")
+    runs = tuple(Link("run", d.local_run_id, f"Local run {d.local_run_id} ({d.institution})") for d in evidence.deployments if d.local_run_id)
+    return replace(outcome, links=outcome.links + runs)
+
+
+# --- Traceability -------------------------------------------------------------------
+
+
+@_rule("datasheet_completeness")
+def datasheet_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
+    if not evidence.datasets:
+        return _none("No dataset is linked to this version.")
+    value = sum(d.completeness for d in evidence.datasets) / len(evidence.datasets)
+    worst = min(evidence.datasets, key=lambda d: d.completeness)
+    missing = {d.name: list(d.missing_items) for d in evidence.datasets if d.missing_items}
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"completeness": {d.name: _r(d.completeness) for d in evidence.datasets}, "missing": missing},
+                   explanation=f"Datasheets are {value:.0%} complete on average"
+                               + (f"; least complete: {worst.name} ({worst.completeness:.0%}, missing {', '.join(worst.missing_items[:5])})." if worst.missing_items else "."),
+                   links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
+
+
+@_rule("dossier_completeness")
+def dossier_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _none("No dossier yet: the dossier workflow does not exist.")
+
+
+@_rule("artifact_verified")
+def artifact_verified(evidence: VersionEvidence, params: dict) -> Outcome:
+    if not evidence.runs:
+        return _none("No run has verified this version's artifact yet.")
+    bad = [r.id for r in evidence.runs if not evidence.artifact_sha256 or r.artifact_sha256 != evidence.artifact_sha256]
+    value = 1 - len(bad) / len(evidence.runs)
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"runs": len(evidence.runs), "mismatched_runs": bad, "sha256": evidence.artifact_sha256},
+                   explanation=f"{len(evidence.runs) - len(bad)} of {len(evidence.runs)} runs verified the artifact's SHA-256"
+                               + (f"; runs {', '.join(map(str, bad))} did not match." if bad else "."),
+                   links=tuple(_run_link(r) for r in evidence.runs))
+
+
+@_rule("lineage_complete")
+def lineage_complete(evidence: VersionEvidence, params: dict) -> Outcome:
+    if not evidence.lineage:
+        return _none("The version's lineage is not recorded.")
+    lacking = [step["label"] for step in evidence.lineage if not step.get("training_provenance")]
+    value = 1 - len(lacking) / len(evidence.lineage)
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"versions": len(evidence.lineage), "without_training_provenance": lacking},
+                   explanation=f"{len(evidence.lineage) - len(lacking)} of {len(evidence.lineage)} versions in the lineage record their training data"
+                               + (f"; missing for {', '.join(lacking)}." if lacking else "."),
+                   links=tuple(Link("version", step["version_id"], step["label"]) for step in evidence.lineage))
+
+
+@_rule("audit_chain")
+def audit_chain(evidence: VersionEvidence, params: dict) -> Outcome:
+    if not evidence.audit_events_checked:
+        return _none("No audit event was there to verify.")
+    link = (Link("audit", None, f"Audit chain ({evidence.audit_events_checked} events checked)"),)
+    inputs = {"ok": evidence.audit_chain_ok, "events_checked": evidence.audit_events_checked, "reason": evidence.audit_broken_reason}
+    if evidence.audit_chain_ok:
+        return Outcome(1.0, "met", inputs, f"The audit chain verified intact over {evidence.audit_events_checked} events.", link)
+    return Outcome(0.0, "not_met", inputs, f"The audit chain is broken: {evidence.audit_broken_reason or 'reason not given'}.", link)
+
+
+_QC_CHECKS = {
+    "uncertainty_flags": lambda r: any((s.get("uncertainty") or {}).get("referral") for _, s in _labels(r)),
+    "out_of_distribution_check": lambda r: bool(r.report.get("drift")) and "error" not in r.report["drift"],
+    "calibration": lambda r: any(((s.get("calibration") or {}).get("ece") or {}).get("value") is not None for _, s in _labels(r)),
+}
+
+
+@_rule("quality_control")
+def quality_control(evidence: VersionEvidence, params: dict) -> Outcome:
+    if not evidence.runs:
+        return _none("No run of this version, so no input or output quality control is shown.")
+    found = {name: next((r for r in evidence.runs if check(r)), None) for name, check in _QC_CHECKS.items()}
+    present = [k for k, r in found.items() if r]
+    absent = [k for k, r in found.items() if not r]
+    value = len(present) / len(found)
+    return Outcome(value=_r(value), status=_share_status(value), inputs={k: (r.id if r else None) for k, r in found.items()},
+                   explanation=f"{len(present)} of {len(found)} quality controls shown by a run" + (f"; none has {', '.join(absent)}." if absent else "."),
+                   links=tuple(dict.fromkeys(_run_link(r) for r in found.values() if r)))
+
+
+@_rule("revalidation_on_schedule")
+def revalidation_on_schedule(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _share_of_deployments(evidence, ("active",), lambda d: not d.revalidation_overdue, "are revalidated on schedule",
+                                 "No active deployment, so no revalidation is due.")
+
+
+@_rule("usage_logging")
+def usage_logging(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _share_of_deployments(evidence, ("active",), lambda d: d.recent_feedback > 0, "logged use (feedback) in the last 90 days",
+                                 "No active deployment whose use could be logged.")
+
+
+# --- Usability ----------------------------------------------------------------------
+
+
+@_rule("intended_use")
+def intended_use(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _documented(evidence, ("intended_purpose", "intended_users", "instructions_for_use", "known_limitations"), "intended use")
+
+
+def _feedback_link(n: int) -> tuple[Link, ...]:
+    return (Link("feedback", None, f"{n} feedback reports"),)
+
+
+@_rule("feedback_interface")
+def feedback_interface(evidence: VersionEvidence, params: dict) -> Outcome:
+    if evidence.feedback.n:
+        return Outcome(1.0, "met", {"feedback": evidence.feedback.n}, f"Clinicians have sent {evidence.feedback.n} feedback reports.", _feedback_link(evidence.feedback.n))
+    active = [d.institution for d in evidence.deployments if d.status == "active"]
+    if active:
+        return Outcome(0.0, "not_met", {"feedback": 0, "active_at": active}, f"Active at {', '.join(active)} without any feedback report.")
+    return _none("Not in use yet and no feedback received.")
+
+
+@_rule("agreement_rate", target=(0.8, 0.0, 1.0), min_n=(30, 1, 100000))
+def agreement_rate(evidence: VersionEvidence, params: dict) -> Outcome:
+    f = evidence.feedback
+    if f.n < params["min_n"]:
+        return _none(f"Only {f.n} feedback reports; at least {params['min_n']:g} are needed for an agreement rate.", n=f.n)
+    rate = (f.n_agree + 0.5 * f.n_partly) / f.n
+    low, high = _wilson(f.n_agree + 0.5 * f.n_partly, f.n)
+    status = _target_status(low, high, params["target"])
+    return Outcome(value=_r(rate), status=status, n=f.n, ci_width=_r(high - low), links=_feedback_link(f.n),
+                   inputs={"n": f.n, "agree": f.n_agree, "partly": f.n_partly, "disagree": f.n_disagree, "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
+                   explanation=f"Clinicians agreed in {rate:.0%} of {f.n} reports (partly counts half; 95% CI {low:.0%}-{high:.0%}), target {params['target']:.0%}.")
+
+
+def _rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
+    if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
+        return _none(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
+    mean, low, high = _mean_ci(rating)
+    value = min(1.0, max(0.0, (mean - 1) / 4))
+    return Outcome(value=_r(value), status=_target_status(low, high, params["target"]), n=rating.n, ci_width=_r((high - low) / 4),
+                   inputs={"n": rating.n, "mean": _r(mean), "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
+                   explanation=f"Clinicians rated {what} {mean:.2f} of 5 on average (n={rating.n}, 95% CI {low:.2f}-{high:.2f}), target {params['target']:g}.",
+                   links=_feedback_link(rating.n))
+
+
+@_rule("usability_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))
+def usability_rating(evidence: VersionEvidence, params: dict) -> Outcome:
+    ratings = evidence.feedback.ratings
+    pooled = _pooled([ratings[k] for k in ("fitted_workflow", "uncertainty_helped") if k in ratings])
+    return _rating_outcome(pooled, params, "workflow fit and uncertainty display")
+
+
+@_rule("minutes_saved", scale=(5, 0.5, 120), min_n=(30, 1, 100000))
+def minutes_saved(evidence: VersionEvidence, params: dict) -> Outcome:
+    rating = evidence.feedback.minutes_saved
+    if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
+        return _none(f"Only {rating.n} reports of time saved or lost; at least {params['min_n']:g} are needed.", n=rating.n)
+    mean, low, high = _mean_ci(rating)
+    value = min(1.0, max(0.0, 0.5 + mean / (2 * params["scale"])))
+    status = "met" if low > 0 else "not_met" if high < 0 else "uncertain"
+    verb = "saved" if mean >= 0 else "lost"
+    return Outcome(value=_r(value), status=status, n=rating.n, ci_width=_r((high - low) / (2 * params["scale"])), links=_feedback_link(rating.n),
+                   inputs={"n": rating.n, "mean_minutes": _r(mean), "ci_low": _r(low), "ci_high": _r(high), "scale": params["scale"]},
+                   explanation=f"Clinicians {verb} {abs(mean):.1f} minutes per case on average (n={rating.n}, 95% CI {low:.1f} to {high:.1f}).")
+
+
+# --- Robustness ---------------------------------------------------------------------
+
+
+@_rule("variation_sources")
+def variation_sources(evidence: VersionEvidence, params: dict) -> Outcome:
+    if not evidence.datasets:
+        return _none("No dataset is linked to this version.")
+    lacking = {d.name: [k for k, v in (("scanners", d.scanners), ("protocols", d.protocols)) if not v] for d in evidence.datasets}
+    value = sum(1 - len(m) / 2 for m in lacking.values()) / len(lacking)
+    gaps = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in lacking.items() if m)
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"missing": lacking},
+                   explanation=f"Datasheets record {value:.0%} of scanner and protocol information" + (f"; {gaps}." if gaps else "."),
+                   links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
+
+
+@_rule("training_diversity", target_vendors=(3, 1, 20), target_protocols=(3, 1, 50))
+def training_diversity(evidence: VersionEvidence, params: dict) -> Outcome:
+    training = [d for d in evidence.datasets if set(d.roles) & {"pretraining", "fine_tuning"}]
+    vendors = sorted({str(s.get("manufacturer")) for d in training for s in d.scanners if s.get("manufacturer")})
+    protocols = sorted({str(p) for d in training for p in d.protocols})
+    if not vendors and not protocols:
+        return _none("No training dataset records its scanners or protocols.")
+    value = (min(1.0, len(vendors) / params["target_vendors"]) + min(1.0, len(protocols) / params["target_protocols"])) / 2
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"vendors": vendors, "protocols": protocols, **{k: params[k] for k in ("target_vendors", "target_protocols")}},
+                   explanation=f"Training data spans {len(vendors)} scanner vendor(s) and {len(protocols)} protocol(s) "
+                               f"against targets of {params['target_vendors']:g} and {params['target_protocols']:g}.",
+                   links=tuple(Link("dataset", d.id, d.name) for d in training))
+
+
+def _drops(run: RunEvidence, threshold: float) -> list[dict]:
+    found = []
+    for label, section in _labels(run):
+        robustness = section.get("robustness") or {}
+        for condition in robustness.get("conditions") or ():
+            auroc = (condition.get("metrics") or {}).get("auroc") or {}
+            if auroc.get("change") is None:
+                continue
+            low = None if auroc.get("ci_high") is None else -auroc["ci_high"]
+            high = None if auroc.get("ci_low") is None else -auroc["ci_low"]
+            score, status = threshold_verdict(-auroc["change"], low, high, threshold)
+            found.append({"label": label, "observed": -auroc["change"], "ci_low": low, "ci_high": high, "score": score, "status": status,
+                          "n": robustness.get("n_cases"), "where": f" under {condition['condition']}", "extra": {"condition": condition["condition"]}})
+    return found
+
+
+@_rule("perturbation_drop", threshold=(0.10, 0.001, 1.0))
+def perturbation_drop(evidence: VersionEvidence, params: dict) -> Outcome:
+    run, found = _newest(evidence, lambda r: _drops(r, params["threshold"]))
+    if run is None:
+        return _none("No run of this version has a robustness analysis.")
+    return _threshold_outcome(run, _worst(found), params["threshold"], "Worst AUROC drop")
+
+
+def _spreads(run: RunEvidence, threshold: float) -> list[dict]:
+    found = []
+    for label, section in _labels(run):
+        for grouping, data in ((section.get("generalisation") or {}).get("groupings") or {}).items():
+            spread = data.get("leave_one_out_spread")
+            if spread is None:
+                continue
+            score, status = threshold_verdict(spread, None, None, threshold)
+            found.append({"label": label, "observed": spread, "score": score, "status": status, "n": (run.report.get("dataset") or {}).get("n_patients"),
+                          "where": f" across {grouping} groups", "extra": {"grouping": grouping}})
+    return found
+
+
+@_rule("generalisation_spread", threshold=(0.05, 0.001, 1.0))
+def generalisation_spread(evidence: VersionEvidence, params: dict) -> Outcome:
+    run, found = _newest(evidence, lambda r: _spreads(r, params["threshold"]))
+    if run is None:
+        return _none("No run of this version has a site or vendor generalisation analysis.")
+    return _threshold_outcome(run, _worst(found), params["threshold"], "Largest leave-one-out AUROC spread")
+
+
+# --- Explainability -----------------------------------------------------------------
+
+
+@_rule("explainability_needs")
+def explainability_needs(evidence: VersionEvidence, params: dict) -> Outcome:
+    return _documented(evidence, ("explainability_needs",), "explainability needs")
+
+
+def _curve(difference: dict, sign: int, minimum: float) -> float:
+    """1 beats random, 0 worse than random, 0.5 not distinguishable (``sign`` -1: lower is better)."""
+    value, low, high = difference.get("value"), difference.get("ci_low"), difference.get("ci_high")
+    if value is None or low is None or high is None or abs(value) < minimum:
+        return 0.5
+    better, worse = (high < 0, low > 0) if sign < 0 else (low > 0, high < 0)
+    return 1.0 if better else 0.0 if worse else 0.5
+
+
+def _methods(run: RunEvidence, minimum: float) -> list[dict]:
+    found = []
+    for label, section in _labels(run):
+        explain = section.get("explainability") or {}
+        for method, data in (explain.get("methods") or {}).items():
+            deletion, insertion = data.get("deletion_difference") or {}, data.get("insertion_difference") or {}
+            widths = [d["ci_high"] - d["ci_low"] for d in (deletion, insertion) if d.get("ci_low") is not None and d.get("ci_high") is not None]
+            found.append({"label": label, "method": method, "score": (_curve(deletion, -1, minimum) + _curve(insertion, 1, minimum)) / 2,
+                          "verdict": data.get("verdict"), "n": explain.get("n_cases"), "ci_width": max(widths, default=None),
+                          "deletion": _r(deletion.get("value")), "insertion": _r(insertion.get("value"))})
+    return found
+
+
+@_rule("faithfulness", min_difference=(0.02, 0.0, 0.5))
+def faithfulness(evidence: VersionEvidence, params: dict) -> Outcome:
+    run, found = _newest(evidence, lambda r: _methods(r, params["min_difference"]))
+    if run is None:
+        return _none("No run of this version evaluates its explanations.")
+    best = {}
+    for m in found:
+        if m["label"] not in best or m["score"] > best[m["label"]]["score"]:
+            best[m["label"]] = m
+    chosen = min(best.values(), key=lambda m: m["score"])
+    score = chosen["score"]
+    status = {1.0: "met", 0.0: "not_met", 0.5: "uncertain"}.get(score, "partly")
+    return Outcome(value=score, status=status, n=chosen["n"], ci_width=_r(chosen["ci_width"]), links=(_run_link(run),),
+                   inputs={"run": run.id, "label": chosen["label"], "method": chosen["method"], "deletion_difference": chosen["deletion"],
+                           "insertion_difference": chosen["insertion"], "verdict": chosen["verdict"], "min_difference": params["min_difference"]},
+                   explanation=f"Best explanation method {chosen['method']}{_label_suffix(run, chosen['label'])}: {chosen['verdict']} "
+                               f"(deletion {chosen['deletion']}, insertion {chosen['insertion']} against the random baseline; run {run.id}).")
+
+
+@_rule("explanation_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))
+def explanation_rating(evidence: VersionEvidence, params: dict) -> Outcome:
+    rating = evidence.feedback.ratings.get("explanation_helped") or RatingEvidence(n=0, mean=None, mean_sq=None)
+    return _rating_outcome(rating, params, "the explanations' help")
