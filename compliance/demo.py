@@ -15,7 +15,7 @@ import numpy as np
 from django.utils import timezone
 
 from compliance.audit import audit_action
-from compliance.feedback import feedback_submit
+from compliance.feedback import feedback_submit, weeks_rebuild
 from compliance.incidents import incident_escalate
 from compliance.models import Feedback, Incident
 from registry import services
@@ -72,6 +72,7 @@ def feedback_demo(*, version: ModelVersion, sites: dict[str, Institution], clini
                 ids.append(feedback.pk)
             for i, pk in enumerate(ids):  # spread the history over the past weeks, oldest first
                 Feedback.objects.filter(pk=pk).update(created_at=now - timedelta(weeks=WEEKS) * (1 - i / len(ids)))
+        weeks_rebuild(deployment_ids=[d.pk for d in deployments.values()])  # the summaries follow the backdated history
     alert = Alert.objects.filter(kind=AlertKind.DISAGREEMENT_RISE, deployment__in=deployments.values()).order_by("pk").first()
     incident = None
     if alert is not None:

@@ -27,19 +27,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from compliance.audit import audit_action
 from compliance.choices import Agreement
-from compliance.models import DeploymentMonitor, Feedback
+from compliance.models import DeploymentMonitor, DeploymentWeek, Feedback
 from radtrust.errors import Conflict
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import Deployment
+from validation.trust.services import trust_request
 
 OBSERVATION = {Agreement.AGREE: 0.0, Agreement.PARTLY: 0.5, Agreement.DISAGREE: 1.0}
 _AGREEMENT_OF = {value: agreement for agreement, value in OBSERVATION.items()}
@@ -82,6 +84,8 @@ def case_reference_check(value: str) -> str:
 
 
 def _check_content(fields: dict) -> None:
+    if len(fields.get("comment") or "") > 2000:
+        raise ValidationError({"comment": "Keep the comment to 2,000 characters."})
     agreement = fields.get("agreement")
     if agreement not in Agreement.values:
         raise ValidationError({"agreement": f"Choose one of: {', '.join(Agreement.values)}."})
@@ -113,7 +117,9 @@ def feedback_submit(*, actor, deployment: Deployment, submission_key: uuid.UUID 
         if existing is not None:
             return existing, False
         feedback.save()
+        _week_add(feedback, +1)
         _observe(monitor, [OBSERVATION[feedback.agreement]], feedback.created_at)
+        trust_request(version_id=feedback.version_id, trigger="feedback")
     return feedback, True
 
 
@@ -131,12 +137,15 @@ def feedback_update(*, actor, feedback: Feedback, fields: dict) -> Feedback:
     merged = {name: fields.get(name, getattr(feedback, name)) for name in EDITABLE}
     _check_content(merged)
     before = feedback.agreement
+    previous = Feedback(**{name: getattr(feedback, name) for name in EDITABLE}, deployment_id=feedback.deployment_id, created_at=feedback.created_at)
     for name, value in merged.items():
         setattr(feedback, name, value)
     feedback.full_clean(exclude=["deployment", "version", "institution", "clinician"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
         monitor = _locked_monitor(feedback.deployment)
         feedback.save()
+        _week_add(previous, -1)
+        _week_add(feedback, +1)
         if before != feedback.agreement:
             _count(monitor, before, -1)
             _count(monitor, feedback.agreement, +1)
@@ -149,6 +158,62 @@ def feedback_editable_until(feedback: Feedback):
 
 
 # --- The monitor ------------------------------------------------------------------------
+
+SUMMED = ("explanation_helped", "uncertainty_helped", "fitted_workflow", "minutes_saved")
+
+
+def week_of(moment) -> date:
+    """The Monday starting the week of ``moment`` (in the current time zone), as the summaries key it."""
+    day = timezone.localtime(moment).date()
+    return day - timedelta(days=day.weekday())
+
+
+def _week_add(feedback: Feedback, sign: int) -> None:
+    """Add (+1) or take back (-1) one report's contribution to its week (the monitor row is locked)."""
+    week, _ = DeploymentWeek.objects.get_or_create(deployment_id=feedback.deployment_id, week=week_of(feedback.created_at))
+    week.n += sign
+    setattr(week, _COUNTER[feedback.agreement], getattr(week, _COUNTER[feedback.agreement]) + sign)
+    if feedback.error_type:
+        week.error_types[feedback.error_type] = week.error_types.get(feedback.error_type, 0) + sign
+    week.severities[feedback.severity] = week.severities.get(feedback.severity, 0) + sign
+    for name in SUMMED:
+        value = getattr(feedback, name)
+        if value is not None:
+            n, total, squares = week.sums.get(name, [0, 0, 0])
+            week.sums[name] = [n + sign, total + sign * value, squares + sign * value * value]
+    week.save()
+
+
+def weeks_rebuild(*, deployment_ids: list[int] | None = None) -> int:
+    """Recompute the weekly summaries from the stored reports (after a bulk import or a backfill of
+    timestamps); returns the number of week rows written."""
+    from django.db.models import Count, Q, Sum
+    from django.db.models.functions import TruncWeek
+
+    from compliance.choices import ErrorType, Severity
+
+    rows = Feedback.objects.all() if deployment_ids is None else Feedback.objects.filter(deployment_id__in=deployment_ids)
+    aggregates = {
+        "n": Count("pk"), **{c: Count("pk", filter=Q(agreement=a)) for a, c in _COUNTER.items()},
+        **{f"e_{e}": Count("pk", filter=Q(error_type=e)) for e in ErrorType.values},
+        **{f"s_{v}": Count("pk", filter=Q(severity=v)) for v in Severity.values},
+    }
+    for name in SUMMED:
+        aggregates |= {f"{name}_n": Count(name), f"{name}_sum": Sum(name), f"{name}_sq": Sum(F(name) * F(name))}
+    weeks = []
+    for row in rows.annotate(week=TruncWeek("created_at")).values("deployment_id", "week").annotate(**aggregates).order_by():
+        weeks.append(DeploymentWeek(
+            deployment_id=row["deployment_id"], week=timezone.localtime(row["week"]).date() if hasattr(row["week"], "hour") else row["week"],
+            n=row["n"], **{c: row[c] for c in _COUNTER.values()},
+            error_types={e: row[f"e_{e}"] for e in ErrorType.values if row[f"e_{e}"]},
+            severities={v: row[f"s_{v}"] for v in Severity.values if row[f"s_{v}"]},
+            sums={name: [row[f"{name}_n"], row[f"{name}_sum"] or 0, row[f"{name}_sq"] or 0] for name in SUMMED if row[f"{name}_n"]},
+        ))
+    with transaction.atomic():
+        stale = DeploymentWeek.objects.all() if deployment_ids is None else DeploymentWeek.objects.filter(deployment_id__in=deployment_ids)
+        stale.delete()
+        DeploymentWeek.objects.bulk_create(weeks, batch_size=2000)
+    return len(weeks)
 
 
 def _locked_monitor(deployment: Deployment) -> DeploymentMonitor:

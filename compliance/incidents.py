@@ -41,6 +41,8 @@ def incident_escalate(
         raise ValidationError({"source": "Escalate either a feedback or an alert."})
     if incident_type not in INCIDENT_TYPES:
         raise ValidationError({"incident_type": f"Choose one of: {', '.join(INCIDENT_TYPES)}."})
+    if len(description) > 10000 or len(title) > 200:
+        raise ValidationError({"description" if len(description) > 10000 else "title": "Too long: keep the title to 200 and the description to 10,000 characters."})
     source = feedback or alert
     if aware_on > timezone.localdate():
         raise ValidationError({"aware_on": "The date of awareness cannot be in the future."})

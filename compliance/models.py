@@ -170,6 +170,30 @@ class DeploymentMonitor(models.Model):
         return f"Monitor of {self.deployment}"
 
 
+class DeploymentWeek(models.Model):
+    """One week of a deployment's feedback, summed: kept up to date in the transaction that stores or
+    edits each report, so the monitoring page reads a row per week whatever the volume."""
+
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.CASCADE, related_name="feedback_weeks")
+    week = models.DateField(help_text="The Monday the week starts on.")
+    n = models.PositiveIntegerField(default=0)
+    n_agree = models.PositiveIntegerField(default=0)
+    n_partly = models.PositiveIntegerField(default=0)
+    n_disagree = models.PositiveIntegerField(default=0)
+    error_types = models.JSONField(default=dict, help_text="Reports per error type.")
+    severities = models.JSONField(default=dict, help_text="Reports per clinical severity.")
+    sums = models.JSONField(default=dict, help_text="Per rating and minutes saved: [answers, sum, sum of squares].")
+
+    class Meta:
+        ordering = ["deployment", "week"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "week"], name="%(app_label)s_%(class)s_one_row", violation_error_message="One summary per deployment and week."),
+        ]
+
+    def __str__(self) -> str:
+        return f"Week of {self.week} at {self.deployment}"
+
+
 class Incident(models.Model):
     """A possible serious incident, escalated by an officer from a feedback or an alert, with the
     reporting route and deadline computed from the rules table (``compliance.incident_rules``)."""

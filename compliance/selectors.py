@@ -1,9 +1,9 @@
 """Reads of feedback, monitoring and incidents, scoped by ``registry.access``.
 
-The monitoring read (``deployment_monitoring``) issues the same few queries
-whatever the number of reports: each aggregate is one indexed GROUP BY over the
-deployment's rows (index ``feedback_deployment_time``), and the counts and the
-sequential test come from the maintained ``DeploymentMonitor`` row.
+The monitoring read (``deployment_monitoring``) costs the same whatever the number
+of reports: it reads the deployment's maintained weekly summaries
+(``DeploymentWeek``, a row per week) and its ``DeploymentMonitor`` row (counts and
+the sequential test), both kept up to date in the transaction that stores a report.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Avg, Count, F, FloatField, Q, QuerySet
-from django.db.models.functions import Cast, TruncWeek
+from django.db.models import Count, Q, QuerySet
 
-from compliance.choices import Agreement, ErrorType, IncidentStatus, Severity
-from compliance.models import DeploymentMonitor, Feedback, Incident
+from compliance.choices import ErrorType, Severity
+from compliance.models import DeploymentMonitor, DeploymentWeek, Feedback, Incident
 from registry.access import scope
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
@@ -99,33 +98,33 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
     from validation.choices import AlertStatus
     from validation.models import Alert, ValidationRun
 
-    rows = Feedback.objects.filter(deployment=deployment)
-    weeks = []
-    for week in (
-        rows.annotate(week=TruncWeek("created_at")).values("week")
-        .annotate(n=Count("pk"), disagree=Count("pk", filter=Q(agreement=Agreement.DISAGREE)), partly=Count("pk", filter=Q(agreement=Agreement.PARTLY)))
-        .order_by("week")
-    ):
-        k = week["disagree"] + 0.5 * week["partly"]
-        low, high = disagreement_rate_ci(k, week["n"])
+    weeks, errors, severities, sums = [], {}, {}, {}
+    for week in DeploymentWeek.objects.filter(deployment=deployment, n__gt=0).order_by("week"):
+        k = week.n_disagree + 0.5 * week.n_partly
+        low, high = disagreement_rate_ci(k, week.n)
         weeks.append({
-            "week": week["week"].date().isoformat(), "n": week["n"], "disagree": week["disagree"], "partly": week["partly"],
-            "rate": k / week["n"], "ci_low": low, "ci_high": high,
+            "week": week.week.isoformat(), "n": week.n, "disagree": week.n_disagree, "partly": week.n_partly,
+            "rate": k / week.n, "ci_low": low, "ci_high": high,
         })
-    errors = dict(rows.exclude(error_type="").values_list("error_type").annotate(n=Count("pk")).values_list("error_type", "n"))
-    severities = dict(rows.values_list("severity").annotate(n=Count("pk")).values_list("severity", "n"))
-    moments = rows.aggregate(
-        **{f"{r}_n": Count(r) for r in RATINGS},
-        **{f"{r}_mean": Avg(r) for r in RATINGS},
-        **{f"{r}_sq": Avg(Cast(F(r), FloatField()) * Cast(F(r), FloatField())) for r in RATINGS},
-        minutes_n=Count("minutes_saved"), minutes_mean=Avg("minutes_saved"),
-        minutes_sq=Avg(Cast(F("minutes_saved"), FloatField()) * Cast(F("minutes_saved"), FloatField())),
-    )
+        for key, count in week.error_types.items():
+            errors[key] = errors.get(key, 0) + count
+        for key, count in week.severities.items():
+            severities[key] = severities.get(key, 0) + count
+        for key, (n, total, squares) in week.sums.items():
+            before = sums.get(key, (0, 0, 0))
+            sums[key] = (before[0] + n, before[1] + total, before[2] + squares)
+
+    def moments(name: str) -> tuple[int, float | None, float | None]:
+        n, total, squares = sums.get(name, (0, 0, 0))
+        return (n, total / n, squares / n) if n else (0, None, None)
+
     ratings = []
     for r in RATINGS:
-        low, high = _mean_ci(moments[f"{r}_n"], moments[f"{r}_mean"], moments[f"{r}_sq"])
-        ratings.append({"question": r, "text": RATING_QUESTIONS[r], "n": moments[f"{r}_n"], "mean": moments[f"{r}_mean"], "ci_low": low, "ci_high": high})
-    low, high = _mean_ci(moments["minutes_n"], moments["minutes_mean"], moments["minutes_sq"])
+        n, mean, mean_sq = moments(r)
+        low, high = _mean_ci(n, mean, mean_sq)
+        ratings.append({"question": r, "text": RATING_QUESTIONS[r], "n": n, "mean": mean, "ci_low": low, "ci_high": high})
+    minutes_n, minutes_mean, minutes_sq = moments("minutes_saved")
+    low, high = _mean_ci(minutes_n, minutes_mean, minutes_sq)
     alerts = list(
         Alert.objects.filter(Q(deployment=deployment) | Q(version_id=deployment.version_id, deployment__isnull=True))
         .exclude(status=AlertStatus.RESOLVED).select_related("run", "baseline_run").order_by("-created_at")[:50]
@@ -142,11 +141,7 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
         error_types=[{"error_type": e.value, "label": e.label, "n": errors.get(e.value, 0)} for e in ErrorType],
         severities=[{"severity": s.value, "label": s.label, "n": severities.get(s.value, 0)} for s in Severity],
         ratings=ratings,
-        minutes_saved={"n": moments["minutes_n"], "mean": moments["minutes_mean"], "ci_low": low, "ci_high": high},
+        minutes_saved={"n": minutes_n, "mean": minutes_mean, "ci_low": low, "ci_high": high},
         alerts=alerts,
         runs=runs,
     )
-
-
-def open_incident_statuses() -> list[str]:
-    return [IncidentStatus.OPEN, IncidentStatus.INVESTIGATING]

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -110,7 +110,12 @@ def clinician_home(request):
         Alert.objects.filter(deployment__in=deployments).exclude(status=AlertStatus.RESOLVED)
         .values_list("deployment").annotate(n=Count("pk")).values_list("deployment", "n")
     )
-    rows = [{"deployment": d, "open_alerts": alerts.get(d.pk, 0)} for d in deployments]
+    from validation.models import TrustAssessment
+
+    newest = TrustAssessment.objects.filter(version=OuterRef("version")).order_by("-computed_at", "-pk").values("pk")[:1]
+    deployments = deployments.annotate(assessment_id=Subquery(newest))
+    assessments = TrustAssessment.objects.defer("chart_svg").in_bulk([d.assessment_id for d in deployments if d.assessment_id])
+    rows = [{"deployment": d, "open_alerts": alerts.get(d.pk, 0), "trust": assessments.get(d.assessment_id)} for d in deployments]
     return render(request, "compliance/clinician_home.html", {"rows": rows})
 
 
@@ -144,7 +149,7 @@ def feedback_list(request):
     rows = selectors.feedback_list(user=request.user)
     if role_of(request.user) == Role.CLINICIAN:
         rows = rows.filter(clinician=request.user)
-    page = _window(request, rows.order_by("-created_at", "-pk"))
+    page = _window(request, rows.order_by("-created_at", "-pk"), size=25)
     now = timezone.now()
     items = [{"feedback": f, "editable": f.clinician_id == request.user.pk and now <= feedback_services.feedback_editable_until(f)} for f in page.items]
     return render(request, "compliance/feedback_list.html", {"page": page, "items": items, "edit_hours": settings.RADTRUST_FEEDBACK_EDIT_HOURS})
@@ -174,7 +179,8 @@ def feedback_edit(request, pk: int):
 
 @requires("monitoring")
 def monitoring_list(request):
-    return render(request, "compliance/monitoring_list.html", {"deployments": selectors.monitored_deployments(user=request.user)})
+    page = _window(request, selectors.monitored_deployments(user=request.user))
+    return render(request, "compliance/monitoring_list.html", {"deployments": page.items, "page": page})
 
 
 @requires("monitoring")

@@ -142,6 +142,8 @@ RADTRUST_RUN_MAX_ATTEMPTS = env_int("RADTRUST_RUN_MAX_ATTEMPTS", 3, minimum=1)
 # A clinician may change their feedback for this many hours; then it is frozen.
 RADTRUST_FEEDBACK_EDIT_HOURS = env_int("RADTRUST_FEEDBACK_EDIT_HOURS", 24, minimum=0)
 # The first reports of a deployment set its disagreement rate at deployment (the CUSUM's p0).
+# A burst of feedback is scored once: the recomputation waits this long after the first report.
+RADTRUST_TRUST_DEBOUNCE_SECONDS = env_int("RADTRUST_TRUST_DEBOUNCE_SECONDS", 60, minimum=0)
 RADTRUST_MONITOR_BASELINE_FEEDBACK = env_int("RADTRUST_MONITOR_BASELINE_FEEDBACK", 100, minimum=10)
 RADTRUST_RUN_TIME_LIMIT_SECONDS = env_int("RADTRUST_RUN_TIME_LIMIT_SECONDS", 4 * 3600, minimum=10)
 RADTRUST_RUN_UNCLAIMED_SECONDS = env_int("RADTRUST_RUN_UNCLAIMED_SECONDS", 600, minimum=5)
@@ -238,6 +240,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "validation.tasks.revalidation_dispatch",
         "schedule": env_int("RADTRUST_REVALIDATION_DISPATCH_SECONDS", 3600, minimum=60),
     },
+    "validation-trust-overdue-sweep": {"task": "validation.tasks.trust_overdue_sweep", "schedule": 24 * 3600},
 }
 
 # --- MLflow -------------------------------------------------------------------

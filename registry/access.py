@@ -33,6 +33,9 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "feedback": (frozenset({ML, CO, CL, AU}), frozenset({CL})),
     "monitoring": (frozenset({ML, CO, AU}), frozenset()),
     "incident": (frozenset({ML, CO, AU}), frozenset({CO})),
+    "trust_assessment": (EVERYONE, frozenset({ML, CO})),
+    "scoring_policy": (frozenset({ML, CO, AU}), frozenset({CO})),
+    "trust_exception": (frozenset({ML, CO, AU}), frozenset({CO})),
 }
 
 
@@ -54,6 +57,9 @@ def may(user, resource: str, *, write: bool) -> bool:
 
 def _open_deployments_at(institution_id) -> Q:
     return Q(status__in=[DeploymentStatus.PLANNED, DeploymentStatus.ACTIVE, DeploymentStatus.SUSPENDED], institution_id=institution_id)
+
+
+_MULTI_VALUED_RULES = {"registry.dataset", "registry.foundationmodel"}
 
 
 def scope(user, queryset: QuerySet) -> QuerySet:
@@ -90,6 +96,9 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "validation.alert": Q(version__foundation_model__provider_id=inst) | Q(deployment__institution_id=inst),
             "compliance.feedback": Q(version__foundation_model__provider_id=inst),
             "compliance.incident": Q(version__foundation_model__provider_id=inst),
+            "validation.trustassessment": Q(version__foundation_model__provider_id=inst),
+            "validation.scoringpolicy": Q(),
+            "validation.trustexception": Q(version__foundation_model__provider_id=inst),
         },
         CL: {
             "registry.institution": Q(pk=inst),
@@ -98,12 +107,15 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "registry.deployment": Q(institution_id=inst),
             "validation.alert": Q(deployment__institution_id=inst),
             "compliance.feedback": Q(clinician_id=user.pk),
+            "validation.trustassessment": Q(version_id__in=site_versions),
         },
     }
     rule = rules.get(role, {}).get(label)
     if rule is None:
         return queryset.none()
-    return queryset.filter(rule).distinct()
+    # DISTINCT only where a rule crosses a one-to-many relation (it would otherwise repeat rows):
+    # on a list of a million reports it makes the database de-duplicate all of them before paging.
+    return queryset.filter(rule).distinct() if label in _MULTI_VALUED_RULES else queryset.filter(rule)
 
 
 def owner_institution_id(obj) -> int | None:
@@ -115,7 +127,7 @@ def owner_institution_id(obj) -> int | None:
         return obj.foundation_model.provider_id
     if label == "registry.dataset":
         return obj.institution_id
-    if label in {"registry.provenance", "validation.validationrun", "validation.alert"}:
+    if label in {"registry.provenance", "validation.validationrun", "validation.alert", "validation.trustassessment", "validation.trustexception"}:
         return obj.version.foundation_model.provider_id
     return None
 

@@ -51,6 +51,7 @@ EVIDENCE: dict[str, Guard] = {}
 _MISSING_EVIDENCE = {
     "validation": "No passing validation run is recorded for this version; run and pass validation first.",
     "dossier": "No signed dossier is recorded for this version; a second compliance officer must sign it first.",
+    "trust": "No trust assessment is recorded for this version yet.",
 }
 
 
@@ -94,7 +95,7 @@ GUARDS: dict[str, tuple[Guard, ...]] = {
     S.IN_VALIDATION: (training_provenance_linked,),
     S.RETIRED: (no_unreported_incident,),
     S.UNDER_REVIEW: (_evidence("validation"),),
-    S.APPROVED: (_evidence("validation"), _evidence("dossier")),
+    S.APPROVED: (_evidence("validation"), _evidence("dossier"), _evidence("trust")),
     S.DEPLOYED: (open_deployment_exists,),
 }
 

@@ -86,6 +86,7 @@ class FoundationModel(models.Model):
     intended_users = models.TextField(blank=True)
     instructions_for_use = models.TextField(blank=True, help_text="Art. 13(3): how clinicians use the output, what it is not for, what to do when it looks wrong.")
     known_limitations = models.TextField(blank=True, help_text="Art. 13(3)(b)(iii)-(v): groups, settings and images where performance is lower or unknown.")
+    explainability_needs = models.TextField(blank=True, help_text="FUTURE-AI Explainability 1: what clinicians need explained, and how the model's explanations serve it.")
     modality = models.CharField(max_length=10, choices=Modality.choices)
     body_region = models.CharField(max_length=80)
     task = models.CharField(max_length=20, choices=Task.choices)

@@ -8,11 +8,41 @@ class ValidationConfig(AppConfig):
     def ready(self) -> None:
         from compliance.audit import audit_register
         from registry.guards import register_evidence_check
-        from validation.models import Alert, ValidationRun
+        from validation.models import Alert, ScoringPolicy, TrustAssessment, TrustException, ValidationRun
         from validation.services import passing_validation
+        from validation.trust.services import trust_guard
 
         # Progress, heartbeats and the report body are operational or too large for an event;
         # status changes, the worker, device, hashes, errors and the summary are audited.
         audit_register(ValidationRun, exclude=("progress", "stage", "lease_until", "heartbeat_at", "results", "timings"))
         audit_register(Alert)  # raised, acknowledged, resolved; files and flags are part of the run's outcome
         register_evidence_check("validation", passing_validation)
+        audit_register(ScoringPolicy)
+        audit_register(TrustAssessment, exclude=("principles", "chart_svg"))  # the scores are in the row; the event says it was made
+        audit_register(TrustException)
+        register_evidence_check("trust", trust_guard)
+        _connect_trust_triggers()
+
+
+def _connect_trust_triggers() -> None:
+    """A datasheet or a provenance link that changes asks for the linked versions to be rescored."""
+    from django.db.models.signals import post_save
+
+    from registry.models import Dataset, Provenance
+
+    def dataset_saved(sender, instance, raw=False, **kwargs):
+        from validation.trust.services import trust_request
+
+        if raw:
+            return
+        for version_id in set(instance.provenance.values_list("version_id", flat=True)):
+            trust_request(version_id=version_id, trigger="datasheet_changed")
+
+    def provenance_saved(sender, instance, raw=False, **kwargs):
+        from validation.trust.services import trust_request
+
+        if not raw:
+            trust_request(version_id=instance.version_id, trigger="provenance_changed")
+
+    post_save.connect(dataset_saved, sender=Dataset, dispatch_uid="trust:dataset", weak=False)
+    post_save.connect(provenance_saved, sender=Provenance, dispatch_uid="trust:provenance", weak=False)

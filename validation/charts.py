@@ -371,6 +371,35 @@ def drift_chart(feature: str, histogram: Mapping[str, Any]) -> Chart:
         return _chart(figure, f"drift-{slug(feature)}", title, alt)
 
 
+def radar_chart(label: str, scores: Mapping[str, float | None], *, others: Mapping[str, Mapping[str, float | None]] | None = None) -> Chart:
+    """The six trustworthiness scores (0-100) on six axes; a principle without enough evidence is
+    marked "insufficient evidence" on its axis and drawn at no value, never as a number.
+    ``others`` adds more versions on the same axes (the demo compares base and fine-tuned)."""
+    names = list(scores)
+    angles = np.linspace(0, 2 * np.pi, len(names), endpoint=False)
+    series = {label: scores, **(others or {})}
+    with _figure(height=4.6) as figure:
+        ax = figure.add_subplot(projection="polar")
+        ax.set_theta_offset(np.pi / 2)
+        ax.set_theta_direction(-1)
+        ax.set_ylim(0, 100)
+        ax.set_yticks([25, 50, 75, 100])
+        ax.set_xticks(angles)
+        ax.set_xticklabels([f"{n}\n(insufficient evidence)" if scores[n] is None else f"{n}\n{scores[n]:.0f}" for n in names])
+        for i, (name, values) in enumerate(series.items()):
+            style = _style(i)
+            radii = np.array([np.nan if values.get(n) is None else float(values[n]) for n in names])
+            closed_angles, closed = np.r_[angles, angles[:1]], np.r_[radii, radii[:1]]
+            ax.plot(closed_angles, closed, color=style["color"], marker=style["marker"], linestyle=style["linestyle"], label=name)
+            if not np.isnan(radii).any():
+                ax.fill(closed_angles, closed, color=style["color"], alpha=0.12)
+        if len(series) > 1:
+            ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.1))
+        shown = ", ".join(f"{n} {'insufficient evidence' if scores[n] is None else f'{scores[n]:.0f}'}" for n in names)
+        alt = f"Radar chart of the six FUTURE-AI trustworthiness scores of {label} on a 0-100 scale: {shown}."
+        return _chart(figure, f"trust-{slug(label)}", f"Trustworthiness of {label}", alt)
+
+
 # --- Every chart of a report ---------------------------------------------------------
 
 

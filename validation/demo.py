@@ -24,6 +24,21 @@ LABEL = "nodule"
 TEST_SET = "Nodule multi-site test set (synthetic)"
 TRAINING_SET = "Nodule fine-tuning set (synthetic)"
 TEST_IMAGES = 2000
+MODEL_TEXTS = {
+    "instructions_for_use": (
+        "A second reader for adult frontal chest radiographs: read the film first, then look at the flag. "
+        "A flag is a prompt to look again, not a finding; an unflagged film is not cleared. "
+        "Cases shown as uncertain need a full read without the model."
+    ),
+    "known_limitations": (
+        "Lower sensitivity for patients aged 65 and over (fainter nodules) and on the Vendor B Corvia X1 detector "
+        "at site c (noise and intensity offset); not validated for children or lateral views."
+    ),
+    "explainability_needs": (
+        "Radiologists need to see where the model looked: a saliency overlay per flagged film, whose faithfulness "
+        "is measured against random maps, and an uncertainty flag for cases to read without the model."
+    ),
+}
 # Later data from the hospital, for drift against the go-live baseline: (name, sites, images, seed).
 GO_LIVE_SET = "Nodule go-live set, sites a and b (synthetic)"
 FOLLOW_UP_SETS = (
@@ -111,8 +126,12 @@ def nodule_model_setup(*, engineer: User, provider: Institution, site: Instituti
             "body_region": "chest",
             "task": Task.BINARY,
             "licence": "Proprietary, per-site licence",
+            **MODEL_TEXTS,
         },
     )
+    missing = {k: v for k, v in MODEL_TEXTS.items() if not getattr(model, k)}
+    if missing:  # a model record from an earlier demo, before these fields existed
+        model = services.record_update(instance=model, fields=missing)
     version = ModelVersion.objects.filter(foundation_model=model, version="1.0.0").first()
     trained = None
     if version is None:
@@ -254,4 +273,60 @@ def drift_lines(run) -> list[str]:
     rank = {"critical": 0, "warning": 1, "info": 2}
     alerts = sorted(run.alerts.all(), key=lambda a: (rank[a.severity], a.kind, a.subject))
     lines.append(f"    alerts raised: {len(alerts)}" + "".join(f"\n      [{a.severity}] {a.message}" for a in alerts[:6]))
+    return lines
+
+
+FINE_TUNING_SET = "Nodule balanced fine-tuning set (synthetic)"
+
+
+def fine_tuned_setup(*, engineer: User, parent: ModelVersion, test_set: Dataset, out=print) -> ModelVersion:
+    """Version 1.1.0: the nodule head fine-tuned on a set where site c and patients aged 65+ are well
+    represented (``BALANCED_POPULATION``), registered with its lineage and provenance."""
+    from validation.demo_data import BALANCED_POPULATION, train_classifier
+
+    version = ModelVersion.objects.filter(foundation_model=parent.foundation_model, version="1.1.0").first()
+    trained = None
+    if version is None:
+        out("Fine-tuning the nodule CNN on a balanced set (site c and patients aged 65+) for version 1.1.0 ...")
+        with tempfile.TemporaryDirectory() as folder:
+            trained = train_classifier(Path(folder), seed=8, label=LABEL, population=BALANCED_POPULATION)
+            with open(trained.onnx_path, "rb") as handle:
+                version = services.version_register(
+                    actor=engineer, foundation_model=parent.foundation_model, version="1.1.0", parent=parent,
+                    model_file=(trained.onnx_path.name, handle), data_files=[],
+                    output_schema=trained.output_schema, preprocessing=trained.preprocessing,
+                    release_notes=f"Fine-tuned on {trained.n_train} generated images with site c and patients aged 65+ represented.",
+                )
+    fine_tuning = Dataset.objects.filter(name=FINE_TUNING_SET).first() or services.record_create(
+        model=Dataset, actor=engineer,
+        fields={
+            "name": FINE_TUNING_SET, "institution": parent.foundation_model.provider, "modality": Modality.DX, "body_region": "chest",
+            "legal_basis": "research", "licence": "CC0 (generated data)",
+            "description": "Generated radiographs with the three sites in equal shares and 45% of patients aged 65+.",
+            "image_count": trained.n_train if trained else None, "label_source": "Known by construction.",
+            "known_limitations": "Synthetic; the faint-nodule effect for patients aged 65+ is in the images themselves.",
+            "location": "Generated in memory at training time (validation.demo_data.train_classifier, seed 8).",
+        },
+    )
+    for dataset, role in ((fine_tuning, ProvenanceRole.FINE_TUNING), (test_set, ProvenanceRole.EXTERNAL_VALIDATION)):
+        if not Provenance.objects.filter(version=version, dataset=dataset, role=role).exists():
+            services.provenance_link(actor=engineer, version=version, dataset=dataset, role=role)
+    return version
+
+
+def trust_lines(assessments: list) -> list[str]:
+    """Two or more versions' assessments side by side, then why each principle scored as it did."""
+    names = list(assessments[0].principles)
+    width = max(len(str(a.version)) for a in assessments) + 2
+    lines = ["  " + "principle".ljust(16) + "".join(str(a.version).rjust(width) for a in assessments)]
+    for name in names:
+        cells = []
+        for a in assessments:
+            score = a.principles[name]["score"]
+            cells.append(("insufficient" if score is None else f"{score:.1f}").rjust(width))
+        lines.append("  " + name.ljust(16) + "".join(cells))
+    for a in assessments:
+        lines.append(f"  Why, for {a.version} (assessment {a.pk}):")
+        for name in names:
+            lines.append(f"    {name}: {a.principles[name]['summary']}")
     return lines

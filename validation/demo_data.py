@@ -95,6 +95,8 @@ class Population:
 
 TEST_POPULATION = Population(site_weights=(0.4, 0.35, 0.25))
 TRAINING_POPULATION = Population(site_weights=(0.5, 0.45, 0.05), old_fraction=0.1)
+# The fine-tuning set of the demo's version 1.1.0: site c and patients aged 65+ well represented.
+BALANCED_POPULATION = Population(site_weights=(0.34, 0.33, 0.33), old_fraction=0.45)
 
 
 @dataclass(frozen=True)
@@ -451,6 +453,7 @@ def train_classifier(
     image_size: int = 64,
     epochs: int = 5,
     label: str = "nodule",
+    population: Population = TRAINING_POPULATION,
 ) -> TrainedModel:
     """Train a small CNN on ``n_train`` synthetic images (mostly unaffected
     groups, ``TRAINING_POPULATION``) and export it to ``out_dir/model.onnx``.
@@ -496,7 +499,7 @@ def train_classifier(
     try:
         case_rng = np.random.default_rng((_TRAINING_STREAM, seed, 0))
         image_rng = np.random.default_rng((_TRAINING_STREAM, seed, 1))
-        cases = sample_cases(case_rng, n_train, TRAINING_POPULATION)
+        cases = sample_cases(case_rng, n_train, population)
         images, masks = zip(*(synthesize_image(image_rng, case, image_size) for case in cases))
         pixels = np.stack(images)
         y = np.array([case.positive for case in cases], dtype=np.float32)

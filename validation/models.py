@@ -195,3 +195,67 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_severity_display()}: {self.message[:80]}"
+
+
+class ScoringPolicy(models.Model):
+    """A version of the rules that turn evidence into the six FUTURE-AI scores. Never edited:
+    a change is a new version, so every assessment keeps the policy it was computed under."""
+
+    version = models.PositiveIntegerField(unique=True)
+    name = models.CharField(max_length=120)
+    definition = models.JSONField(validators=[validate_json_safe], help_text="Principles, criteria, rules, weights, thresholds (validation.trust.policy).")
+    active = models.BooleanField(default=False, help_text="The policy new assessments use; one at a time.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active"], condition=models.Q(active=True), name="%(app_label)s_%(class)s_one_active",
+                violation_error_message="One scoring policy is active at a time.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scoring policy {self.version}: {self.name}"
+
+
+class TrustAssessment(models.Model):
+    """The six trustworthiness scores of a version at one moment, each with its criteria, inputs
+    and evidence links. Kept forever and never changed, so history and differences can be shown."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="trust_assessments")
+    policy = models.ForeignKey(ScoringPolicy, on_delete=models.PROTECT, related_name="assessments")
+    trigger = models.CharField(max_length=60, help_text="What asked for it: run_finished, feedback, datasheet_changed, revalidation_overdue, manual.")
+    principles = models.JSONField(help_text="Per principle: score (or null), status, strength, summary and criteria.")
+    evidence_digest = models.CharField(max_length=64, help_text="sha256 of the evidence it was computed from.")
+    chart_svg = models.TextField(blank=True, help_text="The six-axis radar chart, rendered once.")
+    computed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-computed_at", "-pk"]
+        indexes = [models.Index(fields=["version", "computed_at"], name="trust_version_time")]
+
+    def __str__(self) -> str:
+        return f"Trust assessment {self.pk} of {self.version}"
+
+
+class TrustException(models.Model):
+    """An officer's justified exception to the trust guard for one principle of one version:
+    approval may go ahead although that principle lacks evidence or is under the policy's minimum."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="trust_exceptions")
+    principle = models.CharField(max_length=20)
+    justification = models.TextField(max_length=4000)
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-granted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "principle"], name="%(app_label)s_%(class)s_once", violation_error_message="This principle already has an exception for this version."),
+        ]
+
+    def __str__(self) -> str:
+        return f"Exception for {self.principle} of {self.version}"

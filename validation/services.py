@@ -365,6 +365,9 @@ def _close(
             if outputs is not None:
                 run_outputs_save(run, outputs)
             transaction.on_commit(lambda: _enqueue_mlflow(run_id))
+            from validation.trust.services import trust_request
+
+            trust_request(version_id=run.version_id, trigger="run_finished", debounce=False)
     return status
 
 

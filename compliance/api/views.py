@@ -43,7 +43,9 @@ class NewestFirst(CursorPagination):
     """Cursor pages: no COUNT over millions of reports, stable under inserts."""
 
     ordering = ("-created_at", "-pk")
-    page_size = 50
+    page_size = 25
+    page_size_query_param = "page_size"
+    max_page_size = 200
 
 
 class FeedbackFilterSet(filters.FilterSet):

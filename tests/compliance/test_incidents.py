@@ -72,6 +72,9 @@ def test_bad_escalations_are_refused_with_the_field(personas, report):
         _escalate(personas, feedback, aware_on=timezone.localdate() - timedelta(days=30))
     assert "before the feedback" in caught.value.message_dict["aware_on"][0]
     with pytest.raises(ValidationError) as caught:
+        _escalate(personas, feedback, description="x" * 10001)
+    assert "10,000" in caught.value.message_dict["description"][0]
+    with pytest.raises(ValidationError) as caught:
         _escalate(personas, feedback, incident_type="meteor")
     assert "incident_type" in caught.value.message_dict
 

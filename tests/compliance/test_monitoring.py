@@ -117,3 +117,25 @@ def test_the_in_control_rate_keeps_false_alarms_rare_and_catches_a_rise():
             delays.append(hits[0] + 1)
     assert false_alarms / 300 < 0.1
     assert caught / 300 > 0.95 and np.median(delays) < 80
+
+
+def test_weekly_summaries_equal_the_stored_reports_after_edits_and_a_rebuild(report, deployed, personas):
+    from compliance.feedback import feedback_update, weeks_rebuild
+    from compliance.models import DeploymentWeek, Feedback
+    from compliance.selectors import deployment_monitoring
+
+    first = report("disagree", error_type="false_negative", severity="high", explanation_helped=2, minutes_saved=-5)
+    report("partly", error_type="wrong_localisation", explanation_helped=4, minutes_saved=3)
+    report("agree", explanation_helped=5)
+    feedback_update(actor=personas["clinician_north"], feedback=first, fields={"agreement": "agree", "error_type": "", "severity": "none", "explanation_helped": 3})
+    live = deployment_monitoring(deployed["north"]).to_dict()
+    rows = Feedback.objects.filter(deployment=deployed["north"])
+    assert live["weeks"][0]["n"] == 3 and live["weeks"][0]["disagree"] == 0 and live["weeks"][0]["partly"] == 1
+    assert {e["error_type"]: e["n"] for e in live["error_types"] if e["n"]} == {"wrong_localisation": 1}
+    assert {s["severity"]: s["n"] for s in live["severities"] if s["n"]} == {"none": 3}
+    rating = next(r for r in live["ratings"] if r["question"] == "explanation_helped")
+    assert rating["n"] == 3 and rating["mean"] == pytest.approx(np.mean([r.explanation_helped for r in rows]))
+    assert live["minutes_saved"]["mean"] == pytest.approx(-1.0)
+    DeploymentWeek.objects.all().delete()
+    weeks_rebuild()
+    assert deployment_monitoring(deployed["north"]).to_dict() == live

@@ -81,6 +81,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("incident", "create"): frozenset({CO}),
     ("incident", "transition"): frozenset({CO}),
     ("incident", "corrective_actions"): frozenset({CO}),
+    ("trust-assessment", "list"): ALL,
+    ("trust-assessment", "retrieve"): ALL,
+    ("trust-assessment", "diff"): ALL,
+    ("trust-assessment", "create"): frozenset({ML, CO}),
+    ("scoring-policy", "list"): frozenset({ML, CO, AU}),
+    ("scoring-policy", "retrieve"): frozenset({ML, CO, AU}),
+    ("scoring-policy", "create"): frozenset({CO}),
+    ("trust-exception", "list"): frozenset({ML, CO, AU}),
+    ("trust-exception", "retrieve"): frozenset({ML, CO, AU}),
+    ("trust-exception", "create"): frozenset({CO}),
 }
 
 
@@ -119,7 +129,7 @@ def world(institutions, personas):
     dataset = DatasetFactory(institution=institutions["vendor"])
     provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
     from compliance.models import AuditEvent
-    from validation.models import Alert, CaseFlag, RunFile, ValidationRun
+    from validation.models import Alert, CaseFlag, RunFile, TrustAssessment, ValidationRun
 
     run = ValidationRun.objects.create(version=version, dataset=dataset, requested_by=User.objects.create(username="requester", institution=institutions["vendor"]))
     svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>"
@@ -143,6 +153,13 @@ def world(institutions, personas):
     incident = incident_escalate(
         actor=User.objects.get(username="officer"), feedback=feedback, title="t", description="d", incident_type="other", aware_on=timezone.localdate(),
     )
+    from validation.trust.services import trust_assess, trust_exception_grant
+
+    first = trust_assess(version=version, trigger="manual")
+    assessment = TrustAssessment.objects.create(  # a second, identical one, so that diff has something to compare (cheaper than rescoring)
+        version=version, policy=first.policy, trigger="manual", principles=first.principles, evidence_digest=first.evidence_digest,
+    )
+    exception = trust_exception_grant(actor=User.objects.get(username="officer"), version=version, principle="usability", justification="Usability study runs in the first quarter of use.")
     return {
         "institution": institutions["north"].pk,
         "foundation-model": model.pk,
@@ -158,6 +175,9 @@ def world(institutions, personas):
         "feedback": feedback.pk,
         "monitoring": version.deployments.get().pk,
         "incident": incident.pk,
+        "trust-assessment": assessment.pk,
+        "scoring-policy": assessment.policy_id,
+        "trust-exception": exception.pk,
     }
 
 

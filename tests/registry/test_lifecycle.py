@@ -68,6 +68,9 @@ def test_a_registered_evidence_check_replaces_the_refusal(version, personas, api
     monkeypatch.setitem(EVIDENCE, "dossier", lambda v: None)
     version.status = S.UNDER_REVIEW
     version.save()
+    response = _move(api_client, personas["officer"], version, S.APPROVED)
+    assert response.status_code == 409 and "No trust assessment exists" in response.json()["detail"]  # the trust guard
+    monkeypatch.setitem(EVIDENCE, "trust", lambda v: None)
     assert _move(api_client, personas["officer"], version, S.APPROVED).status_code == 200
 
 

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from registry.api.serializers import ScopedRelatedField
 from registry.selectors import dataset_list, version_list
 from validation.selectors import run_list
-from validation.models import Alert, CaseFlag, RunFile, ValidationRun
+from validation.models import Alert, CaseFlag, RunFile, ScoringPolicy, TrustAssessment, TrustException, ValidationRun
 
 _READ = [
     "id", "version", "dataset", "manifest", "config", "queue", "requested_by", "status", "stage", "progress",
@@ -75,3 +75,35 @@ class AlertSerializer(serializers.ModelSerializer):
 
 class AlertHandleSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+
+class TrustAssessmentSerializer(serializers.ModelSerializer):
+    """The six scores of a version at one moment, each with its criteria, inputs and evidence links."""
+
+    version = ScopedRelatedField(selector=version_list)
+    policy = serializers.SlugRelatedField(slug_field="version", read_only=True)
+
+    class Meta:
+        model = TrustAssessment
+        fields = ["id", "version", "policy", "trigger", "principles", "evidence_digest", "computed_at"]
+        read_only_fields = ["policy", "trigger", "principles", "evidence_digest", "computed_at"]
+
+
+class ScoringPolicySerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ScoringPolicy
+        fields = ["id", "version", "name", "definition", "active", "created_by", "created_at"]
+        read_only_fields = ["version", "active", "created_by", "created_at"]
+
+
+class TrustExceptionSerializer(serializers.ModelSerializer):
+    version = ScopedRelatedField(selector=version_list)
+    granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TrustException
+        fields = ["id", "version", "principle", "justification", "granted_by", "granted_at"]
+        read_only_fields = ["granted_by", "granted_at"]
+        validators = []  # a second exception is a 409 from the service, not a 400

@@ -128,3 +128,66 @@ class AlertViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
             raise Conflict("This alert names no deployment to revalidate.", code="no_deployment")
         run = revalidation_queue_now(actor=request.user, deployment=alert.deployment, reason=f"proposed by alert {alert.pk}")
         return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+
+class TrustAssessmentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Trust assessments, newest first; POST ``{"version": id}`` scores the evidence as it is now;
+    ``diff?against=<id>`` names the criteria that moved between two assessments and why."""
+
+    access_resource = "trust_assessment"
+    selector = staticmethod(selectors.trust_assessment_list)
+    serializer_class = s.TrustAssessmentSerializer
+    filterset_fields = ["version", "trigger"]
+
+    def perform_create(self, serializer):
+        from validation.trust.services import trust_assess
+
+        version = serializer.validated_data["version"]
+        if not self.get_permissions()[0].has_object_permission(self.request, self, version):
+            self.permission_denied(self.request, message="This version belongs to another institution's model.")
+        serializer.instance = trust_assess(version=version, trigger="manual")
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        from rest_framework.exceptions import ValidationError as FieldError
+
+        from validation.trust.assess import assessment_diff
+
+        after = self.get_object()
+        against = request.query_params.get("against")
+        if against is None:
+            before = self.get_queryset().filter(version=after.version, computed_at__lt=after.computed_at).order_by("-computed_at").first()
+        elif not against.isdigit():
+            raise FieldError({"against": "Give the id of an earlier assessment of the same version."})
+        else:
+            before = self.get_queryset().filter(pk=int(against), version=after.version).first()
+        if before is None:
+            raise FieldError({"against": "No earlier assessment of this version to compare with."})
+        return Response({"before": before.pk, "after": after.pk, "changes": assessment_diff(before.principles, after.principles)})
+
+
+class ScoringPolicyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Scoring policies; officers add a new version (it becomes the active one; old assessments keep theirs)."""
+
+    access_resource = "scoring_policy"
+    selector = staticmethod(selectors.scoring_policy_list)
+    serializer_class = s.ScoringPolicySerializer
+
+    def perform_create(self, serializer):
+        from validation.trust.services import policy_create
+
+        serializer.instance = policy_create(actor=self.request.user, name=serializer.validated_data["name"], definition=serializer.validated_data["definition"])
+
+
+class TrustExceptionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Justified exceptions to the trust guard of approval, recorded by officers (audited)."""
+
+    access_resource = "trust_exception"
+    selector = staticmethod(selectors.trust_exception_list)
+    serializer_class = s.TrustExceptionSerializer
+
+    def perform_create(self, serializer):
+        from validation.trust.services import trust_exception_grant
+
+        serializer.instance = trust_exception_grant(actor=self.request.user, **serializer.validated_data)

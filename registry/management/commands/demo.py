@@ -54,7 +54,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, timeout: float, **options):
         from compliance.demo import feedback_demo
-        from validation.demo import drift_datasets, nodule_model_setup
+        from validation.demo import drift_datasets, fine_tuned_setup, nodule_model_setup
 
         started = time.monotonic()
         with audit_context(label="demo"):
@@ -65,11 +65,13 @@ class Command(BaseCommand):
             self._datasets(sites, engineer, base, tuned)
             nodule, test_set = nodule_model_setup(engineer=engineer, provider=sites["radvendor"], site=sites["st-anna"], out=self.stdout.write)
             go_live, follow_ups = drift_datasets(engineer=engineer, site=sites["st-anna"], out=self.stdout.write)
+            tuned_nodule = fine_tuned_setup(engineer=engineer, parent=nodule, test_set=test_set, out=self.stdout.write)
         with self._worker(timeout) as deadline:
-            self._mirror([base, tuned, nodule], deadline)
+            self._mirror([base, tuned, nodule, tuned_nodule], deadline)
             self._baseline(nodule, go_live, engineer, deadline)
             run = self._validate(nodule, test_set, engineer, deadline, FULL_SUITE)
             later = [self._validate(nodule, dataset, engineer, deadline, {"analyses": ["drift"]}) for dataset in follow_ups]
+            self._validate(tuned_nodule, test_set, engineer, deadline, FULL_SUITE)
         verdict = audit_verify_chain()
         if not verdict.ok:
             raise CommandError(f"The audit chain is broken at event #{verdict.broken_seq}: {verdict.reason}")
@@ -83,6 +85,7 @@ class Command(BaseCommand):
                 out=self.stdout.write,
             )
         self._monitoring_summary(monitoring)
+        self._trust_summary([nodule, tuned_nodule])
 
     def _institutions(self) -> dict[str, Institution]:
         specs = {
@@ -312,6 +315,20 @@ class Command(BaseCommand):
             for line in drift_lines(run):
                 w(line)
         w("  Alerts       GET /api/alerts/")
+
+    def _trust_summary(self, versions) -> None:
+        """Score both nodule versions on their evidence now and print them side by side, with why."""
+        from validation.demo import trust_lines
+        from validation.trust.services import trust_assess
+
+        with audit_context(label="demo"):
+            assessments = [trust_assess(version=v, trigger="demo") for v in versions]
+        w = self.stdout.write
+        w("")
+        w(self.style.SUCCESS("FUTURE-AI trustworthiness, base and fine-tuned (0-100; 'insufficient' where required evidence is missing):"))
+        for line in trust_lines(assessments):
+            w(line)
+        w("  Pages        " + ", ".join(f"/versions/{v.pk}/trust/" for v in versions) + f"; manage.py trust {versions[0].pk} --json")
 
     def _monitoring_summary(self, monitoring: dict) -> None:
         from compliance.models import DeploymentMonitor

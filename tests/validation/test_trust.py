@@ -1,0 +1,180 @@
+"""Trust assessments on real rows: evidence gathered from this version's succeeded runs only,
+insufficient evidence shown as such, policies that never rewrite old assessments, the
+recomputation triggers, the approval guard and its exceptions, the command, API and page."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.utils import timezone
+
+from validation import services
+from validation.choices import RunStatus
+from validation.models import ScoringPolicy, TrustAssessment, ValidationRun
+from validation.trust.gather import version_evidence
+from validation.trust.policy import DEFAULT_POLICY, PRINCIPLES
+from validation.trust.services import policy_create, trust_assess, trust_exception_grant, trust_guard, trust_recompute
+
+pytestmark = pytest.mark.django_db
+CONFIG = {"n_resamples": 50, "min_patients": 5}
+
+
+def _run(run_setup, **kwargs):
+    run = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config=CONFIG, **kwargs)
+    assert services.run_execute(run_id=run.pk, worker="w") == RunStatus.SUCCEEDED
+    return run
+
+
+@pytest.fixture
+def eager():
+    from radtrust.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def test_only_this_versions_succeeded_runs_are_evidence(run_setup, register_version):
+    good = _run(run_setup)
+    ValidationRun.objects.create(version=run_setup["version"], dataset=run_setup["dataset"], status=RunStatus.FAILED, error_reason="bad_input")
+    other = register_version(run_setup["model"], "1.1.0", output_schema=run_setup["version"].output_schema)
+    services.run_create(actor=run_setup["engineer"], version=other, dataset=run_setup["dataset"], config=CONFIG)
+    evidence = version_evidence(run_setup["version"])
+    assert [r.id for r in evidence.runs] == [good.pk]
+    assert evidence.audit_chain_ok and evidence.audit_events_checked > 0
+
+
+def test_a_version_without_subgroup_analysis_has_insufficient_fairness(run_setup):
+    assessment = trust_assess(version=run_setup["version"], trigger="manual")  # no run yet
+    assert set(assessment.principles) == set(PRINCIPLES)
+    fairness = assessment.principles["fairness"]
+    assert fairness["status"] == "insufficient_evidence" and fairness["score"] is None
+    assert any(c["value"] is None and c["required"] for c in fairness["criteria"])
+    assert "insufficient evidence" in assessment.chart_svg
+
+
+def test_a_run_makes_fairness_assessable_and_links_it(run_setup):
+    run = _run(run_setup)
+    fairness = trust_assess(version=run_setup["version"], trigger="manual").principles["fairness"]
+    linked_runs = {link["id"] for c in fairness["criteria"] for link in c["links"] if link["type"] == "run"}
+    assert run.pk in linked_runs
+    gap = next(c for c in fairness["criteria"] if c["value"] is not None and "gap" in c["key"])
+    assert gap["inputs"] and gap["explanation"]
+
+
+def test_a_new_policy_never_rewrites_old_assessments(run_setup, personas):
+    first = trust_assess(version=run_setup["version"], trigger="manual")
+    definition = json.loads(json.dumps(DEFAULT_POLICY))
+    definition["principles"]["fairness"]["minimum"] = 90
+    second_policy = policy_create(actor=personas["officer"], name="Stricter fairness", definition=definition)
+    second = trust_assess(version=run_setup["version"], trigger="manual")
+    first_again = TrustAssessment.objects.get(pk=first.pk)
+    assert first_again.policy.version == 1 and first_again.principles == first.principles
+    assert second.policy == second_policy and second_policy.version == 2
+    assert list(ScoringPolicy.objects.filter(active=True)) == [second_policy]
+
+
+def test_bad_policies_are_refused_with_the_reason(personas, api_client):
+    definition = json.loads(json.dumps(DEFAULT_POLICY))
+    definition["principles"]["fairness"]["criteria"][0]["weight"] += 0.3
+    with pytest.raises(ValidationError) as caught:
+        policy_create(actor=personas["officer"], name="bad", definition=definition)
+    assert "weight" in caught.value.message_dict["definition"][0].lower()
+    definition = json.loads(json.dumps(DEFAULT_POLICY))
+    definition["principles"]["fairness"]["criteria"][0]["rule"] = "astrology"
+    response = api_client(personas["officer"]).post("/api/scoring-policies/", {"name": "bad", "definition": definition}, format="json")
+    assert response.status_code == 400 and "astrology" in json.dumps(response.json())
+    assert not ScoringPolicy.objects.exclude(version=1).exists()
+
+
+def test_recomputation_triggers(run_setup, personas, eager, deployed, report, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):  # the requests are sent when the change commits
+        _run(run_setup)
+    assert TrustAssessment.objects.filter(version=run_setup["version"], trigger="run_finished").count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        report("agree")
+    assert TrustAssessment.objects.filter(version=deployed["version"], trigger="feedback").exists()
+    dataset = run_setup["dataset"]
+    dataset.known_limitations = "No paediatric cases."
+    with django_capture_on_commit_callbacks(execute=True):
+        dataset.save()
+    assert TrustAssessment.objects.filter(version=run_setup["version"], trigger="datasheet_changed").exists()
+
+
+def test_a_request_covered_by_a_newer_assessment_is_skipped(run_setup):
+    requested = timezone.now().isoformat()
+    newer = trust_assess(version=run_setup["version"], trigger="manual")
+    assert trust_recompute(version_id=run_setup["version"].pk, trigger="feedback", requested_at=requested) is None
+    later = (timezone.now() + timedelta(seconds=1)).isoformat()
+    assert trust_recompute(version_id=run_setup["version"].pk, trigger="feedback", requested_at=later) not in (None, newer.pk)
+
+
+def test_overdue_revalidation_asks_for_a_rescore(deployed, eager, django_capture_on_commit_callbacks):
+    from validation.trust.services import trust_overdue_requests
+
+    trust_assess(version=deployed["version"], trigger="manual")
+    TrustAssessment.objects.update(computed_at=timezone.now() - timedelta(days=400))
+    north = deployed["north"]
+    north.since = timezone.localdate() - timedelta(days=200)
+    north.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert trust_overdue_requests() == [deployed["version"].pk]
+    assert TrustAssessment.objects.filter(trigger="revalidation_overdue").count() == 1
+
+
+def test_the_approval_guard_reads_the_assessment_and_honours_exceptions(run_setup, personas):
+    version = run_setup["version"]
+    assert "No trust assessment" in trust_guard(version)
+    assessment = trust_assess(version=version, trigger="manual")
+    reason = trust_guard(version)
+    blocked = [n for n, p in assessment.principles.items() if p["status"] == "insufficient_evidence" or p.get("below_minimum")]
+    assert blocked and all(name in reason for name in blocked)
+    for name in blocked:
+        trust_exception_grant(actor=personas["officer"], version=version, principle=name, justification="Pilot at one site under close supervision; evidence follows.")
+    assert trust_guard(version) is None
+    with pytest.raises(ValidationError):
+        trust_exception_grant(actor=personas["officer"], version=version, principle="charisma", justification="x" * 30)
+
+
+def test_trust_command_prints_one_key_per_principle(run_setup):
+    _run(run_setup)
+    out = StringIO()
+    call_command("trust", str(run_setup["version"].pk), "--json", stdout=out, stderr=StringIO())
+    result = json.loads(out.getvalue())
+    assert set(result) == set(PRINCIPLES)
+    for principle in result.values():
+        assert {"score", "status", "criteria"} <= set(principle)
+        assert principle["score"] is None or 0 <= principle["score"] <= 100
+    text = StringIO()
+    call_command("trust", str(run_setup["version"].pk), stdout=text)
+    assert "fairness" in text.getvalue() and "criteria" not in text.getvalue().splitlines()[0]
+
+
+def test_api_lists_assessments_and_diffs_two(run_setup, personas, api_client):
+    client = api_client(personas["engineer"])
+    first = client.post("/api/trust-assessments/", {"version": run_setup["version"].pk}, format="json")
+    assert first.status_code == 201 and set(first.json()["principles"]) == set(PRINCIPLES)
+    _run(run_setup)
+    second = client.post("/api/trust-assessments/", {"version": run_setup["version"].pk}, format="json").json()
+    diff = client.get(f"/api/trust-assessments/{second['id']}/diff/").json()
+    assert diff["before"] == first.json()["id"] and diff["changes"]
+    assert api_client(personas["engineer_south"]).get(f"/api/trust-assessments/{second['id']}/").status_code == 404
+    assert api_client(personas["clinician_north"]).post("/api/trust-assessments/", {"version": run_setup["version"].pk}, format="json").status_code == 403
+
+
+def test_trust_page_for_the_provider_and_the_site_only(client, personas, deployed):
+    trust_assess(version=deployed["version"], trigger="manual")
+    client.force_login(personas["officer"])
+    page = client.get(f"/versions/{deployed['version'].pk}/trust/").content.decode()
+    assert "<svg" in page and "Fairness" in page and "insufficient evidence" in page
+    client.force_login(personas["clinician_north"])
+    assert client.get(f"/versions/{deployed['version'].pk}/trust/").status_code == 200
+    home = client.get("/clinician/").content.decode()
+    assert "What these scores rest on" in home
+    client.force_login(personas["engineer_south"])
+    assert client.get(f"/versions/{deployed['version'].pk}/trust/").status_code == 404

@@ -1,0 +1,140 @@
+"""Collect a version's evidence from the database into ``VersionEvidence`` (plain dataclasses),
+the only input of the scoring rules.
+
+Only this version's succeeded runs are used, and only on datasets linked to it by provenance;
+a failed run or another version's run never reaches the rules. The audit chain is verified
+as part of gathering, so "audit chain intact" is a fact checked at that moment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Avg, Count, F, FloatField, Q
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from registry.choices import DeploymentStatus
+from registry.datasheets import datasheet_completeness
+from registry.models import Deployment, ModelVersion
+from validation.choices import RunStatus
+from validation.models import ValidationRun
+from validation.trust.evidence import (
+    DatasetEvidence,
+    DeploymentEvidence,
+    FeedbackEvidence,
+    RatingEvidence,
+    RunEvidence,
+    VersionEvidence,
+)
+
+RECENT_DAYS = 90
+RATINGS = ("explanation_helped", "uncertainty_helped", "fitted_workflow")
+
+
+def _lineage(version: ModelVersion) -> tuple[dict, ...]:
+    chain, seen, current = [], set(), version
+    while current is not None and current.pk not in seen:
+        seen.add(current.pk)
+        roles = set(current.provenance.values_list("role", flat=True))
+        chain.append({"version_id": current.pk, "label": str(current), "training_provenance": bool(roles & {"pretraining", "fine_tuning"})})
+        current = current.parent
+    return tuple(chain)
+
+
+def _feedback(version: ModelVersion) -> FeedbackEvidence:
+    from compliance.models import Feedback
+
+    rows = Feedback.objects.filter(version=version)
+    counts = rows.aggregate(
+        n=Count("pk"), agree=Count("pk", filter=Q(agreement="agree")), partly=Count("pk", filter=Q(agreement="partly")),
+        disagree=Count("pk", filter=Q(agreement="disagree")),
+        **{f"{r}_n": Count(r) for r in (*RATINGS, "minutes_saved")},
+        **{f"{r}_mean": Avg(r) for r in (*RATINGS, "minutes_saved")},
+        **{f"{r}_sq": Avg(Cast(F(r), FloatField()) * Cast(F(r), FloatField())) for r in (*RATINGS, "minutes_saved")},
+    )
+
+    def rating(name: str) -> RatingEvidence:
+        return RatingEvidence(n=counts[f"{name}_n"], mean=counts[f"{name}_mean"], mean_sq=counts[f"{name}_sq"])
+
+    return FeedbackEvidence(
+        n=counts["n"], n_agree=counts["agree"], n_partly=counts["partly"], n_disagree=counts["disagree"],
+        ratings={r: rating(r) for r in RATINGS}, minutes_saved=rating("minutes_saved"),
+    )
+
+
+def _deployments(version: ModelVersion) -> tuple[DeploymentEvidence, ...]:
+    """Each open deployment, with this version's local validation there: a succeeded run on data its
+    institution stewards (any dataset, not only those linked by provenance)."""
+    from validation.revalidation import next_due_on
+
+    runs = list(ValidationRun.objects.filter(version=version, status=RunStatus.SUCCEEDED).select_related("dataset").order_by("finished_at", "pk"))
+    today = timezone.localdate()
+    since_recent = timezone.now() - timedelta(days=RECENT_DAYS)
+    result = []
+    deployments = (
+        Deployment.objects.filter(version=version).exclude(status=DeploymentStatus.ENDED).select_related("institution")
+        .annotate(recent=Count("feedback", filter=Q(feedback__created_at__gte=since_recent)))
+    )
+    for d in deployments:
+        local = [r for r in runs if r.dataset.institution_id == d.institution_id]
+        before = [r for r in local if d.since and r.finished_at and timezone.localtime(r.finished_at).date() <= d.since]
+        chosen = (before or local or [None])[0]
+        result.append(DeploymentEvidence(
+            id=d.pk, institution=d.institution.code, status=d.status, since=d.since.isoformat() if d.since else None,
+            local_run_id=chosen.pk if chosen else None, local_run_before_go_live=bool(before),
+            revalidation_overdue=d.status == DeploymentStatus.ACTIVE and next_due_on(d) < today, recent_feedback=d.recent,
+        ))
+    return tuple(result)
+
+
+def version_evidence(version: ModelVersion) -> VersionEvidence:
+    """Everything the rules may use about ``version``, read now."""
+    from compliance.audit import audit_verify_chain
+    from validation.evidence import version_baseline
+
+    version = ModelVersion.objects.select_related("foundation_model", "parent").get(pk=version.pk)
+    model = version.foundation_model
+    roles: dict[int, list[str]] = {}
+    datasets = {}
+    for link in version.provenance.select_related("dataset__institution"):
+        roles.setdefault(link.dataset_id, []).append(link.role)
+        datasets[link.dataset_id] = link.dataset
+    dataset_evidence = []
+    for dataset_id, dataset in datasets.items():
+        completeness = datasheet_completeness(dataset)
+        dataset_evidence.append(DatasetEvidence(
+            id=dataset.pk, name=dataset.name, roles=tuple(sorted(roles[dataset_id])), institution=dataset.institution.code,
+            completeness=completeness.ratio, missing_items=tuple(completeness.missing), demographics=dataset.demographics or {},
+            scanners=tuple(dataset.scanners or ()), protocols=dataset.protocols or {},
+        ))
+    runs = list(
+        ValidationRun.objects.filter(version=version, status=RunStatus.SUCCEEDED, dataset_id__in=list(datasets))
+        .select_related("dataset__institution").order_by("-finished_at", "-pk")
+    )
+    verdict = audit_verify_chain()
+    baseline = version_baseline(version)
+    return VersionEvidence(
+        version_id=version.pk, label=str(version), artifact_sha256=version.artifact_sha256, artifact_format="onnx",
+        model={
+            "intended_purpose": model.intended_purpose, "intended_users": model.intended_users,
+            "instructions_for_use": model.instructions_for_use, "known_limitations": model.known_limitations,
+            "explainability_needs": model.explainability_needs, "body_region": model.body_region, "modality": model.modality,
+            "output_schema": version.output_schema,
+        },
+        lineage=_lineage(version),
+        audit_chain_ok=verdict.ok, audit_events_checked=verdict.checked, audit_broken_reason=verdict.reason or "",
+        datasets=tuple(dataset_evidence),
+        runs=tuple(
+            RunEvidence(
+                id=r.pk, dataset_id=r.dataset_id, dataset_name=r.dataset.name, roles=tuple(sorted(roles[r.dataset_id])),
+                institution=r.dataset.institution.code, finished_at=r.finished_at.isoformat() if r.finished_at else "",
+                artifact_sha256=r.artifact_sha256, report=r.results or {},
+            )
+            for r in runs
+        ),
+        deployments=_deployments(version),
+        feedback=_feedback(version),
+        baseline_run_id=baseline.pk if baseline else None,
+        today=timezone.localdate().isoformat(),
+    )
