@@ -368,7 +368,7 @@ def test_principle_score_is_the_weighted_mean_over_criteria_with_evidence():
     expected = 100 * sum(c.weight * c.value for c in scored) / sum(c.weight for c in scored)
     assert fairness.status == "assessed" and fairness.score == round(expected, 1)
     assert fairness.below_minimum == (fairness.score < fairness.minimum)
-    assert "underdiagnosis" in fairness.summary.lower() and "criterion without evidence" in fairness.summary
+    assert "underdiagnosis" in fairness.summary.lower() and "rests on 4 of 5 criteria (80% of the weight); without evidence: Equalized-odds difference" in fairness.summary
 
 
 def test_a_required_criterion_without_evidence_makes_the_principle_insufficient():

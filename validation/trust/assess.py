@@ -95,10 +95,14 @@ def _summary(name: str, criteria: tuple[CriterionResult, ...], score: float | No
         return f"Insufficient evidence for {name}: " + " ".join(f"{c.title}: {c.explanation}" for c in lacking)
     scored = [c for c in criteria if c.value is not None]
     lowering = sorted((c for c in scored if c.value < 1), key=lambda c: c.weight * (1 - c.value), reverse=True)[:2]
+    unscored = [c.title for c in criteria if c.value is None]
+    weight = sum(c.weight for c in scored) / sum(c.weight for c in criteria)
+    tail = (
+        f" The score rests on {len(scored)} of {len(criteria)} criteria ({weight:.0%} of the weight); without evidence: {', '.join(unscored)}."
+        if unscored else ""
+    )
     if not lowering:
-        return f"All {len(scored)} criteria with evidence are met."
-    unscored = sum(1 for c in criteria if c.value is None)
-    tail = f" {unscored} {'criterion' if unscored == 1 else 'criteria'} without evidence left out." if unscored else ""
+        return ("The criterion with evidence is met." if len(scored) == 1 else f"All {len(scored)} criteria with evidence are met.") + tail
     return " ".join(c.explanation for c in lowering) + tail
 
 
