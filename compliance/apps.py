@@ -7,9 +7,13 @@ class ComplianceConfig(AppConfig):
 
     def ready(self) -> None:
         from compliance.audit import audit_register
-        from compliance.models import CorrectiveAction, Feedback, Incident
+        from compliance.dossiers import signed_dossier
+        from compliance.models import CorrectiveAction, Dossier, DossierSignature, Feedback, Incident
+        from registry.guards import register_evidence_check
 
         # Feedback, incidents and their actions are records an authority may ask for; the
         # deployment monitor is derived from feedback and not audited.
-        for model in (Feedback, Incident, CorrectiveAction):
+        for model in (Feedback, Incident, CorrectiveAction, DossierSignature):
             audit_register(model)
+        audit_register(Dossier, exclude=("snapshot",))  # its hash is audited; the frozen body stays in the row
+        register_evidence_check("dossier", signed_dossier)

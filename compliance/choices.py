@@ -38,3 +38,10 @@ class CorrectiveActionKind(models.TextChoices):
     SUSPEND_DEPLOYMENT = "suspend_deployment", "Suspend the deployment"
     FIELD_SAFETY_NOTICE = "field_safety_notice", "Field safety notice to users"
     OTHER = "other", "Other measure"
+
+
+class DossierStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    SIGNED = "signed", "Signed"

@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
+from compliance.choices import Agreement, CorrectiveActionKind, DossierStatus, ErrorType, IncidentStatus, Severity
 from compliance.incident_rules import INCIDENT_TYPES, is_overdue
 from radtrust.errors import Conflict
 
@@ -257,3 +257,79 @@ class CorrectiveAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for incident {self.incident_id}"
+
+
+class DossierQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        if self.filter(status=DossierStatus.SIGNED).exists():
+            raise ImmutableRecord("A signed dossier cannot be changed; open a new revision.", code="dossier_signed")
+        return super().update(**kwargs)
+
+    def delete(self):
+        if self.filter(status=DossierStatus.SIGNED).exists():
+            raise ImmutableRecord("A signed dossier cannot be deleted.", code="dossier_signed")
+        return super().delete()
+
+
+class Dossier(models.Model):
+    """One revision of a version's technical documentation (AI Act Annex IV, with Art. 10(2),
+    13(3) and 14(4)): the fields officers write, and once submitted the frozen snapshot of
+    those fields and of the evidence they were read with. A signed revision never changes;
+    a change is a new revision that starts as a draft."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="dossiers")
+    revision = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=DossierStatus.choices, default=DossierStatus.DRAFT)
+    values = models.JSONField(default=dict, blank=True, help_text="The officer-written fields by key (compliance.dossier_fields).")
+    edit_count = models.PositiveIntegerField(default=0, help_text="Saves so far; a save names the count it started from, so a concurrent edit is refused, not overwritten.")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    snapshot = models.JSONField(null=True, blank=True, help_text="Fields, evidence and completeness frozen at submission.")
+    snapshot_sha256 = models.CharField(max_length=64, blank=True)
+    review_note = models.TextField(blank=True, max_length=4000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DossierQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["version", "-revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "revision"], name="%(app_label)s_%(class)s_one_per_revision", violation_error_message="This revision exists already."),
+            models.UniqueConstraint(
+                fields=["version"], condition=~models.Q(status=DossierStatus.SIGNED), name="%(app_label)s_%(class)s_one_open_revision",
+                violation_error_message="This version has an open dossier revision already.",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=DossierStatus.SIGNED) | ~models.Q(snapshot_sha256=""),
+                name="%(app_label)s_%(class)s_signed_has_snapshot", violation_error_message="A signed dossier carries its snapshot's hash.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dossier of {self.version}, revision {self.revision}"
+
+    def save(self, *args, **kwargs):
+        if self.pk and type(self).objects.filter(pk=self.pk, status=DossierStatus.SIGNED).exists():
+            raise ImmutableRecord("A signed dossier cannot be changed; open a new revision.", code="dossier_signed")
+        super().save(*args, **kwargs)
+
+
+class DossierSignature(models.Model):
+    """A second officer's signature of a submitted dossier: who, when, what it means, and the hash
+    of the snapshot signed. Never edited."""
+
+    dossier = models.OneToOneField(Dossier, on_delete=models.PROTECT, related_name="signature")
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    meaning = models.CharField(max_length=200)
+    snapshot_sha256 = models.CharField(max_length=64)
+    signed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Signature of {self.dossier} by {self.signer_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            raise ImmutableRecord("A signature cannot be changed.", code="signature_immutable")
+        super().save(*args, **kwargs)

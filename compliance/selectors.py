@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from compliance.choices import ErrorType, Severity
-from compliance.models import DeploymentMonitor, DeploymentWeek, Feedback, Incident
+from compliance.models import DeploymentMonitor, DeploymentWeek, Dossier, Feedback, Incident
 from registry.access import scope
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
@@ -145,3 +145,7 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
         alerts=alerts,
         runs=runs,
     )
+
+
+def dossier_list(*, user) -> QuerySet[Dossier]:
+    return scope(user, Dossier.objects.select_related("version__foundation_model", "author", "submitted_by", "signature__signer"))

@@ -19,5 +19,5 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     elif isinstance(exc, Conflict):
-        return Response({"detail": str(exc), "code": exc.code}, status=status.HTTP_409_CONFLICT)
+        return Response({"detail": str(exc), "code": exc.code, **exc.details}, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)

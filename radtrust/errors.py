@@ -4,6 +4,7 @@
 class Conflict(Exception):
     """The request is valid but clashes with the current state (HTTP 409)."""
 
-    def __init__(self, message: str, *, code: str = "conflict") -> None:
+    def __init__(self, message: str, *, code: str = "conflict", details: dict | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.details = details or {}

@@ -36,6 +36,7 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "trust_assessment": (EVERYONE, frozenset({ML, CO})),
     "scoring_policy": (frozenset({ML, CO, AU}), frozenset({CO})),
     "trust_exception": (frozenset({ML, CO, AU}), frozenset({CO})),
+    "dossier": (frozenset({ML, CO, AU}), frozenset({CO})),
 }
 
 
@@ -99,6 +100,7 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "validation.trustassessment": Q(version__foundation_model__provider_id=inst),
             "validation.scoringpolicy": Q(),
             "validation.trustexception": Q(version__foundation_model__provider_id=inst),
+            "compliance.dossier": Q(version__foundation_model__provider_id=inst),
         },
         CL: {
             "registry.institution": Q(pk=inst),

@@ -2,8 +2,10 @@ from rest_framework import serializers
 
 from compliance.choices import IncidentStatus
 from compliance.feedback import feedback_editable_until
-from compliance.models import AuditEvent, CorrectiveAction, Feedback, Incident
+from compliance.models import AuditEvent, CorrectiveAction, Dossier, Feedback, Incident
+from registry.api.serializers import ScopedRelatedField
 from registry.models import Deployment
+from registry.selectors import version_list
 from validation.models import Alert
 
 
@@ -79,3 +81,39 @@ class CorrectiveActionSerializer(serializers.ModelSerializer):
         model = CorrectiveAction
         fields = ["id", "incident", "kind", "description", "taken_by", "taken_at"]
         read_only_fields = ["incident", "taken_by", "taken_at"]
+
+
+class DossierSerializer(serializers.ModelSerializer):
+    """A dossier revision: the fields officers write, its status, and once submitted the frozen snapshot and its hash."""
+
+    version = ScopedRelatedField(selector=version_list)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    signature = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dossier
+        fields = [
+            "id", "version", "revision", "status", "values", "edit_count", "author", "submitted_by", "submitted_at",
+            "snapshot_sha256", "review_note", "signature", "created_at", "updated_at",
+        ]
+        read_only_fields = [f for f in fields if f not in {"version", "values"}]
+
+    def get_signature(self, obj) -> dict | None:
+        signature = getattr(obj, "signature", None)
+        if signature is None:
+            return None
+        return {"signer": signature.signer.username, "signed_at": signature.signed_at.isoformat(), "meaning": signature.meaning, "snapshot_sha256": signature.snapshot_sha256}
+
+
+class DossierSaveSerializer(serializers.Serializer):
+    values = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=10_000))
+    edit_count = serializers.IntegerField(min_value=0, help_text="The edit_count you loaded; a save by someone else in between is refused with a diff.")
+
+
+class DossierNoteSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=4000)
+
+
+class DossierSignSerializer(serializers.Serializer):
+    meaning = serializers.CharField(max_length=200, default="Approved as the technical documentation of this version")

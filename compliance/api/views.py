@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from compliance import dossiers as dossier_services
 from compliance import feedback as feedback_services
 from compliance import incidents as incident_services
 from compliance import selectors
@@ -141,3 +142,55 @@ class IncidentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         response = HttpResponse(incident_services.incident_report_pdf(incident), content_type="application/pdf")
         response["Content-Disposition"] = f'inline; filename="incident-{incident.pk}.pdf"'
         return response
+
+
+class DossierViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Dossiers: POST {"version": id} opens the version's revision (or returns the open one);
+    ``save`` merges fields (refused with a diff after a concurrent save), ``submit`` freezes the
+    snapshot, a second officer signs or requests changes."""
+
+    access_resource = "dossier"
+    selector = staticmethod(selectors.dossier_list)
+    serializer_class = s.DossierSerializer
+    filterset_fields = ["version", "status"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        dossier = dossier_services.dossier_open(actor=request.user, version=serializer.validated_data["version"])
+        return Response(s.DossierSerializer(dossier, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.DossierSaveSerializer, responses=s.DossierSerializer)
+    @action(detail=True, methods=["post"], url_path="save")
+    def save_fields(self, request, pk=None):
+        body = s.DossierSaveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        dossier = dossier_services.dossier_save(actor=request.user, dossier=self.get_object(), **body.validated_data)
+        return Response(s.DossierSerializer(dossier, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=s.DossierSerializer)
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        dossier = dossier_services.dossier_submit(actor=request.user, dossier=self.get_object())
+        return Response(s.DossierSerializer(dossier, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.DossierNoteSerializer, responses=s.DossierSerializer)
+    @action(detail=True, methods=["post"], url_path="request-changes")
+    def request_changes(self, request, pk=None):
+        body = s.DossierNoteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        dossier = dossier_services.dossier_request_changes(actor=request.user, dossier=self.get_object(), **body.validated_data)
+        return Response(s.DossierSerializer(dossier, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.DossierSignSerializer, responses=s.DossierSerializer)
+    @action(detail=True, methods=["post"])
+    def sign(self, request, pk=None):
+        body = s.DossierSignSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        signature = dossier_services.dossier_sign(actor=request.user, dossier=self.get_object(), **body.validated_data)
+        return Response(s.DossierSerializer(signature.dossier, context=self.get_serializer_context()).data)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def completeness(self, request, pk=None):
+        return Response(dossier_services.dossier_completeness(self.get_object()))

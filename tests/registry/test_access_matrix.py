@@ -91,6 +91,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("trust-exception", "list"): frozenset({ML, CO, AU}),
     ("trust-exception", "retrieve"): frozenset({ML, CO, AU}),
     ("trust-exception", "create"): frozenset({CO}),
+    ("dossier", "list"): frozenset({ML, CO, AU}),
+    ("dossier", "retrieve"): frozenset({ML, CO, AU}),
+    ("dossier", "completeness"): frozenset({ML, CO, AU}),
+    ("dossier", "create"): frozenset({CO}),
+    ("dossier", "save_fields"): frozenset({CO}),
+    ("dossier", "submit"): frozenset({CO}),
+    ("dossier", "request_changes"): frozenset({CO}),
+    ("dossier", "sign"): frozenset({CO}),
 }
 
 
@@ -160,6 +168,9 @@ def world(institutions, personas):
         version=version, policy=first.policy, trigger="manual", principles=first.principles, evidence_digest=first.evidence_digest,
     )
     exception = trust_exception_grant(actor=User.objects.get(username="officer"), version=version, principle="usability", justification="Usability study runs in the first quarter of use.")
+    from compliance.dossiers import dossier_open
+
+    dossier = dossier_open(actor=User.objects.get(username="officer"), version=version)
     return {
         "institution": institutions["north"].pk,
         "foundation-model": model.pk,
@@ -178,6 +189,7 @@ def world(institutions, personas):
         "trust-assessment": assessment.pk,
         "scoring-policy": assessment.policy_id,
         "trust-exception": exception.pk,
+        "dossier": dossier.pk,
     }
 
 

@@ -59,7 +59,7 @@ def test_approval_names_every_missing_piece_of_evidence(version, personas, api_c
     version.status = S.UNDER_REVIEW
     version.save()
     detail = _move(api_client, personas["officer"], version, S.APPROVED).json()["detail"]
-    assert "validation run" in detail and "signed dossier" in detail
+    assert "validation run" in detail and "No dossier exists" in detail and "No trust assessment exists" in detail
 
 
 @pytest.mark.django_db

@@ -1,0 +1,178 @@
+"""The evidence a dossier shows read-only beside the fields officers write: one provider per
+source named in ``compliance.dossier_fields.EVIDENCE_SOURCES``, each reading the registry, runs,
+trust scores and feedback as they are now and returning JSON-safe data (or None when there
+is none yet). A submitted dossier freezes what these returned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import Count, Q
+
+from registry.choices import DeploymentStatus
+from registry.models import ModelVersion
+from validation.choices import RunStatus
+
+Provider = Callable[[ModelVersion], Any]
+
+
+def _model_description(version: ModelVersion) -> dict:
+    m = version.foundation_model
+    return {
+        "name": m.name, "provider": m.provider.name, "intended_purpose": m.intended_purpose, "intended_users": m.intended_users,
+        "instructions_for_use": m.instructions_for_use, "known_limitations": m.known_limitations, "body_region": m.body_region,
+        "modality": m.modality, "task": m.task, "risk_class": m.risk_class, "mdr_class": m.mdr_class,
+    }
+
+
+def _version_identity(version: ModelVersion) -> dict:
+    lineage, current = [], version.parent
+    while current is not None and len(lineage) < 50:
+        lineage.append(str(current))
+        current = current.parent
+    return {
+        "version": str(version), "artifact_sha256": version.artifact_sha256, "opset": version.opset, "parameters": version.parameter_count,
+        "inputs": version.inputs, "outputs": version.outputs, "output_schema": version.output_schema, "preprocessing": version.preprocessing,
+        "lineage": lineage, "status": version.status,
+    }
+
+
+def _provenance(version: ModelVersion) -> list | None:
+    from registry.datasheets import datasheet_completeness
+
+    rows = [
+        {"dataset": p.dataset.name, "dataset_id": p.dataset_id, "role": p.role, "steward": p.dataset.institution.code,
+         "datasheet_completeness": datasheet_completeness(p.dataset).ratio, "known_limitations": p.dataset.known_limitations}
+        for p in version.provenance.select_related("dataset__institution").order_by("role", "dataset__name")
+    ]
+    return rows or None
+
+
+def _runs(version: ModelVersion):
+    return version.validation_runs.filter(status=RunStatus.SUCCEEDED).select_related("dataset").order_by("-finished_at")
+
+
+def _validation_runs(version: ModelVersion) -> list | None:
+    rows = [
+        {"run": r.pk, "dataset": r.dataset.name, "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+         "artifact_sha256": r.artifact_sha256, "manifest_sha256": r.manifest_sha256, "summary": r.summary}
+        for r in _runs(version).defer("results")[:20]
+    ]
+    return rows or None
+
+
+def _report_section(version: ModelVersion, pick: Callable[[dict], Any]) -> dict | None:
+    """The newest succeeded run's ``pick`` of its report, per label; None when no run has it."""
+    for run in _runs(version)[:20]:
+        found = {label: section for label, result in (run.results or {}).get("results", {}).items() if (section := pick(result))}
+        if found:
+            return {"run": run.pk, "dataset": run.dataset.name, "labels": found}
+    return None
+
+
+def _subgroups(result: dict) -> dict | None:
+    if not result.get("subgroups"):
+        return None
+    return {
+        "subgroups": [
+            {k: s[k] for k in ("grouping", "name", "n_patients", "suppressed", "metrics")}
+            for s in result["subgroups"]
+        ],
+        "gaps": result.get("gaps", []),
+    }
+
+
+def _robustness(result: dict) -> dict | None:
+    robustness, generalisation = result.get("robustness"), result.get("generalisation")
+    if not (robustness or generalisation):
+        return None
+    return {"worst_case": (robustness or {}).get("worst_case"), "generalisation": generalisation}
+
+
+def _calibration_uncertainty(result: dict) -> dict | None:
+    calibration, uncertainty = result.get("calibration"), result.get("uncertainty")
+    if not (calibration or uncertainty):
+        return None
+    return {
+        "calibration": {k: (calibration or {}).get(k) for k in ("ece", "brier", "n_bins", "strategy")},
+        "uncertainty": {k: (uncertainty or {}).get(k) for k in ("referral", "n_flagged", "n_cases", "measure")},
+    }
+
+
+def _explainability(result: dict) -> dict | None:
+    section = result.get("explainability")
+    if not section or "error" in section:
+        return None
+    return {k: section.get(k) for k in ("n_cases", "methods", "random_baseline", "interpretation")}
+
+
+def _trust_scores(version: ModelVersion) -> dict | None:
+    from validation.trust.services import latest_assessment
+
+    assessment = latest_assessment(version)
+    if assessment is None:
+        return None
+    return {
+        "assessment": assessment.pk, "policy": assessment.policy.version, "computed_at": assessment.computed_at.isoformat(),
+        "principles": {n: {k: p[k] for k in ("score", "status", "strength", "summary")} for n, p in assessment.principles.items()},
+    }
+
+
+def _deployments(version: ModelVersion) -> list | None:
+    rows = [
+        {"deployment": d.pk, "institution": d.institution.name, "status": d.status, "since": d.since.isoformat() if d.since else None,
+         "revalidation_cadence_days": d.revalidation_cadence_days, "revalidation_state": d.revalidation_state}
+        for d in version.deployments.select_related("institution").exclude(status=DeploymentStatus.ENDED)
+    ]
+    return rows or None
+
+
+def _post_market_feedback(version: ModelVersion) -> dict | None:
+    from compliance.models import Feedback
+    from validation.choices import AlertStatus
+
+    counts = Feedback.objects.filter(version=version).aggregate(
+        n=Count("pk"), disagree=Count("pk", filter=Q(agreement="disagree")), partly=Count("pk", filter=Q(agreement="partly")),
+    )
+    alerts = version.alerts.exclude(status=AlertStatus.RESOLVED).count()
+    if not counts["n"] and not alerts:
+        return None
+    return {"feedback": counts, "open_alerts": alerts}
+
+
+def _incidents(version: ModelVersion) -> list:
+    return [
+        {"incident": i.pk, "title": i.title, "type": i.incident_type, "legal_basis": i.legal_basis, "deadline": i.deadline.isoformat(),
+         "status": i.status, "reported_on": i.reported_on.isoformat() if i.reported_on else None}
+        for i in version.incidents.order_by("pk")
+    ]
+
+
+def _audit(version: ModelVersion) -> dict:
+    from compliance.audit import audit_verify_chain
+
+    verdict = audit_verify_chain()
+    return {"chain_intact": verdict.ok, "events_checked": verdict.checked, "broken_at": verdict.broken_seq, "reason": verdict.reason}
+
+
+PROVIDERS: dict[str, Provider] = {
+    "model_description": _model_description,
+    "version_identity": _version_identity,
+    "provenance": _provenance,
+    "validation_runs": _validation_runs,
+    "subgroup_performance": lambda v: _report_section(v, _subgroups),
+    "robustness": lambda v: _report_section(v, _robustness),
+    "calibration_uncertainty": lambda v: _report_section(v, _calibration_uncertainty),
+    "explainability": lambda v: _report_section(v, _explainability),
+    "trust_scores": _trust_scores,
+    "deployments": _deployments,
+    "post_market_feedback": _post_market_feedback,
+    "incidents": _incidents,
+    "audit": _audit,
+}
+
+
+def dossier_evidence(version: ModelVersion, sources: set[str] | None = None) -> dict[str, Any]:
+    """Every provider's data for ``version`` (or those in ``sources``), read now."""
+    return {name: provider(version) for name, provider in PROVIDERS.items() if sources is None or name in sources}
