@@ -20,6 +20,9 @@ def isolated_storage(settings, tmp_path):
     settings.MLFLOW_REGISTRY_URI = settings.MLFLOW_TRACKING_URI
     settings.MLFLOW_ARTIFACT_ROOT = str(tmp_path / "mlflow" / "artifacts")
     settings.RADTRUST_DATA_ROOTS = [str(tmp_path / "data")]
+    from django.core.cache import cache
+
+    cache.clear()  # debounce keys (validation.trust.services.trust_request) must not leak between tests
     return tmp_path
 
 

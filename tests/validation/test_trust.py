@@ -178,3 +178,20 @@ def test_trust_page_for_the_provider_and_the_site_only(client, personas, deploye
     assert "What these scores rest on" in home
     client.force_login(personas["engineer_south"])
     assert client.get(f"/versions/{deployed['version'].pk}/trust/").status_code == 404
+
+
+def test_a_burst_of_feedback_sends_one_debounced_request(deployed, report, settings, django_capture_on_commit_callbacks):
+    """Within the debounce window only the first report puts a recomputation request on the
+    (embedded, file-system) broker's queue."""
+    from pathlib import Path
+
+    queue = Path(settings.CELERY_BROKER_DIR) / "queue"
+
+    def trust_messages() -> set[str]:
+        return {p.name for p in queue.glob("*") if "validation.tasks.trust_recompute" in p.read_text(errors="ignore")} if queue.exists() else set()
+
+    before = trust_messages()
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            report("agree")
+    assert len(trust_messages() - before) == 1

@@ -87,12 +87,23 @@ def trust_assess(*, version: ModelVersion, trigger: str) -> TrustAssessment:
 
 
 def trust_request(*, version_id: int, trigger: str, debounce: bool = True) -> None:
-    """Recompute the version's assessment after this transaction commits (debounced, see step 2)."""
+    """Recompute the version's assessment after this transaction commits (debounced, see step 2).
+
+    A debounced request is sent only by the first caller of a window (a cache key that lives
+    as long as the delay), so a burst of feedback sends one message, not one per report."""
+    from django.core.cache import cache
+
     from validation.tasks import trust_recompute
 
     requested_at = timezone.now().isoformat()
     delay = settings.RADTRUST_TRUST_DEBOUNCE_SECONDS if debounce else 0
-    transaction.on_commit(lambda: trust_recompute.apply_async((version_id, trigger, requested_at), countdown=delay))
+
+    def send() -> None:
+        if delay and not cache.add(f"trust-request:{version_id}", requested_at, timeout=delay):
+            return  # a request of this window is on its way and will see this change
+        trust_recompute.apply_async((version_id, trigger, requested_at), countdown=delay)
+
+    transaction.on_commit(send)
 
 
 def trust_recompute(*, version_id: int, trigger: str, requested_at: str) -> int | None:
