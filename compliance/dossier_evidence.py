@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Count, Q
-
 from registry.choices import DeploymentStatus
 from registry.models import ModelVersion
 from validation.choices import RunStatus
@@ -129,16 +127,15 @@ def _deployments(version: ModelVersion) -> list | None:
 
 
 def _post_market_feedback(version: ModelVersion) -> dict | None:
-    from compliance.models import Feedback
+    from compliance.models import DeploymentWeek
+    from compliance.selectors import sum_weeks
     from validation.choices import AlertStatus
 
-    counts = Feedback.objects.filter(version=version).aggregate(
-        n=Count("pk"), disagree=Count("pk", filter=Q(agreement="disagree")), partly=Count("pk", filter=Q(agreement="partly")),
-    )
+    totals = sum_weeks(DeploymentWeek.objects.filter(deployment__version=version))
     alerts = version.alerts.exclude(status=AlertStatus.RESOLVED).count()
-    if not counts["n"] and not alerts:
+    if not totals.n and not alerts:
         return None
-    return {"feedback": counts, "open_alerts": alerts}
+    return {"feedback": {"n": totals.n, "disagree": totals.n_disagree, "partly": totals.n_partly}, "open_alerts": alerts}
 
 
 def _incidents(version: ModelVersion) -> list:

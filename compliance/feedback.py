@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from compliance.audit import audit_action
 from compliance.choices import Agreement
-from compliance.models import DeploymentMonitor, DeploymentWeek, Feedback
+from compliance.models import SUMMED_FIELDS, DeploymentMonitor, DeploymentWeek, Feedback
 from radtrust.errors import Conflict
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import Deployment
@@ -159,8 +159,6 @@ def feedback_editable_until(feedback: Feedback):
 
 # --- The monitor ------------------------------------------------------------------------
 
-SUMMED = ("explanation_helped", "uncertainty_helped", "fitted_workflow", "minutes_saved")
-
 
 def week_of(moment) -> date:
     """The Monday starting the week of ``moment`` (in the current time zone), as the summaries key it."""
@@ -176,7 +174,7 @@ def _week_add(feedback: Feedback, sign: int) -> None:
     if feedback.error_type:
         week.error_types[feedback.error_type] = week.error_types.get(feedback.error_type, 0) + sign
     week.severities[feedback.severity] = week.severities.get(feedback.severity, 0) + sign
-    for name in SUMMED:
+    for name in SUMMED_FIELDS:
         value = getattr(feedback, name)
         if value is not None:
             n, total, squares = week.sums.get(name, [0, 0, 0])
@@ -198,7 +196,7 @@ def weeks_rebuild(*, deployment_ids: list[int] | None = None) -> int:
         **{f"e_{e}": Count("pk", filter=Q(error_type=e)) for e in ErrorType.values},
         **{f"s_{v}": Count("pk", filter=Q(severity=v)) for v in Severity.values},
     }
-    for name in SUMMED:
+    for name in SUMMED_FIELDS:
         aggregates |= {f"{name}_n": Count(name), f"{name}_sum": Sum(name), f"{name}_sq": Sum(F(name) * F(name))}
     weeks = []
     for row in rows.annotate(week=TruncWeek("created_at")).values("deployment_id", "week").annotate(**aggregates).order_by():
@@ -207,7 +205,7 @@ def weeks_rebuild(*, deployment_ids: list[int] | None = None) -> int:
             n=row["n"], **{c: row[c] for c in _COUNTER.values()},
             error_types={e: row[f"e_{e}"] for e in ErrorType.values if row[f"e_{e}"]},
             severities={v: row[f"s_{v}"] for v in Severity.values if row[f"s_{v}"]},
-            sums={name: [row[f"{name}_n"], row[f"{name}_sum"] or 0, row[f"{name}_sq"] or 0] for name in SUMMED if row[f"{name}_n"]},
+            sums={name: [row[f"{name}_n"], row[f"{name}_sum"] or 0, row[f"{name}_sq"] or 0] for name in SUMMED_FIELDS if row[f"{name}_n"]},
         ))
     with transaction.atomic():
         stale = DeploymentWeek.objects.all() if deployment_ids is None else DeploymentWeek.objects.filter(deployment_id__in=deployment_ids)

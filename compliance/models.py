@@ -92,6 +92,13 @@ class AuditHead(models.Model):
 
 
 _RATING = [MinValueValidator(1), MaxValueValidator(5)]
+# The usability questionnaire (1-5 ratings) and, with minutes saved, the numbers summed per week.
+RATING_QUESTIONS = {
+    "explanation_helped": "The explanation helped me",
+    "uncertainty_helped": "The uncertainty flag helped me",
+    "fitted_workflow": "The output fitted my workflow",
+}
+SUMMED_FIELDS = (*RATING_QUESTIONS, "minutes_saved")
 
 
 class Feedback(models.Model):

@@ -14,17 +14,11 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from compliance.choices import ErrorType, Severity
-from compliance.models import DeploymentMonitor, DeploymentWeek, Dossier, Feedback, Incident
+from compliance.models import RATING_QUESTIONS, DeploymentMonitor, DeploymentWeek, Dossier, Feedback, Incident
 from registry.access import scope
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
 
-RATINGS = ("explanation_helped", "uncertainty_helped", "fitted_workflow")
-RATING_QUESTIONS = {
-    "explanation_helped": "The explanation helped me",
-    "uncertainty_helped": "The uncertainty flag helped me",
-    "fitted_workflow": "The output fitted my workflow",
-}
 
 
 def feedback_list(*, user) -> QuerySet[Feedback]:
@@ -92,38 +86,65 @@ def _mean_ci(n: int, mean: float | None, mean_sq: float | None) -> tuple[float |
     return mean - half, mean + half
 
 
+@dataclass
+class WeekTotals:
+    """Weekly summaries added up: the counts, error types, severities, and per rating and minutes
+    saved [answers, sum, sum of squares]."""
+
+    n: int = 0
+    n_agree: int = 0
+    n_partly: int = 0
+    n_disagree: int = 0
+    error_types: dict[str, int] = field(default_factory=dict)
+    severities: dict[str, int] = field(default_factory=dict)
+    sums: dict[str, list[float]] = field(default_factory=dict)
+
+    def moments(self, name: str) -> tuple[int, float | None, float | None]:
+        """Answers, mean and mean of squares of one summed field (None without answers)."""
+        n, total, squares = self.sums.get(name, (0, 0, 0))
+        return (int(n), total / n, squares / n) if n else (0, None, None)
+
+
+def sum_weeks(weeks) -> WeekTotals:
+    """Add up ``DeploymentWeek`` rows (of one deployment, or of every deployment of a version)."""
+    totals = WeekTotals()
+    for week in weeks:
+        totals.n += week.n
+        totals.n_agree += week.n_agree
+        totals.n_partly += week.n_partly
+        totals.n_disagree += week.n_disagree
+        for key, count in week.error_types.items():
+            totals.error_types[key] = totals.error_types.get(key, 0) + count
+        for key, count in week.severities.items():
+            totals.severities[key] = totals.severities.get(key, 0) + count
+        for key, values in week.sums.items():
+            before = totals.sums.get(key, [0, 0, 0])
+            totals.sums[key] = [a + b for a, b in zip(before, values)]
+    return totals
+
+
 def deployment_monitoring(deployment: Deployment) -> Monitoring:
     """Disagreement per week with its Wilson CI, error types, severities, ratings, time, alerts and runs."""
     from compliance.monitoring import disagreement_rate_ci
     from validation.choices import AlertStatus
     from validation.models import Alert, ValidationRun
 
-    weeks, errors, severities, sums = [], {}, {}, {}
-    for week in DeploymentWeek.objects.filter(deployment=deployment, n__gt=0).order_by("week"):
+    weeks = list(DeploymentWeek.objects.filter(deployment=deployment, n__gt=0).order_by("week"))
+    totals = sum_weeks(weeks)
+    rows = []
+    for week in weeks:
         k = week.n_disagree + 0.5 * week.n_partly
         low, high = disagreement_rate_ci(k, week.n)
-        weeks.append({
+        rows.append({
             "week": week.week.isoformat(), "n": week.n, "disagree": week.n_disagree, "partly": week.n_partly,
             "rate": k / week.n, "ci_low": low, "ci_high": high,
         })
-        for key, count in week.error_types.items():
-            errors[key] = errors.get(key, 0) + count
-        for key, count in week.severities.items():
-            severities[key] = severities.get(key, 0) + count
-        for key, (n, total, squares) in week.sums.items():
-            before = sums.get(key, (0, 0, 0))
-            sums[key] = (before[0] + n, before[1] + total, before[2] + squares)
-
-    def moments(name: str) -> tuple[int, float | None, float | None]:
-        n, total, squares = sums.get(name, (0, 0, 0))
-        return (n, total / n, squares / n) if n else (0, None, None)
-
     ratings = []
-    for r in RATINGS:
-        n, mean, mean_sq = moments(r)
+    for r, text in RATING_QUESTIONS.items():
+        n, mean, mean_sq = totals.moments(r)
         low, high = _mean_ci(n, mean, mean_sq)
-        ratings.append({"question": r, "text": RATING_QUESTIONS[r], "n": n, "mean": mean, "ci_low": low, "ci_high": high})
-    minutes_n, minutes_mean, minutes_sq = moments("minutes_saved")
+        ratings.append({"question": r, "text": text, "n": n, "mean": mean, "ci_low": low, "ci_high": high})
+    minutes_n, minutes_mean, minutes_sq = totals.moments("minutes_saved")
     low, high = _mean_ci(minutes_n, minutes_mean, minutes_sq)
     alerts = list(
         Alert.objects.filter(Q(deployment=deployment) | Q(version_id=deployment.version_id, deployment__isnull=True))
@@ -137,9 +158,9 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
     return Monitoring(
         deployment=deployment,
         monitor=DeploymentMonitor.objects.filter(deployment=deployment).first(),
-        weeks=weeks,
-        error_types=[{"error_type": e.value, "label": e.label, "n": errors.get(e.value, 0)} for e in ErrorType],
-        severities=[{"severity": s.value, "label": s.label, "n": severities.get(s.value, 0)} for s in Severity],
+        weeks=rows,
+        error_types=[{"error_type": e.value, "label": e.label, "n": totals.error_types.get(e.value, 0)} for e in ErrorType],
+        severities=[{"severity": s.value, "label": s.label, "n": totals.severities.get(s.value, 0)} for s in Severity],
         ratings=ratings,
         minutes_saved={"n": minutes_n, "mean": minutes_mean, "ci_low": low, "ci_high": high},
         alerts=alerts,

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Avg, Count, F, FloatField, Q
-from django.db.models.functions import Cast
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from registry.choices import DeploymentStatus
@@ -29,7 +28,6 @@ from validation.trust.evidence import (
 )
 
 RECENT_DAYS = 90
-RATINGS = ("explanation_helped", "uncertainty_helped", "fitted_workflow")
 
 
 def _lineage(version: ModelVersion) -> tuple[dict, ...]:
@@ -43,23 +41,19 @@ def _lineage(version: ModelVersion) -> tuple[dict, ...]:
 
 
 def _feedback(version: ModelVersion) -> FeedbackEvidence:
-    from compliance.models import Feedback
+    """The version's feedback from the maintained weekly summaries (a row per deployment and week,
+    not a scan of every report)."""
+    from compliance.models import RATING_QUESTIONS, DeploymentWeek
+    from compliance.selectors import sum_weeks
 
-    rows = Feedback.objects.filter(version=version)
-    counts = rows.aggregate(
-        n=Count("pk"), agree=Count("pk", filter=Q(agreement="agree")), partly=Count("pk", filter=Q(agreement="partly")),
-        disagree=Count("pk", filter=Q(agreement="disagree")),
-        **{f"{r}_n": Count(r) for r in (*RATINGS, "minutes_saved")},
-        **{f"{r}_mean": Avg(r) for r in (*RATINGS, "minutes_saved")},
-        **{f"{r}_sq": Avg(Cast(F(r), FloatField()) * Cast(F(r), FloatField())) for r in (*RATINGS, "minutes_saved")},
-    )
+    totals = sum_weeks(DeploymentWeek.objects.filter(deployment__version=version))
 
     def rating(name: str) -> RatingEvidence:
-        return RatingEvidence(n=counts[f"{name}_n"], mean=counts[f"{name}_mean"], mean_sq=counts[f"{name}_sq"])
+        return RatingEvidence(*totals.moments(name))
 
     return FeedbackEvidence(
-        n=counts["n"], n_agree=counts["agree"], n_partly=counts["partly"], n_disagree=counts["disagree"],
-        ratings={r: rating(r) for r in RATINGS}, minutes_saved=rating("minutes_saved"),
+        n=totals.n, n_agree=totals.n_agree, n_partly=totals.n_partly, n_disagree=totals.n_disagree,
+        ratings={r: rating(r) for r in RATING_QUESTIONS}, minutes_saved=rating("minutes_saved"),
     )
 
 
