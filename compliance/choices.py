@@ -45,3 +45,22 @@ class DossierStatus(models.TextChoices):
     IN_REVIEW = "in_review", "In review"
     CHANGES_REQUESTED = "changes_requested", "Changes requested"
     SIGNED = "signed", "Signed"
+
+
+class DocumentKind(models.TextChoices):
+    TECHNICAL_DOCUMENTATION = "technical_documentation", "Technical documentation (Annex IV)"
+    INSTRUCTIONS_FOR_USE = "instructions_for_use", "Instructions for use (Art. 13)"
+    DECLARATION_OF_CONFORMITY = "declaration_of_conformity", "EU declaration of conformity, draft (Annex V)"
+    MODEL_CARD_MARKDOWN = "model_card_md", "Model card (Markdown, Hugging Face format)"
+    MODEL_CARD_JSON = "model_card_json", "Model card (JSON)"
+    CHANGE_LOG_MARKDOWN = "change_log_md", "Change log (Markdown)"
+    CHANGE_LOG_JSON = "change_log_json", "Change log (JSON)"
+    GPAI_TECHNICAL = "gpai_annex_xi", "General-purpose model technical documentation (Annex XI)"
+    GPAI_DOWNSTREAM = "gpai_annex_xii", "Information for downstream providers (Annex XII)"
+    TRAINING_CONTENT_SUMMARY = "training_summary", "Public summary of training content (Art. 53(1)(d))"
+
+
+class ChangeClass(models.TextChoices):
+    NONE = "none", "No change"
+    WITHIN_PLAN = "within_plan", "Within the pre-determined change plan (Annex IV 2(f))"
+    SUBSTANTIAL = "substantial", "Substantial modification: new conformity assessment (Art. 43(4))"

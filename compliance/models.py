@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from compliance.choices import Agreement, CorrectiveActionKind, DossierStatus, ErrorType, IncidentStatus, Severity
+from compliance.choices import Agreement, CorrectiveActionKind, DocumentKind, DossierStatus, ErrorType, IncidentStatus, Severity
 from compliance.incident_rules import INCIDENT_TYPES, is_overdue
 from radtrust.errors import Conflict
 
@@ -339,4 +339,87 @@ class DossierSignature(models.Model):
     def save(self, *args, **kwargs):
         if self.pk:
             raise ImmutableRecord("A signature cannot be changed.", code="signature_immutable")
+        super().save(*args, **kwargs)
+
+
+class DocumentQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableRecord("A stored document is never edited; render a new revision instead.", code="document_immutable")
+
+    def delete(self):
+        if self.filter(retain_until__gt=timezone.localdate()).exists():
+            raise ImmutableRecord("Documents are kept for their retention period (AI Act Art. 18); this one cannot be deleted yet.", code="document_retained")
+        return super().delete()
+
+
+class Document(models.Model):
+    """A document rendered from a signed dossier revision's frozen snapshot (technical
+    documentation, instructions for use, declaration of conformity draft, model card, change
+    log, general-purpose model documentation). The file is stored content-addressed by its
+    sha256, never edited, and kept for the retention period."""
+
+    dossier = models.ForeignKey(Dossier, on_delete=models.PROTECT, related_name="documents")
+    kind = models.CharField(max_length=30, choices=DocumentKind.choices)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=60)
+    storage_name = models.CharField(max_length=400, help_text="documents/<sha256[:2]>/<sha256>.<ext> in the default storage.")
+    pages = models.PositiveIntegerField(null=True, blank=True, help_text="Pages of a PDF; empty for text formats.")
+    snapshot_sha256 = models.CharField(max_length=64, help_text="The hash of the frozen snapshot it was rendered from.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    retain_until = models.DateField(help_text="Deletion is refused before this date.")
+
+    objects = DocumentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["dossier", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dossier", "kind"], name="%(app_label)s_%(class)s_one_per_kind",
+                violation_error_message="A dossier revision has one document of each kind.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.dossier}"
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            raise ImmutableRecord("A stored document is never edited; render a new revision instead.", code="document_immutable")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        return type(self).objects.filter(pk=self.pk).delete()
+
+
+class ChangePlan(models.Model):
+    """The officer-configured rules that classify a version's changes against its parent as
+    within the pre-determined change plan (Annex IV 2(f)) or a substantial modification
+    (Art. 43(4)). Never edited: a change is a new plan version, so every change log keeps the
+    rules it was classified by. A plan without a foundation model applies to every model
+    that has none of its own."""
+
+    foundation_model = models.ForeignKey("registry.FoundationModel", on_delete=models.PROTECT, null=True, blank=True, related_name="change_plans")
+    version = models.PositiveIntegerField()
+    rules = models.JSONField(help_text="Thresholds and which kinds of change stay within the plan (compliance.change_log).")
+    rationale = models.TextField(help_text="Why these rules: the change plan text of Annex IV 2(f) they implement.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["foundation_model", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["foundation_model", "version"], name="%(app_label)s_%(class)s_one_per_version", nulls_distinct=False,
+                violation_error_message="This change plan version exists already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Change plan {self.version} of {self.foundation_model or 'every model'}"
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            raise ImmutableRecord("A change plan is never edited; add a new version.", code="change_plan_immutable")
         super().save(*args, **kwargs)

@@ -138,12 +138,16 @@ RADTRUST_PREFER_GPU = env_bool("RADTRUST_PREFER_GPU", True)
 RADTRUST_RUN_LEASE_SECONDS = env_int("RADTRUST_RUN_LEASE_SECONDS", 120, minimum=3)
 RADTRUST_RUN_MAX_ATTEMPTS = env_int("RADTRUST_RUN_MAX_ATTEMPTS", 3, minimum=1)
 
+# --- Documents ------------------------------------------------------------------
+# Technical documentation is kept at least ten years after the system is placed on the market (AI Act Art. 18).
+RADTRUST_DOCUMENT_RETENTION_YEARS = env_int("RADTRUST_DOCUMENT_RETENTION_YEARS", 10, minimum=10)
+
 # --- Feedback and monitoring ------------------------------------------------------
 # A clinician may change their feedback for this many hours; then it is frozen.
 RADTRUST_FEEDBACK_EDIT_HOURS = env_int("RADTRUST_FEEDBACK_EDIT_HOURS", 24, minimum=0)
-# The first reports of a deployment set its disagreement rate at deployment (the CUSUM's p0).
 # A burst of feedback is scored once: the recomputation waits this long after the first report.
 RADTRUST_TRUST_DEBOUNCE_SECONDS = env_int("RADTRUST_TRUST_DEBOUNCE_SECONDS", 60, minimum=0)
+# The first reports of a deployment set its disagreement rate at deployment (the CUSUM's p0).
 RADTRUST_MONITOR_BASELINE_FEEDBACK = env_int("RADTRUST_MONITOR_BASELINE_FEEDBACK", 100, minimum=10)
 RADTRUST_RUN_TIME_LIMIT_SECONDS = env_int("RADTRUST_RUN_TIME_LIMIT_SECONDS", 4 * 3600, minimum=10)
 RADTRUST_RUN_UNCLAIMED_SECONDS = env_int("RADTRUST_RUN_UNCLAIMED_SECONDS", 600, minimum=5)

@@ -93,6 +93,9 @@ class FoundationModel(models.Model):
     risk_class = models.CharField(max_length=10, choices=RiskClass.choices, default=RiskClass.HIGH)
     mdr_class = models.CharField(max_length=4, choices=MdrClass.choices, blank=True, default=MdrClass.IIA)
     licence = models.CharField(max_length=120)
+    general_purpose = models.BooleanField(
+        default=False, help_text="Offered to other providers as a general-purpose AI model: Annex XI and XII documentation and the public training-content summary of Art. 53 are produced.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

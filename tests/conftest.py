@@ -204,3 +204,28 @@ def report(personas, deployed):
         return feedback
 
     return submit
+
+
+@pytest.fixture
+def evidenced(run_setup):
+    """run_setup's version after one succeeded run, so evidence-backed dossier fields have evidence."""
+    from validation import services
+
+    run = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config={"n_resamples": 50, "min_patients": 5})
+    services.run_execute(run_id=run.pk, worker="w")
+    return run_setup["version"]
+
+
+@pytest.fixture
+def sign_dossier(personas):
+    """``sign_dossier(version)``: every officer field filled by the officer, submitted, and signed by the second officer."""
+    from compliance.dossiers import dossier_open, dossier_save, dossier_sign, dossier_submit
+    from tests.factories import dossier_officer_values
+
+    def sign(version, values: dict | None = None):
+        dossier = dossier_open(actor=personas["officer"], version=version)
+        dossier = dossier_save(actor=personas["officer"], dossier=dossier, values={**dossier_officer_values(), **(values or {})}, edit_count=dossier.edit_count)
+        dossier = dossier_submit(actor=personas["officer"], dossier=dossier)
+        return dossier_sign(actor=personas["officer2"], dossier=dossier).dossier
+
+    return sign

@@ -44,7 +44,7 @@ class FoundationModelSerializer(serializers.ModelSerializer):
         model = FoundationModel
         fields = [
             "id", "name", "provider", "description", "intended_purpose", "intended_users", "instructions_for_use", "known_limitations", "explainability_needs", "modality",
-            "body_region", "task", "risk_class", "mdr_class", "licence", "created_at", "updated_at",
+            "body_region", "task", "risk_class", "mdr_class", "licence", "general_purpose", "created_at", "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
 

@@ -20,29 +20,15 @@ from compliance.dossiers import (
 )
 from compliance.models import AuditEvent, Dossier, ImmutableRecord
 from radtrust.errors import Conflict
+from tests.factories import dossier_officer_values
 
 pytestmark = pytest.mark.django_db
-
-
-def _officer_text(dossier) -> dict:
-    """Every officer-written field filled with text that names it."""
-    return {key: f"<b>{field.title}</b>: documented for the test." for key, field in FIELDS.items() if field.source == "officer"}
 
 
 def _complete(personas, version):
     """A dossier whose officer fields are filled; evidence fields depend on the version's records."""
     dossier = dossier_open(actor=personas["officer"], version=version)
-    return dossier_save(actor=personas["officer"], dossier=dossier, values=_officer_text(dossier), edit_count=dossier.edit_count)
-
-
-@pytest.fixture
-def evidenced(run_setup, deployed):
-    """A version with a succeeded run, so that evidence-backed fields have evidence."""
-    from validation import services
-
-    run = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config={"n_resamples": 50, "min_patients": 5})
-    services.run_execute(run_id=run.pk, worker="w")
-    return run_setup["version"]
+    return dossier_save(actor=personas["officer"], dossier=dossier, values=dossier_officer_values(), edit_count=dossier.edit_count)
 
 
 def test_a_concurrent_save_is_refused_with_the_fields_that_differ(personas, deployed):
@@ -121,9 +107,9 @@ def test_api_open_save_submit_and_sign(personas, evidenced, api_client):
     opened = officer.post("/api/dossiers/", {"version": evidenced.pk}, format="json")
     assert opened.status_code == 201
     dossier = opened.json()
-    saved = officer.post(f"/api/dossiers/{dossier['id']}/save/", {"values": _officer_text(None), "edit_count": 0}, format="json")
+    saved = officer.post(f"/api/dossiers/{dossier['id']}/save/", {"values": dossier_officer_values(), "edit_count": 0}, format="json")
     assert saved.status_code == 200 and saved.json()["edit_count"] == 1
-    stale = second.post(f"/api/dossiers/{dossier['id']}/save/", {"values": {next(iter(_officer_text(None))): "other"}, "edit_count": 0}, format="json")
+    stale = second.post(f"/api/dossiers/{dossier['id']}/save/", {"values": {next(iter(dossier_officer_values())): "other"}, "edit_count": 0}, format="json")
     assert stale.status_code == 409 and stale.json()["code"] == "edit_conflict" and stale.json()["differs"]
     assert officer.get(f"/api/dossiers/{dossier['id']}/completeness/").json()["overall"]["ratio"] == 1.0
     assert officer.post(f"/api/dossiers/{dossier['id']}/submit/").status_code == 200

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -88,24 +87,26 @@ def test_run_batches_equals_one_direct_run_in_order(model):
 
 
 def test_loading_overlaps_with_compute(model):
-    # Size the batch so the model takes about as long per batch as the producer's 0.05 s sleep.
-    probe = _images(64)
-    model.session.run(None, {"image": probe})
-    started = time.perf_counter()
-    model.session.run(None, {"image": probe})
-    per_image = (time.perf_counter() - started) / 64
-    batch = int(np.clip(0.05 / max(per_image, 1e-6), 16, 4096))
-    images = _images(batch)
+    # The consumer holds each batch until the producer has loaded the next one: that only
+    # finishes if loading runs on its own thread while the consumer works (no wall-time
+    # threshold, so a fast or a loaded machine cannot flip the result).
+    images = _images(16)
+    loaded = [threading.Event() for _ in range(6)]
+    overlapped = []
 
-    def slow_producer():
-        for index in range(10):
-            time.sleep(0.05)
-            yield [index] * batch, images
+    def producer():
+        for index in range(6):
+            loaded[index].set()
+            yield [f"{index}-{i}" for i in range(16)], images
 
-    result = run_batches(model, slow_producer(), prefetch=2)
-    timings = result.timings
-    assert timings.produce_seconds >= 0.5
-    assert timings.wall_seconds < (timings.produce_seconds + timings.compute_seconds) * 0.9, timings
+    def hold_until_next_is_loaded(cases_done):
+        following = cases_done // 16
+        if following < len(loaded):
+            overlapped.append(loaded[following].wait(timeout=10))
+
+    result = run_batches(model, producer(), prefetch=2, on_batch=hold_until_next_is_loaded)
+    assert result.batches == 6
+    assert overlapped == [True] * 5
 
 
 def test_producer_error_propagates_and_leaves_no_thread(model):
