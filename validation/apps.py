@@ -25,9 +25,10 @@ class ValidationConfig(AppConfig):
 
 
 def _connect_trust_triggers() -> None:
-    """A datasheet or a provenance link that changes asks for the linked versions to be rescored."""
+    """A datasheet, a provenance link or a dossier that changes asks for the linked versions to be rescored."""
     from django.db.models.signals import post_save
 
+    from compliance.models import Dossier
     from registry.models import Dataset, Provenance
 
     def dataset_saved(sender, instance, raw=False, **kwargs):
@@ -44,5 +45,12 @@ def _connect_trust_triggers() -> None:
         if not raw:
             trust_request(version_id=instance.version_id, trigger="provenance_changed")
 
+    def dossier_saved(sender, instance, raw=False, **kwargs):
+        from validation.trust.services import trust_request
+
+        if not raw:
+            trust_request(version_id=instance.version_id, trigger="dossier_changed")
+
     post_save.connect(dataset_saved, sender=Dataset, dispatch_uid="trust:dataset", weak=False)
+    post_save.connect(dossier_saved, sender=Dossier, dispatch_uid="trust:dossier", weak=False)
     post_save.connect(provenance_saved, sender=Provenance, dispatch_uid="trust:provenance", weak=False)

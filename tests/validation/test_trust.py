@@ -105,6 +105,18 @@ def test_recomputation_triggers(run_setup, personas, eager, deployed, report, dj
         dataset.save()
     assert TrustAssessment.objects.filter(version=run_setup["version"], trigger="datasheet_changed").exists()
 
+    from django.core.cache import cache
+
+    from compliance.dossiers import dossier_open, dossier_save
+
+    cache.clear()  # the datasheet's request opened a debounce window; eager tasks ran it already
+    dossier = dossier_open(actor=personas["officer"], version=run_setup["version"])
+    with django_capture_on_commit_callbacks(execute=True):
+        dossier_save(actor=personas["officer"], dossier=dossier, values={"1a_purpose_statement": "Triage of chest films."}, edit_count=0)
+    assessment = TrustAssessment.objects.filter(version=run_setup["version"], trigger="dossier_changed").latest("pk")
+    criterion = next(c for c in assessment.principles["traceability"]["criteria"] if c["key"] == "dossier_completeness")
+    assert criterion["status"] == "partly" and 0 < criterion["value"] < 1 and criterion["inputs"]["id"] == dossier.pk
+
 
 def test_a_request_covered_by_a_newer_assessment_is_skipped(run_setup):
     requested = timezone.now().isoformat()

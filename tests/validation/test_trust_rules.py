@@ -20,6 +20,7 @@ from validation.trust.assess import assess, assessment_diff, assessment_to_dict,
 from validation.trust.evidence import (
     DatasetEvidence,
     DeploymentEvidence,
+    DossierEvidence,
     FeedbackEvidence,
     Link,
     RatingEvidence,
@@ -181,9 +182,18 @@ def test_community_standards_leaves_an_unknown_check_out():
     assert apply("community_standards", dicom).value == 1.0
 
 
-def test_dossier_has_no_value_until_the_dossier_workflow_exists():
-    outcome = apply("dossier_completeness", version())
-    assert outcome.value is None and "no dossier yet" in outcome.explanation.lower()
+def test_dossier_completeness_reads_the_newest_revision():
+    assert apply("dossier_completeness", version()).status == "no_evidence"
+    draft = DossierEvidence(id=4, revision=2, status="draft", ratio=0.75, missing=("1_purpose",), frozen=False)
+    outcome = apply("dossier_completeness", version(dossier=draft))
+    assert (outcome.value, outcome.status) == (0.75, "partly")
+    assert "officer-written fields only" in outcome.explanation and "1_purpose" in outcome.explanation and "not signed" in outcome.explanation
+    assert outcome.links[0].type == "dossier" and outcome.links[0].id == 4
+    signed = DossierEvidence(id=5, revision=3, status="signed", ratio=1.0, missing=(), frozen=True)
+    outcome = apply("dossier_completeness", version(dossier=signed))
+    assert (outcome.value, outcome.status) == (1.0, "met") and "frozen at submission" in outcome.explanation
+    in_review = DossierEvidence(id=5, revision=3, status="in_review", ratio=1.0, missing=(), frozen=True)
+    assert apply("dossier_completeness", version(dossier=in_review)).status == "partly"  # complete, but nobody signed it yet
 
 
 # --- Fairness -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 class Link:
     """Where a user can open a piece of evidence."""
 
-    type: str  # run | dataset | feedback | audit | deployment | version | model
+    type: str  # run | dataset | feedback | audit | deployment | version | model | dossier
     id: int | str | None
     label: str
 
@@ -93,6 +93,23 @@ def _no_rating() -> RatingEvidence:
 
 
 @dataclass(frozen=True)
+class DossierEvidence:
+    """The newest dossier revision. Once submitted, its completeness is the one frozen in the
+    snapshot (evidence fields included); while a draft, only the officer-written required
+    fields can be counted, and ``frozen`` says which it is."""
+
+    id: int
+    revision: int
+    status: str
+    ratio: float
+    missing: tuple[str, ...]
+    frozen: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class FeedbackEvidence:
     """Clinicians' feedback on the version: agreement counts and 1-5 ratings (none by default)."""
 
@@ -126,6 +143,7 @@ class VersionEvidence:
     feedback: FeedbackEvidence
     baseline_run_id: int | None
     today: str
+    dossier: DossierEvidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

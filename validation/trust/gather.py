@@ -21,6 +21,7 @@ from validation.models import ValidationRun
 from validation.trust.evidence import (
     DatasetEvidence,
     DeploymentEvidence,
+    DossierEvidence,
     FeedbackEvidence,
     RatingEvidence,
     RunEvidence,
@@ -82,6 +83,24 @@ def _deployments(version: ModelVersion) -> tuple[DeploymentEvidence, ...]:
     return tuple(result)
 
 
+def _dossier(version: ModelVersion) -> DossierEvidence | None:
+    """The newest revision's completeness: frozen at submission, or the officer fields of a draft."""
+    from compliance.dossier_fields import FIELDS
+
+    dossier = version.dossiers.order_by("-revision").first()
+    if dossier is None:
+        return None
+    if dossier.snapshot:
+        done = dossier.snapshot["completeness"]
+        missing = [key for section in done["sections"].values() for key in section["missing"]]
+        ratio, frozen = done["overall"]["ratio"], True
+    else:
+        required = [key for key, f in FIELDS.items() if f.required and f.source == "officer"]
+        missing = [key for key in required if not str(dossier.values.get(key) or "").strip()]
+        ratio, frozen = 1 - len(missing) / len(required), False
+    return DossierEvidence(id=dossier.pk, revision=dossier.revision, status=dossier.status, ratio=ratio, missing=tuple(missing), frozen=frozen)
+
+
 def version_evidence(version: ModelVersion) -> VersionEvidence:
     """Everything the rules may use about ``version``, read now."""
     from compliance.audit import audit_verify_chain
@@ -131,4 +150,5 @@ def version_evidence(version: ModelVersion) -> VersionEvidence:
         feedback=_feedback(version),
         baseline_run_id=baseline.pk if baseline else None,
         today=timezone.localdate().isoformat(),
+        dossier=_dossier(version),
     )

@@ -31,7 +31,8 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 | site_auroc_gap            | Universality 3      | threshold rule, largest AUROC gap between sites                                | threshold 0.05            | no run compares sites                         |
 | local_validation          | Universality 4      | share of deployments with a local run before go-live (planned: one exists)     | -                         | not deployed                                  |
 | datasheet_completeness    | Traceability 2      | mean datasheet completeness of the linked datasets                             | -                         | no linked dataset                             |
-| dossier_completeness      | Traceability 2      | -                                                                              | -                         | always: no dossier yet                        |
+| dossier_completeness      | Traceability 2      | share of required fields filled in the newest revision (frozen at submission;  | -                         | no dossier opened                             |
+|                           |                     | officer fields only while a draft); met only when signed and complete          |                           |                                               |
 | artifact_verified         | Traceability 2      | share of runs that verified this artifact's SHA-256                            | -                         | no run                                        |
 | lineage_complete          | Traceability 2      | share of versions in the lineage with training provenance                      | -                         | lineage not recorded                          |
 | audit_chain               | Traceability 6      | 1 if the audit chain verifies, else 0                                          | -                         | no audit event checked                        |
@@ -286,7 +287,17 @@ def datasheet_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
 
 @_rule("dossier_completeness")
 def dossier_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
-    return _none("No dossier yet: the dossier workflow does not exist.")
+    dossier = evidence.dossier
+    if dossier is None:
+        return _none("No dossier has been opened for this version.")
+    signed = dossier.status == "signed"
+    status = "met" if signed and not dossier.missing else "not_met" if dossier.ratio <= 1e-9 else "partly"
+    counted = "as frozen at submission" if dossier.frozen else "officer-written fields only (evidence fields are counted at submission)"
+    return Outcome(value=_r(dossier.ratio), status=status, inputs=dossier.to_dict(),
+                   explanation=f"Dossier revision {dossier.revision} ({dossier.status.replace('_', ' ')}) is {dossier.ratio:.0%} complete, {counted}"
+                               + (f"; missing {', '.join(dossier.missing[:5])}." if dossier.missing else ".")
+                               + ("" if signed else " It is not signed yet."),
+                   links=(Link("dossier", dossier.id, f"revision {dossier.revision}"),))
 
 
 @_rule("artifact_verified")
