@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
-from compliance.models import AuditEvent, Feedback, Incident
+from compliance.change_rules import DEFAULT_CHANGE_RULES, change_plan_create, change_rules_validate
+from compliance.models import AuditEvent, ChangePlan, Feedback, Incident
+from registry.access import may
 from registry.admin import ScopedAdmin
 
 
@@ -50,3 +53,48 @@ class IncidentAdmin(_ReadOnly):
     list_filter = ["status", "incident_type", "route"]
     list_select_related = ["version__foundation_model"]
     search_fields = ["title", "description", "authority_reference"]
+
+
+class ChangePlanForm(forms.ModelForm):
+    class Meta:
+        model = ChangePlan
+        fields = ["foundation_model", "rules", "rationale"]
+
+    def clean_rules(self):
+        rules = self.cleaned_data["rules"]
+        errors = change_rules_validate(rules)
+        if errors:
+            raise forms.ValidationError([f"{path}: {message}" for path, message in sorted(errors.items())])
+        return rules
+
+
+@admin.register(ChangePlan)
+class ChangePlanAdmin(admin.ModelAdmin):
+    """Change plans are never edited: officers add a new version (``change_plan_create``), which
+    every later change log names; existing versions are shown read-only."""
+
+    form = ChangePlanForm
+    list_display = ["pk", "foundation_model", "version", "created_by", "created_at"]
+    list_filter = ["foundation_model"]
+    list_select_related = ["foundation_model", "created_by"]
+    readonly_fields = ["version", "created_by", "created_at"]
+    actions = None
+
+    def get_changeform_initial_data(self, request) -> dict:
+        return {"rules": DEFAULT_CHANGE_RULES, **super().get_changeform_initial_data(request)}
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return may(request.user, "dossier", write=False)
+
+    def has_add_permission(self, request) -> bool:
+        return may(request.user, "dossier", write=True)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        created = change_plan_create(actor=request.user, foundation_model=obj.foundation_model, rules=obj.rules, rationale=obj.rationale)
+        obj.pk, obj.version, obj.rules, obj.created_by, obj.created_at = created.pk, created.version, created.rules, created.created_by, created.created_at

@@ -1,4 +1,5 @@
-"""The feedback part of ``manage.py demo``: the nodule model in use at two hospitals, twelve weeks
+"""The compliance part of ``manage.py demo``: the nodule model approved through the lifecycle guards
+(a dossier signed by a second officer, justified trust exceptions), in use at two hospitals, twelve weeks
 of clinician feedback in which one site's disagreement rises, the alert the sequential test
 raises, and the incident an officer escalates from it.
 
@@ -14,9 +15,9 @@ from datetime import timedelta
 import numpy as np
 from django.utils import timezone
 
-from compliance.audit import audit_action
 from compliance.feedback import feedback_submit, weeks_rebuild
 from compliance.incidents import incident_escalate
+from validation.trust.services import trust_exception_grant
 from compliance.models import Feedback, Incident
 from registry import services
 from registry.choices import DeploymentStatus, VersionStatus
@@ -41,15 +42,10 @@ def _deploy(version: ModelVersion, site: Institution, officer: User) -> Deployme
 
 
 def feedback_demo(*, version: ModelVersion, sites: dict[str, Institution], clinicians: dict[str, User], officer: User, out=print) -> dict:
-    """Deploy, stream feedback, escalate the alert; returns what the summary prints."""
-    if version.status not in {VersionStatus.APPROVED, VersionStatus.DEPLOYED}:
-        # Approval needs a signed dossier (the dossier workflow is a later issue); the demo says so and
-        # records the shortcut in the audit trail instead of pretending it went through sign-off.
-        out(f"Marking {version} deployed for the feedback demo (no dossier sign-off exists yet; audited as 'demo_override').")
-        version.status = VersionStatus.DEPLOYED
-        with audit_action("demo_override"):
-            version.save(update_fields=["status", "updated_at"])
+    """Deploy the approved version, stream feedback, escalate the alert; returns what the summary prints."""
     deployments = {code: _deploy(version, sites[code], officer) for code in STREAMS}
+    if version.status == VersionStatus.APPROVED:
+        services.version_transition(actor=officer, version=version, to_status=VersionStatus.DEPLOYED)
     if not Feedback.objects.filter(deployment__in=deployments.values()).exists():
         out(f"Streaming {sum(a + c for a, _, c, _ in STREAMS.values())} clinician reports over {WEEKS} weeks ...")
         rng = np.random.default_rng(5)
@@ -81,3 +77,66 @@ def feedback_demo(*, version: ModelVersion, sites: dict[str, Institution], clini
             description=alert.message, incident_type="other", aware_on=timezone.localdate(),
         )
     return {"deployments": deployments, "alert": alert, "incident": incident}
+
+
+# Why the demo's officer lets approval go ahead without a principle's evidence or minimum; recorded
+# as justified exceptions, which the approval guard honours and the audit trail keeps.
+EXCEPTION_REASONS = {
+    "usability": "Clinician feedback only exists once the model is in use; the two-site rollout is monitored from day one "
+                 "(CUSUM on disagreement, usability ratings) and revalidated every 90 days.",
+}
+DEFAULT_EXCEPTION_REASON = ("Accepted for a supervised second-reader rollout: the shortfall is a documented limitation in the dossier and the "
+                            "instructions for use, and every deployment is revalidated every 90 days.")
+
+
+def _signed_dossier(version: ModelVersion, officer: User, reviewer: User, out):
+    """The version's newest signed revision, or one the officer fills in and submits and the reviewer signs."""
+    from compliance.choices import DossierStatus
+    from compliance.demo_dossier_text import OFFICER_TEXT
+    from compliance.dossiers import dossier_open, dossier_save, dossier_sign, dossier_submit
+
+    signed = version.dossiers.filter(status=DossierStatus.SIGNED).order_by("-revision").first()
+    if signed is not None:
+        return signed
+    out(f"Dossier of {version}: {officer.username} fills it in and submits, {reviewer.username} signs ...")
+    names = {"model": version.foundation_model.name, "version": version.version, "provider": version.foundation_model.provider.name,
+             "parent": str(version.parent) if version.parent_id else "no parent (a first version)"}
+    dossier = dossier_open(actor=officer, version=version)
+    dossier = dossier_save(actor=officer, dossier=dossier, values={k: v.format(**names) for k, v in OFFICER_TEXT.items()}, edit_count=dossier.edit_count)
+    dossier = dossier_submit(actor=officer, dossier=dossier)
+    return dossier_sign(actor=reviewer, dossier=dossier).dossier
+
+
+def approval_demo(*, version: ModelVersion, engineer: User, officer: User, reviewer: User, out=print) -> list[str]:
+    """Take the version to approved through the lifecycle guards: a signed dossier, a fresh trust
+    assessment, and a justified exception for each principle that would block; returns those."""
+    from validation.trust.services import trust_assess
+
+    if version.status in {VersionStatus.APPROVED, VersionStatus.DEPLOYED}:
+        return list(version.trust_exceptions.values_list("principle", flat=True))
+    _signed_dossier(version, officer, reviewer, out)
+    assessment = trust_assess(version=version, trigger="demo")
+    excepted = set(version.trust_exceptions.values_list("principle", flat=True))
+    for name, principle in assessment.principles.items():
+        if name not in excepted and (principle["status"] == "insufficient_evidence" or principle.get("below_minimum")):
+            trust_exception_grant(actor=officer, version=version, principle=name, justification=EXCEPTION_REASONS.get(name, DEFAULT_EXCEPTION_REASON))
+            excepted.add(name)
+    path = [VersionStatus.IN_VALIDATION, VersionStatus.UNDER_REVIEW, VersionStatus.APPROVED]
+    for status in path[path.index(version.status) + 1 if version.status in path else 0:]:
+        services.version_transition(actor=officer if status == VersionStatus.APPROVED else engineer, version=version, to_status=status)
+    version.refresh_from_db()  # the caller's object (the services worked on their own copies)
+    out(f"{version} approved by {officer.username} (signed dossier, trust assessment {assessment.pk}"
+        + (f", justified exceptions for {', '.join(sorted(excepted))})" if excepted else ")"))
+    return sorted(excepted)
+
+
+def dossier_demo(*, versions: list[ModelVersion], officer: User, reviewer: User, out=print) -> list[dict]:
+    """Each version's signed dossier (signing it where the demo has not yet) and the documents
+    rendered from its frozen snapshot."""
+    from compliance.documents import dossier_documents_render
+
+    results = []
+    for version in versions:
+        dossier = _signed_dossier(version, officer, reviewer, out)
+        results.append({"dossier": dossier, "documents": dossier_documents_render(actor=officer, dossier=dossier)})
+    return results

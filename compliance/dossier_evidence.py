@@ -21,6 +21,7 @@ def _model_description(version: ModelVersion) -> dict:
         "name": m.name, "provider": m.provider.name, "intended_purpose": m.intended_purpose, "intended_users": m.intended_users,
         "instructions_for_use": m.instructions_for_use, "known_limitations": m.known_limitations, "body_region": m.body_region,
         "modality": m.modality, "task": m.task, "risk_class": m.risk_class, "mdr_class": m.mdr_class,
+        "licence": m.licence, "general_purpose": m.general_purpose,
     }
 
 
@@ -146,6 +147,13 @@ def _incidents(version: ModelVersion) -> list:
     ]
 
 
+def _change_log(version: ModelVersion) -> dict | None:
+    """The change log against the parent; None for a first version (field 6 is empty then)."""
+    from compliance.change_log import change_log_build
+
+    return change_log_build(version).to_dict() if version.parent_id else None
+
+
 def _audit(version: ModelVersion) -> dict:
     from compliance.audit import audit_verify_chain
 
@@ -166,6 +174,7 @@ PROVIDERS: dict[str, Provider] = {
     "deployments": _deployments,
     "post_market_feedback": _post_market_feedback,
     "incidents": _incidents,
+    "change_log": _change_log,
     "audit": _audit,
 }
 

@@ -7,7 +7,8 @@
    and the stored text), so nobody's work is overwritten.
 3. ``dossier_submit`` refuses an incomplete dossier (naming the missing required fields),
    then freezes a snapshot: the fields, the evidence read now, the completeness and the
-   version's identity, with the sha256 of its canonical JSON.
+   version's identity, with the sha256 of its canonical JSON. A resubmission keeps the fields
+   of the submission that was sent back, so the reviewer sees what changed since.
 4. ``dossier_sign`` is for a second compliance officer: never the author nor the submitter.
    The snapshot's hash is checked again and recorded in the signature. A signed revision is
    immutable (the model and its queryset refuse changes); changing it means a new revision.
@@ -84,6 +85,7 @@ def dossier_save(*, actor, dossier: Dossier, values: dict, edit_count: int) -> D
 
 def dossier_submit(*, actor, dossier: Dossier) -> Dossier:
     """Freeze the fields with the evidence read now and send the revision for review (step 3)."""
+    from compliance.documents import snapshot_attachments
     from compliance.dossier_evidence import dossier_evidence
 
     with transaction.atomic():
@@ -99,7 +101,13 @@ def dossier_submit(*, actor, dossier: Dossier) -> Dossier:
             "version": {"id": locked.version_id, "label": str(locked.version), "artifact_sha256": locked.version.artifact_sha256},
             "revision": locked.revision, "values": locked.values, "evidence": evidence, "completeness": done,
             "submitted_by": actor.username, "submitted_at": timezone.now().isoformat(),
+            **snapshot_attachments(locked.version, evidence),  # charts, trust radar, revision history for the documents
         }
+        if locked.snapshot:  # a resubmission after changes were requested: the reviewer compares with what they sent back
+            snapshot["previous_submission"] = {
+                "values": locked.snapshot["values"], "submitted_by": locked.snapshot["submitted_by"],
+                "submitted_at": locked.snapshot["submitted_at"], "snapshot_sha256": locked.snapshot_sha256, "review_note": locked.review_note,
+            }
         snapshot = json.loads(json.dumps(snapshot, default=str))
         locked.snapshot, locked.snapshot_sha256 = snapshot, snapshot_hash(snapshot)
         locked.status, locked.submitted_by, locked.submitted_at, locked.review_note = DossierStatus.IN_REVIEW, actor, timezone.now(), ""
@@ -129,6 +137,8 @@ def dossier_request_changes(*, actor, dossier: Dossier, note: str) -> Dossier:
 
 def dossier_sign(*, actor, dossier: Dossier, meaning: str = "Approved as the technical documentation of this version") -> DossierSignature:
     """A second officer signs the snapshot in review (step 4)."""
+    from compliance.tasks import dossier_documents_render_task
+
     with transaction.atomic():
         locked = Dossier.objects.select_for_update().get(pk=dossier.pk)
         if locked.status != DossierStatus.IN_REVIEW:
@@ -141,6 +151,7 @@ def dossier_sign(*, actor, dossier: Dossier, meaning: str = "Approved as the tec
             signature.save()
             locked.status = DossierStatus.SIGNED
             locked.save(update_fields=["status", "updated_at"])
+        transaction.on_commit(lambda: dossier_documents_render_task.delay(locked.pk))  # documents render in the background
     return signature
 
 

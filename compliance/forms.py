@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 from django import forms
 from django.core.exceptions import ValidationError
 
+from compliance.dossier_fields import FIELDS, validate_values
+from compliance.dossiers import dossier_sign
 from compliance.feedback import case_reference_check
 from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
 from compliance.incident_rules import INCIDENT_TYPES
@@ -65,3 +69,72 @@ class IncidentTransitionForm(forms.Form):
 class CorrectiveActionForm(forms.Form):
     kind = forms.ChoiceField(choices=CorrectiveActionKind.choices)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+
+
+class DossierText(forms.CharField):
+    """Officer text with the browser's CRLF line breaks stored as LF, so an untouched field compares equal."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class DossierForm(forms.Form):
+    """The officer-written fields of a dossier revision, one textarea each, in catalogue order.
+
+    Each field carries its loaded text in a hidden ``initial-`` input, so only what this officer
+    changed is saved: a field they left alone never overwrites another officer's save.
+    ``edit_count`` names the save they started from (``compliance.dossiers`` step 2).
+    """
+
+    edit_count = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for f in FIELDS.values():
+            if f.editable:
+                self.fields[f.key] = DossierText(
+                    label=f.title, required=False, show_hidden_initial=True,
+                    widget=forms.Textarea(attrs={"rows": 5, "maxlength": f.max_length, "aria-describedby": f"guidance-{f.key}"}),
+                )
+
+    @classmethod
+    def for_values(cls, values: dict, edit_count: int) -> DossierForm:
+        return cls(initial={"edit_count": edit_count, **{k: values.get(k, "") for k in FIELDS if FIELDS[k].editable}})
+
+    def clean(self):
+        for key, message in validate_values(self.changed_values()).items():
+            self.add_error(key, message)
+        return self.cleaned_data
+
+    def changed_values(self) -> dict[str, str]:
+        return {k: self.cleaned_data[k] for k in self.changed_data if k in FIELDS and k in self.cleaned_data}
+
+    def rebased(self, saved: dict, edit_count: int) -> DossierForm:
+        """After another officer's save: this officer's changes on top of the saved text, to save again."""
+        mine = self.changed_values()
+        data = {"edit_count": edit_count}
+        for name in self.fields:
+            if name in FIELDS:
+                data[self.add_initial_prefix(name)] = saved.get(name, "")
+                data[self.add_prefix(name)] = mine.get(name, saved.get(name, ""))
+        return type(self)(data)
+
+
+class DossierNoteForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": 4000}), max_length=4000, label="What must change",
+        help_text="Name the fields and say what is missing or wrong; the author sees this note above the dossier.",
+    )
+
+
+class DossierSignForm(forms.Form):
+    meaning = forms.CharField(
+        max_length=200, label="What your signature means",
+        initial=inspect.signature(dossier_sign).parameters["meaning"].default,  # the service's default, stated once
+        help_text="Recorded with your signature, the time and the snapshot's hash.",
+    )
+    confirm = forms.BooleanField(
+        label="I have reviewed this snapshot and sign it as a second compliance officer.",
+        error_messages={"required": "Tick the box to confirm that you sign this snapshot."},
+    )

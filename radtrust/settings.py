@@ -263,7 +263,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("RADTRUST_LOG_LEVEL", "INFO")},
     "loggers": {
-        name: {"level": "WARNING"} for name in ("alembic", "mlflow", "onnxscript", "onnx_ir", "kombu.connection")
+        name: {"level": "WARNING"} for name in ("alembic", "mlflow", "onnxscript", "onnx_ir", "kombu.connection", "weasyprint", "fontTools")
     }
     | {"torch.onnx": {"level": "ERROR"}},
 }

@@ -37,6 +37,7 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "scoring_policy": (frozenset({ML, CO, AU}), frozenset({CO})),
     "trust_exception": (frozenset({ML, CO, AU}), frozenset({CO})),
     "dossier": (frozenset({ML, CO, AU}), frozenset({CO})),
+    "document": (frozenset({ML, CO, AU}), frozenset({CO})),
 }
 
 
@@ -101,6 +102,7 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "validation.scoringpolicy": Q(),
             "validation.trustexception": Q(version__foundation_model__provider_id=inst),
             "compliance.dossier": Q(version__foundation_model__provider_id=inst),
+            "compliance.document": Q(dossier__version__foundation_model__provider_id=inst),
         },
         CL: {
             "registry.institution": Q(pk=inst),

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from compliance.choices import IncidentStatus
 from compliance.feedback import feedback_editable_until
-from compliance.models import AuditEvent, CorrectiveAction, Dossier, Feedback, Incident
+from compliance.models import AuditEvent, CorrectiveAction, Document, Dossier, Feedback, Incident
 from registry.api.serializers import ScopedRelatedField
 from registry.models import Deployment
 from registry.selectors import version_list
@@ -117,3 +117,28 @@ class DossierNoteSerializer(serializers.Serializer):
 
 class DossierSignSerializer(serializers.Serializer):
     meaning = serializers.CharField(max_length=200, default="Approved as the technical documentation of this version")
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    """A document rendered from a signed dossier revision's frozen snapshot; its bytes at ``download_url``."""
+
+    version = serializers.IntegerField(source="dossier.version_id", read_only=True)
+    revision = serializers.IntegerField(source="dossier.revision", read_only=True)
+    kind_label = serializers.CharField(source="get_kind_display", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = [
+            "id", "dossier", "version", "revision", "kind", "kind_label", "sha256", "size", "content_type", "pages",
+            "snapshot_sha256", "created_by", "created_at", "retain_until", "download_url",
+        ]
+        read_only_fields = fields
+
+    def get_download_url(self, obj) -> str:
+        from django.urls import reverse
+
+        url = reverse("document-download", args=[obj.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url

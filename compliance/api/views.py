@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from compliance import documents as document_services
 from compliance import dossiers as dossier_services
 from compliance import feedback as feedback_services
 from compliance import incidents as incident_services
@@ -194,3 +197,41 @@ class DossierViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
     @action(detail=True, methods=["get"])
     def completeness(self, request, pk=None):
         return Response(dossier_services.dossier_completeness(self.get_object()))
+
+    @extend_schema(request=None, responses=s.DocumentSerializer(many=True))
+    @action(detail=True, methods=["post"], url_path="render-documents")
+    def render_documents(self, request, pk=None):
+        """Render the signed revision's documents now (kinds already stored are returned as they are)."""
+        documents = document_services.dossier_documents_render(actor=request.user, dossier=self.get_object())
+        return Response(s.DocumentSerializer(documents, many=True, context=self.get_serializer_context()).data)
+
+
+class DocumentFilterSet(filters.FilterSet):
+    version = filters.NumberFilter(field_name="dossier__version")
+
+    class Meta:
+        model = s.Document
+        fields = ["dossier", "version", "kind"]
+
+
+class DocumentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Documents rendered from signed dossier revisions, read-only: they are never edited, and
+    deletion is not offered here (a document is kept for its retention period, Art. 18; the
+    model refuses deletion before ``retain_until``). ``download`` streams the stored bytes."""
+
+    access_resource = "document"
+    selector = staticmethod(document_services.document_list)
+    serializer_class = s.DocumentSerializer
+    filterset_class = DocumentFilterSet
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        document = self.get_object()
+        try:
+            handle = default_storage.open(document.storage_name, "rb")
+        except OSError:
+            raise NotFound("The stored file of this document is missing; run manage.py verify_documents.") from None
+        response = FileResponse(handle, as_attachment=True, filename=document_services.document_filename(document), content_type=document.content_type)
+        response["ETag"] = f'"{document.sha256}"'
+        return response

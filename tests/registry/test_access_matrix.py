@@ -33,6 +33,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("model-version", "list"): ALL,
     ("model-version", "retrieve"): ALL,
     ("model-version", "lineage"): ALL,
+    ("model-version", "change_log"): frozenset({ML, CO, AU}),  # it quotes dossier text and run results: the dossier's readers
     ("model-version", "create"): frozenset({ML}),
     ("model-version", "update"): frozenset({ML}),  # PUT is not offered (405): only release notes change, by PATCH
     ("model-version", "partial_update"): frozenset({ML}),
@@ -99,6 +100,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("dossier", "submit"): frozenset({CO}),
     ("dossier", "request_changes"): frozenset({CO}),
     ("dossier", "sign"): frozenset({CO}),
+    ("dossier", "render_documents"): frozenset({CO}),
+    ("document", "list"): frozenset({ML, CO, AU}),
+    ("document", "retrieve"): frozenset({ML, CO, AU}),
+    ("document", "download"): frozenset({ML, CO, AU}),
 }
 
 
@@ -171,6 +176,13 @@ def world(institutions, personas):
     from compliance.dossiers import dossier_open
 
     dossier = dossier_open(actor=User.objects.get(username="officer"), version=version)
+    from compliance.models import Document
+
+    pdf = b"%PDF-1.7 matrix"
+    document = Document.objects.create(  # rows only: rendering is tested in tests/compliance/test_documents.py
+        dossier=dossier, kind="technical_documentation", sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf), content_type="application/pdf",
+        storage_name=default_storage.save("documents/matrix.pdf", ContentFile(pdf)), snapshot_sha256="0" * 64, retain_until=timezone.localdate(),
+    )
     return {
         "institution": institutions["north"].pk,
         "foundation-model": model.pk,
@@ -190,6 +202,7 @@ def world(institutions, personas):
         "scoring-policy": assessment.policy_id,
         "trust-exception": exception.pk,
         "dossier": dossier.pk,
+        "document": document.pk,
     }
 
 

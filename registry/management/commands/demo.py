@@ -53,7 +53,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for the worker to mirror the versions and validate.")
 
     def handle(self, *args, timeout: float, **options):
-        from compliance.demo import feedback_demo
+        from compliance.demo import approval_demo, dossier_demo, feedback_demo
         from validation.demo import drift_datasets, fine_tuned_setup, nodule_model_setup
 
         started = time.monotonic()
@@ -78,14 +78,20 @@ class Command(BaseCommand):
         self._summary(base, tuned, credentials, verdict.checked, time.monotonic() - started)
         self._validation_summary(run)
         self._drift_summary(later)
+        officers = {"officer": User.objects.get(username="demo-officer"), "reviewer": User.objects.get(username="demo-officer-2")}
         with audit_context(label="demo"):
+            self.stdout.write("")
+            approval_demo(version=nodule, engineer=engineer, out=self.stdout.write, **officers)
             monitoring = feedback_demo(
-                version=nodule, sites=sites, officer=User.objects.get(username="demo-officer"),
+                version=nodule, sites=sites, officer=officers["officer"],
                 clinicians={"st-anna": User.objects.get(username="demo-clinician"), "city-general": User.objects.get(username="demo-clinician-2")},
                 out=self.stdout.write,
             )
         self._monitoring_summary(monitoring)
         self._trust_summary([nodule, tuned_nodule])
+        with audit_context(label="demo"):
+            dossiers = dossier_demo(versions=[nodule, tuned_nodule], out=self.stdout.write, **officers)
+        self._documents_summary(dossiers)
 
     def _institutions(self) -> dict[str, Institution]:
         specs = {
@@ -329,6 +335,26 @@ class Command(BaseCommand):
         for line in trust_lines(assessments):
             w(line)
         w("  Pages        " + ", ".join(f"/versions/{v.pk}/trust/" for v in versions) + f"; manage.py trust {versions[0].pk} --json")
+
+    def _documents_summary(self, dossiers: list[dict]) -> None:
+        """Each signed dossier, its change log's classification, and every document's path and hash."""
+        w = self.stdout.write
+        w("")
+        w(self.style.SUCCESS("Dossiers signed by a second officer, and the documents rendered from their frozen snapshots:"))
+        for item in dossiers:
+            dossier = item["dossier"]
+            signature = dossier.signature
+            w(f"  {dossier.version}  revision {dossier.revision}, snapshot sha256 {dossier.snapshot_sha256[:16]}..., "
+              f"signed by {signature.signer.username} at {signature.signed_at:%Y-%m-%d %H:%M}   /dossiers/{dossier.pk}/")
+            change_log = (dossier.snapshot.get("evidence") or {}).get("change_log")
+            if change_log:
+                w(f"    change log against {change_log['parent']['label']}: {change_log['classification']['label']}")
+                for reason in change_log["classification"]["reasons"][:4]:
+                    w(f"      - {reason['text']}")
+            for document in item["documents"]:
+                pages = f", {document.pages} pages" if document.pages else ""
+                w(f"    {document.get_kind_display():<62} {Path(settings.MEDIA_ROOT) / document.storage_name}  sha256 {document.sha256[:16]}...{pages}")
+        w("  Verify       manage.py verify_documents")
 
     def _monitoring_summary(self, monitoring: dict) -> None:
         from compliance.models import DeploymentMonitor

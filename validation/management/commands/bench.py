@@ -1,7 +1,8 @@
 """``manage.py bench validation [--json] [--quick] [--only FIGURE] [--images N]``: the engine's speed figures.
 ``manage.py bench feedback [--json] [--database-url URL] [--rows N] [--deployments N]``: the feedback reads at scale.
+``manage.py bench documents [--json] [--quick]``: rendering the technical documentation against WeasyPrint alone.
 
-Thin: the measurements are in ``validation.bench`` (plain Python) and ``compliance.bench``.
+Thin: the measurements are in ``validation.bench`` (plain Python), ``compliance.bench`` and ``compliance.bench_documents``.
 Progress goes to stderr and anything a library prints while measuring is sent there
 too, so that with ``--json`` stdout holds exactly one JSON object.
 """
@@ -22,7 +23,7 @@ class Command(BaseCommand):
     help = "Measure the validation engine against bare ONNX Runtime, fairlearn and scikit-learn, in one process; or the feedback reads at a million reports."
 
     def add_arguments(self, parser):
-        parser.add_argument("target", choices=["validation", "feedback"], help="What to benchmark.")
+        parser.add_argument("target", choices=["validation", "feedback", "documents"], help="What to benchmark.")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object instead of a table.")
         parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke run of a few seconds.")
         parser.add_argument("--only", choices=FIGURES, help="Measure this figure only.")
@@ -37,6 +38,9 @@ class Command(BaseCommand):
         if target == "feedback":
             self._feedback(as_json=as_json, **options)
             return
+        if target == "documents":
+            self._documents(as_json=as_json, quick=quick)
+            return
         if images is not None and images < 1:
             raise CommandError("--images must be at least 1.")
         cache = settings.VAR_DIR / "bench"
@@ -46,6 +50,13 @@ class Command(BaseCommand):
 
         with contextlib.redirect_stdout(sys.stderr):  # exporters and libraries print; stdout is for the result
             result = run_benchmarks(cache, quick=quick, only=only, images=images, log=log)
+        self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
+
+    def _documents(self, *, as_json: bool, quick: bool) -> None:
+        from compliance.bench_documents import format_table, run_documents_bench
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_documents_bench(quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
         self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
 
     def _feedback(self, *, as_json: bool, database_url: str | None, rows: int | None, deployments: int | None, repeats: int | None, child: bool, **options):

@@ -1,16 +1,12 @@
-"""Server-rendered pages for clinicians and officers: thin views over the same services,
-selectors and access rules as the API (``registry.access``)."""
+"""Post-market pages: clinicians' feedback, and the officers' monitoring, alerts and incidents."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,75 +18,11 @@ from compliance import incidents as incident_services
 from compliance import selectors
 from compliance.forms import CorrectiveActionForm, FeedbackForm, IncidentForm, IncidentTransitionForm
 from compliance.incident_rules import rules_table
+from compliance.views.common import form_errors, page_window, requires
 from radtrust.errors import Conflict
 from registry.access import may, role_of, scope
 from registry.choices import DeploymentStatus, Role
 from registry.models import Deployment
-
-
-def requires(resource: str, *, write: bool = False):
-    """Log in, then the role rule of ``resource`` (the API's rule); a refusal is a 403 page."""
-
-    def decorate(view):
-        @wraps(view)
-        @login_required
-        def wrapped(request, *args, **kwargs):
-            if not may(request.user, resource, write=write):
-                raise PermissionDenied("Your role does not allow this page.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
-
-
-@dataclass
-class Window:
-    """One page of a long list without counting it (a COUNT over a million reports costs more than the page)."""
-
-    items: list
-    number: int
-    has_next: bool
-    query: str = ""
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 1
-
-
-def _window(request, rows, size: int = 50, **keep) -> Window:
-    try:
-        number = max(1, int(request.GET.get("page", 1)))
-    except ValueError:
-        number = 1
-    chunk = list(rows[(number - 1) * size : number * size + 1])
-    query = "".join(f"&{k}={v}" for k, v in keep.items() if v)
-    return Window(items=chunk[:size], number=number, has_next=len(chunk) > size, query=query)
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    """Put a service's field errors on the form (unknown fields become form-wide errors)."""
-    for name, errors in exc.message_dict.items():
-        form.add_error(name if name in form.fields else None, errors)
-
-
-def page_context(request) -> dict:
-    """The user's role (read once per request) and, on every officer page, the overdue incidents."""
-    user = getattr(request, "user", None)
-    role = role_of(user)
-    if role != Role.COMPLIANCE_OFFICER and not getattr(user, "is_superuser", False):
-        return {"role": role}
-    return {"role": role, "overdue_incidents": list(incident_services.overdue_incidents().only("pk", "title", "deadline")[:20])}
-
-
-@login_required
-def home(request):
-    role = role_of(request.user)
-    if role == Role.CLINICIAN:
-        return redirect("pages:clinician-home")
-    if may(request.user, "monitoring", write=False):
-        return redirect("pages:monitoring-list")
-    return redirect("admin:index")
 
 
 # --- Clinicians ------------------------------------------------------------------------
@@ -137,7 +69,7 @@ def feedback_new(request, deployment_id: int):
                 actor=request.user, deployment=deployment, submission_key=form.cleaned_data["submission_key"], **form.service_fields(),
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"Thank you: feedback on {feedback.case_reference} saved." if created else "This form was sent already; your feedback is saved once.")
             return redirect("pages:feedback-list")
@@ -149,7 +81,7 @@ def feedback_list(request):
     rows = selectors.feedback_list(user=request.user)
     if role_of(request.user) == Role.CLINICIAN:
         rows = rows.filter(clinician=request.user)
-    page = _window(request, rows.order_by("-created_at", "-pk"), size=25)
+    page = page_window(request, rows.order_by("-created_at", "-pk"), size=25)
     now = timezone.now()
     items = [{"feedback": f, "editable": f.clinician_id == request.user.pk and now <= feedback_services.feedback_editable_until(f)} for f in page.items]
     return render(request, "compliance/feedback_list.html", {"page": page, "items": items, "edit_hours": settings.RADTRUST_FEEDBACK_EDIT_HOURS})
@@ -164,7 +96,7 @@ def feedback_edit(request, pk: int):
         try:
             feedback_services.feedback_update(actor=request.user, feedback=feedback, fields=form.service_fields())
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         except Conflict as exc:
             messages.error(request, str(exc))
             return redirect("pages:feedback-list")
@@ -179,7 +111,7 @@ def feedback_edit(request, pk: int):
 
 @requires("monitoring")
 def monitoring_list(request):
-    page = _window(request, selectors.monitored_deployments(user=request.user))
+    page = page_window(request, selectors.monitored_deployments(user=request.user))
     return render(request, "compliance/monitoring_list.html", {"deployments": page.items, "page": page})
 
 
@@ -197,7 +129,7 @@ def alert_list(request):
     status = request.GET.get("status", "")
     if status:
         rows = rows.filter(status=status)
-    page = _window(request, rows, status=status)
+    page = page_window(request, rows, status=status)
     return render(request, "compliance/alert_list.html", {"page": page, "may_escalate": may(request.user, "incident", write=True)})
 
 
@@ -216,7 +148,7 @@ def incident_new(request, source: str, pk: int):
         try:
             incident = incident_services.incident_escalate(actor=request.user, **{source: origin}, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         except Conflict as exc:
             messages.error(request, str(exc))
             return redirect("pages:incident-list")

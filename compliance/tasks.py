@@ -1,0 +1,20 @@
+"""Celery tasks of compliance: thin wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from compliance.audit import audit_context
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=600, time_limit=660)
+def dossier_documents_render_task(dossier_id: int) -> list[int]:
+    """Render a signed dossier revision's documents; safe to deliver twice (kinds already stored are kept)."""
+    from compliance.documents import dossier_documents_render
+    from compliance.models import Dossier
+
+    dossier = Dossier.objects.filter(pk=dossier_id).first()
+    if dossier is None:
+        return []
+    with audit_context(label="worker:documents"):
+        return [document.pk for document in dossier_documents_render(actor=None, dossier=dossier)]

@@ -1,0 +1,60 @@
+"""Documents rendered from signed dossiers: listed per revision and per version, downloaded
+through the same access rule as the API (``document``: the provider's institution), and
+rendered on an officer's request (a write on the dossier, as in the API)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from compliance import documents as document_services
+from compliance.choices import DossierStatus
+from compliance.views.common import requires
+from compliance.views.dossiers import visible_dossier
+from radtrust.errors import Conflict
+from registry.access import may
+from registry.selectors import version_list
+
+
+@requires("document")
+def document_list(request, pk: int):
+    dossier = visible_dossier(request, pk)
+    return render(request, "compliance/document_list.html", {
+        "dossier": dossier, "version": dossier.version, "documents": document_services.document_list(user=request.user).filter(dossier=dossier).order_by("kind"),
+        "may_render": may(request.user, "dossier", write=True) and dossier.status == DossierStatus.SIGNED,
+    })
+
+
+@requires("document")
+def version_document_list(request, pk: int):
+    version = get_object_or_404(version_list(user=request.user), pk=pk)
+    documents = document_services.document_list(user=request.user).filter(dossier__version=version).order_by("-dossier__revision", "kind")
+    return render(request, "compliance/document_list.html", {"version": version, "documents": documents})
+
+
+@requires("dossier", write=True)
+@require_POST
+def documents_render(request, pk: int):
+    dossier = visible_dossier(request, pk)
+    try:
+        documents = document_services.dossier_documents_render(actor=request.user, dossier=dossier)
+    except Conflict as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{len(documents)} document{'s' if len(documents) != 1 else ''} of revision {dossier.revision} stored.")
+    return redirect("pages:dossier-documents", pk=pk)
+
+
+@requires("document")
+def document_download(request, pk: int):
+    document = get_object_or_404(document_services.document_list(user=request.user), pk=pk)
+    try:
+        handle = default_storage.open(document.storage_name, "rb")
+    except OSError:
+        raise Http404("The stored file of this document is missing.") from None
+    response = FileResponse(handle, as_attachment=True, filename=document_services.document_filename(document), content_type=document.content_type)
+    response["ETag"] = f'"{document.sha256}"'
+    return response

@@ -1,0 +1,252 @@
+"""Dossier pages: the list per version, the editor, review, signing. Every write is a
+``compliance.dossiers`` service (the API's), every read a scoped selector; what a service
+refuses (a concurrent save, four eyes, an incomplete dossier) is shown on the page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from compliance import dossiers as dossier_services
+from compliance import selectors
+from compliance.choices import DossierStatus
+from compliance.dossier_evidence import dossier_evidence
+from compliance.dossier_fields import FIELDS, SECTIONS
+from compliance.forms import DossierForm, DossierNoteForm, DossierSignForm
+from compliance.models import Dossier
+from compliance.views.common import form_errors, page_window, requires
+from compliance.views.render import evidence_html, text_diff
+from radtrust.errors import Conflict
+from registry.access import may
+from registry.models import ModelVersion
+from registry.selectors import version_list
+
+FROZEN = {DossierStatus.IN_REVIEW, DossierStatus.SIGNED}  # what these show is the snapshot, not the live records
+# The list shows completeness without reading every provider (the audit chain check reads the whole trail).
+REQUIRED_SOURCES = {f.evidence for f in FIELDS.values() if f.source == "evidence" and f.required}
+
+
+def visible_dossier(request, pk: int) -> Dossier:
+    """A dossier the user may see: the API's selector (another institution's is not found)."""
+    return get_object_or_404(selectors.dossier_list(user=request.user), pk=pk)
+
+
+def _frozen(dossier: Dossier) -> bool:
+    return dossier.status in FROZEN and bool(dossier.snapshot)
+
+
+def _completeness(dossier: Dossier, evidence: dict | None = None) -> dict:
+    if _frozen(dossier):
+        return dossier.snapshot["completeness"]
+    if evidence is None:
+        evidence = dossier_evidence(dossier.version, sources=REQUIRED_SOURCES)
+    return dossier_services.dossier_completeness(dossier, evidence)
+
+
+def _key_links(version: ModelVersion) -> dict:
+    """Keys in evidence data that name a record, and where that record is shown."""
+    return {
+        "run": lambda pk: f"/api/validation-runs/{pk}/",
+        "dataset_id": lambda pk: f"/api/datasets/{pk}/",
+        "deployment": lambda pk: reverse("pages:monitoring-detail", args=[pk]),
+        "incident": lambda pk: reverse("pages:incident-detail", args=[pk]),
+        "assessment": lambda pk: reverse("trust:version", args=[version.pk]),
+    }
+
+
+def _source_links(version: ModelVersion) -> dict[str, tuple[str, str]]:
+    """Per evidence source, the page or endpoint it was read from."""
+    runs = ("Validation runs of this version", f"/api/validation-runs/?version={version.pk}")
+    return {
+        "model_description": ("The foundation model in the registry", f"/api/foundation-models/{version.foundation_model_id}/"),
+        "version_identity": ("The version in the registry", f"/api/model-versions/{version.pk}/"),
+        "provenance": ("Provenance of this version", f"/api/provenance/?version={version.pk}"),
+        "validation_runs": runs, "subgroup_performance": runs, "robustness": runs, "calibration_uncertainty": runs, "explainability": runs,
+        "trust_scores": ("Trust page of this version", reverse("trust:version", args=[version.pk])),
+        "deployments": ("Post-market monitoring", reverse("pages:monitoring-list")),
+        "post_market_feedback": ("Post-market monitoring", reverse("pages:monitoring-list")),
+        "incidents": ("Incidents", reverse("pages:incident-list")),
+        "change_log": ("Change log of this version", reverse("pages:change-log", args=[version.pk])),
+        "audit": ("Audit trail", "/api/audit-events/"),
+    }
+
+
+def _sections(dossier: Dossier, values: dict, evidence: dict, done: dict, form: DossierForm | None) -> list[dict]:
+    """The catalogue's sections in order, each field with its text (or form field) or its evidence."""
+    version = dossier.version
+    key_links, source_links, first_shown = _key_links(version), _source_links(version), {}
+    sections = []
+    for section in SECTIONS:
+        missing = set(done["sections"][section.key]["missing"])
+        rows = []
+        for f in section.fields:
+            row = {"field": f, "missing": f.key in missing}
+            if f.editable:
+                row["value"] = values.get(f.key, "")
+                row["input"] = form[f.key] if form is not None else None
+            elif f.evidence in first_shown:
+                row["same_as"] = first_shown[f.evidence]
+            else:
+                first_shown[f.evidence] = f
+                row["evidence"] = evidence_html(evidence.get(f.evidence), caption=f.title, links=key_links)
+                row["source"] = source_links.get(f.evidence)
+            rows.append(row)
+        sections.append({"section": section, "done": done["sections"][section.key], "rows": rows})
+    return sections
+
+
+def _editor(request, dossier: Dossier, form: DossierForm | None = None, *, status: int = 200, **extra):
+    frozen = _frozen(dossier)
+    evidence = dossier.snapshot["evidence"] if frozen else dossier_evidence(dossier.version)
+    values = dossier.snapshot["values"] if frozen else dossier.values
+    done = _completeness(dossier, evidence)
+    editable = dossier.status in dossier_services.EDITABLE and may(request.user, "dossier", write=True)
+    if editable and form is None:
+        form = DossierForm.for_values(dossier.values, dossier.edit_count)
+    context = {
+        "dossier": dossier, "version": dossier.version, "frozen": frozen, "editable": editable, "form": form if editable else None,
+        "done": done, "overall": done["overall"], "sections": _sections(dossier, values, evidence, done, form if editable else None),
+        "signature": getattr(dossier, "signature", None) if dossier.status == DossierStatus.SIGNED else None, **extra,
+    }
+    return render(request, "compliance/dossier_detail.html", context, status=status)
+
+
+@requires("dossier")
+def dossier_list(request):
+    page = page_window(request, version_list(user=request.user).order_by("foundation_model__name", "-created_at"))
+    newest: dict[int, Dossier] = {}
+    for dossier in selectors.dossier_list(user=request.user).filter(version__in=[v.pk for v in page.items]).order_by("version", "-revision"):
+        newest.setdefault(dossier.version_id, dossier)
+    rows = [
+        {"version": v, "dossier": newest.get(v.pk), "done": _completeness(newest[v.pk])["overall"] if v.pk in newest else None}
+        for v in page.items
+    ]
+    return render(request, "compliance/dossier_list.html", {"rows": rows, "page": page, "may_write": may(request.user, "dossier", write=True)})
+
+
+@requires("dossier", write=True)
+@require_POST
+def dossier_start(request, pk: int):
+    version = get_object_or_404(version_list(user=request.user), pk=pk)
+    dossier = dossier_services.dossier_open(actor=request.user, version=version)
+    messages.success(request, f"Revision {dossier.revision} of the dossier of {version} is open ({dossier.get_status_display().lower()}).")
+    return redirect("pages:dossier-detail", pk=dossier.pk)
+
+
+@requires("dossier")
+def dossier_detail(request, pk: int):
+    return _editor(request, visible_dossier(request, pk))
+
+
+@requires("dossier", write=True)
+@require_POST
+def dossier_save(request, pk: int):
+    """Save what this officer changed; with ``action=submit``, then send it for review."""
+    dossier = visible_dossier(request, pk)
+    form = DossierForm(request.POST)
+    if not form.is_valid():
+        return _editor(request, dossier, form, status=400)
+    changed = form.changed_values()
+    if changed:
+        try:
+            dossier = dossier_services.dossier_save(actor=request.user, dossier=dossier, values=changed, edit_count=form.cleaned_data["edit_count"])
+        except ValidationError as exc:
+            form_errors(form, exc)
+            return _editor(request, dossier, form, status=400)
+        except Conflict as exc:
+            if exc.code != "edit_conflict":
+                messages.error(request, str(exc))
+                return redirect("pages:dossier-detail", pk=pk)
+            saved = visible_dossier(request, pk)
+            conflicts = [
+                {"field": FIELDS[key], "yours": texts["yours"], "saved": texts["saved"], "diff": text_diff(texts["saved"], texts["yours"])}
+                for key, texts in sorted(exc.details["differs"].items(), key=lambda item: list(FIELDS).index(item[0]))
+            ]
+            return _editor(request, saved, form.rebased(saved.values, saved.edit_count), status=409, conflict=str(exc), conflicts=conflicts)
+    if request.POST.get("action") != "submit":
+        messages.success(request, f"Saved {len(changed)} field{'s' if len(changed) != 1 else ''}." if changed else "Nothing had changed; nothing was saved.")
+        return redirect("pages:dossier-detail", pk=pk)
+    try:
+        dossier = dossier_services.dossier_submit(actor=request.user, dossier=dossier)
+    except ValidationError as exc:
+        refusal = [m for ms in exc.message_dict.values() for m in ms]
+        return _editor(request, visible_dossier(request, pk), status=400, submit_refused=refusal)
+    except Conflict as exc:
+        messages.error(request, str(exc))
+        return redirect("pages:dossier-detail", pk=pk)
+    messages.success(request, f"Revision {dossier.revision} is submitted for review; a second compliance officer reviews and signs it.")
+    return redirect("pages:dossier-review", pk=pk)
+
+
+def _review(request, dossier: Dossier, form: DossierNoteForm, *, status: int = 200, refusal: str = ""):
+    """What changed since the last submission, field by field: the submission that was sent back,
+    or else the last signed revision of the same version."""
+    previous = (
+        selectors.dossier_list(user=request.user).filter(version=dossier.version_id, status=DossierStatus.SIGNED, revision__lt=dossier.revision)
+        .order_by("-revision").first()
+    )
+    values = dossier.snapshot["values"] if dossier.snapshot else dossier.values
+    resubmitted = (dossier.snapshot or {}).get("previous_submission")
+    before = resubmitted["values"] if resubmitted else previous.snapshot["values"] if previous else {}
+    rows = []
+    for f in (f for f in FIELDS.values() if f.editable):
+        old, new = before.get(f.key, ""), values.get(f.key, "")
+        state = "unchanged" if old == new else "added" if not old else "removed" if not new else "changed"
+        rows.append({"field": f, "state": state, "text": new, "diff": text_diff(old, new) if state != "unchanged" else []})
+    context = {
+        "dossier": dossier, "version": dossier.version, "previous": previous, "resubmitted": resubmitted, "form": form, "refusal": refusal,
+        "changed": [r for r in rows if r["state"] != "unchanged"], "unchanged": [r for r in rows if r["state"] == "unchanged"],
+        "overall": _completeness(dossier)["overall"], "may_write": may(request.user, "dossier", write=True),
+    }
+    return render(request, "compliance/dossier_review.html", context, status=status)
+
+
+@requires("dossier")
+def dossier_review(request, pk: int):
+    return _review(request, visible_dossier(request, pk), DossierNoteForm())
+
+
+@requires("dossier", write=True)
+@require_POST
+def dossier_request_changes(request, pk: int):
+    dossier = visible_dossier(request, pk)
+    form = DossierNoteForm(request.POST)
+    if not form.is_valid():
+        return _review(request, dossier, form, status=400)
+    try:
+        dossier_services.dossier_request_changes(actor=request.user, dossier=dossier, note=form.cleaned_data["note"])
+    except PermissionDenied as exc:
+        return _review(request, dossier, form, status=403, refusal=str(exc))
+    except Conflict as exc:
+        return _review(request, dossier, form, status=409, refusal=str(exc))
+    except ValidationError as exc:
+        form_errors(form, exc)
+        return _review(request, dossier, form, status=400)
+    messages.success(request, f"Revision {dossier.revision} is sent back to its author with your note.")
+    return redirect("pages:dossier-detail", pk=pk)
+
+
+@requires("dossier", write=True)
+def dossier_signing(request, pk: int):
+    """Sign the snapshot in review, as a second officer; the service checks four eyes and the hash."""
+    dossier = visible_dossier(request, pk)
+    form = DossierSignForm(request.POST or None)
+    refusal, status = "", 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                signature = dossier_services.dossier_sign(actor=request.user, dossier=dossier, meaning=form.cleaned_data["meaning"])
+            except PermissionDenied as exc:
+                refusal, status = str(exc), 403
+            except Conflict as exc:
+                refusal, status = str(exc), 409
+            else:
+                messages.success(request, f"You signed revision {dossier.revision} (snapshot sha256 {signature.snapshot_sha256}).")
+                return redirect("pages:dossier-detail", pk=pk)
+        else:
+            status = 400
+    context = {"dossier": dossier, "version": dossier.version, "form": form, "refusal": refusal, "overall": _completeness(dossier)["overall"]}
+    return render(request, "compliance/dossier_sign.html", context, status=status)

@@ -1,0 +1,131 @@
+"""The dossier pages in headless Chromium: an officer writes and saves, a second officer saving
+from a stale page sees both texts and keeps their own, submit, the second officer signs, and
+the keyboard reaches every field by its label."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from compliance.dossier_fields import FIELDS
+from compliance.dossiers import dossier_open, dossier_save
+from compliance.models import Dossier
+from tests.browser.conftest import TIMEOUT_MS, login
+from tests.factories import dossier_officer_values
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "Correct-horse-battery-9"
+CLAIM = FIELDS["1a_purpose_statement"]
+
+
+@pytest.fixture
+def officers(personas):
+    for name in ("officer", "officer2"):
+        personas[name].set_password(PASSWORD)
+        personas[name].save()
+    return personas
+
+
+@pytest.fixture
+def almost_written(officers, evidenced):
+    """A draft with every officer field written except the clinical claim."""
+    dossier = dossier_open(actor=officers["officer"], version=evidenced)
+    values = {k: v for k, v in dossier_officer_values().items() if k != CLAIM.key}
+    return dossier_save(actor=officers["officer"], dossier=dossier, values=values, edit_count=0)
+
+
+def test_two_officers_write_one_submits_and_the_other_signs(page, browser, live_server, officers, almost_written):
+    dossier = almost_written
+    login(page, live_server.url, "officer", PASSWORD)
+    page.get_by_role("link", name="Dossiers").click()
+    row = page.get_by_role("row").filter(has_text=str(dossier.version))
+    expect(row).to_contain_text("Draft")
+    row.get_by_role("link", name="Revision 1").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("revision 1")
+
+    second = browser.new_context(base_url=live_server.url)
+    second.set_default_timeout(TIMEOUT_MS)
+    other = second.new_page()
+    login(other, live_server.url, "officer2", PASSWORD)
+    other.goto(f"/dossiers/{dossier.pk}/")  # opened before the first officer saves: stale from here on
+
+    page.get_by_label(CLAIM.title).fill("Adults with erect PA chest radiographs; triage of suspected pneumothorax.")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("listitem").filter(has_text="Saved 1 field.")).to_be_visible()
+
+    mine = "Adults and adolescents over 16; worklist prioritisation only."
+    other.get_by_role("textbox", name=CLAIM.title).fill(mine)
+    other.get_by_role("button", name="Save", exact=True).click()
+    conflict = other.get_by_role("alert").filter(has_text="Another officer saved this dossier")
+    expect(conflict).to_be_visible()
+    expect(conflict.get_by_test_id(f"yours-{CLAIM.key}")).to_have_text(mine)
+    expect(conflict.get_by_test_id(f"saved-{CLAIM.key}")).to_have_text("Adults with erect PA chest radiographs; triage of suspected pneumothorax.")
+    expect(conflict.locator("ins")).not_to_have_count(0)
+    expect(other.get_by_role("textbox", name=CLAIM.title)).to_have_value(mine)  # their text kept in the field
+    other.get_by_role("textbox", name=CLAIM.title).fill(mine + " Not for children.")
+    other.get_by_role("button", name="Save", exact=True).click()
+    expect(other.get_by_role("listitem").filter(has_text="Saved 1 field.")).to_be_visible()
+    assert Dossier.objects.get(pk=dossier.pk).values[CLAIM.key] == mine + " Not for children."
+
+    page.reload()
+    expect(page.get_by_label(CLAIM.title)).to_have_value(mine + " Not for children.")
+    page.get_by_role("button", name="Save and submit for review").click()
+    expect(page).to_have_url(f"{live_server.url}/dossiers/{dossier.pk}/review/")
+    expect(page.locator("main")).to_contain_text("This is the first revision")
+
+    other.goto(f"/dossiers/{dossier.pk}/review/")
+    other.get_by_role("link", name="Go to signing").click()
+    dossier.refresh_from_db()
+    expect(other.locator("#snapshot-hash")).to_have_text(dossier.snapshot_sha256)
+    expect(other.get_by_label("What your signature means")).to_have_value("Approved as the technical documentation of this version")
+    other.get_by_label("I have reviewed this snapshot").check()
+    other.get_by_role("button", name="Sign revision 1").click()
+    expect(other.get_by_role("listitem").filter(has_text="You signed revision 1")).to_be_visible()
+    expect(other.locator("main")).to_contain_text("Signed by officer2")
+    other.get_by_role("link", name="All dossiers").click()
+    expect(other.get_by_role("row").filter(has_text=str(dossier.version))).to_contain_text("Signed by officer2")
+    second.close()
+
+
+def test_the_author_is_told_four_eyes_forbid_signing(page, live_server, officers, almost_written):
+    dossier_save(actor=officers["officer"], dossier=almost_written, values={CLAIM.key: "Adults only."}, edit_count=almost_written.edit_count)
+    login(page, live_server.url, "officer", PASSWORD)
+    page.goto(f"/dossiers/{almost_written.pk}/")
+    page.get_by_role("button", name="Save and submit for review").click()
+    page.get_by_role("link", name="Go to signing").click()
+    page.get_by_label("I have reviewed this snapshot").check()
+    page.get_by_role("button", name="Sign revision 1").click()
+    expect(page.get_by_role("alert").filter(has_text="Four eyes")).to_be_visible()
+    assert Dossier.objects.get(pk=almost_written.pk).status == "in_review"
+
+
+def test_keyboard_reaches_the_fields_by_their_labels_and_the_buttons(page, live_server, officers, almost_written):
+    login(page, live_server.url, "officer", PASSWORD)
+    page.goto(f"/dossiers/{almost_written.pk}/")
+    reached, outlined = set(), set()
+    for _ in range(400):
+        page.keyboard.press("Tab")
+        name, outline = page.evaluate("""(e => [e.tagName === 'BUTTON' ? e.textContent.trim() : (e.name || e.textContent.trim()),
+            getComputedStyle(e).outlineStyle])(document.activeElement)""")
+        reached.add(name)
+        if outline != "none":
+            outlined.add(name)
+        if name == "Save and submit for review":
+            break
+    officer_keys = {k for k, f in FIELDS.items() if f.editable}
+    assert officer_keys <= reached and officer_keys <= outlined  # every field, in order, with a visible focus ring
+    assert {"Save", "Save and submit for review"} <= reached
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+        .filter(e => !(e.labels && e.labels.length)).map(e => e.name)""")
+    assert unlabelled == []
+    described = page.evaluate(f"document.getElementById(document.getElementById('id_{CLAIM.key}').getAttribute('aria-describedby')).textContent")
+    assert described == CLAIM.guidance
+
+
+def test_the_editor_fits_a_phone_screen(page, live_server, officers, almost_written):
+    page.set_viewport_size({"width": 375, "height": 740})
+    login(page, live_server.url, "officer", PASSWORD)
+    for path in ("/dossiers/", f"/dossiers/{almost_written.pk}/", f"/dossiers/{almost_written.pk}/review/", f"/dossiers/{almost_written.pk}/sign/"):
+        page.goto(path)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
