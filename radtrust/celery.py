@@ -10,6 +10,9 @@ import os
 
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.transport import TRANSPORT_ALIASES
+
+TRANSPORT_ALIASES["filesystem"] = "radtrust.broker:Transport"  # messages written whole (see radtrust.broker)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "radtrust.settings")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
