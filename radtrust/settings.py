@@ -198,6 +198,8 @@ SPECTACULAR_SETTINGS = {
         "AlertSeverityEnum": "validation.choices.AlertSeverity",
         "IncidentStatusEnum": "compliance.choices.IncidentStatus",
         "FeedbackSeverityEnum": "compliance.choices.Severity",
+        "FederatedJobStatusEnum": "validation.choices.FederatedJobStatus",
+        "StudyStatusEnum": "validation.choices.StudyStatus",
     },
 }
 

@@ -38,6 +38,8 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "trust_exception": (frozenset({ML, CO, AU}), frozenset({CO})),
     "dossier": (frozenset({ML, CO, AU}), frozenset({CO})),
     "document": (frozenset({ML, CO, AU}), frozenset({CO})),
+    "federated_study": (frozenset({ML, CO, AU}), frozenset({ML, CO})),
+    "federated_job": (frozenset({WK}), frozenset({WK})),  # a site's agent; scope keeps it to its own site
 }
 
 
@@ -71,9 +73,12 @@ def scope(user, queryset: QuerySet) -> QuerySet:
     - ML engineers see the models their institution provides (and everything under them),
       datasets their institution stewards or that feed their models, and every institution.
     - Clinicians see only their institution, the deployments there and the versions deployed there.
+    - A federated job is seen only by its own institution's accounts (the site's agent), whatever the role.
     """
     if getattr(user, "is_superuser", False):
         return queryset
+    if queryset.model._meta.label_lower == "validation.federatedjob":  # a site's agent sees its own site's jobs only
+        return queryset.filter(institution_id=getattr(user, "institution_id", None))
     role = role_of(user)
     if role in {CO, AU, WK}:
         return queryset
@@ -103,6 +108,7 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "validation.trustexception": Q(version__foundation_model__provider_id=inst),
             "compliance.dossier": Q(version__foundation_model__provider_id=inst),
             "compliance.document": Q(dossier__version__foundation_model__provider_id=inst),
+            "validation.federatedstudy": Q(version__foundation_model__provider_id=inst),
         },
         CL: {
             "registry.institution": Q(pk=inst),
@@ -131,7 +137,7 @@ def owner_institution_id(obj) -> int | None:
         return obj.foundation_model.provider_id
     if label == "registry.dataset":
         return obj.institution_id
-    if label in {"registry.provenance", "validation.validationrun", "validation.alert", "validation.trustassessment", "validation.trustexception"}:
+    if label in {"registry.provenance", "validation.validationrun", "validation.alert", "validation.trustassessment", "validation.trustexception", "validation.federatedstudy"}:
         return obj.version.foundation_model.provider_id
     return None
 

@@ -8,7 +8,7 @@ class ValidationConfig(AppConfig):
     def ready(self) -> None:
         from compliance.audit import audit_register
         from registry.guards import register_evidence_check
-        from validation.models import Alert, ScoringPolicy, TrustAssessment, TrustException, ValidationRun
+        from validation.models import Alert, FederatedJob, FederatedStudy, ScoringPolicy, SiteReport, StudyPooling, TrustAssessment, TrustException, ValidationRun
         from validation.services import passing_validation
         from validation.trust.services import trust_guard
 
@@ -21,6 +21,10 @@ class ValidationConfig(AppConfig):
         audit_register(TrustAssessment, exclude=("principles", "chart_svg"))  # the scores are in the row; the event says it was made
         audit_register(TrustException)
         register_evidence_check("trust", trust_guard)
+        audit_register(FederatedStudy)
+        audit_register(FederatedJob, exclude=("updated_at",))
+        audit_register(SiteReport, exclude=("payload",))  # its sha256 is in the event; the aggregates stay in the row
+        audit_register(StudyPooling, exclude=("result", "charts"))  # the event records which reports were pooled
         _connect_trust_triggers()
 
 

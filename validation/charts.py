@@ -21,6 +21,7 @@ import io
 import logging
 import math
 import re
+import textwrap
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -278,6 +279,85 @@ def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Char
                f"each with its {level}, against the overall value {_estimate(overall['value'], low, high)}"
                f"{f'; {suppressed} subgroup(s) suppressed below {minimum} patients' if suppressed else ''}.")
         return _chart(figure, f"forest-{slug(metric)}-{slug(label)}", title, alt)
+
+
+def study_forest_chart(label: str, metric: str, meta: Mapping[str, Any]) -> Chart:
+    """One metric across the sites of a federated study: each site's estimate and CI (marker area
+    by its random-effects weight), the pooled diamond, the prediction interval for a new site,
+    and the sites left out with why; the title carries I² and tau². A refused meta-analysis
+    (one site) still shows the site rows, with the reason instead of the diamond.
+
+    ``meta``: ``validation.engine.meta_analysis.MetaAnalysis.to_dict()``.
+    """
+    if not meta["sites"]:
+        raise ValueError(f"the meta-analysis of {metric!r} for {label!r} has no site estimate")
+    name = METRIC_TITLES.get(metric, metric)
+    level = _level(meta.get("confidence"))
+    refused = meta.get("refused_reason")
+    excluded = list(meta.get("excluded") or [])
+    rows = len(meta["sites"]) + len(excluded) + (1 if refused else 1 + _has(meta.get("prediction_low")))
+    lows = [_num(s["ci_low"]) for s in meta["sites"]] + [_num(meta.get("prediction_low"))]
+    highs = [_num(s["ci_high"]) for s in meta["sites"]] + [_num(meta.get("prediction_high"))]
+    x_low = max(0.0, math.floor((np.nanmin(lows) - 0.02) * 20) / 20)
+    x_high = min(1.0, math.ceil((np.nanmax(highs) + 0.02) * 20) / 20)
+    if refused:
+        heterogeneity = f"meta-analysis refused: {refused}"
+    else:
+        heterogeneity = (f"I² = {float(meta['i2']):.0%}, tau² = {float(meta['tau2']):.3g} (logit scale), "
+                         f"Q = {float(meta['q']):.2f} on {meta['q_df']} df; {meta['method']} random effects")
+    title = f"{name} across sites: {label}"
+    with _figure(min(9.5, max(2.6, 1.5 + 0.3 * rows))) as figure:
+        ax = figure.add_subplot()
+        ax.set_title(textwrap.fill(heterogeneity, 110), loc="left", fontsize=7.5, color=GREY)
+        ticks: list[str] = []
+        y = 0.0
+        for site in meta["sites"]:
+            value, low, high = _num(site["estimate"]), _num(site["ci_low"]), _num(site["ci_high"])
+            size = 4 + 10 * math.sqrt(float(site["weight"])) if _has(site.get("weight")) else 5
+            ax.errorbar(value, y, xerr=[[max(value - low, 0)], [max(high - value, 0)]], fmt="s", color=PALETTE[0],
+                        markersize=size, elinewidth=1.2, capsize=2)
+            weight = f", weight {float(site['weight']):.0%}" if _has(site.get("weight")) else ""
+            ax.text(1.02, y, f"{_estimate(value, low, high)}{weight}", transform=ax.get_yaxis_transform(), va="center", fontsize=7.5)
+            ticks.append(site["site"])
+            y -= 1
+        for left_out in excluded:
+            ax.text(x_low + 0.01 * (x_high - x_low), y, f"left out: {left_out['reason']}", va="center", fontsize=7.5,
+                    color=GREY, fontstyle="italic", in_layout=False)
+            ticks.append(left_out["site"])
+            y -= 1
+        if refused:
+            ax.text(x_low + 0.01 * (x_high - x_low), y, "no pooled estimate (meta-analysis refused, see above)", va="center",
+                    fontsize=7.5, color=PALETTE[1], fontstyle="italic", in_layout=False)
+            ticks.append("Pooled")
+        else:
+            estimate, low, high = _num(meta["estimate"]), _num(meta["ci_low"]), _num(meta["ci_high"])
+            ax.fill([low, estimate, high, estimate], [y, y + 0.3, y, y - 0.3], color=PALETTE[1], label=f"pooled, {level}")
+            ax.axvline(estimate, color=PALETTE[1], linestyle=":", linewidth=0.8)
+            ax.text(1.02, y, _estimate(estimate, low, high), transform=ax.get_yaxis_transform(), va="center",
+                    fontsize=7.5, fontweight="bold")
+            ticks.append("Pooled")
+            if _has(meta.get("prediction_low")):
+                y -= 1
+                p_low, p_high = _num(meta["prediction_low"]), _num(meta["prediction_high"])
+                ax.plot([p_low, p_high], [y, y], color=PALETTE[1], linewidth=2, solid_capstyle="butt", label="prediction interval")
+                ax.text(1.02, y, f"{p_low:.3f} to {p_high:.3f}", transform=ax.get_yaxis_transform(), va="center", fontsize=7.5)
+                ticks.append("New site")
+            ax.legend(loc="lower left", bbox_to_anchor=(0, 1.08), ncols=2)
+        y_positions = -np.arange(len(ticks), dtype=float)
+        ax.set_yticks(y_positions, ticks)
+        ax.set(xlim=(x_low, x_high), ylim=(y_positions[-1] - 0.7, 0.7), xlabel=f"{name} with {level} (marker area: weight)")
+        ax.grid(axis="x", color="#E5E5E5", linewidth=0.6)
+        ax.tick_params(axis="y", length=0)
+        per_site = "; ".join(f"{s['site']} {_estimate(s['estimate'], s['ci_low'], s['ci_high'])}" for s in meta["sites"])
+        if refused:
+            pooled_text = f"no pooled estimate ({refused})"
+        else:
+            pooled_text = f"pooled {_estimate(meta['estimate'], meta['ci_low'], meta['ci_high'])}, {heterogeneity}"
+            if _has(meta.get("prediction_low")):
+                pooled_text += f", prediction interval for a new site {float(meta['prediction_low']):.3f} to {float(meta['prediction_high']):.3f}"
+        left_out_text = f"; left out: {', '.join(e['site'] for e in excluded)}" if excluded else ""
+        alt = f"Forest plot of {name} for {label} across {len(meta['sites'])} site(s) with {level}: {per_site}; {pooled_text}{left_out_text}."
+        return _chart(figure, f"study-forest-{slug(metric)}-{slug(label)}", title, alt)
 
 
 def robustness_chart(label: str, robustness: Mapping[str, Any]) -> Chart:

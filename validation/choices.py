@@ -60,3 +60,17 @@ class AlertStatus(models.TextChoices):
     OPEN = "open", "Open"
     ACKNOWLEDGED = "acknowledged", "Acknowledged"
     RESOLVED = "resolved", "Resolved"
+
+
+class StudyStatus(models.TextChoices):
+    OPEN = "open", "Open (sites may report)"
+    CLOSED = "closed", "Closed"
+
+
+class FederatedJobStatus(models.TextChoices):
+    """Where a site's part of a federated study is, as the server sees it."""
+
+    PENDING = "pending", "Pending (the site's agent has not claimed it)"
+    CLAIMED = "claimed", "Claimed (the site's agent is evaluating)"
+    REPORTED = "reported", "Reported (aggregates received)"
+    FAILED = "failed", "Failed (the agent reported why)"

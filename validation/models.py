@@ -6,7 +6,19 @@ from django.conf import settings
 from django.db import models
 
 from registry.validators import validate_json_safe
-from validation.choices import FINISHED, AlertKind, AlertSeverity, AlertStatus, MlflowState, RunFileKind, RunStage, RunStatus
+from radtrust.errors import Conflict
+from validation.choices import (
+    FINISHED,
+    AlertKind,
+    AlertSeverity,
+    AlertStatus,
+    FederatedJobStatus,
+    MlflowState,
+    RunFileKind,
+    RunStage,
+    RunStatus,
+    StudyStatus,
+)
 
 
 class ValidationRun(models.Model):
@@ -147,7 +159,7 @@ class CaseFlag(models.Model):
     uncertainty = models.FloatField(help_text="Entropy of the mean TTA probability (nats).")
     probability = models.FloatField()
     tta_std = models.FloatField()
-    cutoff = models.FloatField(help_text="The uncertainty above which cases are referred.")
+    cutoff = models.FloatField(null=True, blank=True, help_text="The uncertainty above which cases are referred; empty when the target risk was unreachable and every case is referred.")
 
     class Meta:
         ordering = ["run", "label", "-uncertainty"]
@@ -259,3 +271,114 @@ class TrustException(models.Model):
 
     def __str__(self) -> str:
         return f"Exception for {self.principle} of {self.version}"
+
+
+# --- Federated validation (validation.federated) ------------------------------------------
+
+
+class FederatedStudy(models.Model):
+    """A version evaluated by site agents at several institutions on their own patients, under one
+    design (``spec``: labels, attributes, intersections, minimum cell, thresholds, resamples, seed,
+    manifest); only aggregates travel, and the server pools them. Sites that have not reported by
+    the deadline are listed as such."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="federated_studies")
+    name = models.CharField(max_length=200)
+    spec = models.JSONField(validators=[validate_json_safe], help_text="The study design every site evaluates (validation.federated.study_spec_clean).")
+    deadline = models.DateTimeField(help_text="Sites report before this moment; later ones are listed as having missed it.")
+    status = models.CharField(max_length=10, choices=StudyStatus.choices, default=StudyStatus.OPEN)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "federated studies"
+
+    def __str__(self) -> str:
+        return f"Federated study {self.name} of {self.version}"
+
+
+class FederatedJob(models.Model):
+    """One site's part of a federated study: claimed, evaluated and reported by that site's agent
+    (a worker account of the institution), which is the only caller that ever sees it."""
+
+    study = models.ForeignKey(FederatedStudy, on_delete=models.PROTECT, related_name="jobs")
+    institution = models.ForeignKey("registry.Institution", on_delete=models.PROTECT, related_name="federated_jobs")
+    status = models.CharField(max_length=10, choices=FederatedJobStatus.choices, default=FederatedJobStatus.PENDING)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times the site's agent has claimed the job.")
+    error = models.TextField(blank=True, max_length=2000, help_text="Why the agent could not evaluate (for example an artifact hash mismatch).")
+    deployment = models.ForeignKey(
+        "registry.Deployment", on_delete=models.PROTECT, related_name="federated_jobs", null=True, blank=True,
+        help_text="The deployment whose scheduled revalidation this job is, run by the site's own agent.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["study", "institution__code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "institution"], name="%(app_label)s_%(class)s_one_per_site",
+                violation_error_message="A site has one job in a study.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} of {self.study.name} at {self.institution.code}"
+
+
+class SiteReportQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise Conflict("A site report is never edited; the site reports once per job.", code="report_immutable")
+
+
+class SiteReport(models.Model):
+    """The aggregates one site's agent sent for its job, as its data owner approved them: the
+    payload checked against per-case data and small cells, its sha256, who approved it at the
+    site and when. Never edited."""
+
+    job = models.OneToOneField(FederatedJob, on_delete=models.PROTECT, related_name="report")
+    payload = models.JSONField(help_text="The site summary (validation.engine.federated_payload), aggregates only.")
+    payload_sha256 = models.CharField(max_length=64, help_text="sha256 of the payload as canonical JSON (sorted keys, no spaces).")
+    approved_by = models.CharField(max_length=200, help_text="The site's data owner who released the payload.")
+    approved_at = models.DateTimeField()
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    agent = models.JSONField(default=dict, blank=True, validators=[validate_json_safe], help_text="Agent version, device, seconds, engine timings.")
+
+    objects = SiteReportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["job"]
+
+    def __str__(self) -> str:
+        return f"Report of job {self.job_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            raise Conflict("A site report is never edited; the site reports once per job.", code="report_immutable")
+        super().save(*args, **kwargs)
+
+
+class StudyPooling(models.Model):
+    """What the server computed from one set of site reports (``reports_digest``): the pooled
+    figures, the meta-analyses, the per-site rows, and the forest plots rendered once, so that
+    pages and the PDF show the same figures and charts without recomputing them."""
+
+    study = models.ForeignKey(FederatedStudy, on_delete=models.PROTECT, related_name="poolings")
+    reports_digest = models.CharField(max_length=64, help_text="sha256 over the pooled sites and their payload hashes.")
+    result = models.JSONField(help_text="Pooled strata, meta-analyses, per-site rows and chart metadata.")
+    charts = models.JSONField(default=dict, blank=True, help_text="Forest plot SVG text by chart name.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "reports_digest"], name="%(app_label)s_%(class)s_once_per_reports",
+                violation_error_message="These reports have been pooled already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Pooling {self.pk} of {self.study.name}"

@@ -104,6 +104,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("document", "list"): frozenset({ML, CO, AU}),
     ("document", "retrieve"): frozenset({ML, CO, AU}),
     ("document", "download"): frozenset({ML, CO, AU}),
+    ("federated-study", "list"): frozenset({ML, CO, AU}),
+    ("federated-study", "retrieve"): frozenset({ML, CO, AU}),
+    ("federated-study", "pooled"): frozenset({ML, CO, AU}),
+    ("federated-study", "charts"): frozenset({ML, CO, AU}),
+    ("federated-study", "create"): frozenset({ML, CO}),
+    ("federated-study", "close"): frozenset({ML, CO}),
+    ("federated-job", "list"): frozenset({WK}),
+    ("federated-job", "retrieve"): frozenset({WK}),
+    ("federated-job", "claim"): frozenset({WK}),
+    ("federated-job", "artifact"): frozenset({WK}),
+    ("federated-job", "report"): frozenset({WK}),
+    ("federated-job", "fail"): frozenset({WK}),
 }
 
 
@@ -183,6 +195,18 @@ def world(institutions, personas):
         dossier=dossier, kind="technical_documentation", sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf), content_type="application/pdf",
         storage_name=default_storage.save("documents/matrix.pdf", ContentFile(pdf)), snapshot_sha256="0" * 64, retain_until=timezone.localdate(),
     )
+    from datetime import timedelta
+
+    from registry.artifacts import artifact_dir
+    from registry.services import artifact_root
+    from validation.models import FederatedJob, FederatedStudy, StudyPooling
+
+    study = FederatedStudy.objects.create(version=version, name="matrix", spec={}, deadline=timezone.now() + timedelta(days=1), created_by=User.objects.get(username="engineer"))
+    job = FederatedJob.objects.create(study=study, institution=institutions["vendor"], status="claimed")  # the worker persona's site, holding its job
+    folder = artifact_dir(artifact_root(), version.artifact_sha256)
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")
+    StudyPooling.objects.create(study=study, reports_digest="0" * 64, result={}, charts={"study-forest-auroc-x": svg.decode()})
     return {
         "institution": institutions["north"].pk,
         "foundation-model": model.pk,
@@ -203,12 +227,16 @@ def world(institutions, personas):
         "trust-exception": exception.pk,
         "dossier": dossier.pk,
         "document": document.pk,
+        "federated-study": {"pk": study.pk, "name": "study-forest-auroc-x"},
+        "federated-job": {"pk": job.pk, "name": "model.onnx"},
     }
 
 
-def _url(regex: str, pk) -> str:
-    path = regex.replace("^", "").replace("$", "")
-    path = re.sub(r"\(\?P<[a-z_]+>[^)]*\)", str(pk), path)
+def _url(regex: str, ids) -> str:
+    """The route with its groups filled: ``ids`` is a pk, or a dict of group values with the pk under "pk"."""
+    ids = ids if isinstance(ids, dict) else {"pk": ids}
+    path = regex.replace("^", "").replace("$", "").replace("\\.", ".")
+    path = re.sub(r"\(\?P<([a-z_]+)>[^)]*\)", lambda m: str(ids.get(m.group(1), ids["pk"])), path)
     return "/" + path
 
 

@@ -51,6 +51,26 @@ def test_a_run_keeps_its_case_table_charts_and_flags(run_setup):
     assert rows == [c["row"] for c in flagged] and run.results["results"]["pneumothorax"]["uncertainty"]["n_flagged"] == len(rows)
 
 
+def test_an_unreachable_target_risk_stores_every_flag_without_a_cutoff(run_setup):
+    """The engine refers every case (cutoff None) when no coverage meets the target risk; the
+    flags are stored as they are, not refused by the database."""
+    import numpy as np
+
+    from validation.engine.calibration import case_flags
+    from validation.engine.pipeline import Evaluation
+    from validation.evidence import run_outputs_save, run_outputs_write
+
+    run = _run(run_setup)
+    referral = {"target_risk": 1e-6, "reachable": False, "cutoff": None, "message": "target risk 1e-06 not reachable: every case is referred"}
+    flagged = [{"row": i + 1, "image_path": f"img/{i}.dcm", "uncertainty": 0.6, "probability": 0.55, "tta_std": 0.01} for i in range(3)]
+    assert case_flags([0.6, 0.6, 0.6], None).all()
+    report = {"results": {"pneumothorax": {"uncertainty": {"referral": referral, "flagged_cases": flagged, "n_flagged": 3}}}}
+    outputs = run_outputs_write(run_id=run.pk, attempt=2, evaluation=Evaluation(report=report, timings={}, scores=np.zeros(0), case_index=np.zeros(0)))
+    CaseFlag.objects.filter(run=run).delete()
+    run_outputs_save(run, outputs)
+    assert list(CaseFlag.objects.filter(run=run).order_by("row").values_list("row", "cutoff")) == [(1, None), (2, None), (3, None)]
+
+
 def test_a_shifted_site_raises_input_drift_alerts_and_an_unshifted_one_does_not(run_setup, write_dataset, baseline_run):
     shifted = _run(run_setup, _dataset(run_setup, write_dataset, "brighter detector", seed=1, offset=1.5))
     assert shifted.baseline_id == baseline_run.pk

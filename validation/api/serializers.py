@@ -5,9 +5,20 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from registry.api.serializers import ScopedRelatedField
-from registry.selectors import dataset_list, version_list
+from registry.selectors import dataset_list, institution_list, version_list
 from validation.selectors import run_list
-from validation.models import Alert, CaseFlag, RunFile, ScoringPolicy, TrustAssessment, TrustException, ValidationRun
+from validation.models import (
+    Alert,
+    CaseFlag,
+    FederatedJob,
+    FederatedStudy,
+    RunFile,
+    ScoringPolicy,
+    SiteReport,
+    TrustAssessment,
+    TrustException,
+    ValidationRun,
+)
 
 _READ = [
     "id", "version", "dataset", "manifest", "config", "queue", "requested_by", "status", "stage", "progress",
@@ -107,3 +118,79 @@ class TrustExceptionSerializer(serializers.ModelSerializer):
         fields = ["id", "version", "principle", "justification", "granted_by", "granted_at"]
         read_only_fields = ["granted_by", "granted_at"]
         validators = []  # a second exception is a 409 from the service, not a 400
+
+
+# --- Federated validation -------------------------------------------------------------------
+
+
+class FederatedJobBriefSerializer(serializers.ModelSerializer):
+    """A site's job as officers see it in its study."""
+
+    institution = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = FederatedJob
+        fields = ["id", "institution", "status", "claimed_at", "attempts", "error"]
+        read_only_fields = fields
+
+
+class FederatedStudySerializer(serializers.ModelSerializer):
+    """A federated study: ``sites`` (institution ids) when creating, their ``jobs`` when reading."""
+
+    version = ScopedRelatedField(selector=version_list)
+    spec = serializers.JSONField(default=dict, help_text="The design; omitted keys take their defaults (validation.federated.study_spec_clean).")
+    sites = ScopedRelatedField(selector=institution_list, many=True, write_only=True, help_text="The participating institutions' ids.")
+    jobs = FederatedJobBriefSerializer(many=True, read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = FederatedStudy
+        fields = ["id", "version", "name", "spec", "deadline", "status", "sites", "jobs", "created_by", "created_at"]
+        read_only_fields = ["status", "created_by", "created_at"]
+
+
+class FederatedJobSerializer(serializers.ModelSerializer):
+    """A job as a site's agent reads it: the study's design and what it needs to fetch and verify the model."""
+
+    deadline = serializers.DateTimeField(source="study.deadline", read_only=True)
+    spec = serializers.JSONField(source="study.spec", read_only=True)
+    version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FederatedJob
+        fields = ["id", "study", "status", "deadline", "spec", "version", "claimed_at", "attempts", "error"]
+        read_only_fields = fields
+
+    def get_version(self, job: FederatedJob) -> dict:
+        version = job.study.version
+        model = version.foundation_model
+        return {
+            "id": version.pk, "label": str(version), "artifact_sha256": version.artifact_sha256,
+            "files": [{k: f[k] for k in ("name", "sha256", "size", "role")} for f in version.artifact_files],
+            "output_schema": version.output_schema, "preprocessing": version.preprocessing, "task": model.task,
+            "modality": model.modality,
+        }
+
+
+class SiteReportSubmitSerializer(serializers.Serializer):
+    """What a site's agent sends: the approved payload, who approved it at the site and when, and about itself."""
+
+    payload = serializers.JSONField(help_text="The site summary (validation.engine.federated_payload), exactly as approved.")
+    approved_by = serializers.CharField(allow_blank=True, max_length=200, help_text="The site's data owner who approved the payload.")
+    approved_at = serializers.DateTimeField()
+    agent = serializers.JSONField(default=dict, help_text="Agent version, device, seconds, engine timings.")
+
+
+class SiteReportSerializer(serializers.ModelSerializer):
+    """A stored report, without its payload (the pooled figures show what it holds)."""
+
+    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = SiteReport
+        fields = ["id", "job", "payload_sha256", "approved_by", "approved_at", "submitted_by", "submitted_at", "agent"]
+        read_only_fields = fields
+
+
+class JobFailSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why the agent could not evaluate; no paths or identifiers.")

@@ -3,6 +3,8 @@ from rest_framework.routers import SimpleRouter
 from validation.api.views import (
     AlertViewSet,
     CaseFlagViewSet,
+    FederatedJobViewSet,
+    FederatedStudyViewSet,
     RunFileViewSet,
     ScoringPolicyViewSet,
     TrustAssessmentViewSet,
@@ -18,5 +20,7 @@ router.register("alerts", AlertViewSet, basename="alert")
 router.register("trust-assessments", TrustAssessmentViewSet, basename="trust-assessment")
 router.register("scoring-policies", ScoringPolicyViewSet, basename="scoring-policy")
 router.register("trust-exceptions", TrustExceptionViewSet, basename="trust-exception")
+router.register("federated/jobs", FederatedJobViewSet, basename="federated-job")
+router.register("federated-studies", FederatedStudyViewSet, basename="federated-study")
 
 urlpatterns = router.urls

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 
 from django.core.files.storage import default_storage
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
 from radtrust.errors import Conflict
 from registry.api.views import ScopedViewSet
-from validation import evidence, selectors, services
+from validation import evidence, federated, selectors, services
 from validation.api import serializers as s
 from validation.choices import AlertStatus
 from validation.filtersets import AlertFilterSet, CaseFlagFilterSet, RunFileFilterSet, ValidationRunFilterSet
@@ -191,3 +197,146 @@ class TrustExceptionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retriev
         from validation.trust.services import trust_exception_grant
 
         serializer.instance = trust_exception_grant(actor=self.request.user, **serializer.validated_data)
+
+
+# --- Federated validation -------------------------------------------------------------------
+
+REPORT_MAX_BYTES = 1024 * 1024
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = f"A site report is at most {REPORT_MAX_BYTES // 1024} KiB of JSON; aggregates of any study fit well under it."
+    default_code = "payload_too_large"
+
+
+class ReportParser(JSONParser):
+    """JSON of at most ``REPORT_MAX_BYTES``: a larger body is refused before it is read whole or parsed."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        declared = parser_context["request"].META.get("CONTENT_LENGTH") or ""
+        if declared.isdigit() and int(declared) > REPORT_MAX_BYTES:
+            raise PayloadTooLarge()
+        body = stream.read(REPORT_MAX_BYTES + 1)
+        if len(body) > REPORT_MAX_BYTES:
+            raise PayloadTooLarge()
+        return super().parse(io.BytesIO(body), media_type, parser_context)
+
+
+class OctetStreamRenderer(BaseRenderer):
+    """Accepts an agent's ``Accept: application/octet-stream``; the file itself is a streamed response, errors are JSON text."""
+
+    media_type, format = "application/octet-stream", "bin"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return data if isinstance(data, bytes) else json.dumps(data).encode()
+
+
+class FederatedJobViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """A site agent's API (token of a worker account of the site): only its own institution's jobs
+    exist here, another site's job is not found. The list holds the jobs the site can still work
+    on (study open, deadline ahead) as a plain list; claim, fetch the model, report or fail."""
+
+    access_resource = "federated_job"
+    selector = staticmethod(federated.job_list)
+    serializer_class = s.FederatedJobSerializer
+    filterset_fields = ["status", "study"]
+    pagination_class = None
+
+    def get_queryset(self):
+        jobs = super().get_queryset()
+        return federated.job_open(jobs) if self.action == "list" else jobs
+
+    def _job(self, job) -> Response:
+        return Response(s.FederatedJobSerializer(job, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=s.FederatedJobSerializer)
+    @action(detail=True, methods=["post"])
+    def claim(self, request, pk=None):
+        """Take the job; claiming a job the site holds already returns it unchanged."""
+        return self._job(federated.job_claim(actor=request.user, job=self.get_object()))
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @action(detail=True, methods=["get"], url_path=r"artifact/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,199})",
+            renderer_classes=[JSONRenderer, OctetStreamRenderer])
+    def artifact(self, request, pk=None, name=None):
+        """One file of the version's artifact, streamed; the agent checks it against the job's sha256 before loading it."""
+        found = federated.job_artifact_file(actor=request.user, job=self.get_object(), name=name)
+        if found is None:
+            raise NotFound(f"The version's artifact has no file named {name!r}.")
+        path, sha256 = found
+        try:
+            handle = open(path, "rb")
+        except OSError:
+            raise Conflict("The artifact file is missing from the registry's storage.", code="artifact_missing") from None
+        response = FileResponse(handle, as_attachment=True, filename=name, content_type="application/octet-stream")
+        response["X-Content-SHA256"] = sha256
+        return response
+
+    @extend_schema(request=s.SiteReportSubmitSerializer, responses={201: s.SiteReportSerializer, 200: s.SiteReportSerializer})
+    @action(detail=True, methods=["post"], parser_classes=[ReportParser])
+    def report(self, request, pk=None):
+        """Send the aggregates the site's data owner approved: 201 stored, 200 the same payload again, 409 a different one."""
+        job = self.get_object()
+        body = s.SiteReportSubmitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        report, created = federated.report_submit(actor=request.user, job=job, **body.validated_data)
+        return Response(s.SiteReportSerializer(report, context=self.get_serializer_context()).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=s.JobFailSerializer, responses=s.FederatedJobSerializer)
+    @action(detail=True, methods=["post"])
+    def fail(self, request, pk=None):
+        """Say why the site could not evaluate (an artifact hash mismatch, a missing manifest); officers see it."""
+        job = self.get_object()
+        body = s.JobFailSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._job(federated.job_fail(actor=request.user, job=job, reason=body.validated_data["reason"]))
+
+
+class FederatedStudyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Federated studies of a provider's versions: create one with its sites, follow the jobs,
+    read the pooled figures and forest plots, close it."""
+
+    access_resource = "federated_study"
+    selector = staticmethod(federated.study_list)
+    serializer_class = s.FederatedStudySerializer
+    filterset_fields = ["version", "status"]
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        if not self.get_permissions()[0].has_object_permission(self.request, self, data["version"]):
+            self.permission_denied(self.request, message="This version belongs to another institution's model.")
+        serializer.instance = federated.study_create(
+            actor=self.request.user, version=data["version"], name=data["name"], spec=data["spec"], deadline=data["deadline"],
+            institutions=data["sites"],
+        )
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def pooled(self, request, pk=None):
+        """Pooled figures per stratum and label, meta-analyses, per-site rows, every site's outcome, and the forest plots' URLs."""
+        study = self.get_object()
+        result = federated.study_pool(study)
+        for chart in result["charts"]:
+            chart["url"] = reverse("federated-study-charts", kwargs={"pk": study.pk, "name": chart["name"]}, request=request)
+        return Response(result)
+
+    @extend_schema(operation_id="federated_studies_chart_retrieve", responses={(200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @action(detail=True, methods=["get"], url_path=r"charts/(?P<name>[a-z0-9-]+)\.svg")
+    def charts(self, request, pk=None, name=None):
+        """A forest plot as rendered when the study was last pooled."""
+        svg = federated.study_chart(self.get_object(), name)
+        if svg is None:
+            raise NotFound(f"The study has no chart named {name!r}; the pooled figures list its charts.")
+        response = HttpResponse(svg, content_type="image/svg+xml")
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @extend_schema(request=None, responses=s.FederatedStudySerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        """Close the study: no site claims or reports any more."""
+        study = federated.study_close(actor=request.user, study=self.get_object())
+        return Response(s.FederatedStudySerializer(study, context=self.get_serializer_context()).data)
