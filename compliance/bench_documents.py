@@ -12,8 +12,9 @@ as much again as WeasyPrint itself: ``total_seconds / weasyprint_seconds <= 1.5`
 2. The technical documentation is rendered from the snapshot to stored bytes as
    ``dossier_documents_render`` does it (``render_source``, ``document_build``,
    ``document_store``): once to warm up (fonts, templates; not with ``quick``), then ``repeats``
-   times. The repeat with the median total is reported, with WeasyPrint's share measured
-   inside ``html_to_pdf``.
+   times. The repeat with the median total is reported against WeasyPrint alone rendering the
+   same final HTML again in that repeat (``weasyprint_seconds``); the time WeasyPrint took
+   inside the pipeline is a stage of the total.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def _signed_dossier(root: Path, *, images: int, resamples: int, log: Log):
 
 def _render_once(dossier, actor) -> dict[str, Any]:
     """Step 2: snapshot to stored bytes, timed by stage."""
+    from weasyprint import HTML
+
+    from compliance.document_render import document_html
     from compliance.documents import document_build, document_store, render_source
 
     started = time.perf_counter()
@@ -90,10 +94,15 @@ def _render_once(dossier, actor) -> dict[str, Any]:
     built = time.perf_counter()
     document_store(actor=actor, dossier=dossier, rendered=rendered)
     stored = time.perf_counter()
+    html = document_html(DocumentKind.TECHNICAL_DOCUMENTATION, source)  # the same final HTML, built again untimed
+    alone = time.perf_counter()
+    HTML(string=html).write_pdf()  # the reference: WeasyPrint alone on that HTML, in the same run
+    alone = time.perf_counter() - alone
     return {
-        "total_seconds": stored - started, "weasyprint_seconds": rendered.weasyprint_seconds, "pages": rendered.pages, "bytes": len(rendered.data),
+        "total_seconds": stored - started, "weasyprint_seconds": alone, "pages": rendered.pages, "bytes": len(rendered.data),
         "stages_seconds": {"snapshot_and_charts": loaded - started, "context_and_templates": built - loaded - rendered.weasyprint_seconds,
                            "weasyprint": rendered.weasyprint_seconds, "hash_and_store": stored - built},
+        "weasyprint_in_pipeline_seconds": rendered.weasyprint_seconds,
     }
 
 
@@ -116,6 +125,7 @@ def run_documents_bench(*, quick: bool = False, log: Log = print) -> dict[str, A
         "total_over_weasyprint": ratio, "goal": GOAL, "meets_goal": ratio <= GOAL,
         "details": {
             "quick": quick, "repeats": repeats, "images": images, "charts": charts, "bytes": median["bytes"], "stages_seconds": median["stages_seconds"],
+            "weasyprint_in_pipeline_seconds": median["weasyprint_in_pipeline_seconds"],
             "cold_total_seconds": cold["total_seconds"], "cold_weasyprint_seconds": cold["weasyprint_seconds"],
             "total_seconds_all": [t["total_seconds"] for t in timings], "total_seconds_spread": statistics.pstdev([t["total_seconds"] for t in timings]),
         },
