@@ -28,7 +28,7 @@ from compliance.documents import (
     dossier_documents_render,
     render_source,
 )
-from compliance.dossier_fields import EVIDENCE_SOURCES
+from compliance.dossier_fields import EVIDENCE_SOURCES, SECTIONS
 from compliance.models import AuditEvent, Document, ImmutableRecord
 from radtrust.errors import Conflict
 
@@ -96,6 +96,9 @@ def test_signing_renders_every_document_in_the_background_from_the_snapshot(
     for heading, article in (("Intended purpose as registered", "Annex IV 1(a)"), ("Validation and test logs", "Annex IV 2(g)"),
                              ("Post-market monitoring", "Annex IV 9; Art. 72"), ("Human-oversight measures", "Art. 13(3)(d)")):
         assert f"{heading} {article}" in text
+    flat = " ".join(text.split())
+    for section in SECTIONS:  # every Annex IV section (and Art. 10(2), 13(3), 14(4)) with its articles, in the contents and the body
+        assert flat.count(f"{section.article} {section.title}") >= 2, section.key
     assert dossier.snapshot_sha256 in text and documented.artifact_sha256 in text
     assert "<b>Clinical claim</b>: documented for the test." in text  # markup shown as typed, not applied
     assert re.search(r"North test set\s+External validation\s+north\s+\d+%", text), "a provenance row"
