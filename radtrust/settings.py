@@ -137,6 +137,8 @@ RADTRUST_PREFER_GPU = env_bool("RADTRUST_PREFER_GPU", True)
 # has expired is given to another worker by the sweeper (brokers do not redeliver reliably).
 RADTRUST_RUN_LEASE_SECONDS = env_int("RADTRUST_RUN_LEASE_SECONDS", 120, minimum=3)
 RADTRUST_RUN_MAX_ATTEMPTS = env_int("RADTRUST_RUN_MAX_ATTEMPTS", 3, minimum=1)
+# A site's agent reports a scheduled revalidation within this many days of its due date.
+RADTRUST_AGENT_REVALIDATION_DAYS = env_int("RADTRUST_AGENT_REVALIDATION_DAYS", 7, minimum=1)
 
 # --- Documents ------------------------------------------------------------------
 # Technical documentation is kept at least ten years after the system is placed on the market (AI Act Art. 18).

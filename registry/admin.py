@@ -152,9 +152,9 @@ class ProvenanceAdmin(ScopedAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ScopedAdmin):
-    list_display = ["version", "institution", "status", "since", "revalidation_cadence_days", "revalidation_state", "revalidated_at"]
-    list_filter = ["status", "institution", "revalidation_state"]
-    list_editable = ["revalidation_cadence_days"]
+    list_display = ["version", "institution", "status", "since", "revalidation_cadence_days", "revalidation_by", "revalidation_state", "revalidated_at"]
+    list_filter = ["status", "institution", "revalidation_by", "revalidation_state"]
+    list_editable = ["revalidation_cadence_days", "revalidation_by"]
     list_select_related = ["version__foundation_model", "institution"]
     owner_fields = ("version", "institution")
-    readonly_fields = ["revalidation_state", "revalidation_note", "revalidated_at"]  # written by the dispatcher and the run
+    readonly_fields = ["revalidation_state", "revalidation_note", "revalidated_at", "agent_due_on"]  # written by the dispatcher, the run and the site's report

@@ -99,3 +99,10 @@ class RevalidationState(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     NO_DATA = "no_data", "No data at the site to revalidate on"
+
+
+class RevalidationBy(models.TextChoices):
+    """Who runs a deployment's scheduled revalidation."""
+
+    CENTRAL = "central", "A central worker (on data this server can read)"
+    SITE_AGENT = "site_agent", "The site's own agent (a one-site federated study; only aggregates leave)"

@@ -17,6 +17,7 @@ from registry.choices import (
     MirrorState,
     Modality,
     ProvenanceRole,
+    RevalidationBy,
     RevalidationState,
     RiskClass,
     Role,
@@ -245,6 +246,14 @@ class Deployment(models.Model):
     status = models.CharField(max_length=12, choices=DeploymentStatus.choices, default=DeploymentStatus.PLANNED)
     since = models.DateField(null=True, blank=True)
     revalidation_cadence_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
+    revalidation_by = models.CharField(
+        max_length=12, choices=RevalidationBy.choices, default=RevalidationBy.CENTRAL,
+        help_text="Who runs the scheduled revalidation: a central worker, or the site's agent on its own patients.",
+    )
+    agent_due_on = models.DateField(
+        null=True, blank=True,
+        help_text="The due date of the latest scheduled revalidation handed to the site's agent (written by the dispatcher).",
+    )
     revalidation_state = models.CharField(
         max_length=12, choices=RevalidationState.choices, default=RevalidationState.NOT_YET,
         help_text="Outcome of the latest scheduled revalidation, written by the dispatcher and the run.",

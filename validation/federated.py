@@ -41,6 +41,7 @@ from registry.artifacts import artifact_dir
 from registry.choices import VersionStatus
 from registry.models import Deployment, Institution, ModelVersion
 from validation.choices import FederatedJobStatus, StudyStatus
+from validation.engine.pipeline import STRATIFIABLE
 from validation.engine.federated_check import payload_check
 from validation.engine.federated_payload import (
     DEFAULT_MIN_PATIENTS,
@@ -54,8 +55,10 @@ from validation.engine.federated_payload import (
 )
 from validation.engine.federated_pooling import pool_sites, site_meta_analysis
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
+from validation.revalidation import revalidation_record_site_report
+from validation.trust.services import trust_request
 
-DEFAULT_ATTRIBUTES = ("sex", "age_band", "scanner_vendor")
+DEFAULT_ATTRIBUTES = ("sex", "age_band", "scanner_manufacturer")
 SPEC_KEYS = ("labels", "attributes", "intersections", "min_patients", "thresholds", "n_resamples", "seed", "manifest")
 META_METRICS = ("auroc", "sensitivity", "specificity")
 NOT_REPORTED, MISSED_DEADLINE, REPORTED = "not reported", "missed the deadline", "reported"
@@ -134,6 +137,7 @@ def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
         if label not in classes:
             problems.append(f"labels: {label!r} is not a class of this version (its classes: {', '.join(classes) or 'none'})")
     attributes = _names(spec.get("attributes", list(DEFAULT_ATTRIBUTES)), "attributes", problems, maximum=MAX_ATTRIBUTES)
+    problems += [f"attributes: {a!r} is not an attribute a manifest records (choose from {', '.join(STRATIFIABLE)})" for a in attributes if a not in STRATIFIABLE]
     intersections = spec.get("intersections", [])
     if not isinstance(intersections, list) or len(intersections) > MAX_INTERSECTIONS:
         problems.append(f"intersections: give a list of at most {MAX_INTERSECTIONS} attribute pairs")
@@ -384,6 +388,10 @@ def report_submit(
         job.status, job.error = FederatedJobStatus.REPORTED, ""
         with audit_action("report"):
             job.save(update_fields=["status", "error", "updated_at"])
+        if job.deployment_id:
+            revalidation_record_site_report(job)
+        # Universality reads the pooled sites and their heterogeneity; reports of one study arrive in a burst.
+        trust_request(version_id=job.study.version_id, trigger="site_report")
     return report, True
 
 

@@ -1,35 +1,75 @@
-"""Scheduled revalidation of deployed versions: which deployments are due, one run per due date.
+"""Scheduled revalidation of deployed versions: which deployments are due, one revalidation per due date.
 
 A deployment is due when its next due date (the previous due date, or the
-deployment's start, plus its cadence) has come. The dispatcher queues one run
-on the newest dataset its institution stewards, and the unique constraint on
-(deployment, due date) makes a second dispatcher (beat firing twice, two beat
-processes) fail to insert a twin: its insert is rolled back and counted as
-skipped. The run's end is written back on the deployment.
+deployment's start, plus its cadence) has come. Who revalidates is the deployment's
+``revalidation_by``:
+
+1. A central worker: the dispatcher queues one run on the newest dataset the
+   institution stewards, and the unique constraint on (deployment, due date) makes a
+   second dispatcher (beat firing twice, two beat processes) fail to insert a twin: its
+   insert is rolled back and counted as skipped. The run's end is written back on the
+   deployment.
+2. The site's agent: the dispatcher opens a one-site federated study with the
+   deployment's job, to be reported within ``RADTRUST_AGENT_REVALIDATION_DAYS`` of the due
+   date. The deployment's ``agent_due_on`` is the claim: a conditional update moves it to
+   the due date, the database lets one dispatcher do so, and the other's update touches no
+   row and is counted as skipped. The site's report is written back on the deployment as a
+   run's end is; a job whose deadline passes unreported leaves the deployment overdue.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from compliance.audit import audit_action
-from registry.choices import DeploymentStatus, RevalidationState
+from radtrust.errors import Conflict
+from registry.choices import DeploymentStatus, RevalidationBy, RevalidationState
 from registry.models import Dataset, Deployment
-from validation.choices import RunStatus
-from validation.models import ValidationRun
+from validation.choices import FederatedJobStatus, RunStatus, StudyStatus
+from validation.models import FederatedJob, SiteReport, ValidationRun
 
 
 def next_due_on(deployment: Deployment) -> date:
-    """The date the deployment's next scheduled revalidation falls due."""
-    last = deployment.revalidation_runs.aggregate(last=Max("due_on"))["last"]
+    """The date the deployment's next scheduled revalidation falls due (after the latest due date
+    a run or the site's agent answered, whoever ran it)."""
+    last_run = deployment.revalidation_runs.aggregate(last=Max("due_on"))["last"]
+    last = max((d for d in (last_run, deployment.agent_due_on) if d is not None), default=None)
     start = last or deployment.since or timezone.localtime(deployment.created_at).date()
     return start + timedelta(days=deployment.revalidation_cadence_days)
+
+
+def _latest_agent_job(deployment: Deployment) -> FederatedJob | None:
+    return deployment.federated_jobs.select_related("study").order_by("-study__created_at", "-pk").first()
+
+
+def _missed(job: FederatedJob) -> bool:
+    """The job can no longer be reported: its deadline passed or its study closed, unreported."""
+    return job.status != FederatedJobStatus.REPORTED and (job.study.status == StudyStatus.CLOSED or job.study.deadline <= timezone.now())
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def revalidation_overdue_from(deployment: Deployment, *, today: date | None = None) -> datetime | None:
+    """When the deployment's revalidation fell overdue, or None while it is on schedule: its next
+    due date has passed with nothing dispatched (overdue from the day after), or (site agent) its
+    latest job's deadline passed without a report (overdue from the deadline)."""
+    today = today or timezone.localdate()
+    due = next_due_on(deployment)
+    if due < today:
+        return _day_start(due + timedelta(days=1))
+    if deployment.revalidation_by == RevalidationBy.SITE_AGENT:
+        job = _latest_agent_job(deployment)
+        if job is not None and _missed(job):
+            return job.study.deadline
+    return None
 
 
 def newest_site_dataset(deployment: Deployment) -> Dataset | None:
@@ -92,24 +132,80 @@ def _queue(deployment: Deployment, due_on: date, reason: str) -> str | Validatio
     return run
 
 
+def _agent_deadline(due_on: date, today: date) -> datetime:
+    """The end of the grace's last day, counted from the due date or, when dispatched late, from today."""
+    last_day = max(due_on, today) + timedelta(days=settings.RADTRUST_AGENT_REVALIDATION_DAYS)
+    return _day_start(last_day + timedelta(days=1))
+
+
+def _not_opened(deployment: Deployment, reason: str, why: str) -> str:
+    note = f"{reason}: the site's study could not be opened: {why}"[:2000]
+    if (deployment.revalidation_state, deployment.revalidation_note) != (RevalidationState.FAILED, note):
+        _set_state(deployment, RevalidationState.FAILED, note)
+    return "no_data"
+
+
+def _hand_to_agent(deployment: Deployment, due_on: date, reason: str, *, today: date) -> str | FederatedJob:
+    """Open the deployment's revalidation for ``due_on`` as a one-site study for its site's agent,
+    on behalf of whoever planned the deployment (else registered the version): the job, or
+    ``"skipped"`` when another dispatcher claimed that due date, or ``"no_data"`` when the study
+    cannot be opened (the reason is noted on the deployment; the next beat tries again)."""
+    from validation.federated import study_create
+
+    owner = deployment.created_by or deployment.version.created_by
+    if owner is None:
+        return _not_opened(deployment, reason, "neither the deployment nor its version records who created it, so no one can open the study")
+    deadline = _agent_deadline(due_on, today)
+    name = f"Scheduled revalidation of {deployment.version} at {deployment.institution.code}, due {due_on}"[:200]
+    try:
+        with transaction.atomic():
+            claimed = Deployment.objects.filter(Q(agent_due_on__isnull=True) | Q(agent_due_on__lt=due_on), pk=deployment.pk).update(agent_due_on=due_on)
+            if not claimed:
+                return "skipped"
+            study = study_create(actor=owner, version=deployment.version, name=name, spec={}, deadline=deadline,
+                                 institutions=[deployment.institution], deployment=deployment)
+            job = study.jobs.get()
+            deployment.agent_due_on = due_on
+            _set_state(deployment, RevalidationState.QUEUED,
+                       f"Job {job.pk} of study {study.pk} for {deployment.institution.code}'s agent, to report by {deadline:%Y-%m-%d %H:%M}: {reason}.")
+    except ValidationError as exc:
+        return _not_opened(deployment, reason, "; ".join(exc.messages))
+    except Conflict as exc:
+        return _not_opened(deployment, reason, str(exc))
+    return job
+
+
+def _note_missed(deployment: Deployment) -> None:
+    """Once the site's latest job can no longer be reported, its revalidation has ended unanswered."""
+    if deployment.revalidation_state != RevalidationState.QUEUED:
+        return
+    job = _latest_agent_job(deployment)
+    if job is not None and _missed(job):
+        _set_state(deployment, RevalidationState.FAILED,
+                   f"Job {job.pk} of study {job.study_id}: {deployment.institution.code}'s agent did not report by {job.study.deadline:%Y-%m-%d %H:%M}.", ended=True)
+
+
 def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
-    """Queue one revalidation run per due active deployment; ids by outcome."""
+    """Queue one revalidation (a central run or the site agent's job) per due active deployment;
+    ids by outcome: queued, no_data (nothing could be queued; the deployment's note says why), skipped."""
     today = today or timezone.localdate()
     outcome: dict[str, list[int]] = {"queued": [], "no_data": [], "skipped": []}
-    due = Deployment.objects.filter(status=DeploymentStatus.ACTIVE).select_related("version", "institution")
-    for deployment in due:
+    active = Deployment.objects.filter(status=DeploymentStatus.ACTIVE).select_related("version__created_by", "institution", "created_by")
+    for deployment in active:
+        by_agent = deployment.revalidation_by == RevalidationBy.SITE_AGENT
+        if by_agent:
+            _note_missed(deployment)
         due_on = next_due_on(deployment)
         if due_on > today:
             continue
-        queued = _queue(deployment, due_on, f"revalidation due on {due_on}")
-        outcome["queued" if isinstance(queued, ValidationRun) else queued].append(deployment.pk)
+        reason = f"revalidation due on {due_on}"
+        queued = _hand_to_agent(deployment, due_on, reason, today=today) if by_agent else _queue(deployment, due_on, reason)
+        outcome[queued if isinstance(queued, str) else "queued"].append(deployment.pk)
     return outcome
 
 
 def revalidation_queue_now(*, actor, deployment: Deployment, reason: str) -> ValidationRun:
     """Revalidate a deployment today, out of schedule (an alert proposed it); once per day."""
-    from radtrust.errors import Conflict
-
     if deployment.status != DeploymentStatus.ACTIVE:
         raise Conflict(f"The deployment is {deployment.get_status_display().lower()}; only an active deployment is revalidated.", code="not_active")
     queued = _queue(deployment, timezone.localdate(), f"{reason}, requested by {actor.username}")
@@ -130,3 +226,29 @@ def revalidation_record_outcome(run: ValidationRun) -> None:
         note = f"Run {run.pk} on {run.dataset.name} {run.status}: [{run.error_reason}] {run.error}"
         state = RevalidationState.FAILED
     _set_state(deployment, state, note, ended=True)
+
+
+def _site_figures(report: SiteReport) -> str:
+    """The report's overall AUROC per label, as the site computed it, for the deployment's note."""
+    from validation.engine.federated_payload import SiteSummary
+
+    overall = SiteSummary.from_dict(report.payload).stratum()
+    if overall is None or overall.suppressed:
+        return "its overall stratum is suppressed"
+    figures = []
+    for label, block in overall.labels.items():
+        auroc = None if block.suppressed else block.metrics.get("auroc")
+        if auroc is not None and auroc.value is not None:
+            ci = f" ({auroc.ci_low:.3f}-{auroc.ci_high:.3f})" if auroc.ci_low is not None and auroc.ci_high is not None else ""
+            figures.append(f"{label} AUROC {auroc.value:.3f}{ci}")
+    return f"{overall.n_patients} patients" + (f", {'; '.join(figures)}" if figures else "")
+
+
+def revalidation_record_site_report(job: FederatedJob) -> None:
+    """Write the site agent's report of a scheduled revalidation on its deployment, as a run's end is
+    (inside ``report_submit``'s transaction, which also has the version rescored)."""
+    deployment = Deployment.objects.select_for_update().get(pk=job.deployment_id)
+    report = SiteReport.objects.get(job_id=job.pk)
+    _set_state(deployment, RevalidationState.SUCCEEDED,
+               f"Job {job.pk} of study {job.study_id}: {deployment.institution.code}'s agent reported "
+               f"(approved by {report.approved_by}): {_site_figures(report)}.", ended=True)

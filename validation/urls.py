@@ -6,4 +6,6 @@ app_name = "trust"
 
 urlpatterns = [
     path("versions/<int:pk>/trust/", views.version_trust, name="version"),
+    path("federated/", views.federated_study_list, name="federated-list"),
+    path("federated/<int:pk>/", views.federated_study_detail, name="federated-detail"),
 ]

@@ -130,8 +130,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Deployment
         fields = [
-            "id", "version", "institution", "status", "since", "revalidation_cadence_days", "revalidation_state",
-            "revalidation_note", "revalidated_at", "notes", "created_at", "updated_at",
+            "id", "version", "institution", "status", "since", "revalidation_cadence_days", "revalidation_by", "revalidation_state",
+            "revalidation_note", "revalidated_at", "agent_due_on", "notes", "created_at", "updated_at",
         ]
-        read_only_fields = ["revalidation_state", "revalidation_note", "revalidated_at", "created_at", "updated_at"]
+        read_only_fields = ["revalidation_state", "revalidation_note", "revalidated_at", "agent_due_on", "created_at", "updated_at"]
         validators = []

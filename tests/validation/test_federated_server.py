@@ -43,17 +43,17 @@ def _cases(code: str, *, seed: int = 0):
     attributes = {
         "sex": rng.choice(["F", "M"], n),
         "age_band": rng.choice(["18-39", "40-64", "65+"], n, p=[0.3, 0.4, 0.3]),
-        "scanner_vendor": rng.choice(["GE", "Siemens", "Philips"], n, p=[0.4, 0.35, 0.25]),
+        "scanner_manufacturer": rng.choice(["GE", "Siemens", "Philips"], n, p=[0.4, 0.35, 0.25]),
     }
     scores, labels = {}, {}
     for label, prev in (("effusion", prevalence), ("nodule", min(0.5, prevalence * 1.5))):
         y = (rng.random(n) < prev).astype(int)
-        z = rng.normal(size=n) + separation * y - 1.5 + 0.3 * (attributes["scanner_vendor"] == "GE")
+        z = rng.normal(size=n) + separation * y - 1.5 + 0.3 * (attributes["scanner_manufacturer"] == "GE")
         scores[label], labels[label] = 1.0 / (1.0 + np.exp(-z)), y
     return scores, labels, pid, attributes
 
 
-def _payload(code: str, *, seed: int = 0, min_patients: int = 10, attributes=("sex", "age_band", "scanner_vendor")) -> dict:
+def _payload(code: str, *, seed: int = 0, min_patients: int = 10, attributes=("sex", "age_band", "scanner_manufacturer")) -> dict:
     """What a site's agent sends, as JSON text parsed back."""
     scores, labels, pid, attrs = _cases(code, seed=seed)
     summary = site_summary(scores, labels, pid, {a: attrs[a] for a in attributes}, [("sex", "age_band")],
@@ -127,7 +127,7 @@ def test_a_study_has_one_pending_job_per_site_and_its_design_defaults_filled(wor
     study = world["open_study"]()
     assert sorted(study.jobs.values_list("institution__code", "status")) == [("east", "pending"), ("north", "pending"), ("south", "pending")]
     assert study.spec == {
-        "labels": ["effusion", "nodule"], "attributes": ["sex", "age_band", "scanner_vendor"], "intersections": [["sex", "age_band"]],
+        "labels": ["effusion", "nodule"], "attributes": ["sex", "age_band", "scanner_manufacturer"], "intersections": [["sex", "age_band"]],
         "min_patients": 10, "thresholds": {"effusion": 0.5, "nodule": 0.4}, "n_resamples": 50, "seed": 0, "manifest": "manifest.csv",
     }
     assert AuditEvent.objects.filter(object_type="validation.federatedstudy", object_id=str(study.pk), action="create").exists()
@@ -136,7 +136,7 @@ def test_a_study_has_one_pending_job_per_site_and_its_design_defaults_filled(wor
 
 @pytest.mark.django_db
 def test_a_bad_design_is_refused_with_every_problem_named_and_nothing_stored(world):
-    spec = {"labels": ["effusion", "pneumothorax"], "min_patients": 5, "intersections": [["sex", "height"]],
+    spec = {"labels": ["effusion", "pneumothorax"], "min_patients": 5, "intersections": [["sex", "height"]], "attributes": ["sex", "scanner_vendor"],
             "manifest": "../elsewhere.csv", "thresholds": {"effusion": 1.5}, "colour": "red"}
     response = world["engineer"].post("/api/federated-studies/", {
         "version": world["version"].pk, "name": "x", "spec": spec, "deadline": (timezone.now() - timedelta(days=1)).isoformat(),
@@ -146,7 +146,8 @@ def test_a_bad_design_is_refused_with_every_problem_named_and_nothing_stored(wor
     errors = response.json()
     text = " ".join(errors["spec"])
     for expected in ("unknown keys colour", "'pneumothorax' is not a class of this version", "min_patients: give a whole number of at least 10",
-                     "['sex', 'height'] is not a pair", "threshold of 'effusion' must be a number between 0 and 1", "manifest:"):
+                     "['sex', 'height'] is not a pair", "threshold of 'effusion' must be a number between 0 and 1", "manifest:",
+                     "'scanner_vendor' is not an attribute a manifest records"):
         assert expected in text, expected
     assert "deadline" in errors
     assert not FederatedStudy.objects.exists() and not FederatedJob.objects.exists()
@@ -233,7 +234,7 @@ def test_a_payload_with_per_case_data_small_cells_or_another_design_is_refused_a
     response = north.post(f"/api/federated/jobs/{job.pk}/report/", body, format="json")
     assert response.status_code == 400
     errors = response.json()
-    assert any(m.startswith("attributes: the study's design has ['sex', 'age_band', 'scanner_vendor']") for m in errors["payload"])
+    assert any(m.startswith("attributes: the study's design has ['sex', 'age_band', 'scanner_manufacturer']") for m in errors["payload"])
     assert "approved_by" in errors and any("path" in m for m in errors["agent"])
     assert not SiteReport.objects.exists()
     job.refresh_from_db()
@@ -442,7 +443,7 @@ def test_the_central_database_holds_no_patient_level_data_after_a_study(world, p
     for code in ("north", "south"):
         assert _report(_agent(code), _job(study, code), _payload(code)).status_code == 201
     _agent("east").post(f"/api/federated/jobs/{_job(study, 'east').pk}/claim/")
-    failed = _agent("east").post(f"/api/federated/jobs/{_job(study, 'east').pk}/fail/", {"reason": "manifest.csv has no column scanner_vendor"}, format="json")
+    failed = _agent("east").post(f"/api/federated/jobs/{_job(study, 'east').pk}/fail/", {"reason": "manifest.csv has no column scanner_manufacturer"}, format="json")
     assert failed.status_code == 200  # the study's own manifest may be named
     api_client(personas["officer"]).get(f"/api/federated-studies/{study.pk}/pooled/")
 

@@ -207,3 +207,51 @@ def test_a_burst_of_feedback_sends_one_debounced_request(deployed, report, setti
         for _ in range(5):
             report("agree")
     assert len(trust_messages() - before) == 1
+
+
+def test_a_pooled_federated_study_feeds_universality(run_setup, personas, institutions, client):
+    """Three hospitals report to a federated study of the version through the service; the pooled
+    meta-analysis reaches the evidence, the heterogeneity criterion and the page's link."""
+    import numpy as np
+
+    from registry.services import user_create
+    from tests.factories import InstitutionFactory
+    from validation.engine.federated import site_summary
+    from validation.engine.federated_payload import SiteSummary
+    from validation.engine.federated_pooling import site_meta_analysis
+    from validation.federated import job_claim, report_submit, study_create
+
+    version = run_setup["version"]
+    sites = {"north": institutions["north"], "south": institutions["south"], "east": InstitutionFactory(code="east")}
+    study = study_create(actor=personas["engineer"], version=version, name="Pneumothorax at three hospitals", spec={"n_resamples": 50},
+                         deadline=timezone.now() + timedelta(days=7), institutions=list(sites.values()))
+    summaries = {}
+    for i, (code, separation) in enumerate((("east", 0.8), ("north", 1.6), ("south", 2.6))):
+        rng = np.random.default_rng(i)
+        n = 300
+        y = (rng.random(n) < 0.3).astype(int)
+        scores = 1 / (1 + np.exp(-(rng.normal(size=n) + separation * y - 1)))
+        attributes = {a: rng.choice(["a", "b"], n) for a in study.spec["attributes"]}
+        summary = site_summary({"pneumothorax": scores}, {"pneumothorax": y}, np.array([f"{code}-{k}" for k in range(n)]), attributes, (),
+                               thresholds=study.spec["thresholds"], n_resamples=50)
+        payload = json.loads(json.dumps(summary.to_dict()))
+        summaries[code] = SiteSummary.from_dict(payload)
+        agent = user_create(username=f"agent-{code}", role="worker", institution=sites[code])
+        job = job_claim(actor=agent, job=study.jobs.get(institution=sites[code]))
+        report_submit(actor=agent, job=job, payload=payload, approved_by="Data owner", approved_at=timezone.now(), agent={})
+
+    [federated] = version_evidence(version).federated
+    expected = site_meta_analysis(summaries, label="pneumothorax", metric="auroc")
+    assert federated.id == study.pk and federated.site_patients == {"east": 300, "north": 300, "south": 300}
+    assert federated.auroc["pneumothorax"]["k"] == 3 and federated.auroc["pneumothorax"]["i2"] == pytest.approx(expected.i2)
+
+    universality = trust_assess(version=version, trigger="manual").principles["universality"]["criteria"]
+    heterogeneity = next(c for c in universality if c["key"] == "site_heterogeneity")
+    assert heterogeneity["status"] == "not_met" and expected.i2 > 0.5  # the planted spread between the hospitals
+    assert heterogeneity["inputs"]["i2"] == pytest.approx(expected.i2, abs=1e-4)
+    assert heterogeneity["inputs"]["prediction_low"] == pytest.approx(expected.prediction_low, abs=1e-4)
+    assert heterogeneity["links"] == [{"type": "federated_study", "id": study.pk, "label": f"Federated study {study.name}"}]
+    external = next(c for c in universality if c["key"] == "external_sites")
+    assert external["inputs"]["federated_sites"] == ["east", "north", "south"] and external["inputs"]["sites"] == 3
+    client.force_login(personas["officer"])
+    assert f'href="/federated/{study.pk}/"' in client.get(f"/versions/{version.pk}/trust/").content.decode()

@@ -21,6 +21,7 @@ from validation.trust.evidence import (
     DatasetEvidence,
     DeploymentEvidence,
     DossierEvidence,
+    FederatedStudyEvidence,
     FeedbackEvidence,
     Link,
     RatingEvidence,
@@ -239,6 +240,81 @@ def test_external_sites_vendors_and_site_gap():
     spread = apply("site_auroc_gap", evidence)
     assert spread.status == "uncertain" and "between sites" in spread.explanation
     assert apply("external_sites", version()).value is None  # internal test data only
+
+
+def meta(k=3, estimate=0.82, ci=(0.78, 0.86), prediction=(0.74, 0.89), i2=0.2, refused=None) -> dict:
+    """One label's AUROC meta-analysis in ``MetaAnalysis.to_dict`` form (k = 2: no prediction interval)."""
+    if refused:
+        return {"k": k, "estimate": None, "ci_low": None, "ci_high": None, "prediction_low": None, "prediction_high": None,
+                "prediction_note": None, "i2": None, "tau2": None, "refused_reason": refused}
+    low, high = prediction if k >= 3 else (None, None)
+    return {"k": k, "estimate": estimate, "ci_low": ci[0], "ci_high": ci[1], "prediction_low": low, "prediction_high": high,
+            "prediction_note": None if k >= 3 else "a prediction interval for a new site needs at least 3 sites", "i2": i2, "tau2": 0.01,
+            "refused_reason": None}
+
+
+def study(study_id=5, sites=None, **auroc) -> FederatedStudyEvidence:
+    return FederatedStudyEvidence(id=study_id, name=f"Study {study_id}", pooling_id=study_id * 10,
+                                  site_patients={"north": 200, "south": 300, "east": 250} if sites is None else sites,
+                                  auroc=auroc or {"nodule": meta()})
+
+
+def test_external_sites_count_federated_sites_other_than_the_provider():
+    provider = {**MODEL, "provider": "vendor"}
+    federated = (study(6, sites={"vendor": 100, "north": 200}), study(5, sites={"north": 150, "east": 250}))
+    outcome = apply("external_sites", version(model=provider, federated=federated))  # no external run at all
+    assert outcome.inputs["federated_sites"] == ["east", "north"] and outcome.inputs["sites"] == 2
+    assert outcome.value == pytest.approx(2 / 3, abs=1e-4) and outcome.n == 200 + 250  # each site's newest study, the provider left out
+    assert [link.type for link in outcome.links] == ["federated_study", "federated_study"]
+    assert "2 reported through federated studies (east, north)" in outcome.explanation
+    south_run = run(2, report({"nodule": label()}), roles=("external_validation",), institution="south")
+    both = apply("external_sites", version(model=provider, runs=(south_run,), federated=federated))
+    assert both.inputs["institutions"] == ["east", "north", "south"] and both.status == "met" and both.n == 400 + 450
+    assert apply("external_sites", version(model=provider, federated=(study(7, sites={"vendor": 100}),))).value is None
+
+
+@pytest.mark.parametrize("analysis, value, status, words", [
+    (meta(), 1.0, "met", "expected at 0.7 or above and I² is under 50%"),
+    (meta(prediction=(0.72, 0.9), i2=0.6), 0.5, "uncertain", "but I² is 50% or more"),
+    (meta(prediction=(0.6, 0.95), i2=0.7), 0.25, "not_met", "may fall below 0.7"),
+    (meta(k=2, ci=(0.7, 0.9)), 0.5, "uncertain", "needs at least 3 sites"),
+    (meta(k=2, estimate=0.6, ci=(0.55, 0.65)), 0.375, "not_met", "pooled CI stays below 0.7"),
+])
+def test_site_heterogeneity_judges_the_prediction_interval_and_i2(analysis, value, status, words):
+    outcome = apply("site_heterogeneity", version(federated=(study(nodule=analysis),)))
+    assert (outcome.value, outcome.status) == (pytest.approx(value), status) and words in outcome.explanation
+    assert outcome.links == (Link("federated_study", 5, "Federated study Study 5"),)
+    assert outcome.inputs["k"] == analysis["k"] and outcome.inputs["i2"] == analysis["i2"] and outcome.n == 750
+
+
+def test_site_heterogeneity_takes_the_newest_study_with_two_sites_and_its_worst_label():
+    newest = study(9, sites={"north": 80}, nodule=meta(k=1, refused="fewer than two sites have an estimate"))
+    middle = study(8, nodule=meta(), effusion=meta(prediction=(0.6, 0.9), i2=0.8))
+    oldest = study(7, nodule=meta(prediction=(0.5, 0.9)))
+    outcome = apply("site_heterogeneity", version(federated=(newest, middle, oldest)))
+    assert outcome.inputs["study"] == 8 and outcome.inputs["label"] == "effusion" and outcome.status == "not_met"
+    assert "for effusion" in outcome.explanation
+    assert apply("site_heterogeneity", version(federated=(middle,)), min_auroc=0.55, max_i2=0.9).status == "met"
+
+
+def test_site_heterogeneity_without_two_sites_shows_why():
+    one = apply("site_heterogeneity", version(federated=(study(4, sites={"north": 80}, nodule=meta(k=1, refused="only one site (north) has an estimate")),)))
+    assert one.value is None and one.status == "no_evidence" and "only one site (north) has an estimate" in one.explanation
+    assert "two or more sites" in apply("site_heterogeneity", version()).explanation
+
+
+def test_a_stored_policy_without_site_heterogeneity_still_scores_universality():
+    policy = copy.deepcopy(DEFAULT_POLICY)
+    criteria = policy["principles"]["universality"]["criteria"]
+    dropped = next(c for c in criteria if c["key"] == "site_heterogeneity")
+    criteria.remove(dropped)
+    criteria[0]["weight"] += dropped["weight"]
+    validate_policy(policy)
+    evidence = replace(full_evidence(), federated=(study(),))
+    old = assess(evidence, policy)["universality"]
+    assert "site_heterogeneity" not in {c.key for c in old.criteria} and old.status == "assessed"
+    new = assess(evidence, DEFAULT_POLICY)["universality"]
+    assert next(c for c in new.criteria if c.key == "site_heterogeneity").status == "met"
 
 
 def test_local_validation_before_go_live_at_every_site():

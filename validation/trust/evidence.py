@@ -16,7 +16,7 @@ from typing import Any
 class Link:
     """Where a user can open a piece of evidence."""
 
-    type: str  # run | dataset | feedback | audit | deployment | version | model | dossier
+    type: str  # run | dataset | feedback | audit | deployment | version | model | dossier | federated_study
     id: int | str | None
     label: str
 
@@ -125,6 +125,23 @@ class FeedbackEvidence:
 
 
 @dataclass(frozen=True)
+class FederatedStudyEvidence:
+    """A federated study of the version that sites have reported to, pooled as the reports stand:
+    the reporting sites with their patients, and per label the AUROC random-effects
+    meta-analysis across them (``MetaAnalysis.to_dict``: k, estimate, ci_*, prediction_*, i2,
+    tau2, refused_reason when fewer than two sites have an estimate)."""
+
+    id: int
+    name: str
+    pooling_id: int
+    site_patients: dict[str, int]  # institution code of each reporting site -> its patients (overall)
+    auroc: dict[str, dict]  # label -> meta-analysis
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class VersionEvidence:
     """Everything the rules may use about one model version, read at one moment."""
 
@@ -132,7 +149,7 @@ class VersionEvidence:
     label: str
     artifact_sha256: str
     artifact_format: str
-    model: dict  # intended_purpose, intended_users, instructions_for_use, known_limitations, explainability_needs, ...
+    model: dict  # intended_purpose, intended_users, instructions_for_use, known_limitations, explainability_needs, provider (code), ...
     lineage: tuple[dict, ...]  # {"version_id", "label", "training_provenance"} from this version to the root
     audit_chain_ok: bool
     audit_events_checked: int
@@ -144,6 +161,7 @@ class VersionEvidence:
     baseline_run_id: int | None
     today: str
     dossier: DossierEvidence | None = None
+    federated: tuple[FederatedStudyEvidence, ...] = ()  # newest study first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

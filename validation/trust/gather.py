@@ -3,7 +3,9 @@ the only input of the scoring rules.
 
 Only this version's succeeded runs are used, and only on datasets linked to it by provenance;
 a failed run or another version's run never reaches the rules. The audit chain is verified
-as part of gathering, so "audit chain intact" is a fact checked at that moment.
+as part of gathering, so "audit chain intact" is a fact checked at that moment. Federated
+studies of this version are read as pooled from their current reports (``study_pooling``
+pools a set of reports once and keeps it).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from registry.choices import DeploymentStatus
 from registry.datasheets import datasheet_completeness
 from registry.models import Deployment, ModelVersion
 from validation.choices import RunStatus
-from validation.models import ValidationRun
+from validation.models import FederatedStudy, ValidationRun
 from validation.trust.evidence import (
     DatasetEvidence,
     DeploymentEvidence,
     DossierEvidence,
+    FederatedStudyEvidence,
     FeedbackEvidence,
     RatingEvidence,
     RunEvidence,
@@ -61,7 +64,7 @@ def _feedback(version: ModelVersion) -> FeedbackEvidence:
 def _deployments(version: ModelVersion) -> tuple[DeploymentEvidence, ...]:
     """Each open deployment, with this version's local validation there: a succeeded run on data its
     institution stewards (any dataset, not only those linked by provenance)."""
-    from validation.revalidation import next_due_on
+    from validation.revalidation import revalidation_overdue_from
 
     runs = list(ValidationRun.objects.filter(version=version, status=RunStatus.SUCCEEDED).select_related("dataset").order_by("finished_at", "pk"))
     today = timezone.localdate()
@@ -78,7 +81,8 @@ def _deployments(version: ModelVersion) -> tuple[DeploymentEvidence, ...]:
         result.append(DeploymentEvidence(
             id=d.pk, institution=d.institution.code, status=d.status, since=d.since.isoformat() if d.since else None,
             local_run_id=chosen.pk if chosen else None, local_run_before_go_live=bool(before),
-            revalidation_overdue=d.status == DeploymentStatus.ACTIVE and next_due_on(d) < today, recent_feedback=d.recent,
+            revalidation_overdue=d.status == DeploymentStatus.ACTIVE and revalidation_overdue_from(d, today=today) is not None,
+            recent_feedback=d.recent,
         ))
     return tuple(result)
 
@@ -101,12 +105,30 @@ def _dossier(version: ModelVersion) -> DossierEvidence | None:
     return DossierEvidence(id=dossier.pk, revision=dossier.revision, status=dossier.status, ratio=ratio, missing=tuple(missing), frozen=frozen)
 
 
+def _federated(version: ModelVersion) -> tuple[FederatedStudyEvidence, ...]:
+    """The version's federated studies with at least one site report, newest first, each with the
+    sites that reported and its AUROC meta-analysis per label."""
+    from validation.federated import study_pooling
+
+    studies = FederatedStudy.objects.filter(version=version, jobs__report__isnull=False).distinct().order_by("-created_at", "-pk")
+    found = []
+    for study in studies:
+        pooling = study_pooling(study)
+        result = pooling.result
+        found.append(FederatedStudyEvidence(
+            id=study.pk, name=study.name, pooling_id=pooling.pk,
+            site_patients={row["site"]: row["n_patients"] for row in result["site_results"]},
+            auroc={label: metrics["auroc"] for label, metrics in result["meta_analysis"].items()},
+        ))
+    return tuple(found)
+
+
 def version_evidence(version: ModelVersion) -> VersionEvidence:
     """Everything the rules may use about ``version``, read now."""
     from compliance.audit import audit_verify_chain
     from validation.evidence import version_baseline
 
-    version = ModelVersion.objects.select_related("foundation_model", "parent").get(pk=version.pk)
+    version = ModelVersion.objects.select_related("foundation_model__provider", "parent").get(pk=version.pk)
     model = version.foundation_model
     roles: dict[int, list[str]] = {}
     datasets = {}
@@ -133,7 +155,7 @@ def version_evidence(version: ModelVersion) -> VersionEvidence:
             "intended_purpose": model.intended_purpose, "intended_users": model.intended_users,
             "instructions_for_use": model.instructions_for_use, "known_limitations": model.known_limitations,
             "explainability_needs": model.explainability_needs, "body_region": model.body_region, "modality": model.modality,
-            "output_schema": version.output_schema,
+            "output_schema": version.output_schema, "provider": model.provider.code,
         },
         lineage=_lineage(version),
         audit_chain_ok=verdict.ok, audit_events_checked=verdict.checked, audit_broken_reason=verdict.reason or "",
@@ -151,4 +173,5 @@ def version_evidence(version: ModelVersion) -> VersionEvidence:
         baseline_run_id=baseline.pk if baseline else None,
         today=timezone.localdate().isoformat(),
         dossier=_dossier(version),
+        federated=_federated(version),
     )

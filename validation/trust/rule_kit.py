@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from validation.trust.evidence import Link, RatingEvidence, RunEvidence, VersionEvidence
+from validation.trust.evidence import FederatedStudyEvidence, Link, RatingEvidence, RunEvidence, VersionEvidence
 
 DEMOGRAPHICS = ("sex", "age_band", "ethnicity")  # registry.datasheets.DEMOGRAPHIC_ATTRIBUTES
 RUN_NAME = {"ethnicity": "race_ethnicity"}  # datasheet attribute -> manifest attribute
@@ -89,6 +89,10 @@ def _ci_text(run: RunEvidence, low: float | None, high: float | None) -> str:
 
 def _run_link(run: RunEvidence) -> Link:
     return Link("run", run.id, f"Run {run.id} on {run.dataset_name}")
+
+
+def _study_link(study: FederatedStudyEvidence) -> Link:
+    return Link("federated_study", study.id, f"Federated study {study.name}")
 
 
 def _labels(run: RunEvidence) -> Iterator[tuple[str, dict]]:
@@ -190,3 +194,29 @@ def _share_of_deployments(evidence: VersionEvidence, statuses: tuple[str, ...], 
     return Outcome(value=_r(value), status=_share_status(value), inputs={"deployments": len(chosen), "ok": len(good), "not_ok": bad},
                    explanation=f"{len(good)} of {len(chosen)} deployments {what}{tail}.",
                    links=tuple(Link("deployment", d.id, f"Deployment at {d.institution}") for d in chosen))
+
+
+def _dicom_input(run: RunEvidence) -> bool | None:
+    """True when the run read DICOM headers or lists DICOM cases, False when its listed cases are
+    all other formats, None when the report does not show the input format."""
+    if any((run.report.get("dataset") or {}).get("header_fill", {}).get("filled", {}).values()):
+        return True
+    paths = [case.get("image_path", "") for _, section in _labels(run)
+             for case in [*(section.get("uncertainty") or {}).get("flagged_cases", ()), *(section.get("explainability") or {}).get("cases", ())]]
+    return any(p.lower().endswith((".dcm", ".dicom")) for p in paths) if paths else None
+
+
+def _feedback_link(n: int) -> tuple[Link, ...]:
+    return (Link("feedback", None, f"{n} feedback reports"),)
+
+
+def _rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
+    """A 1-5 rating as (mean - 1) / 4, its status from its CI against the target (no value under min_n)."""
+    if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
+        return _none(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
+    mean, low, high = _mean_ci(rating)
+    value = min(1.0, max(0.0, (mean - 1) / 4))
+    return Outcome(value=_r(value), status=_target_status(low, high, params["target"]), n=rating.n, ci_width=_r((high - low) / 4),
+                   inputs={"n": rating.n, "mean": _r(mean), "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
+                   explanation=f"Clinicians rated {what} {mean:.2f} of 5 on average (n={rating.n}, 95% CI {low:.2f}-{high:.2f}), target {params['target']:g}.",
+                   links=_feedback_link(rating.n))

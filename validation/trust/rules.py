@@ -26,9 +26,14 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 | clinical_settings         | Universality 1      | share of intended purpose, users, body region, modality stated                 | -                         | none stated                                   |
 | community_standards       | Universality 2      | share of known checks met: ONNX artifact, DICOM input seen in a run, output    | -                         | never (the artifact format is known)          |
 |                           |                     | schema naming classes with thresholds (an unknown check is left out)           |                           |                                               |
-| external_sites            | Universality 3      | min(1, sites / target); sites = max(external institutions, site groups there)  | target_sites 3            | no external_validation run                    |
+| external_sites            | Universality 3      | min(1, sites / target); sites = max(external institutions and sites other than | target_sites 3            | no external_validation run and no federated   |
+|                           |                     | the provider that reported to a federated study, site groups in the runs)      |                           | report from a site other than the provider    |
 | scanner_vendors           | Universality 3      | min(1, vendors with reportable results / target)                               | target_vendors 2          | no run reports results by vendor              |
 | site_auroc_gap            | Universality 3      | threshold rule, largest AUROC gap between sites                                | threshold 0.05            | no run compares sites                         |
+| site_heterogeneity        | Universality 3      | AUROC meta-analysis of the newest federated study with >= 2 sites, worst label:| min_auroc 0.7,            | no federated study has two sites with an      |
+|                           |                     | 1 if the prediction interval's lower end >= min_auroc and I² < max_i2; 0.5     | max_i2 0.5                | AUROC (a one-site study's refusal is shown)   |
+|                           |                     | (uncertain) if I² >= max_i2 or k = 2 (no prediction interval); below min_auroc |                           |                                               |
+|                           |                     | (k = 2: the pooled CI's upper end) 0.5 x (low - 0.5) / (min_auroc - 0.5)       |                           |                                               |
 | local_validation          | Universality 4      | share of deployments with a local run before go-live (planned: one exists)     | -                         | not deployed                                  |
 | datasheet_completeness    | Traceability 2      | mean datasheet completeness of the linked datasets                             | -                         | no linked dataset                             |
 | dossier_completeness      | Traceability 2      | share of required fields filled in the newest revision (frozen at submission;  | -                         | no dossier opened                             |
@@ -63,13 +68,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from validation.trust.evidence import Link, RatingEvidence, RunEvidence, VersionEvidence
+from validation.trust.evidence import FederatedStudyEvidence, Link, RatingEvidence, RunEvidence, VersionEvidence
 from validation.trust.rule_kit import (
     ACQUISITION,
     DEMOGRAPHICS,
     Outcome,
     RUN_NAME,
+    _dicom_input,
     _documented,
+    _feedback_link,
     _group_patients,
     _groups,
     _label_suffix,
@@ -79,10 +86,12 @@ from validation.trust.rule_kit import (
     _none,
     _pooled,
     _r,
+    _rating_outcome,
     _rule,
     _run_link,
     _share_of_deployments,
     _share_status,
+    _study_link,
     _target_status,
     _threshold_outcome,
     _wilson,
@@ -194,16 +203,6 @@ def clinical_settings(evidence: VersionEvidence, params: dict) -> Outcome:
     return _documented(evidence, ("intended_purpose", "intended_users", "body_region", "modality"), "clinical settings")
 
 
-def _dicom_input(run: RunEvidence) -> bool | None:
-    """True when the run read DICOM headers or lists DICOM cases, False when its listed cases are
-    all other formats, None when the report does not show the input format."""
-    if any((run.report.get("dataset") or {}).get("header_fill", {}).get("filled", {}).values()):
-        return True
-    paths = [case.get("image_path", "") for _, section in _labels(run)
-             for case in [*(section.get("uncertainty") or {}).get("flagged_cases", ()), *(section.get("explainability") or {}).get("cases", ())]]
-    return any(p.lower().endswith((".dcm", ".dicom")) for p in paths) if paths else None
-
-
 @_rule("community_standards")
 def community_standards(evidence: VersionEvidence, params: dict) -> Outcome:
     schema = evidence.model.get("output_schema") or {}
@@ -225,17 +224,27 @@ def community_standards(evidence: VersionEvidence, params: dict) -> Outcome:
 @_rule("external_sites", target_sites=(3, 1, 50))
 def external_sites(evidence: VersionEvidence, params: dict) -> Outcome:
     runs = [r for r in evidence.runs if "external_validation" in r.roles]
-    if not runs:
-        return _none("No run of this version on external validation data.")
-    institutions = sorted({r.institution for r in runs})
+    federated: dict[str, tuple[FederatedStudyEvidence, int]] = {}  # site -> its newest study and patients there
+    for study in evidence.federated:
+        for site, patients in study.site_patients.items():
+            if site != evidence.model.get("provider"):
+                federated.setdefault(site, (study, patients))
+    if not runs and not federated:
+        return _none("No run of this version on external validation data, and no site other than the provider has reported to a federated study.")
+    institutions = sorted({r.institution for r in runs} | set(federated))
     sites = sorted(set().union(*(_groups(r, "site") for r in runs)))
     count = max(len(institutions), len(sites))
     newest = {r.dataset_id: r for r in reversed(runs)}
-    patients = sum((r.report.get("dataset") or {}).get("n_patients") or 0 for r in newest.values())
+    patients = sum((r.report.get("dataset") or {}).get("n_patients") or 0 for r in newest.values()) + sum(n for _, n in federated.values())
     value = min(1.0, count / params["target_sites"])
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"sites": count, "institutions": institutions, "site_groups": sites, "target_sites": params["target_sites"]},
-                   explanation=f"Evaluated on {count} external site(s) ({', '.join(sites or institutions)}) against a target of {params['target_sites']:g}.",
-                   links=tuple(_run_link(r) for r in runs), n=patients or None)
+    studies = {study.id: study for study, _ in federated.values()}.values()
+    reported = f"; {len(federated)} reported through federated studies ({', '.join(sorted(federated))})" if federated else ""
+    return Outcome(value=_r(value), status=_share_status(value),
+                   inputs={"sites": count, "institutions": institutions, "site_groups": sites, "federated_sites": sorted(federated),
+                           "target_sites": params["target_sites"]},
+                   explanation=f"Evaluated on {count} external site(s) ({', '.join(sites if len(sites) > len(institutions) else institutions)}) "
+                               f"against a target of {params['target_sites']:g}{reported}.",
+                   links=tuple(_run_link(r) for r in runs) + tuple(_study_link(s) for s in studies), n=patients or None)
 
 
 @_rule("scanner_vendors", target_vendors=(2, 1, 20))
@@ -256,6 +265,49 @@ def site_auroc_gap(evidence: VersionEvidence, params: dict) -> Outcome:
     if run is None:
         return _none("No run of this version compares AUROC across two or more sites.")
     return _threshold_outcome(run, _worst(found), params["threshold"], "Largest AUROC gap between sites")
+
+
+def _heterogeneity(meta: dict, min_auroc: float, max_i2: float) -> tuple[float, str, str]:
+    """Score, status and verdict words for one label's AUROC meta-analysis (k >= 2)."""
+    i2, low = meta["i2"], meta["prediction_low"]
+    if low is None:  # two sites: no prediction interval for a new one
+        if meta["ci_high"] < min_auroc:
+            return 0.5 * min(1.0, max(0.0, (meta["ci_high"] - 0.5) / (min_auroc - 0.5))), "not_met", f"even the pooled CI stays below {min_auroc:g}"
+        return 0.5, "uncertain", f"{meta.get('prediction_note') or 'no prediction interval for a new site'}; the spread cannot be judged yet"
+    if low < min_auroc:
+        return 0.5 * min(1.0, max(0.0, (low - 0.5) / (min_auroc - 0.5))), "not_met", f"a new site may fall below {min_auroc:g}"
+    if i2 < max_i2:
+        return 1.0, "met", f"a new site is expected at {min_auroc:g} or above and I² is under {max_i2:.0%}"
+    return 0.5, "uncertain", f"a new site is expected at {min_auroc:g} or above, but I² is {max_i2:.0%} or more"
+
+
+@_rule("site_heterogeneity", min_auroc=(0.7, 0.51, 0.99), max_i2=(0.5, 0.01, 1.0))
+def site_heterogeneity(evidence: VersionEvidence, params: dict) -> Outcome:
+    study = next((s for s in evidence.federated if any(m["k"] >= 2 for m in s.auroc.values())), None)
+    if study is None:
+        refused = next(((s, label, m) for s in evidence.federated for label, m in s.auroc.items() if m.get("refused_reason")), None)
+        if refused is None:
+            return _none("No federated study of this version has reports from two or more sites.")
+        s, label, meta = refused
+        return _none(f"Federated study {s.name} ({label}): {meta['refused_reason']}", study=s.id, label=label, k=meta["k"])
+    found = []
+    for label, meta in study.auroc.items():
+        if meta["k"] >= 2:
+            score, status, words = _heterogeneity(meta, params["min_auroc"], params["max_i2"])
+            found.append({"label": label, "meta": meta, "score": score, "status": status, "words": words, "observed": meta["i2"]})
+    worst = _worst(found)
+    meta = worst["meta"]
+    interval = (f"prediction interval for a new site {meta['prediction_low']:.3f}-{meta['prediction_high']:.3f}"
+                if meta["prediction_low"] is not None else "no prediction interval")
+    suffix = f" for {worst['label']}" if len(study.auroc) > 1 else ""
+    return Outcome(
+        value=_r(worst["score"]), status=worst["status"], n=sum(study.site_patients.values()) or None, ci_width=_r(meta["ci_high"] - meta["ci_low"]),
+        inputs={"study": study.id, "label": worst["label"], "k": meta["k"], **{key: _r(meta[key]) for key in ("estimate", "ci_low", "ci_high", "prediction_low", "prediction_high", "i2", "tau2")},
+                "min_auroc": params["min_auroc"], "max_i2": params["max_i2"]},
+        explanation=f"Across {meta['k']} sites of federated study {study.name}{suffix}: pooled AUROC {meta['estimate']:.3f} "
+                    f"({round(100 * meta.get('confidence', 0.95)):d}% CI {meta['ci_low']:.3f}-{meta['ci_high']:.3f}), I² {meta['i2']:.0%}, {interval}: {worst['words']}.",
+        links=(_study_link(study),),
+    )
 
 
 @_rule("local_validation")
@@ -375,10 +427,6 @@ def intended_use(evidence: VersionEvidence, params: dict) -> Outcome:
     return _documented(evidence, ("intended_purpose", "intended_users", "instructions_for_use", "known_limitations"), "intended use")
 
 
-def _feedback_link(n: int) -> tuple[Link, ...]:
-    return (Link("feedback", None, f"{n} feedback reports"),)
-
-
 @_rule("feedback_interface")
 def feedback_interface(evidence: VersionEvidence, params: dict) -> Outcome:
     if evidence.feedback.n:
@@ -400,17 +448,6 @@ def agreement_rate(evidence: VersionEvidence, params: dict) -> Outcome:
     return Outcome(value=_r(rate), status=status, n=f.n, ci_width=_r(high - low), links=_feedback_link(f.n),
                    inputs={"n": f.n, "agree": f.n_agree, "partly": f.n_partly, "disagree": f.n_disagree, "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
                    explanation=f"Clinicians agreed in {rate:.0%} of {f.n} reports (partly counts half; 95% CI {low:.0%}-{high:.0%}), target {params['target']:.0%}.")
-
-
-def _rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
-    if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
-        return _none(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
-    mean, low, high = _mean_ci(rating)
-    value = min(1.0, max(0.0, (mean - 1) / 4))
-    return Outcome(value=_r(value), status=_target_status(low, high, params["target"]), n=rating.n, ci_width=_r((high - low) / 4),
-                   inputs={"n": rating.n, "mean": _r(mean), "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
-                   explanation=f"Clinicians rated {what} {mean:.2f} of 5 on average (n={rating.n}, 95% CI {low:.2f}-{high:.2f}), target {params['target']:g}.",
-                   links=_feedback_link(rating.n))
 
 
 @_rule("usability_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))

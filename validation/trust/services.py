@@ -157,19 +157,21 @@ def trust_guard(version: ModelVersion) -> str | None:
 
 def trust_overdue_requests() -> list[int]:
     """Ask for a recomputation of every version with an active deployment whose revalidation is
-    overdue and whose newest assessment is older than the due date (so it still says on time)."""
+    overdue and whose newest assessment predates that (so it still says on time)."""
     from registry.choices import DeploymentStatus
     from registry.models import Deployment
-    from validation.revalidation import next_due_on
+    from validation.revalidation import revalidation_overdue_from
 
     today = timezone.localdate()
     versions = []
     for deployment in Deployment.objects.filter(status=DeploymentStatus.ACTIVE).select_related("version"):
-        due = next_due_on(deployment)
-        if due >= today or deployment.version_id in versions:
+        if deployment.version_id in versions:
+            continue
+        overdue_from = revalidation_overdue_from(deployment, today=today)
+        if overdue_from is None:
             continue
         latest = latest_assessment(deployment.version)
-        if latest is None or timezone.localtime(latest.computed_at).date() <= due:
+        if latest is None or latest.computed_at < overdue_from:
             versions.append(deployment.version_id)
             trust_request(version_id=deployment.version_id, trigger="revalidation_overdue", debounce=False)
     return versions

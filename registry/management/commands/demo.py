@@ -5,8 +5,10 @@ fine-tuned version (real ONNX files exported with torch), two datasets with
 datasheets and provenance; generates a multi-site radiograph test set and trains a
 nodule CNN on generated data (``validation.demo``); starts a real Celery worker on
 the configured broker that mirrors the versions into MLflow and validates the nodule
-model on its test set; verifies the audit chain; prints the figures and where
-everything is. Running it again reuses what exists (and validates again).
+model on its test set; verifies the audit chain; runs a federated study with the server
+and a site agent per hospital as separate processes (``validation.demo_federated``);
+prints the figures and where everything is. Running it again reuses what exists (and
+validates again).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Command(BaseCommand):
                 out=self.stdout.write,
             )
         self._monitoring_summary(monitoring)
+        self._federated_summary(nodule, engineer, [sites[code] for code in ("st-anna", "city-general", "north-clinic")], timeout)  # before the scores, which read its heterogeneity
         self._trust_summary([nodule, tuned_nodule])
         with audit_context(label="demo"):
             dossiers = dossier_demo(versions=[nodule, tuned_nodule], out=self.stdout.write, **officers)
@@ -98,6 +101,7 @@ class Command(BaseCommand):
             "radvendor": {"name": "RadVendor GmbH", "kind": Institution.Kind.PROVIDER, "country": "DE", "contact_email": "regulatory@radvendor.example"},
             "st-anna": {"name": "St. Anna University Hospital", "kind": Institution.Kind.HOSPITAL, "country": "NL", "contact_email": "radiology@st-anna.example"},
             "city-general": {"name": "City General Hospital", "kind": Institution.Kind.HOSPITAL, "country": "BE", "contact_email": "imaging@city-general.example"},
+            "north-clinic": {"name": "North Clinic", "kind": Institution.Kind.HOSPITAL, "country": "DK", "contact_email": "radiology@north-clinic.example"},
         }
         return {
             code: Institution.objects.filter(code=code).first()
@@ -355,6 +359,17 @@ class Command(BaseCommand):
                 pages = f", {document.pages} pages" if document.pages else ""
                 w(f"    {document.get_kind_display():<62} {Path(settings.MEDIA_ROOT) / document.storage_name}  sha256 {document.sha256[:16]}...{pages}")
         w("  Verify       manage.py verify_documents")
+
+    def _federated_summary(self, version, engineer, hospitals, timeout: float) -> None:
+        """The federated study: the server and one site agent per hospital as separate processes, then the pooled figures."""
+        from validation.demo_federated import federated_demo, federated_lines
+
+        self.stdout.write("")
+        with audit_context(label="demo"):
+            result = federated_demo(version=version, engineer=engineer, hospitals=hospitals, out=self.stdout.write, timeout=timeout)
+        self.stdout.write(self.style.SUCCESS(f"Federated validation of {version} at {len(hospitals)} hospitals (only aggregates left each site):"))
+        for line in federated_lines(result):
+            self.stdout.write(line)
 
     def _monitoring_summary(self, monitoring: dict) -> None:
         from compliance.models import DeploymentMonitor

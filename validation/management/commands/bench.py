@@ -1,8 +1,9 @@
 """``manage.py bench validation [--json] [--quick] [--only FIGURE] [--images N]``: the engine's speed figures.
 ``manage.py bench feedback [--json] [--database-url URL] [--rows N] [--deployments N]``: the feedback reads at scale.
 ``manage.py bench documents [--json] [--quick]``: rendering the technical documentation against WeasyPrint alone.
+``manage.py bench federated [--json] [--quick]``: pooled against central AUROC, payload size, the site agent against the evaluation alone.
 
-Thin: the measurements are in ``validation.bench`` (plain Python), ``compliance.bench`` and ``compliance.bench_documents``.
+Thin: the measurements are in ``validation.bench`` (plain Python), ``validation.bench_federated``, ``compliance.bench`` and ``compliance.bench_documents``.
 Progress goes to stderr and anything a library prints while measuring is sent there
 too, so that with ``--json`` stdout holds exactly one JSON object.
 """
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     help = "Measure the validation engine against bare ONNX Runtime, fairlearn and scikit-learn, in one process; or the feedback reads at a million reports."
 
     def add_arguments(self, parser):
-        parser.add_argument("target", choices=["validation", "feedback", "documents"], help="What to benchmark.")
+        parser.add_argument("target", choices=["validation", "feedback", "documents", "federated"], help="What to benchmark.")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object instead of a table.")
         parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke run of a few seconds.")
         parser.add_argument("--only", choices=FIGURES, help="Measure this figure only.")
@@ -41,6 +42,9 @@ class Command(BaseCommand):
         if target == "documents":
             self._documents(as_json=as_json, quick=quick)
             return
+        if target == "federated":
+            self._federated(as_json=as_json, quick=quick)
+            return
         if images is not None and images < 1:
             raise CommandError("--images must be at least 1.")
         cache = settings.VAR_DIR / "bench"
@@ -57,6 +61,13 @@ class Command(BaseCommand):
 
         with contextlib.redirect_stdout(sys.stderr):
             result = run_documents_bench(quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
+        self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
+
+    def _federated(self, *, as_json: bool, quick: bool) -> None:
+        from validation.bench_federated import run_federated_bench
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_federated_bench(settings.VAR_DIR / "bench", quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
         self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
 
     def _feedback(self, *, as_json: bool, database_url: str | None, rows: int | None, deployments: int | None, repeats: int | None, child: bool, **options):
