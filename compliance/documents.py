@@ -231,6 +231,19 @@ def document_filename(document: Document) -> str:
     return f"{slugify(version.foundation_model.name)}-{version.version}-rev{document.dossier.revision}-{document.kind}{suffix}"
 
 
+def document_download(document: Document):
+    """The stored file as an attachment named for the document, its sha256 as the ETag; None when the file is missing."""
+    from django.http import FileResponse
+
+    try:
+        handle = default_storage.open(document.storage_name, "rb")
+    except OSError:
+        return None
+    response = FileResponse(handle, as_attachment=True, filename=document_filename(document), content_type=document.content_type)
+    response["ETag"] = f'"{document.sha256}"'
+    return response
+
+
 def document_verify(document: Document) -> str | None:
     """None when the stored bytes still hash to the recorded sha256; otherwise what is wrong."""
     digest, size = hashlib.sha256(), 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -227,11 +226,7 @@ class DocumentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
-        document = self.get_object()
-        try:
-            handle = default_storage.open(document.storage_name, "rb")
-        except OSError:
-            raise NotFound("The stored file of this document is missing; run manage.py verify_documents.") from None
-        response = FileResponse(handle, as_attachment=True, filename=document_services.document_filename(document), content_type=document.content_type)
-        response["ETag"] = f'"{document.sha256}"'
+        response = document_services.document_download(self.get_object())
+        if response is None:
+            raise NotFound("The stored file of this document is missing; run manage.py verify_documents.")
         return response

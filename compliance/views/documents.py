@@ -5,8 +5,7 @@ rendered on an officer's request (a write on the dossier, as in the API)."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -50,11 +49,7 @@ def documents_render(request, pk: int):
 
 @requires("document")
 def document_download(request, pk: int):
-    document = get_object_or_404(document_services.document_list(user=request.user), pk=pk)
-    try:
-        handle = default_storage.open(document.storage_name, "rb")
-    except OSError:
-        raise Http404("The stored file of this document is missing.") from None
-    response = FileResponse(handle, as_attachment=True, filename=document_services.document_filename(document), content_type=document.content_type)
-    response["ETag"] = f'"{document.sha256}"'
+    response = document_services.document_download(get_object_or_404(document_services.document_list(user=request.user), pk=pk))
+    if response is None:
+        raise Http404("The stored file of this document is missing.")
     return response
