@@ -314,7 +314,7 @@ def test_running_agent_process_sends_the_payload_once_approved(server, site, onn
         deadline = time.monotonic() + 60
         while not state.payload_path(33).exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(0.5)
+        time.sleep(0.5)  # a window in which an agent that ignored the approval step would have sent it
         assert server.reports == {}
         approved = subprocess.run([sys.executable, "-m", "validation.agent", "approve", "--data-root", str(site),
                                    "--job", "33", "--by", "dpo-north"], cwd=ROOT, env=process_env(), capture_output=True,
@@ -400,7 +400,7 @@ def test_agent_process_waits_for_a_server_that_is_down_at_start(site, onnx_files
     process = subprocess.Popen(agent_process(fake.url, site, "--once", "--auto-approve", "dpo", "--retry-for", "60"),
                                cwd=ROOT, env=process_env(), stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
+        time.sleep(1.5)  # long enough for several refused connections: the agent must keep retrying, not exit
         assert process.poll() is None  # still retrying
         fake.start()
         _, stderr = process.communicate(timeout=120)
@@ -502,7 +502,7 @@ def test_agent_process_survives_the_server_going_away_mid_download(site, onnx_fi
                                cwd=ROOT, env=process_env(), stderr=subprocess.PIPE, text=True)
     try:
         assert went_away.wait(60)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the server stays away for a few of the agent's retries before it comes back
         fake.hook = None
         fake.start()
         deadline = time.monotonic() + 60

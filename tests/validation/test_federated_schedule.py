@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from datetime import datetime, time, timedelta
 
 import numpy as np
 import pytest
+
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -22,6 +21,7 @@ from validation.engine.federated import site_summary
 from validation.models import FederatedJob, FederatedStudy, TrustAssessment, ValidationRun
 from validation.revalidation import next_due_on, revalidation_dispatch, revalidation_overdue_from
 from validation.trust.gather import version_evidence
+from tests.concurrency import race
 
 CADENCE = 30
 
@@ -106,23 +106,7 @@ def test_a_stale_dispatcher_loses_the_claim_on_the_due_date(agent_deployment):
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_dispatchers_open_exactly_one_study(agent_deployment):
-    barrier = threading.Barrier(2)
-    outcomes, errors = [], []
-
-    def dispatch():
-        try:
-            barrier.wait()
-            outcomes.append(revalidation_dispatch(today=timezone.localdate()))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=dispatch) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes, errors = race(lambda: revalidation_dispatch(today=timezone.localdate()))
     assert not errors, errors
     assert FederatedStudy.objects.count() == 1 and FederatedJob.objects.filter(deployment=agent_deployment).count() == 1
     assert sum(len(o["queued"]) for o in outcomes) == 1 and not ValidationRun.objects.exists()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import date, timedelta
 
 import pytest
-from django.db import connection
+
 
 from registry.choices import DeploymentStatus, RevalidationState
 from registry.models import Deployment
@@ -14,6 +13,7 @@ from validation import services
 from validation.choices import RunStatus
 from validation.models import ValidationRun
 from validation.revalidation import next_due_on, revalidation_dispatch
+from tests.concurrency import race
 
 TODAY = date(2026, 11, 28)
 
@@ -74,23 +74,7 @@ def test_not_due_ended_and_dataless_deployments(deployment, run_setup):
 @pytest.mark.django_db(transaction=True)
 def test_racing_dispatchers_queue_exactly_one_run(deployment):
     """Two dispatchers in two threads (two database connections) at once: one run."""
-    barrier = threading.Barrier(2)
-    outcomes, errors = [], []
-
-    def dispatch():
-        try:
-            barrier.wait()
-            outcomes.append(revalidation_dispatch(today=TODAY))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=dispatch) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes, errors = race(lambda: revalidation_dispatch(today=TODAY))
     assert not errors, errors
     assert ValidationRun.objects.filter(deployment=deployment).count() == 1
     assert sum(len(o["queued"]) for o in outcomes) == 1
