@@ -6,28 +6,14 @@ from django import forms
 from django.contrib import admin
 
 from compliance.change_rules import DEFAULT_CHANGE_RULES, change_plan_create, change_rules_validate
-from compliance.models import AuditEvent, ChangePlan, Feedback, Incident
-from registry.access import may
+from compliance.models import ChangePlan, Feedback, Incident
+from core.access import may
 from registry.admin import ScopedAdmin
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["seq", "occurred_at", "actor_username", "action", "object_type", "object_id"]
-    list_filter = ["action", "object_type"]
-    search_fields = ["object_repr", "actor_username", "request_id"]
-    ordering = ["-seq"]
-    date_hierarchy = "occurred_at"
-    actions = None
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from django.contrib import messages
+from compliance.alerts import alert_handle
+from compliance.choices import AlertStatus
+from compliance.models import Alert
+from core.errors import Conflict
 
 
 class _ReadOnly(ScopedAdmin):
@@ -98,3 +84,33 @@ class ChangePlanAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         created = change_plan_create(actor=request.user, foundation_model=obj.foundation_model, rules=obj.rules, rationale=obj.rationale)
         obj.pk, obj.version, obj.rules, obj.created_by, obj.created_at = created.pk, created.version, created.rules, created.created_by, created.created_at
+
+
+@admin.register(Alert)
+class AlertAdmin(ScopedAdmin):
+    list_display = ["pk", "severity", "kind", "subject", "version", "deployment", "run", "status", "created_at"]
+    list_filter = ["status", "severity", "kind"]
+    search_fields = ["subject", "message", "version__foundation_model__name"]
+    list_select_related = ["version__foundation_model", "deployment__institution", "run"]
+    date_hierarchy = "created_at"
+    actions = ["acknowledge"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not may(request.user, "alert", write=True):
+            actions.pop("acknowledge", None)
+        return actions
+
+    @admin.action(description="Acknowledge the selected open alerts")
+    def acknowledge(self, request, queryset):
+        done = 0
+        for alert in queryset.filter(status=AlertStatus.OPEN):
+            try:
+                alert_handle(actor=request.user, alert=alert, status=AlertStatus.ACKNOWLEDGED)
+                done += 1
+            except Conflict as exc:
+                self.message_user(request, f"Alert {alert.pk}: {exc}", messages.WARNING)
+        self.message_user(request, f"{done} alert(s) acknowledged.", messages.SUCCESS)

@@ -22,7 +22,7 @@ document (the Markdown here, the PDF chapter) is rendered from the dict, never f
 
 Metrics are compared per dataset the parent or the version was evaluated on (newest succeeded
 runs): on the same dataset and manifest the per-case tables are paired by patient
-(``validation.engine.baseline.metric_deltas``); otherwise both values are shown unpaired, and a
+(``radtrust_engine.baseline.metric_deltas``); otherwise both values are shown unpaired, and a
 dataset the parent was evaluated on but the version was not is named, since forgetting cannot
 be ruled out there.
 """
@@ -176,7 +176,7 @@ def _sources(dataset) -> set[str]:
 
 def _dataset_edits(dataset, since) -> list[dict]:
     """Field changes of a dataset after ``since``, from the audit trail (first before, last after)."""
-    from compliance.models import AuditEvent
+    from core.models import AuditEvent
 
     merged: dict[str, list] = {}
     seqs = []
@@ -235,7 +235,7 @@ def _case_table(run):
     """The run's own per-case table, or None (none kept, unreadable, or not matching its sha256)."""
     from django.core.files.storage import default_storage
 
-    from validation.engine.baseline import BaselineError, CaseTable
+    from radtrust_engine.baseline import BaselineError, CaseTable
 
     stored = run.files.filter(kind=RunFileKind.CASE_TABLE).first()
     if stored is None:
@@ -271,7 +271,7 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
     (exact in floating point; AUROC does not move under a shift)."""
     import numpy as np
 
-    from validation.engine.baseline import metric_deltas
+    from radtrust_engine.baseline import metric_deltas
 
     config = (child_run.results or {}).get("config") or {}
     confidence = float(config.get("confidence", 0.95))
@@ -381,7 +381,7 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
 
 
 def _trust(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], list[str]]:
-    from validation.trust.services import latest_assessment
+    from compliance.trust.services import latest_assessment
 
     old, new = latest_assessment(parent), latest_assessment(version)
     missing = [f"{v} has no trust assessment yet." for v, a in ((parent, old), (version, new)) if a is None]

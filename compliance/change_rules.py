@@ -27,7 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from compliance.choices import ChangeClass
-from radtrust.errors import Conflict
+from core.errors import Conflict
 
 SUBSTANTIAL, WITHIN_PLAN = ChangeClass.SUBSTANTIAL.value, ChangeClass.WITHIN_PLAN.value
 EFFECTS = (WITHIN_PLAN, SUBSTANTIAL)

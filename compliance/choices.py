@@ -64,3 +64,23 @@ class ChangeClass(models.TextChoices):
     NONE = "none", "No change"
     WITHIN_PLAN = "within_plan", "Within the pre-determined change plan (Annex IV 2(f))"
     SUBSTANTIAL = "substantial", "Substantial modification: new conformity assessment (Art. 43(4))"
+
+
+class AlertKind(models.TextChoices):
+    PERFORMANCE_DEGRADATION = "performance_degradation", "Performance degradation"
+    INPUT_DRIFT = "input_drift", "Input drift"
+    OUTPUT_DRIFT = "output_drift", "Output drift"
+    PREVALENCE_SHIFT = "prevalence_shift", "Label-prevalence shift"
+    DISAGREEMENT_RISE = "disagreement_rise", "Clinician disagreement rising"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"

@@ -35,8 +35,8 @@ from compliance.choices import DocumentKind, DossierStatus
 from compliance.document_evidence import CHART_PREFIXES, Attachments
 from compliance.document_render import PDF_KINDS, RenderSource, render_pdf
 from compliance.models import Dossier, DossierSignature, Document
-from radtrust.errors import Conflict
-from registry.access import scope
+from core.errors import Conflict
+from core.access import scope
 from registry.models import ModelVersion
 
 GPAI_KINDS = (DocumentKind.GPAI_TECHNICAL, DocumentKind.GPAI_DOWNSTREAM, DocumentKind.TRAINING_CONTENT_SUMMARY)
@@ -64,7 +64,8 @@ class Rendered:
 def snapshot_attachments(version: ModelVersion, evidence: dict) -> dict:
     """The charts, trust radar and revision history a snapshot carries for its documents (step 1)."""
     from validation.choices import RunFileKind
-    from validation.models import RunFile, TrustAssessment
+    from validation.models import RunFile
+    from compliance.models import TrustAssessment
 
     cited = {source: evidence[source]["run"] for source in CHART_PREFIXES if evidence.get(source)}
     charts = []
@@ -221,7 +222,7 @@ def dossier_documents_render(*, actor, dossier: Dossier) -> list[Document]:
 
 
 def document_list(*, user) -> QuerySet[Document]:
-    """Documents the user may read: the dossier's institution rule (``registry.access``)."""
+    """Documents the user may read: the dossier's institution rule (``core.access``)."""
     return scope(user, Document.objects.select_related("dossier__version__foundation_model", "created_by"))
 
 

@@ -107,7 +107,7 @@ def _explainability(result: dict) -> dict | None:
 
 
 def _trust_scores(version: ModelVersion) -> dict | None:
-    from validation.trust.services import latest_assessment
+    from compliance.trust.services import latest_assessment
 
     assessment = latest_assessment(version)
     if assessment is None:
@@ -130,7 +130,7 @@ def _deployments(version: ModelVersion) -> list | None:
 def _post_market_feedback(version: ModelVersion) -> dict | None:
     from compliance.models import DeploymentWeek
     from compliance.selectors import sum_weeks
-    from validation.choices import AlertStatus
+    from compliance.choices import AlertStatus
 
     totals = sum_weeks(DeploymentWeek.objects.filter(deployment__version=version))
     alerts = version.alerts.exclude(status=AlertStatus.RESOLVED).count()
@@ -155,7 +155,7 @@ def _change_log(version: ModelVersion) -> dict | None:
 
 
 def _audit(version: ModelVersion) -> dict:
-    from compliance.audit import audit_verify_chain
+    from core.audit import audit_verify_chain
 
     verdict = audit_verify_chain()
     return {"chain_intact": verdict.ok, "events_checked": verdict.checked, "broken_at": verdict.broken_seq, "reason": verdict.reason}

@@ -25,10 +25,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from compliance.audit import audit_action
+from core.audit import audit_action
 from compliance.choices import DossierStatus
 from compliance.models import Dossier, DossierSignature
-from radtrust.errors import Conflict
+from core.errors import Conflict
 from registry.models import ModelVersion
 
 EDITABLE = {DossierStatus.DRAFT, DossierStatus.CHANGES_REQUESTED}

@@ -35,13 +35,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compliance.audit import audit_action
+from core.audit import audit_action
 from compliance.choices import Agreement
 from compliance.models import SUMMED_FIELDS, DeploymentMonitor, DeploymentWeek, Feedback
-from radtrust.errors import Conflict
+from core.errors import Conflict
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import Deployment
-from validation.trust.services import trust_request
+from compliance.trust.services import trust_request
 
 OBSERVATION = {Agreement.AGREE: 0.0, Agreement.PARTLY: 0.5, Agreement.DISAGREE: 1.0}
 _AGREEMENT_OF = {value: agreement for agreement, value in OBSERVATION.items()}
@@ -282,8 +282,8 @@ def _design(monitor: DeploymentMonitor):
 
 def _raise_alert(monitor: DeploymentMonitor, state) -> None:
     from compliance.monitoring import disagreement_rate_ci
-    from validation.choices import AlertKind, AlertSeverity
-    from validation.models import Alert
+    from compliance.choices import AlertKind, AlertSeverity
+    from compliance.models import Alert
 
     deployment = monitor.deployment
     observed, k = monitor.tested_n, monitor.tested_sum

@@ -17,11 +17,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from compliance.audit import audit_action
+from core.audit import audit_action
 from compliance.choices import CorrectiveActionKind, IncidentStatus
 from compliance.incident_rules import INCIDENT_TYPES, reported_late, reporting_deadline, reporting_rule
 from compliance.models import CorrectiveAction, Feedback, Incident
-from radtrust.errors import Conflict
+from core.errors import Conflict
 from registry.choices import DeploymentStatus
 
 NEXT: dict[str, frozenset[str]] = {

@@ -1,4 +1,4 @@
-"""Compliance records: the audit trail, clinician feedback and its monitoring, serious incidents."""
+"""Compliance records: clinician feedback and its monitoring, alerts, trust assessments, serious incidents, dossiers and documents."""
 
 from __future__ import annotations
 
@@ -9,86 +9,9 @@ from django.utils import timezone
 
 from compliance.choices import Agreement, CorrectiveActionKind, DocumentKind, DossierStatus, ErrorType, IncidentStatus, Severity
 from compliance.incident_rules import INCIDENT_TYPES, is_overdue
-from radtrust.errors import Conflict
-
-
-class ImmutableRecord(Conflict):
-    """Raised on any attempt to change or remove an append-only record."""
-
-
-def _refuse_update() -> ImmutableRecord:
-    return ImmutableRecord("Audit events are append-only: they cannot be updated.", code="immutable")
-
-
-class AuditEventQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise _refuse_update()
-
-    def bulk_update(self, objs, fields, batch_size=None):
-        raise _refuse_update()
-
-    def bulk_create(self, objs, batch_size=None, ignore_conflicts=False, update_conflicts=False, **kwargs):
-        # An upsert would overwrite the conflicting rows.
-        if update_conflicts:
-            raise _refuse_update()
-        return super().bulk_create(objs, batch_size=batch_size, ignore_conflicts=ignore_conflicts, **kwargs)
-
-    def delete(self):
-        raise ImmutableRecord("Audit events are append-only: they cannot be deleted.", code="immutable")
-
-
-class AuditEvent(models.Model):
-    """One append-only, hash-chained entry of the audit trail (AI Act Art. 12).
-
-    ``hash`` covers every field and ``prev_hash``, so altering, removing or
-    reordering any row breaks the chain from that row on (``manage.py verify_audit``).
-    The actor is copied as id and username, not a foreign key, so that removing a
-    user never touches the trail.
-    """
-
-    seq = models.PositiveBigIntegerField(unique=True)
-    occurred_at = models.DateTimeField()
-    actor_id = models.BigIntegerField(null=True, blank=True)
-    actor_username = models.CharField(max_length=150)
-    request_id = models.CharField(max_length=64, blank=True)
-    action = models.CharField(max_length=40)
-    object_type = models.CharField(max_length=100, db_index=True)
-    object_id = models.CharField(max_length=64, db_index=True)
-    object_repr = models.CharField(max_length=300)
-    changes = models.JSONField(default=dict)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
-
-    objects = AuditEventQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["seq"]
-        base_manager_name = "objects"  # related lookups and internals get the refusing queryset too
-        indexes = [models.Index(fields=["object_type", "object_id", "seq"], name="compliance_audit_object_idx")]
-
-    def __str__(self) -> str:
-        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id} by {self.actor_username}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding or kwargs.get("update_fields") is not None:
-            raise _refuse_update()
-        # Always INSERT: an unsaved instance carrying an existing primary key would otherwise UPDATE that row.
-        kwargs["force_insert"] = True
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ImmutableRecord("Audit events are append-only: they cannot be deleted.", code="immutable")
-
-
-class AuditHead(models.Model):
-    """The newest sequence number and hash, so that removing the last events is detected too."""
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    seq = models.PositiveBigIntegerField(default=0)
-    hash = models.CharField(max_length=64)
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="%(app_label)s_%(class)s_singleton")]
+from core.errors import ImmutableRecord
+from compliance.choices import AlertKind, AlertSeverity, AlertStatus
+from registry.validators import validate_json_safe
 
 
 _RATING = [MinValueValidator(1), MaxValueValidator(5)]
@@ -201,6 +124,110 @@ class DeploymentWeek(models.Model):
         return f"Week of {self.week} at {self.deployment}"
 
 
+class Alert(models.Model):
+    """Something a model's monitoring found that a person must look at: a performance drop,
+    input or output drift, a prevalence shift. One list of alerts for every source; each
+    carries its evidence and links to the runs behind it."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="alerts")
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
+    run = models.ForeignKey("validation.ValidationRun", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
+    baseline_run = models.ForeignKey("validation.ValidationRun", on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    kind = models.CharField(max_length=30, choices=AlertKind.choices)
+    severity = models.CharField(max_length=10, choices=AlertSeverity.choices)
+    subject = models.CharField(max_length=200, help_text="What moved: a label and metric, a feature.")
+    message = models.TextField()
+    evidence = models.JSONField(default=dict, validators=[validate_json_safe])
+    status = models.CharField(max_length=12, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    note = models.TextField(blank=True, help_text="What was done about it.")
+    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    handled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "validation_alert"  # the table (and its index and constraint names) kept from validation
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "severity"], name="validation_alert_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "kind", "subject"], condition=models.Q(run__isnull=False),
+                name="validation_alert_once_per_run_finding",
+                violation_error_message="A run raises each finding once.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_severity_display()}: {self.message[:80]}"
+
+
+class ScoringPolicy(models.Model):
+    """A version of the rules that turn evidence into the six FUTURE-AI scores. Never edited:
+    a change is a new version, so every assessment keeps the policy it was computed under."""
+
+    version = models.PositiveIntegerField(unique=True)
+    name = models.CharField(max_length=120)
+    definition = models.JSONField(validators=[validate_json_safe], help_text="Principles, criteria, rules, weights, thresholds (compliance.trust.policy).")
+    active = models.BooleanField(default=False, help_text="The policy new assessments use; one at a time.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "validation_scoringpolicy"  # the table (and its index and constraint names) kept from validation
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active"], condition=models.Q(active=True), name="validation_scoringpolicy_one_active",
+                violation_error_message="One scoring policy is active at a time.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scoring policy {self.version}: {self.name}"
+
+
+class TrustAssessment(models.Model):
+    """The six trustworthiness scores of a version at one moment, each with its criteria, inputs
+    and evidence links. Kept forever and never changed, so history and differences can be shown."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="trust_assessments")
+    policy = models.ForeignKey(ScoringPolicy, on_delete=models.PROTECT, related_name="assessments")
+    trigger = models.CharField(max_length=60, help_text="What asked for it: run_finished, feedback, datasheet_changed, revalidation_overdue, manual.")
+    principles = models.JSONField(help_text="Per principle: score (or null), status, strength, summary and criteria.")
+    evidence_digest = models.CharField(max_length=64, help_text="sha256 of the evidence it was computed from.")
+    chart_svg = models.TextField(blank=True, help_text="The six-axis radar chart, rendered once.")
+    computed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "validation_trustassessment"  # the table (and its index and constraint names) kept from validation
+        ordering = ["-computed_at", "-pk"]
+        indexes = [models.Index(fields=["version", "computed_at"], name="trust_version_time")]
+
+    def __str__(self) -> str:
+        return f"Trust assessment {self.pk} of {self.version}"
+
+
+class TrustException(models.Model):
+    """An officer's justified exception to the trust guard for one principle of one version:
+    approval may go ahead although that principle lacks evidence or is under the policy's minimum."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="trust_exceptions")
+    principle = models.CharField(max_length=20)
+    justification = models.TextField(max_length=4000)
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "validation_trustexception"  # the table (and its index and constraint names) kept from validation
+        ordering = ["-granted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "principle"], name="validation_trustexception_once", violation_error_message="This principle already has an exception for this version."),
+        ]
+
+    def __str__(self) -> str:
+        return f"Exception for {self.principle} of {self.version}"
+
+
+
 class Incident(models.Model):
     """A possible serious incident, escalated by an officer from a feedback or an alert, with the
     reporting route and deadline computed from the rules table (``compliance.incident_rules``)."""
@@ -208,7 +235,7 @@ class Incident(models.Model):
     version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="incidents")
     deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="incidents", null=True, blank=True)
     feedback = models.OneToOneField(Feedback, on_delete=models.PROTECT, related_name="incident", null=True, blank=True)
-    alert = models.OneToOneField("validation.Alert", on_delete=models.PROTECT, related_name="incident", null=True, blank=True)
+    alert = models.OneToOneField(Alert, on_delete=models.PROTECT, related_name="incident", null=True, blank=True)
     title = models.CharField(max_length=200)
     description = models.TextField(max_length=10000)
     incident_type = models.CharField(max_length=30, choices=list(INCIDENT_TYPES.items()))

@@ -1,4 +1,4 @@
-"""Reads of feedback, monitoring and incidents, scoped by ``registry.access``.
+"""Reads of feedback, monitoring and incidents, scoped by ``core.access``.
 
 The monitoring read (``deployment_monitoring``) costs the same whatever the number
 of reports: it reads the deployment's maintained weekly summaries
@@ -15,9 +15,10 @@ from django.db.models import Count, Q, QuerySet
 
 from compliance.choices import ErrorType, Severity
 from compliance.models import RATING_QUESTIONS, DeploymentMonitor, DeploymentWeek, Dossier, Feedback, Incident
-from registry.access import scope
+from core.access import scope
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
+from compliance.models import Alert, ScoringPolicy, TrustAssessment, TrustException
 
 
 
@@ -32,7 +33,7 @@ def incident_list(*, user) -> QuerySet[Incident]:
 
 def monitored_deployments(*, user) -> QuerySet[Deployment]:
     """Deployments in use or suspended, with their monitor and open-alert count, for the overview."""
-    from validation.choices import AlertStatus
+    from compliance.choices import AlertStatus
 
     return (
         scope(user, Deployment.objects.select_related("version__foundation_model", "institution", "monitor"))
@@ -126,8 +127,9 @@ def sum_weeks(weeks) -> WeekTotals:
 def deployment_monitoring(deployment: Deployment) -> Monitoring:
     """Disagreement per week with its Wilson CI, error types, severities, ratings, time, alerts and runs."""
     from compliance.monitoring import disagreement_rate_ci
-    from validation.choices import AlertStatus
-    from validation.models import Alert, ValidationRun
+    from compliance.choices import AlertStatus
+    from compliance.models import Alert
+    from validation.models import ValidationRun
 
     weeks = list(DeploymentWeek.objects.filter(deployment=deployment, n__gt=0).order_by("week"))
     totals = sum_weeks(weeks)
@@ -170,3 +172,20 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
 
 def dossier_list(*, user) -> QuerySet[Dossier]:
     return scope(user, Dossier.objects.select_related("version__foundation_model", "author", "submitted_by", "signature__signer"))
+
+
+def alert_list(*, user) -> QuerySet[Alert]:
+    return scope(user, Alert.objects.select_related("version__foundation_model", "deployment__institution", "handled_by"))
+
+
+def trust_assessment_list(*, user) -> QuerySet[TrustAssessment]:
+    """Assessments the user may see (clinicians: versions deployed at their site); the chart is loaded for one only."""
+    return scope(user, TrustAssessment.objects.select_related("version__foundation_model", "policy")).defer("chart_svg")
+
+
+def scoring_policy_list(*, user) -> QuerySet[ScoringPolicy]:
+    return scope(user, ScoringPolicy.objects.all())
+
+
+def trust_exception_list(*, user) -> QuerySet[TrustException]:
+    return scope(user, TrustException.objects.select_related("version__foundation_model", "granted_by"))

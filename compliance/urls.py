@@ -31,4 +31,5 @@ urlpatterns = [
     path("versions/<int:pk>/documents/", views.version_document_list, name="version-documents"),
     path("documents/<int:pk>/download/", views.document_download, name="document-download"),
     path("versions/<int:pk>/change-log/", views.change_log, name="change-log"),
+    path("versions/<int:pk>/trust/", views.version_trust, name="version-trust"),
 ]

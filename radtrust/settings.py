@@ -48,9 +48,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_results",
     "django_celery_beat",
+    "core",
     "registry",
     "validation",
     "compliance",
+    "radtrust_demo",
 ]
 
 MIDDLEWARE = [
@@ -60,7 +62,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "compliance.audit.AuditContextMiddleware",
+    "core.audit.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -174,7 +176,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["registry.access.RolePermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.access.RolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -183,7 +185,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("RADTRUST_API_PAGE_SIZE", 50, minimum=1),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "radtrust.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -196,8 +198,8 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "registry.choices.VersionStatus",
         "DeploymentStatusEnum": "registry.choices.DeploymentStatus",
         "ValidationRunStatusEnum": "validation.choices.RunStatus",
-        "AlertStatusEnum": "validation.choices.AlertStatus",
-        "AlertSeverityEnum": "validation.choices.AlertSeverity",
+        "AlertStatusEnum": "compliance.choices.AlertStatus",
+        "AlertSeverityEnum": "compliance.choices.AlertSeverity",
         "IncidentStatusEnum": "compliance.choices.IncidentStatus",
         "FeedbackSeverityEnum": "compliance.choices.Severity",
         "FederatedJobStatusEnum": "validation.choices.FederatedJobStatus",
@@ -248,7 +250,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "validation.tasks.revalidation_dispatch",
         "schedule": env_int("RADTRUST_REVALIDATION_DISPATCH_SECONDS", 3600, minimum=60),
     },
-    "validation-trust-overdue-sweep": {"task": "validation.tasks.trust_overdue_sweep", "schedule": 24 * 3600},
+    "compliance-trust-overdue-sweep": {"task": "compliance.tasks.trust_overdue_sweep", "schedule": 24 * 3600},
 }
 
 # --- MLflow -------------------------------------------------------------------

@@ -6,16 +6,16 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from radtrust.errors import Conflict
+from core.errors import Conflict
 from registry import services
-from registry.access import may_change, scope
+from core.access import may_change, scope
 from registry.choices import VersionStatus
 from registry.datasheets import datasheet_completeness
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
 
 class ScopedAdmin(admin.ModelAdmin):
-    """The admin obeys the same institution rules as the API (``registry.access``).
+    """The admin obeys the same institution rules as the API (``core.access``).
 
     For everyone but superusers it reads and edits: records are created and removed
     through the API, whose services hold the rules (upload checks, provenance freeze,

@@ -7,7 +7,7 @@ class RegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
-        from compliance.audit import audit_register
+        from core.audit import audit_register
         from registry import models
 
         for model in (models.Institution, models.FoundationModel, models.ModelVersion, models.Dataset, models.Provenance, models.Deployment):

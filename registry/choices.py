@@ -3,16 +3,6 @@
 from django.db import models
 
 
-class Role(models.TextChoices):
-    """The Django groups that carry each role's permissions (DESIGN.md §1)."""
-
-    ML_ENGINEER = "ml_engineer", "ML engineer"
-    COMPLIANCE_OFFICER = "compliance_officer", "Compliance officer"
-    CLINICIAN = "clinician", "Clinician"
-    AUDITOR = "auditor", "Auditor"
-    WORKER = "worker", "Worker"
-
-
 class Modality(models.TextChoices):
     CR = "CR", "Computed radiography"
     DX = "DX", "Digital radiography"

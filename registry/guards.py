@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from registry.choices import DeploymentStatus, ProvenanceRole, Role, VersionStatus as S
+from registry.choices import DeploymentStatus, ProvenanceRole, VersionStatus as S
+from core.choices import Role
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.DRAFT: frozenset({S.IN_VALIDATION, S.RETIRED}),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from registry.artifacts import ArtifactError, artifact_dir, verify_stored
+from radtrust_engine.artifacts import ArtifactError, artifact_dir, verify_stored
 from registry.choices import MirrorState
 from registry.models import ModelVersion
 from registry.services import artifact_root, version_mirror_claim, version_mirror_state_set

@@ -10,20 +10,8 @@ from django.db.models import Q
 
 from registry.datasheets import validate_counts, validate_demographics, validate_scanners
 from registry.validators import validate_json_safe
-from registry.choices import (
-    DeploymentStatus,
-    LegalBasis,
-    MdrClass,
-    MirrorState,
-    Modality,
-    ProvenanceRole,
-    RevalidationBy,
-    RevalidationState,
-    RiskClass,
-    Role,
-    Task,
-    VersionStatus,
-)
+from registry.choices import DeploymentStatus, LegalBasis, MdrClass, MirrorState, Modality, ProvenanceRole, RevalidationBy, RevalidationState, RiskClass, Task, VersionStatus
+from core.choices import Role
 
 SEMVER = RegexValidator(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$",
@@ -240,6 +228,9 @@ class Provenance(models.Model):
 
 class Deployment(models.Model):
     """A version in clinical use at an institution, revalidated on a cadence."""
+
+    # Planned, active or suspended: the deployments a clinician at the site works with.
+    OPEN_STATUSES = (DeploymentStatus.PLANNED, DeploymentStatus.ACTIVE, DeploymentStatus.SUSPENDED)
 
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
     institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="deployments")

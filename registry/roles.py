@@ -1,6 +1,6 @@
-"""The role groups and their model permissions (DESIGN.md §1).
+"""The role groups and their model permissions .
 
-The API's rules are in ``registry.access``; these Django permissions give the admin
+The API's rules are in ``core.access``; these Django permissions give the admin
 the same shape: who may view, add and change each kind of record. ``roles_sync`` is
 run by the data migration and again after every ``migrate`` (and every test-database
 flush), so the groups always match this table.
@@ -32,7 +32,7 @@ ROLE_PERMISSIONS = {
             "provenance": [VIEW],
             "deployment": [VIEW, ADD, CHANGE],
         },
-        "compliance": {"auditevent": [VIEW]},
+        "core": {"auditevent": [VIEW]},
         "validation": {"validationrun": [VIEW]},
     },
     "clinician": {
@@ -40,7 +40,7 @@ ROLE_PERMISSIONS = {
     },
     "auditor": {
         "registry": {name: [VIEW] for name in REGISTRY},
-        "compliance": {"auditevent": [VIEW]},
+        "core": {"auditevent": [VIEW]},
         "validation": {"validationrun": [VIEW]},
     },
     "worker": {

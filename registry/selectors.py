@@ -1,10 +1,10 @@
-"""Reads of the registry: querysets with their joins decided once, scoped by ``registry.access``."""
+"""Reads of the registry: querysets with their joins decided once, scoped by ``core.access``."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from registry.access import scope
+from core.access import scope
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance
 
 
@@ -55,3 +55,12 @@ def versions_awaiting_mirror(*, older_than) -> QuerySet[ModelVersion]:
         .filter(Q(mirror_lease_until__isnull=True) | Q(mirror_lease_until__lt=timezone.now()))
         .order_by("pk")
     )
+
+
+def version_by_reference(text: str) -> ModelVersion | None:
+    """A version by id, or by ``MODEL_NAME:VERSION`` (how commands name one)."""
+    queryset = ModelVersion.objects.select_related("foundation_model")
+    if text.isdigit():
+        return queryset.filter(pk=int(text)).first()
+    name, _, number = text.rpartition(":")
+    return queryset.filter(foundation_model__name=name, version=number).first() if name else None

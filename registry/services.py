@@ -1,7 +1,7 @@
 """Writes to the registry. Views, admin actions, tasks and commands call these; none holds rules itself.
 
 Each service validates, writes in one transaction and returns the instance; the
-audit trail is written by ``compliance.audit`` receivers in that same transaction.
+audit trail is written by ``core.audit`` receivers in that same transaction.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DataError, IntegrityError, transaction
 
-from compliance.audit import audit_action
-from radtrust.errors import Conflict
-from registry import artifacts
-from registry.access import role_of
-from registry.choices import DeploymentStatus, MirrorState, Role, VersionStatus
+from core.audit import audit_action
+from core.errors import Conflict
+from radtrust_engine import artifacts
+from core.access import role_of
+from registry.choices import DeploymentStatus, MirrorState, VersionStatus
+from core.choices import Role
 from registry.guards import roles_for, transition_refusals
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
@@ -148,7 +149,7 @@ def _queue_mirror(version_id: int) -> None:
 
 
 def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> None:
-    from validation.engine.segmentation import ACTIVATIONS
+    from radtrust_engine.segmentation import ACTIVATIONS
     if not schema:
         return
     names = schema.get("class_names")

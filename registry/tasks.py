@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from compliance.audit import audit_context
-from registry.artifacts import ArtifactError
+from core.audit import audit_context
+from radtrust_engine.artifacts import ArtifactError
 
 
 @shared_task(

@@ -22,14 +22,14 @@ def isolated_storage(settings, tmp_path):
     settings.RADTRUST_DATA_ROOTS = [str(tmp_path / "data")]
     from django.core.cache import cache
 
-    cache.clear()  # debounce keys (validation.trust.services.trust_request) must not leak between tests
+    cache.clear()  # debounce keys (compliance.trust.services.trust_request) must not leak between tests
     return tmp_path
 
 
 @pytest.fixture(scope="session")
 def onnx_files(tmp_path_factory) -> dict[str, list[Path]]:
     """Real torch-exported models, built once: ``inline`` (weights in the graph) and ``external``."""
-    from registry.demo_models import export_tiny_classifier
+    from radtrust_demo.networks import export_tiny_classifier
 
     root = tmp_path_factory.mktemp("onnx")
     return {

@@ -287,7 +287,7 @@ def study_forest_chart(label: str, metric: str, meta: Mapping[str, Any]) -> Char
     and the sites left out with why; the title carries I² and tau². A refused meta-analysis
     (one site) still shows the site rows, with the reason instead of the diamond.
 
-    ``meta``: ``validation.engine.meta_analysis.MetaAnalysis.to_dict()``.
+    ``meta``: ``radtrust_engine.meta_analysis.MetaAnalysis.to_dict()``.
     """
     if not meta["sites"]:
         raise ValueError(f"the meta-analysis of {metric!r} for {label!r} has no site estimate")
@@ -364,7 +364,7 @@ def robustness_chart(label: str, robustness: Mapping[str, Any]) -> Chart:
     """AUROC change against severity, one line per perturbation with its paired-bootstrap CI,
     the zero line, and the worst condition annotated.
 
-    ``robustness``: ``validation.engine.robustness.robustness_report``.
+    ``robustness``: ``radtrust_engine.robustness.robustness_report``.
     """
     series: dict[str, dict[int, Mapping[str, Any]]] = {}
     for condition in robustness["conditions"]:

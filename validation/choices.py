@@ -42,26 +42,6 @@ class RunFileKind(models.TextChoices):
     SALIENCY = "saliency", "Saliency overlay (PNG)"
 
 
-class AlertKind(models.TextChoices):
-    PERFORMANCE_DEGRADATION = "performance_degradation", "Performance degradation"
-    INPUT_DRIFT = "input_drift", "Input drift"
-    OUTPUT_DRIFT = "output_drift", "Output drift"
-    PREVALENCE_SHIFT = "prevalence_shift", "Label-prevalence shift"
-    DISAGREEMENT_RISE = "disagreement_rise", "Clinician disagreement rising"
-
-
-class AlertSeverity(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    CRITICAL = "critical", "Critical"
-
-
-class AlertStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    ACKNOWLEDGED = "acknowledged", "Acknowledged"
-    RESOLVED = "resolved", "Resolved"
-
-
 class StudyStatus(models.TextChoices):
     OPEN = "open", "Open (sites may report)"
     CLOSED = "closed", "Closed"

@@ -34,16 +34,16 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from compliance.audit import audit_action
-from radtrust.errors import Conflict
-from registry.access import scope
-from registry.artifacts import artifact_dir
+from core.audit import audit_action
+from core.errors import Conflict
+from core.access import scope
+from radtrust_engine.artifacts import artifact_dir
 from registry.choices import VersionStatus
 from registry.models import Deployment, Institution, ModelVersion
 from validation.choices import FederatedJobStatus, StudyStatus
-from validation.engine.pipeline import STRATIFIABLE
-from validation.engine.federated_check import payload_check
-from validation.engine.federated_payload import (
+from radtrust_engine.pipeline import STRATIFIABLE
+from radtrust_engine.federated_check import payload_check
+from radtrust_engine.federated_payload import (
     DEFAULT_MIN_PATIENTS,
     FILE_SUFFIX,
     MAX_ATTRIBUTES,
@@ -53,10 +53,10 @@ from validation.engine.federated_payload import (
     SiteSummary,
     name_problem,
 )
-from validation.engine.federated_pooling import pool_sites, site_meta_analysis
+from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
 from validation.revalidation import revalidation_record_site_report
-from validation.trust.services import trust_request
+from validation.signals import site_report_received
 
 DEFAULT_ATTRIBUTES = ("sex", "age_band", "scanner_manufacturer")
 SPEC_KEYS = ("labels", "attributes", "intersections", "min_patients", "thresholds", "n_resamples", "seed", "manifest")
@@ -87,7 +87,7 @@ def study_list(*, user) -> QuerySet[FederatedStudy]:
 
 
 def job_list(*, user) -> QuerySet[FederatedJob]:
-    """The jobs a site's agent may see: its own institution's only (``registry.access.scope``)."""
+    """The jobs a site's agent may see: its own institution's only (``core.access.scope``)."""
     return scope(user, FederatedJob.objects.select_related("study__version__foundation_model", "institution"))
 
 
@@ -390,8 +390,7 @@ def report_submit(
             job.save(update_fields=["status", "error", "updated_at"])
         if job.deployment_id:
             revalidation_record_site_report(job)
-        # Universality reads the pooled sites and their heterogeneity; reports of one study arrive in a burst.
-        trust_request(version_id=job.study.version_id, trigger="site_report")
+        site_report_received.send(sender=FederatedJob, job=job)
     return report, True
 
 

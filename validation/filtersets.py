@@ -1,6 +1,6 @@
 import django_filters
 
-from validation.models import Alert, CaseFlag, RunFile, ValidationRun
+from validation.models import CaseFlag, RunFile, ValidationRun
 
 
 class ValidationRunFilterSet(django_filters.FilterSet):
@@ -21,7 +21,3 @@ class CaseFlagFilterSet(django_filters.FilterSet):
         fields = ["run", "label"]
 
 
-class AlertFilterSet(django_filters.FilterSet):
-    class Meta:
-        model = Alert
-        fields = ["version", "deployment", "run", "kind", "severity", "status"]

@@ -6,12 +6,9 @@ from django.conf import settings
 from django.db import models
 
 from registry.validators import validate_json_safe
-from radtrust.errors import Conflict
+from core.errors import Conflict
 from validation.choices import (
     FINISHED,
-    AlertKind,
-    AlertSeverity,
-    AlertStatus,
     FederatedJobStatus,
     MlflowState,
     RunFileKind,
@@ -174,105 +171,6 @@ class CaseFlag(models.Model):
         return f"Row {self.row} ({self.label}) of run {self.run_id}"
 
 
-class Alert(models.Model):
-    """Something a model's monitoring found that a person must look at: a performance drop,
-    input or output drift, a prevalence shift. One list of alerts for every source; each
-    carries its evidence and links to the runs behind it."""
-
-    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="alerts")
-    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
-    run = models.ForeignKey(ValidationRun, on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
-    baseline_run = models.ForeignKey(ValidationRun, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
-    kind = models.CharField(max_length=30, choices=AlertKind.choices)
-    severity = models.CharField(max_length=10, choices=AlertSeverity.choices)
-    subject = models.CharField(max_length=200, help_text="What moved: a label and metric, a feature.")
-    message = models.TextField()
-    evidence = models.JSONField(default=dict, validators=[validate_json_safe])
-    status = models.CharField(max_length=12, choices=AlertStatus.choices, default=AlertStatus.OPEN)
-    note = models.TextField(blank=True, help_text="What was done about it.")
-    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    handled_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["status", "severity"], name="validation_alert_status")]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["run", "kind", "subject"], condition=models.Q(run__isnull=False),
-                name="%(app_label)s_%(class)s_once_per_run_finding",
-                violation_error_message="A run raises each finding once.",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_severity_display()}: {self.message[:80]}"
-
-
-class ScoringPolicy(models.Model):
-    """A version of the rules that turn evidence into the six FUTURE-AI scores. Never edited:
-    a change is a new version, so every assessment keeps the policy it was computed under."""
-
-    version = models.PositiveIntegerField(unique=True)
-    name = models.CharField(max_length=120)
-    definition = models.JSONField(validators=[validate_json_safe], help_text="Principles, criteria, rules, weights, thresholds (validation.trust.policy).")
-    active = models.BooleanField(default=False, help_text="The policy new assessments use; one at a time.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-version"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["active"], condition=models.Q(active=True), name="%(app_label)s_%(class)s_one_active",
-                violation_error_message="One scoring policy is active at a time.",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Scoring policy {self.version}: {self.name}"
-
-
-class TrustAssessment(models.Model):
-    """The six trustworthiness scores of a version at one moment, each with its criteria, inputs
-    and evidence links. Kept forever and never changed, so history and differences can be shown."""
-
-    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="trust_assessments")
-    policy = models.ForeignKey(ScoringPolicy, on_delete=models.PROTECT, related_name="assessments")
-    trigger = models.CharField(max_length=60, help_text="What asked for it: run_finished, feedback, datasheet_changed, revalidation_overdue, manual.")
-    principles = models.JSONField(help_text="Per principle: score (or null), status, strength, summary and criteria.")
-    evidence_digest = models.CharField(max_length=64, help_text="sha256 of the evidence it was computed from.")
-    chart_svg = models.TextField(blank=True, help_text="The six-axis radar chart, rendered once.")
-    computed_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-computed_at", "-pk"]
-        indexes = [models.Index(fields=["version", "computed_at"], name="trust_version_time")]
-
-    def __str__(self) -> str:
-        return f"Trust assessment {self.pk} of {self.version}"
-
-
-class TrustException(models.Model):
-    """An officer's justified exception to the trust guard for one principle of one version:
-    approval may go ahead although that principle lacks evidence or is under the policy's minimum."""
-
-    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="trust_exceptions")
-    principle = models.CharField(max_length=20)
-    justification = models.TextField(max_length=4000)
-    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    granted_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-granted_at"]
-        constraints = [
-            models.UniqueConstraint(fields=["version", "principle"], name="%(app_label)s_%(class)s_once", violation_error_message="This principle already has an exception for this version."),
-        ]
-
-    def __str__(self) -> str:
-        return f"Exception for {self.principle} of {self.version}"
-
-
 # --- Federated validation (validation.federated) ------------------------------------------
 
 
@@ -338,7 +236,7 @@ class SiteReport(models.Model):
     site and when. Never edited."""
 
     job = models.OneToOneField(FederatedJob, on_delete=models.PROTECT, related_name="report")
-    payload = models.JSONField(help_text="The site summary (validation.engine.federated_payload), aggregates only.")
+    payload = models.JSONField(help_text="The site summary (radtrust_engine.federated_payload), aggregates only.")
     payload_sha256 = models.CharField(max_length=64, help_text="sha256 of the payload as canonical JSON (sorted keys, no spaces).")
     approved_by = models.CharField(max_length=200, help_text="The site's data owner who released the payload.")
     approved_at = models.DateTimeField()

@@ -27,8 +27,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from compliance.audit import audit_action
-from radtrust.errors import Conflict
+from core.audit import audit_action
+from core.errors import Conflict
 from registry.choices import DeploymentStatus, RevalidationBy, RevalidationState
 from registry.models import Dataset, Deployment
 from validation.choices import FederatedJobStatus, RunStatus, StudyStatus
@@ -108,8 +108,8 @@ def _queue_for(dataset: Dataset) -> str:
 def _queue(deployment: Deployment, due_on: date, reason: str) -> str | ValidationRun:
     """Queue the deployment's revalidation for ``due_on`` on its site's newest data: the run, or
     ``"no_data"``, or ``"skipped"`` when a run for that date exists (another dispatcher won)."""
-    from validation.engine.pipeline import SuiteConfig
-    from validation.evidence import version_baseline
+    from radtrust_engine.pipeline import SuiteConfig
+    from validation.baselines import version_baseline
     from validation.services import run_enqueue
 
     dataset = newest_site_dataset(deployment)
@@ -230,7 +230,7 @@ def revalidation_record_outcome(run: ValidationRun) -> None:
 
 def _site_figures(report: SiteReport) -> str:
     """The report's overall AUROC per label, as the site computed it, for the deployment's note."""
-    from validation.engine.federated_payload import SiteSummary
+    from radtrust_engine.federated_payload import SiteSummary
 
     overall = SiteSummary.from_dict(report.payload).stratum()
     if overall is None or overall.suppressed:

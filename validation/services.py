@@ -31,13 +31,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compliance.audit import audit_action
-from radtrust.errors import Conflict
-from registry.access import role_of
-from registry.choices import Role, VersionStatus
+from core.audit import audit_action
+from core.errors import Conflict
+from core.access import role_of
+from core.choices import Role
+from registry.choices import VersionStatus
 from registry.models import Dataset, ModelVersion
 from validation.choices import MlflowState, RunStage, RunStatus
-from validation.evidence import RunOutputs, run_outputs_save, run_outputs_write
+from validation.run_outputs import RunOutputs, run_outputs_save, run_outputs_write
 from validation.models import ValidationRun
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ def run_create(
     against ``baseline``, by default the version's baseline run.
     """
     from radtrust.celery import site_queue
-    from validation.engine.pipeline import SuiteConfig
-    from validation.evidence import baseline_check, version_baseline
+    from radtrust_engine.pipeline import SuiteConfig
+    from validation.baselines import baseline_check, version_baseline
 
     if version.status == VersionStatus.RETIRED:
         raise Conflict("A retired version is not validated any more.", code="version_retired")
@@ -189,7 +190,7 @@ def run_claim(*, run_id: int, worker: str, lease_seconds: int | None = None) -> 
         if not claimed:
             return None
         run = ValidationRun.objects.get(pk=run_id)
-        from compliance.audit import audit_record
+        from core.audit import audit_record
 
         audit_record(action="claim", instance=run, changes={"worker": [None, run.worker], "attempt": [run.attempt - 1, run.attempt]})
     return run.attempt
@@ -254,7 +255,7 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
     """
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from validation.engine.loading import ManifestError
+    from radtrust_engine.loading import ManifestError
 
     attempt = run_claim(run_id=run_id, worker=worker)
     if attempt is None:
@@ -296,11 +297,11 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
 def _evaluate(run_id: int, reporter: RunReporter):
     """Verify, load and evaluate; returns the evaluation, the device and the manifest hash."""
     from registry.services import artifact_root
-    from validation.engine.loading import ManifestError, read_manifest
-    from validation.engine.pipeline import SuiteConfig, evaluate
-    from validation.engine.preprocessing import Preprocessing
-    from validation.engine.runner import load_verified, select_device
-    from validation.evidence import baseline_load
+    from radtrust_engine.loading import ManifestError, read_manifest
+    from radtrust_engine.pipeline import SuiteConfig, evaluate
+    from radtrust_engine.preprocessing import Preprocessing
+    from radtrust_engine.runner import load_verified, select_device
+    from validation.baselines import baseline_load
 
     run = ValidationRun.objects.select_related("version__foundation_model", "dataset", "baseline__dataset").get(pk=run_id)
     version = run.version
@@ -362,12 +363,8 @@ def _close(
             return None
         _finish(run, status=status, action=action, error_reason=error_reason, error=error, progress=1.0 if status == RunStatus.SUCCEEDED else run.progress, **fields)
         if status == RunStatus.SUCCEEDED:
-            if outputs is not None:
-                run_outputs_save(run, outputs)
+            run_outputs_save(run, outputs or RunOutputs())
             transaction.on_commit(lambda: _enqueue_mlflow(run_id))
-            from validation.trust.services import trust_request
-
-            trust_request(version_id=run.version_id, trigger="run_finished", debounce=False)
     return status
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from compliance.audit import audit_context
+from core.audit import audit_context
 
 
 @shared_task(
@@ -58,21 +58,3 @@ def revalidation_dispatch() -> dict:
 
     with audit_context(label="worker:revalidation-dispatcher"):
         return dispatch()
-
-
-@shared_task(acks_late=True, soft_time_limit=600)
-def trust_recompute(version_id: int, trigger: str, requested_at: str) -> int | None:
-    """Recompute a version's trust assessment unless a newer one covers the request (see ``validation.trust.services``)."""
-    from validation.trust.services import trust_recompute as recompute
-
-    with audit_context(label="worker:trust"):
-        return recompute(version_id=version_id, trigger=trigger, requested_at=requested_at)
-
-
-@shared_task(acks_late=True, soft_time_limit=300)
-def trust_overdue_sweep() -> list[int]:
-    """Daily: versions whose deployment's revalidation fell overdue since their last assessment are rescored."""
-    from validation.trust.services import trust_overdue_requests
-
-    with audit_context(label="worker:trust"):
-        return trust_overdue_requests()

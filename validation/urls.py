@@ -2,10 +2,9 @@ from django.urls import path
 
 from validation import views
 
-app_name = "trust"
+app_name = "federated"
 
 urlpatterns = [
-    path("versions/<int:pk>/trust/", views.version_trust, name="version"),
-    path("federated/", views.federated_study_list, name="federated-list"),
-    path("federated/<int:pk>/", views.federated_study_detail, name="federated-detail"),
+    path("federated/", views.federated_study_list, name="list"),
+    path("federated/<int:pk>/", views.federated_study_detail, name="detail"),
 ]

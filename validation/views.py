@@ -1,7 +1,5 @@
-"""Pages of the validation app: a version's trust page (the radar chart, each principle's criteria
-with their evidence, the history of assessments with what moved) and the federated studies (each
-study's sites and outcomes, the pooled figures, the meta-analyses and forest plots). Same
-selectors, services and access rules as the API."""
+"""Pages of the validation app: the federated studies (each study's sites and outcomes, the pooled
+figures, the meta-analyses and forest plots). Same services and access rules as the API."""
 
 from __future__ import annotations
 
@@ -10,29 +8,11 @@ from typing import Any
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from compliance.views import requires
-from compliance.views.common import page_window
-from registry.access import scope
-from registry.models import ModelVersion
-from validation import federated, selectors
+from core.pages import page_window, requires
+from validation import federated
 from validation.choices import FederatedJobStatus
 
 METRIC_TITLES = {"auroc": "AUROC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
-
-
-@requires("trust_assessment")
-def version_trust(request, pk: int):
-    from validation.trust.assess import assessment_diff
-
-    version = get_object_or_404(scope(request.user, ModelVersion.objects.select_related("foundation_model")), pk=pk)
-    history = list(selectors.trust_assessment_list(user=request.user).filter(version=version).order_by("-computed_at", "-pk")[:20])
-    latest = selectors.trust_assessment_list(user=request.user).defer(None).filter(pk=history[0].pk).first() if history else None
-    changes = assessment_diff(history[1].principles, history[0].principles) if len(history) > 1 else []
-    chart = latest.chart_svg[latest.chart_svg.find("<svg"):] if latest else ""  # inline: without the XML prolog
-    return render(request, "validation/trust.html", {"version": version, "assessment": latest, "chart": chart, "history": history, "changes": changes})
-
-
-# --- Federated studies -----------------------------------------------------------------------
 
 
 @requires("federated_study")

@@ -2,11 +2,13 @@ from rest_framework import serializers
 
 from compliance.choices import IncidentStatus
 from compliance.feedback import feedback_editable_until
-from compliance.models import AuditEvent, CorrectiveAction, Document, Dossier, Feedback, Incident
+from core.models import AuditEvent
+from compliance.models import CorrectiveAction, Document, Dossier, Feedback, Incident
 from registry.api.serializers import ScopedRelatedField
 from registry.models import Deployment
 from registry.selectors import version_list
-from validation.models import Alert
+from compliance.models import Alert
+from compliance.models import ScoringPolicy, TrustAssessment, TrustException
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -142,3 +144,51 @@ class DocumentSerializer(serializers.ModelSerializer):
         url = reverse("document-download", args=[obj.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request else url
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    handled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id", "version", "deployment", "run", "baseline_run", "kind", "severity", "subject", "message", "evidence",
+            "status", "note", "handled_by", "handled_at", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AlertHandleSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+
+class TrustAssessmentSerializer(serializers.ModelSerializer):
+    """The six scores of a version at one moment, each with its criteria, inputs and evidence links."""
+
+    version = ScopedRelatedField(selector=version_list)
+    policy = serializers.SlugRelatedField(slug_field="version", read_only=True)
+
+    class Meta:
+        model = TrustAssessment
+        fields = ["id", "version", "policy", "trigger", "principles", "evidence_digest", "computed_at"]
+        read_only_fields = ["policy", "trigger", "principles", "evidence_digest", "computed_at"]
+
+
+class ScoringPolicySerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ScoringPolicy
+        fields = ["id", "version", "name", "definition", "active", "created_by", "created_at"]
+        read_only_fields = ["version", "active", "created_by", "created_at"]
+
+
+class TrustExceptionSerializer(serializers.ModelSerializer):
+    version = ScopedRelatedField(selector=version_list)
+    granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TrustException
+        fields = ["id", "version", "principle", "justification", "granted_by", "granted_at"]
+        read_only_fields = ["granted_by", "granted_at"]
+        validators = []  # a second exception is a 409 from the service, not a 400

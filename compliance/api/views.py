@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -18,8 +18,17 @@ from compliance import feedback as feedback_services
 from compliance import incidents as incident_services
 from compliance import selectors
 from compliance.api import serializers as s
-from compliance.models import AuditEvent
-from registry.api.views import ScopedViewSet
+from core.models import AuditEvent
+
+from compliance.alerts import alert_handle
+from compliance.choices import AlertStatus
+from compliance.filtersets import AlertFilterSet
+from core.errors import Conflict
+from compliance.change_log import change_log_build, change_log_markdown
+from core.api import MarkdownRenderer, ScopedViewSet
+from registry.selectors import version_list
+from rest_framework.renderers import JSONRenderer
+from validation.api.serializers import ValidationRunSerializer
 
 
 class AuditEventFilterSet(filters.FilterSet):
@@ -230,3 +239,125 @@ class DocumentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         if response is None:
             raise NotFound("The stored file of this document is missing; run manage.py verify_documents.")
         return response
+
+
+class AlertViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """One list of alerts (degradation, drift, prevalence shift); officers acknowledge and resolve them."""
+
+    access_resource = "alert"
+    access_resources = {"revalidate": "alert.revalidate"}
+    selector = staticmethod(selectors.alert_list)
+    serializer_class = s.AlertSerializer
+    filterset_class = AlertFilterSet
+
+    def _handle(self, request, new_status: str) -> Response:
+        body = s.AlertHandleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        alert = alert_handle(actor=request.user, alert=self.get_object(), status=new_status, note=body.validated_data["note"])
+        return Response(s.AlertSerializer(alert, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.AlertHandleSerializer, responses=s.AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        return self._handle(request, AlertStatus.ACKNOWLEDGED)
+
+    @extend_schema(request=s.AlertHandleSerializer, responses=s.AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        return self._handle(request, AlertStatus.RESOLVED)
+
+    @extend_schema(request=None, responses=ValidationRunSerializer)
+    @action(detail=True, methods=["post"])
+    def revalidate(self, request, pk=None):
+        """Queue the revalidation an alert proposes: its deployment on the site's newest data, today."""
+        from validation.revalidation import revalidation_queue_now
+
+        alert = self.get_object()
+        if alert.deployment is None:
+            raise Conflict("This alert names no deployment to revalidate.", code="no_deployment")
+        run = revalidation_queue_now(actor=request.user, deployment=alert.deployment, reason=f"proposed by alert {alert.pk}")
+        return Response(ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+
+class TrustAssessmentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Trust assessments, newest first; POST ``{"version": id}`` scores the evidence as it is now;
+    ``diff?against=<id>`` names the criteria that moved between two assessments and why."""
+
+    access_resource = "trust_assessment"
+    selector = staticmethod(selectors.trust_assessment_list)
+    serializer_class = s.TrustAssessmentSerializer
+    filterset_fields = ["version", "trigger"]
+
+    def perform_create(self, serializer):
+        from compliance.trust.services import trust_assess
+
+        version = serializer.validated_data["version"]
+        if not self.get_permissions()[0].has_object_permission(self.request, self, version):
+            self.permission_denied(self.request, message="This version belongs to another institution's model.")
+        serializer.instance = trust_assess(version=version, trigger="manual")
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        from rest_framework.exceptions import ValidationError as FieldError
+
+        from compliance.trust.assess import assessment_diff
+
+        after = self.get_object()
+        against = request.query_params.get("against")
+        if against is None:
+            before = self.get_queryset().filter(version=after.version, computed_at__lt=after.computed_at).order_by("-computed_at").first()
+        elif not against.isdigit():
+            raise FieldError({"against": "Give the id of an earlier assessment of the same version."})
+        else:
+            before = self.get_queryset().filter(pk=int(against), version=after.version).first()
+        if before is None:
+            raise FieldError({"against": "No earlier assessment of this version to compare with."})
+        return Response({"before": before.pk, "after": after.pk, "changes": assessment_diff(before.principles, after.principles)})
+
+
+class ScoringPolicyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Scoring policies; officers add a new version (it becomes the active one; old assessments keep theirs)."""
+
+    access_resource = "scoring_policy"
+    selector = staticmethod(selectors.scoring_policy_list)
+    serializer_class = s.ScoringPolicySerializer
+
+    def perform_create(self, serializer):
+        from compliance.trust.services import policy_create
+
+        serializer.instance = policy_create(actor=self.request.user, name=serializer.validated_data["name"], definition=serializer.validated_data["definition"])
+
+
+class TrustExceptionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Justified exceptions to the trust guard of approval, recorded by officers (audited)."""
+
+    access_resource = "trust_exception"
+    selector = staticmethod(selectors.trust_exception_list)
+    serializer_class = s.TrustExceptionSerializer
+
+    def perform_create(self, serializer):
+        from compliance.trust.services import trust_exception_grant
+
+        serializer.instance = trust_exception_grant(actor=self.request.user, **serializer.validated_data)
+
+
+class VersionChangeLogViewSet(ScopedViewSet):
+    """A version's change log, under the version's own route (``/api/model-versions/ID/change-log/``)."""
+
+    access_resource = "dossier"  # the log shows dossier text and run results
+    selector = staticmethod(version_list)
+
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/markdown"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], url_path="change-log", renderer_classes=[JSONRenderer, MarkdownRenderer])
+    def change_log(self, request, pk=None):
+        """What changed against the parent version (or ``?against=ID``, an earlier version of the same model) and how the change plan classes it (``?format=md``: Markdown)."""
+        version = self.get_object()
+        against = None
+        if "against" in request.query_params:
+            raw = request.query_params["against"]
+            against = version_list(user=request.user).filter(pk=int(raw)).first() if raw.isdigit() else None
+            if against is None:
+                raise ValidationError({"against": [f"No version {raw!r} that you may read."]})
+        log = change_log_build(version, against=against).to_dict()
+        return Response(change_log_markdown(log) if request.accepted_renderer.format == "md" else log)

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from compliance.change_log import change_log_build
 from compliance.change_rules import value_text
 from compliance.choices import ChangeClass
-from compliance.views.common import requires
+from core.pages import requires
 from compliance.views.render import label, text_diff
 from registry.selectors import version_list
 

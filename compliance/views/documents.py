@@ -11,10 +11,10 @@ from django.views.decorators.http import require_POST
 
 from compliance import documents as document_services
 from compliance.choices import DossierStatus
-from compliance.views.common import requires
+from core.pages import requires
 from compliance.views.dossiers import visible_dossier
-from radtrust.errors import Conflict
-from registry.access import may
+from core.errors import Conflict
+from core.access import may
 from registry.selectors import version_list
 
 

@@ -17,10 +17,10 @@ from compliance.dossier_evidence import dossier_evidence
 from compliance.dossier_fields import FIELDS, SECTIONS
 from compliance.forms import DossierForm, DossierNoteForm, DossierSignForm
 from compliance.models import Dossier
-from compliance.views.common import form_errors, page_window, requires
+from core.pages import form_errors, page_window, requires
 from compliance.views.render import evidence_html, text_diff
-from radtrust.errors import Conflict
-from registry.access import may
+from core.errors import Conflict
+from core.access import may
 from registry.models import ModelVersion
 from registry.selectors import version_list
 
@@ -53,7 +53,7 @@ def _key_links(version: ModelVersion) -> dict:
         "dataset_id": lambda pk: f"/api/datasets/{pk}/",
         "deployment": lambda pk: reverse("pages:monitoring-detail", args=[pk]),
         "incident": lambda pk: reverse("pages:incident-detail", args=[pk]),
-        "assessment": lambda pk: reverse("trust:version", args=[version.pk]),
+        "assessment": lambda pk: reverse("pages:version-trust", args=[version.pk]),
     }
 
 
@@ -65,7 +65,7 @@ def _source_links(version: ModelVersion) -> dict[str, tuple[str, str]]:
         "version_identity": ("The version in the registry", f"/api/model-versions/{version.pk}/"),
         "provenance": ("Provenance of this version", f"/api/provenance/?version={version.pk}"),
         "validation_runs": runs, "subgroup_performance": runs, "robustness": runs, "calibration_uncertainty": runs, "explainability": runs,
-        "trust_scores": ("Trust page of this version", reverse("trust:version", args=[version.pk])),
+        "trust_scores": ("Trust page of this version", reverse("pages:version-trust", args=[version.pk])),
         "deployments": ("Post-market monitoring", reverse("pages:monitoring-list")),
         "post_market_feedback": ("Post-market monitoring", reverse("pages:monitoring-list")),
         "incidents": ("Incidents", reverse("pages:incident-list")),

@@ -18,10 +18,11 @@ from compliance import incidents as incident_services
 from compliance import selectors
 from compliance.forms import CorrectiveActionForm, FeedbackForm, IncidentForm, IncidentTransitionForm
 from compliance.incident_rules import rules_table
-from compliance.views.common import form_errors, page_window, requires
-from radtrust.errors import Conflict
-from registry.access import may, role_of, scope
-from registry.choices import DeploymentStatus, Role
+from core.pages import form_errors, page_window, requires
+from core.errors import Conflict
+from core.access import may, role_of, scope
+from registry.choices import DeploymentStatus
+from core.choices import Role
 from registry.models import Deployment
 
 
@@ -30,8 +31,8 @@ from registry.models import Deployment
 
 @requires("feedback", write=True)
 def clinician_home(request):
-    from validation.choices import AlertStatus
-    from validation.models import Alert
+    from compliance.choices import AlertStatus
+    from compliance.models import Alert
 
     deployments = (
         scope(request.user, Deployment.objects.select_related("version__foundation_model", "institution"))
@@ -42,7 +43,7 @@ def clinician_home(request):
         Alert.objects.filter(deployment__in=deployments).exclude(status=AlertStatus.RESOLVED)
         .values_list("deployment").annotate(n=Count("pk")).values_list("deployment", "n")
     )
-    from validation.models import TrustAssessment
+    from compliance.models import TrustAssessment
 
     newest = TrustAssessment.objects.filter(version=OuterRef("version")).order_by("-computed_at", "-pk").values("pk")[:1]
     deployments = deployments.annotate(assessment_id=Subquery(newest))
@@ -123,9 +124,7 @@ def monitoring_detail(request, pk: int):
 
 @requires("alert")
 def alert_list(request):
-    from validation.selectors import alert_list as alerts
-
-    rows = alerts(user=request.user).select_related("run", "incident")
+    rows = selectors.alert_list(user=request.user).select_related("run", "incident")
     status = request.GET.get("status", "")
     if status:
         rows = rows.filter(status=status)
@@ -136,10 +135,8 @@ def alert_list(request):
 @requires("incident", write=True)
 @require_http_methods(["GET", "POST"])
 def incident_new(request, source: str, pk: int):
-    from validation.selectors import alert_list as alerts
-
     if source == "alert":
-        origin = get_object_or_404(alerts(user=request.user), pk=pk)
+        origin = get_object_or_404(selectors.alert_list(user=request.user), pk=pk)
     else:
         origin = get_object_or_404(selectors.feedback_list(user=request.user), pk=pk)
     title = origin.message[:200] if source == "alert" else f"{origin.get_error_type_display() or 'Disagreement'} on {origin.case_reference}"

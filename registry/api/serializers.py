@@ -6,7 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from registry.access import writable_institutions
+from core.access import writable_institutions
 from registry.choices import VersionStatus
 from registry.datasheets import datasheet_completeness
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance

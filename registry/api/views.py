@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
+from core.api import ScopedViewSet
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.filtersets import (
@@ -23,16 +21,6 @@ from registry.filtersets import (
     ModelVersionFilterSet,
     ProvenanceFilterSet,
 )
-
-
-class ScopedViewSet(viewsets.GenericViewSet):
-    """Rows come from a selector, so every list and detail is scoped by role and institution."""
-
-    selector = None
-    lookup_value_regex = r"[0-9]+"  # a non-numeric id is a 404, not a database error
-
-    def get_queryset(self):
-        return type(self).selector(user=self.request.user)
 
 
 class RecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin):
@@ -84,20 +72,11 @@ class DatasetViewSet(RecordViewSet):
     search_fields = ["name"]
 
 
-class MarkdownRenderer(BaseRenderer):
-    """``?format=md`` (or ``Accept: text/markdown``) for actions that offer a Markdown document."""
-
-    media_type, format, charset = "text/markdown", "md", "utf-8"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
-        return (data if isinstance(data, str) else json.dumps(data, default=str)).encode()
-
-
 class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin):
     """Versions: register with a multipart upload; only release notes change later; lifecycle by transition."""
 
     access_resource = "model_version"
-    access_resources = {"transition": "model_version.transition", "change_log": "dossier"}  # the log shows dossier text and run results
+    access_resources = {"transition": "model_version.transition"}
     selector = staticmethod(selectors.version_list)
     serializer_class = s.ModelVersionSerializer
     filterset_class = ModelVersionFilterSet
@@ -147,22 +126,6 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
         """The chain from this version back to its base version, newest first (as far as the caller may see)."""
         chain = selectors.version_lineage(self.get_object(), user=request.user)
         return Response(s.LineageEntrySerializer(chain, many=True).data)
-
-    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/markdown"): OpenApiTypes.STR})
-    @action(detail=True, methods=["get"], url_path="change-log", renderer_classes=[JSONRenderer, MarkdownRenderer])
-    def change_log(self, request, pk=None):
-        """What changed against the parent version (or ``?against=ID``, an earlier version of the same model) and how the change plan classes it (``?format=md``: Markdown)."""
-        from compliance.change_log import change_log_build, change_log_markdown
-
-        version = self.get_object()
-        against = None
-        if "against" in request.query_params:
-            raw = request.query_params["against"]
-            against = selectors.version_list(user=request.user).filter(pk=int(raw)).first() if raw.isdigit() else None
-            if against is None:
-                raise ValidationError({"against": [f"No version {raw!r} that you may read."]})
-        log = change_log_build(version, against=against).to_dict()
-        return Response(change_log_markdown(log) if request.accepted_renderer.format == "md" else log)
 
 
 class ProvenanceViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin):

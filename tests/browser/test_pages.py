@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from compliance.models import Feedback, Incident
 from tests.browser.conftest import login
-from validation.models import Alert
+from compliance.models import Alert
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

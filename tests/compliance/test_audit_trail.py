@@ -9,8 +9,9 @@ from django.contrib.admin.sites import site as admin_site
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from compliance.audit import audit_action, audit_context, audit_verify_chain
-from compliance.models import AuditEvent, AuditHead, ImmutableRecord
+from core.audit import audit_action, audit_context, audit_verify_chain
+from core.models import AuditEvent, AuditHead
+from core.errors import ImmutableRecord
 from registry import services
 from registry.choices import VersionStatus
 from registry.models import Dataset, FoundationModel, Institution, ModelVersion, User
@@ -337,10 +338,10 @@ def test_admin_shows_events_read_only(client, an_event):
     client.force_login(root)
     model_admin = admin_site._registry[AuditEvent]
 
-    assert client.get("/admin/compliance/auditevent/").status_code == 200
-    assert client.get(f"/admin/compliance/auditevent/{an_event.pk}/change/").status_code == 200
-    assert client.get("/admin/compliance/auditevent/add/").status_code == 403
-    assert client.post(f"/admin/compliance/auditevent/{an_event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/core/auditevent/").status_code == 200
+    assert client.get(f"/admin/core/auditevent/{an_event.pk}/change/").status_code == 200
+    assert client.get("/admin/core/auditevent/add/").status_code == 403
+    assert client.post(f"/admin/core/auditevent/{an_event.pk}/delete/", {"post": "yes"}).status_code == 403
     request = client.get("/admin/").wsgi_request
     assert not any(perm(request) for perm in (model_admin.has_add_permission, model_admin.has_change_permission, model_admin.has_delete_permission))
     assert AuditEvent.objects.filter(pk=an_event.pk).exists()

@@ -28,7 +28,7 @@ def test_bench_documents_reports_the_share_outside_weasyprint_and_leaves_nothing
 
 
 def test_bench_documents_prints_a_table_without_json():
-    from compliance.bench_documents import format_table
+    from radtrust_demo.bench.documents import format_table
 
     result = {"total_seconds": 2.2, "weasyprint_seconds": 2.0, "pages": 20, "total_over_weasyprint": 1.1, "goal": 1.5, "meets_goal": True,
               "details": {"repeats": 5, "charts": 4, "bytes": 150000, "stages_seconds": {"snapshot_and_charts": 0.1, "context_and_templates": 0.05,

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from compliance.bench import drop_database, small_database_url
+from radtrust_demo.bench.feedback import drop_database, small_database_url
 
 pytestmark = pytest.mark.integration
 

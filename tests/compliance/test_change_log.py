@@ -61,7 +61,7 @@ def lineage(run_setup, register_version, write_dataset, personas):
 
 @pytest.mark.django_db
 def test_change_log_of_a_retrained_version(lineage, personas, sign_dossier):
-    from validation.trust.services import trust_assess
+    from compliance.trust.services import trust_assess
 
     parent, child, runs = lineage["parent"], lineage["child"], lineage["runs"]
     for version in (parent, child):
@@ -248,7 +248,8 @@ def test_invalid_rules_name_the_field_to_fix():
 
 @pytest.mark.django_db
 def test_change_plans_are_validated_and_never_edited(personas, client):
-    from compliance.models import ChangePlan, ImmutableRecord
+    from compliance.models import ChangePlan
+    from core.errors import ImmutableRecord
 
     with pytest.raises(ValidationError) as refused:
         change_plan_create(actor=personas["officer"], foundation_model=None, rules={"metric_drop": {"limit": -1}}, rationale="x")

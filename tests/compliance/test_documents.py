@@ -29,8 +29,10 @@ from compliance.documents import (
     render_source,
 )
 from compliance.dossier_fields import EVIDENCE_SOURCES, SECTIONS
-from compliance.models import AuditEvent, Document, ImmutableRecord
-from radtrust.errors import Conflict
+from core.models import AuditEvent
+from compliance.models import Document
+from core.errors import ImmutableRecord
+from core.errors import Conflict
 
 pytestmark = pytest.mark.django_db
 ALWAYS = [DocumentKind.TECHNICAL_DOCUMENTATION, DocumentKind.INSTRUCTIONS_FOR_USE, DocumentKind.DECLARATION_OF_CONFORMITY,
@@ -60,7 +62,7 @@ def eager():
 def documented(run_setup):
     """run_setup's version after a run with subgroup, calibration and robustness charts, and a trust assessment."""
     from validation import services
-    from validation.trust.services import trust_assess
+    from compliance.trust.services import trust_assess
 
     run = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config={
         "n_resamples": 30, "min_patients": 5, "analyses": ["calibration", "generalisation", "robustness"]})

@@ -18,8 +18,10 @@ from compliance.dossiers import (
     signed_dossier,
     snapshot_hash,
 )
-from compliance.models import AuditEvent, Dossier, ImmutableRecord
-from radtrust.errors import Conflict
+from core.models import AuditEvent
+from compliance.models import Dossier
+from core.errors import ImmutableRecord
+from core.errors import Conflict
 from tests.factories import dossier_officer_values
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,9 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from compliance.feedback import case_reference_check, feedback_submit, feedback_update
-from compliance.models import AuditEvent, DeploymentMonitor, Feedback
-from radtrust.errors import Conflict
+from core.models import AuditEvent
+from compliance.models import DeploymentMonitor, Feedback
+from core.errors import Conflict
 from registry.choices import DeploymentStatus, VersionStatus
 
 GOOD = {"case_reference": "CASE-7f3a9c", "model_output": "pneumothorax 0.82 (flagged)", "agreement": "disagree", "error_type": "false_positive"}

@@ -9,7 +9,8 @@ from datetime import date, timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from compliance.models import Document, DossierSignature, ImmutableRecord
+from compliance.models import Document, DossierSignature
+from core.errors import ImmutableRecord
 
 pytestmark = pytest.mark.django_db
 

@@ -11,11 +11,12 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from compliance.incidents import incident_action_add, incident_escalate, incident_export, incident_report_pdf, incident_transition, overdue_incidents
-from compliance.models import AuditEvent, Incident
-from radtrust.errors import Conflict
+from core.models import AuditEvent
+from compliance.models import Incident
+from core.errors import Conflict
 from registry.choices import DeploymentStatus, MdrClass, VersionStatus
 from registry.services import version_transition
-from validation.models import Alert
+from compliance.models import Alert
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ from compliance.feedback import _in_control_rate
 from compliance.incidents import incident_escalate
 from compliance.models import DeploymentMonitor
 from compliance.monitoring import cusum_path, design_cusum
-from validation.choices import AlertKind
-from validation.evidence import alert_handle
-from validation.models import Alert
+from compliance.choices import AlertKind
+from compliance.alerts import alert_handle
+from compliance.models import Alert
 
 pytestmark = pytest.mark.django_db
 

@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from compliance.audit import _hashed_fields, audit_record, audit_verify_chain, event_hash
+from core.audit import _hashed_fields, audit_record, audit_verify_chain, event_hash
 from compliance.management.commands.verify_audit import Command as VerifyAudit
-from compliance.models import AuditEvent, AuditHead
+from core.models import AuditEvent, AuditHead
 from registry import services
 from registry.models import Institution
 

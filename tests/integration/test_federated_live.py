@@ -1,7 +1,7 @@
 """Site agents as separate processes against the real server on loopback (pytest-django's ``live_server``).
 
 Each site's data root is written here with its own prevalence, intensity offset and
-distinctive patient ids; the agents run ``python -m validation.agent`` without Django
+distinctive patient ids; the agents run ``python -m radtrust_agent`` without Django
 settings and reach the server only over HTTP with their site's token. The server going
 away is a loopback TCP proxy in front of the live server that the test closes and opens.
 """
@@ -28,14 +28,14 @@ from django.db import models
 from django.utils import timezone
 
 from tests.integration.conftest import REPO_ROOT, wait_for
-from validation.agent.state import AgentState, JobStatus
-from validation.engine.federated_payload import SiteSummary
-from validation.engine.federated_pooling import pool_sites, site_meta_analysis
-from validation.engine.loading import read_manifest
-from validation.engine.metrics import auroc
-from validation.engine.pipeline import SuiteConfig, evaluate
-from validation.engine.preprocessing import Preprocessing
-from validation.engine.runner import open_session, select_device
+from radtrust_agent.state import AgentState, JobStatus
+from radtrust_engine.federated_payload import SiteSummary
+from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
+from radtrust_engine.loading import read_manifest
+from radtrust_engine.metrics import auroc
+from radtrust_engine.pipeline import SuiteConfig, evaluate
+from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.runner import open_session, select_device
 from validation.federated import study_create
 from validation.models import FederatedJob, FederatedStudy, SiteReport
 
@@ -85,7 +85,7 @@ def agent_env() -> dict[str, str]:
 
 
 def agent_command(server: str, token: str, root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "validation.agent", "--server", server, "--token", token, "--data-root", str(root), "--cpu", *extra]
+    return [sys.executable, "-m", "radtrust_agent", "--server", server, "--token", token, "--data-root", str(root), "--cpu", *extra]
 
 
 def site_token(code: str) -> str:
@@ -280,7 +280,7 @@ def test_an_agent_process_outlives_the_server_going_away_and_reports_exactly_onc
         proxy.close()  # the server goes away with the payload waiting for the data owner
         wait_for(lambda: "server unavailable (GET /api/federated/jobs/" in log_path.read_text(), timeout=10, describe=describe)
 
-        approve = subprocess.run([sys.executable, "-m", "validation.agent", "approve", "--data-root", str(root), "--job", str(job.pk),
+        approve = subprocess.run([sys.executable, "-m", "radtrust_agent", "approve", "--data-root", str(root), "--job", str(job.pk),
                                   "--by", "Dr. North (data owner)"], cwd=REPO_ROOT, env=agent_env(), capture_output=True, text=True, timeout=60)
         assert approve.returncode == 0, approve.stderr
         report_retry = f"server unavailable (POST /api/federated/jobs/{job.pk}/report/"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compliance.models import AuditEvent
+from core.models import AuditEvent
 from validation import services
 from validation.choices import MlflowState, RunStage, RunStatus
 from validation.models import ValidationRun

@@ -153,8 +153,9 @@ def world(institutions, personas):
     DeploymentFactory(version=version, institution=institutions["north"], status=DeploymentStatus.ACTIVE)
     dataset = DatasetFactory(institution=institutions["vendor"])
     provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
-    from compliance.models import AuditEvent
-    from validation.models import Alert, CaseFlag, RunFile, TrustAssessment, ValidationRun
+    from core.models import AuditEvent
+    from compliance.models import Alert, TrustAssessment
+    from validation.models import CaseFlag, RunFile, ValidationRun
 
     run = ValidationRun.objects.create(version=version, dataset=dataset, requested_by=User.objects.create(username="requester", institution=institutions["vendor"]))
     svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>"
@@ -178,7 +179,7 @@ def world(institutions, personas):
     incident = incident_escalate(
         actor=User.objects.get(username="officer"), feedback=feedback, title="t", description="d", incident_type="other", aware_on=timezone.localdate(),
     )
-    from validation.trust.services import trust_assess, trust_exception_grant
+    from compliance.trust.services import trust_assess, trust_exception_grant
 
     first = trust_assess(version=version, trigger="manual")
     assessment = TrustAssessment.objects.create(  # a second, identical one, so that diff has something to compare (cheaper than rescoring)
@@ -197,7 +198,7 @@ def world(institutions, personas):
     )
     from datetime import timedelta
 
-    from registry.artifacts import artifact_dir
+    from radtrust_engine.artifacts import artifact_dir
     from registry.services import artifact_root
     from validation.models import FederatedJob, FederatedStudy, StudyPooling
 

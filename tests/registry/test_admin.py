@@ -60,7 +60,7 @@ def test_clinician_sees_only_versions_deployed_at_their_site(staff, vendor_recor
 
 @pytest.mark.django_db
 def test_officer_creates_an_institution_and_it_is_audited(staff, client):
-    from compliance.models import AuditEvent
+    from core.models import AuditEvent
 
     client.force_login(staff["officer"])
     response = client.post("/admin/registry/institution/add/", {"code": "east", "name": "East Clinic", "kind": "hospital", "country": "FR"})

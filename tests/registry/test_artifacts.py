@@ -1,6 +1,6 @@
 """ONNX artifacts at engine and service level: inspect, stage, store, verify, register.
 
-The engine tests (``registry.artifacts``) need no database; the ``version_register``
+The engine tests (``radtrust_engine.artifacts``) need no database; the ``version_register``
 tests check that a refused upload leaves neither a row nor a file behind.
 """
 
@@ -16,9 +16,9 @@ import onnx
 import pytest
 from django.core.exceptions import ValidationError
 
-from radtrust.errors import Conflict
-from registry import artifacts
-from registry.artifacts import ArtifactError, check_name, ingest, inspect_onnx, stage_uploads, verify_stored
+from core.errors import Conflict
+from radtrust_engine import artifacts
+from radtrust_engine.artifacts import ArtifactError, check_name, ingest, inspect_onnx, stage_uploads, verify_stored
 from registry.choices import VersionStatus
 from registry.models import ModelVersion
 from registry.services import artifact_root, version_register

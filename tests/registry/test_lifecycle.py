@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compliance.models import AuditEvent
+from core.models import AuditEvent
 from registry.choices import ProvenanceRole, VersionStatus as S
 from registry.guards import register_evidence_check, EVIDENCE
 from tests.factories import DatasetFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory

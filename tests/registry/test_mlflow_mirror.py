@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.artifacts import artifact_dir
+from radtrust_engine.artifacts import artifact_dir
 from registry.choices import MirrorState
 from registry.mlflow_mirror import HTTP_DEFAULTS, TAG_VERSION_ID, mlflow_client, version_mirror, version_mirror_to_mlflow
 from registry.models import ModelVersion

@@ -3,7 +3,7 @@
 The fake server implements the API contract the agent was written against (list, claim,
 artifact, report, fail; token auth; 201/200/400/409 on report) and records every request,
 so tests can count claims, downloads and stored reports. Agents run in process
-(``SiteAgent``) and as separate processes (``python -m validation.agent``).
+(``SiteAgent``) and as separate processes (``python -m radtrust_agent``).
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from registry.artifacts import StoredFile, artifact_dir, file_sha256, set_sha256
-from validation.agent.__main__ import main as agent_main
-from validation.agent.client import Backoff, ServerClient
-from validation.agent.evaluation import Job, site_evaluate
-from validation.agent.jobs import EXIT_UNREACHABLE, SiteAgent, agent_run_job
-from validation.agent.state import AgentState, JobStatus
-from validation.engine.federated import site_summary
-from validation.engine.federated_check import payload_check
-from validation.engine.loading import read_manifest
-from validation.engine.pipeline import SuiteConfig, evaluate
-from validation.engine.preprocessing import Preprocessing
-from validation.engine.runner import open_session, select_device
-from validation.engine.stratification import age_band
+from radtrust_engine.artifacts import StoredFile, artifact_dir, file_sha256, set_sha256
+from radtrust_agent.__main__ import main as agent_main
+from radtrust_agent.client import Backoff, ServerClient
+from radtrust_agent.evaluation import Job, site_evaluate
+from radtrust_agent.jobs import EXIT_UNREACHABLE, SiteAgent, agent_run_job
+from radtrust_agent.state import AgentState, JobStatus
+from radtrust_engine.federated import site_summary
+from radtrust_engine.federated_check import payload_check
+from radtrust_engine.loading import read_manifest
+from radtrust_engine.pipeline import SuiteConfig, evaluate
+from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.runner import open_session, select_device
+from radtrust_engine.stratification import age_band
 
 TOKEN = "north-site-token"
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ def make_agent(server: FakeServer, data_root: Path, *, auto_approve: str | None 
 
 
 def agent_process(server_url: str, data_root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "validation.agent", "--server", server_url, "--token", TOKEN,
+    return [sys.executable, "-m", "radtrust_agent", "--server", server_url, "--token", TOKEN,
             "--data-root", str(data_root), "--cpu", "--retry-cap", "0.3", *extra]
 
 
@@ -316,7 +316,7 @@ def test_running_agent_process_sends_the_payload_once_approved(server, site, onn
             time.sleep(0.1)
         time.sleep(0.5)  # a window in which an agent that ignored the approval step would have sent it
         assert server.reports == {}
-        approved = subprocess.run([sys.executable, "-m", "validation.agent", "approve", "--data-root", str(site),
+        approved = subprocess.run([sys.executable, "-m", "radtrust_agent", "approve", "--data-root", str(site),
                                    "--job", "33", "--by", "dpo-north"], cwd=ROOT, env=process_env(), capture_output=True,
                                   text=True, timeout=60)
         assert approved.returncode == 0, approved.stderr
@@ -540,7 +540,7 @@ def test_a_conflicting_report_stops_resending_and_a_refused_one_fails_locally(se
 
 
 def test_a_wrong_token_stops_the_agent_with_a_clear_message(server, site):
-    command = [sys.executable, "-m", "validation.agent", "--server", server.url, "--token", "wrong", "--data-root", str(site), "--once"]
+    command = [sys.executable, "-m", "radtrust_agent", "--server", server.url, "--token", "wrong", "--data-root", str(site), "--once"]
     result = subprocess.run(command, cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "the server refused the agent (HTTP 401: Invalid token.)" in result.stderr
@@ -550,7 +550,7 @@ def test_a_wrong_token_stops_the_agent_with_a_clear_message(server, site):
 
 
 def test_agent_imports_without_django():
-    code = ("import sys, validation.agent.__main__, validation.agent.jobs; "
+    code = ("import sys, radtrust_agent.__main__, radtrust_agent.jobs; "
             "print(sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from validation.engine.baseline import BaselineError, CaseTable, baseline_comparison, metric_deltas, pseudonymise
-from validation.engine.metrics import binary_metrics
+from radtrust_engine.baseline import BaselineError, CaseTable, baseline_comparison, metric_deltas, pseudonymise
+from radtrust_engine.metrics import binary_metrics
 
 
 def _table(rng: np.random.Generator, n: int, *, separation: float = 2.0, offset: float = 0.0, prevalence: float = 0.3,

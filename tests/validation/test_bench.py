@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from validation import bench
-from validation.engine.loading import read_manifest
-from validation.engine.images import load_image
+from radtrust_demo.bench import validation as bench
+from radtrust_engine.loading import read_manifest
+from radtrust_engine.images import load_image
 
 KEYS = bench.FIGURES
 

@@ -15,8 +15,8 @@ import pytest
 from django.core.management import call_command
 from sklearn.metrics import roc_auc_score
 
-from validation import bench_federated as bf
-from validation.engine.federated_pooling import pool_sites
+from radtrust_demo.bench import federated as bf
+from radtrust_engine.federated_pooling import pool_sites
 
 KEYS = ("pooled_vs_central_auroc_abs_diff", "payload_bytes_per_site", "agent_overhead")
 

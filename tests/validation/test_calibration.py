@@ -11,7 +11,7 @@ from scipy.stats import entropy as scipy_entropy
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
-from validation.engine.calibration import (
+from radtrust_engine.calibration import (
     CalibrationInputError,
     calibration_report,
     case_flags,
@@ -21,7 +21,7 @@ from validation.engine.calibration import (
     tta_uncertainty,
     wilson_interval,
 )
-from validation.engine.metrics import patient_bootstrap_counts
+from radtrust_engine.metrics import patient_bootstrap_counts
 
 
 def _synthetic(seed: int, n: int = 20000, overconfident: bool = False):

@@ -12,7 +12,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from registry.demo_models import export_tiny_classifier
+from radtrust_demo.networks import export_tiny_classifier
 from validation.charts import (
     drift_chart,
     forest_chart,
@@ -22,10 +22,10 @@ from validation.charts import (
     roc_chart,
     slug,
 )
-from validation.engine.loading import read_manifest
-from validation.engine.pipeline import SuiteConfig, evaluate
-from validation.engine.preprocessing import Preprocessing
-from validation.engine.runner import open_session, select_device
+from radtrust_engine.loading import read_manifest
+from radtrust_engine.pipeline import SuiteConfig, evaluate
+from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.runner import open_session, select_device
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -180,7 +180,7 @@ def test_each_chart_function_alone(report):
 
 
 def test_segmentation_reports_get_a_dice_forest_plot():
-    from validation.engine.segmentation import stratified_segmentation
+    from radtrust_engine.segmentation import stratified_segmentation
 
     rng = np.random.default_rng(0)
     dice = rng.uniform(0.5, 0.9, 40)

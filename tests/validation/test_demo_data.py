@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pydicom
 import pytest
 
-from validation.demo_data import (
+from radtrust_demo.data import (
     AGE_CONTRAST_FACTOR,
     MANIFEST_COLUMNS,
     OLD_AGE,
@@ -23,11 +23,11 @@ from validation.demo_data import (
     synthesize_image,
     train_classifier,
 )
-from validation.engine.loading import ATTRIBUTE_COLUMNS, read_manifest
-from validation.engine.images import fill_attributes_from_headers, load_image, read_dicom_attributes
-from validation.engine.metrics import auroc
-from validation.engine.preprocessing import Preprocessing
-from validation.engine.stratification import age_band, stratified_metrics
+from radtrust_engine.loading import ATTRIBUTE_COLUMNS, read_manifest
+from radtrust_engine.images import fill_attributes_from_headers, load_image, read_dicom_attributes
+from radtrust_engine.metrics import auroc
+from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.stratification import age_band, stratified_metrics
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +231,8 @@ def test_unknown_format_is_refused(tmp_path):
 
 def test_robustness_finds_the_noise_drop_on_images_read_once(manifest, trained):
     """The full run with robustness: noise at 5 dB SNR hurts the nodule CNN, with a paired CI below 0."""
-    from validation.engine.pipeline import SuiteConfig, evaluate
-    from validation.engine.runner import open_session, select_device
+    from radtrust_engine.pipeline import SuiteConfig, evaluate
+    from radtrust_engine.runner import open_session, select_device
 
     result = evaluate(
         open_session(trained.onnx_path, select_device(prefer_gpu=False)), manifest, task="binary", class_names=["nodule"],
@@ -253,8 +253,8 @@ def test_robustness_finds_the_noise_drop_on_images_read_once(manifest, trained):
 
 def test_uncertainty_flags_cases_for_a_target_risk(manifest, trained):
     """TTA on the kept cases: a referral share that meets the target risk, and flagged cases listed."""
-    from validation.engine.pipeline import SuiteConfig, evaluate
-    from validation.engine.runner import open_session, select_device
+    from radtrust_engine.pipeline import SuiteConfig, evaluate
+    from radtrust_engine.runner import open_session, select_device
 
     report = evaluate(
         open_session(trained.onnx_path, select_device(prefer_gpu=False)), manifest, task="binary", class_names=["nodule"],
@@ -277,7 +277,7 @@ def test_uncertainty_flags_cases_for_a_target_risk(manifest, trained):
 
 def test_generalisation_finds_the_site_shift(manifest, scores, trained):
     """Leave-one-site-out: dropping the noisy site raises the pooled AUROC most; site-c sits below pooled."""
-    from validation.engine.generalisation import generalisation_report
+    from radtrust_engine.generalisation import generalisation_report
 
     report = generalisation_report(
         manifest.labels[:, 0], scores, np.asarray(manifest.patient_ids),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from validation.engine.drift import (
+from radtrust_engine.drift import (
     PSI_FLOOR,
     DriftInputError,
     distribution_drift,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from validation.engine.explainability import (
+from radtrust_engine.explainability import (
     ExplainabilityError,
     _select_cases,
     _verdict,

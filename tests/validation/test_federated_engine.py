@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 from sklearn.metrics import roc_auc_score
 
-from validation.engine.calibration import calibration_report
-from validation.engine.federated import site_summary
-from validation.engine.federated_check import payload_check
-from validation.engine.federated_payload import (
+from radtrust_engine.calibration import calibration_report
+from radtrust_engine.federated import site_summary
+from radtrust_engine.federated_check import payload_check
+from radtrust_engine.federated_payload import (
     SiteSummary,
     edge_index,
     n_score_bins,
@@ -29,8 +29,8 @@ from validation.engine.federated_payload import (
     rle_encode,
     score_bin_edges,
 )
-from validation.engine.federated_pooling import PooledResult, pool_sites, site_meta_analysis
-from validation.engine.meta_analysis import MetaAnalysis, MetaAnalysisRefused, expit, random_effects
+from radtrust_engine.federated_pooling import PooledResult, pool_sites, site_meta_analysis
+from radtrust_engine.meta_analysis import MetaAnalysis, MetaAnalysisRefused, expit, random_effects
 
 N_BINS = n_score_bins()
 PROPERTY = settings(max_examples=50, deadline=None,

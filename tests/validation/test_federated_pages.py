@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from registry.services import user_create
 from tests.factories import FoundationModelFactory, InstitutionFactory
-from validation.engine.federated import site_summary
+from radtrust_engine.federated import site_summary
 from validation.federated import job_claim, job_fail, report_submit, study_create, study_pool
 from validation.models import FederatedStudy
 

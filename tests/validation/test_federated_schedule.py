@@ -17,10 +17,11 @@ from rest_framework.test import APIClient
 
 from registry.choices import DeploymentStatus, RevalidationBy, RevalidationState
 from registry.models import Deployment, ModelVersion
-from validation.engine.federated import site_summary
-from validation.models import FederatedJob, FederatedStudy, TrustAssessment, ValidationRun
+from radtrust_engine.federated import site_summary
+from validation.models import FederatedJob, FederatedStudy, ValidationRun
+from compliance.models import TrustAssessment
 from validation.revalidation import next_due_on, revalidation_dispatch, revalidation_overdue_from
-from validation.trust.gather import version_evidence
+from compliance.trust.gather import version_evidence
 from tests.concurrency import race
 
 CADENCE = 30
@@ -142,7 +143,7 @@ def test_an_unreported_job_past_its_deadline_leaves_the_deployment_overdue(agent
 
     assert revalidation_overdue_from(deployment) == deadline
     assert version_evidence(deployment.version).deployments[0].revalidation_overdue
-    from validation.trust.services import trust_overdue_requests
+    from compliance.trust.services import trust_overdue_requests
 
     assert trust_overdue_requests() == [deployment.version_id]
     assert revalidation_dispatch() == {"queued": [], "no_data": [], "skipped": []}  # not due again before a cadence has passed

@@ -18,14 +18,14 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from compliance.models import AuditEvent
-from radtrust.errors import Conflict
-from registry.access import role_of
+from core.models import AuditEvent
+from core.errors import Conflict
+from core.access import role_of
 from registry.models import User
 from tests.factories import FoundationModelFactory, InstitutionFactory
-from validation.engine.federated import site_summary
-from validation.engine.federated_payload import SiteSummary
-from validation.engine.federated_pooling import pool_sites, site_meta_analysis
+from radtrust_engine.federated import site_summary
+from radtrust_engine.federated_payload import SiteSummary
+from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
 from validation.federated import payload_sha256
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
 
@@ -183,7 +183,7 @@ def test_an_agent_sees_only_its_own_sites_jobs_in_the_agreed_shape(world):
 
 @pytest.mark.django_db
 def test_claiming_is_idempotent_and_the_artifact_is_served_only_to_the_claimed_job(world):
-    from registry.artifacts import artifact_dir
+    from radtrust_engine.artifacts import artifact_dir
     from registry.services import artifact_root
 
     study = world["open_study"]()

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from validation.engine.loading import ManifestError, parse_age, read_manifest
-from validation.engine.images import ImageError, fill_attributes_from_headers, load_image, read_dicom_attributes
-from validation.engine.preprocessing import Preprocessing, check_against_signature
+from radtrust_engine.loading import ManifestError, parse_age, read_manifest
+from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image, read_dicom_attributes
+from radtrust_engine.preprocessing import Preprocessing, check_against_signature
 
 LABELS = ["effusion", "nodule"]
 HEADER = "image_path,patient_id,study_date,effusion,nodule,age,sex,site"
@@ -595,8 +595,8 @@ def test_signature_rank_mismatch():
 
 def test_engine_modules_do_not_import_django():
     code = (
-        "import sys, validation.engine.loading, validation.engine.images, validation.engine.preprocessing, "
-        "validation.engine.runner, validation.engine.pipeline, validation.engine.segmentation; "
+        "import sys, radtrust_engine.loading, radtrust_engine.images, radtrust_engine.preprocessing, "
+        "radtrust_engine.runner, radtrust_engine.pipeline, radtrust_engine.segmentation; "
         "assert 'django' not in sys.modules, 'django imported'"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
@@ -614,7 +614,7 @@ def test_native_pixel_fast_path_equals_pydicom(tmp_path, allocated, stored, sign
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    from validation.engine.images import _native_pixels
+    from radtrust_engine.images import _native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
@@ -639,7 +639,7 @@ def test_native_pixel_fast_path_declines_compressed_and_colour(tmp_path):
     import pydicom
     from pydicom.dataset import FileMetaDataset
 
-    from validation.engine.images import _native_pixels
+    from radtrust_engine.images import _native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
@@ -661,7 +661,7 @@ def test_fast_resize_equals_scipy_zoom_within_float32_rounding(shape, size):
     """The separable resize samples where scipy's zoom does, with its weights and shape."""
     from scipy import ndimage
 
-    from validation.engine.preprocessing import _zoom_bilinear
+    from radtrust_engine.preprocessing import _zoom_bilinear
 
     rng = np.random.default_rng(sum(shape) + sum(size))
     for x in (rng.normal(0, 1000, shape), rng.integers(0, 4096, shape), rng.normal(0, 1e-20, shape)):

@@ -19,8 +19,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from validation.engine.metrics import METRIC_NAMES, auroc, average_precision, binary_metrics, patient_bootstrap_counts
-from validation.engine.stratification import age_band, stratified_metrics
+from radtrust_engine.metrics import METRIC_NAMES, auroc, average_precision, binary_metrics, patient_bootstrap_counts
+from radtrust_engine.stratification import age_band, stratified_metrics
 
 TOL = 1e-9
 

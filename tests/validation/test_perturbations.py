@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from validation.engine.perturbations import (
+from radtrust_engine.perturbations import (
     PERTURBATIONS,
     SEVERITIES,
     SEVERITY_LEVELS,

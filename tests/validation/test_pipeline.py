@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import recall_score, roc_auc_score
 
-from registry.demo_models import export_thresholding_segmenter, export_tiny_classifier
-from validation.engine.loading import read_manifest
-from validation.engine.pipeline import ModelOutputError, SuiteConfig, evaluate
-from validation.engine.preprocessing import Preprocessing
-from validation.engine.runner import open_session, select_device
+from radtrust_demo.networks import export_thresholding_segmenter, export_tiny_classifier
+from radtrust_engine.loading import read_manifest
+from radtrust_engine.pipeline import ModelOutputError, SuiteConfig, evaluate
+from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.runner import open_session, select_device
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -113,7 +113,7 @@ def test_segmentation_dice_and_iou_match_an_independent_computation(models, tmp_
 
 
 def test_a_segmentation_manifest_checks_mask_paths_like_image_paths(tmp_path):
-    from validation.engine.loading import ManifestError
+    from radtrust_engine.loading import ManifestError
 
     _images(tmp_path, 1, 0)
     (tmp_path / "m.csv").write_text("image_path,mask_path,patient_id\nimg/0.npy,../mask.npy,p0\n")
@@ -194,7 +194,7 @@ def test_nifti_volumes_are_segmented_in_3d(tmp_path):
         nibabel.save(nibabel.Nifti1Image(truth.astype(np.uint8), np.eye(4)), tmp_path / "vol" / f"{i}-mask.nii.gz")
         rows.append(f"vol/{i}.nii.gz,vol/{i}-mask.nii.gz,p{i}")
         small = Preprocessing.from_spec({"resize": [8, 16, 16]}).apply(volume)[0] > 1.5
-        from validation.engine.segmentation import fit_mask
+        from radtrust_engine.segmentation import fit_mask
 
         fitted = fit_mask(truth, (8, 16, 16))
         dice.append(2 * np.logical_and(small, fitted).sum() / (small.sum() + fitted.sum()))

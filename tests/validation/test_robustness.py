@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from validation.engine.robustness import paired_metric_changes
+from radtrust_engine.robustness import paired_metric_changes
 
 
 def _data(seed: int = 0, n: int = 600):

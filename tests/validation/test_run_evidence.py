@@ -8,9 +8,11 @@ import pytest
 from registry.models import Dataset
 from registry.services import record_create
 from validation import services
-from validation.choices import AlertStatus, RunFileKind, RunStatus
-from validation.evidence import run_set_baseline
-from validation.models import Alert, CaseFlag, RunFile
+from compliance.choices import AlertStatus
+from validation.choices import RunFileKind, RunStatus
+from validation.baselines import run_set_baseline
+from compliance.models import Alert
+from validation.models import CaseFlag, RunFile
 
 CONFIG = {"n_resamples": 50, "min_patients": 5, "analyses": ["calibration", "drift", "uncertainty"], "target_risk": 0.05}
 
@@ -56,9 +58,9 @@ def test_an_unreachable_target_risk_stores_every_flag_without_a_cutoff(run_setup
     flags are stored as they are, not refused by the database."""
     import numpy as np
 
-    from validation.engine.calibration import case_flags
-    from validation.engine.pipeline import Evaluation
-    from validation.evidence import run_outputs_save, run_outputs_write
+    from radtrust_engine.calibration import case_flags
+    from radtrust_engine.pipeline import Evaluation
+    from validation.run_outputs import run_outputs_save, run_outputs_write
 
     run = _run(run_setup)
     referral = {"target_risk": 1e-6, "reachable": False, "cutoff": None, "message": "target risk 1e-06 not reachable: every case is referred"}

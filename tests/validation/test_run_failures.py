@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
-from registry.artifacts import artifact_dir
+from radtrust_engine.artifacts import artifact_dir
 from registry.services import artifact_root, record_update
 from validation import services
 from validation.choices import RunStatus
@@ -149,7 +149,7 @@ def test_time_limit_fails_the_run_with_its_reason(run_setup, monkeypatch):
     """Celery raises SoftTimeLimitExceeded inside the task when the soft limit passes."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    import validation.engine.pipeline as pipeline
+    import radtrust_engine.pipeline as pipeline
 
     def too_slow(*args, **kwargs):
         raise SoftTimeLimitExceeded()

@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from registry.artifacts import artifact_dir, ingest
-from registry.demo_models import export_tiny_classifier
-from validation.engine.runner import (
+from radtrust_engine.artifacts import artifact_dir, ingest
+from radtrust_demo.networks import export_tiny_classifier
+from radtrust_engine.runner import (
     CPU,
     CUDA,
     ArtifactMismatch,

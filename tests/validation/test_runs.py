@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from compliance.models import AuditEvent
+from core.models import AuditEvent
 from validation import services
 from validation.choices import MlflowState, RunStage, RunStatus
 from validation.models import ValidationRun
@@ -46,7 +46,7 @@ def test_results_match_an_independent_scoring_of_the_same_model(run_setup):
     import onnxruntime as ort
     from sklearn.metrics import roc_auc_score
 
-    from registry.artifacts import artifact_dir
+    from radtrust_engine.artifacts import artifact_dir
     from registry.services import artifact_root
 
     run = _create(run_setup)

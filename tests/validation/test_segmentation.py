@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from validation.engine.images import load_image
-from validation.engine.segmentation import fit_mask, masks_from_output, overlap_scores, stratified_segmentation
+from radtrust_engine.images import load_image
+from radtrust_engine.segmentation import fit_mask, masks_from_output, overlap_scores, stratified_segmentation
 
 
 def _loop_scores(pred, truth):

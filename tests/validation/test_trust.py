@@ -15,10 +15,11 @@ from django.utils import timezone
 
 from validation import services
 from validation.choices import RunStatus
-from validation.models import ScoringPolicy, TrustAssessment, ValidationRun
-from validation.trust.gather import version_evidence
-from validation.trust.policy import DEFAULT_POLICY, PRINCIPLES
-from validation.trust.services import policy_create, trust_assess, trust_exception_grant, trust_guard, trust_recompute
+from compliance.models import ScoringPolicy, TrustAssessment
+from validation.models import ValidationRun
+from compliance.trust.gather import version_evidence
+from compliance.trust.policy import DEFAULT_POLICY, PRINCIPLES
+from compliance.trust.services import policy_create, trust_assess, trust_exception_grant, trust_guard, trust_recompute
 
 pytestmark = pytest.mark.django_db
 CONFIG = {"n_resamples": 50, "min_patients": 5}
@@ -127,7 +128,7 @@ def test_a_request_covered_by_a_newer_assessment_is_skipped(run_setup):
 
 
 def test_overdue_revalidation_asks_for_a_rescore(deployed, eager, django_capture_on_commit_callbacks):
-    from validation.trust.services import trust_overdue_requests
+    from compliance.trust.services import trust_overdue_requests
 
     trust_assess(version=deployed["version"], trigger="manual")
     TrustAssessment.objects.update(computed_at=timezone.now() - timedelta(days=400))
@@ -200,7 +201,7 @@ def test_a_burst_of_feedback_sends_one_debounced_request(deployed, report, setti
     queue = Path(settings.CELERY_BROKER_DIR) / "queue"
 
     def trust_messages() -> set[str]:
-        return {p.name for p in queue.glob("*") if "validation.tasks.trust_recompute" in p.read_text(errors="ignore")} if queue.exists() else set()
+        return {p.name for p in queue.glob("*") if "compliance.tasks.trust_recompute" in p.read_text(errors="ignore")} if queue.exists() else set()
 
     before = trust_messages()
     with django_capture_on_commit_callbacks(execute=True):
@@ -216,9 +217,9 @@ def test_a_pooled_federated_study_feeds_universality(run_setup, personas, instit
 
     from registry.services import user_create
     from tests.factories import InstitutionFactory
-    from validation.engine.federated import site_summary
-    from validation.engine.federated_payload import SiteSummary
-    from validation.engine.federated_pooling import site_meta_analysis
+    from radtrust_engine.federated import site_summary
+    from radtrust_engine.federated_payload import SiteSummary
+    from radtrust_engine.federated_pooling import site_meta_analysis
     from validation.federated import job_claim, report_submit, study_create
 
     version = run_setup["version"]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from validation.trust import rules
-from validation.trust.assess import assess, assessment_diff, assessment_to_dict, evidence_strength
-from validation.trust.evidence import (
+from compliance.trust import rules
+from compliance.trust.assess import assess, assessment_diff, assessment_to_dict, evidence_strength
+from compliance.trust.evidence import (
     DatasetEvidence,
     DeploymentEvidence,
     DossierEvidence,
@@ -28,7 +28,7 @@ from validation.trust.evidence import (
     RunEvidence,
     VersionEvidence,
 )
-from validation.trust.policy import DEFAULT_POLICY, PRINCIPLES, RULES, PolicyError, rule_params, validate_policy
+from compliance.trust.policy import DEFAULT_POLICY, PRINCIPLES, RULES, PolicyError, rule_params, validate_policy
 
 ROOT = Path(__file__).parents[2]
 SHA = "a" * 64
@@ -554,12 +554,12 @@ def test_default_policy_is_valid_and_weights_sum_to_one():
 def test_rules_read_only_the_evidence_object():
     imports = set()
     for module in ("rules", "rule_kit"):
-        for node in ast.walk(ast.parse((ROOT / f"validation/trust/{module}.py").read_text())):
+        for node in ast.walk(ast.parse((ROOT / f"compliance/trust/{module}.py").read_text())):
             if isinstance(node, ast.ImportFrom):
                 imports.add(node.module)
             elif isinstance(node, ast.Import):
                 imports.update(alias.name for alias in node.names)
-    assert imports <= {"__future__", "math", "collections.abc", "dataclasses", "typing", "validation.trust.evidence", "validation.trust.rule_kit"}
+    assert imports <= {"__future__", "math", "collections.abc", "dataclasses", "typing", "compliance.trust.evidence", "compliance.trust.rule_kit"}
     evidence = full_evidence()
     snapshot = copy.deepcopy(evidence)
     first = assessment_to_dict(assess(evidence, DEFAULT_POLICY))
@@ -567,7 +567,7 @@ def test_rules_read_only_the_evidence_object():
 
 
 def test_trust_engine_modules_do_not_import_django():
-    code = ("import sys, validation.trust.evidence, validation.trust.policy, validation.trust.rule_kit, validation.trust.rules, validation.trust.assess; "
+    code = ("import sys, compliance.trust.evidence, compliance.trust.policy, compliance.trust.rule_kit, compliance.trust.rules, compliance.trust.assess; "
             "assert 'django' not in sys.modules, 'django imported'")
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)

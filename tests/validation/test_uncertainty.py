@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from validation.engine.uncertainty import AUGMENTATIONS, _augment
+from radtrust_engine.uncertainty import AUGMENTATIONS, _augment
 
 
 @pytest.mark.parametrize("name", AUGMENTATIONS)

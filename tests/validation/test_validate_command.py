@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError, call_command
 
-from compliance.models import AuditEvent
+from core.models import AuditEvent
 from validation.models import ValidationRun
 
 

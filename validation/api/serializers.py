@@ -7,18 +7,7 @@ from rest_framework import serializers
 from registry.api.serializers import ScopedRelatedField
 from registry.selectors import dataset_list, institution_list, version_list
 from validation.selectors import run_list
-from validation.models import (
-    Alert,
-    CaseFlag,
-    FederatedJob,
-    FederatedStudy,
-    RunFile,
-    ScoringPolicy,
-    SiteReport,
-    TrustAssessment,
-    TrustException,
-    ValidationRun,
-)
+from validation.models import CaseFlag, FederatedJob, FederatedStudy, RunFile, SiteReport, ValidationRun
 
 _READ = [
     "id", "version", "dataset", "manifest", "config", "queue", "requested_by", "status", "stage", "progress",
@@ -70,54 +59,6 @@ class CaseFlagSerializer(serializers.ModelSerializer):
         model = CaseFlag
         fields = ["id", "run", "label", "row", "image_path", "uncertainty", "probability", "tta_std", "cutoff"]
         read_only_fields = fields
-
-
-class AlertSerializer(serializers.ModelSerializer):
-    handled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-    class Meta:
-        model = Alert
-        fields = [
-            "id", "version", "deployment", "run", "baseline_run", "kind", "severity", "subject", "message", "evidence",
-            "status", "note", "handled_by", "handled_at", "created_at",
-        ]
-        read_only_fields = fields
-
-
-class AlertHandleSerializer(serializers.Serializer):
-    note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
-
-
-class TrustAssessmentSerializer(serializers.ModelSerializer):
-    """The six scores of a version at one moment, each with its criteria, inputs and evidence links."""
-
-    version = ScopedRelatedField(selector=version_list)
-    policy = serializers.SlugRelatedField(slug_field="version", read_only=True)
-
-    class Meta:
-        model = TrustAssessment
-        fields = ["id", "version", "policy", "trigger", "principles", "evidence_digest", "computed_at"]
-        read_only_fields = ["policy", "trigger", "principles", "evidence_digest", "computed_at"]
-
-
-class ScoringPolicySerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-    class Meta:
-        model = ScoringPolicy
-        fields = ["id", "version", "name", "definition", "active", "created_by", "created_at"]
-        read_only_fields = ["version", "active", "created_by", "created_at"]
-
-
-class TrustExceptionSerializer(serializers.ModelSerializer):
-    version = ScopedRelatedField(selector=version_list)
-    granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-    class Meta:
-        model = TrustException
-        fields = ["id", "version", "principle", "justification", "granted_by", "granted_at"]
-        read_only_fields = ["granted_by", "granted_at"]
-        validators = []  # a second exception is a 409 from the service, not a 400
 
 
 # --- Federated validation -------------------------------------------------------------------
@@ -175,7 +116,7 @@ class FederatedJobSerializer(serializers.ModelSerializer):
 class SiteReportSubmitSerializer(serializers.Serializer):
     """What a site's agent sends: the approved payload, who approved it at the site and when, and about itself."""
 
-    payload = serializers.JSONField(help_text="The site summary (validation.engine.federated_payload), exactly as approved.")
+    payload = serializers.JSONField(help_text="The site summary (radtrust_engine.federated_payload), exactly as approved.")
     approved_by = serializers.CharField(allow_blank=True, max_length=200, help_text="The site's data owner who approved the payload.")
     approved_at = serializers.DateTimeField()
     agent = serializers.JSONField(default=dict, help_text="Agent version, device, seconds, engine timings.")

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('version', models.PositiveIntegerField(unique=True)),
                 ('name', models.CharField(max_length=120)),
-                ('definition', models.JSONField(help_text='Principles, criteria, rules, weights, thresholds (validation.trust.policy).', validators=[registry.validators.validate_json_safe])),
+                ('definition', models.JSONField(help_text='Principles, criteria, rules, weights, thresholds (compliance.trust.policy).', validators=[registry.validators.validate_json_safe])),
                 ('active', models.BooleanField(default=False, help_text='The policy new assessments use; one at a time.')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),

@@ -53,7 +53,7 @@ class Migration(migrations.Migration):
             name='SiteReport',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('payload', models.JSONField(help_text='The site summary (validation.engine.federated_payload), aggregates only.')),
+                ('payload', models.JSONField(help_text='The site summary (radtrust_engine.federated_payload), aggregates only.')),
                 ('payload_sha256', models.CharField(help_text='sha256 of the payload as canonical JSON (sorted keys, no spaces).', max_length=64)),
                 ('approved_by', models.CharField(help_text="The site's data owner who released the payload.", max_length=200)),
                 ('approved_at', models.DateTimeField()),

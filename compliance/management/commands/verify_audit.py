@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance.audit import audit_verify_chain
+from core.audit import audit_verify_chain
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ import os
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from radtrust.errors import Conflict
-from registry.choices import Role
+from core.errors import Conflict
+from core.choices import Role
 from registry.models import Institution
 from registry.services import user_create
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
-from compliance.audit import audit_context
-from registry.choices import Role
+from core.audit import audit_context
+from core.choices import Role
 from registry.models import Institution, User
 from registry.services import user_create
 

@@ -7,27 +7,15 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance.audit import audit_context
-from radtrust.errors import Conflict
-from registry.access import may
-from registry.models import Dataset, ModelVersion, User
+from core.audit import audit_context
+from core.errors import Conflict
+from core.access import may
+from registry.models import Dataset, User
 from validation import services
 from validation.choices import RunStatus
 from validation.models import ValidationRun
 from validation.reporting import follow_run, summary_lines
-
-
-def _version(text: str) -> ModelVersion:
-    """A version by id, or by ``MODEL_NAME:VERSION``."""
-    queryset = ModelVersion.objects.select_related("foundation_model")
-    if text.isdigit():
-        found = queryset.filter(pk=int(text)).first()
-    else:
-        name, _, number = text.rpartition(":")
-        found = queryset.filter(foundation_model__name=name, version=number).first() if name else None
-    if found is None:
-        raise CommandError(f"No model version {text!r}: give its id or MODEL_NAME:VERSION (for example 'ChestFM-Pneumothorax:1.1.0').")
-    return found
+from registry.management.arguments import version_argument
 
 
 def _dataset(text: str) -> Dataset:
@@ -62,7 +50,7 @@ class Command(BaseCommand):
             raise CommandError(f"--config is not JSON: {exc}") from None
         try:
             with audit_context(user=actor):
-                run = services.run_create(actor=actor, version=_version(version), dataset=_dataset(dataset), manifest=manifest, config=suite, on_site=on_site)
+                run = services.run_create(actor=actor, version=version_argument(version), dataset=_dataset(dataset), manifest=manifest, config=suite, on_site=on_site)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()) if hasattr(exc, "error_dict") else " ".join(exc.messages)) from None
         except Conflict as exc:

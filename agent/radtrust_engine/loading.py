@@ -1,0 +1,336 @@
+"""Dataset manifests: reading and checking them (images are read by ``radtrust_engine.images``).
+
+A dataset is a root folder registered for an institution and a manifest (CSV,
+or Parquet when pyarrow is installed) listing one image per row: its path
+relative to the root, its label(s), the patient id, the study date and
+optional attributes used for stratification (``ATTRIBUTE_COLUMNS``).
+
+Everything a run could trip over in the manifest is found here, before any
+image is read, and reported as a ``ManifestError`` naming the column and the
+row (rows are counted from 1, header excluded).
+
+Plain Python and NumPy (no Django), so a worker, a site agent and a notebook
+read a dataset the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Sequence
+
+import numpy as np
+
+DEFAULT_REQUIRED: tuple[str, ...] = ("image_path", "patient_id")
+STUDY_DATE_COLUMN = "study_date"
+ATTRIBUTE_COLUMNS: tuple[str, ...] = (
+    "age",
+    "sex",
+    "race_ethnicity",
+    "site",
+    "scanner_manufacturer",
+    "scanner_model",
+    "protocol",
+)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used as it is; the message says what to fix."""
+
+    def __init__(self, message: str, *, row: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.row = row
+        self.column = column
+
+
+# ---------------------------------------------------------------------------
+# Value parsing shared by manifests and DICOM headers
+# ---------------------------------------------------------------------------
+
+_AGE_RE = re.compile(r"^(\d{1,3})\s*([DWMY])?$", re.IGNORECASE)
+_AGE_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
+
+
+def parse_age(value: Any) -> float | None:
+    """Age in years from a number, ``"45"``, ``"45.5"`` or a DICOM AS string
+    (``"045Y"``, ``"006M"``, ``"003W"``, ``"010D"``); None when empty."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        years = float(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        match = _AGE_RE.match(text)
+        if match:
+            years = int(match.group(1)) * _AGE_UNIT_YEARS[(match.group(2) or "Y").upper()]
+        else:
+            try:
+                years = float(text)
+            except ValueError:
+                raise ValueError(f"age {value!r} is not a number of years or a DICOM age such as '045Y'") from None
+    if not math.isfinite(years) or years < 0:
+        raise ValueError(f"age {value!r} is not a non-negative number of years")
+    return years
+
+
+def parse_date(value: Any) -> str | None:
+    """ISO date (``YYYY-MM-DD``) from a date, ``YYYY-MM-DD`` or DICOM ``YYYYMMDD``; None when empty."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = str(value).strip()
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"study date {value!r} is not YYYY-MM-DD or YYYYMMDD")
+
+
+def _text(value: Any) -> str | None:
+    """A cell as stripped text; None for empty cells and nulls."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _label(value: Any) -> int | None:
+    """0 or 1 from a cell, or None when it is anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value) if value in (0, 1) else None
+    if isinstance(value, (float, np.floating)):
+        return int(value) if value in (0.0, 1.0) else None
+    text = _text(value)
+    return {"0": 0, "1": 1, "0.0": 0, "1.0": 1}.get(text) if text is not None else None
+
+
+# ---------------------------------------------------------------------------
+# Manifests
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Manifest:
+    """The checked content of a dataset manifest, one entry per image.
+
+    ``image_paths`` are as written in the manifest (relative to ``root``);
+    ``labels`` is an ``(n_images, n_labels)`` int8 array of 0/1, one column
+    per entry of ``label_names``. ``attributes`` holds every name of
+    ``ATTRIBUTE_COLUMNS`` (None where unknown); ``age`` is in years.
+    """
+
+    root: Path
+    image_paths: list[str]
+    label_names: tuple[str, ...]
+    labels: np.ndarray
+    patient_ids: list[str]
+    study_dates: list[str | None]
+    attributes: dict[str, list[Any]] = field(default_factory=dict)
+    mask_paths: list[str] | None = None  # segmentation ground truth, relative to ``root`` like the images
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def absolute_path(self, index: int) -> Path:
+        return self.root / self.image_paths[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "image_paths": list(self.image_paths),
+            "label_names": list(self.label_names),
+            "labels": self.labels.tolist(),
+            "patient_ids": list(self.patient_ids),
+            "study_dates": list(self.study_dates),
+            "attributes": {name: list(values) for name, values in self.attributes.items()},
+            "mask_paths": None if self.mask_paths is None else list(self.mask_paths),
+        }
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """Column names and rows of a CSV or Parquet manifest."""
+    name = path.name.lower()
+    if name.endswith(".csv"):
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.reader(handle)
+                header = next(reader, None)
+                if header is None:
+                    raise ManifestError(f"manifest {path} is empty: no header row")
+                columns = [c.strip() for c in header]
+                rows = []
+                for number, cells in enumerate(reader, start=1):
+                    if not any(cell.strip() for cell in cells):
+                        continue  # blank line
+                    if len(cells) != len(columns):
+                        raise ManifestError(
+                            f"manifest {path}, row {number}: {len(cells)} cells "
+                            f"but the header has {len(columns)} columns",
+                            row=number,
+                        )
+                    rows.append(dict(zip(columns, cells)))
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"manifest {path} is not UTF-8 text: {exc}") from None
+        except csv.Error as exc:
+            raise ManifestError(f"manifest {path} is not valid CSV: {exc}") from None
+        return columns, rows
+    if name.endswith(".parquet"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ManifestError(f"manifest {path} is Parquet, which needs pyarrow: pip install pyarrow") from None
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise ManifestError(f"manifest {path} is not a readable Parquet file: {exc}") from None
+        return list(table.column_names), table.to_pylist()
+    raise ManifestError(f"manifest {path}: unsupported format (expected .csv or .parquet)")
+
+
+def _checked_relative_path(value: Any, root: Path, row: int, column: str = "image_path") -> str:
+    """The image (or mask) path of a row, refused if it could reach outside the root."""
+    text = _text(value)
+    if text is None:
+        raise ManifestError(f"row {row}: column {column!r} is empty", row=row, column=column)
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
+        raise ManifestError(
+            f"row {row}: {column} {text!r} is absolute; paths must be relative to the dataset root",
+            row=row,
+            column=column,
+        )
+    if ".." in PurePosixPath(text.replace("\\", "/")).parts:
+        raise ManifestError(
+            f"row {row}: {column} {text!r} contains '..' and could escape the dataset root",
+            row=row,
+            column=column,
+        )
+    # Symlinks (of the file or of a folder on the way) may still lead outside.
+    if not (root / text).resolve().is_relative_to(root):
+        raise ManifestError(
+            f"row {row}: {column} {text!r} resolves outside the dataset root (through a symbolic link)",
+            row=row,
+            column=column,
+        )
+    return os.path.normpath(text)
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    root: str | os.PathLike,
+    *,
+    label_columns: Sequence[str],
+    required: Sequence[str] = DEFAULT_REQUIRED,
+    class_names: Sequence[str] | None = None,
+    mask_column: str | None = None,
+) -> Manifest:
+    """Read and check a manifest; every problem is a ``ManifestError`` naming column and row.
+
+    1. The root must be a folder; the manifest CSV or Parquet with at least one row.
+    2. The required columns and every label column must be present; label
+       columns must be among ``class_names`` (the version's output schema) when given.
+    3. Each row: required cells not empty, image path relative and inside the
+       root (no absolute path, no ``..``, no symlink leading out), labels 0 or
+       1, a parseable age and study date; no image listed twice.
+    4. With ``mask_column`` (segmentation), each row's mask path is checked like
+       the image path; label columns may then be empty.
+    """
+    path = Path(path)
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise ManifestError(f"dataset root {root_path} is not a folder")
+    root_path = root_path.resolve()
+    if not label_columns and mask_column is None:
+        raise ManifestError("no label columns given")
+    if class_names is not None:
+        unknown = [c for c in label_columns if c not in class_names]
+        if unknown:
+            raise ManifestError(
+                f"label column(s) {', '.join(map(repr, unknown))} are not among the output schema's "
+                f"class names ({', '.join(map(repr, class_names))})",
+                column=unknown[0],
+            )
+
+    columns, rows = _read_rows(path)
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise ManifestError(f"manifest {path}: column(s) {', '.join(map(repr, duplicates))} appear more than once")
+    for column in [*required, *label_columns, *([mask_column] if mask_column else [])]:
+        if column not in columns:
+            raise ManifestError(
+                f"manifest {path} has no column {column!r} (columns: {', '.join(columns) or 'none'})", column=column
+            )
+    if not rows:
+        raise ManifestError(f"manifest {path} is empty: no image rows")
+
+    image_paths: list[str] = []
+    first_row: dict[str, int] = {}
+    labels = np.zeros((len(rows), len(label_columns)), dtype=np.int8)
+    patient_ids: list[str] = []
+    mask_paths: list[str] | None = [] if mask_column else None
+    study_dates: list[str | None] = []
+    attributes: dict[str, list[Any]] = {name: [] for name in ATTRIBUTE_COLUMNS}
+
+    for index, cells in enumerate(rows):
+        row = index + 1
+        for column in required:
+            if column != "image_path" and _text(cells.get(column)) is None:
+                raise ManifestError(f"row {row}: column {column!r} is empty", row=row, column=column)
+        relative = _checked_relative_path(cells.get("image_path"), root_path, row)
+        if relative in first_row:
+            raise ManifestError(
+                f"row {row}: image {relative!r} is listed twice (rows {first_row[relative]} and {row})",
+                row=row,
+                column="image_path",
+            )
+        first_row[relative] = row
+        image_paths.append(relative)
+        if mask_paths is not None:
+            mask_paths.append(_checked_relative_path(cells.get(mask_column), root_path, row, mask_column))
+
+        for j, column in enumerate(label_columns):
+            value = _label(cells.get(column))
+            if value is None:
+                raise ManifestError(
+                    f"row {row}: label {column!r} is {cells.get(column)!r}; labels must be 0 or 1",
+                    row=row,
+                    column=column,
+                )
+            labels[index, j] = value
+
+        patient_ids.append(_text(cells.get("patient_id")) or "")
+        parsed = ((STUDY_DATE_COLUMN, parse_date, study_dates), ("age", parse_age, attributes["age"]))
+        for column, parse, values in parsed:
+            try:
+                values.append(parse(cells.get(column)))
+            except ValueError as exc:
+                raise ManifestError(f"row {row}: {exc}", row=row, column=column) from None
+        for name in ATTRIBUTE_COLUMNS[1:]:
+            attributes[name].append(_text(cells.get(name)))
+
+    return Manifest(
+        root=root_path,
+        image_paths=image_paths,
+        label_names=tuple(label_columns),
+        labels=labels,
+        patient_ids=patient_ids,
+        study_dates=study_dates,
+        attributes=attributes,
+        mask_paths=mask_paths,
+    )

@@ -1,0 +1,617 @@
+"""One validation: a model session on a dataset manifest, from image files to the JSON report.
+
+Plain Python (no Django): the Celery task, ``manage.py bench`` and a site
+agent all call ``evaluate`` and get the same report.
+
+Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
+
+1. ``headers``: attributes the manifest leaves empty are read from DICOM headers.
+2. ``inference``: images are read and preprocessed on a producer thread while
+   the model runs (``runner.run_batches``). An unreadable image is skipped and
+   named in the report while the skipped share stays within
+   ``max_unreadable_share``; beyond it the run fails with the list.
+3. ``metrics``: per label (multi-label: each label alone) every metric overall
+   and per subgroup with patient-level bootstrap CIs and the fairness gaps;
+   segmentation: Dice and IoU against the ground-truth masks. The analyses the
+   suite names run here too: calibration and generalisation on the scores;
+   robustness, uncertainty and explainability on the tensors of a sample of
+   cases kept from stage 2 (no image is read twice).
+4. ``drift``: the run's per-case table (``Evaluation.cases``: scores, labels,
+   image statistics, pseudonymised patients) against the baseline run's
+   (``radtrust_engine.baseline``).
+
+Whatever ``progress`` raises (a cancellation) stops the run between batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from radtrust_engine.baseline import Baseline, BaselineError, CaseTable, baseline_comparison, pseudonymise
+from radtrust_engine.drift import IMAGE_FEATURES, image_summary
+from radtrust_engine.loading import ATTRIBUTE_COLUMNS, Manifest
+from radtrust_engine.metrics import roc_points
+from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image
+from radtrust_engine.preprocessing import Preprocessing, check_against_signature
+from radtrust_engine.runner import ModelSession, RunnerError, run_batches
+from radtrust_engine.segmentation import ACTIVATIONS
+from radtrust_engine.stratification import age_band, stratified_metrics
+
+TASKS = ("binary", "multilabel", "segmentation")
+_OUTPUT_MAPPING = {
+    "none": "the model's outputs are used as probabilities, as its output schema says",
+    "sigmoid": "a sigmoid was applied to the model's outputs (logits) per class",
+    "softmax": "a softmax across classes was applied to the model's outputs (logits)",
+}
+# Analyses beyond the stratified metrics, which every run computes.
+ANALYSES = ("calibration", "drift", "explainability", "generalisation", "robustness", "uncertainty")
+_SAMPLED = ("explainability", "robustness", "uncertainty")  # analyses on the cases kept in memory
+STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
+_FIRST = 10  # how many skipped images a failure message names
+ENGINE_VERSION = "1"
+
+Progress = Callable[[str, float], None]
+
+
+class InputError(RunnerError):
+    """The images do not fit the model: wrong shape after preprocessing, or too many unreadable."""
+
+    reason = "bad_input"
+
+
+class UnreadableImages(RunnerError):
+    """More images could not be read than the suite allows to skip."""
+
+    reason = "unreadable_images"
+
+
+class ModelOutputError(RunnerError):
+    """The model's output cannot be read as the version's output schema says."""
+
+    reason = "output_schema_mismatch"
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """What a run measures and how; stored on the run and in its report."""
+
+    attributes: tuple[str, ...] = ("sex", "age_band", "race_ethnicity", "site", "scanner_manufacturer")
+    intersections: tuple[tuple[str, ...], ...] = (("sex", "age_band"),)
+    age_edges: tuple[float, ...] = (18, 40, 65)
+    n_resamples: int = 1000
+    seed: int = 0
+    min_patients: int = 10
+    confidence: float = 0.95
+    batch_size: int = 32
+    max_unreadable_share: float = 0.0
+    analyses: tuple[str, ...] = ("calibration", "generalisation", "drift")
+    calibration_bins: int = 10
+    sample_max_cases: int = 500
+    tta_augmentations: int = 8
+    target_risk: float = 0.1
+    explain_cases: int = 32
+    rise_masks: int = 500
+    degradation_margin: float = 0.05
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
+        """A checked config; a bad key or value raises ``ValueError`` naming it."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown suite option(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        defaults = cls()
+        attributes = _names(data.get("attributes", defaults.attributes), "attributes")
+        intersections = data.get("intersections", defaults.intersections)
+        if not isinstance(intersections, (list, tuple)):
+            raise ValueError("suite option 'intersections' must be a list of attribute lists")
+        intersections = tuple(_names(x, "intersections", at_least=2) for x in intersections)
+        edges = data.get("age_edges", defaults.age_edges)
+        if not isinstance(edges, (list, tuple)) or not edges or not all(_is_number(e) for e in edges) or list(edges) != sorted(set(edges)):
+            raise ValueError("suite option 'age_edges' must be an increasing list of ages, e.g. [18, 40, 65]")
+        config = cls(
+            attributes=attributes,
+            intersections=intersections,
+            age_edges=tuple(float(e) for e in edges),
+            n_resamples=_integer(data, "n_resamples", defaults.n_resamples, 0, 100_000),
+            seed=_integer(data, "seed", defaults.seed, 0, 2**32 - 1),
+            min_patients=_integer(data, "min_patients", defaults.min_patients, 1, 1_000_000),
+            confidence=_fraction(data, "confidence", defaults.confidence, open_low=True),
+            batch_size=_integer(data, "batch_size", defaults.batch_size, 1, 4096),
+            max_unreadable_share=_fraction(data, "max_unreadable_share", defaults.max_unreadable_share),
+            analyses=_analyses(data.get("analyses", defaults.analyses)),
+            calibration_bins=_integer(data, "calibration_bins", defaults.calibration_bins, 2, 100),
+            sample_max_cases=_integer(data, "sample_max_cases", defaults.sample_max_cases, 10, 100_000),
+            tta_augmentations=_integer(data, "tta_augmentations", defaults.tta_augmentations, 2, 8),
+            target_risk=_fraction(data, "target_risk", defaults.target_risk, open_low=True),
+            explain_cases=_integer(data, "explain_cases", defaults.explain_cases, 1, 256),
+            rise_masks=_integer(data, "rise_masks", defaults.rise_masks, 50, 5000),
+            degradation_margin=_fraction(data, "degradation_margin", defaults.degradation_margin, open_low=True),
+        )
+        if config.confidence >= 1:
+            raise ValueError("suite option 'confidence' must be below 1, e.g. 0.95")
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attributes"] = list(self.attributes)
+        data["intersections"] = [list(x) for x in self.intersections]
+        data["age_edges"] = list(self.age_edges)
+        data["analyses"] = list(self.analyses)
+        return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _names(value: Any, option: str, *, at_least: int = 0) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) < at_least or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"suite option {option!r} must list attribute names" + (f" ({at_least} or more)" if at_least else ""))
+    unknown = [v for v in value if v not in STRATIFIABLE]
+    if unknown:
+        raise ValueError(f"suite option {option!r}: unknown attribute(s) {', '.join(unknown)}; allowed: {', '.join(STRATIFIABLE)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"suite option {option!r} names an attribute twice")
+    return tuple(value)
+
+
+def _analyses(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("suite option 'analyses' must list analysis names")
+    unknown = [v for v in value if v not in ANALYSES]
+    if unknown:
+        raise ValueError(f"suite option 'analyses': unknown analysis(es) {', '.join(unknown)}; available: {', '.join(ANALYSES)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _integer(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"suite option {key!r} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _fraction(data: Mapping[str, Any], key: str, default: float, *, open_low: bool = False) -> float:
+    value = data.get(key, default)
+    if not _is_number(value) or not (0 < value if open_low else 0 <= value) or value > 1:
+        raise ValueError(f"suite option {key!r} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class Evaluation:
+    """The report (JSON-safe), per-stage seconds, per-case values and the files beside the report."""
+
+    report: dict[str, Any]
+    timings: dict[str, float]
+    scores: np.ndarray = field(repr=False)
+    case_index: np.ndarray = field(repr=False)  # manifest row of each score row
+    cases: CaseTable | None = field(default=None, repr=False)  # what a later run's drift is computed against
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # saliency overlays (PNG) by relative name
+
+
+# --- Stage 2: images through the model ---------------------------------------------
+
+
+@dataclass
+class _Reading:
+    """What the loader thread records while it reads: skipped images, read count, tensors kept for later analyses."""
+
+    allowed_skips: int
+    keep: frozenset[int] = frozenset()
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    kept: dict[int, np.ndarray] = field(default_factory=dict)
+    reads: int = 0
+    stats: list[tuple[float, float, float, float]] = field(default_factory=list)  # per evaluated image, as read
+
+
+def _image_batches(
+    manifest: Manifest, preprocessing: Preprocessing, model: ModelSession, batch_size: int, reading: _Reading,
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Read, preprocess and stack images; skip unreadable ones up to the allowance; keep the
+    tensors of the cases later analyses need, so no image is read twice."""
+    skipped, allowed_skips = reading.skipped, reading.allowed_skips
+    ids: list[int] = []
+    tensors: list[np.ndarray] = []
+    checked = False
+    for index in range(len(manifest)):
+        reading.reads += 1
+        try:
+            image = load_image(manifest.absolute_path(index))
+        except ImageError as exc:
+            skipped.append({"row": index + 1, "image_path": manifest.image_paths[index], "reason": exc.reason})
+            if len(skipped) > allowed_skips:
+                raise UnreadableImages(_unreadable_message(skipped, len(manifest), allowed_skips)) from None
+            continue
+        try:
+            tensor = preprocessing.apply(image.array)
+            if not checked:
+                check_against_signature(tensor.shape, model.input_shape)
+                checked = True
+        except ValueError as exc:
+            raise InputError(f"image {manifest.image_paths[index]!r} (row {index + 1}): {exc}") from None
+        if tensors and tensor.shape != tensors[0].shape:
+            raise InputError(
+                f"image {manifest.image_paths[index]!r} (row {index + 1}) gives {tensor.shape} after preprocessing "
+                f"but earlier images gave {tensors[0].shape}; set 'resize' in the version's preprocessing spec"
+            )
+        ids.append(index)
+        tensors.append(tensor)
+        reading.stats.append(image_summary(image.array))
+        if index in reading.keep:
+            reading.kept[index] = tensor
+        if len(ids) == batch_size:
+            yield ids, np.stack(tensors)
+            ids, tensors = [], []
+    if ids:
+        yield ids, np.stack(tensors)
+
+
+def _unreadable_message(skipped: list[dict[str, Any]], total: int, allowed: int) -> str:
+    shown = "; ".join(f"{s['image_path']} (row {s['row']}): {s['reason']}" for s in skipped[:_FIRST])
+    return (
+        f"{len(skipped)} of {total} images could not be read (the suite allows {allowed}): {shown}"
+        + (" ..." if len(skipped) > _FIRST else "")
+    )
+
+
+def _scores(output: np.ndarray, n_classes: int, activation: str, task: str) -> np.ndarray:
+    """The model's first output as an (N, classes) array of probabilities."""
+    if task == "segmentation":
+        return output
+    x = np.asarray(output, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim > 2 and all(d == 1 for d in x.shape[2:]):
+        x = x.reshape(x.shape[:2])
+    if x.ndim != 2 or x.shape[1] != n_classes:
+        raise ModelOutputError(
+            f"the model's output has shape {list(output.shape)}, but the output schema names {n_classes} class(es); "
+            "expected (batch, classes)"
+        )
+    if activation == "sigmoid":
+        x = 1.0 / (1.0 + np.exp(-x))
+    elif activation == "softmax":
+        x = np.exp(x - x.max(axis=1, keepdims=True))
+        x /= x.sum(axis=1, keepdims=True)
+    return x
+
+
+# --- Stage 3: metrics --------------------------------------------------------------
+
+
+def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The attribute columns to stratify by (for the evaluated rows), and those never collected."""
+    columns: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for name in dict.fromkeys([*config.attributes, *(a for x in config.intersections for a in x)]):
+        if name == "age_band":
+            values = manifest.attributes["age"]
+            labels = age_band([values[i] for i in rows], config.age_edges)
+        else:
+            values = manifest.attributes[name]
+            labels = np.array(["" if values[i] is None else str(values[i]) for i in rows], dtype=object)
+        if all(values[i] is None for i in rows):
+            missing.append(name)
+        else:
+            columns[name] = labels
+    return columns, missing
+
+
+def _classification_metrics(
+    manifest: Manifest, rows: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
+    thresholds: Mapping[str, float], strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
+    config: SuiteConfig, progress: Progress | None, sampled: Callable[[int, int, float], dict[str, Any]] | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    patient_ids = np.asarray([manifest.patient_ids[i] for i in rows])
+    per_label: dict[str, Any] = {}
+    for k, name in enumerate(manifest.label_names):
+        column = list(class_names).index(name)
+        threshold = float(thresholds.get(name, 0.5))
+        report = stratified_metrics(
+            manifest.labels[rows, k], scores[:, column], patient_ids, strata, intersections,
+            threshold=threshold, n_resamples=config.n_resamples, seed=config.seed,
+            min_patients=config.min_patients, confidence=config.confidence,
+        )
+        per_label[name] = report.to_dict()
+        roc = roc_points(manifest.labels[rows, k], scores[:, column])
+        if roc is not None:
+            auroc = per_label[name]["overall"]["metrics"]["auroc"]
+            per_label[name]["roc"] = {**roc, "auroc": auroc["value"], "ci_low": auroc["ci_low"], "ci_high": auroc["ci_high"]}
+        if "calibration" in config.analyses:
+            with _timed(timings, "calibration"):
+                per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
+        if "generalisation" in config.analyses:
+            from radtrust_engine.generalisation import generalisation_report
+
+            with _timed(timings, "generalisation"):
+                per_label[name]["generalisation"] = generalisation_report(
+                    manifest.labels[rows, k], scores[:, column], patient_ids, strata, threshold=threshold,
+                    n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
+                )
+        if sampled is not None:
+            per_label[name].update(sampled(k, column, threshold))
+        if progress:
+            progress("metrics", (k + 1) / len(manifest.label_names))
+    return per_label
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the block's seconds to ``timings[stage]`` (an analysis runs once per label)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
+    """The manifest rows whose tensors are kept for the robustness and uncertainty analyses (seeded)."""
+    if total <= config.sample_max_cases:
+        return frozenset(range(total))
+    rng = np.random.default_rng(config.seed)
+    return frozenset(rng.choice(total, size=config.sample_max_cases, replace=False).tolist())
+
+
+def _sampled_analyses(
+    model: ModelSession, manifest: Manifest, rows: np.ndarray, scores: np.ndarray, reading: _Reading,
+    n_classes: int, activation: str, modality: str, config: SuiteConfig, files: dict[str, bytes],
+    timings: dict[str, float],
+) -> Callable[[int, int, float], dict[str, Any]]:
+    """A function computing one label's robustness, uncertainty and explainability reports on the
+    tensors kept during inference; saliency overlays go to ``files``."""
+    from radtrust_engine.robustness import robustness_report
+    from radtrust_engine.uncertainty import uncertainty_report
+
+    position = {int(row): i for i, row in enumerate(rows)}
+    kept_rows = sorted(r for r in reading.kept if r in position)
+    tensors = np.stack([reading.kept[r] for r in kept_rows]) if kept_rows else np.empty((0,))
+    patient_ids = np.asarray([manifest.patient_ids[r] for r in kept_rows])
+    paths = [manifest.image_paths[r] for r in kept_rows]
+
+    def run(k: int, column: int, threshold: float) -> dict[str, Any]:
+        reports: dict[str, Any] = {}
+        if not kept_rows:
+            return {name: {"error": "no case was kept for this analysis"} for name in _SAMPLED if name in config.analyses}
+        labels = manifest.labels[kept_rows, k]
+
+        def to_scores(out: np.ndarray) -> np.ndarray:
+            return _scores(out, n_classes, activation, "binary")[:, column]
+
+        if "robustness" in config.analyses:
+            with _timed(timings, "robustness"):
+                reports["robustness"] = robustness_report(
+                    model, tensors, labels, patient_ids, scores[[position[r] for r in kept_rows], column],
+                    to_scores=to_scores, threshold=threshold, modality=modality, batch_size=config.batch_size,
+                    n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
+                )
+        if "uncertainty" in config.analyses:
+            with _timed(timings, "uncertainty"):
+                try:
+                    reports["uncertainty"] = uncertainty_report(
+                        model, tensors, labels, kept_rows, paths, to_scores=to_scores, threshold=threshold,
+                        batch_size=config.batch_size, n_augmentations=config.tta_augmentations, target_risk=config.target_risk,
+                    )
+                except ValueError as exc:  # logits under activation "none", and the like
+                    reports["uncertainty"] = {"error": str(exc)}
+        if "explainability" in config.analyses:
+            with _timed(timings, "explainability"):
+                reports["explainability"] = _explainability(
+                    model, tensors, labels, kept_rows, paths, to_scores, manifest.label_names[k], config, files,
+                )
+        return reports
+
+    return run
+
+
+def _explainability(
+    model: ModelSession, tensors: np.ndarray, labels: np.ndarray, kept_rows: list[int], paths: list[str],
+    to_scores: Callable[[np.ndarray], np.ndarray], label: str, config: SuiteConfig, files: dict[str, bytes],
+) -> dict[str, Any]:
+    """One label's saliency faithfulness report; its overlays are added to ``files`` and named in the report."""
+    from radtrust_engine.explainability import ExplainabilityError, explainability_report, overlay_png
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return to_scores(model.session.run(model.output_names[:1], {model.input_name: batch.astype(model.input_dtype)})[0])
+
+    try:
+        result = explainability_report(
+            predict, tensors, labels, kept_rows, paths, n_cases=config.explain_cases, seed=config.seed,
+            rise_masks=config.rise_masks, batch_size=config.batch_size, confidence=config.confidence,
+            n_resamples=config.n_resamples,
+        )
+    except ExplainabilityError as exc:
+        return {"error": str(exc)}
+    position = {row: i for i, row in enumerate(kept_rows)}
+    overlays = []
+    for method, maps in result.saliency.items():
+        for row, saliency in zip(result.case_rows, maps):
+            name = f"saliency/{label}/{method}/row-{row + 1}.png"
+            files[name] = overlay_png(tensors[position[row]], saliency)
+            overlays.append({"method": method, "row": row + 1, "file": name})
+    return {**result.report, "overlays": overlays}
+
+
+def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray, config: SuiteConfig) -> dict[str, Any]:
+    """The label's calibration report, or the reason it could not be computed (the rest of the run goes on)."""
+    from radtrust_engine.calibration import CalibrationInputError, calibration_report
+
+    try:
+        return calibration_report(
+            y_true, y_prob, n_bins=config.calibration_bins, patient_id=patient_ids,
+            n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
+        ).to_dict()
+    except CalibrationInputError as exc:
+        return {"error": str(exc)}
+
+
+def _segmentation_metrics(
+    manifest: Manifest, rows: np.ndarray, output: np.ndarray, threshold: float, activation: str,
+    strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]], config: SuiteConfig,
+) -> dict[str, Any]:
+    from radtrust_engine.segmentation import fit_mask, masks_from_output, overlap_scores, stratified_segmentation
+
+    predicted = masks_from_output(output, threshold, activation=activation)
+    truth = np.empty(predicted.shape, dtype=bool)
+    for j, row in enumerate(rows):
+        path = manifest.root / manifest.mask_paths[row]
+        try:
+            truth[j] = fit_mask(load_image(path).array, predicted.shape[1:])
+        except ImageError as exc:
+            raise InputError(f"mask of row {row + 1}: {exc}") from None
+        except ValueError as exc:
+            raise InputError(f"mask {manifest.mask_paths[row]!r} (row {row + 1}): {exc}") from None
+    overlap = overlap_scores(predicted, truth)
+    report = stratified_segmentation(
+        overlap.dice, overlap.iou, np.asarray([manifest.patient_ids[i] for i in rows]), strata, intersections,
+        n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
+    )
+    return {"foreground": report.to_dict()}
+
+
+# --- The whole run -----------------------------------------------------------------
+
+
+def evaluate(
+    model: ModelSession,
+    manifest: Manifest,
+    *,
+    task: str,
+    class_names: Sequence[str],
+    thresholds: Mapping[str, float],
+    preprocessing: Preprocessing,
+    config: SuiteConfig,
+    activation: str = "none",
+    progress: Progress | None = None,
+    modality: str = "",
+    baseline: Baseline | None = None,
+) -> Evaluation:
+    """Evaluate ``model`` on every image of ``manifest`` (see the module docstring)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+    if task == "segmentation" and manifest.mask_paths is None:
+        raise InputError("a segmentation run needs a manifest with a mask column")
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    if progress:
+        progress("headers", 0.0)
+    filled = fill_attributes_from_headers(manifest)
+    manifest = filled.manifest
+    timings["headers"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    allowed = int(config.max_unreadable_share * len(manifest))
+    total = len(manifest)
+    wants_sample = task != "segmentation" and any(a in config.analyses for a in _SAMPLED)
+    keep = _kept_sample(total, config) if wants_sample else frozenset()
+    reading = _Reading(allowed_skips=allowed, keep=keep)
+    skipped = reading.skipped
+    if progress:
+        progress("inference", 0.0)
+    output = run_batches(
+        model,
+        _image_batches(manifest, preprocessing, model, config.batch_size, reading),
+        on_batch=(lambda done: progress("inference", (done + len(skipped)) / total)) if progress else None,
+    )
+    timings["inference"] = time.perf_counter() - started
+    if not output.ids:
+        raise UnreadableImages(_unreadable_message(skipped, total, allowed) if skipped else "the manifest lists no image")
+
+    started = time.perf_counter()
+    if progress:
+        progress("metrics", 0.0)
+    rows = np.asarray(output.ids, dtype=np.int64)
+    files: dict[str, bytes] = {}
+    cases: CaseTable | None = None
+    raw = output.outputs[model.output_names[0]]
+    scores = _scores(raw, len(class_names), activation, task)
+    strata, missing = _strata(manifest, rows, config)
+    intersections = [x for x in config.intersections if all(a in strata for a in x)]
+    if task == "segmentation":
+        threshold = float(thresholds.get(class_names[0], 0.5)) if class_names else 0.5
+        results = _segmentation_metrics(manifest, rows, raw, threshold, activation, strata, intersections, config)
+    else:
+        sampled = None
+        cases = CaseTable(
+            patient_keys=pseudonymise([manifest.patient_ids[i] for i in rows]), label_names=tuple(manifest.label_names),
+            labels=manifest.labels[rows], class_names=tuple(class_names), scores=scores,
+            image_stats={name: np.asarray([s[j] for s in reading.stats]) for j, name in enumerate(IMAGE_FEATURES)},
+        )
+        if wants_sample:
+            sampled = _sampled_analyses(
+                model, manifest, rows, scores, reading, len(class_names), activation, modality, config, files, timings,
+            )
+        results = _classification_metrics(
+            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress, sampled, timings,
+        )
+    analyses_seconds = sum(timings.get(name, 0.0) for name in ANALYSES)
+    timings["metrics"] = time.perf_counter() - started - analyses_seconds  # the stratified metrics alone
+    drift = None
+    if "drift" in config.analyses:
+        with _timed(timings, "drift"):
+            drift = _drift(cases, baseline, thresholds, config)
+
+    patients = {manifest.patient_ids[i] for i in rows}
+    report = {
+        "engine_version": ENGINE_VERSION,
+        "task": task,
+        "config": config.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "activation": activation,
+        "output_mapping": _OUTPUT_MAPPING[activation],
+        "model": model.to_dict(),
+        "dataset": {
+            "n_images": total,
+            "n_evaluated": int(rows.size),
+            "n_patients": len(patients),
+            "label_names": list(manifest.label_names),
+            "prevalence": {
+                name: float(manifest.labels[rows, k].mean()) for k, name in enumerate(manifest.label_names)
+            },
+            "attributes_not_collected": missing,
+            "intersections_not_evaluated": [list(x) for x in config.intersections if x not in intersections],
+            "header_fill": filled.to_dict(),
+        },
+        "skipped": skipped,
+        "images_read": reading.reads,
+        "images_read_per_image": reading.reads / total,
+        "inference": output.to_dict(),
+        "results": results,
+    }
+    if drift is not None:
+        report["drift"] = drift
+    return Evaluation(
+        report=report, timings=timings, scores=scores if task != "segmentation" else np.empty(0), case_index=rows,
+        cases=cases, files=files,
+    )
+
+
+def _drift(cases: CaseTable | None, baseline: Baseline | None, thresholds: Mapping[str, float], config: SuiteConfig) -> dict[str, Any]:
+    """The comparison with the baseline run, or the reason there is none (the rest of the report stands)."""
+    source = baseline.source if baseline else {}
+    if cases is None:
+        return {"baseline": source, "error": "drift against a baseline is computed for classification runs only"}
+    if baseline is None or baseline.table is None:
+        problem = baseline.problem if baseline else "no baseline run was given"
+        return {"baseline": source, "error": problem}
+    try:
+        comparison = baseline_comparison(
+            baseline.table, cases, thresholds=thresholds, n_resamples=config.n_resamples, seed=config.seed,
+            confidence=config.confidence, degradation_margin=config.degradation_margin,
+        )
+    except BaselineError as exc:
+        return {"baseline": source, "error": str(exc)}
+    return {"baseline": source, **comparison}

@@ -1,0 +1,53 @@
+"""What compliance does when something happens below it: validation's signals (a run succeeded,
+a site reported) and saves of the registry records and dossiers that trust scores read.
+
+Connected once by ``ComplianceConfig.ready``; each receiver runs inside the sender's transaction.
+"""
+
+from __future__ import annotations
+
+from django.db.models.signals import post_save
+
+from compliance.alerts import alerts_raise_for_run
+from compliance.models import Dossier
+from compliance.trust.services import trust_request
+from registry.models import Dataset, Provenance
+from validation.models import FederatedJob, ValidationRun
+from validation.signals import run_succeeded, site_report_received
+
+
+def run_succeeded_received(sender, run, findings, **kwargs) -> None:
+    """Raise the run's alerts, then rescore the version now (not debounced: one run, one rescore)."""
+    alerts_raise_for_run(run=run, findings=findings)
+    trust_request(version_id=run.version_id, trigger="run_finished", debounce=False)
+
+
+def site_report_saved(sender, job, **kwargs) -> None:
+    """Universality reads the pooled sites and their heterogeneity; reports of one study arrive in a burst."""
+    trust_request(version_id=job.study.version_id, trigger="site_report")
+
+
+def dataset_saved(sender, instance, raw=False, **kwargs) -> None:
+    """A changed datasheet asks every version it is linked to for a rescore."""
+    if raw:
+        return
+    for version_id in set(instance.provenance.values_list("version_id", flat=True)):
+        trust_request(version_id=version_id, trigger="datasheet_changed")
+
+
+def provenance_saved(sender, instance, raw=False, **kwargs) -> None:
+    if not raw:
+        trust_request(version_id=instance.version_id, trigger="provenance_changed")
+
+
+def dossier_saved(sender, instance, raw=False, **kwargs) -> None:
+    if not raw:
+        trust_request(version_id=instance.version_id, trigger="dossier_changed")
+
+
+def connect() -> None:
+    run_succeeded.connect(run_succeeded_received, sender=ValidationRun, dispatch_uid="compliance:run_succeeded")
+    site_report_received.connect(site_report_saved, sender=FederatedJob, dispatch_uid="compliance:site_report")
+    post_save.connect(dataset_saved, sender=Dataset, dispatch_uid="trust:dataset")
+    post_save.connect(provenance_saved, sender=Provenance, dispatch_uid="trust:provenance")
+    post_save.connect(dossier_saved, sender=Dossier, dispatch_uid="trust:dossier")

@@ -1,0 +1,222 @@
+"""The machinery the scoring rules share: the rule registry (``RULES``, filled by the ``_rule``
+decorator in ``compliance.trust.rules``), what a rule returns (``Outcome``), the CI-aware
+threshold verdict, and the helpers that read runs, ratings and documentation. No Django import."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from compliance.trust.evidence import FederatedStudyEvidence, Link, RatingEvidence, RunEvidence, VersionEvidence
+
+DEMOGRAPHICS = ("sex", "age_band", "ethnicity")  # registry.datasheets.DEMOGRAPHIC_ATTRIBUTES
+RUN_NAME = {"ethnicity": "race_ethnicity"}  # datasheet attribute -> manifest attribute
+ACQUISITION = frozenset({"site", "scanner_manufacturer", "scanner_model", "protocol"})
+MISSING_VALUES = frozenset({"", "unknown"})
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a rule found; ``assess`` adds the policy's key, title and weight."""
+
+    value: float | None
+    status: str  # met | partly | not_met | uncertain | no_evidence
+    inputs: dict[str, Any]
+    explanation: str
+    links: tuple[Link, ...] = ()
+    n: int | None = None
+    ci_width: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule function and its params: name -> (default, lowest allowed, highest allowed)."""
+
+    function: Callable[[VersionEvidence, dict[str, float]], Outcome]
+    params: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+
+RULES: dict[str, Rule] = {}
+
+
+def _rule(name: str, **params: tuple[float, float, float]):
+    def register(function):
+        RULES[name] = Rule(function, params)
+        return function
+    return register
+
+
+# --- Shared helpers ---------------------------------------------------------------
+
+
+def _r(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
+
+
+def _none(explanation: str, **inputs: Any) -> Outcome:
+    return Outcome(value=None, status="no_evidence", inputs=inputs, explanation=explanation)
+
+
+def _share_status(value: float) -> str:
+    return "met" if value >= 1 - 1e-9 else "not_met" if value <= 1e-9 else "partly"
+
+
+def threshold_verdict(observed: float, ci_low: float | None, ci_high: float | None, threshold: float) -> tuple[float, str]:
+    """The CI-aware threshold rule for a quantity that should stay below ``threshold`` (module docstring)."""
+    low = observed if ci_low is None else ci_low
+    high = observed if ci_high is None else ci_high
+    if high < threshold:
+        return 1.0, "met"
+    if low > threshold:
+        return 0.5 * threshold / max(observed, low), "not_met"
+    return 0.5, "uncertain"
+
+
+def _verdict_words(status: str, threshold: float) -> str:
+    return {"met": f"is below {threshold:g} with its whole CI", "not_met": f"exceeds {threshold:g}",
+            "uncertain": f"is uncertain: its CI spans {threshold:g}"}[status]
+
+
+def _ci_text(run: RunEvidence, low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "no CI"
+    confidence = (run.report.get("config") or {}).get("confidence", 0.95)
+    return f"{round(100 * confidence):d}% CI {low:.3f}-{high:.3f}"
+
+
+def _run_link(run: RunEvidence) -> Link:
+    return Link("run", run.id, f"Run {run.id} on {run.dataset_name}")
+
+
+def _study_link(study: FederatedStudyEvidence) -> Link:
+    return Link("federated_study", study.id, f"Federated study {study.name}")
+
+
+def _labels(run: RunEvidence) -> Iterator[tuple[str, dict]]:
+    for label, section in (run.report.get("results") or {}).items():
+        if isinstance(section, dict):
+            yield label, section
+
+
+def _label_suffix(run: RunEvidence, label: str) -> str:
+    return f" for {label}" if sum(1 for _ in _labels(run)) > 1 else ""
+
+
+def _worst(candidates: list[dict]) -> dict:
+    return min(candidates, key=lambda c: (c["score"], -c["observed"]))
+
+
+def _newest(evidence: VersionEvidence, find: Callable[[RunEvidence], list[dict]]) -> tuple[RunEvidence | None, list[dict]]:
+    """The newest run for which ``find`` returns candidates, and those candidates."""
+    for run in evidence.runs:
+        found = find(run)
+        if found:
+            return run, found
+    return None, []
+
+
+def _threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence: str) -> Outcome:
+    low, high = worst.get("ci_low"), worst.get("ci_high")
+    inputs = {"run": run.id, "label": worst["label"], "observed": _r(worst["observed"]), "ci_low": _r(low), "ci_high": _r(high),
+              "threshold": threshold, **worst.get("extra", {})}
+    explanation = f"{sentence} {worst['observed']:.3f} ({_ci_text(run, low, high)}){worst['where']}{_label_suffix(run, worst['label'])} " \
+                  f"{_verdict_words(worst['status'], threshold)} (run {run.id})."
+    return Outcome(value=_r(worst["score"]), status=worst["status"], inputs=inputs, explanation=explanation,
+                   links=(_run_link(run),), n=worst.get("n"), ci_width=_r(high - low) if low is not None and high is not None else None)
+
+
+def _wilson(successes: float, n: int) -> tuple[float, float]:
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _target_status(low: float, high: float, target: float) -> str:
+    return "met" if low >= target else "not_met" if high < target else "uncertain"
+
+
+def _pooled(ratings: list[RatingEvidence]) -> RatingEvidence:
+    usable = [r for r in ratings if r.n and r.mean is not None and r.mean_sq is not None]
+    n = sum(r.n for r in usable)
+    if not n:
+        return RatingEvidence(n=0, mean=None, mean_sq=None)
+    return RatingEvidence(n=n, mean=sum(r.n * float(r.mean) for r in usable) / n, mean_sq=sum(r.n * float(r.mean_sq) for r in usable) / n)
+
+
+def _mean_ci(rating: RatingEvidence) -> tuple[float, float, float]:
+    mean = float(rating.mean)
+    variance = max(0.0, float(rating.mean_sq) - mean * mean) * rating.n / max(1, rating.n - 1)
+    half = Z95 * math.sqrt(variance / rating.n)
+    return mean, mean - half, mean + half
+
+
+def _documented(evidence: VersionEvidence, fields: tuple[str, ...], what: str) -> Outcome:
+    filled = [f for f in fields if str(evidence.model.get(f) or "").strip()]
+    missing = [f for f in fields if f not in filled]
+    inputs = {"stated": filled, "missing": missing}
+    if not filled:
+        return _none(f"The model record does not state its {what} ({', '.join(fields)}).", **inputs)
+    value = len(filled) / len(fields)
+    gap = f"; missing: {', '.join(missing)}" if missing else ""
+    return Outcome(value=_r(value), status=_share_status(value), inputs=inputs, explanation=f"{len(filled)} of {len(fields)} {what} items stated{gap}.",
+                   links=(Link("version", evidence.version_id, evidence.label),))
+
+
+def _groups(run: RunEvidence, attribute: str) -> set[str]:
+    """Values of ``attribute`` with a non-suppressed single-attribute subgroup in any label of ``run``."""
+    found = set()
+    for _, section in _labels(run):
+        for group in section.get("subgroups") or ():
+            if group.get("attributes") == [attribute] and not group.get("suppressed") and str(group["values"][0]) not in MISSING_VALUES:
+                found.add(str(group["values"][0]))
+    return found
+
+
+def _group_patients(section: dict, attributes: list, values: list) -> int | None:
+    for group in section.get("subgroups") or ():
+        if group.get("attributes") == attributes and group.get("values") == values:
+            return group.get("n_patients")
+    return None
+
+
+def _share_of_deployments(evidence: VersionEvidence, statuses: tuple[str, ...], ok: Callable, what: str, nothing: str) -> Outcome:
+    chosen = [d for d in evidence.deployments if d.status in statuses]
+    if not chosen:
+        return _none(nothing)
+    good = [d for d in chosen if ok(d)]
+    bad = [d.institution for d in chosen if not ok(d)]
+    value = len(good) / len(chosen)
+    tail = f"; not at {', '.join(bad)}" if bad else ""
+    return Outcome(value=_r(value), status=_share_status(value), inputs={"deployments": len(chosen), "ok": len(good), "not_ok": bad},
+                   explanation=f"{len(good)} of {len(chosen)} deployments {what}{tail}.",
+                   links=tuple(Link("deployment", d.id, f"Deployment at {d.institution}") for d in chosen))
+
+
+def _dicom_input(run: RunEvidence) -> bool | None:
+    """True when the run read DICOM headers or lists DICOM cases, False when its listed cases are
+    all other formats, None when the report does not show the input format."""
+    if any((run.report.get("dataset") or {}).get("header_fill", {}).get("filled", {}).values()):
+        return True
+    paths = [case.get("image_path", "") for _, section in _labels(run)
+             for case in [*(section.get("uncertainty") or {}).get("flagged_cases", ()), *(section.get("explainability") or {}).get("cases", ())]]
+    return any(p.lower().endswith((".dcm", ".dicom")) for p in paths) if paths else None
+
+
+def _feedback_link(n: int) -> tuple[Link, ...]:
+    return (Link("feedback", None, f"{n} feedback reports"),)
+
+
+def _rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
+    """A 1-5 rating as (mean - 1) / 4, its status from its CI against the target (no value under min_n)."""
+    if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
+        return _none(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
+    mean, low, high = _mean_ci(rating)
+    value = min(1.0, max(0.0, (mean - 1) / 4))
+    return Outcome(value=_r(value), status=_target_status(low, high, params["target"]), n=rating.n, ci_width=_r((high - low) / 4),
+                   inputs={"n": rating.n, "mean": _r(mean), "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
+                   explanation=f"Clinicians rated {what} {mean:.2f} of 5 on average (n={rating.n}, 95% CI {low:.2f}-{high:.2f}), target {params['target']:g}.",
+                   links=_feedback_link(rating.n))

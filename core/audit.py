@@ -1,0 +1,302 @@
+"""The one mechanism that writes the audit trail.
+
+Services never write audit rows by hand. A request-scoped context (set by
+``AuditContextMiddleware`` for web requests, by ``audit_context`` in tasks and
+commands) carries the actor and request id; signal receivers on every registered
+model record creates, updates, deletes and many-to-many changes with a
+before/after diff, in the same transaction as the change. ``audit_action`` lets a
+service name what an update means (``transition``, ``sign``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import decimal
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.db import connection, models, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.utils import timezone
+
+from core.models import AuditEvent, AuditHead
+
+GENESIS_HASH = "0" * 64
+SYSTEM_ACTOR = "system"
+# Any constant: serialises writers of the chain on PostgreSQL.
+_CHAIN_LOCK_KEY = 0x52414454  # "RADT"
+
+
+@dataclass(frozen=True)
+class _Context:
+    request: object | None = None
+    user: object | None = None
+    label: str = SYSTEM_ACTOR
+    request_id: str = ""
+
+
+_context: contextvars.ContextVar[_Context] = contextvars.ContextVar("audit_context", default=_Context())
+_action: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_action", default=None)
+
+
+@contextmanager
+def audit_context(*, user=None, label: str = SYSTEM_ACTOR, request_id: str | None = None) -> Iterator[None]:
+    """Attribute events inside the block to ``user`` (or ``label`` for a process such as a worker)."""
+    token = _context.set(_Context(user=user, label=label, request_id=request_id or uuid.uuid4().hex))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+@contextmanager
+def audit_action(name: str) -> Iterator[None]:
+    """Name the meaning of the updates inside the block (for example ``transition``)."""
+    token = _action.set(name)
+    try:
+        yield
+    finally:
+        _action.reset(token)
+
+
+class AuditContextMiddleware:
+    """Carries the request (its user is read when an event is written, after DRF authenticates)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        token = _context.set(_Context(request=request, request_id=request_id))
+        try:
+            response = self.get_response(request)
+        finally:
+            _context.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+def _current_actor() -> tuple[int | None, str, str]:
+    ctx = _context.get()
+    user = ctx.user or getattr(ctx.request, "user", None)
+    if user is not None and getattr(user, "is_authenticated", False):
+        return user.pk, user.get_username(), ctx.request_id
+    return None, ctx.label, ctx.request_id
+
+
+def _jsonable(value):
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        return hashlib.sha256(bytes(value)).hexdigest()
+    return value
+
+
+def _snapshot(instance: models.Model, exclude: frozenset[str]) -> dict:
+    return {
+        f.attname: _jsonable(getattr(instance, f.attname))
+        for f in instance._meta.concrete_fields
+        if f.name not in exclude and f.attname not in exclude
+    }
+
+
+def _diff(before: dict, after: dict) -> dict:
+    keys = before.keys() | after.keys()
+    return {k: [before.get(k), after.get(k)] for k in sorted(keys) if before.get(k) != after.get(k)}
+
+
+def _canonical(value) -> str:
+    """Compact JSON with sorted keys, ASCII strings and every number written as ``<digits>e<exponent>``.
+
+    Numbers are written by value because the database does not keep their spelling:
+    PostgreSQL's jsonb reads ``1e+16`` back as ``10000000000000000`` and ``-0.0``
+    as ``0.0``, which plain ``json.dumps`` would hash differently.
+    """
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_canonical(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
+        if not number.is_finite():
+            return json.dumps(value)
+        sign, digits, exponent = number.as_tuple()
+        digits_text = "".join(map(str, digits)).lstrip("0")
+        if not digits_text:
+            return "0"
+        stripped = digits_text.rstrip("0")
+        return f"{'-' if sign else ''}{stripped}e{exponent + len(digits_text) - len(stripped)}"
+    return json.dumps(value, ensure_ascii=True)
+
+
+def event_hash(fields: dict) -> str:
+    """sha256 of the canonical JSON (``_canonical``) of an event's fields, ``prev_hash`` included."""
+    return hashlib.sha256(_canonical(fields).encode()).hexdigest()
+
+
+def _hashed_fields(event: AuditEvent) -> dict:
+    return {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.astimezone(dt.timezone.utc).isoformat(),
+        "actor_id": event.actor_id,
+        "actor_username": event.actor_username,
+        "request_id": event.request_id,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "object_repr": event.object_repr,
+        "changes": event.changes,
+        "prev_hash": event.prev_hash,
+    }
+
+
+def audit_record(*, action: str, instance: models.Model, changes: dict) -> AuditEvent:
+    """Append one event to the chain, in the caller's transaction."""
+    actor_id, actor_username, request_id = _current_actor()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        head, _ = AuditHead.objects.select_for_update().get_or_create(id=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+        event = AuditEvent(
+            seq=head.seq + 1,
+            occurred_at=timezone.now(),
+            actor_id=actor_id,
+            actor_username=actor_username,
+            request_id=request_id,
+            action=action,
+            object_type=instance._meta.label_lower,
+            object_id=str(instance.pk),
+            object_repr=str(instance)[:300],
+            changes=json.loads(json.dumps(changes, default=str)),
+            prev_hash=head.hash,
+        )
+        event.hash = event_hash(_hashed_fields(event))
+        event.save()
+        head.seq, head.hash = event.seq, event.hash
+        head.save(update_fields=["seq", "hash"])
+    return event
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    reason: str = ""
+
+
+def audit_verify_chain() -> ChainVerdict:
+    """Walk the chain in order; name the first event whose content, link or position is wrong."""
+    prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
+        if event.seq != expected_seq:
+            return ChainVerdict(False, checked, expected_seq, f"event #{expected_seq} is missing (next present is #{event.seq})")
+        if event.prev_hash != prev_hash:
+            return ChainVerdict(False, checked, event.seq, "its link to the previous event does not match")
+        if event_hash(_hashed_fields(event)) != event.hash:
+            return ChainVerdict(False, checked, event.seq, "its content was altered after it was written")
+        prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
+    head = AuditHead.objects.filter(id=1).first()
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    if head_seq > checked:
+        return ChainVerdict(False, checked, checked + 1, f"the chain ends at #{checked} but the head records #{head_seq}: events were removed")
+    if head_seq < checked:
+        return ChainVerdict(False, checked, head_seq + 1, f"the head records #{head_seq} but the chain goes on to #{checked}: events were added behind its back")
+    if head_hash != prev_hash:
+        return ChainVerdict(False, checked, checked, f"the head's hash does not match event #{checked}: the end of the chain was rewritten")
+    return ChainVerdict(True, checked)
+
+
+# --- Signal receivers ------------------------------------------------------------
+
+_registered: dict[type[models.Model], frozenset[str]] = {}
+_ALWAYS_EXCLUDED = frozenset({"updated_at", "password", "last_login"})
+
+
+def audit_register(model: type[models.Model], *, exclude: tuple[str, ...] = ()) -> None:
+    """Record every create, update, delete and many-to-many change of ``model``."""
+    _registered[model] = _ALWAYS_EXCLUDED | frozenset(exclude)
+    uid = f"audit:{model._meta.label_lower}"
+    pre_save.connect(_before_save, sender=model, dispatch_uid=f"{uid}:pre", weak=False)
+    post_save.connect(_after_save, sender=model, dispatch_uid=f"{uid}:post", weak=False)
+    post_delete.connect(_after_delete, sender=model, dispatch_uid=f"{uid}:delete", weak=False)
+    for field in model._meta.local_many_to_many:
+        m2m_changed.connect(_m2m_changed, sender=field.remote_field.through, dispatch_uid=f"{uid}:{field.name}", weak=False)
+
+
+def _before_save(sender, instance, raw=False, **kwargs):
+    if raw or instance._state.adding or instance.pk is None:
+        instance._audit_before = None
+        return
+    old = sender._base_manager.filter(pk=instance.pk).first()
+    instance._audit_before = _snapshot(old, _registered[sender]) if old else None
+
+
+def _after_save(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if raw:
+        return
+    exclude = _registered[sender]
+    after = _snapshot(instance, exclude)
+    if created:
+        audit_record(action="create", instance=instance, changes=_diff({}, after))
+        return
+    before = getattr(instance, "_audit_before", None) or {}
+    if update_fields is not None:
+        # Only these columns were written; other in-memory edits did not reach the database.
+        written = {f.attname for f in sender._meta.concrete_fields if f.name in update_fields or f.attname in update_fields}
+        before = {k: v for k, v in before.items() if k in written}
+        after = {k: v for k, v in after.items() if k in written}
+    changes = _diff(before, after)
+    if changes:
+        audit_record(action=_action.get() or "update", instance=instance, changes=changes)
+
+
+def _after_delete(sender, instance, **kwargs):
+    audit_record(action="delete", instance=instance, changes=_diff(_snapshot(instance, _registered[sender]), {}))
+
+
+def _m2m_links(field, reverse: bool, instance) -> set[tuple[object, object]]:
+    """The (owner pk, target pk) rows of ``field``'s through table that touch ``instance``."""
+    through = field.remote_field.through
+    owner_col = through._meta.get_field(field.m2m_field_name()).attname
+    target_col = through._meta.get_field(field.m2m_reverse_field_name()).attname
+    rows = through._base_manager.filter(**{target_col if reverse else owner_col: instance.pk})
+    return set(rows.values_list(owner_col, target_col))
+
+
+def _m2m_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
+    """Record what an add, remove or clear really changed, on the model that declares the field.
+
+    The signal's ``pk_set`` names what was asked for (an add of a present row, a
+    remove of an absent one), and nothing at all for a clear, so the links are read
+    before and after and the difference is recorded. A change made from the other
+    side (``group.user_set.add(user)``) is recorded on each owner it touched.
+    """
+    owner_model = model if reverse else type(instance)
+    if owner_model not in _registered or action not in {"pre_add", "pre_remove", "pre_clear", "post_add", "post_remove", "post_clear"}:
+        return
+    field = next(f for f in owner_model._meta.local_many_to_many if f.remote_field.through is sender)
+    pending = instance.__dict__.setdefault("_audit_m2m_before", {})
+    if action.startswith("pre_"):
+        pending[sender] = _m2m_links(field, reverse, instance)
+        return
+    before, after = pending.pop(sender, set()), _m2m_links(field, reverse, instance)
+    by_owner: dict[object, dict[str, list]] = {}
+    for verb, links in (("added", after - before), ("removed", before - after)):
+        for owner_pk, target_pk in links:
+            by_owner.setdefault(owner_pk, {}).setdefault(verb, []).append(target_pk)
+    owners = {instance.pk: instance} if not reverse else owner_model._base_manager.in_bulk(list(by_owner))
+    for owner_pk in sorted(by_owner):
+        audit_record(
+            action=_action.get() or "update",
+            instance=owners[owner_pk],
+            changes={field.name: {verb: sorted(pks) for verb, pks in sorted(by_owner[owner_pk].items())}},
+        )

@@ -1,0 +1,16 @@
+"""How management commands name registry records on the command line."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from registry.models import ModelVersion
+from registry.selectors import version_by_reference
+
+
+def version_argument(text: str) -> ModelVersion:
+    """A version by id, or by ``MODEL_NAME:VERSION``; a clear error otherwise."""
+    found = version_by_reference(text)
+    if found is None:
+        raise CommandError(f"No model version {text!r}: give its id or MODEL_NAME:VERSION (for example 'ChestFM-Pneumothorax:1.1.0').")
+    return found
