@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= 2
 SYSTEM_PACKAGES := libharfbuzz-subset0 poppler-utils
 export MLFLOW_DISABLE_TELEMETRY := true
 
@@ -34,8 +35,13 @@ demo: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo
 
+# The whole suite: everything but the integration tests two processes wide (pytest-xdist),
+# then the integration tests one at a time (each starts real workers, agents and servers, which
+# a loaded two-core machine should not run two sets of at once). The quick loop while developing:
+#   .venv/bin/pytest -n 2 -m "not slow and not integration and not browser"
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not integration"
+	$(BIN)/pytest -m integration
 
 serve: install
 	$(BIN)/python manage.py runserver 127.0.0.1:8000

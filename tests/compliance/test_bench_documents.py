@@ -11,6 +11,8 @@ from django.core.management import call_command
 from compliance.models import Document, Dossier
 from registry.models import ModelVersion
 
+pytestmark = pytest.mark.slow  # renders real documents in a benchmark
+
 
 @pytest.mark.django_db
 def test_bench_documents_reports_the_share_outside_weasyprint_and_leaves_nothing_behind():

@@ -14,7 +14,7 @@ import pytest
 
 from radtrust_demo.bench.feedback import drop_database, small_database_url
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # seeds a benchmark database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER = os.environ.get("TEST_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")

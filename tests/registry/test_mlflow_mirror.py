@@ -15,7 +15,7 @@ from registry.models import ModelVersion
 from registry.services import artifact_root
 from tests.factories import FoundationModelFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # real MLflow store round trips
 
 # Nothing listens on the discard port: connections are refused at once.
 UNREACHABLE = "http://127.0.0.1:9"

@@ -17,6 +17,8 @@ from radtrust_demo.bench import validation as bench
 from radtrust_engine.loading import read_manifest
 from radtrust_engine.images import load_image
 
+pytestmark = pytest.mark.slow  # benchmarks at small size
+
 KEYS = bench.FIGURES
 
 

@@ -18,6 +18,8 @@ from sklearn.metrics import roc_auc_score
 from radtrust_demo.bench import federated as bf
 from radtrust_engine.federated_pooling import pool_sites
 
+pytestmark = pytest.mark.slow  # benchmarks at small size
+
 KEYS = ("pooled_vs_central_auroc_abs_diff", "payload_bytes_per_site", "agent_overhead")
 
 

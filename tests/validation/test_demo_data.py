@@ -29,6 +29,8 @@ from radtrust_engine.metrics import auroc
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.stratification import age_band, stratified_metrics
 
+pytestmark = pytest.mark.slow  # generates demo data and trains the demo model
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
