@@ -13,9 +13,10 @@ from compliance.feedback import monitor_reset
 from compliance.models import Alert
 from core.audit import audit_action
 from core.errors import Conflict
+from radtrust_engine.report import DriftFinding
 
 
-def alerts_raise_for_run(*, run, findings: list[dict]) -> list[Alert]:
+def alerts_raise_for_run(*, run, findings: list[DriftFinding]) -> list[Alert]:
     """Raise an alert for each finding of a succeeded run, in the run's closing transaction
     (a redelivered run raises none twice: one alert per run, kind and subject)."""
     raised = []
@@ -23,8 +24,8 @@ def alerts_raise_for_run(*, run, findings: list[dict]) -> list[Alert]:
         with audit_action("raise"):
             raised.append(Alert.objects.create(
                 version_id=run.version_id, deployment_id=run.deployment_id, run=run, baseline_run_id=run.baseline_id,
-                kind=finding["kind"], severity=finding["severity"], subject=finding["subject"][:200],
-                message=finding["message"], evidence=finding["evidence"],
+                kind=finding.kind, severity=finding.severity, subject=finding.subject[:200],
+                message=finding.message, evidence=finding.evidence,
             ))
     return raised
 

@@ -40,6 +40,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from compliance.change_rules import DEFAULT_CHANGE_RULES, change_classify, change_plan_for, change_rules_validate, value_text
+from radtrust_engine.report import RunReport
+from radtrust_engine.stratification import FairnessGap
 from registry.models import ModelVersion
 from validation.choices import RunFileKind, RunStatus
 
@@ -259,9 +261,15 @@ def _headline(run) -> dict[str, dict[str, float | None]]:
     }
 
 
-def _run_threshold(run, label: str) -> float:
+def _report(run) -> RunReport:
+    """The run's report, typed (only succeeded runs are compared, and a succeeded run carries one)."""
+    return RunReport.from_dict(run.results)
+
+
+def _run_threshold(run, report: RunReport, label: str) -> float:
     """The threshold the run applied (its report records it), else its version's."""
-    recorded = (((run.results or {}).get("results") or {}).get(label) or {}).get("threshold")
+    result = report.results.get(label)
+    recorded = result.threshold if result is not None else None
     return float(recorded if recorded is not None else _thresholds(run.version.output_schema or {}).get(label, DEFAULT_THRESHOLD))
 
 
@@ -273,8 +281,8 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
 
     from radtrust_engine.baseline import metric_deltas
 
-    config = (child_run.results or {}).get("config") or {}
-    confidence = float(config.get("confidence", 0.95))
+    parent_report, child_report = _report(parent_run), _report(child_run)
+    confidence = child_report.confidence
     shared = int(np.intersect1d(parent_table.patient_keys, child_table.patient_keys).size)
     items = []
     for label in child_table.label_names:
@@ -282,9 +290,9 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
             continue
         p, c = parent_table, child_table
         deltas = metric_deltas(
-            p.labels[:, p.label_names.index(label)], p.scores[:, p.class_names.index(label)] - _run_threshold(parent_run, label), p.patient_keys,
-            c.labels[:, c.label_names.index(label)], c.scores[:, c.class_names.index(label)] - _run_threshold(child_run, label), c.patient_keys,
-            threshold=0.0, n_resamples=int(config.get("n_resamples", 1000)), seed=int(config.get("seed", 0)), confidence=confidence,
+            p.labels[:, p.label_names.index(label)], p.scores[:, p.class_names.index(label)] - _run_threshold(parent_run, parent_report, label), p.patient_keys,
+            c.labels[:, c.label_names.index(label)], c.scores[:, c.class_names.index(label)] - _run_threshold(child_run, child_report, label), c.patient_keys,
+            threshold=0.0, n_resamples=child_report.n_resamples, seed=child_report.seed, confidence=confidence,
         )
         for d in deltas:
             title = dict(METRICS)[d.metric]
@@ -308,31 +316,31 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
     return items
 
 
-def _gap_key(gap: dict) -> tuple:
-    return gap.get("kind"), tuple(gap.get("attributes") or ()), gap.get("component")
+def _gap_key(gap: FairnessGap) -> tuple:
+    return gap.kind, gap.attributes, gap.component
 
 
 def _gaps(dataset, parent_run, child_run) -> list[dict]:
     """Fairness gaps of both runs on the same data, per label, kind and attribute, where they moved."""
-    old_results, new_results = ((r.results or {}).get("results") or {} for r in (parent_run, child_run))
+    old_results, new_results = (_report(r).results for r in (parent_run, child_run))
     items = []
     for label in sorted(old_results.keys() & new_results.keys()):
-        old = {_gap_key(g): g for g in old_results[label].get("gaps") or [] if g.get("value") is not None}
-        for gap in new_results[label].get("gaps") or []:
+        old = {_gap_key(g): g for g in old_results[label].gaps if g.value is not None}
+        for gap in new_results[label].gaps:
             before = old.get(_gap_key(gap))
-            if before is None or gap.get("value") is None or round(gap["value"] - before["value"], 6) == 0:
+            if before is None or gap.value is None or round(gap.value - before.value, 6) == 0:
                 continue
-            widening = gap["value"] - before["value"]
+            widening = gap.value - before.value
             kind, attributes, component = _gap_key(gap)
             what = f"{label} {kind}{f' ({component})' if component else ''} by {' x '.join(attributes)} on {dataset.name}"
-            low, high = gap.get("ci_low"), gap.get("ci_high")
+            low, high = gap.ci_low, gap.ci_high
             interval = f" (this version's interval {low:.3f} to {high:.3f})" if None not in (low, high) else ""
             why = (f"The gap widened by {widening:.3f}{interval}: the model serves one group less well than before." if widening > 0
                    else f"The gap narrowed by {-widening:.3f}{interval}.")
             items.append(_item(
-                "gap", what, before["value"], gap["value"], why, rule="gap_widening" if widening > 0 else None,
+                "gap", what, before.value, gap.value, why, rule="gap_widening" if widening > 0 else None,
                 dataset=dataset.name, label=label, parent_run=parent_run.pk, child_run=child_run.pk,
-                parent_ci=[before.get("ci_low"), before.get("ci_high")], child_ci=[gap.get("ci_low"), gap.get("ci_high")],
+                parent_ci=[before.ci_low, before.ci_high], child_ci=[gap.ci_low, gap.ci_high],
                 **({"amount": widening} if widening > 0 else {}),
             ))
     return items

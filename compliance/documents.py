@@ -117,11 +117,11 @@ def _require_signed(dossier: Dossier) -> None:
 
 def render_source(dossier: Dossier) -> RenderSource:
     """The frozen inputs of a signed revision, verified (step 2)."""
-    from compliance.dossiers import snapshot_hash
+    from compliance.dossiers import snapshot_verifies
 
     _require_signed(dossier)
     signature = DossierSignature.objects.select_related("signer").get(dossier=dossier)
-    if not (snapshot_hash(dossier.snapshot) == dossier.snapshot_sha256 == signature.snapshot_sha256):
+    if not (dossier.snapshot_sha256 == signature.snapshot_sha256 and snapshot_verifies(dossier.snapshot, dossier.snapshot_sha256)):
         raise Conflict("The frozen snapshot no longer matches the hash that was signed; no document is rendered from it.", code="snapshot_altered")
     snapshot = dossier.snapshot
     charts = snapshot.get("charts") or []

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from radtrust_engine.report import LabelResult, RunReport
+from radtrust_engine.stratification import SubgroupResult
 from registry.choices import DeploymentStatus
 from registry.models import ModelVersion
 from validation.choices import RunStatus
@@ -61,36 +63,37 @@ def _validation_runs(version: ModelVersion) -> list | None:
     return rows or None
 
 
-def _report_section(version: ModelVersion, pick: Callable[[dict], Any]) -> dict | None:
+def _report_section(version: ModelVersion, pick: Callable[[LabelResult], Any]) -> dict | None:
     """The newest succeeded run's ``pick`` of its report, per label; None when no run has it."""
     for run in _runs(version)[:20]:
-        found = {label: section for label, result in (run.results or {}).get("results", {}).items() if (section := pick(result))}
+        report = RunReport.from_dict(run.results)
+        found = {label: section for label, result in report.results.items() if (section := pick(result))}
         if found:
             return {"run": run.pk, "dataset": run.dataset.name, "labels": found}
     return None
 
 
-def _subgroups(result: dict) -> dict | None:
-    if not result.get("subgroups"):
+def _subgroups(result: LabelResult) -> dict | None:
+    if not result.subgroups:
         return None
-    return {
-        "subgroups": [
-            {k: s[k] for k in ("grouping", "name", "n_patients", "suppressed", "metrics")}
-            for s in result["subgroups"]
-        ],
-        "gaps": result.get("gaps", []),
-    }
+    return {"subgroups": [_subgroup_row(s) for s in result.subgroups], "gaps": [g.to_dict() for g in result.gaps]}
 
 
-def _robustness(result: dict) -> dict | None:
-    robustness, generalisation = result.get("robustness"), result.get("generalisation")
+def _subgroup_row(subgroup: SubgroupResult) -> dict:
+    """A subgroup as the dossier shows it: who, how many patients, and its metrics unless suppressed."""
+    metrics = None if subgroup.metrics is None else {name: e.to_dict() for name, e in subgroup.metrics.items()}
+    return {"grouping": subgroup.grouping, "name": subgroup.name, "n_patients": subgroup.n_patients, "suppressed": subgroup.suppressed, "metrics": metrics}
+
+
+def _robustness(result: LabelResult) -> dict | None:
+    robustness, generalisation = result.robustness, result.generalisation
     if not (robustness or generalisation):
         return None
     return {"worst_case": (robustness or {}).get("worst_case"), "generalisation": generalisation}
 
 
-def _calibration_uncertainty(result: dict) -> dict | None:
-    calibration, uncertainty = result.get("calibration"), result.get("uncertainty")
+def _calibration_uncertainty(result: LabelResult) -> dict | None:
+    calibration, uncertainty = result.calibration, result.uncertainty
     if not (calibration or uncertainty):
         return None
     return {
@@ -99,8 +102,8 @@ def _calibration_uncertainty(result: dict) -> dict | None:
     }
 
 
-def _explainability(result: dict) -> dict | None:
-    section = result.get("explainability")
+def _explainability(result: LabelResult) -> dict | None:
+    section = result.explainability
     if not section or "error" in section:
         return None
     return {k: section.get(k) for k in ("n_cases", "methods", "random_baseline", "interpretation")}

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -29,13 +28,25 @@ from core.audit import audit_action
 from compliance.choices import DossierStatus
 from compliance.models import Dossier, DossierSignature
 from core.errors import Conflict
+from radtrust_engine.hashing import canonical_sha256, sha256_matches
 from registry.models import ModelVersion
 
 EDITABLE = {DossierStatus.DRAFT, DossierStatus.CHANGES_REQUESTED}
 
 
 def snapshot_hash(snapshot: dict) -> str:
-    return hashlib.sha256(json.dumps(snapshot, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    """The hash a snapshot is frozen with: sha256 of its canonical JSON, which survives PostgreSQL's
+    jsonb (``-0.0`` read back as ``0.0``, ``1e16`` as ``10000000000000000``) unchanged."""
+    return canonical_sha256(snapshot)
+
+
+def snapshot_verifies(snapshot: dict, digest: str) -> bool:
+    """Whether ``snapshot`` still hashes to the stored ``digest``.
+
+    A snapshot frozen before canonical hashing carries the legacy hash (plain ``json.dumps``
+    with sorted keys); it is accepted too, and never re-hashed, since a signature names it.
+    New snapshots are frozen with ``snapshot_hash`` only (``radtrust_engine.hashing``)."""
+    return sha256_matches(snapshot, digest)
 
 
 def dossier_completeness(dossier: Dossier, evidence: dict | None = None) -> dict:
@@ -144,7 +155,7 @@ def dossier_sign(*, actor, dossier: Dossier, meaning: str = "Approved as the tec
         if locked.status != DossierStatus.IN_REVIEW:
             raise Conflict(f"Only a dossier in review can be signed; this one is {locked.get_status_display().lower()}.", code="dossier_not_in_review")
         _second_officer(actor, locked, "signed")
-        if snapshot_hash(locked.snapshot) != locked.snapshot_sha256:
+        if not snapshot_verifies(locked.snapshot, locked.snapshot_sha256):
             raise Conflict("The frozen snapshot no longer matches its hash; it was altered after submission.", code="snapshot_altered")
         signature = DossierSignature(dossier=locked, signer=actor, meaning=meaning.strip()[:200], snapshot_sha256=locked.snapshot_sha256)
         with audit_action("sign"):

@@ -75,7 +75,7 @@ from typing import Any
 
 import numpy as np
 
-from radtrust_engine.calibration import wilson_interval
+from radtrust_engine.stats import wilson_interval
 
 AGREEMENT_OBSERVATION = {"agree": 0.0, "partly": 0.5, "disagree": 1.0}
 P0_RANGE = (0.001, 0.999)

@@ -18,6 +18,7 @@ from compliance.models import RATING_QUESTIONS, DeploymentMonitor, DeploymentWee
 from core.access import scope
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
+from radtrust_engine.stats import z_value
 from compliance.models import Alert, ScoringPolicy, TrustAssessment, TrustException
 
 
@@ -83,7 +84,7 @@ def _mean_ci(n: int, mean: float | None, mean_sq: float | None) -> tuple[float |
     if n < 2 or mean is None or mean_sq is None:
         return None, None
     variance = max(mean_sq - mean * mean, 0.0) * n / (n - 1)
-    half = 1.959963984540054 * (variance / n) ** 0.5
+    half = z_value(0.95) * (variance / n) ** 0.5
     return mean - half, mean + half
 
 

@@ -25,6 +25,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.utils import timezone
 
 from core.models import AuditEvent, AuditHead
+from radtrust_engine.hashing import canonical_sha256
 
 GENESIS_HASH = "0" * 64
 SYSTEM_ACTOR = "system"
@@ -112,33 +113,13 @@ def _diff(before: dict, after: dict) -> dict:
     return {k: [before.get(k), after.get(k)] for k in sorted(keys) if before.get(k) != after.get(k)}
 
 
-def _canonical(value) -> str:
-    """Compact JSON with sorted keys, ASCII strings and every number written as ``<digits>e<exponent>``.
-
-    Numbers are written by value because the database does not keep their spelling:
-    PostgreSQL's jsonb reads ``1e+16`` back as ``10000000000000000`` and ``-0.0``
-    as ``0.0``, which plain ``json.dumps`` would hash differently.
-    """
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_canonical(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_canonical(v) for v in value) + "]"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
-        if not number.is_finite():
-            return json.dumps(value)
-        sign, digits, exponent = number.as_tuple()
-        digits_text = "".join(map(str, digits)).lstrip("0")
-        if not digits_text:
-            return "0"
-        stripped = digits_text.rstrip("0")
-        return f"{'-' if sign else ''}{stripped}e{exponent + len(digits_text) - len(stripped)}"
-    return json.dumps(value, ensure_ascii=True)
-
-
 def event_hash(fields: dict) -> str:
-    """sha256 of the canonical JSON (``_canonical``) of an event's fields, ``prev_hash`` included."""
-    return hashlib.sha256(_canonical(fields).encode()).hexdigest()
+    """sha256 of the canonical JSON of an event's fields, ``prev_hash`` included.
+
+    ``radtrust_engine.hashing.canonical_sha256``: numbers written by value, so an event read
+    back from PostgreSQL's jsonb (which keeps no number's spelling) hashes as it was written.
+    """
+    return canonical_sha256(fields)
 
 
 def _hashed_fields(event: AuditEvent) -> dict:

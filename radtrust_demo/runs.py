@@ -17,6 +17,7 @@ from django.conf import settings
 from registry import services
 from registry.choices import Modality, ProvenanceRole, Task
 from registry.models import Dataset, FoundationModel, Institution, ModelVersion, Provenance, User
+from radtrust_engine.report import RunReport
 from radtrust_engine.stratification import age_band
 
 MODEL_NAME = "ChestFM-Nodule"
@@ -186,39 +187,39 @@ def nodule_model_setup(*, engineer: User, provider: Institution, site: Instituti
     return version, test_set
 
 
-def found_effects_lines(summary: dict, results: dict) -> list[str]:
+def found_effects_lines(summary: dict, report: RunReport) -> list[str]:
     """The planted effects next to what the run measured for them."""
     from radtrust_demo.data import PLANTED_EFFECTS
 
-    label = results["results"][LABEL]
+    label = report.results[LABEL]
     lines = []
     for effect in PLANTED_EFFECTS:
         grouping = "age_band" if effect.attribute in {"age", "age_band"} else effect.attribute
-        gap = next((g for g in label["gaps"] if g["kind"] == "auroc_gap" and g["attributes"] == [grouping]), None)
-        if gap is None or gap["value"] is None:
+        gap = next((g for g in label.gaps if g.kind == "auroc_gap" and g.attributes == (grouping,)), None)
+        if gap is None or gap.value is None:
             lines.append(f"  planted {effect.attribute}={effect.group}: no AUROC gap could be computed by {grouping}")
             continue
-        found = effect.group in (gap["group_low"] or [])
-        verdict = "found" if found and gap["ci_low"] > 0 else "NOT found"
+        found = effect.group in (gap.group_low or ())
+        verdict = "found" if found and gap.ci_low > 0 else "NOT found"
         lines.append(
             f"  planted {effect.attribute}={effect.group} ({effect.change}): {verdict}, lowest AUROC group by {grouping} is "
-            f"{', '.join(gap['group_low'])}, gap {gap['value']:.3f} [{gap['ci_low']:.3f}, {gap['ci_high']:.3f}]"
+            f"{', '.join(gap.group_low)}, gap {gap.value:.3f} [{gap.ci_low:.3f}, {gap.ci_high:.3f}]"
         )
     return lines
 
 
-def suite_lines(results: dict) -> list[str]:
+def suite_lines(report: RunReport) -> list[str]:
     """Calibration, the robustness worst case and the uncertainty referral of the demo label, as printed by the demo."""
-    label = results["results"][LABEL]
+    label = report.results[LABEL]
     lines = []
-    calibration = label.get("calibration") or {}
+    calibration = label.calibration or {}
     if "ece" in calibration:
         ece, brier = calibration["ece"], calibration["brier"]
         lines.append(
             f"  calibration: ECE {ece['value']:.3f} [{ece['ci_low']:.3f}, {ece['ci_high']:.3f}] ({calibration['n_bins']} {calibration['strategy']} bins), "
             f"Brier {brier['value']:.3f}"
         )
-    generalisation = (label.get("generalisation") or {}).get("groupings", {})
+    generalisation = (label.generalisation or {}).get("groupings", {})
     for grouping, found in generalisation.items():
         worst = min((g for g in found["groups"] if g["difference_from_pooled"] is not None), key=lambda g: g["difference_from_pooled"], default=None)
         if worst is not None:
@@ -228,7 +229,7 @@ def suite_lines(results: dict) -> list[str]:
                 f"({worst['difference_from_pooled']:+.3f} from pooled); leave-one-out spread "
                 + ("n/a" if spread is None else f"{spread:.3f}")
             )
-    robustness = label.get("robustness") or {}
+    robustness = label.robustness or {}
     worst = robustness.get("worst_case")
     if worst:
         auroc = worst["metrics"]["auroc"]
@@ -237,14 +238,14 @@ def suite_lines(results: dict) -> list[str]:
             f"{worst['perturbation']} at severity {worst['severity']} ({worst['parameter']} {worst['setting']:g}), "
             f"AUROC {auroc['value']:.3f}, change {auroc['change']:+.3f} [{auroc['ci_low']:+.3f}, {auroc['ci_high']:+.3f}]"
         )
-    uncertainty = label.get("uncertainty") or {}
+    uncertainty = label.uncertainty or {}
     if "referral" in uncertainty:
         referral = uncertainty["referral"]
         lines.append(
             f"  uncertainty ({len(uncertainty['augmentations'])} test-time augmentations, {uncertainty['n_cases']} cases): "
             f"{referral['message']}; {uncertainty['n_flagged']} cases flagged for a human read"
         )
-    explainability = label.get("explainability") or {}
+    explainability = label.explainability or {}
     random = explainability.get("random_baseline") or {}
     for method, found in (explainability.get("methods") or {}).items():
         lines.append(
@@ -256,16 +257,17 @@ def suite_lines(results: dict) -> list[str]:
 
 def drift_lines(run) -> list[str]:
     """What a run's comparison with the baseline found, and the alerts it raised."""
-    drift = (run.results or {}).get("drift") or {}
-    if "error" in drift:
-        return [f"  drift: not computed: {drift['error']}"]
-    head = f"  drift vs baseline run {drift['baseline']['run']} ({drift['n_baseline_cases']} -> {drift['n_cases']} cases): "
-    inputs = drift["inputs"].get("image_mean", {})
+    drift = RunReport.from_dict(run.results).drift
+    if drift is None or drift.comparison is None:
+        return [f"  drift: not computed: {drift.error if drift else 'not asked for'}"]
+    comparison = drift.comparison
+    head = f"  drift vs baseline run {drift.baseline['run']} ({comparison.n_baseline_cases} -> {comparison.n_cases} cases): "
+    inputs = comparison.inputs.get("image_mean", {})
     lines = [head + (
         f"image_mean PSI {inputs['psi']:.2f}, KS {inputs['ks_statistic']:.2f} ({'drifted, ' + inputs['level'] if inputs['drifted'] else 'no drift'})"
         if "psi" in inputs else "image statistics not compared"
     )]
-    auroc = next(d for d in drift["performance"][LABEL]["metrics"] if d["metric"] == "auroc")
+    auroc = next(d for d in comparison.performance[LABEL]["metrics"] if d["metric"] == "auroc")
     lines.append(
         f"    AUROC {auroc['baseline']:.3f} -> {auroc['current']:.3f} (change {auroc['delta']:+.3f} "
         f"[{auroc['ci_low']:+.3f}, {auroc['ci_high']:+.3f}], p={auroc['p_value']:.3g})"

@@ -11,36 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from registry.choices import DeploymentStatus, ProvenanceRole, VersionStatus as S
+from registry.choices import DeploymentStatus, ProvenanceRole, VersionStatus
 from core.choices import Role
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    S.DRAFT: frozenset({S.IN_VALIDATION, S.RETIRED}),
-    S.IN_VALIDATION: frozenset({S.UNDER_REVIEW, S.DRAFT, S.RETIRED}),
-    S.UNDER_REVIEW: frozenset({S.APPROVED, S.IN_VALIDATION, S.RETIRED}),
-    S.APPROVED: frozenset({S.DEPLOYED, S.RETIRED}),
-    S.DEPLOYED: frozenset({S.SUSPENDED, S.RETIRED}),
-    S.SUSPENDED: frozenset({S.DEPLOYED, S.RETIRED}),
-    S.RETIRED: frozenset(),
+    VersionStatus.DRAFT: frozenset({VersionStatus.IN_VALIDATION, VersionStatus.RETIRED}),
+    VersionStatus.IN_VALIDATION: frozenset({VersionStatus.UNDER_REVIEW, VersionStatus.DRAFT, VersionStatus.RETIRED}),
+    VersionStatus.UNDER_REVIEW: frozenset({VersionStatus.APPROVED, VersionStatus.IN_VALIDATION, VersionStatus.RETIRED}),
+    VersionStatus.APPROVED: frozenset({VersionStatus.DEPLOYED, VersionStatus.RETIRED}),
+    VersionStatus.DEPLOYED: frozenset({VersionStatus.SUSPENDED, VersionStatus.RETIRED}),
+    VersionStatus.SUSPENDED: frozenset({VersionStatus.DEPLOYED, VersionStatus.RETIRED}),
+    VersionStatus.RETIRED: frozenset(),
 }
 
 # Who may move a version into each status; ``REVIEW_RETURN_ROLES`` adds the officer who
 # sends a version under review back to validation (changes requested).
 TRANSITION_ROLES: dict[str, frozenset[str]] = {
-    S.DRAFT: frozenset({Role.ML_ENGINEER}),
-    S.IN_VALIDATION: frozenset({Role.ML_ENGINEER}),
-    S.UNDER_REVIEW: frozenset({Role.ML_ENGINEER}),
-    S.APPROVED: frozenset({Role.COMPLIANCE_OFFICER}),
-    S.DEPLOYED: frozenset({Role.COMPLIANCE_OFFICER}),
-    S.SUSPENDED: frozenset({Role.COMPLIANCE_OFFICER}),
-    S.RETIRED: frozenset({Role.COMPLIANCE_OFFICER}),
+    VersionStatus.DRAFT: frozenset({Role.ML_ENGINEER}),
+    VersionStatus.IN_VALIDATION: frozenset({Role.ML_ENGINEER}),
+    VersionStatus.UNDER_REVIEW: frozenset({Role.ML_ENGINEER}),
+    VersionStatus.APPROVED: frozenset({Role.COMPLIANCE_OFFICER}),
+    VersionStatus.DEPLOYED: frozenset({Role.COMPLIANCE_OFFICER}),
+    VersionStatus.SUSPENDED: frozenset({Role.COMPLIANCE_OFFICER}),
+    VersionStatus.RETIRED: frozenset({Role.COMPLIANCE_OFFICER}),
 }
 REVIEW_RETURN_ROLES = frozenset({Role.ML_ENGINEER, Role.COMPLIANCE_OFFICER})
 
 
 def roles_for(current: str, target: str) -> frozenset[str]:
     """The roles that may move a version from ``current`` to ``target``."""
-    if (current, target) == (S.UNDER_REVIEW, S.IN_VALIDATION):
+    if (current, target) == (VersionStatus.UNDER_REVIEW, VersionStatus.IN_VALIDATION):
         return REVIEW_RETURN_ROLES
     return TRANSITION_ROLES.get(target, frozenset())
 
@@ -93,11 +93,11 @@ def no_unreported_incident(version) -> str | None:
 
 
 GUARDS: dict[str, tuple[Guard, ...]] = {
-    S.IN_VALIDATION: (training_provenance_linked,),
-    S.RETIRED: (no_unreported_incident,),
-    S.UNDER_REVIEW: (_evidence("validation"),),
-    S.APPROVED: (_evidence("validation"), _evidence("dossier"), _evidence("trust")),
-    S.DEPLOYED: (open_deployment_exists,),
+    VersionStatus.IN_VALIDATION: (training_provenance_linked,),
+    VersionStatus.RETIRED: (no_unreported_incident,),
+    VersionStatus.UNDER_REVIEW: (_evidence("validation"),),
+    VersionStatus.APPROVED: (_evidence("validation"), _evidence("dossier"), _evidence("trust")),
+    VersionStatus.DEPLOYED: (open_deployment_exists,),
 }
 
 

@@ -36,6 +36,52 @@ class MlflowState(models.TextChoices):
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
+class FailureReason(models.TextChoices):
+    """Why a run failed or was cancelled: ``ValidationRun.error_reason``, a stable code beside the
+    message (``ValidationRun.error``) that says what to fix. Blank while a run has not failed.
+
+    The engine's codes are ``radtrust_engine.failures.FailureCode`` (the engine imports no Django);
+    this list holds exactly those and the server's own, and a test checks that the two agree.
+
+    ==========================  ======  ==============================================================================
+    Code                        Set by  When
+    ==========================  ======  ==============================================================================
+    ``bad_manifest``            engine  The manifest is missing, unreadable or invalid (a column, a row, a path), or
+                                        its sha256 differs from the one the datasheet records.
+    ``bad_input``               engine  The images do not fit the model (shape after preprocessing), or a
+                                        segmentation mask cannot be read or fitted.
+    ``unreadable_images``       engine  More images could not be read than the suite's ``max_unreadable_share``
+                                        allows; the message lists the first of them.
+    ``output_schema_mismatch``  engine  The model's output does not have the classes its version's output schema names.
+    ``non_finite_output``       engine  The model returned NaN or infinite values for some cases.
+    ``artifact_mismatch``       engine  The stored artifact no longer matches the hashes recorded at registration;
+                                        it was not loaded.
+    ``runner_error``            engine  Inference failed in another way the runner recognises (ONNX Runtime, device).
+    ``bad_config``              server  The version's preprocessing spec or the run's suite config is invalid.
+    ``time_limit``              server  The run exceeded ``RADTRUST_RUN_TIME_LIMIT_SECONDS``.
+    ``worker_lost``             server  The worker stopped sending heartbeats and the run had no attempts left.
+    ``cancelled``               server  A user cancelled the run, before or while a worker ran it.
+    ``internal_error``          server  An unexpected error; the message names the exception, the worker's log has
+                                        the traceback.
+    ==========================  ======  ==============================================================================
+    """
+
+    # Raised by the engine (radtrust_engine.failures.FailureCode).
+    BAD_MANIFEST = "bad_manifest", "Invalid dataset manifest"
+    BAD_INPUT = "bad_input", "Images do not fit the model"
+    UNREADABLE_IMAGES = "unreadable_images", "Too many unreadable images"
+    OUTPUT_SCHEMA_MISMATCH = "output_schema_mismatch", "Model output does not match its output schema"
+    NON_FINITE_OUTPUT = "non_finite_output", "Model returned NaN or infinite outputs"
+    ARTIFACT_MISMATCH = "artifact_mismatch", "Model artifact failed verification"
+    RUNNER_ERROR = "runner_error", "Inference failed"
+    # Set by the server.
+    BAD_CONFIG = "bad_config", "Invalid preprocessing spec or suite config"
+    TIME_LIMIT = "time_limit", "Time limit exceeded"
+    WORKER_LOST = "worker_lost", "Worker lost, no attempts left"
+    CANCELLED = "cancelled", "Cancelled"
+    INTERNAL_ERROR = "internal_error", "Internal error"
+
+
 class RunFileKind(models.TextChoices):
     CASE_TABLE = "case_table", "Per-case table (scores, labels, image statistics; no pixels)"
     CHART = "chart", "Chart (SVG)"

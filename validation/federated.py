@@ -54,6 +54,7 @@ from radtrust_engine.federated_payload import (
     name_problem,
 )
 from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
+from radtrust_engine.hashing import canonical_sha256, sha256_matches
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
 from validation.revalidation import revalidation_record_site_report
 from validation.signals import site_report_received
@@ -69,8 +70,12 @@ _PATH = re.compile(r"(^|[\s'\"(=:,])(/|~/|[A-Za-z]:[\\/])|\\")
 
 
 def payload_sha256(payload: Any) -> str:
-    """The hash a report is known by: sha256 of the payload as canonical JSON."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """The hash a report is known by: sha256 of the payload as canonical JSON
+    (``radtrust_engine.hashing``), the hash the site's agent recorded and its data owner approved.
+
+    A report stored before canonical hashing keeps its legacy hash (plain ``json.dumps`` with
+    sorted keys); ``report_submit`` recognises the same payload sent again by either hash."""
+    return canonical_sha256(payload)
 
 
 def _path_like(text: str, *, known: str = "") -> bool:
@@ -359,7 +364,7 @@ def report_submit(
         job = _locked_job(actor, job)
         stored = SiteReport.objects.filter(job=job).first()
         if stored is not None:
-            if stored.payload_sha256 == digest:
+            if stored.payload_sha256 == digest or sha256_matches(payload, stored.payload_sha256):
                 return stored, False
             raise Conflict(
                 "This job has been reported already with a different payload; a report is never replaced.",
@@ -446,7 +451,7 @@ def _pooled_figures(study: FederatedStudy, reports: Sequence[SiteReport]) -> tup
 def study_pooling(study: FederatedStudy) -> StudyPooling:
     """The pooling of the study's current reports, computed (and its charts rendered) once per set of reports."""
     reports = SiteReport.objects.filter(job__study=study).order_by("job__institution__code")
-    digest = hashlib.sha256(json.dumps(list(reports.values_list("job__institution__code", "payload_sha256"))).encode()).hexdigest()
+    digest = canonical_sha256(list(reports.values_list("job__institution__code", "payload_sha256")))
     existing = StudyPooling.objects.filter(study=study, reports_digest=digest).defer("charts").first()
     if existing is not None:
         return existing

@@ -14,6 +14,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from radtrust_engine.report import RunReport
 from registry.choices import MirrorState
 from registry.mlflow_mirror import _experiment_id, mlflow_client
 from validation.choices import MlflowState, RunStatus
@@ -34,18 +35,18 @@ def metric_key(*parts: str) -> str:
     return "/".join(_KEY_REFUSED.sub("_", part) for part in parts)
 
 
-def report_metrics(report: dict) -> dict[str, float]:
-    """Every defined metric of a report, overall and per subgroup, with its CI bounds."""
+def report_metrics(report: RunReport) -> dict[str, float]:
+    """Every defined metric of a report, overall and per subgroup, with its CI bounds, and every defined gap."""
     metrics: dict[str, float] = {}
-    for label, result in report["results"].items():
-        for group in [result["overall"], *result["subgroups"]]:
-            for name, estimate in (group["metrics"] or {}).items():
-                for suffix, key in (("", "value"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high")):
-                    if estimate.get(key) is not None:
-                        metrics[metric_key(label, group["name"].replace(", ", " x "), name + suffix)] = float(estimate[key])
-        for gap in result["gaps"]:
-            if gap["value"] is not None:
-                metrics[metric_key(label, "gap", gap["grouping"], gap["kind"])] = float(gap["value"])
+    for label, result in report.results.items():
+        for group in (result.overall, *result.subgroups):
+            for name, estimate in (group.metrics or {}).items():
+                for suffix, value in (("", estimate.value), ("_ci_low", estimate.ci_low), ("_ci_high", estimate.ci_high)):
+                    if value is not None:
+                        metrics[metric_key(label, group.name.replace(", ", " x "), name + suffix)] = float(value)
+        for gap in result.gaps:
+            if gap.value is not None:
+                metrics[metric_key(label, "gap", gap.grouping, gap.kind)] = float(gap.value)
     return metrics
 
 
@@ -85,7 +86,7 @@ def _log(run: ValidationRun) -> str:
     run_id = mlflow_run.info.run_id
     timestamp = int(run.finished_at.timestamp() * 1000)
     params = [Param(k, v) for k, v in _params(run).items()]
-    metrics = [Metric(k, v, timestamp, 0) for k, v in sorted(report_metrics(run.results).items())]
+    metrics = [Metric(k, v, timestamp, 0) for k, v in sorted(report_metrics(RunReport.from_dict(run.results)).items())]
     client.log_batch(run_id, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
     for start in range(0, len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + _BATCH])

@@ -9,6 +9,7 @@ from registry.validators import validate_json_safe
 from core.errors import Conflict
 from validation.choices import (
     FINISHED,
+    FailureReason,
     FederatedJobStatus,
     MlflowState,
     RunFileKind,
@@ -62,7 +63,10 @@ class ValidationRun(models.Model):
     device = models.JSONField(default=dict, blank=True, help_text="Execution provider(s), device kind and name.")
     artifact_sha256 = models.CharField(max_length=64, blank=True, help_text="The artifact hash verified before loading.")
     manifest_sha256 = models.CharField(max_length=64, blank=True, help_text="The manifest hash read by the run.")
-    error_reason = models.CharField(max_length=40, blank=True, help_text="A stable code: bad_manifest, artifact_mismatch, ...")
+    error_reason = models.CharField(
+        max_length=40, blank=True, choices=FailureReason.choices,
+        help_text="Why the run failed or was cancelled, a stable code (validation.choices.FailureReason); blank otherwise.",
+    )
     error = models.TextField(blank=True)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
     summary = models.JSONField(default=dict, blank=True, help_text="Headline figures: overall metrics with CIs, largest gaps.")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from radtrust_engine.report import DriftFinding, RunReport
 from validation.choices import RunFileKind
 from validation.models import CaseFlag, RunFile, ValidationRun
 from validation.signals import run_succeeded
@@ -31,7 +32,7 @@ class RunOutputs:
 
     files: list[RunFile] = field(default_factory=list)
     flags: list[CaseFlag] = field(default_factory=list)
-    findings: list[dict] = field(default_factory=list)
+    findings: list[DriftFinding] = field(default_factory=list)
 
 
 def _store(run_id: int, attempt: int, name: str, kind: str, data: bytes, *, title: str = "", alt: str = "") -> RunFile:
@@ -46,11 +47,11 @@ def run_outputs_write(*, run_id: int, attempt: int, evaluation) -> RunOutputs:
     """Write the run's files (charts rendered once here) and collect its flags and findings."""
     from validation.charts import report_charts
 
-    report = evaluation.report
+    report = evaluation.run_report
     outputs = RunOutputs()
     if evaluation.cases is not None:
         outputs.files.append(_store(run_id, attempt, CASE_TABLE, RunFileKind.CASE_TABLE, evaluation.cases.to_bytes(), title="Per-case table"))
-    for chart in report_charts(report):
+    for chart in report_charts(report.to_dict()):
         outputs.files.append(_store(
             run_id, attempt, f"charts/{chart.name}.svg", RunFileKind.CHART, chart.svg.encode(), title=chart.title, alt=chart.alt,
         ))
@@ -59,16 +60,21 @@ def run_outputs_write(*, run_id: int, attempt: int, evaluation) -> RunOutputs:
             run_id, attempt, name, RunFileKind.SALIENCY, data, title="Saliency overlay",
             alt=f"Saliency map ({name.split('/')[2]}) over the preprocessed image of manifest row {name.rsplit('-', 1)[-1][:-4]}",
         ))
-    for label, result in report.get("results", {}).items():
-        uncertainty = result.get("uncertainty") or {}
-        cutoff = (uncertainty.get("referral") or {}).get("cutoff")
-        for case in uncertainty.get("flagged_cases", []):
-            outputs.flags.append(CaseFlag(
-                run_id=run_id, label=label, row=case["row"], image_path=case["image_path"][:500],
-                uncertainty=case["uncertainty"], probability=case["probability"], tta_std=case["tta_std"], cutoff=cutoff,
-            ))
-    outputs.findings = list((report.get("drift") or {}).get("findings", []))
+    outputs.flags = _case_flags(run_id, report)
+    outputs.findings = list(report.drift.findings if report.drift else ())
     return outputs
+
+
+def _case_flags(run_id: int, report: RunReport) -> list[CaseFlag]:
+    """A row per case the uncertainty analysis referred for a human read, per label, with the label's cutoff."""
+    return [
+        CaseFlag(
+            run_id=run_id, label=label, row=case.row, image_path=case.image_path[:500], uncertainty=case.uncertainty,
+            probability=case.probability, tta_std=case.tta_std, cutoff=result.referral_cutoff,
+        )
+        for label, result in report.results.items()
+        for case in result.flagged_cases
+    ]
 
 
 def run_outputs_save(run: ValidationRun, outputs: RunOutputs) -> None:

@@ -36,8 +36,9 @@ from core.errors import Conflict
 from core.access import role_of
 from core.choices import Role
 from registry.choices import VersionStatus
+from radtrust_engine.report import LabelResult, RunReport
 from registry.models import Dataset, ModelVersion
-from validation.choices import MlflowState, RunStage, RunStatus
+from validation.choices import FailureReason, MlflowState, RunStage, RunStatus
 from validation.run_outputs import RunOutputs, run_outputs_save, run_outputs_write
 from validation.models import ValidationRun
 
@@ -142,7 +143,7 @@ def run_cancel(*, actor, run: ValidationRun) -> ValidationRun:
         if locked.finished:
             raise Conflict(f"The run has already {locked.status}.", code="run_finished")
         if locked.status == RunStatus.QUEUED:
-            _finish(locked, status=RunStatus.CANCELLED, action="cancel", error_reason="cancelled", error=f"Cancelled by {actor.username} before a worker started it.")
+            _finish(locked, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error=f"Cancelled by {actor.username} before a worker started it.")
         else:
             locked.cancel_requested = True
             with audit_action("cancel_request"):
@@ -266,32 +267,37 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
         reporter.write(stage=RunStage.SAVING, progress=1.0)
         outputs = run_outputs_write(run_id=run_id, attempt=attempt, evaluation=evaluation)
     except RunCancelled:
-        return _close(run_id, attempt, status=RunStatus.CANCELLED, action="cancel", error_reason="cancelled", error="Cancelled while running.")
+        return _close(run_id, attempt, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled while running.")
     except LeaseLost:
         log.warning("Run %s: attempt %s lost its lease; another worker owns the run.", run_id, attempt)
         return None
     except ManifestError as exc:
-        return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason="bad_manifest", error=str(exc))
+        return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=FailureReason.BAD_MANIFEST, error=str(exc))
     except ValidationError as exc:
-        return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason="bad_config", error="; ".join(exc.messages))
+        return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=FailureReason.BAD_CONFIG, error="; ".join(exc.messages))
     except SoftTimeLimitExceeded:
         return _close(
-            run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason="time_limit",
+            run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=FailureReason.TIME_LIMIT,
             error=f"The run exceeded its time limit of {settings.RADTRUST_RUN_TIME_LIMIT_SECONDS} s.",
         )
     except Exception as exc:
-        reason = getattr(exc, "reason", None)
-        if reason is None:
-            log.exception("Run %s failed unexpectedly", run_id)
-            reason, message = "internal_error", f"{type(exc).__name__}: {exc}"
-        else:
-            message = str(exc)
+        reason, message = _failure(run_id, exc)
         return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=reason, error=message)
     return _close(
         run_id, attempt, status=RunStatus.SUCCEEDED, action="succeed",
-        results=evaluation.report, summary=run_summary(evaluation.report), timings=evaluation.timings,
+        results=evaluation.report, summary=run_summary(evaluation.run_report), timings=evaluation.timings,
         device=device, manifest_sha256=manifest_sha, mlflow_state=MlflowState.PENDING, outputs=outputs,
     )
+
+
+def _failure(run_id: int, exc: Exception) -> tuple[FailureReason, str]:
+    """The stored reason and message of a failed evaluation: the code an engine exception carries
+    (its message says what to fix), or ``internal_error`` for anything else, logged with its traceback."""
+    code = getattr(exc, "reason", None)
+    if code in FailureReason.values:
+        return FailureReason(code), str(exc)
+    log.exception("Run %s failed unexpectedly", run_id)
+    return FailureReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
 
 
 def _evaluate(run_id: int, reporter: RunReporter):
@@ -374,17 +380,29 @@ def _enqueue_mlflow(run_id: int) -> None:
     run_log_mlflow.delay(run_id)
 
 
-def run_summary(report: dict) -> dict:
-    """Headline figures of a report: per label the overall metrics with CIs and the largest gaps."""
-    summary: dict = {"n_evaluated": report["dataset"]["n_evaluated"], "n_skipped": len(report["skipped"]), "labels": {}}
-    for label, result in report["results"].items():
-        overall = result["overall"]["metrics"] or {}
-        gaps = sorted((g for g in result["gaps"] if g["value"] is not None), key=lambda g: -g["value"])
-        largest: dict = {}
-        for gap in gaps:
-            largest.setdefault(gap["kind"], {k: gap[k] for k in ("grouping", "group_high", "group_low", "value", "ci_low", "ci_high")})
-        summary["labels"][label] = {"overall": overall, "largest_gaps": largest}
-    return summary
+def run_summary(report: RunReport) -> dict:
+    """Headline figures of a report (``ValidationRun.summary``, read without loading the report):
+    per label the overall metrics with CIs and the largest gap of each kind."""
+    labels = {
+        label: {"overall": {name: e.to_dict() for name, e in (result.overall.metrics or {}).items()}, "largest_gaps": _largest_gaps(result)}
+        for label, result in report.results.items()
+    }
+    return {"n_evaluated": report.dataset.n_evaluated, "n_skipped": len(report.skipped), "labels": labels}
+
+
+def _largest_gaps(result: LabelResult) -> dict[str, dict]:
+    """Per kind of gap the largest defined one, with the groups it lies between and its CI."""
+    largest: dict[str, dict] = {}
+    for gap in sorted((g for g in result.gaps if g.value is not None), key=lambda g: -g.value):
+        largest.setdefault(gap.kind, {
+            "grouping": gap.grouping, "group_high": _listed(gap.group_high), "group_low": _listed(gap.group_low),
+            "value": gap.value, "ci_low": gap.ci_low, "ci_high": gap.ci_high,
+        })
+    return largest
+
+
+def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
 
 
 # --- Sweep -----------------------------------------------------------------------------
@@ -403,10 +421,10 @@ def run_sweep(*, unclaimed_after_seconds: int | None = None) -> dict[str, list[i
                 continue
             lost = f"The worker {run.worker or '?'} stopped sending heartbeats (attempt {run.attempt})."
             if run.cancel_requested:
-                _finish(run, status=RunStatus.CANCELLED, action="cancel", error_reason="cancelled", error="Cancelled; its worker had stopped.")
+                _finish(run, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled; its worker had stopped.")
                 continue
             if run.attempt >= run.max_attempts:
-                _finish(run, status=RunStatus.FAILED, action="fail", error_reason="worker_lost", error=f"{lost} No attempts left ({run.max_attempts}).")
+                _finish(run, status=RunStatus.FAILED, action="fail", error_reason=FailureReason.WORKER_LOST, error=f"{lost} No attempts left ({run.max_attempts}).")
                 outcome["failed"].append(run.pk)
                 continue
             run.status, run.stage, run.lease_until, run.error = RunStatus.QUEUED, RunStage.QUEUED, None, lost

@@ -8,8 +8,8 @@ rolls back with the run or report that caused it.
 from django.dispatch import Signal
 
 # A run succeeded; sent in its closing transaction. Arguments: ``run`` (the ValidationRun) and
-# ``findings`` (the drift and degradation findings of its comparison with the baseline, as dicts
-# with kind, severity, subject, message and evidence).
+# ``findings`` (the drift and degradation findings of its comparison with the baseline, a list of
+# ``radtrust_engine.report.DriftFinding``: kind, severity, subject, message and evidence).
 run_succeeded = Signal()
 
 # A site's agent submitted its aggregates for a federated job. Argument: ``job`` (the FederatedJob).

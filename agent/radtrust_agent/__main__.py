@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from radtrust_agent.state import AgentLocked, AgentState, JobStatus, job_key, sha256_bytes
+from radtrust_agent.state import AgentLocked, AgentState, JobStatus, job_key, payload_named
 
 log = logging.getLogger("radtrust_agent")
 
@@ -129,7 +129,7 @@ def approve(argv: list[str]) -> int:
         return 1
     path = state.payload_path(key)
     data = path.read_bytes()
-    if sha256_bytes(data) != record.payload_sha256:
+    if not payload_named(data, record.payload_sha256):
         print(f"{path} changed after the agent wrote it; it cannot be approved", file=sys.stderr)
         return 1
     if not args.by.strip():

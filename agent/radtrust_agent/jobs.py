@@ -83,10 +83,8 @@ def _site_failure(exc: Exception) -> tuple[str, str]:
     """
     if isinstance(exc, (JobError, ArtifactRejected, ArtifactMismatch)):
         return exc.reason, str(exc)
-    if isinstance(exc, ManifestError):
-        code = "bad_manifest"
-    elif isinstance(exc, (SiteDataError, RunnerError)):
-        code = exc.reason
+    if isinstance(exc, (ManifestError, SiteDataError, RunnerError)):
+        code = exc.reason  # ManifestError and RunnerError: a radtrust_engine.failures.FailureCode
     else:
         code = "internal_error"
     return code, f"The evaluation failed at the site ({code}); the site's agent log has the details."

@@ -11,7 +11,8 @@ Layout (``<data root>/.radtrust-agent/`` by default)::
 Every write is a temporary file then ``os.replace``, so a crash leaves the old
 file or the new one, never half of one; a restarted agent resumes from the last
 step it recorded. An approval names the sha256 of the payload it approves: a
-payload that changed afterwards is not sent.
+payload that changed afterwards is not sent. That sha256 is of the payload's
+canonical JSON (``payload_digest``), the hash the server stores for the report.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from radtrust_engine.hashing import canonical_sha256
 
 STATE_DIR_NAME = ".radtrust-agent"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -73,6 +76,27 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def payload_digest(data: bytes) -> str:
+    """The hash a payload is known by on both sides: sha256 of the canonical JSON of the outbox
+    file's content (``radtrust_engine.hashing``), which the server stores as the report's
+    ``payload_sha256``. ``ValueError`` when the file is not JSON."""
+    return canonical_sha256(json.loads(data))
+
+
+def payload_named(data: bytes, sha256: str) -> bool:
+    """Whether the outbox file's bytes ``data`` are the payload that ``sha256`` names.
+
+    New records name a payload by ``payload_digest``. A job recorded by an agent from before
+    canonical hashing names it by the sha256 of the file's bytes; that is accepted too, so an
+    upgrade does not strand a payload that is waiting for approval or to be sent."""
+    if sha256_bytes(data) == sha256:
+        return True
+    try:
+        return payload_digest(data) == sha256
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -166,31 +190,44 @@ class AgentState:
         return self.outbox / f"job-{job_key(job_id)}.approved.json"
 
     def payload_write(self, job_id: Any, payload: dict) -> tuple[str, int]:
-        """Write the exact payload for review; its sha256 and size."""
+        """Write the exact payload for review; its sha256 (``payload_digest``, the server's hash) and size."""
         data = json.dumps(payload, indent=1, sort_keys=True).encode()
+        digest = payload_digest(data)  # before writing: a payload without a canonical form is refused here
         write_atomic(self.payload_path(job_id), data)
-        return sha256_bytes(data), len(data)
+        return digest, len(data)
 
     def payload_read(self, job_id: Any, sha256: str) -> dict:
         """The payload as written, refused if it changed since (``ValueError``)."""
         data = self.payload_path(job_id).read_bytes()
-        if sha256_bytes(data) != sha256:
+        if not payload_named(data, sha256):
             raise ValueError(f"{self.payload_path(job_id)} changed after it was written; it is not sent")
         return json.loads(data)
 
     def approval_write(self, job_id: Any, *, by: str) -> dict:
         """Approve the payload now in the outbox: who, when, and the sha256 of what was approved."""
         data = self.payload_path(job_id).read_bytes()
-        approval = {"job": job_key(job_id), "approved_by": by, "approved_at": now_iso(), "payload_sha256": sha256_bytes(data)}
+        approval = {"job": job_key(job_id), "approved_by": by, "approved_at": now_iso(), "payload_sha256": payload_digest(data)}
         write_atomic(self.approval_path(job_id), json.dumps(approval, indent=1).encode())
         return approval
 
     def approval_read(self, job_id: Any, sha256: str) -> dict | None:
-        """The approval of this exact payload, or None (none yet, or it approved another payload)."""
+        """The approval of this exact payload, or None (none yet, or it approved another payload).
+
+        ``sha256`` is the job record's hash of its payload. A record from before canonical
+        hashing holds the byte hash of the outbox file; an approval written since names the
+        canonical hash of that same file, and is accepted while the file still has those bytes."""
         try:
             approval = json.loads(self.approval_path(job_id).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(approval, dict) or approval.get("payload_sha256") != sha256 or not approval.get("approved_by"):
+        if not isinstance(approval, dict) or not approval.get("approved_by"):
             return None
+        approved = approval.get("payload_sha256")
+        if approved != sha256:
+            try:
+                data = self.payload_path(job_id).read_bytes()
+                if not (sha256_bytes(data) == sha256 and payload_digest(data) == approved):
+                    return None
+            except (OSError, ValueError):
+                return None
         return approval

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, MetricEstimate, patient_bootstrap_counts
+from radtrust_engine.stats import wilson_interval
 
 STRATEGIES = ("uniform", "quantile")
 MAX_CURVE_POINTS = 101
@@ -138,20 +138,6 @@ class CalibrationReport:
             "seed": self.seed,
             "warnings": list(self.warnings),
         }
-
-
-def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float | None, float | None]:
-    """Wilson score interval for a proportion; it stays inside [0, 1] and is
-    sensible for the small, extreme bins of a reliability diagram where the
-    normal approximation is not."""
-    if n <= 0:
-        return None, None
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
-    phat = successes / n
-    denom = 1.0 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _bin_edges(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from radtrust_engine.stats import wilson_interval
+
 PSI_FLOOR = 1e-4
 MIN_VALUES = 20
 
@@ -184,21 +186,14 @@ class PrevalenceShift:
         return {**asdict(self), "significant": self.significant}
 
 
-def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def prevalence_shift(reference_labels: Any, current_labels: Any, *, label: str) -> PrevalenceShift:
     ref = np.asarray(reference_labels).astype(bool).ravel()
     cur = np.asarray(current_labels).astype(bool).ravel()
     if ref.size == 0 or cur.size == 0:
         raise DriftInputError(f"{label}: prevalence needs labels in both runs ({ref.size} and {cur.size} given)")
     p1, p2 = ref.mean(), cur.mean()
-    l1, u1 = _wilson(int(ref.sum()), ref.size)
-    l2, u2 = _wilson(int(cur.sum()), cur.size)
+    l1, u1 = wilson_interval(int(ref.sum()), ref.size)
+    l2, u2 = wilson_interval(int(cur.sum()), cur.size)
     d = p2 - p1
     low = d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
     high = d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from statistics import NormalDist
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from radtrust_engine.calibration import wilson_interval
 from radtrust_engine.federated_payload import (
     CalibrationBins,
     Confusion,
@@ -52,6 +50,7 @@ from radtrust_engine.meta_analysis import (
     random_effects,
     site_effect,
 )
+from radtrust_engine.stats import wilson_interval, z_value
 
 PROPORTIONS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "prevalence": ("positive", "negative")}
 
@@ -67,7 +66,7 @@ def _auroc(pos: np.ndarray, neg: np.ndarray, confidence: float) -> Estimate:
     auc, se = grouped_auroc(pos, neg)
     if auc is None or se is None or not 0 < auc < 1:
         return Estimate(auc, se)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    z = z_value(confidence)
     half = z * se / (auc * (1 - auc))
     centre = logit(auc)
     return Estimate(auc, se, 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half))))

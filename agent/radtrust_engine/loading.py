@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from radtrust_engine.failures import FailureCode
+
 DEFAULT_REQUIRED: tuple[str, ...] = ("image_path", "patient_id")
 STUDY_DATE_COLUMN = "study_date"
 ATTRIBUTE_COLUMNS: tuple[str, ...] = (
@@ -41,6 +43,8 @@ ATTRIBUTE_COLUMNS: tuple[str, ...] = (
 
 class ManifestError(ValueError):
     """A manifest that cannot be used as it is; the message says what to fix."""
+
+    reason = FailureCode.BAD_MANIFEST
 
     def __init__(self, message: str, *, row: int | None = None, column: str | None = None):
         super().__init__(message)

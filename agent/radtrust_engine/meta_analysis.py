@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from statistics import NormalDist
 from typing import Any, Mapping, Sequence
 
 from scipy import stats
+
+from radtrust_engine.stats import z_value
 
 METHODS = ("DL", "REML")
 SCALES = ("identity", "logit")
@@ -158,7 +159,7 @@ class MetaAnalysis:
 def site_effect(site: str, estimate: float, se: float, *, scale: str = "identity", confidence: float = 0.95,
                 weight: float | None = None) -> SiteEffect:
     """A site's row: its Wald interval on the analysis scale, shown on the display scale."""
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    z = z_value(confidence)
     return SiteEffect(site, _display(estimate, scale), _display(estimate - z * se, scale),
                       _display(estimate + z * se, scale), weight, estimate, se)
 
@@ -227,7 +228,7 @@ def random_effects(
     mu = sum(wi * yi for wi, yi in zip(w_re, y)) / sw_re
     se = math.sqrt(1.0 / sw_re)
 
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    z = z_value(confidence)
     prediction_low = prediction_high = None
     prediction_note = None
     if k >= 3:

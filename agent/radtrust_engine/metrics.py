@@ -34,6 +34,7 @@ were is reported as ``n_valid``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,6 +97,10 @@ class MetricEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricEstimate:
+        return cls(value=data["value"], ci_low=data["ci_low"], ci_high=data["ci_high"], n_valid=data["n_valid"])
 
 
 # ---------------------------------------------------------------------------

@@ -20,6 +20,10 @@ Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
    image statistics, pseudonymised patients) against the baseline run's
    (``radtrust_engine.baseline``).
 
+The report is a ``radtrust_engine.report.RunReport`` (``Evaluation.run_report``);
+its JSON form (``Evaluation.report``) is what the server stores. A run that cannot
+go on raises an exception whose ``reason`` is a ``radtrust_engine.failures.FailureCode``.
+
 Whatever ``progress`` raises (a cancellation) stops the run between batches.
 """
 
@@ -35,13 +39,24 @@ import numpy as np
 
 from radtrust_engine.baseline import Baseline, BaselineError, CaseTable, baseline_comparison, pseudonymise
 from radtrust_engine.drift import IMAGE_FEATURES, image_summary
+from radtrust_engine.failures import FailureCode
 from radtrust_engine.loading import ATTRIBUTE_COLUMNS, Manifest
 from radtrust_engine.metrics import roc_points
 from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image
 from radtrust_engine.preprocessing import Preprocessing, check_against_signature
+from radtrust_engine.report import (
+    DatasetInfo,
+    DriftComparison,
+    DriftReport,
+    HeaderFillSummary,
+    LabelResult,
+    RocCurve,
+    RunReport,
+    SkippedImage,
+)
 from radtrust_engine.runner import ModelSession, RunnerError, run_batches
 from radtrust_engine.segmentation import ACTIVATIONS
-from radtrust_engine.stratification import age_band, stratified_metrics
+from radtrust_engine.stratification import StratifiedReport, age_band, stratified_metrics
 
 TASKS = ("binary", "multilabel", "segmentation")
 _OUTPUT_MAPPING = {
@@ -62,19 +77,19 @@ Progress = Callable[[str, float], None]
 class InputError(RunnerError):
     """The images do not fit the model: wrong shape after preprocessing, or too many unreadable."""
 
-    reason = "bad_input"
+    reason = FailureCode.BAD_INPUT
 
 
 class UnreadableImages(RunnerError):
     """More images could not be read than the suite allows to skip."""
 
-    reason = "unreadable_images"
+    reason = FailureCode.UNREADABLE_IMAGES
 
 
 class ModelOutputError(RunnerError):
     """The model's output cannot be read as the version's output schema says."""
 
-    reason = "output_schema_mismatch"
+    reason = FailureCode.OUTPUT_SCHEMA_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -188,14 +203,19 @@ def _fraction(data: Mapping[str, Any], key: str, default: float, *, open_low: bo
 
 @dataclass
 class Evaluation:
-    """The report (JSON-safe), per-stage seconds, per-case values and the files beside the report."""
+    """The report, per-stage seconds, per-case values and the files beside the report."""
 
-    report: dict[str, Any]
+    run_report: RunReport
     timings: dict[str, float]
     scores: np.ndarray = field(repr=False)
     case_index: np.ndarray = field(repr=False)  # manifest row of each score row
     cases: CaseTable | None = field(default=None, repr=False)  # what a later run's drift is computed against
     files: dict[str, bytes] = field(default_factory=dict, repr=False)  # saliency overlays (PNG) by relative name
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The report's JSON form, as the server stores it (a new dict on each call)."""
+        return self.run_report.to_dict()
 
 
 # --- Stage 2: images through the model ---------------------------------------------
@@ -207,7 +227,7 @@ class _Reading:
 
     allowed_skips: int
     keep: frozenset[int] = frozenset()
-    skipped: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
     kept: dict[int, np.ndarray] = field(default_factory=dict)
     reads: int = 0
     stats: list[tuple[float, float, float, float]] = field(default_factory=list)  # per evaluated image, as read
@@ -227,7 +247,7 @@ def _image_batches(
         try:
             image = load_image(manifest.absolute_path(index))
         except ImageError as exc:
-            skipped.append({"row": index + 1, "image_path": manifest.image_paths[index], "reason": exc.reason})
+            skipped.append(SkippedImage(row=index + 1, image_path=manifest.image_paths[index], reason=exc.reason))
             if len(skipped) > allowed_skips:
                 raise UnreadableImages(_unreadable_message(skipped, len(manifest), allowed_skips)) from None
             continue
@@ -255,8 +275,8 @@ def _image_batches(
         yield ids, np.stack(tensors)
 
 
-def _unreadable_message(skipped: list[dict[str, Any]], total: int, allowed: int) -> str:
-    shown = "; ".join(f"{s['image_path']} (row {s['row']}): {s['reason']}" for s in skipped[:_FIRST])
+def _unreadable_message(skipped: list[SkippedImage], total: int, allowed: int) -> str:
+    shown = "; ".join(f"{s.image_path} (row {s.row}): {s.reason}" for s in skipped[:_FIRST])
     return (
         f"{len(skipped)} of {total} images could not be read (the suite allows {allowed}): {shown}"
         + (" ..." if len(skipped) > _FIRST else "")
@@ -311,38 +331,46 @@ def _classification_metrics(
     thresholds: Mapping[str, float], strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
     config: SuiteConfig, progress: Progress | None, sampled: Callable[[int, int, float], dict[str, Any]] | None,
     timings: dict[str, float],
-) -> dict[str, Any]:
+) -> dict[str, LabelResult]:
+    """Per label its stratified metrics, ROC curve and the analyses the suite names (each label alone)."""
     patient_ids = np.asarray([manifest.patient_ids[i] for i in rows])
-    per_label: dict[str, Any] = {}
+    per_label: dict[str, LabelResult] = {}
     for k, name in enumerate(manifest.label_names):
         column = list(class_names).index(name)
         threshold = float(thresholds.get(name, 0.5))
+        y_true, y_score = manifest.labels[rows, k], scores[:, column]
         report = stratified_metrics(
-            manifest.labels[rows, k], scores[:, column], patient_ids, strata, intersections,
+            y_true, y_score, patient_ids, strata, intersections,
             threshold=threshold, n_resamples=config.n_resamples, seed=config.seed,
             min_patients=config.min_patients, confidence=config.confidence,
         )
-        per_label[name] = report.to_dict()
-        roc = roc_points(manifest.labels[rows, k], scores[:, column])
-        if roc is not None:
-            auroc = per_label[name]["overall"]["metrics"]["auroc"]
-            per_label[name]["roc"] = {**roc, "auroc": auroc["value"], "ci_low": auroc["ci_low"], "ci_high": auroc["ci_high"]}
+        analyses: dict[str, Any] = {}
         if "calibration" in config.analyses:
             with _timed(timings, "calibration"):
-                per_label[name]["calibration"] = _calibration(manifest.labels[rows, k], scores[:, column], patient_ids, config)
+                analyses["calibration"] = _calibration(y_true, y_score, patient_ids, config)
         if "generalisation" in config.analyses:
             from radtrust_engine.generalisation import generalisation_report
 
             with _timed(timings, "generalisation"):
-                per_label[name]["generalisation"] = generalisation_report(
-                    manifest.labels[rows, k], scores[:, column], patient_ids, strata, threshold=threshold,
+                analyses["generalisation"] = generalisation_report(
+                    y_true, y_score, patient_ids, strata, threshold=threshold,
                     n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
                 )
         if sampled is not None:
-            per_label[name].update(sampled(k, column, threshold))
+            analyses.update(sampled(k, column, threshold))
+        per_label[name] = LabelResult.from_grouped(report, roc=_roc_curve(y_true, y_score, report), analyses=analyses)
         if progress:
             progress("metrics", (k + 1) / len(manifest.label_names))
     return per_label
+
+
+def _roc_curve(y_true: np.ndarray, y_score: np.ndarray, report: StratifiedReport) -> RocCurve | None:
+    """The label's ROC points with the overall AUROC and its CI beside them; None with one class only."""
+    roc = roc_points(y_true, y_score)
+    if roc is None:
+        return None
+    auroc = report.overall.metrics["auroc"]
+    return RocCurve(fpr=tuple(roc["fpr"]), tpr=tuple(roc["tpr"]), auroc=auroc.value, ci_low=auroc.ci_low, ci_high=auroc.ci_high)
 
 
 @contextmanager
@@ -458,7 +486,7 @@ def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray
 def _segmentation_metrics(
     manifest: Manifest, rows: np.ndarray, output: np.ndarray, threshold: float, activation: str,
     strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]], config: SuiteConfig,
-) -> dict[str, Any]:
+) -> dict[str, LabelResult]:
     from radtrust_engine.segmentation import fit_mask, masks_from_output, overlap_scores, stratified_segmentation
 
     predicted = masks_from_output(output, threshold, activation=activation)
@@ -476,7 +504,7 @@ def _segmentation_metrics(
         overlap.dice, overlap.iou, np.asarray([manifest.patient_ids[i] for i in rows]), strata, intersections,
         n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
     )
-    return {"foreground": report.to_dict()}
+    return {"foreground": LabelResult.from_grouped(report)}
 
 
 # --- The whole run -----------------------------------------------------------------
@@ -564,54 +592,47 @@ def evaluate(
         with _timed(timings, "drift"):
             drift = _drift(cases, baseline, thresholds, config)
 
-    patients = {manifest.patient_ids[i] for i in rows}
-    report = {
-        "engine_version": ENGINE_VERSION,
-        "task": task,
-        "config": config.to_dict(),
-        "preprocessing": preprocessing.to_dict(),
-        "activation": activation,
-        "output_mapping": _OUTPUT_MAPPING[activation],
-        "model": model.to_dict(),
-        "dataset": {
-            "n_images": total,
-            "n_evaluated": int(rows.size),
-            "n_patients": len(patients),
-            "label_names": list(manifest.label_names),
-            "prevalence": {
-                name: float(manifest.labels[rows, k].mean()) for k, name in enumerate(manifest.label_names)
-            },
-            "attributes_not_collected": missing,
-            "intersections_not_evaluated": [list(x) for x in config.intersections if x not in intersections],
-            "header_fill": filled.to_dict(),
-        },
-        "skipped": skipped,
-        "images_read": reading.reads,
-        "images_read_per_image": reading.reads / total,
-        "inference": output.to_dict(),
-        "results": results,
-    }
-    if drift is not None:
-        report["drift"] = drift
+    run_report = RunReport(
+        engine_version=ENGINE_VERSION, task=task, config=config.to_dict(), preprocessing=preprocessing.to_dict(),
+        activation=activation, output_mapping=_OUTPUT_MAPPING[activation], model=model.to_dict(),
+        dataset=_dataset_info(manifest, rows, missing, [x for x in config.intersections if x not in intersections], filled.to_dict()),
+        skipped=tuple(skipped), images_read=reading.reads, images_read_per_image=reading.reads / total,
+        inference=output.to_dict(), results=results, drift=drift,
+    )
     return Evaluation(
-        report=report, timings=timings, scores=scores if task != "segmentation" else np.empty(0), case_index=rows,
+        run_report=run_report, timings=timings, scores=scores if task != "segmentation" else np.empty(0), case_index=rows,
         cases=cases, files=files,
     )
 
 
-def _drift(cases: CaseTable | None, baseline: Baseline | None, thresholds: Mapping[str, float], config: SuiteConfig) -> dict[str, Any]:
+def _dataset_info(
+    manifest: Manifest, rows: np.ndarray, missing: list[str], not_evaluated: list[tuple[str, ...]], header_fill: dict[str, Any],
+) -> DatasetInfo:
+    """What was evaluated: counts, labels with their prevalence among the evaluated images, what could not be stratified."""
+    return DatasetInfo(
+        n_images=len(manifest),
+        n_evaluated=int(rows.size),
+        n_patients=len({manifest.patient_ids[i] for i in rows}),
+        label_names=tuple(manifest.label_names),
+        prevalence={name: float(manifest.labels[rows, k].mean()) for k, name in enumerate(manifest.label_names)},
+        attributes_not_collected=tuple(missing),
+        intersections_not_evaluated=tuple(not_evaluated),
+        header_fill=HeaderFillSummary.from_dict(header_fill),
+    )
+
+
+def _drift(cases: CaseTable | None, baseline: Baseline | None, thresholds: Mapping[str, float], config: SuiteConfig) -> DriftReport:
     """The comparison with the baseline run, or the reason there is none (the rest of the report stands)."""
     source = baseline.source if baseline else {}
     if cases is None:
-        return {"baseline": source, "error": "drift against a baseline is computed for classification runs only"}
+        return DriftReport(baseline=source, error="drift against a baseline is computed for classification runs only")
     if baseline is None or baseline.table is None:
-        problem = baseline.problem if baseline else "no baseline run was given"
-        return {"baseline": source, "error": problem}
+        return DriftReport(baseline=source, error=baseline.problem if baseline else "no baseline run was given")
     try:
         comparison = baseline_comparison(
             baseline.table, cases, thresholds=thresholds, n_resamples=config.n_resamples, seed=config.seed,
             confidence=config.confidence, degradation_margin=config.degradation_margin,
         )
     except BaselineError as exc:
-        return {"baseline": source, "error": str(exc)}
-    return {"baseline": source, **comparison}
+        return DriftReport(baseline=source, error=str(exc))
+    return DriftReport(baseline=source, comparison=DriftComparison.from_dict(comparison))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from radtrust_engine.artifacts import artifact_dir, verify_stored
+from radtrust_engine.failures import FailureCode
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -53,13 +54,13 @@ _ORT_DTYPES = {
 class RunnerError(Exception):
     """A reason a validation run fails; ``reason`` is a stable code to store on the run."""
 
-    reason = "runner_error"
+    reason: str = FailureCode.RUNNER_ERROR
 
 
 class OutputError(RunnerError):
     """The model produced NaN or infinite values for some cases."""
 
-    reason = "non_finite_output"
+    reason = FailureCode.NON_FINITE_OUTPUT
 
     def __init__(self, count: int, total: int, first_ids: list) -> None:
         self.count = count
@@ -76,7 +77,7 @@ class OutputError(RunnerError):
 class ArtifactMismatch(RunnerError):
     """The stored artifact no longer matches the hashes recorded at registration; it is never loaded."""
 
-    reason = "artifact_mismatch"
+    reason = FailureCode.ARTIFACT_MISMATCH
 
     def __init__(self, sha256: str, problems: list[str]) -> None:
         self.sha256 = sha256

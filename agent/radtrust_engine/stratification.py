@@ -8,6 +8,7 @@ one resample is a coherent draw. Plain Python and NumPy, no Django.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
@@ -68,6 +69,16 @@ class SubgroupResult:
             else {k: v.to_dict() for k, v in self.metrics.items()},
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SubgroupResult:
+        """Read back ``to_dict``'s output (``grouping`` and ``name`` follow from the attributes and values)."""
+        metrics = data["metrics"]
+        return cls(
+            attributes=tuple(data["attributes"]), values=tuple(data["values"]), n_cases=data["n_cases"],
+            n_patients=data["n_patients"], n_positive=data["n_positive"], suppressed=data["suppressed"],
+            metrics=None if metrics is None else {k: MetricEstimate.from_dict(v) for k, v in metrics.items()},
+        )
+
 
 @dataclass(frozen=True)
 class FairnessGap:
@@ -103,6 +114,20 @@ class FairnessGap:
         for key in ("group_high", "group_low"):
             d[key] = None if d[key] is None else list(d[key])
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FairnessGap:
+        """Read back ``to_dict``'s output (``grouping`` follows from the attributes)."""
+
+        def groups(key: str) -> tuple[str, ...] | None:
+            return None if data[key] is None else tuple(data[key])
+
+        return cls(
+            kind=data["kind"], attributes=tuple(data["attributes"]), component=data["component"],
+            group_high=groups("group_high"), group_low=groups("group_low"), value=data["value"],
+            ci_low=data["ci_low"], ci_high=data["ci_high"], n_valid=data["n_valid"],
+            n_groups_compared=data["n_groups_compared"], components=copy.deepcopy(dict(data["components"])),
+        )
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ in ``VersionEvidence.runs``. No Django import.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from radtrust_engine.report import RunReport
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class DatasetEvidence:
 
 @dataclass(frozen=True)
 class RunEvidence:
-    """A succeeded validation run of the assessed version and its JSON report."""
+    """A succeeded validation run of the assessed version and its report."""
 
     id: int
     dataset_id: int
@@ -53,10 +55,11 @@ class RunEvidence:
     institution: str
     finished_at: str
     artifact_sha256: str  # what the run verified before loading the model
-    report: dict  # radtrust_engine.pipeline.evaluate's report
+    report: RunReport  # what radtrust_engine.pipeline.evaluate found
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-safe, with the report in its stored form (``RunReport.to_dict``)."""
+        return {**asdict(replace(self, report=None)), "report": self.report.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -164,4 +167,5 @@ class VersionEvidence:
     federated: tuple[FederatedStudyEvidence, ...] = ()  # newest study first
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-safe (tuples as they are), each run's report in its stored form."""
+        return {**asdict(replace(self, runs=())), "runs": tuple(run.to_dict() for run in self.runs)}

@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from radtrust_engine.report import RunReport
 from registry.choices import DeploymentStatus
 from registry.datasheets import datasheet_completeness
 from registry.models import Deployment, ModelVersion
@@ -164,7 +165,7 @@ def version_evidence(version: ModelVersion) -> VersionEvidence:
             RunEvidence(
                 id=r.pk, dataset_id=r.dataset_id, dataset_name=r.dataset.name, roles=tuple(sorted(roles[r.dataset_id])),
                 institution=r.dataset.institution.code, finished_at=r.finished_at.isoformat() if r.finished_at else "",
-                artifact_sha256=r.artifact_sha256, report=r.results or {},
+                artifact_sha256=r.artifact_sha256, report=RunReport.from_dict(r.results),
             )
             for r in runs
         ),

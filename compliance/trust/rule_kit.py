@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compliance.trust.evidence import FederatedStudyEvidence, Link, RatingEvidence, RunEvidence, VersionEvidence
+from radtrust_engine.report import LabelResult
+from radtrust_engine.stats import z_value
 
 DEMOGRAPHICS = ("sex", "age_band", "ethnicity")  # registry.datasheets.DEMOGRAPHIC_ATTRIBUTES
 RUN_NAME = {"ethnicity": "race_ethnicity"}  # datasheet attribute -> manifest attribute
 ACQUISITION = frozenset({"site", "scanner_manufacturer", "scanner_model", "protocol"})
 MISSING_VALUES = frozenset({"", "unknown"})
-Z95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ def _verdict_words(status: str, threshold: float) -> str:
 def _ci_text(run: RunEvidence, low: float | None, high: float | None) -> str:
     if low is None or high is None:
         return "no CI"
-    confidence = (run.report.get("config") or {}).get("confidence", 0.95)
-    return f"{round(100 * confidence):d}% CI {low:.3f}-{high:.3f}"
+    return f"{round(100 * run.report.confidence):d}% CI {low:.3f}-{high:.3f}"
 
 
 def _run_link(run: RunEvidence) -> Link:
@@ -95,10 +95,13 @@ def _study_link(study: FederatedStudyEvidence) -> Link:
     return Link("federated_study", study.id, f"Federated study {study.name}")
 
 
-def _labels(run: RunEvidence) -> Iterator[tuple[str, dict]]:
-    for label, section in (run.report.get("results") or {}).items():
-        if isinstance(section, dict):
-            yield label, section
+def _labels(run: RunEvidence) -> Iterator[tuple[str, LabelResult]]:
+    yield from run.report.results.items()
+
+
+def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+    """A report's group values as the JSON list rule inputs show (None stays None)."""
+    return None if values is None else list(values)
 
 
 def _label_suffix(run: RunEvidence, label: str) -> str:
@@ -128,13 +131,6 @@ def _threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence
                    links=(_run_link(run),), n=worst.get("n"), ci_width=_r(high - low) if low is not None and high is not None else None)
 
 
-def _wilson(successes: float, n: int) -> tuple[float, float]:
-    p = successes / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def _target_status(low: float, high: float, target: float) -> str:
     return "met" if low >= target else "not_met" if high < target else "uncertain"
 
@@ -150,7 +146,7 @@ def _pooled(ratings: list[RatingEvidence]) -> RatingEvidence:
 def _mean_ci(rating: RatingEvidence) -> tuple[float, float, float]:
     mean = float(rating.mean)
     variance = max(0.0, float(rating.mean_sq) - mean * mean) * rating.n / max(1, rating.n - 1)
-    half = Z95 * math.sqrt(variance / rating.n)
+    half = z_value(0.95) * math.sqrt(variance / rating.n)
     return mean, mean - half, mean + half
 
 
@@ -170,16 +166,18 @@ def _groups(run: RunEvidence, attribute: str) -> set[str]:
     """Values of ``attribute`` with a non-suppressed single-attribute subgroup in any label of ``run``."""
     found = set()
     for _, section in _labels(run):
-        for group in section.get("subgroups") or ():
-            if group.get("attributes") == [attribute] and not group.get("suppressed") and str(group["values"][0]) not in MISSING_VALUES:
-                found.add(str(group["values"][0]))
+        for group in section.subgroups:
+            if group.attributes == (attribute,) and not group.suppressed and str(group.values[0]) not in MISSING_VALUES:
+                found.add(str(group.values[0]))
     return found
 
 
-def _group_patients(section: dict, attributes: list, values: list) -> int | None:
-    for group in section.get("subgroups") or ():
-        if group.get("attributes") == attributes and group.get("values") == values:
-            return group.get("n_patients")
+def _group_patients(section: LabelResult, attributes: list, values: list | None) -> int | None:
+    if values is None:
+        return None
+    for group in section.subgroups:
+        if group.attributes == tuple(attributes) and group.values == tuple(values):
+            return group.n_patients
     return None
 
 
@@ -199,10 +197,10 @@ def _share_of_deployments(evidence: VersionEvidence, statuses: tuple[str, ...], 
 def _dicom_input(run: RunEvidence) -> bool | None:
     """True when the run read DICOM headers or lists DICOM cases, False when its listed cases are
     all other formats, None when the report does not show the input format."""
-    if any((run.report.get("dataset") or {}).get("header_fill", {}).get("filled", {}).values()):
+    if run.report.dataset.header_fill.any_filled:
         return True
-    paths = [case.get("image_path", "") for _, section in _labels(run)
-             for case in [*(section.get("uncertainty") or {}).get("flagged_cases", ()), *(section.get("explainability") or {}).get("cases", ())]]
+    paths = [path for _, section in _labels(run)
+             for path in [*(c.image_path for c in section.flagged_cases), *(c.get("image_path", "") for c in (section.explainability or {}).get("cases", ()))]]
     return any(p.lower().endswith((".dcm", ".dicom")) for p in paths) if paths else None
 
 

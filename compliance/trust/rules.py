@@ -81,6 +81,7 @@ from compliance.trust.rule_kit import (
     _groups,
     _label_suffix,
     _labels,
+    _listed,
     _mean_ci,
     _newest,
     _none,
@@ -94,12 +95,12 @@ from compliance.trust.rule_kit import (
     _study_link,
     _target_status,
     _threshold_outcome,
-    _wilson,
     _worst,
     RULES,
     Rule,
     threshold_verdict,
 )
+from radtrust_engine.stats import wilson_interval
 
 __all__ = ["RULES", "Rule", "Outcome", "threshold_verdict"]  # the registry, filled below, and what callers use
 
@@ -122,14 +123,13 @@ def demographic_completeness(evidence: VersionEvidence, params: dict) -> Outcome
 
 @_rule("subgroup_coverage")
 def subgroup_coverage(evidence: VersionEvidence, params: dict) -> Outcome:
-    runs = [r for r in evidence.runs if any(section.get("subgroups") for _, section in _labels(r))]
+    runs = [r for r in evidence.runs if any(section.subgroups for _, section in _labels(r))]
     if not runs:
         return _none("No run of this version has a subgroup analysis.")
     evaluated_ids = {r.dataset_id for r in evidence.runs}
     collected = {RUN_NAME.get(a, a) for d in evidence.datasets if d.id in evaluated_ids for a, counts in (d.demographics or {}).items() if counts}
     for run in evidence.runs:
-        dataset = run.report.get("dataset") or {}
-        collected |= set((run.report.get("config") or {}).get("attributes") or ()) - set(dataset.get("attributes_not_collected") or ())
+        collected |= run.report.attributes_collected
     collected -= ACQUISITION
     if not collected:
         return _none("No individual attribute (sex, age, ethnicity) was collected for the evaluated data.")
@@ -149,20 +149,21 @@ _GAP_WORDS = {"auroc_gap": "Largest AUROC gap", "fnr_gap": "Largest underdiagnos
 def _gap_candidates(run: RunEvidence, kind: str, params: dict, attributes: Callable[[list], bool]) -> list[dict]:
     found = []
     for label, section in _labels(run):
-        for gap in section.get("gaps") or ():
-            names = gap.get("attributes") or []
-            if gap.get("kind") != kind or gap.get("value") is None or not names or not attributes(names):
+        for gap in section.gaps:
+            names = list(gap.attributes)
+            if gap.kind != kind or gap.value is None or not names or not attributes(names):
                 continue
-            score, status = threshold_verdict(gap["value"], gap.get("ci_low"), gap.get("ci_high"), params["threshold"])
-            sizes = [_group_patients(section, names, g) for g in (gap.get("group_high"), gap.get("group_low"))]
-            high, low = (", ".join(map(str, gap.get(g) or [])) for g in ("group_high", "group_low"))
+            score, status = threshold_verdict(gap.value, gap.ci_low, gap.ci_high, params["threshold"])
+            group_high, group_low = _listed(gap.group_high), _listed(gap.group_low)
+            sizes = [_group_patients(section, names, g) for g in (group_high, group_low)]
+            high, low = (", ".join(map(str, g or [])) for g in (group_high, group_low))
             who = {"auroc_gap": f"{low} lowest", "fnr_gap": f"{high} most underdiagnosed"}.get(
-                kind, f"false-positive rate higher for {high}" if gap.get("component") == "fpr" else f"sensitivity lower for {low}")
+                kind, f"false-positive rate higher for {high}" if gap.component == "fpr" else f"sensitivity lower for {low}")
             found.append({
-                "label": label, "observed": gap["value"], "ci_low": gap.get("ci_low"), "ci_high": gap.get("ci_high"), "score": score,
+                "label": label, "observed": gap.value, "ci_low": gap.ci_low, "ci_high": gap.ci_high, "score": score,
                 "status": status, "n": min((s for s in sizes if s is not None), default=None),
                 "where": f" by {' x '.join(names)} ({who})",
-                "extra": {"attributes": names, "group_high": gap.get("group_high"), "group_low": gap.get("group_low"), "component": gap.get("component")},
+                "extra": {"attributes": names, "group_high": group_high, "group_low": group_low, "component": gap.component},
             })
     return found
 
@@ -235,7 +236,7 @@ def external_sites(evidence: VersionEvidence, params: dict) -> Outcome:
     sites = sorted(set().union(*(_groups(r, "site") for r in runs)))
     count = max(len(institutions), len(sites))
     newest = {r.dataset_id: r for r in reversed(runs)}
-    patients = sum((r.report.get("dataset") or {}).get("n_patients") or 0 for r in newest.values()) + sum(n for _, n in federated.values())
+    patients = sum(r.report.dataset.n_patients or 0 for r in newest.values()) + sum(n for _, n in federated.values())
     value = min(1.0, count / params["target_sites"])
     studies = {study.id: study for study, _ in federated.values()}.values()
     reported = f"; {len(federated)} reported through federated studies ({', '.join(sorted(federated))})" if federated else ""
@@ -388,9 +389,9 @@ def audit_chain(evidence: VersionEvidence, params: dict) -> Outcome:
 
 
 _QC_CHECKS = {
-    "uncertainty_flags": lambda r: any((s.get("uncertainty") or {}).get("referral") for _, s in _labels(r)),
-    "out_of_distribution_check": lambda r: bool(r.report.get("drift")) and "error" not in r.report["drift"],
-    "calibration": lambda r: any(((s.get("calibration") or {}).get("ece") or {}).get("value") is not None for _, s in _labels(r)),
+    "uncertainty_flags": lambda r: any((s.uncertainty or {}).get("referral") for _, s in _labels(r)),
+    "out_of_distribution_check": lambda r: r.report.drift_compared,
+    "calibration": lambda r: any(((s.calibration or {}).get("ece") or {}).get("value") is not None for _, s in _labels(r)),
 }
 
 
@@ -443,7 +444,7 @@ def agreement_rate(evidence: VersionEvidence, params: dict) -> Outcome:
     if f.n < params["min_n"]:
         return _none(f"Only {f.n} feedback reports; at least {params['min_n']:g} are needed for an agreement rate.", n=f.n)
     rate = (f.n_agree + 0.5 * f.n_partly) / f.n
-    low, high = _wilson(f.n_agree + 0.5 * f.n_partly, f.n)
+    low, high = wilson_interval(f.n_agree + 0.5 * f.n_partly, f.n)
     status = _target_status(low, high, params["target"])
     return Outcome(value=_r(rate), status=status, n=f.n, ci_width=_r(high - low), links=_feedback_link(f.n),
                    inputs={"n": f.n, "agree": f.n_agree, "partly": f.n_partly, "disagree": f.n_disagree, "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
@@ -503,7 +504,7 @@ def training_diversity(evidence: VersionEvidence, params: dict) -> Outcome:
 def _drops(run: RunEvidence, threshold: float) -> list[dict]:
     found = []
     for label, section in _labels(run):
-        robustness = section.get("robustness") or {}
+        robustness = section.robustness or {}
         for condition in robustness.get("conditions") or ():
             auroc = (condition.get("metrics") or {}).get("auroc") or {}
             if auroc.get("change") is None:
@@ -527,12 +528,12 @@ def perturbation_drop(evidence: VersionEvidence, params: dict) -> Outcome:
 def _spreads(run: RunEvidence, threshold: float) -> list[dict]:
     found = []
     for label, section in _labels(run):
-        for grouping, data in ((section.get("generalisation") or {}).get("groupings") or {}).items():
+        for grouping, data in ((section.generalisation or {}).get("groupings") or {}).items():
             spread = data.get("leave_one_out_spread")
             if spread is None:
                 continue
             score, status = threshold_verdict(spread, None, None, threshold)
-            found.append({"label": label, "observed": spread, "score": score, "status": status, "n": (run.report.get("dataset") or {}).get("n_patients"),
+            found.append({"label": label, "observed": spread, "score": score, "status": status, "n": run.report.dataset.n_patients,
                           "where": f" across {grouping} groups", "extra": {"grouping": grouping}})
     return found
 
@@ -565,7 +566,7 @@ def _curve(difference: dict, sign: int, minimum: float) -> float:
 def _methods(run: RunEvidence, minimum: float) -> list[dict]:
     found = []
     for label, section in _labels(run):
-        explain = section.get("explainability") or {}
+        explain = section.explainability or {}
         for method, data in (explain.get("methods") or {}).items():
             deletion, insertion = data.get("deletion_difference") or {}, data.get("insertion_difference") or {}
             widths = [d["ci_high"] - d["ci_low"] for d in (deletion, insertion) if d.get("ci_low") is not None and d.get("ci_high") is not None]

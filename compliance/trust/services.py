@@ -13,10 +13,6 @@ the approval guard that reads them.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -27,6 +23,7 @@ from core.audit import audit_action
 from core.errors import Conflict
 from registry.models import ModelVersion
 from compliance.models import ScoringPolicy, TrustAssessment, TrustException
+from radtrust_engine.hashing import canonical_sha256
 
 
 def policy_active() -> ScoringPolicy:
@@ -68,7 +65,10 @@ def policy_create(*, actor, name: str, definition: dict) -> ScoringPolicy:
 
 
 def _digest(evidence) -> str:
-    return hashlib.sha256(json.dumps(dataclasses.asdict(evidence), sort_keys=True, default=str).encode()).hexdigest()
+    """sha256 of the evidence's canonical JSON (``radtrust_engine.hashing``; dates and other
+    non-JSON values written as ``str``). A fingerprint shown with the assessment, never re-verified:
+    assessments made before canonical hashing keep the digest of their day."""
+    return canonical_sha256(evidence.to_dict(), default=str)  # each run's report as stored
 
 
 def trust_assess(*, version: ModelVersion, trigger: str) -> TrustAssessment:

@@ -302,7 +302,7 @@ def bench_pipeline(cache: Path, sizes: Sizes = Sizes(), *, threads: int | None =
         "images": len(manifest), "dicom": f"{sizes.dicom_size}x{sizes.dicom_size} uint16", "preprocessing": spec,
         "batch_size": sizes.batch_size, "n_resamples": sizes.n_resamples, "threads": model.device.threads,
         "model": model_meta, "achieved_gflops": max(bare) * model_meta["gflop_per_image"],
-        "stages_seconds": dict(evaluation.timings), "inference": evaluation.report["inference"],
+        "stages_seconds": dict(evaluation.timings), "inference": evaluation.run_report.inference,
     }
 
 
@@ -506,7 +506,7 @@ def bench_run(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dict[
         "seconds": seconds, "images": len(manifest), "threads": sizes.run_threads, "n_resamples": sizes.n_resamples,
         "image_size": trained["preprocessing"].get("resize"), "stages_seconds": stages,
         "stage_shares": {k: v / seconds for k, v in stages.items()},
-        "inference": evaluation.report["inference"],
+        "inference": evaluation.run_report.inference,
     }
 
 
@@ -533,18 +533,18 @@ def bench_suite(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
     started = time.perf_counter()
     evaluation = evaluate(model, manifest, config=replace(plain, analyses=FULL_SUITE), baseline=baseline, **common)
     seconds = time.perf_counter() - started
-    report = evaluation.report
-    label = report["results"][schema["class_names"][0]]
+    report = evaluation.run_report
+    label = report.results[schema["class_names"][0]]
     return {
         "figure": figure("suite_2000_seconds", seconds, None, None, "s"),
-        "reads_figure": figure("images_read_per_image", report["images_read_per_image"], None, None, "reads"),
+        "reads_figure": figure("images_read_per_image", report.images_read_per_image, None, None, "reads"),
         "seconds": seconds, "images": len(manifest), "threads": sizes.run_threads,
         "stages_seconds": {k: float(v) for k, v in evaluation.timings.items()},
-        "images_read": report["images_read"],
-        "robustness_conditions": len(label["robustness"]["conditions"]),
-        "sampled_cases": label["robustness"]["n_cases"],
-        "tta_augmentations": len(label["uncertainty"]["augmentations"]),
-        "explained_cases": label["explainability"]["n_cases"],
+        "images_read": report.images_read,
+        "robustness_conditions": len(label.robustness["conditions"]),
+        "sampled_cases": label.robustness["n_cases"],
+        "tta_augmentations": len(label.uncertainty["augmentations"]),
+        "explained_cases": label.explainability["n_cases"],
         "saliency_files": len(evaluation.files),
     }
 

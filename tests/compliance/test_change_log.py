@@ -192,13 +192,22 @@ def test_data_from_a_new_source_and_edited_datasets_are_classified(personas, ins
     assert _rules(log, "substantial") == {"data_new_source"} and _rules(log, "within_plan") == {"dataset_contents"}
 
 
+# A stored run report (radtrust_engine.report.RunReport) without labels: these rows record their figures in the summary.
+NO_LABELS = {
+    "engine_version": "1", "task": "binary", "config": {}, "preprocessing": {}, "activation": "none", "model": {},
+    "dataset": {"n_images": 0, "n_evaluated": 0, "n_patients": 0, "label_names": [], "prevalence": {}, "attributes_not_collected": [],
+                "intersections_not_evaluated": [], "header_fill": {"filled": {}, "unreadable": []}},
+    "skipped": [], "inference": {}, "results": {},
+}
+
+
 def _recorded_run(version, dataset, manifest: str, auroc: float):
     """A succeeded run as its row records it (no per-case table: what a segmentation run keeps)."""
     from validation.models import ValidationRun
 
     overall = {"auroc": {"value": auroc}, "sensitivity": {"value": 0.8}, "specificity": {"value": 0.9}}
     return ValidationRun.objects.create(
-        version=version, dataset=dataset, status="succeeded", manifest_sha256=manifest * 64, results={"results": {}},
+        version=version, dataset=dataset, status="succeeded", manifest_sha256=manifest * 64, results=NO_LABELS,
         summary={"labels": {"pneumothorax": {"overall": overall}}}, finished_at=timezone.now(),
     )
 

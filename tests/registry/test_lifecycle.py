@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.models import AuditEvent
-from registry.choices import ProvenanceRole, VersionStatus as S
+from registry.choices import ProvenanceRole, VersionStatus
 from registry.guards import register_evidence_check, EVIDENCE
 from tests.factories import DatasetFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
 
@@ -21,44 +21,44 @@ def _move(api_client, user, version, target):
 
 @pytest.mark.django_db
 def test_draft_needs_training_provenance_before_validation(version, personas, api_client):
-    response = _move(api_client, personas["engineer"], version, S.IN_VALIDATION)
+    response = _move(api_client, personas["engineer"], version, VersionStatus.IN_VALIDATION)
     assert response.status_code == 409
     assert "pre-trained or fine-tuned" in response.json()["detail"]
     version.refresh_from_db()
-    assert version.status == S.DRAFT
+    assert version.status == VersionStatus.DRAFT
 
 
 @pytest.mark.django_db
 def test_internal_test_data_alone_does_not_satisfy_the_provenance_guard(version, personas, api_client):
     ProvenanceFactory(version=version, role=ProvenanceRole.INTERNAL_TEST)
-    assert _move(api_client, personas["engineer"], version, S.IN_VALIDATION).status_code == 409
+    assert _move(api_client, personas["engineer"], version, VersionStatus.IN_VALIDATION).status_code == 409
 
 
 @pytest.mark.django_db
 def test_engineer_moves_a_linked_draft_into_validation_and_it_is_audited(version, personas, api_client):
     ProvenanceFactory(version=version, role=ProvenanceRole.FINE_TUNING)
-    response = _move(api_client, personas["engineer"], version, S.IN_VALIDATION)
+    response = _move(api_client, personas["engineer"], version, VersionStatus.IN_VALIDATION)
     assert response.status_code == 200, response.content
-    assert response.json()["status"] == S.IN_VALIDATION
+    assert response.json()["status"] == VersionStatus.IN_VALIDATION
     event = AuditEvent.objects.filter(object_type="registry.modelversion", object_id=str(version.pk), action="transition").get()
-    assert event.changes["status"] == [S.DRAFT, S.IN_VALIDATION]
+    assert event.changes["status"] == [VersionStatus.DRAFT, VersionStatus.IN_VALIDATION]
     assert event.actor_username == "engineer"
 
 
 @pytest.mark.django_db
 def test_review_is_refused_until_validation_evidence_exists(version, personas, api_client):
-    version.status = S.IN_VALIDATION
+    version.status = VersionStatus.IN_VALIDATION
     version.save()
-    response = _move(api_client, personas["engineer"], version, S.UNDER_REVIEW)
+    response = _move(api_client, personas["engineer"], version, VersionStatus.UNDER_REVIEW)
     assert response.status_code == 409
     assert "validation" in response.json()["detail"]
 
 
 @pytest.mark.django_db
 def test_approval_names_every_missing_piece_of_evidence(version, personas, api_client):
-    version.status = S.UNDER_REVIEW
+    version.status = VersionStatus.UNDER_REVIEW
     version.save()
-    detail = _move(api_client, personas["officer"], version, S.APPROVED).json()["detail"]
+    detail = _move(api_client, personas["officer"], version, VersionStatus.APPROVED).json()["detail"]
     assert "validation run" in detail and "No dossier exists" in detail and "No trust assessment exists" in detail
 
 
@@ -66,12 +66,12 @@ def test_approval_names_every_missing_piece_of_evidence(version, personas, api_c
 def test_a_registered_evidence_check_replaces_the_refusal(version, personas, api_client, monkeypatch):
     monkeypatch.setitem(EVIDENCE, "validation", lambda v: None)
     monkeypatch.setitem(EVIDENCE, "dossier", lambda v: None)
-    version.status = S.UNDER_REVIEW
+    version.status = VersionStatus.UNDER_REVIEW
     version.save()
-    response = _move(api_client, personas["officer"], version, S.APPROVED)
+    response = _move(api_client, personas["officer"], version, VersionStatus.APPROVED)
     assert response.status_code == 409 and "No trust assessment exists" in response.json()["detail"]  # the trust guard
     monkeypatch.setitem(EVIDENCE, "trust", lambda v: None)
-    assert _move(api_client, personas["officer"], version, S.APPROVED).status_code == 200
+    assert _move(api_client, personas["officer"], version, VersionStatus.APPROVED).status_code == 200
 
 
 def test_unknown_evidence_check_name_is_rejected():
@@ -81,35 +81,35 @@ def test_unknown_evidence_check_name_is_rejected():
 
 @pytest.mark.django_db
 def test_engineer_may_not_approve(version, personas, api_client):
-    version.status = S.UNDER_REVIEW
+    version.status = VersionStatus.UNDER_REVIEW
     version.save()
-    response = _move(api_client, personas["engineer"], version, S.APPROVED)
+    response = _move(api_client, personas["engineer"], version, VersionStatus.APPROVED)
     assert response.status_code == 403
     assert "approved" in response.json()["detail"]
 
 
 @pytest.mark.django_db
 def test_skipping_a_step_is_refused_with_the_allowed_next_steps(version, personas, api_client):
-    response = _move(api_client, personas["officer"], version, S.DEPLOYED)
+    response = _move(api_client, personas["officer"], version, VersionStatus.DEPLOYED)
     assert response.status_code == 409
     assert "allowed next: in_validation, retired" in response.json()["detail"]
 
 
 @pytest.mark.django_db
 def test_retired_is_final(version, personas, api_client):
-    assert _move(api_client, personas["officer"], version, S.RETIRED).status_code == 200
-    response = _move(api_client, personas["engineer"], version, S.DRAFT)
+    assert _move(api_client, personas["officer"], version, VersionStatus.RETIRED).status_code == 200
+    response = _move(api_client, personas["engineer"], version, VersionStatus.DRAFT)
     assert response.status_code == 409
     assert "final" in response.json()["detail"]
 
 
 @pytest.mark.django_db
 def test_deployed_needs_an_open_deployment(version, institutions, personas, api_client):
-    version.status = S.APPROVED
+    version.status = VersionStatus.APPROVED
     version.save()
-    assert _move(api_client, personas["officer"], version, S.DEPLOYED).status_code == 409
+    assert _move(api_client, personas["officer"], version, VersionStatus.DEPLOYED).status_code == 409
     DeploymentFactory(version=version, institution=institutions["north"], status="planned")
-    assert _move(api_client, personas["officer"], version, S.DEPLOYED).status_code == 200
+    assert _move(api_client, personas["officer"], version, VersionStatus.DEPLOYED).status_code == 200
 
 
 @pytest.mark.django_db
@@ -128,7 +128,7 @@ def test_deploying_an_unapproved_version_is_refused(version, institutions, perso
 
 @pytest.mark.django_db
 def test_second_open_deployment_at_the_same_site_is_a_conflict(version, institutions, personas, api_client):
-    version.status = S.APPROVED
+    version.status = VersionStatus.APPROVED
     version.save()
     client = api_client(personas["officer"])
     body = {"version": version.pk, "institution": institutions["north"].pk, "revalidation_cadence_days": 30}
@@ -138,7 +138,7 @@ def test_second_open_deployment_at_the_same_site_is_a_conflict(version, institut
 
 @pytest.mark.django_db
 def test_provenance_freezes_once_the_version_is_under_review(version, institutions, personas, api_client):
-    version.status = S.UNDER_REVIEW
+    version.status = VersionStatus.UNDER_REVIEW
     version.save()
     dataset = DatasetFactory(institution=institutions["vendor"])
     response = api_client(personas["engineer"]).post("/api/provenance/", {"version": version.pk, "dataset": dataset.pk, "role": "fine_tuning"})
@@ -175,24 +175,24 @@ def test_artifact_fields_cannot_be_changed_through_the_api(version, personas, ap
 @pytest.mark.django_db
 def test_officer_may_send_a_version_under_review_back_to_validation(version, personas, api_client):
     ProvenanceFactory(version=version, role=ProvenanceRole.FINE_TUNING)
-    version.status = S.UNDER_REVIEW
+    version.status = VersionStatus.UNDER_REVIEW
     version.save()
-    response = _move(api_client, personas["officer"], version, S.IN_VALIDATION)
+    response = _move(api_client, personas["officer"], version, VersionStatus.IN_VALIDATION)
     assert response.status_code == 200, response.content
-    assert response.json()["status"] == S.IN_VALIDATION
+    assert response.json()["status"] == VersionStatus.IN_VALIDATION
 
 
 @pytest.mark.django_db
 def test_officer_may_not_start_validation_of_a_draft(version, personas, api_client):
     ProvenanceFactory(version=version, role=ProvenanceRole.FINE_TUNING)
-    response = _move(api_client, personas["officer"], version, S.IN_VALIDATION)
+    response = _move(api_client, personas["officer"], version, VersionStatus.IN_VALIDATION)
     assert response.status_code == 403
     assert "from 'draft'" in response.json()["detail"]
 
 
 @pytest.mark.django_db
 def test_release_notes_freeze_once_the_version_is_under_review(version, personas, api_client):
-    version.status = S.UNDER_REVIEW
+    version.status = VersionStatus.UNDER_REVIEW
     version.save()
     response = api_client(personas["engineer"]).patch(f"/api/model-versions/{version.pk}/", {"release_notes": "rewritten"})
     assert response.status_code == 409

@@ -399,14 +399,31 @@ def test_agent_process_waits_for_a_server_that_is_down_at_start(site, onnx_files
     fake.add_job(51, onnx_files["inline"])
     process = subprocess.Popen(agent_process(fake.url, site, "--once", "--auto-approve", "dpo", "--retry-for", "60"),
                                cwd=ROOT, env=process_env(), stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    second_retry = threading.Event()
+
+    def read_stderr() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if "retry 2 in" in line:
+                second_retry.set()
+        second_retry.set()  # the process ended: the asserts below say how
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        time.sleep(1.5)  # long enough for several refused connections: the agent must keep retrying, not exit
-        assert process.poll() is None  # still retrying
+        # Start the server only once the agent has been refused twice (however slowly it starts on a
+        # loaded machine), so the test proves it keeps retrying instead of exiting. The timeout only
+        # bounds a hang.
+        assert second_retry.wait(timeout=120), "".join(lines)
+        assert process.poll() is None, "".join(lines)  # still retrying
         fake.start()
-        _, stderr = process.communicate(timeout=120)
+        process.wait(timeout=120)
+        reader.join(timeout=30)
     finally:
         process.kill()
         fake.stop()
+    stderr = "".join(lines)
     assert process.returncode == 0, stderr
     assert "server unavailable (GET /api/federated/jobs/" in stderr and "retry 2 in" in stderr
     assert 51 in fake.reports and fake.jobs[51]["status"] == "reported"

@@ -26,6 +26,7 @@ from tests.factories import FoundationModelFactory, InstitutionFactory
 from radtrust_engine.federated import site_summary
 from radtrust_engine.federated_payload import SiteSummary
 from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
+from radtrust_engine.hashing import canonical_sha256
 from validation.federated import payload_sha256
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
 
@@ -248,8 +249,7 @@ def test_the_same_payload_again_is_the_stored_report_and_a_different_one_a_confl
     payload = _payload("north")
     first = _report(north, job, payload)
     assert first.status_code == 201
-    assert first.json()["payload_sha256"] == payload_sha256(payload) == hashlib.sha256(
-        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert first.json()["payload_sha256"] == payload_sha256(payload) == canonical_sha256(payload)
     again = north.post(f"/api/federated/jobs/{job.pk}/report/", _report_body(payload), format="json")
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     different = north.post(f"/api/federated/jobs/{job.pk}/report/", _report_body(_payload("north", seed=7)), format="json")
@@ -258,6 +258,25 @@ def test_the_same_payload_again_is_the_stored_report_and_a_different_one_a_confl
     report = SiteReport.objects.get()
     assert report.payload == payload and report.approved_by == "Dr. Data Owner" and report.job.status == "reported"
     assert report.submitted_by.username == "agent-north" and report.agent["device"] == "cpu"
+
+
+@pytest.mark.django_db
+def test_a_report_stored_with_the_legacy_hash_still_knows_its_payload(world, monkeypatch):
+    """Reports stored before canonical hashing keep their legacy hash; the same payload sent again
+    is still the stored report, and a different one still a conflict."""
+    study = world["open_study"]()
+    north, job = _agent("north"), _job(study, "north")
+    payload = _payload("north")
+    legacy = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert legacy != canonical_sha256(payload)  # the payload's floats are spelt differently
+    with monkeypatch.context() as patch:
+        patch.setattr("validation.federated.payload_sha256", lambda value: legacy)  # the hashing of the day
+        assert _report(north, job, payload).status_code == 201
+    assert SiteReport.objects.get().payload_sha256 == legacy
+    again = north.post(f"/api/federated/jobs/{job.pk}/report/", _report_body(payload), format="json")
+    assert again.status_code == 200 and again.json()["payload_sha256"] == legacy
+    different = north.post(f"/api/federated/jobs/{job.pk}/report/", _report_body(_payload("north", seed=7)), format="json")
+    assert different.status_code == 409 and different.json()["code"] == "already_reported"
 
 
 @pytest.mark.django_db

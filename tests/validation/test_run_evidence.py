@@ -56,19 +56,25 @@ def test_a_run_keeps_its_case_table_charts_and_flags(run_setup):
 def test_an_unreachable_target_risk_stores_every_flag_without_a_cutoff(run_setup):
     """The engine refers every case (cutoff None) when no coverage meets the target risk; the
     flags are stored as they are, not refused by the database."""
+    import copy
+
     import numpy as np
 
     from radtrust_engine.calibration import case_flags
     from radtrust_engine.pipeline import Evaluation
+    from radtrust_engine.report import RunReport
     from validation.run_outputs import run_outputs_save, run_outputs_write
 
     run = _run(run_setup)
     referral = {"target_risk": 1e-6, "reachable": False, "cutoff": None, "message": "target risk 1e-06 not reachable: every case is referred"}
     flagged = [{"row": i + 1, "image_path": f"img/{i}.dcm", "uncertainty": 0.6, "probability": 0.55, "tta_std": 0.01} for i in range(3)]
     assert case_flags([0.6, 0.6, 0.6], None).all()
-    report = {"results": {"pneumothorax": {"uncertainty": {"referral": referral, "flagged_cases": flagged, "n_flagged": 3}}}}
-    outputs = run_outputs_write(run_id=run.pk, attempt=2, evaluation=Evaluation(report=report, timings={}, scores=np.zeros(0), case_index=np.zeros(0)))
+    report = copy.deepcopy(run.results)  # the run's own report, its uncertainty section replaced
+    report["results"]["pneumothorax"]["uncertainty"] = {"referral": referral, "flagged_cases": flagged, "n_flagged": 3}
+    evaluation = Evaluation(run_report=RunReport.from_dict(report), timings={}, scores=np.zeros(0), case_index=np.zeros(0))
+    outputs = run_outputs_write(run_id=run.pk, attempt=2, evaluation=evaluation)
     CaseFlag.objects.filter(run=run).delete()
+    RunFile.objects.filter(run=run).delete()  # attempt 2 draws the same charts
     run_outputs_save(run, outputs)
     assert list(CaseFlag.objects.filter(run=run).order_by("row").values_list("row", "cutoff")) == [(1, None), (2, None), (3, None)]
 

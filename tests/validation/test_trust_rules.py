@@ -29,6 +29,7 @@ from compliance.trust.evidence import (
     VersionEvidence,
 )
 from compliance.trust.policy import DEFAULT_POLICY, PRINCIPLES, RULES, PolicyError, rule_params, validate_policy
+from radtrust_engine.report import RunReport
 
 ROOT = Path(__file__).parents[2]
 SHA = "a" * 64
@@ -44,19 +45,32 @@ def subgroup(attribute: str, value: str, n: int = 120, suppressed: bool = False)
 
 def gap(kind: str, attribute: str, value: float, low: float, high: float, groups=("M", "F"), component=None) -> dict:
     return {"kind": kind, "attributes": [attribute], "component": component, "group_high": [groups[0]], "group_low": [groups[1]],
-            "value": value, "ci_low": low, "ci_high": high, "n_valid": 1000, "n_groups_compared": 2, "grouping": attribute}
+            "value": value, "ci_low": low, "ci_high": high, "n_valid": 1000, "n_groups_compared": 2, "components": {}, "grouping": attribute}
 
 
 def label(gaps=(), subgroups=None, **sections) -> dict:
     groups = [subgroup("sex", "F"), subgroup("sex", "M"), subgroup("age_band", "18-39"), subgroup("age_band", "65+")] if subgroups is None else subgroups
-    return {"overall": {"n_patients": 400}, "subgroups": groups, "gaps": list(gaps), **sections}
+    overall = {"grouping": "overall", "name": "overall", "attributes": [], "values": [], "n_cases": 800, "n_patients": 400, "n_positive": 133,
+               "suppressed": False, "metrics": {}}
+    return {"threshold": 0.5, "n_resamples": 1000, "seed": 0, "confidence": 0.95, "min_patients": 10, "overall": overall,
+            "subgroups": groups, "gaps": list(gaps), **sections}
+
+
+def drift_section(error: str | None = None) -> dict:
+    """The comparison with a baseline run: the reason there is none, or one that found nothing."""
+    if error is not None:
+        return {"baseline": {"run": 1}, "error": error}
+    return {"baseline": {"run": 1}, "n_baseline_cases": 800, "n_cases": 800, "n_shared_patients": 0, "degradation_margin": 0.05,
+            "thresholds": {}, "performance": {}, "prevalence": {}, "outputs": {}, "inputs": {}, "histograms": {}, "findings": []}
 
 
 def report(labels: dict, attributes=("sex", "age_band"), not_collected=(), drift=None, header_filled=0) -> dict:
-    result = {"config": {"attributes": list(attributes), "confidence": 0.95},
-              "dataset": {"n_patients": 400, "attributes_not_collected": list(not_collected),
+    result = {"engine_version": "1", "task": "binary", "config": {"attributes": list(attributes), "confidence": 0.95}, "preprocessing": {},
+              "activation": "sigmoid", "model": {},
+              "dataset": {"n_images": 800, "n_evaluated": 800, "n_patients": 400, "label_names": list(labels), "prevalence": {},
+                          "attributes_not_collected": list(not_collected), "intersections_not_evaluated": [],
                           "header_fill": {"filled": {"scanner_manufacturer": header_filled}, "unreadable": []}},
-              "results": labels}
+              "skipped": [], "inference": {}, "results": labels}
     if drift is not None:
         result["drift"] = drift
     return result
@@ -64,7 +78,7 @@ def report(labels: dict, attributes=("sex", "age_band"), not_collected=(), drift
 
 def run(run_id: int, rep: dict, roles=("internal_test",), institution="north", dataset_id=1, sha=SHA) -> RunEvidence:
     return RunEvidence(id=run_id, dataset_id=dataset_id, dataset_name=f"Set {dataset_id}", roles=roles, institution=institution,
-                       finished_at=f"2026-01-{run_id:02d}T00:00:00", artifact_sha256=sha, report=rep)
+                       finished_at=f"2026-01-{run_id:02d}T00:00:00", artifact_sha256=sha, report=RunReport.from_dict(rep))
 
 
 def dataset(dataset_id=1, roles=("internal_test",), demographics=None, scanners=({"manufacturer": "A", "model": "x", "count": 5},),
@@ -348,10 +362,10 @@ def test_traceability_rules():
 
 def test_quality_control_counts_uncertainty_drift_and_calibration():
     qc = label(uncertainty={"referral": {"coverage": 0.8}, "n_flagged": 3}, calibration={"ece": {"value": 0.05, "ci_low": 0.03, "ci_high": 0.07}})
-    partial = version(runs=(run(2, report({"nodule": qc}, drift={"error": "no baseline run was given"})),))
+    partial = version(runs=(run(2, report({"nodule": qc}, drift=drift_section("no baseline run was given"))),))
     outcome = apply("quality_control", partial)
     assert outcome.value == pytest.approx(2 / 3, abs=1e-4) and outcome.inputs["out_of_distribution_check"] is None
-    full = version(runs=(run(3, report({"nodule": label()}, drift={"findings": []})), *partial.runs))
+    full = version(runs=(run(3, report({"nodule": label()}, drift=drift_section())), *partial.runs))
     assert apply("quality_control", full).value == 1.0
 
 
@@ -559,7 +573,10 @@ def test_rules_read_only_the_evidence_object():
                 imports.add(node.module)
             elif isinstance(node, ast.Import):
                 imports.update(alias.name for alias in node.names)
-    assert imports <= {"__future__", "math", "collections.abc", "dataclasses", "typing", "compliance.trust.evidence", "compliance.trust.rule_kit"}
+    # radtrust_engine.stats: the shared pure statistics (Wilson interval, normal quantile), which read nothing;
+    # radtrust_engine.report: the types of the run reports the evidence holds (plain dataclasses)
+    assert imports <= {"__future__", "math", "collections.abc", "dataclasses", "typing", "compliance.trust.evidence", "compliance.trust.rule_kit",
+                       "radtrust_engine.stats", "radtrust_engine.report"}
     evidence = full_evidence()
     snapshot = copy.deepcopy(evidence)
     first = assessment_to_dict(assess(evidence, DEFAULT_POLICY))

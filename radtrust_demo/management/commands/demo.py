@@ -291,6 +291,7 @@ class Command(BaseCommand):
 
     def _validation_summary(self, run) -> None:
         from radtrust_demo.runs import drift_lines, found_effects_lines, suite_lines
+        from radtrust_engine.report import RunReport
         from validation.reporting import summary_lines
 
         w = self.stdout.write
@@ -303,9 +304,10 @@ class Command(BaseCommand):
         for line in summary_lines(run.summary):
             w(line)
         w("Planted effects and what the run found:")
-        for line in found_effects_lines(run.summary, run.results):
+        report = RunReport.from_dict(run.results)
+        for line in found_effects_lines(run.summary, report):
             w(line)
-        for line in suite_lines(run.results):
+        for line in suite_lines(report):
             w(line)
         for line in drift_lines(run):
             w(line)
