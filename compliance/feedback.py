@@ -8,7 +8,7 @@
    and updated: counts, and the sequential test. The first
    ``RADTRUST_MONITOR_BASELINE_FEEDBACK`` reports measure the rate at
    deployment; the test's in-control rate p0 is the upper end of that rate's
-   80% Wilson interval, within [2%, 50%] (``_in_control_rate``:
+   80% Wilson interval, within [2%, 50%] (``in_control_rate``:
    a few dozen reports estimate a rate loosely, and a perfect start must not
    make every later disagreement an alarm). Each later report is one
    observation of the CUSUM of ``compliance.monitoring`` (disagree 1, partly
@@ -244,7 +244,7 @@ def _observe(monitor: DeploymentMonitor, observations: list[float], at) -> None:
             used = baseline_n - (monitor.n_feedback - len(observations))
             rate = monitor.baseline_sum / baseline_n
             monitor.baseline_rate = rate
-            monitor.design = design_cusum(_in_control_rate(monitor.baseline_sum, baseline_n)).to_dict()
+            monitor.design = design_cusum(in_control_rate(monitor.baseline_sum, baseline_n)).to_dict()
             monitor.state = CusumState().to_dict()
             fresh = observations[used:]
     else:
@@ -261,7 +261,7 @@ def _observe(monitor: DeploymentMonitor, observations: list[float], at) -> None:
     monitor.save()
 
 
-def _in_control_rate(k: float, n: int) -> float:
+def in_control_rate(k: float, n: int) -> float:
     """p0: the upper end of the rate's 80% Wilson interval (about 1.3 standard errors), within [2%, 50%].
 
     The rate at deployment is itself estimated from the first reports; taking an upper limit

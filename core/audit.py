@@ -122,7 +122,7 @@ def event_hash(fields: dict) -> str:
     return canonical_sha256(fields)
 
 
-def _hashed_fields(event: AuditEvent) -> dict:
+def hashed_fields(event: AuditEvent) -> dict:
     return {
         "seq": event.seq,
         "occurred_at": event.occurred_at.astimezone(dt.timezone.utc).isoformat(),
@@ -159,7 +159,7 @@ def audit_record(*, action: str, instance: models.Model, changes: dict) -> Audit
             changes=json.loads(json.dumps(changes, default=str)),
             prev_hash=head.hash,
         )
-        event.hash = event_hash(_hashed_fields(event))
+        event.hash = event_hash(hashed_fields(event))
         event.save()
         head.seq, head.hash = event.seq, event.hash
         head.save(update_fields=["seq", "hash"])
@@ -182,7 +182,7 @@ def audit_verify_chain() -> ChainVerdict:
             return ChainVerdict(False, checked, expected_seq, f"event #{expected_seq} is missing (next present is #{event.seq})")
         if event.prev_hash != prev_hash:
             return ChainVerdict(False, checked, event.seq, "its link to the previous event does not match")
-        if event_hash(_hashed_fields(event)) != event.hash:
+        if event_hash(hashed_fields(event)) != event.hash:
             return ChainVerdict(False, checked, event.seq, "its content was altered after it was written")
         prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
     head = AuditHead.objects.filter(id=1).first()

@@ -4,8 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 urlpatterns = [
-    path("", include("compliance.urls")),
-    path("", include("validation.urls")),
+    path("", include("compliance.pages.routes")),
+    path("", include("validation.page_routes")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("registry.api.urls")),

@@ -52,7 +52,7 @@ def mlflow_client():
     return MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI, registry_uri=settings.MLFLOW_REGISTRY_URI)
 
 
-def _experiment_id(client) -> str:
+def mirror_experiment_id(client) -> str:
     experiment = client.get_experiment_by_name(settings.MLFLOW_EXPERIMENT_NAME)
     if experiment is not None:
         return experiment.experiment_id
@@ -106,7 +106,7 @@ def version_mirror_to_mlflow(version: ModelVersion) -> MirrorResult:
     if problems:  # never publish an artifact that no longer matches its registered hash
         raise ArtifactError(f"The stored artifact fails verification: {'; '.join(problems)}.")
     tags = _tags(version)
-    run = client.create_run(_experiment_id(client), tags=tags, run_name=f"{name} {version.version}")
+    run = client.create_run(mirror_experiment_id(client), tags=tags, run_name=f"{name} {version.version}")
     folder = artifact_dir(artifact_root(), version.artifact_sha256)
     client.log_artifacts(run.info.run_id, str(folder), artifact_path="model")
     client.log_param(run.info.run_id, "sha256", version.artifact_sha256)

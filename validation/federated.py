@@ -126,7 +126,7 @@ def _integer(value: Any, what: str, problems: list[str], *, low: int, high: int 
 def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
     """The study design with its defaults filled in (labels and thresholds from the version's
     output schema); a ValidationError on ``spec`` lists every problem at once."""
-    from validation.services import _check_manifest_name
+    from validation.services import manifest_name_check
 
     if not isinstance(spec, dict):
         raise ValidationError({"spec": ["Give the study design as an object."]})
@@ -172,7 +172,7 @@ def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
     seed = _integer(spec.get("seed", 0), "seed", problems, low=0)
     manifest = spec.get("manifest", "manifest.csv")
     try:
-        manifest = _check_manifest_name(manifest if isinstance(manifest, str) else "")
+        manifest = manifest_name_check(manifest if isinstance(manifest, str) else "")
     except ValidationError as exc:
         problems.append(f"manifest: {exc.message_dict['manifest'][0]} (relative to the agent's data root)")
     if problems:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from radtrust_engine.report import RunReport
 from registry.choices import MirrorState
-from registry.mlflow_mirror import _experiment_id, mlflow_client
+from registry.mlflow_mirror import mirror_experiment_id, mlflow_client
 from validation.choices import MlflowState, RunStatus
 from validation.models import ValidationRun
 from validation.services import run_mlflow_state_set
@@ -69,7 +69,7 @@ def _log(run: ValidationRun) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
     client = mlflow_client()
-    experiment = _experiment_id(client)
+    experiment = mirror_experiment_id(client)
     found = client.search_runs([experiment], filter_string=f"tags.`{TAG_RUN_ID}` = '{int(run.pk)}'", max_results=1)
     if found and found[0].info.status == "FINISHED":
         return found[0].info.run_id

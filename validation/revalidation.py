@@ -145,7 +145,7 @@ def _not_opened(deployment: Deployment, reason: str, why: str) -> str:
     return "no_data"
 
 
-def _hand_to_agent(deployment: Deployment, due_on: date, reason: str, *, today: date) -> str | FederatedJob:
+def hand_to_agent(deployment: Deployment, due_on: date, reason: str, *, today: date) -> str | FederatedJob:
     """Open the deployment's revalidation for ``due_on`` as a one-site study for its site's agent,
     on behalf of whoever planned the deployment (else registered the version): the job, or
     ``"skipped"`` when another dispatcher claimed that due date, or ``"no_data"`` when the study
@@ -199,7 +199,7 @@ def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
         if due_on > today:
             continue
         reason = f"revalidation due on {due_on}"
-        queued = _hand_to_agent(deployment, due_on, reason, today=today) if by_agent else _queue(deployment, due_on, reason)
+        queued = hand_to_agent(deployment, due_on, reason, today=today) if by_agent else _queue(deployment, due_on, reason)
         outcome[queued if isinstance(queued, str) else "queued"].append(deployment.pk)
     return outcome
 

@@ -75,7 +75,7 @@ def dataset_root(dataset: Dataset) -> Path:
     return resolved
 
 
-def _check_manifest_name(name: str) -> str:
+def manifest_name_check(name: str) -> str:
     name = (name or "").strip()
     pure = PurePosixPath(name.replace("\\", "/"))
     if not name or pure.is_absolute() or ".." in pure.parts:
@@ -112,7 +112,7 @@ def run_create(
     run = ValidationRun(
         version=version,
         dataset=dataset,
-        manifest=_check_manifest_name(manifest),
+        manifest=manifest_name_check(manifest),
         config=suite.to_dict(),
         queue=site_queue(dataset.institution.code).name if on_site else "gpu",
         requested_by=actor,
@@ -281,7 +281,7 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
             error=f"The run exceeded its time limit of {settings.RADTRUST_RUN_TIME_LIMIT_SECONDS} s.",
         )
     except Exception as exc:
-        reason, message = _failure(run_id, exc)
+        reason, message = failure_of(run_id, exc)
         return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=reason, error=message)
     return _close(
         run_id, attempt, status=RunStatus.SUCCEEDED, action="succeed",
@@ -290,7 +290,7 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
     )
 
 
-def _failure(run_id: int, exc: Exception) -> tuple[FailureReason, str]:
+def failure_of(run_id: int, exc: Exception) -> tuple[FailureReason, str]:
     """The stored reason and message of a failed evaluation: the code an engine exception carries
     (its message says what to fix), or ``internal_error`` for anything else, logged with its traceback."""
     code = getattr(exc, "reason", None)

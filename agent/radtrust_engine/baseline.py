@@ -44,7 +44,7 @@ from radtrust_engine.drift import (
     distribution_drift,
     prevalence_shift,
 )
-from radtrust_engine.metrics import _Layout, _opt, patient_bootstrap_counts
+from radtrust_engine.metrics import ScoreLayout, finite_or_none, patient_bootstrap_counts
 
 DELTA_METRICS = ("auroc", "sensitivity", "specificity")
 HISTOGRAM_BINS = 30
@@ -119,9 +119,9 @@ class MetricDelta:
         return dict(self.__dict__)
 
 
-def _layout(scores: np.ndarray, y: np.ndarray, threshold: float) -> _Layout:
+def _layout(scores: np.ndarray, y: np.ndarray, threshold: float) -> ScoreLayout:
     order = np.argsort(scores, kind="stable")
-    return _Layout.build(order, scores[order], y[order], threshold)
+    return ScoreLayout.build(order, scores[order], y[order], threshold)
 
 
 def metric_deltas(
@@ -153,10 +153,10 @@ def metric_deltas(
         low, high = np.quantile(d, [alpha, 1 - alpha]) if d.size else (np.nan, np.nan)
         # (k + 1) / (n + 1): a bootstrap p-value is never 0; with 1000 resamples the smallest is about 0.002
         p_value = min(1.0, 2 * (min(int((d <= 0).sum()), int((d >= 0).sum())) + 1) / (d.size + 1)) if d.size else None
-        point = _opt(cur_point[m][0] - ref_point[m][0])
+        point = finite_or_none(cur_point[m][0] - ref_point[m][0])
         deltas.append(MetricDelta(
-            metric=m, baseline=_opt(ref_point[m][0]), current=_opt(cur_point[m][0]), delta=point,
-            ci_low=_opt(low), ci_high=_opt(high), p_value=p_value,
+            metric=m, baseline=finite_or_none(ref_point[m][0]), current=finite_or_none(cur_point[m][0]), delta=point,
+            ci_low=finite_or_none(low), ci_high=finite_or_none(high), p_value=p_value,
             degraded=bool(point is not None and d.size > 0 and high < 0 and point <= -degradation_margin),
         ))
     return deltas

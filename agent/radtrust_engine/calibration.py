@@ -42,7 +42,7 @@ class CalibrationInputError(ValueError):
     """Outputs that cannot be assessed for calibration; the caller records the message."""
 
 
-def _opt(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
 
@@ -149,7 +149,7 @@ def _bin_edges(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
 def _interval(samples: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.percentile(samples, [100 * alpha, 100 * (1 - alpha)])
-    return _opt(lo), _opt(hi)
+    return finite_or_none(lo), finite_or_none(hi)
 
 
 def calibration_report(

@@ -48,7 +48,7 @@ from matplotlib import colormaps
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from radtrust_engine.metrics import _opt, patient_bootstrap_counts
+from radtrust_engine.metrics import finite_or_none, patient_bootstrap_counts
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -284,7 +284,7 @@ def deletion_insertion(
 # ---------------------------------------------------------------------------
 
 
-def _select_cases(y_true: np.ndarray, n_cases: int, seed: int) -> np.ndarray:
+def select_cases(y_true: np.ndarray, n_cases: int, seed: int) -> np.ndarray:
     """Positions of the cases to explain (module docstring, step 1)."""
     rng = np.random.default_rng(seed)
     positive = rng.permutation(np.flatnonzero(y_true == 1))
@@ -299,15 +299,15 @@ def _difference(diffs: np.ndarray, *, n_resamples: int, confidence: float, seed:
     """Mean of per-case differences with a case-level bootstrap percentile CI (None below two cases)."""
     value = float(diffs.mean())
     if len(diffs) < 2 or n_resamples < 1:
-        return {"value": _opt(value), "ci_low": None, "ci_high": None}
+        return {"value": finite_or_none(value), "ci_low": None, "ci_high": None}
     counts = patient_bootstrap_counts(np.random.default_rng(seed), len(diffs), n_resamples)
     means = counts @ diffs / len(diffs)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
-    return {"value": _opt(value), "ci_low": _opt(low), "ci_high": _opt(high)}
+    return {"value": finite_or_none(value), "ci_low": finite_or_none(low), "ci_high": finite_or_none(high)}
 
 
-def _verdict(deletion: dict[str, float | None], insertion: dict[str, float | None], min_difference: float) -> str:
+def faithfulness_verdict(deletion: dict[str, float | None], insertion: dict[str, float | None], min_difference: float) -> str:
     """Deletion differences should be negative, insertion differences positive. A curve counts only
     where its CI excludes 0 and its mean difference is at least ``min_difference``: a deterministic
     model gives consistent, hence significant, differences too small to matter (module docstring)."""
@@ -351,7 +351,7 @@ def explainability_report(
     if n_random < 1:
         raise ExplainabilityError("n_random must be at least 1")
 
-    chosen = _select_cases(y, n_cases, seed)
+    chosen = select_cases(y, n_cases, seed)
     x = tensors[chosen]
     n, _, h, w = x.shape
     probability = _predict_batched(predict, x, batch_size)
@@ -380,11 +380,11 @@ def explainability_report(
         deletion = _difference(areas[method][0] - areas["random"][0], n_resamples=n_resamples, confidence=confidence, seed=seed)
         insertion = _difference(areas[method][1] - areas["random"][1], n_resamples=n_resamples, confidence=confidence, seed=seed)
         method_reports[method] = {
-            "deletion_auc": _opt(areas[method][0].mean()),
-            "insertion_auc": _opt(areas[method][1].mean()),
+            "deletion_auc": finite_or_none(areas[method][0].mean()),
+            "insertion_auc": finite_or_none(areas[method][1].mean()),
             "deletion_difference": deletion,
             "insertion_difference": insertion,
-            "verdict": _verdict(deletion, insertion, min_difference),
+            "verdict": faithfulness_verdict(deletion, insertion, min_difference),
             "seconds": round(seconds[method], 3),
         }
     n_positive = int((y[chosen] == 1).sum())
@@ -403,8 +403,8 @@ def explainability_report(
                      "negatives, a short class made up from the other; default_rng(seed); listed in manifest order",
         "methods": method_reports,
         "random_baseline": {
-            "deletion_auc": _opt(areas["random"][0].mean()),
-            "insertion_auc": _opt(areas["random"][1].mean()),
+            "deletion_auc": finite_or_none(areas["random"][0].mean()),
+            "insertion_auc": finite_or_none(areas["random"][1].mean()),
             "maps_per_case": n_random,
             "map": f"white noise blurred with sigma {max(1.0, min(h, w) * RANDOM_SIGMA_FRACTION):g} px",
             "seconds": round(seconds["random"], 3),
@@ -422,10 +422,10 @@ def explainability_report(
         },
         "cases": [
             {
-                "row": int(rows[i]) + 1, "image_path": str(image_paths[i]), "probability": _opt(probability[k]),
+                "row": int(rows[i]) + 1, "image_path": str(image_paths[i]), "probability": finite_or_none(probability[k]),
                 "label": int(y[i]),
-                "deletion_auc": {name: _opt(a[0][k]) for name, a in areas.items()},
-                "insertion_auc": {name: _opt(a[1][k]) for name, a in areas.items()},
+                "deletion_auc": {name: finite_or_none(a[0][k]) for name, a in areas.items()},
+                "insertion_auc": {name: finite_or_none(a[1][k]) for name, a in areas.items()},
             }
             for k, i in enumerate(chosen)
         ],

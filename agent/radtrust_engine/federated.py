@@ -56,8 +56,8 @@ from radtrust_engine.federated_payload import (
     score_bin,
     value_problem,
 )
-from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, _check_inputs, patient_bootstrap_counts
-from radtrust_engine.stratification import _interval, _labels, stratified_metrics
+from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, checked_inputs, patient_bootstrap_counts
+from radtrust_engine.stratification import percentile_interval, category_labels, stratified_metrics
 
 
 class _Cells:
@@ -94,7 +94,7 @@ def _checked_inputs(
     for name in scores:
         if problem := name_problem(name):
             raise ValueError(f"label {problem}")
-        y[name], s[name] = _check_inputs(labels[name], scores[name])
+        y[name], s[name] = checked_inputs(labels[name], scores[name])
         if s[name].size and (s[name].min() < 0 or s[name].max() > 1):
             raise ValueError(f"scores of {name!r} must be probabilities in [0, 1]")
         t[name] = float(thresholds if isinstance(thresholds, (int, float)) else thresholds[name])
@@ -114,7 +114,7 @@ def _strata(n: int, attributes: Mapping[str, Any], intersections: Sequence[Seque
     for name, values in attributes.items():
         if problem := name_problem(name):
             raise ValueError(f"attribute {problem}")
-        columns[name] = _labels(values, n, name)
+        columns[name] = category_labels(values, n, name)
         distinct = np.unique(columns[name])
         if distinct.size > MAX_VALUES_PER_ATTRIBUTE:
             raise ValueError(f"attribute {name!r} has {distinct.size} distinct values; a stratification "
@@ -283,7 +283,7 @@ def site_summary(
     boot: dict[tuple[int, str], Any] = {}
     if n_resamples and blocks:
         samples = _prevalence_samples(cells, [(c, y[name]) for c, name in blocks], n_patients, n_resamples, seed)
-        prevalence = {b: _interval(samples[:, i], confidence)[:2] for i, b in enumerate(blocks)}
+        prevalence = {b: percentile_interval(samples[:, i], confidence)[:2] for i, b in enumerate(blocks)}
         for name in {name for _, name in blocks}:
             report = stratified_metrics(y[name], s[name], pid, columns, inters, threshold=t[name],
                                         n_resamples=n_resamples, seed=seed, min_patients=1, confidence=confidence)

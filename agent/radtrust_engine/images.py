@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from radtrust_engine.loading import STUDY_DATE_COLUMN, Manifest, _text, parse_age, parse_date
+from radtrust_engine.loading import STUDY_DATE_COLUMN, Manifest, cell_text, parse_age, parse_date
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".npy", ".nii", ".nii.gz")
@@ -92,7 +92,7 @@ def _dicom_attributes(ds: Any) -> dict[str, Any]:
     """Header values under manifest attribute names; unusable values are left out."""
     found: dict[str, Any] = {}
     for keyword, name in DICOM_HEADER_ATTRIBUTES.items():
-        raw = _text(ds.get(keyword))
+        raw = cell_text(ds.get(keyword))
         if raw is None:
             continue
         try:
@@ -122,7 +122,7 @@ def read_dicom_attributes(path: str | os.PathLike) -> dict[str, Any]:
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
 
-def _native_pixels(ds: Any) -> np.ndarray | None:
+def native_pixels(ds: Any) -> np.ndarray | None:
     """Pixels of an uncompressed single-frame grey image straight from the buffer, as pydicom
     would decode them (unused high bits masked, or sign-extended for signed data); None for
     anything else, which goes through ``pixel_array``. About 0.7 ms less per 512x512 image."""
@@ -159,7 +159,7 @@ def _load_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any], bool]:
 
     try:
         ds = pydicom.dcmread(path)
-        pixels = _native_pixels(ds)
+        pixels = native_pixels(ds)
         if pixels is None:
             pixels = ds.pixel_array
     except Exception as exc:  # missing pixel data, unsupported compression, truncated file, ...

@@ -103,7 +103,7 @@ def parse_date(value: Any) -> str | None:
     raise ValueError(f"study date {value!r} is not YYYY-MM-DD or YYYYMMDD")
 
 
-def _text(value: Any) -> str | None:
+def cell_text(value: Any) -> str | None:
     """A cell as stripped text; None for empty cells and nulls."""
     if value is None:
         return None
@@ -121,7 +121,7 @@ def _label(value: Any) -> int | None:
         return int(value) if value in (0, 1) else None
     if isinstance(value, (float, np.floating)):
         return int(value) if value in (0.0, 1.0) else None
-    text = _text(value)
+    text = cell_text(value)
     return {"0": 0, "1": 1, "0.0": 0, "1.0": 1}.get(text) if text is not None else None
 
 
@@ -210,7 +210,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _checked_relative_path(value: Any, root: Path, row: int, column: str = "image_path") -> str:
     """The image (or mask) path of a row, refused if it could reach outside the root."""
-    text = _text(value)
+    text = cell_text(value)
     if text is None:
         raise ManifestError(f"row {row}: column {column!r} is empty", row=row, column=column)
     if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
@@ -294,7 +294,7 @@ def read_manifest(
     for index, cells in enumerate(rows):
         row = index + 1
         for column in required:
-            if column != "image_path" and _text(cells.get(column)) is None:
+            if column != "image_path" and cell_text(cells.get(column)) is None:
                 raise ManifestError(f"row {row}: column {column!r} is empty", row=row, column=column)
         relative = _checked_relative_path(cells.get("image_path"), root_path, row)
         if relative in first_row:
@@ -318,7 +318,7 @@ def read_manifest(
                 )
             labels[index, j] = value
 
-        patient_ids.append(_text(cells.get("patient_id")) or "")
+        patient_ids.append(cell_text(cells.get("patient_id")) or "")
         parsed = ((STUDY_DATE_COLUMN, parse_date, study_dates), ("age", parse_age, attributes["age"]))
         for column, parse, values in parsed:
             try:
@@ -326,7 +326,7 @@ def read_manifest(
             except ValueError as exc:
                 raise ManifestError(f"row {row}: {exc}", row=row, column=column) from None
         for name in ATTRIBUTE_COLUMNS[1:]:
-            attributes[name].append(_text(cells.get(name)))
+            attributes[name].append(cell_text(cells.get(name)))
 
     return Manifest(
         root=root_path,

@@ -54,7 +54,7 @@ METRIC_NAMES: tuple[str, ...] = (
 DEFAULT_CHUNK_SIZE = 64
 
 
-def _opt(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
     """A finite float, or None where the value is undefined."""
     value = float(value)
     return value if math.isfinite(value) else None
@@ -176,7 +176,7 @@ def _metrics_from_cumulative(
 
 
 @dataclass
-class _Layout:
+class ScoreLayout:
     """A set of cases in ascending score order, with its tie groups."""
 
     positions: np.ndarray  # indices into the caller's arrays, ascending score
@@ -186,7 +186,7 @@ class _Layout:
 
     @classmethod
     def build(cls, positions: np.ndarray, sorted_scores: np.ndarray, is_pos: np.ndarray,
-              threshold: float) -> "_Layout":
+              threshold: float) -> "ScoreLayout":
         col = is_pos.astype(np.float64)
         if sorted_scores.size == 0:
             return cls(positions, col, None, 0)
@@ -227,7 +227,7 @@ class _Layout:
 # ---------------------------------------------------------------------------
 
 
-def _check_inputs(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
+def checked_inputs(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     s = np.asarray(y_score, dtype=np.float64)
     if y.ndim != 1 or s.ndim != 1:
@@ -265,16 +265,16 @@ def binary_metrics(
     """AUROC, average precision and the confusion-matrix metrics at
     ``score >= threshold``, optionally weighted (for example by bootstrap
     counts: integer weights give the metrics of the repeated data)."""
-    y, s = _check_inputs(y_true, y_score)
+    y, s = checked_inputs(y_true, y_score)
     w = _check_weights(sample_weight, s.size)
     order = np.argsort(s, kind="stable")
-    layout = _Layout.build(order, s[order], y[order], float(threshold))
+    layout = ScoreLayout.build(order, s[order], y[order], float(threshold))
     values = layout.metrics(w[order][None, :])
     return BinaryMetrics(
         threshold=float(threshold),
         n=float(w.sum()),
         n_positive=float(w[y].sum()),
-        **{name: _opt(values[name][0]) for name in METRIC_NAMES},
+        **{name: finite_or_none(values[name][0]) for name in METRIC_NAMES},
     )
 
 
@@ -292,7 +292,7 @@ def roc_points(y_true: Any, y_score: Any, max_points: int = 201) -> dict[str, li
     """The ROC curve (one point per distinct score, from the highest down, as scikit-learn's
     ``roc_curve``), thinned to at most ``max_points`` by keeping evenly spaced points and both
     ends; None when one class is missing."""
-    y, s = _check_inputs(y_true, y_score)
+    y, s = checked_inputs(y_true, y_score)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if not n_pos or not n_neg:
         return None

@@ -16,7 +16,7 @@ Every key is optional. Steps run in a fixed order, whatever the key order:
 3. ``resize`` to ``[H, W]``: bilinear, corners aligned, with the output shape,
    sample positions and weights of ``scipy.ndimage.zoom(x, f, order=1,
    mode="nearest", prefilter=False)``, computed separably in float32 by
-   ``_zoom_bilinear`` (rows, then columns): equal to scipy within float32
+   ``zoom_bilinear`` (rows, then columns): equal to scipy within float32
    rounding and about eight times faster, which matters because it runs on
    the loader thread, next to the model.
 4. ``normalise``: ``(x - mean) / std`` (scalars, or one value per channel),
@@ -199,7 +199,7 @@ class Preprocessing:
             x = np.tensordot(_LUMA, x, axes=1)[None]
 
         if self.resize is not None and x.shape[1:] != self.resize:
-            x = _zoom_bilinear(x, self.resize)
+            x = zoom_bilinear(x, self.resize)
             if x.shape[1:] != self.resize:  # zoom rounds the output shape; never off by more than one
                 x = _fit(x, self.resize)
 
@@ -269,7 +269,7 @@ def _zoom_plan(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return plan
 
 
-def _zoom_bilinear(x: np.ndarray, size: Sequence[int]) -> np.ndarray:
+def zoom_bilinear(x: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Resize float32 (C, *spatial) linearly along each spatial axis as ``scipy.ndimage.zoom``
     (order 1, mode "nearest", no prefilter) does: its output shape, taps and weights;
     one axis after the other (rows, then columns; depth first for volumes), in float32."""

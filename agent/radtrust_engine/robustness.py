@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from radtrust_engine.metrics import _Layout, _opt, patient_bootstrap_counts
+from radtrust_engine.metrics import ScoreLayout, finite_or_none, patient_bootstrap_counts
 from radtrust_engine.perturbations import SEVERITY_LEVELS, PerturbationError, perturb_batch, perturbations_for
 from radtrust_engine.runner import ModelSession
 
@@ -53,9 +53,9 @@ def paired_metric_changes(
     _, patient_index = np.unique(np.asarray(patient_id), return_inverse=True)
     n_patients = int(patient_index.max()) + 1 if patient_index.size else 0
 
-    def layout(scores: np.ndarray) -> _Layout:
+    def layout(scores: np.ndarray) -> ScoreLayout:
         order = np.argsort(scores, kind="stable")
-        return _Layout.build(order, scores[order], y[order], threshold)
+        return ScoreLayout.build(order, scores[order], y[order], threshold)
 
     layouts = {"reference": layout(np.asarray(reference, dtype=np.float64))}
     layouts.update({name: layout(np.asarray(s, dtype=np.float64)) for name, s in conditions.items()})
@@ -81,8 +81,8 @@ def paired_metric_changes(
             diffs = diffs[np.isfinite(diffs)]
             low, high = (np.quantile(diffs, [alpha, 1 - alpha]) if diffs.size else (np.nan, np.nan))
             result[name][m] = MetricChange(
-                value=_opt(point[name][m]), change=_opt(point[name][m] - point["reference"][m]),
-                ci_low=_opt(low), ci_high=_opt(high),
+                value=finite_or_none(point[name][m]), change=finite_or_none(point[name][m] - point["reference"][m]),
+                ci_low=finite_or_none(low), ci_high=finite_or_none(high),
             )
     return result
 

@@ -27,15 +27,15 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit
 
-from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, _opt, patient_bootstrap_counts
+from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, finite_or_none, patient_bootstrap_counts
 from radtrust_engine.stratification import (
     FairnessGap,
     GroupedReport,
     SubgroupResult,
-    _gap_result,
-    _Group,
-    _largest_gap,
-    _strata_setup,
+    gap_result,
+    Group,
+    largest_gap,
+    strata_setup,
     subgroup_result,
 )
 
@@ -89,8 +89,8 @@ class OverlapScores:
             "n_truth_empty": int(self.truth_empty.sum()),
             "mean_dice": self.mean_dice,
             "mean_iou": self.mean_iou,
-            "dice": [_opt(v) for v in self.dice],
-            "iou": [_opt(v) for v in self.iou],
+            "dice": [finite_or_none(v) for v in self.dice],
+            "iou": [finite_or_none(v) for v in self.iou],
             "truth_size": [int(v) for v in self.truth_size],
             "truth_empty": [bool(v) for v in self.truth_empty],
         }
@@ -288,15 +288,15 @@ def stratified_segmentation(
     """
     d, j = _check_scores(dice, iou)
     n = d.size
-    labels, inters, patient_idx, n_patients = _strata_setup(
+    labels, inters, patient_idx, n_patients = strata_setup(
         n, patient_id, attributes, intersections, confidence=confidence, n_resamples=n_resamples, chunk_size=chunk_size,
     )
     defined = ~np.isnan(d)
     sums = (np.where(defined, d, 0.0), np.where(defined, j, 0.0), defined.astype(np.float64))
 
     # 1-2. Groups, and the columns of the active (unsuppressed) ones.
-    by_grouping: list[tuple[tuple[str, ...], list[_Group]]] = []
-    active: list[_Group] = []
+    by_grouping: list[tuple[tuple[str, ...], list[Group]]] = []
+    active: list[Group] = []
     rows, cols, vals = [], [], [[], [], []]
     for attrs, keys in _grouping_keys(labels, inters, n):
         names, group_of = np.unique(keys, return_inverse=True)
@@ -310,7 +310,7 @@ def stratified_segmentation(
         for k, name in enumerate(names):
             suppressed = bool(attrs) and bool(n_pat[k] < min_patients)
             values = tuple(str(name).split("\x1f")) if attrs else ()
-            g = _Group(attrs, values, int(n_cases[k]), int(n_pat[k]), int(n_defined[k]),
+            g = Group(attrs, values, int(n_cases[k]), int(n_pat[k]), int(n_defined[k]),
                        suppressed, None, None)
             groups.append(g)
             if not suppressed:
@@ -353,13 +353,13 @@ def stratified_segmentation(
             g.boot = {m: b[:, k] for m, b in zip(SEGMENTATION_METRICS, boot)}
 
     # 4. Intervals and gaps.
-    def result(g: _Group) -> SubgroupResult:
+    def result(g: Group) -> SubgroupResult:
         return subgroup_result(g, SEGMENTATION_METRICS, n_resamples, confidence)
 
     gaps = []
     for attrs, groups in by_grouping[1:]:
-        info, samples = _largest_gap(groups, "dice")
-        gaps.append(_gap_result("dice_gap", attrs, info, samples, confidence))
+        info, samples = largest_gap(groups, "dice")
+        gaps.append(gap_result("dice_gap", attrs, info, samples, confidence))
     return SegmentationReport(
         n_resamples=int(n_resamples), seed=seed, confidence=float(confidence),
         min_patients=int(min_patients), overall=result(by_grouping[0][1][0]),

@@ -19,9 +19,9 @@ from radtrust_engine.metrics import (
     DEFAULT_CHUNK_SIZE,
     METRIC_NAMES,
     MetricEstimate,
-    _check_inputs,
-    _Layout,
-    _opt,
+    checked_inputs,
+    ScoreLayout,
+    finite_or_none,
     patient_bootstrap_counts,
 )
 
@@ -183,7 +183,7 @@ class StratifiedReport(GroupedReport):
 # ---------------------------------------------------------------------------
 
 
-def _labels(values: Any, n: int, name: str) -> np.ndarray:
+def category_labels(values: Any, n: int, name: str) -> np.ndarray:
     """Category labels as strings; None, NaN and empty or missing-value text
     become "unknown"."""
     arr = np.asarray(values)
@@ -237,14 +237,14 @@ def _to_float(value: Any) -> float:
 
 
 @dataclass
-class _Group:
+class Group:
     attributes: tuple[str, ...]
     values: tuple[str, ...]
     n_cases: int
     n_patients: int
     n_positive: int
     suppressed: bool
-    layout: _Layout | None  # positions are indices into the score-sorted arrays
+    layout: ScoreLayout | None  # positions are indices into the score-sorted arrays
     patient_idx: np.ndarray | None  # patient index per position
     point: dict[str, float] = field(default_factory=dict)
     boot: dict[str, np.ndarray] = field(default_factory=dict)
@@ -257,7 +257,7 @@ def _make_groups(
     sorted_patient: np.ndarray,
     threshold: float,
     min_patients: int,
-) -> list[_Group]:
+) -> list[Group]:
     groups = []
     for attrs, keys in groupings:
         for key in np.unique(keys):
@@ -268,15 +268,15 @@ def _make_groups(
             values = tuple(str(key).split("\x1f")) if attrs else ()
             layout = None
             if not suppressed:
-                layout = _Layout.build(positions, sorted_scores[positions], sorted_pos[positions],
+                layout = ScoreLayout.build(positions, sorted_scores[positions], sorted_pos[positions],
                                        threshold)
-            groups.append(_Group(attrs, values, positions.size, n_pat,
+            groups.append(Group(attrs, values, positions.size, n_pat,
                                  int(sorted_pos[positions].sum()), suppressed, layout,
                                  None if suppressed else pats))
     return groups
 
 
-def _strata_setup(
+def strata_setup(
     n: int, patient_id: Any, attributes: Mapping[str, Any] | None, intersections: Sequence[Sequence[str]], *,
     confidence: float, n_resamples: int, chunk_size: int,
 ) -> tuple[dict[str, np.ndarray], list[tuple[str, ...]], np.ndarray, int]:
@@ -289,7 +289,7 @@ def _strata_setup(
         raise ValueError("confidence must be between 0 and 1")
     if n_resamples < 0 or chunk_size < 1:
         raise ValueError("n_resamples must be >= 0 and chunk_size >= 1")
-    labels = {name: _labels(v, n, name) for name, v in dict(attributes or {}).items()}
+    labels = {name: category_labels(v, n, name) for name, v in dict(attributes or {}).items()}
     inters = [tuple(x) for x in intersections]
     for inter in inters:
         if len(inter) < 2 or any(a not in labels for a in inter):
@@ -299,21 +299,21 @@ def _strata_setup(
     return labels, inters, patient_idx, int(patient_idx.max()) + 1
 
 
-def subgroup_result(g: _Group, metric_names: Sequence[str], n_resamples: int, confidence: float) -> SubgroupResult:
+def subgroup_result(g: Group, metric_names: Sequence[str], n_resamples: int, confidence: float) -> SubgroupResult:
     """A group's point estimates with their percentile intervals; a suppressed group has none."""
     metrics = None
     if not g.suppressed:
         metrics = {}
         for name in metric_names:
-            value = _opt(g.point[name])
+            value = finite_or_none(g.point[name])
             lo, hi, n_valid = (None, None, 0)
             if value is not None and n_resamples:
-                lo, hi, n_valid = _interval(g.boot[name], confidence)
+                lo, hi, n_valid = percentile_interval(g.boot[name], confidence)
             metrics[name] = MetricEstimate(value, lo, hi, n_valid)
     return SubgroupResult(g.attributes, g.values, g.n_cases, g.n_patients, g.n_positive, g.suppressed, metrics)
 
 
-def _interval(samples: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:
+def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
         return None, None, 0
@@ -322,7 +322,7 @@ def _interval(samples: np.ndarray, confidence: float) -> tuple[float | None, flo
     return float(lo), float(hi), int(finite.size)
 
 
-def _largest_gap(groups: list[_Group], metric: str) -> tuple[dict[str, Any], np.ndarray | None]:
+def largest_gap(groups: list[Group], metric: str) -> tuple[dict[str, Any], np.ndarray | None]:
     usable = [g for g in groups if not g.suppressed and math.isfinite(g.point[metric])]
     info: dict[str, Any] = {"metric": metric, "group_high": None, "group_low": None,
                             "value": None, "n_groups_compared": len(usable)}
@@ -336,10 +336,10 @@ def _largest_gap(groups: list[_Group], metric: str) -> tuple[dict[str, Any], np.
     return info, samples
 
 
-def _gap_result(kind: str, attrs: tuple[str, ...], info: dict[str, Any],
+def gap_result(kind: str, attrs: tuple[str, ...], info: dict[str, Any],
                 samples: np.ndarray | None, confidence: float,
                 components: dict[str, dict[str, Any]] | None = None) -> FairnessGap:
-    lo, hi, n_valid = (None, None, 0) if samples is None else _interval(samples, confidence)
+    lo, hi, n_valid = (None, None, 0) if samples is None else percentile_interval(samples, confidence)
     return FairnessGap(
         kind=kind, attributes=attrs, component=info["metric"] if components else None,
         group_high=info["group_high"], group_low=info["group_low"],
@@ -349,14 +349,14 @@ def _gap_result(kind: str, attrs: tuple[str, ...], info: dict[str, Any],
     )
 
 
-def _fairness_gaps(attrs: tuple[str, ...], groups: list[_Group], confidence: float) -> list[FairnessGap]:
+def _fairness_gaps(attrs: tuple[str, ...], groups: list[Group], confidence: float) -> list[FairnessGap]:
     gaps = []
     for kind, metric in (("auroc_gap", "auroc"), ("fnr_gap", "fnr")):
-        info, samples = _largest_gap(groups, metric)
-        gaps.append(_gap_result(kind, attrs, info, samples, confidence))
+        info, samples = largest_gap(groups, metric)
+        gaps.append(gap_result(kind, attrs, info, samples, confidence))
 
-    tpr, tpr_s = _largest_gap(groups, "sensitivity")
-    fpr, fpr_s = _largest_gap(groups, "fpr")
+    tpr, tpr_s = largest_gap(groups, "sensitivity")
+    fpr, fpr_s = largest_gap(groups, "fpr")
     components = {
         c["metric"]: {
             "group_high": None if c["group_high"] is None else list(c["group_high"]),
@@ -369,12 +369,12 @@ def _fairness_gaps(attrs: tuple[str, ...], groups: list[_Group], confidence: flo
         # Either component undefined: the difference is undefined.
         info = {"metric": None, "group_high": None, "group_low": None, "value": None,
                 "n_groups_compared": min(tpr["n_groups_compared"], fpr["n_groups_compared"])}
-        gaps.append(_gap_result("equalized_odds_difference", attrs, info, None, confidence,
+        gaps.append(gap_result("equalized_odds_difference", attrs, info, None, confidence,
                                 components))
         return gaps
     main = tpr if tpr["value"] >= fpr["value"] else fpr
     samples = np.maximum(tpr_s, fpr_s)  # same pairs on every resample; NaN propagates
-    gaps.append(_gap_result("equalized_odds_difference", attrs, dict(main), samples,
+    gaps.append(gap_result("equalized_odds_difference", attrs, dict(main), samples,
                             confidence, components))
     return gaps
 
@@ -406,11 +406,11 @@ def stratified_metrics(
     4. Percentile intervals; gaps between the two groups chosen on the point
        estimate, recomputed for those groups on each resample.
     """
-    y, s = _check_inputs(y_true, y_score)
+    y, s = checked_inputs(y_true, y_score)
     n = s.size
     if n == 0:
         raise ValueError("no cases")
-    labels, intersections, patient_idx, n_patients = _strata_setup(
+    labels, intersections, patient_idx, n_patients = strata_setup(
         n, patient_id, attributes, intersections, confidence=confidence, n_resamples=n_resamples, chunk_size=chunk_size,
     )
 
@@ -426,7 +426,7 @@ def stratified_metrics(
             key = key + "\x1f" + labels[a][order].astype(object)
         groupings.append((inter, key.astype(str)))
 
-    by_grouping: list[tuple[tuple[str, ...], list[_Group]]] = []
+    by_grouping: list[tuple[tuple[str, ...], list[Group]]] = []
     for attrs, keys in groupings:
         groups = _make_groups([(attrs, keys)], s_sorted, y_sorted, pat_sorted,
                               float(threshold), min_patients)
@@ -448,7 +448,7 @@ def stratified_metrics(
             for k in METRIC_NAMES:
                 g.boot[k][start:stop] = values[k]
 
-    def result(g: _Group) -> SubgroupResult:
+    def result(g: Group) -> SubgroupResult:
         return subgroup_result(g, METRIC_NAMES, n_resamples, confidence)
 
     overall = result(by_grouping[0][1][0])

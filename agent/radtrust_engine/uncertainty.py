@@ -28,7 +28,7 @@ AUGMENTATIONS: tuple[str, ...] = (
 )
 
 
-def _augment(batch: np.ndarray, name: str) -> np.ndarray:
+def augment(batch: np.ndarray, name: str) -> np.ndarray:
     """One view of an (N, C, ..., H, W) batch; shifts pad with the edge row or column."""
     x = batch[..., ::-1] if name.startswith("flip") else batch
     if name.endswith(("shift_right", "shift_left")):
@@ -54,7 +54,7 @@ def uncertainty_report(
     samples = np.empty((len(names), len(tensors)))
     for a, name in enumerate(names):
         for start in range(0, len(tensors), batch_size):
-            view = _augment(tensors[start : start + batch_size], name)
+            view = augment(tensors[start : start + batch_size], name)
             output = model.session.run(model.output_names[:1], {model.input_name: view.astype(model.input_dtype)})[0]
             samples[a, start : start + len(view)] = to_scores(output)
     tta = tta_uncertainty(samples)

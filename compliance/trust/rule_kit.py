@@ -1,4 +1,4 @@
-"""The machinery the scoring rules share: the rule registry (``RULES``, filled by the ``_rule``
+"""The machinery the scoring rules share: the rule registry (``RULES``, filled by the ``scoring_rule``
 decorator in ``compliance.trust.rules``), what a rule returns (``Outcome``), the CI-aware
 threshold verdict, and the helpers that read runs, ratings and documentation. No Django import."""
 
@@ -43,7 +43,7 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def _rule(name: str, **params: tuple[float, float, float]):
+def scoring_rule(name: str, **params: tuple[float, float, float]):
     def register(function):
         RULES[name] = Rule(function, params)
         return function
@@ -53,15 +53,15 @@ def _rule(name: str, **params: tuple[float, float, float]):
 # --- Shared helpers ---------------------------------------------------------------
 
 
-def _r(x: float | None, digits: int = 4) -> float | None:
+def rounded(x: float | None, digits: int = 4) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
-def _none(explanation: str, **inputs: Any) -> Outcome:
+def insufficient_evidence(explanation: str, **inputs: Any) -> Outcome:
     return Outcome(value=None, status="no_evidence", inputs=inputs, explanation=explanation)
 
 
-def _share_status(value: float) -> str:
+def share_status(value: float) -> str:
     return "met" if value >= 1 - 1e-9 else "not_met" if value <= 1e-9 else "partly"
 
 
@@ -87,32 +87,32 @@ def _ci_text(run: RunEvidence, low: float | None, high: float | None) -> str:
     return f"{round(100 * run.report.confidence):d}% CI {low:.3f}-{high:.3f}"
 
 
-def _run_link(run: RunEvidence) -> Link:
+def run_link(run: RunEvidence) -> Link:
     return Link("run", run.id, f"Run {run.id} on {run.dataset_name}")
 
 
-def _study_link(study: FederatedStudyEvidence) -> Link:
+def study_link(study: FederatedStudyEvidence) -> Link:
     return Link("federated_study", study.id, f"Federated study {study.name}")
 
 
-def _labels(run: RunEvidence) -> Iterator[tuple[str, LabelResult]]:
+def run_labels(run: RunEvidence) -> Iterator[tuple[str, LabelResult]]:
     yield from run.report.results.items()
 
 
-def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+def listed_values(values: tuple[str, ...] | None) -> list[str] | None:
     """A report's group values as the JSON list rule inputs show (None stays None)."""
     return None if values is None else list(values)
 
 
-def _label_suffix(run: RunEvidence, label: str) -> str:
-    return f" for {label}" if sum(1 for _ in _labels(run)) > 1 else ""
+def label_suffix(run: RunEvidence, label: str) -> str:
+    return f" for {label}" if sum(1 for _ in run_labels(run)) > 1 else ""
 
 
-def _worst(candidates: list[dict]) -> dict:
+def worst_of(candidates: list[dict]) -> dict:
     return min(candidates, key=lambda c: (c["score"], -c["observed"]))
 
 
-def _newest(evidence: VersionEvidence, find: Callable[[RunEvidence], list[dict]]) -> tuple[RunEvidence | None, list[dict]]:
+def newest_with(evidence: VersionEvidence, find: Callable[[RunEvidence], list[dict]]) -> tuple[RunEvidence | None, list[dict]]:
     """The newest run for which ``find`` returns candidates, and those candidates."""
     for run in evidence.runs:
         found = find(run)
@@ -121,21 +121,21 @@ def _newest(evidence: VersionEvidence, find: Callable[[RunEvidence], list[dict]]
     return None, []
 
 
-def _threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence: str) -> Outcome:
+def threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence: str) -> Outcome:
     low, high = worst.get("ci_low"), worst.get("ci_high")
-    inputs = {"run": run.id, "label": worst["label"], "observed": _r(worst["observed"]), "ci_low": _r(low), "ci_high": _r(high),
+    inputs = {"run": run.id, "label": worst["label"], "observed": rounded(worst["observed"]), "ci_low": rounded(low), "ci_high": rounded(high),
               "threshold": threshold, **worst.get("extra", {})}
-    explanation = f"{sentence} {worst['observed']:.3f} ({_ci_text(run, low, high)}){worst['where']}{_label_suffix(run, worst['label'])} " \
+    explanation = f"{sentence} {worst['observed']:.3f} ({_ci_text(run, low, high)}){worst['where']}{label_suffix(run, worst['label'])} " \
                   f"{_verdict_words(worst['status'], threshold)} (run {run.id})."
-    return Outcome(value=_r(worst["score"]), status=worst["status"], inputs=inputs, explanation=explanation,
-                   links=(_run_link(run),), n=worst.get("n"), ci_width=_r(high - low) if low is not None and high is not None else None)
+    return Outcome(value=rounded(worst["score"]), status=worst["status"], inputs=inputs, explanation=explanation,
+                   links=(run_link(run),), n=worst.get("n"), ci_width=rounded(high - low) if low is not None and high is not None else None)
 
 
-def _target_status(low: float, high: float, target: float) -> str:
+def target_status(low: float, high: float, target: float) -> str:
     return "met" if low >= target else "not_met" if high < target else "uncertain"
 
 
-def _pooled(ratings: list[RatingEvidence]) -> RatingEvidence:
+def pooled_ratings(ratings: list[RatingEvidence]) -> RatingEvidence:
     usable = [r for r in ratings if r.n and r.mean is not None and r.mean_sq is not None]
     n = sum(r.n for r in usable)
     if not n:
@@ -143,36 +143,36 @@ def _pooled(ratings: list[RatingEvidence]) -> RatingEvidence:
     return RatingEvidence(n=n, mean=sum(r.n * float(r.mean) for r in usable) / n, mean_sq=sum(r.n * float(r.mean_sq) for r in usable) / n)
 
 
-def _mean_ci(rating: RatingEvidence) -> tuple[float, float, float]:
+def mean_ci(rating: RatingEvidence) -> tuple[float, float, float]:
     mean = float(rating.mean)
     variance = max(0.0, float(rating.mean_sq) - mean * mean) * rating.n / max(1, rating.n - 1)
     half = z_value(0.95) * math.sqrt(variance / rating.n)
     return mean, mean - half, mean + half
 
 
-def _documented(evidence: VersionEvidence, fields: tuple[str, ...], what: str) -> Outcome:
+def documented(evidence: VersionEvidence, fields: tuple[str, ...], what: str) -> Outcome:
     filled = [f for f in fields if str(evidence.model.get(f) or "").strip()]
     missing = [f for f in fields if f not in filled]
     inputs = {"stated": filled, "missing": missing}
     if not filled:
-        return _none(f"The model record does not state its {what} ({', '.join(fields)}).", **inputs)
+        return insufficient_evidence(f"The model record does not state its {what} ({', '.join(fields)}).", **inputs)
     value = len(filled) / len(fields)
     gap = f"; missing: {', '.join(missing)}" if missing else ""
-    return Outcome(value=_r(value), status=_share_status(value), inputs=inputs, explanation=f"{len(filled)} of {len(fields)} {what} items stated{gap}.",
+    return Outcome(value=rounded(value), status=share_status(value), inputs=inputs, explanation=f"{len(filled)} of {len(fields)} {what} items stated{gap}.",
                    links=(Link("version", evidence.version_id, evidence.label),))
 
 
-def _groups(run: RunEvidence, attribute: str) -> set[str]:
+def groups_of(run: RunEvidence, attribute: str) -> set[str]:
     """Values of ``attribute`` with a non-suppressed single-attribute subgroup in any label of ``run``."""
     found = set()
-    for _, section in _labels(run):
+    for _, section in run_labels(run):
         for group in section.subgroups:
             if group.attributes == (attribute,) and not group.suppressed and str(group.values[0]) not in MISSING_VALUES:
                 found.add(str(group.values[0]))
     return found
 
 
-def _group_patients(section: LabelResult, attributes: list, values: list | None) -> int | None:
+def group_patients(section: LabelResult, attributes: list, values: list | None) -> int | None:
     if values is None:
         return None
     for group in section.subgroups:
@@ -181,40 +181,40 @@ def _group_patients(section: LabelResult, attributes: list, values: list | None)
     return None
 
 
-def _share_of_deployments(evidence: VersionEvidence, statuses: tuple[str, ...], ok: Callable, what: str, nothing: str) -> Outcome:
+def share_of_deployments(evidence: VersionEvidence, statuses: tuple[str, ...], ok: Callable, what: str, nothing: str) -> Outcome:
     chosen = [d for d in evidence.deployments if d.status in statuses]
     if not chosen:
-        return _none(nothing)
+        return insufficient_evidence(nothing)
     good = [d for d in chosen if ok(d)]
     bad = [d.institution for d in chosen if not ok(d)]
     value = len(good) / len(chosen)
     tail = f"; not at {', '.join(bad)}" if bad else ""
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"deployments": len(chosen), "ok": len(good), "not_ok": bad},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"deployments": len(chosen), "ok": len(good), "not_ok": bad},
                    explanation=f"{len(good)} of {len(chosen)} deployments {what}{tail}.",
                    links=tuple(Link("deployment", d.id, f"Deployment at {d.institution}") for d in chosen))
 
 
-def _dicom_input(run: RunEvidence) -> bool | None:
+def dicom_input(run: RunEvidence) -> bool | None:
     """True when the run read DICOM headers or lists DICOM cases, False when its listed cases are
     all other formats, None when the report does not show the input format."""
     if run.report.dataset.header_fill.any_filled:
         return True
-    paths = [path for _, section in _labels(run)
+    paths = [path for _, section in run_labels(run)
              for path in [*(c.image_path for c in section.flagged_cases), *(c.get("image_path", "") for c in (section.explainability or {}).get("cases", ()))]]
     return any(p.lower().endswith((".dcm", ".dicom")) for p in paths) if paths else None
 
 
-def _feedback_link(n: int) -> tuple[Link, ...]:
+def feedback_link(n: int) -> tuple[Link, ...]:
     return (Link("feedback", None, f"{n} feedback reports"),)
 
 
-def _rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
+def rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
     """A 1-5 rating as (mean - 1) / 4, its status from its CI against the target (no value under min_n)."""
     if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
-        return _none(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
-    mean, low, high = _mean_ci(rating)
+        return insufficient_evidence(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
+    mean, low, high = mean_ci(rating)
     value = min(1.0, max(0.0, (mean - 1) / 4))
-    return Outcome(value=_r(value), status=_target_status(low, high, params["target"]), n=rating.n, ci_width=_r((high - low) / 4),
-                   inputs={"n": rating.n, "mean": _r(mean), "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
+    return Outcome(value=rounded(value), status=target_status(low, high, params["target"]), n=rating.n, ci_width=rounded((high - low) / 4),
+                   inputs={"n": rating.n, "mean": rounded(mean), "ci_low": rounded(low), "ci_high": rounded(high), "target": params["target"]},
                    explanation=f"Clinicians rated {what} {mean:.2f} of 5 on average (n={rating.n}, 95% CI {low:.2f}-{high:.2f}), target {params['target']:g}.",
-                   links=_feedback_link(rating.n))
+                   links=feedback_link(rating.n))

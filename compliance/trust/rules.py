@@ -74,28 +74,28 @@ from compliance.trust.rule_kit import (
     DEMOGRAPHICS,
     Outcome,
     RUN_NAME,
-    _dicom_input,
-    _documented,
-    _feedback_link,
-    _group_patients,
-    _groups,
-    _label_suffix,
-    _labels,
-    _listed,
-    _mean_ci,
-    _newest,
-    _none,
-    _pooled,
-    _r,
-    _rating_outcome,
-    _rule,
-    _run_link,
-    _share_of_deployments,
-    _share_status,
-    _study_link,
-    _target_status,
-    _threshold_outcome,
-    _worst,
+    dicom_input,
+    documented,
+    feedback_link,
+    group_patients,
+    groups_of,
+    label_suffix,
+    run_labels,
+    listed_values,
+    mean_ci,
+    newest_with,
+    insufficient_evidence,
+    pooled_ratings,
+    rounded,
+    rating_outcome,
+    scoring_rule,
+    run_link,
+    share_of_deployments,
+    share_status,
+    study_link,
+    target_status,
+    threshold_outcome,
+    worst_of,
     RULES,
     Rule,
     threshold_verdict,
@@ -108,38 +108,38 @@ __all__ = ["RULES", "Rule", "Outcome", "threshold_verdict"]  # the registry, fil
 # --- Fairness -----------------------------------------------------------------------
 
 
-@_rule("demographic_completeness")
+@scoring_rule("demographic_completeness")
 def demographic_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
     if not evidence.datasets:
-        return _none("No dataset is linked to this version, so no demographic attribute is known to be collected.")
+        return insufficient_evidence("No dataset is linked to this version, so no demographic attribute is known to be collected.")
     missing = {d.name: [a for a in DEMOGRAPHICS if not (d.demographics or {}).get(a)] for d in evidence.datasets}
     value = sum(1 - len(m) / len(DEMOGRAPHICS) for m in missing.values()) / len(missing)
     gaps = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in missing.items() if m)
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"missing": missing},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"missing": missing},
                    explanation=f"Datasheets record {value:.0%} of the demographic attributes ({', '.join(DEMOGRAPHICS)}) on average"
                                + (f"; {gaps}." if gaps else "."),
                    links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
 
 
-@_rule("subgroup_coverage")
+@scoring_rule("subgroup_coverage")
 def subgroup_coverage(evidence: VersionEvidence, params: dict) -> Outcome:
-    runs = [r for r in evidence.runs if any(section.subgroups for _, section in _labels(r))]
+    runs = [r for r in evidence.runs if any(section.subgroups for _, section in run_labels(r))]
     if not runs:
-        return _none("No run of this version has a subgroup analysis.")
+        return insufficient_evidence("No run of this version has a subgroup analysis.")
     evaluated_ids = {r.dataset_id for r in evidence.runs}
     collected = {RUN_NAME.get(a, a) for d in evidence.datasets if d.id in evaluated_ids for a, counts in (d.demographics or {}).items() if counts}
     for run in evidence.runs:
         collected |= run.report.attributes_collected
     collected -= ACQUISITION
     if not collected:
-        return _none("No individual attribute (sex, age, ethnicity) was collected for the evaluated data.")
-    evaluated = sorted(a for a in collected if any(len(_groups(r, a)) >= 2 for r in runs))
+        return insufficient_evidence("No individual attribute (sex, age, ethnicity) was collected for the evaluated data.")
+    evaluated = sorted(a for a in collected if any(len(groups_of(r, a)) >= 2 for r in runs))
     missing = sorted(collected - set(evaluated))
     value = len(evaluated) / len(collected)
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"collected": sorted(collected), "evaluated": evaluated, "not_evaluated": missing},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"collected": sorted(collected), "evaluated": evaluated, "not_evaluated": missing},
                    explanation=f"{len(evaluated)} of {len(collected)} collected attributes evaluated by subgroup"
                                + (f"; no two reportable groups for {', '.join(missing)}." if missing else "."),
-                   links=tuple(_run_link(r) for r in runs))
+                   links=tuple(run_link(r) for r in runs))
 
 
 _GAP_WORDS = {"auroc_gap": "Largest AUROC gap", "fnr_gap": "Largest underdiagnosis (FNR) gap",
@@ -148,14 +148,14 @@ _GAP_WORDS = {"auroc_gap": "Largest AUROC gap", "fnr_gap": "Largest underdiagnos
 
 def _gap_candidates(run: RunEvidence, kind: str, params: dict, attributes: Callable[[list], bool]) -> list[dict]:
     found = []
-    for label, section in _labels(run):
+    for label, section in run_labels(run):
         for gap in section.gaps:
             names = list(gap.attributes)
             if gap.kind != kind or gap.value is None or not names or not attributes(names):
                 continue
             score, status = threshold_verdict(gap.value, gap.ci_low, gap.ci_high, params["threshold"])
-            group_high, group_low = _listed(gap.group_high), _listed(gap.group_low)
-            sizes = [_group_patients(section, names, g) for g in (group_high, group_low)]
+            group_high, group_low = listed_values(gap.group_high), listed_values(gap.group_low)
+            sizes = [group_patients(section, names, g) for g in (group_high, group_low)]
             high, low = (", ".join(map(str, g or [])) for g in (group_high, group_low))
             who = {"auroc_gap": f"{low} lowest", "fnr_gap": f"{high} most underdiagnosed"}.get(
                 kind, f"false-positive rate higher for {high}" if gap.component == "fpr" else f"sensitivity lower for {low}")
@@ -172,26 +172,26 @@ def _fairness_gap(evidence: VersionEvidence, params: dict, kind: str) -> Outcome
     def individual(names: list) -> bool:
         return not set(names) & ACQUISITION and (len(names) == 1 or params["include_intersections"] >= 0.5)
 
-    run, found = _newest(evidence, lambda r: _gap_candidates(r, kind, params, individual))
+    run, found = newest_with(evidence, lambda r: _gap_candidates(r, kind, params, individual))
     if run is None:
-        return _none(f"No run of this version reports a {_GAP_WORDS[kind][0].lower() + _GAP_WORDS[kind][1:]} by an individual attribute (no subgroup analysis).")
-    return _threshold_outcome(run, _worst(found), params["threshold"], _GAP_WORDS[kind])
+        return insufficient_evidence(f"No run of this version reports a {_GAP_WORDS[kind][0].lower() + _GAP_WORDS[kind][1:]} by an individual attribute (no subgroup analysis).")
+    return threshold_outcome(run, worst_of(found), params["threshold"], _GAP_WORDS[kind])
 
 
 _GAP_PARAMS = {"include_intersections": (0, 0, 1)}
 
 
-@_rule("largest_auroc_gap", threshold=(0.05, 0.001, 1.0), **_GAP_PARAMS)
+@scoring_rule("largest_auroc_gap", threshold=(0.05, 0.001, 1.0), **_GAP_PARAMS)
 def largest_auroc_gap(evidence: VersionEvidence, params: dict) -> Outcome:
     return _fairness_gap(evidence, params, "auroc_gap")
 
 
-@_rule("largest_fnr_gap", threshold=(0.10, 0.001, 1.0), **_GAP_PARAMS)
+@scoring_rule("largest_fnr_gap", threshold=(0.10, 0.001, 1.0), **_GAP_PARAMS)
 def largest_fnr_gap(evidence: VersionEvidence, params: dict) -> Outcome:
     return _fairness_gap(evidence, params, "fnr_gap")
 
 
-@_rule("equalized_odds_difference", threshold=(0.10, 0.001, 1.0), **_GAP_PARAMS)
+@scoring_rule("equalized_odds_difference", threshold=(0.10, 0.001, 1.0), **_GAP_PARAMS)
 def equalized_odds_difference(evidence: VersionEvidence, params: dict) -> Outcome:
     return _fairness_gap(evidence, params, "equalized_odds_difference")
 
@@ -199,16 +199,16 @@ def equalized_odds_difference(evidence: VersionEvidence, params: dict) -> Outcom
 # --- Universality -------------------------------------------------------------------
 
 
-@_rule("clinical_settings")
+@scoring_rule("clinical_settings")
 def clinical_settings(evidence: VersionEvidence, params: dict) -> Outcome:
-    return _documented(evidence, ("intended_purpose", "intended_users", "body_region", "modality"), "clinical settings")
+    return documented(evidence, ("intended_purpose", "intended_users", "body_region", "modality"), "clinical settings")
 
 
-@_rule("community_standards")
+@scoring_rule("community_standards")
 def community_standards(evidence: VersionEvidence, params: dict) -> Outcome:
     schema = evidence.model.get("output_schema") or {}
     names = schema.get("class_names") or []
-    dicom = [d for d in (_dicom_input(r) for r in evidence.runs) if d is not None]
+    dicom = [d for d in (dicom_input(r) for r in evidence.runs) if d is not None]
     checks = {"onnx_artifact": evidence.artifact_format.lower() == "onnx",
               "dicom_input": any(dicom) if dicom else None,
               "structured_findings": bool(names) and set(names) <= set(schema.get("thresholds") or {})}
@@ -216,13 +216,13 @@ def community_standards(evidence: VersionEvidence, params: dict) -> Outcome:
     value = sum(known.values()) / len(known)
     unmet = [k for k, v in known.items() if not v]
     unknown = [k for k, v in checks.items() if v is None]
-    return Outcome(value=_r(value), status=_share_status(value), inputs=checks,
+    return Outcome(value=rounded(value), status=share_status(value), inputs=checks,
                    explanation=f"{sum(known.values())} of {len(known)} community-standard checks met"
                                + (f"; not met: {', '.join(unmet)}" if unmet else "") + (f"; not shown by any run: {', '.join(unknown)}" if unknown else "") + ".",
                    links=(Link("version", evidence.version_id, evidence.label),))
 
 
-@_rule("external_sites", target_sites=(3, 1, 50))
+@scoring_rule("external_sites", target_sites=(3, 1, 50))
 def external_sites(evidence: VersionEvidence, params: dict) -> Outcome:
     runs = [r for r in evidence.runs if "external_validation" in r.roles]
     federated: dict[str, tuple[FederatedStudyEvidence, int]] = {}  # site -> its newest study and patients there
@@ -231,41 +231,41 @@ def external_sites(evidence: VersionEvidence, params: dict) -> Outcome:
             if site != evidence.model.get("provider"):
                 federated.setdefault(site, (study, patients))
     if not runs and not federated:
-        return _none("No run of this version on external validation data, and no site other than the provider has reported to a federated study.")
+        return insufficient_evidence("No run of this version on external validation data, and no site other than the provider has reported to a federated study.")
     institutions = sorted({r.institution for r in runs} | set(federated))
-    sites = sorted(set().union(*(_groups(r, "site") for r in runs)))
+    sites = sorted(set().union(*(groups_of(r, "site") for r in runs)))
     count = max(len(institutions), len(sites))
     newest = {r.dataset_id: r for r in reversed(runs)}
     patients = sum(r.report.dataset.n_patients or 0 for r in newest.values()) + sum(n for _, n in federated.values())
     value = min(1.0, count / params["target_sites"])
     studies = {study.id: study for study, _ in federated.values()}.values()
     reported = f"; {len(federated)} reported through federated studies ({', '.join(sorted(federated))})" if federated else ""
-    return Outcome(value=_r(value), status=_share_status(value),
+    return Outcome(value=rounded(value), status=share_status(value),
                    inputs={"sites": count, "institutions": institutions, "site_groups": sites, "federated_sites": sorted(federated),
                            "target_sites": params["target_sites"]},
                    explanation=f"Evaluated on {count} external site(s) ({', '.join(sites if len(sites) > len(institutions) else institutions)}) "
                                f"against a target of {params['target_sites']:g}{reported}.",
-                   links=tuple(_run_link(r) for r in runs) + tuple(_study_link(s) for s in studies), n=patients or None)
+                   links=tuple(run_link(r) for r in runs) + tuple(study_link(s) for s in studies), n=patients or None)
 
 
-@_rule("scanner_vendors", target_vendors=(2, 1, 20))
+@scoring_rule("scanner_vendors", target_vendors=(2, 1, 20))
 def scanner_vendors(evidence: VersionEvidence, params: dict) -> Outcome:
-    runs = [r for r in evidence.runs if _groups(r, "scanner_manufacturer")]
+    runs = [r for r in evidence.runs if groups_of(r, "scanner_manufacturer")]
     if not runs:
-        return _none("No run of this version reports results by scanner vendor.")
-    vendors = sorted(set().union(*(_groups(r, "scanner_manufacturer") for r in runs)))
+        return insufficient_evidence("No run of this version reports results by scanner vendor.")
+    vendors = sorted(set().union(*(groups_of(r, "scanner_manufacturer") for r in runs)))
     value = min(1.0, len(vendors) / params["target_vendors"])
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"vendors": vendors, "target_vendors": params["target_vendors"]},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"vendors": vendors, "target_vendors": params["target_vendors"]},
                    explanation=f"Evaluated on {len(vendors)} scanner vendor(s) ({', '.join(vendors)}) against a target of {params['target_vendors']:g}.",
-                   links=tuple(_run_link(r) for r in runs))
+                   links=tuple(run_link(r) for r in runs))
 
 
-@_rule("site_auroc_gap", threshold=(0.05, 0.001, 1.0))
+@scoring_rule("site_auroc_gap", threshold=(0.05, 0.001, 1.0))
 def site_auroc_gap(evidence: VersionEvidence, params: dict) -> Outcome:
-    run, found = _newest(evidence, lambda r: _gap_candidates(r, "auroc_gap", params, lambda names: names == ["site"]))
+    run, found = newest_with(evidence, lambda r: _gap_candidates(r, "auroc_gap", params, lambda names: names == ["site"]))
     if run is None:
-        return _none("No run of this version compares AUROC across two or more sites.")
-    return _threshold_outcome(run, _worst(found), params["threshold"], "Largest AUROC gap between sites")
+        return insufficient_evidence("No run of this version compares AUROC across two or more sites.")
+    return threshold_outcome(run, worst_of(found), params["threshold"], "Largest AUROC gap between sites")
 
 
 def _heterogeneity(meta: dict, min_auroc: float, max_i2: float) -> tuple[float, str, str]:
@@ -282,41 +282,41 @@ def _heterogeneity(meta: dict, min_auroc: float, max_i2: float) -> tuple[float, 
     return 0.5, "uncertain", f"a new site is expected at {min_auroc:g} or above, but I² is {max_i2:.0%} or more"
 
 
-@_rule("site_heterogeneity", min_auroc=(0.7, 0.51, 0.99), max_i2=(0.5, 0.01, 1.0))
+@scoring_rule("site_heterogeneity", min_auroc=(0.7, 0.51, 0.99), max_i2=(0.5, 0.01, 1.0))
 def site_heterogeneity(evidence: VersionEvidence, params: dict) -> Outcome:
     study = next((s for s in evidence.federated if any(m["k"] >= 2 for m in s.auroc.values())), None)
     if study is None:
         refused = next(((s, label, m) for s in evidence.federated for label, m in s.auroc.items() if m.get("refused_reason")), None)
         if refused is None:
-            return _none("No federated study of this version has reports from two or more sites.")
+            return insufficient_evidence("No federated study of this version has reports from two or more sites.")
         s, label, meta = refused
-        return _none(f"Federated study {s.name} ({label}): {meta['refused_reason']}", study=s.id, label=label, k=meta["k"])
+        return insufficient_evidence(f"Federated study {s.name} ({label}): {meta['refused_reason']}", study=s.id, label=label, k=meta["k"])
     found = []
     for label, meta in study.auroc.items():
         if meta["k"] >= 2:
             score, status, words = _heterogeneity(meta, params["min_auroc"], params["max_i2"])
             found.append({"label": label, "meta": meta, "score": score, "status": status, "words": words, "observed": meta["i2"]})
-    worst = _worst(found)
+    worst = worst_of(found)
     meta = worst["meta"]
     interval = (f"prediction interval for a new site {meta['prediction_low']:.3f}-{meta['prediction_high']:.3f}"
                 if meta["prediction_low"] is not None else "no prediction interval")
     suffix = f" for {worst['label']}" if len(study.auroc) > 1 else ""
     return Outcome(
-        value=_r(worst["score"]), status=worst["status"], n=sum(study.site_patients.values()) or None, ci_width=_r(meta["ci_high"] - meta["ci_low"]),
-        inputs={"study": study.id, "label": worst["label"], "k": meta["k"], **{key: _r(meta[key]) for key in ("estimate", "ci_low", "ci_high", "prediction_low", "prediction_high", "i2", "tau2")},
+        value=rounded(worst["score"]), status=worst["status"], n=sum(study.site_patients.values()) or None, ci_width=rounded(meta["ci_high"] - meta["ci_low"]),
+        inputs={"study": study.id, "label": worst["label"], "k": meta["k"], **{key: rounded(meta[key]) for key in ("estimate", "ci_low", "ci_high", "prediction_low", "prediction_high", "i2", "tau2")},
                 "min_auroc": params["min_auroc"], "max_i2": params["max_i2"]},
         explanation=f"Across {meta['k']} sites of federated study {study.name}{suffix}: pooled AUROC {meta['estimate']:.3f} "
                     f"({round(100 * meta.get('confidence', 0.95)):d}% CI {meta['ci_low']:.3f}-{meta['ci_high']:.3f}), I² {meta['i2']:.0%}, {interval}: {worst['words']}.",
-        links=(_study_link(study),),
+        links=(study_link(study),),
     )
 
 
-@_rule("local_validation")
+@scoring_rule("local_validation")
 def local_validation(evidence: VersionEvidence, params: dict) -> Outcome:
     def ok(d) -> bool:
         return d.local_run_id is not None and (d.status == "planned" or d.local_run_before_go_live)
 
-    outcome = _share_of_deployments(evidence, ("planned", "active", "suspended"), ok, "were validated on local data before go-live",
+    outcome = share_of_deployments(evidence, ("planned", "active", "suspended"), ok, "were validated on local data before go-live",
                                     "The version is not deployed anywhere yet.")
     runs = tuple(Link("run", d.local_run_id, f"Local run {d.local_run_id} ({d.institution})") for d in evidence.deployments if d.local_run_id)
     return replace(outcome, links=outcome.links + runs)
@@ -325,62 +325,62 @@ def local_validation(evidence: VersionEvidence, params: dict) -> Outcome:
 # --- Traceability -------------------------------------------------------------------
 
 
-@_rule("datasheet_completeness")
+@scoring_rule("datasheet_completeness")
 def datasheet_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
     if not evidence.datasets:
-        return _none("No dataset is linked to this version.")
+        return insufficient_evidence("No dataset is linked to this version.")
     value = sum(d.completeness for d in evidence.datasets) / len(evidence.datasets)
     worst = min(evidence.datasets, key=lambda d: d.completeness)
     missing = {d.name: list(d.missing_items) for d in evidence.datasets if d.missing_items}
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"completeness": {d.name: _r(d.completeness) for d in evidence.datasets}, "missing": missing},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"completeness": {d.name: rounded(d.completeness) for d in evidence.datasets}, "missing": missing},
                    explanation=f"Datasheets are {value:.0%} complete on average"
                                + (f"; least complete: {worst.name} ({worst.completeness:.0%}, missing {', '.join(worst.missing_items[:5])})." if worst.missing_items else "."),
                    links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
 
 
-@_rule("dossier_completeness")
+@scoring_rule("dossier_completeness")
 def dossier_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
     dossier = evidence.dossier
     if dossier is None:
-        return _none("No dossier has been opened for this version.")
+        return insufficient_evidence("No dossier has been opened for this version.")
     signed = dossier.status == "signed"
     status = "met" if signed and not dossier.missing else "not_met" if dossier.ratio <= 1e-9 else "partly"
     counted = "as frozen at submission" if dossier.frozen else "officer-written fields only (evidence fields are counted at submission)"
-    return Outcome(value=_r(dossier.ratio), status=status, inputs=dossier.to_dict(),
+    return Outcome(value=rounded(dossier.ratio), status=status, inputs=dossier.to_dict(),
                    explanation=f"Dossier revision {dossier.revision} ({dossier.status.replace('_', ' ')}) is {dossier.ratio:.0%} complete, {counted}"
                                + (f"; missing {', '.join(dossier.missing[:5])}." if dossier.missing else ".")
                                + ("" if signed else " It is not signed yet."),
                    links=(Link("dossier", dossier.id, f"revision {dossier.revision}"),))
 
 
-@_rule("artifact_verified")
+@scoring_rule("artifact_verified")
 def artifact_verified(evidence: VersionEvidence, params: dict) -> Outcome:
     if not evidence.runs:
-        return _none("No run has verified this version's artifact yet.")
+        return insufficient_evidence("No run has verified this version's artifact yet.")
     bad = [r.id for r in evidence.runs if not evidence.artifact_sha256 or r.artifact_sha256 != evidence.artifact_sha256]
     value = 1 - len(bad) / len(evidence.runs)
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"runs": len(evidence.runs), "mismatched_runs": bad, "sha256": evidence.artifact_sha256},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"runs": len(evidence.runs), "mismatched_runs": bad, "sha256": evidence.artifact_sha256},
                    explanation=f"{len(evidence.runs) - len(bad)} of {len(evidence.runs)} runs verified the artifact's SHA-256"
                                + (f"; runs {', '.join(map(str, bad))} did not match." if bad else "."),
-                   links=tuple(_run_link(r) for r in evidence.runs))
+                   links=tuple(run_link(r) for r in evidence.runs))
 
 
-@_rule("lineage_complete")
+@scoring_rule("lineage_complete")
 def lineage_complete(evidence: VersionEvidence, params: dict) -> Outcome:
     if not evidence.lineage:
-        return _none("The version's lineage is not recorded.")
+        return insufficient_evidence("The version's lineage is not recorded.")
     lacking = [step["label"] for step in evidence.lineage if not step.get("training_provenance")]
     value = 1 - len(lacking) / len(evidence.lineage)
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"versions": len(evidence.lineage), "without_training_provenance": lacking},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"versions": len(evidence.lineage), "without_training_provenance": lacking},
                    explanation=f"{len(evidence.lineage) - len(lacking)} of {len(evidence.lineage)} versions in the lineage record their training data"
                                + (f"; missing for {', '.join(lacking)}." if lacking else "."),
                    links=tuple(Link("version", step["version_id"], step["label"]) for step in evidence.lineage))
 
 
-@_rule("audit_chain")
+@scoring_rule("audit_chain")
 def audit_chain(evidence: VersionEvidence, params: dict) -> Outcome:
     if not evidence.audit_events_checked:
-        return _none("No audit event was there to verify.")
+        return insufficient_evidence("No audit event was there to verify.")
     link = (Link("audit", None, f"Audit chain ({evidence.audit_events_checked} events checked)"),)
     inputs = {"ok": evidence.audit_chain_ok, "events_checked": evidence.audit_events_checked, "reason": evidence.audit_broken_reason}
     if evidence.audit_chain_ok:
@@ -389,113 +389,113 @@ def audit_chain(evidence: VersionEvidence, params: dict) -> Outcome:
 
 
 _QC_CHECKS = {
-    "uncertainty_flags": lambda r: any((s.uncertainty or {}).get("referral") for _, s in _labels(r)),
+    "uncertainty_flags": lambda r: any((s.uncertainty or {}).get("referral") for _, s in run_labels(r)),
     "out_of_distribution_check": lambda r: r.report.drift_compared,
-    "calibration": lambda r: any(((s.calibration or {}).get("ece") or {}).get("value") is not None for _, s in _labels(r)),
+    "calibration": lambda r: any(((s.calibration or {}).get("ece") or {}).get("value") is not None for _, s in run_labels(r)),
 }
 
 
-@_rule("quality_control")
+@scoring_rule("quality_control")
 def quality_control(evidence: VersionEvidence, params: dict) -> Outcome:
     if not evidence.runs:
-        return _none("No run of this version, so no input or output quality control is shown.")
+        return insufficient_evidence("No run of this version, so no input or output quality control is shown.")
     found = {name: next((r for r in evidence.runs if check(r)), None) for name, check in _QC_CHECKS.items()}
     present = [k for k, r in found.items() if r]
     absent = [k for k, r in found.items() if not r]
     value = len(present) / len(found)
-    return Outcome(value=_r(value), status=_share_status(value), inputs={k: (r.id if r else None) for k, r in found.items()},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={k: (r.id if r else None) for k, r in found.items()},
                    explanation=f"{len(present)} of {len(found)} quality controls shown by a run" + (f"; none has {', '.join(absent)}." if absent else "."),
-                   links=tuple(dict.fromkeys(_run_link(r) for r in found.values() if r)))
+                   links=tuple(dict.fromkeys(run_link(r) for r in found.values() if r)))
 
 
-@_rule("revalidation_on_schedule")
+@scoring_rule("revalidation_on_schedule")
 def revalidation_on_schedule(evidence: VersionEvidence, params: dict) -> Outcome:
-    return _share_of_deployments(evidence, ("active",), lambda d: not d.revalidation_overdue, "are revalidated on schedule",
+    return share_of_deployments(evidence, ("active",), lambda d: not d.revalidation_overdue, "are revalidated on schedule",
                                  "No active deployment, so no revalidation is due.")
 
 
-@_rule("usage_logging")
+@scoring_rule("usage_logging")
 def usage_logging(evidence: VersionEvidence, params: dict) -> Outcome:
-    return _share_of_deployments(evidence, ("active",), lambda d: d.recent_feedback > 0, "logged use (feedback) in the last 90 days",
+    return share_of_deployments(evidence, ("active",), lambda d: d.recent_feedback > 0, "logged use (feedback) in the last 90 days",
                                  "No active deployment whose use could be logged.")
 
 
 # --- Usability ----------------------------------------------------------------------
 
 
-@_rule("intended_use")
+@scoring_rule("intended_use")
 def intended_use(evidence: VersionEvidence, params: dict) -> Outcome:
-    return _documented(evidence, ("intended_purpose", "intended_users", "instructions_for_use", "known_limitations"), "intended use")
+    return documented(evidence, ("intended_purpose", "intended_users", "instructions_for_use", "known_limitations"), "intended use")
 
 
-@_rule("feedback_interface")
+@scoring_rule("feedback_interface")
 def feedback_interface(evidence: VersionEvidence, params: dict) -> Outcome:
     if evidence.feedback.n:
-        return Outcome(1.0, "met", {"feedback": evidence.feedback.n}, f"Clinicians have sent {evidence.feedback.n} feedback reports.", _feedback_link(evidence.feedback.n))
+        return Outcome(1.0, "met", {"feedback": evidence.feedback.n}, f"Clinicians have sent {evidence.feedback.n} feedback reports.", feedback_link(evidence.feedback.n))
     active = [d.institution for d in evidence.deployments if d.status == "active"]
     if active:
         return Outcome(0.0, "not_met", {"feedback": 0, "active_at": active}, f"Active at {', '.join(active)} without any feedback report.")
-    return _none("Not in use yet and no feedback received.")
+    return insufficient_evidence("Not in use yet and no feedback received.")
 
 
-@_rule("agreement_rate", target=(0.8, 0.0, 1.0), min_n=(30, 1, 100000))
+@scoring_rule("agreement_rate", target=(0.8, 0.0, 1.0), min_n=(30, 1, 100000))
 def agreement_rate(evidence: VersionEvidence, params: dict) -> Outcome:
     f = evidence.feedback
     if f.n < params["min_n"]:
-        return _none(f"Only {f.n} feedback reports; at least {params['min_n']:g} are needed for an agreement rate.", n=f.n)
+        return insufficient_evidence(f"Only {f.n} feedback reports; at least {params['min_n']:g} are needed for an agreement rate.", n=f.n)
     rate = (f.n_agree + 0.5 * f.n_partly) / f.n
     low, high = wilson_interval(f.n_agree + 0.5 * f.n_partly, f.n)
-    status = _target_status(low, high, params["target"])
-    return Outcome(value=_r(rate), status=status, n=f.n, ci_width=_r(high - low), links=_feedback_link(f.n),
-                   inputs={"n": f.n, "agree": f.n_agree, "partly": f.n_partly, "disagree": f.n_disagree, "ci_low": _r(low), "ci_high": _r(high), "target": params["target"]},
+    status = target_status(low, high, params["target"])
+    return Outcome(value=rounded(rate), status=status, n=f.n, ci_width=rounded(high - low), links=feedback_link(f.n),
+                   inputs={"n": f.n, "agree": f.n_agree, "partly": f.n_partly, "disagree": f.n_disagree, "ci_low": rounded(low), "ci_high": rounded(high), "target": params["target"]},
                    explanation=f"Clinicians agreed in {rate:.0%} of {f.n} reports (partly counts half; 95% CI {low:.0%}-{high:.0%}), target {params['target']:.0%}.")
 
 
-@_rule("usability_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))
+@scoring_rule("usability_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))
 def usability_rating(evidence: VersionEvidence, params: dict) -> Outcome:
     ratings = evidence.feedback.ratings
-    pooled = _pooled([ratings[k] for k in ("fitted_workflow", "uncertainty_helped") if k in ratings])
-    return _rating_outcome(pooled, params, "workflow fit and uncertainty display")
+    pooled = pooled_ratings([ratings[k] for k in ("fitted_workflow", "uncertainty_helped") if k in ratings])
+    return rating_outcome(pooled, params, "workflow fit and uncertainty display")
 
 
-@_rule("minutes_saved", scale=(5, 0.5, 120), min_n=(30, 1, 100000))
+@scoring_rule("minutes_saved", scale=(5, 0.5, 120), min_n=(30, 1, 100000))
 def minutes_saved(evidence: VersionEvidence, params: dict) -> Outcome:
     rating = evidence.feedback.minutes_saved
     if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
-        return _none(f"Only {rating.n} reports of time saved or lost; at least {params['min_n']:g} are needed.", n=rating.n)
-    mean, low, high = _mean_ci(rating)
+        return insufficient_evidence(f"Only {rating.n} reports of time saved or lost; at least {params['min_n']:g} are needed.", n=rating.n)
+    mean, low, high = mean_ci(rating)
     value = min(1.0, max(0.0, 0.5 + mean / (2 * params["scale"])))
     status = "met" if low > 0 else "not_met" if high < 0 else "uncertain"
     verb = "saved" if mean >= 0 else "lost"
-    return Outcome(value=_r(value), status=status, n=rating.n, ci_width=_r((high - low) / (2 * params["scale"])), links=_feedback_link(rating.n),
-                   inputs={"n": rating.n, "mean_minutes": _r(mean), "ci_low": _r(low), "ci_high": _r(high), "scale": params["scale"]},
+    return Outcome(value=rounded(value), status=status, n=rating.n, ci_width=rounded((high - low) / (2 * params["scale"])), links=feedback_link(rating.n),
+                   inputs={"n": rating.n, "mean_minutes": rounded(mean), "ci_low": rounded(low), "ci_high": rounded(high), "scale": params["scale"]},
                    explanation=f"Clinicians {verb} {abs(mean):.1f} minutes per case on average (n={rating.n}, 95% CI {low:.1f} to {high:.1f}).")
 
 
 # --- Robustness ---------------------------------------------------------------------
 
 
-@_rule("variation_sources")
+@scoring_rule("variation_sources")
 def variation_sources(evidence: VersionEvidence, params: dict) -> Outcome:
     if not evidence.datasets:
-        return _none("No dataset is linked to this version.")
+        return insufficient_evidence("No dataset is linked to this version.")
     lacking = {d.name: [k for k, v in (("scanners", d.scanners), ("protocols", d.protocols)) if not v] for d in evidence.datasets}
     value = sum(1 - len(m) / 2 for m in lacking.values()) / len(lacking)
     gaps = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in lacking.items() if m)
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"missing": lacking},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"missing": lacking},
                    explanation=f"Datasheets record {value:.0%} of scanner and protocol information" + (f"; {gaps}." if gaps else "."),
                    links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
 
 
-@_rule("training_diversity", target_vendors=(3, 1, 20), target_protocols=(3, 1, 50))
+@scoring_rule("training_diversity", target_vendors=(3, 1, 20), target_protocols=(3, 1, 50))
 def training_diversity(evidence: VersionEvidence, params: dict) -> Outcome:
     training = [d for d in evidence.datasets if set(d.roles) & {"pretraining", "fine_tuning"}]
     vendors = sorted({str(s.get("manufacturer")) for d in training for s in d.scanners if s.get("manufacturer")})
     protocols = sorted({str(p) for d in training for p in d.protocols})
     if not vendors and not protocols:
-        return _none("No training dataset records its scanners or protocols.")
+        return insufficient_evidence("No training dataset records its scanners or protocols.")
     value = (min(1.0, len(vendors) / params["target_vendors"]) + min(1.0, len(protocols) / params["target_protocols"])) / 2
-    return Outcome(value=_r(value), status=_share_status(value), inputs={"vendors": vendors, "protocols": protocols, **{k: params[k] for k in ("target_vendors", "target_protocols")}},
+    return Outcome(value=rounded(value), status=share_status(value), inputs={"vendors": vendors, "protocols": protocols, **{k: params[k] for k in ("target_vendors", "target_protocols")}},
                    explanation=f"Training data spans {len(vendors)} scanner vendor(s) and {len(protocols)} protocol(s) "
                                f"against targets of {params['target_vendors']:g} and {params['target_protocols']:g}.",
                    links=tuple(Link("dataset", d.id, d.name) for d in training))
@@ -503,7 +503,7 @@ def training_diversity(evidence: VersionEvidence, params: dict) -> Outcome:
 
 def _drops(run: RunEvidence, threshold: float) -> list[dict]:
     found = []
-    for label, section in _labels(run):
+    for label, section in run_labels(run):
         robustness = section.robustness or {}
         for condition in robustness.get("conditions") or ():
             auroc = (condition.get("metrics") or {}).get("auroc") or {}
@@ -517,17 +517,17 @@ def _drops(run: RunEvidence, threshold: float) -> list[dict]:
     return found
 
 
-@_rule("perturbation_drop", threshold=(0.10, 0.001, 1.0))
+@scoring_rule("perturbation_drop", threshold=(0.10, 0.001, 1.0))
 def perturbation_drop(evidence: VersionEvidence, params: dict) -> Outcome:
-    run, found = _newest(evidence, lambda r: _drops(r, params["threshold"]))
+    run, found = newest_with(evidence, lambda r: _drops(r, params["threshold"]))
     if run is None:
-        return _none("No run of this version has a robustness analysis.")
-    return _threshold_outcome(run, _worst(found), params["threshold"], "Worst AUROC drop")
+        return insufficient_evidence("No run of this version has a robustness analysis.")
+    return threshold_outcome(run, worst_of(found), params["threshold"], "Worst AUROC drop")
 
 
 def _spreads(run: RunEvidence, threshold: float) -> list[dict]:
     found = []
-    for label, section in _labels(run):
+    for label, section in run_labels(run):
         for grouping, data in ((section.generalisation or {}).get("groupings") or {}).items():
             spread = data.get("leave_one_out_spread")
             if spread is None:
@@ -538,20 +538,20 @@ def _spreads(run: RunEvidence, threshold: float) -> list[dict]:
     return found
 
 
-@_rule("generalisation_spread", threshold=(0.05, 0.001, 1.0))
+@scoring_rule("generalisation_spread", threshold=(0.05, 0.001, 1.0))
 def generalisation_spread(evidence: VersionEvidence, params: dict) -> Outcome:
-    run, found = _newest(evidence, lambda r: _spreads(r, params["threshold"]))
+    run, found = newest_with(evidence, lambda r: _spreads(r, params["threshold"]))
     if run is None:
-        return _none("No run of this version has a site or vendor generalisation analysis.")
-    return _threshold_outcome(run, _worst(found), params["threshold"], "Largest leave-one-out AUROC spread")
+        return insufficient_evidence("No run of this version has a site or vendor generalisation analysis.")
+    return threshold_outcome(run, worst_of(found), params["threshold"], "Largest leave-one-out AUROC spread")
 
 
 # --- Explainability -----------------------------------------------------------------
 
 
-@_rule("explainability_needs")
+@scoring_rule("explainability_needs")
 def explainability_needs(evidence: VersionEvidence, params: dict) -> Outcome:
-    return _documented(evidence, ("explainability_needs",), "explainability needs")
+    return documented(evidence, ("explainability_needs",), "explainability needs")
 
 
 def _curve(difference: dict, sign: int, minimum: float) -> float:
@@ -565,22 +565,22 @@ def _curve(difference: dict, sign: int, minimum: float) -> float:
 
 def _methods(run: RunEvidence, minimum: float) -> list[dict]:
     found = []
-    for label, section in _labels(run):
+    for label, section in run_labels(run):
         explain = section.explainability or {}
         for method, data in (explain.get("methods") or {}).items():
             deletion, insertion = data.get("deletion_difference") or {}, data.get("insertion_difference") or {}
             widths = [d["ci_high"] - d["ci_low"] for d in (deletion, insertion) if d.get("ci_low") is not None and d.get("ci_high") is not None]
             found.append({"label": label, "method": method, "score": (_curve(deletion, -1, minimum) + _curve(insertion, 1, minimum)) / 2,
                           "verdict": data.get("verdict"), "n": explain.get("n_cases"), "ci_width": max(widths, default=None),
-                          "deletion": _r(deletion.get("value")), "insertion": _r(insertion.get("value"))})
+                          "deletion": rounded(deletion.get("value")), "insertion": rounded(insertion.get("value"))})
     return found
 
 
-@_rule("faithfulness", min_difference=(0.02, 0.0, 0.5))
+@scoring_rule("faithfulness", min_difference=(0.02, 0.0, 0.5))
 def faithfulness(evidence: VersionEvidence, params: dict) -> Outcome:
-    run, found = _newest(evidence, lambda r: _methods(r, params["min_difference"]))
+    run, found = newest_with(evidence, lambda r: _methods(r, params["min_difference"]))
     if run is None:
-        return _none("No run of this version evaluates its explanations.")
+        return insufficient_evidence("No run of this version evaluates its explanations.")
     best = {}
     for m in found:
         if m["label"] not in best or m["score"] > best[m["label"]]["score"]:
@@ -588,14 +588,14 @@ def faithfulness(evidence: VersionEvidence, params: dict) -> Outcome:
     chosen = min(best.values(), key=lambda m: m["score"])
     score = chosen["score"]
     status = {1.0: "met", 0.0: "not_met", 0.5: "uncertain"}.get(score, "partly")
-    return Outcome(value=score, status=status, n=chosen["n"], ci_width=_r(chosen["ci_width"]), links=(_run_link(run),),
+    return Outcome(value=score, status=status, n=chosen["n"], ci_width=rounded(chosen["ci_width"]), links=(run_link(run),),
                    inputs={"run": run.id, "label": chosen["label"], "method": chosen["method"], "deletion_difference": chosen["deletion"],
                            "insertion_difference": chosen["insertion"], "verdict": chosen["verdict"], "min_difference": params["min_difference"]},
-                   explanation=f"Best explanation method {chosen['method']}{_label_suffix(run, chosen['label'])}: {chosen['verdict']} "
+                   explanation=f"Best explanation method {chosen['method']}{label_suffix(run, chosen['label'])}: {chosen['verdict']} "
                                f"(deletion {chosen['deletion']}, insertion {chosen['insertion']} against the random baseline; run {run.id}).")
 
 
-@_rule("explanation_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))
+@scoring_rule("explanation_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))
 def explanation_rating(evidence: VersionEvidence, params: dict) -> Outcome:
     rating = evidence.feedback.ratings.get("explanation_helped") or RatingEvidence(n=0, mean=None, mean_sq=None)
-    return _rating_outcome(rating, params, "the explanations' help")
+    return rating_outcome(rating, params, "the explanations' help")

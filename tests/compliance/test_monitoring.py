@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
 
-from compliance.feedback import _in_control_rate
+from compliance.feedback import in_control_rate
 from compliance.incidents import incident_escalate
 from compliance.models import DeploymentMonitor
 from compliance.monitoring import cusum_path, design_cusum
@@ -44,7 +44,7 @@ def test_rising_disagreement_raises_one_alert_with_its_evidence(report, deployed
     assert evidence["observed_rate"] > evidence["design"]["p0"] and evidence["ci_low"] < evidence["observed_rate"] < evidence["ci_high"]
     monitor = DeploymentMonitor.objects.get(deployment=deployed["north"])
     assert monitor.state["alarmed"] and monitor.n_feedback == 400
-    assert evidence["design"]["p0"] == pytest.approx(_in_control_rate(monitor.baseline_sum, 100), abs=1e-4)
+    assert evidence["design"]["p0"] == pytest.approx(in_control_rate(monitor.baseline_sum, 100), abs=1e-4)
     assert evidence["design"]["p0"] > monitor.baseline_rate
 
 
@@ -108,7 +108,7 @@ def test_the_in_control_rate_keeps_false_alarms_rare_and_catches_a_rise():
     rng = np.random.default_rng(11)
     false_alarms, caught, delays = 0, 0, []
     for _ in range(300):
-        p0 = _in_control_rate(float((rng.random(100) < 0.1).sum()), 100)
+        p0 = in_control_rate(float((rng.random(100) < 0.1).sum()), 100)
         design = design_cusum(p0)
         false_alarms += bool((cusum_path((rng.random(300) < 0.1).astype(float), design) >= design.h).any())
         hits = np.flatnonzero(cusum_path((rng.random(300) < 0.3).astype(float), design) >= design.h)

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from core.audit import _hashed_fields, audit_record, audit_verify_chain, event_hash
+from core.audit import hashed_fields, audit_record, audit_verify_chain, event_hash
 from compliance.management.commands.verify_audit import Command as VerifyAudit
 from core.models import AuditEvent, AuditHead
 from registry import services
@@ -28,7 +28,7 @@ def rehashed(at: int, **changes) -> tuple[AuditEvent, str]:
     event = AuditEvent.objects.get(seq=at)
     for name, value in changes.items():
         setattr(event, name, value)
-    return event, event_hash(_hashed_fields(event))
+    return event, event_hash(hashed_fields(event))
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_a_row_appended_behind_the_head_is_found(chain):
     last = AuditEvent.objects.get(seq=chain)
     forged, _ = rehashed(chain, seq=chain + 1, prev_hash=last.hash, object_repr="appended")
     forged.pk, forged._state.adding = None, True
-    forged.hash = event_hash(_hashed_fields(forged))
+    forged.hash = event_hash(hashed_fields(forged))
     forged.save()  # a well-formed, correctly linked event that audit_record did not write
 
     verdict = audit_verify_chain()

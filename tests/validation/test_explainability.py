@@ -12,8 +12,8 @@ from scipy.ndimage import gaussian_filter
 
 from radtrust_engine.explainability import (
     ExplainabilityError,
-    _select_cases,
-    _verdict,
+    select_cases,
+    faithfulness_verdict,
     deletion_insertion,
     explainability_report,
     occlusion_saliency,
@@ -202,7 +202,7 @@ def test_a_model_that_ignores_the_lesion_is_not_distinguishable_from_random():
 ])
 def test_verdict_needs_a_ci_excluding_zero_and_a_difference_that_matters(deletion, insertion, verdict):
     as_dict = lambda t: dict(zip(("value", "ci_low", "ci_high"), t))  # noqa: E731
-    assert _verdict(as_dict(deletion), as_dict(insertion), 0.02) == verdict
+    assert faithfulness_verdict(as_dict(deletion), as_dict(insertion), 0.02) == verdict
 
 
 def test_report_is_json_safe_balanced_and_reproducible():
@@ -226,9 +226,9 @@ def test_report_is_json_safe_balanced_and_reproducible():
 def test_selection_keeps_the_minority_class():
     y = np.zeros(30, dtype=int)
     y[[4, 17]] = 1
-    chosen = _select_cases(y, 10, seed=0)
+    chosen = select_cases(y, 10, seed=0)
     assert len(chosen) == 10 and set(np.flatnonzero(y)) <= set(chosen)
-    assert len(_select_cases(np.ones(5, dtype=int), 4, seed=0)) == 4  # one class only: all from it
+    assert len(select_cases(np.ones(5, dtype=int), 4, seed=0)) == 4  # one class only: all from it
 
 
 def test_fewer_cases_than_asked_uses_them_all_and_says_so():

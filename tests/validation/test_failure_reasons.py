@@ -43,10 +43,10 @@ def test_the_field_offers_the_reasons_and_the_docstring_table_names_each():
 
 
 def test_an_exception_with_an_unknown_reason_is_stored_as_an_internal_error():
-    from validation.services import _failure
+    from validation.services import failure_of
 
     class Odd(Exception):
         reason = "no such code"
 
-    assert _failure(1, Odd("x")) == (FailureReason.INTERNAL_ERROR, "Odd: x")
-    assert _failure(1, InputError("wrong shape")) == (FailureReason.BAD_INPUT, "wrong shape")
+    assert failure_of(1, Odd("x")) == (FailureReason.INTERNAL_ERROR, "Odd: x")
+    assert failure_of(1, InputError("wrong shape")) == (FailureReason.BAD_INPUT, "wrong shape")

@@ -96,12 +96,12 @@ def test_a_due_agent_deployment_gets_one_site_job_and_no_central_run(agent_deplo
 
 def test_a_stale_dispatcher_loses_the_claim_on_the_due_date(agent_deployment):
     """A second dispatcher that read the deployment before the first one claimed its due date."""
-    from validation.revalidation import _hand_to_agent
+    from validation.revalidation import hand_to_agent
 
     stale = Deployment.objects.select_related("version", "institution", "created_by").get(pk=agent_deployment.pk)
     today = timezone.localdate()
     revalidation_dispatch(today=today)
-    assert _hand_to_agent(stale, next_due_on(stale), "due", today=today) == "skipped"
+    assert hand_to_agent(stale, next_due_on(stale), "due", today=today) == "skipped"
     assert FederatedJob.objects.count() == 1
 
 

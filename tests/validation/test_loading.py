@@ -614,7 +614,7 @@ def test_native_pixel_fast_path_equals_pydicom(tmp_path, allocated, stored, sign
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    from radtrust_engine.images import _native_pixels
+    from radtrust_engine.images import native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
@@ -630,7 +630,7 @@ def test_native_pixel_fast_path_equals_pydicom(tmp_path, allocated, stored, sign
     ds.save_as(buffer, enforce_file_format=True)
     buffer.seek(0)
     read = pydicom.dcmread(buffer)
-    fast = _native_pixels(read)
+    fast = native_pixels(read)
     assert fast is not None and fast.dtype == read.pixel_array.dtype
     np.testing.assert_array_equal(fast, read.pixel_array)
 
@@ -639,7 +639,7 @@ def test_native_pixel_fast_path_declines_compressed_and_colour(tmp_path):
     import pydicom
     from pydicom.dataset import FileMetaDataset
 
-    from radtrust_engine.images import _native_pixels
+    from radtrust_engine.images import native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
@@ -647,10 +647,10 @@ def test_native_pixel_fast_path_declines_compressed_and_colour(tmp_path):
     ds.Rows = ds.Columns = 2
     ds.BitsAllocated = ds.BitsStored = 8
     ds.PixelData = b"\x00" * 4
-    assert _native_pixels(ds) is None
+    assert native_pixels(ds) is None
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
     ds.SamplesPerPixel = 3
-    assert _native_pixels(ds) is None
+    assert native_pixels(ds) is None
 
 
 @pytest.mark.parametrize("shape, size", [
@@ -661,12 +661,12 @@ def test_fast_resize_equals_scipy_zoom_within_float32_rounding(shape, size):
     """The separable resize samples where scipy's zoom does, with its weights and shape."""
     from scipy import ndimage
 
-    from radtrust_engine.preprocessing import _zoom_bilinear
+    from radtrust_engine.preprocessing import zoom_bilinear
 
     rng = np.random.default_rng(sum(shape) + sum(size))
     for x in (rng.normal(0, 1000, shape), rng.integers(0, 4096, shape), rng.normal(0, 1e-20, shape)):
         x = x.astype(np.float32)
         expected = ndimage.zoom(x, (1.0, size[0] / shape[1], size[1] / shape[2]), order=1, mode="nearest", prefilter=False)
-        got = _zoom_bilinear(x, size)
+        got = zoom_bilinear(x, size)
         assert got.shape == expected.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, expected, rtol=0, atol=4 * np.finfo(np.float32).eps * float(np.abs(x).max()))

@@ -15,7 +15,7 @@ from compliance.change_log import change_log_build
 from compliance.change_rules import value_text
 from compliance.choices import ChangeClass
 from core.pages import requires
-from compliance.views.render import label, text_diff
+from compliance.pages.render import label, text_diff
 from registry.selectors import version_list
 
 EFFECTS = {ChangeClass.SUBSTANTIAL: "Substantial (Art. 43(4))", ChangeClass.WITHIN_PLAN: "Within the plan (Annex IV 2(f))"}

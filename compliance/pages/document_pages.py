@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from compliance import documents as document_services
 from compliance.choices import DossierStatus
 from core.pages import requires
-from compliance.views.dossiers import visible_dossier
+from compliance.pages.dossier_pages import visible_dossier
 from core.errors import Conflict
 from core.access import may
 from registry.selectors import version_list

@@ -18,7 +18,7 @@ from compliance.dossier_fields import FIELDS, SECTIONS
 from compliance.forms import DossierForm, DossierNoteForm, DossierSignForm
 from compliance.models import Dossier
 from core.pages import form_errors, page_window, requires
-from compliance.views.render import evidence_html, text_diff
+from compliance.pages.render import evidence_html, text_diff
 from core.errors import Conflict
 from core.access import may
 from registry.models import ModelVersion

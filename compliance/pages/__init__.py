@@ -1,10 +1,10 @@
 """Server-rendered pages for clinicians, officers and auditors: thin views over the same
 services, selectors and access rules as the API (``core.access``), one module per family."""
 
-from compliance.views.change_log import change_log
-from compliance.views.documents import document_download, document_list, documents_render, version_document_list
-from compliance.views.home import home, page_context
-from compliance.views.dossiers import (
+from compliance.pages.change_log_page import change_log
+from compliance.pages.document_pages import document_download, document_list, documents_render, version_document_list
+from compliance.pages.home import home, page_context
+from compliance.pages.dossier_pages import (
     dossier_detail,
     dossier_list,
     dossier_request_changes,
@@ -13,8 +13,8 @@ from compliance.views.dossiers import (
     dossier_signing,
     dossier_start,
 )
-from compliance.views.trust import version_trust
-from compliance.views.post_market import (
+from compliance.pages.trust_page import version_trust
+from compliance.pages.post_market_pages import (
     alert_list,
     clinician_home,
     feedback_edit,
