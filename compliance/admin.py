@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from compliance.change_rules import DEFAULT_CHANGE_RULES, change_plan_create, change_rules_validate
-from compliance.models import ChangePlan, Feedback, Incident
-from core.access import may
-from registry.admin import ScopedAdmin
-from django.contrib import messages
 from compliance.alerts import alert_handle
+from compliance.change_rules import DEFAULT_CHANGE_RULES, change_plan_create, change_rules_validate
 from compliance.choices import AlertStatus
-from compliance.models import Alert
+from compliance.models import Alert, ChangePlan, Feedback, Incident
+from core.access import may
 from core.errors import Conflict
+from registry.admin import ScopedAdmin
 
 
 class _ReadOnly(ScopedAdmin):
@@ -83,7 +81,13 @@ class ChangePlanAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         created = change_plan_create(actor=request.user, foundation_model=obj.foundation_model, rules=obj.rules, rationale=obj.rationale)
-        obj.pk, obj.version, obj.rules, obj.created_by, obj.created_at = created.pk, created.version, created.rules, created.created_by, created.created_at
+        obj.pk, obj.version, obj.rules, obj.created_by, obj.created_at = (
+            created.pk,
+            created.version,
+            created.rules,
+            created.created_by,
+            created.created_at,
+        )
 
 
 @admin.register(Alert)

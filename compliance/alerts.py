@@ -22,13 +22,20 @@ def alerts_raise_for_run(*, run, findings: list[DriftFinding]) -> list[Alert]:
     raised = []
     for finding in findings:
         with audit_action("raise"):
-            raised.append(Alert.objects.create(
-                version_id=run.version_id, deployment_id=run.deployment_id, run=run, baseline_run_id=run.baseline_id,
-                kind=finding.kind, severity=finding.severity, subject=finding.subject[:200],
-                message=finding.message, evidence=finding.evidence,
-            ))
+            raised.append(
+                Alert.objects.create(
+                    version_id=run.version_id,
+                    deployment_id=run.deployment_id,
+                    run=run,
+                    baseline_run_id=run.baseline_id,
+                    kind=finding.kind,
+                    severity=finding.severity,
+                    subject=finding.subject[:200],
+                    message=finding.message,
+                    evidence=finding.evidence,
+                )
+            )
     return raised
-
 
 
 def alert_handle(*, actor, alert: Alert, status: str, note: str = "") -> Alert:

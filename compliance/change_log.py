@@ -36,10 +36,17 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from compliance.change_rules import DEFAULT_CHANGE_RULES, change_classify, change_plan_for, change_rules_validate, value_text
+from compliance.choices import DossierStatus
+from compliance.dossier_fields import FIELDS
+from compliance.trust.services import latest_assessment
+from core.models import AuditEvent
+from radtrust_engine.baseline import BaselineError, CaseTable, metric_deltas
 from radtrust_engine.report import RunReport
 from radtrust_engine.stratification import FairnessGap
 from registry.models import ModelVersion
@@ -50,9 +57,14 @@ __all__ = ["DEFAULT_CHANGE_RULES", "ChangeLog", "change_log_build", "change_log_
 FORMAT = 1
 DEFAULT_THRESHOLD = 0.5  # what the engine uses for a class without one
 SECTIONS = (
-    ("artifact", "Artifact"), ("output_schema", "Output schema and thresholds"), ("preprocessing", "Preprocessing"),
-    ("data", "Data and provenance"), ("metrics", "Performance on the same data"), ("subgroup_gaps", "Subgroup gaps"),
-    ("trust", "Trust scores"), ("dossier", "Dossier fields"),
+    ("artifact", "Artifact"),
+    ("output_schema", "Output schema and thresholds"),
+    ("preprocessing", "Preprocessing"),
+    ("data", "Data and provenance"),
+    ("metrics", "Performance on the same data"),
+    ("subgroup_gaps", "Subgroup gaps"),
+    ("trust", "Trust scores"),
+    ("dossier", "Dossier fields"),
 )
 DEFINING = frozenset({"artifact", "output_schema", "preprocessing", "data", "dossier"})  # what the version is; the rest is how it performs
 PURPOSE_FIELD = "1a_purpose_statement"
@@ -84,8 +96,12 @@ def _item(kind: str, what: str, before: Any, after: Any, why: str, *, rule: str 
 
 def _identity(version: ModelVersion) -> dict:
     return {
-        "id": version.pk, "label": str(version), "version": version.version, "artifact_sha256": version.artifact_sha256,
-        "status": version.status, "created_at": version.created_at.isoformat() if version.created_at else None,
+        "id": version.pk,
+        "label": str(version),
+        "version": version.version,
+        "artifact_sha256": version.artifact_sha256,
+        "status": version.status,
+        "created_at": version.created_at.isoformat() if version.created_at else None,
     }
 
 
@@ -99,11 +115,27 @@ def _signature(tensors: list[dict]) -> dict[str, dict]:
 def _artifact(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], list[str]]:
     changes = []
     if parent.artifact_sha256 != version.artifact_sha256:
-        changes.append(_item("artifact_sha256", "Artifact sha256", parent.artifact_sha256, version.artifact_sha256,
-                             "A different model file: its behaviour must be shown again by validation.", rule="weights"))
+        changes.append(
+            _item(
+                "artifact_sha256",
+                "Artifact sha256",
+                parent.artifact_sha256,
+                version.artifact_sha256,
+                "A different model file: its behaviour must be shown again by validation.",
+                rule="weights",
+            )
+        )
     if parent.parameter_count != version.parameter_count:
-        changes.append(_item("parameter_count", "Parameter count", parent.parameter_count, version.parameter_count,
-                             "A different number of weights means a different architecture.", rule="architecture"))
+        changes.append(
+            _item(
+                "parameter_count",
+                "Parameter count",
+                parent.parameter_count,
+                version.parameter_count,
+                "A different number of weights means a different architecture.",
+                rule="architecture",
+            )
+        )
     for name, label in (("opset", "ONNX opset"), ("ir_version", "ONNX IR version"), ("producer", "Exporter")):
         before, after = getattr(parent, name), getattr(version, name)
         if before != after:
@@ -112,10 +144,16 @@ def _artifact(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], 
         old, new = _signature(getattr(parent, side)), _signature(getattr(version, side))
         for name in sorted(old.keys() | new.keys(), key=str):
             if old.get(name) != new.get(name):
-                changes.append(_item(
-                    f"{side}_signature", f"{side[:-1].capitalize()} tensor {name}", old.get(name), new.get(name),
-                    "Integrations that send images or read scores rely on the names, shapes and types.", rule="signature",
-                ))
+                changes.append(
+                    _item(
+                        f"{side}_signature",
+                        f"{side[:-1].capitalize()} tensor {name}",
+                        old.get(name),
+                        new.get(name),
+                        "Integrations that send images or read scores rely on the names, shapes and types.",
+                        rule="signature",
+                    )
+                )
     return changes, []
 
 
@@ -129,35 +167,67 @@ def _output_schema(parent: ModelVersion, version: ModelVersion) -> tuple[list[di
     old_names, new_names = list(old.get("class_names") or []), list(new.get("class_names") or [])
     changes = [
         _item("class_added", f"Output class {name}", None, name, "A new finding the model claims to detect.", rule="output_classes")
-        for name in new_names if name not in old_names
+        for name in new_names
+        if name not in old_names
     ] + [
         _item("class_removed", f"Output class {name}", name, None, "A finding users may still expect is no longer reported.", rule="output_classes")
-        for name in old_names if name not in new_names
+        for name in old_names
+        if name not in new_names
     ]
     shared = [n for n in new_names if n in old_names]
     if [n for n in old_names if n in shared] != shared:
-        changes.append(_item("class_order", "Order of output classes", old_names, new_names,
-                             "Output columns map to classes by position: a reorder swaps the findings reported.", rule="output_classes"))
+        changes.append(
+            _item(
+                "class_order",
+                "Order of output classes",
+                old_names,
+                new_names,
+                "Output columns map to classes by position: a reorder swaps the findings reported.",
+                rule="output_classes",
+            )
+        )
     old_t, new_t = _thresholds(old), _thresholds(new)
     for name in shared:
         move = new_t[name] - old_t[name]
         if move:
-            changes.append(_item(
-                "threshold", f"Operating threshold of {name}", old_t[name], new_t[name],
-                f"Moves sensitivity against specificity for every reader (move {move:+.3f}).", rule="threshold_move", amount=round(abs(move), 12),
-            ))
+            changes.append(
+                _item(
+                    "threshold",
+                    f"Operating threshold of {name}",
+                    old_t[name],
+                    new_t[name],
+                    f"Moves sensitivity against specificity for every reader (move {move:+.3f}).",
+                    rule="threshold_move",
+                    amount=round(abs(move), 12),
+                )
+            )
     if (old.get("activation") or "none") != (new.get("activation") or "none"):
-        changes.append(_item("activation", "Output activation", old.get("activation") or "none", new.get("activation") or "none",
-                             "Scores mean something else: thresholds and calibration no longer carry over.", rule="activation"))
+        changes.append(
+            _item(
+                "activation",
+                "Output activation",
+                old.get("activation") or "none",
+                new.get("activation") or "none",
+                "Scores mean something else: thresholds and calibration no longer carry over.",
+                rule="activation",
+            )
+        )
     return changes, []
 
 
 def _preprocessing(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], list[str]]:
     old, new = parent.preprocessing or {}, version.preprocessing or {}
     changes = [
-        _item("preprocessing", f"Preprocessing {key}", old.get(key), new.get(key),
-              "Images reach the model differently: a site's images may now be read differently.", rule="preprocessing")
-        for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
+        _item(
+            "preprocessing",
+            f"Preprocessing {key}",
+            old.get(key),
+            new.get(key),
+            "Images reach the model differently: a site's images may now be read differently.",
+            rule="preprocessing",
+        )
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
     ]
     return changes, []
 
@@ -178,8 +248,6 @@ def _sources(dataset) -> set[str]:
 
 def _dataset_edits(dataset, since) -> list[dict]:
     """Field changes of a dataset after ``since``, from the audit trail (first before, last after)."""
-    from core.models import AuditEvent
-
     merged: dict[str, list] = {}
     seqs = []
     for event in AuditEvent.objects.filter(object_type="registry.dataset", object_id=str(dataset.pk), occurred_at__gt=since).exclude(action="create"):
@@ -188,9 +256,18 @@ def _dataset_edits(dataset, since) -> list[dict]:
             before, after = change if isinstance(change, list) and len(change) == 2 else (None, change)
             merged[name] = [merged[name][0] if name in merged else before, after]
     return [
-        _item("dataset_changed", f"{dataset.name}: {name}", before, after,
-              "The data behind both versions changed after the parent was registered.", rule="dataset_contents", dataset_id=dataset.pk, audit_events=seqs)
-        for name, (before, after) in sorted(merged.items()) if before != after
+        _item(
+            "dataset_changed",
+            f"{dataset.name}: {name}",
+            before,
+            after,
+            "The data behind both versions changed after the parent was registered.",
+            rule="dataset_contents",
+            dataset_id=dataset.pk,
+            audit_events=seqs,
+        )
+        for name, (before, after) in sorted(merged.items())
+        if before != after
     ]
 
 
@@ -216,8 +293,16 @@ def _data(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], list
                 rule, why = "data_new_source", f"{role} data from {', '.join(sorted(sources - role_sources[role]))}, which did not supply it before."
             changes.append(_item("data_added", f"{dataset.name} as {role}", *shown, why, rule=rule, dataset_id=dataset_id, sources=sorted(sources)))
         for role in sorted(before - after):
-            changes.append(_item("data_removed", f"{dataset.name} as {role}", *shown,
-                                 f"No longer used as {role} data for this version.", rule="data_removed", dataset_id=dataset_id))
+            changes.append(
+                _item(
+                    "data_removed",
+                    f"{dataset.name} as {role}",
+                    *shown,
+                    f"No longer used as {role} data for this version.",
+                    rule="data_removed",
+                    dataset_id=dataset_id,
+                )
+            )
         if before and after:
             changes.extend(_dataset_edits(dataset, parent.created_at))
     return changes, []
@@ -235,10 +320,6 @@ def _runs(version: ModelVersion) -> dict[int, list]:
 
 def _case_table(run):
     """The run's own per-case table, or None (none kept, unreadable, or not matching its sha256)."""
-    from django.core.files.storage import default_storage
-
-    from radtrust_engine.baseline import BaselineError, CaseTable
-
     stored = run.files.filter(kind=RunFileKind.CASE_TABLE).first()
     if stored is None:
         return None
@@ -277,10 +358,6 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
     """Per shared label and metric the paired bootstrap delta. Each score column is centred on
     its run's own threshold, so one call compares each version at its own operating point
     (exact in floating point; AUROC does not move under a shift)."""
-    import numpy as np
-
-    from radtrust_engine.baseline import metric_deltas
-
     parent_report, child_report = _report(parent_run), _report(child_run)
     confidence = child_report.confidence
     shared = int(np.intersect1d(parent_table.patient_keys, child_table.patient_keys).size)
@@ -290,29 +367,77 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
             continue
         p, c = parent_table, child_table
         deltas = metric_deltas(
-            p.labels[:, p.label_names.index(label)], p.scores[:, p.class_names.index(label)] - _run_threshold(parent_run, parent_report, label), p.patient_keys,
-            c.labels[:, c.label_names.index(label)], c.scores[:, c.class_names.index(label)] - _run_threshold(child_run, child_report, label), c.patient_keys,
-            threshold=0.0, n_resamples=child_report.n_resamples, seed=child_report.seed, confidence=confidence,
+            p.labels[:, p.label_names.index(label)],
+            p.scores[:, p.class_names.index(label)] - _run_threshold(parent_run, parent_report, label),
+            p.patient_keys,
+            c.labels[:, c.label_names.index(label)],
+            c.scores[:, c.class_names.index(label)] - _run_threshold(child_run, child_report, label),
+            c.patient_keys,
+            threshold=0.0,
+            n_resamples=child_report.n_resamples,
+            seed=child_report.seed,
+            confidence=confidence,
         )
         for d in deltas:
             title = dict(METRICS)[d.metric]
-            detail = {"dataset": dataset.name, "dataset_id": dataset.pk, "label": label, "metric": d.metric, "delta": d.delta, "ci_low": d.ci_low,
-                      "ci_high": d.ci_high, "p_value": d.p_value, "confidence": confidence, "parent_run": parent_run.pk, "child_run": child_run.pk,
-                      "n_shared_patients": shared}
+            detail = {
+                "dataset": dataset.name,
+                "dataset_id": dataset.pk,
+                "label": label,
+                "metric": d.metric,
+                "delta": d.delta,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "p_value": d.p_value,
+                "confidence": confidence,
+                "parent_run": parent_run.pk,
+                "child_run": child_run.pk,
+                "n_shared_patients": shared,
+            }
             if d.delta is None or d.ci_low is None or d.ci_high is None:
-                items.append(_item("metric", f"{label} {title} on {dataset.name}", d.baseline, d.current,
-                                   "Undefined in one of the runs (no cases of a class): no comparison.", **detail, significant=False, forgetting=False))
+                items.append(
+                    _item(
+                        "metric",
+                        f"{label} {title} on {dataset.name}",
+                        d.baseline,
+                        d.current,
+                        "Undefined in one of the runs (no cases of a class): no comparison.",
+                        **detail,
+                        significant=False,
+                        forgetting=False,
+                    )
+                )
                 continue
             significant = d.ci_low > 0 or d.ci_high < 0
             figures = f"change {d.delta:+.3f} ({confidence:.0%} CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, p={d.p_value:.3g}, paired over {shared} shared patients)"
             if significant and d.delta < 0:
-                items.append(_item("metric_drop", f"{label} {title} on {dataset.name}", d.baseline, d.current,
-                                   f"Significant drop, {figures}, on data the parent was evaluated on: possible catastrophic forgetting.",
-                                   rule="metric_drop", **detail, significant=True, forgetting=True, amount=-d.delta))
+                items.append(
+                    _item(
+                        "metric_drop",
+                        f"{label} {title} on {dataset.name}",
+                        d.baseline,
+                        d.current,
+                        f"Significant drop, {figures}, on data the parent was evaluated on: possible catastrophic forgetting.",
+                        rule="metric_drop",
+                        **detail,
+                        significant=True,
+                        forgetting=True,
+                        amount=-d.delta,
+                    )
+                )
             else:
-                items.append(_item("metric", f"{label} {title} on {dataset.name}", d.baseline, d.current,
-                                   f"{'Significant improvement' if significant else 'No significant change'}, {figures}.", **detail,
-                                   significant=significant, forgetting=False))
+                items.append(
+                    _item(
+                        "metric",
+                        f"{label} {title} on {dataset.name}",
+                        d.baseline,
+                        d.current,
+                        f"{'Significant improvement' if significant else 'No significant change'}, {figures}.",
+                        **detail,
+                        significant=significant,
+                        forgetting=False,
+                    )
+                )
     return items
 
 
@@ -335,14 +460,28 @@ def _gaps(dataset, parent_run, child_run) -> list[dict]:
             what = f"{label} {kind}{f' ({component})' if component else ''} by {' x '.join(attributes)} on {dataset.name}"
             low, high = gap.ci_low, gap.ci_high
             interval = f" (this version's interval {low:.3f} to {high:.3f})" if None not in (low, high) else ""
-            why = (f"The gap widened by {widening:.3f}{interval}: the model serves one group less well than before." if widening > 0
-                   else f"The gap narrowed by {-widening:.3f}{interval}.")
-            items.append(_item(
-                "gap", what, before.value, gap.value, why, rule="gap_widening" if widening > 0 else None,
-                dataset=dataset.name, label=label, parent_run=parent_run.pk, child_run=child_run.pk,
-                parent_ci=[before.ci_low, before.ci_high], child_ci=[gap.ci_low, gap.ci_high],
-                **({"amount": widening} if widening > 0 else {}),
-            ))
+            why = (
+                f"The gap widened by {widening:.3f}{interval}: the model serves one group less well than before."
+                if widening > 0
+                else f"The gap narrowed by {-widening:.3f}{interval}."
+            )
+            items.append(
+                _item(
+                    "gap",
+                    what,
+                    before.value,
+                    gap.value,
+                    why,
+                    rule="gap_widening" if widening > 0 else None,
+                    dataset=dataset.name,
+                    label=label,
+                    parent_run=parent_run.pk,
+                    child_run=child_run.pk,
+                    parent_ci=[before.ci_low, before.ci_high],
+                    child_ci=[gap.ci_low, gap.ci_high],
+                    **({"amount": widening} if widening > 0 else {}),
+                )
+            )
     return items
 
 
@@ -360,26 +499,66 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
             if None not in tables:
                 metrics.extend(_paired(dataset, *pair, *tables))
                 continue
-            notes.append(f"{dataset.name}: run {pair[0].pk if tables[0] is None else pair[1].pk} kept no readable per-case table; values shown unpaired.")
-            metrics.append(_item("unpaired", dataset.name, _headline(pair[0]), _headline(pair[1]),
-                                 "Same data, but without per-case tables no paired significance test is possible.",
-                                 dataset=dataset.name, dataset_id=dataset_id, parent_run=pair[0].pk, child_run=pair[1].pk))
+            notes.append(
+                f"{dataset.name}: run {pair[0].pk if tables[0] is None else pair[1].pk} kept no readable per-case table; values shown unpaired."
+            )
+            metrics.append(
+                _item(
+                    "unpaired",
+                    dataset.name,
+                    _headline(pair[0]),
+                    _headline(pair[1]),
+                    "Same data, but without per-case tables no paired significance test is possible.",
+                    dataset=dataset.name,
+                    dataset_id=dataset_id,
+                    parent_run=pair[0].pk,
+                    child_run=pair[1].pk,
+                )
+            )
         elif p_runs and c_runs:
             p, c = p_runs[0], c_runs[0]
-            metrics.append(_item(
-                "different_data", dataset.name, _headline(p), _headline(c),
-                f"Evaluated on different contents (manifest {p.manifest_sha256[:12]} vs {c.manifest_sha256[:12]}): both values shown unpaired, "
-                "no significance test is possible and forgetting cannot be ruled out.",
-                rule="not_reevaluated", dataset=dataset.name, dataset_id=dataset_id, parent_run=p.pk, child_run=c.pk,
-            ))
+            metrics.append(
+                _item(
+                    "different_data",
+                    dataset.name,
+                    _headline(p),
+                    _headline(c),
+                    f"Evaluated on different contents (manifest {p.manifest_sha256[:12]} vs {c.manifest_sha256[:12]}): both values shown unpaired, "
+                    "no significance test is possible and forgetting cannot be ruled out.",
+                    rule="not_reevaluated",
+                    dataset=dataset.name,
+                    dataset_id=dataset_id,
+                    parent_run=p.pk,
+                    child_run=c.pk,
+                )
+            )
         elif p_runs:
-            metrics.append(_item("not_reevaluated", dataset.name, _headline(p_runs[0]), None,
-                                 "Not re-evaluated: the parent was evaluated on it, this version was not, so forgetting cannot be ruled out.",
-                                 rule="not_reevaluated", dataset=dataset.name, dataset_id=dataset_id, parent_run=p_runs[0].pk))
+            metrics.append(
+                _item(
+                    "not_reevaluated",
+                    dataset.name,
+                    _headline(p_runs[0]),
+                    None,
+                    "Not re-evaluated: the parent was evaluated on it, this version was not, so forgetting cannot be ruled out.",
+                    rule="not_reevaluated",
+                    dataset=dataset.name,
+                    dataset_id=dataset_id,
+                    parent_run=p_runs[0].pk,
+                )
+            )
         else:
-            metrics.append(_item("new_evaluation", dataset.name, None, _headline(c_runs[0]),
-                                 "New evidence: the parent was not evaluated on this dataset, so there is nothing to compare with.",
-                                 dataset=dataset.name, dataset_id=dataset_id, child_run=c_runs[0].pk))
+            metrics.append(
+                _item(
+                    "new_evaluation",
+                    dataset.name,
+                    None,
+                    _headline(c_runs[0]),
+                    "New evidence: the parent was not evaluated on this dataset, so there is nothing to compare with.",
+                    dataset=dataset.name,
+                    dataset_id=dataset_id,
+                    child_run=c_runs[0].pk,
+                )
+            )
     if not datasets:
         notes.append("Neither version has a succeeded validation run.")
     return (metrics, notes), (gaps, [])
@@ -389,8 +568,6 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
 
 
 def _trust(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], list[str]]:
-    from compliance.trust.services import latest_assessment
-
     old, new = latest_assessment(parent), latest_assessment(version)
     missing = [f"{v} has no trust assessment yet." for v, a in ((parent, old), (version, new)) if a is None]
     if missing:
@@ -400,22 +577,27 @@ def _trust(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], lis
         before, after = ({k: (a.principles.get(name) or {}).get(k) for k in ("score", "status")} for a in (old, new))
         if before != after:
             delta = f" ({after['score'] - before['score']:+.1f} points)" if None not in (before["score"], after["score"]) else ""
-            changes.append(_item("trust_score", f"FUTURE-AI {name}", before, after, f"The score or status changed{delta}.",
-                                 parent_assessment=old.pk, child_assessment=new.pk))
+            changes.append(
+                _item(
+                    "trust_score",
+                    f"FUTURE-AI {name}",
+                    before,
+                    after,
+                    f"The score or status changed{delta}.",
+                    parent_assessment=old.pk,
+                    child_assessment=new.pk,
+                )
+            )
     return changes, [f"Assessments {old.pk} (parent) and {new.pk} (this version)."]
 
 
 def _dossier_values(version: ModelVersion, *, signed_first: bool):
-    from compliance.choices import DossierStatus
-
     revisions = version.dossiers.order_by("-revision")
     return (revisions.filter(status=DossierStatus.SIGNED).first() if signed_first else None) or revisions.first()
 
 
 def _dossier(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], list[str]]:
     """Officer-written fields: the parent as signed (else its open revision), this version as written now."""
-    from compliance.dossier_fields import FIELDS
-
     old, new = _dossier_values(parent, signed_first=True), _dossier_values(version, signed_first=False)
     if old is None or new is None:
         return [], [f"{v} has no dossier yet: its fields cannot be compared." for v, d in ((parent, old), (version, new)) if d is None]
@@ -424,11 +606,20 @@ def _dossier(parent: ModelVersion, version: ModelVersion) -> tuple[list[dict], l
         before, after = (str(d.values.get(key) or "").strip() for d in (old, new))
         if f.editable and before != after:
             purpose = key == PURPOSE_FIELD
-            changes.append(_item(
-                "dossier_field", f"{f.title} ({key})", before or None, after or None,
-                "The clinical claim defines the intended purpose the conformity assessment covered." if purpose else f"Documentation under {f.article} changed.",
-                rule="intended_purpose" if purpose else "documentation", key=key, article=f.article,
-            ))
+            changes.append(
+                _item(
+                    "dossier_field",
+                    f"{f.title} ({key})",
+                    before or None,
+                    after or None,
+                    "The clinical claim defines the intended purpose the conformity assessment covered."
+                    if purpose
+                    else f"Documentation under {f.article} changed.",
+                    rule="intended_purpose" if purpose else "documentation",
+                    key=key,
+                    article=f.article,
+                )
+            )
     notes = [f"Parent dossier revision {old.revision} ({old.status}); this version's revision {new.revision} ({new.status})."]
     return changes, notes
 
@@ -441,28 +632,52 @@ def change_log_build(version: ModelVersion, *, against: ModelVersion | None = No
     same model); a first version gets an initial log."""
     now = timezone.now().isoformat()
     if against is not None and against.foundation_model_id != version.foundation_model_id:
-        raise ValidationError({"against": f"A change log compares versions of one model: {version} is a {version.foundation_model.name} version, "
-                                          f"{against} a {against.foundation_model.name} version."})
+        raise ValidationError(
+            {
+                "against": f"A change log compares versions of one model: {version} is a {version.foundation_model.name} version, "
+                f"{against} a {against.foundation_model.name} version."
+            }
+        )
     if against is not None and against.pk == version.pk:
         raise ValidationError({"against": "Compare a version with another version, not with itself."})
     parent = against if against is not None else version.parent
     if parent is None:
-        return ChangeLog(version=_identity(version), parent=None, plan=None, generated_at=now,
-                         classification={"value": "none", "label": "First version: no parent to compare with", "reasons": []})
+        return ChangeLog(
+            version=_identity(version),
+            parent=None,
+            plan=None,
+            generated_at=now,
+            classification={"value": "none", "label": "First version: no parent to compare with", "reasons": []},
+        )
     plan, rules = change_plan_for(version.foundation_model)
     metrics, gaps = _evaluations(parent, version)
     found = {
-        "artifact": _artifact(parent, version), "output_schema": _output_schema(parent, version), "preprocessing": _preprocessing(parent, version),
-        "data": _data(parent, version), "metrics": metrics, "subgroup_gaps": gaps, "trust": _trust(parent, version), "dossier": _dossier(parent, version),
+        "artifact": _artifact(parent, version),
+        "output_schema": _output_schema(parent, version),
+        "preprocessing": _preprocessing(parent, version),
+        "data": _data(parent, version),
+        "metrics": metrics,
+        "subgroup_gaps": gaps,
+        "trust": _trust(parent, version),
+        "dossier": _dossier(parent, version),
     }
     sections = [{"key": key, "title": title, "changes": found[key][0], "notes": found[key][1]} for key, title in SECTIONS]
     changed = any(s["changes"] for s in sections if s["key"] in DEFINING)
     classification = change_classify((item for s in sections for item in s["changes"]), rules, changed=changed)
     applies_to = "default rules" if plan is None else (plan.foundation_model.name if plan.foundation_model_id else "every model")
     return ChangeLog(
-        version=_identity(version), parent=_identity(parent), generated_at=now, sections=sections, classification=classification,
-        plan={"id": plan.pk if plan else None, "version": plan.version if plan else None, "applies_to": applies_to,
-              "rationale": plan.rationale if plan else "No change plan recorded: RadTrust's default rules apply.", "rules": rules},
+        version=_identity(version),
+        parent=_identity(parent),
+        generated_at=now,
+        sections=sections,
+        classification=classification,
+        plan={
+            "id": plan.pk if plan else None,
+            "version": plan.version if plan else None,
+            "applies_to": applies_to,
+            "rationale": plan.rationale if plan else "No change plan recorded: RadTrust's default rules apply.",
+            "rules": rules,
+        },
     )
 
 
@@ -486,13 +701,22 @@ def change_log_markdown(log: dict) -> str:
     classification, plan = log["classification"], log.get("plan") or {}
     lines += [
         f"Against parent **{parent['label']}** (artifact `{(parent.get('artifact_sha256') or '')[:16]}`); "
-        f"this version's artifact `{(version.get('artifact_sha256') or '')[:16]}`. Generated {log.get('generated_at', '')}.", "",
-        f"**Classification: {classification['label']}** (`{classification['value']}`).", "",
-        (f"Rules: change plan {plan['version']} ({plan['applies_to']}). {_cell(plan.get('rationale'), 600)}" if plan.get("id")
-         else "Rules: RadTrust's default rules (no change plan recorded)."),
-        "Applied: " + "; ".join(
-            f"`{rule}` {spec.get('effect')}" + (f" above {spec['limit']}" if "limit" in spec else "") for rule, spec in (plan.get("rules") or {}).items()
-        ) + ".", "",
+        f"this version's artifact `{(version.get('artifact_sha256') or '')[:16]}`. Generated {log.get('generated_at', '')}.",
+        "",
+        f"**Classification: {classification['label']}** (`{classification['value']}`).",
+        "",
+        (
+            f"Rules: change plan {plan['version']} ({plan['applies_to']}). {_cell(plan.get('rationale'), 600)}"
+            if plan.get("id")
+            else "Rules: RadTrust's default rules (no change plan recorded)."
+        ),
+        "Applied: "
+        + "; ".join(
+            f"`{rule}` {spec.get('effect')}" + (f" above {spec['limit']}" if "limit" in spec else "")
+            for rule, spec in (plan.get("rules") or {}).items()
+        )
+        + ".",
+        "",
     ]
     if classification["reasons"]:
         lines += ["## Why", ""]
@@ -509,6 +733,9 @@ def change_log_markdown(log: dict) -> str:
             lines += ["No change.", ""]
             continue
         lines += ["| What | Before | After | Why it matters | Rule |", "|---|---|---|---|---|"]
-        lines += [f"| {_cell(i['what'])} | {_cell(i['before'])} | {_cell(i['after'])} | {_cell(i['why'], 400)} | {i['rule'] or '—'} |" for i in section["changes"]]
+        lines += [
+            f"| {_cell(i['what'])} | {_cell(i['before'])} | {_cell(i['after'])} | {_cell(i['why'], 400)} | {i['rule'] or '—'} |"
+            for i in section["changes"]
+        ]
         lines.append("")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from compliance.choices import ChangeClass
+from compliance.models import ChangePlan
 from core.errors import Conflict
 
 SUBSTANTIAL, WITHIN_PLAN = ChangeClass.SUBSTANTIAL.value, ChangeClass.WITHIN_PLAN.value
@@ -53,10 +54,15 @@ RULES: tuple[ChangeRule, ...] = (
     ChangeRule("intended_purpose", "The clinical claim (dossier field 1a) changes", SUBSTANTIAL),
     ChangeRule("signature", "The model's input or output signature changes (names, shapes, data types)", SUBSTANTIAL),
     ChangeRule("architecture", "The number of parameters changes (a new architecture)", SUBSTANTIAL),
-    ChangeRule("weights", "A new model file, e.g. re-trained or fine-tuned weights (signature and size changes have rules of their own)", WITHIN_PLAN),
+    ChangeRule(
+        "weights", "A new model file, e.g. re-trained or fine-tuned weights (signature and size changes have rules of their own)", WITHIN_PLAN
+    ),
     ChangeRule("runtime_format", "A new ONNX opset, IR version or exporter", WITHIN_PLAN),
     ChangeRule(
-        "threshold_move", "An operating threshold moves by more than {limit}", SUBSTANTIAL, 0.05,
+        "threshold_move",
+        "An operating threshold moves by more than {limit}",
+        SUBSTANTIAL,
+        0.05,
         "Operating threshold moves of at most {limit}",
     ),
     ChangeRule("preprocessing", "The preprocessing changes (resize, intensity normalisation, windowing, channels)", WITHIN_PLAN),
@@ -66,24 +72,29 @@ RULES: tuple[ChangeRule, ...] = (
     ChangeRule("data_removed", "A dataset no longer has a role it had for the parent", WITHIN_PLAN),
     ChangeRule("dataset_contents", "A dataset linked to both versions changed its recorded contents after the parent was registered", WITHIN_PLAN),
     ChangeRule(
-        "metric_drop", "A significant drop of more than {limit} in AUROC, sensitivity or specificity on the same data, the parent's evaluation data included",
-        SUBSTANTIAL, 0.02, "Significant drops of at most {limit} on the same data",
+        "metric_drop",
+        "A significant drop of more than {limit} in AUROC, sensitivity or specificity on the same data, the parent's evaluation data included",
+        SUBSTANTIAL,
+        0.02,
+        "Significant drops of at most {limit} on the same data",
     ),
     ChangeRule(
-        "gap_widening", "A subgroup gap widens by more than {limit} on the same data", SUBSTANTIAL, 0.05,
+        "gap_widening",
+        "A subgroup gap widens by more than {limit} on the same data",
+        SUBSTANTIAL,
+        0.05,
         "Subgroup gaps that widen by at most {limit} on the same data",
     ),
     ChangeRule(
-        "not_reevaluated", "A dataset the parent was evaluated on has no evaluation of this version on the same contents: forgetting cannot be ruled out",
+        "not_reevaluated",
+        "A dataset the parent was evaluated on has no evaluation of this version on the same contents: forgetting cannot be ruled out",
         SUBSTANTIAL,
     ),
     ChangeRule("documentation", "Other officer-written dossier fields change", WITHIN_PLAN),
 )
 RULES_BY_ID: dict[str, ChangeRule] = {r.id: r for r in RULES}
 
-DEFAULT_CHANGE_RULES: dict[str, dict[str, Any]] = {
-    r.id: {"effect": r.effect, **({"limit": r.limit} if r.limit is not None else {})} for r in RULES
-}
+DEFAULT_CHANGE_RULES: dict[str, dict[str, Any]] = {r.id: {"effect": r.effect, **({"limit": r.limit} if r.limit is not None else {})} for r in RULES}
 """The rules used where no change plan exists: ``{rule id: {"effect": ..., "limit": ...}}`` (see ``RULES``)."""
 
 
@@ -121,8 +132,6 @@ def change_rules_effective(rules: Mapping[str, Any] | None) -> dict[str, dict[st
 def change_plan_for(foundation_model):
     """``(plan, rules)``: the model's newest plan, else the newest plan for every model, else
     ``(None, DEFAULT_CHANGE_RULES)``."""
-    from compliance.models import ChangePlan
-
     plan = (
         ChangePlan.objects.filter(foundation_model=foundation_model).order_by("-version").first()
         or ChangePlan.objects.filter(foundation_model__isnull=True).order_by("-version").first()
@@ -133,8 +142,6 @@ def change_plan_for(foundation_model):
 def change_plan_create(*, actor, foundation_model, rules: Mapping[str, Any], rationale: str):
     """Store the next version of the change plan of ``foundation_model`` (None: every model),
     with the full rule set, so that later defaults never change what an approved plan says."""
-    from compliance.models import ChangePlan
-
     errors = change_rules_validate(rules)
     if errors:
         raise ValidationError({"rules": [f"{path}: {message}" for path, message in sorted(errors.items())]})
@@ -142,8 +149,11 @@ def change_plan_create(*, actor, foundation_model, rules: Mapping[str, Any], rat
         raise ValidationError({"rationale": "Say which change plan text (Annex IV 2(f)) these rules implement."})
     latest = ChangePlan.objects.filter(foundation_model=foundation_model).order_by("-version").first()
     plan = ChangePlan(
-        foundation_model=foundation_model, version=(latest.version if latest else 0) + 1, rules=change_rules_effective(rules),
-        rationale=rationale.strip(), created_by=actor if actor is not None and actor.is_authenticated else None,
+        foundation_model=foundation_model,
+        version=(latest.version if latest else 0) + 1,
+        rules=change_rules_effective(rules),
+        rationale=rationale.strip(),
+        created_by=actor if actor is not None and actor.is_authenticated else None,
     )
     try:
         with transaction.atomic():

@@ -16,10 +16,25 @@ from typing import Any
 from compliance.document_evidence import METRICS, metric, title
 
 # Hugging Face's licence identifiers the registry is likely to hold; anything else is "other" with its name.
-HF_LICENCES = frozenset({
-    "apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "gpl-3.0", "lgpl-3.0", "agpl-3.0", "mpl-2.0",
-    "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "openrail", "unlicense",
-})
+HF_LICENCES = frozenset(
+    {
+        "apache-2.0",
+        "mit",
+        "bsd-3-clause",
+        "bsd-2-clause",
+        "gpl-3.0",
+        "lgpl-3.0",
+        "agpl-3.0",
+        "mpl-2.0",
+        "cc-by-4.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-4.0",
+        "cc-by-nc-sa-4.0",
+        "cc-by-nc-nd-4.0",
+        "openrail",
+        "unlicense",
+    }
+)
 PIPELINE_TAGS = {"segmentation": "image-segmentation"}
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # What JSON leaves raw but YAML may not hold as is (non-printable, or a line break it would fold): escaped as \uXXXX.
@@ -71,7 +86,7 @@ def yaml_dump(value: Any, indent: int = 0) -> str:
         for item in value:
             if isinstance(item, (dict, list)) and item:
                 nested = yaml_dump(item, indent + 2)
-                out.append(f"{pad}- {nested[indent + 2:]}")  # the first line goes after the dash
+                out.append(f"{pad}- {nested[indent + 2 :]}")  # the first line goes after the dash
             else:
                 out.append(f"{pad}- {_inline_empty(item)}\n")
         return "".join(out)
@@ -98,14 +113,22 @@ def _model_index(name: str, model: dict, runs: list) -> list[dict]:
             overall = (summary or {}).get("overall") or {}
             metrics = [
                 {"type": m, "value": overall[m]["value"], "name": f"{title(m)} ({label})", "verified": False}
-                for m in METRICS if isinstance(overall.get(m), dict) and isinstance(overall[m].get("value"), (int, float))
+                for m in METRICS
+                if isinstance(overall.get(m), dict) and isinstance(overall[m].get("value"), (int, float))
             ]
             if metrics:
-                results.append({
-                    "task": {"type": task, "name": f"{label} ({model.get('task') or 'classification'})"},
-                    "dataset": {"name": run["dataset"], "type": _slug(run["dataset"], "dataset"), "split": "test", "revision": run.get("manifest_sha256") or ""},
-                    "metrics": metrics,
-                })
+                results.append(
+                    {
+                        "task": {"type": task, "name": f"{label} ({model.get('task') or 'classification'})"},
+                        "dataset": {
+                            "name": run["dataset"],
+                            "type": _slug(run["dataset"], "dataset"),
+                            "split": "test",
+                            "revision": run.get("manifest_sha256") or "",
+                        },
+                        "metrics": metrics,
+                    }
+                )
     return [{"name": name, "results": results}]
 
 
@@ -114,7 +137,9 @@ def _metadata(snapshot: dict, signature: dict) -> dict:
     model = evidence.get("model_description") or {}
     version = snapshot.get("version") or {}
     licence = str(model.get("licence") or "").strip()
-    licence_fields = {"license": licence.lower()} if licence.lower() in HF_LICENCES else {"license": "other", "license_name": licence or "not recorded"}
+    licence_fields = (
+        {"license": licence.lower()} if licence.lower() in HF_LICENCES else {"license": "other", "license_name": licence or "not recorded"}
+    )
     tags = ["medical-imaging", "radiology", "onnx", "eu-ai-act", str(model.get("modality") or "").lower(), _slug(model.get("body_region") or "")]
     return {
         **licence_fields,
@@ -124,9 +149,14 @@ def _metadata(snapshot: dict, signature: dict) -> dict:
         "datasets": sorted({r["dataset"] for r in evidence.get("provenance") or []}),
         "model-index": _model_index(version.get("label") or model.get("name") or "model", model, evidence.get("validation_runs") or []),
         "radtrust": {
-            "version": version.get("label"), "artifact_sha256": version.get("artifact_sha256"), "dossier_revision": snapshot.get("revision"),
-            "snapshot_sha256": signature["snapshot_sha256"], "signed_by": signature["signer"], "signed_at": signature["signed_at"],
-            "risk_class": model.get("risk_class"), "mdr_class": model.get("mdr_class"),
+            "version": version.get("label"),
+            "artifact_sha256": version.get("artifact_sha256"),
+            "dossier_revision": snapshot.get("revision"),
+            "snapshot_sha256": signature["snapshot_sha256"],
+            "signed_by": signature["signer"],
+            "signed_at": signature["signed_at"],
+            "risk_class": model.get("risk_class"),
+            "mdr_class": model.get("mdr_class"),
         },
     }
 
@@ -141,7 +171,9 @@ def _sections(snapshot: dict) -> list[dict]:
         found = [(model.get(p[6:]) if p.startswith("model:") else values.get(p)) or "" for p in parts]
         return "\n\n".join(md(t.strip()) for t in found if t.strip()) or "Not stated in the dossier."
 
-    provenance = "\n".join(f"- {md(r['dataset'])} ({r['role'].replace('_', ' ')}; steward {md(r['steward'])})" for r in evidence.get("provenance") or [])
+    provenance = "\n".join(
+        f"- {md(r['dataset'])} ({r['role'].replace('_', ' ')}; steward {md(r['steward'])})" for r in evidence.get("provenance") or []
+    )
     evaluation = []
     for run in evidence.get("validation_runs") or []:
         for label, summary in ((run.get("summary") or {}).get("labels") or {}).items():

@@ -15,13 +15,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from compliance.change_rules import value_text
 from registry.choices import ProvenanceRole
 
 METRICS = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "f1", "fnr", "fpr", "dice", "iou")
 SUBGROUP_METRICS = ("auroc", "sensitivity", "specificity")
 _TITLES = {
-    "auroc": "AUROC", "auprc": "AUPRC", "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "npv": "NPV",
-    "f1": "F1", "fnr": "False-negative rate", "fpr": "False-positive rate", "dice": "Dice", "iou": "IoU", "ece": "ECE", "brier": "Brier score",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "f1": "F1",
+    "fnr": "False-negative rate",
+    "fpr": "False-positive rate",
+    "dice": "Dice",
+    "iou": "IoU",
+    "ece": "ECE",
+    "brier": "Brier score",
 }
 # Which charts of a cited run each evidence block embeds, by file-name prefix (validation.charts.report_charts).
 CHART_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -75,9 +87,14 @@ class Attachments:
 
     def figures(self, source: str) -> list[Figure]:
         return [
-            Figure(caption=c["title"] or c["name"], alt=c["alt"], src=svg_data_uri(self.data[(c["run"], c["name"])]),
-                   note=f"Run {c['run']}, {c['name']}, sha256 {c['sha256']}")
-            for c in self.charts if c.get("source") == source and (c["run"], c["name"]) in self.data
+            Figure(
+                caption=c["title"] or c["name"],
+                alt=c["alt"],
+                src=svg_data_uri(self.data[(c["run"], c["name"])]),
+                note=f"Run {c['run']}, {c['name']}, sha256 {c['sha256']}",
+            )
+            for c in self.charts
+            if c.get("source") == source and (c["run"], c["name"]) in self.data
         ]
 
 
@@ -140,10 +157,19 @@ def _tensors(specs: list | None) -> str:
 
 def _model_description(data: dict, _: Attachments) -> list[Element]:
     keys = (
-        ("name", "Name"), ("provider", "Provider"), ("intended_purpose", "Intended purpose"), ("intended_users", "Intended users"),
-        ("instructions_for_use", "Instructions for use"), ("known_limitations", "Known limitations"), ("body_region", "Body region"),
-        ("modality", "Modality"), ("task", "Task"), ("risk_class", "AI Act risk class"), ("mdr_class", "MDR class"),
-        ("licence", "Licence"), ("general_purpose", "Offered as a general-purpose AI model"),
+        ("name", "Name"),
+        ("provider", "Provider"),
+        ("intended_purpose", "Intended purpose"),
+        ("intended_users", "Intended users"),
+        ("instructions_for_use", "Instructions for use"),
+        ("known_limitations", "Known limitations"),
+        ("body_region", "Body region"),
+        ("modality", "Modality"),
+        ("task", "Task"),
+        ("risk_class", "AI Act risk class"),
+        ("mdr_class", "MDR class"),
+        ("licence", "Licence"),
+        ("general_purpose", "Offered as a general-purpose AI model"),
     )
     return [Pairs("The foundation model as registered", [(label, _text(data[key])) for key, label in keys if key in data])]
 
@@ -151,14 +177,25 @@ def _model_description(data: dict, _: Attachments) -> list[Element]:
 def _version_identity(data: dict, _: Attachments) -> list[Element]:
     schema = data.get("output_schema") or {}
     thresholds = ", ".join(f"{k}: {number(v)}" for k, v in (schema.get("thresholds") or {}).items())
-    return [Pairs("The version as registered", [
-        ("Version", _text(data.get("version"))), ("Artifact sha256", _text(data.get("artifact_sha256"))),
-        ("ONNX opset", _text(data.get("opset"))), ("Parameters", _text(data.get("parameters"))),
-        ("Inputs", _tensors(data.get("inputs"))), ("Outputs", _tensors(data.get("outputs"))),
-        ("Classes", ", ".join(schema.get("class_names") or []) or "—"), ("Operating thresholds", thresholds or "—"),
-        ("Output activation", _text(schema.get("activation"))), ("Preprocessing", _text(data.get("preprocessing"))),
-        ("Earlier versions", " ← ".join(data.get("lineage") or []) or "none: a first version"), ("Status at submission", _text(data.get("status"))),
-    ])]
+    return [
+        Pairs(
+            "The version as registered",
+            [
+                ("Version", _text(data.get("version"))),
+                ("Artifact sha256", _text(data.get("artifact_sha256"))),
+                ("ONNX opset", _text(data.get("opset"))),
+                ("Parameters", _text(data.get("parameters"))),
+                ("Inputs", _tensors(data.get("inputs"))),
+                ("Outputs", _tensors(data.get("outputs"))),
+                ("Classes", ", ".join(schema.get("class_names") or []) or "—"),
+                ("Operating thresholds", thresholds or "—"),
+                ("Output activation", _text(schema.get("activation"))),
+                ("Preprocessing", _text(data.get("preprocessing"))),
+                ("Earlier versions", " ← ".join(data.get("lineage") or []) or "none: a first version"),
+                ("Status at submission", _text(data.get("status"))),
+            ],
+        )
+    ]
 
 
 def _role(role: str) -> str:
@@ -166,9 +203,11 @@ def _role(role: str) -> str:
 
 
 def provenance_table(rows: list[dict], caption: str) -> Table:
-    return Table(caption, ["Dataset", "Role", "Steward", "Datasheet complete", "Known limitations"], [
-        [r["dataset"], _role(r["role"]), r["steward"], percent(r.get("datasheet_completeness")), r.get("known_limitations") or "—"] for r in rows
-    ])
+    return Table(
+        caption,
+        ["Dataset", "Role", "Steward", "Datasheet complete", "Known limitations"],
+        [[r["dataset"], _role(r["role"]), r["steward"], percent(r.get("datasheet_completeness")), r.get("known_limitations") or "—"] for r in rows],
+    )
 
 
 def _provenance(data: list, _: Attachments) -> list[Element]:
@@ -178,9 +217,11 @@ def _provenance(data: list, _: Attachments) -> list[Element]:
 def _overall_table(caption: str, labels: Mapping[str, Any]) -> Table:
     """Metrics down, labels across: one label with nine metrics reads better than nine columns."""
     present = [m for m in METRICS if any(m in ((summary or {}).get("overall") or {}) for summary in labels.values())]
-    return Table(caption, ["Metric (95% CI)", *labels], [
-        [title(m), *(metric(((summary or {}).get("overall") or {}).get(m)) for summary in labels.values())] for m in present
-    ])
+    return Table(
+        caption,
+        ["Metric (95% CI)", *labels],
+        [[title(m), *(metric(((summary or {}).get("overall") or {}).get(m)) for summary in labels.values())] for m in present],
+    )
 
 
 def _validation_runs(data: list, _: Attachments) -> list[Element]:
@@ -188,18 +229,29 @@ def _validation_runs(data: list, _: Attachments) -> list[Element]:
     for run in data:
         summary = run.get("summary") or {}
         labels = summary.get("labels") or {}
-        elements.append(Pairs(f"Run {run['run']}: {run['dataset']}", [
-            ("Finished", date(run.get("finished_at"))), ("Cases evaluated", _text(summary.get("n_evaluated"))),
-            ("Cases skipped", _text(summary.get("n_skipped"))), ("Artifact sha256", _text(run.get("artifact_sha256"))),
-            ("Manifest sha256", _text(run.get("manifest_sha256"))),
-        ]))
+        elements.append(
+            Pairs(
+                f"Run {run['run']}: {run['dataset']}",
+                [
+                    ("Finished", date(run.get("finished_at"))),
+                    ("Cases evaluated", _text(summary.get("n_evaluated"))),
+                    ("Cases skipped", _text(summary.get("n_skipped"))),
+                    ("Artifact sha256", _text(run.get("artifact_sha256"))),
+                    ("Manifest sha256", _text(run.get("manifest_sha256"))),
+                ],
+            )
+        )
         if labels:
             elements.append(_overall_table(f"Run {run['run']}: overall performance", labels))
         gaps = [(label, name, gap) for label, s in labels.items() for name, gap in ((s or {}).get("largest_gaps") or {}).items() if gap]
         if gaps:
-            elements.append(Table(f"Run {run['run']}: largest subgroup gaps", ["Label", "Gap", "Grouping", "Value (95% CI)"], [
-                [label, title(name), _text(gap.get("grouping")), metric(gap)] for label, name, gap in gaps
-            ]))
+            elements.append(
+                Table(
+                    f"Run {run['run']}: largest subgroup gaps",
+                    ["Label", "Gap", "Grouping", "Value (95% CI)"],
+                    [[label, title(name), _text(gap.get("grouping")), metric(gap)] for label, name, gap in gaps],
+                )
+            )
     return elements
 
 
@@ -212,16 +264,33 @@ def _subgroup_performance(data: dict, attachments: Attachments) -> list[Element]
     for label, section in data["labels"].items():
         rows = []
         for s in section.get("subgroups") or []:
-            cells = ["suppressed: too few patients"] * len(SUBGROUP_METRICS) if s.get("suppressed") else [metric((s.get("metrics") or {}).get(m)) for m in SUBGROUP_METRICS]
+            cells = (
+                ["suppressed: too few patients"] * len(SUBGROUP_METRICS)
+                if s.get("suppressed")
+                else [metric((s.get("metrics") or {}).get(m)) for m in SUBGROUP_METRICS]
+            )
             rows.append([s["name"], number(s.get("n_patients")), *cells])
-        elements.append(Table(f"Performance by subgroup: {label}", ["Subgroup", "Patients", *(f"{title(m)} (95% CI)" for m in SUBGROUP_METRICS)], rows))
+        elements.append(
+            Table(f"Performance by subgroup: {label}", ["Subgroup", "Patients", *(f"{title(m)} (95% CI)" for m in SUBGROUP_METRICS)], rows)
+        )
         gaps = section.get("gaps") or []
         if gaps:
-            elements.append(Table(f"Fairness gaps: {label}", ["Gap", "Grouping", "Higher", "Lower", "Value (95% CI)"], [
-                [title(g.get("kind", "")) + (f" ({g['component']})" if g.get("component") else ""), _text(g.get("grouping")),
-                 ", ".join(g.get("group_high") or []) or "—", ", ".join(g.get("group_low") or []) or "—", metric(g)]
-                for g in gaps
-            ]))
+            elements.append(
+                Table(
+                    f"Fairness gaps: {label}",
+                    ["Gap", "Grouping", "Higher", "Lower", "Value (95% CI)"],
+                    [
+                        [
+                            title(g.get("kind", "")) + (f" ({g['component']})" if g.get("component") else ""),
+                            _text(g.get("grouping")),
+                            ", ".join(g.get("group_high") or []) or "—",
+                            ", ".join(g.get("group_low") or []) or "—",
+                            metric(g),
+                        ]
+                        for g in gaps
+                    ],
+                )
+            )
     return [*elements, *attachments.figures("subgroup_performance")]
 
 
@@ -231,22 +300,43 @@ def _robustness(data: dict, attachments: Attachments) -> list[Element]:
         worst = section.get("worst_case")
         if worst:
             changes = [
-                (title(name), f"{number(m.get('value'))} (change {number(m.get('change'))}, 95% CI {number(m.get('ci_low'))} to {number(m.get('ci_high'))})")
+                (
+                    title(name),
+                    f"{number(m.get('value'))} (change {number(m.get('change'))}, 95% CI {number(m.get('ci_low'))} to {number(m.get('ci_high'))})",
+                )
                 for name, m in (worst.get("metrics") or {}).items()
             ]
-            elements.append(Pairs(f"Worst case under image perturbation: {label}", [
-                ("Condition", _text(worst.get("condition"))), ("Perturbation", _text(worst.get("perturbation"))),
-                ("Severity", _text(worst.get("severity"))), ("Setting", f"{_text(worst.get('setting'))} ({_text(worst.get('parameter'))})"), *changes,
-            ]))
+            elements.append(
+                Pairs(
+                    f"Worst case under image perturbation: {label}",
+                    [
+                        ("Condition", _text(worst.get("condition"))),
+                        ("Perturbation", _text(worst.get("perturbation"))),
+                        ("Severity", _text(worst.get("severity"))),
+                        ("Setting", f"{_text(worst.get('setting'))} ({_text(worst.get('parameter'))})"),
+                        *changes,
+                    ],
+                )
+            )
         generalisation = section.get("generalisation") or {}
         for grouping, part in (generalisation.get("groupings") or {}).items():
-            elements.append(Table(
-                f"Generalisation across {grouping}: {label} (pooled AUROC {metric((generalisation.get('pooled') or {}).get('auroc'))})",
-                ["Group", "Cases", "Patients", "AUROC (95% CI)", "Difference from pooled", "AUROC without this group"],
-                [[g["group"], number(g.get("n_cases")), number(g.get("n_patients")),
-                  "suppressed: too few patients" if g.get("suppressed") else metric(g.get("auroc")), number(g.get("difference_from_pooled")),
-                  metric((g.get("leave_one_out") or {}).get("auroc"))] for g in part.get("groups") or []],
-            ))
+            elements.append(
+                Table(
+                    f"Generalisation across {grouping}: {label} (pooled AUROC {metric((generalisation.get('pooled') or {}).get('auroc'))})",
+                    ["Group", "Cases", "Patients", "AUROC (95% CI)", "Difference from pooled", "AUROC without this group"],
+                    [
+                        [
+                            g["group"],
+                            number(g.get("n_cases")),
+                            number(g.get("n_patients")),
+                            "suppressed: too few patients" if g.get("suppressed") else metric(g.get("auroc")),
+                            number(g.get("difference_from_pooled")),
+                            metric((g.get("leave_one_out") or {}).get("auroc")),
+                        ]
+                        for g in part.get("groups") or []
+                    ],
+                )
+            )
         for missing in generalisation.get("not_evaluated") or []:
             elements.append(Text(f"Not evaluated across {missing.get('grouping')}: {missing.get('reason')}.", muted=True))
     return [*elements, *attachments.figures("robustness")]
@@ -257,101 +347,183 @@ def _calibration_uncertainty(data: dict, attachments: Attachments) -> list[Eleme
     for label, section in data["labels"].items():
         calibration, uncertainty = section.get("calibration") or {}, section.get("uncertainty") or {}
         referral = uncertainty.get("referral") or {}
-        elements.append(Pairs(f"Calibration and uncertainty: {label}", [
-            ("Expected calibration error (95% CI)", metric(calibration.get("ece"))), ("Brier score (95% CI)", metric(calibration.get("brier"))),
-            ("Bins", f"{_text(calibration.get('n_bins'))} ({_text(calibration.get('strategy'))})"),
-            ("Referral", _text(referral.get("message"))),
-            ("Cases flagged as uncertain", f"{_text(uncertainty.get('n_flagged'))} of {_text(uncertainty.get('n_cases'))}"),
-            ("Uncertainty measure", _text(uncertainty.get("measure"))),
-        ]))
+        elements.append(
+            Pairs(
+                f"Calibration and uncertainty: {label}",
+                [
+                    ("Expected calibration error (95% CI)", metric(calibration.get("ece"))),
+                    ("Brier score (95% CI)", metric(calibration.get("brier"))),
+                    ("Bins", f"{_text(calibration.get('n_bins'))} ({_text(calibration.get('strategy'))})"),
+                    ("Referral", _text(referral.get("message"))),
+                    ("Cases flagged as uncertain", f"{_text(uncertainty.get('n_flagged'))} of {_text(uncertainty.get('n_cases'))}"),
+                    ("Uncertainty measure", _text(uncertainty.get("measure"))),
+                ],
+            )
+        )
     return [*elements, *attachments.figures("calibration_uncertainty")]
 
 
 def _explainability(data: dict, _: Attachments) -> list[Element]:
     elements: list[Element] = [_from_run(data)]
     for label, section in data["labels"].items():
-        elements.append(Table(
-            f"Saliency faithfulness on {number(section.get('n_cases'))} cases: {label}",
-            ["Method", "Deletion AUC", "Insertion AUC", "Deletion minus random (95% CI)", "Insertion minus random (95% CI)", "Verdict"],
-            [[name, number(m.get("deletion_auc")), number(m.get("insertion_auc")), metric(m.get("deletion_difference")),
-              metric(m.get("insertion_difference")), _text(m.get("verdict"))] for name, m in (section.get("methods") or {}).items()],
-        ))
+        elements.append(
+            Table(
+                f"Saliency faithfulness on {number(section.get('n_cases'))} cases: {label}",
+                ["Method", "Deletion AUC", "Insertion AUC", "Deletion minus random (95% CI)", "Insertion minus random (95% CI)", "Verdict"],
+                [
+                    [
+                        name,
+                        number(m.get("deletion_auc")),
+                        number(m.get("insertion_auc")),
+                        metric(m.get("deletion_difference")),
+                        metric(m.get("insertion_difference")),
+                        _text(m.get("verdict")),
+                    ]
+                    for name, m in (section.get("methods") or {}).items()
+                ],
+            )
+        )
         baseline = section.get("random_baseline") or {}
-        elements.append(Text(
-            f"Random baseline: deletion AUC {number(baseline.get('deletion_auc'))}, insertion AUC {number(baseline.get('insertion_auc'))} "
-            f"({_text(baseline.get('map'))}). {section.get('interpretation') or ''}".strip(), muted=True,
-        ))
+        elements.append(
+            Text(
+                f"Random baseline: deletion AUC {number(baseline.get('deletion_auc'))}, insertion AUC {number(baseline.get('insertion_auc'))} "
+                f"({_text(baseline.get('map'))}). {section.get('interpretation') or ''}".strip(),
+                muted=True,
+            )
+        )
     return elements
 
 
 def _trust_scores(data: dict, attachments: Attachments) -> list[Element]:
     elements: list[Element] = [
         Text(f"Assessment {data['assessment']} under scoring policy {data['policy']}, computed {date(data.get('computed_at'))}."),
-        Table("FUTURE-AI trust scores", ["Principle", "Score", "Status", "Evidence strength", "Summary"], [
-            [name.capitalize(), number(p.get("score"), 1), _text(p.get("status")).replace("_", " "), _text(p.get("strength")), _text(p.get("summary"))]
-            for name, p in data["principles"].items()
-        ]),
+        Table(
+            "FUTURE-AI trust scores",
+            ["Principle", "Score", "Status", "Evidence strength", "Summary"],
+            [
+                [
+                    name.capitalize(),
+                    number(p.get("score"), 1),
+                    _text(p.get("status")).replace("_", " "),
+                    _text(p.get("strength")),
+                    _text(p.get("summary")),
+                ]
+                for name, p in data["principles"].items()
+            ],
+        ),
     ]
     if attachments.trust_radar:
-        elements.append(Figure("Trust scores per principle", "Radar chart of the six FUTURE-AI principle scores listed in the table above.",
-                               svg_data_uri(attachments.trust_radar.encode())))
+        elements.append(
+            Figure(
+                "Trust scores per principle",
+                "Radar chart of the six FUTURE-AI principle scores listed in the table above.",
+                svg_data_uri(attachments.trust_radar.encode()),
+            )
+        )
     return elements
 
 
 def _deployments(data: list, _: Attachments) -> list[Element]:
-    return [Table("Deployments at submission", ["Institution", "Status", "Since", "Revalidation every (days)", "Revalidation state"], [
-        [d["institution"], d["status"], date(d.get("since")), _text(d.get("revalidation_cadence_days")), _text(d.get("revalidation_state"))] for d in data
-    ])]
+    return [
+        Table(
+            "Deployments at submission",
+            ["Institution", "Status", "Since", "Revalidation every (days)", "Revalidation state"],
+            [
+                [d["institution"], d["status"], date(d.get("since")), _text(d.get("revalidation_cadence_days")), _text(d.get("revalidation_state"))]
+                for d in data
+            ],
+        )
+    ]
 
 
 def _post_market_feedback(data: dict, _: Attachments) -> list[Element]:
     feedback = data.get("feedback") or {}
-    return [Pairs("Post-market feedback at submission", [
-        ("Clinician reports", _text(feedback.get("n"))), ("Disagreements", _text(feedback.get("disagree"))),
-        ("Partial agreements", _text(feedback.get("partly"))), ("Open monitoring alerts", _text(data.get("open_alerts"))),
-    ])]
+    return [
+        Pairs(
+            "Post-market feedback at submission",
+            [
+                ("Clinician reports", _text(feedback.get("n"))),
+                ("Disagreements", _text(feedback.get("disagree"))),
+                ("Partial agreements", _text(feedback.get("partly"))),
+                ("Open monitoring alerts", _text(data.get("open_alerts"))),
+            ],
+        )
+    ]
 
 
 def _incidents(data: list, _: Attachments) -> list[Element]:
     if not data:
         return [Text("No incidents were recorded for this version at submission.")]
-    return [Table("Incidents at submission", ["Incident", "Title", "Type", "Legal basis", "Deadline", "Status", "Reported on"], [
-        [str(i["incident"]), i["title"], i["type"], i["legal_basis"], i["deadline"], i["status"], i.get("reported_on") or "—"] for i in data
-    ])]
+    return [
+        Table(
+            "Incidents at submission",
+            ["Incident", "Title", "Type", "Legal basis", "Deadline", "Status", "Reported on"],
+            [[str(i["incident"]), i["title"], i["type"], i["legal_basis"], i["deadline"], i["status"], i.get("reported_on") or "—"] for i in data],
+        )
+    ]
 
 
 def _audit(data: dict, _: Attachments) -> list[Element]:
-    return [Pairs("Audit trail at submission", [
-        ("Hash chain intact", _text(data.get("chain_intact"))), ("Events checked", _text(data.get("events_checked"))),
-        ("Broken at event", _text(data.get("broken_at"))), ("Reason", _text(data.get("reason"))),
-    ])]
+    return [
+        Pairs(
+            "Audit trail at submission",
+            [
+                ("Hash chain intact", _text(data.get("chain_intact"))),
+                ("Events checked", _text(data.get("events_checked"))),
+                ("Broken at event", _text(data.get("broken_at"))),
+                ("Reason", _text(data.get("reason"))),
+            ],
+        )
+    ]
 
 
 def _change_log(data: dict, _: Attachments) -> list[Element]:
     """The log of ``compliance.change_log``: the classification and why, then each section's changes."""
-    from compliance.change_rules import value_text
-
     parent, plan, classification = data.get("parent") or {}, data.get("plan") or {}, data.get("classification") or {}
-    elements: list[Element] = [Pairs("Classification", [
-        ("Against parent", f"{parent.get('label', '—')} (artifact sha256 {parent.get('artifact_sha256') or '—'})" if parent else "none: a first version"),
-        ("Classification", _text(classification.get("label"))),
-        ("Rules applied", f"change plan {plan['version']} ({plan.get('applies_to')})" if plan.get("id") else "RadTrust's default rules"),
-        ("Generated", date(data.get("generated_at"))),
-    ])]
+    elements: list[Element] = [
+        Pairs(
+            "Classification",
+            [
+                (
+                    "Against parent",
+                    f"{parent.get('label', '—')} (artifact sha256 {parent.get('artifact_sha256') or '—'})" if parent else "none: a first version",
+                ),
+                ("Classification", _text(classification.get("label"))),
+                ("Rules applied", f"change plan {plan['version']} ({plan.get('applies_to')})" if plan.get("id") else "RadTrust's default rules"),
+                ("Generated", date(data.get("generated_at"))),
+            ],
+        )
+    ]
     reasons = classification.get("reasons") or []
     if reasons:
-        elements.append(Table("Why", ["Effect", "Rule", "Reason", "Evidence"], [
-            [_text(r.get("effect")), _text(r.get("rule")), _text(r.get("text")), "; ".join(r.get("evidence") or []) or "—"] for r in reasons
-        ]))
+        elements.append(
+            Table(
+                "Why",
+                ["Effect", "Rule", "Reason", "Evidence"],
+                [[_text(r.get("effect")), _text(r.get("rule")), _text(r.get("text")), "; ".join(r.get("evidence") or []) or "—"] for r in reasons],
+            )
+        )
     for section in data.get("sections") or []:
         notes = " ".join(section.get("notes") or [])
         if not section.get("changes"):
             elements.append(Text(f"{section.get('title')}: no change. {notes}".strip(), muted=True))
             continue
-        elements.append(Table(section.get("title") or "Changes", ["What", "Before", "After", "Why it matters", "Rule"], [
-            [_text(i.get("what")), value_text(i.get("before"), 160), value_text(i.get("after"), 160), _text(i.get("why")), _text(i.get("rule"))]
-            for i in section["changes"]
-        ]))
+        elements.append(
+            Table(
+                section.get("title") or "Changes",
+                ["What", "Before", "After", "Why it matters", "Rule"],
+                [
+                    [
+                        _text(i.get("what")),
+                        value_text(i.get("before"), 160),
+                        value_text(i.get("after"), 160),
+                        _text(i.get("why")),
+                        _text(i.get("rule")),
+                    ]
+                    for i in section["changes"]
+                ],
+            )
+        )
         if notes:
             elements.append(Text(notes, muted=True))
     return elements

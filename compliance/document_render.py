@@ -20,8 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.template.loader import render_to_string
 
@@ -94,9 +93,20 @@ def _annex_xi(source: RenderSource) -> list[Part]:
         _part("xi-1f", "Licence", "Annex XI 1(f)", [], _licence(source)),
         _part("xi-2a", "Technical means for integration", "Annex XI 2(a)", ["1b_interactions", "1h_instructions_reference"]),
         _part("xi-2b", "Design specifications and training process", "Annex XI 2(b)", ["2a_development_methods", "2b_design_specifications"]),
-        _part("xi-2c", "Data used for training, testing and validation", "Annex XI 2(c)", [
-            "2d_data_provenance", "2d_data_requirements", "10_2b_collection", "10_2c_preparation", "10_2e_availability",
-            "10_2f_bias_examination", "10_2g_bias_measures"]),
+        _part(
+            "xi-2c",
+            "Data used for training, testing and validation",
+            "Annex XI 2(c)",
+            [
+                "2d_data_provenance",
+                "2d_data_requirements",
+                "10_2b_collection",
+                "10_2c_preparation",
+                "10_2e_availability",
+                "10_2f_bias_examination",
+                "10_2g_bias_measures",
+            ],
+        ),
         _part("xi-2d", "Computational resources, training time and energy", "Annex XI 2(d)-(e)", ["2c_architecture_resources"]),
     ]
 
@@ -110,18 +120,39 @@ def _annex_xii(source: RenderSource) -> list[Part]:
         _part("xii-1f", "Architecture and number of parameters", "Annex XII 1(f)", ["2c_architecture_facts"]),
         _part("xii-1g", "Modality and format of inputs and outputs", "Annex XII 1(g), 2(b)", ["1c_software_versions", "3_input_specifications"]),
         _part("xii-1h", "Licence", "Annex XII 1(h)", [], _licence(source)),
-        _part("xii-2a", "Technical means for integration", "Annex XII 2(a)", ["1h_instructions_reference", "13_3b_vii_output_interpretation", "13_3d_oversight"]),
-        _part("xii-2c", "Data used for training, testing and validation", "Annex XII 2(c)", ["2d_data_provenance", "10_2b_collection", "10_2c_preparation"]),
-        _part("xii-perf", "Performance and limitations", "Annex XII 2; Art. 53(1)(b)", ["3_accuracy_overall", "3_accuracy_groups", "13_3b_v_group_statement"]),
+        _part(
+            "xii-2a",
+            "Technical means for integration",
+            "Annex XII 2(a)",
+            ["1h_instructions_reference", "13_3b_vii_output_interpretation", "13_3d_oversight"],
+        ),
+        _part(
+            "xii-2c",
+            "Data used for training, testing and validation",
+            "Annex XII 2(c)",
+            ["2d_data_provenance", "10_2b_collection", "10_2c_preparation"],
+        ),
+        _part(
+            "xii-perf",
+            "Performance and limitations",
+            "Annex XII 2; Art. 53(1)(b)",
+            ["3_accuracy_overall", "3_accuracy_groups", "13_3b_v_group_statement"],
+        ),
     ]
 
 
 def _training_summary(source: RenderSource) -> list[Part]:
     rows = [r for r in source.evidence.get("provenance") or [] if r.get("role") in TRAINING_ROLES]
-    content = provenance_table(rows, "Datasets used to train or fine-tune the model") if rows else Text("No training dataset is linked to this version in the registry.")
+    content = (
+        provenance_table(rows, "Datasets used to train or fine-tune the model")
+        if rows
+        else Text("No training dataset is linked to this version in the registry.")
+    )
     return [
         _part("ts-content", "Training content", "Art. 53(1)(d)", ["10_2a_design_choices", "10_2b_collection"], [content]),
-        _part("ts-curation", "Preparation, quantity and suitability", "Art. 53(1)(d)", ["10_2c_preparation", "10_2e_availability", "10_2h_data_gaps"]),
+        _part(
+            "ts-curation", "Preparation, quantity and suitability", "Art. 53(1)(d)", ["10_2c_preparation", "10_2e_availability", "10_2h_data_gaps"]
+        ),
         _part("ts-lawful", "Lawful use of the data", "Art. 53(1)(c)-(d)", ["8_v5_data_protection"]),
     ]
 
@@ -137,24 +168,30 @@ class PdfKind:
 PDF_KINDS: dict[str, PdfKind] = {
     DocumentKind.TECHNICAL_DOCUMENTATION: PdfKind("compliance/documents/technical_documentation.html", lambda s: _sections()),
     DocumentKind.INSTRUCTIONS_FOR_USE: PdfKind(
-        "compliance/documents/document.html", lambda s: _sections("art_13_3", "art_14_4"),
+        "compliance/documents/document.html",
+        lambda s: _sections("art_13_3", "art_14_4"),
         "The information deployers receive under Art. 13(3) of Regulation (EU) 2024/1689, with the human-oversight measures of Art. 14(4).",
     ),
     DocumentKind.DECLARATION_OF_CONFORMITY: PdfKind(
-        "compliance/documents/document.html", lambda s: _sections("annex_iv_8"),
+        "compliance/documents/document.html",
+        lambda s: _sections("annex_iv_8"),
         "The items of Annex V as written in the signed dossier. This is a draft for the provider's signatory: it is not a declaration "
-        "of conformity until it is signed and issued (Art. 47).", draft=True,
+        "of conformity until it is signed and issued (Art. 47).",
+        draft=True,
     ),
     DocumentKind.GPAI_TECHNICAL: PdfKind(
-        "compliance/documents/document.html", _annex_xi,
+        "compliance/documents/document.html",
+        _annex_xi,
         "Technical documentation of the general-purpose AI model for the AI Office and national competent authorities (Art. 53(1)(a), Annex XI, Section 1).",
     ),
     DocumentKind.GPAI_DOWNSTREAM: PdfKind(
-        "compliance/documents/document.html", _annex_xii,
+        "compliance/documents/document.html",
+        _annex_xii,
         "Information and documentation for providers of AI systems who intend to integrate the general-purpose AI model (Art. 53(1)(b), Annex XII).",
     ),
     DocumentKind.TRAINING_CONTENT_SUMMARY: PdfKind(
-        "compliance/documents/document.html", _training_summary,
+        "compliance/documents/document.html",
+        _training_summary,
         "The public summary of the content used to train the general-purpose AI model (Art. 53(1)(d)).",
     ),
 }
@@ -184,9 +221,13 @@ def _appendices(source: RenderSource, parts: list[Part]) -> dict:
             if f.evidence:
                 cited.setdefault(f.evidence, []).append(f)
     index = [
-        {"name": name, "description": description, "present": bool(source.evidence.get(name)),
-         "run": (source.evidence.get(name) or {}).get("run") if isinstance(source.evidence.get(name), dict) else None,
-         "fields": cited.get(name, [])}
+        {
+            "name": name,
+            "description": description,
+            "present": bool(source.evidence.get(name)),
+            "run": (source.evidence.get(name) or {}).get("run") if isinstance(source.evidence.get(name), dict) else None,
+            "fields": cited.get(name, []),
+        }
         for name, description in EVIDENCE_SOURCES.items()
     ]
     completeness = source.snapshot.get("completeness") or {}
@@ -199,7 +240,7 @@ def utc(moment: str | None) -> str:
     if not moment:
         return "—"
     parsed = datetime.fromisoformat(moment)
-    return (parsed.astimezone(dt_timezone.utc) if parsed.tzinfo else parsed).strftime("%Y-%m-%d %H:%M UTC")
+    return (parsed.astimezone(UTC) if parsed.tzinfo else parsed).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def document_context(kind: str, source: RenderSource) -> dict:
@@ -211,15 +252,29 @@ def document_context(kind: str, source: RenderSource) -> dict:
     if kind == DocumentKind.TECHNICAL_DOCUMENTATION:  # its own chapter after the sections; Annex IV 6 points to it
         shown["change_log"] = (CHANGE_LOG_ANCHOR, "Changes against the parent version")
         change_log = evidence_elements("change_log", log, source.attachments) if log else None
-    revisions = [{**r, "submitted_at_text": utc(r.get("submitted_at")), "signed_at_text": utc(r.get("signed_at"))} for r in source.snapshot.get("revisions") or []]
+    revisions = [
+        {**r, "submitted_at_text": utc(r.get("submitted_at")), "signed_at_text": utc(r.get("signed_at"))}
+        for r in source.snapshot.get("revisions") or []
+    ]
     return {
-        "kind": kind, "title": DocumentKind(kind).label, "intro": spec.intro, "draft": spec.draft,
-        "model": source.model, "version": source.snapshot.get("version") or {}, "revision": source.revision, "snapshot": source.snapshot,
-        "snapshot_sha256": source.snapshot_sha256, "signature": {**source.signature, "signed_at_text": utc(source.signature["signed_at"])},
-        "signed_on": source.signature["signed_at"][:10], "submitted_at_text": utc(source.snapshot.get("submitted_at")),
+        "kind": kind,
+        "title": DocumentKind(kind).label,
+        "intro": spec.intro,
+        "draft": spec.draft,
+        "model": source.model,
+        "version": source.snapshot.get("version") or {},
+        "revision": source.revision,
+        "snapshot": source.snapshot,
+        "snapshot_sha256": source.snapshot_sha256,
+        "signature": {**source.signature, "signed_at_text": utc(source.signature["signed_at"])},
+        "signed_on": source.signature["signed_at"][:10],
+        "submitted_at_text": utc(source.snapshot.get("submitted_at")),
         "version_lineage": (source.evidence.get("version_identity") or {}).get("lineage"),
-        "revisions": revisions, "charts": source.attachments.charts,
-        "parts": _part_views(parts, source, shown), "change_log": change_log, "change_log_anchor": CHANGE_LOG_ANCHOR,
+        "revisions": revisions,
+        "charts": source.attachments.charts,
+        "parts": _part_views(parts, source, shown),
+        "change_log": change_log,
+        "change_log_anchor": CHANGE_LOG_ANCHOR,
         **(_appendices(source, parts) if kind == DocumentKind.TECHNICAL_DOCUMENTATION else {}),
     }
 
@@ -230,7 +285,7 @@ def document_html(kind: str, source: RenderSource) -> str:
 
 def html_to_pdf(html: str, *, created: str) -> Pdf:
     """Lay out once, count the pages from that layout, write the PDF from it (step 3)."""
-    from weasyprint import HTML
+    from weasyprint import HTML  # heavy; only PDF rendering needs it
 
     started = time.perf_counter()
     document = HTML(string=html).render()

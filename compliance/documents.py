@@ -28,16 +28,22 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.http import FileResponse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from compliance import document_cards as cards
+from compliance.change_log import change_log_markdown
 from compliance.choices import DocumentKind, DossierStatus
 from compliance.document_evidence import CHART_PREFIXES, Attachments
 from compliance.document_render import PDF_KINDS, RenderSource, render_pdf
-from compliance.models import Dossier, DossierSignature, Document
-from core.errors import Conflict
+from compliance.models import Document, Dossier, DossierSignature, TrustAssessment
 from core.access import scope
+from core.errors import Conflict
+from radtrust_engine.hashing import sha256_matches
 from registry.models import ModelVersion
+from validation.choices import RunFileKind
+from validation.models import RunFile
 
 GPAI_KINDS = (DocumentKind.GPAI_TECHNICAL, DocumentKind.GPAI_DOWNSTREAM, DocumentKind.TRAINING_CONTENT_SUMMARY)
 CONTENT_TYPES = {"pdf": "application/pdf", "md": "text/markdown; charset=utf-8", "json": "application/json"}
@@ -63,22 +69,34 @@ class Rendered:
 
 def snapshot_attachments(version: ModelVersion, evidence: dict) -> dict:
     """The charts, trust radar and revision history a snapshot carries for its documents (step 1)."""
-    from validation.choices import RunFileKind
-    from validation.models import RunFile
-    from compliance.models import TrustAssessment
-
     cited = {source: evidence[source]["run"] for source in CHART_PREFIXES if evidence.get(source)}
     charts = []
     for f in RunFile.objects.filter(run_id__in=set(cited.values()), kind=RunFileKind.CHART).order_by("run_id", "name"):
         for source, run in cited.items():
             if f.run_id == run and f.name.startswith(CHART_PREFIXES[source]):
-                charts.append({"source": source, "run": f.run_id, "name": f.name, "title": f.title, "alt": f.alt, "sha256": f.sha256, "storage_name": f.storage_name})
+                charts.append(
+                    {
+                        "source": source,
+                        "run": f.run_id,
+                        "name": f.name,
+                        "title": f.title,
+                        "alt": f.alt,
+                        "sha256": f.sha256,
+                        "storage_name": f.storage_name,
+                    }
+                )
     trust = evidence.get("trust_scores")
     radar = TrustAssessment.objects.filter(pk=trust["assessment"]).values_list("chart_svg", flat=True).first() if trust else None
     earlier = version.dossiers.filter(status=DossierStatus.SIGNED).select_related("submitted_by", "signature__signer").order_by("revision")
     revisions = [
-        {"revision": d.revision, "submitted_by": d.submitted_by.username if d.submitted_by else "", "submitted_at": d.submitted_at.isoformat() if d.submitted_at else None,
-         "signer": d.signature.signer.username, "signed_at": d.signature.signed_at.isoformat(), "snapshot_sha256": d.snapshot_sha256}
+        {
+            "revision": d.revision,
+            "submitted_by": d.submitted_by.username if d.submitted_by else "",
+            "submitted_at": d.submitted_at.isoformat() if d.submitted_at else None,
+            "signer": d.signature.signer.username,
+            "signed_at": d.signature.signed_at.isoformat(),
+            "snapshot_sha256": d.snapshot_sha256,
+        }
         for d in earlier
     ]
     return {"charts": charts, "trust_radar": radar or None, "revisions": revisions}
@@ -100,7 +118,9 @@ def _chart_bytes(charts: list[dict]) -> dict[tuple[int, str], bytes]:
             with default_storage.open(c["storage_name"], "rb") as handle:
                 data = handle.read()
         except OSError:
-            raise Conflict(f"The {where} is missing; documents are never rendered without the evidence their snapshot cites.", code="evidence_missing") from None
+            raise Conflict(
+                f"The {where} is missing; documents are never rendered without the evidence their snapshot cites.", code="evidence_missing"
+            ) from None
         if _sha256(data) != c["sha256"]:
             raise Conflict(
                 f"The {where} no longer matches the sha256 recorded in the snapshot: it was altered after submission, so no document is rendered from it.",
@@ -112,23 +132,31 @@ def _chart_bytes(charts: list[dict]) -> dict[tuple[int, str], bytes]:
 
 def _require_signed(dossier: Dossier) -> None:
     if dossier.status != DossierStatus.SIGNED:
-        raise Conflict(f"Documents are rendered from a signed dossier; revision {dossier.revision} is {dossier.get_status_display().lower()}.", code="dossier_not_signed")
+        raise Conflict(
+            f"Documents are rendered from a signed dossier; revision {dossier.revision} is {dossier.get_status_display().lower()}.",
+            code="dossier_not_signed",
+        )
 
 
 def render_source(dossier: Dossier) -> RenderSource:
     """The frozen inputs of a signed revision, verified (step 2)."""
-    from compliance.dossiers import snapshot_verifies
-
     _require_signed(dossier)
     signature = DossierSignature.objects.select_related("signer").get(dossier=dossier)
-    if not (dossier.snapshot_sha256 == signature.snapshot_sha256 and snapshot_verifies(dossier.snapshot, dossier.snapshot_sha256)):
+    if not (dossier.snapshot_sha256 == signature.snapshot_sha256 and sha256_matches(dossier.snapshot, dossier.snapshot_sha256)):
         raise Conflict("The frozen snapshot no longer matches the hash that was signed; no document is rendered from it.", code="snapshot_altered")
     snapshot = dossier.snapshot
     charts = snapshot.get("charts") or []
     return RenderSource(
-        dossier_id=dossier.pk, revision=dossier.revision, snapshot=snapshot, snapshot_sha256=dossier.snapshot_sha256,
-        signature={"signer": signature.signer.get_username(), "signed_at": signature.signed_at.astimezone(dt.timezone.utc).isoformat(),
-                   "meaning": signature.meaning, "snapshot_sha256": signature.snapshot_sha256},
+        dossier_id=dossier.pk,
+        revision=dossier.revision,
+        snapshot=snapshot,
+        snapshot_sha256=dossier.snapshot_sha256,
+        signature={
+            "signer": signature.signer.get_username(),
+            "signed_at": signature.signed_at.astimezone(dt.UTC).isoformat(),
+            "meaning": signature.meaning,
+            "snapshot_sha256": signature.snapshot_sha256,
+        },
         attachments=Attachments(charts=charts, data=_chart_bytes(charts), trust_radar=snapshot.get("trust_radar")),
     )
 
@@ -137,8 +165,13 @@ def document_kinds(snapshot: dict) -> list[str]:
     """The kinds a snapshot yields: always the Annex IV set and the model card; the change log when
     there is one; the general-purpose model documents only for a model offered as such."""
     evidence = snapshot.get("evidence") or {}
-    kinds = [DocumentKind.TECHNICAL_DOCUMENTATION, DocumentKind.INSTRUCTIONS_FOR_USE, DocumentKind.DECLARATION_OF_CONFORMITY,
-             DocumentKind.MODEL_CARD_MARKDOWN, DocumentKind.MODEL_CARD_JSON]
+    kinds = [
+        DocumentKind.TECHNICAL_DOCUMENTATION,
+        DocumentKind.INSTRUCTIONS_FOR_USE,
+        DocumentKind.DECLARATION_OF_CONFORMITY,
+        DocumentKind.MODEL_CARD_MARKDOWN,
+        DocumentKind.MODEL_CARD_JSON,
+    ]
     if evidence.get("change_log"):
         kinds += [DocumentKind.CHANGE_LOG_MARKDOWN, DocumentKind.CHANGE_LOG_JSON]
     if (evidence.get("model_description") or {}).get("general_purpose"):
@@ -148,9 +181,6 @@ def document_kinds(snapshot: dict) -> list[str]:
 
 def document_build(kind: str, source: RenderSource) -> Rendered:
     """One document's bytes from the frozen source."""
-    from compliance import document_cards as cards
-    from compliance.change_log import change_log_markdown
-
     if kind in PDF_KINDS:
         pdf = render_pdf(kind, source)
         return Rendered(kind, pdf.data, "pdf", pdf.pages, pdf.weasyprint_seconds)
@@ -193,8 +223,15 @@ def document_store(*, actor, dossier: Dossier, rendered: Rendered) -> Document:
     name = f"documents/{sha256[:2]}/{sha256}.{rendered.extension}"
     _write_content_addressed(name, rendered.data, sha256)
     row = Document(
-        dossier=dossier, kind=rendered.kind, sha256=sha256, size=len(rendered.data), content_type=rendered.content_type, storage_name=name,
-        pages=rendered.pages, snapshot_sha256=dossier.snapshot_sha256, created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        dossier=dossier,
+        kind=rendered.kind,
+        sha256=sha256,
+        size=len(rendered.data),
+        content_type=rendered.content_type,
+        storage_name=name,
+        pages=rendered.pages,
+        snapshot_sha256=dossier.snapshot_sha256,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
         retain_until=_years_later(timezone.localdate(), settings.RADTRUST_DOCUMENT_RETENTION_YEARS),
     )
     try:
@@ -234,8 +271,6 @@ def document_filename(document: Document) -> str:
 
 def document_download(document: Document):
     """The stored file as an attachment named for the document, its sha256 as the ETag; None when the file is missing."""
-    from django.http import FileResponse
-
     try:
         handle = default_storage.open(document.storage_name, "rb")
     except OSError:

@@ -8,9 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from compliance.change_log import change_log_build
+from compliance.choices import AlertStatus
+from compliance.models import DeploymentWeek
+from compliance.selectors import sum_weeks
+from compliance.trust.services import latest_assessment
+from core.audit import audit_verify_chain
 from radtrust_engine.report import LabelResult, RunReport
 from radtrust_engine.stratification import SubgroupResult
 from registry.choices import DeploymentStatus
+from registry.datasheets import datasheet_completeness
 from registry.models import ModelVersion
 from validation.choices import RunStatus
 
@@ -20,10 +27,19 @@ Provider = Callable[[ModelVersion], Any]
 def _model_description(version: ModelVersion) -> dict:
     m = version.foundation_model
     return {
-        "name": m.name, "provider": m.provider.name, "intended_purpose": m.intended_purpose, "intended_users": m.intended_users,
-        "instructions_for_use": m.instructions_for_use, "known_limitations": m.known_limitations, "body_region": m.body_region,
-        "modality": m.modality, "task": m.task, "risk_class": m.risk_class, "mdr_class": m.mdr_class,
-        "licence": m.licence, "general_purpose": m.general_purpose,
+        "name": m.name,
+        "provider": m.provider.name,
+        "intended_purpose": m.intended_purpose,
+        "intended_users": m.intended_users,
+        "instructions_for_use": m.instructions_for_use,
+        "known_limitations": m.known_limitations,
+        "body_region": m.body_region,
+        "modality": m.modality,
+        "task": m.task,
+        "risk_class": m.risk_class,
+        "mdr_class": m.mdr_class,
+        "licence": m.licence,
+        "general_purpose": m.general_purpose,
     }
 
 
@@ -33,18 +49,29 @@ def _version_identity(version: ModelVersion) -> dict:
         lineage.append(str(current))
         current = current.parent
     return {
-        "version": str(version), "artifact_sha256": version.artifact_sha256, "opset": version.opset, "parameters": version.parameter_count,
-        "inputs": version.inputs, "outputs": version.outputs, "output_schema": version.output_schema, "preprocessing": version.preprocessing,
-        "lineage": lineage, "status": version.status,
+        "version": str(version),
+        "artifact_sha256": version.artifact_sha256,
+        "opset": version.opset,
+        "parameters": version.parameter_count,
+        "inputs": version.inputs,
+        "outputs": version.outputs,
+        "output_schema": version.output_schema,
+        "preprocessing": version.preprocessing,
+        "lineage": lineage,
+        "status": version.status,
     }
 
 
 def _provenance(version: ModelVersion) -> list | None:
-    from registry.datasheets import datasheet_completeness
-
     rows = [
-        {"dataset": p.dataset.name, "dataset_id": p.dataset_id, "role": p.role, "steward": p.dataset.institution.code,
-         "datasheet_completeness": datasheet_completeness(p.dataset).ratio, "known_limitations": p.dataset.known_limitations}
+        {
+            "dataset": p.dataset.name,
+            "dataset_id": p.dataset_id,
+            "role": p.role,
+            "steward": p.dataset.institution.code,
+            "datasheet_completeness": datasheet_completeness(p.dataset).ratio,
+            "known_limitations": p.dataset.known_limitations,
+        }
         for p in version.provenance.select_related("dataset__institution").order_by("role", "dataset__name")
     ]
     return rows or None
@@ -56,8 +83,14 @@ def _runs(version: ModelVersion):
 
 def _validation_runs(version: ModelVersion) -> list | None:
     rows = [
-        {"run": r.pk, "dataset": r.dataset.name, "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-         "artifact_sha256": r.artifact_sha256, "manifest_sha256": r.manifest_sha256, "summary": r.summary}
+        {
+            "run": r.pk,
+            "dataset": r.dataset.name,
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "artifact_sha256": r.artifact_sha256,
+            "manifest_sha256": r.manifest_sha256,
+            "summary": r.summary,
+        }
         for r in _runs(version).defer("results")[:20]
     ]
     return rows or None
@@ -82,7 +115,13 @@ def _subgroups(result: LabelResult) -> dict | None:
 def _subgroup_row(subgroup: SubgroupResult) -> dict:
     """A subgroup as the dossier shows it: who, how many patients, and its metrics unless suppressed."""
     metrics = None if subgroup.metrics is None else {name: e.to_dict() for name, e in subgroup.metrics.items()}
-    return {"grouping": subgroup.grouping, "name": subgroup.name, "n_patients": subgroup.n_patients, "suppressed": subgroup.suppressed, "metrics": metrics}
+    return {
+        "grouping": subgroup.grouping,
+        "name": subgroup.name,
+        "n_patients": subgroup.n_patients,
+        "suppressed": subgroup.suppressed,
+        "metrics": metrics,
+    }
 
 
 def _robustness(result: LabelResult) -> dict | None:
@@ -110,31 +149,33 @@ def _explainability(result: LabelResult) -> dict | None:
 
 
 def _trust_scores(version: ModelVersion) -> dict | None:
-    from compliance.trust.services import latest_assessment
-
     assessment = latest_assessment(version)
     if assessment is None:
         return None
     return {
-        "assessment": assessment.pk, "policy": assessment.policy.version, "computed_at": assessment.computed_at.isoformat(),
+        "assessment": assessment.pk,
+        "policy": assessment.policy.version,
+        "computed_at": assessment.computed_at.isoformat(),
         "principles": {n: {k: p[k] for k in ("score", "status", "strength", "summary")} for n, p in assessment.principles.items()},
     }
 
 
 def _deployments(version: ModelVersion) -> list | None:
     rows = [
-        {"deployment": d.pk, "institution": d.institution.name, "status": d.status, "since": d.since.isoformat() if d.since else None,
-         "revalidation_cadence_days": d.revalidation_cadence_days, "revalidation_state": d.revalidation_state}
+        {
+            "deployment": d.pk,
+            "institution": d.institution.name,
+            "status": d.status,
+            "since": d.since.isoformat() if d.since else None,
+            "revalidation_cadence_days": d.revalidation_cadence_days,
+            "revalidation_state": d.revalidation_state,
+        }
         for d in version.deployments.select_related("institution").exclude(status=DeploymentStatus.ENDED)
     ]
     return rows or None
 
 
 def _post_market_feedback(version: ModelVersion) -> dict | None:
-    from compliance.models import DeploymentWeek
-    from compliance.selectors import sum_weeks
-    from compliance.choices import AlertStatus
-
     totals = sum_weeks(DeploymentWeek.objects.filter(deployment__version=version))
     alerts = version.alerts.exclude(status=AlertStatus.RESOLVED).count()
     if not totals.n and not alerts:
@@ -144,22 +185,25 @@ def _post_market_feedback(version: ModelVersion) -> dict | None:
 
 def _incidents(version: ModelVersion) -> list:
     return [
-        {"incident": i.pk, "title": i.title, "type": i.incident_type, "legal_basis": i.legal_basis, "deadline": i.deadline.isoformat(),
-         "status": i.status, "reported_on": i.reported_on.isoformat() if i.reported_on else None}
+        {
+            "incident": i.pk,
+            "title": i.title,
+            "type": i.incident_type,
+            "legal_basis": i.legal_basis,
+            "deadline": i.deadline.isoformat(),
+            "status": i.status,
+            "reported_on": i.reported_on.isoformat() if i.reported_on else None,
+        }
         for i in version.incidents.order_by("pk")
     ]
 
 
 def _change_log(version: ModelVersion) -> dict | None:
     """The change log against the parent; None for a first version (field 6 is empty then)."""
-    from compliance.change_log import change_log_build
-
     return change_log_build(version).to_dict() if version.parent_id else None
 
 
 def _audit(version: ModelVersion) -> dict:
-    from core.audit import audit_verify_chain
-
     verdict = audit_verify_chain()
     return {"chain_intact": verdict.ok, "events_checked": verdict.checked, "broken_at": verdict.broken_seq, "reason": verdict.reason}
 

@@ -24,9 +24,12 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from core.audit import audit_action
 from compliance.choices import DossierStatus
+from compliance.documents import snapshot_attachments
+from compliance.dossier_evidence import dossier_evidence
+from compliance.dossier_fields import completeness, validate_values
 from compliance.models import Dossier, DossierSignature
+from core.audit import audit_action
 from core.errors import Conflict
 from radtrust_engine.hashing import canonical_sha256, sha256_matches
 from registry.models import ModelVersion
@@ -51,9 +54,6 @@ def snapshot_verifies(snapshot: dict, digest: str) -> bool:
 
 def dossier_completeness(dossier: Dossier, evidence: dict | None = None) -> dict:
     """Per section and overall: required fields filled (officer text non-blank, evidence present)."""
-    from compliance.dossier_evidence import dossier_evidence
-    from compliance.dossier_fields import completeness
-
     evidence = dossier_evidence(dossier.version) if evidence is None else evidence
     return completeness(dossier.values, {name: bool(data) for name, data in evidence.items()})
 
@@ -72,22 +72,25 @@ def dossier_open(*, actor, version: ModelVersion) -> Dossier:
 
 def dossier_save(*, actor, dossier: Dossier, values: dict, edit_count: int) -> Dossier:
     """Merge ``values`` into an editable revision; refused with a diff after a concurrent save (step 2)."""
-    from compliance.dossier_fields import validate_values
-
     errors = validate_values(values)
     if errors:
         raise ValidationError({"values": [f"{key}: {message}" for key, message in sorted(errors.items())]})
     with transaction.atomic():
         locked = Dossier.objects.select_for_update().get(pk=dossier.pk)
         if locked.status not in EDITABLE:
-            raise Conflict(f"The dossier is {locked.get_status_display().lower()}; it can be edited as a draft or after changes were requested.", code="dossier_not_editable")
+            raise Conflict(
+                f"The dossier is {locked.get_status_display().lower()}; it can be edited as a draft or after changes were requested.",
+                code="dossier_not_editable",
+            )
         if edit_count != locked.edit_count:
             differing = {k: {"yours": v, "saved": locked.values.get(k, "")} for k, v in values.items() if locked.values.get(k, "") != v}
             raise Conflict(
                 f"Another officer saved this dossier since you opened it (save {locked.edit_count}, you started from {edit_count}); "
-                "compare the fields below and save again.", code="edit_conflict", details={"differs": differing, "edit_count": locked.edit_count},
+                "compare the fields below and save again.",
+                code="edit_conflict",
+                details={"differs": differing, "edit_count": locked.edit_count},
             )
-        locked.values = {**locked.values, **{k: v for k, v in values.items()}}
+        locked.values = {**locked.values, **dict(values.items())}
         locked.edit_count += 1
         with audit_action("edit"):
             locked.save(update_fields=["values", "edit_count", "updated_at"])
@@ -96,9 +99,6 @@ def dossier_save(*, actor, dossier: Dossier, values: dict, edit_count: int) -> D
 
 def dossier_submit(*, actor, dossier: Dossier) -> Dossier:
     """Freeze the fields with the evidence read now and send the revision for review (step 3)."""
-    from compliance.documents import snapshot_attachments
-    from compliance.dossier_evidence import dossier_evidence
-
     with transaction.atomic():
         locked = Dossier.objects.select_for_update().select_related("version__foundation_model").get(pk=dossier.pk)
         if locked.status not in EDITABLE:
@@ -110,14 +110,21 @@ def dossier_submit(*, actor, dossier: Dossier) -> Dossier:
             raise ValidationError({"values": [f"Required fields are not filled yet: {', '.join(missing)}."]})
         snapshot = {
             "version": {"id": locked.version_id, "label": str(locked.version), "artifact_sha256": locked.version.artifact_sha256},
-            "revision": locked.revision, "values": locked.values, "evidence": evidence, "completeness": done,
-            "submitted_by": actor.username, "submitted_at": timezone.now().isoformat(),
+            "revision": locked.revision,
+            "values": locked.values,
+            "evidence": evidence,
+            "completeness": done,
+            "submitted_by": actor.username,
+            "submitted_at": timezone.now().isoformat(),
             **snapshot_attachments(locked.version, evidence),  # charts, trust radar, revision history for the documents
         }
         if locked.snapshot:  # a resubmission after changes were requested: the reviewer compares with what they sent back
             snapshot["previous_submission"] = {
-                "values": locked.snapshot["values"], "submitted_by": locked.snapshot["submitted_by"],
-                "submitted_at": locked.snapshot["submitted_at"], "snapshot_sha256": locked.snapshot_sha256, "review_note": locked.review_note,
+                "values": locked.snapshot["values"],
+                "submitted_by": locked.snapshot["submitted_by"],
+                "submitted_at": locked.snapshot["submitted_at"],
+                "snapshot_sha256": locked.snapshot_sha256,
+                "review_note": locked.review_note,
             }
         snapshot = json.loads(json.dumps(snapshot, default=str))
         locked.snapshot, locked.snapshot_sha256 = snapshot, snapshot_hash(snapshot)
@@ -148,12 +155,14 @@ def dossier_request_changes(*, actor, dossier: Dossier, note: str) -> Dossier:
 
 def dossier_sign(*, actor, dossier: Dossier, meaning: str = "Approved as the technical documentation of this version") -> DossierSignature:
     """A second officer signs the snapshot in review (step 4)."""
-    from compliance.tasks import dossier_documents_render_task
+    from compliance.tasks import dossier_documents_render_task  # the tasks module imports this one
 
     with transaction.atomic():
         locked = Dossier.objects.select_for_update().get(pk=dossier.pk)
         if locked.status != DossierStatus.IN_REVIEW:
-            raise Conflict(f"Only a dossier in review can be signed; this one is {locked.get_status_display().lower()}.", code="dossier_not_in_review")
+            raise Conflict(
+                f"Only a dossier in review can be signed; this one is {locked.get_status_display().lower()}.", code="dossier_not_in_review"
+            )
         _second_officer(actor, locked, "signed")
         if not snapshot_verifies(locked.snapshot, locked.snapshot_sha256):
             raise Conflict("The frozen snapshot no longer matches its hash; it was altered after submission.", code="snapshot_altered")

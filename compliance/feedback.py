@@ -32,16 +32,18 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
+from compliance.choices import Agreement, AlertKind, AlertSeverity, ErrorType, Severity
+from compliance.models import SUMMED_FIELDS, Alert, DeploymentMonitor, DeploymentWeek, Feedback
+from compliance.monitoring import CusumDesign, CusumState, cusum_reset, cusum_update, design_cusum, disagreement_rate_ci
+from compliance.trust.services import trust_request
 from core.audit import audit_action
-from compliance.choices import Agreement
-from compliance.models import SUMMED_FIELDS, DeploymentMonitor, DeploymentWeek, Feedback
 from core.errors import Conflict
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import Deployment
-from compliance.trust.services import trust_request
 
 OBSERVATION = {Agreement.AGREE: 0.0, Agreement.PARTLY: 0.5, Agreement.DISAGREE: 1.0}
 _AGREEMENT_OF = {value: agreement for agreement, value in OBSERVATION.items()}
@@ -49,8 +51,16 @@ _COUNTER = {Agreement.AGREE: "n_agree", Agreement.PARTLY: "n_partly", Agreement.
 BASELINE_FLOOR = 0.02
 BASELINE_CEILING = 0.5  # a site disagreeing half the time needs people, not a test
 EDITABLE = (
-    "case_reference", "model_output", "agreement", "error_type", "severity", "minutes_saved",
-    "explanation_helped", "uncertainty_helped", "fitted_workflow", "comment",
+    "case_reference",
+    "model_output",
+    "agreement",
+    "error_type",
+    "severity",
+    "minutes_saved",
+    "explanation_helped",
+    "uncertainty_helped",
+    "fitted_workflow",
+    "comment",
 )
 
 _PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,63}$")
@@ -100,15 +110,21 @@ def feedback_submit(*, actor, deployment: Deployment, submission_key: uuid.UUID 
     if deployment.institution_id != actor.institution_id:
         raise PermissionDenied("You can report only on models deployed at your institution.")
     if deployment.status != DeploymentStatus.ACTIVE:
-        raise ValidationError({"deployment": f"This deployment is {deployment.get_status_display().lower()}, not in use: feedback goes to an active deployment."})
+        raise ValidationError(
+            {"deployment": f"This deployment is {deployment.get_status_display().lower()}, not in use: feedback goes to an active deployment."}
+        )
     if deployment.version.status == VersionStatus.RETIRED:
         raise ValidationError({"deployment": "This model version is retired; feedback goes to the version in use."})
     fields["case_reference"] = case_reference_check(fields.get("case_reference", ""))
     _check_content(fields)
     submission_key = submission_key or uuid.uuid4()
     feedback = Feedback(
-        deployment=deployment, version_id=deployment.version_id, institution_id=deployment.institution_id,
-        clinician=actor, submission_key=submission_key, **{k: v for k, v in fields.items() if k in EDITABLE},
+        deployment=deployment,
+        version_id=deployment.version_id,
+        institution_id=deployment.institution_id,
+        clinician=actor,
+        submission_key=submission_key,
+        **{k: v for k, v in fields.items() if k in EDITABLE},
     )
     feedback.full_clean(exclude=["deployment", "version", "institution", "clinician"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
@@ -128,10 +144,13 @@ def feedback_update(*, actor, feedback: Feedback, fields: dict) -> Feedback:
     if feedback.clinician_id != actor.pk:
         raise PermissionDenied("You can change only your own feedback.")
     if timezone.now() > feedback_editable_until(feedback):
-        raise Conflict(f"Feedback can be changed for {settings.RADTRUST_FEEDBACK_EDIT_HOURS} hours after it was given; this one is frozen.", code="feedback_frozen")
+        raise Conflict(
+            f"Feedback can be changed for {settings.RADTRUST_FEEDBACK_EDIT_HOURS} hours after it was given; this one is frozen.",
+            code="feedback_frozen",
+        )
     unknown = set(fields) - set(EDITABLE)
     if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
+        raise ValidationError(dict.fromkeys(sorted(unknown), "This field cannot be changed."))
     if "case_reference" in fields:
         fields["case_reference"] = case_reference_check(fields["case_reference"])
     merged = {name: fields.get(name, getattr(feedback, name)) for name in EDITABLE}
@@ -185,14 +204,10 @@ def _week_add(feedback: Feedback, sign: int) -> None:
 def weeks_rebuild(*, deployment_ids: list[int] | None = None) -> int:
     """Recompute the weekly summaries from the stored reports (after a bulk import or a backfill of
     timestamps); returns the number of week rows written."""
-    from django.db.models import Count, Q, Sum
-    from django.db.models.functions import TruncWeek
-
-    from compliance.choices import ErrorType, Severity
-
     rows = Feedback.objects.all() if deployment_ids is None else Feedback.objects.filter(deployment_id__in=deployment_ids)
     aggregates = {
-        "n": Count("pk"), **{c: Count("pk", filter=Q(agreement=a)) for a, c in _COUNTER.items()},
+        "n": Count("pk"),
+        **{c: Count("pk", filter=Q(agreement=a)) for a, c in _COUNTER.items()},
         **{f"e_{e}": Count("pk", filter=Q(error_type=e)) for e in ErrorType.values},
         **{f"s_{v}": Count("pk", filter=Q(severity=v)) for v in Severity.values},
     }
@@ -200,13 +215,17 @@ def weeks_rebuild(*, deployment_ids: list[int] | None = None) -> int:
         aggregates |= {f"{name}_n": Count(name), f"{name}_sum": Sum(name), f"{name}_sq": Sum(F(name) * F(name))}
     weeks = []
     for row in rows.annotate(week=TruncWeek("created_at")).values("deployment_id", "week").annotate(**aggregates).order_by():
-        weeks.append(DeploymentWeek(
-            deployment_id=row["deployment_id"], week=timezone.localtime(row["week"]).date() if hasattr(row["week"], "hour") else row["week"],
-            n=row["n"], **{c: row[c] for c in _COUNTER.values()},
-            error_types={e: row[f"e_{e}"] for e in ErrorType.values if row[f"e_{e}"]},
-            severities={v: row[f"s_{v}"] for v in Severity.values if row[f"s_{v}"]},
-            sums={name: [row[f"{name}_n"], row[f"{name}_sum"] or 0, row[f"{name}_sq"] or 0] for name in SUMMED_FIELDS if row[f"{name}_n"]},
-        ))
+        weeks.append(
+            DeploymentWeek(
+                deployment_id=row["deployment_id"],
+                week=timezone.localtime(row["week"]).date() if hasattr(row["week"], "hour") else row["week"],
+                n=row["n"],
+                **{c: row[c] for c in _COUNTER.values()},
+                error_types={e: row[f"e_{e}"] for e in ErrorType.values if row[f"e_{e}"]},
+                severities={v: row[f"s_{v}"] for v in Severity.values if row[f"s_{v}"]},
+                sums={name: [row[f"{name}_n"], row[f"{name}_sum"] or 0, row[f"{name}_sq"] or 0] for name in SUMMED_FIELDS if row[f"{name}_n"]},
+            )
+        )
     with transaction.atomic():
         stale = DeploymentWeek.objects.all() if deployment_ids is None else DeploymentWeek.objects.filter(deployment_id__in=deployment_ids)
         stale.delete()
@@ -227,8 +246,6 @@ def _count(monitor: DeploymentMonitor, agreement: str, step: int) -> None:
 
 def _observe(monitor: DeploymentMonitor, observations: list[float], at) -> None:
     """Add observations (in order) to the counts and the test; raise the alert on a new alarm."""
-    from compliance.monitoring import CusumState, cusum_update, design_cusum
-
     baseline_n = settings.RADTRUST_MONITOR_BASELINE_FEEDBACK
     seen = monitor.n_feedback
     for x in observations:
@@ -268,23 +285,15 @@ def in_control_rate(k: float, n: int) -> float:
     keeps an unluckily low start from turning ordinary variation into alarms. Simulated with
     100 baseline reports at 10% (README): 5% of stable streams alarm within 300 later reports,
     99% of streams rising to 30% alarm, after a median of 44 reports."""
-    from compliance.monitoring import disagreement_rate_ci
-
     _, high = disagreement_rate_ci(k, n, confidence=0.8)
     return min(max(high, BASELINE_FLOOR), BASELINE_CEILING)
 
 
 def _design(monitor: DeploymentMonitor):
-    from compliance.monitoring import CusumDesign
-
     return CusumDesign(**{k: monitor.design[k] for k in ("p0", "p1", "h")})
 
 
 def _raise_alert(monitor: DeploymentMonitor, state) -> None:
-    from compliance.monitoring import disagreement_rate_ci
-    from compliance.choices import AlertKind, AlertSeverity
-    from compliance.models import Alert
-
     deployment = monitor.deployment
     observed, k = monitor.tested_n, monitor.tested_sum
     low, high = disagreement_rate_ci(k, observed)
@@ -292,16 +301,25 @@ def _raise_alert(monitor: DeploymentMonitor, state) -> None:
     design = monitor.design
     with audit_action("raise"):
         Alert.objects.create(
-            version_id=deployment.version_id, deployment=deployment, kind=AlertKind.DISAGREEMENT_RISE,
-            severity=AlertSeverity.WARNING, subject="disagreement_rate",
+            version_id=deployment.version_id,
+            deployment=deployment,
+            kind=AlertKind.DISAGREEMENT_RISE,
+            severity=AlertSeverity.WARNING,
+            subject="disagreement_rate",
             message=(
                 f"Clinician disagreement at {deployment.institution.code} rose above the rate at deployment: "
                 f"{rate:.1%} (95% CI {low:.1%} to {high:.1%}) over {observed} reports against {design['p0']:.1%}; "
                 f"the CUSUM crossed h={design['h']:.2f}. Proposed: revalidate the deployment on the site's newest data."
             ),
             evidence={
-                "test": "Bernoulli CUSUM", "design": design, "state": state.to_dict(), "observed_rate": rate,
-                "ci_low": low, "ci_high": high, "n_since_reset": observed, "baseline_feedback": settings.RADTRUST_MONITOR_BASELINE_FEEDBACK,
+                "test": "Bernoulli CUSUM",
+                "design": design,
+                "state": state.to_dict(),
+                "observed_rate": rate,
+                "ci_low": low,
+                "ci_high": high,
+                "n_since_reset": observed,
+                "baseline_feedback": settings.RADTRUST_MONITOR_BASELINE_FEEDBACK,
                 "proposed_action": "revalidation",
             },
         )
@@ -309,8 +327,6 @@ def _raise_alert(monitor: DeploymentMonitor, state) -> None:
 
 def monitor_reset(*, deployment_id: int) -> None:
     """Restart the test after an officer resolved its alert: later reports start from zero."""
-    from compliance.monitoring import CusumState, cusum_reset
-
     with transaction.atomic():
         monitor = DeploymentMonitor.objects.select_for_update().filter(deployment_id=deployment_id).first()
         if monitor is None or not monitor.state:

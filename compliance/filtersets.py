@@ -3,6 +3,8 @@
 import django_filters
 
 from compliance.models import Alert
+
+
 class AlertFilterSet(django_filters.FilterSet):
     class Meta:
         model = Alert

@@ -7,10 +7,10 @@ import inspect
 from django import forms
 from django.core.exceptions import ValidationError
 
+from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
 from compliance.dossier_fields import FIELDS, validate_values
 from compliance.dossiers import dossier_sign
 from compliance.feedback import case_reference_check
-from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
 from compliance.incident_rules import INCIDENT_TYPES
 from compliance.models import Feedback
 
@@ -24,17 +24,41 @@ class FeedbackForm(forms.ModelForm):
     agreement = forms.ChoiceField(choices=Agreement.choices, widget=forms.RadioSelect, label="Do you agree with the model?")
     error_type = forms.ChoiceField(choices=[("", "— (I agree)"), *ErrorType.choices], required=False, label="If not, what went wrong?")
     severity = forms.ChoiceField(choices=Severity.choices, widget=forms.RadioSelect, initial=Severity.NONE, label="Clinical severity")
-    explanation_helped = forms.TypedChoiceField(choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The explanation helped me (1 not at all, 5 very much)")
-    uncertainty_helped = forms.TypedChoiceField(choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The uncertainty flag helped me")
-    fitted_workflow = forms.TypedChoiceField(choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The output fitted my workflow")
+    explanation_helped = forms.TypedChoiceField(
+        choices=_RATING_CHOICES,
+        coerce=int,
+        empty_value=None,
+        required=False,
+        widget=forms.RadioSelect,
+        label="The explanation helped me (1 not at all, 5 very much)",
+    )
+    uncertainty_helped = forms.TypedChoiceField(
+        choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The uncertainty flag helped me"
+    )
+    fitted_workflow = forms.TypedChoiceField(
+        choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The output fitted my workflow"
+    )
 
     class Meta:
         model = Feedback
         fields = [
-            "case_reference", "model_output", "agreement", "error_type", "severity", "minutes_saved",
-            "explanation_helped", "uncertainty_helped", "fitted_workflow", "comment",
+            "case_reference",
+            "model_output",
+            "agreement",
+            "error_type",
+            "severity",
+            "minutes_saved",
+            "explanation_helped",
+            "uncertainty_helped",
+            "fitted_workflow",
+            "comment",
         ]
-        labels = {"case_reference": "Case reference", "model_output": "Model output", "minutes_saved": "Minutes saved (negative if it cost you time)", "comment": "Comment (optional)"}
+        labels = {
+            "case_reference": "Case reference",
+            "model_output": "Model output",
+            "minutes_saved": "Minutes saved (negative if it cost you time)",
+            "comment": "Comment (optional)",
+        }
         widgets = {
             "case_reference": forms.TextInput(attrs={"autofocus": True, "autocomplete": "off", "placeholder": "CASE-7f3a9c", "spellcheck": "false"}),
             "model_output": forms.TextInput(attrs={"placeholder": "nodule 0.82 (flagged)"}),
@@ -94,7 +118,9 @@ class DossierForm(forms.Form):
         for f in FIELDS.values():
             if f.editable:
                 self.fields[f.key] = DossierText(
-                    label=f.title, required=False, show_hidden_initial=True,
+                    label=f.title,
+                    required=False,
+                    show_hidden_initial=True,
                     widget=forms.Textarea(attrs={"rows": 5, "maxlength": f.max_length, "aria-describedby": f"guidance-{f.key}"}),
                 )
 
@@ -123,14 +149,17 @@ class DossierForm(forms.Form):
 
 class DossierNoteForm(forms.Form):
     note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "maxlength": 4000}), max_length=4000, label="What must change",
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": 4000}),
+        max_length=4000,
+        label="What must change",
         help_text="Name the fields and say what is missing or wrong; the author sees this note above the dossier.",
     )
 
 
 class DossierSignForm(forms.Form):
     meaning = forms.CharField(
-        max_length=200, label="What your signature means",
+        max_length=200,
+        label="What your signature means",
         initial=inspect.signature(dossier_sign).parameters["meaning"].default,  # the service's default, stated once
         help_text="Recorded with your signature, the time and the snapshot's hash.",
     )

@@ -15,14 +15,16 @@ from datetime import date
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.template.loader import render_to_string
 from django.utils import timezone
 
-from core.audit import audit_action
 from compliance.choices import CorrectiveActionKind, IncidentStatus
 from compliance.incident_rules import INCIDENT_TYPES, reported_late, reporting_deadline, reporting_rule
 from compliance.models import CorrectiveAction, Feedback, Incident
+from core.audit import audit_action
 from core.errors import Conflict
 from registry.choices import DeploymentStatus
+from registry.models import Deployment
 
 NEXT: dict[str, frozenset[str]] = {
     IncidentStatus.OPEN: frozenset({IncidentStatus.INVESTIGATING, IncidentStatus.REPORTED}),
@@ -33,8 +35,14 @@ NEXT: dict[str, frozenset[str]] = {
 
 
 def incident_escalate(
-    *, actor, title: str, description: str, incident_type: str, aware_on: date,
-    feedback: Feedback | None = None, alert=None,
+    *,
+    actor,
+    title: str,
+    description: str,
+    incident_type: str,
+    aware_on: date,
+    feedback: Feedback | None = None,
+    alert=None,
 ) -> Incident:
     """Open an incident from one feedback or one alert, with its route and deadline."""
     if (feedback is None) == (alert is None):
@@ -42,19 +50,33 @@ def incident_escalate(
     if incident_type not in INCIDENT_TYPES:
         raise ValidationError({"incident_type": f"Choose one of: {', '.join(INCIDENT_TYPES)}."})
     if len(description) > 10000 or len(title) > 200:
-        raise ValidationError({"description" if len(description) > 10000 else "title": "Too long: keep the title to 200 and the description to 10,000 characters."})
+        raise ValidationError(
+            {"description" if len(description) > 10000 else "title": "Too long: keep the title to 200 and the description to 10,000 characters."}
+        )
     source = feedback or alert
     if aware_on > timezone.localdate():
         raise ValidationError({"aware_on": "The date of awareness cannot be in the future."})
     if aware_on < timezone.localtime(source.created_at).date():
-        raise ValidationError({"aware_on": f"The provider cannot have become aware before the {'feedback' if feedback else 'alert'} was recorded ({timezone.localtime(source.created_at).date()})."})
+        raise ValidationError(
+            {
+                "aware_on": f"The provider cannot have become aware before the {'feedback' if feedback else 'alert'} was recorded ({timezone.localtime(source.created_at).date()})."
+            }
+        )
     version = source.version
     medical_device = bool(version.foundation_model.mdr_class)
     rule = reporting_rule(medical_device=medical_device, incident_type=incident_type)
     incident = Incident(
-        version=version, deployment=source.deployment, feedback=feedback, alert=alert, title=title.strip(),
-        description=description.strip(), incident_type=incident_type, medical_device=medical_device, aware_on=aware_on,
-        route=rule.route, legal_basis=rule.legal_basis,
+        version=version,
+        deployment=source.deployment,
+        feedback=feedback,
+        alert=alert,
+        title=title.strip(),
+        description=description.strip(),
+        incident_type=incident_type,
+        medical_device=medical_device,
+        aware_on=aware_on,
+        route=rule.route,
+        legal_basis=rule.legal_basis,
         deadline=reporting_deadline(medical_device=medical_device, incident_type=incident_type, aware_on=aware_on),
         created_by=actor,
     )
@@ -68,7 +90,12 @@ def incident_escalate(
 
 
 def incident_transition(
-    *, actor, incident: Incident, to_status: str, reported_on: date | None = None, authority_reference: str = "",
+    *,
+    actor,
+    incident: Incident,
+    to_status: str,
+    reported_on: date | None = None,
+    authority_reference: str = "",
     closing_note: str = "",
 ) -> Incident:
     """Move an incident on: reporting needs the date and the authority's reference, closing a note."""
@@ -76,7 +103,10 @@ def incident_transition(
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if to_status not in NEXT[locked.status]:
             allowed = ", ".join(sorted(NEXT[locked.status])) or "none (it is closed)"
-            raise Conflict(f"An incident that is {locked.get_status_display().lower()} cannot become {to_status}; allowed next: {allowed}.", code="incident_transition")
+            raise Conflict(
+                f"An incident that is {locked.get_status_display().lower()} cannot become {to_status}; allowed next: {allowed}.",
+                code="incident_transition",
+            )
         fields = ["status", "updated_at"]
         if to_status == IncidentStatus.REPORTED:
             if reported_on is None:
@@ -116,8 +146,6 @@ def incident_action_add(*, actor, incident: Incident, kind: str, description: st
 
 
 def _suspend(incident: Incident) -> None:
-    from registry.models import Deployment
-
     if incident.deployment_id is None:
         raise ValidationError({"kind": "This incident names no deployment to suspend."})
     deployment = Deployment.objects.select_for_update().get(pk=incident.deployment_id)
@@ -141,14 +169,27 @@ def incident_export(incident: Incident) -> dict:
     if incident.feedback_id:
         f = incident.feedback
         source = {
-            "kind": "feedback", "id": f.pk, "case_reference": f.case_reference, "model_output": f.model_output,
-            "agreement": f.agreement, "error_type": f.error_type, "severity": f.severity, "comment": f.comment,
+            "kind": "feedback",
+            "id": f.pk,
+            "case_reference": f.case_reference,
+            "model_output": f.model_output,
+            "agreement": f.agreement,
+            "error_type": f.error_type,
+            "severity": f.severity,
+            "comment": f.comment,
             "given_at": f.created_at.isoformat(),
         }
     elif incident.alert_id:
         a = incident.alert
-        source = {"kind": "alert", "id": a.pk, "alert_kind": a.kind, "severity": a.severity, "message": a.message,
-                  "run": a.run_id, "raised_at": a.created_at.isoformat()}
+        source = {
+            "kind": "alert",
+            "id": a.pk,
+            "alert_kind": a.kind,
+            "severity": a.severity,
+            "message": a.message,
+            "run": a.run_id,
+            "raised_at": a.created_at.isoformat(),
+        }
     deployment = incident.deployment
     return {
         "id": incident.pk,
@@ -169,8 +210,10 @@ def incident_export(incident: Incident) -> dict:
         "authority_reference": incident.authority_reference,
         "closing_note": incident.closing_note,
         "model": {
-            "name": incident.version.foundation_model.name, "version": incident.version.version,
-            "artifact_sha256": incident.version.artifact_sha256, "mdr_class": incident.version.foundation_model.mdr_class,
+            "name": incident.version.foundation_model.name,
+            "version": incident.version.version,
+            "artifact_sha256": incident.version.artifact_sha256,
+            "mdr_class": incident.version.foundation_model.mdr_class,
             "provider": incident.version.foundation_model.provider.name,
         },
         "deployment": None if deployment is None else {"id": deployment.pk, "institution": deployment.institution.name, "status": deployment.status},
@@ -186,8 +229,7 @@ def incident_export(incident: Incident) -> dict:
 
 def incident_report_pdf(incident: Incident) -> bytes:
     """The incident report as a PDF (WeasyPrint), from the same record as the JSON export."""
-    from django.template.loader import render_to_string
-    from weasyprint import HTML
+    from weasyprint import HTML  # heavy; only PDF rendering needs it
 
     html = render_to_string("compliance/incident_report.html", {"report": incident_export(incident), "generated_at": timezone.now()})
     return HTML(string=html).write_pdf()

@@ -7,12 +7,21 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from compliance.choices import Agreement, CorrectiveActionKind, DocumentKind, DossierStatus, ErrorType, IncidentStatus, Severity
+from compliance.choices import (
+    Agreement,
+    AlertKind,
+    AlertSeverity,
+    AlertStatus,
+    CorrectiveActionKind,
+    DocumentKind,
+    DossierStatus,
+    ErrorType,
+    IncidentStatus,
+    Severity,
+)
 from compliance.incident_rules import INCIDENT_TYPES, is_overdue
 from core.errors import ImmutableRecord
-from compliance.choices import AlertKind, AlertSeverity, AlertStatus
 from registry.validators import validate_json_safe
-
 
 _RATING = [MinValueValidator(1), MaxValueValidator(5)]
 # The usability questionnaire (1-5 ratings) and, with minutes saved, the numbers summed per week.
@@ -44,7 +53,9 @@ class Feedback(models.Model):
     error_type = models.CharField(max_length=24, choices=ErrorType.choices, blank=True)
     severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.NONE)
     minutes_saved = models.SmallIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(-240), MaxValueValidator(240)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(-240), MaxValueValidator(240)],
         help_text="Minutes the model saved on this case; negative when it cost time.",
     )
     explanation_helped = models.PositiveSmallIntegerField(null=True, blank=True, validators=_RATING, help_text="1 (not at all) to 5 (very much).")
@@ -63,7 +74,8 @@ class Feedback(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["clinician", "submission_key"], name="%(app_label)s_%(class)s_one_per_form",
+                fields=["clinician", "submission_key"],
+                name="%(app_label)s_%(class)s_one_per_form",
                 violation_error_message="This form was submitted already.",
             ),
             models.CheckConstraint(
@@ -117,7 +129,9 @@ class DeploymentWeek(models.Model):
     class Meta:
         ordering = ["deployment", "week"]
         constraints = [
-            models.UniqueConstraint(fields=["deployment", "week"], name="%(app_label)s_%(class)s_one_row", violation_error_message="One summary per deployment and week."),
+            models.UniqueConstraint(
+                fields=["deployment", "week"], name="%(app_label)s_%(class)s_one_row", violation_error_message="One summary per deployment and week."
+            ),
         ]
 
     def __str__(self) -> str:
@@ -150,7 +164,8 @@ class Alert(models.Model):
         indexes = [models.Index(fields=["status", "severity"], name="validation_alert_status")]
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "kind", "subject"], condition=models.Q(run__isnull=False),
+                fields=["run", "kind", "subject"],
+                condition=models.Q(run__isnull=False),
                 name="validation_alert_once_per_run_finding",
                 violation_error_message="A run raises each finding once.",
             ),
@@ -166,7 +181,9 @@ class ScoringPolicy(models.Model):
 
     version = models.PositiveIntegerField(unique=True)
     name = models.CharField(max_length=120)
-    definition = models.JSONField(validators=[validate_json_safe], help_text="Principles, criteria, rules, weights, thresholds (compliance.trust.policy).")
+    definition = models.JSONField(
+        validators=[validate_json_safe], help_text="Principles, criteria, rules, weights, thresholds (compliance.trust.policy)."
+    )
     active = models.BooleanField(default=False, help_text="The policy new assessments use; one at a time.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -176,7 +193,9 @@ class ScoringPolicy(models.Model):
         ordering = ["-version"]
         constraints = [
             models.UniqueConstraint(
-                fields=["active"], condition=models.Q(active=True), name="validation_scoringpolicy_one_active",
+                fields=["active"],
+                condition=models.Q(active=True),
+                name="validation_scoringpolicy_one_active",
                 violation_error_message="One scoring policy is active at a time.",
             ),
         ]
@@ -220,12 +239,15 @@ class TrustException(models.Model):
         db_table = "validation_trustexception"  # the table (and its index and constraint names) kept from validation
         ordering = ["-granted_at"]
         constraints = [
-            models.UniqueConstraint(fields=["version", "principle"], name="validation_trustexception_once", violation_error_message="This principle already has an exception for this version."),
+            models.UniqueConstraint(
+                fields=["version", "principle"],
+                name="validation_trustexception_once",
+                violation_error_message="This principle already has an exception for this version.",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Exception for {self.principle} of {self.version}"
-
 
 
 class Incident(models.Model):
@@ -315,7 +337,9 @@ class Dossier(models.Model):
     revision = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=DossierStatus.choices, default=DossierStatus.DRAFT)
     values = models.JSONField(default=dict, blank=True, help_text="The officer-written fields by key (compliance.dossier_fields).")
-    edit_count = models.PositiveIntegerField(default=0, help_text="Saves so far; a save names the count it started from, so a concurrent edit is refused, not overwritten.")
+    edit_count = models.PositiveIntegerField(
+        default=0, help_text="Saves so far; a save names the count it started from, so a concurrent edit is refused, not overwritten."
+    )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -330,14 +354,21 @@ class Dossier(models.Model):
     class Meta:
         ordering = ["version", "-revision"]
         constraints = [
-            models.UniqueConstraint(fields=["version", "revision"], name="%(app_label)s_%(class)s_one_per_revision", violation_error_message="This revision exists already."),
             models.UniqueConstraint(
-                fields=["version"], condition=~models.Q(status=DossierStatus.SIGNED), name="%(app_label)s_%(class)s_one_open_revision",
+                fields=["version", "revision"],
+                name="%(app_label)s_%(class)s_one_per_revision",
+                violation_error_message="This revision exists already.",
+            ),
+            models.UniqueConstraint(
+                fields=["version"],
+                condition=~models.Q(status=DossierStatus.SIGNED),
+                name="%(app_label)s_%(class)s_one_open_revision",
                 violation_error_message="This version has an open dossier revision already.",
             ),
             models.CheckConstraint(
                 condition=~models.Q(status=DossierStatus.SIGNED) | ~models.Q(snapshot_sha256=""),
-                name="%(app_label)s_%(class)s_signed_has_snapshot", violation_error_message="A signed dossier carries its snapshot's hash.",
+                name="%(app_label)s_%(class)s_signed_has_snapshot",
+                violation_error_message="A signed dossier carries its snapshot's hash.",
             ),
         ]
 
@@ -375,7 +406,9 @@ class DocumentQuerySet(models.QuerySet):
 
     def delete(self):
         if self.filter(retain_until__gt=timezone.localdate()).exists():
-            raise ImmutableRecord("Documents are kept for their retention period (AI Act Art. 18); this one cannot be deleted yet.", code="document_retained")
+            raise ImmutableRecord(
+                "Documents are kept for their retention period (AI Act Art. 18); this one cannot be deleted yet.", code="document_retained"
+            )
         return super().delete()
 
 
@@ -403,7 +436,8 @@ class Document(models.Model):
         ordering = ["dossier", "kind"]
         constraints = [
             models.UniqueConstraint(
-                fields=["dossier", "kind"], name="%(app_label)s_%(class)s_one_per_kind",
+                fields=["dossier", "kind"],
+                name="%(app_label)s_%(class)s_one_per_kind",
                 violation_error_message="A dossier revision has one document of each kind.",
             ),
         ]
@@ -438,7 +472,9 @@ class ChangePlan(models.Model):
         ordering = ["foundation_model", "-version"]
         constraints = [
             models.UniqueConstraint(
-                fields=["foundation_model", "version"], name="%(app_label)s_%(class)s_one_per_version", nulls_distinct=False,
+                fields=["foundation_model", "version"],
+                name="%(app_label)s_%(class)s_one_per_version",
+                nulls_distinct=False,
                 violation_error_message="This change plan version exists already.",
             ),
         ]

@@ -238,7 +238,12 @@ def _design(p0: float, odds_ratio: float, target_arl0: int) -> CusumDesign:
         mid = (low + high) // 2
         low, high = (low, mid) if arl0(mid) >= target_arl0 else (mid, high)
     return CusumDesign(
-        p0=p0, p1=p1, h=high * delta, target_arl0=target_arl0, arl0=arl0(high), arl1=_chain_arl(p1, up, down, high),
+        p0=p0,
+        p1=p1,
+        h=high * delta,
+        target_arl0=target_arl0,
+        arl0=arl0(high),
+        arl1=_chain_arl(p1, up, down, high),
     )
 
 
@@ -282,8 +287,12 @@ def cusum_update(state: CusumState, observations: Sequence[float] | np.ndarray, 
         crossed = np.flatnonzero(path >= design.h)
         alarm_at = state.n + int(crossed[0]) if crossed.size else None
     return CusumState(
-        statistic=float(path[-1]), n=state.n + x.size, n_since_reset=state.n_since_reset + x.size,
-        alarmed=alarm_at is not None, alarm_at=alarm_at, peak=max(state.peak, float(path.max())),
+        statistic=float(path[-1]),
+        n=state.n + x.size,
+        n_since_reset=state.n_since_reset + x.size,
+        alarmed=alarm_at is not None,
+        alarm_at=alarm_at,
+        peak=max(state.peak, float(path.max())),
     )
 
 

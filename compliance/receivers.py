@@ -1,7 +1,8 @@
-"""What compliance does when something happens below it: validation's signals (a run succeeded,
-a site reported) and saves of the registry records and dossiers that trust scores read.
-
-Connected once by ``ComplianceConfig.ready``; each receiver runs inside the sender's transaction.
+"""What compliance connects when Django starts: the audit trail of its records, the evidence checks
+of the lifecycle guards, and what it does when something happens below it: validation's signals
+(a run succeeded, a site reported) and saves of the registry records and dossiers that trust
+scores read. Connected once by ``ComplianceConfig.ready``; each receiver runs inside the sender's
+transaction.
 """
 
 from __future__ import annotations
@@ -9,8 +10,23 @@ from __future__ import annotations
 from django.db.models.signals import post_save
 
 from compliance.alerts import alerts_raise_for_run
-from compliance.models import Dossier
-from compliance.trust.services import trust_request
+from compliance.dossiers import signed_dossier
+from compliance.models import (
+    Alert,
+    ChangePlan,
+    CorrectiveAction,
+    Document,
+    Dossier,
+    DossierSignature,
+    Feedback,
+    Incident,
+    ScoringPolicy,
+    TrustAssessment,
+    TrustException,
+)
+from compliance.trust.services import trust_guard, trust_request
+from core.audit import audit_register
+from registry.guards import register_evidence_check
 from registry.models import Dataset, Provenance
 from validation.models import FederatedJob, ValidationRun
 from validation.signals import run_succeeded, site_report_received
@@ -46,6 +62,17 @@ def dossier_saved(sender, instance, raw=False, **kwargs) -> None:
 
 
 def connect() -> None:
+    # Feedback, incidents and their actions, signatures, stored documents and change plans are
+    # records an authority may ask for; the deployment monitor is derived from feedback and not audited.
+    for model in (Feedback, Incident, CorrectiveAction, DossierSignature, Document, ChangePlan):
+        audit_register(model)
+    audit_register(Dossier, exclude=("snapshot",))  # its hash is audited; the frozen body stays in the row
+    audit_register(Alert)  # raised, acknowledged, resolved
+    audit_register(ScoringPolicy)
+    audit_register(TrustAssessment, exclude=("principles", "chart_svg"))  # the scores are in the row; the event says it was made
+    audit_register(TrustException)
+    register_evidence_check("dossier", signed_dossier)
+    register_evidence_check("trust", trust_guard)
     run_succeeded.connect(run_succeeded_received, sender=ValidationRun, dispatch_uid="compliance:run_succeeded")
     site_report_received.connect(site_report_saved, sender=FederatedJob, dispatch_uid="compliance:site_report")
     post_save.connect(dataset_saved, sender=Dataset, dispatch_uid="trust:dataset")

@@ -13,14 +13,25 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from compliance.choices import ErrorType, Severity
-from compliance.models import RATING_QUESTIONS, DeploymentMonitor, DeploymentWeek, Dossier, Feedback, Incident
+from compliance.choices import AlertStatus, ErrorType, Severity
+from compliance.models import (
+    RATING_QUESTIONS,
+    Alert,
+    DeploymentMonitor,
+    DeploymentWeek,
+    Dossier,
+    Feedback,
+    Incident,
+    ScoringPolicy,
+    TrustAssessment,
+    TrustException,
+)
+from compliance.monitoring import disagreement_rate_ci
 from core.access import scope
+from radtrust_engine.stats import z_value
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
-from radtrust_engine.stats import z_value
-from compliance.models import Alert, ScoringPolicy, TrustAssessment, TrustException
-
+from validation.models import ValidationRun
 
 
 def feedback_list(*, user) -> QuerySet[Feedback]:
@@ -34,8 +45,6 @@ def incident_list(*, user) -> QuerySet[Incident]:
 
 def monitored_deployments(*, user) -> QuerySet[Deployment]:
     """Deployments in use or suspended, with their monitor and open-alert count, for the overview."""
-    from compliance.choices import AlertStatus
-
     return (
         scope(user, Deployment.objects.select_related("version__foundation_model", "institution", "monitor"))
         .filter(status__in=[DeploymentStatus.ACTIVE, DeploymentStatus.SUSPENDED])
@@ -62,11 +71,20 @@ class Monitoring:
         monitor = self.monitor
         return {
             "deployment": self.deployment.pk,
-            "counts": None if monitor is None else {
-                "feedback": monitor.n_feedback, "agree": monitor.n_agree, "partly": monitor.n_partly, "disagree": monitor.n_disagree,
+            "counts": None
+            if monitor is None
+            else {
+                "feedback": monitor.n_feedback,
+                "agree": monitor.n_agree,
+                "partly": monitor.n_partly,
+                "disagree": monitor.n_disagree,
             },
-            "sequential_test": None if monitor is None else {
-                "baseline_rate": monitor.baseline_rate, "design": monitor.design, "state": monitor.state,
+            "sequential_test": None
+            if monitor is None
+            else {
+                "baseline_rate": monitor.baseline_rate,
+                "design": monitor.design,
+                "state": monitor.state,
                 "tested": monitor.tested_n,
             },
             "weeks": self.weeks,
@@ -127,21 +145,23 @@ def sum_weeks(weeks) -> WeekTotals:
 
 def deployment_monitoring(deployment: Deployment) -> Monitoring:
     """Disagreement per week with its Wilson CI, error types, severities, ratings, time, alerts and runs."""
-    from compliance.monitoring import disagreement_rate_ci
-    from compliance.choices import AlertStatus
-    from compliance.models import Alert
-    from validation.models import ValidationRun
-
     weeks = list(DeploymentWeek.objects.filter(deployment=deployment, n__gt=0).order_by("week"))
     totals = sum_weeks(weeks)
     rows = []
     for week in weeks:
         k = week.n_disagree + 0.5 * week.n_partly
         low, high = disagreement_rate_ci(k, week.n)
-        rows.append({
-            "week": week.week.isoformat(), "n": week.n, "disagree": week.n_disagree, "partly": week.n_partly,
-            "rate": k / week.n, "ci_low": low, "ci_high": high,
-        })
+        rows.append(
+            {
+                "week": week.week.isoformat(),
+                "n": week.n,
+                "disagree": week.n_disagree,
+                "partly": week.n_partly,
+                "rate": k / week.n,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
     ratings = []
     for r, text in RATING_QUESTIONS.items():
         n, mean, mean_sq = totals.moments(r)
@@ -151,11 +171,15 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
     low, high = _mean_ci(minutes_n, minutes_mean, minutes_sq)
     alerts = list(
         Alert.objects.filter(Q(deployment=deployment) | Q(version_id=deployment.version_id, deployment__isnull=True))
-        .exclude(status=AlertStatus.RESOLVED).select_related("run", "baseline_run").order_by("-created_at")[:50]
+        .exclude(status=AlertStatus.RESOLVED)
+        .select_related("run", "baseline_run")
+        .order_by("-created_at")[:50]
     )
     run_ids = {a.run_id for a in alerts if a.run_id} | {a.baseline_run_id for a in alerts if a.baseline_run_id}
     runs = list(
-        ValidationRun.objects.filter(Q(deployment=deployment) | Q(pk__in=run_ids)).select_related("dataset").defer("results")
+        ValidationRun.objects.filter(Q(deployment=deployment) | Q(pk__in=run_ids))
+        .select_related("dataset")
+        .defer("results")
         .order_by("-created_at")[:20]
     )
     return Monitoring(

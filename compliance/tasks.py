@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from compliance.documents import dossier_documents_render
+from compliance.models import Dossier
+from compliance.trust.services import trust_overdue_requests
+from compliance.trust.services import trust_recompute as recompute
 from core.audit import audit_context
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=600, time_limit=660)
 def dossier_documents_render_task(dossier_id: int) -> list[int]:
     """Render a signed dossier revision's documents; safe to deliver twice (kinds already stored are kept)."""
-    from compliance.documents import dossier_documents_render
-    from compliance.models import Dossier
-
     dossier = Dossier.objects.filter(pk=dossier_id).first()
     if dossier is None:
         return []
@@ -23,8 +24,6 @@ def dossier_documents_render_task(dossier_id: int) -> list[int]:
 @shared_task(acks_late=True, soft_time_limit=600)
 def trust_recompute(version_id: int, trigger: str, requested_at: str) -> int | None:
     """Recompute a version's trust assessment unless a newer one covers the request (see ``compliance.trust.services``)."""
-    from compliance.trust.services import trust_recompute as recompute
-
     with audit_context(label="worker:trust"):
         return recompute(version_id=version_id, trigger=trigger, requested_at=requested_at)
 
@@ -32,7 +31,5 @@ def trust_recompute(version_id: int, trigger: str, requested_at: str) -> int | N
 @shared_task(acks_late=True, soft_time_limit=300)
 def trust_overdue_sweep() -> list[int]:
     """Daily: versions whose deployment's revalidation fell overdue since their last assessment are rescored."""
-    from compliance.trust.services import trust_overdue_requests
-
     with audit_context(label="worker:trust"):
         return trust_overdue_requests()

@@ -7,10 +7,9 @@ institution allow (objects outside it are not found, never revealed).
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db.models import Q, QuerySet
 from rest_framework.permissions import SAFE_METHODS, BasePermission
-
-from django.apps import apps
 
 from core.choices import Role
 
@@ -59,8 +58,6 @@ def may(user, resource: str, *, write: bool) -> bool:
         return True
     readers, writers = POLICY[resource]
     return role_of(user) in (writers if write else readers)
-
-
 
 
 _MULTI_VALUED_RULES = {"registry.dataset", "registry.foundationmodel"}
@@ -137,7 +134,14 @@ def owner_institution_id(obj) -> int | None:
         return obj.foundation_model.provider_id
     if label == "registry.dataset":
         return obj.institution_id
-    if label in {"registry.provenance", "validation.validationrun", "compliance.alert", "compliance.trustassessment", "compliance.trustexception", "validation.federatedstudy"}:
+    if label in {
+        "registry.provenance",
+        "validation.validationrun",
+        "compliance.alert",
+        "compliance.trustassessment",
+        "compliance.trustexception",
+        "validation.federatedstudy",
+    }:
         return obj.version.foundation_model.provider_id
     return None
 

@@ -3,10 +3,10 @@ page), the scoped view set base class, and the Markdown renderer."""
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 import json
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status, viewsets
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response

@@ -41,7 +41,7 @@ class _Context:
     request_id: str = ""
 
 
-_context: contextvars.ContextVar[_Context] = contextvars.ContextVar("audit_context", default=_Context())
+_context: contextvars.ContextVar[_Context] = contextvars.ContextVar("audit_context", default=_Context())  # noqa: B039 (a frozen dataclass)
 _action: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_action", default=None)
 
 
@@ -125,7 +125,7 @@ def event_hash(fields: dict) -> str:
 def hashed_fields(event: AuditEvent) -> dict:
     return {
         "seq": event.seq,
-        "occurred_at": event.occurred_at.astimezone(dt.timezone.utc).isoformat(),
+        "occurred_at": event.occurred_at.astimezone(dt.UTC).isoformat(),
         "actor_id": event.actor_id,
         "actor_username": event.actor_username,
         "request_id": event.request_id,
@@ -190,7 +190,9 @@ def audit_verify_chain() -> ChainVerdict:
     if head_seq > checked:
         return ChainVerdict(False, checked, checked + 1, f"the chain ends at #{checked} but the head records #{head_seq}: events were removed")
     if head_seq < checked:
-        return ChainVerdict(False, checked, head_seq + 1, f"the head records #{head_seq} but the chain goes on to #{checked}: events were added behind its back")
+        return ChainVerdict(
+            False, checked, head_seq + 1, f"the head records #{head_seq} but the chain goes on to #{checked}: events were added behind its back"
+        )
     if head_hash != prev_hash:
         return ChainVerdict(False, checked, checked, f"the head's hash does not match event #{checked}: the end of the chain was rewritten")
     return ChainVerdict(True, checked)

@@ -101,6 +101,4 @@ def database_from_url(url: str) -> dict:
             "CONN_MAX_AGE": int(options.pop("conn_max_age", 60)),
             "OPTIONS": options,
         }
-    raise ImproperlyConfigured(
-        f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use sqlite:/// or postgres://)"
-    )
+    raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use sqlite:/// or postgres://)")

@@ -268,8 +268,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("RADTRUST_LOG_LEVEL", "INFO")},
-    "loggers": {
-        name: {"level": "WARNING"} for name in ("alembic", "mlflow", "onnxscript", "onnx_ir", "kombu.connection", "weasyprint", "fontTools")
-    }
+    "loggers": {name: {"level": "WARNING"} for name in ("alembic", "mlflow", "onnxscript", "onnx_ir", "kombu.connection", "weasyprint", "fontTools")}
     | {"torch.onnx": {"level": "ERROR"}},
 }

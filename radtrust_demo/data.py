@@ -45,9 +45,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 from scipy import ndimage
 
 from radtrust_engine.loading import ATTRIBUTE_COLUMNS
+from radtrust_engine.metrics import auroc
 
 FORMATS = {"dicom": ".dcm", "png": ".png", "npy": ".npy"}
 PREVALENCE = 0.3
@@ -114,11 +118,13 @@ class PlantedEffect:
 _SITE_C = _SCANNER_BY_SITE["site-c"]
 PLANTED_EFFECTS: tuple[PlantedEffect, ...] = (
     PlantedEffect(
-        "age", f"{OLD_AGE}+",
+        "age",
+        f"{OLD_AGE}+",
         f"nodule contrast x{AGE_CONTRAST_FACTOR} for patients aged {OLD_AGE} or over",
     ),
     PlantedEffect(
-        "site", _SITE_C.site,
+        "site",
+        _SITE_C.site,
         f"{_SITE_C.manufacturer} {_SITE_C.model}: noise {_SITE_C.noise / SCANNERS[0].noise:.1f}x site-a's, "
         f"intensity offset {_SITE_C.offset:+.0f} (site-a {SCANNERS[0].offset:+.0f})",
     ),
@@ -191,7 +197,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarr
 def _anatomy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Attenuation (about 0-0.8) of a frontal chest and the mask of its lung fields."""
     scale = size / 64
-    yy, xx = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
     jitter = rng.uniform(-0.05, 0.05, size=6)
     body = _ellipse(yy, xx, 0.1, 0.0, 1.05, 0.9 + jitter[0])
     lungs = np.zeros_like(body)
@@ -284,8 +290,6 @@ def _stored_values(pixels: np.ndarray, scanner: Scanner) -> np.ndarray:
 def _write_dicom(path: Path, pixels: np.ndarray, case: Case, seed: int) -> None:
     """An uncompressed 16-bit MONOCHROME2 digital radiograph (DX) with its
     demographic and scanner headers; UIDs derived from the seed and the case."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 
     def uid(kind: str) -> str:
         return generate_uid(entropy_srcs=[f"radtrust-demo-{seed}", case.patient_id, str(case.index), kind])
@@ -328,8 +332,6 @@ def _write_image(path: Path, pixels: np.ndarray, case: Case, fmt: str, seed: int
     if fmt == "dicom":
         _write_dicom(path, pixels, case, seed)
     elif fmt == "png":
-        from PIL import Image
-
         # PNG has no rescale: the pixel values themselves, as 16-bit grey.
         values = np.clip(np.rint(pixels), 0, np.iinfo(np.uint16).max).astype(np.uint16)
         Image.fromarray(values).save(path)
@@ -373,19 +375,21 @@ def generate_dataset(
         _write_image(root / relative, pixels, case, fmt, seed)
         hide_scanner = fmt == "dicom" and case_rng.random() < MISSING_SCANNER_FRACTION
         missing += hide_scanner
-        rows.append({
-            "image_path": relative.as_posix(),
-            "patient_id": case.patient_id,
-            "study_date": case.study_date.isoformat(),
-            "age": case.age,
-            "sex": case.sex,
-            "race_ethnicity": case.ethnicity,
-            "site": case.site,
-            "scanner_manufacturer": "" if hide_scanner else case.scanner.manufacturer,
-            "scanner_model": "" if hide_scanner else case.scanner.model,
-            "protocol": case.protocol,
-            label: int(case.positive),
-        })
+        rows.append(
+            {
+                "image_path": relative.as_posix(),
+                "patient_id": case.patient_id,
+                "study_date": case.study_date.isoformat(),
+                "age": case.age,
+                "sex": case.sex,
+                "race_ethnicity": case.ethnicity,
+                "site": case.site,
+                "scanner_manufacturer": "" if hide_scanner else case.scanner.manufacturer,
+                "scanner_model": "" if hide_scanner else case.scanner.model,
+                "protocol": case.protocol,
+                label: int(case.positive),
+            }
+        )
     manifest = root / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*MANIFEST_COLUMNS, label], lineterminator="\n")
@@ -470,11 +474,9 @@ def train_classifier(
        "image" (batch, 1, H, W) float32, output "probability" (batch, 1).
     5. Pick the threshold on the training scores (Youden's J).
     """
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    from radtrust_engine.metrics import auroc
+    import torch  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
+    import torch.nn.functional as F  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
+    from torch import nn  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
 
     class NoduleClassifier(nn.Module):
         """Probability of a nodule: the sigmoid of the lesion map's maximum."""
@@ -482,9 +484,16 @@ def train_classifier(
         def __init__(self) -> None:
             super().__init__()
             self.lesion_map = nn.Sequential(
-                nn.Conv2d(1, 8, 5, stride=2, padding=2), nn.BatchNorm2d(8), nn.ReLU(),
-                nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                nn.Conv2d(1, 8, 5, stride=2, padding=2),
+                nn.BatchNorm2d(8),
+                nn.ReLU(),
+                nn.Conv2d(8, 16, 3, padding=1),
+                nn.BatchNorm2d(16),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(16, 16, 3, padding=1),
+                nn.BatchNorm2d(16),
+                nn.ReLU(),
                 nn.Conv2d(16, 1, 1),
             )
 
@@ -531,8 +540,13 @@ def train_classifier(
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "model.onnx"
         program = torch.onnx.export(
-            model, (x[:2],), dynamo=True, input_names=["image"], output_names=["probability"],
-            dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}}, verbose=False,
+            model,
+            (x[:2],),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["probability"],
+            dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}},
+            verbose=False,
         )
         program.save(str(path))
     finally:

@@ -15,15 +15,17 @@ from datetime import timedelta
 import numpy as np
 from django.utils import timezone
 
+from compliance.choices import AlertKind, DossierStatus
+from compliance.documents import dossier_documents_render
+from compliance.dossiers import dossier_open, dossier_save, dossier_sign, dossier_submit
 from compliance.feedback import feedback_submit, weeks_rebuild
 from compliance.incidents import incident_escalate
-from compliance.trust.services import trust_exception_grant
-from compliance.models import Feedback, Incident
+from compliance.models import Alert, Feedback, Incident
+from compliance.trust.services import trust_assess, trust_exception_grant
+from radtrust_demo.dossier_text import OFFICER_TEXT
 from registry import services
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import Deployment, Institution, ModelVersion, User
-from compliance.choices import AlertKind
-from compliance.models import Alert
 
 WEEKS = 12
 # (site code, reports before the change, rate before, reports after, rate after)
@@ -36,8 +38,12 @@ def _deploy(version: ModelVersion, site: Institution, officer: User) -> Deployme
     if existing:
         return existing
     return services.deployment_create(
-        actor=officer, version=version, institution=site, status=DeploymentStatus.ACTIVE,
-        since=timezone.localdate() - timedelta(weeks=WEEKS), revalidation_cadence_days=90,
+        actor=officer,
+        version=version,
+        institution=site,
+        status=DeploymentStatus.ACTIVE,
+        since=timezone.localdate() - timedelta(weeks=WEEKS),
+        revalidation_cadence_days=90,
     )
 
 
@@ -57,13 +63,17 @@ def feedback_demo(*, version: ModelVersion, sites: dict[str, Institution], clini
                 disagree = rng.random() < rate
                 partly = not disagree and rng.random() < 0.05
                 feedback, _ = feedback_submit(
-                    actor=clinicians[code], deployment=deployments[code], case_reference=f"CASE-{code[:2]}{i:04d}",
+                    actor=clinicians[code],
+                    deployment=deployments[code],
+                    case_reference=f"CASE-{code[:2]}{i:04d}",
                     model_output=f"nodule {rng.uniform(0.05, 0.95):.2f}",
                     agreement="disagree" if disagree else "partly" if partly else "agree",
                     error_type=str(rng.choice(ERRORS)) if disagree or partly else "",
                     severity="moderate" if disagree and rng.random() < 0.3 else "low" if disagree else "none",
-                    minutes_saved=int(rng.integers(-4, 6)), explanation_helped=int(rng.integers(2, 6)),
-                    uncertainty_helped=int(rng.integers(2, 6)), fitted_workflow=int(rng.integers(3, 6)),
+                    minutes_saved=int(rng.integers(-4, 6)),
+                    explanation_helped=int(rng.integers(2, 6)),
+                    uncertainty_helped=int(rng.integers(2, 6)),
+                    fitted_workflow=int(rng.integers(3, 6)),
                 )
                 ids.append(feedback.pk)
             for i, pk in enumerate(ids):  # spread the history over the past weeks, oldest first
@@ -73,8 +83,12 @@ def feedback_demo(*, version: ModelVersion, sites: dict[str, Institution], clini
     incident = None
     if alert is not None:
         incident = Incident.objects.filter(alert=alert).first() or incident_escalate(
-            actor=officer, alert=alert, title=f"Rising disagreement with {version} at {alert.deployment.institution.code}",
-            description=alert.message, incident_type="other", aware_on=timezone.localdate(),
+            actor=officer,
+            alert=alert,
+            title=f"Rising disagreement with {version} at {alert.deployment.institution.code}",
+            description=alert.message,
+            incident_type="other",
+            aware_on=timezone.localdate(),
         )
     return {"deployments": deployments, "alert": alert, "incident": incident}
 
@@ -83,26 +97,30 @@ def feedback_demo(*, version: ModelVersion, sites: dict[str, Institution], clini
 # as justified exceptions, which the approval guard honours and the audit trail keeps.
 EXCEPTION_REASONS = {
     "usability": "Clinician feedback only exists once the model is in use; the two-site rollout is monitored from day one "
-                 "(CUSUM on disagreement, usability ratings) and revalidated every 90 days.",
+    "(CUSUM on disagreement, usability ratings) and revalidated every 90 days.",
 }
-DEFAULT_EXCEPTION_REASON = ("Accepted for a supervised second-reader rollout: the shortfall is a documented limitation in the dossier and the "
-                            "instructions for use, and every deployment is revalidated every 90 days.")
+DEFAULT_EXCEPTION_REASON = (
+    "Accepted for a supervised second-reader rollout: the shortfall is a documented limitation in the dossier and the "
+    "instructions for use, and every deployment is revalidated every 90 days."
+)
 
 
 def _signed_dossier(version: ModelVersion, officer: User, reviewer: User, out):
     """The version's newest signed revision, or one the officer fills in and submits and the reviewer signs."""
-    from compliance.choices import DossierStatus
-    from radtrust_demo.dossier_text import OFFICER_TEXT
-    from compliance.dossiers import dossier_open, dossier_save, dossier_sign, dossier_submit
-
     signed = version.dossiers.filter(status=DossierStatus.SIGNED).order_by("-revision").first()
     if signed is not None:
         return signed
     out(f"Dossier of {version}: {officer.username} fills it in and submits, {reviewer.username} signs ...")
-    names = {"model": version.foundation_model.name, "version": version.version, "provider": version.foundation_model.provider.name,
-             "parent": str(version.parent) if version.parent_id else "no parent (a first version)"}
+    names = {
+        "model": version.foundation_model.name,
+        "version": version.version,
+        "provider": version.foundation_model.provider.name,
+        "parent": str(version.parent) if version.parent_id else "no parent (a first version)",
+    }
     dossier = dossier_open(actor=officer, version=version)
-    dossier = dossier_save(actor=officer, dossier=dossier, values={k: v.format(**names) for k, v in OFFICER_TEXT.items()}, edit_count=dossier.edit_count)
+    dossier = dossier_save(
+        actor=officer, dossier=dossier, values={k: v.format(**names) for k, v in OFFICER_TEXT.items()}, edit_count=dossier.edit_count
+    )
     dossier = dossier_submit(actor=officer, dossier=dossier)
     return dossier_sign(actor=reviewer, dossier=dossier).dossier
 
@@ -110,8 +128,6 @@ def _signed_dossier(version: ModelVersion, officer: User, reviewer: User, out):
 def approval_demo(*, version: ModelVersion, engineer: User, officer: User, reviewer: User, out=print) -> list[str]:
     """Take the version to approved through the lifecycle guards: a signed dossier, a fresh trust
     assessment, and a justified exception for each principle that would block; returns those."""
-    from compliance.trust.services import trust_assess
-
     if version.status in {VersionStatus.APPROVED, VersionStatus.DEPLOYED}:
         return list(version.trust_exceptions.values_list("principle", flat=True))
     _signed_dossier(version, officer, reviewer, out)
@@ -122,19 +138,19 @@ def approval_demo(*, version: ModelVersion, engineer: User, officer: User, revie
             trust_exception_grant(actor=officer, version=version, principle=name, justification=EXCEPTION_REASONS.get(name, DEFAULT_EXCEPTION_REASON))
             excepted.add(name)
     path = [VersionStatus.IN_VALIDATION, VersionStatus.UNDER_REVIEW, VersionStatus.APPROVED]
-    for status in path[path.index(version.status) + 1 if version.status in path else 0:]:
+    for status in path[path.index(version.status) + 1 if version.status in path else 0 :]:
         services.version_transition(actor=officer if status == VersionStatus.APPROVED else engineer, version=version, to_status=status)
     version.refresh_from_db()  # the caller's object (the services worked on their own copies)
-    out(f"{version} approved by {officer.username} (signed dossier, trust assessment {assessment.pk}"
-        + (f", justified exceptions for {', '.join(sorted(excepted))})" if excepted else ")"))
+    out(
+        f"{version} approved by {officer.username} (signed dossier, trust assessment {assessment.pk}"
+        + (f", justified exceptions for {', '.join(sorted(excepted))})" if excepted else ")")
+    )
     return sorted(excepted)
 
 
 def dossier_demo(*, versions: list[ModelVersion], officer: User, reviewer: User, out=print) -> list[dict]:
     """Each version's signed dossier (signing it where the demo has not yet) and the documents
     rendered from its frozen snapshot."""
-    from compliance.documents import dossier_documents_render
-
     results = []
     for version in versions:
         dossier = _signed_dossier(version, officer, reviewer, out)

@@ -37,16 +37,21 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from core.audit import audit_context
+from radtrust_demo.data import PREVALENCE, Population, generate_dataset
+from radtrust_demo.runs import LABEL
 from registry.models import Institution, ModelVersion, User
 from validation.choices import FederatedJobStatus, StudyStatus
-from radtrust_demo.runs import LABEL
-from radtrust_demo.data import PREVALENCE, Population
 from validation.federated import META_METRICS, study_chart, study_close, study_create, study_pool
 from validation.models import FederatedStudy
 
 STUDY_NAME = "Nodule detection at three hospitals (federated demo)"
-SPEC = {"labels": [LABEL], "attributes": ["sex", "age_band", "scanner_manufacturer"], "intersections": [["sex", "age_band"]],
-        "n_resamples": 1000, "seed": 0}
+SPEC = {
+    "labels": [LABEL],
+    "attributes": ["sex", "age_band", "scanner_manufacturer"],
+    "intersections": [["sex", "age_band"]],
+    "n_resamples": 1000,
+    "seed": 0,
+}
 FOREST = f"study-forest-auroc-{LABEL}"
 READY_TIMEOUT = 60.0
 
@@ -98,8 +103,6 @@ def _thin_to_prevalence(root: Path, prevalence: float, seed: int) -> None:
 def site_data_root(code: str, *, out=print) -> Path:
     """The hospital's data root (manifest and DICOM files), generated once; written aside and moved
     into place, so an interrupted demo leaves no half-written site."""
-    from radtrust_demo.data import generate_dataset
-
     root = _folder() / "sites" / code
     if (root / "manifest.csv").exists():
         return root
@@ -130,8 +133,9 @@ def _study(version: ModelVersion, hospitals: list[Institution], engineer: User) 
                 if FederatedJobStatus.FAILED not in statuses and latest.deadline > timezone.now() + timedelta(hours=1):
                     return latest, False
                 study_close(actor=engineer, study=latest)
-        study = study_create(actor=engineer, version=version, name=STUDY_NAME, spec=SPEC,
-                             deadline=timezone.now() + timedelta(days=7), institutions=hospitals)
+        study = study_create(
+            actor=engineer, version=version, name=STUDY_NAME, spec=SPEC, deadline=timezone.now() + timedelta(days=7), institutions=hospitals
+        )
     return study, False
 
 
@@ -164,7 +168,10 @@ def _server(token: str, log: Path) -> Iterator[str]:
     with open(log, "wb") as handle:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", url.removeprefix("http://"), "--noreload"],
-            cwd=settings.BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=handle, stderr=subprocess.STDOUT,
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -189,8 +196,24 @@ def _agents(url: str, study: FederatedStudy, roots: dict[str, Path], tokens: dic
     processes = {}
     for code, root in roots.items():
         state = _folder() / "agents" / code / f"study-{study.pk}-{study.created_at:%Y%m%dT%H%M%S}"
-        command = [sys.executable, "-m", "radtrust_agent", "--server", url, "--token", tokens[code], "--data-root", str(root),
-                   "--state-dir", str(state), "--once", "--auto-approve", f"{code} data owner", "--retry-for", "60"]
+        command = [
+            sys.executable,
+            "-m",
+            "radtrust_agent",
+            "--server",
+            url,
+            "--token",
+            tokens[code],
+            "--data-root",
+            str(root),
+            "--state-dir",
+            str(state),
+            "--once",
+            "--auto-approve",
+            f"{code} data owner",
+            "--retry-for",
+            "60",
+        ]
         with open(_folder() / f"agent-{code}.log", "wb") as log:
             processes[code] = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
@@ -217,8 +240,10 @@ def federated_demo(*, version: ModelVersion, engineer: User, hospitals: list[Ins
     else:
         tokens = {code: _token(code) for code in roots}
         with _server(next(iter(tokens.values())), _folder() / "server.log") as url:
-            out(f"Server on {url} (log {_folder() / 'server.log'}); {len(roots)} site agents evaluate study {study.pk} "
-                f"on their own data (logs {_folder()}/agent-<site>.log) ...")
+            out(
+                f"Server on {url} (log {_folder() / 'server.log'}); {len(roots)} site agents evaluate study {study.pk} "
+                f"on their own data (logs {_folder()}/agent-<site>.log) ..."
+            )
             agents = _agents(url, study, roots, tokens, timeout)
     pool = study_pool(study)
     forest = None
@@ -239,9 +264,11 @@ def federated_lines(result: dict[str, Any]) -> list[str]:
     """The pooled table (histogram pooling and random-effects meta-analysis per metric), each site's
     AUROC, the sites that did not report, and where the forest plot is."""
     pool, study = result["pool"], result["study"]
-    lines = [f"  Study        {study.pk} '{study.name}': {study.version}, {pool['completeness']['reported']} of "
-             f"{pool['completeness']['invited']} sites reported"
-             + (f" ({result['seconds']:.0f} s, server and agents as separate processes)" if result["agents"] else " (in an earlier demo)")]
+    lines = [
+        f"  Study        {study.pk} '{study.name}': {study.version}, {pool['completeness']['reported']} of "
+        f"{pool['completeness']['invited']} sites reported"
+        + (f" ({result['seconds']:.0f} s, server and agents as separate processes)" if result["agents"] else " (in an earlier demo)")
+    ]
     for code, root in result["roots"].items():
         status = result["agents"].get(code, "not run")
         lines.append(f"  Agent        {code:<13} data root {root}, exit status {'timed out' if status is None else status}")
@@ -252,17 +279,20 @@ def federated_lines(result: dict[str, Any]) -> list[str]:
         if meta.get("estimate") is None:
             effects = f"refused: {meta.get('refused_reason') or 'no report'}"
         else:
-            prediction = ("n/a" if meta.get("prediction_low") is None
-                          else f"[{meta['prediction_low']:.3f}, {meta['prediction_high']:.3f}]")
-            effects = (f"{_estimate({'value': meta['estimate'], 'ci_low': meta['ci_low'], 'ci_high': meta['ci_high']}):<25} "
-                       f"{meta['i2']:>5.0%} {meta['tau2']:>8.3g}  {prediction}")
+            prediction = "n/a" if meta.get("prediction_low") is None else f"[{meta['prediction_low']:.3f}, {meta['prediction_high']:.3f}]"
+            effects = (
+                f"{_estimate({'value': meta['estimate'], 'ci_low': meta['ci_low'], 'ci_high': meta['ci_high']}):<25} "
+                f"{meta['i2']:>5.0%} {meta['tau2']:>8.3g}  {prediction}"
+            )
         lines.append(f"  {metric:<12} {_estimate(overall.get(metric)):<27} {effects}")
     for row in pool["site_results"]:
         if row["suppressed"]:
             lines.append(f"  Site         {row['site']:<13} suppressed: {row['reason']}")
         else:
-            lines.append(f"  Site         {row['site']:<13} AUROC {_estimate(row['auroc'])}, prevalence {row['prevalence']['value']:.2f}, "
-                         f"{row['n_patients']} patients, {row['n_cases']} images")
+            lines.append(
+                f"  Site         {row['site']:<13} AUROC {_estimate(row['auroc'])}, prevalence {row['prevalence']['value']:.2f}, "
+                f"{row['n_patients']} patients, {row['n_cases']} images"
+            )
     missing = ", ".join(f"{s['code']} ({s['outcome']}{', ' + s['error'] if s['error'] else ''})" for s in pool["sites"] if s["outcome"] != "reported")
     lines.append(f"  Not reported {missing or 'none'}")
     lines.append(f"  Forest plot  {result['forest'] or 'none (no site reported)'}")

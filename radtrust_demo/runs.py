@@ -14,11 +14,12 @@ from pathlib import Path
 
 from django.conf import settings
 
+from radtrust_demo.data import BALANCED_POPULATION, PLANTED_EFFECTS, Population, generate_dataset, train_classifier
+from radtrust_engine.report import RunReport
+from radtrust_engine.stratification import age_band
 from registry import services
 from registry.choices import Modality, ProvenanceRole, Task
 from registry.models import Dataset, FoundationModel, Institution, ModelVersion, Provenance, User
-from radtrust_engine.report import RunReport
-from radtrust_engine.stratification import age_band
 
 MODEL_NAME = "ChestFM-Nodule"
 LABEL = "nodule"
@@ -74,8 +75,6 @@ def datasheet_from_manifest(path: Path) -> dict:
 
 def _site_dataset(name: str, sites: tuple[float, ...], images: int, seed: int, *, engineer: User, site: Institution, out) -> Dataset:
     """A generated dataset from the given site mix, documented from its files (reused when it exists)."""
-    from radtrust_demo.data import Population, generate_dataset
-
     existing = Dataset.objects.filter(name=name).first()
     if existing:
         return existing
@@ -85,13 +84,22 @@ def _site_dataset(name: str, sites: tuple[float, ...], images: int, seed: int, *
         out(f"Generating {images} DICOM radiographs for {name!r} ...")
         generate_dataset(root, n_images=images, seed=seed, label=LABEL, population=Population(site_weights=sites))
     return services.record_create(
-        model=Dataset, actor=engineer,
+        model=Dataset,
+        actor=engineer,
         fields={
-            "name": name, "institution": site, "modality": Modality.DX, "body_region": "chest", "legal_basis": "research",
-            "licence": "CC0 (generated data)", "description": f"Generated frontal chest radiographs, site mix {sites} (sites a, b, c).",
+            "name": name,
+            "institution": site,
+            "modality": Modality.DX,
+            "body_region": "chest",
+            "legal_basis": "research",
+            "licence": "CC0 (generated data)",
+            "description": f"Generated frontal chest radiographs, site mix {sites} (sites a, b, c).",
             "collection_purpose": "Generated for the RadTrust demo's drift check; no patient data.",
-            "label_source": "Known by construction.", "deidentification": "Not applicable: synthetic.",
-            "location": str(root), "manifest_sha256": _sha256(manifest), **datasheet_from_manifest(manifest),
+            "label_source": "Known by construction.",
+            "deidentification": "Not applicable: synthetic.",
+            "location": str(root),
+            "manifest_sha256": _sha256(manifest),
+            **datasheet_from_manifest(manifest),
         },
         m2m={"source_institutions": [site]},
     )
@@ -106,8 +114,6 @@ def drift_datasets(*, engineer: User, site: Institution, out=print) -> tuple[Dat
 
 def nodule_model_setup(*, engineer: User, provider: Institution, site: Institution, out=print) -> tuple[ModelVersion, Dataset]:
     """Generate the test set, train and register the model, document both datasets; return (version, test set)."""
-    from radtrust_demo.data import PLANTED_EFFECTS, generate_dataset, train_classifier
-
     root = Path(settings.RADTRUST_DATA_ROOTS[0]) / "demo-nodule-test"
     manifest = root / "manifest.csv"
     if not manifest.exists():
@@ -141,9 +147,14 @@ def nodule_model_setup(*, engineer: User, provider: Institution, site: Instituti
             trained = train_classifier(Path(folder), seed=7, label=LABEL)
             with open(trained.onnx_path, "rb") as handle:
                 version = services.version_register(
-                    actor=engineer, foundation_model=model, version="1.0.0", parent=None,
-                    model_file=(trained.onnx_path.name, handle), data_files=[],
-                    output_schema=trained.output_schema, preprocessing=trained.preprocessing,
+                    actor=engineer,
+                    foundation_model=model,
+                    version="1.0.0",
+                    parent=None,
+                    model_file=(trained.onnx_path.name, handle),
+                    data_files=[],
+                    output_schema=trained.output_schema,
+                    preprocessing=trained.preprocessing,
                     release_notes=f"Nodule head trained in {trained.train_seconds:.0f} s on {trained.n_train} generated images (training AUROC {trained.train_auroc:.3f}).",
                 )
 
@@ -189,8 +200,6 @@ def nodule_model_setup(*, engineer: User, provider: Institution, site: Instituti
 
 def found_effects_lines(summary: dict, report: RunReport) -> list[str]:
     """The planted effects next to what the run measured for them."""
-    from radtrust_demo.data import PLANTED_EFFECTS
-
     label = report.results[LABEL]
     lines = []
     for effect in PLANTED_EFFECTS:
@@ -226,8 +235,7 @@ def suite_lines(report: RunReport) -> list[str]:
             spread = found["leave_one_out_spread"]
             lines.append(
                 f"  generalisation by {grouping}: lowest is {worst['group']}, AUROC {worst['auroc']['value']:.3f} "
-                f"({worst['difference_from_pooled']:+.3f} from pooled); leave-one-out spread "
-                + ("n/a" if spread is None else f"{spread:.3f}")
+                f"({worst['difference_from_pooled']:+.3f} from pooled); leave-one-out spread " + ("n/a" if spread is None else f"{spread:.3f}")
             )
     robustness = label.robustness or {}
     worst = robustness.get("worst_case")
@@ -263,10 +271,14 @@ def drift_lines(run) -> list[str]:
     comparison = drift.comparison
     head = f"  drift vs baseline run {drift.baseline['run']} ({comparison.n_baseline_cases} -> {comparison.n_cases} cases): "
     inputs = comparison.inputs.get("image_mean", {})
-    lines = [head + (
-        f"image_mean PSI {inputs['psi']:.2f}, KS {inputs['ks_statistic']:.2f} ({'drifted, ' + inputs['level'] if inputs['drifted'] else 'no drift'})"
-        if "psi" in inputs else "image statistics not compared"
-    )]
+    lines = [
+        head
+        + (
+            f"image_mean PSI {inputs['psi']:.2f}, KS {inputs['ks_statistic']:.2f} ({'drifted, ' + inputs['level'] if inputs['drifted'] else 'no drift'})"
+            if "psi" in inputs
+            else "image statistics not compared"
+        )
+    ]
     auroc = next(d for d in comparison.performance[LABEL]["metrics"] if d["metric"] == "auroc")
     lines.append(
         f"    AUROC {auroc['baseline']:.3f} -> {auroc['current']:.3f} (change {auroc['delta']:+.3f} "
@@ -284,8 +296,6 @@ FINE_TUNING_SET = "Nodule balanced fine-tuning set (synthetic)"
 def fine_tuned_setup(*, engineer: User, parent: ModelVersion, test_set: Dataset, out=print) -> ModelVersion:
     """Version 1.1.0: the nodule head fine-tuned on a set where site c and patients aged 65+ are well
     represented (``BALANCED_POPULATION``), registered with its lineage and provenance."""
-    from radtrust_demo.data import BALANCED_POPULATION, train_classifier
-
     version = ModelVersion.objects.filter(foundation_model=parent.foundation_model, version="1.1.0").first()
     trained = None
     if version is None:
@@ -294,18 +304,29 @@ def fine_tuned_setup(*, engineer: User, parent: ModelVersion, test_set: Dataset,
             trained = train_classifier(Path(folder), seed=8, label=LABEL, population=BALANCED_POPULATION)
             with open(trained.onnx_path, "rb") as handle:
                 version = services.version_register(
-                    actor=engineer, foundation_model=parent.foundation_model, version="1.1.0", parent=parent,
-                    model_file=(trained.onnx_path.name, handle), data_files=[],
-                    output_schema=trained.output_schema, preprocessing=trained.preprocessing,
+                    actor=engineer,
+                    foundation_model=parent.foundation_model,
+                    version="1.1.0",
+                    parent=parent,
+                    model_file=(trained.onnx_path.name, handle),
+                    data_files=[],
+                    output_schema=trained.output_schema,
+                    preprocessing=trained.preprocessing,
                     release_notes=f"Fine-tuned on {trained.n_train} generated images with site c and patients aged 65+ represented.",
                 )
     fine_tuning = Dataset.objects.filter(name=FINE_TUNING_SET).first() or services.record_create(
-        model=Dataset, actor=engineer,
+        model=Dataset,
+        actor=engineer,
         fields={
-            "name": FINE_TUNING_SET, "institution": parent.foundation_model.provider, "modality": Modality.DX, "body_region": "chest",
-            "legal_basis": "research", "licence": "CC0 (generated data)",
+            "name": FINE_TUNING_SET,
+            "institution": parent.foundation_model.provider,
+            "modality": Modality.DX,
+            "body_region": "chest",
+            "legal_basis": "research",
+            "licence": "CC0 (generated data)",
             "description": "Generated radiographs with the three sites in equal shares and 45% of patients aged 65+.",
-            "image_count": trained.n_train if trained else None, "label_source": "Known by construction.",
+            "image_count": trained.n_train if trained else None,
+            "label_source": "Known by construction.",
             "known_limitations": "Synthetic; the faint-nodule effect for patients aged 65+ is in the images themselves.",
             "location": "Generated in memory at training time (radtrust_demo.data.train_classifier, seed 8).",
         },

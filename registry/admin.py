@@ -6,9 +6,9 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from core.access import may_change, scope
 from core.errors import Conflict
 from registry import services
-from core.access import may_change, scope
 from registry.choices import VersionStatus
 from registry.datasheets import datasheet_completeness
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
@@ -152,9 +152,23 @@ class ProvenanceAdmin(ScopedAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ScopedAdmin):
-    list_display = ["version", "institution", "status", "since", "revalidation_cadence_days", "revalidation_by", "revalidation_state", "revalidated_at"]
+    list_display = [
+        "version",
+        "institution",
+        "status",
+        "since",
+        "revalidation_cadence_days",
+        "revalidation_by",
+        "revalidation_state",
+        "revalidated_at",
+    ]
     list_filter = ["status", "institution", "revalidation_by", "revalidation_state"]
     list_editable = ["revalidation_cadence_days", "revalidation_by"]
     list_select_related = ["version__foundation_model", "institution"]
     owner_fields = ("version", "institution")
-    readonly_fields = ["revalidation_state", "revalidation_note", "revalidated_at", "agent_due_on"]  # written by the dispatcher, the run and the site's report
+    readonly_fields = [
+        "revalidation_state",
+        "revalidation_note",
+        "revalidated_at",
+        "agent_due_on",
+    ]  # written by the dispatcher, the run and the site's report

@@ -32,7 +32,7 @@ class RiskClass(models.TextChoices):
 
 class MdrClass(models.TextChoices):
     NONE = "", "Not a medical device"
-    I = "I", "Class I"
+    I = "I", "Class I"  # noqa: E741 (the MDR's own name for the class)
     IIA = "IIa", "Class IIa"
     IIB = "IIb", "Class IIb"
     III = "III", "Class III"

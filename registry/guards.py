@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from registry.choices import DeploymentStatus, ProvenanceRole, VersionStatus
 from core.choices import Role
+from registry.choices import DeploymentStatus, ProvenanceRole, VersionStatus
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     VersionStatus.DRAFT: frozenset({VersionStatus.IN_VALIDATION, VersionStatus.RETIRED}),

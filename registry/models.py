@@ -8,10 +8,22 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from core.choices import Role
+from registry.choices import (
+    DeploymentStatus,
+    LegalBasis,
+    MdrClass,
+    MirrorState,
+    Modality,
+    ProvenanceRole,
+    RevalidationBy,
+    RevalidationState,
+    RiskClass,
+    Task,
+    VersionStatus,
+)
 from registry.datasheets import validate_counts, validate_demographics, validate_scanners
 from registry.validators import validate_json_safe
-from registry.choices import DeploymentStatus, LegalBasis, MdrClass, MirrorState, Modality, ProvenanceRole, RevalidationBy, RevalidationState, RiskClass, Task, VersionStatus
-from core.choices import Role
 
 SEMVER = RegexValidator(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$",
@@ -73,9 +85,15 @@ class FoundationModel(models.Model):
     description = models.TextField(blank=True)
     intended_purpose = models.TextField(help_text="Art. 13(3)(b)(i): the clinical purpose, population and setting.")
     intended_users = models.TextField(blank=True)
-    instructions_for_use = models.TextField(blank=True, help_text="Art. 13(3): how clinicians use the output, what it is not for, what to do when it looks wrong.")
-    known_limitations = models.TextField(blank=True, help_text="Art. 13(3)(b)(iii)-(v): groups, settings and images where performance is lower or unknown.")
-    explainability_needs = models.TextField(blank=True, help_text="FUTURE-AI Explainability 1: what clinicians need explained, and how the model's explanations serve it.")
+    instructions_for_use = models.TextField(
+        blank=True, help_text="Art. 13(3): how clinicians use the output, what it is not for, what to do when it looks wrong."
+    )
+    known_limitations = models.TextField(
+        blank=True, help_text="Art. 13(3)(b)(iii)-(v): groups, settings and images where performance is lower or unknown."
+    )
+    explainability_needs = models.TextField(
+        blank=True, help_text="FUTURE-AI Explainability 1: what clinicians need explained, and how the model's explanations serve it."
+    )
     modality = models.CharField(max_length=10, choices=Modality.choices)
     body_region = models.CharField(max_length=80)
     task = models.CharField(max_length=20, choices=Task.choices)
@@ -83,7 +101,8 @@ class FoundationModel(models.Model):
     mdr_class = models.CharField(max_length=4, choices=MdrClass.choices, blank=True, default=MdrClass.IIA)
     licence = models.CharField(max_length=120)
     general_purpose = models.BooleanField(
-        default=False, help_text="Offered to other providers as a general-purpose AI model: Annex XI and XII documentation and the public training-content summary of Art. 53 are produced.",
+        default=False,
+        help_text="Offered to other providers as a general-purpose AI model: Annex XI and XII documentation and the public training-content summary of Art. 53 are produced.",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -109,7 +128,9 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=20, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
     release_notes = models.TextField(blank=True)
     output_schema = models.JSONField(default=dict, validators=[validate_json_safe], help_text="class_names and operating thresholds per class.")
-    preprocessing = models.JSONField(default=dict, blank=True, validators=[validate_json_safe], help_text="Resize, intensity normalisation, windowing, channel layout.")
+    preprocessing = models.JSONField(
+        default=dict, blank=True, validators=[validate_json_safe], help_text="Resize, intensity normalisation, windowing, channel layout."
+    )
 
     artifact_sha256 = models.CharField(max_length=64, validators=[SHA256])
     artifact_files = models.JSONField(default=list, help_text="name, sha256, size and role of each stored file.")
@@ -172,7 +193,12 @@ class Dataset(models.Model):
     image_count = models.PositiveIntegerField(null=True, blank=True)
     scanners = models.JSONField(default=list, blank=True, validators=[validate_json_safe, validate_scanners])
     protocols = models.JSONField(default=dict, blank=True, validators=[validate_json_safe, validate_counts])
-    demographics = models.JSONField(default=dict, blank=True, validators=[validate_json_safe, validate_demographics], help_text='{"sex": {"F": 10}, "age_band": {...}, "ethnicity": {...}}')
+    demographics = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_json_safe, validate_demographics],
+        help_text='{"sex": {"F": 10}, "age_band": {...}, "ethnicity": {...}}',
+    )
     label_source = models.TextField(blank=True, help_text="Reference standard and how labels were produced.")
     rater_count = models.PositiveIntegerField(null=True, blank=True)
     rater_agreement = models.CharField(max_length=120, blank=True, help_text="For example: Cohen's kappa 0.82.")
@@ -238,15 +264,20 @@ class Deployment(models.Model):
     since = models.DateField(null=True, blank=True)
     revalidation_cadence_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
     revalidation_by = models.CharField(
-        max_length=12, choices=RevalidationBy.choices, default=RevalidationBy.CENTRAL,
+        max_length=12,
+        choices=RevalidationBy.choices,
+        default=RevalidationBy.CENTRAL,
         help_text="Who runs the scheduled revalidation: a central worker, or the site's agent on its own patients.",
     )
     agent_due_on = models.DateField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="The due date of the latest scheduled revalidation handed to the site's agent (written by the dispatcher).",
     )
     revalidation_state = models.CharField(
-        max_length=12, choices=RevalidationState.choices, default=RevalidationState.NOT_YET,
+        max_length=12,
+        choices=RevalidationState.choices,
+        default=RevalidationState.NOT_YET,
         help_text="Outcome of the latest scheduled revalidation, written by the dispatcher and the run.",
     )
     revalidation_note = models.TextField(blank=True)

@@ -44,7 +44,14 @@ ROLE_PERMISSIONS = {
         "validation": {"validationrun": [VIEW]},
     },
     "worker": {
-        "registry": {"foundationmodel": [VIEW], "modelversion": [VIEW], "dataset": [VIEW], "provenance": [VIEW], "deployment": [VIEW], "institution": [VIEW]},
+        "registry": {
+            "foundationmodel": [VIEW],
+            "modelversion": [VIEW],
+            "dataset": [VIEW],
+            "provenance": [VIEW],
+            "deployment": [VIEW],
+            "institution": [VIEW],
+        },
         "validation": {"validationrun": [VIEW]},
     },
 }
@@ -58,12 +65,7 @@ def roles_sync(group_model, permission_model) -> None:
     """
     for role, apps_perms in ROLE_PERMISSIONS.items():
         group, _ = group_model.objects.get_or_create(name=role)
-        wanted = [
-            (app_label, f"{verb}_{model}")
-            for app_label, models in apps_perms.items()
-            for model, verbs in models.items()
-            for verb in verbs
-        ]
+        wanted = [(app_label, f"{verb}_{model}") for app_label, models in apps_perms.items() for model, verbs in models.items() for verb in verbs]
         available = {
             (p.content_type.app_label, p.codename): p
             for p in permission_model.objects.filter(codename__in={c for _, c in wanted}).select_related("content_type")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from core.access import scope
+from registry.choices import MirrorState
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance
 
 
@@ -45,11 +47,6 @@ def version_lineage(version: ModelVersion, *, user) -> list[ModelVersion]:
 
 def versions_awaiting_mirror(*, older_than) -> QuerySet[ModelVersion]:
     """Versions pending or failed in MLflow, untouched since ``older_than``, that no worker holds."""
-    from django.db.models import Q
-    from django.utils import timezone
-
-    from registry.choices import MirrorState
-
     return (
         ModelVersion.objects.filter(mirror_state__in=[MirrorState.PENDING, MirrorState.FAILED], updated_at__lt=older_than)
         .filter(Q(mirror_lease_until__isnull=True) | Q(mirror_lease_until__lt=timezone.now()))

@@ -6,20 +6,25 @@ audit trail is written by ``core.audit`` receivers in that same transaction.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DataError, IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
+from core.access import role_of
 from core.audit import audit_action
+from core.choices import Role
 from core.errors import Conflict
 from radtrust_engine import artifacts
-from core.access import role_of
+from radtrust_engine.segmentation import ACTIVATIONS
 from registry.choices import DeploymentStatus, MirrorState, VersionStatus
-from core.choices import Role
 from registry.guards import roles_for, transition_refusals
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
@@ -57,7 +62,7 @@ def record_update(*, instance, fields: dict, m2m: dict | None = None, immutable:
     """Update the given fields of a plain registry record; fields in ``immutable`` are refused."""
     refused = sorted(set(fields) & set(immutable))
     if refused:
-        raise ValidationError({name: "This field cannot be changed after creation." for name in refused})
+        raise ValidationError(dict.fromkeys(refused, "This field cannot be changed after creation."))
     for name, value in fields.items():
         setattr(instance, name, value)
     with transaction.atomic():
@@ -106,7 +111,17 @@ def version_register(
         release_notes=release_notes,
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
-    artifact_fields = ["artifact_sha256", "artifact_files", "artifact_size", "opset", "ir_version", "producer", "inputs", "outputs", "parameter_count"]
+    artifact_fields = [
+        "artifact_sha256",
+        "artifact_files",
+        "artifact_size",
+        "opset",
+        "ir_version",
+        "producer",
+        "inputs",
+        "outputs",
+        "parameter_count",
+    ]
     row.full_clean(exclude=artifact_fields)  # refuse a bad row before any file is written; the artifact fills the rest
 
     try:
@@ -138,18 +153,19 @@ def version_register(
 def version_update(*, version: ModelVersion, release_notes: str) -> ModelVersion:
     """Edit release notes while the version is still being prepared; a version under review or released is frozen."""
     if version.status not in {VersionStatus.DRAFT, VersionStatus.IN_VALIDATION}:
-        raise Conflict(f"The release notes of a {version.get_status_display().lower()} version are frozen; register a new version.", code="version_frozen")
+        raise Conflict(
+            f"The release notes of a {version.get_status_display().lower()} version are frozen; register a new version.", code="version_frozen"
+        )
     return record_update(instance=version, fields={"release_notes": release_notes})
 
 
 def _queue_mirror(version_id: int) -> None:
-    from registry.tasks import version_mirror
+    from registry.tasks import version_mirror  # the tasks module imports this one
 
     version_mirror.delay(version_id)
 
 
 def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> None:
-    from radtrust_engine.segmentation import ACTIVATIONS
     if not schema:
         return
     names = schema.get("class_names")
@@ -166,7 +182,9 @@ def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> 
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
             raise ValidationError({"output_schema": f"Threshold for {name!r} must be a number between 0 and 1."})
     if schema.get("activation", "none") not in ACTIVATIONS:
-        raise ValidationError({"output_schema": f'"activation" is one of {", ".join(ACTIVATIONS)}: what turns the model\'s raw output into probabilities.'})
+        raise ValidationError(
+            {"output_schema": f'"activation" is one of {", ".join(ACTIVATIONS)}: what turns the model\'s raw output into probabilities.'}
+        )
     unknown = set(schema) - {"class_names", "thresholds", "activation"}
     if unknown:
         raise ValidationError({"output_schema": f"Unknown keys: {', '.join(sorted(unknown))}."})
@@ -193,11 +211,6 @@ def version_mirror_claim(*, version_id: int, lease_seconds: int) -> bool:
     One conditional UPDATE, so two workers (a redelivered task, the sweeper) never mirror
     the same version at once. Not audited: a lease is operational state, not a record.
     """
-    from datetime import timedelta
-
-    from django.db.models import Q
-    from django.utils import timezone
-
     now = timezone.now()
     return bool(
         ModelVersion.objects.filter(pk=version_id, mirror_state__in=[MirrorState.PENDING, MirrorState.FAILED])
@@ -208,8 +221,6 @@ def version_mirror_claim(*, version_id: int, lease_seconds: int) -> bool:
 
 def version_mirror_state_set(*, version_id: int, state: str, error: str = "", **fields) -> None:
     """Record the mirror outcome and release the lease, without touching the rest of the row."""
-    from django.utils import timezone
-
     updates = {"mirror_state": state, "mirror_error": error[:2000], "mirror_lease_until": None, "updated_at": timezone.now(), **fields}
     if state == MirrorState.MIRRORED:
         updates["mirrored_at"] = timezone.now()
@@ -261,8 +272,6 @@ def user_create(*, username: str, role: str, institution: Institution, email: st
         raise Conflict(f"A user named {username!r} exists already.", code="duplicate_user")
     user = User(username=username, email=email, institution=institution)
     if password:
-        from django.contrib.auth.password_validation import validate_password
-
         validate_password(password, user)
         user.set_password(password)
     else:

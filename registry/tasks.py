@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
+from django.utils import timezone
 
 from core.audit import audit_context
 from radtrust_engine.artifacts import ArtifactError
+from registry.mlflow_mirror import version_mirror as mirror
+from registry.selectors import versions_awaiting_mirror
 
 
 @shared_task(
@@ -23,8 +28,6 @@ from radtrust_engine.artifacts import ArtifactError
 )
 def version_mirror(self, version_id: int) -> dict | None:
     """Mirror a version into MLflow; if MLflow is down the row says so and the task retries."""
-    from registry.mlflow_mirror import version_mirror as mirror
-
     with audit_context(label=f"worker:{self.request.hostname or 'local'}"):
         result = mirror(version_id=version_id)
     return None if result is None else {"model_name": result.model_name, "mlflow_version": result.mlflow_version}
@@ -33,12 +36,6 @@ def version_mirror(self, version_id: int) -> dict | None:
 @shared_task(acks_late=True, soft_time_limit=120)
 def mirror_sweep(stale_after_seconds: int = 300) -> int:
     """Re-queue the mirror of versions still not in MLflow (a lost message, a broker that was down)."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from registry.selectors import versions_awaiting_mirror
-
     ids = list(versions_awaiting_mirror(older_than=timezone.now() - timedelta(seconds=stale_after_seconds)).values_list("pk", flat=True))
     for version_id in ids:
         version_mirror.delay(version_id)

@@ -14,7 +14,8 @@ from onnx import TensorProto, helper
 def graph_with_undefined_input() -> bytes:
     node = helper.make_node("Relu", ["undefined"], ["y"])
     graph = helper.make_graph(
-        [node], "broken",
+        [node],
+        "broken",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
@@ -64,6 +65,15 @@ def malformed(onnx_files) -> dict[str, tuple[bytes, str]]:
 
 
 MALFORMED_KINDS = [
-    "random_bytes", "truncated_protobuf", "truncated_by_one_byte", "png", "text", "empty",
-    "pickle", "zipfile", "torch_save", "undefined_input", "no_nodes",
+    "random_bytes",
+    "truncated_protobuf",
+    "truncated_by_one_byte",
+    "png",
+    "text",
+    "empty",
+    "pickle",
+    "zipfile",
+    "torch_save",
+    "undefined_input",
+    "no_nodes",
 ]

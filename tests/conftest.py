@@ -154,8 +154,8 @@ def write_dataset(isolated_storage):
 def run_setup(personas, register_version, write_dataset):
     """A registered tiny classifier (sigmoid on its logits), and a North hospital dataset folder
     with its Dataset row, linked to the version as external validation data."""
-    from registry.services import provenance_link, record_create
     from registry.models import Dataset
+    from registry.services import provenance_link, record_create
     from tests.factories import FoundationModelFactory
 
     model = FoundationModelFactory(provider=personas["engineer"].institution)
@@ -165,7 +165,8 @@ def run_setup(personas, register_version, write_dataset):
     )
     root = write_dataset()
     dataset = record_create(
-        model=Dataset, actor=personas["engineer"],
+        model=Dataset,
+        actor=personas["engineer"],
         fields={"name": "North test set", "institution": personas["clinician_north"].institution, "modality": "DX", "location": str(root)},
     )
     provenance_link(actor=personas["engineer"], version=version, dataset=dataset, role="external_validation")
@@ -179,7 +180,9 @@ def deployed(personas, institutions):
     from tests.factories import DeploymentFactory, FoundationModelFactory, ModelVersionFactory
 
     model = FoundationModelFactory(
-        provider=institutions["vendor"], mdr_class=MdrClass.IIA, instructions_for_use="Read every flagged film yourself.",
+        provider=institutions["vendor"],
+        mdr_class=MdrClass.IIA,
+        instructions_for_use="Read every flagged film yourself.",
         known_limitations="Weaker for patients aged 65 and over.",
     )
     version = ModelVersionFactory(foundation_model=model, status=VersionStatus.DEPLOYED)
@@ -211,7 +214,9 @@ def evidenced(run_setup):
     """run_setup's version after one succeeded run, so evidence-backed dossier fields have evidence."""
     from validation import services
 
-    run = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config={"n_resamples": 50, "min_patients": 5})
+    run = services.run_create(
+        actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config={"n_resamples": 50, "min_patients": 5}
+    )
     services.run_execute(run_id=run.pk, worker="w")
     return run_setup["version"]
 
@@ -224,7 +229,9 @@ def sign_dossier(personas):
 
     def sign(version, values: dict | None = None):
         dossier = dossier_open(actor=personas["officer"], version=version)
-        dossier = dossier_save(actor=personas["officer"], dossier=dossier, values={**dossier_officer_values(), **(values or {})}, edit_count=dossier.edit_count)
+        dossier = dossier_save(
+            actor=personas["officer"], dossier=dossier, values={**dossier_officer_values(), **(values or {})}, edit_count=dossier.edit_count
+        )
         dossier = dossier_submit(actor=personas["officer"], dossier=dossier)
         return dossier_sign(actor=personas["officer2"], dossier=dossier).dossier
 

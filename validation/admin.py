@@ -19,5 +19,3 @@ class ValidationRunAdmin(ScopedAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
-
-

@@ -51,13 +51,21 @@ def run_set_baseline(*, actor, run: ValidationRun) -> ValidationRun:
 def baseline_load(run: ValidationRun):
     """The engine's ``Baseline`` for a run: the baseline's case table, or the reason there is none."""
     if run.baseline_id is None:
-        return Baseline(table=None, problem=(
-            f"no baseline run: version {run.version} had none when this run was queued; mark a succeeded run as "
-            "its baseline (POST /api/validation-runs/<id>/set-baseline/) and later runs are compared with it"
-        ))
+        return Baseline(
+            table=None,
+            problem=(
+                f"no baseline run: version {run.version} had none when this run was queued; mark a succeeded run as "
+                "its baseline (POST /api/validation-runs/<id>/set-baseline/) and later runs are compared with it"
+            ),
+        )
     baseline = run.baseline
-    source = {"run": baseline.pk, "dataset": baseline.dataset.name, "dataset_id": baseline.dataset_id,
-              "same_dataset": baseline.dataset_id == run.dataset_id, "finished_at": baseline.finished_at.isoformat() if baseline.finished_at else None}
+    source = {
+        "run": baseline.pk,
+        "dataset": baseline.dataset.name,
+        "dataset_id": baseline.dataset_id,
+        "same_dataset": baseline.dataset_id == run.dataset_id,
+        "finished_at": baseline.finished_at.isoformat() if baseline.finished_at else None,
+    }
     problem = baseline_check(run_version=run.version, baseline=baseline)
     if problem:
         return Baseline(table=None, source=source, problem=problem)

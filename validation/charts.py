@@ -43,8 +43,17 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 GREY = "#6E6E6E"
 FOREST_METRICS = ("auroc", "sensitivity", "dice")
 METRIC_TITLES = {
-    "auroc": "AUROC", "auprc": "AUPRC", "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV",
-    "npv": "NPV", "f1": "F1", "fnr": "FNR", "fpr": "FPR", "dice": "Dice", "iou": "IoU",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "f1": "F1",
+    "fnr": "FNR",
+    "fpr": "FPR",
+    "dice": "Dice",
+    "iou": "IoU",
 }
 _STYLE = {
     "svg.hashsalt": "radtrust",
@@ -114,12 +123,12 @@ def _has(value: Any) -> bool:
 
 
 def _level(confidence: Any) -> str:
-    """"95% CI" from a confidence of 0.95; plain "CI" when the report does not say."""
+    """ "95% CI" from a confidence of 0.95; plain "CI" when the report does not say."""
     return f"{float(confidence):.0%} CI" if _has(confidence) else "CI"
 
 
 def _estimate(value: Any, low: Any, high: Any, *, digits: int = 3, signed: bool = False) -> str:
-    """"0.873 (0.810 to 0.921)", the value alone without an interval, or "undefined"."""
+    """ "0.873 (0.810 to 0.921)", the value alone without an interval, or "undefined"."""
     if not _has(value):
         return "undefined"
     form = f"{{:{'+' if signed else ''}.{digits}f}}"
@@ -159,8 +168,7 @@ def roc_chart(label: str, roc: Mapping[str, Any]) -> Chart:
         ax = figure.add_subplot()
         ax.plot([0, 1], [0, 1], color=GREY, linestyle=":", linewidth=1, label="chance (AUROC 0.5)")
         ax.plot(fpr, tpr, color=PALETTE[0], linewidth=1.8, label=f"AUROC {auroc}")
-        ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal",
-               xlabel="1 - specificity (false positive rate)", ylabel="Sensitivity (true positive rate)")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal", xlabel="1 - specificity (false positive rate)", ylabel="Sensitivity (true positive rate)")
         ax.grid(color="#E5E5E5", linewidth=0.6)
         ax.legend(loc="lower right")
         alt = f"ROC curve of the model for {label} against the chance diagonal: AUROC {auroc}."
@@ -196,8 +204,14 @@ def reliability_chart(label: str, calibration: Mapping[str, Any]) -> Chart:
         top.errorbar(x, y, yerr=yerr, fmt="none", ecolor=PALETTE[0], elinewidth=1, capsize=2)
         top.plot(x[~sparse], y[~sparse], "o", color=PALETTE[0], label=f"observed frequency (Wilson {level})")
         if sparse.any():
-            top.plot(x[sparse], y[sparse], "o", markerfacecolor="white", color=PALETTE[0],
-                     label=f"sparse bin (< {calibration.get('min_bin_count', '?')} cases)")
+            top.plot(
+                x[sparse],
+                y[sparse],
+                "o",
+                markerfacecolor="white",
+                color=PALETTE[0],
+                label=f"sparse bin (< {calibration.get('min_bin_count', '?')} cases)",
+            )
         top.plot([], [], " ", label=f"ECE {ece_text}")
         brier = calibration.get("brier") or {}
         if _has(brier.get("value")):
@@ -212,8 +226,10 @@ def reliability_chart(label: str, calibration: Mapping[str, Any]) -> Chart:
         bars = bottom.bar(lower, counts, width=widths, align="edge", color=PALETTE[5], edgecolor="white", linewidth=0.6)
         bottom.bar_label(bars, fontsize=7, padding=1)
         bottom.set(ylabel="Cases", xlabel="Mean predicted probability", ylim=(0, counts.max() * 1.3))
-        alt = (f"Reliability diagram for {label}: observed frequency against mean predicted probability in "
-               f"{len(bins)} non-empty of {binning}, with case counts per bin; ECE {ece_text}.")
+        alt = (
+            f"Reliability diagram for {label}: observed frequency against mean predicted probability in "
+            f"{len(bins)} non-empty of {binning}, with case counts per bin; ECE {ece_text}."
+        )
         return _chart(figure, f"reliability-{slug(label)}", title, alt)
 
 
@@ -243,8 +259,7 @@ def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Char
         low, high = _num(overall.get("ci_low")), _num(overall.get("ci_high"))
         if _has(low) and _has(high):
             ax.axvspan(low, high, color="#D9D9D9", alpha=0.6, linewidth=0, label=f"overall {level}")
-        ax.axvline(_num(overall["value"]), color="black", linestyle="--", linewidth=1,
-                   label=f"overall {_estimate(overall['value'], low, high)}")
+        ax.axvline(_num(overall["value"]), color="black", linestyle="--", linewidth=1, label=f"overall {_estimate(overall['value'], low, high)}")
         ticks: list[str] = []
         for y, (grouping, subgroup) in zip(y_positions, rows):
             if subgroup is None:
@@ -260,12 +275,19 @@ def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Char
             value = _num(estimate["value"])
             err_low, err_high = _num(estimate.get("ci_low")), _num(estimate.get("ci_high"))
             if _has(err_low) and _has(err_high):
-                ax.errorbar(value, y, xerr=[[max(value - err_low, 0)], [max(err_high - value, 0)]], fmt="o",
-                            color=PALETTE[0], markersize=4, elinewidth=1.2, capsize=2)
+                ax.errorbar(
+                    value,
+                    y,
+                    xerr=[[max(value - err_low, 0)], [max(err_high - value, 0)]],
+                    fmt="o",
+                    color=PALETTE[0],
+                    markersize=4,
+                    elinewidth=1.2,
+                    capsize=2,
+                )
             else:
                 ax.plot(value, y, "o", color=PALETTE[0], markersize=4)
-            ax.text(1.02, y, _estimate(value, err_low, err_high), transform=ax.get_yaxis_transform(),
-                    va="center", fontsize=7.5)
+            ax.text(1.02, y, _estimate(value, err_low, err_high), transform=ax.get_yaxis_transform(), va="center", fontsize=7.5)
         ax.set_yticks(y_positions, ticks)
         for tick, (_, subgroup) in zip(ax.get_yticklabels(), rows):
             if subgroup is None:
@@ -275,9 +297,11 @@ def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Char
         ax.tick_params(axis="y", length=0)
         ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
         suppressed = sum(1 for _, s in rows if s is not None and s["suppressed"])
-        alt = (f"Forest plot of {name} for {label} per subgroup of {', '.join(blocks)}, "
-               f"each with its {level}, against the overall value {_estimate(overall['value'], low, high)}"
-               f"{f'; {suppressed} subgroup(s) suppressed below {minimum} patients' if suppressed else ''}.")
+        alt = (
+            f"Forest plot of {name} for {label} per subgroup of {', '.join(blocks)}, "
+            f"each with its {level}, against the overall value {_estimate(overall['value'], low, high)}"
+            f"{f'; {suppressed} subgroup(s) suppressed below {minimum} patients' if suppressed else ''}."
+        )
         return _chart(figure, f"forest-{slug(metric)}-{slug(label)}", title, alt)
 
 
@@ -303,8 +327,10 @@ def study_forest_chart(label: str, metric: str, meta: Mapping[str, Any]) -> Char
     if refused:
         heterogeneity = f"meta-analysis refused: {refused}"
     else:
-        heterogeneity = (f"I² = {float(meta['i2']):.0%}, tau² = {float(meta['tau2']):.3g} (logit scale), "
-                         f"Q = {float(meta['q']):.2f} on {meta['q_df']} df; {meta['method']} random effects")
+        heterogeneity = (
+            f"I² = {float(meta['i2']):.0%}, tau² = {float(meta['tau2']):.3g} (logit scale), "
+            f"Q = {float(meta['q']):.2f} on {meta['q_df']} df; {meta['method']} random effects"
+        )
     title = f"{name} across sites: {label}"
     with _figure(min(9.5, max(2.6, 1.5 + 0.3 * rows))) as figure:
         ax = figure.add_subplot()
@@ -314,27 +340,43 @@ def study_forest_chart(label: str, metric: str, meta: Mapping[str, Any]) -> Char
         for site in meta["sites"]:
             value, low, high = _num(site["estimate"]), _num(site["ci_low"]), _num(site["ci_high"])
             size = 4 + 10 * math.sqrt(float(site["weight"])) if _has(site.get("weight")) else 5
-            ax.errorbar(value, y, xerr=[[max(value - low, 0)], [max(high - value, 0)]], fmt="s", color=PALETTE[0],
-                        markersize=size, elinewidth=1.2, capsize=2)
+            ax.errorbar(
+                value, y, xerr=[[max(value - low, 0)], [max(high - value, 0)]], fmt="s", color=PALETTE[0], markersize=size, elinewidth=1.2, capsize=2
+            )
             weight = f", weight {float(site['weight']):.0%}" if _has(site.get("weight")) else ""
             ax.text(1.02, y, f"{_estimate(value, low, high)}{weight}", transform=ax.get_yaxis_transform(), va="center", fontsize=7.5)
             ticks.append(site["site"])
             y -= 1
         for left_out in excluded:
-            ax.text(x_low + 0.01 * (x_high - x_low), y, f"left out: {left_out['reason']}", va="center", fontsize=7.5,
-                    color=GREY, fontstyle="italic", in_layout=False)
+            ax.text(
+                x_low + 0.01 * (x_high - x_low),
+                y,
+                f"left out: {left_out['reason']}",
+                va="center",
+                fontsize=7.5,
+                color=GREY,
+                fontstyle="italic",
+                in_layout=False,
+            )
             ticks.append(left_out["site"])
             y -= 1
         if refused:
-            ax.text(x_low + 0.01 * (x_high - x_low), y, "no pooled estimate (meta-analysis refused, see above)", va="center",
-                    fontsize=7.5, color=PALETTE[1], fontstyle="italic", in_layout=False)
+            ax.text(
+                x_low + 0.01 * (x_high - x_low),
+                y,
+                "no pooled estimate (meta-analysis refused, see above)",
+                va="center",
+                fontsize=7.5,
+                color=PALETTE[1],
+                fontstyle="italic",
+                in_layout=False,
+            )
             ticks.append("Pooled")
         else:
             estimate, low, high = _num(meta["estimate"]), _num(meta["ci_low"]), _num(meta["ci_high"])
             ax.fill([low, estimate, high, estimate], [y, y + 0.3, y, y - 0.3], color=PALETTE[1], label=f"pooled, {level}")
             ax.axvline(estimate, color=PALETTE[1], linestyle=":", linewidth=0.8)
-            ax.text(1.02, y, _estimate(estimate, low, high), transform=ax.get_yaxis_transform(), va="center",
-                    fontsize=7.5, fontweight="bold")
+            ax.text(1.02, y, _estimate(estimate, low, high), transform=ax.get_yaxis_transform(), va="center", fontsize=7.5, fontweight="bold")
             ticks.append("Pooled")
             if _has(meta.get("prediction_low")):
                 y -= 1
@@ -384,8 +426,7 @@ def robustness_chart(label: str, robustness: Mapping[str, Any]) -> Chart:
             low = np.array([_num(by_severity[s]["ci_low"]) for s in severities])
             high = np.array([_num(by_severity[s]["ci_high"]) for s in severities])
             yerr = np.nan_to_num(np.vstack([change - low, high - change]), nan=0.0).clip(min=0)
-            bars = ax.errorbar(x, change, yerr=yerr, **_style(index), markersize=3.5, linewidth=1.1, elinewidth=0.7,
-                               capsize=1.5, label=perturbation)
+            bars = ax.errorbar(x, change, yerr=yerr, **_style(index), markersize=3.5, linewidth=1.1, elinewidth=0.7, capsize=1.5, label=perturbation)
             for lines in bars.lines[2]:
                 lines.set_alpha(0.45)  # the intervals overlap; the lines carry the pattern
             if worst and worst.get("perturbation") == perturbation and worst.get("severity") in by_severity:
@@ -394,8 +435,12 @@ def robustness_chart(label: str, robustness: Mapping[str, Any]) -> Chart:
                 below = change[at] <= 0
                 ax.annotate(
                     f"worst: {worst['condition']}\n{_estimate(change[at], low[at], high[at], signed=True)}",
-                    xy=(x[at], change[at]), xytext=(18, -30 if below else 30), textcoords="offset points",
-                    ha="left", va="top" if below else "bottom", fontsize=7.5,
+                    xy=(x[at], change[at]),
+                    xytext=(18, -30 if below else 30),
+                    textcoords="offset points",
+                    ha="left",
+                    va="top" if below else "bottom",
+                    fontsize=7.5,
                     arrowprops={"arrowstyle": "->", "color": "black", "linewidth": 0.8, "shrinkB": 6},
                 )
         ax.set_xticks([1, 2, 3], ["1 (mild)", "2 (moderate)", "3 (severe)"])
@@ -409,9 +454,13 @@ def robustness_chart(label: str, robustness: Mapping[str, Any]) -> Chart:
         worst_text = ""
         if worst:
             metric = worst["metrics"]["auroc"]
-            worst_text = f"; the largest drop is {worst['condition']} ({_estimate(metric['change'], metric['ci_low'], metric['ci_high'], signed=True)})"
-        alt = (f"Line chart of the AUROC change for {label} under {len(series)} acquisition perturbations "
-               f"at severities 1 to 3, with confidence intervals and the zero line{worst_text}.")
+            worst_text = (
+                f"; the largest drop is {worst['condition']} ({_estimate(metric['change'], metric['ci_low'], metric['ci_high'], signed=True)})"
+            )
+        alt = (
+            f"Line chart of the AUROC change for {label} under {len(series)} acquisition perturbations "
+            f"at severities 1 to 3, with confidence intervals and the zero line{worst_text}."
+        )
         return _chart(figure, f"robustness-{slug(label)}", title, alt)
 
 
@@ -446,8 +495,7 @@ def drift_chart(feature: str, histogram: Mapping[str, Any]) -> Chart:
         ax.set(xlim=(edges[0], edges[-1]), xlabel=feature, ylabel="Density")
         ax.set_ylim(bottom=0)
         ax.legend(loc="upper right")
-        alt = (f"Overlaid histograms of {feature} in the reference and the current run, as densities on "
-               f"{widths.size} shared bins; {statistics}.")
+        alt = f"Overlaid histograms of {feature} in the reference and the current run, as densities on {widths.size} shared bins; {statistics}."
         return _chart(figure, f"drift-{slug(feature)}", title, alt)
 
 
@@ -496,7 +544,7 @@ def report_charts(report: Mapping[str, Any]) -> list[Chart]:
     """
     plans: list[tuple[str, Callable[[], Chart]]] = []
     results = report.get("results")
-    for label, result in (results.items() if isinstance(results, Mapping) else ()):
+    for label, result in results.items() if isinstance(results, Mapping) else ():
         if not _usable(result):
             continue
         if _usable(result.get("roc")):
@@ -513,7 +561,7 @@ def report_charts(report: Mapping[str, Any]) -> list[Chart]:
             plans.append((f"robustness-{label}", lambda label=label, r=result: robustness_chart(label, r["robustness"])))
     drift = report.get("drift")
     histograms = drift.get("histograms") if _usable(drift) else None
-    for feature, histogram in (histograms.items() if isinstance(histograms, Mapping) else ()):
+    for feature, histogram in histograms.items() if isinstance(histograms, Mapping) else ():
         if _usable(histogram):
             plans.append((f"drift-{feature}", lambda f=feature, h=histogram: drift_chart(f, h)))
 

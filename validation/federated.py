@@ -24,24 +24,21 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from core.access import scope
 from core.audit import audit_action
 from core.errors import Conflict
-from core.access import scope
 from radtrust_engine.artifacts import artifact_dir
-from registry.choices import VersionStatus
-from registry.models import Deployment, Institution, ModelVersion
-from validation.choices import FederatedJobStatus, StudyStatus
-from radtrust_engine.pipeline import STRATIFIABLE
 from radtrust_engine.federated_check import payload_check
 from radtrust_engine.federated_payload import (
     DEFAULT_MIN_PATIENTS,
@@ -55,8 +52,14 @@ from radtrust_engine.federated_payload import (
 )
 from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
 from radtrust_engine.hashing import canonical_sha256, sha256_matches
+from radtrust_engine.pipeline import STRATIFIABLE
+from registry.choices import VersionStatus
+from registry.models import Deployment, Institution, ModelVersion
+from registry.services import artifact_root
+from validation.charts import study_forest_chart
+from validation.choices import FederatedJobStatus, StudyStatus
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
-from validation.revalidation import revalidation_record_site_report
+from validation.services import manifest_name_check
 from validation.signals import site_report_received
 
 DEFAULT_ATTRIBUTES = ("sex", "age_band", "scanner_manufacturer")
@@ -126,8 +129,6 @@ def _integer(value: Any, what: str, problems: list[str], *, low: int, high: int 
 def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
     """The study design with its defaults filled in (labels and thresholds from the version's
     output schema); a ValidationError on ``spec`` lists every problem at once."""
-    from validation.services import manifest_name_check
-
     if not isinstance(spec, dict):
         raise ValidationError({"spec": ["Give the study design as an object."]})
     problems: list[str] = []
@@ -142,7 +143,11 @@ def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
         if label not in classes:
             problems.append(f"labels: {label!r} is not a class of this version (its classes: {', '.join(classes) or 'none'})")
     attributes = _names(spec.get("attributes", list(DEFAULT_ATTRIBUTES)), "attributes", problems, maximum=MAX_ATTRIBUTES)
-    problems += [f"attributes: {a!r} is not an attribute a manifest records (choose from {', '.join(STRATIFIABLE)})" for a in attributes if a not in STRATIFIABLE]
+    problems += [
+        f"attributes: {a!r} is not an attribute a manifest records (choose from {', '.join(STRATIFIABLE)})"
+        for a in attributes
+        if a not in STRATIFIABLE
+    ]
     intersections = spec.get("intersections", [])
     if not isinstance(intersections, list) or len(intersections) > MAX_INTERSECTIONS:
         problems.append(f"intersections: give a list of at most {MAX_INTERSECTIONS} attribute pairs")
@@ -178,8 +183,13 @@ def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
     if problems:
         raise ValidationError({"spec": problems})
     return {
-        "labels": labels, "attributes": attributes, "intersections": intersections, "min_patients": min_patients,
-        "thresholds": {k: float(v) for k, v in thresholds.items()}, "n_resamples": n_resamples, "seed": seed,
+        "labels": labels,
+        "attributes": attributes,
+        "intersections": intersections,
+        "min_patients": min_patients,
+        "thresholds": {k: float(v) for k, v in thresholds.items()},
+        "n_resamples": n_resamples,
+        "seed": seed,
         "manifest": manifest,
     }
 
@@ -234,7 +244,13 @@ def _agent_problems(agent: Any) -> list[str]:
 
 
 def study_create(
-    *, actor, version: ModelVersion, name: str, spec: Any, deadline: datetime, institutions: Sequence[Institution],
+    *,
+    actor,
+    version: ModelVersion,
+    name: str,
+    spec: Any,
+    deadline: datetime,
+    institutions: Sequence[Institution],
     deployment: Deployment | None = None,
 ) -> FederatedStudy:
     """Open a study of ``version`` at ``institutions`` with one pending job per site.
@@ -319,8 +335,6 @@ def job_claim(*, actor, job: FederatedJob) -> FederatedJob:
 def job_artifact_file(*, actor, job: FederatedJob, name: str) -> tuple[Path, str] | None:
     """Where the stored file ``name`` of the job's version lies and its sha256, for the agent of
     the job's site once it holds the job; None when the artifact has no such file."""
-    from registry.services import artifact_root
-
     if actor.institution_id != job.institution_id:
         raise PermissionDenied("Only the agent of the job's own institution may fetch its model.")
     if job.status != FederatedJobStatus.CLAIMED:
@@ -351,7 +365,13 @@ def job_fail(*, actor, job: FederatedJob, reason: str) -> FederatedJob:
 
 
 def report_submit(
-    *, actor, job: FederatedJob, payload: Any, approved_by: str, approved_at: datetime, agent: Any = None,
+    *,
+    actor,
+    job: FederatedJob,
+    payload: Any,
+    approved_by: str,
+    approved_at: datetime,
+    agent: Any = None,
 ) -> tuple[SiteReport, bool]:
     """Store the aggregate a site's data owner approved; ``(report, created)``.
 
@@ -368,7 +388,8 @@ def report_submit(
                 return stored, False
             raise Conflict(
                 "This job has been reported already with a different payload; a report is never replaced.",
-                code="already_reported", details={"payload_sha256": stored.payload_sha256},
+                code="already_reported",
+                details={"payload_sha256": stored.payload_sha256},
             )
         _still_open(job.study)
         if job.status != FederatedJobStatus.CLAIMED:
@@ -387,14 +408,18 @@ def report_submit(
         if errors:
             raise ValidationError(errors)
         report = SiteReport.objects.create(
-            job=job, payload=payload, payload_sha256=digest, approved_by=approved_by, approved_at=approved_at,
-            submitted_by=actor, agent=agent,
+            job=job,
+            payload=payload,
+            payload_sha256=digest,
+            approved_by=approved_by,
+            approved_at=approved_at,
+            submitted_by=actor,
+            agent=agent,
         )
         job.status, job.error = FederatedJobStatus.REPORTED, ""
         with audit_action("report"):
             job.save(update_fields=["status", "error", "updated_at"])
-        if job.deployment_id:
-            revalidation_record_site_report(job)
+        # Receivers: the revalidation a deployment's job answers, the version's rescoring.
         site_report_received.send(sender=FederatedJob, job=job)
     return report, True
 
@@ -418,33 +443,50 @@ def _site_rows(summaries: Mapping[str, SiteSummary]) -> list[dict[str, Any]]:
             if block is None or block.suppressed:
                 row.update(suppressed=True, reason=(block.reason if block else overall.reason))
             else:
-                row.update(suppressed=False, reason=None, positive_cases=block.positive_cases, negative_cases=block.negative_cases,
-                           **{m: e.to_dict() for m, e in block.metrics.items()})
+                row.update(
+                    suppressed=False,
+                    reason=None,
+                    positive_cases=block.positive_cases,
+                    negative_cases=block.negative_cases,
+                    **{m: e.to_dict() for m, e in block.metrics.items()},
+                )
             rows.append(row)
     return rows
 
 
 def _pooled_figures(study: FederatedStudy, reports: Sequence[SiteReport]) -> tuple[dict[str, Any], dict[str, str]]:
     """Pool the reports: the figures (JSON) and the forest plots (SVG by chart name)."""
-    from validation.charts import study_forest_chart
-
     spec = study.spec
     summaries = {r.job.institution.code: _in_design_order(SiteSummary.from_dict(r.payload), spec) for r in reports}
     if not summaries:
         return {"pooled": None, "meta_analysis": {}, "site_results": [], "charts": [], "warnings": []}, {}
     pooled = pool_sites(summaries)
-    meta = {label: {metric: site_meta_analysis(summaries, label=label, metric=metric).to_dict() for metric in META_METRICS}
-            for label in spec["labels"]}
+    meta = {
+        label: {metric: site_meta_analysis(summaries, label=label, metric=metric).to_dict() for metric in META_METRICS} for label in spec["labels"]
+    }
     charts, listed = {}, []
     for label, by_metric in meta.items():
         for metric, analysis in by_metric.items():
             if analysis["sites"]:
                 chart = study_forest_chart(label, metric, analysis)
                 charts[chart.name] = chart.svg
-                listed.append({"name": chart.name, "title": chart.title, "alt": chart.alt, "label": label, "metric": metric,
-                               "sha256": hashlib.sha256(chart.svg.encode()).hexdigest()})
-    result = {"pooled": pooled.to_dict(), "meta_analysis": meta, "site_results": _site_rows(summaries), "charts": listed,
-              "warnings": list(pooled.warnings)}
+                listed.append(
+                    {
+                        "name": chart.name,
+                        "title": chart.title,
+                        "alt": chart.alt,
+                        "label": label,
+                        "metric": metric,
+                        "sha256": hashlib.sha256(chart.svg.encode()).hexdigest(),
+                    }
+                )
+    result = {
+        "pooled": pooled.to_dict(),
+        "meta_analysis": meta,
+        "site_results": _site_rows(summaries),
+        "charts": listed,
+        "warnings": list(pooled.warnings),
+    }
     return result, charts
 
 
@@ -479,17 +521,32 @@ def study_pool(study: FederatedStudy) -> dict[str, Any]:
     for job in jobs.order_by("institution__code"):
         report = getattr(job, "report", None)  # a missing reverse one-to-one raises an AttributeError
         outcome = REPORTED if report is not None else (MISSED_DEADLINE if passed else NOT_REPORTED)
-        sites.append({
-            "institution": job.institution_id, "code": job.institution.code, "name": job.institution.name, "job": job.pk,
-            "job_status": job.status, "outcome": outcome, "error": job.error, "attempts": job.attempts,
-            "claimed_at": job.claimed_at, "submitted_at": report and report.submitted_at,
-            "approved_by": report and report.approved_by, "approved_at": report and report.approved_at,
-            "payload_sha256": report and report.payload_sha256,
-        })
+        sites.append(
+            {
+                "institution": job.institution_id,
+                "code": job.institution.code,
+                "name": job.institution.name,
+                "job": job.pk,
+                "job_status": job.status,
+                "outcome": outcome,
+                "error": job.error,
+                "attempts": job.attempts,
+                "claimed_at": job.claimed_at,
+                "submitted_at": report and report.submitted_at,
+                "approved_by": report and report.approved_by,
+                "approved_at": report and report.approved_at,
+                "payload_sha256": report and report.payload_sha256,
+            }
+        )
     reported = [s["code"] for s in sites if s["outcome"] == REPORTED]
     return {
-        "study": study.pk, "name": study.name, "version": study.version_id, "status": study.status, "deadline": study.deadline,
-        "deadline_passed": passed, "design": study.spec,
+        "study": study.pk,
+        "name": study.name,
+        "version": study.version_id,
+        "status": study.status,
+        "deadline": study.deadline,
+        "deadline_passed": passed,
+        "design": study.spec,
         "completeness": {"invited": len(sites), "reported": len(reported), "complete": len(reported) == len(sites)},
         "sites": sites,
         "reported": reported,

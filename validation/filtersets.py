@@ -19,5 +19,3 @@ class CaseFlagFilterSet(django_filters.FilterSet):
     class Meta:
         model = CaseFlag
         fields = ["run", "label"]
-
-

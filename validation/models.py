@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from registry.validators import validate_json_safe
 from core.errors import Conflict
+from registry.validators import validate_json_safe
 from validation.choices import (
     FINISHED,
     FailureReason,
@@ -32,19 +32,33 @@ class ValidationRun(models.Model):
     version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="validation_runs")
     dataset = models.ForeignKey("registry.Dataset", on_delete=models.PROTECT, related_name="validation_runs")
     manifest = models.CharField(max_length=300, default="manifest.csv", help_text="The manifest file, relative to the dataset's location.")
-    config = models.JSONField(default=dict, blank=True, validators=[validate_json_safe], help_text="Suite config: attributes, intersections, resamples, seed, ...")
+    config = models.JSONField(
+        default=dict, blank=True, validators=[validate_json_safe], help_text="Suite config: attributes, intersections, resamples, seed, ..."
+    )
     queue = models.CharField(max_length=60, default="gpu", help_text="Celery queue: gpu, or site.<code> for a site's own workers.")
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="validation_runs", null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="validation_runs",
+        null=True,
+        blank=True,
         help_text="Empty for a scheduled revalidation, which the dispatcher queues.",
     )
     deployment = models.ForeignKey(
-        "registry.Deployment", on_delete=models.PROTECT, related_name="revalidation_runs", null=True, blank=True,
+        "registry.Deployment",
+        on_delete=models.PROTECT,
+        related_name="revalidation_runs",
+        null=True,
+        blank=True,
         help_text="The deployment this run revalidates (scheduled revalidation).",
     )
     due_on = models.DateField(null=True, blank=True, help_text="The revalidation due date this run answers.")
     baseline = models.ForeignKey(
-        "self", on_delete=models.PROTECT, related_name="compared_runs", null=True, blank=True,
+        "self",
+        on_delete=models.PROTECT,
+        related_name="compared_runs",
+        null=True,
+        blank=True,
         help_text="The run this one's drift and degradation are measured against (the version's baseline when it was queued).",
     )
     is_baseline = models.BooleanField(default=False, help_text="The version's baseline run: later runs are compared with it.")
@@ -64,7 +78,9 @@ class ValidationRun(models.Model):
     artifact_sha256 = models.CharField(max_length=64, blank=True, help_text="The artifact hash verified before loading.")
     manifest_sha256 = models.CharField(max_length=64, blank=True, help_text="The manifest hash read by the run.")
     error_reason = models.CharField(
-        max_length=40, blank=True, choices=FailureReason.choices,
+        max_length=40,
+        blank=True,
+        choices=FailureReason.choices,
         help_text="Why the run failed or was cancelled, a stable code (validation.choices.FailureReason); blank otherwise.",
     )
     error = models.TextField(blank=True)
@@ -101,7 +117,8 @@ class ValidationRun(models.Model):
                 violation_error_message="A revalidation run names the due date it answers.",
             ),
             models.UniqueConstraint(
-                fields=["version"], condition=models.Q(is_baseline=True),
+                fields=["version"],
+                condition=models.Q(is_baseline=True),
                 name="%(app_label)s_%(class)s_one_baseline_per_version",
                 violation_error_message="A version has one baseline run.",
             ),
@@ -140,7 +157,8 @@ class RunFile(models.Model):
         ordering = ["run", "kind", "name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "name"], name="%(app_label)s_%(class)s_unique_name",
+                fields=["run", "name"],
+                name="%(app_label)s_%(class)s_unique_name",
                 violation_error_message="A run has one file of each name.",
             ),
         ]
@@ -160,13 +178,18 @@ class CaseFlag(models.Model):
     uncertainty = models.FloatField(help_text="Entropy of the mean TTA probability (nats).")
     probability = models.FloatField()
     tta_std = models.FloatField()
-    cutoff = models.FloatField(null=True, blank=True, help_text="The uncertainty above which cases are referred; empty when the target risk was unreachable and every case is referred.")
+    cutoff = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The uncertainty above which cases are referred; empty when the target risk was unreachable and every case is referred.",
+    )
 
     class Meta:
         ordering = ["run", "label", "-uncertainty"]
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "label", "row"], name="%(app_label)s_%(class)s_unique_case",
+                fields=["run", "label", "row"],
+                name="%(app_label)s_%(class)s_unique_case",
                 violation_error_message="A case is flagged once per label and run.",
             ),
         ]
@@ -186,7 +209,9 @@ class FederatedStudy(models.Model):
 
     version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="federated_studies")
     name = models.CharField(max_length=200)
-    spec = models.JSONField(validators=[validate_json_safe], help_text="The study design every site evaluates (validation.federated.study_spec_clean).")
+    spec = models.JSONField(
+        validators=[validate_json_safe], help_text="The study design every site evaluates (validation.federated.study_spec_clean)."
+    )
     deadline = models.DateTimeField(help_text="Sites report before this moment; later ones are listed as having missed it.")
     status = models.CharField(max_length=10, choices=StudyStatus.choices, default=StudyStatus.OPEN)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -211,7 +236,11 @@ class FederatedJob(models.Model):
     attempts = models.PositiveIntegerField(default=0, help_text="How many times the site's agent has claimed the job.")
     error = models.TextField(blank=True, max_length=2000, help_text="Why the agent could not evaluate (for example an artifact hash mismatch).")
     deployment = models.ForeignKey(
-        "registry.Deployment", on_delete=models.PROTECT, related_name="federated_jobs", null=True, blank=True,
+        "registry.Deployment",
+        on_delete=models.PROTECT,
+        related_name="federated_jobs",
+        null=True,
+        blank=True,
         help_text="The deployment whose scheduled revalidation this job is, run by the site's own agent.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -220,7 +249,8 @@ class FederatedJob(models.Model):
         ordering = ["study", "institution__code"]
         constraints = [
             models.UniqueConstraint(
-                fields=["study", "institution"], name="%(app_label)s_%(class)s_one_per_site",
+                fields=["study", "institution"],
+                name="%(app_label)s_%(class)s_one_per_site",
                 violation_error_message="A site has one job in a study.",
             ),
         ]
@@ -277,7 +307,8 @@ class StudyPooling(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["study", "reports_digest"], name="%(app_label)s_%(class)s_once_per_reports",
+                fields=["study", "reports_digest"],
+                name="%(app_label)s_%(class)s_once_per_reports",
                 violation_error_message="These reports have been pooled already.",
             ),
         ]

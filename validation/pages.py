@@ -22,8 +22,15 @@ def federated_study_list(request):
     for study in page.items:
         jobs = list(study.jobs.all())  # prefetched with their institutions by the selector
         reported = sum(job.status == FederatedJobStatus.REPORTED for job in jobs)
-        rows.append({"study": study, "sites": sorted(job.institution.code for job in jobs), "reported": reported,
-                     "missing": len(jobs) - reported, "deadline_passed": now >= study.deadline})
+        rows.append(
+            {
+                "study": study,
+                "sites": sorted(job.institution.code for job in jobs),
+                "reported": reported,
+                "missing": len(jobs) - reported,
+                "deadline_passed": now >= study.deadline,
+            }
+        )
     return render(request, "validation/federated_list.html", {"rows": rows, "page": page})
 
 
@@ -42,14 +49,18 @@ def federated_study_detail(request, pk: int):
     labels = study.spec["labels"]
     pooled = result["pooled"]
     names = {site["code"]: site["name"] for site in result["sites"]}
-    site_rows = [{**row, "name": names.get(row["site"], row["site"]), "suppressed_strata": _suppressed_strata(pooled, row["site"], row["label"])}
-                 for row in result["site_results"]]
+    site_rows = [
+        {**row, "name": names.get(row["site"], row["site"]), "suppressed_strata": _suppressed_strata(pooled, row["site"], row["label"])}
+        for row in result["site_results"]
+    ]
     per_label = [
         {
             "label": label,
             "strata": [{**s, "figures": s["labels"][label]} for s in pooled["strata"]] if pooled else [],
-            "meta": [{"metric": METRIC_TITLES.get(metric, metric), "i2_percent": None if analysis["i2"] is None else 100 * analysis["i2"], **analysis}
-                     for metric, analysis in result["meta_analysis"].get(label, {}).items()],
+            "meta": [
+                {"metric": METRIC_TITLES.get(metric, metric), "i2_percent": None if analysis["i2"] is None else 100 * analysis["i2"], **analysis}
+                for metric, analysis in result["meta_analysis"].get(label, {}).items()
+            ],
             "sites": [row for row in site_rows if row["label"] == label],
             "charts": [chart for chart in result["charts"] if chart["label"] == label],
         }

@@ -29,10 +29,16 @@ from django.utils import timezone
 
 from core.audit import audit_action
 from core.errors import Conflict
+from radtrust.celery import site_queue
+from radtrust_engine.federated_payload import SiteSummary
+from radtrust_engine.pipeline import SuiteConfig
 from registry.choices import DeploymentStatus, RevalidationBy, RevalidationState
 from registry.models import Dataset, Deployment
+from validation.baselines import version_baseline
 from validation.choices import FederatedJobStatus, RunStatus, StudyStatus
+from validation.federated import study_create
 from validation.models import FederatedJob, SiteReport, ValidationRun
+from validation.services import dataset_root, run_enqueue
 
 
 def next_due_on(deployment: Deployment) -> date:
@@ -95,9 +101,6 @@ def _set_state(deployment: Deployment, state: str, note: str, *, ended: bool = F
 
 def _queue_for(dataset: Dataset) -> str:
     """A central worker when the data lies under this server's data roots, else the site's own queue."""
-    from radtrust.celery import site_queue
-    from validation.services import dataset_root
-
     try:
         dataset_root(dataset)
     except ValidationError:
@@ -108,18 +111,19 @@ def _queue_for(dataset: Dataset) -> str:
 def _queue(deployment: Deployment, due_on: date, reason: str) -> str | ValidationRun:
     """Queue the deployment's revalidation for ``due_on`` on its site's newest data: the run, or
     ``"no_data"``, or ``"skipped"`` when a run for that date exists (another dispatcher won)."""
-    from radtrust_engine.pipeline import SuiteConfig
-    from validation.baselines import version_baseline
-    from validation.services import run_enqueue
-
     dataset = newest_site_dataset(deployment)
     if dataset is None:
         if deployment.revalidation_state != RevalidationState.NO_DATA:
             _set_state(deployment, RevalidationState.NO_DATA, f"{reason}: {deployment.institution.code} stewards no dataset with a location.")
         return "no_data"
     run = ValidationRun(
-        version=deployment.version, dataset=dataset, deployment=deployment, due_on=due_on,
-        config=SuiteConfig().to_dict(), queue=_queue_for(dataset), max_attempts=settings.RADTRUST_RUN_MAX_ATTEMPTS,
+        version=deployment.version,
+        dataset=dataset,
+        deployment=deployment,
+        due_on=due_on,
+        config=SuiteConfig().to_dict(),
+        queue=_queue_for(dataset),
+        max_attempts=settings.RADTRUST_RUN_MAX_ATTEMPTS,
         baseline=version_baseline(deployment.version),
     )
     try:
@@ -150,8 +154,6 @@ def hand_to_agent(deployment: Deployment, due_on: date, reason: str, *, today: d
     on behalf of whoever planned the deployment (else registered the version): the job, or
     ``"skipped"`` when another dispatcher claimed that due date, or ``"no_data"`` when the study
     cannot be opened (the reason is noted on the deployment; the next beat tries again)."""
-    from validation.federated import study_create
-
     owner = deployment.created_by or deployment.version.created_by
     if owner is None:
         return _not_opened(deployment, reason, "neither the deployment nor its version records who created it, so no one can open the study")
@@ -159,15 +161,27 @@ def hand_to_agent(deployment: Deployment, due_on: date, reason: str, *, today: d
     name = f"Scheduled revalidation of {deployment.version} at {deployment.institution.code}, due {due_on}"[:200]
     try:
         with transaction.atomic():
-            claimed = Deployment.objects.filter(Q(agent_due_on__isnull=True) | Q(agent_due_on__lt=due_on), pk=deployment.pk).update(agent_due_on=due_on)
+            claimed = Deployment.objects.filter(Q(agent_due_on__isnull=True) | Q(agent_due_on__lt=due_on), pk=deployment.pk).update(
+                agent_due_on=due_on
+            )
             if not claimed:
                 return "skipped"
-            study = study_create(actor=owner, version=deployment.version, name=name, spec={}, deadline=deadline,
-                                 institutions=[deployment.institution], deployment=deployment)
+            study = study_create(
+                actor=owner,
+                version=deployment.version,
+                name=name,
+                spec={},
+                deadline=deadline,
+                institutions=[deployment.institution],
+                deployment=deployment,
+            )
             job = study.jobs.get()
             deployment.agent_due_on = due_on
-            _set_state(deployment, RevalidationState.QUEUED,
-                       f"Job {job.pk} of study {study.pk} for {deployment.institution.code}'s agent, to report by {deadline:%Y-%m-%d %H:%M}: {reason}.")
+            _set_state(
+                deployment,
+                RevalidationState.QUEUED,
+                f"Job {job.pk} of study {study.pk} for {deployment.institution.code}'s agent, to report by {deadline:%Y-%m-%d %H:%M}: {reason}.",
+            )
     except ValidationError as exc:
         return _not_opened(deployment, reason, "; ".join(exc.messages))
     except Conflict as exc:
@@ -181,8 +195,12 @@ def _note_missed(deployment: Deployment) -> None:
         return
     job = _latest_agent_job(deployment)
     if job is not None and _missed(job):
-        _set_state(deployment, RevalidationState.FAILED,
-                   f"Job {job.pk} of study {job.study_id}: {deployment.institution.code}'s agent did not report by {job.study.deadline:%Y-%m-%d %H:%M}.", ended=True)
+        _set_state(
+            deployment,
+            RevalidationState.FAILED,
+            f"Job {job.pk} of study {job.study_id}: {deployment.institution.code}'s agent did not report by {job.study.deadline:%Y-%m-%d %H:%M}.",
+            ended=True,
+        )
 
 
 def revalidation_dispatch(*, today: date | None = None) -> dict[str, list[int]]:
@@ -216,8 +234,11 @@ def revalidation_queue_now(*, actor, deployment: Deployment, reason: str) -> Val
     return queued
 
 
-def revalidation_record_outcome(run: ValidationRun) -> None:
-    """Write a finished revalidation run's end on its deployment (inside the run's closing transaction)."""
+def revalidation_record_outcome(sender, run: ValidationRun, **kwargs) -> None:
+    """Write a finished revalidation run's end on its deployment (a receiver of ``run_finished``,
+    inside the run's closing transaction)."""
+    if not run.deployment_id:
+        return  # not a revalidation
     deployment = Deployment.objects.select_for_update().get(pk=run.deployment_id)
     if run.status == RunStatus.SUCCEEDED:
         note = f"Run {run.pk} on {run.dataset.name} succeeded."
@@ -230,8 +251,6 @@ def revalidation_record_outcome(run: ValidationRun) -> None:
 
 def _site_figures(report: SiteReport) -> str:
     """The report's overall AUROC per label, as the site computed it, for the deployment's note."""
-    from radtrust_engine.federated_payload import SiteSummary
-
     overall = SiteSummary.from_dict(report.payload).stratum()
     if overall is None or overall.suppressed:
         return "its overall stratum is suppressed"
@@ -244,11 +263,17 @@ def _site_figures(report: SiteReport) -> str:
     return f"{overall.n_patients} patients" + (f", {'; '.join(figures)}" if figures else "")
 
 
-def revalidation_record_site_report(job: FederatedJob) -> None:
+def revalidation_record_site_report(sender, job: FederatedJob, **kwargs) -> None:
     """Write the site agent's report of a scheduled revalidation on its deployment, as a run's end is
-    (inside ``report_submit``'s transaction, which also has the version rescored)."""
+    (a receiver of ``site_report_received``, inside ``report_submit``'s transaction)."""
+    if not job.deployment_id:
+        return  # a study job, not a revalidation
     deployment = Deployment.objects.select_for_update().get(pk=job.deployment_id)
     report = SiteReport.objects.get(job_id=job.pk)
-    _set_state(deployment, RevalidationState.SUCCEEDED,
-               f"Job {job.pk} of study {job.study_id}: {deployment.institution.code}'s agent reported "
-               f"(approved by {report.approved_by}): {_site_figures(report)}.", ended=True)
+    _set_state(
+        deployment,
+        RevalidationState.SUCCEEDED,
+        f"Job {job.pk} of study {job.study_id}: {deployment.institution.code}'s agent reported "
+        f"(approved by {report.approved_by}): {_site_figures(report)}.",
+        ended=True,
+    )

@@ -26,21 +26,31 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from core.audit import audit_action
-from core.errors import Conflict
 from core.access import role_of
+from core.audit import audit_action, audit_record
 from core.choices import Role
-from registry.choices import VersionStatus
+from core.errors import Conflict
+from radtrust.celery import site_queue
+from radtrust_engine.loading import ManifestError, read_manifest
+from radtrust_engine.pipeline import SuiteConfig, evaluate
+from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.report import LabelResult, RunReport
+from radtrust_engine.runner import load_verified, select_device
+from registry.choices import ProvenanceRole, VersionStatus
 from registry.models import Dataset, ModelVersion
+from registry.services import artifact_root
+from validation.baselines import baseline_check, baseline_load, version_baseline
 from validation.choices import FailureReason, MlflowState, RunStage, RunStatus
-from validation.run_outputs import RunOutputs, run_outputs_save, run_outputs_write
 from validation.models import ValidationRun
+from validation.run_outputs import RunOutputs, run_outputs_save, run_outputs_write
+from validation.signals import run_finished
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +81,9 @@ def dataset_root(dataset: Dataset) -> Path:
     resolved = path.resolve()
     roots = [Path(r).resolve() for r in settings.RADTRUST_DATA_ROOTS]
     if not any(resolved.is_relative_to(root) for root in roots):
-        raise ValidationError({"dataset": f"The dataset location {location!r} is outside the data roots this server reads ({', '.join(map(str, roots))})."})
+        raise ValidationError(
+            {"dataset": f"The dataset location {location!r} is outside the data roots this server reads ({', '.join(map(str, roots))})."}
+        )
     return resolved
 
 
@@ -86,8 +98,14 @@ def manifest_name_check(name: str) -> str:
 
 
 def run_create(
-    *, actor, version: ModelVersion, dataset: Dataset, manifest: str = "manifest.csv", config: dict | None = None,
-    on_site: bool = False, baseline: ValidationRun | None = None,
+    *,
+    actor,
+    version: ModelVersion,
+    dataset: Dataset,
+    manifest: str = "manifest.csv",
+    config: dict | None = None,
+    on_site: bool = False,
+    baseline: ValidationRun | None = None,
 ) -> ValidationRun:
     """Queue a validation of ``version`` on ``dataset``; the task is sent once the row is committed.
 
@@ -95,10 +113,6 @@ def run_create(
     (``site.<code>``): its data never leaves the site. Drift is measured
     against ``baseline``, by default the version's baseline run.
     """
-    from radtrust.celery import site_queue
-    from radtrust_engine.pipeline import SuiteConfig
-    from validation.baselines import baseline_check, version_baseline
-
     if version.status == VersionStatus.RETIRED:
         raise Conflict("A retired version is not validated any more.", code="version_retired")
     if not version.output_schema.get("class_names"):
@@ -129,7 +143,7 @@ def run_create(
 
 
 def run_enqueue(*, run_id: int, queue: str) -> None:
-    from validation.tasks import run_execute
+    from validation.tasks import run_execute  # the tasks module imports this one
 
     run_execute.apply_async((run_id,), queue=queue)
 
@@ -143,7 +157,13 @@ def run_cancel(*, actor, run: ValidationRun) -> ValidationRun:
         if locked.finished:
             raise Conflict(f"The run has already {locked.status}.", code="run_finished")
         if locked.status == RunStatus.QUEUED:
-            _finish(locked, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error=f"Cancelled by {actor.username} before a worker started it.")
+            _finish(
+                locked,
+                status=RunStatus.CANCELLED,
+                action="cancel",
+                error_reason=FailureReason.CANCELLED,
+                error=f"Cancelled by {actor.username} before a worker started it.",
+            )
         else:
             locked.cancel_requested = True
             with audit_action("cancel_request"):
@@ -163,10 +183,7 @@ def _finish(run: ValidationRun, *, status: str, action: str, error_reason: str =
         setattr(run, name, value)
     with audit_action(action):
         run.save(update_fields=["status", "stage", "error_reason", "error", "finished_at", "lease_until", *fields])
-    if run.deployment_id:
-        from validation.revalidation import revalidation_record_outcome
-
-        revalidation_record_outcome(run)
+    run_finished.send(sender=ValidationRun, run=run)
 
 
 # --- Claim, heartbeat, progress --------------------------------------------------------
@@ -174,8 +191,6 @@ def _finish(run: ValidationRun, *, status: str, action: str, error_reason: str =
 
 def run_claim(*, run_id: int, worker: str, lease_seconds: int | None = None) -> int | None:
     """Take the run for this worker; the attempt number, or None if it is finished or held."""
-    from django.db.models import F, Q
-
     lease_seconds = lease_seconds or settings.RADTRUST_RUN_LEASE_SECONDS
     now = timezone.now()
     with transaction.atomic():
@@ -183,16 +198,21 @@ def run_claim(*, run_id: int, worker: str, lease_seconds: int | None = None) -> 
             ValidationRun.objects.filter(pk=run_id, attempt__lt=F("max_attempts"), cancel_requested=False)
             .filter(Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, lease_until__lt=now))
             .update(
-                status=RunStatus.RUNNING, stage=RunStage.VERIFYING, progress=0.0, attempt=F("attempt") + 1,
-                worker=worker[:200], lease_until=now + timedelta(seconds=lease_seconds), heartbeat_at=now,
-                started_at=now, error_reason="", error="",
+                status=RunStatus.RUNNING,
+                stage=RunStage.VERIFYING,
+                progress=0.0,
+                attempt=F("attempt") + 1,
+                worker=worker[:200],
+                lease_until=now + timedelta(seconds=lease_seconds),
+                heartbeat_at=now,
+                started_at=now,
+                error_reason="",
+                error="",
             )
         )
         if not claimed:
             return None
         run = ValidationRun.objects.get(pk=run_id)
-        from core.audit import audit_record
-
         audit_record(action="claim", instance=run, changes={"worker": [None, run.worker], "attempt": [run.attempt - 1, run.attempt]})
     return run.attempt
 
@@ -226,7 +246,10 @@ class RunReporter:
         """Renew the lease with these fields; stop if the run was cancelled or taken over."""
         now = timezone.now()
         updated = ValidationRun.objects.filter(
-            pk=self.run_id, attempt=self.attempt, status=RunStatus.RUNNING, cancel_requested=False,
+            pk=self.run_id,
+            attempt=self.attempt,
+            status=RunStatus.RUNNING,
+            cancel_requested=False,
         ).update(lease_until=now + timedelta(seconds=self.lease_seconds), heartbeat_at=now, **fields)
         self._last_heartbeat = time.monotonic()
         if not updated:
@@ -254,10 +277,6 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
     bad outputs, time limit) ends the run as failed with a stable reason and a
     message that says what to fix; the worker stays up.
     """
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    from radtrust_engine.loading import ManifestError
-
     attempt = run_claim(run_id=run_id, worker=worker)
     if attempt is None:
         return None
@@ -267,7 +286,9 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
         reporter.write(stage=RunStage.SAVING, progress=1.0)
         outputs = run_outputs_write(run_id=run_id, attempt=attempt, evaluation=evaluation)
     except RunCancelled:
-        return _close(run_id, attempt, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled while running.")
+        return _close(
+            run_id, attempt, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled while running."
+        )
     except LeaseLost:
         log.warning("Run %s: attempt %s lost its lease; another worker owns the run.", run_id, attempt)
         return None
@@ -277,16 +298,28 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
         return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=FailureReason.BAD_CONFIG, error="; ".join(exc.messages))
     except SoftTimeLimitExceeded:
         return _close(
-            run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=FailureReason.TIME_LIMIT,
+            run_id,
+            attempt,
+            status=RunStatus.FAILED,
+            action="fail",
+            error_reason=FailureReason.TIME_LIMIT,
             error=f"The run exceeded its time limit of {settings.RADTRUST_RUN_TIME_LIMIT_SECONDS} s.",
         )
     except Exception as exc:
         reason, message = failure_of(run_id, exc)
         return _close(run_id, attempt, status=RunStatus.FAILED, action="fail", error_reason=reason, error=message)
     return _close(
-        run_id, attempt, status=RunStatus.SUCCEEDED, action="succeed",
-        results=evaluation.report, summary=run_summary(evaluation.run_report), timings=evaluation.timings,
-        device=device, manifest_sha256=manifest_sha, mlflow_state=MlflowState.PENDING, outputs=outputs,
+        run_id,
+        attempt,
+        status=RunStatus.SUCCEEDED,
+        action="succeed",
+        results=evaluation.report,
+        summary=run_summary(evaluation.run_report),
+        timings=evaluation.timings,
+        device=device,
+        manifest_sha256=manifest_sha,
+        mlflow_state=MlflowState.PENDING,
+        outputs=outputs,
     )
 
 
@@ -302,13 +335,6 @@ def failure_of(run_id: int, exc: Exception) -> tuple[FailureReason, str]:
 
 def _evaluate(run_id: int, reporter: RunReporter):
     """Verify, load and evaluate; returns the evaluation, the device and the manifest hash."""
-    from registry.services import artifact_root
-    from radtrust_engine.loading import ManifestError, read_manifest
-    from radtrust_engine.pipeline import SuiteConfig, evaluate
-    from radtrust_engine.preprocessing import Preprocessing
-    from radtrust_engine.runner import load_verified, select_device
-    from validation.baselines import baseline_load
-
     run = ValidationRun.objects.select_related("version__foundation_model", "dataset", "baseline__dataset").get(pk=run_id)
     version = run.version
     timings: dict[str, float] = {}
@@ -339,7 +365,8 @@ def _evaluate(run_id: int, reporter: RunReporter):
     schema = version.output_schema
     class_names = list(schema.get("class_names", []))
     manifest = read_manifest(
-        manifest_path, root,
+        manifest_path,
+        root,
         label_columns=[] if task == "segmentation" else class_names,
         class_names=class_names,
         mask_column="mask_path" if task == "segmentation" else None,
@@ -348,17 +375,32 @@ def _evaluate(run_id: int, reporter: RunReporter):
 
     suite = SuiteConfig.from_dict(run.config)
     evaluation = evaluate(
-        model, manifest, task=task, class_names=class_names, thresholds=schema.get("thresholds", {}),
-        preprocessing=preprocessing, config=suite, activation=schema.get("activation", "none"), progress=reporter,
-        modality=version.foundation_model.modality, baseline=baseline_load(run) if "drift" in suite.analyses else None,
+        model,
+        manifest,
+        task=task,
+        class_names=class_names,
+        thresholds=schema.get("thresholds", {}),
+        preprocessing=preprocessing,
+        config=suite,
+        activation=schema.get("activation", "none"),
+        progress=reporter,
+        modality=version.foundation_model.modality,
+        baseline=baseline_load(run) if "drift" in suite.analyses else None,
     )
     evaluation.timings = {**timings, **evaluation.timings}
     return evaluation, model.device.to_dict(), manifest_sha
 
 
 def _close(
-    run_id: int, attempt: int, *, status: str, action: str, error_reason: str = "", error: str = "",
-    outputs: RunOutputs | None = None, **fields,
+    run_id: int,
+    attempt: int,
+    *,
+    status: str,
+    action: str,
+    error_reason: str = "",
+    error: str = "",
+    outputs: RunOutputs | None = None,
+    **fields,
 ) -> str | None:
     """Write the outcome in one transaction, only if this attempt still holds the run (with its
     files, flags and alerts on success)."""
@@ -367,7 +409,15 @@ def _close(
         if run.attempt != attempt or run.status != RunStatus.RUNNING:
             log.warning("Run %s: attempt %s finished but no longer holds the run; its outcome is dropped.", run_id, attempt)
             return None
-        _finish(run, status=status, action=action, error_reason=error_reason, error=error, progress=1.0 if status == RunStatus.SUCCEEDED else run.progress, **fields)
+        _finish(
+            run,
+            status=status,
+            action=action,
+            error_reason=error_reason,
+            error=error,
+            progress=1.0 if status == RunStatus.SUCCEEDED else run.progress,
+            **fields,
+        )
         if status == RunStatus.SUCCEEDED:
             run_outputs_save(run, outputs or RunOutputs())
             transaction.on_commit(lambda: _enqueue_mlflow(run_id))
@@ -375,7 +425,7 @@ def _close(
 
 
 def _enqueue_mlflow(run_id: int) -> None:
-    from validation.tasks import run_log_mlflow
+    from validation.tasks import run_log_mlflow  # the tasks module imports this one
 
     run_log_mlflow.delay(run_id)
 
@@ -394,10 +444,17 @@ def _largest_gaps(result: LabelResult) -> dict[str, dict]:
     """Per kind of gap the largest defined one, with the groups it lies between and its CI."""
     largest: dict[str, dict] = {}
     for gap in sorted((g for g in result.gaps if g.value is not None), key=lambda g: -g.value):
-        largest.setdefault(gap.kind, {
-            "grouping": gap.grouping, "group_high": _listed(gap.group_high), "group_low": _listed(gap.group_low),
-            "value": gap.value, "ci_low": gap.ci_low, "ci_high": gap.ci_high,
-        })
+        largest.setdefault(
+            gap.kind,
+            {
+                "grouping": gap.grouping,
+                "group_high": _listed(gap.group_high),
+                "group_low": _listed(gap.group_low),
+                "value": gap.value,
+                "ci_low": gap.ci_low,
+                "ci_high": gap.ci_high,
+            },
+        )
     return largest
 
 
@@ -421,10 +478,18 @@ def run_sweep(*, unclaimed_after_seconds: int | None = None) -> dict[str, list[i
                 continue
             lost = f"The worker {run.worker or '?'} stopped sending heartbeats (attempt {run.attempt})."
             if run.cancel_requested:
-                _finish(run, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled; its worker had stopped.")
+                _finish(
+                    run, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled; its worker had stopped."
+                )
                 continue
             if run.attempt >= run.max_attempts:
-                _finish(run, status=RunStatus.FAILED, action="fail", error_reason=FailureReason.WORKER_LOST, error=f"{lost} No attempts left ({run.max_attempts}).")
+                _finish(
+                    run,
+                    status=RunStatus.FAILED,
+                    action="fail",
+                    error_reason=FailureReason.WORKER_LOST,
+                    error=f"{lost} No attempts left ({run.max_attempts}).",
+                )
                 outcome["failed"].append(run.pk)
                 continue
             run.status, run.stage, run.lease_until, run.error = RunStatus.QUEUED, RunStage.QUEUED, None, lost
@@ -449,12 +514,9 @@ def run_mlflow_state_set(*, run_id: int, state: str, mlflow_run_id: str = "", er
 
 def passing_validation(version: ModelVersion) -> str | None:
     """Evidence guard for ``under_review``: a succeeded run on a dataset linked as this version's test data."""
-    from registry.choices import ProvenanceRole
-
     test_sets = version.provenance.filter(role__in=[ProvenanceRole.INTERNAL_TEST, ProvenanceRole.EXTERNAL_VALIDATION]).values("dataset_id")
     if not test_sets.exists():
         return "No validation run can count yet: link an internal-test or external-validation dataset (provenance) and validate the version on it."
     if not version.validation_runs.filter(status=RunStatus.SUCCEEDED, dataset_id__in=test_sets).exists():
         return "No succeeded validation run on this version's internal-test or external-validation data yet."
     return None
-

@@ -12,5 +12,9 @@ from django.dispatch import Signal
 # ``radtrust_engine.report.DriftFinding``: kind, severity, subject, message and evidence).
 run_succeeded = Signal()
 
+# A run ended (succeeded, failed or cancelled); sent by the transaction that closes it.
+# Argument: ``run``. The revalidation a deployment's run answers records its outcome.
+run_finished = Signal()
+
 # A site's agent submitted its aggregates for a federated job. Argument: ``job`` (the FederatedJob).
 site_report_received = Signal()

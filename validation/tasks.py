@@ -6,6 +6,9 @@ from celery import shared_task
 from django.conf import settings
 
 from core.audit import audit_context
+from validation import services
+from validation.mlflow_log import run_log
+from validation.revalidation import revalidation_dispatch as dispatch
 
 
 @shared_task(
@@ -17,8 +20,6 @@ from core.audit import audit_context
 )
 def run_execute(self, run_id: int) -> str | None:
     """Evaluate a validation run; safe to deliver twice (the run row's claim decides who works)."""
-    from validation import services
-
     worker = self.request.hostname or "local"
     with audit_context(label=f"worker:{worker}"):
         return services.run_execute(run_id=run_id, worker=worker)
@@ -37,16 +38,12 @@ def run_execute(self, run_id: int) -> str | None:
 )
 def run_log_mlflow(self, run_id: int) -> str | None:
     """Copy a finished run's evidence to MLflow; if MLflow is down the row says so and the task retries."""
-    from validation.mlflow_log import run_log
-
     return run_log(run_id=run_id)
 
 
 @shared_task(acks_late=True, soft_time_limit=120)
 def run_sweep() -> dict:
     """Re-queue runs whose worker died and re-send runs nobody claimed (see ``services.run_sweep``)."""
-    from validation import services
-
     with audit_context(label="worker:sweeper"):
         return services.run_sweep()
 
@@ -54,7 +51,5 @@ def run_sweep() -> dict:
 @shared_task(acks_late=True, soft_time_limit=300)
 def revalidation_dispatch() -> dict:
     """Queue the scheduled revalidation of every due deployment, once per due date (see ``validation.revalidation``)."""
-    from validation.revalidation import revalidation_dispatch as dispatch
-
     with audit_context(label="worker:revalidation-dispatcher"):
         return dispatch()

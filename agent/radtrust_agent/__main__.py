@@ -17,6 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
+from radtrust_agent.client import Backoff, ServerClient, ServerRefused
+from radtrust_agent.jobs import SiteAgent
 from radtrust_agent.state import AgentLocked, AgentState, JobStatus, job_key, payload_named
 
 log = logging.getLogger("radtrust_agent")
@@ -42,9 +44,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m radtrust_agent", description=(
-        "Evaluate this site's federated validation jobs on local data and report only aggregates. "
-        "Subcommands: 'approve' (release a payload waiting for review), 'status'."))
+    parser = argparse.ArgumentParser(
+        prog="python -m radtrust_agent",
+        description=(
+            "Evaluate this site's federated validation jobs on local data and report only aggregates. "
+            "Subcommands: 'approve' (release a payload waiting for review), 'status'."
+        ),
+    )
     _common(parser)
     parser.add_argument("--server", required=True, help="the RadTrust server's URL")
     parser.add_argument("--token", help="the site's API token (or RADTRUST_AGENT_TOKEN, or --token-file)")
@@ -53,8 +59,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-seconds", type=_positive, default=30.0, help="seconds between polls (default 30)")
     parser.add_argument("--auto-approve", metavar="NAME", help="release payloads without review, recorded as approved by NAME")
     parser.add_argument("--retry-cap", type=_positive, default=30.0, help="longest wait between retries, seconds (default 30)")
-    parser.add_argument("--retry-for", type=_positive, default=300.0,
-                        help="seconds one call is retried before the cycle gives up until the next poll (default 300)")
+    parser.add_argument(
+        "--retry-for", type=_positive, default=300.0, help="seconds one call is retried before the cycle gives up until the next poll (default 300)"
+    )
     parser.add_argument("--timeout", type=_positive, default=30.0, help="socket timeout per request, seconds (default 30)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when ONNX Runtime offers CUDA")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch (default 32)")
@@ -76,9 +83,6 @@ def _stop(signum, frame) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from radtrust_agent.client import Backoff, ServerClient, ServerRefused
-    from radtrust_agent.jobs import SiteAgent
-
     parser = _run_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -86,8 +90,9 @@ def run(argv: list[str]) -> int:
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
-        client = ServerClient(args.server, _token(args, parser), timeout=args.timeout,
-                              backoff=Backoff(cap=args.retry_cap, give_up_after=args.retry_for))
+        client = ServerClient(
+            args.server, _token(args, parser), timeout=args.timeout, backoff=Backoff(cap=args.retry_cap, give_up_after=args.retry_for)
+        )
     except ValueError as exc:
         parser.error(str(exc))
     state = AgentState.for_data_root(args.data_root, args.state_dir)
@@ -96,10 +101,16 @@ def run(argv: list[str]) -> int:
     except AgentLocked as exc:
         log.error("%s", exc)
         return 1
-    agent = SiteAgent(client=client, data_root=args.data_root, state=state, auto_approve=args.auto_approve,
-                      prefer_gpu=not args.cpu, batch_size=args.batch_size)
-    log.info("agent started: server %s, data root %s, state %s%s", client.server, args.data_root, state.folder,
-             f", auto-approval as {args.auto_approve}" if args.auto_approve else "")
+    agent = SiteAgent(
+        client=client, data_root=args.data_root, state=state, auto_approve=args.auto_approve, prefer_gpu=not args.cpu, batch_size=args.batch_size
+    )
+    log.info(
+        "agent started: server %s, data root %s, state %s%s",
+        client.server,
+        args.data_root,
+        state.folder,
+        f", auto-approval as {args.auto_approve}" if args.auto_approve else "",
+    )
     try:
         return agent.run(once=args.once, poll_seconds=args.poll_seconds)
     except ServerRefused as exc:
@@ -111,8 +122,9 @@ def run(argv: list[str]) -> int:
 
 
 def approve(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radtrust_agent approve",
-                                     description="Release the payload waiting in the outbox for a job, as its reviewer.")
+    parser = argparse.ArgumentParser(
+        prog="python -m radtrust_agent approve", description="Release the payload waiting in the outbox for a job, as its reviewer."
+    )
     _common(parser)
     parser.add_argument("--job", required=True, help="the job's id")
     parser.add_argument("--by", required=True, help="who approves (the site's data owner)")
@@ -137,11 +149,13 @@ def approve(argv: list[str]) -> int:
     payload = json.loads(data)
     strata = payload.get("strata", [])
     approval = state.approval_write(key, by=args.by.strip())
-    print(f"job {key}: approved by {approval['approved_by']} at {approval['approved_at']}\n"
-          f"  payload {path} ({len(data)} bytes, sha256 {approval['payload_sha256']})\n"
-          f"  labels {', '.join(payload.get('labels', {}))}; {len(strata)} strata, "
-          f"{sum(bool(s.get('suppressed')) for s in strata)} suppressed\n"
-          "  the running agent sends it at its next poll")
+    print(
+        f"job {key}: approved by {approval['approved_by']} at {approval['approved_at']}\n"
+        f"  payload {path} ({len(data)} bytes, sha256 {approval['payload_sha256']})\n"
+        f"  labels {', '.join(payload.get('labels', {}))}; {len(strata)} strata, "
+        f"{sum(bool(s.get('suppressed')) for s in strata)} suppressed\n"
+        "  the running agent sends it at its next poll"
+    )
     return 0
 
 

@@ -147,8 +147,7 @@ class ServerClient:
     def _call(self, method: str, url: str, body: dict | None = None, *, handle: Callable | None = None) -> Any:
         """One request, retried while transient; ``handle(response)`` reads it (JSON by default)."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Token {self._token}", "Accept": "application/json",
-                   "User-Agent": f"radtrust-agent/{AGENT_VERSION}"}
+        headers = {"Authorization": f"Token {self._token}", "Accept": "application/json", "User-Agent": f"radtrust-agent/{AGENT_VERSION}"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         started = time.monotonic()

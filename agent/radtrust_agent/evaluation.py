@@ -62,8 +62,10 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
 def _whole(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
     value = data.get(key)
     value = default if value is None else value
-    _require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
-             f"spec.{key} must be a whole number from {low} to {high}, got {value!r}")
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+        f"spec.{key} must be a whole number from {low} to {high}, got {value!r}",
+    )
     return value
 
 
@@ -116,8 +118,7 @@ class Job:
         version = cls._version(data.get("version"))
         spec = data.get("spec")
         _require(isinstance(spec, Mapping), "the job has no spec")
-        return cls(id=data.get("id"), study=data.get("study"), deadline=data.get("deadline"),
-                   spec=cls._spec(spec, version), version=version)
+        return cls(id=data.get("id"), study=data.get("study"), deadline=data.get("deadline"), spec=cls._spec(spec, version), version=version)
 
     @staticmethod
     def _version(data: Any) -> VersionSpec:
@@ -127,8 +128,9 @@ class Job:
         files = data.get("files")
         _require(isinstance(files, list) and files, "version.files lists no file")
         for f in files:
-            _require(isinstance(f, Mapping) and {"name", "sha256", "size", "role"} <= set(f),
-                     "each of version.files needs name, sha256, size and role")
+            _require(
+                isinstance(f, Mapping) and {"name", "sha256", "size", "role"} <= set(f), "each of version.files needs name, sha256, size and role"
+            )
             try:
                 check_name(str(f["name"]), field="files")
             except ValueError as exc:
@@ -142,8 +144,13 @@ class Job:
         task = str(data.get("task") or "")
         _require(task in ("binary", "multilabel"), f"federated studies evaluate classifiers; the version's task is {task!r}")
         return VersionSpec(
-            id=data.get("id"), label=str(data.get("label") or ""), artifact_sha256=sha, files=tuple(dict(f) for f in files),
-            output_schema=dict(schema), preprocessing=dict(data.get("preprocessing") or {}), task=task,
+            id=data.get("id"),
+            label=str(data.get("label") or ""),
+            artifact_sha256=sha,
+            files=tuple(dict(f) for f in files),
+            output_schema=dict(schema),
+            preprocessing=dict(data.get("preprocessing") or {}),
+            task=task,
             modality=str(data.get("modality") or ""),
         )
 
@@ -162,25 +169,38 @@ class Job:
         _require(all(set(i) <= set(attributes) for i in intersections), "spec.intersections may only combine spec.attributes")
         manifest = str(data.get("manifest") or "")
         pure = PurePosixPath(manifest.replace("\\", "/"))
-        _require(bool(manifest) and not pure.is_absolute() and ".." not in pure.parts and manifest.lower().endswith((".csv", ".parquet")),
-                 f"spec.manifest {manifest!r} must be a .csv or .parquet path relative to the site's data root, without '..'")
+        _require(
+            bool(manifest) and not pure.is_absolute() and ".." not in pure.parts and manifest.lower().endswith((".csv", ".parquet")),
+            f"spec.manifest {manifest!r} must be a .csv or .parquet path relative to the site's data root, without '..'",
+        )
         schema_thresholds = version.output_schema.get("thresholds") or {}
         given = data.get("thresholds")
         thresholds = {}
         for label in labels:
             value = given.get(label) if isinstance(given, Mapping) else given
             value = schema_thresholds.get(label, 0.5) if value is None else value
-            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1,
-                     f"the threshold of {label!r} must be a number in [0, 1], got {value!r}")
+            _require(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1,
+                f"the threshold of {label!r} must be a number in [0, 1], got {value!r}",
+            )
             thresholds[label] = float(value)
         edges = data.get("age_edges") or SuiteConfig.age_edges
-        _require(isinstance(edges, (list, tuple)) and all(isinstance(e, (int, float)) and math.isfinite(e) for e in edges)
-                 and list(edges) == sorted(set(edges)), "spec.age_edges must be increasing ages")
+        _require(
+            isinstance(edges, (list, tuple))
+            and all(isinstance(e, (int, float)) and math.isfinite(e) for e in edges)
+            and list(edges) == sorted(set(edges)),
+            "spec.age_edges must be increasing ages",
+        )
         return JobSpec(
-            labels=labels, attributes=attributes, intersections=intersections,
-            min_patients=_whole(data, "min_patients", DEFAULT_MIN_PATIENTS, 1, 1_000_000), thresholds=thresholds,
-            n_resamples=_whole(data, "n_resamples", 1000, 0, MAX_RESAMPLES), seed=_whole(data, "seed", 0, 0, 2**32 - 1),
-            manifest=manifest, age_edges=tuple(float(e) for e in edges),
+            labels=labels,
+            attributes=attributes,
+            intersections=intersections,
+            min_patients=_whole(data, "min_patients", DEFAULT_MIN_PATIENTS, 1, 1_000_000),
+            thresholds=thresholds,
+            n_resamples=_whole(data, "n_resamples", 1000, 0, MAX_RESAMPLES),
+            seed=_whole(data, "seed", 0, 0, 2**32 - 1),
+            manifest=manifest,
+            age_edges=tuple(float(e) for e in edges),
         )
 
 
@@ -208,7 +228,12 @@ def _attribute_columns(manifest: Manifest, rows: np.ndarray, spec: JobSpec) -> d
 
 
 def site_evaluate(
-    job: Job, *, data_root: Path, artifact_root: Path, prefer_gpu: bool = True, batch_size: int = 32,
+    job: Job,
+    *,
+    data_root: Path,
+    artifact_root: Path,
+    prefer_gpu: bool = True,
+    batch_size: int = 32,
     progress: Callable[[str, float], None] | None = None,
 ) -> SiteEvaluation:
     """Evaluate the job's version on the site's data and build the payload (see the module docstring).
@@ -243,12 +268,20 @@ def site_evaluate(
     manifest = fill_attributes_from_headers(manifest).manifest
     timings["manifest"] = time.perf_counter() - step
 
-    config = SuiteConfig(attributes=(), intersections=(), analyses=(), n_resamples=0, seed=spec.seed,
-                         min_patients=spec.min_patients, batch_size=batch_size)
+    config = SuiteConfig(
+        attributes=(), intersections=(), analyses=(), n_resamples=0, seed=spec.seed, min_patients=spec.min_patients, batch_size=batch_size
+    )
     evaluation = evaluate(
-        model, manifest, task=version.task, class_names=classes, thresholds=spec.thresholds,
-        preprocessing=preprocessing, config=config, activation=version.output_schema.get("activation", "none"),
-        progress=progress, modality=version.modality,
+        model,
+        manifest,
+        task=version.task,
+        class_names=classes,
+        thresholds=spec.thresholds,
+        preprocessing=preprocessing,
+        config=config,
+        activation=version.output_schema.get("activation", "none"),
+        progress=progress,
+        modality=version.modality,
     )
     timings.update(evaluation.timings)
 
@@ -259,8 +292,15 @@ def site_evaluate(
     patients = np.asarray([manifest.patient_ids[i] for i in rows])
     try:
         summary = site_summary(
-            scores, labels, patients, _attribute_columns(manifest, rows, spec), spec.intersections,
-            thresholds=dict(spec.thresholds), min_patients=spec.min_patients, n_resamples=spec.n_resamples, seed=spec.seed,
+            scores,
+            labels,
+            patients,
+            _attribute_columns(manifest, rows, spec),
+            spec.intersections,
+            thresholds=dict(spec.thresholds),
+            min_patients=spec.min_patients,
+            n_resamples=spec.n_resamples,
+            seed=spec.seed,
         )
     except ValueError as exc:
         raise SiteDataError(str(exc)) from None
@@ -271,8 +311,12 @@ def site_evaluate(
     timings["check"] = time.perf_counter() - step
     timings["engine"] = time.perf_counter() - started
     return SiteEvaluation(
-        payload=payload, problems=problems, timings=timings, device=model.device.to_dict(),
-        n_cases=int(rows.size), n_patients=int(np.unique(patients).size),
+        payload=payload,
+        problems=problems,
+        timings=timings,
+        device=model.device.to_dict(),
+        n_cases=int(rows.size),
+        n_patients=int(np.unique(patients).size),
     )
 
 
@@ -286,4 +330,3 @@ def stage_logger(log: Callable[[str], None]) -> Callable[[str, float], None]:
             log(stage)
 
     return progress
-

@@ -33,11 +33,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from radtrust_engine.artifacts import artifact_dir
 from radtrust_agent import AGENT_VERSION
 from radtrust_agent.client import ServerClient, ServerRefused, ServerUnreachable
 from radtrust_agent.evaluation import Job, JobError, SiteDataError, SiteEvaluation, site_evaluate, stage_logger
 from radtrust_agent.state import AgentState, JobRecord, JobStatus, job_key
+from radtrust_engine.artifacts import artifact_dir
 from radtrust_engine.loading import ManifestError
 from radtrust_engine.runner import ArtifactMismatch, RunnerError
 
@@ -72,8 +72,9 @@ class JobOutcome:
 
 
 def _outcome(record: JobRecord) -> JobOutcome:
-    return JobOutcome(job_id=record.id, status=str(record.status), timings=dict(record.timings),
-                      payload_bytes=record.payload_bytes, error=record.error)
+    return JobOutcome(
+        job_id=record.id, status=str(record.status), timings=dict(record.timings), payload_bytes=record.payload_bytes, error=record.error
+    )
 
 
 def _site_failure(exc: Exception) -> tuple[str, str]:
@@ -94,8 +95,14 @@ class SiteAgent:
     """One site's agent: the server client, the site's data root and the state folder."""
 
     def __init__(
-        self, *, client: ServerClient, data_root: Path, state: AgentState, auto_approve: str | None = None,
-        prefer_gpu: bool = True, batch_size: int = 32,
+        self,
+        *,
+        client: ServerClient,
+        data_root: Path,
+        state: AgentState,
+        auto_approve: str | None = None,
+        prefer_gpu: bool = True,
+        batch_size: int = 32,
     ) -> None:
         self.client = client
         self.data_root = Path(data_root)
@@ -202,8 +209,7 @@ class SiteAgent:
             job = Job.from_dict(record.job)
             evaluation = self._fetch_and_evaluate(job, record)
         except ServerRefused as exc:
-            self._fail(record, error=f"the artifact could not be downloaded: {exc}",
-                       reason=f"artifact_unavailable: the server answered {exc}")
+            self._fail(record, error=f"the artifact could not be downloaded: {exc}", reason=f"artifact_unavailable: the server answered {exc}")
             return
         except ServerUnreachable:
             raise
@@ -216,20 +222,30 @@ class SiteAgent:
         record.timings.update({"engine": evaluation.timings["engine"], "inference": evaluation.timings.get("inference", 0.0)})
         if evaluation.problems:
             self._fail(
-                record, error="the payload failed the local check: " + "; ".join(evaluation.problems),
+                record,
+                error="the payload failed the local check: " + "; ".join(evaluation.problems),
                 reason=f"payload_check: the site summary failed the agent's own payload check "
-                       f"({len(evaluation.problems)} problem(s)); nothing was sent",
+                f"({len(evaluation.problems)} problem(s)); nothing was sent",
             )
             return
         record.payload_sha256, record.payload_bytes = self.state.payload_write(record.id, evaluation.payload)
         record.agent = {
-            "version": AGENT_VERSION, "device": evaluation.device.get("kind", "cpu"),
-            "device_name": evaluation.device.get("name", ""), "threads": evaluation.device.get("threads"),
-            "seconds": round(evaluation.timings["engine"], 3), "cases": evaluation.n_cases,
+            "version": AGENT_VERSION,
+            "device": evaluation.device.get("kind", "cpu"),
+            "device_name": evaluation.device.get("name", ""),
+            "threads": evaluation.device.get("threads"),
+            "seconds": round(evaluation.timings["engine"], 3),
+            "cases": evaluation.n_cases,
         }
-        log.info("job %s: evaluated %d cases of %d patients in %.2f s; payload %s (%d bytes)", record.key,
-                 evaluation.n_cases, evaluation.n_patients, evaluation.timings["engine"],
-                 self.state.payload_path(record.id), record.payload_bytes)
+        log.info(
+            "job %s: evaluated %d cases of %d patients in %.2f s; payload %s (%d bytes)",
+            record.key,
+            evaluation.n_cases,
+            evaluation.n_patients,
+            evaluation.timings["engine"],
+            self.state.payload_path(record.id),
+            record.payload_bytes,
+        )
         self._move(record, JobStatus.AWAITING_APPROVAL)
 
     def _fetch_and_evaluate(self, job: Job, record: JobRecord) -> SiteEvaluation:
@@ -238,8 +254,12 @@ class SiteAgent:
             self._fetch(job, record)
             try:
                 return site_evaluate(
-                    job, data_root=self.data_root, artifact_root=self.state.artifacts, prefer_gpu=self.prefer_gpu,
-                    batch_size=self.batch_size, progress=stage_logger(lambda stage: log.info("job %s: %s", record.key, stage)),
+                    job,
+                    data_root=self.data_root,
+                    artifact_root=self.state.artifacts,
+                    prefer_gpu=self.prefer_gpu,
+                    batch_size=self.batch_size,
+                    progress=stage_logger(lambda stage: log.info("job %s: %s", record.key, stage)),
                 )
             except ArtifactMismatch as exc:
                 shutil.rmtree(artifact_dir(self.state.artifacts, job.version.artifact_sha256), ignore_errors=True)
@@ -282,14 +302,22 @@ class SiteAgent:
             self.state.approval_write(record.id, by=self.auto_approve)
             approval = self.state.approval_read(record.id, record.payload_sha256)
             if approval is None:
-                self._fail(record, error=f"{self.state.payload_path(record.id)} changed after it was written; not approved",
-                           reason="payload_altered: the payload was altered at the site before approval; nothing was sent")
+                self._fail(
+                    record,
+                    error=f"{self.state.payload_path(record.id)} changed after it was written; not approved",
+                    reason="payload_altered: the payload was altered at the site before approval; nothing was sent",
+                )
                 return
         if approval is None:
             if record.key not in self._told_waiting:
                 self._told_waiting.add(record.key)
-                log.info("job %s: waiting for approval of %s: python -m radtrust_agent approve --data-root %s --job %s --by NAME",
-                         record.key, self.state.payload_path(record.id), self.data_root, record.key)
+                log.info(
+                    "job %s: waiting for approval of %s: python -m radtrust_agent approve --data-root %s --job %s --by NAME",
+                    record.key,
+                    self.state.payload_path(record.id),
+                    self.data_root,
+                    record.key,
+                )
             return
         record.approved_by, record.approved_at = str(approval["approved_by"]), str(approval["approved_at"])
         log.info("job %s: approved by %s at %s", record.key, record.approved_by, record.approved_at)
@@ -299,8 +327,7 @@ class SiteAgent:
         try:
             payload = self.state.payload_read(record.id, record.payload_sha256)
         except (OSError, ValueError) as exc:
-            self._fail(record, error=str(exc),
-                       reason="payload_altered: the approved payload was altered or lost at the site; nothing was sent")
+            self._fail(record, error=str(exc), reason="payload_altered: the approved payload was altered or lost at the site; nothing was sent")
             return
         body = {"payload": payload, "approved_by": record.approved_by, "approved_at": record.approved_at, "agent": record.agent}
         started = time.perf_counter()

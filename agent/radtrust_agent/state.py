@@ -49,7 +49,7 @@ class JobStatus(StrEnum):
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def job_key(job_id: Any) -> str:

@@ -82,9 +82,7 @@ def file_sha256(path: Path) -> str:
 def check_name(name: str, *, field: str) -> str:
     base = os.path.basename(name or "")
     if base != name or not _SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ArtifactError(
-            f"File name {name!r} is not allowed: use letters, digits, '.', '_' or '-' and no folders.", field=field
-        )
+        raise ArtifactError(f"File name {name!r} is not allowed: use letters, digits, '.', '_' or '-' and no folders.", field=field)
     if name.lower().endswith(_PICKLE_SUFFIXES):
         raise ArtifactError(
             f"{name!r} is a format that loads by unpickling; RadTrust accepts only ONNX (.onnx) and its external data files.",
@@ -99,7 +97,7 @@ def _dims(value_info) -> list:
 
 
 def _signature(values, initializer_names: set[str]) -> list[dict]:
-    from onnx import helper
+    from onnx import helper  # onnx is heavy and not installed with the site agent; only uploads are inspected with it
 
     out = []
     for v in values:
@@ -120,9 +118,9 @@ def inspect_onnx(model_path: Path, data_paths: list[Path]) -> ArtifactInfo:
     5. Run ``onnx.checker`` on the path (it follows external data, and works above 2 GB).
     6. Read the signature, opset, IR version and parameter count; hash the set.
     """
-    import onnx
-    from google.protobuf.message import DecodeError
-    from onnx import external_data_helper
+    import onnx  # onnx is heavy and not installed with the site agent; only uploads are inspected with it
+    from google.protobuf.message import DecodeError  # comes with onnx (see above)
+    from onnx import external_data_helper  # onnx is heavy and not installed with the site agent; only uploads are inspected with it
 
     with open(model_path, "rb") as handle:
         head = handle.read(4)
@@ -209,7 +207,7 @@ def _numel(dims) -> int:
 
 def _tensor_nbytes(tensor) -> int | None:
     """Bytes of the tensor's raw data; None where the type has no fixed width (strings, undefined)."""
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper  # onnx is heavy and not installed with the site agent; only uploads are inspected with it
 
     if tensor.data_type in _PACKED_BITS:
         return -(-_numel(tensor.dims) * _PACKED_BITS[tensor.data_type] // 8)
@@ -240,9 +238,7 @@ def stage_uploads(root: Path, uploads: list[tuple[str, BinaryIO]], *, max_bytes:
                 while chunk := stream.read(_CHUNK):
                     total += len(chunk)
                     if total > max_bytes:
-                        raise ArtifactError(
-                            f"The artifact is larger than the limit of {max_bytes} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."
-                        )
+                        raise ArtifactError(f"The artifact is larger than the limit of {max_bytes} bytes (RADTRUST_MAX_ARTIFACT_BYTES).")
                     out.write(chunk)
     except BaseException as exc:  # a refusal, a duplicate name or a broken stream: leave nothing behind
         shutil.rmtree(staging, ignore_errors=True)

@@ -78,9 +78,13 @@ class CaseTable:
         """A compressed ``.npz`` (plain arrays only: it is read back with ``allow_pickle=False``)."""
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, format=np.asarray(CASE_TABLE_FORMAT), patient_keys=self.patient_keys.astype("<U16"),
-            label_names=np.asarray(self.label_names, dtype=str), labels=self.labels.astype(np.int8),
-            class_names=np.asarray(self.class_names, dtype=str), scores=self.scores.astype(np.float64),
+            buffer,
+            format=np.asarray(CASE_TABLE_FORMAT),
+            patient_keys=self.patient_keys.astype("<U16"),
+            label_names=np.asarray(self.label_names, dtype=str),
+            labels=self.labels.astype(np.int8),
+            class_names=np.asarray(self.class_names, dtype=str),
+            scores=self.scores.astype(np.float64),
             **{f"stat_{name}": values.astype(np.float64) for name, values in self.image_stats.items()},
         )
         return buffer.getvalue()
@@ -92,8 +96,11 @@ class CaseTable:
                 if str(data["format"]) != CASE_TABLE_FORMAT:
                     raise BaselineError(f"the baseline's case table has format {data['format']}, expected {CASE_TABLE_FORMAT}")
                 return cls(
-                    patient_keys=data["patient_keys"], label_names=tuple(data["label_names"].tolist()),
-                    labels=data["labels"], class_names=tuple(data["class_names"].tolist()), scores=data["scores"],
+                    patient_keys=data["patient_keys"],
+                    label_names=tuple(data["label_names"].tolist()),
+                    labels=data["labels"],
+                    class_names=tuple(data["class_names"].tolist()),
+                    scores=data["scores"],
                     image_stats={k[5:]: data[k] for k in data.files if k.startswith("stat_")},
                 )
         except (OSError, KeyError, ValueError) as exc:
@@ -125,9 +132,18 @@ def _layout(scores: np.ndarray, y: np.ndarray, threshold: float) -> ScoreLayout:
 
 
 def metric_deltas(
-    reference_y: np.ndarray, reference_scores: np.ndarray, reference_keys: np.ndarray,
-    current_y: np.ndarray, current_scores: np.ndarray, current_keys: np.ndarray, *,
-    threshold: float, n_resamples: int, seed: int, confidence: float = 0.95, degradation_margin: float = 0.05,
+    reference_y: np.ndarray,
+    reference_scores: np.ndarray,
+    reference_keys: np.ndarray,
+    current_y: np.ndarray,
+    current_scores: np.ndarray,
+    current_keys: np.ndarray,
+    *,
+    threshold: float,
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+    degradation_margin: float = 0.05,
 ) -> list[MetricDelta]:
     """Per metric the change from the reference run with a bootstrap over the union of patients (step 2)."""
     _, index = np.unique(np.concatenate([reference_keys, current_keys]), return_inverse=True)
@@ -154,11 +170,18 @@ def metric_deltas(
         # (k + 1) / (n + 1): a bootstrap p-value is never 0; with 1000 resamples the smallest is about 0.002
         p_value = min(1.0, 2 * (min(int((d <= 0).sum()), int((d >= 0).sum())) + 1) / (d.size + 1)) if d.size else None
         point = finite_or_none(cur_point[m][0] - ref_point[m][0])
-        deltas.append(MetricDelta(
-            metric=m, baseline=finite_or_none(ref_point[m][0]), current=finite_or_none(cur_point[m][0]), delta=point,
-            ci_low=finite_or_none(low), ci_high=finite_or_none(high), p_value=p_value,
-            degraded=bool(point is not None and d.size > 0 and high < 0 and point <= -degradation_margin),
-        ))
+        deltas.append(
+            MetricDelta(
+                metric=m,
+                baseline=finite_or_none(ref_point[m][0]),
+                current=finite_or_none(cur_point[m][0]),
+                delta=point,
+                ci_low=finite_or_none(low),
+                ci_high=finite_or_none(high),
+                p_value=p_value,
+                degraded=bool(point is not None and d.size > 0 and high < 0 and point <= -degradation_margin),
+            )
+        )
     return deltas
 
 
@@ -172,13 +195,20 @@ def _histogram(reference: np.ndarray, current: np.ndarray, result: Any) -> dict[
     ref_density, _ = np.histogram(np.clip(reference, low, high), edges, density=True)
     cur_density, _ = np.histogram(np.clip(current, low, high), edges, density=True)
     return {
-        "edges": edges.tolist(), "reference": ref_density.tolist(), "current": cur_density.tolist(),
-        "ks": result.ks_statistic, "psi": result.psi, "drifted": result.drifted, "level": result.level,
+        "edges": edges.tolist(),
+        "reference": ref_density.tolist(),
+        "current": cur_density.tolist(),
+        "ks": result.ks_statistic,
+        "psi": result.psi,
+        "drifted": result.drifted,
+        "level": result.level,
     }
 
 
 def _drift_section(
-    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], thresholds: DriftThresholds, histograms: dict[str, Any],
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    thresholds: DriftThresholds,
+    histograms: dict[str, Any],
 ) -> dict[str, Any]:
     section: dict[str, Any] = {}
     for feature, (reference, current) in pairs.items():
@@ -197,8 +227,15 @@ def _finding(kind: str, severity: str, subject: str, message: str, evidence: dic
 
 
 def baseline_comparison(
-    reference: CaseTable, current: CaseTable, *, thresholds: Mapping[str, float], n_resamples: int, seed: int,
-    confidence: float = 0.95, drift_thresholds: DriftThresholds = DriftThresholds(), degradation_margin: float = 0.05,
+    reference: CaseTable,
+    current: CaseTable,
+    *,
+    thresholds: Mapping[str, float],
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+    drift_thresholds: DriftThresholds = DriftThresholds(),
+    degradation_margin: float = 0.05,
 ) -> dict[str, Any]:
     """This run against the baseline's cases (see the module docstring); JSON-safe, with ``findings``."""
     if reference.label_names != current.label_names or reference.class_names != current.class_names:
@@ -216,53 +253,83 @@ def baseline_comparison(
         column = current.class_names.index(label)
         threshold = float(thresholds.get(label, 0.5))
         deltas = metric_deltas(
-            reference.labels[:, k], reference.scores[:, column], reference.patient_keys,
-            current.labels[:, k], current.scores[:, column], current.patient_keys,
-            threshold=threshold, n_resamples=n_resamples, seed=seed, confidence=confidence, degradation_margin=degradation_margin,
+            reference.labels[:, k],
+            reference.scores[:, column],
+            reference.patient_keys,
+            current.labels[:, k],
+            current.scores[:, column],
+            current.patient_keys,
+            threshold=threshold,
+            n_resamples=n_resamples,
+            seed=seed,
+            confidence=confidence,
+            degradation_margin=degradation_margin,
         )
         performance[label] = {"threshold": threshold, "metrics": [d.to_dict() for d in deltas]}
         for d in deltas:
             if d.degraded:
                 severity = "critical" if d.delta <= -2 * degradation_margin else "warning"
-                findings.append(_finding(
-                    "performance_degradation", severity, f"{label}:{d.metric}",
-                    f"{label} {d.metric} fell from {d.baseline:.3f} to {d.current:.3f} "
-                    f"(change {d.delta:+.3f}, {confidence:.0%} CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, p={d.p_value:.3g})",
-                    d.to_dict(),
-                ))
+                findings.append(
+                    _finding(
+                        "performance_degradation",
+                        severity,
+                        f"{label}:{d.metric}",
+                        f"{label} {d.metric} fell from {d.baseline:.3f} to {d.current:.3f} "
+                        f"(change {d.delta:+.3f}, {confidence:.0%} CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, p={d.p_value:.3g})",
+                        d.to_dict(),
+                    )
+                )
         shift = prevalence_shift(reference.labels[:, k], current.labels[:, k], label=label)
         prevalence[label] = shift.to_dict()
         if shift.significant:
-            findings.append(_finding(
-                "prevalence_shift", "info", label,
-                f"{label} prevalence moved from {shift.reference:.1%} to {shift.current:.1%} "
-                f"(difference {shift.difference:+.1%}, 95% CI {shift.ci_low:+.1%} to {shift.ci_high:+.1%})",
-                shift.to_dict(),
-            ))
+            findings.append(
+                _finding(
+                    "prevalence_shift",
+                    "info",
+                    label,
+                    f"{label} prevalence moved from {shift.reference:.1%} to {shift.current:.1%} "
+                    f"(difference {shift.difference:+.1%}, 95% CI {shift.ci_low:+.1%} to {shift.ci_high:+.1%})",
+                    shift.to_dict(),
+                )
+            )
     outputs = _drift_section(
         {f"score_{name}": (reference.scores[:, c], current.scores[:, c]) for c, name in enumerate(current.class_names)},
-        drift_thresholds, histograms,
+        drift_thresholds,
+        histograms,
     )
     features = [f for f in IMAGE_FEATURES if f in reference.image_stats and f in current.image_stats]
     inputs = _drift_section(
-        {f: (reference.image_stats[f], current.image_stats[f]) for f in features}, drift_thresholds, histograms,
+        {f: (reference.image_stats[f], current.image_stats[f]) for f in features},
+        drift_thresholds,
+        histograms,
     )
     for kind, section in (("output_drift", outputs), ("input_drift", inputs)):
         for feature, result in section.items():
             if result.get("drifted"):
-                findings.append(_finding(
-                    kind, "warning" if result["level"] == "major" else "info", feature,
-                    f"{feature} drifted: PSI {result['psi']:.3f} ({result['level']}), KS {result['ks_statistic']:.3f} "
-                    f"(p={result['ks_pvalue']:.2g}); mean {result['reference_mean']:.4g} -> {result['current_mean']:.4g}",
-                    {k: result[k] for k in ("psi", "level", "ks_statistic", "ks_pvalue", "reference_mean", "current_mean", "n_reference", "n_current")},
-                ))
+                findings.append(
+                    _finding(
+                        kind,
+                        "warning" if result["level"] == "major" else "info",
+                        feature,
+                        f"{feature} drifted: PSI {result['psi']:.3f} ({result['level']}), KS {result['ks_statistic']:.3f} "
+                        f"(p={result['ks_pvalue']:.2g}); mean {result['reference_mean']:.4g} -> {result['current_mean']:.4g}",
+                        {
+                            k: result[k]
+                            for k in ("psi", "level", "ks_statistic", "ks_pvalue", "reference_mean", "current_mean", "n_reference", "n_current")
+                        },
+                    )
+                )
     return {
         "n_baseline_cases": len(reference),
         "n_cases": len(current),
         "n_shared_patients": int(np.intersect1d(reference.patient_keys, current.patient_keys).size),
         "degradation_margin": degradation_margin,
-        "thresholds": {"psi_moderate": drift_thresholds.psi_moderate, "psi_major": drift_thresholds.psi_major,
-                       "ks_alpha": drift_thresholds.ks_alpha, "ks_min_statistic": drift_thresholds.ks_min_statistic},
+        "thresholds": {
+            "psi_moderate": drift_thresholds.psi_moderate,
+            "psi_major": drift_thresholds.psi_major,
+            "ks_alpha": drift_thresholds.ks_alpha,
+            "ks_min_statistic": drift_thresholds.ks_min_statistic,
+        },
         "performance": performance,
         "prevalence": prevalence,
         "outputs": outputs,

@@ -116,9 +116,11 @@ class CalibrationReport:
 
     @property
     def binning(self) -> str:
-        return (f"{self.n_bins} {self.strategy} bins, right-closed (e_i, e_i+1] with the first "
-                "also holding its lower edge; empty bins are skipped by ECE and MCE; "
-                "ECE weighted by bin counts; bootstrap resamples keep these edges")
+        return (
+            f"{self.n_bins} {self.strategy} bins, right-closed (e_i, e_i+1] with the first "
+            "also holding its lower edge; empty bins are skipped by ECE and MCE; "
+            "ECE weighted by bin counts; bootstrap resamples keep these edges"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,12 +196,18 @@ def calibration_report(
     for b in range(n_bins):
         c = int(counts[b])
         lo, hi = wilson_interval(float(sum_y[b]), c, confidence)
-        bins.append(ReliabilityBin(
-            lower=float(edges[b]), upper=float(edges[b + 1]), count=c,
-            mean_predicted=float(sum_p[b] / c) if c else None,
-            observed_frequency=float(sum_y[b] / c) if c else None,
-            ci_low=lo, ci_high=hi, sparse=0 < c < min_bin_count,
-        ))
+        bins.append(
+            ReliabilityBin(
+                lower=float(edges[b]),
+                upper=float(edges[b + 1]),
+                count=c,
+                mean_predicted=float(sum_p[b] / c) if c else None,
+                observed_frequency=float(sum_y[b] / c) if c else None,
+                ci_low=lo,
+                ci_high=hi,
+                sparse=0 < c < min_bin_count,
+            )
+        )
 
     warnings = []
     sparse = [i for i, b in enumerate(bins) if b.sparse]
@@ -207,7 +215,8 @@ def calibration_report(
         warnings.append(
             f"{len(sparse)} of {int(nonempty.sum())} non-empty bins hold fewer than {min_bin_count} "
             f"cases (bins {sparse}; {n} cases in all): their observed frequencies are imprecise "
-            "and ECE/MCE are noisy; consider fewer bins or the quantile strategy")
+            "and ECE/MCE are noisy; consider fewer bins or the quantile strategy"
+        )
 
     ece_ci = brier_ci = (None, None)
     n_valid = 0
@@ -234,13 +243,20 @@ def calibration_report(
         n_valid = n_resamples
 
     return CalibrationReport(
-        n=n, n_positive=int(y.sum()), strategy=strategy, n_bins=int(n_bins),
+        n=n,
+        n_positive=int(y.sum()),
+        strategy=strategy,
+        n_bins=int(n_bins),
         bin_edges=[float(e) for e in edges],
         ece=MetricEstimate(ece, *ece_ci, n_valid),
         mce=float(gaps.max()) if gaps.size else None,
         brier=MetricEstimate(brier, *brier_ci, n_valid),
-        bins=bins, min_bin_count=int(min_bin_count), confidence=float(confidence),
-        n_resamples=n_valid, seed=int(seed), warnings=warnings,
+        bins=bins,
+        min_bin_count=int(min_bin_count),
+        confidence=float(confidence),
+        n_resamples=n_valid,
+        seed=int(seed),
+        warnings=warnings,
     )
 
 
@@ -336,13 +352,21 @@ class CoverageRisk:
         if idx.size > max_points:
             targets = np.linspace(self.coverage[0], 1.0, max_points)
             idx = np.unique(np.searchsorted(self.coverage, targets, side="left"))
-        return [{"coverage": float(self.coverage[i]), "risk": float(self.risk[i]),
-                 "cutoff": float(self.cutoff[i]), "n_covered": int(self.n_covered[i])} for i in idx]
+        return [
+            {"coverage": float(self.coverage[i]), "risk": float(self.risk[i]), "cutoff": float(self.cutoff[i]), "n_covered": int(self.n_covered[i])}
+            for i in idx
+        ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "threshold": self.threshold, "n_errors": self.n_errors,
-                "risk_full_coverage": float(self.risk[-1]), "aurc": self.aurc,
-                "aurc_optimal": self.aurc_optimal, "curve": self.curve()}
+        return {
+            "n": self.n,
+            "threshold": self.threshold,
+            "n_errors": self.n_errors,
+            "risk_full_coverage": float(self.risk[-1]),
+            "aurc": self.aurc,
+            "aurc_optimal": self.aurc_optimal,
+            "curve": self.curve(),
+        }
 
 
 def coverage_risk(y_true: Any, y_prob: Any, uncertainty: Any, *, threshold: float) -> CoverageRisk:
@@ -382,8 +406,15 @@ def coverage_risk(y_true: Any, y_prob: Any, uncertainty: Any, *, threshold: floa
     n_err = int(err.sum())
     aurc_optimal = float(np.mean(np.maximum(k - (n - n_err), 0) / k))
     return CoverageRisk(
-        n=n, threshold=float(threshold), n_errors=n_err, aurc=aurc, aurc_optimal=aurc_optimal,
-        coverage=n_covered / n, risk=risk, cutoff=u_sorted[ends], n_covered=n_covered,
+        n=n,
+        threshold=float(threshold),
+        n_errors=n_err,
+        aurc=aurc,
+        aurc_optimal=aurc_optimal,
+        coverage=n_covered / n,
+        risk=risk,
+        cutoff=u_sorted[ends],
+        n_covered=n_covered,
     )
 
 
@@ -411,16 +442,28 @@ def referral_for_target_risk(curve: CoverageRisk, target_risk: float) -> Referra
     if ok.size == 0:
         best = float(curve.risk.min())
         return Referral(
-            float(target_risk), False, 0.0, 1.0, None, None, 0,
+            float(target_risk),
+            False,
+            0.0,
+            1.0,
+            None,
+            None,
+            0,
             f"target risk {target_risk:.4g} not reachable: even the most confident cases have "
-            f"risk {curve.risk[0]:.4g} (lowest on the curve {best:.4g}); every case is referred")
+            f"risk {curve.risk[0]:.4g} (lowest on the curve {best:.4g}); every case is referred",
+        )
     i = int(ok[-1])
     cov = float(curve.coverage[i])
     return Referral(
-        float(target_risk), True, cov, 1.0 - cov, float(curve.cutoff[i]), float(curve.risk[i]),
+        float(target_risk),
+        True,
+        cov,
+        1.0 - cov,
+        float(curve.cutoff[i]),
+        float(curve.risk[i]),
         int(curve.n_covered[i]),
-        f"refer {1.0 - cov:.1%} of cases (uncertainty > {curve.cutoff[i]:.4g}) for risk "
-        f"{curve.risk[i]:.4g} <= {target_risk:.4g} on the rest")
+        f"refer {1.0 - cov:.1%} of cases (uncertainty > {curve.cutoff[i]:.4g}) for risk {curve.risk[i]:.4g} <= {target_risk:.4g} on the rest",
+    )
 
 
 def case_flags(uncertainty: Any, cutoff: float | None) -> np.ndarray:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import kstwo
 
 from radtrust_engine.stats import wilson_interval
 
@@ -92,8 +93,6 @@ def _clean(values: Any, name: str, feature: str) -> np.ndarray:
 
 def ks_sorted(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Two-sample KS statistic and asymptotic two-sided p-value of two sorted samples."""
-    from scipy.stats import kstwo
-
     both = np.concatenate([a, b])
     cdf_a = np.searchsorted(a, both, side="right") / a.size
     cdf_b = np.searchsorted(b, both, side="right") / b.size
@@ -116,7 +115,12 @@ def psi_sorted(reference: np.ndarray, current: np.ndarray, n_bins: int) -> tuple
 
 
 def distribution_drift(
-    reference: Any, current: Any, *, feature: str, n_bins: int = 10, thresholds: DriftThresholds = DriftThresholds(),
+    reference: Any,
+    current: Any,
+    *,
+    feature: str,
+    n_bins: int = 10,
+    thresholds: DriftThresholds = DriftThresholds(),
 ) -> DriftResult:
     """Compare two samples of one feature (see the module docstring)."""
     if n_bins < 2:
@@ -132,11 +136,22 @@ def distribution_drift(
     if not psi_used:
         level = "major" if ks_drift else "none"  # KS alone decides; a rejected KS is reported as major
     return DriftResult(
-        feature=feature, n_reference=int(ref.size), n_current=int(cur.size), psi=psi,
-        ks_statistic=statistic, ks_pvalue=pvalue, level=level, drifted=bool(level != "none" or ks_drift),
-        psi_used=psi_used, psi_expected_without_drift=float(expected),
-        bin_edges=edges.tolist(), reference_shares=ref_shares.tolist(), current_shares=cur_shares.tolist(),
-        reference_mean=float(ref.mean()), current_mean=float(cur.mean()), thresholds=thresholds,
+        feature=feature,
+        n_reference=int(ref.size),
+        n_current=int(cur.size),
+        psi=psi,
+        ks_statistic=statistic,
+        ks_pvalue=pvalue,
+        level=level,
+        drifted=bool(level != "none" or ks_drift),
+        psi_used=psi_used,
+        psi_expected_without_drift=float(expected),
+        bin_edges=edges.tolist(),
+        reference_shares=ref_shares.tolist(),
+        current_shares=cur_shares.tolist(),
+        reference_mean=float(ref.mean()),
+        current_mean=float(cur.mean()),
+        thresholds=thresholds,
     )
 
 

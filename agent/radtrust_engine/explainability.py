@@ -126,7 +126,12 @@ def _starts(size: int, patch: int, stride: int) -> np.ndarray:
 
 
 def occlusion_saliency(
-    predict: Predict, image: np.ndarray, *, patch: int = OCCLUSION_PATCH, stride: int = OCCLUSION_STRIDE, batch_size: int = 64,
+    predict: Predict,
+    image: np.ndarray,
+    *,
+    patch: int = OCCLUSION_PATCH,
+    stride: int = OCCLUSION_STRIDE,
+    batch_size: int = 64,
 ) -> np.ndarray:
     """``(H, W)`` map: the drop in probability when a ``patch`` x ``patch`` square is replaced by the
     image's mean (each channel's own), averaged over the patches covering each pixel.
@@ -174,7 +179,13 @@ def _bilinear_matrices(size: int, cells: int, cell: int) -> np.ndarray:
 
 
 def _rise_masks(
-    shape: tuple[int, int], *, n_masks: int, cell: int, p: float, seed: int, chunk: int,
+    shape: tuple[int, int],
+    *,
+    n_masks: int,
+    cell: int,
+    p: float,
+    seed: int,
+    chunk: int,
 ) -> Iterator[np.ndarray]:
     """RISE masks in [0, 1], ``chunk`` at a time as ``(chunk, H, W)``: binary grids of
     ``ceil(H / cell) + 1`` x ``ceil(W / cell) + 1`` cells kept with probability ``p``, upsampled
@@ -194,7 +205,13 @@ def _rise_masks(
 
 
 def rise_saliency(
-    predict: Predict, image: np.ndarray, *, n_masks: int = 500, cell: int = RISE_CELL, p: float = RISE_P, seed: int = 0,
+    predict: Predict,
+    image: np.ndarray,
+    *,
+    n_masks: int = 500,
+    cell: int = RISE_CELL,
+    p: float = RISE_P,
+    seed: int = 0,
     batch_size: int = 64,
 ) -> np.ndarray:
     """``(H, W)`` RISE map (Petsiuk et al. 2018): ``sum_i P(masked_i) * mask_i / (n_masks * p)``.
@@ -241,7 +258,12 @@ def blur_baseline(images: np.ndarray) -> np.ndarray:
 
 
 def deletion_insertion(
-    predict: Predict, images: np.ndarray, saliencies: np.ndarray, *, steps: int = 20, batch_size: int = 64,
+    predict: Predict,
+    images: np.ndarray,
+    saliencies: np.ndarray,
+    *,
+    steps: int = 20,
+    batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per image, the deletion and insertion areas under the curve (each in [0, 1] for probabilities).
 
@@ -269,7 +291,7 @@ def deletion_insertion(
     group = max(1, _MAX_STEP_BYTES // (2 * (steps + 1) * c * h * w * 4))
     for start in range(0, n, group):
         stop = min(n, start + group)
-        changed = (rank[start:stop, None, None, :] < counts[None, :, None, None])  # (g, steps+1, 1, HW)
+        changed = rank[start:stop, None, None, :] < counts[None, :, None, None]  # (g, steps+1, 1, HW)
         x, b = flat[start:stop, None], blurred[start:stop, None]
         deletion = np.where(changed, b, x)
         insertion = np.where(changed, x, b)
@@ -328,9 +350,21 @@ def faithfulness_verdict(deletion: dict[str, float | None], insertion: dict[str,
 
 
 def explainability_report(
-    predict: Predict, tensors: np.ndarray, y_true: np.ndarray, rows: Sequence[int], image_paths: Sequence[str], *,
-    methods: Sequence[str] = METHODS, n_cases: int = 32, seed: int = 0, steps: int = 20, n_random: int = 3,
-    rise_masks: int = 500, batch_size: int = 64, confidence: float = 0.95, n_resamples: int = 1000,
+    predict: Predict,
+    tensors: np.ndarray,
+    y_true: np.ndarray,
+    rows: Sequence[int],
+    image_paths: Sequence[str],
+    *,
+    methods: Sequence[str] = METHODS,
+    n_cases: int = 32,
+    seed: int = 0,
+    steps: int = 20,
+    n_random: int = 3,
+    rise_masks: int = 500,
+    batch_size: int = 64,
+    confidence: float = 0.95,
+    n_resamples: int = 1000,
     min_difference: float = 0.02,
 ) -> ExplainabilityResult:
     """Saliency and its faithfulness against a random baseline for a sample of the run's cases
@@ -400,7 +434,7 @@ def explainability_report(
         "n_negative": n - n_positive,
         "notes": notes,
         "selection": "balanced: up to half the cases (rounded up) drawn from the positives and the rest from the "
-                     "negatives, a short class made up from the other; default_rng(seed); listed in manifest order",
+        "negatives, a short class made up from the other; default_rng(seed); listed in manifest order",
         "methods": method_reports,
         "random_baseline": {
             "deletion_auc": finite_or_none(areas["random"][0].mean()),
@@ -410,11 +444,17 @@ def explainability_report(
             "seconds": round(seconds["random"], 3),
         },
         "interpretation": "differences are method minus random, averaged over cases; deletion: lower is better, "
-                          "insertion: higher is better; a curve counts only where its CI excludes 0 and the mean "
-                          f"difference is at least {min_difference:g}",
+        "insertion: higher is better; a curve counts only where its CI excludes 0 and the mean "
+        f"difference is at least {min_difference:g}",
         "settings": {
-            "methods": list(methods), "seed": seed, "steps": steps, "n_random": n_random, "batch_size": batch_size,
-            "confidence": confidence, "n_resamples": n_resamples, "min_difference": min_difference,
+            "methods": list(methods),
+            "seed": seed,
+            "steps": steps,
+            "n_random": n_random,
+            "batch_size": batch_size,
+            "confidence": confidence,
+            "n_resamples": n_resamples,
+            "min_difference": min_difference,
             "occlusion": {"patch": OCCLUSION_PATCH, "stride": OCCLUSION_STRIDE, "fill": "image mean"},
             "rise": {"n_masks": rise_masks, "cell": RISE_CELL, "p": RISE_P, "fill": "image mean"},
             "deletion_baseline": f"gaussian blur, sigma {w * BLUR_SIGMA_FRACTION:g} px (image width / 8)",
@@ -422,7 +462,9 @@ def explainability_report(
         },
         "cases": [
             {
-                "row": int(rows[i]) + 1, "image_path": str(image_paths[i]), "probability": finite_or_none(probability[k]),
+                "row": int(rows[i]) + 1,
+                "image_path": str(image_paths[i]),
+                "probability": finite_or_none(probability[k]),
                 "label": int(y[i]),
                 "deletion_auc": {name: finite_or_none(a[0][k]) for name, a in areas.items()},
                 "insertion_auc": {name: finite_or_none(a[1][k]) for name, a in areas.items()},

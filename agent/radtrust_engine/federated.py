@@ -28,7 +28,8 @@ How a summary is built:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ from radtrust_engine.federated_payload import (
     value_problem,
 )
 from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, checked_inputs, patient_bootstrap_counts
-from radtrust_engine.stratification import percentile_interval, category_labels, stratified_metrics
+from radtrust_engine.stratification import category_labels, percentile_interval, stratified_metrics
 
 
 class _Cells:
@@ -84,7 +85,9 @@ class _Cells:
 
 
 def _checked_inputs(
-    scores: Mapping[str, Any], labels: Mapping[str, Any], thresholds: Mapping[str, float] | float,
+    scores: Mapping[str, Any],
+    labels: Mapping[str, Any],
+    thresholds: Mapping[str, float] | float,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
     if set(scores) != set(labels):
         raise ValueError(f"scores name labels {sorted(scores)} but labels name {sorted(labels)}")
@@ -106,8 +109,9 @@ def _checked_inputs(
     return y, s, t
 
 
-def _strata(n: int, attributes: Mapping[str, Any], intersections: Sequence[Sequence[str]]
-            ) -> tuple[dict[str, np.ndarray], tuple[tuple[str, ...], ...], list[StratumKey], list[np.ndarray]]:
+def _strata(
+    n: int, attributes: Mapping[str, Any], intersections: Sequence[Sequence[str]]
+) -> tuple[dict[str, np.ndarray], tuple[tuple[str, ...], ...], list[StratumKey], list[np.ndarray]]:
     if len(attributes) > MAX_ATTRIBUTES or len(intersections) > MAX_INTERSECTIONS:
         raise ValueError(f"at most {MAX_ATTRIBUTES} attributes and {MAX_INTERSECTIONS} intersections")
     columns: dict[str, np.ndarray] = {}
@@ -117,8 +121,10 @@ def _strata(n: int, attributes: Mapping[str, Any], intersections: Sequence[Seque
         columns[name] = category_labels(values, n, name)
         distinct = np.unique(columns[name])
         if distinct.size > MAX_VALUES_PER_ATTRIBUTE:
-            raise ValueError(f"attribute {name!r} has {distinct.size} distinct values; a stratification "
-                             f"attribute is a category with at most {MAX_VALUES_PER_ATTRIBUTE} values")
+            raise ValueError(
+                f"attribute {name!r} has {distinct.size} distinct values; a stratification "
+                f"attribute is a category with at most {MAX_VALUES_PER_ATTRIBUTE} values"
+            )
         for v in distinct:
             if problem := value_problem(str(v)):
                 raise ValueError(f"attribute {name!r}: {problem}; recode it as a category")
@@ -137,13 +143,13 @@ def _strata(n: int, attributes: Mapping[str, Any], intersections: Sequence[Seque
             keys.append((attrs, tuple(str(key).split("\x1f"))))
             positions.append(np.flatnonzero(combined == key))
     if len(keys) > MAX_STRATA:
-        raise ValueError(f"{len(keys)} strata, more than {MAX_STRATA}: declare fewer or coarser attributes "
-                         "or intersections")
+        raise ValueError(f"{len(keys)} strata, more than {MAX_STRATA}: declare fewer or coarser attributes or intersections")
     return columns, inters, keys, positions
 
 
-def _suppress(cells: _Cells, groupings: list[tuple[str, ...]], y: dict[str, np.ndarray], min_patients: int
-              ) -> tuple[dict[int, str], dict[str, dict[int, str]]]:
+def _suppress(
+    cells: _Cells, groupings: list[tuple[str, ...]], y: dict[str, np.ndarray], min_patients: int
+) -> tuple[dict[int, str], dict[str, dict[int, str]]]:
     """Suppression reasons: per stratum, and per label for the shown strata."""
     n_cells = len(cells.keys)
     equations = partition_equations(cells.keys, groupings)
@@ -151,24 +157,26 @@ def _suppress(cells: _Cells, groupings: list[tuple[str, ...]], y: dict[str, np.n
 
     system = DisclosureSystem.build(n_cells, equations)
     known = ~small_n
-    extra = protect(system, known, small_n, hides=("n",),
-                    union_ok=lambda _, c: cells.patients(c) >= min_patients, order=cells.order)
+    extra = protect(system, known, small_n, hides=("n",), union_ok=lambda _, c: cells.patients(c) >= min_patients, order=cells.order)
     stratum_reasons = {int(c): "too_few_patients" for c in np.flatnonzero(small_n)}
-    stratum_reasons.update({c: "complementary" for c in extra})
+    stratum_reasons.update(dict.fromkeys(extra, "complementary"))
 
     label_reasons: dict[str, dict[int, str]] = {}
     joint = DisclosureSystem.build(n_cells, equations, KINDS)
     for name, yl in y.items():
         masks = {"positive": yl, "negative": ~yl}
-        small = {k: np.array([cells.patients([c], m) < min_patients for c in range(n_cells)])
-                 for k, m in masks.items()}
+        small = {k: np.array([cells.patients([c], m) < min_patients for c in range(n_cells)]) for k, m in masks.items()}
         shown = np.array([c not in stratum_reasons for c in range(n_cells)])
         block = shown & ~small["positive"] & ~small["negative"]  # a label block is shown or hidden whole
         known = np.concatenate([shown, block, block])
-        extra = protect(joint, known, np.concatenate([small_n, small["positive"], small["negative"]]),
-                        hides=("positive", "negative"),
-                        union_ok=lambda kind, c: cells.patients(c, masks[kind]) >= min_patients,
-                        order=cells.order)
+        extra = protect(
+            joint,
+            known,
+            np.concatenate([small_n, small["positive"], small["negative"]]),
+            hides=("positive", "negative"),
+            union_ok=lambda kind, c, masks=masks: cells.patients(c, masks[kind]) >= min_patients,
+            order=cells.order,
+        )
         reasons = {}
         for c in np.flatnonzero(shown):
             if small["positive"][c]:
@@ -181,14 +189,13 @@ def _suppress(cells: _Cells, groupings: list[tuple[str, ...]], y: dict[str, np.n
     return stratum_reasons, label_reasons
 
 
-def _prevalence_samples(cells: _Cells, blocks: list[tuple[int, np.ndarray]], n_patients: int,
-                        n_resamples: int, seed: int | None) -> np.ndarray:
+def _prevalence_samples(cells: _Cells, blocks: list[tuple[int, np.ndarray]], n_patients: int, n_resamples: int, seed: int | None) -> np.ndarray:
     """Prevalence of each ``(cell, labels)`` block on each patient-level bootstrap resample,
     shape ``(n_resamples, blocks)``: multinomial patient counts times per-patient sums."""
-    pos = np.column_stack([np.bincount(cells.patient_idx[cells.positions[c]], weights=yl[cells.positions[c]],
-                                       minlength=n_patients) for c, yl in blocks])
-    tot = np.column_stack([np.bincount(cells.patient_idx[cells.positions[c]], minlength=n_patients)
-                           for c, _ in blocks]).astype(np.float64)
+    pos = np.column_stack(
+        [np.bincount(cells.patient_idx[cells.positions[c]], weights=yl[cells.positions[c]], minlength=n_patients) for c, yl in blocks]
+    )
+    tot = np.column_stack([np.bincount(cells.patient_idx[cells.positions[c]], minlength=n_patients) for c, _ in blocks]).astype(np.float64)
     rng = np.random.default_rng(seed)
     out = np.empty((n_resamples, len(blocks)))
     for start in range(0, n_resamples, DEFAULT_CHUNK_SIZE):
@@ -203,19 +210,27 @@ def _binomial_se(p: float | None, n: int) -> float | None:
     return None if p is None or n == 0 else math.sqrt(p * (1.0 - p) / n)
 
 
-def _label_block(yl: np.ndarray, sl: np.ndarray, threshold: float, n_patients_pos: int, n_patients_neg: int,
-                 boot: Mapping[str, Any] | None, prevalence_ci: tuple[float | None, float | None]) -> LabelSummary:
+def _label_block(
+    yl: np.ndarray,
+    sl: np.ndarray,
+    threshold: float,
+    n_patients_pos: int,
+    n_patients_neg: int,
+    boot: Mapping[str, Any] | None,
+    prevalence_ci: tuple[float | None, float | None],
+) -> LabelSummary:
     n_bins = n_score_bins()
     bins = score_bin(sl)
     called = sl >= threshold
-    confusion = Confusion(int((called & yl).sum()), int((called & ~yl).sum()),
-                          int((~called & ~yl).sum()), int((~called & yl).sum()))
+    confusion = Confusion(int((called & yl).sum()), int((called & ~yl).sum()), int((~called & ~yl).sum()), int((~called & yl).sum()))
     cal = calibration_bin(sl)
     count = np.bincount(cal, minlength=CALIBRATION_BINS)
     sum_p = np.bincount(cal, weights=sl, minlength=CALIBRATION_BINS)
     calibration = CalibrationBins(
-        tuple(int(c) for c in count), tuple(int(c) for c in np.bincount(cal, weights=yl, minlength=CALIBRATION_BINS)),
-        tuple(round(float(p / c), 4) if c else None for p, c in zip(sum_p, count)))
+        tuple(int(c) for c in count),
+        tuple(int(c) for c in np.bincount(cal, weights=yl, minlength=CALIBRATION_BINS)),
+        tuple(round(float(p / c), 4) if c else None for p, c in zip(sum_p, count)),
+    )
     _, tie = np.unique(sl, return_inverse=True)
     auc, auc_se = grouped_auroc(np.bincount(tie, weights=yl), np.bincount(tie, weights=~yl))
 
@@ -228,11 +243,15 @@ def _label_block(yl: np.ndarray, sl: np.ndarray, threshold: float, n_patients_po
     n_pos = int(yl.sum())
     sens, spec, prev = confusion.sensitivity, confusion.specificity, n_pos / n
     return LabelSummary(
-        suppressed=False, positive_cases=n_pos, negative_cases=n - n_pos,
-        positive_patients=n_patients_pos, negative_patients=n_patients_neg,
+        suppressed=False,
+        positive_cases=n_pos,
+        negative_cases=n - n_pos,
+        positive_patients=n_patients_pos,
+        negative_patients=n_patients_neg,
         histogram_positive=np.bincount(bins[yl], minlength=n_bins),
         histogram_negative=np.bincount(bins[~yl], minlength=n_bins),
-        confusion=confusion, calibration=calibration,
+        confusion=confusion,
+        calibration=calibration,
         metrics={
             "auroc": Estimate(auc, auc_se, *ci("auroc")),
             "sensitivity": Estimate(sens, _binomial_se(sens, n_pos), *ci("sensitivity")),
@@ -285,8 +304,9 @@ def site_summary(
         samples = _prevalence_samples(cells, [(c, y[name]) for c, name in blocks], n_patients, n_resamples, seed)
         prevalence = {b: percentile_interval(samples[:, i], confidence)[:2] for i, b in enumerate(blocks)}
         for name in {name for _, name in blocks}:
-            report = stratified_metrics(y[name], s[name], pid, columns, inters, threshold=t[name],
-                                        n_resamples=n_resamples, seed=seed, min_patients=1, confidence=confidence)
+            report = stratified_metrics(
+                y[name], s[name], pid, columns, inters, threshold=t[name], n_resamples=n_resamples, seed=seed, min_patients=1, confidence=confidence
+            )
             by_key = {((), ()): report.overall, **{(g.attributes, g.values): g for g in report.subgroups}}
             for c in shown:
                 metrics = by_key[keys[c]].metrics
@@ -305,10 +325,21 @@ def site_summary(
                 continue
             yl = y[name][idx]
             label_blocks[name] = _label_block(
-                yl, s[name][idx], t[name], cells.patients([c], y[name]), cells.patients([c], ~y[name]),
-                boot.get((c, name)), prevalence.get((c, name), (None, None)))
-        strata.append(StratumSummary(attrs, values, False, None, int(idx.size), int(cells.n_patients[c]),
-                                     label_blocks))
-    return SiteSummary(thresholds=t, attributes=tuple(columns), intersections=inters,
-                       min_patients=int(min_patients), confidence=float(confidence),
-                       n_resamples=int(n_resamples), strata=tuple(strata))
+                yl,
+                s[name][idx],
+                t[name],
+                cells.patients([c], y[name]),
+                cells.patients([c], ~y[name]),
+                boot.get((c, name)),
+                prevalence.get((c, name), (None, None)),
+            )
+        strata.append(StratumSummary(attrs, values, False, None, int(idx.size), int(cells.n_patients[c]), label_blocks))
+    return SiteSummary(
+        thresholds=t,
+        attributes=tuple(columns),
+        intersections=inters,
+        min_patients=int(min_patients),
+        confidence=float(confidence),
+        n_resamples=int(n_resamples),
+        strata=tuple(strata),
+    )

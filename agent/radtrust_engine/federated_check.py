@@ -22,7 +22,8 @@ Each message names the place in the payload and what is wrong.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -56,8 +57,7 @@ from radtrust_engine.federated_payload import (
 
 _MAX_STRING = 64
 _MAX_DEPTH = 8
-_TOP = ("schema", "score_bins", "calibration_bins", "min_patients", "confidence", "n_resamples", "labels",
-        "attributes", "intersections", "strata")
+_TOP = ("schema", "score_bins", "calibration_bins", "min_patients", "confidence", "n_resamples", "labels", "attributes", "intersections", "strata")
 _SHOWN_STRATUM = ("attributes", "values", "suppressed", "n_cases", "n_patients", "labels")
 _HIDDEN_STRATUM = ("attributes", "values", "suppressed", "reason")
 _SHOWN_LABEL = ("suppressed", "cases", "patients", "histogram", "confusion", "calibration", "metrics")
@@ -65,8 +65,9 @@ _ESTIMATE = ("value", "se", "ci_low", "ci_high")
 _CONFUSION = ("tp", "fp", "tn", "fn")
 _CALIBRATION = ("count", "positives", "mean_predicted")
 # Keys of the format itself; any other key is a label name (checked as one) or refused.
-_KNOWN_KEYS = frozenset(_TOP + _SHOWN_STRATUM + _HIDDEN_STRATUM + _SHOWN_LABEL + _ESTIMATE + _CONFUSION
-                        + _CALIBRATION + CLASSES + METRICS + ("threshold",))
+_KNOWN_KEYS = frozenset(
+    _TOP + _SHOWN_STRATUM + _HIDDEN_STRATUM + _SHOWN_LABEL + _ESTIMATE + _CONFUSION + _CALIBRATION + CLASSES + METRICS + ("threshold",)
+)
 _COUNTED = {"n": "cases", "positive": "positive cases", "negative": "negative cases"}
 
 
@@ -92,15 +93,13 @@ class _Checker:
                 if not isinstance(key, str):
                     self.error(sub, "keys must be strings")
                 elif key not in _KNOWN_KEYS and identifying(key):
-                    self.error(sub, "key names per-case data (identifiers, patients, cases, paths, files, "
-                                    "scores or rows never leave a site)")
+                    self.error(sub, "key names per-case data (identifiers, patients, cases, paths, files, scores or rows never leave a site)")
                 elif len(key) > _MAX_STRING:
                     self.error(sub, f"key longer than {_MAX_STRING} characters")
                 self.scan(value, sub, depth + 1)
         elif isinstance(obj, list):
             if len(obj) > self.n_bins:
-                self.error(path, f"list of {len(obj)} items, longer than the {self.n_bins} score bins: "
-                                 "per-case data is not accepted")
+                self.error(path, f"list of {len(obj)} items, longer than the {self.n_bins} score bins: per-case data is not accepted")
             for i, value in enumerate(obj):
                 self.scan(value, f"{path}[{i}]", depth + 1)
         elif isinstance(obj, str):
@@ -123,8 +122,7 @@ class _Checker:
             self.error(path, "must be an object")
             return False
         for key in obj:
-            if key not in expected and (not isinstance(key, str) or key in _KNOWN_KEYS
-                                        or not identifying(key)):  # else the scan said why
+            if key not in expected and (not isinstance(key, str) or key in _KNOWN_KEYS or not identifying(key)):  # else the scan said why
                 self.error(f"{path}.{key}" if path else str(key), "unknown key")
         missing = [k for k in expected if k not in obj]
         if missing:
@@ -193,8 +191,7 @@ class _Checker:
             self.error("intersections", f"must be a list of at most {MAX_INTERSECTIONS} intersections")
             return None
         for i, inter in enumerate(inters):
-            if (not isinstance(inter, list) or len(inter) < 2 or len(set(map(str, inter))) != len(inter)
-                    or any(a not in attrs for a in inter)):
+            if not isinstance(inter, list) or len(inter) < 2 or len(set(map(str, inter))) != len(inter) or any(a not in attrs for a in inter):
                 self.error(f"intersections[{i}]", "must list two or more distinct declared attributes")
                 ok = False
         if ok and len({tuple(i) for i in inters}) != len(inters):
@@ -216,8 +213,7 @@ class _Checker:
         if not self.keys(s, path, _HIDDEN_STRATUM if suppressed else _SHOWN_STRATUM):
             return False
         attrs, values = s["attributes"], s["values"]
-        if (not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs)
-                or tuple(attrs) not in groupings):
+        if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs) or tuple(attrs) not in groupings:
             self.error(f"{path}.attributes", "must be [] or a declared attribute or intersection")
             return False
         if not isinstance(values, list) or len(values) != len(attrs):
@@ -257,17 +253,21 @@ class _Checker:
                 self.error(f"{path}.reason", f"must be one of {sorted(LABEL_REASONS)}")
                 return False
             return True
-        if not (self.keys(b, path, _SHOWN_LABEL) and self.keys(b["cases"], f"{path}.cases", CLASSES)
-                and self.keys(b["patients"], f"{path}.patients", CLASSES)
-                and self.keys(b["histogram"], f"{path}.histogram", CLASSES)
-                and self.keys(b["confusion"], f"{path}.confusion", _CONFUSION)
-                and self.keys(b["calibration"], f"{path}.calibration", _CALIBRATION)
-                and self.keys(b["metrics"], f"{path}.metrics", METRICS)):
+        if not (
+            self.keys(b, path, _SHOWN_LABEL)
+            and self.keys(b["cases"], f"{path}.cases", CLASSES)
+            and self.keys(b["patients"], f"{path}.patients", CLASSES)
+            and self.keys(b["histogram"], f"{path}.histogram", CLASSES)
+            and self.keys(b["confusion"], f"{path}.confusion", _CONFUSION)
+            and self.keys(b["calibration"], f"{path}.calibration", _CALIBRATION)
+            and self.keys(b["metrics"], f"{path}.metrics", METRICS)
+        ):
             return False
         cases, hist = {}, {}
         for k in CLASSES:
-            if not (self.count(b["cases"][k], f"{path}.cases.{k}", self.minimum)
-                    and self.count(b["patients"][k], f"{path}.patients.{k}", self.minimum)):
+            if not (
+                self.count(b["cases"][k], f"{path}.cases.{k}", self.minimum) and self.count(b["patients"][k], f"{path}.patients.{k}", self.minimum)
+            ):
                 return False
             cases[k] = b["cases"][k]
             if b["patients"][k] > min(cases[k], stratum["n_patients"]):
@@ -284,9 +284,11 @@ class _Checker:
         if cases["positive"] + cases["negative"] != stratum["n_cases"]:
             self.error(f"{path}.cases", "positive and negative cases do not add up to n_cases")
             return False
-        return (self.confusion(b["confusion"], f"{path}.confusion", hist, threshold)
-                and self.calibration(b["calibration"], f"{path}.calibration", cases)
-                and self.metrics(b["metrics"], f"{path}.metrics", b["confusion"], cases, hist))
+        return (
+            self.confusion(b["confusion"], f"{path}.confusion", hist, threshold)
+            and self.calibration(b["calibration"], f"{path}.calibration", cases)
+            and self.metrics(b["metrics"], f"{path}.metrics", b["confusion"], cases, hist)
+        )
 
     def confusion(self, c: Mapping[str, Any], path: str, hist: Mapping[str, np.ndarray], threshold: float) -> bool:
         if not all(self.count(c[k], f"{path}.{k}") for k in _CONFUSION):
@@ -297,7 +299,7 @@ class _Checker:
         i = edge_index(threshold)  # on an edge the counts are exact; else the threshold's bin is split
         lo = min(int(np.searchsorted(score_bin_edges(), threshold, side="right")) - 1, self.n_bins - 1)
         for key, k in (("tp", "positive"), ("fp", "negative")):
-            above = int(hist[k][lo + 1:].sum()) if i is None else int(hist[k][i:].sum())
+            above = int(hist[k][lo + 1 :].sum()) if i is None else int(hist[k][i:].sum())
             if not above <= c[key] <= above + (0 if i is not None else int(hist[k][lo])):
                 self.error(f"{path}.{key}", "disagrees with the histogram at the threshold")
                 return False
@@ -315,8 +317,9 @@ class _Checker:
             if p > n:
                 self.error(f"{path}.positives[{b}]", "more positives than cases in the bin")
                 return False
-            if (m is None) != (n == 0) or (m is not None and not (
-                    self.unit(m, f"{path}.mean_predicted[{b}]") and edges[b] - 1e-4 <= m <= edges[b + 1] + 1e-4)):
+            if (m is None) != (n == 0) or (
+                m is not None and not (self.unit(m, f"{path}.mean_predicted[{b}]") and edges[b] - 1e-4 <= m <= edges[b + 1] + 1e-4)
+            ):
                 self.error(f"{path}.mean_predicted[{b}]", "must be null for an empty bin, else inside the bin")
                 return False
         if sum(lists[0]) != cases["positive"] + cases["negative"] or sum(lists[1]) != cases["positive"]:
@@ -324,16 +327,16 @@ class _Checker:
             return False
         return True
 
-    def metrics(self, m: Mapping[str, Any], path: str, confusion: Mapping[str, int], cases: Mapping[str, int],
-                hist: Mapping[str, np.ndarray]) -> bool:
+    def metrics(
+        self, m: Mapping[str, Any], path: str, confusion: Mapping[str, int], cases: Mapping[str, int], hist: Mapping[str, np.ndarray]
+    ) -> bool:
         for name in METRICS:
             if not self.keys(m[name], f"{path}.{name}", _ESTIMATE):
                 return False
             if not all(self.unit(m[name][k], f"{path}.{name}.{k}", nullable=True) for k in _ESTIMATE):
                 return False
         pos, neg = cases["positive"], cases["negative"]
-        expected = {"sensitivity": confusion["tp"] / pos, "specificity": confusion["tn"] / neg,
-                    "prevalence": pos / (pos + neg)}
+        expected = {"sensitivity": confusion["tp"] / pos, "specificity": confusion["tn"] / neg, "prevalence": pos / (pos + neg)}
         for name, value in expected.items():
             if m[name]["value"] is None or abs(m[name]["value"] - value) > 1e-5:
                 self.error(f"{path}.{name}.value", "disagrees with the counts")
@@ -363,13 +366,10 @@ class _Checker:
         for label in d["labels"]:
             blocks = [None if s["suppressed"] else s["labels"][label] for s in strata]
             visible = np.array([b is not None and not b["suppressed"] for b in blocks])
-            counts = [np.array([b["cases"][k] if v else 0 for b, v in zip(blocks, visible)], dtype=np.float64)
-                      for k in CLASSES]
-            self.recoverable(joint, np.concatenate([shown, visible, visible]), np.concatenate([n, *counts]),
-                             names, CLASSES, f" of {label!r}")
+            counts = [np.array([b["cases"][k] if v else 0 for b, v in zip(blocks, visible)], dtype=np.float64) for k in CLASSES]
+            self.recoverable(joint, np.concatenate([shown, visible, visible]), np.concatenate([n, *counts]), names, CLASSES, f" of {label!r}")
 
-    def recoverable(self, system: DisclosureSystem, known: np.ndarray, values: np.ndarray, names: list[str],
-                    kinds: tuple[str, ...], of: str) -> None:
+    def recoverable(self, system: DisclosureSystem, known: np.ndarray, values: np.ndarray, names: list[str], kinds: tuple[str, ...], of: str) -> None:
         """Refuse sums that do not add up, suppressed members of a sum that hold fewer than the
         minimum together, and suppressed counts that the equations determine below the minimum."""
         for kind in kinds:
@@ -380,18 +380,23 @@ class _Checker:
                 hidden = [m for m in members if not known[system.var(kind, m)]]
                 rest = values[t] - sum(values[system.var(kind, m)] for m in members if m not in hidden)
                 if not hidden and rest != 0:
-                    self.error("strata", f"the {_COUNTED[kind]}{of} of the cells under {names[total]} "
-                                         "do not add up to its own")
+                    self.error("strata", f"the {_COUNTED[kind]}{of} of the cells under {names[total]} do not add up to its own")
                 elif hidden and rest < self.minimum:
-                    self.error("strata", f"the suppressed cells under {names[total]} "
-                                         f"({'; '.join(names[m] for m in hidden)}) hold fewer than {self.minimum} "
-                                         f"{_COUNTED[kind]}{of} together: subtraction reveals them")
+                    self.error(
+                        "strata",
+                        f"the suppressed cells under {names[total]} "
+                        f"({'; '.join(names[m] for m in hidden)}) hold fewer than {self.minimum} "
+                        f"{_COUNTED[kind]}{of} together: subtraction reveals them",
+                    )
         derivable, derived = system.recover(known, values)
         for v in np.flatnonzero(derivable):
             if derived[v] < self.minimum - 1e-6:
                 kind, cell = system.kinds[v // system.n_cells], v % system.n_cells
-                self.error("strata", f"{names[cell]} is suppressed, but its {_COUNTED[kind]}{of} can be "
-                                     f"recovered from published counts and are under the minimum of {self.minimum}")
+                self.error(
+                    "strata",
+                    f"{names[cell]} is suppressed, but its {_COUNTED[kind]}{of} can be "
+                    f"recovered from published counts and are under the minimum of {self.minimum}",
+                )
 
 
 def payload_check(payload: Any, *, min_patients: int = DEFAULT_MIN_PATIENTS) -> list[str]:
@@ -425,8 +430,7 @@ def payload_check(payload: Any, *, min_patients: int = DEFAULT_MIN_PATIENTS) -> 
         ok = False
     for attrs, count in per_grouping.items():
         if count > MAX_VALUES_PER_ATTRIBUTE ** len(attrs):
-            c.error("strata", f"{' x '.join(attrs)} has {count} cells: attributes are categories with at most "
-                              f"{MAX_VALUES_PER_ATTRIBUTE} values")
+            c.error("strata", f"{' x '.join(attrs)} has {count} cells: attributes are categories with at most {MAX_VALUES_PER_ATTRIBUTE} values")
             ok = False
     if ok and not c.errors:
         c.disclosure(d)

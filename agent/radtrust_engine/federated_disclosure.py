@@ -24,8 +24,8 @@ out of reach, not every bound on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -50,8 +50,7 @@ def partition_equations(keys: Sequence[StratumKey], groupings: Sequence[tuple[st
                 continue
             where = [fine.index(a) for a in coarse]
             for total in by_grouping.get(coarse, []):
-                members = [position[k] for k in by_grouping.get(fine, [])
-                           if tuple(k[1][i] for i in where) == total[1]]
+                members = [position[k] for k in by_grouping.get(fine, []) if tuple(k[1][i] for i in where) == total[1]]
                 equations.append((position[total], members))
     return equations
 
@@ -66,7 +65,7 @@ class DisclosureSystem:
     matrix: np.ndarray  # one row per equation, one column per variable
 
     @classmethod
-    def build(cls, n_cells: int, equations: Sequence[Equation], kinds: Sequence[str] = ("n",)) -> "DisclosureSystem":
+    def build(cls, n_cells: int, equations: Sequence[Equation], kinds: Sequence[str] = ("n",)) -> DisclosureSystem:
         """Partition sums for every kind; with all three kinds, also ``n = positive + negative``."""
         kinds = tuple(kinds)
         rows = []
@@ -153,8 +152,9 @@ def protect(
         added.add(choice)
 
 
-def _union_violation(system: DisclosureSystem, known: np.ndarray, hides: Sequence[str],
-                     union_ok: Callable[[str, list[int]], bool]) -> list[int] | None:
+def _union_violation(
+    system: DisclosureSystem, known: np.ndarray, hides: Sequence[str], union_ok: Callable[[str, list[int]], bool]
+) -> list[int] | None:
     for kind in hides:
         for total, members in system.equations:
             if not known[system.var(kind, total)]:

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,14 +75,48 @@ MAX_RESAMPLES = 100_000
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_. -]{0,47}$")
 VALUE_RE = re.compile(r"^[A-Za-z0-9<>+=][A-Za-z0-9 _.,+<>=()-]{0,39}$")
 # Words that name per-case data: a key, attribute or label carrying one is refused.
-IDENTIFYING_WORDS = frozenset({
-    "id", "ids", "uid", "uuid", "guid", "patient", "patients", "subject", "subjects", "mrn",
-    "accession", "case", "cases", "path", "paths", "file", "files", "filename", "filepath",
-    "dir", "folder", "url", "uri", "name", "names", "dob", "birthdate", "pixel", "pixels",
-    "image", "images", "row", "rows", "record", "records", "score", "scores",
-})
-FILE_SUFFIX = re.compile(r"\.(dcm|dicom|nii|gz|png|jpe?g|npz|npy|csv|json|h5|hdf5|tiff?|mha|mhd|nrrd|zip)$",
-                         re.IGNORECASE)
+IDENTIFYING_WORDS = frozenset(
+    {
+        "id",
+        "ids",
+        "uid",
+        "uuid",
+        "guid",
+        "patient",
+        "patients",
+        "subject",
+        "subjects",
+        "mrn",
+        "accession",
+        "case",
+        "cases",
+        "path",
+        "paths",
+        "file",
+        "files",
+        "filename",
+        "filepath",
+        "dir",
+        "folder",
+        "url",
+        "uri",
+        "name",
+        "names",
+        "dob",
+        "birthdate",
+        "pixel",
+        "pixels",
+        "image",
+        "images",
+        "row",
+        "rows",
+        "record",
+        "records",
+        "score",
+        "scores",
+    }
+)
+FILE_SUFFIX = re.compile(r"\.(dcm|dicom|nii|gz|png|jpe?g|npz|npy|csv|json|h5|hdf5|tiff?|mha|mhd|nrrd|zip)$", re.IGNORECASE)
 DIGIT_RUN = re.compile(r"\d{5,}")
 
 
@@ -99,8 +134,7 @@ def identifying(text: str) -> bool:
 def name_problem(text: Any) -> str | None:
     """Why ``text`` cannot be an attribute or label name, or None."""
     if not isinstance(text, str) or not NAME_RE.match(text):
-        return (f"{text!r} is not a short name (a letter, then letters, digits, space, '_', '.' or '-'; "
-                "at most 48 characters)")
+        return f"{text!r} is not a short name (a letter, then letters, digits, space, '_', '.' or '-'; at most 48 characters)"
     if identifying(text):
         return f"{text!r} names per-case data (identifiers, paths, case rows never leave a site)"
     return value_problem(text)
@@ -109,8 +143,7 @@ def name_problem(text: Any) -> str | None:
 def value_problem(text: Any) -> str | None:
     """Why ``text`` cannot be a stratum value (a short category label), or None."""
     if not isinstance(text, str) or not VALUE_RE.match(text):
-        return (f"{text!r} is not a short category label (letters, digits, space and _ . , + < > = ( ) -; "
-                "at most 40 characters)")
+        return f"{text!r} is not a short category label (letters, digits, space and _ . , + < > = ( ) -; at most 40 characters)"
     if DIGIT_RUN.search(text):
         return f"{text!r} looks like an identifier (a run of five or more digits)"
     if FILE_SUFFIX.search(text):
@@ -267,11 +300,10 @@ class Estimate:
     ci_high: float | None = None
 
     def to_dict(self) -> dict[str, float | None]:
-        return {"value": _round(self.value), "se": _round(self.se),
-                "ci_low": _round(self.ci_low), "ci_high": _round(self.ci_high)}
+        return {"value": _round(self.value), "se": _round(self.se), "ci_low": _round(self.ci_low), "ci_high": _round(self.ci_high)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Estimate":
+    def from_dict(cls, d: Mapping[str, Any]) -> Estimate:
         return cls(d["value"], d["se"], d["ci_low"], d["ci_high"])
 
 
@@ -292,14 +324,14 @@ class Confusion:
     def specificity(self) -> float | None:
         return self.tn / (self.tn + self.fp) if self.tn + self.fp else None
 
-    def __add__(self, other: "Confusion") -> "Confusion":
+    def __add__(self, other: Confusion) -> Confusion:
         return Confusion(self.tp + other.tp, self.fp + other.fp, self.tn + other.tn, self.fn + other.fn)
 
     def to_dict(self) -> dict[str, int]:
         return {"tp": self.tp, "fp": self.fp, "tn": self.tn, "fn": self.fn}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Confusion":
+    def from_dict(cls, d: Mapping[str, Any]) -> Confusion:
         return cls(int(d["tp"]), int(d["fp"]), int(d["tn"]), int(d["fn"]))
 
 
@@ -317,25 +349,21 @@ class CalibrationBins:
         n = sum(self.count)
         if not n:
             return None
-        return sum(abs(c * m - p) for c, p, m in zip(self.count, self.positives, self.mean_predicted)
-                   if c) / n
+        return sum(abs(c * m - p) for c, p, m in zip(self.count, self.positives, self.mean_predicted) if c) / n
 
     @classmethod
-    def pooled(cls, parts: Iterable["CalibrationBins"]) -> "CalibrationBins":
+    def pooled(cls, parts: Iterable[CalibrationBins]) -> CalibrationBins:
         parts = list(parts)
         count = [sum(p.count[b] for p in parts) for b in range(CALIBRATION_BINS)]
         positives = [sum(p.positives[b] for p in parts) for b in range(CALIBRATION_BINS)]
-        sums = [sum(p.count[b] * p.mean_predicted[b] for p in parts if p.count[b])
-                for b in range(CALIBRATION_BINS)]
-        return cls(tuple(count), tuple(positives),
-                   tuple(round(s / c, 4) if c else None for s, c in zip(sums, count)))
+        sums = [sum(p.count[b] * p.mean_predicted[b] for p in parts if p.count[b]) for b in range(CALIBRATION_BINS)]
+        return cls(tuple(count), tuple(positives), tuple(round(s / c, 4) if c else None for s, c in zip(sums, count)))
 
     def to_dict(self) -> dict[str, list]:
-        return {"count": list(self.count), "positives": list(self.positives),
-                "mean_predicted": list(self.mean_predicted)}
+        return {"count": list(self.count), "positives": list(self.positives), "mean_predicted": list(self.mean_predicted)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CalibrationBins":
+    def from_dict(cls, d: Mapping[str, Any]) -> CalibrationBins:
         return cls(tuple(d["count"]), tuple(d["positives"]), tuple(d["mean_predicted"]))
 
 
@@ -362,23 +390,28 @@ class LabelSummary:
             "suppressed": False,
             "cases": {"positive": self.positive_cases, "negative": self.negative_cases},
             "patients": {"positive": self.positive_patients, "negative": self.negative_patients},
-            "histogram": {"positive": rle_encode(self.histogram_positive),
-                          "negative": rle_encode(self.histogram_negative)},
+            "histogram": {"positive": rle_encode(self.histogram_positive), "negative": rle_encode(self.histogram_negative)},
             "confusion": self.confusion.to_dict(),
             "calibration": self.calibration.to_dict(),
             "metrics": {k: self.metrics[k].to_dict() for k in METRICS},
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LabelSummary":
+    def from_dict(cls, d: Mapping[str, Any]) -> LabelSummary:
         if d["suppressed"]:
             return cls(True, d["reason"])
         n_bins = n_score_bins()
         return cls(
-            False, None, d["cases"]["positive"], d["cases"]["negative"],
-            d["patients"]["positive"], d["patients"]["negative"],
-            rle_decode(d["histogram"]["positive"], n_bins), rle_decode(d["histogram"]["negative"], n_bins),
-            Confusion.from_dict(d["confusion"]), CalibrationBins.from_dict(d["calibration"]),
+            False,
+            None,
+            d["cases"]["positive"],
+            d["cases"]["negative"],
+            d["patients"]["positive"],
+            d["patients"]["negative"],
+            rle_decode(d["histogram"]["positive"], n_bins),
+            rle_decode(d["histogram"]["negative"], n_bins),
+            Confusion.from_dict(d["confusion"]),
+            CalibrationBins.from_dict(d["calibration"]),
             {k: Estimate.from_dict(d["metrics"][k]) for k in METRICS},
         )
 
@@ -407,16 +440,20 @@ class StratumSummary:
         head = {"attributes": list(self.attributes), "values": list(self.values)}
         if self.suppressed:
             return {**head, "suppressed": True, "reason": self.reason}
-        return {**head, "suppressed": False, "n_cases": self.n_cases, "n_patients": self.n_patients,
-                "labels": {k: v.to_dict() for k, v in self.labels.items()}}
+        return {
+            **head,
+            "suppressed": False,
+            "n_cases": self.n_cases,
+            "n_patients": self.n_patients,
+            "labels": {k: v.to_dict() for k, v in self.labels.items()},
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "StratumSummary":
+    def from_dict(cls, d: Mapping[str, Any]) -> StratumSummary:
         attrs, values = tuple(d["attributes"]), tuple(d["values"])
         if d["suppressed"]:
             return cls(attrs, values, True, d["reason"])
-        return cls(attrs, values, False, None, d["n_cases"], d["n_patients"],
-                   {k: LabelSummary.from_dict(v) for k, v in d["labels"].items()})
+        return cls(attrs, values, False, None, d["n_cases"], d["n_patients"], {k: LabelSummary.from_dict(v) for k, v in d["labels"].items()})
 
 
 @dataclass(frozen=True, eq=False)
@@ -459,7 +496,7 @@ class SiteSummary:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SiteSummary":
+    def from_dict(cls, d: Mapping[str, Any]) -> SiteSummary:
         """Parse a payload; run ``payload_check`` on it first (this assumes a valid structure)."""
         if d.get("schema") != SCHEMA or d.get("score_bins") != SCORE_BINS:
             raise ValueError(f"not a {SCHEMA} payload with {SCORE_BINS} score bins")

@@ -24,8 +24,9 @@ stratum is not missing from it (it adds zero).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,8 +101,10 @@ class PooledLabel:
         (every threshold with three decimals in [0.01, 0.99] is one)."""
         i = edge_index(float(threshold))
         if i is None:
-            raise ValueError(f"threshold {threshold} is not a score bin edge; the pooled histograms "
-                             "give exact counts only there (any threshold with three decimals in [0.01, 0.99])")
+            raise ValueError(
+                f"threshold {threshold} is not a score bin edge; the pooled histograms "
+                "give exact counts only there (any threshold with three decimals in [0.01, 0.99])"
+            )
         tp, fp = int(self.histogram_positive[i:].sum()), int(self.histogram_negative[i:].sum())
         return Confusion(tp, fp, self.negative_cases - fp, self.positive_cases - tp)
 
@@ -116,11 +119,14 @@ class PooledLabel:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "label": self.label, "complete": self.complete, "sites": list(self.sites),
-            "missing_sites": list(self.missing_sites), "threshold": self.threshold,
-            "positive_cases": self.positive_cases, "negative_cases": self.negative_cases,
-            "histogram": {"positive": rle_encode(self.histogram_positive),
-                          "negative": rle_encode(self.histogram_negative)},
+            "label": self.label,
+            "complete": self.complete,
+            "sites": list(self.sites),
+            "missing_sites": list(self.missing_sites),
+            "threshold": self.threshold,
+            "positive_cases": self.positive_cases,
+            "negative_cases": self.negative_cases,
+            "histogram": {"positive": rle_encode(self.histogram_positive), "negative": rle_encode(self.histogram_negative)},
             "confusion": None if self.confusion is None else self.confusion.to_dict(),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "ece": None if self.calibration is None else self.calibration.ece,
@@ -128,12 +134,17 @@ class PooledLabel:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PooledLabel":
+    def from_dict(cls, d: Mapping[str, Any]) -> PooledLabel:
         n_bins = n_score_bins()
         return cls(
-            d["label"], tuple(d["sites"]), tuple(d["missing_sites"]), d["threshold"],
-            d["positive_cases"], d["negative_cases"],
-            rle_decode(d["histogram"]["positive"], n_bins), rle_decode(d["histogram"]["negative"], n_bins),
+            d["label"],
+            tuple(d["sites"]),
+            tuple(d["missing_sites"]),
+            d["threshold"],
+            d["positive_cases"],
+            d["negative_cases"],
+            rle_decode(d["histogram"]["positive"], n_bins),
+            rle_decode(d["histogram"]["negative"], n_bins),
             None if d["confusion"] is None else Confusion.from_dict(d["confusion"]),
             None if d["calibration"] is None else CalibrationBins.from_dict(d["calibration"]),
             *(Estimate.from_dict(d[m]) for m in ("auroc", "sensitivity", "specificity", "prevalence")),
@@ -165,15 +176,29 @@ class PooledStratum:
         return not self.missing_sites
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attributes": list(self.attributes), "values": list(self.values), "name": self.name,
-                "complete": self.complete, "sites": list(self.sites), "missing_sites": list(self.missing_sites),
-                "n_cases": self.n_cases, "n_patients": self.n_patients,
-                "labels": {k: v.to_dict() for k, v in self.labels.items()}}
+        return {
+            "attributes": list(self.attributes),
+            "values": list(self.values),
+            "name": self.name,
+            "complete": self.complete,
+            "sites": list(self.sites),
+            "missing_sites": list(self.missing_sites),
+            "n_cases": self.n_cases,
+            "n_patients": self.n_patients,
+            "labels": {k: v.to_dict() for k, v in self.labels.items()},
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PooledStratum":
-        return cls(tuple(d["attributes"]), tuple(d["values"]), tuple(d["sites"]), tuple(d["missing_sites"]),
-                   d["n_cases"], d["n_patients"], {k: PooledLabel.from_dict(v) for k, v in d["labels"].items()})
+    def from_dict(cls, d: Mapping[str, Any]) -> PooledStratum:
+        return cls(
+            tuple(d["attributes"]),
+            tuple(d["values"]),
+            tuple(d["sites"]),
+            tuple(d["missing_sites"]),
+            d["n_cases"],
+            d["n_patients"],
+            {k: PooledLabel.from_dict(v) for k, v in d["labels"].items()},
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,13 +219,19 @@ class PooledResult:
         raise KeyError(key)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sites": list(self.sites), "thresholds": dict(self.thresholds), "confidence": self.confidence,
-                "strata": [s.to_dict() for s in self.strata], "warnings": list(self.warnings)}
+        return {
+            "sites": list(self.sites),
+            "thresholds": dict(self.thresholds),
+            "confidence": self.confidence,
+            "strata": [s.to_dict() for s in self.strata],
+            "warnings": list(self.warnings),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PooledResult":
-        return cls(tuple(d["sites"]), dict(d["thresholds"]), d["confidence"],
-                   tuple(PooledStratum.from_dict(s) for s in d["strata"]), tuple(d["warnings"]))
+    def from_dict(cls, d: Mapping[str, Any]) -> PooledResult:
+        return cls(
+            tuple(d["sites"]), dict(d["thresholds"]), d["confidence"], tuple(PooledStratum.from_dict(s) for s in d["strata"]), tuple(d["warnings"])
+        )
 
 
 def _common_design(summaries: Mapping[str, SiteSummary]) -> SiteSummary:
@@ -210,13 +241,14 @@ def _common_design(summaries: Mapping[str, SiteSummary]) -> SiteSummary:
     for site, s in summaries.items():
         for what in ("labels", "attributes", "intersections"):
             if getattr(s, what) != getattr(first, what):
-                raise ValueError(f"site {site!r} reports {what} {getattr(s, what)} but site {first_site!r} "
-                                 f"reports {getattr(first, what)}: a study pools one design")
+                raise ValueError(
+                    f"site {site!r} reports {what} {getattr(s, what)} but site {first_site!r} "
+                    f"reports {getattr(first, what)}: a study pools one design"
+                )
     return first
 
 
-def _pool_label(label: str, parts: list[tuple[str, Any]], missing: list[str], thresholds: set[float],
-                confidence: float) -> PooledLabel:
+def _pool_label(label: str, parts: list[tuple[str, Any]], missing: list[str], thresholds: set[float], confidence: float) -> PooledLabel:
     n_bins = n_score_bins()
     hist_pos = sum((b.histogram_positive for _, b in parts), np.zeros(n_bins, dtype=np.int64))
     hist_neg = sum((b.histogram_negative for _, b in parts), np.zeros(n_bins, dtype=np.int64))
@@ -227,8 +259,14 @@ def _pool_label(label: str, parts: list[tuple[str, Any]], missing: list[str], th
     if parts and threshold is not None:
         confusion = sum((b.confusion for _, b in parts), Confusion(0, 0, 0, 0))
     return PooledLabel(
-        label=label, sites=tuple(site for site, _ in parts), missing_sites=tuple(missing), threshold=threshold,
-        positive_cases=pos, negative_cases=neg, histogram_positive=hist_pos, histogram_negative=hist_neg,
+        label=label,
+        sites=tuple(site for site, _ in parts),
+        missing_sites=tuple(missing),
+        threshold=threshold,
+        positive_cases=pos,
+        negative_cases=neg,
+        histogram_positive=hist_pos,
+        histogram_negative=hist_neg,
         confusion=confusion,
         calibration=CalibrationBins.pooled(b.calibration for _, b in parts) if parts else None,
         auroc=_auroc(hist_pos, hist_neg, confidence),
@@ -245,9 +283,12 @@ def pool_sites(summaries: Mapping[str, SiteSummary], *, confidence: float = 0.95
     """
     design = _common_design(summaries)
     thresholds = {label: {s.thresholds[label] for s in summaries.values()} for label in design.labels}
-    warnings = [f"sites use different thresholds for {label!r} ({sorted(ts)}): no pooled sensitivity or "
-                "specificity at the threshold; use operating_point() at a common bin edge"
-                for label, ts in thresholds.items() if len(ts) > 1]
+    warnings = [
+        f"sites use different thresholds for {label!r} ({sorted(ts)}): no pooled sensitivity or "
+        "specificity at the threshold; use operating_point() at a common bin edge"
+        for label, ts in thresholds.items()
+        if len(ts) > 1
+    ]
     keys: list[StratumKey] = []
     for s in summaries.values():
         keys += [st.key for st in s.strata if st.key not in keys]
@@ -264,14 +305,22 @@ def pool_sites(summaries: Mapping[str, SiteSummary], *, confidence: float = 0.95
         labels = {}
         for label in design.labels:
             parts = [(site, st.labels[label]) for site, st in shown if not st.labels[label].suppressed]
-            label_missing = [site for site, _ in missing] + [site for site, st in shown
-                                                              if st.labels[label].suppressed]
+            label_missing = [site for site, _ in missing] + [site for site, st in shown if st.labels[label].suppressed]
             labels[label] = _pool_label(label, parts, sorted(label_missing), thresholds[label], confidence)
-        strata.append(PooledStratum(
-            key[0], key[1], tuple(site for site, _ in shown), tuple(site for site, _ in missing),
-            sum(st.n_cases for _, st in shown), sum(st.n_patients for _, st in shown), labels))
-    return PooledResult(tuple(summaries), {k: (next(iter(v)) if len(v) == 1 else None) for k, v in thresholds.items()},
-                        confidence, tuple(strata), tuple(warnings))
+        strata.append(
+            PooledStratum(
+                key[0],
+                key[1],
+                tuple(site for site, _ in shown),
+                tuple(site for site, _ in missing),
+                sum(st.n_cases for _, st in shown),
+                sum(st.n_patients for _, st in shown),
+                labels,
+            )
+        )
+    return PooledResult(
+        tuple(summaries), {k: (next(iter(v)) if len(v) == 1 else None) for k, v in thresholds.items()}, confidence, tuple(strata), tuple(warnings)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -346,10 +395,8 @@ def site_meta_analysis(
             if note:
                 notes.append(f"{site}: {note}")
     try:
-        result = random_effects(estimates, errors, method=method, scale="logit", sites=names,
-                                confidence=confidence, excluded=excluded)
+        result = random_effects(estimates, errors, method=method, scale="logit", sites=names, confidence=confidence, excluded=excluded)
     except MetaAnalysisRefused as refusal:
         rows = [site_effect(n, y, s, scale="logit", confidence=confidence) for n, y, s in zip(names, estimates, errors)]
-        return MetaAnalysis.refusal(refusal.reason, method=method, scale="logit", confidence=confidence,
-                                    sites=rows, excluded=excluded, notes=notes)
+        return MetaAnalysis.refusal(refusal.reason, method=method, scale="logit", confidence=confidence, sites=rows, excluded=excluded, notes=notes)
     return replace(result, notes=(*result.notes, *notes))

@@ -24,8 +24,16 @@ GROUPINGS = ("site", "scanner_manufacturer")
 
 
 def generalisation_report(
-    y_true: np.ndarray, y_score: np.ndarray, patient_id: np.ndarray, attributes: Mapping[str, np.ndarray], *,
-    threshold: float, n_resamples: int, seed: int, min_patients: int, confidence: float,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    patient_id: np.ndarray,
+    attributes: Mapping[str, np.ndarray],
+    *,
+    threshold: float,
+    n_resamples: int,
+    seed: int,
+    min_patients: int,
+    confidence: float,
 ) -> dict[str, Any]:
     """Per grouping: groups against pooled and leave-one-out AUROC with CIs, and the spread."""
     y = np.asarray(y_true)
@@ -34,12 +42,16 @@ def generalisation_report(
 
     def auroc(mask: np.ndarray | None) -> dict[str, Any]:
         sub = slice(None) if mask is None else mask
-        report = stratified_metrics(y[sub], s[sub], pid[sub], threshold=threshold, n_resamples=n_resamples, seed=seed,
-                                    min_patients=min_patients, confidence=confidence)
+        report = stratified_metrics(
+            y[sub], s[sub], pid[sub], threshold=threshold, n_resamples=n_resamples, seed=seed, min_patients=min_patients, confidence=confidence
+        )
         metrics = report.overall.metrics
-        return {"n_cases": report.overall.n_cases, "n_patients": report.overall.n_patients,
-                "suppressed": report.overall.suppressed,
-                "auroc": None if metrics is None else metrics["auroc"].to_dict()}
+        return {
+            "n_cases": report.overall.n_cases,
+            "n_patients": report.overall.n_patients,
+            "suppressed": report.overall.suppressed,
+            "auroc": None if metrics is None else metrics["auroc"].to_dict(),
+        }
 
     pooled = auroc(None)
     result: dict[str, Any] = {"pooled": pooled, "groupings": {}, "not_evaluated": []}
@@ -59,13 +71,17 @@ def generalisation_report(
             inside = labels == value
             group, rest = auroc(inside), auroc(~inside)
             group_value = (group["auroc"] or {}).get("value")
-            groups.append({
-                "group": value,
-                **group,
-                "difference_from_pooled": None if group_value is None or pooled_value is None else group_value - pooled_value,
-                "leave_one_out": rest,
-            })
-        left_out = [g["leave_one_out"]["auroc"]["value"] for g in groups if g["leave_one_out"]["auroc"] and g["leave_one_out"]["auroc"]["value"] is not None]
+            groups.append(
+                {
+                    "group": value,
+                    **group,
+                    "difference_from_pooled": None if group_value is None or pooled_value is None else group_value - pooled_value,
+                    "leave_one_out": rest,
+                }
+            )
+        left_out = [
+            g["leave_one_out"]["auroc"]["value"] for g in groups if g["leave_one_out"]["auroc"] and g["leave_one_out"]["auroc"]["value"] is not None
+        ]
         result["groupings"][name] = {
             "groups": groups,
             "leave_one_out_spread": (max(left_out) - min(left_out)) if len(left_out) >= 2 else None,

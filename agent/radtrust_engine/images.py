@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import pydicom
+from PIL import Image
 
 from radtrust_engine.loading import STUDY_DATE_COLUMN, Manifest, cell_text, parse_age, parse_date
 
@@ -109,8 +112,6 @@ def _dicom_attributes(ds: Any) -> dict[str, Any]:
 
 def read_dicom_attributes(path: str | os.PathLike) -> dict[str, Any]:
     """Header attributes of a DICOM file without decoding its pixels."""
-    import pydicom
-
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types for a bad file
@@ -155,8 +156,6 @@ def native_pixels(ds: Any) -> np.ndarray | None:
 def _load_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any], bool]:
     """Pixels (rescaled), header attributes, and whether the pixels are finite by construction
     (integers times a finite slope: the per-pixel check can be skipped)."""
-    import pydicom
-
     try:
         ds = pydicom.dcmread(path)
         pixels = native_pixels(ds)
@@ -175,8 +174,6 @@ def _load_dicom(path: Path) -> tuple[np.ndarray, dict[str, Any], bool]:
 
 
 def _load_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             image.load()
@@ -208,7 +205,7 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def _load_nifti(path: Path) -> np.ndarray:
     try:
-        import nibabel
+        import nibabel  # only NIfTI volumes need it
     except ImportError:
         raise ImageError(path, "NIfTI images need nibabel, which is not installed: pip install nibabel") from None
     try:
@@ -284,7 +281,7 @@ def fill_attributes_from_headers(
     """
     attributes = {name: list(values) for name, values in manifest.attributes.items()}
     study_dates = list(manifest.study_dates)
-    filled = {name: 0 for name in DICOM_HEADER_ATTRIBUTES.values()}
+    filled = dict.fromkeys(DICOM_HEADER_ATTRIBUTES.values(), 0)
     unreadable: list[tuple[int, str]] = []
     for index in range(len(manifest)):
         missing = [

@@ -20,9 +20,10 @@ import datetime as dt
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -185,8 +186,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
                         continue  # blank line
                     if len(cells) != len(columns):
                         raise ManifestError(
-                            f"manifest {path}, row {number}: {len(cells)} cells "
-                            f"but the header has {len(columns)} columns",
+                            f"manifest {path}, row {number}: {len(cells)} cells but the header has {len(columns)} columns",
                             row=number,
                         )
                     rows.append(dict(zip(columns, cells)))
@@ -197,7 +197,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         return columns, rows
     if name.endswith(".parquet"):
         try:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # only Parquet manifests need it
         except ImportError:
             raise ManifestError(f"manifest {path} is Parquet, which needs pyarrow: pip install pyarrow") from None
         try:
@@ -277,9 +277,7 @@ def read_manifest(
         raise ManifestError(f"manifest {path}: column(s) {', '.join(map(repr, duplicates))} appear more than once")
     for column in [*required, *label_columns, *([mask_column] if mask_column else [])]:
         if column not in columns:
-            raise ManifestError(
-                f"manifest {path} has no column {column!r} (columns: {', '.join(columns) or 'none'})", column=column
-            )
+            raise ManifestError(f"manifest {path} has no column {column!r} (columns: {', '.join(columns) or 'none'})", column=column)
     if not rows:
         raise ManifestError(f"manifest {path} is empty: no image rows")
 

@@ -30,8 +30,9 @@ logits and every figure is transformed back with the logistic function for displ
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from scipy import stats
 
@@ -82,7 +83,7 @@ class SiteEffect:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SiteEffect":
+    def from_dict(cls, d: Mapping[str, Any]) -> SiteEffect:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
@@ -135,20 +136,27 @@ class MetaAnalysis:
         return self.refused_reason is not None
 
     @classmethod
-    def refusal(cls, reason: str, *, method: str = "DL", scale: str = "identity", confidence: float = 0.95,
-                sites: Sequence[SiteEffect] = (), excluded: Sequence[ExcludedSite] = (),
-                notes: Sequence[str] = ()) -> "MetaAnalysis":
+    def refusal(
+        cls,
+        reason: str,
+        *,
+        method: str = "DL",
+        scale: str = "identity",
+        confidence: float = 0.95,
+        sites: Sequence[SiteEffect] = (),
+        excluded: Sequence[ExcludedSite] = (),
+        notes: Sequence[str] = (),
+    ) -> MetaAnalysis:
         """A result that carries the per-site rows (still worth showing) but no pooled figures."""
         return cls(method, scale, confidence, tuple(sites), tuple(excluded), reason, notes=tuple(notes))
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d.update(k=self.k, sites=[s.to_dict() for s in self.sites],
-                 excluded=[e.to_dict() for e in self.excluded], notes=list(self.notes))
+        d.update(k=self.k, sites=[s.to_dict() for s in self.sites], excluded=[e.to_dict() for e in self.excluded], notes=list(self.notes))
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MetaAnalysis":
+    def from_dict(cls, d: Mapping[str, Any]) -> MetaAnalysis:
         values = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         values["sites"] = tuple(SiteEffect.from_dict(s) for s in d["sites"])
         values["excluded"] = tuple(ExcludedSite(**e) for e in d.get("excluded", ()))
@@ -156,12 +164,12 @@ class MetaAnalysis:
         return cls(**values)
 
 
-def site_effect(site: str, estimate: float, se: float, *, scale: str = "identity", confidence: float = 0.95,
-                weight: float | None = None) -> SiteEffect:
+def site_effect(
+    site: str, estimate: float, se: float, *, scale: str = "identity", confidence: float = 0.95, weight: float | None = None
+) -> SiteEffect:
     """A site's row: its Wald interval on the analysis scale, shown on the display scale."""
     z = z_value(confidence)
-    return SiteEffect(site, _display(estimate, scale), _display(estimate - z * se, scale),
-                      _display(estimate + z * se, scale), weight, estimate, se)
+    return SiteEffect(site, _display(estimate, scale), _display(estimate - z * se, scale), _display(estimate + z * se, scale), weight, estimate, se)
 
 
 def _tau2_reml(y: Sequence[float], v: Sequence[float], start: float) -> tuple[float, bool]:
@@ -169,8 +177,7 @@ def _tau2_reml(y: Sequence[float], v: Sequence[float], start: float) -> tuple[fl
     for _ in range(_REML_MAX_ITERATIONS):
         w = [1.0 / (vi + tau2) for vi in v]
         mu = sum(wi * yi for wi, yi in zip(w, y)) / sum(w)
-        new = (sum(wi * wi * ((yi - mu) ** 2 - vi) for wi, yi, vi in zip(w, y, v)) / sum(wi * wi for wi in w)
-               + 1.0 / sum(w))
+        new = sum(wi * wi * ((yi - mu) ** 2 - vi) for wi, yi, vi in zip(w, y, v)) / sum(wi * wi for wi in w) + 1.0 / sum(w)
         new = max(0.0, new)
         if abs(new - tau2) < _REML_TOLERANCE * max(1.0, tau2):
             return new, True
@@ -208,7 +215,8 @@ def random_effects(
     if k < 2:
         raise MetaAnalysisRefused(
             f"a random-effects meta-analysis needs at least 2 sites with an estimate; {k} "
-            "available (the between-site variance cannot be estimated from one site)")
+            "available (the between-site variance cannot be estimated from one site)"
+        )
 
     v = [si * si for si in s]
     w = [1.0 / vi for vi in v]
@@ -235,15 +243,25 @@ def random_effects(
         half = float(stats.t.ppf(0.5 + confidence / 2.0, k - 2)) * math.sqrt(tau2 + se * se)
         prediction_low, prediction_high = _display(mu - half, scale), _display(mu + half, scale)
     else:
-        prediction_note = (f"a prediction interval for a new site needs at least 3 sites (t distribution "
-                           f"with k - 2 degrees of freedom); {k} available")
+        prediction_note = f"a prediction interval for a new site needs at least 3 sites (t distribution with k - 2 degrees of freedom); {k} available"
     return MetaAnalysis(
-        method=method, scale=scale, confidence=confidence,
-        sites=tuple(site_effect(names[i], y[i], s[i], scale=scale, confidence=confidence, weight=w_re[i] / sw_re)
-                    for i in range(k)),
+        method=method,
+        scale=scale,
+        confidence=confidence,
+        sites=tuple(site_effect(names[i], y[i], s[i], scale=scale, confidence=confidence, weight=w_re[i] / sw_re) for i in range(k)),
         excluded=tuple(excluded),
-        estimate=_display(mu, scale), ci_low=_display(mu - z * se, scale), ci_high=_display(mu + z * se, scale),
-        prediction_low=prediction_low, prediction_high=prediction_high, prediction_note=prediction_note,
-        tau2=tau2, i2=max(0.0, (q - df) / q) if q > 0 else 0.0, q=q, q_df=df,
-        q_p=float(stats.chi2.sf(q, df)), estimate_analysis=mu, se_analysis=se, notes=tuple(notes),
+        estimate=_display(mu, scale),
+        ci_low=_display(mu - z * se, scale),
+        ci_high=_display(mu + z * se, scale),
+        prediction_low=prediction_low,
+        prediction_high=prediction_high,
+        prediction_note=prediction_note,
+        tau2=tau2,
+        i2=max(0.0, (q - df) / q) if q > 0 else 0.0,
+        q=q,
+        q_df=df,
+        q_p=float(stats.chi2.sf(q, df)),
+        estimate_analysis=mu,
+        se_analysis=se,
+        notes=tuple(notes),
     )

@@ -185,8 +185,7 @@ class ScoreLayout:
     threshold_group: int
 
     @classmethod
-    def build(cls, positions: np.ndarray, sorted_scores: np.ndarray, is_pos: np.ndarray,
-              threshold: float) -> "ScoreLayout":
+    def build(cls, positions: np.ndarray, sorted_scores: np.ndarray, is_pos: np.ndarray, threshold: float) -> ScoreLayout:
         col = is_pos.astype(np.float64)
         if sorted_scores.size == 0:
             return cls(positions, col, None, 0)
@@ -196,8 +195,7 @@ class ScoreLayout:
         ends = np.flatnonzero(last)
         group_scores = sorted_scores[ends]
         threshold_group = int(np.searchsorted(group_scores, threshold, side="left"))
-        return cls(positions, col, None if ends.size == sorted_scores.size else ends,
-                   threshold_group)
+        return cls(positions, col, None if ends.size == sorted_scores.size else ends, threshold_group)
 
     def metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """Metrics for weight rows, ``weights`` of shape ``(rows, len(positions))``.
@@ -212,8 +210,7 @@ class ScoreLayout:
         tot_incl = np.cumsum(weights, axis=1)
         pos_incl = np.cumsum(pos_w, axis=1)
         if self.ends is None:
-            return _metrics_from_cumulative(pos_w, weights, pos_incl, tot_incl,
-                                            self.threshold_group)
+            return _metrics_from_cumulative(pos_w, weights, pos_incl, tot_incl, self.threshold_group)
         del pos_w
         tot_incl = tot_incl[:, self.ends]
         pos_incl = pos_incl[:, self.ends]
@@ -259,9 +256,7 @@ def _check_weights(sample_weight: Any, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def binary_metrics(
-    y_true: Any, y_score: Any, threshold: float = 0.5, sample_weight: Any = None
-) -> BinaryMetrics:
+def binary_metrics(y_true: Any, y_score: Any, threshold: float = 0.5, sample_weight: Any = None) -> BinaryMetrics:
     """AUROC, average precision and the confusion-matrix metrics at
     ``score >= threshold``, optionally weighted (for example by bootstrap
     counts: integer weights give the metrics of the repeated data)."""
@@ -312,9 +307,7 @@ def roc_points(y_true: Any, y_score: Any, max_points: int = 201) -> dict[str, li
 # ---------------------------------------------------------------------------
 
 
-def patient_bootstrap_counts(
-    rng: np.random.Generator, n_patients: int, n_resamples: int
-) -> np.ndarray:
+def patient_bootstrap_counts(rng: np.random.Generator, n_patients: int, n_resamples: int) -> np.ndarray:
     """Multinomial counts of shape ``(n_resamples, n_patients)``: how often
     each patient is drawn when ``n_patients`` are drawn with replacement.
 

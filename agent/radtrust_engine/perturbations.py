@@ -33,8 +33,9 @@ import difflib
 import io
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -70,20 +71,14 @@ SEVERITIES: dict[str, SeverityScale] = {
     "windowing": SeverityScale("percentile clipped on each side, then stretched to the range", (1, 5, 10)),
     "contrast": SeverityScale("contrast change around the mean, fraction (direction random)", (0.15, 0.3, 0.5)),
     "gamma": SeverityScale("gamma exponent on the range-normalised image", (1.25, 1.6, 2.0)),
-    "intensity_scale_offset": SeverityScale(
-        "gain change and offset, each a fraction of the dynamic range (sign random)", (0.05, 0.1, 0.2)
-    ),
+    "intensity_scale_offset": SeverityScale("gain change and offset, each a fraction of the dynamic range (sign random)", (0.05, 0.1, 0.2)),
     "downsample": SeverityScale("resolution loss factor, in-plane and along D for volumes", (2, 3, 4)),
     "jpeg": SeverityScale("JPEG quality of the 8-bit slices", (75, 50, 25)),
     "rotation": SeverityScale("in-plane rotation in degrees (direction random)", (2, 5, 10)),
     "translation": SeverityScale("in-plane shift, fraction of the image size (direction random)", (0.02, 0.05, 0.1)),
     "bias_field": SeverityScale("peak log-gain a of a smooth field (gain between e^-a and e^a)", (0.1, 0.2, 0.4)),
-    "motion_ghosting": SeverityScale(
-        "displacement along H during every k-th phase-encode line, fraction of the height", (0.01, 0.02, 0.04)
-    ),
-    "kspace_undersampling": SeverityScale(
-        f"acceleration R: 1 in R phase-encode lines kept, the central {KSPACE_CENTRE:.0%}/R always", (2, 3, 4)
-    ),
+    "motion_ghosting": SeverityScale("displacement along H during every k-th phase-encode line, fraction of the height", (0.01, 0.02, 0.04)),
+    "kspace_undersampling": SeverityScale(f"acceleration R: 1 in R phase-encode lines kept, the central {KSPACE_CENTRE:.0%}/R always", (2, 3, 4)),
 }
 
 
@@ -215,9 +210,7 @@ def rotation(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     Bilinear, same shape (``reshape=False``); corners filled with the image's minimum (background).
     """
     angle = _random_sign(rng) * SEVERITIES["rotation"].at(severity)
-    return ndimage.rotate(
-        x, angle, axes=(x.ndim - 1, x.ndim - 2), reshape=False, order=1, mode="constant", cval=float(x.min())
-    )
+    return ndimage.rotate(x, angle, axes=(x.ndim - 1, x.ndim - 2), reshape=False, order=1, mode="constant", cval=float(x.min()))
 
 
 def translation(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -354,9 +347,7 @@ def _lookup(name: str, severity: int) -> Perturbation:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise PerturbationError(f"unknown perturbation {name!r}{hint}; valid: {', '.join(PERTURBATIONS)}")
     if isinstance(severity, bool) or severity not in SEVERITY_LEVELS:
-        raise PerturbationError(
-            f"unknown severity {severity!r} for perturbation {name!r}; valid: {', '.join(map(str, SEVERITY_LEVELS))}"
-        )
+        raise PerturbationError(f"unknown severity {severity!r} for perturbation {name!r}; valid: {', '.join(map(str, SEVERITY_LEVELS))}")
     return PERTURBATIONS[name]
 
 
@@ -381,14 +372,10 @@ def perturb(x: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
         raise PerturbationError(f"perturbation seed must be a non-negative integer, got {seed!r}")
     image = np.array(x, dtype=np.float32)  # a copy: the caller's array is never written
     if image.ndim not in (3, 4) or image.size == 0:
-        raise PerturbationError(
-            f"perturbation {name!r} needs a (C, H, W) image or (C, D, H, W) volume, got shape {tuple(image.shape)}"
-        )
+        raise PerturbationError(f"perturbation {name!r} needs a (C, H, W) image or (C, D, H, W) volume, got shape {tuple(image.shape)}")
     bad = _count_non_finite(image)
     if bad:
-        raise PerturbationError(
-            f"perturbation {name!r} at severity {severity}: the input has {bad} non-finite value(s) (NaN/inf)"
-        )
+        raise PerturbationError(f"perturbation {name!r} at severity {severity}: the input has {bad} non-finite value(s) (NaN/inf)")
     rng = np.random.default_rng([seed, zlib.crc32(name.encode()), severity])
     replicated = image.shape[0] > 1 and bool((image == image[:1]).all())
     with np.errstate(all="ignore"):  # overflow is caught below, with a message, rather than warned about
@@ -417,9 +404,7 @@ def perturb_batch(batch: np.ndarray, name: str, severity: int, seed: int, *, sta
     _lookup(name, severity)
     batch = np.asarray(batch)
     if batch.ndim not in (4, 5):
-        raise PerturbationError(
-            f"perturb_batch needs an (N, C, H, W) or (N, C, D, H, W) batch, got shape {tuple(batch.shape)}"
-        )
+        raise PerturbationError(f"perturb_batch needs an (N, C, H, W) or (N, C, D, H, W) batch, got shape {tuple(batch.shape)}")
     out = np.empty(batch.shape, dtype=np.float32)
     for i, image in enumerate(batch):
         try:

@@ -38,11 +38,14 @@ from typing import Any
 import numpy as np
 
 from radtrust_engine.baseline import Baseline, BaselineError, CaseTable, baseline_comparison, pseudonymise
+from radtrust_engine.calibration import CalibrationInputError, calibration_report
 from radtrust_engine.drift import IMAGE_FEATURES, image_summary
+from radtrust_engine.explainability import ExplainabilityError, explainability_report, overlay_png
 from radtrust_engine.failures import FailureCode
+from radtrust_engine.generalisation import generalisation_report
+from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image
 from radtrust_engine.loading import ATTRIBUTE_COLUMNS, Manifest
 from radtrust_engine.metrics import roc_points
-from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image
 from radtrust_engine.preprocessing import Preprocessing, check_against_signature
 from radtrust_engine.report import (
     DatasetInfo,
@@ -54,9 +57,11 @@ from radtrust_engine.report import (
     RunReport,
     SkippedImage,
 )
+from radtrust_engine.robustness import robustness_report
 from radtrust_engine.runner import ModelSession, RunnerError, run_batches
-from radtrust_engine.segmentation import ACTIVATIONS
+from radtrust_engine.segmentation import ACTIVATIONS, fit_mask, masks_from_output, overlap_scores, stratified_segmentation
 from radtrust_engine.stratification import StratifiedReport, age_band, stratified_metrics
+from radtrust_engine.uncertainty import uncertainty_report
 
 TASKS = ("binary", "multilabel", "segmentation")
 _OUTPUT_MAPPING = {
@@ -234,7 +239,11 @@ class _Reading:
 
 
 def _image_batches(
-    manifest: Manifest, preprocessing: Preprocessing, model: ModelSession, batch_size: int, reading: _Reading,
+    manifest: Manifest,
+    preprocessing: Preprocessing,
+    model: ModelSession,
+    batch_size: int,
+    reading: _Reading,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """Read, preprocess and stack images; skip unreadable ones up to the allowance; keep the
     tensors of the cases later analyses need, so no image is read twice."""
@@ -277,10 +286,7 @@ def _image_batches(
 
 def _unreadable_message(skipped: list[SkippedImage], total: int, allowed: int) -> str:
     shown = "; ".join(f"{s.image_path} (row {s.row}): {s.reason}" for s in skipped[:_FIRST])
-    return (
-        f"{len(skipped)} of {total} images could not be read (the suite allows {allowed}): {shown}"
-        + (" ..." if len(skipped) > _FIRST else "")
-    )
+    return f"{len(skipped)} of {total} images could not be read (the suite allows {allowed}): {shown}" + (" ..." if len(skipped) > _FIRST else "")
 
 
 def _scores(output: np.ndarray, n_classes: int, activation: str, task: str) -> np.ndarray:
@@ -294,8 +300,7 @@ def _scores(output: np.ndarray, n_classes: int, activation: str, task: str) -> n
         x = x.reshape(x.shape[:2])
     if x.ndim != 2 or x.shape[1] != n_classes:
         raise ModelOutputError(
-            f"the model's output has shape {list(output.shape)}, but the output schema names {n_classes} class(es); "
-            "expected (batch, classes)"
+            f"the model's output has shape {list(output.shape)}, but the output schema names {n_classes} class(es); expected (batch, classes)"
         )
     if activation == "sigmoid":
         x = 1.0 / (1.0 + np.exp(-x))
@@ -327,9 +332,16 @@ def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[
 
 
 def _classification_metrics(
-    manifest: Manifest, rows: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
-    thresholds: Mapping[str, float], strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
-    config: SuiteConfig, progress: Progress | None, sampled: Callable[[int, int, float], dict[str, Any]] | None,
+    manifest: Manifest,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    thresholds: Mapping[str, float],
+    strata: dict[str, np.ndarray],
+    intersections: list[tuple[str, ...]],
+    config: SuiteConfig,
+    progress: Progress | None,
+    sampled: Callable[[int, int, float], dict[str, Any]] | None,
     timings: dict[str, float],
 ) -> dict[str, LabelResult]:
     """Per label its stratified metrics, ROC curve and the analyses the suite names (each label alone)."""
@@ -340,21 +352,33 @@ def _classification_metrics(
         threshold = float(thresholds.get(name, 0.5))
         y_true, y_score = manifest.labels[rows, k], scores[:, column]
         report = stratified_metrics(
-            y_true, y_score, patient_ids, strata, intersections,
-            threshold=threshold, n_resamples=config.n_resamples, seed=config.seed,
-            min_patients=config.min_patients, confidence=config.confidence,
+            y_true,
+            y_score,
+            patient_ids,
+            strata,
+            intersections,
+            threshold=threshold,
+            n_resamples=config.n_resamples,
+            seed=config.seed,
+            min_patients=config.min_patients,
+            confidence=config.confidence,
         )
         analyses: dict[str, Any] = {}
         if "calibration" in config.analyses:
             with _timed(timings, "calibration"):
                 analyses["calibration"] = _calibration(y_true, y_score, patient_ids, config)
         if "generalisation" in config.analyses:
-            from radtrust_engine.generalisation import generalisation_report
-
             with _timed(timings, "generalisation"):
                 analyses["generalisation"] = generalisation_report(
-                    y_true, y_score, patient_ids, strata, threshold=threshold,
-                    n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
+                    y_true,
+                    y_score,
+                    patient_ids,
+                    strata,
+                    threshold=threshold,
+                    n_resamples=config.n_resamples,
+                    seed=config.seed,
+                    min_patients=config.min_patients,
+                    confidence=config.confidence,
                 )
         if sampled is not None:
             analyses.update(sampled(k, column, threshold))
@@ -392,15 +416,20 @@ def _kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
 
 
 def _sampled_analyses(
-    model: ModelSession, manifest: Manifest, rows: np.ndarray, scores: np.ndarray, reading: _Reading,
-    n_classes: int, activation: str, modality: str, config: SuiteConfig, files: dict[str, bytes],
+    model: ModelSession,
+    manifest: Manifest,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    reading: _Reading,
+    n_classes: int,
+    activation: str,
+    modality: str,
+    config: SuiteConfig,
+    files: dict[str, bytes],
     timings: dict[str, float],
 ) -> Callable[[int, int, float], dict[str, Any]]:
     """A function computing one label's robustness, uncertainty and explainability reports on the
     tensors kept during inference; saliency overlays go to ``files``."""
-    from radtrust_engine.robustness import robustness_report
-    from radtrust_engine.uncertainty import uncertainty_report
-
     position = {int(row): i for i, row in enumerate(rows)}
     kept_rows = sorted(r for r in reading.kept if r in position)
     tensors = np.stack([reading.kept[r] for r in kept_rows]) if kept_rows else np.empty((0,))
@@ -419,23 +448,48 @@ def _sampled_analyses(
         if "robustness" in config.analyses:
             with _timed(timings, "robustness"):
                 reports["robustness"] = robustness_report(
-                    model, tensors, labels, patient_ids, scores[[position[r] for r in kept_rows], column],
-                    to_scores=to_scores, threshold=threshold, modality=modality, batch_size=config.batch_size,
-                    n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
+                    model,
+                    tensors,
+                    labels,
+                    patient_ids,
+                    scores[[position[r] for r in kept_rows], column],
+                    to_scores=to_scores,
+                    threshold=threshold,
+                    modality=modality,
+                    batch_size=config.batch_size,
+                    n_resamples=config.n_resamples,
+                    seed=config.seed,
+                    confidence=config.confidence,
                 )
         if "uncertainty" in config.analyses:
             with _timed(timings, "uncertainty"):
                 try:
                     reports["uncertainty"] = uncertainty_report(
-                        model, tensors, labels, kept_rows, paths, to_scores=to_scores, threshold=threshold,
-                        batch_size=config.batch_size, n_augmentations=config.tta_augmentations, target_risk=config.target_risk,
+                        model,
+                        tensors,
+                        labels,
+                        kept_rows,
+                        paths,
+                        to_scores=to_scores,
+                        threshold=threshold,
+                        batch_size=config.batch_size,
+                        n_augmentations=config.tta_augmentations,
+                        target_risk=config.target_risk,
                     )
                 except ValueError as exc:  # logits under activation "none", and the like
                     reports["uncertainty"] = {"error": str(exc)}
         if "explainability" in config.analyses:
             with _timed(timings, "explainability"):
                 reports["explainability"] = _explainability(
-                    model, tensors, labels, kept_rows, paths, to_scores, manifest.label_names[k], config, files,
+                    model,
+                    tensors,
+                    labels,
+                    kept_rows,
+                    paths,
+                    to_scores,
+                    manifest.label_names[k],
+                    config,
+                    files,
                 )
         return reports
 
@@ -443,19 +497,33 @@ def _sampled_analyses(
 
 
 def _explainability(
-    model: ModelSession, tensors: np.ndarray, labels: np.ndarray, kept_rows: list[int], paths: list[str],
-    to_scores: Callable[[np.ndarray], np.ndarray], label: str, config: SuiteConfig, files: dict[str, bytes],
+    model: ModelSession,
+    tensors: np.ndarray,
+    labels: np.ndarray,
+    kept_rows: list[int],
+    paths: list[str],
+    to_scores: Callable[[np.ndarray], np.ndarray],
+    label: str,
+    config: SuiteConfig,
+    files: dict[str, bytes],
 ) -> dict[str, Any]:
     """One label's saliency faithfulness report; its overlays are added to ``files`` and named in the report."""
-    from radtrust_engine.explainability import ExplainabilityError, explainability_report, overlay_png
 
     def predict(batch: np.ndarray) -> np.ndarray:
         return to_scores(model.session.run(model.output_names[:1], {model.input_name: batch.astype(model.input_dtype)})[0])
 
     try:
         result = explainability_report(
-            predict, tensors, labels, kept_rows, paths, n_cases=config.explain_cases, seed=config.seed,
-            rise_masks=config.rise_masks, batch_size=config.batch_size, confidence=config.confidence,
+            predict,
+            tensors,
+            labels,
+            kept_rows,
+            paths,
+            n_cases=config.explain_cases,
+            seed=config.seed,
+            rise_masks=config.rise_masks,
+            batch_size=config.batch_size,
+            confidence=config.confidence,
             n_resamples=config.n_resamples,
         )
     except ExplainabilityError as exc:
@@ -472,23 +540,30 @@ def _explainability(
 
 def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray, config: SuiteConfig) -> dict[str, Any]:
     """The label's calibration report, or the reason it could not be computed (the rest of the run goes on)."""
-    from radtrust_engine.calibration import CalibrationInputError, calibration_report
-
     try:
         return calibration_report(
-            y_true, y_prob, n_bins=config.calibration_bins, patient_id=patient_ids,
-            n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence,
+            y_true,
+            y_prob,
+            n_bins=config.calibration_bins,
+            patient_id=patient_ids,
+            n_resamples=config.n_resamples,
+            seed=config.seed,
+            confidence=config.confidence,
         ).to_dict()
     except CalibrationInputError as exc:
         return {"error": str(exc)}
 
 
 def _segmentation_metrics(
-    manifest: Manifest, rows: np.ndarray, output: np.ndarray, threshold: float, activation: str,
-    strata: dict[str, np.ndarray], intersections: list[tuple[str, ...]], config: SuiteConfig,
+    manifest: Manifest,
+    rows: np.ndarray,
+    output: np.ndarray,
+    threshold: float,
+    activation: str,
+    strata: dict[str, np.ndarray],
+    intersections: list[tuple[str, ...]],
+    config: SuiteConfig,
 ) -> dict[str, LabelResult]:
-    from radtrust_engine.segmentation import fit_mask, masks_from_output, overlap_scores, stratified_segmentation
-
     predicted = masks_from_output(output, threshold, activation=activation)
     truth = np.empty(predicted.shape, dtype=bool)
     for j, row in enumerate(rows):
@@ -501,8 +576,15 @@ def _segmentation_metrics(
             raise InputError(f"mask {manifest.mask_paths[row]!r} (row {row + 1}): {exc}") from None
     overlap = overlap_scores(predicted, truth)
     report = stratified_segmentation(
-        overlap.dice, overlap.iou, np.asarray([manifest.patient_ids[i] for i in rows]), strata, intersections,
-        n_resamples=config.n_resamples, seed=config.seed, min_patients=config.min_patients, confidence=config.confidence,
+        overlap.dice,
+        overlap.iou,
+        np.asarray([manifest.patient_ids[i] for i in rows]),
+        strata,
+        intersections,
+        n_resamples=config.n_resamples,
+        seed=config.seed,
+        min_patients=config.min_patients,
+        confidence=config.confidence,
     )
     return {"foreground": LabelResult.from_grouped(report)}
 
@@ -574,16 +656,39 @@ def evaluate(
     else:
         sampled = None
         cases = CaseTable(
-            patient_keys=pseudonymise([manifest.patient_ids[i] for i in rows]), label_names=tuple(manifest.label_names),
-            labels=manifest.labels[rows], class_names=tuple(class_names), scores=scores,
+            patient_keys=pseudonymise([manifest.patient_ids[i] for i in rows]),
+            label_names=tuple(manifest.label_names),
+            labels=manifest.labels[rows],
+            class_names=tuple(class_names),
+            scores=scores,
             image_stats={name: np.asarray([s[j] for s in reading.stats]) for j, name in enumerate(IMAGE_FEATURES)},
         )
         if wants_sample:
             sampled = _sampled_analyses(
-                model, manifest, rows, scores, reading, len(class_names), activation, modality, config, files, timings,
+                model,
+                manifest,
+                rows,
+                scores,
+                reading,
+                len(class_names),
+                activation,
+                modality,
+                config,
+                files,
+                timings,
             )
         results = _classification_metrics(
-            manifest, rows, scores, class_names, thresholds, strata, intersections, config, progress, sampled, timings,
+            manifest,
+            rows,
+            scores,
+            class_names,
+            thresholds,
+            strata,
+            intersections,
+            config,
+            progress,
+            sampled,
+            timings,
         )
     analyses_seconds = sum(timings.get(name, 0.0) for name in ANALYSES)
     timings["metrics"] = time.perf_counter() - started - analyses_seconds  # the stratified metrics alone
@@ -593,20 +698,37 @@ def evaluate(
             drift = _drift(cases, baseline, thresholds, config)
 
     run_report = RunReport(
-        engine_version=ENGINE_VERSION, task=task, config=config.to_dict(), preprocessing=preprocessing.to_dict(),
-        activation=activation, output_mapping=_OUTPUT_MAPPING[activation], model=model.to_dict(),
+        engine_version=ENGINE_VERSION,
+        task=task,
+        config=config.to_dict(),
+        preprocessing=preprocessing.to_dict(),
+        activation=activation,
+        output_mapping=_OUTPUT_MAPPING[activation],
+        model=model.to_dict(),
         dataset=_dataset_info(manifest, rows, missing, [x for x in config.intersections if x not in intersections], filled.to_dict()),
-        skipped=tuple(skipped), images_read=reading.reads, images_read_per_image=reading.reads / total,
-        inference=output.to_dict(), results=results, drift=drift,
+        skipped=tuple(skipped),
+        images_read=reading.reads,
+        images_read_per_image=reading.reads / total,
+        inference=output.to_dict(),
+        results=results,
+        drift=drift,
     )
     return Evaluation(
-        run_report=run_report, timings=timings, scores=scores if task != "segmentation" else np.empty(0), case_index=rows,
-        cases=cases, files=files,
+        run_report=run_report,
+        timings=timings,
+        scores=scores if task != "segmentation" else np.empty(0),
+        case_index=rows,
+        cases=cases,
+        files=files,
     )
 
 
 def _dataset_info(
-    manifest: Manifest, rows: np.ndarray, missing: list[str], not_evaluated: list[tuple[str, ...]], header_fill: dict[str, Any],
+    manifest: Manifest,
+    rows: np.ndarray,
+    missing: list[str],
+    not_evaluated: list[tuple[str, ...]],
+    header_fill: dict[str, Any],
 ) -> DatasetInfo:
     """What was evaluated: counts, labels with their prevalence among the evaluated images, what could not be stratified."""
     return DatasetInfo(
@@ -630,8 +752,13 @@ def _drift(cases: CaseTable | None, baseline: Baseline | None, thresholds: Mappi
         return DriftReport(baseline=source, error=baseline.problem if baseline else "no baseline run was given")
     try:
         comparison = baseline_comparison(
-            baseline.table, cases, thresholds=thresholds, n_resamples=config.n_resamples, seed=config.seed,
-            confidence=config.confidence, degradation_margin=config.degradation_margin,
+            baseline.table,
+            cases,
+            thresholds=thresholds,
+            n_resamples=config.n_resamples,
+            seed=config.seed,
+            confidence=config.confidence,
+            degradation_margin=config.degradation_margin,
         )
     except BaselineError as exc:
         return DriftReport(baseline=source, error=str(exc))

@@ -36,8 +36,9 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -96,8 +97,7 @@ class Preprocessing:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
             ):
                 raise ValueError(
-                    f"preprocessing 'resize' must be [height, width] (or [depth, height, width] for volumes) "
-                    f"of positive integers, got {value!r}"
+                    f"preprocessing 'resize' must be [height, width] (or [depth, height, width] for volumes) of positive integers, got {value!r}"
                 )
             resize = tuple(int(v) for v in value)
 
@@ -115,9 +115,7 @@ class Preprocessing:
         if "channels" in spec:
             value = spec["channels"]
             if value not in CHANNEL_LAYOUTS:
-                raise ValueError(
-                    f"preprocessing 'channels' must be one of {', '.join(CHANNEL_LAYOUTS)}, got {value!r}"
-                )
+                raise ValueError(f"preprocessing 'channels' must be one of {', '.join(CHANNEL_LAYOUTS)}, got {value!r}")
             channels = CHANNEL_LAYOUTS[value]
 
         normalise: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None
@@ -132,15 +130,10 @@ class Preprocessing:
                     raise ValueError(f"preprocessing 'normalise.std' must be positive, got {value['std']!r}")
                 for name, values in (("mean", mean), ("std", std)):
                     if len(values) not in ((1, channels) if channels else (1, 3)):
-                        raise ValueError(
-                            f"preprocessing 'normalise.{name}' has {len(values)} values; give one, "
-                            f"or one per channel ({channels or 3})"
-                        )
+                        raise ValueError(f"preprocessing 'normalise.{name}' has {len(values)} values; give one, or one per channel ({channels or 3})")
                 normalise = (mean, std)
             else:
-                raise ValueError(
-                    f"preprocessing 'normalise' must be 'minmax' or {{'mean': m, 'std': s}}, got {value!r}"
-                )
+                raise ValueError(f"preprocessing 'normalise' must be 'minmax' or {{'mean': m, 'std': s}}, got {value!r}")
         if resize is not None and len(resize) == 3 and (channels or 1) != 1:
             raise ValueError("preprocessing for volumes ('resize' of three sizes) has one channel; drop 'channels' or set '1xHxW'")
         return cls(resize=resize, window=window, normalise=normalise, channels=channels)
@@ -213,8 +206,7 @@ class Preprocessing:
             mean, std = self.normalise
             if len(mean) not in (1, x.shape[0]) or len(std) not in (1, x.shape[0]):
                 raise ValueError(
-                    f"preprocessing 'normalise' gives {len(mean)} mean and {len(std)} std values "
-                    f"for an image with {x.shape[0]} channels"
+                    f"preprocessing 'normalise' gives {len(mean)} mean and {len(std)} std values for an image with {x.shape[0]} channels"
                 )
             per_channel = (-1,) + (1,) * (x.ndim - 1)
             x = (x - np.asarray(mean, np.float32).reshape(per_channel)) / np.asarray(std, np.float32).reshape(per_channel)
@@ -315,11 +307,7 @@ def check_against_signature(shape: Sequence[int], model_input_shape: Sequence[An
             f"but preprocessing yields {_shape_text(shape)} per image"
         )
     names = ("channels", "height", "width") if len(shape) == 3 else tuple(f"dimension {i}" for i in range(len(shape)))
-    problems = [
-        f"{name} {got} != {want}"
-        for name, got, want in zip(names, shape, expected)
-        if not _dynamic(want) and got != want
-    ]
+    problems = [f"{name} {got} != {want}" for name, got, want in zip(names, shape, expected) if not _dynamic(want) and got != want]
     if not problems:
         return
     hints = []
@@ -328,10 +316,7 @@ def check_against_signature(shape: Sequence[int], model_input_shape: Sequence[An
             hints.append(f'"channels": "{expected[0]}xHxW"')
         if not any(map(_dynamic, expected[1:])) and shape[1:] != expected[1:]:
             hints.append(f'"resize": [{expected[1]}, {expected[2]}]')
-    message = (
-        f"model expects {_shape_text(expected)} per image but preprocessing yields "
-        f"{_shape_text(shape)}: {'; '.join(problems)}"
-    )
+    message = f"model expects {_shape_text(expected)} per image but preprocessing yields {_shape_text(shape)}: {'; '.join(problems)}"
     if hints:
         message += f". Set {' and '.join(hints)} in the version's preprocessing spec"
     raise ValueError(message)

@@ -164,8 +164,9 @@ class FlaggedCase:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FlaggedCase:
-        return cls(row=data["row"], image_path=data["image_path"], uncertainty=data["uncertainty"],
-                   probability=data["probability"], tta_std=data["tta_std"])
+        return cls(
+            row=data["row"], image_path=data["image_path"], uncertainty=data["uncertainty"], probability=data["probability"], tta_std=data["tta_std"]
+        )
 
 
 # The keys of a label's section that are not analyses; every other key is an analysis's report.
@@ -198,9 +199,16 @@ class LabelResult:
     def from_grouped(cls, report: GroupedReport, *, roc: RocCurve | None = None, analyses: Mapping[str, Payload] | None = None) -> LabelResult:
         """From the engine's stratified report (classification: ``StratifiedReport``, with its threshold)."""
         return cls(
-            n_resamples=report.n_resamples, seed=report.seed, confidence=report.confidence, min_patients=report.min_patients,
-            overall=report.overall, subgroups=tuple(report.subgroups), gaps=tuple(report.gaps),
-            threshold=getattr(report, "threshold", None), roc=roc, analyses=dict(analyses or {}),
+            n_resamples=report.n_resamples,
+            seed=report.seed,
+            confidence=report.confidence,
+            min_patients=report.min_patients,
+            overall=report.overall,
+            subgroups=tuple(report.subgroups),
+            gaps=tuple(report.gaps),
+            threshold=getattr(report, "threshold", None),
+            roc=roc,
+            analyses=dict(analyses or {}),
         )
 
     @property
@@ -241,15 +249,17 @@ class LabelResult:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {} if self.threshold is None else {"threshold": self.threshold}
-        data.update({
-            "n_resamples": self.n_resamples,
-            "seed": self.seed,
-            "confidence": self.confidence,
-            "min_patients": self.min_patients,
-            "overall": self.overall.to_dict(),
-            "subgroups": [s.to_dict() for s in self.subgroups],
-            "gaps": [g.to_dict() for g in self.gaps],
-        })
+        data.update(
+            {
+                "n_resamples": self.n_resamples,
+                "seed": self.seed,
+                "confidence": self.confidence,
+                "min_patients": self.min_patients,
+                "overall": self.overall.to_dict(),
+                "subgroups": [s.to_dict() for s in self.subgroups],
+                "gaps": [g.to_dict() for g in self.gaps],
+            }
+        )
         if self.roc is not None:
             data["roc"] = self.roc.to_dict()
         data.update(copy.deepcopy(self.analyses))
@@ -282,13 +292,23 @@ class DriftFinding:
     evidence: Payload
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "severity": self.severity, "subject": self.subject, "message": self.message,
-                "evidence": copy.deepcopy(self.evidence)}
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "subject": self.subject,
+            "message": self.message,
+            "evidence": copy.deepcopy(self.evidence),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DriftFinding:
-        return cls(kind=data["kind"], severity=data["severity"], subject=data["subject"], message=data["message"],
-                   evidence=_payload(data["evidence"], "drift finding evidence"))
+        return cls(
+            kind=data["kind"],
+            severity=data["severity"],
+            subject=data["subject"],
+            message=data["message"],
+            evidence=_payload(data["evidence"], "drift finding evidence"),
+        )
 
 
 _DRIFT_TABLES = ("thresholds", "performance", "prevalence", "outputs", "inputs", "histograms")  # DriftComparison's open tables
@@ -332,7 +352,6 @@ class DriftComparison:
             **{name: _payload(data[name], f"drift.{name}") for name in _DRIFT_TABLES},
             findings=tuple(_read("drift.findings[]", DriftFinding.from_dict, f) for f in data["findings"]),
         )
-
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,16 @@ class MetricChange:
 
 
 def paired_metric_changes(
-    y_true: np.ndarray, reference: np.ndarray, conditions: Mapping[str, np.ndarray], patient_id: np.ndarray, *,
-    threshold: float, n_resamples: int, seed: int, confidence: float = 0.95, metrics: tuple[str, ...] = ROBUSTNESS_METRICS,
+    y_true: np.ndarray,
+    reference: np.ndarray,
+    conditions: Mapping[str, np.ndarray],
+    patient_id: np.ndarray,
+    *,
+    threshold: float,
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+    metrics: tuple[str, ...] = ROBUSTNESS_METRICS,
 ) -> dict[str, dict[str, MetricChange]]:
     """Per condition and metric: the value, its change from ``reference`` scores and a paired bootstrap CI."""
     y = np.asarray(y_true).astype(bool)
@@ -79,18 +87,30 @@ def paired_metric_changes(
         for m in metrics:
             diffs = np.concatenate(samples[name][m]) if samples[name][m] else np.empty(0)
             diffs = diffs[np.isfinite(diffs)]
-            low, high = (np.quantile(diffs, [alpha, 1 - alpha]) if diffs.size else (np.nan, np.nan))
+            low, high = np.quantile(diffs, [alpha, 1 - alpha]) if diffs.size else (np.nan, np.nan)
             result[name][m] = MetricChange(
-                value=finite_or_none(point[name][m]), change=finite_or_none(point[name][m] - point["reference"][m]),
-                ci_low=finite_or_none(low), ci_high=finite_or_none(high),
+                value=finite_or_none(point[name][m]),
+                change=finite_or_none(point[name][m] - point["reference"][m]),
+                ci_low=finite_or_none(low),
+                ci_high=finite_or_none(high),
             )
     return result
 
 
 def robustness_report(
-    model: ModelSession, tensors: np.ndarray, y_true: np.ndarray, patient_id: np.ndarray, reference: np.ndarray, *,
-    to_scores: Callable[[np.ndarray], np.ndarray], threshold: float, modality: str, batch_size: int,
-    n_resamples: int, seed: int, confidence: float,
+    model: ModelSession,
+    tensors: np.ndarray,
+    y_true: np.ndarray,
+    patient_id: np.ndarray,
+    reference: np.ndarray,
+    *,
+    to_scores: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+    modality: str,
+    batch_size: int,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
 ) -> dict[str, Any]:
     """Every applicable perturbation at every severity on the kept ``tensors`` (see the module docstring).
 
@@ -116,12 +136,24 @@ def robustness_report(
                 failed.append({"condition": key, "error": str(exc)})
                 continue
             scored[key] = scores
-            conditions.append({
-                "condition": key, "perturbation": perturbation.name, "severity": severity,
-                "parameter": perturbation.severity_scale.parameter, "setting": perturbation.severity_scale.at(severity),
-            })
+            conditions.append(
+                {
+                    "condition": key,
+                    "perturbation": perturbation.name,
+                    "severity": severity,
+                    "parameter": perturbation.severity_scale.parameter,
+                    "setting": perturbation.severity_scale.at(severity),
+                }
+            )
     changes = paired_metric_changes(
-        y_true, reference, scored, patient_id, threshold=threshold, n_resamples=n_resamples, seed=seed, confidence=confidence,
+        y_true,
+        reference,
+        scored,
+        patient_id,
+        threshold=threshold,
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
     )
     for entry in conditions:
         entry["metrics"] = {m: c.to_dict() for m, c in changes[entry["condition"]].items()}

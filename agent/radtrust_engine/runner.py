@@ -114,8 +114,10 @@ class ModelSession:
 
     def to_dict(self) -> dict:
         return {
-            "device": self.device.to_dict(), "input_name": self.input_name,
-            "input_shape": self.input_shape, "output_names": self.output_names,
+            "device": self.device.to_dict(),
+            "input_name": self.input_name,
+            "input_shape": self.input_shape,
+            "output_names": self.output_names,
         }
 
 
@@ -192,7 +194,10 @@ def _gpu_name() -> str:
     try:
         result = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return "CUDA GPU"
@@ -202,7 +207,7 @@ def _gpu_name() -> str:
 
 def select_device(prefer_gpu: bool = True, *, threads: int | None = None) -> Device:
     """CUDA when asked for and onnxruntime offers it (onnxruntime-gpu), the CPU otherwise."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy; loaded when a model runs
 
     threads = threads or _cpu_threads()
     if prefer_gpu and CUDA in ort.get_available_providers():
@@ -216,7 +221,7 @@ def open_session(model_path: Path, device: Device, *, intra_op_threads: int | No
     ONNX Runtime falls back to the CPU quietly when CUDA cannot start, so the
     providers are read back from the session rather than trusted from the request.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy; loaded when a model runs
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -402,5 +407,8 @@ def bare_throughput(model: ModelSession, batch: np.ndarray, repeats: int, *, war
     seconds = time.perf_counter() - started
     return Throughput(
         images_per_second=len(batch) * repeats / seconds if seconds > 0 else 0.0,
-        batch_size=len(batch), repeats=repeats, seconds=seconds, device=model.device,
+        batch_size=len(batch),
+        repeats=repeats,
+        seconds=seconds,
+        device=model.device,
     )

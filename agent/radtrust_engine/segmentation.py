@@ -20,8 +20,9 @@ Plain Python, NumPy and SciPy (no Django).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -30,10 +31,10 @@ from scipy.special import expit
 from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, finite_or_none, patient_bootstrap_counts
 from radtrust_engine.stratification import (
     FairnessGap,
+    Group,
     GroupedReport,
     SubgroupResult,
     gap_result,
-    Group,
     largest_gap,
     strata_setup,
     subgroup_result,
@@ -106,8 +107,7 @@ def _binary(mask: Any, name: str) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr
     if not np.issubdtype(arr.dtype, np.number) or np.any((arr != 0) & (arr != 1)):
-        raise ValueError(f"{name} must be a binary mask (bool, or 0 and 1 only); "
-                         "threshold model outputs with masks_from_output first")
+        raise ValueError(f"{name} must be a binary mask (bool, or 0 and 1 only); threshold model outputs with masks_from_output first")
     return arr != 0
 
 
@@ -126,8 +126,7 @@ def overlap_scores(pred: np.ndarray, truth: np.ndarray) -> OverlapScores:
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = 2.0 * inter / total
         iou = inter / (total - inter)
-    return OverlapScores(dice=dice, iou=iou, truth_size=size_t.astype(np.int64),
-                         truth_empty=size_t == 0)
+    return OverlapScores(dice=dice, iou=iou, truth_size=size_t.astype(np.int64), truth_empty=size_t == 0)
 
 
 # ---------------------------------------------------------------------------
@@ -161,10 +160,7 @@ def masks_from_output(output: np.ndarray, threshold: float, *, activation: str) 
     channels = out.shape[1]
     if channels == 1:
         if activation == "softmax":
-            raise ValueError(
-                f"softmax over one channel is always 1 (output shape {out.shape}); "
-                "use 'sigmoid' for logits or 'none' for probabilities"
-            )
+            raise ValueError(f"softmax over one channel is always 1 (output shape {out.shape}); use 'sigmoid' for logits or 'none' for probabilities")
         prob = expit(out[:, 0]) if activation == "sigmoid" else out[:, 0]
         return prob >= threshold
     if activation == "sigmoid":
@@ -200,8 +196,7 @@ def fit_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if fitted.shape == target:
         return fitted
     index = [
-        np.floor(np.arange(out) * ((size - 1) / (out - 1)) + 0.5).astype(np.intp)
-        if out > 1 else np.zeros(1, dtype=np.intp)
+        np.floor(np.arange(out) * ((size - 1) / (out - 1)) + 0.5).astype(np.intp) if out > 1 else np.zeros(1, dtype=np.intp)
         for size, out in zip(fitted.shape, target)
     ]
     return fitted[np.ix_(*index)]
@@ -243,8 +238,7 @@ def _check_scores(dice: Any, iou: Any) -> tuple[np.ndarray, np.ndarray]:
     return d, j
 
 
-def _grouping_keys(labels: dict[str, np.ndarray], intersections: list[tuple[str, ...]],
-                   n: int) -> list[tuple[tuple[str, ...], np.ndarray]]:
+def _grouping_keys(labels: dict[str, np.ndarray], intersections: list[tuple[str, ...]], n: int) -> list[tuple[tuple[str, ...], np.ndarray]]:
     """Per grouping, one key per case; intersection keys join values with \\x1f
     as ``stratified_metrics`` does."""
     groupings: list[tuple[tuple[str, ...], np.ndarray]] = [((), np.zeros(n, dtype=np.int8))]
@@ -289,7 +283,13 @@ def stratified_segmentation(
     d, j = _check_scores(dice, iou)
     n = d.size
     labels, inters, patient_idx, n_patients = strata_setup(
-        n, patient_id, attributes, intersections, confidence=confidence, n_resamples=n_resamples, chunk_size=chunk_size,
+        n,
+        patient_id,
+        attributes,
+        intersections,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        chunk_size=chunk_size,
     )
     defined = ~np.isnan(d)
     sums = (np.where(defined, d, 0.0), np.where(defined, j, 0.0), defined.astype(np.float64))
@@ -310,8 +310,7 @@ def stratified_segmentation(
         for k, name in enumerate(names):
             suppressed = bool(attrs) and bool(n_pat[k] < min_patients)
             values = tuple(str(name).split("\x1f")) if attrs else ()
-            g = Group(attrs, values, int(n_cases[k]), int(n_pat[k]), int(n_defined[k]),
-                       suppressed, None, None)
+            g = Group(attrs, values, int(n_cases[k]), int(n_pat[k]), int(n_defined[k]), suppressed, None, None)
             groups.append(g)
             if not suppressed:
                 column[k] = len(active)
@@ -326,17 +325,15 @@ def stratified_segmentation(
     n_active = len(active)
     row, col = np.concatenate(rows), np.concatenate(cols)
     weights = sparse.csr_array(
-        (np.concatenate([np.concatenate(v) for v in vals]),
-         (np.tile(row, 3), np.concatenate([col, col + n_active, col + 2 * n_active]))),
+        (np.concatenate([np.concatenate(v) for v in vals]), (np.tile(row, 3), np.concatenate([col, col + n_active, col + 2 * n_active]))),
         shape=(n_patients, 3 * n_active),
     )
 
     def means(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         totals = np.asarray(counts @ weights)
-        den = totals[:, 2 * n_active:]
+        den = totals[:, 2 * n_active :]
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (np.where(den > 0, totals[:, :n_active] / den, np.nan),
-                    np.where(den > 0, totals[:, n_active:2 * n_active] / den, np.nan))
+            return (np.where(den > 0, totals[:, :n_active] / den, np.nan), np.where(den > 0, totals[:, n_active : 2 * n_active] / den, np.nan))
 
     # 3. Point estimates and bootstrap means.
     point = means(np.ones((1, n_patients)))
@@ -361,7 +358,11 @@ def stratified_segmentation(
         info, samples = largest_gap(groups, "dice")
         gaps.append(gap_result("dice_gap", attrs, info, samples, confidence))
     return SegmentationReport(
-        n_resamples=int(n_resamples), seed=seed, confidence=float(confidence),
-        min_patients=int(min_patients), overall=result(by_grouping[0][1][0]),
-        subgroups=[result(g) for _, gs in by_grouping[1:] for g in gs], gaps=gaps,
+        n_resamples=int(n_resamples),
+        seed=seed,
+        confidence=float(confidence),
+        min_patients=int(min_patients),
+        overall=result(by_grouping[0][1][0]),
+        subgroups=[result(g) for _, gs in by_grouping[1:] for g in gs],
+        gaps=gaps,
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,8 @@ from radtrust_engine.metrics import (
     DEFAULT_CHUNK_SIZE,
     METRIC_NAMES,
     MetricEstimate,
-    checked_inputs,
     ScoreLayout,
+    checked_inputs,
     finite_or_none,
     patient_bootstrap_counts,
 )
@@ -64,9 +65,7 @@ class SubgroupResult:
             "n_patients": self.n_patients,
             "n_positive": self.n_positive,
             "suppressed": self.suppressed,
-            "metrics": None
-            if self.metrics is None
-            else {k: v.to_dict() for k, v in self.metrics.items()},
+            "metrics": None if self.metrics is None else {k: v.to_dict() for k, v in self.metrics.items()},
         }
 
     @classmethod
@@ -74,8 +73,12 @@ class SubgroupResult:
         """Read back ``to_dict``'s output (``grouping`` and ``name`` follow from the attributes and values)."""
         metrics = data["metrics"]
         return cls(
-            attributes=tuple(data["attributes"]), values=tuple(data["values"]), n_cases=data["n_cases"],
-            n_patients=data["n_patients"], n_positive=data["n_positive"], suppressed=data["suppressed"],
+            attributes=tuple(data["attributes"]),
+            values=tuple(data["values"]),
+            n_cases=data["n_cases"],
+            n_patients=data["n_patients"],
+            n_positive=data["n_positive"],
+            suppressed=data["suppressed"],
             metrics=None if metrics is None else {k: MetricEstimate.from_dict(v) for k, v in metrics.items()},
         )
 
@@ -123,10 +126,17 @@ class FairnessGap:
             return None if data[key] is None else tuple(data[key])
 
         return cls(
-            kind=data["kind"], attributes=tuple(data["attributes"]), component=data["component"],
-            group_high=groups("group_high"), group_low=groups("group_low"), value=data["value"],
-            ci_low=data["ci_low"], ci_high=data["ci_high"], n_valid=data["n_valid"],
-            n_groups_compared=data["n_groups_compared"], components=copy.deepcopy(dict(data["components"])),
+            kind=data["kind"],
+            attributes=tuple(data["attributes"]),
+            component=data["component"],
+            group_high=groups("group_high"),
+            group_low=groups("group_low"),
+            value=data["value"],
+            ci_low=data["ci_low"],
+            ci_high=data["ci_high"],
+            n_valid=data["n_valid"],
+            n_groups_compared=data["n_groups_compared"],
+            components=copy.deepcopy(dict(data["components"])),
         )
 
 
@@ -268,17 +278,22 @@ def _make_groups(
             values = tuple(str(key).split("\x1f")) if attrs else ()
             layout = None
             if not suppressed:
-                layout = ScoreLayout.build(positions, sorted_scores[positions], sorted_pos[positions],
-                                       threshold)
-            groups.append(Group(attrs, values, positions.size, n_pat,
-                                 int(sorted_pos[positions].sum()), suppressed, layout,
-                                 None if suppressed else pats))
+                layout = ScoreLayout.build(positions, sorted_scores[positions], sorted_pos[positions], threshold)
+            groups.append(
+                Group(attrs, values, positions.size, n_pat, int(sorted_pos[positions].sum()), suppressed, layout, None if suppressed else pats)
+            )
     return groups
 
 
 def strata_setup(
-    n: int, patient_id: Any, attributes: Mapping[str, Any] | None, intersections: Sequence[Sequence[str]], *,
-    confidence: float, n_resamples: int, chunk_size: int,
+    n: int,
+    patient_id: Any,
+    attributes: Mapping[str, Any] | None,
+    intersections: Sequence[Sequence[str]],
+    *,
+    confidence: float,
+    n_resamples: int,
+    chunk_size: int,
 ) -> tuple[dict[str, np.ndarray], list[tuple[str, ...]], np.ndarray, int]:
     """Checked arguments of a stratified bootstrap (classification or segmentation): attribute
     labels, intersections, each case's patient index and the number of patients."""
@@ -324,28 +339,37 @@ def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float |
 
 def largest_gap(groups: list[Group], metric: str) -> tuple[dict[str, Any], np.ndarray | None]:
     usable = [g for g in groups if not g.suppressed and math.isfinite(g.point[metric])]
-    info: dict[str, Any] = {"metric": metric, "group_high": None, "group_low": None,
-                            "value": None, "n_groups_compared": len(usable)}
+    info: dict[str, Any] = {"metric": metric, "group_high": None, "group_low": None, "value": None, "n_groups_compared": len(usable)}
     if len(usable) < 2:
         return info, None
     high = max(usable, key=lambda g: g.point[metric])
     low = min(usable, key=lambda g: g.point[metric])
     samples = high.boot[metric] - low.boot[metric] if high.boot else np.zeros(0)
-    info.update(group_high=high.values, group_low=low.values,
-                value=high.point[metric] - low.point[metric])
+    info.update(group_high=high.values, group_low=low.values, value=high.point[metric] - low.point[metric])
     return info, samples
 
 
-def gap_result(kind: str, attrs: tuple[str, ...], info: dict[str, Any],
-                samples: np.ndarray | None, confidence: float,
-                components: dict[str, dict[str, Any]] | None = None) -> FairnessGap:
+def gap_result(
+    kind: str,
+    attrs: tuple[str, ...],
+    info: dict[str, Any],
+    samples: np.ndarray | None,
+    confidence: float,
+    components: dict[str, dict[str, Any]] | None = None,
+) -> FairnessGap:
     lo, hi, n_valid = (None, None, 0) if samples is None else percentile_interval(samples, confidence)
     return FairnessGap(
-        kind=kind, attributes=attrs, component=info["metric"] if components else None,
-        group_high=info["group_high"], group_low=info["group_low"],
+        kind=kind,
+        attributes=attrs,
+        component=info["metric"] if components else None,
+        group_high=info["group_high"],
+        group_low=info["group_low"],
         value=None if info["value"] is None else float(info["value"]),
-        ci_low=lo, ci_high=hi, n_valid=n_valid,
-        n_groups_compared=info["n_groups_compared"], components=components or {},
+        ci_low=lo,
+        ci_high=hi,
+        n_valid=n_valid,
+        n_groups_compared=info["n_groups_compared"],
+        components=components or {},
     )
 
 
@@ -367,15 +391,18 @@ def _fairness_gaps(attrs: tuple[str, ...], groups: list[Group], confidence: floa
     }
     if tpr["value"] is None or fpr["value"] is None:
         # Either component undefined: the difference is undefined.
-        info = {"metric": None, "group_high": None, "group_low": None, "value": None,
-                "n_groups_compared": min(tpr["n_groups_compared"], fpr["n_groups_compared"])}
-        gaps.append(gap_result("equalized_odds_difference", attrs, info, None, confidence,
-                                components))
+        info = {
+            "metric": None,
+            "group_high": None,
+            "group_low": None,
+            "value": None,
+            "n_groups_compared": min(tpr["n_groups_compared"], fpr["n_groups_compared"]),
+        }
+        gaps.append(gap_result("equalized_odds_difference", attrs, info, None, confidence, components))
         return gaps
     main = tpr if tpr["value"] >= fpr["value"] else fpr
     samples = np.maximum(tpr_s, fpr_s)  # same pairs on every resample; NaN propagates
-    gaps.append(gap_result("equalized_odds_difference", attrs, dict(main), samples,
-                            confidence, components))
+    gaps.append(gap_result("equalized_odds_difference", attrs, dict(main), samples, confidence, components))
     return gaps
 
 
@@ -411,7 +438,13 @@ def stratified_metrics(
     if n == 0:
         raise ValueError("no cases")
     labels, intersections, patient_idx, n_patients = strata_setup(
-        n, patient_id, attributes, intersections, confidence=confidence, n_resamples=n_resamples, chunk_size=chunk_size,
+        n,
+        patient_id,
+        attributes,
+        intersections,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        chunk_size=chunk_size,
     )
 
     order = np.argsort(s, kind="stable")
@@ -428,8 +461,7 @@ def stratified_metrics(
 
     by_grouping: list[tuple[tuple[str, ...], list[Group]]] = []
     for attrs, keys in groupings:
-        groups = _make_groups([(attrs, keys)], s_sorted, y_sorted, pat_sorted,
-                              float(threshold), min_patients)
+        groups = _make_groups([(attrs, keys)], s_sorted, y_sorted, pat_sorted, float(threshold), min_patients)
         by_grouping.append((attrs, groups))
     active = [g for _, gs in by_grouping for g in gs if not g.suppressed]
 
@@ -455,7 +487,12 @@ def stratified_metrics(
     subgroups = [result(g) for _, gs in by_grouping[1:] for g in gs]
     gaps = [gap for attrs, gs in by_grouping[1:] for gap in _fairness_gaps(attrs, gs, confidence)]
     return StratifiedReport(
-        threshold=float(threshold), n_resamples=int(n_resamples), seed=seed,
-        confidence=float(confidence), min_patients=int(min_patients),
-        overall=overall, subgroups=subgroups, gaps=gaps,
+        threshold=float(threshold),
+        n_resamples=int(n_resamples),
+        seed=seed,
+        confidence=float(confidence),
+        min_patients=int(min_patients),
+        overall=overall,
+        subgroups=subgroups,
+        gaps=gaps,
     )

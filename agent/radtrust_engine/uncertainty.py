@@ -24,7 +24,14 @@ from radtrust_engine.runner import ModelSession
 
 _SHIFT = 2
 AUGMENTATIONS: tuple[str, ...] = (
-    "identity", "flip", "shift_right", "shift_left", "shift_down", "shift_up", "flip_shift_right", "flip_shift_down",
+    "identity",
+    "flip",
+    "shift_right",
+    "shift_left",
+    "shift_down",
+    "shift_up",
+    "flip_shift_right",
+    "flip_shift_down",
 )
 
 
@@ -45,8 +52,16 @@ def augment(batch: np.ndarray, name: str) -> np.ndarray:
 
 
 def uncertainty_report(
-    model: ModelSession, tensors: np.ndarray, y_true: np.ndarray, rows: Sequence[int], image_paths: Sequence[str], *,
-    to_scores: Callable[[np.ndarray], np.ndarray], threshold: float, batch_size: int, n_augmentations: int,
+    model: ModelSession,
+    tensors: np.ndarray,
+    y_true: np.ndarray,
+    rows: Sequence[int],
+    image_paths: Sequence[str],
+    *,
+    to_scores: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+    batch_size: int,
+    n_augmentations: int,
     target_risk: float,
 ) -> dict[str, Any]:
     """TTA uncertainty, coverage-risk, referral and flags for the kept cases (``rows`` are manifest rows, 0-based)."""
@@ -75,8 +90,13 @@ def uncertainty_report(
         "referral": referral.to_dict(),
         "n_flagged": int(flags.sum()),
         "flagged_cases": [
-            {"row": int(rows[i]) + 1, "image_path": image_paths[i], "uncertainty": float(uncertainty[i]),
-             "probability": float(tta.mean_prob[i]), "tta_std": float(tta.std[i])}
+            {
+                "row": int(rows[i]) + 1,
+                "image_path": image_paths[i],
+                "uncertainty": float(uncertainty[i]),
+                "probability": float(tta.mean_prob[i]),
+                "tta_std": float(tta.std[i]),
+            }
             for i in flagged  # at most the kept sample (``sample_max_cases``)
         ],
     }

@@ -1,22 +1,31 @@
+from django.urls import reverse
 from rest_framework import serializers
 
 from compliance.choices import IncidentStatus
 from compliance.feedback import feedback_editable_until
+from compliance.models import Alert, CorrectiveAction, Document, Dossier, Feedback, Incident, ScoringPolicy, TrustAssessment, TrustException
 from core.models import AuditEvent
-from compliance.models import CorrectiveAction, Document, Dossier, Feedback, Incident
 from registry.api.serializers import ScopedRelatedField
 from registry.models import Deployment
 from registry.selectors import version_list
-from compliance.models import Alert
-from compliance.models import ScoringPolicy, TrustAssessment, TrustException
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
-            "seq", "occurred_at", "actor_id", "actor_username", "request_id", "action",
-            "object_type", "object_id", "object_repr", "changes", "prev_hash", "hash",
+            "seq",
+            "occurred_at",
+            "actor_id",
+            "actor_username",
+            "request_id",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "changes",
+            "prev_hash",
+            "hash",
         ]
         read_only_fields = fields
 
@@ -34,9 +43,25 @@ class FeedbackSerializer(serializers.ModelSerializer):
     class Meta:
         model = Feedback
         fields = [
-            "id", "deployment", "version", "institution", "clinician", "submission_key", "case_reference", "model_output",
-            "agreement", "error_type", "severity", "minutes_saved", "explanation_helped", "uncertainty_helped",
-            "fitted_workflow", "comment", "created_at", "updated_at", "editable_until",
+            "id",
+            "deployment",
+            "version",
+            "institution",
+            "clinician",
+            "submission_key",
+            "case_reference",
+            "model_output",
+            "agreement",
+            "error_type",
+            "severity",
+            "minutes_saved",
+            "explanation_helped",
+            "uncertainty_helped",
+            "fitted_workflow",
+            "comment",
+            "created_at",
+            "updated_at",
+            "editable_until",
         ]
         read_only_fields = ["version", "institution", "created_at", "updated_at"]
         validators = []  # the one-per-form rule returns the first report instead of failing (the service)
@@ -59,13 +84,41 @@ class IncidentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Incident
         fields = [
-            "id", "feedback", "alert", "version", "deployment", "title", "description", "incident_type", "medical_device",
-            "aware_on", "route", "legal_basis", "deadline", "overdue", "status", "reported_on", "authority_reference",
-            "closing_note", "created_by", "created_at", "updated_at",
+            "id",
+            "feedback",
+            "alert",
+            "version",
+            "deployment",
+            "title",
+            "description",
+            "incident_type",
+            "medical_device",
+            "aware_on",
+            "route",
+            "legal_basis",
+            "deadline",
+            "overdue",
+            "status",
+            "reported_on",
+            "authority_reference",
+            "closing_note",
+            "created_by",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = [
-            "version", "deployment", "medical_device", "route", "legal_basis", "deadline", "status", "reported_on",
-            "authority_reference", "closing_note", "created_at", "updated_at",
+            "version",
+            "deployment",
+            "medical_device",
+            "route",
+            "legal_basis",
+            "deadline",
+            "status",
+            "reported_on",
+            "authority_reference",
+            "closing_note",
+            "created_at",
+            "updated_at",
         ]
 
 
@@ -96,8 +149,20 @@ class DossierSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dossier
         fields = [
-            "id", "version", "revision", "status", "values", "edit_count", "author", "submitted_by", "submitted_at",
-            "snapshot_sha256", "review_note", "signature", "created_at", "updated_at",
+            "id",
+            "version",
+            "revision",
+            "status",
+            "values",
+            "edit_count",
+            "author",
+            "submitted_by",
+            "submitted_at",
+            "snapshot_sha256",
+            "review_note",
+            "signature",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = [f for f in fields if f not in {"version", "values"}]
 
@@ -105,12 +170,19 @@ class DossierSerializer(serializers.ModelSerializer):
         signature = getattr(obj, "signature", None)
         if signature is None:
             return None
-        return {"signer": signature.signer.username, "signed_at": signature.signed_at.isoformat(), "meaning": signature.meaning, "snapshot_sha256": signature.snapshot_sha256}
+        return {
+            "signer": signature.signer.username,
+            "signed_at": signature.signed_at.isoformat(),
+            "meaning": signature.meaning,
+            "snapshot_sha256": signature.snapshot_sha256,
+        }
 
 
 class DossierSaveSerializer(serializers.Serializer):
     values = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=10_000))
-    edit_count = serializers.IntegerField(min_value=0, help_text="The edit_count you loaded; a save by someone else in between is refused with a diff.")
+    edit_count = serializers.IntegerField(
+        min_value=0, help_text="The edit_count you loaded; a save by someone else in between is refused with a diff."
+    )
 
 
 class DossierNoteSerializer(serializers.Serializer):
@@ -133,14 +205,25 @@ class DocumentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Document
         fields = [
-            "id", "dossier", "version", "revision", "kind", "kind_label", "sha256", "size", "content_type", "pages",
-            "snapshot_sha256", "created_by", "created_at", "retain_until", "download_url",
+            "id",
+            "dossier",
+            "version",
+            "revision",
+            "kind",
+            "kind_label",
+            "sha256",
+            "size",
+            "content_type",
+            "pages",
+            "snapshot_sha256",
+            "created_by",
+            "created_at",
+            "retain_until",
+            "download_url",
         ]
         read_only_fields = fields
 
     def get_download_url(self, obj) -> str:
-        from django.urls import reverse
-
         url = reverse("document-download", args=[obj.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request else url
@@ -152,8 +235,21 @@ class AlertSerializer(serializers.ModelSerializer):
     class Meta:
         model = Alert
         fields = [
-            "id", "version", "deployment", "run", "baseline_run", "kind", "severity", "subject", "message", "evidence",
-            "status", "note", "handled_by", "handled_at", "created_at",
+            "id",
+            "version",
+            "deployment",
+            "run",
+            "baseline_run",
+            "kind",
+            "severity",
+            "subject",
+            "message",
+            "evidence",
+            "status",
+            "note",
+            "handled_by",
+            "handled_at",
+            "created_at",
         ]
         read_only_fields = fields
 

@@ -9,7 +9,9 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError as FieldError
 from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from compliance import documents as document_services
@@ -17,18 +19,19 @@ from compliance import dossiers as dossier_services
 from compliance import feedback as feedback_services
 from compliance import incidents as incident_services
 from compliance import selectors
-from compliance.api import serializers as s
-from core.models import AuditEvent
-
 from compliance.alerts import alert_handle
+from compliance.api import serializers as s
+from compliance.change_log import change_log_build, change_log_markdown
 from compliance.choices import AlertStatus
 from compliance.filtersets import AlertFilterSet
-from core.errors import Conflict
-from compliance.change_log import change_log_build, change_log_markdown
+from compliance.trust.assess import assessment_diff
+from compliance.trust.services import policy_create, trust_assess, trust_exception_grant
 from core.api import MarkdownRenderer, ScopedViewSet
+from core.errors import Conflict
+from core.models import AuditEvent
 from registry.selectors import version_list
-from rest_framework.renderers import JSONRenderer
 from validation.api.serializers import ValidationRunSerializer
+from validation.revalidation import revalidation_queue_now
 
 
 class AuditEventFilterSet(filters.FilterSet):
@@ -89,7 +92,9 @@ class FeedbackViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def perform_update(self, serializer):
-        serializer.instance = feedback_services.feedback_update(actor=self.request.user, feedback=serializer.instance, fields=dict(serializer.validated_data))
+        serializer.instance = feedback_services.feedback_update(
+            actor=self.request.user, feedback=serializer.instance, fields=dict(serializer.validated_data)
+        )
 
 
 class MonitoringViewSet(ScopedViewSet, mixins.RetrieveModelMixin):
@@ -130,7 +135,9 @@ class IncidentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     def transition(self, request, pk=None):
         body = s.IncidentTransitionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        incident = incident_services.incident_transition(actor=request.user, incident=self.get_object(), to_status=body.validated_data.pop("status"), **body.validated_data)
+        incident = incident_services.incident_transition(
+            actor=request.user, incident=self.get_object(), to_status=body.validated_data.pop("status"), **body.validated_data
+        )
         return Response(s.IncidentSerializer(incident, context=self.get_serializer_context()).data)
 
     @extend_schema(request=s.CorrectiveActionSerializer, responses=s.CorrectiveActionSerializer)
@@ -270,8 +277,6 @@ class AlertViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
     @action(detail=True, methods=["post"])
     def revalidate(self, request, pk=None):
         """Queue the revalidation an alert proposes: its deployment on the site's newest data, today."""
-        from validation.revalidation import revalidation_queue_now
-
         alert = self.get_object()
         if alert.deployment is None:
             raise Conflict("This alert names no deployment to revalidate.", code="no_deployment")
@@ -289,8 +294,6 @@ class TrustAssessmentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrie
     filterset_fields = ["version", "trigger"]
 
     def perform_create(self, serializer):
-        from compliance.trust.services import trust_assess
-
         version = serializer.validated_data["version"]
         if not self.get_permissions()[0].has_object_permission(self.request, self, version):
             self.permission_denied(self.request, message="This version belongs to another institution's model.")
@@ -299,10 +302,6 @@ class TrustAssessmentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrie
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])
     def diff(self, request, pk=None):
-        from rest_framework.exceptions import ValidationError as FieldError
-
-        from compliance.trust.assess import assessment_diff
-
         after = self.get_object()
         against = request.query_params.get("against")
         if against is None:
@@ -324,9 +323,9 @@ class ScoringPolicyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     serializer_class = s.ScoringPolicySerializer
 
     def perform_create(self, serializer):
-        from compliance.trust.services import policy_create
-
-        serializer.instance = policy_create(actor=self.request.user, name=serializer.validated_data["name"], definition=serializer.validated_data["definition"])
+        serializer.instance = policy_create(
+            actor=self.request.user, name=serializer.validated_data["name"], definition=serializer.validated_data["definition"]
+        )
 
 
 class TrustExceptionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
@@ -337,8 +336,6 @@ class TrustExceptionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retriev
     serializer_class = s.TrustExceptionSerializer
 
     def perform_create(self, serializer):
-        from compliance.trust.services import trust_exception_grant
-
         serializer.instance = trust_exception_grant(actor=self.request.user, **serializer.validated_data)
 
 

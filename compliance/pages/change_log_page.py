@@ -14,8 +14,8 @@ from django.utils.html import format_html
 from compliance.change_log import change_log_build
 from compliance.change_rules import value_text
 from compliance.choices import ChangeClass
-from core.pages import requires
 from compliance.pages.render import label, text_diff
+from core.pages import requires
 from registry.selectors import version_list
 
 EFFECTS = {ChangeClass.SUBSTANTIAL: "Substantial (Art. 43(4))", ChangeClass.WITHIN_PLAN: "Within the plan (Annex IV 2(f))"}
@@ -53,7 +53,19 @@ def change_log(request, pk: int):
     version = get_object_or_404(version_list(user=request.user), pk=pk)
     log = change_log_build(version).to_dict()
     reasons = [{**r, "effect_label": EFFECTS.get(r["effect"], r["effect"])} for r in log["classification"]["reasons"]]
-    rules = [{"rule": rule, **spec, "effect_label": EFFECTS.get(spec.get("effect"), spec.get("effect"))} for rule, spec in ((log.get("plan") or {}).get("rules") or {}).items()]
-    return render(request, "compliance/change_log.html", {
-        "version": version, "log": log, "generated_at": parse_datetime(log["generated_at"]), "reasons": reasons, "rules": rules, "sections": [_section(s) for s in log["sections"]],
-    })
+    rules = [
+        {"rule": rule, **spec, "effect_label": EFFECTS.get(spec.get("effect"), spec.get("effect"))}
+        for rule, spec in ((log.get("plan") or {}).get("rules") or {}).items()
+    ]
+    return render(
+        request,
+        "compliance/change_log.html",
+        {
+            "version": version,
+            "log": log,
+            "generated_at": parse_datetime(log["generated_at"]),
+            "reasons": reasons,
+            "rules": rules,
+            "sections": [_section(s) for s in log["sections"]],
+        },
+    )

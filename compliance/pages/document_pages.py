@@ -11,20 +11,26 @@ from django.views.decorators.http import require_POST
 
 from compliance import documents as document_services
 from compliance.choices import DossierStatus
-from core.pages import requires
 from compliance.pages.dossier_pages import visible_dossier
-from core.errors import Conflict
 from core.access import may
+from core.errors import Conflict
+from core.pages import requires
 from registry.selectors import version_list
 
 
 @requires("document")
 def document_list(request, pk: int):
     dossier = visible_dossier(request, pk)
-    return render(request, "compliance/document_list.html", {
-        "dossier": dossier, "version": dossier.version, "documents": document_services.document_list(user=request.user).filter(dossier=dossier).order_by("kind"),
-        "may_render": may(request.user, "dossier", write=True) and dossier.status == DossierStatus.SIGNED,
-    })
+    return render(
+        request,
+        "compliance/document_list.html",
+        {
+            "dossier": dossier,
+            "version": dossier.version,
+            "documents": document_services.document_list(user=request.user).filter(dossier=dossier).order_by("kind"),
+            "may_render": may(request.user, "dossier", write=True) and dossier.status == DossierStatus.SIGNED,
+        },
+    )
 
 
 @requires("document")

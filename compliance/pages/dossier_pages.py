@@ -17,10 +17,10 @@ from compliance.dossier_evidence import dossier_evidence
 from compliance.dossier_fields import FIELDS, SECTIONS
 from compliance.forms import DossierForm, DossierNoteForm, DossierSignForm
 from compliance.models import Dossier
-from core.pages import form_errors, page_window, requires
 from compliance.pages.render import evidence_html, text_diff
-from core.errors import Conflict
 from core.access import may
+from core.errors import Conflict
+from core.pages import form_errors, page_window, requires
 from registry.models import ModelVersion
 from registry.selectors import version_list
 
@@ -64,7 +64,11 @@ def _source_links(version: ModelVersion) -> dict[str, tuple[str, str]]:
         "model_description": ("The foundation model in the registry", f"/api/foundation-models/{version.foundation_model_id}/"),
         "version_identity": ("The version in the registry", f"/api/model-versions/{version.pk}/"),
         "provenance": ("Provenance of this version", f"/api/provenance/?version={version.pk}"),
-        "validation_runs": runs, "subgroup_performance": runs, "robustness": runs, "calibration_uncertainty": runs, "explainability": runs,
+        "validation_runs": runs,
+        "subgroup_performance": runs,
+        "robustness": runs,
+        "calibration_uncertainty": runs,
+        "explainability": runs,
         "trust_scores": ("Trust page of this version", reverse("pages:version-trust", args=[version.pk])),
         "deployments": ("Post-market monitoring", reverse("pages:monitoring-list")),
         "post_market_feedback": ("Post-market monitoring", reverse("pages:monitoring-list")),
@@ -107,9 +111,16 @@ def _editor(request, dossier: Dossier, form: DossierForm | None = None, *, statu
     if editable and form is None:
         form = DossierForm.for_values(dossier.values, dossier.edit_count)
     context = {
-        "dossier": dossier, "version": dossier.version, "frozen": frozen, "editable": editable, "form": form if editable else None,
-        "done": done, "overall": done["overall"], "sections": _sections(dossier, values, evidence, done, form if editable else None),
-        "signature": getattr(dossier, "signature", None) if dossier.status == DossierStatus.SIGNED else None, **extra,
+        "dossier": dossier,
+        "version": dossier.version,
+        "frozen": frozen,
+        "editable": editable,
+        "form": form if editable else None,
+        "done": done,
+        "overall": done["overall"],
+        "sections": _sections(dossier, values, evidence, done, form if editable else None),
+        "signature": getattr(dossier, "signature", None) if dossier.status == DossierStatus.SIGNED else None,
+        **extra,
     }
     return render(request, "compliance/dossier_detail.html", context, status=status)
 
@@ -121,8 +132,7 @@ def dossier_list(request):
     for dossier in selectors.dossier_list(user=request.user).filter(version__in=[v.pk for v in page.items]).order_by("version", "-revision"):
         newest.setdefault(dossier.version_id, dossier)
     rows = [
-        {"version": v, "dossier": newest.get(v.pk), "done": _completeness(newest[v.pk])["overall"] if v.pk in newest else None}
-        for v in page.items
+        {"version": v, "dossier": newest.get(v.pk), "done": _completeness(newest[v.pk])["overall"] if v.pk in newest else None} for v in page.items
     ]
     return render(request, "compliance/dossier_list.html", {"rows": rows, "page": page, "may_write": may(request.user, "dossier", write=True)})
 
@@ -167,7 +177,9 @@ def dossier_save(request, pk: int):
             ]
             return _editor(request, saved, form.rebased(saved.values, saved.edit_count), status=409, conflict=str(exc), conflicts=conflicts)
     if request.POST.get("action") != "submit":
-        messages.success(request, f"Saved {len(changed)} field{'s' if len(changed) != 1 else ''}." if changed else "Nothing had changed; nothing was saved.")
+        messages.success(
+            request, f"Saved {len(changed)} field{'s' if len(changed) != 1 else ''}." if changed else "Nothing had changed; nothing was saved."
+        )
         return redirect("pages:dossier-detail", pk=pk)
     try:
         dossier = dossier_services.dossier_submit(actor=request.user, dossier=dossier)
@@ -185,8 +197,10 @@ def _review(request, dossier: Dossier, form: DossierNoteForm, *, status: int = 2
     """What changed since the last submission, field by field: the submission that was sent back,
     or else the last signed revision of the same version."""
     previous = (
-        selectors.dossier_list(user=request.user).filter(version=dossier.version_id, status=DossierStatus.SIGNED, revision__lt=dossier.revision)
-        .order_by("-revision").first()
+        selectors.dossier_list(user=request.user)
+        .filter(version=dossier.version_id, status=DossierStatus.SIGNED, revision__lt=dossier.revision)
+        .order_by("-revision")
+        .first()
     )
     values = dossier.snapshot["values"] if dossier.snapshot else dossier.values
     resubmitted = (dossier.snapshot or {}).get("previous_submission")
@@ -197,9 +211,16 @@ def _review(request, dossier: Dossier, form: DossierNoteForm, *, status: int = 2
         state = "unchanged" if old == new else "added" if not old else "removed" if not new else "changed"
         rows.append({"field": f, "state": state, "text": new, "diff": text_diff(old, new) if state != "unchanged" else []})
     context = {
-        "dossier": dossier, "version": dossier.version, "previous": previous, "resubmitted": resubmitted, "form": form, "refusal": refusal,
-        "changed": [r for r in rows if r["state"] != "unchanged"], "unchanged": [r for r in rows if r["state"] == "unchanged"],
-        "overall": _completeness(dossier)["overall"], "may_write": may(request.user, "dossier", write=True),
+        "dossier": dossier,
+        "version": dossier.version,
+        "previous": previous,
+        "resubmitted": resubmitted,
+        "form": form,
+        "refusal": refusal,
+        "changed": [r for r in rows if r["state"] != "unchanged"],
+        "unchanged": [r for r in rows if r["state"] == "unchanged"],
+        "overall": _completeness(dossier)["overall"],
+        "may_write": may(request.user, "dossier", write=True),
     }
     return render(request, "compliance/dossier_review.html", context, status=status)
 

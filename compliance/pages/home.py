@@ -27,5 +27,3 @@ def home(request):
     if may(request.user, "monitoring", write=False):
         return redirect("pages:monitoring-list")
     return redirect("admin:index")
-
-

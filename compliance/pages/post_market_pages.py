@@ -16,34 +16,34 @@ from django.views.decorators.http import require_http_methods, require_POST
 from compliance import feedback as feedback_services
 from compliance import incidents as incident_services
 from compliance import selectors
+from compliance.choices import AlertStatus
 from compliance.forms import CorrectiveActionForm, FeedbackForm, IncidentForm, IncidentTransitionForm
 from compliance.incident_rules import rules_table
-from core.pages import form_errors, page_window, requires
-from core.errors import Conflict
+from compliance.models import Alert, TrustAssessment
 from core.access import may, role_of, scope
-from registry.choices import DeploymentStatus
 from core.choices import Role
+from core.errors import Conflict
+from core.pages import form_errors, page_window, requires
+from registry.choices import DeploymentStatus
 from registry.models import Deployment
-
 
 # --- Clinicians ------------------------------------------------------------------------
 
 
 @requires("feedback", write=True)
 def clinician_home(request):
-    from compliance.choices import AlertStatus
-    from compliance.models import Alert
-
     deployments = (
         scope(request.user, Deployment.objects.select_related("version__foundation_model", "institution"))
         .filter(status=DeploymentStatus.ACTIVE, institution_id=request.user.institution_id)
         .order_by("version__foundation_model__name")
     )
     alerts = dict(
-        Alert.objects.filter(deployment__in=deployments).exclude(status=AlertStatus.RESOLVED)
-        .values_list("deployment").annotate(n=Count("pk")).values_list("deployment", "n")
+        Alert.objects.filter(deployment__in=deployments)
+        .exclude(status=AlertStatus.RESOLVED)
+        .values_list("deployment")
+        .annotate(n=Count("pk"))
+        .values_list("deployment", "n")
     )
-    from compliance.models import TrustAssessment
 
     newest = TrustAssessment.objects.filter(version=OuterRef("version")).order_by("-computed_at", "-pk").values("pk")[:1]
     deployments = deployments.annotate(assessment_id=Subquery(newest))
@@ -55,7 +55,8 @@ def clinician_home(request):
 def _clinician_deployment(request, pk: int) -> Deployment:
     """A deployment the clinician may report on: scoped like the API (another institution's is not found)."""
     return get_object_or_404(
-        scope(request.user, Deployment.objects.select_related("version__foundation_model", "institution")), pk=pk,
+        scope(request.user, Deployment.objects.select_related("version__foundation_model", "institution")),
+        pk=pk,
     )
 
 
@@ -67,12 +68,18 @@ def feedback_new(request, deployment_id: int):
     if request.method == "POST" and form.is_valid():
         try:
             feedback, created = feedback_services.feedback_submit(
-                actor=request.user, deployment=deployment, submission_key=form.cleaned_data["submission_key"], **form.service_fields(),
+                actor=request.user,
+                deployment=deployment,
+                submission_key=form.cleaned_data["submission_key"],
+                **form.service_fields(),
             )
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            messages.success(request, f"Thank you: feedback on {feedback.case_reference} saved." if created else "This form was sent already; your feedback is saved once.")
+            messages.success(
+                request,
+                f"Thank you: feedback on {feedback.case_reference} saved." if created else "This form was sent already; your feedback is saved once.",
+            )
             return redirect("pages:feedback-list")
     return render(request, "compliance/feedback_form.html", {"form": form, "deployment": deployment}, status=400 if form.errors else 200)
 
@@ -84,7 +91,9 @@ def feedback_list(request):
         rows = rows.filter(clinician=request.user)
     page = page_window(request, rows.order_by("-created_at", "-pk"), size=25)
     now = timezone.now()
-    items = [{"feedback": f, "editable": f.clinician_id == request.user.pk and now <= feedback_services.feedback_editable_until(f)} for f in page.items]
+    items = [
+        {"feedback": f, "editable": f.clinician_id == request.user.pk and now <= feedback_services.feedback_editable_until(f)} for f in page.items
+    ]
     return render(request, "compliance/feedback_list.html", {"page": page, "items": items, "edit_hours": settings.RADTRUST_FEEDBACK_EDIT_HOURS})
 
 
@@ -104,7 +113,12 @@ def feedback_edit(request, pk: int):
         else:
             messages.success(request, "Feedback updated.")
             return redirect("pages:feedback-list")
-    return render(request, "compliance/feedback_form.html", {"form": form, "deployment": feedback.deployment, "editing": feedback}, status=400 if form.errors else 200)
+    return render(
+        request,
+        "compliance/feedback_form.html",
+        {"form": form, "deployment": feedback.deployment, "editing": feedback},
+        status=400 if form.errors else 200,
+    )
 
 
 # --- Officers ------------------------------------------------------------------------------
@@ -152,7 +166,12 @@ def incident_new(request, source: str, pk: int):
         else:
             messages.success(request, f"Incident {incident.pk} opened: report by {incident.deadline:%d %B %Y} ({incident.legal_basis}).")
             return redirect("pages:incident-detail", pk=incident.pk)
-    return render(request, "compliance/incident_form.html", {"form": form, "source": source, "origin": origin, "rules": rules_table()}, status=400 if form.errors else 200)
+    return render(
+        request,
+        "compliance/incident_form.html",
+        {"form": form, "source": source, "origin": origin, "rules": rules_table()},
+        status=400 if form.errors else 200,
+    )
 
 
 @requires("incident")
@@ -163,11 +182,17 @@ def incident_list(request):
 @requires("incident")
 def incident_detail(request, pk: int):
     incident = get_object_or_404(selectors.incident_list(user=request.user), pk=pk)
-    return render(request, "compliance/incident_detail.html", {
-        "incident": incident, "actions": incident.actions.select_related("taken_by"),
-        "transition_form": IncidentTransitionForm(), "action_form": CorrectiveActionForm(),
-        "may_change": may(request.user, "incident", write=True),
-    })
+    return render(
+        request,
+        "compliance/incident_detail.html",
+        {
+            "incident": incident,
+            "actions": incident.actions.select_related("taken_by"),
+            "transition_form": IncidentTransitionForm(),
+            "action_form": CorrectiveActionForm(),
+            "may_change": may(request.user, "incident", write=True),
+        },
+    )
 
 
 def _incident_change(request, pk: int, form_class, change, done: str, invalid: str):

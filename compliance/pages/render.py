@@ -107,14 +107,33 @@ def _table(rows: list[dict], caption: str, links: Links, first: str | None = Non
         rows = [{first: label(c), **{str(row[first]): row.get(c) for row in rows}} for c in columns if c != first]
         columns = list(dict.fromkeys(k for row in rows for k in row))
     head = format_html_join("", '<th scope="col">{}</th>', ((label(c),) for c in columns))
-    body = format_html_join("", "<tr>{}</tr>", (
-        (format_html_join("", "<{0}{1}>{2}</{0}>", (
-            ("th" if c == first else "td", mark_safe(' scope="row"') if c == first else "", _cell(c.rsplit(": ", 1)[-1], row.get(c), links))
-            for c in columns
-        )),)
-        for row in rows
-    ))
-    return format_html('<div class="table-wrap"><table class="evidence"><caption>{}</caption><thead><tr>{}</tr></thead><tbody>{}</tbody></table></div>', caption, head, body)
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        (
+            (
+                format_html_join(
+                    "",
+                    "<{0}{1}>{2}</{0}>",
+                    (
+                        (
+                            "th" if c == first else "td",
+                            mark_safe(' scope="row"') if c == first else "",
+                            _cell(c.rsplit(": ", 1)[-1], row.get(c), links),
+                        )
+                        for c in columns
+                    ),
+                ),
+            )
+            for row in rows
+        ),
+    )
+    return format_html(
+        '<div class="table-wrap"><table class="evidence"><caption>{}</caption><thead><tr>{}</tr></thead><tbody>{}</tbody></table></div>',
+        caption,
+        head,
+        body,
+    )
 
 
 def _pairs(data: dict, caption: str, links: Links) -> SafeString:
@@ -123,7 +142,9 @@ def _pairs(data: dict, caption: str, links: Links) -> SafeString:
 
 
 def _json(data: Any, summary: str) -> SafeString:
-    return format_html('<details class="json"><summary>{}</summary><pre>{}</pre></details>', summary, json.dumps(data, indent=1, sort_keys=True, default=str))
+    return format_html(
+        '<details class="json"><summary>{}</summary><pre>{}</pre></details>', summary, json.dumps(data, indent=1, sort_keys=True, default=str)
+    )
 
 
 def _item(row: dict, number: int) -> str:
@@ -142,7 +163,7 @@ def _block(data: Any, caption: str, links: Links, depth: int) -> SafeString:
         return format_html("<p>{}</p>", _cell("", data, links))
     within = (lambda name: f"{caption}: {name}") if depth else (lambda name: name)
     if isinstance(data, list):
-        if all(isinstance(row, dict) for row in data) and all((flat := [_flatten(row) for row in data])):
+        if all(isinstance(row, dict) for row in data) and all(flat := [_flatten(row) for row in data]):
             return _table(flat, caption, links)
         if depth < _MAX_DEPTH and all(isinstance(row, dict) for row in data):
             return format_html_join("", "{}", ((_block(row, within(_item(row, i)), links, depth + 1),) for i, row in enumerate(data, 1)))

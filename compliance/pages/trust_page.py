@@ -18,5 +18,7 @@ def version_trust(request, pk: int):
     history = list(selectors.trust_assessment_list(user=request.user).filter(version=version).order_by("-computed_at", "-pk")[:20])
     latest = selectors.trust_assessment_list(user=request.user).defer(None).filter(pk=history[0].pk).first() if history else None
     changes = assessment_diff(history[1].principles, history[0].principles) if len(history) > 1 else []
-    chart = latest.chart_svg[latest.chart_svg.find("<svg"):] if latest else ""  # inline: without the XML prolog
-    return render(request, "compliance/trust.html", {"version": version, "assessment": latest, "chart": chart, "history": history, "changes": changes})
+    chart = latest.chart_svg[latest.chart_svg.find("<svg") :] if latest else ""  # inline: without the XML prolog
+    return render(
+        request, "compliance/trust.html", {"version": version, "assessment": latest, "chart": chart, "history": history, "changes": changes}
+    )

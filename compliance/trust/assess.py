@@ -47,9 +47,19 @@ class CriterionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key, "principle": self.principle, "title": self.title, "recommendation": self.recommendation,
-            "value": self.value, "status": self.status, "weight": self.weight, "required": self.required, "inputs": self.inputs,
-            "links": [link.to_dict() for link in self.links], "n": self.n, "ci_width": self.ci_width, "explanation": self.explanation,
+            "key": self.key,
+            "principle": self.principle,
+            "title": self.title,
+            "recommendation": self.recommendation,
+            "value": self.value,
+            "status": self.status,
+            "weight": self.weight,
+            "required": self.required,
+            "inputs": self.inputs,
+            "links": [link.to_dict() for link in self.links],
+            "n": self.n,
+            "ci_width": self.ci_width,
+            "explanation": self.explanation,
         }
 
 
@@ -68,8 +78,13 @@ class PrincipleResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "score": self.score, "status": self.status, "strength": self.strength, "minimum": self.minimum,
-            "below_minimum": self.below_minimum, "summary": self.summary, "criteria": [c.to_dict() for c in self.criteria],
+            "score": self.score,
+            "status": self.status,
+            "strength": self.strength,
+            "minimum": self.minimum,
+            "below_minimum": self.below_minimum,
+            "summary": self.summary,
+            "criteria": [c.to_dict() for c in self.criteria],
         }
 
 
@@ -99,7 +114,8 @@ def _summary(name: str, criteria: tuple[CriterionResult, ...], score: float | No
     weight = sum(c.weight for c in scored) / sum(c.weight for c in criteria)
     tail = (
         f" The score rests on {len(scored)} of {len(criteria)} criteria ({weight:.0%} of the weight); without evidence: {', '.join(unscored)}."
-        if unscored else ""
+        if unscored
+        else ""
     )
     if not lowering:
         return ("The criterion with evidence is met." if len(scored) == 1 else f"All {len(scored)} criteria with evidence are met.") + tail
@@ -110,19 +126,37 @@ def _principle(name: str, spec: dict, evidence: VersionEvidence) -> PrincipleRes
     criteria = []
     for item in spec["criteria"]:
         outcome = RULES[item["rule"]].function(evidence, rule_params(item["rule"], item.get("params")))
-        criteria.append(CriterionResult(
-            key=item["key"], principle=name, title=item.get("title") or item["key"], recommendation=item.get("recommendation", ""),
-            value=outcome.value, status=outcome.status, weight=float(item["weight"]), required=bool(item.get("required", False)),
-            inputs=outcome.inputs, links=outcome.links, n=outcome.n, ci_width=outcome.ci_width, explanation=outcome.explanation,
-        ))
+        criteria.append(
+            CriterionResult(
+                key=item["key"],
+                principle=name,
+                title=item.get("title") or item["key"],
+                recommendation=item.get("recommendation", ""),
+                value=outcome.value,
+                status=outcome.status,
+                weight=float(item["weight"]),
+                required=bool(item.get("required", False)),
+                inputs=outcome.inputs,
+                links=outcome.links,
+                n=outcome.n,
+                ci_width=outcome.ci_width,
+                explanation=outcome.explanation,
+            )
+        )
     criteria = tuple(criteria)
     scored = [c for c in criteria if c.value is not None]
     insufficient = not scored or any(c.required and c.value is None for c in criteria)
     score = None if insufficient else round(100 * sum(c.weight * c.value for c in scored) / sum(c.weight for c in scored), 1)
     minimum = float(spec.get("minimum", 0))
     return PrincipleResult(
-        principle=name, score=score, status="insufficient_evidence" if insufficient else "assessed", strength=evidence_strength(criteria),
-        minimum=minimum, below_minimum=None if score is None else score < minimum, criteria=criteria, summary=_summary(name, criteria, score),
+        principle=name,
+        score=score,
+        status="insufficient_evidence" if insufficient else "assessed",
+        strength=evidence_strength(criteria),
+        minimum=minimum,
+        below_minimum=None if score is None else score < minimum,
+        criteria=criteria,
+        summary=_summary(name, criteria, score),
     )
 
 
@@ -155,17 +189,34 @@ def _criterion_change(principle: str, key: str, old: dict | None, new: dict | No
     if old is None or new is None:
         present = new or old
         sentence = f"{present['title']} is {'new in' if old is None else 'no longer in'} the policy."
-        return {"principle": principle, "criterion": key, "title": present["title"], "before": None if old is None else {"value": old["value"], "status": old["status"]},
-                "after": None if new is None else {"value": new["value"], "status": new["status"]}, "changed_inputs": {}, "sentence": sentence}
+        return {
+            "principle": principle,
+            "criterion": key,
+            "title": present["title"],
+            "before": None if old is None else {"value": old["value"], "status": old["status"]},
+            "after": None if new is None else {"value": new["value"], "status": new["status"]},
+            "changed_inputs": {},
+            "sentence": sentence,
+        }
     if old["value"] == new["value"] and old["status"] == new["status"]:
         return None
     was, now = old.get("inputs") or {}, new.get("inputs") or {}
     changed = {k: {"before": was.get(k), "after": now.get(k)} for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)}
-    why = "; ".join(f"{k} {_fmt(v['before'])} -> {_fmt(v['after'])}" for k, v in list(changed.items())[:3] if not isinstance(v["after"], (dict, list)))
-    sentence = (f"{new['title']}: {_fmt(old['value'])} ({old['status']}) -> {_fmt(new['value'])} ({new['status']})"
-                + (f" because {why}." if why else f". {new['explanation']}"))
-    return {"principle": principle, "criterion": key, "title": new["title"], "before": {"value": old["value"], "status": old["status"]},
-            "after": {"value": new["value"], "status": new["status"]}, "changed_inputs": changed, "sentence": sentence}
+    why = "; ".join(
+        f"{k} {_fmt(v['before'])} -> {_fmt(v['after'])}" for k, v in list(changed.items())[:3] if not isinstance(v["after"], (dict, list))
+    )
+    sentence = f"{new['title']}: {_fmt(old['value'])} ({old['status']}) -> {_fmt(new['value'])} ({new['status']})" + (
+        f" because {why}." if why else f". {new['explanation']}"
+    )
+    return {
+        "principle": principle,
+        "criterion": key,
+        "title": new["title"],
+        "before": {"value": old["value"], "status": old["status"]},
+        "after": {"value": new["value"], "status": new["status"]},
+        "changed_inputs": changed,
+        "sentence": sentence,
+    }
 
 
 def assessment_diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
@@ -176,10 +227,20 @@ def assessment_diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[
         old, new = before.get(name) or {}, after.get(name) or {}
         if old.get("score") != new.get("score") or old.get("status") != new.get("status"):
             delta = None if old.get("score") is None or new.get("score") is None else round(new["score"] - old["score"], 1)
-            sentence = f"{name.capitalize()}: {_score(old.get('score'))} ({old.get('status')}) -> {_score(new.get('score'))} ({new.get('status')})" \
-                       + (f", {delta:+.1f} points." if delta is not None else ".")
-            changes.append({"principle": name, "criterion": None, "before": {"score": old.get("score"), "status": old.get("status")},
-                            "after": {"score": new.get("score"), "status": new.get("status")}, "change": delta, "sentence": sentence})
+            sentence = (
+                f"{name.capitalize()}: {_score(old.get('score'))} ({old.get('status')}) -> {_score(new.get('score'))} ({new.get('status')})"
+                + (f", {delta:+.1f} points." if delta is not None else ".")
+            )
+            changes.append(
+                {
+                    "principle": name,
+                    "criterion": None,
+                    "before": {"score": old.get("score"), "status": old.get("status")},
+                    "after": {"score": new.get("score"), "status": new.get("status")},
+                    "change": delta,
+                    "sentence": sentence,
+                }
+            )
         olds = {c["key"]: c for c in old.get("criteria", [])}
         news = {c["key"]: c for c in new.get("criteria", [])}
         for key in [*news, *(k for k in olds if k not in news)]:

@@ -15,12 +15,9 @@ from datetime import timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from radtrust_engine.report import RunReport
-from registry.choices import DeploymentStatus
-from registry.datasheets import datasheet_completeness
-from registry.models import Deployment, ModelVersion
-from validation.choices import RunStatus
-from validation.models import FederatedStudy, ValidationRun
+from compliance.dossier_fields import FIELDS
+from compliance.models import RATING_QUESTIONS, DeploymentWeek
+from compliance.selectors import sum_weeks
 from compliance.trust.evidence import (
     DatasetEvidence,
     DeploymentEvidence,
@@ -31,6 +28,16 @@ from compliance.trust.evidence import (
     RunEvidence,
     VersionEvidence,
 )
+from core.audit import audit_verify_chain
+from radtrust_engine.report import RunReport
+from registry.choices import DeploymentStatus
+from registry.datasheets import datasheet_completeness
+from registry.models import Deployment, ModelVersion
+from validation.baselines import version_baseline
+from validation.choices import RunStatus
+from validation.federated import study_pooling
+from validation.models import FederatedStudy, ValidationRun
+from validation.revalidation import revalidation_overdue_from
 
 RECENT_DAYS = 90
 
@@ -48,50 +55,55 @@ def _lineage(version: ModelVersion) -> tuple[dict, ...]:
 def _feedback(version: ModelVersion) -> FeedbackEvidence:
     """The version's feedback from the maintained weekly summaries (a row per deployment and week,
     not a scan of every report)."""
-    from compliance.models import RATING_QUESTIONS, DeploymentWeek
-    from compliance.selectors import sum_weeks
-
     totals = sum_weeks(DeploymentWeek.objects.filter(deployment__version=version))
 
     def rating(name: str) -> RatingEvidence:
         return RatingEvidence(*totals.moments(name))
 
     return FeedbackEvidence(
-        n=totals.n, n_agree=totals.n_agree, n_partly=totals.n_partly, n_disagree=totals.n_disagree,
-        ratings={r: rating(r) for r in RATING_QUESTIONS}, minutes_saved=rating("minutes_saved"),
+        n=totals.n,
+        n_agree=totals.n_agree,
+        n_partly=totals.n_partly,
+        n_disagree=totals.n_disagree,
+        ratings={r: rating(r) for r in RATING_QUESTIONS},
+        minutes_saved=rating("minutes_saved"),
     )
 
 
 def _deployments(version: ModelVersion) -> tuple[DeploymentEvidence, ...]:
     """Each open deployment, with this version's local validation there: a succeeded run on data its
     institution stewards (any dataset, not only those linked by provenance)."""
-    from validation.revalidation import revalidation_overdue_from
-
     runs = list(ValidationRun.objects.filter(version=version, status=RunStatus.SUCCEEDED).select_related("dataset").order_by("finished_at", "pk"))
     today = timezone.localdate()
     since_recent = timezone.now() - timedelta(days=RECENT_DAYS)
     result = []
     deployments = (
-        Deployment.objects.filter(version=version).exclude(status=DeploymentStatus.ENDED).select_related("institution")
+        Deployment.objects.filter(version=version)
+        .exclude(status=DeploymentStatus.ENDED)
+        .select_related("institution")
         .annotate(recent=Count("feedback", filter=Q(feedback__created_at__gte=since_recent)))
     )
     for d in deployments:
         local = [r for r in runs if r.dataset.institution_id == d.institution_id]
         before = [r for r in local if d.since and r.finished_at and timezone.localtime(r.finished_at).date() <= d.since]
         chosen = (before or local or [None])[0]
-        result.append(DeploymentEvidence(
-            id=d.pk, institution=d.institution.code, status=d.status, since=d.since.isoformat() if d.since else None,
-            local_run_id=chosen.pk if chosen else None, local_run_before_go_live=bool(before),
-            revalidation_overdue=d.status == DeploymentStatus.ACTIVE and revalidation_overdue_from(d, today=today) is not None,
-            recent_feedback=d.recent,
-        ))
+        result.append(
+            DeploymentEvidence(
+                id=d.pk,
+                institution=d.institution.code,
+                status=d.status,
+                since=d.since.isoformat() if d.since else None,
+                local_run_id=chosen.pk if chosen else None,
+                local_run_before_go_live=bool(before),
+                revalidation_overdue=d.status == DeploymentStatus.ACTIVE and revalidation_overdue_from(d, today=today) is not None,
+                recent_feedback=d.recent,
+            )
+        )
     return tuple(result)
 
 
 def _dossier(version: ModelVersion) -> DossierEvidence | None:
     """The newest revision's completeness: frozen at submission, or the officer fields of a draft."""
-    from compliance.dossier_fields import FIELDS
-
     dossier = version.dossiers.order_by("-revision").first()
     if dossier is None:
         return None
@@ -109,26 +121,25 @@ def _dossier(version: ModelVersion) -> DossierEvidence | None:
 def _federated(version: ModelVersion) -> tuple[FederatedStudyEvidence, ...]:
     """The version's federated studies with at least one site report, newest first, each with the
     sites that reported and its AUROC meta-analysis per label."""
-    from validation.federated import study_pooling
-
     studies = FederatedStudy.objects.filter(version=version, jobs__report__isnull=False).distinct().order_by("-created_at", "-pk")
     found = []
     for study in studies:
         pooling = study_pooling(study)
         result = pooling.result
-        found.append(FederatedStudyEvidence(
-            id=study.pk, name=study.name, pooling_id=pooling.pk,
-            site_patients={row["site"]: row["n_patients"] for row in result["site_results"]},
-            auroc={label: metrics["auroc"] for label, metrics in result["meta_analysis"].items()},
-        ))
+        found.append(
+            FederatedStudyEvidence(
+                id=study.pk,
+                name=study.name,
+                pooling_id=pooling.pk,
+                site_patients={row["site"]: row["n_patients"] for row in result["site_results"]},
+                auroc={label: metrics["auroc"] for label, metrics in result["meta_analysis"].items()},
+            )
+        )
     return tuple(found)
 
 
 def version_evidence(version: ModelVersion) -> VersionEvidence:
     """Everything the rules may use about ``version``, read now."""
-    from core.audit import audit_verify_chain
-    from validation.baselines import version_baseline
-
     version = ModelVersion.objects.select_related("foundation_model__provider", "parent").get(pk=version.pk)
     model = version.foundation_model
     roles: dict[int, list[str]] = {}
@@ -139,33 +150,57 @@ def version_evidence(version: ModelVersion) -> VersionEvidence:
     dataset_evidence = []
     for dataset_id, dataset in datasets.items():
         completeness = datasheet_completeness(dataset)
-        dataset_evidence.append(DatasetEvidence(
-            id=dataset.pk, name=dataset.name, roles=tuple(sorted(roles[dataset_id])), institution=dataset.institution.code,
-            completeness=completeness.ratio, missing_items=tuple(completeness.missing), demographics=dataset.demographics or {},
-            scanners=tuple(dataset.scanners or ()), protocols=dataset.protocols or {},
-        ))
+        dataset_evidence.append(
+            DatasetEvidence(
+                id=dataset.pk,
+                name=dataset.name,
+                roles=tuple(sorted(roles[dataset_id])),
+                institution=dataset.institution.code,
+                completeness=completeness.ratio,
+                missing_items=tuple(completeness.missing),
+                demographics=dataset.demographics or {},
+                scanners=tuple(dataset.scanners or ()),
+                protocols=dataset.protocols or {},
+            )
+        )
     runs = list(
         ValidationRun.objects.filter(version=version, status=RunStatus.SUCCEEDED, dataset_id__in=list(datasets))
-        .select_related("dataset__institution").order_by("-finished_at", "-pk")
+        .select_related("dataset__institution")
+        .order_by("-finished_at", "-pk")
     )
     verdict = audit_verify_chain()
     baseline = version_baseline(version)
     return VersionEvidence(
-        version_id=version.pk, label=str(version), artifact_sha256=version.artifact_sha256, artifact_format="onnx",
+        version_id=version.pk,
+        label=str(version),
+        artifact_sha256=version.artifact_sha256,
+        artifact_format="onnx",
         model={
-            "intended_purpose": model.intended_purpose, "intended_users": model.intended_users,
-            "instructions_for_use": model.instructions_for_use, "known_limitations": model.known_limitations,
-            "explainability_needs": model.explainability_needs, "body_region": model.body_region, "modality": model.modality,
-            "output_schema": version.output_schema, "provider": model.provider.code,
+            "intended_purpose": model.intended_purpose,
+            "intended_users": model.intended_users,
+            "instructions_for_use": model.instructions_for_use,
+            "known_limitations": model.known_limitations,
+            "explainability_needs": model.explainability_needs,
+            "body_region": model.body_region,
+            "modality": model.modality,
+            "output_schema": version.output_schema,
+            "provider": model.provider.code,
         },
         lineage=_lineage(version),
-        audit_chain_ok=verdict.ok, audit_events_checked=verdict.checked, audit_broken_reason=verdict.reason or "",
+        audit_chain_ok=verdict.ok,
+        audit_events_checked=verdict.checked,
+        audit_broken_reason=verdict.reason or "",
         datasets=tuple(dataset_evidence),
         runs=tuple(
             RunEvidence(
-                id=r.pk, dataset_id=r.dataset_id, dataset_name=r.dataset.name, roles=tuple(sorted(roles[r.dataset_id])),
-                institution=r.dataset.institution.code, finished_at=r.finished_at.isoformat() if r.finished_at else "",
-                artifact_sha256=r.artifact_sha256, report=RunReport.from_dict(r.results),
+                id=r.pk,
+                dataset_id=r.dataset_id,
+                dataset_name=r.dataset.name,
+                roles=tuple(sorted(roles[r.dataset_id])),
+                institution=r.dataset.institution.code,
+                finished_at=r.finished_at.isoformat() if r.finished_at else "",
+                artifact_sha256=r.artifact_sha256,
+                report=RunReport.from_dict(r.results),
             )
             for r in runs
         ),

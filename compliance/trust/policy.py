@@ -25,59 +25,112 @@ class PolicyError(ValueError):
     """A policy definition that cannot be used; the message says what to fix."""
 
 
-def _c(key: str, weight: float, title: str, recommendation: str, *, required: bool = False, rule: str | None = None, **params: float) -> dict[str, Any]:
-    return {"key": key, "rule": rule or key, "weight": weight, "required": required, "params": params, "title": title, "recommendation": recommendation}
+def _c(
+    key: str, weight: float, title: str, recommendation: str, *, required: bool = False, rule: str | None = None, **params: float
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "rule": rule or key,
+        "weight": weight,
+        "required": required,
+        "params": params,
+        "title": title,
+        "recommendation": recommendation,
+    }
 
 
 DEFAULT_POLICY: dict[str, Any] = {
     "version": 1,
     "name": "FUTURE-AI default",
     "principles": {
-        "fairness": {"minimum": 50, "criteria": [
-            _c("demographic_completeness", 0.15, "Bias sources identified and attributes collected", "FUTURE-AI Fairness 1, 2"),
-            _c("subgroup_coverage", 0.20, "Subgroup evaluation for each collected attribute", "FUTURE-AI Fairness 3", required=True),
-            _c("largest_auroc_gap", 0.25, "Largest subgroup AUROC gap", "FUTURE-AI Fairness 3", required=True, threshold=0.05),
-            _c("largest_fnr_gap", 0.20, "Underdiagnosis (false-negative-rate) gap", "FUTURE-AI Fairness 3", threshold=0.10),
-            _c("equalized_odds_difference", 0.20, "Equalized-odds difference", "FUTURE-AI Fairness 3", threshold=0.10),
-        ]},
-        "universality": {"minimum": 50, "criteria": [
-            _c("clinical_settings", 0.15, "Clinical settings defined", "FUTURE-AI Universality 1", required=True),
-            _c("community_standards", 0.10, "Community standards used (ONNX, DICOM, structured findings)", "FUTURE-AI Universality 2"),
-            _c("external_sites", 0.20, "External sites evaluated", "FUTURE-AI Universality 3", required=True, target_sites=3),
-            _c("scanner_vendors", 0.10, "Scanner vendors evaluated", "FUTURE-AI Universality 3", target_vendors=2),
-            _c("site_auroc_gap", 0.10, "AUROC spread across sites", "FUTURE-AI Universality 3", threshold=0.05),
-            _c("site_heterogeneity", 0.15, "Between-site heterogeneity of AUROC (federated meta-analysis)", "FUTURE-AI Universality 3",
-               min_auroc=0.7, max_i2=0.5),
-            _c("local_validation", 0.20, "Local validation before go-live at every deployment site", "FUTURE-AI Universality 4"),
-        ]},
-        "traceability": {"minimum": 50, "criteria": [
-            _c("datasheet_completeness", 0.15, "Datasheet completeness", "FUTURE-AI Traceability 2", required=True),
-            _c("dossier_completeness", 0.10, "Technical dossier completeness", "FUTURE-AI Traceability 2"),
-            _c("artifact_verified", 0.15, "Artifact hash verified by the runs", "FUTURE-AI Traceability 2", required=True),
-            _c("lineage_complete", 0.10, "Lineage with training provenance", "FUTURE-AI Traceability 2"),
-            _c("audit_chain", 0.15, "Audit chain intact", "FUTURE-AI Traceability 6", required=True),
-            _c("quality_control", 0.15, "Input and output quality control (uncertainty, out-of-distribution, calibration)", "FUTURE-AI Traceability 3"),
-            _c("revalidation_on_schedule", 0.10, "Revalidation on schedule", "FUTURE-AI Traceability 4"),
-            _c("usage_logging", 0.10, "Usage logged at every active site", "FUTURE-AI Traceability 5"),
-        ]},
-        "usability": {"minimum": 50, "criteria": [
-            _c("intended_use", 0.20, "Intended use and users documented", "FUTURE-AI Usability 1", required=True),
-            _c("feedback_interface", 0.10, "Feedback interface in use", "FUTURE-AI Usability 2"),
-            _c("agreement_rate", 0.30, "Clinician agreement rate", "FUTURE-AI Usability 4, 5", target=0.8, min_n=30),
-            _c("usability_rating", 0.20, "Usability ratings (workflow fit, uncertainty display)", "FUTURE-AI Usability 4", target=3.5, min_n=30),
-            _c("minutes_saved", 0.20, "Time saved or lost per case", "FUTURE-AI Usability 5", scale=5, min_n=30),
-        ]},
-        "robustness": {"minimum": 50, "criteria": [
-            _c("variation_sources", 0.15, "Sources of variation documented (scanners, protocols)", "FUTURE-AI Robustness 1"),
-            _c("training_diversity", 0.20, "Training data diversity across scanners and protocols", "FUTURE-AI Robustness 2", target_vendors=3, target_protocols=3),
-            _c("perturbation_drop", 0.40, "Worst AUROC drop under perturbation", "FUTURE-AI Robustness 3", required=True, threshold=0.10),
-            _c("generalisation_spread", 0.25, "Site and vendor generalisation spread", "FUTURE-AI Robustness 3", threshold=0.05),
-        ]},
-        "explainability": {"minimum": 50, "criteria": [
-            _c("explainability_needs", 0.20, "Explainability needs stated", "FUTURE-AI Explainability 1", required=True),
-            _c("faithfulness", 0.50, "Explanation faithfulness (deletion and insertion against random)", "FUTURE-AI Explainability 2", required=True, min_difference=0.02),
-            _c("explanation_rating", 0.30, "Clinicians' rating of the explanations", "FUTURE-AI Explainability 2", target=3.5, min_n=30),
-        ]},
+        "fairness": {
+            "minimum": 50,
+            "criteria": [
+                _c("demographic_completeness", 0.15, "Bias sources identified and attributes collected", "FUTURE-AI Fairness 1, 2"),
+                _c("subgroup_coverage", 0.20, "Subgroup evaluation for each collected attribute", "FUTURE-AI Fairness 3", required=True),
+                _c("largest_auroc_gap", 0.25, "Largest subgroup AUROC gap", "FUTURE-AI Fairness 3", required=True, threshold=0.05),
+                _c("largest_fnr_gap", 0.20, "Underdiagnosis (false-negative-rate) gap", "FUTURE-AI Fairness 3", threshold=0.10),
+                _c("equalized_odds_difference", 0.20, "Equalized-odds difference", "FUTURE-AI Fairness 3", threshold=0.10),
+            ],
+        },
+        "universality": {
+            "minimum": 50,
+            "criteria": [
+                _c("clinical_settings", 0.15, "Clinical settings defined", "FUTURE-AI Universality 1", required=True),
+                _c("community_standards", 0.10, "Community standards used (ONNX, DICOM, structured findings)", "FUTURE-AI Universality 2"),
+                _c("external_sites", 0.20, "External sites evaluated", "FUTURE-AI Universality 3", required=True, target_sites=3),
+                _c("scanner_vendors", 0.10, "Scanner vendors evaluated", "FUTURE-AI Universality 3", target_vendors=2),
+                _c("site_auroc_gap", 0.10, "AUROC spread across sites", "FUTURE-AI Universality 3", threshold=0.05),
+                _c(
+                    "site_heterogeneity",
+                    0.15,
+                    "Between-site heterogeneity of AUROC (federated meta-analysis)",
+                    "FUTURE-AI Universality 3",
+                    min_auroc=0.7,
+                    max_i2=0.5,
+                ),
+                _c("local_validation", 0.20, "Local validation before go-live at every deployment site", "FUTURE-AI Universality 4"),
+            ],
+        },
+        "traceability": {
+            "minimum": 50,
+            "criteria": [
+                _c("datasheet_completeness", 0.15, "Datasheet completeness", "FUTURE-AI Traceability 2", required=True),
+                _c("dossier_completeness", 0.10, "Technical dossier completeness", "FUTURE-AI Traceability 2"),
+                _c("artifact_verified", 0.15, "Artifact hash verified by the runs", "FUTURE-AI Traceability 2", required=True),
+                _c("lineage_complete", 0.10, "Lineage with training provenance", "FUTURE-AI Traceability 2"),
+                _c("audit_chain", 0.15, "Audit chain intact", "FUTURE-AI Traceability 6", required=True),
+                _c(
+                    "quality_control",
+                    0.15,
+                    "Input and output quality control (uncertainty, out-of-distribution, calibration)",
+                    "FUTURE-AI Traceability 3",
+                ),
+                _c("revalidation_on_schedule", 0.10, "Revalidation on schedule", "FUTURE-AI Traceability 4"),
+                _c("usage_logging", 0.10, "Usage logged at every active site", "FUTURE-AI Traceability 5"),
+            ],
+        },
+        "usability": {
+            "minimum": 50,
+            "criteria": [
+                _c("intended_use", 0.20, "Intended use and users documented", "FUTURE-AI Usability 1", required=True),
+                _c("feedback_interface", 0.10, "Feedback interface in use", "FUTURE-AI Usability 2"),
+                _c("agreement_rate", 0.30, "Clinician agreement rate", "FUTURE-AI Usability 4, 5", target=0.8, min_n=30),
+                _c("usability_rating", 0.20, "Usability ratings (workflow fit, uncertainty display)", "FUTURE-AI Usability 4", target=3.5, min_n=30),
+                _c("minutes_saved", 0.20, "Time saved or lost per case", "FUTURE-AI Usability 5", scale=5, min_n=30),
+            ],
+        },
+        "robustness": {
+            "minimum": 50,
+            "criteria": [
+                _c("variation_sources", 0.15, "Sources of variation documented (scanners, protocols)", "FUTURE-AI Robustness 1"),
+                _c(
+                    "training_diversity",
+                    0.20,
+                    "Training data diversity across scanners and protocols",
+                    "FUTURE-AI Robustness 2",
+                    target_vendors=3,
+                    target_protocols=3,
+                ),
+                _c("perturbation_drop", 0.40, "Worst AUROC drop under perturbation", "FUTURE-AI Robustness 3", required=True, threshold=0.10),
+                _c("generalisation_spread", 0.25, "Site and vendor generalisation spread", "FUTURE-AI Robustness 3", threshold=0.05),
+            ],
+        },
+        "explainability": {
+            "minimum": 50,
+            "criteria": [
+                _c("explainability_needs", 0.20, "Explainability needs stated", "FUTURE-AI Explainability 1", required=True),
+                _c(
+                    "faithfulness",
+                    0.50,
+                    "Explanation faithfulness (deletion and insertion against random)",
+                    "FUTURE-AI Explainability 2",
+                    required=True,
+                    min_difference=0.02,
+                ),
+                _c("explanation_rating", 0.30, "Clinicians' rating of the explanations", "FUTURE-AI Explainability 2", target=3.5, min_n=30),
+            ],
+        },
     },
 }
 
@@ -99,7 +152,7 @@ def _validate_criterion(where: str, criterion: Any, seen: set[str]) -> float:
         raise PolicyError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_CRITERION_KEYS))}.")
     key = criterion.get("key")
     if not isinstance(key, str) or not key.strip():
-        raise PolicyError(f"{where}: give each criterion a non-empty \"key\".")
+        raise PolicyError(f'{where}: give each criterion a non-empty "key".')
     where = f"{where} {key!r}"
     if key in seen:
         raise PolicyError(f"{where}: duplicate criterion key; keys must be unique in the policy.")
@@ -111,7 +164,7 @@ def _validate_criterion(where: str, criterion: Any, seen: set[str]) -> float:
     if not _number(weight) or weight <= 0:
         raise PolicyError(f"{where}: weight must be a number above 0, not {weight!r}.")
     if not isinstance(criterion.get("required", False), bool):
-        raise PolicyError(f"{where}: \"required\" is true or false.")
+        raise PolicyError(f'{where}: "required" is true or false.')
     for field in ("title", "recommendation"):
         if not isinstance(criterion.get(field, ""), str):
             raise PolicyError(f"{where}: {field} must be text.")

@@ -47,6 +47,7 @@ def scoring_rule(name: str, **params: tuple[float, float, float]):
     def register(function):
         RULES[name] = Rule(function, params)
         return function
+
     return register
 
 
@@ -77,8 +78,11 @@ def threshold_verdict(observed: float, ci_low: float | None, ci_high: float | No
 
 
 def _verdict_words(status: str, threshold: float) -> str:
-    return {"met": f"is below {threshold:g} with its whole CI", "not_met": f"exceeds {threshold:g}",
-            "uncertain": f"is uncertain: its CI spans {threshold:g}"}[status]
+    return {
+        "met": f"is below {threshold:g} with its whole CI",
+        "not_met": f"exceeds {threshold:g}",
+        "uncertain": f"is uncertain: its CI spans {threshold:g}",
+    }[status]
 
 
 def _ci_text(run: RunEvidence, low: float | None, high: float | None) -> str:
@@ -123,12 +127,28 @@ def newest_with(evidence: VersionEvidence, find: Callable[[RunEvidence], list[di
 
 def threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence: str) -> Outcome:
     low, high = worst.get("ci_low"), worst.get("ci_high")
-    inputs = {"run": run.id, "label": worst["label"], "observed": rounded(worst["observed"]), "ci_low": rounded(low), "ci_high": rounded(high),
-              "threshold": threshold, **worst.get("extra", {})}
-    explanation = f"{sentence} {worst['observed']:.3f} ({_ci_text(run, low, high)}){worst['where']}{label_suffix(run, worst['label'])} " \
-                  f"{_verdict_words(worst['status'], threshold)} (run {run.id})."
-    return Outcome(value=rounded(worst["score"]), status=worst["status"], inputs=inputs, explanation=explanation,
-                   links=(run_link(run),), n=worst.get("n"), ci_width=rounded(high - low) if low is not None and high is not None else None)
+    inputs = {
+        "run": run.id,
+        "label": worst["label"],
+        "observed": rounded(worst["observed"]),
+        "ci_low": rounded(low),
+        "ci_high": rounded(high),
+        "threshold": threshold,
+        **worst.get("extra", {}),
+    }
+    explanation = (
+        f"{sentence} {worst['observed']:.3f} ({_ci_text(run, low, high)}){worst['where']}{label_suffix(run, worst['label'])} "
+        f"{_verdict_words(worst['status'], threshold)} (run {run.id})."
+    )
+    return Outcome(
+        value=rounded(worst["score"]),
+        status=worst["status"],
+        inputs=inputs,
+        explanation=explanation,
+        links=(run_link(run),),
+        n=worst.get("n"),
+        ci_width=rounded(high - low) if low is not None and high is not None else None,
+    )
 
 
 def target_status(low: float, high: float, target: float) -> str:
@@ -158,8 +178,13 @@ def documented(evidence: VersionEvidence, fields: tuple[str, ...], what: str) ->
         return insufficient_evidence(f"The model record does not state its {what} ({', '.join(fields)}).", **inputs)
     value = len(filled) / len(fields)
     gap = f"; missing: {', '.join(missing)}" if missing else ""
-    return Outcome(value=rounded(value), status=share_status(value), inputs=inputs, explanation=f"{len(filled)} of {len(fields)} {what} items stated{gap}.",
-                   links=(Link("version", evidence.version_id, evidence.label),))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs=inputs,
+        explanation=f"{len(filled)} of {len(fields)} {what} items stated{gap}.",
+        links=(Link("version", evidence.version_id, evidence.label),),
+    )
 
 
 def groups_of(run: RunEvidence, attribute: str) -> set[str]:
@@ -189,9 +214,13 @@ def share_of_deployments(evidence: VersionEvidence, statuses: tuple[str, ...], o
     bad = [d.institution for d in chosen if not ok(d)]
     value = len(good) / len(chosen)
     tail = f"; not at {', '.join(bad)}" if bad else ""
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"deployments": len(chosen), "ok": len(good), "not_ok": bad},
-                   explanation=f"{len(good)} of {len(chosen)} deployments {what}{tail}.",
-                   links=tuple(Link("deployment", d.id, f"Deployment at {d.institution}") for d in chosen))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"deployments": len(chosen), "ok": len(good), "not_ok": bad},
+        explanation=f"{len(good)} of {len(chosen)} deployments {what}{tail}.",
+        links=tuple(Link("deployment", d.id, f"Deployment at {d.institution}") for d in chosen),
+    )
 
 
 def dicom_input(run: RunEvidence) -> bool | None:
@@ -199,8 +228,14 @@ def dicom_input(run: RunEvidence) -> bool | None:
     all other formats, None when the report does not show the input format."""
     if run.report.dataset.header_fill.any_filled:
         return True
-    paths = [path for _, section in run_labels(run)
-             for path in [*(c.image_path for c in section.flagged_cases), *(c.get("image_path", "") for c in (section.explainability or {}).get("cases", ()))]]
+    paths = [
+        path
+        for _, section in run_labels(run)
+        for path in [
+            *(c.image_path for c in section.flagged_cases),
+            *(c.get("image_path", "") for c in (section.explainability or {}).get("cases", ())),
+        ]
+    ]
     return any(p.lower().endswith((".dcm", ".dicom")) for p in paths) if paths else None
 
 
@@ -214,7 +249,12 @@ def rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
         return insufficient_evidence(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
     mean, low, high = mean_ci(rating)
     value = min(1.0, max(0.0, (mean - 1) / 4))
-    return Outcome(value=rounded(value), status=target_status(low, high, params["target"]), n=rating.n, ci_width=rounded((high - low) / 4),
-                   inputs={"n": rating.n, "mean": rounded(mean), "ci_low": rounded(low), "ci_high": rounded(high), "target": params["target"]},
-                   explanation=f"Clinicians rated {what} {mean:.2f} of 5 on average (n={rating.n}, 95% CI {low:.2f}-{high:.2f}), target {params['target']:g}.",
-                   links=feedback_link(rating.n))
+    return Outcome(
+        value=rounded(value),
+        status=target_status(low, high, params["target"]),
+        n=rating.n,
+        ci_width=rounded((high - low) / 4),
+        inputs={"n": rating.n, "mean": rounded(mean), "ci_low": rounded(low), "ci_high": rounded(high), "target": params["target"]},
+        explanation=f"Clinicians rated {what} {mean:.2f} of 5 on average (n={rating.n}, 95% CI {low:.2f}-{high:.2f}), target {params['target']:g}.",
+        links=feedback_link(rating.n),
+    )

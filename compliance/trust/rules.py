@@ -72,33 +72,33 @@ from compliance.trust.evidence import FederatedStudyEvidence, Link, RatingEviden
 from compliance.trust.rule_kit import (
     ACQUISITION,
     DEMOGRAPHICS,
-    Outcome,
+    RULES,
     RUN_NAME,
+    Outcome,
+    Rule,
     dicom_input,
     documented,
     feedback_link,
     group_patients,
     groups_of,
+    insufficient_evidence,
     label_suffix,
-    run_labels,
     listed_values,
     mean_ci,
     newest_with,
-    insufficient_evidence,
     pooled_ratings,
-    rounded,
     rating_outcome,
-    scoring_rule,
+    rounded,
+    run_labels,
     run_link,
+    scoring_rule,
     share_of_deployments,
     share_status,
     study_link,
     target_status,
     threshold_outcome,
-    worst_of,
-    RULES,
-    Rule,
     threshold_verdict,
+    worst_of,
 )
 from radtrust_engine.stats import wilson_interval
 
@@ -115,10 +115,14 @@ def demographic_completeness(evidence: VersionEvidence, params: dict) -> Outcome
     missing = {d.name: [a for a in DEMOGRAPHICS if not (d.demographics or {}).get(a)] for d in evidence.datasets}
     value = sum(1 - len(m) / len(DEMOGRAPHICS) for m in missing.values()) / len(missing)
     gaps = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in missing.items() if m)
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"missing": missing},
-                   explanation=f"Datasheets record {value:.0%} of the demographic attributes ({', '.join(DEMOGRAPHICS)}) on average"
-                               + (f"; {gaps}." if gaps else "."),
-                   links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"missing": missing},
+        explanation=f"Datasheets record {value:.0%} of the demographic attributes ({', '.join(DEMOGRAPHICS)}) on average"
+        + (f"; {gaps}." if gaps else "."),
+        links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets),
+    )
 
 
 @scoring_rule("subgroup_coverage")
@@ -136,14 +140,21 @@ def subgroup_coverage(evidence: VersionEvidence, params: dict) -> Outcome:
     evaluated = sorted(a for a in collected if any(len(groups_of(r, a)) >= 2 for r in runs))
     missing = sorted(collected - set(evaluated))
     value = len(evaluated) / len(collected)
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"collected": sorted(collected), "evaluated": evaluated, "not_evaluated": missing},
-                   explanation=f"{len(evaluated)} of {len(collected)} collected attributes evaluated by subgroup"
-                               + (f"; no two reportable groups for {', '.join(missing)}." if missing else "."),
-                   links=tuple(run_link(r) for r in runs))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"collected": sorted(collected), "evaluated": evaluated, "not_evaluated": missing},
+        explanation=f"{len(evaluated)} of {len(collected)} collected attributes evaluated by subgroup"
+        + (f"; no two reportable groups for {', '.join(missing)}." if missing else "."),
+        links=tuple(run_link(r) for r in runs),
+    )
 
 
-_GAP_WORDS = {"auroc_gap": "Largest AUROC gap", "fnr_gap": "Largest underdiagnosis (FNR) gap",
-              "equalized_odds_difference": "Equalized-odds difference"}
+_GAP_WORDS = {
+    "auroc_gap": "Largest AUROC gap",
+    "fnr_gap": "Largest underdiagnosis (FNR) gap",
+    "equalized_odds_difference": "Equalized-odds difference",
+}
 
 
 def _gap_candidates(run: RunEvidence, kind: str, params: dict, attributes: Callable[[list], bool]) -> list[dict]:
@@ -158,13 +169,21 @@ def _gap_candidates(run: RunEvidence, kind: str, params: dict, attributes: Calla
             sizes = [group_patients(section, names, g) for g in (group_high, group_low)]
             high, low = (", ".join(map(str, g or [])) for g in (group_high, group_low))
             who = {"auroc_gap": f"{low} lowest", "fnr_gap": f"{high} most underdiagnosed"}.get(
-                kind, f"false-positive rate higher for {high}" if gap.component == "fpr" else f"sensitivity lower for {low}")
-            found.append({
-                "label": label, "observed": gap.value, "ci_low": gap.ci_low, "ci_high": gap.ci_high, "score": score,
-                "status": status, "n": min((s for s in sizes if s is not None), default=None),
-                "where": f" by {' x '.join(names)} ({who})",
-                "extra": {"attributes": names, "group_high": group_high, "group_low": group_low, "component": gap.component},
-            })
+                kind, f"false-positive rate higher for {high}" if gap.component == "fpr" else f"sensitivity lower for {low}"
+            )
+            found.append(
+                {
+                    "label": label,
+                    "observed": gap.value,
+                    "ci_low": gap.ci_low,
+                    "ci_high": gap.ci_high,
+                    "score": score,
+                    "status": status,
+                    "n": min((s for s in sizes if s is not None), default=None),
+                    "where": f" by {' x '.join(names)} ({who})",
+                    "extra": {"attributes": names, "group_high": group_high, "group_low": group_low, "component": gap.component},
+                }
+            )
     return found
 
 
@@ -174,7 +193,9 @@ def _fairness_gap(evidence: VersionEvidence, params: dict, kind: str) -> Outcome
 
     run, found = newest_with(evidence, lambda r: _gap_candidates(r, kind, params, individual))
     if run is None:
-        return insufficient_evidence(f"No run of this version reports a {_GAP_WORDS[kind][0].lower() + _GAP_WORDS[kind][1:]} by an individual attribute (no subgroup analysis).")
+        return insufficient_evidence(
+            f"No run of this version reports a {_GAP_WORDS[kind][0].lower() + _GAP_WORDS[kind][1:]} by an individual attribute (no subgroup analysis)."
+        )
     return threshold_outcome(run, worst_of(found), params["threshold"], _GAP_WORDS[kind])
 
 
@@ -209,17 +230,25 @@ def community_standards(evidence: VersionEvidence, params: dict) -> Outcome:
     schema = evidence.model.get("output_schema") or {}
     names = schema.get("class_names") or []
     dicom = [d for d in (dicom_input(r) for r in evidence.runs) if d is not None]
-    checks = {"onnx_artifact": evidence.artifact_format.lower() == "onnx",
-              "dicom_input": any(dicom) if dicom else None,
-              "structured_findings": bool(names) and set(names) <= set(schema.get("thresholds") or {})}
+    checks = {
+        "onnx_artifact": evidence.artifact_format.lower() == "onnx",
+        "dicom_input": any(dicom) if dicom else None,
+        "structured_findings": bool(names) and set(names) <= set(schema.get("thresholds") or {}),
+    }
     known = {k: v for k, v in checks.items() if v is not None}
     value = sum(known.values()) / len(known)
     unmet = [k for k, v in known.items() if not v]
     unknown = [k for k, v in checks.items() if v is None]
-    return Outcome(value=rounded(value), status=share_status(value), inputs=checks,
-                   explanation=f"{sum(known.values())} of {len(known)} community-standard checks met"
-                               + (f"; not met: {', '.join(unmet)}" if unmet else "") + (f"; not shown by any run: {', '.join(unknown)}" if unknown else "") + ".",
-                   links=(Link("version", evidence.version_id, evidence.label),))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs=checks,
+        explanation=f"{sum(known.values())} of {len(known)} community-standard checks met"
+        + (f"; not met: {', '.join(unmet)}" if unmet else "")
+        + (f"; not shown by any run: {', '.join(unknown)}" if unknown else "")
+        + ".",
+        links=(Link("version", evidence.version_id, evidence.label),),
+    )
 
 
 @scoring_rule("external_sites", target_sites=(3, 1, 50))
@@ -231,7 +260,9 @@ def external_sites(evidence: VersionEvidence, params: dict) -> Outcome:
             if site != evidence.model.get("provider"):
                 federated.setdefault(site, (study, patients))
     if not runs and not federated:
-        return insufficient_evidence("No run of this version on external validation data, and no site other than the provider has reported to a federated study.")
+        return insufficient_evidence(
+            "No run of this version on external validation data, and no site other than the provider has reported to a federated study."
+        )
     institutions = sorted({r.institution for r in runs} | set(federated))
     sites = sorted(set().union(*(groups_of(r, "site") for r in runs)))
     count = max(len(institutions), len(sites))
@@ -240,12 +271,21 @@ def external_sites(evidence: VersionEvidence, params: dict) -> Outcome:
     value = min(1.0, count / params["target_sites"])
     studies = {study.id: study for study, _ in federated.values()}.values()
     reported = f"; {len(federated)} reported through federated studies ({', '.join(sorted(federated))})" if federated else ""
-    return Outcome(value=rounded(value), status=share_status(value),
-                   inputs={"sites": count, "institutions": institutions, "site_groups": sites, "federated_sites": sorted(federated),
-                           "target_sites": params["target_sites"]},
-                   explanation=f"Evaluated on {count} external site(s) ({', '.join(sites if len(sites) > len(institutions) else institutions)}) "
-                               f"against a target of {params['target_sites']:g}{reported}.",
-                   links=tuple(run_link(r) for r in runs) + tuple(study_link(s) for s in studies), n=patients or None)
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={
+            "sites": count,
+            "institutions": institutions,
+            "site_groups": sites,
+            "federated_sites": sorted(federated),
+            "target_sites": params["target_sites"],
+        },
+        explanation=f"Evaluated on {count} external site(s) ({', '.join(sites if len(sites) > len(institutions) else institutions)}) "
+        f"against a target of {params['target_sites']:g}{reported}.",
+        links=tuple(run_link(r) for r in runs) + tuple(study_link(s) for s in studies),
+        n=patients or None,
+    )
 
 
 @scoring_rule("scanner_vendors", target_vendors=(2, 1, 20))
@@ -255,9 +295,13 @@ def scanner_vendors(evidence: VersionEvidence, params: dict) -> Outcome:
         return insufficient_evidence("No run of this version reports results by scanner vendor.")
     vendors = sorted(set().union(*(groups_of(r, "scanner_manufacturer") for r in runs)))
     value = min(1.0, len(vendors) / params["target_vendors"])
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"vendors": vendors, "target_vendors": params["target_vendors"]},
-                   explanation=f"Evaluated on {len(vendors)} scanner vendor(s) ({', '.join(vendors)}) against a target of {params['target_vendors']:g}.",
-                   links=tuple(run_link(r) for r in runs))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"vendors": vendors, "target_vendors": params["target_vendors"]},
+        explanation=f"Evaluated on {len(vendors)} scanner vendor(s) ({', '.join(vendors)}) against a target of {params['target_vendors']:g}.",
+        links=tuple(run_link(r) for r in runs),
+    )
 
 
 @scoring_rule("site_auroc_gap", threshold=(0.05, 0.001, 1.0))
@@ -298,15 +342,27 @@ def site_heterogeneity(evidence: VersionEvidence, params: dict) -> Outcome:
             found.append({"label": label, "meta": meta, "score": score, "status": status, "words": words, "observed": meta["i2"]})
     worst = worst_of(found)
     meta = worst["meta"]
-    interval = (f"prediction interval for a new site {meta['prediction_low']:.3f}-{meta['prediction_high']:.3f}"
-                if meta["prediction_low"] is not None else "no prediction interval")
+    interval = (
+        f"prediction interval for a new site {meta['prediction_low']:.3f}-{meta['prediction_high']:.3f}"
+        if meta["prediction_low"] is not None
+        else "no prediction interval"
+    )
     suffix = f" for {worst['label']}" if len(study.auroc) > 1 else ""
     return Outcome(
-        value=rounded(worst["score"]), status=worst["status"], n=sum(study.site_patients.values()) or None, ci_width=rounded(meta["ci_high"] - meta["ci_low"]),
-        inputs={"study": study.id, "label": worst["label"], "k": meta["k"], **{key: rounded(meta[key]) for key in ("estimate", "ci_low", "ci_high", "prediction_low", "prediction_high", "i2", "tau2")},
-                "min_auroc": params["min_auroc"], "max_i2": params["max_i2"]},
+        value=rounded(worst["score"]),
+        status=worst["status"],
+        n=sum(study.site_patients.values()) or None,
+        ci_width=rounded(meta["ci_high"] - meta["ci_low"]),
+        inputs={
+            "study": study.id,
+            "label": worst["label"],
+            "k": meta["k"],
+            **{key: rounded(meta[key]) for key in ("estimate", "ci_low", "ci_high", "prediction_low", "prediction_high", "i2", "tau2")},
+            "min_auroc": params["min_auroc"],
+            "max_i2": params["max_i2"],
+        },
         explanation=f"Across {meta['k']} sites of federated study {study.name}{suffix}: pooled AUROC {meta['estimate']:.3f} "
-                    f"({round(100 * meta.get('confidence', 0.95)):d}% CI {meta['ci_low']:.3f}-{meta['ci_high']:.3f}), I² {meta['i2']:.0%}, {interval}: {worst['words']}.",
+        f"({round(100 * meta.get('confidence', 0.95)):d}% CI {meta['ci_low']:.3f}-{meta['ci_high']:.3f}), I² {meta['i2']:.0%}, {interval}: {worst['words']}.",
         links=(study_link(study),),
     )
 
@@ -316,8 +372,9 @@ def local_validation(evidence: VersionEvidence, params: dict) -> Outcome:
     def ok(d) -> bool:
         return d.local_run_id is not None and (d.status == "planned" or d.local_run_before_go_live)
 
-    outcome = share_of_deployments(evidence, ("planned", "active", "suspended"), ok, "were validated on local data before go-live",
-                                    "The version is not deployed anywhere yet.")
+    outcome = share_of_deployments(
+        evidence, ("planned", "active", "suspended"), ok, "were validated on local data before go-live", "The version is not deployed anywhere yet."
+    )
     runs = tuple(Link("run", d.local_run_id, f"Local run {d.local_run_id} ({d.institution})") for d in evidence.deployments if d.local_run_id)
     return replace(outcome, links=outcome.links + runs)
 
@@ -332,10 +389,18 @@ def datasheet_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
     value = sum(d.completeness for d in evidence.datasets) / len(evidence.datasets)
     worst = min(evidence.datasets, key=lambda d: d.completeness)
     missing = {d.name: list(d.missing_items) for d in evidence.datasets if d.missing_items}
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"completeness": {d.name: rounded(d.completeness) for d in evidence.datasets}, "missing": missing},
-                   explanation=f"Datasheets are {value:.0%} complete on average"
-                               + (f"; least complete: {worst.name} ({worst.completeness:.0%}, missing {', '.join(worst.missing_items[:5])})." if worst.missing_items else "."),
-                   links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"completeness": {d.name: rounded(d.completeness) for d in evidence.datasets}, "missing": missing},
+        explanation=f"Datasheets are {value:.0%} complete on average"
+        + (
+            f"; least complete: {worst.name} ({worst.completeness:.0%}, missing {', '.join(worst.missing_items[:5])})."
+            if worst.missing_items
+            else "."
+        ),
+        links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets),
+    )
 
 
 @scoring_rule("dossier_completeness")
@@ -346,11 +411,15 @@ def dossier_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
     signed = dossier.status == "signed"
     status = "met" if signed and not dossier.missing else "not_met" if dossier.ratio <= 1e-9 else "partly"
     counted = "as frozen at submission" if dossier.frozen else "officer-written fields only (evidence fields are counted at submission)"
-    return Outcome(value=rounded(dossier.ratio), status=status, inputs=dossier.to_dict(),
-                   explanation=f"Dossier revision {dossier.revision} ({dossier.status.replace('_', ' ')}) is {dossier.ratio:.0%} complete, {counted}"
-                               + (f"; missing {', '.join(dossier.missing[:5])}." if dossier.missing else ".")
-                               + ("" if signed else " It is not signed yet."),
-                   links=(Link("dossier", dossier.id, f"revision {dossier.revision}"),))
+    return Outcome(
+        value=rounded(dossier.ratio),
+        status=status,
+        inputs=dossier.to_dict(),
+        explanation=f"Dossier revision {dossier.revision} ({dossier.status.replace('_', ' ')}) is {dossier.ratio:.0%} complete, {counted}"
+        + (f"; missing {', '.join(dossier.missing[:5])}." if dossier.missing else ".")
+        + ("" if signed else " It is not signed yet."),
+        links=(Link("dossier", dossier.id, f"revision {dossier.revision}"),),
+    )
 
 
 @scoring_rule("artifact_verified")
@@ -359,10 +428,14 @@ def artifact_verified(evidence: VersionEvidence, params: dict) -> Outcome:
         return insufficient_evidence("No run has verified this version's artifact yet.")
     bad = [r.id for r in evidence.runs if not evidence.artifact_sha256 or r.artifact_sha256 != evidence.artifact_sha256]
     value = 1 - len(bad) / len(evidence.runs)
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"runs": len(evidence.runs), "mismatched_runs": bad, "sha256": evidence.artifact_sha256},
-                   explanation=f"{len(evidence.runs) - len(bad)} of {len(evidence.runs)} runs verified the artifact's SHA-256"
-                               + (f"; runs {', '.join(map(str, bad))} did not match." if bad else "."),
-                   links=tuple(run_link(r) for r in evidence.runs))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"runs": len(evidence.runs), "mismatched_runs": bad, "sha256": evidence.artifact_sha256},
+        explanation=f"{len(evidence.runs) - len(bad)} of {len(evidence.runs)} runs verified the artifact's SHA-256"
+        + (f"; runs {', '.join(map(str, bad))} did not match." if bad else "."),
+        links=tuple(run_link(r) for r in evidence.runs),
+    )
 
 
 @scoring_rule("lineage_complete")
@@ -371,10 +444,14 @@ def lineage_complete(evidence: VersionEvidence, params: dict) -> Outcome:
         return insufficient_evidence("The version's lineage is not recorded.")
     lacking = [step["label"] for step in evidence.lineage if not step.get("training_provenance")]
     value = 1 - len(lacking) / len(evidence.lineage)
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"versions": len(evidence.lineage), "without_training_provenance": lacking},
-                   explanation=f"{len(evidence.lineage) - len(lacking)} of {len(evidence.lineage)} versions in the lineage record their training data"
-                               + (f"; missing for {', '.join(lacking)}." if lacking else "."),
-                   links=tuple(Link("version", step["version_id"], step["label"]) for step in evidence.lineage))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"versions": len(evidence.lineage), "without_training_provenance": lacking},
+        explanation=f"{len(evidence.lineage) - len(lacking)} of {len(evidence.lineage)} versions in the lineage record their training data"
+        + (f"; missing for {', '.join(lacking)}." if lacking else "."),
+        links=tuple(Link("version", step["version_id"], step["label"]) for step in evidence.lineage),
+    )
 
 
 @scoring_rule("audit_chain")
@@ -403,21 +480,31 @@ def quality_control(evidence: VersionEvidence, params: dict) -> Outcome:
     present = [k for k, r in found.items() if r]
     absent = [k for k, r in found.items() if not r]
     value = len(present) / len(found)
-    return Outcome(value=rounded(value), status=share_status(value), inputs={k: (r.id if r else None) for k, r in found.items()},
-                   explanation=f"{len(present)} of {len(found)} quality controls shown by a run" + (f"; none has {', '.join(absent)}." if absent else "."),
-                   links=tuple(dict.fromkeys(run_link(r) for r in found.values() if r)))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={k: (r.id if r else None) for k, r in found.items()},
+        explanation=f"{len(present)} of {len(found)} quality controls shown by a run" + (f"; none has {', '.join(absent)}." if absent else "."),
+        links=tuple(dict.fromkeys(run_link(r) for r in found.values() if r)),
+    )
 
 
 @scoring_rule("revalidation_on_schedule")
 def revalidation_on_schedule(evidence: VersionEvidence, params: dict) -> Outcome:
-    return share_of_deployments(evidence, ("active",), lambda d: not d.revalidation_overdue, "are revalidated on schedule",
-                                 "No active deployment, so no revalidation is due.")
+    return share_of_deployments(
+        evidence, ("active",), lambda d: not d.revalidation_overdue, "are revalidated on schedule", "No active deployment, so no revalidation is due."
+    )
 
 
 @scoring_rule("usage_logging")
 def usage_logging(evidence: VersionEvidence, params: dict) -> Outcome:
-    return share_of_deployments(evidence, ("active",), lambda d: d.recent_feedback > 0, "logged use (feedback) in the last 90 days",
-                                 "No active deployment whose use could be logged.")
+    return share_of_deployments(
+        evidence,
+        ("active",),
+        lambda d: d.recent_feedback > 0,
+        "logged use (feedback) in the last 90 days",
+        "No active deployment whose use could be logged.",
+    )
 
 
 # --- Usability ----------------------------------------------------------------------
@@ -431,7 +518,13 @@ def intended_use(evidence: VersionEvidence, params: dict) -> Outcome:
 @scoring_rule("feedback_interface")
 def feedback_interface(evidence: VersionEvidence, params: dict) -> Outcome:
     if evidence.feedback.n:
-        return Outcome(1.0, "met", {"feedback": evidence.feedback.n}, f"Clinicians have sent {evidence.feedback.n} feedback reports.", feedback_link(evidence.feedback.n))
+        return Outcome(
+            1.0,
+            "met",
+            {"feedback": evidence.feedback.n},
+            f"Clinicians have sent {evidence.feedback.n} feedback reports.",
+            feedback_link(evidence.feedback.n),
+        )
     active = [d.institution for d in evidence.deployments if d.status == "active"]
     if active:
         return Outcome(0.0, "not_met", {"feedback": 0, "active_at": active}, f"Active at {', '.join(active)} without any feedback report.")
@@ -446,9 +539,23 @@ def agreement_rate(evidence: VersionEvidence, params: dict) -> Outcome:
     rate = (f.n_agree + 0.5 * f.n_partly) / f.n
     low, high = wilson_interval(f.n_agree + 0.5 * f.n_partly, f.n)
     status = target_status(low, high, params["target"])
-    return Outcome(value=rounded(rate), status=status, n=f.n, ci_width=rounded(high - low), links=feedback_link(f.n),
-                   inputs={"n": f.n, "agree": f.n_agree, "partly": f.n_partly, "disagree": f.n_disagree, "ci_low": rounded(low), "ci_high": rounded(high), "target": params["target"]},
-                   explanation=f"Clinicians agreed in {rate:.0%} of {f.n} reports (partly counts half; 95% CI {low:.0%}-{high:.0%}), target {params['target']:.0%}.")
+    return Outcome(
+        value=rounded(rate),
+        status=status,
+        n=f.n,
+        ci_width=rounded(high - low),
+        links=feedback_link(f.n),
+        inputs={
+            "n": f.n,
+            "agree": f.n_agree,
+            "partly": f.n_partly,
+            "disagree": f.n_disagree,
+            "ci_low": rounded(low),
+            "ci_high": rounded(high),
+            "target": params["target"],
+        },
+        explanation=f"Clinicians agreed in {rate:.0%} of {f.n} reports (partly counts half; 95% CI {low:.0%}-{high:.0%}), target {params['target']:.0%}.",
+    )
 
 
 @scoring_rule("usability_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))
@@ -467,9 +574,15 @@ def minutes_saved(evidence: VersionEvidence, params: dict) -> Outcome:
     value = min(1.0, max(0.0, 0.5 + mean / (2 * params["scale"])))
     status = "met" if low > 0 else "not_met" if high < 0 else "uncertain"
     verb = "saved" if mean >= 0 else "lost"
-    return Outcome(value=rounded(value), status=status, n=rating.n, ci_width=rounded((high - low) / (2 * params["scale"])), links=feedback_link(rating.n),
-                   inputs={"n": rating.n, "mean_minutes": rounded(mean), "ci_low": rounded(low), "ci_high": rounded(high), "scale": params["scale"]},
-                   explanation=f"Clinicians {verb} {abs(mean):.1f} minutes per case on average (n={rating.n}, 95% CI {low:.1f} to {high:.1f}).")
+    return Outcome(
+        value=rounded(value),
+        status=status,
+        n=rating.n,
+        ci_width=rounded((high - low) / (2 * params["scale"])),
+        links=feedback_link(rating.n),
+        inputs={"n": rating.n, "mean_minutes": rounded(mean), "ci_low": rounded(low), "ci_high": rounded(high), "scale": params["scale"]},
+        explanation=f"Clinicians {verb} {abs(mean):.1f} minutes per case on average (n={rating.n}, 95% CI {low:.1f} to {high:.1f}).",
+    )
 
 
 # --- Robustness ---------------------------------------------------------------------
@@ -482,9 +595,13 @@ def variation_sources(evidence: VersionEvidence, params: dict) -> Outcome:
     lacking = {d.name: [k for k, v in (("scanners", d.scanners), ("protocols", d.protocols)) if not v] for d in evidence.datasets}
     value = sum(1 - len(m) / 2 for m in lacking.values()) / len(lacking)
     gaps = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in lacking.items() if m)
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"missing": lacking},
-                   explanation=f"Datasheets record {value:.0%} of scanner and protocol information" + (f"; {gaps}." if gaps else "."),
-                   links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"missing": lacking},
+        explanation=f"Datasheets record {value:.0%} of scanner and protocol information" + (f"; {gaps}." if gaps else "."),
+        links=tuple(Link("dataset", d.id, d.name) for d in evidence.datasets),
+    )
 
 
 @scoring_rule("training_diversity", target_vendors=(3, 1, 20), target_protocols=(3, 1, 50))
@@ -495,10 +612,14 @@ def training_diversity(evidence: VersionEvidence, params: dict) -> Outcome:
     if not vendors and not protocols:
         return insufficient_evidence("No training dataset records its scanners or protocols.")
     value = (min(1.0, len(vendors) / params["target_vendors"]) + min(1.0, len(protocols) / params["target_protocols"])) / 2
-    return Outcome(value=rounded(value), status=share_status(value), inputs={"vendors": vendors, "protocols": protocols, **{k: params[k] for k in ("target_vendors", "target_protocols")}},
-                   explanation=f"Training data spans {len(vendors)} scanner vendor(s) and {len(protocols)} protocol(s) "
-                               f"against targets of {params['target_vendors']:g} and {params['target_protocols']:g}.",
-                   links=tuple(Link("dataset", d.id, d.name) for d in training))
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"vendors": vendors, "protocols": protocols, **{k: params[k] for k in ("target_vendors", "target_protocols")}},
+        explanation=f"Training data spans {len(vendors)} scanner vendor(s) and {len(protocols)} protocol(s) "
+        f"against targets of {params['target_vendors']:g} and {params['target_protocols']:g}.",
+        links=tuple(Link("dataset", d.id, d.name) for d in training),
+    )
 
 
 def _drops(run: RunEvidence, threshold: float) -> list[dict]:
@@ -512,8 +633,19 @@ def _drops(run: RunEvidence, threshold: float) -> list[dict]:
             low = None if auroc.get("ci_high") is None else -auroc["ci_high"]
             high = None if auroc.get("ci_low") is None else -auroc["ci_low"]
             score, status = threshold_verdict(-auroc["change"], low, high, threshold)
-            found.append({"label": label, "observed": -auroc["change"], "ci_low": low, "ci_high": high, "score": score, "status": status,
-                          "n": robustness.get("n_cases"), "where": f" under {condition['condition']}", "extra": {"condition": condition["condition"]}})
+            found.append(
+                {
+                    "label": label,
+                    "observed": -auroc["change"],
+                    "ci_low": low,
+                    "ci_high": high,
+                    "score": score,
+                    "status": status,
+                    "n": robustness.get("n_cases"),
+                    "where": f" under {condition['condition']}",
+                    "extra": {"condition": condition["condition"]},
+                }
+            )
     return found
 
 
@@ -533,8 +665,17 @@ def _spreads(run: RunEvidence, threshold: float) -> list[dict]:
             if spread is None:
                 continue
             score, status = threshold_verdict(spread, None, None, threshold)
-            found.append({"label": label, "observed": spread, "score": score, "status": status, "n": run.report.dataset.n_patients,
-                          "where": f" across {grouping} groups", "extra": {"grouping": grouping}})
+            found.append(
+                {
+                    "label": label,
+                    "observed": spread,
+                    "score": score,
+                    "status": status,
+                    "n": run.report.dataset.n_patients,
+                    "where": f" across {grouping} groups",
+                    "extra": {"grouping": grouping},
+                }
+            )
     return found
 
 
@@ -570,9 +711,18 @@ def _methods(run: RunEvidence, minimum: float) -> list[dict]:
         for method, data in (explain.get("methods") or {}).items():
             deletion, insertion = data.get("deletion_difference") or {}, data.get("insertion_difference") or {}
             widths = [d["ci_high"] - d["ci_low"] for d in (deletion, insertion) if d.get("ci_low") is not None and d.get("ci_high") is not None]
-            found.append({"label": label, "method": method, "score": (_curve(deletion, -1, minimum) + _curve(insertion, 1, minimum)) / 2,
-                          "verdict": data.get("verdict"), "n": explain.get("n_cases"), "ci_width": max(widths, default=None),
-                          "deletion": rounded(deletion.get("value")), "insertion": rounded(insertion.get("value"))})
+            found.append(
+                {
+                    "label": label,
+                    "method": method,
+                    "score": (_curve(deletion, -1, minimum) + _curve(insertion, 1, minimum)) / 2,
+                    "verdict": data.get("verdict"),
+                    "n": explain.get("n_cases"),
+                    "ci_width": max(widths, default=None),
+                    "deletion": rounded(deletion.get("value")),
+                    "insertion": rounded(insertion.get("value")),
+                }
+            )
     return found
 
 
@@ -588,11 +738,24 @@ def faithfulness(evidence: VersionEvidence, params: dict) -> Outcome:
     chosen = min(best.values(), key=lambda m: m["score"])
     score = chosen["score"]
     status = {1.0: "met", 0.0: "not_met", 0.5: "uncertain"}.get(score, "partly")
-    return Outcome(value=score, status=status, n=chosen["n"], ci_width=rounded(chosen["ci_width"]), links=(run_link(run),),
-                   inputs={"run": run.id, "label": chosen["label"], "method": chosen["method"], "deletion_difference": chosen["deletion"],
-                           "insertion_difference": chosen["insertion"], "verdict": chosen["verdict"], "min_difference": params["min_difference"]},
-                   explanation=f"Best explanation method {chosen['method']}{label_suffix(run, chosen['label'])}: {chosen['verdict']} "
-                               f"(deletion {chosen['deletion']}, insertion {chosen['insertion']} against the random baseline; run {run.id}).")
+    return Outcome(
+        value=score,
+        status=status,
+        n=chosen["n"],
+        ci_width=rounded(chosen["ci_width"]),
+        links=(run_link(run),),
+        inputs={
+            "run": run.id,
+            "label": chosen["label"],
+            "method": chosen["method"],
+            "deletion_difference": chosen["deletion"],
+            "insertion_difference": chosen["insertion"],
+            "verdict": chosen["verdict"],
+            "min_difference": params["min_difference"],
+        },
+        explanation=f"Best explanation method {chosen['method']}{label_suffix(run, chosen['label'])}: {chosen['verdict']} "
+        f"(deletion {chosen['deletion']}, insertion {chosen['insertion']} against the random baseline; run {run.id}).",
+    )
 
 
 @scoring_rule("explanation_rating", target=(3.5, 1.0, 5.0), min_n=(30, 1, 100000))

@@ -13,29 +13,36 @@ the approval guard that reads them.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from compliance.models import ScoringPolicy, TrustAssessment, TrustException
+from compliance.trust.assess import assess, assessment_to_dict
+from compliance.trust.gather import version_evidence
+from compliance.trust.policy import DEFAULT_POLICY, PRINCIPLES, PolicyError, validate_policy
 from core.audit import audit_action
 from core.errors import Conflict
-from registry.models import ModelVersion
-from compliance.models import ScoringPolicy, TrustAssessment, TrustException
 from radtrust_engine.hashing import canonical_sha256
+from registry.choices import DeploymentStatus
+from registry.models import Deployment, ModelVersion
+from validation.charts import radar_chart
+from validation.revalidation import revalidation_overdue_from
 
 
 def policy_active() -> ScoringPolicy:
     """The policy new assessments use; version 1 (``DEFAULT_POLICY``) is stored on first use."""
-    from compliance.trust.policy import DEFAULT_POLICY
-
     policy = ScoringPolicy.objects.filter(active=True).first()
     if policy is not None:
         return policy
     with transaction.atomic():
         policy, _ = ScoringPolicy.objects.get_or_create(
-            version=DEFAULT_POLICY["version"], defaults={"name": DEFAULT_POLICY["name"], "definition": DEFAULT_POLICY},
+            version=DEFAULT_POLICY["version"],
+            defaults={"name": DEFAULT_POLICY["name"], "definition": DEFAULT_POLICY},
         )
         if not ScoringPolicy.objects.filter(active=True).exists():
             policy.active = True
@@ -46,8 +53,6 @@ def policy_active() -> ScoringPolicy:
 
 def policy_create(*, actor, name: str, definition: dict) -> ScoringPolicy:
     """Store a new policy version and make it the active one; older assessments keep theirs."""
-    from compliance.trust.policy import PolicyError, validate_policy
-
     try:
         validate_policy(definition)
     except PolicyError as exc:
@@ -73,17 +78,17 @@ def _digest(evidence) -> str:
 
 def trust_assess(*, version: ModelVersion, trigger: str) -> TrustAssessment:
     """Score ``version`` on its evidence as it is now and keep the result."""
-    from validation.charts import radar_chart
-    from compliance.trust.assess import assess, assessment_to_dict
-    from compliance.trust.gather import version_evidence
-
     policy = policy_active()
     evidence = version_evidence(version)
     principles = assessment_to_dict(assess(evidence, policy.definition))
     chart = radar_chart(str(version), {name: p["score"] for name, p in principles.items()})
     return TrustAssessment.objects.create(
-        version=version, policy=policy, trigger=trigger[:60], principles=principles,
-        evidence_digest=_digest(evidence), chart_svg=chart.svg,
+        version=version,
+        policy=policy,
+        trigger=trigger[:60],
+        principles=principles,
+        evidence_digest=_digest(evidence),
+        chart_svg=chart.svg,
     )
 
 
@@ -107,8 +112,6 @@ def trust_request(*, version_id: int, trigger: str, debounce: bool = True) -> No
 
 def trust_recompute(*, version_id: int, trigger: str, requested_at: str) -> int | None:
     """The task's body: the new assessment's id, or None when a newer one covers the request."""
-    from datetime import datetime
-
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None:
         return None
@@ -122,8 +125,6 @@ def latest_assessment(version: ModelVersion) -> TrustAssessment | None:
 
 
 def trust_exception_grant(*, actor, version: ModelVersion, principle: str, justification: str) -> TrustException:
-    from compliance.trust.policy import PRINCIPLES
-
     if principle not in PRINCIPLES:
         raise ValidationError({"principle": f"Choose one of: {', '.join(PRINCIPLES)}."})
     if len(justification.strip()) < 20:
@@ -157,10 +158,6 @@ def trust_guard(version: ModelVersion) -> str | None:
 def trust_overdue_requests() -> list[int]:
     """Ask for a recomputation of every version with an active deployment whose revalidation is
     overdue and whose newest assessment predates that (so it still says on time)."""
-    from registry.choices import DeploymentStatus
-    from registry.models import Deployment
-    from validation.revalidation import revalidation_overdue_from
-
     today = timezone.localdate()
     versions = []
     for deployment in Deployment.objects.filter(status=DeploymentStatus.ACTIVE).select_related("version"):

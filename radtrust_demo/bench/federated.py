@@ -39,6 +39,13 @@ from typing import Any
 
 import numpy as np
 
+from radtrust_agent.client import Backoff, ServerClient
+from radtrust_agent.evaluation import Job, site_evaluate
+from radtrust_agent.jobs import SiteAgent, agent_run_job
+from radtrust_agent.state import AgentState
+from radtrust_demo.bench import validation as bench
+from radtrust_demo.bench.validation import machine
+from radtrust_engine.artifacts import StoredFile, artifact_dir, file_sha256, set_sha256
 from radtrust_engine.federated import site_summary
 from radtrust_engine.federated_check import payload_check
 from radtrust_engine.federated_payload import SiteSummary
@@ -76,8 +83,14 @@ QUICK = Sizes(site_cases=(300, 400, 500), n_resamples=50, images=120, train_imag
 def figure(name: str, value: float, reference: float | str | None, ratio: float | None, unit: str) -> dict[str, Any]:
     """One figure in ``radtrust_demo.bench.validation``'s shape, checked against its goal (an upper bound) on the ratio or, without one, the value."""
     goal = GOALS[name]
-    return {"value": value, "reference": reference, "ratio": ratio, "unit": unit, "goal": f"<= {goal:g}",
-            "meets_goal": (value if ratio is None else ratio) <= goal}
+    return {
+        "value": value,
+        "reference": reference,
+        "ratio": ratio,
+        "unit": unit,
+        "goal": f"<= {goal:g}",
+        "meets_goal": (value if ratio is None else ratio) <= goal,
+    }
 
 
 def compact_bytes(payload: Mapping[str, Any]) -> int:
@@ -116,20 +129,30 @@ def site_cases(code: str, n: int, *, seed: int = 0) -> SiteCases:
     logit = (-2.0 + separation * y + np.vectorize(offset.get)(vendor) - 0.5 * (age == "65+") * y + 0.5 * rng.normal(size=n_patients))[patient]
     logit = logit + spread * rng.normal(size=n)
     return SiteCases(
-        scores=1.0 / (1.0 + np.exp(-logit)), labels=y[patient],
+        scores=1.0 / (1.0 + np.exp(-logit)),
+        labels=y[patient],
         patient_id=np.asarray([f"{code}-P{p:06d}" for p in patient]),
         attributes={"sex": sex[patient], "age_band": age[patient], "scanner_manufacturer": vendor[patient]},
     )
 
 
 def summarise(cases: SiteCases, *, n_resamples: int) -> SiteSummary:
-    return site_summary({LABEL: cases.scores}, {LABEL: cases.labels}, cases.patient_id, cases.attributes, [INTERSECTION],
-                        thresholds=0.5, min_patients=10, n_resamples=n_resamples, seed=0)
+    return site_summary(
+        {LABEL: cases.scores},
+        {LABEL: cases.labels},
+        cases.patient_id,
+        cases.attributes,
+        [INTERSECTION],
+        thresholds=0.5,
+        min_patients=10,
+        n_resamples=n_resamples,
+        seed=0,
+    )
 
 
 def bench_pooling(sizes: Sizes = Sizes(), *, log: Log = print) -> dict[str, Any]:
     """Figures 1 and 2 (the latter without the agent's payload): pooled against central AUROC, overall and per stratum."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # reference implementation for the benchmark only (the demo extra)
 
     sites = {code: site_cases(code, n) for code, n in zip(sorted(SITE_PROFILES), sizes.site_cases)}
     summaries, seconds = {}, {}
@@ -161,10 +184,21 @@ def bench_pooling(sizes: Sizes = Sizes(), *, log: Log = print) -> dict[str, Any]
             worst = {"abs_diff": diff, "stratum": stratum.name}
     return {
         "figure": figure("pooled_vs_central_auroc_abs_diff", abs(overall - central), central, None, "AUROC"),
-        "pooled_auroc": overall, "central_auroc": central, "strata_compared": compared, "worst_stratum": worst,
-        "sites": {code: {"cases": int(c.scores.size), "patients": int(np.unique(c.patient_id).size),
-                         "prevalence": float(c.labels.mean()), "summary_seconds": seconds[code]} for code, c in sites.items()},
-        "payload_bytes": payload_bytes, "n_resamples": sizes.n_resamples,
+        "pooled_auroc": overall,
+        "central_auroc": central,
+        "strata_compared": compared,
+        "worst_stratum": worst,
+        "sites": {
+            code: {
+                "cases": int(c.scores.size),
+                "patients": int(np.unique(c.patient_id).size),
+                "prevalence": float(c.labels.mean()),
+                "summary_seconds": seconds[code],
+            }
+            for code, c in sites.items()
+        },
+        "payload_bytes": payload_bytes,
+        "n_resamples": sizes.n_resamples,
     }
 
 
@@ -242,17 +276,34 @@ class JobsServer:
 
 def _job(model: Path, trained: Mapping[str, Any], n_resamples: int) -> dict[str, Any]:
     """A job as ``/api/federated/jobs/`` lists it (``FederatedJobSerializer``) for the demo CNN."""
-    from radtrust_engine.artifacts import StoredFile, file_sha256, set_sha256
-
     stored = [StoredFile(model.name, file_sha256(model), model.stat().st_size, "model")]
     return {
-        "id": 1, "study": 1, "status": "pending", "deadline": "2099-01-01T00:00:00Z", "attempts": 0, "error": "",
-        "spec": {"labels": [LABEL], "attributes": list(ATTRIBUTES), "intersections": [list(INTERSECTION)], "min_patients": 10,
-                 "thresholds": dict(trained["output_schema"]["thresholds"]), "n_resamples": n_resamples, "seed": 0,
-                 "manifest": "manifest.csv"},
-        "version": {"id": 1, "label": "Demo nodule CNN 1.0.0", "artifact_sha256": set_sha256(stored),
-                    "files": [asdict(f) for f in stored], "output_schema": dict(trained["output_schema"]),
-                    "preprocessing": dict(trained["preprocessing"]), "task": "binary", "modality": "DX"},
+        "id": 1,
+        "study": 1,
+        "status": "pending",
+        "deadline": "2099-01-01T00:00:00Z",
+        "attempts": 0,
+        "error": "",
+        "spec": {
+            "labels": [LABEL],
+            "attributes": list(ATTRIBUTES),
+            "intersections": [list(INTERSECTION)],
+            "min_patients": 10,
+            "thresholds": dict(trained["output_schema"]["thresholds"]),
+            "n_resamples": n_resamples,
+            "seed": 0,
+            "manifest": "manifest.csv",
+        },
+        "version": {
+            "id": 1,
+            "label": "Demo nodule CNN 1.0.0",
+            "artifact_sha256": set_sha256(stored),
+            "files": [asdict(f) for f in stored],
+            "output_schema": dict(trained["output_schema"]),
+            "preprocessing": dict(trained["preprocessing"]),
+            "task": "binary",
+            "modality": "DX",
+        },
     }
 
 
@@ -266,13 +317,6 @@ def bench_agent(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
     """Figure 3 (see the module docstring). Process CPU seconds are kept beside the wall-clock ones:
     where other work shares the machine they vary far less, and their ratio tells the agent's own
     cost from a neighbour's (they include the loopback server's few milliseconds)."""
-    from radtrust_engine.artifacts import artifact_dir
-    from radtrust_demo.bench import validation as bench
-    from radtrust_agent.client import Backoff, ServerClient
-    from radtrust_agent.evaluation import Job, site_evaluate
-    from radtrust_agent.jobs import SiteAgent, agent_run_job
-    from radtrust_agent.state import AgentState
-
     demo = replace(bench.Sizes(), run_images=sizes.images, train_images=sizes.train_images, train_epochs=sizes.train_epochs)
     manifest, trained = bench._demo_run_inputs(cache, demo, log)  # the dataset and CNN of the validation bench's run figure
     data, model = manifest.parent, Path(trained["onnx_path"])
@@ -302,8 +346,9 @@ def bench_agent(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
 
         def agent(round_: int) -> None:
             client = ServerClient(server.url, TOKEN, backoff=Backoff(base=0.05, cap=0.5, give_up_after=30.0), timeout=120)
-            site = SiteAgent(client=client, data_root=data, state=AgentState(Path(folder) / f"agent-{round_}"),
-                             auto_approve="bench data owner", prefer_gpu=False)
+            site = SiteAgent(
+                client=client, data_root=data, state=AgentState(Path(folder) / f"agent-{round_}"), auto_approve="bench data owner", prefer_gpu=False
+            )
             outcome = agent_run_job({**job, "id": round_ + 1}, agent=site)
             if outcome.status != "reported":
                 raise RuntimeError(f"the agent's job ended {outcome.status}: {outcome.error}")
@@ -315,7 +360,7 @@ def bench_agent(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
             evaluation = timed("reference", reference)
             for round_ in range(sizes.rounds):
                 log(f"agent: round {round_ + 1}/{sizes.rounds}: the agent's job, then the evaluation alone")
-                timed("agent", lambda: agent(round_))
+                timed("agent", lambda round_=round_: agent(round_))
                 evaluation = timed("reference", reference)
         finally:
             server.stop()
@@ -325,14 +370,24 @@ def bench_agent(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
     reported = server.reports[sizes.rounds]["payload"]
     return {
         "figure": figure("agent_overhead", statistics.median(wall["agent"]), statistics.median(wall["reference"]), ratio, "s"),
-        "agent_seconds": wall["agent"], "reference_seconds": wall["reference"], "round_ratios_to_mean_of_adjacent": ratios,
-        "agent_cpu_seconds": cpu["agent"], "reference_cpu_seconds": cpu["reference"], "cpu_round_ratios": cpu_ratios,
-        "cpu_ratio": cpu_ratio, "agent_timings": [o.timings for o in outcomes], "agent_seconds_outside_evaluation": outside,
+        "agent_seconds": wall["agent"],
+        "reference_seconds": wall["reference"],
+        "round_ratios_to_mean_of_adjacent": ratios,
+        "agent_cpu_seconds": cpu["agent"],
+        "reference_cpu_seconds": cpu["reference"],
+        "cpu_round_ratios": cpu_ratios,
+        "cpu_ratio": cpu_ratio,
+        "agent_timings": [o.timings for o in outcomes],
+        "agent_seconds_outside_evaluation": outside,
         "outside_evaluation_share": statistics.median(o / a for o, a in zip(outside, wall["agent"])),
         "reports_received": len(server.reports),
         "same_payload_as_in_process": reported == json.loads(json.dumps(evaluation.payload)),
-        "payload_bytes": compact_bytes(reported), "images": evaluation.n_cases, "patients": evaluation.n_patients,
-        "artifact_bytes": model.stat().st_size, "device": evaluation.device, "n_resamples": sizes.n_resamples,
+        "payload_bytes": compact_bytes(reported),
+        "images": evaluation.n_cases,
+        "patients": evaluation.n_patients,
+        "artifact_bytes": model.stat().st_size,
+        "device": evaluation.device,
+        "n_resamples": sizes.n_resamples,
     }
 
 
@@ -343,8 +398,6 @@ def bench_agent(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
 
 def run_federated_bench(cache: Path, *, quick: bool = False, log: Log = print) -> dict[str, Any]:
     """The three figures (keys a script reads), with ``figures`` and ``details`` as ``radtrust_demo.bench.validation`` gives them."""
-    from radtrust_demo.bench.validation import machine
-
     sizes = QUICK if quick else Sizes()
     pooling = bench_pooling(sizes, log=log)
     agent = bench_agent(cache, sizes, log=log)

@@ -54,6 +54,20 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
+import psycopg
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from psycopg import sql
+
+from compliance.feedback import weeks_rebuild
+from compliance.models import Alert, DeploymentMonitor, Feedback, Incident
+from core.choices import Role
+from registry.choices import DeploymentStatus, VersionStatus
+from registry.models import Deployment, FoundationModel, Institution, ModelVersion, User
 
 Log = Callable[[str], None]
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/radtrust_bench_feedback"
@@ -67,14 +81,39 @@ ALERTS_PER_DEPLOYMENTS = 10  # one open alert per ten deployments
 INCIDENTS = 10
 COPY_CHUNK = 100_000
 FEEDBACK_COLUMNS = (
-    "deployment_id", "version_id", "institution_id", "clinician_id", "submission_key", "case_reference", "model_output",
-    "agreement", "error_type", "severity", "minutes_saved", "explanation_helped", "uncertainty_helped", "fitted_workflow",
-    "comment", "created_at", "updated_at",
+    "deployment_id",
+    "version_id",
+    "institution_id",
+    "clinician_id",
+    "submission_key",
+    "case_reference",
+    "model_output",
+    "agreement",
+    "error_type",
+    "severity",
+    "minutes_saved",
+    "explanation_helped",
+    "uncertainty_helped",
+    "fitted_workflow",
+    "comment",
+    "created_at",
+    "updated_at",
 )
-ERROR_TYPES = (("false_positive", 0.4), ("false_negative", 0.25), ("wrong_localisation", 0.15), ("wrong_class", 0.1),
-               ("poor_image_handling", 0.06), ("other", 0.04))
-COMMENTS = ("Missed a small lesion near the hilum.", "Flagged a known scar.", "Helpful on a busy list.",
-            "Heatmap pointed at the marker.", "Output arrived after I had read the study.")
+ERROR_TYPES = (
+    ("false_positive", 0.4),
+    ("false_negative", 0.25),
+    ("wrong_localisation", 0.15),
+    ("wrong_class", 0.1),
+    ("poor_image_handling", 0.06),
+    ("other", 0.04),
+)
+COMMENTS = (
+    "Missed a small lesion near the hilum.",
+    "Flagged a known scar.",
+    "Helpful on a busy list.",
+    "Heatmap pointed at the marker.",
+    "Output arrived after I had read the study.",
+)
 
 
 @dataclass
@@ -137,9 +176,6 @@ def refuse_configured_database(database_url: str, configured: dict[str, Any]) ->
 
 def ensure_database(database_url: str) -> bool:
     """Create the database when it is missing; True when it was created."""
-    import psycopg
-    from psycopg import sql
-
     name = _database_name(database_url)
     with psycopg.connect(_admin_conninfo(database_url), autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
@@ -150,9 +186,6 @@ def ensure_database(database_url: str) -> bool:
 
 def drop_database(database_url: str) -> None:
     """Remove a bench database (the tests' own); closes its connections first."""
-    import psycopg
-    from psycopg import sql
-
     with psycopg.connect(_admin_conninfo(database_url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_database_name(database_url))))
 
@@ -169,8 +202,19 @@ def run_child(*, database_url: str, rows: int, deployments: int, repeats: int, m
     """Seed (or reuse) and measure one database in a process whose only database it is."""
     ensure_database(database_url)
     env = {**os.environ, "DATABASE_URL": _child_url(database_url), "RADTRUST_VAR_DIR": str(var_dir), "DJANGO_DEBUG": "false"}
-    command = [sys.executable, str(manage_py), "bench", "feedback", "--child",
-               "--rows", str(rows), "--deployments", str(deployments), "--repeats", str(repeats)]
+    command = [
+        sys.executable,
+        str(manage_py),
+        "bench",
+        "feedback",
+        "--child",
+        "--rows",
+        str(rows),
+        "--deployments",
+        str(deployments),
+        "--repeats",
+        str(repeats),
+    ]
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False)  # progress: stderr, inherited
     if done.returncode != 0:
         raise RuntimeError(f"The bench child on {_database_name(database_url)} failed (exit {done.returncode}).")
@@ -186,8 +230,10 @@ def merge(big: ChildResult, small: ChildResult) -> dict[str, Any]:
     count_ms = big.count_ms
     endpoints = {
         url: Endpoint(
-            p50_ms=_percentile(big.latency_ms.get(url, []), 50), p95_ms=_percentile(big.latency_ms.get(url, []), 95),
-            queries_10=small.queries.get(url), queries_1m=queries,
+            p50_ms=_percentile(big.latency_ms.get(url, []), 50),
+            p95_ms=_percentile(big.latency_ms.get(url, []), 95),
+            queries_10=small.queries.get(url),
+            queries_1m=queries,
         )
         for url, queries in big.queries.items()
     }
@@ -241,40 +287,57 @@ def _seed_mark(cursor) -> tuple[int, int] | None:
 
 def _registry(deployments: int, now) -> tuple[list, list, Any]:
     """Institutions, users, models, versions and deployments, without audit events (bulk_create)."""
-    from django.contrib.auth.models import Group
-
-    from registry.choices import DeploymentStatus, VersionStatus
-    from core.choices import Role
-    from registry.models import Deployment, FoundationModel, Institution, ModelVersion, User
-
     sites = -(-deployments // len(MODELS))
-    institutions = Institution.objects.bulk_create(
-        [Institution(code=f"site{i:03d}", name=f"Bench hospital {i}", country="DE") for i in range(sites)]
-    )
-    clinicians = User.objects.bulk_create(
-        [User(username=f"clinician{i:03d}", institution=inst, password="!") for i, inst in enumerate(institutions)]
-    )
+    institutions = Institution.objects.bulk_create([Institution(code=f"site{i:03d}", name=f"Bench hospital {i}", country="DE") for i in range(sites)])
+    clinicians = User.objects.bulk_create([User(username=f"clinician{i:03d}", institution=inst, password="!") for i, inst in enumerate(institutions)])
     (officer,) = User.objects.bulk_create([User(username="officer", institution=institutions[0], password="!")])
     groups = dict(Group.objects.filter(name__in=[Role.CLINICIAN, Role.COMPLIANCE_OFFICER]).values_list("name", "pk"))
     User.groups.through.objects.bulk_create(
         [User.groups.through(user_id=u.pk, group_id=groups[Role.CLINICIAN]) for u in clinicians]
         + [User.groups.through(user_id=officer.pk, group_id=groups[Role.COMPLIANCE_OFFICER])]
     )
-    models = FoundationModel.objects.bulk_create([
-        FoundationModel(name=name, provider=institutions[0], intended_purpose="Synthetic bench model.", modality="CR",
-                        body_region="chest", task="binary", licence="proprietary")
-        for name in MODELS
-    ])
-    versions = ModelVersion.objects.bulk_create([
-        ModelVersion(foundation_model=m, version="1.0.0", status=VersionStatus.DEPLOYED, output_schema={"class_names": ["finding"]},
-                     artifact_sha256=f"{i:064x}", artifact_files=[], artifact_size=1, opset=17, ir_version=8, parameter_count=1)
-        for i, m in enumerate(models)
-    ])
-    placed = Deployment.objects.bulk_create([
-        Deployment(version=versions[i % len(MODELS)], institution=institutions[i // len(MODELS)], status=DeploymentStatus.ACTIVE,
-                   since=(now - timedelta(weeks=53)).date())
-        for i in range(deployments)
-    ])
+    models = FoundationModel.objects.bulk_create(
+        [
+            FoundationModel(
+                name=name,
+                provider=institutions[0],
+                intended_purpose="Synthetic bench model.",
+                modality="CR",
+                body_region="chest",
+                task="binary",
+                licence="proprietary",
+            )
+            for name in MODELS
+        ]
+    )
+    versions = ModelVersion.objects.bulk_create(
+        [
+            ModelVersion(
+                foundation_model=m,
+                version="1.0.0",
+                status=VersionStatus.DEPLOYED,
+                output_schema={"class_names": ["finding"]},
+                artifact_sha256=f"{i:064x}",
+                artifact_files=[],
+                artifact_size=1,
+                opset=17,
+                ir_version=8,
+                parameter_count=1,
+            )
+            for i, m in enumerate(models)
+        ]
+    )
+    placed = Deployment.objects.bulk_create(
+        [
+            Deployment(
+                version=versions[i % len(MODELS)],
+                institution=institutions[i // len(MODELS)],
+                status=DeploymentStatus.ACTIVE,
+                since=(now - timedelta(weeks=53)).date(),
+            )
+            for i in range(deployments)
+        ]
+    )
     return placed, clinicians, officer
 
 
@@ -299,22 +362,36 @@ def _feedback_chunks(placed: list, clinicians: list, rows: int, now, rng: np.ran
         agreement = np.where(u < disagree_rate[d], "disagree", np.where(u < 1.5 * disagree_rate[d], "partly", "agree"))
         error = np.where(agreement == "agree", "", rng.choice(error_names, size=n, p=error_p))
         severity = np.where(
-            agreement == "agree", "none",
+            agreement == "agree",
+            "none",
             rng.choice(["none", "low", "moderate", "high"], size=n, p=[0.3, 0.45, 0.2, 0.05]),
         )
         minutes = np.clip(np.rint(rng.normal(3.0, 4.0, n)), -240, 240).astype(int).astype(str)
         minutes = np.where(rng.random(n) < 0.7, minutes, r"\N")
-        ratings = [np.where(rng.random(n) < 0.4, rng.choice(["1", "2", "3", "4", "5"], size=n, p=[0.05, 0.1, 0.2, 0.4, 0.25]), r"\N") for _ in range(3)]
+        ratings = [
+            np.where(rng.random(n) < 0.4, rng.choice(["1", "2", "3", "4", "5"], size=n, p=[0.05, 0.1, 0.2, 0.4, 0.25]), r"\N") for _ in range(3)
+        ]
         comment = np.where(rng.random(n) < 0.1, rng.choice(COMMENTS, size=n), "")
         keys = rng.bytes(16 * n).hex()
         cases = rng.integers(0, 16**6, n)
         scores = rng.random(n)
         stamps = np.datetime_as_string(start + offsets[lo : lo + n].astype("timedelta64[us]"), unit="us")
         columns = [
-            dep_id[d].astype(str), ver_id[d].astype(str), inst_id[d].astype(str), clin_id[d].astype(str),
-            [keys[i * 32 : i * 32 + 32] for i in range(n)], [f"CASE-{c:06x}" for c in cases.tolist()],
+            dep_id[d].astype(str),
+            ver_id[d].astype(str),
+            inst_id[d].astype(str),
+            clin_id[d].astype(str),
+            [keys[i * 32 : i * 32 + 32] for i in range(n)],
+            [f"CASE-{c:06x}" for c in cases.tolist()],
             [f"finding {s:.2f} ({'flagged' if s >= 0.5 else 'clear'})" for s in scores.tolist()],
-            agreement, error, severity, minutes, *ratings, comment, stamps, stamps,
+            agreement,
+            error,
+            severity,
+            minutes,
+            *ratings,
+            comment,
+            stamps,
+            stamps,
         ]
         columns = [c.tolist() if isinstance(c, np.ndarray) else c for c in columns]
         yield ("\n".join(map("\t".join, zip(*columns))) + "\n").encode()
@@ -322,13 +399,6 @@ def _feedback_chunks(placed: list, clinicians: list, rows: int, now, rng: np.ran
 
 def seed(*, rows: int, deployments: int, log: Log) -> float:
     """Write the synthetic registry, reports, monitors, alerts and incidents in one transaction; seconds taken."""
-    from django.db import connection, transaction
-    from django.utils import timezone
-
-    from compliance.feedback import weeks_rebuild
-    from compliance.models import Feedback, Incident
-    from compliance.models import Alert
-
     began = time.perf_counter()
     now = timezone.now()
     rng = np.random.default_rng(20240601)
@@ -349,18 +419,39 @@ def seed(*, rows: int, deployments: int, log: Log) -> float:
         """)
         log("summing the weekly monitoring rows")
         weeks_rebuild()
-        Alert.objects.bulk_create([
-            Alert(version_id=d.version_id, deployment=d, kind="input_drift", severity="info", subject="image_mean",
-                  message="Mean image intensity moved beyond its control limit.")
-            for d in placed[:: ALERTS_PER_DEPLOYMENTS]
-        ])
+        Alert.objects.bulk_create(
+            [
+                Alert(
+                    version_id=d.version_id,
+                    deployment=d,
+                    kind="input_drift",
+                    severity="info",
+                    subject="image_mean",
+                    message="Mean image intensity moved beyond its control limit.",
+                )
+                for d in placed[::ALERTS_PER_DEPLOYMENTS]
+            ]
+        )
         today = now.date()
-        Incident.objects.bulk_create([
-            Incident(version_id=f.version_id, deployment_id=f.deployment_id, feedback=f, title=f"Disagreement on {f.case_reference}",
-                     description="Synthetic bench incident.", incident_type="other", medical_device=True, aware_on=today,
-                     route="mdr", legal_basis="MDR Art. 87(1)", deadline=today + timedelta(days=15), created_by=officer)
-            for f in Feedback.objects.order_by("-pk").only("pk", "version_id", "deployment_id", "case_reference")[:INCIDENTS]
-        ])
+        Incident.objects.bulk_create(
+            [
+                Incident(
+                    version_id=f.version_id,
+                    deployment_id=f.deployment_id,
+                    feedback=f,
+                    title=f"Disagreement on {f.case_reference}",
+                    description="Synthetic bench incident.",
+                    incident_type="other",
+                    medical_device=True,
+                    aware_on=today,
+                    route="mdr",
+                    legal_basis="MDR Art. 87(1)",
+                    deadline=today + timedelta(days=15),
+                    created_by=officer,
+                )
+                for f in Feedback.objects.order_by("-pk").only("pk", "version_id", "deployment_id", "case_reference")[:INCIDENTS]
+            ]
+        )
         seconds = time.perf_counter() - began
         cursor.execute("CREATE TABLE bench_seed (rows bigint NOT NULL, deployments integer NOT NULL, seed_seconds double precision NOT NULL)")
         cursor.execute("INSERT INTO bench_seed VALUES (%s, %s, %s)", [rows, deployments, seconds])
@@ -372,10 +463,6 @@ def seed(*, rows: int, deployments: int, log: Log) -> float:
 
 def seed_once(*, rows: int, deployments: int, log: Log) -> tuple[bool, float]:
     """Seed an empty bench database, or reuse a finished seed of the same sizes: (reused, seed seconds)."""
-    from django.db import connection
-
-    from registry.models import Institution
-
     with connection.cursor() as cursor:
         mark = _seed_mark(cursor)
         if mark == (rows, deployments):
@@ -410,13 +497,6 @@ def _endpoints(busiest: int) -> list[tuple[str, str, str]]:
 
 def measure(*, repeats: int, reused: bool, seed_seconds: float, log: Log) -> ChildResult:
     """Query counts, then interleaved rounds of one count and one request per endpoint."""
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    from compliance.models import DeploymentMonitor
-    from registry.models import Deployment, User
-
     busiest = Deployment.objects.order_by("pk").values_list("pk", flat=True).first()  # seeded with the largest share, at both volumes
     officer = User.objects.get(username="officer")
     clinician = User.objects.get(username__startswith="clinician", institution__deployments__pk=busiest)  # the busiest site's
@@ -450,15 +530,18 @@ def measure(*, repeats: int, reused: bool, seed_seconds: float, log: Log) -> Chi
                 get(persona, url)
                 latency[label].append((time.perf_counter() - began) * 1000)
     return ChildResult(
-        rows=rows, deployments=DeploymentMonitor.objects.count(), count_ms=float(np.median(counts)) if counts else None,
-        reused=reused, seed_seconds=seed_seconds, queries=queries, latency_ms=latency,
+        rows=rows,
+        deployments=DeploymentMonitor.objects.count(),
+        count_ms=float(np.median(counts)) if counts else None,
+        reused=reused,
+        seed_seconds=seed_seconds,
+        queries=queries,
+        latency_ms=latency,
     )
 
 
 def run_child_here(*, rows: int, deployments: int, repeats: int, log: Log) -> ChildResult:
     """The child's whole job, on the database Django is configured with (the bench's)."""
-    from django.core.management import call_command
-
     call_command("migrate", verbosity=0)
     reused, seconds = seed_once(rows=rows, deployments=deployments, log=log)
     log(f"{'reused' if reused else 'seeded'} ({seconds:.1f} s to seed)")

@@ -34,18 +34,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from scipy import stats
 
+from radtrust_demo import data as demo_data
+from radtrust_engine.baseline import Baseline
+from radtrust_engine.drift import PSI_FLOOR, distribution_drift
+from radtrust_engine.images import load_image
+from radtrust_engine.loading import read_manifest
 from radtrust_engine.metrics import METRIC_NAMES
+from radtrust_engine.pipeline import SuiteConfig, evaluate
+from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.runner import bare_throughput, open_session, select_device
 from radtrust_engine.stratification import age_band, stratified_metrics
 
 Log = Callable[[str], None]
 FIGURES = (
-    "pipeline_vs_bare_ort", "metrics_vs_fairlearn", "max_abs_diff_vs_sklearn", "run_2000_seconds", "drift_vs_scipy",
-    "suite_2000_seconds", "images_read_per_image",
+    "pipeline_vs_bare_ort",
+    "metrics_vs_fairlearn",
+    "max_abs_diff_vs_sklearn",
+    "run_2000_seconds",
+    "drift_vs_scipy",
+    "suite_2000_seconds",
+    "images_read_per_image",
 )
 GOALS = {
-    "pipeline_vs_bare_ort": (">=", 0.9), "metrics_vs_fairlearn": ("<=", 0.01), "max_abs_diff_vs_sklearn": ("<=", 1e-9),
-    "drift_vs_scipy": ("<=", 1.0), "images_read_per_image": ("<=", 1.0),
+    "pipeline_vs_bare_ort": (">=", 0.9),
+    "metrics_vs_fairlearn": ("<=", 0.01),
+    "max_abs_diff_vs_sklearn": ("<=", 1e-9),
+    "drift_vs_scipy": ("<=", 1.0),
+    "images_read_per_image": ("<=", 1.0),
 }
 FULL_SUITE = ("calibration", "drift", "explainability", "generalisation", "robustness", "uncertainty")
 CLASS_NAME = "finding"
@@ -76,9 +96,22 @@ class Sizes:
     drift_repeats: int = 5
 
 
-QUICK = Sizes(pipeline_images=24, pipeline_rounds=1, dicom_size=96, input_size=64, resnet_width=8, batch_size=8,
-              predictions=3000, n_resamples=40, fairlearn_resamples=2, run_images=48, train_images=128, train_epochs=1,
-              drift_values=20_000, drift_repeats=2)
+QUICK = Sizes(
+    pipeline_images=24,
+    pipeline_rounds=1,
+    dicom_size=96,
+    input_size=64,
+    resnet_width=8,
+    batch_size=8,
+    predictions=3000,
+    n_resamples=40,
+    fairlearn_resamples=2,
+    run_images=48,
+    train_images=128,
+    train_epochs=1,
+    drift_values=20_000,
+    drift_repeats=2,
+)
 
 
 def figure(name: str, value: float, reference: float | str | None, ratio: float | None, unit: str) -> dict[str, Any]:
@@ -87,8 +120,14 @@ def figure(name: str, value: float, reference: float | str | None, ratio: float 
     goal = GOALS.get(name)
     checked = value if ratio is None else ratio
     met = None if goal is None else (checked >= goal[1] if goal[0] == ">=" else checked <= goal[1])
-    return {"value": value, "reference": reference, "ratio": ratio, "unit": unit,
-            "goal": None if goal is None else f"{goal[0]} {goal[1]:g}", "meets_goal": met}
+    return {
+        "value": value,
+        "reference": reference,
+        "ratio": ratio,
+        "unit": unit,
+        "goal": None if goal is None else f"{goal[0]} {goal[1]:g}",
+        "meets_goal": met,
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -103,24 +142,24 @@ def resnet18(*, width: int = 64, channels: int = 3) -> Any:
     channels it is the ImageNet network with a one-unit head: 11,177,025
     parameters and 1.82 GMAC (3.6 GFLOP) per 224x224 image. Seeded.
     """
-    import torch
-    from torch import nn
+    import torch  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
+    from torch import nn  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
 
     class Block(nn.Module):
         def __init__(self, cin: int, cout: int, stride: int) -> None:
             super().__init__()
             self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
             self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                         if stride != 1 or cin != cout else nn.Identity())
+            self.down = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
             return torch.relu(y + self.down(x))
 
     torch.manual_seed(0)
-    layers: list[nn.Module] = [nn.Conv2d(channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
-                               nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [nn.Conv2d(channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
     cin = width
     for stage, stride in enumerate((1, 2, 2, 2)):
         cout = width * 2**stage
@@ -132,8 +171,8 @@ def resnet18(*, width: int = 64, channels: int = 3) -> Any:
 
 def count_macs(net: Any, input_shape: Sequence[int]) -> int:
     """Multiply-accumulates of the convolutions and linear layers for one input of ``input_shape`` (C, H, W)."""
-    import torch
-    from torch import nn
+    import torch  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
+    from torch import nn  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
 
     macs = 0
 
@@ -162,29 +201,34 @@ def resnet18_onnx(cache: Path, *, width: int = 64, input_size: int = 224, channe
     path, meta_path = cache / f"{stem}.onnx", cache / f"{stem}.json"
     if path.exists() and meta_path.exists():
         return path, json.loads(meta_path.read_text())
-    import torch
+    import torch  # torch is heavy (about 2.5 s to import); only the demo and benchmarks use it
 
     net = resnet18(width=width, channels=channels)
     macs = count_macs(net, (channels, input_size, input_size))
     cache.mkdir(parents=True, exist_ok=True)
     program = torch.onnx.export(
-        net, (torch.zeros(2, channels, input_size, input_size),), dynamo=True, input_names=["image"],
-        output_names=["probability"], dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1, max=1024)}},
+        net,
+        (torch.zeros(2, channels, input_size, input_size),),
+        dynamo=True,
+        input_names=["image"],
+        output_names=["probability"],
+        dynamic_shapes={"input": {0: torch.export.Dim("batch", min=1, max=1024)}},
         verbose=False,
     )
     program.save(str(path))
-    meta = {"architecture": "ResNet-18" if width == 64 else f"ResNet-18 at width {width}",
-            "parameters": sum(p.numel() for p in net.parameters()), "gmac_per_image": macs / 1e9,
-            "gflop_per_image": 2 * macs / 1e9, "input": [channels, input_size, input_size]}
+    meta = {
+        "architecture": "ResNet-18" if width == 64 else f"ResNet-18 at width {width}",
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "gmac_per_image": macs / 1e9,
+        "gflop_per_image": 2 * macs / 1e9,
+        "input": [channels, input_size, input_size],
+    }
     meta_path.write_text(json.dumps(meta))  # written last: marks the export as complete
     return path, meta
 
 
 def write_dicom(path: Path, pixels: np.ndarray, header: Mapping[str, str]) -> None:
     """An uncompressed (explicit VR little endian) MONOCHROME2 DICOM file of uint16 pixels."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -229,12 +273,28 @@ def write_dicom_dataset(folder: Path, images: int, size: int, *, seed: int = 0) 
                 cy, cx, r = rng.uniform(0.3, 0.7, 2).tolist() + [rng.uniform(0.03, 0.08)]
                 pixels += 500 * (((yy - cy) ** 2 + (xx - cx) ** 2) < r * r)
             name = f"img{len(rows):05d}.dcm"
-            header = {"PatientID": f"P{patient:05d}", "PatientSex": sex, "PatientAge": f"{age:03d}Y",
-                      "StudyDate": "20240102", "Manufacturer": vendor, "ManufacturerModelName": "Bench DR"}
+            header = {
+                "PatientID": f"P{patient:05d}",
+                "PatientSex": sex,
+                "PatientAge": f"{age:03d}Y",
+                "StudyDate": "20240102",
+                "Manufacturer": vendor,
+                "ManufacturerModelName": "Bench DR",
+            }
             write_dicom(folder / name, np.clip(pixels, 0, 4095).astype(np.uint16), header)
-            rows.append({"image_path": name, "patient_id": f"P{patient:05d}", CLASS_NAME: label,
-                         "study_date": "2024-01-02", "age": age, "sex": sex, "site": site,
-                         "scanner_manufacturer": vendor, "scanner_model": "Bench DR"})
+            rows.append(
+                {
+                    "image_path": name,
+                    "patient_id": f"P{patient:05d}",
+                    CLASS_NAME: label,
+                    "study_date": "2024-01-02",
+                    "age": age,
+                    "sex": sex,
+                    "site": site,
+                    "scanner_manufacturer": vendor,
+                    "scanner_model": "Bench DR",
+                }
+            )
     partial = folder / "manifest.csv.partial"
     with partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -245,10 +305,13 @@ def write_dicom_dataset(folder: Path, images: int, size: int, *, seed: int = 0) 
 
 
 def _suite_config(n_resamples: int, batch_size: int) -> Any:
-    from radtrust_engine.pipeline import SuiteConfig
-
-    return SuiteConfig(attributes=("sex", "age_band", "site", "scanner_manufacturer"), intersections=(INTERSECTION,),
-                       n_resamples=n_resamples, seed=0, batch_size=batch_size)
+    return SuiteConfig(
+        attributes=("sex", "age_band", "site", "scanner_manufacturer"),
+        intersections=(INTERSECTION,),
+        n_resamples=n_resamples,
+        seed=0,
+        batch_size=batch_size,
+    )
 
 
 def bench_pipeline(cache: Path, sizes: Sizes = Sizes(), *, threads: int | None = None, log: Log = print) -> dict[str, Any]:
@@ -262,22 +325,14 @@ def bench_pipeline(cache: Path, sizes: Sizes = Sizes(), *, threads: int | None =
     fair, and the median drops a round that a neighbour disturbed. Best-over-
     best is kept in the details for comparison.
     """
-    from radtrust_engine.loading import read_manifest
-    from radtrust_engine.images import load_image
-    from radtrust_engine.pipeline import evaluate
-    from radtrust_engine.preprocessing import Preprocessing
-    from radtrust_engine.runner import bare_throughput, open_session, select_device
-
     model_path, model_meta = resnet18_onnx(cache, width=sizes.resnet_width, input_size=sizes.input_size, channels=1)
     log(f"pipeline: {sizes.pipeline_images} DICOM files of {sizes.dicom_size}x{sizes.dicom_size} (written once)")
     folder = cache / f"dicom-{sizes.pipeline_images}x{sizes.dicom_size}"
-    manifest = read_manifest(write_dicom_dataset(folder, sizes.pipeline_images, sizes.dicom_size), folder,
-                             label_columns=[CLASS_NAME])
+    manifest = read_manifest(write_dicom_dataset(folder, sizes.pipeline_images, sizes.dicom_size), folder, label_columns=[CLASS_NAME])
     model = open_session(model_path, select_device(threads=threads))
     spec = {"resize": [sizes.input_size] * 2, "channels": "1xHxW", "normalise": {"mean": PIXEL_MEAN, "std": PIXEL_STD}}
     preprocessing = Preprocessing.from_spec(spec)
-    batch = np.stack([preprocessing.apply(load_image(manifest.absolute_path(i % len(manifest))).array)
-                      for i in range(sizes.batch_size)])
+    batch = np.stack([preprocessing.apply(load_image(manifest.absolute_path(i % len(manifest))).array) for i in range(sizes.batch_size)])
     repeats = max(2, round(sizes.pipeline_images / sizes.batch_size))
     config = _suite_config(sizes.n_resamples, sizes.batch_size)
     bare = [bare_throughput(model, batch, repeats).images_per_second]
@@ -285,8 +340,9 @@ def bench_pipeline(cache: Path, sizes: Sizes = Sizes(), *, threads: int | None =
     for round_ in range(1, sizes.pipeline_rounds + 1):
         log(f"pipeline: round {round_}/{sizes.pipeline_rounds}: evaluate() between bare ORT runs of {repeats} batches")
         started = time.perf_counter()
-        evaluation = evaluate(model, manifest, task="binary", class_names=[CLASS_NAME],
-                              thresholds={CLASS_NAME: THRESHOLD}, preprocessing=preprocessing, config=config)
+        evaluation = evaluate(
+            model, manifest, task="binary", class_names=[CLASS_NAME], thresholds={CLASS_NAME: THRESHOLD}, preprocessing=preprocessing, config=config
+        )
         pipeline.append(len(manifest) / (time.perf_counter() - started))
         bare.append(bare_throughput(model, batch, repeats).images_per_second)
     spread = (max(bare) - min(bare)) / max(bare)
@@ -297,12 +353,20 @@ def bench_pipeline(cache: Path, sizes: Sizes = Sizes(), *, threads: int | None =
     return {
         "figure": figure("pipeline_vs_bare_ort", float(np.median(pipeline)), float(np.median(pipeline)) / median, median, "images/s"),
         "best_over_best": max(pipeline) / max(bare),
-        "pipeline_images_per_second": pipeline, "bare_images_per_second": bare, "bare_spread": spread,
+        "pipeline_images_per_second": pipeline,
+        "bare_images_per_second": bare,
+        "bare_spread": spread,
         "round_ratios_to_mean_of_adjacent_bare": paired,
-        "images": len(manifest), "dicom": f"{sizes.dicom_size}x{sizes.dicom_size} uint16", "preprocessing": spec,
-        "batch_size": sizes.batch_size, "n_resamples": sizes.n_resamples, "threads": model.device.threads,
-        "model": model_meta, "achieved_gflops": max(bare) * model_meta["gflop_per_image"],
-        "stages_seconds": dict(evaluation.timings), "inference": evaluation.run_report.inference,
+        "images": len(manifest),
+        "dicom": f"{sizes.dicom_size}x{sizes.dicom_size} uint16",
+        "preprocessing": spec,
+        "batch_size": sizes.batch_size,
+        "n_resamples": sizes.n_resamples,
+        "threads": model.device.threads,
+        "model": model_meta,
+        "achieved_gflops": max(bare) * model_meta["gflop_per_image"],
+        "stages_seconds": dict(evaluation.timings),
+        "inference": evaluation.run_report.inference,
     }
 
 
@@ -353,7 +417,7 @@ def synthetic_predictions(n: int, *, seed: int = 0) -> Predictions:
 
 
 def _recall_at(y_true: np.ndarray, y_score: np.ndarray, *, threshold: float) -> float:
-    from sklearn.metrics import recall_score
+    from sklearn.metrics import recall_score  # reference implementation for the benchmark only (the demo extra)
 
     return float(recall_score(y_true, y_score >= threshold))
 
@@ -365,37 +429,44 @@ def _selection_rate_at(y_true: np.ndarray, y_score: np.ndarray, *, threshold: fl
 def fairlearn_frames(data: Predictions, *, n_boot: int | None = None, threshold: float = THRESHOLD, seed: int = 0) -> dict[tuple[str, ...], Any]:
     """One fairlearn ``MetricFrame`` per grouping (each attribute, and sex x age band),
     with AUROC, recall and selection rate, bootstrapped ``n_boot`` times when given."""
-    import pandas as pd
-    from fairlearn.metrics import MetricFrame
-    from sklearn.metrics import roc_auc_score
+    from fairlearn.metrics import MetricFrame  # reference implementation for the benchmark only (the demo extra)
+    from sklearn.metrics import roc_auc_score  # reference implementation for the benchmark only (the demo extra)
 
-    metrics = {"auroc": roc_auc_score,
-               "recall": functools.partial(_recall_at, threshold=threshold),
-               "selection_rate": functools.partial(_selection_rate_at, threshold=threshold)}
+    metrics = {
+        "auroc": roc_auc_score,
+        "recall": functools.partial(_recall_at, threshold=threshold),
+        "selection_rate": functools.partial(_selection_rate_at, threshold=threshold),
+    }
     table = pd.DataFrame(data.attributes)
     boot = {"n_boot": n_boot, "ci_quantiles": [0.025, 0.975], "random_state": seed} if n_boot else {}
-    return {grouping: MetricFrame(metrics=metrics, y_true=data.y_true, y_pred=data.y_score,
-                                  sensitive_features=table[list(grouping)], **boot)
-            for grouping in data.groupings}
+    return {
+        grouping: MetricFrame(metrics=metrics, y_true=data.y_true, y_pred=data.y_score, sensitive_features=table[list(grouping)], **boot)
+        for grouping in data.groupings
+    }
 
 
 def our_report(data: Predictions, n_resamples: int) -> Any:
     """``stratified_metrics`` on ``data``: the four attributes and sex x age band, seeded."""
-    return stratified_metrics(data.y_true, data.y_score, data.patient_id, data.attributes, [INTERSECTION],
-                              threshold=THRESHOLD, n_resamples=n_resamples, seed=0)
+    return stratified_metrics(
+        data.y_true, data.y_score, data.patient_id, data.attributes, [INTERSECTION], threshold=THRESHOLD, n_resamples=n_resamples, seed=0
+    )
 
 
 def sklearn_max_abs_diff(data: Predictions, report: Any) -> dict[str, Any]:
     """Largest |ours - scikit-learn| over every metric, overall and per reported subgroup."""
-    from sklearn import metrics as skm
+    from sklearn import metrics as skm  # reference implementation for the benchmark only (the demo extra)
 
     def reference(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
         called, nan = s >= THRESHOLD, {"zero_division": np.nan}  # undefined is NaN there, None in ours
-        return {"auroc": skm.roc_auc_score(y, s), "auprc": skm.average_precision_score(y, s),
-                "sensitivity": skm.recall_score(y, called, **nan),
-                "specificity": skm.recall_score(y, called, pos_label=0, **nan),
-                "ppv": skm.precision_score(y, called, **nan), "npv": skm.precision_score(y, called, pos_label=0, **nan),
-                "f1": skm.f1_score(y, called, **nan)}
+        return {
+            "auroc": skm.roc_auc_score(y, s),
+            "auprc": skm.average_precision_score(y, s),
+            "sensitivity": skm.recall_score(y, called, **nan),
+            "specificity": skm.recall_score(y, called, pos_label=0, **nan),
+            "ppv": skm.precision_score(y, called, **nan),
+            "npv": skm.precision_score(y, called, pos_label=0, **nan),
+            "f1": skm.f1_score(y, called, **nan),
+        }
 
     worst = {"max_abs_diff": 0.0, "metric": None, "subgroup": None}
     compared = 0
@@ -430,8 +501,9 @@ def bench_metrics(sizes: Sizes = Sizes(), *, fairlearn: bool = True, log: Log = 
     ours_seconds = time.perf_counter() - started
     log("metrics: scikit-learn point estimates")
     result: dict[str, Any] = {"sklearn": sklearn_max_abs_diff(data, report)}
-    result["sklearn_figure"] = figure("max_abs_diff_vs_sklearn", result["sklearn"]["max_abs_diff"],
-                                      "scikit-learn on the same subsets", None, "absolute difference")
+    result["sklearn_figure"] = figure(
+        "max_abs_diff_vs_sklearn", result["sklearn"]["max_abs_diff"], "scikit-learn on the same subsets", None, "absolute difference"
+    )
     groups = {"groupings": [" x ".join(g) for g in data.groupings], "subgroups": len(report.subgroups)}
     result["data"] = {"predictions": int(data.y_true.size), "patients": int(np.unique(data.patient_id).size), **groups}
     if not fairlearn:
@@ -449,9 +521,14 @@ def bench_metrics(sizes: Sizes = Sizes(), *, fairlearn: bool = True, log: Log = 
     ours = ours_seconds / sizes.n_resamples
     result["fairlearn_figure"] = figure("metrics_vs_fairlearn", ours, theirs, ours / theirs, "s/resample")
     result["fairlearn"] = {
-        "ours_seconds": ours_seconds, "ours_resamples": sizes.n_resamples, "ours_seconds_per_resample": ours,
-        "ours_metrics": len(METRIC_NAMES), "fairlearn_point_seconds": point_seconds, "fairlearn_bootstrap_seconds": boot_seconds,
-        "fairlearn_resamples": sizes.fairlearn_resamples, "fairlearn_seconds_per_resample": theirs,
+        "ours_seconds": ours_seconds,
+        "ours_resamples": sizes.n_resamples,
+        "ours_seconds_per_resample": ours,
+        "ours_metrics": len(METRIC_NAMES),
+        "fairlearn_point_seconds": point_seconds,
+        "fairlearn_bootstrap_seconds": boot_seconds,
+        "fairlearn_resamples": sizes.fairlearn_resamples,
+        "fairlearn_seconds_per_resample": theirs,
         "fairlearn_metrics": ["roc_auc_score", "recall_score", "selection_rate"],
         "fairlearn_resampling": "cases (fairlearn has no patient-level bootstrap); ours resamples patients",
     }
@@ -465,15 +542,12 @@ def bench_metrics(sizes: Sizes = Sizes(), *, fairlearn: bool = True, log: Log = 
 
 def _demo_run_inputs(cache: Path, sizes: Sizes, log: Log) -> tuple[Path, Any]:
     """The demo generator's dataset and its trained CNN, made once per size and seed in ``cache``."""
-    from radtrust_demo import data as demo_data
-
     folder = cache / f"demo-{sizes.run_images}-{sizes.train_images}"
     trained_json = folder / "model" / "trained.json"
     if not trained_json.exists():
         log(f"run: generating {sizes.run_images} demo images and training the demo CNN on {sizes.train_images}")
         demo_data.generate_dataset(folder / "data", n_images=sizes.run_images, seed=0)
-        trained = demo_data.train_classifier(folder / "model", seed=0, n_train=sizes.train_images,
-                                             epochs=sizes.train_epochs)
+        trained = demo_data.train_classifier(folder / "model", seed=0, n_train=sizes.train_images, epochs=sizes.train_epochs)
         trained_json.write_text(json.dumps(trained.to_dict()))  # written last: marks both as complete
     return folder / "data" / "manifest.csv", json.loads(trained_json.read_text())
 
@@ -483,11 +557,6 @@ def bench_run(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dict[
 
     The demo CNN carries its sigmoid, so the activation is "none".
     """
-    from radtrust_engine.loading import read_manifest
-    from radtrust_engine.pipeline import evaluate
-    from radtrust_engine.preprocessing import Preprocessing
-    from radtrust_engine.runner import open_session, select_device
-
     manifest_path, trained = _demo_run_inputs(cache, sizes, log)
     schema = trained["output_schema"]
     manifest = read_manifest(manifest_path, manifest_path.parent, label_columns=schema["class_names"])
@@ -495,16 +564,26 @@ def bench_run(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dict[
     started = time.perf_counter()
     model = open_session(Path(trained["onnx_path"]), select_device(prefer_gpu=False, threads=sizes.run_threads))
     opened = time.perf_counter()
-    evaluation = evaluate(model, manifest, task="binary", class_names=schema["class_names"],
-                          thresholds=schema["thresholds"], preprocessing=Preprocessing.from_spec(trained["preprocessing"]),
-                          config=_suite_config(sizes.n_resamples, sizes.batch_size))
+    evaluation = evaluate(
+        model,
+        manifest,
+        task="binary",
+        class_names=schema["class_names"],
+        thresholds=schema["thresholds"],
+        preprocessing=Preprocessing.from_spec(trained["preprocessing"]),
+        config=_suite_config(sizes.n_resamples, sizes.batch_size),
+    )
     seconds = time.perf_counter() - started
     stages = {"session": opened - started, **{k: float(v) for k, v in evaluation.timings.items()}}
     stages["other"] = max(seconds - sum(stages.values()), 0.0)
     return {
         "figure": figure("run_2000_seconds", seconds, None, None, "s"),
-        "seconds": seconds, "images": len(manifest), "threads": sizes.run_threads, "n_resamples": sizes.n_resamples,
-        "image_size": trained["preprocessing"].get("resize"), "stages_seconds": stages,
+        "seconds": seconds,
+        "images": len(manifest),
+        "threads": sizes.run_threads,
+        "n_resamples": sizes.n_resamples,
+        "image_size": trained["preprocessing"].get("resize"),
+        "stages_seconds": stages,
         "stage_shares": {k: v / seconds for k, v in stages.items()},
         "inference": evaluation.run_report.inference,
     }
@@ -514,18 +593,16 @@ def bench_suite(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
     """Seconds per stage of the full suite (every analysis: robustness at 3 severities, TTA,
     explainability on 32 cases, drift) on the demo run, with drift against a plain run of the
     same data as its baseline; and how often each image was read from disk."""
-    from radtrust_engine.baseline import Baseline
-    from radtrust_engine.loading import read_manifest
-    from radtrust_engine.pipeline import evaluate
-    from radtrust_engine.preprocessing import Preprocessing
-    from radtrust_engine.runner import open_session, select_device
-
     manifest_path, trained = _demo_run_inputs(cache, sizes, log)
     schema = trained["output_schema"]
     manifest = read_manifest(manifest_path, manifest_path.parent, label_columns=schema["class_names"])
     model = open_session(Path(trained["onnx_path"]), select_device(prefer_gpu=False, threads=sizes.run_threads))
-    common = {"task": "binary", "class_names": schema["class_names"], "thresholds": schema["thresholds"],
-              "preprocessing": Preprocessing.from_spec(trained["preprocessing"])}
+    common = {
+        "task": "binary",
+        "class_names": schema["class_names"],
+        "thresholds": schema["thresholds"],
+        "preprocessing": Preprocessing.from_spec(trained["preprocessing"]),
+    }
     plain = replace(_suite_config(sizes.n_resamples, sizes.batch_size), analyses=())
     log(f"suite: the baseline, a plain run on {len(manifest)} images")
     baseline = Baseline(table=evaluate(model, manifest, config=plain, **common).cases, source={"bench": "plain run"})
@@ -538,7 +615,9 @@ def bench_suite(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
     return {
         "figure": figure("suite_2000_seconds", seconds, None, None, "s"),
         "reads_figure": figure("images_read_per_image", report.images_read_per_image, None, None, "reads"),
-        "seconds": seconds, "images": len(manifest), "threads": sizes.run_threads,
+        "seconds": seconds,
+        "images": len(manifest),
+        "threads": sizes.run_threads,
         "stages_seconds": {k: float(v) for k, v in evaluation.timings.items()},
         "images_read": report.images_read,
         "robustness_conditions": len(label.robustness["conditions"]),
@@ -556,25 +635,24 @@ def bench_suite(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on; the load average says whether something else was running."""
-    import onnxruntime
-
-    from radtrust_engine.runner import select_device
+    import onnxruntime  # heavy; loaded when a model runs
 
     device = select_device()
-    return {"cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "device": device.name, "provider": device.providers[0], "onnxruntime": onnxruntime.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return {
+        "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "device": device.name,
+        "provider": device.providers[0],
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
 
 
 def bench_drift(sizes: Sizes = Sizes(), *, log: Log = print) -> dict[str, Any]:
     """``distribution_drift`` (KS and PSI sharing one sort per sample) on two samples of
     ``drift_values`` against scipy's ``ks_2samp`` plus a NumPy PSI (decile edges with
     ``np.quantile``, shares with ``np.histogram``) on the same data; best of ``drift_repeats``."""
-    from scipy import stats
-
-    from radtrust_engine.drift import PSI_FLOOR, distribution_drift
-
     rng = np.random.default_rng(0)
     reference = rng.normal(0.0, 1.0, sizes.drift_values)
     current = rng.normal(0.1, 1.1, sizes.drift_values)
@@ -599,13 +677,15 @@ def bench_drift(sizes: Sizes = Sizes(), *, log: Log = print) -> dict[str, Any]:
     theirs_seconds, (statistic, psi) = best(theirs)
     return {
         "figure": figure("drift_vs_scipy", ours_seconds, theirs_seconds, ours_seconds / theirs_seconds, "s"),
-        "values": sizes.drift_values, "ours_seconds": ours_seconds, "scipy_numpy_seconds": theirs_seconds,
-        "ks_statistic_diff": abs(ours.ks_statistic - statistic), "psi_diff": abs(ours.psi - psi),
+        "values": sizes.drift_values,
+        "ours_seconds": ours_seconds,
+        "scipy_numpy_seconds": theirs_seconds,
+        "ks_statistic_diff": abs(ours.ks_statistic - statistic),
+        "psi_diff": abs(ours.psi - psi),
     }
 
 
-def run_benchmarks(cache: Path, *, quick: bool = False, only: str | None = None, images: int | None = None,
-                   log: Log = print) -> dict[str, Any]:
+def run_benchmarks(cache: Path, *, quick: bool = False, only: str | None = None, images: int | None = None, log: Log = print) -> dict[str, Any]:
     """Every figure (or ``only`` one): the keys a script reads, with ``figures`` and ``details``."""
     if only is not None and only not in FIGURES:
         raise ValueError(f"unknown figure {only!r}; choose one of {', '.join(FIGURES)}")
@@ -653,11 +733,12 @@ def format_table(result: Mapping[str, Any]) -> str:
     lines = [f"{'figure':<26} {'value':>12} {'reference':>12} {'ratio':>10}  goal"]
     for name, entry in result["figures"].items():
         met = {True: "met", False: "NOT met", None: ""}[entry["meets_goal"]]
-        lines.append(f"{name:<26} {_cell(entry['value']):>12} {_cell(entry['reference']):>12} "
-                     f"{_cell(entry['ratio']):>10}  {entry['goal'] or ''} {met}".rstrip())
+        lines.append(
+            f"{name:<26} {_cell(entry['value']):>12} {_cell(entry['reference']):>12} "
+            f"{_cell(entry['ratio']):>10}  {entry['goal'] or ''} {met}".rstrip()
+        )
     machine_ = result["details"]["machine"]
-    lines.append(f"machine: {machine_['cpu_count']} CPUs, {machine_['device']}, {machine_['provider']}, "
-                 f"onnxruntime {machine_['onnxruntime']}")
+    lines.append(f"machine: {machine_['cpu_count']} CPUs, {machine_['device']}, {machine_['provider']}, onnxruntime {machine_['onnxruntime']}")
     if result["details"].get("quick"):
         lines.append("quick run: sizes for a smoke test, too small for the goals to apply")
     return "\n".join(lines)

@@ -43,8 +43,24 @@ class FoundationModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = FoundationModel
         fields = [
-            "id", "name", "provider", "description", "intended_purpose", "intended_users", "instructions_for_use", "known_limitations", "explainability_needs", "modality",
-            "body_region", "task", "risk_class", "mdr_class", "licence", "general_purpose", "created_at", "updated_at",
+            "id",
+            "name",
+            "provider",
+            "description",
+            "intended_purpose",
+            "intended_users",
+            "instructions_for_use",
+            "known_limitations",
+            "explainability_needs",
+            "modality",
+            "body_region",
+            "task",
+            "risk_class",
+            "mdr_class",
+            "licence",
+            "general_purpose",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
 
@@ -55,10 +71,31 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "foundation_model", "version", "parent", "status", "release_notes", "output_schema",
-            "preprocessing", "artifact_sha256", "artifact_files", "artifact_size", "opset", "ir_version",
-            "producer", "inputs", "outputs", "parameter_count", "mirror_state", "mirror_error",
-            "mlflow_model_name", "mlflow_version", "mirrored_at", "created_by", "created_at", "updated_at",
+            "id",
+            "foundation_model",
+            "version",
+            "parent",
+            "status",
+            "release_notes",
+            "output_schema",
+            "preprocessing",
+            "artifact_sha256",
+            "artifact_files",
+            "artifact_size",
+            "opset",
+            "ir_version",
+            "producer",
+            "inputs",
+            "outputs",
+            "parameter_count",
+            "mirror_state",
+            "mirror_error",
+            "mlflow_model_name",
+            "mlflow_version",
+            "mirrored_at",
+            "created_by",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = [f for f in fields if f != "release_notes"]
 
@@ -100,11 +137,35 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = [
-            "id", "name", "institution", "description", "source_institutions", "collection_start", "collection_end",
-            "modality", "body_region", "collection_purpose", "patient_count", "study_count", "image_count",
-            "scanners", "protocols", "demographics", "label_source", "rater_count", "rater_agreement",
-            "preparation", "legal_basis", "deidentification", "licence", "known_limitations", "location",
-            "manifest_sha256", "completeness", "created_at", "updated_at",
+            "id",
+            "name",
+            "institution",
+            "description",
+            "source_institutions",
+            "collection_start",
+            "collection_end",
+            "modality",
+            "body_region",
+            "collection_purpose",
+            "patient_count",
+            "study_count",
+            "image_count",
+            "scanners",
+            "protocols",
+            "demographics",
+            "label_source",
+            "rater_count",
+            "rater_agreement",
+            "preparation",
+            "legal_basis",
+            "deidentification",
+            "licence",
+            "known_limitations",
+            "location",
+            "manifest_sha256",
+            "completeness",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
 
@@ -130,8 +191,20 @@ class DeploymentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Deployment
         fields = [
-            "id", "version", "institution", "status", "since", "revalidation_cadence_days", "revalidation_by", "revalidation_state",
-            "revalidation_note", "revalidated_at", "agent_due_on", "notes", "created_at", "updated_at",
+            "id",
+            "version",
+            "institution",
+            "status",
+            "since",
+            "revalidation_cadence_days",
+            "revalidation_by",
+            "revalidation_state",
+            "revalidation_note",
+            "revalidated_at",
+            "agent_due_on",
+            "notes",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["revalidation_state", "revalidation_note", "revalidated_at", "agent_due_on", "created_at", "updated_at"]
         validators = []

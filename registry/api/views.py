@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -88,12 +87,16 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
     def create(self, request, *args, **kwargs):
         limit = settings.RADTRUST_MAX_ARTIFACT_BYTES + 1024 * 1024  # form fields on top of the files
         if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
-            raise ValidationError({"artifact": [f"The upload is larger than the limit of {settings.RADTRUST_MAX_ARTIFACT_BYTES} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."]})
+            raise ValidationError(
+                {"artifact": [f"The upload is larger than the limit of {settings.RADTRUST_MAX_ARTIFACT_BYTES} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."]}
+            )
         form = s.VersionRegisterSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         data = form.validated_data
         if data["foundation_model"] and not self.get_permissions()[0].has_object_permission(request, self, data["foundation_model"]):
-            self.permission_denied(request, message="This model belongs to another institution; you may only add versions to your institution's models.")
+            self.permission_denied(
+                request, message="This model belongs to another institution; you may only add versions to your institution's models."
+            )
         version = services.version_register(
             actor=request.user,
             foundation_model=data["foundation_model"],

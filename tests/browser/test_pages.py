@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from compliance.models import Feedback, Incident
+from compliance.models import Alert, Feedback, Incident
 from tests.browser.conftest import login
-from compliance.models import Alert
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -89,8 +88,12 @@ def test_a_clinician_cannot_open_another_institutions_deployment(page, live_serv
 
 def test_an_officer_sees_the_alert_and_escalates_it(page, live_server, people, deployed):
     alert = Alert.objects.create(
-        version=deployed["version"], deployment=deployed["north"], kind="disagreement_rise", severity="warning",
-        subject="disagreement_rate", message="Clinician disagreement at north rose above the rate at deployment.",
+        version=deployed["version"],
+        deployment=deployed["north"],
+        kind="disagreement_rise",
+        severity="warning",
+        subject="disagreement_rate",
+        message="Clinician disagreement at north rose above the rate at deployment.",
     )
     login(page, live_server.url, "officer", PASSWORD)
     expect(page).to_have_url(f"{live_server.url}/monitoring/")

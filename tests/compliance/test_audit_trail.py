@@ -6,12 +6,13 @@ import threading
 
 import pytest
 from django.contrib.admin.sites import site as admin_site
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.audit import audit_action, audit_context, audit_verify_chain
-from core.models import AuditEvent, AuditHead
 from core.errors import ImmutableRecord
+from core.models import AuditEvent, AuditHead
 from registry import services
 from registry.choices import VersionStatus
 from registry.models import Dataset, FoundationModel, Institution, ModelVersion, User
@@ -51,7 +52,9 @@ def test_create_records_actor_request_id_and_every_field(personas):
 
 @pytest.mark.django_db
 def test_update_records_only_the_changed_fields_as_before_and_after(personas, institutions):
-    fm = FoundationModelFactory(provider=institutions["vendor"], created_by=personas["engineer"], intended_purpose="Old purpose.", body_region="chest")
+    fm = FoundationModelFactory(
+        provider=institutions["vendor"], created_by=personas["engineer"], intended_purpose="Old purpose.", body_region="chest"
+    )
     with audit_context(user=personas["engineer"], request_id="req-update-1"):
         services.record_update(instance=fm, fields={"intended_purpose": "New purpose.", "body_region": "thorax"})
 
@@ -102,7 +105,15 @@ def test_excluded_fields_never_appear(personas, institutions):
     fm = services.record_create(
         model=FoundationModel,
         actor=personas["engineer"],
-        fields={"name": "LungFM", "provider": institutions["vendor"], "intended_purpose": "x", "modality": "DX", "body_region": "chest", "task": "binary", "licence": "MIT"},
+        fields={
+            "name": "LungFM",
+            "provider": institutions["vendor"],
+            "intended_purpose": "x",
+            "modality": "DX",
+            "body_region": "chest",
+            "task": "binary",
+            "licence": "MIT",
+        },
     )
     services.record_update(instance=fm, fields={"licence": "Apache-2.0"})
     user = services.user_create(username="newcomer", role="auditor", institution=institutions["vendor"], password="a-long-enough-Passw0rd!")
@@ -147,7 +158,10 @@ def test_many_to_many_changes_are_recorded(personas, institutions):
     north, south, vendor = institutions["north"], institutions["south"], institutions["vendor"]
     with audit_context(user=personas["engineer"], request_id="req-m2m"):
         dataset = services.record_create(
-            model=Dataset, actor=personas["engineer"], fields={"name": "CXR-North", "institution": vendor, "modality": "DX"}, m2m={"source_institutions": [north, south]}
+            model=Dataset,
+            actor=personas["engineer"],
+            fields={"name": "CXR-North", "institution": vendor, "modality": "DX"},
+            m2m={"source_institutions": [north, south]},
         )
         services.record_update(instance=dataset, fields={}, m2m={"source_institutions": [north]})
 
@@ -268,7 +282,7 @@ def test_a_rolled_back_change_leaves_no_event(institutions):
 @pytest.mark.django_db
 def test_a_refused_service_call_leaves_no_event(institutions):
     count = AuditEvent.objects.count()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         services.record_create(model=Institution, actor=None, fields={"code": "north", "name": "Duplicate", "country": "DE"})
     assert AuditEvent.objects.count() == count
 
@@ -313,8 +327,17 @@ def test_queryset_update_and_delete_are_refused(an_event):
 def test_a_new_instance_cannot_overwrite_an_existing_row(an_event):
     """Saving an unsaved instance that carries an existing primary key must insert (and fail), never update."""
     forged = AuditEvent(
-        pk=an_event.pk, seq=an_event.seq, occurred_at=timezone.now(), actor_username="mallory", action="create",
-        object_type=an_event.object_type, object_id=an_event.object_id, object_repr="forged", changes={}, prev_hash=an_event.prev_hash, hash="f" * 64,
+        pk=an_event.pk,
+        seq=an_event.seq,
+        occurred_at=timezone.now(),
+        actor_username="mallory",
+        action="create",
+        object_type=an_event.object_type,
+        object_id=an_event.object_id,
+        object_repr="forged",
+        changes={},
+        prev_hash=an_event.prev_hash,
+        hash="f" * 64,
     )
     with pytest.raises((ImmutableRecord, IntegrityError)), transaction.atomic():
         forged.save()
@@ -324,8 +347,16 @@ def test_a_new_instance_cannot_overwrite_an_existing_row(an_event):
 @pytest.mark.django_db
 def test_bulk_upsert_cannot_overwrite_a_row(an_event):
     forged = AuditEvent(
-        seq=an_event.seq, occurred_at=timezone.now(), actor_username="mallory", action="create",
-        object_type=an_event.object_type, object_id=an_event.object_id, object_repr="forged", changes={}, prev_hash=an_event.prev_hash, hash="f" * 64,
+        seq=an_event.seq,
+        occurred_at=timezone.now(),
+        actor_username="mallory",
+        action="create",
+        object_type=an_event.object_type,
+        object_id=an_event.object_id,
+        object_repr="forged",
+        changes={},
+        prev_hash=an_event.prev_hash,
+        hash="f" * 64,
     )
     with pytest.raises(ImmutableRecord):
         AuditEvent.objects.bulk_create([forged], update_conflicts=True, unique_fields=["seq"], update_fields=["actor_username"])
@@ -360,7 +391,9 @@ def test_concurrent_writers_keep_one_contiguous_chain():
             start.wait(timeout=10)
             with audit_context(label=f"writer-{worker}"):
                 for n in range(20):
-                    services.record_create(model=Institution, actor=None, fields={"code": f"w{worker}-{n}", "name": f"Site {worker}/{n}", "country": "DE"})
+                    services.record_create(
+                        model=Institution, actor=None, fields={"code": f"w{worker}-{n}", "name": f"Site {worker}/{n}", "country": "DE"}
+                    )
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
         finally:

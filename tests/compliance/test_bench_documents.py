@@ -25,15 +25,28 @@ def test_bench_documents_reports_the_share_outside_weasyprint_and_leaves_nothing
     assert result["goal"] == 1.5 and result["meets_goal"] == (result["total_over_weasyprint"] <= 1.5)
     assert result["pages"] > 3 and result["details"]["charts"] >= 3 and result["details"]["quick"] is True
     stages = result["details"]["stages_seconds"]
-    assert stages["weasyprint"] == result["details"]["weasyprint_in_pipeline_seconds"] and sum(stages.values()) == pytest.approx(result["total_seconds"])
+    assert stages["weasyprint"] == result["details"]["weasyprint_in_pipeline_seconds"] and sum(stages.values()) == pytest.approx(
+        result["total_seconds"]
+    )
     assert not Document.objects.exists() and not Dossier.objects.exists() and not ModelVersion.objects.exists()  # rolled back
 
 
 def test_bench_documents_prints_a_table_without_json():
     from radtrust_demo.bench.documents import format_table
 
-    result = {"total_seconds": 2.2, "weasyprint_seconds": 2.0, "pages": 20, "total_over_weasyprint": 1.1, "goal": 1.5, "meets_goal": True,
-              "details": {"repeats": 5, "charts": 4, "bytes": 150000, "stages_seconds": {"snapshot_and_charts": 0.1, "context_and_templates": 0.05,
-                                                                                       "weasyprint": 2.0, "hash_and_store": 0.05}}}
+    result = {
+        "total_seconds": 2.2,
+        "weasyprint_seconds": 2.0,
+        "pages": 20,
+        "total_over_weasyprint": 1.1,
+        "goal": 1.5,
+        "meets_goal": True,
+        "details": {
+            "repeats": 5,
+            "charts": 4,
+            "bytes": 150000,
+            "stages_seconds": {"snapshot_and_charts": 0.1, "context_and_templates": 0.05, "weasyprint": 2.0, "hash_and_store": 0.05},
+        },
+    }
     table = format_table(result)
     assert "20 pages, 4 charts, 150,000 bytes" in table and "total / WeasyPrint = 1.100 (goal <= 1.5): met" in table

@@ -30,9 +30,12 @@ def bench_url():
 
 def _bench(url: str, tmp_path: Path) -> dict:
     done = subprocess.run(
-        [sys.executable, "manage.py", "bench", "feedback", "--json", "--rows", "2000", "--deployments", "5", "--repeats", "3",
-         "--database-url", url],
-        cwd=REPO_ROOT, env={**os.environ, "RADTRUST_VAR_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+        [sys.executable, "manage.py", "bench", "feedback", "--json", "--rows", "2000", "--deployments", "5", "--repeats", "3", "--database-url", url],
+        cwd=REPO_ROOT,
+        env={**os.environ, "RADTRUST_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
@@ -50,7 +53,9 @@ def test_bench_seeds_its_own_database_once_and_reports_constant_queries(bench_ur
     assert first["worst_p95_over_count"] == max(e["p95_ms"] for e in first["endpoints"].values()) / first["count_ms"]
 
     with psycopg.connect(bench_url) as conn:  # the monitors hold the seeded counts
-        assert conn.execute("SELECT sum(n_feedback), sum(n_agree + n_partly + n_disagree), count(*) FROM compliance_deploymentmonitor").fetchone() == (2000, 2000, 5)
+        assert conn.execute(
+            "SELECT sum(n_feedback), sum(n_agree + n_partly + n_disagree), count(*) FROM compliance_deploymentmonitor"
+        ).fetchone() == (2000, 2000, 5)
         assert conn.execute("SELECT count(*) FROM compliance_feedback WHERE agreement <> 'agree' AND error_type = ''").fetchone() == (0,)
 
     second = _bench(bench_url, tmp_path)
@@ -61,6 +66,10 @@ def test_bench_refuses_other_sizes_in_a_seeded_database(bench_url, tmp_path):
     _bench(bench_url, tmp_path)
     done = subprocess.run(
         [sys.executable, "manage.py", "bench", "feedback", "--json", "--rows", "3000", "--deployments", "5", "--database-url", bench_url],
-        cwd=REPO_ROOT, env={**os.environ, "RADTRUST_VAR_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, "RADTRUST_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode != 0 and "holds 2000 reports over 5 deployments" in done.stderr

@@ -38,15 +38,28 @@ def lineage(run_setup, register_version, write_dataset, personas):
 
     engineer, model, north = personas["engineer"], run_setup["model"], run_setup["dataset"]
     vendor = engineer.institution
-    south = record_create(model=Dataset, actor=engineer, fields={
-        "name": "South test set", "institution": personas["clinician_south"].institution, "modality": "DX", "location": str(write_dataset("south", seed=1)),
-    })
-    tuning_a, tuning_b, calibration = (DatasetFactory(name=name, institution=vendor) for name in ("Vendor tuning A", "Vendor tuning B", "Vendor calibration"))
+    south = record_create(
+        model=Dataset,
+        actor=engineer,
+        fields={
+            "name": "South test set",
+            "institution": personas["clinician_south"].institution,
+            "modality": "DX",
+            "location": str(write_dataset("south", seed=1)),
+        },
+    )
+    tuning_a, tuning_b, calibration = (
+        DatasetFactory(name=name, institution=vendor) for name in ("Vendor tuning A", "Vendor tuning B", "Vendor calibration")
+    )
     parent = register_version(model, "2.0.0", output_schema=PARENT_SCHEMA)
     child = register_version(model, "2.1.0", kind="external", parent=parent, output_schema=CHILD_SCHEMA, preprocessing={"resize": [64, 64]})
     for version, dataset, role in (
-        (parent, north, "external_validation"), (parent, tuning_a, "fine_tuning"),
-        (child, north, "external_validation"), (child, tuning_a, "fine_tuning"), (child, tuning_b, "fine_tuning"), (child, calibration, "calibration"),
+        (parent, north, "external_validation"),
+        (parent, tuning_a, "fine_tuning"),
+        (child, north, "external_validation"),
+        (child, tuning_a, "fine_tuning"),
+        (child, tuning_b, "fine_tuning"),
+        (child, calibration, "calibration"),
     ):
         provenance_link(actor=engineer, version=version, dataset=dataset, role=role)
     runs = {}
@@ -70,7 +83,16 @@ def test_change_log_of_a_retrained_version(lineage, personas, sign_dossier):
     log = change_log_build(child).to_dict()
     assert json.loads(json.dumps(log)) == log
     assert log["initial"] is False and log["parent"]["id"] == parent.pk and log["version"]["id"] == child.pk
-    assert [s["key"] for s in log["sections"]] == ["artifact", "output_schema", "preprocessing", "data", "metrics", "subgroup_gaps", "trust", "dossier"]
+    assert [s["key"] for s in log["sections"]] == [
+        "artifact",
+        "output_schema",
+        "preprocessing",
+        "data",
+        "metrics",
+        "subgroup_gaps",
+        "trust",
+        "dossier",
+    ]
 
     artifact = {i["kind"]: i for i in _section(log, "artifact")["changes"]}
     assert artifact["artifact_sha256"]["before"] == parent.artifact_sha256 and artifact["artifact_sha256"]["after"] == child.artifact_sha256
@@ -87,7 +109,12 @@ def test_change_log_of_a_retrained_version(lineage, personas, sign_dossier):
     auroc = next(i for i in metrics if i["detail"].get("metric") == "auroc")
     d = auroc["detail"]
     assert auroc["kind"] == "metric_drop" and auroc["rule"] == "metric_drop" and d["forgetting"] and d["significant"]
-    assert (d["dataset"], d["parent_run"], d["child_run"], d["n_shared_patients"]) == ("North test set", runs["parent_north"].pk, runs["child_north"].pk, 30)
+    assert (d["dataset"], d["parent_run"], d["child_run"], d["n_shared_patients"]) == (
+        "North test set",
+        runs["parent_north"].pk,
+        runs["child_north"].pk,
+        30,
+    )
     assert auroc["before"] == pytest.approx(1.0) and auroc["after"] < 0.3
     assert d["ci_low"] <= d["delta"] <= d["ci_high"] < 0 and d["p_value"] < 0.05
     sensitivity = next(i for i in metrics if i["detail"].get("metric") == "sensitivity")
@@ -108,17 +135,30 @@ def test_change_log_of_a_retrained_version(lineage, personas, sign_dossier):
     assert {"threshold_move", "metric_drop", "not_reevaluated", "data_new_role"} <= _rules(log, "substantial")
     assert {"weights", "preprocessing", "data_same_sources"} <= _rules(log, "within_plan")
     reason = next(r for r in log["classification"]["reasons"] if r["rule"] == "threshold_move")
-    assert reason["text"] == "An operating threshold moves by more than 0.05" and reason["evidence"] == ["Operating threshold of pneumothorax: 0.566 → 0.5"]
-    assert log["plan"] == {"id": None, "version": None, "applies_to": "default rules", "rules": DEFAULT_CHANGE_RULES,
-                           "rationale": "No change plan recorded: RadTrust's default rules apply."}
+    assert reason["text"] == "An operating threshold moves by more than 0.05" and reason["evidence"] == [
+        "Operating threshold of pneumothorax: 0.566 → 0.5"
+    ]
+    assert log["plan"] == {
+        "id": None,
+        "version": None,
+        "applies_to": "default rules",
+        "rules": DEFAULT_CHANGE_RULES,
+        "rationale": "No change plan recorded: RadTrust's default rules apply.",
+    }
 
     text = change_log_markdown(log)
     assert text.startswith(f"# Change log: {child}")
     for line in (
-        f"Against parent **{parent}**", "**Classification: Substantial modification: new conformity assessment (Art. 43(4))** (`substantial`)",
-        "- **substantial** (rule `threshold_move`): An operating threshold moves by more than 0.05.", "  - Operating threshold of pneumothorax: 0.566 → 0.5",
-        "Rules: RadTrust's default rules (no change plan recorded).", "`threshold_move` substantial above 0.05; ", "## 5. Performance on the same data",
-        "| South test set | pneumothorax: auroc 1.0, sensitivity 1.0, specificity 1.0 | — |", "Not re-evaluated: the parent was evaluated on it", "| Preprocessing resize | — | [64, 64] |",
+        f"Against parent **{parent}**",
+        "**Classification: Substantial modification: new conformity assessment (Art. 43(4))** (`substantial`)",
+        "- **substantial** (rule `threshold_move`): An operating threshold moves by more than 0.05.",
+        "  - Operating threshold of pneumothorax: 0.566 → 0.5",
+        "Rules: RadTrust's default rules (no change plan recorded).",
+        "`threshold_move` substantial above 0.05; ",
+        "## 5. Performance on the same data",
+        "| South test set | pneumothorax: auroc 1.0, sensitivity 1.0, specificity 1.0 | — |",
+        "Not re-evaluated: the parent was evaluated on it",
+        "| Preprocessing resize | — | [64, 64] |",
     ):
         assert line in text, line
     assert "possible catastrophic forgetting" in text
@@ -132,10 +172,18 @@ def test_a_change_plan_of_the_model_decides_over_the_global_one(lineage, persona
     officer, model = personas["officer"], lineage["model"]
     change_plan_create(actor=officer, foundation_model=None, rules={}, rationale="The defaults, for every model.")
     change_plan_create(actor=officer, foundation_model=model, rules={}, rationale="First plan of this model.")
-    plan = change_plan_create(actor=officer, foundation_model=model, rationale="Threshold recalibration up to 0.1; re-training with calibration data.", rules={
-        "threshold_move": {"limit": 0.1}, "metric_drop": {"effect": "within_plan"}, "not_reevaluated": {"effect": "within_plan"},
-        "data_new_role": {"effect": "within_plan"}, "gap_widening": {"limit": 0.15},
-    })
+    plan = change_plan_create(
+        actor=officer,
+        foundation_model=model,
+        rationale="Threshold recalibration up to 0.1; re-training with calibration data.",
+        rules={
+            "threshold_move": {"limit": 0.1},
+            "metric_drop": {"effect": "within_plan"},
+            "not_reevaluated": {"effect": "within_plan"},
+            "data_new_role": {"effect": "within_plan"},
+            "gap_widening": {"limit": 0.15},
+        },
+    )
     assert plan.version == 2 and plan.rules["signature"] == {"effect": "substantial"}  # stored merged with the defaults
     assert change_plan_for(model)[0] == plan
 
@@ -156,7 +204,10 @@ def test_outputs_signature_and_clinical_claim_changes_are_substantial(personas):
 
     parent = ModelVersionFactory()
     child = ModelVersionFactory(
-        foundation_model=parent.foundation_model, parent=parent, artifact_sha256=parent.artifact_sha256, parameter_count=2000,
+        foundation_model=parent.foundation_model,
+        parent=parent,
+        artifact_sha256=parent.artifact_sha256,
+        parameter_count=2000,
         outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}],
         output_schema={"class_names": ["pneumothorax", "effusion"], "thresholds": {"pneumothorax": 0.52}, "activation": "sigmoid"},
     )
@@ -194,10 +245,25 @@ def test_data_from_a_new_source_and_edited_datasets_are_classified(personas, ins
 
 # A stored run report (radtrust_engine.report.RunReport) without labels: these rows record their figures in the summary.
 NO_LABELS = {
-    "engine_version": "1", "task": "binary", "config": {}, "preprocessing": {}, "activation": "none", "model": {},
-    "dataset": {"n_images": 0, "n_evaluated": 0, "n_patients": 0, "label_names": [], "prevalence": {}, "attributes_not_collected": [],
-                "intersections_not_evaluated": [], "header_fill": {"filled": {}, "unreadable": []}},
-    "skipped": [], "inference": {}, "results": {},
+    "engine_version": "1",
+    "task": "binary",
+    "config": {},
+    "preprocessing": {},
+    "activation": "none",
+    "model": {},
+    "dataset": {
+        "n_images": 0,
+        "n_evaluated": 0,
+        "n_patients": 0,
+        "label_names": [],
+        "prevalence": {},
+        "attributes_not_collected": [],
+        "intersections_not_evaluated": [],
+        "header_fill": {"filled": {}, "unreadable": []},
+    },
+    "skipped": [],
+    "inference": {},
+    "results": {},
 }
 
 
@@ -207,8 +273,13 @@ def _recorded_run(version, dataset, manifest: str, auroc: float):
 
     overall = {"auroc": {"value": auroc}, "sensitivity": {"value": 0.8}, "specificity": {"value": 0.9}}
     return ValidationRun.objects.create(
-        version=version, dataset=dataset, status="succeeded", manifest_sha256=manifest * 64, results=NO_LABELS,
-        summary={"labels": {"pneumothorax": {"overall": overall}}}, finished_at=timezone.now(),
+        version=version,
+        dataset=dataset,
+        status="succeeded",
+        manifest_sha256=manifest * 64,
+        results=NO_LABELS,
+        summary={"labels": {"pneumothorax": {"overall": overall}}},
+        finished_at=timezone.now(),
     )
 
 
@@ -217,7 +288,13 @@ def test_evaluations_on_other_contents_are_shown_unpaired(personas):
     parent = ModelVersionFactory()
     child = ModelVersionFactory(foundation_model=parent.foundation_model, parent=parent)
     moved, new, same = (DatasetFactory(name=name) for name in ("Moved set", "New set", "Same set"))
-    for version, dataset, manifest, auroc in ((parent, moved, "a", 0.91), (child, moved, "b", 0.85), (child, new, "c", 0.88), (parent, same, "d", 0.9), (child, same, "d", 0.9)):
+    for version, dataset, manifest, auroc in (
+        (parent, moved, "a", 0.91),
+        (child, moved, "b", 0.85),
+        (child, new, "c", 0.88),
+        (parent, same, "d", 0.9),
+        (child, same, "d", 0.9),
+    ):
         _recorded_run(version, dataset, manifest, auroc)
     log = change_log_build(child).to_dict()
     metrics = {i["what"]: i for i in _section(log, "metrics")["changes"]}
@@ -245,10 +322,16 @@ def test_an_unchanged_version_and_a_first_version(personas):
 
 def test_invalid_rules_name_the_field_to_fix():
     assert change_rules_validate(DEFAULT_CHANGE_RULES) == {} and change_rules_validate({"weights": {"effect": "substantial"}}) == {}
-    errors = change_rules_validate({
-        "threshold_move": {"limit": 2}, "metric_drop": {"effect": "maybe"}, "nonsense": {}, "weights": {"effect": "within_plan", "limit": 0.1},
-        "signature": "substantial", "gap_widening": {"limit": True},
-    })
+    errors = change_rules_validate(
+        {
+            "threshold_move": {"limit": 2},
+            "metric_drop": {"effect": "maybe"},
+            "nonsense": {},
+            "weights": {"effect": "within_plan", "limit": 0.1},
+            "signature": "substantial",
+            "gap_widening": {"limit": True},
+        }
+    )
     assert set(errors) == {"threshold_move.limit", "metric_drop.effect", "nonsense", "weights", "signature", "gap_widening.limit"}
     assert "from 0 to 1" in errors["threshold_move.limit"] and "within_plan or substantial" in errors["metric_drop.effect"]
     assert "Unknown rule" in errors["nonsense"] and "Unknown keys limit" in errors["weights"]
@@ -275,7 +358,12 @@ def test_change_plans_are_validated_and_never_edited(personas, client):
     bad = client.post("/admin/compliance/changeplan/add/", {"rules": json.dumps({"threshold_move": {"limit": 5}}), "rationale": "r"})
     assert bad.status_code == 200 and "threshold_move.limit: Give the limit as a number from 0 to 1" in bad.content.decode()
     for n in (1, 2):
-        assert client.post("/admin/compliance/changeplan/add/", {"rules": json.dumps({"threshold_move": {"limit": 0.1}}), "rationale": f"Plan {n}"}).status_code == 302
+        assert (
+            client.post(
+                "/admin/compliance/changeplan/add/", {"rules": json.dumps({"threshold_move": {"limit": 0.1}}), "rationale": f"Plan {n}"}
+            ).status_code
+            == 302
+        )
     plans = list(ChangePlan.objects.order_by("version"))
     assert [(p.version, p.created_by, p.rules["threshold_move"]["limit"]) for p in plans] == [(1, officer, 0.1), (2, officer, 0.1)]
     assert client.post(f"/admin/compliance/changeplan/{plans[0].pk}/change/", {"rules": "{}", "rationale": "edited"}).status_code == 403
@@ -290,7 +378,9 @@ def test_change_plans_are_validated_and_never_edited(personas, client):
 def test_change_log_api(personas, institutions, api_client):
     model = FoundationModelFactory(provider=institutions["vendor"])
     parent = ModelVersionFactory(foundation_model=model)
-    child = ModelVersionFactory(foundation_model=model, parent=parent, output_schema={"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.7}})
+    child = ModelVersionFactory(
+        foundation_model=model, parent=parent, output_schema={"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.7}}
+    )
     url = f"/api/model-versions/{child.pk}/change-log/"
     response = api_client(personas["officer"]).get(url)
     assert response.status_code == 200 and response["Content-Type"].startswith("application/json")
@@ -299,7 +389,10 @@ def test_change_log_api(personas, institutions, api_client):
     assert body["classification"]["value"] == "substantial" and body["parent"]["id"] == parent.pk
     markdown = api_client(personas["engineer"]).get(url, {"format": "md"})
     assert markdown.status_code == 200 and markdown["Content-Type"] == "text/markdown; charset=utf-8"
-    assert markdown.content.decode().startswith(f"# Change log: {child}") and "| Operating threshold of pneumothorax | 0.5 | 0.7 |" in markdown.content.decode()
+    assert (
+        markdown.content.decode().startswith(f"# Change log: {child}")
+        and "| Operating threshold of pneumothorax | 0.5 | 0.7 |" in markdown.content.decode()
+    )
     assert api_client(personas["auditor"]).get(f"/api/model-versions/{parent.pk}/change-log/").json()["initial"] is True
     assert api_client(personas["engineer_south"]).get(url).status_code == 404  # another institution's model is not found
     assert api_client(personas["clinician_north"]).get(url).status_code == 403  # dossier text and run results are not for clinicians
@@ -312,7 +405,9 @@ def test_change_log_against_another_version_of_the_same_model_only(personas, ins
     model = FoundationModelFactory(provider=institutions["vendor"])
     first = ModelVersionFactory(foundation_model=model)
     second = ModelVersionFactory(foundation_model=model, parent=first)
-    third = ModelVersionFactory(foundation_model=model, parent=second, output_schema={"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.7}})
+    third = ModelVersionFactory(
+        foundation_model=model, parent=second, output_schema={"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.7}}
+    )
     log = change_log_build(third, against=first).to_dict()
     assert log["parent"]["id"] == first.pk and log["version"]["id"] == third.pk
     other = ModelVersionFactory(foundation_model=FoundationModelFactory(provider=institutions["vendor"]))

@@ -29,14 +29,18 @@ from compliance.documents import (
     render_source,
 )
 from compliance.dossier_fields import EVIDENCE_SOURCES, SECTIONS
-from core.models import AuditEvent
 from compliance.models import Document
-from core.errors import ImmutableRecord
-from core.errors import Conflict
+from core.errors import Conflict, ImmutableRecord
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
-ALWAYS = [DocumentKind.TECHNICAL_DOCUMENTATION, DocumentKind.INSTRUCTIONS_FOR_USE, DocumentKind.DECLARATION_OF_CONFORMITY,
-          DocumentKind.MODEL_CARD_MARKDOWN, DocumentKind.MODEL_CARD_JSON]
+ALWAYS = [
+    DocumentKind.TECHNICAL_DOCUMENTATION,
+    DocumentKind.INSTRUCTIONS_FOR_USE,
+    DocumentKind.DECLARATION_OF_CONFORMITY,
+    DocumentKind.MODEL_CARD_MARKDOWN,
+    DocumentKind.MODEL_CARD_JSON,
+]
 GPAI = [DocumentKind.GPAI_TECHNICAL, DocumentKind.GPAI_DOWNSTREAM, DocumentKind.TRAINING_CONTENT_SUMMARY]
 
 
@@ -61,11 +65,15 @@ def eager():
 @pytest.fixture
 def documented(run_setup):
     """run_setup's version after a run with subgroup, calibration and robustness charts, and a trust assessment."""
-    from validation import services
     from compliance.trust.services import trust_assess
+    from validation import services
 
-    run = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config={
-        "n_resamples": 30, "min_patients": 5, "analyses": ["calibration", "generalisation", "robustness"]})
+    run = services.run_create(
+        actor=run_setup["engineer"],
+        version=run_setup["version"],
+        dataset=run_setup["dataset"],
+        config={"n_resamples": 30, "min_patients": 5, "analyses": ["calibration", "generalisation", "robustness"]},
+    )
     services.run_execute(run_id=run.pk, worker="w")
     trust_assess(version=run_setup["version"], trigger="manual")
     return run_setup["version"]
@@ -82,7 +90,8 @@ def draft_dossier(personas, institutions):
 
 
 def test_signing_renders_every_document_in_the_background_from_the_snapshot(
-        documented, sign_dossier, personas, eager, django_capture_on_commit_callbacks):
+    documented, sign_dossier, personas, eager, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):  # the task is enqueued when the signature commits
         dossier = sign_dossier(documented)
     documents = list(Document.objects.filter(dossier=dossier))
@@ -95,8 +104,12 @@ def test_signing_renders_every_document_in_the_background_from_the_snapshot(
     assert "Signed by officer2" in text and "Approved as the technical" in text
     assert re.search(r"General description of the AI system\s*\.+\s*\d+", text), "the table of contents gives page numbers"
     assert re.search(r"Art\. 14\(4\) Human oversight\s*\.+\s*\d+", text)
-    for heading, article in (("Intended purpose as registered", "Annex IV 1(a)"), ("Validation and test logs", "Annex IV 2(g)"),
-                             ("Post-market monitoring", "Annex IV 9; Art. 72"), ("Human-oversight measures", "Art. 13(3)(d)")):
+    for heading, article in (
+        ("Intended purpose as registered", "Annex IV 1(a)"),
+        ("Validation and test logs", "Annex IV 2(g)"),
+        ("Post-market monitoring", "Annex IV 9; Art. 72"),
+        ("Human-oversight measures", "Art. 13(3)(d)"),
+    ):
         assert f"{heading} {article}" in text
     flat = " ".join(text.split())
     for section in SECTIONS:  # every Annex IV section (and Art. 10(2), 13(3), 14(4)) with its articles, in the contents and the body
@@ -119,7 +132,10 @@ def test_signing_renders_every_document_in_the_background_from_the_snapshot(
     for d in documents:
         data = stored(d)
         assert hashlib.sha256(data).hexdigest() == d.sha256 and d.size == len(data)
-        assert d.storage_name == f"documents/{d.sha256[:2]}/{d.sha256}.{'pdf' if d.content_type == 'application/pdf' else d.storage_name.rsplit('.', 1)[1]}"
+        assert (
+            d.storage_name
+            == f"documents/{d.sha256[:2]}/{d.sha256}.{'pdf' if d.content_type == 'application/pdf' else d.storage_name.rsplit('.', 1)[1]}"
+        )
         assert d.snapshot_sha256 == dossier.snapshot_sha256 and d.created_by is None  # rendered by the worker
         assert d.retain_until == today.replace(year=today.year + 10)
         assert (d.pages is not None) == (d.content_type == "application/pdf")
@@ -190,8 +206,16 @@ def test_general_purpose_models_get_annex_xi_xii_and_the_training_summary(docume
     model = documented.foundation_model
     model.general_purpose = True
     model.save()
-    training = record_create(model=Dataset, actor=personas["engineer"], fields={
-        "name": "Vendor pre-training set", "institution": personas["engineer"].institution, "modality": "DX", "location": str(write_dataset("pretrain", n=6))})
+    training = record_create(
+        model=Dataset,
+        actor=personas["engineer"],
+        fields={
+            "name": "Vendor pre-training set",
+            "institution": personas["engineer"].institution,
+            "modality": "DX",
+            "location": str(write_dataset("pretrain", n=6)),
+        },
+    )
     provenance_link(actor=personas["engineer"], version=documented, dataset=training, role="pretraining")
     dossier = sign_dossier(documented)
     assert document_kinds(dossier.snapshot) == ALWAYS + GPAI
@@ -209,29 +233,65 @@ def test_change_log_documents_and_chapter_come_from_the_snapshot_log(draft_dossi
     from compliance.document_render import RenderSource
 
     log = {
-        "format": 1, "initial": False, "generated_at": "2025-05-01T10:00:00+00:00",
-        "version": {"label": "ChestFM 1.1.0", "artifact_sha256": "b" * 64}, "parent": {"label": "ChestFM 1.0.0", "artifact_sha256": "a" * 64},
+        "format": 1,
+        "initial": False,
+        "generated_at": "2025-05-01T10:00:00+00:00",
+        "version": {"label": "ChestFM 1.1.0", "artifact_sha256": "b" * 64},
+        "parent": {"label": "ChestFM 1.0.0", "artifact_sha256": "a" * 64},
         "plan": {"id": None, "version": None, "applies_to": "default rules", "rationale": "", "rules": {}},
-        "classification": {"value": "within_plan", "label": "Within the pre-determined change plan (Annex IV 2(f))",
-                           "reasons": [{"rule": "threshold_shift", "effect": "within_plan", "text": "threshold moved by 0.03", "evidence": ["pneumothorax: 0.5 → 0.53"]}]},
-        "sections": [{"key": "output_schema", "title": "Output schema and thresholds", "notes": [],
-                      "changes": [{"kind": "threshold", "rule": "threshold_shift", "what": "Threshold of <pneumothorax>", "before": 0.5, "after": 0.53, "why": "Fewer false alarms.", "detail": {}}]},
-                     {"key": "data", "title": "Data and provenance", "notes": ["No dataset changed."], "changes": []}],
+        "classification": {
+            "value": "within_plan",
+            "label": "Within the pre-determined change plan (Annex IV 2(f))",
+            "reasons": [
+                {"rule": "threshold_shift", "effect": "within_plan", "text": "threshold moved by 0.03", "evidence": ["pneumothorax: 0.5 → 0.53"]}
+            ],
+        },
+        "sections": [
+            {
+                "key": "output_schema",
+                "title": "Output schema and thresholds",
+                "notes": [],
+                "changes": [
+                    {
+                        "kind": "threshold",
+                        "rule": "threshold_shift",
+                        "what": "Threshold of <pneumothorax>",
+                        "before": 0.5,
+                        "after": 0.53,
+                        "why": "Fewer false alarms.",
+                        "detail": {},
+                    }
+                ],
+            },
+            {"key": "data", "title": "Data and provenance", "notes": ["No dataset changed."], "changes": []},
+        ],
     }
-    snapshot = {"version": {"label": "ChestFM 1.1.0", "artifact_sha256": "b" * 64}, "revision": 1, "values": {}, "completeness": {},
-                "evidence": {"model_description": {"name": "ChestFM", "general_purpose": False}, "change_log": log},
-                "submitted_by": "officer", "submitted_at": "2025-05-01T10:00:00+00:00"}
-    source = RenderSource(dossier_id=draft_dossier.pk, revision=1, snapshot=snapshot, snapshot_sha256="c" * 64, attachments=Attachments(),
-                          signature={"signer": "officer2", "signed_at": "2025-05-02T09:00:00+00:00", "meaning": "Approved", "snapshot_sha256": "c" * 64})
+    snapshot = {
+        "version": {"label": "ChestFM 1.1.0", "artifact_sha256": "b" * 64},
+        "revision": 1,
+        "values": {},
+        "completeness": {},
+        "evidence": {"model_description": {"name": "ChestFM", "general_purpose": False}, "change_log": log},
+        "submitted_by": "officer",
+        "submitted_at": "2025-05-01T10:00:00+00:00",
+    }
+    source = RenderSource(
+        dossier_id=draft_dossier.pk,
+        revision=1,
+        snapshot=snapshot,
+        snapshot_sha256="c" * 64,
+        attachments=Attachments(),
+        signature={"signer": "officer2", "signed_at": "2025-05-02T09:00:00+00:00", "meaning": "Approved", "snapshot_sha256": "c" * 64},
+    )
     assert document_kinds(snapshot) == ALWAYS + [DocumentKind.CHANGE_LOG_MARKDOWN, DocumentKind.CHANGE_LOG_JSON]
     assert json.loads(document_build(DocumentKind.CHANGE_LOG_JSON, source).data) == log
     markdown = document_build(DocumentKind.CHANGE_LOG_MARKDOWN, source).data.decode()
     assert "Within the pre-determined change plan" in markdown and "0.53" in markdown
     html = document_html(DocumentKind.TECHNICAL_DOCUMENTATION, source)
-    chapter = html[html.index('id="change-log"'):html.index('id="appendix-evidence"')]
+    chapter = html[html.index('id="change-log"') : html.index('id="appendix-evidence"')]
     assert "Threshold of &lt;pneumothorax&gt;" in chapter and "0.53" in chapter and "threshold moved by 0.03" in chapter
     assert "Data and provenance: no change. No dataset changed." in chapter
-    assert 'href="#change-log"' in html[html.index('id="field-6_change_log"'):]  # Annex IV 6 points to the chapter
+    assert 'href="#change-log"' in html[html.index('id="field-6_change_log"') :]  # Annex IV 6 points to the chapter
 
 
 def test_stored_documents_are_content_addressed_immutable_and_retained(draft_dossier, personas):
@@ -284,8 +344,13 @@ def test_every_evidence_source_has_a_print_formatter():
 def test_model_card_yaml_survives_any_text():
     from compliance.document_cards import yaml_dump
 
-    nasty = {"name": 'a: "b" # c\n- d', "tags": ["yes", "no", "null", "1.0", "@x", "", "\x7f\x85\u2028 end"], "nested": [{"k": [1, 2.5, None, True]}, []],
-             "weird key: x": {}, "ünïcode": "Zürich ✓ 😀"}
+    nasty = {
+        "name": 'a: "b" # c\n- d',
+        "tags": ["yes", "no", "null", "1.0", "@x", "", "\x7f\x85\u2028 end"],
+        "nested": [{"k": [1, 2.5, None, True]}, []],
+        "weird key: x": {},
+        "ünïcode": "Zürich ✓ 😀",
+    }
     assert yaml.safe_load(yaml_dump(nasty)) == nasty
 
 
@@ -294,7 +359,9 @@ def test_model_card_yaml_survives_any_text():
 
 @pytest.fixture
 def stored_document(draft_dossier, personas):
-    return document_store(actor=personas["officer"], dossier=draft_dossier, rendered=Rendered(DocumentKind.MODEL_CARD_MARKDOWN, "# Card ✓\n".encode(), "md"))
+    return document_store(
+        actor=personas["officer"], dossier=draft_dossier, rendered=Rendered(DocumentKind.MODEL_CARD_MARKDOWN, "# Card ✓\n".encode(), "md")
+    )
 
 
 def test_api_lists_filters_and_downloads_documents(stored_document, draft_dossier, personas, api_client):

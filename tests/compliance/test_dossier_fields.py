@@ -44,13 +44,16 @@ def test_every_section_is_present_in_order_with_its_article():
     assert all(s.title and s.fields for s in SECTIONS)
 
 
-@pytest.mark.parametrize("prefix, letters", [
-    ("Annex IV 1", "abcdefgh"),
-    ("Annex IV 2", "abcdefgh"),
-    ("Art. 10(2)", "abcdefgh"),
-    ("Art. 13(3)", "abcdef"),
-    ("Art. 14(4)", "abcde"),
-])
+@pytest.mark.parametrize(
+    "prefix, letters",
+    [
+        ("Annex IV 1", "abcdefgh"),
+        ("Annex IV 2", "abcdefgh"),
+        ("Art. 10(2)", "abcdefgh"),
+        ("Art. 13(3)", "abcdef"),
+        ("Art. 14(4)", "abcde"),
+    ],
+)
 def test_every_lettered_point_has_a_field(prefix, letters):
     missing = [letter for letter in letters if not any(a.startswith(f"{prefix}({letter})") for a in _articles())]
     assert missing == []
@@ -164,14 +167,16 @@ def test_validate_values_accepts_officer_text():
 
 def test_validate_values_names_each_problem():
     too_long = "x" * (FIELDS["7_standards"].max_length + 1)
-    errors = validate_values({
-        "no_such_field": "x",
-        "2f_change_pln": "x",
-        "2g_validation_runs": "I typed over the evidence",
-        "6_changes": 42,
-        "5_residual_risk": None,
-        "7_standards": too_long,
-    })
+    errors = validate_values(
+        {
+            "no_such_field": "x",
+            "2f_change_pln": "x",
+            "2g_validation_runs": "I typed over the evidence",
+            "6_changes": 42,
+            "5_residual_risk": None,
+            "7_standards": too_long,
+        }
+    )
     assert set(errors) == {"no_such_field", "2f_change_pln", "2g_validation_runs", "6_changes", "5_residual_risk", "7_standards"}
     assert errors["no_such_field"].startswith("Unknown")
     assert "2f_change_plan" in errors["2f_change_pln"]

@@ -40,11 +40,17 @@ def _hidden(page: str, name: str) -> str:
 
 def test_every_dossier_page_follows_the_apis_role_and_institution_rules(client, personas, draft):
     pages = [
-        "/dossiers/", f"/dossiers/{draft.pk}/", f"/dossiers/{draft.pk}/review/", f"/dossiers/{draft.pk}/sign/",
-        f"/dossiers/{draft.pk}/documents/", f"/versions/{draft.version_id}/documents/",
+        "/dossiers/",
+        f"/dossiers/{draft.pk}/",
+        f"/dossiers/{draft.pk}/review/",
+        f"/dossiers/{draft.pk}/sign/",
+        f"/dossiers/{draft.pk}/documents/",
+        f"/versions/{draft.version_id}/documents/",
     ]
     posts = [
-        f"/versions/{draft.version_id}/dossiers/open/", f"/dossiers/{draft.pk}/save/", f"/dossiers/{draft.pk}/request-changes/",
+        f"/versions/{draft.version_id}/dossiers/open/",
+        f"/dossiers/{draft.pk}/save/",
+        f"/dossiers/{draft.pk}/request-changes/",
         f"/dossiers/{draft.pk}/documents/render/",
     ]
     client.force_login(personas["clinician_north"])
@@ -122,24 +128,38 @@ def test_a_concurrent_save_shows_both_texts_and_keeps_what_the_officer_typed(cli
     stale = client.get(f"/dossiers/{draft.pk}/").content.decode()
     dossier_save(actor=personas["officer"], dossier=draft, values={CLAIM: "Adults only.", INTERACTIONS: "PACS via DICOMweb."}, edit_count=0)
 
-    response = client.post(f"/dossiers/{draft.pk}/save/", {
-        "edit_count": _hidden(stale, "edit_count"), "action": "save",
-        CLAIM: "Adults and adolescents over 16.", f"initial-{CLAIM}": "", INTERACTIONS: "", f"initial-{INTERACTIONS}": "",
-    })
+    response = client.post(
+        f"/dossiers/{draft.pk}/save/",
+        {
+            "edit_count": _hidden(stale, "edit_count"),
+            "action": "save",
+            CLAIM: "Adults and adolescents over 16.",
+            f"initial-{CLAIM}": "",
+            INTERACTIONS: "",
+            f"initial-{INTERACTIONS}": "",
+        },
+    )
     page = response.content.decode()
     assert response.status_code == 409 and "Another officer saved this dossier" in page
     assert 'data-testid="yours-1a_purpose_statement">Adults and adolescents over 16.<' in page
     assert 'data-testid="saved-1a_purpose_statement">Adults only.<' in page
-    assert "<del><span class=\"visually-hidden\">[removed: </span>only.<" in page and "[added: </span>and adolescents over 16.<" in page
+    assert '<del><span class="visually-hidden">[removed: </span>only.<' in page and "[added: </span>and adolescents over 16.<" in page
     assert f'id="id_{CLAIM}">\nAdults and adolescents over 16.</textarea>' in page  # their text kept in the field
     assert f'id="id_{INTERACTIONS}">\nPACS via DICOMweb.</textarea>' in page  # a field they left alone shows the saved text
     assert 'data-testid="yours-1b_interactions"' not in page
     assert _hidden(page, "edit_count") == "1"
 
-    again = client.post(f"/dossiers/{draft.pk}/save/", {
-        "edit_count": "1", "action": "save", CLAIM: "Adults and adolescents over 16.", f"initial-{CLAIM}": "Adults only.",
-        INTERACTIONS: "PACS via DICOMweb.", f"initial-{INTERACTIONS}": "PACS via DICOMweb.",
-    })
+    again = client.post(
+        f"/dossiers/{draft.pk}/save/",
+        {
+            "edit_count": "1",
+            "action": "save",
+            CLAIM: "Adults and adolescents over 16.",
+            f"initial-{CLAIM}": "Adults only.",
+            INTERACTIONS: "PACS via DICOMweb.",
+            f"initial-{INTERACTIONS}": "PACS via DICOMweb.",
+        },
+    )
     assert again.status_code == 302
     draft.refresh_from_db()
     assert draft.values == {CLAIM: "Adults and adolescents over 16.", INTERACTIONS: "PACS via DICOMweb."} and draft.edit_count == 2
@@ -150,7 +170,7 @@ def test_submitting_an_incomplete_dossier_lists_what_is_missing(client, personas
     response = client.post(f"/dossiers/{draft.pk}/save/", {"edit_count": 0, "action": "submit", CLAIM: "Adults only.", f"initial-{CLAIM}": ""})
     page = response.content.decode()
     assert response.status_code == 400 and "Not submitted" in page and "Required fields are not filled yet" in page
-    missing = page[page.index('id="not-submitted"'):page.index("<h2>Completeness</h2>")]
+    missing = page[page.index('id="not-submitted"') : page.index("<h2>Completeness</h2>")]
     assert f'href="#field-{INTERACTIONS}">{FIELDS[INTERACTIONS].title}</a>' in missing
     assert f'href="#field-{CLAIM}"' not in missing  # saved on the way
     assert FIELDS["2g_validation_runs"].title in missing and "evidence from the records" in missing
@@ -180,9 +200,9 @@ def test_review_diffs_against_the_last_signed_revision(client, personas, evidenc
     dossier_submit(actor=personas["officer"], dossier=second)
     client.force_login(personas["officer2"])
     page = client.get(f"/dossiers/{second.pk}/review/").content.decode()
-    assert f"Compared with <a href=\"/dossiers/{first.pk}/\">revision 1</a>" in page
+    assert f'Compared with <a href="/dossiers/{first.pk}/">revision 1</a>' in page
     assert f"1 field changed, {len(OFFICER_KEYS) - 1} unchanged" in page
-    changed = page[page.index('id="change-1a_purpose_statement"'):]
+    changed = page[page.index('id="change-1a_purpose_statement"') :]
     assert "[added: </span>Adults over 18 with erect PA films.<" in changed and "[removed: </span>&lt;b&gt;Clinical" in changed
 
 
@@ -191,13 +211,15 @@ def test_a_resubmission_is_reviewed_against_the_submission_sent_back(client, per
 
     first_hash = in_review.snapshot_sha256
     sent_back = dossier_request_changes(actor=personas["officer2"], dossier=in_review, note="Name the population in 1a.")
-    edited = dossier_save(actor=personas["officer"], dossier=sent_back, values={CLAIM: "Adults over 18 with erect PA films."}, edit_count=sent_back.edit_count)
+    edited = dossier_save(
+        actor=personas["officer"], dossier=sent_back, values={CLAIM: "Adults over 18 with erect PA films."}, edit_count=sent_back.edit_count
+    )
     dossier_submit(actor=personas["officer"], dossier=edited)
     client.force_login(personas["officer2"])
     page = client.get(f"/dossiers/{in_review.pk}/review/").content.decode()
     assert "Compared with the submission that was sent back" in page and first_hash[:16] in page and "Name the population in 1a." in page
     assert f"1 field changed, {len(OFFICER_KEYS) - 1} unchanged" in page
-    changed = page[page.index('id="change-1a_purpose_statement"'):]
+    changed = page[page.index('id="change-1a_purpose_statement"') :]
     assert "[added: </span>Adults over 18 with erect PA films.<" in changed
 
 
@@ -277,12 +299,19 @@ def test_an_officer_renders_documents_and_they_download_with_the_apis_access_rul
     assert client.get(f"/documents/{pdf.pk}/download/").status_code == 403
 
 
-def test_the_change_log_page_shows_classification_paired_deltas_and_dossier_diffs(client, personas, run_setup, evidenced, register_version, sign_dossier):
+def test_the_change_log_page_shows_classification_paired_deltas_and_dossier_diffs(
+    client, personas, run_setup, evidenced, register_version, sign_dossier
+):
     from registry.services import provenance_link
     from validation import services
 
-    child = register_version(run_setup["model"], "1.1.0", kind="external", parent=evidenced,
-                             output_schema={"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.566}, "activation": "sigmoid"})
+    child = register_version(
+        run_setup["model"],
+        "1.1.0",
+        kind="external",
+        parent=evidenced,
+        output_schema={"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.566}, "activation": "sigmoid"},
+    )
     provenance_link(actor=personas["engineer"], version=child, dataset=run_setup["dataset"], role="external_validation")
     run = services.run_create(actor=personas["engineer"], version=child, dataset=run_setup["dataset"], config={"n_resamples": 50, "min_patients": 5})
     services.run_execute(run_id=run.pk, worker="w")
@@ -294,10 +323,10 @@ def test_the_change_log_page_shows_classification_paired_deltas_and_dossier_diff
     page = client.get(f"/versions/{child.pk}/change-log/").content.decode()
     assert "Classification: Substantial modification" in page and "<code>threshold_move</code>" in page
     assert f'href="/versions/{evidenced.pk}/trust/">{evidenced}</a>' in page
-    metrics = page[page.index('id="change-metrics"'):page.index('id="change-subgroup_gaps"')]
+    metrics = page[page.index('id="change-metrics"') : page.index('id="change-subgroup_gaps"')]
     assert "<td>AUROC</td>" in metrics and "(95%:" in metrics and f'<a href="/api/validation-runs/{run.pk}/">{run.pk}</a>' in metrics
     assert "Operating threshold of pneumothorax</th>" in page and "<td>0.5</td><td>0.566</td>" in page
-    dossier_part = page[page.index('id="change-dossier"'):]
+    dossier_part = page[page.index('id="change-dossier"') :]
     assert "[added: </span>Adults over 18 only.<" in dossier_part and "<code>intended_purpose</code>" in dossier_part
     assert "First version: there is no parent" in client.get(f"/versions/{evidenced.pk}/change-log/").content.decode()
 

@@ -18,10 +18,9 @@ from compliance.dossiers import (
     signed_dossier,
     snapshot_hash,
 )
-from core.models import AuditEvent
 from compliance.models import Dossier
-from core.errors import ImmutableRecord
-from core.errors import Conflict
+from core.errors import Conflict, ImmutableRecord
+from core.models import AuditEvent
 from tests.factories import dossier_officer_values
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +110,9 @@ def test_api_open_save_submit_and_sign(personas, evidenced, api_client):
     dossier = opened.json()
     saved = officer.post(f"/api/dossiers/{dossier['id']}/save/", {"values": dossier_officer_values(), "edit_count": 0}, format="json")
     assert saved.status_code == 200 and saved.json()["edit_count"] == 1
-    stale = second.post(f"/api/dossiers/{dossier['id']}/save/", {"values": {next(iter(dossier_officer_values())): "other"}, "edit_count": 0}, format="json")
+    stale = second.post(
+        f"/api/dossiers/{dossier['id']}/save/", {"values": {next(iter(dossier_officer_values())): "other"}, "edit_count": 0}, format="json"
+    )
     assert stale.status_code == 409 and stale.json()["code"] == "edit_conflict" and stale.json()["differs"]
     assert officer.get(f"/api/dossiers/{dossier['id']}/completeness/").json()["overall"]["ratio"] == 1.0
     assert officer.post(f"/api/dossiers/{dossier['id']}/submit/").status_code == 200

@@ -10,9 +10,9 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from compliance.feedback import case_reference_check, feedback_submit, feedback_update
-from core.models import AuditEvent
 from compliance.models import DeploymentMonitor, Feedback
 from core.errors import Conflict
+from core.models import AuditEvent
 from registry.choices import DeploymentStatus, VersionStatus
 
 GOOD = {"case_reference": "CASE-7f3a9c", "model_output": "pneumothorax 0.82 (flagged)", "agreement": "disagree", "error_type": "false_positive"}
@@ -23,17 +23,20 @@ def test_pseudonymous_references_are_accepted(reference):
     assert case_reference_check(f"  {reference} ") == reference
 
 
-@pytest.mark.parametrize("reference,why", [
-    ("John Smith", "without spaces"),
-    ("Maria.Gonzalez", "person's name"),
-    ("1234567", "long run of digits"),
-    ("NL-123456789", "long run of digits"),
-    ("1980-03-14", "date"),
-    ("pt19800314x", "date"),
-    ("jane@example.org", "without spaces"),
-    ("<script>", "without spaces"),
-    ("abc", "4 to 64"),
-])
+@pytest.mark.parametrize(
+    "reference,why",
+    [
+        ("John Smith", "without spaces"),
+        ("Maria.Gonzalez", "person's name"),
+        ("1234567", "long run of digits"),
+        ("NL-123456789", "long run of digits"),
+        ("1980-03-14", "date"),
+        ("pt19800314x", "date"),
+        ("jane@example.org", "without spaces"),
+        ("<script>", "without spaces"),
+        ("abc", "4 to 64"),
+    ],
+)
 def test_references_that_look_like_identifiers_are_refused_with_the_reason(reference, why):
     with pytest.raises(ValidationError) as caught:
         case_reference_check(reference)
@@ -80,7 +83,11 @@ def test_error_type_goes_with_disagreement_only(personas, deployed):
 @pytest.mark.django_db
 def test_own_feedback_is_editable_within_the_window_then_frozen(personas, deployed, report, settings):
     feedback = report("disagree")
-    updated = feedback_update(actor=personas["clinician_north"], feedback=feedback, fields={"agreement": "agree", "error_type": "", "comment": "On a second look the flag was right."})
+    updated = feedback_update(
+        actor=personas["clinician_north"],
+        feedback=feedback,
+        fields={"agreement": "agree", "error_type": "", "comment": "On a second look the flag was right."},
+    )
     monitor = DeploymentMonitor.objects.get(deployment=deployed["north"])
     assert updated.agreement == "agree" and (monitor.n_agree, monitor.n_disagree, monitor.n_feedback) == (1, 0, 1)
     with pytest.raises(PermissionDenied):
@@ -96,7 +103,14 @@ def test_own_feedback_is_editable_within_the_window_then_frozen(personas, deploy
 @pytest.mark.django_db
 def test_api_submit_list_and_double_submit(personas, deployed, api_client):
     client = api_client(personas["clinician_north"])
-    body = {**GOOD, "deployment": deployed["north"].pk, "submission_key": str(uuid.uuid4()), "severity": "moderate", "minutes_saved": -3, "explanation_helped": 4}
+    body = {
+        **GOOD,
+        "deployment": deployed["north"].pk,
+        "submission_key": str(uuid.uuid4()),
+        "severity": "moderate",
+        "minutes_saved": -3,
+        "explanation_helped": 4,
+    }
     first = client.post("/api/feedback/", body, format="json")
     second = client.post("/api/feedback/", body, format="json")
     assert first.status_code == 201 and second.status_code == 200 and first.json()["id"] == second.json()["id"]

@@ -23,14 +23,22 @@ def _refused(sql: str, params: list) -> str:
 
 def _document(dossier, *, retain_until: date) -> Document:
     return Document.objects.create(
-        dossier=dossier, kind="model_card_json", sha256="a" * 64, size=2, content_type="application/json",
-        storage_name=f"documents/aa/{'a' * 64}.json", snapshot_sha256=dossier.snapshot_sha256, retain_until=retain_until,
+        dossier=dossier,
+        kind="model_card_json",
+        sha256="a" * 64,
+        size=2,
+        content_type="application/json",
+        storage_name=f"documents/aa/{'a' * 64}.json",
+        snapshot_sha256=dossier.snapshot_sha256,
+        retain_until=retain_until,
     )
 
 
 def test_raw_sql_cannot_change_a_signed_dossier_or_its_signature(sign_dossier, evidenced):
     dossier = sign_dossier(evidenced)
-    assert "signed dossier" in _refused('UPDATE compliance_dossier SET "values" = %s WHERE id = %s', ['{"1a_purpose_statement": "rewritten"}', dossier.pk])
+    assert "signed dossier" in _refused(
+        'UPDATE compliance_dossier SET "values" = %s WHERE id = %s', ['{"1a_purpose_statement": "rewritten"}', dossier.pk]
+    )
     signature = DossierSignature.objects.get(dossier=dossier)
     assert "signature" in _refused("UPDATE compliance_dossiersignature SET meaning = %s WHERE id = %s", ["forged", signature.pk]).lower()
     dossier.refresh_from_db()

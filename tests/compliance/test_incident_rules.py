@@ -23,8 +23,14 @@ AWARE = date(2026, 3, 2)
 
 def test_incident_types_are_the_agreed_codes_in_order():
     assert list(INCIDENT_TYPES) == [
-        "death", "serious_deterioration", "public_health_threat", "fundamental_rights",
-        "widespread_infringement", "critical_infrastructure", "property_or_environment", "other",
+        "death",
+        "serious_deterioration",
+        "public_health_threat",
+        "fundamental_rights",
+        "widespread_infringement",
+        "critical_infrastructure",
+        "property_or_environment",
+        "other",
     ]
 
 

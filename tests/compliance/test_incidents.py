@@ -11,12 +11,11 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from compliance.incidents import incident_action_add, incident_escalate, incident_export, incident_report_pdf, incident_transition, overdue_incidents
-from core.models import AuditEvent
-from compliance.models import Incident
+from compliance.models import Alert, Incident
 from core.errors import Conflict
+from core.models import AuditEvent
 from registry.choices import DeploymentStatus, MdrClass, VersionStatus
 from registry.services import version_transition
-from compliance.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -59,8 +58,22 @@ def test_a_source_is_escalated_once(personas, report):
 
 
 def test_an_alert_can_be_escalated(personas, deployed):
-    alert = Alert.objects.create(version=deployed["version"], deployment=deployed["north"], kind="disagreement_rise", severity="warning", subject="disagreement_rate", message="rising")
-    incident = incident_escalate(actor=personas["officer"], alert=alert, title="Disagreement rising", description="CUSUM alarm", incident_type="other", aware_on=timezone.localdate())
+    alert = Alert.objects.create(
+        version=deployed["version"],
+        deployment=deployed["north"],
+        kind="disagreement_rise",
+        severity="warning",
+        subject="disagreement_rate",
+        message="rising",
+    )
+    incident = incident_escalate(
+        actor=personas["officer"],
+        alert=alert,
+        title="Disagreement rising",
+        description="CUSUM alarm",
+        incident_type="other",
+        aware_on=timezone.localdate(),
+    )
     assert incident.alert == alert and incident.deployment == deployed["north"] and incident.deadline == incident.aware_on + timedelta(days=15)
 
 
@@ -86,7 +99,9 @@ def test_workflow_reporting_needs_date_and_reference_closing_a_note(personas, re
     with pytest.raises(ValidationError):
         incident_transition(actor=officer, incident=incident, to_status="reported")
     incident = incident_transition(actor=officer, incident=incident, to_status="investigating")
-    incident = incident_transition(actor=officer, incident=incident, to_status="reported", reported_on=timezone.localdate(), authority_reference="BfArM-2026-0042")
+    incident = incident_transition(
+        actor=officer, incident=incident, to_status="reported", reported_on=timezone.localdate(), authority_reference="BfArM-2026-0042"
+    )
     with pytest.raises(ValidationError):
         incident_transition(actor=officer, incident=incident, to_status="closed")
     incident = incident_transition(actor=officer, incident=incident, to_status="closed", closing_note="Threshold recalibrated in 1.1.0.")
@@ -110,7 +125,9 @@ def test_the_version_cannot_be_retired_before_the_authority_is_told(personas, re
     incident = _escalate(personas, report("disagree"))
     with pytest.raises(Conflict, match="not been reported"):
         version_transition(actor=personas["officer"], version=deployed["version"], to_status=VersionStatus.RETIRED)
-    incident_transition(actor=personas["officer"], incident=incident, to_status="reported", reported_on=timezone.localdate(), authority_reference="REF-1")
+    incident_transition(
+        actor=personas["officer"], incident=incident, to_status="reported", reported_on=timezone.localdate(), authority_reference="REF-1"
+    )
     assert version_transition(actor=personas["officer"], version=deployed["version"], to_status=VersionStatus.RETIRED).status == VersionStatus.RETIRED
 
 
@@ -149,6 +166,10 @@ def test_api_escalate_twice_and_transition(personas, report, api_client):
     assert created.status_code == 201 and created.json()["route"] == "mdr_art87" and created.json()["overdue"] is False
     again = client.post("/api/incidents/", body, format="json")
     assert again.status_code == 409 and "escalated already" in again.json()["detail"]
-    moved = client.post(f"/api/incidents/{created.json()['id']}/transition/", {"status": "reported", "reported_on": str(timezone.localdate()), "authority_reference": "R-9"}, format="json")
+    moved = client.post(
+        f"/api/incidents/{created.json()['id']}/transition/",
+        {"status": "reported", "reported_on": str(timezone.localdate()), "authority_reference": "R-9"},
+        format="json",
+    )
     assert moved.status_code == 200 and moved.json()["status"] == "reported"
     assert api_client(personas["clinician_north"]).get("/api/incidents/").status_code == 403

@@ -6,16 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from django.db import connection
-from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from compliance.alerts import alert_handle
+from compliance.choices import AlertKind
 from compliance.feedback import in_control_rate
 from compliance.incidents import incident_escalate
-from compliance.models import DeploymentMonitor
+from compliance.models import Alert, DeploymentMonitor
 from compliance.monitoring import cusum_path, design_cusum
-from compliance.choices import AlertKind
-from compliance.alerts import alert_handle
-from compliance.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -88,18 +87,28 @@ def test_monitoring_reads_issue_the_same_number_of_queries_at_any_volume(report,
         return api_client(User.objects.get(pk=personas["officer"].pk))
 
     urls = [
-        f"/api/monitoring/{deployed['north'].pk}/", "/api/feedback/", "/api/alerts/", "/api/incidents/",
-        f"/monitoring/{deployed['north'].pk}/", "/monitoring/", "/feedback/", "/alerts/", "/incidents/",
+        f"/api/monitoring/{deployed['north'].pk}/",
+        "/api/feedback/",
+        "/api/alerts/",
+        "/api/incidents/",
+        f"/monitoring/{deployed['north'].pk}/",
+        "/monitoring/",
+        "/feedback/",
+        "/alerts/",
+        "/incidents/",
     ]
     _stream(report, [(5, 0.2)])
-    Alert.objects.create(version=deployed["version"], deployment=deployed["north"], kind="input_drift", severity="info", subject="image_mean", message="m")
-    incident_escalate(actor=personas["officer"], feedback=report("disagree"), title="t", description="d", incident_type="other", aware_on=timezone.localdate())
+    Alert.objects.create(
+        version=deployed["version"], deployment=deployed["north"], kind="input_drift", severity="info", subject="image_mean", message="m"
+    )
+    incident_escalate(
+        actor=personas["officer"], feedback=report("disagree"), title="t", description="d", incident_type="other", aware_on=timezone.localdate()
+    )
     few = {url: _queries(api() if url.startswith("/api/") else client, url) for url in urls}
     _stream(report, [(95, 0.1), (300, 0.45)], seed=7)
     _stream(report, [(60, 0.2)], seed=8, where="south")
     many = {url: _queries(api() if url.startswith("/api/") else client, url) for url in urls}
     assert few == many
-
 
 
 def test_the_in_control_rate_keeps_false_alarms_rare_and_catches_a_rise():
@@ -127,7 +136,11 @@ def test_weekly_summaries_equal_the_stored_reports_after_edits_and_a_rebuild(rep
     first = report("disagree", error_type="false_negative", severity="high", explanation_helped=2, minutes_saved=-5)
     report("partly", error_type="wrong_localisation", explanation_helped=4, minutes_saved=3)
     report("agree", explanation_helped=5)
-    feedback_update(actor=personas["clinician_north"], feedback=first, fields={"agreement": "agree", "error_type": "", "severity": "none", "explanation_helped": 3})
+    feedback_update(
+        actor=personas["clinician_north"],
+        feedback=first,
+        fields={"agreement": "agree", "error_type": "", "severity": "none", "explanation_helped": 3},
+    )
     live = deployment_monitoring(deployed["north"]).to_dict()
     rows = Feedback.objects.filter(deployment=deployed["north"])
     assert live["weeks"][0]["n"] == 3 and live["weeks"][0]["disagree"] == 0 and live["weeks"][0]["partly"] == 1

@@ -125,8 +125,7 @@ def test_partly_at_the_in_control_mean_does_not_add_false_alarms():
     rng = np.random.default_rng(8)
     binary = rng.random((1000, 1000)) < 0.1
     mixed = rng.choice([AGREE, PARTLY, DISAGREE], p=[0.85, 0.10, 0.05], size=(1000, 1000))  # mean 0.1
-    share = {name: (cusum_path(x, design) >= design.h).any(axis=1).mean() for name, x in
-             (("binary", binary), ("mixed", mixed))}
+    share = {name: (cusum_path(x, design) >= design.h).any(axis=1).mean() for name, x in (("binary", binary), ("mixed", mixed))}
     assert share["mixed"] <= share["binary"]
 
 
@@ -179,9 +178,9 @@ def test_alarm_keeps_first_crossing_until_reset():
     path = cusum_path(x, design)
     first_crossing = int(np.flatnonzero(path >= design.h)[0])
 
-    state = cusum_update(CusumState(), x[:first_crossing + 1], design)
+    state = cusum_update(CusumState(), x[: first_crossing + 1], design)
     assert state.alarmed and state.alarm_at == first_crossing
-    state = cusum_update(state, x[first_crossing + 1:], design)
+    state = cusum_update(state, x[first_crossing + 1 :], design)
     assert state.alarm_at == first_crossing
     assert state.statistic == path[-1] and state.peak == path.max()
     assert state.n == state.n_since_reset == x.size
@@ -257,8 +256,7 @@ def test_update_rejects_bad_observations(observations, message):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [((5, 4), "between 0 and n = 4"), ((-1, 4), "between 0 and n"), ((1, -2), "at least 0"),
-     ((1, 2.5), "whole number"), ((1, 4, 1.0), "confidence")],
+    [((5, 4), "between 0 and n = 4"), ((-1, 4), "between 0 and n"), ((1, -2), "at least 0"), ((1, 2.5), "whole number"), ((1, 4, 1.0), "confidence")],
 )
 def test_rate_ci_rejects_bad_counts(args, message):
     with pytest.raises(ValueError, match=message):

@@ -14,8 +14,13 @@ pytestmark = pytest.mark.django_db
 
 def _form(deployment, **fields):
     return {
-        "submission_key": str(uuid.uuid4()), "case_reference": "CASE-7f3a9c", "model_output": "pneumothorax 0.91",
-        "agreement": "disagree", "error_type": "false_positive", "severity": "low", **fields,
+        "submission_key": str(uuid.uuid4()),
+        "case_reference": "CASE-7f3a9c",
+        "model_output": "pneumothorax 0.91",
+        "agreement": "disagree",
+        "error_type": "false_positive",
+        "severity": "low",
+        **fields,
     }
 
 
@@ -78,30 +83,55 @@ def test_officer_monitoring_page_shows_the_breakdowns(client, personas, deployed
 def test_officer_escalates_feedback_to_an_incident_from_the_page(client, personas, report):
     feedback = report("disagree", error_type="false_negative", severity="high")
     client.force_login(personas["officer"])
-    response = client.post(f"/incidents/new/feedback/{feedback.pk}/", {
-        "title": "Missed pneumothorax", "description": "Delayed drain.", "incident_type": "serious_deterioration", "aware_on": feedback.created_at.date().isoformat(),
-    }, follow=True)
+    response = client.post(
+        f"/incidents/new/feedback/{feedback.pk}/",
+        {
+            "title": "Missed pneumothorax",
+            "description": "Delayed drain.",
+            "incident_type": "serious_deterioration",
+            "aware_on": feedback.created_at.date().isoformat(),
+        },
+        follow=True,
+    )
     page = response.content.decode()
     assert "Report under" in page and "MDR Art. 87" in page
-    again = client.post(f"/incidents/new/feedback/{feedback.pk}/", {
-        "title": "Again", "description": "d", "incident_type": "other", "aware_on": feedback.created_at.date().isoformat(),
-    }, follow=True)
+    again = client.post(
+        f"/incidents/new/feedback/{feedback.pk}/",
+        {
+            "title": "Again",
+            "description": "d",
+            "incident_type": "other",
+            "aware_on": feedback.created_at.date().isoformat(),
+        },
+        follow=True,
+    )
     assert "escalated already" in again.content.decode()
 
 
 def test_officer_moves_an_incident_on_and_records_an_action_from_its_page(client, personas, report, deployed):
-    from compliance.incidents import incident_escalate
     from django.utils import timezone
 
-    incident = incident_escalate(actor=personas["officer"], feedback=report("disagree"), title="t", description="d", incident_type="other", aware_on=timezone.localdate())
+    from compliance.incidents import incident_escalate
+
+    incident = incident_escalate(
+        actor=personas["officer"], feedback=report("disagree"), title="t", description="d", incident_type="other", aware_on=timezone.localdate()
+    )
     client.force_login(personas["officer"])
     page = client.post(f"/incidents/{incident.pk}/transition/", {"status": "reported"}, follow=True).content.decode()
     assert "Say when the authority was told." in page
-    page = client.post(f"/incidents/{incident.pk}/transition/", {
-        "status": "reported", "reported_on": timezone.localdate().isoformat(), "authority_reference": "BfArM-1",
-    }, follow=True).content.decode()
+    page = client.post(
+        f"/incidents/{incident.pk}/transition/",
+        {
+            "status": "reported",
+            "reported_on": timezone.localdate().isoformat(),
+            "authority_reference": "BfArM-1",
+        },
+        follow=True,
+    ).content.decode()
     assert "Incident updated." in page and "reference BfArM-1" in page
-    page = client.post(f"/incidents/{incident.pk}/actions/", {"kind": "suspend_deployment", "description": "Paused at North."}, follow=True).content.decode()
+    page = client.post(
+        f"/incidents/{incident.pk}/actions/", {"kind": "suspend_deployment", "description": "Paused at North."}, follow=True
+    ).content.decode()
     assert "Corrective action recorded." in page and "Suspend the deployment" in page
     deployed["north"].refresh_from_db()
     assert deployed["north"].status == "suspended"

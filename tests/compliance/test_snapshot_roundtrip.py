@@ -24,7 +24,11 @@ from tests.factories import dossier_officer_values
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 NUMBERS = {
-    "negative_zero": -0.0, "large": 1e16, "integral": 2.0, "small": 1e-7, "ratio": 0.1,
+    "negative_zero": -0.0,
+    "large": 1e16,
+    "integral": 2.0,
+    "small": 1e-7,
+    "ratio": 0.1,
     "nested": [[-0.0, [1e16, 2.0]], {"deep": [1e-7, -0.0, 12345678901234567890]}],
 }
 
@@ -32,7 +36,7 @@ NUMBERS = {
 @pytest.fixture
 def numbers_in_evidence(monkeypatch):
     """The evidence a dossier freezes carries numbers computed in Python, as jsonb does not spell them."""
-    from compliance import dossier_evidence as module
+    from compliance import dossiers as module  # where submission reads the evidence it freezes
 
     real = module.dossier_evidence
     monkeypatch.setattr(module, "dossier_evidence", lambda version: {**real(version), "computed_numbers": NUMBERS})

@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from core.audit import hashed_fields, audit_record, audit_verify_chain, event_hash
 from compliance.management.commands.verify_audit import Command as VerifyAudit
+from core.audit import audit_record, audit_verify_chain, event_hash, hashed_fields
 from core.models import AuditEvent, AuditHead
 from registry import services
 from registry.models import Institution
@@ -176,7 +176,7 @@ def test_the_chain_stays_verifiable_across_value_types(institutions):
     for changes in (
         {"thresholds": [None, {"a": 0.5, "b": 1e-7, "c": 2.0, "d": 1e16, "e": 1.5e300, "f": -0.0}]},
         {"counts": [1, 12345678901234567890]},
-        {"text": ["Zürich", "東京 ✓ \"quoted\" \\ back"]},
+        {"text": ["Zürich", '東京 ✓ "quoted" \\ back']},
         {"nested": [[], [{"z": 1, "a": [True, False, None]}]]},
     ):
         audit_record(action="update", instance=site, changes=changes)

@@ -27,7 +27,6 @@ from django.core.management import call_command
 from django.db import models
 from django.utils import timezone
 
-from tests.integration.conftest import REPO_ROOT, wait_for
 from radtrust_agent.state import AgentState, JobStatus
 from radtrust_engine.federated_payload import SiteSummary
 from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
@@ -36,6 +35,7 @@ from radtrust_engine.metrics import auroc
 from radtrust_engine.pipeline import SuiteConfig, evaluate
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.runner import open_session, select_device
+from tests.integration.conftest import REPO_ROOT, wait_for
 from validation.federated import study_create
 from validation.models import FederatedJob, FederatedStudy, SiteReport
 
@@ -43,8 +43,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 LABEL = "pneumothorax"
 SCHEMA = {"class_names": [LABEL], "thresholds": {LABEL: 0.5}, "activation": "sigmoid"}
-SPEC = {"attributes": ["sex", "age_band", "scanner_manufacturer"], "intersections": [["sex", "scanner_manufacturer"]],
-        "n_resamples": 200, "seed": 4}
+SPEC = {"attributes": ["sex", "age_band", "scanner_manufacturer"], "intersections": [["sex", "scanner_manufacturer"]], "n_resamples": 200, "seed": 4}
 SITES = {"north": (0.25, 0.0, 11), "south": (0.5, 0.6, 12)}  # prevalence, intensity offset, seed
 PATIENTS = 70  # two images each
 MANIFEST_HEADER = f"image_path,patient_id,study_date,age,sex,scanner_manufacturer,{LABEL}"
@@ -117,8 +116,14 @@ def federated(personas, institutions, register_version, tmp_path):
         written[code] = write_site(roots[code], code)
 
     def open_study(codes: tuple[str, ...]) -> FederatedStudy:
-        return study_create(actor=personas["engineer"], version=version, name="Pneumothorax at two hospitals", spec=SPEC,
-                            deadline=timezone.now() + timedelta(hours=1), institutions=[institutions[c] for c in codes])
+        return study_create(
+            actor=personas["engineer"],
+            version=version,
+            name="Pneumothorax at two hospitals",
+            spec=SPEC,
+            deadline=timezone.now() + timedelta(hours=1),
+            institutions=[institutions[c] for c in codes],
+        )
 
     return {"version": version, "roots": roots, "written": written, "open_study": open_study}
 
@@ -143,7 +148,7 @@ def test_agents_evaluate_at_their_sites_and_the_server_pools_aggregates_only(fed
     assert sorted(reports) == ["north", "south"]
     assert {code: r.approved_by for code, r in reports.items()} == {c: f"{c} data owner" for c in SITES}
     assert set(FederatedJob.objects.filter(study=study).values_list("status", flat=True)) == {"reported"}
-    assert {code: r.agent["cases"] for code, r in reports.items()} == {c: 2 * PATIENTS for c in SITES}
+    assert {code: r.agent["cases"] for code, r in reports.items()} == dict.fromkeys(SITES, 2 * PATIENTS)
 
     pooled = api_client(personas["officer"]).get(f"/api/federated-studies/{study.pk}/pooled/").json()
     summaries = {code: SiteSummary.from_dict(reports[code].payload) for code in sorted(reports)}
@@ -168,9 +173,16 @@ def test_agents_evaluate_at_their_sites_and_the_server_pools_aggregates_only(fed
     scores, labels = [], []
     for root in federated["roots"].values():
         manifest = read_manifest(root / "manifest.csv", root, label_columns=[LABEL], class_names=[LABEL])
-        central = evaluate(model, manifest, task="binary", class_names=[LABEL], thresholds={LABEL: 0.5},
-                           preprocessing=Preprocessing.from_spec(version.preprocessing), config=SuiteConfig(n_resamples=0),
-                           activation="sigmoid")
+        central = evaluate(
+            model,
+            manifest,
+            task="binary",
+            class_names=[LABEL],
+            thresholds={LABEL: 0.5},
+            preprocessing=Preprocessing.from_spec(version.preprocessing),
+            config=SuiteConfig(n_resamples=0),
+            activation="sigmoid",
+        )
         scores.append(central.scores[:, 0])
         labels.append(manifest.labels[central.case_index, 0])
     assert overall["value"] == pytest.approx(auroc(np.concatenate(labels), np.concatenate(scores)), abs=0.002)
@@ -263,7 +275,10 @@ def test_an_agent_process_outlives_the_server_going_away_and_reports_exactly_onc
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             agent_command(proxy.url, site_token("north"), root, "--poll-seconds", "0.5", "--retry-cap", "0.5", "--retry-for", "2"),
-            cwd=REPO_ROOT, env=agent_env(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=agent_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def status() -> str | None:
@@ -280,8 +295,14 @@ def test_an_agent_process_outlives_the_server_going_away_and_reports_exactly_onc
         proxy.close()  # the server goes away with the payload waiting for the data owner
         wait_for(lambda: "server unavailable (GET /api/federated/jobs/" in log_path.read_text(), timeout=10, describe=describe)
 
-        approve = subprocess.run([sys.executable, "-m", "radtrust_agent", "approve", "--data-root", str(root), "--job", str(job.pk),
-                                  "--by", "Dr. North (data owner)"], cwd=REPO_ROOT, env=agent_env(), capture_output=True, text=True, timeout=60)
+        approve = subprocess.run(
+            [sys.executable, "-m", "radtrust_agent", "approve", "--data-root", str(root), "--job", str(job.pk), "--by", "Dr. North (data owner)"],
+            cwd=REPO_ROOT,
+            env=agent_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert approve.returncode == 0, approve.stderr
         report_retry = f"server unavailable (POST /api/federated/jobs/{job.pk}/report/"
         wait_for(lambda: report_retry in log_path.read_text(), timeout=15, describe=describe)

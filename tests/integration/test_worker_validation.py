@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from core.models import AuditEvent
+from tests.integration.conftest import wait_for
 from validation import services
 from validation.choices import MlflowState, RunStage, RunStatus
 from validation.models import ValidationRun
 from validation.tasks import run_execute
-from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -23,13 +23,17 @@ def _wait(run_id: int, worker, done=lambda run: run.finished, timeout: float = T
 
     def describe():
         run = ValidationRun.objects.get(pk=run_id)
-        return f"Run {run_id}: {run.status}/{run.stage} {run.progress:.2f} attempt {run.attempt} ({run.error_reason}: {run.error}). {worker.describe()}"
+        return (
+            f"Run {run_id}: {run.status}/{run.stage} {run.progress:.2f} attempt {run.attempt} ({run.error_reason}: {run.error}). {worker.describe()}"
+        )
 
     return wait_for(probe, timeout=timeout, interval=0.05, describe=describe)
 
 
 def _events(run_id: int) -> list[str]:
-    return list(AuditEvent.objects.filter(object_type="validation.validationrun", object_id=str(run_id)).order_by("seq").values_list("action", flat=True))
+    return list(
+        AuditEvent.objects.filter(object_type="validation.validationrun", object_id=str(run_id)).order_by("seq").values_list("action", flat=True)
+    )
 
 
 def test_a_worker_validates_logs_to_mlflow_and_keeps_serving_after_a_failure(celery_worker, run_setup):
@@ -63,7 +67,9 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_has_exactly_one_result(
     lease = {"RADTRUST_RUN_LEASE_SECONDS": "4"}
     first = start_worker("w1", queues="gpu", env=lease)
     run = services.run_create(
-        actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"],
+        actor=run_setup["engineer"],
+        version=run_setup["version"],
+        dataset=run_setup["dataset"],
         config={"batch_size": 4, "n_resamples": 2000},
     )
     midway = _wait(run.pk, first, done=lambda r: r.stage in {RunStage.INFERENCE, RunStage.METRICS} and r.progress > 0.05)
@@ -92,7 +98,18 @@ def test_validate_command_waits_with_a_progress_bar_and_prints_the_figures(celer
     from django.core.management import call_command
 
     version = run_setup["version"]
-    call_command("validate", str(version.pk), run_setup["dataset"].name, "--user", "engineer", "--config", '{"n_resamples": 100, "min_patients": 5}', "--wait", "--timeout", "120")
+    call_command(
+        "validate",
+        str(version.pk),
+        run_setup["dataset"].name,
+        "--user",
+        "engineer",
+        "--config",
+        '{"n_resamples": 100, "min_patients": 5}',
+        "--wait",
+        "--timeout",
+        "120",
+    )
     out, err = capsys.readouterr()
     run = ValidationRun.objects.get()
     assert run.status == RunStatus.SUCCEEDED

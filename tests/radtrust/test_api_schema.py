@@ -13,7 +13,15 @@ def test_schema_validates_and_lists_the_registry(api_client, personas):
     assert response.status_code == 200
     spec = yaml.safe_load(response.content)
     validate(spec)
-    for path in ("/api/model-versions/", "/api/model-versions/{id}/lineage/", "/api/model-versions/{id}/transition/", "/api/datasets/", "/api/provenance/", "/api/deployments/", "/api/audit-events/"):
+    for path in (
+        "/api/model-versions/",
+        "/api/model-versions/{id}/lineage/",
+        "/api/model-versions/{id}/transition/",
+        "/api/datasets/",
+        "/api/provenance/",
+        "/api/deployments/",
+        "/api/audit-events/",
+    ):
         assert path in spec["paths"], path
     upload = spec["paths"]["/api/model-versions/"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload

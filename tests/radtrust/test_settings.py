@@ -43,7 +43,13 @@ def test_file_variant_wins_for_secrets(monkeypatch, tmp_path):
 def test_database_urls():
     pg = database_from_url("postgres://u:p%40ss@db.example:5433/radtrust?sslmode=require")
     assert (pg["ENGINE"], pg["NAME"], pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"]) == (
-        "django.db.backends.postgresql", "radtrust", "u", "p@ss", "db.example", "5433")
+        "django.db.backends.postgresql",
+        "radtrust",
+        "u",
+        "p@ss",
+        "db.example",
+        "5433",
+    )
     assert pg["OPTIONS"] == {"sslmode": "require"}
     assert database_from_url("sqlite:////abs/db.sqlite3")["NAME"] == "/abs/db.sqlite3"
     assert database_from_url("sqlite:///rel/db.sqlite3")["NAME"] == "rel/db.sqlite3"
@@ -58,9 +64,14 @@ def _manage(*args, **env) -> subprocess.CompletedProcess:
 
 def test_production_mode_passes_the_deploy_check(tmp_path):
     result = _manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        RADTRUST_ENV="production", DJANGO_SECRET_KEY="x" * 20 + "A-very-long-random-secret-value-0123456789",
-        DJANGO_ALLOWED_HOSTS="radtrust.example", RADTRUST_VAR_DIR=str(tmp_path),
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        RADTRUST_ENV="production",
+        DJANGO_SECRET_KEY="x" * 20 + "A-very-long-random-secret-value-0123456789",
+        DJANGO_ALLOWED_HOSTS="radtrust.example",
+        RADTRUST_VAR_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout

@@ -153,19 +153,33 @@ def world(institutions, personas):
     DeploymentFactory(version=version, institution=institutions["north"], status=DeploymentStatus.ACTIVE)
     dataset = DatasetFactory(institution=institutions["vendor"])
     provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
-    from core.models import AuditEvent
     from compliance.models import Alert, TrustAssessment
+    from core.models import AuditEvent
     from validation.models import CaseFlag, RunFile, ValidationRun
 
-    run = ValidationRun.objects.create(version=version, dataset=dataset, requested_by=User.objects.create(username="requester", institution=institutions["vendor"]))
+    run = ValidationRun.objects.create(
+        version=version, dataset=dataset, requested_by=User.objects.create(username="requester", institution=institutions["vendor"])
+    )
     svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>"
     stored = default_storage.save(f"runs/{run.pk}/attempt-1/charts/x.svg", ContentFile(svg))
     run_file = RunFile.objects.create(
-        run=run, kind="chart", name="charts/x.svg", storage_name=stored, sha256=hashlib.sha256(svg).hexdigest(), size=len(svg), content_type="image/svg+xml",
+        run=run,
+        kind="chart",
+        name="charts/x.svg",
+        storage_name=stored,
+        sha256=hashlib.sha256(svg).hexdigest(),
+        size=len(svg),
+        content_type="image/svg+xml",
     )
     flag = CaseFlag.objects.create(run=run, label="nodule", row=3, image_path="a.dcm", uncertainty=0.6, probability=0.5, tta_std=0.1, cutoff=0.5)
     alert = Alert.objects.create(
-        version=version, deployment=version.deployments.get(), run=run, kind="input_drift", severity="warning", subject="image_mean", message="drifted",
+        version=version,
+        deployment=version.deployments.get(),
+        run=run,
+        kind="input_drift",
+        severity="warning",
+        subject="image_mean",
+        message="drifted",
     )
     from django.utils import timezone
 
@@ -173,19 +187,37 @@ def world(institutions, personas):
     from compliance.incidents import incident_escalate
 
     feedback, _ = feedback_submit(
-        actor=User.objects.get(username="clinician_north"), deployment=version.deployments.get(), case_reference="CASE-1a2b",
-        model_output="positive", agreement="disagree", error_type="false_positive",
+        actor=User.objects.get(username="clinician_north"),
+        deployment=version.deployments.get(),
+        case_reference="CASE-1a2b",
+        model_output="positive",
+        agreement="disagree",
+        error_type="false_positive",
     )
     incident = incident_escalate(
-        actor=User.objects.get(username="officer"), feedback=feedback, title="t", description="d", incident_type="other", aware_on=timezone.localdate(),
+        actor=User.objects.get(username="officer"),
+        feedback=feedback,
+        title="t",
+        description="d",
+        incident_type="other",
+        aware_on=timezone.localdate(),
     )
     from compliance.trust.services import trust_assess, trust_exception_grant
 
     first = trust_assess(version=version, trigger="manual")
     assessment = TrustAssessment.objects.create(  # a second, identical one, so that diff has something to compare (cheaper than rescoring)
-        version=version, policy=first.policy, trigger="manual", principles=first.principles, evidence_digest=first.evidence_digest,
+        version=version,
+        policy=first.policy,
+        trigger="manual",
+        principles=first.principles,
+        evidence_digest=first.evidence_digest,
     )
-    exception = trust_exception_grant(actor=User.objects.get(username="officer"), version=version, principle="usability", justification="Usability study runs in the first quarter of use.")
+    exception = trust_exception_grant(
+        actor=User.objects.get(username="officer"),
+        version=version,
+        principle="usability",
+        justification="Usability study runs in the first quarter of use.",
+    )
     from compliance.dossiers import dossier_open
 
     dossier = dossier_open(actor=User.objects.get(username="officer"), version=version)
@@ -193,8 +225,14 @@ def world(institutions, personas):
 
     pdf = b"%PDF-1.7 matrix"
     document = Document.objects.create(  # rows only: rendering is tested in tests/compliance/test_documents.py
-        dossier=dossier, kind="technical_documentation", sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf), content_type="application/pdf",
-        storage_name=default_storage.save("documents/matrix.pdf", ContentFile(pdf)), snapshot_sha256="0" * 64, retain_until=timezone.localdate(),
+        dossier=dossier,
+        kind="technical_documentation",
+        sha256=hashlib.sha256(pdf).hexdigest(),
+        size=len(pdf),
+        content_type="application/pdf",
+        storage_name=default_storage.save("documents/matrix.pdf", ContentFile(pdf)),
+        snapshot_sha256="0" * 64,
+        retain_until=timezone.localdate(),
     )
     from datetime import timedelta
 
@@ -202,7 +240,9 @@ def world(institutions, personas):
     from registry.services import artifact_root
     from validation.models import FederatedJob, FederatedStudy, StudyPooling
 
-    study = FederatedStudy.objects.create(version=version, name="matrix", spec={}, deadline=timezone.now() + timedelta(days=1), created_by=User.objects.get(username="engineer"))
+    study = FederatedStudy.objects.create(
+        version=version, name="matrix", spec={}, deadline=timezone.now() + timedelta(days=1), created_by=User.objects.get(username="engineer")
+    )
     job = FederatedJob.objects.create(study=study, institution=institutions["vendor"], status="claimed")  # the worker persona's site, holding its job
     folder = artifact_dir(artifact_root(), version.artifact_sha256)
     folder.mkdir(parents=True)
@@ -249,7 +289,9 @@ def test_role_matrix(role, basename, action, method, regex, world, personas, api
     url = _url(regex, world[basename])
     response = getattr(client, method)(url, {}, format="json") if method != "get" else client.get(url)
     if role in EXPECTED[(basename, action)]:
-        assert response.status_code not in (401, 403), f"{role} should be allowed {method.upper()} {url}: {response.status_code} {response.content[:200]}"
+        assert response.status_code not in (401, 403), (
+            f"{role} should be allowed {method.upper()} {url}: {response.status_code} {response.content[:200]}"
+        )
         assert response.status_code < 500
         if method == "get":
             assert response.status_code == 200, f"{role} GET {url}: {response.status_code}"

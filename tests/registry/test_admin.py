@@ -21,7 +21,11 @@ def staff(personas):
 def vendor_records(institutions):
     model = FoundationModelFactory(provider=institutions["vendor"])
     version = ModelVersionFactory(foundation_model=model, status=VersionStatus.APPROVED)
-    return {"model": model, "version": version, "provenance": ProvenanceFactory(version=version, dataset=DatasetFactory(institution=institutions["vendor"]))}
+    return {
+        "model": model,
+        "version": version,
+        "provenance": ProvenanceFactory(version=version, dataset=DatasetFactory(institution=institutions["vendor"])),
+    }
 
 
 @pytest.mark.django_db
@@ -36,7 +40,9 @@ def test_engineers_cannot_create_models_or_provenance_in_the_admin(staff, vendor
     client.force_login(staff["engineer_south"])
     response = client.post("/admin/registry/foundationmodel/add/", {"name": "Spoof", "provider": institutions["vendor"].pk})
     assert response.status_code == 403
-    response = client.post("/admin/registry/provenance/add/", {"version": vendor_records["version"].pk, "dataset": DatasetFactory().pk, "role": "fine_tuning"})
+    response = client.post(
+        "/admin/registry/provenance/add/", {"version": vendor_records["version"].pk, "dataset": DatasetFactory().pk, "role": "fine_tuning"}
+    )
     assert response.status_code == 403
     assert not FoundationModel.objects.filter(name="Spoof").exists()
 
@@ -73,7 +79,9 @@ def test_officer_creates_an_institution_and_it_is_audited(staff, client):
 def test_validation_runs_are_read_only_and_scoped_in_the_admin(staff, vendor_records, client):
     from validation.models import ValidationRun
 
-    run = ValidationRun.objects.create(version=vendor_records["version"], dataset=vendor_records["provenance"].dataset, requested_by=staff["engineer"])
+    run = ValidationRun.objects.create(
+        version=vendor_records["version"], dataset=vendor_records["provenance"].dataset, requested_by=staff["engineer"]
+    )
     client.force_login(staff["officer"])
     assert client.get("/admin/validation/validationrun/").context["cl"].result_count == 1
     page = client.get(f"/admin/validation/validationrun/{run.pk}/change/")

@@ -391,7 +391,9 @@ def test_register_inline_model_records_artifact_and_signature(register_version, 
     assert version.status == VersionStatus.DRAFT
     assert version.created_by == personas["engineer"]
     assert version.artifact_sha256 == expected_set_sha256([path])
-    assert version.artifact_files == [{"name": "model.onnx", "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "size": path.stat().st_size, "role": "model"}]
+    assert version.artifact_files == [
+        {"name": "model.onnx", "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "size": path.stat().st_size, "role": "model"}
+    ]
     assert version.inputs == [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 64, 64]}]
     assert version.outputs == [{"name": "logits", "dtype": "float32", "shape": ["batch", 1]}]
     assert version.parameter_count == TINY_CNN_PARAMETERS

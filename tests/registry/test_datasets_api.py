@@ -24,7 +24,9 @@ def test_a_bare_datasheet_reports_what_is_missing(institutions, personas, api_cl
 
 @pytest.mark.django_db
 def test_completeness_rises_as_fields_are_filled(institutions, personas, api_client):
-    created = _create(api_client, personas["engineer"], institutions["vendor"], description="Adult CXR", source_institutions=[institutions["north"].pk])
+    created = _create(
+        api_client, personas["engineer"], institutions["vendor"], description="Adult CXR", source_institutions=[institutions["north"].pk]
+    )
     completeness = created.json()["completeness"]
     assert {"description", "source_institutions", "modality"} <= set(completeness["filled"])
     patched = api_client(personas["engineer"]).patch(

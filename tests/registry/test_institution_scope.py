@@ -61,7 +61,15 @@ def test_engineer_of_another_institution_cannot_see_or_change_the_vendors_models
 def test_engineer_cannot_create_a_model_for_another_provider(institutions, personas, api_client):
     response = api_client(personas["engineer_south"]).post(
         "/api/foundation-models/",
-        {"name": "Spoof", "provider": institutions["vendor"].pk, "intended_purpose": "x", "modality": "CT", "body_region": "head", "task": "binary", "licence": "MIT"},
+        {
+            "name": "Spoof",
+            "provider": institutions["vendor"].pk,
+            "intended_purpose": "x",
+            "modality": "CT",
+            "body_region": "head",
+            "task": "binary",
+            "licence": "MIT",
+        },
     )
     assert response.status_code == 400
     assert "provider" in response.json()

@@ -6,7 +6,7 @@ import pytest
 
 from core.models import AuditEvent
 from registry.choices import ProvenanceRole, VersionStatus
-from registry.guards import register_evidence_check, EVIDENCE
+from registry.guards import EVIDENCE, register_evidence_check
 from tests.factories import DatasetFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
 
 
@@ -165,7 +165,9 @@ def test_duplicate_provenance_is_a_conflict(version, personas, api_client, insti
 
 @pytest.mark.django_db
 def test_artifact_fields_cannot_be_changed_through_the_api(version, personas, api_client):
-    response = api_client(personas["engineer"]).patch(f"/api/model-versions/{version.pk}/", {"artifact_sha256": "0" * 64, "release_notes": "Better notes"})
+    response = api_client(personas["engineer"]).patch(
+        f"/api/model-versions/{version.pk}/", {"artifact_sha256": "0" * 64, "release_notes": "Better notes"}
+    )
     assert response.status_code == 200
     version.refresh_from_db()
     assert version.artifact_sha256 != "0" * 64

@@ -73,7 +73,9 @@ def raw_multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -
     boundary = "radtrust-test-boundary"
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
     for field, filename, content in files:
-        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        )
         parts.append(head.encode() + content + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
@@ -106,7 +108,9 @@ def test_upload_inline_model_creates_a_draft_with_its_signature(engineer, vendor
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["artifact_sha256"] == set_sha256(files)
-    assert body["artifact_files"] == [{"name": "model.onnx", "sha256": hashlib.sha256(files[0][1]).hexdigest(), "size": len(files[0][1]), "role": "model"}]
+    assert body["artifact_files"] == [
+        {"name": "model.onnx", "sha256": hashlib.sha256(files[0][1]).hexdigest(), "size": len(files[0][1]), "role": "model"}
+    ]
     assert body["artifact_size"] == len(files[0][1])
     assert body["opset"] == next(o.version for o in declared.opset_import if o.domain in {"", "ai.onnx"})
     assert body["ir_version"] == declared.ir_version
@@ -194,7 +198,9 @@ def test_upload_with_truncated_external_data_is_refused(engineer, vendor_model, 
         pytest.param(b"patient_id,label\n1,0\n", "not a valid ONNX model: it could not be parsed", id="text"),
         pytest.param(b"", "The submitted file is empty.", id="empty"),  # DRF's FileField refuses it first
         pytest.param(pickle.dumps({"weights": [1.0, 2.0]}), "This is a Python pickle, which RadTrust never loads", id="pickle"),
-        pytest.param(zip_bytes(), "This is a zip archive (a PyTorch checkpoint?), not an ONNX model: export it with torch.onnx.export.", id="zipfile"),
+        pytest.param(
+            zip_bytes(), "This is a zip archive (a PyTorch checkpoint?), not an ONNX model: export it with torch.onnx.export.", id="zipfile"
+        ),
         pytest.param("torch.save", "This is a zip archive", id="torch-save"),
         pytest.param(graph_with_undefined_input(), "onnx.checker rejected the model", id="checker-rejects"),
     ],
@@ -224,7 +230,9 @@ def test_upload_of_a_model_not_named_onnx_is_refused(engineer, vendor_model, onn
     assert_nothing_written()
 
 
-@pytest.mark.parametrize(("files", "field"), [([("model v1.onnx", b"x")], "artifact"), ([("model.onnx", b"x"), (".model.onnx.data", b"d")], "external_data")])
+@pytest.mark.parametrize(
+    ("files", "field"), [([("model v1.onnx", b"x")], "artifact"), ([("model.onnx", b"x"), (".model.onnx.data", b"d")], "external_data")]
+)
 def test_upload_with_an_unsafe_file_name_is_a_field_error_not_a_crash(engineer, vendor_model, files, field):
     response = upload(engineer, vendor_model, files)
     assert "is not allowed: use letters, digits, '.', '_' or '-' and no folders." in error(response, field)
@@ -242,7 +250,7 @@ def test_upload_with_a_traversal_file_name_cannot_write_outside_the_artifact_fol
     sha = response.json()["artifact_sha256"]
     assert [f["name"] for f in response.json()["artifact_files"]] == ["evil.onnx"]
     assert leftovers() == [sha[:2], f"{sha[:2]}/{sha}", f"{sha[:2]}/{sha}/evil.onnx"]
-    assert [p for p in Path(isolated_storage).rglob("evil.onnx")] == [artifact_root() / sha[:2] / sha / "evil.onnx"]
+    assert list(Path(isolated_storage).rglob("evil.onnx")) == [artifact_root() / sha[:2] / sha / "evil.onnx"]
 
 
 def test_upload_over_the_size_limit_is_refused(engineer, vendor_model, onnx_files, settings):
@@ -278,8 +286,13 @@ def test_upload_with_an_invalid_field_is_refused_before_storing(engineer, vendor
         fields = {**fields, "output_schema": json.dumps(fields["output_schema"])}
     response = engineer.post(
         URL,
-        {"foundation_model": vendor_model.pk, "version": "1.0.0", "artifact": SimpleUploadedFile("model.onnx", onnx_files["inline"][0].read_bytes()),
-         "output_schema": json.dumps(SCHEMA), **fields},
+        {
+            "foundation_model": vendor_model.pk,
+            "version": "1.0.0",
+            "artifact": SimpleUploadedFile("model.onnx", onnx_files["inline"][0].read_bytes()),
+            "output_schema": json.dumps(SCHEMA),
+            **fields,
+        },
         format="multipart",
     )
     assert phrase in error(response, field)

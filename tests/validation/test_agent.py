@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radtrust_engine.artifacts import StoredFile, artifact_dir, file_sha256, set_sha256
 from radtrust_agent.__main__ import main as agent_main
 from radtrust_agent.client import Backoff, ServerClient
 from radtrust_agent.evaluation import Job, site_evaluate
 from radtrust_agent.jobs import EXIT_UNREACHABLE, SiteAgent, agent_run_job
 from radtrust_agent.state import AgentState, JobStatus
+from radtrust_engine.artifacts import StoredFile, artifact_dir, file_sha256, set_sha256
 from radtrust_engine.federated import site_summary
 from radtrust_engine.federated_check import payload_check
 from radtrust_engine.loading import read_manifest
@@ -39,8 +39,16 @@ from radtrust_engine.stratification import age_band
 TOKEN = "north-site-token"
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = {"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.5}, "activation": "sigmoid"}
-SPEC = {"labels": ["pneumothorax"], "attributes": ["sex", "age_band", "site"], "intersections": [["sex", "site"]],
-        "min_patients": 10, "thresholds": None, "n_resamples": 50, "seed": 3, "manifest": "manifest.csv"}
+SPEC = {
+    "labels": ["pneumothorax"],
+    "attributes": ["sex", "age_band", "site"],
+    "intersections": [["sex", "site"]],
+    "min_patients": 10,
+    "thresholds": None,
+    "n_resamples": 50,
+    "seed": 3,
+    "manifest": "manifest.csv",
+}
 
 
 # --- The fake server ---------------------------------------------------------------------
@@ -68,16 +76,26 @@ class FakeServer:
         return sum(1 for m, p, _ in self.requests if m == method and re.search(pattern, p))
 
     def add_job(self, job_id: int, files: list[Path], spec: dict | None = None, **version) -> dict:
-        stored = [StoredFile(p.name, file_sha256(p), p.stat().st_size, "model" if i == 0 else "external_data")
-                  for i, p in enumerate(files)]
+        stored = [StoredFile(p.name, file_sha256(p), p.stat().st_size, "model" if i == 0 else "external_data") for i, p in enumerate(files)]
         for p in files:
             self.files[(job_id, p.name)] = p.read_bytes()
         job = {
-            "id": job_id, "study": 7, "status": "pending", "deadline": "2030-01-01T00:00:00Z",
+            "id": job_id,
+            "study": 7,
+            "status": "pending",
+            "deadline": "2030-01-01T00:00:00Z",
             "spec": {**SPEC, **(spec or {})},
-            "version": {"id": 3, "label": "CXR-PTX 1.0.0", "artifact_sha256": set_sha256(stored),
-                        "files": [f.__dict__ for f in stored], "output_schema": SCHEMA, "preprocessing": {},
-                        "task": "binary", "modality": "DX", **version},
+            "version": {
+                "id": 3,
+                "label": "CXR-PTX 1.0.0",
+                "artifact_sha256": set_sha256(stored),
+                "files": [f.__dict__ for f in stored],
+                "output_schema": SCHEMA,
+                "preprocessing": {},
+                "task": "binary",
+                "modality": "DX",
+                **version,
+            },
         }
         self.jobs[job_id] = job
         return job
@@ -184,13 +202,25 @@ def site(write_dataset):
 
 def make_agent(server: FakeServer, data_root: Path, *, auto_approve: str | None = "dpo-north", retry_for: float = 5.0) -> SiteAgent:
     client = ServerClient(server.url, TOKEN, backoff=Backoff(base=0.05, cap=0.2, give_up_after=retry_for), timeout=5)
-    return SiteAgent(client=client, data_root=data_root, state=AgentState.for_data_root(data_root),
-                     auto_approve=auto_approve, prefer_gpu=False)
+    return SiteAgent(client=client, data_root=data_root, state=AgentState.for_data_root(data_root), auto_approve=auto_approve, prefer_gpu=False)
 
 
 def agent_process(server_url: str, data_root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "radtrust_agent", "--server", server_url, "--token", TOKEN,
-            "--data-root", str(data_root), "--cpu", "--retry-cap", "0.3", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "radtrust_agent",
+        "--server",
+        server_url,
+        "--token",
+        TOKEN,
+        "--data-root",
+        str(data_root),
+        "--cpu",
+        "--retry-cap",
+        "0.3",
+        *extra,
+    ]
 
 
 def process_env() -> dict[str, str]:
@@ -235,15 +265,31 @@ def test_full_job_is_claimed_verified_evaluated_and_reported_as_a_central_run_wo
     # Independently: the central engine's scores on the same data, summarised the same way.
     model = open_session(onnx_files["external"][0], select_device(prefer_gpu=False))
     manifest = read_manifest(site / "manifest.csv", site, label_columns=["pneumothorax"], class_names=["pneumothorax"])
-    central = evaluate(model, manifest, task="binary", class_names=["pneumothorax"], thresholds={"pneumothorax": 0.5},
-                       preprocessing=Preprocessing.from_spec({}), config=SuiteConfig(), activation="sigmoid")
+    central = evaluate(
+        model,
+        manifest,
+        task="binary",
+        class_names=["pneumothorax"],
+        thresholds={"pneumothorax": 0.5},
+        preprocessing=Preprocessing.from_spec({}),
+        config=SuiteConfig(),
+        activation="sigmoid",
+    )
     rows = central.case_index
     expected = site_summary(
-        {"pneumothorax": central.scores[:, 0]}, {"pneumothorax": manifest.labels[rows, 0]},
+        {"pneumothorax": central.scores[:, 0]},
+        {"pneumothorax": manifest.labels[rows, 0]},
         np.asarray(manifest.patient_ids)[rows],
-        {"sex": [manifest.attributes["sex"][i] for i in rows], "age_band": age_band([manifest.attributes["age"][i] for i in rows]),
-         "site": [manifest.attributes["site"][i] for i in rows]},
-        [("sex", "site")], thresholds=0.5, min_patients=10, n_resamples=50, seed=3,
+        {
+            "sex": [manifest.attributes["sex"][i] for i in rows],
+            "age_band": age_band([manifest.attributes["age"][i] for i in rows]),
+            "site": [manifest.attributes["site"][i] for i in rows],
+        },
+        [("sex", "site")],
+        thresholds=0.5,
+        min_patients=10,
+        n_resamples=50,
+        seed=3,
     ).to_dict()
     assert report["payload"] == json.loads(json.dumps(expected))
 
@@ -308,17 +354,23 @@ def test_payload_waits_in_the_outbox_until_the_data_owner_approves(server, site,
 def test_running_agent_process_sends_the_payload_once_approved(server, site, onnx_files):
     server.add_job(33, onnx_files["inline"])
     state = AgentState.for_data_root(site)
-    process = subprocess.Popen(agent_process(server.url, site, "--poll-seconds", "60"),
-                               cwd=ROOT, env=process_env(), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        agent_process(server.url, site, "--poll-seconds", "60"), cwd=ROOT, env=process_env(), stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not state.payload_path(33).exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)  # a window in which an agent that ignored the approval step would have sent it
         assert server.reports == {}
-        approved = subprocess.run([sys.executable, "-m", "radtrust_agent", "approve", "--data-root", str(site),
-                                   "--job", "33", "--by", "dpo-north"], cwd=ROOT, env=process_env(), capture_output=True,
-                                  text=True, timeout=60)
+        approved = subprocess.run(
+            [sys.executable, "-m", "radtrust_agent", "approve", "--data-root", str(site), "--job", "33", "--by", "dpo-north"],
+            cwd=ROOT,
+            env=process_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert approved.returncode == 0, approved.stderr
         assert "job 33: approved by dpo-north" in approved.stdout
         deadline = time.monotonic() + 10  # well before the next poll: the agent watches its outbox
@@ -397,8 +449,13 @@ def test_a_corrupted_cached_artifact_is_fetched_again(server, site, onnx_files):
 def test_agent_process_waits_for_a_server_that_is_down_at_start(site, onnx_files):
     fake = FakeServer(port=free_port())
     fake.add_job(51, onnx_files["inline"])
-    process = subprocess.Popen(agent_process(fake.url, site, "--once", "--auto-approve", "dpo", "--retry-for", "60"),
-                               cwd=ROOT, env=process_env(), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        agent_process(fake.url, site, "--once", "--auto-approve", "dpo", "--retry-for", "60"),
+        cwd=ROOT,
+        env=process_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     second_retry = threading.Event()
 
@@ -515,8 +572,13 @@ def test_agent_process_survives_the_server_going_away_mid_download(site, onnx_fi
 
     fake.hook = vanish_on_first_download
     fake.start()
-    process = subprocess.Popen(agent_process(fake.url, site, "--poll-seconds", "0.2", "--auto-approve", "dpo"),
-                               cwd=ROOT, env=process_env(), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        agent_process(fake.url, site, "--poll-seconds", "0.2", "--auto-approve", "dpo"),
+        cwd=ROOT,
+        env=process_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert went_away.wait(60)
         time.sleep(1.0)  # the server stays away for a few of the agent's retries before it comes back
@@ -548,8 +610,9 @@ def test_a_conflicting_report_stops_resending_and_a_refused_one_fails_locally(se
     assert server.count("POST", "/71/report/") == 1
 
     server.add_job(72, onnx_files["inline"])
-    server.hook = lambda handler, method, path: path.endswith("/report/") and (
-        handler._send(400, {"payload": ["strata[2] is under the minimum"]}) or True)
+    server.hook = lambda handler, method, path: (
+        path.endswith("/report/") and (handler._send(400, {"payload": ["strata[2] is under the minimum"]}) or True)
+    )
     agent.cycle()
     record = agent.state.jobs["72"]
     assert record.status == JobStatus.FAILED and "strata[2] is under the minimum" in record.error
@@ -567,8 +630,9 @@ def test_a_wrong_token_stops_the_agent_with_a_clear_message(server, site):
 
 
 def test_agent_imports_without_django():
-    code = ("import sys, radtrust_agent.__main__, radtrust_agent.jobs; "
-            "print(sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')))")
+    code = (
+        "import sys, radtrust_agent.__main__, radtrust_agent.jobs; print(sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -587,7 +651,6 @@ def test_site_evaluate_in_process_gives_the_agents_payload(server, site, onnx_fi
     outcome = agent_run_job(job, agent=make_agent(server, site))
     assert outcome.status == "reported" and outcome.timings["agent"] >= outcome.timings["engine"] > 0
 
-    evaluation = site_evaluate(Job.from_dict(job), data_root=site, artifact_root=AgentState.for_data_root(site).artifacts,
-                               prefer_gpu=False)
+    evaluation = site_evaluate(Job.from_dict(job), data_root=site, artifact_root=AgentState.for_data_root(site).artifacts, prefer_gpu=False)
     assert evaluation.problems == [] and evaluation.n_cases == 60 and evaluation.n_patients == 30
     assert json.loads(json.dumps(evaluation.payload)) == server.reports[81]["payload"]

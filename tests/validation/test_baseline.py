@@ -12,15 +12,19 @@ from radtrust_engine.baseline import BaselineError, CaseTable, baseline_comparis
 from radtrust_engine.metrics import binary_metrics
 
 
-def _table(rng: np.random.Generator, n: int, *, separation: float = 2.0, offset: float = 0.0, prevalence: float = 0.3,
-           patients: list[str] | None = None) -> CaseTable:
+def _table(
+    rng: np.random.Generator, n: int, *, separation: float = 2.0, offset: float = 0.0, prevalence: float = 0.3, patients: list[str] | None = None
+) -> CaseTable:
     y = (rng.random(n) < prevalence).astype(np.int8)
     logit = rng.normal(0, 1, n) + separation * (y - 0.5)
     scores = 1 / (1 + np.exp(-logit))
     ids = patients if patients is not None else [f"p{rng.integers(1_000_000)}-{i}" for i in range(n)]
     brightness = rng.normal(100 + offset, 10, n)
     return CaseTable(
-        patient_keys=pseudonymise(ids), label_names=("nodule",), labels=y[:, None], class_names=("nodule",),
+        patient_keys=pseudonymise(ids),
+        label_names=("nodule",),
+        labels=y[:, None],
+        class_names=("nodule",),
         scores=scores[:, None],
         image_stats={"image_mean": brightness, "image_std": rng.normal(20, 2, n), "image_p01": brightness - 40, "image_p99": brightness + 40},
     )
@@ -37,10 +41,20 @@ def test_identical_runs_have_zero_deltas_and_no_findings():
 def test_point_deltas_match_metrics_computed_separately():
     rng = np.random.default_rng(1)
     reference, current = _table(rng, 500), _table(rng, 400, separation=1.0)
-    deltas = {d.metric: d for d in metric_deltas(
-        reference.labels[:, 0], reference.scores[:, 0], reference.patient_keys,
-        current.labels[:, 0], current.scores[:, 0], current.patient_keys, threshold=0.5, n_resamples=300, seed=0,
-    )}
+    deltas = {
+        d.metric: d
+        for d in metric_deltas(
+            reference.labels[:, 0],
+            reference.scores[:, 0],
+            reference.patient_keys,
+            current.labels[:, 0],
+            current.scores[:, 0],
+            current.patient_keys,
+            threshold=0.5,
+            n_resamples=300,
+            seed=0,
+        )
+    }
     before = binary_metrics(reference.labels[:, 0], reference.scores[:, 0], 0.5)
     after = binary_metrics(current.labels[:, 0], current.scores[:, 0], 0.5)
     assert deltas["auroc"].baseline == pytest.approx(before.auroc) and deltas["auroc"].current == pytest.approx(after.auroc)
@@ -92,14 +106,35 @@ def test_shared_patients_are_paired():
     ids = [f"p{i}" for i in range(600)]
     reference = _table(rng, 600, patients=ids)
     current = CaseTable(
-        patient_keys=reference.patient_keys, label_names=reference.label_names, labels=reference.labels,
-        class_names=reference.class_names, scores=np.clip(reference.scores + rng.normal(0, 0.01, reference.scores.shape), 0, 1),
+        patient_keys=reference.patient_keys,
+        label_names=reference.label_names,
+        labels=reference.labels,
+        class_names=reference.class_names,
+        scores=np.clip(reference.scores + rng.normal(0, 0.01, reference.scores.shape), 0, 1),
     )
     independent = _table(rng, 600)
-    paired = metric_deltas(reference.labels[:, 0], reference.scores[:, 0], reference.patient_keys,
-                           current.labels[:, 0], current.scores[:, 0], current.patient_keys, threshold=0.5, n_resamples=300, seed=0)[0]
-    unpaired = metric_deltas(reference.labels[:, 0], reference.scores[:, 0], reference.patient_keys,
-                             independent.labels[:, 0], independent.scores[:, 0], independent.patient_keys, threshold=0.5, n_resamples=300, seed=0)[0]
+    paired = metric_deltas(
+        reference.labels[:, 0],
+        reference.scores[:, 0],
+        reference.patient_keys,
+        current.labels[:, 0],
+        current.scores[:, 0],
+        current.patient_keys,
+        threshold=0.5,
+        n_resamples=300,
+        seed=0,
+    )[0]
+    unpaired = metric_deltas(
+        reference.labels[:, 0],
+        reference.scores[:, 0],
+        reference.patient_keys,
+        independent.labels[:, 0],
+        independent.scores[:, 0],
+        independent.patient_keys,
+        threshold=0.5,
+        n_resamples=300,
+        seed=0,
+    )[0]
     assert (paired.ci_high - paired.ci_low) * 5 < unpaired.ci_high - unpaired.ci_low
 
 
@@ -107,7 +142,11 @@ def test_runs_of_other_labels_are_refused_with_the_reason():
     rng = np.random.default_rng(6)
     table = _table(rng, 100)
     other = CaseTable(
-        patient_keys=table.patient_keys, label_names=("effusion",), labels=table.labels, class_names=("effusion",), scores=table.scores,
+        patient_keys=table.patient_keys,
+        label_names=("effusion",),
+        labels=table.labels,
+        class_names=("effusion",),
+        scores=table.scores,
     )
     with pytest.raises(BaselineError, match="cannot be compared"):
         baseline_comparison(table, other, thresholds={}, n_resamples=10, seed=0)

@@ -14,8 +14,8 @@ import pytest
 from django.core.management import call_command
 
 from radtrust_demo.bench import validation as bench
-from radtrust_engine.loading import read_manifest
 from radtrust_engine.images import load_image
+from radtrust_engine.loading import read_manifest
 
 pytestmark = pytest.mark.slow  # benchmarks at small size
 
@@ -42,7 +42,10 @@ def test_quick_command_prints_one_json_object_with_every_figure(bench_var):
     details = result["details"]
     pipeline = details["pipeline"]
     assert len(pipeline["bare_images_per_second"]) == len(pipeline["pipeline_images_per_second"]) + 1  # bare around each
-    paired = [p / ((b0 + b1) / 2) for p, b0, b1 in zip(pipeline["pipeline_images_per_second"], pipeline["bare_images_per_second"], pipeline["bare_images_per_second"][1:])]
+    paired = [
+        p / ((b0 + b1) / 2)
+        for p, b0, b1 in zip(pipeline["pipeline_images_per_second"], pipeline["bare_images_per_second"], pipeline["bare_images_per_second"][1:])
+    ]
     assert pipeline["round_ratios_to_mean_of_adjacent_bare"] == pytest.approx(paired)
     assert result["pipeline_vs_bare_ort"] == pytest.approx(float(np.median(paired)))
     assert details["machine"]["cpu_count"] >= 1 and details["machine"]["provider"].endswith("ExecutionProvider")
@@ -116,8 +119,7 @@ def test_sklearn_difference_is_small_for_ours_and_large_for_a_wrong_report():
     assert ours["max_abs_diff"] <= 1e-9
     assert ours["estimates_compared"] == 7 * (1 + sum(not g.suppressed for g in report.subgroups))
 
-    shuffled = bench.Predictions(data.y_true, np.random.default_rng(0).permutation(data.y_score),
-                                 data.patient_id, data.attributes)
+    shuffled = bench.Predictions(data.y_true, np.random.default_rng(0).permutation(data.y_score), data.patient_id, data.attributes)
     wrong = bench.sklearn_max_abs_diff(shuffled, report)
     assert wrong["max_abs_diff"] > 0.05 and wrong["metric"] is not None
 

@@ -102,7 +102,7 @@ def test_reliability_bins_match_sklearn(strategy, seed):
     p = rng.beta(0.7, 1.5, 3000)
     p[:50] = 0.3  # values exactly on uniform edges and ties
     p[50:60] = 0.0
-    y = (rng.uniform(size=p.size) < p ** 0.8).astype(int)
+    y = (rng.uniform(size=p.size) < p**0.8).astype(int)
     r = calibration_report(y, p, n_bins=10, strategy=strategy)
     prob_true, prob_pred = calibration_curve(y, p, n_bins=10, strategy=strategy)
     nonempty = [b for b in r.bins if b.count]
@@ -171,8 +171,7 @@ def test_logits_raise_with_activation_message():
 
 
 def test_too_few_cases_warns_without_crashing():
-    r = calibration_report([0, 1, 1, 0, 1], [0.1, 0.9, 0.7, 0.2, 0.55], n_bins=10,
-                           patient_id=["a", "a", "b", "c", "c"], n_resamples=50)
+    r = calibration_report([0, 1, 1, 0, 1], [0.1, 0.9, 0.7, 0.2, 0.55], n_bins=10, patient_id=["a", "a", "b", "c", "c"], n_resamples=50)
     assert len(r.warnings) == 1 and "fewer than 10 cases" in r.warnings[0]
     assert [b.sparse for b in r.bins if b.count] == [True] * 5
     assert len(r.bins) == 10
@@ -245,8 +244,7 @@ def test_referral_hand_case():
 
 def test_referral_not_reachable():
     # The most confident case is wrong: risks 1, .5, .33, .25, .2.
-    cr = coverage_risk([0, 1, 1, 1, 1], [0.9, 0.8, 0.7, 0.6, 0.9], [0.1, 0.2, 0.3, 0.4, 0.5],
-                       threshold=0.5)
+    cr = coverage_risk([0, 1, 1, 1, 1], [0.9, 0.8, 0.7, 0.6, 0.9], [0.1, 0.2, 0.3, 0.4, 0.5], threshold=0.5)
     ref = referral_for_target_risk(cr, 0.1)
     assert not ref.reachable and ref.referred_share == 1.0 and ref.cutoff is None
     assert "not reachable" in ref.message

@@ -13,6 +13,10 @@ import numpy as np
 import pytest
 
 from radtrust_demo.networks import export_tiny_classifier
+from radtrust_engine.loading import read_manifest
+from radtrust_engine.pipeline import SuiteConfig, evaluate
+from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.runner import open_session, select_device
 from validation.charts import (
     drift_chart,
     forest_chart,
@@ -22,10 +26,6 @@ from validation.charts import (
     roc_chart,
     slug,
 )
-from radtrust_engine.loading import read_manifest
-from radtrust_engine.pipeline import SuiteConfig, evaluate
-from radtrust_engine.preprocessing import Preprocessing
-from radtrust_engine.runner import open_session, select_device
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -42,7 +42,10 @@ def _histogram(seed: int, shift: float) -> dict:
         "edges": edges.tolist(),
         "reference": np.histogram(rng.normal(0, 1, 400), edges, density=True)[0].tolist(),
         "current": np.histogram(rng.normal(shift, 1.2, 300), edges, density=True)[0].tolist(),
-        "ks": 0.18, "psi": 0.27, "drifted": True, "level": "major",
+        "ks": 0.18,
+        "psi": 0.27,
+        "drifted": True,
+        "level": "major",
     }
 
 
@@ -59,23 +62,34 @@ def report(tmp_path_factory) -> dict:
     labels = rng.integers(0, 2, (n, len(LABELS)))
     rows = ["image_path,patient_id,sex,site," + ",".join(LABELS)]
     rows += [
-        f"img/{i}.npy,p{i // 2},{'FM'[(i // 2) % 2]},{'A' if i < 24 else 'B' if i < 48 else 'C'}," + ",".join(map(str, labels[i]))
-        for i in range(n)
+        f"img/{i}.npy,p{i // 2},{'FM'[(i // 2) % 2]},{'A' if i < 24 else 'B' if i < 48 else 'C'}," + ",".join(map(str, labels[i])) for i in range(n)
     ]
     (root / "m.csv").write_text("\n".join(rows))
     manifest = read_manifest(root / "m.csv", root, label_columns=list(LABELS), class_names=list(LABELS))
     config = SuiteConfig(n_resamples=20, min_patients=MIN_PATIENTS, analyses=("calibration", "robustness"), calibration_bins=5)
     result = evaluate(
-        open_session(model, select_device(prefer_gpu=False)), manifest, task="multilabel", class_names=list(LABELS),
-        thresholds={}, preprocessing=Preprocessing.from_spec({}), config=config, activation="sigmoid",
+        open_session(model, select_device(prefer_gpu=False)),
+        manifest,
+        task="multilabel",
+        class_names=list(LABELS),
+        thresholds={},
+        preprocessing=Preprocessing.from_spec({}),
+        config=config,
+        activation="sigmoid",
     )
     data = result.report
     for label in LABELS:  # the pipeline adds the ROC points; older engines did not
         overall = data["results"][label]["overall"]["metrics"]["auroc"]
-        data["results"][label].setdefault("roc", {
-            "fpr": [0.0, 0.1, 0.4, 1.0], "tpr": [0.0, 0.5, 0.8, 1.0],
-            "auroc": overall["value"], "ci_low": overall["ci_low"], "ci_high": overall["ci_high"],
-        })
+        data["results"][label].setdefault(
+            "roc",
+            {
+                "fpr": [0.0, 0.1, 0.4, 1.0],
+                "tpr": [0.0, 0.5, 0.8, 1.0],
+                "auroc": overall["value"],
+                "ci_low": overall["ci_low"],
+                "ci_high": overall["ci_high"],
+            },
+        )
     data["drift"] = {"histograms": {"image_mean": _histogram(1, 0.4), "score_nodule": _histogram(2, 0.1)}}
     return data
 
@@ -92,11 +106,10 @@ def _texts(svg: str) -> list[str]:
 
 
 def test_report_charts_draws_every_supported_chart(charts):
-    expected = [
-        f"{kind}-{label}"
-        for label in LABELS
-        for kind in ("roc", "reliability", "forest-auroc", "forest-sensitivity", "robustness")
-    ] + ["drift-image-mean", "drift-score-nodule"]
+    expected = [f"{kind}-{label}" for label in LABELS for kind in ("roc", "reliability", "forest-auroc", "forest-sensitivity", "robustness")] + [
+        "drift-image-mean",
+        "drift-score-nodule",
+    ]
     assert list(charts) == expected
 
 
@@ -137,9 +150,7 @@ def test_charts_name_what_they_show(report, charts):
 
 def test_rendering_twice_gives_identical_bytes(report, charts):
     again = report_charts(copy.deepcopy(report))
-    assert [hashlib.sha256(c.svg.encode()).hexdigest() for c in again] == [
-        hashlib.sha256(c.svg.encode()).hexdigest() for c in charts.values()
-    ]
+    assert [hashlib.sha256(c.svg.encode()).hexdigest() for c in again] == [hashlib.sha256(c.svg.encode()).hexdigest() for c in charts.values()]
 
 
 def test_sections_with_errors_or_missing_give_no_chart_and_never_raise(report):
@@ -185,7 +196,12 @@ def test_segmentation_reports_get_a_dice_forest_plot():
     rng = np.random.default_rng(0)
     dice = rng.uniform(0.5, 0.9, 40)
     stratified = stratified_segmentation(
-        dice, dice * 0.8, np.arange(40) // 2, {"site": np.array(["A", "B"] * 20)}, n_resamples=20, min_patients=5,
+        dice,
+        dice * 0.8,
+        np.arange(40) // 2,
+        {"site": np.array(["A", "B"] * 20)},
+        n_resamples=20,
+        min_patients=5,
     ).to_dict()
     assert [c.name for c in report_charts({"task": "segmentation", "results": {"foreground": stratified}})] == ["forest-dice-foreground"]
 

@@ -23,8 +23,8 @@ from radtrust_demo.data import (
     synthesize_image,
     train_classifier,
 )
-from radtrust_engine.loading import ATTRIBUTE_COLUMNS, read_manifest
 from radtrust_engine.images import fill_attributes_from_headers, load_image, read_dicom_attributes
+from radtrust_engine.loading import ATTRIBUTE_COLUMNS, read_manifest
 from radtrust_engine.metrics import auroc
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.stratification import age_band, stratified_metrics
@@ -144,8 +144,7 @@ def test_planted_age_effect_lowers_nodule_contrast():
     case = sample_cases(np.random.default_rng(0), 1)[0]
     young = replace(case, age=OLD_AGE - 1, positive=True, site="site-a")
     (young_pixels, mask), (old_pixels, old_mask), (background, no_mask) = (
-        synthesize_image(np.random.default_rng(9), c)
-        for c in (young, replace(young, age=OLD_AGE), replace(young, positive=False))
+        synthesize_image(np.random.default_rng(9), c) for c in (young, replace(young, age=OLD_AGE), replace(young, positive=False))
     )
     assert mask.any() and not no_mask.any()
     np.testing.assert_array_equal(mask, old_mask)
@@ -237,8 +236,12 @@ def test_robustness_finds_the_noise_drop_on_images_read_once(manifest, trained):
     from radtrust_engine.runner import open_session, select_device
 
     result = evaluate(
-        open_session(trained.onnx_path, select_device(prefer_gpu=False)), manifest, task="binary", class_names=["nodule"],
-        thresholds=trained.output_schema["thresholds"], preprocessing=Preprocessing.from_spec(trained.preprocessing),
+        open_session(trained.onnx_path, select_device(prefer_gpu=False)),
+        manifest,
+        task="binary",
+        class_names=["nodule"],
+        thresholds=trained.output_schema["thresholds"],
+        preprocessing=Preprocessing.from_spec(trained.preprocessing),
         config=SuiteConfig(attributes=("site",), intersections=(), n_resamples=200, analyses=("robustness",), sample_max_cases=400),
         modality="DX",
     ).report
@@ -259,8 +262,12 @@ def test_uncertainty_flags_cases_for_a_target_risk(manifest, trained):
     from radtrust_engine.runner import open_session, select_device
 
     report = evaluate(
-        open_session(trained.onnx_path, select_device(prefer_gpu=False)), manifest, task="binary", class_names=["nodule"],
-        thresholds=trained.output_schema["thresholds"], preprocessing=Preprocessing.from_spec(trained.preprocessing),
+        open_session(trained.onnx_path, select_device(prefer_gpu=False)),
+        manifest,
+        task="binary",
+        class_names=["nodule"],
+        thresholds=trained.output_schema["thresholds"],
+        preprocessing=Preprocessing.from_spec(trained.preprocessing),
         config=SuiteConfig(attributes=("site",), intersections=(), n_resamples=50, analyses=("uncertainty",), sample_max_cases=600, target_risk=0.1),
     ).report
     uncertainty = report["results"]["nodule"]["uncertainty"]
@@ -282,9 +289,15 @@ def test_generalisation_finds_the_site_shift(manifest, scores, trained):
     from radtrust_engine.generalisation import generalisation_report
 
     report = generalisation_report(
-        manifest.labels[:, 0], scores, np.asarray(manifest.patient_ids),
+        manifest.labels[:, 0],
+        scores,
+        np.asarray(manifest.patient_ids),
         {"site": np.asarray(manifest.attributes["site"], dtype=str)},
-        threshold=trained.output_schema["thresholds"]["nodule"], n_resamples=200, seed=0, min_patients=10, confidence=0.95,
+        threshold=trained.output_schema["thresholds"]["nodule"],
+        n_resamples=200,
+        seed=0,
+        min_patients=10,
+        confidence=0.95,
     )
     site = report["groupings"]["site"]
     by_site = {g["group"]: g for g in site["groups"]}

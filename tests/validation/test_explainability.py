@@ -12,14 +12,14 @@ from scipy.ndimage import gaussian_filter
 
 from radtrust_engine.explainability import (
     ExplainabilityError,
-    select_cases,
-    faithfulness_verdict,
     deletion_insertion,
     explainability_report,
+    faithfulness_verdict,
     occlusion_saliency,
     overlay_png,
     random_saliency,
     rise_saliency,
+    select_cases,
 )
 
 
@@ -192,14 +192,17 @@ def test_a_model_that_ignores_the_lesion_is_not_distinguishable_from_random():
     assert strict["deletion_difference"]["ci_high"] < 0 and strict["verdict"] == "beats random"
 
 
-@pytest.mark.parametrize(("deletion", "insertion", "verdict"), [
-    ((-0.10, -0.15, -0.05), (0.10, 0.05, 0.15), "beats random"),
-    ((-0.10, -0.15, -0.05), (0.00, -0.05, 0.05), "beats random on deletion only"),
-    ((0.10, 0.05, 0.15), (-0.10, -0.15, -0.05), "worse than random"),
-    ((-0.10, -0.15, -0.05), (-0.10, -0.15, -0.05), "mixed: better than random on one curve, worse on the other"),
-    ((-0.01, -0.015, -0.005), (0.01, 0.005, 0.015), "not distinguishable from random"),
-    ((-0.10, None, None), (0.10, None, None), "too few cases to judge"),
-])
+@pytest.mark.parametrize(
+    ("deletion", "insertion", "verdict"),
+    [
+        ((-0.10, -0.15, -0.05), (0.10, 0.05, 0.15), "beats random"),
+        ((-0.10, -0.15, -0.05), (0.00, -0.05, 0.05), "beats random on deletion only"),
+        ((0.10, 0.05, 0.15), (-0.10, -0.15, -0.05), "worse than random"),
+        ((-0.10, -0.15, -0.05), (-0.10, -0.15, -0.05), "mixed: better than random on one curve, worse on the other"),
+        ((-0.01, -0.015, -0.005), (0.01, 0.005, 0.015), "not distinguishable from random"),
+        ((-0.10, None, None), (0.10, None, None), "too few cases to judge"),
+    ],
+)
 def test_verdict_needs_a_ci_excluding_zero_and_a_difference_that_matters(deletion, insertion, verdict):
     as_dict = lambda t: dict(zip(("value", "ci_low", "ci_high"), t))  # noqa: E731
     assert faithfulness_verdict(as_dict(deletion), as_dict(insertion), 0.02) == verdict
@@ -237,7 +240,10 @@ def test_fewer_cases_than_asked_uses_them_all_and_says_so():
     assert result.report["n_cases"] == 5 and result.case_rows == [0, 1, 2, 3, 4]
     assert "fewer than the 32 asked" in result.report["notes"][0]
     assert result.report["methods"]["occlusion"]["verdict"] in {
-        "beats random", "not distinguishable from random", "beats random on deletion only", "beats random on insertion only",
+        "beats random",
+        "not distinguishable from random",
+        "beats random on deletion only",
+        "beats random on insertion only",
     }
 
 

@@ -25,9 +25,12 @@ def test_every_engine_code_is_a_failure_reason_and_the_rest_are_the_servers():
 @pytest.mark.parametrize(
     ("exception", "code"),
     [
-        (ManifestError, FailureCode.BAD_MANIFEST), (InputError, FailureCode.BAD_INPUT),
-        (UnreadableImages, FailureCode.UNREADABLE_IMAGES), (ModelOutputError, FailureCode.OUTPUT_SCHEMA_MISMATCH),
-        (OutputError, FailureCode.NON_FINITE_OUTPUT), (ArtifactMismatch, FailureCode.ARTIFACT_MISMATCH),
+        (ManifestError, FailureCode.BAD_MANIFEST),
+        (InputError, FailureCode.BAD_INPUT),
+        (UnreadableImages, FailureCode.UNREADABLE_IMAGES),
+        (ModelOutputError, FailureCode.OUTPUT_SCHEMA_MISMATCH),
+        (OutputError, FailureCode.NON_FINITE_OUTPUT),
+        (ArtifactMismatch, FailureCode.ARTIFACT_MISMATCH),
         (RunnerError, FailureCode.RUNNER_ERROR),
     ],
 )

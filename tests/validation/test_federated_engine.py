@@ -33,13 +33,12 @@ from radtrust_engine.federated_pooling import PooledResult, pool_sites, site_met
 from radtrust_engine.meta_analysis import MetaAnalysis, MetaAnalysisRefused, expit, random_effects
 
 N_BINS = n_score_bins()
-PROPERTY = settings(max_examples=50, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
-def _site(rng: np.random.Generator, n: int, prevalence: float, separation: float, *, prefix: str = "p",
-          small_sex: float = 0.0):
+def _site(rng: np.random.Generator, n: int, prevalence: float, separation: float, *, prefix: str = "p", small_sex: float = 0.0):
     """One site's cases: two labels, sex / age band / scanner vendor, a few cases per patient."""
     patients = max(1, int(n * 0.7))
     pid = np.array([f"{prefix}#{i}" for i in rng.integers(0, patients, n)])
@@ -98,8 +97,10 @@ def test_run_length_encoding_round_trips_and_refuses_bad_runs():
 @pytest.mark.parametrize("prevalence", [0.05, 0.2, 0.45])
 def test_pooled_auroc_matches_central_auroc_on_the_union(seed, prevalence):
     rng = np.random.default_rng(seed)
-    sites = {name: _site(rng, n, prevalence * f, sep, prefix=name)
-             for name, n, f, sep in (("north", 1500, 1.0, 2.0), ("south", 900, 0.6, 1.2), ("east", 600, 1.3, 3.0))}
+    sites = {
+        name: _site(rng, n, prevalence * f, sep, prefix=name)
+        for name, n, f, sep in (("north", 1500, 1.0, 2.0), ("south", 900, 0.6, 1.2), ("east", 600, 1.3, 3.0))
+    }
     summaries = {}
     for name, data in sites.items():
         payload = _wire(_summary(data))
@@ -115,8 +116,12 @@ def test_pooled_auroc_matches_central_auroc_on_the_union(seed, prevalence):
         assert abs(overall.auroc.value - roc_auc_score(y, s)) <= 0.002
         assert overall.auroc.ci_low < overall.auroc.value < overall.auroc.ci_high
         called = s >= 0.5
-        assert overall.confusion.to_dict() == {"tp": int((called & (y == 1)).sum()), "fp": int((called & (y == 0)).sum()),
-                                               "tn": int((~called & (y == 0)).sum()), "fn": int((~called & (y == 1)).sum())}
+        assert overall.confusion.to_dict() == {
+            "tp": int((called & (y == 1)).sum()),
+            "fp": int((called & (y == 0)).sum()),
+            "tn": int((~called & (y == 0)).sum()),
+            "fn": int((~called & (y == 1)).sum()),
+        }
         at = overall.operating_point(0.3)
         assert (at.tp, at.fp) == (int(((s >= 0.3) & (y == 1)).sum()), int(((s >= 0.3) & (y == 0)).sum()))
         assert overall.prevalence.value == pytest.approx(y.mean(), abs=1e-12)
@@ -184,8 +189,7 @@ def test_small_strata_are_suppressed_with_no_counts_and_complemented():
     payload = _wire(site_summary(scores, labels, pid, attrs))
     assert payload_check(payload) == []
     by_name = {tuple(s["values"]): s for s in payload["strata"] if s["attributes"] == ["sex"]}
-    assert by_name[("unknown",)] == {"attributes": ["sex"], "values": ["unknown"], "suppressed": True,
-                                     "reason": "too_few_patients"}
+    assert by_name[("unknown",)] == {"attributes": ["sex"], "values": ["unknown"], "suppressed": True, "reason": "too_few_patients"}
     # Overall minus F minus M would give the unknown cell: one of them is withheld too.
     assert [s.get("reason") for s in by_name.values()].count("complementary") >= 1
 
@@ -208,16 +212,18 @@ def test_a_site_under_the_minimum_sends_nothing_but_suppressions():
     scores, labels, pid, attrs = _site(rng, 9, 0.3, 2.0)
     payload = _wire(site_summary(scores, labels, pid, attrs))
     assert payload_check(payload) == []
-    assert all(s["suppressed"] and set(s) == {"attributes", "values", "suppressed", "reason"}
-               for s in payload["strata"])
+    assert all(s["suppressed"] and set(s) == {"attributes", "values", "suppressed", "reason"} for s in payload["strata"])
 
 
-@pytest.mark.parametrize("attrs, message", [
-    ({"patient_id": ["a"] * 40}, "per-case data"),
-    ({"site_group": [f"g{i}" for i in range(40)]}, "distinct values"),
-    ({"scanner": ["/data/scans/a.dcm"] * 40}, "category"),
-    ({"scanner": ["SN1234567"] * 40}, "identifier"),
-])
+@pytest.mark.parametrize(
+    "attrs, message",
+    [
+        ({"patient_id": ["a"] * 40}, "per-case data"),
+        ({"site_group": [f"g{i}" for i in range(40)]}, "distinct values"),
+        ({"scanner": ["/data/scans/a.dcm"] * 40}, "category"),
+        ({"scanner": ["SN1234567"] * 40}, "identifier"),
+    ],
+)
 def test_site_summary_refuses_attributes_that_could_identify(attrs, message):
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=message):
@@ -241,8 +247,7 @@ def _base() -> dict:
 
 
 def _shown(payload: dict) -> dict:
-    return next(s for s in payload["strata"] if not s["suppressed"] and s["attributes"] == ["sex"]
-                and not s["labels"]["effusion"]["suppressed"])
+    return next(s for s in payload["strata"] if not s["suppressed"] and s["attributes"] == ["sex"] and not s["labels"]["effusion"]["suppressed"])
 
 
 def test_base_payload_is_accepted_and_round_trips():
@@ -258,29 +263,28 @@ def _mutate(path_and_edit):
     return payload_check(payload)
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda p: p.update(patient_ids=["p#1", "p#2"]), "patient_ids: key names per-case data"),
-    (lambda p: _shown(p).update(case_scores=[0.1, 0.2]), "case_scores: key names per-case data"),
-    (lambda p: _shown(p)["labels"]["effusion"].update(rows=[[0.1, 1]]), "effusion.rows: key names per-case data"),
-    (lambda p: p.update(extra=1), "extra: unknown key"),
-    (lambda p: _shown(p)["labels"]["effusion"]["histogram"].update(positive=[1] * (N_BINS + 1)),
-     f"longer than the {N_BINS} score bins"),
-    (lambda p: p.update(attributes=[*p["attributes"], "scores"]), "names per-case data"),
-    (lambda p: _shown(p).update(values=["/srv/data/img_001.dcm"]), "looks like a path"),
-    (lambda p: _shown(p).update(values=["C:\\scans"]), "looks like a path"),
-    (lambda p: _shown(p).update(values=["MRN0012345"]), "looks like an identifier"),
-    (lambda p: _shown(p).update(n_patients=4), "n_patients: 4 is under the minimum of 10"),
-    (lambda p: _shown(p)["labels"]["effusion"]["patients"].update(positive=3),
-     "patients.positive: 3 is under the minimum of 10"),
-    (lambda p: p.update(min_patients=5), "min_patients: 5 is under the minimum of 10"),
-    (lambda p: _shown(p)["labels"]["effusion"]["cases"].update(positive=-1), "cases.positive: -1 is under"),
-    (lambda p: _shown(p)["labels"]["effusion"]["confusion"].update(tp=2.5), "must be an integer count"),
-    (lambda p: _shown(p)["labels"]["effusion"]["histogram"].update(positive=[5, -(N_BINS - 1)]),
-     "adding up to cases.positive"),
-    (lambda p: _shown(p)["labels"]["effusion"]["metrics"]["auroc"].update(value=0.999),
-     "auroc.value: disagrees with the histograms"),
-    (lambda p: p.update(schema="other"), "schema: must be"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda p: p.update(patient_ids=["p#1", "p#2"]), "patient_ids: key names per-case data"),
+        (lambda p: _shown(p).update(case_scores=[0.1, 0.2]), "case_scores: key names per-case data"),
+        (lambda p: _shown(p)["labels"]["effusion"].update(rows=[[0.1, 1]]), "effusion.rows: key names per-case data"),
+        (lambda p: p.update(extra=1), "extra: unknown key"),
+        (lambda p: _shown(p)["labels"]["effusion"]["histogram"].update(positive=[1] * (N_BINS + 1)), f"longer than the {N_BINS} score bins"),
+        (lambda p: p.update(attributes=[*p["attributes"], "scores"]), "names per-case data"),
+        (lambda p: _shown(p).update(values=["/srv/data/img_001.dcm"]), "looks like a path"),
+        (lambda p: _shown(p).update(values=["C:\\scans"]), "looks like a path"),
+        (lambda p: _shown(p).update(values=["MRN0012345"]), "looks like an identifier"),
+        (lambda p: _shown(p).update(n_patients=4), "n_patients: 4 is under the minimum of 10"),
+        (lambda p: _shown(p)["labels"]["effusion"]["patients"].update(positive=3), "patients.positive: 3 is under the minimum of 10"),
+        (lambda p: p.update(min_patients=5), "min_patients: 5 is under the minimum of 10"),
+        (lambda p: _shown(p)["labels"]["effusion"]["cases"].update(positive=-1), "cases.positive: -1 is under"),
+        (lambda p: _shown(p)["labels"]["effusion"]["confusion"].update(tp=2.5), "must be an integer count"),
+        (lambda p: _shown(p)["labels"]["effusion"]["histogram"].update(positive=[5, -(N_BINS - 1)]), "adding up to cases.positive"),
+        (lambda p: _shown(p)["labels"]["effusion"]["metrics"]["auroc"].update(value=0.999), "auroc.value: disagrees with the histograms"),
+        (lambda p: p.update(schema="other"), "schema: must be"),
+    ],
+)
 def test_payload_check_refuses_with_the_place_and_the_reason(edit, expected):
     errors = _mutate(edit)
     assert any(expected in e for e in errors), errors
@@ -299,8 +303,7 @@ def test_payload_check_refuses_a_suppressed_cell_recoverable_by_subtraction():
     open_payload["min_patients"] = 10
     for i, s in enumerate(open_payload["strata"]):
         if s["n_patients"] < 10:
-            open_payload["strata"][i] = {"attributes": s["attributes"], "values": s["values"], "suppressed": True,
-                                         "reason": "too_few_patients"}
+            open_payload["strata"][i] = {"attributes": s["attributes"], "values": s["values"], "suppressed": True, "reason": "too_few_patients"}
             continue
         for name, block in s["labels"].items():
             if not block["suppressed"] and min(block["patients"].values()) < 10:
@@ -325,12 +328,16 @@ def site_inputs(draw):
     labels = draw(st.sampled_from([("effusion",), ("effusion", "nodule")]))
     scores = {k: np.array(draw(st.lists(SCORE, min_size=n, max_size=n))) for k in labels}
     y = {k: np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))) for k in labels}
-    attrs = {"sex": np.array(draw(st.lists(st.sampled_from(["F", "M", None]), min_size=n, max_size=n)), dtype=object),
-             "age_band": np.array(draw(st.lists(st.sampled_from(["<18", "18-39", "65+"]), min_size=n, max_size=n)))}
+    attrs = {
+        "sex": np.array(draw(st.lists(st.sampled_from(["F", "M", None]), min_size=n, max_size=n)), dtype=object),
+        "age_band": np.array(draw(st.lists(st.sampled_from(["<18", "18-39", "65+"]), min_size=n, max_size=n))),
+    }
     inters = draw(st.sampled_from([(), (("sex", "age_band"),)]))
-    kw = {"thresholds": draw(st.sampled_from([0.5, 0.3, 0.123456, 0.0, 1.0])),
-          "min_patients": draw(st.sampled_from([1, 2, 3, 5, 10])),
-          "n_resamples": draw(st.sampled_from([0, 5]))}
+    kw = {
+        "thresholds": draw(st.sampled_from([0.5, 0.3, 0.123456, 0.0, 1.0])),
+        "min_patients": draw(st.sampled_from([1, 2, 3, 5, 10])),
+        "n_resamples": draw(st.sampled_from([0, 5])),
+    }
     return scores, y, pid, attrs, inters, kw
 
 
@@ -363,8 +370,22 @@ def test_any_site_summary_passes_the_check_and_carries_no_case_data(inputs):
             assert len(leaf) < 2 or leaf not in sequences
 
 
-PER_CASE_KEYS = ["patient_id", "case_ids", "per_case", "scores", "file_path", "image_paths", "accession",
-                 "rows", "PatientID", "caseScores", "filename", "uid", "extra", "raw"]
+PER_CASE_KEYS = [
+    "patient_id",
+    "case_ids",
+    "per_case",
+    "scores",
+    "file_path",
+    "image_paths",
+    "accession",
+    "rows",
+    "PatientID",
+    "caseScores",
+    "filename",
+    "uid",
+    "extra",
+    "raw",
+]
 PER_CASE_VALUES = st.one_of(
     st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=40),
     st.lists(st.integers(100000, 10**9).map(lambda i: f"P{i}"), min_size=1, max_size=40),
@@ -390,15 +411,16 @@ def test_payload_check_refuses_a_per_case_field_inserted_anywhere(data):
     if isinstance(node, dict):
         node[data.draw(st.sampled_from(PER_CASE_KEYS), label="key")] = value
     else:
-        item = data.draw(st.one_of(st.just(value), st.builds(dict, **{"case_id": st.just(value)})), label="item")
+        item = data.draw(st.one_of(st.just(value), st.builds(dict, case_id=st.just(value))), label="item")
         node.append(item)
     assert payload_check(payload), path
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 @PROPERTY
@@ -435,23 +457,37 @@ def test_dersimonian_laird_matches_a_hand_computed_example():
     assert result.i2 == pytest.approx(41 / 53)
     assert result.estimate == pytest.approx(89 / 60)
     assert result.se_analysis == pytest.approx(se)
-    assert (result.ci_low, result.ci_high) == pytest.approx((89 / 60 - 1.959963984540054 * se,
-                                                              89 / 60 + 1.959963984540054 * se))
+    assert (result.ci_low, result.ci_high) == pytest.approx((89 / 60 - 1.959963984540054 * se, 89 / 60 + 1.959963984540054 * se))
     assert [s.weight for s in result.sites] == pytest.approx([91 / 300, 91 / 300, 59 / 150])
     half = math.tan(0.475 * math.pi) * math.sqrt(41 / 18 + 5369 / 5400)
     assert (result.prediction_low, result.prediction_high) == pytest.approx((89 / 60 - half, 89 / 60 + half))
     assert result.sites[2].ci_low == pytest.approx(3 - 1.959963984540054 * 0.5)
 
 
-BCG = [(4, 119, 11, 128), (6, 300, 29, 274), (3, 228, 11, 209), (62, 13536, 248, 12619), (33, 5036, 47, 5761),
-       (180, 1361, 372, 1079), (8, 2537, 10, 619), (505, 87886, 499, 87892), (29, 7470, 45, 7232),
-       (17, 1699, 65, 1600), (186, 50448, 141, 27197), (5, 2493, 3, 2338), (27, 16886, 29, 17825)]
+BCG = [
+    (4, 119, 11, 128),
+    (6, 300, 29, 274),
+    (3, 228, 11, 209),
+    (62, 13536, 248, 12619),
+    (33, 5036, 47, 5761),
+    (180, 1361, 372, 1079),
+    (8, 2537, 10, 619),
+    (505, 87886, 499, 87892),
+    (29, 7470, 45, 7232),
+    (17, 1699, 65, 1600),
+    (186, 50448, 141, 27197),
+    (5, 2493, 3, 2338),
+    (27, 16886, 29, 17825),
+]
 
 
-@pytest.mark.parametrize("method, tau2, estimate, ci", [
-    ("DL", 0.3088, -0.7141, (-1.0644, -0.3638)),
-    ("REML", 0.3132, -0.7145, (-1.0669, -0.3622)),
-])
+@pytest.mark.parametrize(
+    "method, tau2, estimate, ci",
+    [
+        ("DL", 0.3088, -0.7141, (-1.0644, -0.3638)),
+        ("REML", 0.3132, -0.7145, (-1.0669, -0.3622)),
+    ],
+)
 def test_random_effects_reproduces_the_published_bcg_vaccine_example(method, tau2, estimate, ci):
     # The 13 BCG vaccine trials (Colditz et al. 1994; metafor's dat.bcg), log risk ratios:
     # metafor's rma() reports Q(12) = 152.2330, I^2 = 92.12 % (DL), and these tau^2 and estimates.
@@ -468,11 +504,11 @@ def test_random_effects_reproduces_the_published_bcg_vaccine_example(method, tau
 
 def _plain_dl(y, se):
     """DerSimonian-Laird written out term by term, as in a textbook."""
-    w = [1 / s ** 2 for s in se]
+    w = [1 / s**2 for s in se]
     y_fe = sum(wi * yi for wi, yi in zip(w, y)) / sum(w)
     q = sum(wi * (yi - y_fe) ** 2 for wi, yi in zip(w, y))
-    tau2 = max(0.0, (q - (len(y) - 1)) / (sum(w) - sum(wi ** 2 for wi in w) / sum(w)))
-    w_re = [1 / (s ** 2 + tau2) for s in se]
+    tau2 = max(0.0, (q - (len(y) - 1)) / (sum(w) - sum(wi**2 for wi in w) / sum(w)))
+    w_re = [1 / (s**2 + tau2) for s in se]
     return sum(wi * yi for wi, yi in zip(w_re, y)) / sum(w_re), (1 / sum(w_re)) ** 0.5, tau2, q
 
 
@@ -489,12 +525,11 @@ def test_random_effects_agrees_with_independent_computations(seed):
 
     # REML: maximise the restricted log-likelihood directly.
     def neg_restricted_loglik(t2):
-        w = 1 / (se ** 2 + t2)
+        w = 1 / (se**2 + t2)
         m = (w * y).sum() / w.sum()
-        return 0.5 * (np.log(se ** 2 + t2).sum() + math.log(w.sum()) + (w * (y - m) ** 2).sum())
+        return 0.5 * (np.log(se**2 + t2).sum() + math.log(w.sum()) + (w * (y - m) ** 2).sum())
 
-    best = optimize.minimize_scalar(neg_restricted_loglik, bounds=(0, 10), method="bounded",
-                                    options={"xatol": 1e-12})
+    best = optimize.minimize_scalar(neg_restricted_loglik, bounds=(0, 10), method="bounded", options={"xatol": 1e-12})
     t2 = best.x if neg_restricted_loglik(best.x) < neg_restricted_loglik(0.0) else 0.0
     assert random_effects(y, se, method="REML").tau2 == pytest.approx(t2, abs=1e-6)
 
@@ -517,8 +552,10 @@ def test_two_sites_give_no_prediction_interval_and_say_why():
 
 def test_site_meta_analysis_on_the_logit_scale_and_its_refusal():
     rng = np.random.default_rng(17)
-    summaries = {name: SiteSummary.from_dict(_wire(_summary(_site(rng, n, 0.3, sep, prefix=name))))
-                 for name, n, sep in (("north", 900, 2.5), ("south", 700, 1.5), ("east", 500, 2.0))}
+    summaries = {
+        name: SiteSummary.from_dict(_wire(_summary(_site(rng, n, 0.3, sep, prefix=name))))
+        for name, n, sep in (("north", 900, 2.5), ("south", 700, 1.5), ("east", 500, 2.0))
+    }
     result = site_meta_analysis(summaries, label="effusion", metric="auroc", method="REML")
     assert result.k == 3 and result.scale == "logit" and not result.refused
     assert result.estimate == pytest.approx(expit(result.estimate_analysis))

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from radtrust_engine.federated import site_summary
 from registry.services import user_create
 from tests.factories import FoundationModelFactory, InstitutionFactory
-from radtrust_engine.federated import site_summary
 from validation.federated import job_claim, job_fail, report_submit, study_create, study_pool
 from validation.models import FederatedStudy
 
@@ -35,8 +35,17 @@ def _payload(code: str) -> dict:
     attributes = {"sex": rng.choice(["F", "M"], n), "age_band": rng.choice(["18-39", "40-64", "65+"], n), "scanner_manufacturer": vendors}
     y = (rng.random(n) < prevalence).astype(int)
     z = rng.normal(size=n) + separation * y - 1.5
-    summary = site_summary({"effusion": 1 / (1 + np.exp(-z))}, {"effusion": y}, pid, attributes, [("sex", "age_band")],
-                           thresholds=0.5, min_patients=10, n_resamples=50, seed=0)
+    summary = site_summary(
+        {"effusion": 1 / (1 + np.exp(-z))},
+        {"effusion": y},
+        pid,
+        attributes,
+        [("sex", "age_band")],
+        thresholds=0.5,
+        min_patients=10,
+        n_resamples=50,
+        seed=0,
+    )
     return summary.to_dict()
 
 
@@ -45,12 +54,20 @@ def federated(personas, institutions, register_version):
     """A vendor version, three hospitals (East's name hostile HTML) and ``open_study(codes, report=codes)``."""
     sites = {"north": institutions["north"], "south": institutions["south"], "east": InstitutionFactory(code="east", name=HOSTILE)}
     agents = {code: user_create(username=f"agent-{code}", role="worker", institution=site) for code, site in sites.items()}
-    version = register_version(FoundationModelFactory(provider=institutions["vendor"], name="EffusionNet"),
-                               output_schema={"class_names": ["effusion"], "thresholds": {"effusion": 0.5}, "activation": "sigmoid"})
+    version = register_version(
+        FoundationModelFactory(provider=institutions["vendor"], name="EffusionNet"),
+        output_schema={"class_names": ["effusion"], "thresholds": {"effusion": 0.5}, "activation": "sigmoid"},
+    )
 
     def open_study(codes=("east", "north", "south"), *, report=("east", "north", "south")) -> FederatedStudy:
-        study = study_create(actor=personas["engineer"], version=version, name="Effusion across hospitals", spec=SPEC,
-                             deadline=timezone.now() + timedelta(days=7), institutions=[sites[c] for c in codes])
+        study = study_create(
+            actor=personas["engineer"],
+            version=version,
+            name="Effusion across hospitals",
+            spec=SPEC,
+            deadline=timezone.now() + timedelta(days=7),
+            institutions=[sites[c] for c in codes],
+        )
         for code in report:
             job = job_claim(actor=agents[code], job=study.jobs.get(institution__code=code))
             report_submit(actor=agents[code], job=job, payload=_payload(code), approved_by=f"DPO {code}", approved_at=timezone.now())
@@ -72,11 +89,17 @@ def _text(response) -> str:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("who, listed, detail", [
-    ("engineer", True, 200), ("officer", True, 200), ("auditor", True, 200),
-    ("engineer_south", False, 404),  # another institution's engineer: not the provider of this version
-    ("clinician_north", None, 403), ("worker", None, 403),
-])
+@pytest.mark.parametrize(
+    "who, listed, detail",
+    [
+        ("engineer", True, 200),
+        ("officer", True, 200),
+        ("auditor", True, 200),
+        ("engineer_south", False, 404),  # another institution's engineer: not the provider of this version
+        ("clinician_north", None, 403),
+        ("worker", None, 403),
+    ],
+)
 def test_pages_follow_the_apis_role_and_institution_rules(client, personas, federated, who, listed, detail):
     study = federated["open_study"](report=())
     index = _page(client, personas[who], "/federated/")
@@ -120,8 +143,10 @@ def test_pooled_page_shows_pooled_figures_meta_analysis_site_rows_and_the_stored
     assert f"{overall['value']:.3f} ({overall['ci_low']:.3f} to {overall['ci_high']:.3f})" in text
     meta = pooled["meta_analysis"]["effusion"]["auroc"]
     assert meta["k"] == 3 and meta["refused_reason"] is None
-    assert (f"AUROC 3 {meta['estimate']:.3f} ({meta['ci_low']:.3f} to {meta['ci_high']:.3f}) {meta['tau2']:.4f} "
-            f"{100 * meta['i2']:.1f}% {meta['q']:.2f} (2)") in text
+    assert (
+        f"AUROC 3 {meta['estimate']:.3f} ({meta['ci_low']:.3f} to {meta['ci_high']:.3f}) {meta['tau2']:.4f} "
+        f"{100 * meta['i2']:.1f}% {meta['q']:.2f} (2)"
+    ) in text
     assert f"{meta['prediction_low']:.3f} to {meta['prediction_high']:.3f}" in text
 
     south = next(r for r in pooled["site_results"] if r["site"] == "south")

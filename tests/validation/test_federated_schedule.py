@@ -10,19 +10,18 @@ from datetime import datetime, time, timedelta
 
 import numpy as np
 import pytest
-
 from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from compliance.models import TrustAssessment
+from compliance.trust.gather import version_evidence
+from radtrust_engine.federated import site_summary
 from registry.choices import DeploymentStatus, RevalidationBy, RevalidationState
 from registry.models import Deployment, ModelVersion
-from radtrust_engine.federated import site_summary
-from validation.models import FederatedJob, FederatedStudy, ValidationRun
-from compliance.models import TrustAssessment
-from validation.revalidation import next_due_on, revalidation_dispatch, revalidation_overdue_from
-from compliance.trust.gather import version_evidence
 from tests.concurrency import race
+from validation.models import FederatedJob, FederatedStudy, ValidationRun
+from validation.revalidation import next_due_on, revalidation_dispatch, revalidation_overdue_from
 
 CADENCE = 30
 
@@ -36,8 +35,13 @@ def agent_deployment(run_setup, personas):
     ModelVersion.objects.filter(pk=version.pk).update(status="approved")
     version.refresh_from_db()
     return deployment_create(
-        actor=personas["officer"], version=version, institution=personas["clinician_north"].institution, status=DeploymentStatus.ACTIVE,
-        since=timezone.localdate() - timedelta(days=40), revalidation_cadence_days=CADENCE, revalidation_by=RevalidationBy.SITE_AGENT,
+        actor=personas["officer"],
+        version=version,
+        institution=personas["clinician_north"].institution,
+        status=DeploymentStatus.ACTIVE,
+        since=timezone.localdate() - timedelta(days=40),
+        revalidation_cadence_days=CADENCE,
+        revalidation_by=RevalidationBy.SITE_AGENT,
     )
 
 
@@ -64,11 +68,22 @@ def _payload(spec: dict) -> dict:
     n = 400
     y = (rng.random(n) < 0.25).astype(int)
     scores = 1 / (1 + np.exp(-(rng.normal(size=n) + 1.8 * y - 1.0)))
-    attributes = {"sex": rng.choice(["F", "M"], n), "age_band": rng.choice(["18-39", "40-64", "65+"], n),
-                  "scanner_manufacturer": rng.choice(["GE", "Siemens"], n)}
-    summary = site_summary({"pneumothorax": scores}, {"pneumothorax": y}, np.array([f"N{i:04d}" for i in range(n)]),
-                           {a: attributes[a] for a in spec["attributes"]}, [tuple(p) for p in spec["intersections"]],
-                           thresholds=spec["thresholds"], min_patients=spec["min_patients"], n_resamples=spec["n_resamples"], seed=spec["seed"])
+    attributes = {
+        "sex": rng.choice(["F", "M"], n),
+        "age_band": rng.choice(["18-39", "40-64", "65+"], n),
+        "scanner_manufacturer": rng.choice(["GE", "Siemens"], n),
+    }
+    summary = site_summary(
+        {"pneumothorax": scores},
+        {"pneumothorax": y},
+        np.array([f"N{i:04d}" for i in range(n)]),
+        {a: attributes[a] for a in spec["attributes"]},
+        [tuple(p) for p in spec["intersections"]],
+        thresholds=spec["thresholds"],
+        min_patients=spec["min_patients"],
+        n_resamples=spec["n_resamples"],
+        seed=spec["seed"],
+    )
     return json.loads(json.dumps(summary.to_dict()))
 
 
@@ -118,8 +133,12 @@ def test_the_sites_report_is_written_on_the_deployment(agent_deployment, eager, 
     job = FederatedJob.objects.get()
     north = _agent("north")
     assert north.post(f"/api/federated/jobs/{job.pk}/claim/").status_code == 200
-    body = {"payload": _payload(job.study.spec), "approved_by": "Dr. Data Owner", "approved_at": timezone.now().isoformat(),
-            "agent": {"version": "0.1.0", "device": "cpu", "seconds": 2.0}}
+    body = {
+        "payload": _payload(job.study.spec),
+        "approved_by": "Dr. Data Owner",
+        "approved_at": timezone.now().isoformat(),
+        "agent": {"version": "0.1.0", "device": "cpu", "seconds": 2.0},
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = north.post(f"/api/federated/jobs/{job.pk}/report/", body, format="json")
     assert response.status_code == 201, response.content

@@ -18,15 +18,15 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from core.models import AuditEvent
-from core.errors import Conflict
 from core.access import role_of
-from registry.models import User
-from tests.factories import FoundationModelFactory, InstitutionFactory
+from core.errors import Conflict
+from core.models import AuditEvent
 from radtrust_engine.federated import site_summary
 from radtrust_engine.federated_payload import SiteSummary
 from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
 from radtrust_engine.hashing import canonical_sha256
+from registry.models import User
+from tests.factories import FoundationModelFactory, InstitutionFactory
 from validation.federated import payload_sha256
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
 
@@ -57,8 +57,17 @@ def _cases(code: str, *, seed: int = 0):
 def _payload(code: str, *, seed: int = 0, min_patients: int = 10, attributes=("sex", "age_band", "scanner_manufacturer")) -> dict:
     """What a site's agent sends, as JSON text parsed back."""
     scores, labels, pid, attrs = _cases(code, seed=seed)
-    summary = site_summary(scores, labels, pid, {a: attrs[a] for a in attributes}, [("sex", "age_band")],
-                           thresholds=THRESHOLDS, min_patients=min_patients, n_resamples=50, seed=0)
+    summary = site_summary(
+        scores,
+        labels,
+        pid,
+        {a: attrs[a] for a in attributes},
+        [("sex", "age_band")],
+        thresholds=THRESHOLDS,
+        min_patients=min_patients,
+        n_resamples=50,
+        seed=0,
+    )
     return json.loads(json.dumps(summary.to_dict()))
 
 
@@ -76,8 +85,13 @@ def _agent(code: str) -> APIClient:
 
 
 def _report_body(payload: dict, **extra) -> dict:
-    return {"payload": payload, "approved_by": "Dr. Data Owner", "approved_at": timezone.now().isoformat(),
-            "agent": {"version": "0.1.0", "device": "cpu", "seconds": 3.2, "timings": {"inference": 2.1, "summary": 0.4}}, **extra}
+    return {
+        "payload": payload,
+        "approved_by": "Dr. Data Owner",
+        "approved_at": timezone.now().isoformat(),
+        "agent": {"version": "0.1.0", "device": "cpu", "seconds": 3.2, "timings": {"inference": 2.1, "summary": 0.4}},
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -86,12 +100,20 @@ def world(personas, institutions, register_version, api_client):
     east = InstitutionFactory(code="east", name="East Hospital")
     sites = {"north": institutions["north"], "south": institutions["south"], "east": east}
     model = FoundationModelFactory(provider=institutions["vendor"])
-    version = register_version(model, output_schema={"class_names": list(LABELS), "thresholds": {"effusion": 0.5, "nodule": 0.3}, "activation": "sigmoid"})
+    version = register_version(
+        model, output_schema={"class_names": list(LABELS), "thresholds": {"effusion": 0.5, "nodule": 0.3}, "activation": "sigmoid"}
+    )
     engineer = api_client(personas["engineer"])
 
     def open_study(codes=("east", "north", "south"), **fields) -> FederatedStudy:
-        body = {"version": version.pk, "name": "Effusion across hospitals", "spec": SPEC,
-                "deadline": (timezone.now() + timedelta(days=7)).isoformat(), "sites": [sites[c].pk for c in codes], **fields}
+        body = {
+            "version": version.pk,
+            "name": "Effusion across hospitals",
+            "spec": SPEC,
+            "deadline": (timezone.now() + timedelta(days=7)).isoformat(),
+            "sites": [sites[c].pk for c in codes],
+            **fields,
+        }
         response = engineer.post("/api/federated-studies/", body, format="json")
         assert response.status_code == 201, response.content
         return FederatedStudy.objects.get(pk=response.json()["id"])
@@ -128,8 +150,14 @@ def test_a_study_has_one_pending_job_per_site_and_its_design_defaults_filled(wor
     study = world["open_study"]()
     assert sorted(study.jobs.values_list("institution__code", "status")) == [("east", "pending"), ("north", "pending"), ("south", "pending")]
     assert study.spec == {
-        "labels": ["effusion", "nodule"], "attributes": ["sex", "age_band", "scanner_manufacturer"], "intersections": [["sex", "age_band"]],
-        "min_patients": 10, "thresholds": {"effusion": 0.5, "nodule": 0.4}, "n_resamples": 50, "seed": 0, "manifest": "manifest.csv",
+        "labels": ["effusion", "nodule"],
+        "attributes": ["sex", "age_band", "scanner_manufacturer"],
+        "intersections": [["sex", "age_band"]],
+        "min_patients": 10,
+        "thresholds": {"effusion": 0.5, "nodule": 0.4},
+        "n_resamples": 50,
+        "seed": 0,
+        "manifest": "manifest.csv",
     }
     assert AuditEvent.objects.filter(object_type="validation.federatedstudy", object_id=str(study.pk), action="create").exists()
     assert AuditEvent.objects.filter(object_type="validation.federatedjob", action="create").count() == 3
@@ -137,18 +165,38 @@ def test_a_study_has_one_pending_job_per_site_and_its_design_defaults_filled(wor
 
 @pytest.mark.django_db
 def test_a_bad_design_is_refused_with_every_problem_named_and_nothing_stored(world):
-    spec = {"labels": ["effusion", "pneumothorax"], "min_patients": 5, "intersections": [["sex", "height"]], "attributes": ["sex", "scanner_vendor"],
-            "manifest": "../elsewhere.csv", "thresholds": {"effusion": 1.5}, "colour": "red"}
-    response = world["engineer"].post("/api/federated-studies/", {
-        "version": world["version"].pk, "name": "x", "spec": spec, "deadline": (timezone.now() - timedelta(days=1)).isoformat(),
-        "sites": [world["sites"]["north"].pk],
-    }, format="json")
+    spec = {
+        "labels": ["effusion", "pneumothorax"],
+        "min_patients": 5,
+        "intersections": [["sex", "height"]],
+        "attributes": ["sex", "scanner_vendor"],
+        "manifest": "../elsewhere.csv",
+        "thresholds": {"effusion": 1.5},
+        "colour": "red",
+    }
+    response = world["engineer"].post(
+        "/api/federated-studies/",
+        {
+            "version": world["version"].pk,
+            "name": "x",
+            "spec": spec,
+            "deadline": (timezone.now() - timedelta(days=1)).isoformat(),
+            "sites": [world["sites"]["north"].pk],
+        },
+        format="json",
+    )
     assert response.status_code == 400
     errors = response.json()
     text = " ".join(errors["spec"])
-    for expected in ("unknown keys colour", "'pneumothorax' is not a class of this version", "min_patients: give a whole number of at least 10",
-                     "['sex', 'height'] is not a pair", "threshold of 'effusion' must be a number between 0 and 1", "manifest:",
-                     "'scanner_vendor' is not an attribute a manifest records"):
+    for expected in (
+        "unknown keys colour",
+        "'pneumothorax' is not a class of this version",
+        "min_patients: give a whole number of at least 10",
+        "['sex', 'height'] is not a pair",
+        "threshold of 'effusion' must be a number between 0 and 1",
+        "manifest:",
+        "'scanner_vendor' is not an attribute a manifest records",
+    ):
         assert expected in text, expected
     assert "deadline" in errors
     assert not FederatedStudy.objects.exists() and not FederatedJob.objects.exists()
@@ -315,7 +363,9 @@ def test_a_failure_is_kept_with_its_reason_for_officers_and_the_site_may_claim_a
     assert failed.status_code == 200 and failed.json()["status"] == "failed" and failed.json()["error"] == reason
     assert AuditEvent.objects.filter(object_type="validation.federatedjob", object_id=str(job.pk), action="fail").exists()
     seen = api_client(personas["officer"]).get(f"/api/federated-studies/{study.pk}/").json()
-    assert {"institution": "north", "status": "failed", "error": reason}.items() <= next(j for j in seen["jobs"] if j["institution"] == "north").items()
+    assert {"institution": "north", "status": "failed", "error": reason}.items() <= next(
+        j for j in seen["jobs"] if j["institution"] == "north"
+    ).items()
     pooled = api_client(personas["officer"]).get(f"/api/federated-studies/{study.pk}/pooled/").json()
     assert pooled["failed"] == ["north"] and next(s for s in pooled["sites"] if s["code"] == "north")["error"] == reason
     retry = north.post(f"/api/federated/jobs/{job.pk}/claim/").json()
@@ -382,7 +432,9 @@ def test_a_one_site_study_refuses_the_meta_analysis_with_its_reason_and_still_sh
     assert "at least 2 sites" in meta["refused_reason"] and meta["estimate"] is None and meta["i2"] is None
     assert [s["site"] for s in meta["sites"]] == ["north"]
     overall = pooled["pooled"]["strata"][0]["labels"]["effusion"]
-    assert overall["auroc"]["value"] == pytest.approx(SiteSummary.from_dict(_payload("north")).stratum().labels["effusion"].metrics["auroc"].value, abs=2e-3)
+    assert overall["auroc"]["value"] == pytest.approx(
+        SiteSummary.from_dict(_payload("north")).stratum().labels["effusion"].metrics["auroc"].value, abs=2e-3
+    )
     chart = next(c for c in pooled["charts"] if c["name"] == "study-forest-auroc-effusion")
     assert "meta-analysis refused" in api_client(personas["engineer"]).get(chart["url"]).content.decode()
 
@@ -434,8 +486,17 @@ def test_studies_are_for_the_providers_engineers_officers_and_auditors_only(worl
     other = api_client(personas["engineer_south"])
     assert other.get("/api/federated-studies/").json()["count"] == 0
     assert other.get(url).status_code == 404 and other.get(f"{url}pooled/").status_code == 404
-    refused = other.post("/api/federated-studies/", {"version": world["version"].pk, "name": "x", "spec": {},
-                                                     "deadline": (timezone.now() + timedelta(days=1)).isoformat(), "sites": [world["sites"]["south"].pk]}, format="json")
+    refused = other.post(
+        "/api/federated-studies/",
+        {
+            "version": world["version"].pk,
+            "name": "x",
+            "spec": {},
+            "deadline": (timezone.now() + timedelta(days=1)).isoformat(),
+            "sites": [world["sites"]["south"].pk],
+        },
+        format="json",
+    )
     assert refused.status_code == 400 and "version" in refused.json()
     for who in ("clinician_north", "worker"):
         assert api_client(personas[who]).get(url).status_code == 403
@@ -462,7 +523,9 @@ def test_the_central_database_holds_no_patient_level_data_after_a_study(world, p
     for code in ("north", "south"):
         assert _report(_agent(code), _job(study, code), _payload(code)).status_code == 201
     _agent("east").post(f"/api/federated/jobs/{_job(study, 'east').pk}/claim/")
-    failed = _agent("east").post(f"/api/federated/jobs/{_job(study, 'east').pk}/fail/", {"reason": "manifest.csv has no column scanner_manufacturer"}, format="json")
+    failed = _agent("east").post(
+        f"/api/federated/jobs/{_job(study, 'east').pk}/fail/", {"reason": "manifest.csv has no column scanner_manufacturer"}, format="json"
+    )
     assert failed.status_code == 200  # the study's own manifest may be named
     api_client(personas["officer"]).get(f"/api/federated-studies/{study.pk}/pooled/")
 

@@ -49,16 +49,21 @@ def test_numbers_hash_by_value():
 
 
 def test_the_format_is_compact_sorted_and_ascii():
-    assert canonical_json({"b": [1, "ü", None, True], "a": {"y": False, "x": "é"}}) == \
-        '{"a":{"x":"\\u00e9","y":false},"b":[1e0,"\\u00fc",null,true]}'
+    assert canonical_json({"b": [1, "ü", None, True], "a": {"y": False, "x": "é"}}) == '{"a":{"x":"\\u00e9","y":false},"b":[1e0,"\\u00fc",null,true]}'
 
 
 def test_the_audit_chain_format_is_kept():
     """The exact text core.audit hashed before the helper moved to the engine, so existing chains verify."""
-    fields = {"seq": 7, "changes": {"score": [0.25, 1e16], "neg": -0.0, "n": 120, "ok": True, "note": "Größe"},
-              "prev_hash": "0" * 64, "actor_id": None}
-    assert canonical_json(fields) == ('{"actor_id":null,"changes":{"n":12e1,"neg":0,"note":"Gr\\u00f6\\u00dfe","ok":true,'
-                                      '"score":[25e-2,1e16]},"prev_hash":"' + "0" * 64 + '","seq":7e0}')
+    fields = {
+        "seq": 7,
+        "changes": {"score": [0.25, 1e16], "neg": -0.0, "n": 120, "ok": True, "note": "Größe"},
+        "prev_hash": "0" * 64,
+        "actor_id": None,
+    }
+    assert canonical_json(fields) == (
+        '{"actor_id":null,"changes":{"n":12e1,"neg":0,"note":"Gr\\u00f6\\u00dfe","ok":true,'
+        '"score":[25e-2,1e16]},"prev_hash":"' + "0" * 64 + '","seq":7e0}'
+    )
     assert canonical_sha256(fields) == hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
 
@@ -71,7 +76,7 @@ def test_nan_and_infinity_are_refused_like_jsonb_does(bad):
 def test_other_types_need_a_default():
     import datetime as dt
 
-    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
     with pytest.raises(TypeError, match="datetime"):
         canonical_json({"at": when})
     assert canonical_json({"at": when}, default=str) == '{"at":"2024-05-01 12:00:00+00:00"}'
@@ -88,8 +93,7 @@ def test_the_hash_survives_a_jsonb_round_trip(value):
 def test_a_record_verifies_by_its_canonical_or_its_legacy_hash(value):
     assert sha256_matches(value, canonical_sha256(value))
     assert sha256_matches(value, legacy_sha256(value))
-    assert legacy_sha256(value) == hashlib.sha256(
-        json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    assert legacy_sha256(value) == hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
     assert not sha256_matches(value, "0" * 64)
     assert not sha256_matches([value, 1], canonical_sha256(value))
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from radtrust_engine.loading import ManifestError, parse_age, read_manifest
 from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image, read_dicom_attributes
+from radtrust_engine.loading import ManifestError, parse_age, read_manifest
 from radtrust_engine.preprocessing import Preprocessing, check_against_signature
 
 LABELS = ["effusion", "nodule"]
@@ -169,7 +169,7 @@ def test_png_grey_rgb_and_rgba(tmp_path):
     Image.fromarray(rgb, mode="RGB").save(tmp_path / "c.png")
     rgba = np.concatenate([rgb, np.full((4, 5, 1), 9, np.uint8)], axis=-1)
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
-    deep = (np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000)
+    deep = np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000
     Image.fromarray(deep).save(tmp_path / "d.png")
 
     np.testing.assert_array_equal(load_image(tmp_path / "g.png").array, grey.astype(np.float32))
@@ -327,9 +327,7 @@ def test_missing_column_is_named(root, column):
 
 def test_custom_required_column(root):
     path = write_csv(root / "m.csv", "image_path,patient_id,effusion,nodule", "x.png,P1,0,1")
-    assert "no column 'study_date'" in manifest_error(
-        path, root, required=("image_path", "patient_id", "study_date")
-    )
+    assert "no column 'study_date'" in manifest_error(path, root, required=("image_path", "patient_id", "study_date"))
 
 
 @pytest.mark.parametrize("value", ["2", "yes", "", "-1", "0.5"])
@@ -393,7 +391,7 @@ def test_bad_age_names_row(root):
 )
 def test_path_escaping_the_root_names_the_row(root, image_path, reason):
     path = root / "m.csv"
-    path.write_text(f"{HEADER}\nok.png,P1,,0,1,,,\n\"{image_path}\",P2,,0,1,,,\n")
+    path.write_text(f'{HEADER}\nok.png,P1,,0,1,,,\n"{image_path}",P2,,0,1,,,\n')
     message = manifest_error(path, root)
     assert "row 2" in message and reason in message
 
@@ -653,10 +651,17 @@ def test_native_pixel_fast_path_declines_compressed_and_colour(tmp_path):
     assert native_pixels(ds) is None
 
 
-@pytest.mark.parametrize("shape, size", [
-    ((1, 512, 512), (224, 224)), ((3, 336, 503), (125, 390)), ((1, 64, 64), (224, 224)),
-    ((3, 1, 9), (4, 2)), ((1, 2, 2), (5, 5)), ((1, 37, 101), (1, 1)),
-])
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((1, 512, 512), (224, 224)),
+        ((3, 336, 503), (125, 390)),
+        ((1, 64, 64), (224, 224)),
+        ((3, 1, 9), (4, 2)),
+        ((1, 2, 2), (5, 5)),
+        ((1, 37, 101), (1, 1)),
+    ],
+)
 def test_fast_resize_equals_scipy_zoom_within_float32_rounding(shape, size):
     """The separable resize samples where scipy's zoom does, with its weights and shape."""
     from scipy import ndimage

@@ -118,8 +118,7 @@ def test_bad_input_is_refused():
 
 def test_age_band_labels():
     got = age_band([None, float("nan"), 5, 18, 39.5, 40, 64, 65, 90, "n/a"])
-    assert list(got) == ["unknown", "unknown", "<18", "18-39", "18-39", "40-64", "40-64",
-                         "65+", "65+", "unknown"]
+    assert list(got) == ["unknown", "unknown", "<18", "18-39", "18-39", "40-64", "40-64", "65+", "65+", "unknown"]
     assert list(age_band([10, 50], edges=(30,))) == ["<30", "30+"]
 
 
@@ -136,7 +135,7 @@ def _cohort(seed: int, n_patients: int = 400, cases_per_patient: int = 2):
 
 def test_bootstrap_is_reproducible_with_a_seed_and_chunk_size_free():
     y, s, pid, attrs = _cohort(1)
-    kw = dict(threshold=0.5, n_resamples=100, intersections=[("sex", "site")])
+    kw = {"threshold": 0.5, "n_resamples": 100, "intersections": [("sex", "site")]}
     a = stratified_metrics(y, s, pid, attrs, seed=7, chunk_size=64, **kw).to_dict()
     b = stratified_metrics(y, s, pid, attrs, seed=7, chunk_size=13, **kw).to_dict()
     c = stratified_metrics(y, s, pid, attrs, seed=8, **kw).to_dict()
@@ -157,10 +156,9 @@ def test_bootstrap_moves_a_patients_cases_together():
     # metrics unchanged when patients are resampled, so the CIs are identical.
     y, s, pid, attrs = _cohort(2, n_patients=300, cases_per_patient=1)
     dup = lambda a: np.repeat(a, 2)  # noqa: E731
-    kw = dict(threshold=0.5, n_resamples=200, seed=3)
+    kw = {"threshold": 0.5, "n_resamples": 200, "seed": 3}
     once = stratified_metrics(y, s, pid, attrs, **kw)
-    twice = stratified_metrics(dup(y), dup(s), dup(pid), {k: dup(v) for k, v in attrs.items()},
-                               **kw)
+    twice = stratified_metrics(dup(y), dup(s), dup(pid), {k: dup(v) for k, v in attrs.items()}, **kw)
     for name in METRIC_NAMES:
         a, b = once.overall.metrics[name], twice.overall.metrics[name]
         assert a.value == pytest.approx(b.value, abs=1e-12)
@@ -215,8 +213,7 @@ def test_planted_subgroup_effect_is_the_largest_auroc_gap():
     y = rng.integers(0, 2, n)
     signal = np.where(site == "C", 0.6, 2.0)  # the model is much less informative at site C
     s = rng.normal(size=n) + signal * y
-    report = stratified_metrics(y, s, pid, {"sex": sex, "site": site}, [("sex", "site")],
-                                threshold=1.0, n_resamples=300, seed=0)
+    report = stratified_metrics(y, s, pid, {"sex": sex, "site": site}, [("sex", "site")], threshold=1.0, n_resamples=300, seed=0)
     gap = report.gap("auroc_gap", ("site",))
     assert gap.group_low == ("C",)
     assert gap.value > 0.15

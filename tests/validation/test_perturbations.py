@@ -87,7 +87,7 @@ def test_effect_grows_with_severity(name):
 
 def test_severity_table_covers_every_perturbation():
     assert set(SEVERITIES) == set(PERTURBATIONS)
-    for name, perturbation in PERTURBATIONS.items():
+    for perturbation in PERTURBATIONS.values():
         described = perturbation.to_dict()
         assert described["parameter"] and len(described["severity_values"]) == 3
         assert perturbation.modality in ("all", "MR")
@@ -121,9 +121,7 @@ def test_dose_reduction_noise_grows_as_count_falls():
 
 def test_blur_lowers_high_frequency_energy():
     x = phantom()
-    energies = [high_frequency_energy(x[0])] + [
-        high_frequency_energy(perturb(x, "blur", s, 0)[0]) for s in SEVERITY_LEVELS
-    ]
+    energies = [high_frequency_energy(x[0])] + [high_frequency_energy(perturb(x, "blur", s, 0)[0]) for s in SEVERITY_LEVELS]
     assert energies == sorted(energies, reverse=True) and energies[3] < 0.01 * energies[0]
 
 
@@ -141,10 +139,7 @@ def test_rotation_moves_a_point_by_the_angle(severity):
     directions = set()
     for seed in range(8):
         moved = centroid(perturb(x, "rotation", severity, seed)[0])
-        candidates = {
-            sign: np.array([centre - sign * radius * math.sin(angle), centre + radius * math.cos(angle)])
-            for sign in (1, -1)
-        }
+        candidates = {sign: np.array([centre - sign * radius * math.sin(angle), centre + radius * math.cos(angle)]) for sign in (1, -1)}
         sign, expected = min(candidates.items(), key=lambda item: np.linalg.norm(moved - item[1]))
         assert np.linalg.norm(moved - expected) < 0.3, (moved, candidates)
         directions.add(sign)

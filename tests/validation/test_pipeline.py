@@ -52,8 +52,14 @@ def test_multilabel_reports_each_label_against_sklearn(models, tmp_path):
     manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=names, class_names=names)
     thresholds = {"effusion": 0.3, "nodule": 0.5, "pneumothorax": 0.7}
     result = evaluate(
-        _session(models["multilabel"]), manifest, task="multilabel", class_names=names, thresholds=thresholds,
-        preprocessing=Preprocessing.from_spec({}), config=SuiteConfig(n_resamples=30, min_patients=5, batch_size=16), activation="sigmoid",
+        _session(models["multilabel"]),
+        manifest,
+        task="multilabel",
+        class_names=names,
+        thresholds=thresholds,
+        preprocessing=Preprocessing.from_spec({}),
+        config=SuiteConfig(n_resamples=30, min_patients=5, batch_size=16),
+        activation="sigmoid",
     )
     import onnxruntime as ort
 
@@ -74,8 +80,15 @@ def test_output_columns_must_match_the_class_names(models, tmp_path):
     (tmp_path / "m.csv").write_text("image_path,patient_id,a,b\n" + "".join(f"img/{i}.npy,p{i},0,1\n" for i in range(4)))
     manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=["a", "b"])
     with pytest.raises(ModelOutputError, match=r"output has shape \[4, 1\], but the output schema names 2 class"):
-        evaluate(_session(models["binary"]), manifest, task="multilabel", class_names=["a", "b"], thresholds={},
-                 preprocessing=Preprocessing.from_spec({}), config=SuiteConfig(n_resamples=0))
+        evaluate(
+            _session(models["binary"]),
+            manifest,
+            task="multilabel",
+            class_names=["a", "b"],
+            thresholds={},
+            preprocessing=Preprocessing.from_spec({}),
+            config=SuiteConfig(n_resamples=0),
+        )
 
 
 def test_segmentation_dice_and_iou_match_an_independent_computation(models, tmp_path):
@@ -101,8 +114,13 @@ def test_segmentation_dice_and_iou_match_an_independent_computation(models, tmp_
     (tmp_path / "m.csv").write_text("\n".join(rows))
     manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=[], mask_column="mask_path")
     result = evaluate(
-        _session(models["segmenter"]), manifest, task="segmentation", class_names=["lesion"], thresholds={"lesion": 0.5},
-        preprocessing=Preprocessing.from_spec({}), config=SuiteConfig(n_resamples=50, min_patients=5),
+        _session(models["segmenter"]),
+        manifest,
+        task="segmentation",
+        class_names=["lesion"],
+        thresholds={"lesion": 0.5},
+        preprocessing=Preprocessing.from_spec({}),
+        config=SuiteConfig(n_resamples=50, min_patients=5),
     )
     overall = result.report["results"]["foreground"]["overall"]["metrics"]
     assert overall["dice"]["value"] == pytest.approx(np.mean(dice), abs=1e-6)
@@ -147,8 +165,13 @@ def test_dicom_header_attributes_fill_the_strata(models, tmp_path):
     (tmp_path / "m.csv").write_text("\n".join(rows))
     manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=["pneumothorax"])
     result = evaluate(
-        _session(models["binary"]), manifest, task="binary", class_names=["pneumothorax"], thresholds={"pneumothorax": 0.5},
-        preprocessing=Preprocessing.from_spec({"normalise": "minmax"}), config=SuiteConfig(n_resamples=20, min_patients=5),
+        _session(models["binary"]),
+        manifest,
+        task="binary",
+        class_names=["pneumothorax"],
+        thresholds={"pneumothorax": 0.5},
+        preprocessing=Preprocessing.from_spec({"normalise": "minmax"}),
+        config=SuiteConfig(n_resamples=20, min_patients=5),
     )
     filled = result.report["dataset"]["header_fill"]["filled"]
     assert (filled["scanner_manufacturer"], filled["sex"], filled["age"]) == (24, 24, 24)
@@ -201,8 +224,13 @@ def test_nifti_volumes_are_segmented_in_3d(tmp_path):
     (tmp_path / "m.csv").write_text("\n".join(rows))
     manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=[], mask_column="mask_path")
     result = evaluate(
-        _session(model), manifest, task="segmentation", class_names=["lesion"], thresholds={"lesion": 0.5},
-        preprocessing=Preprocessing.from_spec({"resize": [8, 16, 16]}), config=SuiteConfig(n_resamples=20, min_patients=3),
+        _session(model),
+        manifest,
+        task="segmentation",
+        class_names=["lesion"],
+        thresholds={"lesion": 0.5},
+        preprocessing=Preprocessing.from_spec({"resize": [8, 16, 16]}),
+        config=SuiteConfig(n_resamples=20, min_patients=3),
     )
     overall = result.report["results"]["foreground"]["overall"]
     assert overall["n_cases"] == 12 and overall["metrics"]["dice"]["value"] == pytest.approx(np.mean(dice), abs=1e-6)
@@ -222,8 +250,13 @@ def test_calibration_is_reported_per_label_and_logits_say_why_not(models, tmp_pa
     labels = np.random.default_rng(6).integers(0, 2, n)
     (tmp_path / "m.csv").write_text("image_path,patient_id,x\n" + "".join(f"img/{i}.npy,p{i // 2},{labels[i]}\n" for i in range(n)))
     manifest = read_manifest(tmp_path / "m.csv", tmp_path, label_columns=["x"])
-    common = dict(task="binary", class_names=["x"], thresholds={"x": 0.5}, preprocessing=Preprocessing.from_spec({}),
-                  config=SuiteConfig(n_resamples=20, min_patients=5, calibration_bins=5))
+    common = {
+        "task": "binary",
+        "class_names": ["x"],
+        "thresholds": {"x": 0.5},
+        "preprocessing": Preprocessing.from_spec({}),
+        "config": SuiteConfig(n_resamples=20, min_patients=5, calibration_bins=5),
+    }
     mapped = evaluate(_session(models["binary"]), manifest, activation="sigmoid", **common).report
     calibration = mapped["results"]["x"]["calibration"]
     assert mapped["output_mapping"].startswith("a sigmoid was applied")

@@ -6,14 +6,13 @@ from datetime import date, timedelta
 
 import pytest
 
-
 from registry.choices import DeploymentStatus, RevalidationState
 from registry.models import Deployment
-from validation import services
+from tests.concurrency import race
+from validation import revalidation, services
 from validation.choices import RunStatus
 from validation.models import ValidationRun
 from validation.revalidation import next_due_on, revalidation_dispatch
-from tests.concurrency import race
 
 TODAY = date(2026, 11, 28)
 
@@ -28,20 +27,30 @@ def deployment(run_setup, personas):
     ModelVersion.objects.filter(pk=version.pk).update(status="approved")
     version.refresh_from_db()
     deployed = deployment_create(
-        actor=personas["officer"], version=version, institution=personas["clinician_north"].institution,
-        status=DeploymentStatus.ACTIVE, since=TODAY - timedelta(days=40), revalidation_cadence_days=30,
+        actor=personas["officer"],
+        version=version,
+        institution=personas["clinician_north"].institution,
+        status=DeploymentStatus.ACTIVE,
+        since=TODAY - timedelta(days=40),
+        revalidation_cadence_days=30,
     )
     return deployed
 
 
 def test_a_due_deployment_gets_one_run_on_its_sites_newest_data(deployment, run_setup, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "run_enqueue", lambda *, run_id, queue: sent.append((run_id, queue)))
+    monkeypatch.setattr(revalidation, "run_enqueue", lambda *, run_id, queue: sent.append((run_id, queue)))  # where it is called
     with django_capture_on_commit_callbacks(execute=True):
         outcome = revalidation_dispatch(today=TODAY)
     run = ValidationRun.objects.get()
     assert outcome == {"queued": [deployment.pk], "no_data": [], "skipped": []}
-    assert (run.deployment, run.dataset, run.due_on, run.requested_by, run.queue) == (deployment, run_setup["dataset"], TODAY - timedelta(days=10), None, "gpu")
+    assert (run.deployment, run.dataset, run.due_on, run.requested_by, run.queue) == (
+        deployment,
+        run_setup["dataset"],
+        TODAY - timedelta(days=10),
+        None,
+        "gpu",
+    )
     assert sent == [(run.pk, "gpu")]
     deployment.refresh_from_db()
     assert deployment.revalidation_state == RevalidationState.QUEUED and f"Run {run.pk}" in deployment.revalidation_note

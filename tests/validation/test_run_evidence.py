@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from compliance.choices import AlertStatus
+from compliance.models import Alert
 from registry.models import Dataset
 from registry.services import record_create
 from validation import services
-from compliance.choices import AlertStatus
-from validation.choices import RunFileKind, RunStatus
 from validation.baselines import run_set_baseline
-from compliance.models import Alert
+from validation.choices import RunFileKind, RunStatus
 from validation.models import CaseFlag, RunFile
 
 CONFIG = {"n_resamples": 50, "min_patients": 5, "analyses": ["calibration", "drift", "uncertainty"], "target_risk": 0.05}
@@ -20,15 +20,19 @@ CONFIG = {"n_resamples": 50, "min_patients": 5, "analyses": ["calibration", "dri
 def _dataset(run_setup, write_dataset, name: str, **kwargs) -> Dataset:
     root = write_dataset(name, **kwargs)
     return record_create(
-        model=Dataset, actor=run_setup["engineer"],
+        model=Dataset,
+        actor=run_setup["engineer"],
         fields={"name": name, "institution": run_setup["dataset"].institution, "modality": "DX", "location": str(root)},
     )
 
 
 def _run(run_setup, dataset=None, **kwargs):
     run = services.run_create(
-        actor=run_setup["engineer"], version=run_setup["version"], dataset=dataset or run_setup["dataset"],
-        config=kwargs.pop("config", CONFIG), **kwargs,
+        actor=run_setup["engineer"],
+        version=run_setup["version"],
+        dataset=dataset or run_setup["dataset"],
+        config=kwargs.pop("config", CONFIG),
+        **kwargs,
     )
     assert services.run_execute(run_id=run.pk, worker="w") == RunStatus.SUCCEEDED, run.error
     run.refresh_from_db()
@@ -102,15 +106,25 @@ def test_a_redelivered_task_leaves_no_second_alert_or_file(run_setup, write_data
     counts = (Alert.objects.filter(run=shifted).count(), RunFile.objects.filter(run=shifted).count(), CaseFlag.objects.filter(run=shifted).count())
     assert counts[0] > 0
     assert services.run_execute(run_id=shifted.pk, worker="w2") is None
-    assert (Alert.objects.filter(run=shifted).count(), RunFile.objects.filter(run=shifted).count(), CaseFlag.objects.filter(run=shifted).count()) == counts
+    assert (
+        Alert.objects.filter(run=shifted).count(),
+        RunFile.objects.filter(run=shifted).count(),
+        CaseFlag.objects.filter(run=shifted).count(),
+    ) == counts
 
 
 def test_a_baseline_of_another_version_is_refused_with_the_reason(run_setup, register_version, api_client):
     other = register_version(run_setup["model"], "1.1.0", output_schema=run_setup["version"].output_schema)
     foreign = services.run_create(actor=run_setup["engineer"], version=other, dataset=run_setup["dataset"], config=CONFIG)
-    response = api_client(run_setup["engineer"]).post("/api/validation-runs/", {
-        "version": run_setup["version"].pk, "dataset": run_setup["dataset"].pk, "baseline": foreign.pk,
-    }, format="json")
+    response = api_client(run_setup["engineer"]).post(
+        "/api/validation-runs/",
+        {
+            "version": run_setup["version"].pk,
+            "dataset": run_setup["dataset"].pk,
+            "baseline": foreign.pk,
+        },
+        format="json",
+    )
     assert response.status_code == 400 and "another version" in response.json()["baseline"][0]
 
 

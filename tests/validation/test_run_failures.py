@@ -15,7 +15,9 @@ from validation.models import ValidationRun
 
 def _run(run_setup, **config) -> ValidationRun:
     run = services.run_create(
-        actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"],
+        actor=run_setup["engineer"],
+        version=run_setup["version"],
+        dataset=run_setup["dataset"],
         config={"n_resamples": 20, "min_patients": 5, **config},
     )
     services.run_execute(run_id=run.pk, worker="w")
@@ -149,10 +151,8 @@ def test_time_limit_fails_the_run_with_its_reason(run_setup, monkeypatch):
     """Celery raises SoftTimeLimitExceeded inside the task when the soft limit passes."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    import radtrust_engine.pipeline as pipeline
-
     def too_slow(*args, **kwargs):
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(pipeline, "evaluate", too_slow)
+    monkeypatch.setattr(services, "evaluate", too_slow)  # where the run calls the engine
     _failed(_run(run_setup), "time_limit", "exceeded its time limit")

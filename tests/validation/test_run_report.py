@@ -25,17 +25,63 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 LABELS = ["effusion", "nodule"]
 ANALYSES = ["calibration", "generalisation", "drift", "robustness", "uncertainty", "explainability"]
 # The stored JSON (ValidationRun.results) as the engine wrote it before the report was typed.
-TOP_KEYS = ["engine_version", "task", "config", "preprocessing", "activation", "output_mapping", "model", "dataset", "skipped",
-            "images_read", "images_read_per_image", "inference", "results", "drift"]
-DATASET_KEYS = ["n_images", "n_evaluated", "n_patients", "label_names", "prevalence", "attributes_not_collected",
-                "intersections_not_evaluated", "header_fill"]
+TOP_KEYS = [
+    "engine_version",
+    "task",
+    "config",
+    "preprocessing",
+    "activation",
+    "output_mapping",
+    "model",
+    "dataset",
+    "skipped",
+    "images_read",
+    "images_read_per_image",
+    "inference",
+    "results",
+    "drift",
+]
+DATASET_KEYS = [
+    "n_images",
+    "n_evaluated",
+    "n_patients",
+    "label_names",
+    "prevalence",
+    "attributes_not_collected",
+    "intersections_not_evaluated",
+    "header_fill",
+]
 LABEL_KEYS = ["threshold", "n_resamples", "seed", "confidence", "min_patients", "overall", "subgroups", "gaps", "roc", *ANALYSES[:2], *ANALYSES[3:]]
 SEGMENTATION_KEYS = ["n_resamples", "seed", "confidence", "min_patients", "overall", "subgroups", "gaps"]
 SUBGROUP_KEYS = ["grouping", "name", "attributes", "values", "n_cases", "n_patients", "n_positive", "suppressed", "metrics"]
-GAP_KEYS = ["kind", "attributes", "component", "group_high", "group_low", "value", "ci_low", "ci_high", "n_valid", "n_groups_compared",
-            "components", "grouping"]
-DRIFT_KEYS = ["baseline", "n_baseline_cases", "n_cases", "n_shared_patients", "degradation_margin", "thresholds", "performance",
-              "prevalence", "outputs", "inputs", "histograms", "findings"]
+GAP_KEYS = [
+    "kind",
+    "attributes",
+    "component",
+    "group_high",
+    "group_low",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n_valid",
+    "n_groups_compared",
+    "components",
+    "grouping",
+]
+DRIFT_KEYS = [
+    "baseline",
+    "n_baseline_cases",
+    "n_cases",
+    "n_shared_patients",
+    "degradation_margin",
+    "thresholds",
+    "performance",
+    "prevalence",
+    "outputs",
+    "inputs",
+    "histograms",
+    "findings",
+]
 
 
 def _dataset(root: Path, *, seed: int, offset: float = 0.0, broken: tuple[int, ...] = ()) -> Path:
@@ -61,15 +107,33 @@ def evaluations(tmp_path_factory):
     with it (drift computed, with findings), and a segmentation run (drift refused, with the reason)."""
     root = tmp_path_factory.mktemp("run-report")
     session = open_session(export_tiny_classifier(root / "model", seed=3, classes=2)[0], select_device(prefer_gpu=False))
-    config = SuiteConfig.from_dict({
-        "n_resamples": 20, "min_patients": 3, "max_unreadable_share": 0.1, "explain_cases": 4, "rise_masks": 50,
-        "sample_max_cases": 12, "tta_augmentations": 2, "analyses": ANALYSES,
-    })
+    config = SuiteConfig.from_dict(
+        {
+            "n_resamples": 20,
+            "min_patients": 3,
+            "max_unreadable_share": 0.1,
+            "explain_cases": 4,
+            "rise_masks": 50,
+            "sample_max_cases": 12,
+            "tta_augmentations": 2,
+            "analyses": ANALYSES,
+        }
+    )
 
     def run(folder: Path, baseline: Baseline | None = None):
         manifest = read_manifest(folder / "m.csv", folder, label_columns=LABELS, class_names=LABELS)
-        return evaluate(session, manifest, task="multilabel", class_names=LABELS, thresholds={"effusion": 0.4},
-                        preprocessing=Preprocessing.from_spec({}), config=config, activation="sigmoid", baseline=baseline, modality="DX")
+        return evaluate(
+            session,
+            manifest,
+            task="multilabel",
+            class_names=LABELS,
+            thresholds={"effusion": 0.4},
+            preprocessing=Preprocessing.from_spec({}),
+            config=config,
+            activation="sigmoid",
+            baseline=baseline,
+            modality="DX",
+        )
 
     first = run(_dataset(root / "first", seed=0, broken=(5,)))
     later = run(_dataset(root / "later", seed=1, offset=1.5), Baseline(table=first.cases, source={"run": 1, "dataset": "first"}))
@@ -90,8 +154,15 @@ def _segmentation(root: Path):
     (root / "m.csv").write_text("\n".join(rows))
     manifest = read_manifest(root / "m.csv", root, label_columns=[], mask_column="mask_path")
     session = open_session(export_thresholding_segmenter(root / "model"), select_device(prefer_gpu=False))
-    return evaluate(session, manifest, task="segmentation", class_names=["lesion"], thresholds={"lesion": 0.5},
-                    preprocessing=Preprocessing.from_spec({}), config=SuiteConfig(n_resamples=10, min_patients=3))
+    return evaluate(
+        session,
+        manifest,
+        task="segmentation",
+        class_names=["lesion"],
+        thresholds={"lesion": 0.5},
+        preprocessing=Preprocessing.from_spec({}),
+        config=SuiteConfig(n_resamples=10, min_patients=3),
+    )
 
 
 @pytest.mark.parametrize("name", ["first", "later", "segmentation"])

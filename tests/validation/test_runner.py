@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from radtrust_engine.artifacts import artifact_dir, ingest
 from radtrust_demo.networks import export_tiny_classifier
+from radtrust_engine.artifacts import artifact_dir, ingest
 from radtrust_engine.runner import (
     CPU,
     CUDA,
@@ -55,7 +55,8 @@ def _log_model(folder: Path) -> Path:
     from onnx import TensorProto, helper, save
 
     graph = helper.make_graph(
-        [helper.make_node("Log", ["x"], ["y"])], "log",
+        [helper.make_node("Log", ["x"], ["y"])],
+        "log",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
     )

@@ -61,8 +61,14 @@ def test_engineers_see_runs_of_their_models_and_on_their_data_only(run_setup, pe
 
     services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"])
     south_data = record_create(
-        model=Dataset, actor=personas["engineer_south"],
-        fields={"name": "South set", "institution": personas["engineer_south"].institution, "modality": "DX", "location": str(write_dataset("south"))},
+        model=Dataset,
+        actor=personas["engineer_south"],
+        fields={
+            "name": "South set",
+            "institution": personas["engineer_south"].institution,
+            "modality": "DX",
+            "location": str(write_dataset("south")),
+        },
     )
     on_south = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=south_data)
     seen_by_south = [r["id"] for r in api_client(personas["engineer_south"]).get(URL).json()["results"]]

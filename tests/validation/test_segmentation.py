@@ -264,14 +264,13 @@ def test_small_and_unknown_subgroups_are_listed_as_suppressed():
 
 def test_same_seed_gives_identical_cis_whatever_the_chunk_size():
     dice, iou, pid, attrs = _cohort(3)
-    kw = dict(n_resamples=100, intersections=[("sex", "site")])
+    kw = {"n_resamples": 100, "intersections": [("sex", "site")]}
     a = stratified_segmentation(dice, iou, pid, attrs, seed=7, chunk_size=64, **kw).to_dict()
     b = stratified_segmentation(dice, iou, pid, attrs, seed=7, chunk_size=13, **kw).to_dict()
     c = stratified_segmentation(dice, iou, pid, attrs, seed=8, **kw).to_dict()
     assert a == b
     assert a["overall"]["metrics"]["dice"] != c["overall"]["metrics"]["dice"]
-    assert set(a) == {"overall", "subgroups", "gaps", "n_resamples", "seed", "confidence",
-                      "min_patients"}
+    assert set(a) == {"overall", "subgroups", "gaps", "n_resamples", "seed", "confidence", "min_patients"}
     assert json.loads(json.dumps(a)) == a  # plain JSON, no numpy types
 
 
@@ -281,14 +280,11 @@ def test_bootstrap_moves_a_patients_cases_together():
     dice, iou, pid, attrs = _cohort(4, max_cases=1)
     dup = lambda a: np.repeat(a, 2)  # noqa: E731
     once = stratified_segmentation(dice, iou, pid, attrs, n_resamples=200, seed=3).overall
-    twice = stratified_segmentation(dup(dice), dup(iou), dup(pid),
-                                    {k: dup(v) for k, v in attrs.items()},
-                                    n_resamples=200, seed=3).overall
+    twice = stratified_segmentation(dup(dice), dup(iou), dup(pid), {k: dup(v) for k, v in attrs.items()}, n_resamples=200, seed=3).overall
     for name in ("dice", "iou"):
         a, b = once.metrics[name], twice.metrics[name]
         assert (a.value, a.ci_low, a.ci_high) == pytest.approx((b.value, b.ci_low, b.ci_high), abs=1e-12)
-    naive = stratified_segmentation(dup(dice), dup(iou), np.arange(2 * dice.size), n_resamples=200,
-                                    seed=3).overall.metrics["dice"]
+    naive = stratified_segmentation(dup(dice), dup(iou), np.arange(2 * dice.size), n_resamples=200, seed=3).overall.metrics["dice"]
     width = lambda m: m.ci_high - m.ci_low  # noqa: E731
     assert width(naive) < 0.85 * width(twice.metrics["dice"])
 
@@ -304,8 +300,7 @@ def test_percentile_ci_covers_the_true_mean_dice_about_95_percent_of_the_time():
         pid = np.repeat(np.arange(150), rng.integers(1, 4, 150))
         level = rng.beta(8, 2, 150)[pid]
         dice = rng.beta(20 * level, 20 * (1 - level))
-        m = stratified_segmentation(dice, dice / (2 - dice), pid, n_resamples=200,
-                                    seed=i).overall.metrics["dice"]
+        m = stratified_segmentation(dice, dice / (2 - dice), pid, n_resamples=200, seed=i).overall.metrics["dice"]
         covered += m.ci_low <= 0.8 <= m.ci_high
     assert 0.90 <= covered / n_datasets <= 0.99
 
@@ -315,8 +310,7 @@ def test_planted_lower_dice_at_one_site_is_the_dice_gap():
     at_c = attrs["site"] == "C"
     dice = np.where(at_c, dice * 0.85, dice)
     iou = dice / (2 - dice)
-    report = stratified_segmentation(dice, iou, pid, attrs, [("sex", "site")],
-                                     n_resamples=300, seed=0)
+    report = stratified_segmentation(dice, iou, pid, attrs, [("sex", "site")], n_resamples=300, seed=0)
     gap = report.gap(("site",))
     assert gap.kind == "dice_gap" and gap.group_low == ("C",)
     by_site = {g.values: g.metrics["dice"].value for g in report.subgroups if g.attributes == ("site",)}

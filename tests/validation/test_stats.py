@@ -10,18 +10,15 @@ from statistics import NormalDist
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from statsmodels.stats.proportion import proportion_confint
 
 from radtrust_engine.stats import wilson_interval, z_value
-
-try:
-    from statsmodels.stats.proportion import proportion_confint
-except ImportError:  # not a dependency: the closed-form checks below stand in for it
-    proportion_confint = None
 
 counts = st.integers(min_value=1, max_value=10**6).flatmap(lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n)))
 # "partly" feedback counts one half: successes on a grid of halves
 half_counts = st.integers(min_value=1, max_value=10**5).flatmap(
-    lambda n: st.tuples(st.integers(min_value=0, max_value=2 * n).map(lambda k: k / 2), st.just(n)))
+    lambda n: st.tuples(st.integers(min_value=0, max_value=2 * n).map(lambda k: k / 2), st.just(n))
+)
 confidences = st.floats(min_value=0.5, max_value=0.999)
 
 
@@ -76,7 +73,6 @@ def test_wilson_is_symmetric_in_successes_and_failures(count, confidence):
     assert (low, high) == pytest.approx((1 - mirror_high, 1 - mirror_low), abs=1e-12)
 
 
-@pytest.mark.skipif(proportion_confint is None, reason="statsmodels is not installed; the closed-form tests stand in")
 @settings(max_examples=300)
 @given(counts, confidences)
 def test_wilson_agrees_with_statsmodels(count, confidence):
@@ -85,12 +81,15 @@ def test_wilson_agrees_with_statsmodels(count, confidence):
     assert wilson_interval(successes, n, confidence) == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.mark.parametrize(("successes", "n", "expected"), [
-    (5, 10, (0.2365931, 0.7634069)),  # the textbook 95% Wilson interval of 5 of 10
-    (0, 10, (0.0, 0.2775328)),  # 0 of n: [0, z^2 / (n + z^2)]
-    (10, 10, (0.7224672, 1.0)),  # n of n: [n / (n + z^2), 1]
-    (0, 2, (0.0, 1.959963984540054**2 / (2 + 1.959963984540054**2))),
-])
+@pytest.mark.parametrize(
+    ("successes", "n", "expected"),
+    [
+        (5, 10, (0.2365931, 0.7634069)),  # the textbook 95% Wilson interval of 5 of 10
+        (0, 10, (0.0, 0.2775328)),  # 0 of n: [0, z^2 / (n + z^2)]
+        (10, 10, (0.7224672, 1.0)),  # n of n: [n / (n + z^2), 1]
+        (0, 2, (0.0, 1.959963984540054**2 / (2 + 1.959963984540054**2))),
+    ],
+)
 def test_wilson_known_values(successes, n, expected):
     low, high = wilson_interval(successes, n)
     assert (low, high) == pytest.approx(expected, abs=1e-7)

@@ -13,13 +13,13 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.utils import timezone
 
-from validation import services
-from validation.choices import RunStatus
 from compliance.models import ScoringPolicy, TrustAssessment
-from validation.models import ValidationRun
 from compliance.trust.gather import version_evidence
 from compliance.trust.policy import DEFAULT_POLICY, PRINCIPLES
 from compliance.trust.services import policy_create, trust_assess, trust_exception_grant, trust_guard, trust_recompute
+from validation import services
+from validation.choices import RunStatus
+from validation.models import ValidationRun
 
 pytestmark = pytest.mark.django_db
 CONFIG = {"n_resamples": 50, "min_patients": 5}
@@ -148,7 +148,9 @@ def test_the_approval_guard_reads_the_assessment_and_honours_exceptions(run_setu
     blocked = [n for n, p in assessment.principles.items() if p["status"] == "insufficient_evidence" or p.get("below_minimum")]
     assert blocked and all(name in reason for name in blocked)
     for name in blocked:
-        trust_exception_grant(actor=personas["officer"], version=version, principle=name, justification="Pilot at one site under close supervision; evidence follows.")
+        trust_exception_grant(
+            actor=personas["officer"], version=version, principle=name, justification="Pilot at one site under close supervision; evidence follows."
+        )
     assert trust_guard(version) is None
     with pytest.raises(ValidationError):
         trust_exception_grant(actor=personas["officer"], version=version, principle="charisma", justification="x" * 30)
@@ -177,7 +179,10 @@ def test_api_lists_assessments_and_diffs_two(run_setup, personas, api_client):
     diff = client.get(f"/api/trust-assessments/{second['id']}/diff/").json()
     assert diff["before"] == first.json()["id"] and diff["changes"]
     assert api_client(personas["engineer_south"]).get(f"/api/trust-assessments/{second['id']}/").status_code == 404
-    assert api_client(personas["clinician_north"]).post("/api/trust-assessments/", {"version": run_setup["version"].pk}, format="json").status_code == 403
+    assert (
+        api_client(personas["clinician_north"]).post("/api/trust-assessments/", {"version": run_setup["version"].pk}, format="json").status_code
+        == 403
+    )
 
 
 def test_trust_page_for_the_provider_and_the_site_only(client, personas, deployed):
@@ -215,17 +220,23 @@ def test_a_pooled_federated_study_feeds_universality(run_setup, personas, instit
     meta-analysis reaches the evidence, the heterogeneity criterion and the page's link."""
     import numpy as np
 
-    from registry.services import user_create
-    from tests.factories import InstitutionFactory
     from radtrust_engine.federated import site_summary
     from radtrust_engine.federated_payload import SiteSummary
     from radtrust_engine.federated_pooling import site_meta_analysis
+    from registry.services import user_create
+    from tests.factories import InstitutionFactory
     from validation.federated import job_claim, report_submit, study_create
 
     version = run_setup["version"]
     sites = {"north": institutions["north"], "south": institutions["south"], "east": InstitutionFactory(code="east")}
-    study = study_create(actor=personas["engineer"], version=version, name="Pneumothorax at three hospitals", spec={"n_resamples": 50},
-                         deadline=timezone.now() + timedelta(days=7), institutions=list(sites.values()))
+    study = study_create(
+        actor=personas["engineer"],
+        version=version,
+        name="Pneumothorax at three hospitals",
+        spec={"n_resamples": 50},
+        deadline=timezone.now() + timedelta(days=7),
+        institutions=list(sites.values()),
+    )
     summaries = {}
     for i, (code, separation) in enumerate((("east", 0.8), ("north", 1.6), ("south", 2.6))):
         rng = np.random.default_rng(i)
@@ -233,8 +244,15 @@ def test_a_pooled_federated_study_feeds_universality(run_setup, personas, instit
         y = (rng.random(n) < 0.3).astype(int)
         scores = 1 / (1 + np.exp(-(rng.normal(size=n) + separation * y - 1)))
         attributes = {a: rng.choice(["a", "b"], n) for a in study.spec["attributes"]}
-        summary = site_summary({"pneumothorax": scores}, {"pneumothorax": y}, np.array([f"{code}-{k}" for k in range(n)]), attributes, (),
-                               thresholds=study.spec["thresholds"], n_resamples=50)
+        summary = site_summary(
+            {"pneumothorax": scores},
+            {"pneumothorax": y},
+            np.array([f"{code}-{k}" for k in range(n)]),
+            attributes,
+            (),
+            thresholds=study.spec["thresholds"],
+            n_resamples=50,
+        )
         payload = json.loads(json.dumps(summary.to_dict()))
         summaries[code] = SiteSummary.from_dict(payload)
         agent = user_create(username=f"agent-{code}", role="worker", institution=sites[code])

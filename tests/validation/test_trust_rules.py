@@ -39,82 +39,212 @@ SHA = "a" * 64
 
 
 def subgroup(attribute: str, value: str, n: int = 120, suppressed: bool = False) -> dict:
-    return {"grouping": attribute, "name": f"{attribute}={value}", "attributes": [attribute], "values": [value],
-            "n_cases": 2 * n, "n_patients": n, "n_positive": n // 3, "suppressed": suppressed, "metrics": None if suppressed else {}}
+    return {
+        "grouping": attribute,
+        "name": f"{attribute}={value}",
+        "attributes": [attribute],
+        "values": [value],
+        "n_cases": 2 * n,
+        "n_patients": n,
+        "n_positive": n // 3,
+        "suppressed": suppressed,
+        "metrics": None if suppressed else {},
+    }
 
 
 def gap(kind: str, attribute: str, value: float, low: float, high: float, groups=("M", "F"), component=None) -> dict:
-    return {"kind": kind, "attributes": [attribute], "component": component, "group_high": [groups[0]], "group_low": [groups[1]],
-            "value": value, "ci_low": low, "ci_high": high, "n_valid": 1000, "n_groups_compared": 2, "components": {}, "grouping": attribute}
+    return {
+        "kind": kind,
+        "attributes": [attribute],
+        "component": component,
+        "group_high": [groups[0]],
+        "group_low": [groups[1]],
+        "value": value,
+        "ci_low": low,
+        "ci_high": high,
+        "n_valid": 1000,
+        "n_groups_compared": 2,
+        "components": {},
+        "grouping": attribute,
+    }
 
 
 def label(gaps=(), subgroups=None, **sections) -> dict:
-    groups = [subgroup("sex", "F"), subgroup("sex", "M"), subgroup("age_band", "18-39"), subgroup("age_band", "65+")] if subgroups is None else subgroups
-    overall = {"grouping": "overall", "name": "overall", "attributes": [], "values": [], "n_cases": 800, "n_patients": 400, "n_positive": 133,
-               "suppressed": False, "metrics": {}}
-    return {"threshold": 0.5, "n_resamples": 1000, "seed": 0, "confidence": 0.95, "min_patients": 10, "overall": overall,
-            "subgroups": groups, "gaps": list(gaps), **sections}
+    groups = (
+        [subgroup("sex", "F"), subgroup("sex", "M"), subgroup("age_band", "18-39"), subgroup("age_band", "65+")] if subgroups is None else subgroups
+    )
+    overall = {
+        "grouping": "overall",
+        "name": "overall",
+        "attributes": [],
+        "values": [],
+        "n_cases": 800,
+        "n_patients": 400,
+        "n_positive": 133,
+        "suppressed": False,
+        "metrics": {},
+    }
+    return {
+        "threshold": 0.5,
+        "n_resamples": 1000,
+        "seed": 0,
+        "confidence": 0.95,
+        "min_patients": 10,
+        "overall": overall,
+        "subgroups": groups,
+        "gaps": list(gaps),
+        **sections,
+    }
 
 
 def drift_section(error: str | None = None) -> dict:
     """The comparison with a baseline run: the reason there is none, or one that found nothing."""
     if error is not None:
         return {"baseline": {"run": 1}, "error": error}
-    return {"baseline": {"run": 1}, "n_baseline_cases": 800, "n_cases": 800, "n_shared_patients": 0, "degradation_margin": 0.05,
-            "thresholds": {}, "performance": {}, "prevalence": {}, "outputs": {}, "inputs": {}, "histograms": {}, "findings": []}
+    return {
+        "baseline": {"run": 1},
+        "n_baseline_cases": 800,
+        "n_cases": 800,
+        "n_shared_patients": 0,
+        "degradation_margin": 0.05,
+        "thresholds": {},
+        "performance": {},
+        "prevalence": {},
+        "outputs": {},
+        "inputs": {},
+        "histograms": {},
+        "findings": [],
+    }
 
 
 def report(labels: dict, attributes=("sex", "age_band"), not_collected=(), drift=None, header_filled=0) -> dict:
-    result = {"engine_version": "1", "task": "binary", "config": {"attributes": list(attributes), "confidence": 0.95}, "preprocessing": {},
-              "activation": "sigmoid", "model": {},
-              "dataset": {"n_images": 800, "n_evaluated": 800, "n_patients": 400, "label_names": list(labels), "prevalence": {},
-                          "attributes_not_collected": list(not_collected), "intersections_not_evaluated": [],
-                          "header_fill": {"filled": {"scanner_manufacturer": header_filled}, "unreadable": []}},
-              "skipped": [], "inference": {}, "results": labels}
+    result = {
+        "engine_version": "1",
+        "task": "binary",
+        "config": {"attributes": list(attributes), "confidence": 0.95},
+        "preprocessing": {},
+        "activation": "sigmoid",
+        "model": {},
+        "dataset": {
+            "n_images": 800,
+            "n_evaluated": 800,
+            "n_patients": 400,
+            "label_names": list(labels),
+            "prevalence": {},
+            "attributes_not_collected": list(not_collected),
+            "intersections_not_evaluated": [],
+            "header_fill": {"filled": {"scanner_manufacturer": header_filled}, "unreadable": []},
+        },
+        "skipped": [],
+        "inference": {},
+        "results": labels,
+    }
     if drift is not None:
         result["drift"] = drift
     return result
 
 
 def run(run_id: int, rep: dict, roles=("internal_test",), institution="north", dataset_id=1, sha=SHA) -> RunEvidence:
-    return RunEvidence(id=run_id, dataset_id=dataset_id, dataset_name=f"Set {dataset_id}", roles=roles, institution=institution,
-                       finished_at=f"2026-01-{run_id:02d}T00:00:00", artifact_sha256=sha, report=RunReport.from_dict(rep))
+    return RunEvidence(
+        id=run_id,
+        dataset_id=dataset_id,
+        dataset_name=f"Set {dataset_id}",
+        roles=roles,
+        institution=institution,
+        finished_at=f"2026-01-{run_id:02d}T00:00:00",
+        artifact_sha256=sha,
+        report=RunReport.from_dict(rep),
+    )
 
 
-def dataset(dataset_id=1, roles=("internal_test",), demographics=None, scanners=({"manufacturer": "A", "model": "x", "count": 5},),
-            protocols=None, completeness=1.0, missing=()) -> DatasetEvidence:
-    return DatasetEvidence(id=dataset_id, name=f"Set {dataset_id}", roles=roles, institution="north", completeness=completeness,
-                           missing_items=missing, demographics={"sex": {"F": 5, "M": 5}, "age_band": {"65+": 3}} if demographics is None else demographics,
-                           scanners=scanners, protocols={"PA": 10} if protocols is None else protocols)
+def dataset(
+    dataset_id=1,
+    roles=("internal_test",),
+    demographics=None,
+    scanners=({"manufacturer": "A", "model": "x", "count": 5},),
+    protocols=None,
+    completeness=1.0,
+    missing=(),
+) -> DatasetEvidence:
+    return DatasetEvidence(
+        id=dataset_id,
+        name=f"Set {dataset_id}",
+        roles=roles,
+        institution="north",
+        completeness=completeness,
+        missing_items=missing,
+        demographics={"sex": {"F": 5, "M": 5}, "age_band": {"65+": 3}} if demographics is None else demographics,
+        scanners=scanners,
+        protocols={"PA": 10} if protocols is None else protocols,
+    )
 
 
 def deployment(dep_id=1, status="active", local_run=1, before=True, overdue=False, recent=2) -> DeploymentEvidence:
-    return DeploymentEvidence(id=dep_id, institution=f"site{dep_id}", status=status, since="2026-02-01", local_run_id=local_run,
-                              local_run_before_go_live=before, revalidation_overdue=overdue, recent_feedback=recent)
+    return DeploymentEvidence(
+        id=dep_id,
+        institution=f"site{dep_id}",
+        status=status,
+        since="2026-02-01",
+        local_run_id=local_run,
+        local_run_before_go_live=before,
+        revalidation_overdue=overdue,
+        recent_feedback=recent,
+    )
 
 
 def rating(n: int, mean: float, sd: float = 1.0) -> RatingEvidence:
     return RatingEvidence(n=n, mean=mean, mean_sq=sd * sd * (n - 1) / n + mean * mean)
 
 
-MODEL = {"intended_purpose": "Flag nodules", "intended_users": "Radiologists", "instructions_for_use": "Read the IFU",
-         "known_limitations": "No children", "explainability_needs": "Saliency on request", "body_region": "chest", "modality": "CR",
-         "output_schema": {"class_names": ["nodule"], "thresholds": {"nodule": 0.5}}}
+MODEL = {
+    "intended_purpose": "Flag nodules",
+    "intended_users": "Radiologists",
+    "instructions_for_use": "Read the IFU",
+    "known_limitations": "No children",
+    "explainability_needs": "Saliency on request",
+    "body_region": "chest",
+    "modality": "CR",
+    "output_schema": {"class_names": ["nodule"], "thresholds": {"nodule": 0.5}},
+}
 
 
 def version(**changes) -> VersionEvidence:
     base = VersionEvidence(
-        version_id=7, label="ChestFM 1.1.0", artifact_sha256=SHA, artifact_format="onnx", model=dict(MODEL),
-        lineage=({"version_id": 7, "label": "ChestFM 1.1.0", "training_provenance": True},), audit_chain_ok=True, audit_events_checked=50,
-        audit_broken_reason="", datasets=(dataset(),), runs=(run(1, report({"nodule": label()})),), deployments=(), feedback=FeedbackEvidence(),
-        baseline_run_id=None, today="2026-03-01",
+        version_id=7,
+        label="ChestFM 1.1.0",
+        artifact_sha256=SHA,
+        artifact_format="onnx",
+        model=dict(MODEL),
+        lineage=({"version_id": 7, "label": "ChestFM 1.1.0", "training_provenance": True},),
+        audit_chain_ok=True,
+        audit_events_checked=50,
+        audit_broken_reason="",
+        datasets=(dataset(),),
+        runs=(run(1, report({"nodule": label()})),),
+        deployments=(),
+        feedback=FeedbackEvidence(),
+        baseline_run_id=None,
+        today="2026-03-01",
     )
     return replace(base, **changes)
 
 
 EMPTY = VersionEvidence(
-    version_id=1, label="Bare 0.1", artifact_sha256="", artifact_format="onnx", model={}, lineage=(), audit_chain_ok=True, audit_events_checked=0,
-    audit_broken_reason="", datasets=(), runs=(), deployments=(), feedback=FeedbackEvidence(), baseline_run_id=None, today="2026-03-01",
+    version_id=1,
+    label="Bare 0.1",
+    artifact_sha256="",
+    artifact_format="onnx",
+    model={},
+    lineage=(),
+    audit_chain_ok=True,
+    audit_events_checked=0,
+    audit_broken_reason="",
+    datasets=(),
+    runs=(),
+    deployments=(),
+    feedback=FeedbackEvidence(),
+    baseline_run_id=None,
+    today="2026-03-01",
 )
 
 
@@ -164,8 +294,9 @@ def test_gaps_come_from_the_newest_run_that_has_them():
 
 
 def test_fnr_gap_and_equalized_odds_use_their_own_thresholds():
-    section = label([gap("fnr_gap", "sex", 0.42, 0.34, 0.50, ("65+", "40-64")),
-                     gap("equalized_odds_difference", "sex", 0.08, 0.02, 0.09, component="fpr")])
+    section = label(
+        [gap("fnr_gap", "sex", 0.42, 0.34, 0.50, ("65+", "40-64")), gap("equalized_odds_difference", "sex", 0.08, 0.02, 0.09, component="fpr")]
+    )
     evidence = version(runs=(run(1, report({"nodule": section})),))
     fnr = apply("largest_fnr_gap", evidence)
     assert fnr.status == "not_met" and "65+ most underdiagnosed" in fnr.explanation
@@ -235,7 +366,9 @@ def test_runs_without_subgroups_leave_fairness_insufficient():
 
 
 def test_demographic_completeness_names_what_datasheets_lack():
-    evidence = version(datasets=(dataset(1, demographics={"sex": {"F": 1}}), dataset(2, demographics={"sex": {"F": 1}, "age_band": {"x": 1}, "ethnicity": {"y": 1}})))
+    evidence = version(
+        datasets=(dataset(1, demographics={"sex": {"F": 1}}), dataset(2, demographics={"sex": {"F": 1}, "age_band": {"x": 1}, "ethnicity": {"y": 1}}))
+    )
     outcome = apply("demographic_completeness", evidence)
     assert outcome.value == pytest.approx((1 / 3 + 1) / 2, abs=1e-4) and "Set 1 lacks age_band, ethnicity" in outcome.explanation
 
@@ -244,9 +377,13 @@ def test_demographic_completeness_names_what_datasheets_lack():
 
 
 def test_external_sites_vendors_and_site_gap():
-    external = label(subgroups=[subgroup("site", "a"), subgroup("site", "b"), subgroup("scanner_manufacturer", "GE"), subgroup("scanner_manufacturer", "unknown")],
-                     gaps=[gap("auroc_gap", "site", 0.03, 0.0, 0.07, ("a", "b"))])
-    evidence = version(runs=(run(2, report({"nodule": external}), roles=("external_validation",), institution="south"), run(1, report({"nodule": label()}))))
+    external = label(
+        subgroups=[subgroup("site", "a"), subgroup("site", "b"), subgroup("scanner_manufacturer", "GE"), subgroup("scanner_manufacturer", "unknown")],
+        gaps=[gap("auroc_gap", "site", 0.03, 0.0, 0.07, ("a", "b"))],
+    )
+    evidence = version(
+        runs=(run(2, report({"nodule": external}), roles=("external_validation",), institution="south"), run(1, report({"nodule": label()})))
+    )
     sites = apply("external_sites", evidence)
     assert sites.inputs["sites"] == 2 and sites.value == pytest.approx(2 / 3, abs=1e-4) and sites.status == "partly"
     vendors = apply("scanner_vendors", evidence)
@@ -259,18 +396,41 @@ def test_external_sites_vendors_and_site_gap():
 def meta(k=3, estimate=0.82, ci=(0.78, 0.86), prediction=(0.74, 0.89), i2=0.2, refused=None) -> dict:
     """One label's AUROC meta-analysis in ``MetaAnalysis.to_dict`` form (k = 2: no prediction interval)."""
     if refused:
-        return {"k": k, "estimate": None, "ci_low": None, "ci_high": None, "prediction_low": None, "prediction_high": None,
-                "prediction_note": None, "i2": None, "tau2": None, "refused_reason": refused}
+        return {
+            "k": k,
+            "estimate": None,
+            "ci_low": None,
+            "ci_high": None,
+            "prediction_low": None,
+            "prediction_high": None,
+            "prediction_note": None,
+            "i2": None,
+            "tau2": None,
+            "refused_reason": refused,
+        }
     low, high = prediction if k >= 3 else (None, None)
-    return {"k": k, "estimate": estimate, "ci_low": ci[0], "ci_high": ci[1], "prediction_low": low, "prediction_high": high,
-            "prediction_note": None if k >= 3 else "a prediction interval for a new site needs at least 3 sites", "i2": i2, "tau2": 0.01,
-            "refused_reason": None}
+    return {
+        "k": k,
+        "estimate": estimate,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "prediction_low": low,
+        "prediction_high": high,
+        "prediction_note": None if k >= 3 else "a prediction interval for a new site needs at least 3 sites",
+        "i2": i2,
+        "tau2": 0.01,
+        "refused_reason": None,
+    }
 
 
 def study(study_id=5, sites=None, **auroc) -> FederatedStudyEvidence:
-    return FederatedStudyEvidence(id=study_id, name=f"Study {study_id}", pooling_id=study_id * 10,
-                                  site_patients={"north": 200, "south": 300, "east": 250} if sites is None else sites,
-                                  auroc=auroc or {"nodule": meta()})
+    return FederatedStudyEvidence(
+        id=study_id,
+        name=f"Study {study_id}",
+        pooling_id=study_id * 10,
+        site_patients={"north": 200, "south": 300, "east": 250} if sites is None else sites,
+        auroc=auroc or {"nodule": meta()},
+    )
 
 
 def test_external_sites_count_federated_sites_other_than_the_provider():
@@ -287,13 +447,16 @@ def test_external_sites_count_federated_sites_other_than_the_provider():
     assert apply("external_sites", version(model=provider, federated=(study(7, sites={"vendor": 100}),))).value is None
 
 
-@pytest.mark.parametrize("analysis, value, status, words", [
-    (meta(), 1.0, "met", "expected at 0.7 or above and I² is under 50%"),
-    (meta(prediction=(0.72, 0.9), i2=0.6), 0.5, "uncertain", "but I² is 50% or more"),
-    (meta(prediction=(0.6, 0.95), i2=0.7), 0.25, "not_met", "may fall below 0.7"),
-    (meta(k=2, ci=(0.7, 0.9)), 0.5, "uncertain", "needs at least 3 sites"),
-    (meta(k=2, estimate=0.6, ci=(0.55, 0.65)), 0.375, "not_met", "pooled CI stays below 0.7"),
-])
+@pytest.mark.parametrize(
+    "analysis, value, status, words",
+    [
+        (meta(), 1.0, "met", "expected at 0.7 or above and I² is under 50%"),
+        (meta(prediction=(0.72, 0.9), i2=0.6), 0.5, "uncertain", "but I² is 50% or more"),
+        (meta(prediction=(0.6, 0.95), i2=0.7), 0.25, "not_met", "may fall below 0.7"),
+        (meta(k=2, ci=(0.7, 0.9)), 0.5, "uncertain", "needs at least 3 sites"),
+        (meta(k=2, estimate=0.6, ci=(0.55, 0.65)), 0.375, "not_met", "pooled CI stays below 0.7"),
+    ],
+)
 def test_site_heterogeneity_judges_the_prediction_interval_and_i2(analysis, value, status, words):
     outcome = apply("site_heterogeneity", version(federated=(study(nodule=analysis),)))
     assert (outcome.value, outcome.status) == (pytest.approx(value), status) and words in outcome.explanation
@@ -312,7 +475,9 @@ def test_site_heterogeneity_takes_the_newest_study_with_two_sites_and_its_worst_
 
 
 def test_site_heterogeneity_without_two_sites_shows_why():
-    one = apply("site_heterogeneity", version(federated=(study(4, sites={"north": 80}, nodule=meta(k=1, refused="only one site (north) has an estimate")),)))
+    one = apply(
+        "site_heterogeneity", version(federated=(study(4, sites={"north": 80}, nodule=meta(k=1, refused="only one site (north) has an estimate")),))
+    )
     assert one.value is None and one.status == "no_evidence" and "only one site (north) has an estimate" in one.explanation
     assert "two or more sites" in apply("site_heterogeneity", version()).explanation
 
@@ -384,8 +549,12 @@ def test_agreement_rate_needs_enough_reports_and_judges_its_wilson_ci():
 
 
 def test_ratings_and_time_saved():
-    feedback = FeedbackEvidence(n=60, n_agree=60, ratings={"fitted_workflow": rating(40, 4.2, 0.5), "uncertainty_helped": rating(20, 3.0, 0.5),
-                                                           "explanation_helped": rating(12, 5.0)}, minutes_saved=rating(50, -3.0, 2.0))
+    feedback = FeedbackEvidence(
+        n=60,
+        n_agree=60,
+        ratings={"fitted_workflow": rating(40, 4.2, 0.5), "uncertainty_helped": rating(20, 3.0, 0.5), "explanation_helped": rating(12, 5.0)},
+        minutes_saved=rating(50, -3.0, 2.0),
+    )
     evidence = version(feedback=feedback)
     usability = apply("usability_rating", evidence)
     assert usability.inputs["mean"] == pytest.approx(3.8) and usability.value == pytest.approx(0.7)
@@ -415,15 +584,22 @@ def test_perturbation_drop_takes_the_worst_condition_of_any_label():
 
 
 def test_generalisation_spread_is_judged_on_its_point_estimate():
-    section = label(generalisation={"groupings": {"site": {"groups": [], "leave_one_out_spread": 0.03},
-                                                  "scanner_manufacturer": {"groups": [], "leave_one_out_spread": 0.147}}})
+    section = label(
+        generalisation={
+            "groupings": {"site": {"groups": [], "leave_one_out_spread": 0.03}, "scanner_manufacturer": {"groups": [], "leave_one_out_spread": 0.147}}
+        }
+    )
     outcome = apply("generalisation_spread", version(runs=(run(1, report({"nodule": section})),)))
     assert outcome.status == "not_met" and outcome.inputs["grouping"] == "scanner_manufacturer" and "no CI" in outcome.explanation
 
 
 def test_variation_sources_and_training_diversity():
-    datasets = (dataset(1, protocols={}), dataset(2, roles=("pretraining",), scanners=({"manufacturer": "GE"}, {"manufacturer": "Siemens"}),
-                                                  protocols={"PA": 1, "AP": 1, "lateral": 1}))
+    datasets = (
+        dataset(1, protocols={}),
+        dataset(
+            2, roles=("pretraining",), scanners=({"manufacturer": "GE"}, {"manufacturer": "Siemens"}), protocols={"PA": 1, "AP": 1, "lateral": 1}
+        ),
+    )
     evidence = version(datasets=datasets)
     assert apply("variation_sources", evidence).value == 0.75
     diversity = apply("training_diversity", evidence)
@@ -433,12 +609,15 @@ def test_variation_sources_and_training_diversity():
 def explain(deletion: tuple, insertion: tuple, verdict: str = "") -> dict:
     def diff(v):
         return {"value": v[0], "ci_low": v[1], "ci_high": v[2]}
+
     return {"deletion_difference": diff(deletion), "insertion_difference": diff(insertion), "verdict": verdict}
 
 
 def test_faithfulness_scores_each_curve_against_random():
-    methods = {"occlusion": explain((-0.05, -0.08, -0.02), (0.08, 0.07, 0.10), "beats random"),
-               "rise": explain((-0.008, -0.02, 0.008), (0.06, 0.04, 0.07), "beats random on insertion only")}
+    methods = {
+        "occlusion": explain((-0.05, -0.08, -0.02), (0.08, 0.07, 0.10), "beats random"),
+        "rise": explain((-0.008, -0.02, 0.008), (0.06, 0.04, 0.07), "beats random on insertion only"),
+    }
     evidence = version(runs=(run(1, report({"nodule": label(explainability={"n_cases": 32, "methods": methods})})),))
     best = apply("faithfulness", evidence)
     assert best.value == 1.0 and best.inputs["method"] == "occlusion" and best.n == 32
@@ -453,9 +632,11 @@ def test_faithfulness_scores_each_curve_against_random():
 
 
 def full_evidence() -> VersionEvidence:
-    section = label([gap("auroc_gap", "sex", 0.04, 0.01, 0.09), gap("fnr_gap", "sex", 0.2, 0.15, 0.25)],
-                    robustness={"n_cases": 500, "conditions": [condition("noise@1", -0.02, -0.04, -0.01)]},
-                    explainability={"n_cases": 32, "methods": {"occlusion": explain((-0.05, -0.08, -0.02), (0.08, 0.07, 0.10))}})
+    section = label(
+        [gap("auroc_gap", "sex", 0.04, 0.01, 0.09), gap("fnr_gap", "sex", 0.2, 0.15, 0.25)],
+        robustness={"n_cases": 500, "conditions": [condition("noise@1", -0.02, -0.04, -0.01)]},
+        explainability={"n_cases": 32, "methods": {"occlusion": explain((-0.05, -0.08, -0.02), (0.08, 0.07, 0.10))}},
+    )
     return version(runs=(run(1, report({"nodule": section}), roles=("external_validation",)),))
 
 
@@ -468,7 +649,10 @@ def test_principle_score_is_the_weighted_mean_over_criteria_with_evidence():
     expected = 100 * sum(c.weight * c.value for c in scored) / sum(c.weight for c in scored)
     assert fairness.status == "assessed" and fairness.score == round(expected, 1)
     assert fairness.below_minimum == (fairness.score < fairness.minimum)
-    assert "underdiagnosis" in fairness.summary.lower() and "rests on 4 of 5 criteria (80% of the weight); without evidence: Equalized-odds difference" in fairness.summary
+    assert (
+        "underdiagnosis" in fairness.summary.lower()
+        and "rests on 4 of 5 criteria (80% of the weight); without evidence: Equalized-odds difference" in fairness.summary
+    )
 
 
 def test_a_required_criterion_without_evidence_makes_the_principle_insufficient():
@@ -482,6 +666,7 @@ def test_a_required_criterion_without_evidence_makes_the_principle_insufficient(
 def test_evidence_strength_bands():
     def c(n, width):
         return replace(assess(full_evidence(), DEFAULT_POLICY)["fairness"].criteria[0], n=n, ci_width=width)
+
     assert evidence_strength([c(600, 0.05)]) == "strong"
     assert evidence_strength([c(600, 0.05), c(150, 0.3)]) == "moderate"
     assert evidence_strength([c(600, 0.05), c(40, 0.15)]) == "moderate"
@@ -501,7 +686,9 @@ def test_assessment_json_round_trip():
 def test_assessment_diff_names_what_moved_and_why():
     before = assessment_to_dict(assess(full_evidence(), DEFAULT_POLICY))
     narrower = label([gap("auroc_gap", "sex", 0.02, 0.0, 0.04), gap("fnr_gap", "sex", 0.2, 0.15, 0.25)])
-    after = assessment_to_dict(assess(replace(full_evidence(), runs=(run(2, report({"nodule": narrower}), roles=("external_validation",)),)), DEFAULT_POLICY))
+    after = assessment_to_dict(
+        assess(replace(full_evidence(), runs=(run(2, report({"nodule": narrower}), roles=("external_validation",)),)), DEFAULT_POLICY)
+    )
     changes = assessment_diff(before, after)
     gap_change = next(c for c in changes if c["criterion"] == "largest_auroc_gap")
     assert gap_change["before"] == {"value": 0.5, "status": "uncertain"} and gap_change["after"] == {"value": 1.0, "status": "met"}
@@ -535,19 +722,28 @@ def _first(policy, principle="fairness"):
     return policy["principles"][principle]["criteria"][0]
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda p: [c.update(weight=c["weight"] * 0.7) for c in p["principles"]["fairness"]["criteria"]], r"fairness: criterion weights sum to 0\.7; they must sum to 1"),
-    (lambda p: _first(p).update(rule="astrology"), r"unknown rule 'astrology'; known rules: .*largest_auroc_gap"),
-    (lambda p: p["principles"]["fairness"]["criteria"][2]["params"].update(threshold=1.5), r"'largest_auroc_gap': param 'threshold' must be a number from 0\.001 to 1"),
-    (lambda p: p["principles"]["fairness"]["criteria"][2]["params"].update(colour=1), r"rule 'largest_auroc_gap' has no param 'colour'"),
-    (lambda p: p["principles"].pop("robustness"), r"missing principle\(s\) robustness"),
-    (lambda p: p["principles"].update(charisma={"minimum": 0, "criteria": []}), r"unknown principle\(s\) 'charisma'"),
-    (lambda p: p["principles"]["usability"].update(minimum=120), r"usability: minimum must be a number from 0 to 100"),
-    (lambda p: _first(p).update(weight=0), r"weight must be a number above 0"),
-    (lambda p: _first(p, "usability").update(key="subgroup_coverage"), r"duplicate criterion key"),
-    (lambda p: _first(p).update(colour="red"), r"unknown field\(s\) colour"),
-    (lambda p: p["principles"]["traceability"].update(criteria=[]), r"traceability: give at least one criterion"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda p: [c.update(weight=c["weight"] * 0.7) for c in p["principles"]["fairness"]["criteria"]],
+            r"fairness: criterion weights sum to 0\.7; they must sum to 1",
+        ),
+        (lambda p: _first(p).update(rule="astrology"), r"unknown rule 'astrology'; known rules: .*largest_auroc_gap"),
+        (
+            lambda p: p["principles"]["fairness"]["criteria"][2]["params"].update(threshold=1.5),
+            r"'largest_auroc_gap': param 'threshold' must be a number from 0\.001 to 1",
+        ),
+        (lambda p: p["principles"]["fairness"]["criteria"][2]["params"].update(colour=1), r"rule 'largest_auroc_gap' has no param 'colour'"),
+        (lambda p: p["principles"].pop("robustness"), r"missing principle\(s\) robustness"),
+        (lambda p: p["principles"].update(charisma={"minimum": 0, "criteria": []}), r"unknown principle\(s\) 'charisma'"),
+        (lambda p: p["principles"]["usability"].update(minimum=120), r"usability: minimum must be a number from 0 to 100"),
+        (lambda p: _first(p).update(weight=0), r"weight must be a number above 0"),
+        (lambda p: _first(p, "usability").update(key="subgroup_coverage"), r"duplicate criterion key"),
+        (lambda p: _first(p).update(colour="red"), r"unknown field\(s\) colour"),
+        (lambda p: p["principles"]["traceability"].update(criteria=[]), r"traceability: give at least one criterion"),
+    ],
+)
 def test_bad_policies_are_refused_with_a_message(edit, message):
     with pytest.raises(PolicyError, match=message):
         validate_policy(_policy(edit))
@@ -575,8 +771,17 @@ def test_rules_read_only_the_evidence_object():
                 imports.update(alias.name for alias in node.names)
     # radtrust_engine.stats: the shared pure statistics (Wilson interval, normal quantile), which read nothing;
     # radtrust_engine.report: the types of the run reports the evidence holds (plain dataclasses)
-    assert imports <= {"__future__", "math", "collections.abc", "dataclasses", "typing", "compliance.trust.evidence", "compliance.trust.rule_kit",
-                       "radtrust_engine.stats", "radtrust_engine.report"}
+    assert imports <= {
+        "__future__",
+        "math",
+        "collections.abc",
+        "dataclasses",
+        "typing",
+        "compliance.trust.evidence",
+        "compliance.trust.rule_kit",
+        "radtrust_engine.stats",
+        "radtrust_engine.report",
+    }
     evidence = full_evidence()
     snapshot = copy.deepcopy(evidence)
     first = assessment_to_dict(assess(evidence, DEFAULT_POLICY))
@@ -584,8 +789,10 @@ def test_rules_read_only_the_evidence_object():
 
 
 def test_trust_engine_modules_do_not_import_django():
-    code = ("import sys, compliance.trust.evidence, compliance.trust.policy, compliance.trust.rule_kit, compliance.trust.rules, compliance.trust.assess; "
-            "assert 'django' not in sys.modules, 'django imported'")
+    code = (
+        "import sys, compliance.trust.evidence, compliance.trust.policy, compliance.trust.rule_kit, compliance.trust.rules, compliance.trust.assess; "
+        "assert 'django' not in sys.modules, 'django imported'"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,15 @@ from validation.models import ValidationRun
 
 def test_queues_a_run_by_model_name_and_dataset_name(run_setup, capsys):
     version = run_setup["version"]
-    call_command("validate", f"{version.foundation_model.name}:{version.version}", run_setup["dataset"].name, "--user", "engineer", "--config", '{"n_resamples": 99}')
+    call_command(
+        "validate",
+        f"{version.foundation_model.name}:{version.version}",
+        run_setup["dataset"].name,
+        "--user",
+        "engineer",
+        "--config",
+        '{"n_resamples": 99}',
+    )
     run = ValidationRun.objects.get()
     assert (run.version, run.dataset, run.config["n_resamples"], run.requested_by.username) == (version, run_setup["dataset"], 99, "engineer")
     assert f"Queued validation run {run.pk} on queue gpu." in capsys.readouterr().out

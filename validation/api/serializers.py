@@ -6,14 +6,41 @@ from rest_framework import serializers
 
 from registry.api.serializers import ScopedRelatedField
 from registry.selectors import dataset_list, institution_list, version_list
-from validation.selectors import run_list
 from validation.models import CaseFlag, FederatedJob, FederatedStudy, RunFile, SiteReport, ValidationRun
+from validation.selectors import run_list
 
 _READ = [
-    "id", "version", "dataset", "manifest", "config", "queue", "requested_by", "status", "stage", "progress",
-    "cancel_requested", "attempt", "max_attempts", "worker", "heartbeat_at", "device", "artifact_sha256",
-    "manifest_sha256", "error_reason", "error", "timings", "summary", "mlflow_state", "mlflow_run_id",
-    "deployment", "due_on", "baseline", "is_baseline", "created_at", "started_at", "finished_at",
+    "id",
+    "version",
+    "dataset",
+    "manifest",
+    "config",
+    "queue",
+    "requested_by",
+    "status",
+    "stage",
+    "progress",
+    "cancel_requested",
+    "attempt",
+    "max_attempts",
+    "worker",
+    "heartbeat_at",
+    "device",
+    "artifact_sha256",
+    "manifest_sha256",
+    "error_reason",
+    "error",
+    "timings",
+    "summary",
+    "mlflow_state",
+    "mlflow_run_id",
+    "deployment",
+    "due_on",
+    "baseline",
+    "is_baseline",
+    "created_at",
+    "started_at",
+    "finished_at",
 ]
 
 
@@ -27,7 +54,9 @@ class ValidationRunSerializer(serializers.ModelSerializer):
     manifest = serializers.CharField(default="manifest.csv", max_length=300)
     config = serializers.JSONField(default=dict, help_text="Suite options; omitted ones take their defaults.")
     baseline = ScopedRelatedField(
-        selector=run_list, required=False, allow_null=True,
+        selector=run_list,
+        required=False,
+        allow_null=True,
         help_text="The run drift is measured against; by default the version's baseline run.",
     )
 
@@ -106,9 +135,13 @@ class FederatedJobSerializer(serializers.ModelSerializer):
         version = job.study.version
         model = version.foundation_model
         return {
-            "id": version.pk, "label": str(version), "artifact_sha256": version.artifact_sha256,
+            "id": version.pk,
+            "label": str(version),
+            "artifact_sha256": version.artifact_sha256,
             "files": [{k: f[k] for k in ("name", "sha256", "size", "role")} for f in version.artifact_files],
-            "output_schema": version.output_schema, "preprocessing": version.preprocessing, "task": model.task,
+            "output_schema": version.output_schema,
+            "preprocessing": version.preprocessing,
+            "task": model.task,
             "modality": model.modality,
         }
 

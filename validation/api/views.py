@@ -18,12 +18,11 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from core.api import ScopedViewSet
 from core.errors import Conflict
-
 from validation import baselines, federated, selectors, services
 from validation.api import serializers as s
 from validation.filtersets import CaseFlagFilterSet, RunFileFilterSet, ValidationRunFilterSet
-from core.api import ScopedViewSet
 
 
 class ValidationRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
@@ -156,8 +155,12 @@ class FederatedJobViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
         return self._job(federated.job_claim(actor=request.user, job=self.get_object()))
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
-    @action(detail=True, methods=["get"], url_path=r"artifact/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,199})",
-            renderer_classes=[JSONRenderer, OctetStreamRenderer])
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"artifact/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,199})",
+        renderer_classes=[JSONRenderer, OctetStreamRenderer],
+    )
     def artifact(self, request, pk=None, name=None):
         """One file of the version's artifact, streamed; the agent checks it against the job's sha256 before loading it."""
         found = federated.job_artifact_file(actor=request.user, job=self.get_object(), name=name)
@@ -180,8 +183,10 @@ class FederatedJobViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
         body = s.SiteReportSubmitSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         report, created = federated.report_submit(actor=request.user, job=job, **body.validated_data)
-        return Response(s.SiteReportSerializer(report, context=self.get_serializer_context()).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            s.SiteReportSerializer(report, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
     @extend_schema(request=s.JobFailSerializer, responses=s.FederatedJobSerializer)
     @action(detail=True, methods=["post"])
@@ -207,7 +212,11 @@ class FederatedStudyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retriev
         if not self.get_permissions()[0].has_object_permission(self.request, self, data["version"]):
             self.permission_denied(self.request, message="This version belongs to another institution's model.")
         serializer.instance = federated.study_create(
-            actor=self.request.user, version=data["version"], name=data["name"], spec=data["spec"], deadline=data["deadline"],
+            actor=self.request.user,
+            version=data["version"],
+            name=data["name"],
+            spec=data["spec"],
+            deadline=data["deadline"],
             institutions=data["sites"],
         )
 

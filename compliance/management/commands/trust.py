@@ -6,8 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from core.audit import audit_context
 from compliance.trust.services import latest_assessment, trust_assess
+from core.audit import audit_context
 from registry.management.arguments import version_argument
 
 
@@ -17,7 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("version", help="The version's id or MODEL_NAME:VERSION.")
         parser.add_argument("--json", action="store_true", dest="as_json", help="One JSON object with a key per principle.")
-        parser.add_argument("--recompute", action="store_true", help="Score the evidence as it is now (a new assessment) instead of showing the newest.")
+        parser.add_argument(
+            "--recompute", action="store_true", help="Score the evidence as it is now (a new assessment) instead of showing the newest."
+        )
 
     def handle(self, *args, version, as_json: bool, recompute: bool, **options):
         version = version_argument(version)
@@ -26,14 +28,29 @@ class Command(BaseCommand):
             with audit_context(label="manage.py trust"):
                 assessment = trust_assess(version=version, trigger="manual")
         if as_json:  # exactly one key per principle; which assessment it is goes to stderr
-            self.stderr.write(f"trust assessment {assessment.pk} of {version}, policy {assessment.policy.version}, {assessment.computed_at.isoformat()}")
-            self.stdout.write(json.dumps({
-                name: {"score": p["score"], "status": p["status"], "strength": p["strength"], "summary": p["summary"], "criteria": p["criteria"]}
-                for name, p in assessment.principles.items()
-            }, indent=2))
+            self.stderr.write(
+                f"trust assessment {assessment.pk} of {version}, policy {assessment.policy.version}, {assessment.computed_at.isoformat()}"
+            )
+            self.stdout.write(
+                json.dumps(
+                    {
+                        name: {
+                            "score": p["score"],
+                            "status": p["status"],
+                            "strength": p["strength"],
+                            "summary": p["summary"],
+                            "criteria": p["criteria"],
+                        }
+                        for name, p in assessment.principles.items()
+                    },
+                    indent=2,
+                )
+            )
             return
         w = self.stdout.write
-        w(f"Trust assessment {assessment.pk} of {version} under policy {assessment.policy.version}, computed {assessment.computed_at:%Y-%m-%d %H:%M} ({assessment.trigger})")
+        w(
+            f"Trust assessment {assessment.pk} of {version} under policy {assessment.policy.version}, computed {assessment.computed_at:%Y-%m-%d %H:%M} ({assessment.trigger})"
+        )
         for line in assessment_lines(assessment.principles):
             w(line)
 

@@ -11,7 +11,9 @@ from compliance.models import Document
 
 
 class Command(BaseCommand):
-    help = "Re-hash every stored document against its recorded sha256; prints one line per missing or altered file and exits non-zero if there is any."
+    help = (
+        "Re-hash every stored document against its recorded sha256; prints one line per missing or altered file and exits non-zero if there is any."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object instead of lines.")
@@ -20,16 +22,31 @@ class Command(BaseCommand):
         checked = Document.objects.count()
         problems = documents_verify()
         if as_json:
-            self.stdout.write(json.dumps({
-                "checked": checked, "ok": not problems,
-                "problems": [
-                    {"document": d.pk, "dossier": d.dossier_id, "revision": d.dossier.revision, "kind": d.kind, "storage_name": d.storage_name, "sha256": d.sha256, "reason": reason}
-                    for d, reason in problems
-                ],
-            }))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "checked": checked,
+                        "ok": not problems,
+                        "problems": [
+                            {
+                                "document": d.pk,
+                                "dossier": d.dossier_id,
+                                "revision": d.dossier.revision,
+                                "kind": d.kind,
+                                "storage_name": d.storage_name,
+                                "sha256": d.sha256,
+                                "reason": reason,
+                            }
+                            for d, reason in problems
+                        ],
+                    }
+                )
+            )
         else:
             for document, reason in problems:
-                self.stdout.write(f"document {document.pk} ({document.kind} of dossier {document.dossier_id}, revision {document.dossier.revision}): {reason}")
+                self.stdout.write(
+                    f"document {document.pk} ({document.kind} of dossier {document.dossier_id}, revision {document.dossier.revision}): {reason}"
+                )
         if problems:
             raise CommandError(f"{len(problems)} of {checked} stored documents are missing or altered.")
         if not as_json:

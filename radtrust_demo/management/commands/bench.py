@@ -17,6 +17,9 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from radtrust_demo.bench import documents as documents_bench
+from radtrust_demo.bench import feedback as bench
+from radtrust_demo.bench.federated import run_federated_bench
 from radtrust_demo.bench.validation import FIGURES, format_table, run_benchmarks
 
 
@@ -57,22 +60,18 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
 
     def _documents(self, *, as_json: bool, quick: bool) -> None:
-        from radtrust_demo.bench.documents import format_table, run_documents_bench
-
         with contextlib.redirect_stdout(sys.stderr):
-            result = run_documents_bench(quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
-        self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
+            result = documents_bench.run_documents_bench(quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
+        self.stdout.write(json.dumps(result, indent=2) if as_json else documents_bench.format_table(result))
 
     def _federated(self, *, as_json: bool, quick: bool) -> None:
-        from radtrust_demo.bench.federated import run_federated_bench
-
         with contextlib.redirect_stdout(sys.stderr):
             result = run_federated_bench(settings.VAR_DIR / "bench", quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
         self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
 
-    def _feedback(self, *, as_json: bool, database_url: str | None, rows: int | None, deployments: int | None, repeats: int | None, child: bool, **options):
-        from radtrust_demo.bench import feedback as bench
-
+    def _feedback(
+        self, *, as_json: bool, database_url: str | None, rows: int | None, deployments: int | None, repeats: int | None, child: bool, **options
+    ):
         rows = bench.ROWS if rows is None else rows
         deployments = bench.DEPLOYMENTS if deployments is None else deployments
         repeats = bench.REPEATS if repeats is None else repeats
@@ -90,8 +89,13 @@ class Command(BaseCommand):
             url = database_url or bench.DEFAULT_DATABASE_URL
             bench.refuse_configured_database(url, settings.DATABASES["default"])
             result = bench.run_bench(
-                database_url=url, rows=rows, deployments=deployments, repeats=repeats,
-                manage_py=settings.BASE_DIR / "manage.py", var_dir=settings.VAR_DIR / "bench" / "feedback", log=log,
+                database_url=url,
+                rows=rows,
+                deployments=deployments,
+                repeats=repeats,
+                manage_py=settings.BASE_DIR / "manage.py",
+                var_dir=settings.VAR_DIR / "bench" / "feedback",
+                log=log,
             )
         except (ValueError, RuntimeError) as exc:
             raise CommandError(str(exc)) from exc

@@ -27,12 +27,25 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from compliance.models import DeploymentMonitor
+from compliance.trust.services import trust_assess
 from core.audit import audit_context, audit_verify_chain
+from core.choices import Role
+from radtrust_demo.dossiers import approval_demo, dossier_demo, feedback_demo
+from radtrust_demo.federated import federated_demo, federated_lines
+from radtrust_demo.networks import export_tiny_classifier
+from radtrust_demo.runs import drift_datasets, drift_lines, fine_tuned_setup, found_effects_lines, nodule_model_setup, suite_lines, trust_lines
+from radtrust_engine.report import RunReport
 from registry import services
 from registry.choices import MirrorState, Modality, ProvenanceRole, Task
-from core.choices import Role
-from radtrust_demo.networks import export_tiny_classifier
+from registry.mlflow_mirror import mlflow_client
 from registry.models import Dataset, FoundationModel, Institution, ModelVersion, Provenance, User
+from registry.tasks import version_mirror
+from validation.baselines import run_set_baseline, version_baseline
+from validation.choices import MlflowState, RunStatus
+from validation.models import ValidationRun
+from validation.reporting import follow_run, summary_lines
+from validation.services import run_create
 
 MODEL_NAME = "ChestFM-Pneumothorax"
 USERS = {
@@ -56,9 +69,6 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for the worker to mirror the versions and validate.")
 
     def handle(self, *args, timeout: float, **options):
-        from radtrust_demo.dossiers import approval_demo, dossier_demo, feedback_demo
-        from radtrust_demo.runs import drift_datasets, fine_tuned_setup, nodule_model_setup
-
         started = time.monotonic()
         with audit_context(label="demo"):
             sites = self._institutions()
@@ -86,12 +96,16 @@ class Command(BaseCommand):
             self.stdout.write("")
             approval_demo(version=nodule, engineer=engineer, out=self.stdout.write, **officers)
             monitoring = feedback_demo(
-                version=nodule, sites=sites, officer=officers["officer"],
+                version=nodule,
+                sites=sites,
+                officer=officers["officer"],
                 clinicians={"st-anna": User.objects.get(username="demo-clinician"), "city-general": User.objects.get(username="demo-clinician-2")},
                 out=self.stdout.write,
             )
         self._monitoring_summary(monitoring)
-        self._federated_summary(nodule, engineer, [sites[code] for code in ("st-anna", "city-general", "north-clinic")], timeout)  # before the scores, which read its heterogeneity
+        self._federated_summary(
+            nodule, engineer, [sites[code] for code in ("st-anna", "city-general", "north-clinic")], timeout
+        )  # before the scores, which read its heterogeneity
         self._trust_summary([nodule, tuned_nodule])
         with audit_context(label="demo"):
             dossiers = dossier_demo(versions=[nodule, tuned_nodule], out=self.stdout.write, **officers)
@@ -99,10 +113,30 @@ class Command(BaseCommand):
 
     def _institutions(self) -> dict[str, Institution]:
         specs = {
-            "radvendor": {"name": "RadVendor GmbH", "kind": Institution.Kind.PROVIDER, "country": "DE", "contact_email": "regulatory@radvendor.example"},
-            "st-anna": {"name": "St. Anna University Hospital", "kind": Institution.Kind.HOSPITAL, "country": "NL", "contact_email": "radiology@st-anna.example"},
-            "city-general": {"name": "City General Hospital", "kind": Institution.Kind.HOSPITAL, "country": "BE", "contact_email": "imaging@city-general.example"},
-            "north-clinic": {"name": "North Clinic", "kind": Institution.Kind.HOSPITAL, "country": "DK", "contact_email": "radiology@north-clinic.example"},
+            "radvendor": {
+                "name": "RadVendor GmbH",
+                "kind": Institution.Kind.PROVIDER,
+                "country": "DE",
+                "contact_email": "regulatory@radvendor.example",
+            },
+            "st-anna": {
+                "name": "St. Anna University Hospital",
+                "kind": Institution.Kind.HOSPITAL,
+                "country": "NL",
+                "contact_email": "radiology@st-anna.example",
+            },
+            "city-general": {
+                "name": "City General Hospital",
+                "kind": Institution.Kind.HOSPITAL,
+                "country": "BE",
+                "contact_email": "imaging@city-general.example",
+            },
+            "north-clinic": {
+                "name": "North Clinic",
+                "kind": Institution.Kind.HOSPITAL,
+                "country": "DK",
+                "contact_email": "radiology@north-clinic.example",
+            },
         }
         return {
             code: Institution.objects.filter(code=code).first()
@@ -143,8 +177,12 @@ class Command(BaseCommand):
             },
         )
         schema = {"class_names": ["pneumothorax"], "thresholds": {"pneumothorax": 0.5}}
-        base = self._version(model, engineer, "1.0.0", None, seed=1, external=True, notes="Base model: pre-trained encoder with a linear probe.", schema=schema)
-        tuned = self._version(model, engineer, "1.1.0", base, seed=2, external=False, notes="Fine-tuned on St. Anna pneumothorax cases.", schema=schema)
+        base = self._version(
+            model, engineer, "1.0.0", None, seed=1, external=True, notes="Base model: pre-trained encoder with a linear probe.", schema=schema
+        )
+        tuned = self._version(
+            model, engineer, "1.1.0", base, seed=2, external=False, notes="Fine-tuned on St. Anna pneumothorax cases.", schema=schema
+        )
         return base, tuned
 
     def _version(self, model, engineer, number, parent, *, seed, external, notes, schema) -> ModelVersion:
@@ -186,7 +224,10 @@ class Command(BaseCommand):
                 "patient_count": 410_000,
                 "study_count": 655_000,
                 "image_count": 702_000,
-                "scanners": [{"manufacturer": "Siemens", "model": "Ysio Max", "count": 300_000}, {"manufacturer": "Philips", "model": "DigitalDiagnost", "count": 402_000}],
+                "scanners": [
+                    {"manufacturer": "Siemens", "model": "Ysio Max", "count": 300_000},
+                    {"manufacturer": "Philips", "model": "DigitalDiagnost", "count": 402_000},
+                ],
                 "protocols": {"PA": 520_000, "AP portable": 182_000},
                 "demographics": {"sex": {"F": 198_000, "M": 212_000}, "age_band": {"18-39": 90_000, "40-64": 170_000, "65+": 150_000}},
                 "label_source": "None (self-supervised).",
@@ -218,7 +259,11 @@ class Command(BaseCommand):
             },
             m2m={"source_institutions": [sites["st-anna"]]},
         )
-        links = [(base, pretrain, ProvenanceRole.PRETRAINING), (tuned, pretrain, ProvenanceRole.PRETRAINING), (tuned, finetune, ProvenanceRole.FINE_TUNING)]
+        links = [
+            (base, pretrain, ProvenanceRole.PRETRAINING),
+            (tuned, pretrain, ProvenanceRole.PRETRAINING),
+            (tuned, finetune, ProvenanceRole.FINE_TUNING),
+        ]
         for version, dataset, role in links:
             if not Provenance.objects.filter(version=version, dataset=dataset, role=role).exists():
                 services.provenance_link(actor=engineer, version=version, dataset=dataset, role=role)
@@ -230,9 +275,27 @@ class Command(BaseCommand):
         self.stdout.write(f"Starting a Celery worker (queues default, gpu; log {log}) ...")
         with open(log, "w") as out:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "radtrust", "worker", "--pool", "solo", "-Q", "default,gpu",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info", "-n", "demo@%h"],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "radtrust",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "-Q",
+                    "default,gpu",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-l",
+                    "info",
+                    "-n",
+                    "demo@%h",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
             self._worker_process = worker
             try:
@@ -251,19 +314,17 @@ class Command(BaseCommand):
 
     def _mirror(self, versions: list[ModelVersion], deadline: float) -> None:
         """Queue the mirror of every version not yet in MLflow and wait for the worker to do it."""
-        from registry.tasks import version_mirror
-
         pending = [v.pk for v in versions if v.mirror_state != MirrorState.MIRRORED]
         with transaction.atomic():
             for pk in pending:  # versions created in an earlier, interrupted run may have no message queued
                 transaction.on_commit(lambda pk=pk: version_mirror.delay(pk))
         self.stdout.write(f"Mirroring {len(pending)} version(s) into MLflow ...")
-        self._wait(lambda: not ModelVersion.objects.filter(pk__in=pending).exclude(mirror_state=MirrorState.MIRRORED).exists(), deadline, "the MLflow mirror")
+        self._wait(
+            lambda: not ModelVersion.objects.filter(pk__in=pending).exclude(mirror_state=MirrorState.MIRRORED).exists(), deadline, "the MLflow mirror"
+        )
 
     def _baseline(self, version, dataset, engineer, deadline: float) -> None:
         """Validate on the go-live data and mark that run as the version's baseline (once)."""
-        from validation.baselines import run_set_baseline, version_baseline
-
         if version_baseline(version) is None:
             run = self._validate(version, dataset, engineer, deadline, {"analyses": ["calibration"]})
             with audit_context(user=engineer):
@@ -272,11 +333,6 @@ class Command(BaseCommand):
 
     def _validate(self, version, dataset, engineer, deadline: float, config: dict):
         """Queue a validation run as the demo engineer, follow its progress, wait for its MLflow copy."""
-        from validation.choices import MlflowState, RunStatus
-        from validation.models import ValidationRun
-        from validation.reporting import follow_run
-        from validation.services import run_create
-
         with audit_context(user=engineer):
             run = run_create(actor=engineer, version=version, dataset=dataset, config=config)
         self.stdout.write(f"Validation run {run.pk}: {version} on {dataset.name} ({dataset.image_count} images, 1000 bootstrap resamples) ...")
@@ -290,10 +346,6 @@ class Command(BaseCommand):
         return ValidationRun.objects.get(pk=run.pk)
 
     def _validation_summary(self, run) -> None:
-        from radtrust_demo.runs import drift_lines, found_effects_lines, suite_lines
-        from radtrust_engine.report import RunReport
-        from validation.reporting import summary_lines
-
         w = self.stdout.write
         total = sum(run.timings.values())
         stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.timings.items())
@@ -315,11 +367,11 @@ class Command(BaseCommand):
         overlays = run.files.filter(kind="saliency").count()
         w(f"  Files        {charts} charts (SVG) and {overlays} saliency overlays (PNG): GET /api/run-files/?run={run.pk}")
         w(f"  Report       GET /api/validation-runs/{run.pk}/  (MLflow run {run.mlflow_run_id})")
-        w(f"  Again        .venv/bin/python manage.py validate {run.version.foundation_model.name}:{run.version.version} '{run.dataset.name}' --user demo-engineer --wait")
+        w(
+            f"  Again        .venv/bin/python manage.py validate {run.version.foundation_model.name}:{run.version.version} '{run.dataset.name}' --user demo-engineer --wait"
+        )
 
     def _drift_summary(self, runs) -> None:
-        from radtrust_demo.runs import drift_lines
-
         w = self.stdout.write
         w("")
         w(self.style.SUCCESS("Later data against the go-live baseline (sites a and b):"))
@@ -331,9 +383,6 @@ class Command(BaseCommand):
 
     def _trust_summary(self, versions) -> None:
         """Score both nodule versions on their evidence now and print them side by side, with why."""
-        from radtrust_demo.runs import trust_lines
-        from compliance.trust.services import trust_assess
-
         with audit_context(label="demo"):
             assessments = [trust_assess(version=v, trigger="demo") for v in versions]
         w = self.stdout.write
@@ -351,8 +400,10 @@ class Command(BaseCommand):
         for item in dossiers:
             dossier = item["dossier"]
             signature = dossier.signature
-            w(f"  {dossier.version}  revision {dossier.revision}, snapshot sha256 {dossier.snapshot_sha256[:16]}..., "
-              f"signed by {signature.signer.username} at {signature.signed_at:%Y-%m-%d %H:%M}   /dossiers/{dossier.pk}/")
+            w(
+                f"  {dossier.version}  revision {dossier.revision}, snapshot sha256 {dossier.snapshot_sha256[:16]}..., "
+                f"signed by {signature.signer.username} at {signature.signed_at:%Y-%m-%d %H:%M}   /dossiers/{dossier.pk}/"
+            )
             change_log = (dossier.snapshot.get("evidence") or {}).get("change_log")
             if change_log:
                 w(f"    change log against {change_log['parent']['label']}: {change_log['classification']['label']}")
@@ -360,13 +411,13 @@ class Command(BaseCommand):
                     w(f"      - {reason['text']}")
             for document in item["documents"]:
                 pages = f", {document.pages} pages" if document.pages else ""
-                w(f"    {document.get_kind_display():<62} {Path(settings.MEDIA_ROOT) / document.storage_name}  sha256 {document.sha256[:16]}...{pages}")
+                w(
+                    f"    {document.get_kind_display():<62} {Path(settings.MEDIA_ROOT) / document.storage_name}  sha256 {document.sha256[:16]}...{pages}"
+                )
         w("  Verify       manage.py verify_documents")
 
     def _federated_summary(self, version, engineer, hospitals, timeout: float) -> None:
         """The federated study: the server and one site agent per hospital as separate processes, then the pooled figures."""
-        from radtrust_demo.federated import federated_demo, federated_lines
-
         self.stdout.write("")
         with audit_context(label="demo"):
             result = federated_demo(version=version, engineer=engineer, hospitals=hospitals, out=self.stdout.write, timeout=timeout)
@@ -375,27 +426,29 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def _monitoring_summary(self, monitoring: dict) -> None:
-        from compliance.models import DeploymentMonitor
-
         w = self.stdout.write
         w("")
         w(self.style.SUCCESS("Clinician feedback and post-market monitoring:"))
         for code, deployment in monitoring["deployments"].items():
             m = DeploymentMonitor.objects.get(deployment=deployment)
             state = "ALARM" if m.state.get("alarmed") else "in control"
-            w(f"  {code:<13} {m.n_feedback} reports ({m.n_disagree} disagree, {m.n_partly} partly); rate at deployment "
-              f"{m.baseline_rate:.1%}; CUSUM {m.state.get('statistic', 0):.2f} of h={m.design['h']:.2f}: {state}   /monitoring/{deployment.pk}/")
+            w(
+                f"  {code:<13} {m.n_feedback} reports ({m.n_disagree} disagree, {m.n_partly} partly); rate at deployment "
+                f"{m.baseline_rate:.1%}; CUSUM {m.state.get('statistic', 0):.2f} of h={m.design['h']:.2f}: {state}   /monitoring/{deployment.pk}/"
+            )
         alert, incident = monitoring["alert"], monitoring["incident"]
         if alert is None:
             w("  No alert was raised.")
             return
         w(f"  Alert {alert.pk}    [{alert.severity}] {alert.message}")
-        w(f"  Incident {incident.pk} {incident.title}: {incident.legal_basis}, aware {incident.aware_on}, report by {incident.deadline}   /incidents/{incident.pk}/")
-        w("  Pages        make serve, then http://127.0.0.1:8000/ as demo-clinician or demo-clinician-2 (feedback) and demo-officer (monitoring, alerts, incidents)")
+        w(
+            f"  Incident {incident.pk} {incident.title}: {incident.legal_basis}, aware {incident.aware_on}, report by {incident.deadline}   /incidents/{incident.pk}/"
+        )
+        w(
+            "  Pages        make serve, then http://127.0.0.1:8000/ as demo-clinician or demo-clinician-2 (feedback) and demo-officer (monitoring, alerts, incidents)"
+        )
 
     def _summary(self, base, tuned, credentials, audit_events, seconds) -> None:
-        from registry.mlflow_mirror import mlflow_client
-
         client = mlflow_client()
         mirrored = client.search_model_versions(f"name='{MODEL_NAME}'")
         w = self.stdout.write
@@ -405,7 +458,9 @@ class Command(BaseCommand):
         for v in (base, tuned):
             v.refresh_from_db()
             parent = f", fine-tuned from {v.parent.version}" if v.parent_id else ""
-            w(f"  Version      {v.version}{parent}: sha256 {v.artifact_sha256[:16]}..., {v.parameter_count} parameters, opset {v.opset}, MLflow version {v.mlflow_version}")
+            w(
+                f"  Version      {v.version}{parent}: sha256 {v.artifact_sha256[:16]}..., {v.parameter_count} parameters, opset {v.opset}, MLflow version {v.mlflow_version}"
+            )
         w(f"  MLflow       {len(mirrored)} version(s) of {MODEL_NAME} in {settings.MLFLOW_TRACKING_URI}")
         w(f"  Datasets     {', '.join(Dataset.objects.values_list('name', flat=True))}")
         w(f"  Artifacts    {Path(settings.MEDIA_ROOT) / 'artifacts'}")

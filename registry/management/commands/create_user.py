@@ -6,9 +6,10 @@ import os
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from rest_framework.authtoken.models import Token
 
-from core.errors import Conflict
 from core.choices import Role
+from core.errors import Conflict
 from registry.models import Institution
 from registry.services import user_create
 
@@ -44,6 +45,4 @@ class Command(BaseCommand):
             user.save(update_fields=["is_staff"])
         self.stdout.write(f"Created {role} {username} at {site.code}.")
         if token:
-            from rest_framework.authtoken.models import Token
-
             self.stdout.write(f"API token: {Token.objects.create(user=user).key}")

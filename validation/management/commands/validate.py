@@ -7,15 +7,15 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from core.access import may
 from core.audit import audit_context
 from core.errors import Conflict
-from core.access import may
+from registry.management.arguments import version_argument
 from registry.models import Dataset, User
 from validation import services
 from validation.choices import RunStatus
 from validation.models import ValidationRun
 from validation.reporting import follow_run, summary_lines
-from registry.management.arguments import version_argument
 
 
 def _dataset(text: str) -> Dataset:
@@ -50,9 +50,13 @@ class Command(BaseCommand):
             raise CommandError(f"--config is not JSON: {exc}") from None
         try:
             with audit_context(user=actor):
-                run = services.run_create(actor=actor, version=version_argument(version), dataset=_dataset(dataset), manifest=manifest, config=suite, on_site=on_site)
+                run = services.run_create(
+                    actor=actor, version=version_argument(version), dataset=_dataset(dataset), manifest=manifest, config=suite, on_site=on_site
+                )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()) if hasattr(exc, "error_dict") else " ".join(exc.messages)) from None
+            raise CommandError(
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()) if hasattr(exc, "error_dict") else " ".join(exc.messages)
+            ) from None
         except Conflict as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Queued validation run {run.pk} on queue {run.queue}.")
