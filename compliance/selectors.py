@@ -28,7 +28,7 @@ from compliance.models import (
 )
 from compliance.monitoring import disagreement_rate_ci
 from core.access import scope
-from radtrust_engine.stats import z_value
+from radtrust_engine.stats import mean_interval
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
 from validation.models import ValidationRun
@@ -97,15 +97,6 @@ class Monitoring:
         }
 
 
-def _mean_ci(n: int, mean: float | None, mean_sq: float | None) -> tuple[float | None, float | None]:
-    """Normal-approximation 95% interval of a mean from its first two moments (None below 2 ratings)."""
-    if n < 2 or mean is None or mean_sq is None:
-        return None, None
-    variance = max(mean_sq - mean * mean, 0.0) * n / (n - 1)
-    half = z_value(0.95) * (variance / n) ** 0.5
-    return mean - half, mean + half
-
-
 @dataclass
 class WeekTotals:
     """Weekly summaries added up: the counts, error types, severities, and per rating and minutes
@@ -165,10 +156,10 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
     ratings = []
     for r, text in RATING_QUESTIONS.items():
         n, mean, mean_sq = totals.moments(r)
-        low, high = _mean_ci(n, mean, mean_sq)
+        low, high = mean_interval(n, mean, mean_sq)
         ratings.append({"question": r, "text": text, "n": n, "mean": mean, "ci_low": low, "ci_high": high})
     minutes_n, minutes_mean, minutes_sq = totals.moments("minutes_saved")
-    low, high = _mean_ci(minutes_n, minutes_mean, minutes_sq)
+    low, high = mean_interval(minutes_n, minutes_mean, minutes_sq)
     alerts = list(
         Alert.objects.filter(Q(deployment=deployment) | Q(version_id=deployment.version_id, deployment__isnull=True))
         .exclude(status=AlertStatus.RESOLVED)

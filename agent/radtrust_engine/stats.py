@@ -41,3 +41,14 @@ def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tup
     low = 0.0 if successes == 0 else max(0.0, centre - half)  # the exact bound at the ends
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
+
+
+def mean_interval(n: int, mean: float | None, mean_sq: float | None, confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """Normal-approximation interval of a mean from its first two moments (the mean and the mean of
+    squares, which is what weekly summaries keep); ``(None, None)`` below two values, where the
+    spread is unknown (a zero-width interval would claim certainty that one rating cannot give)."""
+    if n < 2 or mean is None or mean_sq is None:
+        return None, None
+    variance = max(mean_sq - mean * mean, 0.0) * n / (n - 1)  # the unbiased sample variance
+    half = z_value(confidence) * math.sqrt(variance / n)
+    return mean - half, mean + half

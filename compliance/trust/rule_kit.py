@@ -11,7 +11,7 @@ from typing import Any
 
 from compliance.trust.evidence import FederatedStudyEvidence, Link, RatingEvidence, RunEvidence, VersionEvidence
 from radtrust_engine.report import LabelResult
-from radtrust_engine.stats import z_value
+from radtrust_engine.stats import mean_interval
 
 DEMOGRAPHICS = ("sex", "age_band", "ethnicity")  # registry.datasheets.DEMOGRAPHIC_ATTRIBUTES
 RUN_NAME = {"ethnicity": "race_ethnicity"}  # datasheet attribute -> manifest attribute
@@ -163,11 +163,10 @@ def pooled_ratings(ratings: list[RatingEvidence]) -> RatingEvidence:
     return RatingEvidence(n=n, mean=sum(r.n * float(r.mean) for r in usable) / n, mean_sq=sum(r.n * float(r.mean_sq) for r in usable) / n)
 
 
-def mean_ci(rating: RatingEvidence) -> tuple[float, float, float]:
+def mean_ci(rating: RatingEvidence) -> tuple[float, float | None, float | None]:
+    """The rating's mean and its 95% interval (``None`` bounds below two ratings)."""
     mean = float(rating.mean)
-    variance = max(0.0, float(rating.mean_sq) - mean * mean) * rating.n / max(1, rating.n - 1)
-    half = z_value(0.95) * math.sqrt(variance / rating.n)
-    return mean, mean - half, mean + half
+    return (mean, *mean_interval(rating.n, mean, float(rating.mean_sq)))
 
 
 def documented(evidence: VersionEvidence, fields: tuple[str, ...], what: str) -> Outcome:
@@ -248,6 +247,8 @@ def rating_outcome(rating: RatingEvidence, params: dict, what: str) -> Outcome:
     if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
         return insufficient_evidence(f"Only {rating.n} ratings of {what}; at least {params['min_n']:g} are needed.", n=rating.n)
     mean, low, high = mean_ci(rating)
+    if low is None:
+        return insufficient_evidence(f"One rating of {what} says nothing of its spread; at least two are needed.", n=rating.n)
     value = min(1.0, max(0.0, (mean - 1) / 4))
     return Outcome(
         value=rounded(value),

@@ -571,6 +571,8 @@ def minutes_saved(evidence: VersionEvidence, params: dict) -> Outcome:
     if rating.n < params["min_n"] or rating.mean is None or rating.mean_sq is None:
         return insufficient_evidence(f"Only {rating.n} reports of time saved or lost; at least {params['min_n']:g} are needed.", n=rating.n)
     mean, low, high = mean_ci(rating)
+    if low is None:
+        return insufficient_evidence("One report of time saved or lost says nothing of its spread; at least two are needed.", n=rating.n)
     value = min(1.0, max(0.0, 0.5 + mean / (2 * params["scale"])))
     status = "met" if low > 0 else "not_met" if high < 0 else "uncertain"
     verb = "saved" if mean >= 0 else "lost"

@@ -5,6 +5,7 @@ closed form (the interval's bounds are the roots of Wilson's quadratic)."""
 from __future__ import annotations
 
 import math
+import statistics
 from statistics import NormalDist
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint
 
-from radtrust_engine.stats import wilson_interval, z_value
+from radtrust_engine.stats import mean_interval, wilson_interval, z_value
 
 counts = st.integers(min_value=1, max_value=10**6).flatmap(lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n)))
 # "partly" feedback counts one half: successes on a grid of halves
@@ -101,3 +102,20 @@ def test_wilson_of_no_observations_is_undefined_and_bad_counts_are_refused():
     for successes, n in ((3, 2), (-1, 5), (0, -1), (math.nan, 5)):
         with pytest.raises(ValueError, match="proportion"):
             wilson_interval(successes, n)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.floats(min_value=-100, max_value=100, allow_nan=False), min_size=2, max_size=60))
+def test_mean_interval_from_moments_matches_the_t_free_normal_interval(values):
+    n = len(values)
+    mean = sum(values) / n
+    mean_sq = sum(v * v for v in values) / n
+    low, high = mean_interval(n, mean, mean_sq)
+    sd = statistics.stdev(values)
+    half = z_value(0.95) * sd / math.sqrt(n)
+    assert (low, high) == pytest.approx((mean - half, mean + half), abs=1e-6)
+
+
+def test_mean_interval_refuses_a_single_value():
+    assert mean_interval(1, 4.0, 16.0) == (None, None)
+    assert mean_interval(0, None, None) == (None, None)
