@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
 from compliance.dossier_fields import FIELDS, validate_values
 from compliance.dossiers import dossier_sign
-from compliance.feedback import case_reference_check
+from compliance.feedback import EDITABLE, case_reference_check
 from compliance.incident_rules import INCIDENT_TYPES
 from compliance.models import Feedback
 
@@ -41,18 +41,7 @@ class FeedbackForm(forms.ModelForm):
 
     class Meta:
         model = Feedback
-        fields = [
-            "case_reference",
-            "model_output",
-            "agreement",
-            "error_type",
-            "severity",
-            "minutes_saved",
-            "explanation_helped",
-            "uncertainty_helped",
-            "fitted_workflow",
-            "comment",
-        ]
+        fields = list(EDITABLE)
         labels = {
             "case_reference": "Case reference",
             "model_output": "Model output",

@@ -2,7 +2,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from compliance.choices import IncidentStatus
-from compliance.feedback import feedback_editable_until
+from compliance.feedback import EDITABLE, feedback_editable_until
 from compliance.models import Alert, CorrectiveAction, Document, Dossier, Feedback, Incident, ScoringPolicy, TrustAssessment, TrustException
 from core.models import AuditEvent
 from registry.api.serializers import ScopedRelatedField
@@ -49,16 +49,7 @@ class FeedbackSerializer(serializers.ModelSerializer):
             "institution",
             "clinician",
             "submission_key",
-            "case_reference",
-            "model_output",
-            "agreement",
-            "error_type",
-            "severity",
-            "minutes_saved",
-            "explanation_helped",
-            "uncertainty_helped",
-            "fitted_workflow",
-            "comment",
+            *EDITABLE,  # what a clinician reports (compliance.feedback)
             "created_at",
             "updated_at",
             "editable_until",
