@@ -246,6 +246,10 @@ def _sources(dataset) -> set[str]:
     return {dataset.institution.code, *(i.code for i in dataset.source_institutions.all())}
 
 
+# Dataset fields about who may see what, not about the data: a change to them changes no evidence.
+_DATASET_TERMS = frozenset({"case_outputs_shared_with_provider"})
+
+
 def _dataset_edits(dataset, since) -> list[dict]:
     """Field changes of a dataset after ``since``, from the audit trail (first before, last after)."""
     merged: dict[str, list] = {}
@@ -253,6 +257,8 @@ def _dataset_edits(dataset, since) -> list[dict]:
     for event in AuditEvent.objects.filter(object_type="registry.dataset", object_id=str(dataset.pk), occurred_at__gt=since).exclude(action="create"):
         seqs.append(event.seq)
         for name, change in (event.changes or {}).items():
+            if name in _DATASET_TERMS:
+                continue
             before, after = change if isinstance(change, list) and len(change) == 2 else (None, change)
             merged[name] = [merged[name][0] if name in merged else before, after]
     return [

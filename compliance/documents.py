@@ -13,13 +13,16 @@ sha256, never edited, kept for the retention period, and verifiable at any time.
    absent) and recorded in a ``Document`` row with its hash, size, pages, the snapshot hash and
    its retention date; the row's creation is audited. A concurrent render of the same kind
    returns the row the other one stored.
-4. ``document_verify`` re-hashes a stored file; ``documents_verify`` checks every document.
+4. ``document_download`` re-hashes the stored bytes and serves them only when they match (an
+   altered file is refused, never served under the recorded sha256); ``document_verify``
+   re-hashes a stored file; ``documents_verify`` checks every document.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -269,13 +272,25 @@ def document_filename(document: Document) -> str:
     return f"{slugify(version.foundation_model.name)}-{version.version}-rev{document.dossier.revision}-{document.kind}{suffix}"
 
 
-def document_download(document: Document):
-    """The stored file as an attachment named for the document, its sha256 as the ETag; None when the file is missing."""
+def document_download(document: Document) -> FileResponse | None:
+    """The stored file as an attachment named for the document, its sha256 as the ETag; None when the file is missing.
+
+    The bytes are read once and checked against the recorded size and sha256 before any is sent,
+    and those same bytes are served, so a file altered in storage is refused (``Conflict``), never
+    served under the hash it no longer has. At most one byte past the recorded size is read.
+    """
     try:
-        handle = default_storage.open(document.storage_name, "rb")
+        with default_storage.open(document.storage_name, "rb") as handle:
+            data = handle.read(document.size + 1)
     except OSError:
         return None
-    response = FileResponse(handle, as_attachment=True, filename=document_filename(document), content_type=document.content_type)
+    if len(data) != document.size or _sha256(data) != document.sha256:
+        raise Conflict(
+            "The stored file of this document no longer matches the sha256 recorded when it was rendered, so it is not served; "
+            "an administrator should run manage.py verify_documents.",
+            code="document_altered",
+        )
+    response = FileResponse(io.BytesIO(data), as_attachment=True, filename=document_filename(document), content_type=document.content_type)
     response["ETag"] = f'"{document.sha256}"'
     return response
 

@@ -31,6 +31,7 @@ from compliance.dossier_fields import completeness, validate_values
 from compliance.models import Dossier, DossierSignature
 from core.audit import audit_action
 from core.errors import Conflict
+from core.second_factor import second_factor_check
 from radtrust_engine.hashing import canonical_sha256, sha256_matches
 from registry.models import ModelVersion
 
@@ -153,10 +154,14 @@ def dossier_request_changes(*, actor, dossier: Dossier, note: str) -> Dossier:
     return locked
 
 
-def dossier_sign(*, actor, dossier: Dossier, meaning: str = "Approved as the technical documentation of this version") -> DossierSignature:
-    """A second officer signs the snapshot in review (step 4)."""
+def dossier_sign(
+    *, actor, dossier: Dossier, meaning: str = "Approved as the technical documentation of this version", otp_code: str = ""
+) -> DossierSignature:
+    """A second officer signs the snapshot in review (step 4), with their authenticator's current
+    code when ``RADTRUST_REQUIRE_OTP_FOR_SIGNING`` is on."""
     from compliance.tasks import dossier_documents_render_task  # the tasks module imports this one
 
+    second_factor_check(user=actor, code=otp_code)  # before the transaction: a wrong code's throttle count must stay
     with transaction.atomic():
         locked = Dossier.objects.select_for_update().get(pk=dossier.pk)
         if locked.status != DossierStatus.IN_REVIEW:
@@ -183,3 +188,26 @@ def signed_dossier(version: ModelVersion) -> str | None:
     if open_revision is None:
         return "No dossier exists for this version; open one, fill it in and have a second compliance officer sign it."
     return f"Dossier revision {open_revision.revision} is {open_revision.get_status_display().lower()}; a second compliance officer must sign it."
+
+
+def signatures_verify() -> tuple[int, list[tuple[Dossier, str]]]:
+    """Every signature checked against the dossier it signed, and every signed dossier against its
+    signature: how many were checked, and each dossier that fails, with the reason.
+
+    The triggers that keep a signed snapshot immutable can be disabled by the table's owner; this
+    re-hashes what is stored now, so an edit made meanwhile is found however it was made.
+    """
+    problems, checked = [], 0
+    signatures = DossierSignature.objects.select_related("dossier").order_by("dossier_id")
+    for signature in signatures.iterator(chunk_size=200):
+        dossier, checked = signature.dossier, checked + 1
+        if dossier.status != DossierStatus.SIGNED:
+            problems.append((dossier, f"it carries signature {signature.pk} but its status is {dossier.status}: it was reopened after signing"))
+        elif dossier.snapshot_sha256 != signature.snapshot_sha256:
+            problems.append((dossier, f"its snapshot hash {dossier.snapshot_sha256} is not the signed {signature.snapshot_sha256}"))
+        elif not snapshot_verifies(dossier.snapshot, signature.snapshot_sha256):
+            problems.append((dossier, f"its snapshot no longer hashes to the signed {signature.snapshot_sha256}: it was altered after signing"))
+    for dossier in Dossier.objects.filter(status=DossierStatus.SIGNED, signature__isnull=True).order_by("pk"):
+        checked += 1
+        problems.append((dossier, "it is marked signed but has no signature"))
+    return checked, sorted(problems, key=lambda p: p[0].pk)

@@ -156,3 +156,9 @@ class DossierSignForm(forms.Form):
         label="I have reviewed this snapshot and sign it as a second compliance officer.",
         error_messages={"required": "Tick the box to confirm that you sign this snapshot."},
     )
+    otp_code = forms.CharField(
+        max_length=8,
+        required=False,
+        label="The code your authenticator app shows now",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )

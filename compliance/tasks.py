@@ -6,9 +6,10 @@ from celery import shared_task
 
 from compliance.documents import dossier_documents_render
 from compliance.models import Dossier
-from compliance.trust.services import trust_overdue_requests
+from compliance.trust.services import trust_missed_requests, trust_overdue_requests
 from compliance.trust.services import trust_recompute as recompute
 from core.audit import audit_context
+from validation.services import sweep_lock
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=600, time_limit=660)
@@ -33,3 +34,11 @@ def trust_overdue_sweep() -> list[int]:
     """Daily: versions whose deployment's revalidation fell overdue since their last assessment are rescored."""
     with audit_context(label="worker:trust"):
         return trust_overdue_requests()
+
+
+@shared_task(acks_late=True, soft_time_limit=300)
+def trust_missed_sweep() -> list[int] | None:
+    """Rescore versions whose newest succeeded run no assessment covers yet (see ``trust_missed_requests``);
+    one sweep at a time (None when another worker is sweeping)."""
+    with audit_context(label="worker:trust"), sweep_lock("compliance-trust-missed-sweep", seconds=300) as held:
+        return trust_missed_requests() if held else None

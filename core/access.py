@@ -8,39 +8,47 @@ institution allow (objects outside it are not found, never revealed).
 from __future__ import annotations
 
 from django.apps import apps
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from core.choices import Role
 
-ML, CO, CL, AU, WK = Role.ML_ENGINEER, Role.COMPLIANCE_OFFICER, Role.CLINICIAN, Role.AUDITOR, Role.WORKER
+ML, CO, CL, AU, SA = Role.ML_ENGINEER, Role.COMPLIANCE_OFFICER, Role.CLINICIAN, Role.AUDITOR, Role.SITE_AGENT
 EVERYONE = frozenset(Role)
+# The roles of persons. The service accounts read only what their work needs: a site agent its
+# site's federated jobs and their studies; the central worker (Celery reads the database, never
+# the API) nothing at all, so a leaked worker token opens no patient-derived row.
+PEOPLE = frozenset({ML, CO, CL, AU})
 
 # resource -> (roles that may read, roles that may write)
 POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "institution": (EVERYONE, frozenset({CO})),
-    "foundation_model": (EVERYONE, frozenset({ML})),
-    "model_version": (EVERYONE, frozenset({ML})),
-    "model_version.transition": (EVERYONE, frozenset({ML, CO})),
-    "dataset": (frozenset({ML, CO, AU, WK}), frozenset({ML, CO})),
-    "provenance": (frozenset({ML, CO, AU, WK}), frozenset({ML})),
-    "deployment": (EVERYONE, frozenset({CO})),
+    "institution": (PEOPLE, frozenset({CO})),
+    "foundation_model": (PEOPLE, frozenset({ML})),
+    "model_version": (PEOPLE, frozenset({ML})),
+    "model_version.transition": (PEOPLE, frozenset({ML, CO})),
+    "dataset": (frozenset({ML, CO, AU}), frozenset({ML, CO})),
+    "provenance": (frozenset({ML, CO, AU}), frozenset({ML})),
+    "deployment": (PEOPLE, frozenset({CO})),
     "audit_event": (frozenset({CO, AU}), frozenset()),
-    "validation_run": (frozenset({ML, CO, AU, WK}), frozenset({ML})),
-    "run_file": (frozenset({ML, CO, AU, WK}), frozenset()),
-    "case_flag": (frozenset({ML, CO, AU, WK}), frozenset()),
-    "alert": (EVERYONE, frozenset({CO})),
-    "alert.revalidate": (EVERYONE, frozenset({CO, ML})),
+    "validation_run": (frozenset({ML, CO, AU}), frozenset({ML})),
+    "run_file": (frozenset({ML, CO, AU}), frozenset()),  # per-case files: the data steward's, unless shared (scope)
+    "case_flag": (frozenset({ML, CO, AU}), frozenset()),  # likewise
+    "alert": (PEOPLE, frozenset({CO})),
+    "alert.revalidate": (PEOPLE, frozenset({CO, ML})),
     "feedback": (frozenset({ML, CO, CL, AU}), frozenset({CL})),
     "monitoring": (frozenset({ML, CO, AU}), frozenset()),
     "incident": (frozenset({ML, CO, AU}), frozenset({CO})),
-    "trust_assessment": (EVERYONE, frozenset({ML, CO})),
+    "trust_assessment": (PEOPLE, frozenset({ML, CO})),
     "scoring_policy": (frozenset({ML, CO, AU}), frozenset({CO})),
     "trust_exception": (frozenset({ML, CO, AU}), frozenset({CO})),
     "dossier": (frozenset({ML, CO, AU}), frozenset({CO})),
     "document": (frozenset({ML, CO, AU}), frozenset({CO})),
-    "federated_study": (frozenset({ML, CO, AU}), frozenset({ML, CO})),
-    "federated_job": (frozenset({WK}), frozenset({WK})),  # a site's agent; scope keeps it to its own site
+    "federated_study": (frozenset({ML, CO, AU, SA}), frozenset({ML, CO})),  # a site agent: its site's studies, its own job (scope)
+    "federated_study.outcomes": (frozenset({ML, CO, AU}), frozenset()),  # every site's progress, pooled figures, forest plots, pages
+    "federated_job": (frozenset({SA}), frozenset({SA})),  # scope keeps a site agent to its own site's jobs
+    "api_token": (EVERYONE, EVERYONE),  # one's own tokens: scope and may_change keep everyone to theirs
+    "api_token.others": (frozenset({CO}), frozenset({CO})),  # officers see and revoke anyone's
 }
 
 
@@ -66,28 +74,39 @@ _MULTI_VALUED_RULES = {"registry.dataset", "registry.foundationmodel"}
 def scope(user, queryset: QuerySet) -> QuerySet:
     """Narrow ``queryset`` to the rows this user's role and institution may see.
 
-    - Compliance officers, auditors and workers see everything.
+    - Compliance officers and auditors see everything but other stewards' per-case outputs.
     - ML engineers see the models their institution provides (and everything under them),
       datasets their institution stewards or that feed their models, and every institution.
     - Clinicians see only their institution, the deployments there and the versions deployed there.
-    - A federated job is seen only by its own institution's accounts (the site's agent), whatever the role.
+    - A site agent sees its own site's federated jobs and the studies they belong to; the central
+      worker sees nothing.
+    - Per-case outputs (case tables, saliency overlays, case flags) stay with the data owner: the
+      users of the institution that stewards the run's dataset see them, the version provider's
+      users only where the steward shared them (``Dataset.case_outputs_shared_with_provider``).
+    - An API token is seen by its user, and by officers (``api_token.others``).
     """
     if getattr(user, "is_superuser", False):
         return queryset
-    if queryset.model._meta.label_lower == "validation.federatedjob":  # a site's agent sees its own site's jobs only
-        return queryset.filter(institution_id=getattr(user, "institution_id", None))
-    role = role_of(user)
-    if role in {CO, AU, WK}:
-        return queryset
-    if role not in {ML, CL}:
-        return queryset.none()
-    inst = user.institution_id
     label = queryset.model._meta.label_lower
-    # Looked up by label: the policy names every app's records, and core imports none of them.
-    deployment = apps.get_model("registry", "Deployment")
-    site_versions = deployment.objects.filter(status__in=deployment.OPEN_STATUSES, institution_id=inst).values("version_id")
-    rules: dict[str, dict[str, Q]] = {
-        ML: {
+    if label == "core.apitoken":
+        return queryset if may(user, "api_token.others", write=False) else queryset.filter(user_id=user.pk)
+    role = role_of(user)
+    rule = Q() if role in {CO, AU} else _rules(role, user).get(label)
+    if rule is None:
+        return queryset.none()
+    case_outputs = _case_outputs_rule(label, getattr(user, "institution_id", None))
+    if case_outputs is not None:
+        rule &= case_outputs
+    # DISTINCT only where a rule crosses a one-to-many relation (it would otherwise repeat rows):
+    # on a list of a million reports it makes the database de-duplicate all of them before paging.
+    return queryset.filter(rule).distinct() if label in _MULTI_VALUED_RULES else queryset.filter(rule)
+
+
+def _rules(role: str | None, user) -> dict[str, Q]:
+    """The rows of each model a role sees at the user's institution (CO and AU see every row)."""
+    inst = getattr(user, "institution_id", None)
+    if role == ML:
+        return {
             "registry.institution": Q(),
             "registry.foundationmodel": Q(provider_id=inst),
             "registry.modelversion": Q(foundation_model__provider_id=inst),
@@ -106,8 +125,13 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "compliance.dossier": Q(version__foundation_model__provider_id=inst),
             "compliance.document": Q(dossier__version__foundation_model__provider_id=inst),
             "validation.federatedstudy": Q(version__foundation_model__provider_id=inst),
-        },
-        CL: {
+            "validation.federatedjob": Q(study__version__foundation_model__provider_id=inst),
+        }
+    if role == CL:
+        # Looked up by label: the policy names every app's records, and core imports none of them.
+        deployment = apps.get_model("registry", "Deployment")
+        site_versions = deployment.objects.filter(status__in=deployment.OPEN_STATUSES, institution_id=inst).values("version_id")
+        return {
             "registry.institution": Q(pk=inst),
             "registry.foundationmodel": Q(versions__in=site_versions),
             "registry.modelversion": Q(pk__in=site_versions),
@@ -115,14 +139,44 @@ def scope(user, queryset: QuerySet) -> QuerySet:
             "compliance.alert": Q(deployment__institution_id=inst),
             "compliance.feedback": Q(clinician_id=user.pk),
             "compliance.trustassessment": Q(version_id__in=site_versions),
-        },
-    }
-    rule = rules.get(role, {}).get(label)
-    if rule is None:
-        return queryset.none()
-    # DISTINCT only where a rule crosses a one-to-many relation (it would otherwise repeat rows):
-    # on a list of a million reports it makes the database de-duplicate all of them before paging.
-    return queryset.filter(rule).distinct() if label in _MULTI_VALUED_RULES else queryset.filter(rule)
+        }
+    if role == SA:
+        return {
+            "validation.federatedjob": Q(institution_id=inst),
+            "validation.federatedstudy": Q(jobs__institution_id=inst),  # one job per site and study: no repeated rows
+        }
+    return {}
+
+
+def _case_outputs_rule(label: str, inst: int | None) -> Q | None:
+    """Which of a model's rows a user at ``inst`` may see as per-case outputs; None for a model that holds none.
+
+    A run's per-case outputs are derived from one hospital's patient images: they are its data
+    steward's, and reach the version's provider only where the steward said so in the datasheet.
+    """
+    owner = Q(run__dataset__institution_id=inst) | Q(
+        run__dataset__case_outputs_shared_with_provider=True, run__version__foundation_model__provider_id=inst
+    )
+    if label == "validation.caseflag":  # every flag names one case's image
+        return owner
+    if label == "validation.runfile":  # charts are aggregates, seen by whoever sees the run
+        return ~Q(kind__in=apps.get_model("validation", "RunFile").PER_CASE_KINDS) | owner
+    return None
+
+
+def may_see_case_outputs(user, run) -> bool:
+    """``_case_outputs_rule`` for one run: whether ``user`` may see the per-case parts of its report."""
+    if getattr(user, "is_superuser", False):
+        return True
+    inst = getattr(user, "institution_id", None)
+    dataset = run.dataset
+    shared = dataset.case_outputs_shared_with_provider and run.version.foundation_model.provider_id == inst
+    return inst is not None and (dataset.institution_id == inst or shared)
+
+
+def may_share_case_outputs(user, *, steward_id: int | None) -> bool:
+    """Only the data steward's users decide whether the provider sees a dataset's per-case outputs."""
+    return getattr(user, "is_superuser", False) or (steward_id is not None and getattr(user, "institution_id", None) == steward_id)
 
 
 def owner_institution_id(obj) -> int | None:
@@ -147,7 +201,12 @@ def owner_institution_id(obj) -> int | None:
 
 
 def may_change(user, obj) -> bool:
-    """ML engineers change only what their institution owns; officers act for the provider on everything."""
+    """ML engineers change only what their institution owns; officers act for the provider on everything.
+
+    An API token is changed (revoked) by its user, or by an officer (``api_token.others``).
+    """
+    if obj._meta.label_lower == "core.apitoken":
+        return obj.user_id == user.pk or may(user, "api_token.others", write=True)
     if getattr(user, "is_superuser", False) or role_of(user) != ML:
         return True
     return owner_institution_id(obj) == user.institution_id
@@ -184,3 +243,14 @@ class RolePermission(BasePermission):
             self.message = "This record belongs to another institution; you may only change your institution's records."
             return False
         return True
+
+
+class ApiDocsPermission(BasePermission):
+    """The OpenAPI schema and Swagger UI: anyone when ``RADTRUST_PUBLIC_API_DOCS``, else a logged-in user.
+
+    The schema names every endpoint and field, which is a map for an attacker; production keeps it
+    behind a login unless the operator publishes it.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        return settings.RADTRUST_PUBLIC_API_DOCS or bool(request.user and request.user.is_authenticated)

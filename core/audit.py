@@ -6,6 +6,11 @@ commands) carries the actor and request id; signal receivers on every registered
 model record creates, updates, deletes and many-to-many changes with a
 before/after diff, in the same transaction as the change. ``audit_action`` lets a
 service name what an update means (``transition``, ``sign``).
+
+Each event's hash is an HMAC under the current audit key (``core.audit_keys``) of its content
+and the previous event's hash. ``audit_checkpoint_write`` copies the chain's head to a signed
+checkpoint file outside the database (``core.audit_checkpoints``), and ``audit_verify_chain``
+checks the chain against its keys, its head row and every checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextvars
 import datetime as dt
 import decimal
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator
@@ -24,6 +30,9 @@ from django.db import connection, models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.utils import timezone
 
+from core.audit_checkpoints import Checkpoint, CheckpointInvalid, checkpoint_append, checkpoint_newest, checkpoints_read
+from core.audit_keys import UnknownAuditKey, audit_mac, audit_signing_key_id
+from core.errors import Conflict
 from core.models import AuditEvent, AuditHead
 from radtrust_engine.hashing import canonical_sha256
 
@@ -113,17 +122,21 @@ def _diff(before: dict, after: dict) -> dict:
     return {k: [before.get(k), after.get(k)] for k in sorted(keys) if before.get(k) != after.get(k)}
 
 
-def event_hash(fields: dict) -> str:
-    """sha256 of the canonical JSON of an event's fields, ``prev_hash`` included.
+def event_hash(event: AuditEvent) -> str:
+    """The hash ``event`` must carry: the HMAC of its fields (``prev_hash`` included) under the
+    key its ``key_id`` names (``UnknownAuditKey`` if that key is not configured), or, for an
+    event written before keys (no ``key_id``), the plain sha256 it was given then.
 
-    ``radtrust_engine.hashing.canonical_sha256``: numbers written by value, so an event read
-    back from PostgreSQL's jsonb (which keeps no number's spelling) hashes as it was written.
+    Both hash the canonical JSON (``radtrust_engine.hashing``): numbers written by value, so an
+    event read back from PostgreSQL's jsonb (which keeps no number's spelling) hashes as written.
     """
-    return canonical_sha256(fields)
+    fields = hashed_fields(event)
+    return audit_mac(fields, key_id=event.key_id) if event.key_id else canonical_sha256(fields)
 
 
 def hashed_fields(event: AuditEvent) -> dict:
-    return {
+    """What an event's hash covers; the key id only for keyed events, as unkeyed ones were hashed without it."""
+    fields = {
         "seq": event.seq,
         "occurred_at": event.occurred_at.astimezone(dt.UTC).isoformat(),
         "actor_id": event.actor_id,
@@ -136,15 +149,23 @@ def hashed_fields(event: AuditEvent) -> dict:
         "changes": event.changes,
         "prev_hash": event.prev_hash,
     }
+    if event.key_id:
+        fields["key_id"] = event.key_id
+    return fields
+
+
+def _lock_chain() -> None:
+    """Serialise writers of the chain (inside a transaction): on PostgreSQL an advisory lock; SQLite writes one at a time anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
 
 
 def audit_record(*, action: str, instance: models.Model, changes: dict) -> AuditEvent:
     """Append one event to the chain, in the caller's transaction."""
     actor_id, actor_username, request_id = _current_actor()
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        _lock_chain()
         head, _ = AuditHead.objects.select_for_update().get_or_create(id=1, defaults={"seq": 0, "hash": GENESIS_HASH})
         event = AuditEvent(
             seq=head.seq + 1,
@@ -158,8 +179,9 @@ def audit_record(*, action: str, instance: models.Model, changes: dict) -> Audit
             object_repr=str(instance)[:300],
             changes=json.loads(json.dumps(changes, default=str)),
             prev_hash=head.hash,
+            key_id=audit_signing_key_id(),
         )
-        event.hash = event_hash(hashed_fields(event))
+        event.hash = event_hash(event)
         event.save()
         head.seq, head.hash = event.seq, event.hash
         head.save(update_fields=["seq", "hash"])
@@ -172,19 +194,56 @@ class ChainVerdict:
     checked: int
     broken_seq: int | None = None
     reason: str = ""
+    checkpoints: int = 0  # how many checkpoints the chain was checked against
 
 
 def audit_verify_chain() -> ChainVerdict:
-    """Walk the chain in order; name the first event whose content, link or position is wrong."""
-    prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
+    """Walk the chain in order; name the first event whose content, link or position is wrong,
+    or that a checkpoint contradicts, then check the head row and that no checkpoint names an
+    event past the chain's end.
+
+    A key holder's HMAC cannot be forged, and once an event is keyed every later one must be:
+    an unkeyed event after a keyed one is a forgery by someone without the key. Unkeyed events
+    before the first keyed one (written before keys) are protected by the first keyed event's
+    link to them and by the checkpoints. A checkpoint file that cannot be read or verified
+    whole fails the verification (``broken_seq`` None): what it would prove is unknown.
+    """
+    try:
+        checkpoints = sorted(checkpoints_read(), key=lambda c: (c.seq, c.line))
+    except CheckpointInvalid as exc:
+        return ChainVerdict(False, 0, None, str(exc))
+    pending = iter(checkpoints)
+    checkpoint = next(pending, None)
+    prev_hash, expected_seq, checked, first_keyed = GENESIS_HASH, 1, 0, None
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
         if event.seq != expected_seq:
             return ChainVerdict(False, checked, expected_seq, f"event #{expected_seq} is missing (next present is #{event.seq})")
         if event.prev_hash != prev_hash:
             return ChainVerdict(False, checked, event.seq, "its link to the previous event does not match")
-        if event_hash(hashed_fields(event)) != event.hash:
+        if first_keyed is not None and not event.key_id:
+            return ChainVerdict(
+                False, checked, event.seq, f"it carries an unkeyed hash after keyed event #{first_keyed}: it was written without the audit key"
+            )
+        try:
+            matches = hmac.compare_digest(event_hash(event), event.hash)
+        except UnknownAuditKey as exc:
+            return ChainVerdict(False, checked, event.seq, f"it is signed with {exc}, so it cannot be verified")
+        if not matches:
             return ChainVerdict(False, checked, event.seq, "its content was altered after it was written")
+        while checkpoint is not None and checkpoint.seq == event.seq:
+            if checkpoint.hash != event.hash:
+                return ChainVerdict(
+                    False, checked, event.seq, f"{checkpoint} records another hash for it: the chain up to here was rewritten after that checkpoint"
+                )
+            checkpoint = next(pending, None)
+        if first_keyed is None and event.key_id:
+            first_keyed = event.seq
         prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
+    if checkpoint is not None:
+        newest = checkpoints[-1]
+        return ChainVerdict(
+            False, checked, checked + 1, f"the chain ends at #{checked} but {newest} records #{newest.seq}: events were removed and the head rewound"
+        )
     head = AuditHead.objects.filter(id=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
     if head_seq > checked:
@@ -195,7 +254,31 @@ def audit_verify_chain() -> ChainVerdict:
         )
     if head_hash != prev_hash:
         return ChainVerdict(False, checked, checked, f"the head's hash does not match event #{checked}: the end of the chain was rewritten")
-    return ChainVerdict(True, checked)
+    return ChainVerdict(True, checked, checkpoints=len(checkpoints))
+
+
+def audit_checkpoint_write() -> Checkpoint | None:
+    """Append the chain's head to the checkpoint file (``core.audit_checkpoints``); None when the
+    chain is empty or its head is the newest checkpoint's already.
+
+    The head row and the newest event are read together under the chain's lock. When they
+    disagree, the chain was tampered with (or the head rewound), so no checkpoint is written
+    over it: ``Conflict``, and ``manage.py verify_audit`` says what is wrong.
+    """
+    with transaction.atomic():
+        _lock_chain()
+        head = AuditHead.objects.filter(id=1).first()
+        newest = AuditEvent.objects.order_by("-seq").first()
+    if newest is None and head is None:
+        return None
+    if newest is None or head is None or (head.seq, head.hash) != (newest.seq, newest.hash):
+        raise Conflict(
+            "The audit head does not name the newest event, so no checkpoint is written; run manage.py verify_audit.", code="audit_head_mismatch"
+        )
+    last = checkpoint_newest()
+    if last is not None and (last.seq, last.hash) == (newest.seq, newest.hash):
+        return None
+    return checkpoint_append(seq=newest.seq, hash=newest.hash)
 
 
 # --- Signal receivers ------------------------------------------------------------

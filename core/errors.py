@@ -12,3 +12,11 @@ class Conflict(Exception):
 
 class ImmutableRecord(Conflict):
     """Raised on any attempt to change or remove an append-only record."""
+
+
+class BadQuery(Exception):
+    """A query parameter that cannot be used as it is (HTTP 400, by ``core.middleware.QueryGuard``)."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter

@@ -1,12 +1,15 @@
-"""The audit trail (AI Act Art. 12): append-only, hash-chained events and the chain's head.
+"""The audit trail (AI Act Art. 12): append-only, hash-chained events and the chain's head; API tokens.
 
-Written only by ``core.audit``; every app's records are audited through it.
+The audit trail is written only by ``core.audit``; every app's records are audited through it.
+API tokens are issued and revoked only by ``core.tokens``.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
+from core.choices import TokenRevocation
 from core.errors import ImmutableRecord
 
 
@@ -36,6 +39,8 @@ class AuditEvent(models.Model):
 
     ``hash`` covers every field and ``prev_hash``, so altering, removing or
     reordering any row breaks the chain from that row on (``manage.py verify_audit``).
+    It is an HMAC under the audit key ``key_id`` names (``core.audit_keys``), so only a
+    key holder can recompute it; events from before keys carry a plain sha256.
     The actor is copied as id and username, not a foreign key, so that removing a
     user never touches the trail.
     """
@@ -52,6 +57,9 @@ class AuditEvent(models.Model):
     changes = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(
+        max_length=32, blank=True, default="", help_text="The audit key whose HMAC ``hash`` is; empty for an event hashed before keys (plain sha256)."
+    )
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -85,3 +93,30 @@ class AuditHead(models.Model):
     class Meta:
         db_table = "compliance_audithead"  # kept from the compliance app
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="compliance_audithead_singleton")]
+
+
+class ApiToken(models.Model):
+    """An API token of one user. Only the sha256 of its key is stored, so a copy of the
+    database lets no one call the API; the key itself is shown once, when the token is issued.
+
+    A token works until it expires, is revoked (by its owner, an officer, or a change of its
+    user's password) or its user is deactivated. Revoked and expired tokens are kept: the
+    audit trail points at them.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for (a script, a site agent).")
+    key_hash = models.CharField(max_length=64, unique=True, help_text="sha256 of the key, hex.")
+    prefix = models.CharField(max_length=8, help_text="The key's first characters, to recognise it in a list.")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=20, choices=TokenRevocation.choices, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "revoked_at"], name="core_apitoken_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"

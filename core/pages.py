@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import wraps
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from core.access import may
+from core.errors import BadQuery
+
+MAX_PAGE = 10_000
 
 
 def requires(resource: str, *, write: bool = False):
@@ -28,6 +33,17 @@ def requires(resource: str, *, write: bool = False):
     return decorate
 
 
+def api_docs_page(view):
+    """Swagger UI behind the login page unless ``RADTRUST_PUBLIC_API_DOCS`` (the schema's own rule, ``ApiDocsPermission``)."""
+    behind_login = login_required(view)
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        return (view if settings.RADTRUST_PUBLIC_API_DOCS else behind_login)(request, *args, **kwargs)
+
+    return wrapped
+
+
 @dataclass
 class Window:
     """One page of a long list without counting it (a COUNT over a million reports costs more than the page)."""
@@ -43,12 +59,19 @@ class Window:
 
 
 def page_window(request, rows, size: int = 50, **keep) -> Window:
-    try:
-        number = max(1, int(request.GET.get("page", 1)))
-    except ValueError:
-        number = 1
+    """The ``?page=`` window of ``rows``; ``keep`` are the page's filters, carried to the next page.
+
+    A page number that is not a whole number from 1 to ``MAX_PAGE`` is a ``BadQuery`` (a 400 page):
+    beyond it the row offset would pass what the database's integers hold (a 500), and no one pages
+    that far.
+    """
+    raw = request.GET.get("page", "1")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_PAGE)) and 1 <= int(raw) <= MAX_PAGE):
+        raise BadQuery("page", f"The page number must be a whole number from 1 to {MAX_PAGE}.")
+    number = int(raw)
     chunk = list(rows[(number - 1) * size : number * size + 1])
-    query = "".join(f"&{k}={v}" for k, v in keep.items() if v)
+    kept = {k: v for k, v in keep.items() if v}
+    query = f"&{urlencode(kept)}" if kept else ""
     return Window(items=chunk[:size], number=number, has_next=len(chunk) > size, query=query)
 
 

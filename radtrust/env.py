@@ -8,7 +8,11 @@ Kubernetes secrets).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
+import secrets
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
@@ -16,6 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+MIN_KEY_BYTES = 32  # an HMAC-SHA256 key as long as its output
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
@@ -70,6 +76,64 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def keys_parse(name: str, raw: str) -> dict[str, bytes]:
+    """``id1:base64secret,id2:base64secret`` as ``{id: secret}`` in the order given (the first is the
+    current key). Errors name the entry and its id, never a secret."""
+    keys: dict[str, bytes] = {}
+    for number, entry in enumerate((e.strip() for e in raw.split(",") if e.strip()), start=1):
+        key_id, colon, encoded = entry.partition(":")
+        if not colon or not _KEY_ID.fullmatch(key_id.strip()):
+            raise ImproperlyConfigured(
+                f"{name}: entry {number} is not id:base64secret (the id: 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+            )
+        key_id = key_id.strip()
+        if key_id in keys:
+            raise ImproperlyConfigured(f"{name}: key id {key_id!r} is given twice")
+        try:
+            secret = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ImproperlyConfigured(f"{name}: the secret of key {key_id!r} is not base64") from None
+        if len(secret) < MIN_KEY_BYTES:
+            raise ImproperlyConfigured(f"{name}: the secret of key {key_id!r} is {len(secret)} bytes; it needs at least {MIN_KEY_BYTES}")
+        keys[key_id] = secret
+    if not keys:
+        raise ImproperlyConfigured(f"{name} names no key")
+    return keys
+
+
+def env_keys(name: str) -> dict[str, bytes] | None:
+    """The keys in ``name`` (``keys_parse``); None when it is unset or blank."""
+    raw = env_str(name)
+    if raw is None or not raw.strip():
+        return None
+    return keys_parse(name, raw)
+
+
+def development_keys(path: Path) -> str:
+    """The keys kept in ``path``, which is created on first use with one fresh random key.
+
+    For development only: the processes of one checkout (web, workers, beat) share the file,
+    so it is written whole under a temporary name and linked into place, and the first process
+    to link wins. The key id is random too, so that events signed by a lost file's key are named
+    as signed by an unknown key rather than as altered.
+    """
+    if not path.exists():
+        value = f"dev-{secrets.token_hex(4)}:{base64.b64encode(secrets.token_bytes(MIN_KEY_BYTES)).decode()}\n"
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, value.encode())
+        finally:
+            os.close(descriptor)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first: its key stands
+        finally:
+            temporary.unlink()
+    return path.read_text()
+
+
 def database_from_url(url: str) -> dict:
     """Turn ``sqlite:///path`` or ``postgres://user:pw@host:port/name`` into a DATABASES entry."""
     parsed = urlparse(url)
@@ -102,3 +166,23 @@ def database_from_url(url: str) -> dict:
             "OPTIONS": options,
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use sqlite:/// or postgres://)")
+
+
+_LOCKOUT_FIELDS = {"username", "ip_address", "user_agent"}
+
+
+def lockout_parameters(items: list[str], name: str) -> list[str | list[str]]:
+    """django-axes' ``AXES_LOCKOUT_PARAMETERS`` from ``username+ip_address,ip_address``-style items.
+
+    Each item locks on its own; ``+`` joins fields that must all match (the pair, not either one).
+    """
+    if not items:
+        raise ImproperlyConfigured(f"{name} is empty: name at least one of {', '.join(sorted(_LOCKOUT_FIELDS))}")
+    parsed: list[str | list[str]] = []
+    for item in items:
+        fields = [field.strip() for field in item.split("+")]
+        unknown = [field for field in fields if field not in _LOCKOUT_FIELDS]
+        if unknown:
+            raise ImproperlyConfigured(f"{name}: {', '.join(map(repr, unknown))} is not one of {', '.join(sorted(_LOCKOUT_FIELDS))}")
+        parsed.append(fields[0] if len(fields) == 1 else fields)
+    return parsed

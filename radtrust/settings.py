@@ -1,18 +1,30 @@
 """RadTrust settings: everything from the environment, with embedded defaults under ``var/``.
 
 ``RADTRUST_ENV=production`` switches to the hardened mode (``manage.py check --deploy``
-reports nothing); it then refuses to start without ``DJANGO_SECRET_KEY`` and
-``DJANGO_ALLOWED_HOSTS``. The defaults need no server: SQLite, kombu's filesystem
+reports nothing); it then refuses to start without a strong ``DJANGO_SECRET_KEY`` and
+without ``DJANGO_ALLOWED_HOSTS``. The defaults need no server: SQLite, kombu's filesystem
 broker and a local MLflow store, all under ``RADTRUST_VAR_DIR``.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from radtrust.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from radtrust.env import (
+    database_from_url,
+    development_keys,
+    env_bool,
+    env_float,
+    env_int,
+    env_keys,
+    env_list,
+    env_str,
+    keys_parse,
+    lockout_parameters,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("RADTRUST_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -24,11 +36,21 @@ if RADTRUST_ENV not in {"development", "production"}:
 PRODUCTION = RADTRUST_ENV == "production"
 
 # --- Core -------------------------------------------------------------------
+_DEVELOPMENT_SECRET_KEY = "insecure-development-key-only-for-local-use-never-in-production-0123456789"
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is required in production")
-    SECRET_KEY = "insecure-development-key-only-for-local-use-never-in-production-0123456789"
+    SECRET_KEY = _DEVELOPMENT_SECRET_KEY
+if PRODUCTION and (
+    len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-") or SECRET_KEY == _DEVELOPMENT_SECRET_KEY
+):
+    # The rule of Django's deploy check (security.W009), made fatal: sessions, password resets and
+    # signed values are only as strong as this key.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is too weak for production: use at least 50 random characters with at least 5 different ones "
+        "(for example: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    )
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 if PRODUCTION and not ALLOWED_HOSTS:
@@ -43,9 +65,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "django_celery_results",
     "django_celery_beat",
     "core",
@@ -64,8 +89,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "core.audit.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "core.middleware.QueryGuard",  # a NUL or control character in a query parameter is a 400, not a database error
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.headers.SecurityHeadersMiddleware",
+    # Last, so that it sees the login views' answers and turns a lockout into its own page.
+    "axes.middleware.AxesMiddleware",
 ]
+# django-axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 ROOT_URLCONF = "radtrust.urls"
 WSGI_APPLICATION = "radtrust.wsgi.application"
@@ -146,6 +177,23 @@ RADTRUST_AGENT_REVALIDATION_DAYS = env_int("RADTRUST_AGENT_REVALIDATION_DAYS", 7
 # Technical documentation is kept at least ten years after the system is placed on the market (AI Act Art. 18).
 RADTRUST_DOCUMENT_RETENTION_YEARS = env_int("RADTRUST_DOCUMENT_RETENTION_YEARS", 10, minimum=10)
 
+# --- Audit trail ------------------------------------------------------------------
+# The audit chain's HMAC keys (core.audit), "id:base64secret,id2:base64secret": the first signs new
+# events and checkpoints, every one listed still verifies what it signed (rotation: put the new key
+# first, keep the old ones). Development generates one under var/; production refuses to start without.
+RADTRUST_AUDIT_KEYS = env_keys("RADTRUST_AUDIT_KEYS")
+if RADTRUST_AUDIT_KEYS is None:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "RADTRUST_AUDIT_KEYS (or RADTRUST_AUDIT_KEYS_FILE) is required in production: the audit trail's hashes are keyed with it "
+            "(for example: python -c 'import base64, secrets; print(\"k1:\" + base64.b64encode(secrets.token_bytes(32)).decode())')"
+        )
+    RADTRUST_AUDIT_KEYS = keys_parse(f"{VAR_DIR / 'audit-keys'} (the development audit key)", development_keys(VAR_DIR / "audit-keys"))
+# Signed checkpoints of the chain's head are appended here (audit-checkpoints.jsonl): keep it off the
+# database's host and append-only, since verify_audit trusts it to detect removed or rewritten events.
+RADTRUST_AUDIT_CHECKPOINT_DIR = Path(env_str("RADTRUST_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit")))
+RADTRUST_AUDIT_CHECKPOINT_SECONDS = env_int("RADTRUST_AUDIT_CHECKPOINT_SECONDS", 600, minimum=10)
+
 # --- Feedback and monitoring ------------------------------------------------------
 # A clinician may change their feedback for this many hours; then it is frozen.
 RADTRUST_FEEDBACK_EDIT_HOURS = env_int("RADTRUST_FEEDBACK_EDIT_HOURS", 24, minimum=0)
@@ -169,12 +217,50 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if env_bool("DJANGO_BEHIND_TLS_PROXY", PRODUCTION):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Sent on every response by core.headers.SecurityHeadersMiddleware (a view may send a stricter one).
+# No inline script anywhere; inline styles are allowed (style attributes carry data-driven widths).
+RADTRUST_CONTENT_SECURITY_POLICY = env_str(
+    "RADTRUST_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+RADTRUST_PERMISSIONS_POLICY = env_str(
+    "RADTRUST_PERMISSIONS_POLICY",
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
+)
+
+# --- Logins and API tokens ------------------------------------------------------
+# django-axes counts failed logins (login page, admin, /api/auth/token/) and locks the
+# username+address pair out for a while; a success resets the count.
+AXES_FAILURE_LIMIT = env_int("RADTRUST_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("RADTRUST_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = lockout_parameters(env_list("RADTRUST_LOGIN_LOCKOUT_BY", ["username+ip_address"]), "RADTRUST_LOGIN_LOCKOUT_BY")
+AXES_RESET_ON_SUCCESS = True
+# A locked-out attempt neither counts nor extends the lock, so "try again in N minutes" holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_CALLABLE = "core.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "core.lockout.client_ip"
+AXES_VERBOSE = False
+# How many reverse proxies append to X-Forwarded-For in front of the site (0: use the peer's address).
+RADTRUST_TRUSTED_PROXY_COUNT = env_int("RADTRUST_TRUSTED_PROXY_COUNT", 0, minimum=0)
+RADTRUST_API_TOKEN_DAYS = env_int("RADTRUST_API_TOKEN_DAYS", 30, minimum=1)
+RADTRUST_API_TOKEN_MAX_DAYS = env_int("RADTRUST_API_TOKEN_MAX_DAYS", 365, minimum=1)
+if RADTRUST_API_TOKEN_DAYS > RADTRUST_API_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured(
+        f"RADTRUST_API_TOKEN_DAYS={RADTRUST_API_TOKEN_DAYS} must not exceed RADTRUST_API_TOKEN_MAX_DAYS={RADTRUST_API_TOKEN_MAX_DAYS}"
+    )
+# Officers prove a second factor (a TOTP code) before they sign a dossier.
+RADTRUST_REQUIRE_OTP_FOR_SIGNING = env_bool("RADTRUST_REQUIRE_OTP_FOR_SIGNING", False)
+OTP_TOTP_ISSUER = "RadTrust"
+# The schema and Swagger UI name every endpoint and field: public in development, behind a login in production.
+RADTRUST_PUBLIC_API_DOCS = env_bool("RADTRUST_PUBLIC_API_DOCS", not PRODUCTION)
 
 # --- REST API -----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "core.authentication.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.access.RolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -184,7 +270,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("RADTRUST_API_PAGE_SIZE", 50, minimum=1),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON bodies are refused before parsing when nested past core.parsers.JSON_MAX_DEPTH; forms and uploads as DRF reads them.
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.BoundedJSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser"],
+    # drf-spectacular's schema plus every error answer an operation can give (core.api.ErrorsAutoSchema).
+    "DEFAULT_SCHEMA_CLASS": "core.api.ErrorsAutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -193,6 +282,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Registry, validation evidence and compliance records for radiology foundation models.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["core.access.ApiDocsPermission"],
+    # Swagger UI from this server's static files, so the docs work on a hospital network without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "VersionStatusEnum": "registry.choices.VersionStatus",
@@ -243,14 +337,27 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = TIME_ZONE
 # Synced into django-celery-beat's tables, where the admin can change them.
+# A sweep that waited in the queue longer than its period expires (busy workers), so sweeps do not pile up.
+RADTRUST_RUN_SWEEP_SECONDS = env_int("RADTRUST_RUN_SWEEP_SECONDS", 60, minimum=5)
+RADTRUST_TRUST_SWEEP_SECONDS = env_int("RADTRUST_TRUST_SWEEP_SECONDS", 600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "registry-mirror-sweep": {"task": "registry.tasks.mirror_sweep", "schedule": env_int("RADTRUST_MIRROR_SWEEP_SECONDS", 600, minimum=10)},
-    "validation-run-sweep": {"task": "validation.tasks.run_sweep", "schedule": env_int("RADTRUST_RUN_SWEEP_SECONDS", 60, minimum=5)},
+    "validation-run-sweep": {
+        "task": "validation.tasks.run_sweep",
+        "schedule": RADTRUST_RUN_SWEEP_SECONDS,
+        "options": {"expire_seconds": RADTRUST_RUN_SWEEP_SECONDS},
+    },
     "validation-revalidation-dispatch": {
         "task": "validation.tasks.revalidation_dispatch",
         "schedule": env_int("RADTRUST_REVALIDATION_DISPATCH_SECONDS", 3600, minimum=60),
     },
     "compliance-trust-overdue-sweep": {"task": "compliance.tasks.trust_overdue_sweep", "schedule": 24 * 3600},
+    "compliance-trust-missed-sweep": {
+        "task": "compliance.tasks.trust_missed_sweep",
+        "schedule": RADTRUST_TRUST_SWEEP_SECONDS,
+        "options": {"expire_seconds": RADTRUST_TRUST_SWEEP_SECONDS},
+    },
+    "core-audit-checkpoint": {"task": "core.tasks.audit_checkpoint", "schedule": RADTRUST_AUDIT_CHECKPOINT_SECONDS},
 }
 
 # --- MLflow -------------------------------------------------------------------
@@ -268,6 +375,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("RADTRUST_LOG_LEVEL", "INFO")},
-    "loggers": {name: {"level": "WARNING"} for name in ("alembic", "mlflow", "onnxscript", "onnx_ir", "kombu.connection", "weasyprint", "fontTools")}
+    "loggers": {
+        name: {"level": "WARNING"} for name in ("alembic", "mlflow", "onnxscript", "onnx_ir", "kombu.connection", "weasyprint", "fontTools", "axes")
+    }
     | {"torch.onnx": {"level": "ERROR"}},
 }

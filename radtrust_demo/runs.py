@@ -174,6 +174,9 @@ def nodule_model_setup(*, engineer: User, provider: Institution, site: Instituti
             "known_limitations": f"Synthetic images with planted weaknesses: {effects}.",
             "location": str(root),
             "manifest_sha256": _sha256(manifest),
+            # St. Anna shares the runs' per-case outputs with the provider: the demo's engineer at
+            # RadVendor reads the saliency overlays and flagged cases of the validation run.
+            "case_outputs_shared_with_provider": True,
             **datasheet_from_manifest(manifest),
         },
         m2m={"source_institutions": [site]},

@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from core.access import may_change, scope
+from core.access import may_change, may_share_case_outputs, scope
 from core.errors import Conflict
 from registry import services
 from registry.choices import VersionStatus
@@ -131,8 +131,8 @@ class ModelVersionAdmin(ScopedAdmin):
 
 @admin.register(Dataset)
 class DatasetAdmin(ScopedAdmin):
-    list_display = ["name", "institution", "modality", "patient_count", "completeness"]
-    list_filter = ["modality", "institution", "legal_basis"]
+    list_display = ["name", "institution", "modality", "patient_count", "case_outputs_shared_with_provider", "completeness"]
+    list_filter = ["modality", "institution", "legal_basis", "case_outputs_shared_with_provider"]
     search_fields = ["name", "description"]
     filter_horizontal = ["source_institutions"]
     owner_fields = ("institution",)
@@ -140,6 +140,13 @@ class DatasetAdmin(ScopedAdmin):
     @admin.display(description="Datasheet complete")
     def completeness(self, obj: Dataset) -> str:
         return f"{datasheet_completeness(obj).ratio:.0%}"
+
+    def get_readonly_fields(self, request, obj=None):
+        """The sharing of per-case outputs is shown to all, changed only by the data steward's users."""
+        readonly = super().get_readonly_fields(request, obj)
+        if obj is not None and not may_share_case_outputs(request.user, steward_id=obj.institution_id):
+            return [*readonly, "case_outputs_shared_with_provider"]
+        return readonly
 
 
 @admin.register(Provenance)

@@ -35,6 +35,10 @@ REQUIRED_ITEMS: tuple[tuple[str, str], ...] = (
     ("location", "Where the data lives"),
 )
 DEMOGRAPHIC_ATTRIBUTES = ("sex", "age_band", "ethnicity")
+# The largest count a datasheet may record (patients, studies, images, per category): no dataset holds a
+# billion of anything, and a count of 10**30 would otherwise be stored and summed into documents.
+MAX_COUNT = 10**9
+MAX_RATERS = 1000
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,8 @@ def datasheet_completeness(dataset) -> Completeness:
 
 
 def _count(value, where: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValidationError(f"{where} must be a non-negative whole number, not {value!r}.")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+        raise ValidationError(f"{where} must be a non-negative whole number, at most {MAX_COUNT}.")
 
 
 def validate_scanners(value) -> None:

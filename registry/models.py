@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -22,8 +22,8 @@ from registry.choices import (
     Task,
     VersionStatus,
 )
-from registry.datasheets import validate_counts, validate_demographics, validate_scanners
-from registry.validators import validate_json_safe
+from registry.datasheets import MAX_COUNT, MAX_RATERS, validate_counts, validate_demographics, validate_scanners
+from registry.validators import validate_json_safe, validate_location, validate_preprocessing
 
 SEMVER = RegexValidator(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$",
@@ -129,7 +129,10 @@ class ModelVersion(models.Model):
     release_notes = models.TextField(blank=True)
     output_schema = models.JSONField(default=dict, validators=[validate_json_safe], help_text="class_names and operating thresholds per class.")
     preprocessing = models.JSONField(
-        default=dict, blank=True, validators=[validate_json_safe], help_text="Resize, intensity normalisation, windowing, channel layout."
+        default=dict,
+        blank=True,
+        validators=[validate_json_safe, validate_preprocessing],
+        help_text="Resize, intensity normalisation, windowing, channel layout.",
     )
 
     artifact_sha256 = models.CharField(max_length=64, validators=[SHA256])
@@ -188,9 +191,9 @@ class Dataset(models.Model):
     modality = models.CharField(max_length=10, choices=Modality.choices)
     body_region = models.CharField(max_length=80, blank=True)
     collection_purpose = models.TextField(blank=True, help_text="Art. 10(2)(b): origin and original purpose of the data.")
-    patient_count = models.PositiveIntegerField(null=True, blank=True)
-    study_count = models.PositiveIntegerField(null=True, blank=True)
-    image_count = models.PositiveIntegerField(null=True, blank=True)
+    patient_count = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(MAX_COUNT)])
+    study_count = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(MAX_COUNT)])
+    image_count = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(MAX_COUNT)])
     scanners = models.JSONField(default=list, blank=True, validators=[validate_json_safe, validate_scanners])
     protocols = models.JSONField(default=dict, blank=True, validators=[validate_json_safe, validate_counts])
     demographics = models.JSONField(
@@ -200,14 +203,27 @@ class Dataset(models.Model):
         help_text='{"sex": {"F": 10}, "age_band": {...}, "ethnicity": {...}}',
     )
     label_source = models.TextField(blank=True, help_text="Reference standard and how labels were produced.")
-    rater_count = models.PositiveIntegerField(null=True, blank=True)
+    rater_count = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(MAX_RATERS)])
     rater_agreement = models.CharField(max_length=120, blank=True, help_text="For example: Cohen's kappa 0.82.")
     preparation = models.TextField(blank=True, help_text="Art. 10(2)(c): annotation, cleaning, enrichment.")
     legal_basis = models.CharField(max_length=20, choices=LegalBasis.choices, blank=True)
     deidentification = models.TextField(blank=True)
     licence = models.CharField(max_length=120, blank=True)
+    case_outputs_shared_with_provider = models.BooleanField(
+        default=False,
+        help_text=(
+            "The data steward's terms: whether the provider of a version validated on this dataset may see the runs' "
+            "per-case outputs (case tables, saliency overlays, flagged cases with their image paths). Only the steward's "
+            "users change it; charts and aggregate results are shared either way."
+        ),
+    )
     known_limitations = models.TextField(blank=True, help_text="Art. 10(2)(h): gaps and shortcomings.")
-    location = models.CharField(max_length=500, blank=True, help_text="Where the data lives; data never leaves a site that forbids it.")
+    location = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_location],
+        help_text="Where the data lives: a folder under a data root that runs read, or a description. Data never leaves a site that forbids it.",
+    )
     manifest_sha256 = models.CharField(max_length=64, blank=True, validators=[SHA256])
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

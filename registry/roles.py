@@ -1,4 +1,4 @@
-"""The role groups and their model permissions .
+"""The role groups and their model permissions.
 
 The API's rules are in ``core.access``; these Django permissions give the admin
 the same shape: who may view, add and change each kind of record. ``roles_sync`` is
@@ -43,17 +43,10 @@ ROLE_PERMISSIONS = {
         "core": {"auditevent": [VIEW]},
         "validation": {"validationrun": [VIEW]},
     },
-    "worker": {
-        "registry": {
-            "foundationmodel": [VIEW],
-            "modelversion": [VIEW],
-            "dataset": [VIEW],
-            "provenance": [VIEW],
-            "deployment": [VIEW],
-            "institution": [VIEW],
-        },
-        "validation": {"validationrun": [VIEW]},
-    },
+    # The service accounts hold no model permission: Celery workers read the database directly and
+    # a site agent speaks only the federated job API, so neither has anything to do in the admin.
+    "worker": {},
+    "site_agent": {},
 }
 
 

@@ -6,6 +6,7 @@ audit trail is written by ``core.audit`` receivers in that same transaction.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -28,21 +29,31 @@ from registry.choices import DeploymentStatus, MirrorState, VersionStatus
 from registry.guards import roles_for, transition_refusals
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
+log = logging.getLogger(__name__)
+
 
 def artifact_root() -> Path:
     return Path(settings.MEDIA_ROOT) / "artifacts"
 
 
 def _save(instance, *, update_fields: list[str] | None = None):
-    """Validate every field and constraint, then save; integrity races become a 409."""
+    """Validate every field and constraint, then save; integrity races become a 409.
+
+    The database's own message (constraint and table names, the offending values) goes to the log,
+    not to the user.
+    """
     instance.full_clean()
     try:
         with transaction.atomic():
             instance.save(update_fields=update_fields)
     except IntegrityError as exc:
-        raise Conflict(f"This clashes with an existing record: {exc}", code="integrity") from exc
+        log.warning("%s refused by the database: %s", type(instance).__name__, exc)
+        raise Conflict("This clashes with an existing record (saved at the same moment?); reload and try again.", code="integrity") from exc
     except DataError as exc:  # a value the database refuses that validation did not foresee
-        raise ValidationError({"non_field_errors": [f"The database refused a value: {str(exc).splitlines()[0]}"]}) from exc
+        log.warning("%s refused by the database: %s", type(instance).__name__, exc)
+        raise ValidationError(
+            {"non_field_errors": ["The database refused a value (too long or out of range); check the values and try again."]}
+        ) from exc
     return instance
 
 

@@ -8,14 +8,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.db import connection
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """On PostgreSQL, let the test flush empty the audit tables: a transactional test ends with one
+    TRUNCATE of every table, which their append-only triggers refuse (core migration 0002). Only
+    the TRUNCATE triggers are disabled; the row triggers stay, and tests/compliance/test_tamper.py
+    turns a TRUNCATE trigger back on inside its transaction to check it."""
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                for table in ("compliance_auditevent", "compliance_audithead"):
+                    cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
+
+
 @pytest.fixture(autouse=True)
 def isolated_storage(settings, tmp_path):
-    """Each test stores artifacts and MLflow runs in its own folder."""
+    """Each test stores artifacts, MLflow runs and audit checkpoints in its own folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.RADTRUST_AUDIT_CHECKPOINT_DIR = tmp_path / "audit"
     settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     settings.MLFLOW_REGISTRY_URI = settings.MLFLOW_TRACKING_URI
     settings.MLFLOW_ARTIFACT_ROOT = str(tmp_path / "mlflow" / "artifacts")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -15,6 +16,8 @@ from radtrust_engine.baseline import Baseline, BaselineError, CaseTable
 from registry.models import ModelVersion
 from validation.choices import RunFileKind, RunStatus
 from validation.models import ValidationRun
+
+log = logging.getLogger(__name__)
 
 
 def version_baseline(version: ModelVersion) -> ValidationRun | None:
@@ -73,8 +76,11 @@ def baseline_load(run: ValidationRun):
     try:
         with default_storage.open(stored.storage_name, "rb") as handle:
             data = handle.read()
-    except OSError as exc:
-        return Baseline(table=None, source=source, problem=f"the baseline's case table cannot be read: {exc}")
+    except OSError as exc:  # its message names the file under MEDIA_ROOT, which the run's readers need not see
+        log.warning("Run %s: the baseline's case table %s cannot be read: %s", run.pk, stored.storage_name, exc)
+        return Baseline(
+            table=None, source=source, problem=f"the baseline's case table cannot be read ({type(exc).__name__}); the worker's log has the details"
+        )
     if hashlib.sha256(data).hexdigest() != stored.sha256:
         return Baseline(table=None, source=source, problem="the baseline's case table does not match the sha256 recorded when it was written")
     try:

@@ -1,11 +1,12 @@
 """Federated validation on the server: studies, site jobs, site reports and pooling (issue 8).
 
 A study asks the agents of several sites to evaluate one version on their own patients under
-one design. The server never sees a case: a site's agent (a worker account of the institution)
+one design. The server never sees a case: a site's agent (the institution's site agent account)
 claims its job through the API, evaluates locally, and sends the aggregate its data owner
 approved. How a report is accepted:
 
-1. Only the job's own site may claim, report or fail it; the API shows an agent no other job.
+1. Only the job's own site agent may claim, report or fail it; the API shows an agent no other
+   job, and of its studies only its own job.
 2. The payload passes ``payload_check`` at the study's minimum cell (no per-case field, no
    small or recoverable cell) and follows the study's design (labels, thresholds, attributes,
    intersections, resamples). Every problem is listed at once and nothing is stored.
@@ -32,11 +33,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from core.access import scope
+from core.access import role_of, scope
 from core.audit import audit_action
+from core.choices import Role
 from core.errors import Conflict
 from radtrust_engine.artifacts import artifact_dir
 from radtrust_engine.federated_check import payload_check
@@ -91,7 +93,9 @@ def _path_like(text: str, *, known: str = "") -> bool:
 
 
 def study_list(*, user) -> QuerySet[FederatedStudy]:
-    return scope(user, FederatedStudy.objects.select_related("version__foundation_model", "created_by").prefetch_related("jobs__institution"))
+    """The studies the user may see, each with the jobs the user may see (a site agent: its own only)."""
+    jobs = Prefetch("jobs", queryset=scope(user, FederatedJob.objects.select_related("institution")))
+    return scope(user, FederatedStudy.objects.select_related("version__foundation_model", "created_by").prefetch_related(jobs))
 
 
 def job_list(*, user) -> QuerySet[FederatedJob]:
@@ -302,10 +306,15 @@ def study_close(*, actor, study: FederatedStudy) -> FederatedStudy:
 # --- A site's job --------------------------------------------------------------------------
 
 
+def _site_agent_check(actor, job: FederatedJob, what: str) -> None:
+    """Only the site agent account of the job's own institution works on a job."""
+    if role_of(actor) != Role.SITE_AGENT or actor.institution_id != job.institution_id:
+        raise PermissionDenied(f"Only the site agent of the job's own institution may {what}.")
+
+
 def _locked_job(actor, job: FederatedJob) -> FederatedJob:
-    """The job's row locked for this transaction, after checking the caller is the job's own site."""
-    if actor.institution_id != job.institution_id:
-        raise PermissionDenied("Only the agent of the job's own institution may act on it.")
+    """The job's row locked for this transaction, after checking the caller is the job's own site agent."""
+    _site_agent_check(actor, job, "act on it")
     return FederatedJob.objects.select_for_update().select_related("study", "institution").get(pk=job.pk)
 
 
@@ -335,8 +344,7 @@ def job_claim(*, actor, job: FederatedJob) -> FederatedJob:
 def job_artifact_file(*, actor, job: FederatedJob, name: str) -> tuple[Path, str] | None:
     """Where the stored file ``name`` of the job's version lies and its sha256, for the agent of
     the job's site once it holds the job; None when the artifact has no such file."""
-    if actor.institution_id != job.institution_id:
-        raise PermissionDenied("Only the agent of the job's own institution may fetch its model.")
+    _site_agent_check(actor, job, "fetch its model")
     if job.status != FederatedJobStatus.CLAIMED:
         raise Conflict(f"The job is {job.status}; the site's agent claims it before fetching the model.", code="not_claimed")
     version = job.study.version

@@ -4,7 +4,9 @@ The MLflow run carries the suite config and the version's preprocessing as
 params, every overall and subgroup metric with its CI bounds as metrics, the
 JSON report as an artifact, and tags linking it to the RadTrust run and to the
 registered model version (which gets a tag pointing back). Idempotent: a
-retried task finds its MLflow run by the ``radtrust.validation_run_id`` tag.
+worker takes a lease on the run's copy first (``run_mlflow_claim``), so a
+retried task and a copy the sweeper re-sent never work at once, and a later
+try finds its MLflow run by the ``radtrust.validation_run_id`` tag.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from registry.choices import MirrorState
 from registry.mlflow_mirror import mirror_experiment_id, mlflow_client
 from validation.choices import MlflowState, RunStatus
 from validation.models import ValidationRun
-from validation.services import run_mlflow_state_set
+from validation.report_views import report_without_cases
+from validation.services import run_mlflow_claim, run_mlflow_state_set
 
 TAG_RUN_ID = "radtrust.validation_run_id"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
@@ -92,20 +95,28 @@ def _log(run: ValidationRun) -> str:
         client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "validation_report.json"
-        path.write_text(json.dumps(run.results, indent=1, sort_keys=True))
+        # MLflow is the provider's engineers' tool: per-case parts only where the data's steward shared them.
+        shared = run.dataset.case_outputs_shared_with_provider
+        path.write_text(json.dumps(run.results if shared else report_without_cases(run.results), indent=1, sort_keys=True))
         client.log_artifact(run_id, str(path))
     client.set_terminated(run_id)
     client.set_model_version_tag(version.mlflow_model_name, version.mlflow_version, f"radtrust.validation_run.{run.pk}", run_id)
     return run_id
 
 
-def run_log(*, run_id: int) -> str | None:
-    """Log one succeeded run; records the outcome on the row and re-raises failures so the task retries."""
+def run_log(*, run_id: int, lease_seconds: int = 300) -> str | None:
+    """Log one succeeded run; records the outcome on the row and re-raises failures so the task retries.
+
+    Returns None when there is nothing to do: the run is gone or did not succeed, or another
+    worker holds its copy's lease.
+    """
     run = ValidationRun.objects.select_related("version__foundation_model", "dataset").filter(pk=run_id).first()
     if run is None or run.status != RunStatus.SUCCEEDED:
         return None
     if run.mlflow_state == MlflowState.LOGGED:
         return run.mlflow_run_id
+    if not run_mlflow_claim(run_id=run_id, lease_seconds=lease_seconds):
+        return None
     if run.version.mirror_state != MirrorState.MIRRORED:
         # The run links to the registered model version; wait for the mirror (retried with backoff).
         run_mlflow_state_set(run_id=run_id, state=MlflowState.FAILED, error="Waiting for the version to be mirrored into MLflow.")

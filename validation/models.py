@@ -73,6 +73,11 @@ class ValidationRun(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the run was last sent to a worker queue; the sweeper re-sends a queued run once per unclaimed period from then.",
+    )
 
     device = models.JSONField(default=dict, blank=True, help_text="Execution provider(s), device kind and name.")
     artifact_sha256 = models.CharField(max_length=64, blank=True, help_text="The artifact hash verified before loading.")
@@ -91,6 +96,12 @@ class ValidationRun(models.Model):
     mlflow_state = models.CharField(max_length=10, choices=MlflowState.choices, default=MlflowState.NOT_YET)
     mlflow_run_id = models.CharField(max_length=64, blank=True)
     mlflow_error = models.TextField(blank=True)
+    mlflow_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the MLflow copy was last sent or tried; the sweeper re-sends a copy left pending or failed from then.",
+    )
+    mlflow_lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker holds the MLflow copy until then.")
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -137,10 +148,26 @@ class ValidationRun(models.Model):
         return self.status in FINISHED
 
 
+class SweepLock(models.Model):
+    """One row per periodic sweep, held while a worker runs it, so that two workers never sweep
+    at once. Taken with one conditional UPDATE, like a run's lease, and held for a limited time,
+    so a worker that dies while sweeping lets the next sweep through (``validation.services.sweep_lock``)."""
+
+    name = models.CharField(max_length=60, primary_key=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Sweep lock {self.name}"
+
+
 class RunFile(models.Model):
     """A file a run produced beside its report: the per-case table later runs are compared
     with, a chart, a saliency overlay. Kept in the default storage (under MEDIA_ROOT), served
     only through views that check the run's access rules; no pixel data in the database."""
+
+    # Each of these holds one row per case (scores, labels, a patient image's overlay): it stays with
+    # the dataset's steward unless the steward shares it (``core.access.scope``). Charts are aggregates.
+    PER_CASE_KINDS = (RunFileKind.CASE_TABLE, RunFileKind.SALIENCY)
 
     run = models.ForeignKey(ValidationRun, on_delete=models.CASCADE, related_name="files")
     kind = models.CharField(max_length=12, choices=RunFileKind.choices)
@@ -227,7 +254,7 @@ class FederatedStudy(models.Model):
 
 class FederatedJob(models.Model):
     """One site's part of a federated study: claimed, evaluated and reported by that site's agent
-    (a worker account of the institution), which is the only caller that ever sees it."""
+    (the institution's site agent account), which is the only caller that ever sees it."""
 
     study = models.ForeignKey(FederatedStudy, on_delete=models.PROTECT, related_name="jobs")
     institution = models.ForeignKey("registry.Institution", on_delete=models.PROTECT, related_name="federated_jobs")

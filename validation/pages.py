@@ -15,7 +15,7 @@ from validation.choices import FederatedJobStatus
 METRIC_TITLES = {"auroc": "AUROC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
 
 
-@requires("federated_study")
+@requires("federated_study.outcomes")  # pages are for people: a site agent reads its studies through the API
 def federated_study_list(request):
     page = page_window(request, federated.study_list(user=request.user).order_by("-created_at", "-pk"), size=25)
     now, rows = timezone.now(), []
@@ -41,7 +41,7 @@ def _suppressed_strata(pooled: dict[str, Any] | None, site: str, label: str) -> 
     return [s["name"] for s in pooled["strata"] if site in s["labels"][label]["missing_sites"]]
 
 
-@requires("federated_study")
+@requires("federated_study.outcomes")
 def federated_study_detail(request, pk: int):
     """A study as ``federated.study_pool`` gives it; the forest plots are the stored SVGs, served by the API."""
     study = get_object_or_404(federated.study_list(user=request.user), pk=pk)

@@ -12,9 +12,12 @@ from validation.signals import run_finished, site_report_received
 
 
 def connect() -> None:
-    # Progress, heartbeats and the report body are operational or too large for an event;
-    # status changes, the worker, device, hashes, errors and the summary are audited.
-    audit_register(ValidationRun, exclude=("progress", "stage", "lease_until", "heartbeat_at", "results", "timings"))
+    # Progress, heartbeats, sends, leases and the report body are operational or too large for an
+    # event; status changes, the worker, device, hashes, errors and the summary are audited.
+    audit_register(
+        ValidationRun,
+        exclude=("progress", "stage", "lease_until", "heartbeat_at", "sent_at", "mlflow_sent_at", "mlflow_lease_until", "results", "timings"),
+    )
     register_evidence_check("validation", passing_validation)
     audit_register(FederatedStudy)
     audit_register(FederatedJob, exclude=("updated_at",))

@@ -100,12 +100,14 @@ def _set_state(deployment: Deployment, state: str, note: str, *, ended: bool = F
 
 
 def _queue_for(dataset: Dataset) -> str:
-    """A central worker when the data lies under this server's data roots, else the site's own queue."""
+    """A central worker when the data's folder is here (under this server's data roots, and present),
+    else the site's own queue. The roots also list the folders site workers read (a location is refused
+    outside them), so being under a root alone does not say the data is on this machine."""
     try:
-        dataset_root(dataset)
+        here = dataset_root(dataset).is_dir()
     except ValidationError:
-        return site_queue(dataset.institution.code).name
-    return "gpu"
+        here = False
+    return "gpu" if here else site_queue(dataset.institution.code).name
 
 
 def _queue(deployment: Deployment, due_on: date, reason: str) -> str | ValidationRun:

@@ -6,31 +6,39 @@ Exactly one result per run, whatever the broker does (DESIGN.md §5):
    whose lease has expired, gets ``attempt + 1``, the worker's name and a
    lease. A second delivery of the same task finds the lease held (or the
    run finished) and returns quietly.
-2. While it works the worker renews the lease (``RunReporter.heartbeat``),
-   conditional on still holding its attempt; losing it (the sweeper gave the
-   run to another worker, or the run was cancelled) stops the work.
+2. While it works a thread of the worker renews the lease every third of it
+   (``RunReporter.heartbeats``), whatever the evaluation is doing, and looks
+   for a cancel in between; losing the lease (the sweeper gave the run to
+   another worker) or a cancel stops the evaluation at its next progress call.
 3. Results are written in one transaction that locks the row and checks the
    attempt again, so a worker that lost its lease cannot write.
 4. ``run_sweep`` re-queues runs whose lease expired (the worker died: the
    embedded broker never redelivers, Redis only after its visibility
    timeout) and fails those past ``max_attempts``; it also re-sends queued
-   runs nobody claimed (a lost message). The claim makes re-sending harmless.
+   runs nobody claimed and MLflow copies left undone (a lost message, a broker
+   that was down), each once per period from its last send. The claims make
+   re-sending harmless.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.access import role_of
@@ -38,7 +46,7 @@ from core.audit import audit_action, audit_record
 from core.choices import Role
 from core.errors import Conflict
 from radtrust.celery import site_queue
-from radtrust_engine.loading import ManifestError, read_manifest
+from radtrust_engine.loading import ManifestError, manifest_file, read_manifest
 from radtrust_engine.pipeline import SuiteConfig, evaluate
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.report import LabelResult, RunReport
@@ -46,9 +54,10 @@ from radtrust_engine.runner import load_verified, select_device
 from registry.choices import ProvenanceRole, VersionStatus
 from registry.models import Dataset, ModelVersion
 from registry.services import artifact_root
+from registry.validators import data_folder
 from validation.baselines import baseline_check, baseline_load, version_baseline
 from validation.choices import FailureReason, MlflowState, RunStage, RunStatus
-from validation.models import ValidationRun
+from validation.models import SweepLock, ValidationRun
 from validation.run_outputs import RunOutputs, run_outputs_save, run_outputs_write
 from validation.signals import run_finished
 
@@ -70,21 +79,17 @@ def dataset_root(dataset: Dataset) -> Path:
     """The folder a dataset's ``location`` names, refused unless it lies under a configured data root.
 
     Workers only read files below ``RADTRUST_DATA_ROOTS``, so a registry user cannot
-    point a run at arbitrary paths on a worker.
+    point a run at arbitrary paths on a worker. The registry refuses such a location when
+    it is stored (``registry.validators.data_folder``, the same rule); this checks again
+    because the roots, or a symbolic link on the way, may have changed since.
     """
     location = (dataset.location or "").strip()
     if not location:
         raise ValidationError({"dataset": "The dataset has no location: set the folder that holds its manifest and images."})
-    path = Path(location)
-    if not path.is_absolute():
-        raise ValidationError({"dataset": f"The dataset location {location!r} must be an absolute folder path."})
-    resolved = path.resolve()
-    roots = [Path(r).resolve() for r in settings.RADTRUST_DATA_ROOTS]
-    if not any(resolved.is_relative_to(root) for root in roots):
-        raise ValidationError(
-            {"dataset": f"The dataset location {location!r} is outside the data roots this server reads ({', '.join(map(str, roots))})."}
-        )
-    return resolved
+    try:
+        return data_folder(location)
+    except ValidationError as exc:
+        raise ValidationError({"dataset": exc.messages}) from None
 
 
 def manifest_name_check(name: str) -> str:
@@ -138,18 +143,21 @@ def run_create(
     run.full_clean()
     with transaction.atomic():
         run.save()
-        transaction.on_commit(lambda: run_enqueue(run_id=run.pk, queue=run.queue))
+        # robust: a broker that is down must not fail the request; the sweeper sends the run later.
+        transaction.on_commit(lambda: run_enqueue(run_id=run.pk, queue=run.queue), robust=True)
     return run
 
 
-def run_enqueue(*, run_id: int, queue: str) -> None:
+def run_enqueue(*, run_id: int, queue: str, now: datetime | None = None) -> None:
+    """Send the run to its queue and note when (``sent_at``): the sweeper re-sends from that time."""
     from validation.tasks import run_execute  # the tasks module imports this one
 
     run_execute.apply_async((run_id,), queue=queue)
+    ValidationRun.objects.filter(pk=run_id).update(sent_at=now or timezone.now())
 
 
 def run_cancel(*, actor, run: ValidationRun) -> ValidationRun:
-    """Cancel a queued run at once; a running one stops at its next batch or heartbeat."""
+    """Cancel a queued run at once; a running one stops once its worker's heartbeat thread sees the request."""
     if role_of(actor) == Role.ML_ENGINEER and run.requested_by_id != actor.pk and run.version.foundation_model.provider_id != actor.institution_id:
         raise Conflict("Only the provider's engineers or the requester may cancel this run.", code="not_yours")
     with transaction.atomic():
@@ -221,22 +229,28 @@ def run_claim(*, run_id: int, worker: str, lease_seconds: int | None = None) -> 
 class RunReporter:
     """Progress, heartbeats and cancellation for one attempt, handed to the engine as its ``progress``.
 
-    Writes are throttled (the engine calls it per batch); each write renews the
-    lease only while this attempt still holds the run.
+    Progress writes are throttled (the engine calls it per batch) and renew the lease. The lease
+    must not depend on them: an analysis can run for many minutes between two progress calls.
+    So while ``heartbeats()`` is open a thread of the worker renews the lease every third of it
+    and looks for a cancel every ``cancel_check_seconds`` in between. When it finds the run
+    cancelled or given to another attempt it sets ``stop``, and the next progress call raises.
     """
 
     run_id: int
     attempt: int
     lease_seconds: int = field(default_factory=lambda: settings.RADTRUST_RUN_LEASE_SECONDS)
     every_seconds: float = 0.5
+    cancel_check_seconds: float = 2.0
+    stop: threading.Event = field(default_factory=threading.Event)
+    _stopped_by: Exception | None = None
     _last_write: float = 0.0
-    _last_heartbeat: float = field(default_factory=time.monotonic)
     _stage: str = ""
 
     def __call__(self, stage: str, fraction: float) -> None:
+        if self.stop.is_set():
+            raise self._stopped_by
         now = time.monotonic()
-        heartbeat_due = now - self._last_heartbeat >= self.lease_seconds / 3
-        if stage == self._stage and now - self._last_write < self.every_seconds and not heartbeat_due:
+        if stage == self._stage and now - self._last_write < self.every_seconds:
             return
         self._stage = stage
         self._last_write = now
@@ -244,19 +258,74 @@ class RunReporter:
 
     def write(self, **fields) -> None:
         """Renew the lease with these fields; stop if the run was cancelled or taken over."""
+        if not self._renew(**fields):
+            raise self._why_not_held()
+
+    def _held(self):
+        """The run, while this attempt holds it and nobody asked to cancel it."""
+        return ValidationRun.objects.filter(pk=self.run_id, attempt=self.attempt, status=RunStatus.RUNNING, cancel_requested=False)
+
+    def _renew(self, **fields) -> bool:
         now = timezone.now()
-        updated = ValidationRun.objects.filter(
-            pk=self.run_id,
-            attempt=self.attempt,
-            status=RunStatus.RUNNING,
-            cancel_requested=False,
-        ).update(lease_until=now + timedelta(seconds=self.lease_seconds), heartbeat_at=now, **fields)
-        self._last_heartbeat = time.monotonic()
-        if not updated:
-            current = ValidationRun.objects.filter(pk=self.run_id).values("attempt", "status", "cancel_requested").first()
-            if current and current["attempt"] == self.attempt and current["cancel_requested"] and current["status"] == RunStatus.RUNNING:
-                raise RunCancelled()
-            raise LeaseLost()
+        return bool(self._held().update(lease_until=now + timedelta(seconds=self.lease_seconds), heartbeat_at=now, **fields))
+
+    def _why_not_held(self) -> Exception:
+        current = ValidationRun.objects.filter(pk=self.run_id).values("attempt", "status", "cancel_requested").first()
+        if current and current["attempt"] == self.attempt and current["cancel_requested"] and current["status"] == RunStatus.RUNNING:
+            return RunCancelled()
+        return LeaseLost()
+
+    @contextmanager
+    def heartbeats(self) -> Iterator[None]:
+        """Keep the lease alive from a thread of this process while the block runs; the thread is
+        stopped and joined when the block ends, before the outcome is written."""
+        if transaction.get_connection().in_atomic_block:
+            # The thread's own connection cannot see a run the caller has not committed (a test, a
+            # shell session inside atomic()); there the progress writes renew the lease.
+            yield
+            return
+        done = threading.Event()
+        thread = threading.Thread(target=self._beat, args=(done,), name=f"run-{self.run_id}-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _beat(self, done: threading.Event) -> None:
+        """The heartbeat thread (see the class docstring). A database error is logged and tried
+        again at the next tick: the lease has two thirds of its length to spare."""
+        renew_every = self.lease_seconds / 3
+        renew_at = time.monotonic() + renew_every
+        try:
+            while not done.wait(min(self.cancel_check_seconds, renew_every)):
+                try:
+                    if time.monotonic() >= renew_at:
+                        held = self._renew()
+                        renew_at = time.monotonic() + renew_every
+                    else:
+                        held = self._held().exists()
+                    if not held:
+                        self._stopped_by = self._why_not_held()
+                        self.stop.set()
+                        return
+                except DatabaseError:
+                    log.warning("Run %s: a heartbeat of attempt %s failed; trying again.", self.run_id, self.attempt, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+
+def run_claim_failure_note(*, run_id: int, worker: str, error: DatabaseError) -> None:
+    """Say on the queued run why a worker could not take it, if the database takes that write
+    (it may be the one that is down). The details stay in the worker's log: a database error
+    can name hosts and users."""
+    log.error("Run %s: worker %s could not claim it: %s", run_id, worker, error)
+    with suppress(DatabaseError):
+        ValidationRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            error=f"Worker {worker[:200]} could not claim the run: the database refused ({type(error).__name__}). "
+            "The task is sent again; the worker's log has the details."
+        )
 
 
 # --- Execute ---------------------------------------------------------------------------
@@ -275,16 +344,23 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
 
     Every expected failure (bad manifest, unreadable images, artifact mismatch,
     bad outputs, time limit) ends the run as failed with a stable reason and a
-    message that says what to fix; the worker stays up.
+    message that says what to fix; the worker stays up. A claim the database
+    refuses is noted on the run when it can be and raised, so that the task is
+    sent again rather than acknowledged with the run still queued.
     """
-    attempt = run_claim(run_id=run_id, worker=worker)
+    try:
+        attempt = run_claim(run_id=run_id, worker=worker)
+    except DatabaseError as exc:
+        run_claim_failure_note(run_id=run_id, worker=worker, error=exc)
+        raise
     if attempt is None:
         return None
     reporter = RunReporter(run_id=run_id, attempt=attempt)
     try:
-        evaluation, device, manifest_sha = _evaluate(run_id, reporter)
-        reporter.write(stage=RunStage.SAVING, progress=1.0)
-        outputs = run_outputs_write(run_id=run_id, attempt=attempt, evaluation=evaluation)
+        with reporter.heartbeats():
+            evaluation, device, manifest_sha = _evaluate(run_id, reporter)
+            reporter.write(stage=RunStage.SAVING, progress=1.0)
+            outputs = run_outputs_write(run_id=run_id, attempt=attempt, evaluation=evaluation)
     except RunCancelled:
         return _close(
             run_id, attempt, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled while running."
@@ -325,12 +401,16 @@ def run_execute(*, run_id: int, worker: str) -> str | None:
 
 def failure_of(run_id: int, exc: Exception) -> tuple[FailureReason, str]:
     """The stored reason and message of a failed evaluation: the code an engine exception carries
-    (its message says what to fix), or ``internal_error`` for anything else, logged with its traceback."""
+    (its message says what to fix), or ``internal_error`` for anything else, logged with its traceback.
+
+    An unexpected exception's own message stays in the worker's log: it may quote a file's path on
+    the worker (an ``OSError``) or a value read from a file, and every reader of the run sees its error.
+    """
     code = getattr(exc, "reason", None)
     if code in FailureReason.values:
         return FailureReason(code), str(exc)
     log.exception("Run %s failed unexpectedly", run_id)
-    return FailureReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+    return FailureReason.INTERNAL_ERROR, f"An unexpected {type(exc).__name__} stopped the run; the worker's log has the details."
 
 
 def _evaluate(run_id: int, reporter: RunReporter):
@@ -352,9 +432,7 @@ def _evaluate(run_id: int, reporter: RunReporter):
     except ValueError as exc:
         raise ValidationError(f"The version's preprocessing spec is invalid: {exc}") from None
     root = dataset_root(run.dataset)
-    manifest_path = root / run.manifest
-    if not manifest_path.is_file():
-        raise ManifestError(f"manifest {run.manifest!r} not found in the dataset folder {root}")
+    manifest_path = manifest_file(root, run.manifest)
     manifest_sha = _sha256(manifest_path)
     if run.dataset.manifest_sha256 and run.dataset.manifest_sha256 != manifest_sha:
         raise ManifestError(
@@ -420,14 +498,17 @@ def _close(
         )
         if status == RunStatus.SUCCEEDED:
             run_outputs_save(run, outputs or RunOutputs())
-            transaction.on_commit(lambda: _enqueue_mlflow(run_id))
+            # robust: with the broker down the run still succeeds; the sweeper sends its copy later.
+            transaction.on_commit(lambda: run_mlflow_enqueue(run_id=run_id), robust=True)
     return status
 
 
-def _enqueue_mlflow(run_id: int) -> None:
+def run_mlflow_enqueue(*, run_id: int, now: datetime | None = None) -> None:
+    """Send the run's MLflow copy and note when (``mlflow_sent_at``): the sweeper re-sends from that time."""
     from validation.tasks import run_log_mlflow  # the tasks module imports this one
 
     run_log_mlflow.delay(run_id)
+    ValidationRun.objects.filter(pk=run_id).update(mlflow_sent_at=now or timezone.now())
 
 
 def run_summary(report: RunReport) -> dict:
@@ -465,11 +546,48 @@ def _listed(values: tuple[str, ...] | None) -> list[str] | None:
 # --- Sweep -----------------------------------------------------------------------------
 
 
-def run_sweep(*, unclaimed_after_seconds: int | None = None) -> dict[str, list[int]]:
-    """Re-queue runs whose worker died, fail those out of attempts, re-send forgotten queued runs."""
-    now = timezone.now()
+# The sweeper re-sends an MLflow copy left pending or failed this long after it was last sent or
+# tried: longer than the copy task's longest wait between two retries (600 s) plus its time limit
+# (300 s), so that a copy whose task is still retrying is not sent a second time.
+MLFLOW_RESEND_AFTER = timedelta(minutes=20)
+
+
+@contextmanager
+def sweep_lock(name: str, *, seconds: int, now: datetime | None = None) -> Iterator[bool]:
+    """Hold the sweep ``name`` for at most ``seconds``: True for the one caller that got it, False
+    while another holds it. A ``SweepLock`` row taken with one conditional UPDATE, like a run's
+    lease: it works on SQLite and PostgreSQL alike, and a holder that dies lets it lapse."""
+    now = now or timezone.now()
+    until = now + timedelta(seconds=seconds)
+    SweepLock.objects.get_or_create(name=name)
+    held = bool(SweepLock.objects.filter(name=name).filter(Q(held_until__isnull=True) | Q(held_until__lt=now)).update(held_until=until))
+    try:
+        yield held
+    finally:
+        if held:
+            SweepLock.objects.filter(name=name, held_until=until).update(held_until=None)
+
+
+def run_sweep(*, now: datetime | None = None, unclaimed_after_seconds: int | None = None) -> dict[str, list[int]]:
+    """Re-queue runs whose worker died, fail those out of attempts, and re-send what a lost message
+    or a broker that was down left undone: queued runs nobody claimed, and the MLflow copies of
+    succeeded runs. Each is re-sent once per period from its last send, not on every sweep, so a
+    backlog behind a busy worker does not grow."""
+    now = now or timezone.now()
     unclaimed_after = timedelta(seconds=unclaimed_after_seconds if unclaimed_after_seconds is not None else settings.RADTRUST_RUN_UNCLAIMED_SECONDS)
-    outcome: dict[str, list[int]] = {"requeued": [], "failed": [], "resent": []}
+    requeued, failed = _lost_runs_requeue(now)
+    return {
+        "requeued": requeued,
+        "failed": failed,
+        "resent": _unclaimed_runs_resend(sent_before=now - unclaimed_after, now=now, requeued=requeued),
+        "mlflow_resent": _mlflow_copies_resend(sent_before=now - MLFLOW_RESEND_AFTER, now=now),
+    }
+
+
+def _lost_runs_requeue(now: datetime) -> tuple[list[int], list[int]]:
+    """Runs whose lease expired go back to the queue, or fail once out of attempts; the ids re-queued and failed."""
+    requeued: list[int] = []
+    failed: list[int] = []
     expired = list(ValidationRun.objects.filter(status=RunStatus.RUNNING, lease_until__lt=now).values_list("pk", flat=True))
     for run_id in expired:
         with transaction.atomic():
@@ -490,23 +608,73 @@ def run_sweep(*, unclaimed_after_seconds: int | None = None) -> dict[str, list[i
                     error_reason=FailureReason.WORKER_LOST,
                     error=f"{lost} No attempts left ({run.max_attempts}).",
                 )
-                outcome["failed"].append(run.pk)
+                failed.append(run.pk)
                 continue
             run.status, run.stage, run.lease_until, run.error = RunStatus.QUEUED, RunStage.QUEUED, None, lost
             with audit_action("requeue"):
                 run.save(update_fields=["status", "stage", "lease_until", "error"])
-            transaction.on_commit(lambda r=run: run_enqueue(run_id=r.pk, queue=r.queue))
-            outcome["requeued"].append(run.pk)
-    forgotten = ValidationRun.objects.filter(status=RunStatus.QUEUED, created_at__lt=now - unclaimed_after).exclude(pk__in=outcome["requeued"])
-    for run_id, queue in forgotten.values_list("pk", "queue"):
-        run_enqueue(run_id=run_id, queue=queue)
-        outcome["resent"].append(run_id)
-    return outcome
+            # robust: a send the broker refuses leaves the run queued, and the next sweep sends it.
+            transaction.on_commit(lambda r=run: run_enqueue(run_id=r.pk, queue=r.queue, now=now), robust=True)
+            requeued.append(run.pk)
+    return requeued, failed
+
+
+def _unclaimed_runs_resend(*, sent_before: datetime, now: datetime, requeued: list[int]) -> list[int]:
+    """Send again the queued runs last sent (never sent: created) before ``sent_before``, but
+    not those this sweep has just re-queued."""
+    unclaimed = (
+        ValidationRun.objects.filter(status=RunStatus.QUEUED)
+        .exclude(pk__in=requeued)
+        .annotate(last_sent=Coalesce("sent_at", "created_at"))
+        .filter(last_sent__lt=sent_before)
+        .order_by("pk")
+    )
+    return _send_each((run_id, partial(run_enqueue, run_id=run_id, queue=queue, now=now)) for run_id, queue in unclaimed.values_list("pk", "queue"))
+
+
+def _mlflow_copies_resend(*, sent_before: datetime, now: datetime) -> list[int]:
+    """Send again the MLflow copies of succeeded runs still pending or failed, held by no worker,
+    last sent or tried (never sent: finished) before ``sent_before``."""
+    awaiting = (
+        ValidationRun.objects.filter(status=RunStatus.SUCCEEDED, mlflow_state__in=[MlflowState.PENDING, MlflowState.FAILED])
+        .filter(Q(mlflow_lease_until__isnull=True) | Q(mlflow_lease_until__lt=now))
+        .annotate(last_sent=Coalesce("mlflow_sent_at", "finished_at"))
+        .filter(last_sent__lt=sent_before)
+        .order_by("pk")
+    )
+    return _send_each((run_id, partial(run_mlflow_enqueue, run_id=run_id, now=now)) for run_id in awaiting.values_list("pk", flat=True))
+
+
+def _send_each(sends: Iterable[tuple[int, Callable[[], None]]]) -> list[int]:
+    """Make each send; the run ids sent. The first send the broker refuses ends the loop (it
+    would refuse the rest too), and the next sweep tries again."""
+    sent = []
+    for run_id, send in sends:
+        try:
+            send()
+        except Exception:  # kombu and each transport raise their own errors for a broker that is down
+            log.exception("Sweep: could not send run %s; the next sweep tries again.", run_id)
+            break
+        sent.append(run_id)
+    return sent
+
+
+def run_mlflow_claim(*, run_id: int, lease_seconds: int) -> bool:
+    """Take the MLflow copy of a succeeded run for ``lease_seconds``; False if it needs none or
+    another worker holds it. One conditional UPDATE, as ``registry.services.version_mirror_claim``,
+    so the task's retries and the sweeper's re-sends never copy a run twice at once. It notes the
+    try (``mlflow_sent_at``), so the sweeper leaves alone a copy whose task is still retrying."""
+    now = timezone.now()
+    return bool(
+        ValidationRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED, mlflow_state__in=[MlflowState.PENDING, MlflowState.FAILED])
+        .filter(Q(mlflow_lease_until__isnull=True) | Q(mlflow_lease_until__lt=now))
+        .update(mlflow_lease_until=now + timedelta(seconds=lease_seconds), mlflow_sent_at=now)
+    )
 
 
 def run_mlflow_state_set(*, run_id: int, state: str, mlflow_run_id: str = "", error: str = "") -> None:
-    """Record where the MLflow copy stands; operational, so not audited."""
-    fields = {"mlflow_state": state, "mlflow_error": error[:2000]}
+    """Record where the MLflow copy stands and release its lease; operational, so not audited."""
+    fields = {"mlflow_state": state, "mlflow_error": error[:2000], "mlflow_lease_until": None}
     if mlflow_run_id:
         fields["mlflow_run_id"] = mlflow_run_id
     ValidationRun.objects.filter(pk=run_id).update(**fields)

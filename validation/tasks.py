@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
+from django.db import DatabaseError
 
 from core.audit import audit_context
 from validation import services
@@ -15,6 +16,13 @@ from validation.revalidation import revalidation_dispatch as dispatch
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
+    # The database refused (a claim, the closing write): the task goes back to the queue with
+    # backoff, for this or another worker, rather than being acknowledged with the run left undone.
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=20,
     soft_time_limit=settings.RADTRUST_RUN_TIME_LIMIT_SECONDS,
     time_limit=settings.RADTRUST_RUN_TIME_LIMIT_SECONDS + 60,
 )
@@ -42,10 +50,14 @@ def run_log_mlflow(self, run_id: int) -> str | None:
 
 
 @shared_task(acks_late=True, soft_time_limit=120)
-def run_sweep() -> dict:
-    """Re-queue runs whose worker died and re-send runs nobody claimed (see ``services.run_sweep``)."""
-    with audit_context(label="worker:sweeper"):
-        return services.run_sweep()
+def run_sweep() -> dict | None:
+    """Re-queue runs whose worker died and re-send what was left undone (see ``services.run_sweep``).
+
+    One sweep at a time (None when another worker is sweeping); beat's entry lets a sweep that
+    waited in the queue longer than its period expire, so sweeps do not pile up behind busy workers.
+    """
+    with audit_context(label="worker:sweeper"), services.sweep_lock("validation-run-sweep", seconds=120) as held:
+        return services.run_sweep() if held else None
 
 
 @shared_task(acks_late=True, soft_time_limit=300)

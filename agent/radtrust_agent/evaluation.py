@@ -28,11 +28,11 @@ from radtrust_engine.federated import site_summary
 from radtrust_engine.federated_check import payload_check
 from radtrust_engine.federated_payload import DEFAULT_MIN_PATIENTS, MAX_RESAMPLES
 from radtrust_engine.images import fill_attributes_from_headers
-from radtrust_engine.loading import Manifest, ManifestError, read_manifest
+from radtrust_engine.loading import Manifest, manifest_file, read_manifest
 from radtrust_engine.pipeline import STRATIFIABLE, SuiteConfig, evaluate
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.runner import load_verified, select_device
-from radtrust_engine.stratification import age_band
+from radtrust_engine.stratification import attribute_values
 
 _SHA256_HEX = frozenset("0123456789abcdef")
 
@@ -218,13 +218,7 @@ class SiteEvaluation:
 
 def _attribute_columns(manifest: Manifest, rows: np.ndarray, spec: JobSpec) -> dict[str, list]:
     """Each asked-for attribute for the evaluated rows (age as bands); missing values become "unknown" downstream."""
-    columns = {}
-    for name in spec.attributes:
-        if name == "age_band":
-            columns[name] = list(age_band([manifest.attributes["age"][i] for i in rows], spec.age_edges))
-        else:
-            columns[name] = [manifest.attributes[name][i] for i in rows]
-    return columns
+    return {name: attribute_values(manifest.attributes, name, rows, spec.age_edges) for name in spec.attributes}
 
 
 def site_evaluate(
@@ -258,13 +252,8 @@ def site_evaluate(
     except ValueError as exc:
         raise JobError(f"version.preprocessing: {exc}") from None
     root = Path(data_root).resolve()
-    manifest_path = (root / spec.manifest).resolve()
-    if not manifest_path.is_relative_to(root):
-        raise JobError(f"spec.manifest {spec.manifest!r} leads outside the site's data root")
-    if not manifest_path.is_file():
-        raise ManifestError(f"manifest {spec.manifest!r} not found under the data root {root}")
     classes = version.class_names
-    manifest = read_manifest(manifest_path, root, label_columns=list(spec.labels), class_names=classes)
+    manifest = read_manifest(manifest_file(root, spec.manifest), root, label_columns=list(spec.labels), class_names=classes)
     manifest = fill_attributes_from_headers(manifest).manifest
     timings["manifest"] = time.perf_counter() - step
 

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from radtrust_engine.paths import without_paths
+
 _CHUNK = 1024 * 1024
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 # Formats whose loaders unpickle: refused whatever their content.
@@ -175,6 +177,7 @@ def inspect_onnx(model_path: Path, data_paths: list[Path]) -> ArtifactInfo:
         onnx.checker.check_model(str(model_path))
     except onnx.checker.ValidationError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid graph"
+        first_line = without_paths(first_line, model_path, *data_paths, model_path.parent)  # not the staging folder's path
         raise ArtifactError(f"onnx.checker rejected the model: {first_line[:300]}") from exc
 
     initializer_names = {t.name for t in model.graph.initializer}

@@ -2,13 +2,14 @@
 (EU AI Act transparency evidence; FUTURE-AI explainability).
 
 The model is a ``predict`` callable: a float32 ``(N, C, H, W)`` batch of
-preprocessed tensors in, ``(N,)`` probabilities of the explained class out.
-No gradients are needed, so any exported model can be explained.
+preprocessed tensors in, the ``(N, L)`` probabilities of its L labels out
+(``(N,)`` for one label). No gradients are needed, so any exported model can
+be explained.
 
-1. Cases: up to ``n_cases`` are drawn with ``numpy.random.default_rng(seed)``,
-   balanced between the classes (up to half, rounded up, from the positives;
-   the rest from the negatives; a class that runs short is made up from the
-   other) and listed in manifest order.
+1. Cases: per label, up to ``n_cases`` are drawn with
+   ``numpy.random.default_rng(seed)``, balanced between the classes (up to
+   half, rounded up, from the positives; the rest from the negatives; a class
+   that runs short is made up from the other) and listed in manifest order.
 2. Saliency per case: occlusion (the drop in probability when a patch is
    replaced by the image's mean) and RISE (random smooth masks weighted by the
    probability of the masked image).
@@ -30,6 +31,13 @@ No gradients are needed, so any exported model can be explained.
    maps find, and over 32 cases that consistent difference (under 0.01) has
    a CI that excludes 0, yet says nothing useful about the map.
 
+One forward pass gives every label, so ``explain_cases`` scores the inputs
+that do not depend on the label once for all labels: each case some label
+explains, its occlusion patches, its RISE masks and the deletion/insertion
+steps of its random maps. A label's result (``ExplainedCases.report``) reads
+its column of those outputs; only the deletion and insertion steps of its own
+maps are inputs of that label alone, and only they run per label.
+
 Plain NumPy and SciPy, with Pillow and a matplotlib colour table for the
 overlay (no Django, no onnxruntime: the caller wraps the model).
 """
@@ -39,7 +47,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +74,27 @@ class ExplainabilityError(ValueError):
     """Inputs or model outputs that cannot be explained; the caller records the message."""
 
 
+@dataclass(frozen=True)
+class ExplainSettings:
+    """How the cases are drawn, explained and judged (module docstring); the report states them."""
+
+    methods: tuple[str, ...] = METHODS
+    n_cases: int = 32
+    seed: int = 0
+    steps: int = 20
+    n_random: int = 3
+    rise_masks: int = 500
+    batch_size: int = 64
+    confidence: float = 0.95
+    n_resamples: int = 1000
+    min_difference: float = 0.02
+
+    def rise_options(self) -> dict[str, Any]:
+        """The RISE mask options (``_rise_probabilities``, ``_rise_maps``): the same masks score the
+        images and build the maps."""
+        return {"n_masks": self.rise_masks, "cell": RISE_CELL, "p": RISE_P, "seed": self.seed, "batch_size": self.batch_size}
+
+
 @dataclass
 class ExplainabilityResult:
     """The JSON-safe report, the saliency maps (method -> ``(n, H, W)``) and the 0-based
@@ -85,18 +114,29 @@ class ExplainabilityResult:
 
 
 def _predict_batched(predict: Predict, batch: np.ndarray, batch_size: int) -> np.ndarray:
-    """Probabilities for ``batch`` in chunks of ``batch_size``; refuses missing or non-finite outputs."""
-    out = np.empty(len(batch))
+    """``(N, L)`` probabilities of every label for ``batch``, in chunks of ``batch_size``.
+
+    Non-finite values are left for each label to refuse (``_refuse_non_finite``
+    on its column): a NaN in one label's output must not stop the others.
+    """
+    parts = []
     for start in range(0, len(batch), batch_size):
         chunk = np.ascontiguousarray(batch[start : start + batch_size], dtype=np.float32)
-        probs = np.asarray(predict(chunk), dtype=np.float64).reshape(-1)
-        if probs.size != len(chunk):
-            raise ExplainabilityError(f"predict returned {probs.size} value(s) for a batch of {len(chunk)} images")
-        bad = int((~np.isfinite(probs)).sum())
-        if bad:
-            raise ExplainabilityError(f"predict returned {bad} NaN or infinite probability(ies) in a batch of {len(chunk)} images")
-        out[start : start + len(chunk)] = probs
-    return out
+        probs = np.asarray(predict(chunk), dtype=np.float64)
+        if probs.ndim not in (1, 2) or probs.shape[0] != len(chunk):
+            raise ExplainabilityError(
+                f"predict returned shape {list(probs.shape)} for a batch of {len(chunk)} images; expected ({len(chunk)},) or ({len(chunk)}, labels)"
+            )
+        parts.append(probs.reshape(len(chunk), -1))
+    return np.concatenate(parts)
+
+
+def _refuse_non_finite(values: np.ndarray, where: str) -> np.ndarray:
+    """``values`` as given; ``ExplainabilityError`` if the model gave NaN or infinite probabilities there."""
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise ExplainabilityError(f"predict returned {bad} NaN or infinite probability(ies) {where}")
+    return values
 
 
 def _as_chw(image: np.ndarray) -> np.ndarray:
@@ -125,6 +165,41 @@ def _starts(size: int, patch: int, stride: int) -> np.ndarray:
     return np.asarray(starts)
 
 
+def _occlusion_patches(shape: tuple[int, int], patch: int, stride: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """The patch's height and width (clipped to the image) and the origins of the patches covering it."""
+    if patch < 1 or stride < 1:
+        raise ExplainabilityError("patch and stride must be at least 1")
+    h, w = shape
+    ph, pw = min(patch, h), min(patch, w)
+    return ph, pw, [(y, x0) for y in _starts(h, ph, stride) for x0 in _starts(w, pw, stride)]
+
+
+def _occlusion_drops(predict: Predict, image: np.ndarray, *, patch: int, stride: int, batch_size: int) -> np.ndarray:
+    """``(patches, L)``: every label's drop in probability when each patch is replaced by the image's mean."""
+    ph, pw, origins = _occlusion_patches(image.shape[-2:], patch, stride)
+    fill = _channel_means(image)
+    base = _predict_batched(predict, image[None], 1)[0]
+    drops = []
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start : start + batch_size]
+        batch = np.repeat(image[None], len(chunk), axis=0)
+        for occluded, (y, x0) in zip(batch, chunk):
+            occluded[:, y : y + ph, x0 : x0 + pw] = fill
+        drops.append(base - _predict_batched(predict, batch, batch_size))
+    return np.concatenate(drops)
+
+
+def _occlusion_map(drops: np.ndarray, shape: tuple[int, int], *, patch: int, stride: int) -> np.ndarray:
+    """One label's ``(H, W)`` occlusion map from its drop per patch: averaged over the patches covering each pixel."""
+    ph, pw, origins = _occlusion_patches(shape, patch, stride)
+    total = np.zeros(shape)
+    covered = np.zeros(shape)
+    for drop, (y, x0) in zip(drops, origins):
+        total[y : y + ph, x0 : x0 + pw] += drop
+        covered[y : y + ph, x0 : x0 + pw] += 1
+    return total / covered
+
+
 def occlusion_saliency(
     predict: Predict,
     image: np.ndarray,
@@ -133,34 +208,17 @@ def occlusion_saliency(
     stride: int = OCCLUSION_STRIDE,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """``(H, W)`` map: the drop in probability when a ``patch`` x ``patch`` square is replaced by the
-    image's mean (each channel's own), averaged over the patches covering each pixel.
+    """``(L, H, W)``, one map per label: the drop in probability when a ``patch`` x ``patch`` square is
+    replaced by the image's mean (each channel's own), averaged over the patches covering each pixel.
 
     The mean, not zero, is the fill because a preprocessed tensor's zero may be
     a meaningful intensity; the mean removes the patch's content without adding
     an edge brighter or darker than the image. Positive values: the pixel
     supports the class.
     """
-    if patch < 1 or stride < 1:
-        raise ExplainabilityError("patch and stride must be at least 1")
     x = _as_chw(image)
-    _, h, w = x.shape
-    ph, pw = min(patch, h), min(patch, w)
-    origins = [(y, x0) for y in _starts(h, ph, stride) for x0 in _starts(w, pw, stride)]
-    fill = _channel_means(x)
-    base = _predict_batched(predict, x[None], 1)[0]
-    total = np.zeros((h, w))
-    covered = np.zeros((h, w))
-    for start in range(0, len(origins), batch_size):
-        chunk = origins[start : start + batch_size]
-        batch = np.repeat(x[None], len(chunk), axis=0)
-        for occluded, (y, x0) in zip(batch, chunk):
-            occluded[:, y : y + ph, x0 : x0 + pw] = fill
-        drops = base - _predict_batched(predict, batch, batch_size)
-        for drop, (y, x0) in zip(drops, chunk):
-            total[y : y + ph, x0 : x0 + pw] += drop
-            covered[y : y + ph, x0 : x0 + pw] += 1
-    return total / covered
+    drops = _refuse_non_finite(_occlusion_drops(predict, x, patch=patch, stride=stride, batch_size=batch_size), "on the occluded images")
+    return np.stack([_occlusion_map(np.ascontiguousarray(column), x.shape[-2:], patch=patch, stride=stride) for column in drops.T])
 
 
 def _bilinear_matrices(size: int, cells: int, cell: int) -> np.ndarray:
@@ -204,6 +262,32 @@ def _rise_masks(
         yield (ry[shifts[part, 0]] @ grids[part] @ rx[shifts[part, 1]].transpose(0, 2, 1)).astype(np.float32)
 
 
+def _rise_probabilities(predict: Predict, images: np.ndarray, *, n_masks: int, cell: int, p: float, seed: int, batch_size: int) -> np.ndarray:
+    """``(images, n_masks, L)``: every label's probability of each image under each mask, where a masked
+    image keeps the original where the mask is 1 and has the image's mean where it is 0. The masks are
+    the same for every image, so each chunk of them is drawn once for all the images."""
+    fills = [_channel_means(image) for image in images]
+    chunks: list[list[np.ndarray]] = [[] for _ in images]
+    for masks in _rise_masks(images.shape[-2:], n_masks=n_masks, cell=cell, p=p, seed=seed, chunk=batch_size):
+        m = masks[:, None]
+        for image, fill, parts in zip(images, fills, chunks):
+            parts.append(_predict_batched(predict, image[None] * m + fill * (1 - m), batch_size))
+    return np.stack([np.concatenate(parts) for parts in chunks])
+
+
+def _rise_maps(probabilities: np.ndarray, shape: tuple[int, int], *, n_masks: int, cell: int, p: float, seed: int, batch_size: int) -> np.ndarray:
+    """``(n, H, W)`` RISE maps ``sum_i P(masked_i) * mask_i / (n_masks * p)``, one per row of ``(n, n_masks)``
+    probabilities (one label's, of n images; or L labels' of one image), with the masks drawn again
+    chunk by chunk as ``_rise_probabilities`` drew them."""
+    total = np.zeros((len(probabilities), *shape))
+    start = 0
+    for masks in _rise_masks(shape, n_masks=n_masks, cell=cell, p=p, seed=seed, chunk=batch_size):
+        for map_, probs in zip(total, probabilities):
+            map_ += np.tensordot(probs[start : start + len(masks)], masks, axes=1)
+        start += len(masks)
+    return total / (n_masks * p)
+
+
 def rise_saliency(
     predict: Predict,
     image: np.ndarray,
@@ -214,7 +298,7 @@ def rise_saliency(
     seed: int = 0,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """``(H, W)`` RISE map (Petsiuk et al. 2018): ``sum_i P(masked_i) * mask_i / (n_masks * p)``.
+    """``(L, H, W)`` RISE maps, one per label (Petsiuk et al. 2018): ``sum_i P(masked_i) * mask_i / (n_masks * p)``.
 
     A masked image keeps the original where the mask is 1 and has the image's
     mean where it is 0 (the paper multiplies by the mask, i.e. fills with 0;
@@ -222,13 +306,9 @@ def rise_saliency(
     Reproducible from ``seed``.
     """
     x = _as_chw(image)
-    fill = _channel_means(x)
-    total = np.zeros(x.shape[-2:])
-    for masks in _rise_masks(x.shape[-2:], n_masks=n_masks, cell=cell, p=p, seed=seed, chunk=batch_size):
-        m = masks[:, None]
-        probs = _predict_batched(predict, x[None] * m + fill * (1 - m), batch_size)
-        total += np.tensordot(probs, masks, axes=1)
-    return total / (n_masks * p)
+    options = {"n_masks": n_masks, "cell": cell, "p": p, "seed": seed, "batch_size": batch_size}
+    probabilities = _refuse_non_finite(_rise_probabilities(predict, x[None], **options)[0], "on the masked images")
+    return _rise_maps(np.ascontiguousarray(probabilities.T), x.shape[-2:], **options)
 
 
 def random_saliency(shape: tuple[int, int], seed: int | Sequence[int]) -> np.ndarray:
@@ -257,6 +337,11 @@ def blur_baseline(images: np.ndarray) -> np.ndarray:
     return gaussian_filter(images, sigma=(0, 0, sigma, sigma), mode="reflect")
 
 
+def _step_group(image_shape: tuple[int, ...], steps: int) -> int:
+    """How many images' deletion and insertion steps are built at once, within ``_MAX_STEP_BYTES``."""
+    return max(1, _MAX_STEP_BYTES // (2 * (steps + 1) * math.prod(image_shape) * 4))
+
+
 def deletion_insertion(
     predict: Predict,
     images: np.ndarray,
@@ -265,14 +350,16 @@ def deletion_insertion(
     steps: int = 20,
     batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, the deletion and insertion areas under the curve (each in [0, 1] for probabilities).
+    """Per image and label, the deletion and insertion areas under the curve, each ``(N, L)`` and in
+    [0, 1] for probabilities.
 
     Step ``k`` of ``0..steps`` changes the ``round(k * H * W / steps)`` most
     salient pixels (ties in pixel order), in every channel: deletion puts the
     blurred copy (``blur_baseline``) there, insertion puts the original there
     on top of the blurred copy. The area is the trapezoid rule over the
     fraction changed, 0 to 1. The step images of a group of cases are built at
-    once and scored in batches of ``batch_size``.
+    once and scored in batches of ``batch_size``; every label's curve is
+    integrated on its own, as if the model gave that label alone.
     """
     images = np.asarray(images, dtype=np.float32)
     saliencies = np.asarray(saliencies, dtype=np.float64)
@@ -287,8 +374,8 @@ def deletion_insertion(
     np.put_along_axis(rank, order, np.arange(h * w)[None], axis=1)
     flat = images.reshape(n, c, h * w)
     blurred = blur_baseline(images).reshape(n, c, h * w)
-    curves = np.empty((n, 2, steps + 1))
-    group = max(1, _MAX_STEP_BYTES // (2 * (steps + 1) * c * h * w * 4))
+    curves = []  # per group, (L, g, 2, steps+1): each label's curves laid out as one label's alone
+    group = _step_group(images.shape[1:], steps)
     for start in range(0, n, group):
         stop = min(n, start + group)
         changed = rank[start:stop, None, None, :] < counts[None, :, None, None]  # (g, steps+1, 1, HW)
@@ -296,9 +383,32 @@ def deletion_insertion(
         deletion = np.where(changed, b, x)
         insertion = np.where(changed, x, b)
         batch = np.stack([deletion, insertion], axis=1).reshape(-1, c, h, w)
-        curves[start:stop] = _predict_batched(predict, batch, batch_size).reshape(stop - start, 2, steps + 1)
-    areas = np.trapezoid(curves, dx=1.0 / steps, axis=-1)
-    return areas[:, 0], areas[:, 1]
+        probs = _predict_batched(predict, batch, batch_size).reshape(stop - start, 2, steps + 1, -1)
+        curves.append(np.ascontiguousarray(np.moveaxis(probs, -1, 0)))  # C order: the sums run as for one label
+    areas = np.trapezoid(np.concatenate(curves, axis=1), dx=1.0 / steps, axis=-1)  # (L, n, 2)
+    return areas[..., 0].T, areas[..., 1].T
+
+
+def _random_areas(predict: Predict, images: np.ndarray, case_rows: Sequence[int], settings: ExplainSettings) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, L)`` deletion and insertion areas of the random maps, each the mean over the case's
+    ``n_random`` maps. The maps are built a group of step images at a time, so a run with many
+    explained cases never holds them all."""
+    n, _, h, w = images.shape
+    maps = [(i, r) for i in range(n) for r in range(settings.n_random)]
+    deletion, insertion = [], []
+    group = _step_group(images.shape[1:], settings.steps)
+    for start in range(0, len(maps), group):
+        part = maps[start : start + group]
+        random_maps = np.stack([random_saliency((h, w), (settings.seed, int(case_rows[i]), r)) for i, r in part])
+        areas = deletion_insertion(predict, images[[i for i, _ in part]], random_maps, steps=settings.steps, batch_size=settings.batch_size)
+        deletion.append(areas[0])
+        insertion.append(areas[1])
+
+    def mean_per_case(areas: list[np.ndarray]) -> np.ndarray:
+        per_label = np.ascontiguousarray(np.concatenate(areas).T)  # (L, n * n_random)
+        return per_label.reshape(len(per_label), n, settings.n_random).mean(axis=2).T
+
+    return mean_per_case(deletion), mean_per_case(insertion)
 
 
 # ---------------------------------------------------------------------------
@@ -349,130 +459,214 @@ def faithfulness_verdict(deletion: dict[str, float | None], insertion: dict[str,
     return "not distinguishable from random"
 
 
-def explainability_report(
+@dataclass(frozen=True)
+class LabelOutputs:
+    """One label's column of what ``explain_cases`` scored, for the cases that label explains (in
+    manifest order): what its maps and its random baseline are built from."""
+
+    positions: np.ndarray  # of the cases in the kept tensors (``select_cases``)
+    probability: np.ndarray  # (n,) of each case as it is
+    weights: dict[str, np.ndarray]  # method -> (n, inputs): occlusion's drop per patch, RISE's probability per mask
+    random_deletion: np.ndarray  # (n,) mean over the case's random maps
+    random_insertion: np.ndarray
+
+    def refuse_non_finite(self) -> None:
+        """``ExplainabilityError`` if the model gave this label a NaN or infinite probability on any of them."""
+        _refuse_non_finite(self.probability, "for the explained cases")
+        for method, weights in self.weights.items():
+            _refuse_non_finite(weights, f"on the explained cases' {method} inputs")
+        _refuse_non_finite(np.concatenate([self.random_deletion, self.random_insertion]), "on the random maps' deletion and insertion steps")
+
+
+def _label_columns(values: Iterable[np.ndarray], chosen: Sequence[np.ndarray], explained: np.ndarray) -> list[np.ndarray]:
+    """Per label, its column of per-case ``(..., L)`` outputs (one per explained case, in order) for the
+    cases it explains: ``(n_label, ...)``. Only those columns are kept, so memory does not grow with
+    the labels times the explained cases."""
+    index = {int(position): k for k, position in enumerate(explained)}
+    wanted: list[list[tuple[int, int]]] = [[] for _ in explained]  # per explained case: (label, its place in that label's cases)
+    for label, positions in enumerate(chosen):
+        for j, position in enumerate(positions):
+            wanted[index[int(position)]].append((label, j))
+    columns: list[np.ndarray] = []
+    for case, value in zip(wanted, values):
+        if not columns:  # the first case's outputs give the shape
+            columns = [np.empty((len(positions), *value.shape[:-1])) for positions in chosen]
+        for label, j in case:
+            columns[label][j] = value[..., label]
+    return columns
+
+
+@dataclass
+class ExplainedCases:
+    """What ``explain_cases`` scored once for every label, with what it needs to build each label's
+    result (``report``): the label-independent inputs' outputs, per label for its own cases."""
+
+    predict: Predict
+    tensors: np.ndarray
+    y_true: np.ndarray  # (N, L)
+    rows: Sequence[int]
+    image_paths: Sequence[str]
+    settings: ExplainSettings
+    labels: list[LabelOutputs]
+    shared_seconds: dict[str, float]  # per method and "random": the passes run once for all labels
+
+    def report(self, label: int) -> ExplainabilityResult:
+        """One label's saliency and its faithfulness against the random baseline (module docstring);
+        ``ExplainabilityError`` if the model gave that label non-finite probabilities. Only the
+        deletion and insertion steps of this label's own maps run the model here."""
+        settings, outputs = self.settings, self.labels[label]
+        outputs.refuse_non_finite()
+        chosen = outputs.positions
+        x = self.tensors[chosen]
+        n, _, h, w = x.shape
+        y = self.y_true[:, label]
+        share = 1 / len(self.labels)  # each label's part of the passes run once for all
+        saliency: dict[str, np.ndarray] = {}
+        areas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        seconds: dict[str, float] = {}
+        for method in settings.methods:
+            started = time.perf_counter()
+            saliency[method] = self._maps(method, outputs.weights[method], (h, w))
+            deletion, insertion = deletion_insertion(self.predict, x, saliency[method], steps=settings.steps, batch_size=settings.batch_size)
+            where = f"on the deletion and insertion steps of the {method} maps"
+            areas[method] = tuple(_refuse_non_finite(np.ascontiguousarray(a[:, label]), where) for a in (deletion, insertion))
+            seconds[method] = self.shared_seconds[method] * share + time.perf_counter() - started
+        areas["random"] = (outputs.random_deletion, outputs.random_insertion)
+        seconds["random"] = self.shared_seconds["random"] * share
+
+        method_reports: dict[str, Any] = {}
+        bootstrap = {"n_resamples": settings.n_resamples, "confidence": settings.confidence, "seed": settings.seed}
+        for method in settings.methods:
+            deletion = _difference(areas[method][0] - areas["random"][0], **bootstrap)
+            insertion = _difference(areas[method][1] - areas["random"][1], **bootstrap)
+            method_reports[method] = {
+                "deletion_auc": finite_or_none(areas[method][0].mean()),
+                "insertion_auc": finite_or_none(areas[method][1].mean()),
+                "deletion_difference": deletion,
+                "insertion_difference": insertion,
+                "verdict": faithfulness_verdict(deletion, insertion, settings.min_difference),
+                "seconds": round(seconds[method], 3),
+            }
+        n_positive = int((y[chosen] == 1).sum())
+        notes = []
+        if n < settings.n_cases:
+            notes.append(f"{n} case(s) available, fewer than the {settings.n_cases} asked: all were explained")
+        if n_positive in (0, n):
+            notes.append(f"only {'positive' if n_positive else 'negative'} cases were available")
+        report = {
+            "n_cases": n,
+            "n_requested": int(settings.n_cases),
+            "n_positive": n_positive,
+            "n_negative": n - n_positive,
+            "notes": notes,
+            "selection": "balanced: up to half the cases (rounded up) drawn from the positives and the rest from the "
+            "negatives, a short class made up from the other; default_rng(seed); listed in manifest order",
+            "methods": method_reports,
+            "random_baseline": {
+                "deletion_auc": finite_or_none(areas["random"][0].mean()),
+                "insertion_auc": finite_or_none(areas["random"][1].mean()),
+                "maps_per_case": settings.n_random,
+                "map": f"white noise blurred with sigma {max(1.0, min(h, w) * RANDOM_SIGMA_FRACTION):g} px",
+                "seconds": round(seconds["random"], 3),
+            },
+            "interpretation": "differences are method minus random, averaged over cases; deletion: lower is better, "
+            "insertion: higher is better; a curve counts only where its CI excludes 0 and the mean "
+            f"difference is at least {settings.min_difference:g}",
+            "settings": {
+                "methods": list(settings.methods),
+                "seed": settings.seed,
+                "steps": settings.steps,
+                "n_random": settings.n_random,
+                "batch_size": settings.batch_size,
+                "confidence": settings.confidence,
+                "n_resamples": settings.n_resamples,
+                "min_difference": settings.min_difference,
+                "occlusion": {"patch": OCCLUSION_PATCH, "stride": OCCLUSION_STRIDE, "fill": "image mean"},
+                "rise": {"n_masks": settings.rise_masks, "cell": RISE_CELL, "p": RISE_P, "fill": "image mean"},
+                "deletion_baseline": f"gaussian blur, sigma {w * BLUR_SIGMA_FRACTION:g} px (image width / 8)",
+                "image_shape": list(x.shape[1:]),
+            },
+            "cases": [
+                {
+                    "row": int(self.rows[i]) + 1,
+                    "image_path": str(self.image_paths[i]),
+                    "probability": finite_or_none(outputs.probability[k]),
+                    "label": int(y[i]),
+                    "deletion_auc": {name: finite_or_none(a[0][k]) for name, a in areas.items()},
+                    "insertion_auc": {name: finite_or_none(a[1][k]) for name, a in areas.items()},
+                }
+                for k, i in enumerate(chosen)
+            ],
+        }
+        return ExplainabilityResult(report=report, saliency=saliency, case_rows=[int(self.rows[i]) for i in chosen])
+
+    def _maps(self, method: str, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """``(n, H, W)``: one label's maps of its cases, from its weights (``LabelOutputs.weights``)."""
+        if method == "occlusion":
+            return np.stack([_occlusion_map(case, shape, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE) for case in weights])
+        return _rise_maps(weights, shape, **self.settings.rise_options())
+
+
+def explain_cases(
     predict: Predict,
     tensors: np.ndarray,
     y_true: np.ndarray,
     rows: Sequence[int],
     image_paths: Sequence[str],
-    *,
-    methods: Sequence[str] = METHODS,
-    n_cases: int = 32,
-    seed: int = 0,
-    steps: int = 20,
-    n_random: int = 3,
-    rise_masks: int = 500,
-    batch_size: int = 64,
-    confidence: float = 0.95,
-    n_resamples: int = 1000,
-    min_difference: float = 0.02,
-) -> ExplainabilityResult:
-    """Saliency and its faithfulness against a random baseline for a sample of the run's cases
-    (see the module docstring). ``rows`` are 0-based manifest rows; the report shows them 1-based."""
-    unknown = sorted(set(methods) - set(METHODS))
+    settings: ExplainSettings = ExplainSettings(),
+) -> ExplainedCases:
+    """Draw each label's cases and score, once for all labels, the inputs that do not depend on the
+    label (module docstring): the cases, their occlusion patches and RISE masks, and the deletion and
+    insertion steps of their random maps. ``y_true`` is ``(N, L)`` in the order of ``predict``'s
+    labels (``(N,)`` for one label); ``rows`` are 0-based manifest rows, which the report shows
+    1-based. ``ExplainedCases.report(label)`` gives each label's result."""
+    unknown = sorted(set(settings.methods) - set(METHODS))
     if unknown:
         raise ExplainabilityError(f"unknown saliency method(s) {unknown}; choose from {list(METHODS)}")
     tensors = np.asarray(tensors, dtype=np.float32)
     y = np.asarray(y_true)
+    y = y[:, None] if y.ndim == 1 else y
     if tensors.ndim != 4:
         raise ExplainabilityError(f"expected tensors shaped (N, C, H, W), got {tensors.shape}")
     if not len(tensors) == len(y) == len(rows) == len(image_paths):
         raise ExplainabilityError(
             f"tensors, y_true, rows and image_paths differ in length ({len(tensors)}, {len(y)}, {len(rows)}, {len(image_paths)})"
         )
-    if len(tensors) == 0 or n_cases < 1:
+    if len(tensors) == 0 or settings.n_cases < 1:
         raise ExplainabilityError("no cases to explain: the run kept no tensors or n_cases is below 1")
-    if n_random < 1:
+    if settings.n_random < 1:
         raise ExplainabilityError("n_random must be at least 1")
 
-    chosen = select_cases(y, n_cases, seed)
-    x = tensors[chosen]
-    n, _, h, w = x.shape
-    probability = _predict_batched(predict, x, batch_size)
-
-    saliency: dict[str, np.ndarray] = {}
-    areas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    chosen = [select_cases(y[:, label], settings.n_cases, settings.seed) for label in range(y.shape[1])]
+    explained = np.unique(np.concatenate(chosen))
+    x = tensors[explained]
+    probability = _predict_batched(predict, x, settings.batch_size)
+    if probability.shape[1] != y.shape[1]:
+        raise ExplainabilityError(f"predict gives {probability.shape[1]} label(s) but y_true has {y.shape[1]}")
     seconds: dict[str, float] = {}
-    for method in methods:
+    weights: dict[str, list[np.ndarray]] = {}
+    for method in settings.methods:
         started = time.perf_counter()
         if method == "occlusion":
-            maps = [occlusion_saliency(predict, image, batch_size=batch_size) for image in x]
+            per_case = (
+                _occlusion_drops(predict, image, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE, batch_size=settings.batch_size) for image in x
+            )
         else:
-            maps = [rise_saliency(predict, image, n_masks=rise_masks, seed=seed, batch_size=batch_size) for image in x]
-        saliency[method] = np.stack(maps)
-        areas[method] = deletion_insertion(predict, x, saliency[method], steps=steps, batch_size=batch_size)
+            per_case = _rise_probabilities(predict, x, **settings.rise_options())
+        weights[method] = _label_columns(per_case, chosen, explained)
         seconds[method] = time.perf_counter() - started
-
     started = time.perf_counter()
-    random_maps = np.stack([random_saliency((h, w), (seed, int(rows[i]), r)) for i in chosen for r in range(n_random)])
-    random_del, random_ins = deletion_insertion(predict, np.repeat(x, n_random, axis=0), random_maps, steps=steps, batch_size=batch_size)
-    areas["random"] = (random_del.reshape(n, n_random).mean(axis=1), random_ins.reshape(n, n_random).mean(axis=1))
+    random_deletion, random_insertion = _random_areas(predict, x, [rows[i] for i in explained], settings)
     seconds["random"] = time.perf_counter() - started
 
-    method_reports: dict[str, Any] = {}
-    for method in methods:
-        deletion = _difference(areas[method][0] - areas["random"][0], n_resamples=n_resamples, confidence=confidence, seed=seed)
-        insertion = _difference(areas[method][1] - areas["random"][1], n_resamples=n_resamples, confidence=confidence, seed=seed)
-        method_reports[method] = {
-            "deletion_auc": finite_or_none(areas[method][0].mean()),
-            "insertion_auc": finite_or_none(areas[method][1].mean()),
-            "deletion_difference": deletion,
-            "insertion_difference": insertion,
-            "verdict": faithfulness_verdict(deletion, insertion, min_difference),
-            "seconds": round(seconds[method], 3),
-        }
-    n_positive = int((y[chosen] == 1).sum())
-    notes = []
-    if n < n_cases:
-        notes.append(f"{n} case(s) available, fewer than the {n_cases} asked: all were explained")
-    if n_positive in (0, n):
-        notes.append(f"only {'positive' if n_positive else 'negative'} cases were available")
-    report = {
-        "n_cases": n,
-        "n_requested": int(n_cases),
-        "n_positive": n_positive,
-        "n_negative": n - n_positive,
-        "notes": notes,
-        "selection": "balanced: up to half the cases (rounded up) drawn from the positives and the rest from the "
-        "negatives, a short class made up from the other; default_rng(seed); listed in manifest order",
-        "methods": method_reports,
-        "random_baseline": {
-            "deletion_auc": finite_or_none(areas["random"][0].mean()),
-            "insertion_auc": finite_or_none(areas["random"][1].mean()),
-            "maps_per_case": n_random,
-            "map": f"white noise blurred with sigma {max(1.0, min(h, w) * RANDOM_SIGMA_FRACTION):g} px",
-            "seconds": round(seconds["random"], 3),
-        },
-        "interpretation": "differences are method minus random, averaged over cases; deletion: lower is better, "
-        "insertion: higher is better; a curve counts only where its CI excludes 0 and the mean "
-        f"difference is at least {min_difference:g}",
-        "settings": {
-            "methods": list(methods),
-            "seed": seed,
-            "steps": steps,
-            "n_random": n_random,
-            "batch_size": batch_size,
-            "confidence": confidence,
-            "n_resamples": n_resamples,
-            "min_difference": min_difference,
-            "occlusion": {"patch": OCCLUSION_PATCH, "stride": OCCLUSION_STRIDE, "fill": "image mean"},
-            "rise": {"n_masks": rise_masks, "cell": RISE_CELL, "p": RISE_P, "fill": "image mean"},
-            "deletion_baseline": f"gaussian blur, sigma {w * BLUR_SIGMA_FRACTION:g} px (image width / 8)",
-            "image_shape": list(x.shape[1:]),
-        },
-        "cases": [
-            {
-                "row": int(rows[i]) + 1,
-                "image_path": str(image_paths[i]),
-                "probability": finite_or_none(probability[k]),
-                "label": int(y[i]),
-                "deletion_auc": {name: finite_or_none(a[0][k]) for name, a in areas.items()},
-                "insertion_auc": {name: finite_or_none(a[1][k]) for name, a in areas.items()},
-            }
-            for k, i in enumerate(chosen)
-        ],
-    }
-    return ExplainabilityResult(report=report, saliency=saliency, case_rows=[int(rows[i]) for i in chosen])
+    def columns(values: np.ndarray) -> list[np.ndarray]:
+        return _label_columns(values, chosen, explained)
+
+    labels = [
+        LabelOutputs(positions=positions, probability=p, weights={m: w[label] for m, w in weights.items()}, random_deletion=d, random_insertion=i)
+        for label, (positions, p, d, i) in enumerate(zip(chosen, columns(probability), columns(random_deletion), columns(random_insertion)))
+    ]
+    return ExplainedCases(predict, tensors, y, rows, image_paths, settings, labels, seconds)
 
 
 # ---------------------------------------------------------------------------

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import decimal
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["canonical_json", "canonical_sha256", "legacy_sha256", "sha256_matches"]
+__all__ = ["canonical_hmac_sha256", "canonical_json", "canonical_sha256", "legacy_sha256", "sha256_matches"]
 
 
 def canonical_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
@@ -78,6 +79,13 @@ def _number(value: int | float) -> str:
 def canonical_sha256(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
     """sha256 (hex) of ``canonical_json(value)``: what every new record is hashed with."""
     return hashlib.sha256(canonical_json(value, default=default).encode("ascii")).hexdigest()
+
+
+def canonical_hmac_sha256(value: Any, *, key: bytes) -> str:
+    """HMAC-SHA256 (hex) of ``canonical_json(value)`` under ``key``: a hash that only a holder of
+    the key can compute, so a record rewritten by someone with write access to its store, hash
+    recomputed, no longer verifies (the audit chain and its checkpoints, ``core.audit``)."""
+    return hmac.new(key, canonical_json(value).encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def legacy_sha256(value: Any) -> str:

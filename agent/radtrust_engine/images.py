@@ -22,7 +22,9 @@ import pydicom
 from PIL import Image
 
 from radtrust_engine.loading import STUDY_DATE_COLUMN, Manifest, cell_text, parse_age, parse_date
+from radtrust_engine.paths import without_paths
 
+_REASON_CHARS = 300
 DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".npy", ".nii", ".nii.gz")
 
@@ -37,9 +39,14 @@ DICOM_HEADER_ATTRIBUTES: dict[str, str] = {
 
 
 class ImageError(Exception):
-    """An image file that is missing, unreadable or corrupt."""
+    """An image file that is missing, unreadable or corrupt.
+
+    ``reason`` is what a run's readers see, after the image's path relative to its dataset: the
+    paths a library's message quotes are cut to the file name, and it is kept short.
+    """
 
     def __init__(self, path: str | os.PathLike, reason: str):
+        reason = without_paths(reason, path)[:_REASON_CHARS]
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
@@ -297,7 +304,7 @@ def fill_attributes_from_headers(
                 continue
             header = read_header(path)
         except ImageError as exc:
-            unreadable.append((index + 1, str(exc)))
+            unreadable.append((index + 1, f"{manifest.image_paths[index]}: {exc.reason}"))
             continue
         for name in missing:
             if header.get(name) is None:

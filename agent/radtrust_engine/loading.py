@@ -7,7 +7,10 @@ optional attributes used for stratification (``ATTRIBUTE_COLUMNS``).
 
 Everything a run could trip over in the manifest is found here, before any
 image is read, and reported as a ``ManifestError`` naming the column and the
-row (rows are counted from 1, header excluded).
+row (rows are counted from 1, header excluded). Its message is shown to every
+reader of the run, so it names files relative to the dataset folder and never
+quotes a cell or a header it does not expect: a manifest that is not one (a
+secret file behind a symbolic link, a log) is not echoed back.
 
 Plain Python and NumPy (no Django), so a worker, a site agent and a notebook
 read a dataset the same way.
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from radtrust_engine.failures import FailureCode
+from radtrust_engine.paths import PathRefused, resolve_within
 
 DEFAULT_REQUIRED: tuple[str, ...] = ("image_path", "patient_id")
 STUDY_DATE_COLUMN = "study_date"
@@ -63,7 +67,8 @@ _AGE_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 
 def parse_age(value: Any) -> float | None:
     """Age in years from a number, ``"45"``, ``"45.5"`` or a DICOM AS string
-    (``"045Y"``, ``"006M"``, ``"003W"``, ``"010D"``); None when empty."""
+    (``"045Y"``, ``"006M"``, ``"003W"``, ``"010D"``); None when empty. The error
+    does not quote the value (it is a manifest cell or a header)."""
     if value is None:
         return None
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
@@ -79,9 +84,9 @@ def parse_age(value: Any) -> float | None:
             try:
                 years = float(text)
             except ValueError:
-                raise ValueError(f"age {value!r} is not a number of years or a DICOM age such as '045Y'") from None
+                raise ValueError("the age is not a number of years or a DICOM age such as '045Y'") from None
     if not math.isfinite(years) or years < 0:
-        raise ValueError(f"age {value!r} is not a non-negative number of years")
+        raise ValueError("the age is not a non-negative number of years")
     return years
 
 
@@ -101,7 +106,7 @@ def parse_date(value: Any) -> str | None:
             return dt.datetime.strptime(text, fmt).date().isoformat()
         except ValueError:
             pass
-    raise ValueError(f"study date {value!r} is not YYYY-MM-DD or YYYYMMDD")
+    raise ValueError("the study date is not YYYY-MM-DD or YYYYMMDD")
 
 
 def cell_text(value: Any) -> str | None:
@@ -154,7 +159,22 @@ class Manifest:
         return len(self.image_paths)
 
     def absolute_path(self, index: int) -> Path:
-        return self.root / self.image_paths[index]
+        """Where image ``index`` is read, checked again when it is opened: a link swapped in since the
+        manifest was read is refused too."""
+        return self._inside(self.image_paths[index], index, "image_path")
+
+    def mask_path(self, index: int) -> Path:
+        """Where the ground-truth mask of row ``index`` is read, checked like ``absolute_path``."""
+        if self.mask_paths is None:
+            raise ManifestError("the manifest has no mask column")
+        return self._inside(self.mask_paths[index], index, "mask_path")
+
+    def _inside(self, relative: str, index: int, column: str) -> Path:
+        try:
+            resolve_within(self.root / relative, [self.root])
+        except PathRefused:
+            raise _outside(index + 1, column, relative) from None
+        return self.root / relative  # as written: its suffix says how to read it, even through a link
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,8 +189,8 @@ class Manifest:
         }
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Column names and rows of a CSV or Parquet manifest."""
+def _read_rows(path: Path, shown: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Column names and rows of a CSV or Parquet manifest; ``shown`` is its name in messages."""
     name = path.name.lower()
     if name.endswith(".csv"):
         try:
@@ -178,7 +198,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
                 reader = csv.reader(handle)
                 header = next(reader, None)
                 if header is None:
-                    raise ManifestError(f"manifest {path} is empty: no header row")
+                    raise ManifestError(f"manifest {shown!r} is empty: no header row")
                 columns = [c.strip() for c in header]
                 rows = []
                 for number, cells in enumerate(reader, start=1):
@@ -186,53 +206,97 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
                         continue  # blank line
                     if len(cells) != len(columns):
                         raise ManifestError(
-                            f"manifest {path}, row {number}: {len(cells)} cells but the header has {len(columns)} columns",
+                            f"manifest {shown!r}, row {number}: {len(cells)} cells but the header has {len(columns)} columns",
                             row=number,
                         )
                     rows.append(dict(zip(columns, cells)))
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"manifest {path} is not UTF-8 text: {exc}") from None
-        except csv.Error as exc:
-            raise ManifestError(f"manifest {path} is not valid CSV: {exc}") from None
+        except UnicodeDecodeError:
+            raise ManifestError(f"manifest {shown!r} is not UTF-8 text") from None
+        except csv.Error as exc:  # the csv module's messages describe the syntax, never the content
+            raise ManifestError(f"manifest {shown!r} is not valid CSV: {exc}") from None
         return columns, rows
     if name.endswith(".parquet"):
         try:
             import pyarrow.parquet as pq  # only Parquet manifests need it
         except ImportError:
-            raise ManifestError(f"manifest {path} is Parquet, which needs pyarrow: pip install pyarrow") from None
+            raise ManifestError(f"manifest {shown!r} is Parquet, which needs pyarrow: pip install pyarrow") from None
         try:
             table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise ManifestError(f"manifest {path} is not a readable Parquet file: {exc}") from None
+        except Exception as exc:  # pyarrow raises several types for a bad file; their messages quote the path
+            raise ManifestError(f"manifest {shown!r} is not a readable Parquet file ({type(exc).__name__})") from None
         return list(table.column_names), table.to_pylist()
-    raise ManifestError(f"manifest {path}: unsupported format (expected .csv or .parquet)")
+    raise ManifestError(f"manifest {shown!r}: unsupported format (expected .csv or .parquet)")
+
+
+def _outside(row: int, column: str, relative: str) -> ManifestError:
+    return ManifestError(
+        f"row {row}: {column} {relative!r} resolves outside the dataset root (through a symbolic link) or cannot be resolved",
+        row=row,
+        column=column,
+    )
 
 
 def _checked_relative_path(value: Any, root: Path, row: int, column: str = "image_path") -> str:
-    """The image (or mask) path of a row, refused if it could reach outside the root."""
+    """The image (or mask) path of a row, refused if it could reach outside the root.
+
+    A refused path is not quoted unless it is relative and inside the root: an absolute path or
+    one with ``..`` names a place outside the dataset, which the run's readers need not see.
+    """
     text = cell_text(value)
     if text is None:
         raise ManifestError(f"row {row}: column {column!r} is empty", row=row, column=column)
+    if any(ord(c) < 32 for c in text):
+        raise ManifestError(f"row {row}: {column} contains a control character", row=row, column=column)
     if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
         raise ManifestError(
-            f"row {row}: {column} {text!r} is absolute; paths must be relative to the dataset root",
+            f"row {row}: {column} is absolute; paths must be relative to the dataset root",
             row=row,
             column=column,
         )
     if ".." in PurePosixPath(text.replace("\\", "/")).parts:
         raise ManifestError(
-            f"row {row}: {column} {text!r} contains '..' and could escape the dataset root",
+            f"row {row}: {column} contains '..' and could escape the dataset root",
             row=row,
             column=column,
         )
-    # Symlinks (of the file or of a folder on the way) may still lead outside.
-    if not (root / text).resolve().is_relative_to(root):
-        raise ManifestError(
-            f"row {row}: {column} {text!r} resolves outside the dataset root (through a symbolic link)",
-            row=row,
-            column=column,
-        )
-    return os.path.normpath(text)
+    relative = os.path.normpath(text)
+    try:  # symlinks (of the file or of a folder on the way) may still lead outside
+        resolve_within(root / relative, [root])
+    except PathRefused:
+        raise _outside(row, column, relative) from None
+    return relative
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A manifest's name in messages: relative to the dataset folder, else its file name alone."""
+    for base in (root, root.resolve()):
+        if path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return path.name
+
+
+def manifest_file(root: str | os.PathLike, name: str) -> Path:
+    """The manifest ``name`` (relative to the dataset folder ``root``) as it may be opened (to hash it, then read it).
+
+    Refused with a ``ManifestError`` when it resolves outside the folder (``..``, an absolute
+    name, a symbolic link leading out) or is not a file; the message quotes ``name`` only.
+    """
+    root_path = Path(root)
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ManifestError("the manifest must be named relative to the dataset folder, without '..'")
+    path = root_path / name
+    _manifest_inside(path, root_path, name)
+    if not path.is_file():
+        raise ManifestError(f"manifest {name!r} not found in the dataset folder")
+    return path
+
+
+def _manifest_inside(path: Path, root: Path, shown: str) -> None:
+    try:
+        resolve_within(path, [root])
+    except PathRefused:
+        raise ManifestError(f"manifest {shown!r} resolves outside the dataset root (through a symbolic link) or cannot be resolved") from None
 
 
 def read_manifest(
@@ -246,7 +310,8 @@ def read_manifest(
 ) -> Manifest:
     """Read and check a manifest; every problem is a ``ManifestError`` naming column and row.
 
-    1. The root must be a folder; the manifest CSV or Parquet with at least one row.
+    1. The root must be a folder; the manifest inside it (symbolic links followed),
+       CSV or Parquet, with at least one row.
     2. The required columns and every label column must be present; label
        columns must be among ``class_names`` (the version's output schema) when given.
     3. Each row: required cells not empty, image path relative and inside the
@@ -258,7 +323,9 @@ def read_manifest(
     path = Path(path)
     root_path = Path(root)
     if not root_path.is_dir():
-        raise ManifestError(f"dataset root {root_path} is not a folder")
+        raise ManifestError("the dataset root does not exist or is not a folder")
+    shown = _shown(path, root_path)
+    _manifest_inside(path, root_path, shown)
     root_path = root_path.resolve()
     if not label_columns and mask_column is None:
         raise ManifestError("no label columns given")
@@ -271,15 +338,20 @@ def read_manifest(
                 column=unknown[0],
             )
 
-    columns, rows = _read_rows(path)
+    columns, rows = _read_rows(path, shown)
+    needed = list(dict.fromkeys([*required, *label_columns, *([mask_column] if mask_column else [])]))
+    known = {*needed, STUDY_DATE_COLUMN, *ATTRIBUTE_COLUMNS}
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
-        raise ManifestError(f"manifest {path}: column(s) {', '.join(map(repr, duplicates))} appear more than once")
-    for column in [*required, *label_columns, *([mask_column] if mask_column else [])]:
+        named = [repr(c) for c in duplicates if c in known]  # other headers are not quoted: they are the file's content
+        others = len(duplicates) - len(named)
+        listed = ", ".join([*named, *([f"{others} other(s)"] if others else [])])
+        raise ManifestError(f"manifest {shown!r}: column(s) {listed} appear more than once")
+    for column in needed:
         if column not in columns:
-            raise ManifestError(f"manifest {path} has no column {column!r} (columns: {', '.join(columns) or 'none'})", column=column)
+            raise ManifestError(f"manifest {shown!r} has no column {column!r}; it needs the columns {', '.join(needed)}", column=column)
     if not rows:
-        raise ManifestError(f"manifest {path} is empty: no image rows")
+        raise ManifestError(f"manifest {shown!r} is empty: no image rows")
 
     image_paths: list[str] = []
     first_row: dict[str, int] = {}
@@ -289,8 +361,12 @@ def read_manifest(
     study_dates: list[str | None] = []
     attributes: dict[str, list[Any]] = {name: [] for name in ATTRIBUTE_COLUMNS}
 
+    used = [c for c in columns if c in known]  # the cells that reach the report; PostgreSQL refuses NUL in them
     for index, cells in enumerate(rows):
         row = index + 1
+        for column in used:
+            if isinstance(cells.get(column), str) and "\x00" in cells[column]:
+                raise ManifestError(f"row {row}: column {column!r} contains a NUL character", row=row, column=column)
         for column in required:
             if column != "image_path" and cell_text(cells.get(column)) is None:
                 raise ManifestError(f"row {row}: column {column!r} is empty", row=row, column=column)
@@ -309,11 +385,7 @@ def read_manifest(
         for j, column in enumerate(label_columns):
             value = _label(cells.get(column))
             if value is None:
-                raise ManifestError(
-                    f"row {row}: label {column!r} is {cells.get(column)!r}; labels must be 0 or 1",
-                    row=row,
-                    column=column,
-                )
+                raise ManifestError(f"row {row}: the cell of label {column!r} is not a label; labels must be 0 or 1", row=row, column=column)
             labels[index, j] = value
 
         patient_ids.append(cell_text(cells.get("patient_id")) or "")
@@ -322,7 +394,7 @@ def read_manifest(
             try:
                 values.append(parse(cells.get(column)))
             except ValueError as exc:
-                raise ManifestError(f"row {row}: {exc}", row=row, column=column) from None
+                raise ManifestError(f"row {row}: column {column!r}: {exc}", row=row, column=column) from None
         for name in ATTRIBUTE_COLUMNS[1:]:
             attributes[name].append(cell_text(cells.get(name)))
 

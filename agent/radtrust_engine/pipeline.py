@@ -15,7 +15,11 @@ Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
    segmentation: Dice and IoU against the ground-truth masks. The analyses the
    suite names run here too: calibration and generalisation on the scores;
    robustness, uncertainty and explainability on the tensors of a sample of
-   cases kept from stage 2 (no image is read twice).
+   cases kept from stage 2 (no image is read twice). Those three run the model
+   once per perturbed input for all labels (its output holds every label) and
+   slice each label's column; only explainability's inputs of one label (the
+   cases it draws, the deletion and insertion steps of its own maps) add passes
+   per label. The report's inference section counts them (``forward_passes``).
 4. ``drift``: the run's per-case table (``Evaluation.cases``: scores, labels,
    image statistics, pseudonymised patients) against the baseline run's
    (``radtrust_engine.baseline``).
@@ -40,7 +44,7 @@ import numpy as np
 from radtrust_engine.baseline import Baseline, BaselineError, CaseTable, baseline_comparison, pseudonymise
 from radtrust_engine.calibration import CalibrationInputError, calibration_report
 from radtrust_engine.drift import IMAGE_FEATURES, image_summary
-from radtrust_engine.explainability import ExplainabilityError, explainability_report, overlay_png
+from radtrust_engine.explainability import ExplainabilityError, ExplainedCases, ExplainSettings, explain_cases, overlay_png
 from radtrust_engine.failures import FailureCode
 from radtrust_engine.generalisation import generalisation_report
 from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image
@@ -57,11 +61,11 @@ from radtrust_engine.report import (
     RunReport,
     SkippedImage,
 )
-from radtrust_engine.robustness import robustness_report
-from radtrust_engine.runner import ModelSession, RunnerError, run_batches
+from radtrust_engine.robustness import perturbed_scores, robustness_report
+from radtrust_engine.runner import ModelSession, RunnerError, RunOutput, run_batches
 from radtrust_engine.segmentation import ACTIVATIONS, fit_mask, masks_from_output, overlap_scores, stratified_segmentation
-from radtrust_engine.stratification import StratifiedReport, age_band, stratified_metrics
-from radtrust_engine.uncertainty import uncertainty_report
+from radtrust_engine.stratification import StratifiedReport, attribute_values, stratified_metrics
+from radtrust_engine.uncertainty import augmented_scores, uncertainty_report
 
 TASKS = ("binary", "multilabel", "segmentation")
 _OUTPUT_MAPPING = {
@@ -121,8 +125,12 @@ class SuiteConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
-        """A checked config; a bad key or value raises ``ValueError`` naming it."""
-        data = dict(data or {})
+        """A checked config; a bad key or value, or a config that is not an object, raises ``ValueError`` naming it."""
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"the suite config must be a JSON object ({{...}}) of suite options, not {type(data).__name__}")
+        data = dict(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -318,16 +326,12 @@ def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[
     columns: dict[str, np.ndarray] = {}
     missing: list[str] = []
     for name in dict.fromkeys([*config.attributes, *(a for x in config.intersections for a in x)]):
-        if name == "age_band":
-            values = manifest.attributes["age"]
-            labels = age_band([values[i] for i in rows], config.age_edges)
-        else:
-            values = manifest.attributes[name]
-            labels = np.array(["" if values[i] is None else str(values[i]) for i in rows], dtype=object)
-        if all(values[i] is None for i in rows):
+        source = manifest.attributes["age" if name == "age_band" else name]
+        if all(source[i] is None for i in rows):
             missing.append(name)
-        else:
-            columns[name] = labels
+            continue
+        values = attribute_values(manifest.attributes, name, rows, config.age_edges)
+        columns[name] = np.array(["" if v is None else str(v) for v in values], dtype=object)
     return columns, missing
 
 
@@ -341,7 +345,7 @@ def _classification_metrics(
     intersections: list[tuple[str, ...]],
     config: SuiteConfig,
     progress: Progress | None,
-    sampled: Callable[[int, int, float], dict[str, Any]] | None,
+    sampled: Callable[[int, float], dict[str, Any]] | None,
     timings: dict[str, float],
 ) -> dict[str, LabelResult]:
     """Per label its stratified metrics, ROC curve and the analyses the suite names (each label alone)."""
@@ -381,7 +385,7 @@ def _classification_metrics(
                     confidence=config.confidence,
                 )
         if sampled is not None:
-            analyses.update(sampled(k, column, threshold))
+            analyses.update(sampled(k, threshold))
         per_label[name] = LabelResult.from_grouped(report, roc=_roc_curve(y_true, y_score, report), analyses=analyses)
         if progress:
             progress("metrics", (k + 1) / len(manifest.label_names))
@@ -407,6 +411,17 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
+@contextmanager
+def _measured(timings: dict[str, float], passes: dict[str, int], model: ModelSession, stage: str) -> Iterator[None]:
+    """``_timed``, and the block's forward passes added to ``passes[stage]`` (what the stage cost the model)."""
+    before = model.forward_passes
+    try:
+        with _timed(timings, stage):
+            yield
+    finally:
+        passes[stage] = passes.get(stage, 0) + model.forward_passes - before
+
+
 def _kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
     """The manifest rows whose tensors are kept for the robustness and uncertainty analyses (seeded)."""
     if total <= config.sample_max_cases:
@@ -421,119 +436,120 @@ def _sampled_analyses(
     rows: np.ndarray,
     scores: np.ndarray,
     reading: _Reading,
-    n_classes: int,
+    class_names: Sequence[str],
     activation: str,
     modality: str,
     config: SuiteConfig,
     files: dict[str, bytes],
     timings: dict[str, float],
-) -> Callable[[int, int, float], dict[str, Any]]:
-    """A function computing one label's robustness, uncertainty and explainability reports on the
-    tensors kept during inference; saliency overlays go to ``files``."""
+    passes: dict[str, int],
+) -> Callable[[int, float], dict[str, Any]]:
+    """Run the model for robustness, uncertainty and explainability on the tensors kept during
+    inference, and return a function giving label ``k``'s reports at its threshold.
+
+    The model runs here, once per perturbed input for all labels: its output
+    holds every label, so each label's report reads its column of the same
+    predictions it would get alone, and the passes of robustness and
+    uncertainty do not grow with the labels (explainability's: see
+    ``radtrust_engine.explainability``). Saliency overlays go to ``files``.
+    """
     position = {int(row): i for i, row in enumerate(rows)}
     kept_rows = sorted(r for r in reading.kept if r in position)
-    tensors = np.stack([reading.kept[r] for r in kept_rows]) if kept_rows else np.empty((0,))
+    if not kept_rows:
+        return lambda k, threshold: {name: {"error": "no case was kept for this analysis"} for name in _SAMPLED if name in config.analyses}
+    tensors = np.stack([reading.kept[r] for r in kept_rows])
     patient_ids = np.asarray([manifest.patient_ids[r] for r in kept_rows])
     paths = [manifest.image_paths[r] for r in kept_rows]
+    labels = manifest.labels[kept_rows]
+    columns = [list(class_names).index(name) for name in manifest.label_names]
+    reference = scores[np.ix_([position[r] for r in kept_rows], columns)]
 
-    def run(k: int, column: int, threshold: float) -> dict[str, Any]:
+    def predict(batch: np.ndarray) -> np.ndarray:
+        """Every label's probabilities, in the manifest's label order, from one forward pass per image."""
+        return _scores(model.forward(batch, model.output_names[:1])[0], len(class_names), activation, "binary")[:, columns]
+
+    perturbed = augmented = None
+    explained: list[dict[str, Any]] = []
+    if "robustness" in config.analyses:
+        with _measured(timings, passes, model, "robustness"):
+            perturbed = perturbed_scores(predict, tensors, modality=modality, batch_size=config.batch_size, seed=config.seed)
+    if "uncertainty" in config.analyses:
+        with _measured(timings, passes, model, "uncertainty"):
+            augmented = augmented_scores(predict, tensors, batch_size=config.batch_size, n_augmentations=config.tta_augmentations)
+    if "explainability" in config.analyses:
+        with _measured(timings, passes, model, "explainability"):
+            explained = _explainability(predict, tensors, labels, kept_rows, paths, manifest.label_names, config, files)
+
+    def run(k: int, threshold: float) -> dict[str, Any]:
         reports: dict[str, Any] = {}
-        if not kept_rows:
-            return {name: {"error": "no case was kept for this analysis"} for name in _SAMPLED if name in config.analyses}
-        labels = manifest.labels[kept_rows, k]
-
-        def to_scores(out: np.ndarray) -> np.ndarray:
-            return _scores(out, n_classes, activation, "binary")[:, column]
-
-        if "robustness" in config.analyses:
+        if perturbed is not None:
             with _timed(timings, "robustness"):
                 reports["robustness"] = robustness_report(
-                    model,
-                    tensors,
-                    labels,
+                    perturbed,
+                    k,
+                    labels[:, k],
                     patient_ids,
-                    scores[[position[r] for r in kept_rows], column],
-                    to_scores=to_scores,
+                    reference[:, k],
                     threshold=threshold,
-                    modality=modality,
-                    batch_size=config.batch_size,
                     n_resamples=config.n_resamples,
                     seed=config.seed,
                     confidence=config.confidence,
                 )
-        if "uncertainty" in config.analyses:
+        if augmented is not None:
             with _timed(timings, "uncertainty"):
                 try:
                     reports["uncertainty"] = uncertainty_report(
-                        model,
-                        tensors,
-                        labels,
-                        kept_rows,
-                        paths,
-                        to_scores=to_scores,
-                        threshold=threshold,
-                        batch_size=config.batch_size,
-                        n_augmentations=config.tta_augmentations,
-                        target_risk=config.target_risk,
+                        augmented, k, labels[:, k], kept_rows, paths, threshold=threshold, target_risk=config.target_risk
                     )
                 except ValueError as exc:  # logits under activation "none", and the like
                     reports["uncertainty"] = {"error": str(exc)}
-        if "explainability" in config.analyses:
-            with _timed(timings, "explainability"):
-                reports["explainability"] = _explainability(
-                    model,
-                    tensors,
-                    labels,
-                    kept_rows,
-                    paths,
-                    to_scores,
-                    manifest.label_names[k],
-                    config,
-                    files,
-                )
+        if explained:
+            reports["explainability"] = explained[k]
         return reports
 
     return run
 
 
 def _explainability(
-    model: ModelSession,
+    predict: Callable[[np.ndarray], np.ndarray],
     tensors: np.ndarray,
     labels: np.ndarray,
     kept_rows: list[int],
     paths: list[str],
-    to_scores: Callable[[np.ndarray], np.ndarray],
-    label: str,
+    label_names: Sequence[str],
     config: SuiteConfig,
     files: dict[str, bytes],
-) -> dict[str, Any]:
-    """One label's saliency faithfulness report; its overlays are added to ``files`` and named in the report."""
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return to_scores(model.session.run(model.output_names[:1], {model.input_name: batch.astype(model.input_dtype)})[0])
-
+) -> list[dict[str, Any]]:
+    """Each label's saliency faithfulness report, from cases scored once for all labels; the overlays
+    are added to ``files`` and named in the reports."""
+    settings = ExplainSettings(
+        n_cases=config.explain_cases,
+        seed=config.seed,
+        rise_masks=config.rise_masks,
+        batch_size=config.batch_size,
+        confidence=config.confidence,
+        n_resamples=config.n_resamples,
+    )
     try:
-        result = explainability_report(
-            predict,
-            tensors,
-            labels,
-            kept_rows,
-            paths,
-            n_cases=config.explain_cases,
-            seed=config.seed,
-            rise_masks=config.rise_masks,
-            batch_size=config.batch_size,
-            confidence=config.confidence,
-            n_resamples=config.n_resamples,
-        )
+        explained = explain_cases(predict, tensors, labels, kept_rows, paths, settings)
+    except ExplainabilityError as exc:
+        return [{"error": str(exc)} for _ in label_names]
+    return [_label_explainability(explained, k, name, files) for k, name in enumerate(label_names)]
+
+
+def _label_explainability(explained: ExplainedCases, k: int, label: str, files: dict[str, bytes]) -> dict[str, Any]:
+    """Label ``k``'s report with its overlays, which are added to ``files``; its error alone if the model
+    gave it non-finite probabilities."""
+    try:
+        result = explained.report(k)
     except ExplainabilityError as exc:
         return {"error": str(exc)}
-    position = {row: i for i, row in enumerate(kept_rows)}
+    position = {row: i for i, row in enumerate(explained.rows)}
     overlays = []
     for method, maps in result.saliency.items():
         for row, saliency in zip(result.case_rows, maps):
             name = f"saliency/{label}/{method}/row-{row + 1}.png"
-            files[name] = overlay_png(tensors[position[row]], saliency)
+            files[name] = overlay_png(explained.tensors[position[row]], saliency)
             overlays.append({"method": method, "row": row + 1, "file": name})
     return {**result.report, "overlays": overlays}
 
@@ -567,11 +583,10 @@ def _segmentation_metrics(
     predicted = masks_from_output(output, threshold, activation=activation)
     truth = np.empty(predicted.shape, dtype=bool)
     for j, row in enumerate(rows):
-        path = manifest.root / manifest.mask_paths[row]
         try:
-            truth[j] = fit_mask(load_image(path).array, predicted.shape[1:])
+            truth[j] = fit_mask(load_image(manifest.mask_path(row)).array, predicted.shape[1:])
         except ImageError as exc:
-            raise InputError(f"mask of row {row + 1}: {exc}") from None
+            raise InputError(f"mask {manifest.mask_paths[row]!r} (row {row + 1}): {exc.reason}") from None
         except ValueError as exc:
             raise InputError(f"mask {manifest.mask_paths[row]!r} (row {row + 1}): {exc}") from None
     overlap = overlap_scores(predicted, truth)
@@ -614,6 +629,7 @@ def evaluate(
     if task == "segmentation" and manifest.mask_paths is None:
         raise InputError("a segmentation run needs a manifest with a mask column")
     timings: dict[str, float] = {}
+    passes: dict[str, int] = {}
 
     started = time.perf_counter()
     if progress:
@@ -631,12 +647,14 @@ def evaluate(
     skipped = reading.skipped
     if progress:
         progress("inference", 0.0)
+    before = model.forward_passes
     output = run_batches(
         model,
         _image_batches(manifest, preprocessing, model, config.batch_size, reading),
         on_batch=(lambda done: progress("inference", (done + len(skipped)) / total)) if progress else None,
     )
     timings["inference"] = time.perf_counter() - started
+    passes["inference"] = model.forward_passes - before
     if not output.ids:
         raise UnreadableImages(_unreadable_message(skipped, total, allowed) if skipped else "the manifest lists no image")
 
@@ -670,12 +688,13 @@ def evaluate(
                 rows,
                 scores,
                 reading,
-                len(class_names),
+                class_names,
                 activation,
                 modality,
                 config,
                 files,
                 timings,
+                passes,
             )
         results = _classification_metrics(
             manifest,
@@ -709,7 +728,7 @@ def evaluate(
         skipped=tuple(skipped),
         images_read=reading.reads,
         images_read_per_image=reading.reads / total,
-        inference=output.to_dict(),
+        inference=_inference_section(output, passes, len(reading.kept)),
         results=results,
         drift=drift,
     )
@@ -721,6 +740,18 @@ def evaluate(
         cases=cases,
         files=files,
     )
+
+
+def _inference_section(output: RunOutput, passes: dict[str, int], sampled_cases: int) -> dict[str, Any]:
+    """The runner's summary, with the forward passes the run cost the model: in all, per stage, and
+    those of the sampled analyses per kept case (None when no case was kept)."""
+    sampled = sum(passes.get(name, 0) for name in _SAMPLED)
+    return {
+        **output.to_dict(),
+        "forward_passes": sum(passes.values()),
+        "forward_passes_by_stage": dict(passes),
+        "forward_passes_per_sampled_case": sampled / sampled_cases if sampled_cases else None,
+    }
 
 
 def _dataset_info(

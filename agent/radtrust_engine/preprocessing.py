@@ -44,21 +44,31 @@ import numpy as np
 
 SPEC_KEYS = ("resize", "window", "normalise", "channels")
 CHANNEL_LAYOUTS = {"1xHxW": 1, "3xHxW": 3}
+# Bounds that keep a spec from asking for more than a worker can hold (a resize of [1, 10**12] is
+# refused when the version is registered, not when a run allocates it) or for values that overflow
+# float32: the largest side of a resize, the most values one channel may have after it (8192 x 8192,
+# or a 512 x 512 x 256 volume), and the magnitude of a window or normalisation value.
+MAX_SIZE = 8192
+MAX_VALUES = MAX_SIZE * MAX_SIZE
+MAX_MAGNITUDE = 1e6
+MIN_SCALE = 1e-6  # the smallest window width or standard deviation
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _number(value: Any, where: str) -> float:
+def _number(value: Any, where: str, low: float = -MAX_MAGNITUDE, high: float = MAX_MAGNITUDE) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"preprocessing {where} must be a finite number, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"preprocessing {where} must lie between {low:g} and {high:g}, got {value!r}")
     return float(value)
 
 
-def _numbers(value: Any, where: str) -> tuple[float, ...]:
+def _numbers(value: Any, where: str, low: float = -MAX_MAGNITUDE) -> tuple[float, ...]:
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValueError(f"preprocessing {where} must not be an empty list")
-        return tuple(_number(v, where) for v in value)
-    return (_number(value, where),)
+        return tuple(_number(v, where, low) for v in value)
+    return (_number(value, where, low),)
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,16 @@ class Preprocessing:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None) -> Preprocessing:
-        """Check a spec; unknown keys or bad values raise ``ValueError`` naming them."""
-        spec = dict(spec or {})
+        """Check a spec; unknown keys or bad values raise ``ValueError`` naming them.
+
+        The registry checks a version's spec with this when it is registered, and a run or a site
+        agent again before using it: one rule, at the way in and at run time.
+        """
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"the preprocessing spec must be a JSON object ({{...}}), not {type(spec).__name__}")
+        spec = dict(spec)
         unknown = [key for key in spec if key not in SPEC_KEYS]
         if unknown:
             hints = []
@@ -94,10 +112,15 @@ class Preprocessing:
             if (
                 not isinstance(value, (list, tuple))
                 or len(value) not in (2, 3)
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIZE for v in value)
             ):
                 raise ValueError(
-                    f"preprocessing 'resize' must be [height, width] (or [depth, height, width] for volumes) of positive integers, got {value!r}"
+                    f"preprocessing 'resize' must be [height, width] (or [depth, height, width] for volumes) of whole numbers "
+                    f"from 1 to {MAX_SIZE}, got {value!r}"
+                )
+            if math.prod(value) > MAX_VALUES:
+                raise ValueError(
+                    f"preprocessing 'resize' {list(value)!r} asks for {math.prod(value)} values per channel; at most {MAX_VALUES} are allowed"
                 )
             resize = tuple(int(v) for v in value)
 
@@ -106,15 +129,13 @@ class Preprocessing:
             value = spec["window"]
             if not isinstance(value, Mapping) or set(value) != {"center", "width"}:
                 raise ValueError(f"preprocessing 'window' must be {{'center': c, 'width': w}}, got {value!r}")
-            width = _number(value["width"], "'window.width'")
-            if width <= 0:
-                raise ValueError(f"preprocessing 'window.width' must be positive, got {value['width']!r}")
+            width = _number(value["width"], "'window.width'", MIN_SCALE)
             window = Window(center=_number(value["center"], "'window.center'"), width=width)
 
         channels = None
         if "channels" in spec:
             value = spec["channels"]
-            if value not in CHANNEL_LAYOUTS:
+            if not isinstance(value, str) or value not in CHANNEL_LAYOUTS:
                 raise ValueError(f"preprocessing 'channels' must be one of {', '.join(CHANNEL_LAYOUTS)}, got {value!r}")
             channels = CHANNEL_LAYOUTS[value]
 
@@ -125,9 +146,7 @@ class Preprocessing:
                 normalise = "minmax"
             elif isinstance(value, Mapping) and set(value) == {"mean", "std"}:
                 mean = _numbers(value["mean"], "'normalise.mean'")
-                std = _numbers(value["std"], "'normalise.std'")
-                if any(s <= 0 for s in std):
-                    raise ValueError(f"preprocessing 'normalise.std' must be positive, got {value['std']!r}")
+                std = _numbers(value["std"], "'normalise.std'", MIN_SCALE)
                 for name, values in (("mean", mean), ("std", std)):
                     if len(values) not in ((1, channels) if channels else (1, 3)):
                         raise ValueError(f"preprocessing 'normalise.{name}' has {len(values)} values; give one, or one per channel ({channels or 3})")

@@ -395,7 +395,7 @@ class RunReport:
     model: Payload  # runner.ModelSession.to_dict()
     dataset: DatasetInfo
     skipped: tuple[SkippedImage, ...]
-    inference: Payload  # runner.RunOutput.to_dict()
+    inference: Payload  # runner.RunOutput.to_dict() and the run's forward passes (pipeline._inference_section)
     results: dict[str, LabelResult]
     output_mapping: str | None = None
     images_read: int | None = None

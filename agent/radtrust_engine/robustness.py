@@ -6,27 +6,28 @@ and severity, with a paired patient-level bootstrap CI, and the worst case.
 2. Each perturbation of ``radtrust_engine.perturbations`` that applies to
    the modality is run at severities 1-3 on those tensors (per-image seeds
    from the case's position, so results do not depend on batch size) and the
-   model scores them again.
+   model scores them again, once for all labels (``perturbed_scores``): its
+   output holds every label, so each label reads its column, and the forward
+   passes do not grow with the number of labels.
 3. The change of each metric against the unperturbed scores of the same
    cases is computed on every bootstrap resample with the same patient
    weights for all conditions (a paired bootstrap), giving its percentile CI.
    A condition that fails (NaNs, bad outputs) is reported with its reason;
    the others go on.
 
-Plain NumPy and onnxruntime (no Django).
+Plain NumPy; the caller wraps the model (no Django, no onnxruntime).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from radtrust_engine.metrics import ScoreLayout, finite_or_none, patient_bootstrap_counts
-from radtrust_engine.perturbations import SEVERITY_LEVELS, PerturbationError, perturb_batch, perturbations_for
-from radtrust_engine.runner import ModelSession
+from radtrust_engine.perturbations import SEVERITIES, SEVERITY_LEVELS, PerturbationError, perturb_batch, perturbations_for
 
 ROBUSTNESS_METRICS = ("auroc", "sensitivity", "specificity")
 
@@ -97,54 +98,92 @@ def paired_metric_changes(
     return result
 
 
+@dataclass(frozen=True)
+class ConditionScores:
+    """One perturbation at one severity, scored once for every label: ``scores`` is ``(N, L)``, or
+    None with the ``error`` that stopped the condition (it then fails for every label)."""
+
+    perturbation: str
+    severity: int
+    scores: np.ndarray | None
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.perturbation}@{self.severity}"
+
+    def describe(self) -> dict[str, Any]:
+        """The condition as the report names it, with the parameter its severity sets."""
+        scale = SEVERITIES[self.perturbation]
+        return {
+            "condition": self.key,
+            "perturbation": self.perturbation,
+            "severity": self.severity,
+            "parameter": scale.parameter,
+            "setting": scale.at(self.severity),
+        }
+
+    def label_scores(self, label: int) -> np.ndarray:
+        """One label's probabilities; ``PerturbationError`` where the condition failed or that label's
+        outputs are not finite (a NaN in another label's column leaves this one alone)."""
+        if self.scores is None:
+            raise PerturbationError(self.error)
+        scores = np.ascontiguousarray(self.scores[:, label])
+        if not np.isfinite(scores).all():
+            raise PerturbationError(f"the model returned NaN or infinite outputs under {self.key}")
+        return scores
+
+
+def perturbed_scores(
+    predict: Callable[[np.ndarray], np.ndarray], tensors: np.ndarray, *, modality: str, batch_size: int, seed: int
+) -> list[ConditionScores]:
+    """Every applicable perturbation at every severity on the kept ``tensors`` (module docstring, step 2).
+
+    ``predict`` maps a batch to the ``(n, L)`` probabilities of every label: the
+    model gives all labels from one forward pass, so each perturbed batch runs
+    once and every label's report reads its own column.
+    """
+    conditions: list[ConditionScores] = []
+    for perturbation in perturbations_for(modality):
+        for severity in SEVERITY_LEVELS:
+            try:
+                chunks = [
+                    predict(perturb_batch(tensors[start : start + batch_size], perturbation.name, severity, seed, start=start))
+                    for start in range(0, len(tensors), batch_size)
+                ]
+                conditions.append(ConditionScores(perturbation.name, severity, np.concatenate(chunks)))
+            except (PerturbationError, ValueError) as exc:
+                conditions.append(ConditionScores(perturbation.name, severity, None, str(exc)))
+    return conditions
+
+
 def robustness_report(
-    model: ModelSession,
-    tensors: np.ndarray,
+    conditions: Sequence[ConditionScores],
+    label: int,
     y_true: np.ndarray,
     patient_id: np.ndarray,
     reference: np.ndarray,
     *,
-    to_scores: Callable[[np.ndarray], np.ndarray],
     threshold: float,
-    modality: str,
-    batch_size: int,
     n_resamples: int,
     seed: int,
     confidence: float,
 ) -> dict[str, Any]:
-    """Every applicable perturbation at every severity on the kept ``tensors`` (see the module docstring).
+    """One label's metric changes under the scored ``conditions`` (module docstring, step 3).
 
-    ``to_scores`` maps the model's first output to this label's probabilities;
-    ``reference`` are the unperturbed probabilities of the same cases.
+    ``label`` is the label's column in the conditions' scores; ``reference`` are
+    its unperturbed probabilities of the same cases.
     """
     scored: dict[str, np.ndarray] = {}
     failed: list[dict[str, Any]] = []
-    conditions: list[dict[str, Any]] = []
-    for perturbation in perturbations_for(modality):
-        for severity in SEVERITY_LEVELS:
-            key = f"{perturbation.name}@{severity}"
-            try:
-                chunks = []
-                for start in range(0, len(tensors), batch_size):
-                    batch = perturb_batch(tensors[start : start + batch_size], perturbation.name, severity, seed, start=start)
-                    output = model.session.run(model.output_names[:1], {model.input_name: batch.astype(model.input_dtype)})[0]
-                    chunks.append(to_scores(output))
-                scores = np.concatenate(chunks)
-                if not np.isfinite(scores).all():
-                    raise PerturbationError(f"the model returned NaN or infinite outputs under {key}")
-            except (PerturbationError, ValueError) as exc:
-                failed.append({"condition": key, "error": str(exc)})
-                continue
-            scored[key] = scores
-            conditions.append(
-                {
-                    "condition": key,
-                    "perturbation": perturbation.name,
-                    "severity": severity,
-                    "parameter": perturbation.severity_scale.parameter,
-                    "setting": perturbation.severity_scale.at(severity),
-                }
-            )
+    described: list[dict[str, Any]] = []
+    for condition in conditions:
+        try:
+            scored[condition.key] = condition.label_scores(label)
+        except PerturbationError as exc:
+            failed.append({"condition": condition.key, "error": str(exc)})
+            continue
+        described.append(condition.describe())
     changes = paired_metric_changes(
         y_true,
         reference,
@@ -155,14 +194,14 @@ def robustness_report(
         seed=seed,
         confidence=confidence,
     )
-    for entry in conditions:
+    for entry in described:
         entry["metrics"] = {m: c.to_dict() for m, c in changes[entry["condition"]].items()}
-    drops = [(e["metrics"]["auroc"]["change"], e["condition"]) for e in conditions if e["metrics"]["auroc"]["change"] is not None]
+    drops = [(e["metrics"]["auroc"]["change"], e["condition"]) for e in described if e["metrics"]["auroc"]["change"] is not None]
     worst = min(drops) if drops else None
     return {
-        "n_cases": int(len(tensors)),
+        "n_cases": int(len(reference)),
         "metrics": list(ROBUSTNESS_METRICS),
-        "conditions": conditions,
+        "conditions": described,
         "failed": failed,
-        "worst_case": None if worst is None else next(e for e in conditions if e["condition"] == worst[1]),
+        "worst_case": None if worst is None else next(e for e in described if e["condition"] == worst[1]),
     }

@@ -111,6 +111,18 @@ class ModelSession:
     input_dtype: type
     output_names: list[str]
     input_shape: list = field(default_factory=list)  # as ONNX declares it: ints, or names for dynamic dims
+    forward_passes: int = field(default=0, compare=False)  # images run through the model since it was opened
+
+    def forward(self, batch: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
+        """The named outputs (all by default) for ``batch``, cast to the model's input type.
+
+        Every model call of a run goes through here and counts one forward pass
+        per image, so a run can say what its inference and each analysis cost
+        the model (``forward_passes`` in the report's inference section).
+        """
+        results = self.session.run(list(outputs or self.output_names), {self.input_name: np.ascontiguousarray(batch, dtype=self.input_dtype)})
+        self.forward_passes += len(batch)
+        return results
 
     def to_dict(self) -> dict:
         return {
@@ -359,7 +371,7 @@ def run_batches(
                 raise ValueError(f"Batch {count} has {len(batch_ids)} ids for {len(batch)} images.")
             batch = np.ascontiguousarray(batch, dtype=model.input_dtype)
             computing = time.perf_counter()
-            results = model.session.run(model.output_names, {model.input_name: batch})
+            results = model.forward(batch)
             compute += time.perf_counter() - computing
             bad = np.zeros(len(batch), dtype=bool)
             for name, result in zip(model.output_names, results):

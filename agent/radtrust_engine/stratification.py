@@ -25,6 +25,7 @@ from radtrust_engine.metrics import (
     finite_or_none,
     patient_bootstrap_counts,
 )
+from radtrust_engine.scanners import manufacturer_name, model_name
 
 UNKNOWN = "unknown"
 
@@ -210,6 +211,21 @@ _MISSING_TEXT = ("", "nan", "NaN", "None", "none", "null", "NA", "<NA>")
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# How an attribute's raw values become strata, where they need more than the text as read.
+_NORMALISE = {"scanner_manufacturer": manufacturer_name, "scanner_model": model_name}
+
+
+def attribute_values(attributes: Mapping[str, Sequence[Any]], name: str, rows: Sequence[int], age_edges: Sequence[float]) -> list:
+    """One attribute for the evaluated rows as strata see it: ages as bands ("age_band"), scanner
+    makers and models under one spelling each (``radtrust_engine.scanners``), others as read;
+    a missing value stays None (it becomes "unknown" in ``category_labels``)."""
+    if name == "age_band":
+        return list(age_band([attributes["age"][i] for i in rows], age_edges))
+    normalise = _NORMALISE.get(name)
+    values = [attributes[name][i] for i in rows]
+    return [normalise(v) for v in values] if normalise else values
 
 
 def age_band(ages: Any, edges: Sequence[float] = (18, 40, 65)) -> np.ndarray:

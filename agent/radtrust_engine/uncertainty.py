@@ -9,18 +9,22 @@ probability over the augmentations (total predictive uncertainty, in nats);
 the spread and the mutual information (the model's disagreement with itself)
 are reported too. Statistics come from ``radtrust_engine.calibration``.
 
-Plain NumPy and onnxruntime (no Django).
+Each view runs through the model once for all labels (``augmented_scores``):
+the model's output holds every label, so each label's report reads its
+column, and the forward passes do not grow with the number of labels.
+
+Plain NumPy; the caller wraps the model (no Django, no onnxruntime).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from radtrust_engine.calibration import case_flags, coverage_risk, predictive_entropy, referral_for_target_risk, tta_uncertainty
-from radtrust_engine.runner import ModelSession
 
 _SHIFT = 2
 AUGMENTATIONS: tuple[str, ...] = (
@@ -51,28 +55,38 @@ def augment(batch: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+@dataclass(frozen=True)
+class AugmentedScores:
+    """Every label's probabilities under each augmentation: ``samples`` is ``(augmentations, N, L)``."""
+
+    augmentations: tuple[str, ...]
+    samples: np.ndarray
+
+
+def augmented_scores(predict: Callable[[np.ndarray], np.ndarray], tensors: np.ndarray, *, batch_size: int, n_augmentations: int) -> AugmentedScores:
+    """The first ``n_augmentations`` views of the kept ``tensors``, each batch scored once for all labels:
+    ``predict`` maps a batch to the ``(n, L)`` probabilities of every label."""
+    names = AUGMENTATIONS[: max(1, min(n_augmentations, len(AUGMENTATIONS)))]
+    samples = [
+        np.concatenate([predict(augment(tensors[start : start + batch_size], name)) for start in range(0, len(tensors), batch_size)])
+        for name in names
+    ]
+    return AugmentedScores(augmentations=names, samples=np.stack(samples))
+
+
 def uncertainty_report(
-    model: ModelSession,
-    tensors: np.ndarray,
+    augmented: AugmentedScores,
+    label: int,
     y_true: np.ndarray,
     rows: Sequence[int],
     image_paths: Sequence[str],
     *,
-    to_scores: Callable[[np.ndarray], np.ndarray],
     threshold: float,
-    batch_size: int,
-    n_augmentations: int,
     target_risk: float,
 ) -> dict[str, Any]:
-    """TTA uncertainty, coverage-risk, referral and flags for the kept cases (``rows`` are manifest rows, 0-based)."""
-    names = AUGMENTATIONS[: max(1, min(n_augmentations, len(AUGMENTATIONS)))]
-    samples = np.empty((len(names), len(tensors)))
-    for a, name in enumerate(names):
-        for start in range(0, len(tensors), batch_size):
-            view = augment(tensors[start : start + batch_size], name)
-            output = model.session.run(model.output_names[:1], {model.input_name: view.astype(model.input_dtype)})[0]
-            samples[a, start : start + len(view)] = to_scores(output)
-    tta = tta_uncertainty(samples)
+    """One label's TTA uncertainty, coverage-risk, referral and flags for the kept cases: ``label`` is
+    its column in ``augmented``; ``rows`` are manifest rows, 0-based."""
+    tta = tta_uncertainty(np.ascontiguousarray(augmented.samples[:, :, label]))
     uncertainty = predictive_entropy(tta.mean_prob)
     curve = coverage_risk(y_true, tta.mean_prob, uncertainty, threshold=threshold)
     referral = referral_for_target_risk(curve, target_risk)
@@ -80,8 +94,8 @@ def uncertainty_report(
     flagged = np.flatnonzero(flags)
     flagged = flagged[np.argsort(-uncertainty[flagged], kind="stable")]
     return {
-        "n_cases": int(len(tensors)),
-        "augmentations": list(names),
+        "n_cases": int(augmented.samples.shape[1]),
+        "augmentations": list(augmented.augmentations),
         "measure": "entropy of the mean probability over the augmentations (nats)",
         "mean_uncertainty": float(uncertainty.mean()),
         "mean_tta_std": float(tta.std.mean()),

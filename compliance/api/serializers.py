@@ -4,6 +4,7 @@ from rest_framework import serializers
 from compliance.choices import IncidentStatus
 from compliance.feedback import EDITABLE, feedback_editable_until
 from compliance.models import Alert, CorrectiveAction, Document, Dossier, Feedback, Incident, ScoringPolicy, TrustAssessment, TrustException
+from core.api import ModelSerializer
 from core.models import AuditEvent
 from registry.api.serializers import ScopedRelatedField
 from registry.models import Deployment
@@ -26,6 +27,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "changes",
             "prev_hash",
             "hash",
+            "key_id",
         ]
         read_only_fields = fields
 
@@ -134,7 +136,7 @@ class DossierSerializer(serializers.ModelSerializer):
 
     version = ScopedRelatedField(selector=version_list)
     author = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     signature = serializers.SerializerMethodField()
 
     class Meta:
@@ -155,7 +157,7 @@ class DossierSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        read_only_fields = [f for f in fields if f not in {"version", "values"}]
+        read_only_fields = [f for f in fields if f != "version"]  # fields are written by the save action (DossierSaveSerializer)
 
     def get_signature(self, obj) -> dict | None:
         signature = getattr(obj, "signature", None)
@@ -182,6 +184,13 @@ class DossierNoteSerializer(serializers.Serializer):
 
 class DossierSignSerializer(serializers.Serializer):
     meaning = serializers.CharField(max_length=200, default="Approved as the technical documentation of this version")
+    otp_code = serializers.CharField(
+        max_length=8,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="Your authenticator's current code, when RADTRUST_REQUIRE_OTP_FOR_SIGNING is on.",
+    )
 
 
 class DocumentSerializer(serializers.ModelSerializer):
@@ -190,7 +199,7 @@ class DocumentSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="dossier.version_id", read_only=True)
     revision = serializers.IntegerField(source="dossier.revision", read_only=True)
     kind_label = serializers.CharField(source="get_kind_display", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -221,7 +230,7 @@ class DocumentSerializer(serializers.ModelSerializer):
 
 
 class AlertSerializer(serializers.ModelSerializer):
-    handled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    handled_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Alert
@@ -261,13 +270,14 @@ class TrustAssessmentSerializer(serializers.ModelSerializer):
         read_only_fields = ["policy", "trigger", "principles", "evidence_digest", "computed_at"]
 
 
-class ScoringPolicySerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+class ScoringPolicySerializer(ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ScoringPolicy
         fields = ["id", "version", "name", "definition", "active", "created_by", "created_at"]
         read_only_fields = ["version", "active", "created_by", "created_at"]
+        extra_kwargs = {"definition": {"kind": dict}}
 
 
 class TrustExceptionSerializer(serializers.ModelSerializer):

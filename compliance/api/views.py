@@ -140,7 +140,7 @@ class IncidentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         )
         return Response(s.IncidentSerializer(incident, context=self.get_serializer_context()).data)
 
-    @extend_schema(request=s.CorrectiveActionSerializer, responses=s.CorrectiveActionSerializer)
+    @extend_schema(request=s.CorrectiveActionSerializer, responses={201: s.CorrectiveActionSerializer})
     @action(detail=True, methods=["post"], url_path="corrective-actions")
     def corrective_actions(self, request, pk=None):
         body = s.CorrectiveActionSerializer(data=request.data)
@@ -214,7 +214,7 @@ class DossierViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
         return Response(dossier_services.dossier_completeness(self.get_object()))
 
     @extend_schema(request=None, responses=s.DocumentSerializer(many=True))
-    @action(detail=True, methods=["post"], url_path="render-documents")
+    @action(detail=True, methods=["post"], url_path="render-documents", pagination_class=None)  # every kind at once, never a page
     def render_documents(self, request, pk=None):
         """Render the signed revision's documents now (kinds already stored are returned as they are)."""
         documents = document_services.dossier_documents_render(actor=request.user, dossier=self.get_object())
@@ -232,14 +232,22 @@ class DocumentFilterSet(filters.FilterSet):
 class DocumentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     """Documents rendered from signed dossier revisions, read-only: they are never edited, and
     deletion is not offered here (a document is kept for its retention period, Art. 18; the
-    model refuses deletion before ``retain_until``). ``download`` streams the stored bytes."""
+    model refuses deletion before ``retain_until``). ``download`` serves the stored bytes after
+    checking them against the recorded sha256 (409 ``document_altered`` when they differ)."""
 
     access_resource = "document"
     selector = staticmethod(document_services.document_list)
     serializer_class = s.DocumentSerializer
     filterset_class = DocumentFilterSet
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @extend_schema(
+        responses={
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY),
+            (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR),
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT),
+            409: OpenApiResponse(description="The stored file no longer matches the sha256 recorded when it was rendered."),
+        }
+    )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         response = document_services.document_download(self.get_object())
@@ -273,7 +281,7 @@ class AlertViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
     def resolve(self, request, pk=None):
         return self._handle(request, AlertStatus.RESOLVED)
 
-    @extend_schema(request=None, responses=ValidationRunSerializer)
+    @extend_schema(request=None, responses={201: ValidationRunSerializer})
     @action(detail=True, methods=["post"])
     def revalidate(self, request, pk=None):
         """Queue the revalidation an alert proposes: its deployment on the site's newest data, today."""

@@ -28,7 +28,7 @@ from compliance.pages.post_market_pages import (
     monitoring_detail,
     monitoring_list,
 )
-from compliance.pages.trust_page import version_trust
+from compliance.pages.trust_page import trust_chart, version_trust
 
 __all__ = [
     "alert_list",
@@ -57,6 +57,7 @@ __all__ = [
     "monitoring_detail",
     "monitoring_list",
     "page_context",
+    "trust_chart",
     "version_trust",
     "version_document_list",
 ]

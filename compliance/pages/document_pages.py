@@ -1,6 +1,7 @@
 """Documents rendered from signed dossiers: listed per revision and per version, downloaded
-through the same access rule as the API (``document``: the provider's institution), and
-rendered on an officer's request (a write on the dossier, as in the API)."""
+through the same access rule as the API (``document``: the provider's institution) after the
+same check of the stored bytes (an altered file: the version's documents with the refusal, 409),
+and rendered on an officer's request (a write on the dossier, as in the API)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,14 @@ def document_list(request, pk: int):
     )
 
 
+def _version_documents(request, version, *, status: int = 200):
+    documents = document_services.document_list(user=request.user).filter(dossier__version=version).order_by("-dossier__revision", "kind")
+    return render(request, "compliance/document_list.html", {"version": version, "documents": documents}, status=status)
+
+
 @requires("document")
 def version_document_list(request, pk: int):
-    version = get_object_or_404(version_list(user=request.user), pk=pk)
-    documents = document_services.document_list(user=request.user).filter(dossier__version=version).order_by("-dossier__revision", "kind")
-    return render(request, "compliance/document_list.html", {"version": version, "documents": documents})
+    return _version_documents(request, get_object_or_404(version_list(user=request.user), pk=pk))
 
 
 @requires("dossier", write=True)
@@ -55,7 +59,12 @@ def documents_render(request, pk: int):
 
 @requires("document")
 def document_download(request, pk: int):
-    response = document_services.document_download(get_object_or_404(document_services.document_list(user=request.user), pk=pk))
+    document = get_object_or_404(document_services.document_list(user=request.user), pk=pk)
+    try:
+        response = document_services.document_download(document)
+    except Conflict as exc:
+        messages.error(request, str(exc))
+        return _version_documents(request, document.dossier.version, status=409)
     if response is None:
         raise Http404("The stored file of this document is missing.")
     return response

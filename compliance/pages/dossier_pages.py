@@ -4,6 +4,7 @@ refuses (a concurrent save, four eyes, an incomplete dossier) is shown on the pa
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -259,15 +260,27 @@ def dossier_signing(request, pk: int):
     if request.method == "POST":
         if form.is_valid():
             try:
-                signature = dossier_services.dossier_sign(actor=request.user, dossier=dossier, meaning=form.cleaned_data["meaning"])
+                signature = dossier_services.dossier_sign(
+                    actor=request.user, dossier=dossier, meaning=form.cleaned_data["meaning"], otp_code=form.cleaned_data["otp_code"]
+                )
             except PermissionDenied as exc:
                 refusal, status = str(exc), 403
             except Conflict as exc:
                 refusal, status = str(exc), 409
+            except ValidationError as exc:
+                form_errors(form, exc)
+                status = 400
             else:
                 messages.success(request, f"You signed revision {dossier.revision} (snapshot sha256 {signature.snapshot_sha256}).")
                 return redirect("pages:dossier-detail", pk=pk)
         else:
             status = 400
-    context = {"dossier": dossier, "version": dossier.version, "form": form, "refusal": refusal, "overall": _completeness(dossier)["overall"]}
+    context = {
+        "dossier": dossier,
+        "version": dossier.version,
+        "form": form,
+        "refusal": refusal,
+        "overall": _completeness(dossier)["overall"],
+        "otp_required": settings.RADTRUST_REQUIRE_OTP_FOR_SIGNING,
+    }
     return render(request, "compliance/dossier_sign.html", context, status=status)

@@ -32,4 +32,5 @@ urlpatterns = [
     path("documents/<int:pk>/download/", pages.document_download, name="document-download"),
     path("versions/<int:pk>/change-log/", pages.change_log, name="change-log"),
     path("versions/<int:pk>/trust/", pages.version_trust, name="version-trust"),
+    path("trust-assessments/<int:pk>/chart.svg", pages.trust_chart, name="trust-chart"),
 ]

@@ -456,8 +456,10 @@ def lineage_complete(evidence: VersionEvidence, params: dict) -> Outcome:
 
 @scoring_rule("audit_chain")
 def audit_chain(evidence: VersionEvidence, params: dict) -> Outcome:
-    if not evidence.audit_events_checked:
+    if evidence.audit_chain_ok and not evidence.audit_events_checked:
         return insufficient_evidence("No audit event was there to verify.")
+    # A chain broken before its first event verifies (event #1 removed, a trail truncated behind a
+    # checkpoint, an unusable checkpoint file) checks no event, and is still broken: not_met.
     link = (Link("audit", None, f"Audit chain ({evidence.audit_events_checked} events checked)"),)
     inputs = {"ok": evidence.audit_chain_ok, "events_checked": evidence.audit_events_checked, "reason": evidence.audit_broken_reason}
     if evidence.audit_chain_ok:

@@ -13,12 +13,13 @@ the approval guard that reads them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from compliance.models import ScoringPolicy, TrustAssessment, TrustException
@@ -31,6 +32,8 @@ from radtrust_engine.hashing import canonical_sha256
 from registry.choices import DeploymentStatus
 from registry.models import Deployment, ModelVersion
 from validation.charts import radar_chart
+from validation.choices import RunStatus
+from validation.models import ValidationRun
 from validation.revalidation import revalidation_overdue_from
 
 
@@ -171,3 +174,25 @@ def trust_overdue_requests() -> list[int]:
             versions.append(deployment.version_id)
             trust_request(version_id=deployment.version_id, trigger="revalidation_overdue", debounce=False)
     return versions
+
+
+def trust_missed_requests(*, now: datetime | None = None) -> list[int]:
+    """Ask again for the assessment of every version whose newest succeeded run is newer than its
+    newest assessment: the request sent after the run was lost (a broker that was down, a worker
+    that died). Only runs that finished a sweep period ago or more count, so a request still on
+    its way is not doubled; a second request is harmless anyway (``trust_recompute`` skips one
+    that a newer assessment covers)."""
+    now = now or timezone.now()
+    settled = now - timedelta(seconds=settings.RADTRUST_TRUST_SWEEP_SECONDS)
+    newest_run = ValidationRun.objects.filter(version=OuterRef("pk"), status=RunStatus.SUCCEEDED).order_by("-finished_at").values("finished_at")[:1]
+    newest_assessment = TrustAssessment.objects.filter(version=OuterRef("pk")).order_by("-computed_at").values("computed_at")[:1]
+    missed = list(
+        ModelVersion.objects.annotate(run_at=Subquery(newest_run), assessed_at=Subquery(newest_assessment))
+        .filter(run_at__lt=settled)
+        .filter(Q(assessed_at__isnull=True) | Q(assessed_at__lt=F("run_at")))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for version_id in missed:
+        trust_request(version_id=version_id, trigger="run_finished", debounce=False)
+    return missed

@@ -14,6 +14,9 @@ noisy or slower machine moves both sides:
    scikit-learn's, overall and in every reported subgroup.
 4. ``run_2000_seconds``: a whole validation of 2,000 generated images on two
    threads, with the share of each stage.
+5. ``forward_passes_14_labels_over_1_label`` and ``suite_14_labels_over_1_label``:
+   the full suite on a 14-label model over a 1-label model with the same
+   backbone, on the same images: forward passes (exact) and seconds.
 
 Plain Python (no Django): the ``bench`` management command only parses
 arguments and prints. torch, fairlearn and scikit-learn are imported inside
@@ -40,6 +43,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from scipy import stats
 
 from radtrust_demo import data as demo_data
+from radtrust_demo.networks import export_tiny_classifier
 from radtrust_engine.baseline import Baseline
 from radtrust_engine.drift import PSI_FLOOR, distribution_drift
 from radtrust_engine.images import load_image
@@ -59,6 +63,8 @@ FIGURES = (
     "drift_vs_scipy",
     "suite_2000_seconds",
     "images_read_per_image",
+    "forward_passes_14_labels_over_1_label",
+    "suite_14_labels_over_1_label",
 )
 GOALS = {
     "pipeline_vs_bare_ort": (">=", 0.9),
@@ -66,8 +72,11 @@ GOALS = {
     "max_abs_diff_vs_sklearn": ("<=", 1e-9),
     "drift_vs_scipy": ("<=", 1.0),
     "images_read_per_image": ("<=", 1.0),
+    "forward_passes_14_labels_over_1_label": ("<=", 1.0),
+    "suite_14_labels_over_1_label": ("<=", 1.2),
 }
 FULL_SUITE = ("calibration", "drift", "explainability", "generalisation", "robustness", "uncertainty")
+LABELS = 14  # as many findings as a chest radiograph model commonly gives (CheXpert, NIH ChestX-ray14)
 CLASS_NAME = "finding"
 THRESHOLD = 0.5
 INTERSECTION = ("sex", "age_band")
@@ -94,6 +103,8 @@ class Sizes:
     train_epochs: int = 6
     drift_values: int = 1_000_000
     drift_repeats: int = 5
+    label_explain_cases: int = 32  # explainability in the 14-label figure (the suite's defaults)
+    label_rise_masks: int = 500
 
 
 QUICK = Sizes(
@@ -111,6 +122,8 @@ QUICK = Sizes(
     train_epochs=1,
     drift_values=20_000,
     drift_repeats=2,
+    label_explain_cases=4,
+    label_rise_masks=50,
 )
 
 
@@ -629,6 +642,95 @@ def bench_suite(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
 
 
 # ---------------------------------------------------------------------------
+# 5. Fourteen labels against one
+# ---------------------------------------------------------------------------
+
+
+def labels_manifest(manifest_path: Path, label: str, labels: int) -> tuple[Path, list[str]]:
+    """The demo manifest with ``labels - 1`` more findings beside ``label``, each drawn on its own
+    (seeded; prevalence 5% to 50%), so that each label explains its own cases, as the findings of a
+    real multi-label model do; written once beside the demo manifest."""
+    names = [label, *(f"finding_{k:02d}" for k in range(1, labels))]
+    out = manifest_path.with_name(f"manifest-{labels}-labels.csv")
+    if not out.exists():
+        table = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
+        rng = np.random.default_rng(0)
+        for name, prevalence in zip(names[1:], np.linspace(0.05, 0.5, labels - 1)):
+            table[name] = (rng.random(len(table)) < prevalence).astype(int).astype(str)
+        partial = out.with_suffix(".partial")
+        table.to_csv(partial, index=False)
+        partial.rename(out)  # only a complete manifest is ever reused
+    return out, names
+
+
+def tiny_classifier_onnx(cache: Path, classes: int) -> Path:
+    """The demo's small CNN (``export_tiny_classifier``, seed 0: the same backbone whatever the head)
+    with a ``classes``-unit head of logits, exported once to ``cache``."""
+    path = cache / f"tiny-classifier-{classes}.onnx"
+    if not path.exists():
+        (exported,) = export_tiny_classifier(cache, name=f"{path.stem}.partial.onnx", classes=classes)
+        exported.rename(path)  # only a complete export is ever reused
+    return path
+
+
+def bench_labels(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dict[str, Any]:
+    """The full suite (drift against a plain run of the same model) on a 14-label model over a 1-label
+    model with the same backbone, on the demo images: the forward passes the report counts, and the
+    seconds of the 14-label run over the mean of the 1-label runs just before and after it (the
+    machine's speed drifts)."""
+    manifest_path, trained = _demo_run_inputs(cache, sizes, log)
+    labelled, names = labels_manifest(manifest_path, trained["output_schema"]["class_names"][0], LABELS)
+    device = select_device(prefer_gpu=False, threads=sizes.run_threads)
+    plain = replace(_suite_config(sizes.n_resamples, sizes.batch_size), analyses=())
+    full = replace(plain, analyses=FULL_SUITE, explain_cases=sizes.label_explain_cases, rise_masks=sizes.label_rise_masks)
+    suites: dict[int, Callable[[], Any]] = {}
+    for count in (1, LABELS):
+        columns = names[:count]
+        model = open_session(tiny_classifier_onnx(cache / "labels", count), device)
+        common = {
+            "manifest": read_manifest(labelled, labelled.parent, label_columns=columns),
+            "task": "multilabel" if count > 1 else "binary",
+            "class_names": columns,
+            "thresholds": dict.fromkeys(columns, THRESHOLD),
+            "preprocessing": Preprocessing.from_spec(trained["preprocessing"]),
+            "activation": "sigmoid",
+        }
+        log(f"labels: the baseline of the {count}-label model, a plain run on {len(common['manifest'])} images")
+        baseline = Baseline(table=evaluate(model, config=plain, **common).cases, source={"bench": "plain run"})
+        suites[count] = functools.partial(evaluate, model, config=full, baseline=baseline, **common)
+    seconds: dict[int, list[float]] = {1: [], LABELS: []}
+    reports: dict[int, Any] = {}
+    for count in (1, LABELS, 1):
+        log(f"labels: the full suite on the {count}-label model")
+        started = time.perf_counter()
+        evaluation = suites[count]()
+        seconds[count].append(time.perf_counter() - started)
+        reports[count] = evaluation
+    passes = {count: evaluation.run_report.inference["forward_passes"] for count, evaluation in reports.items()}
+    one_label_seconds = float(np.mean(seconds[1]))
+
+    def per_model(value: Callable[[Any], Any]) -> dict[str, Any]:
+        return {f"{count}_labels": value(evaluation) for count, evaluation in reports.items()}
+
+    return {
+        "passes_figure": figure("forward_passes_14_labels_over_1_label", float(passes[LABELS]), passes[1], passes[LABELS] / passes[1], "passes"),
+        "seconds_figure": figure("suite_14_labels_over_1_label", seconds[LABELS][0], one_label_seconds, seconds[LABELS][0] / one_label_seconds, "s"),
+        "images": len(reports[1].case_index),
+        "threads": sizes.run_threads,
+        "suite_seconds": {f"{count}_labels": values for count, values in seconds.items()},
+        "forward_passes_by_stage": per_model(lambda e: e.run_report.inference["forward_passes_by_stage"]),
+        "forward_passes_per_sampled_case": per_model(lambda e: e.run_report.inference["forward_passes_per_sampled_case"]),
+        "explained_cases": per_model(lambda e: _explained_cases(e.run_report)),
+        "stages_seconds": per_model(lambda e: {k: float(v) for k, v in e.timings.items()}),
+    }
+
+
+def _explained_cases(report: Any) -> int:
+    """How many distinct cases the labels explained between them (each label draws its own)."""
+    return len({case["row"] for result in report.results.values() for case in result.explainability["cases"]})
+
+
+# ---------------------------------------------------------------------------
 # All figures
 # ---------------------------------------------------------------------------
 
@@ -715,6 +817,11 @@ def run_benchmarks(cache: Path, *, quick: bool = False, only: str | None = None,
         figures["suite_2000_seconds"] = suite.pop("figure")
         figures["images_read_per_image"] = suite.pop("reads_figure")
         details["suite"] = suite
+    if wanted & {"forward_passes_14_labels_over_1_label", "suite_14_labels_over_1_label"}:
+        labels = bench_labels(cache, sizes, log=log)
+        figures["forward_passes_14_labels_over_1_label"] = labels.pop("passes_figure")
+        figures["suite_14_labels_over_1_label"] = labels.pop("seconds_figure")
+        details["labels"] = labels
     if "drift_vs_scipy" in wanted:
         drift = bench_drift(sizes, log=log)
         figures["drift_vs_scipy"] = drift.pop("figure")
@@ -730,11 +837,12 @@ def _cell(x: Any) -> str:
 
 def format_table(result: Mapping[str, Any]) -> str:
     """The figures as a small text table for people."""
-    lines = [f"{'figure':<26} {'value':>12} {'reference':>12} {'ratio':>10}  goal"]
+    width = max(26, *(len(name) for name in result["figures"]))
+    lines = [f"{'figure':<{width}} {'value':>12} {'reference':>12} {'ratio':>10}  goal"]
     for name, entry in result["figures"].items():
         met = {True: "met", False: "NOT met", None: ""}[entry["meets_goal"]]
         lines.append(
-            f"{name:<26} {_cell(entry['value']):>12} {_cell(entry['reference']):>12} "
+            f"{name:<{width}} {_cell(entry['value']):>12} {_cell(entry['reference']):>12} "
             f"{_cell(entry['ratio']):>10}  {entry['goal'] or ''} {met}".rstrip()
         )
     machine_ = result["details"]["machine"]

@@ -6,7 +6,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.access import writable_institutions
+from core.access import may_share_case_outputs, writable_institutions
+from core.api import JSONValueField, ModelSerializer
 from registry.choices import VersionStatus
 from registry.datasheets import datasheet_completeness
 from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance
@@ -66,7 +67,7 @@ class FoundationModelSerializer(serializers.ModelSerializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ModelVersion
@@ -110,8 +111,8 @@ class VersionRegisterSerializer(serializers.Serializer):
     external_data = serializers.ListField(
         child=serializers.FileField(), required=False, default=list, help_text="The model's external data files, if any."
     )
-    output_schema = serializers.JSONField(binary=True, help_text='{"class_names": [...], "thresholds": {name: 0.5}}')
-    preprocessing = serializers.JSONField(binary=True, required=False, default=dict)
+    output_schema = JSONValueField(kind=dict, binary=True, help_text='{"class_names": [...], "thresholds": {name: 0.5}}')
+    preprocessing = JSONValueField(kind=dict, binary=True, required=False, default=dict)
     release_notes = serializers.CharField(required=False, allow_blank=True, default="")
 
     def validate_version(self, value: str) -> str:
@@ -129,7 +130,7 @@ class LineageEntrySerializer(serializers.ModelSerializer):
         fields = ["id", "version", "status", "artifact_sha256", "parent", "created_at"]
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class DatasetSerializer(ModelSerializer):
     institution = ScopedRelatedField(selector=institution_list, owner=True)
     source_institutions = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Institution.objects.all())
     completeness = serializers.SerializerMethodField()
@@ -160,6 +161,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "legal_basis",
             "deidentification",
             "licence",
+            "case_outputs_shared_with_provider",
             "known_limitations",
             "location",
             "manifest_sha256",
@@ -171,6 +173,23 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     def get_completeness(self, obj: Dataset) -> dict:
         return datasheet_completeness(obj).to_dict()
+
+    def validate(self, attrs: dict) -> dict:
+        """Sharing the runs' per-case outputs with the provider is the data steward's decision, so
+        only the steward's users may change it (sending the current value again is no change)."""
+        shared = attrs.get("case_outputs_shared_with_provider")
+        current = self.instance.case_outputs_shared_with_provider if self.instance else False
+        steward = self.instance.institution if self.instance else attrs.get("institution")
+        if shared is not None and shared != current and steward is not None:
+            if not may_share_case_outputs(self.context["request"].user, steward_id=steward.pk):
+                raise serializers.ValidationError(
+                    {
+                        "case_outputs_shared_with_provider": [
+                            f"Only the data steward's users ({steward.code}) decide whether the provider sees per-case outputs."
+                        ]
+                    }
+                )
+        return attrs
 
 
 class ProvenanceSerializer(serializers.ModelSerializer):

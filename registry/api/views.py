@@ -7,10 +7,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from core.api import ScopedViewSet
+from core.parsers import BoundedJSONParser
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.filtersets import (
@@ -79,7 +80,7 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
     selector = staticmethod(selectors.version_list)
     serializer_class = s.ModelVersionSerializer
     filterset_class = ModelVersionFilterSet
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
     http_method_names = ["get", "post", "patch", "head", "options"]
     ordering_fields = ["created_at", "version"]
 
@@ -124,7 +125,7 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
         return Response(s.ModelVersionSerializer(version, context=self.get_serializer_context()).data)
 
     @extend_schema(responses={200: s.LineageEntrySerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # the whole chain, never a page of it
     def lineage(self, request, pk=None):
         """The chain from this version back to its base version, newest first (as far as the caller may see)."""
         chain = selectors.version_lineage(self.get_object(), user=request.user)

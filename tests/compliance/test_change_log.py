@@ -235,11 +235,13 @@ def test_data_from_a_new_source_and_edited_datasets_are_classified(personas, ins
         ProvenanceFactory(version=version, dataset=shared, role="fine_tuning")
     ProvenanceFactory(version=child, dataset=DatasetFactory(name="South tuning", institution=institutions["south"]), role="fine_tuning")
     record_update(instance=shared, fields={"manifest_sha256": "b" * 64, "patient_count": 120})
+    record_update(instance=shared, fields={"case_outputs_shared_with_provider": True})  # who may see, not what the data are
     log = change_log_build(child).to_dict()
     data = {i["what"]: i for i in _section(log, "data")["changes"]}
     assert data["South tuning as fine_tuning"]["rule"] == "data_new_source" and "south" in data["South tuning as fine_tuning"]["why"]
     assert (data["Tuning set: manifest_sha256"]["before"], data["Tuning set: manifest_sha256"]["after"]) == ("", "b" * 64)
     assert data["Tuning set: patient_count"]["rule"] == "dataset_contents"
+    assert "Tuning set: case_outputs_shared_with_provider" not in data
     assert _rules(log, "substantial") == {"data_new_source"} and _rules(log, "within_plan") == {"dataset_contents"}
 
 

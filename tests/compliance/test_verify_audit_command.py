@@ -1,26 +1,34 @@
-"""Chain verification and ``manage.py verify_audit``: tampering done behind the ORM's back is found and named."""
+"""Chain verification and ``manage.py verify_audit``: tampering done behind the ORM's back is found and named;
+keyed events, key rotation, events from before keys, and the checkpoints outside the database."""
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 
 from compliance.management.commands.verify_audit import Command as VerifyAudit
-from core.audit import audit_record, audit_verify_chain, event_hash, hashed_fields
+from core.audit import GENESIS_HASH, audit_checkpoint_write, audit_record, audit_verify_chain, event_hash, hashed_fields
+from core.audit_checkpoints import checkpoint_path
+from core.errors import Conflict
 from core.models import AuditEvent, AuditHead
+from core.tasks import audit_checkpoint as audit_checkpoint_task
+from radtrust_engine.hashing import canonical_hmac_sha256, canonical_sha256
 from registry import services
 from registry.models import Institution
+from tests.tampering import owner_sql
 
 TABLE = AuditEvent._meta.db_table
 
 
 def raw_sql(sql: str, params: list | None = None) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql.replace("{table}", connection.ops.quote_name(TABLE)), params or [])
+    """Tamper as the database owner: the append-only triggers off (PostgreSQL), then raw SQL."""
+    owner_sql(sql.replace("{table}", connection.ops.quote_name(TABLE)), params)
 
 
 def rehashed(at: int, **changes) -> tuple[AuditEvent, str]:
@@ -28,7 +36,7 @@ def rehashed(at: int, **changes) -> tuple[AuditEvent, str]:
     event = AuditEvent.objects.get(seq=at)
     for name, value in changes.items():
         setattr(event, name, value)
-    return event, event_hash(hashed_fields(event))
+    return event, event_hash(event)
 
 
 @pytest.fixture
@@ -125,7 +133,7 @@ def test_a_row_appended_behind_the_head_is_found(chain):
     last = AuditEvent.objects.get(seq=chain)
     forged, _ = rehashed(chain, seq=chain + 1, prev_hash=last.hash, object_repr="appended")
     forged.pk, forged._state.adding = None, True
-    forged.hash = event_hash(hashed_fields(forged))
+    forged.hash = event_hash(forged)
     forged.save()  # a well-formed, correctly linked event that audit_record did not write
 
     verdict = audit_verify_chain()
@@ -193,15 +201,23 @@ def test_command_reports_an_intact_chain(chain):
     out, err = StringIO(), StringIO()
     call_command("verify_audit", stdout=out, stderr=err)
 
-    assert out.getvalue().strip() == f"Audit chain intact: {chain} events verified."
+    assert out.getvalue().strip() == f"Audit chain intact: {chain} events verified against 0 checkpoints."
+    assert "No checkpoint in" in err.getvalue() and "cannot be detected" in err.getvalue()
+
+    audit_checkpoint_write()
+    out, err = StringIO(), StringIO()
+    call_command("verify_audit", stdout=out, stderr=err)
+    assert out.getvalue().strip() == f"Audit chain intact: {chain} events verified against 1 checkpoint."
     assert err.getvalue() == ""
 
 
 @pytest.mark.django_db
 def test_command_on_an_empty_trail(db):
     out = StringIO()
-    call_command("verify_audit", stdout=out)
-    assert out.getvalue().strip() == "Audit chain intact: 0 events verified."
+    err = StringIO()
+    call_command("verify_audit", stdout=out, stderr=err)
+    assert out.getvalue().strip() == "Audit chain intact: 0 events verified against 0 checkpoints."
+    assert err.getvalue() == ""
 
 
 @pytest.mark.django_db
@@ -222,7 +238,7 @@ def test_command_line_exits_non_zero_and_writes_to_stderr(capsys):
     for code in ("aa", "bb", "cc"):
         services.record_create(model=Institution, actor=None, fields={"code": code, "name": code.upper(), "country": "DE"})
     VerifyAudit().run_from_argv(["manage.py", "verify_audit"])
-    assert capsys.readouterr().out.strip() == "Audit chain intact: 3 events verified."
+    assert capsys.readouterr().out.strip() == "Audit chain intact: 3 events verified against 0 checkpoints."
 
     raw_sql("DELETE FROM {table} WHERE seq = %s", [2])
     with pytest.raises(SystemExit) as exited:
@@ -232,3 +248,147 @@ def test_command_line_exits_non_zero_and_writes_to_stderr(capsys):
     captured = capsys.readouterr()
     assert "Audit chain broken at event #2: event #2 is missing" in captured.err
     assert captured.out == ""
+
+
+# --- Keys: events from before keys, rotation ---------------------------------------------------------
+
+KEYS = {name: bytes([n]) * 32 for n, name in enumerate(("k1", "k2", "k3"), start=1)}
+
+
+@pytest.mark.django_db
+def test_events_from_before_keys_verify_with_their_plain_hash_and_later_ones_are_keyed(settings):
+    prev_hash = GENESIS_HASH
+    for seq in (1, 2):  # as the chain wrote them before keys: no key id, a plain sha256
+        event = AuditEvent(
+            seq=seq,
+            occurred_at=timezone.now(),
+            actor_username="system",
+            action="create",
+            object_type="registry.institution",
+            object_id=str(seq),
+            object_repr=f"Old {seq}",
+            changes={"n": [None, seq]},
+            prev_hash=prev_hash,
+        )
+        event.hash = canonical_sha256(hashed_fields(event))
+        event.save()
+        prev_hash = event.hash
+    AuditHead.objects.create(id=1, seq=2, hash=prev_hash)
+
+    services.record_create(model=Institution, actor=None, fields={"code": "new", "name": "New", "country": "DE"})
+
+    keyed = AuditEvent.objects.get(seq=3)
+    current = next(iter(settings.RADTRUST_AUDIT_KEYS))
+    assert keyed.key_id == current and keyed.prev_hash == prev_hash
+    assert keyed.hash == canonical_hmac_sha256(hashed_fields(keyed), key=settings.RADTRUST_AUDIT_KEYS[current])
+    assert hashed_fields(keyed)["key_id"] == current and "key_id" not in hashed_fields(AuditEvent.objects.get(seq=1))
+    verdict = audit_verify_chain()
+    assert (verdict.ok, verdict.checked) == (True, 3), verdict
+
+
+@pytest.mark.django_db
+def test_rotated_keys_verify_each_event_with_the_key_it_names(settings):
+    settings.RADTRUST_AUDIT_KEYS = {"k1": KEYS["k1"]}
+    for code in ("aa", "bb"):
+        services.record_create(model=Institution, actor=None, fields={"code": code, "name": code, "country": "DE"})
+    settings.RADTRUST_AUDIT_KEYS = {"k2": KEYS["k2"], "k1": KEYS["k1"]}  # rotated: the new key first, the old one kept
+    for code in ("cc", "dd"):
+        services.record_create(model=Institution, actor=None, fields={"code": code, "name": code, "country": "DE"})
+    assert list(AuditEvent.objects.values_list("key_id", flat=True)) == ["k1", "k1", "k2", "k2"]
+    assert audit_checkpoint_write().key_id == "k2"
+    assert (audit_verify_chain().ok, audit_verify_chain().checkpoints) == (True, 1)
+
+    settings.RADTRUST_AUDIT_KEYS = {"k2": KEYS["k2"]}  # the old key dropped while its events exist
+    verdict = audit_verify_chain()
+    assert (verdict.ok, verdict.broken_seq) == (False, 1)
+    assert verdict.reason == "it is signed with key id 'k1' is not configured (RADTRUST_AUDIT_KEYS), so it cannot be verified"
+
+    settings.RADTRUST_AUDIT_KEYS = {"k1": KEYS["k2"], "k2": KEYS["k2"]}  # a wrong secret under the right id
+    assert (audit_verify_chain().broken_seq, "altered" in audit_verify_chain().reason) == (1, True)
+
+    settings.RADTRUST_AUDIT_KEYS = {"k3": KEYS["k3"], "k1": KEYS["k1"]}  # the checkpoint's key is gone: the file is not trusted
+    verdict = audit_verify_chain()
+    assert (verdict.ok, verdict.broken_seq) == (False, None)
+    assert "checkpoint line 1 is signed with key id 'k2' is not configured" in verdict.reason
+
+
+# --- Checkpoints -----------------------------------------------------------------------------------
+
+
+def checkpoint_lines() -> list[dict]:
+    path = checkpoint_path()
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.django_db
+def test_checkpoints_are_appended_when_the_head_has_moved(institutions, settings):
+    assert AuditEvent.objects.exists()
+    first = audit_checkpoint_write()
+    head = AuditHead.objects.get()
+    assert (first.seq, first.hash, first.key_id) == (head.seq, head.hash, next(iter(settings.RADTRUST_AUDIT_KEYS)))
+    assert audit_checkpoint_write() is None  # the head has not moved
+    services.record_update(instance=institutions["north"], fields={"address": "1 Main Street"})
+    second = audit_checkpoint_write()
+    assert second.seq == first.seq + 1
+
+    lines = checkpoint_lines()
+    assert [line["seq"] for line in lines] == [first.seq, second.seq]
+    assert set(lines[0]) == {"schema", "seq", "hash", "key_id", "written_at", "mac"} and lines[0]["schema"] == "radtrust.audit-checkpoint.v1"
+    assert audit_verify_chain().checkpoints == 2
+
+
+@pytest.mark.django_db
+def test_no_checkpoint_of_an_empty_trail():
+    assert audit_checkpoint_write() is None and not checkpoint_path().exists()
+    out = StringIO()
+    call_command("audit_checkpoint", stdout=out)
+    assert "No checkpoint written" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_no_checkpoint_is_written_over_a_head_that_is_not_the_newest_event(chain):
+    previous = AuditEvent.objects.get(seq=chain - 1)
+    owner_sql("UPDATE compliance_audithead SET seq = %s, hash = %s WHERE id = 1", [previous.seq, previous.hash])
+
+    with pytest.raises(Conflict) as refused:
+        audit_checkpoint_write()
+    assert refused.value.code == "audit_head_mismatch"
+    with pytest.raises(CommandError, match="The audit head does not name the newest event"):
+        call_command("audit_checkpoint", stdout=StringIO())
+    assert checkpoint_lines() == []
+
+
+@pytest.mark.django_db
+def test_the_command_and_the_beat_task_write_checkpoints(chain, institutions, settings):
+    out = StringIO()
+    call_command("audit_checkpoint", stdout=out)
+    head = AuditHead.objects.get()
+    assert out.getvalue().startswith(f"Checkpoint of event #{chain} ({head.hash}) signed with key ")
+    services.record_update(instance=institutions["south"], fields={"address": "2 Main Street"})
+    assert audit_checkpoint_task.apply().get() == chain + 1
+    assert audit_checkpoint_task.apply().get() is None
+    assert settings.CELERY_BEAT_SCHEDULE["core-audit-checkpoint"] == {
+        "task": audit_checkpoint_task.name,
+        "schedule": settings.RADTRUST_AUDIT_CHECKPOINT_SECONDS,
+    }
+    assert [line["seq"] for line in checkpoint_lines()] == [chain, chain + 1]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("not json", "checkpoint line 2 is not a checkpoint (unreadable JSON or missing fields)"),
+        ('{"seq": 1}', "checkpoint line 2 is not a checkpoint (unreadable JSON or missing fields)"),
+        (
+            '{"schema": "other", "seq": 1, "hash": "' + "a" * 64 + '", "key_id": "k1", "written_at": "", "mac": ""}',
+            "checkpoint line 2 is not a checkpoint of schema radtrust.audit-checkpoint.v1",
+        ),
+    ],
+)
+def test_a_checkpoint_file_with_a_line_that_is_not_a_checkpoint_fails(chain, line, reason):
+    audit_checkpoint_write()
+    with checkpoint_path().open("a") as handle:
+        handle.write(line + "\n")
+    verdict = audit_verify_chain()
+    assert (verdict.ok, verdict.broken_seq, verdict.reason) == (False, None, reason)

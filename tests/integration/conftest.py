@@ -154,13 +154,13 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(transactional_db, celery_broker, settings, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
-    """``start_worker(name, queues=..., env=...)`` starts a real worker with this test's database,
-    media, data root and MLflow store, and waits until it is ready. Logs are printed at teardown,
-    which pytest shows when the test fails."""
+def spawn_worker(transactional_db, celery_broker, settings, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
+    """``spawn_worker(name, queues=..., env=...)`` starts a real worker process with this test's
+    database, media, data root and MLflow store, without waiting for it. Logs are printed at
+    teardown, which pytest shows when the test fails."""
     started: list[WorkerProcess] = []
 
-    def start(name: str = "w1", *, queues: str = "default,gpu,site.vendor", env: dict[str, str] | None = None) -> WorkerProcess:
+    def spawn(name: str = "w1", *, queues: str = "default,gpu,site.vendor", env: dict[str, str] | None = None) -> WorkerProcess:
         environment = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "radtrust.settings",
@@ -191,19 +191,30 @@ def start_worker(transactional_db, celery_broker, settings, tmp_path) -> Iterato
             process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         worker = WorkerProcess(process, log_path, celery_broker, name)
         started.append(worker)
-        wait_for(lambda: process.poll() is not None or " ready." in worker.log(), timeout=WORKER_READY_TIMEOUT, describe=worker.describe)
-        if process.poll() is not None:
-            pytest.fail(f"The worker did not start. {worker.describe()}")
         return worker
 
     try:
-        yield start
+        yield spawn
     finally:
         for worker in started:
             stopping = time.monotonic()
             _stop(worker.process)
             stopped = f"exit code {worker.process.returncode} after {time.monotonic() - stopping:.1f} s"
             print(f"--- celery worker {worker.name} log ({worker.log_path}), {stopped} ---\n{worker.log()}")
+
+
+@pytest.fixture
+def start_worker(spawn_worker) -> Callable[..., WorkerProcess]:
+    """``start_worker(name, queues=..., env=...)``: ``spawn_worker``, then wait until the worker is ready."""
+
+    def start(name: str = "w1", **options) -> WorkerProcess:
+        worker = spawn_worker(name, **options)
+        wait_for(lambda: worker.process.poll() is not None or " ready." in worker.log(), timeout=WORKER_READY_TIMEOUT, describe=worker.describe)
+        if worker.process.poll() is not None:
+            pytest.fail(f"The worker did not start. {worker.describe()}")
+        return worker
+
+    return start
 
 
 @pytest.fixture

@@ -275,10 +275,10 @@ def test_upload_whose_request_body_is_over_the_limit_is_refused_before_reading(e
     [
         ({"version": "v1"}, "version", "Use a semantic version such as 1.2.0"),
         ({"output_schema": "{not json"}, "output_schema", "Value must be valid JSON."),
-        ({"output_schema": ["pneumothorax"]}, "output_schema", "Give output_schema as a JSON object"),
+        ({"output_schema": ["pneumothorax"]}, "output_schema", "Expected a JSON object, not a JSON array."),
         ({"output_schema": {"class_names": ["a"], "thresholds": {"a": 2}}}, "output_schema", "must be a number between 0 and 1"),
         ({"output_schema": {}}, "output_schema", "This field cannot be blank."),
-        ({"preprocessing": json.dumps([1, 2])}, "preprocessing", "Give preprocessing as a JSON object"),
+        ({"preprocessing": json.dumps([1, 2])}, "preprocessing", "Expected a JSON object, not a JSON array."),
     ],
 )
 def test_upload_with_an_invalid_field_is_refused_before_storing(engineer, vendor_model, onnx_files, fields, field, phrase):

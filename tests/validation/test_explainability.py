@@ -12,8 +12,9 @@ from scipy.ndimage import gaussian_filter
 
 from radtrust_engine.explainability import (
     ExplainabilityError,
+    ExplainSettings,
     deletion_insertion,
-    explainability_report,
+    explain_cases,
     faithfulness_verdict,
     occlusion_saliency,
     overlay_png,
@@ -51,9 +52,9 @@ def mean_model(batch: np.ndarray) -> np.ndarray:
 
 
 def _report(model, images, y, **kwargs):
-    settings = {"n_cases": 16, "rise_masks": 200, "n_resamples": 500} | kwargs
+    settings = ExplainSettings(**({"n_cases": 16, "rise_masks": 200, "n_resamples": 500} | kwargs))
     paths = [f"cases/{i:03d}.png" for i in range(len(images))]
-    return explainability_report(model, images, y, list(range(len(images))), paths, **settings)
+    return explain_cases(model, images, y, list(range(len(images))), paths, settings).report(0)
 
 
 # ---------------------------------------------------------------------------
@@ -66,7 +67,7 @@ def test_occlusion_equals_a_direct_patch_loop_on_a_non_square_image():
     image = rng.normal(size=(1, 10, 13)).astype(np.float32)
     weights = rng.normal(size=(10, 13))
     predict = lambda b: np.tanh((b[:, 0] * weights).sum(axis=(1, 2)))  # noqa: E731
-    got = occlusion_saliency(predict, image, patch=4, stride=3, batch_size=5)
+    (got,) = occlusion_saliency(predict, image, patch=4, stride=3, batch_size=5)
 
     base = predict(image[None])[0]
     total, covered = np.zeros((10, 13)), np.zeros((10, 13))
@@ -85,9 +86,9 @@ def test_saliency_peaks_inside_the_lesion(method):
     images, _, centres = _blob_images(2, size=32, seed=5)
     image, centre = images[1], centres[1]  # the second image has the blob
     if method == "occlusion":
-        saliency = occlusion_saliency(lesion_model, image)
+        (saliency,) = occlusion_saliency(lesion_model, image)
     else:
-        saliency = rise_saliency(lesion_model, image, n_masks=400, seed=0)
+        (saliency,) = rise_saliency(lesion_model, image, n_masks=400, seed=0)
     assert saliency.shape == (32, 32)
     peak = np.unravel_index(np.argmax(saliency), saliency.shape)
     assert np.hypot(*(np.asarray(peak) - centre)) <= 6  # inside the visible blob (2 sigma)
@@ -108,7 +109,7 @@ def test_rise_is_reproducible_from_its_seed_and_independent_of_batch_size():
 def test_rise_normalisation_gives_a_constant_model_its_own_value():
     """sum_i P * mask_i / (n * p) with P = c is c times the mean mask over p, so about c everywhere."""
     image = np.zeros((1, 32, 32), dtype=np.float32)
-    saliency = rise_saliency(lambda b: np.full(len(b), 0.8), image, n_masks=2000, seed=0)
+    (saliency,) = rise_saliency(lambda b: np.full(len(b), 0.8), image, n_masks=2000, seed=0)
     assert saliency.mean() == pytest.approx(0.8, abs=0.02)
     assert np.abs(saliency - 0.8).max() < 0.1
 
@@ -143,11 +144,11 @@ def test_deletion_insertion_areas_match_hand_computed_curves():
 
     lesion_first = (lesion + rng.uniform(0, 0.5, (8, 8)))[None]
     deletion, insertion = deletion_insertion(original_fraction, image, lesion_first, steps=16)
-    np.testing.assert_allclose([deletion[0], insertion[0]], [0.5, 0.5], atol=1e-12)
+    np.testing.assert_allclose([deletion[0, 0], insertion[0, 0]], [0.5, 0.5], atol=1e-12)
     deletion, insertion = deletion_insertion(lesion_fraction, image, lesion_first, steps=16, batch_size=5)
-    np.testing.assert_allclose([deletion[0], insertion[0]], [0.0625, 0.9375], atol=1e-12)
+    np.testing.assert_allclose([deletion[0, 0], insertion[0, 0]], [0.0625, 0.9375], atol=1e-12)
     deletion, insertion = deletion_insertion(lesion_fraction, image, -lesion_first, steps=16)
-    np.testing.assert_allclose([deletion[0], insertion[0]], [0.9375, 0.0625], atol=1e-12)
+    np.testing.assert_allclose([deletion[0, 0], insertion[0, 0]], [0.9375, 0.0625], atol=1e-12)
 
 
 def test_deletion_insertion_scores_cases_independently_of_batching():
@@ -155,8 +156,8 @@ def test_deletion_insertion_scores_cases_independently_of_batching():
     maps = np.stack([random_saliency((32, 32), seed=i) for i in range(6)])
     together = deletion_insertion(lesion_model, images, maps, steps=10, batch_size=64)
     one_by_one = [deletion_insertion(lesion_model, images[i : i + 1], maps[i : i + 1], steps=10, batch_size=7) for i in range(6)]
-    np.testing.assert_allclose(together[0], [d[0][0] for d in one_by_one], atol=1e-12)
-    np.testing.assert_allclose(together[1], [d[1][0] for d in one_by_one], atol=1e-12)
+    np.testing.assert_allclose(together[0], np.concatenate([d[0] for d in one_by_one]), atol=1e-12)
+    np.testing.assert_allclose(together[1], np.concatenate([d[1] for d in one_by_one]), atol=1e-12)
 
 
 # ---------------------------------------------------------------------------
@@ -226,6 +227,78 @@ def test_report_is_json_safe_balanced_and_reproducible():
     assert _report(lesion_model, images, y, seed=4, methods=("occlusion",)).case_rows != result.case_rows
 
 
+def _without_seconds(report: dict) -> dict:
+    """The report less its timings, which are all that may differ between two runs of the same inputs."""
+    report = json.loads(json.dumps(report))
+    for entry in [*report["methods"].values(), report["random_baseline"]]:
+        del entry["seconds"]
+    return report
+
+
+class _Counted:
+    """A predict callable that counts the images it scores (forward passes)."""
+
+    def __init__(self, predict) -> None:
+        self.predict = predict
+        self.images = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.images += len(batch)
+        return self.predict(batch)
+
+
+def test_each_label_of_a_two_label_model_gets_what_it_would_alone():
+    images, y, _ = _blob_images(30, seed=6)
+    labels = np.stack([y, np.random.default_rng(1).integers(0, 2, len(y))], axis=1)  # each label draws its own cases
+    both = lambda b: np.stack([lesion_model(b), mean_model(b)], axis=1)  # noqa: E731
+    settings = ExplainSettings(n_cases=8, rise_masks=60, n_resamples=200, seed=2)
+    rows, paths = list(range(len(images))), [f"c{i}" for i in range(len(images))]
+    explained = explain_cases(both, images, labels, rows, paths, settings)
+    for label, alone in enumerate((lesion_model, mean_model)):
+        together = explained.report(label)
+        single = explain_cases(alone, images, labels[:, label], rows, paths, settings).report(0)
+        assert together.case_rows == single.case_rows
+        assert _without_seconds(together.report) == _without_seconds(single.report)
+        for method in settings.methods:
+            np.testing.assert_array_equal(together.saliency[method], single.saliency[method])
+    assert explained.report(0).case_rows != explained.report(1).case_rows
+
+
+def test_label_independent_inputs_run_once_and_only_each_labels_own_curves_run_per_label():
+    images, y, _ = _blob_images(20, seed=7)
+    settings = ExplainSettings(n_cases=6, rise_masks=60, n_resamples=50, steps=10)
+    rows, paths = list(range(len(images))), [f"c{i}" for i in range(len(images))]
+    passes = {}
+    for n_labels in (1, 4):
+        predict = _Counted(lambda b, n=n_labels: np.repeat(lesion_model(b)[:, None], n, axis=1))
+        explained = explain_cases(predict, images, np.repeat(y[:, None], n_labels, axis=1), rows, paths, settings)
+        for label in range(n_labels):
+            explained.report(label)
+        passes[n_labels] = predict.images
+    # Per case: itself, the unoccluded image and 7 x 7 patches (32 px, patch 8, stride 4), the RISE masks,
+    # and the 2 x 11 steps of each random map; then per label the 2 x 11 steps of each method's maps.
+    per_case = 1 + 1 + 49 + 60 + 3 * 2 * 11
+    own_curves = 2 * 2 * 11
+    assert passes[1] == 6 * (per_case + own_curves)
+    assert passes[4] == 6 * (per_case + 4 * own_curves)
+
+
+def test_a_label_with_nan_outputs_is_refused_and_the_others_go_on():
+    images, y, _ = _blob_images(12, seed=0)
+    broken = lambda b: np.stack([lesion_model(b), np.full(len(b), np.nan)], axis=1)  # noqa: E731
+    settings = ExplainSettings(n_cases=4, rise_masks=60, n_resamples=50, methods=("occlusion",))
+    explained = explain_cases(broken, images, np.stack([y, y], axis=1), list(range(12)), [f"c{i}" for i in range(12)], settings)
+    assert explained.report(0).report["n_cases"] == 4
+    with pytest.raises(ExplainabilityError, match="NaN or infinite"):
+        explained.report(1)
+
+
+def test_labels_must_match_the_models_outputs():
+    images, y, _ = _blob_images(6, seed=0)
+    with pytest.raises(ExplainabilityError, match="predict gives 1 label"):
+        explain_cases(lesion_model, images, np.stack([y, y], axis=1), list(range(6)), [f"c{i}" for i in range(6)])
+
+
 def test_selection_keeps_the_minority_class():
     y = np.zeros(30, dtype=int)
     y[[4, 17]] = 1
@@ -255,7 +328,7 @@ def test_a_model_returning_nan_is_refused_with_a_message():
 
 def test_zero_cases_and_unknown_methods_are_refused():
     with pytest.raises(ExplainabilityError, match="no cases to explain"):
-        explainability_report(lesion_model, np.zeros((0, 1, 32, 32), np.float32), np.zeros(0), [], [])
+        explain_cases(lesion_model, np.zeros((0, 1, 32, 32), np.float32), np.zeros(0), [], [])
     images, y, _ = _blob_images(4, seed=0)
     with pytest.raises(ExplainabilityError, match="unknown saliency method"):
         _report(lesion_model, images, y, methods=("gradcam",))

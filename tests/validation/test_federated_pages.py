@@ -53,7 +53,7 @@ def _payload(code: str) -> dict:
 def federated(personas, institutions, register_version):
     """A vendor version, three hospitals (East's name hostile HTML) and ``open_study(codes, report=codes)``."""
     sites = {"north": institutions["north"], "south": institutions["south"], "east": InstitutionFactory(code="east", name=HOSTILE)}
-    agents = {code: user_create(username=f"agent-{code}", role="worker", institution=site) for code, site in sites.items()}
+    agents = {code: user_create(username=f"agent-{code}", role="site_agent", institution=site) for code, site in sites.items()}
     version = register_version(
         FoundationModelFactory(provider=institutions["vendor"], name="EffusionNet"),
         output_schema={"class_names": ["effusion"], "thresholds": {"effusion": 0.5}, "activation": "sigmoid"},

@@ -26,6 +26,7 @@ from radtrust_engine.federated_payload import SiteSummary
 from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
 from radtrust_engine.hashing import canonical_sha256
 from registry.models import User
+from registry.services import user_create
 from tests.factories import FoundationModelFactory, InstitutionFactory
 from validation.federated import payload_sha256
 from validation.models import FederatedJob, FederatedStudy, SiteReport, StudyPooling
@@ -134,13 +135,20 @@ def _report(agent: APIClient, job: FederatedJob, payload: dict):
 
 
 @pytest.mark.django_db
-def test_agent_token_command_creates_a_worker_of_the_site_once(world):
+def test_agent_token_command_creates_a_site_agent_of_the_site_once(world):
+    """The account is made once; each call prints a new token (on one line), and each of them works."""
     outs = [io.StringIO(), io.StringIO()]
     for out in outs:
         call_command("agent_token", institution="north", stdout=out)
-    assert outs[0].getvalue() == outs[1].getvalue() and len(outs[0].getvalue().strip().splitlines()) == 1
+    keys = [out.getvalue().strip() for out in outs]
+    assert keys[0] != keys[1] and all(len(out.getvalue().strip().splitlines()) == 1 for out in outs)
     agent = User.objects.get(username="agent-north")
-    assert role_of(agent) == "worker" and agent.institution.code == "north"
+    assert role_of(agent) == "site_agent" and agent.institution.code == "north"
+    assert agent.api_tokens.count() == 2
+    for key in keys:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        assert client.get("/api/federated/jobs/").status_code == 200
     with pytest.raises(CommandError, match="No institution"):
         call_command("agent_token", institution="nowhere", stdout=io.StringIO())
 
@@ -501,9 +509,28 @@ def test_studies_are_for_the_providers_engineers_officers_and_auditors_only(worl
     for who in ("clinician_north", "worker"):
         assert api_client(personas[who]).get(url).status_code == 403
         assert api_client(personas[who]).get(f"{url}pooled/").status_code == 403
-    for who in ("officer", "engineer", "clinician_north"):
+    for who in ("officer", "engineer", "clinician_north", "worker"):  # the central worker is no site's agent
         assert api_client(personas[who]).get("/api/federated/jobs/").status_code == 403
-    assert api_client(personas["worker"]).get("/api/federated/jobs/").json() == []  # the vendor's own worker: no job at the vendor
+
+
+@pytest.mark.django_db
+def test_a_site_agent_reads_its_sites_studies_with_its_own_job_only(world):
+    study = world["open_study"](("north", "south"))
+    north, east = _agent("north"), _agent("east")
+    url = f"/api/federated-studies/{study.pk}/"
+    [listed] = north.get("/api/federated-studies/").json()["results"]
+    assert listed["id"] == study.pk and [job["institution"] for job in listed["jobs"]] == ["north"]
+    assert [job["institution"] for job in north.get(url).json()["jobs"]] == ["north"]
+    assert east.get("/api/federated-studies/").json()["count"] == 0 and east.get(url).status_code == 404  # not a site of it
+    for refused in (north.get(f"{url}pooled/"), north.post(f"{url}close/"), north.post("/api/federated-studies/", {}, format="json")):
+        assert refused.status_code == 403  # the pooled figures and the study's course are the provider's
+
+
+@pytest.mark.django_db
+def test_agent_token_refuses_an_account_of_that_name_in_another_role(world):
+    user_create(username="agent-north", role="worker", institution=world["sites"]["north"])
+    with pytest.raises(CommandError, match="not the site agent of north"):
+        call_command("agent_token", institution="north", stdout=io.StringIO())
 
 
 # --- Data minimisation ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import decimal
 import hashlib
+import hmac
 import json
 import math
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radtrust_agent.state import AgentState, payload_named
-from radtrust_engine.hashing import canonical_json, canonical_sha256, legacy_sha256, sha256_matches
+from radtrust_engine.hashing import canonical_hmac_sha256, canonical_json, canonical_sha256, legacy_sha256, sha256_matches
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -139,3 +140,13 @@ def test_a_job_recorded_before_canonical_hashing_is_still_approved_and_sent(tmp_
     with pytest.raises(ValueError, match="changed after it was written"):
         state.payload_read(9, legacy)
     assert not payload_named(b"not json", canonical_sha256(payload))
+
+
+@given(json_values)
+@settings(max_examples=100, deadline=None)
+def test_the_keyed_hash_is_the_hmac_of_the_canonical_json_and_survives_jsonb(value):
+    key, other = b"k" * 32, b"o" * 32
+    keyed = canonical_hmac_sha256(value, key=key)
+    assert keyed == hmac.new(key, canonical_json(value).encode("ascii"), hashlib.sha256).hexdigest()
+    assert keyed != canonical_hmac_sha256(value, key=other) and keyed != canonical_sha256(value)
+    assert canonical_hmac_sha256(_as_jsonb_returns(value), key=key) == keyed

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from registry.choices import DeploymentStatus, RevalidationState
-from registry.models import Deployment
+from registry.models import Dataset, Deployment
 from tests.concurrency import race
 from validation import revalidation, services
 from validation.choices import RunStatus
@@ -78,6 +78,15 @@ def test_not_due_ended_and_dataless_deployments(deployment, run_setup):
     Deployment.objects.filter(pk=deployment.pk).update(status=DeploymentStatus.ENDED)
     assert revalidation_dispatch(today=TODAY) == {"queued": [], "no_data": [], "skipped": []}
     assert not ValidationRun.objects.exists()
+
+
+def test_data_under_a_root_but_not_on_this_server_goes_to_the_sites_queue(deployment, run_setup, settings, monkeypatch):
+    """The roots list the site workers' folders too; a folder absent here is the site's to read."""
+    site_folder = f"{settings.RADTRUST_DATA_ROOTS[0]}/site-north/chest"  # a site worker's path, not mounted here
+    Dataset.objects.filter(pk=run_setup["dataset"].pk).update(location=site_folder)
+    monkeypatch.setattr(revalidation, "run_enqueue", lambda *, run_id, queue: None)  # where it is called
+    revalidation_dispatch(today=TODAY)
+    assert ValidationRun.objects.get().queue == "site.north"
 
 
 @pytest.mark.django_db(transaction=True)

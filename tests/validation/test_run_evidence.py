@@ -176,5 +176,8 @@ def test_explainability_overlays_are_stored_as_png_files_named_in_the_report(run
     stored = set(run.files.filter(kind=RunFileKind.SALIENCY).values_list("name", flat=True))
     assert len(overlays) == 8 and overlays == stored
     png = run.files.filter(kind=RunFileKind.SALIENCY).first()
-    response = api_client(personas["engineer"]).get(f"/api/run-files/{png.pk}/content/")
+    provider = api_client(personas["engineer"])
+    assert provider.get(f"/api/run-files/{png.pk}/content/").status_code == 404  # North's overlay until North shares it
+    Dataset.objects.filter(pk=run.dataset_id).update(case_outputs_shared_with_provider=True)
+    response = provider.get(f"/api/run-files/{png.pk}/content/")
     assert response.status_code == 200 and response["Content-Type"] == "image/png" and response.content[:8] == b"\x89PNG\r\n\x1a\n"

@@ -130,12 +130,17 @@ def test_bad_requests_are_refused_at_creation(run_setup, kwargs, field, fragment
     assert not ValidationRun.objects.exists()
 
 
-def test_dataset_outside_the_data_roots_is_refused(run_setup, tmp_path_factory):
+def test_dataset_outside_the_data_roots_is_refused(run_setup, tmp_path_factory, settings):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    record_update(instance=run_setup["dataset"], fields={"location": str(elsewhere)})
+    with pytest.raises(ValidationError) as stored:
+        record_update(instance=run_setup["dataset"], fields={"location": str(elsewhere)})
+    assert "outside the data roots" in stored.value.message_dict["location"][0]
+    run_setup["dataset"].refresh_from_db()
+    settings.RADTRUST_DATA_ROOTS = [str(elsewhere)]  # the roots changed after the dataset was stored
     with pytest.raises(ValidationError) as caught:
         services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"])
-    assert "outside the data roots" in caught.value.message_dict["dataset"][0]
+    message = caught.value.message_dict["dataset"][0]
+    assert "outside the data roots" in message and str(elsewhere) not in message and str(run_setup["root"]) not in message
 
 
 def test_a_failed_run_leaves_other_runs_untouched(run_setup):

@@ -150,9 +150,9 @@ def test_sweeper_leaves_live_runs_alone_and_resends_forgotten_queued_ones(run_se
     forgotten = _create(run_setup)
     ValidationRun.objects.filter(pk=forgotten.pk).update(created_at=timezone.now() - timedelta(hours=1))
     sent = []
-    monkeypatch.setattr(services, "run_enqueue", lambda *, run_id, queue: sent.append((run_id, queue)))
+    monkeypatch.setattr(services, "run_enqueue", lambda *, run_id, queue, now: sent.append((run_id, queue)))
     outcome = services.run_sweep(unclaimed_after_seconds=600)
-    assert outcome == {"requeued": [], "failed": [], "resent": [forgotten.pk]}
+    assert outcome == {"requeued": [], "failed": [], "resent": [forgotten.pk], "mlflow_resent": []}
     assert sent == [(forgotten.pk, "gpu")]
     assert ValidationRun.objects.get(pk=live.pk).status == RunStatus.RUNNING
 

@@ -189,13 +189,21 @@ def test_trust_page_for_the_provider_and_the_site_only(client, personas, deploye
     trust_assess(version=deployed["version"], trigger="manual")
     client.force_login(personas["officer"])
     page = client.get(f"/versions/{deployed['version'].pk}/trust/").content.decode()
-    assert "<svg" in page and "Fairness" in page and "insufficient evidence" in page
+    assessment = TrustAssessment.objects.get(version=deployed["version"])
+    chart_url = f"/trust-assessments/{assessment.pk}/chart.svg"
+    # The chart is an image served on its own (it cannot run script), never SVG inlined into the page.
+    assert f'<img src="{chart_url}"' in page and "<svg" not in page and "Fairness" in page and "insufficient evidence" in page
+    chart = client.get(chart_url)
+    assert chart["Content-Type"] == "image/svg+xml" and b"<svg" in chart.content
+    assert chart["Content-Security-Policy"] == "default-src 'none'; style-src 'unsafe-inline'"
     client.force_login(personas["clinician_north"])
     assert client.get(f"/versions/{deployed['version'].pk}/trust/").status_code == 200
+    assert client.get(chart_url).status_code == 200
     home = client.get("/clinician/").content.decode()
     assert "What these scores rest on" in home
     client.force_login(personas["engineer_south"])
     assert client.get(f"/versions/{deployed['version'].pk}/trust/").status_code == 404
+    assert client.get(chart_url).status_code == 404
 
 
 def test_a_burst_of_feedback_sends_one_debounced_request(deployed, report, settings, django_capture_on_commit_callbacks):
@@ -255,7 +263,7 @@ def test_a_pooled_federated_study_feeds_universality(run_setup, personas, instit
         )
         payload = json.loads(json.dumps(summary.to_dict()))
         summaries[code] = SiteSummary.from_dict(payload)
-        agent = user_create(username=f"agent-{code}", role="worker", institution=sites[code])
+        agent = user_create(username=f"agent-{code}", role="site_agent", institution=sites[code])
         job = job_claim(actor=agent, job=study.jobs.get(institution=sites[code]))
         report_submit(actor=agent, job=job, payload=payload, approved_by="Data owner", approved_at=timezone.now(), agent={})
 

@@ -516,6 +516,9 @@ def test_traceability_rules():
     assert apply("artifact_verified", mismatched).value == 0.5 and apply("artifact_verified", mismatched).inputs["mismatched_runs"] == [2]
     broken = apply("audit_chain", version(audit_chain_ok=False, audit_broken_reason="event 12 was altered"))
     assert broken.value == 0.0 and "event 12 was altered" in broken.explanation
+    truncated = apply("audit_chain", version(audit_chain_ok=False, audit_events_checked=0, audit_broken_reason="events were removed"))
+    assert (truncated.value, truncated.status) == (0.0, "not_met") and "events were removed" in truncated.explanation
+    assert apply("audit_chain", version(audit_chain_ok=True, audit_events_checked=0)).status == "no_evidence"
     lineage = ({"version_id": 7, "label": "1.1", "training_provenance": True}, {"version_id": 3, "label": "1.0", "training_provenance": False})
     assert apply("lineage_complete", version(lineage=lineage)).value == 0.5
     datasheets = apply("datasheet_completeness", version(datasets=(dataset(1, completeness=0.6, missing=("licence",)), dataset(2))))

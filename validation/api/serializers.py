@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from core.access import may_see_case_outputs
+from core.api import JSONValueField
 from registry.api.serializers import ScopedRelatedField
 from registry.selectors import dataset_list, institution_list, version_list
 from validation.models import CaseFlag, FederatedJob, FederatedStudy, RunFile, SiteReport, ValidationRun
+from validation.report_views import report_without_cases
 from validation.selectors import run_list
 
 _READ = [
@@ -49,10 +52,10 @@ class ValidationRunSerializer(serializers.ModelSerializer):
 
     version = ScopedRelatedField(selector=version_list)
     dataset = ScopedRelatedField(selector=dataset_list)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     on_site = serializers.BooleanField(write_only=True, default=False, help_text="Run on the dataset institution's own workers (site queue).")
     manifest = serializers.CharField(default="manifest.csv", max_length=300)
-    config = serializers.JSONField(default=dict, help_text="Suite options; omitted ones take their defaults.")
+    config = JSONValueField(kind=dict, default=dict, help_text="Suite options; omitted ones take their defaults.")
     baseline = ScopedRelatedField(
         selector=run_list,
         required=False,
@@ -64,6 +67,7 @@ class ValidationRunSerializer(serializers.ModelSerializer):
         model = ValidationRun
         fields = [*_READ, "on_site"]
         read_only_fields = [f for f in _READ if f not in {"version", "dataset", "manifest", "config", "baseline"}]
+        extra_kwargs = {"error_reason": {"allow_blank": True}}  # "" until a run fails: the schema's enum must hold it
 
 
 class ValidationRunDetailSerializer(ValidationRunSerializer):
@@ -72,6 +76,13 @@ class ValidationRunDetailSerializer(ValidationRunSerializer):
     class Meta(ValidationRunSerializer.Meta):
         fields = [*ValidationRunSerializer.Meta.fields, "results"]
         read_only_fields = [*ValidationRunSerializer.Meta.read_only_fields, "results"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if data.get("results") and request is not None and not may_see_case_outputs(request.user, instance):
+            data["results"] = report_without_cases(data["results"])  # single patients' data stay with their hospital
+        return data
 
 
 class RunFileSerializer(serializers.ModelSerializer):
@@ -108,7 +119,7 @@ class FederatedStudySerializer(serializers.ModelSerializer):
     """A federated study: ``sites`` (institution ids) when creating, their ``jobs`` when reading."""
 
     version = ScopedRelatedField(selector=version_list)
-    spec = serializers.JSONField(default=dict, help_text="The design; omitted keys take their defaults (validation.federated.study_spec_clean).")
+    spec = JSONValueField(kind=dict, default=dict, help_text="The design; omitted keys take their defaults (validation.federated.study_spec_clean).")
     sites = ScopedRelatedField(selector=institution_list, many=True, write_only=True, help_text="The participating institutions' ids.")
     jobs = FederatedJobBriefSerializer(many=True, read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -149,10 +160,10 @@ class FederatedJobSerializer(serializers.ModelSerializer):
 class SiteReportSubmitSerializer(serializers.Serializer):
     """What a site's agent sends: the approved payload, who approved it at the site and when, and about itself."""
 
-    payload = serializers.JSONField(help_text="The site summary (radtrust_engine.federated_payload), exactly as approved.")
+    payload = JSONValueField(kind=dict, help_text="The site summary (radtrust_engine.federated_payload), exactly as approved.")
     approved_by = serializers.CharField(allow_blank=True, max_length=200, help_text="The site's data owner who approved the payload.")
     approved_at = serializers.DateTimeField()
-    agent = serializers.JSONField(default=dict, help_text="Agent version, device, seconds, engine timings.")
+    agent = JSONValueField(kind=dict, default=dict, help_text="Agent version, device, seconds, engine timings.")
 
 
 class SiteReportSerializer(serializers.ModelSerializer):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
@@ -12,14 +10,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound
-from rest_framework.parsers import JSONParser
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from core.api import ScopedViewSet
+from core.api import OctetStreamRenderer, ScopedViewSet
 from core.errors import Conflict
+from core.headers import FILE_CONTENT_SECURITY_POLICY, svg_response
+from core.parsers import BoundedJSONParser
 from validation import baselines, federated, selectors, services
 from validation.api import serializers as s
 from validation.filtersets import CaseFlagFilterSet, RunFileFilterSet, ValidationRunFilterSet
@@ -70,7 +69,12 @@ class RunFileViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
     serializer_class = s.RunFileSerializer
     filterset_class = RunFileFilterSet
 
-    @extend_schema(responses={(200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @extend_schema(
+        responses={
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY),
+            409: OpenApiResponse(description="The file is missing from storage or no longer matches its recorded sha256."),
+        }
+    )
     @action(detail=True, methods=["get"])
     def content(self, request, pk=None):
         stored = self.get_object()
@@ -83,7 +87,7 @@ class RunFileViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
             raise Conflict("The file no longer matches the sha256 recorded when the run wrote it.", code="file_changed")
         response = HttpResponse(data, content_type=stored.content_type)
         response["Content-Disposition"] = f'inline; filename="{stored.name.rsplit("/", 1)[-1]}"'
-        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        response["Content-Security-Policy"] = FILE_CONTENT_SECURITY_POLICY
         response["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -102,36 +106,15 @@ class CaseFlagViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
 REPORT_MAX_BYTES = 1024 * 1024
 
 
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = f"A site report is at most {REPORT_MAX_BYTES // 1024} KiB of JSON; aggregates of any study fit well under it."
-    default_code = "payload_too_large"
+class ReportParser(BoundedJSONParser):
+    """JSON of at most ``REPORT_MAX_BYTES``: aggregates of any study fit well under it."""
 
-
-class ReportParser(JSONParser):
-    """JSON of at most ``REPORT_MAX_BYTES``: a larger body is refused before it is read whole or parsed."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        declared = parser_context["request"].META.get("CONTENT_LENGTH") or ""
-        if declared.isdigit() and int(declared) > REPORT_MAX_BYTES:
-            raise PayloadTooLarge()
-        body = stream.read(REPORT_MAX_BYTES + 1)
-        if len(body) > REPORT_MAX_BYTES:
-            raise PayloadTooLarge()
-        return super().parse(io.BytesIO(body), media_type, parser_context)
-
-
-class OctetStreamRenderer(BaseRenderer):
-    """Accepts an agent's ``Accept: application/octet-stream``; the file itself is a streamed response, errors are JSON text."""
-
-    media_type, format = "application/octet-stream", "bin"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
-        return data if isinstance(data, bytes) else json.dumps(data).encode()
+    max_bytes = REPORT_MAX_BYTES
+    too_large_detail = f"A site report is at most {REPORT_MAX_BYTES // 1024} KiB of JSON; aggregates of any study fit well under it."
 
 
 class FederatedJobViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
-    """A site agent's API (token of a worker account of the site): only its own institution's jobs
+    """A site agent's API (token of the site's ``site_agent`` account): only its own institution's jobs
     exist here, another site's job is not found. The list holds the jobs the site can still work
     on (study open, deadline ahead) as a plain list; claim, fetch the model, report or fail."""
 
@@ -154,7 +137,12 @@ class FederatedJobViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
         """Take the job; claiming a job the site holds already returns it unchanged."""
         return self._job(federated.job_claim(actor=request.user, job=self.get_object()))
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            409: OpenApiResponse(description="The job is not claimed or reported already, or the file is missing from storage."),
+        }
+    )
     @action(
         detail=True,
         methods=["get"],
@@ -200,9 +188,11 @@ class FederatedJobViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
 
 class FederatedStudyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
     """Federated studies of a provider's versions: create one with its sites, follow the jobs,
-    read the pooled figures and forest plots, close it."""
+    read the pooled figures and forest plots, close it. A site agent reads the studies its site
+    takes part in, with its own job only; the pooled figures and plots are the provider's."""
 
     access_resource = "federated_study"
+    access_resources = {"pooled": "federated_study.outcomes", "charts": "federated_study.outcomes"}
     selector = staticmethod(federated.study_list)
     serializer_class = s.FederatedStudySerializer
     filterset_fields = ["version", "status"]
@@ -237,10 +227,7 @@ class FederatedStudyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retriev
         svg = federated.study_chart(self.get_object(), name)
         if svg is None:
             raise NotFound(f"The study has no chart named {name!r}; the pooled figures list its charts.")
-        response = HttpResponse(svg, content_type="image/svg+xml")
-        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return svg_response(svg)
 
     @extend_schema(request=None, responses=s.FederatedStudySerializer)
     @action(detail=True, methods=["post"])

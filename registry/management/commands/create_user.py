@@ -1,4 +1,4 @@
-"""Create a user with one role at one institution; optionally print an API token."""
+"""Create a user with one role at one institution; optionally print an API token (shown once: only its hash is kept)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import os
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
 
 from core.choices import Role
 from core.errors import Conflict
+from core.tokens import api_token_issue
 from registry.models import Institution
 from registry.services import user_create
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--email", default="")
         parser.add_argument("--password-env", help="Name of an environment variable that holds the password (never pass it on the command line).")
         parser.add_argument("--staff", action="store_true", help="Allow the user into the admin (with their role's permissions).")
-        parser.add_argument("--token", action="store_true", help="Create and print an API token.")
+        parser.add_argument("--token", action="store_true", help="Create and print an API token (expires after RADTRUST_API_TOKEN_DAYS).")
 
     def handle(self, *args, username, role, institution, email, password_env, staff, token, **options):
         site = Institution.objects.filter(code=institution).first()
@@ -45,4 +45,4 @@ class Command(BaseCommand):
             user.save(update_fields=["is_staff"])
         self.stdout.write(f"Created {role} {username} at {site.code}.")
         if token:
-            self.stdout.write(f"API token: {Token.objects.create(user=user).key}")
+            self.stdout.write(f"API token: {api_token_issue(user=user, name='create_user --token').key}")
