@@ -48,7 +48,8 @@ def api_token_issue(*, user, name: str, days: int | None = None) -> IssuedToken:
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Name the token after what uses it (a script, a site agent)."})
-    key = secrets.token_urlsafe(KEY_BYTES)
+    # Hex, not URL-safe base64: a key that starts with "-" reads as an option to a command line (the agent's --token).
+    key = secrets.token_hex(KEY_BYTES)
     now = timezone.now()
     token = ApiToken.objects.create(
         user=user,

@@ -87,7 +87,10 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
     @extend_schema(request=s.VersionRegisterSerializer, responses={201: s.ModelVersionSerializer})
     def create(self, request, *args, **kwargs):
         limit = settings.RADTRUST_MAX_ARTIFACT_BYTES + 1024 * 1024  # form fields on top of the files
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if not declared.isdigit():
+            raise ValidationError({"non_field_errors": ["The request's Content-Length header is not a whole number of bytes."]})
+        if int(declared) > limit:
             raise ValidationError(
                 {"artifact": [f"The upload is larger than the limit of {settings.RADTRUST_MAX_ARTIFACT_BYTES} bytes (RADTRUST_MAX_ARTIFACT_BYTES)."]}
             )

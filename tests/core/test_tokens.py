@@ -181,3 +181,10 @@ def test_old_drf_tokens_are_converted_to_hashes_and_erased(personas):
     assert token.expires_at - token.created_at == dt.timedelta(days=settings.RADTRUST_API_TOKEN_MAX_DAYS)
     answer = _with_key(key).get("/api/model-versions/")
     assert answer.status_code == 200, answer.content
+
+
+@pytest.mark.django_db
+def test_keys_are_hex_so_a_command_line_never_reads_one_as_an_option(personas):
+    keys = [api_token_issue(user=personas["engineer"], name="script").key for _ in range(64)]
+    assert all(len(key) == 64 and set(key) <= set("0123456789abcdef") for key in keys)
+    assert len(set(keys)) == len(keys)

@@ -376,3 +376,10 @@ def test_non_finite_numbers_in_preprocessing_are_refused_before_anything_is_stor
     response = upload(engineer, vendor_model, files_of(onnx_files["inline"]), preprocessing='{"mean": 1e999}')
     assert "finite" in error(response, "preprocessing")
     assert_nothing_written()
+
+
+@pytest.mark.django_db
+def test_a_content_length_that_is_not_a_number_is_a_400_not_a_500(engineer, vendor_model):
+    response = engineer.post(URL, {"foundation_model": vendor_model.pk, "version": "1.0.0"}, format="multipart", CONTENT_LENGTH="12abc")
+    assert response.status_code == 400
+    assert "Content-Length" in response.json()["non_field_errors"][0]
