@@ -1,10 +1,11 @@
 """What every app's API shares: error handling (every refusal is a DRF error body, never a 500
 page, under /api/ even where Django answers before any view), JSON fields that take one kind of
-value under the parser's nesting bound (``core.parsers``), the error answers of every operation
-in the OpenAPI schema, the scoped view set base class, and the renderers of file and Markdown answers."""
+value under the parser's nesting bound (``core.parsers``), date-time filters compared in UTC, the
+error answers of every operation in the OpenAPI schema, the scoped view set base class, and the renderers of file and Markdown answers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django_filters import fields as filter_fields
+from django_filters import filters
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
@@ -77,6 +80,24 @@ class ModelSerializer(serializers.ModelSerializer):
     """DRF's ``ModelSerializer`` whose JSON columns are ``JSONValueField``s (give a column's ``kind`` in ``extra_kwargs``)."""
 
     serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping, models.JSONField: JSONValueField}
+
+
+class UTCIsoDateTimeField(filter_fields.IsoDateTimeField):
+    """An ISO 8601 time in any UTC offset, handed on in UTC: Python takes offsets up to ±23:59, and
+    PostgreSQL refused those past ±15:59 with a 500."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        try:
+            return None if value is None else value.astimezone(dt.UTC)
+        except OverflowError:
+            raise DjangoValidationError("The time lies outside the years 1 to 9999 in UTC.", code="invalid") from None
+
+
+class IsoDateTimeFilter(filters.IsoDateTimeFilter):
+    """django-filter's ISO 8601 filter, compared in UTC (``UTCIsoDateTimeField``)."""
+
+    field_class = UTCIsoDateTimeField
 
 
 def exception_handler(exc, context):

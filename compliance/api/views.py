@@ -26,7 +26,7 @@ from compliance.choices import AlertStatus
 from compliance.filtersets import AlertFilterSet
 from compliance.trust.assess import assessment_diff
 from compliance.trust.services import policy_create, trust_assess, trust_exception_grant
-from core.api import MarkdownRenderer, ScopedViewSet
+from core.api import IsoDateTimeFilter, MarkdownRenderer, ScopedViewSet
 from core.errors import Conflict
 from core.models import AuditEvent
 from registry.selectors import version_list
@@ -35,8 +35,8 @@ from validation.revalidation import revalidation_queue_now
 
 
 class AuditEventFilterSet(filters.FilterSet):
-    occurred_after = filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
@@ -64,7 +64,7 @@ class NewestFirst(CursorPagination):
 
 
 class FeedbackFilterSet(filters.FilterSet):
-    given_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    given_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = s.Feedback

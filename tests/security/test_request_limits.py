@@ -214,6 +214,17 @@ def test_a_cursor_that_is_not_one_is_a_json_404_and_a_forged_one_a_json_400(api_
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "parameter"), [("/api/feedback/", "given_after"), ("/api/audit-events/", "occurred_after"), ("/api/audit-events/", "occurred_before")]
+)
+def test_a_time_filter_takes_any_utc_offset_and_refuses_a_time_outside_the_calendar(api_client, personas, url, parameter):
+    officer = api_client(personas["officer"])
+    assert officer.get(url, {parameter: "8251-11-11T22:57:59+18:24"}).status_code == 200  # PostgreSQL refused +18:24 (a 500)
+    refused = officer.get(url, {parameter: "0001-01-01T00:00:00+18:00"})
+    assert assert_json_refusal(refused, 400) == {parameter: ["The time lies outside the years 1 to 9999 in UTC."]}
+
+
+@pytest.mark.django_db
 def test_an_api_route_that_does_not_exist_is_a_json_404_that_does_not_echo_it(client):
     response = client.get("/api/no-such-route/<script>/")
     assert assert_json_refusal(response, 404) == {"detail": "Not found."}
