@@ -18,7 +18,10 @@ from radtrust_engine.report import DriftFinding
 
 def alerts_raise_for_run(*, run, findings: list[DriftFinding]) -> list[Alert]:
     """Raise an alert for each finding of a succeeded run, in the run's closing transaction
-    (a redelivered run raises none twice: one alert per run, kind and subject)."""
+    (a redelivered run raises none twice: one alert per run, kind and subject). A finding is
+    already a test rejected after the run's multiplicity adjustment
+    (``radtrust_engine.baseline.baseline_comparison``); its evidence keeps that test, which the
+    alert pages put in words (``compliance/_alert_test.html``)."""
     raised = []
     for finding in findings:
         with audit_action("raise"):

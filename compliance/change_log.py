@@ -1,30 +1,39 @@
 """The change log of a version against its parent (AI Act Annex IV 6), derived from the registry,
-the validation evidence and the dossiers, and classified by the change plan's rules
-(``compliance.change_rules``: within the plan of Annex IV 2(f), or substantial under Art. 43(4)).
+the validation evidence and the dossiers, and classified by the change plan in force
+(``compliance.change_rules``: editorial, within the plan of Annex IV 2(f), or substantial under
+Art. 43(4)).
 
 The log is a JSON-safe dict (``ChangeLog.to_dict()``), frozen in dossier snapshots, so every
 document (the Markdown here, the PDF chapter) is rendered from the dict, never from the database:
 
-- ``format``: 1. ``generated_at``: ISO time.
+- ``format``: 2 (1: before plans were frozen in signed dossiers). ``generated_at``: ISO time.
 - ``version``, ``parent``: ``{"id", "label", "version", "artifact_sha256", "status", "created_at"}``;
   ``parent`` is null and ``initial`` true for a first version, whose ``sections`` are empty.
-- ``plan``: ``{"id", "version", "applies_to", "rationale", "rules"}`` (``id`` null for the default
-  rules); null for a first version.
-- ``classification``: ``{"value": "none" | "within_plan" | "substantial", "label", "reasons"}``, each
-  reason ``{"rule", "effect", "text", "evidence": [str]}``, substantial reasons first.
+- ``plan``: ``{"id", "version", "rationale", "proposed_by", "approved_by", "approved_at", "source",
+  "rules"}``: the plan frozen in the parent's signed dossier; ``id`` null where none was
+  pre-determined (``source`` says why, and the strict rules apply). Null for a first version.
+- ``classification``: ``{"value": "none" | "editorial" | "within_plan" | "substantial", "label",
+  "reasons"}``, each reason ``{"rule", "title", "effect", "text", "evidence": [str]}``, substantial
+  reasons first.
+- ``conformity``: ``{"required", "assessments": [{"route", "notified_body", "certificate_reference",
+  "assessed_on", "recorded_by"}]}``: whether the classification asks for a new conformity
+  assessment, and those recorded for the version when the log was built.
 - ``sections``: in order artifact, output_schema, preprocessing, data, metrics, subgroup_gaps,
   trust, dossier; each ``{"key", "title", "changes": [item], "notes": [str]}``. An item is
   ``{"kind", "rule", "what", "before", "after", "why", "detail"}``: ``rule`` names the change rule it
   falls under (null: shown, not classified); ``detail`` holds the figures, e.g. for a paired
   metric ``{"dataset", "label", "metric", "delta", "ci_low", "ci_high", "p_value", "significant",
   "confidence", "parent_run", "child_run", "n_shared_patients", "forgetting"}``; ``detail.amount``
-  is what a rule's limit is compared with.
+  is what a rule's limit is compared with (for a paired metric, minus the interval's lower end),
+  and ``detail.unassessed`` marks evidence that cannot be measured (substantial, fail safe).
 
 Metrics are compared per dataset the parent or the version was evaluated on (newest succeeded
 runs): on the same dataset and manifest the per-case tables are paired by patient
-(``radtrust_engine.baseline.metric_deltas``); otherwise both values are shown unpaired, and a
-dataset the parent was evaluated on but the version was not is named, since forgetting cannot
-be ruled out there.
+(``radtrust_engine.baseline.metric_deltas``) and judged by non-inferiority; otherwise both values
+are shown unpaired, and a dataset the parent was evaluated on but the version was not is named,
+since forgetting cannot be ruled out there. Performance rules apply only where the model file,
+its outputs or its preprocessing changed; a changed model without a paired comparison on the
+same data is not assessable, hence substantial.
 """
 
 from __future__ import annotations
@@ -41,8 +50,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from compliance.change_rules import DEFAULT_CHANGE_RULES, change_classify, change_plan_for, change_rules_validate, value_text
-from compliance.choices import DossierStatus
+from compliance.change_rules import RULES_BY_ID, change_classify, change_plan_in_force
+from compliance.choices import ChangeClass, DossierStatus
 from compliance.dossier_fields import FIELDS
 from compliance.trust.services import latest_assessment
 from core.models import AuditEvent
@@ -52,9 +61,7 @@ from radtrust_engine.stratification import FairnessGap
 from registry.models import ModelVersion
 from validation.choices import RunFileKind, RunStatus
 
-__all__ = ["DEFAULT_CHANGE_RULES", "ChangeLog", "change_log_build", "change_log_markdown", "change_plan_for", "change_rules_validate"]
-
-FORMAT = 1
+FORMAT = 2
 DEFAULT_THRESHOLD = 0.5  # what the engine uses for a class without one
 SECTIONS = (
     ("artifact", "Artifact"),
@@ -67,6 +74,7 @@ SECTIONS = (
     ("dossier", "Dossier fields"),
 )
 DEFINING = frozenset({"artifact", "output_schema", "preprocessing", "data", "dossier"})  # what the version is; the rest is how it performs
+BEHAVIOUR = frozenset({"artifact", "output_schema", "preprocessing"})  # what decides the outputs for a given image
 PURPOSE_FIELD = "1a_purpose_statement"
 
 
@@ -80,6 +88,7 @@ class ChangeLog:
     classification: dict
     sections: list[dict] = field(default_factory=list)
     generated_at: str = ""
+    conformity: dict = field(default_factory=dict)
 
     @property
     def initial(self) -> bool:
@@ -407,43 +416,36 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
                         f"{label} {title} on {dataset.name}",
                         d.baseline,
                         d.current,
-                        "Undefined in one of the runs (no cases of a class): no comparison.",
+                        "Undefined in one of the runs (no cases of a class): no interval of the change, so non-inferiority cannot be assessed.",
+                        rule="non_inferiority",
                         **detail,
                         significant=False,
                         forgetting=False,
+                        unassessed=True,
                     )
                 )
                 continue
             significant = d.ci_low > 0 or d.ci_high < 0
+            forgetting = significant and d.delta < 0
             figures = f"change {d.delta:+.3f} ({confidence:.0%} CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, p={d.p_value:.3g}, paired over {shared} shared patients)"
-            if significant and d.delta < 0:
-                items.append(
-                    _item(
-                        "metric_drop",
-                        f"{label} {title} on {dataset.name}",
-                        d.baseline,
-                        d.current,
-                        f"Significant drop, {figures}, on data the parent was evaluated on: possible catastrophic forgetting.",
-                        rule="metric_drop",
-                        **detail,
-                        significant=True,
-                        forgetting=True,
-                        amount=-d.delta,
-                    )
-                )
+            if forgetting:
+                why = f"Significant drop, {figures}, on data the parent was evaluated on: possible catastrophic forgetting."
             else:
-                items.append(
-                    _item(
-                        "metric",
-                        f"{label} {title} on {dataset.name}",
-                        d.baseline,
-                        d.current,
-                        f"{'Significant improvement' if significant else 'No significant change'}, {figures}.",
-                        **detail,
-                        significant=significant,
-                        forgetting=False,
-                    )
+                why = f"{'Significant improvement' if significant else 'No significant change'}, {figures}; the worst change the interval allows is {d.ci_low:+.3f}."
+            items.append(
+                _item(
+                    "metric_drop" if forgetting else "metric",
+                    f"{label} {title} on {dataset.name}",
+                    d.baseline,
+                    d.current,
+                    why,
+                    rule="non_inferiority",
+                    **detail,
+                    significant=significant,
+                    forgetting=forgetting,
+                    amount=-d.ci_low,  # non-inferiority holds while the interval's lower end stays above minus the margin
                 )
+            )
     return items
 
 
@@ -514,7 +516,9 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
                     dataset.name,
                     _headline(pair[0]),
                     _headline(pair[1]),
-                    "Same data, but without per-case tables no paired significance test is possible.",
+                    "Same data, but without per-case tables there is no paired interval of the change: non-inferiority cannot be assessed.",
+                    rule="non_inferiority",
+                    unassessed=True,
                     dataset=dataset.name,
                     dataset_id=dataset_id,
                     parent_run=pair[0].pk,
@@ -654,8 +658,9 @@ def change_log_build(version: ModelVersion, *, against: ModelVersion | None = No
             plan=None,
             generated_at=now,
             classification={"value": "none", "label": "First version: no parent to compare with", "reasons": []},
+            conformity=_conformity(version, required=False),
         )
-    plan, rules = change_plan_for(version.foundation_model)
+    plan = change_plan_in_force(parent, version)
     metrics, gaps = _evaluations(parent, version)
     found = {
         "artifact": _artifact(parent, version),
@@ -667,81 +672,50 @@ def change_log_build(version: ModelVersion, *, against: ModelVersion | None = No
         "trust": _trust(parent, version),
         "dossier": _dossier(parent, version),
     }
+    behaviour = any(found[key][0] for key in BEHAVIOUR)
+    if not behaviour:
+        found["metrics"][1].append(
+            "The model file, its outputs and its preprocessing are unchanged: performance differences are shown, not classified."
+        )
+    elif not any(i["rule"] == "non_inferiority" for i in found["metrics"][0]):
+        found["metrics"][0].append(
+            _item(
+                "no_paired_evidence",
+                "Performance on the same data",
+                None,
+                None,
+                "No run of this version is paired with a run of the parent on the same data: non-inferiority cannot be assessed.",
+                rule="non_inferiority",
+                unassessed=True,
+            )
+        )
     sections = [{"key": key, "title": title, "changes": found[key][0], "notes": found[key][1]} for key, title in SECTIONS]
     changed = any(s["changes"] for s in sections if s["key"] in DEFINING)
-    classification = change_classify((item for s in sections for item in s["changes"]), rules, changed=changed)
-    applies_to = "default rules" if plan is None else (plan.foundation_model.name if plan.foundation_model_id else "every model")
+    classified = (i for s in sections for i in s["changes"] if behaviour or not (i["rule"] in RULES_BY_ID and RULES_BY_ID[i["rule"]].evidence))
+    classification = change_classify(classified, plan.rules, changed=changed)
     return ChangeLog(
         version=_identity(version),
         parent=_identity(parent),
         generated_at=now,
         sections=sections,
         classification=classification,
-        plan={
-            "id": plan.pk if plan else None,
-            "version": plan.version if plan else None,
-            "applies_to": applies_to,
-            "rationale": plan.rationale if plan else "No change plan recorded: RadTrust's default rules apply.",
-            "rules": rules,
-        },
+        plan=plan.to_dict(),
+        conformity=_conformity(version, required=classification["value"] == ChangeClass.SUBSTANTIAL),
     )
 
 
-# --- Markdown ----------------------------------------------------------------------------
-
-
-def _cell(value: Any, limit: int = 160) -> str:
-    """One Markdown table cell or list entry: pipes and HTML written out as text."""
-    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):  # per-label headline metrics
-        value = "; ".join(f"{label}: " + ", ".join(f"{m} {value_text(v)}" for m, v in figures.items()) for label, figures in value.items())
-    text = "—" if value is None else value_text(value, limit)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<").replace(">", "\\>")
-
-
-def change_log_markdown(log: dict) -> str:
-    """The change log as Markdown, from its dict (a frozen snapshot renders the same)."""
-    version, parent = log["version"], log.get("parent")
-    lines = [f"# Change log: {version['label']}", ""]
-    if log.get("initial") or parent is None:
-        return "\n".join([*lines, "First version: there is no parent version to compare with.", ""])
-    classification, plan = log["classification"], log.get("plan") or {}
-    lines += [
-        f"Against parent **{parent['label']}** (artifact `{(parent.get('artifact_sha256') or '')[:16]}`); "
-        f"this version's artifact `{(version.get('artifact_sha256') or '')[:16]}`. Generated {log.get('generated_at', '')}.",
-        "",
-        f"**Classification: {classification['label']}** (`{classification['value']}`).",
-        "",
-        (
-            f"Rules: change plan {plan['version']} ({plan['applies_to']}). {_cell(plan.get('rationale'), 600)}"
-            if plan.get("id")
-            else "Rules: RadTrust's default rules (no change plan recorded)."
-        ),
-        "Applied: "
-        + "; ".join(
-            f"`{rule}` {spec.get('effect')}" + (f" above {spec['limit']}" if "limit" in spec else "")
-            for rule, spec in (plan.get("rules") or {}).items()
-        )
-        + ".",
-        "",
-    ]
-    if classification["reasons"]:
-        lines += ["## Why", ""]
-        for reason in classification["reasons"]:
-            lines.append(f"- **{reason['effect']}** (rule `{reason['rule']}`): {reason['text']}.")
-            lines += [f"  - {_cell(e, 200)}" for e in reason["evidence"][:10]]
-            if len(reason["evidence"]) > 10:
-                lines.append(f"  - and {len(reason['evidence']) - 10} more")
-        lines.append("")
-    for number, section in enumerate(log["sections"], 1):
-        lines += [f"## {number}. {section['title']}", ""]
-        lines += [f"_{_cell(note, 400)}_" for note in section["notes"]] + ([""] if section["notes"] else [])
-        if not section["changes"]:
-            lines += ["No change.", ""]
-            continue
-        lines += ["| What | Before | After | Why it matters | Rule |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {_cell(i['what'])} | {_cell(i['before'])} | {_cell(i['after'])} | {_cell(i['why'], 400)} | {i['rule'] or '—'} |"
-            for i in section["changes"]
-        ]
-        lines.append("")
-    return "\n".join(lines)
+def _conformity(version: ModelVersion, *, required: bool) -> dict:
+    """Whether the classification asks for a new conformity assessment, and those recorded for the version."""
+    return {
+        "required": required,
+        "assessments": [
+            {
+                "route": a.get_route_display(),
+                "notified_body": a.notified_body,
+                "certificate_reference": a.certificate_reference,
+                "assessed_on": a.assessed_on.isoformat(),
+                "recorded_by": a.recorded_by.username,
+            }
+            for a in version.conformity_assessments.select_related("recorded_by")
+        ],
+    }

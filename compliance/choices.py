@@ -47,6 +47,14 @@ class DossierStatus(models.TextChoices):
     SIGNED = "signed", "Signed"
 
 
+class ApprovalStatus(models.TextChoices):
+    """A version approval proposed by one officer: waiting for a second, put into effect by them, or declined."""
+
+    PENDING = "pending", "Waiting for a second officer"
+    CONFIRMED = "confirmed", "Confirmed by a second officer"
+    DECLINED = "declined", "Declined"
+
+
 class DocumentKind(models.TextChoices):
     TECHNICAL_DOCUMENTATION = "technical_documentation", "Technical documentation (Annex IV)"
     INSTRUCTIONS_FOR_USE = "instructions_for_use", "Instructions for use (Art. 13)"
@@ -62,8 +70,17 @@ class DocumentKind(models.TextChoices):
 
 class ChangeClass(models.TextChoices):
     NONE = "none", "No change"
+    EDITORIAL = "editorial", "Editorial change only: the documentation changed, the system did not"
     WITHIN_PLAN = "within_plan", "Within the pre-determined change plan (Annex IV 2(f))"
     SUBSTANTIAL = "substantial", "Substantial modification: new conformity assessment (Art. 43(4))"
+
+
+class ConformityRoute(models.TextChoices):
+    """How a version's conformity was assessed (AI Act Art. 43)."""
+
+    INTERNAL_CONTROL = "internal_control", "Internal control (AI Act Annex VI)"
+    NOTIFIED_BODY = "notified_body", "Quality management system and technical documentation assessed by a notified body (AI Act Annex VII)"
+    MDR_NOTIFIED_BODY = "mdr_notified_body", "Within the MDR conformity assessment by a notified body (AI Act Art. 43(3))"
 
 
 class AlertKind(models.TextChoices):

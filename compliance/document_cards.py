@@ -1,6 +1,11 @@
 """The model card of a signed dossier revision in the Hugging Face format (Markdown with YAML
 front matter, and the same content as JSON), from the frozen snapshot.
 
+Its performance is the declared performance only (the pinned release evidence), each metric
+rounded to three significant figures with its confidence interval; a post-market run never
+appears as the model's performance. A version derived from another names it as ``base_model``;
+``license_link`` is the dossier's link to the licence text.
+
 The YAML is written here (no YAML library at run time): every string is a double-quoted
 scalar with JSON escapes, which YAML 1.2 reads back unchanged, so no text an officer or a
 registry entry holds can change the structure.
@@ -13,7 +18,8 @@ import math
 import re
 from typing import Any
 
-from compliance.document_evidence import METRICS, metric, title
+from compliance.document_evidence import METRICS, NO_DECLARED_PERFORMANCE, operating_point_text
+from compliance.document_text import metric, number, title
 
 # Hugging Face's licence identifiers the registry is likely to hold; anything else is "other" with its name.
 HF_LICENCES = frozenset(
@@ -105,58 +111,105 @@ def _slug(text: str, fallback: str = "") -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or fallback
 
 
-def _model_index(name: str, model: dict, runs: list) -> list[dict]:
+def rounded(value: Any) -> Any:
+    """A float to three significant figures, as a number (the card's YAML and JSON keep it numeric)."""
+    return float(number(value).replace(",", "")) if isinstance(value, float) and math.isfinite(value) else value
+
+
+def _declared(snapshot: dict) -> list[dict]:
+    """(run, dataset, label, metric, estimate) rows of the declared performance."""
+    declared = (snapshot.get("evidence") or {}).get("declared_performance") or {}
+    return [
+        {"run": run, "label": label, "metric": m, "estimate": section["overall"][m]}
+        for run in declared.get("runs") or []
+        for label, section in (run.get("labels") or {}).items()
+        for m in METRICS
+        if isinstance(((section or {}).get("overall") or {}).get(m), dict) and isinstance(section["overall"][m].get("value"), (int, float))
+    ]
+
+
+def _model_index(name: str, model: dict, snapshot: dict) -> list[dict]:
+    """Hugging Face's model-index of the declared performance: one result per declared run and label."""
     task = PIPELINE_TAGS.get(model.get("task"), "image-classification")
-    results = []
-    for run in runs:
-        for label, summary in ((run.get("summary") or {}).get("labels") or {}).items():
-            overall = (summary or {}).get("overall") or {}
-            metrics = [
-                {"type": m, "value": overall[m]["value"], "name": f"{title(m)} ({label})", "verified": False}
-                for m in METRICS
-                if isinstance(overall.get(m), dict) and isinstance(overall[m].get("value"), (int, float))
-            ]
-            if metrics:
-                results.append(
-                    {
-                        "task": {"type": task, "name": f"{label} ({model.get('task') or 'classification'})"},
-                        "dataset": {
-                            "name": run["dataset"],
-                            "type": _slug(run["dataset"], "dataset"),
-                            "split": "test",
-                            "revision": run.get("manifest_sha256") or "",
-                        },
-                        "metrics": metrics,
-                    }
-                )
-    return [{"name": name, "results": results}]
+    results: dict[tuple[int, str], dict] = {}
+    for row in _declared(snapshot):
+        run, label, estimate = row["run"], row["label"], row["estimate"]
+        result = results.setdefault(
+            (run["run"], label),
+            {
+                "task": {"type": task, "name": f"{label} ({model.get('task') or 'classification'})"},
+                "dataset": {"name": run["dataset"], "type": _slug(run["dataset"], "dataset"), "split": "test"},
+                "metrics": [],
+            },
+        )
+        result["metrics"].append(
+            {
+                "type": row["metric"],
+                "value": rounded(estimate["value"]),
+                "name": f"{title(row['metric'])} ({label}): {metric(estimate)}",
+                "verified": False,
+            }
+        )
+    return [{"name": name, "results": list(results.values())}]
+
+
+def _base_model(snapshot: dict) -> dict:
+    """The version this one was derived from (``base_model``), and how, where the registry says."""
+    evidence = snapshot.get("evidence") or {}
+    lineage = (evidence.get("version_identity") or {}).get("lineage") or []
+    if not lineage:
+        return {}
+    fine_tuned = any(r.get("role") == "fine_tuning" for r in evidence.get("provenance") or [])
+    return {"base_model": lineage[0], **({"base_model_relation": "finetune"} if fine_tuned else {})}
 
 
 def _metadata(snapshot: dict, signature: dict) -> dict:
     evidence = snapshot.get("evidence") or {}
     model = evidence.get("model_description") or {}
     version = snapshot.get("version") or {}
+    values = snapshot.get("values") or {}
     licence = str(model.get("licence") or "").strip()
     licence_fields = (
         {"license": licence.lower()} if licence.lower() in HF_LICENCES else {"license": "other", "license_name": licence or "not recorded"}
     )
+    link = str(values.get("1d_licence_link") or "").strip()
+    if link:
+        licence_fields["license_link"] = link
+    declared = evidence.get("declared_performance") or {}
     tags = ["medical-imaging", "radiology", "onnx", "eu-ai-act", str(model.get("modality") or "").lower(), _slug(model.get("body_region") or "")]
     return {
         **licence_fields,
+        **_base_model(snapshot),
         "library_name": "onnx",
         "pipeline_tag": PIPELINE_TAGS.get(model.get("task"), "image-classification"),
         "tags": [t for t in dict.fromkeys(tags) if t],
         "datasets": sorted({r["dataset"] for r in evidence.get("provenance") or []}),
-        "model-index": _model_index(version.get("label") or model.get("name") or "model", model, evidence.get("validation_runs") or []),
+        "model-index": _model_index(version.get("label") or model.get("name") or "model", model, snapshot),
         "radtrust": {
             "version": version.get("label"),
             "artifact_sha256": version.get("artifact_sha256"),
             "dossier_revision": snapshot.get("revision"),
             "snapshot_sha256": signature["snapshot_sha256"],
             "signed_by": signature["signer"],
+            "signed_by_name": signature.get("signer_name") or signature["signer"],
+            "signed_for": signature.get("institution"),
             "signed_at": signature["signed_at"],
+            "signature_meaning": signature.get("meaning"),
+            "audit_head_at_signing": {"seq": signature.get("audit_seq"), "hash": signature.get("audit_hash")},
             "risk_class": model.get("risk_class"),
             "mdr_class": model.get("mdr_class"),
+            "operating_points": {k: rounded(v) for k, v in (declared.get("operating_points") or {}).items()},
+            "declared_performance": [
+                {
+                    "run": row["run"]["run"],
+                    "dataset": row["run"]["dataset"],
+                    "label": row["label"],
+                    "metric": row["metric"],
+                    **{k: rounded(row["estimate"].get(k)) for k in ("value", "ci_low", "ci_high")},
+                    "confidence": (row["run"]["labels"][row["label"]] or {}).get("confidence"),
+                }
+                for row in _declared(snapshot)
+            ],
         },
     }
 
@@ -174,10 +227,16 @@ def _sections(snapshot: dict) -> list[dict]:
     provenance = "\n".join(
         f"- {md(r['dataset'])} ({r['role'].replace('_', ' ')}; steward {md(r['steward'])})" for r in evidence.get("provenance") or []
     )
+    declared = evidence.get("declared_performance") or {}
     evaluation = []
-    for run in evidence.get("validation_runs") or []:
-        for label, summary in ((run.get("summary") or {}).get("labels") or {}).items():
-            overall = (summary or {}).get("overall") or {}
+    if declared:
+        points = "; ".join(operating_point_text(md(k), v) for k, v in (declared.get("operating_points") or {}).items())
+        evaluation.append(
+            f"Declared performance on {md(declared.get('population') or 'the intended population')}. Operating threshold: {points or 'none'}."
+        )
+    for run in declared.get("runs") or []:
+        for label, section in (run.get("labels") or {}).items():
+            overall = (section or {}).get("overall") or {}
             rows = "\n".join(f"| {title(m)} | {metric(overall[m])} |" for m in METRICS if m in overall)
             evaluation.append(f"Run {run['run']} on {md(run['dataset'])}, {md(label)}:\n\n| Metric | Value (95% CI) |\n|---|---|\n{rows}")
     details = (
@@ -192,7 +251,7 @@ def _sections(snapshot: dict) -> list[dict]:
         {"title": "Out-of-scope use and risks", "content": text("13_3b_iii_risk_circumstances", "3_unintended_outcomes")},
         {"title": "Limitations", "content": text("model:known_limitations", "3_capabilities_limitations", "10_2h_data_gaps")},
         {"title": "Training and evaluation data", "content": provenance or "No dataset is linked to this version."},
-        {"title": "Evaluation", "content": "\n\n".join(evaluation) or "No succeeded validation run at submission."},
+        {"title": "Evaluation", "content": "\n\n".join(evaluation) or NO_DECLARED_PERFORMANCE},
         {"title": "Performance for specific groups", "content": text("13_3b_v_group_statement", "2g_results_assessment")},
         {"title": "Human oversight", "content": text("13_3d_oversight", "14_4d_override")},
         {"title": "How to interpret the output", "content": text("13_3b_vii_output_interpretation")},

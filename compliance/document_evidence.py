@@ -10,30 +10,25 @@ dumping the data. Plain values only: the templates escape every string.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from compliance.change_log_text import EFFECT_WORDS, conformity_text, plan_text, rule_texts, rule_title
 from compliance.change_rules import value_text
-from registry.choices import ProvenanceRole
+from compliance.document_text import date, metric, number, percent, title
+from compliance.document_text import words as _text
+from radtrust_engine.disclosure import SUPPRESSION_REASONS
+from radtrust_engine.stratification import suppressed_count_text
+from registry.choices import MdrClass, Modality, ProvenanceRole, RiskClass, Task
 
 METRICS = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "f1", "fnr", "fpr", "dice", "iou")
 SUBGROUP_METRICS = ("auroc", "sensitivity", "specificity")
-_TITLES = {
-    "auroc": "AUROC",
-    "auprc": "AUPRC",
-    "sensitivity": "Sensitivity",
-    "specificity": "Specificity",
-    "ppv": "PPV",
-    "npv": "NPV",
-    "f1": "F1",
-    "fnr": "False-negative rate",
-    "fpr": "False-positive rate",
-    "dice": "Dice",
-    "iou": "IoU",
-    "ece": "ECE",
-    "brier": "Brier score",
+# What a run is for its version (compliance.release_evidence.run_role).
+RUN_ROLES = {
+    "declared": "Declared performance (pinned release evidence)",
+    "test": "Test data, not declared",
+    "post_market": "Post-market evidence",
 }
 # Which charts of a cited run each evidence block embeds, by file-name prefix (validation.charts.report_charts).
 CHART_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -79,11 +74,13 @@ Element = Pairs | Table | Figure | Text
 
 @dataclass
 class Attachments:
-    """What the formatters need beside the evidence: chart bytes by (run, name), verified, and the radar."""
+    """What the formatters need beside the evidence: chart bytes by (run, name), verified, and the radar.
+    ``plain`` is for readers at the bedside (the instructions for use): figures name their run, not their hash."""
 
     charts: list[dict] = field(default_factory=list)
     data: dict[tuple[int, str], bytes] = field(default_factory=dict)
     trust_radar: str | None = None
+    plain: bool = False
 
     def figures(self, source: str) -> list[Figure]:
         return [
@@ -91,7 +88,7 @@ class Attachments:
                 caption=c["title"] or c["name"],
                 alt=c["alt"],
                 src=svg_data_uri(self.data[(c["run"], c["name"])]),
-                note=f"Run {c['run']}, {c['name']}, sha256 {c['sha256']}",
+                note=f"Validation run {c['run']}" if self.plain else f"Run {c['run']}, {c['name']}, sha256 {c['sha256']}",
             )
             for c in self.charts
             if c.get("source") == source and (c["run"], c["name"]) in self.data
@@ -100,55 +97,6 @@ class Attachments:
 
 def svg_data_uri(svg: bytes) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
-
-
-def number(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def metric(value: Any) -> str:
-    """``0.912 (0.880 to 0.941)``; "not estimable" when the engine could not compute it."""
-    if not isinstance(value, Mapping) or value.get("value") is None:
-        return "not estimable"
-    text = number(value["value"])
-    if value.get("ci_low") is not None and value.get("ci_high") is not None:
-        text += f" ({number(value['ci_low'])} to {number(value['ci_high'])})"
-    return text
-
-
-def percent(value: Any) -> str:
-    return "—" if value is None else f"{100 * value:.0f}%"
-
-
-_ACRONYMS = frozenset({"auroc", "auprc", "ppv", "npv", "fnr", "fpr", "ece", "iou"})
-
-
-def title(key: str) -> str:
-    """``auroc`` -> ``AUROC``, ``fnr_gap`` -> ``FNR gap``, ``equalized_odds_difference`` -> ``Equalized odds difference``."""
-    if key in _TITLES:
-        return _TITLES[key]
-    text = " ".join(w.upper() if w in _ACRONYMS else w for w in str(key).split("_"))
-    return text[:1].upper() + text[1:]
-
-
-def date(value: str | None) -> str:
-    return (value or "—")[:16].replace("T", " ")
-
-
-def _text(value: Any) -> str:
-    if value in (None, "", [], {}):
-        return "—"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, separators=(", ", ": "))
-    return number(value)
 
 
 def _tensors(specs: list | None) -> str:
@@ -171,7 +119,14 @@ def _model_description(data: dict, _: Attachments) -> list[Element]:
         ("licence", "Licence"),
         ("general_purpose", "Offered as a general-purpose AI model"),
     )
-    return [Pairs("The foundation model as registered", [(label, _text(data[key])) for key, label in keys if key in data])]
+    choices = {"risk_class": RiskClass, "mdr_class": MdrClass, "modality": Modality, "task": Task}
+    rows = []
+    for key, label in keys:
+        if key in data:
+            value = data[key]
+            known = choices.get(key)
+            rows.append((label, known(value).label if known is not None and value in known.values else _text(value)))
+    return [Pairs("The foundation model as registered", rows)]
 
 
 def _version_identity(data: dict, _: Attachments) -> list[Element]:
@@ -211,7 +166,14 @@ def provenance_table(rows: list[dict], caption: str) -> Table:
 
 
 def _provenance(data: list, _: Attachments) -> list[Element]:
-    return [provenance_table(data, "Datasets linked to this version")]
+    return [provenance_table(data, "Datasets linked to this version"), *data_use_tables(data)]
+
+
+def data_use_tables(rows: list[dict]) -> list[Table]:
+    """The data-use agreements under which another institution's datasets were used (none for a
+    snapshot frozen before grants were recorded)."""
+    grants = [[r["dataset"], r["steward"], g] for r in rows for g in r.get("data_use") or []]
+    return [Table("Data-use agreements", ["Dataset", "Steward", "Agreement, purpose and period"], grants)] if grants else []
 
 
 def _overall_table(caption: str, labels: Mapping[str, Any]) -> Table:
@@ -233,6 +195,7 @@ def _validation_runs(data: list, _: Attachments) -> list[Element]:
             Pairs(
                 f"Run {run['run']}: {run['dataset']}",
                 [
+                    *([("Evidence", RUN_ROLES.get(run["role"], run["role"]))] if run.get("role") else []),
                     ("Finished", date(run.get("finished_at"))),
                     ("Cases evaluated", _text(summary.get("n_evaluated"))),
                     ("Cases skipped", _text(summary.get("n_skipped"))),
@@ -256,7 +219,53 @@ def _validation_runs(data: list, _: Attachments) -> list[Element]:
 
 
 def _from_run(data: dict) -> Text:
+    if data.get("declared"):
+        return Text(f"From validation run {data['run']} on {data['dataset']}, part of the declared release evidence.")
+    if data.get("declared") is False:
+        return Text(f"From validation run {data['run']} on {data['dataset']}: no release evidence was pinned, so these figures are not declared.")
     return Text(f"From validation run {data['run']} on {data['dataset']}.")
+
+
+def operating_point_text(label: str, threshold: Any) -> str:
+    if not isinstance(threshold, (int, float)):
+        return f"{label}: no threshold (segmentation)"
+    return f"{label}: a score of {number(float(threshold))} or more is flagged as positive"
+
+
+def _declared_performance(data: dict, _: Attachments) -> list[Element]:
+    """The pinned release evidence: population, operating point, and each run's overall figures."""
+    runs = data.get("runs") or []
+    elements: list[Element] = [
+        Pairs(
+            "Declared performance",
+            [
+                ("Intended population", _text(data.get("population"))),
+                ("Operating threshold", "; ".join(operating_point_text(k, v) for k, v in (data.get("operating_points") or {}).items()) or "—"),
+                (
+                    "Release evidence",
+                    "; ".join(f"validation run {r['run']} on {r['dataset']} ({date(r.get('finished_at'))[:10]})" for r in runs) or "—",
+                ),
+                ("Pinned by", f"{data.get('pinned_by') or '—'} on {date(data.get('pinned_at'))[:10]}"),
+            ],
+        )
+    ]
+    for run in runs:
+        labels = run.get("labels") or {}
+        patients = f"{number(run.get('n_patients'))} patients, " if run.get("n_patients") is not None else ""
+        elements.append(_overall_table(f"Declared performance on {run['dataset']} ({patients}run {run['run']})", labels))
+    return elements
+
+
+def _post_market_runs(data: list, _: Attachments) -> list[Element]:
+    """Monitoring runs, each with why it is not release evidence; never presented as the declared performance."""
+    elements: list[Element] = [
+        Text("These runs are post-market evidence: they watch the version in use and are never its declared performance.", muted=True)
+    ]
+    for run in data:
+        labels = (run.get("summary") or {}).get("labels") or {}
+        caption = f"Run {run['run']} on {run['dataset']}, {date(run.get('finished_at'))[:10]}: {run.get('why') or 'post-market'}"
+        elements.append(_overall_table(caption, labels) if labels else Text(caption))
+    return elements
 
 
 def _subgroup_performance(data: dict, attachments: Attachments) -> list[Element]:
@@ -264,12 +273,12 @@ def _subgroup_performance(data: dict, attachments: Attachments) -> list[Element]
     for label, section in data["labels"].items():
         rows = []
         for s in section.get("subgroups") or []:
-            cells = (
-                ["suppressed: too few patients"] * len(SUBGROUP_METRICS)
-                if s.get("suppressed")
-                else [metric((s.get("metrics") or {}).get(m)) for m in SUBGROUP_METRICS]
-            )
-            rows.append([s["name"], number(s.get("n_patients")), *cells])
+            if s.get("suppressed"):  # never its count, even where an older snapshot kept one
+                rows.append(
+                    [s["name"], suppressed_count_text(s.get("reason"), section.get("min_patients")), *[_suppressed(s)] * len(SUBGROUP_METRICS)]
+                )
+            else:
+                rows.append([s["name"], number(s.get("n_patients")), *(metric((s.get("metrics") or {}).get(m)) for m in SUBGROUP_METRICS)])
         elements.append(
             Table(f"Performance by subgroup: {label}", ["Subgroup", "Patients", *(f"{title(m)} (95% CI)" for m in SUBGROUP_METRICS)], rows)
         )
@@ -292,6 +301,16 @@ def _subgroup_performance(data: dict, attachments: Attachments) -> list[Element]
                 )
             )
     return [*elements, *attachments.figures("subgroup_performance")]
+
+
+def _suppressed(group: Mapping[str, Any]) -> str:
+    """Why a subgroup's figures are not shown."""
+    reason = group.get("reason")
+    if reason == "complementary":
+        return "withheld: would reveal a smaller group"
+    if reason in ("too_few_positive_patients", "too_few_negative_patients"):
+        return f"suppressed: {SUPPRESSION_REASONS[reason]}"
+    return "suppressed: too few patients"
 
 
 def _robustness(data: dict, attachments: Attachments) -> list[Element]:
@@ -325,11 +344,13 @@ def _robustness(data: dict, attachments: Attachments) -> list[Element]:
                     f"Generalisation across {grouping}: {label} (pooled AUROC {metric((generalisation.get('pooled') or {}).get('auroc'))})",
                     ["Group", "Cases", "Patients", "AUROC (95% CI)", "Difference from pooled", "AUROC without this group"],
                     [
-                        [
+                        [g["group"], *[suppressed_count_text(g.get("reason"), generalisation.get("min_patients"))] * 2, _suppressed(g), "—", "—"]
+                        if g.get("suppressed")
+                        else [
                             g["group"],
                             number(g.get("n_cases")),
                             number(g.get("n_patients")),
-                            "suppressed: too few patients" if g.get("suppressed") else metric(g.get("auroc")),
+                            metric(g.get("auroc")),
                             number(g.get("difference_from_pooled")),
                             metric((g.get("leave_one_out") or {}).get("auroc")),
                         ]
@@ -363,25 +384,35 @@ def _calibration_uncertainty(data: dict, attachments: Attachments) -> list[Eleme
     return [*elements, *attachments.figures("calibration_uncertainty")]
 
 
+def _faithfulness_table(title: str, methods: dict) -> Table:
+    return Table(
+        title,
+        ["Method", "Deletion AUC", "Insertion AUC", "Deletion minus random (95% CI)", "Insertion minus random (95% CI)", "Verdict"],
+        [
+            [
+                name,
+                number(m.get("deletion_auc")),
+                number(m.get("insertion_auc")),
+                metric(m.get("deletion_difference")),
+                metric(m.get("insertion_difference")),
+                _text(m.get("verdict")),
+            ]
+            for name, m in methods.items()
+        ],
+    )
+
+
 def _explainability(data: dict, _: Attachments) -> list[Element]:
+    """The verdict over all explained cases first (``pooled``, the same in every label's section: the
+    labels share one set of cases), then each label's own share of them."""
     elements: list[Element] = [_from_run(data)]
+    pooled = next((p for section in data["labels"].values() if (p := section.get("pooled") or {}).get("methods")), None)
+    if pooled is not None and len(data["labels"]) > 1:
+        title = f"Saliency faithfulness on all {number(pooled.get('n_cases'))} explained cases, shared by the labels (the verdict that counts)"
+        elements.append(_faithfulness_table(title, pooled["methods"]))
     for label, section in data["labels"].items():
         elements.append(
-            Table(
-                f"Saliency faithfulness on {number(section.get('n_cases'))} cases: {label}",
-                ["Method", "Deletion AUC", "Insertion AUC", "Deletion minus random (95% CI)", "Insertion minus random (95% CI)", "Verdict"],
-                [
-                    [
-                        name,
-                        number(m.get("deletion_auc")),
-                        number(m.get("insertion_auc")),
-                        metric(m.get("deletion_difference")),
-                        metric(m.get("insertion_difference")),
-                        _text(m.get("verdict")),
-                    ]
-                    for name, m in (section.get("methods") or {}).items()
-                ],
-            )
+            _faithfulness_table(f"Saliency faithfulness on {number(section.get('n_cases'))} cases: {label}", section.get("methods") or {})
         )
         baseline = section.get("random_baseline") or {}
         elements.append(
@@ -403,7 +434,7 @@ def _trust_scores(data: dict, attachments: Attachments) -> list[Element]:
             [
                 [
                     name.capitalize(),
-                    number(p.get("score"), 1),
+                    number(p.get("score")),
                     _text(p.get("status")).replace("_", " "),
                     _text(p.get("strength")),
                     _text(p.get("summary")),
@@ -478,7 +509,8 @@ def _audit(data: dict, _: Attachments) -> list[Element]:
 
 
 def _change_log(data: dict, _: Attachments) -> list[Element]:
-    """The log of ``compliance.change_log``: the classification and why, then each section's changes."""
+    """The log of ``compliance.change_log``: the classification, the plan in force and what it asks
+    for, why (each rule with its evidence), then each section's changes, in the log's own words."""
     parent, plan, classification = data.get("parent") or {}, data.get("plan") or {}, data.get("classification") or {}
     elements: list[Element] = [
         Pairs(
@@ -489,18 +521,29 @@ def _change_log(data: dict, _: Attachments) -> list[Element]:
                     f"{parent.get('label', '—')} (artifact sha256 {parent.get('artifact_sha256') or '—'})" if parent else "none: a first version",
                 ),
                 ("Classification", _text(classification.get("label"))),
-                ("Rules applied", f"change plan {plan['version']} ({plan.get('applies_to')})" if plan.get("id") else "RadTrust's default rules"),
+                ("Change plan", plan_text(plan)),
+                ("Conformity assessment", conformity_text(data)),
                 ("Generated", date(data.get("generated_at"))),
             ],
         )
     ]
+    if plan.get("rules"):
+        elements.append(Text("Rules applied: " + "; ".join(rule_texts(plan["rules"])) + ".", muted=True))
     reasons = classification.get("reasons") or []
     if reasons:
         elements.append(
             Table(
                 "Why",
                 ["Effect", "Rule", "Reason", "Evidence"],
-                [[_text(r.get("effect")), _text(r.get("rule")), _text(r.get("text")), "; ".join(r.get("evidence") or []) or "—"] for r in reasons],
+                [
+                    [
+                        EFFECT_WORDS.get(r.get("effect"), _text(r.get("effect"))),
+                        _text(r.get("title") or r.get("rule")),
+                        _text(r.get("text")),
+                        "; ".join(r.get("evidence") or []) or "—",
+                    ]
+                    for r in reasons
+                ],
             )
         )
     for section in data.get("sections") or []:
@@ -518,7 +561,7 @@ def _change_log(data: dict, _: Attachments) -> list[Element]:
                         value_text(i.get("before"), 160),
                         value_text(i.get("after"), 160),
                         _text(i.get("why")),
-                        _text(i.get("rule")),
+                        rule_title(i.get("rule")),
                     ]
                     for i in section["changes"]
                 ],
@@ -543,12 +586,17 @@ FORMATTERS: dict[str, Callable[[Any, Attachments], list[Element]]] = {
     "post_market_feedback": _post_market_feedback,
     "incidents": _incidents,
     "change_log": _change_log,
+    "declared_performance": _declared_performance,
+    "post_market_runs": _post_market_runs,
     "audit": _audit,
 }
+NO_DECLARED_PERFORMANCE = "No declared performance yet: no release evidence was pinned for this version."
 
 
 def evidence_elements(source: str, data: Any, attachments: Attachments) -> list[Element]:
     """What the document shows for one evidence source's frozen data."""
+    if source == "declared_performance" and not data:
+        return [Text(NO_DECLARED_PERFORMANCE)]
     if data in (None, {}, []) and source != "incidents":
         return [Text("No such evidence was recorded when the dossier was submitted.", muted=True)]
     return FORMATTERS[source](data, attachments)

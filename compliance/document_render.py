@@ -12,24 +12,36 @@ was signed.
    to it with its page number, so a document stays readable and cheap to lay out.
 3. The HTML goes through Django templates under ``templates/compliance/documents/`` (autoescaped,
    one print stylesheet); WeasyPrint lays it out once and writes the PDF from that layout. The
-   PDF's dates are the signature's, so the same snapshot gives the same bytes.
+   PDF's dates are the signature's, so the same snapshot gives the same bytes: the unchanged
+   prefix of the file once ``compliance.pdf_signing`` has sealed it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from django.template.loader import render_to_string
 
 from compliance.choices import DocumentKind
+from compliance.claims import VERDICT_WORDS
+from compliance.declaration import NOTIFIED_BODY_CLASSES, declaration_rows
 from compliance.document_evidence import Attachments, Element, Pairs, Text, evidence_elements, provenance_table
+from compliance.dossier_checks import dossier_claims
 from compliance.dossier_fields import EVIDENCE_SOURCES, FIELDS, SECTIONS, DossierField
+from compliance.field_checks import mdr_class_rule
 
 TRAINING_ROLES = ("pretraining", "fine_tuning")
 CHANGE_LOG_ANCHOR = "change-log"
+PDF_VARIANT = "pdf/ua-1"  # tagged structure, document language and title for screen readers (WeasyPrint's PDF/UA-1)
+SERIOUS_INCIDENT_NOTICE = (
+    "Any serious incident that has occurred in relation to this device should be reported to the manufacturer, {provider}, and to the "
+    "competent authority of the Member State in which the user or patient is established (MDR Annex I 23.4(z)). A serious incident is one "
+    "that led, or might have led, to the death of a patient, user or other person, to a serious deterioration of their state of health, "
+    "or to a serious public health threat (MDR Art. 2(65)); a breach of fundamental-rights obligations is reported as well (AI Act Art. 73)."
+)
 
 
 @dataclass
@@ -40,7 +52,7 @@ class RenderSource:
     revision: int
     snapshot: dict
     snapshot_sha256: str
-    signature: dict  # signer, signed_at (ISO), meaning, snapshot_sha256
+    signature: dict  # signer, signer_name, institution (name, code, country), signed_at (ISO), meaning, authentication, hashes
     attachments: Attachments = field(default_factory=Attachments)
 
     @property
@@ -157,6 +169,44 @@ def _training_summary(source: RenderSource) -> list[Part]:
     ]
 
 
+def _instructions_for_use(source: RenderSource) -> list[Part]:
+    """The instructions for use in the order a deployer reads them: purpose, the declared performance at the
+    operating threshold, requirements, lifetime, oversight, and how to report a serious incident."""
+    notice = Text(SERIOUS_INCIDENT_NOTICE.format(provider=source.model.get("provider") or "the provider"))
+    oversight = [f.key for s in SECTIONS if s.key == "art_14_4" for f in s.fields]
+    return [
+        _part(
+            "ifu-purpose", "Intended purpose and users", "Art. 13(3)(b)(i); MDR Annex I 23.4(b)", ["13_3b_i_intended_purpose", "1a_purpose_statement"]
+        ),
+        _part(
+            "ifu-performance",
+            "Declared performance and operating threshold",
+            "Art. 13(3)(b)(ii), (vii); MDR Annex I 23.4(e)",
+            ["13_3b_ii_accuracy", "13_3b_vii_output_interpretation", "13_3b_ii_robustness_security"],
+        ),
+        _part(
+            "ifu-groups",
+            "Performance for the groups it is intended for",
+            "Art. 13(3)(b)(v)",
+            ["13_3b_v_group_performance", "13_3b_v_group_statement"],
+        ),
+        _part("ifu-risks", "Circumstances that may lead to risks", "Art. 13(3)(b)(iii); MDR Annex I 23.4(g)", ["13_3b_iii_risk_circumstances"]),
+        _part("ifu-explanations", "Explaining the output", "Art. 13(3)(b)(iv)", ["13_3b_iv_explanations", "13_3b_iv_explainability"]),
+        _part("ifu-inputs", "Input specifications and data", "Art. 13(3)(b)(vi)", ["13_3b_vi_input_and_data"]),
+        _part(
+            "ifu-requirements",
+            "Hardware and software requirements",
+            "Art. 13(3)(e); MDR Annex I 23.4(ab)",
+            ["1e_hardware", "1c_update_requirements", "13_3e_resources_lifetime"],
+        ),
+        _part("ifu-lifetime", "Expected lifetime and changes", "Art. 13(3)(c), (e)", ["13_3e_lifetime", "13_3c_changes"]),
+        _part("ifu-oversight", "Human oversight", "Art. 13(3)(d); Art. 14(4)", ["13_3d_oversight", *oversight]),
+        _part("ifu-logs", "Logs", "Art. 13(3)(f)", ["13_3f_logs"]),
+        _part("ifu-incidents", "Reporting a serious incident", "MDR Annex I 23.4(z); AI Act Art. 73", ["9_incident_reporting"], [notice]),
+        _part("ifu-provider", "Provider", "Art. 13(3)(a); MDR Annex I 23.2", ["13_3a_provider", "13_3a_provider_address"]),
+    ]
+
+
 @dataclass(frozen=True)
 class PdfKind:
     template: str
@@ -168,15 +218,17 @@ class PdfKind:
 PDF_KINDS: dict[str, PdfKind] = {
     DocumentKind.TECHNICAL_DOCUMENTATION: PdfKind("compliance/documents/technical_documentation.html", lambda s: _sections()),
     DocumentKind.INSTRUCTIONS_FOR_USE: PdfKind(
-        "compliance/documents/document.html",
-        lambda s: _sections("art_13_3", "art_14_4"),
-        "The information deployers receive under Art. 13(3) of Regulation (EU) 2024/1689, with the human-oversight measures of Art. 14(4).",
+        "compliance/documents/instructions_for_use.html",
+        _instructions_for_use,
+        "What deployers and radiologists need to use this version safely: Art. 13(3) of Regulation (EU) 2024/1689 with the "
+        "human-oversight measures of Art. 14(4), and Annex I 23.4 of Regulation (EU) 2017/745.",
     ),
     DocumentKind.DECLARATION_OF_CONFORMITY: PdfKind(
-        "compliance/documents/document.html",
-        lambda s: _sections("annex_iv_8"),
-        "The items of Annex V as written in the signed dossier. This is a draft for the provider's signatory: it is not a declaration "
-        "of conformity until it is signed and issued (Art. 47).",
+        "compliance/documents/declaration_of_conformity.html",
+        lambda s: [],
+        "One declaration for Regulation (EU) 2024/1689 (AI Act Art. 47 and Annex V) and Regulation (EU) 2017/745 (MDR Art. 19 and "
+        "Annex IV), as Art. 47(3) asks, with every item as written in the signed dossier. This is a draft for the provider's signatory: "
+        "it is not a declaration of conformity until it is signed and issued.",
         draft=True,
     ),
     DocumentKind.GPAI_TECHNICAL: PdfKind(
@@ -197,7 +249,7 @@ PDF_KINDS: dict[str, PdfKind] = {
 }
 
 
-def _field_view(f: DossierField, source: RenderSource, shown: dict[str, tuple[str, str]]) -> dict:
+def _field_view(f: DossierField, source: RenderSource, shown: dict[str, tuple[str, str]], attachments: Attachments) -> dict:
     """One field: its officer text, its evidence in full, or a pointer to where that evidence was shown (step 2)."""
     view = {"field": f, "anchor": f"field-{f.key}", "text": None, "elements": (), "see": None}
     if f.source == "officer":
@@ -206,12 +258,40 @@ def _field_view(f: DossierField, source: RenderSource, shown: dict[str, tuple[st
         view["see"] = shown[f.evidence]
     else:
         shown[f.evidence] = (view["anchor"], f.title)
-        view["elements"] = evidence_elements(f.evidence, source.evidence.get(f.evidence), source.attachments)
+        view["elements"] = evidence_elements(f.evidence, source.evidence.get(f.evidence), attachments)
     return view
 
 
-def _part_views(parts: list[Part], source: RenderSource, shown: dict[str, tuple[str, str]]) -> list[dict]:
-    return [{"part": p, "fields": [_field_view(f, source, shown) for f in p.fields]} for p in parts]
+def _part_views(parts: list[Part], source: RenderSource, shown: dict[str, tuple[str, str]], attachments: Attachments) -> list[dict]:
+    return [{"part": p, "fields": [_field_view(f, source, shown, attachments) for f in p.fields]} for p in parts]
+
+
+def identification(source: RenderSource) -> dict:
+    """Who provides the device and how it is identified, as the covers of the instructions for use and
+    the declaration print it: address, UDI-DI, class, CE marking and the date of issue."""
+    values, model = source.snapshot.get("values") or {}, source.model
+    mdr_class = str(model.get("mdr_class") or "")
+    _stated, rule = mdr_class_rule(str(values.get("mdr_class_rule") or ""))
+    body = str(values.get("mdr_notified_body_number") or "").strip()
+    marking = ""
+    if mdr_class:
+        marking = f"CE {body}" if mdr_class in NOTIFIED_BODY_CLASSES and body else "CE"
+    return {
+        "provider": model.get("provider") or "",
+        "address": str(values.get("13_3a_provider_address") or "").strip(),
+        "udi_di": str(values.get("mdr_udi_di") or "").strip(),
+        "basic_udi_di": str(values.get("mdr_basic_udi_di") or "").strip(),
+        "srn": str(values.get("mdr_srn") or "").strip(),
+        "device_class": f"Class {mdr_class} medical device" + (f" (MDR Annex VIII Rule {rule})" if rule else "") if mdr_class else "",
+        "ce_marking": marking,
+        "issued": source.signature["signed_at"][:10],
+    }
+
+
+def claim_rows(source: RenderSource) -> list[dict]:
+    """Each performance claim in the dossier's text with what the declared figures say about it."""
+    checks = dossier_claims(source.snapshot.get("values") or {}, source.evidence)
+    return [{"field": FIELDS[c.claim.field], "check": c, "verdict": VERDICT_WORDS[c.verdict]} for c in checks]
 
 
 def _appendices(source: RenderSource, parts: list[Part]) -> dict:
@@ -247,6 +327,8 @@ def document_context(kind: str, source: RenderSource) -> dict:
     spec = PDF_KINDS[kind]
     parts = spec.parts(source)
     shown: dict[str, tuple[str, str]] = {}
+    # the instructions for use are read at the bedside: figures name their run, never a hash
+    attachments = replace(source.attachments, plain=True) if kind == DocumentKind.INSTRUCTIONS_FOR_USE else source.attachments
     log = source.evidence.get("change_log")
     change_log = None
     if kind == DocumentKind.TECHNICAL_DOCUMENTATION:  # its own chapter after the sections; Annex IV 6 points to it
@@ -272,9 +354,14 @@ def document_context(kind: str, source: RenderSource) -> dict:
         "version_lineage": (source.evidence.get("version_identity") or {}).get("lineage"),
         "revisions": revisions,
         "charts": source.attachments.charts,
-        "parts": _part_views(parts, source, shown),
+        "parts": _part_views(parts, source, shown, attachments),
         "change_log": change_log,
         "change_log_anchor": CHANGE_LOG_ANCHOR,
+        "identification": identification(source),
+        "declaration": declaration_rows(source.snapshot.get("values") or {}, source.model, (source.snapshot.get("version") or {}).get("label") or "")
+        if kind == DocumentKind.DECLARATION_OF_CONFORMITY
+        else [],
+        "claims": claim_rows(source) if kind == DocumentKind.TECHNICAL_DOCUMENTATION else [],
         **(_appendices(source, parts) if kind == DocumentKind.TECHNICAL_DOCUMENTATION else {}),
     }
 
@@ -290,7 +377,7 @@ def html_to_pdf(html: str, *, created: str) -> Pdf:
     started = time.perf_counter()
     document = HTML(string=html).render()
     document.metadata.created = document.metadata.modified = created
-    data = document.write_pdf()
+    data = document.write_pdf(pdf_variant=PDF_VARIANT)
     return Pdf(data, len(document.pages), time.perf_counter() - started)
 
 

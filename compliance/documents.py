@@ -9,6 +9,9 @@ sha256, never edited, kept for the retention period, and verifiable at any time.
    the revision. It reads the snapshot, the signature, and the charts, each checked against
    its recorded sha256; a missing or altered chart stops rendering, naming the file. No live
    row of the registry, runs or scores is read.
+   Each PDF is then sealed with a PAdES signature of the institution the dossier was signed for
+   (``compliance.pdf_signing``), naming the signer and the meaning of their signature, so a
+   reviewer can verify it outside RadTrust; the rendered bytes stay the signed file's prefix.
 3. Each document's bytes are stored at ``documents/<sha[:2]>/<sha>.<ext>`` (written only when
    absent) and recorded in a ``Document`` row with its hash, size, pages, the snapshot hash and
    its retention date; the row's creation is audited. A concurrent render of the same kind
@@ -36,11 +39,13 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from compliance import document_cards as cards
-from compliance.change_log import change_log_markdown
+from compliance.change_log_text import change_log_markdown
 from compliance.choices import DocumentKind, DossierStatus
 from compliance.document_evidence import CHART_PREFIXES, Attachments
 from compliance.document_render import PDF_KINDS, RenderSource, render_pdf
+from compliance.duties import signing_institution
 from compliance.models import Document, Dossier, DossierSignature, TrustAssessment
+from compliance.pdf_signing import Seal, pdf_seal
 from core.access import scope
 from core.errors import Conflict
 from radtrust_engine.hashing import sha256_matches
@@ -144,7 +149,8 @@ def _require_signed(dossier: Dossier) -> None:
 def render_source(dossier: Dossier) -> RenderSource:
     """The frozen inputs of a signed revision, verified (step 2)."""
     _require_signed(dossier)
-    signature = DossierSignature.objects.select_related("signer").get(dossier=dossier)
+    signature = DossierSignature.objects.select_related("signer", "institution").get(dossier=dossier)
+    institution = signature.institution or signing_institution(dossier)  # signatures made before the institution was recorded
     if not (dossier.snapshot_sha256 == signature.snapshot_sha256 and sha256_matches(dossier.snapshot, dossier.snapshot_sha256)):
         raise Conflict("The frozen snapshot no longer matches the hash that was signed; no document is rendered from it.", code="snapshot_altered")
     snapshot = dossier.snapshot
@@ -156,9 +162,16 @@ def render_source(dossier: Dossier) -> RenderSource:
         snapshot_sha256=dossier.snapshot_sha256,
         signature={
             "signer": signature.signer.get_username(),
+            "signer_name": signature.signer_name or signature.signer.get_username(),
+            "institution": institution.name,
+            "institution_code": institution.code,
+            "country": institution.country,
             "signed_at": signature.signed_at.astimezone(dt.UTC).isoformat(),
             "meaning": signature.meaning,
+            "authentication": signature.authentication,
             "snapshot_sha256": signature.snapshot_sha256,
+            "audit_seq": signature.audit_seq,
+            "audit_hash": signature.audit_hash,
         },
         attachments=Attachments(charts=charts, data=_chart_bytes(charts), trust_radar=snapshot.get("trust_radar")),
     )
@@ -182,11 +195,23 @@ def document_kinds(snapshot: dict) -> list[str]:
     return kinds
 
 
+def document_seal(source: RenderSource) -> Seal:
+    """Whom a PDF is signed for, and what the officer's signature meant."""
+    signature = source.signature
+    return Seal(
+        institution_code=signature["institution_code"],
+        institution_name=signature["institution"],
+        country=signature["country"],
+        signer_name=signature["signer_name"],
+        meaning=signature["meaning"],
+    )
+
+
 def document_build(kind: str, source: RenderSource) -> Rendered:
-    """One document's bytes from the frozen source."""
+    """One document's bytes from the frozen source; a PDF sealed with the institution's signature."""
     if kind in PDF_KINDS:
         pdf = render_pdf(kind, source)
-        return Rendered(kind, pdf.data, "pdf", pdf.pages, pdf.weasyprint_seconds)
+        return Rendered(kind, pdf_seal(pdf.data, document_seal(source)), "pdf", pdf.pages, pdf.weasyprint_seconds)
     if kind in {DocumentKind.MODEL_CARD_MARKDOWN, DocumentKind.MODEL_CARD_JSON}:
         card = cards.model_card(source.snapshot, source.signature)
         if kind == DocumentKind.MODEL_CARD_JSON:

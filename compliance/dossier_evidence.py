@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.utils.timezone import localdate
+
 from compliance.change_log import change_log_build
 from compliance.choices import AlertStatus
 from compliance.models import DeploymentWeek
+from compliance.release_evidence import POST_MARKET, pinned_runs, post_market_reason, release_evidence_current, version_run_role
 from compliance.selectors import sum_weeks
 from compliance.trust.services import latest_assessment
 from core.audit import audit_verify_chain
@@ -63,6 +66,7 @@ def _version_identity(version: ModelVersion) -> dict:
 
 
 def _provenance(version: ModelVersion) -> list | None:
+    provider_id = version.foundation_model.provider_id
     rows = [
         {
             "dataset": p.dataset.name,
@@ -71,55 +75,141 @@ def _provenance(version: ModelVersion) -> list | None:
             "steward": p.dataset.institution.code,
             "datasheet_completeness": datasheet_completeness(p.dataset).ratio,
             "known_limitations": p.dataset.known_limitations,
+            "data_use": [_data_use(g) for g in p.dataset.use_grants.filter(grantee_id=provider_id).order_by("valid_from", "pk")],
         }
         for p in version.provenance.select_related("dataset__institution").order_by("role", "dataset__name")
     ]
     return rows or None
 
 
+def _data_use(grant) -> str:
+    """The steward's data-use agreement under which the provider used another institution's dataset
+    (Art. 10), as one line: the dossier page shows it in the provenance table's cell."""
+    purpose = f"{grant.get_purpose_display()} ({grant.purpose_detail})" if grant.purpose_detail else grant.get_purpose_display()
+    text = f"{grant.agreement_reference}: {purpose}, {grant.valid_from.isoformat()} to {grant.valid_until.isoformat()}"
+    return f"{text}, revoked on {localdate(grant.revoked_at):%Y-%m-%d}: {grant.revocation_reason}" if grant.revoked_at else text
+
+
 def _runs(version: ModelVersion):
-    return version.validation_runs.filter(status=RunStatus.SUCCEEDED).select_related("dataset").order_by("-finished_at")
+    return version.validation_runs.filter(status=RunStatus.SUCCEEDED).select_related("dataset", "deployment__institution").order_by("-finished_at")
 
 
 def _validation_runs(version: ModelVersion) -> list | None:
+    """The test logs: every run on the version's test data, each saying whether it is declared."""
+    role = version_run_role(version)
     rows = [
         {
             "run": r.pk,
             "dataset": r.dataset.name,
             "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "role": role(r),
             "artifact_sha256": r.artifact_sha256,
             "manifest_sha256": r.manifest_sha256,
             "summary": r.summary,
         }
-        for r in _runs(version).defer("results")[:20]
-    ]
+        for r in _runs(version).defer("results")[:40]
+        if role(r) != POST_MARKET
+    ][:20]
     return rows or None
 
 
+def _post_market_runs(version: ModelVersion) -> list | None:
+    """Runs that are monitoring, never the declared performance: revalidations and drift checks."""
+    role = version_run_role(version)
+    rows = [
+        {
+            "run": r.pk,
+            "dataset": r.dataset.name,
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "why": post_market_reason(r),
+            "summary": r.summary,
+        }
+        for r in _runs(version).defer("results")[:40]
+        if role(r) == POST_MARKET
+    ][:20]
+    return rows or None
+
+
+def _report_runs(version: ModelVersion) -> tuple[list, bool]:
+    """The runs whose reports the analyses are read from: the declared ones, or before any is pinned
+    the newest runs on the version's test data (never a post-market run); and whether they are declared."""
+    pin = release_evidence_current(version)
+    if pin is not None:
+        return pinned_runs(pin), True
+    role = version_run_role(version)
+    return [r for r in _runs(version)[:40] if role(r) != POST_MARKET][:20], False
+
+
 def _report_section(version: ModelVersion, pick: Callable[[LabelResult], Any]) -> dict | None:
-    """The newest succeeded run's ``pick`` of its report, per label; None when no run has it."""
-    for run in _runs(version)[:20]:
+    """The ``pick`` of the first report that has it, per label (``_report_runs``); None when none has it."""
+    runs, declared = _report_runs(version)
+    for run in runs:
         report = RunReport.from_dict(run.results)
         found = {label: section for label, result in report.results.items() if (section := pick(result))}
         if found:
-            return {"run": run.pk, "dataset": run.dataset.name, "labels": found}
+            return {"run": run.pk, "dataset": run.dataset.name, "declared": declared, "labels": found}
     return None
+
+
+def _declared_performance(version: ModelVersion) -> dict | None:
+    """The pinned release evidence: who pinned it for which population, the operating point, and per
+    run and label the overall metrics and the figures per group with their confidence intervals."""
+    pin = release_evidence_current(version)
+    if pin is None:
+        return None
+    runs = []
+    for run in pinned_runs(pin):
+        report = RunReport.from_dict(run.results)
+        labels = {
+            label: {
+                "threshold": result.threshold,
+                "confidence": result.confidence,
+                "n_patients": result.overall.n_patients,
+                "n_positive": result.overall.n_positive,
+                "overall": {name: e.to_dict() for name, e in (result.overall.metrics or {}).items()},
+                **(_subgroups(result) or {}),
+            }
+            for label, result in report.results.items()
+        }
+        runs.append(
+            {
+                "run": run.pk,
+                "dataset": run.dataset.name,
+                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                "n_patients": report.dataset.n_patients,
+                "labels": labels,
+            }
+        )
+    return {
+        "pin": pin.pk,
+        "pinned_by": pin.pinned_by.username,
+        "pinned_at": pin.pinned_at.isoformat(),
+        "population": pin.population,
+        "operating_points": pin.operating_points,
+        "runs": runs,
+    }
 
 
 def _subgroups(result: LabelResult) -> dict | None:
     if not result.subgroups:
         return None
-    return {"subgroups": [_subgroup_row(s) for s in result.subgroups], "gaps": [g.to_dict() for g in result.gaps]}
+    return {
+        "min_patients": result.min_patients,
+        "subgroups": [_subgroup_row(s) for s in result.subgroups],
+        "gaps": [g.to_dict() for g in result.gaps],
+    }
 
 
 def _subgroup_row(subgroup: SubgroupResult) -> dict:
-    """A subgroup as the dossier shows it: who, how many patients, and its metrics unless suppressed."""
+    """A subgroup as the dossier shows it: who, how many patients, and its metrics unless suppressed
+    (then why, and neither)."""
     metrics = None if subgroup.metrics is None else {name: e.to_dict() for name, e in subgroup.metrics.items()}
     return {
         "grouping": subgroup.grouping,
         "name": subgroup.name,
         "n_patients": subgroup.n_patients,
         "suppressed": subgroup.suppressed,
+        "reason": subgroup.reason,
         "metrics": metrics,
     }
 
@@ -145,7 +235,7 @@ def _explainability(result: LabelResult) -> dict | None:
     section = result.explainability
     if not section or "error" in section:
         return None
-    return {k: section.get(k) for k in ("n_cases", "methods", "random_baseline", "interpretation")}
+    return {k: section.get(k) for k in ("n_cases", "n_explained", "methods", "random_baseline", "pooled", "interpretation")}
 
 
 def _trust_scores(version: ModelVersion) -> dict | None:
@@ -222,6 +312,8 @@ PROVIDERS: dict[str, Provider] = {
     "post_market_feedback": _post_market_feedback,
     "incidents": _incidents,
     "change_log": _change_log,
+    "declared_performance": _declared_performance,
+    "post_market_runs": _post_market_runs,
     "audit": _audit,
 }
 

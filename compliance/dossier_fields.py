@@ -12,27 +12,37 @@ and tests alike.
 2. Evidence is required only where every version that can be approved has it (its model, its
    identity, its data, its validation runs and their accuracy per group, which Annex IV 3 asks for). Deployments, feedback, incidents and the change
    log do not exist yet for a first version before approval, so they are shown, not required.
-3. ``completeness`` counts required fields only: an officer field is filled when its text is
-   non-blank, an evidence field when its provider returned something.
+3. ``completeness`` counts required fields only: an evidence field is filled when its provider
+   returned something; an officer field when its text has substance and, for an identifier, the
+   right form (``field_problem``: ``compliance.field_checks``). A one-line answer or a bare "see
+   section X" is not filled. The MDR identification fields are required of a medical device only
+   (the registry names an MDR class).
+4. ``validate_values`` refuses at save what can never be right (an unknown key, text too long, an
+   identifier in the wrong form); substance is judged at submission, so a draft can be saved half
+   written.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
+
+from compliance import field_checks as checks
 
 SOURCES = ("officer", "evidence")
 DEFAULT_MAX_LENGTH = 10_000
+DEFAULT_MIN_LENGTH = 50  # about one substantive sentence; a name or a "yes" is not an answer
 
 # Evidence providers, by name, with what each shows (compliance.dossier_evidence.PROVIDERS implements them).
 EVIDENCE_SOURCES: dict[str, str] = {
     "model_description": "The foundation model as registered: provider, intended purpose and users, body region, modality, task, MDR class, instructions for use, known limitations.",
     "version_identity": "The version: label, artifact sha256, ONNX opset, parameter count, inputs, outputs, preprocessing, lineage to earlier versions.",
     "provenance": "Linked datasets with their role (training, tuning, validation, testing), steward institution and datasheet completeness.",
-    "validation_runs": "Succeeded validation runs: dataset, finish time, artifact and manifest hashes, headline metrics with confidence intervals.",
-    "subgroup_performance": "Subgroup results (sex, age band, site, scanner) and fairness gaps with confidence intervals, from the newest run that has them.",
+    "validation_runs": "Succeeded validation runs on this version's test data: dataset, finish time, artifact and manifest hashes, headline metrics with confidence intervals, and whether each is declared.",
+    "subgroup_performance": "Subgroup results (sex, age band, site, scanner) and fairness gaps with confidence intervals, from the declared runs (before any is pinned, the newest run that has them).",
     "robustness": "Worst cases under image perturbations, and generalisation across sites and scanners.",
     "calibration_uncertainty": "Calibration (ECE, Brier, binning) and per-case uncertainty with the referral rate.",
     "explainability": "Saliency faithfulness (deletion and insertion AUC against a random baseline) and its interpretation.",
@@ -41,6 +51,8 @@ EVIDENCE_SOURCES: dict[str, str] = {
     "post_market_feedback": "Clinician feedback counts, disagreement, and open monitoring alerts.",
     "incidents": "Incidents with type, legal basis, reporting deadline and status.",
     "change_log": "What changed against the parent version: artifact, preprocessing, thresholds, data and metrics.",
+    "declared_performance": "The release evidence an officer pinned: the runs on the intended population, the operating point, and their metrics with confidence intervals.",
+    "post_market_runs": "Runs that are not release evidence: deployments' revalidations and runs on data not declared as this version's test data.",
     "audit": "Whether the audit chain verifies, how many events were checked, and where it broke if it did.",
 }
 
@@ -59,6 +71,10 @@ class DossierField:
     evidence: str | None = None
     required: bool = True
     max_length: int = DEFAULT_MAX_LENGTH
+    min_length: int = DEFAULT_MIN_LENGTH
+    check: Callable[[str], str | None] | None = dataclass_field(default=None, compare=False)
+    device_only: bool = False
+    example: str = ""
 
     def __post_init__(self) -> None:
         # A bad entry should fail at import, not when an officer opens the dossier.
@@ -76,7 +92,7 @@ class DossierField:
         return self.source == "officer"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "check"}
 
 
 @dataclass(frozen=True)
@@ -92,8 +108,45 @@ class DossierSection:
         return {"key": self.key, "title": self.title, "article": self.article, "fields": [f.to_dict() for f in self.fields]}
 
 
-def _officer(key: str, title: str, article: str, guidance: str, *, required: bool = True) -> DossierField:
-    return DossierField(key=key, title=title, article=article, guidance=guidance, required=required)
+def _officer(
+    key: str,
+    title: str,
+    article: str,
+    guidance: str,
+    *,
+    required: bool = True,
+    min_length: int = DEFAULT_MIN_LENGTH,
+    check: Callable[[str], str | None] | None = None,
+    example: str = "",
+) -> DossierField:
+    return DossierField(
+        key=key, title=title, article=article, guidance=guidance, required=required, min_length=min_length, check=check, example=example
+    )
+
+
+def _identifier(
+    key: str,
+    title: str,
+    article: str,
+    guidance: str,
+    check: Callable[[str], str | None],
+    example: str,
+    *,
+    required: bool = True,
+    device_only: bool = False,
+) -> DossierField:
+    """A short, structured answer: its form is checked (``compliance.field_checks``), not its length."""
+    return DossierField(
+        key=key,
+        title=title,
+        article=article,
+        guidance=guidance,
+        required=required,
+        min_length=3,
+        check=check,
+        device_only=device_only,
+        example=example,
+    )
 
 
 def _evidence(key: str, title: str, article: str, evidence: str, guidance: str, *, required: bool = False) -> DossierField:
@@ -154,11 +207,22 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "Annex IV 1(d)",
                 "How the system is placed on the market: on-premises container, PACS plug-in, cloud API or download, with the package names deployers receive.",
             ),
+            _identifier(
+                "1d_licence_link",
+                "Licence text",
+                "Annex XI 1(f); Annex XII 1(h)",
+                "An https link to the licence under which the model is supplied (its name is the registry's). The model card gives it as license_link.",
+                checks.url_problem,
+                "https://provider.example/licences/model",
+            ),
             _officer(
                 "1e_hardware",
                 "Hardware it runs on",
-                "Annex IV 1(e)",
-                "Minimum and recommended hardware (CPU or GPU, memory, storage) and the throughput in studies per hour that the validation assumed.",
+                "Annex IV 1(e); MDR Annex I 23.4(ab)",
+                "Minimum and recommended hardware (CPU cores or GPU, memory in GiB, storage), the IT network and security measures it needs, and the throughput in studies per hour that the validation assumed. The instructions for use quote this.",
+                min_length=20,  # the check asks for the processor and the memory: that is the substance
+                check=checks.hardware_problem,
+                example="2 CPU cores and 4 GiB memory minimum; 1 GiB disk; no GPU needed.",
             ),
             _officer(
                 "1f_illustrations",
@@ -251,7 +315,7 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "Validation and test logs",
                 "Annex IV 2(g)",
                 "validation_runs",
-                "Each succeeded run is a dated test log: dataset, time, artifact and manifest hashes, and headline metrics with confidence intervals.",
+                "Each succeeded run on this version's test data is a dated test log: dataset, time, artifact and manifest hashes, headline metrics with confidence intervals, and whether it is declared.",
                 required=True,
             ),
             _evidence(
@@ -310,8 +374,8 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "3_accuracy_overall",
                 "Accuracy overall",
                 "Annex IV 3",
-                "validation_runs",
-                "Headline metrics with confidence intervals from the succeeded validation runs.",
+                "declared_performance",
+                "The declared performance: the release evidence a compliance officer pinned (the runs on the intended population), the operating point, and the metrics with confidence intervals. Post-market runs never count here.",
                 required=True,
             ),
             _evidence(
@@ -457,6 +521,7 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "Relevant changes",
                 "Annex IV 6",
                 "Describe each relevant change and its effect on performance, and whether it lies within the pre-determined change plan (2(f)) or is a substantial modification needing a new conformity assessment (Art. 43(4)). Write 'First version' when there is no parent.",
+                min_length=len("First version"),
             ),
         ),
     ),
@@ -476,31 +541,33 @@ SECTIONS: tuple[DossierSection, ...] = (
     DossierSection(
         "annex_iv_8",
         "EU declaration of conformity",
-        "Annex IV 8; Annex V",
+        "Annex IV 8; Annex V; MDR Annex IV",
         (
             _officer(
                 "8_v1_identification",
                 "AI system name, type and traceability reference",
-                "Annex V(1)",
-                "The system's name and type and a reference that identifies this version unambiguously, such as its version label and artifact sha256.",
+                "Annex V(1); MDR Annex IV(4)",
+                "The system's product and trade name and type, and a reference that identifies this version unambiguously (its version label; the UDI-DI is added from the device identification).",
             ),
             _officer(
                 "8_v2_provider",
-                "Provider name and address",
-                "Annex V(2)",
-                "The provider's name and address, or those of its authorised representative.",
+                "Provider and authorised representative",
+                "Annex V(2); MDR Annex IV(1)",
+                "The provider's name or registered trade name, and the name and address of its authorised representative where there is one. The provider's address and SRN are added from the fields that hold them.",
+                min_length=3,
             ),
             _officer(
                 "8_v3_sole_responsibility",
                 "Statement of sole responsibility",
-                "Annex V(3)",
+                "Annex V(3); MDR Annex IV(2)",
                 "The statement that the declaration is issued under the sole responsibility of the provider.",
             ),
             _officer(
                 "8_v4_conformity",
                 "Statement of conformity",
-                "Annex V(4)",
-                "The statement that the system conforms with Regulation (EU) 2024/1689 and the other Union law that applies, notably the MDR (2017/745); one single declaration covers both (Art. 47(3)).",
+                "Annex V(4); MDR Annex IV(6)",
+                "The statement that the system conforms with Regulation (EU) 2024/1689 and the other Union law that applies, notably the MDR (Regulation (EU) 2017/745): one single declaration covers both (Art. 47(3)), so a medical device's statement cites both.",
+                example="The AI system described above is in conformity with Regulation (EU) 2024/1689 and with Regulation (EU) 2017/745 on medical devices.",
             ),
             _officer(
                 "8_v5_data_protection",
@@ -511,20 +578,79 @@ SECTIONS: tuple[DossierSection, ...] = (
             _officer(
                 "8_v6_standards",
                 "Standards or common specifications",
-                "Annex V(6)",
-                "References to the harmonised standards or common specifications in relation to which conformity is declared.",
+                "Annex V(6); MDR Annex IV(7)",
+                "The harmonised standards and common specifications, with their editions, in relation to which conformity is declared: named here, not by reference to another section.",
             ),
             _officer(
                 "8_v7_notified_body",
                 "Notified body, procedure and certificate",
-                "Annex V(7)",
+                "Annex V(7); MDR Annex IV(8)",
                 "The notified body's name and number, the conformity-assessment procedure followed (the MDR route, Art. 43(3)) and the certificate number.",
+            ),
+            _officer(
+                "8_additional_information",
+                "Additional information",
+                "MDR Annex IV(9)",
+                "Where applicable, anything else the declaration must say, e.g. that the device is software only, or the other Union law it also conforms with.",
+                required=False,
             ),
             _officer(
                 "8_v8_issue_and_signatory",
                 "Place, date and signatory",
-                "Annex V(8)",
+                "Annex V(8); MDR Annex IV(10)",
                 "Place and date of issue, the name and function of the person who signed, and for whom. Reference the signed original.",
+            ),
+        ),
+    ),
+    DossierSection(
+        "mdr_identification",
+        "Medical device identification and class",
+        "MDR Art. 27, 31; Annex VI, VIII",
+        (
+            _identifier(
+                "mdr_class_rule",
+                "Device class and classification rule",
+                "MDR Annex VIII; MDR Annex IV(5)",
+                "The class under the MDR and the Annex VIII rule that gives it, e.g. 'Class IIa, Annex VIII Rule 11: software providing information used for diagnosis'. It must match the class in the registry, and a class IIa or higher device is high-risk under the AI Act (Art. 6(1)).",
+                checks.mdr_class_rule_problem,
+                "Class IIa, Annex VIII Rule 11: software that provides information used to take diagnostic decisions.",
+                device_only=True,
+            ),
+            _identifier(
+                "mdr_basic_udi_di",
+                "Basic UDI-DI",
+                "MDR Art. 27; MDR Annex VI Part C; MDR Annex IV(3)",
+                "The Basic UDI-DI of the device model, as assigned by your issuing entity: a GS1 Global Model Number (its check characters are verified) or a HIBCC code.",
+                checks.basic_udi_di_problem,
+                "1987654Ad4X4bL5ttr2310c2K",
+                device_only=True,
+            ),
+            _identifier(
+                "mdr_udi_di",
+                "UDI-DI of this version",
+                "MDR Art. 27; MDR Annex VI Part C 6.5",
+                "The UDI-DI of this software version (a new one for each change of the algorithm or of the outputs, Annex VI Part C 6.5.2): a GS1 GTIN (check digit verified) or a HIBCC code. Deployers find it in the instructions for use; the software version is its production identifier.",
+                checks.udi_di_problem,
+                "04012345000016",
+                device_only=True,
+            ),
+            _identifier(
+                "mdr_srn",
+                "Manufacturer's single registration number (SRN)",
+                "MDR Art. 31; MDR Annex IV(1)",
+                "The SRN EUDAMED issued to the provider as manufacturer, e.g. DE-MF-000012345.",
+                checks.srn_problem,
+                "DE-MF-000012345",
+                device_only=True,
+            ),
+            _identifier(
+                "mdr_notified_body_number",
+                "Notified body number on the CE marking",
+                "MDR Art. 20(5); MDR Annex IV(8)",
+                "The four-digit identification number of the notified body, printed after the CE marking. Required for class IIa, IIb and III; a class I device carries the CE marking alone.",
+                checks.notified_body_problem,
+                "0123",
+                required=False,
             ),
         ),
     ),
@@ -552,6 +678,13 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "Annex IV 9",
                 "post_market_feedback",
                 "Clinician feedback counts, disagreement and open monitoring alerts collected so far.",
+            ),
+            _evidence(
+                "9_post_market_runs",
+                "Post-market evidence",
+                "Annex IV 9; Art. 72",
+                "post_market_runs",
+                "Runs that are not release evidence: deployments' revalidations and runs on data not declared as this version's test data (drift checks on later data). They are monitoring, never the declared performance.",
             ),
             _evidence("9_incidents", "Incidents", "Annex IV 9", "incidents", "Incidents recorded for this version, with deadlines and status."),
             _officer(
@@ -640,7 +773,15 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "13_3a_provider",
                 "Provider identity and contact",
                 "Art. 13(3)(a)",
-                "The provider's identity and contact details, and those of its authorised representative where there is one.",
+                "The provider's identity and contact details (telephone, e-mail, website), and those of its authorised representative where there is one.",
+            ),
+            _identifier(
+                "13_3a_provider_address",
+                "Provider's postal address",
+                "Art. 13(3)(a); Annex V(2); MDR Annex I 23.2(d)",
+                "The address of the provider's registered place of business: street and number, postcode and town, country. The instructions for use and the declaration of conformity print it.",
+                checks.address_problem,
+                "Example Street 1, 10115 Berlin, Germany",
             ),
             _evidence(
                 "13_3b_i_intended_purpose",
@@ -654,8 +795,8 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "13_3b_ii_accuracy",
                 "Accuracy and its metrics",
                 "Art. 13(3)(b)(ii)",
-                "validation_runs",
-                "The accuracy measured in validation, with metrics and confidence intervals.",
+                "declared_performance",
+                "The declared accuracy at the operating threshold, with metrics and confidence intervals, from the pinned release evidence.",
                 required=True,
             ),
             _officer(
@@ -722,9 +863,17 @@ SECTIONS: tuple[DossierSection, ...] = (
             ),
             _officer(
                 "13_3e_resources_lifetime",
-                "Resources, lifetime and maintenance",
+                "Resources, maintenance and updates",
                 "Art. 13(3)(e)",
-                "Computational and hardware resources needed, the expected lifetime, and the maintenance and update measures with their frequency, including periodic local revalidation.",
+                "The computational resources needed in use, and the maintenance and update measures with their frequency, including periodic local revalidation. The hardware is stated under Annex IV 1(e), the lifetime below.",
+            ),
+            _identifier(
+                "13_3e_lifetime",
+                "Expected lifetime",
+                "Art. 13(3)(e)",
+                "The expected lifetime as a duration and what ends it, e.g. '24 months from release, or until a substantial modification replaces it'.",
+                checks.duration_problem,
+                "24 months from release, or until a substantial modification replaces this version.",
             ),
             _officer(
                 "13_3f_logs",
@@ -797,25 +946,46 @@ def field(key: str) -> DossierField:
         raise KeyError(f"No dossier field {key!r}.{hint} The keys are listed in compliance.dossier_fields.FIELDS.") from None
 
 
-def _filled(f: DossierField, values: Mapping[str, str | None], evidence_present: Mapping[str, bool]) -> bool:
-    if f.source == "evidence":
-        return bool(evidence_present.get(f.evidence, False))
-    value = values.get(f.key)
-    return isinstance(value, str) and bool(value.strip())
+def field_problem(f: DossierField, value: object) -> str | None:
+    """Why an officer's text does not yet answer ``f`` (step 3), or None; "Not filled in." when blank."""
+    if not isinstance(value, str) or not value.strip():
+        return "Not filled in."
+    return checks.substance_problem(value, f.min_length) or (f.check(value) if f.check else None)
+
+
+def is_required(f: DossierField, *, medical_device: bool) -> bool:
+    return f.required and (medical_device or not f.device_only)
 
 
 def _ratio(filled: int, required: int) -> float:
     return round(filled / required, 4) if required else 1.0
 
 
-def completeness(values: Mapping[str, str | None], evidence_present: Mapping[str, bool]) -> dict:
-    """Required fields filled, per section and overall (see step 3)."""
+def completeness(values: Mapping[str, str | None], evidence_present: Mapping[str, bool], *, medical_device: bool = True) -> dict:
+    """Required fields filled, per section and overall (see step 3): ``missing`` lists every required
+    field not filled, ``problems`` says why for those with text that is not yet an answer."""
     sections, total_filled, total_required = {}, 0, 0
     for section in SECTIONS:
-        required = [f for f in section.fields if f.required]
-        missing = [f.key for f in required if not _filled(f, values, evidence_present)]
+        required = [f for f in section.fields if is_required(f, medical_device=medical_device)]
+        missing, problems = [], {}
+        for f in required:
+            if f.source == "evidence":
+                if not evidence_present.get(f.evidence, False):
+                    missing.append(f.key)
+                continue
+            problem = field_problem(f, values.get(f.key))
+            if problem:
+                missing.append(f.key)
+                if str(values.get(f.key) or "").strip():
+                    problems[f.key] = problem
         filled = len(required) - len(missing)
-        sections[section.key] = {"filled": filled, "required": len(required), "missing": missing, "ratio": _ratio(filled, len(required))}
+        sections[section.key] = {
+            "filled": filled,
+            "required": len(required),
+            "missing": missing,
+            "problems": problems,
+            "ratio": _ratio(filled, len(required)),
+        }
         total_filled += filled
         total_required += len(required)
     return {"sections": sections, "overall": {"filled": total_filled, "required": total_required, "ratio": _ratio(total_filled, total_required)}}
@@ -835,4 +1005,6 @@ def validate_values(values: Mapping[str, object]) -> dict[str, str]:
             errors[key] = f"Must be text, not {type(value).__name__}; send an empty string to clear it."
         elif len(value) > f.max_length:
             errors[key] = f"Too long: {len(value)} characters, at most {f.max_length}."
+        elif value.strip() and f.check is not None and (problem := f.check(value)):
+            errors[key] = problem
     return errors

@@ -7,12 +7,11 @@
 2. In the same transaction the deployment's ``DeploymentMonitor`` is locked
    and updated: counts, and the sequential test. The first
    ``RADTRUST_MONITOR_BASELINE_FEEDBACK`` reports measure the rate at
-   deployment; the test's in-control rate p0 is the upper end of that rate's
-   80% Wilson interval, within [2%, 50%] (``in_control_rate``:
-   a few dozen reports estimate a rate loosely, and a perfect start must not
-   make every later disagreement an alarm). Each later report is one
-   observation of the CUSUM of ``compliance.monitoring`` (disagree 1, partly
-   0.5, agree 0).
+   deployment (Phase I); the test's in-control rate p0 is that rate, within
+   [2%, 50%] (``compliance.monitoring.in_control_rate``), and the design keeps
+   the rate's 95% interval and the false-alarm interval at its ends
+   (``phase_one``) for the officer. Each later report is one observation of
+   the CUSUM of ``compliance.monitoring`` (disagree 1, partly 0.5, agree 0).
 3. When the CUSUM crosses its threshold, one ``Alert`` (kind
    ``disagreement_rise``) is raised with the evidence and a proposed
    revalidation; no second alert until an officer resolves it, which restarts
@@ -38,7 +37,7 @@ from django.utils import timezone
 
 from compliance.choices import Agreement, AlertKind, AlertSeverity, ErrorType, Severity
 from compliance.models import SUMMED_FIELDS, Alert, DeploymentMonitor, DeploymentWeek, Feedback
-from compliance.monitoring import CusumDesign, CusumState, cusum_reset, cusum_update, design_cusum, disagreement_rate_ci
+from compliance.monitoring import CusumDesign, CusumState, cusum_reset, cusum_update, design_cusum, disagreement_rate_ci, in_control_rate, phase_one
 from compliance.trust.services import trust_request
 from core.audit import audit_action
 from core.errors import Conflict
@@ -48,8 +47,6 @@ from registry.models import Deployment
 OBSERVATION = {Agreement.AGREE: 0.0, Agreement.PARTLY: 0.5, Agreement.DISAGREE: 1.0}
 _AGREEMENT_OF = {value: agreement for agreement, value in OBSERVATION.items()}
 _COUNTER = {Agreement.AGREE: "n_agree", Agreement.PARTLY: "n_partly", Agreement.DISAGREE: "n_disagree"}
-BASELINE_FLOOR = 0.02
-BASELINE_CEILING = 0.5  # a site disagreeing half the time needs people, not a test
 EDITABLE = (
     "case_reference",
     "model_output",
@@ -261,7 +258,8 @@ def _observe(monitor: DeploymentMonitor, observations: list[float], at) -> None:
             used = baseline_n - (monitor.n_feedback - len(observations))
             rate = monitor.baseline_sum / baseline_n
             monitor.baseline_rate = rate
-            monitor.design = design_cusum(in_control_rate(monitor.baseline_sum, baseline_n)).to_dict()
+            design = design_cusum(in_control_rate(monitor.baseline_sum, baseline_n))
+            monitor.design = {**design.to_dict(), "phase_one": phase_one(monitor.baseline_sum, baseline_n, design).to_dict()}
             monitor.state = CusumState().to_dict()
             fresh = observations[used:]
     else:
@@ -276,17 +274,6 @@ def _observe(monitor: DeploymentMonitor, observations: list[float], at) -> None:
             _raise_alert(monitor, state)
     monitor.last_feedback_at = at
     monitor.save()
-
-
-def in_control_rate(k: float, n: int) -> float:
-    """p0: the upper end of the rate's 80% Wilson interval (about 1.3 standard errors), within [2%, 50%].
-
-    The rate at deployment is itself estimated from the first reports; taking an upper limit
-    keeps an unluckily low start from turning ordinary variation into alarms. Simulated with
-    100 baseline reports at 10% (README): 5% of stable streams alarm within 300 later reports,
-    99% of streams rising to 30% alarm, after a median of 44 reports."""
-    _, high = disagreement_rate_ci(k, n, confidence=0.8)
-    return min(max(high, BASELINE_FLOOR), BASELINE_CEILING)
 
 
 def _design(monitor: DeploymentMonitor):

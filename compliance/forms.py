@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-
 from django import forms
 from django.core.exceptions import ValidationError
 
 from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
 from compliance.dossier_fields import FIELDS, validate_values
-from compliance.dossiers import dossier_sign
+from compliance.dossiers import DEFAULT_MEANING
 from compliance.feedback import EDITABLE, case_reference_check
 from compliance.incident_rules import INCIDENT_TYPES
 from compliance.models import Feedback
@@ -110,7 +108,14 @@ class DossierForm(forms.Form):
                     label=f.title,
                     required=False,
                     show_hidden_initial=True,
-                    widget=forms.Textarea(attrs={"rows": 5, "maxlength": f.max_length, "aria-describedby": f"guidance-{f.key}"}),
+                    widget=forms.Textarea(
+                        attrs={
+                            "rows": 2 if f.check and f.min_length < 10 else 5,  # an identifier is one line
+                            "maxlength": f.max_length,
+                            "aria-describedby": f"guidance-{f.key}",
+                            **({"placeholder": f"e.g. {f.example}"} if f.example else {}),
+                        }
+                    ),
                 )
 
     @classmethod
@@ -149,12 +154,20 @@ class DossierSignForm(forms.Form):
     meaning = forms.CharField(
         max_length=200,
         label="What your signature means",
-        initial=inspect.signature(dossier_sign).parameters["meaning"].default,  # the service's default, stated once
-        help_text="Recorded with your signature, the time and the snapshot's hash.",
+        initial=DEFAULT_MEANING,
+        help_text="Recorded with your name, the time and the snapshot's hash, and printed on the documents.",
     )
+    snapshot_sha256 = forms.CharField(max_length=64, required=False, widget=forms.HiddenInput, help_text="The snapshot shown on this page.")
     confirm = forms.BooleanField(
         label="I have reviewed this snapshot and sign it as a second compliance officer.",
         error_messages={"required": "Tick the box to confirm that you sign this snapshot."},
+    )
+    password = forms.CharField(
+        max_length=4096,
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Your own password, again: a signature is made by the person at the keyboard now.",
     )
     otp_code = forms.CharField(
         max_length=8,

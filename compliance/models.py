@@ -12,6 +12,8 @@ from compliance.choices import (
     AlertKind,
     AlertSeverity,
     AlertStatus,
+    ApprovalStatus,
+    ConformityRoute,
     CorrectiveActionKind,
     DocumentKind,
     DossierStatus,
@@ -21,6 +23,7 @@ from compliance.choices import (
 )
 from compliance.incident_rules import INCIDENT_TYPES, is_overdue
 from core.errors import ImmutableRecord
+from core.models import NeverEdited
 from registry.validators import validate_json_safe
 
 _RATING = [MinValueValidator(1), MaxValueValidator(5)]
@@ -177,7 +180,8 @@ class Alert(models.Model):
 
 class ScoringPolicy(models.Model):
     """A version of the rules that turn evidence into the six FUTURE-AI scores. Never edited:
-    a change is a new version, so every assessment keeps the policy it was computed under."""
+    a change is a new version, so every assessment keeps the policy it was computed under. One
+    officer proposes a version; it becomes active once a second officer confirms it."""
 
     version = models.PositiveIntegerField(unique=True)
     name = models.CharField(max_length=120)
@@ -185,8 +189,19 @@ class ScoringPolicy(models.Model):
         validators=[validate_json_safe], help_text="Principles, criteria, rules, weights, thresholds (compliance.trust.policy)."
     )
     active = models.BooleanField(default=False, help_text="The policy new assessments use; one at a time.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="The officer who proposed it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The second officer who made it the active policy; empty while it waits, and for the built-in policy.",
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "validation_scoringpolicy"  # the table (and its index and constraint names) kept from validation
@@ -226,14 +241,24 @@ class TrustAssessment(models.Model):
 
 
 class TrustException(models.Model):
-    """An officer's justified exception to the trust guard for one principle of one version:
-    approval may go ahead although that principle lacks evidence or is under the policy's minimum."""
+    """A justified exception to the trust guard for one principle of one version: approval may go
+    ahead although that principle lacks evidence or is under the policy's minimum. One officer of
+    the provider proposes it (``granted_by``); it counts once a second officer confirms it."""
 
     version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="trust_exceptions")
     principle = models.CharField(max_length=20)
     justification = models.TextField(max_length=4000)
-    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", help_text="The officer who proposed it.")
     granted_at = models.DateTimeField(auto_now_add=True)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The second officer who confirmed it; until then the guard does not count it.",
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "validation_trustexception"  # the table (and its index and constraint names) kept from validation
@@ -341,6 +366,7 @@ class Dossier(models.Model):
         default=0, help_text="Saves so far; a save names the count it started from, so a concurrent edit is refused, not overwritten."
     )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    editors = models.JSONField(default=list, blank=True, help_text="Ids of the users who saved fields of this revision: none of them may sign it.")
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     snapshot = models.JSONField(null=True, blank=True, help_text="Fields, evidence and completeness frozen at submission.")
@@ -381,23 +407,77 @@ class Dossier(models.Model):
         super().save(*args, **kwargs)
 
 
-class DossierSignature(models.Model):
-    """A second officer's signature of a submitted dossier: who, when, what it means, and the hash
-    of the snapshot signed. Never edited."""
+class DossierSignatureQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableRecord("A signature cannot be changed.", code="signature_immutable")
+
+    def delete(self):
+        raise ImmutableRecord("A signature cannot be deleted.", code="signature_immutable")
+
+
+class DossierSignature(NeverEdited):
+    """A second officer's electronic signature of a submitted dossier (21 CFR 11.50 style): the
+    signer's printed name, when, what the signature means, for which institution, how the signer
+    re-authenticated, the hash of the snapshot signed and the audit chain's head at that moment.
+    Never edited, never deleted."""
 
     dossier = models.OneToOneField(Dossier, on_delete=models.PROTECT, related_name="signature")
     signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signer_name = models.CharField(max_length=300, blank=True, help_text="The signer's full name as it was at signing.")
+    institution = models.ForeignKey(
+        "registry.Institution", on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="The institution signed for."
+    )
     meaning = models.CharField(max_length=200)
+    authentication = models.CharField(max_length=60, blank=True, help_text="How the signer proved who they were at signing.")
     snapshot_sha256 = models.CharField(max_length=64)
+    audit_seq = models.PositiveBigIntegerField(null=True, blank=True, help_text="The audit chain's newest event when the signature was made.")
+    audit_hash = models.CharField(max_length=64, blank=True, help_text="That event's hash: the chain's head at signing.")
     signed_at = models.DateTimeField(auto_now_add=True)
 
-    def __str__(self) -> str:
-        return f"Signature of {self.dossier} by {self.signer_id}"
+    objects = DossierSignatureQuerySet.as_manager()
 
-    def save(self, *args, **kwargs):
-        if self.pk:
-            raise ImmutableRecord("A signature cannot be changed.", code="signature_immutable")
-        super().save(*args, **kwargs)
+    def __str__(self) -> str:
+        return f"Signature of {self.dossier} by {self.signer_name or self.signer_id}"
+
+    edit_refused = ("A signature cannot be changed.", "signature_immutable")
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRecord("A signature cannot be deleted.", code="signature_immutable")
+
+
+class VersionApproval(models.Model):
+    """The approval of a version under review, with four eyes: one compliance officer of the
+    provider proposes it, a second one confirms it, and the confirmation moves the version to
+    approved through the lifecycle guards. A declined proposal stays, with the note why."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="approvals")
+    status = models.CharField(max_length=12, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="Who confirmed or declined it."
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, max_length=4000, help_text="Why it was declined.")
+
+    class Meta:
+        ordering = ["-proposed_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version"],
+                condition=models.Q(status=ApprovalStatus.PENDING),
+                name="%(app_label)s_%(class)s_one_pending",
+                violation_error_message="This version has a proposed approval waiting already.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status=ApprovalStatus.PENDING) | models.Q(decided_by__isnull=False),
+                name="%(app_label)s_%(class)s_decided_has_officer",
+                violation_error_message="A confirmed or declined approval names the officer who decided.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval of {self.version} proposed by {self.proposed_by_id} ({self.status})"
 
 
 class DocumentQuerySet(models.QuerySet):
@@ -412,7 +492,7 @@ class DocumentQuerySet(models.QuerySet):
         return super().delete()
 
 
-class Document(models.Model):
+class Document(NeverEdited):
     """A document rendered from a signed dossier revision's frozen snapshot (technical
     documentation, instructions for use, declaration of conformity draft, model card, change
     log, general-purpose model documentation). The file is stored content-addressed by its
@@ -445,27 +525,30 @@ class Document(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.dossier}"
 
-    def save(self, *args, **kwargs):
-        if self.pk:
-            raise ImmutableRecord("A stored document is never edited; render a new revision instead.", code="document_immutable")
-        super().save(*args, **kwargs)
+    edit_refused = ("A stored document is never edited; render a new revision instead.", "document_immutable")
 
     def delete(self, *args, **kwargs):
         return type(self).objects.filter(pk=self.pk).delete()
 
 
-class ChangePlan(models.Model):
-    """The officer-configured rules that classify a version's changes against its parent as
-    within the pre-determined change plan (Annex IV 2(f)) or a substantial modification
-    (Art. 43(4)). Never edited: a change is a new plan version, so every change log keeps the
-    rules it was classified by. A plan without a foundation model applies to every model
-    that has none of its own."""
+class ChangePlan(NeverEdited):
+    """A model's pre-determined change plan (Annex IV 2(f)): the rules that classify a version's
+    changes against its parent as within the plan or a substantial modification (Art. 43(4)).
+
+    One officer proposes a version; it is in force only once a second officer of the provider
+    approves it (``ChangePlanApproval``). Never edited: a change is a new plan version. A signed
+    dossier freezes the plan in force for its version, and that frozen plan judges the versions
+    derived from it later (``compliance.change_rules.change_plan_in_force``). Rows without a
+    foundation model are plans of the first release, which applied to every model; they are
+    never in force."""
 
     foundation_model = models.ForeignKey("registry.FoundationModel", on_delete=models.PROTECT, null=True, blank=True, related_name="change_plans")
     version = models.PositiveIntegerField()
-    rules = models.JSONField(help_text="Thresholds and which kinds of change stay within the plan (compliance.change_log).")
+    rules = models.JSONField(help_text="Limits and which kinds of change stay within the plan (compliance.change_rules).")
     rationale = models.TextField(help_text="Why these rules: the change plan text of Annex IV 2(f) they implement.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="The officer who proposed it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -482,7 +565,75 @@ class ChangePlan(models.Model):
     def __str__(self) -> str:
         return f"Change plan {self.version} of {self.foundation_model or 'every model'}"
 
-    def save(self, *args, **kwargs):
-        if self.pk:
-            raise ImmutableRecord("A change plan is never edited; add a new version.", code="change_plan_immutable")
-        super().save(*args, **kwargs)
+    edit_refused = ("A change plan is never edited; add a new version.", "change_plan_immutable")
+
+
+class ChangePlanApproval(NeverEdited):
+    """A second officer's approval that puts a proposed change plan in force: never its proposer,
+    always an officer of the model's provider. Never edited."""
+
+    plan = models.OneToOneField(ChangePlan, on_delete=models.PROTECT, related_name="approval")
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    approved_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Approval of {self.plan} by {self.approved_by_id}"
+
+    edit_refused = ("An approval is never edited.", "change_plan_approval_immutable")
+
+
+class ConformityAssessment(NeverEdited):
+    """The conformity assessment recorded for a version (AI Act Art. 43): how it was assessed, by
+    which notified body, under which certificate, and when. A substantial modification (Art. 43(4))
+    is approved only once one is recorded. Never edited: a correction is a new record."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="conformity_assessments")
+    route = models.CharField(max_length=30, choices=ConformityRoute.choices)
+    notified_body = models.CharField(
+        max_length=200, blank=True, help_text="Its name and four-digit identification number; empty for internal control."
+    )
+    certificate_reference = models.CharField(max_length=120, blank=True, help_text="The notified body's certificate; empty for internal control.")
+    assessed_on = models.DateField(help_text="When the assessment concluded.")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "-assessed_on", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(route=ConformityRoute.INTERNAL_CONTROL) | (~models.Q(notified_body="") & ~models.Q(certificate_reference="")),
+                name="%(app_label)s_%(class)s_notified_body_named",
+                violation_error_message="An assessment by a notified body names the body and its certificate.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conformity assessment of {self.version} ({self.get_route_display()}, {self.assessed_on})"
+
+    edit_refused = ("A recorded conformity assessment is never edited; record a new one.", "conformity_assessment_immutable")
+
+
+class ReleaseEvidence(NeverEdited):
+    """The evidence a provider declares for a version: the validation runs on its intended population
+    and the operating point they measured, pinned by a compliance officer of the provider
+    (``compliance.release_evidence``). The documents quote these figures as the declared performance;
+    no other run (a post-market revalidation, a drift check) ever stands in for them. Never edited:
+    pinning again is a new record, and the newest is in force; a submitted dossier freezes it."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="release_evidence")
+    runs = models.ManyToManyField("validation.ValidationRun", related_name="+", help_text="Succeeded runs on the version's test data.")
+    population = models.TextField(max_length=2000, help_text="The intended population these runs represent, in words.")
+    operating_points = models.JSONField(
+        validators=[validate_json_safe], help_text="Per label, the threshold the runs measured, which is the one the version ships with."
+    )
+    pinned_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    pinned_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "-pinned_at", "-pk"]
+        verbose_name_plural = "release evidence"
+
+    def __str__(self) -> str:
+        return f"Release evidence of {self.version} pinned by {self.pinned_by_id}"
+
+    edit_refused = ("Pinned release evidence is never edited; pin it again.", "release_evidence_immutable")

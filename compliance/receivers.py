@@ -10,19 +10,25 @@ from __future__ import annotations
 from django.db.models.signals import post_save
 
 from compliance.alerts import alerts_raise_for_run
+from compliance.approvals import approval_check
+from compliance.change_control import change_control_guard
 from compliance.dossiers import signed_dossier
 from compliance.models import (
     Alert,
     ChangePlan,
+    ChangePlanApproval,
+    ConformityAssessment,
     CorrectiveAction,
     Document,
     Dossier,
     DossierSignature,
     Feedback,
     Incident,
+    ReleaseEvidence,
     ScoringPolicy,
     TrustAssessment,
     TrustException,
+    VersionApproval,
 )
 from compliance.trust.services import trust_guard, trust_request
 from core.audit import audit_register
@@ -62,17 +68,22 @@ def dossier_saved(sender, instance, raw=False, **kwargs) -> None:
 
 
 def connect() -> None:
-    # Feedback, incidents and their actions, signatures, stored documents and change plans are
-    # records an authority may ask for; the deployment monitor is derived from feedback and not audited.
-    for model in (Feedback, Incident, CorrectiveAction, DossierSignature, Document, ChangePlan):
+    # Feedback, incidents and their actions, signatures, stored documents, change plans and their
+    # approvals, and conformity assessments are records an authority may ask for; the deployment
+    # monitor is derived from feedback and not audited.
+    for model in (Feedback, Incident, CorrectiveAction, DossierSignature, Document, ChangePlan, ChangePlanApproval, ConformityAssessment):
         audit_register(model)
+    audit_register(ReleaseEvidence)  # pinned by an officer: the runs (a many-to-many event) and the operating point
     audit_register(Dossier, exclude=("snapshot",))  # its hash is audited; the frozen body stays in the row
     audit_register(Alert)  # raised, acknowledged, resolved
     audit_register(ScoringPolicy)
     audit_register(TrustAssessment, exclude=("principles", "chart_svg"))  # the scores are in the row; the event says it was made
     audit_register(TrustException)
+    audit_register(VersionApproval)
     register_evidence_check("dossier", signed_dossier)
     register_evidence_check("trust", trust_guard)
+    register_evidence_check("change_control", change_control_guard)
+    register_evidence_check("second_officer", approval_check)
     run_succeeded.connect(run_succeeded_received, sender=ValidationRun, dispatch_uid="compliance:run_succeeded")
     site_report_received.connect(site_report_saved, sender=FederatedJob, dispatch_uid="compliance:site_report")
     post_save.connect(dataset_saved, sender=Dataset, dispatch_uid="trust:dataset")

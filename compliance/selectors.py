@@ -25,6 +25,7 @@ from compliance.models import (
     ScoringPolicy,
     TrustAssessment,
     TrustException,
+    VersionApproval,
 )
 from compliance.monitoring import disagreement_rate_ci
 from core.access import scope
@@ -204,4 +205,8 @@ def scoring_policy_list(*, user) -> QuerySet[ScoringPolicy]:
 
 
 def trust_exception_list(*, user) -> QuerySet[TrustException]:
-    return scope(user, TrustException.objects.select_related("version__foundation_model", "granted_by"))
+    return scope(user, TrustException.objects.select_related("version__foundation_model__provider", "granted_by", "confirmed_by"))
+
+
+def version_approval_list(*, user) -> QuerySet[VersionApproval]:
+    return scope(user, VersionApproval.objects.select_related("version__foundation_model__provider", "proposed_by", "decided_by"))

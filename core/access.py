@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.conf import settings
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from core.choices import Role
@@ -28,7 +29,8 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "model_version": (PEOPLE, frozenset({ML})),
     "model_version.transition": (PEOPLE, frozenset({ML, CO})),
     "dataset": (frozenset({ML, CO, AU}), frozenset({ML, CO})),
-    "provenance": (frozenset({ML, CO, AU}), frozenset({ML})),
+    "provenance": (frozenset({ML, CO, AU}), frozenset({ML, CO})),  # the version's provider's users only (registry.services)
+    "data_use_grant": (frozenset({ML, CO, AU}), frozenset({CO})),  # granted and revoked by the dataset's steward's officers
     "deployment": (PEOPLE, frozenset({CO})),
     "audit_event": (frozenset({CO, AU}), frozenset()),
     "validation_run": (frozenset({ML, CO, AU}), frozenset({ML})),
@@ -42,6 +44,7 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "trust_assessment": (PEOPLE, frozenset({ML, CO})),
     "scoring_policy": (frozenset({ML, CO, AU}), frozenset({CO})),
     "trust_exception": (frozenset({ML, CO, AU}), frozenset({CO})),
+    "version_approval": (frozenset({ML, CO, AU}), frozenset({CO})),  # proposed and confirmed by two officers of the provider
     "dossier": (frozenset({ML, CO, AU}), frozenset({CO})),
     "document": (frozenset({ML, CO, AU}), frozenset({CO})),
     "federated_study": (frozenset({ML, CO, AU, SA}), frozenset({ML, CO})),  # a site agent: its site's studies, its own job (scope)
@@ -76,7 +79,9 @@ def scope(user, queryset: QuerySet) -> QuerySet:
 
     - Compliance officers and auditors see everything but other stewards' per-case outputs.
     - ML engineers see the models their institution provides (and everything under them),
-      datasets their institution stewards or that feed their models, and every institution.
+      datasets their institution stewards, that feed their models or that another institution
+      grants it the use of (while the grant is active: ``data_use_active``), the data-use grants
+      their institution gave or holds, and every institution.
     - Clinicians see only their institution, the deployments there and the versions deployed there.
     - A site agent sees its own site's federated jobs and the studies they belong to; the central
       worker sees nothing.
@@ -110,7 +115,10 @@ def _rules(role: str | None, user) -> dict[str, Q]:
             "registry.institution": Q(),
             "registry.foundationmodel": Q(provider_id=inst),
             "registry.modelversion": Q(foundation_model__provider_id=inst),
-            "registry.dataset": Q(institution_id=inst) | Q(provenance__version__foundation_model__provider_id=inst),
+            "registry.dataset": Q(institution_id=inst)
+            | Q(provenance__version__foundation_model__provider_id=inst)
+            | (Q(use_grants__grantee_id=inst) & data_use_active(prefix="use_grants__")),
+            "registry.datausegrant": Q(dataset__institution_id=inst) | Q(grantee_id=inst),
             "registry.provenance": Q(version__foundation_model__provider_id=inst),
             "registry.deployment": Q(version__foundation_model__provider_id=inst) | Q(institution_id=inst),
             "validation.validationrun": Q(version__foundation_model__provider_id=inst) | Q(dataset__institution_id=inst),
@@ -122,6 +130,7 @@ def _rules(role: str | None, user) -> dict[str, Q]:
             "compliance.trustassessment": Q(version__foundation_model__provider_id=inst),
             "compliance.scoringpolicy": Q(),
             "compliance.trustexception": Q(version__foundation_model__provider_id=inst),
+            "compliance.versionapproval": Q(version__foundation_model__provider_id=inst),
             "compliance.dossier": Q(version__foundation_model__provider_id=inst),
             "compliance.document": Q(dossier__version__foundation_model__provider_id=inst),
             "validation.federatedstudy": Q(version__foundation_model__provider_id=inst),
@@ -146,6 +155,21 @@ def _rules(role: str | None, user) -> dict[str, Q]:
             "validation.federatedstudy": Q(jobs__institution_id=inst),  # one job per site and study: no repeated rows
         }
     return {}
+
+
+def data_use_active(*, prefix: str = "") -> Q:
+    """The one definition of an active data-use grant: not revoked, and today within its period,
+    both ends included. ``prefix`` reaches the grant through a relation (``use_grants__``)."""
+    today = timezone.localdate()
+    return Q(**{f"{prefix}revoked_at__isnull": True, f"{prefix}valid_from__lte": today, f"{prefix}valid_until__gte": today})
+
+
+def may_grant_data_use(user, *, steward_id: int | None) -> bool:
+    """Only the data steward grants and revokes the use of its datasets: a compliance officer of the
+    institution that stewards the dataset (a superuser may act for it)."""
+    if getattr(user, "is_superuser", False):
+        return True
+    return steward_id is not None and role_of(user) == CO and getattr(user, "institution_id", None) == steward_id
 
 
 def _case_outputs_rule(label: str, inst: int | None) -> Q | None:
@@ -188,6 +212,8 @@ def owner_institution_id(obj) -> int | None:
         return obj.foundation_model.provider_id
     if label == "registry.dataset":
         return obj.institution_id
+    if label == "registry.datausegrant":
+        return obj.dataset.institution_id
     if label in {
         "registry.provenance",
         "validation.validationrun",
@@ -200,13 +226,22 @@ def owner_institution_id(obj) -> int | None:
     return None
 
 
+def may_write_provenance(user, *, provider_id: int | None) -> bool:
+    """Provenance is a provider's record of the data behind its versions: only the provider's own users
+    (engineers and officers) write it, so no other institution's officer links or unlinks data there."""
+    return getattr(user, "is_superuser", False) or (provider_id is not None and getattr(user, "institution_id", None) == provider_id)
+
+
 def may_change(user, obj) -> bool:
-    """ML engineers change only what their institution owns; officers act for the provider on everything.
+    """ML engineers change only what their institution owns; officers act for the provider on everything
+    but provenance (``may_write_provenance``).
 
     An API token is changed (revoked) by its user, or by an officer (``api_token.others``).
     """
     if obj._meta.label_lower == "core.apitoken":
         return obj.user_id == user.pk or may(user, "api_token.others", write=True)
+    if obj._meta.label_lower == "registry.provenance":
+        return may_write_provenance(user, provider_id=owner_institution_id(obj))
     if getattr(user, "is_superuser", False) or role_of(user) != ML:
         return True
     return owner_institution_id(obj) == user.institution_id

@@ -17,6 +17,23 @@ def _refuse_update() -> ImmutableRecord:
     return ImmutableRecord("Audit events are append-only: they cannot be updated.", code="immutable")
 
 
+class NeverEdited(models.Model):
+    """A record that is written once: saving it again is refused with ``edit_refused`` (message, code),
+    so a correction is always a new record and the history stays as it was. Database triggers add the
+    same rule below the ORM where a model needs it."""
+
+    edit_refused: tuple[str, str] = ("This record is never edited.", "record_immutable")
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk:
+            message, code = self.edit_refused
+            raise ImmutableRecord(message, code=code)
+        super().save(*args, **kwargs)
+
+
 class AuditEventQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise _refuse_update()

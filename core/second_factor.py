@@ -1,9 +1,9 @@
 """The optional second factor (a TOTP authenticator app, django-otp) for signing.
 
-With ``RADTRUST_REQUIRE_OTP_FOR_SIGNING`` on, a signature needs the current six-digit code of
-the signer's confirmed authenticator, checked when the signature is asked for (in the request
-itself, so the API and the pages need no second-factor session). A wrong code counts towards
-django-otp's throttle, which grows the wait after each failure.
+A signer who enrolled an authenticator gives its current six-digit code with every signature;
+with ``RADTRUST_REQUIRE_OTP_FOR_SIGNING`` on, every signer must have one. The code is checked when
+the signature is asked for (in the request itself, so the API and the pages need no second-factor
+session). A wrong code counts towards django-otp's throttle, which grows the wait after each failure.
 """
 
 from __future__ import annotations
@@ -20,15 +20,20 @@ def confirmed_device(user) -> TOTPDevice | None:
     return TOTPDevice.objects.filter(user=user, confirmed=True).first()
 
 
-def second_factor_check(*, user, code: str) -> None:
-    """Refuse (400 on ``otp_code``) unless the second factor is off or ``code`` is the user's current one.
+def second_factor_required(user) -> bool:
+    return settings.RADTRUST_REQUIRE_OTP_FOR_SIGNING or confirmed_device(user) is not None
+
+
+def second_factor_check(*, user, code: str) -> bool:
+    """Whether a code was checked: refuse (400 on ``otp_code``) unless the user has no authenticator
+    and none is required, or ``code`` is the user's current one.
 
     Call it outside any transaction that the refusal rolls back: the throttle must keep its count.
     """
-    if not settings.RADTRUST_REQUIRE_OTP_FOR_SIGNING:
-        return
     device = confirmed_device(user)
     if device is None:
+        if not settings.RADTRUST_REQUIRE_OTP_FOR_SIGNING:
+            return False
         raise ValidationError(
             {"otp_code": "Signing needs a second factor: enrol an authenticator app on the two-factor page (/account/two-factor/) first."}
         )
@@ -38,6 +43,7 @@ def second_factor_check(*, user, code: str) -> None:
         raise ValidationError(
             {"otp_code": "The code is wrong, already used or too old, or too many wrong codes were tried: wait, then give the current one."}
         )
+    return True
 
 
 def totp_enrol_start(*, user) -> TOTPDevice:

@@ -200,7 +200,7 @@ RADTRUST_FEEDBACK_EDIT_HOURS = env_int("RADTRUST_FEEDBACK_EDIT_HOURS", 24, minim
 # A burst of feedback is scored once: the recomputation waits this long after the first report.
 RADTRUST_TRUST_DEBOUNCE_SECONDS = env_int("RADTRUST_TRUST_DEBOUNCE_SECONDS", 60, minimum=0)
 # The first reports of a deployment set its disagreement rate at deployment (the CUSUM's p0).
-RADTRUST_MONITOR_BASELINE_FEEDBACK = env_int("RADTRUST_MONITOR_BASELINE_FEEDBACK", 100, minimum=10)
+RADTRUST_MONITOR_BASELINE_FEEDBACK = env_int("RADTRUST_MONITOR_BASELINE_FEEDBACK", 100, minimum=50)  # compliance.monitoring.MIN_BASELINE_REPORTS
 RADTRUST_RUN_TIME_LIMIT_SECONDS = env_int("RADTRUST_RUN_TIME_LIMIT_SECONDS", 4 * 3600, minimum=10)
 RADTRUST_RUN_UNCLAIMED_SECONDS = env_int("RADTRUST_RUN_UNCLAIMED_SECONDS", 600, minimum=5)
 
@@ -252,6 +252,14 @@ if RADTRUST_API_TOKEN_DAYS > RADTRUST_API_TOKEN_MAX_DAYS:
     )
 # Officers prove a second factor (a TOTP code) before they sign a dossier.
 RADTRUST_REQUIRE_OTP_FOR_SIGNING = env_bool("RADTRUST_REQUIRE_OTP_FOR_SIGNING", False)
+# The documents' PAdES signatures (compliance.pdf_signing): each institution's key and certificate in this
+# folder as <code>.key.pem, <code>.cert.pem and an optional <code>.chain.pem. A missing pair is issued by a
+# local CA kept in the same folder unless RADTRUST_SIGNING_LOCAL_CA is off (bring a real certificate then).
+# Keys written here are encrypted with the passphrase when one is set (a secret: use the _FILE variant).
+RADTRUST_SIGNING_DIR = Path(env_str("RADTRUST_SIGNING_DIR", str(VAR_DIR / "signing")))
+RADTRUST_SIGNING_KEY_PASSPHRASE = env_str("RADTRUST_SIGNING_KEY_PASSPHRASE", "") or ""
+RADTRUST_SIGNING_LOCAL_CA = env_bool("RADTRUST_SIGNING_LOCAL_CA", True)
+RADTRUST_SIGNING_TSA_URL = env_str("RADTRUST_SIGNING_TSA_URL", "") or ""  # an RFC 3161 time-stamp authority, when the site has one
 OTP_TOTP_ISSUER = "RadTrust"
 # The schema and Swagger UI name every endpoint and field: public in development, behind a login in production.
 RADTRUST_PUBLIC_API_DOCS = env_bool("RADTRUST_PUBLIC_API_DOCS", not PRODUCTION)

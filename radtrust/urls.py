@@ -7,6 +7,7 @@ from core.pages import api_docs_page
 urlpatterns = [
     path("", include("compliance.pages.routes")),
     path("", include("validation.page_routes")),
+    path("", include("registry.page_routes")),
     path("", include("core.page_routes")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

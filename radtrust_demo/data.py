@@ -150,10 +150,11 @@ class Case:
         return _SCANNER_BY_SITE[self.site]
 
 
-def sample_cases(rng: np.random.Generator, n_images: int, population: Population = TEST_POPULATION) -> list[Case]:
+def sample_cases(rng: np.random.Generator, n_images: int, population: Population = TEST_POPULATION, *, id_prefix: str = "") -> list[Case]:
     """Patients with 1-3 images each, drawn until ``n_images`` images exist
     (the last patient may have fewer). A patient keeps their site, label and
-    age; later images are follow-ups 1-12 months apart."""
+    age; later images are follow-ups 1-12 months apart. Ids are ``id_prefix``
+    plus ``P00001``, ``P00002``, ... in the order drawn."""
     weights = np.asarray(population.site_weights, dtype=float)
     weights /= weights.sum()
     cases: list[Case] = []
@@ -175,7 +176,7 @@ def sample_cases(rng: np.random.Generator, n_images: int, population: Population
             if k > 1:
                 date += dt.timedelta(days=int(rng.integers(30, 366)))
             protocol = PROTOCOLS[int(rng.random() < 0.2)]
-            cases.append(Case(f"P{number:05d}", k, age, sex, ethnicity, site, protocol, date, positive))
+            cases.append(Case(f"{id_prefix}P{number:05d}", k, age, sex, ethnicity, site, protocol, date, positive))
     return cases
 
 
@@ -355,6 +356,12 @@ def generate_dataset(
     For about 5% of DICOM rows the scanner manufacturer and model cells are
     left empty; the headers carry them (``fill_attributes_from_headers``).
     The same arguments write byte-identical files.
+
+    Patient ids start with the seed (``D8-P00001``): each seed draws new
+    patients (their own ages, sexes and labels; a patient's follow-up images
+    are within one dataset), and the baseline comparison pairs runs' patients
+    by id (``radtrust_engine.baseline``), so ids shared across datasets would
+    pair strangers. The demo gives each dataset its own seed.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -365,7 +372,7 @@ def generate_dataset(
     root = Path(root)
     case_rng = np.random.default_rng((_DATASET_STREAM, seed, 0))
     image_rng = np.random.default_rng((_DATASET_STREAM, seed, 1))
-    cases = sample_cases(case_rng, n_images, population)
+    cases = sample_cases(case_rng, n_images, population, id_prefix=f"D{seed}-")
     rows: list[dict[str, Any]] = []
     missing = 0
     for case in cases:

@@ -1,5 +1,6 @@
 """The compliance part of ``manage.py demo``: the nodule model approved through the lifecycle guards
-(a dossier signed by a second officer, justified trust exceptions), in use at two hospitals, twelve weeks
+(a dossier signed by a second officer, justified trust exceptions), its fine-tuned version held back
+as a substantial modification until its conformity assessment is recorded, in use at two hospitals, twelve weeks
 of clinician feedback in which one site's disagreement rises, the alert the sequential test
 raises, and the incident an officer escalates from it.
 
@@ -11,23 +12,34 @@ twelve weeks so that the weekly view has a history. Reuses what an earlier demo 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
-from compliance.choices import AlertKind, DossierStatus
+from compliance.approvals import version_approval_confirm, version_approval_propose
+from compliance.change_control import change_control_guard, conformity_assessment_record
+from compliance.choices import AlertKind, ApprovalStatus, ConformityRoute, DossierStatus
 from compliance.documents import dossier_documents_render
 from compliance.dossiers import dossier_open, dossier_save, dossier_sign, dossier_submit
 from compliance.feedback import feedback_submit, weeks_rebuild
+from compliance.field_checks import gtin_check_digit
 from compliance.incidents import incident_escalate
 from compliance.models import Alert, Feedback, Incident
-from compliance.trust.services import trust_assess, trust_exception_grant
+from compliance.release_evidence import TEST, release_evidence_current, release_evidence_pin, version_run_role
+from compliance.trust.services import trust_assess, trust_exception_confirm, trust_exception_grant
+from core.errors import Conflict
 from radtrust_demo.dossier_text import OFFICER_TEXT
 from registry import services
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import Deployment, Institution, ModelVersion, User
+from validation.choices import RunStatus
+from validation.models import ValidationRun
 
 WEEKS = 12
+DEMO_POPULATION = "Adults with frontal chest radiographs at three sites on two detector vendors (generated for the demo)."
+DEMO_NOTIFIED_BODY = "Demo Notified Body B.V., 0000 (fictitious)"
 # (site code, reports before the change, rate before, reports after, rate after)
 STREAMS = {"st-anna": (100, 0.08, 240, 0.08), "city-general": (100, 0.08, 240, 0.30)}
 ERRORS = ("false_positive", "false_negative", "wrong_localisation", "poor_image_handling")
@@ -105,47 +117,124 @@ DEFAULT_EXCEPTION_REASON = (
 )
 
 
+def demo_credentials() -> dict[str, str]:
+    """The demo users' passwords by user name, as ``manage.py demo`` keeps them in var/demo-credentials.txt."""
+    path = Path(settings.VAR_DIR) / "demo-credentials.txt"
+    return dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line) if path.exists() else {}
+
+
 def _signed_dossier(version: ModelVersion, officer: User, reviewer: User, out):
     """The version's newest signed revision, or one the officer fills in and submits and the reviewer signs."""
     signed = version.dossiers.filter(status=DossierStatus.SIGNED).order_by("-revision").first()
     if signed is not None:
         return signed
     out(f"Dossier of {version}: {officer.username} fills it in and submits, {reviewer.username} signs ...")
+    release_evidence_demo(version=version, officer=officer, out=out)
+    dossier = dossier_open(actor=officer, version=version)
+    dossier = dossier_save(actor=officer, dossier=dossier, values=officer_values(version), edit_count=dossier.edit_count)
+    dossier = dossier_submit(actor=officer, dossier=dossier)
+    password = demo_credentials()[reviewer.username]  # the signer gives their password again
+    return dossier_sign(actor=reviewer, dossier=dossier, password=password, snapshot_sha256=dossier.snapshot_sha256).dossier
+
+
+def officer_values(version: ModelVersion) -> dict[str, str]:
+    """What the demo's officer writes in the version's dossier (``radtrust_demo.dossier_text``)."""
     names = {
         "model": version.foundation_model.name,
         "version": version.version,
         "provider": version.foundation_model.provider.name,
-        "parent": str(version.parent) if version.parent_id else "no parent (a first version)",
+        "changes": f"Fine-tuned from {version.parent} on data where site c and patients aged 65 and over are well represented; the change log "
+        "classifies it as a substantial modification, so it needs its own conformity assessment (Art. 43(4))."
+        if version.parent_id
+        else "First version: there is no earlier version to compare with.",
+        "udi_di": demo_udi_di(version),
     }
-    dossier = dossier_open(actor=officer, version=version)
-    dossier = dossier_save(
-        actor=officer, dossier=dossier, values={k: v.format(**names) for k, v in OFFICER_TEXT.items()}, edit_count=dossier.edit_count
+    return {key: text.format(**names) for key, text in OFFICER_TEXT.items()}
+
+
+def demo_udi_di(version: ModelVersion) -> str:
+    """A well-formed, fictitious GS1 UDI-DI per version (a new one for each software version, MDR Annex VI Part C 6.5.2)."""
+    body = f"0409876500{int(version.version.replace('.', '')) % 1000:03d}"
+    return body + str(gtin_check_digit(body))
+
+
+def release_evidence_demo(*, version: ModelVersion, officer: User, out=print) -> None:
+    """The officer pins the version's runs on its test data (the newest per dataset) as its declared
+    performance; the go-live baseline and the drift checks on later data stay post-market evidence."""
+    if release_evidence_current(version) is not None:
+        return
+    role = version_run_role(version)
+    newest: dict[int, ValidationRun] = {}
+    for run in version.validation_runs.filter(status=RunStatus.SUCCEEDED).select_related("dataset").order_by("-finished_at"):
+        if role(run) == TEST:
+            newest.setdefault(run.dataset_id, run)
+    pin = release_evidence_pin(actor=officer, version=version, runs=list(newest.values()), population=DEMO_POPULATION)
+    thresholds = ", ".join(f"{label} {threshold:.3g}" for label, threshold in pin.operating_points.items())
+    out(
+        f"{officer.username} pins {', '.join(f'run {r.pk} on {r.dataset.name}' for r in newest.values())} as the release evidence of {version} "
+        f"(operating threshold {thresholds}); the other runs stay post-market evidence."
     )
-    dossier = dossier_submit(actor=officer, dossier=dossier)
-    return dossier_sign(actor=reviewer, dossier=dossier).dossier
 
 
 def approval_demo(*, version: ModelVersion, engineer: User, officer: User, reviewer: User, out=print) -> list[str]:
-    """Take the version to approved through the lifecycle guards: a signed dossier, a fresh trust
-    assessment, and a justified exception for each principle that would block; returns those."""
+    """Take the version to approved through the lifecycle guards with four eyes: a dossier the
+    officer writes and the reviewer signs, a fresh trust assessment, a justified exception the
+    officer proposes and the reviewer confirms for each principle that would block, and the
+    approval the officer proposes and the reviewer confirms; returns the excepted principles."""
     if version.status in {VersionStatus.APPROVED, VersionStatus.DEPLOYED}:
         return list(version.trust_exceptions.values_list("principle", flat=True))
     _signed_dossier(version, officer, reviewer, out)
     assessment = trust_assess(version=version, trigger="demo")
-    excepted = set(version.trust_exceptions.values_list("principle", flat=True))
+    exceptions = {e.principle: e for e in version.trust_exceptions.all()}
     for name, principle in assessment.principles.items():
-        if name not in excepted and (principle["status"] == "insufficient_evidence" or principle.get("below_minimum")):
-            trust_exception_grant(actor=officer, version=version, principle=name, justification=EXCEPTION_REASONS.get(name, DEFAULT_EXCEPTION_REASON))
-            excepted.add(name)
-    path = [VersionStatus.IN_VALIDATION, VersionStatus.UNDER_REVIEW, VersionStatus.APPROVED]
+        if name not in exceptions and (principle["status"] == "insufficient_evidence" or principle.get("below_minimum")):
+            reason = EXCEPTION_REASONS.get(name, DEFAULT_EXCEPTION_REASON)
+            exceptions[name] = trust_exception_grant(actor=officer, version=version, principle=name, justification=reason)
+    for exception in exceptions.values():
+        if exception.confirmed_by_id is None:
+            trust_exception_confirm(actor=reviewer, exception=exception)
+    path = [VersionStatus.IN_VALIDATION, VersionStatus.UNDER_REVIEW]
     for status in path[path.index(version.status) + 1 if version.status in path else 0 :]:
-        services.version_transition(actor=officer if status == VersionStatus.APPROVED else engineer, version=version, to_status=status)
+        services.version_transition(actor=engineer, version=version, to_status=status)
+    version.refresh_from_db()  # the transitions worked on their own copies; the proposal reads the status
+    approval = version.approvals.filter(status=ApprovalStatus.PENDING).first() or version_approval_propose(actor=officer, version=version)
+    version_approval_confirm(actor=reviewer, approval=approval)
     version.refresh_from_db()  # the caller's object (the services worked on their own copies)
+    excepted = sorted(exceptions)
     out(
-        f"{version} approved by {officer.username} (signed dossier, trust assessment {assessment.pk}"
-        + (f", justified exceptions for {', '.join(sorted(excepted))})" if excepted else ")")
+        f"{version} approved: proposed by {officer.username}, confirmed by {reviewer.username} (signed dossier, trust assessment {assessment.pk}"
+        + (f", justified exceptions for {', '.join(excepted)}, each confirmed by a second officer)" if excepted else ")")
     )
-    return sorted(excepted)
+    return excepted
+
+
+def substantial_approval_demo(*, version: ModelVersion, engineer: User, officer: User, reviewer: User, out=print) -> dict:
+    """Change control for a version derived from an approved one: no change plan was pre-determined
+    when it was registered, so its changes are a substantial modification (Art. 43(4)) and approval
+    is refused until its new conformity assessment is recorded; then it is approved. Returns the
+    refusal (empty when an earlier demo got past it) and the assessment."""
+    refusal = ""
+    expected = None if version.conformity_assessments.exists() else change_control_guard(version)
+    if expected is not None and version.status not in {VersionStatus.APPROVED, VersionStatus.DEPLOYED}:
+        try:
+            approval_demo(version=version, engineer=engineer, officer=officer, reviewer=reviewer, out=out)
+        except Conflict as refused:
+            if expected not in str(refused):
+                raise  # refused for another reason than change control
+            refusal = str(refused)
+            out(f"Approval of {version} refused: {refusal}")
+        conformity_assessment_record(
+            actor=officer,
+            version=version,
+            route=ConformityRoute.MDR_NOTIFIED_BODY,
+            notified_body=DEMO_NOTIFIED_BODY,
+            certificate_reference=f"DEMO-CE-{version.foundation_model.pk:04d}-{version.version}",
+            assessed_on=timezone.localdate(),
+        )
+        out(f"{officer.username} records the conformity assessment of {version} by {DEMO_NOTIFIED_BODY} ...")
+        version.refresh_from_db()  # the refused attempt moved it on to under review
+    approval_demo(version=version, engineer=engineer, officer=officer, reviewer=reviewer, out=out)
+    return {"refusal": refusal, "assessment": version.conformity_assessments.order_by("-pk").first()}
 
 
 def dossier_demo(*, versions: list[ModelVersion], officer: User, reviewer: User, out=print) -> list[dict]:

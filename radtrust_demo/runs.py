@@ -10,15 +10,18 @@ import csv
 import hashlib
 import tempfile
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
+from core.access import data_use_active
 from radtrust_demo.data import BALANCED_POPULATION, PLANTED_EFFECTS, Population, generate_dataset, train_classifier
 from radtrust_engine.report import RunReport
 from radtrust_engine.stratification import age_band
 from registry import services
-from registry.choices import Modality, ProvenanceRole, Task
+from registry.choices import DataUsePurpose, Modality, ProvenanceRole, Task
 from registry.models import Dataset, FoundationModel, Institution, ModelVersion, Provenance, User
 
 MODEL_NAME = "ChestFM-Nodule"
@@ -105,14 +108,33 @@ def _site_dataset(name: str, sites: tuple[float, ...], images: int, seed: int, *
     )
 
 
-def drift_datasets(*, engineer: User, site: Institution, out=print) -> tuple[Dataset, list[Dataset]]:
+def data_use_granted(dataset: Dataset, *, steward: User, grantee: Institution, purpose: str) -> None:
+    """The site's steward grants the provider the use of its dataset for a year, unless a grant is active."""
+    if not dataset.use_grants.filter(data_use_active(), grantee=grantee, purpose=purpose).exists():
+        today = timezone.localdate()
+        services.data_use_grant(
+            actor=steward,
+            dataset=dataset,
+            grantee=grantee,
+            purpose=purpose,
+            agreement_reference=f"DEMO-DUA-{dataset.pk}",
+            valid_from=today,
+            valid_until=today + timedelta(days=365),
+        )
+
+
+def drift_datasets(*, engineer: User, steward: User, site: Institution, out=print) -> tuple[Dataset, list[Dataset]]:
     """The go-live data (sites a and b) the baseline run is made on, and the later data compared with it:
-    the same sites again (no drift expected) and site c's Vendor B detector (drift expected)."""
+    the same sites again (no drift expected) and site c's Vendor B detector (drift expected), each granted
+    to the provider by the site's steward for performance monitoring."""
     go_live = _site_dataset(GO_LIVE_SET, (0.55, 0.45, 0.0), 600, 8, engineer=engineer, site=site, out=out)
-    return go_live, [_site_dataset(*spec, engineer=engineer, site=site, out=out) for spec in FOLLOW_UP_SETS]
+    later = [_site_dataset(*spec, engineer=engineer, site=site, out=out) for spec in FOLLOW_UP_SETS]
+    for dataset in (go_live, *later):
+        data_use_granted(dataset, steward=steward, grantee=engineer.institution, purpose=DataUsePurpose.PERFORMANCE_MONITORING)
+    return go_live, later
 
 
-def nodule_model_setup(*, engineer: User, provider: Institution, site: Institution, out=print) -> tuple[ModelVersion, Dataset]:
+def nodule_model_setup(*, engineer: User, steward: User, provider: Institution, site: Institution, out=print) -> tuple[ModelVersion, Dataset]:
     """Generate the test set, train and register the model, document both datasets; return (version, test set)."""
     root = Path(settings.RADTRUST_DATA_ROOTS[0]) / "demo-nodule-test"
     manifest = root / "manifest.csv"
@@ -195,6 +217,7 @@ def nodule_model_setup(*, engineer: User, provider: Institution, site: Instituti
             "location": "Generated in memory at training time (radtrust_demo.data.train_classifier, seed 7).",
         },
     )
+    data_use_granted(test_set, steward=steward, grantee=provider, purpose=DataUsePurpose.EXTERNAL_VALIDATION)
     for dataset, role in ((training_set, ProvenanceRole.FINE_TUNING), (test_set, ProvenanceRole.EXTERNAL_VALIDATION)):
         if not Provenance.objects.filter(version=version, dataset=dataset, role=role).exists():
             services.provenance_link(actor=engineer, version=version, dataset=dataset, role=role)
@@ -215,7 +238,7 @@ def found_effects_lines(summary: dict, report: RunReport) -> list[str]:
         verdict = "found" if found and gap.ci_low > 0 else "NOT found"
         lines.append(
             f"  planted {effect.attribute}={effect.group} ({effect.change}): {verdict}, lowest AUROC group by {grouping} is "
-            f"{', '.join(gap.group_low)}, gap {gap.value:.3f} [{gap.ci_low:.3f}, {gap.ci_high:.3f}]"
+            f"{', '.join(gap.group_low or ['none (all groups tie)'])}, gap {gap.value:.3f} [{gap.ci_low:.3f}, {gap.ci_high:.3f}]"
         )
     return lines
 

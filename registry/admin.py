@@ -11,7 +11,7 @@ from core.errors import Conflict
 from registry import services
 from registry.choices import VersionStatus
 from registry.datasheets import datasheet_completeness
-from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
+from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -155,6 +155,25 @@ class ProvenanceAdmin(ScopedAdmin):
     list_filter = ["role"]
     list_select_related = ["version__foundation_model", "dataset"]
     readonly_fields = ["version", "dataset", "role", "notes", "created_by", "created_at"]
+
+
+@admin.register(DataUseGrant)
+class DataUseGrantAdmin(ScopedAdmin):
+    """Read-only: the steward grants and revokes through the API or the dataset pages (``registry.services``)."""
+
+    list_display = ["agreement_reference", "dataset", "grantee", "purpose", "valid_from", "valid_until", "revoked_at"]
+    list_filter = ["purpose", "grantee"]
+    list_select_related = ["dataset", "grantee"]
+    readonly_fields = [f.name for f in DataUseGrant._meta.fields]
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Deployment)

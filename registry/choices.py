@@ -96,3 +96,24 @@ class RevalidationBy(models.TextChoices):
 
     CENTRAL = "central", "A central worker (on data this server can read)"
     SITE_AGENT = "site_agent", "The site's own agent (a one-site federated study; only aggregates leave)"
+
+
+class DataUsePurpose(models.TextChoices):
+    """What a data steward grants another institution the use of a dataset for (``DataUseGrant``).
+
+    Each purpose opens exactly the uses in ``PURPOSE_PROVENANCE_ROLES`` and ``PURPOSE_RUNS``:
+    data granted for training is no independent evidence, so it is never validated on.
+    """
+
+    EXTERNAL_VALIDATION = "external_validation", "External validation of the grantee's model versions"
+    PERFORMANCE_MONITORING = "performance_monitoring", "Post-market performance monitoring (revalidation, drift checks)"
+    TRAINING = "training", "Training, fine-tuning or calibration"
+
+
+# The provenance roles a grant of each purpose lets the grantee record, and the purposes that allow validation runs.
+PURPOSE_PROVENANCE_ROLES: dict[str, frozenset[str]] = {
+    DataUsePurpose.EXTERNAL_VALIDATION: frozenset({ProvenanceRole.EXTERNAL_VALIDATION}),
+    DataUsePurpose.PERFORMANCE_MONITORING: frozenset(),
+    DataUsePurpose.TRAINING: frozenset({ProvenanceRole.PRETRAINING, ProvenanceRole.FINE_TUNING, ProvenanceRole.CALIBRATION}),
+}
+PURPOSE_RUNS: frozenset[str] = frozenset({DataUsePurpose.EXTERNAL_VALIDATION, DataUsePurpose.PERFORMANCE_MONITORING})

@@ -1,6 +1,6 @@
 import django_filters
 
-from registry.models import Dataset, Deployment, FoundationModel, ModelVersion, Provenance
+from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, ModelVersion, Provenance
 
 
 class FoundationModelFilterSet(django_filters.FilterSet):
@@ -25,6 +25,12 @@ class ProvenanceFilterSet(django_filters.FilterSet):
     class Meta:
         model = Provenance
         fields = ["version", "dataset", "role"]
+
+
+class DataUseGrantFilterSet(django_filters.FilterSet):
+    class Meta:
+        model = DataUseGrant
+        fields = ["dataset", "grantee", "purpose"]
 
 
 class DeploymentFilterSet(django_filters.FilterSet):

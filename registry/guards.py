@@ -2,9 +2,10 @@
 
 A guard returns ``None`` when the transition may go ahead, or the reason it may
 not. Evidence that lives in later parts of the system (a passing validation run,
-a signed dossier) is asked for through ``EVIDENCE``: the app that owns the
-evidence registers its check in its ``AppConfig.ready``; until one is registered
-the guard refuses and says what is missing.
+a signed dossier, the conformity assessment of a substantial modification) is
+asked for through ``EVIDENCE``: the app that owns the evidence registers its
+check in its ``AppConfig.ready``; until one is registered the guard refuses and
+says what is missing.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ _MISSING_EVIDENCE = {
     "validation": "No passing validation run is recorded for this version; run and pass validation first.",
     "dossier": "No signed dossier is recorded for this version; a second compliance officer must sign it first.",
     "trust": "No trust assessment is recorded for this version yet.",
+    "change_control": "Change control cannot tell whether this version is a substantial modification of its parent (AI Act Art. 43(4)) yet.",
+    "second_officer": "Approval takes two compliance officers of the provider: one proposes it, a different one confirms it.",
 }
 
 
@@ -96,7 +99,13 @@ GUARDS: dict[str, tuple[Guard, ...]] = {
     VersionStatus.IN_VALIDATION: (training_provenance_linked,),
     VersionStatus.RETIRED: (no_unreported_incident,),
     VersionStatus.UNDER_REVIEW: (_evidence("validation"),),
-    VersionStatus.APPROVED: (_evidence("validation"), _evidence("dossier"), _evidence("trust")),
+    VersionStatus.APPROVED: (
+        _evidence("validation"),
+        _evidence("dossier"),
+        _evidence("trust"),
+        _evidence("change_control"),
+        _evidence("second_officer"),
+    ),
     VersionStatus.DEPLOYED: (open_deployment_exists,),
 }
 

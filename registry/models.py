@@ -9,7 +9,9 @@ from django.db import models
 from django.db.models import Q
 
 from core.choices import Role
+from core.errors import ImmutableRecord
 from registry.choices import (
+    DataUsePurpose,
     DeploymentStatus,
     LegalBasis,
     MdrClass,
@@ -266,6 +268,71 @@ class Provenance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset} -> {self.version} ({self.get_role_display()})"
+
+
+class DataUseGrantQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableRecord("A data-use grant is never edited; revoke it and record a new one.", code="grant_immutable")
+
+    def delete(self):
+        raise ImmutableRecord("A data-use grant is kept as the record of the agreement; revoke it instead.", code="grant_immutable")
+
+
+class DataUseGrant(models.Model):
+    """A data steward's recorded data-use agreement: another institution (``grantee``) may use
+    ``dataset`` for ``purpose`` from ``valid_from`` to ``valid_until`` (both days included).
+
+    Written once by ``registry.services.data_use_grant``; the only later change is its revocation,
+    once. While it is active (``core.access.data_use_active``) the grantee's users see the dataset,
+    may link it to their versions in the roles the purpose allows, and validate on it.
+    """
+
+    REVOCATION_FIELDS = frozenset({"revoked_at", "revoked_by", "revocation_reason"})
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="use_grants")
+    grantee = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="data_use_grants", help_text="The institution granted the use.")
+    purpose = models.CharField(max_length=30, choices=DataUsePurpose.choices)
+    purpose_detail = models.TextField(blank=True, help_text="The purpose in the agreement's words: which models, which study.")
+    agreement_reference = models.CharField(max_length=120, help_text="The signed data-use agreement, for example DUA-2025-014.")
+    valid_from = models.DateField()
+    valid_until = models.DateField(help_text="The last day the use is granted.")
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    granted_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    revocation_reason = models.TextField(blank=True)
+
+    objects = DataUseGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["dataset", "-valid_until", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(valid_from__lte=models.F("valid_until")),
+                name="%(app_label)s_%(class)s_period_ordered",
+                violation_error_message="The grant must end on or after the day it starts.",
+            ),
+            models.CheckConstraint(
+                condition=Q(revoked_at__isnull=True, revocation_reason="") | (Q(revoked_at__isnull=False) & ~Q(revocation_reason="")),
+                name="%(app_label)s_%(class)s_revocation_has_reason",
+                violation_error_message="A revocation states its reason.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement_reference}: {self.dataset} for {self.grantee.code}"
+
+    def save(self, *args, **kwargs):
+        """Refuse every change but the one revocation (``update_fields`` within ``REVOCATION_FIELDS``)."""
+        if not self._state.adding:
+            fields = kwargs.get("update_fields")
+            revoked_before = type(self)._base_manager.filter(pk=self.pk, revoked_at__isnull=False).exists()
+            if fields is None or not set(fields) <= self.REVOCATION_FIELDS or revoked_before:
+                raise ImmutableRecord("A data-use grant is never edited; revoke it and record a new one.", code="grant_immutable")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRecord("A data-use grant is kept as the record of the agreement; revoke it instead.", code="grant_immutable")
 
 
 class Deployment(models.Model):

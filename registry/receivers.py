@@ -25,7 +25,15 @@ def roles_sync_after_migrate(sender, apps=None, using="default", **kwargs) -> No
 
 
 def connect(app_config: AppConfig) -> None:
-    for model in (models.Institution, models.FoundationModel, models.ModelVersion, models.Dataset, models.Provenance, models.Deployment):
+    for model in (
+        models.Institution,
+        models.FoundationModel,
+        models.ModelVersion,
+        models.Dataset,
+        models.Provenance,
+        models.DataUseGrant,
+        models.Deployment,
+    ):
         audit_register(model)
     audit_register(models.User, exclude=("password", "last_login"))
     post_migrate.connect(roles_sync_after_migrate, sender=app_config, dispatch_uid="registry:roles")

@@ -9,7 +9,7 @@ flush), so the groups always match this table.
 from __future__ import annotations
 
 VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
-REGISTRY = ["institution", "foundationmodel", "modelversion", "dataset", "provenance", "deployment"]
+REGISTRY = ["institution", "foundationmodel", "modelversion", "dataset", "provenance", "datausegrant", "deployment"]
 
 ROLE_PERMISSIONS = {
     "ml_engineer": {
@@ -19,6 +19,7 @@ ROLE_PERMISSIONS = {
             "modelversion": [VIEW, ADD, CHANGE],
             "dataset": [VIEW, ADD, CHANGE],
             "provenance": [VIEW, ADD, DELETE],
+            "datausegrant": [VIEW],
             "deployment": [VIEW],
         },
         "validation": {"validationrun": [VIEW]},
@@ -30,6 +31,7 @@ ROLE_PERMISSIONS = {
             "modelversion": [VIEW, CHANGE],
             "dataset": [VIEW, ADD, CHANGE],
             "provenance": [VIEW],
+            "datausegrant": [VIEW],  # granted and revoked through the API and pages (registry.services), not the admin
             "deployment": [VIEW, ADD, CHANGE],
         },
         "core": {"auditevent": [VIEW]},

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from core.access import scope
+from core.access import data_use_active, scope
 from registry.choices import MirrorState
-from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance
+from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance
 
 
 def institution_list(*, user) -> QuerySet[Institution]:
@@ -23,7 +23,15 @@ def version_list(*, user) -> QuerySet[ModelVersion]:
 
 
 def dataset_list(*, user) -> QuerySet[Dataset]:
-    return scope(user, Dataset.objects.select_related("institution").prefetch_related("source_institutions"))
+    """Datasets with the data-use grants this user may see of each (``visible_grants``), for the datasheet."""
+    grants = Prefetch("use_grants", queryset=data_use_grant_list(user=user), to_attr="visible_grants")
+    return scope(user, Dataset.objects.select_related("institution").prefetch_related("source_institutions", grants))
+
+
+def data_use_grant_list(*, user) -> QuerySet[DataUseGrant]:
+    """Grants with ``is_active``: whether each opens its dataset to its grantee today (``core.access.data_use_active``)."""
+    active = ExpressionWrapper(data_use_active(), output_field=BooleanField())
+    return scope(user, DataUseGrant.objects.select_related("dataset__institution", "grantee", "granted_by", "revoked_by").annotate(is_active=active))
 
 
 def provenance_list(*, user) -> QuerySet[Provenance]:

@@ -7,7 +7,7 @@ audit trail is written by ``core.audit`` receivers in that same transaction.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,15 +19,15 @@ from django.db import DataError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.access import role_of
-from core.audit import audit_action
+from core.access import data_use_active, may_grant_data_use, may_write_provenance, role_of
+from core.audit import audit_action, audit_record
 from core.choices import Role
 from core.errors import Conflict
 from radtrust_engine import artifacts
 from radtrust_engine.segmentation import ACTIVATIONS
-from registry.choices import DeploymentStatus, MirrorState, VersionStatus
+from registry.choices import PURPOSE_PROVENANCE_ROLES, PURPOSE_RUNS, DataUsePurpose, DeploymentStatus, MirrorState, ProvenanceRole, VersionStatus
 from registry.guards import roles_for, transition_refusals
-from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
+from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
 log = logging.getLogger(__name__)
 
@@ -202,18 +202,20 @@ def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> 
 
 
 def version_transition(*, actor, version: ModelVersion, to_status: str) -> ModelVersion:
-    """Move a version through its lifecycle, if the actor's role and every guard allow it."""
+    """Move a version through its lifecycle, if the actor's role and every guard allow it. A move
+    the guards refuse changes nothing and is written to the audit trail with its reasons."""
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if not actor.is_superuser and role_of(actor) not in roles_for(locked.status, to_status):
             raise PermissionDenied(f"Your role may not move a version from {locked.status!r} to {to_status!r}.")
         refusals = transition_refusals(locked, to_status)
-        if refusals:
-            raise Conflict(" ".join(refusals), code="transition_refused")
-        locked.status = to_status
-        with audit_action("transition"):
-            _save(locked, update_fields=["status", "updated_at"])
-    return locked
+        if not refusals:
+            locked.status = to_status
+            with audit_action("transition"):
+                _save(locked, update_fields=["status", "updated_at"])
+            return locked
+    audit_record(action="transition_refused", instance=locked, changes={"status": [locked.status, to_status], "refused": refusals})
+    raise Conflict(" ".join(refusals), code="transition_refused")
 
 
 def version_mirror_claim(*, version_id: int, lease_seconds: int) -> bool:
@@ -246,7 +248,15 @@ def version_mirror_state_set(*, version_id: int, state: str, error: str = "", **
 
 
 def provenance_link(*, actor, version: ModelVersion, dataset: Dataset, role: str, notes: str = "") -> Provenance:
-    """Record that ``dataset`` played ``role`` for ``version``; frozen once the version leaves draft."""
+    """Record that ``dataset`` played ``role`` for ``version``; frozen once the version leaves draft.
+
+    The version's provider links data to its versions; another institution's dataset only under
+    an active data-use grant whose purpose covers ``role`` (``data_use_check``).
+    """
+    provider_id = version.foundation_model.provider_id
+    if not may_write_provenance(actor, provider_id=provider_id):
+        raise PermissionDenied(f"Only the users of {version.foundation_model.provider.name}, the version's provider, link datasets to it.")
+    data_use_check(dataset=dataset, grantee_id=provider_id, role=role)
     if version.status not in {VersionStatus.DRAFT, VersionStatus.IN_VALIDATION}:
         raise Conflict("Training and test data of a version under review or released cannot change; register a new version.", code="version_frozen")
     if Provenance.objects.filter(version=version, dataset=dataset, role=role).exists():
@@ -259,6 +269,99 @@ def provenance_unlink(*, provenance: Provenance) -> None:
         raise Conflict("Provenance can be removed only while the version is a draft.", code="version_frozen")
     with transaction.atomic():
         provenance.delete()
+
+
+# --- Data-use grants ---------------------------------------------------------------------
+
+
+def data_use_grant(
+    *,
+    actor,
+    dataset: Dataset,
+    grantee: Institution,
+    purpose: str,
+    agreement_reference: str,
+    valid_from: date,
+    valid_until: date,
+    purpose_detail: str = "",
+) -> DataUseGrant:
+    """Record the data steward's grant of ``dataset`` to ``grantee`` for ``purpose`` over a period.
+
+    Only a compliance officer of the dataset's institution grants (``core.access.may_grant_data_use``);
+    the grant is the record of a signed agreement, so it names one and is never edited afterwards.
+    """
+    steward = dataset.institution
+    if not may_grant_data_use(actor, steward_id=steward.pk):
+        raise PermissionDenied(f"Only a compliance officer of {steward.name}, the dataset's steward, grants the use of its data.")
+    if grantee.pk == steward.pk:
+        raise ValidationError({"grantee": f"{steward.name} uses its own data without a grant; name another institution."})
+    if valid_until < timezone.localdate():
+        raise ValidationError({"valid_until": "This period has ended already; a grant records a use under way or still to come."})
+    fields = {
+        "dataset": dataset,
+        "grantee": grantee,
+        "purpose": purpose,
+        "purpose_detail": purpose_detail,
+        "agreement_reference": agreement_reference.strip(),
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+        "granted_by": actor if getattr(actor, "is_authenticated", False) else None,
+    }
+    return record_create(model=DataUseGrant, actor=actor, fields=fields)
+
+
+def data_use_revoke(*, actor, grant: DataUseGrant, reason: str) -> DataUseGrant:
+    """End a grant now, for a stated reason: the grantee loses sight of the data and starts no new run
+    on it; runs already under way finish and keep their results."""
+    if not may_grant_data_use(actor, steward_id=grant.dataset.institution_id):
+        raise PermissionDenied(f"Only a compliance officer of {grant.dataset.institution.name}, the dataset's steward, revokes its grants.")
+    reason = (reason or "").strip()
+    with transaction.atomic():
+        locked = DataUseGrant.objects.select_for_update().get(pk=grant.pk)
+        if locked.revoked_at is not None:
+            revoked_on = timezone.localdate(locked.revoked_at)
+            raise Conflict(f"Grant {locked.agreement_reference} was revoked on {revoked_on:%Y-%m-%d} already.", code="grant_revoked")
+        if not reason:
+            raise ValidationError({"reason": "Say why the use is revoked; the grantee reads it."})
+        locked.revoked_at, locked.revoked_by, locked.revocation_reason = timezone.now(), actor, reason
+        with audit_action("revoke"):
+            _save(locked, update_fields=sorted(DataUseGrant.REVOCATION_FIELDS))
+    return locked
+
+
+def data_use_check(*, dataset: Dataset, grantee_id: int, role: str | None = None) -> None:
+    """Refuse (``PermissionDenied``, saying why) a use of another institution's dataset that no active
+    grant covers: linking it to a version as ``role``, or validating on it when ``role`` is None.
+
+    The dataset's own institution needs no grant.
+    """
+    if dataset.institution_id == grantee_id:
+        return
+    if role is None:
+        purposes, use = PURPOSE_RUNS, "for validation runs"
+    else:
+        purposes = frozenset(p for p, roles in PURPOSE_PROVENANCE_ROLES.items() if role in roles)
+        use = f"as {ProvenanceRole(role).label.lower()} data" if role in ProvenanceRole.values else f"as {role} data"
+    grants = dataset.use_grants.filter(grantee_id=grantee_id)
+    fitting = grants.filter(purpose__in=purposes)
+    if fitting.filter(data_use_active()).exists():
+        return
+    grantee = Institution.objects.get(pk=grantee_id)
+    subject = f"{dataset.institution.name} grants {grantee.name} no use of {dataset.name} {use} today"
+    latest = fitting.order_by("-valid_until", "-pk").first()
+    if latest is not None and latest.revoked_at is not None:
+        revoked_on = timezone.localdate(latest.revoked_at)
+        why = f"grant {latest.agreement_reference} was revoked on {revoked_on:%Y-%m-%d}. The steward's reason: {latest.revocation_reason}"
+    elif latest is not None and latest.valid_until < timezone.localdate():
+        why = f"grant {latest.agreement_reference} ended on {latest.valid_until:%Y-%m-%d}."
+    elif latest is not None:
+        why = f"grant {latest.agreement_reference} starts on {latest.valid_from:%Y-%m-%d}."
+    elif grants.exists():
+        covered = sorted({DataUsePurpose(p).label.lower() for p in grants.values_list("purpose", flat=True)})
+        why = f"its grants cover {'; '.join(covered)} only."
+    else:
+        why = f"ask its data steward (a compliance officer of {dataset.institution.name}) to record a data-use grant."
+    raise PermissionDenied(f"{subject}: {why}")
 
 
 def deployment_create(*, actor, version: ModelVersion, institution: Institution, **fields) -> Deployment:

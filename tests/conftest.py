@@ -18,12 +18,17 @@ def django_db_setup(django_db_setup, django_db_blocker):
     """On PostgreSQL, let the test flush empty the audit tables: a transactional test ends with one
     TRUNCATE of every table, which their append-only triggers refuse (core migration 0002). Only
     the TRUNCATE triggers are disabled; the row triggers stay, and tests/compliance/test_tamper.py
-    turns a TRUNCATE trigger back on inside its transaction to check it."""
+    turns a TRUNCATE trigger back on inside its transaction to check it. SQLite's flush deletes
+    row by row, so there the signature's delete trigger is dropped (compliance migration 0010);
+    tests/compliance/test_signature_records.py installs it again inside its transaction."""
     with django_db_blocker.unblock():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 for table in ("compliance_auditevent", "compliance_audithead"):
                     cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
+        elif connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TRIGGER IF EXISTS compliance_dossiersignature_undeletable")
 
 
 @pytest.fixture(autouse=True)
@@ -168,10 +173,11 @@ def write_dataset(isolated_storage):
 @pytest.fixture
 def run_setup(personas, register_version, write_dataset):
     """A registered tiny classifier (sigmoid on its logits), and a North hospital dataset folder
-    with its Dataset row, linked to the version as external validation data."""
+    with its Dataset row, granted to the provider by North for external validation and linked
+    to the version as external validation data."""
     from registry.models import Dataset
     from registry.services import provenance_link, record_create
-    from tests.factories import FoundationModelFactory
+    from tests.factories import DataUseGrantFactory, FoundationModelFactory
 
     model = FoundationModelFactory(provider=personas["engineer"].institution)
     version = register_version(
@@ -184,6 +190,7 @@ def run_setup(personas, register_version, write_dataset):
         actor=personas["engineer"],
         fields={"name": "North test set", "institution": personas["clinician_north"].institution, "modality": "DX", "location": str(root)},
     )
+    DataUseGrantFactory(dataset=dataset, grantee=model.provider)
     provenance_link(actor=personas["engineer"], version=version, dataset=dataset, role="external_validation")
     return {"version": version, "dataset": dataset, "root": root, "engineer": personas["engineer"], "model": model}
 
@@ -225,29 +232,60 @@ def report(personas, deployed):
 
 
 @pytest.fixture
-def evidenced(run_setup):
-    """run_setup's version after one succeeded run, so evidence-backed dossier fields have evidence."""
+def pin_release_evidence(personas):
+    """``pin_release_evidence(version)``: the officer pins every run of the version on its test data as its declared performance."""
+    from compliance.release_evidence import TEST, release_evidence_pin, version_run_role
+    from validation.models import ValidationRun
+
+    def pin(version):
+        role = version_run_role(version)
+        runs = [r for r in ValidationRun.objects.filter(version=version, status="succeeded").order_by("pk") if role(r) == TEST]
+        return release_evidence_pin(actor=personas["officer"], version=version, runs=runs, population="Adults with frontal chest radiographs.")
+
+    return pin
+
+
+@pytest.fixture
+def evidenced(run_setup, pin_release_evidence):
+    """run_setup's version after one succeeded run, pinned as its release evidence, so evidence-backed dossier fields have evidence."""
     from validation import services
 
     run = services.run_create(
         actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"], config={"n_resamples": 50, "min_patients": 5}
     )
     services.run_execute(run_id=run.pk, worker="w")
+    pin_release_evidence(run_setup["version"])
     return run_setup["version"]
 
 
 @pytest.fixture
-def sign_dossier(personas):
-    """``sign_dossier(version)``: every officer field filled by the officer, submitted, and signed by the second officer."""
+def signing_password(personas, settings):
+    """The password the two officer personas sign with (a signature asks for it again). Hashed
+    with a fast hasher: these tests are about signing, not about password hashing."""
+    from tests.factories import SIGNING_PASSWORD
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    for name in ("officer", "officer2"):
+        personas[name].set_password(SIGNING_PASSWORD)
+        personas[name].save(update_fields=["password"])
+    return SIGNING_PASSWORD
+
+
+@pytest.fixture
+def sign_dossier(personas, signing_password, pin_release_evidence):
+    """``sign_dossier(version)``: the release evidence pinned (where none is), every officer field filled by the officer,
+    submitted, and signed by the second officer."""
     from compliance.dossiers import dossier_open, dossier_save, dossier_sign, dossier_submit
     from tests.factories import dossier_officer_values
 
     def sign(version, values: dict | None = None):
+        if not version.release_evidence.exists():
+            pin_release_evidence(version)
         dossier = dossier_open(actor=personas["officer"], version=version)
         dossier = dossier_save(
             actor=personas["officer"], dossier=dossier, values={**dossier_officer_values(), **(values or {})}, edit_count=dossier.edit_count
         )
         dossier = dossier_submit(actor=personas["officer"], dossier=dossier)
-        return dossier_sign(actor=personas["officer2"], dossier=dossier).dossier
+        return dossier_sign(actor=personas["officer2"], dossier=dossier, password=signing_password, snapshot_sha256=dossier.snapshot_sha256).dossier
 
     return sign

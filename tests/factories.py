@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import factory
+from datetime import timedelta
 
-from registry.choices import Modality, ProvenanceRole, Task, VersionStatus
-from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance
+import factory
+from django.utils import timezone
+
+from registry.choices import DataUsePurpose, Modality, ProvenanceRole, Task, VersionStatus
+from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance
 
 
 class InstitutionFactory(factory.django.DjangoModelFactory):
@@ -68,6 +71,20 @@ class ProvenanceFactory(factory.django.DjangoModelFactory):
     role = ProvenanceRole.FINE_TUNING
 
 
+class DataUseGrantFactory(factory.django.DjangoModelFactory):
+    """A steward's grant for external validation, active from a month ago for a year; pass dates to test its ends."""
+
+    class Meta:
+        model = DataUseGrant
+
+    dataset = factory.SubFactory(DatasetFactory)
+    grantee = factory.SubFactory(InstitutionFactory, kind=Institution.Kind.PROVIDER)
+    purpose = DataUsePurpose.EXTERNAL_VALIDATION
+    agreement_reference = factory.Sequence(lambda n: f"DUA-{n:04d}")
+    valid_from = factory.LazyFunction(lambda: timezone.localdate() - timedelta(days=30))
+    valid_until = factory.LazyFunction(lambda: timezone.localdate() + timedelta(days=365))
+
+
 class DeploymentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Deployment
@@ -77,8 +94,17 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     status = "active"
 
 
+SIGNING_PASSWORD = "a-signing-password-for-tests-17"  # the officer personas' password (tests/conftest.py signing_password)
+
+
 def dossier_officer_values() -> dict:
-    """Every officer-written dossier field filled with text that names it (markup included, to show it is escaped)."""
+    """Every officer-written dossier field answered: the catalogue's well-formed example where a field has one
+    (identifiers, the statement of conformity), else text that names the field (markup included, to show it is
+    escaped) and is long enough to count as an answer (``compliance.field_checks``)."""
     from compliance.dossier_fields import FIELDS
 
-    return {key: f"<b>{field.title}</b>: documented for the test." for key, field in FIELDS.items() if field.source == "officer"}
+    return {
+        key: field.example or f"<b>{field.title}</b>: documented for the test. It says what was done and the evidence it rests on."
+        for key, field in FIELDS.items()
+        if field.source == "officer"
+    }

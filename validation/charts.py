@@ -33,6 +33,9 @@ import numpy as np
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
+from radtrust_engine.disclosure import SUPPRESSION_REASONS
+from radtrust_engine.stratification import suppressed_count_text
+
 logger = logging.getLogger(__name__)
 
 WIDTH = 6.5  # inches: the text width of an A4 page
@@ -235,7 +238,8 @@ def reliability_chart(label: str, calibration: Mapping[str, Any]) -> Chart:
 
 def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Chart:
     """One metric per subgroup of every grouping with its CI, against the overall value; a suppressed
-    subgroup is listed as "suppressed (n < min)" without a point.
+    subgroup is listed without a point and without its count ("<10" or "withheld",
+    ``stratification.suppressed_count_text``), whatever the stored report holds.
 
     ``stratified``: a ``GroupedReport.to_dict()`` (classification or segmentation).
     """
@@ -266,11 +270,18 @@ def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Char
                 ticks.append(grouping)
                 continue
             value_text = ", ".join(subgroup["values"]) or subgroup["name"]
-            ticks.append(f"{value_text} (n={subgroup['n_patients']})")
-            estimate = None if subgroup["suppressed"] else (subgroup["metrics"] or {}).get(metric)
-            if estimate is None or not _has(estimate.get("value")):
-                note = f"suppressed (n < {minimum})" if subgroup["suppressed"] else "undefined"
+            if subgroup["suppressed"]:
+                reason = subgroup.get("reason")
+                ticks.append(f"{value_text} ({suppressed_count_text(reason, stratified.get('min_patients'))})")
+                note = "withheld so that a smaller group cannot be recovered" if reason == "complementary" else f"suppressed (n < {minimum})"
+                if reason in ("too_few_positive_patients", "too_few_negative_patients"):
+                    note = f"suppressed: {SUPPRESSION_REASONS[reason]}"
                 ax.text(0.01, y, note, va="center", fontsize=7.5, color=GREY, fontstyle="italic")
+                continue
+            ticks.append(f"{value_text} (n={subgroup['n_patients']})")
+            estimate = (subgroup["metrics"] or {}).get(metric)
+            if estimate is None or not _has(estimate.get("value")):
+                ax.text(0.01, y, "undefined", va="center", fontsize=7.5, color=GREY, fontstyle="italic")
                 continue
             value = _num(estimate["value"])
             err_low, err_high = _num(estimate.get("ci_low")), _num(estimate.get("ci_high"))
@@ -300,7 +311,7 @@ def forest_chart(label: str, metric: str, stratified: Mapping[str, Any]) -> Char
         alt = (
             f"Forest plot of {name} for {label} per subgroup of {', '.join(blocks)}, "
             f"each with its {level}, against the overall value {_estimate(overall['value'], low, high)}"
-            f"{f'; {suppressed} subgroup(s) suppressed below {minimum} patients' if suppressed else ''}."
+            f"{f'; {suppressed} subgroup(s) suppressed (below {minimum} patients, or withheld to protect one)' if suppressed else ''}."
         )
         return _chart(figure, f"forest-{slug(metric)}-{slug(label)}", title, alt)
 

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from core.errors import Conflict
+from core.models import NeverEdited
 from registry.validators import validate_json_safe
 from validation.choices import (
     FINISHED,
@@ -291,7 +292,7 @@ class SiteReportQuerySet(models.QuerySet):
         raise Conflict("A site report is never edited; the site reports once per job.", code="report_immutable")
 
 
-class SiteReport(models.Model):
+class SiteReport(NeverEdited):
     """The aggregates one site's agent sent for its job, as its data owner approved them: the
     payload checked against per-case data and small cells, its sha256, who approved it at the
     site and when. Never edited."""
@@ -313,10 +314,7 @@ class SiteReport(models.Model):
     def __str__(self) -> str:
         return f"Report of job {self.job_id}"
 
-    def save(self, *args, **kwargs):
-        if self.pk:
-            raise Conflict("A site report is never edited; the site reports once per job.", code="report_immutable")
-        super().save(*args, **kwargs)
+    edit_refused = ("A site report is never edited; the site reports once per job.", "report_immutable")
 
 
 class StudyPooling(models.Model):

@@ -58,5 +58,6 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"  {label}: {shown}")
         for kind, gap in figures["largest_gaps"].items():
             high, low = (", ".join(gap[k] or []) for k in ("group_high", "group_low"))
-            lines.append(f"    largest {kind.replace('_', ' ')}: {_ci(gap)} by {gap['grouping']} ({high} vs {low})")
+            pair = f"{high} vs {low}" if high else "no difference between the groups"
+            lines.append(f"    largest {kind.replace('_', ' ')}: {_ci(gap)} by {gap['grouping']} ({pair})")
     return lines

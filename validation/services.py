@@ -53,7 +53,7 @@ from radtrust_engine.report import LabelResult, RunReport
 from radtrust_engine.runner import load_verified, select_device
 from registry.choices import ProvenanceRole, VersionStatus
 from registry.models import Dataset, ModelVersion
-from registry.services import artifact_root
+from registry.services import artifact_root, data_use_check
 from registry.validators import data_folder
 from validation.baselines import baseline_check, baseline_load, version_baseline
 from validation.choices import FailureReason, MlflowState, RunStage, RunStatus
@@ -116,10 +116,13 @@ def run_create(
 
     ``on_site`` routes the run to the dataset's institution's own queue
     (``site.<code>``): its data never leaves the site. Drift is measured
-    against ``baseline``, by default the version's baseline run.
+    against ``baseline``, by default the version's baseline run. Another
+    institution's dataset needs its steward's active data-use grant to the
+    version's provider for a validating purpose (``data_use_check``).
     """
     if version.status == VersionStatus.RETIRED:
         raise Conflict("A retired version is not validated any more.", code="version_retired")
+    data_use_check(dataset=dataset, grantee_id=version.foundation_model.provider_id)
     if not version.output_schema.get("class_names"):
         raise ValidationError({"version": "The version has no output schema (class names and thresholds); set it before validating."})
     try:

@@ -1,28 +1,41 @@
 """A run against its version's baseline run: performance degradation, input and output drift,
-label-prevalence shift, and the findings that become alerts.
+label-prevalence shift, and the findings that become alerts. Patients are the unit of every
+test, and a run's tests are one family whose error rate is controlled.
 
 1. Every classification run keeps a ``CaseTable``: per case a pseudonymised
    patient key, the labels, the scores and the statistics of the image as
    read. No pixels, no paths, no patient identifiers. A later run of the same
    version is compared with the table of the run marked as its baseline.
 2. Metric deltas (AUROC, sensitivity, specificity at the version's
-   threshold) come from one bootstrap over the union of both runs' patients:
-   each resample draws patient counts once, and a patient present in both
-   runs carries the same weight in both, so repeated patients are paired and
-   the others are resampled as independent samples. The interval is the
-   percentile interval of the delta; the two-sided p-value is twice the
-   smaller share of resampled deltas on either side of zero, counted as
-   ``(k + 1) / (n + 1)`` so that it is never reported as 0.
-3. Degradation is called when the delta's interval lies wholly below zero and
-   the point drop is at least ``degradation_margin`` (0.05 by default): a
-   significant but clinically negligible drop is reported, not alerted.
-4. Output drift per class score and input drift per image statistic use
-   ``radtrust_engine.drift.distribution_drift`` (PSI and KS with their
-   thresholds); the label prevalence uses ``prevalence_shift``.
-5. Findings carry a severity: ``critical`` for a drop of at least twice the
-   margin, ``warning`` for a smaller degradation or a major drift (PSI of
-   0.25 or more), ``info`` for a moderate drift or a significant prevalence
-   shift.
+   threshold) come from a patient-cluster bootstrap stratified by run: each
+   resample redraws the patients only in the baseline, those only in this
+   run, and those in both (``metric_deltas``), so all of a patient's images
+   move together, each run keeps its size, and a patient present in both runs
+   carries the same weight in both (paired). The interval is the percentile
+   interval of the delta. The p-values are Wald p-values from the bootstrap
+   standard error (widened for small samples, ``_delta_p_values``),
+   ``z = delta / se``: one-sided for a drop (``p_drop``, the
+   degradation test) and two-sided (``p_value``, what the change log shows).
+   A Wald p-value has no floor, unlike a count of resamples (1/1001 at 1000
+   resamples), which a multiplicity adjustment over tens of tests needs.
+3. Output drift per class score and input drift per image statistic use
+   ``radtrust_engine.drift.distribution_drift`` (KS on per-patient means, PSI
+   as an effect size); the label prevalence uses ``prevalence_shift`` (a
+   patient-cluster score test).
+4. The run's alert tests are one family: per label the three metric drops and
+   the prevalence shift, per class score and per image statistic the KS test.
+   Their p-values are adjusted together with Holm's step-down method
+   (``alert_family``), so a run in which nothing changed raises any alert with
+   probability at most ``alpha`` (0.05), whatever the tests' dependence. A
+   test that cannot be computed (an undefined metric, too few patients) is
+   left out of the family and says why.
+5. An alert needs its adjusted p-value at or below ``alpha`` and a material
+   change: a drop of at least ``degradation_margin`` (0.05); a KS statistic
+   of at least 0.1 or a usable PSI of at least 0.1. Severity: ``critical``
+   for a drop of at least twice the margin, ``warning`` for a smaller drop or
+   a major drift (PSI of 0.25 or more), ``info`` for a moderate drift or a
+   prevalence shift. Every finding carries its test: the raw and adjusted
+   p-values, the family size and the method.
 
 Plain NumPy (no Django).
 """
@@ -31,20 +44,26 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
+from scipy.stats import norm
 
 from radtrust_engine.drift import (
+    ALERT_ALPHA,
     IMAGE_FEATURES,
     DriftInputError,
+    DriftResult,
     DriftThresholds,
+    PrevalenceShift,
     distribution_drift,
     prevalence_shift,
 )
 from radtrust_engine.metrics import ScoreLayout, finite_or_none, patient_bootstrap_counts
+from radtrust_engine.stats import holm_adjust
 
 DELTA_METRICS = ("auroc", "sensitivity", "specificity")
 HISTOGRAM_BINS = 30
@@ -111,7 +130,8 @@ class CaseTable:
 
 @dataclass(frozen=True)
 class MetricDelta:
-    """A metric in the baseline and in this run, the change, its interval and p-value."""
+    """A metric in the baseline and in this run, the change, its interval, standard error and
+    p-values (step 2): ``p_drop`` one-sided against a drop, ``p_value`` two-sided."""
 
     metric: str
     baseline: float | None
@@ -119,8 +139,9 @@ class MetricDelta:
     delta: float | None
     ci_low: float | None
     ci_high: float | None
+    standard_error: float | None
     p_value: float | None
-    degraded: bool
+    p_drop: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -129,6 +150,46 @@ class MetricDelta:
 def _layout(scores: np.ndarray, y: np.ndarray, threshold: float) -> ScoreLayout:
     order = np.argsort(scores, kind="stable")
     return ScoreLayout.build(order, scores[order], y[order], threshold)
+
+
+def _stratified_counts(rng: np.random.Generator, strata: list[np.ndarray], n_patients: int, n_resamples: int) -> np.ndarray:
+    """Bootstrap counts over all patients, each stratum (baseline only, this run only, both) redrawn within itself."""
+    counts = np.zeros((n_resamples, n_patients))
+    for members in strata:
+        if members.size:
+            counts[:, members] = patient_bootstrap_counts(rng, members.size, n_resamples)
+    return counts
+
+
+def _delta_p_values(point: float | None, samples: np.ndarray, units: int) -> tuple[float | None, float | None, float | None]:
+    """(standard error, two-sided p, one-sided p of a drop) of a delta from its bootstrap samples (step 2).
+
+    A bootstrap draws from the sample as if it were the population, so its spread is short by
+    ``sqrt((n - 1) / n)`` at ``n`` units; at a dozen positive patients that makes the test fire
+    too often. The standard error is widened by ``sqrt(n / (n - 1))``, ``n`` being the fewer, in
+    either run, of the patients the metric rests on (``units``). With no spread at all (identical
+    runs) the share of resamples on each side stands in, counted as ``(k + 1) / (n + 1)`` so that
+    it is never 0."""
+    if point is None or samples.size < 2:
+        return None, None, None
+    se = float(samples.std(ddof=1))
+    if se > 0:
+        se *= math.sqrt(units / (units - 1)) if units >= 2 else 1.0
+        return se, float(2 * norm.sf(abs(point / se))), float(norm.cdf(point / se))
+    above, below = int((samples >= 0).sum()), int((samples <= 0).sum())
+    n = samples.size + 1
+    return se, min(1.0, 2 * (min(above, below) + 1) / n), min(1.0, (above + 1) / n)
+
+
+def _metric_units(reference_y: np.ndarray, reference_keys: np.ndarray, current_y: np.ndarray, current_keys: np.ndarray) -> dict[str, int]:
+    """Per metric the fewer, in either run, of the patients it rests on: positive ones for
+    sensitivity, negative ones for specificity, the smaller of both for AUROC."""
+    counts = []
+    for y, keys in ((reference_y, reference_keys), (current_y, current_keys)):
+        y = np.asarray(y).astype(bool)
+        counts.append((np.unique(keys[y]).size, np.unique(keys[~y]).size))
+    positives, negatives = min(c[0] for c in counts), min(c[1] for c in counts)
+    return {"auroc": min(positives, negatives), "sensitivity": positives, "specificity": negatives}
 
 
 def metric_deltas(
@@ -143,12 +204,14 @@ def metric_deltas(
     n_resamples: int,
     seed: int,
     confidence: float = 0.95,
-    degradation_margin: float = 0.05,
 ) -> list[MetricDelta]:
-    """Per metric the change from the reference run with a bootstrap over the union of patients (step 2)."""
-    _, index = np.unique(np.concatenate([reference_keys, current_keys]), return_inverse=True)
-    n_patients = int(index.max()) + 1
+    """Per metric the change from the reference run with a patient bootstrap stratified by run (step 2)."""
+    keys, index = np.unique(np.concatenate([reference_keys, current_keys]), return_inverse=True)
+    index = index.ravel()
     ref_index, cur_index = index[: reference_keys.size], index[reference_keys.size :]
+    in_ref, in_cur = np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=bool)
+    in_ref[ref_index], in_cur[cur_index] = True, True
+    strata = [np.flatnonzero(in_ref & in_cur), np.flatnonzero(in_ref & ~in_cur), np.flatnonzero(~in_ref & in_cur)]
     ref = _layout(np.asarray(reference_scores, dtype=np.float64), np.asarray(reference_y).astype(bool), threshold)
     cur = _layout(np.asarray(current_scores, dtype=np.float64), np.asarray(current_y).astype(bool), threshold)
     ref_point = ref.metrics(np.ones((1, reference_keys.size)))
@@ -156,20 +219,20 @@ def metric_deltas(
     samples: dict[str, list[np.ndarray]] = {m: [] for m in DELTA_METRICS}
     rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, 64):
-        counts = patient_bootstrap_counts(rng, n_patients, min(64, n_resamples - start))
+        counts = _stratified_counts(rng, strata, keys.size, min(64, n_resamples - start))
         ref_values = ref.metrics(counts[:, ref_index][:, ref.positions])
         cur_values = cur.metrics(counts[:, cur_index][:, cur.positions])
         for m in DELTA_METRICS:
             samples[m].append(cur_values[m] - ref_values[m])
+    units = _metric_units(reference_y, reference_keys, current_y, current_keys)
     alpha = (1 - confidence) / 2
     deltas = []
     for m in DELTA_METRICS:
         d = np.concatenate(samples[m]) if samples[m] else np.empty(0)
         d = d[np.isfinite(d)]
         low, high = np.quantile(d, [alpha, 1 - alpha]) if d.size else (np.nan, np.nan)
-        # (k + 1) / (n + 1): a bootstrap p-value is never 0; with 1000 resamples the smallest is about 0.002
-        p_value = min(1.0, 2 * (min(int((d <= 0).sum()), int((d >= 0).sum())) + 1) / (d.size + 1)) if d.size else None
         point = finite_or_none(cur_point[m][0] - ref_point[m][0])
+        se, p_value, p_drop = _delta_p_values(point, d, units[m])
         deltas.append(
             MetricDelta(
                 metric=m,
@@ -178,14 +241,47 @@ def metric_deltas(
                 delta=point,
                 ci_low=finite_or_none(low),
                 ci_high=finite_or_none(high),
+                standard_error=se,
                 p_value=p_value,
-                degraded=bool(point is not None and d.size > 0 and high < 0 and point <= -degradation_margin),
+                p_drop=p_drop,
             )
         )
     return deltas
 
 
-def _histogram(reference: np.ndarray, current: np.ndarray, result: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AlertTest:
+    """One test of a run's alert family (step 4): its own p-value, the p-value after Holm's
+    adjustment over the ``family_size`` tests of the run, and whether that rejects at ``alpha``."""
+
+    kind: str  # performance_degradation | prevalence_shift | output_drift | input_drift
+    subject: str  # "label:metric", a label or a feature
+    alternative: str  # "drop" (one-sided) or "change" (two-sided)
+    p_value: float
+    p_adjusted: float
+    family_size: int
+    alpha: float
+    method: str = "holm"
+
+    @property
+    def rejected(self) -> bool:
+        return self.p_adjusted <= self.alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rejected": self.rejected}
+
+
+def alert_family(candidates: Sequence[tuple[str, str, str, float]], alpha: float = ALERT_ALPHA) -> dict[tuple[str, str], AlertTest]:
+    """The run's tests, ``(kind, subject, alternative, p_value)`` each, adjusted together (step 4);
+    keyed by ``(kind, subject)``."""
+    adjusted = holm_adjust([p for *_, p in candidates])
+    return {
+        (kind, subject): AlertTest(kind, subject, alternative, float(p), float(q), len(candidates), alpha)
+        for (kind, subject, alternative, p), q in zip(candidates, adjusted)
+    }
+
+
+def _histogram(reference: np.ndarray, current: np.ndarray, result: DriftResult) -> dict[str, Any]:
     """Both samples as densities on shared edges (the 0.5th to 99.5th percentile of both), for the drift chart."""
     both = np.concatenate([reference, current])
     low, high = np.percentile(both, [0.5, 99.5])
@@ -205,25 +301,154 @@ def _histogram(reference: np.ndarray, current: np.ndarray, result: Any) -> dict[
     }
 
 
-def _drift_section(
-    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    thresholds: DriftThresholds,
-    histograms: dict[str, Any],
-) -> dict[str, Any]:
-    section: dict[str, Any] = {}
-    for feature, (reference, current) in pairs.items():
-        try:
-            result = distribution_drift(reference, current, feature=feature, thresholds=thresholds)
-        except DriftInputError as exc:
-            section[feature] = {"error": str(exc)}
-            continue
-        section[feature] = result.to_dict()
-        histograms[feature] = _histogram(np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64), result)
-    return section
-
-
 def _finding(kind: str, severity: str, subject: str, message: str, evidence: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "severity": severity, "subject": subject, "message": message, "evidence": evidence}
+
+
+def _check_comparable(reference: CaseTable, current: CaseTable) -> None:
+    if reference.label_names != current.label_names or reference.class_names != current.class_names:
+        raise BaselineError(
+            f"the baseline run evaluated labels {list(reference.label_names)} with classes {list(reference.class_names)}; "
+            f"this run {list(current.label_names)} with {list(current.class_names)}: their results cannot be compared"
+        )
+    if not len(reference) or not len(current):
+        raise BaselineError(f"the baseline run has {len(reference)} case(s) and this run {len(current)}: nothing to compare")
+
+
+def _drift_results(
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], patients: tuple[np.ndarray, np.ndarray], thresholds: DriftThresholds
+) -> dict[str, DriftResult | str]:
+    """Per feature its comparison, or the reason it cannot be made; ``patients`` numbers each run's patients."""
+    results: dict[str, DriftResult | str] = {}
+    for feature, (ref_values, cur_values) in pairs.items():
+        try:
+            results[feature] = distribution_drift(
+                ref_values,
+                cur_values,
+                feature=feature,
+                reference_patients=patients[0],
+                current_patients=patients[1],
+                thresholds=thresholds,
+            )
+        except DriftInputError as exc:
+            results[feature] = str(exc)
+    return results
+
+
+def _performance_section(
+    deltas: Mapping[str, tuple[float, list[MetricDelta]]],
+    family: Mapping[tuple[str, str], AlertTest],
+    confidence: float,
+    margin: float,
+    findings: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Per label its threshold and metric changes with their tests; a drop is a finding when its
+    adjusted test rejects and it reaches the margin (step 5)."""
+    performance: dict[str, Any] = {}
+    for label, (threshold, label_deltas) in deltas.items():
+        rows = []
+        for d in label_deltas:
+            test = family.get(("performance_degradation", f"{label}:{d.metric}"))
+            degraded = bool(test and test.rejected and d.delta <= -margin)
+            rows.append({**d.to_dict(), "degraded": degraded, "test": test.to_dict() if test else None})
+            if degraded:
+                findings.append(
+                    _finding(
+                        "performance_degradation",
+                        "critical" if d.delta <= -2 * margin else "warning",
+                        test.subject,
+                        f"{label} {d.metric} fell from {d.baseline:.3f} to {d.current:.3f} "
+                        f"(change {d.delta:+.3f}, {confidence:.0%} CI {d.ci_low:+.3f} to {d.ci_high:+.3f})",
+                        rows[-1],
+                    )
+                )
+        performance[label] = {"threshold": threshold, "metrics": rows}
+    return performance
+
+
+def _prevalence_section(
+    shifts: Mapping[str, PrevalenceShift | str],
+    family: Mapping[tuple[str, str], AlertTest],
+    confidence: float,
+    alpha: float,
+    findings: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Per label its prevalence shift with its test, or why there is none; a shift whose adjusted test rejects is a finding."""
+    prevalence: dict[str, Any] = {}
+    for label, shift in shifts.items():
+        if not isinstance(shift, PrevalenceShift):
+            prevalence[label] = {"error": shift}
+            continue
+        test = family[("prevalence_shift", label)]
+        shift = shift.adjusted(test.p_adjusted, alpha)
+        prevalence[label] = {**shift.to_dict(), "test": test.to_dict()}
+        if shift.significant:
+            findings.append(
+                _finding(
+                    "prevalence_shift",
+                    "info",
+                    label,
+                    f"{label} prevalence moved from {shift.reference:.1%} to {shift.current:.1%} "
+                    f"(difference {shift.difference:+.1%}, {confidence:.0%} CI {shift.ci_low:+.1%} to {shift.ci_high:+.1%})",
+                    prevalence[label],
+                )
+            )
+    return prevalence
+
+
+_DRIFT_EVIDENCE = (
+    "psi",
+    "level",
+    "ks_statistic",
+    "ks_pvalue",
+    "ks_pvalue_adjusted",
+    "reference_mean",
+    "current_mean",
+    "n_reference",
+    "n_current",
+    "n_reference_patients",
+    "n_current_patients",
+    "test",
+)
+
+
+def _drift_section(
+    kind: str,
+    results: Mapping[str, DriftResult | str],
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    family: Mapping[tuple[str, str], AlertTest],
+    alpha: float,
+    histograms: dict[str, Any],
+    findings: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Per feature its drift judged on the adjusted test, with its histogram, or why there is none."""
+    section: dict[str, Any] = {}
+    for feature, result in results.items():
+        if not isinstance(result, DriftResult):
+            section[feature] = {"error": result}
+            continue
+        test = family[(kind, feature)]
+        result = result.adjusted(test.p_adjusted, alpha)
+        section[feature] = {**result.to_dict(), "test": test.to_dict()}
+        ref_values, cur_values = pairs[feature]
+        histograms[feature] = _histogram(np.asarray(ref_values, dtype=np.float64), np.asarray(cur_values, dtype=np.float64), result)
+        if result.drifted:
+            psi = (
+                f"PSI {result.psi:.3f} ({result.level})"
+                if result.psi_used
+                else f"PSI {result.psi:.3f} (not graded: at these patient counts PSI reaches about {result.psi_expected_without_drift:.2f} by chance)"
+            )
+            findings.append(
+                _finding(
+                    kind,
+                    "warning" if result.level == "major" else "info",
+                    feature,
+                    f"{feature} drifted: mean {result.reference_mean:.4g} -> {result.current_mean:.4g}, KS {result.ks_statistic:.3f} "
+                    f"over {result.n_reference_patients} and {result.n_current_patients} patients, {psi}",
+                    {k: section[feature][k] for k in _DRIFT_EVIDENCE},
+                )
+            )
+    return section
 
 
 def baseline_comparison(
@@ -236,89 +461,63 @@ def baseline_comparison(
     confidence: float = 0.95,
     drift_thresholds: DriftThresholds = DriftThresholds(),
     degradation_margin: float = 0.05,
+    alpha: float = ALERT_ALPHA,
 ) -> dict[str, Any]:
-    """This run against the baseline's cases (see the module docstring); JSON-safe, with ``findings``."""
-    if reference.label_names != current.label_names or reference.class_names != current.class_names:
-        raise BaselineError(
-            f"the baseline run evaluated labels {list(reference.label_names)} with classes {list(reference.class_names)}; "
-            f"this run {list(current.label_names)} with {list(current.class_names)}: their results cannot be compared"
-        )
-    if not len(reference) or not len(current):
-        raise BaselineError(f"the baseline run has {len(reference)} case(s) and this run {len(current)}: nothing to compare")
-    findings: list[dict[str, Any]] = []
-    histograms: dict[str, Any] = {}
-    performance: dict[str, Any] = {}
-    prevalence: dict[str, Any] = {}
+    """This run against the baseline's cases (see the module docstring); JSON-safe, with ``findings``
+    (the alerts) and, on every test it made, its ``test`` (raw and adjusted p-value, family size)."""
+    _check_comparable(reference, current)
+    patients = tuple(np.unique(table.patient_keys, return_inverse=True)[1].ravel() for table in (reference, current))  # keyed once, not per test
+    deltas: dict[str, tuple[float, list[MetricDelta]]] = {}
+    shifts: dict[str, PrevalenceShift | str] = {}
     for k, label in enumerate(current.label_names):
         column = current.class_names.index(label)
         threshold = float(thresholds.get(label, 0.5))
-        deltas = metric_deltas(
-            reference.labels[:, k],
-            reference.scores[:, column],
-            reference.patient_keys,
-            current.labels[:, k],
-            current.scores[:, column],
-            current.patient_keys,
-            threshold=threshold,
-            n_resamples=n_resamples,
-            seed=seed,
-            confidence=confidence,
-            degradation_margin=degradation_margin,
+        deltas[label] = (
+            threshold,
+            metric_deltas(
+                reference.labels[:, k],
+                reference.scores[:, column],
+                reference.patient_keys,
+                current.labels[:, k],
+                current.scores[:, column],
+                current.patient_keys,
+                threshold=threshold,
+                n_resamples=n_resamples,
+                seed=seed,
+                confidence=confidence,
+            ),
         )
-        performance[label] = {"threshold": threshold, "metrics": [d.to_dict() for d in deltas]}
-        for d in deltas:
-            if d.degraded:
-                severity = "critical" if d.delta <= -2 * degradation_margin else "warning"
-                findings.append(
-                    _finding(
-                        "performance_degradation",
-                        severity,
-                        f"{label}:{d.metric}",
-                        f"{label} {d.metric} fell from {d.baseline:.3f} to {d.current:.3f} "
-                        f"(change {d.delta:+.3f}, {confidence:.0%} CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, p={d.p_value:.3g})",
-                        d.to_dict(),
-                    )
-                )
-        shift = prevalence_shift(reference.labels[:, k], current.labels[:, k], label=label)
-        prevalence[label] = shift.to_dict()
-        if shift.significant:
-            findings.append(
-                _finding(
-                    "prevalence_shift",
-                    "info",
-                    label,
-                    f"{label} prevalence moved from {shift.reference:.1%} to {shift.current:.1%} "
-                    f"(difference {shift.difference:+.1%}, 95% CI {shift.ci_low:+.1%} to {shift.ci_high:+.1%})",
-                    shift.to_dict(),
-                )
+        try:
+            shifts[label] = prevalence_shift(
+                reference.labels[:, k],
+                current.labels[:, k],
+                label=label,
+                reference_patients=patients[0],
+                current_patients=patients[1],
+                confidence=confidence,
+                alpha=alpha,
             )
-    outputs = _drift_section(
-        {f"score_{name}": (reference.scores[:, c], current.scores[:, c]) for c, name in enumerate(current.class_names)},
-        drift_thresholds,
-        histograms,
-    )
+        except DriftInputError as exc:
+            shifts[label] = str(exc)
     features = [f for f in IMAGE_FEATURES if f in reference.image_stats and f in current.image_stats]
-    inputs = _drift_section(
-        {f: (reference.image_stats[f], current.image_stats[f]) for f in features},
-        drift_thresholds,
-        histograms,
-    )
-    for kind, section in (("output_drift", outputs), ("input_drift", inputs)):
-        for feature, result in section.items():
-            if result.get("drifted"):
-                findings.append(
-                    _finding(
-                        kind,
-                        "warning" if result["level"] == "major" else "info",
-                        feature,
-                        f"{feature} drifted: PSI {result['psi']:.3f} ({result['level']}), KS {result['ks_statistic']:.3f} "
-                        f"(p={result['ks_pvalue']:.2g}); mean {result['reference_mean']:.4g} -> {result['current_mean']:.4g}",
-                        {
-                            k: result[k]
-                            for k in ("psi", "level", "ks_statistic", "ks_pvalue", "reference_mean", "current_mean", "n_reference", "n_current")
-                        },
-                    )
-                )
+    pairs = {
+        "output_drift": {f"score_{name}": (reference.scores[:, c], current.scores[:, c]) for c, name in enumerate(current.class_names)},
+        "input_drift": {f: (reference.image_stats[f], current.image_stats[f]) for f in features},
+    }
+    drifts = {kind: _drift_results(kind_pairs, patients, drift_thresholds) for kind, kind_pairs in pairs.items()}
+
+    candidates = [
+        ("performance_degradation", f"{label}:{d.metric}", "drop", d.p_drop) for label, (_, ds) in deltas.items() for d in ds if d.p_drop is not None
+    ]
+    candidates += [("prevalence_shift", label, "change", s.p_value) for label, s in shifts.items() if isinstance(s, PrevalenceShift)]
+    candidates += [(kind, f, "change", r.ks_pvalue) for kind, results in drifts.items() for f, r in results.items() if isinstance(r, DriftResult)]
+    family = alert_family(candidates, alpha)
+
+    findings: list[dict[str, Any]] = []
+    performance = _performance_section(deltas, family, confidence, degradation_margin, findings)
+    prevalence = _prevalence_section(shifts, family, confidence, alpha, findings)
+    histograms: dict[str, Any] = {}
+    sections = {kind: _drift_section(kind, results, pairs[kind], family, alpha, histograms, findings) for kind, results in drifts.items()}
     return {
         "n_baseline_cases": len(reference),
         "n_cases": len(current),
@@ -327,13 +526,15 @@ def baseline_comparison(
         "thresholds": {
             "psi_moderate": drift_thresholds.psi_moderate,
             "psi_major": drift_thresholds.psi_major,
-            "ks_alpha": drift_thresholds.ks_alpha,
             "ks_min_statistic": drift_thresholds.ks_min_statistic,
+            "alpha": alpha,
+            "multiplicity": "holm",
+            "family_size": len(family),
         },
         "performance": performance,
         "prevalence": prevalence,
-        "outputs": outputs,
-        "inputs": inputs,
+        "outputs": sections["output_drift"],
+        "inputs": sections["input_drift"],
         "histograms": histograms,
         "findings": findings,
     }

@@ -1,28 +1,40 @@
-"""Distribution drift between a baseline run and a new one: PSI and the two-sample
-Kolmogorov-Smirnov test, on model outputs and on per-image statistics, and label-prevalence shift.
+"""Distribution drift between a baseline run and a new one, with patients as the unit: the
+two-sample Kolmogorov-Smirnov test on per-patient means, PSI as a descriptive effect size, and
+label-prevalence shift with a patient-cluster test.
 
-How one comparison is computed (``distribution_drift``), sorting each sample once:
+Patients, not images, are independent: a patient's images share their anatomy, detector
+settings and disease, so counting each image as a new observation makes every test
+over-confident (with 1-4 images per patient a nominal 1% KS test fires several times as
+often). How one comparison is computed (``distribution_drift``):
 
-1. Both samples are sorted. The KS statistic is the largest gap between the
-   two empirical CDFs, evaluated with ``searchsorted`` at every value of the
-   union (what ``scipy.stats.ks_2samp`` computes); its p-value is scipy's
-   asymptotic one (``kstwo`` at the effective sample size ``m n / (m + n)``),
-   which scipy itself uses above 10,000 values per sample.
-2. PSI bins are the reference's deciles (``n_bins`` quantile bins, read from
-   the sorted reference), so each reference bin holds about the same share;
-   the current sample's shares come from ``searchsorted`` on its sorted copy.
-   An empty bin's share is floored at ``PSI_FLOOR`` so the logarithm stays
-   finite (stated in the result).
-3. Drift is called when PSI reaches ``psi_moderate`` (0.1) or the KS test
-   rejects at ``ks_alpha`` (0.01) *and* the KS statistic reaches
-   ``ks_min_statistic`` (0.1): with tens of thousands of cases every tiny
-   difference is significant, so significance alone is not drift. PSI of 0.25
-   or more is "major" (the usual credit-scoring bands).
-4. PSI is biased upward in small samples: with no drift at all its expected
-   value is about ``(bins - 1) (1/n + 1/m)`` (its chi-square approximation),
-   0.3 for two samples of 60. When that expectation exceeds half of
-   ``psi_moderate`` the PSI is reported but not used, and drift rests on the
-   KS test alone (``psi_used`` false).
+1. Each run's values are averaged per patient (``patient_sample``); without patient keys each
+   value is its own patient. The KS statistic is the largest gap between the empirical CDFs of
+   the two runs' patient means; its p-value is scipy's exact one up to 10,000 patients per run
+   and the asymptotic one (``kstwo`` at ``m n / (m + n)``) above, as ``ks_2samp`` chooses.
+2. PSI is computed on the images (the usual population-stability number), over the
+   reference's deciles; an empty bin's share is floored at ``PSI_FLOOR``. It is an effect size,
+   never a test.
+3. PSI is biased upward in small samples: with no drift its expected value is about
+   ``(bins - 1) (1/n + 1/m)`` at ``n`` and ``m`` independent values. Images of one patient are
+   not independent, so ``n`` is each run's effective size bound ``(sum n_j)^2 / sum n_j^2``
+   (``n_j`` images of patient ``j``; the patient count when each has one image). When that
+   expectation exceeds half of ``psi_moderate`` the PSI is reported but not used (``psi_used``
+   false).
+4. Drift is called (``drift_call``) when the KS test rejects at the family-wise level after the
+   run's multiplicity adjustment (``radtrust_engine.baseline``; a lone comparison is a family of
+   one) *and* the change is material: a KS statistic of at least ``ks_min_statistic`` (0.1) or a
+   usable PSI of at least ``psi_moderate`` (0.1). With tens of thousands of patients every tiny
+   difference is significant, so significance alone is not drift. The level is the PSI band
+   ("moderate" from 0.1, "major" from 0.25); where PSI is not usable a called drift is "major".
+5. Prevalence (``prevalence_shift``) is the share of positive images in each run. Its interval
+   is Newcombe's hybrid score interval from two Wilson intervals at each run's effective size
+   (images divided by the design effect of the patient clusters, at least 1); its two-sided
+   p-value is a cluster-robust score test: the difference over the ratio estimator's variance
+   from per-patient residuals about the pooled prevalence.
+
+A change in the number of images per patient changes the spread of per-patient means even when
+each image's distribution is the same; the report gives both runs' patient counts beside the
+image counts so a reader can see such a change.
 
 Plain NumPy and SciPy (no Django).
 """
@@ -31,16 +43,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.stats import kstwo
+from scipy.stats import ks_2samp, kstwo, norm
 
 from radtrust_engine.stats import wilson_interval
 
 PSI_FLOOR = 1e-4
-MIN_VALUES = 20
+MIN_PATIENTS = 20
+EXACT_KS_MAX = 10_000  # scipy's own limit for the exact two-sample KS distribution
+ALERT_ALPHA = 0.05  # family-wise error rate of a run's alert tests
 
 
 class DriftInputError(ValueError):
@@ -49,25 +63,32 @@ class DriftInputError(ValueError):
 
 @dataclass(frozen=True)
 class DriftThresholds:
+    """Effect sizes a significant change must reach before it is called drift (step 4)."""
+
     psi_moderate: float = 0.1
     psi_major: float = 0.25
-    ks_alpha: float = 0.01
     ks_min_statistic: float = 0.1
 
 
 @dataclass(frozen=True)
 class DriftResult:
-    """One feature compared between the reference (baseline) and the current sample."""
+    """One feature compared between the reference (baseline) and the current sample.
+
+    ``ks_pvalue`` is the test's own p-value; ``ks_pvalue_adjusted`` the one after the run's
+    multiplicity adjustment (equal for a lone comparison), which ``drifted`` rests on."""
 
     feature: str
     n_reference: int
     n_current: int
+    n_reference_patients: int
+    n_current_patients: int
     psi: float
     ks_statistic: float
     ks_pvalue: float
+    ks_pvalue_adjusted: float
     level: str  # "none" | "moderate" | "major"
     drifted: bool
-    psi_used: bool  # false when the samples are too small for PSI (step 4)
+    psi_used: bool  # false when the samples are too small for PSI (step 3)
     psi_expected_without_drift: float
     bin_edges: list[float]
     reference_shares: list[float]
@@ -81,25 +102,62 @@ class DriftResult:
         data["psi_floor"] = PSI_FLOOR
         return data
 
+    def adjusted(self, p_adjusted: float, alpha: float = ALERT_ALPHA) -> DriftResult:
+        """This result judged on the p-value adjusted for the run's family of tests."""
+        level, drifted = drift_call(self.psi, self.psi_used, self.ks_statistic, p_adjusted, self.thresholds, alpha)
+        return replace(self, ks_pvalue_adjusted=float(p_adjusted), level=level, drifted=drifted)
+
+
+def drift_call(psi: float, psi_used: bool, ks_statistic: float, p_adjusted: float, thresholds: DriftThresholds, alpha: float) -> tuple[str, bool]:
+    """(level, drifted) of one feature (step 4): drift needs the adjusted test and a material change."""
+    material = ks_statistic >= thresholds.ks_min_statistic or (psi_used and psi >= thresholds.psi_moderate)
+    drifted = bool(p_adjusted <= alpha and material)
+    if not psi_used:
+        return ("major" if drifted else "none"), drifted
+    if psi >= thresholds.psi_major:
+        return "major", drifted
+    return ("moderate" if psi >= thresholds.psi_moderate else "none"), drifted
+
 
 def _clean(values: Any, name: str, feature: str) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(x).all():
         raise DriftInputError(f"{feature}: the {name} sample holds {int((~np.isfinite(x)).sum())} NaN or infinite value(s)")
-    if x.size < MIN_VALUES:
-        raise DriftInputError(f"{feature}: the {name} sample has {x.size} value(s); at least {MIN_VALUES} are needed to compare distributions")
     return x
 
 
+def patient_index(patients: Any, n_values: int, what: str) -> np.ndarray:
+    """Each value's patient as 0 .. P-1 (each value its own patient when ``patients`` is None)."""
+    if patients is None:
+        return np.arange(n_values)
+    keys = np.asarray(patients).ravel()
+    if keys.size != n_values:
+        raise DriftInputError(f"{what}: {keys.size} patient key(s) for {n_values} value(s)")
+    return np.unique(keys, return_inverse=True)[1].ravel()
+
+
+def patient_sample(values: np.ndarray, patients: Any, what: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """The values sorted, the per-patient means sorted (step 1), and the effective size
+    ``(sum n_j)^2 / sum n_j^2`` (step 3); without patient keys each value is its own patient."""
+    ordered = np.sort(values)
+    if patients is None:
+        return ordered, ordered, float(values.size)
+    index = patient_index(patients, values.size, what)
+    counts = np.bincount(index).astype(np.float64)
+    means = np.sort(np.bincount(index, weights=values) / counts)
+    return ordered, means, float(counts.sum() ** 2 / np.sum(counts**2))
+
+
 def ks_sorted(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Two-sample KS statistic and asymptotic two-sided p-value of two sorted samples."""
+    """Two-sample KS statistic and two-sided p-value of two sorted samples (step 1)."""
     both = np.concatenate([a, b])
     cdf_a = np.searchsorted(a, both, side="right") / a.size
     cdf_b = np.searchsorted(b, both, side="right") / b.size
     statistic = float(np.max(np.abs(cdf_a - cdf_b)))
+    if max(a.size, b.size) <= EXACT_KS_MAX:
+        return statistic, float(ks_2samp(a, b, method="exact").pvalue)
     n = a.size * b.size / (a.size + b.size)
-    pvalue = float(np.clip(kstwo.sf(statistic, round(n)), 0.0, 1.0))
-    return statistic, pvalue
+    return statistic, float(np.clip(kstwo.sf(statistic, round(n)), 0.0, 1.0))
 
 
 def psi_sorted(reference: np.ndarray, current: np.ndarray, n_bins: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -119,31 +177,39 @@ def distribution_drift(
     current: Any,
     *,
     feature: str,
+    reference_patients: Any = None,
+    current_patients: Any = None,
     n_bins: int = 10,
     thresholds: DriftThresholds = DriftThresholds(),
+    alpha: float = ALERT_ALPHA,
 ) -> DriftResult:
-    """Compare two samples of one feature (see the module docstring)."""
+    """Compare two samples of one feature, patients as the unit (see the module docstring)."""
     if n_bins < 2:
         raise ValueError("n_bins must be at least 2")
-    ref = np.sort(_clean(reference, "reference", feature))
-    cur = np.sort(_clean(current, "current", feature))
-    statistic, pvalue = ks_sorted(ref, cur)
+    ref, ref_means, ref_size = patient_sample(_clean(reference, "reference", feature), reference_patients, f"{feature}, reference")
+    cur, cur_means, cur_size = patient_sample(_clean(current, "current", feature), current_patients, f"{feature}, current")
+    for name, means in (("reference", ref_means), ("current", cur_means)):
+        if means.size < MIN_PATIENTS:
+            raise DriftInputError(
+                f"{feature}: the {name} sample has {means.size} patient(s); at least {MIN_PATIENTS} are needed to compare distributions"
+            )
+    statistic, pvalue = ks_sorted(ref_means, cur_means)
     psi, edges, ref_shares, cur_shares = psi_sorted(ref, cur, n_bins)
-    ks_drift = pvalue < thresholds.ks_alpha and statistic >= thresholds.ks_min_statistic
-    expected = (len(ref_shares) - 1) * (1 / ref.size + 1 / cur.size)
+    expected = (len(ref_shares) - 1) * (1 / ref_size + 1 / cur_size)
     psi_used = expected <= thresholds.psi_moderate / 2
-    level = "major" if psi >= thresholds.psi_major else "moderate" if psi >= thresholds.psi_moderate else "none"
-    if not psi_used:
-        level = "major" if ks_drift else "none"  # KS alone decides; a rejected KS is reported as major
+    level, drifted = drift_call(psi, psi_used, statistic, pvalue, thresholds, alpha)
     return DriftResult(
         feature=feature,
         n_reference=int(ref.size),
         n_current=int(cur.size),
+        n_reference_patients=int(ref_means.size),
+        n_current_patients=int(cur_means.size),
         psi=psi,
         ks_statistic=statistic,
         ks_pvalue=pvalue,
+        ks_pvalue_adjusted=pvalue,
         level=level,
-        drifted=bool(level != "none" or ks_drift),
+        drifted=drifted,
         psi_used=psi_used,
         psi_expected_without_drift=float(expected),
         bin_edges=edges.tolist(),
@@ -181,8 +247,10 @@ def image_summary(image: np.ndarray) -> tuple[float, float, float, float]:
 
 @dataclass(frozen=True)
 class PrevalenceShift:
-    """Label prevalence in the reference and current data, their difference and its 95% CI
-    (Newcombe's hybrid score interval from two Wilson intervals)."""
+    """Label prevalence (share of positive images) in the reference and current data, their
+    difference with its CI and the two-sided p-value of the patient-cluster test (step 5);
+    ``significant`` rests on ``p_value_adjusted``, the p-value after the run's multiplicity
+    adjustment (equal to ``p_value`` for a lone comparison)."""
 
     label: str
     reference: float
@@ -192,24 +260,77 @@ class PrevalenceShift:
     ci_high: float
     n_reference: int
     n_current: int
-
-    @property
-    def significant(self) -> bool:
-        return self.ci_low > 0 or self.ci_high < 0
+    n_reference_patients: int
+    n_current_patients: int
+    p_value: float
+    p_value_adjusted: float
+    significant: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "significant": self.significant}
+        return asdict(self)
+
+    def adjusted(self, p_adjusted: float, alpha: float = ALERT_ALPHA) -> PrevalenceShift:
+        """This shift judged on the p-value adjusted for the run's family of tests."""
+        return replace(self, p_value_adjusted=float(p_adjusted), significant=bool(p_adjusted <= alpha))
 
 
-def prevalence_shift(reference_labels: Any, current_labels: Any, *, label: str) -> PrevalenceShift:
-    ref = np.asarray(reference_labels).astype(bool).ravel()
-    cur = np.asarray(current_labels).astype(bool).ravel()
-    if ref.size == 0 or cur.size == 0:
-        raise DriftInputError(f"{label}: prevalence needs labels in both runs ({ref.size} and {cur.size} given)")
-    p1, p2 = ref.mean(), cur.mean()
-    l1, u1 = wilson_interval(int(ref.sum()), ref.size)
-    l2, u2 = wilson_interval(int(cur.sum()), cur.size)
+def _ratio_variance(y: np.ndarray, index: np.ndarray, centre: float) -> float:
+    """Cluster-robust variance of a share of images: per-patient residuals about ``centre``."""
+    residuals = np.bincount(index, weights=y) - centre * np.bincount(index)
+    patients = residuals.size
+    return float(patients / (patients - 1) * np.sum(residuals**2) / y.size**2)
+
+
+def _effective_wilson(p: float, y: np.ndarray, index: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Wilson interval at the effective size: images over the cluster design effect (at least 1)."""
+    if 0 < p < 1:
+        design_effect = max(1.0, _ratio_variance(y, index, p) / (p * (1 - p) / y.size))
+    else:
+        design_effect = 1.0
+    n = y.size / design_effect
+    low, high = wilson_interval(p * n, n, confidence)
+    return float(low), float(high)
+
+
+def prevalence_shift(
+    reference_labels: Any,
+    current_labels: Any,
+    *,
+    label: str,
+    reference_patients: Any = None,
+    current_patients: Any = None,
+    confidence: float = 0.95,
+    alpha: float = ALERT_ALPHA,
+) -> PrevalenceShift:
+    """The change in a label's prevalence between two runs, patients as the unit (step 5)."""
+    ref = np.asarray(reference_labels).astype(bool).ravel().astype(np.float64)
+    cur = np.asarray(current_labels).astype(bool).ravel().astype(np.float64)
+    ref_index = patient_index(reference_patients, ref.size, f"{label}, reference")
+    cur_index = patient_index(current_patients, cur.size, f"{label}, current")
+    n_ref, n_cur = int(ref_index.max(initial=-1)) + 1, int(cur_index.max(initial=-1)) + 1
+    if n_ref < 2 or n_cur < 2:
+        raise DriftInputError(f"{label}: prevalence needs labels of at least 2 patients in each run ({n_ref} and {n_cur} given)")
+    p1, p2 = float(ref.mean()), float(cur.mean())
+    l1, u1 = _effective_wilson(p1, ref, ref_index, confidence)
+    l2, u2 = _effective_wilson(p2, cur, cur_index, confidence)
     d = p2 - p1
     low = d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
     high = d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
-    return PrevalenceShift(label, float(p1), float(p2), float(d), float(low), float(high), int(ref.size), int(cur.size))
+    pooled = float((ref.sum() + cur.sum()) / (ref.size + cur.size))
+    variance = _ratio_variance(ref, ref_index, pooled) + _ratio_variance(cur, cur_index, pooled)
+    p_value = float(2 * norm.sf(abs(d) / math.sqrt(variance))) if variance > 0 else 1.0
+    return PrevalenceShift(
+        label=label,
+        reference=p1,
+        current=p2,
+        difference=d,
+        ci_low=low,
+        ci_high=high,
+        n_reference=int(ref.size),
+        n_current=int(cur.size),
+        n_reference_patients=n_ref,
+        n_current_patients=n_cur,
+        p_value=p_value,
+        p_value_adjusted=p_value,
+        significant=p_value <= alpha,
+    )

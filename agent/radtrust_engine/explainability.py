@@ -6,13 +6,19 @@ preprocessed tensors in, the ``(N, L)`` probabilities of its L labels out
 (``(N,)`` for one label). No gradients are needed, so any exported model can
 be explained.
 
-1. Cases: per label, up to ``n_cases`` are drawn with
-   ``numpy.random.default_rng(seed)``, balanced between the classes (up to
-   half, rounded up, from the positives; the rest from the negatives; a class
-   that runs short is made up from the other) and listed in manifest order.
-2. Saliency per case: occlusion (the drop in probability when a patch is
-   replaced by the image's mean) and RISE (random smooth masks weighted by the
-   probability of the masked image).
+1. Cases: one set of up to ``n_cases``, shared by the labels, drawn with
+   ``numpy.random.default_rng(seed)`` (``select_cases``). The labels take
+   turns, the one with the fewest positives first; on its turn a label draws
+   one case not drawn yet, a positive while it has drawn no more positives
+   than negatives, else a negative (a class that runs out is made up from the
+   other), each from its own seeded permutation of that class. A case is
+   explained for the label it was drawn for. With one label this is a
+   balanced draw (up to half, rounded up, positives); with L labels each label
+   draws ``n_cases / L`` (rounded up for the first in turn). Listed in
+   manifest order.
+2. Saliency per case, for its label: occlusion (the drop in probability when
+   a patch is replaced by the image's mean) and RISE (random smooth masks
+   weighted by the probability of the masked image).
 3. Faithfulness (Petsiuk et al. 2018): the deletion curve removes the most
    salient pixels first, replacing them by a blurred copy of the image, and
    the insertion curve starts from that blurred copy and puts the most
@@ -23,20 +29,21 @@ be explained.
    An area is only evidence next to what an uninformed map of the same
    smoothness scores on the same image and model.
 5. Differences (method minus random) per case, averaged, with a case-level
-   bootstrap percentile CI. A curve supports the map where its CI excludes 0
-   and the mean difference reaches ``min_difference`` (0.02 of area by
-   default). The second condition is needed because the model is
-   deterministic: a model that weighs every pixel alike (a function of the
-   mean intensity) still responds a little more to the bright lesion the
-   maps find, and over 32 cases that consistent difference (under 0.01) has
-   a CI that excludes 0, yet says nothing useful about the map.
+   bootstrap percentile CI, per label over the cases drawn for it and pooled
+   over all the explained cases (``ExplainedCases.pooled``). A curve supports
+   the map where its CI excludes 0 and the mean difference reaches
+   ``min_difference`` (0.02 of area by default). The second condition is
+   needed because the model is deterministic: a model that weighs every
+   pixel alike (a function of the mean intensity) still responds a little
+   more to the bright lesion the maps find, and over 32 cases that consistent
+   difference (under 0.01) has a CI that excludes 0, yet says nothing useful
+   about the map. Below ``min_cases_to_judge`` cases there is no CI.
 
-One forward pass gives every label, so ``explain_cases`` scores the inputs
-that do not depend on the label once for all labels: each case some label
-explains, its occlusion patches, its RISE masks and the deletion/insertion
-steps of its random maps. A label's result (``ExplainedCases.report``) reads
-its column of those outputs; only the deletion and insertion steps of its own
-maps are inputs of that label alone, and only they run per label.
+Forward passes: one model output holds every label, and each case is explained
+for one label, so the passes per explained case do not depend on the number of
+labels: the case itself, the unoccluded image and each occlusion patch, each
+RISE mask, and the ``2 x (steps + 1)`` deletion and insertion steps of each
+method's map and each random map.
 
 Plain NumPy and SciPy, with Pillow and a matplotlib colour table for the
 overlay (no Django, no onnxruntime: the caller wraps the model).
@@ -44,10 +51,11 @@ overlay (no Django, no onnxruntime: the caller wraps the model).
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,8 +124,8 @@ class ExplainabilityResult:
 def _predict_batched(predict: Predict, batch: np.ndarray, batch_size: int) -> np.ndarray:
     """``(N, L)`` probabilities of every label for ``batch``, in chunks of ``batch_size``.
 
-    Non-finite values are left for each label to refuse (``_refuse_non_finite``
-    on its column): a NaN in one label's output must not stop the others.
+    Non-finite values are left for each label to refuse (``ExplainedCases.report``
+    on the cases drawn for it): a NaN in one label's output must not stop the others.
     """
     parts = []
     for start in range(0, len(batch), batch_size):
@@ -415,28 +423,65 @@ def _random_areas(predict: Predict, images: np.ndarray, case_rows: Sequence[int]
 # Report
 # ---------------------------------------------------------------------------
 
+SELECTION = (
+    "one set shared by the labels: the labels take turns (the fewest positives first), each drawing a case not drawn yet, a positive while it has drawn "
+    "no more positives than negatives, else a negative (a class that runs short is made up from the other); each case is "
+    "explained for the label it was drawn for; default_rng(seed); listed in manifest order"
+)
 
-def select_cases(y_true: np.ndarray, n_cases: int, seed: int) -> np.ndarray:
-    """Positions of the cases to explain (module docstring, step 1)."""
+
+def select_cases(y_true: np.ndarray, n_cases: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cases to explain (module docstring, step 1): their positions, in manifest order, and the
+    label each was drawn for. ``y_true`` is ``(N, L)``, or ``(N,)`` for one label.
+
+    Each label's two permutations together hold every case, so the label whose
+    turn it is always finds one not drawn yet: every label draws its share.
+    """
+    y = np.asarray(y_true)
+    y = y[:, None] if y.ndim == 1 else y
     rng = np.random.default_rng(seed)
-    positive = rng.permutation(np.flatnonzero(y_true == 1))
-    negative = rng.permutation(np.flatnonzero(y_true != 1))
-    n_pos = min(len(positive), math.ceil(n_cases / 2))
-    n_neg = min(len(negative), n_cases - n_pos)
-    n_pos = min(len(positive), n_cases - n_neg)
-    return np.sort(np.concatenate([positive[:n_pos], negative[:n_neg]]))
+    queues = [(rng.permutation(np.flatnonzero(column == 1)), rng.permutation(np.flatnonzero(column != 1))) for column in y.T]
+    cursor = np.zeros((y.shape[1], 2), dtype=int)  # per label and class (positive, negative): the next place in its queue
+    drawn = np.zeros((y.shape[1], 2), dtype=int)  # per label and class: the cases drawn for it
+    drawn_for = np.full(len(y), -1)
+    turns = np.argsort((y == 1).sum(axis=0), kind="stable")  # the rarest label first: its few positives are not yet drawn for another
+    for turn in range(min(n_cases, len(y))):
+        label = turns[turn % y.shape[1]]
+        first = 0 if drawn[label, 0] <= drawn[label, 1] else 1
+        for cls in (first, 1 - first):
+            queue = queues[label][cls]
+            while cursor[label, cls] < len(queue) and drawn_for[queue[cursor[label, cls]]] >= 0:
+                cursor[label, cls] += 1
+            if cursor[label, cls] < len(queue):
+                drawn_for[queue[cursor[label, cls]]] = label
+                drawn[label, cls] += 1
+                break
+    positions = np.flatnonzero(drawn_for >= 0)
+    return positions, drawn_for[positions]
+
+
+def min_cases_to_judge(confidence: float) -> int:
+    """The fewest cases whose mean difference gets a CI. With fewer, even cases whose differences all
+    share a sign are more likely than ``1 - confidence`` under a map no better than random (two-sided
+    sign test: ``2 * 0.5**n``), yet every bootstrap mean would share that sign and the percentile CI
+    would exclude 0: it would claim more than the cases hold. 6 at 95%."""
+    return math.ceil(math.log2(2 / (1 - confidence)) - 1e-9)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return finite_or_none(values.mean()) if len(values) else None
 
 
 def _difference(diffs: np.ndarray, *, n_resamples: int, confidence: float, seed: int) -> dict[str, float | None]:
-    """Mean of per-case differences with a case-level bootstrap percentile CI (None below two cases)."""
-    value = float(diffs.mean())
-    if len(diffs) < 2 or n_resamples < 1:
-        return {"value": finite_or_none(value), "ci_low": None, "ci_high": None}
+    """Mean of per-case differences with a case-level bootstrap percentile CI (None below ``min_cases_to_judge``)."""
+    value = _mean(diffs)
+    if len(diffs) < min_cases_to_judge(confidence) or n_resamples < 1:
+        return {"value": value, "ci_low": None, "ci_high": None}
     counts = patient_bootstrap_counts(np.random.default_rng(seed), len(diffs), n_resamples)
     means = counts @ diffs / len(diffs)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
-    return {"value": finite_or_none(value), "ci_low": finite_or_none(low), "ci_high": finite_or_none(high)}
+    return {"value": value, "ci_low": finite_or_none(low), "ci_high": finite_or_none(high)}
 
 
 def faithfulness_verdict(deletion: dict[str, float | None], insertion: dict[str, float | None], min_difference: float) -> str:
@@ -459,116 +504,96 @@ def faithfulness_verdict(deletion: dict[str, float | None], insertion: dict[str,
     return "not distinguishable from random"
 
 
-@dataclass(frozen=True)
-class LabelOutputs:
-    """One label's column of what ``explain_cases`` scored, for the cases that label explains (in
-    manifest order): what its maps and its random baseline are built from."""
+def _faithfulness(areas: dict[str, tuple[np.ndarray, np.ndarray]], settings: ExplainSettings) -> dict[str, dict[str, Any]]:
+    """Per method, over the cases of ``areas`` (name -> deletion and insertion area per case, with
+    "random"): its mean areas, its differences from the random maps' (paired by case) and the verdict."""
+    bootstrap = {"n_resamples": settings.n_resamples, "confidence": settings.confidence, "seed": settings.seed}
+    random_deletion, random_insertion = areas["random"]
+    found = {}
+    for method in settings.methods:
+        deletion, insertion = areas[method]
+        deletion_difference = _difference(deletion - random_deletion, **bootstrap)
+        insertion_difference = _difference(insertion - random_insertion, **bootstrap)
+        found[method] = {
+            "deletion_auc": _mean(deletion),
+            "insertion_auc": _mean(insertion),
+            "deletion_difference": deletion_difference,
+            "insertion_difference": insertion_difference,
+            "verdict": faithfulness_verdict(deletion_difference, insertion_difference, settings.min_difference),
+        }
+    return found
 
-    positions: np.ndarray  # of the cases in the kept tensors (``select_cases``)
-    probability: np.ndarray  # (n,) of each case as it is
-    weights: dict[str, np.ndarray]  # method -> (n, inputs): occlusion's drop per patch, RISE's probability per mask
-    random_deletion: np.ndarray  # (n,) mean over the case's random maps
-    random_insertion: np.ndarray
 
-    def refuse_non_finite(self) -> None:
-        """``ExplainabilityError`` if the model gave this label a NaN or infinite probability on any of them."""
-        _refuse_non_finite(self.probability, "for the explained cases")
-        for method, weights in self.weights.items():
-            _refuse_non_finite(weights, f"on the explained cases' {method} inputs")
-        _refuse_non_finite(np.concatenate([self.random_deletion, self.random_insertion]), "on the random maps' deletion and insertion steps")
+def _saliency_maps(method: str, weights: np.ndarray, shape: tuple[int, int], settings: ExplainSettings) -> np.ndarray:
+    """``(n, H, W)``: each case's map from its label's weights (occlusion's drop per patch, RISE's probability per mask)."""
+    if method == "occlusion":
+        return np.stack([_occlusion_map(case, shape, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE) for case in weights])
+    return _rise_maps(weights, shape, **settings.rise_options())
 
 
-def _label_columns(values: Iterable[np.ndarray], chosen: Sequence[np.ndarray], explained: np.ndarray) -> list[np.ndarray]:
-    """Per label, its column of per-case ``(..., L)`` outputs (one per explained case, in order) for the
-    cases it explains: ``(n_label, ...)``. Only those columns are kept, so memory does not grow with
-    the labels times the explained cases."""
-    index = {int(position): k for k, position in enumerate(explained)}
-    wanted: list[list[tuple[int, int]]] = [[] for _ in explained]  # per explained case: (label, its place in that label's cases)
-    for label, positions in enumerate(chosen):
-        for j, position in enumerate(positions):
-            wanted[index[int(position)]].append((label, j))
-    columns: list[np.ndarray] = []
-    for case, value in zip(wanted, values):
-        if not columns:  # the first case's outputs give the shape
-            columns = [np.empty((len(positions), *value.shape[:-1])) for positions in chosen]
-        for label, j in case:
-            columns[label][j] = value[..., label]
-    return columns
+def _first_non_finite(checks: Sequence[tuple[str, np.ndarray]], n: int) -> list[str | None]:
+    """Per case, where the model first gave its label a NaN or infinite probability (None: nowhere);
+    ``checks`` are (where, ``(n, ...)`` values of each case's label), in the order the model ran."""
+    found: list[str | None] = [None] * n
+    for where, values in checks:
+        for case in np.flatnonzero(~np.isfinite(values.reshape(n, -1)).all(axis=1)):
+            found[case] = found[case] or where
+    return found
 
 
 @dataclass
 class ExplainedCases:
-    """What ``explain_cases`` scored once for every label, with what it needs to build each label's
-    result (``report``): the label-independent inputs' outputs, per label for its own cases."""
+    """The explained cases, shared by the labels, with what ``explain_cases`` measured on each for
+    the label it was drawn for: ``report(label)`` is one label's result, ``pooled`` all of them."""
 
-    predict: Predict
     tensors: np.ndarray
     y_true: np.ndarray  # (N, L)
     rows: Sequence[int]
     image_paths: Sequence[str]
     settings: ExplainSettings
-    labels: list[LabelOutputs]
-    shared_seconds: dict[str, float]  # per method and "random": the passes run once for all labels
+    positions: np.ndarray  # (n,) the explained cases in the kept tensors, in manifest order
+    drawn_for: np.ndarray  # (n,) the label each was drawn for
+    probability: np.ndarray  # (n,) each case as it is, for its label
+    saliency: dict[str, np.ndarray]  # method -> (n, H, W)
+    areas: dict[str, tuple[np.ndarray, np.ndarray]]  # method and "random" -> deletion and insertion area per case
+    seconds: dict[str, float]  # per method and "random", over all the cases
+    non_finite: list[str | None]  # per case: where the model gave its label a NaN or infinite probability
 
     def report(self, label: int) -> ExplainabilityResult:
-        """One label's saliency and its faithfulness against the random baseline (module docstring);
-        ``ExplainabilityError`` if the model gave that label non-finite probabilities. Only the
-        deletion and insertion steps of this label's own maps run the model here."""
-        settings, outputs = self.settings, self.labels[label]
-        outputs.refuse_non_finite()
-        chosen = outputs.positions
-        x = self.tensors[chosen]
-        n, _, h, w = x.shape
+        """One label's saliency and its faithfulness against the random baseline on the cases drawn
+        for it (module docstring); ``ExplainabilityError`` if the model gave that label non-finite
+        probabilities on them."""
+        settings = self.settings
+        own = np.flatnonzero(self.drawn_for == label)
+        where = next((self.non_finite[i] for i in own if self.non_finite[i]), None)
+        if where:
+            raise ExplainabilityError(f"predict returned NaN or infinite probability(ies) {where}")
+        chosen = self.positions[own]
+        n, (h, w) = len(own), self.tensors.shape[-2:]
         y = self.y_true[:, label]
-        share = 1 / len(self.labels)  # each label's part of the passes run once for all
-        saliency: dict[str, np.ndarray] = {}
-        areas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        seconds: dict[str, float] = {}
+        areas = {name: (deletion[own], insertion[own]) for name, (deletion, insertion) in self.areas.items()}
+        share = n / len(self.positions)  # each case's passes are the label's it was drawn for
+        methods = _faithfulness(areas, settings)
         for method in settings.methods:
-            started = time.perf_counter()
-            saliency[method] = self._maps(method, outputs.weights[method], (h, w))
-            deletion, insertion = deletion_insertion(self.predict, x, saliency[method], steps=settings.steps, batch_size=settings.batch_size)
-            where = f"on the deletion and insertion steps of the {method} maps"
-            areas[method] = tuple(_refuse_non_finite(np.ascontiguousarray(a[:, label]), where) for a in (deletion, insertion))
-            seconds[method] = self.shared_seconds[method] * share + time.perf_counter() - started
-        areas["random"] = (outputs.random_deletion, outputs.random_insertion)
-        seconds["random"] = self.shared_seconds["random"] * share
-
-        method_reports: dict[str, Any] = {}
-        bootstrap = {"n_resamples": settings.n_resamples, "confidence": settings.confidence, "seed": settings.seed}
-        for method in settings.methods:
-            deletion = _difference(areas[method][0] - areas["random"][0], **bootstrap)
-            insertion = _difference(areas[method][1] - areas["random"][1], **bootstrap)
-            method_reports[method] = {
-                "deletion_auc": finite_or_none(areas[method][0].mean()),
-                "insertion_auc": finite_or_none(areas[method][1].mean()),
-                "deletion_difference": deletion,
-                "insertion_difference": insertion,
-                "verdict": faithfulness_verdict(deletion, insertion, settings.min_difference),
-                "seconds": round(seconds[method], 3),
-            }
+            methods[method]["seconds"] = round(self.seconds[method] * share, 3)
         n_positive = int((y[chosen] == 1).sum())
-        notes = []
-        if n < settings.n_cases:
-            notes.append(f"{n} case(s) available, fewer than the {settings.n_cases} asked: all were explained")
-        if n_positive in (0, n):
-            notes.append(f"only {'positive' if n_positive else 'negative'} cases were available")
         report = {
             "n_cases": n,
             "n_requested": int(settings.n_cases),
+            "n_explained": len(self.positions),
             "n_positive": n_positive,
             "n_negative": n - n_positive,
-            "notes": notes,
-            "selection": "balanced: up to half the cases (rounded up) drawn from the positives and the rest from the "
-            "negatives, a short class made up from the other; default_rng(seed); listed in manifest order",
-            "methods": method_reports,
+            "notes": self._notes(label, n, n_positive),
+            "selection": SELECTION,
+            "methods": methods,
             "random_baseline": {
-                "deletion_auc": finite_or_none(areas["random"][0].mean()),
-                "insertion_auc": finite_or_none(areas["random"][1].mean()),
+                "deletion_auc": _mean(areas["random"][0]),
+                "insertion_auc": _mean(areas["random"][1]),
                 "maps_per_case": settings.n_random,
                 "map": f"white noise blurred with sigma {max(1.0, min(h, w) * RANDOM_SIGMA_FRACTION):g} px",
-                "seconds": round(seconds["random"], 3),
+                "seconds": round(self.seconds["random"] * share, 3),
             },
+            "pooled": self.pooled,
             "interpretation": "differences are method minus random, averaged over cases; deletion: lower is better, "
             "insertion: higher is better; a curve counts only where its CI excludes 0 and the mean "
             f"difference is at least {settings.min_difference:g}",
@@ -581,30 +606,62 @@ class ExplainedCases:
                 "confidence": settings.confidence,
                 "n_resamples": settings.n_resamples,
                 "min_difference": settings.min_difference,
+                "min_cases_to_judge": min_cases_to_judge(settings.confidence),
                 "occlusion": {"patch": OCCLUSION_PATCH, "stride": OCCLUSION_STRIDE, "fill": "image mean"},
                 "rise": {"n_masks": settings.rise_masks, "cell": RISE_CELL, "p": RISE_P, "fill": "image mean"},
                 "deletion_baseline": f"gaussian blur, sigma {w * BLUR_SIGMA_FRACTION:g} px (image width / 8)",
-                "image_shape": list(x.shape[1:]),
+                "image_shape": list(self.tensors.shape[1:]),
             },
             "cases": [
                 {
                     "row": int(self.rows[i]) + 1,
                     "image_path": str(self.image_paths[i]),
-                    "probability": finite_or_none(outputs.probability[k]),
+                    "probability": finite_or_none(self.probability[k]),
                     "label": int(y[i]),
-                    "deletion_auc": {name: finite_or_none(a[0][k]) for name, a in areas.items()},
-                    "insertion_auc": {name: finite_or_none(a[1][k]) for name, a in areas.items()},
+                    "deletion_auc": {name: finite_or_none(a[0][j]) for name, a in areas.items()},
+                    "insertion_auc": {name: finite_or_none(a[1][j]) for name, a in areas.items()},
                 }
-                for k, i in enumerate(chosen)
+                for j, (k, i) in enumerate(zip(own, chosen))
             ],
         }
+        saliency = {method: maps[own] for method, maps in self.saliency.items()}
         return ExplainabilityResult(report=report, saliency=saliency, case_rows=[int(self.rows[i]) for i in chosen])
 
-    def _maps(self, method: str, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """``(n, H, W)``: one label's maps of its cases, from its weights (``LabelOutputs.weights``)."""
-        if method == "occlusion":
-            return np.stack([_occlusion_map(case, shape, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE) for case in weights])
-        return _rise_maps(weights, shape, **self.settings.rise_options())
+    @functools.cached_property
+    def pooled(self) -> dict[str, Any]:
+        """Faithfulness over every explained case, each on the maps of the label it was drawn for: the
+        verdict the whole budget of cases gives, which one label's share of it may be too small to give."""
+        n = len(self.positions)
+        where = next((w for w in self.non_finite if w), None)
+        if where:
+            return {"n_cases": n, "error": f"not estimable: predict returned NaN or infinite probability(ies) {where} for some label"}
+        return {
+            "n_cases": n,
+            "methods": _faithfulness(self.areas, self.settings),
+            "random_baseline": {"deletion_auc": _mean(self.areas["random"][0]), "insertion_auc": _mean(self.areas["random"][1])},
+        }
+
+    def _notes(self, label: int, n: int, n_positive: int) -> list[str]:
+        """What a reader of this label's figures should know about the cases behind them."""
+        settings, n_explained, n_labels = self.settings, len(self.positions), self.y_true.shape[1]
+        notes = []
+        if n_explained < settings.n_cases:
+            notes.append(f"{n_explained} case(s) available, fewer than the {settings.n_cases} asked: all were explained")
+        if n_labels > 1:
+            notes.append(
+                f"{n} of the {n_explained} explained cases were drawn for this label (the {n_labels} labels take turns); "
+                "'pooled' judges all of them, each on the maps of the label it was drawn for"
+            )
+        needed = min_cases_to_judge(settings.confidence)
+        if n < needed:
+            notes.append(f"{n} case(s) are too few to judge this label's maps alone (at least {needed}); raise explain_cases")
+        y = self.y_true[:, label]
+        kept = {"positive": int((y == 1).sum()), "negative": int((y != 1).sum())}
+        drawn = {"positive": n_positive, "negative": n - n_positive}
+        for cls, other in (("positive", "negative"), ("negative", "positive")):
+            if n and not drawn[cls]:
+                notes.append(f"only {other} cases were available" if not kept[cls] else f"no {cls} case among the {n} drawn for this label")
+        return notes
 
 
 def explain_cases(
@@ -615,11 +672,10 @@ def explain_cases(
     image_paths: Sequence[str],
     settings: ExplainSettings = ExplainSettings(),
 ) -> ExplainedCases:
-    """Draw each label's cases and score, once for all labels, the inputs that do not depend on the
-    label (module docstring): the cases, their occlusion patches and RISE masks, and the deletion and
-    insertion steps of their random maps. ``y_true`` is ``(N, L)`` in the order of ``predict``'s
-    labels (``(N,)`` for one label); ``rows`` are 0-based manifest rows, which the report shows
-    1-based. ``ExplainedCases.report(label)`` gives each label's result."""
+    """Draw the cases shared by the labels and measure each for the label it was drawn for (module
+    docstring): every forward pass runs here, and gives every label at once. ``y_true`` is ``(N, L)``
+    in the order of ``predict``'s labels (``(N,)`` for one label); ``rows`` are 0-based manifest
+    rows, which the report shows 1-based. ``ExplainedCases.report(label)`` gives each label's result."""
     unknown = sorted(set(settings.methods) - set(METHODS))
     if unknown:
         raise ExplainabilityError(f"unknown saliency method(s) {unknown}; choose from {list(METHODS)}")
@@ -637,36 +693,41 @@ def explain_cases(
     if settings.n_random < 1:
         raise ExplainabilityError("n_random must be at least 1")
 
-    chosen = [select_cases(y[:, label], settings.n_cases, settings.seed) for label in range(y.shape[1])]
-    explained = np.unique(np.concatenate(chosen))
-    x = tensors[explained]
+    positions, drawn_for = select_cases(y, settings.n_cases, settings.seed)
+    x = tensors[positions]
+    case = np.arange(len(x))
+
+    def own(values: np.ndarray) -> np.ndarray:
+        """Each case's label's column of per-case ``(n, ..., L)`` outputs: ``(n, ...)``."""
+        return np.moveaxis(values, -1, 1)[case, drawn_for]
+
     probability = _predict_batched(predict, x, settings.batch_size)
     if probability.shape[1] != y.shape[1]:
         raise ExplainabilityError(f"predict gives {probability.shape[1]} label(s) but y_true has {y.shape[1]}")
+    checks = [("for the explained cases", own(probability))]
+    saliency: dict[str, np.ndarray] = {}
+    areas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     seconds: dict[str, float] = {}
-    weights: dict[str, list[np.ndarray]] = {}
     for method in settings.methods:
         started = time.perf_counter()
         if method == "occlusion":
-            per_case = (
-                _occlusion_drops(predict, image, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE, batch_size=settings.batch_size) for image in x
-            )
+            options = {"patch": OCCLUSION_PATCH, "stride": OCCLUSION_STRIDE, "batch_size": settings.batch_size}
+            weights = own(np.stack([_occlusion_drops(predict, image, **options) for image in x]))
         else:
-            per_case = _rise_probabilities(predict, x, **settings.rise_options())
-        weights[method] = _label_columns(per_case, chosen, explained)
+            weights = own(_rise_probabilities(predict, x, **settings.rise_options()))
+        checks.append((f"on the explained cases' {method} inputs", weights))
+        saliency[method] = _saliency_maps(method, weights, x.shape[-2:], settings)
+        curves = deletion_insertion(predict, x, saliency[method], steps=settings.steps, batch_size=settings.batch_size)
+        areas[method] = (own(curves[0]), own(curves[1]))
+        checks.append((f"on the deletion and insertion steps of the {method} maps", np.stack(areas[method], axis=1)))
         seconds[method] = time.perf_counter() - started
     started = time.perf_counter()
-    random_deletion, random_insertion = _random_areas(predict, x, [rows[i] for i in explained], settings)
+    random_curves = _random_areas(predict, x, [rows[i] for i in positions], settings)
+    areas["random"] = (own(random_curves[0]), own(random_curves[1]))
+    checks.append(("on the random maps' deletion and insertion steps", np.stack(areas["random"], axis=1)))
     seconds["random"] = time.perf_counter() - started
-
-    def columns(values: np.ndarray) -> list[np.ndarray]:
-        return _label_columns(values, chosen, explained)
-
-    labels = [
-        LabelOutputs(positions=positions, probability=p, weights={m: w[label] for m, w in weights.items()}, random_deletion=d, random_insertion=i)
-        for label, (positions, p, d, i) in enumerate(zip(chosen, columns(probability), columns(random_deletion), columns(random_insertion)))
-    ]
-    return ExplainedCases(predict, tensors, y, rows, image_paths, settings, labels, seconds)
+    non_finite = _first_non_finite(checks, len(x))
+    return ExplainedCases(tensors, y, rows, image_paths, settings, positions, drawn_for, own(probability), saliency, areas, seconds, non_finite)
 
 
 # ---------------------------------------------------------------------------

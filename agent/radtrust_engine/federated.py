@@ -14,14 +14,16 @@ How a summary is built:
    reads like an identifier or a path is refused here, before it could leave.
 2. Suppression, stratum level: a stratum with fewer patients than the minimum is
    suppressed; further strata are suppressed until no small one can be recovered
-   by subtracting published counts (``radtrust_engine.federated_disclosure``).
+   by subtracting published counts (``radtrust_engine.disclosure``).
 3. Suppression, label level, in each shown stratum: a label block is suppressed
    where fewer patients than the minimum have a positive case, or a negative
    case; again complemented so that no small class count can be recovered.
 4. Shown blocks: score histograms per class over the fixed bins, confusion counts
-   at the threshold, calibration bins, AUROC with its DeLong standard error,
-   sensitivity, specificity and prevalence with binomial standard errors, and
-   patient-level bootstrap percentile intervals (``stratified_metrics``; the
+   at the threshold, calibration bins, AUROC, sensitivity, specificity and
+   prevalence with standard errors that take patients as the unit
+   (``patient_auroc_se``, ``patient_proportion_se``: the server's pooled intervals
+   and meta-analysis rest on them, ``se_unit = "patient"``), and patient-level
+   bootstrap percentile intervals (``stratified_metrics``; the
    prevalence resamples are drawn from the same seed, so they are the same draws).
 """
 
@@ -33,7 +35,19 @@ from typing import Any
 
 import numpy as np
 
-from radtrust_engine.federated_disclosure import KINDS, DisclosureSystem, partition_equations, protect
+from radtrust_engine.disclosure import (
+    CLASS_SPLIT,
+    KINDS,
+    Disclosure,
+    DisclosureSystem,
+    bound_disclosures,
+    count_bounds,
+    disclosures,
+    partition_equations,
+    protect,
+    reason_bounds,
+    small_reasons,
+)
 from radtrust_engine.federated_payload import (
     CALIBRATION_BINS,
     DEFAULT_MIN_PATIENTS,
@@ -148,43 +162,63 @@ def _strata(
 
 
 def _suppress(
-    cells: _Cells, groupings: list[tuple[str, ...]], y: dict[str, np.ndarray], min_patients: int
+    cells: _Cells, groupings: list[tuple[str, ...]], y: dict[str, np.ndarray], called: dict[str, np.ndarray], min_patients: int
 ) -> tuple[dict[int, str], dict[str, dict[int, str]]]:
-    """Suppression reasons: per stratum, and per label for the shown strata."""
+    """Suppression reasons: per stratum, and per label for the shown strata (``disclosure.protect``
+    with ``disclosure.disclosures`` as the audit, on the cases and, per label, the class and
+    confusion counts at the label's threshold)."""
     n_cells = len(cells.keys)
     equations = partition_equations(cells.keys, groupings)
     small_n = cells.n_patients < min_patients
+    every = np.ones(n_cells, dtype=bool)
 
     system = DisclosureSystem.build(n_cells, equations)
-    known = ~small_n
-    extra = protect(system, known, small_n, hides=("n",), union_ok=lambda _, c: cells.patients(c) >= min_patients, order=cells.order)
+
+    def stratum_audit(known: np.ndarray) -> list[Disclosure]:
+        bounds = [count_bounds(system, known, "n", cells.n_patients, *reason_bounds({"n": small_n}, known, min_patients)["n"])]
+        found = disclosures(system, known, small=small_n, union_value=lambda _, c: cells.patients(c), minimum=min_patients)
+        return found or bound_disclosures(system, known, bounds)
+
+    extra = protect(system, ~small_n, hides=("n",), hideable=every, order=cells.order, audit=stratum_audit)
     stratum_reasons = {int(c): "too_few_patients" for c in np.flatnonzero(small_n)}
     stratum_reasons.update(dict.fromkeys(extra, "complementary"))
 
     label_reasons: dict[str, dict[int, str]] = {}
-    joint = DisclosureSystem.build(n_cells, equations, KINDS)
+    joint = DisclosureSystem.build(n_cells, equations, KINDS, CLASS_SPLIT)
     for name, yl in y.items():
         masks = {"positive": yl, "negative": ~yl}
         small = {k: np.array([cells.patients([c], m) < min_patients for c in range(n_cells)]) for k, m in masks.items()}
         shown = np.array([c not in stratum_reasons for c in range(n_cells)])
         block = shown & ~small["positive"] & ~small["negative"]  # a label block is shown or hidden whole
-        known = np.concatenate([shown, block, block])
+        outcomes = {"positive": (yl & called[name], yl & ~called[name]), "negative": (~yl & ~called[name], ~yl & called[name])}
+        confusion = {k: [np.array([int(hit[p].sum()) for p in cells.positions]) for hit in pair] for k, pair in outcomes.items()}
+
+        def label_audit(known: np.ndarray, masks=masks, small=small, confusion=confusion) -> list[Disclosure]:
+            found = disclosures(
+                joint,
+                known,
+                small=np.concatenate([small_n, small["positive"], small["negative"]]),
+                union_value=lambda kind, chosen: cells.patients(chosen, masks.get(kind)),
+                minimum=min_patients,
+            )
+            shown_blocks = known[joint.var("positive", 0) : joint.var("negative", 0)]  # confusion counts add up like cases: one-kind system
+            for kind, pair in confusion.items():
+                if found:
+                    return found
+                found = [
+                    d.in_slot(joint, kind)
+                    for d in bound_disclosures(system, shown_blocks, [count_bounds(system, shown_blocks, "n", v) for v in pair])
+                ]
+            return found
+
         extra = protect(
-            joint,
-            known,
-            np.concatenate([small_n, small["positive"], small["negative"]]),
-            hides=("positive", "negative"),
-            union_ok=lambda kind, c, masks=masks: cells.patients(c, masks[kind]) >= min_patients,
-            order=cells.order,
+            joint, np.concatenate([shown, block, block]), hides=("positive", "negative"), hideable=every, order=cells.order, audit=label_audit
         )
+        small_reason = small_reasons(small)
         reasons = {}
         for c in np.flatnonzero(shown):
-            if small["positive"][c]:
-                reasons[int(c)] = "too_few_positive_patients"
-            elif small["negative"][c]:
-                reasons[int(c)] = "too_few_negative_patients"
-            elif c in extra:
-                reasons[int(c)] = "complementary"
+            if reason := small_reason[c] or ("complementary" if c in extra else None):
+                reasons[int(c)] = reason
         label_reasons[name] = reasons
     return stratum_reasons, label_reasons
 
@@ -206,13 +240,59 @@ def _prevalence_samples(cells: _Cells, blocks: list[tuple[int, np.ndarray]], n_p
     return out
 
 
-def _binomial_se(p: float | None, n: int) -> float | None:
-    return None if p is None or n == 0 else math.sqrt(p * (1.0 - p) / n)
+def patient_proportion_se(hits: np.ndarray, trials: np.ndarray, patient: np.ndarray) -> float | None:
+    """Standard error of the proportion ``sum(hits) / sum(trials)`` with patients as the unit.
+
+    A patient's images share the patient, so their outcomes move together; the binomial
+    ``sqrt(p (1 - p) / n)`` counts them as independent and is too small by the design
+    effect. With ``x_k`` and ``n_k`` a patient's hits and trials, the ratio estimator's
+    linearised (cluster-robust) variance is ``K/(K-1) sum_k (x_k - p n_k)^2 / (sum n)^2``
+    over the ``K`` patients with a trial; with one image a patient it is the binomial
+    variance times ``K/(K-1)``. None without two such patients. ``hits`` and ``trials`` are
+    per image (a hit is also a trial); ``patient`` gives each image's patient as 0..K-1.
+    """
+    n_k = np.bincount(patient, weights=trials)
+    x_k = np.bincount(patient, weights=hits & trials, minlength=n_k.size)
+    keep = n_k > 0
+    k = int(keep.sum())
+    if k < 2:
+        return None
+    n = n_k.sum()
+    resid = x_k[keep] - (x_k.sum() / n) * n_k[keep]
+    return math.sqrt(k / (k - 1) * float(resid @ resid)) / n
+
+
+def patient_auroc_se(y: np.ndarray, s: np.ndarray, patient: np.ndarray, auc: float) -> float | None:
+    """DeLong's standard error of the AUROC with patients as the unit (Obuchowski 1997).
+
+    DeLong's structural components, ``V10`` (the share of negative images a positive image
+    outscores, ties half) and ``V01`` (the share of positive images above a negative one),
+    are summed per patient: ``a_k = sum (V10 - A)`` over the patient's positive images and
+    ``b_k = sum (V01 - A)`` over its negative ones. With ``m``, ``n`` positive and negative
+    images, ``P``, ``Q`` patients with a positive and with a negative image, ``K`` patients:
+    ``var = P/(P-1) sum a_k^2 / m^2 + Q/(Q-1) sum b_k^2 / n^2 + 2 K/(K-1) sum a_k b_k / (m n)``.
+    It keeps the covariance of one patient's images that image-level DeLong drops, and is
+    DeLong's variance when each patient has one image. None without two patients with a
+    positive and two with a negative image.
+    """
+    p_count, q_count = np.unique(patient[y]).size, np.unique(patient[~y]).size
+    if p_count < 2 or q_count < 2:
+        return None
+    pos, neg = s[y], s[~y]
+    m, n, k = pos.size, neg.size, int(patient.max()) + 1
+    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
+    below, at = np.searchsorted(neg_sorted, pos, "left"), np.searchsorted(neg_sorted, pos, "right")
+    a = np.bincount(patient[y], weights=(below + 0.5 * (at - below)) / n - auc, minlength=k)
+    below, at = np.searchsorted(pos_sorted, neg, "left"), np.searchsorted(pos_sorted, neg, "right")
+    b = np.bincount(patient[~y], weights=(m - at + 0.5 * (at - below)) / m - auc, minlength=k)
+    var = p_count / (p_count - 1) * float(a @ a) / m**2 + q_count / (q_count - 1) * float(b @ b) / n**2 + 2 * k / (k - 1) * float(a @ b) / (m * n)
+    return math.sqrt(max(var, 0.0))
 
 
 def _label_block(
     yl: np.ndarray,
     sl: np.ndarray,
+    patient: np.ndarray,
     threshold: float,
     n_patients_pos: int,
     n_patients_neg: int,
@@ -232,7 +312,9 @@ def _label_block(
         tuple(round(float(p / c), 4) if c else None for p, c in zip(sum_p, count)),
     )
     _, tie = np.unique(sl, return_inverse=True)
-    auc, auc_se = grouped_auroc(np.bincount(tie, weights=yl), np.bincount(tie, weights=~yl))
+    auc, _ = grouped_auroc(np.bincount(tie, weights=yl), np.bincount(tie, weights=~yl))
+    _, patient = np.unique(patient, return_inverse=True)
+    patient = patient.ravel()
 
     def ci(name: str) -> tuple[float | None, float | None]:
         if boot is None or boot[name] is None:
@@ -253,10 +335,10 @@ def _label_block(
         confusion=confusion,
         calibration=calibration,
         metrics={
-            "auroc": Estimate(auc, auc_se, *ci("auroc")),
-            "sensitivity": Estimate(sens, _binomial_se(sens, n_pos), *ci("sensitivity")),
-            "specificity": Estimate(spec, _binomial_se(spec, n - n_pos), *ci("specificity")),
-            "prevalence": Estimate(prev, _binomial_se(prev, n), *prevalence_ci),
+            "auroc": Estimate(auc, None if auc is None else patient_auroc_se(yl, sl, patient, auc), *ci("auroc")),
+            "sensitivity": Estimate(sens, patient_proportion_se(called, yl, patient), *ci("sensitivity")),
+            "specificity": Estimate(spec, patient_proportion_se(~called, ~yl, patient), *ci("specificity")),
+            "prevalence": Estimate(prev, patient_proportion_se(yl, np.ones_like(yl), patient), *prevalence_ci),
         },
     )
 
@@ -294,7 +376,8 @@ def site_summary(
     n_patients = int(patient_idx.max()) + 1
     cells = _Cells(keys, positions, patient_idx)
     groupings = [(), *((a,) for a in columns), *inters]
-    stratum_reasons, label_reasons = _suppress(cells, groupings, y, int(min_patients))
+    called = {name: s[name] >= t[name] for name in y}
+    stratum_reasons, label_reasons = _suppress(cells, groupings, y, called, int(min_patients))
 
     shown = [c for c in range(len(keys)) if c not in stratum_reasons]
     blocks = [(c, name) for name in y for c in shown if c not in label_reasons[name]]
@@ -304,8 +387,9 @@ def site_summary(
         samples = _prevalence_samples(cells, [(c, y[name]) for c, name in blocks], n_patients, n_resamples, seed)
         prevalence = {b: percentile_interval(samples[:, i], confidence)[:2] for i, b in enumerate(blocks)}
         for name in {name for _, name in blocks}:
+            # min_patients=0: nothing suppressed here, the payload's own rule decides what is sent
             report = stratified_metrics(
-                y[name], s[name], pid, columns, inters, threshold=t[name], n_resamples=n_resamples, seed=seed, min_patients=1, confidence=confidence
+                y[name], s[name], pid, columns, inters, threshold=t[name], n_resamples=n_resamples, seed=seed, min_patients=0, confidence=confidence
             )
             by_key = {((), ()): report.overall, **{(g.attributes, g.values): g for g in report.subgroups}}
             for c in shown:
@@ -327,6 +411,7 @@ def site_summary(
             label_blocks[name] = _label_block(
                 yl,
                 s[name][idx],
+                patient_idx[idx],
                 t[name],
                 cells.patients([c], y[name]),
                 cells.patients([c], ~y[name]),
@@ -342,4 +427,5 @@ def site_summary(
         confidence=float(confidence),
         n_resamples=int(n_resamples),
         strata=tuple(strata),
+        se_unit="patient",
     )

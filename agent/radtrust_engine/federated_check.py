@@ -14,7 +14,7 @@ format in ``radtrust_engine.federated_payload``:
    count and add up to the class counts, confusion and calibration counts agree
    with them, metric values with the counts and histograms), every shown stratum
    and class at or above the minimum, and no suppressed count recoverable below the
-   minimum by subtracting published counts (``radtrust_engine.federated_disclosure``).
+   minimum by subtracting published counts (``radtrust_engine.disclosure``).
 
 Each message names the place in the payload and what is wrong.
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from radtrust_engine.federated_disclosure import KINDS, DisclosureSystem, partition_equations
+from radtrust_engine.disclosure import CLASS_SPLIT, KINDS, DisclosureSystem, determined_pairs, partition_equations
 from radtrust_engine.federated_payload import (
     CALIBRATION_BINS,
     CLASSES,
@@ -44,6 +44,7 @@ from radtrust_engine.federated_payload import (
     METRICS,
     SCHEMA,
     SCORE_BINS,
+    SE_UNITS,
     STRATUM_REASONS,
     edge_index,
     identifying,
@@ -154,7 +155,11 @@ class _Checker:
 
     def payload(self, d: Any) -> dict | None:
         """The checked header, or None when it is not usable."""
-        if not self.keys(d, "", _TOP):
+        optional = ("se_unit",) if isinstance(d, dict) and "se_unit" in d else ()  # absent: an older agent's image-level SEs
+        if not self.keys(d, "", _TOP + optional):
+            return None
+        if optional and d["se_unit"] not in SE_UNITS:
+            self.error("se_unit", f"must be one of {list(SE_UNITS)}")
             return None
         ok = True
         for key, expected in (("schema", SCHEMA), ("score_bins", SCORE_BINS), ("calibration_bins", CALIBRATION_BINS)):
@@ -362,7 +367,7 @@ class _Checker:
         shown = np.array([not s["suppressed"] for s in strata])
         n = np.array([0 if s["suppressed"] else s["n_cases"] for s in strata], dtype=np.float64)
         self.recoverable(DisclosureSystem.build(len(keys), equations), shown, n, names, ("n",), "")
-        joint = DisclosureSystem.build(len(keys), equations, KINDS)
+        joint = DisclosureSystem.build(len(keys), equations, KINDS, CLASS_SPLIT)
         for label in d["labels"]:
             blocks = [None if s["suppressed"] else s["labels"][label] for s in strata]
             visible = np.array([b is not None and not b["suppressed"] for b in blocks])
@@ -371,7 +376,8 @@ class _Checker:
 
     def recoverable(self, system: DisclosureSystem, known: np.ndarray, values: np.ndarray, names: list[str], kinds: tuple[str, ...], of: str) -> None:
         """Refuse sums that do not add up, suppressed members of a sum that hold fewer than the
-        minimum together, and suppressed counts that the equations determine below the minimum."""
+        minimum together, and suppressed counts, alone or two together, that the equations
+        determine below the minimum."""
         for kind in kinds:
             for total, members in system.equations:
                 t = system.var(kind, total)
@@ -396,6 +402,14 @@ class _Checker:
                     "strata",
                     f"{names[cell]} is suppressed, but its {_COUNTED[kind]}{of} can be "
                     f"recovered from published counts and are under the minimum of {self.minimum}",
+                )
+        for a, b, total in determined_pairs(system, known, values):
+            if total < self.minimum - 1e-6:
+                kind = system.kinds[a // system.n_cells]
+                self.error(
+                    "strata",
+                    f"{names[a % system.n_cells]} and {names[b % system.n_cells]} are suppressed, but their "
+                    f"{_COUNTED[kind]}{of} together can be recovered from published counts and are under the minimum of {self.minimum}",
                 )
 
 

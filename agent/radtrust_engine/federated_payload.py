@@ -7,8 +7,9 @@ validator, ``radtrust_engine.federated_pooling`` pools it across sites.
 What a summary holds, per stratum (overall, each attribute value, each cell of a
 declared intersection) and label: score histograms per class over the fixed bins of
 ``score_bin_edges()``, 10 calibration bins, the confusion counts at the label's
-threshold, AUROC / sensitivity / specificity / prevalence with a standard error and a
-patient-level bootstrap interval, and case and patient counts. Never scores, ids, paths
+threshold, AUROC / sensitivity / specificity / prevalence with a patient-level standard
+error (``se_unit``: patients are the unit, as in ``radtrust_engine.federated.patient_auroc_se``)
+and a patient-level bootstrap interval, and case and patient counts. Never scores, ids, paths
 or per-case rows. A stratum or label block under the minimum is replaced by
 ``{"suppressed": true, "reason": <code>}``.
 
@@ -16,7 +17,7 @@ Wire format (JSON, as ``SiteSummary.to_dict()`` writes it)::
 
     {"schema": "radtrust.federated.site-summary.v1", "score_bins": "mixed-1182",
      "calibration_bins": 10, "min_patients": 10, "confidence": 0.95, "n_resamples": 1000,
-     "labels": {"effusion": {"threshold": 0.5}},
+     "se_unit": "patient", "labels": {"effusion": {"threshold": 0.5}},
      "attributes": ["sex", "age_band"], "intersections": [["sex", "age_band"]],
      "strata": [
        {"attributes": [], "values": [], "suppressed": false, "n_cases": 812, "n_patients": 640,
@@ -46,24 +47,24 @@ from typing import Any
 
 import numpy as np
 
+from radtrust_engine.disclosure import SUPPRESSION_REASONS
+
 SCHEMA = "radtrust.federated.site-summary.v1"
 SCORE_BINS = "mixed-1182"
 CALIBRATION_BINS = 10
 DEFAULT_MIN_PATIENTS = 10
 METRICS: tuple[str, ...] = ("auroc", "sensitivity", "specificity", "prevalence")
+# What the metrics' standard errors count as independent (``SiteSummary.se_unit``). Agents
+# since issue 16 send "patient"; a payload without the key is an older agent's, whose
+# standard errors were image-level (DeLong, binomial).
+SE_UNITS: tuple[str, ...] = ("patient", "image")
 CLASSES: tuple[str, ...] = ("positive", "negative")
 OVERALL: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 # Suppression reasons, stratum level and label level.
-STRATUM_REASONS: dict[str, str] = {
-    "too_few_patients": "fewer patients than the minimum",
-    "complementary": "withheld so that a small cell cannot be recovered by subtraction",
-}
-LABEL_REASONS: dict[str, str] = {
-    "too_few_positive_patients": "fewer patients with a positive case than the minimum",
-    "too_few_negative_patients": "fewer patients with a negative case than the minimum",
-    "complementary": STRATUM_REASONS["complementary"],
-}
+# The run report's reasons, one rule for both; a stratum carries its cases, a label block its classes.
+STRATUM_REASONS: dict[str, str] = {k: SUPPRESSION_REASONS[k] for k in ("too_few_patients", "complementary")}
+LABEL_REASONS: dict[str, str] = {k: SUPPRESSION_REASONS[k] for k in ("too_few_positive_patients", "too_few_negative_patients", "complementary")}
 
 # Bounds that keep a payload aggregate: names and values are short category labels.
 MAX_LABELS = 16
@@ -467,6 +468,7 @@ class SiteSummary:
     confidence: float
     n_resamples: int
     strata: tuple[StratumSummary, ...]
+    se_unit: str = "image"  # one of SE_UNITS: what the standard errors treat as independent
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -489,6 +491,7 @@ class SiteSummary:
             "min_patients": self.min_patients,
             "confidence": self.confidence,
             "n_resamples": self.n_resamples,
+            "se_unit": self.se_unit,
             "labels": {k: {"threshold": t} for k, t in self.thresholds.items()},
             "attributes": list(self.attributes),
             "intersections": [list(i) for i in self.intersections],
@@ -508,4 +511,5 @@ class SiteSummary:
             confidence=float(d["confidence"]),
             n_resamples=int(d["n_resamples"]),
             strata=tuple(StratumSummary.from_dict(s) for s in d["strata"]),
+            se_unit=d.get("se_unit", "image"),
         )

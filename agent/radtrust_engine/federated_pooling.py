@@ -7,17 +7,30 @@ Plain Python and NumPy (no Django). Input: ``SiteSummary`` objects keyed by site
 calibration bins, and computes from the sums:
 
 - AUROC by the trapezoid over the binned ROC curve, which is the rank formula with the
-  cases of one bin counted as tied (half a pair); its standard error is DeLong's on the
-  binned data and its interval a Wald interval on the logit scale;
+  cases of one bin counted as tied (half a pair), with a Wald interval on the logit scale;
 - sensitivity and specificity at the labels' threshold from the summed confusion counts
   (exact), or at any bin edge (``PooledLabel.operating_point``), and prevalence, with
   Wilson intervals;
 - calibration bins and ECE.
 
-These intervals treat the pooled cases as one sample; between-site heterogeneity is what
-``site_meta_analysis`` (a random-effects model over the sites' own estimates) adds. A
-stratum or label suppressed at a site is not hidden in the sum: it is listed in
-``missing_sites`` and the pooled figures say ``complete=False``. A site with no case in a
+Patients are the unit of the intervals, through the sites' patient-level standard errors
+(``SiteSummary.se_unit``; the server never sees a patient):
+
+- a pooled proportion is the sites' proportions weighted by their denominators ``n_s``, so
+  its variance is ``sum_s (n_s / N)^2 SE_s^2`` exactly; its Wilson interval is taken at the
+  effective size ``p (1 - p) / variance`` (Korn & Graubard 1998);
+- the pooled AUROC also pairs cases across sites, which no site can see, so its DeLong
+  variance on the pooled histograms (images independent) is multiplied by the sites' design
+  effect, ``sum_s w_s SE_s^2 / sum_s w_s SE0_s^2`` with ``SE0_s`` the site's image-level
+  DeLong SE from its own histograms and ``w_s = m_s n_s`` (its share of the pairs).
+
+Sites treated as fixed: these intervals say how precisely the cases reported estimate the
+figure over those sites; between-site heterogeneity is what ``site_meta_analysis`` (a
+random-effects model over the sites' own estimates) adds. An older agent's summary
+(``se_unit`` "image") enters with its image-level standard errors, which the result's
+warnings and the meta-analysis's notes say. A stratum or label suppressed at a site is
+not hidden in the sum: it is listed in ``missing_sites`` and the pooled figures say
+``complete=False``. A site with no case in a
 stratum is not missing from it (it adds zero).
 """
 
@@ -56,15 +69,43 @@ from radtrust_engine.stats import wilson_interval, z_value
 PROPORTIONS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "prevalence": ("positive", "negative")}
 
 
-def _proportion(x: int, n: int, confidence: float) -> Estimate:
+def _pooled_proportion(metric: str, x: int, n: int, parts: Sequence[tuple[str, Any]], confidence: float) -> Estimate:
+    """A proportion of summed counts with its patient-level SE and Wilson interval (module docstring)."""
     if n == 0:
         return Estimate(None)
     p = x / n
-    return Estimate(p, math.sqrt(p * (1 - p) / n), *wilson_interval(x, n, confidence))
+    se = math.sqrt(sum((_counts(metric, b)[1] / n * (b.metrics[metric].se or 0.0)) ** 2 for _, b in parts))
+    if se == 0 or not 0 < p < 1:
+        return Estimate(p, se, *wilson_interval(x, n, confidence))
+    n_effective = p * (1 - p) / se**2
+    return Estimate(p, se, *wilson_interval(p * n_effective, n_effective, confidence))
 
 
-def _auroc(pos: np.ndarray, neg: np.ndarray, confidence: float) -> Estimate:
+def _counts(metric: str, block: Any) -> tuple[int, int]:
+    """A proportion's numerator and denominator in one site's label block."""
+    a, b = PROPORTIONS[metric]
+    source = {"positive": block.positive_cases, "negative": block.negative_cases, **block.confusion.to_dict()}
+    return source[a], source[a] + source[b]
+
+
+def _auroc_design_effect(parts: Sequence[tuple[str, Any]]) -> float:
+    """``sum_s w_s SE_s^2 / sum_s w_s SE0_s^2``: how much the sites' patient-level AUROC variance
+    exceeds their image-level one, weighted by ``w_s = m_s n_s``; 1 where it cannot be formed."""
+    patient = image = 0.0
+    for _, b in parts:
+        _, se0 = grouped_auroc(b.histogram_positive, b.histogram_negative)
+        se = b.metrics["auroc"].se
+        if se0 and se is not None:
+            w = b.positive_cases * b.negative_cases
+            patient += w * se * se
+            image += w * se0 * se0
+    return patient / image if image > 0 else 1.0
+
+
+def _auroc(pos: np.ndarray, neg: np.ndarray, design_effect: float, confidence: float) -> Estimate:
     auc, se = grouped_auroc(pos, neg)
+    if se is not None:
+        se *= math.sqrt(design_effect)
     if auc is None or se is None or not 0 < auc < 1:
         return Estimate(auc, se)
     z = z_value(confidence)
@@ -269,10 +310,10 @@ def _pool_label(label: str, parts: list[tuple[str, Any]], missing: list[str], th
         histogram_negative=hist_neg,
         confusion=confusion,
         calibration=CalibrationBins.pooled(b.calibration for _, b in parts) if parts else None,
-        auroc=_auroc(hist_pos, hist_neg, confidence),
-        sensitivity=_proportion(confusion.tp, confusion.tp + confusion.fn, confidence) if confusion else Estimate(None),
-        specificity=_proportion(confusion.tn, confusion.tn + confusion.fp, confidence) if confusion else Estimate(None),
-        prevalence=_proportion(pos, pos + neg, confidence),
+        auroc=_auroc(hist_pos, hist_neg, _auroc_design_effect(parts), confidence),
+        sensitivity=_pooled_proportion("sensitivity", confusion.tp, confusion.tp + confusion.fn, parts, confidence) if confusion else Estimate(None),
+        specificity=_pooled_proportion("specificity", confusion.tn, confusion.tn + confusion.fp, parts, confidence) if confusion else Estimate(None),
+        prevalence=_pooled_proportion("prevalence", pos, pos + neg, parts, confidence),
     )
 
 
@@ -289,6 +330,11 @@ def pool_sites(summaries: Mapping[str, SiteSummary], *, confidence: float = 0.95
         for label, ts in thresholds.items()
         if len(ts) > 1
     ]
+    if older := _image_level_sites(summaries):
+        warnings.append(
+            f"{', '.join(older)} sent image-level standard errors (an agent from before patient-level ones): "
+            "their images count as independent, so the pooled intervals are too narrow where patients have several images; update the agent"
+        )
     keys: list[StratumKey] = []
     for s in summaries.values():
         keys += [st.key for st in s.strata if st.key not in keys]
@@ -334,13 +380,18 @@ def _hanley_mcneil_se(auc: float, n_pos: int, n_neg: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
+def _image_level_sites(summaries: Mapping[str, SiteSummary]) -> list[str]:
+    return [site for site, s in summaries.items() if s.se_unit != "patient"]
+
+
 def _logit_estimate(metric: str, block: Any) -> tuple[float, float, str | None]:
     """A site's estimate and standard error on the logit scale, and a note when a boundary
     value had to be corrected.
 
-    Proportions: ``log(x / (n - x))`` with SE ``sqrt(1/x + 1/(n-x))``, adding 0.5 to both
-    counts when one is 0. AUROC: ``logit(A)`` with the delta-method SE ``SE(A) / (A(1-A))``
-    (DeLong SE from the site); an AUROC of 0 or 1 has neither, so it is moved by half a pair,
+    The delta method on the site's (patient-level) SE: ``logit(p)`` with ``SE(p) / (p(1-p))``
+    (for an image-level binomial SE that is the familiar ``sqrt(1/x + 1/(n-x))``). A
+    proportion of 0 or 1 has no SE (nor a logit), so 0.5 is added to both counts and the
+    binomial SE taken there. An AUROC of 0 or 1 has neither, so it is moved by half a pair,
     ``(A m n + 0.5) / (m n + 1)``, with the Hanley-McNeil SE there.
     """
     if metric == "auroc":
@@ -352,14 +403,13 @@ def _logit_estimate(metric: str, block: Any) -> tuple[float, float, str | None]:
             se = _hanley_mcneil_se(auc, m, n)
             note = "AUROC at the boundary, moved by half a pair (Hanley-McNeil SE)"
         return logit(auc), se / (auc * (1 - auc)), note
-    a, b = PROPORTIONS[metric]
-    source = {"positive": block.positive_cases, "negative": block.negative_cases, **block.confusion.to_dict()}
-    x, rest = float(source[a]), float(source[b])
-    note = None
-    if x == 0 or rest == 0:
-        x, rest = x + 0.5, rest + 0.5
-        note = "a count of 0, corrected by 0.5"
-    return math.log(x / rest), math.sqrt(1 / x + 1 / rest), note
+    x, n = _counts(metric, block)
+    se = block.metrics[metric].se
+    if 0 < x < n and se:
+        p = x / n
+        return logit(p), se / (p * (1 - p)), None
+    x, rest = x + 0.5, n - x + 0.5
+    return math.log(x / rest), math.sqrt(1 / x + 1 / rest), "a proportion of 0 or 1 (or no SE): 0.5 added to both counts, binomial SE there"
 
 
 def site_meta_analysis(
@@ -375,11 +425,13 @@ def site_meta_analysis(
     """Random-effects meta-analysis of one metric (auroc, sensitivity, specificity, prevalence) in
     one stratum across sites, on the logit scale (see ``_logit_estimate``), shown on the metric's
     scale. Sites with no case in the stratum or that suppressed it are listed in ``excluded``.
-    With fewer than two estimates the result is a refusal (``refused_reason``) that still
-    carries the per-site rows."""
+    With fewer than two estimates the result is a refusal (``refused_reason``: with one site,
+    heterogeneity is not estimable) that still carries the per-site rows; ``pool_sites``
+    states the pooled figures."""
     if metric not in ("auroc", *PROPORTIONS):
         raise ValueError(f"metric must be auroc or one of {sorted(PROPORTIONS)}, got {metric!r}")
     names, estimates, errors, excluded, notes = [], [], [], [], []
+    older = _image_level_sites(summaries)
     for site, summary in summaries.items():
         st = summary.stratum(attributes, values)
         if st is None:
@@ -392,6 +444,10 @@ def site_meta_analysis(
             names.append(site)
             estimates.append(y)
             errors.append(s)
+            if site in older:
+                notes.append(
+                    f"{site}: image-level standard errors (an older agent), so I² and tau² are overstated where its patients have several images"
+                )
             if note:
                 notes.append(f"{site}: {note}")
     try:

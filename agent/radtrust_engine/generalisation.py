@@ -5,10 +5,12 @@ For each grouping (``site``, ``scanner_manufacturer``): every group's AUROC and
 its difference from the pooled AUROC, and the AUROC of all cases except that
 group (leave-one-out), each with a patient-level bootstrap CI. The spread of
 the leave-one-out values says how much the pooled figure depends on any one
-site or vendor. Groups below the minimum patient count are listed as
-suppressed, as everywhere.
+site or vendor.
 
-Plain NumPy (no Django).
+The groups and the pooled figure are the label's stratified report's own, so they obey its
+suppression (``radtrust_engine.disclosure``): a site or vendor under the minimum, or withheld
+so that one cannot be recovered by subtraction, shows no count, no AUROC and no leave-one-out
+figure (all cases but it would give its counts away). Plain NumPy (no Django).
 """
 
 from __future__ import annotations
@@ -18,70 +20,77 @@ from typing import Any
 
 import numpy as np
 
-from radtrust_engine.stratification import UNKNOWN, stratified_metrics
+from radtrust_engine.stratification import UNKNOWN, StratifiedReport, SubgroupResult, category_labels, stratified_metrics
 
 GROUPINGS = ("site", "scanner_manufacturer")
 
 
+def _auroc_figures(group: SubgroupResult) -> dict[str, Any]:
+    return {
+        "n_cases": group.n_cases,
+        "n_patients": group.n_patients,
+        "suppressed": group.suppressed,
+        "auroc": None if group.metrics is None else group.metrics["auroc"].to_dict(),
+    }
+
+
 def generalisation_report(
+    report: StratifiedReport,
     y_true: np.ndarray,
     y_score: np.ndarray,
     patient_id: np.ndarray,
     attributes: Mapping[str, np.ndarray],
     *,
-    threshold: float,
     n_resamples: int,
     seed: int,
-    min_patients: int,
     confidence: float,
 ) -> dict[str, Any]:
-    """Per grouping: groups against pooled and leave-one-out AUROC with CIs, and the spread."""
+    """Per grouping of ``report`` (computed on these cases, with these attributes): groups against
+    pooled and leave-one-out AUROC with CIs, and the spread over the groups shown."""
     y = np.asarray(y_true)
     s = np.asarray(y_score, dtype=np.float64)
     pid = np.asarray(patient_id)
 
-    def auroc(mask: np.ndarray | None) -> dict[str, Any]:
-        sub = slice(None) if mask is None else mask
-        report = stratified_metrics(
-            y[sub], s[sub], pid[sub], threshold=threshold, n_resamples=n_resamples, seed=seed, min_patients=min_patients, confidence=confidence
+    def leave_out(inside: np.ndarray) -> dict[str, Any]:
+        rest = stratified_metrics(
+            y[~inside],
+            s[~inside],
+            pid[~inside],
+            threshold=report.threshold,
+            n_resamples=n_resamples,
+            seed=seed,
+            min_patients=report.min_patients,
+            confidence=confidence,
         )
-        metrics = report.overall.metrics
-        return {
-            "n_cases": report.overall.n_cases,
-            "n_patients": report.overall.n_patients,
-            "suppressed": report.overall.suppressed,
-            "auroc": None if metrics is None else metrics["auroc"].to_dict(),
-        }
+        return _auroc_figures(rest.overall)
 
-    pooled = auroc(None)
-    result: dict[str, Any] = {"pooled": pooled, "groupings": {}, "not_evaluated": []}
+    pooled = _auroc_figures(report.overall)
+    result: dict[str, Any] = {"min_patients": report.min_patients, "pooled": pooled, "groupings": {}, "not_evaluated": []}
     pooled_value = (pooled["auroc"] or {}).get("value")
     for name in GROUPINGS:
-        labels = attributes.get(name)
-        if labels is None:
+        subgroups = [g for g in report.subgroups if g.attributes == (name,) and g.values[0] != UNKNOWN]
+        if name not in attributes:
             result["not_evaluated"].append({"grouping": name, "reason": "not among the run's attributes, or not collected"})
             continue
-        labels = np.asarray(labels, dtype=str)
-        values = [v for v in np.unique(labels) if v != UNKNOWN]
-        if len(values) < 2:
-            result["not_evaluated"].append({"grouping": name, "reason": f"{len(values)} known group(s); at least 2 are needed"})
+        if len(subgroups) < 2:
+            result["not_evaluated"].append({"grouping": name, "reason": f"{len(subgroups)} known group(s); at least 2 are needed"})
             continue
+        labels = category_labels(attributes[name], y.size, name)
         groups = []
-        for value in values:
-            inside = labels == value
-            group, rest = auroc(inside), auroc(~inside)
-            group_value = (group["auroc"] or {}).get("value")
+        for group in subgroups:
+            figures = _auroc_figures(group)
+            group_value = (figures["auroc"] or {}).get("value")
             groups.append(
                 {
-                    "group": value,
-                    **group,
+                    "group": group.values[0],
+                    **figures,
+                    "reason": group.reason,
                     "difference_from_pooled": None if group_value is None or pooled_value is None else group_value - pooled_value,
-                    "leave_one_out": rest,
+                    "leave_one_out": None if group.suppressed else leave_out(labels == group.values[0]),
                 }
             )
-        left_out = [
-            g["leave_one_out"]["auroc"]["value"] for g in groups if g["leave_one_out"]["auroc"] and g["leave_one_out"]["auroc"]["value"] is not None
-        ]
+        left_out = [g["leave_one_out"]["auroc"]["value"] for g in groups if g["leave_one_out"] and g["leave_one_out"]["auroc"]]
+        left_out = [v for v in left_out if v is not None]
         result["groupings"][name] = {
             "groups": groups,
             "leave_one_out_spread": (max(left_out) - min(left_out)) if len(left_out) >= 2 else None,

@@ -20,11 +20,12 @@ Plain Python with NumPy and SciPy (no Django).
    ``k >= 3``.
 
 Fewer than two sites: refused (``MetaAnalysisRefused``), as a between-site variance
-cannot be estimated from one site. Bounded metrics (AUROC, sensitivity, specificity,
-prevalence) are pooled on the logit scale, where their sampling distribution is closer
-to normal and the interval stays inside (0, 1); ``scale="logit"`` says the inputs are
-logits and every figure is transformed back with the logistic function for display
-(``*_analysis`` fields keep the logit-scale values).
+cannot be estimated from one site ("heterogeneity not estimable (one site)"). Bounded
+metrics (AUROC, sensitivity, specificity, prevalence) are pooled on the logit scale,
+where their sampling distribution is closer to normal and the interval stays inside
+(0, 1); ``scale="logit"`` says the inputs are logits and every figure is transformed
+back with the logistic function for display (``*_analysis`` fields keep the logit-scale
+values).
 """
 
 from __future__ import annotations
@@ -212,11 +213,12 @@ def random_effects(
     if not all(math.isfinite(v) for v in y) or not all(math.isfinite(v) and v > 0 for v in s):
         raise ValueError("estimates must be finite and standard errors positive and finite")
     k = len(y)
-    if k < 2:
+    if k == 1:
         raise MetaAnalysisRefused(
-            f"a random-effects meta-analysis needs at least 2 sites with an estimate; {k} "
-            "available (the between-site variance cannot be estimated from one site)"
+            "heterogeneity not estimable (one site): a between-site variance needs at least 2 sites with an estimate; the pooled figures are the site's own"
         )
+    if k == 0:
+        raise MetaAnalysisRefused("no site has an estimate; a random-effects meta-analysis needs at least 2 sites")
 
     v = [si * si for si in s]
     w = [1.0 / vi for vi in v]

@@ -22,19 +22,19 @@ How the bootstrap stays fast (the approach described in STACK.md):
    chunks as a ``(chunk, cases)`` weight matrix, so every resample of a chunk
    is computed by the same few array operations.
 4. Weights are drawn once for the whole dataset and shared by every subgroup,
-   so the gap between two groups on one resample is a coherent draw and its
-   percentile interval is meaningful.
+   so the gap between two groups on one resample is a coherent draw and the
+   gaps' simultaneous intervals (``radtrust_engine.gaps``) are meaningful.
 
 Undefined values (AUROC with one class present, PPV with nothing predicted
-positive, ...) are ``None``, never a made-up number. Bootstrap intervals are
-percentiles over the resamples on which the metric is defined; how many that
-were is reported as ``n_valid``.
+positive, ...) are ``None``, never a made-up number. Bootstrap intervals (BCa,
+``radtrust_engine.stats.bca_interval``) are taken over the resamples on which
+the metric is defined; how many that were is reported as ``n_valid``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,7 +88,7 @@ class BinaryMetrics:
 
 @dataclass(frozen=True)
 class MetricEstimate:
-    """A point estimate with its bootstrap percentile interval."""
+    """A point estimate with its bootstrap (BCa) interval."""
 
     value: float | None
     ci_low: float | None
@@ -114,40 +114,45 @@ def _metrics_from_cumulative(
     pos_incl: np.ndarray,
     tot_incl: np.ndarray,
     threshold_group: int,
+    names: Collection[str] = METRIC_NAMES,
 ) -> dict[str, np.ndarray]:
-    """Every metric for each row of weights, as arrays of shape ``(rows,)``.
+    """The metrics ``names`` for each row of weights, as arrays of shape ``(rows,)``.
 
     All inputs have shape ``(rows, tie_groups)``, tie groups in ascending
     score order: the weight of the positives (``pos_g``) and of all cases
     (``tot_g``) at each distinct score, and their cumulative sums up to and
     including each tie group. ``threshold_group`` is the first tie group whose
     score is ``>= threshold`` (``tie_groups`` if none). NaN marks undefined
-    values.
+    values. AUROC and average precision each take several passes over the
+    weights (the rest are per row), so a caller that reads neither does not pay for them.
     """
     n_pos = pos_incl[:, -1]
     n_all = tot_incl[:, -1]
     n_neg = n_all - n_pos
+    found: dict[str, np.ndarray] = {}
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        # AUROC: P(score_pos > score_neg) + 0.5 P(tie); negatives below a tie
-        # group plus half of those in it = neg_incl - 0.5 neg_g.
-        neg_term = tot_incl - pos_incl
-        neg_term -= 0.5 * (tot_g - pos_g)
-        auc_num = np.einsum("ij,ij->i", pos_g, neg_term)
-        del neg_term
-        auroc = np.where((n_pos > 0) & (n_neg > 0), auc_num / (n_pos * n_neg), np.nan)
+        if "auroc" in names:
+            # AUROC: P(score_pos > score_neg) + 0.5 P(tie); negatives below a tie
+            # group plus half of those in it = neg_incl - 0.5 neg_g.
+            neg_term = tot_incl - pos_incl
+            neg_term -= 0.5 * (tot_g - pos_g)
+            auc_num = np.einsum("ij,ij->i", pos_g, neg_term)
+            del neg_term
+            found["auroc"] = np.where((n_pos > 0) & (n_neg > 0), auc_num / (n_pos * n_neg), np.nan)
 
-        # Average precision: sum over distinct thresholds (high to low) of the
-        # recall increment pos_g / P times the precision at score >= s_g.
-        tp_at = n_pos[:, None] - pos_incl
-        tp_at += pos_g
-        called = n_all[:, None] - tot_incl
-        called += tot_g
-        np.maximum(called, np.finfo(np.float64).tiny, out=called)  # 0 only where pos_g = 0
-        tp_at /= called
-        del called
-        auprc = np.where(n_pos > 0, np.einsum("ij,ij->i", pos_g, tp_at) / n_pos, np.nan)
-        del tp_at
+        if "auprc" in names:
+            # Average precision: sum over distinct thresholds (high to low) of the
+            # recall increment pos_g / P times the precision at score >= s_g.
+            tp_at = n_pos[:, None] - pos_incl
+            tp_at += pos_g
+            called = n_all[:, None] - tot_incl
+            called += tot_g
+            np.maximum(called, np.finfo(np.float64).tiny, out=called)  # 0 only where pos_g = 0
+            tp_at /= called
+            del called
+            found["auprc"] = np.where(n_pos > 0, np.einsum("ij,ij->i", pos_g, tp_at) / n_pos, np.nan)
+            del tp_at
 
         if threshold_group == 0:
             tp, fp = n_pos, n_neg
@@ -162,17 +167,16 @@ def _metrics_from_cumulative(
         def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
             return np.where(den > 0, num / den, np.nan)
 
-        return {
-            "auroc": auroc,
-            "auprc": auprc,
-            "sensitivity": ratio(tp, n_pos),
-            "specificity": ratio(tn, n_neg),
-            "ppv": ratio(tp, tp + fp),
-            "npv": ratio(tn, tn + fn),
-            "f1": ratio(2 * tp, 2 * tp + fp + fn),
-            "fnr": ratio(fn, n_pos),
-            "fpr": ratio(fp, n_neg),
-        }
+        found.update(
+            sensitivity=ratio(tp, n_pos),
+            specificity=ratio(tn, n_neg),
+            ppv=ratio(tp, tp + fp),
+            npv=ratio(tn, tn + fn),
+            f1=ratio(2 * tp, 2 * tp + fp + fn),
+            fnr=ratio(fn, n_pos),
+            fpr=ratio(fp, n_neg),
+        )
+        return {name: found[name] for name in METRIC_NAMES if name in names}
 
 
 @dataclass
@@ -197,26 +201,26 @@ class ScoreLayout:
         threshold_group = int(np.searchsorted(group_scores, threshold, side="left"))
         return cls(positions, col, None if ends.size == sorted_scores.size else ends, threshold_group)
 
-    def metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        """Metrics for weight rows, ``weights`` of shape ``(rows, len(positions))``.
+    def metrics(self, weights: np.ndarray, names: Collection[str] = METRIC_NAMES) -> dict[str, np.ndarray]:
+        """The metrics ``names`` for weight rows, ``weights`` of shape ``(rows, len(positions))``.
 
         Cumulative sums run along the last (contiguous) axis, which is several
         times faster in NumPy than along the first.
         """
         if weights.shape[1] == 0:
             empty = np.zeros((weights.shape[0], 1))
-            return _metrics_from_cumulative(empty, empty, empty, empty, 1)
+            return _metrics_from_cumulative(empty, empty, empty, empty, 1, names)
         pos_w = weights * self.is_pos
         tot_incl = np.cumsum(weights, axis=1)
         pos_incl = np.cumsum(pos_w, axis=1)
         if self.ends is None:
-            return _metrics_from_cumulative(pos_w, weights, pos_incl, tot_incl, self.threshold_group)
+            return _metrics_from_cumulative(pos_w, weights, pos_incl, tot_incl, self.threshold_group, names)
         del pos_w
         tot_incl = tot_incl[:, self.ends]
         pos_incl = pos_incl[:, self.ends]
         tot_g = np.diff(tot_incl, axis=1, prepend=0.0)
         pos_g = np.diff(pos_incl, axis=1, prepend=0.0)
-        return _metrics_from_cumulative(pos_g, tot_g, pos_incl, tot_incl, self.threshold_group)
+        return _metrics_from_cumulative(pos_g, tot_g, pos_incl, tot_incl, self.threshold_group, names)
 
 
 # ---------------------------------------------------------------------------

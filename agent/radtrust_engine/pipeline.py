@@ -7,9 +7,11 @@ Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
 
 1. ``headers``: attributes the manifest leaves empty are read from DICOM headers.
 2. ``inference``: images are read and preprocessed on a producer thread while
-   the model runs (``runner.run_batches``). An unreadable image is skipped and
-   named in the report while the skipped share stays within
-   ``max_unreadable_share``; beyond it the run fails with the list.
+   the model runs (``runner.run_batches``). An image that cannot be read or does
+   not fit the preprocessing spec (``images.load_image``) is skipped and named in
+   the report while the skipped share stays within ``max_unreadable_share``;
+   beyond it the model stops, the rest are still read, and the run fails listing
+   every such image. The conversions reading applied are counted in the report.
 3. ``metrics``: per label (multi-label: each label alone) every metric overall
    and per subgroup with patient-level bootstrap CIs and the fairness gaps;
    segmentation: Dice and IoU against the ground-truth masks. The analyses the
@@ -17,9 +19,9 @@ Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
    robustness, uncertainty and explainability on the tensors of a sample of
    cases kept from stage 2 (no image is read twice). Those three run the model
    once per perturbed input for all labels (its output holds every label) and
-   slice each label's column; only explainability's inputs of one label (the
-   cases it draws, the deletion and insertion steps of its own maps) add passes
-   per label. The report's inference section counts them (``forward_passes``).
+   slice each label's column; explainability explains one set of cases shared
+   by the labels, each for the label it was drawn for, so no pass is run per
+   label. The report's inference section counts them (``forward_passes``).
 4. ``drift``: the run's per-case table (``Evaluation.cases``: scores, labels,
    image statistics, pseudonymised patients) against the baseline run's
    (``radtrust_engine.baseline``).
@@ -47,7 +49,7 @@ from radtrust_engine.drift import IMAGE_FEATURES, image_summary
 from radtrust_engine.explainability import ExplainabilityError, ExplainedCases, ExplainSettings, explain_cases, overlay_png
 from radtrust_engine.failures import FailureCode
 from radtrust_engine.generalisation import generalisation_report
-from radtrust_engine.images import ImageError, fill_attributes_from_headers, load_image
+from radtrust_engine.images import ImageError, allowed_skips, fill_attributes_from_headers, load_image, skipped_message
 from radtrust_engine.loading import ATTRIBUTE_COLUMNS, Manifest
 from radtrust_engine.metrics import roc_points
 from radtrust_engine.preprocessing import Preprocessing, check_against_signature
@@ -56,6 +58,7 @@ from radtrust_engine.report import (
     DriftComparison,
     DriftReport,
     HeaderFillSummary,
+    ImageConversions,
     LabelResult,
     RocCurve,
     RunReport,
@@ -77,7 +80,6 @@ _OUTPUT_MAPPING = {
 ANALYSES = ("calibration", "drift", "explainability", "generalisation", "robustness", "uncertainty")
 _SAMPLED = ("explainability", "robustness", "uncertainty")  # analyses on the cases kept in memory
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
-_FIRST = 10  # how many skipped images a failure message names
 ENGINE_VERSION = "1"
 
 Progress = Callable[[str, float], None]
@@ -241,6 +243,7 @@ class _Reading:
     allowed_skips: int
     keep: frozenset[int] = frozenset()
     skipped: list[SkippedImage] = field(default_factory=list)
+    conversions: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)  # (manifest row, conversions) per evaluated image
     kept: dict[int, np.ndarray] = field(default_factory=dict)
     reads: int = 0
     stats: list[tuple[float, float, float, float]] = field(default_factory=list)  # per evaluated image, as read
@@ -253,8 +256,10 @@ def _image_batches(
     batch_size: int,
     reading: _Reading,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Read, preprocess and stack images; skip unreadable ones up to the allowance; keep the
-    tensors of the cases later analyses need, so no image is read twice."""
+    """Read, preprocess and stack images; skip those that cannot be read or do not fit the spec up
+    to the allowance; keep the tensors of the cases later analyses need, so no image is read twice.
+    Past the allowance the model gets no more batches, but every image is still read, so that the
+    failure lists every file that needs fixing, not the first."""
     skipped, allowed_skips = reading.skipped, reading.allowed_skips
     ids: list[int] = []
     tensors: list[np.ndarray] = []
@@ -262,12 +267,12 @@ def _image_batches(
     for index in range(len(manifest)):
         reading.reads += 1
         try:
-            image = load_image(manifest.absolute_path(index))
+            image = load_image(manifest.absolute_path(index), preprocessing)
         except ImageError as exc:
-            skipped.append(SkippedImage(row=index + 1, image_path=manifest.image_paths[index], reason=exc.reason))
-            if len(skipped) > allowed_skips:
-                raise UnreadableImages(_unreadable_message(skipped, len(manifest), allowed_skips)) from None
+            skipped.append(SkippedImage(row=index + 1, image_path=manifest.image_paths[index], reason=exc.reason, kind=exc.kind))
             continue
+        if len(skipped) > allowed_skips:
+            continue  # the run will fail: only the list of skipped images is still wanted
         try:
             tensor = preprocessing.apply(image.array)
             if not checked:
@@ -283,18 +288,16 @@ def _image_batches(
         ids.append(index)
         tensors.append(tensor)
         reading.stats.append(image_summary(image.array))
+        reading.conversions.append((index + 1, image.conversions))
         if index in reading.keep:
             reading.kept[index] = tensor
         if len(ids) == batch_size:
             yield ids, np.stack(tensors)
             ids, tensors = [], []
+    if len(skipped) > allowed_skips:
+        raise UnreadableImages(skipped_message(skipped, len(manifest), allowed_skips))
     if ids:
         yield ids, np.stack(tensors)
-
-
-def _unreadable_message(skipped: list[SkippedImage], total: int, allowed: int) -> str:
-    shown = "; ".join(f"{s.image_path} (row {s.row}): {s.reason}" for s in skipped[:_FIRST])
-    return f"{len(skipped)} of {total} images could not be read (the suite allows {allowed}): {shown}" + (" ..." if len(skipped) > _FIRST else "")
 
 
 def _scores(output: np.ndarray, n_classes: int, activation: str, task: str) -> np.ndarray:
@@ -374,14 +377,13 @@ def _classification_metrics(
         if "generalisation" in config.analyses:
             with _timed(timings, "generalisation"):
                 analyses["generalisation"] = generalisation_report(
+                    report,
                     y_true,
                     y_score,
                     patient_ids,
                     strata,
-                    threshold=threshold,
                     n_resamples=config.n_resamples,
                     seed=config.seed,
-                    min_patients=config.min_patients,
                     confidence=config.confidence,
                 )
         if sampled is not None:
@@ -449,9 +451,9 @@ def _sampled_analyses(
 
     The model runs here, once per perturbed input for all labels: its output
     holds every label, so each label's report reads its column of the same
-    predictions it would get alone, and the passes of robustness and
-    uncertainty do not grow with the labels (explainability's: see
-    ``radtrust_engine.explainability``). Saliency overlays go to ``files``.
+    predictions it would get alone. Explainability explains one set of cases
+    shared by the labels (``radtrust_engine.explainability``), so none of the
+    passes grows with the labels. Saliency overlays go to ``files``.
     """
     position = {int(row): i for i, row in enumerate(rows)}
     kept_rows = sorted(r for r in reading.kept if r in position)
@@ -520,8 +522,8 @@ def _explainability(
     config: SuiteConfig,
     files: dict[str, bytes],
 ) -> list[dict[str, Any]]:
-    """Each label's saliency faithfulness report, from cases scored once for all labels; the overlays
-    are added to ``files`` and named in the reports."""
+    """Each label's saliency faithfulness report, on the cases drawn for it from the set shared by the
+    labels; the overlays are added to ``files`` and named in the reports."""
     settings = ExplainSettings(
         n_cases=config.explain_cases,
         seed=config.seed,
@@ -639,7 +641,7 @@ def evaluate(
     timings["headers"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    allowed = int(config.max_unreadable_share * len(manifest))
+    allowed = allowed_skips(config.max_unreadable_share, len(manifest))
     total = len(manifest)
     wants_sample = task != "segmentation" and any(a in config.analyses for a in _SAMPLED)
     keep = _kept_sample(total, config) if wants_sample else frozenset()
@@ -656,7 +658,7 @@ def evaluate(
     timings["inference"] = time.perf_counter() - started
     passes["inference"] = model.forward_passes - before
     if not output.ids:
-        raise UnreadableImages(_unreadable_message(skipped, total, allowed) if skipped else "the manifest lists no image")
+        raise UnreadableImages(skipped_message(skipped, total, allowed) if skipped else "the manifest lists no image")
 
     started = time.perf_counter()
     if progress:
@@ -724,7 +726,14 @@ def evaluate(
         activation=activation,
         output_mapping=_OUTPUT_MAPPING[activation],
         model=model.to_dict(),
-        dataset=_dataset_info(manifest, rows, missing, [x for x in config.intersections if x not in intersections], filled.to_dict()),
+        dataset=_dataset_info(
+            manifest,
+            rows,
+            missing,
+            [x for x in config.intersections if x not in intersections],
+            filled.to_dict(),
+            ImageConversions.collect(reading.conversions),
+        ),
         skipped=tuple(skipped),
         images_read=reading.reads,
         images_read_per_image=reading.reads / total,
@@ -760,8 +769,10 @@ def _dataset_info(
     missing: list[str],
     not_evaluated: list[tuple[str, ...]],
     header_fill: dict[str, Any],
+    conversions: ImageConversions,
 ) -> DatasetInfo:
-    """What was evaluated: counts, labels with their prevalence among the evaluated images, what could not be stratified."""
+    """What was evaluated: counts, labels with their prevalence among the evaluated images, what could not be stratified,
+    and what reading converted in the images' pixels."""
     return DatasetInfo(
         n_images=len(manifest),
         n_evaluated=int(rows.size),
@@ -771,6 +782,7 @@ def _dataset_info(
         attributes_not_collected=tuple(missing),
         intersections_not_evaluated=tuple(not_evaluated),
         header_fill=HeaderFillSummary.from_dict(header_fill),
+        conversions=conversions,
     )
 
 

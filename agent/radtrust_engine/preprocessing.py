@@ -7,9 +7,18 @@ The spec is the JSON stored on the version, for example::
      "normalise": {"mean": 0.5, "std": 0.25},
      "channels": "3xHxW"}
 
-Every key is optional. Steps run in a fixed order, whatever the key order:
+Every key is optional. Two keys say how files are read (``radtrust_engine.images``):
 
-1. ``window`` (CT): clip to ``center +- width/2`` and scale to [0, 1].
+- ``frames``: what a file of several frames (a multi-frame DICOM object, an animated PNG, a
+  4D NIfTI's volumes) gives: ``"refuse"`` (the default: the file is skipped, with the reason),
+  ``"first"``, ``{"index": k}`` (frame k, from 0), or ``"volume"`` (the frames as the depth of
+  a volume; volume specs only). Frames are never read as colour channels.
+- ``"window": "header"`` applies the DICOM file's own VOI LUT or window (PS3.3 C.11.2) at read
+  time, giving [0, 1]; files without one are skipped, with the reason.
+
+Steps run in a fixed order, whatever the key order:
+
+1. ``window`` (CT): clip to ``center +- width/2`` and scale to [0, 1] (``"header"``: done at read).
 2. channel layout: a colour image becomes grey (ITU-R 601 luma) for
    ``"1xHxW"``; the grey image is replicated after resizing for ``"3xHxW"``.
    Without ``channels``, grey stays 1 channel and colour 3.
@@ -42,8 +51,10 @@ from typing import Any
 
 import numpy as np
 
-SPEC_KEYS = ("resize", "window", "normalise", "channels")
+SPEC_KEYS = ("resize", "window", "normalise", "channels", "frames")
 CHANNEL_LAYOUTS = {"1xHxW": 1, "3xHxW": 3}
+FRAME_RULES = ("refuse", "first", "volume")  # or {"index": k}
+HEADER_WINDOW = "header"  # "window": "header": the DICOM file's own VOI LUT or window
 # Bounds that keep a spec from asking for more than a worker can hold (a resize of [1, 10**12] is
 # refused when the version is registered, not when a run allocates it) or for values that overflow
 # float32: the largest side of a resize, the most values one channel may have after it (8192 x 8192,
@@ -82,9 +93,10 @@ class Preprocessing:
     """A checked preprocessing spec; build it with ``from_spec``."""
 
     resize: tuple[int, ...] | None = None  # (H, W), or (D, H, W) for volumes
-    window: Window | None = None
+    window: Window | str | None = None  # a Window, or HEADER_WINDOW
     normalise: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None  # "minmax" or (mean, std)
     channels: int | None = None
+    frames: str | int = "refuse"  # one of FRAME_RULES, or a frame index
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None) -> Preprocessing:
@@ -124,13 +136,16 @@ class Preprocessing:
                 )
             resize = tuple(int(v) for v in value)
 
-        window = None
+        window: Window | str | None = None
         if "window" in spec:
             value = spec["window"]
-            if not isinstance(value, Mapping) or set(value) != {"center", "width"}:
-                raise ValueError(f"preprocessing 'window' must be {{'center': c, 'width': w}}, got {value!r}")
-            width = _number(value["width"], "'window.width'", MIN_SCALE)
-            window = Window(center=_number(value["center"], "'window.center'"), width=width)
+            if value == HEADER_WINDOW:
+                window = HEADER_WINDOW
+            elif not isinstance(value, Mapping) or set(value) != {"center", "width"}:
+                raise ValueError(f"preprocessing 'window' must be {{'center': c, 'width': w}} or 'header', got {value!r}")
+            else:
+                width = _number(value["width"], "'window.width'", MIN_SCALE)
+                window = Window(center=_number(value["center"], "'window.center'"), width=width)
 
         channels = None
         if "channels" in spec:
@@ -155,15 +170,20 @@ class Preprocessing:
                 raise ValueError(f"preprocessing 'normalise' must be 'minmax' or {{'mean': m, 'std': s}}, got {value!r}")
         if resize is not None and len(resize) == 3 and (channels or 1) != 1:
             raise ValueError("preprocessing for volumes ('resize' of three sizes) has one channel; drop 'channels' or set '1xHxW'")
-        return cls(resize=resize, window=window, normalise=normalise, channels=channels)
+        frames = _frame_rule(spec.get("frames", "refuse"))
+        if frames == "volume" and (resize is None or len(resize) != 3):
+            raise ValueError("preprocessing 'frames': 'volume' reads frames as the depth of a volume; it needs 'resize' as [depth, height, width]")
+        return cls(resize=resize, window=window, normalise=normalise, channels=channels, frames=frames)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical spec, suitable for ``from_spec``."""
         spec: dict[str, Any] = {}
         if self.resize is not None:
             spec["resize"] = list(self.resize)
-        if self.window is not None:
+        if isinstance(self.window, Window):
             spec["window"] = {"center": self.window.center, "width": self.window.width}
+        elif self.window is not None:
+            spec["window"] = self.window
         if self.normalise == "minmax":
             spec["normalise"] = "minmax"
         elif self.normalise is not None:
@@ -174,6 +194,8 @@ class Preprocessing:
             }
         if self.channels is not None:
             spec["channels"] = f"{self.channels}xHxW"
+        if self.frames != "refuse":  # the default is left out, so specs written before the rule read back the same
+            spec["frames"] = {"index": self.frames} if isinstance(self.frames, int) else self.frames
         return spec
 
     @property
@@ -189,21 +211,35 @@ class Preprocessing:
             height, width = self.resize
         return (self.channels or channels, height, width)
 
+    def check_image(self, shape: Sequence[int], *, volume: bool | None = None) -> None:
+        """Raise ``ValueError`` saying why an image of this shape does not fit the spec: a volume spec
+        takes (D, H, W) or (1, D, H, W), a 2D spec (H, W), (H, W, 3|4) or (1|3, H, W). ``volume`` is
+        what the file says it is (several NIfTI slices, DICOM frames read as a volume), so that three
+        slices are never taken for three colour channels; None where the file cannot say (NPY)."""
+        shape = tuple(shape)
+        text = "x".join(map(str, shape))
+        if self.volume:
+            if volume is False or not (len(shape) == 3 or (len(shape) == 4 and shape[0] == 1)):
+                raise ValueError(f"a volume spec needs a DxHxW volume, got {'a 2D image' if volume is False else 'an array'} of shape {text}")
+        elif volume:
+            raise ValueError(
+                f"a volume of shape {text} does not fit a 2D spec: for volumes, give 'resize' as [depth, height, width]; "
+                "for one frame of a multi-frame image, set 'frames'"
+            )
+        else:
+            _layout(shape)
+
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Preprocess one 2D image ((H, W), (H, W, 3|4) or (1|3, H, W)) to float32 (C, H, W),
         or, with a volume spec, one volume ((D, H, W) or (1, D, H, W)) to (1, D, H, W)."""
         image = np.asarray(image)
+        self.check_image(image.shape)
         if self.volume:
-            if image.ndim == 4 and image.shape[0] == 1:
-                image = image[0]
-            if image.ndim != 3:
-                raise ValueError(f"a volume spec needs a DxHxW volume, got an array of shape {'x'.join(map(str, image.shape))}")
-            x = image.astype(np.float32, copy=False)[None]
+            x = image.astype(np.float32, copy=False).reshape(image.shape[-3:])[None]
         else:
-            _layout(image.shape)
             x = _channels_first(image.astype(np.float32, copy=False))
 
-        if self.window is not None:
+        if isinstance(self.window, Window):
             low = self.window.center - self.window.width / 2
             x = (np.clip(x, low, low + self.window.width) - np.float32(low)) / np.float32(self.window.width)
 
@@ -230,6 +266,17 @@ class Preprocessing:
             per_channel = (-1,) + (1,) * (x.ndim - 1)
             x = (x - np.asarray(mean, np.float32).reshape(per_channel)) / np.asarray(std, np.float32).reshape(per_channel)
         return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _frame_rule(value: Any) -> str | int:
+    """A checked ``frames`` rule: one of ``FRAME_RULES``, or ``{"index": k}`` given as ``k``."""
+    if isinstance(value, str) and value in FRAME_RULES:
+        return value
+    if isinstance(value, Mapping) and set(value) == {"index"}:
+        index = value["index"]
+        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index <= MAX_SIZE:
+            return index
+    raise ValueError(f"preprocessing 'frames' must be 'refuse', 'first', 'volume' or {{'index': k}} with k from 0 to {MAX_SIZE}, got {value!r}")
 
 
 def _layout(shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ descriptions. Their own modules define them and they grow new fields; a reader t
 needs from them by key.
 
 Keys later engines added (``output_mapping``, ``images_read``, ``images_read_per_image``,
-``roc``, the analyses, ``drift``) are optional: a report an older engine stored reads back and
+``roc``, the analyses, ``drift``, a skipped image's ``kind``, ``dataset.conversions``) are optional: a report an older engine stored reads back and
 writes out unchanged. A key every engine wrote is required; without it ``from_dict`` raises
 ``ReportFormatError`` naming it. Plain Python, no Django.
 """
@@ -24,7 +24,8 @@ writes out unchanged. A key every engine wrote is required; without it ``from_di
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -61,18 +62,73 @@ def _payload(value: Any, where: str) -> Payload:
 
 @dataclass(frozen=True)
 class SkippedImage:
-    """An image that could not be read and was left out (the suite allowed it)."""
+    """An image that could not be read, or did not fit the preprocessing spec, and was left out (the suite allowed it)."""
 
     row: int  # manifest row, from 1
     image_path: str
     reason: str
+    kind: str | None = None  # failures.ImageProblem; None in reports older engines wrote
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "image_path": self.image_path, "reason": self.reason}
+        data = {"row": self.row, "image_path": self.image_path, "reason": self.reason}
+        return data if self.kind is None else {**data, "kind": str(self.kind)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SkippedImage:
-        return cls(row=data["row"], image_path=data["image_path"], reason=data["reason"])
+        return cls(row=data["row"], image_path=data["image_path"], reason=data["reason"], kind=data.get("kind"))
+
+
+def _row_ranges(rows: Iterable[int]) -> str:
+    """Manifest rows as runs: ``1-40, 42``."""
+    runs: list[list[int]] = []
+    for row in sorted(rows):
+        if runs and row == runs[-1][1] + 1:
+            runs[-1][1] = row
+        else:
+            runs.append([row, row])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+@dataclass(frozen=True)
+class ConvertedCases:
+    """The evaluated images that reading converted the same way, by manifest row (``"1-40, 42"``)."""
+
+    applied: tuple[str, ...]
+    rows: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applied": list(self.applied), "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConvertedCases:
+        return cls(applied=tuple(data["applied"]), rows=data["rows"])
+
+
+@dataclass(frozen=True)
+class ImageConversions:
+    """What reading did to the evaluated images' pixels (``images.LoadedImage.conversions``): how
+    many images each conversion was applied to, and which rows had which set of conversions."""
+
+    counts: dict[str, int]
+    cases: tuple[ConvertedCases, ...]
+
+    @classmethod
+    def collect(cls, cases: Iterable[tuple[int, Sequence[str]]]) -> ImageConversions:
+        """From (manifest row, conversions) per image; images read as stored are left out."""
+        counts: Counter[str] = Counter()
+        rows: dict[tuple[str, ...], list[int]] = {}
+        for row, applied in cases:
+            if applied:
+                counts.update(applied)
+                rows.setdefault(tuple(applied), []).append(row)
+        return cls(counts=dict(counts), cases=tuple(ConvertedCases(applied, _row_ranges(r)) for applied, r in rows.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "cases": [c.to_dict() for c in self.cases]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ImageConversions:
+        return cls(counts=dict(data["counts"]), cases=tuple(_read("dataset.conversions.cases[]", ConvertedCases.from_dict, c) for c in data["cases"]))
 
 
 @dataclass(frozen=True)
@@ -107,9 +163,10 @@ class DatasetInfo:
     attributes_not_collected: tuple[str, ...]
     intersections_not_evaluated: tuple[tuple[str, ...], ...]
     header_fill: HeaderFillSummary
+    conversions: ImageConversions | None = None  # None in reports older engines wrote
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "n_images": self.n_images,
             "n_evaluated": self.n_evaluated,
             "n_patients": self.n_patients,
@@ -119,6 +176,9 @@ class DatasetInfo:
             "intersections_not_evaluated": [list(x) for x in self.intersections_not_evaluated],
             "header_fill": self.header_fill.to_dict(),
         }
+        if self.conversions is not None:
+            data["conversions"] = self.conversions.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetInfo:
@@ -131,6 +191,7 @@ class DatasetInfo:
             attributes_not_collected=tuple(data["attributes_not_collected"]),
             intersections_not_evaluated=tuple(tuple(x) for x in data["intersections_not_evaluated"]),
             header_fill=_read("dataset.header_fill", HeaderFillSummary.from_dict, data["header_fill"]),
+            conversions=None if data.get("conversions") is None else _read("dataset.conversions", ImageConversions.from_dict, data["conversions"]),
         )
 
 

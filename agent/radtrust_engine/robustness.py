@@ -69,16 +69,16 @@ def paired_metric_changes(
     layouts = {"reference": layout(np.asarray(reference, dtype=np.float64))}
     layouts.update({name: layout(np.asarray(s, dtype=np.float64)) for name, s in conditions.items()})
     ones = np.ones((1, y.size))
-    point = {name: {m: v[0] for m, v in lay.metrics(ones).items() if m in metrics} for name, lay in layouts.items()}
+    point = {name: {m: v[0] for m, v in lay.metrics(ones, metrics).items()} for name, lay in layouts.items()}
     samples: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in metrics} for name in conditions}
     rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, 64):
         counts = patient_bootstrap_counts(rng, n_patients, min(64, n_resamples - start))
         weights = counts[:, patient_index].astype(np.float64)
-        base = layouts["reference"].metrics(weights[:, layouts["reference"].positions])
+        base = layouts["reference"].metrics(weights[:, layouts["reference"].positions], metrics)
         for name in conditions:
             lay = layouts[name]
-            values = lay.metrics(weights[:, lay.positions])
+            values = lay.metrics(weights[:, lay.positions], metrics)
             for m in metrics:
                 samples[name][m].append(values[m] - base[m])
     alpha = (1 - confidence) / 2

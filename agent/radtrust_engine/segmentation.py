@@ -35,9 +35,10 @@ from radtrust_engine.stratification import (
     GroupedReport,
     SubgroupResult,
     gap_result,
-    largest_gap,
+    patient_jackknife_counts,
     strata_setup,
     subgroup_result,
+    suppress_groups,
 )
 
 SEGMENTATION_METRICS: tuple[str, ...] = ("dice", "iou")
@@ -265,20 +266,23 @@ def stratified_segmentation(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> SegmentationReport:
     """Mean Dice and IoU (over cases where defined) with patient-level
-    bootstrap percentile CIs, overall, per subgroup of each attribute and
+    bootstrap BCa CIs, overall, per subgroup of each attribute and
     each declared intersection, and each grouping's largest Dice gap.
 
     1. Per grouping, give every case its group; count cases, distinct
        patients and defined cases per group; suppress groups with fewer
-       than ``min_patients`` patients (never the overall group).
+       than ``min_patients`` patients and the groups that would give them
+       away (``suppress_groups``; never the overall group).
     2. Sum each patient's Dice, IoU and defined-case count per unsuppressed
        group into one sparse ``(patients, 3 x groups)`` matrix.
     3. Point estimates: unit patient weights. Bootstrap: per chunk, draw
        multinomial patient counts for the whole dataset
        (``numpy.random.default_rng(seed)``) and multiply; the same draws
        serve every group, so gaps between groups are coherent draws.
-    4. Percentile intervals; each gap between the two groups chosen on the
-       point estimate, recomputed for those groups on each resample.
+       The jackknife rows (``patient_jackknife_counts``) go through the same
+       product, for BCa's acceleration.
+    4. BCa intervals; each grouping's Dice gap with simultaneous intervals
+       over every pair of comparable groups (``radtrust_engine.gaps``).
     """
     d, j = _check_scores(dice, iou)
     n = d.size
@@ -294,25 +298,28 @@ def stratified_segmentation(
     defined = ~np.isnan(d)
     sums = (np.where(defined, d, 0.0), np.where(defined, j, 0.0), defined.astype(np.float64))
 
-    # 1-2. Groups, and the columns of the active (unsuppressed) ones.
+    # 1-2. Groups, suppressed as ``suppress_groups`` decides, and the columns of the shown ones.
     by_grouping: list[tuple[tuple[str, ...], list[Group]]] = []
-    active: list[Group] = []
-    rows, cols, vals = [], [], [[], [], []]
+    case_group: list[np.ndarray] = []
     for attrs, keys in _grouping_keys(labels, inters, n):
         names, group_of = np.unique(keys, return_inverse=True)
         group_of = group_of.ravel()
         n_cases = np.bincount(group_of, minlength=names.size)
         n_defined = np.bincount(group_of, weights=sums[2], minlength=names.size)
-        pairs = np.unique(group_of.astype(np.int64) * n_patients + patient_idx)
-        n_pat = np.bincount(pairs // n_patients, minlength=names.size)
-        column = np.full(names.size, -1)
         groups = []
         for k, name in enumerate(names):
-            suppressed = bool(attrs) and bool(n_pat[k] < min_patients)
             values = tuple(str(name).split("\x1f")) if attrs else ()
-            g = Group(attrs, values, int(n_cases[k]), int(n_pat[k]), int(n_defined[k]), suppressed, None, None)
-            groups.append(g)
-            if not suppressed:
+            patients = patient_idx[group_of == k]
+            groups.append(Group(attrs, values, int(n_cases[k]), int(np.unique(patients).size), int(n_defined[k]), False, None, patients))
+        by_grouping.append((attrs, groups))
+        case_group.append(group_of)
+    suppress_groups([g for _, gs in by_grouping for g in gs], [attrs for attrs, _ in by_grouping], {}, min_patients)
+    active: list[Group] = []
+    rows, cols, vals = [], [], [[], [], []]
+    for (_, groups), group_of in zip(by_grouping, case_group):
+        column = np.full(len(groups), -1)
+        for k, g in enumerate(groups):
+            if not g.suppressed:
                 column[k] = len(active)
                 active.append(g)
         in_active = column[group_of] >= 0
@@ -320,7 +327,6 @@ def stratified_segmentation(
         cols.append(column[group_of][in_active])
         for acc, s in zip(vals, sums):
             acc.append(s[in_active])
-        by_grouping.append((attrs, groups))
 
     n_active = len(active)
     row, col = np.concatenate(rows), np.concatenate(cols)
@@ -344,10 +350,12 @@ def stratified_segmentation(
         chunk = means(patient_bootstrap_counts(rng, n_patients, stop - start))
         for out, values in zip(boot, chunk):
             out[start:stop] = values
+    jack = means(patient_jackknife_counts(n_patients)) if n_resamples else None
     for k, g in enumerate(active):
         g.point = {m: float(p[0, k]) for m, p in zip(SEGMENTATION_METRICS, point)}
         if n_resamples:
             g.boot = {m: b[:, k] for m, b in zip(SEGMENTATION_METRICS, boot)}
+            g.jack = {m: j[:, k] for m, j in zip(SEGMENTATION_METRICS, jack)}
 
     # 4. Intervals and gaps.
     def result(g: Group) -> SubgroupResult:
@@ -355,8 +363,7 @@ def stratified_segmentation(
 
     gaps = []
     for attrs, groups in by_grouping[1:]:
-        info, samples = largest_gap(groups, "dice")
-        gaps.append(gap_result("dice_gap", attrs, info, samples, confidence))
+        gaps.append(gap_result("dice_gap", attrs, groups, ("dice",), confidence))
     return SegmentationReport(
         n_resamples=int(n_resamples),
         seed=seed,

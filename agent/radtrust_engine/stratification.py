@@ -8,14 +8,15 @@ one resample is a coherent draw. Plain Python and NumPy, no Django.
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from radtrust_engine.disclosure import UNKNOWN, suppression_reasons
+from radtrust_engine.gaps import Arms, FairnessGap, GapInterval, gap_interval
 from radtrust_engine.metrics import (
     DEFAULT_CHUNK_SIZE,
     METRIC_NAMES,
@@ -26,25 +27,28 @@ from radtrust_engine.metrics import (
     patient_bootstrap_counts,
 )
 from radtrust_engine.scanners import manufacturer_name, model_name
-
-UNKNOWN = "unknown"
+from radtrust_engine.stats import bca_interval
 
 
 @dataclass(frozen=True)
 class SubgroupResult:
     """Metrics of one subgroup (or of the whole dataset: no attributes).
 
-    A subgroup with fewer distinct patients than the minimum is listed with
-    ``suppressed=True`` and no metrics, never dropped.
+    A suppressed subgroup is listed, never dropped, with its ``reason``
+    (``radtrust_engine.disclosure.SUPPRESSION_REASONS``: fewer distinct patients than the
+    minimum, in all or in a class, or withheld so that such a group cannot be recovered by subtraction) and no
+    counts and no metrics. A stored report whose suppressed subgroups still carry counts (an
+    older engine wrote them) reads back without them.
     """
 
     attributes: tuple[str, ...]
     values: tuple[str, ...]
-    n_cases: int
-    n_patients: int
-    n_positive: int
+    n_cases: int | None
+    n_patients: int | None
+    n_positive: int | None
     suppressed: bool
     metrics: dict[str, MetricEstimate] | None
+    reason: str | None = None
 
     @property
     def grouping(self) -> str:
@@ -66,6 +70,7 @@ class SubgroupResult:
             "n_patients": self.n_patients,
             "n_positive": self.n_positive,
             "suppressed": self.suppressed,
+            "reason": self.reason,
             "metrics": None if self.metrics is None else {k: v.to_dict() for k, v in self.metrics.items()},
         }
 
@@ -73,72 +78,28 @@ class SubgroupResult:
     def from_dict(cls, data: Mapping[str, Any]) -> SubgroupResult:
         """Read back ``to_dict``'s output (``grouping`` and ``name`` follow from the attributes and values)."""
         metrics = data["metrics"]
+        suppressed = bool(data["suppressed"])
+        if suppressed:
+            return cls(tuple(data["attributes"]), tuple(data["values"]), None, None, None, True, None, data.get("reason") or "too_few_patients")
         return cls(
             attributes=tuple(data["attributes"]),
             values=tuple(data["values"]),
             n_cases=data["n_cases"],
             n_patients=data["n_patients"],
             n_positive=data["n_positive"],
-            suppressed=data["suppressed"],
+            suppressed=False,
             metrics=None if metrics is None else {k: MetricEstimate.from_dict(v) for k, v in metrics.items()},
         )
 
 
-@dataclass(frozen=True)
-class FairnessGap:
-    """The largest gap of one metric between two groups of one grouping.
-
-    ``group_high`` and ``group_low`` are chosen on the point estimate; the
-    interval is the percentile interval of the gap between those same two
-    groups over the bootstrap resamples. For the equalized-odds difference,
-    ``component`` says which gap (sensitivity = TPR, or FPR) was the larger
-    and names its groups; ``components`` holds both.
-    """
-
-    kind: str  # "auroc_gap" | "fnr_gap" | "equalized_odds_difference"
-    attributes: tuple[str, ...]
-    component: str | None
-    group_high: tuple[str, ...] | None
-    group_low: tuple[str, ...] | None
-    value: float | None
-    ci_low: float | None
-    ci_high: float | None
-    n_valid: int
-    n_groups_compared: int
-    components: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def grouping(self) -> str:
-        return " x ".join(self.attributes)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["grouping"] = self.grouping
-        d["attributes"] = list(self.attributes)
-        for key in ("group_high", "group_low"):
-            d[key] = None if d[key] is None else list(d[key])
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FairnessGap:
-        """Read back ``to_dict``'s output (``grouping`` follows from the attributes)."""
-
-        def groups(key: str) -> tuple[str, ...] | None:
-            return None if data[key] is None else tuple(data[key])
-
-        return cls(
-            kind=data["kind"],
-            attributes=tuple(data["attributes"]),
-            component=data["component"],
-            group_high=groups("group_high"),
-            group_low=groups("group_low"),
-            value=data["value"],
-            ci_low=data["ci_low"],
-            ci_high=data["ci_high"],
-            n_valid=data["n_valid"],
-            n_groups_compared=data["n_groups_compared"],
-            components=copy.deepcopy(dict(data["components"])),
-        )
+def suppressed_count_text(reason: str | None, minimum: int | None) -> str:
+    """What a page, chart or document shows in place of a suppressed subgroup's count: "<10"
+    (below the minimum of 10) for a group with too few patients, "withheld" for any other (too
+    few of a class, or withheld to protect another: it has the minimum of patients).
+    One rule for every place that shows counts, so none of them prints a hidden count."""
+    if reason not in (None, "too_few_patients"):
+        return "withheld"
+    return f"<{minimum}" if minimum else "below the minimum"
 
 
 @dataclass(frozen=True)
@@ -274,6 +235,34 @@ class Group:
     patient_idx: np.ndarray | None  # patient index per position
     point: dict[str, float] = field(default_factory=dict)
     boot: dict[str, np.ndarray] = field(default_factory=dict)
+    jack: dict[str, np.ndarray] = field(default_factory=dict)  # per deleted block of patients (BCa)
+    reason: str | None = None  # why it is suppressed (``disclosure.SUPPRESSION_REASONS``)
+
+
+def suppress_groups(
+    groups: list[Group],
+    groupings: Sequence[tuple[str, ...]],
+    counts: Mapping[str, Sequence[int]],
+    min_patients: int,
+    classes: Mapping[str, Sequence[np.ndarray]] | None = None,
+) -> None:
+    """Mark the groups a report may not show (``disclosure.suppression_reasons``): those under
+    ``min_patients`` patients, with ``classes`` (``"positive"`` and ``"negative"``: each group's
+    patients with a case of the class) those under it in a class, and the further ones that stop
+    a reader recovering them from the overall and the other groupings. ``groups[0]`` is the
+    overall, never suppressed; every ``groups[i].patient_idx`` holds the group's patients;
+    ``counts`` adds per group the counts a reader can derive besides cases, positives and
+    negatives (a rate times its denominator)."""
+    every = {
+        "n": np.array([g.n_cases for g in groups]),
+        "positive": np.array([g.n_positive for g in groups]),
+        "negative": np.array([g.n_cases - g.n_positive for g in groups]),
+        **{kind: np.asarray(values) for kind, values in counts.items()},
+    }
+    keys = [(g.attributes, g.values) for g in groups]
+    patients = {"n": [g.patient_idx for g in groups], **(classes or {})}
+    for g, reason in zip(groups, suppression_reasons(keys, groupings, patients, every, min_patients)):
+        g.suppressed, g.reason = reason is not None, reason
 
 
 def _make_groups(
@@ -284,20 +273,28 @@ def _make_groups(
     threshold: float,
     min_patients: int,
 ) -> list[Group]:
-    groups = []
+    """Every group of every grouping (the overall first), suppressed as ``suppress_groups``
+    decides from its patients of each class and its counts and confusion counts at
+    ``threshold``, with the score layout of each one shown."""
+    groups, positions = [], []
     for attrs, keys in groupings:
         for key in np.unique(keys):
-            positions = np.flatnonzero(keys == key)
-            pats = sorted_patient[positions]
-            n_pat = int(np.unique(pats).size)
-            suppressed = n_pat < min_patients and bool(attrs)
+            at = np.flatnonzero(keys == key)
+            pats = sorted_patient[at]
             values = tuple(str(key).split("\x1f")) if attrs else ()
-            layout = None
-            if not suppressed:
-                layout = ScoreLayout.build(positions, sorted_scores[positions], sorted_pos[positions], threshold)
-            groups.append(
-                Group(attrs, values, positions.size, n_pat, int(sorted_pos[positions].sum()), suppressed, layout, None if suppressed else pats)
-            )
+            groups.append(Group(attrs, values, at.size, int(np.unique(pats).size), int(sorted_pos[at].sum()), False, None, pats))
+            positions.append(at)
+    positive, called = sorted_pos.astype(bool), sorted_scores >= threshold
+    outcomes = {"tp": positive & called, "fn": positive & ~called, "tn": ~positive & ~called, "fp": ~positive & called}
+    confusion = {kind: [int(hit[at].sum()) for at in positions] for kind, hit in outcomes.items()}
+    classes = {
+        "positive": [sorted_patient[at][positive[at]] for at in positions],
+        "negative": [sorted_patient[at][~positive[at]] for at in positions],
+    }
+    suppress_groups(groups, [attrs for attrs, _ in groupings], confusion, min_patients, classes)
+    for g, at in zip(groups, positions):
+        if not g.suppressed:
+            g.layout = ScoreLayout.build(at, sorted_scores[at], sorted_pos[at], threshold)
     return groups
 
 
@@ -331,17 +328,18 @@ def strata_setup(
 
 
 def subgroup_result(g: Group, metric_names: Sequence[str], n_resamples: int, confidence: float) -> SubgroupResult:
-    """A group's point estimates with their percentile intervals; a suppressed group has none."""
-    metrics = None
-    if not g.suppressed:
-        metrics = {}
-        for name in metric_names:
-            value = finite_or_none(g.point[name])
-            lo, hi, n_valid = (None, None, 0)
-            if value is not None and n_resamples:
-                lo, hi, n_valid = percentile_interval(g.boot[name], confidence)
-            metrics[name] = MetricEstimate(value, lo, hi, n_valid)
-    return SubgroupResult(g.attributes, g.values, g.n_cases, g.n_patients, g.n_positive, g.suppressed, metrics)
+    """A group's point estimates with their BCa intervals (``stats.bca_interval``); a suppressed group has
+    neither, nor counts."""
+    if g.suppressed:
+        return SubgroupResult(g.attributes, g.values, None, None, None, True, None, g.reason)
+    metrics = {}
+    for name in metric_names:
+        value = finite_or_none(g.point[name])
+        lo, hi, n_valid = (None, None, 0)
+        if value is not None and n_resamples:
+            lo, hi, n_valid = bca_interval(g.point[name], g.boot[name], g.jack[name], g.n_patients, confidence)
+        metrics[name] = MetricEstimate(value, lo, hi, n_valid)
+    return SubgroupResult(g.attributes, g.values, g.n_cases, g.n_patients, g.n_positive, False, metrics)
 
 
 def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:
@@ -353,73 +351,127 @@ def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float |
     return float(lo), float(hi), int(finite.size)
 
 
-def largest_gap(groups: list[Group], metric: str) -> tuple[dict[str, Any], np.ndarray | None]:
-    usable = [g for g in groups if not g.suppressed and math.isfinite(g.point[metric])]
+JACKKNIFE_BLOCKS = 100  # BCa's acceleration from at most this many delete-a-block jackknife rows
+
+
+def patient_jackknife_counts(n_patients: int, n_blocks: int = JACKKNIFE_BLOCKS) -> np.ndarray:
+    """Delete-a-block jackknife weights, shape ``(blocks, n_patients)``: row k leaves out the
+    patients whose index is k modulo the number of blocks (one patient each up to ``n_blocks``
+    patients), all of a patient's cases together. One set of rows serves every group: a row that
+    leaves out none of a group's patients repeats its estimate and adds nothing to the
+    skewness that BCa reads, so the acceleration stays consistent (docs/methods.md)."""
+    blocks = min(n_patients, n_blocks)
+    return (np.arange(n_patients)[None, :] % blocks != np.arange(blocks)[:, None]).astype(np.float64)
+
+
+def comparable_groups(groups: list[Group], metric: str) -> list[Group]:
+    """The groups a gap compares: reported (not suppressed), with the metric defined, and with no
+    "unknown" value: missing attribute values are listed as a row of their own but are not a
+    demographic group, so a gap between "M" and "unknown" would say nothing about sex."""
+    return [g for g in groups if not g.suppressed and math.isfinite(g.point[metric]) and UNKNOWN not in g.values]
+
+
+def largest_gap(groups: list[Group], metric: str) -> dict[str, Any]:
+    """The highest and lowest point estimate of ``metric`` among the comparable groups and their
+    difference; no pair when every group ties (value 0: no difference), no value below two groups."""
+    usable = comparable_groups(groups, metric)
     info: dict[str, Any] = {"metric": metric, "group_high": None, "group_low": None, "value": None, "n_groups_compared": len(usable)}
     if len(usable) < 2:
-        return info, None
+        return info
     high = max(usable, key=lambda g: g.point[metric])
     low = min(usable, key=lambda g: g.point[metric])
-    samples = high.boot[metric] - low.boot[metric] if high.boot else np.zeros(0)
-    info.update(group_high=high.values, group_low=low.values, value=high.point[metric] - low.point[metric])
-    return info, samples
+    info["value"] = high.point[metric] - low.point[metric]
+    if info["value"] > 0:
+        info.update(group_high=high.values, group_low=low.values)
+    return info
 
 
-def gap_result(
-    kind: str,
-    attrs: tuple[str, ...],
-    info: dict[str, Any],
-    samples: np.ndarray | None,
-    confidence: float,
-    components: dict[str, dict[str, Any]] | None = None,
-) -> FairnessGap:
-    lo, hi, n_valid = (None, None, 0) if samples is None else percentile_interval(samples, confidence)
-    return FairnessGap(
-        kind=kind,
-        attributes=attrs,
-        component=info["metric"] if components else None,
-        group_high=info["group_high"],
-        group_low=info["group_low"],
-        value=None if info["value"] is None else float(info["value"]),
-        ci_low=lo,
-        ci_high=hi,
-        n_valid=n_valid,
-        n_groups_compared=info["n_groups_compared"],
-        components=components or {},
+# The cases a rate is a share of. A rate observed at 0 or 1 has no bootstrap spread, which would
+# make a gap between such groups look certain; its standard error is at least that of
+# (events + 1) / (cases + 2), so a handful of positives never reads as a precise gap.
+_RATE_CASES = {"sensitivity": lambda g: g.n_positive, "fnr": lambda g: g.n_positive, "fpr": lambda g: g.n_cases - g.n_positive}
+
+
+def _standard_error(g: Group, metric: str) -> float:
+    finite = g.boot[metric][np.isfinite(g.boot[metric])]
+    se = float(np.std(finite, ddof=1)) if finite.size > 1 else math.inf
+    if metric in _RATE_CASES:
+        cases = _RATE_CASES[metric](g)
+        p = (g.point[metric] * cases + 1) / (cases + 2)
+        se = max(se, math.sqrt(p * (1 - p) / cases))
+    return se
+
+
+def _arms(groups: list[Group], metric: str) -> Arms:
+    return Arms(
+        point=np.array([g.point[metric] for g in groups]),
+        boot=np.column_stack([g.boot[metric] for g in groups]),
+        se=np.array([_standard_error(g, metric) for g in groups]),
+        patients=np.array([g.n_patients for g in groups], dtype=np.float64),
     )
 
 
-def _fairness_gaps(attrs: tuple[str, ...], groups: list[Group], confidence: float) -> list[FairnessGap]:
-    gaps = []
-    for kind, metric in (("auroc_gap", "auroc"), ("fnr_gap", "fnr")):
-        info, samples = largest_gap(groups, metric)
-        gaps.append(gap_result(kind, attrs, info, samples, confidence))
+def gap_result(kind: str, attrs: tuple[str, ...], groups: list[Group], metrics: Sequence[str], confidence: float) -> FairnessGap:
+    """The largest gap of ``metrics`` across ``groups`` with its simultaneous interval and power
+    (``radtrust_engine.gaps``). With two metrics (the equalized-odds difference: sensitivity and
+    FPR) the gap is the larger of theirs, undefined if either is, and the family spans both."""
+    parts = [largest_gap(groups, m) for m in metrics]
+    components = {}
+    if len(parts) > 1:
+        components = {
+            p["metric"]: {
+                "group_high": None if p["group_high"] is None else list(p["group_high"]),
+                "group_low": None if p["group_low"] is None else list(p["group_low"]),
+                "value": p["value"],
+            }
+            for p in parts
+        }
+    if any(p["value"] is None for p in parts):
+        n_compared = min(p["n_groups_compared"] for p in parts)
+        return FairnessGap(kind, attrs, None, None, None, None, None, None, 0, n_compared, components)
+    main = max(parts, key=lambda p: p["value"])  # the first (sensitivity) on a tie
+    interval = GapInterval(None, None, 0, None, None, None)
+    compared = [comparable_groups(groups, m) for m in metrics]
+    if compared[0][0].boot:
+        interval = gap_interval([_arms(gs, m) for gs, m in zip(compared, metrics)], confidence)
+    return FairnessGap(
+        kind=kind,
+        attributes=attrs,
+        component=main["metric"] if components else None,
+        group_high=main["group_high"],
+        group_low=main["group_low"],
+        value=float(main["value"]),
+        ci_low=interval.ci_low,
+        ci_high=interval.ci_high,
+        n_valid=interval.n_valid,
+        n_groups_compared=main["n_groups_compared"],
+        components=components,
+        critical_value=interval.critical_value,
+        mdd=interval.mdd,
+        mdd_patients=interval.mdd_patients,
+    )
 
-    tpr, tpr_s = largest_gap(groups, "sensitivity")
-    fpr, fpr_s = largest_gap(groups, "fpr")
-    components = {
-        c["metric"]: {
-            "group_high": None if c["group_high"] is None else list(c["group_high"]),
-            "group_low": None if c["group_low"] is None else list(c["group_low"]),
-            "value": c["value"],
-        }
-        for c in (tpr, fpr)
-    }
-    if tpr["value"] is None or fpr["value"] is None:
-        # Either component undefined: the difference is undefined.
-        info = {
-            "metric": None,
-            "group_high": None,
-            "group_low": None,
-            "value": None,
-            "n_groups_compared": min(tpr["n_groups_compared"], fpr["n_groups_compared"]),
-        }
-        gaps.append(gap_result("equalized_odds_difference", attrs, info, None, confidence, components))
-        return gaps
-    main = tpr if tpr["value"] >= fpr["value"] else fpr
-    samples = np.maximum(tpr_s, fpr_s)  # same pairs on every resample; NaN propagates
-    gaps.append(gap_result("equalized_odds_difference", attrs, dict(main), samples, confidence, components))
-    return gaps
+
+_GAP_METRICS = (("auroc_gap", ("auroc",)), ("fnr_gap", ("fnr",)), ("equalized_odds_difference", ("sensitivity", "fpr")))
+
+
+def _fairness_gaps(attrs: tuple[str, ...], groups: list[Group], confidence: float) -> list[FairnessGap]:
+    return [gap_result(kind, attrs, groups, metrics, confidence) for kind, metrics in _GAP_METRICS]
+
+
+def _metrics_per_row(active: list[Group], chunks: Iterable[np.ndarray], n_rows: int) -> list[dict[str, np.ndarray]]:
+    """Every metric of every active group for each row of patient weights (bootstrap counts or
+    jackknife rows), the rows arriving in chunks of shape ``(rows, n_patients)``."""
+    out = [{k: np.empty(n_rows) for k in METRIC_NAMES} for _ in active]
+    start = 0
+    for counts in chunks:
+        stop = start + counts.shape[0]
+        for g, store in zip(active, out):
+            values = g.layout.metrics(np.take(counts, g.patient_idx, axis=1))  # C order
+            for k in METRIC_NAMES:
+                store[k][start:stop] = values[k]
+        start = stop
+    return out
 
 
 def stratified_metrics(
@@ -446,8 +498,10 @@ def stratified_metrics(
        dataset (``numpy.random.default_rng(seed)``), expand them to case
        weights per subgroup, and compute every metric for every resample of
        the chunk at once. The same weights serve every subgroup.
-    4. Percentile intervals; gaps between the two groups chosen on the point
-       estimate, recomputed for those groups on each resample.
+    4. Jackknife: the same, once per deleted block of patients
+       (``patient_jackknife_counts``), for BCa's acceleration.
+    5. BCa intervals per group; per grouping the gaps, with simultaneous
+       intervals over every pair of comparable groups (``radtrust_engine.gaps``).
     """
     y, s = checked_inputs(y_true, y_score)
     n = s.size
@@ -475,26 +529,21 @@ def stratified_metrics(
             key = key + "\x1f" + labels[a][order].astype(object)
         groupings.append((inter, key.astype(str)))
 
-    by_grouping: list[tuple[tuple[str, ...], list[Group]]] = []
-    for attrs, keys in groupings:
-        groups = _make_groups([(attrs, keys)], s_sorted, y_sorted, pat_sorted, float(threshold), min_patients)
-        by_grouping.append((attrs, groups))
+    every_group = _make_groups(groupings, s_sorted, y_sorted, pat_sorted, float(threshold), min_patients)
+    by_grouping = [(attrs, [g for g in every_group if g.attributes == attrs]) for attrs, _ in groupings]
     active = [g for _, gs in by_grouping for g in gs if not g.suppressed]
 
     for g in active:
         point = g.layout.metrics(np.ones((1, g.n_cases)))
         g.point = {k: float(v[0]) for k, v in point.items()}
-        if n_resamples:
-            g.boot = {k: np.empty(n_resamples) for k in METRIC_NAMES}
 
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples, chunk_size):
-        stop = min(start + chunk_size, n_resamples)
-        counts = patient_bootstrap_counts(rng, n_patients, stop - start)
-        for g in active:
-            values = g.layout.metrics(np.take(counts, g.patient_idx, axis=1))  # C order
-            for k in METRIC_NAMES:
-                g.boot[k][start:stop] = values[k]
+    if n_resamples:
+        rng = np.random.default_rng(seed)
+        draws = (patient_bootstrap_counts(rng, n_patients, min(chunk_size, n_resamples - start)) for start in range(0, n_resamples, chunk_size))
+        jack = patient_jackknife_counts(n_patients)
+        blocks = (jack[start : start + chunk_size] for start in range(0, jack.shape[0], chunk_size))
+        for g, boot, jk in zip(active, _metrics_per_row(active, draws, n_resamples), _metrics_per_row(active, blocks, jack.shape[0])):
+            g.boot, g.jack = boot, jk
 
     def result(g: Group) -> SubgroupResult:
         return subgroup_result(g, METRIC_NAMES, n_resamples, confidence)

@@ -2,13 +2,28 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from compliance.choices import IncidentStatus
+from compliance.dossiers import DEFAULT_MEANING
 from compliance.feedback import EDITABLE, feedback_editable_until
-from compliance.models import Alert, CorrectiveAction, Document, Dossier, Feedback, Incident, ScoringPolicy, TrustAssessment, TrustException
+from compliance.models import (
+    Alert,
+    ConformityAssessment,
+    CorrectiveAction,
+    Document,
+    Dossier,
+    Feedback,
+    Incident,
+    ReleaseEvidence,
+    ScoringPolicy,
+    TrustAssessment,
+    TrustException,
+    VersionApproval,
+)
 from core.api import ModelSerializer
 from core.models import AuditEvent
 from registry.api.serializers import ScopedRelatedField
 from registry.models import Deployment
 from registry.selectors import version_list
+from validation.selectors import run_list
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -165,9 +180,14 @@ class DossierSerializer(serializers.ModelSerializer):
             return None
         return {
             "signer": signature.signer.username,
+            "signer_name": signature.signer_name,
+            "institution": signature.institution.name if signature.institution_id else None,
             "signed_at": signature.signed_at.isoformat(),
             "meaning": signature.meaning,
+            "authentication": signature.authentication,
             "snapshot_sha256": signature.snapshot_sha256,
+            "audit_seq": signature.audit_seq,
+            "audit_hash": signature.audit_hash,
         }
 
 
@@ -183,13 +203,20 @@ class DossierNoteSerializer(serializers.Serializer):
 
 
 class DossierSignSerializer(serializers.Serializer):
-    meaning = serializers.CharField(max_length=200, default="Approved as the technical documentation of this version")
+    """What a signature needs (compliance.dossiers.dossier_sign): the signer's password again, the
+    snapshot they reviewed, and the meaning recorded with the signature."""
+
+    meaning = serializers.CharField(max_length=200, default=DEFAULT_MEANING, help_text="What your signature means; recorded with it.")
+    snapshot_sha256 = serializers.CharField(
+        max_length=64, help_text="The snapshot_sha256 of the revision you reviewed; a revision resubmitted since is refused (409)."
+    )
+    password = serializers.CharField(max_length=4096, write_only=True, style={"input_type": "password"}, help_text="Your own password, again.")
     otp_code = serializers.CharField(
         max_length=8,
         required=False,
         default="",
         allow_blank=True,
-        help_text="Your authenticator's current code, when RADTRUST_REQUIRE_OTP_FOR_SIGNING is on.",
+        help_text="Your authenticator's current code, when you enrolled one or RADTRUST_REQUIRE_OTP_FOR_SIGNING is on.",
     )
 
 
@@ -271,21 +298,75 @@ class TrustAssessmentSerializer(serializers.ModelSerializer):
 
 
 class ScoringPolicySerializer(ModelSerializer):
+    """A scoring policy version; a new one is proposed inactive and a second officer activates it."""
+
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    confirmed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ScoringPolicy
-        fields = ["id", "version", "name", "definition", "active", "created_by", "created_at"]
-        read_only_fields = ["version", "active", "created_by", "created_at"]
+        fields = ["id", "version", "name", "definition", "active", "created_by", "created_at", "confirmed_by", "confirmed_at"]
+        read_only_fields = ["version", "active", "created_by", "created_at", "confirmed_by", "confirmed_at"]
         extra_kwargs = {"definition": {"kind": dict}}
 
 
 class TrustExceptionSerializer(serializers.ModelSerializer):
+    """A justified exception; proposed by ``granted_by``, counted by the guard once ``confirmed_by`` is set."""
+
     version = ScopedRelatedField(selector=version_list)
     granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    confirmed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = TrustException
-        fields = ["id", "version", "principle", "justification", "granted_by", "granted_at"]
-        read_only_fields = ["granted_by", "granted_at"]
+        fields = ["id", "version", "principle", "justification", "granted_by", "granted_at", "confirmed_by", "confirmed_at"]
+        read_only_fields = ["granted_by", "granted_at", "confirmed_by", "confirmed_at"]
         validators = []  # a second exception is a 409 from the service, not a 400
+
+
+class DeclineSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=4000, help_text="Why it is declined; kept with the record.")
+
+
+class VersionApprovalSerializer(serializers.ModelSerializer):
+    """A version approval with four eyes: proposed by one officer of the provider, confirmed (which
+    approves the version through the lifecycle guards) or declined by another."""
+
+    version = ScopedRelatedField(selector=version_list)
+    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = VersionApproval
+        fields = ["id", "version", "status", "proposed_by", "proposed_at", "decided_by", "decided_at", "note"]
+        read_only_fields = ["status", "proposed_by", "proposed_at", "decided_by", "decided_at", "note"]
+        validators = []  # a second pending proposal is a 409 from the service, not a 400
+
+
+class ConformityAssessmentSerializer(serializers.ModelSerializer):
+    """A version's conformity assessment; the rules (the provider's officers, the route for the
+    model's MDR class, the notified body and its certificate) are in ``compliance.change_control``."""
+
+    recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ConformityAssessment
+        fields = ["id", "version", "route", "notified_body", "certificate_reference", "assessed_on", "recorded_by", "recorded_at"]
+        read_only_fields = ["version", "recorded_by", "recorded_at"]
+
+
+class ReleaseEvidenceSerializer(serializers.ModelSerializer):
+    """The release evidence pinned for a version: its runs on the intended population and the operating
+    point they measured. The rules (the provider's officers, which runs may be declared, the threshold
+    the version ships with) are in ``compliance.release_evidence``."""
+
+    runs = ScopedRelatedField(selector=run_list, many=True, help_text="Succeeded runs of this version on its test data.")
+    operating_points = serializers.DictField(
+        child=serializers.FloatField(), required=False, help_text="Per label, the threshold you declare; it must be the one the runs measured."
+    )
+    pinned_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ReleaseEvidence
+        fields = ["id", "version", "runs", "population", "operating_points", "pinned_by", "pinned_at"]
+        read_only_fields = ["version", "pinned_by", "pinned_at"]

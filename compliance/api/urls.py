@@ -11,6 +11,7 @@ from compliance.api.views import (
     ScoringPolicyViewSet,
     TrustAssessmentViewSet,
     TrustExceptionViewSet,
+    VersionApprovalViewSet,
     VersionChangeLogViewSet,
 )
 
@@ -23,6 +24,7 @@ router.register("alerts", AlertViewSet, basename="alert")
 router.register("trust-assessments", TrustAssessmentViewSet, basename="trust-assessment")
 router.register("scoring-policies", ScoringPolicyViewSet, basename="scoring-policy")
 router.register("trust-exceptions", TrustExceptionViewSet, basename="trust-exception")
+router.register("version-approvals", VersionApprovalViewSet, basename="version-approval")
 router.register("dossiers", DossierViewSet, basename="dossier")
 router.register("documents", DocumentViewSet, basename="document")
 router.register("model-versions", VersionChangeLogViewSet, basename="model-version")  # only its change-log action

@@ -14,6 +14,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from compliance import approvals as approval_services
 from compliance import documents as document_services
 from compliance import dossiers as dossier_services
 from compliance import feedback as feedback_services
@@ -21,17 +22,29 @@ from compliance import incidents as incident_services
 from compliance import selectors
 from compliance.alerts import alert_handle
 from compliance.api import serializers as s
-from compliance.change_log import change_log_build, change_log_markdown
+from compliance.change_control import conformity_assessment_record
+from compliance.change_log import change_log_build
+from compliance.change_log_text import change_log_markdown
 from compliance.choices import AlertStatus
 from compliance.filtersets import AlertFilterSet
+from compliance.release_evidence import release_evidence_current, release_evidence_pin, version_run_role
 from compliance.trust.assess import assessment_diff
-from compliance.trust.services import policy_create, trust_assess, trust_exception_grant
+from compliance.trust.services import (
+    policy_activate,
+    policy_create,
+    trust_assess,
+    trust_exception_confirm,
+    trust_exception_decline,
+    trust_exception_grant,
+)
 from core.api import IsoDateTimeFilter, MarkdownRenderer, ScopedViewSet
 from core.errors import Conflict
 from core.models import AuditEvent
 from registry.selectors import version_list
 from validation.api.serializers import ValidationRunSerializer
+from validation.choices import RunStatus
 from validation.revalidation import revalidation_queue_now
+from validation.selectors import run_list
 
 
 class AuditEventFilterSet(filters.FilterSet):
@@ -324,7 +337,8 @@ class TrustAssessmentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrie
 
 
 class ScoringPolicyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
-    """Scoring policies; officers add a new version (it becomes the active one; old assessments keep theirs)."""
+    """Scoring policies; an officer proposes a new version (inactive), a second officer of the same
+    institution ``activate``s it (the active one steps down; old assessments keep theirs)."""
 
     access_resource = "scoring_policy"
     selector = staticmethod(selectors.scoring_policy_list)
@@ -335,9 +349,16 @@ class ScoringPolicyViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
             actor=self.request.user, name=serializer.validated_data["name"], definition=serializer.validated_data["definition"]
         )
 
+    @extend_schema(request=None, responses=s.ScoringPolicySerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        policy = policy_activate(actor=request.user, policy=self.get_object())
+        return Response(s.ScoringPolicySerializer(policy, context=self.get_serializer_context()).data)
+
 
 class TrustExceptionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
-    """Justified exceptions to the trust guard of approval, recorded by officers (audited)."""
+    """Justified exceptions to the trust guard of approval: an officer of the provider proposes one,
+    a second one ``confirm``s it (only then does the guard count it) or ``decline``s it (audited)."""
 
     access_resource = "trust_exception"
     selector = staticmethod(selectors.trust_exception_list)
@@ -346,9 +367,52 @@ class TrustExceptionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retriev
     def perform_create(self, serializer):
         serializer.instance = trust_exception_grant(actor=self.request.user, **serializer.validated_data)
 
+    @extend_schema(request=None, responses=s.TrustExceptionSerializer)
+    @action(detail=True, methods=["post"])
+    def confirm(self, request, pk=None):
+        exception = trust_exception_confirm(actor=request.user, exception=self.get_object())
+        return Response(s.TrustExceptionSerializer(exception, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.DeclineSerializer, responses={204: None})
+    @action(detail=True, methods=["post"])
+    def decline(self, request, pk=None):
+        body = s.DeclineSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        trust_exception_decline(actor=request.user, exception=self.get_object(), **body.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VersionApprovalViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Version approvals with four eyes: POST {"version": id} proposes approving a version under
+    review; a second officer of the provider ``confirm``s it (the version is then approved through
+    the lifecycle guards) or ``decline``s it with a note."""
+
+    access_resource = "version_approval"
+    selector = staticmethod(selectors.version_approval_list)
+    serializer_class = s.VersionApprovalSerializer
+    filterset_fields = ["version", "status"]
+
+    def perform_create(self, serializer):
+        serializer.instance = approval_services.version_approval_propose(actor=self.request.user, version=serializer.validated_data["version"])
+
+    @extend_schema(request=None, responses=s.VersionApprovalSerializer)
+    @action(detail=True, methods=["post"])
+    def confirm(self, request, pk=None):
+        approval = approval_services.version_approval_confirm(actor=request.user, approval=self.get_object())
+        return Response(s.VersionApprovalSerializer(approval, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.DeclineSerializer, responses=s.VersionApprovalSerializer)
+    @action(detail=True, methods=["post"])
+    def decline(self, request, pk=None):
+        body = s.DeclineSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        approval = approval_services.version_approval_decline(actor=request.user, approval=self.get_object(), **body.validated_data)
+        return Response(s.VersionApprovalSerializer(approval, context=self.get_serializer_context()).data)
+
 
 class VersionChangeLogViewSet(ScopedViewSet):
-    """A version's change log, under the version's own route (``/api/model-versions/ID/change-log/``)."""
+    """A version's change log, conformity assessments and release evidence, under the version's own route
+    (``/api/model-versions/ID/change-log/``, ``.../conformity-assessments/``, ``.../release-evidence/``)."""
 
     access_resource = "dossier"  # the log shows dossier text and run results
     selector = staticmethod(version_list)
@@ -366,3 +430,39 @@ class VersionChangeLogViewSet(ScopedViewSet):
                 raise ValidationError({"against": [f"No version {raw!r} that you may read."]})
         log = change_log_build(version, against=against).to_dict()
         return Response(change_log_markdown(log) if request.accepted_renderer.format == "md" else log)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"], url_path="release-evidence")
+    def release_evidence(self, request, pk=None):
+        """The release evidence in force (null before any is pinned) and every succeeded run of the version with what it is:
+        declared, test data not declared, or post-market (which can never be declared)."""
+        version = self.get_object()
+        pin = release_evidence_current(version)
+        role = version_run_role(version)
+        runs = run_list(user=request.user).filter(version=version, status=RunStatus.SUCCEEDED).select_related("dataset").order_by("-finished_at")
+        return Response(
+            {
+                "current": s.ReleaseEvidenceSerializer(pin, context={"request": request}).data if pin else None,
+                "runs": [{"id": r.pk, "dataset": r.dataset.name, "finished_at": r.finished_at, "role": role(r)} for r in runs],
+            }
+        )
+
+    @extend_schema(request=s.ReleaseEvidenceSerializer, responses={201: s.ReleaseEvidenceSerializer})
+    @release_evidence.mapping.post
+    def release_evidence_pin(self, request, pk=None):
+        """Pin the runs on the intended population as the version's declared performance (an officer of its provider); audited."""
+        version = self.get_object()
+        serializer = s.ReleaseEvidenceSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        pin = release_evidence_pin(actor=request.user, version=version, **serializer.validated_data)
+        return Response(s.ReleaseEvidenceSerializer(pin, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ConformityAssessmentSerializer, responses={201: s.ConformityAssessmentSerializer})
+    @action(detail=True, methods=["post"], url_path="conformity-assessments")
+    def conformity_assessments(self, request, pk=None):
+        """Record the version's conformity assessment (AI Act Art. 43): an officer of its provider; a substantial modification is approved only after one."""
+        version = self.get_object()
+        serializer = s.ConformityAssessmentSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        record = conformity_assessment_record(actor=request.user, version=version, **serializer.validated_data)
+        return Response(s.ConformityAssessmentSerializer(record).data, status=status.HTTP_201_CREATED)

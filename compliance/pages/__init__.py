@@ -28,6 +28,7 @@ from compliance.pages.post_market_pages import (
     monitoring_detail,
     monitoring_list,
 )
+from compliance.pages.release_evidence_page import release_evidence_pin_page
 from compliance.pages.trust_page import trust_chart, version_trust
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "monitoring_detail",
     "monitoring_list",
     "page_context",
+    "release_evidence_pin_page",
     "trust_chart",
     "version_trust",
     "version_document_list",

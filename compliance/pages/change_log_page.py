@@ -4,14 +4,11 @@ the same log the API returns and the documents freeze; this page only lays it ou
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from django.shortcuts import get_object_or_404, render
 from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html
 
 from compliance.change_log import change_log_build
+from compliance.change_log_text import conformity_text, plan_text, rule_texts, rule_title
 from compliance.change_rules import value_text
 from compliance.choices import ChangeClass
 from compliance.pages.render import label, text_diff
@@ -21,30 +18,18 @@ from registry.selectors import version_list
 EFFECTS = {ChangeClass.SUBSTANTIAL: "Substantial (Art. 43(4))", ChangeClass.WITHIN_PLAN: "Within the plan (Annex IV 2(f))"}
 
 
-def _value(value: Any) -> str:
-    """A before or after value in words: per-label headline metrics, a small record, a hash, or short JSON."""
-    if value is None:
-        return "—"
-    if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value):
-        return format_html('<code class="hash">{}</code>', value)
-    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-        return "; ".join(f"{name}: " + ", ".join(f"{label(m)} {value_text(x)}" for m, x in figures.items()) for name, figures in value.items())
-    if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
-        return ", ".join(f"{label(k)} {value_text(v)}" for k, v in value.items())
-    return value_text(value, 300)
-
-
 def _section(section: dict) -> dict:
-    """Paired metric deltas as their own table; dossier text as a word diff; the rest before and after."""
+    """Paired metric deltas as their own table; dossier text as a word diff; the rest before and after, in words."""
     metrics, items = [], []
     for item in section["changes"]:
         detail = item.get("detail") or {}
+        named = {**item, "rule_title": rule_title(item["rule"]) if item["rule"] else ""}
         if "delta" in detail:
-            metrics.append({**item, **detail, "metric_label": label(detail["metric"])})
+            metrics.append({**named, **detail, "metric_label": label(detail["metric"])})
         elif item["kind"] == "dossier_field":
-            items.append({**item, "diff": text_diff(item["before"] or "", item["after"] or "")})
+            items.append({**named, "diff": text_diff(item["before"] or "", item["after"] or "")})
         else:
-            items.append({**item, "before_text": _value(item["before"]), "after_text": _value(item["after"])})
+            items.append({**named, **{f"{side}_text": "—" if item[side] is None else value_text(item[side], 300) for side in ("before", "after")}})
     return {**section, "metrics": metrics, "items": items}
 
 
@@ -53,10 +38,7 @@ def change_log(request, pk: int):
     version = get_object_or_404(version_list(user=request.user), pk=pk)
     log = change_log_build(version).to_dict()
     reasons = [{**r, "effect_label": EFFECTS.get(r["effect"], r["effect"])} for r in log["classification"]["reasons"]]
-    rules = [
-        {"rule": rule, **spec, "effect_label": EFFECTS.get(spec.get("effect"), spec.get("effect"))}
-        for rule, spec in ((log.get("plan") or {}).get("rules") or {}).items()
-    ]
+    plan = log.get("plan") or {}
     return render(
         request,
         "compliance/change_log.html",
@@ -65,7 +47,9 @@ def change_log(request, pk: int):
             "log": log,
             "generated_at": parse_datetime(log["generated_at"]),
             "reasons": reasons,
-            "rules": rules,
+            "plan_text": plan_text(plan),
+            "rules": rule_texts(plan.get("rules") or {}),
+            "conformity_text": conformity_text(log),
             "sections": [_section(s) for s in log["sections"]],
         },
     )

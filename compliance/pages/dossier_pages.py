@@ -4,7 +4,6 @@ refuses (a concurrent save, four eyes, an incomplete dossier) is shown on the pa
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,14 +13,18 @@ from django.views.decorators.http import require_POST
 from compliance import dossiers as dossier_services
 from compliance import selectors
 from compliance.choices import DossierStatus
+from compliance.dossier_checks import submission_problems
 from compliance.dossier_evidence import dossier_evidence
 from compliance.dossier_fields import FIELDS, SECTIONS
+from compliance.duties import signing_institution
 from compliance.forms import DossierForm, DossierNoteForm, DossierSignForm
 from compliance.models import Dossier
+from compliance.pages.release_evidence_page import release_evidence_panel
 from compliance.pages.render import evidence_html, text_diff
 from core.access import may
 from core.errors import Conflict
 from core.pages import form_errors, page_window, requires
+from core.second_factor import second_factor_required
 from registry.models import ModelVersion
 from registry.selectors import version_list
 
@@ -75,6 +78,8 @@ def _source_links(version: ModelVersion) -> dict[str, tuple[str, str]]:
         "post_market_feedback": ("Post-market monitoring", reverse("pages:monitoring-list")),
         "incidents": ("Incidents", reverse("pages:incident-list")),
         "change_log": ("Change log of this version", reverse("pages:change-log", args=[version.pk])),
+        "declared_performance": ("Release evidence of this version", f"/api/model-versions/{version.pk}/release-evidence/"),
+        "post_market_runs": runs,
         "audit": ("Audit trail", "/api/audit-events/"),
     }
 
@@ -86,9 +91,10 @@ def _sections(dossier: Dossier, values: dict, evidence: dict, done: dict, form: 
     sections = []
     for section in SECTIONS:
         missing = set(done["sections"][section.key]["missing"])
+        problems = done["sections"][section.key].get("problems") or {}  # snapshots frozen before it was recorded have none
         rows = []
         for f in section.fields:
-            row = {"field": f, "missing": f.key in missing}
+            row = {"field": f, "missing": f.key in missing, "problem": problems.get(f.key)}
             if f.editable:
                 row["value"] = values.get(f.key, "")
                 row["input"] = form[f.key] if form is not None else None
@@ -121,6 +127,8 @@ def _editor(request, dossier: Dossier, form: DossierForm | None = None, *, statu
         "overall": done["overall"],
         "sections": _sections(dossier, values, evidence, done, form if editable else None),
         "signature": getattr(dossier, "signature", None) if dossier.status == DossierStatus.SIGNED else None,
+        "release": None if frozen else release_evidence_panel(request, dossier),
+        "readiness": [] if frozen else submission_problems(values, evidence, done),  # what submission would refuse now
         **extra,
     }
     return render(request, "compliance/dossier_detail.html", context, status=status)
@@ -253,15 +261,21 @@ def dossier_request_changes(request, pk: int):
 
 @requires("dossier", write=True)
 def dossier_signing(request, pk: int):
-    """Sign the snapshot in review, as a second officer; the service checks four eyes and the hash."""
+    """Sign the snapshot in review, as a second officer; the service checks who may sign, the
+    password (and code), the snapshot the signer saw and its hash."""
     dossier = visible_dossier(request, pk)
-    form = DossierSignForm(request.POST or None)
+    form = DossierSignForm(request.POST or None, initial={"snapshot_sha256": dossier.snapshot_sha256})
     refusal, status = "", 200
     if request.method == "POST":
         if form.is_valid():
             try:
                 signature = dossier_services.dossier_sign(
-                    actor=request.user, dossier=dossier, meaning=form.cleaned_data["meaning"], otp_code=form.cleaned_data["otp_code"]
+                    actor=request.user,
+                    dossier=dossier,
+                    meaning=form.cleaned_data["meaning"],
+                    snapshot_sha256=form.cleaned_data["snapshot_sha256"],
+                    password=form.cleaned_data["password"],
+                    otp_code=form.cleaned_data["otp_code"],
                 )
             except PermissionDenied as exc:
                 refusal, status = str(exc), 403
@@ -271,7 +285,10 @@ def dossier_signing(request, pk: int):
                 form_errors(form, exc)
                 status = 400
             else:
-                messages.success(request, f"You signed revision {dossier.revision} (snapshot sha256 {signature.snapshot_sha256}).")
+                messages.success(
+                    request,
+                    f"You signed revision {dossier.revision} as {signature.signer_name} for {signature.institution.name}: “{signature.meaning}”.",
+                )
                 return redirect("pages:dossier-detail", pk=pk)
         else:
             status = 400
@@ -281,6 +298,8 @@ def dossier_signing(request, pk: int):
         "form": form,
         "refusal": refusal,
         "overall": _completeness(dossier)["overall"],
-        "otp_required": settings.RADTRUST_REQUIRE_OTP_FOR_SIGNING,
+        "otp_required": second_factor_required(request.user),
+        "institution": signing_institution(dossier),
+        "signer_name": request.user.get_full_name() or request.user.get_username(),
     }
     return render(request, "compliance/dossier_sign.html", context, status=status)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,6 +22,7 @@ from compliance.choices import AlertStatus
 from compliance.forms import CorrectiveActionForm, FeedbackForm, IncidentForm, IncidentTransitionForm
 from compliance.incident_rules import rules_table
 from compliance.models import Alert, TrustAssessment
+from compliance.monitoring import DESIGN_RATE_FLOOR, CusumDesign, PhaseOne, cusum_median_run_length
 from core.access import may, role_of, scope
 from core.choices import Role
 from core.errors import Conflict
@@ -130,10 +133,51 @@ def monitoring_list(request):
     return render(request, "compliance/monitoring_list.html", {"deployments": page.items, "page": page})
 
 
+def _about(reports: float) -> str:
+    """A run length rounded to two significant figures, as a person would say it (2,000; 88)."""
+    if reports > 1_000_000:
+        return "more than a million"
+    digits = max(0, int(math.floor(math.log10(reports))) - 1)
+    return f"{round(reports, -digits):,.0f}"
+
+
+def sequential_test_in_words(design: dict[str, Any]) -> list[str]:
+    """What the deployment's CUSUM promises, in the officer's words: the rate it was built for and
+    how sure that rate is, how often it raises a false alarm, and how soon it flags a doubling of
+    the odds of disagreement (designs stored before the median delay was recorded get it computed)."""
+    cusum = CusumDesign.from_dict(design)
+    words = []
+    if "phase_one" in design:
+        phase = PhaseOne.from_dict(design["phase_one"])
+        built = f"{cusum.p0:.1%}" + (" (its lowest design rate)" if phase.rate < DESIGN_RATE_FLOOR else "")
+        words.append(
+            f"Rate at deployment: {phase.rate:.1%} (95% CI {phase.ci_low:.1%} to {phase.ci_high:.1%}) "
+            f"from the first {phase.n} reports; the test is built for {built}."
+        )
+    else:
+        words.append(f"The test is built for a disagreement rate of {cusum.p0:.1%} (the interval of the rate at deployment was not recorded then).")
+    if cusum.arl0 is not None:
+        words.append(f"At that rate it raises a false alarm about once every {_about(cusum.arl0)} reports.")
+    if "phase_one" in design:
+        longest = "more than a million" if phase.arl0_if_ci_low is None else _about(phase.arl0_if_ci_low)
+        words.append(
+            f"The rate at deployment is an estimate: anywhere in its interval, a false alarm comes once every "
+            f"{_about(phase.arl0_if_ci_high)} to {longest} reports; more reports at deployment narrow this."
+        )
+    median = cusum.median_delay if cusum.median_delay is not None else cusum_median_run_length(cusum, cusum.p1)
+    mean = f"; {_about(cusum.arl1)} on average" if cusum.arl1 is not None else ""
+    words.append(
+        f"A doubling of the odds of disagreement (to {cusum.p1:.1%}) is typically flagged after about {_about(median)} reports (median{mean})."
+    )
+    return words
+
+
 @requires("monitoring")
 def monitoring_detail(request, pk: int):
     deployment = get_object_or_404(selectors.monitored_deployments(user=request.user), pk=pk)
-    return render(request, "compliance/monitoring_detail.html", {"m": selectors.deployment_monitoring(deployment), "deployment": deployment})
+    m = selectors.deployment_monitoring(deployment)
+    test = sequential_test_in_words(m.monitor.design) if m.monitor is not None and m.monitor.design else []
+    return render(request, "compliance/monitoring_detail.html", {"m": m, "deployment": deployment, "test_words": test})
 
 
 @requires("alert")

@@ -26,6 +26,7 @@ urlpatterns = [
     path("dossiers/<int:pk>/review/", pages.dossier_review, name="dossier-review"),
     path("dossiers/<int:pk>/request-changes/", pages.dossier_request_changes, name="dossier-request-changes"),
     path("dossiers/<int:pk>/sign/", pages.dossier_signing, name="dossier-sign"),
+    path("dossiers/<int:pk>/release-evidence/", pages.release_evidence_pin_page, name="release-evidence-pin"),
     path("dossiers/<int:pk>/documents/", pages.document_list, name="dossier-documents"),
     path("dossiers/<int:pk>/documents/render/", pages.documents_render, name="dossier-documents-render"),
     path("versions/<int:pk>/documents/", pages.version_document_list, name="version-documents"),

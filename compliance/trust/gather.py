@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from compliance.dossier_fields import FIELDS
+from compliance.dossier_fields import FIELDS, field_problem, is_required
 from compliance.models import RATING_QUESTIONS, DeploymentWeek
 from compliance.selectors import sum_weeks
 from compliance.trust.evidence import (
@@ -112,8 +112,9 @@ def _dossier(version: ModelVersion) -> DossierEvidence | None:
         missing = [key for section in done["sections"].values() for key in section["missing"]]
         ratio, frozen = done["overall"]["ratio"], True
     else:
-        required = [key for key, f in FIELDS.items() if f.required and f.source == "officer"]
-        missing = [key for key in required if not str(dossier.values.get(key) or "").strip()]
+        device = bool(version.foundation_model.mdr_class)
+        required = [key for key, f in FIELDS.items() if is_required(f, medical_device=device) and f.source == "officer"]
+        missing = [key for key in required if field_problem(FIELDS[key], dossier.values.get(key))]  # an answer, not any text
         ratio, frozen = 1 - len(missing) / len(required), False
     return DossierEvidence(id=dossier.pk, revision=dossier.revision, status=dossier.status, ratio=ratio, missing=tuple(missing), frozen=frozen)
 

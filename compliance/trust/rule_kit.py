@@ -125,29 +125,58 @@ def newest_with(evidence: VersionEvidence, find: Callable[[RunEvidence], list[di
     return None, []
 
 
-def threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence: str) -> Outcome:
-    low, high = worst.get("ci_low"), worst.get("ci_high")
-    inputs = {
+def _threshold_inputs(run: RunEvidence, worst: dict, threshold: float) -> dict[str, Any]:
+    return {
         "run": run.id,
         "label": worst["label"],
         "observed": rounded(worst["observed"]),
-        "ci_low": rounded(low),
-        "ci_high": rounded(high),
+        "ci_low": rounded(worst.get("ci_low")),
+        "ci_high": rounded(worst.get("ci_high")),
         "threshold": threshold,
         **worst.get("extra", {}),
     }
+
+
+def _ci_width(worst: dict) -> float | None:
+    low, high = worst.get("ci_low"), worst.get("ci_high")
+    return rounded(high - low) if low is not None and high is not None else None
+
+
+def threshold_outcome(run: RunEvidence, worst: dict, threshold: float, sentence: str) -> Outcome:
     explanation = (
-        f"{sentence} {worst['observed']:.3f} ({_ci_text(run, low, high)}){worst['where']}{label_suffix(run, worst['label'])} "
-        f"{_verdict_words(worst['status'], threshold)} (run {run.id})."
+        f"{sentence} {worst['observed']:.3f} ({_ci_text(run, worst.get('ci_low'), worst.get('ci_high'))}){worst['where']}"
+        f"{label_suffix(run, worst['label'])} {_verdict_words(worst['status'], threshold)}{worst.get('note', '')} (run {run.id})."
     )
     return Outcome(
         value=rounded(worst["score"]),
         status=worst["status"],
-        inputs=inputs,
+        inputs=_threshold_inputs(run, worst, threshold),
         explanation=explanation,
         links=(run_link(run),),
         n=worst.get("n"),
-        ci_width=rounded(high - low) if low is not None and high is not None else None,
+        ci_width=_ci_width(worst),
+    )
+
+
+def underpowered_outcome(run: RunEvidence, blind: dict, threshold: float, sentence: str) -> Outcome:
+    """No value for a threshold criterion whose run could not have seen a difference of the
+    threshold's size: its minimum detectable difference (80% power, ``blind["mdd"]``) is above the
+    threshold, so even a CI below the threshold would not show that there is none worth worrying
+    about. ``blind["extra"]["patients_needed"]`` says how many patients per group would do."""
+    explanation = (
+        f"{sentence} {blind['observed']:.3f} ({_ci_text(run, blind.get('ci_low'), blind.get('ci_high'))}){blind['where']}"
+        f"{label_suffix(run, blind['label'])}, but this run could only detect a gap of {blind['mdd']:.3f} or more with 80% power, "
+        f"above the tolerated {threshold:g}: insufficient evidence, about {blind['extra']['patients_needed']} patients per group "
+        f"are needed (run {run.id})."
+    )
+    return Outcome(
+        value=None,
+        status="no_evidence",
+        inputs=_threshold_inputs(run, blind, threshold),
+        explanation=explanation,
+        links=(run_link(run),),
+        n=blind.get("n"),
+        ci_width=_ci_width(blind),
     )
 
 

@@ -13,6 +13,13 @@ spanning the threshold is "uncertain" (0.5), never a pass. Without a CI the poin
 Of several candidates (labels, attributes, conditions) the one scoring lowest counts (ties:
 the larger observed value); the newest run that has the section is used and linked.
 
+Gaps between groups (the fairness gaps and the site AUROC gap) also read the gap's minimum
+detectable difference at 80% power (``FairnessGap.mdd``, docs/methods.md): unless some gap
+already exceeds its threshold ("not_met"), a gap whose minimum detectable difference is above
+the threshold could have hidden a gap of that size, so the criterion has no value
+("no_evidence") and says how many patients per group would be needed
+(``FairnessGap.patients_needed``), never "met".
+
 Criteria (the rule name is the default policy's key; params in brackets, with defaults):
 
 | Rule                      | FUTURE-AI           | Value                                                                          | Params                    | No evidence (None) when                       |
@@ -20,19 +27,21 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 | demographic_completeness  | Fairness 1, 2       | mean over linked datasets of the share of sex, age_band, ethnicity with counts | -                         | no linked dataset                             |
 | subgroup_coverage         | Fairness 3          | share of collected individual attributes (datasheets of evaluated data, run   | -                         | no run has subgroups, or no individual        |
 |                           |                     | attributes) with >= 2 reportable groups in a run                               |                           | attribute was collected                       |
-| largest_auroc_gap         | Fairness 3          | threshold rule, worst AUROC gap by an individual attribute (*)                 | threshold 0.05            | no run has such a gap                         |
-| largest_fnr_gap           | Fairness 3          | threshold rule, worst underdiagnosis (FNR) gap (*)                             | threshold 0.10            | no run has such a gap                         |
-| equalized_odds_difference | Fairness 3          | threshold rule, worst equalized-odds difference (*)                            | threshold 0.10            | no run has such a gap                         |
+| largest_auroc_gap         | Fairness 3          | gap rule, worst AUROC gap by an individual attribute (*)                       | threshold 0.05            | no run has such a gap, or one could be missed |
+| largest_fnr_gap           | Fairness 3          | gap rule, worst underdiagnosis (FNR) gap (*)                                   | threshold 0.10            | no run has such a gap, or one could be missed |
+| equalized_odds_difference | Fairness 3          | gap rule, worst equalized-odds difference (*)                                  | threshold 0.10            | no run has such a gap, or one could be missed |
 | clinical_settings         | Universality 1      | share of intended purpose, users, body region, modality stated                 | -                         | none stated                                   |
 | community_standards       | Universality 2      | share of known checks met: ONNX artifact, DICOM input seen in a run, output    | -                         | never (the artifact format is known)          |
 |                           |                     | schema naming classes with thresholds (an unknown check is left out)           |                           |                                               |
 | external_sites            | Universality 3      | min(1, sites / target); sites = max(external institutions and sites other than | target_sites 3            | no external_validation run and no federated   |
 |                           |                     | the provider that reported to a federated study, site groups in the runs)      |                           | report from a site other than the provider    |
 | scanner_vendors           | Universality 3      | min(1, vendors with reportable results / target)                               | target_vendors 2          | no run reports results by vendor              |
-| site_auroc_gap            | Universality 3      | threshold rule, largest AUROC gap between sites                                | threshold 0.05            | no run compares sites                         |
+| site_auroc_gap            | Universality 3      | gap rule, largest AUROC gap between sites                                      | threshold 0.05            | no run compares sites, or a gap could be     |
+|                           |                     |                                                                                |                           | missed (too few patients)                     |
 | site_heterogeneity        | Universality 3      | AUROC meta-analysis of the newest federated study with >= 2 sites, worst label:| min_auroc 0.7,            | no federated study has two sites with an      |
-|                           |                     | 1 if the prediction interval's lower end >= min_auroc and I² < max_i2; 0.5     | max_i2 0.5                | AUROC (a one-site study's refusal is shown)   |
-|                           |                     | (uncertain) if I² >= max_i2 or k = 2 (no prediction interval); below min_auroc |                           |                                               |
+|                           |                     | 1 if the prediction interval's lower end >= min_auroc and heterogeneity is not | max_i2 0.5                | AUROC (a one-site study's refusal is shown)   |
+|                           |                     | shown; 0.5 (uncertain) if shown (I² >= max_i2 AND Cochran's Q p < 0.10) or     |                           |                                               |
+|                           |                     | k = 2 (no prediction interval); below min_auroc                                |                           |                                               |
 |                           |                     | (k = 2: the pooled CI's upper end) 0.5 x (low - 0.5) / (min_auroc - 0.5)       |                           |                                               |
 | local_validation          | Universality 4      | share of deployments with a local run before go-live (planned: one exists)     | -                         | not deployed                                  |
 | datasheet_completeness    | Traceability 2      | mean datasheet completeness of the linked datasets                             | -                         | no linked dataset                             |
@@ -56,11 +65,14 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 | generalisation_spread     | Robustness 3        | threshold rule, largest leave-one-out AUROC spread (site, vendor); no CI       | threshold 0.05            | no run has generalisation                     |
 | explainability_needs      | Explainability 1    | 1 if explainability needs are stated                                           | -                         | not stated                                    |
 | faithfulness              | Explainability 2    | per curve: beats random 1, undecided 0.5, worse 0; method = mean of deletion   | min_difference 0.02       | no run has explainability                     |
-|                           |                     | and insertion; the best method, the worst label                                |                           |                                               |
+|                           |                     | and insertion; the best method over all explained cases (``pooled``, shared by |                           |                                               |
+|                           |                     | the labels); reports without ``pooled``: the best method, the worst label      |                           |                                               |
 | explanation_rating        | Explainability 2    | (mean - 1) / 4 of explanation_helped; CI against the target                    | target 3.5, min_n 30      | n < min_n                                     |
 
 (*) Individual attributes only (site and scanner belong to universality and robustness);
-intersections count when the param include_intersections is 1 (default 0).
+intersections count when the param include_intersections is 1 (default 0). "Gap rule": the
+threshold rule, and None (insufficient evidence, with the patients per group needed) where the
+run could not have detected a gap of the threshold's size.
 """
 
 from __future__ import annotations
@@ -98,6 +110,7 @@ from compliance.trust.rule_kit import (
     target_status,
     threshold_outcome,
     threshold_verdict,
+    underpowered_outcome,
     worst_of,
 )
 from radtrust_engine.stats import wilson_interval
@@ -164,13 +177,17 @@ def _gap_candidates(run: RunEvidence, kind: str, params: dict, attributes: Calla
             names = list(gap.attributes)
             if gap.kind != kind or gap.value is None or not names or not attributes(names):
                 continue
-            score, status = threshold_verdict(gap.value, gap.ci_low, gap.ci_high, params["threshold"])
+            threshold = params["threshold"]
+            score, status = threshold_verdict(gap.value, gap.ci_low, gap.ci_high, threshold)
             group_high, group_low = listed_values(gap.group_high), listed_values(gap.group_low)
             sizes = [group_patients(section, names, g) for g in (group_high, group_low)]
             high, low = (", ".join(map(str, g or [])) for g in (group_high, group_low))
             who = {"auroc_gap": f"{low} lowest", "fnr_gap": f"{high} most underdiagnosed"}.get(
                 kind, f"false-positive rate higher for {high}" if gap.component == "fpr" else f"sensitivity lower for {low}"
             )
+            if group_high is None:
+                who = "no difference between the groups"
+            blind = status != "not_met" and gap.mdd is not None and gap.mdd > threshold
             found.append(
                 {
                     "label": label,
@@ -181,10 +198,32 @@ def _gap_candidates(run: RunEvidence, kind: str, params: dict, attributes: Calla
                     "status": status,
                     "n": min((s for s in sizes if s is not None), default=None),
                     "where": f" by {' x '.join(names)} ({who})",
-                    "extra": {"attributes": names, "group_high": group_high, "group_low": group_low, "component": gap.component},
+                    "mdd": gap.mdd,
+                    "blind": blind,
+                    "note": "" if gap.mdd is None else f"; a gap of {gap.mdd:.3f} or more would have been detected with 80% power",
+                    "extra": {
+                        "attributes": names,
+                        "group_high": group_high,
+                        "group_low": group_low,
+                        "component": gap.component,
+                        "mdd": rounded(gap.mdd),
+                        "patients_needed": gap.patients_needed(threshold) if blind else None,
+                    },
                 }
             )
     return found
+
+
+def _gap_outcome(run: RunEvidence, found: list[dict], threshold: float, sentence: str) -> Outcome:
+    """The threshold rule over a run's gaps, except that a gap the run could not have seen is no
+    evidence that there is none: unless some gap already exceeds the threshold, a gap whose
+    minimum detectable gap is above it leaves the criterion without evidence, and says how many
+    patients per group would be needed."""
+    worst = worst_of(found)
+    blind = [c for c in found if c["blind"]]
+    if worst["status"] == "not_met" or not blind:
+        return threshold_outcome(run, worst, threshold, sentence)
+    return underpowered_outcome(run, max(blind, key=lambda c: c["extra"]["patients_needed"]), threshold, sentence)
 
 
 def _fairness_gap(evidence: VersionEvidence, params: dict, kind: str) -> Outcome:
@@ -196,7 +235,7 @@ def _fairness_gap(evidence: VersionEvidence, params: dict, kind: str) -> Outcome
         return insufficient_evidence(
             f"No run of this version reports a {_GAP_WORDS[kind][0].lower() + _GAP_WORDS[kind][1:]} by an individual attribute (no subgroup analysis)."
         )
-    return threshold_outcome(run, worst_of(found), params["threshold"], _GAP_WORDS[kind])
+    return _gap_outcome(run, found, params["threshold"], _GAP_WORDS[kind])
 
 
 _GAP_PARAMS = {"include_intersections": (0, 0, 1)}
@@ -309,7 +348,19 @@ def site_auroc_gap(evidence: VersionEvidence, params: dict) -> Outcome:
     run, found = newest_with(evidence, lambda r: _gap_candidates(r, "auroc_gap", params, lambda names: names == ["site"]))
     if run is None:
         return insufficient_evidence("No run of this version compares AUROC across two or more sites.")
-    return threshold_outcome(run, worst_of(found), params["threshold"], "Largest AUROC gap between sites")
+    return _gap_outcome(run, found, params["threshold"], "Largest AUROC gap between sites")
+
+
+Q_TEST_ALPHA = 0.10
+
+
+def heterogeneity_shown(i2: float, q_p: float | None, max_i2: float) -> bool:
+    """Between-site heterogeneity is called only where I² reaches ``max_i2`` and Cochran's Q rejects
+    homogeneity at ``Q_TEST_ALPHA``. I² alone is no test: with no true difference and exact standard
+    errors, four sites give I² >= 0.5 in 11% of studies (Q >= 2 df) and a mean I² of 0.14. Q has little
+    power with few sites, so its conventional level is 0.10, not 0.05. A meta-analysis stored without
+    ``q_p`` is judged on I² alone."""
+    return i2 >= max_i2 and (q_p is None or q_p < Q_TEST_ALPHA)
 
 
 def _heterogeneity(meta: dict, min_auroc: float, max_i2: float) -> tuple[float, str, str]:
@@ -321,9 +372,20 @@ def _heterogeneity(meta: dict, min_auroc: float, max_i2: float) -> tuple[float, 
         return 0.5, "uncertain", f"{meta.get('prediction_note') or 'no prediction interval for a new site'}; the spread cannot be judged yet"
     if low < min_auroc:
         return 0.5 * min(1.0, max(0.0, (low - 0.5) / (min_auroc - 0.5))), "not_met", f"a new site may fall below {min_auroc:g}"
+    q_p = meta.get("q_p")
     if i2 < max_i2:
         return 1.0, "met", f"a new site is expected at {min_auroc:g} or above and I² is under {max_i2:.0%}"
-    return 0.5, "uncertain", f"a new site is expected at {min_auroc:g} or above, but I² is {max_i2:.0%} or more"
+    if not heterogeneity_shown(i2, q_p, max_i2):
+        return (
+            1.0,
+            "met",
+            (
+                f"a new site is expected at {min_auroc:g} or above; I² is {max_i2:.0%} or more, but Cochran's Q does not show "
+                f"heterogeneity (p {q_p:.2f}, level {Q_TEST_ALPHA:g})"
+            ),
+        )
+    shown = "" if q_p is None else f" and Cochran's Q shows heterogeneity (p {q_p:.2g} < {Q_TEST_ALPHA:g})"
+    return 0.5, "uncertain", f"a new site is expected at {min_auroc:g} or above, but I² is {max_i2:.0%} or more{shown}"
 
 
 @scoring_rule("site_heterogeneity", min_auroc=(0.7, 0.51, 0.99), max_i2=(0.5, 0.01, 1.0))
@@ -358,8 +420,10 @@ def site_heterogeneity(evidence: VersionEvidence, params: dict) -> Outcome:
             "label": worst["label"],
             "k": meta["k"],
             **{key: rounded(meta[key]) for key in ("estimate", "ci_low", "ci_high", "prediction_low", "prediction_high", "i2", "tau2")},
+            "q_p": rounded(meta.get("q_p")),
             "min_auroc": params["min_auroc"],
             "max_i2": params["max_i2"],
+            "q_test_alpha": Q_TEST_ALPHA,
         },
         explanation=f"Across {meta['k']} sites of federated study {study.name}{suffix}: pooled AUROC {meta['estimate']:.3f} "
         f"({round(100 * meta.get('confidence', 0.95)):d}% CI {meta['ci_low']:.3f}-{meta['ci_high']:.3f}), I² {meta['i2']:.0%}, {interval}: {worst['words']}.",
@@ -708,26 +772,36 @@ def _curve(difference: dict, sign: int, minimum: float) -> float:
     return 1.0 if better else 0.0 if worse else 0.5
 
 
-def _methods(run: RunEvidence, minimum: float) -> list[dict]:
+def _scored_methods(label: str | None, explain: dict, minimum: float) -> list[dict]:
+    """Each method of one explainability result (a label's own, or ``pooled``: label None) with its score."""
     found = []
-    for label, section in run_labels(run):
-        explain = section.explainability or {}
-        for method, data in (explain.get("methods") or {}).items():
-            deletion, insertion = data.get("deletion_difference") or {}, data.get("insertion_difference") or {}
-            widths = [d["ci_high"] - d["ci_low"] for d in (deletion, insertion) if d.get("ci_low") is not None and d.get("ci_high") is not None]
-            found.append(
-                {
-                    "label": label,
-                    "method": method,
-                    "score": (_curve(deletion, -1, minimum) + _curve(insertion, 1, minimum)) / 2,
-                    "verdict": data.get("verdict"),
-                    "n": explain.get("n_cases"),
-                    "ci_width": max(widths, default=None),
-                    "deletion": rounded(deletion.get("value")),
-                    "insertion": rounded(insertion.get("value")),
-                }
-            )
+    for method, data in (explain.get("methods") or {}).items():
+        deletion, insertion = data.get("deletion_difference") or {}, data.get("insertion_difference") or {}
+        widths = [d["ci_high"] - d["ci_low"] for d in (deletion, insertion) if d.get("ci_low") is not None and d.get("ci_high") is not None]
+        found.append(
+            {
+                "label": label,
+                "method": method,
+                "score": (_curve(deletion, -1, minimum) + _curve(insertion, 1, minimum)) / 2,
+                "verdict": data.get("verdict"),
+                "n": explain.get("n_cases"),
+                "ci_width": max(widths, default=None),
+                "deletion": rounded(deletion.get("value")),
+                "insertion": rounded(insertion.get("value")),
+            }
+        )
     return found
+
+
+def _methods(run: RunEvidence, minimum: float) -> list[dict]:
+    """The run's ``pooled`` explainability (one shared set of cases, the same in every label's report)
+    when it has one: a label's own share of 2-3 cases (14 labels, 32 cases) is too few to judge.
+    Reports stored before ``pooled`` existed explained each label's own cases: judged per label."""
+    sections = [(label, section.explainability) for label, section in run_labels(run) if section.explainability]
+    pooled = next((explain["pooled"] for _, explain in sections if (explain.get("pooled") or {}).get("methods")), None)
+    if pooled is not None:
+        return _scored_methods(None, pooled, minimum)
+    return [m for label, explain in sections for m in _scored_methods(label, explain, minimum)]
 
 
 @scoring_rule("faithfulness", min_difference=(0.02, 0.0, 0.5))
@@ -742,6 +816,13 @@ def faithfulness(evidence: VersionEvidence, params: dict) -> Outcome:
     chosen = min(best.values(), key=lambda m: m["score"])
     score = chosen["score"]
     status = {1.0: "met", 0.0: "not_met", 0.5: "uncertain"}.get(score, "partly")
+    pooled = chosen["label"] is None
+    if not pooled:
+        where = label_suffix(run, chosen["label"])
+    elif label_suffix(run, ""):
+        where = f" on all {chosen['n']} explained cases, shared by the labels (pooled)"
+    else:
+        where = ""
     return Outcome(
         value=score,
         status=status,
@@ -751,13 +832,14 @@ def faithfulness(evidence: VersionEvidence, params: dict) -> Outcome:
         inputs={
             "run": run.id,
             "label": chosen["label"],
+            "pooled": pooled,
             "method": chosen["method"],
             "deletion_difference": chosen["deletion"],
             "insertion_difference": chosen["insertion"],
             "verdict": chosen["verdict"],
             "min_difference": params["min_difference"],
         },
-        explanation=f"Best explanation method {chosen['method']}{label_suffix(run, chosen['label'])}: {chosen['verdict']} "
+        explanation=f"Best explanation method {chosen['method']}{where}: {chosen['verdict']} "
         f"(deletion {chosen['deletion']}, insertion {chosen['insertion']} against the random baseline; run {run.id}).",
     )
 

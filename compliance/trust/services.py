@@ -7,8 +7,12 @@ the approval guard that reads them.
    task waits ``RADTRUST_TRUST_DEBOUNCE_SECONDS`` (feedback comes in bursts) and skips if an
    assessment newer than the request exists already: one recomputation covers a burst.
 3. ``trust_guard`` (registered as the ``trust`` evidence check of approval) refuses while a
-   principle has insufficient evidence or is under the policy's minimum, unless an officer
-   granted a justified exception for it (audited).
+   principle has insufficient evidence or is under the policy's minimum, unless a justified
+   exception for it is in force: proposed by one compliance officer of the provider
+   (``trust_exception_grant``) and confirmed by a second one (``trust_exception_confirm``).
+4. A new scoring policy is proposed inactive (``policy_create``) and becomes the active one when a
+   second compliance officer of the proposer's institution confirms it (``policy_activate``).
+   Proposals, confirmations, declines and every refusal are audited.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from compliance.duties import officer_refusal, refuse, second_officer_refusal, who_may_act
 from compliance.models import ScoringPolicy, TrustAssessment, TrustException
 from compliance.trust.assess import assess, assessment_to_dict
 from compliance.trust.gather import version_evidence
 from compliance.trust.policy import DEFAULT_POLICY, PRINCIPLES, PolicyError, validate_policy
-from core.audit import audit_action
+from core.access import role_of
+from core.audit import audit_action, audit_record
+from core.choices import Role
 from core.errors import Conflict
 from radtrust_engine.hashing import canonical_sha256
 from registry.choices import DeploymentStatus
@@ -55,7 +62,10 @@ def policy_active() -> ScoringPolicy:
 
 
 def policy_create(*, actor, name: str, definition: dict) -> ScoringPolicy:
-    """Store a new policy version and make it the active one; older assessments keep theirs."""
+    """Propose a new policy version (step 4): stored inactive until a second officer activates it."""
+    built_in = policy_active()  # stored first, so that a proposal never takes the built-in policy's version number
+    if role_of(actor) != Role.COMPLIANCE_OFFICER or actor.institution_id is None:
+        refuse(built_in, "policy_refused", "Only a compliance officer proposes a scoring policy.")
     try:
         validate_policy(definition)
     except PolicyError as exc:
@@ -63,13 +73,36 @@ def policy_create(*, actor, name: str, definition: dict) -> ScoringPolicy:
     with transaction.atomic():
         latest = ScoringPolicy.objects.select_for_update().order_by("-version").first()
         number = (latest.version if latest else 0) + 1
-        for previous in ScoringPolicy.objects.filter(active=True):
+        policy = ScoringPolicy(version=number, name=name.strip()[:120], definition={**definition, "version": number}, active=False, created_by=actor)
+        policy.save()
+    return policy
+
+
+def _activation_refusal(actor, policy: ScoringPolicy) -> tuple[str, type[Exception]] | None:
+    proposer = policy.created_by
+    if policy.active or policy.confirmed_by_id or policy.assessments.exists() or proposer is None or proposer.institution_id is None:
+        return f"{policy} is or was in force already; a change is a new version, proposed by one officer and activated by another.", Conflict
+    refusal = second_officer_refusal(actor, first=proposer, institution=proposer.institution, what="activate the scoring policy it proposed")
+    return (refusal, PermissionDenied) if refusal else None
+
+
+def policy_activate(*, actor, policy: ScoringPolicy) -> ScoringPolicy:
+    """A second officer puts a proposed policy in force (step 4); the active one steps down; older assessments keep theirs."""
+    refused = _activation_refusal(actor, policy)
+    if refused:
+        refuse(policy, "activate_refused", *refused)
+    with transaction.atomic():
+        locked = ScoringPolicy.objects.select_for_update().get(pk=policy.pk)
+        if locked.confirmed_by_id:
+            raise Conflict(f"{locked} was activated by another officer at the same time.", code="policy_activated")
+        for previous in ScoringPolicy.objects.select_for_update().filter(active=True):
             previous.active = False
             with audit_action("deactivate"):
                 previous.save(update_fields=["active"])
-        policy = ScoringPolicy(version=number, name=name.strip()[:120], definition={**definition, "version": number}, active=True, created_by=actor)
-        policy.save()
-    return policy
+        locked.active, locked.confirmed_by, locked.confirmed_at = True, actor, timezone.now()
+        with audit_action("activate"):
+            locked.save(update_fields=["active", "confirmed_by", "confirmed_at"])
+    return locked
 
 
 def _digest(evidence) -> str:
@@ -128,6 +161,10 @@ def latest_assessment(version: ModelVersion) -> TrustAssessment | None:
 
 
 def trust_exception_grant(*, actor, version: ModelVersion, principle: str, justification: str) -> TrustException:
+    """Propose a justified exception (step 3); the guard counts it once a second officer confirms it."""
+    refusal = officer_refusal(actor, version.foundation_model.provider, f"propose a justified exception for {version}")
+    if refusal:
+        refuse(version, "trust_exception_refused", refusal)
     if principle not in PRINCIPLES:
         raise ValidationError({"principle": f"Choose one of: {', '.join(PRINCIPLES)}."})
     if len(justification.strip()) < 20:
@@ -139,22 +176,72 @@ def trust_exception_grant(*, actor, version: ModelVersion, principle: str, justi
         raise Conflict(f"{principle} already has an exception for {version}.", code="duplicate_exception") from None
 
 
+def _exception_refusal(actor, exception: TrustException, what: str) -> str | None:
+    provider = exception.version.foundation_model.provider
+    if what == "decline":  # the proposer may withdraw it; any officer of the provider may decline it
+        return officer_refusal(actor, provider, "decline a proposed exception for its versions")
+    return second_officer_refusal(actor, first=exception.granted_by, institution=provider, what="confirm this exception")
+
+
+def trust_exception_confirm(*, actor, exception: TrustException) -> TrustException:
+    """A second officer of the provider puts the proposed exception in force (step 3)."""
+    if exception.confirmed_by_id:
+        refuse(exception, "confirm_refused", f"This exception was confirmed already, by {exception.confirmed_by.username}.", Conflict)
+    refusal = _exception_refusal(actor, exception, "confirm")
+    if refusal:
+        refuse(exception, "confirm_refused", refusal)
+    with transaction.atomic():
+        locked = TrustException.objects.select_for_update().filter(pk=exception.pk, confirmed_by__isnull=True).first()
+        if locked is None:
+            raise Conflict("Another officer confirmed or declined this exception at the same time.", code="exception_decided")
+        locked.confirmed_by, locked.confirmed_at = actor, timezone.now()
+        with audit_action("confirm"):
+            locked.save(update_fields=["confirmed_by", "confirmed_at"])
+    return locked
+
+
+def trust_exception_decline(*, actor, exception: TrustException, note: str) -> None:
+    """Decline (or, by its proposer, withdraw) an exception that waits for confirmation: it is removed; the audit trail keeps it."""
+    if not note.strip():
+        raise ValidationError({"note": "Say why the exception is declined."})
+    if exception.confirmed_by_id:
+        refuse(exception, "decline_refused", "A confirmed exception stays with the approval it allowed; it cannot be declined.", Conflict)
+    refusal = _exception_refusal(actor, exception, "decline")
+    if refusal:
+        refuse(exception, "decline_refused", refusal)
+    with transaction.atomic():
+        audit_record(action="decline", instance=exception, changes={"note": note.strip()[:4000]})
+        exception.delete()
+
+
 def trust_guard(version: ModelVersion) -> str | None:
     """The approval guard: why the newest assessment does not allow approval, or None."""
     assessment = latest_assessment(version)
     if assessment is None:
         return "No trust assessment exists for this version yet; it is computed when a validation run finishes."
-    excepted = set(version.trust_exceptions.values_list("principle", flat=True))
+    exceptions = {e.principle: e for e in version.trust_exceptions.select_related("granted_by")}
     problems = []
     for name, principle in assessment.principles.items():
-        if name in excepted:
+        exception = exceptions.get(name)
+        if exception is not None and exception.confirmed_by_id:
             continue
         if principle["status"] == "insufficient_evidence":
-            problems.append(f"{name} has insufficient evidence")
+            problem = f"{name} has insufficient evidence"
         elif principle.get("below_minimum"):
-            problems.append(f"{name} scores {principle['score']} under the policy's minimum of {principle['minimum']}")
+            problem = f"{name} scores {principle['score']} under the policy's minimum of {principle['minimum']}"
+        else:
+            continue
+        if exception is not None:
+            problem += f" (its exception, proposed by {exception.granted_by.username}, waits for a second officer's confirmation)"
+        problems.append(problem)
     if problems:
-        return f"Trust assessment {assessment.pk}: " + "; ".join(problems) + ". Add the evidence, or have an officer record a justified exception."
+        provider = version.foundation_model.provider
+        return (
+            f"Trust assessment {assessment.pk}: "
+            + "; ".join(problems)
+            + f". Add the evidence, or have a compliance officer of {provider.name} propose a justified exception and a second one "
+            f"confirm it ({who_may_act(provider)})."
+        )
     return None
 
 

@@ -648,7 +648,7 @@ def bench_suite(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> dic
 
 def labels_manifest(manifest_path: Path, label: str, labels: int) -> tuple[Path, list[str]]:
     """The demo manifest with ``labels - 1`` more findings beside ``label``, each drawn on its own
-    (seeded; prevalence 5% to 50%), so that each label explains its own cases, as the findings of a
+    (seeded; prevalence 5% to 50%), so that each label has positives of its own, as the findings of a
     real multi-label model do; written once beside the demo manifest."""
     names = [label, *(f"finding_{k:02d}" for k in range(1, labels))]
     out = manifest_path.with_name(f"manifest-{labels}-labels.csv")
@@ -726,7 +726,7 @@ def bench_labels(cache: Path, sizes: Sizes = Sizes(), *, log: Log = print) -> di
 
 
 def _explained_cases(report: Any) -> int:
-    """How many distinct cases the labels explained between them (each label draws its own)."""
+    """How many distinct cases the labels explained between them (one set shared by the labels)."""
     return len({case["row"] for result in report.results.values() for case in result.explainability["cases"]})
 
 

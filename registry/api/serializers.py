@@ -10,8 +10,8 @@ from core.access import may_share_case_outputs, writable_institutions
 from core.api import JSONValueField, ModelSerializer
 from registry.choices import VersionStatus
 from registry.datasheets import datasheet_completeness
-from registry.models import Dataset, Deployment, FoundationModel, Institution, ModelVersion, Provenance
-from registry.selectors import dataset_list, foundation_model_list, institution_list, version_list
+from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance
+from registry.selectors import data_use_grant_list, dataset_list, foundation_model_list, institution_list, version_list
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -130,10 +130,54 @@ class LineageEntrySerializer(serializers.ModelSerializer):
         fields = ["id", "version", "status", "artifact_sha256", "parent", "created_at"]
 
 
+class DataUseGrantSerializer(serializers.ModelSerializer):
+    """A data-use grant as recorded: the steward names the dataset, grantee, purpose, agreement and period."""
+
+    dataset = ScopedRelatedField(selector=dataset_list)
+    grantee = ScopedRelatedField(selector=institution_list)
+    purpose_label = serializers.CharField(source="get_purpose_display", read_only=True)
+    granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    active = serializers.SerializerMethodField(help_text="Whether the grant opens the dataset to the grantee today.")
+
+    class Meta:
+        model = DataUseGrant
+        fields = [
+            "id",
+            "dataset",
+            "grantee",
+            "purpose",
+            "purpose_label",
+            "purpose_detail",
+            "agreement_reference",
+            "valid_from",
+            "valid_until",
+            "active",
+            "granted_by",
+            "granted_at",
+            "revoked_at",
+            "revoked_by",
+            "revocation_reason",
+        ]
+        read_only_fields = ["granted_at", "revoked_at", "revocation_reason"]
+
+    def get_active(self, obj: DataUseGrant) -> bool:
+        if not hasattr(obj, "is_active"):  # a grant just written by a service, not read through the selector
+            obj = data_use_grant_list(user=self.context["request"].user).get(pk=obj.pk)
+        return obj.is_active
+
+
+class DataUseRevokeSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="Why the use ends (required); the grantee reads it."
+    )
+
+
 class DatasetSerializer(ModelSerializer):
     institution = ScopedRelatedField(selector=institution_list, owner=True)
     source_institutions = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Institution.objects.all())
     completeness = serializers.SerializerMethodField()
+    use_grants = serializers.SerializerMethodField(help_text="The data-use grants of this dataset that you may see (the steward's agreements).")
 
     class Meta:
         model = Dataset
@@ -166,6 +210,7 @@ class DatasetSerializer(ModelSerializer):
             "location",
             "manifest_sha256",
             "completeness",
+            "use_grants",
             "created_at",
             "updated_at",
         ]
@@ -173,6 +218,13 @@ class DatasetSerializer(ModelSerializer):
 
     def get_completeness(self, obj: Dataset) -> dict:
         return datasheet_completeness(obj).to_dict()
+
+    @extend_schema_field(DataUseGrantSerializer(many=True))
+    def get_use_grants(self, obj: Dataset) -> list[dict]:
+        grants = getattr(obj, "visible_grants", None)
+        if grants is None:  # a dataset just created or updated, not read through the selector
+            grants = data_use_grant_list(user=self.context["request"].user).filter(dataset=obj)
+        return DataUseGrantSerializer(grants, many=True, context=self.context).data
 
     def validate(self, attrs: dict) -> dict:
         """Sharing the runs' per-case outputs with the provider is the data steward's decision, so

@@ -8,6 +8,7 @@ router.register("foundation-models", views.FoundationModelViewSet, basename="fou
 router.register("model-versions", views.ModelVersionViewSet, basename="model-version")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("provenance", views.ProvenanceViewSet, basename="provenance")
+router.register("data-use-grants", views.DataUseGrantViewSet, basename="data-use-grant")
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
 
 urlpatterns = router.urls

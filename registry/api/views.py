@@ -16,6 +16,7 @@ from registry import selectors, services
 from registry.api import serializers as s
 from registry.filtersets import (
     DatasetFilterSet,
+    DataUseGrantFilterSet,
     DeploymentFilterSet,
     FoundationModelFilterSet,
     ModelVersionFilterSet,
@@ -149,6 +150,28 @@ class ProvenanceViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveMod
 
     def perform_destroy(self, instance):
         services.provenance_unlink(provenance=instance)
+
+
+class DataUseGrantViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
+    """Data-use agreements: the dataset's steward (a compliance officer of its institution) grants
+    another institution its use for a purpose and period, and revokes it; never edited or deleted."""
+
+    access_resource = "data_use_grant"
+    selector = staticmethod(selectors.data_use_grant_list)
+    serializer_class = s.DataUseGrantSerializer
+    filterset_class = DataUseGrantFilterSet
+
+    def perform_create(self, serializer):
+        serializer.instance = services.data_use_grant(actor=self.request.user, **serializer.validated_data)
+
+    @extend_schema(request=s.DataUseRevokeSerializer, responses={200: s.DataUseGrantSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        grant = self.get_object()
+        form = s.DataUseRevokeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        grant = services.data_use_revoke(actor=request.user, grant=grant, reason=form.validated_data["reason"])
+        return Response(s.DataUseGrantSerializer(grant, context=self.get_serializer_context()).data)
 
 
 class DeploymentViewSet(RecordViewSet):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from registry.models import ModelVersion
+from registry.models import Dataset, ModelVersion
 from registry.selectors import version_by_reference
 
 
@@ -13,4 +13,12 @@ def version_argument(text: str) -> ModelVersion:
     found = version_by_reference(text)
     if found is None:
         raise CommandError(f"No model version {text!r}: give its id or MODEL_NAME:VERSION (for example 'ChestFM-Pneumothorax:1.1.0').")
+    return found
+
+
+def dataset_argument(text: str) -> Dataset:
+    """A dataset by id or by name; a clear error otherwise."""
+    found = Dataset.objects.filter(pk=int(text)).first() if text.isdigit() else Dataset.objects.filter(name=text).first()
+    if found is None:
+        raise CommandError(f"No dataset {text!r}: give its id or name.")
     return found

@@ -1,6 +1,7 @@
 """The dossier pages in headless Chromium: an officer writes and saves, a second officer saving
-from a stale page sees both texts and keeps their own, submit, the second officer signs, and
-the keyboard reaches every field by its label."""
+from a stale page sees both texts and keeps their own, submit, the second officer (who edited)
+is refused at signing and a third one signs with their password, and the keyboard reaches every
+field by its label."""
 
 from __future__ import annotations
 
@@ -20,11 +21,16 @@ CLAIM = FIELDS["1a_purpose_statement"]
 
 
 @pytest.fixture
-def officers(personas):
+def officers(personas, institutions):
+    from registry.services import user_create
+
     for name in ("officer", "officer2"):
         personas[name].set_password(PASSWORD)
         personas[name].save()
-    return personas
+    return {
+        **personas,
+        "officer3": user_create(username="officer3", role="compliance_officer", institution=institutions["vendor"], password=PASSWORD),
+    }
 
 
 @pytest.fixture
@@ -35,7 +41,7 @@ def almost_written(officers, evidenced):
     return dossier_save(actor=officers["officer"], dossier=dossier, values=values, edit_count=0)
 
 
-def test_two_officers_write_one_submits_and_the_other_signs(page, browser, live_server, officers, almost_written):
+def test_two_officers_write_one_submits_and_a_third_signs(page, browser, live_server, officers, almost_written):
     dossier = almost_written
     login(page, live_server.url, "officer", PASSWORD)
     page.get_by_role("link", name="Dossiers").click()
@@ -80,21 +86,39 @@ def test_two_officers_write_one_submits_and_the_other_signs(page, browser, live_
     expect(other.locator("#snapshot-hash")).to_have_text(dossier.snapshot_sha256)
     expect(other.get_by_label("What your signature means")).to_have_value("Approved as the technical documentation of this version")
     other.get_by_label("I have reviewed this snapshot").check()
+    other.get_by_label("Your password").fill(PASSWORD)
     other.get_by_role("button", name="Sign revision 1").click()
-    expect(other.get_by_role("listitem").filter(has_text="You signed revision 1")).to_be_visible()
-    expect(other.locator("main")).to_contain_text("Signed by officer2")
-    other.get_by_role("link", name="All dossiers").click()
-    expect(other.get_by_role("row").filter(has_text=str(dossier.version))).to_contain_text("Signed by officer2")
+    expect(other.get_by_role("alert").filter(has_text="you edited revision 1")).to_contain_text("who may: officer3")
     second.close()
+
+    third = browser.new_context(base_url=live_server.url)
+    third.set_default_timeout(TIMEOUT_MS)
+    signer = third.new_page()
+    login(signer, live_server.url, "officer3", PASSWORD)
+    signer.goto(f"/dossiers/{dossier.pk}/sign/")
+    signer.get_by_label("I have reviewed this snapshot").check()
+    signer.get_by_label("Your password").fill(PASSWORD)
+    signer.get_by_role("button", name="Sign revision 1").click()
+    expect(signer.get_by_role("listitem").filter(has_text="You signed revision 1")).to_be_visible()
+    expect(signer.locator("main")).to_contain_text("Signed by officer3")
+    signer.get_by_role("link", name="All dossiers").click()
+    expect(signer.get_by_role("row").filter(has_text=str(dossier.version))).to_contain_text("Signed by officer3")
+    third.close()
 
 
 def test_the_author_is_told_four_eyes_forbid_signing(page, live_server, officers, almost_written):
-    dossier_save(actor=officers["officer"], dossier=almost_written, values={CLAIM.key: "Adults only."}, edit_count=almost_written.edit_count)
+    dossier_save(
+        actor=officers["officer"],
+        dossier=almost_written,
+        values={CLAIM.key: "Adults with erect PA chest radiographs; triage of suspected pneumothorax only."},
+        edit_count=almost_written.edit_count,
+    )
     login(page, live_server.url, "officer", PASSWORD)
     page.goto(f"/dossiers/{almost_written.pk}/")
     page.get_by_role("button", name="Save and submit for review").click()
     page.get_by_role("link", name="Go to signing").click()
     page.get_by_label("I have reviewed this snapshot").check()
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Sign revision 1").click()
     expect(page.get_by_role("alert").filter(has_text="Four eyes")).to_be_visible()
     assert Dossier.objects.get(pk=almost_written.pk).status == "in_review"

@@ -1,5 +1,6 @@
 """The change log of a version against its parent: derived sections, paired metric deltas,
-classification by the change plan's rules, Markdown, the dossier evidence provider, API and admin."""
+classification by the change plan in force (frozen in the parent's signed dossier), Markdown,
+the dossier evidence provider, API and admin."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from compliance.change_log import DEFAULT_CHANGE_RULES, change_log_build, change_log_markdown, change_plan_for, change_rules_validate
-from compliance.change_rules import change_plan_create
+from compliance.change_control import change_plan_approve, change_plan_propose
+from compliance.change_log import change_log_build
+from compliance.change_log_text import change_log_markdown
+from compliance.change_rules import DEFAULT_CHANGE_RULES, NO_PLAN_RULES, change_plan_pin, change_rules_validate
 from compliance.dossier_evidence import PROVIDERS
 from registry.models import Dataset
 from registry.services import provenance_link, record_create, record_update
-from tests.factories import DatasetFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
+from tests.factories import DatasetFactory, DataUseGrantFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
 
 SUITE = {"n_resamples": 50, "min_patients": 5}
 # The tiny inline model scores this dataset's negatives 0.562-0.564 and positives 0.568-0.570: 0.566 separates them.
@@ -48,6 +51,7 @@ def lineage(run_setup, register_version, write_dataset, personas):
             "location": str(write_dataset("south", seed=1)),
         },
     )
+    DataUseGrantFactory(dataset=south, grantee=vendor)  # South's data, granted to the provider like North's
     tuning_a, tuning_b, calibration = (
         DatasetFactory(name=name, institution=vendor) for name in ("Vendor tuning A", "Vendor tuning B", "Vendor calibration")
     )
@@ -69,7 +73,7 @@ def lineage(run_setup, register_version, write_dataset, personas):
         run.refresh_from_db()
         assert run.status == "succeeded", run.error
         runs[name] = run
-    return {"parent": parent, "child": child, "model": model, "north": north, "south": south, "runs": runs}
+    return {"parent": parent, "child": child, "model": model, "north": north, "south": south, "calibration": calibration, "runs": runs}
 
 
 @pytest.mark.django_db
@@ -108,7 +112,8 @@ def test_change_log_of_a_retrained_version(lineage, personas, sign_dossier):
     metrics = _section(log, "metrics")["changes"]
     auroc = next(i for i in metrics if i["detail"].get("metric") == "auroc")
     d = auroc["detail"]
-    assert auroc["kind"] == "metric_drop" and auroc["rule"] == "metric_drop" and d["forgetting"] and d["significant"]
+    assert auroc["kind"] == "metric_drop" and auroc["rule"] == "non_inferiority" and d["forgetting"] and d["significant"]
+    assert d["amount"] == -d["ci_low"]  # non-inferiority reads the interval's lower end
     assert (d["dataset"], d["parent_run"], d["child_run"], d["n_shared_patients"]) == (
         "North test set",
         runs["parent_north"].pk,
@@ -131,71 +136,106 @@ def test_change_log_of_a_retrained_version(lineage, personas, sign_dossier):
     assert all(set(i["before"]) == set(i["after"]) == {"score", "status"} and i["before"] != i["after"] for i in trust["changes"])
     assert _section(log, "dossier")["notes"] == [f"{child} has no dossier yet: its fields cannot be compared."]
 
+    # The parent's dossier was signed after the child was registered: nothing was pre-determined, so
+    # every change but editorial documentation is substantial, re-trained weights included.
     assert log["classification"]["value"] == "substantial"
-    assert {"threshold_move", "metric_drop", "not_reevaluated", "data_new_role"} <= _rules(log, "substantial")
-    assert {"weights", "preprocessing", "data_same_sources"} <= _rules(log, "within_plan")
+    assert {"threshold_move", "non_inferiority", "not_reevaluated", "data_new_role", "weights", "preprocessing", "data_same_sources"} <= _rules(
+        log, "substantial"
+    )
     reason = next(r for r in log["classification"]["reasons"] if r["rule"] == "threshold_move")
-    assert reason["text"] == "An operating threshold moves by more than 0.05" and reason["evidence"] == [
+    assert reason["text"] == "An operating threshold moves by more than 0" and reason["evidence"] == [
         "Operating threshold of pneumothorax: 0.566 → 0.5"
     ]
-    assert log["plan"] == {
-        "id": None,
-        "version": None,
-        "applies_to": "default rules",
-        "rules": DEFAULT_CHANGE_RULES,
-        "rationale": "No change plan recorded: RadTrust's default rules apply.",
-    }
+    assert reason["title"] == "Operating threshold"
+    plan = log["plan"]
+    assert plan["id"] is None and plan["rules"] == NO_PLAN_RULES and plan["rationale"] is None
+    assert plan["source"].startswith(f"No change plan was pre-determined: {parent} had no signed dossier when {child} was registered")
+    assert log["conformity"] == {"required": True, "assessments": []}
 
     text = change_log_markdown(log)
     assert text.startswith(f"# Change log: {child}")
     for line in (
-        f"Against parent **{parent}**",
-        "**Classification: Substantial modification: new conformity assessment (Art. 43(4))** (`substantial`)",
-        "- **substantial** (rule `threshold_move`): An operating threshold moves by more than 0.05.",
+        f"Against parent **{parent}** (artifact {parent.artifact_sha256[:12]}…)",
+        "**Classification: Substantial modification: new conformity assessment (Art. 43(4))**",
+        "A new conformity assessment is required (Art. 43(4)) and none is recorded: the version cannot be approved until one is.",
+        f"Plan: No change plan was pre-determined: {parent} had no signed dossier",
+        "- **Operating threshold: substantial.** An operating threshold moves by more than 0.",
         "  - Operating threshold of pneumothorax: 0.566 → 0.5",
-        "Rules: RadTrust's default rules (no change plan recorded).",
-        "`threshold_move` substantial above 0.05; ",
+        "- Operating threshold: within the plan up to 0, substantial beyond it",
+        "- New weights: substantial",
+        "- Documentation: within the plan",
         "## 5. Performance on the same data",
         "| South test set | pneumothorax: auroc 1.0, sensitivity 1.0, specificity 1.0 | — |",
         "Not re-evaluated: the parent was evaluated on it",
-        "| Preprocessing resize | — | [64, 64] |",
+        "| Preprocessing resize | — | 64, 64 | Images reach the model differently",
+        "| Performance on the same data (non-inferiority) |",
     ):
         assert line in text, line
-    assert "possible catastrophic forgetting" in text
+    assert "possible catastrophic forgetting" in text and '{"' not in text and parent.artifact_sha256 not in text
 
     assert PROVIDERS["change_log"](parent) is None  # field 6 stays empty for a first version
     assert PROVIDERS["change_log"](child)["classification"]["value"] == "substantial"
 
 
-@pytest.mark.django_db
-def test_a_change_plan_of_the_model_decides_over_the_global_one(lineage, personas):
-    officer, model = personas["officer"], lineage["model"]
-    change_plan_create(actor=officer, foundation_model=None, rules={}, rationale="The defaults, for every model.")
-    change_plan_create(actor=officer, foundation_model=model, rules={}, rationale="First plan of this model.")
-    plan = change_plan_create(
-        actor=officer,
-        foundation_model=model,
-        rationale="Threshold recalibration up to 0.1; re-training with calibration data.",
-        rules={
-            "threshold_move": {"limit": 0.1},
-            "metric_drop": {"effect": "within_plan"},
-            "not_reevaluated": {"effect": "within_plan"},
-            "data_new_role": {"effect": "within_plan"},
-            "gap_widening": {"limit": 0.15},
-        },
-    )
-    assert plan.version == 2 and plan.rules["signature"] == {"effect": "substantial"}  # stored merged with the defaults
-    assert change_plan_for(model)[0] == plan
+LOOSE = {
+    "threshold_move": {"limit": 0.1},
+    "non_inferiority": {"effect": "within_plan"},  # the tiny model loses all sensitivity: only a plan that accepts any loss keeps it
+    "not_reevaluated": {"effect": "within_plan"},
+    "data_new_role": {"effect": "within_plan"},
+    "gap_widening": {"limit": 1.0},
+}
 
-    log = change_log_build(lineage["child"]).to_dict()
+
+def _approved_plan(personas, model, rules: dict, rationale: str):
+    plan = change_plan_propose(actor=personas["officer"], foundation_model=model, rules=rules, rationale=rationale)
+    change_plan_approve(actor=personas["officer2"], plan=plan)
+    return plan
+
+
+def _later_child(lineage, register_version, personas, number: str):
+    """Another child of the parent, registered now, with the lineage child's changes and its run on the North set."""
+    from validation import services
+
+    child = register_version(
+        lineage["model"], number, kind="external", parent=lineage["parent"], output_schema=CHILD_SCHEMA, preprocessing={"resize": [64, 64]}
+    )
+    for dataset, role in ((lineage["north"], "external_validation"), (lineage["calibration"], "calibration")):
+        provenance_link(actor=personas["engineer"], version=child, dataset=dataset, role=role)
+    run = services.run_create(actor=personas["engineer"], version=child, dataset=lineage["north"], config=SUITE)
+    services.run_execute(run_id=run.pk, worker="w")
+    return child
+
+
+@pytest.mark.django_db
+def test_the_plan_frozen_in_the_parents_signed_dossier_judges_later_versions_only(lineage, personas, register_version, sign_dossier):
+    model, parent = lineage["model"], lineage["parent"]
+    _approved_plan(personas, model, {}, "First plan of this model.")
+    unapproved = change_plan_propose(actor=personas["officer"], foundation_model=model, rules=LOOSE, rationale="Not approved: never in force.")
+    assert change_plan_pin(model)["version"] == 1  # a proposal is not in force
+    plan = _approved_plan(personas, model, LOOSE, "Threshold recalibration up to 0.1; re-training with calibration data.")
+    assert plan.version == 3 and unapproved.version == 2 and plan.rules["signature"] == {"effect": "substantial"}  # stored merged
+    signed = sign_dossier(parent)
+    assert signed.snapshot["change_plan"]["version"] == 3 and signed.snapshot["change_plan"]["approved_by"] == "officer2"
+
+    # Registered before the parent's dossier was signed: the plan is not applied retroactively.
+    assert change_log_build(lineage["child"]).to_dict()["classification"]["value"] == "substantial"
+
+    later = _later_child(lineage, register_version, personas, "2.2.0")
+    log = change_log_build(later).to_dict()
     assert log["classification"]["value"] == "within_plan" and not _rules(log, "substantial")
-    assert {"threshold_move", "metric_drop", "not_reevaluated", "data_new_role", "gap_widening", "weights"} <= _rules(log, "within_plan")
+    assert {"threshold_move", "non_inferiority", "data_new_role", "weights", "preprocessing"} <= _rules(log, "within_plan")
     reason = next(r for r in log["classification"]["reasons"] if r["rule"] == "threshold_move")
     assert reason["text"] == "Operating threshold moves of at most 0.1"
-    assert (log["plan"]["id"], log["plan"]["version"], log["plan"]["applies_to"]) == (plan.pk, 2, model.name)
+    assert (log["plan"]["id"], log["plan"]["version"], log["plan"]["approved_by"]) == (plan.pk, 3, "officer2")
+    assert log["plan"]["source"].startswith(f"Change plan 3, frozen in the signed dossier of {parent} (revision {signed.revision}")
+    assert log["conformity"] == {"required": False, "assessments": []}
     text = change_log_markdown(log)
-    assert f"Rules: change plan 2 ({model.name}). Threshold recalibration up to 0.1" in text
-    assert "**Classification: Within the pre-determined change plan (Annex IV 2(f))** (`within_plan`)" in text
+    assert "Proposed by officer, approved by officer2." in text and "Its text: Threshold recalibration up to 0.1" in text
+    assert "**Classification: Within the pre-determined change plan (Annex IV 2(f))**" in text
+
+    # A stricter plan approved now changes nothing for the version already judged by the frozen one ...
+    _approved_plan(personas, model, {"threshold_move": {"limit": 0.01}}, "Tighter thresholds.")
+    assert change_log_build(later).to_dict()["plan"]["version"] == 3
 
 
 @pytest.mark.django_db
@@ -220,10 +260,28 @@ def test_outputs_signature_and_clinical_claim_changes_are_substantial(personas):
     assert changes["outputs_signature"]["before"]["shape"] == ["batch", 1] and changes["outputs_signature"]["after"]["shape"] == ["batch", 2]
     assert changes["dossier_field"]["what"] == "Clinical claim (1a_purpose_statement)" and changes["dossier_field"]["rule"] == "intended_purpose"
     assert "artifact_sha256" not in changes
-    assert _rules(log, "substantial") == {"output_classes", "activation", "intended_purpose", "signature", "architecture"}
-    assert _rules(log, "within_plan") == {"threshold_move"}  # a move of 0.02 stays under the default limit
+    # No plan: a threshold move of any size is substantial, and a changed model without a paired
+    # comparison on the same data is not assessable, hence substantial too.
+    assert _rules(log, "substantial") == {
+        "output_classes",
+        "activation",
+        "intended_purpose",
+        "signature",
+        "architecture",
+        "threshold_move",
+        "non_inferiority",
+    }
+    assert _rules(log, "within_plan") == set()
     assert _section(log, "metrics")["notes"] == ["Neither version has a succeeded validation run."]
-    assert "| Pneumothorax triage in adults. | Pneumothorax \\| effusion \\<b\\>triage\\</b\\> in adults. |" in change_log_markdown(log)
+    [missing] = _section(log, "metrics")["changes"]
+    assert missing["kind"] == "no_paired_evidence" and missing["detail"] == {"unassessed": True}
+    reason = next(r for r in log["classification"]["reasons"] if r["rule"] == "non_inferiority")
+    assert reason["text"].startswith("Non-inferiority not assessable") and reason["evidence"] == [
+        "Performance on the same data: No run of this version is paired with a run of the parent on the same data: non-inferiority cannot be assessed."
+    ]
+    text = change_log_markdown(log)
+    assert "| Pneumothorax triage in adults. | Pneumothorax \\| effusion \\<b\\>triage\\</b\\> in adults. |" in text
+    assert "| Output tensor logits | dtype float32, shape batch, 1 | dtype float32, shape batch, 2 |" in text and '{"' not in text
 
 
 @pytest.mark.django_db
@@ -242,7 +300,9 @@ def test_data_from_a_new_source_and_edited_datasets_are_classified(personas, ins
     assert (data["Tuning set: manifest_sha256"]["before"], data["Tuning set: manifest_sha256"]["after"]) == ("", "b" * 64)
     assert data["Tuning set: patient_count"]["rule"] == "dataset_contents"
     assert "Tuning set: case_outputs_shared_with_provider" not in data
-    assert _rules(log, "substantial") == {"data_new_source"} and _rules(log, "within_plan") == {"dataset_contents"}
+    # The model file, outputs and preprocessing are the same: performance rules do not apply; with no
+    # plan in force every data change is substantial.
+    assert _rules(log, "substantial") == {"data_new_source", "dataset_contents"} and _rules(log, "within_plan") == set()
 
 
 # A stored run report (radtrust_engine.report.RunReport) without labels: these rows record their figures in the summary.
@@ -305,7 +365,8 @@ def test_evaluations_on_other_contents_are_shown_unpaired(personas):
     assert "no significance test is possible" in metrics["Moved set"]["why"]
     assert metrics["New set"]["kind"] == "new_evaluation" and metrics["New set"]["before"] is None and metrics["New set"]["rule"] is None
     assert metrics["Same set"]["kind"] == "unpaired" and "kept no readable per-case table" in _section(log, "metrics")["notes"][0]
-    assert "not_reevaluated" in _rules(log, "substantial")
+    assert metrics["Same set"]["rule"] == "non_inferiority" and metrics["Same set"]["detail"]["unassessed"]  # same data, no interval
+    assert {"not_reevaluated", "non_inferiority"} <= _rules(log, "substantial")
 
 
 @pytest.mark.django_db
@@ -315,6 +376,16 @@ def test_an_unchanged_version_and_a_first_version(personas):
     log = change_log_build(same).to_dict()
     assert log["classification"] == {"value": "none", "label": "No change", "reasons": []}
     assert "No change." in change_log_markdown(log)
+
+    # Documentation alone is editorial, with or without a plan: nothing to assess.
+    from compliance.dossiers import dossier_open, dossier_save
+
+    for version, standard in ((parent, "ISO 14971"), (same, "ISO 14971:2019")):
+        dossier = dossier_open(actor=personas["officer"], version=version)
+        dossier_save(actor=personas["officer"], dossier=dossier, values={"7_standards": standard}, edit_count=0)
+    log = change_log_build(same).to_dict()
+    assert log["classification"]["value"] == "editorial" and _rules(log, "within_plan") == {"documentation"}
+    assert log["conformity"]["required"] is False
 
     first = change_log_build(parent).to_dict()
     assert first["initial"] is True and first["parent"] is None and first["sections"] == [] and first["plan"] is None
@@ -327,29 +398,32 @@ def test_invalid_rules_name_the_field_to_fix():
     errors = change_rules_validate(
         {
             "threshold_move": {"limit": 2},
-            "metric_drop": {"effect": "maybe"},
+            "non_inferiority": {"effect": "maybe"},
             "nonsense": {},
             "weights": {"effect": "within_plan", "limit": 0.1},
             "signature": "substantial",
             "gap_widening": {"limit": True},
         }
     )
-    assert set(errors) == {"threshold_move.limit", "metric_drop.effect", "nonsense", "weights", "signature", "gap_widening.limit"}
-    assert "from 0 to 1" in errors["threshold_move.limit"] and "within_plan or substantial" in errors["metric_drop.effect"]
+    assert set(errors) == {"threshold_move.limit", "non_inferiority.effect", "nonsense", "weights", "signature", "gap_widening.limit"}
+    assert "from 0 to 1" in errors["threshold_move.limit"] and "within_plan or substantial" in errors["non_inferiority.effect"]
     assert "Unknown rule" in errors["nonsense"] and "Unknown keys limit" in errors["weights"]
     assert "rules" in change_rules_validate(["threshold_move"])
 
 
 @pytest.mark.django_db
-def test_change_plans_are_validated_and_never_edited(personas, client):
+def test_change_plans_are_validated_and_never_edited(personas, institutions, client):
     from compliance.models import ChangePlan
     from core.errors import ImmutableRecord
 
+    model = FoundationModelFactory(provider=institutions["vendor"])
     with pytest.raises(ValidationError) as refused:
-        change_plan_create(actor=personas["officer"], foundation_model=None, rules={"metric_drop": {"limit": -1}}, rationale="x")
-    assert "metric_drop.limit" in str(refused.value.message_dict["rules"])
+        change_plan_propose(actor=personas["officer"], foundation_model=model, rules={"non_inferiority": {"limit": -1}}, rationale="x")
+    assert "non_inferiority.limit" in str(refused.value.message_dict["rules"])
     with pytest.raises(ValidationError, match="Annex IV 2"):
-        change_plan_create(actor=personas["officer"], foundation_model=None, rules={}, rationale=" ")
+        change_plan_propose(actor=personas["officer"], foundation_model=model, rules={}, rationale=" ")
+    with pytest.raises(ValidationError, match="Name the model"):
+        change_plan_propose(actor=personas["officer"], foundation_model=None, rules={}, rationale="For every model.")
 
     officer = personas["officer"]
     for user in (officer, personas["engineer"]):
@@ -357,12 +431,16 @@ def test_change_plans_are_validated_and_never_edited(personas, client):
         user.save()
     client.force_login(officer)
     assert json.loads(client.get("/admin/compliance/changeplan/add/").context["adminform"].form["rules"].value()) == DEFAULT_CHANGE_RULES
-    bad = client.post("/admin/compliance/changeplan/add/", {"rules": json.dumps({"threshold_move": {"limit": 5}}), "rationale": "r"})
+    form = {"foundation_model": model.pk, "rationale": "r"}
+    bad = client.post("/admin/compliance/changeplan/add/", {**form, "rules": json.dumps({"threshold_move": {"limit": 5}})})
     assert bad.status_code == 200 and "threshold_move.limit: Give the limit as a number from 0 to 1" in bad.content.decode()
+    other = FoundationModelFactory(provider=institutions["north"])
+    refused = client.post("/admin/compliance/changeplan/add/", {**form, "foundation_model": other.pk, "rules": "{}"})
+    assert refused.status_code == 200 and f"Only a compliance officer of {institutions['north'].name}" in refused.content.decode()
     for n in (1, 2):
         assert (
             client.post(
-                "/admin/compliance/changeplan/add/", {"rules": json.dumps({"threshold_move": {"limit": 0.1}}), "rationale": f"Plan {n}"}
+                "/admin/compliance/changeplan/add/", {**form, "rules": json.dumps({"threshold_move": {"limit": 0.1}}), "rationale": f"Plan {n}"}
             ).status_code
             == 302
         )

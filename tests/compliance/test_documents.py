@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from compliance.choices import DocumentKind
 from compliance.document_evidence import FORMATTERS
-from compliance.document_render import document_html
+from compliance.document_render import document_html, render_pdf
 from compliance.documents import (
     Rendered,
     document_build,
@@ -117,7 +117,7 @@ def test_signing_renders_every_document_in_the_background_from_the_snapshot(
     assert dossier.snapshot_sha256 in text and documented.artifact_sha256 in text
     assert "<b>Clinical claim</b>: documented for the test." in text  # markup shown as typed, not applied
     assert re.search(r"North test set\s+External validation\s+north\s+\d+%", text), "a provenance row"
-    assert re.search(r"AUROC\s+\d\.\d{3} \(\d\.\d{3} to \d\.\d{3}\)", text), "metrics with their confidence intervals"
+    assert re.search(r"AUROC\s+\d\.\d{2,3} \(\d\.\d{2,3} to \d\.\d{2,3}\)", text), "metrics to 3 significant figures with their confidence intervals"
     assert "Worst case under image perturbation" in text and "FUTURE-AI trust scores" in text
     assert "Page 2 of" in text and technical.pages > 3
 
@@ -154,8 +154,8 @@ def test_signing_renders_every_document_in_the_background_from_the_snapshot(
     declaration = next(d for d in documents if d.kind == DocumentKind.DECLARATION_OF_CONFORMITY)
     declaration_text = pdf_text(stored(declaration))
     assert "DRAFT: not signed or issued" in declaration_text and "Annex V(8)" in declaration_text
-    rebuilt = document_build(DocumentKind.DECLARATION_OF_CONFORMITY, render_source(dossier))
-    assert hashlib.sha256(rebuilt.data).hexdigest() == declaration.sha256  # the same snapshot gives the same bytes
+    rebuilt = render_pdf(DocumentKind.DECLARATION_OF_CONFORMITY, render_source(dossier))
+    assert stored(declaration).startswith(rebuilt.data)  # the same snapshot gives the same bytes; the PAdES signature follows them
 
     card = stored(next(d for d in documents if d.kind == DocumentKind.MODEL_CARD_MARKDOWN)).decode()
     front = yaml.safe_load(card.split("---\n")[1])
@@ -341,6 +341,24 @@ def test_every_evidence_source_has_a_print_formatter():
     assert set(FORMATTERS) == set(EVIDENCE_SOURCES)
 
 
+def test_explainability_prints_the_pooled_verdict_before_each_labels_share():
+    def method(verdict: str, ci: tuple) -> dict:
+        return {"deletion_difference": {"value": -0.05, "ci_low": ci[0], "ci_high": ci[1]}, "insertion_difference": None, "verdict": verdict}
+
+    pooled = {"n_cases": 32, "methods": {"occlusion": method("beats random", (-0.08, -0.02))}}
+    share = {"n_cases": 2, "methods": {"occlusion": method("too few cases to judge", (None, None))}, "pooled": pooled}
+    data = {"run": 4, "dataset": "Chest", "labels": {"effusion": share, "nodule": share}}
+    tables = [e for e in FORMATTERS["explainability"](data, None) if e.kind == "table"]
+    assert [t.caption for t in tables] == [
+        "Saliency faithfulness on all 32 explained cases, shared by the labels (the verdict that counts)",
+        "Saliency faithfulness on 2 cases: effusion",
+        "Saliency faithfulness on 2 cases: nodule",
+    ]
+    assert tables[0].rows[0][-1] == "beats random" and tables[1].rows[0][-1] == "too few cases to judge"
+    one_label = [e for e in FORMATTERS["explainability"]({**data, "labels": {"nodule": {**share, "n_cases": 32}}}, None) if e.kind == "table"]
+    assert len(one_label) == 1  # with one label the pooled figures are the label's own
+
+
 def test_model_card_yaml_survives_any_text():
     from compliance.document_cards import yaml_dump
 
@@ -406,3 +424,43 @@ def test_the_task_returns_quietly_for_a_dossier_that_is_gone():
     from compliance.tasks import dossier_documents_render_task
 
     assert dossier_documents_render_task(987654) == []
+
+
+def test_subgroup_tables_show_below_the_minimum_and_never_a_suppressed_count():
+    """A snapshot frozen before suppressed subgroups lost their counts still renders without them."""
+    from compliance.document_render import RenderSource, html_to_pdf
+
+    estimate = {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "n_valid": 20}
+    shown = {"grouping": "site", "name": "site=A", "n_patients": 120, "suppressed": False, "metrics": {"auroc": estimate, "sensitivity": estimate}}
+    subgroups = [
+        shown,
+        {"grouping": "site", "name": "site=B", "n_patients": 95, "suppressed": True, "reason": "complementary", "metrics": None},
+        {"grouping": "site", "name": "site=C", "n_patients": 6, "suppressed": True, "metrics": None},  # no reason: an older snapshot
+    ]
+    generalisation = {
+        "min_patients": 10,
+        "pooled": {"auroc": estimate},
+        "groupings": {
+            "site": {
+                "groups": [
+                    {"group": "site-a", "n_cases": 400, "n_patients": 200, "suppressed": False, "auroc": estimate, "leave_one_out": None},
+                    {"group": "site-c", "n_cases": 12, "n_patients": 6, "suppressed": True, "reason": "too_few_patients", "leave_one_out": None},
+                ]
+            }
+        },
+    }
+    evidence = {
+        "subgroup_performance": {"run": 7, "dataset": "North", "labels": {"nodule": {"min_patients": 10, "subgroups": subgroups, "gaps": []}}},
+        "robustness": {"run": 7, "dataset": "North", "labels": {"nodule": {"worst_case": None, "generalisation": generalisation}}},
+    }
+    signature = {"signer": "officer2", "signed_at": "2025-01-01T00:00:00+00:00", "meaning": "approval", "snapshot_sha256": "0" * 64}
+    source = RenderSource(1, 1, {"version": {"label": "1.0"}, "evidence": evidence}, "0" * 64, signature)
+    html = document_html(DocumentKind.TECHNICAL_DOCUMENTATION, source)
+    assert "<tr><td>site=A</td><td>120</td>" in html and "<tr><td>site=B</td><td>withheld</td><td>withheld: would reveal a smaller group</td>" in html
+    assert "<tr><td>site=C</td><td>&lt;10</td><td>suppressed: too few patients</td>" in html
+    assert "<tr><td>site-c</td><td>&lt;10</td><td>&lt;10</td><td>suppressed: too few patients</td>" in html
+    assert not re.search(r"<td>(6|12|95)</td>", html)
+    lines = pdf_text(html_to_pdf(html, created=signature["signed_at"]).data).splitlines()
+    for name in ("site=C", "site-c"):
+        (row,) = [line.split() for line in lines if line.split()[:1] == [name]]
+        assert row[1] == "<10" and not {"6", "12"} & set(row)

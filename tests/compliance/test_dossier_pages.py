@@ -13,7 +13,7 @@ import pytest
 from compliance.dossier_fields import FIELDS, SECTIONS
 from compliance.dossiers import dossier_open, dossier_save, dossier_submit
 from compliance.models import Document, Dossier
-from tests.factories import dossier_officer_values
+from tests.factories import SIGNING_PASSWORD, dossier_officer_values
 
 pytestmark = pytest.mark.django_db
 
@@ -27,11 +27,16 @@ def draft(personas, deployed):
 
 
 @pytest.fixture
-def in_review(personas, evidenced):
+def in_review(personas, evidenced, signing_password):
     """A complete revision submitted by the first officer."""
     dossier = dossier_open(actor=personas["officer"], version=evidenced)
     dossier = dossier_save(actor=personas["officer"], dossier=dossier, values=dossier_officer_values(), edit_count=0)
     return dossier_submit(actor=personas["officer"], dossier=dossier)
+
+
+def _signing(dossier: Dossier) -> dict:
+    """What the sign page posts besides the meaning: the snapshot it showed and the signer's password."""
+    return {"snapshot_sha256": dossier.snapshot_sha256, "password": SIGNING_PASSWORD}
 
 
 def _hidden(page: str, name: str) -> str:
@@ -167,7 +172,8 @@ def test_a_concurrent_save_shows_both_texts_and_keeps_what_the_officer_typed(cli
 
 def test_submitting_an_incomplete_dossier_lists_what_is_missing(client, personas, draft):
     client.force_login(personas["officer"])
-    response = client.post(f"/dossiers/{draft.pk}/save/", {"edit_count": 0, "action": "submit", CLAIM: "Adults only.", f"initial-{CLAIM}": ""})
+    claim = "Adults with erect PA chest radiographs; a second reader for suspected pneumothorax."  # an answer (compliance.field_checks)
+    response = client.post(f"/dossiers/{draft.pk}/save/", {"edit_count": 0, "action": "submit", CLAIM: claim, f"initial-{CLAIM}": ""})
     page = response.content.decode()
     assert response.status_code == 400 and "Not submitted" in page and "Required fields are not filled yet" in page
     missing = page[page.index('id="not-submitted"') : page.index("<h2>Completeness</h2>")]
@@ -175,7 +181,7 @@ def test_submitting_an_incomplete_dossier_lists_what_is_missing(client, personas
     assert f'href="#field-{CLAIM}"' not in missing  # saved on the way
     assert FIELDS["2g_validation_runs"].title in missing and "evidence from the records" in missing
     draft.refresh_from_db()
-    assert draft.status == "draft" and draft.values == {CLAIM: "Adults only."}
+    assert draft.status == "draft" and draft.values == {CLAIM: claim}
     assert _hidden(page, "edit_count") == "1"
 
 
@@ -196,14 +202,22 @@ def test_submit_then_review_shows_the_first_revision_as_new(client, personas, ev
 def test_review_diffs_against_the_last_signed_revision(client, personas, evidenced, sign_dossier):
     first = sign_dossier(evidenced)
     second = dossier_open(actor=personas["officer"], version=evidenced)
-    second = dossier_save(actor=personas["officer"], dossier=second, values={CLAIM: "Adults over 18 with erect PA films."}, edit_count=0)
+    second = dossier_save(
+        actor=personas["officer"],
+        dossier=second,
+        values={CLAIM: "Adults over 18 with erect PA films, read by a radiologist as a second reader."},
+        edit_count=0,
+    )
     dossier_submit(actor=personas["officer"], dossier=second)
     client.force_login(personas["officer2"])
     page = client.get(f"/dossiers/{second.pk}/review/").content.decode()
     assert f'Compared with <a href="/dossiers/{first.pk}/">revision 1</a>' in page
     assert f"1 field changed, {len(OFFICER_KEYS) - 1} unchanged" in page
     changed = page[page.index('id="change-1a_purpose_statement"') :]
-    assert "[added: </span>Adults over 18 with erect PA films.<" in changed and "[removed: </span>&lt;b&gt;Clinical" in changed
+    assert (
+        "[added: </span>Adults over 18 with erect PA films, read by a radiologist as a second reader.<" in changed
+        and "[removed: </span>&lt;b&gt;Clinical" in changed
+    )
 
 
 def test_a_resubmission_is_reviewed_against_the_submission_sent_back(client, personas, in_review):
@@ -212,7 +226,10 @@ def test_a_resubmission_is_reviewed_against_the_submission_sent_back(client, per
     first_hash = in_review.snapshot_sha256
     sent_back = dossier_request_changes(actor=personas["officer2"], dossier=in_review, note="Name the population in 1a.")
     edited = dossier_save(
-        actor=personas["officer"], dossier=sent_back, values={CLAIM: "Adults over 18 with erect PA films."}, edit_count=sent_back.edit_count
+        actor=personas["officer"],
+        dossier=sent_back,
+        values={CLAIM: "Adults over 18 with erect PA films, read by a radiologist as a second reader."},
+        edit_count=sent_back.edit_count,
     )
     dossier_submit(actor=personas["officer"], dossier=edited)
     client.force_login(personas["officer2"])
@@ -220,7 +237,7 @@ def test_a_resubmission_is_reviewed_against_the_submission_sent_back(client, per
     assert "Compared with the submission that was sent back" in page and first_hash[:16] in page and "Name the population in 1a." in page
     assert f"1 field changed, {len(OFFICER_KEYS) - 1} unchanged" in page
     changed = page[page.index('id="change-1a_purpose_statement"') :]
-    assert "[added: </span>Adults over 18 with erect PA films.<" in changed
+    assert "[added: </span>Adults over 18 with erect PA films, read by a radiologist as a second reader.<" in changed
 
 
 def test_four_eyes_refusals_are_explained_on_the_page(client, personas, in_review):
@@ -228,7 +245,7 @@ def test_four_eyes_refusals_are_explained_on_the_page(client, personas, in_revie
     response = client.post(f"/dossiers/{in_review.pk}/request-changes/", {"note": "Please rewrite 1a."})
     page = response.content.decode()
     assert response.status_code == 403 and "Four eyes" in page and "Please rewrite 1a." in page
-    response = client.post(f"/dossiers/{in_review.pk}/sign/", {"meaning": "Approved", "confirm": "on"})
+    response = client.post(f"/dossiers/{in_review.pk}/sign/", {"meaning": "Approved", "confirm": "on", **_signing(in_review)})
     assert response.status_code == 403 and "Four eyes" in response.content.decode()
     in_review.refresh_from_db()
     assert in_review.status == "in_review"
@@ -238,31 +255,33 @@ def test_four_eyes_refusals_are_explained_on_the_page(client, personas, in_revie
     response = client.post(f"/dossiers/{in_review.pk}/request-changes/", {"note": "Name the PACS vendor in 1(b)."}, follow=True)
     page = response.content.decode()
     assert "Changes requested by the reviewer" in page and "Name the PACS vendor in 1(b)." in page
-    assert page.count("<textarea") == len(OFFICER_KEYS)  # editable again
+    assert page.count('<textarea name="') == len(OFFICER_KEYS)  # editable again (the release-evidence form has its own)
 
 
 def test_the_second_officer_signs_on_the_sign_page(client, personas, in_review):
     client.force_login(personas["officer2"])
     page = client.get(f"/dossiers/{in_review.pk}/sign/").content.decode()
     assert in_review.snapshot_sha256 in page and 'value="Approved as the technical documentation of this version"' in page
-    response = client.post(f"/dossiers/{in_review.pk}/sign/", {"meaning": "Approved for release 1.0"})
+    response = client.post(f"/dossiers/{in_review.pk}/sign/", {"meaning": "Approved for release 1.0", **_signing(in_review)})
     assert response.status_code == 400 and "Tick the box" in response.content.decode()
-    response = client.post(f"/dossiers/{in_review.pk}/sign/", {"meaning": "Approved for release 1.0", "confirm": "on"}, follow=True)
+    response = client.post(
+        f"/dossiers/{in_review.pk}/sign/", {"meaning": "Approved for release 1.0", "confirm": "on", **_signing(in_review)}, follow=True
+    )
     page = response.content.decode()
     in_review.refresh_from_db()
     assert in_review.status == "signed" and in_review.signature.signer == personas["officer2"]
     assert in_review.signature.meaning == "Approved for release 1.0" and "You signed revision 1" in page
     assert "<textarea" not in page and "Signed</strong> by officer2" in page
-    response = client.post(f"/dossiers/{in_review.pk}/sign/", {"meaning": "Again", "confirm": "on"})
+    response = client.post(f"/dossiers/{in_review.pk}/sign/", {"meaning": "Again", "confirm": "on", **_signing(in_review)})
     page = response.content.decode()
     assert response.status_code == 409 and "Only a dossier in review can be signed" in page and "Signed</strong> by officer2" in page
     assert in_review.signature.meaning == "Approved for release 1.0"
 
 
-def test_a_draft_cannot_be_signed_and_says_why(client, personas, draft):
+def test_a_draft_cannot_be_signed_and_says_why(client, personas, draft, signing_password):
     client.force_login(personas["officer2"])
     assert "nothing is frozen yet" in client.get(f"/dossiers/{draft.pk}/sign/").content.decode()
-    response = client.post(f"/dossiers/{draft.pk}/sign/", {"meaning": "Approved", "confirm": "on"})
+    response = client.post(f"/dossiers/{draft.pk}/sign/", {"meaning": "Approved", "confirm": "on", "password": signing_password})
     assert response.status_code == 409 and "Only a dossier in review can be signed" in response.content.decode()
 
 
@@ -321,13 +340,13 @@ def test_the_change_log_page_shows_classification_paired_deltas_and_dossier_diff
 
     client.force_login(personas["auditor"])
     page = client.get(f"/versions/{child.pk}/change-log/").content.decode()
-    assert "Classification: Substantial modification" in page and "<code>threshold_move</code>" in page
+    assert "Classification: Substantial modification" in page and "<td>Operating threshold</td>" in page
     assert f'href="/versions/{evidenced.pk}/trust/">{evidenced}</a>' in page
     metrics = page[page.index('id="change-metrics"') : page.index('id="change-subgroup_gaps"')]
     assert "<td>AUROC</td>" in metrics and "(95%:" in metrics and f'<a href="/api/validation-runs/{run.pk}/">{run.pk}</a>' in metrics
     assert "Operating threshold of pneumothorax</th>" in page and "<td>0.5</td><td>0.566</td>" in page
     dossier_part = page[page.index('id="change-dossier"') :]
-    assert "[added: </span>Adults over 18 only.<" in dossier_part and "<code>intended_purpose</code>" in dossier_part
+    assert "[added: </span>Adults over 18 only.<" in dossier_part and "<td>Intended purpose</td>" in dossier_part
     assert "First version: there is no parent" in client.get(f"/versions/{evidenced.pk}/change-log/").content.decode()
 
     client.force_login(personas["clinician_north"])

@@ -59,7 +59,7 @@ def test_an_incomplete_dossier_cannot_be_submitted(personas, deployed):
     assert "Required fields are not filled yet" in caught.value.message_dict["values"][0]
 
 
-def test_four_eyes_sign_freezes_and_a_change_is_a_new_revision(personas, evidenced):
+def test_four_eyes_sign_freezes_and_a_change_is_a_new_revision(personas, evidenced, signing_password):
     dossier = _complete(personas, evidenced)
     completeness = dossier_completeness(dossier)
     missing = [k for s in completeness["sections"].values() for k in s["missing"]]
@@ -68,8 +68,8 @@ def test_four_eyes_sign_freezes_and_a_change_is_a_new_revision(personas, evidenc
     assert submitted.status == "in_review" and submitted.snapshot_sha256 == snapshot_hash(submitted.snapshot)
     assert submitted.snapshot["version"]["artifact_sha256"] == evidenced.artifact_sha256
     with pytest.raises(PermissionDenied, match="Four eyes"):
-        dossier_sign(actor=personas["officer"], dossier=submitted)
-    signature = dossier_sign(actor=personas["officer2"], dossier=submitted)
+        dossier_sign(actor=personas["officer"], dossier=submitted, password=signing_password, snapshot_sha256=submitted.snapshot_sha256)
+    signature = dossier_sign(actor=personas["officer2"], dossier=submitted, password=signing_password, snapshot_sha256=submitted.snapshot_sha256)
     assert signature.snapshot_sha256 == submitted.snapshot_sha256 and signature.dossier.status == "signed"
     assert signed_dossier(evidenced) is None
     signed = Dossier.objects.get(pk=dossier.pk)
@@ -84,7 +84,7 @@ def test_four_eyes_sign_freezes_and_a_change_is_a_new_revision(personas, evidenc
     revision = dossier_open(actor=personas["officer"], version=evidenced)
     assert revision.revision == 2 and revision.status == "draft" and revision.values == signed.values
     actions = list(AuditEvent.objects.filter(object_type="compliance.dossier", object_id=str(dossier.pk)).values_list("action", flat=True))
-    assert actions[0] == "create" and actions[-2:] == ["submit", "sign"]
+    assert actions[0] == "create" and actions[-3:] == ["submit", "sign_refused", "sign"]  # the author's attempt, then the second officer's
 
 
 def test_changes_requested_by_a_second_officer_reopen_the_draft(personas, evidenced):
@@ -103,7 +103,7 @@ def test_the_approval_guard_asks_for_a_signed_dossier(personas, deployed):
     assert "is draft" in signed_dossier(deployed["version"])
 
 
-def test_api_open_save_submit_and_sign(personas, evidenced, api_client):
+def test_api_open_save_submit_and_sign(personas, evidenced, api_client, signing_password):
     officer, second = api_client(personas["officer"]), api_client(personas["officer2"])
     opened = officer.post("/api/dossiers/", {"version": evidenced.pk}, format="json")
     assert opened.status_code == 201
@@ -115,9 +115,11 @@ def test_api_open_save_submit_and_sign(personas, evidenced, api_client):
     )
     assert stale.status_code == 409 and stale.json()["code"] == "edit_conflict" and stale.json()["differs"]
     assert officer.get(f"/api/dossiers/{dossier['id']}/completeness/").json()["overall"]["ratio"] == 1.0
-    assert officer.post(f"/api/dossiers/{dossier['id']}/submit/").status_code == 200
-    assert officer.post(f"/api/dossiers/{dossier['id']}/sign/", {}, format="json").status_code == 403
-    signed = second.post(f"/api/dossiers/{dossier['id']}/sign/", {}, format="json")
+    submitted = officer.post(f"/api/dossiers/{dossier['id']}/submit/")
+    assert submitted.status_code == 200
+    body = {"password": signing_password, "snapshot_sha256": submitted.json()["snapshot_sha256"]}
+    assert officer.post(f"/api/dossiers/{dossier['id']}/sign/", body, format="json").status_code == 403
+    signed = second.post(f"/api/dossiers/{dossier['id']}/sign/", body, format="json")
     assert signed.status_code == 200 and signed.json()["signature"]["signer"] == "officer2"
     assert api_client(personas["clinician_north"]).get("/api/dossiers/").status_code == 403
     assert api_client(personas["engineer"]).post("/api/dossiers/", {"version": evidenced.pk}, format="json").status_code == 403

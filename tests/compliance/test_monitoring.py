@@ -3,6 +3,8 @@ resolving the alert restarts the test; the monitoring reads issue a constant num
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from django.db import connection
@@ -11,10 +13,9 @@ from django.utils import timezone
 
 from compliance.alerts import alert_handle
 from compliance.choices import AlertKind
-from compliance.feedback import in_control_rate
 from compliance.incidents import incident_escalate
 from compliance.models import Alert, DeploymentMonitor
-from compliance.monitoring import cusum_path, design_cusum
+from compliance.monitoring import cusum_arl, design_cusum, in_control_rate, phase_one
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +45,10 @@ def test_rising_disagreement_raises_one_alert_with_its_evidence(report, deployed
     monitor = DeploymentMonitor.objects.get(deployment=deployed["north"])
     assert monitor.state["alarmed"] and monitor.n_feedback == 400
     assert evidence["design"]["p0"] == pytest.approx(in_control_rate(monitor.baseline_sum, 100), abs=1e-4)
-    assert evidence["design"]["p0"] > monitor.baseline_rate
+    assert evidence["design"]["p0"] == pytest.approx(monitor.baseline_rate, abs=1e-4)  # the estimate itself, not an upper limit
+    phase = evidence["design"]["phase_one"]
+    assert phase["n"] == 100 and phase["ci_low"] < monitor.baseline_rate < phase["ci_high"]
+    assert phase["arl0_if_ci_high"] < evidence["design"]["arl0"] < phase["arl0_if_ci_low"]
 
 
 def test_a_stable_stream_raises_no_alert(report, deployed):
@@ -111,21 +115,45 @@ def test_monitoring_reads_issue_the_same_number_of_queries_at_any_volume(report,
     assert few == many
 
 
-def test_the_in_control_rate_keeps_false_alarms_rare_and_catches_a_rise():
-    """The whole monitor's rule (p0 from 100 reports at deployment, then the CUSUM), simulated:
-    how often a stable site alarms within 300 reports, and how soon a rise to 30% is caught."""
-    rng = np.random.default_rng(11)
-    false_alarms, caught, delays = 0, 0, []
-    for _ in range(300):
-        p0 = in_control_rate(float((rng.random(100) < 0.1).sum()), 100)
-        design = design_cusum(p0)
-        false_alarms += bool((cusum_path((rng.random(300) < 0.1).astype(float), design) >= design.h).any())
-        hits = np.flatnonzero(cusum_path((rng.random(300) < 0.3).astype(float), design) >= design.h)
-        if hits.size:
-            caught += 1
-            delays.append(hits[0] + 1)
-    assert false_alarms / 300 < 0.1
-    assert caught / 300 > 0.95 and np.median(delays) < 80
+def test_the_phase_one_rule_states_the_false_alarm_interval_at_the_true_rate():
+    """Deployments whose true rate is 10%, each with its rate estimated from its first 100 reports
+    (the whole binomial distribution of the count, exactly): the ARL at the true rate against the
+    ARL the design states. The estimate is the rate itself, so the stated figure is the typical
+    one (an upper confidence limit, the earlier rule, made the true ARL five times the stated one
+    or more); its spread is what the stated range over the rate's interval is for."""
+    truth = 0.1
+    ratios, weights, bracketed = [], [], 0.0
+    for k in range(3, 23):  # 99.8% of the binomial mass
+        weight = math.comb(100, k) * truth**k * (1 - truth) ** (100 - k)
+        design = design_cusum(in_control_rate(k, 100))
+        phase = phase_one(k, 100, design)
+        arl0 = cusum_arl(design, truth)
+        ratios.append(arl0 / design.arl0)
+        weights.append(weight)
+        bracketed += weight * (phase.arl0_if_ci_high <= arl0 <= (phase.arl0_if_ci_low or math.inf))
+    order = np.argsort(ratios)
+    median = np.asarray(ratios)[order][np.searchsorted(np.cumsum(np.asarray(weights)[order]), 0.5 * sum(weights))]
+    assert 0.8 < median < 1.25
+    assert bracketed / sum(weights) > 0.9  # the Wilson interval's coverage, carried to the ARL
+
+
+def test_the_phase_one_rule_needs_enough_reports_and_keeps_the_design_rate_in_range():
+    with pytest.raises(ValueError, match="at least 50 reports"):
+        in_control_rate(3, 20)
+    assert in_control_rate(0, 100) == 0.02 and in_control_rate(80, 100) == 0.5 and in_control_rate(12.5, 100) == 0.125
+    phase = phase_one(0, 100, design_cusum(0.02))
+    assert phase.ci_low == 0 and phase.arl0_if_ci_low is None and phase.arl0_if_ci_high < design_cusum(0.02).arl0
+
+
+def test_officer_sees_the_false_alarm_interval_and_the_detection_delay_in_words(client, personas, report, deployed):
+    for i in range(100):
+        report("disagree" if i % 10 == 9 else "agree")
+    client.force_login(personas["officer"])
+    page = client.get(f"/monitoring/{deployed['north'].pk}/").content.decode()
+    design = DeploymentMonitor.objects.get(deployment=deployed["north"]).design
+    assert "Rate at deployment: 10.0% (95% CI 5.5% to 17.4%) from the first 100 reports" in page
+    assert f"a false alarm about once every {round(design['arl0'], -2):,.0f} reports" in page
+    assert f"typically flagged after about {design['median_delay']} reports (median" in page
 
 
 def test_weekly_summaries_equal_the_stored_reports_after_edits_and_a_rebuild(report, deployed, personas):

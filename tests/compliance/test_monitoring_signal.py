@@ -15,8 +15,10 @@ from compliance.monitoring import (
     CusumDesign,
     CusumState,
     cusum_arl,
+    cusum_median_run_length,
     cusum_path,
     cusum_reset,
+    cusum_run_lengths,
     cusum_update,
     design_cusum,
     disagreement_rate_ci,
@@ -52,6 +54,27 @@ def test_designed_threshold_gives_target_in_control_arl(p0):
     # Measured (seed 11): p0 0.05 -> 1992, 0.15 -> 1976, 0.3 -> 1954 (chain: 2018, 2021, 2001).
     assert arl0 == pytest.approx(design.target_arl0, rel=0.15)
     assert arl0 == pytest.approx(design.arl0, rel=0.15)
+
+
+@pytest.mark.parametrize("p0", [0.05, 0.2])
+def test_chain_detection_delay_matches_simulation(p0):
+    """The median and mean delay to flag a doubling of the odds, from the chain and from 3000
+    simulated streams; run lengths are skewed, so the median is the typical delay."""
+    design = design_cusum(p0)
+    delays = cusum_run_lengths(design, design.p1, n_streams=3000, seed=21, limit=5000)
+    assert (delays <= 5000).all()
+    # Measured (seed 21): p0 0.05 median 121 (chain 120), p0 0.2 median 64 (chain 64).
+    assert np.median(delays) == pytest.approx(design.median_delay, rel=0.06)
+    assert delays.mean() == pytest.approx(design.arl1, rel=0.06)
+    assert design.median_delay == cusum_median_run_length(design, design.p1) < design.arl1
+
+
+def test_simulated_run_lengths_give_the_chain_in_control_arl():
+    design = design_cusum(0.1)
+    run_lengths = cusum_run_lengths(design, 0.1, n_streams=1500, seed=4, limit=30_000)
+    assert (run_lengths <= 30_000).all()
+    assert run_lengths.mean() == pytest.approx(design.arl0, rel=0.1)
+    assert np.median(run_lengths) == pytest.approx(cusum_median_run_length(design, 0.1), rel=0.1)
 
 
 def test_design_parameters():

@@ -48,9 +48,11 @@ def _submitted(personas, version) -> Dossier:
     return dossier_submit(actor=personas["officer"], dossier=dossier)
 
 
-def test_a_signed_snapshot_hashes_as_signed_after_the_round_trip(personas, evidenced, numbers_in_evidence):
+def test_a_signed_snapshot_hashes_as_signed_after_the_round_trip(personas, evidenced, numbers_in_evidence, signing_password):
     submitted = _submitted(personas, evidenced)
-    signature = dossier_sign(actor=personas["officer2"], dossier=submitted)  # re-reads the snapshot and checks its hash
+    signature = dossier_sign(
+        actor=personas["officer2"], dossier=submitted, password=signing_password, snapshot_sha256=submitted.snapshot_sha256
+    )  # re-reads the snapshot and checks its hash
     dossier = Dossier.objects.get(pk=submitted.pk)
     dossier.refresh_from_db()
 
@@ -64,22 +66,22 @@ def test_a_signed_snapshot_hashes_as_signed_after_the_round_trip(personas, evide
     assert render_source(dossier).snapshot_sha256 == signature.snapshot_sha256  # documents verify it too
 
 
-def test_a_snapshot_frozen_with_the_legacy_hash_still_signs_and_renders(personas, evidenced, monkeypatch):
+def test_a_snapshot_frozen_with_the_legacy_hash_still_signs_and_renders(personas, evidenced, monkeypatch, signing_password):
     """Snapshots frozen before canonical hashing carry the plain json.dumps hash; they still verify."""
     with monkeypatch.context() as patch:
         patch.setattr("compliance.dossiers.snapshot_hash", legacy_sha256)  # the hashing of the day
         submitted = _submitted(personas, evidenced)
     assert submitted.snapshot_sha256 == legacy_sha256(submitted.snapshot) != snapshot_hash(submitted.snapshot)
-    signature = dossier_sign(actor=personas["officer2"], dossier=submitted)
+    signature = dossier_sign(actor=personas["officer2"], dossier=submitted, password=signing_password, snapshot_sha256=submitted.snapshot_sha256)
     dossier = Dossier.objects.get(pk=submitted.pk)
     assert signature.snapshot_sha256 == dossier.snapshot_sha256 == legacy_sha256(dossier.snapshot)
     assert render_source(dossier).snapshot_sha256 == signature.snapshot_sha256
 
 
-def test_a_snapshot_altered_in_the_database_is_still_refused(personas, evidenced):
+def test_a_snapshot_altered_in_the_database_is_still_refused(personas, evidenced, signing_password):
     submitted = _submitted(personas, evidenced)
     altered = {**submitted.snapshot, "values": {**submitted.snapshot["values"], "1a_purpose_statement": "rewritten"}}
     Dossier.objects.filter(pk=submitted.pk).update(snapshot=altered)
     with pytest.raises(Conflict) as caught:
-        dossier_sign(actor=personas["officer2"], dossier=submitted)
+        dossier_sign(actor=personas["officer2"], dossier=submitted, password=signing_password, snapshot_sha256=submitted.snapshot_sha256)
     assert caught.value.code == "snapshot_altered"

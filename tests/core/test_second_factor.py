@@ -14,13 +14,13 @@ from compliance.dossiers import dossier_open, dossier_save, dossier_submit
 from compliance.models import Dossier
 from core.models import AuditEvent
 from core.second_factor import totp_enrol_confirm, totp_enrol_start
-from tests.factories import dossier_officer_values
+from tests.factories import SIGNING_PASSWORD, dossier_officer_values
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def in_review(personas, evidenced):
+def in_review(personas, evidenced, signing_password):
     dossier = dossier_open(actor=personas["officer"], version=evidenced)
     dossier = dossier_save(actor=personas["officer"], dossier=dossier, values=dossier_officer_values(), edit_count=dossier.edit_count)
     return dossier_submit(actor=personas["officer"], dossier=dossier)
@@ -37,21 +37,25 @@ def _enrolled(user) -> TOTPDevice:
     return totp_enrol_confirm(user=user, code=_code(device, steps=-1))
 
 
+def _body(dossier, **fields) -> dict:
+    return {"password": SIGNING_PASSWORD, "snapshot_sha256": dossier.snapshot_sha256, **fields}
+
+
 def test_signing_via_the_api_needs_the_current_code(personas, in_review, api_client, settings):
     settings.RADTRUST_REQUIRE_OTP_FOR_SIGNING = True
     signer = api_client(personas["officer2"])
     url = f"/api/dossiers/{in_review.pk}/sign/"
-    not_enrolled = signer.post(url, {}, format="json")
+    not_enrolled = signer.post(url, _body(in_review), format="json")
     assert not_enrolled.status_code == 400 and "enrol an authenticator" in not_enrolled.json()["otp_code"][0]
     device = _enrolled(personas["officer2"])
-    assert signer.post(url, {}, format="json").json() == {"otp_code": ["Give the six-digit code your authenticator app shows now."]}
+    assert signer.post(url, _body(in_review), format="json").json() == {"otp_code": ["Give the six-digit code your authenticator app shows now."]}
     wrong = f"{(int(_code(device)) + 1) % 10**6:06d}"
-    assert signer.post(url, {"otp_code": wrong}, format="json").status_code == 400
+    assert signer.post(url, _body(in_review, otp_code=wrong), format="json").status_code == 400
     assert Dossier.objects.get(pk=in_review.pk).status == "in_review"
     # A wrong code counts towards the throttle; once the wait is over the right code signs.
     assert TOTPDevice.objects.get(pk=device.pk).throttling_failure_count == 1
     TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_timestamp=None)
-    signed = signer.post(url, {"otp_code": _code(device)}, format="json")
+    signed = signer.post(url, _body(in_review, otp_code=_code(device)), format="json")
     assert signed.status_code == 200 and signed.json()["status"] == "signed"
 
 
@@ -59,11 +63,16 @@ def test_a_used_code_cannot_sign_again(personas, in_review, api_client, settings
     settings.RADTRUST_REQUIRE_OTP_FOR_SIGNING = True
     device = _enrolled(personas["officer2"])
     code = _code(device)
-    assert api_client(personas["officer2"]).post(f"/api/dossiers/{in_review.pk}/sign/", {"otp_code": code}, format="json").status_code == 200
+    assert (
+        api_client(personas["officer2"]).post(f"/api/dossiers/{in_review.pk}/sign/", _body(in_review, otp_code=code), format="json").status_code
+        == 200
+    )
     # The same code for the next revision is refused (it was used: replay).
     revision = dossier_open(actor=personas["officer"], version=in_review.version)
     revision = dossier_submit(actor=personas["officer"], dossier=revision)
-    assert api_client(personas["officer2"]).post(f"/api/dossiers/{revision.pk}/sign/", {"otp_code": code}, format="json").status_code == 400
+    assert (
+        api_client(personas["officer2"]).post(f"/api/dossiers/{revision.pk}/sign/", _body(revision, otp_code=code), format="json").status_code == 400
+    )
 
 
 def test_signing_on_the_page_needs_the_current_code(personas, in_review, client, settings):
@@ -72,16 +81,27 @@ def test_signing_on_the_page_needs_the_current_code(personas, in_review, client,
     client.force_login(personas["officer2"])
     url = f"/dossiers/{in_review.pk}/sign/"
     assert 'autocomplete="one-time-code"' in client.get(url).content.decode()
-    refused = client.post(url, {"meaning": "Approved", "confirm": "on"})
+    refused = client.post(url, {"meaning": "Approved", "confirm": "on", **_body(in_review)})
     assert refused.status_code == 400 and "Give the six-digit code" in refused.content.decode()
-    assert client.post(url, {"meaning": "Approved", "confirm": "on", "otp_code": _code(device)}).status_code == 302
+    assert client.post(url, {"meaning": "Approved", "confirm": "on", **_body(in_review, otp_code=_code(device))}).status_code == 302
     assert Dossier.objects.get(pk=in_review.pk).status == "signed"
 
 
-def test_with_the_setting_off_no_code_is_asked(personas, in_review, api_client, client):
+def test_with_the_setting_off_no_code_is_asked_of_a_signer_without_an_authenticator(personas, in_review, api_client, client):
     client.force_login(personas["officer2"])
     assert "one-time-code" not in client.get(f"/dossiers/{in_review.pk}/sign/").content.decode()
-    assert api_client(personas["officer2"]).post(f"/api/dossiers/{in_review.pk}/sign/", {}, format="json").status_code == 200
+    assert api_client(personas["officer2"]).post(f"/api/dossiers/{in_review.pk}/sign/", _body(in_review), format="json").status_code == 200
+
+
+def test_with_the_setting_off_a_signer_who_enrolled_still_gives_the_code(personas, in_review, api_client, client):
+    device = _enrolled(personas["officer2"])
+    client.force_login(personas["officer2"])
+    assert 'autocomplete="one-time-code"' in client.get(f"/dossiers/{in_review.pk}/sign/").content.decode()
+    url = f"/api/dossiers/{in_review.pk}/sign/"
+    refused = api_client(personas["officer2"]).post(url, _body(in_review), format="json")
+    assert refused.status_code == 400 and "six-digit code" in refused.json()["otp_code"][0]
+    assert api_client(personas["officer2"]).post(url, _body(in_review, otp_code=_code(device)), format="json").status_code == 200
+    assert Dossier.objects.get(pk=in_review.pk).signature.authentication == "password and authenticator code"
 
 
 def test_enrolment_shows_the_key_until_confirmed_and_is_audited_without_it(personas, client):

@@ -27,7 +27,7 @@ from django.utils import timezone
 from compliance.dossiers import dossier_open
 from compliance.feedback import feedback_submit
 from compliance.incidents import incident_escalate
-from compliance.models import Alert, Document, TrustAssessment
+from compliance.models import Alert, Document, TrustAssessment, VersionApproval
 from compliance.trust.services import trust_assess, trust_exception_grant
 from core.access import RolePermission, scope
 from core.choices import Role
@@ -38,7 +38,7 @@ from registry.admin import ScopedAdmin
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import User
 from registry.services import artifact_root, user_create
-from tests.factories import DatasetFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
+from tests.factories import DatasetFactory, DataUseGrantFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
 from validation.federated import study_spec_clean
 from validation.models import CaseFlag, FederatedJob, FederatedStudy, RunFile, StudyPooling, ValidationRun
 
@@ -81,6 +81,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("model-version", "retrieve"): PEOPLE,
     ("model-version", "lineage"): PEOPLE,
     ("model-version", "change_log"): frozenset({ML, CO, AU}),  # it quotes dossier text and run results: the dossier's readers
+    ("model-version", "conformity_assessments"): frozenset({CO}),  # the provider's officers (compliance.change_control)
+    ("model-version", "release_evidence"): frozenset({ML, CO, AU}),  # the dossier's readers
+    ("model-version", "release_evidence_pin"): frozenset({CO}),  # the provider's officers (compliance.release_evidence)
     ("model-version", "create"): frozenset({ML}),
     ("model-version", "update"): frozenset({ML}),  # PUT is not offered (405): only release notes change, by PATCH
     ("model-version", "partial_update"): frozenset({ML}),
@@ -92,8 +95,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("dataset", "partial_update"): frozenset({ML, CO}),
     ("provenance", "list"): frozenset({ML, CO, AU}),
     ("provenance", "retrieve"): frozenset({ML, CO, AU}),
-    ("provenance", "create"): frozenset({ML}),
-    ("provenance", "destroy"): frozenset({ML}),
+    ("provenance", "create"): frozenset({ML, CO}),  # the version's provider's engineers and officers (may_write_provenance)
+    ("provenance", "destroy"): frozenset({ML, CO}),
+    ("data-use-grant", "list"): frozenset({ML, CO, AU}),
+    ("data-use-grant", "retrieve"): frozenset({ML, CO, AU}),
+    ("data-use-grant", "create"): frozenset({CO}),  # the dataset's steward's officers (may_grant_data_use)
+    ("data-use-grant", "revoke"): frozenset({CO}),
     ("deployment", "list"): PEOPLE,
     ("deployment", "retrieve"): PEOPLE,
     ("deployment", "create"): frozenset({CO}),
@@ -136,9 +143,17 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("scoring-policy", "list"): frozenset({ML, CO, AU}),
     ("scoring-policy", "retrieve"): frozenset({ML, CO, AU}),
     ("scoring-policy", "create"): frozenset({CO}),
+    ("scoring-policy", "activate"): frozenset({CO}),  # a second officer of the proposer's institution (compliance.trust.services)
     ("trust-exception", "list"): frozenset({ML, CO, AU}),
     ("trust-exception", "retrieve"): frozenset({ML, CO, AU}),
     ("trust-exception", "create"): frozenset({CO}),
+    ("trust-exception", "confirm"): frozenset({CO}),  # a second officer of the provider
+    ("trust-exception", "decline"): frozenset({CO}),
+    ("version-approval", "list"): frozenset({ML, CO, AU}),
+    ("version-approval", "retrieve"): frozenset({ML, CO, AU}),
+    ("version-approval", "create"): frozenset({CO}),  # the provider's officers (compliance.approvals)
+    ("version-approval", "confirm"): frozenset({CO}),  # a second officer of the provider
+    ("version-approval", "decline"): frozenset({CO}),
     ("dossier", "list"): frozenset({ML, CO, AU}),
     ("dossier", "retrieve"): frozenset({ML, CO, AU}),
     ("dossier", "completeness"): frozenset({ML, CO, AU}),
@@ -177,6 +192,7 @@ HIDDEN: dict[str, frozenset[str]] = {
     "model-version": frozenset({"engineer_north", "engineer_south", "clinician_south"}),
     "dataset": frozenset({"engineer_north", "engineer_south"}),  # the provider's own dataset
     "provenance": frozenset({"engineer_north", "engineer_south"}),
+    "data-use-grant": frozenset({"engineer_south"}),  # North's grant to the provider: North's and the provider's engineers see it
     "deployment": frozenset({"engineer_south", "clinician_south"}),
     "validation-run": frozenset({"engineer_south"}),  # the provider's version on North's data: both see the run
     # North's per-case outputs, not shared: North's users only, not the provider's, not South's.
@@ -188,6 +204,7 @@ HIDDEN: dict[str, frozenset[str]] = {
     "incident": frozenset({"engineer_north", "engineer_south"}),
     "trust-assessment": frozenset({"engineer_north", "engineer_south", "clinician_south"}),
     "trust-exception": frozenset({"engineer_north", "engineer_south"}),
+    "version-approval": frozenset({"engineer_north", "engineer_south"}),
     "dossier": frozenset({"engineer_north", "engineer_south"}),
     "document": frozenset({"engineer_north", "engineer_south"}),
     "federated-study": frozenset({"engineer_north", "engineer_south", "agent_south"}),
@@ -198,7 +215,12 @@ HIDDEN: dict[str, frozenset[str]] = {
 
 # Allowed by role, refused by the service whatever the scope, and why.
 SERVICE_REFUSALS: dict[tuple[str, str], frozenset[str]] = {
+    ("data-use-grant", "revoke"): frozenset({"officer", "officer_south"}),  # only the steward's (North's) officers revoke
+    ("provenance", "destroy"): frozenset({"officer_north", "officer_south"}),  # the provider's record: its own users only
     ("federated-job", "artifact"): frozenset({"admin"}),  # only the job's own site agent fetches the model (validation.federated)
+    # The world's exception and approval were proposed by "officer": the proposer never confirms, nor does another institution's officer.
+    ("trust-exception", "confirm"): frozenset({"officer", "officer_north", "officer_south", "admin"}),
+    ("version-approval", "confirm"): frozenset({"officer", "officer_north", "officer_south", "admin"}),
 }
 
 # page (namespace:name) -> (roles allowed, the world record it is about or None). Pages are for people:
@@ -225,6 +247,7 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "pages:dossier-review": (frozenset({ML, CO, AU}), "dossier"),
     "pages:dossier-request-changes": (frozenset({CO}), "dossier"),
     "pages:dossier-sign": (frozenset({CO}), "dossier"),
+    "pages:release-evidence-pin": (frozenset({CO}), "dossier"),
     "pages:dossier-documents": (frozenset({ML, CO, AU}), "dossier"),
     "pages:dossier-documents-render": (frozenset({CO}), "dossier"),
     "pages:version-documents": (frozenset({ML, CO, AU}), "model-version"),
@@ -234,11 +257,14 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "pages:trust-chart": (PEOPLE, "trust-assessment"),
     "federated:list": (frozenset({ML, CO, AU}), None),
     "federated:detail": (frozenset({ML, CO, AU}), "federated-study"),
+    "registry:data-use-list": (frozenset({ML, CO, AU}), None),
+    "registry:data-use-revoke": (frozenset({CO}), "data-use-grant"),
     "account-two-factor": (frozenset({CO}), None),  # an officer enrols the authenticator they sign with
 }
 # Pages that take only a POST: a GET is a 405 before any record is looked up.
 POST_ONLY = {"pages:incident-transition", "pages:incident-action", "pages:dossier-start", "pages:dossier-save"}
-POST_ONLY |= {"pages:dossier-request-changes", "pages:dossier-documents-render"}
+POST_ONLY |= {"pages:dossier-request-changes", "pages:dossier-documents-render", "pages:release-evidence-pin"}
+POST_ONLY |= {"registry:data-use-revoke"}
 # Pages that do not find their record for an account that may otherwise see it, and why.
 PAGE_HIDDEN = {"pages:feedback-edit": frozenset({"admin"})}  # a report is edited only by the clinician who wrote it
 # Pages whose URL is not just the record's pk.
@@ -270,6 +296,7 @@ UNSCOPED_ADMINS = {
     "core.auditevent": "the append-only trail, read whole by officers and auditors (their role's permission)",
     "registry.user": "accounts: only superusers hold the permissions",
     "compliance.changeplan": "change plans of every provider, read by the dossier's readers (no patient-derived data)",
+    "compliance.conformityassessment": "conformity assessments of every provider, read by the dossier's readers (no patient-derived data)",
 }
 
 
@@ -330,7 +357,9 @@ def world(institutions, accounts):
     dataset = DatasetFactory(institution=vendor)
     provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
 
-    run = ValidationRun.objects.create(version=version, dataset=DatasetFactory(institution=north), requested_by=engineer)
+    north_data = DatasetFactory(institution=north)
+    grant = DataUseGrantFactory(dataset=north_data, grantee=vendor)
+    run = ValidationRun.objects.create(version=version, dataset=north_data, requested_by=engineer)
     png = b"\x89PNG\r\n\x1a\n overlay"
     overlay = RunFile.objects.create(
         run=run,
@@ -361,6 +390,7 @@ def world(institutions, accounts):
     exception = trust_exception_grant(
         actor=officer, version=version, principle="usability", justification="Usability study runs in the first quarter of use."
     )
+    approval = VersionApproval.objects.create(version=version, proposed_by=officer)  # a row: the workflow is tested in tests/compliance
     dossier = dossier_open(actor=officer, version=version)
     pdf = b"%PDF-1.7 matrix"
     document = Document.objects.create(  # rows only: rendering is tested in tests/compliance/test_documents.py
@@ -394,6 +424,7 @@ def world(institutions, accounts):
         "model-version": version.pk,
         "dataset": dataset.pk,
         "provenance": provenance.pk,
+        "data-use-grant": grant.pk,
         "deployment": deployment.pk,
         "audit-event": AuditEvent.objects.order_by("seq").first().seq,
         "validation-run": run.pk,
@@ -407,6 +438,7 @@ def world(institutions, accounts):
         "trust-chart": first.pk,  # the assessment trust_assess drew a chart for
         "scoring-policy": assessment.policy_id,
         "trust-exception": exception.pk,
+        "version-approval": approval.pk,
         "dossier": dossier.pk,
         "document": document.pk,
         "federated-study": {"pk": study.pk, "name": "study-forest-auroc-x"},

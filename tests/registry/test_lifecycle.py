@@ -71,6 +71,9 @@ def test_a_registered_evidence_check_replaces_the_refusal(version, personas, api
     response = _move(api_client, personas["officer"], version, VersionStatus.APPROVED)
     assert response.status_code == 409 and "No trust assessment exists" in response.json()["detail"]  # the trust guard
     monkeypatch.setitem(EVIDENCE, "trust", lambda v: None)
+    response = _move(api_client, personas["officer"], version, VersionStatus.APPROVED)
+    assert response.status_code == 409 and "two compliance officers" in response.json()["detail"]  # the second officer's guard
+    monkeypatch.setitem(EVIDENCE, "second_officer", lambda v: None)
     assert _move(api_client, personas["officer"], version, VersionStatus.APPROVED).status_code == 200
 
 

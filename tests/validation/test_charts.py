@@ -51,7 +51,8 @@ def _histogram(seed: int, shift: float) -> dict:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
-    """A two-label report from the pipeline with calibration and robustness; site C (6 patients) is suppressed."""
+    """A two-label report from the pipeline with calibration and robustness; site C (6 patients) is suppressed,
+    and site A withheld to protect it."""
     root: Path = tmp_path_factory.mktemp("charts")
     model = export_tiny_classifier(root / "model", seed=3, classes=len(LABELS))[0]
     n = 60
@@ -60,6 +61,7 @@ def report(tmp_path_factory) -> dict:
     for i in range(n):
         np.save(root / "img" / f"{i}.npy", rng.normal(0, 1, (64, 64)).astype(np.float32))
     labels = rng.integers(0, 2, (n, len(LABELS)))
+    labels[::2] = 1 - labels[1::2]  # each patient has a positive and a negative image: a group's classes are as large as it
     rows = ["image_path,patient_id,sex,site," + ",".join(LABELS)]
     rows += [
         f"img/{i}.npy,p{i // 2},{'FM'[(i // 2) % 2]},{'A' if i < 24 else 'B' if i < 48 else 'C'}," + ",".join(map(str, labels[i])) for i in range(n)
@@ -135,8 +137,10 @@ def test_charts_name_what_they_show(report, charts):
             assert str(b["count"]) in _texts(charts["reliability-nodule"].svg)
 
     forest = _texts(charts["forest-auroc-nodule"].svg)
-    assert {"sex", "site", "F (n=15)", "M (n=15)", "A (n=12)", "C (n=6)"} <= set(forest)
+    # Site C (6 patients) is suppressed, and site A withheld: overall minus A and B would give C.
+    assert {"sex", "site", "F (n=15)", "M (n=15)", "B (n=12)", f"C (<{MIN_PATIENTS})", "A (withheld)"} <= set(forest)
     assert forest.count(f"suppressed (n < {MIN_PATIENTS})") == 1  # site C: no point, the reason instead
+    assert not any("n=6" in t or "n=12)" in t and t.startswith("A") for t in forest)  # no count of a hidden site
 
     robustness = _texts(charts["robustness-nodule"].svg)
     perturbations = {c["perturbation"] for c in result["robustness"]["conditions"]}

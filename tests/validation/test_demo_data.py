@@ -216,6 +216,17 @@ def test_same_seed_writes_identical_files(tmp_path):
         assert (first.root / relative).read_bytes() == (second.root / relative).read_bytes()
 
 
+def test_datasets_of_different_seeds_share_no_patient(tmp_path):
+    """Each seed draws new patients; a shared id would pair strangers in the baseline comparison."""
+    ids = {}
+    for seed in (7, 8):
+        summary = generate_dataset(tmp_path / str(seed), n_images=20, seed=seed, fmt="npy")
+        with summary.manifest.open(newline="") as handle:
+            ids[seed] = {row["patient_id"] for row in csv.DictReader(handle)}
+    assert ids[7] and ids[8] and not ids[7] & ids[8]
+    assert all(pid.startswith("D7-P") for pid in ids[7])
+
+
 def test_same_seed_trains_the_same_model(tmp_path, manifest):
     paths = [manifest.absolute_path(i) for i in range(16)]
     runs = [train_classifier(tmp_path / name, seed=3, n_train=160, epochs=1) for name in ("a", "b")]
@@ -288,17 +299,11 @@ def test_generalisation_finds_the_site_shift(manifest, scores, trained):
     """Leave-one-site-out: dropping the noisy site raises the pooled AUROC most; site-c sits below pooled."""
     from radtrust_engine.generalisation import generalisation_report
 
-    report = generalisation_report(
-        manifest.labels[:, 0],
-        scores,
-        np.asarray(manifest.patient_ids),
-        {"site": np.asarray(manifest.attributes["site"], dtype=str)},
-        threshold=trained.output_schema["thresholds"]["nodule"],
-        n_resamples=200,
-        seed=0,
-        min_patients=10,
-        confidence=0.95,
-    )
+    site = {"site": np.asarray(manifest.attributes["site"], dtype=str)}
+    y, pid = manifest.labels[:, 0], np.asarray(manifest.patient_ids)
+    threshold = trained.output_schema["thresholds"]["nodule"]
+    stratified = stratified_metrics(y, scores, pid, site, threshold=threshold, n_resamples=200, min_patients=10)
+    report = generalisation_report(stratified, y, scores, pid, site, n_resamples=200, seed=0, confidence=0.95)
     site = report["groupings"]["site"]
     by_site = {g["group"]: g for g in site["groups"]}
     assert by_site["site-c"]["difference_from_pooled"] < 0

@@ -65,8 +65,12 @@ def test_significance_alone_is_not_drift():
 def test_bad_samples_are_refused_with_the_reason():
     with pytest.raises(DriftInputError, match="current sample holds 1 NaN"):
         distribution_drift(np.arange(50.0), np.r_[np.arange(49.0), np.nan], feature="score")
-    with pytest.raises(DriftInputError, match="has 5 value"):
+    with pytest.raises(DriftInputError, match="has 5 patient"):
         distribution_drift(np.arange(50.0), np.arange(5.0), feature="score")
+    with pytest.raises(DriftInputError, match="has 10 patient"):  # 50 images of 10 patients: too few patients
+        distribution_drift(np.arange(50.0), np.arange(50.0), feature="score", current_patients=np.arange(50) // 5)
+    with pytest.raises(DriftInputError, match="3 patient key"):
+        distribution_drift(np.arange(50.0), np.arange(50.0), feature="score", reference_patients=["a", "b", "c"])
 
 
 def test_image_statistics_per_image():
@@ -80,8 +84,57 @@ def test_prevalence_shift_interval():
     shift = prevalence_shift(np.r_[np.ones(30), np.zeros(70)], np.r_[np.ones(60), np.zeros(40)], label="nodule")
     assert (shift.reference, shift.current, shift.difference) == pytest.approx((0.3, 0.6, 0.3))
     assert 0 < shift.ci_low < 0.3 < shift.ci_high < 0.5 and shift.significant
+    pooled = 0.45  # the score test by hand: each run's variance about the pooled share, 100 patients each
+    z = 0.3 / np.sqrt(2 * pooled * (1 - pooled) / 99)
+    assert shift.p_value == pytest.approx(2 * stats.norm.sf(z), rel=1e-9)
     same = prevalence_shift(np.r_[np.ones(30), np.zeros(70)], np.r_[np.ones(31), np.zeros(69)], label="nodule")
-    assert not same.significant
+    assert not same.significant and same.p_value > 0.5
+
+
+def test_prevalence_counts_patients_not_images():
+    """Four images of each patient, all with the patient's label, carry no more information than
+    one: the test and the interval are those of one image per patient, where counting images as
+    independent would make them far narrower."""
+    reference, current = np.r_[np.ones(12), np.zeros(28)], np.r_[np.ones(20), np.zeros(20)]
+    one = prevalence_shift(reference, current, label="nodule")
+    four = prevalence_shift(
+        np.repeat(reference, 4),
+        np.repeat(current, 4),
+        label="nodule",
+        reference_patients=np.repeat(np.arange(40), 4),
+        current_patients=np.repeat(np.arange(40), 4),
+    )
+    as_images = prevalence_shift(np.repeat(reference, 4), np.repeat(current, 4), label="nodule")
+    assert four.p_value == pytest.approx(one.p_value, rel=1e-9) and (four.ci_low, four.ci_high) == pytest.approx((one.ci_low, one.ci_high), rel=1e-9)
+    assert four.n_current == 160 and four.n_current_patients == 40
+    assert as_images.p_value < one.p_value / 10 and as_images.ci_high - as_images.ci_low < 0.6 * (one.ci_high - one.ci_low)
+    assert not four.significant and as_images.significant  # the cluster-blind test calls a shift the data cannot show
+
+
+def test_ks_is_over_patients_not_images():
+    """Per-patient means decide: with a patient's images repeated, the KS test is scipy's exact test
+    on the patients, where the same values counted as images look far more certain."""
+    rng = np.random.default_rng(10)
+    reference, current = rng.normal(0, 1, 30), rng.normal(0.6, 1, 30)
+    keys = np.repeat(np.arange(30), 4)
+    clustered = distribution_drift(np.repeat(reference, 4), np.repeat(current, 4), feature="x", reference_patients=keys, current_patients=keys)
+    theirs = stats.ks_2samp(reference, current, method="exact")
+    assert clustered.ks_statistic == pytest.approx(theirs.statistic) and clustered.ks_pvalue == pytest.approx(theirs.pvalue, rel=1e-9)
+    assert (clustered.n_reference, clustered.n_reference_patients) == (120, 30)
+    as_images = distribution_drift(np.repeat(reference, 4), np.repeat(current, 4), feature="x")
+    assert as_images.ks_pvalue < clustered.ks_pvalue / 20
+    assert clustered.psi_expected_without_drift == pytest.approx(9 * 2 / 30)  # PSI's bias at the effective size: 30, not 120
+
+
+def test_an_adjusted_p_value_decides_drift():
+    """A lone comparison is a family of one; judged on a larger family's adjusted p-value the same
+    change is no longer called drift."""
+    rng = np.random.default_rng(11)
+    result = distribution_drift(rng.normal(0, 1, 300), rng.normal(0.3, 1, 300), feature="x")
+    assert result.drifted and result.ks_pvalue_adjusted == result.ks_pvalue < 0.05 and result.ks_statistic >= 0.1
+    judged = result.adjusted(0.2)
+    assert not judged.drifted and judged.ks_pvalue == result.ks_pvalue and judged.ks_pvalue_adjusted == 0.2
+    assert judged.level == ("moderate" if judged.psi_used and judged.psi >= 0.1 else "none")  # PSI stays a description
 
 
 def test_small_samples_rest_on_ks_because_psi_is_biased_upward():

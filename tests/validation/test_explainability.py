@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from radtrust_engine.explainability import (
     deletion_insertion,
     explain_cases,
     faithfulness_verdict,
+    min_cases_to_judge,
     occlusion_saliency,
     overlay_png,
     random_saliency,
@@ -247,40 +249,94 @@ class _Counted:
         return self.predict(batch)
 
 
-def test_each_label_of_a_two_label_model_gets_what_it_would_alone():
-    images, y, _ = _blob_images(30, seed=6)
-    labels = np.stack([y, np.random.default_rng(1).integers(0, 2, len(y))], axis=1)  # each label draws its own cases
+def test_each_label_is_judged_on_the_cases_drawn_for_it_as_a_model_of_that_label_alone_judges_them():
+    images, y, _ = _blob_images(40, seed=6)
+    labels = np.stack([y, np.random.default_rng(1).integers(0, 2, len(y))], axis=1)
     both = lambda b: np.stack([lesion_model(b), mean_model(b)], axis=1)  # noqa: E731
-    settings = ExplainSettings(n_cases=8, rise_masks=60, n_resamples=200, seed=2)
+    settings = ExplainSettings(n_cases=14, rise_masks=60, n_resamples=200, seed=2)
     rows, paths = list(range(len(images))), [f"c{i}" for i in range(len(images))]
     explained = explain_cases(both, images, labels, rows, paths, settings)
     for label, alone in enumerate((lesion_model, mean_model)):
         together = explained.report(label)
-        single = explain_cases(alone, images, labels[:, label], rows, paths, settings).report(0)
-        assert together.case_rows == single.case_rows
-        assert _without_seconds(together.report) == _without_seconds(single.report)
+        own = together.case_rows
+        assert len(own) == 7 and together.report["n_explained"] == 14
+        # the head alone, asked to explain exactly those cases, measures and judges them the same
+        single = explain_cases(alone, images[own], labels[own, label], own, [paths[i] for i in own], replace(settings, n_cases=7)).report(0)
+        assert single.case_rows == own
+        for key in ("n_cases", "n_positive", "n_negative", "methods", "random_baseline", "cases"):
+            assert _without_seconds(together.report)[key] == _without_seconds(single.report)[key], key
         for method in settings.methods:
             np.testing.assert_array_equal(together.saliency[method], single.saliency[method])
-    assert explained.report(0).case_rows != explained.report(1).case_rows
+    assert not set(explained.report(0).case_rows) & set(explained.report(1).case_rows)
 
 
-def test_label_independent_inputs_run_once_and_only_each_labels_own_curves_run_per_label():
+def test_forward_passes_per_explained_case_do_not_depend_on_the_labels():
     images, y, _ = _blob_images(20, seed=7)
     settings = ExplainSettings(n_cases=6, rise_masks=60, n_resamples=50, steps=10)
     rows, paths = list(range(len(images))), [f"c{i}" for i in range(len(images))]
     passes = {}
-    for n_labels in (1, 4):
+    for n_labels in (1, 4, 14):
         predict = _Counted(lambda b, n=n_labels: np.repeat(lesion_model(b)[:, None], n, axis=1))
         explained = explain_cases(predict, images, np.repeat(y[:, None], n_labels, axis=1), rows, paths, settings)
-        for label in range(n_labels):
-            explained.report(label)
+        reports = [explained.report(label).report for label in range(n_labels)]
+        assert sum(r["n_cases"] for r in reports) == 6  # 14 labels: 8 get no case, and say so
         passes[n_labels] = predict.images
+    assert reports[-1]["n_cases"] == 0 and reports[-1]["methods"]["rise"]["verdict"] == "too few cases to judge"
     # Per case: itself, the unoccluded image and 7 x 7 patches (32 px, patch 8, stride 4), the RISE masks,
-    # and the 2 x 11 steps of each random map; then per label the 2 x 11 steps of each method's maps.
-    per_case = 1 + 1 + 49 + 60 + 3 * 2 * 11
-    own_curves = 2 * 2 * 11
-    assert passes[1] == 6 * (per_case + own_curves)
-    assert passes[4] == 6 * (per_case + 4 * own_curves)
+    # and the 2 x 11 deletion and insertion steps of each random map and of each method's map.
+    per_case = 1 + 1 + 49 + 60 + (3 + 2) * 2 * 11
+    assert passes == {1: 6 * per_case, 4: 6 * per_case, 14: 6 * per_case}
+
+
+def test_the_labels_take_turns_and_each_draws_both_classes_where_it_can():
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 5)) < [0.5, 0.3, 0.1, 0.03, 0.0]).astype(int)  # the last label has no positive
+    positions, drawn_for = select_cases(y, 23, seed=1)
+    assert len(positions) == 23 and list(positions) == sorted(set(positions))
+    assert np.bincount(drawn_for).tolist() == [4, 4, 5, 5, 5]  # turns from the fewest positives up
+    for label in range(4):
+        own = positions[drawn_for == label]
+        assert (y[own, label] == 1).sum() == (len(own) + 1) // 2  # half positives, rounded up
+    assert (y[positions[drawn_for == 4], 4] == 0).all()  # no positive to draw: negatives make up its share
+    again = select_cases(y, 23, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (positions, drawn_for)))
+    assert not np.array_equal(select_cases(y, 23, seed=2)[0], positions)
+
+
+def test_a_rare_label_draws_its_only_positives_and_its_report_says_what_it_lacks():
+    images, _, _ = _blob_images(30, seed=3)
+    labels = np.zeros((30, 3), dtype=int)
+    labels[:, 0] = np.arange(30) % 2
+    labels[[5, 11], 1] = 1  # two positives only
+    settings = ExplainSettings(n_cases=12, rise_masks=60, n_resamples=100, methods=("occlusion",))
+    both = lambda b: np.repeat(lesion_model(b)[:, None], 3, axis=1)  # noqa: E731
+    explained = explain_cases(both, images, labels, list(range(30)), [f"c{i}" for i in range(30)], settings)
+    rare = explained.report(1).report
+    assert rare["n_cases"] == 4 and rare["n_positive"] == 2 and rare["n_explained"] == 12
+    assert {case["row"] for case in rare["cases"] if case["label"] == 1} == {6, 12}
+    assert "4 of the 12 explained cases were drawn for this label (the 3 labels take turns)" in rare["notes"][0]
+    assert "too few to judge this label's maps alone (at least 6)" in rare["notes"][1]
+    assert rare["methods"]["occlusion"]["verdict"] == "too few cases to judge"
+    assert explained.report(2).report["notes"][-1] == "only negative cases were available"
+    pooled = rare["pooled"]
+    assert pooled["n_cases"] == 12 and pooled["methods"]["occlusion"]["deletion_difference"]["ci_low"] is not None
+
+
+def test_pooled_judges_every_explained_case_on_the_maps_of_its_own_label():
+    images, y, _ = _blob_images(40, seed=0)
+    labels = np.stack([y, y, y, y], axis=1)
+    four = lambda b: np.stack([lesion_model(b), mean_model(b), lesion_model(b), mean_model(b)], axis=1)  # noqa: E731
+    settings = ExplainSettings(n_cases=16, rise_masks=200, n_resamples=500, seed=3)
+    explained = explain_cases(four, images, labels, list(range(40)), [f"c{i}" for i in range(40)], settings)
+    reports = [explained.report(label).report for label in range(4)]
+    assert all(r["pooled"] == reports[0]["pooled"] for r in reports)
+    pooled = reports[0]["pooled"]
+    own = [np.asarray([c["deletion_auc"]["occlusion"] - c["deletion_auc"]["random"] for c in r["cases"]]) for r in reports]
+    value = pooled["methods"]["occlusion"]["deletion_difference"]["value"]
+    assert pooled["n_cases"] == 16 and value == pytest.approx(np.concatenate(own).mean())
+    assert all(r["methods"]["occlusion"]["verdict"] == "too few cases to judge" for r in reports)  # 4 cases each
+    # half the cases are explained for a model that looks at the lesion: the pooled maps still beat random
+    assert pooled["methods"]["occlusion"]["deletion_difference"]["ci_high"] < 0
 
 
 def test_a_label_with_nan_outputs_is_refused_and_the_others_go_on():
@@ -288,8 +344,9 @@ def test_a_label_with_nan_outputs_is_refused_and_the_others_go_on():
     broken = lambda b: np.stack([lesion_model(b), np.full(len(b), np.nan)], axis=1)  # noqa: E731
     settings = ExplainSettings(n_cases=4, rise_masks=60, n_resamples=50, methods=("occlusion",))
     explained = explain_cases(broken, images, np.stack([y, y], axis=1), list(range(12)), [f"c{i}" for i in range(12)], settings)
-    assert explained.report(0).report["n_cases"] == 4
-    with pytest.raises(ExplainabilityError, match="NaN or infinite"):
+    first = explained.report(0).report
+    assert first["n_cases"] == 2 and "NaN or infinite" in first["pooled"]["error"]
+    with pytest.raises(ExplainabilityError, match="NaN or infinite probability\\(ies\\) for the explained cases"):
         explained.report(1)
 
 
@@ -302,9 +359,24 @@ def test_labels_must_match_the_models_outputs():
 def test_selection_keeps_the_minority_class():
     y = np.zeros(30, dtype=int)
     y[[4, 17]] = 1
-    chosen = select_cases(y, 10, seed=0)
-    assert len(chosen) == 10 and set(np.flatnonzero(y)) <= set(chosen)
-    assert len(select_cases(np.ones(5, dtype=int), 4, seed=0)) == 4  # one class only: all from it
+    chosen, drawn_for = select_cases(y, 10, seed=0)
+    assert len(chosen) == 10 and set(np.flatnonzero(y)) <= set(chosen) and not drawn_for.any()
+    assert len(select_cases(np.ones(5, dtype=int), 4, seed=0)[0]) == 4  # one class only: all from it
+
+
+@pytest.mark.parametrize(("confidence", "cases"), [(0.95, 6), (0.9, 5), (0.99, 8), (0.75, 3)])
+def test_a_ci_needs_enough_cases_for_a_sign_test_to_reach_the_confidence(confidence, cases):
+    assert min_cases_to_judge(confidence) == cases
+    assert 2 * 0.5**cases <= 1 - confidence < 2 * 0.5 ** (cases - 1)
+
+
+def test_five_cases_that_all_agree_are_too_few_to_judge_and_six_are_enough():
+    images, y, _ = _blob_images(40, seed=0)
+    five, six = (_report(lesion_model, images, y, n_cases=n, methods=("occlusion",)).report for n in (5, 6))
+    assert five["methods"]["occlusion"]["verdict"] == "too few cases to judge"
+    assert five["methods"]["occlusion"]["deletion_difference"]["value"] < -0.1  # every case agrees, yet no CI
+    assert "5 case(s) are too few to judge this label's maps alone (at least 6); raise explain_cases" in five["notes"]
+    assert six["methods"]["occlusion"]["verdict"] == "beats random" and six["notes"] == []
 
 
 def test_fewer_cases_than_asked_uses_them_all_and_says_so():
@@ -312,12 +384,7 @@ def test_fewer_cases_than_asked_uses_them_all_and_says_so():
     result = _report(lesion_model, images, y, n_cases=32, methods=("occlusion",), n_random=2)
     assert result.report["n_cases"] == 5 and result.case_rows == [0, 1, 2, 3, 4]
     assert "fewer than the 32 asked" in result.report["notes"][0]
-    assert result.report["methods"]["occlusion"]["verdict"] in {
-        "beats random",
-        "not distinguishable from random",
-        "beats random on deletion only",
-        "beats random on insertion only",
-    }
+    assert result.report["methods"]["occlusion"]["verdict"] == "too few cases to judge"
 
 
 def test_a_model_returning_nan_is_refused_with_a_message():

@@ -175,7 +175,11 @@ def test_site_summary_metrics_match_the_central_engine():
     assert 0.005 < auroc.se < 0.05
     prevalence = block.metrics["prevalence"]
     assert prevalence.value == pytest.approx(y.mean()) and prevalence.ci_low < y.mean() < prevalence.ci_high
-    assert prevalence.se == pytest.approx(math.sqrt(y.mean() * (1 - y.mean()) / y.size))
+    _, patient = np.unique(pid, return_inverse=True)
+    positives, images = np.bincount(patient, weights=y), np.bincount(patient)
+    k = images.size  # patients as the unit: the cluster-robust SE of a ratio
+    assert prevalence.se == pytest.approx(math.sqrt(k / (k - 1) * ((positives - y.mean() * images) ** 2).sum()) / y.size)
+    assert summary.se_unit == "patient"
     assert block.metrics["sensitivity"].value == pytest.approx(((s >= 0.5) & (y == 1)).sum() / y.sum())
     assert payload_check(summary.to_dict()) == []
 

@@ -613,7 +613,7 @@ def test_native_pixel_fast_path_equals_pydicom(tmp_path, allocated, stored, sign
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    from radtrust_engine.images import native_pixels
+    from radtrust_engine.dicom_pixels import native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
@@ -638,7 +638,7 @@ def test_native_pixel_fast_path_declines_compressed_and_colour(tmp_path):
     import pydicom
     from pydicom.dataset import FileMetaDataset
 
-    from radtrust_engine.images import native_pixels
+    from radtrust_engine.dicom_pixels import native_pixels
 
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()

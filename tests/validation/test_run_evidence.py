@@ -9,6 +9,7 @@ from compliance.choices import AlertStatus
 from compliance.models import Alert
 from registry.models import Dataset
 from registry.services import record_create
+from tests.factories import DataUseGrantFactory
 from validation import services
 from validation.baselines import run_set_baseline
 from validation.choices import RunFileKind, RunStatus
@@ -18,12 +19,15 @@ CONFIG = {"n_resamples": 50, "min_patients": 5, "analyses": ["calibration", "dri
 
 
 def _dataset(run_setup, write_dataset, name: str, **kwargs) -> Dataset:
+    """More North data, granted to the provider like run_setup's."""
     root = write_dataset(name, **kwargs)
-    return record_create(
+    dataset = record_create(
         model=Dataset,
         actor=run_setup["engineer"],
         fields={"name": name, "institution": run_setup["dataset"].institution, "modality": "DX", "location": str(root)},
     )
+    DataUseGrantFactory(dataset=dataset, grantee=run_setup["model"].provider, purpose="performance_monitoring")
+    return dataset
 
 
 def _run(run_setup, dataset=None, **kwargs):

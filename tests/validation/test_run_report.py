@@ -50,10 +50,11 @@ DATASET_KEYS = [
     "attributes_not_collected",
     "intersections_not_evaluated",
     "header_fill",
+    "conversions",
 ]
 LABEL_KEYS = ["threshold", "n_resamples", "seed", "confidence", "min_patients", "overall", "subgroups", "gaps", "roc", *ANALYSES[:2], *ANALYSES[3:]]
 SEGMENTATION_KEYS = ["n_resamples", "seed", "confidence", "min_patients", "overall", "subgroups", "gaps"]
-SUBGROUP_KEYS = ["grouping", "name", "attributes", "values", "n_cases", "n_patients", "n_positive", "suppressed", "metrics"]
+SUBGROUP_KEYS = ["grouping", "name", "attributes", "values", "n_cases", "n_patients", "n_positive", "suppressed", "reason", "metrics"]
 GAP_KEYS = [
     "kind",
     "attributes",
@@ -66,6 +67,9 @@ GAP_KEYS = [
     "n_valid",
     "n_groups_compared",
     "components",
+    "critical_value",
+    "mdd",
+    "mdd_patients",
     "grouping",
 ]
 DRIFT_KEYS = [
@@ -178,7 +182,7 @@ def test_the_stored_json_keeps_its_keys(evaluations):
     first, later, segmentation = (evaluations[n].report for n in ("first", "later", "segmentation"))
     assert list(first) == TOP_KEYS and list(segmentation) == TOP_KEYS
     assert list(first["dataset"]) == DATASET_KEYS
-    assert first["skipped"] == [{"row": 6, "image_path": "img/5.npy", "reason": first["skipped"][0]["reason"]}]
+    assert first["skipped"] == [{"row": 6, "image_path": "img/5.npy", "reason": first["skipped"][0]["reason"], "kind": "unreadable"}]
     for label in LABELS:
         section = first["results"][label]
         assert list(section) == LABEL_KEYS
@@ -205,7 +209,7 @@ def test_readers_get_attributes(evaluations):
     assert report.drift_compared and all(isinstance(f, DriftFinding) for f in report.drift.findings)
     assert {f.kind for f in report.drift.findings} >= {"input_drift"}
     first = evaluations["first"].run_report
-    assert first.skipped == (SkippedImage(row=6, image_path="img/5.npy", reason=first.skipped[0].reason),)
+    assert first.skipped == (SkippedImage(row=6, image_path="img/5.npy", reason=first.skipped[0].reason, kind="unreadable"),)
     assert not first.drift_compared and first.drift.error == "no baseline run was given"
     uncertainty = first.results["nodule"]
     assert len(uncertainty.flagged_cases) == uncertainty.uncertainty["n_flagged"]

@@ -58,6 +58,7 @@ def test_another_institutions_engineer_cannot_validate_the_vendors_version(run_s
 def test_engineers_see_runs_of_their_models_and_on_their_data_only(run_setup, personas, api_client, write_dataset):
     from registry.models import Dataset
     from registry.services import record_create
+    from tests.factories import DataUseGrantFactory
 
     services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=run_setup["dataset"])
     south_data = record_create(
@@ -70,6 +71,7 @@ def test_engineers_see_runs_of_their_models_and_on_their_data_only(run_setup, pe
             "location": str(write_dataset("south")),
         },
     )
+    DataUseGrantFactory(dataset=south_data, grantee=run_setup["model"].provider)
     on_south = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=south_data)
     seen_by_south = [r["id"] for r in api_client(personas["engineer_south"]).get(URL).json()["results"]]
     assert seen_by_south == [on_south.pk]

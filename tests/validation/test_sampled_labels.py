@@ -1,15 +1,14 @@
 """Robustness, uncertainty and explainability of a multi-label model: every label from one forward pass.
 
 The model outputs every label at once, so the sampled analyses run it once per
-perturbed input and slice each label's column. Each label must get exactly what
-the one-label model made of its head gets, and the forward passes must not grow
-with the labels (except the deletion and insertion steps of each label's own
-saliency maps, which are that label's inputs alone).
+perturbed input and slice each label's column. For robustness and uncertainty each
+label must get exactly what the one-label model made of its head gets; explainability
+explains one set of cases shared by the labels, each for the label it was drawn for.
+The forward passes must not grow with the labels.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -96,52 +95,50 @@ def _evaluate(root: Path, model: Path, labels: np.ndarray, names: list[str], con
     )
 
 
-def _without_seconds(analyses: dict) -> dict:
-    """The sampled analyses of one label, less the explainability timings (the only values that may differ)."""
-    analyses = json.loads(json.dumps({name: analyses[name] for name in SAMPLED}))
-    for entry in [*analyses["explainability"]["methods"].values(), analyses["explainability"]["random_baseline"]]:
-        del entry["seconds"]
-    return analyses
-
-
 def test_each_label_of_a_three_label_model_gets_what_its_head_alone_gets(dataset, tmp_path):
     root, labels = dataset
     names = ["effusion", "nodule", "mass"]
-    together = _evaluate(root, _model(tmp_path / "three.onnx", 3), labels[:, :3], names)
+    config = SuiteConfig(**{**CONFIG.to_dict(), "analyses": ["robustness", "uncertainty"]})
+    together = _evaluate(root, _model(tmp_path / "three.onnx", 3), labels[:, :3], names, config)
     assert together.run_report.images_read_per_image == 1.0
     for k, name in enumerate(names):
-        alone = _evaluate(root, _model(tmp_path / f"head-{k}.onnx", slice(k, k + 1)), labels[:, k : k + 1], [name])
-        assert _without_seconds(together.report["results"][name]) == _without_seconds(alone.report["results"][name])
-        assert {f: b for f, b in together.files.items() if f.startswith(f"saliency/{name}/")} == alone.files
+        alone = _evaluate(root, _model(tmp_path / f"head-{k}.onnx", slice(k, k + 1)), labels[:, k : k + 1], [name], config)
+        assert together.report["results"][name] == alone.report["results"][name]
     robustness = together.report["results"]["nodule"]["robustness"]
     assert len(robustness["conditions"]) == 33 and not robustness["failed"]
-    assert together.report["results"]["effusion"]["explainability"]["cases"] != together.report["results"]["nodule"]["explainability"]["cases"]
+
+
+def test_the_labels_share_the_explained_cases_and_each_gets_the_overlays_of_its_own(dataset, tmp_path):
+    root, labels = dataset
+    names = ["effusion", "nodule", "mass"]
+    config = SuiteConfig(**{**CONFIG.to_dict(), "analyses": ["explainability"], "explain_cases": 6})
+    together = _evaluate(root, _model(tmp_path / "three.onnx", 3), labels[:, :3], names, config)
+    reports = {name: together.report["results"][name]["explainability"] for name in names}
+    rows = {name: [case["row"] for case in report["cases"]] for name, report in reports.items()}
+    assert [len(r) for r in rows.values()] == [2, 2, 2] and len(set().union(*map(set, rows.values()))) == 6
+    assert all(report["n_explained"] == 6 and report["pooled"]["n_cases"] == 6 for report in reports.values())
+    for name, report in reports.items():
+        expected = {f"saliency/{name}/{method}/row-{row}.png" for method in ("occlusion", "rise") for row in rows[name]}
+        assert {overlay["file"] for overlay in report["overlays"]} == expected
+    assert set(together.files) == {overlay["file"] for report in reports.values() for overlay in report["overlays"]}
 
 
 def test_fourteen_labels_cost_the_forward_passes_of_one(dataset, tmp_path):
     root, labels = dataset
-    config = SuiteConfig(**{**CONFIG.to_dict(), "analyses": ["robustness", "uncertainty"]})
-    one = _evaluate(root, _model(tmp_path / "one.onnx", 1), labels[:, :1], ["l0"], config).report["inference"]
-    fourteen = _evaluate(root, _model(tmp_path / "fourteen.onnx", 14), labels, [f"l{k}" for k in range(14)], config).report["inference"]
+    one = _evaluate(root, _model(tmp_path / "one.onnx", 1), labels[:, :1], ["l0"]).report["inference"]
+    fourteen = _evaluate(root, _model(tmp_path / "fourteen.onnx", 14), labels, [f"l{k}" for k in range(14)]).report["inference"]
     assert fourteen["forward_passes"] == one["forward_passes"]
     assert fourteen["forward_passes_by_stage"] == one["forward_passes_by_stage"]
     conditions = sum(p.modality == "all" for p in PERTURBATIONS.values()) * len(SEVERITY_LEVELS)
     assert conditions == 33
-    assert one["forward_passes_by_stage"] == {"inference": IMAGES, "robustness": 30 * conditions, "uncertainty": 30 * len(AUGMENTATIONS)}
-    assert fourteen["forward_passes_per_sampled_case"] == conditions + len(AUGMENTATIONS) == 41
-
-
-def test_with_explainability_only_each_labels_own_deletion_and_insertion_steps_add_passes(dataset, tmp_path):
-    """With the same finding in all 14 columns every label explains the same cases, so the labels share
-    all of explainability's passes but the 2 x 21 deletion and insertion steps of each of their maps."""
-    root, labels = dataset
-    same = np.repeat(labels[:, :1], 14, axis=1)
-    one = _evaluate(root, _model(tmp_path / "one.onnx", 1), same[:, :1], ["l0"]).report["inference"]["forward_passes_by_stage"]
-    fourteen = _evaluate(root, _model(tmp_path / "fourteen.onnx", 14), same, [f"l{k}" for k in range(14)]).report["inference"]
-    passes = fourteen["forward_passes_by_stage"]
-    assert {stage: passes[stage] for stage in ("inference", "robustness", "uncertainty")} == {
-        stage: one[stage] for stage in ("inference", "robustness", "uncertainty")
+    # Per explained case: itself, the unoccluded image and 5 x 5 patches (24 px, patch 8, stride 4), the RISE
+    # masks, and the 2 x 21 deletion and insertion steps of each random map and of each method's map.
+    explained = 1 + 1 + 25 + CONFIG.rise_masks + (3 + 2) * 2 * 21
+    assert one["forward_passes_by_stage"] == {
+        "inference": IMAGES,
+        "robustness": 30 * conditions,
+        "uncertainty": 30 * len(AUGMENTATIONS),
+        "explainability": CONFIG.explain_cases * explained,
     }
-    own_steps = CONFIG.explain_cases * 2 * 2 * 21  # cases x methods x (deletion, insertion) x steps 0..20
-    assert passes["explainability"] == one["explainability"] + 13 * own_steps
-    assert fourteen["forward_passes"] == sum(passes.values())
+    sampled = 30 * (conditions + len(AUGMENTATIONS)) + CONFIG.explain_cases * explained
+    assert conditions + len(AUGMENTATIONS) == 41 and fourteen["forward_passes_per_sampled_case"] == sampled / 30

@@ -16,7 +16,15 @@ from django.utils import timezone
 from compliance.models import ScoringPolicy, TrustAssessment
 from compliance.trust.gather import version_evidence
 from compliance.trust.policy import DEFAULT_POLICY, PRINCIPLES
-from compliance.trust.services import policy_create, trust_assess, trust_exception_grant, trust_guard, trust_recompute
+from compliance.trust.services import (
+    policy_activate,
+    policy_create,
+    trust_assess,
+    trust_exception_confirm,
+    trust_exception_grant,
+    trust_guard,
+    trust_recompute,
+)
 from validation import services
 from validation.choices import RunStatus
 from validation.models import ValidationRun
@@ -73,6 +81,8 @@ def test_a_new_policy_never_rewrites_old_assessments(run_setup, personas):
     definition = json.loads(json.dumps(DEFAULT_POLICY))
     definition["principles"]["fairness"]["minimum"] = 90
     second_policy = policy_create(actor=personas["officer"], name="Stricter fairness", definition=definition)
+    assert not second_policy.active  # proposed: in force once a second officer activates it
+    second_policy = policy_activate(actor=personas["officer2"], policy=second_policy)
     second = trust_assess(version=run_setup["version"], trigger="manual")
     first_again = TrustAssessment.objects.get(pk=first.pk)
     assert first_again.policy.version == 1 and first_again.principles == first.principles
@@ -113,7 +123,12 @@ def test_recomputation_triggers(run_setup, personas, eager, deployed, report, dj
     cache.clear()  # the datasheet's request opened a debounce window; eager tasks ran it already
     dossier = dossier_open(actor=personas["officer"], version=run_setup["version"])
     with django_capture_on_commit_callbacks(execute=True):
-        dossier_save(actor=personas["officer"], dossier=dossier, values={"1a_purpose_statement": "Triage of chest films."}, edit_count=0)
+        dossier_save(
+            actor=personas["officer"],
+            dossier=dossier,
+            values={"1a_purpose_statement": "Triage of adult chest films for suspected pneumothorax, as a second reader."},
+            edit_count=0,
+        )
     assessment = TrustAssessment.objects.filter(version=run_setup["version"], trigger="dossier_changed").latest("pk")
     criterion = next(c for c in assessment.principles["traceability"]["criteria"] if c["key"] == "dossier_completeness")
     assert criterion["status"] == "partly" and 0 < criterion["value"] < 1 and criterion["inputs"]["id"] == dossier.pk
@@ -148,9 +163,11 @@ def test_the_approval_guard_reads_the_assessment_and_honours_exceptions(run_setu
     blocked = [n for n, p in assessment.principles.items() if p["status"] == "insufficient_evidence" or p.get("below_minimum")]
     assert blocked and all(name in reason for name in blocked)
     for name in blocked:
-        trust_exception_grant(
+        exception = trust_exception_grant(
             actor=personas["officer"], version=version, principle=name, justification="Pilot at one site under close supervision; evidence follows."
         )
+        assert "waits for a second officer" in trust_guard(version)
+        trust_exception_confirm(actor=personas["officer2"], exception=exception)
     assert trust_guard(version) is None
     with pytest.raises(ValidationError):
         trust_exception_grant(actor=personas["officer"], version=version, principle="charisma", justification="x" * 30)

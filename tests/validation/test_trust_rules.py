@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -52,13 +53,13 @@ def subgroup(attribute: str, value: str, n: int = 120, suppressed: bool = False)
     }
 
 
-def gap(kind: str, attribute: str, value: float, low: float, high: float, groups=("M", "F"), component=None) -> dict:
+def gap(kind: str, attribute: str, value: float, low: float, high: float, groups=("M", "F"), component=None, mdd=None, mdd_patients=None) -> dict:
     return {
         "kind": kind,
         "attributes": [attribute],
         "component": component,
-        "group_high": [groups[0]],
-        "group_low": [groups[1]],
+        "group_high": None if groups is None else [groups[0]],
+        "group_low": None if groups is None else [groups[1]],
         "value": value,
         "ci_low": low,
         "ci_high": high,
@@ -66,6 +67,9 @@ def gap(kind: str, attribute: str, value: float, low: float, high: float, groups
         "n_groups_compared": 2,
         "components": {},
         "grouping": attribute,
+        "critical_value": None if mdd is None else 1.96,
+        "mdd": mdd,
+        "mdd_patients": mdd_patients,
     }
 
 
@@ -305,6 +309,38 @@ def test_fnr_gap_and_equalized_odds_use_their_own_thresholds():
     assert apply("equalized_odds_difference", evidence, threshold=0.05).status == "uncertain"
 
 
+def test_a_gap_the_run_could_not_have_seen_is_insufficient_evidence_with_the_patients_needed():
+    # The CI is below 0.05, but the run would detect a gap only from 0.09: a 0.05 gap could hide in it.
+    blind = gap("auroc_gap", "sex", 0.01, 0.0, 0.04, mdd=0.09, mdd_patients=150)
+    outcome = apply("largest_auroc_gap", version(runs=(run(3, report({"nodule": label([blind])})),)))
+    assert outcome.value is None and outcome.status == "no_evidence"
+    assert outcome.inputs["patients_needed"] == math.ceil(150 * (0.09 / 0.05) ** 2) == 486 and outcome.inputs["mdd"] == 0.09
+    assert "could only detect a gap of 0.090 or more with 80% power" in outcome.explanation
+    assert "about 486 patients per group" in outcome.explanation and outcome.links == (Link("run", 3, "Run 3 on Set 1"),)
+    # The same run with more patients per group would have seen it: met, and the power is stated.
+    seen = gap("auroc_gap", "sex", 0.01, 0.0, 0.04, mdd=0.045, mdd_patients=600)
+    met = apply("largest_auroc_gap", version(runs=(run(3, report({"nodule": label([seen])})),)))
+    assert met.status == "met" and met.inputs["patients_needed"] is None
+    assert "a gap of 0.045 or more would have been detected with 80% power" in met.explanation
+
+
+def test_a_gap_found_above_the_threshold_is_not_met_even_beside_one_that_could_be_missed():
+    found = gap("auroc_gap", "age_band", 0.2, 0.12, 0.28, ("40-64", "65+"), mdd=0.11, mdd_patients=90)
+    blind = gap("auroc_gap", "sex", 0.01, 0.0, 0.04, mdd=0.09, mdd_patients=150)
+    outcome = apply("largest_auroc_gap", version(runs=(run(1, report({"nodule": label([found, blind])})),)))
+    assert outcome.status == "not_met" and outcome.inputs["attributes"] == ["age_band"]
+
+
+def test_site_gap_uses_the_same_power_rule_and_a_tie_names_no_pair():
+    blind = gap("auroc_gap", "site", 0.0, 0.0, 0.07, groups=None, mdd=0.12, mdd_patients=80)
+    outcome = apply("site_auroc_gap", version(runs=(run(1, report({"nodule": label([blind])})),)))
+    assert outcome.status == "no_evidence" and outcome.inputs["patients_needed"] == math.ceil(80 * (0.12 / 0.05) ** 2)
+    assert "no difference between the groups" in outcome.explanation
+    tie = gap("auroc_gap", "sex", 0.0, 0.0, 0.03, groups=None, mdd=0.04, mdd_patients=500)
+    met = apply("largest_auroc_gap", version(runs=(run(1, report({"nodule": label([tie])})),)))
+    assert met.status == "met" and "(no difference between the groups)" in met.explanation
+
+
 def test_intersections_count_only_when_asked():
     inter = {**gap("auroc_gap", "sex", 0.3, 0.2, 0.4), "attributes": ["sex", "age_band"], "group_high": ["M", "18-39"], "group_low": ["F", "65+"]}
     evidence = version(runs=(run(1, report({"nodule": label([gap("auroc_gap", "sex", 0.01, 0.0, 0.02), inter])})),))
@@ -393,7 +429,7 @@ def test_external_sites_vendors_and_site_gap():
     assert apply("external_sites", version()).value is None  # internal test data only
 
 
-def meta(k=3, estimate=0.82, ci=(0.78, 0.86), prediction=(0.74, 0.89), i2=0.2, refused=None) -> dict:
+def meta(k=3, estimate=0.82, ci=(0.78, 0.86), prediction=(0.74, 0.89), i2=0.2, q_p=0.5, refused=None) -> dict:
     """One label's AUROC meta-analysis in ``MetaAnalysis.to_dict`` form (k = 2: no prediction interval)."""
     if refused:
         return {
@@ -418,6 +454,7 @@ def meta(k=3, estimate=0.82, ci=(0.78, 0.86), prediction=(0.74, 0.89), i2=0.2, r
         "prediction_high": high,
         "prediction_note": None if k >= 3 else "a prediction interval for a new site needs at least 3 sites",
         "i2": i2,
+        "q_p": q_p,
         "tau2": 0.01,
         "refused_reason": None,
     }
@@ -451,7 +488,9 @@ def test_external_sites_count_federated_sites_other_than_the_provider():
     "analysis, value, status, words",
     [
         (meta(), 1.0, "met", "expected at 0.7 or above and I² is under 50%"),
-        (meta(prediction=(0.72, 0.9), i2=0.6), 0.5, "uncertain", "but I² is 50% or more"),
+        (meta(prediction=(0.72, 0.9), i2=0.6, q_p=0.04), 0.5, "uncertain", "but I² is 50% or more and Cochran's Q shows heterogeneity (p 0.04"),
+        (meta(prediction=(0.72, 0.9), i2=0.6, q_p=0.2), 1.0, "met", "I² is 50% or more, but Cochran's Q does not show heterogeneity (p 0.20"),
+        (meta(prediction=(0.72, 0.9), i2=0.6, q_p=None), 0.5, "uncertain", "but I² is 50% or more"),
         (meta(prediction=(0.6, 0.95), i2=0.7), 0.25, "not_met", "may fall below 0.7"),
         (meta(k=2, ci=(0.7, 0.9)), 0.5, "uncertain", "needs at least 3 sites"),
         (meta(k=2, estimate=0.6, ci=(0.55, 0.65)), 0.375, "not_met", "pooled CI stays below 0.7"),
@@ -629,6 +668,42 @@ def test_faithfulness_scores_each_curve_against_random():
     worse = {"m": explain((0.05, 0.03, 0.08), (-0.05, -0.08, -0.03)), "n": explain((0.01, None, None), (0.01, None, None))}
     assert apply("faithfulness", version(runs=(run(1, report({"x": label(explainability={"methods": {"m": worse["m"]}})})),))).value == 0.0
     assert apply("faithfulness", version(runs=(run(1, report({"x": label(explainability={"methods": {"n": worse["n"]}})})),))).status == "uncertain"
+
+
+def fourteen_label_run(pooled_methods: dict) -> RunEvidence:
+    """32 shared cases over 14 labels: each label's own 2-3 cases are too few for a CI, ``pooled`` judges all 32."""
+    too_few = {"occlusion": explain((-0.2, None, None), (0.2, None, None), "too few cases to judge")}
+    pooled = {"n_cases": 32, "methods": pooled_methods}
+    labels = {
+        f"finding_{i}": label(explainability={"n_cases": 3 if i < 4 else 2, "n_explained": 32, "methods": too_few, "pooled": pooled})
+        for i in range(14)
+    }
+    return run(1, report(labels))
+
+
+def test_faithfulness_judges_the_pooled_cases_when_each_labels_share_is_too_small():
+    beats = {"occlusion": explain((-0.05, -0.08, -0.02), (0.08, 0.07, 0.10), "beats random")}
+    outcome = apply("faithfulness", version(runs=(fourteen_label_run(beats),)))
+    assert (outcome.value, outcome.status, outcome.n) == (1.0, "met", 32)
+    assert outcome.inputs["pooled"] is True and outcome.inputs["label"] is None
+    assert "on all 32 explained cases, shared by the labels" in outcome.explanation
+    worse = {"occlusion": explain((0.05, 0.03, 0.08), (-0.05, -0.08, -0.03), "worse than random")}
+    assert apply("faithfulness", version(runs=(fourteen_label_run(worse),))).status == "not_met"
+    # the same per-label shares without ``pooled`` (a report stored before it existed): nothing to judge on
+    old = version(
+        runs=(
+            run(
+                1,
+                report(
+                    {
+                        f"finding_{i}": label(explainability={"n_cases": 2, "methods": {"occlusion": explain((-0.2, None, None), (0.2, None, None))}})
+                        for i in range(14)
+                    }
+                ),
+            ),
+        )
+    )
+    assert apply("faithfulness", old).status == "uncertain" and apply("faithfulness", old).inputs["pooled"] is False
 
 
 # --- Principles and the assessment -------------------------------------------------------

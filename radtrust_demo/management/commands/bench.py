@@ -2,8 +2,10 @@
 ``manage.py bench feedback [--json] [--database-url URL] [--rows N] [--deployments N]``: the feedback reads at scale.
 ``manage.py bench documents [--json] [--quick]``: rendering the technical documentation against WeasyPrint alone.
 ``manage.py bench federated [--json] [--quick]``: pooled against central AUROC, payload size, the site agent against the evaluation alone.
+``manage.py bench statistics [--json] [--quick]``: interval coverage, false alarms, disclosure and the CUSUM on simulated data.
 
-Thin: the measurements are in ``radtrust_demo.bench.validation`` (plain Python), ``radtrust_demo.bench.federated``, ``radtrust_demo.bench.feedback`` and ``radtrust_demo.bench.documents``.
+Thin: the measurements are in ``radtrust_demo.bench.validation`` (plain Python), ``radtrust_demo.bench.federated``, ``radtrust_demo.bench.feedback``,
+``radtrust_demo.bench.documents`` and ``radtrust_demo.bench.statistics``.
 Progress goes to stderr and anything a library prints while measuring is sent there
 too, so that with ``--json`` stdout holds exactly one JSON object.
 """
@@ -19,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from radtrust_demo.bench import documents as documents_bench
 from radtrust_demo.bench import feedback as bench
+from radtrust_demo.bench import statistics as statistics_bench
 from radtrust_demo.bench.federated import run_federated_bench
 from radtrust_demo.bench.validation import FIGURES, format_table, run_benchmarks
 
@@ -27,7 +30,7 @@ class Command(BaseCommand):
     help = "Measure the validation engine against bare ONNX Runtime, fairlearn and scikit-learn, in one process; or the feedback reads at a million reports."
 
     def add_arguments(self, parser):
-        parser.add_argument("target", choices=["validation", "feedback", "documents", "federated"], help="What to benchmark.")
+        parser.add_argument("target", choices=["validation", "feedback", "documents", "federated", "statistics"], help="What to benchmark.")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object instead of a table.")
         parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke run of a few seconds.")
         parser.add_argument("--only", choices=FIGURES, help="Measure this figure only.")
@@ -47,6 +50,9 @@ class Command(BaseCommand):
             return
         if target == "federated":
             self._federated(as_json=as_json, quick=quick)
+            return
+        if target == "statistics":
+            self._statistics(as_json=as_json, quick=quick)
             return
         if images is not None and images < 1:
             raise CommandError("--images must be at least 1.")
@@ -68,6 +74,11 @@ class Command(BaseCommand):
         with contextlib.redirect_stdout(sys.stderr):
             result = run_federated_bench(settings.VAR_DIR / "bench", quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
         self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
+
+    def _statistics(self, *, as_json: bool, quick: bool) -> None:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = statistics_bench.run_statistics_bench(quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
+        self.stdout.write(json.dumps(result, indent=2) if as_json else statistics_bench.format_table(result))
 
     def _feedback(
         self, *, as_json: bool, database_url: str | None, rows: int | None, deployments: int | None, repeats: int | None, child: bool, **options

@@ -31,7 +31,7 @@ from compliance.models import DeploymentMonitor
 from compliance.trust.services import trust_assess
 from core.audit import audit_context, audit_verify_chain
 from core.choices import Role
-from radtrust_demo.dossiers import approval_demo, dossier_demo, feedback_demo
+from radtrust_demo.dossiers import approval_demo, demo_credentials, dossier_demo, feedback_demo, substantial_approval_demo
 from radtrust_demo.federated import federated_demo, federated_lines
 from radtrust_demo.networks import export_tiny_classifier
 from radtrust_demo.runs import drift_datasets, drift_lines, fine_tuned_setup, found_effects_lines, nodule_model_setup, suite_lines, trust_lines
@@ -53,6 +53,7 @@ USERS = {
     "demo-officer": (Role.COMPLIANCE_OFFICER, "radvendor"),
     "demo-officer-2": (Role.COMPLIANCE_OFFICER, "radvendor"),
     "demo-clinician": (Role.CLINICIAN, "st-anna"),
+    "demo-steward": (Role.COMPLIANCE_OFFICER, "st-anna"),  # St. Anna's data steward: grants RadVendor the use of its data
     "demo-clinician-2": (Role.CLINICIAN, "city-general"),
     "demo-auditor": (Role.AUDITOR, "radvendor"),
     "demo-worker": (Role.WORKER, "radvendor"),
@@ -76,8 +77,11 @@ class Command(BaseCommand):
             engineer = User.objects.get(username="demo-engineer")
             base, tuned = self._model_and_versions(sites["radvendor"], engineer)
             self._datasets(sites, engineer, base, tuned)
-            nodule, test_set = nodule_model_setup(engineer=engineer, provider=sites["radvendor"], site=sites["st-anna"], out=self.stdout.write)
-            go_live, follow_ups = drift_datasets(engineer=engineer, site=sites["st-anna"], out=self.stdout.write)
+            steward = User.objects.get(username="demo-steward")
+            nodule, test_set = nodule_model_setup(
+                engineer=engineer, steward=steward, provider=sites["radvendor"], site=sites["st-anna"], out=self.stdout.write
+            )
+            go_live, follow_ups = drift_datasets(engineer=engineer, steward=steward, site=sites["st-anna"], out=self.stdout.write)
             tuned_nodule = fine_tuned_setup(engineer=engineer, parent=nodule, test_set=test_set, out=self.stdout.write)
         with self._worker(timeout) as deadline:
             self._mirror([base, tuned, nodule, tuned_nodule], deadline)
@@ -109,6 +113,7 @@ class Command(BaseCommand):
         self._trust_summary([nodule, tuned_nodule])
         with audit_context(label="demo"):
             dossiers = dossier_demo(versions=[nodule, tuned_nodule], out=self.stdout.write, **officers)
+            substantial_approval_demo(version=tuned_nodule, engineer=engineer, out=self.stdout.write, **officers)
         self._documents_summary(dossiers)
 
     def _institutions(self) -> dict[str, Institution]:
@@ -147,7 +152,7 @@ class Command(BaseCommand):
     def _users(self, sites) -> dict[str, str]:
         """Create the persona accounts with random passwords, kept in var/demo-credentials.txt (mode 600)."""
         path = Path(settings.VAR_DIR) / "demo-credentials.txt"
-        existing = dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line) if path.exists() else {}
+        existing = demo_credentials()
         for username, (role, site) in USERS.items():
             if User.objects.filter(username=username).exists():
                 continue
@@ -402,7 +407,7 @@ class Command(BaseCommand):
             signature = dossier.signature
             w(
                 f"  {dossier.version}  revision {dossier.revision}, snapshot sha256 {dossier.snapshot_sha256[:16]}..., "
-                f"signed by {signature.signer.username} at {signature.signed_at:%Y-%m-%d %H:%M}   /dossiers/{dossier.pk}/"
+                f"signed by {signature.signer_name or signature.signer.username} at {signature.signed_at:%Y-%m-%d %H:%M}   /dossiers/{dossier.pk}/"
             )
             change_log = (dossier.snapshot.get("evidence") or {}).get("change_log")
             if change_log:
@@ -414,7 +419,8 @@ class Command(BaseCommand):
                 w(
                     f"    {document.get_kind_display():<62} {Path(settings.MEDIA_ROOT) / document.storage_name}  sha256 {document.sha256[:16]}...{pages}"
                 )
-        w("  Verify       manage.py verify_documents")
+        w("  Verify       manage.py verify_documents; each PDF's PAdES signature with any PDF reader or pdfsig, trusting")
+        w(f"               {Path(settings.RADTRUST_SIGNING_DIR) / 'ca.cert.pem'} (docs/operating.md, document signing keys)")
 
     def _federated_summary(self, version, engineer, hospitals, timeout: float) -> None:
         """The federated study: the server and one site agent per hospital as separate processes, then the pooled figures."""

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import json
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from core.access import may
 from core.audit import audit_context
 from core.errors import Conflict
-from registry.management.arguments import version_argument
-from registry.models import Dataset, User
+from registry.management.arguments import dataset_argument, version_argument
+from registry.models import User
 from validation import services
 from validation.choices import RunStatus
 from validation.models import ValidationRun
 from validation.reporting import follow_run, summary_lines
-
-
-def _dataset(text: str) -> Dataset:
-    found = Dataset.objects.filter(pk=int(text)).first() if text.isdigit() else Dataset.objects.filter(name=text).first()
-    if found is None:
-        raise CommandError(f"No dataset {text!r}: give its id or name.")
-    return found
 
 
 class Command(BaseCommand):
@@ -51,13 +44,18 @@ class Command(BaseCommand):
         try:
             with audit_context(user=actor):
                 run = services.run_create(
-                    actor=actor, version=version_argument(version), dataset=_dataset(dataset), manifest=manifest, config=suite, on_site=on_site
+                    actor=actor,
+                    version=version_argument(version),
+                    dataset=dataset_argument(dataset),
+                    manifest=manifest,
+                    config=suite,
+                    on_site=on_site,
                 )
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()) if hasattr(exc, "error_dict") else " ".join(exc.messages)
             ) from None
-        except Conflict as exc:
+        except (Conflict, PermissionDenied) as exc:  # a refusal: a retired version, data not granted to the provider
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Queued validation run {run.pk} on queue {run.queue}.")
         if not wait:

@@ -1,0 +1,121 @@
+"""What must hold before a dossier revision is submitted, beyond each field being filled: one place
+for the rules that read several fields and the evidence together.
+
+1. Every required field is answered (``dossier_fields.completeness``: substance and form).
+2. Release evidence is pinned: there is declared performance, not "the newest run".
+3. The declaration of conformity can state every item of AI Act Annex V and MDR Annex IV
+   (``compliance.declaration``), and a medical device's statement of conformity cites both laws.
+4. The AI Act risk class and the MDR class agree: the class the dossier states is the registry's,
+   a class IIa-III device (a notified body assesses it) is high-risk under AI Act Art. 6(1), and
+   a class I device (no notified body) is not made high-risk by it.
+5. No claim in the dossier ("sensitivity at least 0.85") is contradicted by the declared
+   performance (``compliance.claims``).
+
+``submission_problems`` returns each failure as a sentence that says what to fix; the dossier
+page shows the same list before the officer submits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from compliance.claims import ClaimCheck, claims_check
+from compliance.declaration import NOTIFIED_BODY_CLASSES, RISK_CLASS_WORDS, declaration_missing
+from compliance.dossier_fields import FIELDS
+from compliance.field_checks import mdr_class_rule
+
+NO_DECLARED_PERFORMANCE = (
+    "No declared performance yet: a compliance officer pins the release evidence (the validation runs on the intended population, "
+    "at the version's operating threshold) before the dossier is submitted."
+)
+_AI_ACT = re.compile(r"2024/1689|\bAI Act\b|Artificial Intelligence Act", re.I)
+_MDR = re.compile(r"2017/745|\bMDR\b|Medical Devices? Regulation", re.I)
+OFFICER_FIELDS = tuple(k for k, f in FIELDS.items() if f.editable)
+
+
+def class_problems(*, risk_class: str, mdr_class: str, values: Mapping[str, Any]) -> list[str]:
+    """Step 4."""
+    problems = []
+    stated, _rule = mdr_class_rule(str(values.get("mdr_class_rule") or ""))
+    title = FIELDS["mdr_class_rule"].title
+    if stated and not mdr_class:
+        problems.append(
+            f"The dossier states MDR class {stated} ({title}), but the registry records no MDR class (not a medical device); correct one of them."
+        )
+    elif stated and stated != mdr_class:
+        problems.append(f"The dossier states MDR class {stated} ({title}), but the registry records class {mdr_class}; correct one of them.")
+    risk = RISK_CLASS_WORDS.get(risk_class, risk_class or "no class")
+    if mdr_class in NOTIFIED_BODY_CLASSES and risk_class != "high":
+        problems.append(
+            f"An MDR class {mdr_class} device is assessed by a notified body, which makes it a high-risk AI system (AI Act Art. 6(1), "
+            f"Annex I Section A), but the registry records '{risk}'; correct the AI Act class or the MDR class."
+        )
+    if mdr_class == "I" and risk_class == "high":
+        problems.append(
+            "An MDR class I device needs no notified body, so AI Act Art. 6(1) does not make it high-risk, yet the registry records it as "
+            "high-risk: software that informs diagnosis is class IIa or higher under Annex VIII Rule 11. Correct the MDR class or the AI Act class."
+        )
+    return problems
+
+
+def conformity_statement_problem(values: Mapping[str, Any], mdr_class: str) -> str | None:
+    """Step 3: one declaration covers both laws (Art. 47(3))."""
+    text = str(values.get("8_v4_conformity") or "")
+    if not text.strip():
+        return None  # named as missing already
+    lacking = [
+        name
+        for name, pattern, needed in (
+            ("the AI Act (Regulation (EU) 2024/1689)", _AI_ACT, True),
+            ("the MDR (Regulation (EU) 2017/745)", _MDR, bool(mdr_class)),
+        )
+        if needed and not pattern.search(text)
+    ]
+    if not lacking:
+        return None
+    return f"The statement of conformity does not cite {' or '.join(lacking)}: one declaration covers every Union law that asks for one (AI Act Art. 47(3))."
+
+
+def contradicted(checks: list[ClaimCheck]) -> list[str]:
+    """Step 5: each contradicted claim as a sentence."""
+    return [
+        f"'{FIELDS[c.claim.field].title}' claims {c.claim.statement} (\"{c.claim.text[:120]}\"), but the declared performance shows {c.evidence}. "
+        "Correct the claim, or pin release evidence that supports it."
+        for c in checks
+        if c.verdict == "contradicted"
+    ]
+
+
+def dossier_claims(values: Mapping[str, Any], evidence: Mapping[str, Any]) -> list[ClaimCheck]:
+    return claims_check(values, evidence.get("declared_performance"), OFFICER_FIELDS)
+
+
+def submission_problems(values: Mapping[str, Any], evidence: Mapping[str, Any], done: Mapping[str, Any]) -> list[str]:
+    """Every reason the revision cannot be submitted yet, in the order an officer fixes them."""
+    problems = []
+    sections = done["sections"].values()
+    declared = bool(evidence.get("declared_performance"))
+    # the fields that show the declared performance are named once, by the sentence of step 2
+    blank = [
+        k for s in sections for k in s["missing"] if k not in s.get("problems", {}) and (declared or FIELDS[k].evidence != "declared_performance")
+    ]
+    if blank:
+        problems.append(f"Required fields are not filled yet: {', '.join(blank)}.")
+    answers = [f"{FIELDS[k].title} ({k}): {message}" for s in sections for k, message in (s.get("problems") or {}).items()]
+    if answers:
+        problems.append("Not yet an answer: " + " ".join(answers))
+    model = evidence.get("model_description") or {}
+    mdr_class = str(model.get("mdr_class") or "")
+    if not declared:
+        problems.append(NO_DECLARED_PERFORMANCE)
+    lacking = declaration_missing(values, mdr_class)
+    if lacking:
+        problems.append(f"The declaration of conformity lacks: {'; '.join(lacking)}.")
+    statement = conformity_statement_problem(values, mdr_class)
+    if statement:
+        problems.append(statement)
+    problems += class_problems(risk_class=str(model.get("risk_class") or ""), mdr_class=mdr_class, values=values)
+    problems += contradicted(dossier_claims(values, evidence))
+    return problems
