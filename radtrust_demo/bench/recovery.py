@@ -1,7 +1,7 @@
 """A reader's attack on suppressed cells: every count a published table pins down exactly.
 
 Written from the reader's side, independently of the engine's own disclosure check
-(``radtrust_engine.federated_disclosure``), so the statistics benchmark can test that check
+(``radtrust_engine.disclosure``), so the statistics benchmark can test that check
 rather than repeat it. What a reader sees is the published dict: a run's stratified report
 (``StratifiedReport.to_dict()``) or a site's federated payload (``SiteSummary.to_dict()``).
 
