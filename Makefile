@@ -5,14 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
-SYSTEM_PACKAGES := libharfbuzz-subset0 poppler-utils
+SYSTEM_PACKAGES := libharfbuzz-subset0 poppler-utils orthanc orthanc-dicomweb
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install system-packages demo test serve worker beat clean
 
 install: $(STAMP)
 
-# Debian packages WeasyPrint and the PDF tests need, and the Chromium the browser tests
+# Debian packages WeasyPrint and the PDF tests need, Orthanc with its DICOMweb plugin for the PACS tests, and the Chromium the browser tests
 # drive (Playwright's own browser download needs a CDN); installed only when missing.
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml agent/pyproject.toml
 	$(MAKE) system-packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e './agent[saliency]'
+	$(BIN)/pip install -q -e './agent[saliency,pacs]'
 	$(BIN)/pip install -q -e '.[dev,demo]'
 	touch $(STAMP)
 

@@ -12,10 +12,10 @@ from compliance.change_control import (
     change_plan_propose,
     conformity_assessment_problems,
     conformity_assessment_record,
-    provider_officer_refusal,
 )
 from compliance.change_rules import DEFAULT_CHANGE_RULES, change_rules_validate
 from compliance.choices import AlertStatus
+from compliance.duties import provider_officer_refusal
 from compliance.models import Alert, ChangePlan, ConformityAssessment, Feedback, Incident
 from core.access import may
 from core.errors import Conflict
@@ -145,7 +145,7 @@ class ConformityAssessmentForm(forms.ModelForm):
 
     class Meta:
         model = ConformityAssessment
-        fields = ["version", "route", "notified_body", "certificate_reference", "assessed_on"]
+        fields = ["version", "route", "mdr_procedure", "notified_body", "certificate_reference", "assessed_on"]
 
     user = None  # the acting user, set by the admin's get_form
 
@@ -157,7 +157,7 @@ class ConformityAssessmentForm(forms.ModelForm):
         refusal = provider_officer_refusal(self.user, version.foundation_model, "record the conformity assessment of a version")
         if refusal:
             raise forms.ValidationError(refusal)
-        fields = {k: data.get(k) or "" for k in ("route", "notified_body", "certificate_reference")}
+        fields = {k: data.get(k) or "" for k in ("route", "mdr_procedure", "notified_body", "certificate_reference")}
         for name, problem in conformity_assessment_problems(version=version, assessed_on=data.get("assessed_on"), **fields).items():
             self.add_error(name if name in self.fields else None, problem)
         return data
@@ -168,8 +168,8 @@ class ConformityAssessmentAdmin(admin.ModelAdmin):
     """Recorded by an officer of the version's provider (``conformity_assessment_record``); never edited."""
 
     form = ConformityAssessmentForm
-    list_display = ["pk", "version", "route", "notified_body", "certificate_reference", "assessed_on", "recorded_by"]
-    list_filter = ["route"]
+    list_display = ["pk", "version", "route", "mdr_procedure", "notified_body", "certificate_reference", "assessed_on", "recorded_by"]
+    list_filter = ["route", "mdr_procedure"]
     list_select_related = ["version__foundation_model", "recorded_by"]
     search_fields = ["notified_body", "certificate_reference"]
     actions = None
@@ -194,6 +194,7 @@ class ConformityAssessmentAdmin(admin.ModelAdmin):
             actor=request.user,
             version=obj.version,
             route=obj.route,
+            mdr_procedure=obj.mdr_procedure,
             notified_body=obj.notified_body,
             certificate_reference=obj.certificate_reference,
             assessed_on=obj.assessed_on,

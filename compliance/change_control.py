@@ -5,8 +5,9 @@
 2. ``change_plan_approve``: a second, different officer of the same provider puts it in force. A
    dossier submitted afterwards freezes it, and it judges only versions registered after that
    dossier is signed (``compliance.change_rules.change_plan_in_force``): never retroactively.
-3. ``conformity_assessment_record``: an officer of the provider records the new conformity
-   assessment a substantial modification needs (route, notified body, certificate, date).
+3. ``conformity_assessment_record``: an officer of the provider records the conformity assessment
+   (route, MDR procedure, notified body, certificate, date): every version needs one before it is
+   placed on the market (``compliance.market``), a substantial modification before approval.
 4. ``change_control_guard``: the approval guard's ``change_control`` evidence. A version whose
    change log classifies it as substantial is not approved before its assessment is recorded.
 
@@ -24,8 +25,8 @@ from django.utils import timezone
 
 from compliance.change_log import change_log_build
 from compliance.change_rules import SUBSTANTIAL, change_rules_effective, change_rules_validate
-from compliance.choices import ConformityRoute
-from compliance.duties import officer_refusal, refuse, second_officer_refusal, who_may_act
+from compliance.choices import ConformityRoute, MdrProcedure
+from compliance.duties import provider_officer_refusal, refuse, second_officer_refusal, who_may_act
 from compliance.models import ChangePlan, ChangePlanApproval, ConformityAssessment
 from core.errors import Conflict
 from registry.choices import MdrClass
@@ -33,11 +34,6 @@ from registry.models import FoundationModel, ModelVersion
 
 NOTIFIED_BODY_NUMBER = re.compile(r"\b\d{4}\b")
 MDR_NOTIFIED_BODY_CLASSES = frozenset({MdrClass.IIA, MdrClass.IIB, MdrClass.III})
-
-
-def provider_officer_refusal(actor, foundation_model: FoundationModel, what: str) -> str | None:
-    """Why ``actor`` may not ``what`` for the model, or None: only its provider's compliance officers may."""
-    return officer_refusal(actor, foundation_model.provider, f"{what} of {foundation_model.name}")
 
 
 # --- 1-2: change plans -------------------------------------------------------------------------
@@ -108,12 +104,33 @@ def change_plan_approve(*, actor, plan: ChangePlan) -> ChangePlanApproval:
 # --- 3: conformity assessments -------------------------------------------------------------------
 
 
+MDR_PROCEDURES = {
+    MdrClass.NONE: frozenset({MdrProcedure.NONE}),
+    MdrClass.I: frozenset({MdrProcedure.ANNEX_II_III}),
+    **dict.fromkeys(MDR_NOTIFIED_BODY_CLASSES, frozenset({MdrProcedure.ANNEX_IX, MdrProcedure.ANNEX_X, MdrProcedure.ANNEX_XI})),
+}
+
+
+def _mdr_procedure_problem(version: ModelVersion, mdr_procedure: str) -> str | None:
+    """Why ``mdr_procedure`` is not a procedure of the model's MDR class (Art. 52), or None."""
+    model = version.foundation_model
+    allowed = MDR_PROCEDURES.get(model.mdr_class, frozenset())
+    if mdr_procedure in allowed:
+        return None
+    if model.mdr_class == MdrClass.NONE:
+        return f"{model.name} is not a medical device: leave the MDR procedure empty."
+    labels = " or ".join(str(MdrProcedure(p).label) for p in sorted(allowed))
+    return f"{model.name} is a class {model.mdr_class} medical device: choose {labels} (MDR Art. 52; the AI Act requirements are assessed within it, Art. 43(3))."
+
+
 def conformity_assessment_problems(
-    *, version: ModelVersion, route: str, notified_body: str, certificate_reference: str, assessed_on: date | None
+    *, version: ModelVersion, route: str, notified_body: str, certificate_reference: str, assessed_on: date | None, mdr_procedure: str = ""
 ) -> dict[str, str]:
     """What is wrong with a conformity assessment record, by field; empty when it may be recorded."""
     problems: dict[str, str] = {}
     mdr_class = version.foundation_model.mdr_class
+    if (problem := _mdr_procedure_problem(version, mdr_procedure)) is not None:
+        problems["mdr_procedure"] = problem
     if route not in ConformityRoute.values:
         problems["route"] = f"Choose one of {', '.join(ConformityRoute.values)}."
     elif mdr_class in MDR_NOTIFIED_BODY_CLASSES and route != ConformityRoute.MDR_NOTIFIED_BODY:
@@ -126,12 +143,17 @@ def conformity_assessment_problems(
             f"{version.foundation_model.name} is not a class IIa, IIb or III medical device; choose internal_control or notified_body."
         )
     if route != ConformityRoute.INTERNAL_CONTROL:
+        needs = (
+            f"A class {mdr_class} device is assessed by a notified body"
+            if mdr_class in MDR_NOTIFIED_BODY_CLASSES
+            else "This route involves a notified body"
+        )
         if not NOTIFIED_BODY_NUMBER.search(notified_body or ""):
             problems["notified_body"] = (
-                "Give the notified body's name and its four-digit identification number, e.g. 'BSI Group The Netherlands B.V., 2797'."
+                f"{needs}: give the notified body's name and its four-digit identification number, e.g. 'BSI Group The Netherlands B.V., 2797'."
             )
         if not (certificate_reference or "").strip():
-            problems["certificate_reference"] = "Give the reference of the certificate the notified body issued."
+            problems["certificate_reference"] = f"{needs}: give the reference of the certificate the notified body issued."
     if assessed_on is None:
         problems["assessed_on"] = "Give the date the assessment concluded."
     elif assessed_on > timezone.localdate():
@@ -142,13 +164,25 @@ def conformity_assessment_problems(
 
 
 def conformity_assessment_record(
-    *, actor, version: ModelVersion, route: str, assessed_on: date | None, notified_body: str = "", certificate_reference: str = ""
+    *,
+    actor,
+    version: ModelVersion,
+    route: str,
+    assessed_on: date | None,
+    notified_body: str = "",
+    certificate_reference: str = "",
+    mdr_procedure: str = "",
 ) -> ConformityAssessment:
     """Record the conformity assessment of ``version`` (step 3): its provider's officers only."""
     refusal = provider_officer_refusal(actor, version.foundation_model, "record the conformity assessment of a version")
     if refusal:
         refuse(version, "conformity_assessment_refused", refusal)
-    fields = {"route": route, "notified_body": (notified_body or "").strip(), "certificate_reference": (certificate_reference or "").strip()}
+    fields = {
+        "route": route,
+        "notified_body": (notified_body or "").strip(),
+        "certificate_reference": (certificate_reference or "").strip(),
+        "mdr_procedure": mdr_procedure or "",
+    }
     problems = conformity_assessment_problems(version=version, assessed_on=assessed_on, **fields)
     if problems:
         raise ValidationError(problems)

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from compliance.document_text import metric, number, title
+from core.readable import metric, number, title
 
 # Words a dossier uses for each metric of the run report, longest first when matched.
 METRIC_WORDS: dict[str, tuple[str, ...]] = {

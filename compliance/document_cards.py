@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from compliance.document_evidence import METRICS, NO_DECLARED_PERFORMANCE, operating_point_text
-from compliance.document_text import metric, number, title
+from core.readable import metric, number, title
 
 # Hugging Face's licence identifiers the registry is likely to hold; anything else is "other" with its name.
 HF_LICENCES = frozenset(

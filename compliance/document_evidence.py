@@ -16,8 +16,8 @@ from typing import Any
 
 from compliance.change_log_text import EFFECT_WORDS, conformity_text, plan_text, rule_texts, rule_title
 from compliance.change_rules import value_text
-from compliance.document_text import date, metric, number, percent, title
-from compliance.document_text import words as _text
+from core.readable import date, metric, number, percent, title
+from core.readable import words as _text
 from radtrust_engine.disclosure import SUPPRESSION_REASONS
 from radtrust_engine.stratification import suppressed_count_text
 from registry.choices import MdrClass, Modality, ProvenanceRole, RiskClass, Task
@@ -489,7 +489,18 @@ def _incidents(data: list, _: Attachments) -> list[Element]:
         Table(
             "Incidents at submission",
             ["Incident", "Title", "Type", "Legal basis", "Deadline", "Status", "Reported on"],
-            [[str(i["incident"]), i["title"], i["type"], i["legal_basis"], i["deadline"], i["status"], i.get("reported_on") or "—"] for i in data],
+            [
+                [
+                    str(i["incident"]),
+                    i["title"],
+                    i["type"],
+                    i["legal_basis"] or "—",
+                    i["deadline"] or "none due",
+                    i["status"],
+                    i.get("reported_on") or "—",
+                ]
+                for i in data
+            ],
         )
     ]
 
@@ -572,6 +583,67 @@ def _change_log(data: dict, _: Attachments) -> list[Element]:
     return elements
 
 
+def _risk_file(data: dict, _: Attachments) -> list[Element]:
+    """The risk table of Annex IV 5: each hazard from its harm to its residual risk, controls with their verification."""
+    approved = f", approved by {data['approved_by']} on {date(data['approved_at'])}" if data.get("approved_by") else ""
+    carried = f" Carried forward from the risk file of {data['carried_from']}." if data.get("carried_from") else ""
+    elements: list[Element] = [Text(f"Risk management file: {data['status'].lower()}{approved}.{carried}")]
+    rows = [
+        [
+            f"H{h['number']}",
+            h["hazard"],
+            h["situation"],
+            h["harm"],
+            h["initial"],
+            "; ".join(f"{c['description']} ({c['kind'].lower()}; verified by: {c['verification']})" for c in h["controls"]) or "none",
+            h["residual"],
+            h["state"],
+        ]
+        for h in data["hazards"]
+    ]
+    head = ["", "Hazard", "Hazardous situation", "Harm", "Risk before control", "Controls and their verification", "Residual risk", "Status"]
+    elements.append(Table("Risk table (ISO 14971:2019; AI Act Art. 9)", head, rows) if rows else Text("The file lists no hazard."))
+    signals = [f"H{h['number']}: {s}" for h in data["hazards"] for s in h["signals"]]
+    if signals:
+        elements.append(Table("Post-market signals linked to hazards (Art. 9(2)(c))", ["Signal"], [[s] for s in signals]))
+    elements.append(Pairs("Overall residual risk", [("Benefit-risk conclusion", data.get("benefit_risk") or "not written")]))
+    return elements
+
+
+def residual_risk_elements(data: dict | None) -> list[Element]:
+    """The residual risks as the instructions for use tell them to deployers (Art. 13(3)(b)(iii); MDR Annex I 23.4(g))."""
+    if not data or not data.get("hazards"):
+        return [Text("No residual risk was recorded in the risk management file when the dossier was submitted.", muted=True)]
+    rows = [[h["harm"], h["residual"], "; ".join(c["description"] for c in h["controls"]) or "none"] for h in data["hazards"]]
+    return [Table("Residual risks after the risk controls", ["Harm", "Residual risk", "What reduces it"], rows)]
+
+
+def _qms_register(data: dict, _: Attachments) -> list[Element]:
+    elements: list[Element] = []
+    standards = [
+        [s["reference"], s["edition"], s["title"], s["harmonised"] + (f" ({s['published']})" if s["published"] else "")] for s in data["standards"]
+    ]
+    if standards:
+        elements.append(Table("Standards applied (Art. 17(1)(e))", ["Standard", "Edition", "Title", "Status"], standards))
+    procedures = [
+        [
+            p["reference"],
+            p["title"],
+            p["owner"],
+            "; ".join(p["articles"]),
+            date(p["reviewed_on"]),
+            date(p["next_review"]) + (" (overdue)" if p["overdue"] else ""),
+        ]
+        for p in data["procedures"]
+    ]
+    if procedures:
+        head = ["Procedure", "Title", "Owner", "Art. 17(1)", "Last reviewed", "Next review"]
+        elements.append(Table("Quality management procedures (Art. 17(1))", head, procedures))
+    if data.get("uncovered"):
+        elements.append(Text("No procedure is registered for: " + "; ".join(data["uncovered"]) + "."))
+    return elements or [Text("The quality management register is empty.", muted=True)]
+
+
 FORMATTERS: dict[str, Callable[[Any, Attachments], list[Element]]] = {
     "model_description": _model_description,
     "version_identity": _version_identity,
@@ -589,6 +661,8 @@ FORMATTERS: dict[str, Callable[[Any, Attachments], list[Element]]] = {
     "declared_performance": _declared_performance,
     "post_market_runs": _post_market_runs,
     "audit": _audit,
+    "risk_file": _risk_file,
+    "qms_register": _qms_register,
 }
 NO_DECLARED_PERFORMANCE = "No declared performance yet: no release evidence was pinned for this version."
 

@@ -28,7 +28,7 @@ from django.template.loader import render_to_string
 from compliance.choices import DocumentKind
 from compliance.claims import VERDICT_WORDS
 from compliance.declaration import NOTIFIED_BODY_CLASSES, declaration_rows
-from compliance.document_evidence import Attachments, Element, Pairs, Text, evidence_elements, provenance_table
+from compliance.document_evidence import Attachments, Element, Pairs, Text, evidence_elements, provenance_table, residual_risk_elements
 from compliance.dossier_checks import dossier_claims
 from compliance.dossier_fields import EVIDENCE_SOURCES, FIELDS, SECTIONS, DossierField
 from compliance.field_checks import mdr_class_rule
@@ -54,6 +54,7 @@ class RenderSource:
     snapshot_sha256: str
     signature: dict  # signer, signer_name, institution (name, code, country), signed_at (ISO), meaning, authentication, hashes
     attachments: Attachments = field(default_factory=Attachments)
+    preview: bool = False  # the dossier as it stands, before anyone signed it (``compliance.document_preview``)
 
     @property
     def evidence(self) -> dict:
@@ -191,6 +192,13 @@ def _instructions_for_use(source: RenderSource) -> list[Part]:
             ["13_3b_v_group_performance", "13_3b_v_group_statement"],
         ),
         _part("ifu-risks", "Circumstances that may lead to risks", "Art. 13(3)(b)(iii); MDR Annex I 23.4(g)", ["13_3b_iii_risk_circumstances"]),
+        _part(
+            "ifu-residual-risks",
+            "Residual risks",
+            "Art. 13(3)(b)(iii); MDR Annex I 23.4(g)",
+            [],
+            residual_risk_elements(source.evidence.get("risk_file")),
+        ),
         _part("ifu-explanations", "Explaining the output", "Art. 13(3)(b)(iv)", ["13_3b_iv_explanations", "13_3b_iv_explainability"]),
         _part("ifu-inputs", "Input specifications and data", "Art. 13(3)(b)(vi)", ["13_3b_vi_input_and_data"]),
         _part(
@@ -342,7 +350,8 @@ def document_context(kind: str, source: RenderSource) -> dict:
         "kind": kind,
         "title": DocumentKind(kind).label,
         "intro": spec.intro,
-        "draft": spec.draft,
+        "draft": spec.draft or source.preview,
+        "preview": source.preview,
         "model": source.model,
         "version": source.snapshot.get("version") or {},
         "revision": source.revision,

@@ -14,7 +14,7 @@ sha256, never edited, kept for the retention period, and verifiable at any time.
    reviewer can verify it outside RadTrust; the rendered bytes stay the signed file's prefix.
 3. Each document's bytes are stored at ``documents/<sha[:2]>/<sha>.<ext>`` (written only when
    absent) and recorded in a ``Document`` row with its hash, size, pages, the snapshot hash and
-   its retention date; the row's creation is audited. A concurrent render of the same kind
+   the earliest day it may be deleted (``retention_floor``); the row's creation is audited. A concurrent render of the same kind
    returns the row the other one stored.
 4. ``document_download`` re-hashes the stored bytes and serves them only when they match (an
    altered file is refused, never served under the recorded sha256); ``document_verify``
@@ -29,13 +29,11 @@ import io
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import FileResponse
-from django.utils import timezone
 from django.utils.text import slugify
 
 from compliance import document_cards as cards
@@ -44,6 +42,7 @@ from compliance.choices import DocumentKind, DossierStatus
 from compliance.document_evidence import CHART_PREFIXES, Attachments
 from compliance.document_render import PDF_KINDS, RenderSource, render_pdf
 from compliance.duties import signing_institution
+from compliance.market import retention_floor
 from compliance.models import Document, Dossier, DossierSignature, TrustAssessment
 from compliance.pdf_signing import Seal, pdf_seal
 from core.access import scope
@@ -117,7 +116,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _chart_bytes(charts: list[dict]) -> dict[tuple[int, str], bytes]:
+def chart_bytes(charts: list[dict]) -> dict[tuple[int, str], bytes]:
     """Each chart the snapshot references, read once and checked against its recorded hash."""
     loaded = {}
     for c in charts:
@@ -173,7 +172,7 @@ def render_source(dossier: Dossier) -> RenderSource:
             "audit_seq": signature.audit_seq,
             "audit_hash": signature.audit_hash,
         },
-        attachments=Attachments(charts=charts, data=_chart_bytes(charts), trust_radar=snapshot.get("trust_radar")),
+        attachments=Attachments(charts=charts, data=chart_bytes(charts), trust_radar=snapshot.get("trust_radar")),
     )
 
 
@@ -226,13 +225,6 @@ def document_build(kind: str, source: RenderSource) -> Rendered:
 # --- 3. Storage ------------------------------------------------------------------------------
 
 
-def _years_later(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
-
-
 def _write_content_addressed(name: str, data: bytes, sha256: str) -> None:
     """Write ``data`` under its hash unless an intact copy is there already."""
     if default_storage.exists(name):
@@ -260,7 +252,7 @@ def document_store(*, actor, dossier: Dossier, rendered: Rendered) -> Document:
         pages=rendered.pages,
         snapshot_sha256=dossier.snapshot_sha256,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        retain_until=_years_later(timezone.localdate(), settings.RADTRUST_DOCUMENT_RETENTION_YEARS),
+        retain_until=retention_floor(dossier.version),
     )
     try:
         with transaction.atomic():

@@ -13,7 +13,9 @@ from django.utils.timezone import localdate
 from compliance.change_log import change_log_build
 from compliance.choices import AlertStatus
 from compliance.models import DeploymentWeek
+from compliance.qms import qms_register
 from compliance.release_evidence import POST_MARKET, pinned_runs, post_market_reason, release_evidence_current, version_run_role
+from compliance.risk_file import risk_file_summary
 from compliance.selectors import sum_weeks
 from compliance.trust.services import latest_assessment
 from core.audit import audit_verify_chain
@@ -280,7 +282,7 @@ def _incidents(version: ModelVersion) -> list:
             "title": i.title,
             "type": i.incident_type,
             "legal_basis": i.legal_basis,
-            "deadline": i.deadline.isoformat(),
+            "deadline": i.deadline.isoformat() if i.deadline else None,
             "status": i.status,
             "reported_on": i.reported_on.isoformat() if i.reported_on else None,
         }
@@ -315,6 +317,8 @@ PROVIDERS: dict[str, Provider] = {
     "declared_performance": _declared_performance,
     "post_market_runs": _post_market_runs,
     "audit": _audit,
+    "risk_file": risk_file_summary,
+    "qms_register": lambda v: qms_register(v.foundation_model.provider),
 }
 
 

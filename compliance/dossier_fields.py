@@ -54,6 +54,8 @@ EVIDENCE_SOURCES: dict[str, str] = {
     "declared_performance": "The release evidence an officer pinned: the runs on the intended population, the operating point, and their metrics with confidence intervals.",
     "post_market_runs": "Runs that are not release evidence: deployments' revalidations and runs on data not declared as this version's test data.",
     "audit": "Whether the audit chain verifies, how many events were checked, and where it broke if it did.",
+    "risk_file": "The risk management file: hazards, hazardous situations and harms, their estimates, controls with their verification, residual risks and the benefit-risk conclusion.",
+    "qms_register": "The provider's quality management register: standards applied with editions and harmonised status, procedures with owners and review dates per Art. 17(1).",
 }
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
@@ -470,6 +472,13 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "Clinician feedback and open monitoring alerts for this version.",
             ),
             _evidence("5_incidents", "Incidents", "Art. 9(2)(c)", "incidents", "Incidents recorded for this version and their reporting status."),
+            _evidence(
+                "5_risk_file",
+                "Risk table",
+                "Art. 9(2)-(5); ISO 14971:2019",
+                "risk_file",
+                "The version's risk management file: each hazard with its estimate, controls, verification and residual risk.",
+            ),
             _officer(
                 "5_risk_measures",
                 "Risk-management measures",
@@ -535,6 +544,13 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "Harmonised standards or other solutions",
                 "Annex IV 7",
                 "The standards and common specifications applied, in full or in part (e.g. ISO 14971, IEC 62304, IEC 62366-1, ISO 13485, ISO/IEC 42001), with their editions and whether each is harmonised. Where none covers a requirement, describe the other solution used.",
+            ),
+            _evidence(
+                "7_qms_register",
+                "Quality management register",
+                "Art. 17(1); Annex IV 7",
+                "qms_register",
+                "The standards and procedures of the provider's quality management system as registered, with overdue reviews flagged.",
             ),
         ),
     ),

@@ -112,6 +112,22 @@ def dossier_save(*, actor, dossier: Dossier, values: dict, edit_count: int) -> D
     return locked
 
 
+def dossier_snapshot(dossier: Dossier, *, actor, evidence: dict, completeness: dict) -> dict:
+    """What a submission freezes, and what a draft preview renders: the fields, the evidence read now,
+    the change plan in force and the attachments the documents draw on."""
+    return {
+        "version": {"id": dossier.version_id, "label": str(dossier.version), "artifact_sha256": dossier.version.artifact_sha256},
+        "revision": dossier.revision,
+        "values": dossier.values,
+        "evidence": evidence,
+        "completeness": completeness,
+        "change_plan": change_plan_pin(dossier.version.foundation_model),  # judges the versions derived from this one later
+        "submitted_by": actor.username,
+        "submitted_at": timezone.now().isoformat(),
+        **snapshot_attachments(dossier.version, evidence),  # charts, trust radar, revision history for the documents
+    }
+
+
 def dossier_submit(*, actor, dossier: Dossier) -> Dossier:
     """Freeze the fields with the evidence read now and send the revision for review (step 3)."""
     with transaction.atomic():
@@ -123,17 +139,7 @@ def dossier_submit(*, actor, dossier: Dossier) -> Dossier:
         problems = submission_problems(locked.values, evidence, done)  # fields, declared performance, declaration, classes, claims
         if problems:
             raise ValidationError({"values": problems})
-        snapshot = {
-            "version": {"id": locked.version_id, "label": str(locked.version), "artifact_sha256": locked.version.artifact_sha256},
-            "revision": locked.revision,
-            "values": locked.values,
-            "evidence": evidence,
-            "completeness": done,
-            "change_plan": change_plan_pin(locked.version.foundation_model),  # judges the versions derived from this one later
-            "submitted_by": actor.username,
-            "submitted_at": timezone.now().isoformat(),
-            **snapshot_attachments(locked.version, evidence),  # charts, trust radar, revision history for the documents
-        }
+        snapshot = dossier_snapshot(locked, actor=actor, evidence=evidence, completeness=done)
         if locked.snapshot:  # a resubmission after changes were requested: the reviewer compares with what they sent back
             snapshot["previous_submission"] = {
                 "values": locked.snapshot["values"],

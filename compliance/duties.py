@@ -40,12 +40,17 @@ def officer_refusal(actor, institution: Institution, what: str, *, excluding: It
     return f"Only a compliance officer of {institution.name} may {what}; who may: {who_may_act(institution, excluding=excluding)}."
 
 
-def second_officer_refusal(actor, *, first, institution: Institution, what: str) -> str | None:
-    """Why ``actor`` may not confirm what ``first`` proposed, or None: a different officer of ``institution`` must."""
+def provider_officer_refusal(actor, foundation_model, what: str) -> str | None:
+    """Why ``actor`` may not ``what`` for the model, or None: only its provider's compliance officers may."""
+    return officer_refusal(actor, foundation_model.provider, f"{what} of {foundation_model.name}")
+
+
+def second_officer_refusal(actor, *, first, institution: Institution, what: str, did: str = "proposed this") -> str | None:
+    """Why ``actor`` may not confirm what ``first`` ``did``, or None: a different officer of ``institution`` must."""
     refusal = officer_refusal(actor, institution, what, excluding=[getattr(first, "pk", None)])
     if refusal is None and first is not None and actor.pk == first.pk:
         refusal = (
-            f"Four eyes: {first.username} proposed this, so a second compliance officer of {institution.name} must {what}; "
+            f"Four eyes: {first.username} {did}, so a second compliance officer of {institution.name} must {what}; "
             f"who may: {who_may_act(institution, excluding=[first.pk])}."
         )
     return refusal

@@ -39,6 +39,7 @@ from compliance.choices import Agreement, AlertKind, AlertSeverity, ErrorType, S
 from compliance.models import SUMMED_FIELDS, Alert, DeploymentMonitor, DeploymentWeek, Feedback
 from compliance.monitoring import CusumDesign, CusumState, cusum_reset, cusum_update, design_cusum, disagreement_rate_ci, in_control_rate, phase_one
 from compliance.trust.services import trust_request
+from compliance.vigilance import feedback_vigilance
 from core.audit import audit_action
 from core.errors import Conflict
 from registry.choices import DeploymentStatus, VersionStatus
@@ -122,6 +123,7 @@ def feedback_submit(*, actor, deployment: Deployment, submission_key: uuid.UUID 
         clinician=actor,
         submission_key=submission_key,
         **{k: v for k, v in fields.items() if k in EDITABLE},
+        suspected_serious_incident=bool(fields.get("suspected_serious_incident")),
     )
     feedback.full_clean(exclude=["deployment", "version", "institution", "clinician"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
@@ -130,6 +132,7 @@ def feedback_submit(*, actor, deployment: Deployment, submission_key: uuid.UUID 
         if existing is not None:
             return existing, False
         feedback.save()
+        feedback_vigilance(feedback=feedback)  # a high severity raises an alert, a flag opens an incident
         _week_add(feedback, +1)
         _observe(monitor, [OBSERVATION[feedback.agreement]], feedback.created_at)
         trust_request(version_id=feedback.version_id, trigger="feedback")
@@ -171,6 +174,24 @@ def feedback_update(*, actor, feedback: Feedback, fields: dict) -> Feedback:
 
 def feedback_editable_until(feedback: Feedback):
     return feedback.created_at + timedelta(hours=settings.RADTRUST_FEEDBACK_EDIT_HOURS)
+
+
+def worklist_deployments(*, institution_id: int, version: str = "", model: str = "") -> list[Deployment]:
+    """The deployments in use at the institution that a worklist link names (``docs/operating.md``).
+
+    ``version`` is a version's id or its semantic version (``1.2.0``), ``model`` the model's name
+    (any case); either may be left out. One deployment is the one to report on; several, the
+    clinician picks; none, nothing in use matches.
+    """
+    deployments = Deployment.objects.select_related("version__foundation_model").filter(institution_id=institution_id, status=DeploymentStatus.ACTIVE)
+    version = (version or "").strip()
+    if version.isdigit():
+        deployments = deployments.filter(version_id=int(version))
+    elif version:
+        deployments = deployments.filter(version__version=version)
+    if (model or "").strip():
+        deployments = deployments.filter(version__foundation_model__name__iexact=model.strip())
+    return list(deployments.order_by("version__foundation_model__name", "pk")[:50])
 
 
 # --- The monitor ------------------------------------------------------------------------

@@ -5,23 +5,45 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
-from compliance.choices import Agreement, CorrectiveActionKind, ErrorType, IncidentStatus, Severity
+from compliance.choices import (
+    Agreement,
+    CeMarking,
+    ConformityRoute,
+    CorrectiveActionKind,
+    ErrorType,
+    HarmonisedStatus,
+    IncidentStatus,
+    MdrProcedure,
+    RiskControlKind,
+    Severity,
+    VerificationKind,
+)
 from compliance.dossier_fields import FIELDS, validate_values
 from compliance.dossiers import DEFAULT_MEANING
 from compliance.feedback import EDITABLE, case_reference_check
 from compliance.incident_rules import INCIDENT_TYPES
 from compliance.models import Feedback
+from compliance.qms import ART_17
+from registry.models import Institution
 
 _RATING_CHOICES = [("", "No answer"), *[(str(i), str(i)) for i in range(1, 6)]]
 
 
 class FeedbackForm(forms.ModelForm):
-    """One case in under 30 seconds: reference, what the model said, agree or not; the rest optional."""
+    """One case in seconds: the reference and the model's output come prefilled from the worklist
+    link, and the agreement is the button pressed (``agreement`` arrives as the button's value), so
+    "agree" is one click. A disagreement without an error type is recorded as "Other"; the
+    severity, time saved and 1-5 ratings are optional and folded away (``DETAIL_FIELDS``)."""
+
+    QUICK_FIELDS = ("case_reference", "model_output", "comment", "error_type", "suspected_serious_incident")
+    DETAIL_FIELDS = ("severity", "minutes_saved", "explanation_helped", "uncertainty_helped", "fitted_workflow")
 
     submission_key = forms.UUIDField(widget=forms.HiddenInput)
-    agreement = forms.ChoiceField(choices=Agreement.choices, widget=forms.RadioSelect, label="Do you agree with the model?")
-    error_type = forms.ChoiceField(choices=[("", "— (I agree)"), *ErrorType.choices], required=False, label="If not, what went wrong?")
-    severity = forms.ChoiceField(choices=Severity.choices, widget=forms.RadioSelect, initial=Severity.NONE, label="Clinical severity")
+    agreement = forms.ChoiceField(choices=Agreement.choices, label="Do you agree with the model?")
+    error_type = forms.ChoiceField(
+        choices=[("", "Not said"), *ErrorType.choices], required=False, label="If you disagree: what went wrong? (optional)"
+    )
+    severity = forms.ChoiceField(choices=Severity.choices, widget=forms.RadioSelect, initial=Severity.NONE, required=False, label="Clinical severity")
     explanation_helped = forms.TypedChoiceField(
         choices=_RATING_CHOICES,
         coerce=int,
@@ -36,21 +58,31 @@ class FeedbackForm(forms.ModelForm):
     fitted_workflow = forms.TypedChoiceField(
         choices=_RATING_CHOICES, coerce=int, empty_value=None, required=False, widget=forms.RadioSelect, label="The output fitted my workflow"
     )
+    suspected_serious_incident = forms.BooleanField(
+        required=False,
+        label="I suspect a serious incident (a patient was or could have been seriously harmed)",
+        help_text="The compliance officers are told at once and decide whether it must be reported to the authority.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:  # the flag opens an incident when the report is sent; an edit cannot take it back
+            del self.fields["suspected_serious_incident"]
 
     class Meta:
         model = Feedback
         fields = list(EDITABLE)
         labels = {
-            "case_reference": "Case reference",
-            "model_output": "Model output",
+            "case_reference": "Case reference (required)",
+            "model_output": "Model output (required)",
             "minutes_saved": "Minutes saved (negative if it cost you time)",
             "comment": "Comment (optional)",
         }
         widgets = {
-            "case_reference": forms.TextInput(attrs={"autofocus": True, "autocomplete": "off", "placeholder": "CASE-7f3a9c", "spellcheck": "false"}),
-            "model_output": forms.TextInput(attrs={"placeholder": "nodule 0.82 (flagged)"}),
+            "case_reference": forms.TextInput(attrs={"autocomplete": "off", "placeholder": "CASE-7f3a9c", "spellcheck": "false", "required": True}),
+            "model_output": forms.TextInput(attrs={"placeholder": "nodule 0.82 (flagged)", "required": True}),
             "minutes_saved": forms.NumberInput(attrs={"min": -240, "max": 240, "step": 1, "inputmode": "numeric"}),
-            "comment": forms.Textarea(attrs={"rows": 3, "maxlength": 2000}),
+            "comment": forms.Textarea(attrs={"rows": 2, "maxlength": 2000}),
         }
 
     def clean_case_reference(self) -> str:
@@ -59,6 +91,23 @@ class FeedbackForm(forms.ModelForm):
         except ValidationError as exc:
             raise forms.ValidationError(exc.message_dict["case_reference"]) from None
 
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("agreement") == Agreement.AGREE:
+            data["error_type"] = ""  # an error type picked before pressing "Agree" does not apply
+        elif data.get("agreement") and not data.get("error_type"):
+            data["error_type"] = ErrorType.OTHER
+        data["severity"] = data.get("severity") or Severity.NONE
+        return data
+
+    def other_fields(self) -> list:
+        """Visible fields neither quick nor detailed (rendered with the quick ones, so none is lost)."""
+        placed = {"agreement", *self.QUICK_FIELDS, *self.DETAIL_FIELDS}
+        return [f for f in self.visible_fields() if f.name not in placed]
+
+    def detail_fields(self) -> list:
+        return [self[name] for name in self.DETAIL_FIELDS]
+
     def service_fields(self) -> dict:
         return {k: v for k, v in self.cleaned_data.items() if k != "submission_key"}
 
@@ -66,8 +115,17 @@ class FeedbackForm(forms.ModelForm):
 class IncidentForm(forms.Form):
     title = forms.CharField(max_length=200)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), max_length=10000)
-    incident_type = forms.ChoiceField(choices=list(INCIDENT_TYPES.items()))
-    aware_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Date the provider became aware")
+    incident_type = forms.ChoiceField(
+        choices=[("", "Not decided yet: triage it on the incident page"), *INCIDENT_TYPES.items()],
+        required=False,
+        help_text="Choose a type only if it is a serious incident; a trend or a post-market signal is triaged on the incident page.",
+    )
+    aware_on = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}),
+        label="Date the provider became aware",
+        help_text="The date of the earliest linked record; change it only with a reason below.",
+    )
+    awareness_reason = forms.CharField(required=False, max_length=4000, label="Reason for another date of awareness")
 
 
 class IncidentTransitionForm(forms.Form):
@@ -78,8 +136,19 @@ class IncidentTransitionForm(forms.Form):
 
 
 class CorrectiveActionForm(forms.Form):
-    kind = forms.ChoiceField(choices=CorrectiveActionKind.choices)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+    """No action is preselected: suspending a live deployment must be a choice, then confirmed on a page
+    that says what will happen to whom (``incidents.deployment_effect``)."""
+
+    kind = forms.ChoiceField(
+        choices=[("", "Choose an action"), *[c for c in CorrectiveActionKind.choices if c[0] != CorrectiveActionKind.FIELD_SAFETY_ACTION]],
+        label="Action",
+    )
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=4000,
+        help_text="For a suspension, this is the reason the clinicians at the hospital will read.",
+    )
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 class DossierText(forms.CharField):
@@ -175,3 +244,118 @@ class DossierSignForm(forms.Form):
         label="The code your authenticator app shows now",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
+
+
+class ConformityAssessmentStepForm(forms.Form):
+    """The version page's record of a conformity assessment (``compliance.change_control``)."""
+
+    route = forms.ChoiceField(choices=ConformityRoute.choices)
+    mdr_procedure = forms.ChoiceField(choices=MdrProcedure.choices, required=False, label="MDR procedure")
+    notified_body = forms.CharField(max_length=200, required=False, help_text="Its name and four-digit identification number.")
+    certificate_reference = forms.CharField(max_length=120, required=False)
+    assessed_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class MarketPlacementForm(forms.Form):
+    """The version page's record of the placing on the market (``compliance.market``); the declaration
+    is that of the newest signed dossier revision."""
+
+    ce_marking = forms.ChoiceField(choices=CeMarking.choices, label="CE-marking decision")
+    placed_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Placed on the market on")
+
+
+class MarketWithdrawalForm(forms.Form):
+    withdrawn_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Withdrawn on")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+
+
+class ClinicalInvestigationForm(forms.Form):
+    institution = forms.ModelChoiceField(queryset=Institution.objects.none())
+    reference = forms.CharField(max_length=120, label="Investigation reference (CIV-ID or ethics approval)")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+
+    def __init__(self, *args, institutions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if institutions is not None:
+            self.fields["institution"].queryset = institutions
+
+
+class HazardForm(forms.Form):
+    """A new line of the risk file (``compliance.risk_file.hazard_add``)."""
+
+    hazard = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=1000, help_text="The source of harm.")
+    situation = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=1000, label="Hazardous situation")
+    harm = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=1000)
+
+
+class HazardEstimateForm(forms.Form):
+    """Probability and severity before and after control, on the file's matrix (levels and labels from it)."""
+
+    hazard = forms.IntegerField(widget=forms.HiddenInput)
+    probability = forms.TypedChoiceField(coerce=int)
+    severity = forms.TypedChoiceField(coerce=int)
+    residual_probability = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    residual_severity = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    rationale = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=4000, required=False)
+
+    def __init__(self, *args, matrix=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if matrix is not None:
+            levels = {"probability": matrix.probability, "severity": matrix.severity}
+            for name, field in self.fields.items():
+                axis = "severity" if "severity" in name else "probability"
+                if isinstance(field, forms.TypedChoiceField):
+                    blank = [("", "not estimated")] if not field.required else []
+                    field.choices = blank + [(x["level"], f"{x['level']} {x['label']}") for x in levels[axis]]
+
+
+class RiskControlForm(forms.Form):
+    hazard = forms.IntegerField(widget=forms.HiddenInput)
+    kind = forms.ChoiceField(choices=RiskControlKind.choices)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+class RiskVerificationForm(forms.Form):
+    """The evidence a control works: a run (and an analysis of it), a dossier field, or a record by reference."""
+
+    control = forms.IntegerField(widget=forms.HiddenInput)
+    kind = forms.ChoiceField(choices=VerificationKind.choices, label="Verified by")
+    run = forms.IntegerField(required=False, label="Validation run id")
+    section = forms.CharField(required=False, max_length=40, help_text="For an analysis: subgroups, robustness, calibration, ...")
+    field = forms.CharField(required=False, max_length=60, label="Dossier field key", help_text="e.g. 14_4d_override")
+    reference = forms.CharField(required=False, max_length=300, help_text="A training record or document: number and title.")
+
+
+class HazardSignalForm(forms.Form):
+    hazard = forms.IntegerField(widget=forms.HiddenInput)
+    alert = forms.IntegerField(required=False, label="Alert id")
+    incident = forms.IntegerField(required=False, label="Incident id")
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, help_text="What the signal shows about this hazard.")
+
+
+class HazardAcceptanceForm(forms.Form):
+    hazard = forms.IntegerField(widget=forms.HiddenInput)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=4000, required=False)
+
+
+class RiskConclusionForm(forms.Form):
+    benefit_risk = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=4000, label="Overall benefit-risk conclusion")
+
+
+class QmsProcedureForm(forms.Form):
+    reference = forms.CharField(max_length=40)
+    title = forms.CharField(max_length=300)
+    articles = forms.MultipleChoiceField(choices=[], widget=forms.CheckboxSelectMultiple, label="Art. 17(1) points covered")
+    reviewed_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    next_review = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["articles"].choices = [(k, f"({k}) {v}") for k, v in ART_17.items()]
+
+
+class QmsStandardForm(forms.Form):
+    standard = forms.IntegerField(widget=forms.HiddenInput)
+    edition = forms.CharField(max_length=60)
+    harmonised_status = forms.ChoiceField(choices=HarmonisedStatus.choices)
+    harmonised_reference = forms.CharField(max_length=200, required=False)

@@ -13,21 +13,24 @@ from __future__ import annotations
 from datetime import date
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from compliance.choices import CorrectiveActionKind, IncidentStatus
-from compliance.incident_rules import INCIDENT_TYPES, reported_late, reporting_deadline, reporting_rule
+from compliance.choices import CorrectiveActionKind, IncidentReportKind, IncidentStatus
+from compliance.incident_rules import INCIDENT_TYPES, MDR, reported_late, reporting_rule
 from compliance.models import CorrectiveAction, Feedback, Incident
+from compliance.vigilance import incident_open, incident_report_record, needs_two_officers_to_close
 from core.audit import audit_action
+from core.choices import Role
 from core.errors import Conflict
 from registry.choices import DeploymentStatus
+from registry.guards import deployment_refusal
 from registry.models import Deployment
 
 NEXT: dict[str, frozenset[str]] = {
-    IncidentStatus.OPEN: frozenset({IncidentStatus.INVESTIGATING, IncidentStatus.REPORTED}),
+    IncidentStatus.OPEN: frozenset({IncidentStatus.INVESTIGATING, IncidentStatus.REPORTED, IncidentStatus.CLOSED}),
     IncidentStatus.INVESTIGATING: frozenset({IncidentStatus.REPORTED, IncidentStatus.CLOSED}),
     IncidentStatus.REPORTED: frozenset({IncidentStatus.INVESTIGATING, IncidentStatus.CLOSED}),
     IncidentStatus.CLOSED: frozenset(),
@@ -39,54 +42,34 @@ def incident_escalate(
     actor,
     title: str,
     description: str,
-    incident_type: str,
-    aware_on: date,
+    incident_type: str = "",
+    aware_on: date | None = None,
+    awareness_reason: str = "",
     feedback: Feedback | None = None,
     alert=None,
 ) -> Incident:
-    """Open an incident from one feedback or one alert, with its route and deadline."""
+    """An officer opens an incident from one feedback or one alert; with a type it is triaged as a
+    serious incident on its route at once. Awareness is the source's earliest record
+    (``compliance.vigilance``); another date needs ``awareness_reason``."""
     if (feedback is None) == (alert is None):
         raise ValidationError({"source": "Escalate either a feedback or an alert."})
-    if incident_type not in INCIDENT_TYPES:
-        raise ValidationError({"incident_type": f"Choose one of: {', '.join(INCIDENT_TYPES)}."})
-    if len(description) > 10000 or len(title) > 200:
-        raise ValidationError(
-            {"description" if len(description) > 10000 else "title": "Too long: keep the title to 200 and the description to 10,000 characters."}
-        )
     source = feedback or alert
-    if aware_on > timezone.localdate():
-        raise ValidationError({"aware_on": "The date of awareness cannot be in the future."})
-    if aware_on < timezone.localtime(source.created_at).date():
-        raise ValidationError(
-            {
-                "aware_on": f"The provider cannot have become aware before the {'feedback' if feedback else 'alert'} was recorded ({timezone.localtime(source.created_at).date()})."
-            }
-        )
-    version = source.version
-    medical_device = bool(version.foundation_model.mdr_class)
-    rule = reporting_rule(medical_device=medical_device, incident_type=incident_type)
-    incident = Incident(
-        version=version,
+    if alert is not None and alert.feedback_id:
+        opened = Incident.objects.filter(feedback_id=alert.feedback_id).first()
+        if opened is not None:  # a flagged high-severity report: its alert and its feedback are one event
+            raise Conflict(f"The report behind this alert is incident {opened.pk} already.", code="already_escalated")
+    return incident_open(
+        actor=actor,
+        version=source.version,
         deployment=source.deployment,
         feedback=feedback,
         alert=alert,
-        title=title.strip(),
-        description=description.strip(),
+        title=title,
+        description=description,
         incident_type=incident_type,
-        medical_device=medical_device,
         aware_on=aware_on,
-        route=rule.route,
-        legal_basis=rule.legal_basis,
-        deadline=reporting_deadline(medical_device=medical_device, incident_type=incident_type, aware_on=aware_on),
-        created_by=actor,
+        awareness_reason=awareness_reason,
     )
-    incident.full_clean(exclude=["feedback", "alert"], validate_unique=False, validate_constraints=False)
-    try:
-        with transaction.atomic(), audit_action("escalate"):
-            incident.save()
-    except IntegrityError:
-        raise Conflict(f"This {'feedback' if feedback else 'alert'} has been escalated already.", code="already_escalated") from None
-    return incident
 
 
 def incident_transition(
@@ -96,9 +79,17 @@ def incident_transition(
     to_status: str,
     reported_on: date | None = None,
     authority_reference: str = "",
+    authority: str = "",
     closing_note: str = "",
 ) -> Incident:
-    """Move an incident on: reporting needs the date and the authority's reference, closing a note."""
+    """Move an incident on. Reporting records the initial report (``IncidentReport``); closing needs a
+    note, and a serious incident the authority was not told of closes only by two officers
+    (``vigilance.incident_decision_propose``)."""
+    if to_status == IncidentStatus.REPORTED:
+        if reported_on is None:
+            raise ValidationError({"reported_on": "Say when the authority was told."})
+        if not authority_reference.strip():
+            raise ValidationError({"authority_reference": "Give the authority's reference for the report."})
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if to_status not in NEXT[locked.status]:
@@ -107,20 +98,28 @@ def incident_transition(
                 f"An incident that is {locked.get_status_display().lower()} cannot become {to_status}; allowed next: {allowed}.",
                 code="incident_transition",
             )
-        fields = ["status", "updated_at"]
         if to_status == IncidentStatus.REPORTED:
-            if reported_on is None:
-                raise ValidationError({"reported_on": "Say when the authority was told."})
-            if reported_on < locked.aware_on or reported_on > timezone.localdate():
-                raise ValidationError({"reported_on": f"The report date lies between the date of awareness ({locked.aware_on}) and today."})
-            if not authority_reference.strip():
-                raise ValidationError({"authority_reference": "Give the authority's reference for the report."})
-            locked.reported_on, locked.authority_reference = reported_on, authority_reference.strip()[:120]
-            fields += ["reported_on", "authority_reference"]
+            incident_report_record(
+                actor=actor,
+                incident=locked,
+                kind=IncidentReportKind.INITIAL,
+                submitted_on=reported_on,
+                authority=authority or _default_authority(locked),
+                reference=authority_reference,
+                summary=locked.description,
+            )
+            return Incident.objects.get(pk=locked.pk)
+        fields = ["status", "updated_at"]
         if to_status == IncidentStatus.CLOSED:
             if not closing_note.strip():
                 raise ValidationError({"closing_note": "Say how the incident was resolved, or why it needed no report."})
-            locked.closing_note = closing_note.strip()
+            if needs_two_officers_to_close(locked):
+                raise Conflict(
+                    "A serious incident the authority has not been told of is closed only by two officers: propose closing "
+                    "it with a reason, and a second officer confirms.",
+                    code="needs_second_officer",
+                )
+            locked.closing_note = closing_note.strip()[:4000]
             fields.append("closing_note")
         locked.status = to_status
         with audit_action(to_status):
@@ -128,31 +127,67 @@ def incident_transition(
     return locked
 
 
-def incident_action_add(*, actor, incident: Incident, kind: str, description: str) -> CorrectiveAction:
-    """Record a corrective action; suspending the deployment changes its status (audited)."""
+def _default_authority(incident: Incident) -> str:
+    if incident.route == MDR:
+        return "Competent authority (MDR vigilance)"
+    return "Market surveillance authority (AI Act Art. 73)"
+
+
+def incident_action_add(*, actor, incident: Incident, kind: str, description: str, confirmed: bool = False) -> CorrectiveAction:
+    """Record a corrective action. Suspending or resuming the deployment changes what its clinicians
+    can use, so it happens only when ``confirmed`` (the page first says what will happen to whom)."""
     if incident.status == IncidentStatus.CLOSED:
         raise Conflict("The incident is closed; open a new one for new measures.", code="incident_closed")
-    if kind not in CorrectiveActionKind.values:
-        raise ValidationError({"kind": f"Choose one of: {', '.join(CorrectiveActionKind.values)}."})
+    if kind not in CorrectiveActionKind.values or kind == CorrectiveActionKind.FIELD_SAFETY_ACTION:
+        choices = ", ".join(k for k in CorrectiveActionKind.values if k != CorrectiveActionKind.FIELD_SAFETY_ACTION)
+        raise ValidationError({"kind": f"Choose one of: {choices} (field safety corrective actions are recorded with their notice)."})
     if not description.strip():
         raise ValidationError({"description": "Describe the measure."})
+    changes_deployment = kind in DEPLOYMENT_ACTIONS
+    if changes_deployment and not confirmed:
+        raise ValidationError({"confirmed": f"{deployment_effect(incident, kind)} Confirm to go ahead."})
     with transaction.atomic():
-        if kind == CorrectiveActionKind.SUSPEND_DEPLOYMENT:
-            _suspend(incident)
+        if changes_deployment:
+            _set_deployment(incident, kind)
         action = CorrectiveAction(incident=incident, kind=kind, description=description.strip(), taken_by=actor)
         with audit_action("corrective_action"):
             action.save()
     return action
 
 
-def _suspend(incident: Incident) -> None:
+DEPLOYMENT_ACTIONS = {
+    CorrectiveActionKind.SUSPEND_DEPLOYMENT: (frozenset({DeploymentStatus.ACTIVE, DeploymentStatus.PLANNED}), DeploymentStatus.SUSPENDED, "suspend"),
+    CorrectiveActionKind.RESUME_DEPLOYMENT: (frozenset({DeploymentStatus.SUSPENDED}), DeploymentStatus.ACTIVE, "resume"),
+}
+
+
+def deployment_effect(incident: Incident, kind: str) -> str:
+    """What suspending or resuming does, to whom, in the words the confirmation page shows."""
+    deployment = incident.deployment
+    if deployment is None:
+        return "This incident names no deployment."
+    version = deployment.version
+    who = f"{version.foundation_model.name} {version.version} at {deployment.institution.name}"
+    clinicians = deployment.institution.users.filter(is_active=True, groups__name=Role.CLINICIAN).count()
+    if kind == CorrectiveActionKind.SUSPEND_DEPLOYMENT:
+        return (
+            f"{who} will be suspended now: its {clinicians} clinician{'s' if clinicians != 1 else ''} there can no longer use it or "
+            "send feedback on it, and they will see your description as the reason, with today's date, until an officer lifts the suspension."
+        )
+    return f"{who} will be in use again now: its {clinicians} clinician{'s' if clinicians != 1 else ''} there can use it and send feedback again."
+
+
+def _set_deployment(incident: Incident, kind: str) -> None:
     if incident.deployment_id is None:
-        raise ValidationError({"kind": "This incident names no deployment to suspend."})
+        raise ValidationError({"kind": "This incident names no deployment."})
+    allowed, target, action = DEPLOYMENT_ACTIONS[kind]
     deployment = Deployment.objects.select_for_update().get(pk=incident.deployment_id)
-    if deployment.status not in {DeploymentStatus.ACTIVE, DeploymentStatus.PLANNED}:
-        raise Conflict(f"The deployment is {deployment.get_status_display().lower()} already.", code="not_suspendable")
-    deployment.status = DeploymentStatus.SUSPENDED
-    with audit_action("suspend"):
+    if deployment.status not in allowed:
+        raise Conflict(f"The deployment is {deployment.get_status_display().lower()} already.", code=f"not_{action}able")
+    if target == DeploymentStatus.ACTIVE and (refusal := deployment_refusal(deployment.version, deployment.institution)):
+        raise Conflict(f"It cannot be in use again: {refusal}", code="not_on_market")
+    deployment.status = target
+    with audit_action(action):
         deployment.save(update_fields=["status", "updated_at"])
 
 
@@ -164,7 +199,7 @@ def overdue_incidents(*, today: date | None = None) -> QuerySet[Incident]:
 
 def incident_export(incident: Incident) -> dict:
     """The incident as a structured record (the JSON export and the PDF's content)."""
-    rule = reporting_rule(medical_device=incident.medical_device, incident_type=incident.incident_type)
+    rule = reporting_rule(medical_device=incident.medical_device, incident_type=incident.incident_type) if incident.incident_type else None
     source: dict = {}
     if incident.feedback_id:
         f = incident.feedback
@@ -178,6 +213,16 @@ def incident_export(incident: Incident) -> dict:
             "severity": f.severity,
             "comment": f.comment,
             "given_at": f.created_at.isoformat(),
+        }
+    elif incident.intake_id:
+        i = incident.intake
+        source = {
+            "kind": "intake",
+            "id": i.pk,
+            "channel": i.get_channel_display(),
+            "reporter": i.reporter,
+            "description": i.description,
+            "received_at": i.received_at.isoformat(),
         }
     elif incident.alert_id:
         a = incident.alert
@@ -196,14 +241,21 @@ def incident_export(incident: Incident) -> dict:
         "title": incident.title,
         "description": incident.description,
         "status": incident.status,
+        "triage": incident.triage,
+        "triage_label": incident.get_triage_display(),
+        "triage_reason": incident.triage_reason,
         "incident_type": incident.incident_type,
-        "incident_type_label": INCIDENT_TYPES[incident.incident_type],
+        "incident_type_label": INCIDENT_TYPES.get(incident.incident_type, "Not triaged yet"),
         "medical_device": incident.medical_device,
-        "route": rule.route_label,
+        "route": rule.route_label if rule else incident.legal_basis,
         "legal_basis": incident.legal_basis,
         "aware_on": incident.aware_on.isoformat(),
-        "deadline": incident.deadline.isoformat(),
-        "days_allowed": rule.days,
+        "awareness_corrections": [
+            {"from": c.previous.isoformat(), "to": c.aware_on.isoformat(), "reason": c.reason, "by": c.changed_by.username}
+            for c in incident.awareness_corrections.select_related("changed_by")
+        ],
+        "deadline": incident.deadline.isoformat() if incident.deadline else None,
+        "days_allowed": rule.days if rule else None,
         "overdue": incident.overdue,
         "reported_on": incident.reported_on.isoformat() if incident.reported_on else None,
         "reported_late": reported_late(incident.deadline, incident.reported_on) if incident.reported_on else None,
@@ -218,9 +270,28 @@ def incident_export(incident: Incident) -> dict:
         },
         "deployment": None if deployment is None else {"id": deployment.pk, "institution": deployment.institution.name, "status": deployment.status},
         "source": source,
+        "reports": [
+            {
+                "kind": r.kind,
+                "kind_label": r.get_kind_display(),
+                "submitted_on": r.submitted_on.isoformat(),
+                "authority": r.authority,
+                "reference": r.reference,
+                "summary": r.summary,
+                "recorded_by": r.recorded_by.username,
+            }
+            for r in incident.reports.select_related("recorded_by")
+        ],
         "corrective_actions": [
-            {"kind": a.kind, "description": a.description, "taken_by": a.taken_by.username, "taken_at": a.taken_at.isoformat()}
-            for a in incident.actions.select_related("taken_by")
+            {
+                "kind": a.kind,
+                "kind_label": a.get_kind_display(),
+                "description": a.description,
+                "taken_by": a.taken_by.username,
+                "taken_at": a.taken_at.isoformat(),
+                "field_safety_notices": [{"text": n.text, "recipients": n.recipients, "issued_on": n.issued_on.isoformat()} for n in a.notices.all()],
+            }
+            for a in incident.actions.select_related("taken_by").prefetch_related("notices")
         ],
         "escalated_by": incident.created_by.username,
         "escalated_at": incident.created_at.isoformat(),

@@ -13,13 +13,23 @@ from compliance.choices import (
     AlertSeverity,
     AlertStatus,
     ApprovalStatus,
+    CeMarking,
     ConformityRoute,
     CorrectiveActionKind,
     DocumentKind,
     DossierStatus,
     ErrorType,
+    HarmonisedStatus,
+    IncidentDecisionKind,
+    IncidentReportKind,
     IncidentStatus,
+    IncidentTriage,
+    IntakeChannel,
+    MdrProcedure,
+    RiskControlKind,
+    RiskFileStatus,
     Severity,
+    VerificationKind,
 )
 from compliance.incident_rules import INCIDENT_TYPES, is_overdue
 from core.errors import ImmutableRecord
@@ -65,6 +75,11 @@ class Feedback(models.Model):
     uncertainty_helped = models.PositiveSmallIntegerField(null=True, blank=True, validators=_RATING, help_text="1 (not at all) to 5 (very much).")
     fitted_workflow = models.PositiveSmallIntegerField(null=True, blank=True, validators=_RATING, help_text="1 (not at all) to 5 (very much).")
     comment = models.TextField(blank=True, max_length=2000)
+    suspected_serious_incident = models.BooleanField(
+        default=False,
+        db_default=False,  # rows written by COPY (the feedback bench, imports) need not name it
+        help_text="The clinician suspects a serious incident: it opens an incident for triage (compliance.vigilance).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -150,6 +165,7 @@ class Alert(models.Model):
     deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
     run = models.ForeignKey("validation.ValidationRun", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
     baseline_run = models.ForeignKey("validation.ValidationRun", on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    feedback = models.ForeignKey(Feedback, on_delete=models.PROTECT, related_name="alerts", null=True, blank=True)
     kind = models.CharField(max_length=30, choices=AlertKind.choices)
     severity = models.CharField(max_length=10, choices=AlertSeverity.choices)
     subject = models.CharField(max_length=200, help_text="What moved: a label and metric, a feature.")
@@ -276,8 +292,10 @@ class TrustException(models.Model):
 
 
 class Incident(models.Model):
-    """A possible serious incident, escalated by an officer from a feedback or an alert, with the
-    reporting route and deadline computed from the rules table (``compliance.incident_rules``)."""
+    """A possible serious incident, from a clinician's flag, a feedback or alert escalated by an officer,
+    or an officer's intake of a call or e-mail; triaged to a route whose deadline comes from the rules
+    table (``compliance.incident_rules``), or to a trend or post-market signal. Its reports to the
+    authority are separate records (``IncidentReport``); ``reported_on`` is the first one's date."""
 
     version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="incidents")
     deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="incidents", null=True, blank=True)
@@ -285,12 +303,19 @@ class Incident(models.Model):
     alert = models.OneToOneField(Alert, on_delete=models.PROTECT, related_name="incident", null=True, blank=True)
     title = models.CharField(max_length=200)
     description = models.TextField(max_length=10000)
-    incident_type = models.CharField(max_length=30, choices=list(INCIDENT_TYPES.items()))
+    intake = models.OneToOneField("IncidentIntake", on_delete=models.PROTECT, related_name="incident", null=True, blank=True)
+    incident_type = models.CharField(max_length=30, choices=list(INCIDENT_TYPES.items()), blank=True)
+    triage = models.CharField(max_length=10, choices=IncidentTriage.choices, default=IncidentTriage.PENDING)
+    triage_reason = models.TextField(blank=True, max_length=4000)
+    triaged_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    triaged_at = models.DateTimeField(null=True, blank=True)
     medical_device = models.BooleanField(help_text="Whether the system is a medical device under the MDR (from its MDR class at escalation).")
-    aware_on = models.DateField(help_text="When the provider became aware of the incident.")
-    route = models.CharField(max_length=20)
-    legal_basis = models.CharField(max_length=60)
-    deadline = models.DateField(help_text="The latest date the market surveillance authority must be told.")
+    aware_on = models.DateField(help_text="When the provider became aware: the earliest linked record, changed only with a reason.")
+    route = models.CharField(max_length=20, blank=True)
+    legal_basis = models.CharField(max_length=60, blank=True)
+    deadline = models.DateField(
+        null=True, blank=True, help_text="The latest date the authority must be told; none while untriaged or where no report is due."
+    )
     status = models.CharField(max_length=14, choices=IncidentStatus.choices, default=IncidentStatus.OPEN)
     reported_on = models.DateField(null=True, blank=True)
     authority_reference = models.CharField(max_length=120, blank=True)
@@ -338,6 +363,121 @@ class CorrectiveAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for incident {self.incident_id}"
+
+
+class IncidentIntake(NeverEdited):
+    """A possible incident as it reached an officer outside RadTrust: a call, an e-mail, a letter.
+    Kept as it was received; the incident it opens is triaged separately."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="incident_intakes")
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    channel = models.CharField(max_length=10, choices=IntakeChannel.choices)
+    reporter = models.CharField(max_length=200, help_text="Who reported it: name and role, or the institution's vigilance contact.")
+    description = models.TextField(max_length=10000)
+    received_at = models.DateTimeField(help_text="When the call or message reached the provider: the earliest the provider was aware.")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    edit_refused = ("An intake record is kept as it was received.", "intake_immutable")
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} from {self.reporter}"
+
+
+class AwarenessCorrection(NeverEdited):
+    """A change of an incident's date of awareness, with the officer's reason: the deadline counts from it."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="awareness_corrections")
+    previous = models.DateField()
+    aware_on = models.DateField()
+    reason = models.TextField(max_length=4000)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["changed_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Awareness of incident {self.incident_id}: {self.previous} -> {self.aware_on}"
+
+
+class IncidentReport(NeverEdited):
+    """One report to the authority: initial (may be incomplete), follow-up or final, each with its own
+    date, authority and reference; a correction is a further report, never an edit."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="reports")
+    kind = models.CharField(max_length=10, choices=IncidentReportKind.choices)
+    submitted_on = models.DateField(help_text="When it was sent to the authority.")
+    authority = models.CharField(max_length=200, help_text="The authority it went to, e.g. BfArM (competent authority, MDR).")
+    reference = models.CharField(max_length=120, help_text="The authority's reference, or the provider's if none was given yet.")
+    summary = models.TextField(max_length=10000, help_text="What the report said: findings so far, root cause, actions.")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    edit_refused = ("A report to the authority is never edited; send a follow-up report.", "report_immutable")
+
+    class Meta:
+        ordering = ["submitted_on", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident"],
+                condition=models.Q(kind=IncidentReportKind.INITIAL),
+                name="%(app_label)s_%(class)s_one_initial",
+                violation_error_message="An incident has one initial report; later ones are follow-ups.",
+            ),
+            models.UniqueConstraint(
+                fields=["incident"],
+                condition=models.Q(kind=IncidentReportKind.FINAL),
+                name="%(app_label)s_%(class)s_one_final",
+                violation_error_message="An incident has one final report.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of incident {self.incident_id} on {self.submitted_on}"
+
+
+class IncidentDecision(models.Model):
+    """A decision about an incident that takes two compliance officers: one proposes it with a reason,
+    a different one confirms it (closing a serious incident unreported, lifting the investigation lock)."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="decisions")
+    kind = models.CharField(max_length=20, choices=IncidentDecisionKind.choices)
+    reason = models.TextField(max_length=4000)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["proposed_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(confirmed_by__isnull=True) | ~models.Q(confirmed_by=models.F("proposed_by")),
+                name="%(app_label)s_%(class)s_four_eyes",
+                violation_error_message="A second officer confirms, never the one who proposed it.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} (incident {self.incident_id})"
+
+
+class FieldSafetyNotice(NeverEdited):
+    """The notice sent to users for a field safety corrective action (MDR Art. 2(69), 89(8)): its text,
+    who received it and when."""
+
+    action = models.ForeignKey(CorrectiveAction, on_delete=models.PROTECT, related_name="notices")
+    text = models.TextField(max_length=10000)
+    recipients = models.TextField(max_length=4000, help_text="Who it went to: institutions, roles, distribution list.")
+    issued_on = models.DateField()
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    edit_refused = ("A field safety notice is kept as it was sent; issue a new one to correct it.", "notice_immutable")
+
+    def __str__(self) -> str:
+        return f"Field safety notice of {self.issued_on} (action {self.action_id})"
 
 
 class DossierQuerySet(models.QuerySet):
@@ -485,9 +625,15 @@ class DocumentQuerySet(models.QuerySet):
         raise ImmutableRecord("A stored document is never edited; render a new revision instead.", code="document_immutable")
 
     def delete(self):
-        if self.filter(retain_until__gt=timezone.localdate()).exists():
+        from compliance.market import retention_of  # it reads this module's records (a real cycle)
+
+        today = timezone.localdate()
+        versions = {d.dossier.version for d in self.select_related("dossier__version__foundation_model")}
+        if self.filter(retain_until__gt=today).exists() or any(retention_of(v).kept_on(today) for v in versions):
             raise ImmutableRecord(
-                "Documents are kept for their retention period (AI Act Art. 18); this one cannot be deleted yet.", code="document_retained"
+                "Documents are kept for ten years after placing on the market and after withdrawal (AI Act Art. 18, MDR Art. 10(8)); "
+                "this one cannot be deleted yet.",
+                code="document_retained",
             )
         return super().delete()
 
@@ -593,6 +739,13 @@ class ConformityAssessment(NeverEdited):
         max_length=200, blank=True, help_text="Its name and four-digit identification number; empty for internal control."
     )
     certificate_reference = models.CharField(max_length=120, blank=True, help_text="The notified body's certificate; empty for internal control.")
+    mdr_procedure = models.CharField(
+        max_length=20,
+        choices=MdrProcedure.choices,
+        blank=True,
+        default=MdrProcedure.NONE,
+        help_text="The MDR procedure (Annex IX, X or XI; II and III for class I) for a medical device; empty otherwise.",
+    )
     assessed_on = models.DateField(help_text="When the assessment concluded.")
     recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     recorded_at = models.DateTimeField(auto_now_add=True)
@@ -611,6 +764,72 @@ class ConformityAssessment(NeverEdited):
         return f"Conformity assessment of {self.version} ({self.get_route_display()}, {self.assessed_on})"
 
     edit_refused = ("A recorded conformity assessment is never edited; record a new one.", "conformity_assessment_immutable")
+
+
+class MarketPlacement(NeverEdited):
+    """A version placed on the EU market (AI Act Art. 3(9), MDR Art. 2(28)): the conformity
+    assessment it rests on, the signed EU declaration of conformity (Annex V; MDR Annex IV), the
+    CE-marking decision and the date. Recorded by a second compliance officer of the provider (not
+    the one who recorded the assessment); the retention of its documentation counts from here
+    (``compliance.market``). Never edited: a version is placed once, and later withdrawn."""
+
+    version = models.OneToOneField("registry.ModelVersion", on_delete=models.PROTECT, related_name="market_placement")
+    conformity_assessment = models.ForeignKey(ConformityAssessment, on_delete=models.PROTECT, related_name="+")
+    declaration = models.ForeignKey(
+        "compliance.Document", on_delete=models.PROTECT, related_name="+", help_text="The signed EU declaration of conformity."
+    )
+    ce_marking = models.CharField(max_length=20, choices=CeMarking.choices)
+    placed_on = models.DateField(help_text="The day the version was first made available on the EU market.")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Placing on the market of {self.version} ({self.placed_on})"
+
+    edit_refused = ("A placing on the market is never edited; withdraw the version instead.", "market_placement_immutable")
+
+
+class MarketWithdrawal(NeverEdited):
+    """The withdrawal of a version from the market: it is never newly deployed again, and its
+    documentation is kept ten years from this date (MDR Art. 10(8)). Never edited."""
+
+    placement = models.OneToOneField(MarketPlacement, on_delete=models.PROTECT, related_name="withdrawal")
+    withdrawn_on = models.DateField()
+    reason = models.TextField(max_length=4000)
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Withdrawal of {self.placement.version} ({self.withdrawn_on})"
+
+    edit_refused = ("A withdrawal is never edited.", "market_withdrawal_immutable")
+
+
+class ClinicalInvestigation(NeverEdited):
+    """A version used at one institution within a clinical investigation (MDR Art. 62-82) before it
+    is placed on the market: the one context in which it may be deployed without a placing on the
+    market. Recorded by a compliance officer of the provider (the sponsor). Never edited."""
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="clinical_investigations")
+    institution = models.ForeignKey("registry.Institution", on_delete=models.PROTECT, related_name="+")
+    reference = models.CharField(max_length=120, help_text="The investigation's identifier (CIV-ID) or the ethics committee's approval.")
+    reason = models.TextField(max_length=4000, help_text="Why the version is used at this site before it is placed on the market.")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "institution"],
+                name="%(app_label)s_%(class)s_one_per_site",
+                violation_error_message="This version is recorded in a clinical investigation at this institution already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Clinical investigation {self.reference} of {self.version}"
+
+    edit_refused = ("A clinical investigation record is never edited.", "clinical_investigation_immutable")
 
 
 class ReleaseEvidence(NeverEdited):
@@ -637,3 +856,306 @@ class ReleaseEvidence(NeverEdited):
         return f"Release evidence of {self.version} pinned by {self.pinned_by_id}"
 
     edit_refused = ("Pinned release evidence is never edited; pin it again.", "release_evidence_immutable")
+
+
+# --- Operational (usage) logs of deployed systems (AI Act Art. 12, 19, 26(6)) -------------------
+
+USAGE_RETENTION_MIN_DAYS = 183  # six months, rounded up (Art. 19(1), 26(6))
+
+
+class UsageLogging(models.Model):
+    """How a deployment's installation logs its use: the service account whose tokens write that
+    deployment's logs and no other's, and how long the logs keep their personal fields (at least
+    six months, Art. 19(1) and 26(6); then ``compliance.usage_logs.usage_retention_purge``).
+    ``purged_before`` is how far the purge has gone, so each run reads only the newly expired rows."""
+
+    deployment = models.OneToOneField("registry.Deployment", on_delete=models.PROTECT, related_name="usage_logging")
+    account = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_logging", null=True, blank=True, help_text="The deployment logger."
+    )
+    retention_days = models.PositiveIntegerField(
+        default=USAGE_RETENTION_MIN_DAYS, help_text="Days the case keys and notes of usage events are kept (at least 183: six months)."
+    )
+    purged_before = models.DateTimeField(null=True, blank=True, help_text="Events before this time have had their personal fields deleted.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(retention_days__gte=USAGE_RETENTION_MIN_DAYS),
+                name="%(app_label)s_%(class)s_six_months",
+                violation_error_message="Usage logs are kept at least six months (183 days), AI Act Art. 19(1) and 26(6).",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Usage logging of {self.deployment_id}"
+
+
+class UsageBatch(NeverEdited):
+    """One batch of usage events as an installation delivered it: its receipt. The installation's
+    ``batch_id`` makes delivery idempotent (a redelivery returns this receipt and writes nothing),
+    and ``digest`` tells a redelivery from a different batch sent under a reused id."""
+
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="usage_batches")
+    batch_id = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64, help_text="sha256 of the batch's events, canonical JSON.")
+    received_at = models.DateTimeField()
+    events = models.PositiveIntegerField()
+    first_event_at = models.DateTimeField()
+    last_event_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["deployment", "-received_at"]
+        verbose_name_plural = "usage batches"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "batch_id"], name="%(app_label)s_%(class)s_once", violation_error_message="This batch was received already."
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Usage batch {self.batch_id} of deployment {self.deployment_id}"
+
+    edit_refused = ("A received usage batch is never edited; send a new batch.", "usage_batch_immutable")
+
+
+class UsageEvent(NeverEdited):
+    """One inference of a deployed system (Art. 12(2)-(3)): when, which version, what it showed the
+    clinician (outputs and the uncertainty displayed), whether the clinician overrode it, and what the
+    installation noticed about the input. ``case_key`` is the installation's pseudonym of the case and
+    ``note`` the clinician's free text: the personal fields, emptied after the deployment's retention."""
+
+    # No database foreign keys: checking three per row halved COPY's speed, and the one writer
+    # (``usage_batch_ingest``) takes the deployment from the token, the batch it has just created
+    # and the version it has checked. Deleting a referenced row is still refused (PROTECT, in Django).
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
+    batch = models.ForeignKey(UsageBatch, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
+    occurred_at = models.DateTimeField()
+    case_key = models.CharField(max_length=64, blank=True)
+    outputs = models.JSONField(help_text="Label to score, as displayed.")
+    uncertainty = models.FloatField(null=True, blank=True, help_text="The uncertainty displayed with the output.")
+    overridden = models.BooleanField(help_text="The clinician overrode the output.")
+    quality_flags = models.JSONField(default=list, help_text="InputQuality codes.")
+    out_of_envelope = models.BooleanField(default=False, help_text="A flag places the input outside the intended-use envelope.")
+    note = models.TextField(blank=True, max_length=2000)
+
+    class Meta:
+        ordering = ["deployment", "occurred_at", "pk"]
+        indexes = [models.Index(fields=["deployment", "occurred_at"], name="compliance_usage_dep_time_idx")]
+
+    def __str__(self) -> str:
+        return f"Usage event {self.pk} of deployment {self.deployment_id}"
+
+    edit_refused = ("A usage event is never edited; only the retention purge empties its personal fields.", "usage_event_immutable")
+
+
+class UsageWeek(models.Model):
+    """One week of a deployment's usage, summed in the transaction that stores each batch, so that
+    monitoring reads a row per week whatever the volume (as ``DeploymentWeek`` does for feedback)."""
+
+    deployment = models.ForeignKey("registry.Deployment", on_delete=models.CASCADE, related_name="usage_weeks")
+    week = models.DateField(help_text="The Monday the week starts on (UTC).")
+    n = models.PositiveIntegerField(default=0)
+    n_overridden = models.PositiveIntegerField(default=0)
+    n_out_of_envelope = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["deployment", "week"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "week"],
+                name="%(app_label)s_%(class)s_one_row",
+                violation_error_message="One usage summary per deployment and week.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Usage in the week of {self.week} at {self.deployment_id}"
+
+
+class RiskFile(models.Model):
+    """A version's risk management file (AI Act Art. 9, ISO 14971:2019): its hazards with their
+    estimates, controls and residual risks on the file's own matrix (``compliance.risk_matrix``),
+    and the overall benefit-risk conclusion. A child version's file starts as a copy of its
+    parent's (``carried_from``); approval needs every hazard controlled and verified, or its
+    residual risk accepted by two officers (``compliance.risk_file``)."""
+
+    version = models.OneToOneField("registry.ModelVersion", on_delete=models.PROTECT, related_name="risk_file")
+    carried_from = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="carried_to", help_text="The parent version's file it started from."
+    )
+    matrix = models.JSONField(validators=[validate_json_safe], help_text="Probability and severity levels and the region of each cell.")
+    benefit_risk = models.TextField(blank=True, max_length=4000, help_text="The overall benefit-risk conclusion (ISO 14971:2019 8; Art. 9(5)).")
+    status = models.CharField(max_length=10, choices=RiskFileStatus.choices, default=RiskFileStatus.DRAFT)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(status=RiskFileStatus.APPROVED) | models.Q(approved_by__isnull=False),
+                name="%(app_label)s_%(class)s_approved_has_officer",
+                violation_error_message="An approved risk file names the officer who approved it.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Risk file of {self.version}"
+
+
+class Hazard(models.Model):
+    """One line of the risk file: a hazard, the hazardous situation it leads to and the harm, with
+    the estimate before and after its controls. A linked post-market signal re-opens the estimate
+    (``reopened_by``) until an officer estimates it again (Art. 9(2)(c))."""
+
+    risk_file = models.ForeignKey(RiskFile, on_delete=models.CASCADE, related_name="hazards")
+    number = models.PositiveIntegerField(help_text="H1, H2, ... within the file; kept when carried to a child version.")
+    carried_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    hazard = models.TextField(max_length=1000, help_text="The potential source of harm, e.g. a pneumothorax the model does not flag.")
+    situation = models.TextField(max_length=1000, help_text="The hazardous situation, e.g. an unflagged study read last on a long worklist.")
+    harm = models.TextField(max_length=1000, help_text="The harm, e.g. treatment of a tension pneumothorax delayed by hours.")
+    probability = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    severity = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    residual_probability = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    residual_severity = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    rationale = models.TextField(blank=True, max_length=4000, help_text="How the estimates were made and on which data.")
+    reopened_by = models.ForeignKey(
+        "HazardSignal", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="The signal that re-opened the estimate."
+    )
+    acceptance_reason = models.TextField(blank=True, max_length=4000, help_text="Why the residual risk is accepted (ISO 14971:2019 7.4).")
+    acceptance_proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    acceptance_confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["risk_file", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["risk_file", "number"], name="%(app_label)s_%(class)s_one_number", violation_error_message="This hazard number is taken."
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"H{self.number} of {self.risk_file}"
+
+
+class RiskControl(models.Model):
+    """A risk control measure of a hazard (ISO 14971:2019 7.1) and the RadTrust evidence that
+    verifies it (7.2): a validation run, an analysis of a run, a dossier field, or a training
+    record or other document named by reference."""
+
+    hazard = models.ForeignKey(Hazard, on_delete=models.CASCADE, related_name="controls")
+    kind = models.CharField(max_length=30, choices=RiskControlKind.choices)
+    description = models.TextField(max_length=2000)
+    verification_kind = models.CharField(max_length=20, choices=VerificationKind.choices, blank=True)
+    verification_run = models.ForeignKey("validation.ValidationRun", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    verification_section = models.CharField(max_length=40, blank=True, help_text="The analysis of the run, e.g. subgroups or robustness.")
+    verification_field = models.CharField(max_length=60, blank=True, help_text="The dossier field's key.")
+    verification_reference = models.CharField(max_length=300, blank=True, help_text="A training record or document: its number and title.")
+    verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hazard", "pk"]
+
+    def __str__(self) -> str:
+        return f"Control {self.pk} of {self.hazard}"
+
+
+class HazardSignal(NeverEdited):
+    """A post-market signal (an alert or an incident) linked to a hazard by an officer: it re-opens
+    the hazard's estimate (AI Act Art. 9(2)(c)). Never edited."""
+
+    hazard = models.ForeignKey(Hazard, on_delete=models.CASCADE, related_name="signals")
+    alert = models.ForeignKey(Alert, on_delete=models.PROTECT, null=True, blank=True, related_name="hazard_links")
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, null=True, blank=True, related_name="hazard_links")
+    note = models.TextField(max_length=2000, help_text="What the signal shows about this hazard.")
+    linked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    linked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hazard", "-linked_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(alert__isnull=True, incident__isnull=False) | models.Q(alert__isnull=False, incident__isnull=True),
+                name="%(app_label)s_%(class)s_one_signal",
+                violation_error_message="Link either an alert or an incident.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.signal_label} linked to {self.hazard}"
+
+    @property
+    def signal_label(self) -> str:
+        return f"alert {self.alert_id}" if self.alert_id else f"incident {self.incident_id}"
+
+    edit_refused = ("A linked signal is never edited; link it again with a new note.", "hazard_signal_immutable")
+
+
+class QmsStandard(models.Model):
+    """A standard the provider's quality management system applies (AI Act Art. 17(1)(e), Annex IV 7),
+    with its edition and harmonised status, both data an officer keeps up to date."""
+
+    institution = models.ForeignKey("registry.Institution", on_delete=models.PROTECT, related_name="qms_standards")
+    reference = models.CharField(max_length=60, help_text="e.g. IEC 62304")
+    title = models.CharField(max_length=300)
+    edition = models.CharField(max_length=60, help_text="e.g. 2006+A1:2015")
+    harmonised_status = models.CharField(max_length=20, choices=HarmonisedStatus.choices)
+    harmonised_reference = models.CharField(
+        max_length=200, blank=True, help_text="Where the reference was published, e.g. the implementing decision."
+    )
+    scope = models.TextField(blank=True, max_length=2000, help_text="What it is applied to, in full or in part.")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["institution", "reference"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["institution", "reference"],
+                name="%(app_label)s_%(class)s_one_per_reference",
+                violation_error_message="This standard is listed already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference}:{self.edition}"
+
+
+class QmsProcedure(models.Model):
+    """A documented procedure of the provider's quality management system, its owner and review dates,
+    and the points of AI Act Art. 17(1) it covers (``compliance.qms.ART_17``)."""
+
+    institution = models.ForeignKey("registry.Institution", on_delete=models.PROTECT, related_name="qms_procedures")
+    reference = models.CharField(max_length=40, help_text="The procedure's document number, e.g. SOP-07.")
+    title = models.CharField(max_length=300)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    articles = models.JSONField(default=list, validators=[validate_json_safe], help_text='The letters of Art. 17(1) it covers, e.g. ["g", "h"].')
+    reviewed_on = models.DateField(null=True, blank=True)
+    next_review = models.DateField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["institution", "reference"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["institution", "reference"],
+                name="%(app_label)s_%(class)s_one_per_reference",
+                violation_error_message="This procedure is listed already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.title}"
+
+    @property
+    def overdue(self) -> bool:
+        return self.next_review < timezone.localdate()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import F, Func, OuterRef, Q, QuerySet, Subquery
 
 from compliance.choices import AlertStatus, ErrorType, Severity
 from compliance.models import (
@@ -22,12 +22,15 @@ from compliance.models import (
     Dossier,
     Feedback,
     Incident,
+    QmsProcedure,
+    QmsStandard,
     ScoringPolicy,
     TrustAssessment,
     TrustException,
     VersionApproval,
 )
 from compliance.monitoring import disagreement_rate_ci
+from compliance.usage_logs import UsageSummary, usage_summary
 from core.access import scope
 from radtrust_engine.stats import mean_interval
 from registry.choices import DeploymentStatus
@@ -44,12 +47,24 @@ def incident_list(*, user) -> QuerySet[Incident]:
     return scope(user, Incident.objects.select_related("version__foundation_model", "deployment__institution", "created_by"))
 
 
+def deployment_alerts(*, deployment, version) -> Q:
+    """The alerts of a deployment: its own, and those raised on its version as a whole (a run on test
+    data). One rule for the monitoring list's count and the monitoring page's list, so the two agree."""
+    return Q(deployment=deployment) | Q(version=version, deployment__isnull=True)
+
+
+def _open_alerts_count():
+    """A subquery of the open (not resolved) alerts of the outer deployment."""
+    rows = Alert.objects.filter(deployment_alerts(deployment=OuterRef("pk"), version=OuterRef("version"))).exclude(status=AlertStatus.RESOLVED)
+    return rows.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")
+
+
 def monitored_deployments(*, user) -> QuerySet[Deployment]:
     """Deployments in use or suspended, with their monitor and open-alert count, for the overview."""
     return (
         scope(user, Deployment.objects.select_related("version__foundation_model", "institution", "monitor"))
         .filter(status__in=[DeploymentStatus.ACTIVE, DeploymentStatus.SUSPENDED])
-        .annotate(open_alerts=Count("alerts", filter=~Q(alerts__status=AlertStatus.RESOLVED), distinct=True))
+        .annotate(open_alerts=Subquery(_open_alerts_count()))
         .order_by("institution__code", "version__foundation_model__name", "pk")
     )
 
@@ -67,6 +82,7 @@ class Monitoring:
     minutes_saved: dict[str, Any] = field(default_factory=dict)
     alerts: list[Any] = field(default_factory=list)
     runs: list[Any] = field(default_factory=list)
+    usage: UsageSummary | None = None  # the deployed system's own logs: volume, overrides, inputs outside the envelope
 
     def to_dict(self) -> dict[str, Any]:
         monitor = self.monitor
@@ -95,6 +111,7 @@ class Monitoring:
             "minutes_saved": self.minutes_saved,
             "alerts": [a.pk for a in self.alerts],
             "runs": [r.pk for r in self.runs],
+            "usage": None if self.usage is None else self.usage.to_dict(),
         }
 
 
@@ -162,7 +179,7 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
     minutes_n, minutes_mean, minutes_sq = totals.moments("minutes_saved")
     low, high = mean_interval(minutes_n, minutes_mean, minutes_sq)
     alerts = list(
-        Alert.objects.filter(Q(deployment=deployment) | Q(version_id=deployment.version_id, deployment__isnull=True))
+        Alert.objects.filter(deployment_alerts(deployment=deployment, version=deployment.version_id))
         .exclude(status=AlertStatus.RESOLVED)
         .select_related("run", "baseline_run")
         .order_by("-created_at")[:50]
@@ -184,6 +201,7 @@ def deployment_monitoring(deployment: Deployment) -> Monitoring:
         minutes_saved={"n": minutes_n, "mean": minutes_mean, "ci_low": low, "ci_high": high},
         alerts=alerts,
         runs=runs,
+        usage=usage_summary(deployment),
     )
 
 
@@ -210,3 +228,16 @@ def trust_exception_list(*, user) -> QuerySet[TrustException]:
 
 def version_approval_list(*, user) -> QuerySet[VersionApproval]:
     return scope(user, VersionApproval.objects.select_related("version__foundation_model__provider", "proposed_by", "decided_by"))
+
+
+def usage_logged_deployments(*, user) -> QuerySet[Deployment]:
+    """Deployments whose usage logs the user may read and export (the deployment's own scope)."""
+    return scope(user, Deployment.objects.select_related("version", "institution"))
+
+
+def qms_standard_list(*, user) -> QuerySet[QmsStandard]:
+    return scope(user, QmsStandard.objects.select_related("institution"))
+
+
+def qms_procedure_list(*, user) -> QuerySet[QmsProcedure]:
+    return scope(user, QmsProcedure.objects.select_related("institution", "owner"))

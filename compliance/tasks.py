@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from compliance import notification_rules
 from compliance.documents import dossier_documents_render
 from compliance.models import Dossier
 from compliance.trust.services import trust_missed_requests, trust_overdue_requests
 from compliance.trust.services import trust_recompute as recompute
+from compliance.usage_logs import usage_retention_purge
 from core.audit import audit_context
 from validation.services import sweep_lock
 
@@ -42,3 +44,16 @@ def trust_missed_sweep() -> list[int] | None:
     one sweep at a time (None when another worker is sweeping)."""
     with audit_context(label="worker:trust"), sweep_lock("compliance-trust-missed-sweep", seconds=300) as held:
         return trust_missed_requests() if held else None
+
+
+@shared_task(acks_late=True, soft_time_limit=1800)
+def usage_retention_purge_sweep() -> int:
+    """Daily: empty the personal fields of usage events past their deployment's retention; how many."""
+    with audit_context(label="worker:retention"):
+        return usage_retention_purge()
+
+
+@shared_task(acks_late=True, soft_time_limit=300)
+def incident_deadline_reminders() -> int:
+    """Beat, hourly: remind the officers of incident deadlines drawing near (once per incident and threshold)."""
+    return notification_rules.incident_deadline_reminders()

@@ -16,6 +16,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from core.choices import Role
 
 ML, CO, CL, AU, SA = Role.ML_ENGINEER, Role.COMPLIANCE_OFFICER, Role.CLINICIAN, Role.AUDITOR, Role.SITE_AGENT
+DL = Role.DEPLOYMENT_LOGGER
 EVERYONE = frozenset(Role)
 # The roles of persons. The service accounts read only what their work needs: a site agent its
 # site's federated jobs and their studies; the central worker (Celery reads the database, never
@@ -46,10 +47,14 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "trust_exception": (frozenset({ML, CO, AU}), frozenset({CO})),
     "version_approval": (frozenset({ML, CO, AU}), frozenset({CO})),  # proposed and confirmed by two officers of the provider
     "dossier": (frozenset({ML, CO, AU}), frozenset({CO})),
+    "risk_file": (frozenset({ML, CO, AU}), frozenset({CO})),  # kept by the provider's officers (compliance.risk_file)
+    "qms": (frozenset({CO, AU}), frozenset({CO})),  # each officer's own institution's register (compliance.qms)
     "document": (frozenset({ML, CO, AU}), frozenset({CO})),
     "federated_study": (frozenset({ML, CO, AU, SA}), frozenset({ML, CO})),  # a site agent: its site's studies, its own job (scope)
     "federated_study.outcomes": (frozenset({ML, CO, AU}), frozenset()),  # every site's progress, pooled figures, forest plots, pages
     "federated_job": (frozenset({SA}), frozenset({SA})),  # scope keeps a site agent to its own site's jobs
+    "usage_batch": (frozenset(), frozenset({DL})),  # a deployment logger sends its own deployment's batches (compliance.usage_logs)
+    "usage_log": (frozenset({ML, CO, AU}), frozenset({CO})),  # read and exported by whoever sees the deployment (scope); retention: officers
     "api_token": (EVERYONE, EVERYONE),  # one's own tokens: scope and may_change keep everyone to theirs
     "api_token.others": (frozenset({CO}), frozenset({CO})),  # officers see and revoke anyone's
 }

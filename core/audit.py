@@ -21,11 +21,13 @@ import decimal
 import hashlib
 import hmac
 import json
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.utils import timezone
@@ -134,8 +136,17 @@ def event_hash(event: AuditEvent) -> str:
     return audit_mac(fields, key_id=event.key_id) if event.key_id else canonical_sha256(fields)
 
 
+def personal_digest(event: AuditEvent) -> str:
+    """The ``personal_hash`` an event about personal data must carry while it still holds its personal fields.
+    Salted with a random value that pseudonymisation deletes too, so a short case reference cannot be
+    found again by hashing guesses."""
+    return canonical_sha256({"salt": event.personal_salt, "changes": event.changes, "object_repr": event.object_repr})
+
+
 def hashed_fields(event: AuditEvent) -> dict:
-    """What an event's hash covers; the key id only for keyed events, as unkeyed ones were hashed without it."""
+    """What an event's hash covers; the key id only for keyed events, as unkeyed ones were hashed without it.
+    An event about personal data has its personal fields covered by ``personal_hash`` in their place;
+    events written before that (no ``personal_hash``) are hashed as they were."""
     fields = {
         "seq": event.seq,
         "occurred_at": event.occurred_at.astimezone(dt.UTC).isoformat(),
@@ -151,6 +162,9 @@ def hashed_fields(event: AuditEvent) -> dict:
     }
     if event.key_id:
         fields["key_id"] = event.key_id
+    if event.personal_hash:
+        del fields["changes"], fields["object_repr"]
+        fields["personal_hash"] = event.personal_hash
     return fields
 
 
@@ -181,6 +195,9 @@ def audit_record(*, action: str, instance: models.Model, changes: dict) -> Audit
             prev_hash=head.hash,
             key_id=audit_signing_key_id(),
         )
+        if event.object_type in _personal:
+            event.personal_salt = secrets.token_hex(16)
+            event.personal_hash = personal_digest(event)
         event.hash = event_hash(event)
         event.save()
         head.seq, head.hash = event.seq, event.hash
@@ -230,6 +247,8 @@ def audit_verify_chain() -> ChainVerdict:
             return ChainVerdict(False, checked, event.seq, f"it is signed with {exc}, so it cannot be verified")
         if not matches:
             return ChainVerdict(False, checked, event.seq, "its content was altered after it was written")
+        if event.personal_hash and event.pseudonymised_at is None and not hmac.compare_digest(personal_digest(event), event.personal_hash):
+            return ChainVerdict(False, checked, event.seq, "its personal fields were altered after it was written")
         while checkpoint is not None and checkpoint.seq == event.seq:
             if checkpoint.hash != event.hash:
                 return ChainVerdict(
@@ -281,15 +300,48 @@ def audit_checkpoint_write() -> Checkpoint | None:
     return checkpoint_append(seq=newest.seq, hash=newest.hash)
 
 
+def audit_pseudonymise(*, before: dt.datetime | None = None) -> int:
+    """Empty the personal fields (changes, description, salt) of events about personal data written
+    before ``before`` (default: ``RADTRUST_AUDIT_PERSONAL_RETENTION_DAYS`` ago); returns how many.
+
+    GDPR storage limitation meets an append-only trail: the chain covers each such event's
+    ``personal_hash``, not the fields, so it verifies as before, and the fields' salt goes with
+    them, so what they held cannot be found again by hashing guesses. This is the one update of
+    events there is: on PostgreSQL it runs inside ``core_audit_pseudonymise()``, the only caller
+    the events' trigger lets through, and only in this shape (core migration 0004). Events written
+    before personal hashes cannot be pseudonymised without breaking the chain and are left alone.
+    One audit event says what was done.
+    """
+    if before is None:
+        before = timezone.now() - dt.timedelta(days=settings.RADTRUST_AUDIT_PERSONAL_RETENTION_DAYS)
+    now = timezone.now()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT core_audit_pseudonymise(%s, %s)", [before, now])
+                done = cursor.fetchone()[0]
+        else:
+            due = AuditEvent.objects.filter(occurred_at__lt=before, pseudonymised_at__isnull=True).exclude(personal_hash="")
+            done = models.QuerySet.update(due, changes={}, object_repr="", personal_salt="", pseudonymised_at=now)  # past the refusing queryset
+        if done:
+            head = AuditHead.objects.get(id=1)
+            audit_record(action="pseudonymise", instance=head, changes={"before": before.isoformat(), "events": done})
+    return done
+
+
 # --- Signal receivers ------------------------------------------------------------
 
 _registered: dict[type[models.Model], frozenset[str]] = {}
+_personal: set[str] = set()  # labels of the models whose events are about personal data
 _ALWAYS_EXCLUDED = frozenset({"updated_at", "password", "last_login"})
 
 
-def audit_register(model: type[models.Model], *, exclude: tuple[str, ...] = ()) -> None:
-    """Record every create, update, delete and many-to-many change of ``model``."""
+def audit_register(model: type[models.Model], *, exclude: tuple[str, ...] = (), personal: bool = False) -> None:
+    """Record every create, update, delete and many-to-many change of ``model``; ``personal`` when its
+    rows hold personal data, so that its events can be pseudonymised after their retention."""
     _registered[model] = _ALWAYS_EXCLUDED | frozenset(exclude)
+    if personal:
+        _personal.add(model._meta.label_lower)
     uid = f"audit:{model._meta.label_lower}"
     pre_save.connect(_before_save, sender=model, dispatch_uid=f"{uid}:pre", weak=False)
     post_save.connect(_after_save, sender=model, dispatch_uid=f"{uid}:post", weak=False)

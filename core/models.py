@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from core.choices import TokenRevocation
+from core.choices import NotificationKind, TokenRevocation
 from core.errors import ImmutableRecord
 
 
@@ -58,6 +58,9 @@ class AuditEvent(models.Model):
     reordering any row breaks the chain from that row on (``manage.py verify_audit``).
     It is an HMAC under the audit key ``key_id`` names (``core.audit_keys``), so only a
     key holder can recompute it; events from before keys carry a plain sha256.
+    For an event about personal data, the hash covers ``personal_hash`` in place of ``changes``
+    and ``object_repr``, so those can be emptied after their retention (``core.audit.audit_pseudonymise``,
+    the one update the database lets through) and the chain still verifies.
     The actor is copied as id and username, not a foreign key, so that removing a
     user never touches the trail.
     """
@@ -77,6 +80,14 @@ class AuditEvent(models.Model):
     key_id = models.CharField(
         max_length=32, blank=True, default="", help_text="The audit key whose HMAC ``hash`` is; empty for an event hashed before keys (plain sha256)."
     )
+    personal_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="sha256 of the salt, changes and description of an event about personal data: the hash covers this, not them.",
+    )
+    personal_salt = models.CharField(max_length=32, blank=True, default="", help_text="Random; emptied with the personal fields.")
+    pseudonymised_at = models.DateTimeField(null=True, blank=True, help_text="When the personal fields were emptied after their retention.")
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -84,7 +95,15 @@ class AuditEvent(models.Model):
         db_table = "compliance_auditevent"  # the table (and its index name) kept from the compliance app
         ordering = ["seq"]
         base_manager_name = "objects"  # related lookups and internals get the refusing queryset too
-        indexes = [models.Index(fields=["object_type", "object_id", "seq"], name="compliance_audit_object_idx")]
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "seq"], name="compliance_audit_object_idx"),
+            # The events about personal data still holding their personal fields, by age: what pseudonymisation reads.
+            models.Index(
+                fields=["occurred_at"],
+                name="core_audit_personal_due_idx",
+                condition=models.Q(pseudonymised_at__isnull=True) & ~models.Q(personal_hash=""),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id} by {self.actor_username}"
@@ -137,3 +156,33 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}...)"
+
+
+class Notification(models.Model):
+    """A message to one person about something that needs them (a dossier to sign, a critical alert,
+    an incident deadline, ...): shown in the header's bell until read, and e-mailed once.
+    ``key`` names the event, so the same event never notifies the same person twice."""
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=24, choices=NotificationKind.choices)
+    key = models.CharField(max_length=120, help_text="The event notified, e.g. dossier:12:review:<snapshot>; once per recipient.")
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True, max_length=2000)
+    link = models.CharField(max_length=300, blank=True, help_text="The page where the recipient acts on it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["recipient", "read_at"], name="core_notification_unread")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "key"],
+                name="%(app_label)s_%(class)s_once_per_event",
+                violation_error_message="This person was notified of this event already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.recipient_id}: {self.title}"

@@ -197,6 +197,8 @@ RADTRUST_AUDIT_CHECKPOINT_SECONDS = env_int("RADTRUST_AUDIT_CHECKPOINT_SECONDS",
 # --- Feedback and monitoring ------------------------------------------------------
 # A clinician may change their feedback for this many hours; then it is frozen.
 RADTRUST_FEEDBACK_EDIT_HOURS = env_int("RADTRUST_FEEDBACK_EDIT_HOURS", 24, minimum=0)
+# Hosts of the worklist or PACS that may open the feedback link with ?next=: after sending, the clinician goes back there.
+RADTRUST_FEEDBACK_RETURN_HOSTS = env_list("RADTRUST_FEEDBACK_RETURN_HOSTS", [])
 # A burst of feedback is scored once: the recomputation waits this long after the first report.
 RADTRUST_TRUST_DEBOUNCE_SECONDS = env_int("RADTRUST_TRUST_DEBOUNCE_SECONDS", 60, minimum=0)
 # The first reports of a deployment set its disagreement rate at deployment (the CUSUM's p0).
@@ -246,6 +248,9 @@ AXES_VERBOSE = False
 RADTRUST_TRUSTED_PROXY_COUNT = env_int("RADTRUST_TRUSTED_PROXY_COUNT", 0, minimum=0)
 RADTRUST_API_TOKEN_DAYS = env_int("RADTRUST_API_TOKEN_DAYS", 30, minimum=1)
 RADTRUST_API_TOKEN_MAX_DAYS = env_int("RADTRUST_API_TOKEN_MAX_DAYS", 365, minimum=1)
+# Events of the audit trail about personal data (a clinician's feedback) keep their personal fields this long, then
+# core.audit.audit_pseudonymise empties them (GDPR storage limitation); the chain still verifies.
+RADTRUST_AUDIT_PERSONAL_RETENTION_DAYS = env_int("RADTRUST_AUDIT_PERSONAL_RETENTION_DAYS", 730, minimum=183)
 if RADTRUST_API_TOKEN_DAYS > RADTRUST_API_TOKEN_MAX_DAYS:
     raise ImproperlyConfigured(
         f"RADTRUST_API_TOKEN_DAYS={RADTRUST_API_TOKEN_DAYS} must not exceed RADTRUST_API_TOKEN_MAX_DAYS={RADTRUST_API_TOKEN_MAX_DAYS}"
@@ -366,7 +371,30 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expire_seconds": RADTRUST_TRUST_SWEEP_SECONDS},
     },
     "core-audit-checkpoint": {"task": "core.tasks.audit_checkpoint", "schedule": RADTRUST_AUDIT_CHECKPOINT_SECONDS},
+    "compliance-incident-deadline-reminders": {"task": "compliance.tasks.incident_deadline_reminders", "schedule": 3600},
+    "core-audit-pseudonymise": {"task": "core.tasks.audit_pseudonymise_sweep", "schedule": 24 * 3600},
+    "compliance-usage-retention-purge": {"task": "compliance.tasks.usage_retention_purge_sweep", "schedule": 24 * 3600},
 }
+
+# --- E-mail (notifications: core.notifications) ------------------------------------
+# With EMAIL_HOST set, mail goes out by SMTP; without it, it is printed on the console (development).
+EMAIL_HOST = env_str("EMAIL_HOST", "") or ""
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "") or ""  # or EMAIL_HOST_PASSWORD_FILE
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL exclude each other: set one of them to false.")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "RadTrust <radtrust@localhost>")
+# The address of this site, for links in e-mails.
+RADTRUST_SITE_URL = env_str("RADTRUST_SITE_URL", "http://localhost:8000")
+# Days before an incident's reporting deadline at which its officers are reminded (beat, once per threshold).
+RADTRUST_INCIDENT_REMINDER_DAYS = sorted({int(d) for d in env_list("RADTRUST_INCIDENT_REMINDER_DAYS", ["7", "3", "1", "0"])}, reverse=True)
 
 # --- MLflow -------------------------------------------------------------------
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI", f"sqlite:///{VAR_DIR / 'mlflow' / 'mlflow.db'}")
@@ -375,6 +403,8 @@ MLFLOW_REGISTRY_URI = env_str("MLFLOW_REGISTRY_URI", MLFLOW_TRACKING_URI)
 _LOCAL_MLFLOW = MLFLOW_TRACKING_URI.startswith(("sqlite:", "file:")) or "://" not in MLFLOW_TRACKING_URI
 MLFLOW_ARTIFACT_ROOT = env_str("MLFLOW_ARTIFACT_ROOT", str(VAR_DIR / "mlflow" / "artifacts") if _LOCAL_MLFLOW else "")
 MLFLOW_EXPERIMENT_NAME = env_str("MLFLOW_EXPERIMENT_NAME", "radtrust-registry")
+# The MLflow UI's address of one run, "{run_id}" filled in (e.g. http://mlflow:5000/#/runs/{run_id}); empty: run pages show the id only.
+RADTRUST_MLFLOW_RUN_URL = env_str("RADTRUST_MLFLOW_RUN_URL", "")
 
 # --- Logging ------------------------------------------------------------------
 LOGGING = {

@@ -1,8 +1,10 @@
 """The compliance part of ``manage.py demo``: the nodule model approved through the lifecycle guards
-(a dossier signed by a second officer, justified trust exceptions), its fine-tuned version held back
+(a dossier signed by a second officer, justified trust exceptions) and placed on the market before it
+is deployed (its conformity assessment, signed declaration and CE marking), its fine-tuned version held back
 as a substantial modification until its conformity assessment is recorded, in use at two hospitals, twelve weeks
 of clinician feedback in which one site's disagreement rises, the alert the sequential test
-raises, and the incident an officer escalates from it.
+raises, triaged as a trend (MDR Art. 88) rather than a serious incident, and a clinician's
+flag of a suspected serious incident with its triage and initial report.
 
 The reports go through ``feedback_submit`` like any clinician's (so the monitor, the test
 and the alert are the real ones); afterwards their timestamps are spread over the past
@@ -20,17 +22,20 @@ from django.utils import timezone
 
 from compliance.approvals import version_approval_confirm, version_approval_propose
 from compliance.change_control import change_control_guard, conformity_assessment_record
-from compliance.choices import AlertKind, ApprovalStatus, ConformityRoute, DossierStatus
+from compliance.choices import AlertKind, ApprovalStatus, CeMarking, ConformityRoute, DossierStatus, IncidentReportKind, IncidentTriage, MdrProcedure
 from compliance.documents import dossier_documents_render
 from compliance.dossiers import dossier_open, dossier_save, dossier_sign, dossier_submit
 from compliance.feedback import feedback_submit, weeks_rebuild
 from compliance.field_checks import gtin_check_digit
 from compliance.incidents import incident_escalate
-from compliance.models import Alert, Feedback, Incident
+from compliance.market import market_place
+from compliance.models import Alert, Feedback, Incident, MarketPlacement
 from compliance.release_evidence import TEST, release_evidence_current, release_evidence_pin, version_run_role
 from compliance.trust.services import trust_assess, trust_exception_confirm, trust_exception_grant
+from compliance.vigilance import incident_report_record, incident_triage
 from core.errors import Conflict
 from radtrust_demo.dossier_text import OFFICER_TEXT
+from radtrust_demo.risk import risk_file_demo
 from registry import services
 from registry.choices import DeploymentStatus, VersionStatus
 from registry.models import Deployment, Institution, ModelVersion, User
@@ -92,17 +97,59 @@ def feedback_demo(*, version: ModelVersion, sites: dict[str, Institution], clini
                 Feedback.objects.filter(pk=pk).update(created_at=now - timedelta(weeks=WEEKS) * (1 - i / len(ids)))
         weeks_rebuild(deployment_ids=[d.pk for d in deployments.values()])  # the summaries follow the backdated history
     alert = Alert.objects.filter(kind=AlertKind.DISAGREEMENT_RISE, deployment__in=deployments.values()).order_by("pk").first()
-    incident = None
+    trend = None
     if alert is not None:
-        incident = Incident.objects.filter(alert=alert).first() or incident_escalate(
+        trend = Incident.objects.filter(alert=alert).first() or incident_triage(
             actor=officer,
-            alert=alert,
-            title=f"Rising disagreement with {version} at {alert.deployment.institution.code}",
-            description=alert.message,
-            incident_type="other",
-            aware_on=timezone.localdate(),
+            incident=incident_escalate(
+                actor=officer,
+                alert=alert,
+                title=f"Rising disagreement with {version} at {alert.deployment.institution.code}",
+                description=alert.message,
+            ),
+            outcome=IncidentTriage.TREND if version.foundation_model.mdr_class else IncidentTriage.SIGNAL,
+            reason=(
+                "More disagreements than at deployment, none reported as harm: a trend of incidents that are not serious "
+                "(MDR Art. 88), handled by revalidation and the risk file, not a serious incident."
+            ),
         )
-    return {"deployments": deployments, "alert": alert, "incident": incident}
+    return {"deployments": deployments, "alert": alert, "incident": trend, "suspected": _suspected_incident_demo(deployments, clinicians, officer)}
+
+
+def _suspected_incident_demo(deployments: dict[str, Deployment], clinicians: dict[str, User], officer: User) -> Incident:
+    """A clinician flags a suspected serious incident on the feedback form; the officer triages it
+    to its route (MDR Art. 87(5) for a device) and records the initial, still incomplete, report."""
+    flagged = Incident.objects.filter(feedback__suspected_serious_incident=True, feedback__deployment__in=deployments.values()).first()
+    if flagged is not None:
+        return flagged
+    feedback, _ = feedback_submit(
+        actor=clinicians["city-general"],
+        deployment=deployments["city-general"],
+        case_reference="CASE-cg9f1e",
+        model_output="no nodule 0.07",
+        agreement="disagree",
+        error_type="false_negative",
+        severity="high",
+        suspected_serious_incident=True,
+        comment="A 14 mm nodule was missed; the follow-up CT found it grown and the treatment was delayed.",
+    )
+    incident = incident_triage(
+        actor=officer,
+        incident=Incident.objects.get(feedback=feedback),
+        outcome=IncidentTriage.SERIOUS,
+        incident_type="serious_deterioration",
+        reason="Delayed treatment of a missed nodule: an unanticipated serious deterioration linked to the output.",
+    )
+    incident_report_record(
+        actor=officer,
+        incident=incident,
+        kind=IncidentReportKind.INITIAL,
+        submitted_on=timezone.localdate(),
+        authority="Competent authority (MDR vigilance), demo",
+        reference=f"DEMO-MIR-{incident.pk}",
+        summary="Initial report, incomplete: the case is under investigation; the threshold at City General is being reviewed.",
+    )
+    return Incident.objects.get(pk=incident.pk)
 
 
 # Why the demo's officer lets approval go ahead without a principle's evidence or minimum; recorded
@@ -183,6 +230,7 @@ def approval_demo(*, version: ModelVersion, engineer: User, officer: User, revie
     approval the officer proposes and the reviewer confirms; returns the excepted principles."""
     if version.status in {VersionStatus.APPROVED, VersionStatus.DEPLOYED}:
         return list(version.trust_exceptions.values_list("principle", flat=True))
+    risk_file_demo(version=version, officer=officer, reviewer=reviewer, out=out)  # approved before the dossier freezes it
     _signed_dossier(version, officer, reviewer, out)
     assessment = trust_assess(version=version, trigger="demo")
     exceptions = {e.principle: e for e in version.trust_exceptions.all()}
@@ -223,18 +271,44 @@ def substantial_approval_demo(*, version: ModelVersion, engineer: User, officer:
                 raise  # refused for another reason than change control
             refusal = str(refused)
             out(f"Approval of {version} refused: {refusal}")
-        conformity_assessment_record(
-            actor=officer,
-            version=version,
-            route=ConformityRoute.MDR_NOTIFIED_BODY,
-            notified_body=DEMO_NOTIFIED_BODY,
-            certificate_reference=f"DEMO-CE-{version.foundation_model.pk:04d}-{version.version}",
-            assessed_on=timezone.localdate(),
-        )
-        out(f"{officer.username} records the conformity assessment of {version} by {DEMO_NOTIFIED_BODY} ...")
+        _assess(version, officer, out)
         version.refresh_from_db()  # the refused attempt moved it on to under review
     approval_demo(version=version, engineer=engineer, officer=officer, reviewer=reviewer, out=out)
     return {"refusal": refusal, "assessment": version.conformity_assessments.order_by("-pk").first()}
+
+
+def _assess(version: ModelVersion, officer: User, out) -> None:
+    """The officer records the version's conformity assessment: a class IIa device, assessed by the
+    (fictitious) notified body under MDR Annex IX, the AI Act requirements within it (Art. 43(3))."""
+    conformity_assessment_record(
+        actor=officer,
+        version=version,
+        route=ConformityRoute.MDR_NOTIFIED_BODY,
+        mdr_procedure=MdrProcedure.ANNEX_IX,
+        notified_body=DEMO_NOTIFIED_BODY,
+        certificate_reference=f"DEMO-CE-{version.foundation_model.pk:04d}-{version.version}",
+        assessed_on=timezone.localdate(),
+    )
+    out(f"{officer.username} records the conformity assessment of {version} by {DEMO_NOTIFIED_BODY} (MDR Annex IX) ...")
+
+
+def market_demo(*, version: ModelVersion, officer: User, reviewer: User, out=print) -> MarketPlacement:
+    """Place an approved version on the market before it is deployed: its conformity assessment (the
+    officer records one where none is), the signed declaration of its signed dossier, the CE marking
+    with the notified body's number and today's date, recorded by the reviewer, a second officer.
+    Without it the deployment is refused (``compliance.market.deployment_market_check``)."""
+    placed = MarketPlacement.objects.filter(version=version).first()
+    if placed is not None:
+        return placed
+    if not version.conformity_assessments.exists():
+        _assess(version, officer, out)
+    dossier_documents_render(actor=officer, dossier=_signed_dossier(version, officer, reviewer, out))
+    placement = market_place(actor=reviewer, version=version, ce_marking=CeMarking.AFFIXED_WITH_NUMBER, placed_on=timezone.localdate())
+    out(
+        f"{reviewer.username} records {version} placed on the market on {placement.placed_on:%-d %b %Y} "
+        f"({placement.get_ce_marking_display()}; signed declaration of revision {placement.declaration.dossier.revision})."
+    )
+    return placement
 
 
 def dossier_demo(*, versions: list[ModelVersion], officer: User, reviewer: User, out=print) -> list[dict]:

@@ -117,3 +117,13 @@ PURPOSE_PROVENANCE_ROLES: dict[str, frozenset[str]] = {
     DataUsePurpose.TRAINING: frozenset({ProvenanceRole.PRETRAINING, ProvenanceRole.FINE_TUNING, ProvenanceRole.CALIBRATION}),
 }
 PURPOSE_RUNS: frozenset[str] = frozenset({DataUsePurpose.EXTERNAL_VALIDATION, DataUsePurpose.PERFORMANCE_MONITORING})
+
+
+class AdaptationMethod(models.TextChoices):
+    """How a version was adapted from its base (the parent version) to its task."""
+
+    LINEAR_PROBE = "linear_probe", "Linear probe (base frozen, a new linear head)"
+    FULL_FINE_TUNE = "full_fine_tune", "Full fine-tune (every weight trained)"
+    PARTIAL_FINE_TUNE = "partial_fine_tune", "Partial fine-tune (some layers trained)"
+    ADAPTER = "adapter", "Adapter or LoRA (small added weights trained)"
+    PROMPT = "prompt", "Prompt or few-shot (no weight trained)"

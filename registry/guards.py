@@ -48,18 +48,21 @@ def roles_for(current: str, target: str) -> frozenset[str]:
 
 Guard = Callable[[object], str | None]
 
-# name -> check(version) -> None or reason; filled in by the apps that own the evidence.
-EVIDENCE: dict[str, Guard] = {}
+# name -> check(version) -> None or reason (``market``: check(version, institution)); filled in by
+# the apps that own the evidence.
+EVIDENCE: dict[str, Callable[..., str | None]] = {}
 _MISSING_EVIDENCE = {
     "validation": "No passing validation run is recorded for this version; run and pass validation first.",
     "dossier": "No signed dossier is recorded for this version; a second compliance officer must sign it first.",
     "trust": "No trust assessment is recorded for this version yet.",
     "change_control": "Change control cannot tell whether this version is a substantial modification of its parent (AI Act Art. 43(4)) yet.",
     "second_officer": "Approval takes two compliance officers of the provider: one proposes it, a different one confirms it.",
+    "risk_file": "No approved risk management file (AI Act Art. 9) is recorded for this version.",
+    "market": "No placing on the market can be recorded for this version yet, so it may not be deployed (outside a clinical investigation).",
 }
 
 
-def register_evidence_check(name: str, check: Guard) -> None:
+def register_evidence_check(name: str, check: Callable[..., str | None]) -> None:
     """Called by the validation and compliance apps to supply the evidence guards."""
     if name not in _MISSING_EVIDENCE:
         raise ValueError(f"Unknown evidence check {name!r}")
@@ -104,6 +107,7 @@ GUARDS: dict[str, tuple[Guard, ...]] = {
         _evidence("dossier"),
         _evidence("trust"),
         _evidence("change_control"),
+        _evidence("risk_file"),
         _evidence("second_officer"),
     ),
     VersionStatus.DEPLOYED: (open_deployment_exists,),
@@ -118,3 +122,11 @@ def transition_refusals(version, target: str) -> list[str]:
         allowed = ", ".join(sorted(TRANSITIONS[version.status])) or "none (it is final)"
         return [f"A {version.get_status_display().lower()} version cannot become {target}; allowed next: {allowed}."]
     return [reason for guard in GUARDS.get(target, ()) if (reason := guard(version))]
+
+
+def deployment_refusal(version, institution) -> str | None:
+    """Why the version may not be newly deployed (created or activated) at the institution, or None:
+    compliance's ``market`` evidence (placed on the market and not withdrawn, or within a clinical
+    investigation there)."""
+    check = EVIDENCE.get("market")
+    return check(version, institution) if check else _MISSING_EVIDENCE["market"]

@@ -1,21 +1,29 @@
 """Mirror registered versions into the MLflow model registry through the real client.
 
-RadTrust stays the system of record: the mirror is a copy (name, version, tags with
-the sha256 and RadTrust ids, the artifact files) so that ML tooling can find models.
-It is idempotent: a redelivered task finds the MLflow version it already created
-by its ``radtrust.version_id`` tag and only records it.
+RadTrust stays the system of record: the mirror is a copy so that ML tooling can find
+and load models. Each version is a real MLflow model (the stored ONNX files byte for
+byte, plus an ``MLmodel`` with the ONNX and pyfunc flavours, a signature read from the
+graph and an input example), tagged with the sha256 and RadTrust ids. Lifecycle tags,
+trust scores and the ``approved`` / ``deployed-<institution>`` aliases follow the
+version through ``foundation_model_lifecycle_to_mlflow``. Everything is idempotent: a
+redelivered task finds the MLflow version it already created by its
+``radtrust.version_id`` tag, and the lifecycle sync sets what differs.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 
 from radtrust_engine.artifacts import ArtifactError, artifact_dir, verify_stored
-from registry.choices import MirrorState
+from registry.choices import DeploymentStatus, MirrorState, VersionStatus
 from registry.models import ModelVersion
 from registry.services import artifact_root, version_mirror_claim, version_mirror_state_set
 
@@ -31,6 +39,12 @@ HTTP_DEFAULTS = {
 }
 # Characters MLflow refuses in a registered model name.
 _NAME_REFUSED = str.maketrans({"/": "-", ":": "-"})
+# An alias is letters, digits, "_" and "-".
+_ALIAS_REFUSED = re.compile(r"[^a-z0-9_-]+")
+ALIAS_APPROVED = "approved"
+ALIAS_DEPLOYED_PREFIX = "deployed-"
+# The statuses in which a version may be used; a suspended or retired one holds no alias.
+_RELEASED = {VersionStatus.APPROVED, VersionStatus.DEPLOYED}
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,54 @@ def _tags(version: ModelVersion) -> dict[str, str]:
     }
 
 
+def onnx_signature(model_file: Path):
+    """The MLflow signature of an ONNX graph (its real inputs and outputs as tensors, a dynamic
+    dimension as -1) and an input example of zeros (a dynamic dimension as 1)."""
+    import numpy as np
+    import onnx
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    graph = onnx.load(str(model_file), load_external_data=False).graph
+    weights = {tensor.name for tensor in graph.initializer}  # old exporters list weights as inputs
+
+    def spec(value) -> TensorSpec:
+        tensor = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+        return TensorSpec(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type), shape, value.name)
+
+    inputs = [spec(value) for value in graph.input if value.name not in weights]
+    signature = ModelSignature(inputs=Schema(inputs), outputs=Schema([spec(value) for value in graph.output]))
+    examples = {s.name: np.zeros([1 if d == -1 else d for d in s.shape], dtype=s.type) for s in inputs}
+    return signature, next(iter(examples.values())) if len(examples) == 1 else examples
+
+
+def mlflow_model_folder(version: ModelVersion, folder: Path) -> Path:
+    """``folder`` made an MLflow model: the stored files unchanged, beside an ``MLmodel`` with the
+    ONNX and pyfunc flavours, the signature and an input example.
+
+    Written by hand rather than with ``mlflow.onnx.save_model``, which re-serialises the graph:
+    the mirrored files must stay byte-identical to the ones whose sha256 was registered.
+    """
+    import onnx
+    from mlflow import pyfunc
+    from mlflow.models import Model
+    from mlflow.models.utils import _save_example
+
+    stored = artifact_dir(artifact_root(), version.artifact_sha256)
+    folder.mkdir(parents=True)
+    for entry in version.artifact_files:
+        shutil.copyfile(stored / entry["name"], folder / entry["name"])
+    graph_name = next(entry["name"] for entry in version.artifact_files if entry["role"] == "model")
+    signature, example = onnx_signature(folder / graph_name)
+    model = Model(signature=signature, metadata={"radtrust_version_id": version.pk, "sha256": version.artifact_sha256})
+    _save_example(model, example, str(folder))
+    pyfunc.add_to_model(model, loader_module="mlflow.onnx", data=graph_name)
+    model.add_flavor("onnx", onnx_version=onnx.__version__, data=graph_name, providers=["CPUExecutionProvider"], code=None)
+    model.save(str(folder / "MLmodel"))
+    return folder
+
+
 def version_mirror_to_mlflow(version: ModelVersion) -> MirrorResult:
     """Create (or find) the MLflow model version for ``version``; raises if MLflow is unreachable."""
     from mlflow.exceptions import MlflowException  # import mlflow costs about 2.4 s; only the mirror needs it
@@ -107,8 +169,9 @@ def version_mirror_to_mlflow(version: ModelVersion) -> MirrorResult:
         raise ArtifactError(f"The stored artifact fails verification: {'; '.join(problems)}.")
     tags = _tags(version)
     run = client.create_run(mirror_experiment_id(client), tags=tags, run_name=f"{name} {version.version}")
-    folder = artifact_dir(artifact_root(), version.artifact_sha256)
-    client.log_artifacts(run.info.run_id, str(folder), artifact_path="model")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = mlflow_model_folder(version, Path(scratch) / "model")
+        client.log_artifacts(run.info.run_id, str(folder), artifact_path="model")
     client.log_param(run.info.run_id, "sha256", version.artifact_sha256)
     client.set_terminated(run.info.run_id)
     created = client.create_model_version(
@@ -147,3 +210,79 @@ def version_mirror(*, version_id: int, lease_seconds: int = 900) -> MirrorResult
         mlflow_version=result.mlflow_version,
     )
     return result
+
+
+def alias_deployed(institution_code: str) -> str:
+    """The alias of the version deployed at an institution: ``deployed-<code>``, lower case."""
+    return ALIAS_DEPLOYED_PREFIX + _ALIAS_REFUSED.sub("-", institution_code.lower()).strip("-")
+
+
+def lifecycle_aliases(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
+    """Which version each lifecycle alias names: ``approved`` the newest approved or deployed
+    version, ``deployed-<code>`` the newest such version with an active deployment there. A
+    suspended, retired or unreleased version holds none, so its aliases move or disappear."""
+    aliases: dict[str, ModelVersion] = {}
+    for version in sorted(versions, key=lambda v: (v.created_at, v.pk)):
+        if version.status not in _RELEASED:
+            continue
+        aliases[ALIAS_APPROVED] = version
+        for deployment in version.deployments.all():
+            if deployment.status == DeploymentStatus.ACTIVE:
+                aliases[alias_deployed(deployment.institution.code)] = version
+    return aliases
+
+
+def lifecycle_tags(version: ModelVersion) -> dict[str, str]:
+    """The version's status and its latest trust scores (0-100, or "not scored") as MLflow tags."""
+    tags = {
+        "radtrust.status": version.status,
+        "radtrust.status_label": version.get_status_display(),
+        "radtrust.suspended": str(version.status == VersionStatus.SUSPENDED).lower(),
+    }
+    # The reverse accessor of compliance's TrustAssessment: read by name, never imported (layers).
+    assessment = version.trust_assessments.order_by("-computed_at", "-pk").first()
+    if assessment is not None:
+        tags["radtrust.trust.assessed_at"] = assessment.computed_at.isoformat(timespec="seconds")
+        for principle, result in sorted(assessment.principles.items()):
+            score = result.get("score") if isinstance(result, dict) else None
+            tags[f"radtrust.trust.{principle}"] = "not scored" if score is None else f"{float(score):.0f}"
+    return tags
+
+
+def _is_lifecycle_alias(alias: str) -> bool:
+    return alias == ALIAS_APPROVED or alias.startswith(ALIAS_DEPLOYED_PREFIX)
+
+
+def foundation_model_lifecycle_to_mlflow(foundation_model_id: int) -> int:
+    """Make the MLflow tags and lifecycle aliases of a foundation model's mirrored versions match
+    RadTrust; returns how many tags and aliases changed. Safe to repeat: only differences are sent,
+    and aliases MLflow users set themselves (anything but ``approved`` / ``deployed-*``) are kept."""
+    versions = list(
+        ModelVersion.objects.filter(foundation_model_id=foundation_model_id, mirror_state=MirrorState.MIRRORED)
+        .exclude(mlflow_version="")
+        .prefetch_related("deployments__institution")
+    )
+    if not versions:
+        return 0
+    client = mlflow_client()
+    changed = 0
+    by_name: dict[str, list[ModelVersion]] = defaultdict(list)
+    for version in versions:
+        by_name[version.mlflow_model_name].append(version)
+        held = client.get_model_version(version.mlflow_model_name, version.mlflow_version).tags
+        for key, value in lifecycle_tags(version).items():
+            if held.get(key) != value:
+                client.set_model_version_tag(version.mlflow_model_name, version.mlflow_version, key, value)
+                changed += 1
+    for name, group in by_name.items():
+        wanted = {alias: str(version.mlflow_version) for alias, version in lifecycle_aliases(group).items()}
+        held = {alias: str(number) for alias, number in client.get_registered_model(name).aliases.items()}
+        for alias, number in held.items():
+            if _is_lifecycle_alias(alias) and wanted.get(alias) != number:
+                client.delete_registered_model_alias(name, alias)
+                changed += 1
+        for alias, number in wanted.items():
+            if held.get(alias) != number:
+                client.set_registered_model_alias(name, alias, number)
+                changed += 1
+    return changed

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
 from core.choices import Role
 from core.errors import ImmutableRecord
+from core.models import NeverEdited
 from registry.choices import (
+    AdaptationMethod,
     DataUsePurpose,
     DeploymentStatus,
     LegalBasis,
@@ -25,6 +28,7 @@ from registry.choices import (
     VersionStatus,
 )
 from registry.datasheets import MAX_COUNT, MAX_RATERS, validate_counts, validate_demographics, validate_scanners
+from registry.guards import deployment_refusal
 from registry.validators import validate_json_safe, validate_location, validate_preprocessing
 
 SEMVER = RegexValidator(
@@ -388,3 +392,56 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} at {self.institution.code}"
+
+    def deploys_anew(self) -> bool:
+        """Whether saving this row deploys its version anew: a new open deployment, or one made active
+        again (from planned, suspended or ended)."""
+        if self.status not in (DeploymentStatus.PLANNED, DeploymentStatus.ACTIVE):
+            return False
+        if self._state.adding or self.pk is None:
+            return True
+        previous = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
+        return self.status == DeploymentStatus.ACTIVE and previous != DeploymentStatus.ACTIVE
+
+    def clean(self) -> None:
+        """The market rule below every path that saves through validation (API, admin, services):
+        a version is deployed only once placed on the market, or within a clinical investigation."""
+        super().clean()
+        if self.version_id and self.institution_id and self.deploys_anew():
+            refusal = deployment_refusal(self.version, self.institution)
+            if refusal:
+                raise ValidationError({"version": refusal})
+
+
+class Adaptation(NeverEdited):
+    """How a version was made from its base: a foundation model is pre-trained once and adapted to
+    many tasks, each adaptation a device candidate of its own that inherits the base's data and
+    weaknesses. Written once when recorded; a correction is a new version."""
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.PROTECT, related_name="adaptation")
+    method = models.CharField(max_length=20, choices=AdaptationMethod.choices)
+    task = models.CharField(max_length=300, help_text="The task the base was adapted to, in words (e.g. pneumothorax on adult chest films).")
+    labels = models.JSONField(default=list, validators=[validate_json_safe], help_text="The labels the adaptation predicts.")
+    labelled_dataset = models.ForeignKey(
+        Dataset, on_delete=models.PROTECT, null=True, blank=True, related_name="adaptations", help_text="The labelled data used to adapt."
+    )
+    labelled_cases = models.PositiveIntegerField(default=0, help_text="Labelled cases used (0 for a prompt without examples).")
+    labelled_patients = models.PositiveIntegerField(default=0, help_text="Distinct patients among the labelled cases.")
+    frozen_parts = models.TextField(blank=True, help_text="What stayed as in the base (e.g. the whole encoder, blocks 1-10).")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    edit_refused = ("An adaptation record is never edited; register a new version for a new adaptation.", "adaptation_immutable")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(labelled_patients__lte=models.F("labelled_cases")),
+                name="%(app_label)s_%(class)s_patients_within_cases",
+                violation_error_message="There cannot be more labelled patients than labelled cases.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} of {self.version}"

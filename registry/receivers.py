@@ -7,10 +7,12 @@ from django.apps import AppConfig
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
-from django.db.models.signals import post_migrate
+from django.db import transaction
+from django.db.models.signals import post_migrate, post_save
 
 from core.audit import audit_register
 from registry import models
+from registry.choices import MirrorState
 from registry.roles import roles_sync
 
 
@@ -24,6 +26,22 @@ def roles_sync_after_migrate(sender, apps=None, using="default", **kwargs) -> No
     roles_sync(Group, Permission)
 
 
+def lifecycle_mirror_request(sender, instance, **kwargs) -> None:
+    """A mirrored version, one of its deployments or its trust scores changed: once committed, queue
+    the MLflow tags and ``approved`` / ``deployed-<institution>`` aliases of its foundation model."""
+    version = instance if isinstance(instance, models.ModelVersion) else instance.version
+    if version.mirror_state != MirrorState.MIRRORED:
+        return
+    foundation_model_id = version.foundation_model_id
+
+    def queue() -> None:
+        from registry.tasks import lifecycle_mirror  # the tasks module imports the services
+
+        lifecycle_mirror.delay(foundation_model_id)
+
+    transaction.on_commit(queue, robust=True)
+
+
 def connect(app_config: AppConfig) -> None:
     for model in (
         models.Institution,
@@ -33,7 +51,11 @@ def connect(app_config: AppConfig) -> None:
         models.Provenance,
         models.DataUseGrant,
         models.Deployment,
+        models.Adaptation,
     ):
         audit_register(model)
     audit_register(models.User, exclude=("password", "last_login"))
     post_migrate.connect(roles_sync_after_migrate, sender=app_config, dispatch_uid="registry:roles")
+    # TrustAssessment by its label: compliance sits above the registry and is never imported here.
+    for sender in (models.ModelVersion, models.Deployment, "compliance.TrustAssessment"):
+        post_save.connect(lifecycle_mirror_request, sender=sender, dispatch_uid=f"registry:lifecycle_mirror:{sender}")

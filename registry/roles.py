@@ -49,6 +49,7 @@ ROLE_PERMISSIONS = {
     # a site agent speaks only the federated job API, so neither has anything to do in the admin.
     "worker": {},
     "site_agent": {},
+    "deployment_logger": {},
 }
 
 

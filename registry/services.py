@@ -26,7 +26,7 @@ from core.errors import Conflict
 from radtrust_engine import artifacts
 from radtrust_engine.segmentation import ACTIVATIONS
 from registry.choices import PURPOSE_PROVENANCE_ROLES, PURPOSE_RUNS, DataUsePurpose, DeploymentStatus, MirrorState, ProvenanceRole, VersionStatus
-from registry.guards import roles_for, transition_refusals
+from registry.guards import deployment_refusal, roles_for, transition_refusals
 from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def artifact_root() -> Path:
     return Path(settings.MEDIA_ROOT) / "artifacts"
 
 
-def _save(instance, *, update_fields: list[str] | None = None):
+def validated_save(instance, *, update_fields: list[str] | None = None):
     """Validate every field and constraint, then save; integrity races become a 409.
 
     The database's own message (constraint and table names, the offending values) goes to the log,
@@ -63,7 +63,7 @@ def record_create(*, model, actor, fields: dict, m2m: dict | None = None):
     if hasattr(instance, "created_by_id") and actor is not None and actor.is_authenticated:
         instance.created_by = actor
     with transaction.atomic():
-        _save(instance)
+        validated_save(instance)
         for name, values in (m2m or {}).items():
             getattr(instance, name).set(values)
     return instance
@@ -77,7 +77,7 @@ def record_update(*, instance, fields: dict, m2m: dict | None = None, immutable:
     for name, value in fields.items():
         setattr(instance, name, value)
     with transaction.atomic():
-        _save(instance)
+        validated_save(instance)
         for name, values in (m2m or {}).items():
             getattr(instance, name).set(values)
     return instance
@@ -155,7 +155,7 @@ def version_register(
     row.outputs = info.outputs
     row.parameter_count = info.parameter_count
     with transaction.atomic():
-        _save(row)
+        validated_save(row)
         # robust: a broker that is down must not fail the request; the sweeper re-queues later.
         transaction.on_commit(lambda: _queue_mirror(row.pk), robust=True)
     return row
@@ -212,7 +212,7 @@ def version_transition(*, actor, version: ModelVersion, to_status: str) -> Model
         if not refusals:
             locked.status = to_status
             with audit_action("transition"):
-                _save(locked, update_fields=["status", "updated_at"])
+                validated_save(locked, update_fields=["status", "updated_at"])
             return locked
     audit_record(action="transition_refused", instance=locked, changes={"status": [locked.status, to_status], "refused": refusals})
     raise Conflict(" ".join(refusals), code="transition_refused")
@@ -325,7 +325,7 @@ def data_use_revoke(*, actor, grant: DataUseGrant, reason: str) -> DataUseGrant:
             raise ValidationError({"reason": "Say why the use is revoked; the grantee reads it."})
         locked.revoked_at, locked.revoked_by, locked.revocation_reason = timezone.now(), actor, reason
         with audit_action("revoke"):
-            _save(locked, update_fields=sorted(DataUseGrant.REVOCATION_FIELDS))
+            validated_save(locked, update_fields=sorted(DataUseGrant.REVOCATION_FIELDS))
     return locked
 
 
@@ -372,7 +372,25 @@ def deployment_create(*, actor, version: ModelVersion, institution: Institution,
         raise ValidationError({"status": "A new deployment starts as planned or active."})
     if Deployment.objects.filter(version=version, institution=institution).exclude(status=DeploymentStatus.ENDED).exists():
         raise Conflict(f"{version} already has an open deployment at {institution.code}.", code="duplicate_deployment")
+    _refuse_unless_deployable(version, institution, fields.get("status", DeploymentStatus.PLANNED))
     return record_create(model=Deployment, actor=actor, fields={"version": version, "institution": institution, **fields})
+
+
+def deployment_update(*, deployment: Deployment, fields: dict) -> Deployment:
+    """Change a deployment; making it active again asks the market rule as a new deployment does."""
+    if fields.get("status") == DeploymentStatus.ACTIVE and deployment.status != DeploymentStatus.ACTIVE:
+        _refuse_unless_deployable(deployment.version, deployment.institution, DeploymentStatus.ACTIVE)
+    return record_update(instance=deployment, fields=fields, immutable=("version", "institution"))
+
+
+def _refuse_unless_deployable(version: ModelVersion, institution: Institution, status: str) -> None:
+    """A version is deployed only once placed on the market and not withdrawn, or within a clinical
+    investigation at the institution (``registry.guards.deployment_refusal``); a refusal changes
+    nothing and is written to the audit trail."""
+    refusal = deployment_refusal(version, institution)
+    if refusal:
+        audit_record(action="deployment_refused", instance=version, changes={"institution": institution.code, "status": status, "refused": refusal})
+        raise Conflict(refusal, code="not_on_market")
 
 
 # --- Users ----------------------------------------------------------------------------
@@ -391,6 +409,6 @@ def user_create(*, username: str, role: str, institution: Institution, email: st
     else:
         user.set_unusable_password()
     with transaction.atomic():
-        _save(user)
+        validated_save(user)
         user.groups.add(Group.objects.get(name=role))
     return user

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from core.audit import audit_context
 from radtrust_engine.artifacts import ArtifactError
+from registry.mlflow_mirror import foundation_model_lifecycle_to_mlflow
 from registry.mlflow_mirror import version_mirror as mirror
 from registry.selectors import versions_awaiting_mirror
 
@@ -31,6 +32,14 @@ def version_mirror(self, version_id: int) -> dict | None:
     with audit_context(label=f"worker:{self.request.hostname or 'local'}"):
         result = mirror(version_id=version_id)
     return None if result is None else {"model_name": result.model_name, "mlflow_version": result.mlflow_version}
+
+
+@shared_task(
+    acks_late=True, autoretry_for=(Exception,), retry_backoff=5, retry_backoff_max=600, retry_jitter=True, max_retries=20, soft_time_limit=300
+)
+def lifecycle_mirror(foundation_model_id: int) -> int:
+    """Bring a foundation model's MLflow tags, trust scores and lifecycle aliases up to date."""
+    return foundation_model_lifecycle_to_mlflow(foundation_model_id)
 
 
 @shared_task(acks_late=True, soft_time_limit=120)

@@ -199,7 +199,7 @@ def run_setup(personas, register_version, write_dataset):
 def deployed(personas, institutions):
     """A version deployed at the North and South hospitals, for feedback, monitoring and incidents."""
     from registry.choices import DeploymentStatus, MdrClass, VersionStatus
-    from tests.factories import DeploymentFactory, FoundationModelFactory, ModelVersionFactory
+    from tests.factories import DeploymentFactory, FoundationModelFactory, ModelVersionFactory, within_clinical_investigation
 
     model = FoundationModelFactory(
         provider=institutions["vendor"],
@@ -208,6 +208,8 @@ def deployed(personas, institutions):
         known_limitations="Weaker for patients aged 65 and over.",
     )
     version = ModelVersionFactory(foundation_model=model, status=VersionStatus.DEPLOYED)
+    for where in ("north", "south"):
+        within_clinical_investigation(version, institutions[where], personas["officer"])
     return {
         "version": version,
         "north": DeploymentFactory(version=version, institution=institutions["north"], status=DeploymentStatus.ACTIVE),

@@ -94,6 +94,20 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     status = "active"
 
 
+def within_clinical_investigation(version, institution, officer):
+    """Record ``version`` as used at ``institution`` within a clinical investigation, so that it may be
+    deployed there before it is placed on the market (``compliance.market``)."""
+    from compliance.models import ClinicalInvestigation
+
+    return ClinicalInvestigation.objects.create(
+        version=version,
+        institution=institution,
+        reference="CIV-TEST-1",
+        reason="A test deployment before placing on the market.",
+        recorded_by=officer,
+    )
+
+
 SIGNING_PASSWORD = "a-signing-password-for-tests-17"  # the officer personas' password (tests/conftest.py signing_password)
 
 

@@ -36,6 +36,14 @@ class MlflowState(models.TextChoices):
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
+class OutputsSource(models.TextChoices):
+    """Where a run's model outputs came from: RadTrust ran the verified artifact, or the outputs
+    were produced elsewhere and uploaded (the report and the trust score say so)."""
+
+    RADTRUST = "radtrust", "RadTrust ran the model"
+    UPLOADED = "uploaded", "Outputs uploaded: RadTrust did not run the model"
+
+
 class FailureReason(models.TextChoices):
     """Why a run failed or was cancelled: ``ValidationRun.error_reason``, a stable code beside the
     message (``ValidationRun.error``) that says what to fix. Blank while a run has not failed.

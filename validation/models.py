@@ -13,6 +13,7 @@ from validation.choices import (
     FailureReason,
     FederatedJobStatus,
     MlflowState,
+    OutputsSource,
     RunFileKind,
     RunStage,
     RunStatus,
@@ -83,6 +84,14 @@ class ValidationRun(models.Model):
     device = models.JSONField(default=dict, blank=True, help_text="Execution provider(s), device kind and name.")
     artifact_sha256 = models.CharField(max_length=64, blank=True, help_text="The artifact hash verified before loading.")
     manifest_sha256 = models.CharField(max_length=64, blank=True, help_text="The manifest hash read by the run.")
+    outputs_source = models.CharField(
+        max_length=10,
+        choices=OutputsSource.choices,
+        default=OutputsSource.RADTRUST,
+        help_text="Whether RadTrust ran the model or the outputs were produced elsewhere and uploaded.",
+    )
+    predictions_sha256 = models.CharField(max_length=64, blank=True, help_text="The uploaded predictions file's hash (uploaded outputs only).")
+    predictions_name = models.CharField(max_length=300, blank=True, help_text="The uploaded predictions file's name (uploaded outputs only).")
     error_reason = models.CharField(
         max_length=40,
         blank=True,

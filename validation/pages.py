@@ -1,16 +1,27 @@
-"""Pages of the validation app: the federated studies (each study's sites and outcomes, the pooled
-figures, the meta-analyses and forest plots). Same services and access rules as the API."""
+"""Pages of the validation app: a run's progress and report, two runs side by side, and the
+federated studies (each study's sites and outcomes, the pooled figures, the meta-analyses and
+forest plots). Same selectors and access rules as the API."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from core.access import may, may_see_case_outputs, role_of
+from core.choices import Role
+from core.errors import BadQuery
 from core.pages import page_window, requires
-from validation import federated
-from validation.choices import FederatedJobStatus
+from validation import federated, selectors
+from validation.choices import FederatedJobStatus, RunFileKind
+from validation.models import ValidationRun
+from validation.report_tables import chart_section, compare_rows, drift_rows, report_tables
+from validation.report_views import report_without_cases
 
 METRIC_TITLES = {"auroc": "AUROC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
 
@@ -67,3 +78,82 @@ def federated_study_detail(request, pk: int):
         for label in labels
     ]
     return render(request, "validation/federated_detail.html", {"study": study, "result": result, "per_label": per_label})
+
+
+# --- Runs ---------------------------------------------------------------------------------
+
+
+def _run_for(request, pk: int) -> tuple[ValidationRun, bool]:
+    """The run and whether the user reads only its summary: engineers, officers and auditors read runs
+    as the API scopes them; a clinician the headline figures of a version in use at their hospital."""
+    if may(request.user, "validation_run", write=False):
+        return get_object_or_404(selectors.run_detail(user=request.user), pk=pk), False
+    if role_of(request.user) == Role.CLINICIAN:
+        return get_object_or_404(selectors.run_summary_list(user=request.user), pk=pk), True
+    raise PermissionDenied("Your role does not allow this page.")
+
+
+def _progress(run: ValidationRun) -> dict[str, Any]:
+    device = run.device or {}
+    return {
+        "status": run.status,
+        "status_label": run.get_status_display(),
+        "stage": run.stage,
+        "stage_label": run.get_stage_display(),
+        "percent": round(run.progress * 100),
+        "worker": run.worker or "waiting for a worker",
+        "device": device.get("name") or device.get("kind") or "not yet known",
+        "finished": run.finished,
+    }
+
+
+@login_required
+def run_progress(request, pk: int):
+    """What the run page polls while the run is going (``run_progress.js``)."""
+    run, _ = _run_for(request, pk)
+    return JsonResponse(_progress(run))
+
+
+@login_required
+def run_detail(request, pk: int):
+    run, summary_only = _run_for(request, pk)
+    results = run.results if summary_only or may_see_case_outputs(request.user, run) else report_without_cases(run.results)
+    files = (
+        [] if summary_only else list(selectors.run_file_list(user=request.user).filter(run=run, kind__in=[RunFileKind.CHART, RunFileKind.SALIENCY]))
+    )
+    charts: dict[str, list] = {}
+    for f in files:
+        if f.kind == RunFileKind.CHART:
+            charts.setdefault(chart_section(f.name), []).append(f)
+    drift_note, drift_findings = drift_rows(results)
+    mlflow_url = settings.RADTRUST_MLFLOW_RUN_URL.format(run_id=run.mlflow_run_id) if run.mlflow_run_id and settings.RADTRUST_MLFLOW_RUN_URL else ""
+    context = {
+        "run": run,
+        "summary_only": summary_only,
+        "progress": _progress(run),
+        "labels": report_tables(results, summary_only=summary_only) if run.results else [],
+        "charts": charts,
+        "saliency": [f for f in files if f.kind == RunFileKind.SALIENCY],
+        "drift_note": drift_note,
+        "drift_findings": drift_findings,
+        "alerts": [] if summary_only else list(run.alerts.select_related("incident")),
+        "mlflow_url": mlflow_url,
+        "skipped": len((results or {}).get("skipped") or []),
+    }
+    return render(request, "validation/run_detail.html", context)
+
+
+@requires("validation_run")
+def run_compare(request):
+    """Two runs' overall figures side by side (``?a=&b=``: run numbers)."""
+    runs = []
+    for key in ("a", "b"):
+        raw = request.GET.get(key, "")
+        if not (raw.isascii() and raw.isdigit() and len(raw) < 12):
+            raise BadQuery(key, "Name two runs by their numbers: ?a=1&b=2.")
+        try:
+            runs.append(selectors.run_detail(user=request.user).get(pk=int(raw)))
+        except ValidationRun.DoesNotExist:
+            raise Http404(f"No run {raw} that you may see.") from None
+    first, second = runs
+    return render(request, "validation/run_compare.html", {"a": first, "b": second, "rows": compare_rows(first.results, second.results)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from core.access import scope
+from registry.models import ModelVersion
 from validation.models import CaseFlag, RunFile, ValidationRun
 
 
@@ -23,3 +24,9 @@ def run_file_list(*, user) -> QuerySet[RunFile]:
 
 def case_flag_list(*, user) -> QuerySet[CaseFlag]:
     return scope(user, CaseFlag.objects.all())
+
+
+def run_summary_list(*, user) -> QuerySet[ValidationRun]:
+    """Runs whose headline figures a clinician reads: those of the versions in use at their institution
+    (``scope`` of the versions); no per-case outputs, no subgroup tables."""
+    return ValidationRun.objects.select_related("version__foundation_model", "dataset").filter(version__in=scope(user, ModelVersion.objects.all()))

@@ -168,7 +168,7 @@ def run_cancel(*, actor, run: ValidationRun) -> ValidationRun:
         if locked.finished:
             raise Conflict(f"The run has already {locked.status}.", code="run_finished")
         if locked.status == RunStatus.QUEUED:
-            _finish(
+            run_finish(
                 locked,
                 status=RunStatus.CANCELLED,
                 action="cancel",
@@ -182,7 +182,7 @@ def run_cancel(*, actor, run: ValidationRun) -> ValidationRun:
     return locked
 
 
-def _finish(run: ValidationRun, *, status: str, action: str, error_reason: str = "", error: str = "", **fields) -> None:
+def run_finish(run: ValidationRun, *, status: str, action: str, error_reason: str = "", error: str = "", **fields) -> None:
     """Close a locked run (inside the caller's transaction) and audit it."""
     run.status = status
     run.stage = RunStage.DONE
@@ -490,7 +490,7 @@ def _close(
         if run.attempt != attempt or run.status != RunStatus.RUNNING:
             log.warning("Run %s: attempt %s finished but no longer holds the run; its outcome is dropped.", run_id, attempt)
             return None
-        _finish(
+        run_finish(
             run,
             status=status,
             action=action,
@@ -599,12 +599,12 @@ def _lost_runs_requeue(now: datetime) -> tuple[list[int], list[int]]:
                 continue
             lost = f"The worker {run.worker or '?'} stopped sending heartbeats (attempt {run.attempt})."
             if run.cancel_requested:
-                _finish(
+                run_finish(
                     run, status=RunStatus.CANCELLED, action="cancel", error_reason=FailureReason.CANCELLED, error="Cancelled; its worker had stopped."
                 )
                 continue
             if run.attempt >= run.max_attempts:
-                _finish(
+                run_finish(
                     run,
                     status=RunStatus.FAILED,
                     action="fail",

@@ -11,7 +11,8 @@ test, and a run's tests are one family whose error rate is controlled.
    resample redraws the patients only in the baseline, those only in this
    run, and those in both (``metric_deltas``), so all of a patient's images
    move together, each run keeps its size, and a patient present in both runs
-   carries the same weight in both (paired). The interval is the percentile
+   carries the same weight in both (paired). A resample's counts are drawn once
+   and serve every label (``label_metric_deltas``). The interval is the percentile
    interval of the delta. The p-values are Wald p-values from the bootstrap
    standard error (widened for small samples, ``_delta_p_values``),
    ``z = delta / se``: one-sided for a drop (``p_drop``, the
@@ -206,24 +207,78 @@ def metric_deltas(
     confidence: float = 0.95,
 ) -> list[MetricDelta]:
     """Per metric the change from the reference run with a patient bootstrap stratified by run (step 2)."""
+    [deltas] = label_metric_deltas(
+        np.asarray(reference_y)[:, None],
+        np.asarray(reference_scores)[:, None],
+        reference_keys,
+        np.asarray(current_y)[:, None],
+        np.asarray(current_scores)[:, None],
+        current_keys,
+        thresholds=[threshold],
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
+    )
+    return deltas
+
+
+def label_metric_deltas(
+    reference_y: np.ndarray,
+    reference_scores: np.ndarray,
+    reference_keys: np.ndarray,
+    current_y: np.ndarray,
+    current_scores: np.ndarray,
+    current_keys: np.ndarray,
+    *,
+    thresholds: Sequence[float],
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> list[list[MetricDelta]]:
+    """``metric_deltas`` of every label (the columns of the ``(cases, labels)`` arrays) on one set of
+    resamples: each resample's patient counts are drawn once and serve every label, the same
+    counts each label would draw alone from ``seed``."""
     keys, index = np.unique(np.concatenate([reference_keys, current_keys]), return_inverse=True)
     index = index.ravel()
     ref_index, cur_index = index[: reference_keys.size], index[reference_keys.size :]
     in_ref, in_cur = np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=bool)
     in_ref[ref_index], in_cur[cur_index] = True, True
     strata = [np.flatnonzero(in_ref & in_cur), np.flatnonzero(in_ref & ~in_cur), np.flatnonzero(~in_ref & in_cur)]
-    ref = _layout(np.asarray(reference_scores, dtype=np.float64), np.asarray(reference_y).astype(bool), threshold)
-    cur = _layout(np.asarray(current_scores, dtype=np.float64), np.asarray(current_y).astype(bool), threshold)
-    ref_point = ref.metrics(np.ones((1, reference_keys.size)))
-    cur_point = cur.metrics(np.ones((1, current_keys.size)))
-    samples: dict[str, list[np.ndarray]] = {m: [] for m in DELTA_METRICS}
+    layouts = [
+        (
+            _layout(np.asarray(reference_scores[:, k], dtype=np.float64), np.asarray(reference_y[:, k]).astype(bool), threshold),
+            _layout(np.asarray(current_scores[:, k], dtype=np.float64), np.asarray(current_y[:, k]).astype(bool), threshold),
+        )
+        for k, threshold in enumerate(thresholds)
+    ]
+    samples: list[dict[str, list[np.ndarray]]] = [{m: [] for m in DELTA_METRICS} for _ in layouts]
     rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, 64):
         counts = _stratified_counts(rng, strata, keys.size, min(64, n_resamples - start))
-        ref_values = ref.metrics(counts[:, ref_index][:, ref.positions])
-        cur_values = cur.metrics(counts[:, cur_index][:, cur.positions])
-        for m in DELTA_METRICS:
-            samples[m].append(cur_values[m] - ref_values[m])
+        for (ref, cur), label_samples in zip(layouts, samples):
+            ref_values = ref.metrics_from(counts, ref_index[ref.positions], DELTA_METRICS)
+            cur_values = cur.metrics_from(counts, cur_index[cur.positions], DELTA_METRICS)
+            for m in DELTA_METRICS:
+                label_samples[m].append(cur_values[m] - ref_values[m])
+    return [
+        _deltas(ref, cur, label_samples, reference_y[:, k], reference_keys, current_y[:, k], current_keys, confidence)
+        for k, ((ref, cur), label_samples) in enumerate(zip(layouts, samples))
+    ]
+
+
+def _deltas(
+    ref: ScoreLayout,
+    cur: ScoreLayout,
+    samples: dict[str, list[np.ndarray]],
+    reference_y: np.ndarray,
+    reference_keys: np.ndarray,
+    current_y: np.ndarray,
+    current_keys: np.ndarray,
+    confidence: float,
+) -> list[MetricDelta]:
+    """One label's deltas from its point values and resampled changes."""
+    ref_point = ref.metrics(np.ones((1, reference_keys.size)))
+    cur_point = cur.metrics(np.ones((1, current_keys.size)))
     units = _metric_units(reference_y, reference_keys, current_y, current_keys)
     alpha = (1 - confidence) / 2
     deltas = []
@@ -467,26 +522,23 @@ def baseline_comparison(
     (the alerts) and, on every test it made, its ``test`` (raw and adjusted p-value, family size)."""
     _check_comparable(reference, current)
     patients = tuple(np.unique(table.patient_keys, return_inverse=True)[1].ravel() for table in (reference, current))  # keyed once, not per test
-    deltas: dict[str, tuple[float, list[MetricDelta]]] = {}
+    columns = [current.class_names.index(label) for label in current.label_names]
+    label_thresholds = [float(thresholds.get(label, 0.5)) for label in current.label_names]
+    by_label = label_metric_deltas(
+        reference.labels,
+        reference.scores[:, columns],
+        reference.patient_keys,
+        current.labels,
+        current.scores[:, columns],
+        current.patient_keys,
+        thresholds=label_thresholds,
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
+    )
+    deltas: dict[str, tuple[float, list[MetricDelta]]] = dict(zip(current.label_names, zip(label_thresholds, by_label)))
     shifts: dict[str, PrevalenceShift | str] = {}
     for k, label in enumerate(current.label_names):
-        column = current.class_names.index(label)
-        threshold = float(thresholds.get(label, 0.5))
-        deltas[label] = (
-            threshold,
-            metric_deltas(
-                reference.labels[:, k],
-                reference.scores[:, column],
-                reference.patient_keys,
-                current.labels[:, k],
-                current.scores[:, column],
-                current.patient_keys,
-                threshold=threshold,
-                n_resamples=n_resamples,
-                seed=seed,
-                confidence=confidence,
-            ),
-        )
         try:
             shifts[label] = prevalence_shift(
                 reference.labels[:, k],

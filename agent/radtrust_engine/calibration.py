@@ -226,16 +226,20 @@ def calibration_report(
             raise ValueError(f"patient_id has shape {pid.shape}, expected ({n},)")
         _, patient_idx = np.unique(pid, return_inverse=True)
         patient_idx = patient_idx.ravel()
+        n_patients = int(patient_idx.max()) + 1
         residual = np.zeros((n, n_bins))
         residual[np.arange(n), bin_id] = p - y
         stats = np.column_stack([residual, (p - y) ** 2, np.ones(n)])  # (n, n_bins + 2)
+        # Summed per patient once: a resample's sums are then its patient counts times these.
+        per_patient = np.zeros((n_patients, stats.shape[1]))
+        np.add.at(per_patient, patient_idx, stats)
         rng = np.random.default_rng(seed)
         ece_s = np.empty(n_resamples)
         brier_s = np.empty(n_resamples)
         for start in range(0, n_resamples, chunk_size):
             stop = min(start + chunk_size, n_resamples)
-            draws = patient_bootstrap_counts(rng, int(patient_idx.max()) + 1, stop - start)
-            sums = np.take(draws, patient_idx, axis=1) @ stats
+            draws = patient_bootstrap_counts(rng, n_patients, stop - start)
+            sums = draws @ per_patient
             total = sums[:, -1]
             ece_s[start:stop] = np.abs(sums[:, :n_bins]).sum(axis=1) / total
             brier_s[start:stop] = sums[:, n_bins] / total

@@ -249,7 +249,21 @@ def _png(path: Path, rules: _Rules, pixels: bool) -> _Read:
         raise ImageError(path, f"unreadable PNG: {type(exc).__name__}: {exc}") from None
 
 
-def _npy(path: Path, pixels: bool) -> _Read:
+def npy_frames(shape: tuple[int, ...], spec: Preprocessing | None) -> int:
+    """How many frames an NPY array of ``shape`` holds along its leading axis, as its spec reads it
+    (an array cannot say what its axes are): with a 2D spec, a 3D array (F, H, W) whose first axis
+    is no channel axis (not 1 or 3) and whose last is none (not 3 or 4), or any 4D array (F, ...);
+    with a volume spec, a 4D array (F, D, H, W). 1 otherwise, and without a spec (masks, any shape)."""
+    if spec is None:
+        return 1
+    if spec.volume:
+        return shape[0] if len(shape) == 4 else 1
+    if len(shape) == 4 or (len(shape) == 3 and shape[0] not in (1, 3) and shape[-1] not in (3, 4)):
+        return shape[0]
+    return 1
+
+
+def _npy(path: Path, rules: _Rules, pixels: bool) -> _Read:
     try:
         # Never unpickle: a pickle in a dataset would run code on the worker. The header alone is memory-mapped.
         array = np.load(path, allow_pickle=False, mmap_mode=None if pixels else "r")
@@ -262,7 +276,18 @@ def _npy(path: Path, pixels: bool) -> _Read:
         raise ImageError(path, f"unreadable NPY: {type(exc).__name__}: {exc}") from None
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or np.iscomplexobj(array):
         raise ImageError(path, f"NPY has dtype {array.dtype}; expected a real numeric array")
-    header = ImageHeader("npy", tuple(array.shape), None)  # an array says nothing of what its axes are
+    shape = tuple(array.shape)
+    n_frames = npy_frames(shape, rules.spec)
+    if n_frames > 1 and rules.frames == "volume" and len(shape) == 4:
+        text = "x".join(map(str, shape))
+        raise ImageError(
+            path, f"an NPY of shape {text} holds {n_frames} volumes; pick one with 'frames': 'first' or {{'index': k}}", ImageProblem.MULTI_FRAME
+        )
+    frame = _frame(path, rules.frames, n_frames)
+    conversions: tuple[str, ...] = ()
+    if frame is not None:
+        array, shape, conversions = array[frame], shape[1:], (f"frame {frame} of {n_frames}",)
+    header = ImageHeader("npy", shape, None, conversions)  # an array says nothing of what its axes are
     return _Read(header, array.astype(np.float32) if pixels else None, False)
 
 
@@ -323,7 +348,7 @@ def _open(path: str | os.PathLike, spec: Preprocessing | None, pixels: bool) -> 
     elif kind == "png":
         read = _png(path, rules, pixels)
     elif kind == "npy":
-        read = _npy(path, pixels)
+        read = _npy(path, rules, pixels)
     else:
         read = _nifti(path, rules, pixels)
     if math.prod(read.header.shape) == 0:
@@ -350,7 +375,7 @@ def load_image(path: str | os.PathLike, spec: Preprocessing | None = None) -> Lo
     standard's pixel semantics (``radtrust_engine.dicom_pixels``): the modality LUT, the
     header's VOI window when the spec asks, MONOCHROME1 inverted, palette and YBR colour as
     RGB; header attributes returned. PNG: (H, W) grey or (H, W, 3) RGB (alpha dropped). NPY:
-    read without unpickling. NIfTI: via nibabel, scaling applied. A file of several frames
+    read without unpickling, a leading axis of frames as ``npy_frames`` says. NIfTI: via nibabel, scaling applied. A file of several frames
     follows the spec's frames rule. Without a spec: frames refused, no window, any shape.
     A file a run would skip raises ``ImageError`` with the path, the reason and its kind.
     """

@@ -154,6 +154,7 @@ class Manifest:
     study_dates: list[str | None]
     attributes: dict[str, list[Any]] = field(default_factory=dict)
     mask_paths: list[str] | None = None  # segmentation ground truth, relative to ``root`` like the images
+    reader_cells: dict[str, list[Any]] | None = None  # ``reader:<name>:<label>`` columns as written; readers.py parses them
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -407,4 +408,5 @@ def read_manifest(
         study_dates=study_dates,
         attributes=attributes,
         mask_paths=mask_paths,
+        reader_cells={c: [cells.get(c) for cells in rows] for c in columns if c.startswith("reader:")} or None,
     )

@@ -8,14 +8,16 @@ notebook can reuse it.
 How the bootstrap stays fast (the approach described in STACK.md):
 
 1. Cases are sorted by score once. A subgroup is a subset of that order, so
-   it stays sorted; its tie groups (runs of equal scores) are found once.
-2. Every metric is a function of two per-tie-group sums, the weight of the
-   positives ``P_g`` and of the negatives ``N_g``: AUROC by the rank
+   it stays sorted; each case's place among the positives (below it, and up
+   to a tie) is found once (``ScoreLayout``).
+2. Every metric is a function of the cumulative weight of the positives in
+   score order and plain sums of the negatives' weights: AUROC by the rank
    (Mann-Whitney) formula with ties counted one half, which equals the rank
-   formula with average ranks; average precision from the cumulative sums
-   taken from the top score down, as scikit-learn does; the confusion matrix
-   at ``score >= threshold`` from the sums above the tie group where the
-   threshold falls.
+   formula with average ranks; average precision as the positives' weighted
+   mean of the precision at their score (all cases scored at or above it),
+   as scikit-learn computes it; the confusion matrix at ``score >= threshold``
+   from the sums on either side of the threshold. With integer weights (all
+   a bootstrap uses) every sum is exact, whatever its order.
 3. A bootstrap resample is a vector of integer weights, one per case: the
    number of times its patient was drawn (multinomial counts over patients,
    so all of a patient's cases move together). Resamples are processed in
@@ -108,119 +110,116 @@ class MetricEstimate:
 # ---------------------------------------------------------------------------
 
 
-def _metrics_from_cumulative(
-    pos_g: np.ndarray,
-    tot_g: np.ndarray,
-    pos_incl: np.ndarray,
-    tot_incl: np.ndarray,
-    threshold_group: int,
-    names: Collection[str] = METRIC_NAMES,
-) -> dict[str, np.ndarray]:
-    """The metrics ``names`` for each row of weights, as arrays of shape ``(rows,)``.
-
-    All inputs have shape ``(rows, tie_groups)``, tie groups in ascending
-    score order: the weight of the positives (``pos_g``) and of all cases
-    (``tot_g``) at each distinct score, and their cumulative sums up to and
-    including each tie group. ``threshold_group`` is the first tie group whose
-    score is ``>= threshold`` (``tie_groups`` if none). NaN marks undefined
-    values. AUROC and average precision each take several passes over the
-    weights (the rest are per row), so a caller that reads neither does not pay for them.
-    """
-    n_pos = pos_incl[:, -1]
-    n_all = tot_incl[:, -1]
-    n_neg = n_all - n_pos
-    found: dict[str, np.ndarray] = {}
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if "auroc" in names:
-            # AUROC: P(score_pos > score_neg) + 0.5 P(tie); negatives below a tie
-            # group plus half of those in it = neg_incl - 0.5 neg_g.
-            neg_term = tot_incl - pos_incl
-            neg_term -= 0.5 * (tot_g - pos_g)
-            auc_num = np.einsum("ij,ij->i", pos_g, neg_term)
-            del neg_term
-            found["auroc"] = np.where((n_pos > 0) & (n_neg > 0), auc_num / (n_pos * n_neg), np.nan)
-
-        if "auprc" in names:
-            # Average precision: sum over distinct thresholds (high to low) of the
-            # recall increment pos_g / P times the precision at score >= s_g.
-            tp_at = n_pos[:, None] - pos_incl
-            tp_at += pos_g
-            called = n_all[:, None] - tot_incl
-            called += tot_g
-            np.maximum(called, np.finfo(np.float64).tiny, out=called)  # 0 only where pos_g = 0
-            tp_at /= called
-            del called
-            found["auprc"] = np.where(n_pos > 0, np.einsum("ij,ij->i", pos_g, tp_at) / n_pos, np.nan)
-            del tp_at
-
-        if threshold_group == 0:
-            tp, fp = n_pos, n_neg
-        else:
-            below_pos = pos_incl[:, threshold_group - 1]
-            below_all = tot_incl[:, threshold_group - 1]
-            tp = n_pos - below_pos
-            fp = n_neg - (below_all - below_pos)
-        fn = n_pos - tp
-        tn = n_neg - fp
-
-        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-            return np.where(den > 0, num / den, np.nan)
-
-        found.update(
-            sensitivity=ratio(tp, n_pos),
-            specificity=ratio(tn, n_neg),
-            ppv=ratio(tp, tp + fp),
-            npv=ratio(tn, tn + fn),
-            f1=ratio(2 * tp, 2 * tp + fp + fn),
-            fnr=ratio(fn, n_pos),
-            fpr=ratio(fp, n_neg),
-        )
-        return {name: found[name] for name in METRIC_NAMES if name in names}
-
-
 @dataclass
 class ScoreLayout:
-    """A set of cases in ascending score order, with its tie groups."""
+    """A set of cases in ascending score order, split by class, with each case's place among the
+    positives (and each positive's among the negatives), ties counted as the module docstring says.
+
+    A resample's metrics then need one cumulative sum, over the positives' weights, and gathers and
+    sums over the cases: AUROC is the negatives' weighted sum of the positive weight above them
+    (half of it when tied), the confusion matrix the sums on either side of the threshold, and
+    average precision the positives' weighted sum of the precision at their score, for which the
+    negatives' weights are summed between consecutive positives. A cumulative sum costs several
+    times a plain sum or a gather in NumPy, and positives are usually the fewer.
+    """
 
     positions: np.ndarray  # indices into the caller's arrays, ascending score
-    is_pos: np.ndarray  # float 0/1 per position
-    ends: np.ndarray | None  # last position of each tie group; None when no ties
-    threshold_group: int
+    positive: np.ndarray  # sorted positions of the positives
+    negative: np.ndarray  # sorted positions of the negatives
+    positives_below: np.ndarray  # per negative: positives with a lower score
+    positives_upto: np.ndarray  # per negative: positives with a lower or equal score
+    ranks_below: np.ndarray  # per positive: positives with a lower score
+    segment_starts: np.ndarray  # negatives where a run between two positives' scores starts (after the first)
+    segment_below: np.ndarray  # per positive: the runs of negatives wholly below its score
+    threshold_positives: int  # positives scored below the threshold
+    threshold_negatives: int  # negatives scored below the threshold
 
     @classmethod
     def build(cls, positions: np.ndarray, sorted_scores: np.ndarray, is_pos: np.ndarray, threshold: float) -> ScoreLayout:
-        col = is_pos.astype(np.float64)
-        if sorted_scores.size == 0:
-            return cls(positions, col, None, 0)
-        last = np.empty(sorted_scores.size, dtype=bool)
-        last[-1] = True
-        np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=last[:-1])
-        ends = np.flatnonzero(last)
-        group_scores = sorted_scores[ends]
-        threshold_group = int(np.searchsorted(group_scores, threshold, side="left"))
-        return cls(positions, col, None if ends.size == sorted_scores.size else ends, threshold_group)
+        is_pos = np.asarray(is_pos, dtype=bool)
+        positive, negative = np.flatnonzero(is_pos), np.flatnonzero(~is_pos)
+        pos_scores, neg_scores = sorted_scores[positive], sorted_scores[negative]
+        negatives_below = np.searchsorted(neg_scores, pos_scores, side="left")
+        starts = np.unique(negatives_below[(negatives_below > 0) & (negatives_below < negative.size)])
+        # Run k (from 1) is negatives [starts[k-1], starts[k]); run 0 is those below starts[0].
+        segment_below = np.searchsorted(starts, negatives_below, side="right")
+        return cls(
+            positions=positions,
+            positive=positive,
+            negative=negative,
+            positives_below=np.searchsorted(pos_scores, neg_scores, side="left"),
+            positives_upto=np.searchsorted(pos_scores, neg_scores, side="right"),
+            ranks_below=np.searchsorted(pos_scores, pos_scores, side="left"),
+            segment_starts=np.r_[0, starts] if negative.size else starts,
+            segment_below=np.where(negatives_below == negative.size, -1, segment_below) if negative.size else segment_below,
+            threshold_positives=int(np.searchsorted(pos_scores, threshold, side="left")),
+            threshold_negatives=int(np.searchsorted(neg_scores, threshold, side="left")),
+        )
 
     def metrics(self, weights: np.ndarray, names: Collection[str] = METRIC_NAMES) -> dict[str, np.ndarray]:
-        """The metrics ``names`` for weight rows, ``weights`` of shape ``(rows, len(positions))``.
+        """The metrics ``names`` for weight rows, ``weights`` of shape ``(rows, len(positions))`` in score order."""
+        return self._metrics(weights[:, self.positive], weights[:, self.negative], names)
 
-        Cumulative sums run along the last (contiguous) axis, which is several
-        times faster in NumPy than along the first.
-        """
-        if weights.shape[1] == 0:
-            empty = np.zeros((weights.shape[0], 1))
-            return _metrics_from_cumulative(empty, empty, empty, empty, 1, names)
-        pos_w = weights * self.is_pos
-        tot_incl = np.cumsum(weights, axis=1)
-        pos_incl = np.cumsum(pos_w, axis=1)
-        if self.ends is None:
-            return _metrics_from_cumulative(pos_w, weights, pos_incl, tot_incl, self.threshold_group, names)
-        del pos_w
-        tot_incl = tot_incl[:, self.ends]
-        pos_incl = pos_incl[:, self.ends]
-        tot_g = np.diff(tot_incl, axis=1, prepend=0.0)
-        pos_g = np.diff(pos_incl, axis=1, prepend=0.0)
-        return _metrics_from_cumulative(pos_g, tot_g, pos_incl, tot_incl, self.threshold_group, names)
+    def metrics_from(self, counts: np.ndarray, units: np.ndarray, names: Collection[str] = METRIC_NAMES) -> dict[str, np.ndarray]:
+        """``metrics`` of the case weights ``counts[:, units]`` (``units``: each sorted position's
+        column of ``counts``, its patient), gathered by class without building them all first."""
+        return self._metrics(np.take(counts, units[self.positive], axis=1), np.take(counts, units[self.negative], axis=1), names)
+
+    def _metrics(self, pos_w: np.ndarray, neg_w: np.ndarray, names: Collection[str]) -> dict[str, np.ndarray]:
+        cum_pos = _cumulative(pos_w)  # (rows, positives + 1): column k is the weight of the first k positives
+        n_pos, n_neg = cum_pos[:, -1], neg_w.sum(axis=1)
+        found: dict[str, np.ndarray] = {}
+        if "auroc" in names:
+            # Each negative is beaten by the positive weight above it and half of that tied with it.
+            below = cum_pos[:, self.positives_below]
+            if np.array_equal(self.positives_below, self.positives_upto):
+                not_above = below
+            else:
+                not_above = cum_pos[:, self.positives_upto]
+                not_above += below
+                not_above *= 0.5
+            pairs = n_pos * n_neg
+            found["auroc"] = _ratio(pairs - np.einsum("ij,ij->i", neg_w, not_above), pairs)
+        if "auprc" in names:
+            # Precision at each positive's score: the cases scored at or above it.
+            true_at = n_pos[:, None] - cum_pos[:, self.ranks_below]
+            runs = np.add.reduceat(neg_w, self.segment_starts, axis=1) if self.segment_starts.size else neg_w[:, :0]
+            negatives_under = np.concatenate([_cumulative(runs), n_neg[:, None]], axis=1)[:, self.segment_below]
+            called = n_neg[:, None] - negatives_under
+            called += true_at
+            np.maximum(called, np.finfo(np.float64).tiny, out=called)  # 0 only where the positive's weight is 0
+            true_at /= called
+            found["auprc"] = _ratio(np.einsum("ij,ij->i", pos_w, true_at), n_pos)
+        tp = n_pos - cum_pos[:, self.threshold_positives]
+        fp = n_neg - neg_w[:, : self.threshold_negatives].sum(axis=1)
+        fn = n_pos - tp
+        tn = n_neg - fp
+        rates = {
+            "sensitivity": lambda: _ratio(tp, n_pos),
+            "specificity": lambda: _ratio(tn, n_neg),
+            "ppv": lambda: _ratio(tp, tp + fp),
+            "npv": lambda: _ratio(tn, tn + fn),
+            "f1": lambda: _ratio(2 * tp, 2 * tp + fp + fn),
+            "fnr": lambda: _ratio(fn, n_pos),
+            "fpr": lambda: _ratio(fp, n_neg),
+        }
+        found.update({name: rate() for name, rate in rates.items() if name in names})
+        return {name: found[name] for name in METRIC_NAMES if name in names}
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator``, NaN where the denominator is 0 (the metric is undefined)."""
+    out = np.full(np.shape(numerator), np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def _cumulative(weights: np.ndarray) -> np.ndarray:
+    """Cumulative sums along each row with a leading zero column: column k is the first k weights' sum."""
+    out = np.empty((weights.shape[0], weights.shape[1] + 1))
+    out[:, 0] = 0.0
+    np.cumsum(weights, axis=1, out=out[:, 1:])
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -14,7 +14,9 @@ Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
    every such image. The conversions reading applied are counted in the report.
 3. ``metrics``: per label (multi-label: each label alone) every metric overall
    and per subgroup with patient-level bootstrap CIs and the fairness gaps;
-   segmentation: Dice and IoU against the ground-truth masks. The analyses the
+   segmentation: Dice and IoU against the ground-truth masks (a mask that is
+   missing, unreadable or of the wrong shape is skipped and listed like an
+   image, within the same allowance). The analyses the
    suite names run here too: calibration and generalisation on the scores;
    robustness, uncertainty and explainability on the tensors of a sample of
    cases kept from stage 2 (no image is read twice). Those three run the model
@@ -47,12 +49,13 @@ from radtrust_engine.baseline import Baseline, BaselineError, CaseTable, baselin
 from radtrust_engine.calibration import CalibrationInputError, calibration_report
 from radtrust_engine.drift import IMAGE_FEATURES, image_summary
 from radtrust_engine.explainability import ExplainabilityError, ExplainedCases, ExplainSettings, explain_cases, overlay_png
-from radtrust_engine.failures import FailureCode
+from radtrust_engine.failures import FailureCode, ImageProblem
 from radtrust_engine.generalisation import generalisation_report
 from radtrust_engine.images import ImageError, allowed_skips, fill_attributes_from_headers, load_image, skipped_message
 from radtrust_engine.loading import ATTRIBUTE_COLUMNS, Manifest
 from radtrust_engine.metrics import roc_points
 from radtrust_engine.preprocessing import Preprocessing, check_against_signature
+from radtrust_engine.readers import reader_report
 from radtrust_engine.report import (
     DatasetInfo,
     DriftComparison,
@@ -324,7 +327,7 @@ def _scores(output: np.ndarray, n_classes: int, activation: str, task: str) -> n
 # --- Stage 3: metrics --------------------------------------------------------------
 
 
-def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+def case_strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[dict[str, np.ndarray], list[str]]:
     """The attribute columns to stratify by (for the evaluated rows), and those never collected."""
     columns: dict[str, np.ndarray] = {}
     missing: list[str] = []
@@ -338,7 +341,20 @@ def _strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tuple[
     return columns, missing
 
 
-def _classification_metrics(
+def _readers(
+    manifest: Manifest, rows: np.ndarray, scores: np.ndarray, class_names: Sequence[str], thresholds: Mapping[str, float], config: SuiteConfig
+) -> dict[str, Any] | None:
+    """The readers' agreement and the model among them, when the manifest has reader columns."""
+    if not manifest.reader_cells:
+        return None
+    evaluated = [manifest.image_paths[i] for i in rows]
+    by_label = {name: dict(zip(evaluated, scores[:, j].tolist(), strict=True)) for j, name in enumerate(class_names)}
+    return reader_report(
+        manifest.reader_cells, manifest.image_paths, manifest.patient_ids, by_label, thresholds, n_resamples=config.n_resamples, seed=config.seed
+    )
+
+
+def classification_metrics(
     manifest: Manifest,
     rows: np.ndarray,
     scores: np.ndarray,
@@ -572,25 +588,38 @@ def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray
         return {"error": str(exc)}
 
 
+def _ground_truth(manifest: Manifest, rows: np.ndarray, shape: tuple[int, ...], reading: _Reading) -> tuple[np.ndarray, np.ndarray]:
+    """The ground-truth masks of the evaluated rows fitted to the output's ``shape``, and which rows
+    have one. A mask that is missing, unreadable or of a shape that cannot be fitted is skipped like
+    an unreadable image (listed with its reason, counted against ``max_unreadable_share``); past
+    the allowance the run fails listing every such file, images and masks together."""
+    truth = np.zeros((rows.size, *shape), dtype=bool)
+    usable = np.ones(rows.size, dtype=bool)
+    for j, row in enumerate(rows):
+        try:
+            truth[j] = fit_mask(load_image(manifest.mask_path(row)).array, shape)
+        except ImageError as exc:
+            problem, kind = exc.reason, exc.kind
+        except ValueError as exc:  # a mask whose shape cannot be fitted to the output's
+            problem, kind = str(exc), ImageProblem.SHAPE
+        else:
+            continue
+        usable[j] = False
+        reading.skipped.append(SkippedImage(row=int(row) + 1, image_path=manifest.mask_paths[row], reason=f"ground-truth mask: {problem}", kind=kind))
+    if len(reading.skipped) > reading.allowed_skips or not usable.any():
+        raise UnreadableImages(skipped_message(reading.skipped, len(manifest), reading.allowed_skips))
+    return truth[usable], usable
+
+
 def _segmentation_metrics(
     manifest: Manifest,
     rows: np.ndarray,
-    output: np.ndarray,
-    threshold: float,
-    activation: str,
+    predicted: np.ndarray,
+    truth: np.ndarray,
     strata: dict[str, np.ndarray],
     intersections: list[tuple[str, ...]],
     config: SuiteConfig,
 ) -> dict[str, LabelResult]:
-    predicted = masks_from_output(output, threshold, activation=activation)
-    truth = np.empty(predicted.shape, dtype=bool)
-    for j, row in enumerate(rows):
-        try:
-            truth[j] = fit_mask(load_image(manifest.mask_path(row)).array, predicted.shape[1:])
-        except ImageError as exc:
-            raise InputError(f"mask {manifest.mask_paths[row]!r} (row {row + 1}): {exc.reason}") from None
-        except ValueError as exc:
-            raise InputError(f"mask {manifest.mask_paths[row]!r} (row {row + 1}): {exc}") from None
     overlap = overlap_scores(predicted, truth)
     report = stratified_segmentation(
         overlap.dice,
@@ -668,11 +697,15 @@ def evaluate(
     cases: CaseTable | None = None
     raw = output.outputs[model.output_names[0]]
     scores = _scores(raw, len(class_names), activation, task)
-    strata, missing = _strata(manifest, rows, config)
-    intersections = [x for x in config.intersections if all(a in strata for a in x)]
     if task == "segmentation":
         threshold = float(thresholds.get(class_names[0], 0.5)) if class_names else 0.5
-        results = _segmentation_metrics(manifest, rows, raw, threshold, activation, strata, intersections, config)
+        predicted = masks_from_output(raw, threshold, activation=activation)
+        truth, usable = _ground_truth(manifest, rows, predicted.shape[1:], reading)
+        rows, predicted = rows[usable], predicted[usable]
+    strata, missing = case_strata(manifest, rows, config)
+    intersections = [x for x in config.intersections if all(a in strata for a in x)]
+    if task == "segmentation":
+        results = _segmentation_metrics(manifest, rows, predicted, truth, strata, intersections, config)
     else:
         sampled = None
         cases = CaseTable(
@@ -698,7 +731,7 @@ def evaluate(
                 timings,
                 passes,
             )
-        results = _classification_metrics(
+        results = classification_metrics(
             manifest,
             rows,
             scores,
@@ -716,7 +749,7 @@ def evaluate(
     drift = None
     if "drift" in config.analyses:
         with _timed(timings, "drift"):
-            drift = _drift(cases, baseline, thresholds, config)
+            drift = drift_section(cases, baseline, thresholds, config)
 
     run_report = RunReport(
         engine_version=ENGINE_VERSION,
@@ -726,7 +759,7 @@ def evaluate(
         activation=activation,
         output_mapping=_OUTPUT_MAPPING[activation],
         model=model.to_dict(),
-        dataset=_dataset_info(
+        dataset=dataset_info(
             manifest,
             rows,
             missing,
@@ -740,6 +773,7 @@ def evaluate(
         inference=_inference_section(output, passes, len(reading.kept)),
         results=results,
         drift=drift,
+        readers=_readers(manifest, rows, scores, class_names, thresholds, config) if task != "segmentation" else None,
     )
     return Evaluation(
         run_report=run_report,
@@ -763,7 +797,7 @@ def _inference_section(output: RunOutput, passes: dict[str, int], sampled_cases:
     }
 
 
-def _dataset_info(
+def dataset_info(
     manifest: Manifest,
     rows: np.ndarray,
     missing: list[str],
@@ -786,7 +820,7 @@ def _dataset_info(
     )
 
 
-def _drift(cases: CaseTable | None, baseline: Baseline | None, thresholds: Mapping[str, float], config: SuiteConfig) -> DriftReport:
+def drift_section(cases: CaseTable | None, baseline: Baseline | None, thresholds: Mapping[str, float], config: SuiteConfig) -> DriftReport:
     """The comparison with the baseline run, or the reason there is none (the rest of the report stands)."""
     source = baseline.source if baseline else {}
     if cases is None:

@@ -10,7 +10,7 @@ The spec is the JSON stored on the version, for example::
 Every key is optional. Two keys say how files are read (``radtrust_engine.images``):
 
 - ``frames``: what a file of several frames (a multi-frame DICOM object, an animated PNG, a
-  4D NIfTI's volumes) gives: ``"refuse"`` (the default: the file is skipped, with the reason),
+  4D NIfTI's volumes, an NPY array with a leading axis of frames, ``images.npy_frames``) gives: ``"refuse"`` (the default: the file is skipped, with the reason),
   ``"first"``, ``{"index": k}`` (frame k, from 0), or ``"volume"`` (the frames as the depth of
   a volume; volume specs only). Frames are never read as colour channels.
 - ``"window": "header"`` applies the DICOM file's own VOI LUT or window (PS3.3 C.11.2) at read

@@ -462,6 +462,7 @@ class RunReport:
     images_read: int | None = None
     images_read_per_image: float | None = None
     drift: DriftReport | None = None
+    readers: Payload | None = None  # {label: readers.ReaderAgreement.to_dict()} when the manifest has several readers
 
     @property
     def confidence(self) -> float:
@@ -510,6 +511,8 @@ class RunReport:
         data["results"] = {label: result.to_dict() for label, result in self.results.items()}
         if self.drift is not None:
             data["drift"] = self.drift.to_dict()
+        if self.readers is not None:
+            data["readers"] = copy.deepcopy(self.readers)
         return data
 
     @classmethod
@@ -537,4 +540,5 @@ class RunReport:
             images_read=data.get("images_read"),
             images_read_per_image=data.get("images_read_per_image"),
             drift=None if data.get("drift") is None else _read("drift", DriftReport.from_dict, data["drift"]),
+            readers=None if data.get("readers") is None else _payload(data["readers"], "readers"),
         )

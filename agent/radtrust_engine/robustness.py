@@ -74,11 +74,10 @@ def paired_metric_changes(
     rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, 64):
         counts = patient_bootstrap_counts(rng, n_patients, min(64, n_resamples - start))
-        weights = counts[:, patient_index].astype(np.float64)
-        base = layouts["reference"].metrics(weights[:, layouts["reference"].positions], metrics)
+        base = layouts["reference"].metrics_from(counts, patient_index[layouts["reference"].positions], metrics)
         for name in conditions:
             lay = layouts[name]
-            values = lay.metrics(weights[:, lay.positions], metrics)
+            values = lay.metrics_from(counts, patient_index[lay.positions], metrics)
             for m in metrics:
                 samples[name][m].append(values[m] - base[m])
     alpha = (1 - confidence) / 2

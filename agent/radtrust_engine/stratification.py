@@ -27,7 +27,7 @@ from radtrust_engine.metrics import (
     patient_bootstrap_counts,
 )
 from radtrust_engine.scanners import manufacturer_name, model_name
-from radtrust_engine.stats import bca_interval
+from radtrust_engine.stats import bca_intervals
 
 
 @dataclass(frozen=True)
@@ -328,16 +328,22 @@ def strata_setup(
 
 
 def subgroup_result(g: Group, metric_names: Sequence[str], n_resamples: int, confidence: float) -> SubgroupResult:
-    """A group's point estimates with their BCa intervals (``stats.bca_interval``); a suppressed group has
+    """A group's point estimates with their BCa intervals (``stats.bca_intervals``); a suppressed group has
     neither, nor counts."""
     if g.suppressed:
         return SubgroupResult(g.attributes, g.values, None, None, None, True, None, g.reason)
+    intervals = None
+    if n_resamples:  # every metric's interval at once
+        points = np.array([g.point[name] for name in metric_names])
+        boot = np.stack([g.boot[name] for name in metric_names])
+        jack = np.stack([g.jack[name] for name in metric_names])
+        intervals = bca_intervals(points, boot, jack, g.n_patients, confidence)
     metrics = {}
-    for name in metric_names:
+    for i, name in enumerate(metric_names):
         value = finite_or_none(g.point[name])
         lo, hi, n_valid = (None, None, 0)
-        if value is not None and n_resamples:
-            lo, hi, n_valid = bca_interval(g.point[name], g.boot[name], g.jack[name], g.n_patients, confidence)
+        if value is not None and intervals is not None and intervals[2][i]:
+            lo, hi, n_valid = float(intervals[0][i]), float(intervals[1][i]), int(intervals[2][i])
         metrics[name] = MetricEstimate(value, lo, hi, n_valid)
     return SubgroupResult(g.attributes, g.values, g.n_cases, g.n_patients, g.n_positive, False, metrics)
 
@@ -459,16 +465,18 @@ def _fairness_gaps(attrs: tuple[str, ...], groups: list[Group], confidence: floa
     return [gap_result(kind, attrs, groups, metrics, confidence) for kind, metrics in _GAP_METRICS]
 
 
-def _metrics_per_row(active: list[Group], chunks: Iterable[np.ndarray], n_rows: int) -> list[dict[str, np.ndarray]]:
-    """Every metric of every active group for each row of patient weights (bootstrap counts or
-    jackknife rows), the rows arriving in chunks of shape ``(rows, n_patients)``."""
-    out = [{k: np.empty(n_rows) for k in METRIC_NAMES} for _ in active]
+def _metrics_per_row(
+    active: list[Group], chunks: Iterable[np.ndarray], n_rows: int, names: Sequence[str] = METRIC_NAMES
+) -> list[dict[str, np.ndarray]]:
+    """The metrics ``names`` of every active group for each row of patient weights (bootstrap counts
+    or jackknife rows), the rows arriving in chunks of shape ``(rows, n_patients)``."""
+    out = [{k: np.empty(n_rows) for k in names} for _ in active]
     start = 0
     for counts in chunks:
         stop = start + counts.shape[0]
         for g, store in zip(active, out):
-            values = g.layout.metrics(np.take(counts, g.patient_idx, axis=1))  # C order
-            for k in METRIC_NAMES:
+            values = g.layout.metrics_from(counts, g.patient_idx, names)
+            for k in names:
                 store[k][start:stop] = values[k]
         start = stop
     return out
@@ -487,6 +495,7 @@ def stratified_metrics(
     min_patients: int = 10,
     confidence: float = 0.95,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    metric_names: Sequence[str] = METRIC_NAMES,
 ) -> StratifiedReport:
     """Every metric with a patient-level bootstrap CI, overall and per
     subgroup of each attribute and each declared intersection, and the
@@ -502,7 +511,12 @@ def stratified_metrics(
        (``patient_jackknife_counts``), for BCa's acceleration.
     5. BCa intervals per group; per grouping the gaps, with simultaneous
        intervals over every pair of comparable groups (``radtrust_engine.gaps``).
+
+    ``metric_names`` limits the metrics to those a caller reads (the leave-one-out AUROC of
+    ``radtrust_engine.generalisation``); the gaps need them all, so fewer take no attributes.
     """
+    if set(metric_names) != set(METRIC_NAMES) and attributes:
+        raise ValueError("the fairness gaps of subgroups need every metric: pass no attributes with fewer metric_names")
     y, s = checked_inputs(y_true, y_score)
     n = s.size
     if n == 0:
@@ -534,7 +548,7 @@ def stratified_metrics(
     active = [g for _, gs in by_grouping for g in gs if not g.suppressed]
 
     for g in active:
-        point = g.layout.metrics(np.ones((1, g.n_cases)))
+        point = g.layout.metrics(np.ones((1, g.n_cases)), metric_names)
         g.point = {k: float(v[0]) for k, v in point.items()}
 
     if n_resamples:
@@ -542,11 +556,12 @@ def stratified_metrics(
         draws = (patient_bootstrap_counts(rng, n_patients, min(chunk_size, n_resamples - start)) for start in range(0, n_resamples, chunk_size))
         jack = patient_jackknife_counts(n_patients)
         blocks = (jack[start : start + chunk_size] for start in range(0, jack.shape[0], chunk_size))
-        for g, boot, jk in zip(active, _metrics_per_row(active, draws, n_resamples), _metrics_per_row(active, blocks, jack.shape[0])):
+        boots = _metrics_per_row(active, draws, n_resamples, metric_names)
+        for g, boot, jk in zip(active, boots, _metrics_per_row(active, blocks, jack.shape[0], metric_names)):
             g.boot, g.jack = boot, jk
 
     def result(g: Group) -> SubgroupResult:
-        return subgroup_result(g, METRIC_NAMES, n_resamples, confidence)
+        return subgroup_result(g, metric_names, n_resamples, confidence)
 
     overall = result(by_grouping[0][1][0])
     subgroups = [result(g) for _, gs in by_grouping[1:] for g in gs]

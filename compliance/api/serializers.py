@@ -1,17 +1,27 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from compliance.api.vigilance_serializers import (
+    AwarenessCorrectionSerializer,
+    DecisionSerializer,
+    FieldSafetyNoticeSerializer,
+    IncidentReportSerializer,
+)
 from compliance.choices import IncidentStatus
+from compliance.documents import document_list
 from compliance.dossiers import DEFAULT_MEANING
 from compliance.feedback import EDITABLE, feedback_editable_until
 from compliance.models import (
     Alert,
+    ClinicalInvestigation,
     ConformityAssessment,
     CorrectiveAction,
     Document,
     Dossier,
     Feedback,
     Incident,
+    MarketPlacement,
+    MarketWithdrawal,
     ReleaseEvidence,
     ScoringPolicy,
     TrustAssessment,
@@ -22,7 +32,7 @@ from core.api import ModelSerializer
 from core.models import AuditEvent
 from registry.api.serializers import ScopedRelatedField
 from registry.models import Deployment
-from registry.selectors import version_list
+from registry.selectors import institution_list, version_list
 from validation.selectors import run_list
 
 
@@ -67,6 +77,7 @@ class FeedbackSerializer(serializers.ModelSerializer):
             "clinician",
             "submission_key",
             *EDITABLE,  # what a clinician reports (compliance.feedback)
+            "suspected_serious_incident",  # opens an incident for triage (compliance.vigilance)
             "created_at",
             "updated_at",
             "editable_until",
@@ -80,7 +91,7 @@ class FeedbackSerializer(serializers.ModelSerializer):
 
 class FeedbackUpdateSerializer(FeedbackSerializer):
     class Meta(FeedbackSerializer.Meta):
-        read_only_fields = [*FeedbackSerializer.Meta.read_only_fields, "deployment", "submission_key"]
+        read_only_fields = [*FeedbackSerializer.Meta.read_only_fields, "deployment", "submission_key", "suspected_serious_incident"]
 
 
 class IncidentSerializer(serializers.ModelSerializer):
@@ -88,6 +99,12 @@ class IncidentSerializer(serializers.ModelSerializer):
     alert = serializers.PrimaryKeyRelatedField(queryset=Alert.objects.all(), required=False, allow_null=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     overdue = serializers.BooleanField(read_only=True)
+    incident_type = serializers.ChoiceField(choices=Incident._meta.get_field("incident_type").choices, required=False, allow_blank=True, default="")
+    aware_on = serializers.DateField(required=False, help_text="Derived from the earliest linked record; another date needs awareness_reason.")
+    awareness_reason = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=4000, default="")
+    reports = IncidentReportSerializer(many=True, read_only=True)
+    awareness_corrections = AwarenessCorrectionSerializer(many=True, read_only=True)
+    decisions = DecisionSerializer(many=True, read_only=True)
 
     class Meta:
         model = Incident
@@ -95,13 +112,20 @@ class IncidentSerializer(serializers.ModelSerializer):
             "id",
             "feedback",
             "alert",
+            "intake",
             "version",
             "deployment",
             "title",
             "description",
             "incident_type",
+            "triage",
+            "triage_reason",
             "medical_device",
             "aware_on",
+            "awareness_reason",
+            "awareness_corrections",
+            "reports",
+            "decisions",
             "route",
             "legal_basis",
             "deadline",
@@ -115,6 +139,9 @@ class IncidentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = [
+            "intake",
+            "triage",
+            "triage_reason",
             "version",
             "deployment",
             "medical_device",
@@ -139,10 +166,14 @@ class IncidentTransitionSerializer(serializers.Serializer):
 
 class CorrectiveActionSerializer(serializers.ModelSerializer):
     taken_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    confirmed = serializers.BooleanField(
+        write_only=True, required=False, default=False, help_text="Suspending or resuming a deployment happens only when true."
+    )
+    notices = FieldSafetyNoticeSerializer(many=True, read_only=True)
 
     class Meta:
         model = CorrectiveAction
-        fields = ["id", "incident", "kind", "description", "taken_by", "taken_at"]
+        fields = ["id", "incident", "kind", "description", "confirmed", "notices", "taken_by", "taken_at"]
         read_only_fields = ["incident", "taken_by", "taken_at"]
 
 
@@ -351,7 +382,7 @@ class ConformityAssessmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ConformityAssessment
-        fields = ["id", "version", "route", "notified_body", "certificate_reference", "assessed_on", "recorded_by", "recorded_at"]
+        fields = ["id", "version", "route", "mdr_procedure", "notified_body", "certificate_reference", "assessed_on", "recorded_by", "recorded_at"]
         read_only_fields = ["version", "recorded_by", "recorded_at"]
 
 
@@ -370,3 +401,43 @@ class ReleaseEvidenceSerializer(serializers.ModelSerializer):
         model = ReleaseEvidence
         fields = ["id", "version", "runs", "population", "operating_points", "pinned_by", "pinned_at"]
         read_only_fields = ["version", "pinned_by", "pinned_at"]
+
+
+class MarketPlacementSerializer(serializers.ModelSerializer):
+    """A version placed on the market; the rules (the newest conformity assessment, a signed
+    declaration, the CE-marking decision, a second officer) are in ``compliance.market``."""
+
+    declaration = ScopedRelatedField(
+        selector=document_list,
+        required=False,
+        allow_null=True,
+        help_text="The signed EU declaration of conformity; by default that of the newest signed dossier revision.",
+    )
+    recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = MarketPlacement
+        fields = ["id", "version", "conformity_assessment", "declaration", "ce_marking", "placed_on", "recorded_by", "recorded_at"]
+        read_only_fields = ["version", "conformity_assessment", "recorded_by", "recorded_at"]
+
+
+class MarketWithdrawalSerializer(serializers.ModelSerializer):
+    recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = MarketWithdrawal
+        fields = ["id", "placement", "withdrawn_on", "reason", "recorded_by", "recorded_at"]
+        read_only_fields = ["placement", "recorded_by", "recorded_at"]
+        extra_kwargs = {"reason": {"allow_blank": True}}  # the service says what a reason must say
+
+
+class ClinicalInvestigationSerializer(serializers.ModelSerializer):
+    institution = ScopedRelatedField(selector=institution_list)
+    recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ClinicalInvestigation
+        fields = ["id", "version", "institution", "reference", "reason", "recorded_by", "recorded_at"]
+        read_only_fields = ["version", "recorded_by", "recorded_at"]
+        extra_kwargs = {"reference": {"allow_blank": True}, "reason": {"allow_blank": True}}
+        validators = []  # a second record at the same site is the service's field error

@@ -1,5 +1,7 @@
 from rest_framework.routers import SimpleRouter
 
+from compliance.api.risk_views import QmsProcedureViewSet, QmsStandardViewSet, RiskFileViewSet
+from compliance.api.usage_views import UsageBatchViewSet, UsageLogViewSet
 from compliance.api.views import (
     AlertViewSet,
     AuditEventViewSet,
@@ -28,5 +30,11 @@ router.register("version-approvals", VersionApprovalViewSet, basename="version-a
 router.register("dossiers", DossierViewSet, basename="dossier")
 router.register("documents", DocumentViewSet, basename="document")
 router.register("model-versions", VersionChangeLogViewSet, basename="model-version")  # only its change-log action
+
+router.register("usage-batches", UsageBatchViewSet, basename="usage-batch")
+router.register("risk-files", RiskFileViewSet, basename="risk-file")  # by the version's id
+router.register("qms-standards", QmsStandardViewSet, basename="qms-standard")
+router.register("qms-procedures", QmsProcedureViewSet, basename="qms-procedure")
+router.register("usage-logs", UsageLogViewSet, basename="usage-log")
 
 urlpatterns = router.urls

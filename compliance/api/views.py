@@ -19,14 +19,17 @@ from compliance import documents as document_services
 from compliance import dossiers as dossier_services
 from compliance import feedback as feedback_services
 from compliance import incidents as incident_services
-from compliance import selectors
+from compliance import market as market_services
+from compliance import selectors, vigilance
 from compliance.alerts import alert_handle
 from compliance.api import serializers as s
+from compliance.api import vigilance_serializers as vs
 from compliance.change_control import conformity_assessment_record
 from compliance.change_log import change_log_build
 from compliance.change_log_text import change_log_markdown
 from compliance.choices import AlertStatus
 from compliance.filtersets import AlertFilterSet
+from compliance.mir import mir_export, mir_pdf
 from compliance.release_evidence import release_evidence_current, release_evidence_pin, version_run_role
 from compliance.trust.assess import assessment_diff
 from compliance.trust.services import (
@@ -127,7 +130,7 @@ class MonitoringViewSet(ScopedViewSet, mixins.RetrieveModelMixin):
 class IncidentFilterSet(filters.FilterSet):
     class Meta:
         model = s.Incident
-        fields = ["status", "version", "deployment", "incident_type"]
+        fields = ["status", "triage", "version", "deployment", "incident_type"]
 
 
 class IncidentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin):
@@ -172,6 +175,81 @@ class IncidentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         incident = self.get_object()
         response = HttpResponse(incident_services.incident_report_pdf(incident), content_type="application/pdf")
         response["Content-Disposition"] = f'inline; filename="incident-{incident.pk}.pdf"'
+        return response
+
+    # Vigilance (compliance.vigilance): intake, awareness, triage, reports, two-officer decisions, FSCA, MIR.
+
+    def _answer(self, incident, status_code=status.HTTP_200_OK) -> Response:
+        incident = selectors.incident_list(user=self.request.user).get(pk=incident.pk)
+        return Response(s.IncidentSerializer(incident, context=self.get_serializer_context()).data, status=status_code)
+
+    @extend_schema(request=vs.IntakeSerializer, responses={201: s.IncidentSerializer})
+    @action(detail=False, methods=["post"])
+    def intake(self, request):
+        body = vs.IntakeSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        return self._answer(vigilance.incident_intake_record(actor=request.user, **body.validated_data), status.HTTP_201_CREATED)
+
+    @extend_schema(request=vs.TriageSerializer, responses=s.IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def triage(self, request, pk=None):
+        body = vs.TriageSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._answer(vigilance.incident_triage(actor=request.user, incident=self.get_object(), **body.validated_data))
+
+    @extend_schema(request=vs.AwarenessSerializer, responses=s.IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def awareness(self, request, pk=None):
+        body = vs.AwarenessSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._answer(vigilance.incident_awareness_change(actor=request.user, incident=self.get_object(), **body.validated_data))
+
+    @extend_schema(request=vs.IncidentReportSerializer, responses={201: vs.IncidentReportSerializer})
+    @action(detail=True, methods=["post"])
+    def reports(self, request, pk=None):
+        body = vs.IncidentReportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        report = vigilance.incident_report_record(actor=request.user, incident=self.get_object(), **body.validated_data)
+        return Response(vs.IncidentReportSerializer(report).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=vs.DecisionSerializer, responses={201: vs.DecisionSerializer})
+    @action(detail=True, methods=["post"])
+    def decisions(self, request, pk=None):
+        body = vs.DecisionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        decision = vigilance.incident_decision_propose(actor=request.user, incident=self.get_object(), **body.validated_data)
+        return Response(vs.DecisionSerializer(decision).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=vs.DecisionConfirmSerializer, responses=vs.DecisionSerializer)
+    @action(detail=True, methods=["post"], url_path="confirm-decision")
+    def confirm_decision(self, request, pk=None):
+        body = vs.DecisionConfirmSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        decision = self.get_object().decisions.filter(pk=body.validated_data["decision"]).first()
+        if decision is None:
+            raise NotFound("This incident has no such proposal.")
+        return Response(vs.DecisionSerializer(vigilance.incident_decision_confirm(actor=request.user, decision=decision)).data)
+
+    @extend_schema(request=vs.FieldSafetyActionSerializer, responses={201: s.CorrectiveActionSerializer})
+    @action(detail=True, methods=["post"], url_path="field-safety-actions")
+    def field_safety_actions(self, request, pk=None):
+        body = vs.FieldSafetyActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        taken = vigilance.field_safety_action_record(actor=request.user, incident=self.get_object(), **body.validated_data)
+        return Response(s.CorrectiveActionSerializer(taken).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def mir(self, request, pk=None):
+        """The incident in the fields of the MDR manufacturer incident report form (``compliance.mir``)."""
+        return Response(mir_export(self.get_object()))
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @action(detail=True, methods=["get"], url_path="mir-pdf")
+    def mir_pdf(self, request, pk=None):
+        incident = self.get_object()
+        response = HttpResponse(mir_pdf(incident), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="mir-incident-{incident.pk}.pdf"'
         return response
 
 
@@ -411,8 +489,9 @@ class VersionApprovalViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrie
 
 
 class VersionChangeLogViewSet(ScopedViewSet):
-    """A version's change log, conformity assessments and release evidence, under the version's own route
-    (``/api/model-versions/ID/change-log/``, ``.../conformity-assessments/``, ``.../release-evidence/``)."""
+    """A version's change log, conformity assessments, release evidence and steps on the market, under the version's own
+    route (``/api/model-versions/ID/change-log/``, ``.../conformity-assessments/``, ``.../release-evidence/``, ``.../market/``,
+    ``.../market-withdrawal/``, ``.../clinical-investigations/``)."""
 
     access_resource = "dossier"  # the log shows dossier text and run results
     selector = staticmethod(version_list)
@@ -466,3 +545,53 @@ class VersionChangeLogViewSet(ScopedViewSet):
         serializer.is_valid(raise_exception=True)
         record = conformity_assessment_record(actor=request.user, version=version, **serializer.validated_data)
         return Response(s.ConformityAssessmentSerializer(record).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"], url_path="market")
+    def market(self, request, pk=None):
+        """The version's steps towards and on the market: its conformity assessments, the signed declaration, the placing on
+        the market, a withdrawal, clinical investigations, the retention of its documentation, and what is still missing."""
+        steps = market_services.market_steps(self.get_object())
+        placement, declaration = steps["placement"], steps["declaration"]
+        return Response(
+            {
+                "assessments": s.ConformityAssessmentSerializer(steps["assessments"], many=True).data,
+                "declaration": {"id": declaration.pk, "revision": declaration.dossier.revision} if declaration else None,
+                "placement": s.MarketPlacementSerializer(placement, context={"request": request}).data if placement else None,
+                "withdrawal": s.MarketWithdrawalSerializer(steps["withdrawal"]).data if steps["withdrawal"] else None,
+                "investigations": s.ClinicalInvestigationSerializer(steps["investigations"], many=True, context={"request": request}).data,
+                "retention": {"until": steps["retention"].until, "basis": steps["retention"].basis},
+                "missing": steps["missing"],
+            }
+        )
+
+    @extend_schema(request=s.MarketPlacementSerializer, responses={201: s.MarketPlacementSerializer})
+    @market.mapping.post
+    def market_place(self, request, pk=None):
+        """Record the placing on the market (a second officer of the provider, not the one who recorded the assessment); audited."""
+        version = self.get_object()
+        serializer = s.MarketPlacementSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        placement = market_services.market_place(actor=request.user, version=version, **serializer.validated_data)
+        return Response(s.MarketPlacementSerializer(placement, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.MarketWithdrawalSerializer, responses={201: s.MarketWithdrawalSerializer})
+    @action(detail=True, methods=["post"], url_path="market-withdrawal")
+    def market_withdrawal(self, request, pk=None):
+        """Record the withdrawal of the version from the market (an officer of its provider): it is never newly deployed again."""
+        version = self.get_object()
+        serializer = s.MarketWithdrawalSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        withdrawal = market_services.market_withdraw(actor=request.user, version=version, **serializer.validated_data)
+        return Response(s.MarketWithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ClinicalInvestigationSerializer, responses={201: s.ClinicalInvestigationSerializer})
+    @action(detail=True, methods=["post"], url_path="clinical-investigations")
+    def clinical_investigations(self, request, pk=None):
+        """Record that the version is used at an institution within a clinical investigation (MDR Art. 62), so that it may be
+        deployed there before it is placed on the market."""
+        version = self.get_object()
+        serializer = s.ClinicalInvestigationSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        record = market_services.clinical_investigation_record(actor=request.user, version=version, **serializer.validated_data)
+        return Response(s.ClinicalInvestigationSerializer(record, context={"request": request}).data, status=status.HTTP_201_CREATED)

@@ -9,6 +9,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from core.append_only_sql import append_only_run
+
 IMMUTABLE = {
     "compliance_changeplan": "A change plan is never edited; propose a new version.",
     "compliance_changeplanapproval": "An approval is never edited.",
@@ -16,38 +18,8 @@ IMMUTABLE = {
 }
 
 
-def _statements(vendor: str) -> list[tuple[str, str]]:
-    """(create, drop) per trigger: PostgreSQL refuses UPDATE and DELETE, SQLite UPDATE (see 0007)."""
-    statements = []
-    for table, message in IMMUTABLE.items():
-        if vendor == "postgresql":
-            statements += [
-                (
-                    f"""CREATE FUNCTION {table}_refuse_change() RETURNS trigger AS $$
-                    BEGIN
-                        RAISE EXCEPTION '{table} %: {message}', OLD.id USING ERRCODE = 'integrity_constraint_violation';
-                    END $$ LANGUAGE plpgsql""",
-                    f"DROP FUNCTION {table}_refuse_change()",
-                ),
-                (
-                    f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_refuse_change()",
-                    f"DROP TRIGGER {table}_immutable ON {table}",
-                ),
-            ]
-        elif vendor == "sqlite":
-            statements.append(
-                (
-                    f"CREATE TRIGGER {table}_immutable BEFORE UPDATE ON {table} FOR EACH ROW BEGIN SELECT RAISE(ABORT, '{message}'); END;",
-                    f"DROP TRIGGER {table}_immutable;",
-                )
-            )
-    return statements
-
-
 def _run(apps, schema_editor, *, forward: bool) -> None:
-    statements = _statements(schema_editor.connection.vendor)
-    for create, drop in statements if forward else reversed(statements):
-        schema_editor.execute(create if forward else drop, params=None)
+    append_only_run(schema_editor, IMMUTABLE, forward=forward)
 
 
 class Migration(migrations.Migration):

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from compliance import documents as document_services
 from compliance.choices import DossierStatus
+from compliance.market import retention_of
 from compliance.pages.dossier_pages import visible_dossier
 from core.access import may
 from core.errors import Conflict
@@ -30,13 +31,15 @@ def document_list(request, pk: int):
             "version": dossier.version,
             "documents": document_services.document_list(user=request.user).filter(dossier=dossier).order_by("kind"),
             "may_render": may(request.user, "dossier", write=True) and dossier.status == DossierStatus.SIGNED,
+            "retention": retention_of(dossier.version),
         },
     )
 
 
 def _version_documents(request, version, *, status: int = 200):
     documents = document_services.document_list(user=request.user).filter(dossier__version=version).order_by("-dossier__revision", "kind")
-    return render(request, "compliance/document_list.html", {"version": version, "documents": documents}, status=status)
+    context = {"version": version, "documents": documents, "retention": retention_of(version)}
+    return render(request, "compliance/document_list.html", context, status=status)
 
 
 @requires("document")

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from compliance import dossiers as dossier_services
 from compliance import selectors
-from compliance.choices import DossierStatus
+from compliance.choices import DocumentKind, DossierStatus
+from compliance.document_preview import dossier_preview_pdf
 from compliance.dossier_checks import submission_problems
 from compliance.dossier_evidence import dossier_evidence
 from compliance.dossier_fields import FIELDS, SECTIONS
@@ -22,7 +24,7 @@ from compliance.models import Dossier
 from compliance.pages.release_evidence_page import release_evidence_panel
 from compliance.pages.render import evidence_html, text_diff
 from core.access import may
-from core.errors import Conflict
+from core.errors import BadQuery, Conflict
 from core.pages import form_errors, page_window, requires
 from core.second_factor import second_factor_required
 from registry.models import ModelVersion
@@ -53,7 +55,7 @@ def _completeness(dossier: Dossier, evidence: dict | None = None) -> dict:
 def _key_links(version: ModelVersion) -> dict:
     """Keys in evidence data that name a record, and where that record is shown."""
     return {
-        "run": lambda pk: f"/api/validation-runs/{pk}/",
+        "run": lambda pk: reverse("runs:detail", args=[pk]),
         "dataset_id": lambda pk: f"/api/datasets/{pk}/",
         "deployment": lambda pk: reverse("pages:monitoring-detail", args=[pk]),
         "incident": lambda pk: reverse("pages:incident-detail", args=[pk]),
@@ -158,6 +160,23 @@ def dossier_start(request, pk: int):
 @requires("dossier")
 def dossier_detail(request, pk: int):
     return _editor(request, visible_dossier(request, pk))
+
+
+@requires("dossier")
+def dossier_preview(request, pk: int):
+    """The documents as a DRAFT PDF before anyone signs (``?kind=``, the technical documentation by default)."""
+    dossier = visible_dossier(request, pk)
+    kind = request.GET.get("kind", DocumentKind.TECHNICAL_DOCUMENTATION)
+    try:
+        pdf = dossier_preview_pdf(actor=request.user, dossier=dossier, kind=kind)
+    except ValidationError as exc:
+        raise BadQuery("kind", " ".join(exc.message_dict["kind"])) from None
+    except Conflict as exc:  # evidence missing or altered: the page says which
+        messages.error(request, str(exc))
+        return redirect("pages:dossier-detail", pk=dossier.pk)
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="DRAFT-{kind}-dossier-{dossier.pk}-revision-{dossier.revision}.pdf"'
+    return response
 
 
 @requires("dossier", write=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import uuid
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -19,10 +19,14 @@ from compliance import feedback as feedback_services
 from compliance import incidents as incident_services
 from compliance import selectors
 from compliance.choices import AlertStatus
+from compliance.clinician_status import status_in_words
 from compliance.forms import CorrectiveActionForm, FeedbackForm, IncidentForm, IncidentTransitionForm
 from compliance.incident_rules import rules_table
 from compliance.models import Alert, TrustAssessment
 from compliance.monitoring import DESIGN_RATE_FLOOR, CusumDesign, PhaseOne, cusum_median_run_length
+from compliance.pages.feedback_pages import feedback_form_page
+from compliance.vigilance import awareness_from_records, locking_incidents, needs_two_officers_to_close
+from compliance.vigilance_forms import vigilance_page_forms
 from core.access import may, role_of, scope
 from core.choices import Role
 from core.errors import Conflict
@@ -52,7 +56,7 @@ def clinician_home(request):
     deployments = deployments.annotate(assessment_id=Subquery(newest))
     assessments = TrustAssessment.objects.defer("chart_svg").in_bulk([d.assessment_id for d in deployments if d.assessment_id])
     rows = [{"deployment": d, "open_alerts": alerts.get(d.pk, 0), "trust": assessments.get(d.assessment_id)} for d in deployments]
-    return render(request, "compliance/clinician_home.html", {"rows": rows})
+    return render(request, "compliance/clinician_home.html", {"rows": rows, "statuses": status_in_words(request.user.institution_id)})
 
 
 def _clinician_deployment(request, pk: int) -> Deployment:
@@ -66,25 +70,7 @@ def _clinician_deployment(request, pk: int) -> Deployment:
 @requires("feedback", write=True)
 @require_http_methods(["GET", "POST"])
 def feedback_new(request, deployment_id: int):
-    deployment = _clinician_deployment(request, deployment_id)
-    form = FeedbackForm(request.POST or None, initial={"submission_key": uuid.uuid4()})
-    if request.method == "POST" and form.is_valid():
-        try:
-            feedback, created = feedback_services.feedback_submit(
-                actor=request.user,
-                deployment=deployment,
-                submission_key=form.cleaned_data["submission_key"],
-                **form.service_fields(),
-            )
-        except ValidationError as exc:
-            form_errors(form, exc)
-        else:
-            messages.success(
-                request,
-                f"Thank you: feedback on {feedback.case_reference} saved." if created else "This form was sent already; your feedback is saved once.",
-            )
-            return redirect("pages:feedback-list")
-    return render(request, "compliance/feedback_form.html", {"form": form, "deployment": deployment}, status=400 if form.errors else 200)
+    return feedback_form_page(request, _clinician_deployment(request, deployment_id))
 
 
 @requires("feedback")
@@ -180,16 +166,6 @@ def monitoring_detail(request, pk: int):
     return render(request, "compliance/monitoring_detail.html", {"m": m, "deployment": deployment, "test_words": test})
 
 
-@requires("alert")
-def alert_list(request):
-    rows = selectors.alert_list(user=request.user).select_related("run", "incident")
-    status = request.GET.get("status", "")
-    if status:
-        rows = rows.filter(status=status)
-    page = page_window(request, rows, status=status)
-    return render(request, "compliance/alert_list.html", {"page": page, "may_escalate": may(request.user, "incident", write=True)})
-
-
 @requires("incident", write=True)
 @require_http_methods(["GET", "POST"])
 def incident_new(request, source: str, pk: int):
@@ -198,7 +174,7 @@ def incident_new(request, source: str, pk: int):
     else:
         origin = get_object_or_404(selectors.feedback_list(user=request.user), pk=pk)
     title = origin.message[:200] if source == "alert" else f"{origin.get_error_type_display() or 'Disagreement'} on {origin.case_reference}"
-    form = IncidentForm(request.POST or None, initial={"aware_on": timezone.localdate(), "title": title})
+    form = IncidentForm(request.POST or None, initial={"aware_on": awareness_from_records(**{source: origin}), "title": title})
     if request.method == "POST" and form.is_valid():
         try:
             incident = incident_services.incident_escalate(actor=request.user, **{source: origin}, **form.cleaned_data)
@@ -208,7 +184,10 @@ def incident_new(request, source: str, pk: int):
             messages.error(request, str(exc))
             return redirect("pages:incident-list")
         else:
-            messages.success(request, f"Incident {incident.pk} opened: report by {incident.deadline:%d %B %Y} ({incident.legal_basis}).")
+            if incident.deadline:
+                messages.success(request, f"Incident {incident.pk} opened: report by {incident.deadline:%d %B %Y} ({incident.legal_basis}).")
+            else:
+                messages.success(request, f"Incident {incident.pk} opened: triage it to decide its route and deadline.")
             return redirect("pages:incident-detail", pk=incident.pk)
     return render(
         request,
@@ -220,26 +199,35 @@ def incident_new(request, source: str, pk: int):
 
 @requires("incident")
 def incident_list(request):
-    return render(request, "compliance/incident_list.html", {"incidents": selectors.incident_list(user=request.user)[:200]})
+    incidents = selectors.incident_list(user=request.user)[:200]
+    return render(request, "compliance/incident_list.html", {"incidents": incidents, "may_intake": may(request.user, "incident", write=True)})
 
 
 @requires("incident")
 def incident_detail(request, pk: int):
     incident = get_object_or_404(selectors.incident_list(user=request.user), pk=pk)
+    deployment = incident.deployment
     return render(
         request,
         "compliance/incident_detail.html",
         {
             "incident": incident,
-            "actions": incident.actions.select_related("taken_by"),
+            "actions": incident.actions.select_related("taken_by").prefetch_related("notices"),
+            "reports": incident.reports.select_related("recorded_by"),
+            "corrections": incident.awareness_corrections.select_related("changed_by"),
+            "decisions": incident.decisions.select_related("proposed_by", "confirmed_by"),
+            "two_officers_to_close": needs_two_officers_to_close(incident),
+            "locked_by_it": incident in locking_incidents(version_ids=[incident.version_id]),
+            "may_resume": deployment is not None and deployment.status == DeploymentStatus.SUSPENDED,
             "transition_form": IncidentTransitionForm(),
             "action_form": CorrectiveActionForm(),
             "may_change": may(request.user, "incident", write=True),
+            **vigilance_page_forms(),
         },
     )
 
 
-def _incident_change(request, pk: int, form_class, change, done: str, invalid: str):
+def incident_change(request, pk: int, form_class, change, done: str, invalid: str):
     """Apply one change from a form on the incident page, then back to the page with what happened."""
     incident = get_object_or_404(selectors.incident_list(user=request.user), pk=pk)
     form = form_class(request.POST)
@@ -262,16 +250,33 @@ def incident_transition(request, pk: int):
     def change(incident, data):
         incident_services.incident_transition(actor=request.user, incident=incident, to_status=data.pop("status"), **data)
 
-    return _incident_change(request, pk, IncidentTransitionForm, change, "Incident updated.", "Choose a valid status.")
+    return incident_change(request, pk, IncidentTransitionForm, change, "Incident updated.", "Choose a valid status.")
 
 
 @requires("incident", write=True)
 @require_POST
 def incident_action(request, pk: int):
+    """A corrective action; one that suspends or resumes a deployment first shows a page saying exactly
+    what will happen to whom, and happens only when the officer confirms there."""
+    incident = get_object_or_404(selectors.incident_list(user=request.user), pk=pk)
+    form = CorrectiveActionForm(request.POST)
+    if form.is_valid() and form.cleaned_data["kind"] in incident_services.DEPLOYMENT_ACTIONS and not form.cleaned_data["confirmed"]:
+        confirm = CorrectiveActionForm(initial={**form.cleaned_data, "confirmed": True})
+        for name in ("kind", "description"):
+            confirm.fields[name].widget = forms.HiddenInput()
+        effect = incident_services.deployment_effect(incident, form.cleaned_data["kind"])
+        context = {"incident": incident, "form": confirm, "effect": effect, "data": form.cleaned_data}
+        return render(request, "compliance/incident_confirm_action.html", context)
+
     def change(incident, data):
         incident_services.incident_action_add(actor=request.user, incident=incident, **data)
 
-    return _incident_change(request, pk, CorrectiveActionForm, change, "Corrective action recorded.", "Choose the kind of action and describe it.")
+    kind = form.cleaned_data.get("kind") if form.is_valid() else ""
+    done = {
+        "suspend_deployment": "The deployment is suspended; its clinicians see your reason and today's date.",
+        "resume_deployment": "The suspension is lifted; the deployment is in use again.",
+    }.get(kind, "Corrective action recorded.")
+    return incident_change(request, pk, CorrectiveActionForm, change, done, "Choose the kind of action and describe it.")
 
 
 @requires("incident")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compliance.trust.evidence import Link, VersionEvidence
+from compliance.trust.label_quality import LABEL_DEPENDENT_PRINCIPLES, with_label_caveat
 from compliance.trust.policy import PRINCIPLES, RULES, rule_params, validate_policy
 
 STRONG_N, STRONG_WIDTH = 500, 0.10
@@ -126,6 +127,8 @@ def _principle(name: str, spec: dict, evidence: VersionEvidence) -> PrincipleRes
     criteria = []
     for item in spec["criteria"]:
         outcome = RULES[item["rule"]].function(evidence, rule_params(item["rule"], item.get("params")))
+        if name in LABEL_DEPENDENT_PRINCIPLES:
+            outcome = with_label_caveat(outcome, evidence)
         criteria.append(
             CriterionResult(
                 key=item["key"],

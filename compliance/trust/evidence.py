@@ -56,6 +56,7 @@ class RunEvidence:
     finished_at: str
     artifact_sha256: str  # what the run verified before loading the model
     report: RunReport  # what radtrust_engine.pipeline.evaluate found
+    outputs_uploaded: bool = False  # the outputs came from elsewhere: RadTrust did not run the model
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe, with the report in its stored form (``RunReport.to_dict``)."""
@@ -74,6 +75,11 @@ class DeploymentEvidence:
     local_run_before_go_live: bool
     revalidation_overdue: bool
     recent_feedback: int  # feedback reports in the last 90 days
+    clinicians: int = 0  # active clinician accounts at the institution: the persons assigned to oversee it (Art. 26(2))
+    overrides: int = 0  # reports where a clinician read the case differently from the output (disagree or partly)
+    usage_logger: bool = False  # an installation logs its use with the deployment's logger token (compliance.usage_logs)
+    usage_days_since: int | None = None  # days from the newest logged inference to the assessment; None: nothing logged
+    usage_retention_days: int | None = None  # how long the usage logs keep their personal fields; None: not configured
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +113,7 @@ class DossierEvidence:
     ratio: float
     missing: tuple[str, ...]
     frozen: bool
+    answered: tuple[str, ...] = ()  # the officer-written fields with an answer (compliance.field_checks), required or not
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from compliance.choices import Agreement
 from compliance.dossier_fields import FIELDS, field_problem, is_required
-from compliance.models import RATING_QUESTIONS, DeploymentWeek
+from compliance.models import RATING_QUESTIONS, DeploymentWeek, UsageBatch, UsageLogging
 from compliance.selectors import sum_weeks
 from compliance.trust.evidence import (
     DatasetEvidence,
@@ -29,12 +30,13 @@ from compliance.trust.evidence import (
     VersionEvidence,
 )
 from core.audit import audit_verify_chain
+from core.choices import Role
 from radtrust_engine.report import RunReport
 from registry.choices import DeploymentStatus
 from registry.datasheets import datasheet_completeness
-from registry.models import Deployment, ModelVersion
+from registry.models import Deployment, ModelVersion, User
 from validation.baselines import version_baseline
-from validation.choices import RunStatus
+from validation.choices import OutputsSource, RunStatus
 from validation.federated import study_pooling
 from validation.models import FederatedStudy, ValidationRun
 from validation.revalidation import revalidation_overdue_from
@@ -81,10 +83,21 @@ def _deployments(version: ModelVersion) -> tuple[DeploymentEvidence, ...]:
         Deployment.objects.filter(version=version)
         .exclude(status=DeploymentStatus.ENDED)
         .select_related("institution")
-        .annotate(recent=Count("feedback", filter=Q(feedback__created_at__gte=since_recent)))
+        .annotate(
+            recent=Count("feedback", filter=Q(feedback__created_at__gte=since_recent)),
+            overrides=Count("feedback", filter=Q(feedback__agreement__in=[Agreement.DISAGREE, Agreement.PARTLY])),
+        )
     )
+    clinicians = dict(
+        User.objects.filter(institution__deployments__version=version, is_active=True, groups__name=Role.CLINICIAN)
+        .values_list("institution_id")
+        .annotate(n=Count("pk", distinct=True))
+    )
+    logging = {lg.deployment_id: lg for lg in UsageLogging.objects.filter(deployment__version=version)}
+    last_logged = dict(UsageBatch.objects.filter(deployment__version=version).values_list("deployment_id").annotate(last=Max("last_event_at")))
     for d in deployments:
         local = [r for r in runs if r.dataset.institution_id == d.institution_id]
+        usage = logging.get(d.pk)
         before = [r for r in local if d.since and r.finished_at and timezone.localtime(r.finished_at).date() <= d.since]
         chosen = (before or local or [None])[0]
         result.append(
@@ -97,6 +110,11 @@ def _deployments(version: ModelVersion) -> tuple[DeploymentEvidence, ...]:
                 local_run_before_go_live=bool(before),
                 revalidation_overdue=d.status == DeploymentStatus.ACTIVE and revalidation_overdue_from(d, today=today) is not None,
                 recent_feedback=d.recent,
+                clinicians=clinicians.get(d.institution_id, 0),
+                overrides=d.overrides,
+                usage_logger=usage is not None and usage.account_id is not None,
+                usage_days_since=max(0, (today - timezone.localtime(last_logged[d.pk]).date()).days) if d.pk in last_logged else None,
+                usage_retention_days=usage.retention_days if usage else None,
             )
         )
     return tuple(result)
@@ -116,7 +134,11 @@ def _dossier(version: ModelVersion) -> DossierEvidence | None:
         required = [key for key, f in FIELDS.items() if is_required(f, medical_device=device) and f.source == "officer"]
         missing = [key for key in required if field_problem(FIELDS[key], dossier.values.get(key))]  # an answer, not any text
         ratio, frozen = 1 - len(missing) / len(required), False
-    return DossierEvidence(id=dossier.pk, revision=dossier.revision, status=dossier.status, ratio=ratio, missing=tuple(missing), frozen=frozen)
+    values = (dossier.snapshot.get("values") if dossier.snapshot else dossier.values) or {}
+    answered = tuple(key for key, f in FIELDS.items() if f.editable and key in values and not field_problem(f, values[key]))
+    return DossierEvidence(
+        id=dossier.pk, revision=dossier.revision, status=dossier.status, ratio=ratio, missing=tuple(missing), frozen=frozen, answered=answered
+    )
 
 
 def _federated(version: ModelVersion) -> tuple[FederatedStudyEvidence, ...]:
@@ -202,6 +224,7 @@ def version_evidence(version: ModelVersion) -> VersionEvidence:
                 finished_at=r.finished_at.isoformat() if r.finished_at else "",
                 artifact_sha256=r.artifact_sha256,
                 report=RunReport.from_dict(r.results),
+                outputs_uploaded=r.outputs_source == OutputsSource.UPLOADED,
             )
             for r in runs
         ),

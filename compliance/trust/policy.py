@@ -46,11 +46,12 @@ DEFAULT_POLICY: dict[str, Any] = {
         "fairness": {
             "minimum": 50,
             "criteria": [
-                _c("demographic_completeness", 0.15, "Bias sources identified and attributes collected", "FUTURE-AI Fairness 1, 2"),
+                _c("demographic_completeness", 0.05, "Attributes collected (sex, age, ethnicity)", "FUTURE-AI Fairness 2"),
                 _c("subgroup_coverage", 0.20, "Subgroup evaluation for each collected attribute", "FUTURE-AI Fairness 3", required=True),
                 _c("largest_auroc_gap", 0.25, "Largest subgroup AUROC gap", "FUTURE-AI Fairness 3", required=True, threshold=0.05),
                 _c("largest_fnr_gap", 0.20, "Underdiagnosis (false-negative-rate) gap", "FUTURE-AI Fairness 3", threshold=0.10),
                 _c("equalized_odds_difference", 0.20, "Equalized-odds difference", "FUTURE-AI Fairness 3", threshold=0.10),
+                _c("bias_sources", 0.10, "Sources of bias identified (dossier and datasheets)", "FUTURE-AI Fairness 1"),
             ],
         },
         "universality": {
@@ -77,9 +78,15 @@ DEFAULT_POLICY: dict[str, Any] = {
             "criteria": [
                 _c("datasheet_completeness", 0.15, "Datasheet completeness", "FUTURE-AI Traceability 2", required=True),
                 _c("dossier_completeness", 0.10, "Technical dossier completeness", "FUTURE-AI Traceability 2"),
-                _c("artifact_verified", 0.15, "Artifact hash verified by the runs", "FUTURE-AI Traceability 2", required=True),
+                _c("artifact_verified", 0.10, "Artifact hash verified by the runs", "FUTURE-AI Traceability 2", required=True),
+                _c("outputs_computed_here", 0.05, "Outputs computed by RadTrust from the verified artifact", "FUTURE-AI Traceability 2"),
                 _c("lineage_complete", 0.10, "Lineage with training provenance", "FUTURE-AI Traceability 2"),
-                _c("audit_chain", 0.15, "Audit chain intact", "FUTURE-AI Traceability 6", required=True),
+                _c(
+                    "human_oversight",
+                    0.15,
+                    "Human oversight and governance (oversight documented, clinicians assigned, override documented and used)",
+                    "FUTURE-AI Traceability 6",
+                ),
                 _c(
                     "quality_control",
                     0.15,

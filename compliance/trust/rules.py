@@ -24,7 +24,9 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 
 | Rule                      | FUTURE-AI           | Value                                                                          | Params                    | No evidence (None) when                       |
 |---------------------------|---------------------|--------------------------------------------------------------------------------|---------------------------|-----------------------------------------------|
-| demographic_completeness  | Fairness 1, 2       | mean over linked datasets of the share of sex, age_band, ethnicity with counts | -                         | no linked dataset                             |
+| bias_sources              | Fairness 1          | mean of: share of the dossier's bias fields answered (examination, measures),  | -                         | no dossier and no linked dataset              |
+|                           |                     | share of linked datasheets stating known gaps and limitations                  |                           |                                               |
+| demographic_completeness  | Fairness 2          | mean over linked datasets of the share of sex, age_band, ethnicity with counts | -                         | no linked dataset                             |
 | subgroup_coverage         | Fairness 3          | share of collected individual attributes (datasheets of evaluated data, run   | -                         | no run has subgroups, or no individual        |
 |                           |                     | attributes) with >= 2 reportable groups in a run                               |                           | attribute was collected                       |
 | largest_auroc_gap         | Fairness 3          | gap rule, worst AUROC gap by an individual attribute (*)                       | threshold 0.05            | no run has such a gap, or one could be missed |
@@ -48,11 +50,17 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 | dossier_completeness      | Traceability 2      | share of required fields filled in the newest revision (frozen at submission;  | -                         | no dossier opened                             |
 |                           |                     | officer fields only while a draft); met only when signed and complete          |                           |                                               |
 | artifact_verified         | Traceability 2      | share of runs that verified this artifact's SHA-256                            | -                         | no run                                        |
+| outputs_computed_here     | Traceability 2      | share of runs in which RadTrust ran the verified artifact (not uploaded        | -                         | no run                                        |
+|                           |                     | outputs produced elsewhere); artifact_verified counts only those runs          |                           |                                               |
 | lineage_complete          | Traceability 2      | share of versions in the lineage with training provenance                      | -                         | lineage not recorded                          |
-| audit_chain               | Traceability 6      | 1 if the audit chain verifies, else 0                                          | -                         | no audit event checked                        |
+| human_oversight           | Traceability 6      | mean of: share of the human-oversight dossier fields answered; share of open   | -                         | no dossier and not deployed                   |
+|                           |                     | deployments with a clinician assigned; override documented (half) and, once    |                           |                                               |
+|                           |                     | deployed, used (half: a clinician reported reading a case differently)         |                           |                                               |
+| audit_chain               | Traceability 6      | 1 if the audit chain verifies, else 0 (kept for stored policies)               | -                         | no audit event checked                        |
 | quality_control           | Traceability 3      | share shown by some run: uncertainty flags, OOD (drift vs baseline), ECE       | -                         | no run                                        |
 | revalidation_on_schedule  | Traceability 4      | share of active deployments not overdue                                        | -                         | no active deployment                          |
-| usage_logging             | Traceability 5      | share of active deployments with feedback logged in the last 90 days           | -                         | no active deployment                          |
+| usage_logging             | Traceability 5      | share of active deployments logging use: logger token, newest inference within | recent_days=30            | no active deployment                          |
+|                           |                     | recent_days, usage logs kept >= 183 days (compliance.usage_logs)               |                           |                                               |
 | intended_use              | Usability 1         | share of purpose, users, instructions, limitations stated                      | -                         | none stated                                   |
 | feedback_interface        | Usability 2         | 1 if feedback was received, 0 if actively deployed without any                 | -                         | not in use, no feedback                       |
 | agreement_rate            | Usability 4, 5      | (agree + partly / 2) / n; status from its Wilson CI against the target         | target 0.8, min_n 30      | n < min_n                                     |
@@ -119,6 +127,51 @@ __all__ = ["RULES", "Rule", "Outcome", "threshold_verdict"]  # the registry, fil
 
 
 # --- Fairness -----------------------------------------------------------------------
+
+# The dossier fields that document where bias may come from and what was done about it (Art. 10(2)(f)-(g)).
+BIAS_FIELDS = ("10_2f_bias_examination", "10_2g_bias_measures")
+# The dossier fields that document human oversight (Art. 13(3)(d), 14(4)); the override is scored on its own too.
+OVERSIGHT_FIELDS = (
+    "13_3d_oversight",
+    "14_4a_understand_and_monitor",
+    "14_4b_automation_bias",
+    "14_4c_interpretation",
+    "14_4d_override",
+    "14_4e_stop",
+)
+OVERRIDE_FIELD = "14_4d_override"
+
+
+def _dossier_link(evidence: VersionEvidence) -> tuple[Link, ...]:
+    d = evidence.dossier
+    return (Link("dossier", d.id, f"Dossier revision {d.revision}"),) if d else ()
+
+
+@scoring_rule("bias_sources")
+def bias_sources(evidence: VersionEvidence, params: dict) -> Outcome:
+    """Fairness 1: the sources of bias identified in the dossier and the datasheets, not guessed from counts."""
+    parts, found = [], {}
+    if evidence.dossier is not None:
+        answered = [k for k in BIAS_FIELDS if k in evidence.dossier.answered]
+        parts.append(len(answered) / len(BIAS_FIELDS))
+        found["dossier_fields_answered"] = answered
+        found["dossier_fields_missing"] = [k for k in BIAS_FIELDS if k not in answered]
+    if evidence.datasets:
+        stated = [d.name for d in evidence.datasets if "known_limitations" not in d.missing_items]
+        parts.append(len(stated) / len(evidence.datasets))
+        found["datasheets_stating_limitations"] = stated
+        found["datasheets_without"] = [d.name for d in evidence.datasets if d.name not in stated]
+    if not parts:
+        return insufficient_evidence("No dossier and no linked dataset document where bias may come from.")
+    value = sum(parts) / len(parts)
+    gaps = [*found.get("dossier_fields_missing", []), *(f"datasheet of {n}" for n in found.get("datasheets_without", []))]
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs=found,
+        explanation="Bias sources documented" + (f"; missing: {', '.join(gaps)}." if gaps else " in the dossier and every datasheet."),
+        links=_dossier_link(evidence) + tuple(Link("dataset", d.id, d.name) for d in evidence.datasets),
+    )
 
 
 @scoring_rule("demographic_completeness")
@@ -488,16 +541,37 @@ def dossier_completeness(evidence: VersionEvidence, params: dict) -> Outcome:
 
 @scoring_rule("artifact_verified")
 def artifact_verified(evidence: VersionEvidence, params: dict) -> Outcome:
-    if not evidence.runs:
+    runs = [r for r in evidence.runs if not r.outputs_uploaded]  # uploaded outputs load no artifact: outputs_computed_here
+    if not runs:
         return insufficient_evidence("No run has verified this version's artifact yet.")
-    bad = [r.id for r in evidence.runs if not evidence.artifact_sha256 or r.artifact_sha256 != evidence.artifact_sha256]
-    value = 1 - len(bad) / len(evidence.runs)
+    bad = [r.id for r in runs if not evidence.artifact_sha256 or r.artifact_sha256 != evidence.artifact_sha256]
+    value = 1 - len(bad) / len(runs)
     return Outcome(
         value=rounded(value),
         status=share_status(value),
-        inputs={"runs": len(evidence.runs), "mismatched_runs": bad, "sha256": evidence.artifact_sha256},
-        explanation=f"{len(evidence.runs) - len(bad)} of {len(evidence.runs)} runs verified the artifact's SHA-256"
+        inputs={"runs": len(runs), "mismatched_runs": bad, "sha256": evidence.artifact_sha256},
+        explanation=f"{len(runs) - len(bad)} of {len(runs)} runs verified the artifact's SHA-256"
         + (f"; runs {', '.join(map(str, bad))} did not match." if bad else "."),
+        links=tuple(run_link(r) for r in runs),
+    )
+
+
+@scoring_rule("outputs_computed_here")
+def outputs_computed_here(evidence: VersionEvidence, params: dict) -> Outcome:
+    """Traceability 2: evidence from outputs uploaded from elsewhere cannot be traced to the registered
+    artifact (RadTrust did not run the model), so it weighs less than a run that verified and ran it."""
+    if not evidence.runs:
+        return insufficient_evidence("No run has evaluated this version yet.")
+    uploaded = [r.id for r in evidence.runs if r.outputs_uploaded]
+    value = 1 - len(uploaded) / len(evidence.runs)
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={"runs": len(evidence.runs), "uploaded_output_runs": uploaded},
+        explanation=f"RadTrust ran the model in {len(evidence.runs) - len(uploaded)} of {len(evidence.runs)} runs"
+        + (
+            f"; runs {', '.join(map(str, uploaded))} evaluated outputs uploaded from elsewhere (RadTrust did not run the model)." if uploaded else "."
+        ),
         links=tuple(run_link(r) for r in evidence.runs),
     )
 
@@ -531,6 +605,35 @@ def audit_chain(evidence: VersionEvidence, params: dict) -> Outcome:
     return Outcome(0.0, "not_met", inputs, f"The audit chain is broken: {evidence.audit_broken_reason or 'reason not given'}.", link)
 
 
+@scoring_rule("human_oversight")
+def human_oversight(evidence: VersionEvidence, params: dict) -> Outcome:
+    """Traceability 6: oversight as documented and as organised where the version is used."""
+    deployed = [d for d in evidence.deployments if d.status in {"planned", "active"}]
+    if evidence.dossier is None and not deployed:
+        return insufficient_evidence("No dossier documents human oversight and the version is not deployed.")
+    answered = set(evidence.dossier.answered) if evidence.dossier else set()
+    parts = {"oversight_fields": sum(k in answered for k in OVERSIGHT_FIELDS) / len(OVERSIGHT_FIELDS)}
+    override = 1.0 if OVERRIDE_FIELD in answered else 0.0
+    if deployed:
+        parts["clinicians_assigned"] = sum(d.clinicians > 0 for d in deployed) / len(deployed)
+        override = override / 2 + (0.5 if any(d.overrides for d in deployed) else 0.0)
+    parts["override"] = override
+    value = sum(parts.values()) / len(parts)
+    lacking = [d.institution for d in deployed if not d.clinicians]
+    words = [f"{sum(k in answered for k in OVERSIGHT_FIELDS)} of {len(OVERSIGHT_FIELDS)} oversight fields answered"]
+    if deployed:
+        words.append(f"a clinician assigned at {len(deployed) - len(lacking)} of {len(deployed)} deploying sites")
+        words.append(f"{sum(d.overrides for d in deployed)} reports of a clinician overriding the output")
+    words.append("override documented" if OVERRIDE_FIELD in answered else "override not documented")
+    return Outcome(
+        value=rounded(value),
+        status=share_status(value),
+        inputs={**{k: rounded(v) for k, v in parts.items()}, "sites_without_clinician": lacking},
+        explanation=words[0][:1].upper() + "; ".join(words)[1:] + ".",
+        links=_dossier_link(evidence) + tuple(Link("deployment", d.id, f"Deployment at {d.institution}") for d in deployed),
+    )
+
+
 _QC_CHECKS = {
     "uncertainty_flags": lambda r: any((s.uncertainty or {}).get("referral") for _, s in run_labels(r)),
     "out_of_distribution_check": lambda r: r.report.drift_compared,
@@ -562,13 +665,24 @@ def revalidation_on_schedule(evidence: VersionEvidence, params: dict) -> Outcome
     )
 
 
-@scoring_rule("usage_logging")
+SIX_MONTHS_DAYS = 183  # the least retention of usage logs, AI Act Art. 19(1) and 26(6)
+
+
+@scoring_rule("usage_logging", recent_days=(30, 1, 365))
 def usage_logging(evidence: VersionEvidence, params: dict) -> Outcome:
+    """Traceability 5 from the usage logs themselves: the installation logs with its token, its newest
+    logged inference is recent, and the logs are kept at least six months."""
+    recent = int(params["recent_days"])
+
+    def logging(d) -> bool:
+        fresh = d.usage_days_since is not None and d.usage_days_since <= recent
+        return d.usage_logger and fresh and (d.usage_retention_days or 0) >= SIX_MONTHS_DAYS
+
     return share_of_deployments(
         evidence,
         ("active",),
-        lambda d: d.recent_feedback > 0,
-        "logged use (feedback) in the last 90 days",
+        logging,
+        f"log their use (newest inference within {recent} days, kept at least six months)",
         "No active deployment whose use could be logged.",
     )
 

@@ -66,8 +66,8 @@ from psycopg import sql
 from compliance.feedback import weeks_rebuild
 from compliance.models import Alert, DeploymentMonitor, Feedback, Incident
 from core.choices import Role
-from registry.choices import DeploymentStatus, VersionStatus
-from registry.models import Deployment, FoundationModel, Institution, ModelVersion, User
+from radtrust_demo.bench.world import bench_deployments
+from registry.models import Deployment, Institution, User
 
 Log = Callable[[str], None]
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/radtrust_bench_feedback"
@@ -76,7 +76,6 @@ DEPLOYMENTS = 200
 SMALL_ROWS = 10
 REPEATS = 30
 GOAL = ("<=", 1.0)
-MODELS = ("ChestNet", "MammoScan", "NeuroCT", "BoneAge", "LungNodule")
 ALERTS_PER_DEPLOYMENTS = 10  # one open alert per ten deployments
 INCIDENTS = 10
 COPY_CHUNK = 100_000
@@ -287,56 +286,13 @@ def _seed_mark(cursor) -> tuple[int, int] | None:
 
 def _registry(deployments: int, now) -> tuple[list, list, Any]:
     """Institutions, users, models, versions and deployments, without audit events (bulk_create)."""
-    sites = -(-deployments // len(MODELS))
-    institutions = Institution.objects.bulk_create([Institution(code=f"site{i:03d}", name=f"Bench hospital {i}", country="DE") for i in range(sites)])
+    institutions, placed = bench_deployments(deployments, (now - timedelta(weeks=53)).date(), code_prefix="site")
     clinicians = User.objects.bulk_create([User(username=f"clinician{i:03d}", institution=inst, password="!") for i, inst in enumerate(institutions)])
     (officer,) = User.objects.bulk_create([User(username="officer", institution=institutions[0], password="!")])
     groups = dict(Group.objects.filter(name__in=[Role.CLINICIAN, Role.COMPLIANCE_OFFICER]).values_list("name", "pk"))
     User.groups.through.objects.bulk_create(
         [User.groups.through(user_id=u.pk, group_id=groups[Role.CLINICIAN]) for u in clinicians]
         + [User.groups.through(user_id=officer.pk, group_id=groups[Role.COMPLIANCE_OFFICER])]
-    )
-    models = FoundationModel.objects.bulk_create(
-        [
-            FoundationModel(
-                name=name,
-                provider=institutions[0],
-                intended_purpose="Synthetic bench model.",
-                modality="CR",
-                body_region="chest",
-                task="binary",
-                licence="proprietary",
-            )
-            for name in MODELS
-        ]
-    )
-    versions = ModelVersion.objects.bulk_create(
-        [
-            ModelVersion(
-                foundation_model=m,
-                version="1.0.0",
-                status=VersionStatus.DEPLOYED,
-                output_schema={"class_names": ["finding"]},
-                artifact_sha256=f"{i:064x}",
-                artifact_files=[],
-                artifact_size=1,
-                opset=17,
-                ir_version=8,
-                parameter_count=1,
-            )
-            for i, m in enumerate(models)
-        ]
-    )
-    placed = Deployment.objects.bulk_create(
-        [
-            Deployment(
-                version=versions[i % len(MODELS)],
-                institution=institutions[i // len(MODELS)],
-                status=DeploymentStatus.ACTIVE,
-                since=(now - timedelta(weeks=53)).date(),
-            )
-            for i in range(deployments)
-        ]
     )
     return placed, clinicians, officer
 
@@ -442,6 +398,7 @@ def seed(*, rows: int, deployments: int, log: Log) -> float:
                     title=f"Disagreement on {f.case_reference}",
                     description="Synthetic bench incident.",
                     incident_type="other",
+                    triage="serious",
                     medical_device=True,
                     aware_on=today,
                     route="mdr",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 
 from core.api import ScopedViewSet
 from core.parsers import BoundedJSONParser
-from registry import selectors, services
+from registry import adaptations, selectors, services
 from registry.api import serializers as s
 from registry.filtersets import (
     DatasetFilterSet,
@@ -135,6 +136,20 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
         chain = selectors.version_lineage(self.get_object(), user=request.user)
         return Response(s.LineageEntrySerializer(chain, many=True).data)
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def adaptations(self, request, pk=None):
+        """The lineage tree of this version's base with every adaptation (method, task, labelled data,
+        frozen parts) the caller may see, and the base's known weaknesses this version inherits."""
+        version = self.get_object()
+        visible = set(selectors.version_list(user=request.user).values_list("pk", flat=True))
+        return Response(
+            {
+                "tree": adaptations.lineage_tree(version, visible).to_dict(),
+                "inherited_risks": [r.to_dict() for r in adaptations.inherited_risks(version, visible)],
+            }
+        )
+
 
 class ProvenanceViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin):
     access_resource = "provenance"
@@ -183,3 +198,7 @@ class DeploymentViewSet(RecordViewSet):
 
     def perform_create(self, serializer):
         serializer.instance = services.deployment_create(actor=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        changed = {k: v for k, v in serializer.validated_data.items() if getattr(serializer.instance, k) != v}
+        serializer.instance = services.deployment_update(deployment=serializer.instance, fields=changed)

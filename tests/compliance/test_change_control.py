@@ -26,7 +26,12 @@ from registry.guards import _MISSING_EVIDENCE, EVIDENCE
 from registry.services import user_create
 from tests.factories import FoundationModelFactory, ModelVersionFactory
 
-CA = {"route": "mdr_notified_body", "notified_body": "BSI Group The Netherlands B.V., 2797", "certificate_reference": "CE 712345"}
+CA = {
+    "route": "mdr_notified_body",
+    "mdr_procedure": "annex_ix",
+    "notified_body": "BSI Group The Netherlands B.V., 2797",
+    "certificate_reference": "CE 712345",
+}
 
 
 def _refusals(action: str, instance) -> list[AuditEvent]:

@@ -12,11 +12,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from compliance.claims import claim_check, claims_in_text
 from compliance.declaration import declaration_missing
-from compliance.document_text import metric, number
 from compliance.dossier_checks import NO_DECLARED_PERFORMANCE, class_problems, submission_problems
 from compliance.dossier_fields import completeness
 from compliance.release_evidence import POST_MARKET, TEST, release_evidence_current, release_evidence_pin, run_role, version_run_role
 from core.models import AuditEvent
+from core.readable import metric, number
 from tests.factories import dossier_officer_values
 from validation.models import ValidationRun
 

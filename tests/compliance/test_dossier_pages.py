@@ -343,7 +343,7 @@ def test_the_change_log_page_shows_classification_paired_deltas_and_dossier_diff
     assert "Classification: Substantial modification" in page and "<td>Operating threshold</td>" in page
     assert f'href="/versions/{evidenced.pk}/trust/">{evidenced}</a>' in page
     metrics = page[page.index('id="change-metrics"') : page.index('id="change-subgroup_gaps"')]
-    assert "<td>AUROC</td>" in metrics and "(95%:" in metrics and f'<a href="/api/validation-runs/{run.pk}/">{run.pk}</a>' in metrics
+    assert "<td>AUROC</td>" in metrics and "(95%:" in metrics and f'<a href="/runs/{run.pk}/">{run.pk}</a>' in metrics
     assert "Operating threshold of pneumothorax</th>" in page and "<td>0.5</td><td>0.566</td>" in page
     dossier_part = page[page.index('id="change-dossier"') :]
     assert "[added: </span>Adults over 18 only.<" in dossier_part and "<td>Intended purpose</td>" in dossier_part

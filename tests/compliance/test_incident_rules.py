@@ -45,56 +45,20 @@ def test_every_combination_has_exactly_one_rule():
 
 def test_rules_are_consistent_and_fit_the_incident_columns():
     for rule in RULES:
-        assert rule.route in {"ai_act_art73", "mdr_art87"} and len(rule.route) <= 20
-        assert rule.route_label == {"ai_act_art73": "AI Act Art. 73", "mdr_art87": "MDR Art. 87 vigilance"}[rule.route]
-        assert rule.legal_basis.startswith("AI Act Art. 73(" if rule.route == "ai_act_art73" else "MDR Art. 87(")
-        assert len(rule.legal_basis) <= 60 and rule.days in {2, 10, 15} and rule.note.endswith(".")
+        assert rule.route in {"ai_act_art73", "mdr_art87", "mdr_not_serious"} and len(rule.route) <= 20
+        prefix = {"ai_act_art73": "AI Act Art. 73(", "mdr_art87": "MDR Art. 87(1)(a), 87(", "mdr_not_serious": "AI Act Art. 73(10); MDR"}
+        assert rule.legal_basis.startswith(prefix[rule.route])
+        assert rule.days in ({None} if rule.route == "mdr_not_serious" else {2, 10, 15})
+        assert len(rule.legal_basis) <= 60 and rule.note.endswith(".") and rule.legal_basis in rule.label
 
 
 def test_outside_the_mdr_everything_goes_under_the_ai_act():
     assert {reporting_rule(medical_device=False, incident_type=t).route for t in INCIDENT_TYPES} == {"ai_act_art73"}
 
 
-def test_medical_device_reports_only_fundamental_rights_under_the_ai_act():
-    ai_act = [t for t in INCIDENT_TYPES if reporting_rule(medical_device=True, incident_type=t).route == "ai_act_art73"]
-    assert ai_act == ["fundamental_rights"]
-
-
 def _check(medical_device: bool, incident_type: str, route: str, days: int, legal_basis: str) -> None:
     rule = reporting_rule(medical_device=medical_device, incident_type=incident_type)
     assert (rule.route, rule.days, rule.legal_basis) == (route, days, legal_basis)
-
-
-def test_mdr_fundamental_rights_goes_to_ai_act_in_15_days():
-    _check(True, "fundamental_rights", "ai_act_art73", 15, "AI Act Art. 73(2), 73(10)")
-
-
-def test_mdr_public_health_threat_goes_to_mdr_in_2_days():
-    _check(True, "public_health_threat", "mdr_art87", 2, "MDR Art. 87(4)")
-
-
-def test_mdr_death_goes_to_mdr_in_10_days():
-    _check(True, "death", "mdr_art87", 10, "MDR Art. 87(5)")
-
-
-def test_mdr_serious_deterioration_goes_to_mdr_in_10_days():
-    _check(True, "serious_deterioration", "mdr_art87", 10, "MDR Art. 87(5)")
-
-
-def test_mdr_other_goes_to_mdr_in_15_days():
-    _check(True, "other", "mdr_art87", 15, "MDR Art. 87(3)")
-
-
-def test_mdr_widespread_infringement_goes_to_mdr_in_15_days():
-    _check(True, "widespread_infringement", "mdr_art87", 15, "MDR Art. 87(3)")
-
-
-def test_mdr_critical_infrastructure_goes_to_mdr_in_15_days():
-    _check(True, "critical_infrastructure", "mdr_art87", 15, "MDR Art. 87(3)")
-
-
-def test_mdr_property_or_environment_goes_to_mdr_in_15_days():
-    _check(True, "property_or_environment", "mdr_art87", 15, "MDR Art. 87(3)")
 
 
 def test_non_mdr_death_goes_to_ai_act_in_10_days():
@@ -178,11 +142,11 @@ def test_reported_late_is_no_longer_overdue_but_is_late():
 def test_rules_table_is_json_safe_and_in_display_order():
     rows = rules_table()
     assert json.loads(json.dumps(rows)) == rows and len(rows) == len(RULES)
-    assert set(rows[0]) == {"medical_device", "incident_type", "incident_type_label", "route", "route_label", "days", "legal_basis", "note"}
+    assert set(rows[0]) == {"medical_device", "incident_type", "incident_type_label", "route", "route_label", "days", "legal_basis", "note", "label"}
     order = list(INCIDENT_TYPES)
-    keys = [(not r["medical_device"], r["days"], order.index(r["incident_type"])) for r in rows]
+    keys = [(not r["medical_device"], 99 if r["days"] is None else r["days"], order.index(r["incident_type"])) for r in rows]
     assert keys == sorted(keys)
-    assert [r["incident_type"] for r in rows[:3]] == ["public_health_threat", "death", "serious_deterioration"]
+    assert [r["incident_type"] for r in rows[:4]] == ["public_health_threat", "widespread_infringement", "death", "serious_deterioration"]
     assert rows[0]["incident_type_label"] == "Serious public-health threat"
 
 
@@ -190,7 +154,7 @@ def test_rules_markdown_has_a_header_and_one_line_per_rule():
     lines = rules_markdown().splitlines()
     assert lines[0] == "| System | Incident type | Route | Legal basis | Days |"
     assert set(lines[1]) <= set("|-: ")
-    assert len(lines) == 2 + len(RULES)
+    assert len(lines) == 2 + len(RULES) + 3  # and the field safety corrective action, the trend and the signal
     assert all(line.startswith("|") and line.endswith("|") and line.count("|") == 6 for line in lines)
-    assert lines[2] == "| Medical device (MDR) | Serious public-health threat | MDR Art. 87 vigilance | MDR Art. 87(4) | 2 |"
+    assert lines[2] == "| Medical device (MDR) | Serious public-health threat | MDR Art. 87 vigilance | MDR Art. 87(1)(a), 87(4) | 2 |"
     assert "| Outside the MDR | Death of a person | AI Act Art. 73 | AI Act Art. 73(4) | 10 |" in lines

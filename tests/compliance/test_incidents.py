@@ -40,6 +40,8 @@ def test_a_medical_device_incident_goes_to_mdr_vigilance_with_its_deadline(perso
 def test_fundamental_rights_go_under_the_ai_act_and_non_devices_under_art_73(personas, report, deployed):
     rights = _escalate(personas, report("disagree"), incident_type="fundamental_rights")
     assert rights.route == "ai_act_art73" and rights.deadline == rights.aware_on + timedelta(days=15)
+    # Reported, so the investigation lock no longer keeps the class as it was.
+    incident_transition(actor=personas["officer"], incident=rights, to_status="reported", reported_on=rights.aware_on, authority_reference="MSA-1")
     model = deployed["version"].foundation_model
     model.mdr_class = MdrClass.NONE
     model.save()
@@ -84,7 +86,7 @@ def test_bad_escalations_are_refused_with_the_field(personas, report):
     assert "future" in caught.value.message_dict["aware_on"][0]
     with pytest.raises(ValidationError) as caught:
         _escalate(personas, feedback, aware_on=timezone.localdate() - timedelta(days=30))
-    assert "before the feedback" in caught.value.message_dict["aware_on"][0]
+    assert "written reason" in caught.value.message_dict["aware_on"][0]  # awareness is derived (test_vigilance_intake)
     with pytest.raises(ValidationError) as caught:
         _escalate(personas, feedback, description="x" * 10001)
     assert "10,000" in caught.value.message_dict["description"][0]
@@ -113,12 +115,20 @@ def test_workflow_reporting_needs_date_and_reference_closing_a_note(personas, re
 
 def test_suspending_the_deployment_is_a_corrective_action_and_audited(personas, report, deployed):
     incident = _escalate(personas, report("disagree"))
-    incident_action_add(actor=personas["officer"], incident=incident, kind="suspend_deployment", description="Suspended until the vendor reports.")
+    with pytest.raises(ValidationError, match="will be suspended now"):  # not without the confirmation
+        incident_action_add(
+            actor=personas["officer"], incident=incident, kind="suspend_deployment", description="Suspended until the vendor reports."
+        )
+    deployed["north"].refresh_from_db()
+    assert deployed["north"].status == DeploymentStatus.ACTIVE
+    incident_action_add(
+        actor=personas["officer"], incident=incident, kind="suspend_deployment", description="Suspended until the vendor reports.", confirmed=True
+    )
     deployed["north"].refresh_from_db()
     assert deployed["north"].status == DeploymentStatus.SUSPENDED
     assert AuditEvent.objects.filter(object_type="registry.deployment", object_id=str(deployed["north"].pk), action="suspend").exists()
     with pytest.raises(Conflict, match="suspended already"):
-        incident_action_add(actor=personas["officer"], incident=incident, kind="suspend_deployment", description="again")
+        incident_action_add(actor=personas["officer"], incident=incident, kind="suspend_deployment", description="again", confirmed=True)
 
 
 def test_the_version_cannot_be_retired_before_the_authority_is_told(personas, report, deployed):

@@ -128,11 +128,13 @@ def test_officer_moves_an_incident_on_and_records_an_action_from_its_page(client
         },
         follow=True,
     ).content.decode()
-    assert "Incident updated." in page and "reference BfArM-1" in page
+    assert "Incident updated." in page and "BfArM-1" in page and "Initial report" in page
+    page = client.post(f"/incidents/{incident.pk}/actions/", {"kind": "suspend_deployment", "description": "Paused at North."}).content.decode()
+    assert "will be suspended now" in page  # confirmed on its own page first (test_vigilance_pages)
     page = client.post(
-        f"/incidents/{incident.pk}/actions/", {"kind": "suspend_deployment", "description": "Paused at North."}, follow=True
+        f"/incidents/{incident.pk}/actions/", {"kind": "suspend_deployment", "description": "Paused at North.", "confirmed": "True"}, follow=True
     ).content.decode()
-    assert "Corrective action recorded." in page and "Suspend the deployment" in page
+    assert "The deployment is suspended" in page and "Suspend the deployment" in page
     deployed["north"].refresh_from_db()
     assert deployed["north"].status == "suspended"
     client.force_login(personas["auditor"])

@@ -41,7 +41,7 @@ def under_review(institutions):
 @pytest.fixture
 def evidence_in_place(monkeypatch):
     """Every approval guard but the second officer's (and change control, real: a first version) satisfied."""
-    for name in ("validation", "dossier", "trust"):
+    for name in ("validation", "dossier", "trust", "risk_file"):
         monkeypatch.setitem(EVIDENCE, name, lambda version: None)
 
 

@@ -68,5 +68,11 @@ def test_page_numbers_up_to_the_bound_are_pages(client, personas):
 
 def test_a_pages_filters_are_carried_url_encoded(client, personas):
     client.force_login(personas["officer"])
+    response = client.get("/audit/?actor=a%26page%3D9")
+    assert response.context["page"].query == "&actor=a%26page%3D9"
+
+
+def test_an_unknown_filter_value_is_a_400_naming_the_filter(client, personas):
+    client.force_login(personas["officer"])
     response = client.get("/alerts/?status=a%26page%3D9")
-    assert response.context["page"].query == "&status=a%26page%3D9"
+    assert response.status_code == 400 and response.context["parameter"] == "status"

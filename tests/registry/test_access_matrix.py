@@ -27,7 +27,9 @@ from django.utils import timezone
 from compliance.dossiers import dossier_open
 from compliance.feedback import feedback_submit
 from compliance.incidents import incident_escalate
-from compliance.models import Alert, Document, TrustAssessment, VersionApproval
+from compliance.models import Alert, Document, QmsProcedure, TrustAssessment, VersionApproval
+from compliance.qms import qms_procedure_save, qms_standards_seed
+from compliance.risk_file import risk_file_open
 from compliance.trust.services import trust_assess, trust_exception_grant
 from core.access import RolePermission, scope
 from core.choices import Role
@@ -80,10 +82,15 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("model-version", "list"): PEOPLE,
     ("model-version", "retrieve"): PEOPLE,
     ("model-version", "lineage"): PEOPLE,
+    ("model-version", "adaptations"): PEOPLE,
     ("model-version", "change_log"): frozenset({ML, CO, AU}),  # it quotes dossier text and run results: the dossier's readers
     ("model-version", "conformity_assessments"): frozenset({CO}),  # the provider's officers (compliance.change_control)
     ("model-version", "release_evidence"): frozenset({ML, CO, AU}),  # the dossier's readers
     ("model-version", "release_evidence_pin"): frozenset({CO}),  # the provider's officers (compliance.release_evidence)
+    ("model-version", "market"): frozenset({ML, CO, AU}),  # the dossier's readers
+    ("model-version", "market_place"): frozenset({CO}),  # a second officer of the provider (compliance.market)
+    ("model-version", "market_withdrawal"): frozenset({CO}),  # the provider's officers (compliance.market)
+    ("model-version", "clinical_investigations"): frozenset({CO}),  # the provider's officers (compliance.market)
     ("model-version", "create"): frozenset({ML}),
     ("model-version", "update"): frozenset({ML}),  # PUT is not offered (405): only release notes change, by PATCH
     ("model-version", "partial_update"): frozenset({ML}),
@@ -113,6 +120,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("validation-run", "create"): frozenset({ML}),
     ("validation-run", "cancel"): frozenset({ML}),
     ("validation-run", "set_baseline"): frozenset({ML}),
+    ("validation-run", "from_predictions"): frozenset({ML}),
     ("run-file", "list"): frozenset({ML, CO, AU}),
     ("run-file", "retrieve"): frozenset({ML, CO, AU}),
     ("run-file", "content"): frozenset({ML, CO, AU}),
@@ -136,6 +144,15 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("incident", "create"): frozenset({CO}),
     ("incident", "transition"): frozenset({CO}),
     ("incident", "corrective_actions"): frozenset({CO}),
+    ("incident", "intake"): frozenset({CO}),  # vigilance (compliance.vigilance): officers write, the incident's readers read
+    ("incident", "triage"): frozenset({CO}),
+    ("incident", "awareness"): frozenset({CO}),
+    ("incident", "reports"): frozenset({CO}),
+    ("incident", "decisions"): frozenset({CO}),
+    ("incident", "confirm_decision"): frozenset({CO}),
+    ("incident", "field_safety_actions"): frozenset({CO}),
+    ("incident", "mir"): frozenset({ML, CO, AU}),
+    ("incident", "mir_pdf"): frozenset({ML, CO, AU}),
     ("trust-assessment", "list"): PEOPLE,
     ("trust-assessment", "retrieve"): PEOPLE,
     ("trust-assessment", "diff"): PEOPLE,
@@ -154,6 +171,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("version-approval", "create"): frozenset({CO}),  # the provider's officers (compliance.approvals)
     ("version-approval", "confirm"): frozenset({CO}),  # a second officer of the provider
     ("version-approval", "decline"): frozenset({CO}),
+    # The risk file (compliance.risk_file): the dossier's readers read it, the provider's officers keep it.
+    ("risk-file", "retrieve"): frozenset({ML, CO, AU}),
+    **{("risk-file", a): frozenset({CO}) for a in ("open", "conclusion", "hazards", "estimates", "controls", "verifications", "signals")},
+    **{("risk-file", a): frozenset({CO}) for a in ("acceptances", "confirm_acceptance", "approve")},
+    # The QMS register (compliance.qms): officers keep their institution's, auditors read.
+    **{(r, a): frozenset({CO, AU}) for r in ("qms-standard", "qms-procedure") for a in ("list", "retrieve")},
+    **{(r, a): frozenset({CO}) for r in ("qms-standard", "qms-procedure") for a in ("create", "update", "partial_update")},
+    ("qms-standard", "seed"): frozenset({CO}),
     ("dossier", "list"): frozenset({ML, CO, AU}),
     ("dossier", "retrieve"): frozenset({ML, CO, AU}),
     ("dossier", "completeness"): frozenset({ML, CO, AU}),
@@ -178,6 +203,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("federated-job", "artifact"): frozenset({SA}),
     ("federated-job", "report"): frozenset({SA}),
     ("federated-job", "fail"): frozenset({SA}),
+    ("usage-batch", "create"): frozenset({Role.DEPLOYMENT_LOGGER}),  # a deployment's logger, for that deployment only (compliance.usage_logs)
+    ("usage-log", "retrieve"): frozenset({ML, CO, AU}),
+    ("usage-log", "export"): frozenset({ML, CO, AU}),
+    ("usage-log", "retention"): frozenset({CO}),
     ("api-token", "list"): ALL,  # one's own tokens (an officer's list: everyone's)
     ("api-token", "retrieve"): ALL,
     ("api-token", "create"): ALL,
@@ -194,6 +223,7 @@ HIDDEN: dict[str, frozenset[str]] = {
     "provenance": frozenset({"engineer_north", "engineer_south"}),
     "data-use-grant": frozenset({"engineer_south"}),  # North's grant to the provider: North's and the provider's engineers see it
     "deployment": frozenset({"engineer_south", "clinician_south"}),
+    "usage-log": frozenset({"engineer_south"}),  # the deployment's scope
     "validation-run": frozenset({"engineer_south"}),  # the provider's version on North's data: both see the run
     # North's per-case outputs, not shared: North's users only, not the provider's, not South's.
     "run-file": frozenset({"engineer", "engineer_south", "officer", "officer_south", "auditor"}),
@@ -205,6 +235,7 @@ HIDDEN: dict[str, frozenset[str]] = {
     "trust-assessment": frozenset({"engineer_north", "engineer_south", "clinician_south"}),
     "trust-exception": frozenset({"engineer_north", "engineer_south"}),
     "version-approval": frozenset({"engineer_north", "engineer_south"}),
+    "risk-file": frozenset({"engineer_north", "engineer_south"}),  # the provider's version
     "dossier": frozenset({"engineer_north", "engineer_south"}),
     "document": frozenset({"engineer_north", "engineer_south"}),
     "federated-study": frozenset({"engineer_north", "engineer_south", "agent_south"}),
@@ -217,6 +248,7 @@ HIDDEN: dict[str, frozenset[str]] = {
 SERVICE_REFUSALS: dict[tuple[str, str], frozenset[str]] = {
     ("data-use-grant", "revoke"): frozenset({"officer", "officer_south"}),  # only the steward's (North's) officers revoke
     ("provenance", "destroy"): frozenset({"officer_north", "officer_south"}),  # the provider's record: its own users only
+    ("usage-batch", "create"): frozenset({"admin"}),  # only a deployment's logger account logs (compliance.usage_logs)
     ("federated-job", "artifact"): frozenset({"admin"}),  # only the job's own site agent fetches the model (validation.federated)
     # The world's exception and approval were proposed by "officer": the proposer never confirms, nor does another institution's officer.
     ("trust-exception", "confirm"): frozenset({"officer", "officer_north", "officer_south", "admin"}),
@@ -229,20 +261,31 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "pages:home": (ALL, None),
     "pages:clinician-home": (frozenset({CL}), None),
     "pages:feedback-new": (frozenset({CL}), "deployment"),
+    "pages:feedback-quick": (frozenset({CL}), None),
     "pages:feedback-list": (PEOPLE, None),
     "pages:feedback-edit": (frozenset({CL}), "feedback"),
     "pages:monitoring-list": (frozenset({ML, CO, AU}), None),
     "pages:monitoring-detail": (frozenset({ML, CO, AU}), "monitoring"),
     "pages:alert-list": (PEOPLE, None),
+    "pages:alert-handle": (frozenset({CO}), "alert"),
     "pages:incident-list": (frozenset({ML, CO, AU}), None),
     "pages:incident-new": (frozenset({CO}), "alert"),
     "pages:incident-detail": (frozenset({ML, CO, AU}), "incident"),
     "pages:incident-transition": (frozenset({CO}), "incident"),
     "pages:incident-action": (frozenset({CO}), "incident"),
     "pages:incident-pdf": (frozenset({ML, CO, AU}), "incident"),
+    "pages:incident-intake": (frozenset({CO}), None),
+    "pages:incident-triage": (frozenset({CO}), "incident"),
+    "pages:incident-awareness": (frozenset({CO}), "incident"),
+    "pages:incident-report-add": (frozenset({CO}), "incident"),
+    "pages:incident-decision": (frozenset({CO}), "incident"),
+    "pages:incident-decision-confirm": (frozenset({CO}), "incident"),
+    "pages:incident-field-safety": (frozenset({CO}), "incident"),
+    "pages:incident-mir-pdf": (frozenset({ML, CO, AU}), "incident"),
     "pages:dossier-list": (frozenset({ML, CO, AU}), None),
     "pages:dossier-start": (frozenset({CO}), "model-version"),
     "pages:dossier-detail": (frozenset({ML, CO, AU}), "dossier"),
+    "pages:dossier-preview": (frozenset({ML, CO, AU}), "dossier"),
     "pages:dossier-save": (frozenset({CO}), "dossier"),
     "pages:dossier-review": (frozenset({ML, CO, AU}), "dossier"),
     "pages:dossier-request-changes": (frozenset({CO}), "dossier"),
@@ -253,25 +296,55 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "pages:version-documents": (frozenset({ML, CO, AU}), "model-version"),
     "pages:document-download": (frozenset({ML, CO, AU}), "document"),
     "pages:change-log": (frozenset({ML, CO, AU}), "model-version"),
+    "pages:version-market": (frozenset({ML, CO, AU}), "model-version"),
     "pages:version-trust": (PEOPLE, "model-version"),
+    "pages:version-risk-file": (frozenset({ML, CO, AU}), "model-version"),
+    "pages:qms-register": (frozenset({CO, AU}), None),
     "pages:trust-chart": (PEOPLE, "trust-assessment"),
+    # A clinician reads the headline figures of a run of a version in use at their hospital (validation.pages).
+    "runs:detail": (PEOPLE, "validation-run"),
+    "runs:progress": (PEOPLE, "validation-run"),
+    "runs:compare": (frozenset({ML, CO, AU}), None),  # without ?a=&b= a 400 that says what to give
     "federated:list": (frozenset({ML, CO, AU}), None),
     "federated:detail": (frozenset({ML, CO, AU}), "federated-study"),
     "registry:data-use-list": (frozenset({ML, CO, AU}), None),
     "registry:data-use-revoke": (frozenset({CO}), "data-use-grant"),
+    "audit-list": (frozenset({CO, AU}), None),
+    "audit-export": (frozenset({CO, AU}), None),
+    "audit-verify": (frozenset({CO, AU}), None),
     "account-two-factor": (frozenset({CO}), None),  # an officer enrols the authenticator they sign with
+    "notifications": (ALL, None),  # one's own notifications: every account has a list
+    "engineer:model-new": (frozenset({ML}), None),
+    "engineer:dataset-new": (frozenset({ML, CO}), None),
+    "engineer:provenance-add": (frozenset({ML, CO}), "model-version"),
+    "pages:technical-file": (frozenset({ML, CO, AU}), "model-version"),
+    "pages:dossier-autosave": (frozenset({CO}), "dossier"),
+    "pages:alerts-csv": (PEOPLE, None),
+    "pages:feedback-csv": (PEOPLE, None),
+    "pages:incidents-csv": (frozenset({ML, CO, AU}), None),
+    "engineer:version-upload": (frozenset({ML}), "foundation-model"),
+    "engineer:version-manage": (frozenset({ML, CO, AU}), "model-version"),
+    "engineer:version-move": (frozenset({ML, CO}), "model-version"),
+    "engineer:run-start": (frozenset({ML}), "model-version"),
+    "notifications-read": (ALL, None),
 }
 # Pages that take only a POST: a GET is a 405 before any record is looked up.
 POST_ONLY = {"pages:incident-transition", "pages:incident-action", "pages:dossier-start", "pages:dossier-save"}
 POST_ONLY |= {"pages:dossier-request-changes", "pages:dossier-documents-render", "pages:release-evidence-pin"}
 POST_ONLY |= {"registry:data-use-revoke"}
+POST_ONLY |= {"pages:incident-triage", "pages:incident-awareness", "pages:incident-report-add", "pages:incident-decision"}
+POST_ONLY |= {"pages:incident-decision-confirm", "pages:incident-field-safety"}
+POST_ONLY |= {"pages:alert-handle"}
+POST_ONLY |= {"notifications-read", "engineer:version-move", "engineer:run-start", "engineer:provenance-add", "pages:dossier-autosave"}
 # Pages that do not find their record for an account that may otherwise see it, and why.
 PAGE_HIDDEN = {"pages:feedback-edit": frozenset({"admin"})}  # a report is edited only by the clinician who wrote it
+PAGE_HIDDEN |= {name: frozenset({"clinician_south"}) for name in ("runs:detail", "runs:progress")}  # not in use at South
 # Pages whose URL is not just the record's pk.
 PAGE_KWARGS = {
     "pages:feedback-new": lambda world: {"deployment_id": world["deployment"]},
     "pages:incident-new": lambda world: {"source": "alert", "pk": world["alert"]},
     "pages:trust-chart": lambda world: {"pk": world["trust-chart"]},
+    "audit-export": lambda world: {"fmt": "csv"},
 }
 
 # Routes open without a role, each for a reason; the admin is covered by the admin tests below.
@@ -287,6 +360,7 @@ OPEN = {
     "api-token": "POST a user name and password for a token; DELETE signs out (core.token_api)",
     "schema": "the OpenAPI schema (core.access.ApiDocsPermission)",
     "api-docs": "Swagger UI (core.pages.api_docs_page)",
+    "api-redoc": "ReDoc, likewise",
 }
 
 # The project's registered admins that are not a ScopedAdmin, and why they need no institution scope.
@@ -418,6 +492,14 @@ def world(institutions, accounts):
         study=study, reports_digest="0" * 64, result={}, charts={"study-forest-auroc-x": "<svg xmlns='http://www.w3.org/2000/svg'/>"}
     )
     token = api_token_issue(user=officer, name="matrix").token
+    risk_file_open(actor=officer, version=version)
+    standard = qms_standards_seed(actor=officer, institution=model.provider)[0]
+    procedure = qms_procedure_save(
+        actor=officer,
+        procedure=QmsProcedure(
+            institution=model.provider, reference="SOP-04", title="Risk", owner=officer, articles=["g"], next_review=timezone.localdate()
+        ),
+    )
     return {
         "institution": north.pk,
         "foundation-model": model.pk,
@@ -444,6 +526,11 @@ def world(institutions, accounts):
         "federated-study": {"pk": study.pk, "name": "study-forest-auroc-x"},
         "federated-job": {"pk": job.pk, "name": "model.onnx"},
         "api-token": token.pk,
+        "risk-file": version.pk,
+        "qms-standard": standard.pk,
+        "qms-procedure": procedure.pk,
+        "usage-batch": deployment.pk,
+        "usage-log": deployment.pk,
     }
 
 

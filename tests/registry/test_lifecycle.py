@@ -74,6 +74,7 @@ def test_a_registered_evidence_check_replaces_the_refusal(version, personas, api
     response = _move(api_client, personas["officer"], version, VersionStatus.APPROVED)
     assert response.status_code == 409 and "two compliance officers" in response.json()["detail"]  # the second officer's guard
     monkeypatch.setitem(EVIDENCE, "second_officer", lambda v: None)
+    monkeypatch.setitem(EVIDENCE, "risk_file", lambda v: None)
     assert _move(api_client, personas["officer"], version, VersionStatus.APPROVED).status_code == 200
 
 
@@ -131,8 +132,12 @@ def test_deploying_an_unapproved_version_is_refused(version, institutions, perso
 
 @pytest.mark.django_db
 def test_second_open_deployment_at_the_same_site_is_a_conflict(version, institutions, personas, api_client):
+    from tests.factories import within_clinical_investigation
+
     version.status = VersionStatus.APPROVED
     version.save()
+    # not placed on the market: deployable within a clinical investigation (tests/compliance/test_market_steps.py)
+    within_clinical_investigation(version, institutions["north"], personas["officer"])
     client = api_client(personas["officer"])
     body = {"version": version.pk, "institution": institutions["north"].pk, "revalidation_cadence_days": 30}
     assert client.post("/api/deployments/", body).status_code == 201

@@ -30,10 +30,12 @@ CADENCE = 30
 def agent_deployment(run_setup, personas):
     """run_setup's version, approved and active at North for 40 days with a 30-day cadence, revalidated by North's agent."""
     from registry.services import deployment_create
+    from tests.factories import within_clinical_investigation
 
     version = run_setup["version"]
     ModelVersion.objects.filter(pk=version.pk).update(status="approved")
     version.refresh_from_db()
+    within_clinical_investigation(version, personas["clinician_north"].institution, personas["officer"])  # deployable before placing on the market
     return deployment_create(
         actor=personas["officer"],
         version=version,

@@ -20,12 +20,14 @@ TODAY = date(2026, 11, 28)
 @pytest.fixture
 def deployment(run_setup, personas):
     from registry.services import deployment_create
+    from tests.factories import within_clinical_investigation
 
     version = run_setup["version"]
     from registry.models import ModelVersion
 
     ModelVersion.objects.filter(pk=version.pk).update(status="approved")
     version.refresh_from_db()
+    within_clinical_investigation(version, personas["clinician_north"].institution, personas["officer"])  # deployable before placing on the market
     deployed = deployment_create(
         actor=personas["officer"],
         version=version,

@@ -564,7 +564,11 @@ def test_traceability_rules():
     assert datasheets.value == 0.8 and "licence" in datasheets.explanation
     overdue = (deployment(1, overdue=True), deployment(2), deployment(3, status="planned"))
     assert apply("revalidation_on_schedule", version(deployments=overdue)).value == 0.5
-    assert apply("usage_logging", version(deployments=(deployment(1, recent=0), deployment(2)))).value == 0.5
+    logged = replace(deployment(2), usage_logger=True, usage_days_since=3, usage_retention_days=183)
+    stale = replace(logged, id=3, institution="site3", usage_days_since=45)  # nothing logged for longer than recent_days (30)
+    usage = apply("usage_logging", version(deployments=(deployment(1), logged, stale, deployment(4, status="planned"))))
+    assert usage.value == pytest.approx(1 / 3, abs=1e-4) and usage.inputs["not_ok"] == ["site1", "site3"]
+    assert apply("usage_logging", version(deployments=(logged,)), recent_days=2).value == 0.0
 
 
 def test_quality_control_counts_uncertainty_drift_and_calibration():
@@ -729,7 +733,7 @@ def test_principle_score_is_the_weighted_mean_over_criteria_with_evidence():
     assert fairness.below_minimum == (fairness.score < fairness.minimum)
     assert (
         "underdiagnosis" in fairness.summary.lower()
-        and "rests on 4 of 5 criteria (80% of the weight); without evidence: Equalized-odds difference" in fairness.summary
+        and "rests on 5 of 6 criteria (80% of the weight); without evidence: Equalized-odds difference" in fairness.summary
     )
 
 

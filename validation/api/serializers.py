@@ -31,6 +31,9 @@ _READ = [
     "device",
     "artifact_sha256",
     "manifest_sha256",
+    "outputs_source",
+    "predictions_sha256",
+    "predictions_name",
     "error_reason",
     "error",
     "timings",
@@ -68,6 +71,25 @@ class ValidationRunSerializer(serializers.ModelSerializer):
         fields = [*_READ, "on_site"]
         read_only_fields = [f for f in _READ if f not in {"version", "dataset", "manifest", "config", "baseline"}]
         extra_kwargs = {"error_reason": {"allow_blank": True}}  # "" until a run fails: the schema's enum must hold it
+
+
+class PredictionsUploadSerializer(serializers.Serializer):
+    """Outputs of a version produced elsewhere, evaluated on a registered dataset without running the model."""
+
+    MAX_BYTES = 64 * 1024 * 1024
+
+    version = ScopedRelatedField(selector=version_list)
+    dataset = ScopedRelatedField(selector=dataset_list)
+    predictions = serializers.FileField(help_text="CSV or Parquet: case_id (the manifest's image_path), one column per class, optional uncertainty.")
+    artifact_sha256 = serializers.CharField(max_length=64, help_text="The SHA-256 of the artifact that produced the outputs: the version's.")
+    manifest = serializers.CharField(default="manifest.csv", max_length=300)
+    config = JSONValueField(kind=dict, default=dict, help_text="Suite options; analyses that re-run the model are dropped.")
+    baseline = ScopedRelatedField(selector=run_list, required=False, allow_null=True)
+
+    def validate_predictions(self, value):
+        if value.size > self.MAX_BYTES:
+            raise serializers.ValidationError(f"A predictions file is at most {self.MAX_BYTES // (1024 * 1024)} MiB.")
+        return value
 
 
 class ValidationRunDetailSerializer(ValidationRunSerializer):

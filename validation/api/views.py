@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -19,7 +20,7 @@ from core.api import OctetStreamRenderer, ScopedViewSet
 from core.errors import Conflict
 from core.headers import FILE_CONTENT_SECURITY_POLICY, svg_response
 from core.parsers import BoundedJSONParser
-from validation import baselines, federated, selectors, services
+from validation import baselines, federated, selectors, services, uploaded_outputs
 from validation.api import serializers as s
 from validation.filtersets import CaseFlagFilterSet, RunFileFilterSet, ValidationRunFilterSet
 
@@ -45,6 +46,19 @@ class ValidationRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
         if not self.get_permissions()[0].has_object_permission(self.request, self, data["version"]):
             self.permission_denied(self.request, message="This version belongs to another institution's model.")
         serializer.instance = services.run_create(actor=self.request.user, **data)
+
+    @extend_schema(request=s.PredictionsUploadSerializer, responses={201: s.ValidationRunSerializer})
+    @action(detail=False, methods=["post"], url_path="from-predictions", parser_classes=[MultiPartParser, FormParser])
+    def from_predictions(self, request):
+        """Evaluate outputs produced elsewhere (RadTrust does not run the model); 201 with the succeeded run."""
+        form = s.PredictionsUploadSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        if not self.get_permissions()[0].has_object_permission(request, self, data["version"]):
+            self.permission_denied(request, message="This version belongs to another institution's model.")
+        upload = data.pop("predictions")
+        run = uploaded_outputs.run_from_predictions(actor=request.user, predictions=upload.read(), filename=upload.name, **data)
+        return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=s.ValidationRunSerializer)
     @action(detail=True, methods=["post"])

@@ -31,7 +31,7 @@ from compliance.models import DeploymentMonitor
 from compliance.trust.services import trust_assess
 from core.audit import audit_context, audit_verify_chain
 from core.choices import Role
-from radtrust_demo.dossiers import approval_demo, demo_credentials, dossier_demo, feedback_demo, substantial_approval_demo
+from radtrust_demo.dossiers import approval_demo, demo_credentials, dossier_demo, feedback_demo, market_demo, substantial_approval_demo
 from radtrust_demo.federated import federated_demo, federated_lines
 from radtrust_demo.networks import export_tiny_classifier
 from radtrust_demo.runs import drift_datasets, drift_lines, fine_tuned_setup, found_effects_lines, nodule_model_setup, suite_lines, trust_lines
@@ -99,6 +99,7 @@ class Command(BaseCommand):
         with audit_context(label="demo"):
             self.stdout.write("")
             approval_demo(version=nodule, engineer=engineer, out=self.stdout.write, **officers)
+            market_demo(version=nodule, out=self.stdout.write, **officers)  # deployment is refused before it
             monitoring = feedback_demo(
                 version=nodule,
                 sites=sites,
@@ -114,6 +115,7 @@ class Command(BaseCommand):
         with audit_context(label="demo"):
             dossiers = dossier_demo(versions=[nodule, tuned_nodule], out=self.stdout.write, **officers)
             substantial_approval_demo(version=tuned_nodule, engineer=engineer, out=self.stdout.write, **officers)
+            market_demo(version=tuned_nodule, out=self.stdout.write, **officers)
         self._documents_summary(dossiers)
 
     def _institutions(self) -> dict[str, Institution]:
@@ -447,8 +449,12 @@ class Command(BaseCommand):
             w("  No alert was raised.")
             return
         w(f"  Alert {alert.pk}    [{alert.severity}] {alert.message}")
+        w(f"  Trend    {incident.pk} {incident.title}: {incident.get_triage_display()}: no serious-incident report   /incidents/{incident.pk}/")
+        suspected = monitoring["suspected"]
+        report = suspected.reports.first()
         w(
-            f"  Incident {incident.pk} {incident.title}: {incident.legal_basis}, aware {incident.aware_on}, report by {incident.deadline}   /incidents/{incident.pk}/"
+            f"  Incident {suspected.pk} flagged by a clinician, triaged {suspected.get_incident_type_display().lower()}: {suspected.legal_basis}, "
+            f"aware {suspected.aware_on}, report by {suspected.deadline}; initial report {report.reference} sent {report.submitted_on}   /incidents/{suspected.pk}/"
         )
         w(
             "  Pages        make serve, then http://127.0.0.1:8000/ as demo-clinician or demo-clinician-2 (feedback) and demo-officer (monitoring, alerts, incidents)"

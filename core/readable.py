@@ -1,8 +1,8 @@
-"""Numbers and values in the words a document's reader needs: counts with separators, other
-numbers to three significant figures, metrics with their confidence intervals to the same
-places, metric names as people write them, and any mapping or list as plain text, never JSON
-(a threshold of 0.49412345678 prints 0.494). Every document (PDF, model card, claims) formats
-through these, so a number reads the same everywhere."""
+"""Numbers and values in the words a reader needs: counts with separators, other numbers to three
+significant figures, metrics with their confidence intervals to the same places, metric names as
+people write them, and any mapping or list as plain text, never JSON (a threshold of 0.49412345678
+prints 0.494). Every page and document formats through these (core, so that the validation pages
+and the compliance documents share them), so a number reads the same everywhere."""
 
 from __future__ import annotations
 

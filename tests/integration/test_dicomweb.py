@@ -1,0 +1,168 @@
+"""A real Orthanc with its DICOMweb plugin, on a free port with a throw-away storage folder:
+generated studies are loaded through its REST API, then resolved with QIDO-RS and fetched
+with WADO-RS, including the failures a PACS has (wrong password, down, vanished instances)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from radtrust_engine.dicomweb import DicomwebError, DicomwebQuery, dicomweb_client, resolve, retrieve
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+PLUGINS = "/usr/share/orthanc/plugins"
+AUTH = ("radtrust", "s3cret")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _dicom(study: int, series: int, index: int, *, modality: str, body_part: str, date: str, sex: str) -> bytes:
+    """A small valid CT/CR instance with its UIDs derived from its position (deterministic)."""
+    from io import BytesIO
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+    root = "1.2.826.0.1.3680043.8.498"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.StudyInstanceUID = f"{root}.{study}"
+    ds.SeriesInstanceUID = f"{root}.{study}.{series}"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{root}.{study}.{series}.{index}"
+    ds.PatientID, ds.PatientSex, ds.PatientAge = f"p{study}", sex, "054Y"
+    ds.Modality, ds.BodyPartExamined, ds.StudyDate = modality, body_part, date
+    ds.SeriesDescription, ds.AccessionNumber = "PA", f"ACC{study}"
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (np.arange(256, dtype=np.uint16) * (index + 1)).tobytes()
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    """Orthanc on a free port with basic auth, loaded with 4 CR chest studies (2020-2023, 3 instances each) and one CT head study."""
+    folder = tmp_path_factory.mktemp("orthanc")
+    port = _free_port()
+    config = {
+        "Name": "radtrust-test",
+        "StorageDirectory": str(folder / "storage"),
+        "IndexDirectory": str(folder / "index"),
+        "HttpPort": port,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {AUTH[0]: AUTH[1]},
+        "Plugins": [PLUGINS],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{url}/system", auth=AUTH, timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("Orthanc did not start within 10 s")
+        for study in range(4):
+            for index in range(3):
+                body = _dicom(study, 1, index, modality="CR", body_part="CHEST", date=f"202{study}0601", sex="FM"[study % 2])
+                requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=10).raise_for_status()
+        body = _dicom(9, 1, 0, modality="CT", body_part="HEAD", date="20220101", sex="F")
+        requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=10).raise_for_status()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _client(url: str, auth=AUTH):
+    return dicomweb_client(f"{url}/dicom-web", auth=auth, timeout=5)
+
+
+def test_a_query_resolves_to_a_frozen_reproducible_manifest(orthanc):
+    query = DicomwebQuery(modality="CR", body_part="CHEST", study_dates="20210101-20231231")
+
+    manifest = resolve(_client(orthanc), query, limit=100)
+    again = resolve(_client(orthanc), query, limit=100)
+
+    assert len(manifest.instances) == 9  # studies 1-3, 3 instances each; the CT head never matches
+    assert {i.patient_id for i in manifest.instances} == {"p1", "p2", "p3"}
+    assert again == manifest and len(manifest.sha256) == 64
+    by_accession = resolve(_client(orthanc), DicomwebQuery(modality="CR", accession_numbers=("ACC0", "ACC2")), limit=100)
+    assert {i.patient_id for i in by_accession.instances} == {"p0", "p2"}
+
+
+def test_retrieval_fetches_in_parallel_then_reads_the_cache(orthanc, tmp_path):
+    from pydicom import dcmread
+
+    manifest = resolve(_client(orthanc), DicomwebQuery(modality="CR"), limit=100)
+
+    cold = retrieve(_client(orthanc), manifest, tmp_path / "cache", workers=4)
+    warm = retrieve(_client(orthanc), manifest, tmp_path / "cache", workers=4)
+
+    assert len(cold.paths) == 12 and cold.skipped == {} and cold.from_cache == 0
+    assert warm.from_cache == 12
+    first = manifest.instances[0]
+    header = dcmread(cold.paths[first.sop_uid])
+    assert (header.SOPInstanceUID, header.PatientID, header.Modality) == (first.sop_uid, first.patient_id, "CR")
+    assert header.PatientSex in {"F", "M"} and header.pixel_array.shape == (16, 16)
+
+
+def test_a_vanished_instance_is_skipped_with_its_reason(orthanc, tmp_path):
+    manifest = resolve(_client(orthanc), DicomwebQuery(modality="CT"), limit=100)
+    [instance] = manifest.instances
+    found = requests.post(f"{orthanc}/tools/lookup", data=instance.sop_uid, auth=AUTH, timeout=5).json()
+    requests.delete(f"{orthanc}{found[0]['Path']}", auth=AUTH, timeout=5).raise_for_status()
+
+    outcome = retrieve(_client(orthanc), manifest, tmp_path / "cache", retries=1, backoff=0.01)
+
+    assert outcome.paths == {}
+    assert outcome.skipped == {instance.sop_uid: "vanished from the PACS since the manifest was frozen"}
+
+
+def test_wrong_credentials_an_empty_query_a_query_too_large_and_a_pacs_down_are_clear_errors(orthanc):
+    with pytest.raises(DicomwebError, match="HTTP 401, the PACS refused the credentials"):
+        resolve(_client(orthanc, auth=("radtrust", "wrong")), DicomwebQuery(modality="CR"), limit=100)
+    with pytest.raises(DicomwebError, match="matches no instance"):
+        resolve(_client(orthanc), DicomwebQuery(modality="MR"), limit=100)
+    with pytest.raises(DicomwebError, match="more than 5 instances"):
+        resolve(_client(orthanc), DicomwebQuery(modality="CR"), limit=5)
+    with pytest.raises(DicomwebError, match="does not answer"):
+        resolve(_client(f"http://127.0.0.1:{_free_port()}"), DicomwebQuery(modality="CR"), limit=100)
+
+
+def test_credentials_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
+    from radtrust_engine.dicomweb import credentials
+
+    assert credentials() is None
+    secret = Path(tmp_path / "password")
+    secret.write_text("from-file\n")
+    monkeypatch.setenv("RADTRUST_PACS_USER", "radtrust")
+    monkeypatch.setenv("RADTRUST_PACS_PASSWORD", "from-env")
+    assert credentials() == ("radtrust", "from-env")
+    monkeypatch.setenv("RADTRUST_PACS_PASSWORD_FILE", str(secret))
+    assert credentials() == ("radtrust", "from-file")
