@@ -7,6 +7,7 @@ federated_pages = [
     path("federated/<int:pk>/", pages.federated_study_detail, name="detail"),
 ]
 run_pages = [
+    path("", pages.run_list, name="list"),
     path("compare/", pages.run_compare, name="compare"),
     path("<int:pk>/", pages.run_detail, name="detail"),
     path("<int:pk>/progress/", pages.run_progress, name="progress"),

@@ -18,7 +18,7 @@ from core.choices import Role
 from core.errors import BadQuery
 from core.pages import page_window, requires
 from validation import federated, selectors
-from validation.choices import FederatedJobStatus, RunFileKind
+from validation.choices import FederatedJobStatus, RunFileKind, RunStatus
 from validation.models import ValidationRun
 from validation.report_tables import chart_section, compare_rows, drift_rows, report_tables
 from validation.report_views import report_without_cases
@@ -141,6 +141,19 @@ def run_detail(request, pk: int):
         "skipped": len((results or {}).get("skipped") or []),
     }
     return render(request, "validation/run_detail.html", context)
+
+
+@requires("validation_run")
+def run_list(request):
+    """Every run the user may see, newest first; ``?status=`` narrows it, and two ticked runs open side by side."""
+    status = request.GET.get("status", "")
+    if status and status not in RunStatus.values:
+        raise BadQuery("status", f"Show runs by status: {', '.join(RunStatus.values)}.")
+    rows = selectors.run_list(user=request.user)
+    if status:
+        rows = rows.filter(status=status)
+    page = page_window(request, rows.order_by("-created_at", "-pk"), size=50, status=status)
+    return render(request, "validation/run_list.html", {"page": page, "status": status, "statuses": RunStatus.choices})
 
 
 @requires("validation_run")

@@ -27,7 +27,7 @@ MENUS: dict[str, tuple[NavLink, ...]] = {
     Role.ML_ENGINEER: (
         NavLink("Models", "pages:home", "#models"),
         NavLink("Register a dataset", "engineer:dataset-new"),
-        NavLink("Validation runs", "admin:validation_validationrun_changelist", staff_only=True),
+        NavLink("Validation runs", "runs:list"),
         NavLink("Monitoring", "pages:monitoring-list"),
         *_COMMON_OFFICE,
         NavLink("Feedback", "pages:feedback-list"),
@@ -39,6 +39,7 @@ MENUS: dict[str, tuple[NavLink, ...]] = {
         NavLink("My tasks", "pages:home", "#tasks"),
         NavLink("Dossiers", "pages:dossier-list"),
         NavLink("Approvals", "pages:home", "#approvals"),
+        NavLink("Validation runs", "runs:list"),
         *_COMMON_OFFICE,
         NavLink("Monitoring", "pages:monitoring-list"),
         NavLink("Feedback", "pages:feedback-list"),

@@ -72,6 +72,7 @@ def test_officer_and_auditor_pages_have_no_serious_violation(axe_page, live_serv
     login(axe_page, live_server.url, "officer", PASSWORD)
     for path in (
         "/",
+        "/runs/",
         f"/runs/{world['run']}/",
         f"/runs/{world['queued']}/",
         f"/runs/compare/?a={world['run']}&b={world['queued']}",

@@ -304,6 +304,7 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     # A clinician reads the headline figures of a run of a version in use at their hospital (validation.pages).
     "runs:detail": (PEOPLE, "validation-run"),
     "runs:progress": (PEOPLE, "validation-run"),
+    "runs:list": (frozenset({ML, CO, AU}), None),
     "runs:compare": (frozenset({ML, CO, AU}), None),  # without ?a=&b= a 400 that says what to give
     "federated:list": (frozenset({ML, CO, AU}), None),
     "federated:detail": (frozenset({ML, CO, AU}), "federated-study"),
