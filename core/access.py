@@ -29,6 +29,7 @@ POLICY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "foundation_model": (PEOPLE, frozenset({ML})),
     "model_version": (PEOPLE, frozenset({ML})),
     "model_version.transition": (PEOPLE, frozenset({ML, CO})),
+    "model_version.lineage": (frozenset({ML, CO, AU}), frozenset()),  # the lineage page: the people who build and judge adaptations
     "dataset": (frozenset({ML, CO, AU}), frozenset({ML, CO})),
     "provenance": (frozenset({ML, CO, AU}), frozenset({ML, CO})),  # the version's provider's users only (registry.services)
     "data_use_grant": (frozenset({ML, CO, AU}), frozenset({CO})),  # granted and revoked by the dataset's steward's officers

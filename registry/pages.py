@@ -1,5 +1,6 @@
-"""Pages of the registry: the data-use grants a steward records and revokes. Same services and
-access rules as the API (``registry.services``, ``core.access``)."""
+"""Pages of the registry: the data-use grants a steward records and revokes, and a foundation
+model's lineage with its adaptations. Same services and access rules as the API
+(``registry.services``, ``core.access``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from django.views.decorators.http import require_POST
 from core.access import may, may_grant_data_use
 from core.errors import Conflict
 from core.pages import form_errors, page_window, requires
-from registry import services
+from registry import adaptations, services
 from registry.forms import DataUseGrantForm
 from registry.models import DataUseGrant
 from registry.selectors import data_use_grant_list as grants_visible
+from registry.selectors import version_list
 
 
 def _status(grant: DataUseGrant, today) -> str:
@@ -71,3 +73,18 @@ def data_use_revoke(request, pk: int):
     else:
         messages.success(request, f"Grant {grant.agreement_reference} is revoked: {grant.grantee.name} no longer uses {grant.dataset.name}.")
     return redirect("registry:data-use-list")
+
+
+@requires("model_version.lineage")
+def version_lineage(request, pk: int):
+    """The tree of the version's base with every adaptation the user may see (method, task, labelled
+    data, frozen parts), and the base's known weaknesses this version's dossier must address."""
+    visible_versions = version_list(user=request.user)
+    version = get_object_or_404(visible_versions, pk=pk)
+    visible = set(visible_versions.values_list("pk", flat=True))
+    context = {
+        "version": version,
+        "tree": adaptations.lineage_tree(version, visible),
+        "inherited": adaptations.inherited_risks(version, visible),
+    }
+    return render(request, "registry/lineage.html", context)

@@ -310,6 +310,7 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "federated:detail": (frozenset({ML, CO, AU}), "federated-study"),
     "registry:data-use-list": (frozenset({ML, CO, AU}), None),
     "registry:data-use-revoke": (frozenset({CO}), "data-use-grant"),
+    "registry:version-lineage": (frozenset({ML, CO, AU}), "model-version"),
     "audit-list": (frozenset({CO, AU}), None),
     "audit-export": (frozenset({CO, AU}), None),
     "audit-verify": (frozenset({CO, AU}), None),
