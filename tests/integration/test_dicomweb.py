@@ -58,6 +58,25 @@ def _dicom(study: int, series: int, index: int, *, modality: str, body_part: str
     return out.getvalue()
 
 
+# A loaded CI machine can be slow: these bound a hang, they are never what a test measures.
+PATIENCE = 60  # seconds for one HTTP request or for Orthanc to stop
+START_LIMIT = 300  # seconds for Orthanc to answer at all; an exited process fails at once
+
+
+def _wait_until_up(process: subprocess.Popen, url: str) -> None:
+    """Poll until Orthanc answers; fail with its exit code if it stopped (a bad config, a taken port)."""
+    deadline = time.monotonic() + START_LIMIT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"Orthanc exited with code {process.returncode} before answering")
+        try:
+            if requests.get(f"{url}/system", auth=AUTH, timeout=PATIENCE).ok:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.2)  # not yet listening: poll again
+    pytest.fail(f"Orthanc did not answer within {START_LIMIT} s")
+
+
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
     """Orthanc on a free port with basic auth, loaded with 4 CR chest studies (2020-2023, 3 instances each) and one CT head study."""
@@ -79,28 +98,21 @@ def orthanc(tmp_path_factory):
     process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/system", auth=AUTH, timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("Orthanc did not start within 10 s")
+        _wait_until_up(process, url)
         for study in range(4):
             for index in range(3):
                 body = _dicom(study, 1, index, modality="CR", body_part="CHEST", date=f"202{study}0601", sex="FM"[study % 2])
-                requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=10).raise_for_status()
+                requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=PATIENCE).raise_for_status()
         body = _dicom(9, 1, 0, modality="CT", body_part="HEAD", date="20220101", sex="F")
-        requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=10).raise_for_status()
+        requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=PATIENCE).raise_for_status()
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=PATIENCE)
 
 
 def _client(url: str, auth=AUTH):
-    return dicomweb_client(f"{url}/dicom-web", auth=auth, timeout=5)
+    return dicomweb_client(f"{url}/dicom-web", auth=auth, timeout=PATIENCE)
 
 
 def test_a_query_resolves_to_a_frozen_reproducible_manifest(orthanc):
@@ -135,8 +147,8 @@ def test_retrieval_fetches_in_parallel_then_reads_the_cache(orthanc, tmp_path):
 def test_a_vanished_instance_is_skipped_with_its_reason(orthanc, tmp_path):
     manifest = resolve(_client(orthanc), DicomwebQuery(modality="CT"), limit=100)
     [instance] = manifest.instances
-    found = requests.post(f"{orthanc}/tools/lookup", data=instance.sop_uid, auth=AUTH, timeout=5).json()
-    requests.delete(f"{orthanc}{found[0]['Path']}", auth=AUTH, timeout=5).raise_for_status()
+    found = requests.post(f"{orthanc}/tools/lookup", data=instance.sop_uid, auth=AUTH, timeout=PATIENCE).json()
+    requests.delete(f"{orthanc}{found[0]['Path']}", auth=AUTH, timeout=PATIENCE).raise_for_status()
 
     outcome = retrieve(_client(orthanc), manifest, tmp_path / "cache", retries=1, backoff=0.01)
 
