@@ -8,7 +8,7 @@ TEST_WORKERS ?= 2
 SYSTEM_PACKAGES := libharfbuzz-subset0 poppler-utils orthanc orthanc-dicomweb
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install system-packages demo test serve worker beat clean
+.PHONY: install system-packages demo demo-pacs test serve worker beat clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ $(STAMP): pyproject.toml agent/pyproject.toml
 demo: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo
+
+# The demo's validation again, read from a throw-away Orthanc over DICOMweb (after make demo): docs/operating.md, "Datasets in a PACS".
+demo-pacs: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo_pacs
 
 # The whole suite: everything but the integration tests two processes wide (pytest-xdist),
 # then the integration tests one at a time (each starts real workers, agents and servers, which

@@ -23,7 +23,9 @@ document (the Markdown here, the PDF chapter) is rendered from the dict, never f
   ``{"kind", "rule", "what", "before", "after", "why", "detail"}``: ``rule`` names the change rule it
   falls under (null: shown, not classified); ``detail`` holds the figures, e.g. for a paired
   metric ``{"dataset", "label", "metric", "delta", "ci_low", "ci_high", "p_value", "significant",
-  "confidence", "parent_run", "child_run", "n_shared_patients", "forgetting"}``; ``detail.amount``
+  "confidence", "parent_run", "child_run", "n_shared_patients", "reference", "forgetting"}``
+  (``reference``: "parent", or "base" for a task of the base an adaptation's parent was not
+  evaluated on; ``forgetting``: the interval's upper end below minus ``FORGETTING_MARGIN``); ``detail.amount``
   is what a rule's limit is compared with (for a paired metric, minus the interval's lower end),
   and ``detail.unassessed`` marks evidence that cannot be measured (substantial, fail safe).
 
@@ -31,7 +33,8 @@ Metrics are compared per dataset the parent or the version was evaluated on (new
 runs): on the same dataset and manifest the per-case tables are paired by patient
 (``radtrust_engine.baseline.metric_deltas``) and judged by non-inferiority; otherwise both values
 are shown unpaired, and a dataset the parent was evaluated on but the version was not is named,
-since forgetting cannot be ruled out there. Performance rules apply only where the model file,
+since forgetting cannot be ruled out there. For a recorded adaptation the base's tasks are
+compared the same way (forgetting across tasks; ``validation.forgetting`` queues the runs). Performance rules apply only where the model file,
 its outputs or its preprocessing changed; a changed model without a paired comparison on the
 same data is not assessable, hence substantial.
 """
@@ -58,11 +61,17 @@ from core.models import AuditEvent
 from radtrust_engine.baseline import BaselineError, CaseTable, metric_deltas
 from radtrust_engine.report import RunReport
 from radtrust_engine.stratification import FairnessGap
-from registry.models import ModelVersion
+from registry.adaptations import lineage_root
+from registry.models import Adaptation, ModelVersion
 from validation.choices import RunFileKind, RunStatus
 
 FORMAT = 2
 DEFAULT_THRESHOLD = 0.5  # what the engine uses for a class without one
+FORGETTING_MARGIN = 0.02
+"""A task is flagged as forgotten when the upper end of the confidence interval of a paired change
+(this version minus the parent or base, on the same data) lies below minus this margin: the whole
+interval says more than 0.02 of AUROC, sensitivity or specificity was lost. The same margin as the
+default non-inferiority limit, so a flagged task always fails non-inferiority too."""
 SECTIONS = (
     ("artifact", "Artifact"),
     ("output_schema", "Output schema and thresholds"),
@@ -369,10 +378,11 @@ def _run_threshold(run, report: RunReport, label: str) -> float:
     return float(recorded if recorded is not None else _thresholds(run.version.output_schema or {}).get(label, DEFAULT_THRESHOLD))
 
 
-def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[dict]:
+def _paired(dataset, parent_run, child_run, parent_table, child_table, reference: str = "parent") -> list[dict]:
     """Per shared label and metric the paired bootstrap delta. Each score column is centred on
     its run's own threshold, so one call compares each version at its own operating point
-    (exact in floating point; AUROC does not move under a shift)."""
+    (exact in floating point; AUROC does not move under a shift). ``reference`` names whose run
+    ``parent_run`` is: the parent's, or the base's on a task the parent was not evaluated on."""
     parent_report, child_report = _report(parent_run), _report(child_run)
     confidence = child_report.confidence
     shared = int(np.intersect1d(parent_table.patient_keys, child_table.patient_keys).size)
@@ -408,6 +418,7 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
                 "parent_run": parent_run.pk,
                 "child_run": child_run.pk,
                 "n_shared_patients": shared,
+                "reference": reference,
             }
             if d.delta is None or d.ci_low is None or d.ci_high is None:
                 items.append(
@@ -426,15 +437,18 @@ def _paired(dataset, parent_run, child_run, parent_table, child_table) -> list[d
                 )
                 continue
             significant = d.ci_low > 0 or d.ci_high < 0
-            forgetting = significant and d.delta < 0
+            forgetting = d.ci_high < -FORGETTING_MARGIN
             figures = f"change {d.delta:+.3f} ({confidence:.0%} CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, p={d.p_value:.3g}, paired over {shared} shared patients)"
             if forgetting:
-                why = f"Significant drop, {figures}, on data the parent was evaluated on: possible catastrophic forgetting."
+                why = (
+                    f"Significant drop, {figures}, on data the {reference} was evaluated on: the whole interval lies more than "
+                    f"{FORGETTING_MARGIN:g} below zero, possible catastrophic forgetting."
+                )
             else:
                 why = f"{'Significant improvement' if significant else 'No significant change'}, {figures}; the worst change the interval allows is {d.ci_low:+.3f}."
             items.append(
                 _item(
-                    "metric_drop" if forgetting else "metric",
+                    "metric_drop" if significant and d.delta < 0 else "metric",
                     f"{label} {title} on {dataset.name}",
                     d.baseline,
                     d.current,
@@ -493,9 +507,24 @@ def _gaps(dataset, parent_run, child_run) -> list[dict]:
     return items
 
 
+def _base_tasks(parent: ModelVersion, version: ModelVersion) -> dict[int, list]:
+    """The base's succeeded runs by dataset when ``version`` is a recorded adaptation whose base
+    (the top of its lineage) is not ``parent``; empty otherwise."""
+    if not Adaptation.objects.filter(version=version).exists():
+        return {}
+    base = lineage_root(version)
+    return {} if base.pk in (parent.pk, version.pk) else _runs(base)
+
+
 def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[list[dict], list[str]], tuple[list[dict], list[str]]]:
-    """Sections 5 and 6: each dataset either version was evaluated on, paired where the data are the same."""
+    """Sections 5 and 6: each dataset either version was evaluated on, paired where the data are the same.
+    For a recorded adaptation the base's tasks count too (forgetting across tasks): a dataset the
+    base was evaluated on and the parent was not is compared with the base's run."""
     old, new = _runs(parent), _runs(version)
+    reference = dict.fromkeys(old, "parent")
+    for dataset_id, runs in _base_tasks(parent, version).items():
+        if dataset_id not in old:
+            old[dataset_id], reference[dataset_id] = runs, "base"
     metrics, gaps, notes = [], [], []
     datasets = {r.dataset_id: r.dataset for runs in (*old.values(), *new.values()) for r in runs}
     for dataset_id in sorted(datasets, key=lambda k: datasets[k].name):
@@ -505,7 +534,7 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
             tables = _case_table(pair[0]), _case_table(pair[1])
             gaps.extend(_gaps(dataset, *pair))
             if None not in tables:
-                metrics.extend(_paired(dataset, *pair, *tables))
+                metrics.extend(_paired(dataset, *pair, *tables, reference=reference.get(dataset_id, "parent")))
                 continue
             notes.append(
                 f"{dataset.name}: run {pair[0].pk if tables[0] is None else pair[1].pk} kept no readable per-case table; values shown unpaired."
@@ -540,6 +569,7 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
                     dataset_id=dataset_id,
                     parent_run=p.pk,
                     child_run=c.pk,
+                    reference=reference[dataset_id],
                 )
             )
         elif p_runs:
@@ -549,11 +579,12 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
                     dataset.name,
                     _headline(p_runs[0]),
                     None,
-                    "Not re-evaluated: the parent was evaluated on it, this version was not, so forgetting cannot be ruled out.",
+                    f"Not re-evaluated: the {reference[dataset_id]} was evaluated on it, this version was not, so forgetting cannot be ruled out.",
                     rule="not_reevaluated",
                     dataset=dataset.name,
                     dataset_id=dataset_id,
                     parent_run=p_runs[0].pk,
+                    reference=reference[dataset_id],
                 )
             )
         else:
@@ -572,6 +603,17 @@ def _evaluations(parent: ModelVersion, version: ModelVersion) -> tuple[tuple[lis
     if not datasets:
         notes.append("Neither version has a succeeded validation run.")
     return (metrics, notes), (gaps, [])
+
+
+def task_changes(version: ModelVersion) -> list[dict] | None:
+    """For a recorded adaptation, the change on each task of its parent and base: the paired AUROC
+    items of section 5 and the tasks it was not re-evaluated on (the trust rule ``no_forgetting``
+    reads them); None for a version that is not a recorded adaptation."""
+    if version.parent is None or not Adaptation.objects.filter(version=version).exists():
+        return None
+    (metrics, _notes), _gaps = _evaluations(version.parent, version)
+    kinds = {"unpaired", "different_data", "not_reevaluated"}
+    return [i for i in metrics if i["detail"].get("metric") == "auroc" or i["kind"] in kinds]
 
 
 # --- 7-8: trust and dossier --------------------------------------------------------------

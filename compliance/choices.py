@@ -196,3 +196,18 @@ class HarmonisedStatus(models.TextChoices):
     HARMONISED_MDR = "harmonised_mdr", "Harmonised under the MDR (reference published in the Official Journal)"
     HARMONISED_AI_ACT = "harmonised_ai_act", "Harmonised under the AI Act"
     NOT_HARMONISED = "not_harmonised", "Not harmonised: applied as state of the art"
+
+
+class TrustTrigger(models.TextChoices):
+    """What asked for a trust assessment (``TrustAssessment.trigger``, kept as its code)."""
+
+    RUN_FINISHED = "run_finished", "A validation run finished"
+    SITE_REPORT = "site_report", "A federated site reported"
+    FEEDBACK = "feedback", "Clinician feedback"
+    DATASHEET_CHANGED = "datasheet_changed", "A datasheet changed"
+    PROVENANCE_CHANGED = "provenance_changed", "Provenance changed"
+    DOSSIER_CHANGED = "dossier_changed", "The dossier changed"
+    REVALIDATION_OVERDUE = "revalidation_overdue", "Revalidation overdue"
+    MANUAL = "manual", "Asked for by a user"
+    DEMO = "demo", "Demo data"
+    BENCH = "bench", "Benchmark"

@@ -66,16 +66,21 @@ def applies(key: str, mdr_class: str) -> bool:
     return bool(mdr_class) or not FIELDS[key].device_only
 
 
-def declaration_missing(values: Mapping[str, Any], mdr_class: str) -> list[str]:
-    """Each item the declaration cannot state yet, with the fields that hold it (step 2)."""
-    missing = []
+def declaration_gaps(values: Mapping[str, Any], mdr_class: str) -> list[tuple[DeclarationItem, list[str]]]:
+    """Each item the declaration cannot state yet, with the keys of its unanswered fields (step 2)."""
+    gaps = []
     for item in ITEMS:
         if item.optional:
             continue
-        unanswered = [FIELDS[k].title for k in item.fields if applies(k, mdr_class) and field_problem(FIELDS[k], values.get(k))]
+        unanswered = [k for k in item.fields if applies(k, mdr_class) and field_problem(FIELDS[k], values.get(k))]
         if unanswered:
-            missing.append(f"{item.title} ({item.provisions}: {', '.join(unanswered)})")
-    return missing
+            gaps.append((item, unanswered))
+    return gaps
+
+
+def declaration_missing(values: Mapping[str, Any], mdr_class: str) -> list[str]:
+    """``declaration_gaps`` as sentences: each item with the titles of the fields that hold it."""
+    return [f"{item.title} ({item.provisions}: {', '.join(FIELDS[k].title for k in keys)})" for item, keys in declaration_gaps(values, mdr_class)]
 
 
 def declaration_rows(values: Mapping[str, Any], model: Mapping[str, Any], version_label: str) -> list[dict]:

@@ -21,6 +21,7 @@ from core.readable import words as _text
 from radtrust_engine.disclosure import SUPPRESSION_REASONS
 from radtrust_engine.stratification import suppressed_count_text
 from registry.choices import MdrClass, Modality, ProvenanceRole, RiskClass, Task
+from validation.task_tables import detection_section, reader_section, volume_section
 
 METRICS = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "f1", "fnr", "fpr", "dice", "iou")
 SUBGROUP_METRICS = ("auroc", "sensitivity", "specificity")
@@ -35,6 +36,7 @@ CHART_PREFIXES: dict[str, tuple[str, ...]] = {
     "subgroup_performance": ("charts/forest-",),
     "robustness": ("charts/robustness-",),
     "calibration_uncertainty": ("charts/reliability-",),
+    "detection_volumes": ("charts/froc", "charts/reliability-detection"),
 }
 
 
@@ -384,6 +386,19 @@ def _calibration_uncertainty(data: dict, attachments: Attachments) -> list[Eleme
     return [*elements, *attachments.figures("calibration_uncertainty")]
 
 
+def _detection_volumes(data: dict, attachments: Attachments) -> list[Element]:
+    """The run page's detection, volume and reader tables (``validation.task_tables``), as print elements."""
+    elements: list[Element] = [_from_run(data)]
+    for section in (detection_section(data), volume_section(data), reader_section(data)):
+        if section is None:
+            continue
+        elements += [Text(note) for note in section.notes]
+        elements += [Table(f"{section.title}: {t.caption}", t.head, t.rows) for t in section.tables]
+    if data.get("skipped"):
+        elements.append(Text(f"{number(data['skipped'])} cases were left out of the run, each with its reason in the run's report.", muted=True))
+    return [*elements, *attachments.figures("detection_volumes")]
+
+
 def _faithfulness_table(title: str, methods: dict) -> Table:
     return Table(
         title,
@@ -618,6 +633,12 @@ def residual_risk_elements(data: dict | None) -> list[Element]:
     return [Table("Residual risks after the risk controls", ["Harm", "Residual risk", "What reduces it"], rows)]
 
 
+def _inherited_items(data: list, _: Attachments) -> list[Element]:
+    """An adaptation's numbered inheritance from its base, which field 5_inherited_items_addressed answers item by item."""
+    rows = [[str(i["number"]), i["source"], i["item"]] for i in data]
+    return [Table("Risks and weaknesses inherited from the base", ["Item", "From", "What"], rows)]
+
+
 def _qms_register(data: dict, _: Attachments) -> list[Element]:
     elements: list[Element] = []
     standards = [
@@ -651,6 +672,7 @@ FORMATTERS: dict[str, Callable[[Any, Attachments], list[Element]]] = {
     "validation_runs": _validation_runs,
     "subgroup_performance": _subgroup_performance,
     "robustness": _robustness,
+    "detection_volumes": _detection_volumes,
     "calibration_uncertainty": _calibration_uncertainty,
     "explainability": _explainability,
     "trust_scores": _trust_scores,
@@ -663,6 +685,7 @@ FORMATTERS: dict[str, Callable[[Any, Attachments], list[Element]]] = {
     "audit": _audit,
     "risk_file": _risk_file,
     "qms_register": _qms_register,
+    "inherited_items": _inherited_items,
 }
 NO_DECLARED_PERFORMANCE = "No declared performance yet: no release evidence was pinned for this version."
 

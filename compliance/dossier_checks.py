@@ -10,21 +10,26 @@ for the rules that read several fields and the evidence together.
    a class I device (no notified body) is not made high-risk by it.
 5. No claim in the dossier ("sensitivity at least 0.85") is contradicted by the declared
    performance (``compliance.claims``).
+6. An adaptation answers every risk and weakness it inherits from its base, one paragraph per
+   numbered item (``compliance.inherited_items``).
 
-``submission_problems`` returns each failure as a sentence that says what to fix; the dossier
-page shows the same list before the officer submits.
+``submission_problems`` returns each failure as a sentence in plain words that says what to fix,
+with the fields to open to fix it (the page links each to its field); the dossier page shows the
+same list before the officer submits, and the API refuses with the same sentences.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from compliance.claims import ClaimCheck, claims_check
-from compliance.declaration import NOTIFIED_BODY_CLASSES, RISK_CLASS_WORDS, declaration_missing
-from compliance.dossier_fields import FIELDS
+from compliance.declaration import NOTIFIED_BODY_CLASSES, RISK_CLASS_WORDS, declaration_gaps
+from compliance.dossier_fields import FIELDS, field_label
 from compliance.field_checks import mdr_class_rule
+from compliance.inherited_items import ANSWER_FIELD, unanswered
 
 NO_DECLARED_PERFORMANCE = (
     "No declared performance yet: a compliance officer pins the release evidence (the validation runs on the intended population, "
@@ -33,6 +38,17 @@ NO_DECLARED_PERFORMANCE = (
 _AI_ACT = re.compile(r"2024/1689|\bAI Act\b|Artificial Intelligence Act", re.I)
 _MDR = re.compile(r"2017/745|\bMDR\b|Medical Devices? Regulation", re.I)
 OFFICER_FIELDS = tuple(k for k, f in FIELDS.items() if f.editable)
+
+
+@dataclass(frozen=True)
+class SubmissionProblem:
+    """One reason a revision cannot be submitted: a sentence, and the keys of the fields that fix it."""
+
+    message: str
+    fields: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def class_problems(*, risk_class: str, mdr_class: str, values: Mapping[str, Any]) -> list[str]:
@@ -78,11 +94,14 @@ def conformity_statement_problem(values: Mapping[str, Any], mdr_class: str) -> s
     return f"The statement of conformity does not cite {' or '.join(lacking)}: one declaration covers every Union law that asks for one (AI Act Art. 47(3))."
 
 
-def contradicted(checks: list[ClaimCheck]) -> list[str]:
-    """Step 5: each contradicted claim as a sentence."""
+def contradicted(checks: list[ClaimCheck]) -> list[SubmissionProblem]:
+    """Step 5: each contradicted claim as a sentence, with the field that makes it."""
     return [
-        f"'{FIELDS[c.claim.field].title}' claims {c.claim.statement} (\"{c.claim.text[:120]}\"), but the declared performance shows {c.evidence}. "
-        "Correct the claim, or pin release evidence that supports it."
+        SubmissionProblem(
+            f"'{FIELDS[c.claim.field].title}' claims {c.claim.statement} (\"{c.claim.text[:120]}\"), but the declared performance shows "
+            f"{c.evidence}. Correct the claim, or pin release evidence that supports it.",
+            (c.claim.field,),
+        )
         for c in checks
         if c.verdict == "contradicted"
     ]
@@ -92,30 +111,61 @@ def dossier_claims(values: Mapping[str, Any], evidence: Mapping[str, Any]) -> li
     return claims_check(values, evidence.get("declared_performance"), OFFICER_FIELDS)
 
 
-def submission_problems(values: Mapping[str, Any], evidence: Mapping[str, Any], done: Mapping[str, Any]) -> list[str]:
-    """Every reason the revision cannot be submitted yet, in the order an officer fixes them."""
-    problems = []
+def _unfilled(key: str) -> SubmissionProblem:
+    if FIELDS[key].editable:
+        return SubmissionProblem(f"{field_label(key)} is not written yet.", (key,))
+    return SubmissionProblem(
+        f"{field_label(key)} has no evidence yet. It is read from the registry and the runs, not typed here: record what it shows and it fills itself.",
+        (key,),
+    )
+
+
+def submission_problems(values: Mapping[str, Any], evidence: Mapping[str, Any], done: Mapping[str, Any]) -> list[SubmissionProblem]:
+    """Every reason the revision cannot be submitted yet, one sentence each, in the order an officer fixes them."""
     sections = done["sections"].values()
     declared = bool(evidence.get("declared_performance"))
     # the fields that show the declared performance are named once, by the sentence of step 2
-    blank = [
-        k for s in sections for k in s["missing"] if k not in s.get("problems", {}) and (declared or FIELDS[k].evidence != "declared_performance")
+    problems = [
+        _unfilled(k)
+        for s in sections
+        for k in s["missing"]
+        if k not in s.get("problems", {}) and (declared or FIELDS[k].evidence != "declared_performance")
     ]
-    if blank:
-        problems.append(f"Required fields are not filled yet: {', '.join(blank)}.")
-    answers = [f"{FIELDS[k].title} ({k}): {message}" for s in sections for k, message in (s.get("problems") or {}).items()]
-    if answers:
-        problems.append("Not yet an answer: " + " ".join(answers))
+    problems += [
+        SubmissionProblem(f"{field_label(k)} is not yet an answer: {message}", (k,))
+        for s in sections
+        for k, message in (s.get("problems") or {}).items()
+    ]
     model = evidence.get("model_description") or {}
     mdr_class = str(model.get("mdr_class") or "")
     if not declared:
-        problems.append(NO_DECLARED_PERFORMANCE)
-    lacking = declaration_missing(values, mdr_class)
-    if lacking:
-        problems.append(f"The declaration of conformity lacks: {'; '.join(lacking)}.")
+        problems.append(SubmissionProblem(NO_DECLARED_PERFORMANCE))
+    problems += [
+        SubmissionProblem(
+            f"The declaration of conformity lacks: {item.title} ({item.provisions}: {', '.join(FIELDS[k].title for k in keys)}).", tuple(keys)
+        )
+        for item, keys in declaration_gaps(values, mdr_class)
+    ]
     statement = conformity_statement_problem(values, mdr_class)
     if statement:
-        problems.append(statement)
-    problems += class_problems(risk_class=str(model.get("risk_class") or ""), mdr_class=mdr_class, values=values)
+        problems.append(SubmissionProblem(statement, ("8_v4_conformity",)))
+    problems += [
+        SubmissionProblem(p, ("mdr_class_rule",))
+        for p in class_problems(risk_class=str(model.get("risk_class") or ""), mdr_class=mdr_class, values=values)
+    ]
     problems += contradicted(dossier_claims(values, evidence))
+    problems += [SubmissionProblem(p, (ANSWER_FIELD,)) for p in inherited_problems(values, evidence)]
     return problems
+
+
+def inherited_problems(values: Mapping[str, Any], evidence: Mapping[str, Any]) -> list[str]:
+    """Step 6: the inherited items the officer has not answered yet, in one sentence."""
+    open_items = unanswered(evidence.get("inherited_items"), str(values.get(ANSWER_FIELD) or ""))
+    if not open_items:
+        return []
+    listed = "; ".join(f"{i['number']}. {i['source']}: {i['item'][:160]}" for i in open_items)
+    return [
+        f"This adaptation inherits risks and weaknesses of its base that the dossier does not answer yet ({listed}). "
+        f"In '{FIELDS[ANSWER_FIELD].title}', write one paragraph per item starting with its number (e.g. '{open_items[0]['number']}. ...'): "
+        "how this adaptation controls it, or why it does not apply to its intended purpose."
+    ]

@@ -12,6 +12,7 @@ from django.utils.timezone import localdate
 
 from compliance.change_log import change_log_build
 from compliance.choices import AlertStatus
+from compliance.inherited_items import inherited_items
 from compliance.models import DeploymentWeek
 from compliance.qms import qms_register
 from compliance.release_evidence import POST_MARKET, pinned_runs, post_market_reason, release_evidence_current, version_run_role
@@ -150,6 +151,32 @@ def _report_section(version: ModelVersion, pick: Callable[[LabelResult], Any]) -
         found = {label: section for label, result in report.results.items() if (section := pick(result))}
         if found:
             return {"run": run.pk, "dataset": run.dataset.name, "declared": declared, "labels": found}
+    return None
+
+
+def _detection_volumes(version: ModelVersion) -> dict | None:
+    """The lesion detection or 3D segmentation results of the first report run that has them
+    (``_report_runs``): aggregates only, no per-volume row or case name."""
+    runs, declared = _report_runs(version)
+    for run in runs:
+        report = RunReport.from_dict(run.results)
+        if report.detection is None and report.volumes is None:
+            continue
+        detection = None
+        if report.detection is not None:
+            detection = {k: report.detection.get(k) for k in ("overall", "size_strata", "subgroups", "config", "dimensions", "calibration")}
+            detection["overall"] = {k: v for k, v in (detection["overall"] or {}).items() if k != "curve"}
+        volumes = None if report.volumes is None else {k: report.volumes.get(k) for k in ("n_volumes", "n_patients", "structures", "settings")}
+        return {
+            "run": run.pk,
+            "dataset": run.dataset.name,
+            "declared": declared,
+            "task": report.task,
+            "detection": detection,
+            "volumes": volumes,
+            "readers": report.readers,
+            "skipped": len(report.skipped),
+        }
     return None
 
 
@@ -307,6 +334,7 @@ PROVIDERS: dict[str, Provider] = {
     "validation_runs": _validation_runs,
     "subgroup_performance": lambda v: _report_section(v, _subgroups),
     "robustness": lambda v: _report_section(v, _robustness),
+    "detection_volumes": _detection_volumes,
     "calibration_uncertainty": lambda v: _report_section(v, _calibration_uncertainty),
     "explainability": lambda v: _report_section(v, _explainability),
     "trust_scores": _trust_scores,
@@ -318,6 +346,7 @@ PROVIDERS: dict[str, Provider] = {
     "post_market_runs": _post_market_runs,
     "audit": _audit,
     "risk_file": risk_file_summary,
+    "inherited_items": inherited_items,
     "qms_register": lambda v: qms_register(v.foundation_model.provider),
 }
 

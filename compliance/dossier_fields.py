@@ -44,6 +44,7 @@ EVIDENCE_SOURCES: dict[str, str] = {
     "validation_runs": "Succeeded validation runs on this version's test data: dataset, finish time, artifact and manifest hashes, headline metrics with confidence intervals, and whether each is declared.",
     "subgroup_performance": "Subgroup results (sex, age band, site, scanner) and fairness gaps with confidence intervals, from the declared runs (before any is pinned, the newest run that has them).",
     "robustness": "Worst cases under image perturbations, and generalisation across sites and scanners.",
+    "detection_volumes": "Lesion detection (FROC, sensitivity at 1/8 to 8 false positives per image, CPM, lesion-size strata, subgroups) and 3D segmentation (Dice, HD95, surface Dice, volume error per structure), with patient-level intervals and the readers' agreement.",
     "calibration_uncertainty": "Calibration (ECE, Brier, binning) and per-case uncertainty with the referral rate.",
     "explainability": "Saliency faithfulness (deletion and insertion AUC against a random baseline) and its interpretation.",
     "trust_scores": "The newest FUTURE-AI trust assessment: score, status and strength per principle.",
@@ -55,6 +56,7 @@ EVIDENCE_SOURCES: dict[str, str] = {
     "post_market_runs": "Runs that are not release evidence: deployments' revalidations and runs on data not declared as this version's test data.",
     "audit": "Whether the audit chain verifies, how many events were checked, and where it broke if it did.",
     "risk_file": "The risk management file: hazards, hazardous situations and harms, their estimates, controls with their verification, residual risks and the benefit-risk conclusion.",
+    "inherited_items": "For an adaptation of a foundation model: the known weaknesses of its base and of the data the base was trained on, and the hazards of the base's risk file, numbered, each an item the dossier must answer.",
     "qms_register": "The provider's quality management register: standards applied with editions and harmonised status, procedures with owners and review dates per Art. 17(1).",
 }
 
@@ -334,6 +336,13 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "robustness",
                 "Worst cases under perturbations (noise, contrast, resolution) and performance across sites and scanners.",
             ),
+            _evidence(
+                "2g_detection_volumes",
+                "Lesion detection and 3D segmentation results",
+                "Annex IV 2(g)",
+                "detection_volumes",
+                "For a detector or a 3D segmentation model: the FROC and CPM or the per-structure volume scores with patient-level intervals, and how far the readers who made the reference agree.",
+            ),
             _officer(
                 "2g_test_procedures",
                 "Validation and testing procedures",
@@ -502,6 +511,20 @@ SECTIONS: tuple[DossierSection, ...] = (
                 "Integration with the MDR risk process",
                 "Art. 9(10)",
                 "Where risk management is merged with the MDR process, name the risk-management file and the procedure that covers both.",
+                required=False,
+            ),
+            _evidence(
+                "5_inherited_items",
+                "Risks and weaknesses inherited from the base",
+                "Annex IV 5; Art. 9(2)(a)",
+                "inherited_items",
+                "For an adaptation only: what its base is known to do badly and the hazards of the base's risk file, numbered. Each must be answered below.",
+            ),
+            _officer(
+                "5_inherited_items_addressed",
+                "Inherited risks addressed",
+                "Annex IV 5; Art. 9(2)(a)",
+                "For an adaptation, one paragraph per inherited item, starting with its number (for example '2. The labelled data included 300 portable films; sensitivity on them is reported in section 3.'): how this adaptation controls the risk, or why it does not apply to its intended purpose. A submission is refused while an item is unanswered.",
                 required=False,
             ),
             _evidence(
@@ -950,6 +973,15 @@ def _index(sections: tuple[DossierSection, ...]) -> dict[str, DossierField]:
 
 
 FIELDS: dict[str, DossierField] = _index(SECTIONS)
+SECTION_BY_KEY: dict[str, DossierSection] = {s.key: s for s in SECTIONS}
+SECTION_OF: dict[str, DossierSection] = {f.key: s for s in SECTIONS for f in s.fields}  # where the editor shows each field
+
+
+def field_label(key: str) -> str:
+    """How a person reads a field's name: its title and where it is (``Clinical claim (General
+    description of the AI system, Annex IV 1(a))``); never the stored key."""
+    f = FIELDS[key]
+    return f"{f.title} ({SECTION_OF[key].title}, {f.article})"
 
 
 def field(key: str) -> DossierField:

@@ -138,7 +138,7 @@ def dossier_submit(*, actor, dossier: Dossier) -> Dossier:
         done = dossier_completeness(locked, evidence)
         problems = submission_problems(locked.values, evidence, done)  # fields, declared performance, declaration, classes, claims
         if problems:
-            raise ValidationError({"values": problems})
+            raise ValidationError({"values": [str(p) for p in problems]})
         snapshot = dossier_snapshot(locked, actor=actor, evidence=evidence, completeness=done)
         if locked.snapshot:  # a resubmission after changes were requested: the reviewer compares with what they sent back
             snapshot["previous_submission"] = {

@@ -35,7 +35,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
-from compliance.choices import Agreement, AlertKind, AlertSeverity, ErrorType, Severity
+from compliance.choices import Agreement, AlertKind, AlertSeverity, ErrorType, Severity, TrustTrigger
 from compliance.models import SUMMED_FIELDS, Alert, DeploymentMonitor, DeploymentWeek, Feedback
 from compliance.monitoring import CusumDesign, CusumState, cusum_reset, cusum_update, design_cusum, disagreement_rate_ci, in_control_rate, phase_one
 from compliance.trust.services import trust_request
@@ -135,7 +135,7 @@ def feedback_submit(*, actor, deployment: Deployment, submission_key: uuid.UUID 
         feedback_vigilance(feedback=feedback)  # a high severity raises an alert, a flag opens an incident
         _week_add(feedback, +1)
         _observe(monitor, [OBSERVATION[feedback.agreement]], feedback.created_at)
-        trust_request(version_id=feedback.version_id, trigger="feedback")
+        trust_request(version_id=feedback.version_id, trigger=TrustTrigger.FEEDBACK)
     return feedback, True
 
 

@@ -25,6 +25,7 @@ from compliance.vigilance import incident_open, incident_report_record, needs_tw
 from core.audit import audit_action
 from core.choices import Role
 from core.errors import Conflict
+from core.readable import title
 from registry.choices import DeploymentStatus
 from registry.guards import deployment_refusal
 from registry.models import Deployment
@@ -209,8 +210,11 @@ def incident_export(incident: Incident) -> dict:
             "case_reference": f.case_reference,
             "model_output": f.model_output,
             "agreement": f.agreement,
+            "agreement_label": f.get_agreement_display(),
             "error_type": f.error_type,
+            "error_type_label": f.get_error_type_display(),
             "severity": f.severity,
+            "severity_label": f.get_severity_display(),
             "comment": f.comment,
             "given_at": f.created_at.isoformat(),
         }
@@ -230,7 +234,9 @@ def incident_export(incident: Incident) -> dict:
             "kind": "alert",
             "id": a.pk,
             "alert_kind": a.kind,
+            "alert_kind_label": a.get_kind_display(),
             "severity": a.severity,
+            "severity_label": a.get_severity_display(),
             "message": a.message,
             "run": a.run_id,
             "raised_at": a.created_at.isoformat(),
@@ -241,6 +247,7 @@ def incident_export(incident: Incident) -> dict:
         "title": incident.title,
         "description": incident.description,
         "status": incident.status,
+        "status_label": incident.get_status_display(),
         "triage": incident.triage,
         "triage_label": incident.get_triage_display(),
         "triage_reason": incident.triage_reason,
@@ -268,7 +275,14 @@ def incident_export(incident: Incident) -> dict:
             "mdr_class": incident.version.foundation_model.mdr_class,
             "provider": incident.version.foundation_model.provider.name,
         },
-        "deployment": None if deployment is None else {"id": deployment.pk, "institution": deployment.institution.name, "status": deployment.status},
+        "deployment": None
+        if deployment is None
+        else {
+            "id": deployment.pk,
+            "institution": deployment.institution.name,
+            "status": deployment.status,
+            "status_label": deployment.get_status_display(),
+        },
         "source": source,
         "reports": [
             {
@@ -298,9 +312,16 @@ def incident_export(incident: Incident) -> dict:
     }
 
 
+def incident_report_html(incident: Incident) -> str:
+    """The incident report the PDF prints, from the same record as the JSON export; the source's
+    fields by their titles, each code by its ``_label`` beside it."""
+    report = incident_export(incident)
+    source = [(title(k), report["source"].get(f"{k}_label", v)) for k, v in report["source"].items() if not k.endswith("_label")]
+    return render_to_string("compliance/incident_report.html", {"report": report, "source": source, "generated_at": timezone.now()})
+
+
 def incident_report_pdf(incident: Incident) -> bytes:
-    """The incident report as a PDF (WeasyPrint), from the same record as the JSON export."""
+    """The incident report as a PDF (WeasyPrint)."""
     from weasyprint import HTML  # heavy; only PDF rendering needs it
 
-    html = render_to_string("compliance/incident_report.html", {"report": incident_export(incident), "generated_at": timezone.now()})
-    return HTML(string=html).write_pdf()
+    return HTML(string=incident_report_html(incident)).write_pdf()

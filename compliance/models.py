@@ -29,6 +29,7 @@ from compliance.choices import (
     RiskControlKind,
     RiskFileStatus,
     Severity,
+    TrustTrigger,
     VerificationKind,
 )
 from compliance.incident_rules import INCIDENT_TYPES, is_overdue
@@ -254,6 +255,11 @@ class TrustAssessment(models.Model):
 
     def __str__(self) -> str:
         return f"Trust assessment {self.pk} of {self.version}"
+
+    @property
+    def trigger_label(self) -> str:
+        """The trigger in words; the field has no ``choices`` (a free code), so an unknown one shows as stored."""
+        return TrustTrigger(self.trigger).label if self.trigger in TrustTrigger.values else self.trigger
 
 
 class TrustException(models.Model):
@@ -877,6 +883,9 @@ class UsageLogging(models.Model):
         default=USAGE_RETENTION_MIN_DAYS, help_text="Days the case keys and notes of usage events are kept (at least 183: six months)."
     )
     purged_before = models.DateTimeField(null=True, blank=True, help_text="Events before this time have had their personal fields deleted.")
+    # Kept by each batch's transaction, so that pages and monitoring read one row whatever the history.
+    last_received_at = models.DateTimeField(null=True, blank=True, help_text="When the last batch was received.")
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="The latest time of any event received.")
 
     class Meta:
         constraints = [
@@ -898,7 +907,7 @@ class UsageBatch(NeverEdited):
 
     deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="usage_batches")
     batch_id = models.CharField(max_length=64)
-    digest = models.CharField(max_length=64, help_text="sha256 of the batch's events, canonical JSON.")
+    digest = models.CharField(max_length=64, help_text="sha256 of the batch's events as checked and stored (compliance.usage_logs.batch_digest).")
     received_at = models.DateTimeField()
     events = models.PositiveIntegerField()
     first_event_at = models.DateTimeField()

@@ -13,6 +13,7 @@ from compliance import notification_rules
 from compliance.alerts import alerts_raise_for_run
 from compliance.approvals import approval_check
 from compliance.change_control import change_control_guard
+from compliance.choices import TrustTrigger
 from compliance.dossiers import signed_dossier
 from compliance.market import deployment_market_check
 from compliance.models import (
@@ -61,12 +62,12 @@ from validation.signals import run_succeeded, site_report_received
 def run_succeeded_received(sender, run, findings, **kwargs) -> None:
     """Raise the run's alerts, then rescore the version now (not debounced: one run, one rescore)."""
     alerts_raise_for_run(run=run, findings=findings)
-    trust_request(version_id=run.version_id, trigger="run_finished", debounce=False)
+    trust_request(version_id=run.version_id, trigger=TrustTrigger.RUN_FINISHED, debounce=False)
 
 
 def site_report_saved(sender, job, **kwargs) -> None:
     """Universality reads the pooled sites and their heterogeneity; reports of one study arrive in a burst."""
-    trust_request(version_id=job.study.version_id, trigger="site_report")
+    trust_request(version_id=job.study.version_id, trigger=TrustTrigger.SITE_REPORT)
 
 
 def dataset_saved(sender, instance, raw=False, **kwargs) -> None:
@@ -74,17 +75,17 @@ def dataset_saved(sender, instance, raw=False, **kwargs) -> None:
     if raw:
         return
     for version_id in set(instance.provenance.values_list("version_id", flat=True)):
-        trust_request(version_id=version_id, trigger="datasheet_changed")
+        trust_request(version_id=version_id, trigger=TrustTrigger.DATASHEET_CHANGED)
 
 
 def provenance_saved(sender, instance, raw=False, **kwargs) -> None:
     if not raw:
-        trust_request(version_id=instance.version_id, trigger="provenance_changed")
+        trust_request(version_id=instance.version_id, trigger=TrustTrigger.PROVENANCE_CHANGED)
 
 
 def dossier_saved(sender, instance, raw=False, **kwargs) -> None:
     if not raw:
-        trust_request(version_id=instance.version_id, trigger="dossier_changed")
+        trust_request(version_id=instance.version_id, trigger=TrustTrigger.DOSSIER_CHANGED)
 
 
 def version_registered(sender, instance, created, raw=False, **kwargs) -> None:

@@ -31,7 +31,8 @@ from compliance.models import (
 )
 from compliance.monitoring import disagreement_rate_ci
 from compliance.usage_logs import UsageSummary, usage_summary
-from core.access import scope
+from core.access import role_of, scope
+from core.choices import Role
 from radtrust_engine.stats import mean_interval
 from registry.choices import DeploymentStatus
 from registry.models import Deployment
@@ -231,8 +232,15 @@ def version_approval_list(*, user) -> QuerySet[VersionApproval]:
 
 
 def usage_logged_deployments(*, user) -> QuerySet[Deployment]:
-    """Deployments whose usage logs the user may read and export (the deployment's own scope)."""
-    return scope(user, Deployment.objects.select_related("version", "institution"))
+    """Deployments whose usage logs the user may read and export: the deployment's own scope, and for
+    a compliance officer only the deployments of their hospital (the deployer's officer) or of the
+    versions their institution provides (the provider's officer). The logs carry case pseudonyms and
+    clinicians' notes: no other hospital's officer reads them. Auditors read every deployment's."""
+    deployments = scope(user, Deployment.objects.select_related("version__foundation_model", "institution"))
+    if role_of(user) == Role.COMPLIANCE_OFFICER and not user.is_superuser:
+        inst = user.institution_id
+        deployments = deployments.filter(Q(institution_id=inst) | Q(version__foundation_model__provider_id=inst))
+    return deployments
 
 
 def qms_standard_list(*, user) -> QuerySet[QmsStandard]:

@@ -22,12 +22,15 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from json.encoder import encode_basestring
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from compliance.choices import InputQuality
@@ -50,9 +53,8 @@ MAX_LABELS = 100
 ENVELOPE_FLAGS = frozenset({InputQuality.OUT_OF_ENVELOPE, InputQuality.UNSUPPORTED_DEVICE})
 _FLAGS = frozenset(InputQuality.values)
 _EVENT_FIELDS = frozenset({"case_key", "occurred_at", "version", "outputs", "uncertainty", "overridden", "quality_flags", "note"})
-EVENT_COLUMNS = (
-    "deployment_id",
-    "batch_id",
+# An event's columns as ``_event_row`` gives them; COPY writes the batch's two after them.
+ROW_COLUMNS = (
     "version_id",
     "occurred_at",
     "case_key",
@@ -63,6 +65,7 @@ EVENT_COLUMNS = (
     "out_of_envelope",
     "note",
 )
+COPY_COLUMNS = (*ROW_COLUMNS, "deployment_id", "batch_id")
 
 
 @dataclass(frozen=True)
@@ -156,12 +159,12 @@ def _number(value) -> bool:
 
 
 def _event_row(raw, *, version_id: int, latest: dt.datetime) -> tuple[tuple, dict[str, str]]:
-    """One event's column values (``EVENT_COLUMNS`` after the batch's), or the errors per field."""
+    """One event's column values (``ROW_COLUMNS``; the outputs as JSON text), or the errors per field."""
     if not isinstance(raw, dict):
         return (), {"non_field_errors": "An event is a JSON object."}
     errors: dict[str, str] = {}
-    unknown = raw.keys() - _EVENT_FIELDS
-    if unknown:
+    if not raw.keys() <= _EVENT_FIELDS:
+        unknown = raw.keys() - _EVENT_FIELDS
         errors["non_field_errors"] = f"Unknown fields: {', '.join(sorted(map(str, unknown)))}."
     case_key = raw.get("case_key")
     if not _text(case_key) or not 1 <= len(case_key) <= 64:
@@ -175,13 +178,8 @@ def _event_row(raw, *, version_id: int, latest: dt.datetime) -> tuple[tuple, dic
         errors["occurred_at"] = str(exc)
     if raw.get("version") != version_id:
         errors["version"] = f"This deployment runs model version {version_id}; give that id."
-    outputs = raw.get("outputs")
-    if (
-        not isinstance(outputs, dict)
-        or not 1 <= len(outputs) <= MAX_LABELS
-        or not all(_number(v) for v in outputs.values())
-        or any(len(label) > 100 or not _text(label) for label in outputs)
-    ):
+    outputs = _outputs_json(raw.get("outputs"))
+    if outputs is None:
         errors["outputs"] = f"The outputs as displayed: an object of 1 to {MAX_LABELS} labels (up to 100 characters), each with a finite number."
     uncertainty = raw.get("uncertainty")
     if uncertainty is not None and not _number(uncertainty):
@@ -190,16 +188,33 @@ def _event_row(raw, *, version_id: int, latest: dt.datetime) -> tuple[tuple, dic
     if not isinstance(overridden, bool):
         errors["overridden"] = "true when the clinician overrode the output, else false."
     flags = raw.get("quality_flags", [])
-    if not isinstance(flags, list) or not all(isinstance(f, str) and f in _FLAGS for f in flags):
+    if not isinstance(flags, list) or (flags and not all(isinstance(f, str) and f in _FLAGS for f in flags)):
         errors["quality_flags"] = f"A list of input quality codes: {', '.join(InputQuality.values)}."
     note = raw.get("note", "")
     if not _text(note) or len(note) > 2000:
         errors["note"] = "The clinician's note: text of at most 2000 characters."
     if errors:
         return (), errors
-    flags = sorted(set(flags))
-    row = (version_id, occurred_at, case_key, outputs, uncertainty, overridden, flags, bool(ENVELOPE_FLAGS.intersection(flags)), note)
+    if len(flags) > 1:
+        flags = sorted(set(flags))
+    row = (version_id, occurred_at, case_key, outputs, uncertainty, overridden, flags, not ENVELOPE_FLAGS.isdisjoint(flags), note)
     return row, {}
+
+
+def _outputs_json(outputs) -> str | None:
+    """The outputs as JSON text, or None unless they are 1 to ``MAX_LABELS`` labels of up to 100
+    characters, each with a finite number. Written here while checking (labels escaped by the
+    standard library's JSON string encoder, numbers as ``json`` writes them): ``json.dumps`` per
+    event cost more than all the checks."""
+    if not isinstance(outputs, dict) or not 1 <= len(outputs) <= MAX_LABELS:
+        return None
+    parts = []
+    for label, value in outputs.items():
+        if not _number(value) or len(label) > 100 or not _text(label):
+            return None
+        number = float.__repr__(value) if isinstance(value, float) else int.__repr__(value)  # a subclass's repr may not be JSON
+        parts.append(f"{encode_basestring(label)}: {number}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _rows(events, *, version_id: int, now: dt.datetime) -> list[tuple]:
@@ -226,7 +241,8 @@ def _rows(events, *, version_id: int, now: dt.datetime) -> list[tuple]:
 def usage_batch_ingest(*, logging: UsageLogging, batch_id, events) -> UsageReceipt:
     """Store one batch of ``logging``'s deployment whole, or refuse it whole.
 
-    1. The batch id and every event are checked first; a 400 names the first offending rows.
+    1. The batch id and every event are checked first (a 400 names the first offending rows), then
+       each event's line of COPY text is written once: the digest is over those lines.
     2. A batch id seen before: the same events return the first receipt (a redelivery, nothing
        written); other events under that id are a 409.
     3. One transaction: the receipt (its unique constraint settles two deliveries racing),
@@ -238,7 +254,8 @@ def usage_batch_ingest(*, logging: UsageLogging, batch_id, events) -> UsageRecei
     deployment = logging.deployment
     now = timezone.now()
     rows = _rows(events, version_id=deployment.version_id, now=now)
-    digest = batch_digest(events)
+    lines = _copy_lines(rows)
+    digest = batch_digest(lines)
     earlier = UsageBatch.objects.filter(deployment=deployment, batch_id=batch_id).first()
     if earlier is not None:
         return _redelivery(earlier, digest)
@@ -254,9 +271,15 @@ def usage_batch_ingest(*, logging: UsageLogging, batch_id, events) -> UsageRecei
                 first_event_at=min(times),
                 last_event_at=max(times),
             )
-            # Locked against a purge running now, so no late event slips behind the purge's mark with its personal fields.
-            purged_before = UsageLogging.objects.select_for_update(no_key=True).values_list("purged_before", flat=True).get(pk=logging.pk)
-            _insert(batch, _expire(rows, purged_before))
+            # The update locks the logging against a purge running now, so no late event slips behind
+            # the purge's mark with its personal fields; the mark is read once the lock is held.
+            latest = Value(batch.last_event_at)
+            UsageLogging.objects.filter(pk=logging.pk).update(last_received_at=now, last_event_at=Greatest(Coalesce("last_event_at", latest), latest))
+            purged_before = UsageLogging.objects.values_list("purged_before", flat=True).get(pk=logging.pk)
+            if purged_before is not None and batch.first_event_at < purged_before:
+                rows = _expire(rows, purged_before)
+                lines = _copy_lines(rows)
+            _insert(batch, rows, lines)
             _weeks_add(deployment.pk, rows)
     except IntegrityError:
         earlier = UsageBatch.objects.filter(deployment=deployment, batch_id=batch_id).first()
@@ -266,12 +289,12 @@ def usage_batch_ingest(*, logging: UsageLogging, batch_id, events) -> UsageRecei
     return UsageReceipt.of(batch, duplicate=False)
 
 
-def batch_digest(events: list) -> str:
-    """What tells a redelivery from another batch under a reused id: sha256 of the events' JSON with
-    sorted keys. Not ``canonical_sha256``: nothing recomputes it elsewhere, and the C encoder keeps
-    ingestion at tens of thousands of events a second, where the canonical one took half the time."""
-    text = json.dumps(events, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+def batch_digest(lines: list[str]) -> str:
+    """What tells a redelivery from another batch under a reused id: sha256 of the batch's events
+    as checked and stored (their COPY lines, in the order sent), so the same events written with
+    other JSON spacing, key order or UTC offset are the same batch. Not ``canonical_sha256``:
+    nothing recomputes it elsewhere, and hashing text already written costs nothing per event."""
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _redelivery(earlier: UsageBatch, digest: str) -> UsageReceipt:
@@ -283,24 +306,25 @@ def _redelivery(earlier: UsageBatch, digest: str) -> UsageReceipt:
     return UsageReceipt.of(earlier, duplicate=True)
 
 
-def _expire(rows: list[tuple], purged_before: dt.datetime | None) -> list[tuple]:
+def _expire(rows: list[tuple], purged_before: dt.datetime) -> list[tuple]:
     """Late events from a period already purged keep no personal fields."""
-    if purged_before is None:
-        return rows
     return [(*row[:2], "", *row[3:8], "") if row[1] < purged_before else row for row in rows]
 
 
-def _insert(batch: UsageBatch, rows: list[tuple]) -> None:
-    """The events by PostgreSQL COPY (one round trip per batch), by ``bulk_create`` elsewhere."""
-    head = (batch.deployment_id, batch.pk)
+def _insert(batch: UsageBatch, rows: list[tuple], lines: list[str]) -> None:
+    """The events by PostgreSQL COPY of ``lines`` (one round trip per batch), by ``bulk_create`` elsewhere."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor, cursor.copy(f"COPY compliance_usageevent ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-            copy.write(_copy_text(head, rows))
+        # Each line ends with the batch's own columns: one join writes them all.
+        end = f"\t{batch.deployment_id}\t{batch.pk}\n"
+        with connection.cursor() as cursor, cursor.copy(f"COPY compliance_usageevent ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            copy.write(end.join(lines) + end)
         return
-    UsageEvent.objects.bulk_create(
-        [UsageEvent(**dict(zip(EVENT_COLUMNS, (*head, *row), strict=True))) for row in rows],
-        batch_size=1000,
-    )
+    events = []
+    for row in rows:
+        values = dict(zip(ROW_COLUMNS, row, strict=True))
+        values["outputs"] = json.loads(values["outputs"])  # the checked JSON text, as the object the field stores
+        events.append(UsageEvent(deployment_id=batch.deployment_id, batch_id=batch.pk, **values))
+    UsageEvent.objects.bulk_create(events, batch_size=1000)
 
 
 def _copy_field(text: str) -> str:
@@ -318,16 +342,14 @@ def _flags_json(flags: list[str]) -> str:
     return '["' + '","'.join(flags) + '"]' if flags else "[]"
 
 
-def _copy_text(head: tuple[int, int], rows: list[tuple]) -> str:
-    """The batch's events as COPY text, one line each (psycopg's ``write_row`` took a third of the time)."""
-    prefix = f"{head[0]}\t{head[1]}\t"
-    dumps = json.dumps
-    lines = [
-        f"{prefix}{v}\t{at.isoformat()}\t{_copy_field(key)}\t{_copy_field(dumps(outputs))}\t"
-        f"{_NULL if unc is None else repr(float(unc))}\t{'t' if over else 'f'}\t{_flags_json(flags)}\t{'t' if env else 'f'}\t{_copy_field(note)}\n"
+def _copy_lines(rows: list[tuple]) -> list[str]:
+    """Each event's line of COPY text (``ROW_COLUMNS``), without the batch's columns and the line end
+    (``_insert`` adds both); psycopg's ``write_row`` took a third of the time."""
+    return [
+        f"{v}\t{at.isoformat()}\t{_copy_field(key)}\t{_copy_field(outputs)}\t"
+        f"{_NULL if unc is None else repr(float(unc))}\t{'t' if over else 'f'}\t{_flags_json(flags)}\t{'t' if env else 'f'}\t{_copy_field(note)}"
         for v, at, key, outputs, unc, over, flags, env, note in rows
     ]
-    return "".join(lines)
 
 
 def week_start(moment: dt.datetime) -> dt.date:
@@ -339,8 +361,12 @@ def week_start(moment: dt.datetime) -> dt.date:
 def _weeks_add(deployment_id: int, rows: list[tuple]) -> None:
     """Add the batch's events to its deployment's weekly sums (an upsert per week, in the batch's transaction)."""
     n, overridden, outside = Counter(), Counter(), Counter()
+    weeks: dict[dt.date, dt.date] = {}  # day -> its Monday: the events' times are UTC already
     for row in rows:
-        week = week_start(row[1])
+        day = row[1].date()
+        week = weeks.get(day)
+        if week is None:
+            week = weeks[day] = day - dt.timedelta(days=day.weekday())
         n[week] += 1
         overridden[week] += row[5]
         outside[week] += row[7]
@@ -431,6 +457,7 @@ class UsageSummary:
     retention_days: int | None
     purged_before: str | None
     last_event_at: str | None
+    last_received_at: str | None
     weeks: list[UsageWeekFigures]
 
     def to_dict(self) -> dict:
@@ -442,38 +469,52 @@ def _share(part: int, whole: int) -> float | None:
 
 
 def usage_summary(deployment: Deployment, *, weeks: int = 12) -> UsageSummary:
-    """The last ``weeks`` weeks of use from the weekly sums (three queries whatever the volume)."""
-    logging = UsageLogging.objects.filter(deployment=deployment).first()
+    """The last ``weeks`` weeks of ``deployment``'s use (``usage_summaries``)."""
+    return usage_summaries([deployment.pk], weeks=weeks)[deployment.pk]
+
+
+def usage_summaries(deployment_ids: Iterable[int], *, weeks: int = 12) -> dict[int, UsageSummary]:
+    """The last ``weeks`` weeks of use of each deployment, from its logging row and the weekly
+    sums: two queries for any number of deployments, whatever the volume of their history."""
+    ids = list(deployment_ids)
+    loggings = {lg.deployment_id: lg for lg in UsageLogging.objects.filter(deployment_id__in=ids)}
     since = week_start(timezone.now()) - dt.timedelta(weeks=weeks - 1)
+    figures: dict[int, list[UsageWeekFigures]] = {pk: [] for pk in ids}
     rows = (
-        UsageWeek.objects.filter(deployment=deployment, week__gte=since)
-        .order_by("week")
-        .values_list("week", "n", "n_overridden", "n_out_of_envelope")
+        UsageWeek.objects.filter(deployment_id__in=ids, week__gte=since)
+        .order_by("deployment_id", "week")
+        .values_list("deployment_id", "week", "n", "n_overridden", "n_out_of_envelope")
     )
-    last = UsageBatch.objects.filter(deployment=deployment).order_by("-last_event_at").values_list("last_event_at", flat=True).first()
-    figures = [
-        UsageWeekFigures(
-            week=week.isoformat(),
-            events=n,
-            overridden=over,
-            override_rate=_share(over, n),
-            override_ci=tuple(None if b is None else round(b, 4) for b in wilson_interval(over, n)),
-            out_of_envelope=out,
-            out_of_envelope_rate=_share(out, n),
+    for deployment_id, week, n, over, out in rows:
+        figures[deployment_id].append(
+            UsageWeekFigures(
+                week=week.isoformat(),
+                events=n,
+                overridden=over,
+                override_rate=_share(over, n),
+                override_ci=tuple(None if b is None else round(b, 4) for b in wilson_interval(over, n)),
+                out_of_envelope=out,
+                out_of_envelope_rate=_share(out, n),
+            )
         )
-        for week, n, over, out in rows
-    ]
+    return {pk: _summary(pk, loggings.get(pk), figures[pk]) for pk in ids}
+
+
+def _summary(deployment_id: int, logging: UsageLogging | None, weeks: list[UsageWeekFigures]) -> UsageSummary:
     return UsageSummary(
-        deployment=deployment.pk,
+        deployment=deployment_id,
         logging_configured=logging is not None,
         retention_days=None if logging is None else logging.retention_days,
         purged_before=None if logging is None else _iso(logging.purged_before),
-        last_event_at=_iso(last),
-        weeks=figures,
+        last_event_at=None if logging is None else _iso(logging.last_event_at),
+        last_received_at=None if logging is None else _iso(logging.last_received_at),
+        weeks=weeks,
     )
 
 
 EXPORT_COLUMNS = ("occurred_at", "case_key", "version_id", "outputs", "uncertainty", "overridden", "quality_flags", "out_of_envelope", "note")
+# The export streams pieces of about this many bytes (a piece per row cost more than PostgreSQL's writing it).
+EXPORT_CHUNK = 64 * 1024
 _UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 # PostgreSQL writes the files itself (COPY ... TO STDOUT): a row costs microseconds, not tens of them in Python.
 _PG_TIME = "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
@@ -519,11 +560,14 @@ def _pg_export(deployment_id: int, *, kind: str, since, until) -> Iterator[str |
         query += "(FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
     # psycopg's own cursor: Django's debug wrapper passes no parameters to copy().
     with connection.cursor() as cursor, cursor.cursor.copy(query, params) as copy:
-        first = True
-        for piece in copy:
-            if first and kind == "json":  # every object follows a comma, but the first
-                piece, first = bytes(piece)[1:], False
-            yield piece
+        chunk, skip = bytearray(), 1 if kind == "json" else 0  # every JSON object follows a comma, but the first
+        for row in copy:  # libpq hands over one row at a time: sent on in pieces of about EXPORT_CHUNK bytes
+            chunk += row
+            if len(chunk) >= EXPORT_CHUNK:
+                yield bytes(chunk[skip:])
+                chunk, skip = bytearray(), 0
+        if len(chunk) > skip:
+            yield bytes(chunk[skip:])
     if kind == "json":
         yield "]\n"
 

@@ -11,11 +11,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django import forms
+from django.apps import apps
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.views.decorators.http import require_http_methods
 
 from core.audit import audit_verify_chain
@@ -101,6 +103,14 @@ def readable_changes(event: AuditEvent) -> list[Change]:
     ]
 
 
+def kind_label(object_type: str) -> str:
+    """``registry.modelversion`` -> ``Model version``: the record's own verbose name, the label if it is gone."""
+    try:
+        return capfirst(apps.get_model(object_type)._meta.verbose_name)
+    except (LookupError, ValueError):
+        return object_type
+
+
 def object_url(event: AuditEvent) -> str:
     """The page of the record an event is about, or "" when it has none."""
     name = OBJECT_PAGES.get(event.object_type)
@@ -117,14 +127,17 @@ def audit_list(request):
     form = AuditFilterForm(request.GET)
     rows = form.rows()
     page = page_window(request, rows, **{k: v for k, v in request.GET.items() if k != "page"})
-    events = [{"event": e, "changes": readable_changes(e), "url": object_url(e)} for e in page.items]
+    events = [
+        {"event": e, "action": title(e.action), "kind": kind_label(e.object_type), "changes": readable_changes(e), "url": object_url(e)}
+        for e in page.items
+    ]
     distinct = AuditEvent.objects.order_by()
     context = {
         "form": form,
         "page": page,
         "events": events,
-        "kinds": sorted(distinct.values_list("object_type", flat=True).distinct()),
-        "actions": sorted(distinct.values_list("action", flat=True).distinct()),
+        "kinds": [(k, kind_label(k)) for k in sorted(distinct.values_list("object_type", flat=True).distinct())],
+        "actions": [(a, title(a)) for a in sorted(distinct.values_list("action", flat=True).distinct())],
         "query": request.GET.urlencode(),
     }
     return render(request, "core/audit_list.html", context)

@@ -170,8 +170,20 @@ RADTRUST_PREFER_GPU = env_bool("RADTRUST_PREFER_GPU", True)
 # has expired is given to another worker by the sweeper (brokers do not redeliver reliably).
 RADTRUST_RUN_LEASE_SECONDS = env_int("RADTRUST_RUN_LEASE_SECONDS", 120, minimum=3)
 RADTRUST_RUN_MAX_ATTEMPTS = env_int("RADTRUST_RUN_MAX_ATTEMPTS", 3, minimum=1)
+# A run over at least this many images is scored in shards of about RADTRUST_SHARD_IMAGES images
+# (whole patients) by every worker on its queue, then merged (validation.sharding).
+RADTRUST_SHARD_MIN_IMAGES = env_int("RADTRUST_SHARD_MIN_IMAGES", 20_000, minimum=2)
+RADTRUST_SHARD_IMAGES = env_int("RADTRUST_SHARD_IMAGES", 5_000, minimum=1)
+# Processes decoding images for a worker's model (0: on the loader thread); a GPU worker wants several.
+RADTRUST_LOADER_PROCESSES = env_int("RADTRUST_LOADER_PROCESSES", 0, minimum=0)
 # A site's agent reports a scheduled revalidation within this many days of its due date.
 RADTRUST_AGENT_REVALIDATION_DAYS = env_int("RADTRUST_AGENT_REVALIDATION_DAYS", 7, minimum=1)
+# Datasets held in a PACS (DICOMweb): a query matching more instances is refused at run creation;
+# workers fetch with this many parallel requests into a cache by SOP Instance UID.
+RADTRUST_DICOMWEB_MAX_INSTANCES = env_int("RADTRUST_DICOMWEB_MAX_INSTANCES", 400_000, minimum=1)
+RADTRUST_DICOMWEB_WORKERS = env_int("RADTRUST_DICOMWEB_WORKERS", 4, minimum=1)
+RADTRUST_DICOMWEB_TIMEOUT_SECONDS = env_int("RADTRUST_DICOMWEB_TIMEOUT_SECONDS", 30, minimum=1)
+RADTRUST_DICOMWEB_CACHE = Path(env_str("RADTRUST_DICOMWEB_CACHE", str(VAR_DIR / "dicomweb-cache")))
 
 # --- Documents ------------------------------------------------------------------
 # Technical documentation is kept at least ten years after the system is placed on the market (AI Act Art. 18).

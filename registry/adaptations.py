@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from core.errors import Conflict
-from registry.choices import ProvenanceRole
+from registry.choices import AdaptationMethod, ProvenanceRole
 from registry.models import Adaptation, Dataset, ModelVersion
 from registry.services import validated_save
 
@@ -28,10 +28,32 @@ def adaptation_record(
     labelled_patients: int = 0,
     frozen_parts: str = "",
 ) -> Adaptation:
-    """Record how ``version`` was adapted from its parent (its base). Refused for a version with no
-    parent (a base is pre-trained, not adapted) and for one already recorded (never edited)."""
+    """Record how ``version`` was adapted from its parent (its base). Refused, with the field to fix,
+    for a version with no parent (a base is pre-trained, not adapted), a lineage that loops back on
+    itself, a base another provider owns (only its provider's engineers record what was made of
+    it), an unknown method and more labelled patients than cases; a Conflict for a version whose
+    adaptation is recorded already (never edited). Audited as a create by the registry's receiver."""
     if version.parent_id is None:
         raise ValidationError({"version": "This version has no parent: record the base it was adapted from first (its parent version)."})
+    if (loop := _lineage_loop(version)) is not None:
+        raise ValidationError(
+            {"version": f"The lineage of {version} loops back on itself at {loop}: correct the parent links before recording an adaptation."}
+        )
+    base = version.parent
+    provider = base.foundation_model.provider
+    if actor is not None and not getattr(actor, "is_superuser", False) and provider.pk != getattr(actor, "institution_id", None):
+        raise ValidationError(
+            {"version": f"The base {base} belongs to {provider.name}: only its provider's ML engineers record adaptations made from it."}
+        )
+    if method not in AdaptationMethod.values:
+        raise ValidationError({"method": f"Unknown method {method!r}; choose one of {', '.join(AdaptationMethod.values)}."})
+    if labelled_patients > labelled_cases:
+        raise ValidationError(
+            {
+                "labelled_patients": f"There cannot be more labelled patients than labelled cases ({labelled_patients} patients, "
+                f"{labelled_cases} cases): each patient has at least one case."
+            }
+        )
     if Adaptation.objects.filter(version=version).exists():
         raise Conflict("This version's adaptation is already recorded; a different adaptation is a new version.", code="adaptation_exists")
     adaptation = Adaptation(
@@ -48,6 +70,18 @@ def adaptation_record(
     with transaction.atomic():
         validated_save(adaptation)
     return adaptation
+
+
+def _lineage_loop(version: ModelVersion) -> ModelVersion | None:
+    """The first version met twice walking up from ``version``'s parent, or None for a chain that ends."""
+    seen = {version.pk}
+    current = version.parent
+    while current is not None:
+        if current.pk in seen:
+            return current
+        seen.add(current.pk)
+        current = current.parent
+    return None
 
 
 def lineage_root(version: ModelVersion, visible: set[int] | None = None) -> ModelVersion:

@@ -12,6 +12,7 @@ from django.db.models import Q
 from core.choices import Role
 from core.errors import ImmutableRecord
 from core.models import NeverEdited
+from radtrust_engine.task_spec import TaskSpec
 from registry.choices import (
     AdaptationMethod,
     DataUsePurpose,
@@ -179,6 +180,12 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.foundation_model.name} {self.version}"
+
+    @property
+    def task_spec(self) -> TaskSpec:
+        """What the version does (its output schema's ``task``, else its model's) and how its outputs are
+        read (``radtrust_engine.task_spec``); the schema was checked when the version was registered."""
+        return TaskSpec.from_schema(self.output_schema or {}, self.foundation_model.task)
 
 
 class Dataset(models.Model):
@@ -445,3 +452,76 @@ class Adaptation(NeverEdited):
 
     def __str__(self) -> str:
         return f"{self.get_method_display()} of {self.version}"
+
+
+STUDY_DATES = RegexValidator(
+    r"^(\d{8})?(-(\d{8})?)?$", "Give a DICOM date or range: 20240101, 20240101-20241231, 20240101- (from) or -20241231 (until)."
+)
+ENV_PREFIX = RegexValidator(r"^[A-Z][A-Z0-9_]{0,59}$", "Use an environment variable prefix in capitals, digits and _, such as RADTRUST_PACS.")
+
+
+class DicomwebSource(models.Model):
+    """A dataset held in a PACS: its DICOMweb service, the QIDO-RS query that selects it and the labels.
+
+    Credentials are never stored: workers (and a site's agent) read ``<credentials_env>_USER`` and
+    ``<credentials_env>_PASSWORD`` or ``<credentials_env>_PASSWORD_FILE`` from their own
+    environment. ``labels`` is the checked table (``radtrust_engine.dicomweb.LabelsTable.to_dict``).
+    """
+
+    dataset = models.OneToOneField(Dataset, on_delete=models.CASCADE, related_name="dicomweb")
+    base_url = models.URLField(max_length=500, help_text="The DICOMweb root, e.g. https://pacs.example.org/dicom-web.")
+    credentials_env = models.CharField(
+        max_length=60, blank=True, validators=[ENV_PREFIX], help_text="Prefix of the environment variables that hold the user and password."
+    )
+    modality = models.CharField(max_length=16, blank=True, validators=[RegexValidator(r"^[A-Z0-9]*$", "A DICOM modality code, e.g. CR or CT.")])
+    body_part = models.CharField(max_length=16, blank=True, help_text="BodyPartExamined, e.g. CHEST.")
+    study_dates = models.CharField(max_length=17, blank=True, validators=[STUDY_DATES])
+    series_description = models.CharField(max_length=64, blank=True)
+    accession_numbers = models.JSONField(default=list, blank=True, help_text="Only these studies (optional).")
+    labels = models.JSONField(help_text="The labels table, keyed by StudyInstanceUID or SOPInstanceUID.")
+    labels_sha256 = models.CharField(max_length=64, validators=[SHA256])
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "DICOMweb source"
+
+    def __str__(self) -> str:
+        return f"{self.dataset} at {self.base_url}"
+
+    def clean(self) -> None:
+        numbers = self.accession_numbers
+        if not isinstance(numbers, list) or not all(isinstance(n, str) and 0 < len(n.strip()) <= 16 for n in numbers):
+            raise ValidationError({"accession_numbers": "Give a list of accession numbers, each 1-16 characters."})
+        if len(set(numbers)) != len(numbers):
+            raise ValidationError({"accession_numbers": "An accession number is listed twice."})
+        start, _, end = self.study_dates.partition("-")
+        if start and end and start > end:
+            raise ValidationError({"study_dates": "The study date range must end after it starts."})
+
+
+class DicomwebManifest(NeverEdited):
+    """A DICOMweb dataset's query resolved at run creation to the exact instances and their labels.
+
+    Named by its sha256 (``radtrust_engine.dicomweb.LabelledManifest``), which the runs that read it
+    record as their ``manifest_sha256``: a run evaluates these instances and no others, whatever
+    the PACS or the labels table hold later. Written once.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="dicomweb_manifests")
+    sha256 = models.CharField(max_length=64, validators=[SHA256])
+    base_url = models.URLField(max_length=500)
+    query = models.JSONField(help_text="The QIDO-RS query it was resolved with.")
+    content = models.JSONField(help_text="The instances (study, series and SOP Instance UIDs, patient) with their labels.")
+    n_instances = models.PositiveIntegerField()
+    unlabelled = models.PositiveIntegerField(default=0, help_text="Instances the query matched that the labels table does not cover.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    edit_refused = ("A frozen manifest is never edited; a new resolution makes a new manifest.", "manifest_immutable")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="%(app_label)s_%(class)s_one_per_hash")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} manifest {self.sha256[:12]} ({self.n_instances} instances)"

@@ -1,5 +1,6 @@
-"""Pages of the registry: the data-use grants a steward records and revokes, and a foundation
-model's lineage with its adaptations. Same services and access rules as the API
+"""Pages of the registry: a dataset's datasheet, the data-use grants a steward records and revokes,
+a foundation model's lineage with its adaptations, the engineers' form that records an adaptation,
+and a dataset's PACS source. Same services and access rules as the API
 (``registry.services``, ``core.access``)."""
 
 from __future__ import annotations
@@ -8,16 +9,18 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from core.access import may, may_grant_data_use
+from core.access import may, may_change, may_grant_data_use
 from core.errors import Conflict
 from core.pages import form_errors, page_window, requires
 from registry import adaptations, services
-from registry.forms import DataUseGrantForm
-from registry.models import DataUseGrant
+from registry.datasheets import REQUIRED_ITEMS, datasheet_completeness
+from registry.dicomweb import dicomweb_source_set
+from registry.forms import AdaptationForm, DataUseGrantForm, DicomwebSourceForm
+from registry.models import DataUseGrant, DicomwebSource
 from registry.selectors import data_use_grant_list as grants_visible
-from registry.selectors import version_list
+from registry.selectors import dataset_list, version_list
 
 
 def _status(grant: DataUseGrant, today) -> str:
@@ -29,6 +32,25 @@ def _status(grant: DataUseGrant, today) -> str:
     if grant.valid_until < today:
         return f"Ended on {grant.valid_until:%d %b %Y}"
     return f"Starts on {grant.valid_from:%d %b %Y}"
+
+
+@requires("dataset")
+def dataset_detail(request, pk: int):
+    """A dataset's datasheet as people read it: composition as tables, every required item that is
+    still empty named, the grants the user may see; where evidence links to a dataset, it opens here."""
+    dataset = get_object_or_404(dataset_list(user=request.user), pk=pk)
+    completeness = datasheet_completeness(dataset)
+    titles = dict(REQUIRED_ITEMS)
+    context = {
+        "dataset": dataset,
+        "completeness": completeness,
+        "missing": [titles[name] for name in completeness.missing],
+        "protocols": sorted(dataset.protocols.items(), key=lambda kv: -kv[1]),
+        "demographics": [(attribute.replace("_", " ").capitalize(), sorted(counts.items())) for attribute, counts in dataset.demographics.items()],
+        "may_change": may_change(request.user, dataset),
+        "today": timezone.localdate(),
+    }
+    return render(request, "registry/dataset_detail.html", context)
 
 
 @requires("data_use_grant")
@@ -86,5 +108,54 @@ def version_lineage(request, pk: int):
         "version": version,
         "tree": adaptations.lineage_tree(version, visible),
         "inherited": adaptations.inherited_risks(version, visible),
+        "may_record": may(request.user, "model_version", write=True) and version.parent_id is not None and not hasattr(version, "adaptation"),
     }
     return render(request, "registry/lineage.html", context)
+
+
+@requires("model_version", write=True)
+@require_http_methods(["GET", "POST"])
+def adaptation_new(request, pk: int):
+    """Record how a version was adapted from its parent; the same service and checks as the API."""
+    version = get_object_or_404(version_list(user=request.user).select_related("parent__foundation_model"), pk=pk)
+    form = AdaptationForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            adaptations.adaptation_record(actor=request.user, version=version, **form.cleaned_data)
+        except ValidationError as exc:
+            form_errors(form, exc)
+        except Conflict as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"The adaptation of {version} is recorded; its base's tasks are queued for re-evaluation.")
+            return redirect("registry:version-lineage", pk=version.pk)
+    context = {"form": form, "version": version, "inherited": adaptations.inherited_risks(version)}
+    return render(request, "registry/adaptation_form.html", context, status=400 if form.errors else 200)
+
+
+@requires("dataset", write=True)
+@require_http_methods(["GET", "POST"])
+def dataset_pacs(request, pk: int):
+    """Define where a dataset lives in a PACS: the DICOMweb address, the query and the labels table
+    (``registry.dicomweb.dicomweb_source_set``, as ``PUT /api/datasets/{id}/dicomweb/``)."""
+    dataset = get_object_or_404(dataset_list(user=request.user), pk=pk)
+    if not may_change(request.user, dataset):
+        raise PermissionDenied("This dataset belongs to another institution; you may only change your institution's records.")
+    source = DicomwebSource.objects.filter(dataset=dataset).first()
+    initial = {}
+    if source is not None:
+        fields = ("base_url", "credentials_env", "modality", "body_part", "study_dates", "series_description")
+        initial = {name: getattr(source, name) for name in fields} | {"accession_numbers": "\n".join(source.accession_numbers)}
+    form = DicomwebSourceForm(request.POST or None, request.FILES or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            dicomweb_source_set(actor=request.user, dataset=dataset, **form.cleaned_data)
+        except ValidationError as exc:
+            form_errors(form, exc)
+        except Conflict as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{dataset.name} is read from {form.cleaned_data['base_url']}; each run resolves the query when it is created.")
+            return redirect("registry:dataset-pacs", pk=dataset.pk)
+    context = {"dataset": dataset, "form": form, "source": source, "manifests": dataset.dicomweb_manifests.all()[:20]}
+    return render(request, "registry/dataset_pacs.html", context, status=400 if form.errors else 200)

@@ -55,6 +55,9 @@ def connect(app_config: AppConfig) -> None:
     ):
         audit_register(model)
     audit_register(models.User, exclude=("password", "last_login"))
+    # Large tables by their hash alone: the labels' sha256 is on the source, the frozen manifest is named by its own.
+    audit_register(models.DicomwebSource, exclude=("labels",))
+    audit_register(models.DicomwebManifest, exclude=("content",))
     post_migrate.connect(roles_sync_after_migrate, sender=app_config, dispatch_uid="registry:roles")
     # TrustAssessment by its label: compliance sits above the registry and is never imported here.
     for sender in (models.ModelVersion, models.Deployment, "compliance.TrustAssessment"):

@@ -25,7 +25,7 @@ def version_list(*, user) -> QuerySet[ModelVersion]:
 def dataset_list(*, user) -> QuerySet[Dataset]:
     """Datasets with the data-use grants this user may see of each (``visible_grants``), for the datasheet."""
     grants = Prefetch("use_grants", queryset=data_use_grant_list(user=user), to_attr="visible_grants")
-    return scope(user, Dataset.objects.select_related("institution").prefetch_related("source_institutions", grants))
+    return scope(user, Dataset.objects.select_related("institution", "dicomweb").prefetch_related("source_institutions", grants))
 
 
 def data_use_grant_list(*, user) -> QuerySet[DataUseGrant]:

@@ -25,6 +25,7 @@ from core.choices import Role
 from core.errors import Conflict
 from radtrust_engine import artifacts
 from radtrust_engine.segmentation import ACTIVATIONS
+from radtrust_engine.task_spec import SCHEMA_KEYS, TaskSpec
 from registry.choices import PURPOSE_PROVENANCE_ROLES, PURPOSE_RUNS, DataUsePurpose, DeploymentStatus, MirrorState, ProvenanceRole, VersionStatus
 from registry.guards import deployment_refusal, roles_for, transition_refusals
 from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance, User
@@ -196,9 +197,20 @@ def _validate_output_schema(schema: dict, foundation_model: FoundationModel) -> 
         raise ValidationError(
             {"output_schema": f'"activation" is one of {", ".join(ACTIVATIONS)}: what turns the model\'s raw output into probabilities.'}
         )
-    unknown = set(schema) - {"class_names", "thresholds", "activation"}
+    embedding = schema.get("embedding_output")
+    if embedding is not None and not (isinstance(embedding, str) and embedding.strip()):
+        raise ValidationError(
+            {
+                "output_schema": '"embedding_output" names the (batch, dimensions) output of the ONNX graph that holds the embeddings, e.g. "embedding".'
+            }
+        )
+    unknown = set(schema) - {"class_names", "thresholds", "activation", "embedding_output", *SCHEMA_KEYS}
     if unknown:
         raise ValidationError({"output_schema": f"Unknown keys: {', '.join(sorted(unknown))}."})
+    try:
+        TaskSpec.from_schema(schema, foundation_model.task)
+    except ValueError as exc:
+        raise ValidationError({"output_schema": str(exc)}) from None
 
 
 def version_transition(*, actor, version: ModelVersion, to_status: str) -> ModelVersion:

@@ -1,5 +1,6 @@
 """A version's baseline run: which run it is, whether a run may serve as one, and reading its
-per-case table back for the drift and degradation comparison of later runs."""
+per-case table back for the drift and degradation comparison of later runs; a run's
+data-efficiency comparator (another version's run on the same dataset) is read back the same way."""
 
 from __future__ import annotations
 
@@ -72,17 +73,45 @@ def baseline_load(run: ValidationRun):
     problem = baseline_check(run_version=run.version, baseline=baseline)
     if problem:
         return Baseline(table=None, source=source, problem=problem)
-    stored = baseline.files.get(kind=RunFileKind.CASE_TABLE)
+    return _case_table(run, baseline, source, "baseline")
+
+
+def comparator_check(*, dataset_id: int, comparator: ValidationRun) -> str | None:
+    """Why ``comparator`` cannot be the data-efficiency comparator of a run on ``dataset_id``, or None."""
+    if comparator.dataset_id != dataset_id:
+        return f"run {comparator.pk} evaluated another dataset ({comparator.dataset}); the comparator must have embedded the same cases"
+    if comparator.status != RunStatus.SUCCEEDED:
+        return f"run {comparator.pk} has {comparator.status}; a comparator must have succeeded"
+    if not comparator.files.filter(kind=RunFileKind.CASE_TABLE).exists():
+        return f"run {comparator.pk} kept no per-case table"
+    return None
+
+
+def comparator_load(run: ValidationRun):
+    """The comparator run's case table (read like a baseline's), the reason it cannot be used, or None without one."""
+    if run.comparator_id is None:
+        return None
+    comparator = run.comparator
+    source = {"run": comparator.pk, "version": str(comparator.version), "version_id": comparator.version_id}
+    problem = comparator_check(dataset_id=run.dataset_id, comparator=comparator)
+    if problem:
+        return Baseline(table=None, source=source, problem=problem)
+    return _case_table(run, comparator, source, "comparator")
+
+
+def _case_table(run: ValidationRun, stored_run: ValidationRun, source: dict, role: str):
+    """``stored_run``'s case table, checked against its recorded sha256, or the reason it cannot be read."""
+    stored = stored_run.files.get(kind=RunFileKind.CASE_TABLE)
     try:
         with default_storage.open(stored.storage_name, "rb") as handle:
             data = handle.read()
     except OSError as exc:  # its message names the file under MEDIA_ROOT, which the run's readers need not see
-        log.warning("Run %s: the baseline's case table %s cannot be read: %s", run.pk, stored.storage_name, exc)
+        log.warning("Run %s: the %s's case table %s cannot be read: %s", run.pk, role, stored.storage_name, exc)
         return Baseline(
-            table=None, source=source, problem=f"the baseline's case table cannot be read ({type(exc).__name__}); the worker's log has the details"
+            table=None, source=source, problem=f"the {role}'s case table cannot be read ({type(exc).__name__}); the worker's log has the details"
         )
     if hashlib.sha256(data).hexdigest() != stored.sha256:
-        return Baseline(table=None, source=source, problem="the baseline's case table does not match the sha256 recorded when it was written")
+        return Baseline(table=None, source=source, problem=f"the {role}'s case table does not match the sha256 recorded when it was written")
     try:
         table = CaseTable.from_file(io.BytesIO(data))
     except BaselineError as exc:

@@ -539,6 +539,102 @@ def radar_chart(label: str, scores: Mapping[str, float | None], *, others: Mappi
         return _chart(figure, f"trust-{slug(label)}", f"Trustworthiness of {label}", alt)
 
 
+def froc_chart(detection: Mapping[str, Any], *, confidence: Any = None) -> Chart:
+    """The FROC curve of a detection run: sensitivity against false positives per image (log scale),
+    with the sensitivity at 1/8 to 8 FP per image and its interval, and the CPM in the legend.
+
+    ``detection``: the report's ``detection`` section (``overall`` with ``curve``, ``fp_per_image``,
+    ``sensitivity``, ``low``, ``high`` and ``cpm``).
+    """
+    overall = detection["overall"]
+    fp = np.asarray(overall["curve"]["fp_per_image"], dtype=np.float64)
+    sens = np.asarray(overall["curve"]["sensitivity"], dtype=np.float64)
+    if fp.shape != sens.shape or fp.ndim != 1 or fp.size < 2:
+        raise ValueError("froc: the curve's fp_per_image and sensitivity must be lists of the same length (2 or more)")
+    rates = np.asarray(overall["fp_per_image"], dtype=np.float64)
+    at = np.asarray([_num(v) for v in overall["sensitivity"]])
+    low = np.asarray([_num(v) for v in overall["low"]])
+    high = np.asarray([_num(v) for v in overall["high"]])
+    cpm = overall.get("cpm") or {}
+    level = _level(confidence)
+    cpm_text = _estimate(cpm.get("value"), cpm.get("low"), cpm.get("high"))
+    if _has(cpm.get("low")) and _has(cpm.get("high")):
+        cpm_text += f", {level}"
+    lesions, cases = overall.get("n_lesions"), overall.get("n_cases")
+    title = "FROC curve: lesion-level detection"
+    with _figure() as figure:
+        ax = figure.add_subplot()
+        shown = fp > 0
+        reach = max(float(rates.max()), float(fp.max()) if fp.size else 0.0)
+        ax.step(fp[shown], sens[shown], where="post", color=PALETTE[0], linewidth=1.8, label="FROC curve")
+        ax.errorbar(
+            rates,
+            at,
+            yerr=[np.where(np.isnan(low), 0, at - low), np.where(np.isnan(high), 0, high - at)],
+            fmt="o",
+            color=PALETTE[1],
+            capsize=3,
+            markersize=4,
+            label=f"sensitivity at 1/8 to 8 FP per image ({level}); CPM {cpm_text}",
+        )
+        ax.set_xscale("log", base=2)
+        ax.set(xlim=(min(rates.min(), 0.125) / 1.5, reach * 1.5), ylim=(0, 1.02))
+        ax.set(xlabel="False positives per image (log scale)", ylabel="Sensitivity (share of lesions found)")
+        ax.set_xticks(rates, [f"{r:g}" if r >= 1 else f"1/{round(1 / r)}" for r in rates])
+        ax.grid(color="#E5E5E5", linewidth=0.6)
+        ax.legend(loc="lower right")
+        alt = f"FROC curve of the model on {lesions} lesions in {cases} images or volumes: CPM {cpm_text}."
+        return _chart(figure, "froc", title, alt)
+
+
+def efficiency_chart(label: str, curves: Mapping[str, Any]) -> Chart:
+    """Probe AUROC against labelled cases (log scale) with the CI across repeats as a band: the
+    logistic probe, the kNN probe, the comparator's logistic probe when there is one, and the target.
+
+    ``curves``: a label of the report's ``data_efficiency`` section, ``{"logistic": ..., "knn": ...}``
+    (``radtrust_engine.data_efficiency.LabelEfficiency.to_dict()`` each).
+    """
+    logistic = curves["logistic"]
+    series = [("logistic-regression probe", logistic["curve"]), ("kNN probe", (curves.get("knn") or {}).get("curve") or [])]
+    if logistic.get("comparator"):
+        series.append(("comparator, logistic probe", logistic["comparator"]))
+    level = _level(logistic.get("confidence"))
+    title = f"Data efficiency: {label}"
+    with _figure() as figure:
+        ax = figure.add_subplot()
+        for index, (name, points) in enumerate(series):
+            usable = [p for p in points if _has(p.get("auroc"))]
+            if not usable:
+                continue
+            x = np.asarray([max(float(p["n_labelled"]), 1.0) for p in usable])
+            y = np.asarray([float(p["auroc"]) for p in usable])
+            style = _style(index)
+            ax.plot(x, y, color=style["color"], marker=style["marker"], linewidth=1.6, label=name)
+            banded = [p for p in usable if _has(p.get("ci_low")) and _has(p.get("ci_high"))]
+            if banded:
+                bx = np.asarray([max(float(p["n_labelled"]), 1.0) for p in banded])
+                ax.fill_between(
+                    bx, [float(p["ci_low"]) for p in banded], [float(p["ci_high"]) for p in banded], color=style["color"], alpha=0.15, linewidth=0
+                )
+        target = logistic.get("target_auroc")
+        if _has(target):
+            ax.axhline(float(target), color=GREY, linestyle=":", linewidth=1, label=f"target AUROC {_estimate(target, None, None)}")
+        ax.axhline(0.5, color=GREY, linestyle="--", linewidth=0.8, label="chance")
+        ax.set_xscale("log")
+        ax.set(xlabel="Labelled training cases (log scale)", ylabel=f"Cross-validated AUROC ({level} band)", ylim=(0.4, 1.01))
+        ax.grid(color="#E5E5E5", linewidth=0.6)
+        ax.legend(loc="lower right")
+        reached = logistic.get("labelled_to_target")
+        if _has(reached):
+            outcome = f"the logistic probe reaches the target at about {round(float(reached))} cases."
+        else:
+            outcome = "the logistic probe does not reach the target."
+        alt = (
+            f"Label-efficiency curves for {label}: AUROC of probes on the model's embeddings against the number of labelled training cases; {outcome}"
+        )
+        return _chart(figure, f"efficiency-{slug(label)}", title, alt)
+
+
 # --- Every chart of a report ---------------------------------------------------------
 
 
@@ -548,7 +644,8 @@ def _usable(section: Any) -> bool:
 
 def report_charts(report: Mapping[str, Any]) -> list[Chart]:
     """Every chart ``report`` supports, in a stable order: per label the ROC curve, the reliability
-    diagram, the forest plots and the robustness chart; then one drift chart per feature.
+    diagram, the forest plots and the robustness chart; a detection run's FROC curve and its scores'
+    reliability diagram; per label its data-efficiency curves; then one drift chart per feature.
 
     Missing sections and those with an ``error`` are skipped; a chart whose data is malformed is
     logged and skipped, never raised: the report's tables stand without it.
@@ -570,6 +667,16 @@ def report_charts(report: Mapping[str, Any]) -> list[Chart]:
                     plans.append((f"forest-{metric}-{label}", lambda label=label, m=metric, r=result: forest_chart(label, m, r)))
         if _usable(result.get("robustness")):
             plans.append((f"robustness-{label}", lambda label=label, r=result: robustness_chart(label, r["robustness"])))
+    detection = report.get("detection")
+    if _usable(detection):
+        confidence = (report.get("config") or {}).get("confidence")
+        plans.append(("froc", lambda: froc_chart(detection, confidence=confidence)))
+        if _usable(detection.get("calibration")):
+            plans.append(("reliability-detection", lambda: reliability_chart("detection scores", detection["calibration"])))
+    efficiency = report.get("data_efficiency")
+    for label, curves in (efficiency.get("labels") or {}).items() if _usable(efficiency) else ():
+        if _usable(curves):
+            plans.append((f"efficiency-{label}", lambda label=label, c=curves: efficiency_chart(label, c)))
     drift = report.get("drift")
     histograms = drift.get("histograms") if _usable(drift) else None
     for feature, histogram in histograms.items() if isinstance(histograms, Mapping) else ():

@@ -24,12 +24,13 @@ ANALYSIS_LABELS = {
 
 def runnable_datasets(*, user, version: ModelVersion) -> list[Dataset]:
     """The datasets a run of ``version`` can read now: visible to the user, with a location under a
-    data root, and the steward's active grant where the data is another institution's."""
+    data root or a DICOMweb source, and the steward's active grant where the data is another institution's."""
     usable = []
-    for dataset in dataset_list(user=user).select_related("institution").order_by("name"):
+    for dataset in dataset_list(user=user).select_related("institution", "dicomweb").order_by("name"):
         try:
             data_use_check(dataset=dataset, grantee_id=version.foundation_model.provider_id)
-            dataset_root(dataset)
+            if not hasattr(dataset, "dicomweb"):  # a PACS dataset is resolved when the run is created
+                dataset_root(dataset)
         except (ValidationError, PermissionDenied):
             continue
         usable.append(dataset)
@@ -80,8 +81,8 @@ class FoundationModelForm(forms.ModelForm):
 
 
 class DatasetForm(forms.ModelForm):
-    """The datasheet's fields a person writes (Art. 10(2)); scanner, protocol and demographic counts
-    are tables sent through the API (``POST /api/datasets/``) or added in the admin."""
+    """The datasheet's fields a person writes (Art. 10(2)); the scanner, protocol and demographic
+    counts are tables of rows beside it (``registry.datasheet_forms``)."""
 
     class Meta:
         model = Dataset

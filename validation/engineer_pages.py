@@ -14,6 +14,7 @@ from core.errors import Conflict
 from core.pages import form_errors, requires
 from registry import services as registry_services
 from registry.choices import VersionStatus
+from registry.datasheet_forms import DatasheetTables
 from registry.guards import TRANSITIONS, roles_for, transition_refusals
 from registry.models import Dataset, FoundationModel
 from registry.selectors import foundation_model_list, provenance_list, version_list
@@ -40,6 +41,7 @@ def version_manage(request, pk: int):
         "version": version,
         "moves": _moves(request.user, version) if may(request.user, "model_version.transition", write=True) else [],
         "runs": run_list(user=request.user).filter(version=version).select_related("dataset").order_by("-created_at")[:20],
+        "perms_adapt": may(request.user, "model_version", write=True) and not hasattr(version, "adaptation"),
     }
     context["provenance"] = provenance_list(user=request.user).filter(version=version).select_related("dataset")
     if may(request.user, "provenance", write=True):
@@ -88,8 +90,10 @@ def _institution(request) -> str:
     return getattr(request.user.institution, "name", "your institution")  # a superuser belongs to none
 
 
-def _record_form(request, form, *, heading: str, intro: str):
-    return render(request, "validation/record_form.html", {"form": form, "heading": heading, "intro": intro}, status=400 if form.errors else 200)
+def _record_form(request, form, *, heading: str, intro: str, tables: DatasheetTables | None = None):
+    invalid = bool(form.errors) or (tables is not None and request.method == "POST" and not tables.is_valid())
+    context = {"form": form, "heading": heading, "intro": intro, "tables": tables}
+    return render(request, "validation/record_form.html", context, status=400 if invalid else 200)
 
 
 @requires("foundation_model", write=True)
@@ -122,12 +126,12 @@ def version_upload(request, pk: int):
 @requires("dataset", write=True)
 @require_http_methods(["GET", "POST"])
 def dataset_new(request):
-    form = DatasetForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    """The datasheet, with its scanner, protocol and demographic counts as tables of rows."""
+    form, tables = DatasetForm(request.POST or None), DatasheetTables(request.POST or None)
+    if request.method == "POST" and all([form.is_valid(), tables.is_valid()]):  # a list: both forms' errors are shown
+        fields = form.cleaned_data | tables.values() | {"institution_id": request.user.institution_id}
         try:
-            dataset = registry_services.record_create(
-                model=Dataset, actor=request.user, fields=form.cleaned_data | {"institution_id": request.user.institution_id}
-            )
+            dataset = registry_services.record_create(model=Dataset, actor=request.user, fields=fields)
         except ValidationError as exc:
             form_errors(form, exc)
         except Conflict as exc:
@@ -137,9 +141,9 @@ def dataset_new(request):
             return redirect("pages:home")
     intro = (
         f"The datasheet (AI Act Art. 10(2)): where the data comes from, how it was labelled, its limits; {_institution(request)} "
-        "is its data steward. Scanner, protocol and demographic counts are tables added through the API or the admin."
+        "is its data steward. Leave the rows you do not need empty."
     )
-    return _record_form(request, form, heading="Register a dataset", intro=intro)
+    return _record_form(request, form, heading="Register a dataset", intro=intro, tables=tables)
 
 
 @requires("provenance", write=True)

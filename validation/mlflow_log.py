@@ -59,6 +59,21 @@ def report_metrics(report: RunReport) -> dict[str, float]:
         for gap in result.gaps:
             if gap.value is not None:
                 metrics[metric_key(label, "gap", gap.grouping, gap.kind)] = float(gap.value)
+    if report.detection is not None:  # the FROC's seven operating points and the CPM, with their intervals
+        overall = report.detection.get("overall") or {}
+        for j, rate in enumerate(overall.get("fp_per_image") or []):
+            for suffix, values in (("", "sensitivity"), ("_ci_low", "low"), ("_ci_high", "high")):
+                if overall[values][j] is not None:
+                    metrics[metric_key("detection", f"sensitivity_at_{rate:g}_fp{suffix}")] = float(overall[values][j])
+        for suffix, key in (("", "value"), ("_ci_low", "low"), ("_ci_high", "high")):
+            if (overall.get("cpm") or {}).get(key) is not None:
+                metrics[metric_key("detection", f"cpm{suffix}")] = float(overall["cpm"][key])
+    if report.volumes is not None:  # per structure the mean scores, with their intervals
+        for structure, scores in (report.volumes.get("structures") or {}).items():
+            for name, estimate in scores.items():
+                for suffix, key in (("", "mean"), ("_ci_low", "low"), ("_ci_high", "high")):
+                    if estimate.get(key) is not None:
+                        metrics[metric_key(structure, "volumes", name + suffix)] = float(estimate[key])
     return metrics
 
 
@@ -69,7 +84,7 @@ def _params(run: ValidationRun) -> dict[str, str]:
         "manifest": run.manifest,
         "manifest_sha256": run.manifest_sha256,
         "artifact_sha256": run.artifact_sha256,
-        "task": run.version.foundation_model.task,
+        "task": run.version.task_spec.task,
         "device": str(run.device.get("kind", "")),
         "device_name": str(run.device.get("name", ""))[:250],
         "preprocessing": json.dumps(run.version.preprocessing, sort_keys=True)[:6000],

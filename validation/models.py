@@ -64,6 +64,14 @@ class ValidationRun(models.Model):
         help_text="The run this one's drift and degradation are measured against (the version's baseline when it was queued).",
     )
     is_baseline = models.BooleanField(default=False, help_text="The version's baseline run: later runs are compared with it.")
+    comparator = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        related_name="comparing_runs",
+        null=True,
+        blank=True,
+        help_text="Another version's run on the same dataset whose embeddings this run's data-efficiency curves are compared with.",
+    )
 
     status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
     stage = models.CharField(max_length=12, choices=RunStage.choices, default=RunStage.QUEUED)
@@ -156,6 +164,49 @@ class ValidationRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+class RunShard(models.Model):
+    """A share of a large run's images, whole patients only, scored by one worker at a time
+    (``validation.sharding``). It has its own lease and attempts, like a run, so a worker that
+    dies costs its shard alone; the scores file is named here only once it is complete, in the
+    transaction that closes the shard, and the run merges the files of all its shards."""
+
+    run = models.ForeignKey(ValidationRun, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField(help_text="The shard's place in the run's plan, from 0.")
+    n_images = models.PositiveIntegerField(help_text="Manifest rows in the shard.")
+    plan_images = models.PositiveIntegerField(
+        help_text="The plan's images per shard (RADTRUST_SHARD_IMAGES when planned): every worker cuts the same shards."
+    )
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    attempt = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    worker = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When the shard's task was last sent.")
+    scores_name = models.CharField(max_length=300, blank=True, help_text="The stored scores file (storage name) once scored.")
+    scores_sha256 = models.CharField(max_length=64, blank=True)
+    error_reason = models.CharField(max_length=40, blank=True, help_text="A FailureReason code, carried to the run if the shard fails it.")
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        indexes = [models.Index(fields=["status", "lease_until"], name="validation_shard_status_lease")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "index"], name="%(app_label)s_%(class)s_one_per_index", violation_error_message="A run has one shard per index."
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=RunStatus.SUCCEEDED) | ~models.Q(scores_name=""),
+                name="%(app_label)s_%(class)s_succeeded_has_scores",
+                violation_error_message="A scored shard names its scores file.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Shard {self.index} of run {self.run_id}"
 
 
 class SweepLock(models.Model):

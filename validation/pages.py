@@ -20,8 +20,10 @@ from core.pages import page_window, requires
 from validation import federated, selectors
 from validation.choices import FederatedJobStatus, RunFileKind, RunStatus
 from validation.models import ValidationRun
-from validation.report_tables import chart_section, compare_rows, drift_rows, report_tables
+from validation.report_generation_tables import report_generation_section
+from validation.report_tables import chart_section, compare_rows, drift_rows, efficiency_tables, group_name, grouping_name, report_tables
 from validation.report_views import report_without_cases
+from validation.task_tables import detection_section, reader_section, volume_section
 
 METRIC_TITLES = {"auroc": "AUROC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
 
@@ -49,7 +51,12 @@ def _suppressed_strata(pooled: dict[str, Any] | None, site: str, label: str) -> 
     """The strata a site had cases in but suppressed (whole or for this label) before they left it."""
     if pooled is None:
         return []
-    return [s["name"] for s in pooled["strata"] if site in s["labels"][label]["missing_sites"]]
+    return [_stratum(s) for s in pooled["strata"] if site in s["labels"][label]["missing_sites"]]
+
+
+def _stratum(stratum: dict[str, Any]) -> str:
+    """``sex=F, age_band=65+`` as "Sex female, age band 65+"; the whole population as "Overall"."""
+    return group_name(stratum["attributes"], stratum["values"]) or "Overall"
 
 
 @requires("federated_study.outcomes")
@@ -67,7 +74,7 @@ def federated_study_detail(request, pk: int):
     per_label = [
         {
             "label": label,
-            "strata": [{**s, "figures": s["labels"][label]} for s in pooled["strata"]] if pooled else [],
+            "strata": [{**s, "name": _stratum(s), "figures": s["labels"][label]} for s in pooled["strata"]] if pooled else [],
             "meta": [
                 {"metric": METRIC_TITLES.get(metric, metric), "i2_percent": None if analysis["i2"] is None else 100 * analysis["i2"], **analysis}
                 for metric, analysis in result["meta_analysis"].get(label, {}).items()
@@ -77,7 +84,10 @@ def federated_study_detail(request, pk: int):
         }
         for label in labels
     ]
-    return render(request, "validation/federated_detail.html", {"study": study, "result": result, "per_label": per_label})
+    design = result["design"]
+    strata = [grouping_name([a]) for a in design.get("attributes", [])] + [grouping_name(pair) for pair in design.get("intersections", [])]
+    context = {"study": study, "result": result, "per_label": per_label, "strata": strata}
+    return render(request, "validation/federated_detail.html", context)
 
 
 # --- Runs ---------------------------------------------------------------------------------
@@ -136,9 +146,21 @@ def run_detail(request, pk: int):
         "saliency": [f for f in files if f.kind == RunFileKind.SALIENCY],
         "drift_note": drift_note,
         "drift_findings": drift_findings,
+        "efficiency": None if summary_only else efficiency_tables(results),
         "alerts": [] if summary_only else list(run.alerts.select_related("incident")),
         "mlflow_url": mlflow_url,
         "skipped": len((results or {}).get("skipped") or []),
+        "task_sections": [
+            s
+            for s in (
+                detection_section(results, summary_only=summary_only),
+                report_generation_section(results, summary_only=summary_only),
+                volume_section(results, summary_only=summary_only),
+                None if summary_only else reader_section(results),
+            )
+            if s is not None
+        ],
+        "skipped_cases": [] if summary_only else [s for s in (results or {}).get("skipped") or [] if isinstance(s, dict)],
     }
     return render(request, "validation/run_detail.html", context)
 

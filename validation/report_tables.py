@@ -41,7 +41,15 @@ FIGURE_TITLES = {
     "min_patients": "Fewest patients in a reported group",
     "n_flagged_cases": "Cases referred for a human read",
 }
-CHART_SECTIONS = {"roc-": "overall", "forest-": "subgroups", "reliability-": "calibration", "robustness-": "robustness", "drift-": "drift"}
+CHART_SECTIONS = {
+    "roc-": "overall",
+    "forest-": "subgroups",
+    "reliability-": "calibration",
+    "robustness-": "robustness",
+    "drift-": "drift",
+    "efficiency-": "data_efficiency",
+    "froc": "detection",
+}
 
 
 @dataclass
@@ -199,7 +207,84 @@ def drift_rows(results: Mapping[str, Any] | None) -> tuple[str, list[list[str]]]
         for f in drift.get("findings") or []
     ]
     note = f"Compared with baseline run {drift.get('baseline', {}).get('run', '')}: {number(drift.get('n_cases'))} cases against {number(drift.get('n_baseline_cases'))}."
+    embedding = drift.get("embedding")
+    if isinstance(embedding, Mapping) and "error" in embedding:
+        note += f" No embedding drift test: {embedding['error']}."
+    elif isinstance(embedding, Mapping):
+        test = embedding.get("test") or {}
+        note += (
+            f" Embedding drift (maximum mean discrepancy over {number(embedding.get('n_reference'))} and {number(embedding.get('n_current'))} "
+            f"patients): MMD² {number(embedding.get('mmd2'))}, permutation p {number(embedding.get('p_value'))}, "
+            f"{number(test.get('p_adjusted'))} after Holm's adjustment over the run's {number(test.get('family_size'))} tests: "
+            f"{'drifted' if embedding.get('drifted') else 'no drift shown'}."
+        )
     return note, findings
+
+
+@dataclass
+class EfficiencyTables:
+    """The data-efficiency section: what was fitted (``note``), per label its curves, or why there are none."""
+
+    note: str = ""
+    error: str = ""
+    tables: list[Table] = field(default_factory=list)
+    targets: list[tuple[str, str]] = field(default_factory=list)  # (label, labelled cases to reach the target AUROC)
+
+
+def _curve_metric(point: Mapping[str, Any] | None) -> str:
+    if not isinstance(point, Mapping):
+        return "—"
+    return metric({"value": point.get("auroc"), "ci_low": point.get("ci_low"), "ci_high": point.get("ci_high")})
+
+
+def _to_target(value: Any, target: Any) -> str:
+    return "not reached at 100% of the labels" if value is None else f"{number(round(value))} labelled cases for AUROC {number(target)}"
+
+
+def efficiency_tables(results: Mapping[str, Any] | None) -> EfficiencyTables | None:
+    """The report's data-efficiency section as tables (``radtrust_engine.data_efficiency.efficiency_section``), None without one."""
+    section = (results or {}).get("data_efficiency")
+    if not isinstance(section, Mapping):
+        return None
+    if "error" in section:
+        return EfficiencyTables(error=str(section["error"]))
+    comparator = section.get("comparator")
+    note = (
+        f"Embeddings from the model's output {section.get('embedding_output')!r} ({number(section.get('dimensions'))} dimensions) of "
+        f"{number(section.get('n_cases'))} cases from {number(section.get('n_patients'))} patients. A logistic-regression probe and a "
+        f"k-nearest-neighbour probe were fitted on each share of the labelled patients, {number(section.get('repeats'))} times, "
+        f"scored by {number(section.get('folds'))}-fold cross-validation with each patient's images in one fold."
+    )
+    if isinstance(comparator, Mapping):
+        note += f" Comparator: run {comparator.get('run')} ({comparator.get('version')}), fitted on the same patients and folds."
+    if section.get("comparator_problem"):
+        note += f" No comparator: {section['comparator_problem']}."
+    out = EfficiencyTables(note=note)
+    for label, curves in (section.get("labels") or {}).items():
+        if not isinstance(curves, Mapping) or "error" in curves:
+            out.tables.append(Table(f"{label}: not computed ({(curves or {}).get('error', 'no curve')})", [], []))
+            continue
+        logistic, knn = curves.get("logistic") or {}, curves.get("knn") or {}
+        others = logistic.get("comparator") or []
+        differences = logistic.get("difference") or []
+        head = ["Labelled share", "Labelled cases (mean per fit)", "AUROC, logistic probe", "AUROC, kNN probe"]
+        if others:
+            head += ["AUROC, comparator", "Difference"]
+        rows = []
+        for i, point in enumerate(logistic.get("curve") or []):
+            knn_point = (knn.get("curve") or [None] * (i + 1))[i]
+            row = [percent(point.get("fraction")), number(round(point.get("n_labelled") or 0)), _curve_metric(point), _curve_metric(knn_point)]
+            if others:
+                row += [_curve_metric(others[i]), _curve_metric(differences[i])]
+            rows.append(row)
+        out.tables.append(Table(f"{label}: probe AUROC by labelled cases ({percent(logistic.get('confidence'))} CIs across repeats)", head, rows))
+        target = logistic.get("target_auroc")
+        if target is not None:
+            text = _to_target(logistic.get("labelled_to_target"), target)
+            if others:
+                text += f"; the comparator: {_to_target(logistic.get('comparator_labelled_to_target'), target)}"
+            out.targets.append((label, text))
+    return out
 
 
 def chart_section(name: str) -> str:

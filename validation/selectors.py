@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from core.access import scope
 from registry.models import ModelVersion
-from validation.models import CaseFlag, RunFile, ValidationRun
+from validation.choices import RunStatus
+from validation.models import CaseFlag, RunFile, RunShard, ValidationRun
+
+
+def _with_shards(runs: QuerySet[ValidationRun]) -> QuerySet[ValidationRun]:
+    """``shards_total`` and ``shards_done`` of each run (0 for a run scored whole), one subquery each."""
+    shards = RunShard.objects.filter(run=OuterRef("pk")).order_by().values("run")
+
+    def counted(condition: Q) -> Coalesce:
+        return Coalesce(Subquery(shards.annotate(n=Count("pk", filter=condition)).values("n")), 0, output_field=IntegerField())
+
+    return runs.annotate(shards_total=counted(Q()), shards_done=counted(Q(status=RunStatus.SUCCEEDED)))
 
 
 def run_list(*, user) -> QuerySet[ValidationRun]:
     """Runs the user may see; the report body is loaded only for a single run (``run_detail``)."""
-    return scope(user, ValidationRun.objects.select_related("version__foundation_model", "dataset", "requested_by")).defer("results")
+    return _with_shards(scope(user, ValidationRun.objects.select_related("version__foundation_model", "dataset", "requested_by")).defer("results"))
 
 
 def run_detail(*, user) -> QuerySet[ValidationRun]:
-    return scope(user, ValidationRun.objects.select_related("version__foundation_model", "dataset", "requested_by"))
+    return _with_shards(scope(user, ValidationRun.objects.select_related("version__foundation_model", "dataset", "requested_by")))
 
 
 def run_file_list(*, user) -> QuerySet[RunFile]:

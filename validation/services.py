@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -51,11 +51,13 @@ from radtrust_engine.pipeline import SuiteConfig, evaluate
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.report import LabelResult, RunReport
 from radtrust_engine.runner import load_verified, select_device
-from registry.choices import ProvenanceRole, VersionStatus
-from registry.models import Dataset, ModelVersion
+from radtrust_engine.task_spec import GROUND_TRUTH_COLUMNS
+from registry.choices import ProvenanceRole, Task, VersionStatus
+from registry.dicomweb import DICOMWEB_MANIFEST, dicomweb_fetch, dicomweb_manifest_freeze
+from registry.models import Dataset, DicomwebManifest, DicomwebSource, ModelVersion
 from registry.services import artifact_root, data_use_check
 from registry.validators import data_folder
-from validation.baselines import baseline_check, baseline_load, version_baseline
+from validation.baselines import baseline_check, baseline_load, comparator_check, comparator_load, version_baseline
 from validation.choices import FailureReason, MlflowState, RunStage, RunStatus
 from validation.models import SweepLock, ValidationRun
 from validation.run_outputs import RunOutputs, run_outputs_save, run_outputs_write
@@ -111,12 +113,14 @@ def run_create(
     config: dict | None = None,
     on_site: bool = False,
     baseline: ValidationRun | None = None,
+    comparator: ValidationRun | None = None,
 ) -> ValidationRun:
     """Queue a validation of ``version`` on ``dataset``; the task is sent once the row is committed.
 
     ``on_site`` routes the run to the dataset's institution's own queue
     (``site.<code>``): its data never leaves the site. Drift is measured
-    against ``baseline``, by default the version's baseline run. Another
+    against ``baseline``, by default the version's baseline run; the data-efficiency curves
+    against ``comparator``'s embeddings (another version's run on the same dataset). Another
     institution's dataset needs its steward's active data-use grant to the
     version's provider for a validating purpose (``data_use_check``).
     """
@@ -131,20 +135,32 @@ def run_create(
         raise ValidationError({"config": str(exc)}) from None
     if baseline is not None and (problem := baseline_check(run_version=version, baseline=baseline)):
         raise ValidationError({"baseline": f"Run {baseline.pk} cannot be this run's baseline: {problem}."})
+    if comparator is not None and (problem := comparator_check(dataset_id=dataset.pk, comparator=comparator)):
+        raise ValidationError({"comparator": f"Run {comparator.pk} cannot be this run's comparator: {problem}."})
+    pacs = DicomwebSource.objects.filter(dataset=dataset).exists()
+    if pacs and version.foundation_model.task not in (Task.BINARY, Task.MULTILABEL):
+        raise ValidationError({"dataset": "A dataset in a PACS carries labels per study or instance: it validates classifiers, not masks or boxes."})
     run = ValidationRun(
         version=version,
         dataset=dataset,
-        manifest=manifest_name_check(manifest),
+        manifest=DICOMWEB_MANIFEST if pacs else manifest_name_check(manifest),
         config=suite.to_dict(),
         queue=site_queue(dataset.institution.code).name if on_site else "gpu",
         requested_by=actor,
         max_attempts=settings.RADTRUST_RUN_MAX_ATTEMPTS,
         baseline=baseline or version_baseline(version),
+        comparator=comparator,
     )
-    if not on_site:
+    if not on_site and not pacs:
         dataset_root(dataset)  # on-site data roots are the site worker's business
     run.full_clean()
     with transaction.atomic():
+        if pacs:  # the query resolved now, to the instances this run will read and no others
+            frozen = dicomweb_manifest_freeze(dataset=dataset)
+            missing = [name for name in version.output_schema["class_names"] if name not in frozen.content["label_names"]]
+            if missing:  # raised inside the transaction: the frozen manifest goes too
+                raise ValidationError({"dataset": f"The labels table of {dataset.name} has no column for the class(es) {', '.join(missing)}."})
+            run.manifest_sha256 = frozen.sha256
         run.save()
         # robust: a broker that is down must not fail the request; the sweeper sends the run later.
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk, queue=run.queue), robust=True)
@@ -416,8 +432,15 @@ def failure_of(run_id: int, exc: Exception) -> tuple[FailureReason, str]:
     return FailureReason.INTERNAL_ERROR, f"An unexpected {type(exc).__name__} stopped the run; the worker's log has the details."
 
 
-def _evaluate(run_id: int, reporter: RunReporter):
-    """Verify, load and evaluate; returns the evaluation, the device and the manifest hash."""
+def _evaluate(run_id: int, reporter: RunReporter, shard=None):
+    """Verify, load and evaluate; returns the evaluation, the device and the manifest hash.
+
+    A run above ``RADTRUST_SHARD_MIN_IMAGES`` is scored in shards by every worker on its queue
+    (``validation.sharding``); given one of its ``shard``s, this loads the same model and manifest,
+    scores that shard alone and returns its status.
+    """
+    from validation import sharding  # sharding builds on this module's claims and reporters
+
     run = ValidationRun.objects.select_related("version__foundation_model", "dataset", "baseline__dataset").get(pk=run_id)
     version = run.version
     timings: dict[str, float] = {}
@@ -434,27 +457,35 @@ def _evaluate(run_id: int, reporter: RunReporter):
         preprocessing = Preprocessing.from_spec(version.preprocessing)
     except ValueError as exc:
         raise ValidationError(f"The version's preprocessing spec is invalid: {exc}") from None
-    root = dataset_root(run.dataset)
-    manifest_path = manifest_file(root, run.manifest)
-    manifest_sha = _sha256(manifest_path)
-    if run.dataset.manifest_sha256 and run.dataset.manifest_sha256 != manifest_sha:
-        raise ManifestError(
-            f"manifest {run.manifest!r} has sha256 {manifest_sha[:12]}..., but the datasheet records "
-            f"{run.dataset.manifest_sha256[:12]}...: the data changed since it was documented"
-        )
-    task = version.foundation_model.task
+    task_spec = version.task_spec
+    task = task_spec.task
     schema = version.output_schema
     class_names = list(schema.get("class_names", []))
-    manifest = read_manifest(
-        manifest_path,
-        root,
-        label_columns=[] if task == "segmentation" else class_names,
-        class_names=class_names,
-        mask_column="mask_path" if task == "segmentation" else None,
-    )
-    timings["manifest"] = time.perf_counter() - started
-
     suite = SuiteConfig.from_dict(run.config)
+    if run.manifest == DICOMWEB_MANIFEST:
+        manifest, manifest_sha = _dicomweb_manifest(run, class_names, suite, reporter), run.manifest_sha256
+    else:
+        root = dataset_root(run.dataset)
+        manifest_path = manifest_file(root, run.manifest)
+        manifest_sha = _sha256(manifest_path)
+        if run.dataset.manifest_sha256 and run.dataset.manifest_sha256 != manifest_sha:
+            raise ManifestError(
+                f"manifest {run.manifest!r} has sha256 {manifest_sha[:12]}..., but the datasheet records "
+                f"{run.dataset.manifest_sha256[:12]}...: the data changed since it was documented"
+            )
+        manifest = read_manifest(
+            manifest_path,
+            root,
+            label_columns=[] if task in GROUND_TRUTH_COLUMNS else class_names,
+            class_names=class_names,
+            mask_column=GROUND_TRUTH_COLUMNS.get(task),
+        )
+    timings["manifest"] = time.perf_counter() - started
+    if shard is not None:
+        return sharding.shard_score(shard=shard, model=model, manifest=manifest, preprocessing=preprocessing, suite=suite, progress=reporter)
+    scored = sharding.run_scored(
+        run=run, reporter=reporter, worker=run.worker, model=model, manifest=manifest, preprocessing=preprocessing, suite=suite
+    )
     evaluation = evaluate(
         model,
         manifest,
@@ -467,9 +498,26 @@ def _evaluate(run_id: int, reporter: RunReporter):
         progress=reporter,
         modality=version.foundation_model.modality,
         baseline=baseline_load(run) if "drift" in suite.analyses else None,
+        embedding_output=schema.get("embedding_output"),
+        comparator=comparator_load(run) if "data_efficiency" in suite.analyses else None,
+        task_spec=task_spec,
+        scored=scored,
+        loader_processes=settings.RADTRUST_LOADER_PROCESSES,
     )
     evaluation.timings = {**timings, **evaluation.timings}
     return evaluation, model.device.to_dict(), manifest_sha
+
+
+def _dicomweb_manifest(run: ValidationRun, class_names: list[str], suite: SuiteConfig, reporter: RunReporter):
+    """The run's frozen DICOMweb manifest, its instances fetched into the cache (``registry.dicomweb``),
+    with the labels table's columns in the order of the version's classes."""
+    frozen = DicomwebManifest.objects.get(dataset=run.dataset, sha256=run.manifest_sha256)
+    missing = [name for name in class_names if name not in frozen.content["label_names"]]
+    if missing:
+        raise ManifestError(f"the labels table has no column for the class(es) {', '.join(map(repr, missing))} of the version's output schema")
+    manifest = dicomweb_fetch(frozen=frozen, max_unreadable_share=suite.max_unreadable_share, progress=partial(reporter, RunStage.MANIFEST))
+    keep = [manifest.label_names.index(name) for name in class_names]
+    return replace(manifest, label_names=tuple(class_names), labels=manifest.labels[:, keep])
 
 
 def _close(
@@ -575,15 +623,19 @@ def run_sweep(*, now: datetime | None = None, unclaimed_after_seconds: int | Non
     """Re-queue runs whose worker died, fail those out of attempts, and re-send what a lost message
     or a broker that was down left undone: queued runs nobody claimed, and the MLflow copies of
     succeeded runs. Each is re-sent once per period from its last send, not on every sweep, so a
-    backlog behind a busy worker does not grow."""
+    backlog behind a busy worker does not grow. A sharded run's shards are swept alike, each
+    alone (``validation.sharding.shards_sweep``)."""
     now = now or timezone.now()
     unclaimed_after = timedelta(seconds=unclaimed_after_seconds if unclaimed_after_seconds is not None else settings.RADTRUST_RUN_UNCLAIMED_SECONDS)
+    from validation.sharding import shards_sweep  # sharding builds on this module's claims and reporters
+
     requeued, failed = _lost_runs_requeue(now)
     return {
         "requeued": requeued,
         "failed": failed,
         "resent": _unclaimed_runs_resend(sent_before=now - unclaimed_after, now=now, requeued=requeued),
         "mlflow_resent": _mlflow_copies_resend(sent_before=now - MLFLOW_RESEND_AFTER, now=now),
+        **shards_sweep(now=now, unclaimed_after=unclaimed_after),
     }
 
 

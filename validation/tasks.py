@@ -7,30 +7,41 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from core.audit import audit_context
-from validation import services
+from validation import services, sharding
 from validation.mlflow_log import run_log
 from validation.revalidation import revalidation_dispatch as dispatch
 
+# A run's or a shard's task. The database refused (a claim, the closing write): the task goes back
+# to the queue with backoff, for this or another worker, rather than being acknowledged with the
+# work left undone.
+_CLAIMED_WORK = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (DatabaseError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 20,
+    "soft_time_limit": settings.RADTRUST_RUN_TIME_LIMIT_SECONDS,
+    "time_limit": settings.RADTRUST_RUN_TIME_LIMIT_SECONDS + 60,
+}
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # The database refused (a claim, the closing write): the task goes back to the queue with
-    # backoff, for this or another worker, rather than being acknowledged with the run left undone.
-    autoretry_for=(DatabaseError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=20,
-    soft_time_limit=settings.RADTRUST_RUN_TIME_LIMIT_SECONDS,
-    time_limit=settings.RADTRUST_RUN_TIME_LIMIT_SECONDS + 60,
-)
+
+@shared_task(**_CLAIMED_WORK)
 def run_execute(self, run_id: int) -> str | None:
     """Evaluate a validation run; safe to deliver twice (the run row's claim decides who works)."""
     worker = self.request.hostname or "local"
     with audit_context(label=f"worker:{worker}"):
         return services.run_execute(run_id=run_id, worker=worker)
+
+
+@shared_task(**_CLAIMED_WORK)
+def run_shard_execute(self, shard_id: int) -> str | None:
+    """Score one shard of a sharded run; safe to deliver twice (the shard row's claim decides who works)."""
+    worker = self.request.hostname or "local"
+    with audit_context(label=f"worker:{worker}"):
+        return sharding.shard_execute(shard_id=shard_id, worker=worker)
 
 
 @shared_task(

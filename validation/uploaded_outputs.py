@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.errors import Conflict
 from radtrust_engine.external_outputs import PredictionsError, evaluate_predictions, read_predictions
-from radtrust_engine.loading import ManifestError, manifest_file, read_manifest
+from radtrust_engine.loading import Manifest, ManifestError, manifest_file, read_manifest
 from radtrust_engine.pipeline import SuiteConfig
 from registry.choices import VersionStatus
 from registry.models import Dataset, ModelVersion
@@ -48,33 +48,11 @@ def run_from_predictions(
     Refuses (nothing stored) a retired version, data without a grant, a version without an output
     schema, a stated ``artifact_sha256`` other than the version's, a manifest changed since its
     datasheet, and a predictions file that ``read_predictions`` refuses."""
-    if version.status == VersionStatus.RETIRED:
-        raise Conflict("A retired version is not validated any more.", code="version_retired")
-    data_use_check(dataset=dataset, grantee_id=version.foundation_model.provider_id)
-    schema = version.output_schema
-    class_names = list(schema.get("class_names", []))
-    if not class_names:
-        raise ValidationError({"version": "The version has no output schema (class names and thresholds); set it before validating."})
-    if artifact_sha256.strip().lower() != version.artifact_sha256:
-        raise ValidationError(
-            {
-                "artifact_sha256": f"The predictions name artifact {artifact_sha256[:12]}..., but version {version.version} is "
-                f"{version.artifact_sha256[:12]}...: upload outputs of the registered artifact, or register the model that made them."
-            }
-        )
-    try:
-        suite = SuiteConfig.from_dict(config)
-    except ValueError as exc:
-        raise ValidationError({"config": str(exc)}) from None
+    suite, class_names = upload_checks(version=version, dataset=dataset, artifact_sha256=artifact_sha256, config=config, what="predictions")
     if baseline is not None and (problem := baseline_check(run_version=version, baseline=baseline)):
         raise ValidationError({"baseline": f"Run {baseline.pk} cannot be this run's baseline: {problem}."})
-    root = dataset_root(dataset)
+    table, manifest_sha = manifest_load(dataset=dataset, manifest=manifest, class_names=class_names)
     try:
-        path = manifest_file(root, manifest_name_check(manifest))
-        manifest_sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        if dataset.manifest_sha256 and dataset.manifest_sha256 != manifest_sha:
-            raise ValidationError({"manifest": "The manifest changed since its datasheet was written; document the data again first."})
-        table = read_manifest(path, root, label_columns=class_names, class_names=class_names)
         outputs = read_predictions(
             predictions,
             filename,
@@ -82,8 +60,6 @@ def run_from_predictions(
             class_names=class_names,
             case_ids=table.image_paths,
         )
-    except ManifestError as exc:
-        raise ValidationError({"manifest": str(exc)}) from None
     except PredictionsError as exc:
         raise ValidationError({"predictions": str(exc)}) from None
 
@@ -107,7 +83,7 @@ def run_from_predictions(
         outputs,
         table,
         task=version.foundation_model.task,
-        thresholds=schema.get("thresholds", {}),
+        thresholds=version.output_schema.get("thresholds", {}),
         config=suite,
         baseline=baseline_load(run) if "drift" in suite.analyses else None,
     )
@@ -128,3 +104,39 @@ def run_from_predictions(
         # robust: with the broker down the run still stands; the sweeper sends its MLflow copy later.
         transaction.on_commit(lambda: run_mlflow_enqueue(run_id=run.pk), robust=True)
     return run
+
+
+def upload_checks(*, version: ModelVersion, dataset: Dataset, artifact_sha256: str, config: dict | None, what: str) -> tuple[SuiteConfig, list[str]]:
+    """The checks every run from an upload passes before its file is read: the version is not
+    retired and has an output schema, the data is granted to its provider, the stated artifact
+    hash is the version's, the suite config is valid. Returns the suite and the class names."""
+    if version.status == VersionStatus.RETIRED:
+        raise Conflict("A retired version is not validated any more.", code="version_retired")
+    data_use_check(dataset=dataset, grantee_id=version.foundation_model.provider_id)
+    class_names = list(version.output_schema.get("class_names", []))
+    if not class_names:
+        raise ValidationError({"version": "The version has no output schema (class names and thresholds); set it before validating."})
+    if artifact_sha256.strip().lower() != version.artifact_sha256:
+        raise ValidationError(
+            {
+                "artifact_sha256": f"The {what} name artifact {artifact_sha256[:12]}..., but version {version.version} is "
+                f"{version.artifact_sha256[:12]}...: upload outputs of the registered artifact, or register the model that made them."
+            }
+        )
+    try:
+        return SuiteConfig.from_dict(config), class_names
+    except ValueError as exc:
+        raise ValidationError({"config": str(exc)}) from None
+
+
+def manifest_load(*, dataset: Dataset, manifest: str, class_names: list[str]) -> tuple[Manifest, str]:
+    """The dataset's manifest read and checked, with its sha256; refused when it changed since the datasheet."""
+    root = dataset_root(dataset)
+    try:
+        path = manifest_file(root, manifest_name_check(manifest))
+        manifest_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        if dataset.manifest_sha256 and dataset.manifest_sha256 != manifest_sha:
+            raise ValidationError({"manifest": "The manifest changed since its datasheet was written; document the data again first."})
+        return read_manifest(path, root, label_columns=class_names, class_names=class_names), manifest_sha
+    except ManifestError as exc:
+        raise ValidationError({"manifest": str(exc)}) from None

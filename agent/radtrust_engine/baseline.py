@@ -24,7 +24,10 @@ test, and a run's tests are one family whose error rate is controlled.
    as an effect size); the label prevalence uses ``prevalence_shift`` (a
    patient-cluster score test).
 4. The run's alert tests are one family: per label the three metric drops and
-   the prevalence shift, per class score and per image statistic the KS test.
+   the prevalence shift, per class score and per image statistic the KS test,
+   and, when both runs kept embeddings, the embedding MMD test
+   (``radtrust_engine.data_efficiency.mmd_test``, patients as units, a
+   permutation p-value; ``_embedding_drift``).
    Their p-values are adjusted together with Holm's step-down method
    (``alert_family``), so a run in which nothing changed raises any alert with
    probability at most ``alpha`` (0.05), whatever the tests' dependence. A
@@ -35,7 +38,8 @@ test, and a run's tests are one family whose error rate is controlled.
    of at least 0.1 or a usable PSI of at least 0.1. Severity: ``critical``
    for a drop of at least twice the margin, ``warning`` for a smaller drop or
    a major drift (PSI of 0.25 or more), ``info`` for a moderate drift or a
-   prevalence shift. Every finding carries its test: the raw and adjusted
+   prevalence shift or an embedding drift (whose MMD has no agreed materiality
+   scale, so the adjusted test alone raises it). Every finding carries its test: the raw and adjusted
    p-values, the family size and the method.
 
 Plain NumPy (no Django).
@@ -53,6 +57,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from scipy.stats import norm
 
+from radtrust_engine.data_efficiency import MmdResult, mmd_test
 from radtrust_engine.drift import (
     ALERT_ALPHA,
     IMAGE_FEATURES,
@@ -67,6 +72,7 @@ from radtrust_engine.metrics import ScoreLayout, finite_or_none, patient_bootstr
 from radtrust_engine.stats import holm_adjust
 
 DELTA_METRICS = ("auroc", "sensitivity", "specificity")
+EMBEDDING_SUBJECT = "embedding"  # the subject of the embedding MMD test in the alert family
 HISTOGRAM_BINS = 30
 CASE_TABLE_FORMAT = "1"
 
@@ -90,6 +96,10 @@ class CaseTable:
     class_names: tuple[str, ...]
     scores: np.ndarray  # (N, classes) probabilities
     image_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    # (N, d) the version's embeddings and the manifest row of each case, when its graph has an
+    # embedding output: embedding drift and a later run's data-efficiency comparator read them
+    embeddings: np.ndarray | None = None
+    case_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.patient_keys.size)
@@ -106,6 +116,8 @@ class CaseTable:
             class_names=np.asarray(self.class_names, dtype=str),
             scores=self.scores.astype(np.float64),
             **{f"stat_{name}": values.astype(np.float64) for name, values in self.image_stats.items()},
+            **({} if self.embeddings is None else {"embeddings": self.embeddings.astype(np.float32)}),
+            **({} if self.case_rows is None else {"case_rows": self.case_rows.astype(np.int64)}),
         )
         return buffer.getvalue()
 
@@ -122,6 +134,8 @@ class CaseTable:
                     class_names=tuple(data["class_names"].tolist()),
                     scores=data["scores"],
                     image_stats={k[5:]: data[k] for k in data.files if k.startswith("stat_")},
+                    embeddings=data["embeddings"] if "embeddings" in data.files else None,
+                    case_rows=data["case_rows"] if "case_rows" in data.files else None,
                 )
         except (OSError, KeyError, ValueError) as exc:
             if isinstance(exc, BaselineError):
@@ -506,6 +520,61 @@ def _drift_section(
     return section
 
 
+EMBEDDING_PERMUTATIONS = 1000  # the MMD p-value's floor, 1/1001, is below Holm's bar for a family of up to ~50 tests
+
+
+def _embedding_drift(reference: CaseTable, current: CaseTable, seed: int) -> MmdResult | str | None:
+    """The MMD test between the two runs' embeddings; None when neither kept any, a reason when they cannot be compared."""
+    if reference.embeddings is None and current.embeddings is None:
+        return None
+    if reference.embeddings is None or current.embeddings is None:
+        which = "the baseline run" if reference.embeddings is None else "this run"
+        return f"{which} kept no embeddings (its version declares no embedding output, or the run predates them)"
+    if reference.embeddings.shape[1] != current.embeddings.shape[1]:
+        return f"the embeddings have {reference.embeddings.shape[1]} and {current.embeddings.shape[1]} dimensions: they cannot be compared"
+    try:
+        return mmd_test(
+            reference.embeddings,
+            current.embeddings,
+            reference_patients=reference.patient_keys,
+            current_patients=current.patient_keys,
+            n_permutations=EMBEDDING_PERMUTATIONS,
+            seed=seed,
+        )
+    except ValueError as exc:
+        return str(exc)
+
+
+def _embedding_section(
+    result: MmdResult | str | None, family: Mapping[tuple[str, str], AlertTest], findings: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The embedding MMD judged on its adjusted test (an ``input_drift`` finding when rejected), or why there is none."""
+    if result is None:
+        return None
+    if isinstance(result, str):
+        return {"error": result}
+    test = family[("input_drift", EMBEDDING_SUBJECT)]
+    section = {**result.to_dict(), "drifted": test.rejected, "test": test.to_dict()}
+    if test.rejected:
+        findings.append(
+            _finding(
+                "input_drift",
+                "info",
+                EMBEDDING_SUBJECT,
+                f"the model's embeddings drifted: MMD² {result.mmd2:.4g} over {result.n_reference} and {result.n_current} patients, "
+                f"adjusted p {test.p_adjusted:.3g}",
+                {
+                    "mmd2": result.mmd2,
+                    "p_value": result.p_value,
+                    "n_reference_patients": result.n_reference,
+                    "n_current_patients": result.n_current,
+                    "test": test.to_dict(),
+                },
+            )
+        )
+    return section
+
+
 def baseline_comparison(
     reference: CaseTable,
     current: CaseTable,
@@ -563,6 +632,9 @@ def baseline_comparison(
     ]
     candidates += [("prevalence_shift", label, "change", s.p_value) for label, s in shifts.items() if isinstance(s, PrevalenceShift)]
     candidates += [(kind, f, "change", r.ks_pvalue) for kind, results in drifts.items() for f, r in results.items() if isinstance(r, DriftResult)]
+    embedding = _embedding_drift(reference, current, seed)
+    if isinstance(embedding, MmdResult):
+        candidates.append(("input_drift", EMBEDDING_SUBJECT, "change", embedding.p_value))
     family = alert_family(candidates, alpha)
 
     findings: list[dict[str, Any]] = []
@@ -588,6 +660,7 @@ def baseline_comparison(
         "outputs": sections["output_drift"],
         "inputs": sections["input_drift"],
         "histograms": histograms,
+        **({} if embedding is None else {"embedding": _embedding_section(embedding, family, findings)}),
         "findings": findings,
     }
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, MetricEstimate, patient_bootstrap_counts
+from radtrust_engine.metrics import DEFAULT_CHUNK_SIZE, MetricEstimate, chunk_for, patient_bootstrap_counts
 from radtrust_engine.stats import wilson_interval
 
 STRATEGIES = ("uniform", "quantile")
@@ -236,6 +236,7 @@ def calibration_report(
         rng = np.random.default_rng(seed)
         ece_s = np.empty(n_resamples)
         brier_s = np.empty(n_resamples)
+        chunk_size = chunk_for(n_patients, chunk_size)
         for start in range(0, n_resamples, chunk_size):
             stop = min(start + chunk_size, n_resamples)
             draws = patient_bootstrap_counts(rng, n_patients, stop - start)

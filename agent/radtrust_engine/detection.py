@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .disclosure import suppression_reasons
 from .metrics import patient_bootstrap_counts
 from .stats import bca_intervals
 
@@ -470,8 +471,9 @@ def detection_report(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """Overall FROC, per lesion-size stratum and per subgroup of ``attributes`` (groups with fewer
-    than ``min_patients`` patients are listed as suppressed, not computed)."""
+    """Overall FROC, per lesion-size stratum and per subgroup of ``attributes``: groups with fewer
+    than ``min_patients`` patients, and those withheld so that the others do not give their count
+    away, are listed as suppressed with the reason and no count."""
     run = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence}
     overall = froc(cases, **run)
     strata = []
@@ -479,18 +481,33 @@ def detection_report(
         name = f"{low:g} to {high:g}" if np.isfinite(high) else f"{low:g} and above"
         strata.append({"size": name, **froc(cases, size_range=(low, high), **run).to_dict()})
     subgroups = []
-    for attribute in attributes:
-        values = sorted({c.attributes.get(attribute) or "unknown" for c in cases})
-        for value in values:
-            members = [c for c in cases if (c.attributes.get(attribute) or "unknown") == value]
-            n_patients = len({c.patient_id for c in members})
-            entry: dict[str, Any] = {"attribute": attribute, "value": value, "n_patients": n_patients}
-            if n_patients < min_patients:
-                entry["suppressed"] = True
-            else:
-                entry.update(suppressed=False, **froc(members, **run).to_dict())
-            subgroups.append(entry)
+    cells = [(attribute, value) for attribute in attributes for value in sorted({c.attributes.get(attribute) or "unknown" for c in cases})]
+    members = [[c for c in cases if (c.attributes.get(attribute) or "unknown") == value] for attribute, value in cells]
+    reasons = _suppression(cases, cells, members, attributes, min_patients)
+    for (attribute, value), group, reason in zip(cells, members, reasons, strict=True):
+        entry: dict[str, Any] = {"attribute": attribute, "value": value}
+        if reason is not None:  # no count of a suppressed group is published (disclosure rules)
+            entry.update(suppressed=True, reason=reason)
+        else:
+            entry.update(suppressed=False, **froc(group, **run).to_dict())
+        subgroups.append(entry)
     return {"overall": overall.to_dict(), "size_strata": strata, "subgroups": subgroups}
+
+
+def _suppression(
+    cases: Sequence[MatchedCase], cells: list[tuple[str, str]], members: list[list[MatchedCase]], attributes: Sequence[str], minimum: int
+) -> list[str | None]:
+    """Why each subgroup is suppressed (None: shown): fewer than ``minimum`` patients, or withheld so
+    that the overall and the shown groups do not give its count away (``disclosure.suppression_reasons``)."""
+    if not cells:
+        return []
+    patient_index = {p: i for i, p in enumerate(sorted({c.patient_id for c in cases}))}
+    groups = [list(cases), *members]
+    keys = [((), ()), *[((a,), (v,)) for a, v in cells]]
+    patients = {"n": [np.asarray([patient_index[c.patient_id] for c in g], dtype=np.int64) for g in groups]}
+    counts = {"n": np.asarray([len(g) for g in groups], dtype=np.float64)}
+    groupings = [(), *[(a,) for a in attributes]]
+    return suppression_reasons(keys, groupings, patients, counts, minimum)[1:]
 
 
 # ---------------------------------------------------------------------------
@@ -510,22 +527,16 @@ class DetectionCase:
     spacing: Sequence[float] | None = None  # mm per pixel (voxel) in box axis order, for distance matching
 
 
-def evaluate_detection(
-    cases: Sequence[DetectionCase],
+def match_cases(
+    cases: Iterable[DetectionCase],
     forward: Callable[[np.ndarray], Sequence[np.ndarray]],
     class_names: Sequence[str],
     config: DetectionConfig,
-    *,
-    attributes: Sequence[str] = (),
-    size_edges: Sequence[float] = SIZE_EDGES,
-    min_patients: int = 10,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> dict[str, Any]:
+) -> tuple[list[MatchedCase], list[dict[str, str]]]:
     """Run ``forward`` (an input array to the ``(boxes, scores, labels)`` outputs) on every case,
-    check the contract, suppress, match and report (``detection_report``). A case whose ground
-    truth or output breaks the rules is skipped with its reason; ``DetectionError`` when none is left."""
+    check the contract, suppress and match: the matched cases, and those skipped with their reason
+    (ground truth or output breaking the rules). ``cases`` is read once, in order: a generator
+    keeps one case's pixels in memory at a time."""
     matched, skipped = [], []
     for case in cases:
         try:
@@ -545,10 +556,34 @@ def evaluate_detection(
             continue
         lesion_of = match(found, lesions, config, case.spacing)
         matched.append(MatchedCase(case.case_id, case.patient_id, found.scores, lesion_of, len(lesions.boxes), lesions.sizes, dict(case.attributes)))
+    return matched, skipped
+
+
+def evaluate_detection(
+    cases: Iterable[DetectionCase],
+    forward: Callable[[np.ndarray], Sequence[np.ndarray]],
+    class_names: Sequence[str],
+    config: DetectionConfig,
+    *,
+    attributes: Sequence[str] = (),
+    size_edges: Sequence[float] = SIZE_EDGES,
+    min_patients: int = 10,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """``match_cases``, then the report (``detection_report``) with the configuration and the
+    skipped cases; ``DetectionError`` when no case is left."""
+    matched, skipped = match_cases(cases, forward, class_names, config)
     if not matched:
         reasons = "; ".join(f"{s['case_id']}: {s['reason']}" for s in skipped[:3])
         raise DetectionError(f"no case could be evaluated ({len(skipped)} skipped: {reasons})")
     report = detection_report(
         matched, attributes=attributes, size_edges=size_edges, min_patients=min_patients, n_resamples=n_resamples, seed=seed, confidence=confidence
     )
-    return {**report, "config": {k: getattr(config, k) for k in config.__dataclass_fields__}, "skipped": skipped}
+    return {**report, "config": config_dict(config), "skipped": skipped}
+
+
+def config_dict(config: DetectionConfig) -> dict[str, Any]:
+    """The configuration as stored with the run's detection section."""
+    return {k: getattr(config, k) for k in config.__dataclass_fields__}

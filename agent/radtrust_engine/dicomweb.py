@@ -6,25 +6,59 @@ the sorted list) makes the run reproducible: a later retrieval fetches those ins
 and one that vanished since is skipped with its reason rather than silently replaced.
 Retrieval runs in a bounded thread pool with retries and keeps each instance in a local cache
 named by its SOP Instance UID, so a re-run reads from disk.
+
+Labels live beside the query, in a table keyed by StudyInstanceUID or SOPInstanceUID
+(``labels_table``); ``label`` joins it to the frozen instances, and the hash of the labelled
+manifest covers both, so a label changed later makes a different manifest, never a silent
+change of a past run's evidence. ``cached_manifest`` turns the labelled manifest into the
+engine's ``Manifest`` over the cache folder: the pipeline then reads the retrieved files as
+it reads a folder, demographics and scanners from their headers.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import logging
 import os
+import re
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radtrust_engine.failures import FailureCode
+from radtrust_engine.hashing import canonical_sha256
+from radtrust_engine.loading import ATTRIBUTE_COLUMNS, Manifest
 
 # QIDO-RS attribute tags (DICOM PS3.18 answers them as JSON keyed by tag).
 _STUDY_UID, _SERIES_UID, _SOP_UID = "0020000D", "0020000E", "00080018"
 _PATIENT_ID = "00100020"
 _RETRYABLE = {429, 500, 502, 503, 504}
+KEY_COLUMNS = ("StudyInstanceUID", "SOPInstanceUID")  # what a labels table may be keyed by
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # DICOM PS3.5 9.1: digits and dots, at most 64 characters
+_LABEL_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 
 
 class DicomwebError(Exception):
     """The PACS cannot answer as asked (down, refused, or the query is empty or too large)."""
+
+
+class RetrievalFailed(DicomwebError):
+    """More instances could not be retrieved than the suite allows a run to skip."""
+
+    reason = FailureCode.UNREADABLE_IMAGES
+
+
+class LabelsError(ValueError):
+    """A labels table that cannot be used; the message names the row (from 1) or the column."""
 
 
 @dataclass(frozen=True)
@@ -37,20 +71,32 @@ class DicomwebQuery:
     series_description: str = ""
     accession_numbers: tuple[str, ...] = ()
 
-    def study_filters(self) -> list[dict[str, str]]:
-        """One QIDO-RS study search per accession number, or one search without any."""
+    def instance_filters(self) -> list[dict[str, str]]:
+        """One QIDO-RS instance search per accession number, or one search without any."""
         base = {"StudyDate": self.study_dates} if self.study_dates else {}
-        if self.modality:
-            base["ModalitiesInStudy"] = self.modality
+        for keyword, value in (("Modality", self.modality), ("BodyPartExamined", self.body_part), ("SeriesDescription", self.series_description)):
+            if value:
+                base[keyword] = value
         return [{**base, "AccessionNumber": number} for number in self.accession_numbers] or [base]
 
-    def series_filters(self) -> dict[str, str]:
-        filters = {"Modality": self.modality} if self.modality else {}
-        if self.body_part:
-            filters["BodyPartExamined"] = self.body_part
-        if self.series_description:
-            filters["SeriesDescription"] = self.series_description
-        return filters
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "body_part": self.body_part,
+            "study_dates": self.study_dates,
+            "series_description": self.series_description,
+            "accession_numbers": list(self.accession_numbers),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DicomwebQuery:
+        return cls(
+            modality=str(data.get("modality") or ""),
+            body_part=str(data.get("body_part") or ""),
+            study_dates=str(data.get("study_dates") or ""),
+            series_description=str(data.get("series_description") or ""),
+            accession_numbers=tuple(str(a) for a in data.get("accession_numbers") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +115,150 @@ class FrozenManifest:
     sha256: str
 
 
+@dataclass(frozen=True)
+class LabelsTable:
+    """Labels per study or per instance: ``rows`` maps a UID of the ``key`` column to one 0/1 per label."""
+
+    key: str
+    label_names: tuple[str, ...]
+    rows: Mapping[str, tuple[int, ...]]
+
+    def of(self, instance: Instance) -> tuple[int, ...] | None:
+        return self.rows.get(instance.study_uid if self.key == "StudyInstanceUID" else instance.sop_uid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "label_names": list(self.label_names), "rows": {uid: list(values) for uid, values in self.rows.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabelsTable:
+        return cls(str(data["key"]), tuple(data["label_names"]), {uid: tuple(values) for uid, values in data["rows"].items()})
+
+
+def labels_table(rows: Sequence[Mapping[str, Any]]) -> LabelsTable:
+    """Check a labels table (one mapping per row) and return it; every problem is a ``LabelsError``.
+
+    Exactly one key column (``StudyInstanceUID`` or ``SOPInstanceUID``), at least one label column,
+    each key a DICOM UID listed once, each label 0 or 1. Other columns are label columns: a table
+    is made for this purpose, so a stray column is a label a run would need, not something to ignore.
+    """
+    if not rows:
+        raise LabelsError("the labels table has no row")
+    columns = list(rows[0])
+    keys = [c for c in columns if c in KEY_COLUMNS]
+    if len(keys) != 1:
+        raise LabelsError(f"the labels table needs exactly one key column, {' or '.join(KEY_COLUMNS)}")
+    key = keys[0]
+    names = tuple(c for c in columns if c != key)
+    if not names or any(not str(n).strip() for n in names):
+        raise LabelsError("the labels table needs at least one named label column beside its key column")
+    table: dict[str, tuple[int, ...]] = {}
+    for number, row in enumerate(rows, start=1):
+        if list(row) != columns:
+            raise LabelsError(f"row {number}: its columns differ from the first row's")
+        uid = str(row[key] or "").strip()
+        if not _UID.match(uid) or len(uid) > 64:
+            raise LabelsError(f"row {number}: {key} is not a DICOM UID (digits and dots, at most 64 characters)")
+        if uid in table:
+            raise LabelsError(f"row {number}: {key} {uid} is listed twice")
+        values = []
+        for name in names:
+            value = _LABEL_VALUES.get(str(row[name]).strip().lower() if row[name] is not None else "")
+            if value is None:
+                raise LabelsError(f"row {number}: the label {name!r} must be 0 or 1")
+            values.append(value)
+        table[uid] = tuple(values)
+    return LabelsTable(key, names, table)
+
+
+def labels_csv(text: str) -> LabelsTable:
+    """A labels table from CSV text (a header row, then one row per study or instance)."""
+    try:
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+        rows = [row for row in reader if any((v or "").strip() for v in row.values() if isinstance(v, str))]
+    except csv.Error as exc:
+        raise LabelsError(f"the labels table is not valid CSV: {exc}") from None
+    if any(None in row for row in rows):
+        raise LabelsError("a row of the labels table has more cells than its header")
+    return labels_table(rows)
+
+
+@dataclass(frozen=True)
+class LabelledManifest:
+    """The frozen instances with their labels: what a run evaluates, and the hash that names it.
+
+    ``sha256`` is the canonical hash of the instances (UIDs and patient) and their labels;
+    ``unlabelled`` counts the instances the query matched that the labels table does not cover.
+    """
+
+    instances: tuple[Instance, ...]
+    label_names: tuple[str, ...]
+    labels: tuple[tuple[int, ...], ...]
+    unlabelled: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label_names": list(self.label_names),
+            "instances": [[i.study_uid, i.series_uid, i.sop_uid, i.patient_id, list(v)] for i, v in zip(self.instances, self.labels)],
+            "unlabelled": self.unlabelled,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabelledManifest:
+        rows = data["instances"]
+        return cls(
+            instances=tuple(Instance(*row[:4]) for row in rows),
+            label_names=tuple(data["label_names"]),
+            labels=tuple(tuple(row[4]) for row in rows),
+            unlabelled=int(data["unlabelled"]),
+            sha256=str(data["sha256"]),
+        )
+
+
+def _labelled_sha256(instances: Sequence[Instance], names: Sequence[str], labels: Sequence[Sequence[int]]) -> str:
+    rows = [[i.study_uid, i.series_uid, i.sop_uid, i.patient_id, list(v)] for i, v in zip(instances, labels)]
+    return canonical_sha256({"label_names": list(names), "instances": rows})
+
+
+def label(manifest: FrozenManifest, table: LabelsTable) -> LabelledManifest:
+    """Join the frozen instances to their labels; instances without a label are left out and counted."""
+    kept = [(i, table.of(i)) for i in manifest.instances]
+    labelled = [(i, values) for i, values in kept if values is not None]
+    if not labelled:
+        raise DicomwebError(
+            f"None of the {len(manifest.instances)} instances the query matches has a label: the labels table is keyed by {table.key}; "
+            "check that it lists the studies or instances of this query."
+        )
+    instances, labels = tuple(i for i, _ in labelled), tuple(v for _, v in labelled)
+    return LabelledManifest(instances, table.label_names, labels, len(kept) - len(labelled), _labelled_sha256(instances, table.label_names, labels))
+
+
+def verified(manifest: LabelledManifest) -> LabelledManifest:
+    """``manifest`` if its instances and labels still hash to its ``sha256`` (a stored copy read back)."""
+    if _labelled_sha256(manifest.instances, manifest.label_names, manifest.labels) != manifest.sha256:
+        raise DicomwebError("The stored manifest does not hash to its recorded sha256: it was altered since it was frozen.")
+    return manifest
+
+
+def cached_manifest(manifest: LabelledManifest, cache: Path) -> Manifest:
+    """The engine's ``Manifest`` over the cache folder: one ``<SOP Instance UID>.dcm`` per instance.
+
+    Attributes and study dates are left empty for the pipeline to fill from the DICOM headers
+    (``images.fill_attributes_from_headers``); an instance that was not retrieved is a missing
+    file, which the pipeline skips like any other within the suite's allowance.
+    """
+    return Manifest(
+        root=Path(cache).resolve(),
+        image_paths=[f"{i.sop_uid}.dcm" for i in manifest.instances],
+        label_names=manifest.label_names,
+        labels=np.asarray(manifest.labels, dtype=np.int8).reshape(len(manifest.instances), len(manifest.label_names)),
+        patient_ids=[i.patient_id or i.study_uid for i in manifest.instances],
+        study_dates=[None] * len(manifest.instances),
+        attributes={name: [None] * len(manifest.instances) for name in ATTRIBUTE_COLUMNS},
+    )
+
+
 @dataclass
 class Retrieval:
     """Where each fetched instance lies on disk, and why the others were skipped."""
@@ -76,6 +266,16 @@ class Retrieval:
     paths: dict[str, Path] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     from_cache: int = 0
+
+    def check(self, total: int, allowed: int) -> None:
+        """Raise ``RetrievalFailed`` when more instances were skipped than ``allowed``, counting each reason."""
+        if len(self.skipped) <= allowed:
+            return
+        reasons = "; ".join(f"{reason} ({count})" for reason, count in Counter(self.skipped.values()).most_common())
+        raise RetrievalFailed(
+            f"{len(self.skipped)} of {total} instances could not be retrieved from the PACS "
+            f"(the suite's max_unreadable_share allows {allowed}): {reasons}"
+        )
 
 
 def credentials(prefix: str = "RADTRUST_PACS") -> tuple[str, str] | None:
@@ -93,6 +293,7 @@ def dicomweb_client(base_url: str, auth: tuple[str, str] | None = None, timeout:
     import requests
     from dicomweb_client.api import DICOMwebClient
 
+    logging.getLogger("dicomweb_client").setLevel(logging.WARNING)  # an INFO line per request would flood a worker's log
     session = requests.Session()
     session.auth = auth
     return DICOMwebClient(url=base_url, session=session, timeout=timeout)
@@ -113,29 +314,30 @@ def _call(what: str, function, *args, **kwargs):
         status = exc.response.status_code if exc.response is not None else "?"
         hint = {401: "the PACS refused the credentials", 403: "the PACS refused access", 404: "not found"}.get(status, "the PACS failed")
         raise DicomwebError(f"{what}: HTTP {status}, {hint}.") from exc
-    except requests.ConnectionError as exc:
+    except (requests.ConnectionError, requests.Timeout) as exc:
         raise DicomwebError(f"{what}: the PACS does not answer ({exc.__class__.__name__}).") from exc
 
 
 def resolve(client, query: DicomwebQuery, *, limit: int) -> FrozenManifest:
-    """The instances ``query`` matches, frozen; refuses an empty result or one above ``limit``."""
-    # One request per level, no ``get_remaining``: Orthanc ignores ``offset``, and dicomweb-client's
-    # paging then loops forever. A PACS that caps its answers would truncate silently (not handled).
+    """The instances ``query`` matches, frozen; refuses an empty result or one above ``limit``.
+
+    One instance-level search across all studies per accession number (or one in all), with the
+    study and series attributes as filters and ``limit + 1`` asked for: a query that matches a
+    million instances is refused from the first ``limit + 1``, and one that matches a few
+    thousand single-image studies costs one request, not two per study.
+    """
+    # No ``get_remaining``: Orthanc ignores ``offset``, and dicomweb-client's paging then loops
+    # forever. A PACS that caps its answers below ``limit + 1`` would truncate silently (not handled).
     instances: dict[str, Instance] = {}
-    for study_filter in query.study_filters():
-        studies = _call("Study search", client.search_for_studies, search_filters=study_filter)
-        for study in studies:
-            study_uid = _value(study, _STUDY_UID)
-            for series in _call("Series search", client.search_for_series, study_uid, search_filters=query.series_filters()):
-                series_uid = _value(series, _SERIES_UID)
-                found = _call("Instance search", client.search_for_instances, study_uid, series_uid, fields=[_PATIENT_ID])
-                for item in found:
-                    sop_uid = _value(item, _SOP_UID)
-                    instances[sop_uid] = Instance(study_uid, series_uid, sop_uid, _value(item, _PATIENT_ID) or _value(study, _PATIENT_ID))
-                if len(instances) > limit:
-                    raise DicomwebError(
-                        f"The query matches more than {limit} instances, the configured limit; narrow it (dates, body part, accession list)."
-                    )
+    for filters in query.instance_filters():
+        found = _call(
+            "Instance search", client.search_for_instances, search_filters=filters, fields=[_PATIENT_ID, _STUDY_UID, _SERIES_UID], limit=limit + 1
+        )
+        for item in found:
+            sop_uid = _value(item, _SOP_UID)
+            instances[sop_uid] = Instance(_value(item, _STUDY_UID), _value(item, _SERIES_UID), sop_uid, _value(item, _PATIENT_ID))
+        if len(instances) > limit:
+            raise DicomwebError(f"The query matches more than {limit} instances, the configured limit; narrow it (dates, body part, accession list).")
     if not instances:
         raise DicomwebError("The query matches no instance: check the modality, body part, dates and series description.")
     ordered = tuple(sorted(instances.values(), key=lambda i: (i.study_uid, i.series_uid, i.sop_uid)))
@@ -143,44 +345,89 @@ def resolve(client, query: DicomwebQuery, *, limit: int) -> FrozenManifest:
     return FrozenManifest(ordered, digest)
 
 
+_DICOM_PART = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+
+
+def _dicom_part(response) -> bytes:
+    """The one DICOM file of a WADO-RS instance answer (``multipart/related``), as the PACS sent it."""
+    found = _BOUNDARY.search(response.headers.get("Content-Type", ""))
+    if not found:
+        raise ValueError("the PACS answered without a multipart boundary")
+    parts = response.content.split(b"--" + found.group(1).encode())
+    if len(parts) < 3:
+        raise ValueError("the PACS answered an empty multipart message")
+    head, _, body = parts[1].partition(b"\r\n\r\n")
+    body = body[:-2] if body.endswith(b"\r\n") else body
+    if body[128:132] != b"DICM":
+        raise ValueError("the PACS answered something that is not a DICOM file")
+    return body
+
+
 def _fetch_one(client, instance: Instance, cache: Path, retries: int, backoff: float) -> tuple[Path | None, str, bool]:
+    """One instance into the cache: (its path, "", from cache) or (None, why not, False).
+
+    The file is written as the PACS sent it, with the client's own session: dicomweb-client's
+    ``retrieve_instance`` parses every instance and the cache would re-encode it (about 8 ms of
+    CPU per small instance, four times the request itself on a local archive).
+    """
     import requests
-    from pydicom import dcmwrite
 
     path = cache / f"{instance.sop_uid}.dcm"
     if path.exists():
         return path, "", True
+    url = f"{client.base_url}/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}"
     for attempt in range(retries + 1):
         try:
-            dataset = client.retrieve_instance(instance.study_uid, instance.series_uid, instance.sop_uid)
+            response = client._session.get(url, headers={"Accept": _DICOM_PART}, timeout=client._timeout)
+            response.raise_for_status()
+            body = _dicom_part(response)
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status == 404:
                 return None, "vanished from the PACS since the manifest was frozen", False
             if status not in _RETRYABLE or attempt == retries:
                 return None, f"the PACS answered HTTP {status}", False
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             if attempt == retries:
                 return None, "the PACS does not answer", False
+        except ValueError as exc:
+            return None, str(exc), False
         else:
-            partial = path.with_suffix(".part")
-            dcmwrite(partial, dataset, enforce_file_format=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+            partial.write_bytes(body)
             partial.replace(path)  # never a half-written file under the final name
             return path, "", False
         time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
 
 
-def retrieve(client, manifest: FrozenManifest, cache: Path, *, workers: int = 4, retries: int = 2, backoff: float = 0.5) -> Retrieval:
-    """Fetch every instance of ``manifest`` into ``cache`` (by SOP Instance UID), ``workers`` at a time."""
+def retrieve(
+    client,
+    manifest: FrozenManifest | LabelledManifest,
+    cache: Path,
+    *,
+    workers: int = 4,
+    retries: int = 2,
+    backoff: float = 0.5,
+    progress: Callable[[float], None] | None = None,
+) -> Retrieval:
+    """Fetch every instance of ``manifest`` into ``cache`` (by SOP Instance UID), ``workers`` at a time;
+    ``progress`` hears the share done every 50 instances (what it raises, a cancellation, stops the fetch)."""
     cache.mkdir(parents=True, exist_ok=True)
     outcome = Retrieval()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    total = len(manifest.instances)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         results = pool.map(lambda i: _fetch_one(client, i, cache, retries, backoff), manifest.instances)
-        for instance, (path, reason, cached) in zip(manifest.instances, results):
+        for done, (instance, (path, reason, cached)) in enumerate(zip(manifest.instances, results), start=1):
             if path is None:
                 outcome.skipped[instance.sop_uid] = reason
             else:
                 outcome.paths[instance.sop_uid] = path
                 outcome.from_cache += cached
+            if progress and (done % 50 == 0 or done == total):
+                progress(done / total)
+    finally:
+        pool.shutdown(cancel_futures=True)  # a stop (cancel, lost lease) drops the fetches not yet started
     return outcome

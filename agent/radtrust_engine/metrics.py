@@ -54,6 +54,15 @@ METRIC_NAMES: tuple[str, ...] = (
     "fpr",
 )
 DEFAULT_CHUNK_SIZE = 64
+CHUNK_CELLS = 1 << 20  # weights held per chunk (8 MiB of float64), so memory does not grow with the dataset
+
+
+def chunk_for(n_columns: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Resamples per chunk for weights of ``n_columns`` cases or patients: at most ``chunk_size``,
+    and no more than ``CHUNK_CELLS`` weights. At 100,000 cases chunks of 64 made a run's memory
+    grow by about 500 MB; the resamples are the same whatever the chunk size
+    (``patient_bootstrap_counts``)."""
+    return max(1, min(chunk_size, CHUNK_CELLS // max(1, n_columns)))
 
 
 def finite_or_none(value: float) -> float | None:
@@ -170,12 +179,14 @@ class ScoreLayout:
         n_pos, n_neg = cum_pos[:, -1], neg_w.sum(axis=1)
         found: dict[str, np.ndarray] = {}
         if "auroc" in names:
-            # Each negative is beaten by the positive weight above it and half of that tied with it.
-            below = cum_pos[:, self.positives_below]
+            # Each negative is beaten by the positive weight above it and half of that tied with it. Gathered
+            # with np.take: ``cum_pos[:, index]`` is Fortran-ordered, which makes einsum three times slower
+            # (the sums are of integers, exact in any order).
+            below = np.take(cum_pos, self.positives_below, axis=1)
             if np.array_equal(self.positives_below, self.positives_upto):
                 not_above = below
             else:
-                not_above = cum_pos[:, self.positives_upto]
+                not_above = np.take(cum_pos, self.positives_upto, axis=1)
                 not_above += below
                 not_above *= 0.5
             pairs = n_pos * n_neg

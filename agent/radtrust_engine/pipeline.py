@@ -24,9 +24,14 @@ Stages, each timed (``Evaluation.timings``) and reported to ``progress``:
    slice each label's column; explainability explains one set of cases shared
    by the labels, each for the label it was drawn for, so no pass is run per
    label. The report's inference section counts them (``forward_passes``).
-4. ``drift``: the run's per-case table (``Evaluation.cases``: scores, labels,
-   image statistics, pseudonymised patients) against the baseline run's
-   (``radtrust_engine.baseline``).
+4. ``data_efficiency``: when the version's output schema names an embedding
+   output, the inference stage's forward passes return it beside the scores (no
+   second pass); the logistic and kNN probes' label-efficiency curves are fitted
+   on it (``radtrust_engine.data_efficiency.efficiency_section``), against a
+   comparator run's embeddings of the same cases when one is given.
+5. ``drift``: the run's per-case table (``Evaluation.cases``: scores, labels,
+   image statistics, pseudonymised patients, embeddings) against the baseline
+   run's (``radtrust_engine.baseline``), the embeddings' MMD test included.
 
 The report is a ``radtrust_engine.report.RunReport`` (``Evaluation.run_report``);
 its JSON form (``Evaluation.report``) is what the server stores. A run that cannot
@@ -47,7 +52,9 @@ import numpy as np
 
 from radtrust_engine.baseline import Baseline, BaselineError, CaseTable, baseline_comparison, pseudonymise
 from radtrust_engine.calibration import CalibrationInputError, calibration_report
-from radtrust_engine.drift import IMAGE_FEATURES, image_summary
+from radtrust_engine.data_efficiency import DEFAULT_FRACTIONS, efficiency_section
+from radtrust_engine.decoding import decoded
+from radtrust_engine.drift import IMAGE_FEATURES
 from radtrust_engine.explainability import ExplainabilityError, ExplainedCases, ExplainSettings, explain_cases, overlay_png
 from radtrust_engine.failures import FailureCode, ImageProblem
 from radtrust_engine.generalisation import generalisation_report
@@ -69,18 +76,20 @@ from radtrust_engine.report import (
 )
 from radtrust_engine.robustness import perturbed_scores, robustness_report
 from radtrust_engine.runner import ModelSession, RunnerError, RunOutput, run_batches
+from radtrust_engine.scoring import Reading, Scored
 from radtrust_engine.segmentation import ACTIVATIONS, fit_mask, masks_from_output, overlap_scores, stratified_segmentation
 from radtrust_engine.stratification import StratifiedReport, attribute_values, stratified_metrics
+from radtrust_engine.task_spec import VERSION_TASKS, TaskSpec
 from radtrust_engine.uncertainty import augmented_scores, uncertainty_report
 
-TASKS = ("binary", "multilabel", "segmentation")
+TASKS = ("binary", "multilabel", "segmentation", *VERSION_TASKS)
 _OUTPUT_MAPPING = {
     "none": "the model's outputs are used as probabilities, as its output schema says",
     "sigmoid": "a sigmoid was applied to the model's outputs (logits) per class",
     "softmax": "a softmax across classes was applied to the model's outputs (logits)",
 }
 # Analyses beyond the stratified metrics, which every run computes.
-ANALYSES = ("calibration", "drift", "explainability", "generalisation", "robustness", "uncertainty")
+ANALYSES = ("calibration", "data_efficiency", "drift", "explainability", "generalisation", "robustness", "uncertainty")
 _SAMPLED = ("explainability", "robustness", "uncertainty")  # analyses on the cases kept in memory
 STRATIFIABLE = ("age_band", *[name for name in ATTRIBUTE_COLUMNS if name != "age"])
 ENGINE_VERSION = "1"
@@ -127,6 +136,9 @@ class SuiteConfig:
     explain_cases: int = 32
     rise_masks: int = 500
     degradation_margin: float = 0.05
+    label_fractions: tuple[float, ...] = DEFAULT_FRACTIONS  # data_efficiency: shares of the labelled patients
+    label_repeats: int = 5  # data_efficiency: repeats per fraction
+    target_auroc: float = 0.8  # data_efficiency: the AUROC whose labelled-case count is reported
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SuiteConfig:
@@ -167,6 +179,9 @@ class SuiteConfig:
             explain_cases=_integer(data, "explain_cases", defaults.explain_cases, 1, 256),
             rise_masks=_integer(data, "rise_masks", defaults.rise_masks, 50, 5000),
             degradation_margin=_fraction(data, "degradation_margin", defaults.degradation_margin, open_low=True),
+            label_fractions=_fractions(data.get("label_fractions", defaults.label_fractions)),
+            label_repeats=_integer(data, "label_repeats", defaults.label_repeats, 2, 50),
+            target_auroc=_fraction(data, "target_auroc", defaults.target_auroc, open_low=True),
         )
         if config.confidence >= 1:
             raise ValueError("suite option 'confidence' must be below 1, e.g. 0.95")
@@ -178,6 +193,7 @@ class SuiteConfig:
         data["intersections"] = [list(x) for x in self.intersections]
         data["age_edges"] = list(self.age_edges)
         data["analyses"] = list(self.analyses)
+        data["label_fractions"] = list(self.label_fractions)
         return data
 
 
@@ -203,6 +219,12 @@ def _analyses(value: Any) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"suite option 'analyses': unknown analysis(es) {', '.join(unknown)}; available: {', '.join(ANALYSES)}")
     return tuple(dict.fromkeys(value))
+
+
+def _fractions(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not value or not all(_is_number(v) and 0 < v <= 1 for v in value) or list(value) != sorted(set(value)):
+        raise ValueError("suite option 'label_fractions' must be an increasing list of shares above 0 and at most 1, e.g. [0.01, 0.1, 1]")
+    return tuple(float(v) for v in value)
 
 
 def _integer(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -239,45 +261,40 @@ class Evaluation:
 # --- Stage 2: images through the model ---------------------------------------------
 
 
-@dataclass
-class _Reading:
-    """What the loader thread records while it reads: skipped images, read count, tensors kept for later analyses."""
-
-    allowed_skips: int
-    keep: frozenset[int] = frozenset()
-    skipped: list[SkippedImage] = field(default_factory=list)
-    conversions: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)  # (manifest row, conversions) per evaluated image
-    kept: dict[int, np.ndarray] = field(default_factory=dict)
-    reads: int = 0
-    stats: list[tuple[float, float, float, float]] = field(default_factory=list)  # per evaluated image, as read
-
-
 def _image_batches(
     manifest: Manifest,
     preprocessing: Preprocessing,
     model: ModelSession,
     batch_size: int,
-    reading: _Reading,
+    reading: Reading,
+    rows: Sequence[int] | None = None,
+    loader_processes: int = 0,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Read, preprocess and stack images; skip those that cannot be read or do not fit the spec up
-    to the allowance; keep the tensors of the cases later analyses need, so no image is read twice.
-    Past the allowance the model gets no more batches, but every image is still read, so that the
-    failure lists every file that needs fixing, not the first."""
+    """Read, preprocess and stack the images of ``rows`` (every row by default), decoded on this
+    thread or in ``loader_processes`` processes in the same order (``radtrust_engine.decoding``);
+    skip those that cannot be read or do not fit the spec up to the allowance; keep the tensors of
+    the cases later analyses need, so no image is read twice. Past the allowance the model gets no
+    more batches, but every image is still read, so that the failure lists every file that needs
+    fixing, not the first."""
     skipped, allowed_skips = reading.skipped, reading.allowed_skips
+    rows = list(range(len(manifest)) if rows is None else rows)
+    paths = [str(manifest.absolute_path(index)) for index in rows]
     ids: list[int] = []
     tensors: list[np.ndarray] = []
     checked = False
-    for index in range(len(manifest)):
+    for item in decoded(rows, paths, preprocessing, processes=loader_processes, chunk=batch_size):
+        index = item.row
         reading.reads += 1
-        try:
-            image = load_image(manifest.absolute_path(index), preprocessing)
-        except ImageError as exc:
-            skipped.append(SkippedImage(row=index + 1, image_path=manifest.image_paths[index], reason=exc.reason, kind=exc.kind))
+        if item.problem is not None:
+            reason, kind = item.problem
+            skipped.append(SkippedImage(row=index + 1, image_path=manifest.image_paths[index], reason=reason, kind=kind))
             continue
         if len(skipped) > allowed_skips:
             continue  # the run will fail: only the list of skipped images is still wanted
+        if item.unfit is not None:
+            raise InputError(f"image {manifest.image_paths[index]!r} (row {index + 1}): {item.unfit}")
+        tensor = item.tensor
         try:
-            tensor = preprocessing.apply(image.array)
             if not checked:
                 check_against_signature(tensor.shape, model.input_shape)
                 checked = True
@@ -290,8 +307,8 @@ def _image_batches(
             )
         ids.append(index)
         tensors.append(tensor)
-        reading.stats.append(image_summary(image.array))
-        reading.conversions.append((index + 1, image.conversions))
+        reading.stats.append(item.stats)
+        reading.conversions.append((index + 1, item.conversions))
         if index in reading.keep:
             reading.kept[index] = tensor
         if len(ids) == batch_size:
@@ -301,6 +318,31 @@ def _image_batches(
         raise UnreadableImages(skipped_message(skipped, len(manifest), allowed_skips))
     if ids:
         yield ids, np.stack(tensors)
+
+
+def score_rows(
+    model: ModelSession,
+    manifest: Manifest,
+    *,
+    preprocessing: Preprocessing,
+    config: SuiteConfig,
+    rows: Sequence[int] | None = None,
+    keep: frozenset[int] = frozenset(),
+    progress: Progress | None = None,
+    loader_processes: int = 0,
+) -> Scored:
+    """Stage 2 on ``rows`` of the manifest (all by default): a shard of a sharded run, or a whole
+    run. The skip allowance is the whole manifest's, as an unsharded run counts it."""
+    reading = Reading(allowed_skips=allowed_skips(config.max_unreadable_share, len(manifest)), keep=keep)
+    n_rows = len(manifest) if rows is None else len(rows)
+    if progress:
+        progress("inference", 0.0)
+    output = run_batches(
+        model,
+        _image_batches(manifest, preprocessing, model, config.batch_size, reading, rows, loader_processes),
+        on_batch=(lambda done: progress("inference", (done + len(reading.skipped)) / n_rows)) if progress else None,
+    )
+    return Scored(output=output, reading=reading)
 
 
 def _scores(output: np.ndarray, n_classes: int, activation: str, task: str) -> np.ndarray:
@@ -453,7 +495,7 @@ def _sampled_analyses(
     manifest: Manifest,
     rows: np.ndarray,
     scores: np.ndarray,
-    reading: _Reading,
+    reading: Reading,
     class_names: Sequence[str],
     activation: str,
     modality: str,
@@ -588,7 +630,7 @@ def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray
         return {"error": str(exc)}
 
 
-def _ground_truth(manifest: Manifest, rows: np.ndarray, shape: tuple[int, ...], reading: _Reading) -> tuple[np.ndarray, np.ndarray]:
+def _ground_truth(manifest: Manifest, rows: np.ndarray, shape: tuple[int, ...], reading: Reading) -> tuple[np.ndarray, np.ndarray]:
     """The ground-truth masks of the evaluated rows fitted to the output's ``shape``, and which rows
     have one. A mask that is missing, unreadable or of a shape that cannot be fitted is skipped like
     an unreadable image (listed with its reason, counted against ``max_unreadable_share``); past
@@ -651,14 +693,33 @@ def evaluate(
     progress: Progress | None = None,
     modality: str = "",
     baseline: Baseline | None = None,
+    embedding_output: str | None = None,
+    comparator: Baseline | None = None,
+    scored: Scored | None = None,
+    loader_processes: int = 0,
+    task_spec: TaskSpec | None = None,
 ) -> Evaluation:
-    """Evaluate ``model`` on every image of ``manifest`` (see the module docstring)."""
+    """Evaluate ``model`` on every image of ``manifest`` (see the module docstring).
+
+    ``embedding_output`` names the graph's embedding output (the version's output schema), computed
+    in the same forward passes as the scores; ``comparator`` is another version's run on the same
+    manifest, read like a baseline, whose embeddings the data-efficiency curves are compared with.
+    ``scored`` is stage 2 done already (a sharded run's merged shards, ``radtrust_engine.scoring``):
+    the images are not read again. ``loader_processes`` decodes the images in that many processes
+    (``radtrust_engine.decoding``); the report does not depend on it. ``task_spec`` (the version's
+    ``task_spec.TaskSpec``) sends a detection or volume segmentation run to its own stages.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if task in VERSION_TASKS:
+        if task_spec is None or task_spec.task != task:
+            raise ValueError(f"a {task} run needs the version's task spec (task_spec.TaskSpec.from_schema)")
+        return _version_task(model, manifest, task_spec, class_names, thresholds, preprocessing, config, activation, progress)
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
     if task == "segmentation" and manifest.mask_paths is None:
         raise InputError("a segmentation run needs a manifest with a mask column")
+    _check_embedding_output(model, embedding_output)
     timings: dict[str, float] = {}
     passes: dict[str, int] = {}
 
@@ -670,22 +731,23 @@ def evaluate(
     timings["headers"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    allowed = allowed_skips(config.max_unreadable_share, len(manifest))
     total = len(manifest)
     wants_sample = task != "segmentation" and any(a in config.analyses for a in _SAMPLED)
-    keep = _kept_sample(total, config) if wants_sample else frozenset()
-    reading = _Reading(allowed_skips=allowed, keep=keep)
-    skipped = reading.skipped
-    if progress:
-        progress("inference", 0.0)
-    before = model.forward_passes
-    output = run_batches(
-        model,
-        _image_batches(manifest, preprocessing, model, config.batch_size, reading),
-        on_batch=(lambda done: progress("inference", (done + len(skipped)) / total)) if progress else None,
-    )
-    timings["inference"] = time.perf_counter() - started
-    passes["inference"] = model.forward_passes - before
+    if scored is None:
+        keep = _kept_sample(total, config) if wants_sample else frozenset()
+        scored = score_rows(
+            model, manifest, preprocessing=preprocessing, config=config, keep=keep, progress=progress, loader_processes=loader_processes
+        )
+        timings["inference"] = time.perf_counter() - started
+    elif wants_sample:
+        raise ValueError(f"the analyses {', '.join(_SAMPLED)} need the images in memory: a run that names them is scored whole, not in shards")
+    else:
+        timings["inference"] = scored.output.timings.wall_seconds  # the shards' own seconds, summed
+    output, reading = scored.output, scored.reading
+    skipped, allowed = reading.skipped, reading.allowed_skips
+    passes["inference"] = scored.forward_passes
+    if len(skipped) > allowed:  # merged shards: each read on within the allowance of the whole manifest
+        raise UnreadableImages(skipped_message(skipped, total, allowed))
     if not output.ids:
         raise UnreadableImages(skipped_message(skipped, total, allowed) if skipped else "the manifest lists no image")
 
@@ -702,6 +764,7 @@ def evaluate(
         predicted = masks_from_output(raw, threshold, activation=activation)
         truth, usable = _ground_truth(manifest, rows, predicted.shape[1:], reading)
         rows, predicted = rows[usable], predicted[usable]
+    embeddings = _embeddings(output.outputs, embedding_output, rows.size) if task != "segmentation" else None
     strata, missing = case_strata(manifest, rows, config)
     intersections = [x for x in config.intersections if all(a in strata for a in x)]
     if task == "segmentation":
@@ -715,6 +778,8 @@ def evaluate(
             class_names=tuple(class_names),
             scores=scores,
             image_stats={name: np.asarray([s[j] for s in reading.stats]) for j, name in enumerate(IMAGE_FEATURES)},
+            embeddings=embeddings,
+            case_rows=rows if embeddings is not None else None,
         )
         if wants_sample:
             sampled = _sampled_analyses(
@@ -746,6 +811,10 @@ def evaluate(
         )
     analyses_seconds = sum(timings.get(name, 0.0) for name in ANALYSES)
     timings["metrics"] = time.perf_counter() - started - analyses_seconds  # the stratified metrics alone
+    efficiency = None
+    if "data_efficiency" in config.analyses:
+        with _timed(timings, "data_efficiency"):
+            efficiency = _data_efficiency(cases, embeddings, embedding_output, comparator, config)
     drift = None
     if "drift" in config.analyses:
         with _timed(timings, "drift"):
@@ -774,6 +843,7 @@ def evaluate(
         results=results,
         drift=drift,
         readers=_readers(manifest, rows, scores, class_names, thresholds, config) if task != "segmentation" else None,
+        data_efficiency=efficiency,
     )
     return Evaluation(
         run_report=run_report,
@@ -783,6 +853,93 @@ def evaluate(
         cases=cases,
         files=files,
     )
+
+
+def _check_embedding_output(model: ModelSession, embedding_output: str | None) -> None:
+    """A declared embedding output must be one of the graph's outputs, and not the first (which holds the scores)."""
+    if embedding_output is None:
+        return
+    if embedding_output not in model.output_names:
+        raise ModelOutputError(
+            f"the output schema names embedding output {embedding_output!r}, but the model's outputs are "
+            f"{', '.join(model.output_names)}; export the graph with that output or correct 'embedding_output'"
+        )
+    if embedding_output == model.output_names[0]:
+        raise ModelOutputError(
+            f"the embedding output {embedding_output!r} is the model's first output, which RadTrust reads as the scores; "
+            "export the scores first and the embedding after them"
+        )
+
+
+def _embeddings(outputs: Mapping[str, np.ndarray], embedding_output: str | None, n_cases: int) -> np.ndarray | None:
+    """The (cases, d) embeddings the inference stage's forward passes returned beside the scores."""
+    if embedding_output is None:
+        return None
+    if embedding_output not in outputs:  # scores merged from shards that kept the first output alone
+        raise ModelOutputError(f"the scored outputs hold no {embedding_output!r}: a run with embeddings is scored whole")
+    values = np.asarray(outputs[embedding_output])
+    if values.ndim < 2 or values.shape[0] != n_cases:
+        raise ModelOutputError(f"the embedding output {embedding_output!r} has shape {list(values.shape)}; expected (batch, dimensions)")
+    return values.reshape(n_cases, -1)
+
+
+def _data_efficiency(
+    cases: CaseTable | None, embeddings: np.ndarray | None, embedding_output: str | None, comparator: Baseline | None, config: SuiteConfig
+) -> dict[str, Any]:
+    """The data-efficiency section, or the reason there is none (the rest of the report stands)."""
+    if cases is None:
+        return {"error": "data efficiency is evaluated for classification runs only"}
+    if embeddings is None or embedding_output is None:
+        return {
+            "error": "the version declares no embedding output: add 'embedding_output' (the name of a (batch, d) output of its ONNX graph) "
+            "to its output schema"
+        }
+    other = None
+    problem = comparator.problem if comparator is not None else ""
+    if comparator is not None and comparator.table is not None:
+        table = comparator.table
+        if table.embeddings is None or table.case_rows is None:
+            problem = "the comparator run kept no embeddings (its version declares no embedding output)"
+        else:
+            other = (table.case_rows, table.embeddings.astype(np.float64))
+    return efficiency_section(
+        embeddings.astype(np.float64),
+        cases.labels,
+        cases.label_names,
+        cases.patient_keys,
+        cases.case_rows,
+        embedding_output=embedding_output,
+        comparator=other,
+        comparator_source=comparator.source if comparator is not None else None,
+        comparator_problem=problem,
+        fractions=config.label_fractions,
+        repeats=config.label_repeats,
+        target_auroc=config.target_auroc,
+        seed=config.seed,
+        confidence=config.confidence,
+    )
+
+
+def _version_task(
+    model: ModelSession,
+    manifest: Manifest,
+    spec: TaskSpec,
+    class_names: Sequence[str],
+    thresholds: Mapping[str, float],
+    preprocessing: Preprocessing,
+    config: SuiteConfig,
+    activation: str,
+    progress: Progress | None,
+) -> Evaluation:
+    """A detection or volume segmentation run, through its own stages (``pipeline_detection``, ``pipeline_volumes``)."""
+    # imported here: both modules build on this one's Evaluation and SuiteConfig
+    from radtrust_engine.pipeline_detection import evaluate_detection_run
+    from radtrust_engine.pipeline_volumes import evaluate_volume_segmentation
+
+    common = {"class_names": class_names, "thresholds": thresholds, "preprocessing": preprocessing, "config": config}
+    if spec.task == "detection":
+        return evaluate_detection_run(model, manifest, spec=spec, activation=activation, progress=progress, **common)
+    return evaluate_volume_segmentation(model, manifest, spec=spec.volume, activation=activation, progress=progress, **common)
 
 
 def _inference_section(output: RunOutput, passes: dict[str, int], sampled_cases: int) -> dict[str, Any]:

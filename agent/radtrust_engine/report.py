@@ -392,6 +392,7 @@ class DriftComparison:
     inputs: Payload  # per image statistic
     histograms: Payload  # per feature
     findings: tuple[DriftFinding, ...]
+    embedding: Payload | None = None  # the embedding MMD test, when either run kept embeddings
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -400,6 +401,7 @@ class DriftComparison:
             "n_shared_patients": self.n_shared_patients,
             "degradation_margin": self.degradation_margin,
             **{name: copy.deepcopy(getattr(self, name)) for name in _DRIFT_TABLES},
+            **({} if self.embedding is None else {"embedding": copy.deepcopy(self.embedding)}),
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -412,6 +414,7 @@ class DriftComparison:
             degradation_margin=data["degradation_margin"],
             **{name: _payload(data[name], f"drift.{name}") for name in _DRIFT_TABLES},
             findings=tuple(_read("drift.findings[]", DriftFinding.from_dict, f) for f in data["findings"]),
+            embedding=None if data.get("embedding") is None else _payload(data["embedding"], "drift.embedding"),
         )
 
 
@@ -449,7 +452,7 @@ class RunReport:
     """Everything one evaluation found (see the module docstring); ``results`` is keyed by label."""
 
     engine_version: str
-    task: str  # binary | multilabel | segmentation
+    task: str  # binary | multilabel | segmentation | detection | volume_segmentation
     config: Payload  # pipeline.SuiteConfig.to_dict()
     preprocessing: Payload  # preprocessing.Preprocessing.to_dict()
     activation: str
@@ -463,6 +466,10 @@ class RunReport:
     images_read_per_image: float | None = None
     drift: DriftReport | None = None
     readers: Payload | None = None  # {label: readers.ReaderAgreement.to_dict()} when the manifest has several readers
+    detection: Payload | None = None  # detection runs: FROC, CPM, size strata, subgroups (pipeline_detection)
+    volumes: Payload | None = None  # volume segmentation runs: per-volume and per-structure scores (pipeline_volumes)
+    data_efficiency: Payload | None = None  # data_efficiency.efficiency_section(), when the suite asked for it
+    report_generation: Payload | None = None  # report_evaluation.ReportEvaluation.to_dict(): generated reports, not images, were evaluated
 
     @property
     def confidence(self) -> float:
@@ -513,6 +520,13 @@ class RunReport:
             data["drift"] = self.drift.to_dict()
         if self.readers is not None:
             data["readers"] = copy.deepcopy(self.readers)
+        for section in ("detection", "volumes"):
+            if getattr(self, section) is not None:
+                data[section] = copy.deepcopy(getattr(self, section))
+        if self.data_efficiency is not None:
+            data["data_efficiency"] = copy.deepcopy(self.data_efficiency)
+        if self.report_generation is not None:
+            data["report_generation"] = copy.deepcopy(self.report_generation)
         return data
 
     @classmethod
@@ -541,4 +555,8 @@ class RunReport:
             images_read_per_image=data.get("images_read_per_image"),
             drift=None if data.get("drift") is None else _read("drift", DriftReport.from_dict, data["drift"]),
             readers=None if data.get("readers") is None else _payload(data["readers"], "readers"),
+            detection=None if data.get("detection") is None else _payload(data["detection"], "detection"),
+            volumes=None if data.get("volumes") is None else _payload(data["volumes"], "volumes"),
+            data_efficiency=None if data.get("data_efficiency") is None else _payload(data["data_efficiency"], "data_efficiency"),
+            report_generation=None if data.get("report_generation") is None else _payload(data["report_generation"], "report_generation"),
         )

@@ -218,6 +218,8 @@ class _Ratios:
         if den == 0:
             return MetricEstimate(None, None, None, 0)
         point = float(numerator.sum()) / den
+        if self.boot.shape[0] == 0:  # a suite without resamples (n_resamples 0) reports points without intervals
+            return MetricEstimate(point, None, None, 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             samples = (self.boot @ numerator) / (self.boot @ denominator)
             jack = (self.jack @ numerator) / (self.jack @ denominator)

@@ -23,6 +23,7 @@ from radtrust_engine.metrics import (
     MetricEstimate,
     ScoreLayout,
     checked_inputs,
+    chunk_for,
     finite_or_none,
     patient_bootstrap_counts,
 )
@@ -360,14 +361,16 @@ def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float |
 JACKKNIFE_BLOCKS = 100  # BCa's acceleration from at most this many delete-a-block jackknife rows
 
 
-def patient_jackknife_counts(n_patients: int, n_blocks: int = JACKKNIFE_BLOCKS) -> np.ndarray:
-    """Delete-a-block jackknife weights, shape ``(blocks, n_patients)``: row k leaves out the
+def patient_jackknife_counts(n_patients: int, n_blocks: int = JACKKNIFE_BLOCKS, rows: range | None = None) -> np.ndarray:
+    """Delete-a-block jackknife weights, shape ``(blocks, n_patients)`` (only ``rows`` of them when
+    given, so a large dataset's rows can be made a chunk at a time): row k leaves out the
     patients whose index is k modulo the number of blocks (one patient each up to ``n_blocks``
     patients), all of a patient's cases together. One set of rows serves every group: a row that
     leaves out none of a group's patients repeats its estimate and adds nothing to the
     skewness that BCa reads, so the acceleration stays consistent (docs/methods.md)."""
     blocks = min(n_patients, n_blocks)
-    return (np.arange(n_patients)[None, :] % blocks != np.arange(blocks)[:, None]).astype(np.float64)
+    wanted = np.arange(blocks) if rows is None else np.asarray(rows)
+    return (np.arange(n_patients)[None, :] % blocks != wanted[:, None]).astype(np.float64)
 
 
 def comparable_groups(groups: list[Group], metric: str) -> list[Group]:
@@ -533,6 +536,7 @@ def stratified_metrics(
 
     order = np.argsort(s, kind="stable")
     s_sorted, y_sorted, pat_sorted = s[order], y[order], patient_idx[order]
+    chunk_size = chunk_for(n, chunk_size)
 
     groupings: list[tuple[tuple[str, ...], np.ndarray]] = [((), np.zeros(n, dtype=np.int8))]
     for name in labels:
@@ -554,10 +558,12 @@ def stratified_metrics(
     if n_resamples:
         rng = np.random.default_rng(seed)
         draws = (patient_bootstrap_counts(rng, n_patients, min(chunk_size, n_resamples - start)) for start in range(0, n_resamples, chunk_size))
-        jack = patient_jackknife_counts(n_patients)
-        blocks = (jack[start : start + chunk_size] for start in range(0, jack.shape[0], chunk_size))
+        n_blocks = min(n_patients, JACKKNIFE_BLOCKS)
+        blocks = (
+            patient_jackknife_counts(n_patients, rows=range(start, min(start + chunk_size, n_blocks))) for start in range(0, n_blocks, chunk_size)
+        )
         boots = _metrics_per_row(active, draws, n_resamples, metric_names)
-        for g, boot, jk in zip(active, boots, _metrics_per_row(active, blocks, jack.shape[0], metric_names)):
+        for g, boot, jk in zip(active, boots, _metrics_per_row(active, blocks, n_blocks, metric_names)):
             g.boot, g.jack = boot, jk
 
     def result(g: Group) -> SubgroupResult:

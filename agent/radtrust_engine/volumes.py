@@ -22,7 +22,7 @@ Plain Python, NumPy, SciPy, pydicom and nibabel (no Django).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -380,7 +380,7 @@ class VolumeCase:
 
 
 def evaluate_volumes(
-    cases: Sequence[VolumeCase],
+    cases: Iterable[VolumeCase],
     forward: Callable[[np.ndarray], np.ndarray],
     settings: VolumeSettings,
     structures: Sequence[str],
@@ -390,7 +390,8 @@ def evaluate_volumes(
     confidence: float = 0.95,
 ) -> dict[str, Any]:
     """Per volume and structure the scores, per structure their means with patient intervals, and
-    the volumes skipped with their reasons; ``VolumeError`` when no volume could be evaluated."""
+    the volumes skipped with their reasons; ``VolumeError`` when no volume could be evaluated.
+    ``cases`` is read once, in order: a generator keeps one volume in memory at a time."""
     per_volume, skipped = [], []
     for case in cases:
         try:

@@ -3,8 +3,10 @@ figures and export the events; officers set the retention (``compliance.usage_lo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
+
 from django.http import StreamingHttpResponse
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -44,12 +46,20 @@ class UsageBatchViewSet(viewsets.ViewSet):
 
 
 def _moment(request, name: str):
+    """``since`` or ``until`` as a time with its offset, or as a date (UTC): ``since`` from the start of
+    that day, ``until`` to the end of it, so that a period picked as two dates includes both."""
     value = request.query_params.get(name)
     if not value:
         return None
-    moment = parse_datetime(value)
+    try:
+        day = parse_date(value)  # first: a date alone would parse as a time without an offset
+        moment = None if day is not None else parse_datetime(value)
+    except ValueError:  # well formed, but no such day or time (2026-02-30)
+        moment = day = None
+    if day is not None:
+        moment = datetime.combine(day + timedelta(days=1 if name == "until" else 0), time(), tzinfo=UTC)
     if moment is None or moment.tzinfo is None:
-        raise ValidationError({name: "An ISO 8601 time with its offset, for example 2026-03-01T00:00:00Z."})
+        raise ValidationError({name: "A date (2026-03-01) or an ISO 8601 time with its offset (2026-03-01T00:00:00Z)."})
     return moment
 
 
@@ -67,8 +77,8 @@ class UsageLogViewSet(ScopedViewSet, mixins.RetrieveModelMixin):
     @extend_schema(
         parameters=[
             OpenApiParameter("as", str, enum=["csv", "json"], description="The file's format (default csv)."),
-            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Events at or after this time."),
-            OpenApiParameter("until", OpenApiTypes.DATETIME, description="Events before this time."),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Events at or after this time (a date: from its start, UTC)."),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="Events before this time (a date: to its end, UTC)."),
         ],
         responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.STR},
     )
@@ -87,8 +97,8 @@ class UsageLogViewSet(ScopedViewSet, mixins.RetrieveModelMixin):
     @extend_schema(request=RetentionSerializer, responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["post"])
     def retention(self, request, pk=None):
+        deployment = self.get_object()  # first: out of scope is a 404 whatever the body
         body = RetentionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        deployment = self.get_object()
         usage.usage_retention_set(deployment=deployment, days=body.validated_data["retention_days"])
         return Response(usage.usage_summary(deployment).to_dict())

@@ -27,7 +27,7 @@ from compliance.api import vigilance_serializers as vs
 from compliance.change_control import conformity_assessment_record
 from compliance.change_log import change_log_build
 from compliance.change_log_text import change_log_markdown
-from compliance.choices import AlertStatus
+from compliance.choices import AlertStatus, TrustTrigger
 from compliance.filtersets import AlertFilterSet
 from compliance.mir import mir_export, mir_pdf
 from compliance.release_evidence import release_evidence_current, release_evidence_pin, version_run_role
@@ -396,7 +396,7 @@ class TrustAssessmentViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrie
         version = serializer.validated_data["version"]
         if not self.get_permissions()[0].has_object_permission(self.request, self, version):
             self.permission_denied(self.request, message="This version belongs to another institution's model.")
-        serializer.instance = trust_assess(version=version, trigger="manual")
+        serializer.instance = trust_assess(version=version, trigger=TrustTrigger.MANUAL)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])

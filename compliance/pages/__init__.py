@@ -12,6 +12,7 @@ from compliance.pages.dossier_pages import (
     dossier_request_changes,
     dossier_review,
     dossier_save,
+    dossier_section,
     dossier_signing,
     dossier_start,
 )
@@ -36,6 +37,7 @@ from compliance.pages.post_market_pages import (
 from compliance.pages.release_evidence_page import release_evidence_pin_page
 from compliance.pages.risk_file_page import qms_register_page, version_risk_file
 from compliance.pages.trust_page import trust_chart, version_trust
+from compliance.pages.usage_pages import usage_log_list
 from compliance.pages.vigilance_pages import (
     incident_awareness,
     incident_decision,
@@ -63,6 +65,7 @@ __all__ = [
     "dossier_request_changes",
     "dossier_review",
     "dossier_save",
+    "dossier_section",
     "dossier_signing",
     "dossier_start",
     "feedback_csv",
@@ -93,6 +96,7 @@ __all__ = [
     "release_evidence_pin_page",
     "technical_file",
     "trust_chart",
+    "usage_log_list",
     "version_risk_file",
     "version_trust",
     "version_document_list",

@@ -1,12 +1,13 @@
-"""Dossier pages: the list per version, the editor, review, signing. Every write is a
-``compliance.dossiers`` service (the API's), every read a scoped selector; what a service
-refuses (a concurrent save, four eyes, an incomplete dossier) is shown on the page."""
+"""Dossier pages: the list per version, the overview, one page per section (its fields, evidence
+and the cited runs' charts), review, signing. Every write is a ``compliance.dossiers`` service
+(the API's), every read a scoped selector; what a service refuses (a concurrent save, four eyes,
+an incomplete dossier) is shown on the page."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -14,10 +15,11 @@ from django.views.decorators.http import require_POST
 from compliance import dossiers as dossier_services
 from compliance import selectors
 from compliance.choices import DocumentKind, DossierStatus
+from compliance.document_evidence import CHART_PREFIXES
 from compliance.document_preview import dossier_preview_pdf
 from compliance.dossier_checks import submission_problems
 from compliance.dossier_evidence import dossier_evidence
-from compliance.dossier_fields import FIELDS, SECTIONS
+from compliance.dossier_fields import FIELDS, SECTION_BY_KEY, SECTION_OF, SECTIONS, DossierSection
 from compliance.duties import signing_institution
 from compliance.forms import DossierForm, DossierNoteForm, DossierSignForm
 from compliance.models import Dossier
@@ -29,6 +31,8 @@ from core.pages import form_errors, page_window, requires
 from core.second_factor import second_factor_required
 from registry.models import ModelVersion
 from registry.selectors import version_list
+from validation.choices import RunFileKind
+from validation.selectors import run_file_list
 
 FROZEN = {DossierStatus.IN_REVIEW, DossierStatus.SIGNED}  # what these show is the snapshot, not the live records
 # The list shows completeness without reading every provider (the audit chain check reads the whole trail).
@@ -86,54 +90,116 @@ def _source_links(version: ModelVersion) -> dict[str, tuple[str, str]]:
     }
 
 
-def _sections(dossier: Dossier, values: dict, evidence: dict, done: dict, form: DossierForm | None) -> list[dict]:
-    """The catalogue's sections in order, each field with its text (or form field) or its evidence."""
-    version = dossier.version
-    key_links, source_links, first_shown = _key_links(version), _source_links(version), {}
-    sections = []
-    for section in SECTIONS:
-        missing = set(done["sections"][section.key]["missing"])
-        problems = done["sections"][section.key].get("problems") or {}  # snapshots frozen before it was recorded have none
-        rows = []
-        for f in section.fields:
-            row = {"field": f, "missing": f.key in missing, "problem": problems.get(f.key)}
-            if f.editable:
-                row["value"] = values.get(f.key, "")
-                row["input"] = form[f.key] if form is not None else None
-            elif f.evidence in first_shown:
-                row["same_as"] = first_shown[f.evidence]
-            else:
-                first_shown[f.evidence] = f
-                row["evidence"] = evidence_html(evidence.get(f.evidence), caption=f.title, links=key_links)
-                row["source"] = source_links.get(f.evidence)
-            rows.append(row)
-        sections.append({"section": section, "done": done["sections"][section.key], "rows": rows})
-    return sections
+def _field_url(dossier: Dossier, key: str) -> str:
+    """Where a field is shown: its section's page, at the field."""
+    return reverse("pages:dossier-section", args=[dossier.pk, SECTION_OF[key].key]) + f"#field-{key}"
 
 
-def _editor(request, dossier: Dossier, form: DossierForm | None = None, *, status: int = 200, **extra):
+def _readiness(dossier: Dossier, values: dict, evidence: dict, done: dict) -> list[dict]:
+    """What submission would refuse now, each sentence with links to the fields that fix it."""
+    return [
+        {"message": p.message, "links": [{"title": FIELDS[k].title, "url": _field_url(dossier, k)} for k in p.fields]}
+        for p in submission_problems(values, evidence, done)
+    ]
+
+
+def _charts(request, source: str | None, data) -> tuple[int | None, list]:
+    """The cited run, and its charts that show this evidence (the run page's SVGs) where the user may see them."""
+    run = data.get("run") if isinstance(data, dict) else None
+    if not isinstance(run, int):
+        return None, []
+    prefixes = CHART_PREFIXES.get(source or "")
+    if not prefixes:
+        return run, []
+    files = run_file_list(user=request.user).filter(run_id=run, kind=RunFileKind.CHART).order_by("name")
+    return run, [f for f in files if f.name.startswith(prefixes)]
+
+
+def _rows(request, dossier: Dossier, section: DossierSection, state: dict, form: DossierForm | None) -> list[dict]:
+    """A section's fields, each with its text (or form field), or its evidence with the run's charts."""
+    version, done = dossier.version, state["done"]["sections"][section.key]
+    key_links, source_links = _key_links(version), _source_links(version)
+    first_shown = {f.evidence: f for s in SECTIONS[: SECTIONS.index(section)] for f in s.fields if f.evidence}  # shown in an earlier section
+    missing, problems = set(done["missing"]), done.get("problems") or {}  # snapshots frozen before problems were recorded have none
+    rows = []
+    for f in section.fields:
+        row = {"field": f, "missing": f.key in missing, "problem": problems.get(f.key)}
+        if f.editable:
+            row["value"] = state["values"].get(f.key, "")
+            row["input"] = form[f.key] if form is not None else None
+        elif f.evidence in first_shown:
+            row["same_as"], row["same_as_url"] = first_shown[f.evidence], _field_url(dossier, first_shown[f.evidence].key)
+        else:
+            first_shown[f.evidence] = f
+            data = state["evidence"].get(f.evidence)
+            row["evidence"] = evidence_html(data, caption=f.title, links=key_links)
+            row["source"] = source_links.get(f.evidence)
+            row["run"], row["charts"] = _charts(request, f.evidence, data)
+        rows.append(row)
+    return rows
+
+
+def _state(request, dossier: Dossier) -> dict:
+    """What the overview and the section pages share: the values and evidence shown, completeness, who may edit."""
     frozen = _frozen(dossier)
     evidence = dossier.snapshot["evidence"] if frozen else dossier_evidence(dossier.version)
-    values = dossier.snapshot["values"] if frozen else dossier.values
     done = _completeness(dossier, evidence)
-    editable = dossier.status in dossier_services.EDITABLE and may(request.user, "dossier", write=True)
-    if editable and form is None:
-        form = DossierForm.for_values(dossier.values, dossier.edit_count)
-    context = {
+    return {
         "dossier": dossier,
         "version": dossier.version,
         "frozen": frozen,
-        "editable": editable,
-        "form": form if editable else None,
+        "editable": dossier.status in dossier_services.EDITABLE and may(request.user, "dossier", write=True),
         "done": done,
         "overall": done["overall"],
-        "sections": _sections(dossier, values, evidence, done, form if editable else None),
+        "summary": [
+            {"section": s, "done": done["sections"][s.key], "url": reverse("pages:dossier-section", args=[dossier.pk, s.key])} for s in SECTIONS
+        ],
+        "values": dossier.snapshot["values"] if frozen else dossier.values,
+        "evidence": evidence,
         "signature": getattr(dossier, "signature", None) if dossier.status == DossierStatus.SIGNED else None,
-        "release": None if frozen else release_evidence_panel(request, dossier),
-        "readiness": [] if frozen else submission_problems(values, evidence, done),  # what submission would refuse now
-        **extra,
+    }
+
+
+def _overview(request, dossier: Dossier, *, status: int = 200, submit_refused: bool = False):
+    """The dossier at a glance: completeness per section (each section a page of its own), what
+    submission would refuse with links to the fields, the release evidence, the draft PDFs, submit."""
+    state = _state(request, dossier)
+    context = {
+        **state,
+        "release": None if state["frozen"] else release_evidence_panel(request, dossier),
+        "readiness": [] if state["frozen"] else _readiness(dossier, state["values"], state["evidence"], state["done"]),
+        "submit_refused": submit_refused,
     }
     return render(request, "compliance/dossier_detail.html", context, status=status)
+
+
+def _section_page(request, dossier: Dossier, section: DossierSection, form: DossierForm | None = None, *, status: int = 200, **extra):
+    """One section: its fields with autosave, its completeness, its evidence with the runs' charts."""
+    state = _state(request, dossier)
+    if state["editable"] and form is None:
+        form = DossierForm.for_values(dossier.values, dossier.edit_count)
+    form = form if state["editable"] else None
+    index = SECTIONS.index(section)
+    context = {
+        **state,
+        "section": section,
+        "section_done": state["done"]["sections"][section.key],
+        "rows": _rows(request, dossier, section, state, form),
+        "form": form,
+        "previous": state["summary"][index - 1] if index else None,
+        "next": state["summary"][index + 1] if index + 1 < len(SECTIONS) else None,
+        **extra,
+    }
+    return render(request, "compliance/dossier_section.html", context, status=status)
+
+
+def _posted_section(request) -> DossierSection:
+    """The section a save came from: named by its form, else the section of the first field posted."""
+    named = SECTION_BY_KEY.get(request.POST.get("section", ""))
+    if named is not None:
+        return named
+    posted = [k for k in request.POST if k in FIELDS]
+    return SECTION_OF[posted[0]] if posted else SECTIONS[0]
 
 
 @requires("dossier")
@@ -159,7 +225,14 @@ def dossier_start(request, pk: int):
 
 @requires("dossier")
 def dossier_detail(request, pk: int):
-    return _editor(request, visible_dossier(request, pk))
+    return _overview(request, visible_dossier(request, pk))
+
+
+@requires("dossier")
+def dossier_section(request, pk: int, section: str):
+    if section not in SECTION_BY_KEY:
+        raise Http404("The dossier has no such section.")
+    return _section_page(request, visible_dossier(request, pk), SECTION_BY_KEY[section])
 
 
 @requires("dossier")
@@ -182,18 +255,20 @@ def dossier_preview(request, pk: int):
 @requires("dossier", write=True)
 @require_POST
 def dossier_save(request, pk: int):
-    """Save what this officer changed; with ``action=submit``, then send it for review."""
+    """Save what this officer changed on a section's page; with ``action=submit``, then send the
+    revision for review (a refusal is shown on the overview, each problem linked to its field)."""
     dossier = visible_dossier(request, pk)
+    section = _posted_section(request)
     form = DossierForm(request.POST)
     if not form.is_valid():
-        return _editor(request, dossier, form, status=400)
+        return _section_page(request, dossier, section, form, status=400)
     changed = form.changed_values()
     if changed:
         try:
             dossier = dossier_services.dossier_save(actor=request.user, dossier=dossier, values=changed, edit_count=form.cleaned_data["edit_count"])
         except ValidationError as exc:
             form_errors(form, exc)
-            return _editor(request, dossier, form, status=400)
+            return _section_page(request, dossier, section, form, status=400)
         except Conflict as exc:
             if exc.code != "edit_conflict":
                 messages.error(request, str(exc))
@@ -203,17 +278,17 @@ def dossier_save(request, pk: int):
                 {"field": FIELDS[key], "yours": texts["yours"], "saved": texts["saved"], "diff": text_diff(texts["saved"], texts["yours"])}
                 for key, texts in sorted(exc.details["differs"].items(), key=lambda item: list(FIELDS).index(item[0]))
             ]
-            return _editor(request, saved, form.rebased(saved.values, saved.edit_count), status=409, conflict=str(exc), conflicts=conflicts)
+            rebased = form.rebased(saved.values, saved.edit_count)
+            return _section_page(request, saved, section, rebased, status=409, conflict=str(exc), conflicts=conflicts)
     if request.POST.get("action") != "submit":
         messages.success(
             request, f"Saved {len(changed)} field{'s' if len(changed) != 1 else ''}." if changed else "Nothing had changed; nothing was saved."
         )
-        return redirect("pages:dossier-detail", pk=pk)
+        return redirect("pages:dossier-section", pk=pk, section=section.key) if "section" in request.POST else redirect("pages:dossier-detail", pk=pk)
     try:
         dossier = dossier_services.dossier_submit(actor=request.user, dossier=dossier)
-    except ValidationError as exc:
-        refusal = [m for ms in exc.message_dict.values() for m in ms]
-        return _editor(request, visible_dossier(request, pk), status=400, submit_refused=refusal)
+    except ValidationError:  # the overview lists the same problems (dossier_checks), each linked to its field
+        return _overview(request, visible_dossier(request, pk), status=400, submit_refused=True)
     except Conflict as exc:
         messages.error(request, str(exc))
         return redirect("pages:dossier-detail", pk=pk)

@@ -29,6 +29,7 @@ MENUS: dict[str, tuple[NavLink, ...]] = {
         NavLink("Register a dataset", "engineer:dataset-new"),
         NavLink("Validation runs", "runs:list"),
         NavLink("Monitoring", "pages:monitoring-list"),
+        NavLink("Usage logs", "pages:usage-log-list"),
         *_COMMON_OFFICE,
         NavLink("Feedback", "pages:feedback-list"),
         NavLink("Federated studies", "federated:list"),
@@ -42,6 +43,7 @@ MENUS: dict[str, tuple[NavLink, ...]] = {
         NavLink("Validation runs", "runs:list"),
         *_COMMON_OFFICE,
         NavLink("Monitoring", "pages:monitoring-list"),
+        NavLink("Usage logs", "pages:usage-log-list"),
         NavLink("Feedback", "pages:feedback-list"),
         NavLink("Data use", "registry:data-use-list"),
         NavLink("QMS register", "pages:qms-register"),
@@ -58,6 +60,7 @@ MENUS: dict[str, tuple[NavLink, ...]] = {
         NavLink("Models", "pages:home", "#models"),
         NavLink("Incidents", "pages:incident-list"),
         NavLink("Monitoring", "pages:monitoring-list"),
+        NavLink("Usage logs", "pages:usage-log-list"),
     ),
 }
 

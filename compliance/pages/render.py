@@ -34,6 +34,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_DEPTH = 5
 _WORDS = re.compile(r"\S+\s*|\s+")
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+_CODE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$")
 
 
 def label(key: str) -> str:
@@ -82,6 +83,8 @@ def _cell(key: str, value: Any, links: Links) -> SafeString:
         return conditional_escape(_number(value))
     if isinstance(value, str) and _SHA256.match(value):
         return format_html('<code class="hash">{}</code>', value)
+    if isinstance(value, str) and _CODE.match(value):  # a stored code (``not_met``, ``fine_tuning``) in words
+        return conditional_escape(label(value))
     if isinstance(value, str) and _ISO_TIME.match(value) and (moment := parse_datetime(value)):
         return format_html('<time datetime="{}">{}</time>', value, date_format(localtime(moment) if is_aware(moment) else moment, "j M Y H:i"))
     return conditional_escape(value)
@@ -129,7 +132,9 @@ def _table(rows: list[dict], caption: str, links: Links, first: str | None = Non
         ),
     )
     return format_html(
-        '<div class="table-wrap"><table class="evidence"><caption>{}</caption><thead><tr>{}</tr></thead><tbody>{}</tbody></table></div>',
+        '<div class="table-wrap" tabindex="0" role="region" aria-label="{}"><table class="evidence"><caption>{}</caption>'
+        "<thead><tr>{}</tr></thead><tbody>{}</tbody></table></div>",
+        caption,
         caption,
         head,
         body,
@@ -138,7 +143,12 @@ def _table(rows: list[dict], caption: str, links: Links, first: str | None = Non
 
 def _pairs(data: dict, caption: str, links: Links) -> SafeString:
     body = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', ((label(k), _cell(k, v, links)) for k, v in data.items()))
-    return format_html('<div class="table-wrap"><table class="evidence pairs"><caption>{}</caption><tbody>{}</tbody></table></div>', caption, body)
+    return format_html(
+        '<div class="table-wrap" tabindex="0" role="region" aria-label="{}"><table class="evidence pairs"><caption>{}</caption><tbody>{}</tbody></table></div>',
+        caption,
+        caption,
+        body,
+    )
 
 
 def _json(data: Any, summary: str) -> SafeString:

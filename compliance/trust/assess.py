@@ -22,6 +22,7 @@ from typing import Any
 from compliance.trust.evidence import Link, VersionEvidence
 from compliance.trust.label_quality import LABEL_DEPENDENT_PRINCIPLES, with_label_caveat
 from compliance.trust.policy import PRINCIPLES, RULES, rule_params, validate_policy
+from compliance.trust.rule_kit import status_label
 
 STRONG_N, STRONG_WIDTH = 500, 0.10
 MODERATE_N, MODERATE_WIDTH = 100, 0.20
@@ -176,6 +177,9 @@ def assessment_to_dict(results: dict[str, PrincipleResult]) -> dict[str, Any]:
 # --- Comparing two stored assessments -------------------------------------------------
 
 
+_INPUT_WORDS = {"ci_low": "lower CI bound", "ci_high": "upper CI bound", "n": "sample size", "mdd": "smallest detectable difference"}
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "none"
@@ -206,9 +210,11 @@ def _criterion_change(principle: str, key: str, old: dict | None, new: dict | No
     was, now = old.get("inputs") or {}, new.get("inputs") or {}
     changed = {k: {"before": was.get(k), "after": now.get(k)} for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)}
     why = "; ".join(
-        f"{k} {_fmt(v['before'])} -> {_fmt(v['after'])}" for k, v in list(changed.items())[:3] if not isinstance(v["after"], (dict, list))
+        f"{_INPUT_WORDS.get(k, k.replace('_', ' '))} {_fmt(v['before'])} → {_fmt(v['after'])}"
+        for k, v in list(changed.items())[:3]
+        if not isinstance(v["after"], (dict, list))
     )
-    sentence = f"{new['title']}: {_fmt(old['value'])} ({old['status']}) -> {_fmt(new['value'])} ({new['status']})" + (
+    sentence = f"{new['title']}: {_fmt(old['value'])} ({status_label(old['status'])}) → {_fmt(new['value'])} ({status_label(new['status'])})" + (
         f" because {why}." if why else f". {new['explanation']}"
     )
     return {
@@ -231,7 +237,7 @@ def assessment_diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[
         if old.get("score") != new.get("score") or old.get("status") != new.get("status"):
             delta = None if old.get("score") is None or new.get("score") is None else round(new["score"] - old["score"], 1)
             sentence = (
-                f"{name.capitalize()}: {_score(old.get('score'))} ({old.get('status')}) -> {_score(new.get('score'))} ({new.get('status')})"
+                f"{name.capitalize()}: {_score(old.get('score'))} ({status_label(old.get('status'))}) → {_score(new.get('score'))} ({status_label(new.get('status'))})"
                 + (f", {delta:+.1f} points." if delta is not None else ".")
             )
             changes.append(

@@ -172,6 +172,7 @@ class VersionEvidence:
     today: str
     dossier: DossierEvidence | None = None
     federated: tuple[FederatedStudyEvidence, ...] = ()  # newest study first
+    tasks: tuple[dict, ...] | None = None  # an adaptation's change on each task of its parent and base (change log items); None: not one
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (tuples as they are), each run's report in its stored form."""

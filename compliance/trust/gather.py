@@ -161,6 +161,14 @@ def _federated(version: ModelVersion) -> tuple[FederatedStudyEvidence, ...]:
     return tuple(found)
 
 
+def _tasks(version: ModelVersion) -> tuple[dict, ...] | None:
+    """An adaptation's change on every task of its parent and base, as its change log pairs them."""
+    from compliance.change_log import task_changes  # a real cycle: the change log shows the assessments this evidence feeds
+
+    found = task_changes(version)
+    return None if found is None else tuple(found)
+
+
 def version_evidence(version: ModelVersion) -> VersionEvidence:
     """Everything the rules may use about ``version``, read now."""
     version = ModelVersion.objects.select_related("foundation_model__provider", "parent").get(pk=version.pk)
@@ -234,4 +242,5 @@ def version_evidence(version: ModelVersion) -> VersionEvidence:
         today=timezone.localdate().isoformat(),
         dossier=_dossier(version),
         federated=_federated(version),
+        tasks=_tasks(version),
     )

@@ -40,7 +40,10 @@ def _c(
 
 
 DEFAULT_POLICY: dict[str, Any] = {
-    "version": 1,
+    # Version 2 added no_forgetting to robustness, the other robustness weights scaled by 0.85 so
+    # that a version without the criterion scores as under version 1. A stored, active version 1
+    # stays in force until two officers adopt a new one (compliance.trust.services, step 4).
+    "version": 2,
     "name": "FUTURE-AI default",
     "principles": {
         "fairness": {
@@ -110,17 +113,24 @@ DEFAULT_POLICY: dict[str, Any] = {
         "robustness": {
             "minimum": 50,
             "criteria": [
-                _c("variation_sources", 0.15, "Sources of variation documented (scanners, protocols)", "FUTURE-AI Robustness 1"),
+                _c("variation_sources", 0.1275, "Sources of variation documented (scanners, protocols)", "FUTURE-AI Robustness 1"),
                 _c(
                     "training_diversity",
-                    0.20,
+                    0.17,
                     "Training data diversity across scanners and protocols",
                     "FUTURE-AI Robustness 2",
                     target_vendors=3,
                     target_protocols=3,
                 ),
-                _c("perturbation_drop", 0.40, "Worst AUROC drop under perturbation", "FUTURE-AI Robustness 3", required=True, threshold=0.10),
-                _c("generalisation_spread", 0.25, "Site and vendor generalisation spread", "FUTURE-AI Robustness 3", threshold=0.05),
+                _c("perturbation_drop", 0.34, "Worst AUROC drop under perturbation", "FUTURE-AI Robustness 3", required=True, threshold=0.10),
+                _c("generalisation_spread", 0.2125, "Site and vendor generalisation spread", "FUTURE-AI Robustness 3", threshold=0.05),
+                _c(
+                    "no_forgetting",
+                    0.15,
+                    "An adaptation keeps its base's and parent's tasks (no forgetting across tasks)",
+                    "FUTURE-AI Robustness 3",
+                    margin=0.02,
+                ),
             ],
         },
         "explainability": {

@@ -17,6 +17,22 @@ DEMOGRAPHICS = ("sex", "age_band", "ethnicity")  # registry.datasheets.DEMOGRAPH
 RUN_NAME = {"ethnicity": "race_ethnicity"}  # datasheet attribute -> manifest attribute
 ACQUISITION = frozenset({"site", "scanner_manufacturer", "scanner_model", "protocol"})
 MISSING_VALUES = frozenset({"", "unknown"})
+# The verdicts of a criterion (``Outcome.status``) and of a principle, in words: the one place pages,
+# change sentences and documents read them from.
+STATUS_LABELS = {
+    "met": "met",
+    "partly": "partly met",
+    "not_met": "not met",
+    "uncertain": "uncertain: the interval spans the target",
+    "no_evidence": "no evidence",
+    "assessed": "assessed",
+    "insufficient_evidence": "insufficient evidence",
+}
+
+
+def status_label(status: str | None) -> str:
+    """A criterion's or principle's status in words; an unknown code is shown as it is stored."""
+    return STATUS_LABELS.get(status, status or "none")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 |                           |                     |                                                                                | target_protocols 3        | protocols                                     |
 | perturbation_drop         | Robustness 3        | threshold rule, worst AUROC drop over perturbation conditions                  | threshold 0.10            | no run has robustness                         |
 | generalisation_spread     | Robustness 3        | threshold rule, largest leave-one-out AUROC spread (site, vendor); no CI       | threshold 0.05            | no run has generalisation                     |
+| no_forgetting             | Robustness 3        | an adaptation's tasks of its parent and base (paired AUROC change per dataset | margin 0.02               | not a recorded adaptation, or neither parent  |
+|                           |                     | and label, change log): kept 1 (CI lower end above -margin), uncertain 0.5,   |                           | nor base has a succeeded run                  |
+|                           |                     | forgotten 0 (CI upper end below -margin), not re-evaluated or unpaired 0;     |                           |                                               |
+|                           |                     | mean; not_met when any task is forgotten                                       |                           |                                               |
 | explainability_needs      | Explainability 1    | 1 if explainability needs are stated                                           | -                         | not stated                                    |
 | faithfulness              | Explainability 2    | per curve: beats random 1, undecided 0.5, worse 0; method = mean of deletion   | min_difference 0.02       | no run has explainability                     |
 |                           |                     | and insertion; the best method over all explained cases (``pooled``, shared by |                           |                                               |
@@ -859,6 +863,45 @@ def _spreads(run: RunEvidence, threshold: float) -> list[dict]:
                 }
             )
     return found
+
+
+def _task_verdict(item: dict, margin: float) -> tuple[float, str]:
+    """One task's change: kept, uncertain, forgotten, or not assessable (not re-evaluated, unpaired)."""
+    detail = item["detail"]
+    if detail.get("unassessed") or None in (detail.get("ci_low"), detail.get("ci_high")):
+        return 0.0, "not assessable"
+    if detail["ci_high"] < -margin:
+        return 0.0, "forgotten"
+    if detail["ci_low"] > -margin:
+        return 1.0, "kept"
+    return 0.5, "uncertain"
+
+
+@scoring_rule("no_forgetting", margin=(0.02, 0.0, 0.2))
+def no_forgetting(evidence: VersionEvidence, params: dict) -> Outcome:
+    """Robustness 3 for an adaptation: does it still do what its parent and base could, on the same
+    data? Each task (dataset and label) is judged on the paired AUROC change's interval against the
+    margin; a task it was not re-evaluated on counts as lost until it is."""
+    if evidence.tasks is None:
+        return insufficient_evidence("Not a recorded adaptation of a foundation model: there are no tasks of a base to keep.")
+    if not evidence.tasks:
+        return insufficient_evidence("Neither the parent nor the base has a succeeded run: there is no task to re-evaluate.")
+    margin = params["margin"]
+    verdicts = [(item, *_task_verdict(item, margin)) for item in evidence.tasks]
+    value = sum(v for _, v, _ in verdicts) / len(verdicts)
+    counts = {word: sum(1 for *_, w in verdicts if w == word) for word in ("kept", "uncertain", "forgotten", "not assessable")}
+    forgotten = [item["what"] for item, _, word in verdicts if word == "forgotten"]
+    status = "not_met" if forgotten else share_status(value)
+    runs = sorted({item["detail"][key] for item in evidence.tasks for key in ("parent_run", "child_run") if item["detail"].get(key)})
+    return Outcome(
+        value=rounded(value),
+        status=status,
+        inputs={"margin": margin, "tasks": len(verdicts), **{k.replace(" ", "_"): n for k, n in counts.items()}, "forgotten": forgotten},
+        explanation=f"Of {len(verdicts)} tasks of the parent and base: {counts['kept']} kept, {counts['uncertain']} uncertain, "
+        f"{counts['forgotten']} forgotten (AUROC interval entirely more than {margin:g} below the reference), "
+        f"{counts['not assessable']} not re-evaluated on the same data" + (f"; forgotten: {'; '.join(forgotten)}." if forgotten else "."),
+        links=tuple(Link("run", run_id, f"Run {run_id}") for run_id in runs),
+    )
 
 
 @scoring_rule("generalisation_spread", threshold=(0.05, 0.001, 1.0))

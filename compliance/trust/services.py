@@ -26,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from compliance.choices import TrustTrigger
 from compliance.duties import officer_refusal, refuse, second_officer_refusal, who_may_act
 from compliance.models import ScoringPolicy, TrustAssessment, TrustException
 from compliance.trust.assess import assess, assessment_to_dict
@@ -45,7 +46,7 @@ from validation.revalidation import revalidation_overdue_from
 
 
 def policy_active() -> ScoringPolicy:
-    """The policy new assessments use; version 1 (``DEFAULT_POLICY``) is stored on first use."""
+    """The policy new assessments use; the built-in one (``DEFAULT_POLICY``, its own version) is stored on first use."""
     policy = ScoringPolicy.objects.filter(active=True).first()
     if policy is not None:
         return policy
@@ -259,7 +260,7 @@ def trust_overdue_requests() -> list[int]:
         latest = latest_assessment(deployment.version)
         if latest is None or latest.computed_at < overdue_from:
             versions.append(deployment.version_id)
-            trust_request(version_id=deployment.version_id, trigger="revalidation_overdue", debounce=False)
+            trust_request(version_id=deployment.version_id, trigger=TrustTrigger.REVALIDATION_OVERDUE, debounce=False)
     return versions
 
 
@@ -281,5 +282,5 @@ def trust_missed_requests(*, now: datetime | None = None) -> list[int]:
         .values_list("pk", flat=True)
     )
     for version_id in missed:
-        trust_request(version_id=version_id, trigger="run_finished", debounce=False)
+        trust_request(version_id=version_id, trigger=TrustTrigger.RUN_FINISHED, debounce=False)
     return missed

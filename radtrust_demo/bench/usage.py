@@ -10,7 +10,8 @@ migrated beforehand), which must hold nothing but an earlier run of this bench.
    sums: what the API does after parsing), in batches of up to ``BATCH`` per deployment in turn, each
    batch's events a shuffled stretch of its deployment's year. Only the service calls are timed:
    ``events_per_second`` (goal >= 20,000). The first tenth is ingested, the reads' query counts
-   taken, then the rest, and the counts taken again: ``queries_constant``.
+   taken, then the rest, and the counts taken again: ``queries_constant``; with them the full
+   exports' time per exported event (``export_us_per_event``), which must not grow with the table.
 3. ``VACUUM ANALYZE`` (PostgreSQL), then ``repeats`` interleaved rounds of ``SELECT count(*)`` of the
    events table and each read, by Django's test client as an officer: the weekly usage figures of
    the busiest deployment, its last week's export (CSV, read to the end) and its full export (both
@@ -132,14 +133,23 @@ def _get(client: Client, url: str) -> int:
     return sum(len(part) for part in response.streaming_content) if response.streaming else len(response.content)
 
 
-def _query_counts(client: Client, reads: dict[str, str]) -> dict[str, int]:
-    counts = {}
+def _query_counts(client: Client, reads: dict[str, str]) -> tuple[dict[str, int], dict[str, float]]:
+    """Each read's query count, and each read's time (ms) once warm: the full exports' per event."""
+    counts, ms = {}, {}
     for label, url in reads.items():
         _get(client, url)
         with CaptureQueriesContext(connection) as captured:
+            began = time.perf_counter()
             _get(client, url)
+            ms[label] = (time.perf_counter() - began) * 1000
         counts[label] = len(captured)
-    return counts
+    return counts, ms
+
+
+def _per_event_us(ms: dict[str, float], busiest: int) -> dict[str, float]:
+    """The full exports' time per exported event (µs): constant if the export does not grow with the table."""
+    events = UsageEvent.objects.filter(deployment_id=busiest).count()
+    return {label: round(t * 1000 / events, 2) for label, t in ms.items() if label.startswith("export, all")}
 
 
 def run_usage_bench(*, events: int, deployments: int, repeats: int, log: Log) -> dict[str, Any]:
@@ -159,14 +169,16 @@ def run_usage_bench(*, events: int, deployments: int, repeats: int, log: Log) ->
     first = max(1, events // 10)
     log(f"ingesting {first} events over {deployments} deployments")
     spent = _ingest(placed, first, start, span, seed=1, first_batch=0)
-    queries_small = _query_counts(client, reads)
+    queries_small, ms_small = _query_counts(client, reads)
+    export_small = _per_event_us(ms_small, busiest)
     log(f"ingesting {events - first} more")
     spent += _ingest(placed, events - first, start, span, seed=2, first_batch=10**6)
     if connection.vendor == "postgresql" and not connection.in_atomic_block:  # a test's transaction cannot vacuum
         log("vacuum analyze")
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-    queries_full = _query_counts(client, reads)
+    queries_full, ms_full = _query_counts(client, reads)
+    export_full = _per_event_us(ms_full, busiest)
 
     log(f"timing {len(reads)} reads and count(*), {repeats} rounds")
     latency: dict[str, list[float]] = {label: [] for label in reads}
@@ -201,6 +213,7 @@ def run_usage_bench(*, events: int, deployments: int, repeats: int, log: Log) ->
         "events_per_second": round(events / spent),
         "worst_p95_over_count": max(r["p95_over_count"] for r in reads_out.values()),
         "queries_constant": queries_small == queries_full,
+        "export_us_per_event": {label: {str(first): export_small[label], str(events): export_full[label]} for label in export_full},
         "retention_purge_seconds_per_million": round(purge_seconds / max(purged, 1) * 1e6, 2),
         "goal": {k: list(v) for k, v in GOALS.items()},
         "reads": reads_out,
@@ -223,5 +236,6 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"count(*) median {result['count_ms']:.2f} ms over {result['events']} events, {result['deployments']} deployments")
     lines.append(f"events_per_second {result['events_per_second']} (goal >= 20,000)")
     lines.append(f"worst_p95_over_count {result['worst_p95_over_count']:.3f} (goal <= 1.0); queries_constant {result['queries_constant']}")
+    lines.append(f"full export, µs per exported event after a tenth and after all: {result['export_us_per_event']}")
     lines.append(f"retention_purge_seconds_per_million {result['retention_purge_seconds_per_million']}")
     return "\n".join(lines)

@@ -8,9 +8,21 @@ from rest_framework import serializers
 
 from core.access import may_share_case_outputs, writable_institutions
 from core.api import JSONValueField, ModelSerializer
-from registry.choices import VersionStatus
+from radtrust_engine.dicomweb import LabelsError, labels_table
+from registry.choices import AdaptationMethod, VersionStatus
 from registry.datasheets import datasheet_completeness
-from registry.models import Dataset, DataUseGrant, Deployment, FoundationModel, Institution, ModelVersion, Provenance
+from registry.models import (
+    Adaptation,
+    Dataset,
+    DataUseGrant,
+    Deployment,
+    DicomwebManifest,
+    DicomwebSource,
+    FoundationModel,
+    Institution,
+    ModelVersion,
+    Provenance,
+)
 from registry.selectors import data_use_grant_list, dataset_list, foundation_model_list, institution_list, version_list
 
 
@@ -124,6 +136,35 @@ class TransitionSerializer(serializers.Serializer):
     to_status = serializers.ChoiceField(choices=VersionStatus.choices)
 
 
+class AdaptationSerializer(serializers.ModelSerializer):
+    """How a version was adapted from its parent (its base): recorded once, never edited."""
+
+    method = serializers.ChoiceField(choices=AdaptationMethod.choices, help_text="How the base was adapted.")
+    method_label = serializers.CharField(source="get_method_display", read_only=True)
+    labels = serializers.ListField(child=serializers.CharField(max_length=200), allow_empty=False, max_length=200)
+    labelled_dataset = ScopedRelatedField(selector=dataset_list, required=False, allow_null=True, help_text="The labelled data used to adapt.")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Adaptation
+        fields = [
+            "id",
+            "version",
+            "method",
+            "method_label",
+            "task",
+            "labels",
+            "labelled_dataset",
+            "labelled_cases",
+            "labelled_patients",
+            "frozen_parts",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = ["id", "version", "method_label", "created_by", "created_at"]
+        validators = []  # the database constraint is the service's check, with a field to fix (registry.adaptations)
+
+
 class LineageEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
@@ -173,8 +214,73 @@ class DataUseRevokeSerializer(serializers.Serializer):
     )
 
 
+class DicomwebManifestSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DicomwebManifest
+        fields = ["sha256", "n_instances", "unlabelled", "query", "created_at"]
+
+
+class DicomwebSourceSerializer(serializers.ModelSerializer):
+    """A dataset's PACS source as stored: the query, the labels table by its key, columns, size and
+    hash (not its rows), and the manifests runs froze from it, newest first."""
+
+    labels = serializers.SerializerMethodField()
+    manifests = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DicomwebSource
+        fields = [
+            "base_url",
+            "credentials_env",
+            "modality",
+            "body_part",
+            "study_dates",
+            "series_description",
+            "accession_numbers",
+            "labels",
+            "labels_sha256",
+            "manifests",
+            "updated_at",
+        ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_labels(self, obj: DicomwebSource) -> dict:
+        return {"key": obj.labels["key"], "label_names": obj.labels["label_names"], "n_rows": len(obj.labels["rows"])}
+
+    @extend_schema_field(DicomwebManifestSerializer(many=True))
+    def get_manifests(self, obj: DicomwebSource) -> list[dict]:
+        return DicomwebManifestSerializer(obj.dataset.dicomweb_manifests.all()[:20], many=True).data
+
+
+class DicomwebSourceWriteSerializer(serializers.Serializer):
+    """Where a dataset lives in a PACS: the DICOMweb root, the environment prefix of its credentials
+    (never the credentials), the QIDO-RS query and the labels table as rows keyed by
+    ``StudyInstanceUID`` or ``SOPInstanceUID`` with one 0/1 column per label."""
+
+    base_url = serializers.URLField(max_length=500, help_text="The DICOMweb root, e.g. https://pacs.example.org/dicom-web.")
+    credentials_env = serializers.CharField(max_length=60, required=False, allow_blank=True, default="")
+    modality = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
+    body_part = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
+    study_dates = serializers.CharField(max_length=17, required=False, allow_blank=True, default="", help_text="20240101-20241231")
+    series_description = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    accession_numbers = serializers.ListField(child=serializers.CharField(max_length=16), required=False, default=list, max_length=10000)
+    labels = serializers.ListField(child=serializers.DictField(), min_length=1, help_text='[{"StudyInstanceUID": "1.2.3", "effusion": 1}, ...]')
+
+    def validate_base_url(self, value: str) -> str:
+        if not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("A DICOMweb root is an http:// or https:// address.")
+        return value
+
+    def validate_labels(self, value: list[dict]):
+        try:
+            return labels_table(value)
+        except LabelsError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
 class DatasetSerializer(ModelSerializer):
     institution = ScopedRelatedField(selector=institution_list, owner=True)
+    dicomweb = serializers.SerializerMethodField(help_text="Where the dataset lives in a PACS, if it does (set with PUT .../dicomweb/).")
     source_institutions = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Institution.objects.all())
     completeness = serializers.SerializerMethodField()
     use_grants = serializers.SerializerMethodField(help_text="The data-use grants of this dataset that you may see (the steward's agreements).")
@@ -208,6 +314,7 @@ class DatasetSerializer(ModelSerializer):
             "case_outputs_shared_with_provider",
             "known_limitations",
             "location",
+            "dicomweb",
             "manifest_sha256",
             "completeness",
             "use_grants",
@@ -215,6 +322,14 @@ class DatasetSerializer(ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
+
+    @extend_schema_field(DicomwebSourceSerializer(allow_null=True))
+    def get_dicomweb(self, obj: Dataset) -> dict | None:
+        try:
+            source = obj.dicomweb  # selected with the dataset (``selectors.dataset_list``)
+        except DicomwebSource.DoesNotExist:
+            return None
+        return DicomwebSourceSerializer(source).data
 
     def get_completeness(self, obj: Dataset) -> dict:
         return datasheet_completeness(obj).to_dict()

@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -15,6 +15,7 @@ from core.api import ScopedViewSet
 from core.parsers import BoundedJSONParser
 from registry import adaptations, selectors, services
 from registry.api import serializers as s
+from registry.dicomweb import dicomweb_source_set
 from registry.filtersets import (
     DatasetFilterSet,
     DataUseGrantFilterSet,
@@ -23,6 +24,7 @@ from registry.filtersets import (
     ModelVersionFilterSet,
     ProvenanceFilterSet,
 )
+from registry.models import DicomwebSource
 
 
 class RecordViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin):
@@ -72,6 +74,26 @@ class DatasetViewSet(RecordViewSet):
     filterset_class = DatasetFilterSet
     immutable_fields = ("institution",)
     search_fields = ["name"]
+
+    @extend_schema(responses={200: s.DicomwebSourceSerializer})
+    @action(detail=True, methods=["get"], url_path="dicomweb")
+    def dicomweb(self, request, pk=None):
+        """Where the dataset lives in a PACS (404 when it reads a folder), with the manifests runs froze from it."""
+        dataset = self.get_object()
+        source = DicomwebSource.objects.filter(dataset=dataset).first()
+        if source is None:
+            raise NotFound(f"{dataset.name} reads a folder, not a PACS: no DICOMweb source.")
+        return Response(s.DicomwebSourceSerializer(source).data)
+
+    @extend_schema(request=s.DicomwebSourceWriteSerializer, responses={200: s.DicomwebSourceSerializer})
+    @dicomweb.mapping.put
+    def dicomweb_set(self, request, pk=None):
+        """Define or redefine the dataset as a DICOMweb query with its labels table; runs resolve it when created."""
+        dataset = self.get_object()
+        form = s.DicomwebSourceWriteSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        source = dicomweb_source_set(actor=request.user, dataset=dataset, **form.validated_data)
+        return Response(s.DicomwebSourceSerializer(source).data)
 
 
 class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin):
@@ -149,6 +171,18 @@ class ModelVersionViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveM
                 "inherited_risks": [r.to_dict() for r in adaptations.inherited_risks(version, visible)],
             }
         )
+
+    @extend_schema(request=s.AdaptationSerializer, responses={201: s.AdaptationSerializer})
+    @adaptations.mapping.post
+    def adaptation_record(self, request, pk=None):
+        """Record how this version was adapted from its parent (method, task, labels, labelled data,
+        frozen parts); the provider's ML engineers only. Registering it queues the re-evaluation of
+        every task the base and the parent were evaluated on (``validation.forgetting``)."""
+        version = self.get_object()
+        form = s.AdaptationSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        record = adaptations.adaptation_record(actor=request.user, version=version, **form.validated_data)
+        return Response(s.AdaptationSerializer(record, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 
 
 class ProvenanceViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin):

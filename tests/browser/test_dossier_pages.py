@@ -1,14 +1,15 @@
-"""The dossier pages in headless Chromium: an officer writes and saves, a second officer saving
-from a stale page sees both texts and keeps their own, submit, the second officer (who edited)
-is refused at signing and a third one signs with their password, and the keyboard reaches every
-field by its label."""
+"""The dossier pages in headless Chromium: an officer opens a section from the overview, writes
+and saves, a second officer saving from a stale page sees both texts and keeps their own, submit,
+the second officer (who edited) is refused at signing and a third one signs with their password;
+a refused submission links each problem to its field; the keyboard reaches every field of a
+section by its label."""
 
 from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
 
-from compliance.dossier_fields import FIELDS
+from compliance.dossier_fields import FIELDS, SECTION_OF, SECTIONS
 from compliance.dossiers import dossier_open, dossier_save
 from compliance.models import Dossier
 from tests.browser.conftest import TIMEOUT_MS, login
@@ -18,6 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_d
 
 PASSWORD = "Correct-horse-battery-9"
 CLAIM = FIELDS["1a_purpose_statement"]
+FIRST = SECTION_OF[CLAIM.key]
 
 
 @pytest.fixture
@@ -54,8 +56,9 @@ def test_two_officers_write_one_submits_and_a_third_signs(page, browser, live_se
     second.set_default_timeout(TIMEOUT_MS)
     other = second.new_page()
     login(other, live_server.url, "officer2", PASSWORD)
-    other.goto(f"/dossiers/{dossier.pk}/")  # opened before the first officer saves: stale from here on
+    other.goto(f"/dossiers/{dossier.pk}/sections/{FIRST.key}/")  # opened before the first officer saves: stale from here on
 
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name=FIRST.title).click()
     page.get_by_label(CLAIM.title).fill("Adults with erect PA chest radiographs; triage of suspected pneumothorax.")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("listitem").filter(has_text="Saved 1 field.")).to_be_visible()
@@ -115,7 +118,7 @@ def test_the_author_is_told_four_eyes_forbid_signing(page, live_server, officers
     )
     login(page, live_server.url, "officer", PASSWORD)
     page.goto(f"/dossiers/{almost_written.pk}/")
-    page.get_by_role("button", name="Save and submit for review").click()
+    page.get_by_role("button", name="Submit for review").click()
     page.get_by_role("link", name="Go to signing").click()
     page.get_by_label("I have reviewed this snapshot").check()
     page.get_by_label("Your password").fill(PASSWORD)
@@ -124,11 +127,24 @@ def test_the_author_is_told_four_eyes_forbid_signing(page, live_server, officers
     assert Dossier.objects.get(pk=almost_written.pk).status == "in_review"
 
 
-def test_keyboard_reaches_the_fields_by_their_labels_and_the_buttons(page, live_server, officers, almost_written):
+def test_a_refused_submission_links_each_problem_to_its_field(page, live_server, officers, almost_written):
     login(page, live_server.url, "officer", PASSWORD)
     page.goto(f"/dossiers/{almost_written.pk}/")
+    page.get_by_role("button", name="Submit for review").click()
+    refusal = page.get_by_role("alert").filter(has_text="Not submitted")
+    expect(refusal).to_contain_text(f"{CLAIM.title} ({FIRST.title}, {CLAIM.article}) is not written yet.")
+    expect(refusal).not_to_contain_text(CLAIM.key)
+    refusal.get_by_role("link", name=CLAIM.title, exact=True).click()
+    expect(page).to_have_url(f"{live_server.url}/dossiers/{almost_written.pk}/sections/{FIRST.key}/#field-{CLAIM.key}")
+    expect(page.get_by_label(CLAIM.title)).to_be_visible()
+    assert Dossier.objects.get(pk=almost_written.pk).status == "draft"
+
+
+def test_keyboard_reaches_the_fields_by_their_labels_and_the_buttons(page, live_server, officers, almost_written):
+    login(page, live_server.url, "officer", PASSWORD)
+    page.goto(f"/dossiers/{almost_written.pk}/sections/{FIRST.key}/")
     reached, outlined = set(), set()
-    for _ in range(400):
+    for _ in range(200):
         page.keyboard.press("Tab")
         name, outline = page.evaluate("""(e => [e.tagName === 'BUTTON' ? e.textContent.trim() : (e.name || e.textContent.trim()),
             getComputedStyle(e).outlineStyle])(document.activeElement)""")
@@ -137,12 +153,15 @@ def test_keyboard_reaches_the_fields_by_their_labels_and_the_buttons(page, live_
             outlined.add(name)
         if name == "Save and submit for review":
             break
-    officer_keys = {k for k, f in FIELDS.items() if f.editable}
+    officer_keys = {f.key for f in FIRST.fields if f.editable}
     assert officer_keys <= reached and officer_keys <= outlined  # every field, in order, with a visible focus ring
     assert {"Save", "Save and submit for review"} <= reached
-    unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
-        .filter(e => !(e.labels && e.labels.length)).map(e => e.name)""")
-    assert unlabelled == []
+    for section in SECTIONS:
+        page.goto(f"/dossiers/{almost_written.pk}/sections/{section.key}/")
+        unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(e => !(e.labels && e.labels.length)).map(e => e.name)""")
+        assert unlabelled == [], section.key
+    page.goto(f"/dossiers/{almost_written.pk}/sections/{FIRST.key}/")
     described = page.evaluate(f"document.getElementById(document.getElementById('id_{CLAIM.key}').getAttribute('aria-describedby')).textContent")
     assert described == CLAIM.guidance
 
@@ -150,6 +169,13 @@ def test_keyboard_reaches_the_fields_by_their_labels_and_the_buttons(page, live_
 def test_the_editor_fits_a_phone_screen(page, live_server, officers, almost_written):
     page.set_viewport_size({"width": 375, "height": 740})
     login(page, live_server.url, "officer", PASSWORD)
-    for path in ("/dossiers/", f"/dossiers/{almost_written.pk}/", f"/dossiers/{almost_written.pk}/review/", f"/dossiers/{almost_written.pk}/sign/"):
+    sections = [f"/dossiers/{almost_written.pk}/sections/{s.key}/" for s in SECTIONS]
+    for path in (
+        "/dossiers/",
+        f"/dossiers/{almost_written.pk}/",
+        *sections,
+        f"/dossiers/{almost_written.pk}/review/",
+        f"/dossiers/{almost_written.pk}/sign/",
+    ):
         page.goto(path)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path

@@ -110,7 +110,7 @@ def _evidence(declared: dict | None) -> dict:
 def _problems(values: dict, declared: dict | None) -> list[str]:
     evidence = _evidence(declared)
     done = completeness(values, {name: bool(data) for name, data in evidence.items()} | {"validation_runs": True, "version_identity": True})
-    return submission_problems(values, evidence, done)
+    return [p.message for p in submission_problems(values, evidence, done)]
 
 
 def test_a_contradicted_claim_blocks_submission_with_a_message_that_names_it():

@@ -22,7 +22,7 @@ def officer_client(personas):
 @pytest.mark.django_db
 def test_autosave_saves_and_answers_the_new_count_and_completeness(officer_client, personas, deployed):
     dossier = dossier_open(actor=personas["officer"], version=deployed["version"])
-    page = officer_client.get(reverse("pages:dossier-detail", args=[dossier.pk])).content.decode()
+    page = officer_client.get(reverse("pages:dossier-section", args=[dossier.pk, "annex_iv_1"])).content.decode()
     assert f'data-autosave="{reverse("pages:dossier-autosave", args=[dossier.pk])}"' in page
     assert "compliance/dossier_editor" in page and 'id="autosave-status"' in page
     field = EDITABLE[0]

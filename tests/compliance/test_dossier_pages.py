@@ -14,6 +14,7 @@ from compliance.dossier_fields import FIELDS, SECTIONS
 from compliance.dossiers import dossier_open, dossier_save, dossier_submit
 from compliance.models import Document, Dossier
 from tests.factories import SIGNING_PASSWORD, dossier_officer_values
+from validation.models import RunFile
 
 pytestmark = pytest.mark.django_db
 
@@ -89,30 +90,54 @@ def test_the_list_shows_each_version_and_opens_a_dossier(client, personas, deplo
     assert "Revision 1" in page and "Draft" in page and re.search(r"\d+% <span class=\"muted\">\(\d+ of \d+\)", page)
 
 
-def test_the_editor_shows_sections_guidance_evidence_and_completeness(client, personas, draft):
+def test_the_overview_links_each_section_to_a_page_of_its_own(client, personas, draft):
     client.force_login(personas["officer"])
     page = client.get(f"/dossiers/{draft.pk}/").content.decode()
-    positions = [page.index(f'id="heading-{s.key}"') for s in SECTIONS]
+    positions = [page.index(f'href="/dossiers/{draft.pk}/sections/{s.key}/">{s.title}</a>') for s in SECTIONS]
     assert positions == sorted(positions)  # in catalogue order
     assert all(s.article in page for s in SECTIONS)
+    assert "<textarea" not in page  # the fields are on the sections' pages
+    assert re.search(r'<progress id="overall-progress" max="(\d+)" value="(\d+)"', page)
+    assert client.get(f"/dossiers/{draft.pk}/sections/no_such_section/").status_code == 404
+
+
+def test_a_section_page_shows_its_fields_guidance_evidence_and_completeness(client, personas, draft):
+    client.force_login(personas["officer"])
+    first = SECTIONS[0]
+    page = client.get(f"/dossiers/{draft.pk}/sections/{first.key}/").content.decode()
     claim = FIELDS[CLAIM]
     assert f'<label for="id_{CLAIM}">{claim.title}</label>' in page
     assert f'aria-describedby="guidance-{CLAIM}"' in page and claim.guidance.split(":")[0] in page
-    assert page.count("<textarea") == len(OFFICER_KEYS)
+    assert page.count("<textarea") == len([f for f in first.fields if f.editable])
     model = draft.version.foundation_model
     assert f"<td>{model.intended_purpose}</td>" in page  # evidence as a table, not a JSON dump
     assert "All of this evidence as data (JSON)" in page
-    assert f'href="/versions/{draft.version_id}/trust/"' in page
-    assert re.search(r'<progress id="overall-progress" max="(\d+)" value="(\d+)"', page)
     assert 'id="progress-annex_iv_1"' in page and "missing</strong>" in page
+    assert f'data-autosave="/dossiers/{draft.pk}/autosave/"' in page and 'name="section" value="annex_iv_1"' in page
+    assert f'href="/dossiers/{draft.pk}/sections/{SECTIONS[1].key}/" rel="next"' in page
+    trust = next(s for s in SECTIONS if any(f.evidence == "trust_scores" for f in s.fields))
+    assert f'href="/versions/{draft.version_id}/trust/"' in client.get(f"/dossiers/{draft.pk}/sections/{trust.key}/").content.decode()
+
+
+def test_a_section_shows_the_cited_runs_charts_inline(client, personas, evidenced):
+    dossier = dossier_open(actor=personas["officer"], version=evidenced)
+    client.force_login(personas["officer"])
+    subgroups = next(s for s in SECTIONS if any(f.evidence == "subgroup_performance" for f in s.fields))
+    page = client.get(f"/dossiers/{dossier.pk}/sections/{subgroups.key}/").content.decode()
+    charts = RunFile.objects.filter(kind="chart", name__startswith="charts/forest-", run__version=evidenced)
+    assert charts.exists()
+    for chart in charts:
+        assert f'<img src="/api/run-files/{chart.pk}/content/"' in page
+    assert f'href="/runs/{charts[0].run_id}/">validation run {charts[0].run_id}</a>' in page
 
 
 def test_saving_stores_only_the_fields_the_officer_changed(client, personas, draft):
     client.force_login(personas["officer"])
-    page = client.get(f"/dossiers/{draft.pk}/").content.decode()
+    page = client.get(f"/dossiers/{draft.pk}/sections/annex_iv_1/").content.decode()
     data = {"edit_count": _hidden(page, "edit_count"), CLAIM: "Adults with erect chest films.\r\nNot for children.", f"initial-{CLAIM}": ""}
-    response = client.post(f"/dossiers/{draft.pk}/save/", {**data, "action": "save"}, follow=True)
+    response = client.post(f"/dossiers/{draft.pk}/save/", {**data, "section": "annex_iv_1", "action": "save"}, follow=True)
     assert "Saved 1 field." in response.content.decode()
+    assert response.redirect_chain[-1][0] == f"/dossiers/{draft.pk}/sections/annex_iv_1/"
     draft.refresh_from_db()
     assert draft.values == {CLAIM: "Adults with erect chest films.\nNot for children."} and draft.edit_count == 1
 
@@ -130,7 +155,7 @@ def test_a_field_too_long_is_refused_next_to_it(client, personas, draft):
 
 def test_a_concurrent_save_shows_both_texts_and_keeps_what_the_officer_typed(client, personas, draft):
     client.force_login(personas["officer2"])
-    stale = client.get(f"/dossiers/{draft.pk}/").content.decode()
+    stale = client.get(f"/dossiers/{draft.pk}/sections/annex_iv_1/").content.decode()
     dossier_save(actor=personas["officer"], dossier=draft, values={CLAIM: "Adults only.", INTERACTIONS: "PACS via DICOMweb."}, edit_count=0)
 
     response = client.post(
@@ -170,16 +195,20 @@ def test_a_concurrent_save_shows_both_texts_and_keeps_what_the_officer_typed(cli
     assert draft.values == {CLAIM: "Adults and adolescents over 16.", INTERACTIONS: "PACS via DICOMweb."} and draft.edit_count == 2
 
 
-def test_submitting_an_incomplete_dossier_lists_what_is_missing(client, personas, draft):
+def test_submitting_an_incomplete_dossier_lists_each_problem_in_plain_words_with_a_link(client, personas, draft):
     client.force_login(personas["officer"])
     claim = "Adults with erect PA chest radiographs; a second reader for suspected pneumothorax."  # an answer (compliance.field_checks)
     response = client.post(f"/dossiers/{draft.pk}/save/", {"edit_count": 0, "action": "submit", CLAIM: claim, f"initial-{CLAIM}": ""})
     page = response.content.decode()
-    assert response.status_code == 400 and "Not submitted" in page and "Required fields are not filled yet" in page
-    missing = page[page.index('id="not-submitted"') : page.index("<h2>Completeness</h2>")]
-    assert f'href="#field-{INTERACTIONS}">{FIELDS[INTERACTIONS].title}</a>' in missing
-    assert f'href="#field-{CLAIM}"' not in missing  # saved on the way
-    assert FIELDS["2g_validation_runs"].title in missing and "evidence from the records" in missing
+    assert response.status_code == 400 and "Not submitted" in page
+    refusal = page[page.index('id="not-submitted"') : page.index("<h2>Completeness</h2>")]
+    interactions = FIELDS[INTERACTIONS]
+    assert f"{interactions.title} (General description of the AI system, {interactions.article}) is not written yet." in refusal
+    assert f'href="/dossiers/{draft.pk}/sections/annex_iv_1/#field-{INTERACTIONS}">{interactions.title}</a>' in refusal
+    assert f"#field-{CLAIM}" not in refusal  # saved on the way
+    runs = FIELDS["2g_validation_runs"]
+    assert f"{runs.title} (" in refusal and "read from the registry and the runs, not typed here" in refusal
+    assert not [key for key in FIELDS if f"{key}:" in refusal or f"({key})" in refusal or f" {key} " in refusal]  # never a stored key
     draft.refresh_from_db()
     assert draft.status == "draft" and draft.values == {CLAIM: claim}
     assert _hidden(page, "edit_count") == "1"
@@ -255,7 +284,9 @@ def test_four_eyes_refusals_are_explained_on_the_page(client, personas, in_revie
     response = client.post(f"/dossiers/{in_review.pk}/request-changes/", {"note": "Name the PACS vendor in 1(b)."}, follow=True)
     page = response.content.decode()
     assert "Changes requested by the reviewer" in page and "Name the PACS vendor in 1(b)." in page
-    assert page.count('<textarea name="') == len(OFFICER_KEYS)  # editable again (the release-evidence form has its own)
+    assert 'name="action" value="submit"' in page  # editable again
+    section = client.get(f"/dossiers/{in_review.pk}/sections/annex_iv_1/").content.decode()
+    assert section.count('<textarea name="') == len([f for f in SECTIONS[0].fields if f.editable])
 
 
 def test_the_second_officer_signs_on_the_sign_page(client, personas, in_review):

@@ -56,7 +56,9 @@ def test_an_incomplete_dossier_cannot_be_submitted(personas, deployed):
     dossier = dossier_open(actor=personas["officer"], version=deployed["version"])
     with pytest.raises(ValidationError) as caught:
         dossier_submit(actor=personas["officer"], dossier=dossier)
-    assert "Required fields are not filled yet" in caught.value.message_dict["values"][0]
+    refusal = caught.value.message_dict["values"]
+    assert refusal[0] == f"{FIELDS['1a_purpose_statement'].title} (General description of the AI system, Annex IV 1(a)) is not written yet."
+    assert not any("1a_purpose_statement" in sentence for sentence in refusal)  # plain words, never the stored key
 
 
 def test_four_eyes_sign_freezes_and_a_change_is_a_new_revision(personas, evidenced, signing_password):

@@ -10,7 +10,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from compliance.incidents import incident_action_add, incident_escalate, incident_export, incident_report_pdf, incident_transition, overdue_incidents
+from compliance.incidents import (
+    incident_action_add,
+    incident_escalate,
+    incident_export,
+    incident_report_html,
+    incident_report_pdf,
+    incident_transition,
+    overdue_incidents,
+)
 from compliance.models import Alert, Incident
 from core.errors import Conflict
 from core.models import AuditEvent
@@ -166,6 +174,15 @@ def test_report_pdf_and_export_escape_what_people_typed(personas, report, api_cl
     response = api_client(personas["officer"]).get(f"/api/incidents/{incident.pk}/report-pdf/")
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     assert incident_export(incident)["deadline"] == incident.deadline.isoformat()
+
+
+def test_report_names_statuses_and_actions_in_words(personas, report):
+    incident = _escalate(personas, report("disagree"))
+    incident_action_add(actor=personas["officer"], incident=incident, kind="suspend_deployment", description="Paused", confirmed=True)
+    html = incident_report_html(Incident.objects.get(pk=incident.pk))
+    assert "<td>Open</td>" in html and "(suspended)" in html and "Suspend the deployment: Paused" in html
+    assert "<tr><th>Case reference</th>" in html and "<td>Disagree</td>" in html  # the source's fields and codes in words
+    assert "suspend_deployment" not in html and "case_reference" not in html
 
 
 def test_api_escalate_twice_and_transition(personas, report, api_client):

@@ -25,7 +25,8 @@ URL = "/api/usage-batches/"
 
 @pytest.fixture
 def deployment(institutions):
-    return DeploymentFactory(institution=institutions["north"])
+    """The provider's (RadVendor's, where the officer persona works) version in use at North."""
+    return DeploymentFactory(institution=institutions["north"], version__foundation_model__provider=institutions["vendor"])
 
 
 @pytest.fixture
@@ -273,3 +274,98 @@ def test_usage_feeds_monitoring_and_traceability_5(api_client, personas, logger,
     assert (evidence.deployments[0].usage_days_since, evidence.deployments[0].usage_retention_days) == (0, 183)
     outcome = RULES["usage_logging"].function(evidence, rule_params("usage_logging", None))
     assert (outcome.value, outcome.status) == (1.0, "met")
+
+
+# --- Ingestion equivalence: what is stored is what was sent, on SQLite and on PostgreSQL (COPY) ---------
+
+
+def _awkward_events(deployment) -> list[dict]:
+    """Events whose text needs escaping in COPY's format and in JSON, numbers of every JSON kind, and an offset."""
+    now = timezone.now().replace(microsecond=123456)
+    return [
+        event(
+            deployment,
+            at=(now - timedelta(hours=2)).astimezone(timezone.get_fixed_timezone(120)),
+            case_key="tab\there\\back",
+            outputs={'quote " label': 0.5, "back\\slash": 1, "Lunge ü 🫁": 1e-07, "neg": -2.5},
+            uncertainty=0,
+            quality_flags=["artefact", "low_quality", "artefact"],
+            note='line one\nline two\r\n"quoted"\ttabbed \\N not null',
+        ),
+        event(deployment, at=now - timedelta(hours=1), uncertainty=None, overridden=True, quality_flags=["unsupported_device"]),
+        {k: v for k, v in event(deployment, at=now - timedelta(minutes=30)).items() if k != "quality_flags"},
+    ]
+
+
+def test_stored_events_equal_the_events_sent(logger, deployment):
+    events = _awkward_events(deployment)
+    assert logger.post(URL, batch(deployment, events), format="json").status_code == 201
+    columns = ("occurred_at", "case_key", "version_id", "outputs", "uncertainty", "overridden", "quality_flags", "out_of_envelope", "note")
+    stored = list(UsageEvent.objects.order_by("occurred_at").values_list(*columns))
+    expected = [
+        (
+            datetime.fromisoformat(e["occurred_at"]),
+            e["case_key"],
+            deployment.version_id,
+            e["outputs"],
+            e["uncertainty"],
+            e["overridden"],
+            sorted(set(e.get("quality_flags", []))),
+            bool({"out_of_envelope", "unsupported_device"} & set(e.get("quality_flags", []))),
+            e.get("note", ""),
+        )
+        for e in events
+    ]
+    assert stored == expected
+    assert stored[0][0].utcoffset() == timedelta(0)  # +02:00 in, the same instant in UTC out
+
+
+def test_the_export_gives_back_the_events_sent(api_client, personas, logger, deployment):
+    events = _awkward_events(deployment)
+    logger.post(URL, batch(deployment, events), format="json")
+    response = api_client(personas["officer"]).get(f"/api/usage-logs/{deployment.pk}/export/", {"as": "json"})
+    records = json.loads(b"".join(response.streaming_content))
+    assert [r["note"] for r in records] == [e.get("note", "") for e in events]
+    assert [r["outputs"] for r in records] == [e["outputs"] for e in events]
+    assert [datetime.fromisoformat(r["occurred_at"]) for r in records] == [datetime.fromisoformat(e["occurred_at"]) for e in events]
+    rows = list(
+        csv.DictReader(
+            io.StringIO(b"".join(api_client(personas["officer"]).get(f"/api/usage-logs/{deployment.pk}/export/").streaming_content).decode())
+        )
+    )
+    assert [r["case_key"] for r in rows] == [e["case_key"] for e in events] and rows[0]["quality_flags"] == "artefact;low_quality"
+
+
+def test_the_same_events_written_otherwise_are_a_redelivery(logger, deployment):
+    events = _awkward_events(deployment)
+    assert logger.post(URL, batch(deployment, events), format="json").status_code == 201
+    # The same batch as another installation library would write it: keys reordered, other spacing, times in UTC.
+    same = [{**dict(reversed(list(e.items()))), "occurred_at": datetime.fromisoformat(e["occurred_at"]).astimezone(UTC).isoformat()} for e in events]
+    body = json.dumps(batch(deployment, same), indent=1, ensure_ascii=True)
+    again = logger.post(URL, body, content_type="application/json")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    changed = [*same[:2], {**same[2], "case_key": "another"}]
+    assert logger.post(URL, batch(deployment, changed), format="json").status_code == 409
+    assert UsageEvent.objects.count() == 3
+
+
+def test_the_logging_keeps_the_last_batch_and_the_latest_event(logger, deployment):
+    now = timezone.now()
+    logger.post(URL, batch(deployment, [event(deployment, at=now - timedelta(hours=1))], batch_id="a"), format="json")
+    logger.post(URL, batch(deployment, [event(deployment, at=now - timedelta(days=3))], batch_id="b"), format="json")  # a late batch
+    logging = UsageLogging.objects.get(deployment=deployment)
+    assert logging.last_event_at == now - timedelta(hours=1)  # the late batch does not move it back
+    assert logging.last_received_at == UsageBatch.objects.get(batch_id="b").received_at
+
+
+@pytest.mark.parametrize(("since", "until", "keys"), [("2026-03-02", "2026-03-02", ["k2"]), ("2026-03-01", "2026-03-03", ["k1", "k2", "k3"])])
+def test_export_periods_may_be_given_as_dates(api_client, personas, logger, deployment, since, until, keys):
+    events = [event(deployment, at=datetime(2026, 3, d, 23, 59, tzinfo=UTC), case_key=f"k{d}") for d in (1, 2, 3)]
+    logger.post(URL, batch(deployment, events), format="json")
+    response = api_client(personas["officer"]).get(f"/api/usage-logs/{deployment.pk}/export/", {"as": "json", "since": since, "until": until})
+    assert [r["case_key"] for r in json.loads(b"".join(response.streaming_content))] == keys
+
+
+def test_an_impossible_export_date_is_a_400(api_client, personas, deployment):
+    response = api_client(personas["officer"]).get(f"/api/usage-logs/{deployment.pk}/export/", {"since": "2026-02-30"})
+    assert response.status_code == 400 and "A date (2026-03-01)" in response.json()["since"]

@@ -54,6 +54,13 @@ def test_filters_and_readable_changes(personas, trail):
     assert "No events match." in client.get("/audit/", {"until": "2000-01-01"}).content.decode()
 
 
+def test_actions_and_record_kinds_in_words(personas, trail):
+    page = _client(personas["auditor"]).get("/audit/", {"object_type": "registry.dataset"}).content.decode()
+    event = AuditEvent.objects.filter(object_type="registry.dataset").last()
+    assert event.action == "create" and "<td>Create</td>" in page and f'<span class="muted">Dataset {event.object_id}</span>' in page
+    assert '<option value="registry.dataset" selected>Dataset</option>' in page and ">registry.dataset<" not in page
+
+
 def test_events_link_to_their_record(personas, run_setup):
     run = ValidationRun.objects.create(version=run_setup["version"], dataset=run_setup["dataset"], requested_by=personas["engineer"])
     page = _client(personas["officer"]).get("/audit/", {"object_type": "validation.validationrun"}).content.decode()

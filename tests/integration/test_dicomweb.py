@@ -4,30 +4,17 @@ with WADO-RS, including the failures a PACS has (wrong password, down, vanished 
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
+from radtrust_demo.orthanc import AUTH, PATIENCE, free_port
+from radtrust_demo.orthanc import orthanc as start_orthanc
 from radtrust_engine.dicomweb import DicomwebError, DicomwebQuery, dicomweb_client, resolve, retrieve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-PLUGINS = "/usr/share/orthanc/plugins"
-AUTH = ("radtrust", "s3cret")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _dicom(study: int, series: int, index: int, *, modality: str, body_part: str, date: str, sex: str) -> bytes:
@@ -58,57 +45,17 @@ def _dicom(study: int, series: int, index: int, *, modality: str, body_part: str
     return out.getvalue()
 
 
-# A loaded CI machine can be slow: these bound a hang, they are never what a test measures.
-PATIENCE = 60  # seconds for one HTTP request or for Orthanc to stop
-START_LIMIT = 300  # seconds for Orthanc to answer at all; an exited process fails at once
-
-
-def _wait_until_up(process: subprocess.Popen, url: str) -> None:
-    """Poll until Orthanc answers; fail with its exit code if it stopped (a bad config, a taken port)."""
-    deadline = time.monotonic() + START_LIMIT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"Orthanc exited with code {process.returncode} before answering")
-        try:
-            if requests.get(f"{url}/system", auth=AUTH, timeout=PATIENCE).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.2)  # not yet listening: poll again
-    pytest.fail(f"Orthanc did not answer within {START_LIMIT} s")
-
-
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
     """Orthanc on a free port with basic auth, loaded with 4 CR chest studies (2020-2023, 3 instances each) and one CT head study."""
-    folder = tmp_path_factory.mktemp("orthanc")
-    port = _free_port()
-    config = {
-        "Name": "radtrust-test",
-        "StorageDirectory": str(folder / "storage"),
-        "IndexDirectory": str(folder / "index"),
-        "HttpPort": port,
-        "DicomServerEnabled": False,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": True,
-        "RegisteredUsers": {AUTH[0]: AUTH[1]},
-        "Plugins": [PLUGINS],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (folder / "orthanc.json").write_text(json.dumps(config))
-    process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(process, url)
-        for study in range(4):
-            for index in range(3):
-                body = _dicom(study, 1, index, modality="CR", body_part="CHEST", date=f"202{study}0601", sex="FM"[study % 2])
-                requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=PATIENCE).raise_for_status()
-        body = _dicom(9, 1, 0, modality="CT", body_part="HEAD", date="20220101", sex="F")
-        requests.post(f"{url}/instances", data=body, auth=AUTH, timeout=PATIENCE).raise_for_status()
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=PATIENCE)
+    with start_orthanc(tmp_path_factory.mktemp("orthanc")) as pacs:
+        studies = [
+            _dicom(study, 1, index, modality="CR", body_part="CHEST", date=f"202{study}0601", sex="FM"[study % 2])
+            for study in range(4)
+            for index in range(3)
+        ]
+        pacs.upload([*studies, _dicom(9, 1, 0, modality="CT", body_part="HEAD", date="20220101", sex="F")])
+        yield pacs.url
 
 
 def _client(url: str, auth=AUTH):
@@ -164,7 +111,7 @@ def test_wrong_credentials_an_empty_query_a_query_too_large_and_a_pacs_down_are_
     with pytest.raises(DicomwebError, match="more than 5 instances"):
         resolve(_client(orthanc), DicomwebQuery(modality="CR"), limit=5)
     with pytest.raises(DicomwebError, match="does not answer"):
-        resolve(_client(f"http://127.0.0.1:{_free_port()}"), DicomwebQuery(modality="CR"), limit=100)
+        resolve(_client(f"http://127.0.0.1:{free_port()}"), DicomwebQuery(modality="CR"), limit=100)
 
 
 def test_credentials_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
@@ -178,3 +125,13 @@ def test_credentials_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
     assert credentials() == ("radtrust", "from-env")
     monkeypatch.setenv("RADTRUST_PACS_PASSWORD_FILE", str(secret))
     assert credentials() == ("radtrust", "from-file")
+
+
+def test_the_bench_runs_the_same_cases_from_orthanc_cold_and_warm_and_from_files():
+    from radtrust_demo.bench.dicomweb import dicomweb_vs_files
+
+    result = dicomweb_vs_files(30, rounds=1, log=lambda message: None)
+
+    assert result["instances"] == 30 and set(result["images_per_second"]) == {"files", "cold", "warm"}
+    assert result["value"] == result["dicomweb_vs_files_cold"] > 0 and result["dicomweb_vs_files_warm"] > 0
+    assert set(result["meets_goals"]) == {"dicomweb_vs_files_cold", "dicomweb_vs_files_warm"}

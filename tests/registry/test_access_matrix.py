@@ -38,7 +38,7 @@ from core.tokens import api_token_issue
 from radtrust_engine.artifacts import artifact_dir
 from registry.admin import ScopedAdmin
 from registry.choices import DeploymentStatus, VersionStatus
-from registry.models import User
+from registry.models import DicomwebSource, User
 from registry.services import artifact_root, user_create
 from tests.factories import DatasetFactory, DataUseGrantFactory, DeploymentFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
 from validation.federated import study_spec_clean
@@ -83,6 +83,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("model-version", "retrieve"): PEOPLE,
     ("model-version", "lineage"): PEOPLE,
     ("model-version", "adaptations"): PEOPLE,
+    ("model-version", "adaptation_record"): frozenset({ML}),  # the base's provider's engineers (registry.adaptations)
     ("model-version", "change_log"): frozenset({ML, CO, AU}),  # it quotes dossier text and run results: the dossier's readers
     ("model-version", "conformity_assessments"): frozenset({CO}),  # the provider's officers (compliance.change_control)
     ("model-version", "release_evidence"): frozenset({ML, CO, AU}),  # the dossier's readers
@@ -100,6 +101,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("dataset", "create"): frozenset({ML, CO}),
     ("dataset", "update"): frozenset({ML, CO}),
     ("dataset", "partial_update"): frozenset({ML, CO}),
+    ("dataset", "dicomweb"): frozenset({ML, CO, AU}),
+    ("dataset", "dicomweb_set"): frozenset({ML, CO}),
     ("provenance", "list"): frozenset({ML, CO, AU}),
     ("provenance", "retrieve"): frozenset({ML, CO, AU}),
     ("provenance", "create"): frozenset({ML, CO}),  # the version's provider's engineers and officers (may_write_provenance)
@@ -121,6 +124,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("validation-run", "cancel"): frozenset({ML}),
     ("validation-run", "set_baseline"): frozenset({ML}),
     ("validation-run", "from_predictions"): frozenset({ML}),
+    ("validation-run", "from_reports"): frozenset({ML}),
+    ("validation-run", "forgetting"): frozenset({ML}),
     ("run-file", "list"): frozenset({ML, CO, AU}),
     ("run-file", "retrieve"): frozenset({ML, CO, AU}),
     ("run-file", "content"): frozenset({ML, CO, AU}),
@@ -223,7 +228,8 @@ HIDDEN: dict[str, frozenset[str]] = {
     "provenance": frozenset({"engineer_north", "engineer_south"}),
     "data-use-grant": frozenset({"engineer_south"}),  # North's grant to the provider: North's and the provider's engineers see it
     "deployment": frozenset({"engineer_south", "clinician_south"}),
-    "usage-log": frozenset({"engineer_south"}),  # the deployment's scope
+    # The deployment's scope; of the officers, the deployer's (North) and the provider's only (case pseudonyms, notes).
+    "usage-log": frozenset({"engineer_south", "officer_south"}),
     "validation-run": frozenset({"engineer_south"}),  # the provider's version on North's data: both see the run
     # North's per-case outputs, not shared: North's users only, not the provider's, not South's.
     "run-file": frozenset({"engineer", "engineer_south", "officer", "officer_south", "auditor"}),
@@ -266,6 +272,7 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "pages:feedback-edit": (frozenset({CL}), "feedback"),
     "pages:monitoring-list": (frozenset({ML, CO, AU}), None),
     "pages:monitoring-detail": (frozenset({ML, CO, AU}), "monitoring"),
+    "pages:usage-log-list": (frozenset({ML, CO, AU}), None),
     "pages:alert-list": (PEOPLE, None),
     "pages:alert-handle": (frozenset({CO}), "alert"),
     "pages:incident-list": (frozenset({ML, CO, AU}), None),
@@ -285,6 +292,7 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "pages:dossier-list": (frozenset({ML, CO, AU}), None),
     "pages:dossier-start": (frozenset({CO}), "model-version"),
     "pages:dossier-detail": (frozenset({ML, CO, AU}), "dossier"),
+    "pages:dossier-section": (frozenset({ML, CO, AU}), "dossier"),
     "pages:dossier-preview": (frozenset({ML, CO, AU}), "dossier"),
     "pages:dossier-save": (frozenset({CO}), "dossier"),
     "pages:dossier-review": (frozenset({ML, CO, AU}), "dossier"),
@@ -311,6 +319,9 @@ PAGES: dict[str, tuple[frozenset[str], str | None]] = {
     "registry:data-use-list": (frozenset({ML, CO, AU}), None),
     "registry:data-use-revoke": (frozenset({CO}), "data-use-grant"),
     "registry:version-lineage": (frozenset({ML, CO, AU}), "model-version"),
+    "registry:dataset-detail": (frozenset({ML, CO, AU}), "dataset"),
+    "registry:dataset-pacs": (frozenset({ML, CO}), "dataset"),
+    "registry:adaptation-new": (frozenset({ML}), "model-version"),
     "audit-list": (frozenset({CO, AU}), None),
     "audit-export": (frozenset({CO, AU}), None),
     "audit-verify": (frozenset({CO, AU}), None),
@@ -346,6 +357,7 @@ PAGE_KWARGS = {
     "pages:feedback-new": lambda world: {"deployment_id": world["deployment"]},
     "pages:incident-new": lambda world: {"source": "alert", "pk": world["alert"]},
     "pages:trust-chart": lambda world: {"pk": world["trust-chart"]},
+    "pages:dossier-section": lambda world: {"pk": world["dossier"], "section": "annex_iv_2"},
     "audit-export": lambda world: {"fmt": "csv"},
 }
 
@@ -431,6 +443,12 @@ def world(institutions, accounts):
     version = ModelVersionFactory(foundation_model=model, status=VersionStatus.DEPLOYED)
     deployment = DeploymentFactory(version=version, institution=north, status=DeploymentStatus.ACTIVE)
     dataset = DatasetFactory(institution=vendor)
+    DicomwebSource.objects.create(
+        dataset=dataset,
+        base_url="https://pacs.example.org/dicom-web",
+        labels={"key": "StudyInstanceUID", "label_names": ["x"], "rows": {}},
+        labels_sha256="0" * 64,
+    )
     provenance = ProvenanceFactory(version=ModelVersionFactory(foundation_model=model), dataset=dataset)
 
     north_data = DatasetFactory(institution=north)

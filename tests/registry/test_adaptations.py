@@ -10,19 +10,21 @@ from core.errors import Conflict, ImmutableRecord
 from core.models import AuditEvent
 from registry.adaptations import adaptation_record, inherited_risks, lineage_root, lineage_tree
 from registry.choices import AdaptationMethod, ProvenanceRole
-from tests.factories import DatasetFactory, FoundationModelFactory, ModelVersionFactory, ProvenanceFactory
+from tests.factories import DatasetFactory, FoundationModelFactory, InstitutionFactory, ModelVersionFactory, ProvenanceFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def family():
-    """A general-purpose base, a linear probe and a fine-tune of it, and an adapter of the fine-tune."""
-    base_model = FoundationModelFactory(name="CXR encoder", known_limitations="Unknown performance on children.")
+def family(personas):
+    """A general-purpose base, a linear probe and a fine-tune of it, and an adapter of the fine-tune,
+    all of the engineer's institution (the provider records what was made of its base)."""
+    vendor = personas["engineer"].institution
+    base_model = FoundationModelFactory(name="CXR encoder", provider=vendor, known_limitations="Unknown performance on children.")
     base = ModelVersionFactory(foundation_model=base_model, version="1.0.0")
     pretraining = DatasetFactory(name="Public chest films", known_limitations="Few portable films; two vendors only.")
     ProvenanceFactory(version=base, dataset=pretraining, role=ProvenanceRole.PRETRAINING)
-    task_model = FoundationModelFactory(name="Pneumothorax triage")
+    task_model = FoundationModelFactory(name="Pneumothorax triage", provider=vendor)
     probe = ModelVersionFactory(foundation_model=task_model, version="1.0.0", parent=base)
     tuned = ModelVersionFactory(foundation_model=task_model, version="2.0.0", parent=base)
     adapter = ModelVersionFactory(foundation_model=task_model, version="2.1.0", parent=tuned)
@@ -85,8 +87,8 @@ def test_the_api_shows_the_tree_and_inherited_risks_the_caller_may_see(personas,
     from registry.models import FoundationModel
 
     vendor = personas["engineer"].institution
-    FoundationModel.objects.filter(pk=family["probe"].foundation_model_id).update(provider=vendor)
     _record(personas, family["probe"], AdaptationMethod.LINEAR_PROBE)
+    FoundationModel.objects.filter(pk=family["base"].foundation_model_id).update(provider=InstitutionFactory(kind="provider"))
     client = api_client(personas["engineer"])
     hidden_base = client.get(f"/api/model-versions/{family['probe'].pk}/adaptations/").json()
     # the base belongs to another provider: the tree starts at what the engineer may see, no base risk leaks

@@ -139,7 +139,7 @@ def test_pooled_page_shows_pooled_figures_meta_analysis_site_rows_and_the_stored
     page, text = response.content.decode(), _text(response)
 
     overall = pooled["pooled"]["strata"][0]["labels"]["effusion"]["auroc"]
-    assert f"overall {pooled['pooled']['strata'][0]['n_patients']} " in text
+    assert f"Overall {pooled['pooled']['strata'][0]['n_patients']} " in text
     assert f"{overall['value']:.3f} ({overall['ci_low']:.3f} to {overall['ci_high']:.3f})" in text
     meta = pooled["meta_analysis"]["effusion"]["auroc"]
     assert meta["k"] == 3 and meta["refused_reason"] is None
@@ -153,9 +153,11 @@ def test_pooled_page_shows_pooled_figures_meta_analysis_site_rows_and_the_stored
     assert f"South Hospital (south) {south['n_patients']} {south['n_cases']} {south['auroc']['value']:.3f}" in text
     east = next(r for r in pooled["site_results"] if r["site"] == "east")
     east_row = text.split(f"{HOSTILE} (east) {east['n_patients']} {east['n_cases']} {east['auroc']['value']:.3f}")[1].split(" North Hospital")[0]
-    assert "scanner_manufacturer=Agfa" in east_row and "sex=" not in east_row  # the rare scanner's cell, suppressed at East only
+    assert "Scanner manufacturer Agfa" in east_row and "Sex " not in east_row  # the rare scanner's cell, suppressed at East only
     assert f"{south['specificity']['ci_high']:.3f}) none Forest plots" in text
-    assert "scanner_manufacturer=Agfa 0 0 — — — — east (incomplete)" in text
+    assert "Scanner manufacturer Agfa 0 0 — — — — east (incomplete)" in text
+    assert "Sex female, age band 18-39" in text and "Sex by age band" in text and "effusion (threshold 0.500)" in text  # in words, rounded
+    assert "=F" not in text and "age_band" not in text and "scanner_manufacturer" not in text
 
     assert len(pooled["charts"]) == 3
     for chart in pooled["charts"]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, norm
 
-from radtrust_engine.gaps import FairnessGap
+from radtrust_engine.gaps import Arms, FairnessGap, gap_interval
 from radtrust_engine.stats import bca_interval, expanded_quantile, minimum_detectable_difference, z_value
 from radtrust_engine.stratification import stratified_metrics
 
@@ -75,6 +75,24 @@ def test_a_planted_gap_is_covered_found_and_its_power_stated():
         power += norm.cdf(truth / se - gap.critical_value) / n_datasets
     assert covered >= n_datasets - _most_allowed(n_datasets, 0.05)
     assert 0.2 < power < 0.95 and binom.ppf(0.002, n_datasets, power) <= found <= binom.ppf(0.998, n_datasets, power), (found, power)
+
+
+def test_upper_end_bootstraps_the_largest_difference_not_each_pairs_own_interval():
+    """A small, noisy group far from the largest gap must not carry the upper end: taking it from
+    every pair's own interval covered the true gap in 98.9% of simulated datasets, not 95%."""
+    rng = np.random.default_rng(3)
+    point = np.array([0.90, 0.80, 0.85])  # B-C hold the largest gap; A (few patients) sits between
+    spread = np.array([0.02, 0.02, 0.08])
+    boot = point + rng.normal(0, 1, (2000, 3)) * spread
+    arms = Arms(point=point, boot=boot, se=boot.std(axis=0, ddof=1), patients=np.array([300, 300, 40]))
+    interval = gap_interval([arms], 0.95)
+
+    largest = np.max(np.abs(boot[:, [0, 0, 1]] - boot[:, [1, 2, 2]]), axis=1)
+    q = expanded_quantile(0.95, 40)
+    assert interval.ci_high == pytest.approx(0.10 + q * largest.std(ddof=1), abs=1e-12)
+    pairwise = np.abs(point[[0, 0, 1]] - point[[1, 2, 2]]) + q * np.hypot(arms.se[[0, 0, 1]], arms.se[[1, 2, 2]])
+    assert interval.ci_high < pairwise.max() - 0.02
+    assert 0 < interval.ci_low < 0.10 < interval.ci_high
 
 
 def test_subgroup_auroc_intervals_cover_at_sixty_patients():

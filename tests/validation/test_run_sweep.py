@@ -18,6 +18,8 @@ from validation.models import ValidationRun
 
 pytestmark = pytest.mark.django_db
 
+NO_SHARDS = {"shards_requeued": [], "shards_failed": [], "shards_resent": []}  # no sharded run to sweep
+
 SECOND = timedelta(seconds=1)
 
 
@@ -141,7 +143,7 @@ def test_one_sweep_at_a_time_and_a_dead_holder_lets_it_lapse():
 def test_the_sweep_task_does_nothing_while_another_sweep_runs():
     with services.sweep_lock("validation-run-sweep", seconds=60) as held:
         assert held and tasks.run_sweep.apply().get() is None
-    assert tasks.run_sweep.apply().get() == {"requeued": [], "failed": [], "resent": [], "mlflow_resent": []}
+    assert tasks.run_sweep.apply().get() == {"requeued": [], "failed": [], "resent": [], "mlflow_resent": [], **NO_SHARDS}
 
 
 def test_a_sweep_that_waited_past_its_period_expires(settings):

@@ -13,6 +13,8 @@ from validation import services
 from validation.choices import MlflowState, RunStage, RunStatus
 from validation.models import ValidationRun
 
+NO_SHARDS = {"shards_requeued": [], "shards_failed": [], "shards_resent": []}  # no sharded run to sweep
+
 
 def _create(run_setup, **kwargs) -> ValidationRun:
     kwargs.setdefault("config", {"n_resamples": 50, "min_patients": 5})
@@ -152,7 +154,7 @@ def test_sweeper_leaves_live_runs_alone_and_resends_forgotten_queued_ones(run_se
     sent = []
     monkeypatch.setattr(services, "run_enqueue", lambda *, run_id, queue, now: sent.append((run_id, queue)))
     outcome = services.run_sweep(unclaimed_after_seconds=600)
-    assert outcome == {"requeued": [], "failed": [], "resent": [forgotten.pk], "mlflow_resent": []}
+    assert outcome == {"requeued": [], "failed": [], "resent": [forgotten.pk], "mlflow_resent": [], **NO_SHARDS}
     assert sent == [(forgotten.pk, "gpu")]
     assert ValidationRun.objects.get(pk=live.pk).status == RunStatus.RUNNING
 

@@ -96,9 +96,12 @@ def _evaluate(root: Path, model: Path, labels: np.ndarray, names: list[str], con
 
 
 def test_each_label_of_a_three_label_model_gets_what_its_head_alone_gets(dataset, tmp_path):
+    """Every per-label figure (stratified metrics with their bootstrap, calibration, generalisation,
+    robustness's paired bootstrap, uncertainty) of a multi-label run equals, to the bit, the run of
+    that label's head alone: the labels share the resamples, never each other's numbers."""
     root, labels = dataset
     names = ["effusion", "nodule", "mass"]
-    config = SuiteConfig(**{**CONFIG.to_dict(), "analyses": ["robustness", "uncertainty"]})
+    config = SuiteConfig(**{**CONFIG.to_dict(), "analyses": ["calibration", "generalisation", "robustness", "uncertainty"]})
     together = _evaluate(root, _model(tmp_path / "three.onnx", 3), labels[:, :3], names, config)
     assert together.run_report.images_read_per_image == 1.0
     for k, name in enumerate(names):
@@ -106,6 +109,8 @@ def test_each_label_of_a_three_label_model_gets_what_its_head_alone_gets(dataset
         assert together.report["results"][name] == alone.report["results"][name]
     robustness = together.report["results"]["nodule"]["robustness"]
     assert len(robustness["conditions"]) == 33 and not robustness["failed"]
+    calibration = together.report["results"]["nodule"]["calibration"]
+    assert "error" not in calibration and calibration["ece"]["ci_low"] is not None
 
 
 def test_the_labels_share_the_explained_cases_and_each_gets_the_overlays_of_its_own(dataset, tmp_path):

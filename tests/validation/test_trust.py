@@ -85,8 +85,8 @@ def test_a_new_policy_never_rewrites_old_assessments(run_setup, personas):
     second_policy = policy_activate(actor=personas["officer2"], policy=second_policy)
     second = trust_assess(version=run_setup["version"], trigger="manual")
     first_again = TrustAssessment.objects.get(pk=first.pk)
-    assert first_again.policy.version == 1 and first_again.principles == first.principles
-    assert second.policy == second_policy and second_policy.version == 2
+    assert first_again.policy.version == DEFAULT_POLICY["version"] and first_again.principles == first.principles
+    assert second.policy == second_policy and second_policy.version == DEFAULT_POLICY["version"] + 1
     assert list(ScoringPolicy.objects.filter(active=True)) == [second_policy]
 
 
@@ -100,7 +100,7 @@ def test_bad_policies_are_refused_with_the_reason(personas, api_client):
     definition["principles"]["fairness"]["criteria"][0]["rule"] = "astrology"
     response = api_client(personas["officer"]).post("/api/scoring-policies/", {"name": "bad", "definition": definition}, format="json")
     assert response.status_code == 400 and "astrology" in json.dumps(response.json())
-    assert not ScoringPolicy.objects.exclude(version=1).exists()
+    assert not ScoringPolicy.objects.exclude(version=DEFAULT_POLICY["version"]).exists()
 
 
 def test_recomputation_triggers(run_setup, personas, eager, deployed, report, django_capture_on_commit_callbacks):
@@ -221,6 +221,37 @@ def test_trust_page_for_the_provider_and_the_site_only(client, personas, deploye
     client.force_login(personas["engineer_south"])
     assert client.get(f"/versions/{deployed['version'].pk}/trust/").status_code == 404
     assert client.get(chart_url).status_code == 404
+
+
+def test_trust_page_shows_statuses_and_triggers_in_words(client, personas, deployed):
+    trust_assess(version=deployed["version"], trigger="manual")
+    trust_assess(version=deployed["version"], trigger="run_finished")
+    client.force_login(personas["clinician_north"])
+    page = client.get(f"/versions/{deployed['version'].pk}/trust/").content.decode()
+    stored = TrustAssessment.objects.filter(version=deployed["version"]).first().principles
+    statuses = {c["status"] for p in stored.values() for c in p["criteria"]}
+    assert "no_evidence" in statuses and "<td>No evidence</td>" in page
+    for code in {s for s in statuses if "_" in s} | {"run_finished", "insufficient_evidence"}:  # "met" is in <meta>
+        assert code not in page, code
+    assert "(a validation run finished)" in page and "<td>Asked for by a user</td>" in page
+    weights = {c["weight"] for p in stored.values() for c in p["criteria"]}
+    assert all(f'<td class="num">{w:.2f}</td>' in page for w in weights)  # weights rounded, never 0.3333333
+
+
+def test_trust_page_explains_a_principle_accepted_by_exception(client, personas, run_setup):
+    """A principle under its minimum that two officers accepted says so, with their reason, beside its badge."""
+    from compliance.trust.services import trust_exception_confirm, trust_exception_grant
+
+    version = run_setup["version"]
+    assessment = trust_assess(version=version, trigger="manual")
+    blocked = next(n for n, p in assessment.principles.items() if p["status"] == "insufficient_evidence" or p.get("below_minimum"))
+    reason = "Usability study of the reading workflow runs in the first quarter; approval for a supervised pilot only."
+    exception = trust_exception_grant(actor=personas["officer"], version=version, principle=blocked, justification=reason)
+    client.force_login(personas["officer"])
+    assert "Accepted by exception" not in client.get(f"/versions/{version.pk}/trust/").content.decode()  # one officer is not enough
+    trust_exception_confirm(actor=personas["officer2"], exception=exception)
+    page = client.get(f"/versions/{version.pk}/trust/").content.decode()
+    assert page.count("Accepted by exception") == 1 and reason in page and "confirmed by" in page
 
 
 def test_a_burst_of_feedback_sends_one_debounced_request(deployed, report, settings, django_capture_on_commit_callbacks):

@@ -774,7 +774,9 @@ def test_assessment_diff_names_what_moved_and_why():
     changes = assessment_diff(before, after)
     gap_change = next(c for c in changes if c["criterion"] == "largest_auroc_gap")
     assert gap_change["before"] == {"value": 0.5, "status": "uncertain"} and gap_change["after"] == {"value": 1.0, "status": "met"}
-    assert set(gap_change["changed_inputs"]) >= {"observed", "ci_high", "run"} and "observed 0.04 -> 0.02" in gap_change["sentence"]
+    assert set(gap_change["changed_inputs"]) >= {"observed", "ci_high", "run"} and "observed 0.04 → 0.02" in gap_change["sentence"]
+    assert "(uncertain: the interval spans the target) → 1 (met)" in gap_change["sentence"]
+    assert "upper CI bound" in gap_change["sentence"] and "ci_high" not in gap_change["sentence"]  # words, not stored keys
     fairness = next(c for c in changes if c["principle"] == "fairness" and c["criterion"] is None)
     assert fairness["change"] > 0 and "Fairness:" in fairness["sentence"]
     assert any(c["principle"] == "robustness" and c["criterion"] == "perturbation_drop" for c in changes)  # its section is gone now

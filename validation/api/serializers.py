@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.access import may_see_case_outputs
@@ -44,6 +45,7 @@ _READ = [
     "due_on",
     "baseline",
     "is_baseline",
+    "comparator",
     "created_at",
     "started_at",
     "finished_at",
@@ -65,12 +67,25 @@ class ValidationRunSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="The run drift is measured against; by default the version's baseline run.",
     )
+    comparator = ScopedRelatedField(
+        selector=run_list,
+        required=False,
+        allow_null=True,
+        help_text="Data efficiency: another version's succeeded run on the same dataset, whose embeddings' curves are compared with this run's.",
+    )
+
+    shards = serializers.SerializerMethodField(help_text="A sharded run's shards scored and in all; null for a run scored whole.")
 
     class Meta:
         model = ValidationRun
-        fields = [*_READ, "on_site"]
-        read_only_fields = [f for f in _READ if f not in {"version", "dataset", "manifest", "config", "baseline"}]
+        fields = [*_READ, "shards", "on_site"]
+        read_only_fields = [f for f in _READ if f not in {"version", "dataset", "manifest", "config", "baseline", "comparator"}]
         extra_kwargs = {"error_reason": {"allow_blank": True}}  # "" until a run fails: the schema's enum must hold it
+
+    @extend_schema_field({"type": "object", "nullable": True, "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}}})
+    def get_shards(self, run: ValidationRun) -> dict[str, int] | None:
+        total = getattr(run, "shards_total", 0)  # annotated by the run selectors
+        return {"done": run.shards_done, "total": total} if total else None
 
 
 class PredictionsUploadSerializer(serializers.Serializer):
@@ -90,6 +105,46 @@ class PredictionsUploadSerializer(serializers.Serializer):
         if value.size > self.MAX_BYTES:
             raise serializers.ValidationError(f"A predictions file is at most {self.MAX_BYTES // (1024 * 1024)} MiB.")
         return value
+
+
+class ReportsUploadSerializer(serializers.Serializer):
+    """Generated reports of a version produced elsewhere, evaluated against a dataset's reference findings."""
+
+    MAX_BYTES = 64 * 1024 * 1024
+
+    version = ScopedRelatedField(selector=version_list)
+    dataset = ScopedRelatedField(selector=dataset_list)
+    reports = serializers.FileField(
+        help_text='JSON Lines, UTF-8: one {"case_id": the manifest\'s image_path, "report": the generated text} per case.'
+    )
+    artifact_sha256 = serializers.CharField(max_length=64, help_text="The SHA-256 of the artifact that generated the reports: the version's.")
+    manifest = serializers.CharField(default="manifest.csv", max_length=300)
+    config = JSONValueField(kind=dict, default=dict, help_text="Suite options: attributes, n_resamples, seed, min_patients, confidence.")
+    uncertain_as_present = serializers.BooleanField(default=False, help_text="Count a hedged finding ('possible effusion') as asserted.")
+
+    def validate_reports(self, value):
+        if value.size > self.MAX_BYTES:
+            raise serializers.ValidationError(f"A reports file is at most {self.MAX_BYTES // (1024 * 1024)} MiB.")
+        return value
+
+
+class ForgettingRequestSerializer(serializers.Serializer):
+    version = ScopedRelatedField(selector=version_list, help_text="The adaptation to re-evaluate on its base's and parent's tasks.")
+
+
+class TaskRequeueSerializer(serializers.Serializer):
+    """One task of the base or the parent (``validation.forgetting.TaskRequeue``)."""
+
+    dataset_id = serializers.IntegerField()
+    dataset = serializers.CharField()
+    manifest = serializers.CharField()
+    reference = serializers.ChoiceField(choices=["parent", "base"])
+    reference_version = serializers.CharField()
+    reference_run = serializers.IntegerField()
+    labels = serializers.ListField(child=serializers.CharField())
+    run = serializers.IntegerField(allow_null=True)
+    queued = serializers.BooleanField()
+    reason = serializers.CharField()
 
 
 class ValidationRunDetailSerializer(ValidationRunSerializer):

@@ -20,7 +20,7 @@ from core.api import OctetStreamRenderer, ScopedViewSet
 from core.errors import Conflict
 from core.headers import FILE_CONTENT_SECURITY_POLICY, svg_response
 from core.parsers import BoundedJSONParser
-from validation import baselines, federated, selectors, services, uploaded_outputs
+from validation import baselines, federated, forgetting, selectors, services, uploaded_outputs, uploaded_reports
 from validation.api import serializers as s
 from validation.filtersets import CaseFlagFilterSet, RunFileFilterSet, ValidationRunFilterSet
 
@@ -59,6 +59,33 @@ class ValidationRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
         upload = data.pop("predictions")
         run = uploaded_outputs.run_from_predictions(actor=request.user, predictions=upload.read(), filename=upload.name, **data)
         return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ReportsUploadSerializer, responses={201: s.ValidationRunSerializer})
+    @action(detail=False, methods=["post"], url_path="from-reports", parser_classes=[MultiPartParser, FormParser])
+    def from_reports(self, request):
+        """Evaluate generated reports (JSON Lines: case_id, report) against the manifest's reference
+        findings; RadTrust does not run the model. 201 with the succeeded run."""
+        form = s.ReportsUploadSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        if not self.get_permissions()[0].has_object_permission(request, self, data["version"]):
+            self.permission_denied(request, message="This version belongs to another institution's model.")
+        upload = data.pop("reports")
+        run = uploaded_reports.run_from_reports(actor=request.user, reports=upload.read(), filename=upload.name, **data)
+        return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ForgettingRequestSerializer, responses={200: s.TaskRequeueSerializer(many=True)})
+    @action(detail=False, methods=["post"], pagination_class=None)
+    def forgetting(self, request):
+        """Queue a version's runs on every task its base and parent were evaluated on (forgetting
+        across tasks); one entry per task, with the run queued or found, or why none was."""
+        form = s.ForgettingRequestSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        version = form.validated_data["version"]
+        if not self.get_permissions()[0].has_object_permission(request, self, version):
+            self.permission_denied(request, message="This version belongs to another institution's model.")
+        tasks = forgetting.forgetting_runs_queue(actor=request.user, version=version)
+        return Response([t.to_dict() for t in tasks])
 
     @extend_schema(request=None, responses=s.ValidationRunSerializer)
     @action(detail=True, methods=["post"])

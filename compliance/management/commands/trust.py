@@ -6,6 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from compliance.choices import TrustTrigger
 from compliance.trust.services import latest_assessment, trust_assess
 from core.audit import audit_context
 from registry.management.arguments import version_argument
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         assessment = latest_assessment(version)
         if recompute or assessment is None:
             with audit_context(label="manage.py trust"):
-                assessment = trust_assess(version=version, trigger="manual")
+                assessment = trust_assess(version=version, trigger=TrustTrigger.MANUAL)
         if as_json:  # exactly one key per principle; which assessment it is goes to stderr
             self.stderr.write(
                 f"trust assessment {assessment.pk} of {version}, policy {assessment.policy.version}, {assessment.computed_at.isoformat()}"

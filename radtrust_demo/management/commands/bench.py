@@ -3,9 +3,11 @@
 ``manage.py bench documents [--json] [--quick]``: rendering the technical documentation against WeasyPrint alone.
 ``manage.py bench federated [--json] [--quick]``: pooled against central AUROC, payload size, the site agent against the evaluation alone.
 ``manage.py bench statistics [--json] [--quick]``: interval coverage, false alarms, disclosure and the CUSUM on simulated data.
-``manage.py bench foundation [--json] [--quick]``: the report-finding extractor, the embedding probe against scikit-learn, the label-efficiency curve's time.
+``manage.py bench foundation [--json] [--quick] [--images N]``: the report-finding extractor, the embedding probe against scikit-learn,
+the label-efficiency curve's time, embeddings through the pipeline and the ViT-B/16's images/s against bare ONNX Runtime.
 ``manage.py bench usage [--json] [--events N] [--deployments N]``: usage-log ingestion, its reads and the retention purge, in the configured database.
 ``manage.py bench volumes [--json] [--quick]``: FROC, Dice and kappa against reference implementations, sliding windows against bare ONNX Runtime, memory over 100 volumes.
+``manage.py bench scale [--json] [--full]``: sharded runs merged and their speed-up, decoding processes, memory and time from 10,000 to 100,000 images.
 
 Thin: the measurements are in ``radtrust_demo.bench.validation`` (plain Python), ``radtrust_demo.bench.federated``, ``radtrust_demo.bench.feedback``,
 ``radtrust_demo.bench.documents`` and ``radtrust_demo.bench.statistics``.
@@ -25,6 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from radtrust_demo.bench import documents as documents_bench
 from radtrust_demo.bench import feedback as bench
 from radtrust_demo.bench import foundation as foundation_bench
+from radtrust_demo.bench import scale as scale_bench
 from radtrust_demo.bench import statistics as statistics_bench
 from radtrust_demo.bench import usage as usage_bench
 from radtrust_demo.bench import volumes as volumes_bench
@@ -38,11 +41,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "target",
-            choices=["validation", "feedback", "documents", "federated", "statistics", "usage", "foundation", "volumes"],
+            choices=["validation", "feedback", "documents", "federated", "statistics", "usage", "foundation", "volumes", "scale"],
             help="What to benchmark.",
         )
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object instead of a table.")
         parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke run of a few seconds.")
+        parser.add_argument("--full", action="store_true", help="scale: the issue's sizes (10,000 and 100,000 images) instead of CI sizes.")
         parser.add_argument("--only", choices=FIGURES, help="Measure this figure only.")
         parser.add_argument("--images", type=int, help="DICOM files for the pipeline figure (default 320).")
         parser.add_argument("--database-url", help="feedback: the bench's own PostgreSQL database (default: radtrust_bench_feedback on 127.0.0.1).")
@@ -69,10 +73,13 @@ class Command(BaseCommand):
             self._statistics(as_json=as_json, quick=quick)
             return
         if target == "foundation":
-            self._foundation(as_json=as_json, quick=quick)
+            self._foundation(as_json=as_json, quick=quick, images=images)
             return
         if target == "volumes":
             self._volumes(as_json=as_json, quick=quick)
+            return
+        if target == "scale":
+            self._scale(as_json=as_json, full=options["full"])
             return
         if images is not None and images < 1:
             raise CommandError("--images must be at least 1.")
@@ -95,10 +102,17 @@ class Command(BaseCommand):
             result = run_federated_bench(settings.VAR_DIR / "bench", quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
         self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
 
-    def _foundation(self, *, as_json: bool, quick: bool) -> None:
+    def _foundation(self, *, as_json: bool, quick: bool, images: int | None) -> None:
         with contextlib.redirect_stdout(sys.stderr):
-            result = foundation_bench.run_foundation_bench(quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
+            result = foundation_bench.run_foundation_bench(
+                settings.VAR_DIR / "bench", quick=quick, images=images, log=lambda message: self.stderr.write(f"bench: {message}")
+            )
         self.stdout.write(json.dumps(result, indent=2) if as_json else foundation_bench.format_table(result))
+
+    def _scale(self, *, as_json: bool, full: bool) -> None:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = scale_bench.run_scale_bench(settings.VAR_DIR / "bench", full=full, log=lambda message: self.stderr.write(f"bench: {message}"))
+        self.stdout.write(json.dumps(result, indent=2) if as_json else scale_bench.format_table(result))
 
     def _volumes(self, *, as_json: bool, quick: bool) -> None:
         with contextlib.redirect_stdout(sys.stderr):

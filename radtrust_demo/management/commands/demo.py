@@ -9,10 +9,15 @@ model on its test set; verifies the audit chain; runs a federated study with the
 and a site agent per hospital as separate processes (``radtrust_demo.federated``);
 prints the figures and where everything is. Running it again reuses what exists (and
 validates again).
+
+A Vision Transformer encoder with an embedding output, its linear probe and its fine-tune
+(``radtrust_demo.encoder_demo``) get the data-efficiency evaluation: the small ViT by default,
+the ViT-B/16-sized one (86 M parameters) with ``--vit`` or ``RADTRUST_DEMO_VIT=1``.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -31,10 +36,13 @@ from compliance.models import DeploymentMonitor
 from compliance.trust.services import trust_assess
 from core.audit import audit_context, audit_verify_chain
 from core.choices import Role
+from radtrust_demo.ct import CT_SUITE, ct_lines, ct_setup
 from radtrust_demo.dossiers import approval_demo, demo_credentials, dossier_demo, feedback_demo, market_demo, substantial_approval_demo
+from radtrust_demo.encoder_demo import EFFICIENCY_SUITE, efficiency_lines, encoder_setup
 from radtrust_demo.federated import federated_demo, federated_lines
 from radtrust_demo.networks import export_tiny_classifier
 from radtrust_demo.runs import drift_datasets, drift_lines, fine_tuned_setup, found_effects_lines, nodule_model_setup, suite_lines, trust_lines
+from radtrust_demo.usage import usage_demo, usage_lines
 from radtrust_engine.report import RunReport
 from registry import services
 from registry.choices import MirrorState, Modality, ProvenanceRole, Task
@@ -68,8 +76,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for the worker to mirror the versions and validate.")
+        parser.add_argument(
+            "--vit",
+            action="store_true",
+            default=os.environ.get("RADTRUST_DEMO_VIT", "") == "1",
+            help="Build the ViT-B/16-sized encoder (86 M parameters, ~340 MB) instead of the small ViT (also RADTRUST_DEMO_VIT=1).",
+        )
 
-    def handle(self, *args, timeout: float, **options):
+    def handle(self, *args, timeout: float, vit: bool, **options):
         started = time.monotonic()
         with audit_context(label="demo"):
             sites = self._institutions()
@@ -83,18 +97,28 @@ class Command(BaseCommand):
             )
             go_live, follow_ups = drift_datasets(engineer=engineer, steward=steward, site=sites["st-anna"], out=self.stdout.write)
             tuned_nodule = fine_tuned_setup(engineer=engineer, parent=nodule, test_set=test_set, out=self.stdout.write)
+            ct = ct_setup(engineer=engineer, steward=steward, provider=sites["radvendor"], site=sites["st-anna"], out=self.stdout.write)
+            encoder = encoder_setup(engineer=engineer, provider=sites["radvendor"], full=vit, out=self.stdout.write)
         with self._worker(timeout) as deadline:
-            self._mirror([base, tuned, nodule, tuned_nodule], deadline)
+            self._mirror([base, tuned, nodule, tuned_nodule, encoder.base, encoder.probe, encoder.fine_tune], deadline)
             self._baseline(nodule, go_live, engineer, deadline)
             run = self._validate(nodule, test_set, engineer, deadline, FULL_SUITE)
             later = [self._validate(nodule, dataset, engineer, deadline, {"analyses": ["drift"]}) for dataset in follow_ups]
             self._validate(tuned_nodule, test_set, engineer, deadline, FULL_SUITE)
+            ct_runs = [self._validate(version, ct.dataset, engineer, deadline, CT_SUITE) for version in (ct.detector, ct.segmenter)]
+            fine_tune_run = self._validate(encoder.fine_tune, encoder.dataset, engineer, deadline, EFFICIENCY_SUITE)
+            efficiency_run = self._validate(encoder.base, encoder.dataset, engineer, deadline, EFFICIENCY_SUITE, comparator=fine_tune_run)
         verdict = audit_verify_chain()
         if not verdict.ok:
             raise CommandError(f"The audit chain is broken at event #{verdict.broken_seq}: {verdict.reason}")
         self._summary(base, tuned, credentials, verdict.checked, time.monotonic() - started)
         self._validation_summary(run)
         self._drift_summary(later)
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS("3D: lesion detection and volume segmentation on generated chest CT"))
+        for line in ct_lines(ct, ct_runs):
+            self.stdout.write(line)
+        self._efficiency_summary(efficiency_run)
         officers = {"officer": User.objects.get(username="demo-officer"), "reviewer": User.objects.get(username="demo-officer-2")}
         with audit_context(label="demo"):
             self.stdout.write("")
@@ -107,6 +131,7 @@ class Command(BaseCommand):
                 clinicians={"st-anna": User.objects.get(username="demo-clinician"), "city-general": User.objects.get(username="demo-clinician-2")},
                 out=self.stdout.write,
             )
+            monitoring["usage"] = usage_demo(deployments=monitoring["deployments"], out=self.stdout.write)
         self._monitoring_summary(monitoring)
         self._federated_summary(
             nodule, engineer, [sites[code] for code in ("st-anna", "city-general", "north-clinic")], timeout
@@ -338,10 +363,10 @@ class Command(BaseCommand):
                 run_set_baseline(actor=engineer, run=run)
             self.stdout.write(f"Run {run.pk} on {dataset.name} is the baseline of {version}.")
 
-    def _validate(self, version, dataset, engineer, deadline: float, config: dict):
+    def _validate(self, version, dataset, engineer, deadline: float, config: dict, comparator=None):
         """Queue a validation run as the demo engineer, follow its progress, wait for its MLflow copy."""
         with audit_context(user=engineer):
-            run = run_create(actor=engineer, version=version, dataset=dataset, config=config)
+            run = run_create(actor=engineer, version=version, dataset=dataset, config=config, comparator=comparator)
         self.stdout.write(f"Validation run {run.pk}: {version} on {dataset.name} ({dataset.image_count} images, 1000 bootstrap resamples) ...")
         try:
             run = follow_run(run.pk, timeout=max(deadline - time.monotonic(), 1), stream=sys.stdout)
@@ -387,6 +412,13 @@ class Command(BaseCommand):
             for line in drift_lines(run):
                 w(line)
         w("  Alerts       GET /api/alerts/")
+
+    def _efficiency_summary(self, run) -> None:
+        w = self.stdout.write
+        w("")
+        w(self.style.SUCCESS(f"Data efficiency of {run.version} (embeddings), against its fine-tune {run.comparator.version}:"))
+        for line in efficiency_lines(run):
+            w(line)
 
     def _trust_summary(self, versions) -> None:
         """Score both nodule versions on their evidence now and print them side by side, with why."""
@@ -444,6 +476,8 @@ class Command(BaseCommand):
                 f"  {code:<13} {m.n_feedback} reports ({m.n_disagree} disagree, {m.n_partly} partly); rate at deployment "
                 f"{m.baseline_rate:.1%}; CUSUM {m.state.get('statistic', 0):.2f} of h={m.design['h']:.2f}: {state}   /monitoring/{deployment.pk}/"
             )
+        for line in usage_lines(monitoring["usage"], monitoring["deployments"]):
+            w(line)
         alert, incident = monitoring["alert"], monitoring["incident"]
         if alert is None:
             w("  No alert was raised.")
