@@ -10,7 +10,7 @@ authority is told.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -315,9 +315,31 @@ def incident_export(incident: Incident) -> dict:
 def incident_report_html(incident: Incident) -> str:
     """The incident report the PDF prints, from the same record as the JSON export; the source's
     fields by their titles, each code by its ``_label`` beside it."""
-    report = incident_export(incident)
+    report = _dates_for_reading(incident_export(incident))
     source = [(title(k), report["source"].get(f"{k}_label", v)) for k, v in report["source"].items() if not k.endswith("_label")]
     return render_to_string("compliance/incident_report.html", {"report": report, "source": source, "generated_at": timezone.now()})
+
+
+def _dates_for_reading(report: dict) -> dict:
+    """The export's ISO dates and times as an authority reads them ("7 Dec 2026", "7 Dec 2026 14:05 UTC"),
+    at any depth; the JSON export keeps ISO."""
+
+    def readable(value):
+        if isinstance(value, dict):
+            return {k: readable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [readable(v) for v in value]
+        if isinstance(value, str) and len(value) >= 10 and value[4:5] == "-" and value[7:8] == "-":
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+            if len(value) == 10:
+                return f"{moment:%-d %b %Y}"
+            return f"{moment.astimezone(UTC):%-d %b %Y %H:%M} UTC" if moment.tzinfo else f"{moment:%-d %b %Y %H:%M}"
+        return value
+
+    return readable(report)
 
 
 def incident_report_pdf(incident: Incident) -> bytes:

@@ -3,6 +3,7 @@ corrective actions (suspending the deployment), the retire guard, overdue flags 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import date, timedelta
 
@@ -183,6 +184,9 @@ def test_report_names_statuses_and_actions_in_words(personas, report):
     assert "<td>Open</td>" in html and "(suspended)" in html and "Suspend the deployment: Paused" in html
     assert "<tr><th>Case reference</th>" in html and "<td>Disagree</td>" in html  # the source's fields and codes in words
     assert "suspend_deployment" not in html and "case_reference" not in html
+    aware = Incident.objects.get(pk=incident.pk).aware_on
+    assert f"<td>{aware.day} {aware:%b %Y}</td>" in html and aware.isoformat() not in html  # dates as people read them
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", html)  # no ISO times either
 
 
 def test_api_escalate_twice_and_transition(personas, report, api_client):
