@@ -20,6 +20,7 @@ from typing import Any
 
 from compliance.document_evidence import METRICS, NO_DECLARED_PERFORMANCE, operating_point_text
 from core.readable import metric, number, title
+from registry.choices import Task
 
 # Hugging Face's licence identifiers the registry is likely to hold; anything else is "other" with its name.
 HF_LICENCES = frozenset(
@@ -41,7 +42,7 @@ HF_LICENCES = frozenset(
         "unlicense",
     }
 )
-PIPELINE_TAGS = {"segmentation": "image-segmentation"}
+PIPELINE_TAGS = {"segmentation": "image-segmentation", "detection": "object-detection"}
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # What JSON leaves raw but YAML may not hold as is (non-printable, or a line break it would fold): escaped as \uXXXX.
 _NOT_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
@@ -54,6 +55,12 @@ def _quote(text: str) -> str:
 def md(text: Any) -> str:
     """Registry and officer text inside Markdown: shown as written, never as HTML."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _task(model: dict) -> str:
+    """The registry task in words (a snapshot may hold a code this version no longer knows: shown as written)."""
+    code = model.get("task")
+    return Task(code).label if code in Task.values else str(code or "not recorded")
 
 
 def _scalar(value: Any) -> str:
@@ -137,7 +144,7 @@ def _model_index(name: str, model: dict, snapshot: dict) -> list[dict]:
         result = results.setdefault(
             (run["run"], label),
             {
-                "task": {"type": task, "name": f"{label} ({model.get('task') or 'classification'})"},
+                "task": {"type": task, "name": f"{label} ({_task(model).lower()})"},
                 "dataset": {"name": run["dataset"], "type": _slug(run["dataset"], "dataset"), "split": "test"},
                 "metrics": [],
             },
@@ -241,7 +248,7 @@ def _sections(snapshot: dict) -> list[dict]:
             evaluation.append(f"Run {run['run']} on {md(run['dataset'])}, {md(label)}:\n\n| Metric | Value (95% CI) |\n|---|---|\n{rows}")
     details = (
         f"- Provider: {md(model.get('provider') or 'not recorded')}\n- Version: {md((snapshot.get('version') or {}).get('label'))}\n"
-        f"- Task: {md(model.get('task'))}; modality {md(model.get('modality'))}; body region {md(model.get('body_region'))}\n"
+        f"- Task: {md(_task(model))}; modality {md(model.get('modality'))}; body region {md(model.get('body_region'))}\n"
         f"- AI Act risk class: {md(model.get('risk_class'))}; MDR class: {md(model.get('mdr_class') or 'none')}"
     )
     return [

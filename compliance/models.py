@@ -907,7 +907,9 @@ class UsageBatch(NeverEdited):
 
     deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="usage_batches")
     batch_id = models.CharField(max_length=64)
-    digest = models.CharField(max_length=64, help_text="sha256 of the batch's events as checked and stored (compliance.usage_logs.batch_digest).")
+    digest = models.CharField(
+        max_length=64, help_text="sha256 of the batch's events as checked and stored (compliance.usage_checks.CheckedBatch.digest)."
+    )
     received_at = models.DateTimeField()
     events = models.PositiveIntegerField()
     first_event_at = models.DateTimeField()
@@ -935,8 +937,8 @@ class UsageEvent(NeverEdited):
     ``note`` the clinician's free text: the personal fields, emptied after the deployment's retention."""
 
     # No database foreign keys: checking three per row halved COPY's speed, and the one writer
-    # (``usage_batch_ingest``) takes the deployment from the token, the batch it has just created
-    # and the version it has checked. Deleting a referenced row is still refused (PROTECT, in Django).
+    # (``usage_batch_ingest``) takes the deployment from the token, the batch whose receipt it
+    # writes in the same transaction and the version it has checked. Deleting a referenced row is still refused (PROTECT, in Django).
     deployment = models.ForeignKey("registry.Deployment", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
     batch = models.ForeignKey(UsageBatch, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
     version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)

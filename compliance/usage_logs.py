@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from json.encoder import encode_basestring
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -33,8 +30,8 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from compliance.choices import InputQuality
 from compliance.models import USAGE_RETENTION_MIN_DAYS, UsageBatch, UsageEvent, UsageLogging, UsageWeek
+from compliance.usage_checks import ROW_COLUMNS, CheckedBatch, copy_lines
 from core.audit import audit_record
 from core.choices import Role
 from core.errors import Conflict
@@ -43,28 +40,9 @@ from radtrust_engine.stats import wilson_interval
 from registry.models import Deployment, User
 from registry.services import user_create
 
-# A batch holds at most this many events; the request body is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (10 MiB).
-MAX_BATCH_EVENTS = 10_000
-# An event may carry a time this far ahead of the server's clock (clock skew between machines).
-CLOCK_SKEW = dt.timedelta(minutes=5)
-# A 400 names this many offending rows, the first ones.
-ERRORS_SHOWN = 10
-MAX_LABELS = 100
-ENVELOPE_FLAGS = frozenset({InputQuality.OUT_OF_ENVELOPE, InputQuality.UNSUPPORTED_DEVICE})
-_FLAGS = frozenset(InputQuality.values)
-_EVENT_FIELDS = frozenset({"case_key", "occurred_at", "version", "outputs", "uncertainty", "overridden", "quality_flags", "note"})
-# An event's columns as ``_event_row`` gives them; COPY writes the batch's two after them.
-ROW_COLUMNS = (
-    "version_id",
-    "occurred_at",
-    "case_key",
-    "outputs",
-    "uncertainty",
-    "overridden",
-    "quality_flags",
-    "out_of_envelope",
-    "note",
-)
+# Weekly sums upserted by one statement (5 parameters each: SQLite takes up to 32,766).
+WEEKS_PER_STATEMENT = 1_000
+# COPY's columns: an event's (``ROW_COLUMNS``), then its batch's two.
 COPY_COLUMNS = (*ROW_COLUMNS, "deployment_id", "batch_id")
 
 
@@ -131,170 +109,44 @@ def logged_deployment(user, *, named: object) -> UsageLogging:
 # --- Ingestion --------------------------------------------------------------------------------
 
 
-def _moment(value) -> dt.datetime:
-    if not isinstance(value, str):
-        raise ValueError("Give the time as ISO 8601 text with its offset, for example 2026-03-01T08:15:00Z.")
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value[:40]!r} is not an ISO 8601 time.") from None
-    if moment.tzinfo is None:
-        raise ValueError("Give the time's UTC offset (Z or +01:00): a time without one is ambiguous.")
-    return moment.astimezone(dt.UTC)
-
-
-def _text(value) -> bool:
-    """Text a database stores: no NUL, no lone surrogate (JSON lets a client send both)."""
-    if not isinstance(value, str) or "\x00" in value:
-        return False
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _event_row(raw, *, version_id: int, latest: dt.datetime) -> tuple[tuple, dict[str, str]]:
-    """One event's column values (``ROW_COLUMNS``; the outputs as JSON text), or the errors per field."""
-    if not isinstance(raw, dict):
-        return (), {"non_field_errors": "An event is a JSON object."}
-    errors: dict[str, str] = {}
-    if not raw.keys() <= _EVENT_FIELDS:
-        unknown = raw.keys() - _EVENT_FIELDS
-        errors["non_field_errors"] = f"Unknown fields: {', '.join(sorted(map(str, unknown)))}."
-    case_key = raw.get("case_key")
-    if not _text(case_key) or not 1 <= len(case_key) <= 64:
-        errors["case_key"] = "The case's pseudonym, 1 to 64 characters (never a patient identifier)."
-    occurred_at = None
-    try:
-        occurred_at = _moment(raw.get("occurred_at"))
-        if occurred_at > latest:
-            errors["occurred_at"] = f"{occurred_at.isoformat()} lies in the future (more than {CLOCK_SKEW} ahead of the server's clock)."
-    except ValueError as exc:
-        errors["occurred_at"] = str(exc)
-    if raw.get("version") != version_id:
-        errors["version"] = f"This deployment runs model version {version_id}; give that id."
-    outputs = _outputs_json(raw.get("outputs"))
-    if outputs is None:
-        errors["outputs"] = f"The outputs as displayed: an object of 1 to {MAX_LABELS} labels (up to 100 characters), each with a finite number."
-    uncertainty = raw.get("uncertainty")
-    if uncertainty is not None and not _number(uncertainty):
-        errors["uncertainty"] = "The uncertainty displayed: a finite number, or null when none was shown."
-    overridden = raw.get("overridden")
-    if not isinstance(overridden, bool):
-        errors["overridden"] = "true when the clinician overrode the output, else false."
-    flags = raw.get("quality_flags", [])
-    if not isinstance(flags, list) or (flags and not all(isinstance(f, str) and f in _FLAGS for f in flags)):
-        errors["quality_flags"] = f"A list of input quality codes: {', '.join(InputQuality.values)}."
-    note = raw.get("note", "")
-    if not _text(note) or len(note) > 2000:
-        errors["note"] = "The clinician's note: text of at most 2000 characters."
-    if errors:
-        return (), errors
-    if len(flags) > 1:
-        flags = sorted(set(flags))
-    row = (version_id, occurred_at, case_key, outputs, uncertainty, overridden, flags, not ENVELOPE_FLAGS.isdisjoint(flags), note)
-    return row, {}
-
-
-def _outputs_json(outputs) -> str | None:
-    """The outputs as JSON text, or None unless they are 1 to ``MAX_LABELS`` labels of up to 100
-    characters, each with a finite number. Written here while checking (labels escaped by the
-    standard library's JSON string encoder, numbers as ``json`` writes them): ``json.dumps`` per
-    event cost more than all the checks."""
-    if not isinstance(outputs, dict) or not 1 <= len(outputs) <= MAX_LABELS:
-        return None
-    parts = []
-    for label, value in outputs.items():
-        if not _number(value) or len(label) > 100 or not _text(label):
-            return None
-        number = float.__repr__(value) if isinstance(value, float) else int.__repr__(value)  # a subclass's repr may not be JSON
-        parts.append(f"{encode_basestring(label)}: {number}")
-    return "{" + ", ".join(parts) + "}"
-
-
-def _rows(events, *, version_id: int, now: dt.datetime) -> list[tuple]:
-    """Every event's columns, or a ValidationError naming the first offending rows (index: field: message)."""
-    if not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH_EVENTS:
-        raise ValidationError({"events": f"A batch is a list of 1 to {MAX_BATCH_EVENTS} events."})
-    rows, bad, n_bad = [], {}, 0
-    latest = now + CLOCK_SKEW
-    for index, raw in enumerate(events):
-        row, errors = _event_row(raw, version_id=version_id, latest=latest)
-        if errors:
-            n_bad += 1
-            if len(bad) < ERRORS_SHOWN:
-                bad[f"events[{index}]"] = [f"{field}: {message}" for field, message in errors.items()]
-        rows.append(row)
-    if bad:
-        more = n_bad - len(bad)
-        if more:
-            bad["events"] = [f"{n_bad} events are refused; the first {len(bad)} are shown. Nothing of this batch was stored."]
-        raise ValidationError(bad)
-    return rows
-
-
 def usage_batch_ingest(*, logging: UsageLogging, batch_id, events) -> UsageReceipt:
     """Store one batch of ``logging``'s deployment whole, or refuse it whole.
 
-    1. The batch id and every event are checked first (a 400 names the first offending rows), then
-       each event's line of COPY text is written once: the digest is over those lines.
-    2. A batch id seen before: the same events return the first receipt (a redelivery, nothing
-       written); other events under that id are a 409.
-    3. One transaction: the receipt (its unique constraint settles two deliveries racing),
-       the events, and the weekly sums. Events arrive in any order; readers order by time.
-       An event older than the retention purge's reach is stored without its personal fields.
+    1. A batch id seen before: the same events (``CheckedBatch.digest``) return the first receipt
+       (a redelivery, nothing written); other events under that id are a 409.
+    2. One transaction: the logging row locked against a purge running now (so no late event slips
+       behind the purge's mark with its personal fields), the events, the receipt (its unique
+       constraint settles two deliveries racing) and the weekly sums. On PostgreSQL the events are
+       checked and copied chunk by chunk (``_copy_events``); a refused event (a 400 naming the first
+       offending rows) aborts the COPY and the transaction. Events arrive in any order; readers
+       order by time. An event older than the retention purge's reach is stored without its
+       personal fields.
     """
     if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 64:
         raise ValidationError({"batch_id": "The installation's id of this batch, 1 to 64 characters, the same on every redelivery."})
     deployment = logging.deployment
     now = timezone.now()
-    rows = _rows(events, version_id=deployment.version_id, now=now)
-    lines = _copy_lines(rows)
-    digest = batch_digest(lines)
+    checked = CheckedBatch(events, version_id=deployment.version_id, now=now)
     earlier = UsageBatch.objects.filter(deployment=deployment, batch_id=batch_id).first()
     if earlier is not None:
-        return _redelivery(earlier, digest)
-    times = [row[1] for row in rows]
+        return _redelivery(earlier, checked.digest())
+    batch = UsageBatch(deployment=deployment, batch_id=batch_id, received_at=now)  # the rest once the events are checked
     try:
         with transaction.atomic():
-            batch = UsageBatch.objects.create(
-                deployment=deployment,
-                batch_id=batch_id,
-                digest=digest,
-                received_at=now,
-                events=len(rows),
-                first_event_at=min(times),
-                last_event_at=max(times),
-            )
-            # The update locks the logging against a purge running now, so no late event slips behind
-            # the purge's mark with its personal fields; the mark is read once the lock is held.
+            purged_before = UsageLogging.objects.select_for_update().values_list("purged_before", flat=True).get(pk=logging.pk)
+            if connection.vendor == "postgresql":
+                batch = _copy_events(batch, checked, purged_before)
+            else:
+                batch = _create_events(batch, checked, purged_before)
             latest = Value(batch.last_event_at)
             UsageLogging.objects.filter(pk=logging.pk).update(last_received_at=now, last_event_at=Greatest(Coalesce("last_event_at", latest), latest))
-            purged_before = UsageLogging.objects.values_list("purged_before", flat=True).get(pk=logging.pk)
-            if purged_before is not None and batch.first_event_at < purged_before:
-                rows = _expire(rows, purged_before)
-                lines = _copy_lines(rows)
-            _insert(batch, rows, lines)
-            _weeks_add(deployment.pk, rows)
+            _weeks_add(deployment.pk, checked.rows)
     except IntegrityError:
         earlier = UsageBatch.objects.filter(deployment=deployment, batch_id=batch_id).first()
         if earlier is None:
             raise
-        return _redelivery(earlier, digest)
+        return _redelivery(earlier, checked.digest())
     return UsageReceipt.of(batch, duplicate=False)
-
-
-def batch_digest(lines: list[str]) -> str:
-    """What tells a redelivery from another batch under a reused id: sha256 of the batch's events
-    as checked and stored (their COPY lines, in the order sent), so the same events written with
-    other JSON spacing, key order or UTC offset are the same batch. Not ``canonical_sha256``:
-    nothing recomputes it elsewhere, and hashing text already written costs nothing per event."""
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _redelivery(earlier: UsageBatch, digest: str) -> UsageReceipt:
@@ -306,50 +158,48 @@ def _redelivery(earlier: UsageBatch, digest: str) -> UsageReceipt:
     return UsageReceipt.of(earlier, duplicate=True)
 
 
-def _expire(rows: list[tuple], purged_before: dt.datetime) -> list[tuple]:
-    """Late events from a period already purged keep no personal fields."""
+def _receipt_save(batch: UsageBatch, checked: CheckedBatch) -> UsageBatch:
+    """The receipt, once every event is checked: their digest, count and period."""
+    batch.digest = checked.digest()
+    times = [row[1] for row in checked.rows]
+    batch.events, batch.first_event_at, batch.last_event_at = len(times), min(times), max(times)
+    (batch,) = UsageBatch.objects.bulk_create([batch])  # an insert, also under the id the COPY lines name (save() refuses a set pk)
+    return batch
+
+
+def _expired(rows: list[tuple], purged_before: dt.datetime | None) -> list[tuple] | None:
+    """``rows`` with no personal fields in late events from a period already purged; None when there is none."""
+    if purged_before is None or all(row[1] >= purged_before for row in rows):
+        return None
     return [(*row[:2], "", *row[3:8], "") if row[1] < purged_before else row for row in rows]
 
 
-def _insert(batch: UsageBatch, rows: list[tuple], lines: list[str]) -> None:
-    """The events by PostgreSQL COPY of ``lines`` (one round trip per batch), by ``bulk_create`` elsewhere."""
-    if connection.vendor == "postgresql":
-        # Each line ends with the batch's own columns: one join writes them all.
+def _copy_events(batch: UsageBatch, checked: CheckedBatch, purged_before: dt.datetime | None) -> UsageBatch:
+    """The events by COPY, a chunk sent as soon as it is checked (each line ends with the batch's own
+    columns, added by one join), then the receipt under the id the lines name."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [UsageBatch._meta.db_table])
+        (batch.pk,) = cursor.fetchone()
         end = f"\t{batch.deployment_id}\t{batch.pk}\n"
-        with connection.cursor() as cursor, cursor.copy(f"COPY compliance_usageevent ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
-            copy.write(end.join(lines) + end)
-        return
+        with cursor.copy(f"COPY {UsageEvent._meta.db_table} ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            for rows, lines in checked.chunks():
+                expired = _expired(rows, purged_before)
+                copy.write(end.join(lines if expired is None else copy_lines(expired)) + end)
+            checked.digest()  # a refused event aborts the COPY here
+    return _receipt_save(batch, checked)
+
+
+def _create_events(batch: UsageBatch, checked: CheckedBatch, purged_before: dt.datetime | None) -> UsageBatch:
+    """The receipt, then the events by ``bulk_create`` (databases other than PostgreSQL)."""
+    _receipt_save(batch, checked)
+    rows = _expired(checked.rows, purged_before) or checked.rows
     events = []
     for row in rows:
         values = dict(zip(ROW_COLUMNS, row, strict=True))
         values["outputs"] = json.loads(values["outputs"])  # the checked JSON text, as the object the field stores
         events.append(UsageEvent(deployment_id=batch.deployment_id, batch_id=batch.pk, **values))
     UsageEvent.objects.bulk_create(events, batch_size=1000)
-
-
-def _copy_field(text: str) -> str:
-    """A value in COPY's text format: its backslashes, tabs and line ends escaped."""
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-_NULL = "\\N"
-
-
-def _flags_json(flags: list[str]) -> str:
-    """The flags (checked ``InputQuality`` codes: no character needs escaping) as a JSON array."""
-    return '["' + '","'.join(flags) + '"]' if flags else "[]"
-
-
-def _copy_lines(rows: list[tuple]) -> list[str]:
-    """Each event's line of COPY text (``ROW_COLUMNS``), without the batch's columns and the line end
-    (``_insert`` adds both); psycopg's ``write_row`` took a third of the time."""
-    return [
-        f"{v}\t{at.isoformat()}\t{_copy_field(key)}\t{_copy_field(outputs)}\t"
-        f"{_NULL if unc is None else repr(float(unc))}\t{'t' if over else 'f'}\t{_flags_json(flags)}\t{'t' if env else 'f'}\t{_copy_field(note)}"
-        for v, at, key, outputs, unc, over, flags, env, note in rows
-    ]
+    return batch
 
 
 def week_start(moment: dt.datetime) -> dt.date:
@@ -359,7 +209,8 @@ def week_start(moment: dt.datetime) -> dt.date:
 
 
 def _weeks_add(deployment_id: int, rows: list[tuple]) -> None:
-    """Add the batch's events to its deployment's weekly sums (an upsert per week, in the batch's transaction)."""
+    """Add the batch's events to its deployment's weekly sums, in the batch's transaction: one upsert
+    statement for up to ``WEEKS_PER_STATEMENT`` weeks (a statement per week cost a round trip each)."""
     n, overridden, outside = Counter(), Counter(), Counter()
     weeks: dict[dt.date, dt.date] = {}  # day -> its Monday: the events' times are UTC already
     for row in rows:
@@ -370,14 +221,18 @@ def _weeks_add(deployment_id: int, rows: list[tuple]) -> None:
         n[week] += 1
         overridden[week] += row[5]
         outside[week] += row[7]
+    sums = [(deployment_id, week, n[week], overridden[week], outside[week]) for week in sorted(n)]
     table = UsageWeek._meta.db_table
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (deployment_id, week, n, n_overridden, n_out_of_envelope) VALUES (%s, %s, %s, %s, %s) "
-            f"ON CONFLICT (deployment_id, week) DO UPDATE SET n = {table}.n + excluded.n, "
-            f"n_overridden = {table}.n_overridden + excluded.n_overridden, n_out_of_envelope = {table}.n_out_of_envelope + excluded.n_out_of_envelope",
-            [(deployment_id, week, n[week], overridden[week], outside[week]) for week in sorted(n)],
-        )
+        for start in range(0, len(sums), WEEKS_PER_STATEMENT):
+            part = sums[start : start + WEEKS_PER_STATEMENT]
+            cursor.execute(
+                f"INSERT INTO {table} (deployment_id, week, n, n_overridden, n_out_of_envelope) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(part))
+                + f" ON CONFLICT (deployment_id, week) DO UPDATE SET n = {table}.n + excluded.n, "
+                f"n_overridden = {table}.n_overridden + excluded.n_overridden, n_out_of_envelope = {table}.n_out_of_envelope + excluded.n_out_of_envelope",
+                [value for week in part for value in week],
+            )
 
 
 # --- Retention ----------------------------------------------------------------------------

@@ -21,9 +21,16 @@ from registry.models import Dataset, FoundationModel, Institution, ModelVersion,
 
 CT_SET = "Chest CT nodule test set (generated)"
 MODELS = {
-    "detector": ("Lung CT nodule detector", lesions.detector_onnx, lesions.DETECTOR_SCHEMA, "Finds pulmonary nodules on chest CT as scored boxes."),
+    "detector": (
+        "Lung CT nodule detector",
+        Task.DETECTION,
+        lesions.detector_onnx,
+        lesions.DETECTOR_SCHEMA,
+        "Finds pulmonary nodules on chest CT as scored boxes.",
+    ),
     "segmenter": (
         "Lung CT nodule segmenter",
+        Task.SEGMENTATION,  # its version's output schema says it segments volumes (3D)
         lesions.segmenter_onnx,
         lesions.SEGMENTER_SCHEMA,
         "Outlines pulmonary nodules on chest CT, voxel by voxel.",
@@ -46,7 +53,7 @@ def ct_setup(*, engineer: User, steward: User, provider: Institution, site: Inst
     out(f"Generating 12 chest CT volumes with planted nodules and two readers under {root} ...")
     data = lesions.write_nodule_volumes(root)  # deterministic: the same files on every demo
     versions = {}
-    for key, (name, build, schema, purpose) in MODELS.items():
+    for key, (name, task, build, schema, purpose) in MODELS.items():
         model = FoundationModel.objects.filter(name=name).first() or services.record_create(
             model=FoundationModel,
             actor=engineer,
@@ -58,7 +65,7 @@ def ct_setup(*, engineer: User, steward: User, provider: Institution, site: Inst
                 "intended_users": "Radiologists.",
                 "modality": Modality.CT,
                 "body_region": "chest",
-                "task": Task.SEGMENTATION,  # the version's output schema names its task (detection or volume segmentation)
+                "task": task,
                 "licence": "Proprietary, per-site licence",
             },
         )

@@ -31,7 +31,6 @@ LABEL = "nodule"
 DETECTOR_SCHEMA = {
     "class_names": [LABEL],
     "thresholds": {LABEL: 0.5},
-    "task": "detection",
     "detection": {"match_by": "distance", "max_distance": 8.0, "nms_iou": 0.3, "max_detections": 50},
 }
 SEGMENTER_SCHEMA = {

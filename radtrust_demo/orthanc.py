@@ -12,10 +12,11 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -87,8 +88,9 @@ def _wait_until_up(process: subprocess.Popen, url: str, auth: tuple[str, str]) -
 
 
 @contextmanager
-def orthanc(folder: Path, *, auth: tuple[str, str] = AUTH) -> Iterator[Orthanc]:
-    """Run Orthanc with its storage and index under ``folder`` until the block ends."""
+def orthanc(folder: Path, *, auth: tuple[str, str] = AUTH, options: Mapping[str, Any] | None = None) -> Iterator[Orthanc]:
+    """Run Orthanc with its storage and index under ``folder`` until the block ends; ``options``
+    are more configuration entries (such as ``LimitFindInstances``, to play a PACS that caps its answers)."""
     if not available():
         raise OrthancError(f"Orthanc with its DICOMweb plugin is not installed ({ORTHANC}, {PLUGINS}): run make install")
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,6 +106,7 @@ def orthanc(folder: Path, *, auth: tuple[str, str] = AUTH) -> Iterator[Orthanc]:
         "RegisteredUsers": {auth[0]: auth[1]},
         "Plugins": [PLUGINS],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        **(options or {}),
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
     log = (folder / "orthanc.log").open("wb")

@@ -16,9 +16,21 @@ class Modality(models.TextChoices):
 
 
 class Task(models.TextChoices):
+    """What a foundation model does; it decides the kind of its versions' runs (``ModelVersion.task_spec``).
+
+    A segmentation model's version may declare 3D volume segmentation in its output schema: the
+    same task on volumes, not another (``radtrust_engine.task_spec``)."""
+
     BINARY = "binary", "Binary classification"
     MULTILABEL = "multilabel", "Multi-label classification"
     SEGMENTATION = "segmentation", "Segmentation"
+    DETECTION = "detection", "Lesion detection"
+
+
+CLASSIFICATION_TASKS: frozenset[str] = frozenset({Task.BINARY, Task.MULTILABEL})
+"""The tasks whose ground truth is a 0/1 label per case and class (a PACS labels table, uploaded outputs)."""
+VERSION_TASK_LABELS: dict[str, str] = {**dict(Task.choices), "volume_segmentation": "Segmentation of 3D volumes"}
+"""Every task a version's runs can have (``ModelVersion.task_spec``), in words."""
 
 
 class RiskClass(models.TextChoices):

@@ -24,6 +24,8 @@ from django.db import transaction
 from radtrust_engine.dicomweb import (
     DicomwebError,
     DicomwebQuery,
+    FrozenManifest,
+    Instance,
     LabelledManifest,
     LabelsTable,
     RetrievalFailed,
@@ -134,21 +136,42 @@ def cache_folder(base_url: str) -> Path:
     return Path(settings.RADTRUST_DICOMWEB_CACHE) / hashlib.sha256(base_url.encode()).hexdigest()[:16]
 
 
-def dicomweb_fetch(*, frozen: DicomwebManifest, max_unreadable_share: float, progress: Callable[[float], None] | None = None) -> Manifest:
-    """Fetch a frozen manifest's instances into the cache and return the engine's manifest over them.
+def dicomweb_manifest_read(*, frozen: DicomwebManifest) -> tuple[Manifest, tuple[Instance, ...]]:
+    """A frozen manifest, verified against its hash: the engine's manifest over this PACS's cache
+    (its files fetched by ``dicomweb_fetch``, or a shard's by ``instances_fetch``), and its instances, one per row."""
+    labelled = verified(LabelledManifest.from_dict(frozen.content))
+    return cached_manifest(labelled, cache_folder(frozen.base_url)), labelled.instances
+
+
+def dicomweb_fetch(
+    *, frozen: DicomwebManifest, instances: tuple[Instance, ...], max_unreadable_share: float, progress: Callable[[float], None] | None = None
+) -> None:
+    """Fetch a frozen manifest's ``instances`` into the cache (those already there are not fetched again).
 
     Instances that vanished or failed after the retries are left out of the cache, so the pipeline
     skips them as missing files; more of them than the suite allows ends the run here with every
-    reason counted (``RetrievalFailed``). The stored manifest is verified against its hash first.
+    reason counted (``RetrievalFailed``).
     """
-    labelled = verified(LabelledManifest.from_dict(frozen.content))
-    source = DicomwebSource.objects.filter(dataset_id=frozen.dataset_id).first()
+    instances_fetch(
+        dataset_id=frozen.dataset_id,
+        base_url=frozen.base_url,
+        instances=FrozenManifest(instances, frozen.sha256),
+        allowed=allowed_skips(max_unreadable_share, len(instances)),
+        progress=progress,
+    )
+
+
+def instances_fetch(
+    *, dataset_id: int, base_url: str, instances: FrozenManifest, allowed: int, progress: Callable[[float], None] | None = None
+) -> Path:
+    """Fetch ``instances`` (a whole frozen manifest, or one shard's share of it) into the PACS's
+    cache; the cache folder. More failures than ``allowed`` raise ``RetrievalFailed``, each reason counted."""
+    source = DicomwebSource.objects.filter(dataset_id=dataset_id).first()
     try:
-        client = pacs_client(frozen.base_url, source.credentials_env if source else "")
+        client = pacs_client(base_url, source.credentials_env if source else "")
     except DicomwebError as exc:
         raise RetrievalFailed(str(exc)) from None
-    cache = cache_folder(frozen.base_url)
-    outcome = retrieve(client, labelled, cache, workers=settings.RADTRUST_DICOMWEB_WORKERS, progress=progress)
-    total = len(labelled.instances)
-    outcome.check(total, allowed_skips(max_unreadable_share, total))
-    return cached_manifest(labelled, cache)
+    cache = cache_folder(base_url)
+    outcome = retrieve(client, instances, cache, workers=settings.RADTRUST_DICOMWEB_WORKERS, progress=progress)
+    outcome.check(len(instances.instances), allowed)
+    return cache

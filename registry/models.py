@@ -14,6 +14,7 @@ from core.errors import ImmutableRecord
 from core.models import NeverEdited
 from radtrust_engine.task_spec import TaskSpec
 from registry.choices import (
+    VERSION_TASK_LABELS,
     AdaptationMethod,
     DataUsePurpose,
     DeploymentStatus,
@@ -183,9 +184,15 @@ class ModelVersion(models.Model):
 
     @property
     def task_spec(self) -> TaskSpec:
-        """What the version does (its output schema's ``task``, else its model's) and how its outputs are
-        read (``radtrust_engine.task_spec``); the schema was checked when the version was registered."""
+        """What the version does (its model's task; for a segmentation model, 3D volumes where its schema
+        says so) and how its outputs are read (``radtrust_engine.task_spec``); the schema was checked
+        against the model's task when the version was registered."""
         return TaskSpec.from_schema(self.output_schema or {}, self.foundation_model.task)
+
+    @property
+    def task_label(self) -> str:
+        """The version's task in words, for pages."""
+        return VERSION_TASK_LABELS[self.task_spec.task]
 
 
 class Dataset(models.Model):

@@ -44,6 +44,14 @@ class OutputsSource(models.TextChoices):
     UPLOADED = "uploaded", "Outputs uploaded: RadTrust did not run the model"
 
 
+class ReportReference(models.TextChoices):
+    """What a report-generation run compares the generated reports with
+    (``radtrust_engine.report_runs.Reference``: the same values)."""
+
+    LABELS = "labels", "The dataset manifest's reference findings"
+    REPORTS = "reports", "Reference reports, read by the same finding extractor"
+
+
 class FailureReason(models.TextChoices):
     """Why a run failed or was cancelled: ``ValidationRun.error_reason``, a stable code beside the
     message (``ValidationRun.error``) that says what to fix. Blank while a run has not failed.
@@ -71,6 +79,11 @@ class FailureReason(models.TextChoices):
     ``cancelled``               server  A user cancelled the run, before or while a worker ran it.
     ``internal_error``          server  An unexpected error; the message names the exception, the worker's log has
                                         the traceback.
+    ``upload_changed``          server  A file uploaded for the run (generated or reference reports) is missing from
+                                        storage or no longer matches the sha256 recorded when it was accepted.
+    ``schema_changed``          server  The version's output schema changed after generated reports were accepted
+                                        against the manifest's labels, and no longer names a finding the
+                                        unchanged manifest holds.
     ==========================  ======  ==============================================================================
     """
 
@@ -88,6 +101,8 @@ class FailureReason(models.TextChoices):
     WORKER_LOST = "worker_lost", "Worker lost, no attempts left"
     CANCELLED = "cancelled", "Cancelled"
     INTERNAL_ERROR = "internal_error", "Internal error"
+    UPLOAD_CHANGED = "upload_changed", "Uploaded file missing or changed"
+    SCHEMA_CHANGED = "schema_changed", "Output schema changed since the upload"
 
 
 class RunFileKind(models.TextChoices):

@@ -40,6 +40,7 @@ from core.access import role_of, scope
 from core.audit import audit_action
 from core.choices import Role
 from core.errors import Conflict
+from radtrust_agent.pacs import PacsSpec
 from radtrust_engine.artifacts import artifact_dir
 from radtrust_engine.federated_check import payload_check
 from radtrust_engine.federated_payload import (
@@ -65,7 +66,7 @@ from validation.services import manifest_name_check
 from validation.signals import site_report_received
 
 DEFAULT_ATTRIBUTES = ("sex", "age_band", "scanner_manufacturer")
-SPEC_KEYS = ("labels", "attributes", "intersections", "min_patients", "thresholds", "n_resamples", "seed", "manifest")
+SPEC_KEYS = ("labels", "attributes", "intersections", "min_patients", "thresholds", "n_resamples", "seed", "manifest", "dicomweb")
 META_METRICS = ("auroc", "sensitivity", "specificity")
 NOT_REPORTED, MISSED_DEADLINE, REPORTED = "not reported", "missed the deadline", "reported"
 MAX_AGENT_BYTES = 16 * 1024
@@ -184,6 +185,13 @@ def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
         manifest = manifest_name_check(manifest if isinstance(manifest, str) else "")
     except ValidationError as exc:
         problems.append(f"manifest: {exc.message_dict['manifest'][0]} (relative to the agent's data root)")
+    # A query each site's agent runs on its own PACS in place of the manifest (radtrust_agent.pacs).
+    dicomweb = spec.get("dicomweb")
+    if dicomweb is not None:
+        try:
+            dicomweb = PacsSpec.from_dict(dicomweb).to_dict()
+        except ValueError as exc:
+            problems.append(f"dicomweb: {exc}")
     if problems:
         raise ValidationError({"spec": problems})
     return {
@@ -195,6 +203,7 @@ def study_spec_clean(spec: Any, *, version: ModelVersion) -> dict[str, Any]:
         "n_resamples": n_resamples,
         "seed": seed,
         "manifest": manifest,
+        **({"dicomweb": dicomweb} if dicomweb is not None else {}),
     }
 
 

@@ -14,6 +14,7 @@ from validation.choices import (
     FederatedJobStatus,
     MlflowState,
     OutputsSource,
+    ReportReference,
     RunFileKind,
     RunStage,
     RunStatus,
@@ -207,6 +208,35 @@ class RunShard(models.Model):
 
     def __str__(self) -> str:
         return f"Shard {self.index} of run {self.run_id}"
+
+
+class ReportRunUpload(NeverEdited):
+    """The files of a report-generation run as the request accepted them: the generated reports
+    (their hash and name are the run's ``predictions_sha256`` and ``predictions_name``) and, when
+    given, the reference reports. Stored before the run is queued, so the worker reads exactly what
+    was checked, and checks each file against its sha256 before reading it
+    (``validation.uploaded_reports``)."""
+
+    run = models.OneToOneField(ValidationRun, on_delete=models.CASCADE, related_name="report_upload")
+    reports_storage_name = models.CharField(max_length=400, help_text="Where the default storage keeps the generated reports.")
+    reference = models.CharField(max_length=8, choices=ReportReference.choices, default=ReportReference.LABELS)
+    reference_storage_name = models.CharField(max_length=400, blank=True, help_text="Where the default storage keeps the reference reports.")
+    reference_sha256 = models.CharField(max_length=64, blank=True, help_text="The reference reports file's hash (reference reports only).")
+    reference_name = models.CharField(max_length=300, blank=True, help_text="The reference reports file's name as uploaded.")
+    uncertain_as_present = models.BooleanField(default=False, help_text="A hedged finding ('possible effusion') counts as asserted.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(reference=ReportReference.LABELS, reference_sha256="", reference_storage_name="")
+                | (models.Q(reference=ReportReference.REPORTS) & ~models.Q(reference_sha256="") & ~models.Q(reference_storage_name="")),
+                name="%(app_label)s_%(class)s_reference_file_iff_reports",
+                violation_error_message="Reference reports name their stored file and its hash; reference labels have none.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Uploaded reports of run {self.run_id}"
 
 
 class SweepLock(models.Model):

@@ -11,6 +11,7 @@ from typing import Any
 
 from core.readable import metric, number
 from radtrust_engine.disclosure import SUPPRESSION_REASONS
+from radtrust_engine.report_runs import REFERENCE_TEXT, Reference
 from radtrust_engine.stratification import suppressed_count_text
 from validation.report_tables import ATTRIBUTE_VALUES, Table
 from validation.task_tables import TaskSection
@@ -48,12 +49,13 @@ def report_generation_section(results: Mapping[str, Any] | None, *, summary_only
         return None
     minimum = int(evaluation.get("min_patients") or 10)
     hedged = "counted as asserted" if evaluation.get("uncertain_as_present") else "not counted as asserted"
+    by_reports = evaluation.get("reference") == Reference.REPORTS
     section = TaskSection(
-        title="Generated reports against the reference findings",
+        title="Generated reports against reference reports" if by_reports else "Generated reports against the reference findings",
         notes=[
             f"{number(evaluation.get('n_reports'))} generated reports of {number(evaluation.get('n_patients'))} patients; the findings each "
             f"report states were read by RadTrust's rule-based extractor (negation and uncertainty handled; hedged findings {hedged}) "
-            "and compared with the manifest's reference findings.",
+            f"and compared with {REFERENCE_TEXT[Reference.REPORTS if by_reports else Reference.LABELS]}.",
             "Confabulation: a report states a finding the reference does not have. Omission: it leaves out one the reference has. "
             f"Intervals: {round(100 * float(evaluation.get('confidence') or 0.95))}% patient-level bootstrap (BCa), all of a patient's reports "
             "resampled together.",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.readable import metric, number, percent, title, words
+from radtrust_engine.detection_drift import LESIONS
 from radtrust_engine.disclosure import SUPPRESSION_REASONS
 from radtrust_engine.stratification import suppressed_count_text
 
@@ -218,7 +219,23 @@ def drift_rows(results: Mapping[str, Any] | None) -> tuple[str, list[list[str]]]
             f"{number(test.get('p_adjusted'))} after Holm's adjustment over the run's {number(test.get('family_size'))} tests: "
             f"{'drifted' if embedding.get('drifted') else 'no drift shown'}."
         )
-    return note, findings
+    return note + _detection_drift_note(drift), findings
+
+
+def _detection_drift_note(drift: Mapping[str, Any]) -> str:
+    """A detection run's CPM change from its baseline in words (``detection_drift``); empty for other runs."""
+    lesions = (drift.get("performance") or {}).get(LESIONS)
+    rows = lesions.get("metrics") if isinstance(lesions, Mapping) else None
+    cpm = next((m for m in rows or [] if isinstance(m, Mapping) and m.get("metric") == "cpm"), None)
+    if cpm is None:
+        return ""
+    change = metric({"value": cpm.get("delta"), "ci_low": cpm.get("ci_low"), "ci_high": cpm.get("ci_high")})
+    verdict = "a drop past the margin" if cpm.get("degraded") else "no degradation shown"
+    return (
+        f" Lesion detection: CPM {number(cpm.get('baseline'))} in the baseline run and {number(cpm.get('current'))} in this one, "
+        f"a change of {change}: {verdict}. Each case's highest detection score, the detections per case and every detection's "
+        "score were tested for drift with the image statistics, in the same family of tests."
+    )
 
 
 @dataclass

@@ -8,7 +8,11 @@ deployment's start, plus its cadence) has come. Who revalidates is the deploymen
    institution stewards, and the unique constraint on (deployment, due date) makes a
    second dispatcher (beat firing twice, two beat processes) fail to insert a twin: its
    insert is rolled back and counted as skipped. The run's end is written back on the
-   deployment.
+   deployment. A dataset held in a PACS is resolved again at dispatch, to a new frozen
+   manifest: a revalidation asks how the version does on the site's data now, and a query
+   over a period that is still open (``20240101-``) holds the studies made since; the same
+   instances and labels give the same manifest, by its hash. A PACS that is down or refuses
+   leaves no run: the deployment's note says why, and the next beat tries again.
 2. The site's agent: the dispatcher opens a one-site federated study with the
    deployment's job, to be reported within ``RADTRUST_AGENT_REVALIDATION_DAYS`` of the due
    date. The deployment's ``agent_due_on`` is the claim: a conditional update moves it to
@@ -33,12 +37,12 @@ from radtrust.celery import site_queue
 from radtrust_engine.federated_payload import SiteSummary
 from radtrust_engine.pipeline import SuiteConfig
 from registry.choices import DeploymentStatus, RevalidationBy, RevalidationState
-from registry.models import Dataset, Deployment
+from registry.models import Dataset, Deployment, DicomwebSource
 from validation.baselines import version_baseline
 from validation.choices import FederatedJobStatus, RunStatus, StudyStatus
 from validation.federated import study_create
 from validation.models import FederatedJob, SiteReport, ValidationRun
-from validation.services import dataset_root, run_enqueue
+from validation.services import dataset_root, dicomweb_task_check, run_enqueue, run_manifest_freeze
 
 
 def next_due_on(deployment: Deployment) -> date:
@@ -79,10 +83,10 @@ def revalidation_overdue_from(deployment: Deployment, *, today: date | None = No
 
 
 def newest_site_dataset(deployment: Deployment) -> Dataset | None:
-    """The site's newest data: the dataset its institution stewards with a location, latest collection first."""
+    """The site's newest data: the dataset its institution stewards with a location or in a PACS, latest collection first."""
     return (
         Dataset.objects.filter(institution_id=deployment.institution_id)
-        .exclude(location="")
+        .filter(~Q(location="") | Q(dicomweb__isnull=False))
         .order_by(F("collection_end").desc(nulls_last=True), "-created_at", "-pk")
         .first()
     )
@@ -100,9 +104,12 @@ def _set_state(deployment: Deployment, state: str, note: str, *, ended: bool = F
 
 
 def _queue_for(dataset: Dataset) -> str:
-    """A central worker when the data's folder is here (under this server's data roots, and present),
-    else the site's own queue. The roots also list the folders site workers read (a location is refused
-    outside them), so being under a root alone does not say the data is on this machine."""
+    """A central worker when the data's folder is here (under this server's data roots, and present)
+    or the data is in a PACS (which this server resolved it in), else the site's own queue. The roots
+    also list the folders site workers read (a location is refused outside them), so being under a
+    root alone does not say the data is on this machine."""
+    if _in_pacs(dataset):
+        return "gpu"
     try:
         here = dataset_root(dataset).is_dir()
     except ValidationError:
@@ -116,7 +123,9 @@ def _queue(deployment: Deployment, due_on: date, reason: str) -> str | Validatio
     dataset = newest_site_dataset(deployment)
     if dataset is None:
         if deployment.revalidation_state != RevalidationState.NO_DATA:
-            _set_state(deployment, RevalidationState.NO_DATA, f"{reason}: {deployment.institution.code} stewards no dataset with a location.")
+            _set_state(
+                deployment, RevalidationState.NO_DATA, f"{reason}: {deployment.institution.code} stewards no dataset with a location or in a PACS."
+            )
         return "no_data"
     run = ValidationRun(
         version=deployment.version,
@@ -130,12 +139,24 @@ def _queue(deployment: Deployment, due_on: date, reason: str) -> str | Validatio
     )
     try:
         with transaction.atomic():
+            if _in_pacs(dataset):
+                dicomweb_task_check(deployment.version)
+                run_manifest_freeze(run=run)
             run.save()
             _set_state(deployment, RevalidationState.QUEUED, f"Run {run.pk} on {dataset.name}: {reason}.")
             transaction.on_commit(lambda r=run: run_enqueue(run_id=r.pk, queue=r.queue))
     except IntegrityError:
         return "skipped"
+    except ValidationError as exc:  # the PACS could not resolve the query: nothing stored, the next beat tries again
+        note = f"{reason}: no run on {dataset.name}: {'; '.join(exc.messages)}"[:2000]
+        if (deployment.revalidation_state, deployment.revalidation_note) != (RevalidationState.FAILED, note):
+            _set_state(deployment, RevalidationState.FAILED, note)
+        return "no_data"
     return run
+
+
+def _in_pacs(dataset: Dataset) -> bool:
+    return DicomwebSource.objects.filter(dataset=dataset).exists()
 
 
 def _agent_deadline(due_on: date, today: date) -> datetime:
@@ -229,8 +250,10 @@ def revalidation_queue_now(*, actor, deployment: Deployment, reason: str) -> Val
     if deployment.status != DeploymentStatus.ACTIVE:
         raise Conflict(f"The deployment is {deployment.get_status_display().lower()}; only an active deployment is revalidated.", code="not_active")
     queued = _queue(deployment, timezone.localdate(), f"{reason}, requested by {actor.username}")
+    if queued == "no_data" and deployment.revalidation_state == RevalidationState.FAILED:
+        raise Conflict(deployment.revalidation_note, code="pacs_unresolved")
     if queued == "no_data":
-        raise Conflict(f"{deployment.institution.code} stewards no dataset with a location to revalidate on.", code="no_data")
+        raise Conflict(f"{deployment.institution.code} stewards no dataset with a location or in a PACS to revalidate on.", code="no_data")
     if queued == "skipped":
         raise Conflict("A revalidation of this deployment was queued today already.", code="already_queued")
     return queued

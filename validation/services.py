@@ -52,14 +52,14 @@ from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.report import LabelResult, RunReport
 from radtrust_engine.runner import load_verified, select_device
 from radtrust_engine.task_spec import GROUND_TRUTH_COLUMNS
-from registry.choices import ProvenanceRole, Task, VersionStatus
-from registry.dicomweb import DICOMWEB_MANIFEST, dicomweb_fetch, dicomweb_manifest_freeze
+from registry.choices import CLASSIFICATION_TASKS, ProvenanceRole, VersionStatus
+from registry.dicomweb import DICOMWEB_MANIFEST, dicomweb_fetch, dicomweb_manifest_freeze, dicomweb_manifest_read
 from registry.models import Dataset, DicomwebManifest, DicomwebSource, ModelVersion
 from registry.services import artifact_root, data_use_check
 from registry.validators import data_folder
 from validation.baselines import baseline_check, baseline_load, comparator_check, comparator_load, version_baseline
 from validation.choices import FailureReason, MlflowState, RunStage, RunStatus
-from validation.models import SweepLock, ValidationRun
+from validation.models import ReportRunUpload, SweepLock, ValidationRun
 from validation.run_outputs import RunOutputs, run_outputs_save, run_outputs_write
 from validation.signals import run_finished
 
@@ -138,8 +138,8 @@ def run_create(
     if comparator is not None and (problem := comparator_check(dataset_id=dataset.pk, comparator=comparator)):
         raise ValidationError({"comparator": f"Run {comparator.pk} cannot be this run's comparator: {problem}."})
     pacs = DicomwebSource.objects.filter(dataset=dataset).exists()
-    if pacs and version.foundation_model.task not in (Task.BINARY, Task.MULTILABEL):
-        raise ValidationError({"dataset": "A dataset in a PACS carries labels per study or instance: it validates classifiers, not masks or boxes."})
+    if pacs:
+        dicomweb_task_check(version)
     run = ValidationRun(
         version=version,
         dataset=dataset,
@@ -155,16 +155,31 @@ def run_create(
         dataset_root(dataset)  # on-site data roots are the site worker's business
     run.full_clean()
     with transaction.atomic():
-        if pacs:  # the query resolved now, to the instances this run will read and no others
-            frozen = dicomweb_manifest_freeze(dataset=dataset)
-            missing = [name for name in version.output_schema["class_names"] if name not in frozen.content["label_names"]]
-            if missing:  # raised inside the transaction: the frozen manifest goes too
-                raise ValidationError({"dataset": f"The labels table of {dataset.name} has no column for the class(es) {', '.join(missing)}."})
-            run.manifest_sha256 = frozen.sha256
+        if pacs:
+            run_manifest_freeze(run=run)
         run.save()
         # robust: a broker that is down must not fail the request; the sweeper sends the run later.
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk, queue=run.queue), robust=True)
     return run
+
+
+def dicomweb_task_check(version: ModelVersion) -> None:
+    """A dataset in a PACS carries labels per study or instance: it validates classifiers only."""
+    if version.foundation_model.task not in CLASSIFICATION_TASKS:
+        raise ValidationError({"dataset": "A dataset in a PACS carries labels per study or instance: it validates classifiers, not masks or boxes."})
+
+
+def run_manifest_freeze(*, run: ValidationRun) -> None:
+    """Resolve the run's PACS dataset now, to the instances this run will read and no others, and
+    name that frozen manifest on the (unsaved) run. Call it inside the transaction that saves the
+    run: a refusal (the PACS down or refusing, a query that matches nothing or too much, a class
+    with no label column) is a field error on ``dataset``, and nothing is stored."""
+    dataset, version = run.dataset, run.version
+    frozen = dicomweb_manifest_freeze(dataset=dataset)
+    missing = [name for name in version.output_schema["class_names"] if name not in frozen.content["label_names"]]
+    if missing:
+        raise ValidationError({"dataset": f"The labels table of {dataset.name} has no column for the class(es) {', '.join(missing)}."})
+    run.manifest, run.manifest_sha256 = DICOMWEB_MANIFEST, frozen.sha256
 
 
 def run_enqueue(*, run_id: int, queue: str, now: datetime | None = None) -> None:
@@ -433,15 +448,20 @@ def failure_of(run_id: int, exc: Exception) -> tuple[FailureReason, str]:
 
 
 def _evaluate(run_id: int, reporter: RunReporter, shard=None):
-    """Verify, load and evaluate; returns the evaluation, the device and the manifest hash.
+    """Verify, load and evaluate; returns the evaluation, the device and the manifest hash. A run
+    of uploaded generated reports runs no model: its files are evaluated (``validation.uploaded_reports``).
 
     A run above ``RADTRUST_SHARD_MIN_IMAGES`` is scored in shards by every worker on its queue
-    (``validation.sharding``); given one of its ``shard``s, this loads the same model and manifest,
-    scores that shard alone and returns its status.
+    (``validation.sharding``); given one of its ``shard``s, this loads the same model, scores that
+    shard's own cases alone (never reading the whole manifest) and returns its status.
     """
     from validation import sharding  # sharding builds on this module's claims and reporters
 
     run = ValidationRun.objects.select_related("version__foundation_model", "dataset", "baseline__dataset").get(pk=run_id)
+    if shard is None and ReportRunUpload.objects.filter(run_id=run_id).exists():
+        from validation.uploaded_reports import report_run_evaluate  # it builds on this module's reporters and sends
+
+        return report_run_evaluate(run, reporter), {}, run.manifest_sha256
     version = run.version
     timings: dict[str, float] = {}
 
@@ -462,8 +482,12 @@ def _evaluate(run_id: int, reporter: RunReporter, shard=None):
     schema = version.output_schema
     class_names = list(schema.get("class_names", []))
     suite = SuiteConfig.from_dict(run.config)
+    if shard is not None:
+        return sharding.shard_score(shard=shard, model=model, preprocessing=preprocessing, suite=suite, progress=reporter)
+    frozen = instances = None
     if run.manifest == DICOMWEB_MANIFEST:
-        manifest, manifest_sha = _dicomweb_manifest(run, class_names, suite, reporter), run.manifest_sha256
+        frozen, (manifest, instances) = _dicomweb_manifest(run, class_names)
+        manifest_sha = run.manifest_sha256
     else:
         root = dataset_root(run.dataset)
         manifest_path = manifest_file(root, run.manifest)
@@ -481,11 +505,15 @@ def _evaluate(run_id: int, reporter: RunReporter, shard=None):
             mask_column=GROUND_TRUTH_COLUMNS.get(task),
         )
     timings["manifest"] = time.perf_counter() - started
-    if shard is not None:
-        return sharding.shard_score(shard=shard, model=model, manifest=manifest, preprocessing=preprocessing, suite=suite, progress=reporter)
     scored = sharding.run_scored(
-        run=run, reporter=reporter, worker=run.worker, model=model, manifest=manifest, preprocessing=preprocessing, suite=suite
+        run=run, reporter=reporter, worker=run.worker, model=model, manifest=manifest, preprocessing=preprocessing, suite=suite, instances=instances
     )
+    if frozen is not None:  # after the shards are sent, so that other workers need not wait for this fetch
+        started = time.perf_counter()  # the report reads every header: the whole set into this worker's cache
+        dicomweb_fetch(
+            frozen=frozen, instances=instances, max_unreadable_share=suite.max_unreadable_share, progress=partial(reporter, RunStage.MANIFEST)
+        )
+        timings["manifest"] += time.perf_counter() - started
     evaluation = evaluate(
         model,
         manifest,
@@ -508,16 +536,17 @@ def _evaluate(run_id: int, reporter: RunReporter, shard=None):
     return evaluation, model.device.to_dict(), manifest_sha
 
 
-def _dicomweb_manifest(run: ValidationRun, class_names: list[str], suite: SuiteConfig, reporter: RunReporter):
-    """The run's frozen DICOMweb manifest, its instances fetched into the cache (``registry.dicomweb``),
-    with the labels table's columns in the order of the version's classes."""
+def _dicomweb_manifest(run: ValidationRun, class_names: list[str]):
+    """The run's frozen DICOMweb manifest row, and the engine's manifest over the cache (``registry.dicomweb``)
+    with the labels table's columns in the order of the version's classes, with its instances, one per row.
+    The files are fetched once a sharded run's shards are sent (``dicomweb_fetch``)."""
     frozen = DicomwebManifest.objects.get(dataset=run.dataset, sha256=run.manifest_sha256)
     missing = [name for name in class_names if name not in frozen.content["label_names"]]
     if missing:
         raise ManifestError(f"the labels table has no column for the class(es) {', '.join(map(repr, missing))} of the version's output schema")
-    manifest = dicomweb_fetch(frozen=frozen, max_unreadable_share=suite.max_unreadable_share, progress=partial(reporter, RunStage.MANIFEST))
+    manifest, instances = dicomweb_manifest_read(frozen=frozen)
     keep = [manifest.label_names.index(name) for name in class_names]
-    return replace(manifest, label_names=tuple(class_names), labels=manifest.labels[:, keep])
+    return frozen, (replace(manifest, label_names=tuple(class_names), labels=manifest.labels[:, keep]), instances)
 
 
 def _close(
@@ -564,12 +593,22 @@ def run_mlflow_enqueue(*, run_id: int, now: datetime | None = None) -> None:
 
 def run_summary(report: RunReport) -> dict:
     """Headline figures of a report (``ValidationRun.summary``, read without loading the report):
-    per label the overall metrics with CIs and the largest gap of each kind."""
+    per label the overall metrics with CIs and the largest gap of each kind; for generated reports
+    the per-report rates with their intervals and the reference they were compared with."""
     labels = {
         label: {"overall": {name: e.to_dict() for name, e in (result.overall.metrics or {}).items()}, "largest_gaps": _largest_gaps(result)}
         for label, result in report.results.items()
     }
-    return {"n_evaluated": report.dataset.n_evaluated, "n_skipped": len(report.skipped), "labels": labels}
+    summary = {"n_evaluated": report.dataset.n_evaluated, "n_skipped": len(report.skipped), "labels": labels}
+    if (generated := report.report_generation) is not None:
+        rates = ("confabulating_reports", "confabulations_per_report", "omitting_reports")
+        summary["report_generation"] = {
+            "n_reports": generated["n_reports"],
+            "n_patients": generated["n_patients"],
+            "reference": generated.get("reference"),
+            **{name: generated["overall"][name] for name in rates},
+        }
+    return summary
 
 
 def _largest_gaps(result: LabelResult) -> dict[str, dict]:

@@ -5,8 +5,11 @@ run's lease protocol (``validation.services``), so that every step survives a lo
 
 1. The coordinator claims the run as any run (``run_claim``, heartbeats, one closing write). Above
    ``RADTRUST_SHARD_MIN_IMAGES`` images it cuts the frozen manifest into shards of whole patients
-   (``radtrust_engine.scoring.patient_shards``), creates one ``RunShard`` row per shard (the same
-   rows on every attempt) and sends a ``run_shard_execute`` task per shard to the run's queue.
+   (``radtrust_engine.scoring.patient_shards``), stores each shard's own cases (its rows and image
+   paths; for a PACS dataset its instances' UIDs too) as a file beside the shard, and only then
+   creates one ``RunShard`` row per shard (the same rows on every attempt) and sends a
+   ``run_shard_execute`` task per shard to the run's queue. A shard's worker reads that file and
+   never the whole manifest: from a PACS it fetches its own instances and no others.
 2. A shard is claimed like a run: one conditional UPDATE takes a queued shard, or a running one
    whose lease expired, with ``attempt + 1``; a ``ShardReporter`` renews its lease while it is
    scored. Any worker may take it: the shard's own task, or the coordinator, which scores shards
@@ -26,11 +29,14 @@ Progress shows the share of images in scored shards; the run's API shows shards 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -40,14 +46,19 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from radtrust_engine.dicomweb import FrozenManifest, Instance
+from radtrust_engine.hashing import canonical_sha256
+from radtrust_engine.images import allowed_skips
 from radtrust_engine.loading import Manifest, ManifestError
-from radtrust_engine.pipeline import SuiteConfig, score_rows
+from radtrust_engine.pipeline import SuiteConfig, score_cases
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.runner import ModelSession
-from radtrust_engine.scoring import Scored, patient_shards
+from radtrust_engine.scoring import Scored, ShardCases, patient_shards
+from registry.dicomweb import DICOMWEB_MANIFEST, instances_fetch
+from registry.models import DicomwebManifest
 from validation.choices import FailureReason, RunStage, RunStatus
 from validation.models import RunShard, ValidationRun
-from validation.services import LeaseLost, RunCancelled, RunReporter, _evaluate, failure_of
+from validation.services import LeaseLost, RunCancelled, RunReporter, _evaluate, dataset_root, failure_of
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +66,17 @@ log = logging.getLogger(__name__)
 IN_MEMORY_ANALYSES = ("explainability", "robustness", "uncertainty")
 SHARDED_TASKS = ("binary", "multilabel")
 WAIT_SECONDS = 1.0  # how often a coordinator with no shard left to take looks at the others
+CASES_FORMAT = "radtrust-shard-cases-1"
 
 
 class ShardLost(LeaseLost):
     """Another attempt owns the shard now, or its run stopped: this worker drops the shard."""
+
+
+class ShardCasesUnusable(Exception):
+    """A shard's stored cases are missing, cut short or altered: the shard cannot know what to score."""
+
+    reason = FailureReason.INTERNAL_ERROR
 
 
 class ShardFailed(Exception):
@@ -94,12 +112,60 @@ def shards_wanted(task: str, n_images: int, suite: SuiteConfig) -> bool:
     return task in SHARDED_TASKS and n_images >= settings.RADTRUST_SHARD_MIN_IMAGES and not any(a in suite.analyses for a in IN_MEMORY_ANALYSES)
 
 
-def shard_rows(shard: RunShard, manifest: Manifest) -> list[int]:
-    """The shard's manifest rows, cut again from the frozen manifest with the run's own plan size."""
-    plan = patient_shards(manifest.patient_ids, shard.plan_images)
-    if shard.index >= len(plan) or len(plan[shard.index]) != shard.n_images:
-        raise ManifestError("the manifest no longer gives this run's shards: the data changed since the run was planned")
-    return plan[shard.index]
+def cases_name(run_id: int, index: int) -> str:
+    return f"runs/{run_id}/shards/{index}/cases.json"
+
+
+@dataclass(frozen=True)
+class StoredCases:
+    """What a shard's worker reads: its cases and, for a PACS dataset, the instances to fetch (one per case)."""
+
+    cases: ShardCases
+    instances: tuple[Instance, ...] | None = None
+
+
+def _cases_bytes(run_id: int, index: int, stored: StoredCases) -> bytes:
+    body = {
+        "format": CASES_FORMAT,
+        "run": run_id,
+        "index": index,
+        "cases": stored.cases.to_dict(),
+        "instances": None if stored.instances is None else [[i.study_uid, i.series_uid, i.sop_uid, i.patient_id] for i in stored.instances],
+    }
+    return json.dumps({**body, "sha256": canonical_sha256(body)}).encode()
+
+
+def shard_cases(shard: RunShard) -> StoredCases:
+    """The shard's own cases as the plan stored them, checked against their hash and the shard."""
+    unusable = f"Shard {shard.index + 1}'s stored cases"
+    try:
+        with default_storage.open(cases_name(shard.run_id, shard.index), "rb") as handle:
+            body = json.loads(handle.read())
+        digest = body.pop("sha256")
+    except (OSError, ValueError, KeyError, AttributeError):
+        raise ShardCasesUnusable(f"{unusable} are missing or unreadable; cancel the run and start it again.") from None
+    if body.get("format") != CASES_FORMAT or canonical_sha256(body) != digest:
+        raise ShardCasesUnusable(f"{unusable} do not match their hash: they were altered since the run was planned.")
+    try:
+        cases = ShardCases.from_dict(body["cases"])
+        instances = None if body["instances"] is None else tuple(Instance(*map(str, row)) for row in body["instances"])
+    except (KeyError, TypeError, ValueError):
+        raise ShardCasesUnusable(f"{unusable} cannot be read.") from None
+    if (body["run"], body["index"], len(cases)) != (shard.run_id, shard.index, shard.n_images) or (
+        instances is not None and len(instances) != len(cases)
+    ):
+        raise ShardCasesUnusable(f"{unusable} belong to another shard or run.")
+    return StoredCases(cases, instances)
+
+
+def _cases_store(run_id: int, index: int, stored: StoredCases) -> None:
+    """Write the shard's cases under their fixed name. Only before the shard's row exists: a
+    coordinator that died while planning left a file no worker reads yet, replaced here."""
+    name = cases_name(run_id, index)
+    default_storage.delete(name)
+    saved = default_storage.save(name, ContentFile(_cases_bytes(run_id, index, stored)))
+    if saved != name:  # another attempt at planning wrote the same cases meanwhile
+        default_storage.delete(saved)
 
 
 # --- The coordinator ---------------------------------------------------------------------
@@ -114,14 +180,16 @@ def run_scored(
     manifest: Manifest,
     preprocessing: Preprocessing,
     suite: SuiteConfig,
+    instances: Sequence[Instance] | None = None,
 ) -> Scored | None:
-    """Stage 2 of a sharded run (see the module docstring); None when the run is scored whole."""
+    """Stage 2 of a sharded run (see the module docstring); None when the run is scored whole.
+    ``instances`` are a PACS dataset's, one per manifest row."""
     if not shards_wanted(run.version.task_spec.task, len(manifest), suite):
         return None
     plan = patient_shards(manifest.patient_ids, settings.RADTRUST_SHARD_IMAGES)
     if len(plan) < 2:
         return None
-    shards_plan(run=run, plan=plan)
+    shards_plan(run=run, manifest=manifest, plan=plan, instances=instances)
     total = len(manifest)
     while True:
         shards = list(RunShard.objects.filter(run=run).order_by("index"))
@@ -137,7 +205,7 @@ def run_scored(
             time.sleep(WAIT_SECONDS)  # the others are being scored by other workers
             continue
         with suppress(ShardLost):  # the shard went to another worker; the next turn sees whether the run is still ours
-            _score_here(shard, reporter, done / total, total, model=model, manifest=manifest, preprocessing=preprocessing, suite=suite)
+            _score_here(shard, reporter, done / total, total, model=model, preprocessing=preprocessing, suite=suite)
     return Scored.merge([_scored_load(s) for s in shards])
 
 
@@ -148,19 +216,22 @@ def _score_here(shard: RunShard, reporter: RunReporter, done: float, total: int,
 
     def progress(stage: str, fraction: float) -> None:
         shard_reporter(stage, fraction)
-        reporter(RunStage.INFERENCE, done + fraction * shard.n_images / total)
+        reporter(RunStage.INFERENCE, done + (fraction if stage == RunStage.INFERENCE else 0.0) * shard.n_images / total)
 
     with shard_reporter.heartbeats():
         shard_score(shard=shard, progress=progress, **inputs)
 
 
-def shards_plan(*, run: ValidationRun, plan: list[list[int]]) -> None:
-    """Create the run's shards once (every attempt finds the same), and send each unscored one
-    to the run's queue. A plan that no longer matches the rows refuses the run."""
+def shards_plan(*, run: ValidationRun, manifest: Manifest, plan: list[list[int]], instances: Sequence[Instance] | None = None) -> None:
+    """Store each shard's cases and create the run's shards once (every attempt finds the same), then
+    send each unscored one to the run's queue. A plan that no longer matches the rows refuses the run."""
     existing = list(RunShard.objects.filter(run=run).order_by("index").values_list("n_images", flat=True))
     if existing and existing != [len(rows) for rows in plan]:
         raise ManifestError("the manifest no longer gives this run's shards: the data changed since the run was planned")
     if not existing:
+        for index, rows in enumerate(plan):  # every file complete before any row names a shard
+            shard_instances = None if instances is None else tuple(instances[r] for r in rows)
+            _cases_store(run.pk, index, StoredCases(ShardCases.of(manifest, rows), shard_instances))
         RunShard.objects.bulk_create(
             [
                 RunShard(run=run, index=i, n_images=len(rows), plan_images=settings.RADTRUST_SHARD_IMAGES, max_attempts=run.max_attempts)
@@ -224,16 +295,15 @@ def shard_claim(*, worker: str, shard_id: int | None = None, run_id: int | None 
     return None
 
 
-def shard_score(
-    *, shard: RunShard, model: ModelSession, manifest: Manifest, preprocessing: Preprocessing, suite: SuiteConfig, progress
-) -> str | None:
-    """Score the shard's rows, store the file, and close the shard if this attempt still holds it."""
-    scored = score_rows(
+def shard_score(*, shard: RunShard, model: ModelSession, preprocessing: Preprocessing, suite: SuiteConfig, progress) -> str | None:
+    """Score the shard's own cases, store the file, and close the shard if this attempt still holds it."""
+    stored = shard_cases(shard)
+    scored = score_cases(
         model,
-        manifest,
+        stored.cases,
+        _images_root(shard, stored, suite, progress),
         preprocessing=preprocessing,
         config=suite,
-        rows=shard_rows(shard, manifest),
         progress=progress,
         loader_processes=settings.RADTRUST_LOADER_PROCESSES,
     )
@@ -249,6 +319,24 @@ def shard_score(
         held.lease_until, held.finished_at = None, timezone.now()
         held.save(update_fields=["status", "scores_name", "scores_sha256", "lease_until", "finished_at"])
     return RunStatus.SUCCEEDED
+
+
+def _images_root(shard: RunShard, stored: StoredCases, suite: SuiteConfig, progress) -> Path:
+    """Where the shard's images lie: the dataset's folder, or the PACS cache once this shard's own
+    instances are fetched into it (within the whole run's skip allowance; those missing are skipped)."""
+    run = ValidationRun.objects.select_related("dataset").get(pk=shard.run_id)
+    if run.manifest != DICOMWEB_MANIFEST:
+        return dataset_root(run.dataset)
+    if stored.instances is None:
+        raise ShardCasesUnusable(f"Shard {shard.index + 1}'s stored cases name no PACS instances.")
+    base_url = DicomwebManifest.objects.filter(dataset=run.dataset, sha256=run.manifest_sha256).values_list("base_url", flat=True).get()
+    return instances_fetch(
+        dataset_id=run.dataset_id,
+        base_url=base_url,
+        instances=FrozenManifest(stored.instances, run.manifest_sha256),
+        allowed=allowed_skips(suite.max_unreadable_share, stored.cases.run_images),
+        progress=lambda fraction: progress(RunStage.MANIFEST, fraction),
+    )
 
 
 def shard_fail(*, shard: RunShard, reason: str, error: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from core.readable import metric, number
 from radtrust_engine.disclosure import SUPPRESSION_REASONS
+from radtrust_engine.perturbations import PERTURBATIONS
 from validation.report_tables import ATTRIBUTE_VALUES, Table
 
 VOLUME_METRICS = (("dice", "Dice"), ("hd95", "HD95 (mm)"), ("surface_dice", "Surface Dice"), ("volume_error", "Volume error"))
@@ -96,6 +97,7 @@ def detection_section(results: Mapping[str, Any] | None, *, summary_only: bool =
             groups.append([name, number(g.get("n_patients")), number(g.get("n_lesions")), _at(g, 1.0), _cpm(g)])
     if groups:
         section.tables.append(Table("By subgroup", ["Group", "Patients", "Lesions", "Sensitivity at 1 FP per image", "CPM"], groups))
+    _robustness(section, detection.get("robustness"))
     calibration = detection.get("calibration")
     if isinstance(calibration, Mapping) and "error" in calibration:
         section.notes.append(f"Calibration of the detection scores: not computed ({calibration['error']}).")
@@ -105,6 +107,57 @@ def detection_section(results: Mapping[str, Any] | None, *, summary_only: bool =
             f"ECE {metric(calibration.get('ece'))}, Brier score {metric(calibration.get('brier'))} over {number(calibration.get('n'))} detections."
         )
     return section
+
+
+def _robustness(section: TaskSection, robustness: Any) -> None:
+    """The FROC's change under each perturbation (``detection_robustness``), in words, with the worst
+    case and the perturbations that do not apply to detection, grouped by their reason."""
+    if not isinstance(robustness, Mapping):
+        return
+    reasons: dict[str, list[str]] = {}
+    for n in robustness.get("not_applicable") or []:
+        if isinstance(n, Mapping):
+            name = n.get("perturbation")
+            reasons.setdefault(str(n.get("reason")), []).append(PERTURBATIONS[name].description if name in PERTURBATIONS else str(name))
+    not_applicable = "".join(f" Not applicable: {'; '.join(names)} (each {why})." for why, names in reasons.items())
+    if "error" in robustness:
+        section.notes.append(f"Robustness to image perturbations: not computed ({robustness['error']}).{not_applicable}")
+        return
+    worst = robustness.get("worst_case") or {}
+    worst_cpm = (worst.get("metrics") or {}).get("cpm") or {}
+    worst_text = f" The largest CPM change was under {_condition(worst)}: {_change(worst_cpm)}." if worst else ""
+    section.notes.append(
+        f"Robustness to image perturbations: {number(robustness.get('n_cases'))} cases of {number(robustness.get('n_patients'))} patients "
+        f"perturbed and detected again, matched to the same lesions; CPM unperturbed {number(robustness.get('cpm'))}. Changes with "
+        f"paired patient-level bootstrap intervals (the same resampled patients for the perturbed and the unperturbed detections).{worst_text}{not_applicable}"
+    )
+    rows = []
+    for c in robustness.get("conditions") or []:
+        if not isinstance(c, Mapping):
+            continue
+        metrics = c.get("metrics") or {}
+        cpm, sensitivity = metrics.get("cpm") or {}, metrics.get("sensitivity_at_1_fp") or {}
+        rows.append([_condition(c), number(cpm.get("value")), _change(cpm), _change(sensitivity)])
+    rows += [[str(f.get("condition")), "failed", str(f.get("error")), "—"] for f in robustness.get("failed") or [] if isinstance(f, Mapping)]
+    if rows:
+        head = ["Perturbation (severity and its setting)", "CPM", "CPM change (CI)", "Change in sensitivity at 1 FP per image (CI)"]
+        section.tables.append(Table("Robustness: the FROC under image perturbations", head, rows))
+
+
+def _condition(condition: Mapping[str, Any]) -> str:
+    name = condition.get("perturbation")
+    described = PERTURBATIONS[name].description if name in PERTURBATIONS else str(name)
+    return f"{described}, severity {number(condition.get('severity'))} ({condition.get('parameter')}: {number(condition.get('setting'))})"
+
+
+def _change(change: Mapping[str, Any]) -> str:
+    if not isinstance(change.get("change"), (int, float)):
+        return "not estimable"
+    return f"{change['change']:+.3f}" + (
+        f" ({change['ci_low']:+.3f} to {change['ci_high']:+.3f})"
+        if isinstance(change.get("ci_low"), (int, float)) and isinstance(change.get("ci_high"), (int, float))
+        else ""
+    )
 
 
 def volume_section(results: Mapping[str, Any] | None, *, summary_only: bool = False) -> TaskSection | None:

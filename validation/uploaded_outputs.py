@@ -21,7 +21,7 @@ from core.errors import Conflict
 from radtrust_engine.external_outputs import PredictionsError, evaluate_predictions, read_predictions
 from radtrust_engine.loading import Manifest, ManifestError, manifest_file, read_manifest
 from radtrust_engine.pipeline import SuiteConfig
-from registry.choices import VersionStatus
+from registry.choices import CLASSIFICATION_TASKS, VersionStatus
 from registry.models import Dataset, ModelVersion
 from registry.services import data_use_check
 from validation.baselines import baseline_check, baseline_load, version_baseline
@@ -49,6 +49,9 @@ def run_from_predictions(
     schema, a stated ``artifact_sha256`` other than the version's, a manifest changed since its
     datasheet, and a predictions file that ``read_predictions`` refuses."""
     suite, class_names = upload_checks(version=version, dataset=dataset, artifact_sha256=artifact_sha256, config=config, what="predictions")
+    if version.foundation_model.task not in CLASSIFICATION_TASKS:
+        task = version.foundation_model.get_task_display().lower()
+        raise ValidationError({"version": f"Uploaded outputs are evaluated for classifiers only; this is a {task} model: run its ONNX file instead."})
     if baseline is not None and (problem := baseline_check(run_version=version, baseline=baseline)):
         raise ValidationError({"baseline": f"Run {baseline.pk} cannot be this run's baseline: {problem}."})
     table, manifest_sha = manifest_load(dataset=dataset, manifest=manifest, class_names=class_names)
@@ -130,13 +133,30 @@ def upload_checks(*, version: ModelVersion, dataset: Dataset, artifact_sha256: s
 
 
 def manifest_load(*, dataset: Dataset, manifest: str, class_names: list[str]) -> tuple[Manifest, str]:
-    """The dataset's manifest read and checked, with its sha256; refused when it changed since the datasheet."""
-    root = dataset_root(dataset)
+    """The dataset's manifest read and checked, with its sha256 (``manifest_read``); a problem is a
+    validation error under ``manifest``."""
     try:
-        path = manifest_file(root, manifest_name_check(manifest))
-        manifest_sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        if dataset.manifest_sha256 and dataset.manifest_sha256 != manifest_sha:
-            raise ValidationError({"manifest": "The manifest changed since its datasheet was written; document the data again first."})
-        return read_manifest(path, root, label_columns=class_names, class_names=class_names), manifest_sha
+        return manifest_read(dataset=dataset, manifest=manifest, class_names=class_names)
     except ManifestError as exc:
         raise ValidationError({"manifest": str(exc)}) from None
+
+
+def manifest_read(
+    *, dataset: Dataset, manifest: str, class_names: list[str], labelled: bool = True, accepted_sha256: str = ""
+) -> tuple[Manifest, str]:
+    """The dataset's manifest read and checked, with its sha256; ``ManifestError`` when it changed since
+    the datasheet, or since ``accepted_sha256`` (a worker reading what its request accepted: the
+    changed file is then not read). The version's classes are its label columns unless not
+    ``labelled`` (generated reports against reference reports), when the manifest needs none."""
+    root = dataset_root(dataset)
+    path = manifest_file(root, manifest_name_check(manifest))
+    manifest_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    if dataset.manifest_sha256 and dataset.manifest_sha256 != manifest_sha:
+        raise ManifestError("The manifest changed since its datasheet was written; document the data again first.")
+    if accepted_sha256 and accepted_sha256 != manifest_sha:
+        raise ManifestError(
+            f"manifest {manifest!r} has sha256 {manifest_sha[:12]}..., but the run was accepted against "
+            f"{accepted_sha256[:12]}...: the data changed since they were uploaded"
+        )
+    label_columns = class_names if labelled else []
+    return read_manifest(path, root, label_columns=label_columns, class_names=class_names, labels_needed=labelled), manifest_sha

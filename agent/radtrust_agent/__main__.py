@@ -19,6 +19,7 @@ from pathlib import Path
 
 from radtrust_agent.client import Backoff, ServerClient, ServerRefused
 from radtrust_agent.jobs import SiteAgent
+from radtrust_agent.pacs import CREDENTIALS_ENV, PacsConfig
 from radtrust_agent.state import AgentLocked, AgentState, JobStatus, job_key, payload_named
 
 log = logging.getLogger("radtrust_agent")
@@ -62,10 +63,29 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--retry-for", type=_positive, default=300.0, help="seconds one call is retried before the cycle gives up until the next poll (default 300)"
     )
-    parser.add_argument("--timeout", type=_positive, default=30.0, help="socket timeout per request, seconds (default 30)")
+    parser.add_argument("--timeout", type=_positive, default=30.0, help="socket timeout per request to the server or the PACS, seconds (default 30)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when ONNX Runtime offers CUDA")
     parser.add_argument("--batch-size", type=int, default=32, help="images per inference batch (default 32)")
+    pacs = parser.add_argument_group(
+        "the site's PACS",
+        f"for studies that name a DICOMweb query; credentials from {CREDENTIALS_ENV}_USER and "
+        f"{CREDENTIALS_ENV}_PASSWORD (or {CREDENTIALS_ENV}_PASSWORD_FILE), never from the server",
+    )
+    pacs.add_argument("--pacs-url", default=os.environ.get(f"{CREDENTIALS_ENV}_URL", ""), help=f"the PACS's DICOMweb root (or {CREDENTIALS_ENV}_URL)")
+    pacs.add_argument("--pacs-max-instances", type=int, default=400_000, help="refuse a query matching more instances (default 400000)")
+    pacs.add_argument("--pacs-workers", type=int, default=4, help="instances retrieved at a time (default 4)")
     return parser
+
+
+def _pacs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> PacsConfig | None:
+    if not args.pacs_url:
+        return None
+    if args.pacs_max_instances < 1 or args.pacs_workers < 1:
+        parser.error("--pacs-max-instances and --pacs-workers must be at least 1")
+    try:
+        return PacsConfig.from_environment(args.pacs_url, max_instances=args.pacs_max_instances, workers=args.pacs_workers, timeout=args.timeout)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -95,6 +115,7 @@ def run(argv: list[str]) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    pacs = _pacs(args, parser)
     state = AgentState.for_data_root(args.data_root, args.state_dir)
     try:
         state.lock()
@@ -102,13 +123,20 @@ def run(argv: list[str]) -> int:
         log.error("%s", exc)
         return 1
     agent = SiteAgent(
-        client=client, data_root=args.data_root, state=state, auto_approve=args.auto_approve, prefer_gpu=not args.cpu, batch_size=args.batch_size
+        client=client,
+        data_root=args.data_root,
+        state=state,
+        auto_approve=args.auto_approve,
+        prefer_gpu=not args.cpu,
+        batch_size=args.batch_size,
+        pacs=pacs,
     )
     log.info(
-        "agent started: server %s, data root %s, state %s%s",
+        "agent started: server %s, data root %s, state %s%s%s",
         client.server,
         args.data_root,
         state.folder,
+        f", PACS {pacs.url}" if pacs else "",
         f", auto-approval as {args.auto_approve}" if args.auto_approve else "",
     )
     try:

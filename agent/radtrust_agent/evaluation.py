@@ -9,7 +9,8 @@ benchmark calls it directly as the reference the agent's run time is compared wi
 Errors and what may leave the site: ``JobError`` is about the job the server sent
 (its message is the server's own data, so it may be reported back);
 ``SiteDataError`` and the engine's errors describe the site's data (rows, paths,
-identifiers that look wrong), so only their reason code is reported.
+identifiers that look wrong), so only their reason code is reported; so do the errors of the
+site's PACS and its files for a DICOMweb query (``radtrust_agent.pacs``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from radtrust_agent.pacs import PacsOutcome, PacsProblem, PacsSite, PacsSiteError, PacsSpec, pacs_manifest
 from radtrust_engine.artifacts import StoredFile, check_name, set_sha256
 from radtrust_engine.federated import site_summary
 from radtrust_engine.federated_check import payload_check
@@ -82,6 +84,7 @@ class JobSpec:
     seed: int
     manifest: str
     age_edges: tuple[float, ...] = SuiteConfig.age_edges
+    dicomweb: PacsSpec | None = None  # the site's PACS in place of the manifest file
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,12 @@ class Job:
             and list(edges) == sorted(set(edges)),
             "spec.age_edges must be increasing ages",
         )
+        dicomweb = None
+        if data.get("dicomweb") is not None:
+            try:
+                dicomweb = PacsSpec.from_dict(data["dicomweb"])
+            except ValueError as exc:
+                raise JobError(f"spec.dicomweb: {exc}") from None
         return JobSpec(
             labels=labels,
             attributes=attributes,
@@ -201,12 +210,14 @@ class Job:
             seed=_whole(data, "seed", 0, 0, 2**32 - 1),
             manifest=manifest,
             age_edges=tuple(float(e) for e in edges),
+            dicomweb=dicomweb,
         )
 
 
 @dataclass
 class SiteEvaluation:
-    """The payload, the local check's messages (empty: it may leave), seconds per stage and the device."""
+    """The payload, the local check's messages (empty: it may leave), seconds per stage and the device;
+    ``pacs``, for a job that read the site's PACS, the frozen manifest's hash and counts."""
 
     payload: dict[str, Any]
     problems: list[str]
@@ -214,6 +225,7 @@ class SiteEvaluation:
     device: dict[str, Any]
     n_cases: int
     n_patients: int
+    pacs: PacsOutcome | None = None
 
 
 def _attribute_columns(manifest: Manifest, rows: np.ndarray, spec: JobSpec) -> dict[str, list]:
@@ -229,12 +241,14 @@ def site_evaluate(
     prefer_gpu: bool = True,
     batch_size: int = 32,
     progress: Callable[[str, float], None] | None = None,
+    pacs: PacsSite | None = None,
 ) -> SiteEvaluation:
     """Evaluate the job's version on the site's data and build the payload (see the module docstring).
 
     1. Open the artifact under ``artifact_root`` (content-addressed) only if every file re-hashes to the registry's sha256.
     2. Read the manifest ``data_root/<spec.manifest>`` (images relative to ``data_root``, as a dataset's location
-       centrally), fill empty attributes from DICOM headers.
+       centrally) or, when the spec names a DICOMweb query, resolve, freeze and fetch it from the site's PACS
+       (``pacs.pacs_manifest``); fill empty attributes from DICOM headers.
     3. ``pipeline.evaluate`` streams the images through the model in batches; only the overall metrics are
        computed there (the bootstrap runs once, in ``site_summary``).
     4. ``site_summary`` with the spec's strata, minimum, thresholds and resamples; ``payload_check`` on its JSON.
@@ -253,13 +267,21 @@ def site_evaluate(
         raise JobError(f"version.preprocessing: {exc}") from None
     root = Path(data_root).resolve()
     classes = version.class_names
-    manifest = read_manifest(manifest_file(root, spec.manifest), root, label_columns=list(spec.labels), class_names=classes)
-    manifest = fill_attributes_from_headers(manifest).manifest
-    timings["manifest"] = time.perf_counter() - step
-
     config = SuiteConfig(
         attributes=(), intersections=(), analyses=(), n_resamples=0, seed=spec.seed, min_patients=spec.min_patients, batch_size=batch_size
     )
+    pacs_outcome = None
+    if spec.dicomweb is None:
+        manifest = read_manifest(manifest_file(root, spec.manifest), root, label_columns=list(spec.labels), class_names=classes)
+    elif pacs is None:
+        raise PacsSiteError(PacsProblem.NOT_CONFIGURED, "the study reads the site's PACS; start the agent with --pacs-url")
+    else:
+        manifest, pacs_outcome = pacs_manifest(
+            spec.dicomweb, site=pacs, data_root=root, labels=spec.labels, max_unreadable_share=config.max_unreadable_share, progress=progress
+        )
+    manifest = fill_attributes_from_headers(manifest).manifest
+    timings["manifest"] = time.perf_counter() - step
+
     evaluation = evaluate(
         model,
         manifest,
@@ -306,6 +328,7 @@ def site_evaluate(
         device=model.device.to_dict(),
         n_cases=int(rows.size),
         n_patients=int(np.unique(patients).size),
+        pacs=pacs_outcome,
     )
 
 

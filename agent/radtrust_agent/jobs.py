@@ -10,7 +10,8 @@ had reached:
 2. ``claimed``: download each artifact file into the cache and check its size
    and sha256 as it streams (a file that does not match is deleted and the job
    refused), re-hash the set when loading (``runner.load_verified``), evaluate
-   (``site_evaluate``), check the payload, write it to the outbox.
+   (``site_evaluate``; a study naming a DICOMweb query reads the site's own PACS,
+   ``radtrust_agent.pacs``), check the payload, write it to the outbox.
 3. ``awaiting_approval``: until the outbox holds an approval of this exact
    payload (``approve``, or ``--auto-approve``).
 4. ``approved``: report the payload as approved. 201 and 200 (the same payload
@@ -36,8 +37,10 @@ from typing import Any
 from radtrust_agent import AGENT_VERSION
 from radtrust_agent.client import ServerClient, ServerRefused, ServerUnreachable
 from radtrust_agent.evaluation import Job, JobError, SiteDataError, SiteEvaluation, site_evaluate, stage_logger
+from radtrust_agent.pacs import PacsConfig, PacsSite, PacsSiteError, reason_text
 from radtrust_agent.state import AgentState, JobRecord, JobStatus, job_key
 from radtrust_engine.artifacts import artifact_dir
+from radtrust_engine.dicomweb import DicomwebError
 from radtrust_engine.loading import ManifestError
 from radtrust_engine.runner import ArtifactMismatch, RunnerError
 
@@ -80,10 +83,15 @@ def _outcome(record: JobRecord) -> JobOutcome:
 def _site_failure(exc: Exception) -> tuple[str, str]:
     """The reason code and the message the server may see for an evaluation error at the site.
 
-    Errors about the site's data quote rows, paths or values: only their code leaves.
+    Errors about the site's data quote rows, paths or values: only their code leaves. The site's
+    PACS answers and files quote UIDs, accession numbers or its address: their code leaves with
+    a fixed sentence (``pacs.reason_text``).
     """
     if isinstance(exc, (JobError, ArtifactRejected, ArtifactMismatch)):
         return exc.reason, str(exc)
+    if isinstance(exc, (DicomwebError, PacsSiteError)):
+        code = str(exc.reason)
+        return code, reason_text(code) or f"The site's PACS could not serve the study ({code}); the site's agent log has the details."
     if isinstance(exc, (ManifestError, SiteDataError, RunnerError)):
         code = exc.reason  # ManifestError and RunnerError: a radtrust_engine.failures.FailureCode
     else:
@@ -92,7 +100,7 @@ def _site_failure(exc: Exception) -> tuple[str, str]:
 
 
 class SiteAgent:
-    """One site's agent: the server client, the site's data root and the state folder."""
+    """One site's agent: the server client, the site's data root and the state folder, and the site's PACS if it has one."""
 
     def __init__(
         self,
@@ -103,6 +111,7 @@ class SiteAgent:
         auto_approve: str | None = None,
         prefer_gpu: bool = True,
         batch_size: int = 32,
+        pacs: PacsConfig | None = None,
     ) -> None:
         self.client = client
         self.data_root = Path(data_root)
@@ -110,6 +119,7 @@ class SiteAgent:
         self.auto_approve = auto_approve
         self.prefer_gpu = prefer_gpu
         self.batch_size = batch_size
+        self.pacs = pacs
         self._told_waiting: set[str] = set()  # jobs whose approval command was logged in this run
         self._steps: dict[JobStatus, Callable[[JobRecord], None]] = {
             JobStatus.CLAIMING: self._claim,
@@ -237,6 +247,8 @@ class SiteAgent:
             "seconds": round(evaluation.timings["engine"], 3),
             "cases": evaluation.n_cases,
         }
+        if evaluation.pacs is not None:
+            record.agent["pacs"] = evaluation.pacs.to_dict()  # the frozen manifest's sha256 and counts; its UIDs stay here
         log.info(
             "job %s: evaluated %d cases of %d patients in %.2f s; payload %s (%d bytes)",
             record.key,
@@ -260,6 +272,7 @@ class SiteAgent:
                     prefer_gpu=self.prefer_gpu,
                     batch_size=self.batch_size,
                     progress=stage_logger(lambda stage: log.info("job %s: %s", record.key, stage)),
+                    pacs=self._pacs_site(record),
                 )
             except ArtifactMismatch as exc:
                 shutil.rmtree(artifact_dir(self.state.artifacts, job.version.artifact_sha256), ignore_errors=True)
@@ -267,6 +280,12 @@ class SiteAgent:
                     raise
                 log.warning("job %s: the cached artifact failed verification (%s); downloading it again", record.key, exc)
         raise ArtifactMismatch(job.version.artifact_sha256, ["verification failed twice"])  # not reached
+
+    def _pacs_site(self, record: JobRecord) -> PacsSite | None:
+        """The job's frozen manifest and skips under ``pacs/job-<id>/``; instances cached once per PACS for every job."""
+        if self.pacs is None:
+            return None
+        return PacsSite(self.pacs, self.state.folder / "pacs" / f"job-{record.key}", self.pacs.cache(self.state.folder))
 
     def _fetch(self, job: Job, record: JobRecord) -> None:
         """Bring every artifact file into the cache, each checked against its size and sha256 as it streams."""

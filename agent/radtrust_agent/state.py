@@ -7,6 +7,9 @@ Layout (``<data root>/.radtrust-agent/`` by default)::
     artifacts/<sha[:2]>/<sha>/    downloaded artifacts, content-addressed like the registry's
     outbox/job-<id>.json          the exact payload awaiting review, then sent
     outbox/job-<id>.approved.json who approved it and when (written by ``approve``)
+    pacs/job-<id>/manifest.json   a PACS job's frozen instances and labels (``radtrust_agent.pacs``)
+    pacs/job-<id>/skipped.json    the instances it could not retrieve, each with its reason
+    pacs-cache/<url hash>/        retrieved instances, one file per SOP Instance UID
 
 Every write is a temporary file then ``os.replace``, so a crash leaves the old
 file or the new one, never half of one; a restarted agent resumes from the last

@@ -6,6 +6,8 @@ test, and a run's tests are one family whose error rate is controlled.
    patient key, the labels, the scores and the statistics of the image as
    read. No pixels, no paths, no patient identifiers. A later run of the same
    version is compared with the table of the run marked as its baseline.
+   A detection run keeps one too, with its detections' scores beside it; it is
+   compared by ``radtrust_engine.detection_drift`` with the same tests and rules.
 2. Metric deltas (AUROC, sensitivity, specificity at the version's
    threshold) come from a patient-cluster bootstrap stratified by run: each
    resample redraws the patients only in the baseline, those only in this
@@ -14,7 +16,7 @@ test, and a run's tests are one family whose error rate is controlled.
    carries the same weight in both (paired). A resample's counts are drawn once
    and serve every label (``label_metric_deltas``). The interval is the percentile
    interval of the delta. The p-values are Wald p-values from the bootstrap
-   standard error (widened for small samples, ``_delta_p_values``),
+   standard error (widened for small samples, ``delta_p_values``),
    ``z = delta / se``: one-sided for a drop (``p_drop``, the
    degradation test) and two-sided (``p_value``, what the change log shows).
    A Wald p-value has no floor, unlike a count of resamples (1/1001 at 1000
@@ -87,8 +89,35 @@ def pseudonymise(patient_ids: Sequence[str]) -> np.ndarray:
 
 
 @dataclass
+class DetectionColumns:
+    """A detection run's detections beside its case table (``radtrust_engine.detection_drift``): each
+    detection's score, case (row of the table) and whether it found a lesion, and each case's lesion count."""
+
+    scores: np.ndarray  # (M,)
+    case: np.ndarray  # (M,) row of the case table
+    hit: np.ndarray  # (M,) bool
+    lesions: np.ndarray  # (N,)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "det_scores": self.scores.astype(np.float64),
+            "det_case": self.case.astype(np.int64),
+            "det_hit": self.hit.astype(bool),
+            "det_lesions": self.lesions.astype(np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, data) -> DetectionColumns | None:
+        if "det_scores" not in data.files:
+            return None
+        return cls(scores=data["det_scores"], case=data["det_case"], hit=data["det_hit"], lesions=data["det_lesions"])
+
+
+@dataclass
 class CaseTable:
-    """Per-case values of a run that later runs are compared with (see the module docstring)."""
+    """Per-case values of a run that later runs are compared with (see the module docstring). A
+    detection run's table holds, per class, whether the case has a lesion of it (``labels``) and its
+    highest detection score (``scores``), with the detections themselves in ``detections``."""
 
     patient_keys: np.ndarray  # (N,) pseudonymised patient keys
     label_names: tuple[str, ...]
@@ -100,6 +129,7 @@ class CaseTable:
     # embedding output: embedding drift and a later run's data-efficiency comparator read them
     embeddings: np.ndarray | None = None
     case_rows: np.ndarray | None = None
+    detections: DetectionColumns | None = None
 
     def __len__(self) -> int:
         return int(self.patient_keys.size)
@@ -118,6 +148,7 @@ class CaseTable:
             **{f"stat_{name}": values.astype(np.float64) for name, values in self.image_stats.items()},
             **({} if self.embeddings is None else {"embeddings": self.embeddings.astype(np.float32)}),
             **({} if self.case_rows is None else {"case_rows": self.case_rows.astype(np.int64)}),
+            **({} if self.detections is None else self.detections.arrays()),
         )
         return buffer.getvalue()
 
@@ -136,6 +167,7 @@ class CaseTable:
                     image_stats={k[5:]: data[k] for k in data.files if k.startswith("stat_")},
                     embeddings=data["embeddings"] if "embeddings" in data.files else None,
                     case_rows=data["case_rows"] if "case_rows" in data.files else None,
+                    detections=DetectionColumns.from_arrays(data),
                 )
         except (OSError, KeyError, ValueError) as exc:
             if isinstance(exc, BaselineError):
@@ -167,7 +199,7 @@ def _layout(scores: np.ndarray, y: np.ndarray, threshold: float) -> ScoreLayout:
     return ScoreLayout.build(order, scores[order], y[order], threshold)
 
 
-def _stratified_counts(rng: np.random.Generator, strata: list[np.ndarray], n_patients: int, n_resamples: int) -> np.ndarray:
+def stratified_counts(rng: np.random.Generator, strata: list[np.ndarray], n_patients: int, n_resamples: int) -> np.ndarray:
     """Bootstrap counts over all patients, each stratum (baseline only, this run only, both) redrawn within itself."""
     counts = np.zeros((n_resamples, n_patients))
     for members in strata:
@@ -176,7 +208,7 @@ def _stratified_counts(rng: np.random.Generator, strata: list[np.ndarray], n_pat
     return counts
 
 
-def _delta_p_values(point: float | None, samples: np.ndarray, units: int) -> tuple[float | None, float | None, float | None]:
+def delta_p_values(point: float | None, samples: np.ndarray, units: int) -> tuple[float | None, float | None, float | None]:
     """(standard error, two-sided p, one-sided p of a drop) of a delta from its bootstrap samples (step 2).
 
     A bootstrap draws from the sample as if it were the population, so its spread is short by
@@ -268,7 +300,7 @@ def label_metric_deltas(
     samples: list[dict[str, list[np.ndarray]]] = [{m: [] for m in DELTA_METRICS} for _ in layouts]
     rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, 64):
-        counts = _stratified_counts(rng, strata, keys.size, min(64, n_resamples - start))
+        counts = stratified_counts(rng, strata, keys.size, min(64, n_resamples - start))
         for (ref, cur), label_samples in zip(layouts, samples):
             ref_values = ref.metrics_from(counts, ref_index[ref.positions], DELTA_METRICS)
             cur_values = cur.metrics_from(counts, cur_index[cur.positions], DELTA_METRICS)
@@ -301,7 +333,7 @@ def _deltas(
         d = d[np.isfinite(d)]
         low, high = np.quantile(d, [alpha, 1 - alpha]) if d.size else (np.nan, np.nan)
         point = finite_or_none(cur_point[m][0] - ref_point[m][0])
-        se, p_value, p_drop = _delta_p_values(point, d, units[m])
+        se, p_value, p_drop = delta_p_values(point, d, units[m])
         deltas.append(
             MetricDelta(
                 metric=m,
@@ -374,7 +406,11 @@ def _finding(kind: str, severity: str, subject: str, message: str, evidence: dic
     return {"kind": kind, "severity": severity, "subject": subject, "message": message, "evidence": evidence}
 
 
-def _check_comparable(reference: CaseTable, current: CaseTable) -> None:
+def check_comparable(reference: CaseTable, current: CaseTable) -> None:
+    """``BaselineError`` unless both runs are of one kind (detection or not) with the same labels and classes, and neither is empty."""
+    if (reference.detections is None) != (current.detections is None):
+        kinds = ["a detection run" if t.detections is not None else "a classification run" for t in (reference, current)]
+        raise BaselineError(f"the baseline is {kinds[0]} and this run {kinds[1]}: their results cannot be compared")
     if reference.label_names != current.label_names or reference.class_names != current.class_names:
         raise BaselineError(
             f"the baseline run evaluated labels {list(reference.label_names)} with classes {list(reference.class_names)}; "
@@ -384,7 +420,7 @@ def _check_comparable(reference: CaseTable, current: CaseTable) -> None:
         raise BaselineError(f"the baseline run has {len(reference)} case(s) and this run {len(current)}: nothing to compare")
 
 
-def _drift_results(
+def drift_results(
     pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], patients: tuple[np.ndarray, np.ndarray], thresholds: DriftThresholds
 ) -> dict[str, DriftResult | str]:
     """Per feature its comparison, or the reason it cannot be made; ``patients`` numbers each run's patients."""
@@ -404,7 +440,28 @@ def _drift_results(
     return results
 
 
-def _performance_section(
+def prevalence_shifts(
+    reference: CaseTable, current: CaseTable, patients: tuple[np.ndarray, np.ndarray], *, confidence: float, alpha: float
+) -> dict[str, PrevalenceShift | str]:
+    """Each label's prevalence shift between the two runs, or why it could not be tested."""
+    shifts: dict[str, PrevalenceShift | str] = {}
+    for k, label in enumerate(current.label_names):
+        try:
+            shifts[label] = prevalence_shift(
+                reference.labels[:, k],
+                current.labels[:, k],
+                label=label,
+                reference_patients=patients[0],
+                current_patients=patients[1],
+                confidence=confidence,
+                alpha=alpha,
+            )
+        except DriftInputError as exc:
+            shifts[label] = str(exc)
+    return shifts
+
+
+def judged_performance(
     deltas: Mapping[str, tuple[float, list[MetricDelta]]],
     family: Mapping[tuple[str, str], AlertTest],
     confidence: float,
@@ -435,7 +492,7 @@ def _performance_section(
     return performance
 
 
-def _prevalence_section(
+def judged_prevalence(
     shifts: Mapping[str, PrevalenceShift | str],
     family: Mapping[tuple[str, str], AlertTest],
     confidence: float,
@@ -481,7 +538,7 @@ _DRIFT_EVIDENCE = (
 )
 
 
-def _drift_section(
+def judged_drift(
     kind: str,
     results: Mapping[str, DriftResult | str],
     pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -589,7 +646,7 @@ def baseline_comparison(
 ) -> dict[str, Any]:
     """This run against the baseline's cases (see the module docstring); JSON-safe, with ``findings``
     (the alerts) and, on every test it made, its ``test`` (raw and adjusted p-value, family size)."""
-    _check_comparable(reference, current)
+    check_comparable(reference, current)
     patients = tuple(np.unique(table.patient_keys, return_inverse=True)[1].ravel() for table in (reference, current))  # keyed once, not per test
     columns = [current.class_names.index(label) for label in current.label_names]
     label_thresholds = [float(thresholds.get(label, 0.5)) for label in current.label_names]
@@ -606,26 +663,13 @@ def baseline_comparison(
         confidence=confidence,
     )
     deltas: dict[str, tuple[float, list[MetricDelta]]] = dict(zip(current.label_names, zip(label_thresholds, by_label)))
-    shifts: dict[str, PrevalenceShift | str] = {}
-    for k, label in enumerate(current.label_names):
-        try:
-            shifts[label] = prevalence_shift(
-                reference.labels[:, k],
-                current.labels[:, k],
-                label=label,
-                reference_patients=patients[0],
-                current_patients=patients[1],
-                confidence=confidence,
-                alpha=alpha,
-            )
-        except DriftInputError as exc:
-            shifts[label] = str(exc)
+    shifts = prevalence_shifts(reference, current, patients, confidence=confidence, alpha=alpha)
     features = [f for f in IMAGE_FEATURES if f in reference.image_stats and f in current.image_stats]
     pairs = {
         "output_drift": {f"score_{name}": (reference.scores[:, c], current.scores[:, c]) for c, name in enumerate(current.class_names)},
         "input_drift": {f: (reference.image_stats[f], current.image_stats[f]) for f in features},
     }
-    drifts = {kind: _drift_results(kind_pairs, patients, drift_thresholds) for kind, kind_pairs in pairs.items()}
+    drifts = {kind: drift_results(kind_pairs, patients, drift_thresholds) for kind, kind_pairs in pairs.items()}
 
     candidates = [
         ("performance_degradation", f"{label}:{d.metric}", "drop", d.p_drop) for label, (_, ds) in deltas.items() for d in ds if d.p_drop is not None
@@ -637,11 +681,49 @@ def baseline_comparison(
         candidates.append(("input_drift", EMBEDDING_SUBJECT, "change", embedding.p_value))
     family = alert_family(candidates, alpha)
 
+    report = judged_comparison(
+        reference,
+        current,
+        deltas=deltas,
+        shifts=shifts,
+        drifts=drifts,
+        pairs=pairs,
+        family=family,
+        confidence=confidence,
+        alpha=alpha,
+        degradation_margin=degradation_margin,
+        drift_thresholds=drift_thresholds,
+    )
+    if embedding is not None:  # after the drift sections, so its finding comes last, as its key does
+        findings = report.pop("findings")
+        report["embedding"] = _embedding_section(embedding, family, findings)
+        report["findings"] = findings
+    return report
+
+
+def judged_comparison(
+    reference: CaseTable,
+    current: CaseTable,
+    *,
+    deltas: Mapping[str, tuple[float | None, list[MetricDelta]]],
+    shifts: Mapping[str, PrevalenceShift | str],
+    drifts: Mapping[str, Mapping[str, DriftResult | str]],
+    pairs: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    family: Mapping[tuple[str, str], AlertTest],
+    confidence: float,
+    alpha: float,
+    degradation_margin: float,
+    drift_thresholds: DriftThresholds,
+    thresholds: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The comparison report from its tests, judged against one alert family: the one JSON shape
+    that classification and detection comparisons share, so pages, charts and alerts read both
+    alike. ``thresholds`` adds to the report's thresholds (a detector's false-positive rates)."""
     findings: list[dict[str, Any]] = []
-    performance = _performance_section(deltas, family, confidence, degradation_margin, findings)
-    prevalence = _prevalence_section(shifts, family, confidence, alpha, findings)
+    performance = judged_performance(deltas, family, confidence, degradation_margin, findings)
+    prevalence = judged_prevalence(shifts, family, confidence, alpha, findings)
     histograms: dict[str, Any] = {}
-    sections = {kind: _drift_section(kind, results, pairs[kind], family, alpha, histograms, findings) for kind, results in drifts.items()}
+    sections = {kind: judged_drift(kind, results, pairs[kind], family, alpha, histograms, findings) for kind, results in drifts.items()}
     return {
         "n_baseline_cases": len(reference),
         "n_cases": len(current),
@@ -654,13 +736,13 @@ def baseline_comparison(
             "alpha": alpha,
             "multiplicity": "holm",
             "family_size": len(family),
+            **(thresholds or {}),
         },
         "performance": performance,
         "prevalence": prevalence,
         "outputs": sections["output_drift"],
         "inputs": sections["input_drift"],
         "histograms": histograms,
-        **({} if embedding is None else {"embedding": _embedding_section(embedding, family, findings)}),
         "findings": findings,
     }
 

@@ -295,6 +295,8 @@ class MatchedCase:
     n_lesions: int
     lesion_sizes: np.ndarray
     attributes: dict[str, str] = field(default_factory=dict)
+    labels: np.ndarray | None = None  # per detection its class index (drift compares each class's scores)
+    lesion_labels: np.ndarray | None = None  # per lesion its class index
 
 
 @dataclass
@@ -443,6 +445,18 @@ def froc(
     )
 
 
+def patient_order(cases: Sequence[MatchedCase]) -> np.ndarray:
+    """The cases' patients in the order ``froc_weighted`` takes their weights (sorted ids)."""
+    return np.unique(np.asarray([c.patient_id for c in cases], dtype=str))
+
+
+def froc_weighted(cases: Sequence[MatchedCase], weights: np.ndarray, rates: Sequence[float] = FP_RATES) -> np.ndarray:
+    """Sensitivity at each FP rate under each row of patient ``weights`` ``(k, patients)``, patients
+    in ``patient_order``: ``(k, rates)``, NaN where a row weighs no lesion. What a paired or
+    stratified bootstrap of the FROC (robustness, drift) evaluates on each resample."""
+    return _sensitivities(_pool(cases), np.atleast_2d(weights), rates)
+
+
 def froc_curve(pooled: _Pooled, max_points: int = 201) -> dict[str, list[float]]:
     """The FROC curve's points (FP per image, sensitivity) at every distinct threshold, thinned."""
     lesions, images = pooled.lesions_per_patient.sum(), pooled.images_per_patient.sum()
@@ -532,11 +546,14 @@ def match_cases(
     forward: Callable[[np.ndarray], Sequence[np.ndarray]],
     class_names: Sequence[str],
     config: DetectionConfig,
+    *,
+    on_match: Callable[[DetectionCase, np.ndarray, Lesions, MatchedCase], None] | None = None,
 ) -> tuple[list[MatchedCase], list[dict[str, str]]]:
     """Run ``forward`` (an input array to the ``(boxes, scores, labels)`` outputs) on every case,
     check the contract, suppress and match: the matched cases, and those skipped with their reason
     (ground truth or output breaking the rules). ``cases`` is read once, in order: a generator
-    keeps one case's pixels in memory at a time."""
+    keeps one case's pixels in memory at a time; ``on_match`` sees each matched case while its
+    pixels are still there (the robustness analysis perturbs them)."""
     matched, skipped = [], []
     for case in cases:
         try:
@@ -547,16 +564,41 @@ def match_cases(
                 )
             shape = tuple(int(n) for n in pixels.shape[2:])[::-1]  # boxes are x, y[, z]: the reverse of the array's axes
             lesions = checked_lesions(case.lesions, class_names, shape)
-            outputs = forward(pixels)
-            if len(outputs) < 3:
-                raise DetectionError(f"the model gave {len(outputs)} output(s); the contract is boxes, scores and labels")
-            found = nms(checked_output(*outputs[:3], n_classes=len(class_names), shape=shape), config)
+            found = detect(pixels, forward, len(class_names), config)
         except DetectionError as exc:
             skipped.append({"case_id": case.case_id, "reason": str(exc)})
             continue
-        lesion_of = match(found, lesions, config, case.spacing)
-        matched.append(MatchedCase(case.case_id, case.patient_id, found.scores, lesion_of, len(lesions.boxes), lesions.sizes, dict(case.attributes)))
+        result = matched_case(case, found, lesions, config)
+        matched.append(result)
+        if on_match is not None:
+            on_match(case, pixels, lesions, result)
     return matched, skipped
+
+
+def detect(pixels: np.ndarray, forward: Callable[[np.ndarray], Sequence[np.ndarray]], n_classes: int, config: DetectionConfig) -> Detections:
+    """The model's detections of one input, checked against the contract and suppressed;
+    ``DetectionError`` when the output breaks the contract."""
+    shape = tuple(int(n) for n in pixels.shape[2:])[::-1]
+    outputs = forward(pixels)
+    if len(outputs) < 3:
+        raise DetectionError(f"the model gave {len(outputs)} output(s); the contract is boxes, scores and labels")
+    return nms(checked_output(*outputs[:3], n_classes=n_classes, shape=shape), config)
+
+
+def matched_case(case: DetectionCase, found: Detections, lesions: Lesions, config: DetectionConfig) -> MatchedCase:
+    """One case's detections matched to its lesions (step 2), as the FROC takes them."""
+    lesion_of = match(found, lesions, config, case.spacing)
+    return MatchedCase(
+        case.case_id,
+        case.patient_id,
+        found.scores,
+        lesion_of,
+        len(lesions.boxes),
+        lesions.sizes,
+        dict(case.attributes),
+        labels=found.labels,
+        lesion_labels=lesions.labels,
+    )
 
 
 def evaluate_detection(

@@ -26,9 +26,10 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,38 @@ from radtrust_engine.loading import ATTRIBUTE_COLUMNS, Manifest
 # QIDO-RS attribute tags (DICOM PS3.18 answers them as JSON keyed by tag).
 _STUDY_UID, _SERIES_UID, _SOP_UID = "0020000D", "0020000E", "00080018"
 _PATIENT_ID = "00100020"
+_SERIES_INSTANCES = "00201209"  # NumberOfSeriesRelatedInstances
+PAGE_SIZE = 1000  # matches asked for per QIDO-RS request
+_WARNING_299 = re.compile(r"(^|,)\s*299\s")  # RFC 7234 "miscellaneous persistent warning": dcm4chee's "N additional results"
 _RETRYABLE = {429, 500, 502, 503, 504}
 KEY_COLUMNS = ("StudyInstanceUID", "SOPInstanceUID")  # what a labels table may be keyed by
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # DICOM PS3.5 9.1: digits and dots, at most 64 characters
 _LABEL_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 
 
+class DicomwebProblem(StrEnum):
+    """Why the PACS could not answer as asked (``DicomwebError.reason``): a code that quotes no identifier,
+    so a site agent can report it where the message stays at the site."""
+
+    UNREACHABLE = "pacs_unreachable"  # no connection, or a timeout
+    REFUSED = "pacs_refused"  # HTTP 401 or 403: the credentials
+    NOT_FOUND = "pacs_not_found"  # HTTP 404 on a search: a wrong DICOMweb root
+    FAILED = "pacs_failed"  # another HTTP error, or an answer that cannot be read
+    NO_MATCH = "query_matches_nothing"
+    TOO_MANY = "query_above_limit"
+    UNLABELLED = "no_labelled_instances"
+    CAPPED = "search_capped"  # the PACS left matches out of its search answers
+
+
 class DicomwebError(Exception):
-    """The PACS cannot answer as asked (down, refused, or the query is empty or too large)."""
+    """The PACS cannot answer as asked (down, refused, or the query is empty or too large); ``reason`` says which."""
+
+    reason: str = DicomwebProblem.FAILED
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class RetrievalFailed(DicomwebError):
@@ -228,7 +253,8 @@ def label(manifest: FrozenManifest, table: LabelsTable) -> LabelledManifest:
     if not labelled:
         raise DicomwebError(
             f"None of the {len(manifest.instances)} instances the query matches has a label: the labels table is keyed by {table.key}; "
-            "check that it lists the studies or instances of this query."
+            "check that it lists the studies or instances of this query.",
+            DicomwebProblem.UNLABELLED,
         )
     instances, labels = tuple(i for i, _ in labelled), tuple(v for _, v in labelled)
     return LabelledManifest(instances, table.label_names, labels, len(kept) - len(labelled), _labelled_sha256(instances, table.label_names, labels))
@@ -313,36 +339,117 @@ def _call(what: str, function, *args, **kwargs):
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         hint = {401: "the PACS refused the credentials", 403: "the PACS refused access", 404: "not found"}.get(status, "the PACS failed")
-        raise DicomwebError(f"{what}: HTTP {status}, {hint}.") from exc
+        problem = {401: DicomwebProblem.REFUSED, 403: DicomwebProblem.REFUSED, 404: DicomwebProblem.NOT_FOUND}.get(status, DicomwebProblem.FAILED)
+        raise DicomwebError(f"{what}: HTTP {status}, {hint}.", problem) from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise DicomwebError(f"{what}: the PACS does not answer ({exc.__class__.__name__}).") from exc
+        raise DicomwebError(f"{what}: the PACS does not answer ({exc.__class__.__name__}).", DicomwebProblem.UNREACHABLE) from exc
 
 
-def resolve(client, query: DicomwebQuery, *, limit: int) -> FrozenManifest:
-    """The instances ``query`` matches, frozen; refuses an empty result or one above ``limit``.
+def resolve(client, query: DicomwebQuery, *, limit: int, page_size: int = PAGE_SIZE) -> FrozenManifest:
+    """The instances ``query`` matches, frozen; refuses an empty result, one above ``limit``, and
+    one the PACS may have cut short.
 
-    One instance-level search across all studies per accession number (or one in all), with the
-    study and series attributes as filters and ``limit + 1`` asked for: a query that matches a
-    million instances is refused from the first ``limit + 1``, and one that matches a few
-    thousand single-image studies costs one request, not two per study.
+    1. One instance-level search across all studies per accession number (or one in all), with
+       the study and series attributes as filters, paged with ``limit`` and ``offset``
+       (``page_size`` at a time) until a page brings nothing new (``_search``): a PACS that caps
+       each answer is paged through. A query that matches a million instances is refused once
+       ``limit + 1`` are found.
+    2. A PACS that says it left matches out (``Warning: 299``) is refused at once.
+    3. A PACS may also cap its answers silently (Orthanc's ``LimitFindInstances`` and
+       ``LimitFindResults``: the capped answer looks complete, and paging past the cap returns
+       nothing). So the same filters are searched at series level, where the PACS counts each
+       series' instances (NumberOfSeriesRelatedInstances): the instances found must be exactly
+       those counts over exactly those series (every filter is a study or series attribute, so
+       each instance of a matching series matches). Any difference refuses the query, saying
+       how many instances were answered and how many the PACS counts. What no answer can show is
+       a cap that cuts both searches at the same series (series of one instance each, with
+       equal instance and series limits): a PACS's find limits must stay above the largest query.
     """
-    # No ``get_remaining``: Orthanc ignores ``offset``, and dicomweb-client's paging then loops
-    # forever. A PACS that caps its answers below ``limit + 1`` would truncate silently (not handled).
     instances: dict[str, Instance] = {}
+    series: dict[str, dict] = {}
     for filters in query.instance_filters():
-        found = _call(
-            "Instance search", client.search_for_instances, search_filters=filters, fields=[_PATIENT_ID, _STUDY_UID, _SERIES_UID], limit=limit + 1
+        found = _search(
+            client, "instances", filters, [_PATIENT_ID, _STUDY_UID, _SERIES_UID], key=_SOP_UID, page_size=page_size, stop_after=limit - len(instances)
         )
-        for item in found:
-            sop_uid = _value(item, _SOP_UID)
+        for sop_uid, item in found.items():
             instances[sop_uid] = Instance(_value(item, _STUDY_UID), _value(item, _SERIES_UID), sop_uid, _value(item, _PATIENT_ID))
         if len(instances) > limit:
-            raise DicomwebError(f"The query matches more than {limit} instances, the configured limit; narrow it (dates, body part, accession list).")
+            raise DicomwebError(
+                f"The query matches more than {limit} instances, the configured limit; narrow it (dates, body part, accession list).",
+                DicomwebProblem.TOO_MANY,
+            )
+        series.update(_search(client, "series", filters, [_SERIES_INSTANCES], key=_SERIES_UID, page_size=page_size, stop_after=limit))
     if not instances:
-        raise DicomwebError("The query matches no instance: check the modality, body part, dates and series description.")
+        raise DicomwebError("The query matches no instance: check the modality, body part, dates and series description.", DicomwebProblem.NO_MATCH)
+    _check_complete(instances.values(), series)
     ordered = tuple(sorted(instances.values(), key=lambda i: (i.study_uid, i.series_uid, i.sop_uid)))
     digest = hashlib.sha256("\n".join(f"{i.study_uid}/{i.series_uid}/{i.sop_uid}" for i in ordered).encode()).hexdigest()
     return FrozenManifest(ordered, digest)
+
+
+def _search(client, level: str, filters: Mapping[str, str], fields: Sequence[str], *, key: str, page_size: int, stop_after: int) -> dict[str, dict]:
+    """Every match of one QIDO-RS search at ``level``, keyed by its ``key`` UID, page after page.
+
+    A page shorter than asked does not end the search: many PACS cap each answer below what was
+    asked (dcm4chee, Google's), and the next page goes on from there. The search ends on a page
+    that brings no new match (the end, or a PACS that ignores ``offset`` answering its first page
+    again: the count check then decides whether that page was all), or once more than
+    ``stop_after`` are found.
+    """
+    found: dict[str, dict] = {}
+    what = {"instances": "Instance search", "series": "Series search"}[level]
+    while True:
+        params = {**filters, "includefield": list(fields), "limit": page_size, "offset": len(found)}
+        page = _call(what, _qido_page, client, level, params, what)
+        new = {_value(item, key): item for item in page if _value(item, key) not in found}
+        found.update(new)
+        if not new or len(found) > stop_after:
+            return found
+
+
+def _qido_page(client, level: str, params: Mapping[str, Any], what: str) -> list[dict]:
+    """One QIDO-RS answer, read with the client's own session to see its headers (dicomweb-client
+    only logs a ``Warning``); a PACS that warns it left matches out is refused."""
+    response = client._session.get(f"{client.base_url}/{level}", params=params, headers={"Accept": "application/dicom+json"}, timeout=client._timeout)
+    response.raise_for_status()
+    warning = response.headers.get("Warning", "")
+    if _WARNING_299.search(warning):
+        raise DicomwebError(
+            f"{what}: the PACS warns that it left matches out of its answer ({warning[:200]}); raise its limit or narrow the query.",
+            DicomwebProblem.CAPPED,
+        )
+    if response.status_code == 204 or not response.content:
+        return []
+    try:
+        page = response.json()
+    except ValueError:
+        page = None
+    if not isinstance(page, list):
+        raise DicomwebError(f"{what}: the PACS answered something that is not a DICOM JSON list.", DicomwebProblem.FAILED)
+    return page
+
+
+def _check_complete(instances: Iterable[Instance], series: Mapping[str, dict]) -> None:
+    """Refuse a search answer that does not hold every instance the PACS counts in its matching series."""
+    answered = Counter(i.series_uid for i in instances)
+    counted: dict[str, int] = {}
+    for uid, item in series.items():
+        count = _value(item, _SERIES_INSTANCES)
+        if not count.isdigit():
+            raise DicomwebError(
+                "Series search: the PACS does not say how many instances a series holds (NumberOfSeriesRelatedInstances), "
+                "so RadTrust cannot tell a complete answer from one the PACS cut short.",
+                DicomwebProblem.CAPPED,
+            )
+        counted[uid] = int(count)
+    if dict(answered) != counted:
+        raise DicomwebError(
+            f"The PACS answered {sum(answered.values())} instances in {len(answered)} series, but counts "
+            f"{sum(counted.values())} instances in {len(counted)} series matching the query: it leaves matches out of its "
+            "answers (a cap such as Orthanc's LimitFindInstances or LimitFindResults), or its content changed during the search. "
+            "Raise or remove the PACS's limit, or narrow the query, then try again.",
+            DicomwebProblem.CAPPED,
+        )
 
 
 _DICOM_PART = 'multipart/related; type="application/dicom"; transfer-syntax=*'

@@ -241,8 +241,41 @@ def image_summary(image: np.ndarray) -> tuple[float, float, float, float]:
     if x.size > _MAX_STATISTIC_PIXELS:
         x = x[:: -(-x.size // _MAX_STATISTIC_PIXELS)]
     x = x.astype(np.float64, copy=False)
-    low, high = np.percentile(x, [1, 99])
-    return float(x.mean()), float(x.std()), float(low), float(high)
+    mean = x.mean()
+    if not np.isfinite(mean):
+        low, high = np.percentile(x, [1, 99])
+        return float(mean), float(x.std()), float(low), float(high)
+    low, high = _tail_percentiles(x)
+    return float(mean), float(x.std(mean=np.reshape(mean, (1,)))), float(low), float(high)  # the mean once, not twice
+
+
+def _tail_percentiles(x: np.ndarray) -> tuple[float, float]:
+    """``np.percentile(x, [1, 99])`` of finite float64 values, without partitioning the whole image.
+
+    That partition was half of a 512x512 image's decoding time. The order statistics the two
+    percentiles interpolate between lie in the lowest and highest 1%, so:
+
+    1. A threshold on each side is read off a sorted regular subsample at 2% from its end.
+    2. The values beyond it are exactly the image's smallest (largest) ones; when there are
+       enough of them the order statistics are selected among them, else among all values.
+    3. They are interpolated with NumPy's own formula for its default "linear" method, so the
+       result is the same float as ``np.percentile``'s.
+    """
+    n = x.size
+    sample = np.sort(x[:: max(1, n // 4096)])
+    margin = len(sample) // 50 + 1
+    results = []
+    for q, tail in ((0.01, x[x <= sample[min(margin, len(sample) - 1)]]), (0.99, x[x >= sample[max(len(sample) - 1 - margin, 0)]])):
+        virtual = (n - 1) * q
+        below = min(int(np.floor(virtual)), n - 1)
+        above = min(below + 1, n - 1)
+        offset = 0 if q < 0.5 else n - tail.size  # rank of the tail's smallest value in the whole image
+        if below - offset < 0 or above - offset >= tail.size:
+            tail, offset = x, 0  # the subsample misjudged the tail: select among every value
+        values = np.partition(tail, (below - offset, above - offset))
+        a, b, gamma = values[below - offset], values[above - offset], virtual - below
+        results.append(b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma)
+    return results[0], results[1]
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def evaluate_predictions(
 ) -> Evaluation:
     """Every analysis of ``radtrust_engine.pipeline.evaluate`` that needs no inference, from outputs
     produced elsewhere (see the module docstring)."""
-    if task == "segmentation":
+    if task not in ("binary", "multilabel"):
         raise PredictionsError("Outputs produced elsewhere are evaluated for classification versions only.")
     if len(predictions) != len(manifest):
         raise PredictionsError("The predictions do not match the manifest's cases; read them with read_predictions.")

@@ -485,19 +485,14 @@ def fill_attributes_from_headers(
     only (no pixels). A header that cannot be read leaves its row as it was
     and is reported, so the runner decides whether to skip or fail.
     """
-    attributes = {name: list(values) for name, values in manifest.attributes.items()}
-    study_dates = list(manifest.study_dates)
-    filled = dict.fromkeys(DICOM_HEADER_ATTRIBUTES.values(), 0)
+    columns = {**manifest.attributes, STUDY_DATE_COLUMN: manifest.study_dates}
+    found: dict[str, dict[int, Any]] = {name: {} for name in DICOM_HEADER_ATTRIBUTES.values()}  # row -> value read
     unreadable: list[tuple[int, str]] = []
     for index in range(len(manifest)):
-        missing = [
-            name
-            for name in DICOM_HEADER_ATTRIBUTES.values()
-            if (study_dates[index] if name == STUDY_DATE_COLUMN else attributes[name][index]) is None
-        ]
-        path = manifest.absolute_path(index)
+        missing = [name for name in DICOM_HEADER_ATTRIBUTES.values() if columns[name][index] is None]
         if not missing:
-            continue
+            continue  # its path is checked when its image is read
+        path = manifest.absolute_path(index)
         try:
             if _image_format(path) != "dicom":
                 continue
@@ -506,15 +501,17 @@ def fill_attributes_from_headers(
             unreadable.append((index + 1, f"{manifest.image_paths[index]}: {exc.reason}"))
             continue
         for name in missing:
-            if header.get(name) is None:
-                continue
-            if name == STUDY_DATE_COLUMN:
-                study_dates[index] = header[name]
-            else:
-                attributes[name][index] = header[name]
-            filled[name] += 1
+            if header.get(name) is not None:
+                found[name][index] = header[name]
+    for name, cells in found.items():  # columns are rebuilt only where a header filled a cell
+        if cells:
+            values = list(columns[name])
+            for index, value in cells.items():
+                values[index] = value
+            columns[name] = values
+    study_dates = columns.pop(STUDY_DATE_COLUMN)
     return HeaderFill(
-        manifest=replace(manifest, attributes=attributes, study_dates=study_dates),
-        filled=filled,
+        manifest=replace(manifest, attributes=columns, study_dates=study_dates),
+        filled={name: len(cells) for name, cells in found.items()},
         unreadable=unreadable,
     )

@@ -23,13 +23,14 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
+from radtrust_engine.columns import CodeBuilder, TextBuilder, as_coded, as_text
 from radtrust_engine.failures import FailureCode
 from radtrust_engine.paths import PathRefused, resolve_within
 
@@ -144,17 +145,31 @@ class Manifest:
     ``labels`` is an ``(n_images, n_labels)`` int8 array of 0/1, one column
     per entry of ``label_names``. ``attributes`` holds every name of
     ``ATTRIBUTE_COLUMNS`` (None where unknown); ``age`` is in years.
+
+    The per-image columns are held as arrays (``radtrust_engine.columns``: paths packed in one
+    string, other values coded), whatever sequence they are given as, so a large manifest costs
+    a few bytes per image rather than an object per cell; they read like lists.
     """
 
     root: Path
-    image_paths: list[str]
+    image_paths: Sequence[str]
     label_names: tuple[str, ...]
     labels: np.ndarray
-    patient_ids: list[str]
-    study_dates: list[str | None]
-    attributes: dict[str, list[Any]] = field(default_factory=dict)
-    mask_paths: list[str] | None = None  # segmentation ground truth, relative to ``root`` like the images
-    reader_cells: dict[str, list[Any]] | None = None  # ``reader:<name>:<label>`` columns as written; readers.py parses them
+    patient_ids: Sequence[str]
+    study_dates: Sequence[str | None]
+    attributes: dict[str, Sequence[Any]] = field(default_factory=dict)
+    mask_paths: Sequence[str] | None = None  # segmentation ground truth, relative to ``root`` like the images
+    reader_cells: dict[str, Sequence[Any]] | None = None  # ``reader:<name>:<label>`` columns as written; readers.py parses them
+
+    def __post_init__(self) -> None:
+        self.image_paths = as_text(self.image_paths)
+        self.patient_ids = as_coded(self.patient_ids)
+        self.study_dates = as_coded(self.study_dates)
+        self.attributes = {name: as_coded(values) for name, values in self.attributes.items()}
+        if self.mask_paths is not None:
+            self.mask_paths = as_text(self.mask_paths)
+        if self.reader_cells is not None:
+            self.reader_cells = {name: as_coded(values) for name, values in self.reader_cells.items()}
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -163,6 +178,15 @@ class Manifest:
         """Where image ``index`` is read, checked again when it is opened: a link swapped in since the
         manifest was read is refused too."""
         return self._inside(self.image_paths[index], index, "image_path")
+
+    def absolute_paths(self, rows: Sequence[int]) -> Sequence[str]:
+        """``absolute_path`` of each of ``rows`` as text, each made (and checked) when it is read, so a
+        run's loader holds no list of every image's path."""
+        return _AbsolutePaths(self, rows)
+
+    def patients(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The patient ids of ``rows`` as an array (what ``np.asarray`` of them as a list gives)."""
+        return self.patient_ids.values(np.asarray(rows, dtype=np.intp))
 
     def mask_path(self, index: int) -> Path:
         """Where the ground-truth mask of row ``index`` is read, checked like ``absolute_path``."""
@@ -190,32 +214,37 @@ class Manifest:
         }
 
 
-def _read_rows(path: Path, shown: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Column names and rows of a CSV or Parquet manifest; ``shown`` is its name in messages."""
+class _AbsolutePaths(Sequence[str]):
+    """``Manifest.absolute_paths``: a view made a path at a time."""
+
+    def __init__(self, manifest: Manifest, rows: Sequence[int]):
+        self._manifest = manifest
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return str(self._manifest.absolute_path(int(self._rows[index])))
+
+
+def _read_rows(path: Path, shown: str) -> tuple[list[str], int, Callable[[], Iterator[dict[str, Any]]]]:
+    """Column names, row count and the rows (a new pass on each call, one row at a time) of a CSV
+    or Parquet manifest; ``shown`` is its name in messages. A CSV manifest is checked whole by the
+    count before any row is parsed, so its syntax errors come first, as when every row was held."""
     name = path.name.lower()
     if name.endswith(".csv"):
-        try:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.reader(handle)
-                header = next(reader, None)
-                if header is None:
-                    raise ManifestError(f"manifest {shown!r} is empty: no header row")
-                columns = [c.strip() for c in header]
-                rows = []
-                for number, cells in enumerate(reader, start=1):
-                    if not any(cell.strip() for cell in cells):
-                        continue  # blank line
-                    if len(cells) != len(columns):
-                        raise ManifestError(
-                            f"manifest {shown!r}, row {number}: {len(cells)} cells but the header has {len(columns)} columns",
-                            row=number,
-                        )
-                    rows.append(dict(zip(columns, cells)))
-        except UnicodeDecodeError:
-            raise ManifestError(f"manifest {shown!r} is not UTF-8 text") from None
-        except csv.Error as exc:  # the csv module's messages describe the syntax, never the content
-            raise ManifestError(f"manifest {shown!r} is not valid CSV: {exc}") from None
-        return columns, rows
+        columns = next(_csv_rows(path, shown, None), None)
+        if columns is None:
+            raise ManifestError(f"manifest {shown!r} is empty: no header row")
+        count = sum(1 for _ in _csv_rows(path, shown, columns))
+        return columns, count, lambda: (dict(zip(columns, cells)) for cells in _csv_rows(path, shown, columns))
     if name.endswith(".parquet"):
         try:
             import pyarrow.parquet as pq  # only Parquet manifests need it
@@ -225,8 +254,34 @@ def _read_rows(path: Path, shown: str) -> tuple[list[str], list[dict[str, Any]]]
             table = pq.read_table(path)
         except Exception as exc:  # pyarrow raises several types for a bad file; their messages quote the path
             raise ManifestError(f"manifest {shown!r} is not a readable Parquet file ({type(exc).__name__})") from None
-        return list(table.column_names), table.to_pylist()
+        return list(table.column_names), table.num_rows, lambda: (row for batch in table.to_batches() for row in batch.to_pylist())
     raise ManifestError(f"manifest {shown!r}: unsupported format (expected .csv or .parquet)")
+
+
+def _csv_rows(path: Path, shown: str, columns: list[str] | None) -> Iterator[list[str]]:
+    """The header's stripped names when ``columns`` is None; else each non-blank row's cells, checked
+    against the header's length."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if columns is None:
+                if header is not None:
+                    yield [c.strip() for c in header]
+                return
+            for number, cells in enumerate(reader, start=1):
+                if not any(cell.strip() for cell in cells):
+                    continue  # blank line
+                if len(cells) != len(columns):
+                    raise ManifestError(
+                        f"manifest {shown!r}, row {number}: {len(cells)} cells but the header has {len(columns)} columns",
+                        row=number,
+                    )
+                yield cells
+    except UnicodeDecodeError:
+        raise ManifestError(f"manifest {shown!r} is not UTF-8 text") from None
+    except csv.Error as exc:  # the csv module's messages describe the syntax, never the content
+        raise ManifestError(f"manifest {shown!r} is not valid CSV: {exc}") from None
 
 
 def _outside(row: int, column: str, relative: str) -> ManifestError:
@@ -308,6 +363,7 @@ def read_manifest(
     required: Sequence[str] = DEFAULT_REQUIRED,
     class_names: Sequence[str] | None = None,
     mask_column: str | None = None,
+    labels_needed: bool = True,
 ) -> Manifest:
     """Read and check a manifest; every problem is a ``ManifestError`` naming column and row.
 
@@ -320,6 +376,9 @@ def read_manifest(
        1, a parseable age and study date; no image listed twice.
     4. With ``mask_column`` (segmentation), each row's mask path is checked like
        the image path; label columns may then be empty.
+    5. With ``labels_needed=False`` they may be empty too: a run whose reference is not the
+       manifest's labels (generated reports against reference reports) needs only case ids,
+       patient ids and attributes, and a hospital's manifest of reported studies has no labels.
     """
     path = Path(path)
     root_path = Path(root)
@@ -328,7 +387,7 @@ def read_manifest(
     shown = _shown(path, root_path)
     _manifest_inside(path, root_path, shown)
     root_path = root_path.resolve()
-    if not label_columns and mask_column is None:
+    if not label_columns and mask_column is None and labels_needed:
         raise ManifestError("no label columns given")
     if class_names is not None:
         unknown = [c for c in label_columns if c not in class_names]
@@ -339,7 +398,7 @@ def read_manifest(
                 column=unknown[0],
             )
 
-    columns, rows = _read_rows(path, shown)
+    columns, count, rows = _read_rows(path, shown)
     needed = list(dict.fromkeys([*required, *label_columns, *([mask_column] if mask_column else [])]))
     known = {*needed, STUDY_DATE_COLUMN, *ATTRIBUTE_COLUMNS}
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
@@ -351,20 +410,25 @@ def read_manifest(
     for column in needed:
         if column not in columns:
             raise ManifestError(f"manifest {shown!r} has no column {column!r}; it needs the columns {', '.join(needed)}", column=column)
-    if not rows:
+    if not count:
         raise ManifestError(f"manifest {shown!r} is empty: no image rows")
 
-    image_paths: list[str] = []
+    # Built a row at a time into arrays (``radtrust_engine.columns``): no object per row outlives the read.
+    image_paths = TextBuilder()
     first_row: dict[str, int] = {}
-    labels = np.zeros((len(rows), len(label_columns)), dtype=np.int8)
-    patient_ids: list[str] = []
-    mask_paths: list[str] | None = [] if mask_column else None
-    study_dates: list[str | None] = []
-    attributes: dict[str, list[Any]] = {name: [] for name in ATTRIBUTE_COLUMNS}
+    labels = np.zeros((count, len(label_columns)), dtype=np.int8)
+    patient_ids = CodeBuilder()
+    mask_paths = TextBuilder() if mask_column else None
+    study_dates = CodeBuilder()
+    attributes = {name: CodeBuilder() for name in ATTRIBUTE_COLUMNS}
+    reader_cells = {c: CodeBuilder() for c in columns if c.startswith("reader:")}
 
     used = [c for c in columns if c in known]  # the cells that reach the report; PostgreSQL refuses NUL in them
-    for index, cells in enumerate(rows):
+    index = -1
+    for index, cells in enumerate(rows()):
         row = index + 1
+        if index >= count:
+            raise ManifestError(f"manifest {shown!r} changed while it was read")
         for column in used:
             if isinstance(cells.get(column), str) and "\x00" in cells[column]:
                 raise ManifestError(f"row {row}: column {column!r} contains a NUL character", row=row, column=column)
@@ -398,15 +462,19 @@ def read_manifest(
                 raise ManifestError(f"row {row}: column {column!r}: {exc}", row=row, column=column) from None
         for name in ATTRIBUTE_COLUMNS[1:]:
             attributes[name].append(cell_text(cells.get(name)))
+        for column, values in reader_cells.items():
+            values.append(cells.get(column))
+    if index + 1 != count:
+        raise ManifestError(f"manifest {shown!r} changed while it was read")
 
     return Manifest(
         root=root_path,
-        image_paths=image_paths,
+        image_paths=image_paths.column(),
         label_names=tuple(label_columns),
         labels=labels,
-        patient_ids=patient_ids,
-        study_dates=study_dates,
-        attributes=attributes,
-        mask_paths=mask_paths,
-        reader_cells={c: [cells.get(c) for cells in rows] for c in columns if c.startswith("reader:")} or None,
+        patient_ids=patient_ids.column(),
+        study_dates=study_dates.column(),
+        attributes={name: values.column() for name, values in attributes.items()},
+        mask_paths=None if mask_paths is None else mask_paths.column(),
+        reader_cells={c: values.column() for c, values in reader_cells.items()} or None,
     )

@@ -292,12 +292,15 @@ def kspace_undersampling(x: np.ndarray, severity: int, rng: np.random.Generator)
 
 @dataclass(frozen=True)
 class Perturbation:
-    """One acquisition shift: its function, the modalities it applies to ("all" or "MR") and what it mimics."""
+    """One acquisition shift: its function, the modalities it applies to ("all" or "MR"), what it
+    mimics, and whether it moves the anatomy (then a lesion's ground-truth box no longer marks it,
+    so detection robustness leaves it out)."""
 
     name: str
     function: PerturbationFunction
     modality: str
     description: str
+    moves_anatomy: bool = False
 
     @property
     def severity_scale(self) -> SeverityScale:
@@ -309,6 +312,7 @@ class Perturbation:
             "name": self.name,
             "modality": self.modality,
             "description": self.description,
+            "moves_anatomy": self.moves_anatomy,
             "parameter": scale.parameter,
             "severity_values": list(scale.values),
         }
@@ -326,8 +330,8 @@ PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("intensity_scale_offset", intensity_scale_offset, "all", "scanner calibration: gain and offset"),
         Perturbation("downsample", downsample, "all", "lower resolution (and thicker slices for volumes)"),
         Perturbation("jpeg", jpeg, "all", "lossy 8-bit JPEG compression"),
-        Perturbation("rotation", rotation, "all", "small in-plane rotation (positioning)"),
-        Perturbation("translation", translation, "all", "small in-plane shift (positioning)"),
+        Perturbation("rotation", rotation, "all", "small in-plane rotation (positioning)", moves_anatomy=True),
+        Perturbation("translation", translation, "all", "small in-plane shift (positioning)", moves_anatomy=True),
         Perturbation("bias_field", bias_field, "MR", "smooth multiplicative bias field (coil inhomogeneity)"),
         Perturbation("motion_ghosting", motion_ghosting, "MR", "motion ghosting (k-space phase errors)"),
         Perturbation("kspace_undersampling", kspace_undersampling, "MR", "k-space undersampling (acceleration)"),

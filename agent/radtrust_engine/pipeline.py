@@ -46,6 +46,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,7 @@ from radtrust_engine.baseline import Baseline, BaselineError, CaseTable, baselin
 from radtrust_engine.calibration import CalibrationInputError, calibration_report
 from radtrust_engine.data_efficiency import DEFAULT_FRACTIONS, efficiency_section
 from radtrust_engine.decoding import decoded
+from radtrust_engine.detection_drift import detection_comparison
 from radtrust_engine.drift import IMAGE_FEATURES
 from radtrust_engine.explainability import ExplainabilityError, ExplainedCases, ExplainSettings, explain_cases, overlay_png
 from radtrust_engine.failures import FailureCode, ImageProblem
@@ -76,7 +79,7 @@ from radtrust_engine.report import (
 )
 from radtrust_engine.robustness import perturbed_scores, robustness_report
 from radtrust_engine.runner import ModelSession, RunnerError, RunOutput, run_batches
-from radtrust_engine.scoring import Reading, Scored
+from radtrust_engine.scoring import Reading, Scored, ShardCases
 from radtrust_engine.segmentation import ACTIVATIONS, fit_mask, masks_from_output, overlap_scores, stratified_segmentation
 from radtrust_engine.stratification import StratifiedReport, attribute_values, stratified_metrics
 from radtrust_engine.task_spec import VERSION_TASKS, TaskSpec
@@ -269,53 +272,58 @@ def _image_batches(
     reading: Reading,
     rows: Sequence[int] | None = None,
     loader_processes: int = 0,
+    numbers: Sequence[int] | None = None,
+    run_images: int | None = None,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """Read, preprocess and stack the images of ``rows`` (every row by default), decoded on this
     thread or in ``loader_processes`` processes in the same order (``radtrust_engine.decoding``);
     skip those that cannot be read or do not fit the spec up to the allowance; keep the tensors of
     the cases later analyses need, so no image is read twice. Past the allowance the model gets no
     more batches, but every image is still read, so that the failure lists every file that needs
-    fixing, not the first."""
+    fixing, not the first. ``numbers`` gives each row's place in the run's manifest (of
+    ``run_images`` rows) when ``manifest`` is a shard's cases alone: ids, skips and messages use it."""
     skipped, allowed_skips = reading.skipped, reading.allowed_skips
     rows = list(range(len(manifest)) if rows is None else rows)
-    paths = [str(manifest.absolute_path(index)) for index in rows]
+    paths = manifest.absolute_paths(rows)
     ids: list[int] = []
     tensors: list[np.ndarray] = []
     checked = False
     for item in decoded(rows, paths, preprocessing, processes=loader_processes, chunk=batch_size):
         index = item.row
+        row = index if numbers is None else numbers[index]  # the row in the run's manifest, from 0
         reading.reads += 1
         if item.problem is not None:
             reason, kind = item.problem
-            skipped.append(SkippedImage(row=index + 1, image_path=manifest.image_paths[index], reason=reason, kind=kind))
+            skipped.append(SkippedImage(row=row + 1, image_path=manifest.image_paths[index], reason=reason, kind=kind))
             continue
         if len(skipped) > allowed_skips:
             continue  # the run will fail: only the list of skipped images is still wanted
         if item.unfit is not None:
-            raise InputError(f"image {manifest.image_paths[index]!r} (row {index + 1}): {item.unfit}")
+            raise InputError(f"image {manifest.image_paths[index]!r} (row {row + 1}): {item.unfit}")
         tensor = item.tensor
         try:
             if not checked:
                 check_against_signature(tensor.shape, model.input_shape)
                 checked = True
         except ValueError as exc:
-            raise InputError(f"image {manifest.image_paths[index]!r} (row {index + 1}): {exc}") from None
+            raise InputError(f"image {manifest.image_paths[index]!r} (row {row + 1}): {exc}") from None
         if tensors and tensor.shape != tensors[0].shape:
             raise InputError(
-                f"image {manifest.image_paths[index]!r} (row {index + 1}) gives {tensor.shape} after preprocessing "
+                f"image {manifest.image_paths[index]!r} (row {row + 1}) gives {tensor.shape} after preprocessing "
                 f"but earlier images gave {tensors[0].shape}; set 'resize' in the version's preprocessing spec"
             )
-        ids.append(index)
+        ids.append(row)
         tensors.append(tensor)
         reading.stats.append(item.stats)
-        reading.conversions.append((index + 1, item.conversions))
+        if item.conversions:  # the report lists converted images only
+            reading.conversions.append((row + 1, item.conversions))
         if index in reading.keep:
             reading.kept[index] = tensor
         if len(ids) == batch_size:
             yield ids, np.stack(tensors)
             ids, tensors = [], []
     if len(skipped) > allowed_skips:
-        raise UnreadableImages(skipped_message(skipped, len(manifest), allowed_skips))
+        raise UnreadableImages(skipped_message(skipped, run_images or len(manifest), allowed_skips))
     if ids:
         yield ids, np.stack(tensors)
 
@@ -333,13 +341,54 @@ def score_rows(
 ) -> Scored:
     """Stage 2 on ``rows`` of the manifest (all by default): a shard of a sharded run, or a whole
     run. The skip allowance is the whole manifest's, as an unsharded run counts it."""
-    reading = Reading(allowed_skips=allowed_skips(config.max_unreadable_share, len(manifest)), keep=keep)
+    return _scored(model, manifest, preprocessing, config, rows=rows, keep=keep, progress=progress, loader_processes=loader_processes)
+
+
+def score_cases(
+    model: ModelSession,
+    cases: ShardCases,
+    root: Path,
+    *,
+    preprocessing: Preprocessing,
+    config: SuiteConfig,
+    progress: Progress | None = None,
+    loader_processes: int = 0,
+) -> Scored:
+    """Stage 2 on a shard's own cases (``scoring.ShardCases``), their images under ``root``: what
+    ``score_rows`` gives on those rows of the run's manifest, without reading that manifest."""
+    return _scored(
+        model,
+        cases.manifest(root),
+        preprocessing,
+        config,
+        numbers=cases.rows,
+        run_images=cases.run_images,
+        progress=progress,
+        loader_processes=loader_processes,
+    )
+
+
+def _scored(
+    model: ModelSession,
+    manifest: Manifest,
+    preprocessing: Preprocessing,
+    config: SuiteConfig,
+    *,
+    rows: Sequence[int] | None = None,
+    numbers: Sequence[int] | None = None,
+    run_images: int | None = None,
+    keep: frozenset[int] = frozenset(),
+    progress: Progress | None = None,
+    loader_processes: int = 0,
+) -> Scored:
+    total = run_images or len(manifest)
+    reading = Reading(allowed_skips=allowed_skips(config.max_unreadable_share, total), keep=keep)
     n_rows = len(manifest) if rows is None else len(rows)
     if progress:
         progress("inference", 0.0)
     output = run_batches(
         model,
-        _image_batches(manifest, preprocessing, model, config.batch_size, reading, rows, loader_processes),
+        _image_batches(manifest, preprocessing, model, config.batch_size, reading, rows, loader_processes, numbers, run_images),
         on_batch=(lambda done: progress("inference", (done + len(reading.skipped)) / n_rows)) if progress else None,
     )
     return Scored(output=output, reading=reading)
@@ -374,13 +423,19 @@ def case_strata(manifest: Manifest, rows: np.ndarray, config: SuiteConfig) -> tu
     columns: dict[str, np.ndarray] = {}
     missing: list[str] = []
     for name in dict.fromkeys([*config.attributes, *(a for x in config.intersections for a in x)]):
-        source = manifest.attributes["age" if name == "age_band" else name]
-        if all(source[i] is None for i in rows):
+        column = "age" if name == "age_band" else name
+        source = manifest.attributes[column]
+        if source.missing(rows):
             missing.append(name)
             continue
-        values = attribute_values(manifest.attributes, name, rows, config.age_edges)
-        columns[name] = np.array(["" if v is None else str(v) for v in values], dtype=object)
+        columns[name] = source.mapped(rows, partial(_strata, name=name, column=column, age_edges=config.age_edges))
     return columns, missing
+
+
+def _strata(values: list[Any], *, name: str, column: str, age_edges: Sequence[float]) -> np.ndarray:
+    """An attribute's strata (``attribute_values``) as text, for each of its distinct values once."""
+    found = attribute_values({column: values}, name, range(len(values)), age_edges)
+    return np.array(["" if v is None else str(v) for v in found], dtype=object)
 
 
 def _readers(
@@ -410,7 +465,7 @@ def classification_metrics(
     timings: dict[str, float],
 ) -> dict[str, LabelResult]:
     """Per label its stratified metrics, ROC curve and the analyses the suite names (each label alone)."""
-    patient_ids = np.asarray([manifest.patient_ids[i] for i in rows])
+    patient_ids = manifest.patients(rows)
     per_label: dict[str, LabelResult] = {}
     for k, name in enumerate(manifest.label_names):
         column = list(class_names).index(name)
@@ -482,7 +537,7 @@ def _measured(timings: dict[str, float], passes: dict[str, int], model: ModelSes
         passes[stage] = passes.get(stage, 0) + model.forward_passes - before
 
 
-def _kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
+def kept_sample(total: int, config: SuiteConfig) -> frozenset[int]:
     """The manifest rows whose tensors are kept for the robustness and uncertainty analyses (seeded)."""
     if total <= config.sample_max_cases:
         return frozenset(range(total))
@@ -518,7 +573,7 @@ def _sampled_analyses(
     if not kept_rows:
         return lambda k, threshold: {name: {"error": "no case was kept for this analysis"} for name in _SAMPLED if name in config.analyses}
     tensors = np.stack([reading.kept[r] for r in kept_rows])
-    patient_ids = np.asarray([manifest.patient_ids[r] for r in kept_rows])
+    patient_ids = manifest.patients(kept_rows)
     paths = [manifest.image_paths[r] for r in kept_rows]
     labels = manifest.labels[kept_rows]
     columns = [list(class_names).index(name) for name in manifest.label_names]
@@ -666,7 +721,7 @@ def _segmentation_metrics(
     report = stratified_segmentation(
         overlap.dice,
         overlap.iou,
-        np.asarray([manifest.patient_ids[i] for i in rows]),
+        manifest.patients(rows),
         strata,
         intersections,
         n_resamples=config.n_resamples,
@@ -714,7 +769,7 @@ def evaluate(
     if task in VERSION_TASKS:
         if task_spec is None or task_spec.task != task:
             raise ValueError(f"a {task} run needs the version's task spec (task_spec.TaskSpec.from_schema)")
-        return _version_task(model, manifest, task_spec, class_names, thresholds, preprocessing, config, activation, progress)
+        return _version_task(model, manifest, task_spec, class_names, thresholds, preprocessing, config, activation, progress, modality, baseline)
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
     if task == "segmentation" and manifest.mask_paths is None:
@@ -734,7 +789,7 @@ def evaluate(
     total = len(manifest)
     wants_sample = task != "segmentation" and any(a in config.analyses for a in _SAMPLED)
     if scored is None:
-        keep = _kept_sample(total, config) if wants_sample else frozenset()
+        keep = kept_sample(total, config) if wants_sample else frozenset()
         scored = score_rows(
             model, manifest, preprocessing=preprocessing, config=config, keep=keep, progress=progress, loader_processes=loader_processes
         )
@@ -772,12 +827,12 @@ def evaluate(
     else:
         sampled = None
         cases = CaseTable(
-            patient_keys=pseudonymise([manifest.patient_ids[i] for i in rows]),
+            patient_keys=manifest.patient_ids.mapped(rows, pseudonymise),
             label_names=tuple(manifest.label_names),
             labels=manifest.labels[rows],
             class_names=tuple(class_names),
             scores=scores,
-            image_stats={name: np.asarray([s[j] for s in reading.stats]) for j, name in enumerate(IMAGE_FEATURES)},
+            image_stats={name: np.ascontiguousarray(column) for name, column in zip(IMAGE_FEATURES, reading.stats.array().T, strict=True)},
             embeddings=embeddings,
             case_rows=rows if embeddings is not None else None,
         )
@@ -930,6 +985,8 @@ def _version_task(
     config: SuiteConfig,
     activation: str,
     progress: Progress | None,
+    modality: str,
+    baseline: Baseline | None,
 ) -> Evaluation:
     """A detection or volume segmentation run, through its own stages (``pipeline_detection``, ``pipeline_volumes``)."""
     # imported here: both modules build on this one's Evaluation and SuiteConfig
@@ -938,7 +995,9 @@ def _version_task(
 
     common = {"class_names": class_names, "thresholds": thresholds, "preprocessing": preprocessing, "config": config}
     if spec.task == "detection":
-        return evaluate_detection_run(model, manifest, spec=spec, activation=activation, progress=progress, **common)
+        return evaluate_detection_run(
+            model, manifest, spec=spec, activation=activation, progress=progress, modality=modality, baseline=baseline, **common
+        )
     return evaluate_volume_segmentation(model, manifest, spec=spec.volume, activation=activation, progress=progress, **common)
 
 
@@ -967,7 +1026,7 @@ def dataset_info(
     return DatasetInfo(
         n_images=len(manifest),
         n_evaluated=int(rows.size),
-        n_patients=len({manifest.patient_ids[i] for i in rows}),
+        n_patients=int(np.unique(manifest.patient_ids.codes[rows]).size),
         label_names=tuple(manifest.label_names),
         prevalence={name: float(manifest.labels[rows, k].mean()) for k, name in enumerate(manifest.label_names)},
         attributes_not_collected=tuple(missing),
@@ -981,19 +1040,20 @@ def drift_section(cases: CaseTable | None, baseline: Baseline | None, thresholds
     """The comparison with the baseline run, or the reason there is none (the rest of the report stands)."""
     source = baseline.source if baseline else {}
     if cases is None:
-        return DriftReport(baseline=source, error="drift against a baseline is computed for classification runs only")
+        return DriftReport(baseline=source, error="drift against a baseline is computed for classification and detection runs only")
     if baseline is None or baseline.table is None:
         return DriftReport(baseline=source, error=baseline.problem if baseline else "no baseline run was given")
+    common = {
+        "n_resamples": config.n_resamples,
+        "seed": config.seed,
+        "confidence": config.confidence,
+        "degradation_margin": config.degradation_margin,
+    }
     try:
-        comparison = baseline_comparison(
-            baseline.table,
-            cases,
-            thresholds=thresholds,
-            n_resamples=config.n_resamples,
-            seed=config.seed,
-            confidence=config.confidence,
-            degradation_margin=config.degradation_margin,
-        )
+        if cases.detections is not None:
+            comparison = detection_comparison(baseline.table, cases, **common)
+        else:
+            comparison = baseline_comparison(baseline.table, cases, thresholds=thresholds, **common)
     except BaselineError as exc:
         return DriftReport(baseline=source, error=str(exc))
     return DriftReport(baseline=source, comparison=DriftComparison.from_dict(comparison))

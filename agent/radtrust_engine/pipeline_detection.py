@@ -19,6 +19,10 @@ Stages (``radtrust_engine.pipeline`` dispatches here):
    positives per image and CPM, per lesion-size stratum and per subgroup (groups under the suite's
    ``min_patients`` suppressed); the detection scores' calibration (is a detection with score p
    a true lesion with probability p?) when the scores are probabilities.
+   With ``robustness`` among the suite's analyses, a sample of cases is perturbed while it is in
+   memory for stage 1 and its FROC change reported (``detection_robustness``); with ``drift``,
+   the run's case table (each case's highest scores, its detections, its image statistics as
+   read) is compared with the baseline run's (``detection_drift``).
 3. readers: ``reader:<name>:<class>`` columns (0/1: the reader saw a lesion of the class in the
    case) give the readers' agreement and, for a one-class model, the model's case-level call (its
    highest score at the class's threshold) among them (``readers.reader_report``).
@@ -37,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from radtrust_engine.baseline import Baseline
 from radtrust_engine.calibration import CalibrationInputError, calibration_report
 from radtrust_engine.detection import (
     DetectionCase,
@@ -48,9 +53,12 @@ from radtrust_engine.detection import (
     ground_truth_from_csv,
     match_cases,
 )
+from radtrust_engine.detection_drift import detection_case_table
+from radtrust_engine.detection_robustness import PerturbedDetections, detection_robustness_report
+from radtrust_engine.drift import IMAGE_FEATURES, image_summary
 from radtrust_engine.images import ImageError, load_image
 from radtrust_engine.loading import Manifest
-from radtrust_engine.pipeline import Evaluation, Progress, SuiteConfig, UnreadableImages, case_strata
+from radtrust_engine.pipeline import Evaluation, Progress, SuiteConfig, UnreadableImages, case_strata, drift_section, kept_sample
 from radtrust_engine.pipeline_volumes import (
     READER_MASK,
     inside,
@@ -127,9 +135,10 @@ def _scaled(lesions: list[Lesion], factors: Sequence[float]) -> list[Lesion]:
 
 def _read_case(
     manifest: Manifest, index: int, preprocessing: Preprocessing, spec: TaskSpec, truth: _GroundTruth
-) -> tuple[np.ndarray, list[Lesion], tuple[float, ...] | None]:
-    """The model's input for one case with a batch axis, its lesions on that grid, and the grid's
-    spacing in box axis order (mm; None for a 2D image, whose distances are in pixels)."""
+) -> tuple[np.ndarray, list[Lesion], tuple[float, ...] | None, tuple[float, ...]]:
+    """The model's input for one case with a batch axis, its lesions on that grid, the grid's
+    spacing in box axis order (mm; None for a 2D image, whose distances are in pixels), and the
+    statistics of the image as read (``drift.IMAGE_FEATURES``, what input drift compares)."""
     path = inside(manifest, manifest.image_paths[index])
     volume_settings = spec.volume
     if is_volume_path(path):
@@ -139,7 +148,7 @@ def _read_case(
         grid = volume if volume_settings is None or volume_settings.spacing is None else resample(volume, volume_settings.spacing)
         tensor = volume_tensor(preprocessing, grid.array)
         factors = [n / m for n, m in zip(grid.array.shape, volume.array.shape, strict=True)][::-1]
-        return tensor[None, None], _scaled(lesions, factors), tuple(grid.spacing[::-1])
+        return tensor[None, None], _scaled(lesions, factors), tuple(grid.spacing[::-1]), image_summary(volume.array)
     try:
         image = load_image(path, preprocessing)
         tensor = preprocessing.apply(image.array)
@@ -150,7 +159,7 @@ def _read_case(
     lesions = truth.lesions(index)
     _check_dims(lesions, 2)
     height, width = _plane(image.array.shape)
-    return tensor[None], _scaled(lesions, (tensor.shape[2] / width, tensor.shape[1] / height)), None
+    return tensor[None], _scaled(lesions, (tensor.shape[2] / width, tensor.shape[1] / height)), None, image_summary(image.array)
 
 
 def _check_dims(lesions: list[Lesion], dims: int) -> None:
@@ -177,8 +186,11 @@ def evaluate_detection_run(
     config: SuiteConfig,
     activation: str = "none",
     progress: Progress | None = None,
+    modality: str = "",
+    baseline: Baseline | None = None,
 ) -> Evaluation:
-    """Detect, match and report on every case of ``manifest`` (module docstring)."""
+    """Detect, match and report on every case of ``manifest`` (module docstring); ``modality``
+    chooses the robustness perturbations, ``baseline`` is the run drift is measured against."""
     if manifest.mask_paths is None:
         raise UnreadableImages(f"a detection run needs a manifest with an {ANNOTATIONS_COLUMN!r} column naming each case's ground-truth file")
     truth = _GroundTruth(manifest, class_names)
@@ -187,13 +199,14 @@ def evaluate_detection_run(
     strata, _ = case_strata(manifest, all_rows, config)
     row_of = {path: i for i, path in enumerate(manifest.image_paths)}
     unread: list[dict[str, str]] = []
+    stats: dict[str, tuple[float, ...]] = {}
 
     def cases() -> Iterator[DetectionCase]:
         for index, path in enumerate(manifest.image_paths):
             if progress:
                 progress("inference", index / total)
             try:
-                pixels, lesions, spacing = _read_case(manifest, index, preprocessing, spec, truth)
+                pixels, lesions, spacing, stats[path] = _read_case(manifest, index, preprocessing, spec, truth)
             except (VolumeError, DetectionError) as exc:  # DetectionError is not a VolumeError: both ValueErrors, caught apart
                 unread.append({"case_id": path, "reason": str(exc)})
                 continue
@@ -208,10 +221,19 @@ def evaluate_detection_run(
         except Exception as exc:  # ONNX Runtime's own errors (an input the graph refuses): this case is skipped
             raise DetectionError(model_refused(exc, pixels.shape)) from None
 
+    perturbed = None
+    if "robustness" in config.analyses:
+        sample = frozenset(manifest.image_paths[r] for r in kept_sample(total, config))
+        perturbed = PerturbedDetections(forward, len(class_names), spec.detection, modality, config.seed, sample)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    matched, refused = match_cases(cases(), forward, class_names, spec.detection)
+    matched, refused = match_cases(cases(), forward, class_names, spec.detection, on_match=perturbed.observe if perturbed else None)
     timings["inference"] = time.perf_counter() - started
+    passes = {"inference": model.forward_passes}
+    if perturbed is not None:
+        timings["inference"] -= perturbed.seconds
+        timings["robustness"] = perturbed.seconds
+        passes = {"inference": model.forward_passes - perturbed.forward_passes, "robustness": perturbed.forward_passes}
     skipped = skipped_rows(manifest, sorted([*unread, *refused], key=lambda s: row_of[s["case_id"]]), row_of)
     if not matched:
         raise nothing_evaluated(skipped, total)
@@ -230,9 +252,17 @@ def evaluate_detection_run(
     section["config"] = config_dict(spec.detection)
     section["dimensions"] = _dimensions(manifest, matched)
     section["calibration"] = _score_calibration(matched, config)
+    if perturbed is not None:
+        section["robustness"] = detection_robustness_report(perturbed, n_resamples=config.n_resamples, seed=config.seed, confidence=config.confidence)
     rows = np.asarray(sorted(row_of[c.case_id] for c in matched), dtype=np.int64)
     readers = _readers(manifest, matched, class_names, thresholds, config)
     timings["metrics"] = time.perf_counter() - started
+    table = detection_case_table(matched, class_names, {name: [stats[c.case_id][j] for c in matched] for j, name in enumerate(IMAGE_FEATURES)})
+    sections: dict[str, Any] = {"detection": section, "readers": readers}
+    if "drift" in config.analyses:
+        started = time.perf_counter()
+        sections["drift"] = drift_section(table, baseline, thresholds, config)
+        timings["drift"] = time.perf_counter() - started
     return task_evaluation(
         model,
         manifest,
@@ -243,7 +273,9 @@ def evaluate_detection_run(
         preprocessing=preprocessing,
         activation=activation,
         timings=timings,
-        sections={"detection": section, "readers": readers},
+        sections=sections,
+        cases=table,
+        passes=passes,
     )
 
 

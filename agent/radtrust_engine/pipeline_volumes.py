@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from radtrust_engine.baseline import CaseTable
 from radtrust_engine.loading import Manifest
 from radtrust_engine.paths import PathRefused, resolve_within
-from radtrust_engine.pipeline import ENGINE_VERSION, Evaluation, Progress, SuiteConfig, UnreadableImages, case_strata, dataset_info
+from radtrust_engine.pipeline import ENGINE_VERSION, Evaluation, Progress, SuiteConfig, UnreadableImages, case_strata, dataset_info, drift_section
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.readers import READER_PREFIX, dice_ceiling
 from radtrust_engine.report import ImageConversions, RunReport, SkippedImage
@@ -122,9 +123,13 @@ def task_evaluation(
     activation: str,
     timings: dict[str, float],
     sections: Mapping[str, Any],
+    cases: CaseTable | None = None,
+    passes: Mapping[str, int] | None = None,
 ) -> Evaluation:
     """The run's report for a detection or volume run: the dataset evaluated, the skipped cases,
-    the model's forward passes and the task's own ``sections`` (``detection``, ``volumes``, ``readers``)."""
+    the model's forward passes (by stage: all in ``inference`` unless ``passes`` splits them), the
+    task's own ``sections`` (``detection``, ``volumes``, ``readers``, ``drift``) and the case table
+    a later run's drift is measured against (detection runs)."""
     _, missing = case_strata(manifest, rows, config)
     run_report = RunReport(
         engine_version=ENGINE_VERSION,
@@ -135,13 +140,13 @@ def task_evaluation(
         model=model.to_dict(),
         dataset=dataset_info(manifest, rows, missing, [], {"filled": {}, "unreadable": []}, ImageConversions.collect([])),
         skipped=tuple(skipped),
-        inference={"forward_passes": model.forward_passes, "forward_passes_by_stage": {"inference": model.forward_passes}},
+        inference={"forward_passes": model.forward_passes, "forward_passes_by_stage": dict(passes or {"inference": model.forward_passes})},
         results={},
         images_read=len(manifest),
         images_read_per_image=1.0,
         **sections,
     )
-    return Evaluation(run_report=run_report, timings=timings, scores=np.empty(0), case_index=rows)
+    return Evaluation(run_report=run_report, timings=timings, scores=np.empty(0), case_index=rows, cases=cases)
 
 
 def evaluate_volume_segmentation(
@@ -210,7 +215,11 @@ def evaluate_volume_segmentation(
         preprocessing=preprocessing,
         activation=activation,
         timings=timings,
-        sections={"volumes": section, "readers": readers},
+        sections={
+            "volumes": section,
+            "readers": readers,
+            **({"drift": drift_section(None, None, thresholds, config)} if "drift" in config.analyses else {}),  # says why it does not apply
+        },
     )
 
 

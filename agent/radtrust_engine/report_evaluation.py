@@ -52,7 +52,12 @@ ERROR_ROWS_SHOWN = 5  # offending rows named in an error message
 
 
 class ReportInputError(ValueError):
-    """A generated-reports or reference file that cannot be evaluated; the message names the first offending rows."""
+    """A generated-reports or reference file that cannot be evaluated; the message names the first
+    offending rows and ``field`` the input at fault (the generated reports unless said otherwise)."""
+
+    def __init__(self, message: str, field: str = "reports") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _rows_text(rows: Sequence[Any]) -> str:
@@ -61,15 +66,16 @@ def _rows_text(rows: Sequence[Any]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def read_reports(data: bytes, known_cases: Sequence[str] | None = None) -> dict[str, str]:
+def read_reports(data: bytes, known_cases: Sequence[str] | None = None, what: str = "generated report") -> dict[str, str]:
     """Case id to report text from a JSON Lines file, refusing the whole file at the first problem
     (not UTF-8, a line that is not an object with a ``case_id`` and a non-empty ``report``, a
-    case twice, a case the dataset manifest does not hold, a manifest case without a report)."""
+    case twice, a case the dataset manifest does not hold, a manifest case without a report).
+    ``what`` names the file's reports in the messages (generated or reference reports)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ReportInputError(f"The reports file is not UTF-8 text (first bad byte on line {line}); save it as UTF-8.") from None
+        raise ReportInputError(f"The {what}s file is not UTF-8 text (first bad byte on line {line}); save it as UTF-8.") from None
     reports: dict[str, str] = {}
     bad, empty, duplicate = [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -92,11 +98,11 @@ def read_reports(data: bytes, known_cases: Sequence[str] | None = None) -> dict[
     if bad:
         raise ReportInputError(f'Lines {_rows_text(bad)} are not JSON objects with a "case_id" and a "report" text.')
     if empty:
-        raise ReportInputError(f"Empty report text on {_rows_text(empty)}; every case needs its generated report.")
+        raise ReportInputError(f"Empty report text on {_rows_text(empty)}; every case needs its {what}.")
     if duplicate:
         raise ReportInputError(f"Case ids given twice on {_rows_text(duplicate)}; give one report per case.")
     if not reports:
-        raise ReportInputError("The reports file holds no reports.")
+        raise ReportInputError(f"The {what}s file holds no reports.")
     if known_cases is not None:
         known = set(known_cases)
         unknown = [c for c in reports if c not in known]
@@ -104,7 +110,7 @@ def read_reports(data: bytes, known_cases: Sequence[str] | None = None) -> dict[
             raise ReportInputError(f"Case ids not in the dataset manifest: {_rows_text(unknown)}.")
         missing = [c for c in known_cases if c not in reports]
         if missing:
-            raise ReportInputError(f"Manifest cases without a generated report: {_rows_text(missing)}.")
+            raise ReportInputError(f"Manifest cases without a {what}: {_rows_text(missing)}.")
     return reports
 
 

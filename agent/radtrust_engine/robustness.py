@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from radtrust_engine.metrics import ScoreLayout, finite_or_none, patient_bootstrap_counts
+from radtrust_engine.metrics import LayoutSet, ScoreLayout, finite_or_none, seeded_bootstrap_chunks
 from radtrust_engine.perturbations import SEVERITIES, SEVERITY_LEVELS, PerturbationError, perturb_batch, perturbations_for
 
 ROBUSTNESS_METRICS = ("auroc", "sensitivity", "specificity")
@@ -68,18 +68,15 @@ def paired_metric_changes(
 
     layouts = {"reference": layout(np.asarray(reference, dtype=np.float64))}
     layouts.update({name: layout(np.asarray(s, dtype=np.float64)) for name, s in conditions.items()})
-    ones = np.ones((1, y.size))
-    point = {name: {m: v[0] for m, v in lay.metrics(ones, metrics).items()} for name, lay in layouts.items()}
+    together = LayoutSet.of(list(layouts.values()), [patient_index[lay.positions] for lay in layouts.values()], n_patients)
+    every_case = together.metrics(np.ones((1, n_patients)), metrics)  # each case once
+    point = {name: {m: every_case[m][0, i] for m in metrics} for i, name in enumerate(layouts)}
     samples: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in metrics} for name in conditions}
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples, 64):
-        counts = patient_bootstrap_counts(rng, n_patients, min(64, n_resamples - start))
-        base = layouts["reference"].metrics_from(counts, patient_index[layouts["reference"].positions], metrics)
-        for name in conditions:
-            lay = layouts[name]
-            values = lay.metrics_from(counts, patient_index[lay.positions], metrics)
+    for counts in seeded_bootstrap_chunks(seed, n_patients, n_resamples, 64):
+        values = together.metrics(counts, metrics)  # the reference first, then each condition
+        for i, name in enumerate(conditions, start=1):
             for m in metrics:
-                samples[name][m].append(values[m] - base[m])
+                samples[name][m].append(values[m][:, i] - values[m][:, 0])
     alpha = (1 - confidence) / 2
     result: dict[str, dict[str, MetricChange]] = {}
     for name in conditions:

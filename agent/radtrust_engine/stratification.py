@@ -20,12 +20,13 @@ from radtrust_engine.gaps import Arms, FairnessGap, GapInterval, gap_interval
 from radtrust_engine.metrics import (
     DEFAULT_CHUNK_SIZE,
     METRIC_NAMES,
+    LayoutSet,
     MetricEstimate,
     ScoreLayout,
     checked_inputs,
     chunk_for,
     finite_or_none,
-    patient_bootstrap_counts,
+    seeded_bootstrap_chunks,
 )
 from radtrust_engine.scanners import manufacturer_name, model_name
 from radtrust_engine.stats import bca_intervals
@@ -468,21 +469,18 @@ def _fairness_gaps(attrs: tuple[str, ...], groups: list[Group], confidence: floa
     return [gap_result(kind, attrs, groups, metrics, confidence) for kind, metrics in _GAP_METRICS]
 
 
-def _metrics_per_row(
-    active: list[Group], chunks: Iterable[np.ndarray], n_rows: int, names: Sequence[str] = METRIC_NAMES
-) -> list[dict[str, np.ndarray]]:
-    """The metrics ``names`` of every active group for each row of patient weights (bootstrap counts
-    or jackknife rows), the rows arriving in chunks of shape ``(rows, n_patients)``."""
-    out = [{k: np.empty(n_rows) for k in names} for _ in active]
+def _metrics_per_row(layouts: LayoutSet, chunks: Iterable[np.ndarray], n_rows: int, names: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """The metrics ``names`` of every layout (the active groups', in order) for each row of patient
+    weights (bootstrap counts or jackknife rows), the rows arriving in chunks of shape
+    ``(rows, n_patients)``: every group of a chunk at once."""
+    out = {k: np.empty((n_rows, len(layouts))) for k in names}
     start = 0
     for counts in chunks:
         stop = start + counts.shape[0]
-        for g, store in zip(active, out):
-            values = g.layout.metrics_from(counts, g.patient_idx, names)
-            for k in names:
-                store[k][start:stop] = values[k]
+        for k, values in layouts.metrics(counts, names).items():
+            out[k][start:stop] = values
         start = stop
-    return out
+    return [{k: np.ascontiguousarray(out[k][:, i]) for k in names} for i in range(len(layouts))]
 
 
 def stratified_metrics(
@@ -551,19 +549,19 @@ def stratified_metrics(
     by_grouping = [(attrs, [g for g in every_group if g.attributes == attrs]) for attrs, _ in groupings]
     active = [g for _, gs in by_grouping for g in gs if not g.suppressed]
 
-    for g in active:
-        point = g.layout.metrics(np.ones((1, g.n_cases)), metric_names)
-        g.point = {k: float(v[0]) for k, v in point.items()}
+    layouts = LayoutSet.of([g.layout for g in active], [g.patient_idx for g in active], n_patients)
+    point = layouts.metrics(np.ones((1, n_patients)), metric_names)  # every case once
+    for i, g in enumerate(active):
+        g.point = {k: float(v[0, i]) for k, v in point.items()}
 
     if n_resamples:
-        rng = np.random.default_rng(seed)
-        draws = (patient_bootstrap_counts(rng, n_patients, min(chunk_size, n_resamples - start)) for start in range(0, n_resamples, chunk_size))
+        draws = seeded_bootstrap_chunks(seed, n_patients, n_resamples, chunk_size)
         n_blocks = min(n_patients, JACKKNIFE_BLOCKS)
         blocks = (
             patient_jackknife_counts(n_patients, rows=range(start, min(start + chunk_size, n_blocks))) for start in range(0, n_blocks, chunk_size)
         )
-        boots = _metrics_per_row(active, draws, n_resamples, metric_names)
-        for g, boot, jk in zip(active, boots, _metrics_per_row(active, blocks, n_blocks, metric_names)):
+        boots = _metrics_per_row(layouts, draws, n_resamples, metric_names)
+        for g, boot, jk in zip(active, boots, _metrics_per_row(layouts, blocks, n_blocks, metric_names)):
             g.boot, g.jack = boot, jk
 
     def result(g: Group) -> SubgroupResult:

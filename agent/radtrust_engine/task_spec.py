@@ -1,24 +1,28 @@
-"""What a version's output schema says about its task beyond classification and 2D segmentation.
+"""What a version's task is, and how its outputs are read beyond classification and 2D segmentation.
 
-A lesion detector or a 3D segmentation model is registered like any version; its output schema
-(``ModelVersion.output_schema``) then names the task and how its outputs are read:
+The foundation model's registry task decides the kind of its versions' runs: ``binary``,
+``multilabel``, ``segmentation`` or ``detection`` (a lesion detector: boxes or points, 2D images or
+3D volumes, ``radtrust_engine.detection``). A segmentation model's version may declare in its
+output schema (``ModelVersion.output_schema``) that it segments 3D volumes through sliding windows
+(``"task": "volume_segmentation"``, ``radtrust_engine.volumes``); no schema turns a model into
+another task's:
 
     {"class_names": ["nodule"], "thresholds": {"nodule": 0.5},
-     "task": "detection",
      "detection": {"match_by": "distance", "max_distance": 5, "nms_iou": 0.5, "max_detections": 100},
      "volume": {"spacing": [2, 1, 1], "patch": [32, 64, 64], "overlap": 0.5, "max_voxels": 50000000}}
 
-- ``task``: ``detection`` (boxes or points, 2D images or 3D volumes, ``radtrust_engine.detection``)
-  or ``volume_segmentation`` (3D label volumes through sliding windows, ``radtrust_engine.volumes``);
-  without it the version has its foundation model's task.
-- ``detection``: suppression and matching (``detection.DetectionConfig``'s fields).
+- ``task``: left out (the model's task), ``volume_segmentation`` on a segmentation model, or
+  ``detection`` on a detection model (the same as leaving it out).
+- ``detection``: suppression and matching (``detection.DetectionConfig``'s fields); a detection
+  model's only.
 - ``volume``: the model's voxel spacing in mm (z, y, x), its window (``patch``, voxels), the windows'
   overlap, the largest volume read (voxels; a larger one is skipped) and the surface-Dice tolerance
   (``tolerance_mm``). Required for ``volume_segmentation``; for 3D detection optional (the volume is
   then given to the model whole, at its own spacing).
 
-One parser (``TaskSpec.from_schema``) serves the registry, which refuses a bad schema when the
-version is registered, and the worker, which reads it for the run. Plain Python (no Django).
+One parser (``TaskSpec.from_schema``) serves the registry, which refuses a schema that disagrees
+with the model's task when the version is registered (the schema and the model's task never change
+afterwards), and the worker, which reads it for the run. Plain Python (no Django).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from .detection import DetectionConfig
 from .volumes import MAX_VOXELS
 
 VERSION_TASKS = ("detection", "volume_segmentation")
-"""Tasks a version declares in its output schema (``task``) over its foundation model's."""
+"""The tasks whose runs take their own stages (``pipeline_detection``, ``pipeline_volumes``)."""
+SCHEMA_TASKS = {"detection": "detection", "volume_segmentation": "segmentation"}
+"""What a schema's ``task`` may say, and the foundation model's task each needs."""
 SCHEMA_KEYS = ("task", "detection", "volume")
 GROUND_TRUTH_COLUMNS = {"segmentation": "mask_path", "volume_segmentation": "mask_path", "detection": "annotations"}
 """The manifest column naming each case's ground truth, for tasks whose truth is a file, not 0/1 labels."""
@@ -89,23 +95,29 @@ class TaskSpec:
     @classmethod
     def from_schema(cls, schema: Mapping[str, Any], model_task: str) -> TaskSpec:
         """The task of a version whose foundation model has ``model_task``; ``ValueError`` naming the
-        key when the schema's ``task``, ``detection`` or ``volume`` cannot be used."""
-        task = schema.get("task", model_task)
-        if "task" in schema and task not in VERSION_TASKS:
-            raise ValueError(f'"task" is one of {", ".join(VERSION_TASKS)} (leave it out for the model\'s own task)')
-        if task == "volume_segmentation" and model_task != "segmentation":
-            raise ValueError('"task": "volume_segmentation" needs a foundation model whose task is segmentation')
+        key when the schema's ``task``, ``detection`` or ``volume`` disagrees with it or cannot be used."""
+        task = model_task
+        if "task" in schema:
+            declared = schema["task"]
+            if not isinstance(declared, str) or declared not in SCHEMA_TASKS:
+                raise ValueError(f'"task" is one of {", ".join(SCHEMA_TASKS)} (leave it out for the model\'s own task)')
+            if SCHEMA_TASKS[declared] != model_task:
+                raise ValueError(
+                    f'"task": "{declared}" needs a foundation model whose task is {SCHEMA_TASKS[declared]}, and this one\'s is '
+                    f"{model_task}: register the version under a {SCHEMA_TASKS[declared]} model"
+                )
+            task = declared
         if task not in VERSION_TASKS:
             for key in ("detection", "volume"):
                 if key in schema:
-                    raise ValueError(f'"{key}" applies to a version whose "task" is detection or volume_segmentation')
+                    raise ValueError(f'"{key}" applies to a detection model\'s version or a "task": "volume_segmentation" one')
             return cls(task=task)
         volume = VolumeSpec.from_dict(schema["volume"]) if "volume" in schema else None
         if task == "volume_segmentation":
             if volume is None or volume.spacing is None or volume.patch is None:
                 raise ValueError('"task": "volume_segmentation" needs "volume" with the model\'s "spacing" and "patch"')
             if "detection" in schema:
-                raise ValueError('"detection" applies to a version whose "task" is detection')
+                raise ValueError('"detection" applies to a detection model\'s version')
             return cls(task=task, volume=volume)
         raw = schema.get("detection", {})
         if not isinstance(raw, Mapping):

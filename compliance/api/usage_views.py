@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from compliance import selectors
 from compliance import usage_logs as usage
+from compliance.usage_checks import MAX_BATCH_EVENTS
 from core.api import ScopedViewSet
 
 
@@ -24,7 +25,7 @@ class UsageBatchSerializer(serializers.Serializer):
 
     deployment = serializers.IntegerField(help_text="The deployment the token logs for.")
     batch_id = serializers.CharField(max_length=64, help_text="The installation's id of the batch, the same on every redelivery.")
-    events = serializers.ListField(child=serializers.DictField(), max_length=usage.MAX_BATCH_EVENTS)
+    events = serializers.ListField(child=serializers.DictField(), max_length=MAX_BATCH_EVENTS)
 
 
 class RetentionSerializer(serializers.Serializer):

@@ -69,7 +69,7 @@ Criteria (the rule name is the default policy's key; params in brackets, with de
 | variation_sources         | Robustness 1        | per linked dataset: half for scanners, half for protocols recorded; mean       | -                         | no linked dataset                             |
 | training_diversity        | Robustness 2        | mean of min(1, vendors / target) and min(1, protocols / target), training data | target_vendors 3,         | no training datasheet records scanners or     |
 |                           |                     |                                                                                | target_protocols 3        | protocols                                     |
-| perturbation_drop         | Robustness 3        | threshold rule, worst AUROC drop over perturbation conditions                  | threshold 0.10            | no run has robustness                         |
+| perturbation_drop         | Robustness 3        | threshold rule, worst AUROC (detectors: CPM) drop over perturbations           | threshold 0.10            | no run has robustness                         |
 | generalisation_spread     | Robustness 3        | threshold rule, largest leave-one-out AUROC spread (site, vendor); no CI       | threshold 0.05            | no run has generalisation                     |
 | no_forgetting             | Robustness 3        | an adaptation's tasks of its parent and base (paired AUROC change per dataset | margin 0.02               | not a recorded adaptation, or neither parent  |
 |                           |                     | and label, change log): kept 1 (CI lower end above -margin), uncertain 0.5,   |                           | nor base has a succeeded run                  |
@@ -809,27 +809,30 @@ def training_diversity(evidence: VersionEvidence, params: dict) -> Outcome:
 
 
 def _drops(run: RunEvidence, threshold: float) -> list[dict]:
+    """Every perturbation condition's drop: a label's AUROC, or a detection run's CPM (its lesions)."""
+    sections = [(label, "auroc", section.robustness or {}) for label, section in run_labels(run)]
+    if run.report.detection:
+        sections.append(("lesions", "cpm", run.report.detection.get("robustness") or {}))
     found = []
-    for label, section in run_labels(run):
-        robustness = section.robustness or {}
+    for label, metric, robustness in sections:
         for condition in robustness.get("conditions") or ():
-            auroc = (condition.get("metrics") or {}).get("auroc") or {}
-            if auroc.get("change") is None:
+            change = (condition.get("metrics") or {}).get(metric) or {}
+            if change.get("change") is None:
                 continue
-            low = None if auroc.get("ci_high") is None else -auroc["ci_high"]
-            high = None if auroc.get("ci_low") is None else -auroc["ci_low"]
-            score, status = threshold_verdict(-auroc["change"], low, high, threshold)
+            low = None if change.get("ci_high") is None else -change["ci_high"]
+            high = None if change.get("ci_low") is None else -change["ci_low"]
+            score, status = threshold_verdict(-change["change"], low, high, threshold)
             found.append(
                 {
                     "label": label,
-                    "observed": -auroc["change"],
+                    "observed": -change["change"],
                     "ci_low": low,
                     "ci_high": high,
                     "score": score,
                     "status": status,
                     "n": robustness.get("n_cases"),
                     "where": f" under {condition['condition']}",
-                    "extra": {"condition": condition["condition"]},
+                    "extra": {"condition": condition["condition"], **({"metric": metric} if metric != "auroc" else {})},
                 }
             )
     return found
@@ -840,7 +843,8 @@ def perturbation_drop(evidence: VersionEvidence, params: dict) -> Outcome:
     run, found = newest_with(evidence, lambda r: _drops(r, params["threshold"]))
     if run is None:
         return insufficient_evidence("No run of this version has a robustness analysis.")
-    return threshold_outcome(run, worst_of(found), params["threshold"], "Worst AUROC drop")
+    worst = worst_of(found)
+    return threshold_outcome(run, worst, params["threshold"], "Worst CPM drop" if worst["extra"].get("metric") == "cpm" else "Worst AUROC drop")
 
 
 def _spreads(run: RunEvidence, threshold: float) -> list[dict]:

@@ -3,13 +3,17 @@
 Each figure is measured in fresh processes started with ``spawn`` (a worker as it runs), on
 generated data written once under the cache folder:
 
-1. ``shard_merge_equal``: a run scored in shards of whole patients (``pipeline.score_rows`` per
-   shard, stored and read back as bytes, ``Scored.merge``) and evaluated on the merged table,
+1. ``shard_merge_equal``: a run scored in shards of whole patients (``pipeline.score_cases`` on
+   each shard's own cases, as a shard's worker reads them, stored and read back as bytes,
+   ``Scored.merge``) and evaluated on the merged table,
    against the same run scored whole: their reports without the inference's own seconds, rates
    and batch count (``scoring.comparable``) are equal.
 2. ``sharded_speedup_2_workers``: the shards scored and merged by one worker process against two,
-   each with one ONNX Runtime thread and decoding on its loader thread; wall time from the first
-   worker's start of work to the merged table (model loading excluded: a worker pays it once).
+   each with one ONNX Runtime thread and decoding on its loader thread, each reading its shards'
+   own cases (``scoring.ShardCases``), never the manifest; wall time from the first
+   worker's start of work to the merged table. A worker's start, model loading and exit are
+   paid once, not per run: they are excluded (every worker is ready before any starts, and the
+   processes exit after the table is merged).
 3. ``loader_processes_speedup``: DICOM images decoded and preprocessed by ``decoding.decoded``
    with two processes against one (the pool's start excluded: paid once per run).
 4. ``rss_growth_mb_10k_to_100k`` and ``time_ratio_100k_over_10k``: a whole run (a child process
@@ -43,10 +47,10 @@ from radtrust_demo.bench.validation import CLASS_NAME, PIXEL_MEAN, PIXEL_STD, ma
 from radtrust_demo.networks import export_tiny_classifier
 from radtrust_engine.decoding import decoded
 from radtrust_engine.loading import read_manifest
-from radtrust_engine.pipeline import SuiteConfig, evaluate, score_rows
+from radtrust_engine.pipeline import SuiteConfig, evaluate, score_cases
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.runner import open_session, select_device
-from radtrust_engine.scoring import Scored, comparable, patient_shards
+from radtrust_engine.scoring import Scored, ShardCases, comparable, patient_shards
 
 Log = Callable[[str], None]
 GOALS = {
@@ -135,7 +139,8 @@ def bench_merge(cache: Path, sizes: Sizes, *, log: Log) -> dict[str, Any]:
     log(f"merge: {len(manifest)} images whole, then in {len(plan)} shards of whole patients")
     whole = evaluate(model, manifest, **kwargs)
     parts = [
-        Scored.from_bytes(score_rows(model, manifest, preprocessing=kwargs["preprocessing"], config=config, rows=rows).to_bytes()) for rows in plan
+        Scored.from_bytes(score_cases(model, ShardCases.of(manifest, rows), folder, preprocessing=kwargs["preprocessing"], config=config).to_bytes())
+        for rows in plan
     ]
     merged = evaluate(model, manifest, scored=Scored.merge(parts), **kwargs)
     equal = comparable(merged.report) == comparable(whole.report)
@@ -147,35 +152,40 @@ def bench_merge(cache: Path, sizes: Sizes, *, log: Log) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def _worker(model_path: str, folder: str, shards: list[list[int]], results: Any) -> None:
-    """One worker process: its own session on one thread, its shards scored in turn."""
-    manifest = read_manifest(Path(folder) / "manifest.csv", Path(folder), label_columns=[CLASS_NAME])
+def _worker(model_path: str, folder: str, shards: list[dict[str, Any]], ready: Any, results: Any) -> None:
+    """One worker process: its own session on one thread, its shards' own cases scored in turn once
+    every worker is ready (``ready``, a barrier), as warm workers would take them."""
     model = open_session(Path(model_path), select_device(prefer_gpu=False, threads=1))
     preprocessing = Preprocessing.from_spec(SPEC)
     config = _config(0)
+    ready.wait()  # no worker scores while another still starts: starting is paid once per worker, not per run
     started = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
-    scored = [score_rows(model, manifest, preprocessing=preprocessing, config=config, rows=rows).to_bytes() for rows in shards]
+    scored = [
+        score_cases(model, ShardCases.from_dict(cases), Path(folder), preprocessing=preprocessing, config=config).to_bytes() for cases in shards
+    ]
     results.put((started, time.monotonic(), scored))
 
 
-def _workers_seconds(model_path: Path, folder: Path, plan: list[list[int]], workers: int) -> float:
-    """From the first worker's start of work to the merged table, with ``workers`` processes sharing the shards."""
+def _workers_seconds(model_path: Path, folder: Path, plan: list[dict[str, Any]], workers: int) -> float:
+    """From the first worker's start of work to the merged table, with ``workers`` processes sharing the
+    shards; the processes' exit (about a second of interpreter teardown here) comes after."""
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    processes = [context.Process(target=_worker, args=(str(model_path), str(folder), plan[w::workers], results)) for w in range(workers)]
+    results, ready = context.Queue(), context.Barrier(workers)
+    processes = [context.Process(target=_worker, args=(str(model_path), str(folder), plan[w::workers], ready, results)) for w in range(workers)]
     for process in processes:
         process.start()
     done = [results.get() for _ in processes]
+    Scored.merge([Scored.from_bytes(data) for _, _, parts in done for data in parts])
+    seconds = time.monotonic() - min(start for start, _, _ in done)
     for process in processes:
         process.join()
-    Scored.merge([Scored.from_bytes(data) for _, _, parts in done for data in parts])
-    return time.monotonic() - min(start for start, _, _ in done)
+    return seconds
 
 
 def bench_workers(cache: Path, sizes: Sizes, *, log: Log) -> dict[str, Any]:
     folder = cache / f"dicom-{sizes.worker_images}x{sizes.dicom_size}"
     manifest = read_manifest(write_dicom_dataset(folder, sizes.worker_images, sizes.dicom_size), folder, label_columns=[CLASS_NAME])
-    plan = patient_shards(manifest.patient_ids, max(1, len(manifest) // sizes.worker_shards))
+    plan = [ShardCases.of(manifest, rows).to_dict() for rows in patient_shards(manifest.patient_ids, max(1, len(manifest) // sizes.worker_shards))]
     model_path = _model_path(cache)
     log(f"workers: {len(manifest)} images in {len(plan)} shards, one worker then two (one thread each)")
     one = _workers_seconds(model_path, folder, plan, 1)

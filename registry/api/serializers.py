@@ -52,6 +52,7 @@ class InstitutionSerializer(serializers.ModelSerializer):
 
 class FoundationModelSerializer(serializers.ModelSerializer):
     provider = ScopedRelatedField(selector=institution_list, owner=True)
+    task_label = serializers.CharField(source="get_task_display", read_only=True)
 
     class Meta:
         model = FoundationModel
@@ -68,6 +69,7 @@ class FoundationModelSerializer(serializers.ModelSerializer):
             "modality",
             "body_region",
             "task",
+            "task_label",
             "risk_class",
             "mdr_class",
             "licence",
@@ -80,6 +82,10 @@ class FoundationModelSerializer(serializers.ModelSerializer):
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    task = serializers.CharField(
+        source="task_spec.task", read_only=True, help_text="What its runs evaluate: its model's task, or volume_segmentation."
+    )
+    task_label = serializers.CharField(read_only=True)
 
     class Meta:
         model = ModelVersion
@@ -90,6 +96,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "parent",
             "status",
             "release_notes",
+            "task",
+            "task_label",
             "output_schema",
             "preprocessing",
             "artifact_sha256",

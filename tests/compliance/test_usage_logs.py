@@ -15,7 +15,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from compliance.models import UsageBatch, UsageEvent, UsageLogging, UsageWeek
-from compliance.usage_logs import MAX_BATCH_EVENTS, usage_logger_issue, usage_retention_purge, usage_retention_set, usage_summary
+from compliance.usage_checks import CHUNK_EVENTS, MAX_BATCH_EVENTS
+from compliance.usage_logs import (
+    WEEKS_PER_STATEMENT,
+    usage_logger_issue,
+    usage_retention_purge,
+    usage_retention_set,
+    usage_summary,
+)
 from core.audit import audit_verify_chain
 from core.models import AuditEvent
 from tests.factories import DeploymentFactory
@@ -81,6 +88,32 @@ def test_a_redelivered_batch_returns_the_first_receipt_and_writes_nothing(logger
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == {**first.json(), "duplicate": True}
     assert UsageEvent.objects.count() == 1 and UsageWeek.objects.get().n == 1
+
+
+def test_an_event_refused_after_chunks_were_copied_stores_nothing_of_the_batch(logger, deployment):
+    now = timezone.now()
+    events = [event(deployment, at=now - timedelta(minutes=i), case_key=f"c-{i}") for i in range(CHUNK_EVENTS + 10)]
+    bad = [*events[: CHUNK_EVENTS + 5], {**events[CHUNK_EVENTS + 5], "uncertainty": "low"}, *events[CHUNK_EVENTS + 6 :]]
+    response = logger.post(URL, batch(deployment, bad), format="json")
+    assert response.status_code == 400 and list(response.json()) == [f"events[{CHUNK_EVENTS + 5}]"]
+    assert not UsageEvent.objects.exists() and not UsageBatch.objects.exists() and not UsageWeek.objects.exists()
+    # The corrected batch, under the same id, is stored whole; sent again, it is a redelivery.
+    first = logger.post(URL, batch(deployment, events), format="json")
+    assert first.status_code == 201 and first.json()["events"] == CHUNK_EVENTS + 10
+    again = logger.post(URL, batch(deployment, events), format="json")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert UsageEvent.objects.count() == CHUNK_EVENTS + 10
+    assert set(UsageEvent.objects.values_list("case_key", flat=True)) == {e["case_key"] for e in events}
+
+
+def test_weekly_sums_of_a_batch_spanning_more_weeks_than_one_statement_holds(logger, deployment):
+    now = timezone.now()
+    weeks = WEEKS_PER_STATEMENT + 2
+    events = [event(deployment, at=now - timedelta(weeks=k), overridden=k % 2 == 0) for k in range(weeks)]
+    assert logger.post(URL, batch(deployment, events), format="json").status_code == 201
+    assert logger.post(URL, batch(deployment, events[:3], batch_id="b-2"), format="json").status_code == 201
+    sums = list(UsageWeek.objects.filter(deployment=deployment).order_by("-week").values_list("n", "n_overridden"))
+    assert len(sums) == weeks and sums[:3] == [(2, 2), (2, 0), (2, 2)] and sums[3:] == [(1, (k + 1) % 2) for k in range(3, weeks)]
 
 
 def test_a_reused_batch_id_with_other_events_is_a_conflict(logger, deployment):
@@ -202,6 +235,18 @@ def test_the_purge_empties_personal_fields_past_retention_once_with_an_audit_eve
     assert logger.post(URL, batch(deployment, late, batch_id="b-late"), format="json").status_code == 201
     assert UsageEvent.objects.filter(case_key="late").count() == 0
     assert audit_verify_chain().ok
+
+
+def test_late_events_anywhere_in_a_long_batch_arrive_without_personal_fields(logger, deployment):
+    now = timezone.now()
+    assert logger.post(URL, batch(deployment, [event(deployment, at=now - timedelta(days=200))]), format="json").status_code == 201
+    usage_retention_purge(now=now)
+    recent = [event(deployment, at=now - timedelta(minutes=i), case_key=f"new-{i}", note="kept") for i in range(CHUNK_EVENTS)]
+    late = [event(deployment, at=now - timedelta(days=190 + i), case_key=f"late-{i}", note="late note") for i in range(2)]
+    assert logger.post(URL, batch(deployment, recent + late, batch_id="b-2"), format="json").status_code == 201
+    stored = UsageEvent.objects.filter(batch__batch_id="b-2")
+    assert set(stored.filter(occurred_at__lt=now - timedelta(days=183)).values_list("case_key", "note")) == {("", "")}
+    assert stored.filter(case_key__startswith="new-", note="kept").count() == CHUNK_EVENTS and stored.count() == CHUNK_EVENTS + 2
 
 
 def test_a_longer_retention_keeps_the_fields(logger, deployment):

@@ -4,7 +4,8 @@ A worker is a separate ``celery -A radtrust worker`` process. It shares the test
 database (a file for SQLite, the test database for PostgreSQL), the test's media
 folder, data root and MLflow store, and a broker: a folder of its own under the
 test's tmp_path, or the Redis server named by ``TEST_CELERY_BROKER_URL``. Tests
-that use it must commit: mark them ``django_db(transaction=True)``.
+that use it must commit: mark them ``django_db(transaction=True)``. And a real PACS: a throw-away
+Orthanc loaded with a generated DICOM set (``pacs``), one per test module that asks for it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ WORKER_READY_TIMEOUT = 60.0
 _BROKER_FOLDERS = {"data_folder_in": "queue", "data_folder_out": "queue", "control_folder": "control", "processed_folder": "processed"}
 
 T = TypeVar("T")
+
+PACS_IMAGES = 60
+PACS_LABEL = "pneumothorax"  # the tiny classifier's class (tests/conftest.py, run_setup)
 
 
 def wait_for(probe: Callable[[], T], *, timeout: float, interval: float = 0.1, describe: Callable[[], str] = lambda: "") -> T:
@@ -233,3 +237,25 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A generated DICOM test set (three sites, headers with sex, age and scanner) and its files' UIDs and labels."""
+    from radtrust_demo.data import generate_dataset
+    from radtrust_demo.pacs import dicom_files
+
+    root = tmp_path_factory.mktemp("generated")
+    generate_dataset(root, n_images=PACS_IMAGES, seed=5, label=PACS_LABEL)
+    return root, dicom_files(root, [PACS_LABEL])
+
+
+@pytest.fixture(scope="module")
+def pacs(generated, tmp_path_factory):
+    """A throw-away Orthanc holding every file of ``generated``."""
+    from radtrust_demo.orthanc import orthanc
+
+    root, files = generated
+    with orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        server.upload(root / f.path for f in files)
+        yield server

@@ -114,6 +114,34 @@ def test_wrong_credentials_an_empty_query_a_query_too_large_and_a_pacs_down_are_
         resolve(_client(f"http://127.0.0.1:{free_port()}"), DicomwebQuery(modality="CR"), limit=100)
 
 
+def test_a_query_is_paged_with_offset_until_exhausted(orthanc):
+    query = DicomwebQuery(modality="CR")
+
+    paged = resolve(_client(orthanc), query, limit=100, page_size=5)  # 12 instances: pages of 5, 5 and 2
+
+    assert paged == resolve(_client(orthanc), query, limit=100) and len(paged.instances) == 12
+    with pytest.raises(DicomwebError, match="more than 7 instances"):
+        resolve(_client(orthanc), query, limit=7, page_size=5)
+
+
+@pytest.mark.parametrize("cap", [{"LimitFindInstances": 5}, {"LimitFindInstances": 5, "LimitFindResults": 2}])
+def test_a_pacs_that_caps_its_answers_silently_is_refused_never_frozen(tmp_path, cap):
+    """Orthanc with a find limit answers at most about that many matches, without a word, and
+    paging past the limit returns nothing: the answer looks complete. The series' own counts say it is not."""
+    with start_orthanc(tmp_path / "capped", options=cap) as pacs:
+        pacs.upload([_dicom(study, 1, index, modality="CR", body_part="CHEST", date="20220601", sex="F") for study in range(4) for index in range(3)])
+        client = _client(pacs.url)
+        capped = client.search_for_instances(search_filters={"Modality": "CR"})
+        assert 0 < len(capped) < 12  # what a plain search gets
+
+        for page_size in (1000, 4):
+            with pytest.raises(DicomwebError, match=r"The PACS answered \d+ instances in \d+ series, but counts \d+ instances") as refused:
+                resolve(client, DicomwebQuery(modality="CR", body_part="CHEST"), limit=100, page_size=page_size)
+            assert refused.value.reason == "search_capped" and "LimitFindInstances" in str(refused.value)
+        # A query the cap does not reach is answered whole.
+        assert len(resolve(client, DicomwebQuery(modality="CR", accession_numbers=("ACC1",)), limit=100).instances) == 3
+
+
 def test_credentials_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
     from radtrust_engine.dicomweb import credentials
 

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from radtrust_demo.data import generate_dataset
 from radtrust_demo.orthanc import AUTH, free_port
-from radtrust_demo.orthanc import orthanc as start_orthanc
-from radtrust_demo.pacs import dicom_files, header_manifest, sop_labels
+from radtrust_demo.pacs import header_manifest, sop_labels
 from radtrust_engine.dicomweb import labels_table
 from registry.dicomweb import dicomweb_source_set
 from registry.models import Dataset, DicomwebManifest
 from registry.services import record_create
 from tests.factories import DataUseGrantFactory
+from tests.integration.conftest import PACS_IMAGES, PACS_LABEL
 from tests.integration.test_worker_validation import _wait
 from validation import services
 from validation.choices import RunStatus
@@ -25,25 +24,8 @@ from validation.models import ValidationRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-N_IMAGES = 60
-LABEL = "pneumothorax"  # the tiny classifier's class (tests/conftest.py, run_setup)
+N_IMAGES, LABEL = PACS_IMAGES, PACS_LABEL  # the set in the Orthanc of ``pacs`` (conftest)
 ENV = "RT_TEST_PACS"
-
-
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """A generated DICOM test set (three sites, headers with sex, age and scanner) and its files' UIDs and labels."""
-    root = tmp_path_factory.mktemp("generated")
-    generate_dataset(root, n_images=N_IMAGES, seed=5, label=LABEL)
-    return root, dicom_files(root, [LABEL])
-
-
-@pytest.fixture(scope="module")
-def pacs(generated, tmp_path_factory):
-    root, files = generated
-    with start_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
-        server.upload(root / f.path for f in files)
-        yield server
 
 
 @pytest.fixture
@@ -155,3 +137,90 @@ def test_a_refusing_down_empty_or_too_large_pacs_refuses_the_run_and_stores_noth
     source.modality, source.base_url = "DX", f"http://127.0.0.1:{free_port()}/dicom-web"
     source.save()
     refused("does not answer")
+
+
+def test_a_sharded_run_from_the_pacs_fetches_each_shards_own_instances_and_reports_as_unsharded(
+    run_setup, pacs_dataset, settings, monkeypatch, tmp_path
+):
+    """The coordinator's worker holds the whole set (it reads every header for the report); a shard
+    scored on another machine, with a cache of its own, fetches that shard's instances and no others."""
+    from radtrust_engine.scoring import comparable
+    from validation import sharding, tasks
+    from validation.models import RunShard
+
+    config = {"n_resamples": 100, "min_patients": 5}
+    whole = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=pacs_dataset, config=config)
+    split = services.run_create(actor=run_setup["engineer"], version=run_setup["version"], dataset=pacs_dataset, config=config)
+    settings.RADTRUST_SHARD_MIN_IMAGES = 100_000
+    assert services.run_execute(run_id=whole.pk, worker="w1") == RunStatus.SUCCEEDED
+
+    settings.RADTRUST_SHARD_MIN_IMAGES, settings.RADTRUST_SHARD_IMAGES = 20, 16
+    coordinator_cache, fetched = settings.RADTRUST_DICOMWEB_CACHE, {}
+
+    def other_machine(args, queue):  # the odd shards go to a second worker as soon as they are sent
+        shard = RunShard.objects.get(pk=args[0])
+        if shard.index % 2 == 1:
+            settings.RADTRUST_DICOMWEB_CACHE = tmp_path / f"machine-{shard.index}"
+            try:
+                assert sharding.shard_execute(shard_id=shard.pk, worker="w2") == RunStatus.SUCCEEDED
+            finally:
+                settings.RADTRUST_DICOMWEB_CACHE = coordinator_cache
+            fetched[shard.index] = sorted(p.stem for p in (tmp_path / f"machine-{shard.index}").glob("*/*.dcm"))
+
+    monkeypatch.setattr(tasks.run_shard_execute, "apply_async", other_machine)
+    assert services.run_execute(run_id=split.pk, worker="w1") == RunStatus.SUCCEEDED
+
+    shards = list(RunShard.objects.filter(run=split))
+    assert len(shards) >= 3 and {s.worker for s in shards} == {"w1", "w2"}
+    for shard in shards:
+        if shard.index % 2 == 1:
+            assert fetched[shard.index] == sorted(i.sop_uid for i in sharding.shard_cases(shard).instances)
+            assert len(fetched[shard.index]) == shard.n_images < N_IMAGES
+    whole.refresh_from_db()
+    split.refresh_from_db()
+    assert comparable(split.results) == comparable(whole.results) and split.results["dataset"]["n_evaluated"] == N_IMAGES
+
+
+def test_scheduled_revalidation_resolves_the_pacs_query_again_and_runs(run_setup, pacs_dataset, pacs, generated, personas, monkeypatch):
+    from datetime import timedelta
+
+    from registry.choices import DeploymentStatus, RevalidationState
+    from registry.models import ModelVersion
+    from registry.services import deployment_create
+    from tests.factories import within_clinical_investigation
+    from validation import revalidation
+
+    today = run_setup["dataset"].created_at.date()
+    version = run_setup["version"]
+    ModelVersion.objects.filter(pk=version.pk).update(status="approved")
+    version.refresh_from_db()
+    within_clinical_investigation(version, pacs_dataset.institution, personas["officer"])
+    deployment = deployment_create(
+        actor=personas["officer"],
+        version=version,
+        institution=pacs_dataset.institution,
+        status=DeploymentStatus.ACTIVE,
+        since=today - timedelta(days=30),
+        revalidation_cadence_days=30,
+    )
+    monkeypatch.setattr(revalidation, "run_enqueue", lambda *, run_id, queue: None)  # the run is executed here below
+
+    assert revalidation.revalidation_dispatch(today=today)["queued"] == [deployment.pk]
+    first = ValidationRun.objects.get(deployment=deployment)
+    assert (first.dataset, first.queue, first.manifest) == (pacs_dataset, "gpu", "dicomweb")
+    assert DicomwebManifest.objects.get(sha256=first.manifest_sha256).n_instances == N_IMAGES
+    assert services.run_execute(run_id=first.pk, worker="w1") == RunStatus.SUCCEEDED
+    deployment.refresh_from_db()
+    assert deployment.revalidation_state == RevalidationState.SUCCEEDED
+
+    # A cadence later the PACS holds one instance less: the query is resolved again, to a new frozen manifest.
+    gone = DicomwebManifest.objects.get(sha256=first.manifest_sha256).content["instances"][3][2]
+    pacs.delete_instance(gone)
+    try:
+        assert revalidation.revalidation_dispatch(today=today + timedelta(days=30))["queued"] == [deployment.pk]
+    finally:
+        root, files = generated
+        pacs.upload([root / f.path for f in files if f.sop_uid == gone])
+    second = ValidationRun.objects.filter(deployment=deployment).exclude(pk=first.pk).get()
+    assert second.manifest_sha256 != first.manifest_sha256
+    assert DicomwebManifest.objects.get(sha256=second.manifest_sha256).n_instances == N_IMAGES - 1

@@ -47,7 +47,7 @@ SPEC = {"attributes": ["sex", "age_band", "scanner_manufacturer"], "intersection
 SITES = {"north": (0.25, 0.0, 11), "south": (0.5, 0.6, 12)}  # prevalence, intensity offset, seed
 PATIENTS = 70  # two images each
 MANIFEST_HEADER = f"image_path,patient_id,study_date,age,sex,scanner_manufacturer,{LABEL}"
-ID_MARK = "MRN"  # in every generated patient id and image name; none may reach the server
+ID_MARK = "MRN~"  # in every patient id and image name; the tilde keeps it out of random tokens and hashes
 AGENT_TIMEOUT = 120.0
 
 

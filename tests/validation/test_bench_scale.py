@@ -21,6 +21,13 @@ def test_the_merge_figure_compares_a_sharded_and_a_whole_report(tmp_path):
     assert figure["images"] == 40 and figure["shards"] >= 4
 
 
+def test_the_workers_figure_times_ready_workers_to_the_merged_table(tmp_path):
+    # Every worker waits at the barrier until all are ready; a worker that never reached it would hang the figure.
+    figure = scale.bench_workers(tmp_path, replace(TINY, worker_images=24), log=lambda message: None)
+    assert figure["one_worker_seconds"] > 0 and figure["two_workers_seconds"] > 0
+    assert figure["images"] == 24 and figure["shards"] >= 2
+
+
 def test_the_decoding_and_growth_figures_come_from_real_runs(tmp_path):
     decoding = scale.bench_decoding(tmp_path, TINY, log=lambda message: None)
     assert decoding["one_process_images_per_second"] > 0 and decoding["two_processes_images_per_second"] > 0

@@ -11,6 +11,7 @@ from radtrust_engine.drift import (
     DriftInputError,
     distribution_drift,
     image_statistics,
+    image_summary,
     prevalence_shift,
     psi_sorted,
 )
@@ -78,6 +79,31 @@ def test_image_statistics_per_image():
     stats_ = image_statistics(batch)
     assert stats_["image_mean"].tolist() == [2.0, 31.5]
     assert stats_["image_std"][0] == 0 and stats_["image_p99"][1] == pytest.approx(np.percentile(np.arange(64.0), 99))
+
+
+def _images_with_hard_tails() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    side = 512
+    rows = np.arange(side * side).reshape(side, side)
+    return [
+        rng.normal(1800, 600, (side, side)).astype(np.float32),  # a radiograph's noise
+        rng.integers(0, 4, (side, side)).astype(np.float32),  # heavy ties at both ends
+        np.full((side, side), 7.0, np.float32),  # constant
+        np.sort(rng.normal(size=side * side)).reshape(side, side),  # sorted: a regular subsample lies
+        (rows % 4096).astype(np.float32),  # periodic with the subsample's stride
+        np.where(rows % 97 == 0, 1e6, rows.astype(np.float64)),  # outliers the subsample can miss
+        np.where(rows % 64 == 0, -rows, rows).astype(np.float64),  # the subsample holds the lowest values alone
+        np.where(rows % 64 == 0, 1e9 + rows, rows).astype(np.float64),  # ... the highest alone
+        rng.normal(size=(300, 301)),  # odd sizes, not a power of two
+        np.arange(5.0),  # too small to subsample
+    ]
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_image_summary_percentiles_are_numpys_to_the_last_bit(index):
+    image = _images_with_hard_tails()[index]
+    x = image.reshape(-1).astype(np.float64)
+    assert image_summary(image) == (float(x.mean()), float(x.std()), *(float(v) for v in np.percentile(x, [1, 99])))
 
 
 def test_prevalence_shift_interval():

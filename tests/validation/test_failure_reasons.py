@@ -13,7 +13,7 @@ from radtrust_engine.runner import ArtifactMismatch, OutputError, RunnerError
 from validation.choices import FailureReason
 from validation.models import ValidationRun
 
-SERVER_SIDE = {"bad_config", "time_limit", "worker_lost", "cancelled", "internal_error"}
+SERVER_SIDE = {"bad_config", "time_limit", "worker_lost", "cancelled", "internal_error", "upload_changed", "schema_changed"}
 
 
 def test_every_engine_code_is_a_failure_reason_and_the_rest_are_the_servers():

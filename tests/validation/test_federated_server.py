@@ -21,6 +21,8 @@ from rest_framework.test import APIClient
 from core.access import role_of
 from core.errors import Conflict
 from core.models import AuditEvent
+from radtrust_agent.pacs import PacsProblem, reason_text
+from radtrust_engine.dicomweb import DicomwebProblem
 from radtrust_engine.federated import site_summary
 from radtrust_engine.federated_payload import SiteSummary
 from radtrust_engine.federated_pooling import pool_sites, site_meta_analysis
@@ -35,7 +37,7 @@ LABELS = ("effusion", "nodule")
 THRESHOLDS = {"effusion": 0.5, "nodule": 0.4}
 SPEC = {"intersections": [["sex", "age_band"]], "n_resamples": 50, "thresholds": {"nodule": 0.4}}
 SITES = {"east": (0.08, 1.0, 300), "north": (0.15, 1.6, 500), "south": (0.30, 2.4, 400)}  # prevalence, separation, cases
-ID_PREFIX = "PT0"  # every generated patient id carries it; none may reach the database
+ID_PREFIX = "PT0~"  # every generated patient id carries it (the tilde: no token or hash can); none may reach the database
 
 
 def _cases(code: str, *, seed: int = 0):
@@ -208,6 +210,44 @@ def test_a_bad_design_is_refused_with_every_problem_named_and_nothing_stored(wor
         assert expected in text, expected
     assert "deadline" in errors
     assert not FederatedStudy.objects.exists() and not FederatedJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_design_may_name_a_pacs_query_that_each_site_runs_on_its_own_pacs(world):
+    query = {"modality": "dx", "body_part": "CHEST", "study_dates": "20240101-20241231", "labels": "pacs/labels.csv", "accessions": "pacs/acc.txt"}
+    study = world["open_study"](spec={**SPEC, "dicomweb": query})
+    assert study.spec["dicomweb"] == {**query, "modality": "DX", "series_description": ""}
+    agent = _agent("north")
+    [job] = agent.get("/api/federated/jobs/?status=pending").json()
+    assert job["spec"]["dicomweb"] == study.spec["dicomweb"]
+    # Every reason the agent reports for its PACS passes the server's check for paths and file names.
+    for code in (*DicomwebProblem, *PacsProblem):
+        assert agent.post(f"/api/federated/jobs/{job['id']}/claim/").status_code == 200
+        failed = agent.post(f"/api/federated/jobs/{job['id']}/fail/", {"reason": f"{code}: {reason_text(code)}"}, format="json")
+        assert failed.status_code == 200, failed.content
+
+    bad = {"base_url": "https://pacs.north.example/dicom-web", "study_dates": "20241231-20240101", "labels": "../labels.csv"}
+    response = world["engineer"].post(
+        "/api/federated-studies/",
+        {
+            "version": world["version"].pk,
+            "name": "x",
+            "spec": {**SPEC, "dicomweb": bad},
+            "deadline": study.deadline.isoformat(),
+            "sites": [world["sites"]["north"].pk],
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    text = " ".join(response.json()["spec"])
+    for expected in (
+        "dicomweb: unknown keys base_url",
+        "each site's agent has its own PACS address",
+        "the range must end after it starts",
+        "labels: '../labels.csv'",
+    ):
+        assert expected in text, expected
+    assert FederatedStudy.objects.count() == 1
 
 
 # --- The agent's API: scope, claim, artifact -------------------------------------------------

@@ -25,30 +25,31 @@ CONFIG = {"n_resamples": 200, "min_patients": 3, "attributes": ["sex"], "interse
 
 @pytest.fixture
 def nodules(personas, isolated_storage):
-    """The generated nodule CT set as a North dataset granted to the provider, and a registry helper."""
+    """The generated nodule CT set as a North dataset granted to the provider, with a detection and a segmentation model."""
     from registry.models import Dataset
     from registry.services import record_create
     from tests.factories import DataUseGrantFactory, FoundationModelFactory
 
     root = Path(isolated_storage) / "data" / "nodule-ct"
     data = lesions.write_nodule_volumes(root)
-    model = FoundationModelFactory(provider=personas["engineer"].institution, task="segmentation", modality="CT")
+    provider = personas["engineer"].institution
+    models = {task: FoundationModelFactory(provider=provider, task=task, modality="CT") for task in ("detection", "segmentation")}
     dataset = record_create(
         model=Dataset,
         actor=personas["engineer"],
         fields={"name": "North nodule CT", "institution": personas["clinician_north"].institution, "modality": "CT", "location": str(root)},
     )
-    DataUseGrantFactory(dataset=dataset, grantee=model.provider)
-    return {"root": root, "data": data, "model": model, "dataset": dataset, "engineer": personas["engineer"]}
+    DataUseGrantFactory(dataset=dataset, grantee=provider)
+    return {"root": root, "data": data, "models": models, "dataset": dataset, "engineer": personas["engineer"]}
 
 
-def _register(nodules, onnx_path: Path, schema: dict, number: str = "1.0.0"):
+def _register(nodules, onnx_path: Path, schema: dict, number: str = "1.0.0", *, task: str = "detection"):
     from registry.services import version_register
 
     with open(onnx_path, "rb") as handle:
         return version_register(
             actor=nodules["engineer"],
-            foundation_model=nodules["model"],
+            foundation_model=nodules["models"][task],
             version=number,
             model_file=(onnx_path.name, handle),
             output_schema=schema,
@@ -119,11 +120,12 @@ def test_a_volume_run_scores_each_volume_like_a_direct_computation_and_gives_the
 
     record_update(instance=nodules["dataset"], fields={"rater_agreement": "Dice 0.8 in the annotation study"})  # the steward's own words
     onnx_path = lesions.segmenter_onnx(tmp_path / "segmenter.onnx")
-    version = _register(nodules, onnx_path, lesions.SEGMENTER_SCHEMA)
+    version = _register(nodules, onnx_path, lesions.SEGMENTER_SCHEMA, task="segmentation")
     run = _run(nodules, version, "manifest.csv")
     assert run.status == RunStatus.SUCCEEDED, run.error
     volumes = run.results["volumes"]
     assert run.results["task"] == "volume_segmentation"
+    assert run.results["drift"]["error"] == "drift against a baseline is computed for classification and detection runs only"
     assert volumes["n_volumes"] == nodules["data"].n_volumes
     session = ort.InferenceSession(str(onnx_path))
     root = nodules["root"]
@@ -194,7 +196,7 @@ def test_bad_cases_are_skipped_with_their_reasons_and_the_run_goes_on(nodules, t
 
 def test_a_volume_over_the_limit_is_skipped_and_a_run_with_nothing_left_fails_with_the_reason(nodules, tmp_path):
     schema = {**lesions.SEGMENTER_SCHEMA, "volume": {**lesions.SEGMENTER_SCHEMA["volume"], "max_voxels": 1000}}
-    version = _register(nodules, lesions.segmenter_onnx(tmp_path / "segmenter.onnx"), schema)
+    version = _register(nodules, lesions.segmenter_onnx(tmp_path / "segmenter.onnx"), schema, task="segmentation")
     run = _run(nodules, version, "manifest.csv")
     assert run.status == RunStatus.FAILED and run.error_reason == "unreadable_images"
     assert "above the limit of 1,000" in run.error and "none of the 12 volume(s)" in run.error
@@ -209,18 +211,20 @@ def test_a_detection_output_that_breaks_the_contract_skips_every_case_and_fails_
 
 
 @pytest.mark.parametrize(
-    ("schema", "message"),
+    ("task", "schema", "message"),
     [
-        ({"task": "volume_segmentation"}, 'needs "volume"'),
-        ({"task": "tracking"}, '"task" is one of'),
-        ({"task": "detection", "detection": {"match_by": "overlap"}}, "match_by"),
-        ({"volume": {"spacing": [1, 1, 1], "patch": [8, 8, 8]}}, "applies to a version"),
+        ("segmentation", {"task": "volume_segmentation"}, 'needs "volume"'),
+        ("segmentation", {"task": "tracking"}, '"task" is one of'),
+        ("detection", {"detection": {"match_by": "overlap"}}, "match_by"),
+        ("segmentation", {"task": "detection"}, "needs a foundation model whose task is detection"),
+        ("detection", {"task": "volume_segmentation", "volume": {"spacing": [1, 1, 1], "patch": [8, 8, 8]}}, "whose task is segmentation"),
+        ("segmentation", {"volume": {"spacing": [1, 1, 1], "patch": [8, 8, 8]}}, "applies to a detection model"),
     ],
 )
-def test_the_registry_refuses_a_task_schema_it_cannot_run(nodules, tmp_path, schema, message):
+def test_the_registry_refuses_a_task_schema_it_cannot_run(nodules, tmp_path, task, schema, message):
     onnx_path = lesions.segmenter_onnx(tmp_path / "segmenter.onnx")
     with pytest.raises(ValidationError) as caught:
-        _register(nodules, onnx_path, {"class_names": ["nodule"], **schema})
+        _register(nodules, onnx_path, {"class_names": ["nodule"], **schema}, task=task)
     assert message in str(caught.value.message_dict["output_schema"])
 
 
@@ -290,6 +294,7 @@ def test_the_demo_ct_part_registers_validates_and_reports_what_was_planted(perso
         ct_setup(engineer=engineer, steward=steward, provider=institutions["vendor"], site=institutions["north"], out=lambda _: None).detector
         == setup.detector
     )
+    assert (setup.detector.foundation_model.task, setup.segmenter.task_spec.task) == ("detection", "volume_segmentation")
     runs = []
     for version in (setup.detector, setup.segmenter):
         run = services.run_create(actor=engineer, version=version, dataset=setup.dataset, config=CT_SUITE)
@@ -304,7 +309,7 @@ def test_the_demo_ct_part_registers_validates_and_reports_what_was_planted(perso
 
 
 def test_the_volume_run_page_shows_the_structures_and_the_reader_ceiling(nodules, tmp_path):
-    version = _register(nodules, lesions.segmenter_onnx(tmp_path / "segmenter.onnx"), lesions.SEGMENTER_SCHEMA)
+    version = _register(nodules, lesions.segmenter_onnx(tmp_path / "segmenter.onnx"), lesions.SEGMENTER_SCHEMA, task="segmentation")
     run = _run(nodules, version, "manifest.csv")
     client = Client()
     client.force_login(nodules["engineer"])
@@ -335,14 +340,14 @@ def test_a_2d_detection_run_reads_coco_boxes_in_the_image_grid_and_scales_them_t
         rows.append({"image_path": f"films/{i}.npy", "patient_id": f"f{i}", "annotations": "films/boxes.json"})
     (root / "boxes.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "nodule"}]}))
     _write_rows(nodules["root"] / "films.csv", rows)
-    schema = {"class_names": ["nodule"], "task": "detection", "detection": {"match_by": "iou", "iou_threshold": 0.2}}
+    schema = {"class_names": ["nodule"], "detection": {"match_by": "iou", "iou_threshold": 0.2}}
     from registry.services import version_register
 
     onnx_path = lesions.detector_onnx(tmp_path / "detector-2d.onnx", shape=(32, 32), cell=(8, 8))
     with open(onnx_path, "rb") as handle:
         version = version_register(
             actor=nodules["engineer"],
-            foundation_model=nodules["model"],
+            foundation_model=nodules["models"]["detection"],
             version="2.0.0",
             model_file=(onnx_path.name, handle),
             output_schema=schema,

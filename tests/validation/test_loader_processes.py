@@ -8,10 +8,10 @@ import pytest
 
 from radtrust_engine.decoding import decoded
 from radtrust_engine.loading import read_manifest
-from radtrust_engine.pipeline import SuiteConfig, evaluate, score_rows
+from radtrust_engine.pipeline import SuiteConfig, evaluate, score_cases, score_rows
 from radtrust_engine.preprocessing import Preprocessing
 from radtrust_engine.runner import open_session, select_device
-from radtrust_engine.scoring import Scored, comparable, patient_shards
+from radtrust_engine.scoring import Scored, ShardCases, comparable, patient_shards
 
 SPEC = Preprocessing.from_spec({"resize": [64, 64], "channels": "1xHxW", "normalise": {"mean": 0.0, "std": 1.0}})
 CONFIG = SuiteConfig(n_resamples=30, min_patients=3, batch_size=4, max_unreadable_share=0.2, analyses=("calibration", "generalisation"))
@@ -70,3 +70,27 @@ def test_shards_of_whole_patients_merge_into_the_unsharded_stage(dataset, onnx_f
         whole.reading.skipped,
         whole.reading.reads,
     )
+
+
+def test_a_shards_own_cases_score_as_its_rows_of_the_whole_manifest(dataset, onnx_files):
+    """``score_cases`` reads the shard's paths alone: ids, skips (by their row in the run's
+    manifest) and the skip allowance are what ``score_rows`` gives on those rows."""
+    root, manifest = dataset
+    model = open_session(onnx_files["inline"][0], select_device(prefer_gpu=False, threads=1))
+    last = next(rows for rows in patient_shards(manifest.patient_ids, 7) if 30 in rows)  # holds the missing file (row 31)
+    cases = ShardCases.from_dict(ShardCases.of(manifest, last).to_dict())
+
+    alone = score_cases(model, cases, root, preprocessing=SPEC, config=CONFIG, loader_processes=2)
+    in_place = score_rows(model, manifest, preprocessing=SPEC, config=CONFIG, rows=last)
+
+    assert alone.output.ids == in_place.output.ids == [r for r in last if r < 30]
+    assert np.array_equal(alone.output.outputs[model.output_names[0]], in_place.output.outputs[model.output_names[0]])
+    assert [(s.row, s.image_path) for s in alone.reading.skipped] == [(r + 1, manifest.image_paths[r]) for r in last if r >= 30]
+    assert alone.reading.skipped[0].row == 31 and len(cases) < len(manifest)
+    assert (alone.reading.skipped, alone.reading.conversions, alone.reading.allowed_skips) == (
+        in_place.reading.skipped,
+        in_place.reading.conversions,
+        in_place.reading.allowed_skips,
+    )
+    with pytest.raises(ValueError, match="within the run's manifest"):
+        ShardCases.from_dict({**cases.to_dict(), "rows": [len(manifest), *cases.rows[1:]]})

@@ -344,6 +344,15 @@ def test_label_column_outside_output_schema(root):
     assert "'nodule'" in message and "class names" in message and "'pneumothorax'" in message
 
 
+def test_a_manifest_without_labels_is_read_only_where_no_label_is_needed(root):
+    """Generated reports against reference reports need no label column; every other reader does."""
+    path = write_csv(root / "m.csv", "image_path,patient_id,site", "x.png,P1,north", "y.png,P2,south")
+    assert "no label columns given" in manifest_error(path, root, label_columns=())
+    manifest = read_manifest(path, root, label_columns=(), labels_needed=False)
+    assert (manifest.image_paths, manifest.patient_ids, manifest.attributes["site"]) == (["x.png", "y.png"], ["P1", "P2"], ["north", "south"])
+    assert manifest.label_names == () and manifest.labels.shape == (2, 0)
+
+
 def test_empty_manifest(root):
     header_only = write_csv(root / "h.csv", HEADER)
     assert "empty" in manifest_error(header_only, root)

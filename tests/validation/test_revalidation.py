@@ -98,3 +98,41 @@ def test_racing_dispatchers_queue_exactly_one_run(deployment):
     assert not errors, errors
     assert ValidationRun.objects.filter(deployment=deployment).count() == 1
     assert sum(len(o["queued"]) for o in outcomes) == 1
+
+
+def _pacs_dataset(run_setup, base_url: str) -> Dataset:
+    """North's newest dataset, held in a PACS at ``base_url`` (labels for the version's class)."""
+    from radtrust_engine.dicomweb import labels_table
+    from registry.dicomweb import dicomweb_source_set
+    from registry.services import record_create
+
+    dataset = record_create(
+        model=Dataset,
+        actor=run_setup["engineer"],
+        fields={"name": "North PACS set", "institution": run_setup["dataset"].institution, "modality": "DX"},
+    )
+    table = labels_table([{"StudyInstanceUID": "1.2.826.0.1.3680043.8.498.1", "pneumothorax": 1}])
+    dicomweb_source_set(actor=run_setup["engineer"], dataset=dataset, base_url=base_url, modality="DX", labels=table)
+    return dataset
+
+
+def test_a_pacs_dataset_is_revalidated_and_a_pacs_that_is_down_fails_it_with_the_reason(deployment, run_setup, personas):
+    from core.errors import Conflict
+    from radtrust_demo.orthanc import free_port
+    from registry.models import DicomwebManifest
+
+    dataset = _pacs_dataset(run_setup, f"http://127.0.0.1:{free_port()}/dicom-web")  # nothing listens there
+    assert revalidation.newest_site_dataset(deployment) == dataset
+
+    assert revalidation_dispatch(today=TODAY) == {"queued": [], "no_data": [deployment.pk], "skipped": []}
+    deployment.refresh_from_db()
+    assert deployment.revalidation_state == RevalidationState.FAILED
+    assert deployment.revalidation_note.startswith(
+        f"revalidation due on {TODAY - timedelta(days=10)}: no run on North PACS set: North PACS set could not"
+    )
+    assert "the PACS does not answer (ConnectionError)" in deployment.revalidation_note
+    assert not ValidationRun.objects.exists() and not DicomwebManifest.objects.exists()  # nothing half-stored
+    assert next_due_on(deployment) == TODAY - timedelta(days=10)  # still due: the next beat tries again
+    with pytest.raises(Conflict, match="the PACS does not answer") as refused:
+        revalidation.revalidation_queue_now(actor=personas["officer"], deployment=deployment, reason="proposed by alert 1")
+    assert refused.value.code == "pacs_unresolved"

@@ -6,14 +6,16 @@ Leases are moved with explicit ``now`` arguments and updates, never by sleeping.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from radtrust_engine.loading import read_manifest
-from radtrust_engine.scoring import comparable, patient_shards
+from radtrust_engine.scoring import Scored, comparable, patient_shards
 from validation import services, sharding, tasks
 from validation.choices import RunStatus
 from validation.models import RunShard, ValidationRun
@@ -21,7 +23,7 @@ from validation.selectors import run_detail
 
 pytestmark = pytest.mark.django_db
 
-CONFIG = {"n_resamples": 50, "min_patients": 5}
+CONFIG = {"n_resamples": 50, "min_patients": 5, "max_unreadable_share": 0.05}
 
 
 @pytest.fixture
@@ -51,11 +53,23 @@ def _broker(monkeypatch, worker: str | None = None, *, only=lambda shard: True) 
 
 
 def _shard_files(run: ValidationRun) -> list[str]:
+    """The shards' scores files (each shard's stored cases left out)."""
     return sorted(
         f"{index}/{name}"
         for index in default_storage.listdir(f"runs/{run.pk}/shards")[0]
         for name in default_storage.listdir(f"runs/{run.pk}/shards/{index}")[1]
+        if name != "cases.json"
     )
+
+
+def _planned(run_setup, monkeypatch) -> tuple[ValidationRun, list[RunShard]]:
+    """A run claimed by its coordinator and cut into its 4 shards, whose sends nobody takes."""
+    run = _create(run_setup)
+    _broker(monkeypatch)
+    assert services.run_claim(run_id=run.pk, worker="coordinator") == 1
+    manifest = read_manifest(run_setup["root"] / "manifest.csv", run_setup["root"], label_columns=["pneumothorax"])
+    sharding.shards_plan(run=run, manifest=manifest, plan=patient_shards(manifest.patient_ids, 16))
+    return run, list(RunShard.objects.filter(run=run))
 
 
 def test_a_sharded_run_reports_exactly_what_the_unsharded_run_reports(run_setup, settings, monkeypatch):
@@ -101,13 +115,44 @@ def test_a_redelivered_shard_leaves_one_file_and_one_row(run_setup, sharded, mon
     assert ValidationRun.objects.get(pk=run.pk).results["dataset"]["n_evaluated"] == 60
 
 
-def test_a_worker_that_lost_its_shard_stops_before_writing(run_setup, sharded, monkeypatch):
-    run = _create(run_setup)
-    _broker(monkeypatch)  # nobody takes the sends
-    assert services.run_claim(run_id=run.pk, worker="coordinator") == 1
+def test_a_shards_worker_reads_its_own_cases_not_the_manifest(run_setup, sharded, monkeypatch):
+    run, shards = _planned(run_setup, monkeypatch)
+    first = shards[0]
+    cases = sharding.shard_cases(first).cases
     manifest = read_manifest(run_setup["root"] / "manifest.csv", run_setup["root"], label_columns=["pneumothorax"])
-    sharding.shards_plan(run=run, plan=patient_shards(manifest.patient_ids, 16))
-    first = RunShard.objects.get(run=run, index=0)
+    assert cases.rows == tuple(patient_shards(manifest.patient_ids, 16)[0]) and cases.run_images == 60
+    # Neither the manifest nor any other shard's image is there to read: the shard needs neither.
+    (run_setup["root"] / "manifest.csv").unlink()
+    for row, path in enumerate(manifest.image_paths):
+        if row not in cases.rows:
+            (run_setup["root"] / path).unlink()
+
+    assert sharding.shard_execute(shard_id=first.pk, worker="w2") == RunStatus.SUCCEEDED
+    first.refresh_from_db()
+    with default_storage.open(first.scores_name, "rb") as handle:
+        scored = Scored.from_bytes(handle.read())
+    assert scored.output.ids == list(cases.rows) and scored.reading.skipped == []
+    assert scored.reading.allowed_skips == 3  # the whole run's allowance (5% of 60 images), not the shard's (5% of 16)
+
+
+def test_a_shard_whose_stored_cases_were_altered_fails_the_run_with_the_reason(run_setup, sharded, monkeypatch):
+    run, shards = _planned(run_setup, monkeypatch)
+    name = sharding.cases_name(run.pk, 1)
+    with default_storage.open(name, "rb") as handle:
+        body = json.loads(handle.read())
+    body["cases"]["rows"][0] = body["cases"]["rows"][1]  # another case scored twice
+    default_storage.delete(name)
+    default_storage.save(name, ContentFile(json.dumps(body).encode()))
+
+    assert sharding.shard_execute(shard_id=shards[1].pk, worker="w2") == RunStatus.FAILED
+    shards[1].refresh_from_db()
+    assert shards[1].error_reason == "internal_error"
+    assert shards[1].error == "Shard 2's stored cases do not match their hash: they were altered since the run was planned."
+
+
+def test_a_worker_that_lost_its_shard_stops_before_writing(run_setup, sharded, monkeypatch):
+    run, shards = _planned(run_setup, monkeypatch)
+    first = shards[0]
     stale = sharding.shard_claim(shard_id=first.pk, worker="slow")
     RunShard.objects.filter(pk=first.pk).update(lease_until=stale.lease_until - timedelta(days=1))
     assert sharding.shard_execute(shard_id=first.pk, worker="fast") == RunStatus.SUCCEEDED
@@ -120,12 +165,8 @@ def test_a_worker_that_lost_its_shard_stops_before_writing(run_setup, sharded, m
 
 
 def test_a_killed_shard_is_rerun_alone_and_the_run_merges_the_rest(run_setup, sharded, monkeypatch, django_capture_on_commit_callbacks):
-    run = _create(run_setup)
+    run, shards = _planned(run_setup, monkeypatch)
     sent = _broker(monkeypatch)
-    assert services.run_claim(run_id=run.pk, worker="coordinator") == 1
-    manifest = read_manifest(run_setup["root"] / "manifest.csv", run_setup["root"], label_columns=["pneumothorax"])
-    sharding.shards_plan(run=run, plan=patient_shards(manifest.patient_ids, 16))
-    shards = list(RunShard.objects.filter(run=run))
     for shard in shards:
         if shard.index != 1:
             assert sharding.shard_execute(shard_id=shard.pk, worker="w2") == RunStatus.SUCCEEDED
@@ -153,12 +194,8 @@ def test_a_killed_shard_is_rerun_alone_and_the_run_merges_the_rest(run_setup, sh
 
 
 def test_a_shard_out_of_attempts_fails_the_run_with_the_reason(run_setup, sharded, monkeypatch, django_capture_on_commit_callbacks):
-    run = _create(run_setup)
-    _broker(monkeypatch)
-    services.run_claim(run_id=run.pk, worker="coordinator")
-    manifest = read_manifest(run_setup["root"] / "manifest.csv", run_setup["root"], label_columns=["pneumothorax"])
-    sharding.shards_plan(run=run, plan=patient_shards(manifest.patient_ids, 16))
-    shard = RunShard.objects.get(run=run, index=2)
+    run, shards = _planned(run_setup, monkeypatch)
+    shard = shards[2]
     RunShard.objects.filter(pk=shard.pk).update(attempt=shard.max_attempts - 1)
     killed = sharding.shard_claim(shard_id=shard.pk, worker="killed", lease_seconds=3)
     with django_capture_on_commit_callbacks(execute=True):

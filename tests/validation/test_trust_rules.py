@@ -629,6 +629,15 @@ def test_perturbation_drop_takes_the_worst_condition_of_any_label():
     assert only_b.status == "uncertain" and only_b.value == 0.5
 
 
+def test_perturbation_drop_reads_a_detection_runs_cpm_under_perturbation():
+    cpm = {"value": 0.5, "change": -0.3, "ci_low": -0.4, "ci_high": -0.2}
+    robustness = {"n_cases": 40, "conditions": [{"condition": "windowing@3", "metrics": {"cpm": cpm}}]}
+    detector = run(1, {**report({}), "task": "detection", "detection": {"robustness": robustness}})
+    outcome = apply("perturbation_drop", version(runs=(detector,)))
+    assert (outcome.status, outcome.inputs["metric"], outcome.inputs["label"]) == ("not_met", "cpm", "lesions")
+    assert outcome.explanation.startswith("Worst CPM drop 0.300 (95% CI 0.200-0.400) under windowing@3 exceeds")
+
+
 def test_generalisation_spread_is_judged_on_its_point_estimate():
     section = label(
         generalisation={

@@ -108,7 +108,8 @@ class PredictionsUploadSerializer(serializers.Serializer):
 
 
 class ReportsUploadSerializer(serializers.Serializer):
-    """Generated reports of a version produced elsewhere, evaluated against a dataset's reference findings."""
+    """Generated reports of a version produced elsewhere, evaluated against a dataset's reference
+    findings or against reference reports."""
 
     MAX_BYTES = 64 * 1024 * 1024
 
@@ -121,8 +122,18 @@ class ReportsUploadSerializer(serializers.Serializer):
     manifest = serializers.CharField(default="manifest.csv", max_length=300)
     config = JSONValueField(kind=dict, default=dict, help_text="Suite options: attributes, n_resamples, seed, min_patients, confidence.")
     uncertain_as_present = serializers.BooleanField(default=False, help_text="Count a hedged finding ('possible effusion') as asserted.")
+    reference_reports = serializers.FileField(
+        required=False,
+        help_text="Optional reference reports, in the same form as the generated ones; without them the manifest's label columns are the reference.",
+    )
 
     def validate_reports(self, value):
+        return self._bounded(value)
+
+    def validate_reference_reports(self, value):
+        return self._bounded(value)
+
+    def _bounded(self, value):
         if value.size > self.MAX_BYTES:
             raise serializers.ValidationError(f"A reports file is at most {self.MAX_BYTES // (1024 * 1024)} MiB.")
         return value

@@ -63,14 +63,17 @@ class ValidationRunViewSet(ScopedViewSet, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(request=s.ReportsUploadSerializer, responses={201: s.ValidationRunSerializer})
     @action(detail=False, methods=["post"], url_path="from-reports", parser_classes=[MultiPartParser, FormParser])
     def from_reports(self, request):
-        """Evaluate generated reports (JSON Lines: case_id, report) against the manifest's reference
-        findings; RadTrust does not run the model. 201 with the succeeded run."""
+        """Queue the evaluation of generated reports (JSON Lines: case_id, report) against the
+        manifest's reference findings or reference reports; RadTrust does not run the model. 201
+        with the queued run, which a worker evaluates."""
         form = s.ReportsUploadSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
         if not self.get_permissions()[0].has_object_permission(request, self, data["version"]):
             self.permission_denied(request, message="This version belongs to another institution's model.")
         upload = data.pop("reports")
+        if reference := data.pop("reference_reports", None):
+            data.update(reference_reports=reference.read(), reference_filename=reference.name)
         run = uploaded_reports.run_from_reports(actor=request.user, reports=upload.read(), filename=upload.name, **data)
         return Response(s.ValidationRunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from radtrust_engine.images import ImagesCheck, allowed_skips, check_images
 from radtrust_engine.loading import Manifest, ManifestError, manifest_file, read_manifest
 from radtrust_engine.preprocessing import Preprocessing
+from radtrust_engine.task_spec import GROUND_TRUTH_COLUMNS
 from registry.management.arguments import dataset_argument, version_argument
 from registry.models import Dataset, ModelVersion
 from validation.services import dataset_root
@@ -24,15 +25,15 @@ from validation.services import dataset_root
 
 def _manifest(version: ModelVersion, dataset: Dataset, name: str) -> Manifest:
     """The dataset's manifest, read and checked as a run of ``version`` reads it (its label columns, or masks)."""
-    segmentation = version.foundation_model.task == "segmentation"
+    truth = GROUND_TRUTH_COLUMNS.get(version.task_spec.task)  # masks or lesion annotations, else 0/1 labels
     class_names = list(version.output_schema.get("class_names", []))
     root = dataset_root(dataset)
     return read_manifest(
         manifest_file(root, name),
         root,
-        label_columns=[] if segmentation else class_names,
+        label_columns=[] if truth else class_names,
         class_names=class_names,
-        mask_column="mask_path" if segmentation else None,
+        mask_column=truth,
     )
 
 
