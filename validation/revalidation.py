@@ -36,7 +36,7 @@ from core.errors import Conflict
 from radtrust.celery import site_queue
 from radtrust_engine.federated_payload import SiteSummary
 from radtrust_engine.pipeline import SuiteConfig
-from registry.choices import DeploymentStatus, RevalidationBy, RevalidationState
+from registry.choices import CLASSIFICATION_TASKS, DeploymentStatus, RevalidationBy, RevalidationState
 from registry.models import Dataset, Deployment, DicomwebSource
 from validation.baselines import version_baseline
 from validation.choices import FederatedJobStatus, RunStatus, StudyStatus
@@ -83,10 +83,14 @@ def revalidation_overdue_from(deployment: Deployment, *, today: date | None = No
 
 
 def newest_site_dataset(deployment: Deployment) -> Dataset | None:
-    """The site's newest data: the dataset its institution stewards with a location or in a PACS, latest collection first."""
+    """The site's newest data: the dataset its institution stewards with a location or in a PACS
+    (for a classifier only: a PACS dataset's labels are per study or instance), latest collection first."""
+    readable = ~Q(location="")
+    if deployment.version.foundation_model.task in CLASSIFICATION_TASKS:
+        readable |= Q(dicomweb__isnull=False)
     return (
         Dataset.objects.filter(institution_id=deployment.institution_id)
-        .filter(~Q(location="") | Q(dicomweb__isnull=False))
+        .filter(readable)
         .order_by(F("collection_end").desc(nulls_last=True), "-created_at", "-pk")
         .first()
     )

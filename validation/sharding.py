@@ -159,11 +159,19 @@ def shard_cases(shard: RunShard) -> StoredCases:
 
 
 def _cases_store(run_id: int, index: int, stored: StoredCases) -> None:
-    """Write the shard's cases under their fixed name. Only before the shard's row exists: a
-    coordinator that died while planning left a file no worker reads yet, replaced here."""
-    name = cases_name(run_id, index)
-    default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(_cases_bytes(run_id, index, stored)))
+    """Write the shard's cases under their fixed name. The same plan writes the same bytes, which
+    are kept: a stale coordinator planning again never removes a file a shard may be reading. Other
+    bytes (a coordinator that died while writing) are replaced; no shard row exists for them yet."""
+    name, data = cases_name(run_id, index), _cases_bytes(run_id, index, stored)
+    if default_storage.exists(name):
+        try:
+            with default_storage.open(name, "rb") as handle:
+                if handle.read() == data:
+                    return
+        except OSError:
+            pass
+        default_storage.delete(name)
+    saved = default_storage.save(name, ContentFile(data))
     if saved != name:  # another attempt at planning wrote the same cases meanwhile
         default_storage.delete(saved)
 

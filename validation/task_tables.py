@@ -118,7 +118,7 @@ def _robustness(section: TaskSection, robustness: Any) -> None:
     for n in robustness.get("not_applicable") or []:
         if isinstance(n, Mapping):
             name = n.get("perturbation")
-            reasons.setdefault(str(n.get("reason")), []).append(PERTURBATIONS[name].description if name in PERTURBATIONS else str(name))
+            reasons.setdefault(str(n.get("reason")), []).append(_perturbation(name))
     not_applicable = "".join(f" Not applicable: {'; '.join(names)} (each {why})." for why, names in reasons.items())
     if "error" in robustness:
         section.notes.append(f"Robustness to image perturbations: not computed ({robustness['error']}).{not_applicable}")
@@ -138,15 +138,22 @@ def _robustness(section: TaskSection, robustness: Any) -> None:
         metrics = c.get("metrics") or {}
         cpm, sensitivity = metrics.get("cpm") or {}, metrics.get("sensitivity_at_1_fp") or {}
         rows.append([_condition(c), number(cpm.get("value")), _change(cpm), _change(sensitivity)])
-    rows += [[str(f.get("condition")), "failed", str(f.get("error")), "—"] for f in robustness.get("failed") or [] if isinstance(f, Mapping)]
+    rows += [
+        [f"{_perturbation(f.get('perturbation'))}, severity {number(f.get('severity'))}", "failed", str(f.get("error")), "—"]
+        for f in robustness.get("failed") or []
+        if isinstance(f, Mapping)
+    ]
     if rows:
         head = ["Perturbation (severity and its setting)", "CPM", "CPM change (CI)", "Change in sensitivity at 1 FP per image (CI)"]
         section.tables.append(Table("Robustness: the FROC under image perturbations", head, rows))
 
 
+def _perturbation(name: Any) -> str:
+    return PERTURBATIONS[name].description if name in PERTURBATIONS else str(name)
+
+
 def _condition(condition: Mapping[str, Any]) -> str:
-    name = condition.get("perturbation")
-    described = PERTURBATIONS[name].description if name in PERTURBATIONS else str(name)
+    described = _perturbation(condition.get("perturbation"))
     return f"{described}, severity {number(condition.get('severity'))} ({condition.get('parameter')}: {number(condition.get('setting'))})"
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from radtrust_agent.state import write_atomic
 from radtrust_engine.dicomweb import (
+    DicomwebError,
     DicomwebProblem,
     DicomwebQuery,
     LabelledManifest,
@@ -63,12 +64,14 @@ class PacsProblem(StrEnum):
     NOT_CONFIGURED = "pacs_not_configured"
     BAD_LABELS = "bad_labels_table"
     BAD_ACCESSIONS = "bad_accession_list"
+    ALTERED_MANIFEST = "pacs_manifest_altered"
 
 
 _REASON_TEXT = {
     PacsProblem.NOT_CONFIGURED: "The study reads a PACS, and this site's agent was started without one (--pacs-url).",
     PacsProblem.BAD_LABELS: "The site's labels table for the PACS query is missing or invalid, or lacks a label of the study.",
     PacsProblem.BAD_ACCESSIONS: "The site's accession list for the PACS query is missing or invalid.",
+    PacsProblem.ALTERED_MANIFEST: "The manifest this site's agent froze for the job was altered or damaged since; nothing was evaluated.",
     DicomwebProblem.UNREACHABLE: "The site's PACS did not answer.",
     DicomwebProblem.REFUSED: "The site's PACS refused the agent's credentials.",
     DicomwebProblem.NOT_FOUND: "The site's PACS answered 'not found': check the agent's --pacs-url.",
@@ -245,7 +248,10 @@ def _accessions(data_root: Path, name: str) -> tuple[str, ...]:
 def _frozen(spec: PacsSpec, client, *, pacs: PacsConfig, data_root: Path, labels: Sequence[str], path: Path) -> LabelledManifest:
     """The job's frozen manifest: the one stored at ``path`` (a resumed job evaluates what it froze), else resolved now and stored."""
     if path.is_file():
-        return verified(LabelledManifest.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+        try:
+            return verified(LabelledManifest.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+        except (DicomwebError, ValueError, KeyError, TypeError) as exc:
+            raise PacsSiteError(PacsProblem.ALTERED_MANIFEST, f"{path}: {exc}") from exc
     table = _labels(data_root, spec.labels, labels)
     accessions = _accessions(data_root, spec.accessions) if spec.accessions else ()
     query = DicomwebQuery(**{**spec.query.to_dict(), "accession_numbers": accessions})

@@ -152,7 +152,10 @@ def detection_robustness_report(collected: PerturbedDetections, *, n_resamples: 
         "cpm": finite_or_none(base["cpm"][0]),
         "sensitivity_at_1_fp": finite_or_none(base["sensitivity_at_1_fp"][0]),
         "conditions": described,
-        "failed": [{"condition": k, "error": v} for k, v in collected.failed.items()],
+        "failed": [
+            {"condition": k, "perturbation": k.partition("@")[0], "severity": int(k.partition("@")[2]), "error": v}
+            for k, v in collected.failed.items()
+        ],
         "not_applicable": not_applicable,
         "worst_case": next((e for e in described if e["condition"] == worst), None),
     }

@@ -44,6 +44,8 @@ _STUDY_UID, _SERIES_UID, _SOP_UID = "0020000D", "0020000E", "00080018"
 _PATIENT_ID = "00100020"
 _SERIES_INSTANCES = "00201209"  # NumberOfSeriesRelatedInstances
 PAGE_SIZE = 1000  # matches asked for per QIDO-RS request
+QIDO_RETRIES, QIDO_BACKOFF = 3, 0.5  # a busy PACS is asked again after 0.5, 1 and 2 s
+_QIDO_RETRYABLE = {408, 429, 503, 504}  # dicomweb-client's own choice: busy or slow, not broken (a 500 is final)
 _WARNING_299 = re.compile(r"(^|,)\s*299\s")  # RFC 7234 "miscellaneous persistent warning": dcm4chee's "N additional results"
 _RETRYABLE = {429, 500, 502, 503, 504}
 KEY_COLUMNS = ("StudyInstanceUID", "SOPInstanceUID")  # what a labels table may be keyed by
@@ -343,6 +345,8 @@ def _call(what: str, function, *args, **kwargs):
         raise DicomwebError(f"{what}: HTTP {status}, {hint}.", problem) from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise DicomwebError(f"{what}: the PACS does not answer ({exc.__class__.__name__}).", DicomwebProblem.UNREACHABLE) from exc
+    except requests.RequestException as exc:  # a broken or undecodable answer, too many redirects
+        raise DicomwebError(f"{what}: the PACS's answer could not be read ({exc.__class__.__name__}).", DicomwebProblem.FAILED) from exc
 
 
 def resolve(client, query: DicomwebQuery, *, limit: int, page_size: int = PAGE_SIZE) -> FrozenManifest:
@@ -372,7 +376,7 @@ def resolve(client, query: DicomwebQuery, *, limit: int, page_size: int = PAGE_S
             client, "instances", filters, [_PATIENT_ID, _STUDY_UID, _SERIES_UID], key=_SOP_UID, page_size=page_size, stop_after=limit - len(instances)
         )
         for sop_uid, item in found.items():
-            instances[sop_uid] = Instance(_value(item, _STUDY_UID), _value(item, _SERIES_UID), sop_uid, _value(item, _PATIENT_ID))
+            instances[sop_uid] = Instance(*_uids(item, sop_uid), _value(item, _PATIENT_ID))
         if len(instances) > limit:
             raise DicomwebError(
                 f"The query matches more than {limit} instances, the configured limit; narrow it (dates, body part, accession list).",
@@ -385,6 +389,14 @@ def resolve(client, query: DicomwebQuery, *, limit: int, page_size: int = PAGE_S
     ordered = tuple(sorted(instances.values(), key=lambda i: (i.study_uid, i.series_uid, i.sop_uid)))
     digest = hashlib.sha256("\n".join(f"{i.study_uid}/{i.series_uid}/{i.sop_uid}" for i in ordered).encode()).hexdigest()
     return FrozenManifest(ordered, digest)
+
+
+def _uids(item: dict, sop_uid: str) -> tuple[str, str, str]:
+    """An answer's study, series and instance UIDs, each a DICOM UID: they name cache files and WADO-RS URLs."""
+    uids = (_value(item, _STUDY_UID), _value(item, _SERIES_UID), sop_uid)
+    if not all(len(uid) <= 64 and _UID.match(uid) for uid in uids):
+        raise DicomwebError("Instance search: the PACS answered an instance whose UIDs are not DICOM UIDs.", DicomwebProblem.FAILED)
+    return uids
 
 
 def _search(client, level: str, filters: Mapping[str, str], fields: Sequence[str], *, key: str, page_size: int, stop_after: int) -> dict[str, dict]:
@@ -410,7 +422,13 @@ def _search(client, level: str, filters: Mapping[str, str], fields: Sequence[str
 def _qido_page(client, level: str, params: Mapping[str, Any], what: str) -> list[dict]:
     """One QIDO-RS answer, read with the client's own session to see its headers (dicomweb-client
     only logs a ``Warning``); a PACS that warns it left matches out is refused."""
-    response = client._session.get(f"{client.base_url}/{level}", params=params, headers={"Accept": "application/dicom+json"}, timeout=client._timeout)
+    for attempt in range(QIDO_RETRIES + 1):  # dicomweb-client's own retries are skipped with its session
+        response = client._session.get(
+            f"{client.base_url}/{level}", params=params, headers={"Accept": "application/dicom+json"}, timeout=client._timeout
+        )
+        if response.status_code not in _QIDO_RETRYABLE or attempt == QIDO_RETRIES:
+            break
+        time.sleep(QIDO_BACKOFF * 2**attempt)
     response.raise_for_status()
     warning = response.headers.get("Warning", "")
     if _WARNING_299.search(warning):

@@ -124,18 +124,28 @@ def test_documents_say_lesion_detection(personas, models):
 
 
 def test_the_migration_makes_a_family_of_detector_versions_a_detection_model():
-    """Before the task existed a detector was a segmentation model whose versions said "task": "detection"."""
+    """Before the task existed a detector was a model of another task whose versions said "task": "detection"."""
     migration = importlib.import_module("registry.migrations.0015_detection_task")
-    legacy, mixed = FoundationModelFactory(task="segmentation"), FoundationModelFactory(task="segmentation")
-    for model, schemas in ((legacy, [{"task": "detection"}]), (mixed, [{"task": "detection"}, {}])):
-        for number, schema in enumerate(schemas):
-            ModelVersionFactory(foundation_model=model, version=f"1.{number}.0", output_schema={"class_names": ["nodule"], **schema})
+    legacy, classifier, plain = (FoundationModelFactory(task=task) for task in ("segmentation", "binary", "segmentation"))
+    for model, schema in ((legacy, {"task": "detection"}), (classifier, {"task": "detection"}), (plain, {})):
+        ModelVersionFactory(foundation_model=model, output_schema={"class_names": ["nodule"], **schema})
     migration.detectors_forward(apps, None)
-    assert FoundationModel.objects.get(pk=legacy.pk).task == "detection"
-    assert FoundationModel.objects.get(pk=mixed.pk).task == "segmentation"  # a plain segmentation version among them: left as it was
+    assert [FoundationModel.objects.get(pk=m.pk).task for m in (legacy, classifier, plain)] == ["detection", "detection", "segmentation"]
     migration.detectors_backward(apps, None)
     assert FoundationModel.objects.get(pk=legacy.pk).task == "segmentation"
     assert legacy.versions.get().output_schema["task"] == "detection"
+
+
+def test_the_migration_stops_at_a_model_whose_versions_are_of_two_tasks():
+    """Given one task, a mixed family would hold versions the new rule cannot read (pages, runs): it is named instead."""
+    migration = importlib.import_module("registry.migrations.0015_detection_task")
+    mixed = FoundationModelFactory(task="segmentation", name="Nodule finder")
+    for number, schema in enumerate([{"task": "detection"}, {}]):
+        ModelVersionFactory(foundation_model=mixed, version=f"1.{number}.0", output_schema={"class_names": ["nodule"], **schema})
+
+    with pytest.raises(RuntimeError, match=rf"Nodule finder \(id {mixed.pk}\)"):
+        migration.detectors_forward(apps, None)
+    assert FoundationModel.objects.get(pk=mixed.pk).task == "segmentation"
 
 
 def test_outputs_uploaded_for_a_detector_are_refused_on_version(run_setup, models):

@@ -1,7 +1,8 @@
 """QIDO-RS answers a PACS may cut short, from a small DICOMweb server over real HTTP: paging with
 ``limit`` and ``offset`` until a short page, a ``Warning: 299`` header, a silent cap that the
 series' instance counts expose, a PACS that ignores ``offset`` or does not count. The same
-refusals against a real Orthanc with a find limit are in ``tests/integration/test_dicomweb.py``."""
+refusals against a real Orthanc with a find limit are in ``tests/integration/test_dicomweb.py``.
+Also: a busy PACS asked again, and answers whose UIDs could not name a file or a URL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from radtrust_engine import dicomweb
 from radtrust_engine.dicomweb import DicomwebError, DicomwebQuery, dicomweb_client, resolve
 
 UID = "1.2.826.0.1.3680043.8.498"
@@ -30,6 +32,8 @@ class Pacs:
     warning: str = ""
     ignores_offset: bool = False
     counts: bool = True
+    busy: int = 0  # answers HTTP 503 to this many requests first
+    sop_uid: str = ""  # the first instance's SOP Instance UID instead of a generated one
     requests: list[tuple[str, int, int]] = field(default_factory=list)  # (level, limit, offset)
 
     def matches(self, level: str) -> list[dict]:
@@ -41,6 +45,8 @@ class Pacs:
                 continue
             for i in range(self.per_series):
                 rows.append({**series, "00080018": {"vr": "UI", "Value": [f"{UID}.{s}.1.{i}"]}, "00100020": {"vr": "LO", "Value": [f"p{s}"]}})
+        if level == "instances" and self.sop_uid:
+            rows[0] = {**rows[0], "00080018": {"vr": "UI", "Value": [self.sop_uid]}}
         return rows[: self.cap] if self.cap is not None else rows
 
 
@@ -55,6 +61,12 @@ def pacs() -> Iterator[tuple[Pacs, str]]:
             params = parse_qs(url.query)
             limit, offset = int(params.get("limit", ["1000000"])[0]), int(params.get("offset", ["0"])[0])
             state.requests.append((level, limit, offset))
+            if state.busy:
+                state.busy -= 1
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             start = 0 if state.ignores_offset else offset
             body = json.dumps(state.matches(level)[start : start + min(limit, state.per_answer or limit)]).encode()
             self.send_response(200)
@@ -141,3 +153,35 @@ def test_a_pacs_that_does_not_count_series_instances_is_refused(pacs):
 
     with pytest.raises(DicomwebError, match="does not say how many instances a series holds"):
         _resolve(url)
+
+
+@pytest.fixture
+def no_wait(monkeypatch):
+    monkeypatch.setattr(dicomweb, "QIDO_BACKOFF", 0.0)
+
+
+def test_a_busy_pacs_is_asked_again(pacs, no_wait):
+    state, url = pacs
+    state.busy = 3  # the three retries of the first request
+
+    assert len(_resolve(url).instances) == 12
+    assert state.requests[:4] == [("instances", 1000, 0)] * 4
+
+
+def test_a_pacs_busy_beyond_the_retries_fails_the_search(pacs, no_wait):
+    state, url = pacs
+    state.busy = 4
+
+    with pytest.raises(DicomwebError, match="Instance search: HTTP 503") as failed:
+        _resolve(url)
+    assert failed.value.reason == "pacs_failed" and len(state.requests) == 4
+
+
+@pytest.mark.parametrize("uid", ["../../../etc/passwd", "1.2.3/../4", "1." + "2" * 70, "1.2.abc"])
+def test_an_answer_whose_uids_are_not_dicom_uids_is_refused(pacs, uid):
+    state, url = pacs
+    state.sop_uid = uid
+
+    with pytest.raises(DicomwebError, match="UIDs are not DICOM UIDs") as refused:
+        _resolve(url)
+    assert refused.value.reason == "pacs_failed" and uid not in str(refused.value)

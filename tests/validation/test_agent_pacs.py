@@ -8,6 +8,7 @@ the credentials it was sent.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,9 +16,9 @@ import pytest
 
 from radtrust_agent.__main__ import main as agent_main
 from radtrust_agent.evaluation import Job, JobError
-from radtrust_agent.pacs import PacsConfig, PacsProblem, PacsSpec, reason_text
+from radtrust_agent.pacs import PacsConfig, PacsProblem, PacsSiteError, PacsSpec, _frozen, reason_text
 from radtrust_agent.state import AgentState, JobStatus
-from radtrust_engine.dicomweb import DicomwebProblem
+from radtrust_engine.dicomweb import DicomwebProblem, FrozenManifest, Instance, label, labels_csv
 from radtrust_engine.failures import FailureCode
 from tests.validation.test_agent import TOKEN, FakeServer, make_agent, strings
 
@@ -133,3 +134,24 @@ def test_a_pacs_address_that_is_not_http_or_an_unreadable_password_file_stops_th
     monkeypatch.setenv("RADTRUST_AGENT_PACS_PASSWORD_FILE", str(secret))
     config = PacsConfig.from_environment("https://pacs.local/dicom-web/", workers=2)
     assert (config.url, config.auth, config.workers) == ("https://pacs.local/dicom-web", ("agent-north", "hunter2"), 2)
+
+
+@pytest.mark.parametrize("damage", ["label", "not json", "no instances"])
+def test_a_frozen_manifest_altered_at_the_site_fails_the_job_with_its_own_code(tmp_path, damage):
+    """A resumed job evaluates what it froze, or nothing: a changed label, a damaged file."""
+    uid = "1.2.826.0.1.3680043.8.498"
+    frozen = FrozenManifest((Instance(uid, f"{uid}.1", f"{uid}.1.1", "p1"), Instance(uid, f"{uid}.1", f"{uid}.1.2", "p1")), "0" * 64)
+    stored = label(frozen, labels_csv(f"SOPInstanceUID,effusion\n{uid}.1.1,1\n{uid}.1.2,0\n")).to_dict()
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(stored))
+    assert _frozen(None, None, pacs=None, data_root=tmp_path, labels=["effusion"], path=path).labels == ((1,), (0,))  # intact: read back
+
+    if damage == "label":
+        stored["instances"][0][4] = [0]
+        path.write_text(json.dumps(stored))
+    else:
+        path.write_text("{" if damage == "not json" else json.dumps({"sha256": stored["sha256"]}))
+    with pytest.raises(PacsSiteError) as refused:
+        _frozen(None, None, pacs=None, data_root=tmp_path, labels=["effusion"], path=path)
+    assert refused.value.reason == PacsProblem.ALTERED_MANIFEST
+    assert uid not in reason_text(refused.value.reason)

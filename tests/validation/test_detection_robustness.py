@@ -89,6 +89,16 @@ def test_only_the_sampled_cases_are_perturbed_and_a_contract_breaking_condition_
     assert "gaussian_noise@3" not in {c["condition"] for c in report["conditions"]}
     assert "blur@1" in {c["condition"] for c in report["conditions"]}
 
+    from radtrust_engine.perturbations import PERTURBATIONS
+    from validation.task_tables import TaskSection, _robustness
+
+    section = TaskSection("Lesion detection")
+    _robustness(section, report)
+    (table,) = section.tables
+    failed_rows = [row for row in table.rows if row[1] == "failed"]
+    assert len(failed_rows) == len(report["failed"]) and not any("@" in row[0] for row in failed_rows)  # in words, not keys
+    assert f"{PERTURBATIONS['gaussian_noise'].description}, severity 3" in {row[0] for row in failed_rows}
+
 
 def test_nothing_sampled_says_why():
     collected = PerturbedDetections(threshold_detector, 1, CONFIG, "MR", 0, frozenset())

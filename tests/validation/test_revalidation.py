@@ -116,6 +116,21 @@ def _pacs_dataset(run_setup, base_url: str) -> Dataset:
     return dataset
 
 
+def test_a_model_that_is_not_a_classifier_is_revalidated_on_folder_data_not_a_newer_pacs_dataset(deployment, run_setup):
+    """A PACS dataset's labels are per study or instance: a segmenter falls back to the site's newest folder."""
+    from radtrust_demo.orthanc import free_port
+    from registry.models import FoundationModel
+
+    folder = revalidation.newest_site_dataset(deployment)
+    pacs = _pacs_dataset(run_setup, f"http://127.0.0.1:{free_port()}/dicom-web")
+    assert folder is not None and revalidation.newest_site_dataset(deployment) == pacs  # a classifier: the newer PACS set
+
+    FoundationModel.objects.filter(pk=deployment.version.foundation_model_id).update(task="segmentation")
+    deployment.refresh_from_db()
+    deployment.version.foundation_model.refresh_from_db()
+    assert revalidation.newest_site_dataset(deployment) == folder
+
+
 def test_a_pacs_dataset_is_revalidated_and_a_pacs_that_is_down_fails_it_with_the_reason(deployment, run_setup, personas):
     from core.errors import Conflict
     from radtrust_demo.orthanc import free_port

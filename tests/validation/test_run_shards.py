@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from radtrust_engine.loading import read_manifest
-from radtrust_engine.scoring import Scored, comparable, patient_shards
+from radtrust_engine.scoring import Scored, ShardCases, comparable, patient_shards
 from validation import services, sharding, tasks
 from validation.choices import RunStatus
 from validation.models import RunShard, ValidationRun
@@ -133,6 +133,20 @@ def test_a_shards_worker_reads_its_own_cases_not_the_manifest(run_setup, sharded
         scored = Scored.from_bytes(handle.read())
     assert scored.output.ids == list(cases.rows) and scored.reading.skipped == []
     assert scored.reading.allowed_skips == 3  # the whole run's allowance (5% of 60 images), not the shard's (5% of 16)
+
+
+def test_a_stale_coordinator_planning_again_keeps_the_cases_a_shard_may_be_reading(run_setup, sharded, monkeypatch):
+    run, shards = _planned(run_setup, monkeypatch)
+    names = [sharding.cases_name(run.pk, shard.index) for shard in shards]
+    before = [default_storage.open(name, "rb").read() for name in names]
+    deleted: list[str] = []
+    monkeypatch.setattr(default_storage, "delete", deleted.append)  # a delete would leave a shard nothing to read
+
+    manifest = read_manifest(run_setup["root"] / "manifest.csv", run_setup["root"], label_columns=["pneumothorax"])
+    for index, rows in enumerate(patient_shards(manifest.patient_ids, 16)):  # one that read "no shards yet" before they were made
+        sharding._cases_store(run.pk, index, sharding.StoredCases(ShardCases.of(manifest, rows), None))
+
+    assert deleted == [] and [default_storage.open(name, "rb").read() for name in names] == before
 
 
 def test_a_shard_whose_stored_cases_were_altered_fails_the_run_with_the_reason(run_setup, sharded, monkeypatch):
