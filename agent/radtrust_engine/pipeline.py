@@ -486,7 +486,7 @@ def classification_metrics(
         analyses: dict[str, Any] = {}
         if "calibration" in config.analyses:
             with _timed(timings, "calibration"):
-                analyses["calibration"] = _calibration(y_true, y_score, patient_ids, config)
+                analyses["calibration"] = calibration_section(y_true, y_score, patient_ids, config)
         if "generalisation" in config.analyses:
             with _timed(timings, "generalisation"):
                 analyses["generalisation"] = generalisation_report(
@@ -669,8 +669,8 @@ def _label_explainability(explained: ExplainedCases, k: int, label: str, files: 
     return {**result.report, "overlays": overlays}
 
 
-def _calibration(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray, config: SuiteConfig) -> dict[str, Any]:
-    """The label's calibration report, or the reason it could not be computed (the rest of the run goes on)."""
+def calibration_section(y_true: np.ndarray, y_prob: np.ndarray, patient_ids: np.ndarray, config: SuiteConfig) -> dict[str, Any]:
+    """A label's (or a detector's lesion-level) calibration report, or the reason it could not be computed (the rest of the run goes on)."""
     try:
         return calibration_report(
             y_true,

@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from radtrust_engine.baseline import Baseline
-from radtrust_engine.calibration import CalibrationInputError, calibration_report
 from radtrust_engine.detection import (
     DetectionCase,
     DetectionError,
@@ -58,7 +57,7 @@ from radtrust_engine.detection_robustness import PerturbedDetections, detection_
 from radtrust_engine.drift import IMAGE_FEATURES, image_summary
 from radtrust_engine.images import ImageError, load_image
 from radtrust_engine.loading import Manifest
-from radtrust_engine.pipeline import Evaluation, Progress, SuiteConfig, UnreadableImages, case_strata, drift_section, kept_sample
+from radtrust_engine.pipeline import Evaluation, Progress, SuiteConfig, UnreadableImages, calibration_section, case_strata, drift_section, kept_sample
 from radtrust_engine.pipeline_volumes import (
     READER_MASK,
     inside,
@@ -301,18 +300,7 @@ def _score_calibration(matched: Sequence[MatchedCase], config: SuiteConfig) -> d
         return {"error": "the detection scores are not probabilities (outside 0 to 1): calibration does not apply"}
     hits = np.concatenate([c.lesion_of >= 0 for c in matched]).astype(np.int64)
     patients = np.concatenate([np.full(len(c.scores), c.patient_id, dtype=object) for c in matched]).astype(str)
-    try:
-        return calibration_report(
-            hits,
-            scores,
-            n_bins=config.calibration_bins,
-            patient_id=patients,
-            n_resamples=config.n_resamples,
-            seed=config.seed,
-            confidence=config.confidence,
-        ).to_dict()
-    except CalibrationInputError as exc:
-        return {"error": str(exc)}
+    return calibration_section(hits, scores, patients, config)
 
 
 def _readers(

@@ -35,6 +35,7 @@ BLOCKING = {"serious", "critical"}
 # One account per role of a person: the provider's engineer, officer and auditor, and North's clinician.
 ACCOUNT_OF_ROLE = {Role.ML_ENGINEER: "engineer", Role.COMPLIANCE_OFFICER: "officer", Role.AUDITOR: "auditor", Role.CLINICIAN: "clinician_north"}
 PHONE = {"width": 390, "height": 844}
+NO_TIME_LIMIT = 0  # Playwright reads 0 as "no limit": a draft PDF may take long on a loaded machine; nothing here is timed
 
 
 def _pages_for(role: str) -> list[str]:
@@ -69,7 +70,7 @@ def _problems_for(role: str, context, records: dict) -> tuple[int, dict[str, lis
     for name in _pages_for(role):
         url = _page_url(name, records)
         # First without the page (a file would start a download in it), and without a time limit: a draft PDF takes a while.
-        response = context.request.get(url, timeout=0)
+        response = context.request.get(url, timeout=NO_TIME_LIMIT)
         expected = 404 if account in PAGE_HIDDEN.get(name, ()) else 200
         if response.status != expected and not (name == "runs:compare" and response.status == 400):  # compare says what to give
             problems[url] = [f"{name}: {response.status}, expected {expected}"]

@@ -19,6 +19,7 @@ from radtrust_engine import dicomweb
 from radtrust_engine.dicomweb import DicomwebError, DicomwebQuery, dicomweb_client, resolve
 
 UID = "1.2.826.0.1.3680043.8.498"
+REQUEST_TIMEOUT = 120.0  # seconds: a bound on a hang of the in-process PACS, never a measured time
 
 
 @dataclass
@@ -91,7 +92,7 @@ def pacs() -> Iterator[tuple[Pacs, str]]:
 
 
 def _resolve(url: str, **options):
-    return resolve(dicomweb_client(url, timeout=10), DicomwebQuery(modality="CR"), **{"limit": 100, **options})
+    return resolve(dicomweb_client(url, timeout=REQUEST_TIMEOUT), DicomwebQuery(modality="CR"), **{"limit": 100, **options})
 
 
 def test_the_search_pages_with_offset_until_a_page_brings_nothing(pacs):
