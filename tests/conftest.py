@@ -8,9 +8,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import time_machine
 from django.db import connection
 
+from tests.clock import session_midday, session_midday_fix
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def pytest_configure(config):
+    """Fix the session's midday before collection and before xdist starts its workers, which inherit it."""
+    session_midday_fix()
+
+
+@pytest.fixture(autouse=True)
+def midday(request):
+    """Unit tests run on the session's day at 12:00 UTC with the clock ticking from there: an expectation
+    built from "today" or "an hour ago" then holds whatever hour the suite runs at (a run that crossed
+    midnight once failed on dates). Integration tests keep the real clock, which their worker and
+    server processes share."""
+    if request.node.get_closest_marker("integration"):
+        yield None
+        return
+    with time_machine.travel(session_midday(), tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import CommandError, call_command
-from django.utils import timezone
 
 from compliance.document_evidence import evidence_elements
 from compliance.dossier_evidence import dossier_evidence
@@ -19,13 +18,14 @@ from core.models import AuditEvent
 from registry.models import DataUseGrant
 from registry.selectors import dataset_list
 from registry.services import data_use_grant, data_use_revoke, provenance_link, user_create
+from tests.clock import session_today
 from tests.factories import DatasetFactory, DataUseGrantFactory, FoundationModelFactory, ModelVersionFactory
 from validation import services as runs
 from validation.choices import RunStatus
 
 pytestmark = pytest.mark.django_db
 
-TODAY = timezone.localdate()
+TODAY = session_today()  # the day every unit test runs on (tests/clock.py)
 DAY = timedelta(days=1)
 GRANTS = "/api/data-use-grants/"
 

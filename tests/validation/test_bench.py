@@ -7,6 +7,7 @@ that each figure measures what it says (same data, same subsets, real files).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from io import StringIO
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_quick_command_prints_one_json_object_with_every_figure(bench_var):
     assert pipeline["round_ratios_to_mean_of_adjacent_bare"] == pytest.approx(paired)
     assert result["pipeline_vs_bare_ort"] == pytest.approx(float(np.median(paired)))
     assert details["machine"]["cpu_count"] >= 1 and details["machine"]["provider"].endswith("ExecutionProvider")
-    assert pipeline["images"] == bench.QUICK.pipeline_images
+    assert pipeline["images"] == bench.QUICK.pipeline_images == pipeline["bare_images_per_run"]  # unbounded: as many as the pipeline
     assert set(pipeline["stages_seconds"]) >= {"headers", "inference", "metrics"}
     run = details["run"]
     assert run["images"] == bench.QUICK.run_images and run["threads"] == 2
@@ -175,3 +176,10 @@ def test_format_table_marks_missed_goals():
     table = bench.format_table(result)
     assert "0.75" in table and ">= 0.9 NOT met" in table
     assert "61.5" in table and "2 CPUs" in table
+
+
+def test_bounded_bare_runs_score_their_own_count_around_the_full_pipeline_run(tmp_path):
+    sizes = replace(bench.QUICK, bare_images=2 * bench.QUICK.batch_size, pipeline_rounds=2)
+    pipeline = bench.bench_pipeline(tmp_path, sizes, log=lambda message: None)
+    assert pipeline["images"] == bench.QUICK.pipeline_images and pipeline["bare_images_per_run"] == 2 * bench.QUICK.batch_size
+    assert len(pipeline["bare_images_per_second"]) == 3 and len(pipeline["round_ratios_to_mean_of_adjacent_bare"]) == 2

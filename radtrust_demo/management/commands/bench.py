@@ -49,6 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--full", action="store_true", help="scale: the issue's sizes (10,000 and 100,000 images) instead of CI sizes.")
         parser.add_argument("--only", choices=FIGURES, help="Measure this figure only.")
         parser.add_argument("--images", type=int, help="DICOM files for the pipeline figure (default 320).")
+        parser.add_argument("--rounds", type=int, help="foundation: pipeline runs of the embedding pass (default 2), each between bare ORT runs.")
         parser.add_argument("--database-url", help="feedback: the bench's own PostgreSQL database (default: radtrust_bench_feedback on 127.0.0.1).")
         parser.add_argument("--rows", type=int, help="feedback: reports to seed (default 1,000,000).")
         parser.add_argument("--deployments", type=int, help="feedback: deployments to spread them over (default 200).")
@@ -73,7 +74,7 @@ class Command(BaseCommand):
             self._statistics(as_json=as_json, quick=quick)
             return
         if target == "foundation":
-            self._foundation(as_json=as_json, quick=quick, images=images)
+            self._foundation(as_json=as_json, quick=quick, images=images, rounds=options["rounds"])
             return
         if target == "volumes":
             self._volumes(as_json=as_json, quick=quick)
@@ -102,10 +103,12 @@ class Command(BaseCommand):
             result = run_federated_bench(settings.VAR_DIR / "bench", quick=quick, log=lambda message: self.stderr.write(f"bench: {message}"))
         self.stdout.write(json.dumps(result, indent=2) if as_json else format_table(result))
 
-    def _foundation(self, *, as_json: bool, quick: bool, images: int | None) -> None:
+    def _foundation(self, *, as_json: bool, quick: bool, images: int | None, rounds: int | None) -> None:
+        if rounds is not None and rounds < 1:
+            raise CommandError("--rounds must be at least 1.")
         with contextlib.redirect_stdout(sys.stderr):
             result = foundation_bench.run_foundation_bench(
-                settings.VAR_DIR / "bench", quick=quick, images=images, log=lambda message: self.stderr.write(f"bench: {message}")
+                settings.VAR_DIR / "bench", quick=quick, images=images, rounds=rounds, log=lambda message: self.stderr.write(f"bench: {message}")
             )
         self.stdout.write(json.dumps(result, indent=2) if as_json else foundation_bench.format_table(result))
 
