@@ -50,7 +50,7 @@ class Decoded:
 def decode(row: int, path: str, preprocessing: Preprocessing) -> Decoded:
     """Read and preprocess one image; every failure is returned, not raised."""
     try:
-        image = load_image(path, preprocessing)
+        image = load_image(path, preprocessing, attributes=False)  # the run read them in its headers stage
     except ImageError as exc:
         return Decoded(row=row, problem=(exc.reason, str(exc.kind)))
     stats = image_summary(image.array)

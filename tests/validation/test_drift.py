@@ -106,6 +106,23 @@ def test_image_summary_percentiles_are_numpys_to_the_last_bit(index):
     assert image_summary(image) == (float(x.mean()), float(x.std()), *(float(v) for v in np.percentile(x, [1, 99])))
 
 
+def test_image_summary_keeps_its_scratch_per_thread_and_grows_it_for_larger_images():
+    """Images of several types and sizes summarised on four threads at once, each equal to NumPy's figures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    images = [rng.normal(500, 90, size).astype(dtype) for size in ((64, 64), (600, 500), (40, 30)) for dtype in (np.float32, np.uint16, np.int32)]
+
+    def expected(image):
+        x = image.reshape(-1)
+        x = x[:: -(-x.size // (1 << 18))].astype(np.float64)
+        return (float(x.mean()), float(x.std()), *(float(v) for v in np.percentile(x, [1, 99])))
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(image_summary, images * 8))
+    assert got == [expected(image) for image in images * 8]
+
+
 def test_prevalence_shift_interval():
     shift = prevalence_shift(np.r_[np.ones(30), np.zeros(70)], np.r_[np.ones(60), np.zeros(40)], label="nodule")
     assert (shift.reference, shift.current, shift.difference) == pytest.approx((0.3, 0.6, 0.3))

@@ -117,6 +117,8 @@ def test_dicom_applies_rescale_and_returns_header_attributes(tmp_path):
         "study_date": "2024-01-31",
     }
     assert json.loads(json.dumps(image.to_dict()))["shape"] == [3, 4]
+    bare = load_image(path, attributes=False)  # a run's loader: the same pixels, the header attributes left to the headers stage
+    assert bare.attributes == {} and bare.array.tobytes() == image.array.tobytes()
 
 
 def test_dicom_without_rescale_or_header_values(tmp_path):
