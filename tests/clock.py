@@ -19,4 +19,5 @@ def session_midday() -> datetime:
 
 
 def session_today() -> date:
-    return session_midday().date()
+    """The session's day in UTC, the settings' time zone, whatever offset an override carries."""
+    return session_midday().astimezone(UTC).date()

@@ -30,7 +30,7 @@ def midday(request):
     if request.node.get_closest_marker("integration"):
         yield None
         return
-    with time_machine.travel(session_midday(), tick=True) as traveller:
+    with time_machine.travel(session_midday().timestamp(), tick=True) as traveller:  # a timestamp: no TZ set per test
         yield traveller
 
 

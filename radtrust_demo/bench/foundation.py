@@ -95,7 +95,7 @@ def run_foundation_bench(
         QUICK if quick else Sizes(),
         pipeline_images=images or (48 if quick else 2000),
         pipeline_rounds=rounds or (1 if quick else 2),
-        bare_images=None if quick else BARE_IMAGES,
+        bare_images=None if quick else min(BARE_IMAGES, images or 2000),
     )
     network = vit_onnx(cache, small=quick)
     side = network[1]["image"]
@@ -118,7 +118,7 @@ def run_foundation_bench(
         "rounds": passed["round_ratios_to_mean_of_adjacent_bare"],
         "pipeline_images_per_second_by_round": passed["pipeline_images_per_second"],
         "bare_images_per_second_by_run": passed["bare_images_per_second"],
-        "bare_images_per_run": sizes.bare_images or sizes.pipeline_images,
+        "bare_images_per_run": passed["bare_images_per_run"],
         "forward_passes": passed["inference"]["forward_passes"],
         "output_shapes": passed["inference"]["output_shapes"],
     }

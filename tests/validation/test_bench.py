@@ -183,3 +183,12 @@ def test_bounded_bare_runs_score_their_own_count_around_the_full_pipeline_run(tm
     pipeline = bench.bench_pipeline(tmp_path, sizes, log=lambda message: None)
     assert pipeline["images"] == bench.QUICK.pipeline_images and pipeline["bare_images_per_run"] == 2 * bench.QUICK.batch_size
     assert len(pipeline["bare_images_per_second"]) == 3 and len(pipeline["round_ratios_to_mean_of_adjacent_bare"]) == 2
+
+
+def test_rounds_belong_to_the_foundation_bench_alone(bench_var):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="--rounds is for bench foundation only"):
+        call_command("bench", "validation", "--quick", "--rounds", "2", stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError, match="--rounds must be at least 1"):
+        call_command("bench", "foundation", "--quick", "--rounds", "0", stdout=StringIO(), stderr=StringIO())

@@ -3,7 +3,7 @@
 ``manage.py bench documents [--json] [--quick]``: rendering the technical documentation against WeasyPrint alone.
 ``manage.py bench federated [--json] [--quick]``: pooled against central AUROC, payload size, the site agent against the evaluation alone.
 ``manage.py bench statistics [--json] [--quick]``: interval coverage, false alarms, disclosure and the CUSUM on simulated data.
-``manage.py bench foundation [--json] [--quick] [--images N]``: the report-finding extractor, the embedding probe against scikit-learn,
+``manage.py bench foundation [--json] [--quick] [--images N] [--rounds N]``: the report-finding extractor, the embedding probe against scikit-learn,
 the label-efficiency curve's time, embeddings through the pipeline and the ViT-B/16's images/s against bare ONNX Runtime.
 ``manage.py bench usage [--json] [--events N] [--deployments N]``: usage-log ingestion, its reads and the retention purge, in the configured database.
 ``manage.py bench volumes [--json] [--quick]``: FROC, Dice and kappa against reference implementations, sliding windows against bare ONNX Runtime, memory over 100 volumes.
@@ -58,6 +58,8 @@ class Command(BaseCommand):
         parser.add_argument("--child", action="store_true", help="feedback, internal: seed and measure the configured database.")
 
     def handle(self, *args, target: str, as_json: bool, quick: bool, only: str | None, images: int | None, **options):
+        if options["rounds"] is not None and target != "foundation":
+            raise CommandError("--rounds is for bench foundation only.")
         if target == "feedback":
             self._feedback(as_json=as_json, **options)
             return
