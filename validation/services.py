@@ -104,6 +104,20 @@ def manifest_name_check(name: str) -> str:
     return name
 
 
+def documented_manifest(dataset: Dataset, name: str) -> tuple[Path, Path, str]:
+    """The dataset's root, the manifest's path and its sha256; ``ManifestError`` when the manifest
+    changed since the datasheet recorded its hash (a run must evaluate the data that was documented)."""
+    root = dataset_root(dataset)
+    path = manifest_file(root, name)
+    sha = _sha256(path)
+    if dataset.manifest_sha256 and dataset.manifest_sha256 != sha:
+        raise ManifestError(
+            f"manifest {name!r} has sha256 {sha[:12]}..., but the datasheet records {dataset.manifest_sha256[:12]}...: "
+            "the data changed since it was documented; document the data again first"
+        )
+    return root, path, sha
+
+
 def run_create(
     *,
     actor,
@@ -489,14 +503,7 @@ def _evaluate(run_id: int, reporter: RunReporter, shard=None):
         frozen, (manifest, instances) = _dicomweb_manifest(run, class_names)
         manifest_sha = run.manifest_sha256
     else:
-        root = dataset_root(run.dataset)
-        manifest_path = manifest_file(root, run.manifest)
-        manifest_sha = _sha256(manifest_path)
-        if run.dataset.manifest_sha256 and run.dataset.manifest_sha256 != manifest_sha:
-            raise ManifestError(
-                f"manifest {run.manifest!r} has sha256 {manifest_sha[:12]}..., but the datasheet records "
-                f"{run.dataset.manifest_sha256[:12]}...: the data changed since it was documented"
-            )
+        root, manifest_path, manifest_sha = documented_manifest(run.dataset, run.manifest)
         manifest = read_manifest(
             manifest_path,
             root,

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.errors import Conflict
 from radtrust_engine.external_outputs import PredictionsError, evaluate_predictions, read_predictions
-from radtrust_engine.loading import Manifest, ManifestError, manifest_file, read_manifest
+from radtrust_engine.loading import Manifest, ManifestError, read_manifest
 from radtrust_engine.pipeline import SuiteConfig
 from registry.choices import CLASSIFICATION_TASKS, VersionStatus
 from registry.models import Dataset, ModelVersion
@@ -28,7 +28,7 @@ from validation.baselines import baseline_check, baseline_load, version_baseline
 from validation.choices import MlflowState, OutputsSource, RunStage, RunStatus
 from validation.models import ValidationRun
 from validation.run_outputs import run_outputs_save, run_outputs_write
-from validation.services import dataset_root, manifest_name_check, run_finish, run_mlflow_enqueue, run_summary
+from validation.services import documented_manifest, manifest_name_check, run_finish, run_mlflow_enqueue, run_summary
 
 
 def run_from_predictions(
@@ -148,11 +148,7 @@ def manifest_read(
     the datasheet, or since ``accepted_sha256`` (a worker reading what its request accepted: the
     changed file is then not read). The version's classes are its label columns unless not
     ``labelled`` (generated reports against reference reports), when the manifest needs none."""
-    root = dataset_root(dataset)
-    path = manifest_file(root, manifest_name_check(manifest))
-    manifest_sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    if dataset.manifest_sha256 and dataset.manifest_sha256 != manifest_sha:
-        raise ManifestError("The manifest changed since its datasheet was written; document the data again first.")
+    root, path, manifest_sha = documented_manifest(dataset, manifest_name_check(manifest))
     if accepted_sha256 and accepted_sha256 != manifest_sha:
         raise ManifestError(
             f"manifest {manifest!r} has sha256 {manifest_sha[:12]}..., but the run was accepted against "

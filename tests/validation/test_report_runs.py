@@ -329,7 +329,7 @@ def test_reference_reports_need_no_label_column_in_the_manifest(run_setup, api_c
     # the manifest must still be the one its datasheet describes
     type(run_setup["dataset"]).objects.filter(pk=run_setup["dataset"].pk).update(manifest_sha256="0" * 64)
     response = _post(client, run_setup, _jsonl(), reference=reference, manifest=manifest)
-    assert response.status_code == 400 and "changed since its datasheet" in " ".join(response.json()["manifest"])
+    assert response.status_code == 400 and "the data changed since it was documented" in " ".join(response.json()["manifest"])
     assert ValidationRun.objects.count() == 1 and len(sent) == 1
 
 
