@@ -20,7 +20,30 @@ import numpy as np
 MISSING = -1  # the code of None in a ``CodedColumn``
 
 
-class TextColumn(Sequence[str]):
+class StringView(Sequence[str]):
+    """Strings made one at a time (``_at``), read like a list: ints, negative ints and slices."""
+
+    __slots__ = ()
+
+    def _at(self, i: int) -> str:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        i = int(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("column index out of range")
+        return self._at(i)
+
+
+class TextColumn(StringView):
     """Strings packed into one ``str``; ``ends[i]`` is where string ``i`` stops in it."""
 
     __slots__ = ("_ends", "_text")
@@ -39,18 +62,7 @@ class TextColumn(Sequence[str]):
     def __len__(self) -> int:
         return int(self._ends.size)
 
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[str]: ...
-    def __getitem__(self, index: int | slice) -> str | list[str]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError("column index out of range")
+    def _at(self, i: int) -> str:
         start = int(self._ends[i - 1]) if i else 0
         return self._text[start : int(self._ends[i])]
 

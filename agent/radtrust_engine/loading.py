@@ -26,11 +26,11 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
-from radtrust_engine.columns import CodeBuilder, TextBuilder, as_coded, as_text
+from radtrust_engine.columns import CodeBuilder, StringView, TextBuilder, as_coded, as_text
 from radtrust_engine.failures import FailureCode
 from radtrust_engine.paths import PathRefused, resolve_within
 
@@ -214,7 +214,7 @@ class Manifest:
         }
 
 
-class _AbsolutePaths(Sequence[str]):
+class _AbsolutePaths(StringView):
     """``Manifest.absolute_paths``: a view made a path at a time."""
 
     def __init__(self, manifest: Manifest, rows: Sequence[int]):
@@ -224,14 +224,8 @@ class _AbsolutePaths(Sequence[str]):
     def __len__(self) -> int:
         return len(self._rows)
 
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[str]: ...
-    def __getitem__(self, index: int | slice) -> str | list[str]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return str(self._manifest.absolute_path(int(self._rows[index])))
+    def _at(self, i: int) -> str:
+        return str(self._manifest.absolute_path(int(self._rows[i])))
 
 
 def _read_rows(path: Path, shown: str) -> tuple[list[str], int, Callable[[], Iterator[dict[str, Any]]]]:
